@@ -1,0 +1,74 @@
+/* The key/value cache: per layer, sequence and key/value head, a run of positions of D floats. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/model.h"
+
+/* bytes of one of keys/values at `capacity` positions, or -1 when that is not representable */
+static int64_t cache_bytes(const nt_cache *c, int64_t capacity) {
+    int64_t n = nt_mul_size(nt_mul_size(c->num_layers, c->batch_size), c->num_kv_heads);
+    n = nt_mul_size(nt_mul_size(n, capacity), c->head_dim);
+    n = nt_mul_size(n, (int64_t)sizeof(float));
+    if (n < 0 || (uint64_t)n > (uint64_t)SIZE_MAX) return -1;
+    return n;
+}
+
+nt_status nt_cache_create(nt_cache **out, nt_error *err, const nt_model *model, int64_t batch_size,
+                          int64_t capacity) {
+    *out = NULL;
+    if (batch_size <= 0) return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "cache batch size must be positive");
+    if (capacity < 0) return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "cache capacity must be >= 0");
+    nt_cache *c = calloc(1, sizeof *c);
+    if (c == NULL) return nt_error_set(err, NT_ERROR_OUT_OF_MEMORY, "out of memory for the cache");
+    c->num_layers = model->config.num_hidden_layers;
+    c->batch_size = batch_size;
+    c->num_kv_heads = model->config.num_key_value_heads;
+    c->head_dim = model->config.head_dim;
+    nt_status status = nt_cache_reserve(c, err, capacity);
+    if (status != NT_OK) {
+        nt_cache_free(c);
+        return status;
+    }
+    *out = c;
+    return NT_OK;
+}
+
+void nt_cache_free(nt_cache *cache) {
+    if (cache == NULL) return;
+    free(cache->keys);
+    free(cache->values);
+    free(cache);
+}
+
+int64_t nt_cache_batch_size(const nt_cache *cache) { return cache->batch_size; }
+int64_t nt_cache_length(const nt_cache *cache) { return cache->length; }
+
+nt_status nt_cache_reserve(nt_cache *c, nt_error *err, int64_t capacity) {
+    if (capacity <= c->capacity && c->keys != NULL) return NT_OK;
+    if (capacity < 1) capacity = 1;
+    /* grow geometrically so that a token-by-token caller copies O(n) in all */
+    if (c->capacity > 0 && capacity < 2 * c->capacity) capacity = 2 * c->capacity;
+    int64_t bytes = cache_bytes(c, capacity);
+    if (bytes < 0)
+        return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "a cache of %lld positions is too large",
+                            (long long)capacity);
+    float *keys = malloc((size_t)bytes), *values = malloc((size_t)bytes);
+    if (keys == NULL || values == NULL) {
+        free(keys);
+        free(values);
+        return nt_error_set(err, NT_ERROR_OUT_OF_MEMORY, "out of memory for a cache of %lld positions (%lld bytes)",
+                            (long long)capacity, (long long)(2 * bytes));
+    }
+    int64_t runs = c->num_layers * c->batch_size * c->num_kv_heads;
+    size_t filled = (size_t)(c->length * c->head_dim) * sizeof(float);
+    for (int64_t r = 0; r < runs && filled > 0; r++) {
+        memcpy(keys + r * capacity * c->head_dim, c->keys + r * c->capacity * c->head_dim, filled);
+        memcpy(values + r * capacity * c->head_dim, c->values + r * c->capacity * c->head_dim, filled);
+    }
+    free(c->keys);
+    free(c->values);
+    c->keys = keys;
+    c->values = values;
+    c->capacity = capacity;
+    return NT_OK;
+}

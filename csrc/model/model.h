@@ -1,0 +1,47 @@
+/* The model's internal layout, shared by model.c, cache.c and forward.c. */
+#ifndef NT_MODEL_H
+#define NT_MODEL_H
+
+#include "kernels/kernels.h"
+#include "nemotron.h"
+
+typedef struct {
+    const float *input_norm_weight, *input_norm_bias; /* (H) each */
+    nt_tensor q_proj;                                  /* (NH*D, H) */
+    nt_tensor k_proj, v_proj;                          /* (NKV*D, H) */
+    nt_tensor o_proj;                                  /* (H, NH*D) */
+    const float *q_bias, *k_bias, *v_bias, *o_bias;    /* (NH*D), (NKV*D), (NKV*D), (H); NULL without attention_bias */
+    const float *post_norm_weight, *post_norm_bias;    /* (H) each */
+    nt_tensor up_proj;                                 /* (I, H) */
+    nt_tensor down_proj;                               /* (H, I) */
+    const float *up_bias, *down_bias;                  /* (I), (H); NULL without mlp_bias */
+} nt_layer;
+
+struct nt_model {
+    nt_config config;          /* config.inv_freq points at inv_freq below */
+    float *inv_freq;           /* (R/2) */
+    nt_tensor embed_tokens;    /* (V, H) */
+    nt_tensor lm_head;         /* (V, H); embed_tokens when tied; data NULL for a bare model */
+    const float *norm_weight, *norm_bias; /* (H) each */
+    nt_layer *layers;          /* (L) */
+    float *vectors;            /* one allocation holding every float32 norm and bias copy */
+    const nt_kernels *kernels;
+    nt_threadpool *pool;
+};
+
+struct nt_cache {
+    int64_t num_layers, batch_size, num_kv_heads, head_dim; /* L, B, NKV, D */
+    int64_t capacity;  /* positions allocated per sequence */
+    int64_t length;    /* P, positions filled */
+    float *keys;       /* (L, B, NKV, capacity, D) */
+    float *values;     /* (L, B, NKV, capacity, D) */
+};
+
+/* a * b, or -1 when either is negative or the product leaves int64 (sizes of at most 2^62) */
+static inline int64_t nt_mul_size(int64_t a, int64_t b) {
+    if (a < 0 || b < 0) return -1;
+    if (a != 0 && b > ((int64_t)1 << 62) / a) return -1;
+    return a * b;
+}
+
+#endif

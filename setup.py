@@ -1,0 +1,61 @@
+"""Builds nemotron_c._core from csrc/ (the C core) and nemotron_c/_binding/ (the CPython binding).
+
+The list of core sources and their flags lives in csrc/sources.mk, which csrc/Makefile reads too.
+"""
+import os
+import re
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CSRC = os.path.join("csrc")
+
+
+def read_make_variables(path):
+    """Parses the `NAME = words...` assignments (with backslash continuations) of a Makefile fragment."""
+    with open(path, encoding="utf-8") as f:
+        text = re.sub(r"\\\n", " ", f.read())
+    variables = {}
+    for line in text.splitlines():
+        line = line.split("#", 1)[0]
+        match = re.match(r"^\s*([A-Z0-9_]+)\s*=\s*(.*)$", line)
+        if match:
+            variables[match.group(1)] = match.group(2).split()
+    return variables
+
+
+MAKE = read_make_variables(os.path.join(HERE, CSRC, "sources.mk"))
+BINDING_SOURCES = sorted(
+    os.path.join("nemotron_c", "_binding", name)
+    for name in os.listdir(os.path.join(HERE, "nemotron_c", "_binding"))
+    if name.endswith(".c")
+)
+
+
+class BuildExtWithIsaObjects(build_ext):
+    """Compiles the ISA-specific kernels with their own flags, then links them into the extension."""
+
+    def build_extension(self, ext):
+        isa_sources = [os.path.join(CSRC, s) for s in MAKE["AVX2_SOURCES"]]
+        objects = self.compiler.compile(
+            isa_sources,
+            output_dir=self.build_temp,
+            include_dirs=ext.include_dirs,
+            extra_postargs=MAKE["CORE_CFLAGS"] + MAKE["AVX2_CFLAGS"],
+            depends=ext.depends,
+        )
+        ext.extra_objects = list(ext.extra_objects or []) + objects
+        super().build_extension(ext)
+
+
+core = Extension(
+    "nemotron_c._core",
+    sources=[os.path.join(CSRC, s) for s in MAKE["CORE_SOURCES"]] + BINDING_SOURCES,
+    include_dirs=[CSRC],
+    extra_compile_args=MAKE["CORE_CFLAGS"],
+    extra_link_args=["-pthread", "-lm"],
+    depends=[os.path.join(CSRC, "nemotron.h"), os.path.join(CSRC, "sources.mk")],
+)
+
+setup(ext_modules=[core], cmdclass={"build_ext": BuildExtWithIsaObjects})
