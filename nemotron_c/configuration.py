@@ -1,0 +1,244 @@
+"""NemotronConfig: the fields, defaults and legacy spellings of Transformers' NemotronConfig.
+
+Where Transformers 5.24 does something we consider wrong, we differ on purpose:
+- `num_key_value_heads` missing or null means `num_attention_heads` (Transformers keeps None and its
+  attention then fails with a TypeError).
+- The legacy NeMo keys `rope_percent` / `rope_percentage` give `partial_rotary_factor` when that is
+  absent (Transformers did so until recent 5.x releases and now silently ignores them).
+- The legacy key `kv_channels` gives `head_dim` when that is absent (NeMo's name for the per-head size;
+  Transformers ignores it and cannot load such a checkpoint when the two differ).
+"""
+import copy
+import json
+import os
+
+MODEL_TYPE = "nemotron"
+
+# Nemotron's own fields and their defaults, as in Transformers' NemotronConfig.
+NEMOTRON_DEFAULTS = {
+    "vocab_size": 256000,
+    "hidden_size": 6144,
+    "intermediate_size": 24576,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 48,
+    "head_dim": None,
+    "num_key_value_heads": None,
+    "hidden_act": "relu2",
+    "max_position_embeddings": 4096,
+    "initializer_range": 0.0134,
+    "norm_eps": 1e-5,
+    "use_cache": True,
+    "pad_token_id": None,
+    "bos_token_id": 2,
+    "eos_token_id": 3,
+    "tie_word_embeddings": False,
+    "rope_parameters": None,
+    "attention_bias": False,
+    "attention_dropout": 0.0,
+    "mlp_bias": False,
+}
+
+# Fields every Transformers config has.
+COMMON_DEFAULTS = {
+    "architectures": None,
+    "output_hidden_states": False,
+    "output_attentions": False,
+    "return_dict": True,
+    "dtype": None,
+    "problem_type": None,
+    "chunk_size_feed_forward": 0,
+    "is_encoder_decoder": False,
+}
+
+DEFAULT_ROPE_THETA = 10000.0
+DEFAULT_PARTIAL_ROTARY_FACTOR = 0.5
+SUPPORTED_ROPE_TYPES = ("default", "linear")
+
+
+class NemotronConfig:
+    """Configuration of a Nemotron decoder, with Transformers' attribute names.
+
+    Unknown keys are kept as attributes and written back by `to_dict`, as Transformers does.
+    """
+
+    model_type = MODEL_TYPE
+
+    def __init__(self, **kwargs):
+        kwargs = dict(kwargs)
+        kwargs.pop("model_type", None)
+        kwargs.pop("transformers_version", None)
+        if "torch_dtype" in kwargs and "dtype" not in kwargs:
+            kwargs["dtype"] = kwargs.pop("torch_dtype")
+        kwargs.pop("torch_dtype", None)
+        num_labels = kwargs.pop("num_labels", None)
+        id2label = kwargs.pop("id2label", None)
+        label2id = kwargs.pop("label2id", None)
+
+        for key, default in {**COMMON_DEFAULTS, **NEMOTRON_DEFAULTS}.items():
+            setattr(self, key, copy.deepcopy(kwargs.pop(key, default)))
+
+        if self.head_dim is None and kwargs.get("kv_channels") is not None:
+            self.head_dim = int(kwargs["kv_channels"])
+        if self.head_dim is None:
+            self.head_dim = self.hidden_size // self.num_attention_heads
+        if self.num_key_value_heads is None:
+            self.num_key_value_heads = self.num_attention_heads
+
+        self.rope_parameters = self._standardize_rope(kwargs)
+        self._set_labels(num_labels, id2label, label2id)
+        for key, value in kwargs.items():
+            setattr(self, key, value)
+
+    def _standardize_rope(self, kwargs):
+        """Gathers rope_theta, partial_rotary_factor and rope_scaling into rope_parameters, as Transformers does."""
+        rope = copy.deepcopy(kwargs.pop("rope_scaling", None) or self.rope_parameters or {})
+        if not isinstance(rope, dict):
+            raise TypeError(f"rope_parameters must be a dict, got {type(rope).__name__}")
+        rope.setdefault("rope_theta", kwargs.pop("rope_theta", DEFAULT_ROPE_THETA))
+        kwargs.pop("rope_theta", None)
+        factor = kwargs.pop("partial_rotary_factor", None)
+        if factor is None:
+            factor = kwargs.get("rope_percent") or kwargs.get("rope_percentage")
+        rope.setdefault("partial_rotary_factor", DEFAULT_PARTIAL_ROTARY_FACTOR if factor is None else factor)
+        rope.setdefault("rope_type", rope.get("type", "default"))
+        return rope
+
+    def _set_labels(self, num_labels, id2label, label2id):
+        if id2label is not None:
+            self.id2label = {int(k): v for k, v in dict(id2label).items()}
+        else:
+            count = 2 if num_labels is None else int(num_labels)
+            self.id2label = {i: f"LABEL_{i}" for i in range(count)}
+        if label2id is not None:
+            self.label2id = {k: int(v) for k, v in dict(label2id).items()}
+        else:
+            self.label2id = {v: k for k, v in self.id2label.items()}
+
+    # ------------------------------------------------------------ derived values
+
+    @property
+    def num_labels(self):
+        return len(self.id2label)
+
+    @num_labels.setter
+    def num_labels(self, value):
+        self._set_labels(int(value), None, None)
+
+    @property
+    def torch_dtype(self):
+        return self.dtype
+
+    @property
+    def rope_theta(self):
+        return self.rope_parameters["rope_theta"]
+
+    @property
+    def partial_rotary_factor(self):
+        return self.rope_parameters["partial_rotary_factor"]
+
+    @property
+    def rotary_dim(self):
+        """Dimensions of each head that are rotated: int(head_dim * partial_rotary_factor)."""
+        return int(self.head_dim * self.partial_rotary_factor)
+
+    # ------------------------------------------------------------ construction and serialisation
+
+    @classmethod
+    def from_dict(cls, config_dict, **kwargs):
+        config_dict = dict(config_dict)
+        model_type = config_dict.get("model_type", MODEL_TYPE)
+        if model_type != MODEL_TYPE:
+            raise ValueError(
+                f"config has model_type {model_type!r}; nemotron_c implements only {MODEL_TYPE!r} models"
+            )
+        config_dict.update(kwargs)
+        return cls(**config_dict)
+
+    @classmethod
+    def from_json_file(cls, path):
+        return cls.from_dict(read_config_json(path))
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        path = os.fspath(pretrained_model_name_or_path)
+        if os.path.isdir(path):
+            path = os.path.join(path, "config.json")
+        return cls.from_dict(read_config_json(path), **kwargs)
+
+    def to_dict(self):
+        out = {key: copy.deepcopy(value) for key, value in vars(self).items() if not key.startswith("_")}
+        out["model_type"] = MODEL_TYPE
+        return out
+
+    def to_json_string(self):
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+    def save_pretrained(self, save_directory):
+        os.makedirs(save_directory, exist_ok=True)
+        with open(os.path.join(save_directory, "config.json"), "w", encoding="utf-8") as f:
+            f.write(self.to_json_string())
+
+    def __eq__(self, other):
+        return isinstance(other, NemotronConfig) and self.to_dict() == other.to_dict()
+
+    def __repr__(self):
+        return f"NemotronConfig {self.to_json_string()}"
+
+    # ------------------------------------------------------------ checks before building a model
+
+    def validate(self):
+        """Raises ValueError for a config that no model can be built from."""
+        for key in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+                    "num_attention_heads", "num_key_value_heads", "head_dim"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"config.{key} must be a positive integer, got {value!r}")
+        if self.num_attention_heads % self.num_key_value_heads:
+            raise ValueError(
+                f"num_attention_heads ({self.num_attention_heads}) must be a multiple of "
+                f"num_key_value_heads ({self.num_key_value_heads})"
+            )
+        factor = self.partial_rotary_factor
+        if not isinstance(factor, (int, float)) or not 0.0 <= factor <= 1.0:
+            raise ValueError(f"partial_rotary_factor must be within [0, 1], got {factor!r}")
+        if self.rotary_dim % 2:
+            raise ValueError(
+                f"int(head_dim * partial_rotary_factor) = {self.rotary_dim} is odd; rotary embeddings need an even size"
+            )
+        rope_type = self.rope_parameters.get("rope_type")
+        if rope_type not in SUPPORTED_ROPE_TYPES:
+            raise NotImplementedError(
+                f"rope_type {rope_type!r} is not supported by nemotron_c (supported: {', '.join(SUPPORTED_ROPE_TYPES)})"
+            )
+        if not isinstance(self.norm_eps, (int, float)) or self.norm_eps < 0:
+            raise ValueError(f"norm_eps must be a non-negative number, got {self.norm_eps!r}")
+
+
+def read_config_json(path):
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no config.json at {path}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path} is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} must hold a JSON object")
+    return data
+
+
+class AutoConfig:
+    """Reads config.json and returns the config class of its model_type (only 'nemotron' here)."""
+
+    def __init__(self):
+        raise EnvironmentError("AutoConfig is created with AutoConfig.from_pretrained(path)")
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        return NemotronConfig.from_pretrained(pretrained_model_name_or_path, **kwargs)
+
+    @classmethod
+    def for_model(cls, model_type, **kwargs):
+        if model_type != MODEL_TYPE:
+            raise ValueError(f"unsupported model_type {model_type!r}; nemotron_c implements only {MODEL_TYPE!r}")
+        return NemotronConfig(**kwargs)

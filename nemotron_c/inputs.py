@@ -1,0 +1,74 @@
+"""Turning what a Transformers script passes (NumPy arrays, nested lists, torch tensors) into checked arrays."""
+import numpy as np
+
+
+def to_numpy(value, name):
+    """NumPy view of an array-like; torch tensors are detached and moved to the CPU."""
+    if hasattr(value, "detach") and hasattr(value, "cpu") and hasattr(value, "numpy"):
+        value = value.detach().cpu()
+        if str(getattr(value, "dtype", "")) == "torch.bfloat16":
+            value = value.float()
+        return value.numpy()
+    if isinstance(value, np.ndarray):
+        return value
+    if isinstance(value, (list, tuple)):
+        try:
+            return np.array(value)
+        except ValueError:
+            raise ValueError(f"{name} is a ragged nested list; pad its rows to one length") from None
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return np.array(value)
+    raise TypeError(f"{name} must be a NumPy array, a torch tensor or a nested list, not {type(value).__name__}")
+
+
+def as_token_ids(value, name="input_ids", vocab_size=None):
+    """(B, T) int64 ids from a 1-D or 2-D integer array-like; ids checked against vocab_size."""
+    ids = to_numpy(value, name)
+    if ids.dtype == np.bool_ or not np.issubdtype(ids.dtype, np.integer):
+        if ids.size == 0 and ids.dtype == np.float64:  # np.array([]) or [[]]
+            ids = ids.astype(np.int64)
+        else:
+            raise TypeError(f"{name} must hold integers, got dtype {ids.dtype}")
+    if ids.ndim == 1:
+        ids = ids[None, :]
+    if ids.ndim != 2:
+        raise ValueError(f"{name} must be 1-D or 2-D (batch, sequence), got shape {ids.shape}")
+    if ids.shape[0] == 0 or ids.shape[1] == 0:
+        raise ValueError(f"{name} is empty (shape {ids.shape})")
+    ids = ids.astype(np.int64, copy=False)
+    if vocab_size is not None:
+        low, high = int(ids.min()), int(ids.max())
+        if low < 0 or high >= vocab_size:
+            bad = low if low < 0 else high
+            raise ValueError(f"{name} holds token id {bad}, outside the vocabulary [0, {vocab_size})")
+    return ids
+
+
+def as_attention_mask(value, shape):
+    """(B, S) uint8 mask of zeros and ones, of exactly `shape`."""
+    mask = to_numpy(value, "attention_mask")
+    if mask.ndim == 1 and shape[0] == 1:
+        mask = mask[None, :]
+    if mask.ndim != 2:
+        raise ValueError(f"attention_mask must be 2-D (batch, sequence), got shape {mask.shape}")
+    if mask.shape != tuple(shape):
+        raise ValueError(f"attention_mask has shape {mask.shape}, expected {tuple(shape)} (batch, past + new tokens)")
+    if not (mask.dtype == np.bool_ or np.issubdtype(mask.dtype, np.integer) or np.issubdtype(mask.dtype, np.floating)):
+        raise TypeError(f"attention_mask must hold integers or booleans, got dtype {mask.dtype}")
+    if not np.all((mask == 0) | (mask == 1)):
+        raise ValueError("attention_mask must hold only 0 (padding) and 1 (token)")
+    return np.ascontiguousarray(mask, dtype=np.uint8)
+
+
+def as_position_ids(value, shape):
+    """(B, T) int64 positions; a single row or a 1-D array is broadcast over the batch."""
+    positions = to_numpy(value, "position_ids")
+    if positions.dtype == np.bool_ or not np.issubdtype(positions.dtype, np.integer):
+        raise TypeError(f"position_ids must hold integers, got dtype {positions.dtype}")
+    if positions.ndim == 1:
+        positions = positions[None, :]
+    if positions.ndim != 2 or positions.shape[1] != shape[1] or positions.shape[0] not in (1, shape[0]):
+        raise ValueError(f"position_ids has shape {positions.shape}, expected {tuple(shape)}")
+    if positions.size and positions.min() < 0:
+        raise ValueError("position_ids must be non-negative")
+    return np.ascontiguousarray(np.broadcast_to(positions, shape), dtype=np.int64)

@@ -1,0 +1,541 @@
+"""Transformers-style Nemotron models over the C core: loading, forward and the KV cache.
+
+The policy lives here (argument handling, defaults, Transformers compatibility); each call makes one
+call into nemotron_c._core, which runs the whole forward pass with the GIL released.
+"""
+import os
+import sys
+
+import numpy as np
+
+from . import _core
+from .configuration import NemotronConfig
+from .inputs import as_attention_mask, as_position_ids, as_token_ids, to_numpy
+from .loading import read_checkpoint
+from .outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
+
+ACTIVATIONS = {
+    "relu2": "relu2",
+    "relu": "relu",
+    "silu": "silu",
+    "swish": "silu",
+    "gelu": "gelu",
+    "gelu_new": "gelu_tanh",
+    "gelu_pytorch_tanh": "gelu_tanh",
+    "gelu_fast": "gelu_tanh",
+    "sigmoid": "sigmoid",
+}
+
+DTYPE_NAMES = {
+    "float32": "float32", "float": "float32", "fp32": "float32",
+    "bfloat16": "bfloat16", "bf16": "bfloat16",
+    "float16": "float16", "half": "float16", "fp16": "float16",
+}
+
+# from_pretrained keywords of Transformers that have no meaning for a local CPU model.
+IGNORED_LOAD_KWARGS = {
+    "attn_implementation", "low_cpu_mem_usage", "trust_remote_code", "revision", "local_files_only",
+    "cache_dir", "use_safetensors", "force_download", "token", "use_auth_token", "proxies",
+    "output_loading_info", "offload_folder", "offload_state_dict", "subfolder", "variant",
+}
+
+# Per-layer tensor names in the order of the core's nt_layer_tensor enum.
+LAYER_TENSOR_NAMES = (
+    "input_layernorm.weight", "input_layernorm.bias",
+    "self_attn.q_proj.weight", "self_attn.q_proj.bias",
+    "self_attn.k_proj.weight", "self_attn.k_proj.bias",
+    "self_attn.v_proj.weight", "self_attn.v_proj.bias",
+    "self_attn.o_proj.weight", "self_attn.o_proj.bias",
+    "post_attention_layernorm.weight", "post_attention_layernorm.bias",
+    "mlp.up_proj.weight", "mlp.up_proj.bias",
+    "mlp.down_proj.weight", "mlp.down_proj.bias",
+)
+assert len(LAYER_TENSOR_NAMES) == _core.LAYER_TENSOR_COUNT
+BACKBONE_PREFIXES = ("model.", "transformer.", "")
+
+
+def resolve_dtype(dtype):
+    """'float32', 'bfloat16' or 'float16' from a name, a NumPy dtype or a torch dtype; None keeps the stored one."""
+    if dtype is None or (isinstance(dtype, str) and dtype == "auto"):
+        return None
+    if isinstance(dtype, str):
+        name = dtype
+    elif type(dtype).__module__ == "torch" or str(dtype).startswith("torch."):
+        name = str(dtype)
+    else:
+        try:
+            name = np.dtype(dtype).name
+        except TypeError:
+            raise TypeError(f"dtype must be a name, a NumPy dtype or a torch dtype, not {dtype!r}") from None
+    name = name.removeprefix("torch.")
+    if name not in DTYPE_NAMES:
+        raise ValueError(f"unsupported dtype {dtype!r}: nemotron_c stores weights as float32, bfloat16 or float16")
+    return DTYPE_NAMES[name]
+
+
+def check_cpu_device(device, what):
+    """Accepts anything that names the CPU (None, 'cpu', 'auto', torch.device('cpu'), {'': 'cpu'})."""
+    if device is None:
+        return
+    if isinstance(device, dict):
+        for value in device.values():
+            check_cpu_device(value, what)
+        return
+    name = str(getattr(device, "type", device))
+    if name not in ("cpu", "auto"):
+        raise ValueError(f"{what}={device!r}: nemotron_c runs on the CPU only")
+
+
+class CPUDevice:
+    """model.device when torch is not loaded: compares equal to 'cpu' and has .type like torch.device."""
+
+    type = "cpu"
+    index = None
+
+    def __eq__(self, other):
+        return str(getattr(other, "type", other)) == "cpu"
+
+    def __hash__(self):
+        return hash("cpu")
+
+    def __str__(self):
+        return "cpu"
+
+    def __repr__(self):
+        return "device(type='cpu')"
+
+
+class NemotronCache:
+    """Keys and values of every layer for a batch, kept between calls (Transformers' DynamicCache role).
+
+    Pass it back as `past_key_values=` (or `cache=`); each forward appends its tokens in place.
+    """
+
+    def __init__(self, model, batch_size, capacity=0):
+        self._core = _core.Cache(model._core, int(batch_size), int(capacity))
+        self._owner = model._core
+
+    def get_seq_length(self, layer_idx=0):
+        return self._core.length
+
+    @property
+    def batch_size(self):
+        return self._core.batch_size
+
+    def __repr__(self):
+        return f"NemotronCache(batch_size={self.batch_size}, seq_length={self.get_seq_length()})"
+
+
+class NemotronPreTrainedModel:
+    """Loading and the parts of Transformers' PreTrainedModel interface that scripts rely on."""
+
+    config_class = NemotronConfig
+    base_model_prefix = "model"
+    main_input_name = "input_ids"
+    has_lm_head = False
+
+    def __init__(self, config, tensors, dtype=None, num_threads=None, kernels=None):
+        """Builds the model from `tensors` ({name: StoredTensor or ndarray}); use from_pretrained normally."""
+        if not isinstance(config, NemotronConfig):
+            raise TypeError(f"config must be a NemotronConfig, not {type(config).__name__}")
+        config.validate()
+        self.config = config
+        self.name_or_path = getattr(config, "_name_or_path", "")
+        self._build(tensors, dtype, num_threads, kernels)
+        self.training = False
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, config=None, dtype=None, torch_dtype=None,
+                        device_map=None, device=None, num_threads=None, **kwargs):
+        """Loads a Hugging Face checkpoint directory (config.json and safetensors weights).
+
+        dtype: None or "auto" keeps each tensor's stored dtype; "float32", "bfloat16", "float16" (or the
+        NumPy/torch dtype) converts the weights. Arithmetic is float32 whatever the storage.
+        num_threads: threads per call (default: one per available CPU).
+        """
+        if model_args:
+            raise TypeError("from_pretrained takes the checkpoint path as its only positional argument")
+        path = os.fspath(pretrained_model_name_or_path)
+        if not os.path.isdir(path):
+            raise FileNotFoundError(
+                f"{path!r} is not a directory: nemotron_c loads local checkpoint directories only (no hub downloads)"
+            )
+        check_cpu_device(device_map, "device_map")
+        check_cpu_device(device, "device")
+        if torch_dtype is not None:
+            if dtype is not None:
+                raise ValueError("give dtype= or its older spelling torch_dtype=, not both")
+            dtype = torch_dtype
+        dtype = resolve_dtype(dtype)
+        for key in IGNORED_LOAD_KWARGS:
+            kwargs.pop(key, None)
+        if config is None:
+            config = NemotronConfig.from_pretrained(path)
+        elif not isinstance(config, NemotronConfig):
+            raise TypeError(f"config must be a NemotronConfig, not {type(config).__name__}")
+        for key, value in kwargs.items():
+            if not hasattr(config, key):
+                raise TypeError(f"from_pretrained got an unexpected keyword argument {key!r}")
+            setattr(config, key, value)
+        config._name_or_path = path
+        model = cls(config, read_checkpoint(path), dtype=dtype, num_threads=num_threads)
+        model._load_extras(path)
+        return model
+
+    def _load_extras(self, path):
+        """Hook for what a subclass reads besides the weights (the generation config)."""
+
+    # ------------------------------------------------------------ building the core model
+
+    def _build(self, tensors, dtype, num_threads, kernels):
+        config = self.config
+        prefix = find_backbone_prefix(tensors, self.base_model_prefix)
+
+        def tensor(name, required=True, shape=None):
+            full = prefix + name
+            stored = tensors.get(full)
+            if stored is None:
+                if required:
+                    raise ValueError(f"checkpoint lacks tensor {full!r}")
+                return None
+            if shape is not None and tuple(stored.shape) != shape:
+                raise ValueError(f"tensor {full!r} has shape {tuple(stored.shape)}, the config implies {shape}")
+            return stored
+
+        H, I, V = config.hidden_size, config.intermediate_size, config.vocab_size
+        QD = config.num_attention_heads * config.head_dim
+        KVD = config.num_key_value_heads * config.head_dim
+        layer_shapes = {
+            "input_layernorm.weight": (H,), "input_layernorm.bias": (H,),
+            "self_attn.q_proj.weight": (QD, H), "self_attn.q_proj.bias": (QD,),
+            "self_attn.k_proj.weight": (KVD, H), "self_attn.k_proj.bias": (KVD,),
+            "self_attn.v_proj.weight": (KVD, H), "self_attn.v_proj.bias": (KVD,),
+            "self_attn.o_proj.weight": (H, QD), "self_attn.o_proj.bias": (H,),
+            "post_attention_layernorm.weight": (H,), "post_attention_layernorm.bias": (H,),
+            "mlp.up_proj.weight": (I, H), "mlp.up_proj.bias": (I,),
+            "mlp.down_proj.weight": (H, I), "mlp.down_proj.bias": (H,),
+        }
+        optional = {
+            "self_attn.q_proj.bias": config.attention_bias, "self_attn.k_proj.bias": config.attention_bias,
+            "self_attn.v_proj.bias": config.attention_bias, "self_attn.o_proj.bias": config.attention_bias,
+            "mlp.up_proj.bias": config.mlp_bias, "mlp.down_proj.bias": config.mlp_bias,
+        }
+        chosen = [tensor("embed_tokens.weight", shape=(V, H)), tensor("norm.weight", shape=(H,)),
+                  tensor("norm.bias", shape=(H,)), None]
+        if self.has_lm_head and not config.tie_word_embeddings:
+            head = tensors.get("lm_head.weight")
+            if head is None:
+                raise ValueError("checkpoint lacks tensor 'lm_head.weight' (and tie_word_embeddings is false)")
+            if tuple(head.shape) != (V, H):
+                raise ValueError(f"tensor 'lm_head.weight' has shape {tuple(head.shape)}, the config implies {(V, H)}")
+            chosen[3] = head
+        for layer in range(config.num_hidden_layers):
+            for name in LAYER_TENSOR_NAMES:
+                use = optional.get(name, True)
+                chosen.append(tensor(f"layers.{layer}.{name}", shape=layer_shapes[name]) if use else None)
+
+        arrays = []
+        for stored in chosen:
+            if stored is None:
+                arrays.append((None, 0, (1,)))
+                continue
+            storage = resolve_storage(stored, dtype)
+            array = stored.array(storage) if hasattr(stored, "array") else np.ascontiguousarray(stored)
+            arrays.append((array, _core.DTYPES[storage], tuple(array.shape)))
+        self.dtype = dtype or resolve_storage(chosen[0], None)
+
+        core_config = {
+            "vocab_size": V, "hidden_size": H, "intermediate_size": I,
+            "num_hidden_layers": config.num_hidden_layers,
+            "num_attention_heads": config.num_attention_heads,
+            "num_key_value_heads": config.num_key_value_heads,
+            "head_dim": config.head_dim, "rotary_dim": config.rotary_dim,
+            "inv_freq": rope_inverse_frequencies(config), "rope_attention_scaling": 1.0,
+            "norm_eps": float(config.norm_eps), "hidden_act": activation_code(config.hidden_act),
+            "attention_bias": int(bool(config.attention_bias)), "mlp_bias": int(bool(config.mlp_bias)),
+            "tie_word_embeddings": int(bool(config.tie_word_embeddings)),
+        }
+        kernels = kernels or os.environ.get("NEMOTRON_C_KERNELS", "auto")
+        threads = 0 if num_threads is None else int(num_threads)
+        if num_threads is not None and threads < 1:
+            raise ValueError(f"num_threads must be at least 1, got {num_threads}")
+        self._core = _core.Model(core_config, arrays, kernels, threads)
+
+    # ------------------------------------------------------------ the PreTrainedModel surface
+
+    @property
+    def device(self):
+        if "torch" in sys.modules:
+            return sys.modules["torch"].device("cpu")
+        return CPUDevice()
+
+    @property
+    def kernels(self):
+        """Name of the kernel set chosen for this CPU ('avx2' or 'portable')."""
+        return self._core.kernels
+
+    @property
+    def num_threads(self):
+        return self._core.num_threads
+
+    def eval(self):
+        self.training = False
+        return self
+
+    def train(self, mode=True):
+        if mode:
+            raise NotImplementedError("nemotron_c runs inference only; train() is not available")
+        return self.eval()
+
+    def requires_grad_(self, requires_grad=True):
+        return self
+
+    def to(self, *args, **kwargs):
+        """Accepts the CPU (as a device or a name); anything else, or a dtype change, raises."""
+        for value in list(args) + list(kwargs.values()):
+            text = str(getattr(value, "type", value))
+            if text in ("cpu",) or value is None:
+                continue
+            if "float" in text or "dtype" in text:
+                raise NotImplementedError("to change the weights' dtype, load with from_pretrained(path, dtype=...)")
+            check_cpu_device(value, "to")
+        return self
+
+    def cpu(self):
+        return self
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    # ------------------------------------------------------------ forward
+
+    def _run(self, input_ids, attention_mask, position_ids, cache, use_cache, keep, want_logits,
+             want_last_hidden, want_all_hidden):
+        """Validates the inputs and makes the one core call; returns (logits, last_hidden, all_hidden, cache)."""
+        config = self.config
+        ids = as_token_ids(input_ids, vocab_size=config.vocab_size)
+        B, T = ids.shape
+        if cache is not None:
+            if not isinstance(cache, NemotronCache):
+                raise TypeError(
+                    "past_key_values must be a NemotronCache returned by this library "
+                    f"(got {type(cache).__name__}); Transformers' cache objects cannot be mixed in"
+                )
+            if cache._owner is not self._core:
+                raise ValueError("past_key_values belongs to another model")
+            if cache.batch_size != B:
+                raise ValueError(f"past_key_values holds {cache.batch_size} sequences, input_ids has {B}")
+        elif use_cache:
+            cache = NemotronCache(self, B, T)
+        past = 0 if cache is None else cache.get_seq_length()
+        mask = None if attention_mask is None else as_attention_mask(attention_mask, (B, past + T))
+        if position_ids is None:
+            positions = np.broadcast_to(np.arange(past, past + T, dtype=np.int64), (B, T)).copy()
+        else:
+            positions = as_position_ids(position_ids, (B, T))
+        keep_positions = positions_to_keep(keep, T) if want_logits else np.zeros(0, dtype=np.int64)
+        K = len(keep_positions)
+        H, V, L = config.hidden_size, config.vocab_size, config.num_hidden_layers
+        logits = np.empty((B, K, V), dtype=np.float32) if want_logits else None
+        last_hidden = np.empty((B, T, H), dtype=np.float32) if want_last_hidden else None
+        all_hidden = np.empty((L + 1, B, T, H), dtype=np.float32) if want_all_hidden else None
+        self._core.forward(ids.astype(np.int32), positions, mask, keep_positions,
+                           None if cache is None else cache._core, logits, last_hidden, all_hidden)
+        return logits, last_hidden, all_hidden, cache
+
+
+def positions_to_keep(logits_to_keep, T):
+    """Transformers' logits_to_keep: an int n keeps the last n positions (0: all); an array lists positions."""
+    if logits_to_keep is None:
+        return np.arange(T, dtype=np.int64)
+    if isinstance(logits_to_keep, (int, np.integer)) and not isinstance(logits_to_keep, bool):
+        n = int(logits_to_keep)
+        if n < 0:
+            raise ValueError(f"logits_to_keep must be >= 0, got {n}")
+        start = 0 if n == 0 else max(T - n, 0)
+        return np.arange(start, T, dtype=np.int64)
+    positions = to_numpy(logits_to_keep, "logits_to_keep")
+    if positions.ndim != 1 or not np.issubdtype(positions.dtype, np.integer):
+        raise TypeError("logits_to_keep must be an int or a 1-D integer array of positions")
+    positions = positions.astype(np.int64)
+    if positions.size and (positions.min() < -T or positions.max() >= T):
+        raise ValueError(f"logits_to_keep positions must lie in [-{T}, {T})")
+    return np.ascontiguousarray(positions % T) if T else positions
+
+
+def find_backbone_prefix(tensors, preferred):
+    for prefix in (preferred + ".",) + BACKBONE_PREFIXES:
+        if prefix + "embed_tokens.weight" in tensors:
+            return prefix
+    raise ValueError(
+        "checkpoint lacks the embedding tensor (looked for 'model.embed_tokens.weight', "
+        "'transformer.embed_tokens.weight' and 'embed_tokens.weight')"
+    )
+
+
+def resolve_storage(stored, dtype):
+    if dtype is not None:
+        return dtype
+    if hasattr(stored, "dtype") and isinstance(stored.dtype, str):
+        from .loading import SAFETENSORS_DTYPES
+
+        storage = SAFETENSORS_DTYPES[stored.dtype][1]
+        if storage is None:
+            raise ValueError(
+                f"tensor {stored.name!r} in {stored.file} is stored as {stored.dtype}, which nemotron_c does not "
+                "support (supported: F32, BF16, F16)"
+            )
+        return storage
+    return "float32"
+
+
+def activation_code(name):
+    if name not in ACTIVATIONS:
+        raise NotImplementedError(
+            f"hidden_act {name!r} is not supported (supported: {', '.join(sorted(ACTIVATIONS))})"
+        )
+    return _core.ACTIVATIONS[ACTIVATIONS[name]]
+
+
+def rope_inverse_frequencies(config):
+    """inv_freq (R/2,) float32, computed as Transformers computes it in float32."""
+    dim = config.rotary_dim
+    if dim == 0:
+        return np.zeros(0, dtype=np.float32)
+    base = np.float32(config.rope_theta)
+    exponents = np.arange(0, dim, 2, dtype=np.int64).astype(np.float32) / np.float32(dim)
+    inv_freq = (np.float32(1.0) / (base ** exponents)).astype(np.float32)
+    if config.rope_parameters.get("rope_type") == "linear":
+        inv_freq = (inv_freq / np.float32(config.rope_parameters["factor"])).astype(np.float32)
+    return inv_freq
+
+
+class NemotronModel(NemotronPreTrainedModel):
+    """The bare decoder: hidden states, no head."""
+
+    def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
+                inputs_embeds=None, use_cache=None, output_attentions=None, output_hidden_states=None,
+                return_dict=None, cache=None, **kwargs):
+        check_unsupported(inputs_embeds, output_attentions, kwargs)
+        if input_ids is None:
+            raise ValueError("You must specify input_ids")
+        cache = past_key_values if cache is None else cache
+        use_cache = self.config.use_cache if use_cache is None else use_cache
+        want_all = self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        _, last, all_hidden, cache = self._run(input_ids, attention_mask, position_ids, cache, use_cache, 0,
+                                               False, True, want_all)
+        output = BaseModelOutputWithPast(
+            last_hidden_state=last,
+            past_key_values=cache if use_cache else None,
+            hidden_states=tuple(all_hidden) if want_all else None,
+        )
+        return output if return_dict is not False else output.to_tuple()
+
+
+class NemotronForCausalLM(NemotronPreTrainedModel):
+    """The decoder with its language-modelling head: logits, loss and generate()."""
+
+    has_lm_head = True
+
+    def __init__(self, config, tensors, dtype=None, num_threads=None, kernels=None):
+        super().__init__(config, tensors, dtype=dtype, num_threads=num_threads, kernels=kernels)
+        from .generation import GenerationConfig
+
+        self.generation_config = GenerationConfig.from_model_config(config)
+
+    def _load_extras(self, path):
+        from .generation import GENERATION_CONFIG_NAME, GenerationConfig
+
+        if os.path.isfile(os.path.join(path, GENERATION_CONFIG_NAME)):
+            self.generation_config = GenerationConfig.from_pretrained(path)
+
+    def can_generate(self):
+        return True
+
+    def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
+                inputs_embeds=None, labels=None, use_cache=None, output_attentions=None, output_hidden_states=None,
+                return_dict=None, logits_to_keep=0, cache=None, **kwargs):
+        check_unsupported(inputs_embeds, output_attentions, kwargs)
+        if input_ids is None:
+            raise ValueError("You must specify input_ids")
+        cache = past_key_values if cache is None else cache
+        use_cache = self.config.use_cache if use_cache is None else use_cache
+        want_all = self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        logits, _, all_hidden, cache = self._run(input_ids, attention_mask, position_ids, cache, use_cache,
+                                                 logits_to_keep, True, False, want_all)
+        loss = None if labels is None else causal_lm_loss(logits, labels, self.config.vocab_size)
+        output = CausalLMOutputWithPast(
+            loss=loss,
+            logits=logits,
+            past_key_values=cache if use_cache else None,
+            hidden_states=tuple(all_hidden) if want_all else None,
+        )
+        return output if return_dict is not False else output.to_tuple()
+
+    def generate(self, inputs=None, **kwargs):
+        from .generation import generate
+
+        return generate(self, inputs, **kwargs)
+
+
+def check_unsupported(inputs_embeds, output_attentions, kwargs):
+    if inputs_embeds is not None:
+        raise NotImplementedError("inputs_embeds is not supported yet; pass input_ids")
+    if output_attentions:
+        raise NotImplementedError("output_attentions is not supported")
+    kwargs.pop("cache_position", None)
+    kwargs.pop("num_items_in_batch", None)
+    if kwargs:
+        raise TypeError(f"forward() got unexpected keyword argument(s): {', '.join(sorted(kwargs))}")
+
+
+def causal_lm_loss(logits, labels, vocab_size, ignore_index=-100):
+    """Transformers' ForCausalLMLoss: mean cross-entropy of each position's logits against the next label."""
+    labels = to_numpy(labels, "labels")
+    if labels.dtype == np.bool_ or not np.issubdtype(labels.dtype, np.integer):
+        raise TypeError(f"labels must hold integers, got dtype {labels.dtype}")
+    if labels.ndim == 1:
+        labels = labels[None, :]
+    B, K, V = logits.shape
+    if labels.shape != (B, K):
+        raise ValueError(f"labels has shape {labels.shape}, expected {(B, K)} like the logits")
+    shift = np.full_like(labels, ignore_index, dtype=np.int64)
+    shift[:, :-1] = labels[:, 1:]
+    shift = shift.reshape(-1)
+    keep = shift != ignore_index
+    if np.any((shift[keep] < 0) | (shift[keep] >= vocab_size)):
+        raise ValueError(f"labels must lie in [0, {vocab_size}) or equal {ignore_index}")
+    flat = logits.reshape(-1, V).astype(np.float64)
+    rows = flat[keep]
+    if rows.shape[0] == 0:
+        return np.float32(np.nan)
+    peak = rows.max(axis=1, keepdims=True)
+    log_z = np.log(np.exp(rows - peak).sum(axis=1)) + peak[:, 0]
+    picked = rows[np.arange(rows.shape[0]), shift[keep]]
+    return np.float32(np.mean(log_z - picked))
+
+
+class AutoModel:
+    """Dispatches on config.model_type; only 'nemotron' exists here."""
+
+    model_class = NemotronModel
+
+    def __init__(self):
+        raise EnvironmentError(f"{type(self).__name__} is created with {type(self).__name__}.from_pretrained(path)")
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        config = kwargs.pop("config", None)
+        if config is None:
+            config = NemotronConfig.from_pretrained(pretrained_model_name_or_path)
+        return cls.model_class.from_pretrained(pretrained_model_name_or_path, *args, config=config, **kwargs)
+
+    @classmethod
+    def from_config(cls, config, **kwargs):
+        raise NotImplementedError(
+            "nemotron_c builds models from trained weights only: use from_pretrained on a checkpoint directory"
+        )
+
+
+class AutoModelForCausalLM(AutoModel):
+    model_class = NemotronForCausalLM
