@@ -1,0 +1,102 @@
+"""Tiny random Nemotron checkpoints made with Transformers, and Transformers itself as the reference."""
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+import transformers
+
+torch.set_num_threads(2)
+transformers.logging.set_verbosity_error()
+
+TINY = dict(
+    vocab_size=96,
+    hidden_size=64,
+    intermediate_size=96,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=256,
+)
+
+
+def hf_config(**overrides):
+    settings = {**TINY, **overrides}
+    config = transformers.NemotronConfig(**settings)
+    config._attn_implementation = "eager"
+    return config
+
+
+def randomize(model, seed, scale):
+    """Transformers initialises norms to ones and zeros; perturb every parameter so that all of them matter."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in sorted(model.named_parameters()):
+            noise = torch.randn(param.shape, generator=generator, dtype=torch.float32)
+            if "norm" in name:
+                param.copy_(noise * 0.1)
+            else:
+                param.copy_(noise * scale)
+
+
+def build_hf_model(seed=0, scale=0.08, model_class=None, **overrides):
+    config = hf_config(**overrides)
+    torch.manual_seed(seed)
+    model = (model_class or transformers.NemotronForCausalLM)(config).eval()
+    randomize(model, seed, scale)
+    return model
+
+
+class Checkpoints:
+    """Saves each distinct tiny checkpoint once per test session."""
+
+    def __init__(self, root):
+        self.root = root
+        self.made = {}
+
+    def __call__(self, seed=0, scale=0.08, dtype="float32", shard_size=None, model_class=None, **overrides):
+        key = json.dumps([seed, scale, dtype, shard_size, getattr(model_class, "__name__", None), overrides],
+                         sort_keys=True, default=str)
+        if key not in self.made:
+            path = os.path.join(self.root, f"ckpt{len(self.made)}")
+            model = build_hf_model(seed=seed, scale=scale, model_class=model_class, **overrides)
+            model = model.to(getattr(torch, dtype))
+            kwargs = {"max_shard_size": shard_size} if shard_size else {}
+            model.save_pretrained(path, **kwargs)
+            self.made[key] = path
+        return self.made[key]
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory):
+    return Checkpoints(str(tmp_path_factory.mktemp("checkpoints")))
+
+
+def hf_from_pretrained(path, model_class=None):
+    """Transformers' model on the same files, in float32 with eager attention."""
+    cls = model_class or transformers.NemotronForCausalLM
+    return cls.from_pretrained(path, dtype=torch.float32, attn_implementation="eager").eval()
+
+
+def hf_logits(model, ids, mask=None, **kwargs):
+    with torch.no_grad():
+        out = model(torch.as_tensor(ids), attention_mask=None if mask is None else torch.as_tensor(mask), **kwargs)
+    return out.logits.float().numpy()
+
+
+def assert_close(ours, reference, atol=1e-4, what="values"):
+    ours, reference = np.asarray(ours), np.asarray(reference)
+    assert ours.shape == reference.shape, f"{what}: shape {ours.shape} != {reference.shape}"
+    diff = np.abs(ours.astype(np.float64) - reference.astype(np.float64))
+    worst = np.unravel_index(np.argmax(diff), diff.shape) if diff.size else None
+    assert diff.size == 0 or diff.max() <= atol, (
+        f"{what}: max abs difference {diff.max():.3g} at {worst} (ours {ours[worst]}, reference {reference[worst]})"
+    )
+
+
+@pytest.fixture(params=["auto", "portable"])
+def kernels(request, monkeypatch):
+    """Runs a test with the CPU's best kernels and again with the portable C ones."""
+    monkeypatch.setenv("NEMOTRON_C_KERNELS", request.param)
+    return request.param

@@ -1,0 +1,278 @@
+"""The forward pass against Transformers: logits, hidden states, cache, padding, dtypes."""
+import numpy as np
+import pytest
+import torch
+import transformers
+
+import nemotron_c
+from conftest import assert_close, hf_from_pretrained, hf_logits
+
+RNG = np.random.default_rng(1234)
+IDS = RNG.integers(0, 96, size=(2, 9))
+LEFT_MASK = np.array([[0, 0, 0, 1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 1, 1, 1]])
+RIGHT_MASK = np.array([[1, 1, 1, 1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 1, 1, 1, 1, 1]])
+
+CONFIGS = {
+    "grouped": {},
+    "multi_query": {"num_key_value_heads": 1},
+    "multi_head": {"num_key_value_heads": 4},
+    "head_dim_24": {"head_dim": 24},
+    "head_dim_24_mqa_full_rotary": {"head_dim": 24, "num_key_value_heads": 1, "partial_rotary_factor": 1.0},
+    "full_rotary": {"partial_rotary_factor": 1.0},
+    "quarter_rotary": {"partial_rotary_factor": 0.25},
+    "no_rotary": {"partial_rotary_factor": 0.0},
+    "biases": {"attention_bias": True, "mlp_bias": True},
+    "attention_bias_only": {"attention_bias": True},
+    "tied": {"tie_word_embeddings": True},
+    "rope_theta": {"rope_theta": 500.0},
+    "linear_rope": {"rope_parameters": {"rope_type": "linear", "factor": 2.0, "rope_theta": 10000.0,
+                                        "partial_rotary_factor": 0.5}},
+    "norm_eps": {"norm_eps": 1e-2},
+    "three_layers_odd_sizes": {"num_hidden_layers": 3, "hidden_size": 40, "intermediate_size": 70,
+                               "num_attention_heads": 5, "num_key_value_heads": 5},
+    "silu": {"hidden_act": "silu"},
+    "gelu": {"hidden_act": "gelu"},
+    "gelu_tanh": {"hidden_act": "gelu_pytorch_tanh"},
+    "relu": {"hidden_act": "relu"},
+}
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_logits_match_transformers(checkpoint, name):
+    path = checkpoint(**CONFIGS[name])
+    ours = nemotron_c.AutoModelForCausalLM.from_pretrained(path)
+    reference = hf_from_pretrained(path)
+    for mask in (None, LEFT_MASK, RIGHT_MASK):
+        out = ours(IDS, attention_mask=mask)
+        assert out.logits.dtype == np.float32
+        assert_close(out.logits, hf_logits(reference, IDS, mask), what=f"{name} logits, mask {mask is not None}")
+
+
+@pytest.mark.parametrize("name", ["grouped", "biases", "head_dim_24"])
+def test_portable_and_avx2_kernels_agree_with_transformers(checkpoint, kernels, name):
+    path = checkpoint(**CONFIGS[name])
+    ours = nemotron_c.AutoModelForCausalLM.from_pretrained(path)
+    if kernels == "portable":
+        assert ours.kernels == "portable"
+    assert_close(ours(IDS, attention_mask=LEFT_MASK).logits, hf_logits(hf_from_pretrained(path), IDS, LEFT_MASK))
+
+
+@pytest.mark.parametrize("stored", ["bfloat16", "float16"])
+def test_half_precision_checkpoints(checkpoint, stored):
+    path = checkpoint(dtype=stored)
+    ours = nemotron_c.AutoModelForCausalLM.from_pretrained(path)
+    assert ours.dtype == stored
+    # Transformers in float32 on the same stored values
+    reference = hf_from_pretrained(path)
+    assert_close(ours(IDS, attention_mask=LEFT_MASK).logits, hf_logits(reference, IDS, LEFT_MASK))
+
+
+@pytest.mark.parametrize("requested", ["bfloat16", "float16", torch.bfloat16, np.float16, "torch.float16"])
+def test_dtype_conversion_on_load(checkpoint, requested):
+    path = checkpoint()
+    ours = nemotron_c.AutoModelForCausalLM.from_pretrained(path, dtype=requested)
+    name = str(requested).replace("torch.", "").replace("<class 'numpy.", "").rstrip("'>")
+    torch_dtype = getattr(torch, name)
+    # Transformers rounds the weights the same way; we compare with its float32 math on the rounded values
+    reference = hf_from_pretrained(path)
+    with torch.no_grad():
+        for param in reference.parameters():  # parameters only: .to() would round the rotary buffer too
+            param.copy_(param.to(torch_dtype).to(torch.float32))
+    assert_close(ours(IDS).logits, hf_logits(reference, IDS))
+
+
+def test_float32_request_on_bfloat16_checkpoint(checkpoint):
+    path = checkpoint(dtype="bfloat16")
+    ours = nemotron_c.AutoModelForCausalLM.from_pretrained(path, torch_dtype=torch.float32)
+    assert ours.dtype == "float32"
+    assert_close(ours(IDS).logits, hf_logits(hf_from_pretrained(path), IDS))
+
+
+def test_sharded_checkpoint(checkpoint):
+    path = checkpoint(shard_size="40KB")
+    import os
+
+    assert os.path.exists(os.path.join(path, "model.safetensors.index.json"))
+    ours = nemotron_c.AutoModelForCausalLM.from_pretrained(path)
+    assert_close(ours(IDS).logits, hf_logits(hf_from_pretrained(path), IDS))
+
+
+def test_hidden_states_layout(checkpoint):
+    path = checkpoint(num_hidden_layers=3)
+    ours = nemotron_c.AutoModelForCausalLM.from_pretrained(path)
+    reference = hf_from_pretrained(path)
+    out = ours(IDS, attention_mask=LEFT_MASK, output_hidden_states=True)
+    with torch.no_grad():
+        ref = reference(torch.as_tensor(IDS), attention_mask=torch.as_tensor(LEFT_MASK), output_hidden_states=True)
+    assert len(out.hidden_states) == len(ref.hidden_states) == 4
+    for i, (a, b) in enumerate(zip(out.hidden_states, ref.hidden_states)):
+        assert_close(a, b.numpy(), what=f"hidden_states[{i}]")
+    assert_close(out.logits, ref.logits.numpy())
+
+
+def test_bare_model_last_hidden_state(checkpoint):
+    path = checkpoint()
+    ours = nemotron_c.AutoModel.from_pretrained(path)
+    assert isinstance(ours, nemotron_c.NemotronModel)
+    reference = hf_from_pretrained(path, transformers.NemotronModel)
+    out = ours(IDS, attention_mask=RIGHT_MASK, output_hidden_states=True)
+    with torch.no_grad():
+        ref = reference(torch.as_tensor(IDS), attention_mask=torch.as_tensor(RIGHT_MASK), output_hidden_states=True)
+    assert out.last_hidden_state.shape == (2, 9, 64)
+    assert_close(out.last_hidden_state, ref.last_hidden_state.numpy())
+    for a, b in zip(out.hidden_states, ref.hidden_states):
+        assert_close(a, b.numpy())
+
+
+def test_bare_model_checkpoint_without_prefix(checkpoint):
+    """A NemotronModel saved on its own has no 'model.' prefix; both libraries load it."""
+    path = checkpoint(model_class=transformers.NemotronModel)
+    ours = nemotron_c.NemotronModel.from_pretrained(path)
+    reference = hf_from_pretrained(path, transformers.NemotronModel)
+    with torch.no_grad():
+        ref = reference(torch.as_tensor(IDS)).last_hidden_state.numpy()
+    assert_close(ours(IDS).last_hidden_state, ref)
+    with pytest.raises(ValueError, match="lm_head"):
+        nemotron_c.NemotronForCausalLM.from_pretrained(path)
+
+
+def test_incremental_decoding_equals_full_forward(checkpoint):
+    path = checkpoint()
+    ours = nemotron_c.AutoModelForCausalLM.from_pretrained(path)
+    full = ours(IDS, attention_mask=LEFT_MASK, use_cache=False).logits
+    assert "past_key_values" not in ours(IDS, use_cache=False)
+    out = ours(IDS[:, :5], attention_mask=LEFT_MASK[:, :5])
+    cache = out.past_key_values
+    assert cache.get_seq_length() == 5
+    # padded positions attend uniformly to every key (as in Transformers), so only real tokens compare
+    real = LEFT_MASK[:, :5] == 1
+    assert_close(out.logits[real], full[:, :5][real], atol=1e-5)
+    for t in range(5, 9):
+        step = ours(IDS[:, t : t + 1], attention_mask=LEFT_MASK[:, : t + 1], past_key_values=cache)
+        assert step.past_key_values is cache and cache.get_seq_length() == t + 1
+        assert_close(step.logits[:, 0], full[:, t], atol=1e-5, what=f"step {t}")
+
+
+def test_cache_equals_transformers_cache(checkpoint):
+    """Two chunks through the cache, with explicit positions, against Transformers doing the same."""
+    path = checkpoint()
+    ours = nemotron_c.AutoModelForCausalLM.from_pretrained(path)
+    reference = hf_from_pretrained(path)
+    first = ours(IDS[:, :6], attention_mask=LEFT_MASK[:, :6])
+    second = ours(IDS[:, 6:], attention_mask=LEFT_MASK, past_key_values=first.past_key_values)
+    with torch.no_grad():
+        ref_first = reference(torch.as_tensor(IDS[:, :6]), attention_mask=torch.as_tensor(LEFT_MASK[:, :6]),
+                              use_cache=True)
+        ref_second = reference(torch.as_tensor(IDS[:, 6:]), attention_mask=torch.as_tensor(LEFT_MASK),
+                               cache=ref_first.cache)
+    assert_close(first.logits, ref_first.logits.numpy())
+    assert_close(second.logits, ref_second.logits.numpy())
+
+
+def test_position_ids_and_logits_to_keep(checkpoint):
+    path = checkpoint()
+    ours = nemotron_c.AutoModelForCausalLM.from_pretrained(path)
+    reference = hf_from_pretrained(path)
+    positions = np.cumsum(LEFT_MASK, axis=1) - 1
+    positions[LEFT_MASK == 0] = 0
+    ref = hf_logits(reference, IDS, LEFT_MASK, position_ids=torch.as_tensor(positions))
+    assert_close(ours(IDS, attention_mask=LEFT_MASK, position_ids=positions).logits, ref)
+    assert_close(ours(IDS, attention_mask=LEFT_MASK, position_ids=positions, logits_to_keep=1).logits, ref[:, -1:])
+    assert_close(ours(IDS, attention_mask=LEFT_MASK, position_ids=positions, logits_to_keep=3).logits, ref[:, -3:])
+    picked = np.array([0, 4, -1])
+    ref_picked = hf_logits(reference, IDS, LEFT_MASK, position_ids=torch.as_tensor(positions),
+                           logits_to_keep=torch.as_tensor(picked))
+    assert_close(ours(IDS, attention_mask=LEFT_MASK, position_ids=positions, logits_to_keep=picked).logits, ref_picked)
+
+
+def test_loss_matches_transformers(checkpoint):
+    path = checkpoint()
+    ours = nemotron_c.AutoModelForCausalLM.from_pretrained(path)
+    labels = IDS.copy()
+    labels[0, :3] = -100
+    with torch.no_grad():
+        ref = hf_from_pretrained(path)(torch.as_tensor(IDS), labels=torch.as_tensor(labels)).loss.item()
+    assert abs(float(ours(IDS, labels=labels).loss) - ref) < 1e-5
+
+
+def test_inputs_of_any_integer_type_lists_and_torch(checkpoint):
+    path = checkpoint()
+    ours = nemotron_c.AutoModelForCausalLM.from_pretrained(path)
+    expected = ours(IDS).logits
+    for value in (IDS.astype(np.int32), IDS.astype(np.uint8), IDS.tolist(), torch.as_tensor(IDS)):
+        assert_close(ours(value).logits, expected, atol=0)
+    one = ours(IDS[0]).logits
+    assert one.shape == (1, 9, 96)
+    assert_close(one, expected[:1], atol=1e-6)
+    mask_variants = (LEFT_MASK.astype(bool), torch.as_tensor(LEFT_MASK), LEFT_MASK.tolist())
+    for mask in mask_variants:
+        assert_close(ours(IDS, attention_mask=mask).logits, ours(IDS, attention_mask=LEFT_MASK).logits, atol=0)
+
+
+def test_output_access_like_transformers(checkpoint):
+    ours = nemotron_c.AutoModelForCausalLM.from_pretrained(checkpoint())
+    out = ours(IDS, use_cache=True)
+    assert list(out.keys()) == ["logits", "past_key_values"]
+    assert out["logits"] is out.logits is out[0] is out.to_tuple()[0]
+    assert out.cache is out.past_key_values
+    assert out.loss is None and out.hidden_states is None
+    assert isinstance(ours(IDS, return_dict=False), tuple)
+
+
+def test_batch_rows_equal_rows_alone(checkpoint):
+    ours = nemotron_c.AutoModelForCausalLM.from_pretrained(checkpoint())
+    batch = ours(IDS).logits
+    for row in range(2):
+        assert_close(ours(IDS[row : row + 1]).logits, batch[row : row + 1], atol=1e-5)
+
+
+def test_model_surface_for_transformers_scripts(checkpoint):
+    path = checkpoint()
+    ours = nemotron_c.AutoModelForCausalLM.from_pretrained(path, device_map="cpu", attn_implementation="eager")
+    assert ours.eval() is ours and ours.to("cpu") is ours and ours.to(torch.device("cpu")) is ours
+    assert ours.device == torch.device("cpu")
+    assert ours.config.model_type == "nemotron"
+    nemotron_c.AutoModelForCausalLM.from_pretrained(path, device_map={"": "cpu"})
+    nemotron_c.AutoModelForCausalLM.from_pretrained(path, device_map="auto")
+    with pytest.raises(ValueError, match="CPU"):
+        nemotron_c.AutoModelForCausalLM.from_pretrained(path, device_map="cuda")
+    with pytest.raises(ValueError, match="CPU"):
+        ours.to("cuda:0")
+    with pytest.raises(ValueError, match="not both"):
+        nemotron_c.AutoModelForCausalLM.from_pretrained(path, dtype="float32", torch_dtype="float32")
+    with pytest.raises(ValueError, match="unsupported dtype"):
+        nemotron_c.AutoModelForCausalLM.from_pretrained(path, dtype="int8")
+    single = nemotron_c.AutoModelForCausalLM.from_pretrained(path, num_threads=1)
+    assert single.num_threads == 1
+    assert_close(single(IDS).logits, ours(IDS).logits, atol=1e-6)
+
+
+def test_fork_after_use(checkpoint):
+    """The thread pool survives fork(): a child process computes the same logits."""
+    import multiprocessing
+
+    ours = nemotron_c.AutoModelForCausalLM.from_pretrained(checkpoint())
+    expected = ours(IDS).logits
+    FORKED["model"] = ours
+    context = multiprocessing.get_context("fork")
+    with context.Pool(1) as pool:
+        child = pool.apply(_child_logits)
+    assert_close(child, expected, atol=0)
+
+
+FORKED = {}
+
+
+def _child_logits():
+    return FORKED["model"](IDS).logits
+
+
+def test_threads_share_one_model(checkpoint):
+    from concurrent.futures import ThreadPoolExecutor
+
+    ours = nemotron_c.AutoModelForCausalLM.from_pretrained(checkpoint())
+    expected = ours(IDS).logits
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: ours(IDS).logits, range(16)))
+    for result in results:
+        assert_close(result, expected, atol=0)
