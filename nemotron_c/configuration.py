@@ -111,6 +111,8 @@ class NemotronConfig:
             self.id2label = {i: f"LABEL_{i}" for i in range(count)}
         if label2id is not None:
             self.label2id = {k: int(v) for k, v in dict(label2id).items()}
+        elif id2label is not None:
+            self.label2id = None  # as Transformers: given id2label alone, label2id stays unset
         else:
             self.label2id = {v: k for k, v in self.id2label.items()}
 

@@ -14,33 +14,21 @@ from .inputs import as_attention_mask, as_token_ids, to_numpy
 
 GENERATION_CONFIG_NAME = "generation_config.json"
 
-GENERATION_DEFAULTS = {
-    "max_length": 20,
-    "max_new_tokens": None,
-    "min_length": 0,
-    "min_new_tokens": None,
-    "do_sample": False,
-    "num_beams": 1,
-    "temperature": 1.0,
-    "top_k": 50,
-    "top_p": 1.0,
-    "num_return_sequences": 1,
-    "bos_token_id": None,
-    "eos_token_id": None,
-    "pad_token_id": None,
-    "use_cache": True,
-    "output_scores": False,
-    "output_logits": False,
-    "return_dict_in_generate": False,
-}
-
+# As in Transformers 5, a GenerationConfig leaves unset what the user did not set; generate() then
+# applies these defaults.
+GENERATION_FIELDS = (
+    "max_length", "max_new_tokens", "min_length", "min_new_tokens", "do_sample", "num_beams", "temperature",
+    "top_k", "top_p", "num_return_sequences", "bos_token_id", "eos_token_id", "pad_token_id", "use_cache",
+    "output_scores", "output_logits", "return_dict_in_generate",
+)
+DEFAULT_NEW_TOKENS = 20  # what Transformers generates when no length is given
 
 class GenerationConfig:
     """The generation parameters with Transformers' names and defaults; unknown keys are kept."""
 
     def __init__(self, **kwargs):
-        for key, default in GENERATION_DEFAULTS.items():
-            setattr(self, key, copy.deepcopy(kwargs.pop(key, default)))
+        for key in GENERATION_FIELDS:
+            setattr(self, key, copy.deepcopy(kwargs.pop(key, None)))
         kwargs.pop("transformers_version", None)
         for key, value in kwargs.items():
             setattr(self, key, value)
@@ -107,7 +95,7 @@ def generate(model, inputs=None, generation_config=None, attention_mask=None, **
     input_ids = as_token_ids(inputs, vocab_size=vocab_size)
     batch_size, prompt_length = input_ids.shape
 
-    if config.do_sample or config.num_beams != 1 or config.num_return_sequences != 1:
+    if config.do_sample or (config.num_beams or 1) != 1 or (config.num_return_sequences or 1) != 1:
         raise NotImplementedError("only greedy decoding (do_sample=False, num_beams=1) is available so far")
 
     eos = eos_token_list(config.eos_token_id)
@@ -131,17 +119,23 @@ def generate(model, inputs=None, generation_config=None, attention_mask=None, **
         if int(config.max_new_tokens) <= 0:
             raise ValueError(f"max_new_tokens must be greater than 0, but is {config.max_new_tokens}.")
         max_length = prompt_length + int(config.max_new_tokens)
-    else:
+    elif config.max_length is not None:
         max_length = int(config.max_length)
-    if prompt_length >= max_length:
+    else:
         warnings.warn(
-            f"Input length of input_ids is {prompt_length}, but `max_length` is set to {max_length}. This can lead "
-            "to unexpected behavior. You should consider increasing `max_length` or, better yet, setting "
-            "`max_new_tokens`.",
+            f"Using the model-agnostic default `max_length` (={prompt_length + DEFAULT_NEW_TOKENS}) to control the "
+            "generation length. We recommend setting `max_new_tokens` to control the maximum length of the generation.",
             UserWarning,
         )
+        max_length = min(prompt_length + DEFAULT_NEW_TOKENS, model.config.max_position_embeddings)
+    if prompt_length >= max_length:
+        raise ValueError(
+            f"Input length of input_ids is {prompt_length}, but `max_length` is set to {max_length}. This can lead "
+            "to unexpected behavior. You should consider increasing `max_length` or, better yet, setting "
+            "`max_new_tokens`."
+        )
 
-    sequences = np.zeros((batch_size, max(max_length, prompt_length + 1)), dtype=np.int64)
+    sequences = np.zeros((batch_size, max_length), dtype=np.int64)
     sequences[:, :prompt_length] = input_ids
     length = prompt_length
     unfinished = np.ones(batch_size, dtype=bool)

@@ -402,9 +402,11 @@ def rope_inverse_frequencies(config):
     dim = config.rotary_dim
     if dim == 0:
         return np.zeros(0, dtype=np.float32)
-    base = np.float32(config.rope_theta)
     exponents = np.arange(0, dim, 2, dtype=np.int64).astype(np.float32) / np.float32(dim)
-    inv_freq = (np.float32(1.0) / (base ** exponents)).astype(np.float32)
+    # torch raises the float base to float32 exponents with a correctly rounded power; float64 then rounding
+    # reproduces it bit for bit, where NumPy's float32 power is off by an ulp at times
+    powers = (np.float64(config.rope_theta) ** exponents.astype(np.float64)).astype(np.float32)
+    inv_freq = np.float32(1.0) / powers
     if config.rope_parameters.get("rope_type") == "linear":
         inv_freq = (inv_freq / np.float32(config.rope_parameters["factor"])).astype(np.float32)
     return inv_freq
@@ -525,10 +527,8 @@ class AutoModel:
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
-        config = kwargs.pop("config", None)
-        if config is None:
-            config = NemotronConfig.from_pretrained(pretrained_model_name_or_path)
-        return cls.model_class.from_pretrained(pretrained_model_name_or_path, *args, config=config, **kwargs)
+        # the model class reads config.json, whose model_type must be "nemotron"
+        return cls.model_class.from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
 
     @classmethod
     def from_config(cls, config, **kwargs):

@@ -1,0 +1,117 @@
+"""NemotronConfig against Transformers' NemotronConfig, field by field."""
+import json
+
+import numpy as np
+import pytest
+import torch
+import transformers
+
+import nemotron_c
+from nemotron_c.modeling import rope_inverse_frequencies
+
+FIELDS = [
+    "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "head_dim",
+    "hidden_act", "max_position_embeddings", "initializer_range", "norm_eps", "use_cache", "pad_token_id",
+    "bos_token_id", "eos_token_id", "tie_word_embeddings", "rope_parameters", "attention_bias",
+    "attention_dropout", "mlp_bias", "num_labels", "id2label", "label2id", "output_hidden_states", "return_dict",
+]
+
+DICTS = [
+    {},
+    {"hidden_size": 256, "num_attention_heads": 8},
+    {"hidden_size": 256, "num_attention_heads": 8, "head_dim": 64, "num_key_value_heads": 2},
+    {"rope_theta": 500000.0},
+    {"partial_rotary_factor": 1.0},
+    {"rope_parameters": {"rope_type": "default", "rope_theta": 1234.0, "partial_rotary_factor": 0.25}},
+    {"rope_scaling": {"type": "linear", "factor": 4.0}, "rope_theta": 20000.0},
+    {"num_labels": 5},
+    {"id2label": {"0": "neg", "1": "pos", "2": "neutral"}},
+    {"tie_word_embeddings": True, "attention_bias": True, "mlp_bias": True, "pad_token_id": 0,
+     "eos_token_id": [3, 7], "norm_eps": 1e-6, "hidden_act": "silu"},
+    # a Minitron-4B-like config.json
+    {"architectures": ["NemotronForCausalLM"], "bos_token_id": 2, "eos_token_id": 3, "head_dim": 128,
+     "hidden_act": "relu2", "hidden_size": 3072, "initializer_range": 0.0134, "intermediate_size": 9216,
+     "max_position_embeddings": 4096, "model_type": "nemotron", "num_attention_heads": 24,
+     "num_hidden_layers": 32, "num_key_value_heads": 8, "norm_eps": 1e-05, "rope_theta": 10000,
+     "partial_rotary_factor": 0.5, "tie_word_embeddings": False, "torch_dtype": "bfloat16",
+     "transformers_version": "4.32.0.dev0", "use_cache": True, "vocab_size": 256000},
+]
+
+
+@pytest.mark.parametrize("index", range(len(DICTS)))
+def test_fields_match_transformers(index):
+    data = {"model_type": "nemotron", **DICTS[index]}
+    ours = nemotron_c.NemotronConfig.from_dict(data)
+    theirs = transformers.NemotronConfig.from_dict(data)
+    for field in FIELDS:
+        assert getattr(ours, field) == getattr(theirs, field), field
+    expected_kv = theirs.num_key_value_heads or theirs.num_attention_heads
+    assert ours.num_key_value_heads == expected_kv
+    assert ours.model_type == "nemotron"
+
+
+@pytest.mark.parametrize("index", range(len(DICTS)))
+def test_inverse_frequencies_match_transformers(index):
+    data = {"model_type": "nemotron", **DICTS[index]}
+    ours = nemotron_c.NemotronConfig.from_dict(data)
+    theirs = transformers.NemotronConfig.from_dict(data)
+    theirs.num_key_value_heads = theirs.num_key_value_heads or theirs.num_attention_heads
+    rotary = transformers.models.nemotron.modeling_nemotron.NemotronRotaryEmbedding(theirs)
+    np.testing.assert_array_equal(rope_inverse_frequencies(ours), rotary.inv_freq.numpy())
+
+
+def test_round_trip_and_unknown_keys(tmp_path):
+    config = nemotron_c.NemotronConfig(hidden_size=128, num_attention_heads=4, my_custom_field=[1, 2])
+    assert config.my_custom_field == [1, 2]
+    config.save_pretrained(tmp_path)
+    again = nemotron_c.AutoConfig.from_pretrained(tmp_path)
+    assert again == config
+    with open(tmp_path / "config.json") as f:
+        assert json.load(f)["model_type"] == "nemotron"
+    # Transformers reads what we write
+    theirs = transformers.AutoConfig.from_pretrained(tmp_path)
+    assert theirs.hidden_size == 128 and theirs.head_dim == 32
+
+
+def test_transformers_saved_config_reads_back(tmp_path):
+    theirs = transformers.NemotronConfig(hidden_size=96, num_attention_heads=3, num_key_value_heads=1,
+                                         partial_rotary_factor=1.0, num_labels=4)
+    theirs.save_pretrained(tmp_path)
+    ours = nemotron_c.NemotronConfig.from_pretrained(tmp_path)
+    for field in FIELDS:
+        assert getattr(ours, field) == getattr(theirs, field), field
+
+
+def test_key_value_heads_missing_means_all_heads():
+    """Transformers keeps None and its attention then fails; we take num_attention_heads."""
+    config = nemotron_c.NemotronConfig(num_attention_heads=6, hidden_size=96, num_key_value_heads=None)
+    assert config.num_key_value_heads == 6
+    with pytest.raises(TypeError):
+        transformers.NemotronForCausalLM(transformers.NemotronConfig(
+            vocab_size=16, hidden_size=16, intermediate_size=16, num_hidden_layers=1, num_attention_heads=2))
+
+
+def test_legacy_nemo_keys():
+    assert nemotron_c.NemotronConfig(rope_percent=0.25).partial_rotary_factor == 0.25
+    assert nemotron_c.NemotronConfig(rope_percentage=1.0).partial_rotary_factor == 1.0
+    assert nemotron_c.NemotronConfig(rope_percent=0.25, partial_rotary_factor=1.0).partial_rotary_factor == 1.0
+    config = nemotron_c.NemotronConfig(hidden_size=128, num_attention_heads=4, kv_channels=48)
+    assert config.head_dim == 48 and config.kv_channels == 48
+    assert nemotron_c.NemotronConfig(hidden_size=128, num_attention_heads=4, kv_channels=48, head_dim=16).head_dim == 16
+
+
+def test_validation_messages():
+    with pytest.raises(ValueError, match="multiple"):
+        nemotron_c.NemotronConfig(num_attention_heads=6, num_key_value_heads=4, hidden_size=96).validate()
+    with pytest.raises(ValueError, match="odd"):
+        nemotron_c.NemotronConfig(hidden_size=40, num_attention_heads=4, partial_rotary_factor=0.5).validate()
+    with pytest.raises(ValueError, match="partial_rotary_factor"):
+        nemotron_c.NemotronConfig(partial_rotary_factor=1.5).validate()
+    with pytest.raises(NotImplementedError, match="yarn"):
+        nemotron_c.NemotronConfig(rope_parameters={"rope_type": "yarn", "factor": 2.0}).validate()
+    with pytest.raises(ValueError, match="model_type"):
+        nemotron_c.NemotronConfig.from_dict({"model_type": "llama"})
+    with pytest.raises(ValueError, match="model_type"):
+        nemotron_c.AutoConfig.for_model("gpt2")
+    with pytest.raises(TypeError, match="rope_parameters"):
+        nemotron_c.NemotronConfig(rope_parameters=[1, 2])

@@ -1,0 +1,105 @@
+"""generate() against Transformers' generate, token for token."""
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import nemotron_c
+from conftest import hf_from_pretrained
+
+# Larger weights make the logits peaked, so that float32 rounding never decides an argmax.
+PEAKED = dict(scale=0.25)
+PROMPTS = np.array([[0, 0, 0, 5, 17, 33, 2], [9, 4, 61, 12, 8, 40, 71]])
+MASK = np.array([[0, 0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 1]])
+
+
+def hf_generate(model, ids, mask=None, **kwargs):
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = model.generate(torch.as_tensor(ids), attention_mask=None if mask is None else torch.as_tensor(mask),
+                             do_sample=False, **kwargs)
+    return out.numpy()
+
+
+@pytest.fixture(scope="module")
+def models(checkpoint):
+    path = checkpoint(**PEAKED)
+    return nemotron_c.AutoModelForCausalLM.from_pretrained(path), hf_from_pretrained(path)
+
+
+def test_greedy_left_padded_batch(models):
+    ours, theirs = models
+    expected = hf_generate(theirs, PROMPTS, MASK, max_new_tokens=12)
+    got = ours.generate(PROMPTS, attention_mask=MASK, max_new_tokens=12)
+    assert got.dtype == np.int64
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_greedy_default_max_length_and_torch_inputs(models):
+    ours, theirs = models
+    expected = hf_generate(theirs, PROMPTS[1:])
+    assert expected.shape[1] == PROMPTS.shape[1] + 20
+    with pytest.warns(UserWarning, match="default `max_length`"):
+        np.testing.assert_array_equal(ours.generate(torch.as_tensor(PROMPTS[1:])), expected)
+    np.testing.assert_array_equal(ours.generate(PROMPTS[1]), expected)
+    np.testing.assert_array_equal(ours.generate(PROMPTS[1:], max_length=11), hf_generate(theirs, PROMPTS[1:], max_length=11))
+
+
+def test_eos_stops_rows_and_pads_them(models):
+    ours, theirs = models
+    free = hf_generate(theirs, PROMPTS, MASK, max_new_tokens=12)
+    eos = int(free[0, PROMPTS.shape[1] + 2])  # row 0 ends at its third new token
+    for pad in (None, 1):
+        kwargs = dict(max_new_tokens=12, eos_token_id=eos, pad_token_id=pad)
+        expected = hf_generate(theirs, PROMPTS, MASK, **kwargs)
+        np.testing.assert_array_equal(ours.generate(PROMPTS, attention_mask=MASK, **kwargs), expected)
+    kwargs = dict(max_new_tokens=12, eos_token_id=[77, eos], pad_token_id=0)
+    np.testing.assert_array_equal(ours.generate(PROMPTS, attention_mask=MASK, **kwargs),
+                                  hf_generate(theirs, PROMPTS, MASK, **kwargs))
+
+
+def test_all_rows_finish_early(models):
+    ours, theirs = models
+    free = hf_generate(theirs, PROMPTS[:1], max_new_tokens=12)
+    eos = int(free[0, PROMPTS.shape[1] + 1])
+    expected = hf_generate(theirs, PROMPTS[:1], max_new_tokens=12, eos_token_id=eos)
+    got = ours.generate(PROMPTS[:1], max_new_tokens=12, eos_token_id=eos)
+    assert got.shape[1] < PROMPTS.shape[1] + 12
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_mask_inferred_from_pad_token(models):
+    ours, theirs = models
+    kwargs = dict(max_new_tokens=6, pad_token_id=0, eos_token_id=3)
+    expected = hf_generate(theirs, PROMPTS, None, **kwargs)
+    np.testing.assert_array_equal(ours.generate(PROMPTS, **kwargs), expected)
+
+
+def test_prompt_longer_than_max_length_raises(models):
+    ours, theirs = models
+    with pytest.raises(ValueError, match="max_length"):
+        hf_generate(theirs, PROMPTS[1:], max_length=5)
+    with pytest.raises(ValueError, match="Input length of input_ids is 7, but `max_length` is set to 5"):
+        ours.generate(PROMPTS[1:], max_length=5)
+
+
+def test_generation_config_from_checkpoint(models):
+    ours, theirs = models
+    assert ours.generation_config.eos_token_id == theirs.generation_config.eos_token_id
+    assert ours.generation_config.bos_token_id == theirs.generation_config.bos_token_id
+    assert ours.generation_config.max_length == theirs.generation_config.max_length
+
+
+def test_bad_generate_arguments(models):
+    ours, _ = models
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        ours.generate(PROMPTS, max_new_tokens=0)
+    with pytest.raises(ValueError, match="not used by the model"):
+        ours.generate(PROMPTS, max_new_tokenz=3)
+    with pytest.raises(ValueError, match="eos_token_id"):
+        ours.generate(PROMPTS, max_new_tokens=2, eos_token_id=1000)
+    with pytest.raises(ValueError, match="attention_mask"):
+        ours.generate(PROMPTS, attention_mask=MASK[:, :3], max_new_tokens=2)
+    with pytest.raises(ValueError, match="token id"):
+        ours.generate(np.array([[1, 500]]), max_new_tokens=2)

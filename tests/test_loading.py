@@ -1,0 +1,300 @@
+"""Checkpoint loading: what a hostile or broken directory gets (a clear exception, never a crash)."""
+import json
+import os
+import shutil
+import struct
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file, save_file
+
+import nemotron_c
+from nemotron_c.loading import SafetensorsFormatError, read_safetensors
+
+IDS = np.array([[1, 5, 7, 9]])
+
+
+def copy_checkpoint(source, destination):
+    shutil.copytree(source, destination)
+    return str(destination)
+
+
+def write_raw_safetensors(path, header, data):
+    header_bytes = json.dumps(header).encode()
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(header_bytes)) + header_bytes + data)
+
+
+@pytest.fixture
+def good(checkpoint, tmp_path):
+    return copy_checkpoint(checkpoint(), tmp_path / "good")
+
+
+def weights_path(directory):
+    return os.path.join(directory, "model.safetensors")
+
+
+def rewrite_weights(directory, change):
+    tensors = load_file(weights_path(directory))
+    change(tensors)
+    save_file(tensors, weights_path(directory), metadata={"format": "pt"})
+
+
+def test_missing_directory_and_files(tmp_path, good):
+    with pytest.raises(FileNotFoundError, match="not a directory"):
+        nemotron_c.AutoModelForCausalLM.from_pretrained(str(tmp_path / "nowhere"))
+    os.remove(weights_path(good))
+    with pytest.raises(FileNotFoundError, match="model.safetensors"):
+        nemotron_c.AutoModelForCausalLM.from_pretrained(good)
+    os.remove(os.path.join(good, "config.json"))
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        nemotron_c.AutoModelForCausalLM.from_pretrained(good)
+
+
+def test_pytorch_bin_only_is_named(good):
+    os.rename(weights_path(good), os.path.join(good, "pytorch_model.bin"))
+    with pytest.raises(FileNotFoundError, match="pytorch_model.bin"):
+        nemotron_c.AutoModelForCausalLM.from_pretrained(good)
+
+
+def edit_config(directory, **changes):
+    path = os.path.join(directory, "config.json")
+    with open(path) as f:
+        config = json.load(f)
+    for key, value in changes.items():
+        if value is None:
+            config.pop(key, None)
+        else:
+            config[key] = value
+    with open(path, "w") as f:
+        json.dump(config, f)
+
+
+def test_other_model_type(good):
+    edit_config(good, model_type="llama")
+    with pytest.raises(ValueError, match="model_type 'llama'"):
+        nemotron_c.AutoModelForCausalLM.from_pretrained(good)
+    with pytest.raises(ValueError, match="model_type 'llama'"):
+        nemotron_c.AutoConfig.from_pretrained(good)
+
+
+def test_config_not_json(good):
+    with open(os.path.join(good, "config.json"), "w") as f:
+        f.write("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        nemotron_c.AutoModelForCausalLM.from_pretrained(good)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"num_attention_heads": 3}, "multiple of num_key_value_heads|shape"),
+        ({"hidden_size": -4}, "positive"),
+        ({"hidden_act": "mish"}, "hidden_act 'mish'"),
+        ({"rope_parameters": {"rope_type": "dynamic", "factor": 2.0}}, "rope_type 'dynamic'"),
+        ({"vocab_size": 97}, "shape"),
+        ({"intermediate_size": 100}, "shape"),
+        ({"head_dim": 8}, "shape"),
+    ],
+)
+def test_config_inconsistent_with_weights(good, changes, message):
+    edit_config(good, **changes)
+    with pytest.raises((ValueError, NotImplementedError), match=message):
+        nemotron_c.AutoModelForCausalLM.from_pretrained(good)
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.float64, np.uint8])
+def test_unsupported_stored_dtype(good, dtype):
+    def change(tensors):
+        name = "model.layers.0.mlp.up_proj.weight"
+        tensors[name] = tensors[name].astype(dtype)
+
+    rewrite_weights(good, change)
+    with pytest.raises(ValueError, match="model.layers.0.mlp.up_proj.weight.*(I8|F64|U8)"):
+        nemotron_c.AutoModelForCausalLM.from_pretrained(good)
+
+
+def test_fp8_dtype_named(good):
+    tensors = load_file(weights_path(good))
+    header, data, offset = {}, bytearray(), 0
+    for name, array in tensors.items():
+        raw = array.tobytes()
+        dtype = "F32"
+        if name == "model.layers.1.self_attn.q_proj.weight":
+            raw = raw[: array.size]
+            dtype = "F8_E4M3"
+        header[name] = {"dtype": dtype, "shape": list(array.shape), "data_offsets": [offset, offset + len(raw)]}
+        data += raw
+        offset += len(raw)
+    write_raw_safetensors(weights_path(good), header, bytes(data))
+    with pytest.raises(ValueError, match="q_proj.weight.*F8_E4M3"):
+        nemotron_c.AutoModelForCausalLM.from_pretrained(good)
+
+
+def test_missing_tensor_named(good):
+    rewrite_weights(good, lambda t: t.pop("model.layers.1.self_attn.v_proj.weight"))
+    with pytest.raises(ValueError, match="model.layers.1.self_attn.v_proj.weight"):
+        nemotron_c.AutoModelForCausalLM.from_pretrained(good)
+
+
+def test_missing_lm_head_is_not_silently_random(good):
+    rewrite_weights(good, lambda t: t.pop("lm_head.weight"))
+    with pytest.raises(ValueError, match="lm_head.weight"):
+        nemotron_c.AutoModelForCausalLM.from_pretrained(good)
+
+
+def test_wrong_shape_named(good):
+    def change(tensors):
+        tensors["model.layers.0.self_attn.o_proj.weight"] = tensors["model.layers.0.self_attn.o_proj.weight"][:, :-1].copy()
+
+    rewrite_weights(good, change)
+    with pytest.raises(ValueError, match="model.layers.0.self_attn.o_proj.weight.*shape"):
+        nemotron_c.AutoModelForCausalLM.from_pretrained(good)
+
+
+@pytest.mark.parametrize("keep", [0, 4, 7, 100, -100])
+def test_truncated_file(good, keep):
+    path = weights_path(good)
+    with open(path, "rb") as f:
+        data = f.read()
+    with open(path, "wb") as f:
+        f.write(data[:keep] if keep >= 0 else data[:keep])
+    with pytest.raises(SafetensorsFormatError):
+        nemotron_c.AutoModelForCausalLM.from_pretrained(good)
+
+
+def test_format_errors_are_value_errors():
+    assert issubclass(SafetensorsFormatError, ValueError)
+    assert issubclass(SafetensorsFormatError, nemotron_c.FormatError)
+
+
+FLOATS = np.arange(12, dtype=np.float32).tobytes()
+
+
+@pytest.mark.parametrize(
+    "header, data, message",
+    [
+        ({"a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 12]},
+          "b": {"dtype": "F32", "shape": [3], "data_offsets": [8, 20]}}, FLOATS, "overlap"),
+        ({"a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 100]}}, FLOATS, "outside the data area"),
+        ({"a": {"dtype": "F32", "shape": [3], "data_offsets": [40, 52]}}, FLOATS, "outside the data area"),
+        ({"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 12]}}, FLOATS, "needs 16 bytes"),
+        ({"a": {"dtype": "F32", "shape": [-3], "data_offsets": [0, 12]}}, FLOATS, "shape"),
+        ({"a": {"dtype": "F32", "shape": [3], "data_offsets": [12, 0]}}, FLOATS, "outside"),
+        ({"a": {"dtype": "F32", "shape": [3], "data_offsets": [0]}}, FLOATS, "pair"),
+        ({"a": {"dtype": "Q4", "shape": [3], "data_offsets": [0, 12]}}, FLOATS, "unknown dtype"),
+        ({"a": [1, 2]}, FLOATS, "not a JSON object"),
+        ({"__metadata__": 5}, FLOATS, "__metadata__"),
+        ([1, 2, 3], FLOATS, "not a JSON object"),
+    ],
+)
+def test_malformed_headers(tmp_path, header, data, message):
+    path = str(tmp_path / "bad.safetensors")
+    write_raw_safetensors(path, header, data)
+    with pytest.raises(SafetensorsFormatError, match=message):
+        read_safetensors(path)
+
+
+def test_header_length_beyond_file_and_garbage(tmp_path):
+    path = str(tmp_path / "bad.safetensors")
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", 2**63) + b"{}")
+    with pytest.raises(SafetensorsFormatError, match="runs past the end"):
+        read_safetensors(path)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", 4) + b"\xff\xfe\x00{")
+    with pytest.raises(SafetensorsFormatError, match="not valid JSON"):
+        read_safetensors(path)
+
+
+def test_sharded_index_cannot_escape_directory(checkpoint, tmp_path):
+    directory = copy_checkpoint(checkpoint(shard_size="40KB"), tmp_path / "sharded")
+    index_path = os.path.join(directory, "model.safetensors.index.json")
+    with open(index_path) as f:
+        index = json.load(f)
+    outside = tmp_path / "outside.safetensors"
+    shutil.copy(os.path.join(directory, next(iter(index["weight_map"].values()))), outside)
+    for escape in ("../outside.safetensors", str(outside)):
+        bad = dict(index)
+        bad["weight_map"] = {k: escape for k in index["weight_map"]}
+        with open(index_path, "w") as f:
+            json.dump(bad, f)
+        with pytest.raises(SafetensorsFormatError, match="outside the checkpoint directory"):
+            nemotron_c.AutoModelForCausalLM.from_pretrained(directory)
+
+
+def test_sharded_index_naming_missing_tensor(checkpoint, tmp_path):
+    directory = copy_checkpoint(checkpoint(shard_size="40KB"), tmp_path / "sharded")
+    index_path = os.path.join(directory, "model.safetensors.index.json")
+    with open(index_path) as f:
+        index = json.load(f)
+    first_shard = next(iter(index["weight_map"].values()))
+    index["weight_map"]["model.ghost.weight"] = first_shard
+    with open(index_path, "w") as f:
+        json.dump(index, f)
+    with pytest.raises(SafetensorsFormatError, match="model.ghost.weight"):
+        nemotron_c.AutoModelForCausalLM.from_pretrained(directory)
+    with open(index_path, "w") as f:
+        f.write("[]")
+    with pytest.raises(SafetensorsFormatError, match="weight_map"):
+        nemotron_c.AutoModelForCausalLM.from_pretrained(directory)
+
+
+def test_unaligned_tensor_is_copied_not_misread(good):
+    """A file whose tensor offsets are not multiples of 4 still loads and gives the same logits."""
+    expected = nemotron_c.AutoModelForCausalLM.from_pretrained(good)(IDS).logits
+    tensors = load_file(weights_path(good))
+    header, data, offset = {"__metadata__": {"format": "pt"}}, bytearray(), 0
+    for name, array in tensors.items():
+        data += b"\x00" * 2  # shift every tensor off 4-byte alignment
+        offset += 2
+        raw = array.tobytes()
+        header[name] = {"dtype": "F32", "shape": list(array.shape), "data_offsets": [offset, offset + len(raw)]}
+        data += raw
+        offset += len(raw)
+    write_raw_safetensors(weights_path(good), header, bytes(data))
+    got = nemotron_c.AutoModelForCausalLM.from_pretrained(good)(IDS).logits
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_bad_inputs_raise(checkpoint):
+    model = nemotron_c.AutoModelForCausalLM.from_pretrained(checkpoint())
+    with pytest.raises(ValueError, match="token id -1"):
+        model(np.array([[1, -1, 3]]))
+    with pytest.raises(ValueError, match="token id 96"):
+        model(np.array([[1, 96, 3]]))
+    with pytest.raises(ValueError, match="1-D or 2-D"):
+        model(np.zeros((1, 2, 3), dtype=np.int64))
+    with pytest.raises(TypeError, match="integers"):
+        model(np.array([[1.0, 2.0]]))
+    with pytest.raises(TypeError, match="integers"):
+        model(np.array([[True, False]]))
+    with pytest.raises(ValueError, match="empty"):
+        model(np.zeros((1, 0), dtype=np.int64))
+    with pytest.raises(ValueError, match="ragged"):
+        model([[1, 2], [3]])
+    with pytest.raises(TypeError):
+        model("hello")
+    with pytest.raises(ValueError, match="attention_mask has shape"):
+        model(IDS, attention_mask=np.ones((1, 3)))
+    with pytest.raises(ValueError, match="only 0"):
+        model(IDS, attention_mask=np.full((1, 4), 2))
+    with pytest.raises(ValueError, match="position_ids"):
+        model(IDS, position_ids=np.arange(3))
+    with pytest.raises(ValueError, match="non-negative"):
+        model(IDS, position_ids=-np.ones((1, 4), dtype=np.int64))
+    with pytest.raises(ValueError, match="logits_to_keep"):
+        model(IDS, logits_to_keep=np.array([7]))
+    with pytest.raises(TypeError, match="NemotronCache"):
+        model(IDS, past_key_values=((np.zeros(1), np.zeros(1)),))
+    cache = model(IDS).past_key_values
+    with pytest.raises(ValueError, match="sequences"):
+        model(np.array([[1], [2]]), past_key_values=cache)
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        model(IDS, not_an_argument=1)
+    with pytest.raises(NotImplementedError, match="inputs_embeds"):
+        model(inputs_embeds=np.zeros((1, 2, 64), dtype=np.float32))
+    with pytest.raises(ValueError, match="labels"):
+        model(IDS, labels=np.array([[1, 2]]))
+    # the model is still usable after every error
+    assert model(IDS).logits.shape == (1, 4, 96)
