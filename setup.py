@@ -55,7 +55,9 @@ core = Extension(
     include_dirs=[CSRC],
     extra_compile_args=MAKE["CORE_CFLAGS"],
     extra_link_args=["-pthread", "-lm"],
-    depends=[os.path.join(CSRC, "nemotron.h"), os.path.join(CSRC, "sources.mk")],
+    depends=[os.path.join(root, name) for root, _, names in os.walk(CSRC) for name in names
+             if name.endswith(".h") or name == "sources.mk"]
+    + [os.path.join("nemotron_c", "_binding", "binding.h")],
 )
 
 setup(ext_modules=[core], cmdclass={"build_ext": BuildExtWithIsaObjects})

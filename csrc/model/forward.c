@@ -33,8 +33,7 @@ static void matmul_range(void *ctx, int64_t begin, int64_t end) {
     job->fn(job->y, job->x, job->w, job->M, job->N, job->K, n_begin, n_end);
 }
 
-/* y (M, N) = x (M, K) @ w (N, K)^T + bias (N), bias optional */
-static void linear(const nt_model *m, float *y, const float *x, const nt_tensor *w, const float *bias, int64_t M) {
+void nt_model_linear(const nt_model *m, float *y, const float *x, const nt_tensor *w, const float *bias, int64_t M) {
     matmul_job job = {m->kernels->matmul[w->dtype], y, x, w->data, M, w->shape[0], w->shape[1]};
     int64_t blocks = (job.N + MATMUL_COLUMN_BLOCK - 1) / MATMUL_COLUMN_BLOCK;
     nt_threadpool_parallel_for(m->pool, matmul_range, &job, blocks, 1);
@@ -54,7 +53,7 @@ static void norm_range(void *ctx, int64_t begin, int64_t end) {
                    job->eps);
 }
 
-static void layernorm1p(const nt_model *m, float *y, const float *x, const float *weight, const float *bias,
+void nt_model_layernorm1p(const nt_model *m, float *y, const float *x, const float *weight, const float *bias,
                         int64_t rows) {
     norm_job job = {y, x, weight, bias, m->config.hidden_size, m->config.norm_eps};
     nt_threadpool_parallel_for(m->pool, norm_range, &job, rows, 8);
@@ -202,10 +201,10 @@ static nt_status attention_block(const nt_model *m, nt_error *err, scratch *s, c
                                  int64_t layer, const uint8_t *attention_mask, int64_t B, int64_t T, int64_t P) {
     const nt_config *c = &m->config;
     int64_t BT = B * T, NH = c->num_attention_heads, NKV = c->num_key_value_heads, D = c->head_dim;
-    layernorm1p(m, s->xn, s->x, w->input_norm_weight, w->input_norm_bias, BT);
-    linear(m, s->q, s->xn, &w->q_proj, w->q_bias, BT);
-    linear(m, s->k, s->xn, &w->k_proj, w->k_bias, BT);
-    linear(m, s->v, s->xn, &w->v_proj, w->v_bias, BT);
+    nt_model_layernorm1p(m, s->xn, s->x, w->input_norm_weight, w->input_norm_bias, BT);
+    nt_model_linear(m, s->q, s->xn, &w->q_proj, w->q_bias, BT);
+    nt_model_linear(m, s->k, s->xn, &w->k_proj, w->k_bias, BT);
+    nt_model_linear(m, s->v, s->xn, &w->v_proj, w->v_bias, BT);
     int64_t half = c->rotary_dim / 2;
     if (half > 0)
         for (int64_t i = 0; i < BT; i++) {
@@ -222,20 +221,20 @@ static nt_status attention_block(const nt_model *m, nt_error *err, scratch *s, c
         return nt_error_set(err, NT_ERROR_OUT_OF_MEMORY, "out of memory for attention scores");
 
     /* the o_proj output goes into xn (free now), then joins the residual stream */
-    linear(m, s->xn, s->att, &w->o_proj, w->o_bias, BT);
+    nt_model_linear(m, s->xn, s->att, &w->o_proj, w->o_bias, BT);
     for (int64_t i = 0; i < BT * c->hidden_size; i++) s->x[i] += s->xn[i];
     return NT_OK;
 }
 
 static void mlp_block(const nt_model *m, scratch *s, const nt_layer *w, int64_t BT, int64_t chunk) {
     int64_t H = m->config.hidden_size, I = m->config.intermediate_size;
-    layernorm1p(m, s->xn, s->x, w->post_norm_weight, w->post_norm_bias, BT);
+    nt_model_layernorm1p(m, s->xn, s->x, w->post_norm_weight, w->post_norm_bias, BT);
     for (int64_t r = 0; r < BT; r += chunk) {
         int64_t rows = BT - r < chunk ? BT - r : chunk;
-        linear(m, s->mlp, s->xn + r * H, &w->up_proj, w->up_bias, rows);
+        nt_model_linear(m, s->mlp, s->xn + r * H, &w->up_proj, w->up_bias, rows);
         nt_activation_apply(s->mlp, rows * I, m->config.hidden_act);
         /* down_proj writes over the normed rows it no longer needs */
-        linear(m, s->xn + r * H, s->mlp, &w->down_proj, w->down_bias, rows);
+        nt_model_linear(m, s->xn + r * H, s->mlp, &w->down_proj, w->down_bias, rows);
     }
     for (int64_t i = 0; i < BT * H; i++) s->x[i] += s->xn[i];
 }
@@ -312,7 +311,7 @@ nt_status nt_model_forward(nt_model *m, nt_error *err, float *logits, float *las
 
     if (last_hidden != NULL || all_hidden != NULL) {
         float *normed = last_hidden != NULL ? last_hidden : all_hidden + L * BT * H;
-        layernorm1p(m, normed, s.x, m->norm_weight, m->norm_bias, BT);
+        nt_model_layernorm1p(m, normed, s.x, m->norm_weight, m->norm_bias, BT);
         if (last_hidden != NULL && all_hidden != NULL)
             memcpy(all_hidden + L * BT * H, normed, (size_t)(BT * H) * sizeof(float));
     }
@@ -320,8 +319,8 @@ nt_status nt_model_forward(nt_model *m, nt_error *err, float *logits, float *las
         for (int64_t b = 0; b < B; b++)
             for (int64_t i = 0; i < K; i++)
                 memcpy(s.kept + (b * K + i) * H, s.x + (b * T + keep_positions[i]) * H, (size_t)H * sizeof(float));
-        layernorm1p(m, s.kept, s.kept, m->norm_weight, m->norm_bias, B * K);
-        linear(m, logits, s.kept, &m->lm_head, NULL, B * K);
+        nt_model_layernorm1p(m, s.kept, s.kept, m->norm_weight, m->norm_bias, B * K);
+        nt_model_linear(m, logits, s.kept, &m->lm_head, NULL, B * K);
     }
     cache->length = P + T;
     status = NT_OK;

@@ -37,6 +37,13 @@ struct nt_cache {
     float *values;     /* (L, B, NKV, capacity, D) */
 };
 
+/* Threaded building blocks of the forward pass, for the other model files (scoring, heads). */
+/* y (M, N) = x (M, K) @ w (N, K)^T + bias (N); bias may be NULL */
+void nt_model_linear(const nt_model *m, float *y, const float *x, const nt_tensor *w, const float *bias, int64_t M);
+/* LayerNorm1P over rows (rows, H); y may equal x */
+void nt_model_layernorm1p(const nt_model *m, float *y, const float *x, const float *weight, const float *bias,
+                          int64_t rows);
+
 /* a * b, or -1 when either is negative or the product leaves int64 (sizes of at most 2^62) */
 static inline int64_t nt_mul_size(int64_t a, int64_t b) {
     if (a < 0 || b < 0) return -1;

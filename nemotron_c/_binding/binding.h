@@ -16,6 +16,27 @@ PyObject *nt_py_raise(const nt_error *err);
  * with an exception set on mismatch. */
 int nt_py_get_buffer(PyObject *obj, Py_buffer *view, const char *name, int ndim, char format, int writable);
 
+/* _core.Model: the core model and the weight buffers it points into. */
+typedef struct {
+    PyObject_HEAD
+    nt_model *model;
+    Py_buffer *views; /* (n_views) buffers of the weights, held for the model's lifetime */
+    Py_ssize_t n_views;
+} ModelObject;
+
+/* _core.Cache: a KV cache made for one Model. */
+typedef struct {
+    PyObject_HEAD
+    nt_cache *cache;
+    PyObject *model; /* keeps the model alive */
+    int busy;        /* a call is using the cache with the GIL released */
+} CacheObject;
+
+extern PyTypeObject ModelType, CacheType;
+
+/* Sets RuntimeError and returns -1 when the Model was never initialised. */
+int nt_py_check_model(ModelObject *self);
+
 int nt_py_register_model(PyObject *module);
 
 #endif

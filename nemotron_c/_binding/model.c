@@ -3,22 +3,6 @@
 
 #include <string.h>
 
-typedef struct {
-    PyObject_HEAD
-    nt_model *model;
-    Py_buffer *views; /* (n_views) buffers of the weights, held for the model's lifetime */
-    Py_ssize_t n_views;
-} ModelObject;
-
-typedef struct {
-    PyObject_HEAD
-    nt_cache *cache;
-    PyObject *model; /* keeps the model alive */
-    int busy;        /* a call is using the cache with the GIL released */
-} CacheObject;
-
-static PyTypeObject ModelType, CacheType;
-
 /* ---------------------------------------------------------------- Model */
 
 static int read_int(PyObject *config, const char *key, int64_t *out) {
@@ -161,7 +145,7 @@ static void Model_dealloc(ModelObject *self) {
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-static int check_model(ModelObject *self) {
+int nt_py_check_model(ModelObject *self) {
     if (self->model == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "Model is not initialised");
         return -1;
@@ -174,7 +158,7 @@ static int check_model(ModelObject *self) {
  *         last_hidden float32 (B,T,H) | None, all_hidden float32 (L+1,B,T,H) | None) */
 static PyObject *Model_forward(ModelObject *self, PyObject *args) {
     PyObject *ids_obj, *pos_obj, *mask_obj, *keep_obj, *cache_obj, *logits_obj, *last_obj, *all_obj;
-    if (check_model(self) < 0 ||
+    if (nt_py_check_model(self) < 0 ||
         !PyArg_ParseTuple(args, "OOOOOOOO", &ids_obj, &pos_obj, &mask_obj, &keep_obj, &cache_obj, &logits_obj,
                           &last_obj, &all_obj))
         return NULL;
@@ -249,12 +233,12 @@ done:;
 }
 
 static PyObject *Model_get_kernels(ModelObject *self, void *closure) {
-    if (check_model(self) < 0) return NULL;
+    if (nt_py_check_model(self) < 0) return NULL;
     return PyUnicode_FromString(nt_model_kernels_name(self->model));
 }
 
 static PyObject *Model_get_num_threads(ModelObject *self, void *closure) {
-    if (check_model(self) < 0) return NULL;
+    if (nt_py_check_model(self) < 0) return NULL;
     return PyLong_FromLong(nt_model_num_threads(self->model));
 }
 
@@ -269,7 +253,7 @@ static PyGetSetDef Model_getset[] = {
     {NULL},
 };
 
-static PyTypeObject ModelType = {
+PyTypeObject ModelType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "nemotron_c._core.Model",
     .tp_basicsize = sizeof(ModelObject),
     .tp_flags = Py_TPFLAGS_DEFAULT,
@@ -294,7 +278,7 @@ static int Cache_init(CacheObject *self, PyObject *args, PyObject *kwargs) {
         PyErr_SetString(PyExc_RuntimeError, "Cache is already initialised");
         return -1;
     }
-    if (check_model((ModelObject *)model) < 0) return -1;
+    if (nt_py_check_model((ModelObject *)model) < 0) return -1;
     nt_error err = {0};
     nt_status status;
     Py_BEGIN_ALLOW_THREADS
@@ -328,7 +312,7 @@ static PyGetSetDef Cache_getset[] = {
     {NULL},
 };
 
-static PyTypeObject CacheType = {
+PyTypeObject CacheType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "nemotron_c._core.Cache",
     .tp_basicsize = sizeof(CacheObject),
     .tp_flags = Py_TPFLAGS_DEFAULT,
