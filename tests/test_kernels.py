@@ -1,0 +1,38 @@
+"""The C kernels against their naive references, and the thread pool, built and run as a C program.
+
+The same program runs under AddressSanitizer and UndefinedBehaviorSanitizer when the compiler has them.
+"""
+import os
+import shutil
+import subprocess
+
+import pytest
+
+CSRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "csrc")
+
+
+def run_make(build_dir, *extra):
+    result = subprocess.run(["make", "-C", CSRC, "test", f"BUILD={build_dir}", *extra],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "ok: 0 failure(s)" in result.stdout
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make and a C compiler")
+def test_kernels_match_naive_reference(tmp_path):
+    run_make(str(tmp_path / "build"))
+
+
+def sanitizers_available(tmp_path):
+    probe = tmp_path / "probe.c"
+    probe.write_text("int main(void) { return 0; }\n")
+    result = subprocess.run(["cc", "-fsanitize=address,undefined", str(probe), "-o", str(tmp_path / "probe")],
+                            capture_output=True)
+    return result.returncode == 0
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make and a C compiler")
+def test_kernels_under_sanitizers(tmp_path):
+    if not sanitizers_available(tmp_path):
+        pytest.skip("this compiler has no AddressSanitizer/UBSan runtime")
+    run_make(str(tmp_path / "asan"), "SANITIZE=address,undefined")
