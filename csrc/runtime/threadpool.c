@@ -5,84 +5,96 @@
  * (multiprocessing, Dask, gunicorn). This pool starts its threads on first use and remembers the
  * process that started them: a forked child, whose copy has no threads, starts its own.
  *
- * One parallel_for runs at a time per pool; workers take chunks from a shared atomic counter, and
- * the calling thread works too. Workers spin briefly before sleeping, because a decode step issues
- * hundreds of short parallel_for calls and a futex wake for each costs more than the work.
+ * A job is split into chunks. Threads claim chunks with a compare-and-swap on one word holding the
+ * job's number and the next chunk, so a thread that wakes late can never take a chunk of a job that
+ * is over. The caller works too and returns once every chunk is done: it never waits for a thread
+ * that has not started, which matters when the machine is busy and a worker is descheduled.
+ * Workers spin briefly before sleeping, because a decode step issues hundreds of short jobs and a
+ * futex wake for each costs more than the work.
  */
-#include <errno.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
-#include <string.h>
 #include <unistd.h>
 
 #include "nemotron.h"
 
-enum { SPIN_ITERATIONS = 20000 };
+enum { SPIN_ITERATIONS = 4000, SPINS_BEFORE_YIELD = 256 };
+#define CLOSED 0xffffffffu /* chunk index of a finished job: above any job's chunk count */
 
 struct nt_threadpool {
-    int num_threads;  /* including the caller's */
-    pid_t owner_pid;  /* process whose workers are running; 0 before the first use */
+    int num_threads;    /* including the caller's */
+    pid_t owner_pid;    /* process whose workers are running; 0 before the first use */
     pthread_t *workers; /* (num_threads - 1) */
     int num_started;
-    uint_fast64_t start_generation; /* the generation new workers start from */
 
-    pthread_mutex_t call_lock; /* one parallel_for at a time */
+    pthread_mutex_t call_lock; /* one job at a time */
     pthread_mutex_t lock;      /* guards sleeping and waking */
     pthread_cond_t wake;
-    pthread_cond_t finished;
-
-    atomic_uint_fast64_t generation; /* bumped once per job */
+    atomic_int sleepers;
     atomic_int shutdown;
-    atomic_int busy_workers;          /* workers still inside the current job */
 
-    /* the current job */
+    /* (job number << 32) | next chunk; job numbers only grow */
+    _Atomic uint64_t claim;
+    atomic_int_fast64_t chunks_done;
+
+    /* the current job, written before its number is published */
     nt_range_fn fn;
     void *ctx;
-    int64_t n, chunk;
-    atomic_int_fast64_t next;
+    int64_t n, chunk, num_chunks;
 };
 
-static void cpu_relax(void) {
+static void cpu_relax(int spins) {
+    if (spins % SPINS_BEFORE_YIELD == SPINS_BEFORE_YIELD - 1) {
+        sched_yield(); /* let a descheduled thread of ours run on a busy machine */
+        return;
+    }
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
 #endif
 }
 
-static void run_chunks(nt_threadpool *pool) {
+/* Runs chunks of job `job` until none is left. */
+static void run_chunks(nt_threadpool *pool, uint64_t job) {
+    uint64_t state = atomic_load_explicit(&pool->claim, memory_order_acquire);
     for (;;) {
-        int64_t begin = atomic_fetch_add(&pool->next, pool->chunk);
-        if (begin >= pool->n) return;
+        if (state >> 32 != job) return;
+        int64_t index = (int64_t)(state & 0xffffffffu);
+        if (index >= pool->num_chunks) return;
+        if (!atomic_compare_exchange_weak_explicit(&pool->claim, &state, state + 1, memory_order_acq_rel,
+                                                   memory_order_acquire))
+            continue;
+        int64_t begin = index * pool->chunk;
         int64_t end = begin + pool->chunk < pool->n ? begin + pool->chunk : pool->n;
         pool->fn(pool->ctx, begin, end);
+        atomic_fetch_add_explicit(&pool->chunks_done, 1, memory_order_release);
+        state = atomic_load_explicit(&pool->claim, memory_order_acquire);
     }
 }
 
 static void *worker_main(void *arg) {
     nt_threadpool *pool = arg;
-    uint_fast64_t seen = pool->start_generation;
+    uint64_t seen = atomic_load(&pool->claim) >> 32;
     for (;;) {
         int spins = 0;
-        while (atomic_load_explicit(&pool->generation, memory_order_acquire) == seen &&
-               !atomic_load(&pool->shutdown)) {
+        uint64_t job;
+        while ((job = atomic_load_explicit(&pool->claim, memory_order_acquire) >> 32) == seen) {
+            if (atomic_load_explicit(&pool->shutdown, memory_order_relaxed)) return NULL;
             if (++spins < SPIN_ITERATIONS) {
-                cpu_relax();
+                cpu_relax(spins);
                 continue;
             }
             pthread_mutex_lock(&pool->lock);
-            while (atomic_load(&pool->generation) == seen && !atomic_load(&pool->shutdown))
+            atomic_fetch_add(&pool->sleepers, 1);
+            while (atomic_load(&pool->claim) >> 32 == seen && !atomic_load(&pool->shutdown))
                 pthread_cond_wait(&pool->wake, &pool->lock);
+            atomic_fetch_sub(&pool->sleepers, 1);
             pthread_mutex_unlock(&pool->lock);
+            spins = 0;
         }
-        if (atomic_load(&pool->shutdown)) return NULL;
-        seen = atomic_load(&pool->generation);
-        run_chunks(pool);
-        if (atomic_fetch_sub(&pool->busy_workers, 1) == 1) {
-            pthread_mutex_lock(&pool->lock);
-            pthread_cond_signal(&pool->finished);
-            pthread_mutex_unlock(&pool->lock);
-        }
+        seen = job;
+        run_chunks(pool, job);
     }
 }
 
@@ -100,7 +112,8 @@ static void init_sync(nt_threadpool *pool) {
     pthread_mutex_init(&pool->call_lock, NULL);
     pthread_mutex_init(&pool->lock, NULL);
     pthread_cond_init(&pool->wake, NULL);
-    pthread_cond_init(&pool->finished, NULL);
+    atomic_store(&pool->sleepers, 0);
+    atomic_store(&pool->shutdown, 0);
 }
 
 nt_status nt_threadpool_create(nt_threadpool **out, nt_error *err, int num_threads) {
@@ -123,16 +136,6 @@ nt_status nt_threadpool_create(nt_threadpool **out, nt_error *err, int num_threa
 
 int nt_threadpool_size(const nt_threadpool *pool) { return pool->num_threads; }
 
-static void stop_workers(nt_threadpool *pool) {
-    pthread_mutex_lock(&pool->lock);
-    atomic_store(&pool->shutdown, 1);
-    pthread_cond_broadcast(&pool->wake);
-    pthread_mutex_unlock(&pool->lock);
-    for (int i = 0; i < pool->num_started; i++) pthread_join(pool->workers[i], NULL);
-    pool->num_started = 0;
-    atomic_store(&pool->shutdown, 0);
-}
-
 /* Starts the workers in this process. In a forked child the parent's workers do not exist and the
  * locks may have been copied while held, so both are made anew. If a thread cannot be started the
  * pool runs with the ones it has (at worst only the caller). */
@@ -150,9 +153,7 @@ static void ensure_workers(nt_threadpool *pool) {
         if (pool->owner_pid != 0) {
             init_sync(pool);
             pool->num_started = 0;
-            atomic_store(&pool->shutdown, 0);
         }
-        pool->start_generation = atomic_load(&pool->generation);
         for (int i = 0; i < pool->num_threads - 1; i++) {
             if (pthread_create(&pool->workers[i], NULL, worker_main, pool) != 0) break;
             pool->num_started++;
@@ -164,7 +165,13 @@ static void ensure_workers(nt_threadpool *pool) {
 
 void nt_threadpool_free(nt_threadpool *pool) {
     if (pool == NULL) return;
-    if (pool->owner_pid == getpid()) stop_workers(pool);
+    if (pool->owner_pid == getpid()) {
+        pthread_mutex_lock(&pool->lock);
+        atomic_store(&pool->shutdown, 1);
+        pthread_cond_broadcast(&pool->wake);
+        pthread_mutex_unlock(&pool->lock);
+        for (int i = 0; i < pool->num_started; i++) pthread_join(pool->workers[i], NULL);
+    }
     free(pool->workers);
     free(pool);
 }
@@ -184,31 +191,26 @@ void nt_threadpool_parallel_for(nt_threadpool *pool, nt_range_fn fn, void *ctx, 
         return;
     }
 
-    /* several chunks per thread balance uneven rows without making chunks tiny */
+    /* several chunks per thread balance uneven work without making chunks tiny */
     int64_t per_thread = (n + (int64_t)pool->num_threads * 4 - 1) / ((int64_t)pool->num_threads * 4);
     pool->chunk = per_thread > grain ? per_thread : grain;
+    pool->num_chunks = (n + pool->chunk - 1) / pool->chunk;
     pool->fn = fn;
     pool->ctx = ctx;
     pool->n = n;
-    atomic_store(&pool->next, 0);
-    atomic_store(&pool->busy_workers, pool->num_started);
-
-    pthread_mutex_lock(&pool->lock);
-    atomic_fetch_add_explicit(&pool->generation, 1, memory_order_release);
-    pthread_cond_broadcast(&pool->wake);
-    pthread_mutex_unlock(&pool->lock);
-
-    run_chunks(pool);
-
-    int spins = 0;
-    while (atomic_load_explicit(&pool->busy_workers, memory_order_acquire) > 0) {
-        if (++spins < SPIN_ITERATIONS) {
-            cpu_relax();
-            continue;
-        }
+    atomic_store_explicit(&pool->chunks_done, 0, memory_order_relaxed);
+    uint64_t job = (atomic_load(&pool->claim) >> 32) + 1;
+    atomic_store_explicit(&pool->claim, job << 32, memory_order_release);
+    if (atomic_load(&pool->sleepers) > 0) {
         pthread_mutex_lock(&pool->lock);
-        while (atomic_load(&pool->busy_workers) > 0) pthread_cond_wait(&pool->finished, &pool->lock);
+        pthread_cond_broadcast(&pool->wake);
         pthread_mutex_unlock(&pool->lock);
     }
+
+    run_chunks(pool, job);
+    int spins = 0;
+    while (atomic_load_explicit(&pool->chunks_done, memory_order_acquire) < pool->num_chunks) cpu_relax(++spins);
+    /* close the job before the next one rewrites its fields: a late thread's claim now fails */
+    atomic_store_explicit(&pool->claim, (job << 32) | CLOSED, memory_order_release);
     pthread_mutex_unlock(&pool->call_lock);
 }
