@@ -55,8 +55,10 @@ core = Extension(
     include_dirs=[CSRC],
     extra_compile_args=MAKE["CORE_CFLAGS"],
     extra_link_args=["-pthread", "-lm"],
+    # the ISA-specific sources are compiled by BuildExtWithIsaObjects, so they count as dependencies here
     depends=[os.path.join(root, name) for root, _, names in os.walk(CSRC) for name in names
              if name.endswith(".h") or name == "sources.mk"]
+    + [os.path.join(CSRC, s) for s in MAKE["AVX2_SOURCES"]]
     + [os.path.join("nemotron_c", "_binding", "binding.h")],
 )
 

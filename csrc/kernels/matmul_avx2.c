@@ -8,8 +8,12 @@
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #include <immintrin.h>
 
-/* Inner dimension block: a block of x rows (3 x KC floats) and of w rows (4 x KC) stays in L1. */
-enum { KC = 512 };
+static inline float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
 
 static inline __m256 load8(const void *w, nt_dtype dtype, int64_t i) {
     switch (dtype) {
@@ -32,70 +36,171 @@ static inline float load1(const void *w, nt_dtype dtype, int64_t i) {
     }
 }
 
-static inline float hsum(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
+/* ---------------------------------------------------------------- few rows of x: stream w once
+ * For decode, where w is read from memory once per token and the arithmetic is cheap. MR rows of x
+ * against NR rows of w over the whole of K; MR and NR are constants at every call so that the
+ * accumulators live in registers. */
+enum { GEMV_MAX_ROWS = 3, GEMV_W_ROWS = 4 };
 
-/* y[m][n] (+)= sum over k in [k0, k1) of x[m][k] * w[n][k], for up to 3 rows m and 4 rows n:
- * twelve accumulators, each w vector loaded once and used for every x row. */
-static inline void block_3x4(float *y, const float *x, const void *w, nt_dtype dtype, int64_t mr,
-                             int64_t nr, int64_t N, int64_t K, int64_t m0, int64_t n0, int64_t k0,
-                             int64_t k1, int accumulate) {
-    __m256 acc[3][4];
-    for (int i = 0; i < 3; i++)
-        for (int j = 0; j < 4; j++) acc[i][j] = _mm256_setzero_ps();
-    const float *xr[3];
-    for (int i = 0; i < 3; i++) xr[i] = x + (m0 + (i < mr ? i : 0)) * K;
-    int64_t wr[4];
-    for (int j = 0; j < 4; j++) wr[j] = (n0 + (j < nr ? j : 0)) * K;
-
-    int64_t k = k0;
-    if (mr == 3 && nr == 4) {
-        for (; k + 8 <= k1; k += 8) {
-            __m256 x0 = _mm256_loadu_ps(xr[0] + k), x1 = _mm256_loadu_ps(xr[1] + k),
-                   x2 = _mm256_loadu_ps(xr[2] + k);
-            for (int j = 0; j < 4; j++) {
-                __m256 wv = load8(w, dtype, wr[j] + k);
-                acc[0][j] = _mm256_fmadd_ps(x0, wv, acc[0][j]);
-                acc[1][j] = _mm256_fmadd_ps(x1, wv, acc[1][j]);
-                acc[2][j] = _mm256_fmadd_ps(x2, wv, acc[2][j]);
-            }
-        }
-    } else {
-        for (; k + 8 <= k1; k += 8) {
-            __m256 xv[3];
-            for (int i = 0; i < mr; i++) xv[i] = _mm256_loadu_ps(xr[i] + k);
-            for (int j = 0; j < nr; j++) {
-                __m256 wv = load8(w, dtype, wr[j] + k);
-                for (int i = 0; i < mr; i++) acc[i][j] = _mm256_fmadd_ps(xv[i], wv, acc[i][j]);
-            }
+static inline __attribute__((always_inline)) void gemv_block(float *y, const float *x, const void *w,
+                                                             nt_dtype dtype, int64_t N, int64_t K, int64_t m0,
+                                                             int64_t n0, const int MR, const int NR) {
+    __m256 acc[GEMV_MAX_ROWS][GEMV_W_ROWS];
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++) acc[i][j] = _mm256_setzero_ps();
+    const float *xr = x + m0 * K;
+    int64_t k = 0;
+    for (; k + 8 <= K; k += 8) {
+        __m256 xv[GEMV_MAX_ROWS];
+        for (int i = 0; i < MR; i++) xv[i] = _mm256_loadu_ps(xr + i * K + k);
+        for (int j = 0; j < NR; j++) {
+            __m256 wv = load8(w, dtype, (n0 + j) * K + k);
+            for (int i = 0; i < MR; i++) acc[i][j] = _mm256_fmadd_ps(xv[i], wv, acc[i][j]);
         }
     }
-    for (int i = 0; i < mr; i++) {
-        for (int j = 0; j < nr; j++) {
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++) {
             float sum = hsum(acc[i][j]);
-            for (int64_t kk = k; kk < k1; kk++) sum += xr[i][kk] * load1(w, dtype, wr[j] + kk);
-            float *out = y + (m0 + i) * N + n0 + j;
-            *out = accumulate ? *out + sum : sum;
+            for (int64_t kk = k; kk < K; kk++) sum += xr[i * K + kk] * load1(w, dtype, (n0 + j) * K + kk);
+            y[(m0 + i) * N + n0 + j] = sum;
+        }
+}
+
+/* Instantiates gemv_block for the row counts of one pass: MR x rows against 4 w rows, then the tail. */
+#define GEMV_PASS(MR)                                                                                       \
+    static void gemv_pass_##MR(float *y, const float *x, const void *w, nt_dtype dtype, int64_t N, int64_t K, \
+                               int64_t m0, int64_t n_begin, int64_t n_end) {                               \
+        int64_t n0 = n_begin;                                                                               \
+        for (; n0 + 4 <= n_end; n0 += 4) gemv_block(y, x, w, dtype, N, K, m0, n0, MR, 4);                   \
+        for (; n0 < n_end; n0++) gemv_block(y, x, w, dtype, N, K, m0, n0, MR, 1);                           \
+    }
+GEMV_PASS(1)
+GEMV_PASS(2)
+GEMV_PASS(3)
+
+static void gemv(float *y, const float *x, const void *w, nt_dtype dtype, int64_t M, int64_t N, int64_t K,
+                 int64_t n_begin, int64_t n_end) {
+    for (int64_t m0 = 0; m0 < M; m0 += GEMV_MAX_ROWS) {
+        int64_t rows = M - m0;
+        if (rows >= 3)
+            gemv_pass_3(y, x, w, dtype, N, K, m0, n_begin, n_end);
+        else if (rows == 2)
+            gemv_pass_2(y, x, w, dtype, N, K, m0, n_begin, n_end);
+        else
+            gemv_pass_1(y, x, w, dtype, N, K, m0, n_begin, n_end);
+    }
+}
+
+/* ---------------------------------------------------------------- many rows of x: packed panels
+ * For prefill, where the arithmetic dominates. A panel of NR rows of w and KC of its columns is
+ * converted to float32 and laid out k-major (KC, NR), then every block of MR rows of x is multiplied
+ * against it: MR x NR outputs kept in 12 registers, two panel loads and MR broadcasts per k. */
+enum { PANEL_NR = 16, PANEL_MR = 6, PANEL_KC = 256, GEMM_MIN_ROWS = 8 };
+
+/* Transposes the 8x8 block r[0..7] (rows) in place into columns. */
+static inline void transpose8(__m256 r[8]) {
+    __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xee);
+    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xee);
+    __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xee);
+    __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xee);
+    r[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+    r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+    r[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+    r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+    r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+    r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+    r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+    r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+/* panel (kc, PANEL_NR) = w rows n0..n0+nr-1, columns k0..k0+kc-1, in float32; rows past nr are zero.
+ * Full groups of 8 rows by 8 columns go through an 8x8 transpose in registers. */
+static void pack_panel(float *panel, const void *w, nt_dtype dtype, int64_t K, int64_t n0, int64_t nr, int64_t k0,
+                       int64_t kc) {
+    for (int64_t j0 = 0; j0 < PANEL_NR; j0 += 8) {
+        int64_t k = 0;
+        if (j0 + 8 <= nr) {
+            for (; k + 8 <= kc; k += 8) {
+                __m256 r[8];
+                for (int j = 0; j < 8; j++) r[j] = load8(w, dtype, (n0 + j0 + j) * K + k0 + k);
+                transpose8(r);
+                for (int t = 0; t < 8; t++) _mm256_storeu_ps(panel + (k + t) * PANEL_NR + j0, r[t]);
+            }
+        }
+        for (int64_t j = j0; j < j0 + 8; j++)
+            for (int64_t kk = k; kk < kc; kk++)
+                panel[kk * PANEL_NR + j] = j < nr ? load1(w, dtype, (n0 + j) * K + k0 + kk) : 0.0f;
+    }
+}
+
+/* y rows (mr <= 6, each N apart) (+)= x rows (6, each K apart) @ panel (kc, 16), for the nr first columns.
+ * Rows of x past mr repeat the last valid row: computed, never stored. The twelve accumulators are
+ * named one by one because GCC keeps an accumulator array in memory here. */
+static void panel_block(float *y, int64_t N, const float *x, int64_t K, const float *panel, int64_t kc, int64_t mr,
+                        int64_t nr, int accumulate) {
+    const float *x0 = x, *x1 = x + (mr > 1 ? 1 : 0) * K, *x2 = x + (mr > 2 ? 2 : mr - 1) * K,
+                *x3 = x + (mr > 3 ? 3 : mr - 1) * K, *x4 = x + (mr > 4 ? 4 : mr - 1) * K,
+                *x5 = x + (mr > 5 ? 5 : mr - 1) * K;
+    __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00,
+           a31 = a00, a40 = a00, a41 = a00, a50 = a00, a51 = a00;
+    for (int64_t k = 0; k < kc; k++) {
+        __m256 w0 = _mm256_load_ps(panel + k * PANEL_NR), w1 = _mm256_load_ps(panel + k * PANEL_NR + 8), b;
+        b = _mm256_broadcast_ss(x0 + k);
+        a00 = _mm256_fmadd_ps(b, w0, a00);
+        a01 = _mm256_fmadd_ps(b, w1, a01);
+        b = _mm256_broadcast_ss(x1 + k);
+        a10 = _mm256_fmadd_ps(b, w0, a10);
+        a11 = _mm256_fmadd_ps(b, w1, a11);
+        b = _mm256_broadcast_ss(x2 + k);
+        a20 = _mm256_fmadd_ps(b, w0, a20);
+        a21 = _mm256_fmadd_ps(b, w1, a21);
+        b = _mm256_broadcast_ss(x3 + k);
+        a30 = _mm256_fmadd_ps(b, w0, a30);
+        a31 = _mm256_fmadd_ps(b, w1, a31);
+        b = _mm256_broadcast_ss(x4 + k);
+        a40 = _mm256_fmadd_ps(b, w0, a40);
+        a41 = _mm256_fmadd_ps(b, w1, a41);
+        b = _mm256_broadcast_ss(x5 + k);
+        a50 = _mm256_fmadd_ps(b, w0, a50);
+        a51 = _mm256_fmadd_ps(b, w1, a51);
+    }
+    float out[PANEL_MR][PANEL_NR];
+    _mm256_storeu_ps(out[0], a00), _mm256_storeu_ps(out[0] + 8, a01);
+    _mm256_storeu_ps(out[1], a10), _mm256_storeu_ps(out[1] + 8, a11);
+    _mm256_storeu_ps(out[2], a20), _mm256_storeu_ps(out[2] + 8, a21);
+    _mm256_storeu_ps(out[3], a30), _mm256_storeu_ps(out[3] + 8, a31);
+    _mm256_storeu_ps(out[4], a40), _mm256_storeu_ps(out[4] + 8, a41);
+    _mm256_storeu_ps(out[5], a50), _mm256_storeu_ps(out[5] + 8, a51);
+    for (int64_t i = 0; i < mr; i++)
+        for (int64_t j = 0; j < nr; j++) y[i * N + j] = accumulate ? y[i * N + j] + out[i][j] : out[i][j];
+}
+
+static void gemm(float *y, const float *x, const void *w, nt_dtype dtype, int64_t M, int64_t N, int64_t K,
+                 int64_t n_begin, int64_t n_end) {
+    float panel[PANEL_KC * PANEL_NR] __attribute__((aligned(32)));
+    for (int64_t n0 = n_begin; n0 < n_end; n0 += PANEL_NR) {
+        int64_t nr = n_end - n0 < PANEL_NR ? n_end - n0 : PANEL_NR;
+        for (int64_t k0 = 0; k0 < K; k0 += PANEL_KC) {
+            int64_t kc = K - k0 < PANEL_KC ? K - k0 : PANEL_KC;
+            pack_panel(panel, w, dtype, K, n0, nr, k0, kc);
+            for (int64_t m0 = 0; m0 < M; m0 += PANEL_MR) {
+                int64_t mr = M - m0 < PANEL_MR ? M - m0 : PANEL_MR;
+                panel_block(y + m0 * N + n0, N, x + m0 * K + k0, K, panel, kc, mr, nr, k0 > 0);
+            }
         }
     }
 }
 
 static void matmul_avx2(float *y, const float *x, const void *w, nt_dtype dtype, int64_t M, int64_t N,
                         int64_t K, int64_t n_begin, int64_t n_end) {
-    for (int64_t k0 = 0; k0 < K; k0 += KC) {
-        int64_t k1 = k0 + KC < K ? k0 + KC : K;
-        for (int64_t n0 = n_begin; n0 < n_end; n0 += 4) {
-            int64_t nr = n_end - n0 < 4 ? n_end - n0 : 4;
-            for (int64_t m0 = 0; m0 < M; m0 += 3) {
-                int64_t mr = M - m0 < 3 ? M - m0 : 3;
-                block_3x4(y, x, w, dtype, mr, nr, N, K, m0, n0, k0, k1, k0 > 0);
-            }
-        }
-    }
+    if (M >= GEMM_MIN_ROWS)
+        gemm(y, x, w, dtype, M, N, K, n_begin, n_end);
+    else
+        gemv(y, x, w, dtype, M, N, K, n_begin, n_end);
 }
 
 static void matmul_f32_avx2(float *y, const float *x, const void *w, int64_t M, int64_t N, int64_t K,
