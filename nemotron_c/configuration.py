@@ -157,6 +157,15 @@ class NemotronConfig:
         return cls(**config_dict)
 
     @classmethod
+    def from_config(cls, config):
+        """A NemotronConfig from another config object with to_dict() (such as Transformers' NemotronConfig)."""
+        if isinstance(config, cls):
+            return config
+        if hasattr(config, "to_dict"):
+            return cls.from_dict(config.to_dict())
+        raise TypeError(f"config must be a NemotronConfig, not {type(config).__name__}")
+
+    @classmethod
     def from_json_file(cls, path):
         return cls.from_dict(read_config_json(path))
 
@@ -212,6 +221,13 @@ class NemotronConfig:
             raise NotImplementedError(
                 f"rope_type {rope_type!r} is not supported by nemotron_c (supported: {', '.join(SUPPORTED_ROPE_TYPES)})"
             )
+        theta = self.rope_parameters.get("rope_theta")
+        if isinstance(theta, bool) or not isinstance(theta, (int, float)) or not theta > 0:
+            raise ValueError(f"rope_theta must be a positive number, got {theta!r}")
+        if rope_type == "linear":
+            factor = self.rope_parameters.get("factor")
+            if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not factor > 0:
+                raise ValueError(f"linear rope scaling needs a positive 'factor', got {factor!r}")
         if not isinstance(self.norm_eps, (int, float)) or self.norm_eps < 0:
             raise ValueError(f"norm_eps must be a non-negative number, got {self.norm_eps!r}")
 

@@ -171,8 +171,8 @@ class NemotronPreTrainedModel:
             kwargs.pop(key, None)
         if config is None:
             config = NemotronConfig.from_pretrained(path)
-        elif not isinstance(config, NemotronConfig):
-            raise TypeError(f"config must be a NemotronConfig, not {type(config).__name__}")
+        else:
+            config = NemotronConfig.from_config(config)
         for key, value in kwargs.items():
             if not hasattr(config, key):
                 raise TypeError(f"from_pretrained got an unexpected keyword argument {key!r}")

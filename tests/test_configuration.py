@@ -115,3 +115,17 @@ def test_validation_messages():
         nemotron_c.AutoConfig.for_model("gpt2")
     with pytest.raises(TypeError, match="rope_parameters"):
         nemotron_c.NemotronConfig(rope_parameters=[1, 2])
+    with pytest.raises(ValueError, match="factor"):
+        nemotron_c.NemotronConfig(rope_parameters={"rope_type": "linear"}).validate()
+    with pytest.raises(ValueError, match="rope_theta"):
+        nemotron_c.NemotronConfig(rope_theta=0).validate()
+    with pytest.raises(TypeError, match="NemotronConfig"):
+        nemotron_c.NemotronConfig.from_config(42)
+
+
+def test_transformers_config_object_accepted(checkpoint):
+    path = checkpoint()
+    theirs = transformers.AutoConfig.from_pretrained(path)
+    model = nemotron_c.AutoModelForCausalLM.from_pretrained(path, config=theirs)
+    assert isinstance(model.config, nemotron_c.NemotronConfig)
+    assert model.config.hidden_size == theirs.hidden_size
