@@ -90,6 +90,16 @@ typedef enum {
     NT_ACT_GELU,      /* exact, erf-based */
     NT_ACT_GELU_TANH, /* tanh approximation (gelu_new, gelu_pytorch_tanh) */
     NT_ACT_SIGMOID,
+    NT_ACT_GELU_CLIPPED,  /* gelu clipped to [-10, 10] (gelu_10) */
+    NT_ACT_QUICK_GELU,    /* x * sigmoid(1.702 x) */
+    NT_ACT_LEAKY_RELU,    /* negative slope 0.01 */
+    NT_ACT_IDENTITY,      /* linear */
+    NT_ACT_MISH,          /* x * tanh(softplus(x)) */
+    NT_ACT_RELU6,
+    NT_ACT_TANH,
+    NT_ACT_HARDSWISH,     /* x * relu6(x + 3) / 6 */
+    NT_ACT_LAPLACE,       /* 0.5 (1 + erf((x - 0.707107) / (0.282095 sqrt 2))) */
+    NT_ACT_SQRT_SOFTPLUS, /* sqrt(softplus(x)) */
     NT_ACT_COUNT
 } nt_activation;
 

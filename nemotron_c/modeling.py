@@ -14,16 +14,30 @@ from .inputs import as_attention_mask, as_position_ids, as_token_ids, to_numpy
 from .loading import read_checkpoint
 from .outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 
+# Transformers' hidden_act names -> the core's activation names
 ACTIVATIONS = {
     "relu2": "relu2",
     "relu": "relu",
     "silu": "silu",
     "swish": "silu",
     "gelu": "gelu",
+    "gelu_python": "gelu",
     "gelu_new": "gelu_tanh",
     "gelu_pytorch_tanh": "gelu_tanh",
+    "gelu_python_tanh": "gelu_tanh",
     "gelu_fast": "gelu_tanh",
+    "gelu_accurate": "gelu_tanh",
+    "gelu_10": "gelu_clipped",
+    "quick_gelu": "quick_gelu",
     "sigmoid": "sigmoid",
+    "leaky_relu": "leaky_relu",
+    "linear": "identity",
+    "mish": "mish",
+    "relu6": "relu6",
+    "tanh": "tanh",
+    "hardswish": "hardswish",
+    "laplace": "laplace",
+    "sqrtsoftplus": "sqrt_softplus",
 }
 
 DTYPE_NAMES = {

@@ -33,8 +33,12 @@ CONFIGS = {
     "silu": {"hidden_act": "silu"},
     "gelu": {"hidden_act": "gelu"},
     "gelu_tanh": {"hidden_act": "gelu_pytorch_tanh"},
-    "relu": {"hidden_act": "relu"},
 }
+# every activation Transformers can name in hidden_act, except those with parameters of their own
+ACTIVATION_NAMES = ["relu", "gelu_new", "gelu_fast", "gelu_accurate", "gelu_10", "gelu_python", "quick_gelu", "swish",
+                    "sigmoid", "leaky_relu", "linear", "mish", "relu6", "tanh", "hardswish", "laplace", "sqrtsoftplus",
+                    "gelu_python_tanh"]
+CONFIGS.update({f"act_{name}": {"hidden_act": name} for name in ACTIVATION_NAMES})
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))

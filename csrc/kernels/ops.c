@@ -37,6 +37,11 @@ void nt_rope_apply(float *x, const float *cos, const float *sin, int64_t n_heads
     }
 }
 
+/* torch's softplus with beta 1 and threshold 20 */
+static float softplus(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
+
+static float gelu(float x) { return 0.5f * x * (1.0f + erff(x * (float)M_SQRT1_2)); }
+
 void nt_activation_apply(float *x, int64_t n, nt_activation act) {
     switch (act) {
     case NT_ACT_RELU2:
@@ -52,7 +57,7 @@ void nt_activation_apply(float *x, int64_t n, nt_activation act) {
         for (int64_t i = 0; i < n; i++) x[i] = x[i] / (1.0f + expf(-x[i]));
         break;
     case NT_ACT_GELU:
-        for (int64_t i = 0; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * (float)M_SQRT1_2));
+        for (int64_t i = 0; i < n; i++) x[i] = gelu(x[i]);
         break;
     case NT_ACT_GELU_TANH:
         for (int64_t i = 0; i < n; i++) {
@@ -62,6 +67,36 @@ void nt_activation_apply(float *x, int64_t n, nt_activation act) {
         break;
     case NT_ACT_SIGMOID:
         for (int64_t i = 0; i < n; i++) x[i] = 1.0f / (1.0f + expf(-x[i]));
+        break;
+    case NT_ACT_GELU_CLIPPED:
+        for (int64_t i = 0; i < n; i++) x[i] = fminf(fmaxf(gelu(x[i]), -10.0f), 10.0f);
+        break;
+    case NT_ACT_QUICK_GELU:
+        for (int64_t i = 0; i < n; i++) x[i] = x[i] / (1.0f + expf(-1.702f * x[i]));
+        break;
+    case NT_ACT_LEAKY_RELU:
+        for (int64_t i = 0; i < n; i++) x[i] = x[i] >= 0.0f ? x[i] : 0.01f * x[i];
+        break;
+    case NT_ACT_IDENTITY:
+        break;
+    case NT_ACT_MISH:
+        for (int64_t i = 0; i < n; i++) x[i] = x[i] * tanhf(softplus(x[i]));
+        break;
+    case NT_ACT_RELU6:
+        for (int64_t i = 0; i < n; i++) x[i] = fminf(fmaxf(x[i], 0.0f), 6.0f);
+        break;
+    case NT_ACT_TANH:
+        for (int64_t i = 0; i < n; i++) x[i] = tanhf(x[i]);
+        break;
+    case NT_ACT_HARDSWISH:
+        for (int64_t i = 0; i < n; i++) x[i] = x[i] * fminf(fmaxf(x[i] + 3.0f, 0.0f), 6.0f) / 6.0f;
+        break;
+    case NT_ACT_LAPLACE:
+        for (int64_t i = 0; i < n; i++)
+            x[i] = 0.5f * (1.0f + erff((x[i] - 0.707107f) / (0.282095f * (float)M_SQRT2)));
+        break;
+    case NT_ACT_SQRT_SOFTPLUS:
+        for (int64_t i = 0; i < n; i++) x[i] = sqrtf(softplus(x[i]));
         break;
     default:
         break;

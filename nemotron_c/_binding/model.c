@@ -328,9 +328,19 @@ int nt_py_register_model(PyObject *module) {
     if (PyModule_AddObjectRef(module, "Model", (PyObject *)&ModelType) < 0 ||
         PyModule_AddObjectRef(module, "Cache", (PyObject *)&CacheType) < 0)
         return -1;
-    PyObject *activations = Py_BuildValue("{s:i,s:i,s:i,s:i,s:i,s:i}", "relu2", NT_ACT_RELU2, "relu", NT_ACT_RELU,
-                                          "silu", NT_ACT_SILU, "gelu", NT_ACT_GELU, "gelu_tanh", NT_ACT_GELU_TANH,
-                                          "sigmoid", NT_ACT_SIGMOID);
+    static const struct { const char *name; nt_activation code; } ACTIVATION_CODES[] = {
+        {"relu2", NT_ACT_RELU2}, {"relu", NT_ACT_RELU}, {"silu", NT_ACT_SILU}, {"gelu", NT_ACT_GELU},
+        {"gelu_tanh", NT_ACT_GELU_TANH}, {"sigmoid", NT_ACT_SIGMOID}, {"gelu_clipped", NT_ACT_GELU_CLIPPED},
+        {"quick_gelu", NT_ACT_QUICK_GELU}, {"leaky_relu", NT_ACT_LEAKY_RELU}, {"identity", NT_ACT_IDENTITY},
+        {"mish", NT_ACT_MISH}, {"relu6", NT_ACT_RELU6}, {"tanh", NT_ACT_TANH}, {"hardswish", NT_ACT_HARDSWISH},
+        {"laplace", NT_ACT_LAPLACE}, {"sqrt_softplus", NT_ACT_SQRT_SOFTPLUS},
+    };
+    PyObject *activations = PyDict_New();
+    for (size_t i = 0; activations != NULL && i < sizeof ACTIVATION_CODES / sizeof *ACTIVATION_CODES; i++) {
+        PyObject *code = PyLong_FromLong(ACTIVATION_CODES[i].code);
+        if (code == NULL || PyDict_SetItemString(activations, ACTIVATION_CODES[i].name, code) < 0) Py_CLEAR(activations);
+        Py_XDECREF(code);
+    }
     PyObject *dtypes = Py_BuildValue("{s:i,s:i,s:i}", "float32", NT_DTYPE_F32, "bfloat16", NT_DTYPE_BF16, "float16",
                                      NT_DTYPE_F16);
     if (activations == NULL || dtypes == NULL || PyModule_AddObject(module, "ACTIVATIONS", activations) < 0 ||
