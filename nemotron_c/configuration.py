@@ -52,7 +52,7 @@ COMMON_DEFAULTS = {
 
 DEFAULT_ROPE_THETA = 10000.0
 DEFAULT_PARTIAL_ROTARY_FACTOR = 0.5
-SUPPORTED_ROPE_TYPES = ("default", "linear")
+SUPPORTED_ROPE_TYPES = ("default", "linear", "llama3", "yarn")
 
 
 class NemotronConfig:
@@ -101,6 +101,11 @@ class NemotronConfig:
             factor = kwargs.get("rope_percent") or kwargs.get("rope_percentage")
         rope.setdefault("partial_rotary_factor", DEFAULT_PARTIAL_ROTARY_FACTOR if factor is None else factor)
         rope.setdefault("rope_type", rope.get("type", "default"))
+        if rope["rope_type"] in ("llama3", "yarn", "longrope"):
+            # the pretraining length; a top-level key wins, as Transformers lets it for Phi-3 checkpoints
+            if "original_max_position_embeddings" in kwargs:
+                rope["original_max_position_embeddings"] = kwargs["original_max_position_embeddings"]
+            rope.setdefault("original_max_position_embeddings", self.max_position_embeddings)
         return rope
 
     def _set_labels(self, num_labels, id2label, label2id):
@@ -224,10 +229,13 @@ class NemotronConfig:
         theta = self.rope_parameters.get("rope_theta")
         if isinstance(theta, bool) or not isinstance(theta, (int, float)) or not theta > 0:
             raise ValueError(f"rope_theta must be a positive number, got {theta!r}")
-        if rope_type == "linear":
-            factor = self.rope_parameters.get("factor")
-            if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not factor > 0:
-                raise ValueError(f"linear rope scaling needs a positive 'factor', got {factor!r}")
+        needed = {"linear": ("factor",), "llama3": ("factor", "low_freq_factor", "high_freq_factor")}
+        for key in needed.get(rope_type, ()):
+            value = self.rope_parameters.get(key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"{rope_type} rope scaling needs a positive {key!r}, got {value!r}")
+        if rope_type == "llama3" and self.rope_parameters["low_freq_factor"] == self.rope_parameters["high_freq_factor"]:
+            raise ValueError("llama3 rope scaling needs low_freq_factor != high_freq_factor")
         if not isinstance(self.norm_eps, (int, float)) or self.norm_eps < 0:
             raise ValueError(f"norm_eps must be a non-negative number, got {self.norm_eps!r}")
 

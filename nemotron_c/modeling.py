@@ -13,6 +13,7 @@ from .configuration import NemotronConfig
 from .inputs import as_attention_mask, as_position_ids, as_token_ids, to_numpy
 from .loading import read_checkpoint
 from .outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
+from .rope import rope_parameters
 
 # Transformers' hidden_act names -> the core's activation names
 ACTIVATIONS = {
@@ -258,13 +259,14 @@ class NemotronPreTrainedModel:
             arrays.append((array, _core.DTYPES[storage], tuple(array.shape)))
         self.dtype = dtype or resolve_storage(chosen[0], None)
 
+        inv_freq, rope_scaling = rope_parameters(config)
         core_config = {
             "vocab_size": V, "hidden_size": H, "intermediate_size": I,
             "num_hidden_layers": config.num_hidden_layers,
             "num_attention_heads": config.num_attention_heads,
             "num_key_value_heads": config.num_key_value_heads,
             "head_dim": config.head_dim, "rotary_dim": config.rotary_dim,
-            "inv_freq": rope_inverse_frequencies(config), "rope_attention_scaling": 1.0,
+            "inv_freq": inv_freq, "rope_attention_scaling": rope_scaling,
             "norm_eps": float(config.norm_eps), "hidden_act": activation_code(config.hidden_act),
             "attention_bias": int(bool(config.attention_bias)), "mlp_bias": int(bool(config.mlp_bias)),
             "tie_word_embeddings": int(bool(config.tie_word_embeddings)),
@@ -409,21 +411,6 @@ def activation_code(name):
             f"hidden_act {name!r} is not supported (supported: {', '.join(sorted(ACTIVATIONS))})"
         )
     return _core.ACTIVATIONS[ACTIVATIONS[name]]
-
-
-def rope_inverse_frequencies(config):
-    """inv_freq (R/2,) float32, computed as Transformers computes it in float32."""
-    dim = config.rotary_dim
-    if dim == 0:
-        return np.zeros(0, dtype=np.float32)
-    exponents = np.arange(0, dim, 2, dtype=np.int64).astype(np.float32) / np.float32(dim)
-    # torch raises the float base to float32 exponents with a correctly rounded power; float64 then rounding
-    # reproduces it bit for bit, where NumPy's float32 power is off by an ulp at times
-    powers = (np.float64(config.rope_theta) ** exponents.astype(np.float64)).astype(np.float32)
-    inv_freq = np.float32(1.0) / powers
-    if config.rope_parameters.get("rope_type") == "linear":
-        inv_freq = (inv_freq / np.float32(config.rope_parameters["factor"])).astype(np.float32)
-    return inv_freq
 
 
 class NemotronModel(NemotronPreTrainedModel):

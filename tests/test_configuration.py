@@ -7,7 +7,7 @@ import torch
 import transformers
 
 import nemotron_c
-from nemotron_c.modeling import rope_inverse_frequencies
+from nemotron_c.rope import rope_parameters
 
 FIELDS = [
     "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "head_dim",
@@ -25,6 +25,13 @@ DICTS = [
     {"rope_parameters": {"rope_type": "default", "rope_theta": 1234.0, "partial_rotary_factor": 0.25}},
     {"rope_scaling": {"type": "linear", "factor": 4.0}, "rope_theta": 20000.0},
     {"num_labels": 5},
+    {"rope_parameters": {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
+                         "high_freq_factor": 4.0, "original_max_position_embeddings": 512},
+     "hidden_size": 512, "num_attention_heads": 4, "partial_rotary_factor": 1.0},
+    {"rope_parameters": {"rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0,
+                         "original_max_position_embeddings": 1024}, "max_position_embeddings": 4096},
+    {"rope_parameters": {"rope_type": "yarn", "rope_theta": 10000.0, "factor": 2.0, "beta_fast": 16,
+                         "mscale": 0.7, "mscale_all_dim": 1.0, "truncate": False}},
     {"id2label": {"0": "neg", "1": "pos", "2": "neutral"}},
     {"tie_word_embeddings": True, "attention_bias": True, "mlp_bias": True, "pad_token_id": 0,
      "eos_token_id": [3, 7], "norm_eps": 1e-6, "hidden_act": "silu"},
@@ -57,7 +64,9 @@ def test_inverse_frequencies_match_transformers(index):
     theirs = transformers.NemotronConfig.from_dict(data)
     theirs.num_key_value_heads = theirs.num_key_value_heads or theirs.num_attention_heads
     rotary = transformers.models.nemotron.modeling_nemotron.NemotronRotaryEmbedding(theirs)
-    np.testing.assert_array_equal(rope_inverse_frequencies(ours), rotary.inv_freq.numpy())
+    inv_freq, scaling = rope_parameters(ours)
+    np.testing.assert_allclose(inv_freq, rotary.inv_freq.numpy(), rtol=2e-7, atol=0)
+    assert scaling == pytest.approx(rotary.attention_scaling, rel=1e-12)
 
 
 def test_round_trip_and_unknown_keys(tmp_path):
@@ -107,8 +116,10 @@ def test_validation_messages():
         nemotron_c.NemotronConfig(hidden_size=40, num_attention_heads=4, partial_rotary_factor=0.5).validate()
     with pytest.raises(ValueError, match="partial_rotary_factor"):
         nemotron_c.NemotronConfig(partial_rotary_factor=1.5).validate()
-    with pytest.raises(NotImplementedError, match="yarn"):
-        nemotron_c.NemotronConfig(rope_parameters={"rope_type": "yarn", "factor": 2.0}).validate()
+    with pytest.raises(NotImplementedError, match="dynamic"):
+        nemotron_c.NemotronConfig(rope_parameters={"rope_type": "dynamic", "factor": 2.0}).validate()
+    with pytest.raises(ValueError, match="low_freq_factor"):
+        nemotron_c.NemotronConfig(rope_parameters={"rope_type": "llama3", "factor": 2.0}).validate()
     with pytest.raises(ValueError, match="model_type"):
         nemotron_c.NemotronConfig.from_dict({"model_type": "llama"})
     with pytest.raises(ValueError, match="model_type"):
