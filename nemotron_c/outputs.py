@@ -48,3 +48,19 @@ class CausalLMOutputWithPast(ModelOutput):
     @property
     def cache(self):
         return self.get("past_key_values")
+
+
+class SequenceClassifierOutputWithPast(ModelOutput):
+    _fields = ("loss", "logits", "past_key_values", "hidden_states", "attentions")
+
+    @property
+    def cache(self):
+        return self.get("past_key_values")
+
+
+class QuestionAnsweringModelOutput(ModelOutput):
+    _fields = ("loss", "start_logits", "end_logits", "hidden_states", "attentions")
+
+
+class TokenClassifierOutput(ModelOutput):
+    _fields = ("loss", "logits", "hidden_states", "attentions")
