@@ -64,3 +64,14 @@ class QuestionAnsweringModelOutput(ModelOutput):
 
 class TokenClassifierOutput(ModelOutput):
     _fields = ("loss", "logits", "hidden_states", "attentions")
+
+
+class SequenceScoreOutput(ModelOutput):
+    """Per-sequence log-likelihoods from NemotronForCausalLM.score (arrays of one entry per input sequence).
+
+    num_tokens: tokens scored (every token but the first); sum_logprob / mean_logprob: the sum and mean
+    of their log-probabilities (natural log); perplexity: exp(-mean_logprob); token_logprobs (when asked
+    for): one float32 array of num_tokens entries per sequence, in order.
+    """
+
+    _fields = ("sum_logprob", "mean_logprob", "perplexity", "num_tokens", "token_logprobs")
