@@ -132,9 +132,9 @@ def as_sequences(inputs, tokenizer, attention_mask, add_special_tokens, vocab_si
         raise TypeError("inputs mixes texts and other values; give a list of texts or of token id lists")
 
     if isinstance(inputs, (list, tuple)) and not (inputs and np.ndim(inputs[0]) == 0):
-        if attention_mask is not None:
-            raise ValueError("attention_mask needs ids as one 2-D array; give ragged id lists without a mask")
         sequences = [id_array(x, f"inputs[{i}]") for i, x in enumerate(inputs)]
+        if attention_mask is not None:
+            sequences = apply_row_masks(sequences, attention_mask)
     else:
         ids = to_numpy(inputs, "inputs")
         if ids.ndim == 1:
@@ -154,6 +154,18 @@ def as_sequences(inputs, tokenizer, attention_mask, add_special_tokens, vocab_si
             bad = int(s.min()) if s.min() < 0 else int(s.max())
             raise ValueError(f"sequence {i} holds token id {bad}, outside the vocabulary [0, {vocab_size})")
     return sequences
+
+
+def apply_row_masks(sequences, attention_mask):
+    """Keeps the tokens whose mask entry is 1, row by row (a tokenizer's list output)."""
+    masks = attention_mask if isinstance(attention_mask, (list, tuple)) else list(to_numpy(attention_mask, "attention_mask"))
+    if len(masks) != len(sequences):
+        raise ValueError(f"attention_mask has {len(masks)} rows for {len(sequences)} sequences")
+    kept = []
+    for i, (ids, mask) in enumerate(zip(sequences, masks)):
+        mask = as_attention_mask(np.asarray(mask).reshape(1, -1), (1, len(ids)))[0].astype(bool)
+        kept.append(ids[mask])
+    return kept
 
 
 def id_array(value, name):

@@ -135,6 +135,7 @@ def test_texts_with_a_tokenizer(path):
     tokenizer.pad_token = "</s>"
     batch = tokenizer(texts, padding=True, return_tensors="np")
     assert_close(ours.score(batch).sum_logprob, result.sum_logprob)
+    assert_close(ours.score(tokenizer(texts, padding=True)).sum_logprob, result.sum_logprob)  # lists and a mask
 
     class EncodeOnly:
         def encode(self, text, add_special_tokens=True):

@@ -89,6 +89,7 @@ nt_status nt_model_score(nt_model *m, nt_error *err, float *logprobs, const int3
         goto done;
     }
 
+    int64_t P = cache != NULL ? cache->length : 0;
     status = nt_model_forward(m, err, NULL, hidden, NULL, input_ids, position_ids, attention_mask, NULL, 0, B, T,
                               cache, cancel);
     if (status != NT_OK) goto done;
@@ -113,6 +114,7 @@ nt_status nt_model_score(nt_model *m, nt_error *err, float *logprobs, const int3
         for (int64_t v0 = 0; v0 < V; v0 += cols_max) {
             if (cancel != NULL && *cancel) {
                 status = nt_error_set(err, NT_ERROR_INTERRUPTED, "interrupted");
+                if (cache != NULL) cache->length = P; /* as nt_model_forward: an interrupted call adds nothing */
                 goto done;
             }
             int64_t cols = V - v0 < cols_max ? V - v0 : cols_max;
