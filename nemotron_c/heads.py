@@ -21,16 +21,42 @@ from .outputs import QuestionAnsweringModelOutput, SequenceClassifierOutputWithP
 PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
 
 
+class Linear:
+    """A head's weight (out_features, in_features) and bias as float32 NumPy arrays; callable like nn.Linear."""
+
+    def __init__(self, weight, bias=None):
+        self.weight, self.bias = weight, bias
+        self.out_features, self.in_features = weight.shape
+
+    def __call__(self, x):
+        """x (..., in_features) -> (..., out_features) float32"""
+        out = x @ self.weight.T
+        if self.bias is not None:
+            out += self.bias
+        return out.astype(np.float32, copy=False)
+
+    def __repr__(self):
+        return f"Linear(in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None})"
+
+
 class NemotronHeadModel(NemotronPreTrainedModel):
-    """A decoder plus a linear head read from the checkpoint (private base of the three heads)."""
+    """A decoder plus a linear head read from the checkpoint (private base of the three heads).
+
+    The head is an attribute named as in Transformers (`model.score`, `model.qa_outputs`), a Linear.
+    """
 
     head_name = None  # "score" or "qa_outputs"
 
     def __init__(self, config, tensors, dtype=None, num_threads=None, kernels=None):
         super().__init__(config, tensors, dtype=dtype, num_threads=num_threads, kernels=kernels)
         rows, has_bias = self._head_layout()
-        self.head_weight = self._head_tensor(tensors, f"{self.head_name}.weight", (rows, config.hidden_size))
-        self.head_bias = self._head_tensor(tensors, f"{self.head_name}.bias", (rows,)) if has_bias else None
+        weight = self._head_tensor(tensors, f"{self.head_name}.weight", (rows, config.hidden_size))
+        bias = self._head_tensor(tensors, f"{self.head_name}.bias", (rows,)) if has_bias else None
+        setattr(self, self.head_name, Linear(weight, bias))
+
+    @property
+    def head(self):
+        return getattr(self, self.head_name)
 
     def _head_layout(self):
         """(rows of the head's weight, whether it has a bias) as the config implies."""
@@ -62,10 +88,7 @@ class NemotronHeadModel(NemotronPreTrainedModel):
 
     def _apply_head(self, hidden):
         """hidden (..., H) -> (..., rows) in float32."""
-        out = hidden @ self.head_weight.T
-        if self.head_bias is not None:
-            out += self.head_bias
-        return out.astype(np.float32, copy=False)
+        return self.head(hidden)
 
 
 class NemotronForSequenceClassification(NemotronHeadModel):

@@ -128,6 +128,9 @@ def test_sequence_classification_outputs_and_cache(seq_path):
     logits, cache = ours(ids, return_dict=False)
     assert_close(logits, out.logits)
     assert ours.num_labels == 3 and ours.config.id2label == {0: "LABEL_0", 1: "LABEL_1", 2: "LABEL_2"}
+    theirs = hf_from_pretrained(seq_path, transformers.NemotronForSequenceClassification)
+    assert_close(ours.score.weight, theirs.score.weight.detach().numpy(), atol=0)
+    assert ours.score.bias is None and ours.score.out_features == 3
 
 
 # ---------------------------------------------------------------- question answering
@@ -164,6 +167,7 @@ def test_question_answering_accepts_model_prefix(qa_path):
     reference = NemotronForQuestionAnswering.from_pretrained(qa_path)
     ids = np.array([[1, 2, 3, 4]])
     assert_close(ours(ids).start_logits, reference(ids).start_logits, atol=0)
+    assert ours.qa_outputs.weight.shape == (2, 64) and ours.qa_outputs.bias.shape == (2,)
 
 
 # ---------------------------------------------------------------- token classification
@@ -188,7 +192,7 @@ def test_token_classification_without_bias(checkpoint):
                       token_classification_bias=False)
     ids = np.array([[3, 1, 4, 1, 5, 9]])
     ours = NemotronForTokenClassification.from_pretrained(path)
-    assert ours.head_bias is None
+    assert ours.score.bias is None and ours.score.weight.shape == (4, 64)
     theirs = hf_from_pretrained(path, transformers.NemotronForTokenClassification)
     with torch.no_grad():
         ref = theirs(torch.as_tensor(ids)).logits.numpy()

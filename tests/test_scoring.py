@@ -152,6 +152,8 @@ def test_short_sequences_and_max_length(path):
     assert list(result.num_tokens) == [0, 0, 2]
     assert result.sum_logprob[0] == 0 and np.isnan(result.mean_logprob[0]) and np.isnan(result.perplexity[1])
     alone = ours.score([1, 2, 3], return_token_logprobs=True)
+    one = ours.score([[5]], return_token_logprobs=True)  # a batch with no token to score still runs
+    assert one.num_tokens[0] == 0 and one.token_logprobs[0].shape == (0,)
     assert_close(result.token_logprobs[2], alone.token_logprobs[0], atol=1e-6)
 
 
