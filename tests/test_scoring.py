@@ -84,8 +84,9 @@ def test_large_vocabulary_spans_many_tiles(checkpoint):
     check_against(result, hf_token_logprobs(hf_from_pretrained(path), ids, mask))
 
 
-def test_bfloat16_weights(checkpoint):
-    path = checkpoint(dtype="bfloat16", seed=4)
+@pytest.mark.parametrize("variant", [{"dtype": "bfloat16"}, {"tie_word_embeddings": True}], ids=["bf16", "tied"])
+def test_weight_variants(checkpoint, variant):
+    path = checkpoint(seed=4, **variant)
     ids, mask = padded((8, 6), "left", seed=4)
     result = nemotron_c.NemotronForCausalLM.from_pretrained(path).score(ids, attention_mask=mask,
                                                                         return_token_logprobs=True)
