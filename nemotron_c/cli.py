@@ -125,22 +125,27 @@ class Tokenizers:
 
     def get(self):
         if self.tokenizer is None:
-            try:
-                from . import AutoTokenizer
-            except ImportError:
-                try:
-                    from transformers import AutoTokenizer
-                except ImportError:
-                    raise InputError(
-                        "texts need a tokenizer, and neither nemotron_c.AutoTokenizer nor transformers is available; "
-                        'give JSONL records with "input_ids" instead'
-                    ) from None
+            AutoTokenizer = auto_tokenizer_class()
             try:
                 self.tokenizer = AutoTokenizer.from_pretrained(self.path)
             except (OSError, ValueError) as e:
                 raise InputError(f"could not load a tokenizer from {self.path} (give --tokenizer DIR, or JSONL "
                                  f'records with "input_ids"): {e}') from None
         return self.tokenizer
+
+
+def auto_tokenizer_class():
+    """nemotron_c's own AutoTokenizer when the package has one, else Transformers' (imported only now)."""
+    import importlib
+
+    for module, what in (("nemotron_c", "AutoTokenizer"), ("nemotron_c.tokenization", "AutoTokenizer"),
+                         ("transformers", "AutoTokenizer")):
+        try:
+            return getattr(importlib.import_module(module), what)
+        except (ImportError, AttributeError):
+            continue
+    raise InputError("texts need a tokenizer, and neither nemotron_c.AutoTokenizer nor transformers is available; "
+                     'give JSONL records with "input_ids" instead')
 
 
 def run_score(args):
