@@ -194,6 +194,24 @@ nt_status nt_model_forward(nt_model *model, nt_error *err, float *logits, float 
                            const uint8_t *attention_mask, const int64_t *keep_positions, int64_t K,
                            int64_t B, int64_t T, nt_cache *cache, const volatile int *cancel);
 
+/* ---------------------------------------------------------------- scoring */
+
+/* Log-probabilities of chosen next tokens under the language-modelling head, without ever holding
+ * (B, T, V) logits: the lm_head is applied to tiles of rows and vocabulary entries and folded into a
+ * running log-sum-exp per row.
+ * Output:
+ *   logprobs (B, T)  log_softmax(lm_head(h[b, t]))[targets[b, t]] where targets[b, t] >= 0, else 0;
+ *                    h is the final-normed hidden state, as nt_model_forward's last_hidden
+ * Inputs:
+ *   targets  (B, T)  the token each position is scored against, in [0, V), or negative to skip it
+ *                    (which token is "next" is the caller's choice: usually input_ids[b, t + 1])
+ *   input_ids, position_ids, attention_mask, cache, cancel: as nt_model_forward (the cache, when
+ *   given, receives the T new positions).
+ * Working memory: the forward pass's, (B, T, H) hidden states, and one tile of about 2^20 floats. */
+nt_status nt_model_score(nt_model *model, nt_error *err, float *logprobs, const int32_t *input_ids,
+                         const int64_t *position_ids, const uint8_t *attention_mask, const int32_t *targets,
+                         int64_t B, int64_t T, nt_cache *cache, const volatile int *cancel);
+
 #ifdef __cplusplus
 }
 #endif

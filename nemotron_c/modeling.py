@@ -480,6 +480,12 @@ class NemotronForCausalLM(NemotronPreTrainedModel):
 
         return generate(self, inputs, **kwargs)
 
+    def score(self, inputs, tokenizer=None, **kwargs):
+        """Log-likelihood of each sequence (sum, mean, perplexity); see nemotron_c.scoring.score."""
+        from .scoring import score
+
+        return score(self, inputs, tokenizer=tokenizer, **kwargs)
+
 
 def check_unsupported(inputs_embeds, output_attentions, kwargs):
     if inputs_embeds is not None:

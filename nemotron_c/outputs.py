@@ -48,3 +48,30 @@ class CausalLMOutputWithPast(ModelOutput):
     @property
     def cache(self):
         return self.get("past_key_values")
+
+
+class SequenceClassifierOutputWithPast(ModelOutput):
+    _fields = ("loss", "logits", "past_key_values", "hidden_states", "attentions")
+
+    @property
+    def cache(self):
+        return self.get("past_key_values")
+
+
+class QuestionAnsweringModelOutput(ModelOutput):
+    _fields = ("loss", "start_logits", "end_logits", "hidden_states", "attentions")
+
+
+class TokenClassifierOutput(ModelOutput):
+    _fields = ("loss", "logits", "hidden_states", "attentions")
+
+
+class SequenceScoreOutput(ModelOutput):
+    """Per-sequence log-likelihoods from NemotronForCausalLM.score (arrays of one entry per input sequence).
+
+    num_tokens: tokens scored (every token but the first); sum_logprob / mean_logprob: the sum and mean
+    of their log-probabilities (natural log); perplexity: exp(-mean_logprob); token_logprobs (when asked
+    for): one float32 array of num_tokens entries per sequence, in order.
+    """
+
+    _fields = ("sum_logprob", "mean_logprob", "perplexity", "num_tokens", "token_logprobs")

@@ -1,0 +1,142 @@
+/*
+ * Scoring: log-probabilities of chosen next tokens, without ever holding (B, T, V) logits.
+ *
+ * One forward pass gives the final-normed hidden states (B, T, H). The rows that have a target are
+ * packed to the front of that buffer (R of them); then, for each chunk of rows and each block of the
+ * vocabulary, the lm_head gives a (rows, block) tile of logits that is folded into a running
+ * log-sum-exp per row (the online softmax), and each row's target logit is picked up from the block
+ * that holds it:
+ *   logprob = logit[target] - (max + log(sum over the vocabulary of exp(logit - max)))
+ * Working memory beyond the forward pass: (B, T, H) hidden states and one tile of TILE_FLOATS floats.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/model.h"
+
+/* A tile of logits holds about this many floats (4 MB); rows per chunk are at least ROW_CHUNK so that
+ * the lm_head is streamed through once per ROW_CHUNK rows, not once per row. */
+enum { TILE_FLOATS = 1 << 20, ROW_CHUNK = 256, COLUMN_ALIGN = 16 };
+
+typedef struct {
+    const float *tile;     /* (rows, cols) logits of vocabulary entries [v0, v0 + cols) */
+    int64_t cols, v0;
+    const int32_t *target; /* (rows) */
+    float *max;            /* (rows) running maximum */
+    double *sum;           /* (rows) running sum of exp(logit - max) */
+    float *picked;         /* (rows) the target's logit, once its block has been seen */
+} fold_job;
+
+static void fold_range(void *ctx, int64_t begin, int64_t end) {
+    const fold_job *job = ctx;
+    for (int64_t r = begin; r < end; r++) {
+        const float *row = job->tile + r * job->cols;
+        float block_max = -INFINITY;
+        for (int64_t j = 0; j < job->cols; j++)
+            if (row[j] > block_max) block_max = row[j];
+        if (block_max > job->max[r]) {
+            /* rescale what has been summed so far to the new maximum */
+            job->sum[r] = job->max[r] == -INFINITY ? 0.0 : job->sum[r] * exp((double)job->max[r] - block_max);
+            job->max[r] = block_max;
+        }
+        double sum = 0.0;
+        float m = job->max[r];
+        if (m != -INFINITY)
+            for (int64_t j = 0; j < job->cols; j++) sum += expf(row[j] - m);
+        job->sum[r] += sum;
+        int64_t t = (int64_t)job->target[r] - job->v0;
+        if (t >= 0 && t < job->cols) job->picked[r] = row[t];
+    }
+}
+
+nt_status nt_model_score(nt_model *m, nt_error *err, float *logprobs, const int32_t *input_ids,
+                         const int64_t *position_ids, const uint8_t *attention_mask, const int32_t *targets,
+                         int64_t B, int64_t T, nt_cache *cache, const volatile int *cancel) {
+    const nt_config *c = &m->config;
+    int64_t H = c->hidden_size, V = c->vocab_size;
+    if (m->lm_head.data == NULL)
+        return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "this model has no lm_head to score tokens with");
+    int64_t BT = nt_mul_size(B, T), BTH = nt_mul_size(BT, H);
+    if (B <= 0 || T <= 0 || BTH < 0)
+        return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "cannot score a batch of %lld x %lld tokens",
+                            (long long)B, (long long)T);
+    int64_t R = 0; /* rows with a target */
+    for (int64_t i = 0; i < BT; i++) {
+        if (targets[i] >= V)
+            return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "target id %d at index %lld is outside [0, %lld)",
+                                (int)targets[i], (long long)i, (long long)V);
+        if (targets[i] >= 0) R++;
+    }
+
+    int64_t rows_max = TILE_FLOATS / V > ROW_CHUNK ? TILE_FLOATS / V : ROW_CHUNK;
+    if (rows_max > R) rows_max = R > 0 ? R : 1;
+    int64_t cols_max = TILE_FLOATS / rows_max / COLUMN_ALIGN * COLUMN_ALIGN;
+    if (cols_max < COLUMN_ALIGN) cols_max = COLUMN_ALIGN;
+    if (cols_max > V) cols_max = V;
+
+    float *hidden = malloc((size_t)BTH * sizeof(float));                 /* (B*T, H), then (R, H) packed */
+    float *tile = malloc((size_t)(rows_max * cols_max) * sizeof(float)); /* (rows, cols) */
+    int64_t *row_of = malloc((size_t)(R > 0 ? R : 1) * sizeof(int64_t)); /* (R) index into B*T */
+    int32_t *row_target = malloc((size_t)(R > 0 ? R : 1) * sizeof(int32_t));
+    float *row_max = malloc((size_t)rows_max * sizeof(float));
+    float *picked = malloc((size_t)rows_max * sizeof(float));
+    double *row_sum = malloc((size_t)rows_max * sizeof(double));
+    nt_status status = NT_OK;
+    if (!hidden || !tile || !row_of || !row_target || !row_max || !picked || !row_sum) {
+        status = nt_error_set(err, NT_ERROR_OUT_OF_MEMORY, "out of memory for scoring %lld x %lld tokens",
+                              (long long)B, (long long)T);
+        goto done;
+    }
+
+    int64_t P = cache != NULL ? cache->length : 0;
+    status = nt_model_forward(m, err, NULL, hidden, NULL, input_ids, position_ids, attention_mask, NULL, 0, B, T,
+                              cache, cancel);
+    if (status != NT_OK) goto done;
+
+    memset(logprobs, 0, (size_t)BT * sizeof(float));
+    int64_t r = 0;
+    for (int64_t i = 0; i < BT; i++) {
+        if (targets[i] < 0) continue;
+        if (r != i) memcpy(hidden + r * H, hidden + i * H, (size_t)H * sizeof(float)); /* r < i: no overlap */
+        row_of[r] = i;
+        row_target[r] = targets[i];
+        r++;
+    }
+
+    for (int64_t r0 = 0; r0 < R; r0 += rows_max) {
+        int64_t rows = R - r0 < rows_max ? R - r0 : rows_max;
+        for (int64_t k = 0; k < rows; k++) {
+            row_max[k] = -INFINITY;
+            row_sum[k] = 0.0;
+            picked[k] = NAN;
+        }
+        for (int64_t v0 = 0; v0 < V; v0 += cols_max) {
+            if (cancel != NULL && *cancel) {
+                status = nt_error_set(err, NT_ERROR_INTERRUPTED, "interrupted");
+                if (cache != NULL) cache->length = P; /* as nt_model_forward: an interrupted call adds nothing */
+                goto done;
+            }
+            int64_t cols = V - v0 < cols_max ? V - v0 : cols_max;
+            /* lm_head rows [v0, v0 + cols) as a (cols, H) matrix of their own */
+            nt_tensor block = m->lm_head;
+            block.data = (const char *)m->lm_head.data + (size_t)v0 * (size_t)H * nt_dtype_size(block.dtype);
+            block.shape[0] = cols;
+            nt_model_linear(m, tile, hidden + r0 * H, &block, NULL, rows);
+            fold_job job = {tile, cols, v0, row_target + r0, row_max, row_sum, picked};
+            nt_threadpool_parallel_for(m->pool, fold_range, &job, rows, 4);
+        }
+        for (int64_t k = 0; k < rows; k++)
+            logprobs[row_of[r0 + k]] = (float)((double)picked[k] - ((double)row_max[k] + log(row_sum[k])));
+    }
+
+done:
+    free(hidden);
+    free(tile);
+    free(row_of);
+    free(row_target);
+    free(row_max);
+    free(picked);
+    free(row_sum);
+    return status;
+}

@@ -1,0 +1,337 @@
+"""Task heads over the Nemotron decoder, as Transformers defines them for Nemotron:
+
+    NemotronForSequenceClassification  score (num_labels, H), no bias; pooled at the rightmost non-pad token
+    NemotronForQuestionAnswering       qa_outputs (2, H) + bias; backbone saved under "transformer."
+    NemotronForTokenClassification     score (num_labels, H) + bias
+
+The core runs the decoder and returns the final-normed hidden states (B, T, H); the heads are small
+enough to apply in NumPy (float32, with the weights rounded to the model's storage dtype first, as the
+core does for every other weight). Losses follow Transformers' loss_utils and are computed in float64.
+
+Head weights are read from the checkpoint. A missing head tensor is an error, never a random
+initialisation: a checkpoint without a trained head cannot give meaningful outputs.
+"""
+import numpy as np
+
+from .inputs import to_numpy
+from .loading import convert
+from .modeling import AutoModel, NemotronPreTrainedModel, check_unsupported
+from .outputs import QuestionAnsweringModelOutput, SequenceClassifierOutputWithPast, TokenClassifierOutput
+
+PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
+
+
+class Linear:
+    """A head's weight (out_features, in_features) and bias as float32 NumPy arrays; callable like nn.Linear."""
+
+    def __init__(self, weight, bias=None):
+        self.weight, self.bias = weight, bias
+        self.out_features, self.in_features = weight.shape
+
+    def __call__(self, x):
+        """x (..., in_features) -> (..., out_features) float32"""
+        out = x @ self.weight.T
+        if self.bias is not None:
+            out += self.bias
+        return out.astype(np.float32, copy=False)
+
+    def __repr__(self):
+        return f"Linear(in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None})"
+
+
+class NemotronHeadModel(NemotronPreTrainedModel):
+    """A decoder plus a linear head read from the checkpoint (private base of the three heads).
+
+    The head is an attribute named as in Transformers (`model.score`, `model.qa_outputs`), a Linear.
+    """
+
+    head_name = None  # "score" or "qa_outputs"
+
+    def __init__(self, config, tensors, dtype=None, num_threads=None, kernels=None):
+        super().__init__(config, tensors, dtype=dtype, num_threads=num_threads, kernels=kernels)
+        rows, has_bias = self._head_layout()
+        weight = self._head_tensor(tensors, f"{self.head_name}.weight", (rows, config.hidden_size))
+        bias = self._head_tensor(tensors, f"{self.head_name}.bias", (rows,)) if has_bias else None
+        setattr(self, self.head_name, Linear(weight, bias))
+
+    @property
+    def head(self):
+        return getattr(self, self.head_name)
+
+    def _head_layout(self):
+        """(rows of the head's weight, whether it has a bias) as the config implies."""
+        raise NotImplementedError
+
+    def _head_tensor(self, tensors, name, shape):
+        stored = tensors.get(name)
+        if stored is None:
+            raise ValueError(
+                f"checkpoint lacks tensor {name!r}, the weight of {type(self).__name__}'s head; nemotron_c does not "
+                f"initialise missing weights randomly (is this a checkpoint of another architecture?)"
+            )
+        if tuple(stored.shape) != shape:
+            raise ValueError(self._shape_message(name, tuple(stored.shape), shape))
+        if hasattr(stored, "array"):
+            # the stored bytes rounded to the model's storage dtype, then widened: what the core does to weights
+            return np.ascontiguousarray(convert(stored.array(self.dtype), self.dtype, "float32"))
+        return np.ascontiguousarray(stored, dtype=np.float32)
+
+    def _shape_message(self, name, got, want):
+        return f"tensor {name!r} has shape {got}, the config implies {want}"
+
+    def _hidden(self, input_ids, attention_mask, position_ids, cache, use_cache, output_hidden_states):
+        """(last_hidden (B, T, H), all hidden states or None, cache) from one core call."""
+        want_all = self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        _, last, all_hidden, cache = self._run(input_ids, attention_mask, position_ids, cache, use_cache, 0,
+                                               False, True, want_all)
+        return last, (tuple(all_hidden) if want_all else None), cache
+
+    def _apply_head(self, hidden):
+        """hidden (..., H) -> (..., rows) in float32."""
+        return self.head(hidden)
+
+
+class NemotronForSequenceClassification(NemotronHeadModel):
+    """Decoder + `score` (num_labels, H) applied at each sequence's rightmost token that is not pad_token_id.
+
+    Without pad_token_id in the config, a batch of one is pooled at its last token and a larger batch
+    raises, as in Transformers. The attention mask plays no part in choosing the pooled token.
+    """
+
+    head_name = "score"
+
+    def _head_layout(self):
+        return self.config.num_labels, False
+
+    def _shape_message(self, name, got, want):
+        if len(got) == 2 and got[1] == want[1] and got[0] != want[0]:
+            return (f"tensor {name!r} has {got[0]} rows but config.num_labels is {want[0]}; the checkpoint's head "
+                    f"classifies into {got[0]} labels (fix num_labels / id2label to match)")
+        return super()._shape_message(name, got, want)
+
+    @property
+    def num_labels(self):
+        return self.config.num_labels
+
+    def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
+                inputs_embeds=None, labels=None, use_cache=None, output_attentions=None, output_hidden_states=None,
+                return_dict=None, cache=None, **kwargs):
+        check_unsupported(inputs_embeds, output_attentions, kwargs)
+        if input_ids is None:
+            raise ValueError("You must specify input_ids")
+        cache = past_key_values if cache is None else cache
+        use_cache = self.config.use_cache if use_cache is None else use_cache
+        ids = to_numpy(input_ids, "input_ids")
+        last, all_hidden, cache = self._hidden(input_ids, attention_mask, position_ids, cache, use_cache,
+                                               output_hidden_states)
+        B, T = last.shape[:2]
+        pooled = self._apply_head(last[np.arange(B), pooling_positions(ids.reshape(B, T), self.config.pad_token_id)])
+        loss = None if labels is None else sequence_classification_loss(pooled, labels, self.config)
+        output = SequenceClassifierOutputWithPast(
+            loss=loss,
+            logits=pooled,
+            past_key_values=cache if use_cache else None,
+            hidden_states=all_hidden,
+        )
+        return output if return_dict is not False else output.to_tuple()
+
+
+class NemotronForQuestionAnswering(NemotronHeadModel):
+    """Decoder + `qa_outputs` (2, H) with bias: start and end logits (B, T) for extractive QA."""
+
+    base_model_prefix = "transformer"
+    head_name = "qa_outputs"
+
+    def _head_layout(self):
+        return 2, True
+
+    def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
+                inputs_embeds=None, start_positions=None, end_positions=None, output_attentions=None,
+                output_hidden_states=None, return_dict=None, cache=None, **kwargs):
+        kwargs.pop("use_cache", None)  # Transformers' QA output has no cache to return
+        check_unsupported(inputs_embeds, output_attentions, kwargs)
+        if input_ids is None:
+            raise ValueError("You must specify input_ids")
+        cache = past_key_values if cache is None else cache
+        last, all_hidden, _ = self._hidden(input_ids, attention_mask, position_ids, cache, False,
+                                           output_hidden_states)
+        logits = self._apply_head(last)
+        start_logits = np.ascontiguousarray(logits[..., 0])
+        end_logits = np.ascontiguousarray(logits[..., 1])
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            loss = question_answering_loss(start_logits, end_logits, start_positions, end_positions)
+        output = QuestionAnsweringModelOutput(
+            loss=loss, start_logits=start_logits, end_logits=end_logits, hidden_states=all_hidden
+        )
+        return output if return_dict is not False else output.to_tuple()
+
+
+class NemotronForTokenClassification(NemotronHeadModel):
+    """Decoder + `score` (num_labels, H), with a bias unless config.token_classification_bias is false.
+
+    Dropout is the identity at inference, so logits are score(last_hidden_state).
+    """
+
+    head_name = "score"
+
+    def _head_layout(self):
+        return self.config.num_labels, bool(getattr(self.config, "token_classification_bias", True))
+
+    _shape_message = NemotronForSequenceClassification._shape_message
+
+    @property
+    def num_labels(self):
+        return self.config.num_labels
+
+    def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
+                inputs_embeds=None, labels=None, use_cache=None, output_attentions=None, output_hidden_states=None,
+                return_dict=None, cache=None, **kwargs):
+        check_unsupported(inputs_embeds, output_attentions, kwargs)
+        if input_ids is None:
+            raise ValueError("You must specify input_ids")
+        cache = past_key_values if cache is None else cache
+        # the output has no cache field: keep one only when the caller passed one to extend
+        last, all_hidden, _ = self._hidden(input_ids, attention_mask, position_ids, cache, bool(use_cache),
+                                           output_hidden_states)
+        logits = self._apply_head(last)
+        loss = None if labels is None else token_classification_loss(logits, labels, self.config.num_labels)
+        output = TokenClassifierOutput(loss=loss, logits=logits, hidden_states=all_hidden)
+        return output if return_dict is not False else output.to_tuple()
+
+
+# ---------------------------------------------------------------- pooling and losses
+
+
+def pooling_positions(ids, pad_token_id):
+    """Index (B,) of the token each sequence is classified at: Transformers' rule.
+
+    With a pad_token_id, the rightmost token that differs from it (index 0 when every token is padding),
+    which serves left and right padding alike; without one, the last token, for a batch of one only.
+    """
+    B, T = ids.shape
+    if pad_token_id is None:
+        if B != 1:
+            raise ValueError("Cannot handle batch sizes > 1 if no padding token is defined.")
+        return np.array([T - 1])
+    # argmax returns the first maximum, so an all-padding row gives 0 as torch's argmax does
+    return np.argmax(np.arange(T) * (ids != pad_token_id), axis=-1)
+
+
+def numeric_labels(labels, name):
+    array = to_numpy(labels, name)
+    if array.dtype == np.bool_ or not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+        raise TypeError(f"{name} must hold numbers, got dtype {array.dtype}")
+    return array
+
+
+def class_index_labels(labels, name, count, num_labels, ignore_index=-100):
+    """labels flattened to (count,) int64 class indices in [0, num_labels) or ignore_index."""
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise TypeError(f"{name} must hold integer class indices for classification, got dtype {labels.dtype}")
+    flat = labels.reshape(-1).astype(np.int64)
+    if flat.size != count:
+        raise ValueError(f"{name} has shape {labels.shape} ({flat.size} values), expected {count} class indices")
+    bad = (flat != ignore_index) & ((flat < 0) | (flat >= num_labels))
+    if bad.any():
+        raise ValueError(
+            f"{name} holds {int(flat[bad][0])}, outside [0, {num_labels}) (use {ignore_index} to ignore a position)"
+        )
+    return flat
+
+
+def cross_entropy(logits, targets, ignore_index):
+    """Mean over the kept rows of -log_softmax(logits)[target], as torch's cross_entropy (NaN when none is kept)."""
+    keep = targets != ignore_index
+    rows = logits.reshape(len(targets), -1)[keep].astype(np.float64)
+    if rows.shape[0] == 0:
+        return np.float32(np.nan)
+    peak = rows.max(axis=1, keepdims=True)
+    log_z = np.log(np.exp(rows - peak).sum(axis=1)) + peak[:, 0]
+    picked = rows[np.arange(rows.shape[0]), targets[keep]]
+    return np.float32(np.mean(log_z - picked))
+
+
+def sequence_classification_loss(pooled, labels, config):
+    """Transformers' ForSequenceClassificationLoss on pooled logits (B, num_labels).
+
+    As Transformers does, a config without problem_type gets one from the first labels it sees
+    (num_labels 1: regression; int64/int32 labels: single-label; otherwise multi-label) and keeps it.
+    Differences, on purpose: int32 labels are accepted for single-label classification (torch's
+    cross-entropy rejects them) and labels whose shape does not match raise instead of broadcasting.
+    """
+    labels = numeric_labels(labels, "labels")
+    B, num_labels = pooled.shape
+    if config.problem_type is None:
+        if num_labels == 1:
+            config.problem_type = "regression"
+        elif labels.dtype in (np.int64, np.int32):
+            config.problem_type = "single_label_classification"
+        else:
+            config.problem_type = "multi_label_classification"
+    problem = config.problem_type
+    if problem == "regression":
+        target = labels.astype(np.float64)
+        prediction = pooled.astype(np.float64)
+        if num_labels == 1:
+            prediction, target = prediction.squeeze(), target.squeeze()
+        if prediction.shape != target.shape:
+            raise ValueError(f"labels has shape {labels.shape}, regression over {num_labels} value(s) needs "
+                             f"{tuple(pooled.shape) if num_labels > 1 else (B,)}")
+        return np.float32(np.mean((prediction - target) ** 2))
+    if problem == "single_label_classification":
+        return cross_entropy(pooled, class_index_labels(labels, "labels", B, num_labels), -100)
+    if problem == "multi_label_classification":
+        if not np.issubdtype(labels.dtype, np.floating):
+            raise TypeError(f"multi_label_classification needs float labels of 0s and 1s, got dtype {labels.dtype}")
+        if labels.shape != pooled.shape:
+            raise ValueError(f"labels has shape {labels.shape}, multi-label classification needs {pooled.shape}")
+        x, y = pooled.astype(np.float64), labels.astype(np.float64)
+        # binary cross-entropy with logits, in its stable form max(x, 0) - x*y + log(1 + exp(-|x|))
+        return np.float32(np.mean(np.maximum(x, 0) - x * y + np.log1p(np.exp(-np.abs(x)))))
+    raise ValueError(f"config.problem_type must be one of {', '.join(PROBLEM_TYPES)} or None, got {problem!r}")
+
+
+def token_classification_loss(logits, labels, num_labels):
+    """Transformers' ForTokenClassification: cross-entropy over every position, -100 ignored."""
+    labels = numeric_labels(labels, "labels")
+    B, T, _ = logits.shape
+    if labels.shape not in ((B, T), (B * T,)) and not (B == 1 and labels.shape == (T,)):
+        raise ValueError(f"labels has shape {labels.shape}, expected {(B, T)} like input_ids")
+    return cross_entropy(logits, class_index_labels(labels, "labels", B * T, num_labels), -100)
+
+
+def question_answering_loss(start_logits, end_logits, start_positions, end_positions):
+    """Transformers' ForQuestionAnsweringLoss: mean of the start and end cross-entropies.
+
+    Positions are clamped into [0, T]; T (a position past the input) is then ignored, as in Transformers,
+    so negative positions count as position 0.
+    """
+    B, T = start_logits.shape
+    losses = []
+    for name, logits, positions in (("start_positions", start_logits, start_positions),
+                                    ("end_positions", end_logits, end_positions)):
+        positions = numeric_labels(positions, name)
+        if not np.issubdtype(positions.dtype, np.integer):
+            raise TypeError(f"{name} must hold integer token positions, got dtype {positions.dtype}")
+        if positions.ndim > 1 and positions.shape[-1] == 1:
+            positions = positions[..., 0]
+        if positions.shape != (B,):
+            raise ValueError(f"{name} has shape {positions.shape}, expected ({B},): one position per sequence")
+        losses.append(cross_entropy(logits, np.clip(positions.astype(np.int64), 0, T), T))
+    return np.float32((np.float64(losses[0]) + np.float64(losses[1])) / 2)
+
+
+# ---------------------------------------------------------------- Auto classes
+
+
+class AutoModelForSequenceClassification(AutoModel):
+    model_class = NemotronForSequenceClassification
+
+
+class AutoModelForQuestionAnswering(AutoModel):
+    model_class = NemotronForQuestionAnswering
+
+
+class AutoModelForTokenClassification(AutoModel):
+    model_class = NemotronForTokenClassification

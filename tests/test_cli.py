@@ -1,0 +1,123 @@
+"""python -m nemotron_c score, run as a subprocess on a tiny checkpoint."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import assert_close
+from test_scoring import word_tokenizer
+
+import nemotron_c
+from nemotron_c import cli
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_cli(*args, stdin=None):
+    env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    run = subprocess.run([sys.executable, "-m", "nemotron_c", *args], capture_output=True, env=env, timeout=120,
+                         input=None if stdin is None else stdin.encode(), stdin=subprocess.DEVNULL if stdin is None else None)
+    # decoded by hand: text mode would turn the progress bar's carriage returns into newlines
+    return subprocess.CompletedProcess(run.args, run.returncode, run.stdout.decode(), run.stderr.decode())
+
+
+@pytest.fixture(scope="module")
+def path(checkpoint):
+    return checkpoint()
+
+
+SEQUENCES = [[5, 9, 2, 77, 13], [1, 2], [40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50], [7]]
+
+
+def write_jsonl(tmp_path, records, blank_after=1):
+    lines = [json.dumps(r) for r in records]
+    lines.insert(blank_after, "   ")
+    file = tmp_path / "input.jsonl"
+    file.write_text("\n".join(lines) + "\n")
+    return file
+
+
+def test_jsonl_ids_to_output_file(path, tmp_path):
+    records = [{"input_ids": s, "id": f"doc{i}"} for i, s in enumerate(SEQUENCES)]
+    out = tmp_path / "scores.jsonl"
+    run = run_cli("score", "--model", path, str(write_jsonl(tmp_path, records)), "--output", str(out),
+                  "--batch-size", "3", "--token-logprobs", "--no-progress")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == "" and run.stderr == ""
+    results = [json.loads(line) for line in out.read_text().splitlines()]
+    expected = nemotron_c.NemotronForCausalLM.from_pretrained(path).score(SEQUENCES, return_token_logprobs=True)
+    assert [r["line"] for r in results] == [1, 3, 4, 5]  # line 2 is blank
+    assert [r["id"] for r in results] == ["doc0", "doc1", "doc2", "doc3"]
+    for i, r in enumerate(results):
+        assert r["num_tokens"] == expected.num_tokens[i]
+        assert_close(r["sum_logprob"], expected.sum_logprob[i], atol=1e-5)
+        assert_close(r["token_logprobs"], expected.token_logprobs[i], atol=1e-5)
+    assert results[3]["num_tokens"] == 0 and results[3]["mean_logprob"] is None and results[3]["perplexity"] is None
+    assert_close(results[0]["perplexity"], np.exp(-expected.mean_logprob[0]), atol=1e-3)
+
+
+def test_stdin_stdout_max_length_and_progress_bar(path):
+    stdin = "\n".join(json.dumps({"input_ids": s}) for s in SEQUENCES) + "\n"
+    run = run_cli("score", "--model", path, "-", "--max-length", "3", "--progress", stdin=stdin)
+    assert run.returncode == 0, run.stderr
+    results = [json.loads(line) for line in run.stdout.splitlines()]
+    assert [r["num_tokens"] for r in results] == [2, 1, 2, 0]
+    assert "scoring 4 texts" in run.stderr  # the total of standard input is unknown
+
+
+def test_progress_bar_with_a_known_total(path, tmp_path):
+    file = write_jsonl(tmp_path, [{"input_ids": s} for s in SEQUENCES])
+    run = run_cli("score", "--model", path, str(file), "--batch-size", "1", "--progress")
+    assert run.returncode == 0, run.stderr
+    assert "scoring 100% |########################| 4/4 texts" in run.stderr
+    assert run.stderr.startswith("\rscoring   0% |")
+
+
+def test_text_lines_with_a_tokenizer(path, tmp_path, monkeypatch, capsys):
+    """In process, with Transformers' tokenizer standing in for the one the model directory would give."""
+    tokenizer = word_tokenizer()
+    monkeypatch.setattr(cli.Tokenizers, "get", lambda self: tokenizer)
+    texts = ["the cat sat on the mat", "a dog ran far", "red"]
+    file = tmp_path / "texts.txt"
+    file.write_text("\n".join(texts) + "\n\n")
+    assert cli.main(["score", "--model", path, str(file), "--no-progress"]) == 0
+    results = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    expected = nemotron_c.NemotronForCausalLM.from_pretrained(path).score(texts, tokenizer=tokenizer)
+    assert [r["line"] for r in results] == [1, 2, 3]
+    assert_close([r["sum_logprob"] for r in results], expected.sum_logprob, atol=1e-5)
+    assert [r["num_tokens"] for r in results] == [6, 4, 1]  # BOS is added, then not scored
+    assert cli.main(["score", "--model", path, str(file), "--no-special-tokens", "--no-progress"]) == 0
+    assert [json.loads(x)["num_tokens"] for x in capsys.readouterr().out.splitlines()] == [5, 3, 0]
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"input_ids": [1, 2]}\n{"input_ids": [1, \n', "input.jsonl:2: not valid JSON"),
+    ('{"input_ids": [1, 2]}\n{"ids": [1]}\n', 'input.jsonl:2: a record needs either "text"'),
+    ('{"input_ids": [1, 2.5]}\n', '"input_ids" must be a list of integers'),
+    ('{"input_ids": [1, 2, 500]}\n', "input.jsonl:1: token id 500 is outside the vocabulary [0, 96)"),
+    ('["not", "an", "object"]\n', None),
+])
+def test_bad_input_exits_with_a_message(path, tmp_path, content, message):
+    file = tmp_path / "input.jsonl"
+    file.write_text(content)
+    run = run_cli("score", "--model", path, str(file), "--format", "jsonl")
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.startswith("error: ")
+    if message:
+        assert message in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_bad_arguments(path, tmp_path):
+    run = run_cli("score", "--model", path, str(tmp_path / "missing.txt"))
+    assert run.returncode == 2 and "no such file" in run.stderr
+    file = tmp_path / "ok.jsonl"
+    file.write_text('{"input_ids": [1, 2]}\n')
+    run = run_cli("score", "--model", path, str(file), "--batch-size", "0")
+    assert run.returncode == 2 and "--batch-size must be at least 1" in run.stderr
+    run = run_cli("score", "--model", str(tmp_path / "nowhere"), str(file))
+    assert run.returncode == 1 and "error:" in run.stderr and "Traceback" not in run.stderr
+    run = run_cli("score", str(file))
+    assert run.returncode == 2 and "--model" in run.stderr
