@@ -9,7 +9,9 @@ CORE_SOURCES = \
 	kernels/ops.c \
 	model/model.c \
 	model/cache.c \
-	model/forward.c
+	model/forward.c \
+	model/sampling.c \
+	model/generate.c
 
 # Compiled as separate objects with AVX2/FMA/F16C enabled; chosen at run time
 # only when the CPU reports those features.

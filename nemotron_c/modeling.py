@@ -479,6 +479,12 @@ class NemotronForCausalLM(NemotronPreTrainedModel):
 
         return generate(self, inputs, **kwargs)
 
+    def generate_iter(self, inputs=None, **kwargs):
+        """Yields the new token ids of one prompt as they are generated (see nemotron_c.generation.generate_iter)."""
+        from .generation import generate_iter
+
+        return generate_iter(self, inputs, **kwargs)
+
 
 def check_unsupported(inputs_embeds, output_attentions, kwargs):
     if inputs_embeds is not None:

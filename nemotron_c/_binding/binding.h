@@ -38,5 +38,6 @@ extern PyTypeObject ModelType, CacheType;
 int nt_py_check_model(ModelObject *self);
 
 int nt_py_register_model(PyObject *module);
+int nt_py_register_generator(PyObject *module); /* generate.c */
 
 #endif

@@ -1,0 +1,276 @@
+/*
+ * The logits processors of Transformers' generate(), one row at a time, each as logits_process.py
+ * defines it, then greedy and multinomial token selection with a seeded generator of our own.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/sampling.h"
+
+nt_status nt_row_scratch_init(nt_row_scratch *s, nt_error *err, int64_t V) {
+    s->values = malloc((size_t)V * sizeof(float));
+    s->spare = malloc((size_t)V * sizeof(float));
+    s->order = malloc((size_t)V * sizeof(int32_t));
+    s->flags = calloc((size_t)V, 1);
+    if (s->values == NULL || s->spare == NULL || s->order == NULL || s->flags == NULL) {
+        nt_row_scratch_free(s);
+        return nt_error_set(err, NT_ERROR_OUT_OF_MEMORY, "out of memory for the sampling work space");
+    }
+    return NT_OK;
+}
+
+void nt_row_scratch_free(nt_row_scratch *s) {
+    free(s->values);
+    free(s->spare);
+    free(s->order);
+    free(s->flags);
+    s->values = NULL;
+    s->spare = NULL;
+    s->order = NULL;
+    s->flags = NULL;
+}
+
+/* ---------------------------------------------------------------- softmax helpers */
+
+static float max_of(const float *x, int64_t V) {
+    float m = -INFINITY;
+    for (int64_t i = 0; i < V; i++)
+        if (x[i] > m) m = x[i];
+    return m;
+}
+
+void nt_log_softmax(float *y, const float *x, int64_t V) {
+    float m = max_of(x, V);
+    double sum = 0.0;
+    for (int64_t i = 0; i < V; i++) sum += exp((double)(x[i] - m));
+    float log_sum = (float)log(sum);
+    for (int64_t i = 0; i < V; i++) y[i] = x[i] - m - log_sum;
+}
+
+/* probs (V) = softmax(x) in float32 */
+static void softmax(float *probs, const float *x, int64_t V) {
+    float m = max_of(x, V);
+    double sum = 0.0;
+    for (int64_t i = 0; i < V; i++) {
+        probs[i] = expf(x[i] - m);
+        sum += probs[i];
+    }
+    float inv = (float)(1.0 / sum);
+    for (int64_t i = 0; i < V; i++) probs[i] *= inv;
+}
+
+int64_t nt_argmax(const float *scores, int64_t V) {
+    int64_t best = 0;
+    for (int64_t i = 1; i < V; i++)
+        if (scores[i] > scores[best] || (isnan(scores[i]) && !isnan(scores[best]))) best = i;
+    return best;
+}
+
+/* ---------------------------------------------------------------- sorting token indices by a key */
+
+static int ascending(const void *a, const void *b, void *key) {
+    const float *sort_key = key;
+    float x = sort_key[*(const int32_t *)a], y = sort_key[*(const int32_t *)b];
+    if (x < y) return -1;
+    if (x > y) return 1;
+    return (*(const int32_t *)a > *(const int32_t *)b) - (*(const int32_t *)a < *(const int32_t *)b);
+}
+
+/* order (V) = token indices sorted by key ascending, ties by index */
+static void argsort_ascending(int32_t *order, const float *key, int64_t V) {
+    for (int64_t i = 0; i < V; i++) order[i] = (int32_t)i;
+    qsort_r(order, (size_t)V, sizeof *order, ascending, (void *)key);
+}
+
+/* the k-th largest value (1 <= k <= V), by quickselect on a copy in tmp */
+static float kth_largest(const float *x, float *tmp, int64_t V, int64_t k) {
+    memcpy(tmp, x, (size_t)V * sizeof(float));
+    int64_t lo = 0, hi = V - 1, target = k - 1; /* index in descending order */
+    while (lo < hi) {
+        float pivot = tmp[lo + (hi - lo) / 2];
+        int64_t i = lo, j = hi;
+        while (i <= j) {
+            while (tmp[i] > pivot) i++;
+            while (tmp[j] < pivot) j--;
+            if (i <= j) {
+                float t = tmp[i];
+                tmp[i] = tmp[j];
+                tmp[j] = t;
+                i++;
+                j--;
+            }
+        }
+        if (target <= j) hi = j;
+        else if (target >= i) lo = i;
+        else break;
+    }
+    return tmp[target];
+}
+
+/* ---------------------------------------------------------------- processors */
+
+static int in_vocab(int64_t t, int64_t V) { return t >= 0 && t < V; }
+
+/* RepetitionPenaltyLogitsProcessor: each distinct earlier token's score is divided by the penalty when
+ * positive, multiplied when negative. */
+static void repetition_penalty(float *scores, const int64_t *seq, int64_t len, int64_t skip, float penalty, int64_t V,
+                               uint8_t *seen) {
+    for (int64_t i = skip; i < len; i++) {
+        int64_t t = seq[i];
+        if (!in_vocab(t, V) || seen[t]) continue;
+        seen[t] = 1;
+        scores[t] = scores[t] < 0 ? scores[t] * penalty : scores[t] / penalty;
+    }
+    for (int64_t i = skip; i < len; i++)
+        if (in_vocab(seq[i], V)) seen[seq[i]] = 0;
+}
+
+/* NoRepeatNGramLogitsProcessor: bans each token that would repeat an n-gram of the row (padding included). */
+static void no_repeat_ngram(float *scores, const int64_t *seq, int64_t len, int64_t n, int64_t V) {
+    if (len < n) return;
+    const int64_t *prefix = seq + len - (n - 1);
+    for (int64_t i = 0; i + n <= len; i++) {
+        if (memcmp(seq + i, prefix, (size_t)(n - 1) * sizeof(int64_t)) == 0 && in_vocab(seq[i + n - 1], V))
+            scores[seq[i + n - 1]] = -INFINITY;
+    }
+}
+
+/* NoBadWordsLogitsProcessor: the last token of a bad sequence is banned when the row ends with the rest. */
+static void bad_words(float *scores, const nt_generation_config *c, const int64_t *seq, int64_t len, int64_t V) {
+    int64_t start = 0;
+    for (int64_t w = 0; w < c->n_bad_words; start = c->bad_word_ends[w], w++) {
+        const int64_t *word = c->bad_words + start;
+        int64_t prefix = c->bad_word_ends[w] - start - 1;
+        if (prefix < 0 || prefix > len || !in_vocab(word[prefix], V)) continue;
+        if (prefix == 0 || memcmp(seq + len - prefix, word, (size_t)prefix * sizeof(int64_t)) == 0)
+            scores[word[prefix]] += -INFINITY;
+    }
+}
+
+static void ban_tokens(float *scores, const int64_t *tokens, int64_t n, int64_t V) {
+    for (int64_t i = 0; i < n; i++)
+        if (in_vocab(tokens[i], V)) scores[tokens[i]] = -INFINITY;
+}
+
+/* TopKLogitsWarper: scores below the k-th largest are removed. */
+static void top_k(float *scores, int64_t k, int64_t V, float *tmp) {
+    if (k > V) k = V;
+    float threshold = kth_largest(scores, tmp, V, k);
+    for (int64_t i = 0; i < V; i++)
+        if (scores[i] < threshold) scores[i] = -INFINITY;
+}
+
+/* TopPLogitsWarper: in ascending order, tokens whose cumulative probability stays <= 1 - top_p are removed,
+ * but never the last min_keep. */
+static void top_p(float *scores, float p, int64_t min_keep, int64_t V, nt_row_scratch *s) {
+    softmax(s->values, scores, V);
+    argsort_ascending(s->order, scores, V);
+    float limit = (float)(1.0 - (double)p);
+    double cumulative = 0.0;
+    for (int64_t i = 0; i < V - min_keep; i++) {
+        cumulative += s->values[s->order[i]];
+        if ((float)cumulative > limit) break;
+        scores[s->order[i]] = -INFINITY;
+    }
+}
+
+/* MinPLogitsWarper: tokens less probable than min_p times the top probability are removed, but never the
+ * min_keep most probable. */
+static void min_p(float *scores, float p, int64_t min_keep, int64_t V, nt_row_scratch *s) {
+    softmax(s->values, scores, V);
+    float threshold = p * max_of(s->values, V);
+    float keep_from = min_keep > 1 ? kth_largest(s->values, s->spare, V, min_keep < V ? min_keep : V)
+                                   : INFINITY;
+    for (int64_t i = 0; i < V; i++)
+        if (s->values[i] < threshold && s->values[i] < keep_from) scores[i] = -INFINITY;
+}
+
+/* TypicalLogitsWarper: keeps the tokens whose surprisal is closest to the entropy until their mass
+ * reaches typical_p, and at least min_keep. */
+static void typical_p(float *scores, float mass, int64_t min_keep, int64_t V, nt_row_scratch *s) {
+    float *shifted = s->values;
+    nt_log_softmax(shifted, scores, V);
+    double entropy = 0.0;
+    for (int64_t i = 0; i < V; i++) {
+        double term = (double)shifted[i] * exp((double)shifted[i]);
+        if (!isnan(term)) entropy -= term;
+    }
+    float ent = (float)entropy;
+    for (int64_t i = 0; i < V; i++) shifted[i] = fabsf(-shifted[i] - ent);
+    argsort_ascending(s->order, shifted, V);
+    float *probs = s->spare;
+    softmax(probs, scores, V);
+    double cumulative = 0.0;
+    int64_t last = 0;
+    for (int64_t i = 0; i < V; i++) {
+        cumulative += probs[s->order[i]];
+        if ((float)cumulative < mass) last++;
+    }
+    if (last > V - 1) last = V - 1;
+    float threshold = shifted[s->order[last]];
+    for (int64_t i = min_keep; i < V; i++)
+        if (shifted[s->order[i]] > threshold) scores[s->order[i]] = -INFINITY;
+}
+
+void nt_process_scores(const nt_generation_config *c, float *scores, const int64_t *seq, int64_t len, int64_t skip,
+                       int64_t V, nt_row_scratch *s) {
+    if (c->repetition_penalty != 1.0f) repetition_penalty(scores, seq, len, skip, c->repetition_penalty, V, s->flags);
+    if (c->no_repeat_ngram_size > 0) no_repeat_ngram(scores, seq, len, c->no_repeat_ngram_size, V);
+    if (c->n_bad_words > 0) bad_words(scores, c, seq, len, V);
+    if (len < c->min_length) ban_tokens(scores, c->eos_token_ids, c->n_eos, V);
+    ban_tokens(scores, c->suppress_tokens, c->n_suppress_tokens, V);
+    if (len == c->begin_index) ban_tokens(scores, c->begin_suppress_tokens, c->n_begin_suppress_tokens, V);
+    if (!c->do_sample) return;
+    if (c->temperature != 1.0f)
+        for (int64_t i = 0; i < V; i++) scores[i] /= c->temperature;
+    if (c->top_k > 0) top_k(scores, c->top_k > c->min_tokens_to_keep ? c->top_k : c->min_tokens_to_keep, V, s->spare);
+    if (c->top_p < 1.0f) top_p(scores, c->top_p, c->min_tokens_to_keep, V, s);
+    if (c->min_p >= 0.0f) min_p(scores, c->min_p, c->min_tokens_to_keep, V, s);
+    if (c->typical_p < 1.0f) typical_p(scores, c->typical_p, c->min_tokens_to_keep, V, s);
+}
+
+/* ---------------------------------------------------------------- random numbers and sampling */
+
+static uint64_t splitmix64(uint64_t *x) {
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+void nt_rng_seed(nt_rng *rng, uint64_t seed) {
+    for (int i = 0; i < 4; i++) rng->s[i] = splitmix64(&seed);
+}
+
+static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+static uint64_t next_u64(nt_rng *rng) {
+    uint64_t *s = rng->s;
+    uint64_t result = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return result;
+}
+
+double nt_rng_uniform(nt_rng *rng) { return (double)(next_u64(rng) >> 11) * 0x1.0p-53; }
+
+int64_t nt_sample(nt_rng *rng, const float *scores, int64_t V) {
+    float m = max_of(scores, V);
+    double total = 0.0;
+    for (int64_t i = 0; i < V; i++) total += exp((double)(scores[i] - m));
+    double u = nt_rng_uniform(rng) * total, cumulative = 0.0;
+    int64_t last = 0;
+    for (int64_t i = 0; i < V; i++) {
+        double p = exp((double)(scores[i] - m));
+        if (p <= 0.0) continue;
+        last = i;
+        cumulative += p;
+        if (u < cumulative) return i;
+    }
+    return last; /* u landed on the rounding error at the very end */
+}
