@@ -201,7 +201,9 @@ nt_status nt_generator_create(nt_generator **out, nt_error *err, nt_model *model
         return nt_error_set(err, NT_ERROR_OUT_OF_MEMORY, "out of memory for the generation state");
     }
     for (int64_t r = 0; r < N_ && status == NT_OK; r++) status = nt_row_scratch_init(&g->scratch[r], err, V);
-    if (status == NT_OK) status = nt_cache_create(&g->cache, err, model, N_, M);
+    /* the cache grows as tokens come (the forward pass reserves geometrically): a large max_length that eos
+     * cuts short must not allocate its whole cache up front */
+    if (status == NT_OK) status = nt_cache_create(&g->cache, err, model, N_, M < T + 64 ? M : T + 64);
     if (status != NT_OK) {
         nt_generator_free(g);
         return status;
