@@ -198,8 +198,10 @@ typedef enum {
 
 /* Everything the decoding loop needs, resolved by the caller (defaults, validation and the policy of
  * Transformers' generate() live in Python). Processors run in Transformers' order:
- * repetition_penalty, no_repeat_ngram_size, bad_words, min_length, suppress_tokens,
- * begin_suppress_tokens, then with do_sample: temperature, top_k, top_p, min_p, typical_p.
+ * sequence_bias, repetition_penalty, no_repeat_ngram_size, bad_words, min_length, forced_bos,
+ * forced_eos, remove_invalid_values, exponential_decay_length_penalty, suppress_tokens,
+ * begin_suppress_tokens, then with do_sample: temperature, top_k, top_p, min_p, typical_p,
+ * epsilon_cutoff, eta_cutoff; renormalize_logits last.
  * Token lists may hold ids outside [0, V); those never match anything. */
 typedef struct {
     int64_t max_length;            /* sequences stop at this length, prompt included */
@@ -210,12 +212,22 @@ typedef struct {
     int64_t beam_fill_token_id;    /* what beam outputs hold past a hypothesis' end */
     double deadline;               /* wall-clock seconds since the epoch after which generation stops; 0: none */
 
+    const int64_t *sequence_bias;  /* concatenated token sequences, or NULL */
+    const int64_t *sequence_bias_ends; /* (n_sequence_bias) end offset of each sequence */
+    const float *sequence_bias_values; /* (n_sequence_bias) added when the sequence can be completed */
+    int64_t n_sequence_bias;
     float repetition_penalty;      /* 1: off */
     const int64_t *prompt_padding; /* (N) leading positions of each row the penalty skips, or NULL */
     int64_t no_repeat_ngram_size;  /* 0: off */
     const int64_t *bad_words;      /* concatenated token sequences, or NULL */
     const int64_t *bad_word_ends;  /* (n_bad_words) end offset of each sequence in bad_words */
     int64_t n_bad_words;
+    int64_t forced_bos_token_id;   /* forced at length 1; < 0: off */
+    const int64_t *forced_eos_token_ids; /* forced at length max_length - 1 */
+    int64_t n_forced_eos;
+    int remove_invalid_values;     /* nan -> 0, +-inf -> +-FLT_MAX */
+    int64_t decay_start;           /* exponential_decay_length_penalty: eos boosted past this length; < 0: off */
+    float decay_factor;
     const int64_t *suppress_tokens;
     int64_t n_suppress_tokens;
     const int64_t *begin_suppress_tokens;
@@ -228,6 +240,9 @@ typedef struct {
     float top_p;                   /* >= 1: off */
     float min_p;                   /* < 0: off */
     float typical_p;               /* >= 1: off */
+    float epsilon_cutoff;          /* 0: off */
+    float eta_cutoff;              /* 0: off */
+    int renormalize_logits;        /* log_softmax after every other processor */
     int64_t min_tokens_to_keep;    /* of the sampling warpers */
     uint64_t seed;
 

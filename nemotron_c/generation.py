@@ -6,11 +6,17 @@ raises, and shaping the outputs. The loop itself (forward passes, logits process
 and beam search) runs in C (csrc/model/generate.c) with the GIL released; Python is called back
 between steps only for a streamer, stop strings or generate_iter().
 
-Supported: greedy search, sampling (temperature, top_k, top_p, min_p, typical_p), beam search and beam
-sampling (num_beams, length_penalty, early_stopping, num_return_sequences), repetition_penalty,
-no_repeat_ngram_size, bad_words_ids, min_length, min_new_tokens, suppress_tokens,
-begin_suppress_tokens, eos_token_id (int or list), pad_token_id, max_time, stop_strings (with
-tokenizer=), streamer=, return_dict_in_generate with output_scores / output_logits.
+Supported: greedy search, sampling (temperature, top_k, top_p, min_p, typical_p, epsilon_cutoff,
+eta_cutoff), beam search and beam sampling (num_beams, length_penalty, early_stopping,
+num_return_sequences), sequence_bias, repetition_penalty, no_repeat_ngram_size, bad_words_ids,
+min_length, min_new_tokens, forced_bos_token_id, forced_eos_token_id, remove_invalid_values,
+exponential_decay_length_penalty, suppress_tokens, begin_suppress_tokens, renormalize_logits,
+eos_token_id (int or list), pad_token_id, max_time, stop_strings (with tokenizer=), streamer=,
+return_dict_in_generate with output_scores / output_logits / beam_indices / sequences_scores.
+Not supported (NotImplementedError): contrastive search, group beam search, constrained beam search,
+assisted generation, DoLa, guidance_scale, watermarking, top_h, encoder_* penalties, custom
+logits_processor / stopping_criteria objects, output_attentions / output_hidden_states, and passing a
+cache in or getting it back (the result has no `cache` field).
 Sampling uses our own generator: pass seed= (an int, or a numpy Generator to draw one from) to make
 it reproducible. Torch's random stream cannot be reproduced, so sampled tokens match Transformers in
 distribution, not draw for draw.
@@ -34,16 +40,8 @@ EARLY_STOPPING = {False: 0, True: 1, "never": 2}
 # Features of Transformers' generate() that nemotron_c does not implement: field -> when it is active.
 UNSUPPORTED_FIELDS = {
     "top_h": lambda v: v is not None,
-    "epsilon_cutoff": lambda v: v is not None and 0.0 < v < 1.0,
-    "eta_cutoff": lambda v: v is not None and 0.0 < v < 1.0,
     "encoder_repetition_penalty": lambda v: v is not None and v != 1.0,
     "encoder_no_repeat_ngram_size": lambda v: v is not None and v > 0,
-    "sequence_bias": lambda v: v is not None,
-    "renormalize_logits": lambda v: v is True,
-    "forced_bos_token_id": lambda v: v is not None,
-    "forced_eos_token_id": lambda v: v is not None,
-    "remove_invalid_values": lambda v: v is True,
-    "exponential_decay_length_penalty": lambda v: v is not None,
     "guidance_scale": lambda v: v is not None and v != 1,
     "watermarking_config": lambda v: v is not None,
     "token_healing": lambda v: bool(v),
@@ -147,10 +145,17 @@ def resolve_lengths(config, prompt_length, has_default_max_length, has_default_m
 
 def processor_settings(config, eos, prompt_length, vocab_size, padding):
     """The C loop's processor fields, validated in the order Transformers builds its processors, with its errors."""
-    c = {"repetition_penalty": 1.0, "prompt_padding": None, "no_repeat_ngram_size": 0, "bad_words": None,
-         "bad_word_ends": None, "min_length": 0, "suppress_tokens": None, "begin_suppress_tokens": None,
-         "begin_index": -1, "temperature": 1.0, "top_k": 0, "top_p": 1.0, "min_p": -1.0, "typical_p": 1.0,
-         "min_tokens_to_keep": 1}
+    c = {"sequence_bias": None, "sequence_bias_ends": None, "sequence_bias_values": None, "repetition_penalty": 1.0,
+         "prompt_padding": None, "no_repeat_ngram_size": 0, "bad_words": None, "bad_word_ends": None, "min_length": 0,
+         "forced_bos_token_id": -1, "forced_eos_token_ids": None, "remove_invalid_values": 0, "decay_start": -1,
+         "decay_factor": 1.0, "suppress_tokens": None, "begin_suppress_tokens": None, "begin_index": -1,
+         "temperature": 1.0, "top_k": 0, "top_p": 1.0, "min_p": -1.0, "typical_p": 1.0, "epsilon_cutoff": 0.0,
+         "eta_cutoff": 0.0, "renormalize_logits": 0, "min_tokens_to_keep": 1}
+    if config.sequence_bias is not None:
+        biases = sequence_bias_dict(config.sequence_bias)
+        check_in_vocab(biases, vocab_size)
+        c["sequence_bias"], c["sequence_bias_ends"] = flatten_sequences(biases)
+        c["sequence_bias_values"] = np.array(list(biases.values()), dtype=np.float32)
     penalty = config.repetition_penalty
     if penalty is not None and penalty != 1.0:
         if not isinstance(penalty, float) or not penalty > 0:
@@ -171,17 +176,10 @@ def processor_settings(config, eos, prompt_length, vocab_size, padding):
         if any(any(not isinstance(t, (int, np.integer)) or t < 0 for t in word) for word in words):
             raise ValueError(f"Each list in `bad_words_ids` has to be a list of positive integers, but is {words}.")
         words = [word for word in words if all(word != [e] for e in eos)]
-        words = list({tuple(word): None for word in words})  # as the dict Transformers builds: distinct, in order
-        too_large = [t for word in words for t in word if t >= vocab_size]
-        if too_large:
-            raise ValueError(f"The model vocabulary size is {vocab_size}, but the following tokens were being biased: "
-                             f"{too_large}")
-        if any(len(word) == 0 for word in words):
-            raise ValueError(f"Each key in `sequence_bias` has to be a non-empty tuple of positive integers, but is "
-                             f"{words}.")
-        if words:
-            c["bad_words"] = np.array([t for word in words for t in word], dtype=np.int64)
-            c["bad_word_ends"] = np.cumsum([len(word) for word in words]).astype(np.int64)
+        # the distinct sequences in order; Transformers checks bad_words_ids, not the (possibly empty) bias dict
+        words = list({tuple(word): None for word in words})
+        check_in_vocab(words, vocab_size)
+        c["bad_words"], c["bad_word_ends"] = flatten_sequences(words)
     min_lengths = []
     if config.min_length is not None and eos and config.min_length > 0:
         if not isinstance(config.min_length, int):
@@ -192,6 +190,20 @@ def processor_settings(config, eos, prompt_length, vocab_size, padding):
             raise ValueError(f"`min_new_tokens` has to be a positive integer, but is {config.min_new_tokens}")
         min_lengths.append(prompt_length + config.min_new_tokens)
     c["min_length"] = max(min_lengths, default=0)
+    if config.forced_bos_token_id is not None:
+        c["forced_bos_token_id"] = int(config.forced_bos_token_id)
+    if config.forced_eos_token_id is not None:
+        forced = as_token_list(config.forced_eos_token_id)
+        if any(t < 0 for t in forced):
+            raise ValueError(f"`eos_token_id` has to be a list of positive integers, but is {forced}")
+        c["forced_eos_token_ids"] = np.array(forced, dtype=np.int64)
+    if config.remove_invalid_values is True:
+        c["remove_invalid_values"] = 1
+    if config.exponential_decay_length_penalty is not None:
+        start, factor = config.exponential_decay_length_penalty
+        if not eos or any(t < 0 for t in eos):
+            raise ValueError(f"`eos_token_id` has to be a list of positive integers, but is {eos or None}")
+        c["decay_start"], c["decay_factor"] = int(start) + prompt_length, float(factor)
     if config.suppress_tokens is not None:
         c["suppress_tokens"] = np.array(as_token_list(config.suppress_tokens), dtype=np.int64)
     if config.begin_suppress_tokens is not None:
@@ -229,7 +241,53 @@ def processor_settings(config, eos, prompt_length, vocab_size, padding):
             if not (float(mass) > 0 and float(mass) < 1):
                 raise ValueError(f"`typical_p` has to be a float > 0 and < 1, but is {float(mass)}")
             c["typical_p"] = float(mass)
+        for name in ("epsilon_cutoff", "eta_cutoff"):
+            value = getattr(config, name)
+            if value is not None and 0.0 < value < 1.0:
+                c[name] = float(value)
+    if config.renormalize_logits is True:
+        c["renormalize_logits"] = 1
     return c
+
+
+def sequence_bias_dict(sequence_bias):
+    """Transformers' SequenceBiasLogitsProcessor argument checks; {token tuple: bias} in the given order."""
+    bias = sequence_bias
+    if not isinstance(bias, (dict, list)) or len(bias) == 0:
+        raise ValueError(f"`sequence_bias` has to be a non-empty dictionary, or non-empty list of lists but is {bias}.")
+    if isinstance(bias, dict):
+        if any(not isinstance(ids, tuple) for ids in bias):
+            raise ValueError(f"`sequence_bias` has to be a dict with tuples as keys, but is {bias}.")
+        if any(len(ids) == 0 or any(not isinstance(t, (int, np.integer)) or t < 0 for t in ids) for ids in bias):
+            raise ValueError(f"Each key in `sequence_bias` has to be a non-empty tuple of positive integers, but is "
+                             f"{bias}.")
+        if any(not isinstance(value, float) for value in bias.values()):
+            raise ValueError(f"`sequence_bias` has to be a dict with floats as values, but is {bias}.")
+        return dict(bias)
+
+    def valid(pair):
+        return (isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], list)
+                and all(isinstance(t, (int, np.integer)) and t >= 0 for t in pair[0]) and isinstance(pair[1], float))
+
+    if any(not valid(pair) for pair in bias):
+        raise ValueError(f"Each element in `sequence_bias` has to be a non-empty list of lists of positive integers "
+                         f"and float, but is {bias}.")
+    return {tuple(pair[0]): pair[1] for pair in bias}
+
+
+def check_in_vocab(sequences, vocab_size):
+    too_large = [t for ids in sequences for t in ids if t >= vocab_size]
+    if too_large:
+        raise ValueError(f"The model vocabulary size is {vocab_size}, but the following tokens were being biased: "
+                         f"{too_large}")
+
+
+def flatten_sequences(sequences):
+    """Token sequences as (concatenated tokens, end offsets), the layout of the C config; (None, None) for none."""
+    if not sequences:
+        return None, None
+    tokens = np.array([t for ids in sequences for t in ids], dtype=np.int64)
+    return tokens, np.cumsum([len(ids) for ids in sequences]).astype(np.int64)
 
 
 def resolve_seed(seed):

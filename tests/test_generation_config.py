@@ -93,6 +93,11 @@ BAD_INPUTS = [
     ("bad words flat", dict(bad_words_ids=[3], max_new_tokens=2), "has to be a list of lists"),
     ("stop strings without tokenizer", dict(stop_strings="a", max_new_tokens=2), "could not locate a tokenizer"),
     ("typo", dict(max_new_tokenz=2), "not used by the model"),
+    ("sequence bias empty", dict(sequence_bias=[], max_new_tokens=2), "has to be a non-empty dictionary"),
+    ("sequence bias int value", dict(sequence_bias=[[[3], 1]], max_new_tokens=2), "Each element in `sequence_bias`"),
+    ("sequence bias dict keys", dict(sequence_bias={3: 1.0}, max_new_tokens=2), "dict with tuples as keys"),
+    ("sequence bias out of vocab", dict(sequence_bias={(3, 500): 1.0}, max_new_tokens=2), "vocabulary size is 96"),
+    ("negative forced eos", dict(forced_eos_token_id=-1, max_new_tokens=2), "`eos_token_id` has to be a list of"),
     ("streamer with beams", dict(num_beams=2, streamer=object(), max_new_tokens=2), "cannot be used with beam"),
 ]
 
@@ -111,12 +116,14 @@ ACCEPTED = [
     ("top_p 0 is accepted", dict(do_sample=True, top_p=0.0, max_new_tokens=2)),
     ("top_p > 1 is off", dict(do_sample=True, top_p=1.5, max_new_tokens=2)),
     ("top_k 0 is off", dict(do_sample=True, top_k=0, max_new_tokens=2)),
+    ("epsilon and eta 1 are off", dict(do_sample=True, epsilon_cutoff=1.0, eta_cutoff=1.0, max_new_tokens=2)),
     ("sampling flags without sampling", dict(top_k=-1, temperature=0.0, top_p=2.0, max_new_tokens=2)),
     ("eos beyond the vocabulary", dict(eos_token_id=1000, max_new_tokens=2)),
     ("eos list beyond the vocabulary", dict(eos_token_id=[3, 1000], num_beams=2, max_new_tokens=2)),
     ("negative eos", dict(eos_token_id=-1, max_new_tokens=2)),
     ("min lengths above max", dict(min_length=30, min_new_tokens=40, max_new_tokens=2)),
     ("suppress beyond the vocabulary", dict(suppress_tokens=[1000], max_new_tokens=2)),
+    ("bad words of the end token only", dict(bad_words_ids=[[3], []], eos_token_id=3, max_new_tokens=2)),
 ]
 
 
@@ -128,7 +135,7 @@ def test_inputs_transformers_accepts(models, name, kwargs):
     assert kind == "ok", messages
     if not kwargs.get("do_sample"):
         np.testing.assert_array_equal(ours.generate(PROMPTS[1:2], **kwargs), expected)
-    if "eos" in name and "negative" not in name:
+    if name.startswith("eos"):
         assert any("outside the vocabulary" in m for m in messages)
     if name == "negative eos":
         assert any("should consist of positive integers" in m for m in messages)
@@ -150,7 +157,7 @@ def test_bad_num_beams_is_a_clear_value_error(models, num_beams):
 
 def test_unsupported_features_say_so(models):
     ours, _ = models
-    for kwargs in (dict(forced_eos_token_id=3), dict(penalty_alpha=0.6, top_k=4), dict(num_beam_groups=2, num_beams=2),
-                   dict(output_attentions=True, return_dict_in_generate=True), dict(sequence_bias=[[[3], 1.0]])):
+    for kwargs in (dict(guidance_scale=1.5), dict(penalty_alpha=0.6, top_k=4), dict(num_beam_groups=2, num_beams=2),
+                   dict(output_attentions=True, return_dict_in_generate=True), dict(do_sample=True, top_h=0.5)):
         with pytest.raises(NotImplementedError):
             ours.generate(PROMPTS[1:2], max_new_tokens=2, **kwargs)

@@ -18,6 +18,12 @@ GREEDY_PROCESSORS = {
     "min_new_tokens": dict(min_new_tokens=4, eos_token_id=40),
     "suppress_tokens": dict(suppress_tokens=[1, 40, 95]),
     "begin_suppress_tokens": dict(begin_suppress_tokens=[40, 12]),
+    "sequence_bias_list": dict(sequence_bias=[[[33], 4.0], [[2, 40], -3.5], [[7], -1.0], [[12, 8, 40], 2.0]]),
+    "sequence_bias_dict": dict(sequence_bias={(40,): 3.0, (71, 5): 2.5, (5,): -2.0}),
+    "forced_eos_token_id": dict(forced_eos_token_id=[40, 3]),
+    "remove_invalid_values": dict(remove_invalid_values=True, bad_words_ids=[[33]], suppress_tokens=[4]),
+    "exponential_decay_length_penalty": dict(exponential_decay_length_penalty=(2, 1.6), eos_token_id=[40, 12]),
+    "renormalize_logits": dict(renormalize_logits=True, repetition_penalty=1.4),
     "combination": dict(repetition_penalty=1.3, no_repeat_ngram_size=3, bad_words_ids=[[5, 17]], min_new_tokens=2,
                         suppress_tokens=[7], begin_suppress_tokens=[9], eos_token_id=[40, 3]),
 }
@@ -32,6 +38,9 @@ SAMPLING_WARPERS = {
     "typical_p": dict(typical_p=0.6, top_k=0),
     "default_top_k_50": dict(),
     "temperature_top_k_top_p": dict(temperature=1.3, top_k=20, top_p=0.9),
+    "epsilon_cutoff": dict(epsilon_cutoff=0.02, top_k=0),
+    "eta_cutoff": dict(eta_cutoff=0.05, top_k=0),
+    "renormalized": dict(renormalize_logits=True, top_k=10, temperature=0.5),
     "all": dict(temperature=0.8, top_k=30, top_p=0.95, min_p=0.02, typical_p=0.9, repetition_penalty=1.2,
                 no_repeat_ngram_size=2, suppress_tokens=[4]),
 }
@@ -78,3 +87,13 @@ def test_greedy_return_dict_without_scores(models):
     assert set(got.keys()) == {k for k, v in expected.items() if v is not None} - {"cache"}
     assert got.scores is None and got.logits is None
     np.testing.assert_array_equal(got.sequences, expected["sequences"])
+
+
+def test_forced_bos_token_on_a_one_token_prompt(models):
+    ours, theirs = models
+    kwargs = dict(forced_bos_token_id=44, max_new_tokens=4, **DICT)
+    expected = hf_generate(theirs, PROMPTS[1:2, :1], None, **kwargs)
+    got = our_generate(ours, PROMPTS[1:2, :1], None, **kwargs)
+    assert got.sequences[0, 1] == 44
+    np.testing.assert_array_equal(got.sequences, expected["sequences"])
+    assert_scores_equal(got.scores, expected["scores"])

@@ -21,6 +21,7 @@ struct nt_generator {
     nt_cache *cache;
     nt_generation_config config; /* token arrays point into `tokens` */
     int64_t *tokens;             /* copies of the config's token arrays */
+    float *bias_values;          /* copy of the config's sequence_bias_values */
     nt_generation_outputs out;
     int64_t N, B, NB, K, T0, M, G, V;
     int64_t length;              /* tokens per row so far */
@@ -104,11 +105,15 @@ static nt_status check_config(nt_error *err, const nt_generation_config *c, int6
         return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "num_beams (%lld) must be >= 1 and divide the rows (%lld)",
                             (long long)c->num_beams, (long long)N);
     if (c->no_repeat_ngram_size < 0 || c->n_eos < 0 || c->n_bad_words < 0 || c->n_suppress_tokens < 0 ||
-        c->n_begin_suppress_tokens < 0 || c->min_tokens_to_keep < 1 || c->top_k < 0)
+        c->n_begin_suppress_tokens < 0 || c->n_sequence_bias < 0 || c->n_forced_eos < 0 ||
+        c->min_tokens_to_keep < 1 || c->top_k < 0)
         return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "invalid generation config");
     for (int64_t w = 0; w < c->n_bad_words; w++)
         if (c->bad_word_ends[w] < (w ? c->bad_word_ends[w - 1] : 0))
             return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "bad word offsets must not decrease");
+    for (int64_t w = 0; w < c->n_sequence_bias; w++)
+        if (c->sequence_bias_ends[w] < (w ? c->sequence_bias_ends[w - 1] : 0))
+            return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "sequence bias offsets must not decrease");
     if (c->do_sample && (!(c->temperature > 0.0f) || isnan(c->top_p)))
         return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "temperature must be positive for sampling");
     return NT_OK;
@@ -119,7 +124,7 @@ void nt_generator_free(nt_generator *g) {
     nt_cache_free(g->cache);
     if (g->scratch != NULL)
         for (int64_t r = 0; r < g->N; r++) nt_row_scratch_free(&g->scratch[r]);
-    void *buffers[] = {g->tokens, g->mask, g->step_mask, g->positions, g->step_ids, g->skip, g->unfinished,
+    void *buffers[] = {g->tokens, g->bias_values, g->mask, g->step_mask, g->positions, g->step_ids, g->skip, g->unfinished,
                        g->logits, g->scratch, g->running_scores, g->running_beam_indices, g->beam_scores,
                        g->beam_indices, g->is_finished, g->unsatisfied, g->cand_scores, g->cand_flat, g->cand_hits,
                        g->cand_seqs, g->cand_beam_indices, g->reorder, g->scratch_rows, g->scratch_indices, g->scratch_scores};
@@ -154,11 +159,14 @@ nt_status nt_generator_create(nt_generator **out, nt_error *err, nt_model *model
     g->length = T;
     const nt_generation_config *c = config;
     int64_t n_bad = c->n_bad_words > 0 ? c->bad_word_ends[c->n_bad_words - 1] : 0;
-    int64_t n_tokens = c->n_eos + n_bad + c->n_bad_words + c->n_suppress_tokens + c->n_begin_suppress_tokens + 1;
+    int64_t n_bias = c->n_sequence_bias > 0 ? c->sequence_bias_ends[c->n_sequence_bias - 1] : 0;
+    int64_t n_tokens = c->n_eos + n_bad + c->n_bad_words + c->n_suppress_tokens + c->n_begin_suppress_tokens +
+                       n_bias + c->n_sequence_bias + c->n_forced_eos + 1;
     int64_t N_ = N, M = g->M, V = g->V, G = g->G, B = g->B, NB = g->NB;
     int64_t K = g->K = (c->n_eos + 1 > 2 ? c->n_eos + 1 : 2) * NB;
 
     g->tokens = malloc((size_t)n_tokens * sizeof(int64_t));
+    g->bias_values = malloc((size_t)(c->n_sequence_bias + 1) * sizeof(float));
     g->skip = calloc((size_t)N_, sizeof(int64_t));
     g->positions = malloc((size_t)(N_ * T) * sizeof(int64_t));
     g->step_ids = malloc((size_t)(N_ * T) * sizeof(int32_t));
@@ -166,7 +174,7 @@ nt_status nt_generator_create(nt_generator **out, nt_error *err, nt_model *model
     g->logits = malloc((size_t)(N_ * V) * sizeof(float));
     g->scratch = calloc((size_t)N_, sizeof(nt_row_scratch));
     g->running = NB > 1 ? malloc((size_t)(N_ * M) * sizeof(int64_t)) : outputs->sequences;
-    int failed = g->tokens == NULL || g->skip == NULL || g->positions == NULL || g->step_ids == NULL ||
+    int failed = g->tokens == NULL || g->bias_values == NULL || g->skip == NULL || g->positions == NULL || g->step_ids == NULL ||
                  g->unfinished == NULL || g->logits == NULL || g->scratch == NULL || g->running == NULL;
     if (attention_mask != NULL) {
         g->mask = malloc((size_t)(N_ * M));
@@ -216,6 +224,12 @@ nt_status nt_generator_create(nt_generator **out, nt_error *err, nt_model *model
     g->config.bad_word_ends = copy_tokens(&cursor, c->bad_word_ends, c->n_bad_words);
     g->config.suppress_tokens = copy_tokens(&cursor, c->suppress_tokens, c->n_suppress_tokens);
     g->config.begin_suppress_tokens = copy_tokens(&cursor, c->begin_suppress_tokens, c->n_begin_suppress_tokens);
+    g->config.sequence_bias = copy_tokens(&cursor, c->sequence_bias, n_bias);
+    g->config.sequence_bias_ends = copy_tokens(&cursor, c->sequence_bias_ends, c->n_sequence_bias);
+    g->config.forced_eos_token_ids = copy_tokens(&cursor, c->forced_eos_token_ids, c->n_forced_eos);
+    if (c->n_sequence_bias > 0)
+        memcpy(g->bias_values, c->sequence_bias_values, (size_t)c->n_sequence_bias * sizeof(float));
+    g->config.sequence_bias_values = g->bias_values;
     g->config.prompt_padding = NULL;
     if (c->prompt_padding != NULL) memcpy(g->skip, c->prompt_padding, (size_t)N_ * sizeof(int64_t));
 

@@ -2,6 +2,7 @@
  * The logits processors of Transformers' generate(), one row at a time, each as logits_process.py
  * defines it, then greedy and multinomial token selection with a seeded generator of our own.
  */
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -136,16 +137,72 @@ static void no_repeat_ngram(float *scores, const int64_t *seq, int64_t len, int6
     }
 }
 
-/* NoBadWordsLogitsProcessor: the last token of a bad sequence is banned when the row ends with the rest. */
-static void bad_words(float *scores, const nt_generation_config *c, const int64_t *seq, int64_t len, int64_t V) {
+/* SequenceBiasLogitsProcessor (and NoBadWordsLogitsProcessor, whose biases are -inf): the last token of a
+ * sequence gets its bias when the row ends with the rest; single tokens are set first, longer sequences add,
+ * in float32, before the bias joins the scores. values NULL means -inf for all. bias (V) is work space. */
+static void sequence_bias(float *scores, const int64_t *tokens, const int64_t *ends, const float *values, int64_t n,
+                          const int64_t *seq, int64_t len, int64_t V, float *bias) {
+    memset(bias, 0, (size_t)V * sizeof(float));
     int64_t start = 0;
-    for (int64_t w = 0; w < c->n_bad_words; start = c->bad_word_ends[w], w++) {
-        const int64_t *word = c->bad_words + start;
-        int64_t prefix = c->bad_word_ends[w] - start - 1;
-        if (prefix < 0 || prefix > len || !in_vocab(word[prefix], V)) continue;
-        if (prefix == 0 || memcmp(seq + len - prefix, word, (size_t)prefix * sizeof(int64_t)) == 0)
-            scores[word[prefix]] += -INFINITY;
+    for (int64_t w = 0; w < n; start = ends[w], w++) {
+        const int64_t *word = tokens + start;
+        if (ends[w] - start == 1 && in_vocab(word[0], V)) bias[word[0]] = values ? values[w] : -INFINITY;
     }
+    start = 0;
+    for (int64_t w = 0; w < n; start = ends[w], w++) {
+        const int64_t *word = tokens + start;
+        int64_t prefix = ends[w] - start - 1;
+        if (prefix <= 0 || prefix > len || !in_vocab(word[prefix], V)) continue;
+        if (memcmp(seq + len - prefix, word, (size_t)prefix * sizeof(int64_t)) == 0)
+            bias[word[prefix]] += values ? values[w] : -INFINITY;
+    }
+    for (int64_t i = 0; i < V; i++) scores[i] += bias[i];
+}
+
+/* forced tokens: every score -inf but theirs, 0 */
+static void force_tokens(float *scores, const int64_t *tokens, int64_t n, int64_t V) {
+    for (int64_t i = 0; i < V; i++) scores[i] = -INFINITY;
+    for (int64_t i = 0; i < n; i++)
+        if (in_vocab(tokens[i], V)) scores[tokens[i]] = 0.0f;
+}
+
+/* InfNanRemoveLogitsProcessor */
+static void remove_invalid(float *scores, int64_t V) {
+    for (int64_t i = 0; i < V; i++) {
+        if (isnan(scores[i])) scores[i] = 0.0f;
+        else if (scores[i] == INFINITY) scores[i] = FLT_MAX;
+        else if (scores[i] == -INFINITY) scores[i] = -FLT_MAX;
+    }
+}
+
+/* ExponentialDecayLengthPenalty: past the start, eos scores grow by |score| * (factor^(len - start) - 1) */
+static void exponential_decay(float *scores, const nt_generation_config *c, int64_t len, int64_t V, float *penalty) {
+    if (len <= c->decay_start) return;
+    float factor = (float)(pow((double)c->decay_factor, (double)(len - c->decay_start)) - 1.0);
+    for (int64_t i = 0; i < c->n_eos; i++) {
+        int64_t e = c->eos_token_ids[i];
+        if (in_vocab(e, V)) penalty[i] = isfinite(scores[e]) ? fabsf(scores[e]) * factor : 0.0f;
+    }
+    for (int64_t i = 0; i < c->n_eos; i++)
+        if (in_vocab(c->eos_token_ids[i], V)) scores[c->eos_token_ids[i]] += penalty[i];
+}
+
+/* EpsilonLogitsWarper and EtaLogitsWarper: tokens less probable than the cutoff are removed, except the
+ * min_keep best. eta: the cutoff is min(eta, sqrt(eta) * exp(-entropy)). */
+static void probability_cutoff(float *scores, float cutoff, int eta, int64_t min_keep, int64_t V, nt_row_scratch *s) {
+    softmax(s->values, scores, V);
+    if (eta) {
+        float *logp = s->spare;
+        nt_log_softmax(logp, scores, V);
+        double entropy = 0.0;
+        for (int64_t i = 0; i < V; i++)
+            if (s->values[i] > 0.0f) entropy -= (double)s->values[i] * (double)logp[i];
+        float scaled = sqrtf(cutoff) * expf(-(float)entropy);
+        cutoff = scaled < cutoff ? scaled : cutoff;
+    }
+    float keep_from = kth_largest(scores, s->spare, V, min_keep < V ? min_keep : V);
+    for (int64_t i = 0; i < V; i++)
+        if (s->values[i] < cutoff && scores[i] < keep_from) scores[i] = -INFINITY;
 }
 
 static void ban_tokens(float *scores, const int64_t *tokens, int64_t n, int64_t V) {
@@ -215,19 +272,33 @@ static void typical_p(float *scores, float mass, int64_t min_keep, int64_t V, nt
 
 void nt_process_scores(const nt_generation_config *c, float *scores, const int64_t *seq, int64_t len, int64_t skip,
                        int64_t V, nt_row_scratch *s) {
+    if (c->n_sequence_bias > 0)
+        sequence_bias(scores, c->sequence_bias, c->sequence_bias_ends, c->sequence_bias_values, c->n_sequence_bias,
+                      seq, len, V, s->spare);
     if (c->repetition_penalty != 1.0f) repetition_penalty(scores, seq, len, skip, c->repetition_penalty, V, s->flags);
     if (c->no_repeat_ngram_size > 0) no_repeat_ngram(scores, seq, len, c->no_repeat_ngram_size, V);
-    if (c->n_bad_words > 0) bad_words(scores, c, seq, len, V);
+    if (c->n_bad_words > 0)
+        sequence_bias(scores, c->bad_words, c->bad_word_ends, NULL, c->n_bad_words, seq, len, V, s->spare);
     if (len < c->min_length) ban_tokens(scores, c->eos_token_ids, c->n_eos, V);
+    if (c->forced_bos_token_id >= 0 && len == 1) force_tokens(scores, &c->forced_bos_token_id, 1, V);
+    if (c->n_forced_eos > 0 && len == c->max_length - 1)
+        force_tokens(scores, c->forced_eos_token_ids, c->n_forced_eos, V);
+    if (c->remove_invalid_values) remove_invalid(scores, V);
+    if (c->decay_start >= 0) exponential_decay(scores, c, len, V, s->spare);
     ban_tokens(scores, c->suppress_tokens, c->n_suppress_tokens, V);
     if (len == c->begin_index) ban_tokens(scores, c->begin_suppress_tokens, c->n_begin_suppress_tokens, V);
-    if (!c->do_sample) return;
-    if (c->temperature != 1.0f)
-        for (int64_t i = 0; i < V; i++) scores[i] /= c->temperature;
-    if (c->top_k > 0) top_k(scores, c->top_k > c->min_tokens_to_keep ? c->top_k : c->min_tokens_to_keep, V, s->spare);
-    if (c->top_p < 1.0f) top_p(scores, c->top_p, c->min_tokens_to_keep, V, s);
-    if (c->min_p >= 0.0f) min_p(scores, c->min_p, c->min_tokens_to_keep, V, s);
-    if (c->typical_p < 1.0f) typical_p(scores, c->typical_p, c->min_tokens_to_keep, V, s);
+    if (c->do_sample) {
+        if (c->temperature != 1.0f)
+            for (int64_t i = 0; i < V; i++) scores[i] /= c->temperature;
+        if (c->top_k > 0)
+            top_k(scores, c->top_k > c->min_tokens_to_keep ? c->top_k : c->min_tokens_to_keep, V, s->spare);
+        if (c->top_p < 1.0f) top_p(scores, c->top_p, c->min_tokens_to_keep, V, s);
+        if (c->min_p >= 0.0f) min_p(scores, c->min_p, c->min_tokens_to_keep, V, s);
+        if (c->typical_p < 1.0f) typical_p(scores, c->typical_p, c->min_tokens_to_keep, V, s);
+        if (c->epsilon_cutoff > 0.0f) probability_cutoff(scores, c->epsilon_cutoff, 0, c->min_tokens_to_keep, V, s);
+        if (c->eta_cutoff > 0.0f) probability_cutoff(scores, c->eta_cutoff, 1, c->min_tokens_to_keep, V, s);
+    }
+    if (c->renormalize_logits) nt_log_softmax(scores, scores, V);
 }
 
 /* ---------------------------------------------------------------- random numbers and sampling */

@@ -65,7 +65,7 @@ static int Generator_init(GeneratorObject *self, PyObject *args, PyObject *kwarg
         return -1;
     }
     if (nt_py_check_model((ModelObject *)model) < 0) return -1;
-    Py_buffer ids = {0}, mask = {0}, lists[6];
+    Py_buffer ids = {0}, mask = {0}, lists[10]; /* token arrays; [9] the sequence bias values */
     memset(lists, 0, sizeof lists);
     nt_generation_config c;
     memset(&c, 0, sizeof c);
@@ -80,8 +80,8 @@ static int Generator_init(GeneratorObject *self, PyObject *args, PyObject *kwarg
             goto done;
         }
     }
-    int64_t early, do_sample, seed, padding_n;
-    double temperature, top_p, min_p, typical_p, repetition_penalty, length_penalty;
+    int64_t early, do_sample, seed, padding_n, remove_invalid, renormalize, n_values;
+    double temperature, top_p, min_p, typical_p, repetition_penalty, length_penalty, decay_factor, epsilon, eta;
     if (dict_int(config, "max_length", &c.max_length) || dict_int(config, "min_length", &c.min_length) ||
         dict_int(config, "pad_token_id", &c.pad_token_id) ||
         dict_int(config, "beam_fill_token_id", &c.beam_fill_token_id) ||
@@ -94,8 +94,18 @@ static int Generator_init(GeneratorObject *self, PyObject *args, PyObject *kwarg
         dict_double(config, "typical_p", &typical_p) ||
         dict_int(config, "min_tokens_to_keep", &c.min_tokens_to_keep) || dict_int(config, "seed", &seed) ||
         dict_int(config, "num_beams", &c.num_beams) || dict_double(config, "length_penalty", &length_penalty) ||
-        dict_int(config, "early_stopping", &early))
+        dict_int(config, "early_stopping", &early) ||
+        dict_int(config, "forced_bos_token_id", &c.forced_bos_token_id) ||
+        dict_int(config, "remove_invalid_values", &remove_invalid) ||
+        dict_int(config, "decay_start", &c.decay_start) || dict_double(config, "decay_factor", &decay_factor) ||
+        dict_double(config, "epsilon_cutoff", &epsilon) || dict_double(config, "eta_cutoff", &eta) ||
+        dict_int(config, "renormalize_logits", &renormalize))
         goto done;
+    c.remove_invalid_values = remove_invalid != 0;
+    c.decay_factor = (float)decay_factor;
+    c.epsilon_cutoff = (float)epsilon;
+    c.eta_cutoff = (float)eta;
+    c.renormalize_logits = renormalize != 0;
     c.repetition_penalty = (float)repetition_penalty;
     c.do_sample = do_sample != 0;
     c.temperature = (float)temperature;
@@ -111,8 +121,24 @@ static int Generator_init(GeneratorObject *self, PyObject *args, PyObject *kwarg
         dict_tokens(config, "suppress_tokens", &lists[3], &c.suppress_tokens, &c.n_suppress_tokens) ||
         dict_tokens(config, "begin_suppress_tokens", &lists[4], &c.begin_suppress_tokens,
                     &c.n_begin_suppress_tokens) ||
-        dict_tokens(config, "prompt_padding", &lists[5], &c.prompt_padding, &padding_n))
+        dict_tokens(config, "prompt_padding", &lists[5], &c.prompt_padding, &padding_n) ||
+        dict_tokens(config, "sequence_bias", &lists[6], &c.sequence_bias, &n_values) ||
+        dict_tokens(config, "sequence_bias_ends", &lists[7], &c.sequence_bias_ends, &c.n_sequence_bias) ||
+        dict_tokens(config, "forced_eos_token_ids", &lists[8], &c.forced_eos_token_ids, &c.n_forced_eos))
         goto done;
+    if (c.n_sequence_bias > 0) {
+        Py_buffer *bias_values = &lists[9];
+        PyObject *v = PyDict_GetItemString(config, "sequence_bias_values");
+        if (v == NULL || nt_py_get_buffer(v, bias_values, "sequence_bias_values", 1, 'f', 0) < 0) {
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_KeyError, "generation config lacks 'sequence_bias_values'");
+            goto done;
+        }
+        c.sequence_bias_values = bias_values->buf;
+        if (bias_values->shape[0] != c.n_sequence_bias || c.sequence_bias_ends[c.n_sequence_bias - 1] > n_values) {
+            PyErr_SetString(PyExc_ValueError, "sequence bias arrays are inconsistent");
+            goto done;
+        }
+    }
     if (c.prompt_padding != NULL && padding_n != N) {
         PyErr_SetString(PyExc_ValueError, "prompt_padding must hold one value per row");
         goto done;
@@ -167,7 +193,7 @@ done:
     if (result < 0) release_all(self->outputs, 5);
     if (ids.obj) PyBuffer_Release(&ids);
     if (mask.obj) PyBuffer_Release(&mask);
-    release_all(lists, 6);
+    release_all(lists, 10);
     return result;
 }
 
