@@ -78,10 +78,17 @@ static int ascending(const void *a, const void *b, void *key) {
     return (*(const int32_t *)a > *(const int32_t *)b) - (*(const int32_t *)a < *(const int32_t *)b);
 }
 
-/* order (V) = token indices sorted by key ascending, ties by index */
-static void argsort_ascending(int32_t *order, const float *key, int64_t V) {
-    for (int64_t i = 0; i < V; i++) order[i] = (int32_t)i;
-    qsort_r(order, (size_t)V, sizeof *order, ascending, (void *)key);
+/* order (V) = the indices of the finite scores, sorted by key ascending (ties by index), then the others
+ * unsorted; returns how many are finite. Removed tokens (-inf) have probability 0 and stay removed whatever
+ * their place, so only the finite ones need sorting: after top_k that is k of them, not V. */
+static int64_t argsort_finite_ascending(int32_t *order, const float *key, const float *scores, int64_t V) {
+    int64_t n = 0, rest = V;
+    for (int64_t i = 0; i < V; i++) {
+        if (scores[i] > -INFINITY) order[n++] = (int32_t)i;
+        else order[--rest] = (int32_t)i;
+    }
+    qsort_r(order, (size_t)n, sizeof *order, ascending, (void *)key);
+    return n;
 }
 
 /* the k-th largest value (1 <= k <= V), by quickselect on a copy in tmp */
@@ -222,10 +229,10 @@ static void top_k(float *scores, int64_t k, int64_t V, float *tmp) {
  * but never the last min_keep. */
 static void top_p(float *scores, float p, int64_t min_keep, int64_t V, nt_row_scratch *s) {
     softmax(s->values, scores, V);
-    argsort_ascending(s->order, scores, V);
+    int64_t n = argsort_finite_ascending(s->order, scores, scores, V);
     float limit = (float)(1.0 - (double)p);
     double cumulative = 0.0;
-    for (int64_t i = 0; i < V - min_keep; i++) {
+    for (int64_t i = 0; i < n - min_keep; i++) {
         cumulative += s->values[s->order[i]];
         if ((float)cumulative > limit) break;
         scores[s->order[i]] = -INFINITY;
@@ -255,18 +262,20 @@ static void typical_p(float *scores, float mass, int64_t min_keep, int64_t V, nt
     }
     float ent = (float)entropy;
     for (int64_t i = 0; i < V; i++) shifted[i] = fabsf(-shifted[i] - ent);
-    argsort_ascending(s->order, shifted, V);
+    /* removed tokens have an infinite shift: they sort last, after every finite one */
+    int64_t n = argsort_finite_ascending(s->order, shifted, scores, V);
     float *probs = s->spare;
     softmax(probs, scores, V);
     double cumulative = 0.0;
     int64_t last = 0;
-    for (int64_t i = 0; i < V; i++) {
+    for (int64_t i = 0; i < n; i++) {
         cumulative += probs[s->order[i]];
         if ((float)cumulative < mass) last++;
     }
+    if (last == n) last = V; /* the mass was never reached: the cut falls among the removed tokens */
     if (last > V - 1) last = V - 1;
-    float threshold = shifted[s->order[last]];
-    for (int64_t i = min_keep; i < V; i++)
+    float threshold = last < n ? shifted[s->order[last]] : INFINITY;
+    for (int64_t i = min_keep; i < n; i++)
         if (shifted[s->order[i]] > threshold) scores[s->order[i]] = -INFINITY;
 }
 
