@@ -226,12 +226,32 @@ static void top_k(float *scores, int64_t k, int64_t V, float *tmp) {
 }
 
 /* TopPLogitsWarper: in ascending order, tokens whose cumulative probability stays <= 1 - top_p are removed,
- * but never the last min_keep. */
+ * but never the last min_keep.
+ * Tokens less probable than (1 - top_p) / V weigh less than 1 - top_p together, so they all fall in the
+ * removed prefix whatever their order: only the others are sorted (a handful of V in practice). */
 static void top_p(float *scores, float p, int64_t min_keep, int64_t V, nt_row_scratch *s) {
     softmax(s->values, scores, V);
-    int64_t n = argsort_finite_ascending(s->order, scores, scores, V);
     float limit = (float)(1.0 - (double)p);
+    float small = limit / (float)V;
     double cumulative = 0.0;
+    int64_t n = 0, n_small = 0;
+    for (int64_t i = 0; i < V; i++) {
+        if (s->values[i] < small && scores[i] > -INFINITY) {
+            cumulative += s->values[i];
+            n_small++;
+        } else if (s->values[i] >= small) {
+            s->order[n++] = (int32_t)i;
+        }
+    }
+    if (n < min_keep) { /* min_keep reaches into the small ones: sort everything finite instead */
+        n = argsort_finite_ascending(s->order, scores, scores, V);
+        cumulative = 0.0;
+        n_small = 0;
+    } else {
+        qsort_r(s->order, (size_t)n, sizeof *s->order, ascending, scores);
+        for (int64_t i = 0; i < V && n_small > 0; i++)
+            if (s->values[i] < small) scores[i] = -INFINITY;
+    }
     for (int64_t i = 0; i < n - min_keep; i++) {
         cumulative += s->values[s->order[i]];
         if ((float)cumulative > limit) break;
