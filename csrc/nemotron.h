@@ -274,6 +274,9 @@ void nt_generator_free(nt_generator *g);
 /* One decoding step: a forward pass (the prompt first, then one token per row), processing, selection
  * and the stopping criteria. Does nothing once done. cancel: as nt_model_forward. */
 nt_status nt_generator_step(nt_generator *g, nt_error *err, const volatile int *cancel);
+/* Steps until done, max_steps made (< 0: no limit) or *cancel raised (NT_ERROR_INTERRUPTED; the generator
+ * is then unusable, the model unaffected). */
+nt_status nt_generator_run(nt_generator *g, nt_error *err, int64_t max_steps, const volatile int *cancel);
 int nt_generator_done(const nt_generator *g);
 int64_t nt_generator_length(const nt_generator *g); /* current length of the rows, prompt included */
 int64_t nt_generator_steps(const nt_generator *g);  /* steps made (= scores written) */

@@ -7,6 +7,7 @@ import textwrap
 import time
 
 import numpy as np
+import pytest
 
 from generation_reference import PROMPTS, models, our_generate  # noqa: F401
 
@@ -18,11 +19,12 @@ CHILD = textwrap.dedent("""
     import nemotron_c
     model = nemotron_c.AutoModelForCausalLM.from_pretrained({path!r}, num_threads=1)
     prompt = np.array([[9, 4, 61, 12, 8, 40, 71]])
+    long_prompt = np.random.default_rng(0).integers(0, 96, size=(1, {prompt_length}))
     expected = model.generate(prompt, max_new_tokens=5)
     print("ready", flush=True)
     start = time.time()
     try:
-        model.generate(prompt, max_new_tokens=200000, do_sample=True, seed=0, eos_token_id=None)
+        model.generate(long_prompt, max_new_tokens={new_tokens}, do_sample=True, seed=0, eos_token_id=None)
         print("finished", flush=True)
     except KeyboardInterrupt:
         print("interrupted %.3f" % (time.time() - start), flush=True)
@@ -31,19 +33,23 @@ CHILD = textwrap.dedent("""
 """)
 
 
-def test_ctrl_c_interrupts_generate_and_the_model_stays_usable(checkpoint):
-    path = checkpoint(scale=0.25)
-    child = subprocess.Popen([sys.executable, "-c", CHILD.format(root=ROOT, path=path)], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+@pytest.mark.parametrize("phase,prompt_length,new_tokens", [("decoding", 7, 200000), ("prefill", 10000, 2)])
+def test_ctrl_c_interrupts_generate_and_the_model_stays_usable(checkpoint, phase, prompt_length, new_tokens):
+    """SIGINT during a long decode, and during one long step (the prefill of a long prompt, about a second per
+    layer here): KeyboardInterrupt comes within a layer, not at the end of the step."""
+    path = checkpoint(scale=0.25, num_hidden_layers=8)
+    script = CHILD.format(root=ROOT, path=path, prompt_length=prompt_length, new_tokens=new_tokens)
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
     try:
         assert child.stdout.readline().strip() == "ready"
-        time.sleep(1.0)
+        time.sleep(1.5)
         sent = time.time()
         child.send_signal(signal.SIGINT)
         line = child.stdout.readline().strip()
         latency = time.time() - sent
         assert line.startswith("interrupted"), line + child.stderr.read()
-        assert latency < 5.0
+        assert latency < 5.0, f"KeyboardInterrupt came {latency:.1f} s after SIGINT"
         assert child.stdout.readline().strip() == "usable"
         assert child.wait(timeout=30) == 0
     finally:

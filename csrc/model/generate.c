@@ -517,6 +517,18 @@ nt_status nt_generator_step(nt_generator *g, nt_error *err, const volatile int *
     return status;
 }
 
+nt_status nt_generator_run(nt_generator *g, nt_error *err, int64_t max_steps, const volatile int *cancel) {
+    for (int64_t i = 0; (max_steps < 0 || i < max_steps) && !g->done; i++) {
+        if (cancel != NULL && *cancel) return nt_error_set(err, NT_ERROR_INTERRUPTED, "interrupted");
+        nt_status status = nt_generator_step(g, err, cancel);
+        if (status != NT_OK) {
+            g->done = 1; /* a failed or interrupted step leaves the rows inconsistent */
+            return status;
+        }
+    }
+    return NT_OK;
+}
+
 nt_status nt_generator_stop_rows(nt_generator *g, nt_error *err, const uint8_t *rows) {
     if (g->NB > 1) return nt_error_set(err, NT_ERROR_UNSUPPORTED, "rows cannot be stopped one by one in beam search");
     int any = 0;

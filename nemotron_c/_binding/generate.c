@@ -3,7 +3,9 @@
  * steps with the GIL released, checking for signals (Ctrl-C) between steps. */
 #include "binding.h"
 
+#include <pthread.h>
 #include <string.h>
+#include <time.h>
 
 typedef struct {
     PyObject_HEAD
@@ -216,28 +218,92 @@ static int check_ready(GeneratorObject *self) {
     return 0;
 }
 
-/* run(max_steps=-1) -> done: steps until done or max_steps (< 0: no limit). Signals are checked
- * between steps, so Ctrl-C raises KeyboardInterrupt within one step. */
+/* A run of steps on a worker thread, so that the caller's thread can wait with the GIL released and still
+ * notice Ctrl-C: it wakes every WATCH_MS to check for signals and, on one, raises the cancel flag that the
+ * forward pass checks between layers. */
+enum { WATCH_MS = 50 };
+
+typedef struct {
+    nt_generator *generator;
+    long long max_steps;
+    volatile int cancel;
+    nt_status status;
+    nt_error err;
+    int finished;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+} run_job;
+
+static void *run_worker(void *arg) {
+    run_job *job = arg;
+    job->status = nt_generator_run(job->generator, &job->err, job->max_steps, &job->cancel);
+    pthread_mutex_lock(&job->lock);
+    job->finished = 1;
+    pthread_cond_signal(&job->cond);
+    pthread_mutex_unlock(&job->lock);
+    return NULL;
+}
+
+/* waits up to WATCH_MS for the worker; returns whether it has finished */
+static int wait_a_while(run_job *job) {
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_nsec += WATCH_MS * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec += 1;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&job->lock);
+    while (!job->finished && pthread_cond_timedwait(&job->cond, &job->lock, &deadline) == 0) {
+    }
+    int finished = job->finished;
+    pthread_mutex_unlock(&job->lock);
+    return finished;
+}
+
+/* run(max_steps=-1) -> done: steps until done or max_steps (< 0: no limit). Ctrl-C raises KeyboardInterrupt
+ * within one layer of the forward pass; the Generator is then finished and the model unaffected. */
 static PyObject *Generator_run(GeneratorObject *self, PyObject *args) {
     long long max_steps = -1;
     if (!PyArg_ParseTuple(args, "|L", &max_steps) || check_ready(self) < 0) return NULL;
+    run_job job;
+    memset(&job, 0, sizeof job);
+    job.generator = self->generator;
+    job.max_steps = max_steps;
+    pthread_mutex_init(&job.lock, NULL);
+    pthread_cond_init(&job.cond, NULL);
+    pthread_t worker;
     self->busy = 1;
-    for (long long i = 0; (max_steps < 0 || i < max_steps) && !nt_generator_done(self->generator); i++) {
-        nt_error err = {0};
-        nt_status status;
+    int threaded = pthread_create(&worker, NULL, run_worker, &job) == 0, interrupted = 0;
+    if (!threaded) { /* no thread to spare: run here, checking for signals between steps only */
+        for (long long i = 0; (max_steps < 0 || i < max_steps) && !nt_generator_done(self->generator); i++) {
+            Py_BEGIN_ALLOW_THREADS
+            job.status = nt_generator_run(self->generator, &job.err, 1, NULL);
+            Py_END_ALLOW_THREADS
+            if (job.status != NT_OK || (interrupted = PyErr_CheckSignals() < 0)) break;
+        }
+    } else {
+        for (;;) {
+            int finished;
+            Py_BEGIN_ALLOW_THREADS
+            finished = wait_a_while(&job);
+            Py_END_ALLOW_THREADS
+            if (finished) break;
+            if (!interrupted && PyErr_CheckSignals() < 0) {
+                interrupted = 1;
+                job.cancel = 1;
+            }
+        }
         Py_BEGIN_ALLOW_THREADS
-        status = nt_generator_step(self->generator, &err, NULL);
+        pthread_join(worker, NULL);
         Py_END_ALLOW_THREADS
-        if (status != NT_OK) {
-            self->busy = 0;
-            return nt_py_raise(&err);
-        }
-        if (PyErr_CheckSignals() < 0) {
-            self->busy = 0;
-            return NULL;
-        }
+        if (!interrupted && PyErr_CheckSignals() < 0) interrupted = 1;
     }
+    pthread_cond_destroy(&job.cond);
+    pthread_mutex_destroy(&job.lock);
     self->busy = 0;
+    if (interrupted) return NULL; /* KeyboardInterrupt is set; a step cut short has finished the Generator */
+    if (job.status != NT_OK) return nt_py_raise(&job.err);
     return PyBool_FromLong(nt_generator_done(self->generator));
 }
 
