@@ -412,46 +412,38 @@ static void beam_step(nt_generator *g) {
             all_hit &= hit;
         }
 
-        /* the best NB candidates that did not stop keep running */
+        /* the best NB candidates that did not stop keep running (candidates are copies: no aliasing) */
         float *running_scores = g->scratch_scores + b * (NB + K); /* (K) */
         for (int64_t k = 0; k < K; k++)
             running_scores[k] = g->cand_scores[b * K + k] + (g->cand_hits[b * K + k] ? BEAM_EXCLUDED : 0.0f);
-        int64_t chosen[NB > K ? NB : K];
+        int64_t chosen[NB];
         top_n(chosen, running_scores, K, NB);
         for (int64_t j = 0; j < NB; j++) {
-            int64_t k = chosen[j];
-            memcpy(g->scratch_rows + (b * NB + j) * M, g->cand_seqs + (b * K + k) * M, (size_t)M * sizeof(int64_t));
-            g->reorder[b * NB + j] = k; /* remembered until the rows are copied below */
-        }
-        float kept_scores[NB];
-        for (int64_t j = 0; j < NB; j++) kept_scores[j] = running_scores[chosen[j]];
-        for (int64_t j = 0; j < NB; j++) {
-            int64_t k = g->reorder[b * NB + j];
-            memcpy(g->running + (b * NB + j) * M, g->scratch_rows + (b * NB + j) * M, (size_t)M * sizeof(int64_t));
-            memcpy(g->running_beam_indices + (b * NB + j) * G, g->cand_beam_indices + (b * K + k) * G,
+            int64_t k = chosen[j], row = b * NB + j;
+            memcpy(g->running + row * M, g->cand_seqs + (b * K + k) * M, (size_t)M * sizeof(int64_t));
+            memcpy(g->running_beam_indices + row * G, g->cand_beam_indices + (b * K + k) * G,
                    (size_t)G * sizeof(int64_t));
-            g->running_scores[b * NB + j] = kept_scores[j];
-            g->reorder[b * NB + j] = g->running_beam_indices[(b * NB + j) * G + L - T0];
+            g->running_scores[row] = running_scores[k];
+            g->reorder[row] = g->running_beam_indices[row * G + L - T0]; /* the cache row it continues */
         }
 
         /* the finished hypotheses: the best NB of those kept so far and the candidates that just stopped */
         int full = c->early_stopping == NT_EARLY_STOPPING_TRUE;
         for (int64_t j = 0; j < NB; j++) full &= g->is_finished[b * NB + j];
         float divisor = (float)pow((double)(L + 1 - T0), (double)c->length_penalty);
-        float *merged = g->scratch_scores + b * (NB + K); /* (NB + K), reusing the running scores' space */
-        for (int64_t j = 0; j < NB; j++) kept_scores[j] = g->beam_scores[b * NB + j];
-        float finished_scores[K];
+        /* merged (NB + K): the finished scores, then the candidates' with the length penalty, excluded (-1e9
+         * added, in Transformers' order) unless among the best NB, just stopped and still able to improve */
+        float *merged = g->scratch_scores + b * (NB + K);
         uint8_t just_finished[K];
+        for (int64_t j = 0; j < NB; j++) merged[j] = g->beam_scores[b * NB + j];
         for (int64_t k = 0; k < K; k++) {
-            float s = g->cand_scores[b * K + k] / divisor;
-            s += full ? BEAM_EXCLUDED : 0.0f;
-            s += g->unsatisfied[b] ? 0.0f : BEAM_EXCLUDED;
+            float score = g->cand_scores[b * K + k] / divisor;
+            score += full ? BEAM_EXCLUDED : 0.0f;
+            score += g->unsatisfied[b] ? 0.0f : BEAM_EXCLUDED;
             just_finished[k] = g->cand_hits[b * K + k] && k < NB;
-            s += just_finished[k] ? 0.0f : BEAM_EXCLUDED;
-            finished_scores[k] = s;
+            score += just_finished[k] ? 0.0f : BEAM_EXCLUDED;
+            merged[NB + k] = score;
         }
-        for (int64_t j = 0; j < NB; j++) merged[j] = kept_scores[j];
-        for (int64_t k = 0; k < K; k++) merged[NB + k] = finished_scores[k];
         int64_t best[NB];
         top_n(best, merged, NB + K, NB);
         uint8_t finished_flags[NB];
