@@ -56,6 +56,11 @@ struct nt_generator {
     int64_t *scratch_rows;         /* (B, NB, M) */
     int64_t *scratch_indices;      /* (B, NB, G) */
     float *scratch_scores;         /* (B, NB + K) */
+    int64_t *chosen;               /* (NB) */
+    int64_t *best;                 /* (NB) */
+    uint8_t *just_finished;        /* (K) */
+    uint8_t *finished_flags;       /* (NB) */
+    float *new_scores;             /* (NB) */
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -127,7 +132,8 @@ void nt_generator_free(nt_generator *g) {
     void *buffers[] = {g->tokens, g->bias_values, g->mask, g->step_mask, g->positions, g->step_ids, g->skip, g->unfinished,
                        g->logits, g->scratch, g->running_scores, g->running_beam_indices, g->beam_scores,
                        g->beam_indices, g->is_finished, g->unsatisfied, g->cand_scores, g->cand_flat, g->cand_hits,
-                       g->cand_seqs, g->cand_beam_indices, g->reorder, g->scratch_rows, g->scratch_indices, g->scratch_scores};
+                       g->cand_seqs, g->cand_beam_indices, g->reorder, g->scratch_rows, g->scratch_indices, g->scratch_scores, g->chosen, g->best,
+                       g->just_finished, g->finished_flags, g->new_scores};
     for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++) free(buffers[i]);
     if (g->NB > 1) free(g->running);
     free(g);
@@ -198,11 +204,17 @@ nt_status nt_generator_create(nt_generator **out, nt_error *err, nt_model *model
         g->scratch_rows = malloc((size_t)(B * NB * M) * sizeof(int64_t));
         g->scratch_indices = malloc((size_t)(B * NB * G) * sizeof(int64_t));
         g->scratch_scores = malloc((size_t)(B * (NB + K)) * sizeof(float));
+        g->chosen = malloc((size_t)NB * sizeof(int64_t));
+        g->best = malloc((size_t)NB * sizeof(int64_t));
+        g->just_finished = malloc((size_t)K);
+        g->finished_flags = malloc((size_t)NB);
+        g->new_scores = malloc((size_t)NB * sizeof(float));
         failed |= g->running_scores == NULL || g->running_beam_indices == NULL || g->beam_scores == NULL ||
                   g->beam_indices == NULL || g->is_finished == NULL || g->unsatisfied == NULL ||
                   g->cand_scores == NULL || g->cand_flat == NULL || g->cand_hits == NULL || g->cand_seqs == NULL ||
                   g->cand_beam_indices == NULL || g->reorder == NULL || g->scratch_rows == NULL ||
-                  g->scratch_indices == NULL || g->scratch_scores == NULL;
+                  g->scratch_indices == NULL || g->scratch_scores == NULL || g->chosen == NULL || g->best == NULL ||
+                  g->just_finished == NULL || g->finished_flags == NULL || g->new_scores == NULL;
     }
     if (failed) {
         nt_generator_free(g);
@@ -416,7 +428,7 @@ static void beam_step(nt_generator *g) {
         float *running_scores = g->scratch_scores + b * (NB + K); /* (K) */
         for (int64_t k = 0; k < K; k++)
             running_scores[k] = g->cand_scores[b * K + k] + (g->cand_hits[b * K + k] ? BEAM_EXCLUDED : 0.0f);
-        int64_t chosen[NB];
+        int64_t *chosen = g->chosen;
         top_n(chosen, running_scores, K, NB);
         for (int64_t j = 0; j < NB; j++) {
             int64_t k = chosen[j], row = b * NB + j;
@@ -434,7 +446,7 @@ static void beam_step(nt_generator *g) {
         /* merged (NB + K): the finished scores, then the candidates' with the length penalty, excluded (-1e9
          * added, in Transformers' order) unless among the best NB, just stopped and still able to improve */
         float *merged = g->scratch_scores + b * (NB + K);
-        uint8_t just_finished[K];
+        uint8_t *just_finished = g->just_finished;
         for (int64_t j = 0; j < NB; j++) merged[j] = g->beam_scores[b * NB + j];
         for (int64_t k = 0; k < K; k++) {
             float score = g->cand_scores[b * K + k] / divisor;
@@ -444,10 +456,10 @@ static void beam_step(nt_generator *g) {
             score += just_finished[k] ? 0.0f : BEAM_EXCLUDED;
             merged[NB + k] = score;
         }
-        int64_t best[NB];
+        int64_t *best = g->best;
         top_n(best, merged, NB + K, NB);
-        uint8_t finished_flags[NB];
-        float new_scores[NB];
+        uint8_t *finished_flags = g->finished_flags;
+        float *new_scores = g->new_scores;
         for (int64_t j = 0; j < NB; j++) {
             int64_t i = best[j];
             const int64_t *seq = i < NB ? g->sequences + (b * NB + i) * M : g->cand_seqs + (b * K + i - NB) * M;
