@@ -450,6 +450,9 @@ class NemotronForCausalLM(NemotronPreTrainedModel):
 
         if os.path.isfile(os.path.join(path, GENERATION_CONFIG_NAME)):
             self.generation_config = GenerationConfig.from_pretrained(path)
+        else:  # as Transformers: from the generation parameters of the raw config.json
+            self.generation_config = GenerationConfig.from_pretrained(path, config_file_name="config.json",
+                                                                      _from_model_config=True)
 
     def can_generate(self):
         return True

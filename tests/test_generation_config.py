@@ -161,3 +161,30 @@ def test_unsupported_features_say_so(models):
                    dict(output_attentions=True, return_dict_in_generate=True), dict(do_sample=True, top_h=0.5)):
         with pytest.raises(NotImplementedError):
             ours.generate(PROMPTS[1:2], max_new_tokens=2, **kwargs)
+
+
+def test_checkpoint_without_generation_config(checkpoint, tmp_path):
+    """Without generation_config.json the generation config comes from config.json, as in Transformers."""
+    path = checkpoint(scale=0.25, pad_token_id=1, bos_token_id=5, eos_token_id=[40, 12])
+    copy = tmp_path / "bare"
+    copy.mkdir()
+    for name in os.listdir(path):
+        if name != "generation_config.json":
+            os.symlink(os.path.join(path, name), copy / name)
+    model = nemotron_c.AutoModelForCausalLM.from_pretrained(str(copy))
+    reference = transformers.NemotronForCausalLM.from_pretrained(str(copy))
+    assert public(model.generation_config) == public(reference.generation_config)
+    assert model.generation_config.eos_token_id == [40, 12]
+    np.testing.assert_array_equal(our_generate(model, PROMPTS, MASK, max_new_tokens=8),
+                                  hf_generate(reference, PROMPTS, MASK, max_new_tokens=8))
+
+
+def test_save_pretrained_reads_back_in_transformers(tmp_path):
+    config = nemotron_c.GenerationConfig(do_sample=True, top_p=0.9, eos_token_id=[3, 4], max_new_tokens=30)
+    config.save_pretrained(str(tmp_path))
+    theirs = transformers.GenerationConfig.from_pretrained(str(tmp_path))
+    assert {k: v for k, v in public(theirs).items() if v is not None} == \
+        {k: v for k, v in public(config).items() if v is not None}
+    assert nemotron_c.GenerationConfig.from_pretrained(str(tmp_path)) == config
+    with pytest.raises(ValueError, match="GenerationConfig is invalid"):
+        nemotron_c.GenerationConfig(temperature=0.5).save_pretrained(str(tmp_path / "strict"))
