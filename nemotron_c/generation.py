@@ -33,7 +33,7 @@ from .inputs import as_attention_mask, as_token_ids, to_numpy
 from .outputs import ModelOutput
 
 __all__ = ["GENERATION_CONFIG_NAME", "GenerationConfig", "GenerateDecoderOnlyOutput", "GenerateBeamDecoderOnlyOutput",
-           "generate", "generate_iter"]
+           "compute_transition_scores", "generate", "generate_iter"]
 
 EARLY_STOPPING = {False: 0, True: 1, "never": 2}
 
@@ -357,6 +357,33 @@ def generate(model, inputs=None, generation_config=None, logits_processor=None, 
     if streamer is not None:
         streamer.end()
     return run.result()
+
+
+def compute_transition_scores(model, sequences, scores, beam_indices=None, normalize_logits=False):
+    """Transformers' compute_transition_scores: the score of each generated token, (rows, new tokens) float32.
+
+    scores: the per-step scores (or logits) of a return_dict_in_generate result; beam_indices: its beam_indices
+    for beam search; normalize_logits: log_softmax each step's scores first. Steps after a beam ended give 0.
+    """
+    sequences = to_numpy(sequences, "sequences")
+    steps = [np.asarray(to_numpy(step, "scores"), dtype=np.float32) for step in scores]
+    vocab_size = model.config.vocab_size
+    if beam_indices is None:
+        beam_indices = np.broadcast_to(np.arange(steps[0].shape[0])[:, None], (steps[0].shape[0], len(steps)))
+    beam_indices = np.asarray(to_numpy(beam_indices, "beam_indices"), dtype=np.int64)
+    stacked = np.stack(steps)  # (steps, rows, V)
+    if normalize_logits:
+        peak = stacked.max(axis=-1, keepdims=True)
+        shifted = stacked - peak
+        stacked = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True, dtype=np.float64)).astype(np.float32)
+    ended = beam_indices < 0
+    length = int((~ended).sum(axis=-1).max())
+    rows = np.where(ended, 0, beam_indices)[:, :length]
+    ended = ended[:, :length]
+    tokens = sequences[:, sequences.shape[-1] - length:]
+    result = stacked[np.arange(length)[None, :], rows, tokens]
+    result[ended] = 0
+    return result
 
 
 def generate_iter(model, inputs=None, **kwargs):

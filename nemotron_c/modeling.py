@@ -482,6 +482,12 @@ class NemotronForCausalLM(NemotronPreTrainedModel):
 
         return generate(self, inputs, **kwargs)
 
+    def compute_transition_scores(self, sequences, scores, beam_indices=None, normalize_logits=False):
+        """The score of each generated token (see nemotron_c.generation.compute_transition_scores)."""
+        from .generation import compute_transition_scores
+
+        return compute_transition_scores(self, sequences, scores, beam_indices, normalize_logits)
+
     def generate_iter(self, inputs=None, **kwargs):
         """Yields the new token ids of one prompt as they are generated (see nemotron_c.generation.generate_iter)."""
         from .generation import generate_iter

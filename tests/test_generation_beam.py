@@ -67,3 +67,20 @@ def test_beam_batch_equals_rows_alone(models):
         keep = MASK[i] == 1
         alone = our_generate(ours, PROMPTS[i:i + 1, keep], None, **kwargs)
         np.testing.assert_array_equal(batch[2 * i:2 * i + 2, MASK.shape[1]:], alone[:, keep.sum():])
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+def test_compute_transition_scores(models, normalize):
+    import torch
+
+    ours, theirs = models
+    for kwargs in (dict(num_beams=3, num_return_sequences=2, max_new_tokens=6, eos_token_id=eos_that_fires(theirs)),
+                   dict(max_new_tokens=6, repetition_penalty=1.3)):
+        expected = hf_generate(theirs, PROMPTS, MASK, **kwargs, **DICT)
+        got = our_generate(ours, PROMPTS, MASK, **kwargs, **DICT)
+        beams = got.get("beam_indices")
+        reference = theirs.compute_transition_scores(
+            torch.as_tensor(expected["sequences"]), tuple(torch.as_tensor(s) for s in expected["scores"]),
+            None if beams is None else torch.as_tensor(expected["beam_indices"]), normalize_logits=normalize).numpy()
+        mine = ours.compute_transition_scores(got.sequences, got.scores, beams, normalize_logits=normalize)
+        np.testing.assert_allclose(mine, reference, atol=1e-4)
