@@ -338,7 +338,7 @@ static void select_tokens(nt_generator *g) {
     int64_t M = g->M, L = g->length;
     for (int64_t r = 0; r < g->N; r++) {
         const float *scores = g->logits + r * g->V;
-        int64_t token = c->do_sample ? nt_sample(&g->rng, scores, g->V) : nt_argmax(scores, g->V);
+        int64_t token = c->do_sample ? nt_sample(&g->rng, scores, g->V, g->scratch[r].spare) : nt_argmax(scores, g->V);
         if (c->n_eos > 0 && !g->unfinished[r]) token = c->pad_token_id;
         g->running[r * M + L] = token;
     }

@@ -359,17 +359,19 @@ static uint64_t next_u64(nt_rng *rng) {
 
 double nt_rng_uniform(nt_rng *rng) { return (double)(next_u64(rng) >> 11) * 0x1.0p-53; }
 
-int64_t nt_sample(nt_rng *rng, const float *scores, int64_t V) {
+int64_t nt_sample(nt_rng *rng, const float *scores, int64_t V, float *work) {
     float m = max_of(scores, V);
     double total = 0.0;
-    for (int64_t i = 0; i < V; i++) total += exp((double)(scores[i] - m));
+    for (int64_t i = 0; i < V; i++) {
+        work[i] = expf(scores[i] - m); /* unnormalised probabilities */
+        total += work[i];
+    }
     double u = nt_rng_uniform(rng) * total, cumulative = 0.0;
     int64_t last = 0;
     for (int64_t i = 0; i < V; i++) {
-        double p = exp((double)(scores[i] - m));
-        if (p <= 0.0) continue;
+        if (work[i] <= 0.0f) continue;
         last = i;
-        cumulative += p;
+        cumulative += work[i];
         if (u < cumulative) return i;
     }
     return last; /* u landed on the rounding error at the very end */
