@@ -173,6 +173,9 @@ int64_t nt_cache_batch_size(const nt_cache *cache);
 int64_t nt_cache_length(const nt_cache *cache); /* P */
 /* Makes room for at least `capacity` positions, keeping the contents. */
 nt_status nt_cache_reserve(nt_cache *cache, nt_error *err, int64_t capacity);
+/* Reorders the B sequences of the cache: sequence i becomes the former sequence rows[i] (rows may repeat).
+ * Used by beam search to follow the beams it keeps. */
+nt_status nt_cache_reorder(nt_cache *cache, nt_error *err, const int64_t *rows);
 
 /* One forward pass over T new tokens for each of B sequences.
  * Outputs (each may be NULL when not wanted):
@@ -211,6 +214,104 @@ nt_status nt_model_forward(nt_model *model, nt_error *err, float *logits, float 
 nt_status nt_model_score(nt_model *model, nt_error *err, float *logprobs, const int32_t *input_ids,
                          const int64_t *position_ids, const uint8_t *attention_mask, const int32_t *targets,
                          int64_t B, int64_t T, nt_cache *cache, const volatile int *cancel);
+
+/* ---------------------------------------------------------------- generation */
+
+/* Transformers' early_stopping for beam search: False, True or "never". */
+typedef enum {
+    NT_EARLY_STOPPING_FALSE = 0,
+    NT_EARLY_STOPPING_TRUE,
+    NT_EARLY_STOPPING_NEVER,
+} nt_early_stopping;
+
+/* Everything the decoding loop needs, resolved by the caller (defaults, validation and the policy of
+ * Transformers' generate() live in Python). Processors run in Transformers' order:
+ * sequence_bias, repetition_penalty, no_repeat_ngram_size, bad_words, min_length, forced_bos,
+ * forced_eos, remove_invalid_values, exponential_decay_length_penalty, suppress_tokens,
+ * begin_suppress_tokens, then with do_sample: temperature, top_k, top_p, min_p, typical_p,
+ * epsilon_cutoff, eta_cutoff; renormalize_logits last.
+ * Token lists may hold ids outside [0, V); those never match anything. */
+typedef struct {
+    int64_t max_length;            /* sequences stop at this length, prompt included */
+    int64_t min_length;            /* eos is banned while the length is below this (0: off) */
+    const int64_t *eos_token_ids;  /* (n_eos) */
+    int64_t n_eos;
+    int64_t pad_token_id;          /* written after a row's eos (when n_eos > 0) */
+    int64_t beam_fill_token_id;    /* what beam outputs hold past a hypothesis' end */
+    double deadline;               /* wall-clock seconds since the epoch after which generation stops; 0: none */
+
+    const int64_t *sequence_bias;  /* concatenated token sequences, or NULL */
+    const int64_t *sequence_bias_ends; /* (n_sequence_bias) end offset of each sequence */
+    const float *sequence_bias_values; /* (n_sequence_bias) added when the sequence can be completed */
+    int64_t n_sequence_bias;
+    float repetition_penalty;      /* 1: off */
+    const int64_t *prompt_padding; /* (N) leading positions of each row the penalty skips, or NULL */
+    int64_t no_repeat_ngram_size;  /* 0: off */
+    const int64_t *bad_words;      /* concatenated token sequences, or NULL */
+    const int64_t *bad_word_ends;  /* (n_bad_words) end offset of each sequence in bad_words */
+    int64_t n_bad_words;
+    int64_t forced_bos_token_id;   /* forced at length 1; < 0: off */
+    const int64_t *forced_eos_token_ids; /* forced at length max_length - 1 */
+    int64_t n_forced_eos;
+    int remove_invalid_values;     /* nan -> 0, +-inf -> +-FLT_MAX */
+    int64_t decay_start;           /* exponential_decay_length_penalty: eos boosted past this length; < 0: off */
+    float decay_factor;
+    const int64_t *suppress_tokens;
+    int64_t n_suppress_tokens;
+    const int64_t *begin_suppress_tokens;
+    int64_t n_begin_suppress_tokens;
+    int64_t begin_index;           /* begin_suppress_tokens apply when the length equals this */
+
+    int do_sample;
+    float temperature;             /* 1: off */
+    int64_t top_k;                 /* 0: off */
+    float top_p;                   /* >= 1: off */
+    float min_p;                   /* < 0: off */
+    float typical_p;               /* >= 1: off */
+    float epsilon_cutoff;          /* 0: off */
+    float eta_cutoff;              /* 0: off */
+    int renormalize_logits;        /* log_softmax after every other processor */
+    int64_t min_tokens_to_keep;    /* of the sampling warpers */
+    uint64_t seed;
+
+    int64_t num_beams;             /* 1: greedy or sampling */
+    float length_penalty;
+    nt_early_stopping early_stopping;
+} nt_generation_config;
+
+/* Caller-owned outputs; G = max_length - prompt length is the most new tokens a call can make.
+ * Without beams N = rows of the input; with beams N = B * num_beams. */
+typedef struct {
+    int64_t *sequences;      /* no beams: (N, max_length) the prompt then the new tokens;
+                                beams: (B, num_beams, max_length) the finished hypotheses, best first */
+    float *scores;           /* (G, N, V) processed scores of each step, or NULL */
+    float *logits;           /* (G, N, V) raw logits of each step, or NULL */
+    float *sequence_scores;  /* (B, num_beams) beams only, or NULL */
+    int64_t *beam_indices;   /* (B, num_beams, G) beams only, or NULL; -1 past each hypothesis' end */
+} nt_generation_outputs;
+
+typedef struct nt_generator nt_generator;
+
+/* Prepares the decoding of N prompts of T tokens (left-padded by attention_mask (N, T), NULL for none).
+ * With beams, N = B * num_beams and the rows of each prompt are repeated num_beams times.
+ * The config's arrays are copied; outputs must outlive the generator. */
+nt_status nt_generator_create(nt_generator **out, nt_error *err, nt_model *model, const nt_generation_config *config,
+                              const nt_generation_outputs *outputs, const int64_t *input_ids,
+                              const uint8_t *attention_mask, int64_t N, int64_t T);
+void nt_generator_free(nt_generator *g);
+/* One decoding step: a forward pass (the prompt first, then one token per row), processing, selection
+ * and the stopping criteria. Does nothing once done. cancel: as nt_model_forward. */
+nt_status nt_generator_step(nt_generator *g, nt_error *err, const volatile int *cancel);
+/* Steps until done, max_steps made (< 0: no limit) or *cancel raised (NT_ERROR_INTERRUPTED; the generator
+ * is then unusable, the model unaffected). */
+nt_status nt_generator_run(nt_generator *g, nt_error *err, int64_t max_steps, const volatile int *cancel);
+int nt_generator_done(const nt_generator *g);
+int64_t nt_generator_length(const nt_generator *g); /* current length of the rows, prompt included */
+int64_t nt_generator_steps(const nt_generator *g);  /* steps made (= scores written) */
+/* Marks rows (N) as finished, as a stopping criterion does (no beams only). */
+nt_status nt_generator_stop_rows(nt_generator *g, nt_error *err, const uint8_t *rows);
+/* Beam search: the number of new tokens of the longest of the first n hypotheses of every prompt. */
+int64_t nt_generator_beam_output_length(const nt_generator *g, int64_t n);
 
 #ifdef __cplusplus
 }

@@ -10,7 +10,9 @@ CORE_SOURCES = \
 	model/model.c \
 	model/cache.c \
 	model/forward.c \
-	model/score.c
+	model/score.c \
+	model/sampling.c \
+	model/generate.c
 
 # Compiled as separate objects with AVX2/FMA/F16C enabled; chosen at run time
 # only when the CPU reports those features.

@@ -6,7 +6,7 @@
 """
 from ._core import FormatError
 from .configuration import AutoConfig, NemotronConfig
-from .generation import GenerationConfig
+from .generation import GenerateBeamDecoderOnlyOutput, GenerateDecoderOnlyOutput, GenerationConfig
 from .loading import SafetensorsFormatError
 from .modeling import (
     AutoModel,
@@ -17,6 +17,7 @@ from .modeling import (
     NemotronPreTrainedModel,
 )
 from .outputs import BaseModelOutputWithPast, CausalLMOutputWithPast, ModelOutput
+from .streamers import BaseStreamer, TextIteratorStreamer, TextStreamer
 
 __version__ = "0.1.0"
 
@@ -26,7 +27,10 @@ __all__ = [
     "AutoModelForCausalLM",
     "BaseModelOutputWithPast",
     "CausalLMOutputWithPast",
+    "BaseStreamer",
     "FormatError",
+    "GenerateBeamDecoderOnlyOutput",
+    "GenerateDecoderOnlyOutput",
     "GenerationConfig",
     "ModelOutput",
     "NemotronCache",
@@ -35,4 +39,6 @@ __all__ = [
     "NemotronModel",
     "NemotronPreTrainedModel",
     "SafetensorsFormatError",
+    "TextIteratorStreamer",
+    "TextStreamer",
 ]

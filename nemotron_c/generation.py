@@ -1,164 +1,586 @@
-"""generate(): Transformers' decoding loop over the C forward pass.
+"""generate(): Transformers' generate() over the C decoding loop.
 
-This first version does greedy search with the KV cache, max_length / max_new_tokens, eos and pad
-handling and left-padded batches, exactly as Transformers' `generate` does them.
+This module holds the policy of Transformers' GenerationMixin.generate: merging the generation config,
+resolving lengths and special tokens, validating every argument with the exceptions Transformers
+raises, and shaping the outputs. The loop itself (forward passes, logits processors, greedy, sampling
+and beam search) runs in C (csrc/model/generate.c) with the GIL released; Python is called back
+between steps only for a streamer, stop strings or generate_iter().
+
+Supported: greedy search, sampling (temperature, top_k, top_p, min_p, typical_p, epsilon_cutoff,
+eta_cutoff), beam search and beam sampling (num_beams, length_penalty, early_stopping,
+num_return_sequences), sequence_bias, repetition_penalty, no_repeat_ngram_size, bad_words_ids,
+min_length, min_new_tokens, forced_bos_token_id, forced_eos_token_id, remove_invalid_values,
+exponential_decay_length_penalty, suppress_tokens, begin_suppress_tokens, renormalize_logits,
+eos_token_id (int or list), pad_token_id, max_time, stop_strings (with tokenizer=), streamer=,
+return_dict_in_generate with output_scores / output_logits / beam_indices / sequences_scores.
+Not supported (NotImplementedError): contrastive search, group beam search, constrained beam search,
+assisted generation, DoLa, guidance_scale, watermarking, top_h, encoder_* penalties, custom
+logits_processor / stopping_criteria objects, output_attentions / output_hidden_states, and passing a
+cache in or getting it back (the result has no `cache` field).
+Sampling uses our own generator: pass seed= (an int, or a numpy Generator to draw one from) to make
+it reproducible. Torch's random stream cannot be reproduced, so sampled tokens match Transformers in
+distribution, not draw for draw.
 """
 import copy
-import json
-import os
+import time
 import warnings
 
 import numpy as np
 
+from . import _core
+from .generation_config import GENERATION_CONFIG_NAME, GenerationConfig, default_generation_params
 from .inputs import as_attention_mask, as_token_ids, to_numpy
+from .outputs import ModelOutput
 
-GENERATION_CONFIG_NAME = "generation_config.json"
+__all__ = ["GENERATION_CONFIG_NAME", "GenerationConfig", "GenerateDecoderOnlyOutput", "GenerateBeamDecoderOnlyOutput",
+           "compute_transition_scores", "generate", "generate_iter"]
 
-# As in Transformers 5, a GenerationConfig leaves unset what the user did not set; generate() then
-# applies these defaults.
-GENERATION_FIELDS = (
-    "max_length", "max_new_tokens", "min_length", "min_new_tokens", "do_sample", "num_beams", "temperature",
-    "top_k", "top_p", "num_return_sequences", "bos_token_id", "eos_token_id", "pad_token_id", "use_cache",
-    "output_scores", "output_logits", "return_dict_in_generate",
-)
-DEFAULT_NEW_TOKENS = 20  # what Transformers generates when no length is given
+EARLY_STOPPING = {False: 0, True: 1, "never": 2}
 
-class GenerationConfig:
-    """The generation parameters with Transformers' names and defaults; unknown keys are kept."""
-
-    def __init__(self, **kwargs):
-        for key in GENERATION_FIELDS:
-            setattr(self, key, copy.deepcopy(kwargs.pop(key, None)))
-        kwargs.pop("transformers_version", None)
-        for key, value in kwargs.items():
-            setattr(self, key, value)
-
-    @classmethod
-    def from_model_config(cls, model_config):
-        return cls(bos_token_id=model_config.bos_token_id, eos_token_id=model_config.eos_token_id,
-                   pad_token_id=model_config.pad_token_id)
-
-    @classmethod
-    def from_pretrained(cls, directory):
-        path = os.path.join(os.fspath(directory), GENERATION_CONFIG_NAME)
-        try:
-            with open(path, encoding="utf-8") as f:
-                data = json.load(f)
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ValueError(f"{path} is not valid JSON: {e}") from None
-        if not isinstance(data, dict):
-            raise ValueError(f"{path} must hold a JSON object")
-        return cls(**data)
-
-    def update(self, **kwargs):
-        """Sets the given attributes that exist; returns the keyword arguments that are not generation parameters."""
-        unused = {}
-        for key, value in kwargs.items():
-            if hasattr(self, key):
-                setattr(self, key, value)
-            else:
-                unused[key] = value
-        return unused
-
-    def to_dict(self):
-        return copy.deepcopy(vars(self))
-
-    def __repr__(self):
-        return f"GenerationConfig {json.dumps(self.to_dict(), indent=2, sort_keys=True, default=str)}"
+# Features of Transformers' generate() that nemotron_c does not implement: field -> when it is active.
+UNSUPPORTED_FIELDS = {
+    "top_h": lambda v: v is not None,
+    "encoder_repetition_penalty": lambda v: v is not None and v != 1.0,
+    "encoder_no_repeat_ngram_size": lambda v: v is not None and v > 0,
+    "guidance_scale": lambda v: v is not None and v != 1,
+    "watermarking_config": lambda v: v is not None,
+    "token_healing": lambda v: bool(v),
+    "output_attentions": lambda v: bool(v),
+    "output_hidden_states": lambda v: bool(v),
+    "prefill_chunk_size": lambda v: v is not None,
+}
 
 
-def eos_token_list(eos_token_id):
-    if eos_token_id is None:
-        return []
-    if isinstance(eos_token_id, (int, np.integer)):
-        return [int(eos_token_id)]
-    return [int(t) for t in eos_token_id]
+class GenerateDecoderOnlyOutput(ModelOutput):
+    """generate(..., return_dict_in_generate=True) without beams: sequences, then per-step scores/logits."""
+
+    _fields = ("sequences", "scores", "logits", "attentions", "hidden_states", "cache")
 
 
-def generate(model, inputs=None, generation_config=None, attention_mask=None, **kwargs):
-    """Greedy decoding equal to Transformers' `generate` (the features of this first version only)."""
-    config = copy.deepcopy(generation_config or model.generation_config)
+class GenerateBeamDecoderOnlyOutput(ModelOutput):
+    """generate(..., return_dict_in_generate=True) with beams."""
+
+    _fields = ("sequences", "sequences_scores", "scores", "logits", "beam_indices", "attentions", "hidden_states",
+               "cache")
+
+
+# ---------------------------------------------------------------- configuration
+
+
+def prepare_generation_config(model, generation_config, kwargs):
+    """Transformers' _prepare_generation_config: user config > model.generation_config > global defaults,
+    then keyword arguments. Returns (config, model_kwargs)."""
+    if generation_config is None:
+        generation_config = GenerationConfig()
+    elif not isinstance(generation_config, GenerationConfig):
+        raise TypeError(f"generation_config must be a nemotron_c GenerationConfig, not {type(generation_config).__name__}")
+    config = copy.deepcopy(generation_config)
+    config.update(**model.generation_config.to_dict(), defaults_only=True, allow_custom_entries=True)
+    config.update(**default_generation_params(), defaults_only=True)
+    model_kwargs = config.update(**kwargs)
+    return config, model_kwargs
+
+
+def check_model_kwargs(model_kwargs):
+    """The keyword arguments left after the generation config took its own; typos end up here."""
+    unused = [key for key, value in model_kwargs.items()
+              if value is not None and key not in ("attention_mask", "logits_to_keep", "position_ids")]
+    if unused:
+        raise ValueError(f"The following `model_kwargs` are not used by the model: {unused} (note: typos in the "
+                         "generate arguments will also show up in this list)")
+    if model_kwargs.get("position_ids") is not None:
+        raise NotImplementedError("position_ids in generate() is not supported; positions follow the attention mask")
+
+
+def check_supported(config, mode):
+    if mode not in ("greedy_search", "sample", "beam_search", "beam_sample"):
+        raise NotImplementedError(f"generation mode '{mode}' is not supported by nemotron_c "
+                                  "(greedy search, sampling, beam search and beam sampling are)")
+    for field, active in UNSUPPORTED_FIELDS.items():
+        value = getattr(config, field, None)
+        if active(value):
+            raise NotImplementedError(f"`{field}={value!r}` is not supported by nemotron_c's generate()")
+    if config.cache_implementation not in (None, "dynamic"):
+        raise NotImplementedError(f"cache_implementation={config.cache_implementation!r} is not supported")
+
+
+def as_token_list(value):
+    if value is None:
+        return None
+    array = to_numpy(value, "token ids") if not isinstance(value, (int, np.integer)) else np.array([value])
+    return [int(t) for t in np.asarray(array).reshape(-1)]
+
+
+def resolve_lengths(config, prompt_length, has_default_max_length, has_default_min_length, max_positions):
+    """Transformers' _prepare_generated_length and _validate_generated_length."""
+    if config.max_new_tokens is not None:
+        config.max_length = config.max_new_tokens + prompt_length
+    elif has_default_max_length:
+        config.max_length = config.max_length + prompt_length
+        if max_positions is not None:
+            config.max_length = min(config.max_length, max_positions)
+    if config.min_new_tokens is not None:
+        config.min_length = config.min_new_tokens + prompt_length
+
+    if has_default_max_length and config.max_new_tokens is None:
+        warnings.warn(f"Using the model-agnostic default `max_length` (={config.max_length}) to control the generation "
+                      "length. We recommend setting `max_new_tokens` to control the maximum length of the generation.",
+                      UserWarning, stacklevel=4)
+    if prompt_length >= config.max_length:
+        raise ValueError(f"Input length of input_ids is {prompt_length}, but `max_length` is set to {config.max_length}. "
+                         "This can lead to unexpected behavior. You should consider increasing `max_length` or, better "
+                         "yet, setting `max_new_tokens`.")
+    suffix = (" Generation will stop at the defined maximum length. You should decrease the minimum length and/or "
+              "increase the maximum length.")
+    if has_default_max_length:
+        suffix += f" Note that `max_length` is set to {config.max_length}, its default value."
+    if config.min_length is not None and config.min_length > config.max_length:
+        warnings.warn(f"Unfeasible length constraints: `min_length` ({config.min_length}) is larger than the maximum "
+                      f"possible length ({config.max_length})." + suffix, UserWarning, stacklevel=4)
+    if config.min_new_tokens is not None and config.min_new_tokens + prompt_length > config.max_length:
+        warnings.warn(f"Unfeasible length constraints: `min_new_tokens` ({config.min_new_tokens}), when added to the "
+                      f"prompt length ({prompt_length}), is larger than the maximum possible length "
+                      f"({config.max_length})." + suffix, UserWarning, stacklevel=4)
+
+
+def processor_settings(config, eos, prompt_length, vocab_size, padding):
+    """The C loop's processor fields, validated in the order Transformers builds its processors, with its errors."""
+    c = {"sequence_bias": None, "sequence_bias_ends": None, "sequence_bias_values": None, "repetition_penalty": 1.0,
+         "prompt_padding": None, "no_repeat_ngram_size": 0, "bad_words": None, "bad_word_ends": None, "min_length": 0,
+         "forced_bos_token_id": -1, "forced_eos_token_ids": None, "remove_invalid_values": 0, "decay_start": -1,
+         "decay_factor": 1.0, "suppress_tokens": None, "begin_suppress_tokens": None, "begin_index": -1,
+         "temperature": 1.0, "top_k": 0, "top_p": 1.0, "min_p": -1.0, "typical_p": 1.0, "epsilon_cutoff": 0.0,
+         "eta_cutoff": 0.0, "renormalize_logits": 0, "min_tokens_to_keep": 1}
+    if config.sequence_bias is not None:
+        biases = sequence_bias_dict(config.sequence_bias)
+        check_in_vocab(biases, vocab_size)
+        c["sequence_bias"], c["sequence_bias_ends"] = flatten_sequences(biases)
+        c["sequence_bias_values"] = np.array(list(biases.values()), dtype=np.float32)
+    penalty = config.repetition_penalty
+    if penalty is not None and penalty != 1.0:
+        if not isinstance(penalty, float) or not penalty > 0:
+            raise ValueError(f"`penalty` has to be a strictly positive float, but is {penalty}")
+        c["repetition_penalty"] = penalty
+        c["prompt_padding"] = padding
+    n = config.no_repeat_ngram_size
+    if n is not None and n > 0:
+        if not isinstance(n, int):
+            raise ValueError(f"`ngram_size` has to be a strictly positive integer, but is {n}")
+        c["no_repeat_ngram_size"] = n
+    if config.bad_words_ids is not None:
+        words = config.bad_words_ids
+        if not isinstance(words, list) or len(words) == 0:
+            raise ValueError(f"`bad_words_ids` has to be a non-empty list, but is {words}.")
+        if any(not isinstance(word, list) for word in words):
+            raise ValueError(f"`bad_words_ids` has to be a list of lists, but is {words}.")
+        if any(any(not isinstance(t, (int, np.integer)) or t < 0 for t in word) for word in words):
+            raise ValueError(f"Each list in `bad_words_ids` has to be a list of positive integers, but is {words}.")
+        words = [word for word in words if all(word != [e] for e in eos)]
+        # the distinct sequences in order; Transformers checks bad_words_ids, not the (possibly empty) bias dict
+        words = list({tuple(word): None for word in words})
+        check_in_vocab(words, vocab_size)
+        c["bad_words"], c["bad_word_ends"] = flatten_sequences(words)
+    min_lengths = []
+    if config.min_length is not None and eos and config.min_length > 0:
+        if not isinstance(config.min_length, int):
+            raise ValueError(f"`min_length` has to be a non-negative integer, but is {config.min_length}")
+        min_lengths.append(config.min_length)
+    if config.min_new_tokens is not None and eos and config.min_new_tokens > 0:
+        if not isinstance(config.min_new_tokens, int):
+            raise ValueError(f"`min_new_tokens` has to be a positive integer, but is {config.min_new_tokens}")
+        min_lengths.append(prompt_length + config.min_new_tokens)
+    c["min_length"] = max(min_lengths, default=0)
+    if config.forced_bos_token_id is not None:
+        c["forced_bos_token_id"] = int(config.forced_bos_token_id)
+    if config.forced_eos_token_id is not None:
+        forced = as_token_list(config.forced_eos_token_id)
+        if any(t < 0 for t in forced):
+            raise ValueError(f"`eos_token_id` has to be a list of positive integers, but is {forced}")
+        c["forced_eos_token_ids"] = np.array(forced, dtype=np.int64)
+    if config.remove_invalid_values is True:
+        c["remove_invalid_values"] = 1
+    if config.exponential_decay_length_penalty is not None:
+        start, factor = config.exponential_decay_length_penalty
+        if not eos or any(t < 0 for t in eos):
+            raise ValueError(f"`eos_token_id` has to be a list of positive integers, but is {eos or None}")
+        c["decay_start"], c["decay_factor"] = int(start) + prompt_length, float(factor)
+    if config.suppress_tokens is not None:
+        c["suppress_tokens"] = np.array(as_token_list(config.suppress_tokens), dtype=np.int64)
+    if config.begin_suppress_tokens is not None:
+        c["begin_suppress_tokens"] = np.array(as_token_list(config.begin_suppress_tokens), dtype=np.int64)
+        c["begin_index"] = prompt_length
+
+    if config.do_sample:
+        if config.num_beams is not None and config.num_beams > 1:
+            c["min_tokens_to_keep"] = len(eos) + 1 if eos else 2
+        t = config.temperature
+        if t is not None and t != 1.0:
+            if not isinstance(t, float) or not t > 0:
+                message = (f"`temperature` (={t}) has to be a strictly positive float, otherwise your next token "
+                           "scores will be invalid.")
+                if isinstance(t, float) and t == 0.0:
+                    message += " If you're looking for greedy decoding strategies, set `do_sample=False`."
+                raise ValueError(message)
+            c["temperature"] = t
+        k = config.top_k
+        if k is not None and k != 0:
+            if not isinstance(k, int) or k <= 0:
+                raise ValueError(f"`top_k` has to be a strictly positive integer, but is {k}")
+            c["top_k"] = k
+        p = config.top_p
+        if p is not None and p < 1.0:
+            if float(p) < 0 or float(p) > 1.0:
+                raise ValueError(f"`top_p` has to be a float > 0 and < 1, but is {float(p)}")
+            c["top_p"] = float(p)
+        if config.min_p is not None:
+            if not 0 <= config.min_p <= 1.0:
+                raise ValueError(f"`min_p` has to be a float in the [0, 1] interval, but is {config.min_p}")
+            c["min_p"] = float(config.min_p)
+        mass = config.typical_p
+        if mass is not None and mass < 1.0:
+            if not (float(mass) > 0 and float(mass) < 1):
+                raise ValueError(f"`typical_p` has to be a float > 0 and < 1, but is {float(mass)}")
+            c["typical_p"] = float(mass)
+        for name in ("epsilon_cutoff", "eta_cutoff"):
+            value = getattr(config, name)
+            if value is not None and 0.0 < value < 1.0:
+                c[name] = float(value)
+    if config.renormalize_logits is True:
+        c["renormalize_logits"] = 1
+    return c
+
+
+def sequence_bias_dict(sequence_bias):
+    """Transformers' SequenceBiasLogitsProcessor argument checks; {token tuple: bias} in the given order."""
+    bias = sequence_bias
+    if not isinstance(bias, (dict, list)) or len(bias) == 0:
+        raise ValueError(f"`sequence_bias` has to be a non-empty dictionary, or non-empty list of lists but is {bias}.")
+    if isinstance(bias, dict):
+        if any(not isinstance(ids, tuple) for ids in bias):
+            raise ValueError(f"`sequence_bias` has to be a dict with tuples as keys, but is {bias}.")
+        if any(len(ids) == 0 or any(not isinstance(t, (int, np.integer)) or t < 0 for t in ids) for ids in bias):
+            raise ValueError(f"Each key in `sequence_bias` has to be a non-empty tuple of positive integers, but is "
+                             f"{bias}.")
+        if any(not isinstance(value, float) for value in bias.values()):
+            raise ValueError(f"`sequence_bias` has to be a dict with floats as values, but is {bias}.")
+        return dict(bias)
+
+    def valid(pair):
+        return (isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], list)
+                and all(isinstance(t, (int, np.integer)) and t >= 0 for t in pair[0]) and isinstance(pair[1], float))
+
+    if any(not valid(pair) for pair in bias):
+        raise ValueError(f"Each element in `sequence_bias` has to be a non-empty list of lists of positive integers "
+                         f"and float, but is {bias}.")
+    return {tuple(pair[0]): pair[1] for pair in bias}
+
+
+def check_in_vocab(sequences, vocab_size):
+    too_large = [t for ids in sequences for t in ids if t >= vocab_size]
+    if too_large:
+        raise ValueError(f"The model vocabulary size is {vocab_size}, but the following tokens were being biased: "
+                         f"{too_large}")
+
+
+def flatten_sequences(sequences):
+    """Token sequences as (concatenated tokens, end offsets), the layout of the C config; (None, None) for none."""
+    if not sequences:
+        return None, None
+    tokens = np.array([t for ids in sequences for t in ids], dtype=np.int64)
+    return tokens, np.cumsum([len(ids) for ids in sequences]).astype(np.int64)
+
+
+def resolve_seed(seed):
+    """An int seed for the C generator: given, drawn from a numpy Generator, or fresh from the OS."""
+    if seed is None:
+        return int(np.random.SeedSequence().generate_state(1, dtype=np.uint64)[0])
+    if isinstance(seed, np.random.Generator):
+        return int(seed.integers(0, 2**63, dtype=np.int64))
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+        return int(seed) & (2**64 - 1)
+    raise TypeError(f"seed must be an int or a numpy.random.Generator, not {type(seed).__name__}")
+
+
+# ---------------------------------------------------------------- stop strings
+
+
+class StopStrings:
+    """Transformers' StopStringCriteria: a row stops when the decoded text ends in one of the strings, with the
+    string reaching into the row's last token (a string that ended before it would have stopped the row then).
+
+    Works with any tokenizer that has decode(ids): the tail of each row is decoded with and without its last token.
+    """
+
+    def __init__(self, tokenizer, stop_strings):
+        if isinstance(stop_strings, str):
+            stop_strings = [stop_strings]
+        if not stop_strings or not all(isinstance(s, str) and s for s in stop_strings):
+            raise ValueError(f"stop_strings must be a non-empty string or list of non-empty strings, got {stop_strings!r}")
+        self.tokenizer = tokenizer
+        self.stop_strings = list(stop_strings)
+        self.tail = max(len(s) for s in self.stop_strings) + 2  # tokens decode to at least one character mostly
+
+    def decode(self, ids):
+        return self.tokenizer.decode([int(i) for i in ids], skip_special_tokens=False)
+
+    def __call__(self, sequences, length, prompt_length):
+        """(N) bool: rows of sequences[:, :length] that end with a stop string."""
+        hits = np.zeros(sequences.shape[0], dtype=bool)
+        for r in range(sequences.shape[0]):
+            start = max(0, length - self.tail)
+            text = self.decode(sequences[r, start:length])
+            before = len(self.decode(sequences[r, start:length - 1])) if length - 1 > start else 0
+            for s in self.stop_strings:
+                at = text.rfind(s)
+                if at >= 0 and at + len(s) > before:
+                    hits[r] = True
+                    break
+        return hits
+
+
+# ---------------------------------------------------------------- generate
+
+
+def generate(model, inputs=None, generation_config=None, logits_processor=None, stopping_criteria=None,
+             prefix_allowed_tokens_fn=None, synced_gpus=None, assistant_model=None, streamer=None,
+             negative_prompt_ids=None, negative_prompt_attention_mask=None, custom_generate=None, seed=None,
+             **kwargs):
+    """Transformers' generate() for a decoder-only Nemotron, token for token (see the module docstring)."""
+    run = prepare(model, inputs, generation_config, logits_processor, stopping_criteria, prefix_allowed_tokens_fn,
+                  assistant_model, streamer, negative_prompt_ids, negative_prompt_attention_mask, custom_generate,
+                  seed, kwargs)
+    if streamer is None and run.stop_strings is None:
+        run.generator.run()
+    else:
+        while not run.generator.done:
+            run.step()
+    if streamer is not None:
+        streamer.end()
+    return run.result()
+
+
+def compute_transition_scores(model, sequences, scores, beam_indices=None, normalize_logits=False):
+    """Transformers' compute_transition_scores: the score of each generated token, (rows, new tokens) float32.
+
+    scores: the per-step scores (or logits) of a return_dict_in_generate result; beam_indices: its beam_indices
+    for beam search; normalize_logits: log_softmax each step's scores first. Steps after a beam ended give 0.
+    """
+    sequences = to_numpy(sequences, "sequences")
+    steps = [np.asarray(to_numpy(step, "scores"), dtype=np.float32) for step in scores]
+    vocab_size = model.config.vocab_size
+    if beam_indices is None:
+        beam_indices = np.broadcast_to(np.arange(steps[0].shape[0])[:, None], (steps[0].shape[0], len(steps)))
+    beam_indices = np.asarray(to_numpy(beam_indices, "beam_indices"), dtype=np.int64)
+    stacked = np.stack(steps)  # (steps, rows, V)
+    if normalize_logits:
+        peak = stacked.max(axis=-1, keepdims=True)
+        shifted = stacked - peak
+        stacked = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True, dtype=np.float64)).astype(np.float32)
+    ended = beam_indices < 0
+    length = int((~ended).sum(axis=-1).max())
+    rows = np.where(ended, 0, beam_indices)[:, :length]
+    ended = ended[:, :length]
+    tokens = sequences[:, sequences.shape[-1] - length:]
+    result = stacked[np.arange(length)[None, :], rows, tokens]
+    result[ended] = 0
+    return result
+
+
+def generate_iter(model, inputs=None, **kwargs):
+    """Yields the new token ids (ints) of one prompt as they are generated; the same tokens generate() returns.
+
+    Greedy search or sampling only. Stopping early (breaking out of the loop) frees the generation state.
+    """
+    if kwargs.get("streamer") is not None:
+        raise ValueError("generate_iter() is itself the stream; do not pass a streamer")
+    run = prepare(model, inputs, kwargs.pop("generation_config", None), None, None, None, None, None, None, None,
+                  None, kwargs.pop("seed", None), kwargs)
+    if run.beams > 1 or run.rows != 1:
+        raise ValueError("generate_iter() streams one sequence: give one prompt, num_beams=1 and num_return_sequences=1")
+    eos = set(run.eos)
+    while not run.generator.done:
+        run.step()
+        token = int(run.sequences[0, run.generator.length - 1])
+        yield token
+        if token in eos:
+            return
+
+
+class Run:
+    """A prepared generation: the C generator, its output buffers and what Python does between steps."""
+
+    def step(self):
+        self.generator.run(1)
+        length = self.generator.length
+        if self.stop_strings is not None:
+            hits = self.stop_strings(self.sequences, length, self.prompt_length)
+            if hits.any():
+                self.generator.stop_rows(hits.astype(np.uint8))
+        if self.streamer is not None:
+            self.streamer.put(self.sequences[:, length - 1].copy())
+
+    def result(self):
+        steps = self.generator.steps
+        scores = tuple(self.scores[:steps]) if self.scores is not None else None
+        logits = tuple(self.logits[:steps]) if self.logits is not None else None
+        if self.beams > 1:
+            n = self.num_return_sequences
+            generated = self.generator.beam_output_length(n)
+            sequences = self.sequences[:, :n, :self.prompt_length + generated].reshape(-1, self.prompt_length + generated)
+            if not self.return_dict:
+                return np.ascontiguousarray(sequences)
+            return GenerateBeamDecoderOnlyOutput(
+                sequences=np.ascontiguousarray(sequences),
+                sequences_scores=self.sequence_scores[:, :n].reshape(-1).copy() if self.output_scores else None,
+                scores=scores, logits=logits,
+                beam_indices=np.ascontiguousarray(self.beam_indices[:, :n, :generated].reshape(-1, generated)),
+            )
+        sequences = np.ascontiguousarray(self.sequences[:, :self.generator.length])
+        if not self.return_dict:
+            return sequences
+        return GenerateDecoderOnlyOutput(sequences=sequences, scores=scores, logits=logits)
+
+
+def prepare(model, inputs, generation_config, logits_processor, stopping_criteria, prefix_allowed_tokens_fn,
+            assistant_model, streamer, negative_prompt_ids, negative_prompt_attention_mask, custom_generate, seed,
+            kwargs):
+    """Everything generate() does before its decoding loop, in Transformers' order."""
+    for name, value in (("logits_processor", logits_processor), ("stopping_criteria", stopping_criteria)):
+        if value is not None and len(value) > 0:
+            raise NotImplementedError(f"custom {name} (Transformers' torch-based objects) is not supported")
+    for name, value in (("prefix_allowed_tokens_fn", prefix_allowed_tokens_fn), ("assistant_model", assistant_model),
+                        ("negative_prompt_ids", negative_prompt_ids), ("custom_generate", custom_generate),
+                        ("negative_prompt_attention_mask", negative_prompt_attention_mask)):
+        if value is not None:
+            raise NotImplementedError(f"{name} is not supported by nemotron_c's generate()")
+    tokenizer = kwargs.pop("tokenizer", None)
+    kwargs.pop("assistant_tokenizer", None)
+    kwargs.pop("trust_remote_code", None)
     if "input_ids" in kwargs:
         if inputs is not None:
-            raise ValueError("give the prompt as `inputs` or `input_ids`, not both")
+            raise ValueError("`inputs` were passed alongside `input_ids`, which is not allowed: pass the prompt as "
+                             "`inputs` or as `input_ids=`, not both")
         inputs = kwargs.pop("input_ids")
-    model_kwargs = config.update(**kwargs)
-    model_kwargs.pop("use_cache", None)
-    if model_kwargs:
-        raise ValueError(
-            f"The following `model_kwargs` are not used by the model: {sorted(model_kwargs)} "
-            "(note: typos in the generate arguments will also show up in this list)"
-        )
-    if inputs is None:
-        raise ValueError("generate needs input_ids (a prompt)")
+    for cache_key in ("past_key_values", "cache"):
+        if kwargs.get(cache_key) is not None:
+            raise NotImplementedError(f"{cache_key} in generate() is not supported; generate() makes its own cache")
+        kwargs.pop(cache_key, None)
+
+    has_default_max_length = (kwargs.get("max_length") is None
+                              and (generation_config is None or generation_config.max_length is None)
+                              and model.generation_config.max_length is None)
+    has_default_min_length = (kwargs.get("min_length") is None
+                              and (generation_config is None or generation_config.min_length is None)
+                              and model.generation_config.min_length is None)
+    config, model_kwargs = prepare_generation_config(model, generation_config, kwargs)
+    mode = config.get_generation_mode()
+    check_model_kwargs(model_kwargs)
+    if mode in ("beam_search", "beam_sample") and streamer is not None:
+        raise ValueError("`streamer` cannot be used with beam search (yet!). Make sure that `num_beams` is set to 1.")
+    num_beams = config.num_beams
+    if not isinstance(num_beams, (int, np.integer)) or isinstance(num_beams, bool) or num_beams < 1:
+        raise ValueError(f"`num_beams` has to be a positive integer, but is {num_beams!r}")
+    num_return = config.num_return_sequences
+    if not isinstance(num_return, (int, np.integer)) or isinstance(num_return, bool) or num_return < 1:
+        raise ValueError(f"`num_return_sequences` has to be a positive integer, but is {num_return!r}")
+    check_supported(config, mode)
+
     vocab_size = model.config.vocab_size
+    if inputs is None:
+        if config.bos_token_id is None:
+            raise ValueError("`bos_token_id` has to be defined when no `input_ids` are provided.")
+        inputs = np.array([[config.bos_token_id]], dtype=np.int64)
     input_ids = as_token_ids(inputs, vocab_size=vocab_size)
     batch_size, prompt_length = input_ids.shape
 
-    if config.do_sample or (config.num_beams or 1) != 1 or (config.num_return_sequences or 1) != 1:
-        raise NotImplementedError("only greedy decoding (do_sample=False, num_beams=1) is available so far")
-
-    eos = eos_token_list(config.eos_token_id)
-    for token in eos:
-        if not 0 <= token < vocab_size:
-            raise ValueError(f"eos_token_id {token} is outside the vocabulary [0, {vocab_size})")
+    # special tokens (_prepare_special_tokens)
+    eos = as_token_list(config.eos_token_id) or []
     pad = config.pad_token_id
+    has_mask = model_kwargs.get("attention_mask") is not None
     if pad is None and eos:
+        if not has_mask and batch_size > 1:
+            warnings.warn("The attention mask and the pad token id were not set, with a batched input. As a "
+                          "consequence, you may observe unexpected behavior. Please pass your input's "
+                          "`attention_mask` to obtain reliable results.", UserWarning, stacklevel=3)
         pad = eos[0]
+    if any(t < 0 for t in eos):
+        warnings.warn(f"`eos_token_id` should consist of positive integers, but is {eos}. Your generation will not "
+                      "stop until the maximum length is reached.", UserWarning, stacklevel=3)
+    elif any(t >= vocab_size for t in eos):
+        warnings.warn(f"`eos_token_id` {eos} holds ids outside the vocabulary [0, {vocab_size}): the model can never "
+                      "produce them, so they will not stop generation.", UserWarning, stacklevel=3)
 
-    if attention_mask is None:
+    # attention mask
+    if has_mask:
+        mask = as_attention_mask(model_kwargs["attention_mask"], input_ids.shape)
+    else:
         mask = np.ones_like(input_ids, dtype=np.uint8)
-        if config.pad_token_id is not None and np.any(input_ids == config.pad_token_id) and (
-            config.pad_token_id not in eos
-        ):
-            mask = (input_ids != config.pad_token_id).astype(np.uint8)
+        if pad is not None and np.isin(input_ids, [pad]).any() and pad not in eos:
+            mask = (input_ids != pad).astype(np.uint8)
+    if pad is not None and batch_size > 1 and (mask[:, -1] == 0).any():
+        warnings.warn("A decoder-only architecture is being used, but right-padding was detected! For correct "
+                      "generation results, please set `padding_side='left'` when initializing the tokenizer.",
+                      UserWarning, stacklevel=3)
+
+    # rows: each prompt repeated max(num_beams, num_return_sequences) times
+    expand = max(num_beams, num_return)
+    input_ids = np.repeat(input_ids, expand, axis=0)
+    mask = np.repeat(mask, expand, axis=0)
+    padding = np.argmax(mask != 0, axis=1).astype(np.int64)
+    if streamer is not None:
+        streamer.put(input_ids.copy())
+
+    resolve_lengths(config, prompt_length, has_default_max_length, has_default_min_length,
+                    getattr(model.config, "max_position_embeddings", None))
+    if config.stop_strings is not None and tokenizer is None:
+        raise ValueError("There are one or more stop strings, either in the arguments to `generate` or in the model's "
+                         "generation config, but we could not locate a tokenizer. When generating with stop strings, "
+                         "you must pass the model's tokenizer to the `tokenizer` argument of `generate`.")
+    if config.stop_strings is not None and num_beams > 1:
+        raise NotImplementedError("stop_strings with beam search is not supported by nemotron_c")
+
+    settings = processor_settings(config, eos, prompt_length, vocab_size, padding if has_mask else None)
+    if config.early_stopping not in EARLY_STOPPING:
+        raise ValueError(f"`early_stopping` must be a boolean or 'never', but is {config.early_stopping}.")
+    settings.update(
+        max_length=int(config.max_length),
+        eos_token_ids=np.array(eos, dtype=np.int64),
+        pad_token_id=int(pad) if pad is not None else 0,
+        beam_fill_token_id=-1 if not eos else (int(pad) if pad else eos[0]),
+        deadline=time.time() + float(config.max_time) if config.max_time is not None else 0.0,
+        do_sample=int(bool(config.do_sample)),
+        seed=resolve_seed(seed) if config.do_sample else 0,
+        num_beams=int(num_beams),
+        length_penalty=float(config.length_penalty),
+        early_stopping=EARLY_STOPPING[config.early_stopping],
+    )
+    settings["seed"] = settings["seed"] - 2**64 if settings["seed"] >= 2**63 else settings["seed"]
+
+    run = Run()
+    run.prompt_length = prompt_length
+    run.beams = int(num_beams)
+    run.rows = input_ids.shape[0]
+    run.eos = eos
+    run.num_return_sequences = int(num_return)
+    run.streamer = streamer
+    run.stop_strings = StopStrings(tokenizer, config.stop_strings) if config.stop_strings is not None else None
+    run.return_dict = bool(config.return_dict_in_generate)
+    run.output_scores = bool(config.output_scores)
+    N, V, M = input_ids.shape[0], vocab_size, settings["max_length"]
+    G = M - prompt_length
+    want_scores = run.return_dict and config.output_scores
+    want_logits = run.return_dict and config.output_logits
+    run.scores = np.zeros((G, N, V), dtype=np.float32) if want_scores else None
+    run.logits = np.zeros((G, N, V), dtype=np.float32) if want_logits else None
+    if run.beams > 1:
+        B = batch_size
+        run.sequences = np.zeros((B, run.beams, M), dtype=np.int64)
+        run.sequence_scores = np.zeros((B, run.beams), dtype=np.float32)
+        run.beam_indices = np.zeros((B, run.beams, G), dtype=np.int64)
     else:
-        mask = as_attention_mask(attention_mask, input_ids.shape)
-
-    if config.max_new_tokens is not None:
-        if int(config.max_new_tokens) <= 0:
-            raise ValueError(f"max_new_tokens must be greater than 0, but is {config.max_new_tokens}.")
-        max_length = prompt_length + int(config.max_new_tokens)
-    elif config.max_length is not None:
-        max_length = int(config.max_length)
-    else:
-        warnings.warn(
-            f"Using the model-agnostic default `max_length` (={prompt_length + DEFAULT_NEW_TOKENS}) to control the "
-            "generation length. We recommend setting `max_new_tokens` to control the maximum length of the generation.",
-            UserWarning,
-        )
-        max_length = min(prompt_length + DEFAULT_NEW_TOKENS, model.config.max_position_embeddings)
-    if prompt_length >= max_length:
-        raise ValueError(
-            f"Input length of input_ids is {prompt_length}, but `max_length` is set to {max_length}. This can lead "
-            "to unexpected behavior. You should consider increasing `max_length` or, better yet, setting "
-            "`max_new_tokens`."
-        )
-
-    sequences = np.zeros((batch_size, max_length), dtype=np.int64)
-    sequences[:, :prompt_length] = input_ids
-    length = prompt_length
-    unfinished = np.ones(batch_size, dtype=bool)
-
-    # Positions from the mask, as Transformers: cumsum(mask) - 1, padding at 0.
-    positions = np.cumsum(mask, axis=1, dtype=np.int64) - 1
-    positions[mask == 0] = 0
-    cache = None
-    step_ids, step_positions, full_mask = input_ids, positions, mask
-    while True:
-        out = model(step_ids, attention_mask=full_mask, position_ids=step_positions, past_key_values=cache,
-                    use_cache=True, logits_to_keep=1)
-        cache = out.past_key_values
-        next_tokens = np.argmax(out.logits[:, -1, :], axis=-1).astype(np.int64)
-        if pad is not None:
-            next_tokens = np.where(unfinished, next_tokens, pad)
-        sequences[:, length] = next_tokens
-        length += 1
-        if eos:
-            unfinished &= ~np.isin(next_tokens, eos)
-        if length >= max_length or not unfinished.any():
-            break
-        step_ids = next_tokens[:, None]
-        step_positions = step_positions[:, -1:] + 1
-        full_mask = np.concatenate([full_mask, np.ones((batch_size, 1), dtype=np.uint8)], axis=1)
-    return sequences[:, :length]
+        run.sequences = np.zeros((N, M), dtype=np.int64)
+        run.sequence_scores = run.beam_indices = None
+    all_ones = bool(mask.all())
+    run.generator = _core.Generator(model._core, np.ascontiguousarray(input_ids), None if all_ones else mask, settings,
+                                    run.sequences, run.scores, run.logits, run.sequence_scores, run.beam_indices)
+    return run

@@ -451,6 +451,9 @@ class NemotronForCausalLM(NemotronPreTrainedModel):
 
         if os.path.isfile(os.path.join(path, GENERATION_CONFIG_NAME)):
             self.generation_config = GenerationConfig.from_pretrained(path)
+        else:  # as Transformers: from the generation parameters of the raw config.json
+            self.generation_config = GenerationConfig.from_pretrained(path, config_file_name="config.json",
+                                                                      _from_model_config=True)
 
     def can_generate(self):
         return True
@@ -485,6 +488,18 @@ class NemotronForCausalLM(NemotronPreTrainedModel):
         from .scoring import score
 
         return score(self, inputs, tokenizer=tokenizer, **kwargs)
+
+    def compute_transition_scores(self, sequences, scores, beam_indices=None, normalize_logits=False):
+        """The score of each generated token (see nemotron_c.generation.compute_transition_scores)."""
+        from .generation import compute_transition_scores
+
+        return compute_transition_scores(self, sequences, scores, beam_indices, normalize_logits)
+
+    def generate_iter(self, inputs=None, **kwargs):
+        """Yields the new token ids of one prompt as they are generated (see nemotron_c.generation.generate_iter)."""
+        from .generation import generate_iter
+
+        return generate_iter(self, inputs, **kwargs)
 
 
 def check_unsupported(inputs_embeds, output_attentions, kwargs):

@@ -97,9 +97,32 @@ def test_bad_generate_arguments(models):
         ours.generate(PROMPTS, max_new_tokens=0)
     with pytest.raises(ValueError, match="not used by the model"):
         ours.generate(PROMPTS, max_new_tokenz=3)
-    with pytest.raises(ValueError, match="eos_token_id"):
-        ours.generate(PROMPTS, max_new_tokens=2, eos_token_id=1000)
+    # as Transformers, an eos id the model cannot produce is accepted (it never stops a row); we also warn
+    with pytest.warns(UserWarning, match="eos_token_id"):
+        ours.generate(PROMPTS, attention_mask=MASK, max_new_tokens=2, eos_token_id=1000)
     with pytest.raises(ValueError, match="attention_mask"):
         ours.generate(PROMPTS, attention_mask=MASK[:, :3], max_new_tokens=2)
     with pytest.raises(ValueError, match="token id"):
         ours.generate(np.array([[1, 500]]), max_new_tokens=2)
+
+
+def test_greedy_batch_equals_rows_alone(models):
+    ours, _ = models
+    batch = ours.generate(PROMPTS, attention_mask=MASK, max_new_tokens=10)
+    for i in range(len(PROMPTS)):
+        keep = MASK[i] == 1
+        alone = ours.generate(PROMPTS[i:i + 1, keep], max_new_tokens=10)
+        np.testing.assert_array_equal(batch[i, MASK.shape[1]:], alone[0, keep.sum():])
+
+
+def test_generate_iter_streams_what_generate_returns(models):
+    ours, _ = models
+    expected = ours.generate(PROMPTS[1:], max_new_tokens=9)
+    assert list(ours.generate_iter(PROMPTS[1:], max_new_tokens=9)) == expected[0, PROMPTS.shape[1]:].tolist()
+    eos = int(expected[0, PROMPTS.shape[1] + 3])
+    tokens = list(ours.generate_iter(PROMPTS[1], max_new_tokens=9, eos_token_id=eos))
+    assert tokens == expected[0, PROMPTS.shape[1]:PROMPTS.shape[1] + 4].tolist()
+    sampled = list(ours.generate_iter(PROMPTS[1], max_new_tokens=6, do_sample=True, seed=11))
+    np.testing.assert_array_equal(ours.generate(PROMPTS[1], max_new_tokens=6, do_sample=True, seed=11)[0, 7:], sampled)
+    with pytest.raises(ValueError, match="one sequence"):
+        next(ours.generate_iter(PROMPTS, attention_mask=MASK, max_new_tokens=2))

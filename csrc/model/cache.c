@@ -72,3 +72,43 @@ nt_status nt_cache_reserve(nt_cache *c, nt_error *err, int64_t capacity) {
     c->capacity = capacity;
     return NT_OK;
 }
+
+nt_status nt_cache_reorder(nt_cache *c, nt_error *err, const int64_t *rows) {
+    int64_t B = c->batch_size, changed = 0;
+    for (int64_t i = 0; i < B; i++) {
+        if (rows[i] < 0 || rows[i] >= B)
+            return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "cache row %lld is outside [0, %lld)",
+                                (long long)rows[i], (long long)B);
+        changed += rows[i] != i;
+    }
+    if (c->length == 0 || changed == 0) return NT_OK;
+    /* one sequence of one layer: NKV runs of `length` positions, each at a stride of `capacity`. The sources
+     * of the sequences that change are staged first, as a destination may be another one's source. */
+    size_t run = (size_t)(c->length * c->head_dim), stride = (size_t)(c->capacity * c->head_dim);
+    size_t per_sequence = (size_t)c->num_kv_heads * run;
+    float *scratch = malloc((size_t)changed * per_sequence * sizeof(float));
+    if (scratch == NULL) return nt_error_set(err, NT_ERROR_OUT_OF_MEMORY, "out of memory to reorder the cache");
+    float *tensors[2] = {c->keys, c->values};
+    for (int t = 0; t < 2; t++)
+        for (int64_t l = 0; l < c->num_layers; l++) {
+            float *layer = tensors[t] + (size_t)(l * B * c->num_kv_heads) * stride; /* (B, NKV, capacity, D) */
+            float *staged = scratch;
+            for (int64_t i = 0; i < B; i++)
+                if (rows[i] != i) {
+                    for (int64_t h = 0; h < c->num_kv_heads; h++)
+                        memcpy(staged + (size_t)h * run, layer + (size_t)(rows[i] * c->num_kv_heads + h) * stride,
+                               run * sizeof(float));
+                    staged += per_sequence;
+                }
+            staged = scratch;
+            for (int64_t i = 0; i < B; i++)
+                if (rows[i] != i) {
+                    for (int64_t h = 0; h < c->num_kv_heads; h++)
+                        memcpy(layer + (size_t)(i * c->num_kv_heads + h) * stride, staged + (size_t)h * run,
+                               run * sizeof(float));
+                    staged += per_sequence;
+                }
+        }
+    free(scratch);
+    return NT_OK;
+}

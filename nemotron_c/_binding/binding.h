@@ -39,5 +39,6 @@ int nt_py_check_model(ModelObject *self);
 
 int nt_py_register_model(PyObject *module);
 int nt_py_register_score(PyObject *module); /* score.c */
+int nt_py_register_generator(PyObject *module); /* generate.c */
 
 #endif

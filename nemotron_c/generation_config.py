@@ -1,0 +1,280 @@
+"""GenerationConfig with the fields, defaults and validation of Transformers 5.
+
+As in Transformers 5, every field defaults to None ("not set"); generate() fills what is still unset
+from the model's generation_config, then from `default_generation_params()`. Validation raises the
+ValueErrors Transformers raises and turns its logged "minor issues" into UserWarnings.
+"""
+import copy
+import json
+import os
+import warnings
+
+GENERATION_CONFIG_NAME = "generation_config.json"
+
+# Every field of Transformers' GenerationConfig, in its order. All default to None.
+FIELDS = (
+    # length
+    "max_length", "max_new_tokens", "min_length", "min_new_tokens", "early_stopping", "max_time", "stop_strings",
+    # strategy
+    "do_sample", "num_beams", "use_mtp",
+    # cache
+    "use_cache", "cache_implementation", "cache_config", "max_cache_len",
+    # logits manipulation
+    "temperature", "top_k", "top_p", "min_p", "top_h", "typical_p", "epsilon_cutoff", "eta_cutoff",
+    "repetition_penalty", "encoder_repetition_penalty", "length_penalty", "no_repeat_ngram_size", "bad_words_ids",
+    "renormalize_logits", "forced_bos_token_id", "forced_eos_token_id", "remove_invalid_values",
+    "exponential_decay_length_penalty", "suppress_tokens", "begin_suppress_tokens", "sequence_bias",
+    "token_healing", "guidance_scale", "watermarking_config",
+    # outputs
+    "num_return_sequences", "output_attentions", "output_hidden_states", "output_scores", "output_logits",
+    "return_dict_in_generate",
+    # special tokens
+    "pad_token_id", "bos_token_id", "eos_token_id",
+    # encoder-decoder
+    "encoder_no_repeat_ngram_size", "decoder_start_token_id",
+    # assisted generation
+    "is_assistant", "num_assistant_tokens", "num_assistant_tokens_schedule", "assistant_confidence_threshold",
+    "prompt_lookup_num_tokens", "max_matching_ngram_size", "assistant_early_exit", "assistant_lookbehind",
+    "target_lookbehind", "assistant_ensemble_weight", "speculation_type",
+    # performance and deprecated
+    "compile_config", "disable_compile", "continuous_batching_config", "low_memory", "penalty_alpha",
+    "dola_layers", "diversity_penalty", "num_beam_groups", "constraints", "force_words_ids", "prefill_chunk_size",
+)
+
+EXTRA_OUTPUT_FLAGS = ("output_attentions", "output_hidden_states", "output_scores", "output_logits")
+METADATA_FIELDS = ("_from_model_config", "_commit_hash", "_original_object_hash", "transformers_version")
+CACHE_IMPLEMENTATIONS = ("static", "offloaded_static", "sliding_window", "hybrid", "mamba", "hybrid_chunked",
+                         "offloaded_hybrid", "offloaded_hybrid_chunked", "dynamic", "offloaded", "quantized", "paged")
+GENERATE_ARGUMENTS = ("logits_processor", "stopping_criteria", "prefix_allowed_tokens_fn", "synced_gpus",
+                      "assistant_model", "streamer", "negative_prompt_ids", "negative_prompt_attention_mask")
+VERSION = "5.24.0"  # the Transformers version whose files we read and write
+
+
+def default_generation_params():
+    """What generate() uses for fields neither the user nor the model's generation_config set."""
+    return {
+        "max_length": 20, "min_length": 0, "do_sample": False, "use_cache": True, "early_stopping": False,
+        "num_beams": 1, "temperature": 1.0, "top_k": 50, "top_p": 1.0, "typical_p": 1.0,
+        "repetition_penalty": 1.0, "length_penalty": 1.0, "no_repeat_ngram_size": 0,
+        "encoder_no_repeat_ngram_size": 0, "bad_words_ids": None, "num_return_sequences": 1,
+        "output_scores": False, "return_dict_in_generate": False, "forced_bos_token_id": None,
+        "forced_eos_token_id": None, "remove_invalid_values": False, "exponential_decay_length_penalty": None,
+        "suppress_tokens": None, "begin_suppress_tokens": None, "epsilon_cutoff": 0.0, "eta_cutoff": 0.0,
+        "encoder_repetition_penalty": 1.0, "num_assistant_tokens": 20, "num_assistant_tokens_schedule": "constant",
+        "assistant_confidence_threshold": 0.4, "assistant_lookbehind": 10, "target_lookbehind": 10,
+        "num_beam_groups": 1, "diversity_penalty": 0.0,
+    }
+
+
+def _should_warn(outer, inner, user_set):
+    """Transformers warns about a conflicting pair unless only the outer flag was set by the caller."""
+    outer_set = user_set is not None and outer in user_set
+    inner_set = user_set is not None and inner in user_set
+    return not (outer_set and not inner_set)
+
+
+class GenerationConfig:
+    """The parameters of generate(), with Transformers' names; unknown keys are kept as attributes."""
+
+    extra_output_flags = EXTRA_OUTPUT_FLAGS
+
+    def __init__(self, **kwargs):
+        user_set = set(kwargs)
+        for key in FIELDS:
+            setattr(self, key, kwargs.pop(key, None))
+        kwargs.pop("_commit_hash", None)
+        self._from_model_config = kwargs.pop("_from_model_config", None)
+        self.transformers_version = kwargs.pop("transformers_version", None)
+        if not self._from_model_config:
+            for key, value in kwargs.items():
+                setattr(self, key, value)
+        self.validate(user_set_attributes=user_set)
+
+    # ------------------------------------------------------------ validation
+
+    def validate(self, strict=False, user_set_attributes=None):
+        """Raises ValueError for invalid values; warns (UserWarning) about flags that will be ignored."""
+        if self.early_stopping not in {None, True, False, "never"}:
+            raise ValueError(f"`early_stopping` must be a boolean or 'never', but is {self.early_stopping}.")
+        if self.max_new_tokens is not None and self.max_new_tokens <= 0:
+            raise ValueError(f"`max_new_tokens` must be greater than 0, but is {self.max_new_tokens}.")
+        if self.assistant_ensemble_weight is not None and not 0.0 < self.assistant_ensemble_weight < 1.0:
+            raise ValueError(f"`assistant_ensemble_weight` must be in the open interval `(0.0, 1.0)`, but is "
+                             f"{self.assistant_ensemble_weight}.")
+        if self.cache_implementation is not None and self.cache_implementation not in CACHE_IMPLEMENTATIONS:
+            raise ValueError(f"Invalid `cache_implementation` ({self.cache_implementation}). Choose one of: "
+                             f"{CACHE_IMPLEMENTATIONS}")
+        minor = {}
+        if self.pad_token_id is not None and self.pad_token_id < 0:
+            minor["pad_token_id"] = f"`pad_token_id` should be positive but got {self.pad_token_id}."
+        if self.do_sample is not True:
+            message = ("`do_sample` is not set to `True`. However, `{0}` is set to `{1}` -- this flag is only used in "
+                       "sample-based generation modes. You should set `do_sample=True` or unset `{0}`.")
+            unused_when = {"temperature": 1.0, "top_p": 1.0, "min_p": None, "top_h": None, "typical_p": 1.0,
+                           "top_k": 50, "epsilon_cutoff": 0.0, "eta_cutoff": 0.0}
+            for flag, neutral in unused_when.items():
+                value = getattr(self, flag)
+                if value is not None and value != neutral and _should_warn("do_sample", flag, user_set_attributes):
+                    minor[flag] = message.format(flag, value)
+        if self.num_beams is None or self.num_beams == 1:
+            message = ("`num_beams` is set to {0}. However, `{1}` is set to `{2}` -- this flag is only used in "
+                       "beam-based generation modes. You should set `num_beams>1` or unset `{1}`.")
+            if (self.early_stopping is not None and self.early_stopping is not False
+                    and _should_warn("num_beams", "early_stopping", user_set_attributes)):
+                minor["early_stopping"] = message.format(self.num_beams, "early_stopping", self.early_stopping)
+            if (self.length_penalty is not None and self.length_penalty != 1.0
+                    and _should_warn("num_beams", "length_penalty", user_set_attributes)):
+                minor["length_penalty"] = message.format(self.num_beams, "length_penalty", self.length_penalty)
+        if self.num_return_sequences is not None and self.num_return_sequences > 1:
+            if self.num_beams is None or self.num_beams == 1:
+                if not self.do_sample:
+                    raise ValueError("Greedy methods (do_sample != True) without beam search do not support "
+                                     f"`num_return_sequences` different than 1 (got {self.num_return_sequences}).")
+            elif self.num_return_sequences > self.num_beams:
+                raise ValueError(f"`num_return_sequences` ({self.num_return_sequences}) has to be smaller or equal to "
+                                 f"`num_beams` ({self.num_beams}).")
+        if self.return_dict_in_generate is not True:
+            for flag in EXTRA_OUTPUT_FLAGS:
+                if getattr(self, flag) is True:
+                    minor[flag] = (f"`return_dict_in_generate` is NOT set to `True`, but `{flag}` is. When "
+                                   f"`return_dict_in_generate` is not `True`, `{flag}` is ignored.")
+        if self.suppress_tokens is not None:
+            suppressed = set(self.suppress_tokens)
+            for forced_attr in ("forced_bos_token_id", "forced_eos_token_id"):
+                forced = getattr(self, forced_attr)
+                if forced is None:
+                    continue
+                forced = {forced} if isinstance(forced, int) else set(forced)
+                if forced and forced.issubset(suppressed):
+                    raise ValueError(f"Every token in `{forced_attr}` ({sorted(forced)}) is also in `suppress_tokens`.")
+        for argument in GENERATE_ARGUMENTS:
+            if hasattr(self, argument):
+                raise ValueError(f"Argument `{argument}` is not a valid argument of `GenerationConfig`. It should be "
+                                 "passed to `generate()` (or a pipeline) directly.")
+        if minor:
+            details = "\n".join(f"- `{name}`: {issue}" for name, issue in minor.items())
+            if strict:
+                raise ValueError("GenerationConfig is invalid: \n" + details)
+            warnings.warn(f"The following generation flags are not valid and may be ignored: {list(minor)}.\n"
+                          + details, UserWarning, stacklevel=3)
+
+    # ------------------------------------------------------------ modes
+
+    def get_generation_mode(self):
+        """'greedy_search', 'sample', 'beam_search', 'beam_sample' or an unsupported mode's name."""
+        if self.constraints is not None or self.force_words_ids is not None:
+            return "constrained_beam_search"
+        if self.num_beams is None or self.num_beams == 1:
+            if self.do_sample is not True:
+                if self.top_k is not None and self.top_k > 1 and self.penalty_alpha is not None and self.penalty_alpha > 0:
+                    return "contrastive_search"
+                mode = "greedy_search"
+            else:
+                mode = "sample"
+        elif self.num_beam_groups is not None and self.num_beam_groups > 1:
+            return "group_beam_search"
+        else:
+            mode = "beam_sample" if self.do_sample is True else "beam_search"
+        if self.use_mtp or self.prompt_lookup_num_tokens is not None or self.assistant_early_exit is not None:
+            return "assisted_generation" if mode in ("greedy_search", "sample") else mode
+        if self.dola_layers is not None and mode in ("greedy_search", "sample"):
+            return "dola_generation"
+        return mode
+
+    # ------------------------------------------------------------ construction
+
+    @classmethod
+    def from_dict(cls, config_dict, **kwargs):
+        return_unused = kwargs.pop("return_unused_kwargs", False)
+        config = cls(**{**config_dict, **kwargs})
+        unused = config.update(**kwargs)
+        return (config, unused) if return_unused else config
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name, config_file_name=None, **kwargs):
+        """Reads generation_config.json (or config_file_name) from a local directory."""
+        path = os.path.join(os.fspath(pretrained_model_name), config_file_name or GENERATION_CONFIG_NAME)
+        if not os.path.isfile(path):
+            raise OSError(f"{path} does not exist (nemotron_c reads local directories only)")
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise OSError(f"It looks like the config file at '{path}' is not a valid JSON file.") from None
+        if not isinstance(data, dict):
+            raise OSError(f"{path} must hold a JSON object")
+        for key in ("cache_dir", "force_download", "local_files_only", "token", "revision", "proxies", "subfolder"):
+            kwargs.pop(key, None)
+        if kwargs.pop("_from_model_config", False):
+            return cls.from_model_config(data)
+        return cls.from_dict(data, **kwargs)
+
+    @classmethod
+    def from_model_config(cls, model_config):
+        """The generation parameters a model's config carries (bos/eos/pad ids, use_cache, ...)."""
+        config_dict = model_config if isinstance(model_config, dict) else model_config.to_dict()
+        config_dict = {k: v for k, v in config_dict.items() if v is not None and k != "_from_model_config"}
+        config = cls.from_dict(config_dict, _from_model_config=True)
+        decoder = config_dict
+        if isinstance(model_config, dict):
+            for name in ("decoder", "generator", "text_config"):
+                if model_config.get(name):
+                    decoder = model_config[name]
+                    break
+        default = cls()
+        for attr in config.to_dict():
+            if attr in decoder and getattr(config, attr, None) == getattr(default, attr, None):
+                setattr(config, attr, decoder[attr])
+        if not config.return_dict_in_generate and any(getattr(config, f, False) for f in EXTRA_OUTPUT_FLAGS):
+            config.return_dict_in_generate = True
+        return config
+
+    def update(self, defaults_only=False, allow_custom_entries=False, **kwargs):
+        """Sets the given attributes that exist (only unset ones with defaults_only); returns the others."""
+        used = []
+        for key, value in kwargs.items():
+            if allow_custom_entries and not hasattr(self, key):
+                setattr(self, key, value)
+                used.append(key)
+            elif hasattr(self, key) and (not defaults_only or getattr(self, key) is None):
+                setattr(self, key, value)
+                used.append(key)
+        self.validate(user_set_attributes=set(used))
+        return {key: value for key, value in kwargs.items() if key not in used}
+
+    # ------------------------------------------------------------ serialisation
+
+    def to_dict(self):
+        output = copy.deepcopy({k: v for k, v in vars(self).items() if k not in ("_original_object_hash", "_mask_length")})
+        output["transformers_version"] = VERSION
+        return output
+
+    def to_diff_dict(self):
+        default = GenerationConfig().to_dict()
+        return {k: v for k, v in self.to_dict().items()
+                if k not in default or k == "transformers_version" or v != default[k]}
+
+    def to_json_string(self, use_diff=True, ignore_metadata=False):
+        data = self.to_diff_dict() if use_diff else self.to_dict()
+        if ignore_metadata:
+            for key in METADATA_FIELDS:
+                data.pop(key, None)
+        return json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
+
+    def save_pretrained(self, save_directory, config_file_name=None):
+        self.validate(strict=True)
+        os.makedirs(save_directory, exist_ok=True)
+        with open(os.path.join(save_directory, config_file_name or GENERATION_CONFIG_NAME), "w", encoding="utf-8") as f:
+            f.write(self.to_json_string(use_diff=True))
+
+    def __eq__(self, other):
+        if not isinstance(other, GenerationConfig):
+            return False
+        return (self.to_json_string(use_diff=False, ignore_metadata=True)
+                == other.to_json_string(use_diff=False, ignore_metadata=True))
+
+    def __hash__(self):
+        return hash(self.to_json_string(ignore_metadata=True))
+
+    def __repr__(self):
+        return f"{type(self).__name__} {self.to_json_string(ignore_metadata=True)}"

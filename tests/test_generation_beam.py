@@ -1,0 +1,86 @@
+"""Beam search against Transformers' generate, token for token, with its scores and beam indices."""
+import numpy as np
+import pytest
+
+from generation_reference import MASK, PROMPTS, assert_scores_equal, hf_generate, models, our_generate  # noqa: F401
+
+DICT = dict(return_dict_in_generate=True, output_scores=True, output_logits=True)
+
+
+def eos_that_fires(theirs, **kwargs):
+    """Two tokens that beam search produces early on, so that eos really ends hypotheses."""
+    free = hf_generate(theirs, PROMPTS, MASK, max_new_tokens=6, **kwargs)
+    new = free[:, PROMPTS.shape[1]:]
+    return [int(new[0, 1]), int(new[1, 2])]
+
+
+def check(ours, theirs, ids, mask, **kwargs):
+    expected = hf_generate(theirs, ids, mask, **kwargs, **DICT)
+    got = our_generate(ours, ids, mask, **kwargs, **DICT)
+    assert got.sequences.dtype == np.int64
+    np.testing.assert_array_equal(got.sequences, expected["sequences"])
+    np.testing.assert_allclose(got.sequences_scores, expected["sequences_scores"], atol=1e-5, rtol=1e-5)
+    np.testing.assert_array_equal(got.beam_indices, expected["beam_indices"])
+    assert_scores_equal(got.scores, expected["scores"])
+    assert_scores_equal(got.logits, expected["logits"], what="logits")
+    plain = our_generate(ours, ids, mask, **kwargs)
+    np.testing.assert_array_equal(plain, expected["sequences"])
+    return expected["sequences"]
+
+
+@pytest.mark.parametrize("num_beams,num_return_sequences,length_penalty", [(2, 1, 1.0), (3, 3, 1.0), (4, 2, 0.5),
+                                                                           (3, 1, -1.0)])
+def test_beam_search_left_padded(models, num_beams, num_return_sequences, length_penalty):
+    ours, theirs = models
+    check(ours, theirs, PROMPTS, MASK, num_beams=num_beams, num_return_sequences=num_return_sequences,
+          length_penalty=length_penalty, max_new_tokens=9)
+
+
+@pytest.mark.parametrize("early_stopping", [False, True, "never"])
+@pytest.mark.parametrize("length_penalty", [1.0, 2.0, 0.0])
+def test_beam_search_with_eos(models, early_stopping, length_penalty):
+    ours, theirs = models
+    eos = eos_that_fires(theirs, num_beams=3)
+    sequences = check(ours, theirs, PROMPTS, MASK, num_beams=3, num_return_sequences=2, max_new_tokens=10,
+                      eos_token_id=eos, pad_token_id=1, early_stopping=early_stopping, length_penalty=length_penalty)
+    assert np.isin(sequences[:, PROMPTS.shape[1]:], eos).any()
+
+
+def test_beam_search_eos_without_pad_and_single_eos(models):
+    ours, theirs = models
+    eos = eos_that_fires(theirs, num_beams=2)
+    check(ours, theirs, PROMPTS, MASK, num_beams=2, max_new_tokens=8, eos_token_id=eos[0])
+    check(ours, theirs, PROMPTS, MASK, num_beams=2, max_new_tokens=8, eos_token_id=eos[1], pad_token_id=0)
+
+
+def test_beam_search_with_processors(models):
+    ours, theirs = models
+    check(ours, theirs, PROMPTS, MASK, num_beams=3, max_new_tokens=8, repetition_penalty=1.5, no_repeat_ngram_size=2,
+          bad_words_ids=[[12], [40, 71]], min_new_tokens=3, eos_token_id=eos_that_fires(theirs, num_beams=3))
+
+
+def test_beam_batch_equals_rows_alone(models):
+    ours, _ = models
+    kwargs = dict(num_beams=3, num_return_sequences=2, max_new_tokens=8)
+    batch = our_generate(ours, PROMPTS, MASK, **kwargs)
+    for i in range(len(PROMPTS)):
+        keep = MASK[i] == 1
+        alone = our_generate(ours, PROMPTS[i:i + 1, keep], None, **kwargs)
+        np.testing.assert_array_equal(batch[2 * i:2 * i + 2, MASK.shape[1]:], alone[:, keep.sum():])
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+def test_compute_transition_scores(models, normalize):
+    import torch
+
+    ours, theirs = models
+    for kwargs in (dict(num_beams=3, num_return_sequences=2, max_new_tokens=6, eos_token_id=eos_that_fires(theirs)),
+                   dict(max_new_tokens=6, repetition_penalty=1.3)):
+        expected = hf_generate(theirs, PROMPTS, MASK, **kwargs, **DICT)
+        got = our_generate(ours, PROMPTS, MASK, **kwargs, **DICT)
+        beams = got.get("beam_indices")
+        reference = theirs.compute_transition_scores(
+            torch.as_tensor(expected["sequences"]), tuple(torch.as_tensor(s) for s in expected["scores"]),
+            None if beams is None else torch.as_tensor(expected["beam_indices"]), normalize_logits=normalize).numpy()
+        mine = ours.compute_transition_scores(got.sequences, got.scores, beams, normalize_logits=normalize)
+        np.testing.assert_allclose(mine, reference, atol=1e-4)

@@ -1,0 +1,190 @@
+"""GenerationConfig and generate()'s bad-input behaviour, each against what Transformers does."""
+import json
+import os
+import warnings
+
+import numpy as np
+import pytest
+import torch
+import transformers
+
+import nemotron_c
+from generation_reference import MASK, PROMPTS, hf_generate, models, our_generate  # noqa: F401
+
+
+def public(config):
+    return {k: v for k, v in config.to_dict().items() if k != "transformers_version" and not k.startswith("_")}
+
+
+def test_fields_and_defaults_match_transformers():
+    ours, theirs = nemotron_c.GenerationConfig(), transformers.GenerationConfig()
+    assert public(ours) == {k: v for k, v in public(theirs).items()}
+    assert nemotron_c.generation_config.default_generation_params() == theirs._get_default_generation_params()
+    assert ours.max_length is None and ours.do_sample is None  # v5: unset until generate() applies defaults
+
+
+def test_from_model_config_and_checkpoint(models, checkpoint, tmp_path):
+    ours, theirs = models
+    assert public(ours.generation_config) == public(theirs.generation_config)
+    # a checkpoint's generation_config.json wins over the model config
+    path = checkpoint(scale=0.25)
+    copy = tmp_path / "ckpt"
+    copy.mkdir()
+    for name in os.listdir(path):
+        os.symlink(os.path.join(path, name), copy / name)
+    os.unlink(copy / "generation_config.json")
+    (copy / "generation_config.json").write_text(json.dumps({"max_new_tokens": 3, "eos_token_id": [3, 7],
+                                                             "do_sample": False, "num_beams": 2}))
+    model = nemotron_c.AutoModelForCausalLM.from_pretrained(str(copy))
+    reference = transformers.NemotronForCausalLM.from_pretrained(str(copy))
+    assert public(model.generation_config) == public(reference.generation_config)
+    np.testing.assert_array_equal(our_generate(model, PROMPTS, MASK), hf_generate(reference, PROMPTS, MASK))
+    # kwargs override it; a passed generation_config too
+    np.testing.assert_array_equal(our_generate(model, PROMPTS, MASK, num_beams=1, max_new_tokens=5),
+                                  hf_generate(reference, PROMPTS, MASK, num_beams=1, max_new_tokens=5))
+    config = nemotron_c.GenerationConfig(max_new_tokens=4)
+    np.testing.assert_array_equal(
+        our_generate(model, PROMPTS, MASK, generation_config=config),
+        hf_generate(reference, PROMPTS, MASK, generation_config=transformers.GenerationConfig(max_new_tokens=4)))
+    # model.generation_config is the default that generate() reads
+    model.generation_config.max_new_tokens = 2
+    assert our_generate(model, PROMPTS, MASK, num_beams=1).shape == (3, 9)
+
+
+def test_round_trip_and_update():
+    config = nemotron_c.GenerationConfig(do_sample=True, top_k=7, custom_key=1)
+    assert config.custom_key == 1
+    unused = config.update(top_p=0.5, not_a_field=3)
+    assert config.top_p == 0.5 and unused == {"not_a_field": 3}
+    assert nemotron_c.GenerationConfig.from_dict(config.to_dict()) == config
+
+
+def outcome(fn):
+    """('raise', type) or ('ok', sorted warning-message heads) of calling fn."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            fn()
+        except Exception as e:  # noqa: BLE001 - the exception type is what we compare
+            return "raise", type(e), str(e)
+    return "ok", None, [str(w.message) for w in caught]
+
+
+BAD_INPUTS = [
+    ("max_new_tokens=0", dict(max_new_tokens=0), "`max_new_tokens` must be greater than 0"),
+    ("max_new_tokens<0", dict(max_new_tokens=-3), "`max_new_tokens` must be greater than 0"),
+    ("max_length below prompt", dict(max_length=5), "Input length of input_ids is 7"),
+    ("max_length equal to prompt", dict(max_length=7), "Input length of input_ids is 7"),
+    ("top_p < 0", dict(do_sample=True, top_p=-0.5, max_new_tokens=2), "`top_p` has to be a float > 0 and < 1"),
+    ("negative top_k", dict(do_sample=True, top_k=-1, max_new_tokens=2), "`top_k` has to be a strictly positive"),
+    ("float top_k", dict(do_sample=True, top_k=5.0, max_new_tokens=2), "`top_k` has to be a strictly positive"),
+    ("temperature 0", dict(do_sample=True, temperature=0.0, max_new_tokens=2), "set `do_sample=False`"),
+    ("temperature < 0", dict(do_sample=True, temperature=-1.0, max_new_tokens=2), "strictly positive float"),
+    ("int temperature", dict(do_sample=True, temperature=2, max_new_tokens=2), "strictly positive float"),
+    ("num_return_sequences > num_beams", dict(num_beams=2, num_return_sequences=3, max_new_tokens=2),
+     "has to be smaller or equal to `num_beams`"),
+    ("num_return_sequences greedy", dict(num_return_sequences=2, max_new_tokens=2), "Greedy methods"),
+    ("repetition_penalty 0", dict(repetition_penalty=0.0, max_new_tokens=2), "`penalty` has to be a strictly"),
+    ("min_p > 1", dict(do_sample=True, min_p=1.5, max_new_tokens=2), "`min_p` has to be a float in the [0, 1]"),
+    ("typical_p 0", dict(do_sample=True, typical_p=0.0, max_new_tokens=2), "`typical_p` has to be a float > 0"),
+    ("early_stopping", dict(early_stopping="x", max_new_tokens=2), "`early_stopping` must be a boolean or 'never'"),
+    ("bad word out of vocab", dict(bad_words_ids=[[1000]], max_new_tokens=2), "vocabulary size is 96"),
+    ("bad words empty", dict(bad_words_ids=[], max_new_tokens=2), "has to be a non-empty list"),
+    ("bad words flat", dict(bad_words_ids=[3], max_new_tokens=2), "has to be a list of lists"),
+    ("stop strings without tokenizer", dict(stop_strings="a", max_new_tokens=2), "could not locate a tokenizer"),
+    ("typo", dict(max_new_tokenz=2), "not used by the model"),
+    ("sequence bias empty", dict(sequence_bias=[], max_new_tokens=2), "has to be a non-empty dictionary"),
+    ("sequence bias int value", dict(sequence_bias=[[[3], 1]], max_new_tokens=2), "Each element in `sequence_bias`"),
+    ("sequence bias dict keys", dict(sequence_bias={3: 1.0}, max_new_tokens=2), "dict with tuples as keys"),
+    ("sequence bias out of vocab", dict(sequence_bias={(3, 500): 1.0}, max_new_tokens=2), "vocabulary size is 96"),
+    ("negative forced eos", dict(forced_eos_token_id=-1, max_new_tokens=2), "`eos_token_id` has to be a list of"),
+    ("streamer with beams", dict(num_beams=2, streamer=object(), max_new_tokens=2), "cannot be used with beam"),
+]
+
+
+@pytest.mark.parametrize("name,kwargs,message", BAD_INPUTS, ids=[case[0] for case in BAD_INPUTS])
+def test_bad_input_raises_as_transformers(models, name, kwargs, message):
+    ours, theirs = models
+    kind, theirs_type, theirs_message = outcome(lambda: theirs.generate(torch.as_tensor(PROMPTS[1:2]), **kwargs))
+    assert kind == "raise" and message in theirs_message
+    with pytest.raises(theirs_type) as raised:
+        ours.generate(PROMPTS[1:2], **kwargs)
+    assert message in str(raised.value)
+
+
+ACCEPTED = [
+    ("top_p 0 is accepted", dict(do_sample=True, top_p=0.0, max_new_tokens=2)),
+    ("top_p > 1 is off", dict(do_sample=True, top_p=1.5, max_new_tokens=2)),
+    ("top_k 0 is off", dict(do_sample=True, top_k=0, max_new_tokens=2)),
+    ("epsilon and eta 1 are off", dict(do_sample=True, epsilon_cutoff=1.0, eta_cutoff=1.0, max_new_tokens=2)),
+    ("sampling flags without sampling", dict(top_k=-1, temperature=0.0, top_p=2.0, max_new_tokens=2)),
+    ("eos beyond the vocabulary", dict(eos_token_id=1000, max_new_tokens=2)),
+    ("eos list beyond the vocabulary", dict(eos_token_id=[3, 1000], num_beams=2, max_new_tokens=2)),
+    ("negative eos", dict(eos_token_id=-1, max_new_tokens=2)),
+    ("min lengths above max", dict(min_length=30, min_new_tokens=40, max_new_tokens=2)),
+    ("suppress beyond the vocabulary", dict(suppress_tokens=[1000], max_new_tokens=2)),
+    ("bad words of the end token only", dict(bad_words_ids=[[3], []], eos_token_id=3, max_new_tokens=2)),
+]
+
+
+@pytest.mark.parametrize("name,kwargs", ACCEPTED, ids=[case[0] for case in ACCEPTED])
+def test_inputs_transformers_accepts(models, name, kwargs):
+    ours, theirs = models
+    expected = hf_generate(theirs, PROMPTS[1:2], None, **kwargs)
+    kind, _, messages = outcome(lambda: ours.generate(PROMPTS[1:2], seed=0, **kwargs))
+    assert kind == "ok", messages
+    if not kwargs.get("do_sample"):
+        np.testing.assert_array_equal(ours.generate(PROMPTS[1:2], **kwargs), expected)
+    if name.startswith("eos"):
+        assert any("outside the vocabulary" in m for m in messages)
+    if name == "negative eos":
+        assert any("should consist of positive integers" in m for m in messages)
+    if name == "min lengths above max":
+        assert sum("Unfeasible length constraints" in m for m in messages) == 2
+    if name == "sampling flags without sampling":
+        assert any("generation flags are not valid and may be ignored" in m for m in messages)
+
+
+@pytest.mark.parametrize("num_beams", [0, -1, 1.5])
+def test_bad_num_beams_is_a_clear_value_error(models, num_beams):
+    """Transformers fails with ZeroDivisionError / RuntimeError / TypeError here; we say what is wrong."""
+    ours, theirs = models
+    assert outcome(lambda: theirs.generate(torch.as_tensor(PROMPTS[1:2]), num_beams=num_beams,
+                                           max_new_tokens=2))[0] == "raise"
+    with pytest.raises(ValueError, match="`num_beams` has to be a positive integer"):
+        ours.generate(PROMPTS[1:2], num_beams=num_beams, max_new_tokens=2)
+
+
+def test_unsupported_features_say_so(models):
+    ours, _ = models
+    for kwargs in (dict(guidance_scale=1.5), dict(penalty_alpha=0.6, top_k=4), dict(num_beam_groups=2, num_beams=2),
+                   dict(output_attentions=True, return_dict_in_generate=True), dict(do_sample=True, top_h=0.5)):
+        with pytest.raises(NotImplementedError):
+            ours.generate(PROMPTS[1:2], max_new_tokens=2, **kwargs)
+
+
+def test_checkpoint_without_generation_config(checkpoint, tmp_path):
+    """Without generation_config.json the generation config comes from config.json, as in Transformers."""
+    path = checkpoint(scale=0.25, pad_token_id=1, bos_token_id=5, eos_token_id=[40, 12])
+    copy = tmp_path / "bare"
+    copy.mkdir()
+    for name in os.listdir(path):
+        if name != "generation_config.json":
+            os.symlink(os.path.join(path, name), copy / name)
+    model = nemotron_c.AutoModelForCausalLM.from_pretrained(str(copy))
+    reference = transformers.NemotronForCausalLM.from_pretrained(str(copy))
+    assert public(model.generation_config) == public(reference.generation_config)
+    assert model.generation_config.eos_token_id == [40, 12]
+    np.testing.assert_array_equal(our_generate(model, PROMPTS, MASK, max_new_tokens=8),
+                                  hf_generate(reference, PROMPTS, MASK, max_new_tokens=8))
+
+
+def test_save_pretrained_reads_back_in_transformers(tmp_path):
+    config = nemotron_c.GenerationConfig(do_sample=True, top_p=0.9, eos_token_id=[3, 4], max_new_tokens=30)
+    config.save_pretrained(str(tmp_path))
+    theirs = transformers.GenerationConfig.from_pretrained(str(tmp_path))
+    assert {k: v for k, v in public(theirs).items() if v is not None} == \
+        {k: v for k, v in public(config).items() if v is not None}
+    assert nemotron_c.GenerationConfig.from_pretrained(str(tmp_path)) == config
+    with pytest.raises(ValueError, match="GenerationConfig is invalid"):
+        nemotron_c.GenerationConfig(temperature=0.5).save_pretrained(str(tmp_path / "strict"))

@@ -1,0 +1,67 @@
+"""max_time, and Ctrl-C (SIGINT) stopping a long generate() within one step, the model usable afterwards."""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from generation_reference import PROMPTS, models, our_generate  # noqa: F401
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+CHILD = textwrap.dedent("""
+    import sys, time, numpy as np
+    sys.path.insert(0, {root!r})
+    import nemotron_c
+    model = nemotron_c.AutoModelForCausalLM.from_pretrained({path!r}, num_threads=1)
+    prompt = np.array([[9, 4, 61, 12, 8, 40, 71]])
+    long_prompt = np.random.default_rng(0).integers(0, 96, size=(1, {prompt_length}))
+    expected = model.generate(prompt, max_new_tokens=5)
+    print("ready", flush=True)
+    start = time.time()
+    try:
+        model.generate(long_prompt, max_new_tokens={new_tokens}, do_sample=True, seed=0, eos_token_id=None)
+        print("finished", flush=True)
+    except KeyboardInterrupt:
+        print("interrupted %.3f" % (time.time() - start), flush=True)
+    again = model.generate(prompt, max_new_tokens=5)
+    print("usable" if (again == expected).all() else "broken", flush=True)
+""")
+
+
+@pytest.mark.parametrize("phase,prompt_length,new_tokens", [("decoding", 7, 200000), ("prefill", 10000, 2)])
+def test_ctrl_c_interrupts_generate_and_the_model_stays_usable(checkpoint, phase, prompt_length, new_tokens):
+    """SIGINT during a long decode, and during one long step (the prefill of a long prompt, about a second per
+    layer here): KeyboardInterrupt comes within a layer, not at the end of the step."""
+    path = checkpoint(scale=0.25, num_hidden_layers=8)
+    script = CHILD.format(root=ROOT, path=path, prompt_length=prompt_length, new_tokens=new_tokens)
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        time.sleep(1.5)
+        sent = time.time()
+        child.send_signal(signal.SIGINT)
+        line = child.stdout.readline().strip()
+        latency = time.time() - sent
+        assert line.startswith("interrupted"), line + child.stderr.read()
+        assert latency < 5.0, f"KeyboardInterrupt came {latency:.1f} s after SIGINT"
+        assert child.stdout.readline().strip() == "usable"
+        assert child.wait(timeout=30) == 0
+    finally:
+        if child.poll() is None:
+            child.kill()
+
+
+def test_max_time_stops_generation(models):
+    ours, _ = models
+    start = time.time()
+    out = our_generate(ours, PROMPTS[1:2], None, max_new_tokens=100000, max_time=0.3, eos_token_id=None)
+    assert time.time() - start < 5.0
+    assert PROMPTS.shape[1] < out.shape[1] < PROMPTS.shape[1] + 100000
+    beams = our_generate(ours, PROMPTS[1:2], None, max_new_tokens=100000, max_time=0.3, num_beams=2, eos_token_id=None)
+    assert beams.shape[1] < PROMPTS.shape[1] + 100000
