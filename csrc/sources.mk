@@ -9,7 +9,11 @@ CORE_SOURCES = \
 	kernels/ops.c \
 	model/model.c \
 	model/cache.c \
-	model/forward.c
+	model/forward.c \
+	tokenizer/utf8.c \
+	tokenizer/vocab.c \
+	tokenizer/bpe.c \
+	tokenizer/tokenizer.c
 
 # Compiled as separate objects with AVX2/FMA/F16C enabled; chosen at run time
 # only when the CPU reports those features.

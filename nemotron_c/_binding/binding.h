@@ -17,5 +17,6 @@ PyObject *nt_py_raise(const nt_error *err);
 int nt_py_get_buffer(PyObject *obj, Py_buffer *view, const char *name, int ndim, char format, int writable);
 
 int nt_py_register_model(PyObject *module);
+int nt_py_register_tokenizer(PyObject *module);
 
 #endif

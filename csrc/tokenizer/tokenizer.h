@@ -1,0 +1,94 @@
+/* Internal pieces of the tokenizer shared by the files of csrc/tokenizer/. Not part of the public API. */
+#ifndef NT_TOKENIZER_INTERNAL_H
+#define NT_TOKENIZER_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nemotron.h"
+
+/* ---- utf8.c */
+
+/* Length in bytes of the UTF-8 sequence that starts with byte c (1 for a stray or invalid byte). */
+static inline int nt_utf8_len(unsigned char c) {
+    if (c < 0x80) return 1;
+    if (c >= 0xF0 && c < 0xF8) return 4;
+    if (c >= 0xE0) return c < 0xF0 ? 3 : 1;
+    if (c >= 0xC0) return 2;
+    return 1;
+}
+/* Length of the longest valid UTF-8 prefix of s[0, n) that ends on a character boundary; text given to the
+ * tokenizer must be valid throughout (nt_utf8_valid). */
+int nt_utf8_valid(const char *s, size_t n);
+/* Decodes the character at s (valid UTF-8 of length len). */
+uint32_t nt_utf8_decode(const char *s, int len);
+/* Rust's char::is_whitespace (Unicode White_Space). */
+int nt_unicode_is_whitespace(uint32_t cp);
+/* Rust's char::is_alphanumeric, approximated by the ranges of the Unicode letter and number blocks. */
+int nt_unicode_is_alphanumeric(uint32_t cp);
+
+/* ---- vocab.c: open-addressing hash tables */
+
+/* Maps byte strings (held elsewhere, in `blob`) to ids. */
+typedef struct {
+    const char *blob;      /* the strings' bytes, owned by the tokenizer */
+    const int64_t *offset; /* (n + 1) start of string i in blob */
+    int32_t *slots;        /* (capacity) string index, or -1 for empty */
+    int32_t *ids;          /* (n) id of string i */
+    size_t capacity;       /* a power of two, at least 2 n */
+} nt_str_table;
+
+nt_status nt_str_table_build(nt_str_table *table, nt_error *err, const char *blob, const int64_t *offset,
+                             const int32_t *ids, int64_t n);
+void nt_str_table_free(nt_str_table *table);
+/* Returns the id of s[0, len), or -1. */
+int32_t nt_str_table_get(const nt_str_table *table, const char *s, size_t len);
+
+/* Maps pairs of ids to (rank, merged id). */
+typedef struct {
+    uint64_t *keys;     /* (capacity) left << 32 | right, or UINT64_MAX for empty */
+    int32_t *ranks;     /* (capacity) */
+    int32_t *merged;    /* (capacity) */
+    size_t capacity;
+} nt_pair_table;
+
+nt_status nt_pair_table_create(nt_pair_table *table, nt_error *err, int64_t n);
+void nt_pair_table_free(nt_pair_table *table);
+/* Adds a pair unless it is already there (the first rank wins, as in the merges list). */
+void nt_pair_table_put(nt_pair_table *table, int32_t left, int32_t right, int32_t rank, int32_t merged);
+/* Returns 1 and fills rank and merged when the pair is known. */
+int nt_pair_table_get(const nt_pair_table *table, int32_t left, int32_t right, int32_t *rank, int32_t *merged);
+
+/* ---- output ids */
+typedef struct {
+    int32_t *data;
+    int64_t len, cap;
+} nt_id_vec;
+
+nt_status nt_id_vec_push(nt_id_vec *v, nt_error *err, int32_t id);
+
+/* ---- bpe.c */
+
+typedef struct {
+    nt_str_table vocab;   /* model piece -> id */
+    nt_pair_table merges; /* (left id, right id) -> (rank, merged id) */
+    int32_t byte_ids[256];/* id of the piece <0xNN>, or -1 */
+    int32_t unk_id;       /* -1 when there is none */
+    int byte_fallback;
+    int fuse_unk;
+} nt_bpe;
+
+/* Scratch memory for one thread's calls to nt_bpe_encode_word, grown as needed. */
+typedef struct {
+    struct nt_bpe_symbol *symbols;
+    size_t symbols_cap;
+    struct nt_bpe_candidate *heap;
+    size_t heap_cap;
+} nt_bpe_scratch;
+
+void nt_bpe_scratch_free(nt_bpe_scratch *scratch);
+/* Appends to out the ids of word[0, len) (valid UTF-8). */
+nt_status nt_bpe_encode_word(const nt_bpe *bpe, nt_error *err, nt_id_vec *out, nt_bpe_scratch *scratch,
+                             const char *word, size_t len);
+
+#endif
