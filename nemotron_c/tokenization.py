@@ -304,7 +304,9 @@ class NemotronTokenizer:
 
     model_input_names = ["input_ids", "attention_mask"]
 
-    def __init__(self, model, config, name_or_path=""):
+    def __init__(self, model, config, kwargs=None, name_or_path=""):
+        kwargs = kwargs or {}
+        config = {**config, **kwargs}
         self.name_or_path = name_or_path
         self.init_kwargs = dict(config)
         tokenizer_class = config.get("tokenizer_class")
@@ -349,16 +351,23 @@ class NemotronTokenizer:
         self._vocab = dict(model.vocab)
         self._vocab.update(self._added)
 
-        # the post-processor: explicit add_bos/eos_token rebuild it; else the file's template stays
-        self.add_bos_token = bool(config.get("add_bos_token", False))
-        self.add_eos_token = bool(config.get("add_eos_token", False))
-        if "add_bos_token" in config or "add_eos_token" in config or model.post_processor is None:
-            self._prefix = [self.bos_token_id] if self.add_bos_token and self.bos_token_id is not None else []
-            self._suffix = [self.eos_token_id] if self.add_eos_token and self.eos_token_id is not None else []
+        # The post-processor. Transformers 5 keeps tokenizer.json's template and ignores add_bos_token and
+        # add_eos_token in tokenizer_config.json; only when they are passed to from_pretrained (or the file has no
+        # post-processor) does it rebuild the template from them, each defaulting to False.
+        explicit = {k: kwargs[k] for k in ("add_bos_token", "add_eos_token") if k in kwargs}
+        if explicit or model.post_processor is None:
+            self._add_bos_token = bool(explicit.get("add_bos_token", False)) and self.bos_token_id is not None
+            self._add_eos_token = bool(explicit.get("add_eos_token", False)) and self.eos_token_id is not None
+            self._prefix = [self.bos_token_id] if self._add_bos_token else []
+            self._suffix = [self.eos_token_id] if self._add_eos_token else []
         else:
+            self._add_bos_token = self._add_eos_token = False
             self._prefix, self._suffix = _post_processor_affixes(model.post_processor, self._vocab)
 
         self.clean_up_tokenization_spaces = bool(config.get("clean_up_tokenization_spaces", False))
+        # Transformers 5 skips the clean-up for BPE models unless forced
+        self._force_clean_up = bool(config.get("clean_up_tokenization_spaces_for_bpe_even_though_it_will_corrupt_output",
+                                               False))
         max_len = config.get("model_max_length")
         self.model_max_length = int(max_len) if isinstance(max_len, (int, float)) else VERY_LARGE_INTEGER
         self.padding_side = config.get("padding_side", "left" if self._llama else "right")
@@ -389,8 +398,6 @@ class NemotronTokenizer:
         if os.path.isfile(template_path) and "chat_template" not in config:
             with open(template_path, encoding="utf-8") as f:
                 config["chat_template"] = f.read()
-        config.update(kwargs)
-
         json_path = os.path.join(path, TOKENIZER_FILE)
         spm_path = os.path.join(path, SPM_FILE)
         if os.path.isfile(json_path):
@@ -401,7 +408,15 @@ class NemotronTokenizer:
             model, config = model_from_sentencepiece(spm_path, config)
         else:
             raise OSError(f"{path!r} has neither {TOKENIZER_FILE} nor {SPM_FILE}")
-        return cls(model, config, name_or_path=path)
+        return cls(model, config, kwargs, name_or_path=path)
+
+    @property
+    def add_bos_token(self):
+        return self._add_bos_token
+
+    @property
+    def add_eos_token(self):
+        return self._add_eos_token
 
     # ---- vocabulary
 
@@ -569,7 +584,7 @@ class NemotronTokenizer:
         array = np.array([i for i in ids if i < n_ids], dtype=np.int32)
         text = self._core.decode(array, bool(skip_special_tokens))
         clean = self.clean_up_tokenization_spaces if clean_up_tokenization_spaces is None else clean_up_tokenization_spaces
-        return clean_up_tokenization(text) if clean else text
+        return clean_up_tokenization(text) if clean and self._force_clean_up else text
 
     def batch_decode(self, sequences, skip_special_tokens=False, clean_up_tokenization_spaces=None, **kwargs):
         return [self.decode(s, skip_special_tokens, clean_up_tokenization_spaces) for s in _id_list(sequences)]
