@@ -227,6 +227,16 @@ def _llama_pipeline(model, config):
         model.decoder.append(_step(_core.STEP_STRIP, " ", None, 1, 0))
 
 
+def _normalize_content(content, steps):
+    """An added token marked `normalized` is matched (and named) in its normalized form, as tokenizers does."""
+    for kind, a, b, *_ in steps:
+        if kind == _core.STEP_PREPEND:
+            content = a + content if content else content
+        elif kind == _core.STEP_REPLACE:
+            content = content.replace(a, b)
+    return content
+
+
 def _build_core(model):
     pieces = sorted(model.vocab.items(), key=lambda kv: kv[1])
     encoded = [p.encode("utf-8") for p, _ in pieces]
@@ -242,7 +252,7 @@ def _build_core(model):
     if model.unk_token is not None:
         _require(model.unk_token in vocab, f"unk_token {model.unk_token!r} is not in the vocabulary")
         unk_id = vocab[model.unk_token]
-    added = [(a["content"], a["id"], a["special"], a["lstrip"], a["rstrip"], a["single_word"], a["normalized"])
+    added = [(a["matched"], a["id"], a["special"], a["lstrip"], a["rstrip"], a["single_word"], a["normalized"])
              for a in model.added]
     return _core.Tokenizer(b"".join(encoded), offsets, ids, merges, unk_id, model.byte_fallback, model.fuse_unk, added,
                            model.normalizer, model.pre_tokenizer, model.decoder)
@@ -329,6 +339,9 @@ class NemotronTokenizer:
         self._extra_special = [_token_content(t) for t in extra]
 
         # added tokens: the file's, then every special token not there yet, as Transformers adds them
+        # (tokenizers names such a token by its normalized form, but looks it up by its original content)
+        for a in model.added:
+            a["matched"] = _normalize_content(a["content"], model.normalizer) if a["normalized"] else a["content"]
         by_content = {a["content"]: a for a in model.added}
         self._n_model = len(model.vocab)
         next_id = max([*model.vocab.values(), *(a["id"] for a in model.added), -1]) + 1
@@ -338,7 +351,7 @@ class NemotronTokenizer:
             token_id = model.vocab.get(content)
             if token_id is None:
                 token_id, next_id = next_id, next_id + 1
-            token = {"id": token_id, "content": content, "special": True, "lstrip": False, "rstrip": False,
+            token = {"id": token_id, "content": content, "matched": content, "special": True, "lstrip": False, "rstrip": False,
                      "single_word": False, "normalized": False}
             model.added.append(token)
             by_content[content] = token
@@ -347,7 +360,7 @@ class NemotronTokenizer:
         self._added = {a["content"]: a["id"] for a in model.added}
         self._special_ids = {a["id"] for a in model.added if a["special"]}
         self._id_to_token = {i: p for p, i in model.vocab.items()}
-        self._id_to_token.update({a["id"]: a["content"] for a in model.added})
+        self._id_to_token.update({a["id"]: a["matched"] for a in model.added})
         self._vocab = dict(model.vocab)
         self._vocab.update(self._added)
 

@@ -81,7 +81,7 @@ def training_lines(seed=0, n=6000):
     return lines
 
 
-def make_test_corpus(seed=1, n=10000, specials=("<s>", "</s>", "<unk>", "<extra_id_0>", "<extra_id_1>")):
+def make_test_corpus(seed=1, n=10000, specials=("<s>", "</s>", "<unk>", "<extra_id_0>", "<extra_id_1>", "zzword", "<tool>", "<pad>")):
     """At least n varied strings, the empty string and edge cases first."""
     rng = random.Random(seed)
     fixed = ["", " ", "  ", "\n", "\t", " \n ", "a", " a", "a ", "  a  ", "▁", "▁▁a", " ▁ ", "<", ">", "<0x41>",
