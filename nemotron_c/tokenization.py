@@ -5,6 +5,7 @@ alone), the special tokens, padding, truncation, tensors and chat templates, fol
 (`TokenizersBackend` and `LlamaTokenizer`). The C core (`_core.Tokenizer`) does the encoding and decoding.
 """
 import json
+import operator
 import os
 
 import numpy as np
@@ -290,9 +291,12 @@ def _as_tensor(rows, return_tensors):
     raise ValueError(f"unsupported return_tensors={return_tensors!r} (nemotron_c supports 'np' and 'pt')")
 
 
-def _check_text(text):
+def _check_text(text, in_batch=False):
     if isinstance(text, str):
         return
+    if in_batch:  # as tokenizers' binding reports it
+        raise TypeError("TextEncodeInput must be Union[TextInputSequence, Tuple[InputSequence, InputSequence]]"
+                        f" (got {type(text).__name__})")
     raise ValueError("text input must be of type `str` (single example), `list[str]` (batch or single pretokenized "
                      "example) or `list[list[str]]` (batch of pretokenized examples) or `list[tuple[list[str], "
                      "list[str]]]` (batch of pretokenized sequence pairs).")
@@ -484,9 +488,9 @@ class NemotronTokenizer:
 
     # ---- encoding
 
-    def _encode_texts(self, texts):
+    def _encode_texts(self, texts, batched=False):
         for t in texts:
-            _check_text(t)
+            _check_text(t, batched)
         try:
             return self._core.encode_batch(texts) if len(texts) > 1 else [self._core.encode(texts[0])]
         except UnicodeEncodeError:
@@ -529,6 +533,8 @@ class NemotronTokenizer:
     def __call__(self, text=None, text_pair=None, add_special_tokens=True, padding=False, truncation=None,
                  max_length=None, pad_to_multiple_of=None, padding_side=None, return_tensors=None,
                  return_attention_mask=None, return_token_type_ids=None, **kwargs):
+        if text is None:
+            raise ValueError("You need to specify either `text` or `text_target`.")
         if text_pair is not None:
             raise ValueError("nemotron_c does not encode text pairs")
         batched = isinstance(text, (list, tuple))
@@ -536,7 +542,8 @@ class NemotronTokenizer:
         if batched and not texts:
             raise ValueError("text input must not be an empty list")
         truncate, max_length = self._truncation_length(truncation, max_length, padding)
-        rows = [self._finish(ids, add_special_tokens, truncate, max_length) for ids in self._encode_texts(texts)]
+        rows = [self._finish(ids, add_special_tokens, truncate, max_length)
+                for ids in self._encode_texts(texts, batched)]
         masks = [[1] * len(r) for r in rows]
 
         if padding is True:
@@ -651,12 +658,19 @@ def clean_up_tokenization(text):
 
 
 def _id_list(ids):
-    """Token ids from an int, a list, a NumPy array or a torch tensor, as Python ints (or lists of them)."""
+    """Token ids from an int, a list, a NumPy array or a torch tensor, as Python ints (or lists of them).
+    Anything that is not an integer is a TypeError, as in Transformers."""
     if hasattr(ids, "tolist"):
         ids = ids.tolist()
-    if isinstance(ids, (int, np.integer)):
-        return [int(ids)]
-    return [i if isinstance(i, list) else (_id_list(i) if isinstance(i, tuple) else int(i)) for i in ids]
+    if isinstance(ids, dict) and "input_ids" in ids:
+        ids = ids["input_ids"]
+        if hasattr(ids, "tolist"):
+            ids = ids.tolist()
+    if isinstance(ids, str):
+        raise TypeError("token ids must be an integer or a sequence of integers, not a str")
+    if not isinstance(ids, (list, tuple)):
+        return [operator.index(ids)]
+    return [_id_list(i) if isinstance(i, (list, tuple)) else operator.index(i) for i in ids]
 
 
 class AutoTokenizer:
