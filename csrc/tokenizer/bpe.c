@@ -27,6 +27,7 @@ struct nt_bpe_candidate {
 void nt_bpe_scratch_free(nt_bpe_scratch *scratch) {
     free(scratch->symbols);
     free(scratch->heap);
+    free(scratch->cache);
     memset(scratch, 0, sizeof *scratch);
 }
 
@@ -85,7 +86,7 @@ static void push_symbol(struct nt_bpe_symbol *symbols, int32_t *n, int32_t id) {
     (*n)++;
 }
 
-nt_status nt_bpe_encode_word(const nt_bpe *bpe, nt_error *err, nt_id_vec *out, nt_bpe_scratch *scratch,
+static nt_status encode_word(const nt_bpe *bpe, nt_error *err, nt_id_vec *out, nt_bpe_scratch *scratch,
                              const char *word, size_t len) {
     if (len == 0) return NT_OK;
     if (len > INT32_MAX / 4)
@@ -150,5 +151,104 @@ nt_status nt_bpe_encode_word(const nt_bpe *bpe, nt_error *err, nt_id_vec *out, n
         nt_status st = nt_id_vec_push(out, err, symbols[i].id);
         if (st != NT_OK) return st;
     }
+    return NT_OK;
+}
+
+/* ---------------------------------------------------------------- words and the cache */
+
+static uint64_t hash_word(const char *s, size_t len) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char)s[i]) * 0x100000001b3ull;
+    return h ^ (h >> 29);
+}
+
+static nt_status encode_cached(const nt_bpe *bpe, nt_error *err, nt_id_vec *out, nt_bpe_scratch *scratch,
+                               const char *word, size_t len) {
+    if (len == 0 || len > NT_BPE_CACHE_WORD) return encode_word(bpe, err, out, scratch, word, len);
+    if (scratch->cache == NULL) {
+        scratch->cache = calloc(NT_BPE_CACHE_SIZE, sizeof *scratch->cache);
+        if (scratch->cache == NULL) return encode_word(bpe, err, out, scratch, word, len);
+    }
+    uint64_t h = hash_word(word, len);
+    nt_bpe_cache_entry *e = &scratch->cache[h & (NT_BPE_CACHE_SIZE - 1)];
+    nt_status st;
+    if (e->len == len && e->hash == h && memcmp(e->word, word, len) == 0) {
+        for (int k = 0; k < e->n_ids; k++)
+            if ((st = nt_id_vec_push(out, err, e->ids[k])) != NT_OK) return st;
+        return NT_OK;
+    }
+    int64_t before = out->len;
+    if ((st = encode_word(bpe, err, out, scratch, word, len)) != NT_OK) return st;
+    int64_t n = out->len - before;
+    if (n <= NT_BPE_CACHE_IDS) {
+        e->hash = h;
+        e->len = (uint8_t)len;
+        e->n_ids = (uint8_t)n;
+        memcpy(e->word, word, len);
+        memcpy(e->ids, out->data + before, (size_t)n * sizeof *e->ids);
+    }
+    return NT_OK;
+}
+
+static int is_glue(const nt_bpe *bpe, uint32_t cp) {
+    for (int64_t i = 0; i < bpe->n_glue; i++)
+        if (bpe->glue[i] == cp) return 1;
+    return 0;
+}
+
+nt_status nt_bpe_encode(const nt_bpe *bpe, nt_error *err, nt_id_vec *out, nt_bpe_scratch *scratch,
+                        const char *text, size_t len) {
+    if (bpe->split_len == 0) return encode_cached(bpe, err, out, scratch, text, len);
+    const char *split = bpe->split;
+    size_t sl = (size_t)bpe->split_len, start = 0;
+    for (size_t i = 1; i + sl <= len; i++) {
+        if (text[i] != split[0] || memcmp(text + i, split, sl) != 0) continue;
+        size_t prev = i - 1;
+        while (prev > start && ((unsigned char)text[prev] & 0xC0) == 0x80) prev--;
+        if (prev >= start && is_glue(bpe, nt_utf8_decode(text + prev, nt_utf8_len((unsigned char)text[prev]))))
+            continue;
+        if (i > start) {
+            nt_status st = encode_cached(bpe, err, out, scratch, text + start, i - start);
+            if (st != NT_OK) return st;
+        }
+        start = i;
+    }
+    return encode_cached(bpe, err, out, scratch, text + start, len - start);
+}
+
+nt_status nt_bpe_init_split(nt_bpe *bpe, nt_error *err, const char *pieces, const int64_t *piece_offsets,
+                            const int32_t *id_to_piece, const int32_t *merges, int64_t n_merges) {
+    static const char mark[] = "\xE2\x96\x81"; /* U+2581, SentencePiece's space */
+    bpe->split_len = 0;
+    bpe->n_glue = 0;
+    /* the split character must be a piece of its own, or unknowns could fuse across a cut */
+    if (nt_str_table_get(&bpe->vocab, mark, 3) < 0) return NT_OK;
+    for (int64_t r = 0; r < n_merges; r++) {
+        int32_t li = id_to_piece[merges[2 * r]], ri = id_to_piece[merges[2 * r + 1]];
+        const char *right = pieces + piece_offsets[ri];
+        size_t rlen = (size_t)(piece_offsets[ri + 1] - piece_offsets[ri]);
+        if (rlen < 3 || memcmp(right, mark, 3) != 0) continue;
+        const char *left = pieces + piece_offsets[li];
+        size_t llen = (size_t)(piece_offsets[li + 1] - piece_offsets[li]);
+        if (llen == 0) continue;
+        /* a left piece that stands for bytes or unknowns ends in no character of the text: no cuts at all */
+        if (merges[2 * r] == bpe->unk_id) return NT_OK;
+        for (int b = 0; b < 256; b++)
+            if (merges[2 * r] == bpe->byte_ids[b]) return NT_OK;
+        size_t last = llen - 1;
+        while (last > 0 && ((unsigned char)left[last] & 0xC0) == 0x80) last--;
+        uint32_t cp = nt_utf8_decode(left + last, nt_utf8_len((unsigned char)left[last]));
+        if (is_glue(bpe, cp)) continue;
+        uint32_t *glue = realloc(bpe->glue, (size_t)(bpe->n_glue + 1) * sizeof *glue);
+        if (glue == NULL) return nt_error_set(err, NT_ERROR_OUT_OF_MEMORY, "out of memory for the word boundaries");
+        bpe->glue = glue;
+        bpe->glue[bpe->n_glue++] = cp;
+        if (bpe->n_glue > 64) { /* many characters glue to the split character: cutting would not pay */
+            bpe->n_glue = 0;
+            return NT_OK;
+        }
+    }
+    memcpy(bpe->split, mark, 3);
+    bpe->split_len = 3;
     return NT_OK;
 }

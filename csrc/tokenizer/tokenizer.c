@@ -1,9 +1,20 @@
 /* The tokenizer: building its tables from an nt_tokenizer_spec, encoding (added tokens, normalizer, Metaspace,
  * BPE) and decoding (pieces, then the decoder chain). */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "tokenizer.h"
+
+typedef struct encode_scratch encode_scratch;
+#define SCRATCH_POOL 16
+
+/* Encoding scratch memory (with its word cache) kept between calls; calls may come from several threads. */
+typedef struct {
+    pthread_mutex_t lock;
+    encode_scratch *free[SCRATCH_POOL];
+    int n_free;
+} scratch_pool;
 
 enum { PASS_RAW = 0, PASS_NORMALIZED = 1 };
 
@@ -33,7 +44,10 @@ struct nt_tokenizer {
 
     step_copy *normalizer, *pre_tokenizer, *decoder;
     int64_t n_normalizer, n_pre_tokenizer, n_decoder;
+    scratch_pool *pool;
 };
+
+static void encode_scratch_free(encode_scratch *s);
 
 /* ---------------------------------------------------------------- building */
 
@@ -95,6 +109,7 @@ void nt_tokenizer_free(nt_tokenizer *tok) {
     if (tok == NULL) return;
     nt_str_table_free(&tok->bpe.vocab);
     nt_pair_table_free(&tok->bpe.merges);
+    free(tok->bpe.glue);
     free(tok->pieces);
     free(tok->piece_offsets);
     free(tok->piece_ids);
@@ -107,6 +122,11 @@ void nt_tokenizer_free(nt_tokenizer *tok) {
     free_steps(tok->normalizer, tok->n_normalizer);
     free_steps(tok->pre_tokenizer, tok->n_pre_tokenizer);
     free_steps(tok->decoder, tok->n_decoder);
+    if (tok->pool != NULL) {
+        for (int i = 0; i < tok->pool->n_free; i++) encode_scratch_free(tok->pool->free[i]);
+        pthread_mutex_destroy(&tok->pool->lock);
+        free(tok->pool);
+    }
     free(tok);
 }
 
@@ -151,6 +171,12 @@ nt_status nt_tokenizer_create(nt_tokenizer **out, nt_error *err, const nt_tokeni
         return nt_error_set(err, NT_ERROR_UNSUPPORTED, "at most one pre-tokenizer (a Metaspace) is supported");
     nt_tokenizer *tok = calloc(1, sizeof *tok);
     if (tok == NULL) return nt_error_set(err, NT_ERROR_OUT_OF_MEMORY, "out of memory for the tokenizer");
+    tok->pool = calloc(1, sizeof *tok->pool);
+    if (tok->pool == NULL) {
+        free(tok);
+        return nt_error_set(err, NT_ERROR_OUT_OF_MEMORY, "out of memory for the tokenizer");
+    }
+    pthread_mutex_init(&tok->pool->lock, NULL);
     nt_status st = NT_OK;
 #define FAIL(...)                              \
     do {                                       \
@@ -239,6 +265,9 @@ nt_status nt_tokenizer_create(nt_tokenizer **out, nt_error *err, const nt_tokeni
         nt_pair_table_put(&bpe->merges, left, right, (int32_t)r, merged);
     }
     free(concat);
+    if ((st = nt_bpe_init_split(bpe, err, tok->pieces, tok->piece_offsets, tok->id_to_piece, spec->merges,
+                                spec->n_merges)) != NT_OK)
+        goto fail;
 
     /* added tokens */
     size_t added_bytes = 0;
@@ -312,17 +341,44 @@ static int buf_append(byte_buf *b, const char *s, size_t n) {
 }
 
 /* One thread's working memory for encoding. */
-typedef struct {
+struct encode_scratch {
     nt_bpe_scratch bpe;
     byte_buf norm[2]; /* the normalizer's ping-pong buffers */
     byte_buf meta;    /* the Metaspace output */
-} encode_scratch;
+};
 
 static void encode_scratch_free(encode_scratch *s) {
+    if (s == NULL) return;
     nt_bpe_scratch_free(&s->bpe);
     free(s->norm[0].data);
     free(s->norm[1].data);
     free(s->meta.data);
+    free(s);
+}
+
+static encode_scratch *scratch_acquire(const nt_tokenizer *tok) {
+    encode_scratch *s = NULL;
+    pthread_mutex_lock(&tok->pool->lock);
+    if (tok->pool->n_free > 0) s = tok->pool->free[--tok->pool->n_free];
+    pthread_mutex_unlock(&tok->pool->lock);
+    return s != NULL ? s : calloc(1, sizeof *s);
+}
+
+static void scratch_release(const nt_tokenizer *tok, encode_scratch *s) {
+    if (s == NULL) return;
+    /* large buffers from a huge text are not kept */
+    if (s->meta.cap > (1 << 20) || s->norm[0].cap > (1 << 20) || s->norm[1].cap > (1 << 20) ||
+        s->bpe.symbols_cap > (1 << 18)) {
+        encode_scratch_free(s);
+        return;
+    }
+    pthread_mutex_lock(&tok->pool->lock);
+    if (tok->pool->n_free < SCRATCH_POOL) {
+        tok->pool->free[tok->pool->n_free++] = s;
+        s = NULL;
+    }
+    pthread_mutex_unlock(&tok->pool->lock);
+    encode_scratch_free(s);
 }
 
 static uint32_t char_before(const char *text, size_t pos, size_t *start) {
@@ -390,7 +446,7 @@ static int64_t find_added(const nt_tokenizer *tok, int pass, const char *text, s
 static nt_status encode_pretokenized(const nt_tokenizer *tok, nt_error *err, nt_id_vec *out, encode_scratch *s,
                                      const char *text, size_t len, int first) {
     if (len == 0) return NT_OK;
-    if (tok->n_pre_tokenizer == 0) return nt_bpe_encode_word(&tok->bpe, err, out, &s->bpe, text, len);
+    if (tok->n_pre_tokenizer == 0) return nt_bpe_encode(&tok->bpe, err, out, &s->bpe, text, len);
     const step_copy *m = &tok->pre_tokenizer[0];
     byte_buf *b = &s->meta;
     b->len = 0;
@@ -409,18 +465,18 @@ static nt_status encode_pretokenized(const nt_tokenizer *tok, nt_error *err, nt_
             b->data[b->len++] = text[i];
         }
     }
-    if (!m->step.split) return nt_bpe_encode_word(&tok->bpe, err, out, &s->bpe, b->data, b->len);
+    if (!m->step.split) return nt_bpe_encode(&tok->bpe, err, out, &s->bpe, b->data, b->len);
     /* split: each word begins at a replacement character */
     size_t word = 0;
     for (size_t i = m->a_len; i + m->a_len <= b->len; i++) {
         if (memcmp(b->data + i, m->a, m->a_len) == 0) {
-            nt_status st = nt_bpe_encode_word(&tok->bpe, err, out, &s->bpe, b->data + word, i - word);
+            nt_status st = nt_bpe_encode(&tok->bpe, err, out, &s->bpe, b->data + word, i - word);
             if (st != NT_OK) return st;
             word = i;
             i += m->a_len - 1;
         }
     }
-    return nt_bpe_encode_word(&tok->bpe, err, out, &s->bpe, b->data + word, b->len - word);
+    return nt_bpe_encode(&tok->bpe, err, out, &s->bpe, b->data + word, b->len - word);
 }
 
 /* Applies the normalizer to text[0, len); returns the result in one of s->norm (or text itself). */
@@ -494,11 +550,11 @@ nt_status nt_tokenizer_encode(const nt_tokenizer *tok, nt_error *err, int32_t **
                               const char *text, size_t len) {
     *ids = NULL;
     *n_ids = 0;
-    encode_scratch s;
-    memset(&s, 0, sizeof s);
+    encode_scratch *s = scratch_acquire(tok);
+    if (s == NULL) return OOM("for encoding");
     nt_id_vec out = {0};
-    nt_status st = encode_one(tok, err, &out, &s, text, len);
-    encode_scratch_free(&s);
+    nt_status st = encode_one(tok, err, &out, s, text, len);
+    scratch_release(tok, s);
     if (st != NT_OK) {
         free(out.data);
         return st;
@@ -520,11 +576,11 @@ typedef struct {
 
 static void encode_range(void *arg, int64_t begin, int64_t end) {
     batch_ctx *ctx = arg;
-    encode_scratch s;
-    memset(&s, 0, sizeof s);
+    encode_scratch *s = scratch_acquire(ctx->tok);
     for (int64_t b = begin; b < end; b++) {
         nt_error e;
-        nt_status st = encode_one(ctx->tok, &e, &ctx->results[b], &s, ctx->texts[b], ctx->lens[b]);
+        nt_status st = s == NULL ? nt_error_set(&e, NT_ERROR_OUT_OF_MEMORY, "out of memory for encoding")
+                                 : encode_one(ctx->tok, &e, &ctx->results[b], s, ctx->texts[b], ctx->lens[b]);
         if (st != NT_OK) {
             if (__atomic_exchange_n(&ctx->failed, 1, __ATOMIC_ACQ_REL) == 0) {
                 ctx->err = e;
@@ -533,7 +589,7 @@ static void encode_range(void *arg, int64_t begin, int64_t end) {
             break;
         }
     }
-    encode_scratch_free(&s);
+    scratch_release(ctx->tok, s);
 }
 
 nt_status nt_tokenizer_encode_batch(const nt_tokenizer *tok, nt_error *err, int32_t **ids, int64_t *offsets,

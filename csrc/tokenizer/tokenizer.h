@@ -76,19 +76,44 @@ typedef struct {
     int32_t unk_id;       /* -1 when there is none */
     int byte_fallback;
     int fuse_unk;
+    /* Word boundaries that no merge can cross: before each split character (U+2581 when it is a piece), unless
+     * the character before it is one of `glue` (the last characters of left pieces of merges whose right piece
+     * starts with the split character). split_len is 0 when splitting is off. */
+    char split[4];
+    int split_len;
+    uint32_t *glue;       /* (n_glue) */
+    int64_t n_glue;
 } nt_bpe;
 
-/* Scratch memory for one thread's calls to nt_bpe_encode_word, grown as needed. */
+/* Finds the safe word boundaries of the vocabulary and merges in bpe (see nt_bpe.split). */
+nt_status nt_bpe_init_split(nt_bpe *bpe, nt_error *err, const char *pieces, const int64_t *piece_offsets,
+                            const int32_t *id_to_piece, const int32_t *merges, int64_t n_merges);
+
+/* The ids of recently encoded short words, direct-mapped by hash. */
+#define NT_BPE_CACHE_SIZE 4096
+#define NT_BPE_CACHE_WORD 24
+#define NT_BPE_CACHE_IDS 12
+typedef struct {
+    uint64_t hash;
+    uint8_t len, n_ids;  /* len 0: empty slot */
+    char word[NT_BPE_CACHE_WORD];
+    int32_t ids[NT_BPE_CACHE_IDS];
+} nt_bpe_cache_entry;
+
+/* Scratch memory for one thread's calls to nt_bpe_encode, grown as needed. */
 typedef struct {
     struct nt_bpe_symbol *symbols;
     size_t symbols_cap;
     struct nt_bpe_candidate *heap;
     size_t heap_cap;
+    nt_bpe_cache_entry *cache; /* (NT_BPE_CACHE_SIZE), allocated on first use */
 } nt_bpe_scratch;
 
 void nt_bpe_scratch_free(nt_bpe_scratch *scratch);
-/* Appends to out the ids of word[0, len) (valid UTF-8). */
-nt_status nt_bpe_encode_word(const nt_bpe *bpe, nt_error *err, nt_id_vec *out, nt_bpe_scratch *scratch,
-                             const char *word, size_t len);
+/* Appends to out the ids of text[0, len) (valid UTF-8) as one BPE word: merges may join any two neighbours.
+ * The text is cut at boundaries no merge crosses and each part is encoded (or found in the cache) alone,
+ * which gives the same ids. */
+nt_status nt_bpe_encode(const nt_bpe *bpe, nt_error *err, nt_id_vec *out, nt_bpe_scratch *scratch,
+                        const char *text, size_t len);
 
 #endif
