@@ -200,6 +200,11 @@ typedef enum {
     NT_TOKENIZER_STEP_FUSE,          /* decoder: joins every piece into one */
     NT_TOKENIZER_STEP_STRIP,         /* decoder: removes up to `start` leading and `stop` trailing a's
                                         (one character) from each piece */
+    NT_TOKENIZER_STEP_TRIM,          /* normalizer: removes the runs of a (one character) at both ends */
+    NT_TOKENIZER_STEP_COLLAPSE,      /* normalizer: each run of two or more a's (one character) becomes b */
+    NT_TOKENIZER_STEP_REPLACE_PREFIX,/* normalizer: a at the very start becomes b */
+    NT_TOKENIZER_STEP_SPLIT,         /* pre-tokenizer, after the Metaspace: each occurrence of one of
+                                        `strings` (leftmost, then longest) becomes a word of its own */
     NT_TOKENIZER_STEP_COUNT
 } nt_tokenizer_step_type;
 
@@ -215,6 +220,8 @@ typedef struct {
     int64_t start, stop;
     nt_prepend_scheme prepend_scheme;
     int split;          /* Metaspace: split the chunk into words that each begin with the replacement */
+    const char *const *strings; /* (n_strings) NUL-terminated UTF-8, for Split */
+    int64_t n_strings;
 } nt_tokenizer_step;
 
 typedef struct {
@@ -237,11 +244,12 @@ typedef struct {
     int32_t unk_id;               /* -1 when there is no unknown piece */
     int byte_fallback;
     int fuse_unk;
+    int ignore_merges;            /* a word that is a piece is that piece, whatever the merges */
     const nt_added_token *added;  /* (n_added) */
     int64_t n_added;
     const nt_tokenizer_step *normalizer;     /* (n_normalizer) applied in order */
     int64_t n_normalizer;
-    const nt_tokenizer_step *pre_tokenizer;  /* (n_pre_tokenizer) at most one, a Metaspace */
+    const nt_tokenizer_step *pre_tokenizer;  /* (n_pre_tokenizer) a Metaspace, a Split, or a Metaspace then a Split */
     int64_t n_pre_tokenizer;
     const nt_tokenizer_step *decoder;        /* (n_decoder) applied in order */
     int64_t n_decoder;

@@ -54,8 +54,41 @@ def _token_content(value):
     raise FormatError(f"a special token must be a string or an AddedToken dict, got {value!r}")
 
 
-def _step(kind, a=None, b=None, start=0, stop=0, prepend_scheme=_core.PREPEND_ALWAYS, split=False):
-    return (kind, a, b, int(start), int(stop), prepend_scheme, int(bool(split)))
+def _step(kind, a=None, b=None, start=0, stop=0, prepend_scheme=_core.PREPEND_ALWAYS, split=False, strings=None):
+    step = (kind, a, b, int(start), int(stop), prepend_scheme, int(bool(split)))
+    return step if strings is None else step + (list(strings),)
+
+
+# The regular expressions Transformers' SentencePiece conversion writes, as the core's fixed-string steps.
+REGEX_NORMALIZERS = {
+    (r"\A +| +\z", ""): lambda: _step(_core.STEP_TRIM, " "),
+    (" {2,}", " "): lambda: _step(_core.STEP_COLLAPSE, " ", " "),
+    ("\\A\u2581", "\u2581\u2581"): lambda: _step(_core.STEP_REPLACE_PREFIX, "\u2581", "\u2581\u2581"),
+}
+REGEX_META = set("()[]{}*+?.^$|\\")
+
+
+def _regex_literals(pattern):
+    """The strings of a regex that is an alternation of escaped literals (as re.escape writes them), or None."""
+    literals, current, i = [], [], 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\":
+            if i + 1 >= len(pattern) or pattern[i + 1].isalnum():
+                return None  # a class such as \d or \A, not an escaped character
+            current.append(pattern[i + 1])
+            i += 2
+            continue
+        if c == "|":
+            literals.append("".join(current))
+            current = []
+        elif c in REGEX_META:
+            return None
+        else:
+            current.append(c)
+        i += 1
+    literals.append("".join(current))
+    return literals if all(literals) else None
 
 
 def _flatten(component, key):
@@ -97,6 +130,11 @@ def _normalizer_steps(normalizer):
         kind = n["type"]
         if kind == "Prepend":
             steps.append(_step(_core.STEP_PREPEND, n["prepend"]))
+        elif kind == "Replace" and isinstance(n.get("pattern"), dict) and "Regex" in n["pattern"]:
+            make = REGEX_NORMALIZERS.get((n["pattern"]["Regex"], n.get("content")))
+            if make is None:
+                raise ValueError(f"unsupported normalizer: Replace with the Regex pattern {n['pattern']['Regex']!r}")
+            steps.append(make())
         elif kind == "Replace":
             steps.append(_step(_core.STEP_REPLACE, _string_pattern(n, "normalizer"), n["content"]))
         else:
@@ -107,11 +145,19 @@ def _normalizer_steps(normalizer):
 def _pre_tokenizer_steps(pre_tokenizer):
     steps = []
     for p in _flatten(pre_tokenizer, "pretokenizer"):
-        if p["type"] != "Metaspace":
-            raise ValueError(f"unsupported pre_tokenizer type {p['type']!r} (nemotron_c supports Metaspace)")
-        steps.append(_metaspace(p))
-    if len(steps) > 1:
-        raise ValueError("unsupported pre_tokenizer: a Sequence of more than one Metaspace")
+        if p["type"] == "Metaspace" and not steps:
+            steps.append(_metaspace(p))
+        elif p["type"] == "Split":
+            pattern = p.get("pattern") or {}
+            literals = [pattern["String"]] if "String" in pattern else _regex_literals(pattern.get("Regex", ""))
+            if literals is None or p.get("behavior") != "Isolated" or p.get("invert"):
+                raise ValueError("unsupported pre_tokenizer: Split other than isolating fixed strings "
+                                 f"({json.dumps(p)[:200]})")
+            steps.append(_step(_core.STEP_SPLIT, strings=literals))
+        else:
+            raise ValueError(f"unsupported pre_tokenizer type {p['type']!r} (nemotron_c supports Metaspace, Split)")
+    if len(steps) > 2 or (len(steps) == 2 and steps[1][0] != _core.STEP_SPLIT):
+        raise ValueError("unsupported pre_tokenizer: a Sequence other than Metaspace then Split")
     return steps
 
 
@@ -158,7 +204,7 @@ class _Model:
     """What the core needs, from tokenizer.json or tokenizer.model."""
 
     def __init__(self, vocab, merges, unk_token, byte_fallback, fuse_unk, added, normalizer, pre_tokenizer, decoder,
-                 post_processor):
+                 post_processor, ignore_merges=False):
         self.vocab = vocab                    # piece -> id (the BPE model's)
         self.merges = merges                  # [(left, right)] in rank order
         self.unk_token = unk_token
@@ -169,6 +215,7 @@ class _Model:
         self.pre_tokenizer = pre_tokenizer
         self.decoder = decoder
         self.post_processor = post_processor  # the JSON object, or None
+        self.ignore_merges = ignore_merges
 
 
 def _model_from_json(tj, path):
@@ -182,8 +229,6 @@ def _model_from_json(tj, path):
             raise ValueError(f"unsupported BPE option {key}={model[key]!r}")
     if model.get("dropout") not in (None, 0, 0.0):
         raise ValueError("unsupported BPE option dropout (nemotron_c encodes deterministically)")
-    if model.get("ignore_merges"):
-        raise ValueError("unsupported BPE option ignore_merges=true")
     vocab = model.get("vocab")
     _require(isinstance(vocab, dict), f"{path}: model.vocab is not an object")
     for piece, i in vocab.items():
@@ -209,7 +254,7 @@ def _model_from_json(tj, path):
     return _Model(vocab, merges, model.get("unk_token"), bool(model.get("byte_fallback", False)),
                   bool(model.get("fuse_unk", False)), added, _normalizer_steps(tj.get("normalizer")),
                   _pre_tokenizer_steps(tj.get("pre_tokenizer")), _decoder_steps(tj.get("decoder")),
-                  tj.get("post_processor"))
+                  tj.get("post_processor"), bool(model.get("ignore_merges", False)))
 
 
 def _llama_pipeline(model, config):
@@ -221,6 +266,7 @@ def _llama_pipeline(model, config):
     model.unk_token = None
     model.byte_fallback = True
     model.fuse_unk = True
+    model.ignore_merges = False
     model.normalizer = []
     model.pre_tokenizer = [_step(_core.STEP_METASPACE, "\u2581", prepend_scheme=PREPEND_SCHEMES[scheme], split=False)]
     model.decoder = [_step(_core.STEP_REPLACE, "\u2581", " "), _step(_core.STEP_BYTE_FALLBACK), _step(_core.STEP_FUSE)]
@@ -256,7 +302,7 @@ def _build_core(model):
     added = [(a["matched"], a["id"], a["special"], a["lstrip"], a["rstrip"], a["single_word"], a["normalized"])
              for a in model.added]
     return _core.Tokenizer(b"".join(encoded), offsets, ids, merges, unk_id, model.byte_fallback, model.fuse_unk, added,
-                           model.normalizer, model.pre_tokenizer, model.decoder)
+                           model.normalizer, model.pre_tokenizer, model.decoder, model.ignore_merges)
 
 
 # ---------------------------------------------------------------- outputs
@@ -322,7 +368,7 @@ class NemotronTokenizer:
         kwargs = kwargs or {}
         config = {**config, **kwargs}
         self.name_or_path = name_or_path
-        self.init_kwargs = dict(config)
+        self.init_kwargs = {k: v for k, v in config.items() if not k.startswith("_")}
         tokenizer_class = config.get("tokenizer_class")
         self._llama = tokenizer_class in LLAMA_CLASSES
         if self._llama:
@@ -371,7 +417,8 @@ class NemotronTokenizer:
         # The post-processor. Transformers 5 keeps tokenizer.json's template and ignores add_bos_token and
         # add_eos_token in tokenizer_config.json; only when they are passed to from_pretrained (or the file has no
         # post-processor) does it rebuild the template from them, each defaulting to False.
-        explicit = {k: kwargs[k] for k in ("add_bos_token", "add_eos_token") if k in kwargs}
+        source = config if config.get("_bos_eos_from_config") else kwargs
+        explicit = {k: source[k] for k in ("add_bos_token", "add_eos_token") if k in source}
         if explicit or model.post_processor is None:
             self._add_bos_token = bool(explicit.get("add_bos_token", False)) and self.bos_token_id is not None
             self._add_eos_token = bool(explicit.get("add_eos_token", False)) and self.eos_token_id is not None

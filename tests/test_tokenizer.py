@@ -1,11 +1,12 @@
 """nemotron_c's tokenizer against Transformers' on the same files: ids, decoded text, tokens, vocabulary, special
 tokens, padded batches, chat templates."""
+import os
 import time
 
 import numpy as np
 import pytest
 
-from tokenizer_builders import VARIANTS, build_all
+from tokenizer_builders import SPM_ONLY, VARIANTS, build_all
 from tokenizer_corpus import make_test_corpus
 
 transformers = pytest.importorskip("transformers")
@@ -13,7 +14,7 @@ pytest.importorskip("sentencepiece")
 
 from nemotron_c.tokenization import AutoTokenizer, NemotronTokenizer  # noqa: E402
 
-NAMES = list(VARIANTS)
+NAMES = list(VARIANTS) + [name for name, _, _ in SPM_ONLY]  # tokenizer.json, then tokenizer.model alone
 
 
 @pytest.fixture(scope="session")
@@ -254,3 +255,8 @@ def test_long_word_is_not_quadratic(dirs):
 
 def test_autotokenizer_returns_nemotron_tokenizer(dirs):
     assert isinstance(AutoTokenizer.from_pretrained(dirs["nemotron"]), NemotronTokenizer)
+
+
+def test_tokenizer_model_only_directories_have_no_json(dirs):
+    for name, _, _ in SPM_ONLY:
+        assert sorted(os.listdir(dirs[name])) in (["tokenizer.model"], ["tokenizer.model", "tokenizer_config.json"])

@@ -227,3 +227,47 @@ def test_core_rejects_inconsistent_tables():
     assert tok.decode(np.array([0, 1, -5, 99], np.int32)) == "ab"
     with pytest.raises(RuntimeError):
         _core.Tokenizer.__new__(_core.Tokenizer).encode("x")
+
+
+# ---------------------------------------------------------------- tokenizer.model
+
+
+def spm_copy(dirs, tmp_path, name="spm_only"):
+    out = tmp_path / "spm"
+    shutil.copytree(dirs[name], out)
+    return out
+
+
+@pytest.mark.parametrize("cut", [0, 1, 7, 100, 0.5, 0.99])
+def test_truncated_tokenizer_model(dirs, tmp_path, cut):
+    out = spm_copy(dirs, tmp_path)
+    data = (out / "tokenizer.model").read_bytes()
+    (out / "tokenizer.model").write_bytes(data[: int(cut * len(data)) if isinstance(cut, float) else cut])
+    with pytest.raises(FormatError):
+        AutoTokenizer.from_pretrained(str(out))
+
+
+@pytest.mark.parametrize("data", [b"\xff" * 64, b"\x0a\xff\xff\xff\xff\x0f", b"\x08", b"\x0b\x00", b"\x00\x00",
+                                  b"\x0a\x02\x0a\x00"])
+def test_garbage_tokenizer_model(tmp_path, data):
+    (tmp_path / "tokenizer.model").write_bytes(data)
+    with pytest.raises(ValueError):  # FormatError, or a well-formed model of a type we do not support
+        AutoTokenizer.from_pretrained(str(tmp_path))
+
+
+def test_tokenizer_model_with_a_charsmap_is_named(dirs):
+    # trained with SentencePiece's default nmt_nfkc rule: Transformers adds a Precompiled normalizer
+    with pytest.raises(ValueError, match="Precompiled"):
+        AutoTokenizer.from_pretrained(dirs["spm:1000"])
+
+
+def test_unigram_tokenizer_model_is_named(tmp_path):
+    import sentencepiece as spm
+
+    from tokenizer_corpus import training_lines
+
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(training_lines(n=500)), model_prefix=str(tmp_path / "tokenizer"),
+                                   vocab_size=300, model_type="unigram", minloglevel=2,
+                                   character_coverage=0.98)
+    with pytest.raises(ValueError, match="Unigram|model type"):
+        AutoTokenizer.from_pretrained(str(tmp_path))

@@ -19,10 +19,10 @@ CHAT_TEMPLATE = (
 )
 
 
-def train(path_prefix, vocab_size, lines, user_defined, control):
+def train(path_prefix, vocab_size, lines, user_defined, control, **options):
     import sentencepiece as spm
 
-    spm.SentencePieceTrainer.train(
+    spm.SentencePieceTrainer.train(**options,
         sentence_iterator=iter(lines), model_prefix=path_prefix, vocab_size=vocab_size, model_type="bpe",
         byte_fallback=True, character_coverage=0.9995, user_defined_symbols=user_defined,
         control_symbols=control, split_digits=False, max_sentence_length=100000, minloglevel=2,
@@ -105,6 +105,12 @@ VARIANTS = {
         "add_bos_token": True}),
 }
 
+SPM_ONLY = [
+    ("spm_only", {}, None),
+    ("spm_only_no_extra_ws", {"remove_extra_whitespaces": False}, None),
+    ("spm_only_no_prefix", {"add_dummy_prefix": False}, {"legacy": False}),
+    ("spm_only_llama", {}, {"tokenizer_class": "LlamaTokenizer", "legacy": False, "add_bos_token": True}),
+]
 USER_DEFINED = ["<extra_id_0>", "<extra_id_1>"]
 CONTROL = ["<pad>", "<ctrl_0>"]
 
@@ -124,6 +130,17 @@ def build_all(root):
         convert(spm_dir, converted)
         models[size] = (spm_dir, converted)
         dirs[f"spm:{size}"] = spm_dir
+    # tokenizer.model alone (identity normalization: Transformers' conversion then needs no charsmap), with and
+    # without a tokenizer_config.json naming LlamaTokenizer
+    for name, options, config in SPM_ONLY:
+        out = os.path.join(root, name)
+        os.makedirs(out, exist_ok=True)
+        train(os.path.join(out, "tokenizer"), 2000, lines, USER_DEFINED, CONTROL, normalization_rule_name="identity",
+              **options)
+        os.remove(os.path.join(out, "tokenizer.vocab"))
+        if config is not None:
+            _write_json(os.path.join(out, "tokenizer_config.json"), config)
+        dirs[name] = out
     for name, (size, edits, config) in VARIANTS.items():
         out = os.path.join(root, name)
         shutil.copytree(models[size][1], out, dirs_exist_ok=True)

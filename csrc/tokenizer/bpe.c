@@ -198,6 +198,10 @@ static int is_glue(const nt_bpe *bpe, uint32_t cp) {
 
 nt_status nt_bpe_encode(const nt_bpe *bpe, nt_error *err, nt_id_vec *out, nt_bpe_scratch *scratch,
                         const char *text, size_t len) {
+    if (bpe->ignore_merges && len > 0) {
+        int32_t id = nt_str_table_get(&bpe->vocab, text, len);
+        if (id >= 0) return nt_id_vec_push(out, err, id);
+    }
     if (bpe->split_len == 0) return encode_cached(bpe, err, out, scratch, text, len);
     const char *split = bpe->split;
     size_t sl = (size_t)bpe->split_len, start = 0;

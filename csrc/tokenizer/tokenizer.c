@@ -21,6 +21,9 @@ enum { PASS_RAW = 0, PASS_NORMALIZED = 1 };
 typedef struct {
     char *a, *b; /* copies of the spec's strings, "" when absent */
     size_t a_len, b_len;
+    char **strings;      /* (n_strings) copies for Split, longest first */
+    size_t *string_lens; /* (n_strings) */
+    int64_t n_strings;
     nt_tokenizer_step step;
 } step_copy;
 
@@ -77,6 +80,39 @@ static nt_status copy_steps(step_copy **out, nt_error *err, const nt_tokenizer_s
         if (!nt_utf8_valid(a, copies[i].a_len) || !nt_utf8_valid(b, copies[i].b_len))
             return nt_error_set(err, NT_ERROR_FORMAT, "%s: a string is not valid UTF-8", what);
         int one_char = copies[i].a_len > 0 && nt_utf8_len((unsigned char)a[0]) == (int)copies[i].a_len;
+        if (s->type == NT_TOKENIZER_STEP_SPLIT) {
+            if (s->n_strings < 1 || s->n_strings > 1 << 20 || s->strings == NULL)
+                return nt_error_set(err, NT_ERROR_FORMAT, "%s: Split needs 1 to 2^20 strings", what);
+            step_copy *c = &copies[i];
+            c->strings = calloc((size_t)s->n_strings, sizeof *c->strings);
+            c->string_lens = calloc((size_t)s->n_strings, sizeof *c->string_lens);
+            if (c->strings == NULL || c->string_lens == NULL)
+                return nt_error_set(err, NT_ERROR_OUT_OF_MEMORY, "out of memory for the %s", what);
+            c->n_strings = s->n_strings;
+            for (int64_t k = 0; k < s->n_strings; k++) {
+                const char *str = s->strings[k] ? s->strings[k] : "";
+                size_t len = strlen(str);
+                if (len == 0 || !nt_utf8_valid(str, len))
+                    return nt_error_set(err, NT_ERROR_FORMAT, "%s: Split string %lld is empty or not UTF-8", what, (long long)k);
+                c->strings[k] = malloc(len + 1);
+                if (c->strings[k] == NULL) return nt_error_set(err, NT_ERROR_OUT_OF_MEMORY, "out of memory for the %s", what);
+                memcpy(c->strings[k], str, len + 1);
+                c->string_lens[k] = len;
+            }
+            /* longest first, so the first match at a position is the longest (insertion sort; they are few) */
+            for (int64_t k = 1; k < c->n_strings; k++) {
+                char *x = c->strings[k];
+                size_t xl = c->string_lens[k];
+                int64_t j = k - 1;
+                while (j >= 0 && c->string_lens[j] < xl) {
+                    c->strings[j + 1] = c->strings[j];
+                    c->string_lens[j + 1] = c->string_lens[j];
+                    j--;
+                }
+                c->strings[j + 1] = x;
+                c->string_lens[j + 1] = xl;
+            }
+        }
         switch (s->type) {
         case NT_TOKENIZER_STEP_REPLACE:
             if (copies[i].a_len == 0) return nt_error_set(err, NT_ERROR_FORMAT, "%s: Replace with an empty pattern", what);
@@ -85,6 +121,13 @@ static nt_status copy_steps(step_copy **out, nt_error *err, const nt_tokenizer_s
             if (!one_char) return nt_error_set(err, NT_ERROR_FORMAT, "%s: Metaspace replacement must be one character", what);
             if ((unsigned)s->prepend_scheme > NT_PREPEND_SCHEME_NEVER)
                 return nt_error_set(err, NT_ERROR_FORMAT, "%s: unknown prepend_scheme %d", what, (int)s->prepend_scheme);
+            break;
+        case NT_TOKENIZER_STEP_TRIM:
+        case NT_TOKENIZER_STEP_COLLAPSE:
+            if (!one_char) return nt_error_set(err, NT_ERROR_FORMAT, "%s: the repeated string must be one character", what);
+            break;
+        case NT_TOKENIZER_STEP_REPLACE_PREFIX:
+            if (copies[i].a_len == 0) return nt_error_set(err, NT_ERROR_FORMAT, "%s: empty prefix to replace", what);
             break;
         case NT_TOKENIZER_STEP_STRIP:
             if (!one_char) return nt_error_set(err, NT_ERROR_FORMAT, "%s: Strip content must be one character", what);
@@ -101,6 +144,9 @@ static void free_steps(step_copy *steps, int64_t n) {
     for (int64_t i = 0; i < n; i++) {
         free(steps[i].a);
         free(steps[i].b);
+        for (int64_t k = 0; k < steps[i].n_strings; k++) free(steps[i].strings[k]);
+        free(steps[i].strings);
+        free(steps[i].string_lens);
     }
     free(steps);
 }
@@ -167,8 +213,8 @@ nt_status nt_tokenizer_create(nt_tokenizer **out, nt_error *err, const nt_tokeni
     if (spec->n_pieces < 0 || spec->n_pieces > INT32_MAX / 4 || spec->n_merges < 0 || spec->n_merges > INT32_MAX / 4 ||
         spec->n_added < 0 || spec->n_added > 1 << 20)
         return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "tokenizer sizes out of range");
-    if (spec->n_pre_tokenizer > 1)
-        return nt_error_set(err, NT_ERROR_UNSUPPORTED, "at most one pre-tokenizer (a Metaspace) is supported");
+    if (spec->n_pre_tokenizer > 2)
+        return nt_error_set(err, NT_ERROR_UNSUPPORTED, "at most a Metaspace and a Split as pre-tokenizers");
     nt_tokenizer *tok = calloc(1, sizeof *tok);
     if (tok == NULL) return nt_error_set(err, NT_ERROR_OUT_OF_MEMORY, "out of memory for the tokenizer");
     tok->pool = calloc(1, sizeof *tok->pool);
@@ -225,6 +271,7 @@ nt_status nt_tokenizer_create(nt_tokenizer **out, nt_error *err, const nt_tokeni
     if ((st = nt_str_table_build(&bpe->vocab, err, tok->pieces, tok->piece_offsets, tok->piece_ids, np)) != NT_OK) goto fail;
     bpe->byte_fallback = spec->byte_fallback;
     bpe->fuse_unk = spec->fuse_unk;
+    bpe->ignore_merges = spec->ignore_merges;
     bpe->unk_id = spec->unk_id;
     if (bpe->unk_id >= n_ids)
         FAIL(NT_ERROR_FORMAT, "unknown token id %d is not in the vocabulary", bpe->unk_id);
@@ -299,14 +346,23 @@ nt_status nt_tokenizer_create(nt_tokenizer **out, nt_error *err, const nt_tokeni
     tok->n_decoder = spec->n_decoder;
     for (int64_t i = 0; i < tok->n_normalizer; i++) {
         nt_tokenizer_step_type t = tok->normalizer[i].step.type;
-        if (t != NT_TOKENIZER_STEP_PREPEND && t != NT_TOKENIZER_STEP_REPLACE)
-            FAIL(NT_ERROR_UNSUPPORTED, "normalizer step %lld is not a Prepend or Replace", (long long)i);
+        if (t != NT_TOKENIZER_STEP_PREPEND && t != NT_TOKENIZER_STEP_REPLACE && t != NT_TOKENIZER_STEP_TRIM &&
+            t != NT_TOKENIZER_STEP_COLLAPSE && t != NT_TOKENIZER_STEP_REPLACE_PREFIX)
+            FAIL(NT_ERROR_UNSUPPORTED, "normalizer step %lld is not a normalizer", (long long)i);
     }
-    if (tok->n_pre_tokenizer == 1 && tok->pre_tokenizer[0].step.type != NT_TOKENIZER_STEP_METASPACE)
-        FAIL(NT_ERROR_UNSUPPORTED, "the pre-tokenizer is not a Metaspace");
-    for (int64_t i = 0; i < tok->n_decoder; i++)
-        if (tok->decoder[i].step.type == NT_TOKENIZER_STEP_PREPEND)
-            FAIL(NT_ERROR_UNSUPPORTED, "decoder step %lld: Prepend is not a decoder", (long long)i);
+    for (int64_t i = 0; i < tok->n_pre_tokenizer; i++) {
+        nt_tokenizer_step_type t = tok->pre_tokenizer[i].step.type;
+        if (!(t == NT_TOKENIZER_STEP_METASPACE && i == 0) && t != NT_TOKENIZER_STEP_SPLIT)
+            FAIL(NT_ERROR_UNSUPPORTED, "the pre-tokenizers must be a Metaspace, a Split, or a Metaspace then a Split");
+    }
+    if (tok->n_pre_tokenizer == 2 && tok->pre_tokenizer[1].step.type != NT_TOKENIZER_STEP_SPLIT)
+        FAIL(NT_ERROR_UNSUPPORTED, "the pre-tokenizers must be a Metaspace, a Split, or a Metaspace then a Split");
+    for (int64_t i = 0; i < tok->n_decoder; i++) {
+        nt_tokenizer_step_type t = tok->decoder[i].step.type;
+        if (t == NT_TOKENIZER_STEP_PREPEND || t == NT_TOKENIZER_STEP_TRIM || t == NT_TOKENIZER_STEP_COLLAPSE ||
+            t == NT_TOKENIZER_STEP_REPLACE_PREFIX || t == NT_TOKENIZER_STEP_SPLIT)
+            FAIL(NT_ERROR_UNSUPPORTED, "decoder step %lld is not a decoder", (long long)i);
+    }
 #undef FAIL
     *out = tok;
     return NT_OK;
@@ -442,11 +498,38 @@ static int64_t find_added(const nt_tokenizer *tok, int pass, const char *text, s
 
 #define OOM(what) nt_error_set(err, NT_ERROR_OUT_OF_MEMORY, "out of memory %s", what)
 
-/* Metaspace and BPE on one chunk of normalized text; `first` when the chunk begins the input. */
+/* BPE on one word, after isolating the Split step's strings when there is one. */
+static nt_status encode_word(const nt_tokenizer *tok, nt_error *err, nt_id_vec *out, encode_scratch *s,
+                             const char *text, size_t len) {
+    const step_copy *split = NULL;
+    if (tok->n_pre_tokenizer > 0 && tok->pre_tokenizer[tok->n_pre_tokenizer - 1].step.type == NT_TOKENIZER_STEP_SPLIT)
+        split = &tok->pre_tokenizer[tok->n_pre_tokenizer - 1];
+    if (split == NULL) return nt_bpe_encode(&tok->bpe, err, out, &s->bpe, text, len);
+    size_t start = 0;
+    nt_status st;
+    for (size_t i = 0; i < len;) {
+        size_t match = 0;
+        for (int64_t k = 0; k < split->n_strings && match == 0; k++)
+            if (split->string_lens[k] <= len - i && memcmp(text + i, split->strings[k], split->string_lens[k]) == 0)
+                match = split->string_lens[k];
+        if (match == 0) {
+            i++;
+            continue;
+        }
+        if (i > start && (st = nt_bpe_encode(&tok->bpe, err, out, &s->bpe, text + start, i - start)) != NT_OK) return st;
+        if ((st = nt_bpe_encode(&tok->bpe, err, out, &s->bpe, text + i, match)) != NT_OK) return st;
+        i += match;
+        start = i;
+    }
+    return start < len ? nt_bpe_encode(&tok->bpe, err, out, &s->bpe, text + start, len - start) : NT_OK;
+}
+
+/* The pre-tokenizers and BPE on one chunk of normalized text; `first` when the chunk begins the input. */
 static nt_status encode_pretokenized(const nt_tokenizer *tok, nt_error *err, nt_id_vec *out, encode_scratch *s,
                                      const char *text, size_t len, int first) {
     if (len == 0) return NT_OK;
-    if (tok->n_pre_tokenizer == 0) return nt_bpe_encode(&tok->bpe, err, out, &s->bpe, text, len);
+    if (tok->n_pre_tokenizer == 0 || tok->pre_tokenizer[0].step.type != NT_TOKENIZER_STEP_METASPACE)
+        return encode_word(tok, err, out, s, text, len);
     const step_copy *m = &tok->pre_tokenizer[0];
     byte_buf *b = &s->meta;
     b->len = 0;
@@ -465,18 +548,18 @@ static nt_status encode_pretokenized(const nt_tokenizer *tok, nt_error *err, nt_
             b->data[b->len++] = text[i];
         }
     }
-    if (!m->step.split) return nt_bpe_encode(&tok->bpe, err, out, &s->bpe, b->data, b->len);
+    if (!m->step.split) return encode_word(tok, err, out, s, b->data, b->len);
     /* split: each word begins at a replacement character */
     size_t word = 0;
     for (size_t i = m->a_len; i + m->a_len <= b->len; i++) {
         if (memcmp(b->data + i, m->a, m->a_len) == 0) {
-            nt_status st = nt_bpe_encode(&tok->bpe, err, out, &s->bpe, b->data + word, i - word);
+            nt_status st = encode_word(tok, err, out, s, b->data + word, i - word);
             if (st != NT_OK) return st;
             word = i;
             i += m->a_len - 1;
         }
     }
-    return nt_bpe_encode(&tok->bpe, err, out, &s->bpe, b->data + word, b->len - word);
+    return encode_word(tok, err, out, s, b->data + word, b->len - word);
 }
 
 /* Applies the normalizer to text[0, len); returns the result in one of s->norm (or text itself). */
@@ -491,6 +574,30 @@ static nt_status normalize(const nt_tokenizer *tok, nt_error *err, encode_scratc
         if (st->step.type == NT_TOKENIZER_STEP_PREPEND) {
             if (cur_len == 0) continue;
             if (buf_append(b, st->a, st->a_len) || buf_append(b, cur, cur_len)) return OOM("in the normalizer");
+        } else if (st->step.type == NT_TOKENIZER_STEP_TRIM) {
+            size_t lo = 0, hi = cur_len;
+            while (lo + st->a_len <= hi && memcmp(cur + lo, st->a, st->a_len) == 0) lo += st->a_len;
+            while (hi >= lo + st->a_len && memcmp(cur + hi - st->a_len, st->a, st->a_len) == 0) hi -= st->a_len;
+            if (buf_append(b, cur + lo, hi - lo)) return OOM("in the normalizer");
+        } else if (st->step.type == NT_TOKENIZER_STEP_COLLAPSE) {
+            size_t i = 0;
+            while (i < cur_len) {
+                size_t run = 0;
+                while (i + (run + 1) * st->a_len <= cur_len && memcmp(cur + i + run * st->a_len, st->a, st->a_len) == 0)
+                    run++;
+                if (run >= 2) {
+                    if (buf_append(b, st->b, st->b_len)) return OOM("in the normalizer");
+                    i += run * st->a_len;
+                } else {
+                    size_t n = run == 1 ? st->a_len : 1;
+                    if (buf_append(b, cur + i, n)) return OOM("in the normalizer");
+                    i += n;
+                }
+            }
+        } else if (st->step.type == NT_TOKENIZER_STEP_REPLACE_PREFIX) {
+            int hit = cur_len >= st->a_len && memcmp(cur, st->a, st->a_len) == 0;
+            if ((hit && buf_append(b, st->b, st->b_len)) || buf_append(b, cur + (hit ? st->a_len : 0), cur_len - (hit ? st->a_len : 0)))
+                return OOM("in the normalizer");
         } else { /* Replace */
             size_t i = 0, last = 0;
             while (i + st->a_len <= cur_len) {

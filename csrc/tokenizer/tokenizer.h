@@ -76,6 +76,7 @@ typedef struct {
     int32_t unk_id;       /* -1 when there is none */
     int byte_fallback;
     int fuse_unk;
+    int ignore_merges;
     /* Word boundaries that no merge can cross: before each split character (U+2581 when it is a piece), unless
      * the character before it is one of `glue` (the last characters of left pieces of merges whose right piece
      * starts with the split character). split_len is 0 when splitting is off. */

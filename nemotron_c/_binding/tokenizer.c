@@ -10,27 +10,61 @@ typedef struct {
     nt_threadpool *pool; /* created on the first large batch */
 } TokenizerObject;
 
-/* Reads one (type, a, b, start, stop, prepend_scheme, split) tuple; a and b borrow from the tuple. */
-static int read_step(PyObject *item, nt_tokenizer_step *step) {
+/* Reads one (type, a, b, start, stop, prepend_scheme, split[, strings]) tuple; the strings borrow from the tuple,
+ * the array of `strings` is PyMem-allocated into *strings. */
+static int read_step(PyObject *item, nt_tokenizer_step *step, const char ***strings) {
     int type, scheme, split;
     long long start, stop;
     const char *a, *b;
-    if (!PyArg_ParseTuple(item, "izzLLii", &type, &a, &b, &start, &stop, &scheme, &split)) return -1;
-    *step = (nt_tokenizer_step){(nt_tokenizer_step_type)type, a, b, start, stop, (nt_prepend_scheme)scheme, split};
+    PyObject *list = NULL;
+    if (!PyArg_ParseTuple(item, "izzLLii|O!", &type, &a, &b, &start, &stop, &scheme, &split, &PyList_Type, &list))
+        return -1;
+    *step = (nt_tokenizer_step){(nt_tokenizer_step_type)type, a, b, start, stop, (nt_prepend_scheme)scheme, split,
+                                NULL, 0};
+    if (list != NULL) {
+        Py_ssize_t n = PyList_GET_SIZE(list);
+        *strings = PyMem_Calloc((size_t)n + 1, sizeof **strings);
+        if (*strings == NULL) return PyErr_NoMemory(), -1;
+        for (Py_ssize_t k = 0; k < n; k++) {
+            PyObject *s = PyList_GET_ITEM(list, k);
+            Py_ssize_t len;
+            (*strings)[k] = PyUnicode_Check(s) ? PyUnicode_AsUTF8AndSize(s, &len) : NULL;
+            if ((*strings)[k] == NULL) {
+                if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "Split strings must be str");
+                return -1;
+            }
+            if ((size_t)len != strlen((*strings)[k])) {
+                PyErr_SetString(PyExc_ValueError, "Split strings must not hold NUL");
+                return -1;
+            }
+        }
+        step->strings = *strings;
+        step->n_strings = n;
+    }
     return 0;
 }
 
-static int read_steps(PyObject *list, const char *name, nt_tokenizer_step **out, int64_t *n) {
+/* Fills *out (and *strings, each step's Split strings) from a list of step tuples; the caller frees both
+ * with free_steps even on failure. */
+static int read_steps(PyObject *list, const char *name, nt_tokenizer_step **out, const char ****strings, int64_t *n) {
     if (!PyList_Check(list)) {
         PyErr_Format(PyExc_TypeError, "%s must be a list of step tuples", name);
         return -1;
     }
     *n = PyList_GET_SIZE(list);
     *out = PyMem_Calloc((size_t)*n + 1, sizeof **out);
-    if (*out == NULL) return PyErr_NoMemory(), -1;
+    *strings = PyMem_Calloc((size_t)*n + 1, sizeof **strings);
+    if (*out == NULL || *strings == NULL) return PyErr_NoMemory(), -1;
     for (int64_t i = 0; i < *n; i++)
-        if (read_step(PyList_GET_ITEM(list, i), &(*out)[i]) < 0) return -1;
+        if (read_step(PyList_GET_ITEM(list, i), &(*out)[i], &(*strings)[i]) < 0) return -1;
     return 0;
+}
+
+static void free_steps(nt_tokenizer_step *steps, const char ***strings, int64_t n) {
+    if (strings != NULL)
+        for (int64_t i = 0; i < n; i++) PyMem_Free((void *)strings[i]);
+    PyMem_Free((void *)strings);
+    PyMem_Free(steps);
 }
 
 /* Tokenizer(pieces: bytes, piece_offsets: int64[V+1], piece_ids: int32[V], merges: int32[M, 2], unk_id, byte_fallback,
@@ -38,21 +72,23 @@ static int read_steps(PyObject *list, const char *name, nt_tokenizer_step **out,
  *           normalizer, pre_tokenizer, decoder: list[(type, a, b, start, stop, prepend_scheme, split)]) */
 static int Tokenizer_init(TokenizerObject *self, PyObject *args, PyObject *kwargs) {
     static char *keywords[] = {"pieces", "piece_offsets", "piece_ids", "merges", "unk_id", "byte_fallback",
-                               "fuse_unk", "added", "normalizer", "pre_tokenizer", "decoder", NULL};
+                               "fuse_unk", "added", "normalizer", "pre_tokenizer", "decoder", "ignore_merges", NULL};
     Py_buffer pieces, offsets, ids, merges;
     PyObject *o_offsets, *o_ids, *o_merges, *added, *normalizer, *pre_tokenizer, *decoder;
-    int unk_id, byte_fallback, fuse_unk;
+    int unk_id, byte_fallback, fuse_unk, ignore_merges = 0;
     if (self->tok != NULL) {
         PyErr_SetString(PyExc_RuntimeError, "Tokenizer is already initialised");
         return -1;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*OOOippO!O!O!O!", keywords, &pieces, &o_offsets, &o_ids, &o_merges,
-                                     &unk_id, &byte_fallback, &fuse_unk, &PyList_Type, &added, &PyList_Type,
-                                     &normalizer, &PyList_Type, &pre_tokenizer, &PyList_Type, &decoder))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*OOOippO!O!O!O!|p", keywords, &pieces, &o_offsets, &o_ids,
+                                     &o_merges, &unk_id, &byte_fallback, &fuse_unk, &PyList_Type, &added,
+                                     &PyList_Type, &normalizer, &PyList_Type, &pre_tokenizer, &PyList_Type, &decoder,
+                                     &ignore_merges))
         return -1;
     int rc = -1;
     nt_added_token *tokens = NULL;
     nt_tokenizer_step *steps[3] = {NULL, NULL, NULL};
+    const char ***step_strings[3] = {NULL, NULL, NULL};
     int64_t n_steps[3] = {0, 0, 0};
     int have_offsets = 0, have_ids = 0, have_merges = 0;
     if (nt_py_get_buffer(o_offsets, &offsets, "piece_offsets", 1, 'q', 0) < 0) goto done;
@@ -86,14 +122,14 @@ static int Tokenizer_init(TokenizerObject *self, PyObject *args, PyObject *kwarg
             goto done;
         tokens[i] = (nt_added_token){content, (size_t)len, id, special, lstrip, rstrip, single_word, normalized};
     }
-    if (read_steps(normalizer, "normalizer", &steps[0], &n_steps[0]) < 0 ||
-        read_steps(pre_tokenizer, "pre_tokenizer", &steps[1], &n_steps[1]) < 0 ||
-        read_steps(decoder, "decoder", &steps[2], &n_steps[2]) < 0)
+    if (read_steps(normalizer, "normalizer", &steps[0], &step_strings[0], &n_steps[0]) < 0 ||
+        read_steps(pre_tokenizer, "pre_tokenizer", &steps[1], &step_strings[1], &n_steps[1]) < 0 ||
+        read_steps(decoder, "decoder", &steps[2], &step_strings[2], &n_steps[2]) < 0)
         goto done;
     nt_tokenizer_spec spec = {
         .pieces = pieces.buf, .piece_offsets = off, .piece_ids = ids.buf, .n_pieces = n_pieces,
         .merges = merges.buf, .n_merges = merges.shape[0], .unk_id = unk_id, .byte_fallback = byte_fallback,
-        .fuse_unk = fuse_unk, .added = tokens, .n_added = n_added, .normalizer = steps[0],
+        .fuse_unk = fuse_unk, .ignore_merges = ignore_merges, .added = tokens, .n_added = n_added, .normalizer = steps[0],
         .n_normalizer = n_steps[0], .pre_tokenizer = steps[1], .n_pre_tokenizer = n_steps[1],
         .decoder = steps[2], .n_decoder = n_steps[2],
     };
@@ -113,7 +149,7 @@ done:
     if (have_ids) PyBuffer_Release(&ids);
     if (have_merges) PyBuffer_Release(&merges);
     PyMem_Free(tokens);
-    for (int k = 0; k < 3; k++) PyMem_Free(steps[k]);
+    for (int k = 0; k < 3; k++) free_steps(steps[k], step_strings[k], n_steps[k]);
     return rc;
 }
 
@@ -278,6 +314,10 @@ int nt_py_register_tokenizer(PyObject *module) {
         PyModule_AddIntConstant(module, "STEP_BYTE_FALLBACK", NT_TOKENIZER_STEP_BYTE_FALLBACK) < 0 ||
         PyModule_AddIntConstant(module, "STEP_FUSE", NT_TOKENIZER_STEP_FUSE) < 0 ||
         PyModule_AddIntConstant(module, "STEP_STRIP", NT_TOKENIZER_STEP_STRIP) < 0 ||
+        PyModule_AddIntConstant(module, "STEP_TRIM", NT_TOKENIZER_STEP_TRIM) < 0 ||
+        PyModule_AddIntConstant(module, "STEP_COLLAPSE", NT_TOKENIZER_STEP_COLLAPSE) < 0 ||
+        PyModule_AddIntConstant(module, "STEP_REPLACE_PREFIX", NT_TOKENIZER_STEP_REPLACE_PREFIX) < 0 ||
+        PyModule_AddIntConstant(module, "STEP_SPLIT", NT_TOKENIZER_STEP_SPLIT) < 0 ||
         PyModule_AddIntConstant(module, "PREPEND_ALWAYS", NT_PREPEND_SCHEME_ALWAYS) < 0 ||
         PyModule_AddIntConstant(module, "PREPEND_FIRST", NT_PREPEND_SCHEME_FIRST) < 0 ||
         PyModule_AddIntConstant(module, "PREPEND_NEVER", NT_PREPEND_SCHEME_NEVER) < 0)
