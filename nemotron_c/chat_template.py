@@ -30,22 +30,33 @@ def _compile(template):
     return env.from_string(template)
 
 
+TAG = "CONTINUE_FINAL_MESSAGE_TAG "
+
+
 def render(template, messages, tools=None, documents=None, add_generation_prompt=False, continue_final_message=False,
            **kwargs):
-    messages = [dict(m) for m in messages]
+    """The prompt text for one conversation, as Transformers' render_jinja_template gives it."""
     for m in messages:
         if not isinstance(m, dict):
-            raise TypeError(f"Chat messages should be dicts, got {m!r}.")
+            raise TypeError(f"Chat messages should be dicts, dataclasses or pydantic models, but got {m!r}.")
+    messages = [{k: v for k, v in m.items() if v is not None} for m in messages]
     if continue_final_message:
         if add_generation_prompt:
-            raise ValueError("continue_final_message and add_generation_prompt are not compatible.")
-        final = messages[-1]["content"]
-        tag = "CONTINUE_FINAL_MESSAGE_TAG "
-        messages[-1] = {**messages[-1], "content": final + tag}
+            raise ValueError("continue_final_message and add_generation_prompt are not compatible. Use "
+                             "continue_final_message when you want the model to continue the final message, and "
+                             "add_generation_prompt when you want to add a header that will prompt it to start a new "
+                             "assistant message instead.")
+        field = continue_final_message if isinstance(continue_final_message, str) else "content"
+        final = messages[-1].get(field)
+        if final is None:
+            raise ValueError(f'continue_final_message is set but the final message has no "{field}" to continue!')
+        messages[-1] = {**messages[-1], field: final + TAG}
     text = _compile(template).render(messages=messages, tools=tools, documents=documents,
                                      add_generation_prompt=add_generation_prompt, **kwargs)
     if continue_final_message:
-        tag = "CONTINUE_FINAL_MESSAGE_TAG "
-        text = text[: text.rindex(tag)] + (final if final.strip() == final else "") if False else \
-            text[: text.rindex(tag)].rstrip() if final.strip() != final else text[: text.rindex(tag)]
+        if final.strip() not in text or TAG.strip() not in text:
+            raise ValueError("continue_final_message is set but the final message does not appear in the chat after "
+                             "applying the chat template!")
+        at = text.rindex(TAG.strip())
+        text = text[:at] if text[at:at + len(TAG)] == TAG else text[:at].rstrip()
     return text

@@ -260,3 +260,42 @@ def test_autotokenizer_returns_nemotron_tokenizer(dirs):
 def test_tokenizer_model_only_directories_have_no_json(dirs):
     for name, _, _ in SPM_ONLY:
         assert sorted(os.listdir(dirs[name])) in (["tokenizer.model"], ["tokenizer.model", "tokenizer_config.json"])
+
+
+@pytest.mark.parametrize("field", [True, "content"])
+def test_chat_template_continue_final_message(dirs, field):
+    ours, theirs = pair(dirs, "nemotron")
+    messages = MESSAGES[:3]
+    a = ours.apply_chat_template(messages, tokenize=False, continue_final_message=field)
+    assert a == theirs.apply_chat_template(messages, tokenize=False, continue_final_message=field)
+    assert ours.apply_chat_template(messages, continue_final_message=field)["input_ids"] == \
+        theirs.apply_chat_template(messages, continue_final_message=field)["input_ids"]
+
+
+def test_chat_template_errors_like_transformers(dirs):
+    ours, theirs = pair(dirs, "nemotron")
+    for call in (lambda t: t.apply_chat_template([]),
+                 lambda t: t.apply_chat_template(MESSAGES, add_generation_prompt=True, continue_final_message=True),
+                 lambda t: t.apply_chat_template(["not a dict"])):
+        with pytest.raises(Exception) as theirs_error:
+            call(theirs)
+        with pytest.raises(type(theirs_error.value)):
+            call(ours)
+    plain, plain_theirs = pair(dirs, "big")
+    with pytest.raises(ValueError):
+        plain_theirs.apply_chat_template(MESSAGES)
+    with pytest.raises(ValueError):
+        plain.apply_chat_template(MESSAGES)
+
+
+def test_concurrent_python_threads(dirs, corpus):
+    """Encoding releases the GIL; several Python threads on one tokenizer get the same ids."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ours, _ = pair(dirs, "nemotron")
+    want = ours(corpus[:3000])["input_ids"]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda i: ours(corpus[i * 1000:(i + 1) * 1000])["input_ids"], range(3)))
+        singles = list(pool.map(lambda t: ours.encode(t), corpus[:3000]))
+    assert sum(got, []) == want
+    assert singles == want

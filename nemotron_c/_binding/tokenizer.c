@@ -225,9 +225,8 @@ static PyObject *Tokenizer_encode_batch(TokenizerObject *self, PyObject *args) {
     nt_error err = {0};
     nt_status st = NT_OK;
     if (threads && self->pool == NULL && B > 1) {
-        Py_BEGIN_ALLOW_THREADS
+        /* created with the GIL held, so two threads cannot both create it */
         st = nt_threadpool_create(&self->pool, &err, 0);
-        Py_END_ALLOW_THREADS
         if (st != NT_OK) {
             nt_py_raise(&err);
             goto done;
