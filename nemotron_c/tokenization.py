@@ -495,9 +495,14 @@ class NemotronTokenizer:
         return dict(self._vocab)
 
     def convert_tokens_to_ids(self, tokens):
+        if tokens is None:
+            return None
         if isinstance(tokens, str):
             token_id = self._vocab.get(tokens)
-            return self.unk_token_id if token_id is None else token_id
+            if token_id is None:
+                unk = self._special.get("unk_token")
+                return None if unk is None else self._vocab.get(unk)
+            return token_id
         return [self.convert_tokens_to_ids(t) for t in tokens]
 
     def convert_ids_to_tokens(self, ids, skip_special_tokens=False):
@@ -510,16 +515,36 @@ class NemotronTokenizer:
 
     def _special_id(self, name):
         token = self._special.get(name)
-        return None if token is None else self._vocab.get(token)
+        return None if token is None else self.convert_tokens_to_ids(token)
 
-    bos_token = property(lambda self: self._special.get("bos_token"))
-    eos_token = property(lambda self: self._special.get("eos_token"))
-    unk_token = property(lambda self: self._special.get("unk_token"))
-    pad_token = property(lambda self: self._special.get("pad_token"))
-    bos_token_id = property(lambda self: self._special_id("bos_token"))
-    eos_token_id = property(lambda self: self._special_id("eos_token"))
-    unk_token_id = property(lambda self: self._special_id("unk_token"))
-    pad_token_id = property(lambda self: self._special_id("pad_token"))
+    def _set_special(self, name, value):
+        # as in Transformers: the attribute changes; the vocabulary and the post-processor do not
+        if value is None:
+            self._special.pop(name, None)
+        elif isinstance(value, str):
+            self._special[name] = value
+        else:
+            raise TypeError(f"{name} must be a str or None, not {type(value).__name__}")
+
+    def _set_special_id(self, name, value):
+        self._set_special(name, None if value is None else self._id_to_token.get(operator.index(value)))
+
+    @staticmethod
+    def _token_property(name):
+        return property(lambda self: self._special.get(name), lambda self, value: self._set_special(name, value))
+
+    @staticmethod
+    def _id_property(name):
+        return property(lambda self: self._special_id(name), lambda self, value: self._set_special_id(name, value))
+
+    bos_token = _token_property("bos_token")
+    eos_token = _token_property("eos_token")
+    unk_token = _token_property("unk_token")
+    pad_token = _token_property("pad_token")
+    bos_token_id = _id_property("bos_token")
+    eos_token_id = _id_property("eos_token")
+    unk_token_id = _id_property("unk_token")
+    pad_token_id = _id_property("pad_token")
 
     @property
     def special_tokens_map(self):

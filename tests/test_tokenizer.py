@@ -299,3 +299,26 @@ def test_concurrent_python_threads(dirs, corpus):
         singles = list(pool.map(lambda t: ours.encode(t), corpus[:3000]))
     assert sum(got, []) == want
     assert singles == want
+
+
+def test_setting_special_tokens_like_transformers(dirs):
+    ours = AutoTokenizer.from_pretrained(dirs["nemotron"])
+    theirs = transformers.AutoTokenizer.from_pretrained(dirs["nemotron"])
+    for t in (ours, theirs):
+        t.pad_token = t.eos_token
+    assert (ours.pad_token, ours.pad_token_id) == (theirs.pad_token, theirs.pad_token_id)
+    texts = ["a", "a b c", "", "longer text here, with more tokens"]
+    for side in ("left", "right"):
+        a = ours(texts, padding=True, padding_side=side, return_tensors="np")
+        b = theirs(texts, padding=True, padding_side=side, return_tensors="np")
+        np.testing.assert_array_equal(a["input_ids"], b["input_ids"])
+        np.testing.assert_array_equal(a["attention_mask"], b["attention_mask"])
+    for t in (ours, theirs):
+        t.pad_token = "<not-a-piece>"
+    assert (ours.pad_token, ours.pad_token_id, len(ours)) == (theirs.pad_token, theirs.pad_token_id, len(theirs))
+    for t in (ours, theirs):
+        t.pad_token_id = 5
+    assert (ours.pad_token, ours.pad_token_id) == (theirs.pad_token, theirs.pad_token_id)
+    assert ours("hello", return_tensors="pt").to("cpu")["input_ids"].tolist() == \
+        theirs("hello", return_tensors="pt").to("cpu")["input_ids"].tolist()
+    assert ours("hello").input_ids == theirs("hello").input_ids
