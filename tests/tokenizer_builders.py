@@ -26,7 +26,7 @@ def train(path_prefix, vocab_size, lines, user_defined, control, **options):
         sentence_iterator=iter(lines), model_prefix=path_prefix, vocab_size=vocab_size, model_type="bpe",
         byte_fallback=True, character_coverage=0.9995, user_defined_symbols=user_defined,
         control_symbols=control, split_digits=False, max_sentence_length=100000, minloglevel=2,
-        num_threads=2, train_extremely_large_corpus=False,
+        num_threads=2,
     )
 
 
@@ -100,6 +100,11 @@ VARIANTS = {
         "tokenizer_class": "PreTrainedTokenizerFast"}),
     "big": (8000, [], {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<s>", "eos_token": "</s>",
                        "unk_token": "<unk>", "pad_token": "</s>"}),
+    # pieces that hold U+2581 inside or after other characters ("s▁the", "▁▁▁"): merges then cross
+    # word boundaries, which the core's word cutting must respect
+    "glued": (("glued", 3000, (("split_by_whitespace", False), ("allow_whitespace_only_pieces", True),
+                               ("remove_extra_whitespaces", False))),
+              [_nemotron_json], {"tokenizer_class": "LlamaTokenizer", "legacy": False}),
     "legacy": (1000, [_legacy_pipeline], {
         "tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
         "add_bos_token": True}),
@@ -121,15 +126,18 @@ def build_all(root):
     lines = training_lines()
     dirs = {}
     models = {}
-    for size in sorted({v[0] for v in VARIANTS.values()}):
-        spm_dir = os.path.join(root, f"spm{size}")
+    for size in sorted({v[0] for v in VARIANTS.values()}, key=str):
+        tag = size if isinstance(size, int) else size[0]
+        spm_dir = os.path.join(root, f"spm{tag}")
         os.makedirs(spm_dir, exist_ok=True)
-        train(os.path.join(spm_dir, "tokenizer"), size, lines, USER_DEFINED, CONTROL)
+        options = {} if isinstance(size, int) else dict(size[2])
+        train(os.path.join(spm_dir, "tokenizer"), size if isinstance(size, int) else size[1], lines, USER_DEFINED,
+              CONTROL, **options)
         os.remove(os.path.join(spm_dir, "tokenizer.vocab"))
-        converted = os.path.join(root, f"converted{size}")
+        converted = os.path.join(root, f"converted{tag}")
         convert(spm_dir, converted)
         models[size] = (spm_dir, converted)
-        dirs[f"spm:{size}"] = spm_dir
+        dirs[f"spm:{tag}"] = spm_dir
     # tokenizer.model alone (identity normalization: Transformers' conversion then needs no charsmap), with and
     # without a tokenizer_config.json naming LlamaTokenizer
     for name, options, config in SPM_ONLY:
