@@ -11,6 +11,7 @@ CORE_SOURCES = \
 	model/cache.c \
 	model/forward.c \
 	tokenizer/utf8.c \
+	tokenizer/unicode_tables.c \
 	tokenizer/vocab.c \
 	tokenizer/bpe.c \
 	tokenizer/tokenizer.c

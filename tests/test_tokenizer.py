@@ -322,3 +322,16 @@ def test_setting_special_tokens_like_transformers(dirs):
     assert ours("hello", return_tensors="pt").to("cpu")["input_ids"].tolist() == \
         theirs("hello", return_tensors="pt").to("cpu")["input_ids"].tolist()
     assert ours("hello").input_ids == theirs("hello").input_ids
+
+
+NEIGHBOURS = ["", " ", "a", "_", "1", "é", "e\u0301", "\u00b2", "\u2167", "\u210c", "\u24b6", "\u203f", "\u200d",
+              "\u00a0", "\u3000", "😀", "中", "-", ".", "\n", "\u0663", "\u05d0", "\u0e01", "\u0915\u094d"]
+
+
+def test_single_word_lstrip_rstrip_tokens(dirs):
+    """The legacy tokenizer's <extra_id_1> is single_word, <extra_id_0> lstrip and rstrip, <tool> lstrip."""
+    ours, theirs = pair(dirs, "legacy")
+    texts = [f"{a}{token}{b}" for token in ("<extra_id_1>", "<extra_id_0>", "<tool>", "zzword")
+             for a in NEIGHBOURS for b in NEIGHBOURS]
+    texts += [f"x {t}  {t}\t{t}y" for t in ("<extra_id_0>", "<extra_id_1>", "<tool>")]
+    assert first_mismatches(texts, ours(texts)["input_ids"], theirs(texts)["input_ids"]) == (0, [])

@@ -474,8 +474,8 @@ static int64_t find_added(const nt_tokenizer *tok, int pass, const char *text, s
         const nt_added_token *a = &tok->added[hit];
         size_t s = i, e = i + a->content_len, cs;
         if (a->single_word) {
-            int word_before = s > 0 && nt_unicode_is_alphanumeric(char_before(text, s, &cs));
-            int word_after = e < len && nt_unicode_is_alphanumeric(nt_utf8_decode(text + e, nt_utf8_len((unsigned char)text[e])));
+            int word_before = s > 0 && nt_unicode_is_word(char_before(text, s, &cs));
+            int word_after = e < len && nt_unicode_is_word(nt_utf8_decode(text + e, nt_utf8_len((unsigned char)text[e])));
             if (word_before || word_after) {
                 i = e; /* the matcher resumes after a rejected match, as tokenizers' does */
                 continue;

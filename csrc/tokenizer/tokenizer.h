@@ -24,8 +24,8 @@ int nt_utf8_valid(const char *s, size_t n);
 uint32_t nt_utf8_decode(const char *s, int len);
 /* Rust's char::is_whitespace (Unicode White_Space). */
 int nt_unicode_is_whitespace(uint32_t cp);
-/* Rust's char::is_alphanumeric, approximated by the ranges of the Unicode letter and number blocks. */
-int nt_unicode_is_alphanumeric(uint32_t cp);
+/* Regex \w: letters, marks, decimal and letter numbers, connector punctuation (unicode_tables.c). */
+int nt_unicode_is_word(uint32_t cp);
 
 /* ---- vocab.c: open-addressing hash tables */
 

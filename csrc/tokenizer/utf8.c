@@ -1,4 +1,4 @@
-/* UTF-8 validation and the two Unicode character classes the added-token matcher needs. */
+/* UTF-8 validation and decoding, and Unicode White_Space. */
 #include "tokenizer.h"
 
 int nt_utf8_valid(const char *s, size_t n) {
@@ -40,21 +40,4 @@ int nt_unicode_is_whitespace(uint32_t cp) {
     return (cp >= 0x09 && cp <= 0x0D) || cp == 0x20 || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
            (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F ||
            cp == 0x3000;
-}
-
-int nt_unicode_is_alphanumeric(uint32_t cp) {
-    if (cp < 0x80) return (cp >= '0' && cp <= '9') || ((cp | 0x20) >= 'a' && (cp | 0x20) <= 'z');
-    /* Outside ASCII: punctuation, symbols and spaces of the common blocks are not word characters;
-     * everything else (letters of every script, CJK, digits) is. */
-    if (nt_unicode_is_whitespace(cp)) return 0;
-    if (cp <= 0xBF) return cp == 0xAA || cp == 0xB2 || cp == 0xB3 || cp == 0xB5 || cp == 0xB9 || cp == 0xBA ||
-                           (cp >= 0xBC && cp <= 0xBE);
-    if (cp == 0xD7 || cp == 0xF7) return 0;
-    if (cp >= 0x2000 && cp <= 0x2BFF) return 0;  /* punctuation, symbols, arrows, math, boxes */
-    if (cp >= 0x3000 && cp <= 0x303F) return 0;  /* CJK punctuation */
-    if (cp >= 0xFE30 && cp <= 0xFE4F) return 0;
-    if (cp >= 0xFF00 && cp <= 0xFF0F) return 0;
-    if (cp >= 0x1F000 && cp <= 0x1FAFF) return 0; /* emoji and pictographs */
-    if (cp >= 0x0300 && cp <= 0x036F) return 0;  /* combining marks */
-    return 1;
 }
