@@ -14,7 +14,9 @@ CORE_SOURCES = \
 	tokenizer/unicode_tables.c \
 	tokenizer/vocab.c \
 	tokenizer/bpe.c \
-	tokenizer/tokenizer.c
+	tokenizer/tokenizer.c \
+	tokenizer/encode.c \
+	tokenizer/decode.c
 
 # Compiled as separate objects with AVX2/FMA/F16C enabled; chosen at run time
 # only when the CPU reports those features.

@@ -2,6 +2,7 @@
 #ifndef NT_TOKENIZER_INTERNAL_H
 #define NT_TOKENIZER_INTERNAL_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -58,6 +59,15 @@ void nt_pair_table_free(nt_pair_table *table);
 void nt_pair_table_put(nt_pair_table *table, int32_t left, int32_t right, int32_t rank, int32_t merged);
 /* Returns 1 and fills rank and merged when the pair is known. */
 int nt_pair_table_get(const nt_pair_table *table, int32_t left, int32_t right, int32_t *rank, int32_t *merged);
+
+/* ---- growable buffers (vocab.c); the functions return -1 when out of memory */
+typedef struct {
+    char *data;
+    size_t len, cap;
+} nt_byte_buf;
+
+int nt_buf_reserve(nt_byte_buf *b, size_t want);
+int nt_buf_append(nt_byte_buf *b, const char *s, size_t n);
 
 /* ---- output ids */
 typedef struct {
@@ -116,5 +126,53 @@ void nt_bpe_scratch_free(nt_bpe_scratch *scratch);
  * which gives the same ids. */
 nt_status nt_bpe_encode(const nt_bpe *bpe, nt_error *err, nt_id_vec *out, nt_bpe_scratch *scratch,
                         const char *text, size_t len);
+
+/* ---- the tokenizer: tokenizer.c builds it, encode.c and decode.c run it */
+
+enum { NT_PASS_RAW = 0, NT_PASS_NORMALIZED = 1 }; /* where added tokens are matched */
+
+/* A step of the normalizer, pre-tokenizer or decoder, with copies of its strings. */
+typedef struct {
+    char *a, *b;         /* "" when absent */
+    size_t a_len, b_len;
+    char **strings;      /* (n_strings) Split's strings, longest first */
+    size_t *string_lens; /* (n_strings) */
+    int64_t n_strings;
+    nt_tokenizer_step step;
+} nt_step;
+
+/* One thread's working memory for encoding (encode.c); kept between calls in a pool. */
+typedef struct nt_encode_scratch nt_encode_scratch;
+void nt_encode_scratch_free(nt_encode_scratch *s);
+
+#define NT_SCRATCH_POOL 16
+typedef struct {
+    pthread_mutex_t lock;
+    nt_encode_scratch *free[NT_SCRATCH_POOL];
+    int n_free;
+} nt_scratch_pool;
+
+struct nt_tokenizer {
+    nt_bpe bpe;
+    char *pieces;            /* the model's pieces, concatenated */
+    int64_t *piece_offsets;  /* (n_pieces + 1) */
+    int32_t *piece_ids;      /* (n_pieces) */
+    int64_t n_pieces;
+    int64_t n_ids;           /* one more than the largest id of a piece or added token */
+    int32_t *id_to_piece;    /* (n_ids) index of the id's model piece, or -1 */
+    int32_t *id_to_added;    /* (n_ids) index of the id's added token, or -1 */
+
+    nt_added_token *added;   /* (n_added) contents point into added_blob */
+    char *added_blob;
+    int64_t n_added;
+    /* For each pass, the added tokens matched in it ordered by first byte, longest first:
+     * by_first[pass][c] .. by_first[pass][c + 1] index into order[pass]. */
+    int32_t *order[2];
+    int32_t by_first[2][257];
+
+    nt_step *normalizer, *pre_tokenizer, *decoder;
+    int64_t n_normalizer, n_pre_tokenizer, n_decoder;
+    nt_scratch_pool *pool;
+};
 
 #endif

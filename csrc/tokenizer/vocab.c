@@ -1,4 +1,4 @@
-/* Open-addressing hash tables: byte strings to ids (the vocabulary) and id pairs to merges. */
+/* Open-addressing hash tables (byte strings to ids: the vocabulary; id pairs to merges) and growable buffers. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -137,4 +137,22 @@ nt_status nt_id_vec_push(nt_id_vec *v, nt_error *err, int32_t id) {
     }
     v->data[v->len++] = id;
     return NT_OK;
+}
+
+int nt_buf_reserve(nt_byte_buf *b, size_t want) {
+    if (want <= b->cap) return 0;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < want) cap *= 2;
+    char *p = realloc(b->data, cap);
+    if (p == NULL) return -1;
+    b->data = p;
+    b->cap = cap;
+    return 0;
+}
+
+int nt_buf_append(nt_byte_buf *b, const char *s, size_t n) {
+    if (nt_buf_reserve(b, b->len + n + 1)) return -1;
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+    return 0;
 }
