@@ -182,6 +182,7 @@ static nt_status normalize(const nt_tokenizer *tok, nt_error *err, nt_encode_scr
         const nt_step *st = &tok->normalizer[k];
         nt_byte_buf *b = &s->norm[k & 1];
         b->len = 0;
+        if (nt_buf_reserve(b, 1)) return OOM("in the normalizer");
         if (st->step.type == NT_TOKENIZER_STEP_PREPEND) {
             if (cur_len == 0) continue;
             if (nt_buf_append(b, st->a, st->a_len) || nt_buf_append(b, cur, cur_len)) return OOM("in the normalizer");

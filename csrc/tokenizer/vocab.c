@@ -151,8 +151,8 @@ int nt_buf_reserve(nt_byte_buf *b, size_t want) {
 }
 
 int nt_buf_append(nt_byte_buf *b, const char *s, size_t n) {
-    if (nt_buf_reserve(b, b->len + n + 1)) return -1;
-    memcpy(b->data + b->len, s, n);
+    if (nt_buf_reserve(b, b->len + n + 1)) return -1; /* data is never NULL after this */
+    if (n > 0) memcpy(b->data + b->len, s, n);
     b->len += n;
     return 0;
 }
