@@ -24,7 +24,8 @@ SPECIAL_TOKEN_NAMES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_
 LLAMA_CLASSES = ("LlamaTokenizer", "LlamaTokenizerFast")
 # Classes that use tokenizer.json as it is.
 PLAIN_CLASSES = (None, "PreTrainedTokenizerFast", "TokenizersBackend", "NemotronTokenizer")
-VERY_LARGE_INTEGER = int(1e30)
+VERY_LARGE_INTEGER = int(1e30)  # Transformers' model_max_length when none is set
+LARGE_INTEGER = int(1e20)       # above it, model_max_length means "no limit"
 
 PREPEND_SCHEMES = {"always": _core.PREPEND_ALWAYS, "first": _core.PREPEND_FIRST, "never": _core.PREPEND_NEVER}
 
@@ -325,9 +326,19 @@ class BatchEncoding(dict):
 
 
 def _as_tensor(rows, return_tensors):
-    array = np.array(rows, dtype=np.int64)
+    ragged = len({len(r) for r in rows}) > 1
     if return_tensors == "np":
-        return array
+        if ragged:  # as Transformers: an object array of rows
+            array = np.empty(len(rows), dtype=object)
+            array[:] = [np.array(r, dtype=np.int64) for r in rows]
+            return array
+        return np.array(rows, dtype=np.int64)
+    if ragged and return_tensors == "pt":
+        raise ValueError("Unable to create tensor, you should probably activate truncation and/or padding with "
+                         "'padding=True' 'truncation=True' to have batched tensors with the same length. Perhaps your "
+                         "features (`input_ids` in this case) have excessive nesting (inputs type `list` where type "
+                         "`int` is expected).")
+    array = np.array(rows, dtype=np.int64)
     if return_tensors == "pt":
         try:
             import torch
@@ -584,17 +595,40 @@ class NemotronTokenizer:
                 ids = ids[:keep] if self.truncation_side == "right" else ids[len(ids) - keep:]
         return self._prefix + ids + self._suffix if add_special_tokens else ids
 
-    def _truncation_length(self, truncation, max_length, padding):
+    def _strategies(self, padding, truncation, max_length, pad_to_multiple_of):
+        """Transformers' _get_padding_truncation_strategies: (padding, truncate, max_length), padding being
+        None, "longest" or "max_length"."""
+        if max_length is not None and padding is False and truncation is None:
+            truncation = "longest_first"  # max_length alone turns truncation on
+        if padding is True or padding == "longest":
+            padding = "longest"
+        elif padding in (False, None, "do_not_pad"):
+            padding = None
+        elif padding != "max_length":
+            raise ValueError(f"{padding!r} is not a valid PaddingStrategy, please select one of ['longest', "
+                             "'max_length', 'do_not_pad']")
         if truncation in (None, False, "do_not_truncate"):
-            if max_length is not None and padding in (False, None, "do_not_pad"):
-                truncation = True  # Transformers truncates when only max_length is given
-            else:
-                return False, max_length
-        if truncation not in (True, "longest_first", "only_first", "only_second"):
-            raise ValueError(f"unsupported truncation={truncation!r}")
+            truncate = False
+        elif truncation in (True, "longest_first", "only_first", "only_second"):
+            truncate = True
+        else:
+            raise ValueError(f"{truncation!r} is not a valid TruncationStrategy, please select one of "
+                             "['longest_first', 'only_first', 'only_second', 'do_not_truncate']")
         if max_length is None:
-            max_length = self.model_max_length if self.model_max_length < VERY_LARGE_INTEGER else None
-        return True, max_length
+            huge = self.model_max_length > LARGE_INTEGER
+            if padding == "max_length":
+                padding, max_length = (None, None) if huge else (padding, self.model_max_length)
+            if truncate:
+                truncate, max_length = (False, max_length) if huge else (True, self.model_max_length)
+        if padding is not None and self.pad_token_id is None:
+            raise ValueError("Asking to pad but the tokenizer does not have a padding token. Please select a token to "
+                             "use as `pad_token` `(tokenizer.pad_token = tokenizer.eos_token e.g.)` or add a new pad "
+                             "token via `tokenizer.add_special_tokens({'pad_token': '[PAD]'})`.")
+        if truncate and padding is not None and pad_to_multiple_of and max_length is not None and \
+                max_length % pad_to_multiple_of:
+            raise ValueError("Truncation and padding are both activated but truncation length "
+                             f"({max_length}) is not a multiple of pad_to_multiple_of ({pad_to_multiple_of}).")
+        return padding, truncate, max_length
 
     def encode(self, text, add_special_tokens=True, padding=False, truncation=None, max_length=None,
                return_tensors=None, **kwargs):
@@ -613,44 +647,30 @@ class NemotronTokenizer:
         texts = list(text) if batched else [text]
         if batched and not texts:
             raise ValueError("text input must not be an empty list")
-        truncate, max_length = self._truncation_length(truncation, max_length, padding)
+        padding, truncate, max_length = self._strategies(padding, truncation, max_length, pad_to_multiple_of)
         rows = [self._finish(ids, add_special_tokens, truncate, max_length)
                 for ids in self._encode_texts(texts, batched)]
         masks = [[1] * len(r) for r in rows]
 
-        if padding is True:
-            padding = "longest"
-        if padding not in (False, None, "do_not_pad", "longest", "max_length"):
-            raise ValueError(f"unsupported padding={padding!r}")
-        if padding in ("longest", "max_length"):
-            target = max(len(r) for r in rows)
-            if padding == "max_length":
-                if max_length is None:
-                    max_length = self.model_max_length
-                target = max_length
+        if padding is not None:
+            target = max(len(r) for r in rows) if padding == "longest" else max_length
             if pad_to_multiple_of and target % pad_to_multiple_of:
                 target = (target // pad_to_multiple_of + 1) * pad_to_multiple_of
-            if self.pad_token_id is None and any(len(r) < target for r in rows):
-                raise ValueError("Asking to pad but the tokenizer does not have a padding token. Please select a token "
-                                 "to use as `pad_token` `(tokenizer.pad_token = tokenizer.eos_token e.g.)` or add a "
-                                 "new pad token via `tokenizer.add_special_tokens({'pad_token': '[PAD]'})`.")
             side = padding_side or self.padding_side
+            pad = self.pad_token_id
             for r, m in zip(rows, masks):
                 fill = target - len(r)
                 if fill > 0:
                     if side == "left":
-                        r[:0] = [self.pad_token_id] * fill
+                        r[:0] = [pad] * fill
                         m[:0] = [0] * fill
                     else:
-                        r.extend([self.pad_token_id] * fill)
+                        r.extend([pad] * fill)
                         m.extend([0] * fill)
 
         out = BatchEncoding()
         want_mask = return_attention_mask if return_attention_mask is not None else True
         if return_tensors is not None:
-            if len({len(r) for r in rows}) > 1:
-                raise ValueError("Unable to create tensor, you should probably activate truncation and/or padding with "
-                                 "'padding=True' 'truncation=True' to have batched tensors with the same length.")
             out["input_ids"] = _as_tensor(rows, return_tensors)
             if want_mask:
                 out["attention_mask"] = _as_tensor(masks, return_tensors)
