@@ -88,6 +88,21 @@ def _legacy_pipeline(data):
                                  "rstrip": False, "normalized": False, "special": True})
 
 
+def _metaspace_split(data):
+    """Metaspace splitting into words (prepend always) and a Metaspace decoder."""
+    data["model"]["unk_token"] = "<unk>"
+    data["pre_tokenizer"] = {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "always", "split": True}
+    data["decoder"] = {"type": "Sequence", "decoders": [
+        {"type": "ByteFallback"}, {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "always",
+                                   "split": True}]}
+
+
+def _no_decoder(data):
+    data["decoder"] = None
+    data["pre_tokenizer"] = {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "never",
+                             "split": False}
+
+
 VARIANTS = {
     # name: (vocab size, tokenizer.json edits, tokenizer_config.json)
     "nemotron": (3000, [_nemotron_json], {
@@ -105,6 +120,8 @@ VARIANTS = {
     "glued": (("glued", 3000, (("split_by_whitespace", False), ("allow_whitespace_only_pieces", True),
                                ("remove_extra_whitespaces", False))),
               [_nemotron_json], {"tokenizer_class": "LlamaTokenizer", "legacy": False}),
+    "metaspace_split": (1000, [_metaspace_split], {"tokenizer_class": "PreTrainedTokenizerFast"}),
+    "no_decoder": (1000, [_no_decoder], {"tokenizer_class": "PreTrainedTokenizerFast"}),
     "legacy": (1000, [_legacy_pipeline], {
         "tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
         "add_bos_token": True}),

@@ -175,11 +175,18 @@ nt_status nt_tokenizer_decode(const nt_tokenizer *tok, nt_error *err, char **tex
         if (apply_decoder(&tok->decoder[k], next, cur)) goto oom;
         cur = next;
     }
-    size_t total = cur->n ? cur->off[cur->n] : 0;
+    /* the pieces are joined as they are; without a decoder, tokenizers puts a space between them */
+    size_t sep = tok->n_decoder == 0 ? 1 : 0;
+    size_t total = cur->n ? cur->off[cur->n] + sep * (size_t)(cur->n - 1) : 0;
     *text = malloc(total + 1);
     if (*text == NULL) goto oom;
-    if (total) memcpy(*text, cur->bytes.data, total);
-    (*text)[total] = '\0';
+    char *w = *text;
+    for (int64_t i = 0; i < cur->n; i++) {
+        if (i > 0 && sep) *w++ = ' ';
+        memcpy(w, ITEM(cur, i), ITEM_LEN(cur, i));
+        w += ITEM_LEN(cur, i);
+    }
+    *w = '\0';
     *len = total;
     list_free(&lists[0]);
     list_free(&lists[1]);
