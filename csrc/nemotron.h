@@ -313,6 +313,100 @@ nt_status nt_generator_stop_rows(nt_generator *g, nt_error *err, const uint8_t *
 /* Beam search: the number of new tokens of the longest of the first n hypotheses of every prompt. */
 int64_t nt_generator_beam_output_length(const nt_generator *g, int64_t n);
 
+/* ---------------------------------------------------------------- tokenizer */
+
+/* A SentencePiece-style BPE tokenizer as Hugging Face tokenizers runs it from a tokenizer.json: added tokens
+ * are split off first, each remaining chunk goes through the normalizer, the Metaspace pre-tokenizer and the
+ * BPE model (byte fallback to <0xNN> pieces); decoding maps ids back to pieces and runs the decoder chain.
+ * Strings are UTF-8; lengths are in bytes. */
+
+typedef enum {
+    NT_TOKENIZER_STEP_PREPEND = 0,   /* normalizer: a = the string put in front of a non-empty chunk */
+    NT_TOKENIZER_STEP_REPLACE,       /* normalizer or decoder: every a (non-empty) becomes b */
+    NT_TOKENIZER_STEP_METASPACE,     /* pre-tokenizer or decoder: a = replacement (one character),
+                                        prepend_scheme, split */
+    NT_TOKENIZER_STEP_BYTE_FALLBACK, /* decoder: runs of <0xNN> pieces become their UTF-8 text */
+    NT_TOKENIZER_STEP_FUSE,          /* decoder: joins every piece into one */
+    NT_TOKENIZER_STEP_STRIP,         /* decoder: removes up to `start` leading and `stop` trailing a's
+                                        (one character) from each piece */
+    NT_TOKENIZER_STEP_TRIM,          /* normalizer: removes the runs of a (one character) at both ends */
+    NT_TOKENIZER_STEP_COLLAPSE,      /* normalizer: each run of two or more a's (one character) becomes b */
+    NT_TOKENIZER_STEP_REPLACE_PREFIX,/* normalizer: a at the very start becomes b */
+    NT_TOKENIZER_STEP_SPLIT,         /* pre-tokenizer, after the Metaspace: each occurrence of one of
+                                        `strings` (leftmost, then longest) becomes a word of its own */
+    NT_TOKENIZER_STEP_COUNT
+} nt_tokenizer_step_type;
+
+typedef enum {
+    NT_PREPEND_SCHEME_ALWAYS = 0,
+    NT_PREPEND_SCHEME_FIRST,  /* only to the chunk that starts the text */
+    NT_PREPEND_SCHEME_NEVER,
+} nt_prepend_scheme;
+
+typedef struct {
+    nt_tokenizer_step_type type;
+    const char *a, *b;  /* NUL-terminated UTF-8; unused ones may be NULL */
+    int64_t start, stop;
+    nt_prepend_scheme prepend_scheme;
+    int split;          /* Metaspace: split the chunk into words that each begin with the replacement */
+    const char *const *strings; /* (n_strings) NUL-terminated UTF-8, for Split */
+    int64_t n_strings;
+} nt_tokenizer_step;
+
+typedef struct {
+    const char *content; /* UTF-8, content_len bytes, not empty */
+    size_t content_len;
+    int32_t id;
+    int special;         /* dropped by decode's skip_special_tokens */
+    int lstrip, rstrip;  /* the match takes in the whitespace on its left / right */
+    int single_word;     /* matches only between non-word characters */
+    int normalized;      /* matched in the normalized text rather than the raw one */
+} nt_added_token;
+
+typedef struct {
+    const char *pieces;           /* the BPE model's pieces, concatenated */
+    const int64_t *piece_offsets; /* (n_pieces + 1) piece i is pieces[piece_offsets[i], piece_offsets[i + 1]) */
+    const int32_t *piece_ids;     /* (n_pieces) ids, in [0, 2^31) */
+    int64_t n_pieces;
+    const int32_t *merges;        /* (n_merges, 2) ids of the left and right pieces, rank = row */
+    int64_t n_merges;
+    int32_t unk_id;               /* -1 when there is no unknown piece */
+    int byte_fallback;
+    int fuse_unk;
+    int ignore_merges;            /* a word that is a piece is that piece, whatever the merges */
+    const nt_added_token *added;  /* (n_added) */
+    int64_t n_added;
+    const nt_tokenizer_step *normalizer;     /* (n_normalizer) applied in order */
+    int64_t n_normalizer;
+    const nt_tokenizer_step *pre_tokenizer;  /* (n_pre_tokenizer) a Metaspace, a Split, or a Metaspace then a Split */
+    int64_t n_pre_tokenizer;
+    const nt_tokenizer_step *decoder;        /* (n_decoder) applied in order */
+    int64_t n_decoder;
+} nt_tokenizer_spec;
+
+typedef struct nt_tokenizer nt_tokenizer;
+
+/* Builds the tables; copies everything it keeps from spec. A merge whose pieces' concatenation is not a
+ * piece, or an id out of range, is NT_ERROR_FORMAT. */
+nt_status nt_tokenizer_create(nt_tokenizer **out, nt_error *err, const nt_tokenizer_spec *spec);
+void nt_tokenizer_free(nt_tokenizer *tok);
+
+/* Encodes text[0, len) (valid UTF-8) without special tokens around it. *ids is malloc'ed (free() it),
+ * *n_ids its length. */
+nt_status nt_tokenizer_encode(const nt_tokenizer *tok, nt_error *err, int32_t **ids, int64_t *n_ids,
+                              const char *text, size_t len);
+
+/* Encodes B texts, spread over pool (NULL: on the caller's thread). *ids (malloc'ed) holds every text's ids
+ * back to back, text b's at ids[offsets[b], offsets[b + 1]); offsets is (B + 1), the caller's. */
+nt_status nt_tokenizer_encode_batch(const nt_tokenizer *tok, nt_error *err, int32_t **ids, int64_t *offsets,
+                                    const char *const *texts, const size_t *lens, int64_t B,
+                                    nt_threadpool *pool);
+
+/* Decodes ids to UTF-8 text; *text is malloc'ed and NUL-terminated, *len bytes long. Ids that name no piece
+ * are skipped, as tokenizers does; skip_special drops the added tokens marked special. */
+nt_status nt_tokenizer_decode(const nt_tokenizer *tok, nt_error *err, char **text, size_t *len,
+                              const int32_t *ids, int64_t n_ids, int skip_special);
+
 #ifdef __cplusplus
 }
 #endif

@@ -12,7 +12,14 @@ CORE_SOURCES = \
 	model/forward.c \
 	model/score.c \
 	model/sampling.c \
-	model/generate.c
+	model/generate.c \
+	tokenizer/utf8.c \
+	tokenizer/unicode_tables.c \
+	tokenizer/vocab.c \
+	tokenizer/bpe.c \
+	tokenizer/tokenizer.c \
+	tokenizer/encode.c \
+	tokenizer/decode.c
 
 # Compiled as separate objects with AVX2/FMA/F16C enabled; chosen at run time
 # only when the CPU reports those features.

@@ -40,5 +40,6 @@ int nt_py_check_model(ModelObject *self);
 int nt_py_register_model(PyObject *module);
 int nt_py_register_score(PyObject *module); /* score.c */
 int nt_py_register_generator(PyObject *module); /* generate.c */
+int nt_py_register_tokenizer(PyObject *module);
 
 #endif

@@ -55,7 +55,7 @@ PyMODINIT_FUNC PyInit__core(void) {
                                             "A checkpoint or tokenizer file is malformed.", PyExc_ValueError, NULL);
     if (FormatError == NULL || PyModule_AddObjectRef(module, "FormatError", FormatError) < 0 ||
         nt_py_register_model(module) < 0 || nt_py_register_score(module) < 0 ||
-        nt_py_register_generator(module) < 0) {
+        nt_py_register_generator(module) < 0 || nt_py_register_tokenizer(module) < 0) {
         Py_DECREF(module);
         return NULL;
     }

@@ -1,0 +1,773 @@
+"""The Nemotron tokenizer with Transformers' API: `AutoTokenizer.from_pretrained(dir)`.
+
+Policy lives here: reading tokenizer.json, tokenizer_config.json and special_tokens_map.json (or tokenizer.model
+alone), the special tokens, padding, truncation, tensors and chat templates, following Transformers 5
+(`TokenizersBackend` and `LlamaTokenizer`). The C core (`_core.Tokenizer`) does the encoding and decoding.
+"""
+import json
+import operator
+import os
+
+import numpy as np
+
+from . import _core
+
+FormatError = _core.FormatError
+
+TOKENIZER_FILE = "tokenizer.json"
+CONFIG_FILE = "tokenizer_config.json"
+SPECIAL_TOKENS_FILE = "special_tokens_map.json"
+SPM_FILE = "tokenizer.model"
+
+SPECIAL_TOKEN_NAMES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
+# Classes whose Transformers __init__ rebuilds the pipeline around the file's vocabulary and merges.
+LLAMA_CLASSES = ("LlamaTokenizer", "LlamaTokenizerFast")
+# Classes that use tokenizer.json as it is.
+PLAIN_CLASSES = (None, "PreTrainedTokenizerFast", "TokenizersBackend", "NemotronTokenizer")
+VERY_LARGE_INTEGER = int(1e30)  # Transformers' model_max_length when none is set
+LARGE_INTEGER = int(1e20)       # above it, model_max_length means "no limit"
+
+PREPEND_SCHEMES = {"always": _core.PREPEND_ALWAYS, "first": _core.PREPEND_FIRST, "never": _core.PREPEND_NEVER}
+
+
+# ---------------------------------------------------------------- reading files
+
+
+def _read_json(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise FormatError(f"{path} is not valid JSON: {e}") from None
+
+
+def _require(condition, message):
+    if not condition:
+        raise FormatError(message)
+
+
+def _token_content(value):
+    """A special token as tokenizer_config.json writes it: a string or a serialized AddedToken."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, dict) and isinstance(value.get("content"), str):
+        return value["content"]
+    raise FormatError(f"a special token must be a string or an AddedToken dict, got {value!r}")
+
+
+def _step(kind, a=None, b=None, start=0, stop=0, prepend_scheme=_core.PREPEND_ALWAYS, split=False, strings=None):
+    step = (kind, a, b, int(start), int(stop), prepend_scheme, int(bool(split)))
+    return step if strings is None else step + (list(strings),)
+
+
+# The regular expressions Transformers' SentencePiece conversion writes, as the core's fixed-string steps.
+REGEX_NORMALIZERS = {
+    (r"\A +| +\z", ""): lambda: _step(_core.STEP_TRIM, " "),
+    (" {2,}", " "): lambda: _step(_core.STEP_COLLAPSE, " ", " "),
+    ("\\A\u2581", "\u2581\u2581"): lambda: _step(_core.STEP_REPLACE_PREFIX, "\u2581", "\u2581\u2581"),
+}
+REGEX_META = set("()[]{}*+?.^$|\\")
+
+
+def _regex_literals(pattern):
+    """The strings of a regex that is an alternation of escaped literals (as re.escape writes them), or None."""
+    literals, current, i = [], [], 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\":
+            if i + 1 >= len(pattern) or pattern[i + 1].isalnum():
+                return None  # a class such as \d or \A, not an escaped character
+            current.append(pattern[i + 1])
+            i += 2
+            continue
+        if c == "|":
+            literals.append("".join(current))
+            current = []
+        elif c in REGEX_META:
+            return None
+        else:
+            current.append(c)
+        i += 1
+    literals.append("".join(current))
+    return literals if all(literals) else None
+
+
+def _flatten(component, key):
+    if component is None:
+        return []
+    _require(isinstance(component, dict) and isinstance(component.get("type"), str),
+             f"a {key} must be an object with a 'type', got {component!r}")
+    if component["type"] == "Sequence":
+        items = component.get(key + "s")
+        _require(isinstance(items, list), f"a Sequence {key} needs a '{key}s' list")
+        return [step for item in items for step in _flatten(item, key)]
+    return [component]
+
+
+def _string_pattern(component, where):
+    pattern = component.get("pattern")
+    if isinstance(pattern, dict) and "String" in pattern:
+        return pattern["String"]
+    if isinstance(pattern, dict) and "Regex" in pattern:
+        raise ValueError(f"unsupported {where}: Replace with a Regex pattern")
+    raise FormatError(f"{where} Replace has no pattern: {component!r}")
+
+
+def _metaspace(component):
+    replacement = component.get("replacement", "\u2581")
+    _require(isinstance(replacement, str) and len(replacement) == 1, "Metaspace replacement must be one character")
+    if "prepend_scheme" in component:
+        scheme = component["prepend_scheme"]
+    else:  # tokenizers before 0.14 wrote add_prefix_space
+        scheme = "always" if component.get("add_prefix_space", True) else "never"
+    _require(scheme in PREPEND_SCHEMES, f"unknown Metaspace prepend_scheme {scheme!r}")
+    return _step(_core.STEP_METASPACE, replacement, None, prepend_scheme=PREPEND_SCHEMES[scheme],
+                 split=component.get("split", True))
+
+
+def _normalizer_steps(normalizer):
+    steps = []
+    for n in _flatten(normalizer, "normalizer"):
+        kind = n["type"]
+        if kind == "Prepend":
+            steps.append(_step(_core.STEP_PREPEND, n["prepend"]))
+        elif kind == "Replace" and isinstance(n.get("pattern"), dict) and "Regex" in n["pattern"]:
+            make = REGEX_NORMALIZERS.get((n["pattern"]["Regex"], n.get("content")))
+            if make is None:
+                raise ValueError(f"unsupported normalizer: Replace with the Regex pattern {n['pattern']['Regex']!r}")
+            steps.append(make())
+        elif kind == "Replace":
+            steps.append(_step(_core.STEP_REPLACE, _string_pattern(n, "normalizer"), n["content"]))
+        else:
+            raise ValueError(f"unsupported normalizer type {kind!r} (nemotron_c supports Prepend, Replace, Sequence)")
+    return steps
+
+
+def _pre_tokenizer_steps(pre_tokenizer):
+    steps = []
+    for p in _flatten(pre_tokenizer, "pretokenizer"):
+        if p["type"] == "Metaspace" and not steps:
+            steps.append(_metaspace(p))
+        elif p["type"] == "Split":
+            pattern = p.get("pattern") or {}
+            literals = [pattern["String"]] if "String" in pattern else _regex_literals(pattern.get("Regex", ""))
+            if literals is None or p.get("behavior") != "Isolated" or p.get("invert"):
+                raise ValueError("unsupported pre_tokenizer: Split other than isolating fixed strings "
+                                 f"({json.dumps(p)[:200]})")
+            steps.append(_step(_core.STEP_SPLIT, strings=literals))
+        else:
+            raise ValueError(f"unsupported pre_tokenizer type {p['type']!r} (nemotron_c supports Metaspace, Split)")
+    if len(steps) > 2 or (len(steps) == 2 and steps[1][0] != _core.STEP_SPLIT):
+        raise ValueError("unsupported pre_tokenizer: a Sequence other than Metaspace then Split")
+    return steps
+
+
+def _decoder_steps(decoder):
+    steps = []
+    for d in _flatten(decoder, "decoder"):
+        kind = d["type"]
+        if kind == "Replace":
+            steps.append(_step(_core.STEP_REPLACE, _string_pattern(d, "decoder"), d["content"]))
+        elif kind == "ByteFallback":
+            steps.append(_step(_core.STEP_BYTE_FALLBACK))
+        elif kind == "Fuse":
+            steps.append(_step(_core.STEP_FUSE))
+        elif kind == "Strip":
+            steps.append(_step(_core.STEP_STRIP, d["content"], None, d.get("start", 0), d.get("stop", 0)))
+        elif kind == "Metaspace":
+            steps.append(_metaspace(d))
+        else:
+            raise ValueError(f"unsupported decoder type {kind!r} "
+                             "(nemotron_c supports Replace, ByteFallback, Fuse, Strip, Metaspace, Sequence)")
+    return steps
+
+
+def _post_processor_affixes(post, added_ids):
+    """The special tokens a TemplateProcessing puts before and after a single sequence."""
+    if post is None:
+        return [], []
+    if post.get("type") != "TemplateProcessing":
+        raise ValueError(f"unsupported post_processor type {post.get('type')!r} (nemotron_c supports TemplateProcessing)")
+    prefix, suffix, seen_a = [], [], False
+    specials = post.get("special_tokens", {})
+    for item in post.get("single", []):
+        if "Sequence" in item:
+            seen_a = True
+            continue
+        name = item["SpecialToken"]["id"]
+        ids = specials.get(name, {}).get("ids")
+        _require(isinstance(ids, list), f"post_processor special token {name!r} has no ids")
+        (suffix if seen_a else prefix).extend(int(i) for i in ids)
+    return prefix, suffix
+
+
+class _Model:
+    """What the core needs, from tokenizer.json or tokenizer.model."""
+
+    def __init__(self, vocab, merges, unk_token, byte_fallback, fuse_unk, added, normalizer, pre_tokenizer, decoder,
+                 post_processor, ignore_merges=False):
+        self.vocab = vocab                    # piece -> id (the BPE model's)
+        self.merges = merges                  # [(left, right)] in rank order
+        self.unk_token = unk_token
+        self.byte_fallback = byte_fallback
+        self.fuse_unk = fuse_unk
+        self.added = added                    # [dict(id, content, special, lstrip, rstrip, single_word, normalized)]
+        self.normalizer = normalizer          # step tuples
+        self.pre_tokenizer = pre_tokenizer
+        self.decoder = decoder
+        self.post_processor = post_processor  # the JSON object, or None
+        self.ignore_merges = ignore_merges
+
+
+def _model_from_json(tj, path):
+    _require(isinstance(tj, dict), f"{path}: the top level is not an object")
+    model = tj.get("model")
+    _require(isinstance(model, dict), f"{path}: no 'model' object")
+    if model.get("type", "BPE") != "BPE":
+        raise ValueError(f"unsupported model type {model.get('type')!r} (nemotron_c supports BPE)")
+    for key in ("continuing_subword_prefix", "end_of_word_suffix"):
+        if model.get(key):
+            raise ValueError(f"unsupported BPE option {key}={model[key]!r}")
+    if model.get("dropout") not in (None, 0, 0.0):
+        raise ValueError("unsupported BPE option dropout (nemotron_c encodes deterministically)")
+    vocab = model.get("vocab")
+    _require(isinstance(vocab, dict), f"{path}: model.vocab is not an object")
+    for piece, i in vocab.items():
+        _require(isinstance(i, int) and 0 <= i < 2**31, f"{path}: bad id {i!r} for piece {piece!r}")
+    merges = []
+    for m in model.get("merges", []):
+        if isinstance(m, str):
+            parts = m.split(" ")
+            _require(len(parts) == 2, f"{path}: merge {m!r} is not two pieces separated by a space")
+        else:
+            _require(isinstance(m, list) and len(m) == 2 and all(isinstance(x, str) for x in m),
+                     f"{path}: merge {m!r} is not a pair of strings")
+            parts = m
+        merges.append((parts[0], parts[1]))
+    added = []
+    for a in tj.get("added_tokens") or []:
+        _require(isinstance(a, dict) and isinstance(a.get("content"), str) and isinstance(a.get("id"), int),
+                 f"{path}: bad added token {a!r}")
+        added.append({"id": a["id"], "content": a["content"], "special": bool(a.get("special", False)),
+                      "lstrip": bool(a.get("lstrip", False)), "rstrip": bool(a.get("rstrip", False)),
+                      "single_word": bool(a.get("single_word", False)),
+                      "normalized": bool(a.get("normalized", not a.get("special", False)))})
+    return _Model(vocab, merges, model.get("unk_token"), bool(model.get("byte_fallback", False)),
+                  bool(model.get("fuse_unk", False)), added, _normalizer_steps(tj.get("normalizer")),
+                  _pre_tokenizer_steps(tj.get("pre_tokenizer")), _decoder_steps(tj.get("decoder")),
+                  tj.get("post_processor"), bool(model.get("ignore_merges", False)))
+
+
+def _llama_pipeline(model, config):
+    """Transformers' LlamaTokenizer keeps the file's vocabulary and merges but builds its own pipeline."""
+    add_prefix_space = config.get("add_prefix_space")
+    add_prefix_space = True if add_prefix_space is None else add_prefix_space
+    legacy = config.get("legacy", False)
+    scheme = ("first" if not legacy else "always") if add_prefix_space else "never"
+    model.unk_token = None
+    model.byte_fallback = True
+    model.fuse_unk = True
+    model.ignore_merges = False
+    model.normalizer = []
+    model.pre_tokenizer = [_step(_core.STEP_METASPACE, "\u2581", prepend_scheme=PREPEND_SCHEMES[scheme], split=False)]
+    model.decoder = [_step(_core.STEP_REPLACE, "\u2581", " "), _step(_core.STEP_BYTE_FALLBACK), _step(_core.STEP_FUSE)]
+    if add_prefix_space:
+        model.decoder.append(_step(_core.STEP_STRIP, " ", None, 1, 0))
+
+
+def _normalize_content(content, steps):
+    """An added token marked `normalized` is matched (and named) in its normalized form, as tokenizers does."""
+    for kind, a, b, *_ in steps:
+        if kind == _core.STEP_PREPEND:
+            content = a + content if content else content
+        elif kind == _core.STEP_REPLACE:
+            content = content.replace(a, b)
+    return content
+
+
+def _build_core(model):
+    pieces = sorted(model.vocab.items(), key=lambda kv: kv[1])
+    encoded = [p.encode("utf-8") for p, _ in pieces]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    np.cumsum([len(e) for e in encoded], out=offsets[1:])
+    ids = np.array([i for _, i in pieces], dtype=np.int32)
+    vocab = model.vocab
+    try:
+        merges = np.array([(vocab[a], vocab[b]) for a, b in model.merges], dtype=np.int32).reshape(-1, 2)
+    except KeyError as e:
+        raise FormatError(f"a merge names {e.args[0]!r}, which is not in the vocabulary") from None
+    unk_id = -1
+    if model.unk_token is not None:
+        _require(model.unk_token in vocab, f"unk_token {model.unk_token!r} is not in the vocabulary")
+        unk_id = vocab[model.unk_token]
+    added = [(a["matched"], a["id"], a["special"], a["lstrip"], a["rstrip"], a["single_word"], a["normalized"])
+             for a in model.added]
+    return _core.Tokenizer(b"".join(encoded), offsets, ids, merges, unk_id, model.byte_fallback, model.fuse_unk, added,
+                           model.normalizer, model.pre_tokenizer, model.decoder, model.ignore_merges)
+
+
+# ---------------------------------------------------------------- outputs
+
+
+class BatchEncoding(dict):
+    """A dict of model inputs that also reads as attributes, like Transformers' BatchEncoding."""
+
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def to(self, device):
+        for key, value in self.items():
+            if hasattr(value, "to"):
+                self[key] = value.to(device)
+        return self
+
+
+def _as_tensor(rows, return_tensors):
+    ragged = len({len(r) for r in rows}) > 1
+    if return_tensors == "np":
+        if ragged:  # as Transformers: an object array of rows
+            array = np.empty(len(rows), dtype=object)
+            array[:] = [np.array(r, dtype=np.int64) for r in rows]
+            return array
+        return np.array(rows, dtype=np.int64)
+    if ragged and return_tensors == "pt":
+        raise ValueError("Unable to create tensor, you should probably activate truncation and/or padding with "
+                         "'padding=True' 'truncation=True' to have batched tensors with the same length. Perhaps your "
+                         "features (`input_ids` in this case) have excessive nesting (inputs type `list` where type "
+                         "`int` is expected).")
+    array = np.array(rows, dtype=np.int64)
+    if return_tensors == "pt":
+        try:
+            import torch
+        except ImportError:
+            raise ImportError("return_tensors='pt' needs PyTorch, which is not installed") from None
+        return torch.from_numpy(array)
+    raise ValueError(f"unsupported return_tensors={return_tensors!r} (nemotron_c supports 'np' and 'pt')")
+
+
+def _check_text(text, in_batch=False):
+    if isinstance(text, str):
+        return
+    if in_batch:  # as tokenizers' binding reports it
+        raise TypeError("TextEncodeInput must be Union[TextInputSequence, Tuple[InputSequence, InputSequence]]"
+                        f" (got {type(text).__name__})")
+    raise ValueError("text input must be of type `str` (single example), `list[str]` (batch or single pretokenized "
+                     "example) or `list[list[str]]` (batch of pretokenized examples) or `list[tuple[list[str], "
+                     "list[str]]]` (batch of pretokenized sequence pairs).")
+
+
+def _has_surrogates(text):
+    try:
+        text.encode("utf-8")
+        return False
+    except UnicodeEncodeError:
+        return True
+
+
+# ---------------------------------------------------------------- the tokenizer
+
+
+class NemotronTokenizer:
+    """Encodes and decodes as Transformers' tokenizer does on the same files."""
+
+    model_input_names = ["input_ids", "attention_mask"]
+
+    def __init__(self, model, config, kwargs=None, name_or_path=""):
+        kwargs = kwargs or {}
+        config = {**config, **kwargs}
+        self.name_or_path = name_or_path
+        self.init_kwargs = {k: v for k, v in config.items() if not k.startswith("_")}
+        tokenizer_class = config.get("tokenizer_class")
+        self._llama = tokenizer_class in LLAMA_CLASSES
+        if self._llama:
+            _llama_pipeline(model, config)
+        elif tokenizer_class not in PLAIN_CLASSES:
+            raise ValueError(f"unsupported tokenizer_class {tokenizer_class!r}")
+
+        # special tokens: LlamaTokenizer has defaults, a plain tokenizer.json has none
+        defaults = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"} if self._llama else {}
+        self._special = {}
+        for name in SPECIAL_TOKEN_NAMES:
+            value = _token_content(config[name]) if name in config else defaults.get(name)
+            if value is not None:
+                self._special[name] = value
+        extra = config.get("extra_special_tokens", config.get("additional_special_tokens")) or []
+        if isinstance(extra, dict):  # named extra tokens
+            extra = list(extra.values())
+        self._extra_special = [_token_content(t) for t in extra]
+
+        # added tokens: the file's, then every special token not there yet, as Transformers adds them
+        # (tokenizers names such a token by its normalized form, but looks it up by its original content)
+        for a in model.added:
+            a["matched"] = _normalize_content(a["content"], model.normalizer) if a["normalized"] else a["content"]
+        by_content = {a["content"]: a for a in model.added}
+        self._n_model = len(model.vocab)
+        next_id = max([*model.vocab.values(), *(a["id"] for a in model.added), -1]) + 1
+        for content in [*self._special.values(), *self._extra_special]:
+            if content in by_content:
+                continue
+            token_id = model.vocab.get(content)
+            if token_id is None:
+                token_id, next_id = next_id, next_id + 1
+            token = {"id": token_id, "content": content, "matched": content, "special": True, "lstrip": False, "rstrip": False,
+                     "single_word": False, "normalized": False}
+            model.added.append(token)
+            by_content[content] = token
+        self._core = _build_core(model)
+
+        self._added = {a["content"]: a["id"] for a in model.added}
+        self._special_ids = {a["id"] for a in model.added if a["special"]}
+        self._id_to_token = {i: p for p, i in model.vocab.items()}
+        self._id_to_token.update({a["id"]: a["matched"] for a in model.added})
+        self._vocab = dict(model.vocab)
+        self._vocab.update(self._added)
+
+        # The post-processor. Transformers 5 keeps tokenizer.json's template and ignores add_bos_token and
+        # add_eos_token in tokenizer_config.json; only when they are passed to from_pretrained (or the file has no
+        # post-processor) does it rebuild the template from them, each defaulting to False.
+        source = config if config.get("_bos_eos_from_config") else kwargs
+        explicit = {k: source[k] for k in ("add_bos_token", "add_eos_token") if k in source}
+        if explicit or model.post_processor is None:
+            self._add_bos_token = bool(explicit.get("add_bos_token", False)) and self.bos_token_id is not None
+            self._add_eos_token = bool(explicit.get("add_eos_token", False)) and self.eos_token_id is not None
+            self._prefix = [self.bos_token_id] if self._add_bos_token else []
+            self._suffix = [self.eos_token_id] if self._add_eos_token else []
+        else:
+            self._add_bos_token = self._add_eos_token = False
+            self._prefix, self._suffix = _post_processor_affixes(model.post_processor, self._vocab)
+
+        self.clean_up_tokenization_spaces = bool(config.get("clean_up_tokenization_spaces", False))
+        # Transformers 5 skips the clean-up for BPE models unless forced
+        self._force_clean_up = bool(config.get("clean_up_tokenization_spaces_for_bpe_even_though_it_will_corrupt_output",
+                                               False))
+        max_len = config.get("model_max_length")
+        self.model_max_length = int(max_len) if isinstance(max_len, (int, float)) else VERY_LARGE_INTEGER
+        self.padding_side = config.get("padding_side", "left" if self._llama else "right")
+        self.truncation_side = config.get("truncation_side", "right")
+        self.chat_template = config.get("chat_template")
+        if isinstance(self.chat_template, list):  # named templates
+            self.chat_template = {t["name"]: t["template"] for t in self.chat_template}
+
+    # ---- loading
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        path = os.fspath(pretrained_model_name_or_path)
+        if not os.path.isdir(path):
+            raise OSError(f"{path!r} is not a directory holding tokenizer files (nemotron_c does not download)")
+        config = {}
+        special_map = os.path.join(path, SPECIAL_TOKENS_FILE)
+        if os.path.isfile(special_map):
+            data = _read_json(special_map)
+            _require(isinstance(data, dict), f"{special_map}: the top level is not an object")
+            config.update(data)
+        config_path = os.path.join(path, CONFIG_FILE)
+        if os.path.isfile(config_path):
+            data = _read_json(config_path)
+            _require(isinstance(data, dict), f"{config_path}: the top level is not an object")
+            config.update(data)
+        template_path = os.path.join(path, "chat_template.jinja")
+        if os.path.isfile(template_path) and "chat_template" not in config:
+            with open(template_path, encoding="utf-8") as f:
+                config["chat_template"] = f.read()
+        json_path = os.path.join(path, TOKENIZER_FILE)
+        spm_path = os.path.join(path, SPM_FILE)
+        if os.path.isfile(json_path):
+            tj = _read_json(json_path)
+            model = _model_from_json(tj, json_path)
+        elif os.path.isfile(spm_path):
+            from .sentencepiece_model import model_from_sentencepiece
+            model, config = model_from_sentencepiece(spm_path, config)
+        else:
+            raise OSError(f"{path!r} has neither {TOKENIZER_FILE} nor {SPM_FILE}")
+        return cls(model, config, kwargs, name_or_path=path)
+
+    @property
+    def add_bos_token(self):
+        return self._add_bos_token
+
+    @property
+    def add_eos_token(self):
+        return self._add_eos_token
+
+    # ---- vocabulary
+
+    def __len__(self):
+        return len(self._id_to_token)
+
+    @property
+    def vocab_size(self):
+        return self._n_model
+
+    def get_vocab(self):
+        return dict(self._vocab)
+
+    def convert_tokens_to_ids(self, tokens):
+        if tokens is None:
+            return None
+        if isinstance(tokens, str):
+            token_id = self._vocab.get(tokens)
+            if token_id is None:
+                unk = self._special.get("unk_token")
+                return None if unk is None else self._vocab.get(unk)
+            return token_id
+        return [self.convert_tokens_to_ids(t) for t in tokens]
+
+    def convert_ids_to_tokens(self, ids, skip_special_tokens=False):
+        if isinstance(ids, (int, np.integer)):
+            return self._id_to_token.get(int(ids))
+        ids = _id_list(ids)
+        return [self._id_to_token.get(i) for i in ids if not (skip_special_tokens and i in self._special_ids)]
+
+    # ---- special tokens
+
+    def _special_id(self, name):
+        token = self._special.get(name)
+        return None if token is None else self.convert_tokens_to_ids(token)
+
+    def _set_special(self, name, value):
+        # as in Transformers: the attribute changes; the vocabulary and the post-processor do not
+        if value is None:
+            self._special.pop(name, None)
+        elif isinstance(value, str):
+            self._special[name] = value
+        else:
+            raise TypeError(f"{name} must be a str or None, not {type(value).__name__}")
+
+    def _set_special_id(self, name, value):
+        self._set_special(name, None if value is None else self._id_to_token.get(operator.index(value)))
+
+    @staticmethod
+    def _token_property(name):
+        return property(lambda self: self._special.get(name), lambda self, value: self._set_special(name, value))
+
+    @staticmethod
+    def _id_property(name):
+        return property(lambda self: self._special_id(name), lambda self, value: self._set_special_id(name, value))
+
+    bos_token = _token_property("bos_token")
+    eos_token = _token_property("eos_token")
+    unk_token = _token_property("unk_token")
+    pad_token = _token_property("pad_token")
+    bos_token_id = _id_property("bos_token")
+    eos_token_id = _id_property("eos_token")
+    unk_token_id = _id_property("unk_token")
+    pad_token_id = _id_property("pad_token")
+
+    @property
+    def special_tokens_map(self):
+        return dict(self._special)
+
+    @property
+    def all_special_tokens(self):
+        return list(dict.fromkeys([*self._special.values(), *self._extra_special]))
+
+    @property
+    def all_special_ids(self):
+        return [self._vocab[t] for t in self.all_special_tokens if t in self._vocab]
+
+    # ---- encoding
+
+    def _encode_texts(self, texts, batched=False):
+        for t in texts:
+            _check_text(t, batched)
+        try:
+            return self._core.encode_batch(texts) if len(texts) > 1 else [self._core.encode(texts[0])]
+        except UnicodeEncodeError:
+            # tokenizers' Python binding rejects text it cannot turn into UTF-8 with a TypeError
+            raise TypeError("TextEncodeInput must be Union[TextInputSequence, Tuple[InputSequence, InputSequence]]"
+                            " (the text holds a lone surrogate, which is not valid UTF-8)") from None
+
+    def tokenize(self, text, add_special_tokens=False, **kwargs):
+        ids = self._encode_texts([text])[0]
+        if add_special_tokens:
+            ids = self._prefix + ids + self._suffix
+        return [self._id_to_token[i] for i in ids]
+
+    def _finish(self, ids, add_special_tokens, truncation, max_length):
+        n_special = len(self._prefix) + len(self._suffix) if add_special_tokens else 0
+        if truncation and max_length is not None:
+            keep = max(max_length - n_special, 0)
+            if len(ids) > keep:
+                ids = ids[:keep] if self.truncation_side == "right" else ids[len(ids) - keep:]
+        return self._prefix + ids + self._suffix if add_special_tokens else ids
+
+    def _strategies(self, padding, truncation, max_length, pad_to_multiple_of):
+        """Transformers' _get_padding_truncation_strategies: (padding, truncate, max_length), padding being
+        None, "longest" or "max_length"."""
+        if max_length is not None and padding is False and truncation is None:
+            truncation = "longest_first"  # max_length alone turns truncation on
+        if padding is True or padding == "longest":
+            padding = "longest"
+        elif padding in (False, None, "do_not_pad"):
+            padding = None
+        elif padding != "max_length":
+            raise ValueError(f"{padding!r} is not a valid PaddingStrategy, please select one of ['longest', "
+                             "'max_length', 'do_not_pad']")
+        if truncation in (None, False, "do_not_truncate"):
+            truncate = False
+        elif truncation in (True, "longest_first", "only_first", "only_second"):
+            truncate = True
+        else:
+            raise ValueError(f"{truncation!r} is not a valid TruncationStrategy, please select one of "
+                             "['longest_first', 'only_first', 'only_second', 'do_not_truncate']")
+        if max_length is None:
+            huge = self.model_max_length > LARGE_INTEGER
+            if padding == "max_length":
+                padding, max_length = (None, None) if huge else (padding, self.model_max_length)
+            if truncate:
+                truncate, max_length = (False, max_length) if huge else (True, self.model_max_length)
+        if padding is not None and self.pad_token_id is None:
+            raise ValueError("Asking to pad but the tokenizer does not have a padding token. Please select a token to "
+                             "use as `pad_token` `(tokenizer.pad_token = tokenizer.eos_token e.g.)` or add a new pad "
+                             "token via `tokenizer.add_special_tokens({'pad_token': '[PAD]'})`.")
+        if truncate and padding is not None and pad_to_multiple_of and max_length is not None and \
+                max_length % pad_to_multiple_of:
+            raise ValueError("Truncation and padding are both activated but truncation length "
+                             f"({max_length}) is not a multiple of pad_to_multiple_of ({pad_to_multiple_of}).")
+        return padding, truncate, max_length
+
+    def encode(self, text, add_special_tokens=True, padding=False, truncation=None, max_length=None,
+               return_tensors=None, **kwargs):
+        out = self(text, add_special_tokens=add_special_tokens, padding=padding, truncation=truncation,
+                   max_length=max_length, return_tensors=return_tensors, return_attention_mask=False)
+        return out["input_ids"]
+
+    def __call__(self, text=None, text_pair=None, add_special_tokens=True, padding=False, truncation=None,
+                 max_length=None, pad_to_multiple_of=None, padding_side=None, return_tensors=None,
+                 return_attention_mask=None, return_token_type_ids=None, **kwargs):
+        if text is None:
+            raise ValueError("You need to specify either `text` or `text_target`.")
+        if text_pair is not None:
+            raise ValueError("nemotron_c does not encode text pairs")
+        batched = isinstance(text, (list, tuple))
+        texts = list(text) if batched else [text]
+        if batched and not texts:
+            raise ValueError("text input must not be an empty list")
+        padding, truncate, max_length = self._strategies(padding, truncation, max_length, pad_to_multiple_of)
+        rows = [self._finish(ids, add_special_tokens, truncate, max_length)
+                for ids in self._encode_texts(texts, batched)]
+        masks = [[1] * len(r) for r in rows]
+
+        if padding is not None:
+            target = max(len(r) for r in rows) if padding == "longest" else max_length
+            if pad_to_multiple_of and target % pad_to_multiple_of:
+                target = (target // pad_to_multiple_of + 1) * pad_to_multiple_of
+            side = padding_side or self.padding_side
+            pad = self.pad_token_id
+            for r, m in zip(rows, masks):
+                fill = target - len(r)
+                if fill > 0:
+                    if side == "left":
+                        r[:0] = [pad] * fill
+                        m[:0] = [0] * fill
+                    else:
+                        r.extend([pad] * fill)
+                        m.extend([0] * fill)
+
+        out = BatchEncoding()
+        want_mask = return_attention_mask if return_attention_mask is not None else True
+        if return_tensors is not None:
+            out["input_ids"] = _as_tensor(rows, return_tensors)
+            if want_mask:
+                out["attention_mask"] = _as_tensor(masks, return_tensors)
+        else:
+            out["input_ids"] = rows if batched else rows[0]
+            if want_mask:
+                out["attention_mask"] = masks if batched else masks[0]
+        return out
+
+    # ---- decoding
+
+    def decode(self, token_ids, skip_special_tokens=False, clean_up_tokenization_spaces=None, **kwargs):
+        ids = _id_list(token_ids)
+        if ids and isinstance(ids[0], list):
+            return self.batch_decode(ids, skip_special_tokens, clean_up_tokenization_spaces)
+        for i in ids:
+            if i < 0:
+                raise OverflowError("number too small to fit in target type")
+            if i >= 2**32:
+                raise OverflowError("number too large to fit in target type")
+        # ids beyond the vocabulary are skipped, as tokenizers does
+        n_ids = max(self._id_to_token, default=-1) + 1
+        array = np.array([i for i in ids if i < n_ids], dtype=np.int32)
+        text = self._core.decode(array, bool(skip_special_tokens))
+        clean = self.clean_up_tokenization_spaces if clean_up_tokenization_spaces is None else clean_up_tokenization_spaces
+        return clean_up_tokenization(text) if clean and self._force_clean_up else text
+
+    def batch_decode(self, sequences, skip_special_tokens=False, clean_up_tokenization_spaces=None, **kwargs):
+        return [self.decode(s, skip_special_tokens, clean_up_tokenization_spaces) for s in _id_list(sequences)]
+
+    # ---- chat
+
+    def get_chat_template(self, chat_template=None, tools=None):
+        template = chat_template if chat_template is not None else self.chat_template
+        if isinstance(template, dict):
+            name = "tool_use" if tools is not None and "tool_use" in template else "default"
+            if name not in template:
+                raise ValueError(f"the tokenizer has no chat template named {name!r}")
+            template = template[name]
+        if template is None:
+            raise ValueError("Cannot use chat template functions because tokenizer.chat_template is not set and no "
+                             "template argument was passed!")
+        return template
+
+    def apply_chat_template(self, conversation, tools=None, documents=None, chat_template=None,
+                            add_generation_prompt=False, continue_final_message=False, tokenize=True, padding=False,
+                            truncation=False, max_length=None, return_tensors=None, return_dict=True,
+                            tokenizer_kwargs=None, **kwargs):
+        from .chat_template import render
+        template = self.get_chat_template(chat_template, tools)
+        if isinstance(conversation, (list, tuple)) and len(conversation) == 0:
+            raise ValueError("Cannot apply chat template to an empty conversation. Provide at least one message.")
+        batched = isinstance(conversation[0], (list, tuple))
+        conversations = conversation if batched else [conversation]
+        rendered = [render(template, c, tools=tools, documents=documents, add_generation_prompt=add_generation_prompt,
+                           continue_final_message=continue_final_message, **{**self.special_tokens_map, **kwargs})
+                    for c in conversations]
+        if not batched:
+            rendered = rendered[0]
+        if not tokenize:
+            return rendered
+        out = self(rendered, padding=padding, truncation=truncation, max_length=max_length, add_special_tokens=False,
+                   return_tensors=return_tensors, **(tokenizer_kwargs or {}))
+        return out if return_dict else out["input_ids"]
+
+    def __repr__(self):
+        return (f"NemotronTokenizer(name_or_path={self.name_or_path!r}, vocab_size={self.vocab_size}, "
+                f"len={len(self)}, padding_side={self.padding_side!r})")
+
+
+def clean_up_tokenization(text):
+    """Transformers' clean_up_tokenization_spaces."""
+    for before, after in ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
+                          (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re")):
+        text = text.replace(before, after)
+    return text
+
+
+def _id_list(ids):
+    """Token ids from an int, a list, a NumPy array or a torch tensor, as Python ints (or lists of them).
+    Anything that is not an integer is a TypeError, as in Transformers."""
+    if hasattr(ids, "tolist"):
+        ids = ids.tolist()
+    if isinstance(ids, dict) and "input_ids" in ids:
+        ids = ids["input_ids"]
+        if hasattr(ids, "tolist"):
+            ids = ids.tolist()
+    if isinstance(ids, str):
+        raise TypeError("token ids must be an integer or a sequence of integers, not a str")
+    if not isinstance(ids, (list, tuple)):
+        return [operator.index(ids)]
+    return [_id_list(i) if isinstance(i, (list, tuple)) else operator.index(i) for i in ids]
+
+
+class AutoTokenizer:
+    """`AutoTokenizer.from_pretrained(dir)` returns a NemotronTokenizer."""
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        return NemotronTokenizer.from_pretrained(pretrained_model_name_or_path, **kwargs)

@@ -1,0 +1,374 @@
+"""nemotron_c's tokenizer against Transformers' on the same files: ids, decoded text, tokens, vocabulary, special
+tokens, padded batches, chat templates."""
+import os
+import time
+
+import numpy as np
+import pytest
+
+from tokenizer_builders import SPM_ONLY, VARIANTS, build_all
+from tokenizer_corpus import make_test_corpus
+
+transformers = pytest.importorskip("transformers")
+pytest.importorskip("sentencepiece")
+
+from nemotron_c.tokenization import AutoTokenizer, NemotronTokenizer  # noqa: E402
+
+NAMES = list(VARIANTS) + [name for name, _, _ in SPM_ONLY]  # tokenizer.json, then tokenizer.model alone
+
+
+@pytest.fixture(scope="session")
+def dirs(tmp_path_factory):
+    return build_all(str(tmp_path_factory.getbasetemp() / "tokenizers"))
+
+
+@pytest.fixture(scope="session")
+def corpus():
+    return make_test_corpus()
+
+
+_loaded = {}
+
+
+def pair(dirs, name):
+    """(ours, Transformers') on the directory `name`, loaded once."""
+    if name not in _loaded:
+        _loaded[name] = (AutoTokenizer.from_pretrained(dirs[name]),
+                         transformers.AutoTokenizer.from_pretrained(dirs[name]))
+    return _loaded[name]
+
+
+def first_mismatches(texts, ours, theirs, limit=3):
+    bad = [i for i in range(len(texts)) if ours[i] != theirs[i]]
+    return len(bad), [(texts[i][:60], ours[i][:12], theirs[i][:12]) for i in bad[:limit]]
+
+
+def test_corpus_is_large_and_varied(corpus):
+    assert len(corpus) >= 10000
+    assert "" in corpus
+    assert any("\u200d" in s for s in corpus)          # ZWJ emoji
+    assert any("\u0301" in s for s in corpus)          # combining marks
+    assert any("\u05e9" in s for s in corpus)          # Hebrew
+    assert any("<extra_id_0>" in s for s in corpus)    # special tokens inside text
+    assert max(len(s) for s in corpus) >= 5000
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_batch_ids_match_transformers(dirs, corpus, name):
+    ours, theirs = pair(dirs, name)
+    a = ours(corpus)["input_ids"]
+    b = theirs(corpus)["input_ids"]
+    assert first_mismatches(corpus, a, b) == (0, [])
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("add_special_tokens", [True, False])
+def test_encode_matches_transformers(dirs, corpus, name, add_special_tokens):
+    ours, theirs = pair(dirs, name)
+    texts = corpus[::7]
+    a = [ours.encode(t, add_special_tokens=add_special_tokens) for t in texts]
+    b = [theirs.encode(t, add_special_tokens=add_special_tokens) for t in texts]
+    assert first_mismatches(texts, a, b) == (0, [])
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("skip_special_tokens", [False, True])
+def test_decode_matches_transformers(dirs, corpus, name, skip_special_tokens):
+    ours, theirs = pair(dirs, name)
+    ids = theirs(corpus)["input_ids"]
+    a = ours.batch_decode(ids, skip_special_tokens=skip_special_tokens)
+    b = theirs.batch_decode(ids, skip_special_tokens=skip_special_tokens)
+    assert first_mismatches(corpus, a, b) == (0, [])
+
+
+@pytest.mark.parametrize("name", ["nemotron", "plain_strings"])
+@pytest.mark.parametrize("clean_up", [None, True, False])
+def test_decode_clean_up_tokenization_spaces(dirs, corpus, name, clean_up):
+    ours, theirs = pair(dirs, name)
+    texts = [t for t in corpus if " ." in t or " ," in t or "n't" in t][:300] + ["I do n't , a . b ? c ! 's"]
+    ids = theirs(texts)["input_ids"]
+    assert ours.batch_decode(ids, clean_up_tokenization_spaces=clean_up) == \
+        theirs.batch_decode(ids, clean_up_tokenization_spaces=clean_up)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_decode_random_ids_matches_transformers(dirs, name):
+    """Arbitrary id sequences: byte pieces that form invalid UTF-8, specials anywhere, ids past the vocabulary."""
+    ours, theirs = pair(dirs, name)
+    rng = np.random.default_rng(0)
+    n = len(theirs)
+    for _ in range(300):
+        ids = rng.integers(0, n + 5, size=int(rng.integers(0, 40))).tolist()
+        if rng.random() < 0.5:  # dense runs of byte pieces
+            ids = rng.integers(3, 3 + 260, size=int(rng.integers(1, 12))).tolist() + ids
+        for skip in (False, True):
+            assert ours.decode(ids, skip_special_tokens=skip) == theirs.decode(ids, skip_special_tokens=skip), ids
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_tokens_vocab_and_special_tokens(dirs, corpus, name):
+    ours, theirs = pair(dirs, name)
+    for text in corpus[:2000:13]:
+        if name != "legacy":  # tokenizers names an lstrip/rstrip match by the text it took in, whitespace included
+            assert ours.tokenize(text) == theirs.tokenize(text)
+        ids = theirs.encode(text)
+        assert ours.convert_ids_to_tokens(ids) == theirs.convert_ids_to_tokens(ids)
+        tokens = theirs.convert_ids_to_tokens(ids)
+        assert ours.convert_tokens_to_ids(tokens) == theirs.convert_tokens_to_ids(tokens)
+    assert ours.convert_tokens_to_ids("no-such-piece") == theirs.convert_tokens_to_ids("no-such-piece")
+    assert ours.convert_ids_to_tokens(5) == theirs.convert_ids_to_tokens(5)
+    assert len(ours) == len(theirs)
+    assert ours.vocab_size == theirs.vocab_size
+    assert ours.get_vocab() == theirs.get_vocab()
+    for attr in ("bos_token", "eos_token", "unk_token", "pad_token", "bos_token_id", "eos_token_id", "unk_token_id",
+                 "pad_token_id", "add_bos_token", "add_eos_token", "padding_side", "model_max_length",
+                 "special_tokens_map", "all_special_tokens", "all_special_ids"):
+        assert getattr(ours, attr) == getattr(theirs, attr), attr
+
+
+@pytest.mark.parametrize("kwargs", [{"add_bos_token": True}, {"add_eos_token": True},
+                                    {"add_bos_token": True, "add_eos_token": True}, {"add_bos_token": False}])
+def test_add_bos_eos_passed_to_from_pretrained(dirs, corpus, kwargs):
+    ours = AutoTokenizer.from_pretrained(dirs["nemotron"], **kwargs)
+    theirs = transformers.AutoTokenizer.from_pretrained(dirs["nemotron"], **kwargs)
+    texts = corpus[:500]
+    assert ours(texts)["input_ids"] == theirs(texts)["input_ids"]
+    assert (ours.add_bos_token, ours.add_eos_token) == (theirs.add_bos_token, theirs.add_eos_token)
+
+
+def _np(x):
+    if isinstance(x, np.ndarray) and x.dtype == object:  # ragged rows
+        return [list(r) for r in x]
+    return x.numpy() if hasattr(x, "numpy") else np.asarray(x)
+
+
+CALLS = [
+    dict(padding=True, return_tensors="np"),
+    dict(padding="longest", return_tensors="np", padding_side="left"),
+    dict(padding="longest", return_tensors="np", padding_side="right"),
+    dict(padding="max_length", max_length=48, truncation=True, return_tensors="np"),
+    dict(truncation=True, max_length=7),
+    dict(truncation=True, max_length=7, padding=True, return_tensors="pt"),
+    dict(padding=True, return_tensors="pt", return_attention_mask=False),
+    dict(padding=True, pad_to_multiple_of=8, return_tensors="np"),
+    dict(max_length=5, truncation=True, add_special_tokens=False),
+    dict(max_length=6),
+    dict(max_length=6, padding="max_length", return_tensors="np"),
+    dict(truncation=True),
+    dict(truncation="longest_first", max_length=9, padding="longest"),
+    dict(truncation=False, max_length=9, padding="longest"),
+    dict(return_tensors="np"),
+    dict(padding="max_length", max_length=12, pad_to_multiple_of=5, return_tensors="np"),
+    dict(),
+]
+
+
+@pytest.mark.parametrize("name", ["plain_strings", "big"])
+@pytest.mark.parametrize("call", CALLS, ids=[str(i) for i in range(len(CALLS))])
+def test_padded_batches_match_transformers(dirs, corpus, name, call):
+    ours, theirs = pair(dirs, name)
+    texts = [t for t in corpus[100:400] if len(t) < 200][:64]
+    a, b = ours(texts, **call), theirs(texts, **call)
+    assert sorted(a.keys()) == sorted(k for k in b.keys() if k != "token_type_ids")
+    for key in a:
+        if call.get("return_tensors"):
+            assert type(a[key]).__module__.split(".")[0] == type(b[key]).__module__.split(".")[0]
+            if isinstance(_np(b[key]), list):
+                assert _np(a[key]) == _np(b[key])
+            else:
+                np.testing.assert_array_equal(_np(a[key]), _np(b[key]))
+        else:
+            assert a[key] == b[key]
+    single = texts[3]
+    a, b = ours(single, **call), theirs(single, **call)
+    for key in a:
+        if call.get("return_tensors"):
+            np.testing.assert_array_equal(_np(a[key]), _np(b[key]))
+        else:
+            assert a[key] == b[key]
+
+
+@pytest.mark.parametrize("call", [dict(return_tensors="pt"), dict(padding="sideways"), dict(truncation="middle"),
+                                  dict(padding=True, truncation=True, max_length=10, pad_to_multiple_of=4)])
+def test_bad_padding_arguments_raise_like_transformers(dirs, call):
+    ours, theirs = pair(dirs, "big")
+    texts = ["a b c d e f g h i j k", "a"]
+    with pytest.raises(Exception) as theirs_error:
+        theirs(texts, **call)
+    with pytest.raises(type(theirs_error.value)):
+        ours(texts, **call)
+
+
+def test_padding_without_pad_token_raises_like_transformers(dirs):
+    ours, theirs = pair(dirs, "nemotron")
+    with pytest.raises(ValueError):
+        theirs(["a", "a"], padding=True)
+    with pytest.raises(ValueError):
+        ours(["a", "a"], padding=True)
+    with pytest.raises(ValueError) as theirs_error:
+        theirs(["a", "a b c"], padding=True)
+    with pytest.raises(type(theirs_error.value)):
+        ours(["a", "a b c"], padding=True)
+
+
+def test_encode_return_tensors(dirs):
+    ours, theirs = pair(dirs, "nemotron")
+    for kind in ("np", "pt"):
+        a, b = ours.encode("Hello world", return_tensors=kind), theirs.encode("Hello world", return_tensors=kind)
+        assert a.shape == tuple(b.shape)
+        np.testing.assert_array_equal(_np(a), _np(b))
+
+
+MESSAGES = [
+    {"role": "system", "content": "You are a helpful assistant. "},
+    {"role": "user", "content": "Write a haiku about CPUs 🖥️ and 你好."},
+    {"role": "assistant", "content": "Silicon hums\n  quietly."},
+    {"role": "user", "content": "Another one, with <extra_id_0> inside?"},
+]
+
+
+@pytest.mark.parametrize("add_generation_prompt", [False, True])
+def test_chat_template_matches_transformers(dirs, add_generation_prompt):
+    ours, theirs = pair(dirs, "nemotron")
+    kw = dict(add_generation_prompt=add_generation_prompt)
+    assert ours.apply_chat_template(MESSAGES, tokenize=False, **kw) == theirs.apply_chat_template(
+        MESSAGES, tokenize=False, **kw)
+    a = ours.apply_chat_template(MESSAGES, **kw)
+    b = theirs.apply_chat_template(MESSAGES, **kw)
+    assert a["input_ids"] == b["input_ids"] and a["attention_mask"] == b["attention_mask"]
+    a = ours.apply_chat_template(MESSAGES, return_dict=False, **kw)
+    assert a == theirs.apply_chat_template(MESSAGES, return_dict=False, **kw)
+    a = ours.apply_chat_template([MESSAGES, MESSAGES[:2]], return_tensors="pt", padding=True, **kw) \
+        if ours.pad_token_id is not None else None
+    a = ours.apply_chat_template(MESSAGES, return_tensors="np", **kw)
+    b = theirs.apply_chat_template(MESSAGES, return_tensors="np", **kw)
+    np.testing.assert_array_equal(a["input_ids"], b["input_ids"])
+
+
+def test_model_card_snippet_runs(dirs):
+    """The model card's tokenizer lines, with nemotron_c in place of transformers."""
+    tokenizer = AutoTokenizer.from_pretrained(dirs["nemotron"])
+    inputs = tokenizer.apply_chat_template(MESSAGES[:2], add_generation_prompt=True, return_tensors="pt")
+    assert inputs["input_ids"].shape[0] == 1
+    ids = tokenizer.encode("Complete the paragraph: our solar system is", return_tensors="pt")
+    assert ids.dtype.is_floating_point is False
+    text = tokenizer.decode(ids[0])
+    assert text == "<s> Complete the paragraph: our solar system is"
+
+
+def test_merges_in_both_forms(dirs):
+    import json
+
+    for name, want in (("plain_strings", str), ("nemotron", list)):
+        with open(f"{dirs[name]}/tokenizer.json", encoding="utf-8") as f:
+            merges = json.load(f)["model"]["merges"]
+        assert merges and all(isinstance(m, want) for m in merges)
+
+
+def test_batch_threads_give_the_same_ids(dirs, corpus):
+    ours, _ = pair(dirs, "big")
+    big = corpus * 3
+    threaded = ours._core.encode_batch(big, True)
+    single = ours._core.encode_batch(big, False)
+    assert threaded == single
+    assert threaded[:50] == [ours._core.encode(t) for t in big[:50]]
+
+
+def test_long_word_is_not_quadratic(dirs):
+    ours, theirs = pair(dirs, "big")
+    rng = np.random.default_rng(1)
+    text = "".join(rng.choice(list("abcdefghij")) for _ in range(200_000))
+    assert ours.encode(text) == theirs.encode(text)
+    long = text * 5  # 1 MB, no spaces
+    start = time.perf_counter()
+    ours.encode(long)
+    one_mb = time.perf_counter() - start
+    assert one_mb < 5.0, f"1 MB without spaces took {one_mb:.1f} s"
+    start = time.perf_counter()
+    ours.encode(long[: len(long) // 4])
+    quarter = time.perf_counter() - start
+    assert one_mb < 12 * quarter + 0.2, (one_mb, quarter)  # near-linear growth
+
+
+def test_autotokenizer_returns_nemotron_tokenizer(dirs):
+    assert isinstance(AutoTokenizer.from_pretrained(dirs["nemotron"]), NemotronTokenizer)
+
+
+def test_tokenizer_model_only_directories_have_no_json(dirs):
+    for name, _, _ in SPM_ONLY:
+        assert sorted(os.listdir(dirs[name])) in (["tokenizer.model"], ["tokenizer.model", "tokenizer_config.json"])
+
+
+@pytest.mark.parametrize("field", [True, "content"])
+def test_chat_template_continue_final_message(dirs, field):
+    ours, theirs = pair(dirs, "nemotron")
+    messages = MESSAGES[:3]
+    a = ours.apply_chat_template(messages, tokenize=False, continue_final_message=field)
+    assert a == theirs.apply_chat_template(messages, tokenize=False, continue_final_message=field)
+    assert ours.apply_chat_template(messages, continue_final_message=field)["input_ids"] == \
+        theirs.apply_chat_template(messages, continue_final_message=field)["input_ids"]
+
+
+def test_chat_template_errors_like_transformers(dirs):
+    ours, theirs = pair(dirs, "nemotron")
+    for call in (lambda t: t.apply_chat_template([]),
+                 lambda t: t.apply_chat_template(MESSAGES, add_generation_prompt=True, continue_final_message=True),
+                 lambda t: t.apply_chat_template(["not a dict"])):
+        with pytest.raises(Exception) as theirs_error:
+            call(theirs)
+        with pytest.raises(type(theirs_error.value)):
+            call(ours)
+    plain, plain_theirs = pair(dirs, "big")
+    with pytest.raises(ValueError):
+        plain_theirs.apply_chat_template(MESSAGES)
+    with pytest.raises(ValueError):
+        plain.apply_chat_template(MESSAGES)
+
+
+def test_concurrent_python_threads(dirs, corpus):
+    """Encoding releases the GIL; several Python threads on one tokenizer get the same ids."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ours, _ = pair(dirs, "nemotron")
+    want = ours(corpus[:3000])["input_ids"]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda i: ours(corpus[i * 1000:(i + 1) * 1000])["input_ids"], range(3)))
+        singles = list(pool.map(lambda t: ours.encode(t), corpus[:3000]))
+    assert sum(got, []) == want
+    assert singles == want
+
+
+def test_setting_special_tokens_like_transformers(dirs):
+    ours = AutoTokenizer.from_pretrained(dirs["nemotron"])
+    theirs = transformers.AutoTokenizer.from_pretrained(dirs["nemotron"])
+    for t in (ours, theirs):
+        t.pad_token = t.eos_token
+    assert (ours.pad_token, ours.pad_token_id) == (theirs.pad_token, theirs.pad_token_id)
+    texts = ["a", "a b c", "", "longer text here, with more tokens"]
+    for side in ("left", "right"):
+        a = ours(texts, padding=True, padding_side=side, return_tensors="np")
+        b = theirs(texts, padding=True, padding_side=side, return_tensors="np")
+        np.testing.assert_array_equal(a["input_ids"], b["input_ids"])
+        np.testing.assert_array_equal(a["attention_mask"], b["attention_mask"])
+    for t in (ours, theirs):
+        t.pad_token = "<not-a-piece>"
+    assert (ours.pad_token, ours.pad_token_id, len(ours)) == (theirs.pad_token, theirs.pad_token_id, len(theirs))
+    for t in (ours, theirs):
+        t.pad_token_id = 5
+    assert (ours.pad_token, ours.pad_token_id) == (theirs.pad_token, theirs.pad_token_id)
+    assert ours("hello", return_tensors="pt").to("cpu")["input_ids"].tolist() == \
+        theirs("hello", return_tensors="pt").to("cpu")["input_ids"].tolist()
+    assert ours("hello").input_ids == theirs("hello").input_ids
+
+
+NEIGHBOURS = ["", " ", "a", "_", "1", "é", "e\u0301", "\u00b2", "\u2167", "\u210c", "\u24b6", "\u203f", "\u200d",
+              "\u00a0", "\u3000", "😀", "中", "-", ".", "\n", "\u0663", "\u05d0", "\u0e01", "\u0915\u094d"]
+
+
+def test_single_word_lstrip_rstrip_tokens(dirs):
+    """The legacy tokenizer's <extra_id_1> is single_word, <extra_id_0> lstrip and rstrip, <tool> lstrip."""
+    ours, theirs = pair(dirs, "legacy")
+    texts = [f"{a}{token}{b}" for token in ("<extra_id_1>", "<extra_id_0>", "<tool>", "zzword")
+             for a in NEIGHBOURS for b in NEIGHBOURS]
+    texts += [f"x {t}  {t}\t{t}y" for t in ("<extra_id_0>", "<extra_id_1>", "<tool>")]
+    assert first_mismatches(texts, ours(texts)["input_ids"], theirs(texts)["input_ids"]) == (0, [])

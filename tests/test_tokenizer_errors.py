@@ -1,0 +1,273 @@
+"""Bad input to the tokenizer: each is a clear exception (Transformers' type where it raises one), never a crash."""
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from tokenizer_builders import build_all
+
+transformers = pytest.importorskip("transformers")
+pytest.importorskip("sentencepiece")
+
+from nemotron_c import _core  # noqa: E402
+from nemotron_c.tokenization import AutoTokenizer, FormatError  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def dirs(tmp_path_factory):
+    return build_all(str(tmp_path_factory.getbasetemp() / "tokenizers"))
+
+
+@pytest.fixture(scope="module")
+def both(dirs):
+    return AutoTokenizer.from_pretrained(dirs["big"]), transformers.AutoTokenizer.from_pretrained(dirs["big"])
+
+
+def same_exception(call_ours, call_theirs):
+    with pytest.raises(Exception) as theirs:
+        call_theirs()
+    with pytest.raises(type(theirs.value)) as ours:
+        call_ours()
+    assert str(ours.value)
+    return ours.value
+
+
+@pytest.mark.parametrize("text", ["a\ud800b", "\udfff", "ok \udc80\ud800 ok"])
+def test_lone_surrogates(both, text):
+    ours, theirs = both
+    same_exception(lambda: ours.encode(text), lambda: theirs.encode(text))
+    same_exception(lambda: ours([text, "fine"]), lambda: theirs([text, "fine"]))
+    same_exception(lambda: ours(text), lambda: theirs(text))
+    assert ours.encode("still works") == theirs.encode("still works")
+
+
+@pytest.mark.parametrize("value", [5, 3.5, b"bytes", None, object()])
+def test_non_str_text(both, value):
+    ours, theirs = both
+    same_exception(lambda: ours.encode(value), lambda: theirs.encode(value))
+    same_exception(lambda: ours(value), lambda: theirs(value))
+
+
+@pytest.mark.parametrize("batch", [["a", 5], ["a", None], [["a"]], ["a", b"b"]])
+def test_non_str_in_batch(both, batch):
+    ours, theirs = both
+    same_exception(lambda: ours(batch), lambda: theirs(batch))
+
+
+@pytest.mark.parametrize("ids", [[-1], [5, -3], [2**32], [2**40, 5], [10**30]])
+def test_decode_out_of_range_raises(both, ids):
+    ours, theirs = both
+    same_exception(lambda: ours.decode(ids), lambda: theirs.decode(ids))
+
+
+@pytest.mark.parametrize("ids", [[8000], [5, 9999, 6], [2**31], [2**32 - 1, 100], [len("x") + 7999]])
+def test_decode_ids_past_the_vocabulary_are_skipped(both, ids):
+    ours, theirs = both
+    assert ours.decode(ids) == theirs.decode(ids)
+    assert ours.convert_ids_to_tokens(ids) == theirs.convert_ids_to_tokens(ids)
+
+
+@pytest.mark.parametrize("ids", [["a"], [1.5], [None], "abc"])
+def test_decode_non_integers(both, ids):
+    ours, theirs = both
+    same_exception(lambda: ours.decode(ids), lambda: theirs.decode(ids))
+
+
+def test_decode_accepts_arrays_and_tensors(both):
+    import torch
+
+    ours, theirs = both
+    ids = theirs.encode("Arrays, tensors and lists 123")
+    for value in (np.array(ids), np.array(ids, dtype=np.int32), torch.tensor(ids), tuple(ids), ids[3]):
+        assert ours.decode(value) == theirs.decode(value)
+
+
+# ---------------------------------------------------------------- files
+
+
+def copy_with(dirs, tmp_path, edit=None, text_edit=None):
+    out = tmp_path / "tok"
+    shutil.copytree(dirs["big"], out)
+    path = out / "tokenizer.json"
+    if edit is not None:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        edit(data)
+        path.write_text(json.dumps(data), encoding="utf-8")
+    if text_edit is not None:
+        path.write_text(text_edit(path.read_text(encoding="utf-8")), encoding="utf-8")
+    return str(out)
+
+
+@pytest.mark.parametrize("cut", [0, 1, 100, 0.5, 0.999])
+def test_truncated_tokenizer_json(dirs, tmp_path, cut):
+    path = copy_with(dirs, tmp_path, text_edit=lambda t: t[: int(cut * len(t)) if isinstance(cut, float) else cut])
+    with pytest.raises(ValueError):  # Transformers raises json's JSONDecodeError, a ValueError
+        transformers.AutoTokenizer.from_pretrained(path)
+    with pytest.raises(FormatError):
+        AutoTokenizer.from_pretrained(path)
+
+
+def test_malformed_config_files(dirs, tmp_path):
+    path = copy_with(dirs, tmp_path)
+    with open(os.path.join(path, "tokenizer_config.json"), "w") as f:
+        f.write("{not json")
+    with pytest.raises(FormatError, match="tokenizer_config.json"):
+        AutoTokenizer.from_pretrained(path)
+    with open(os.path.join(path, "tokenizer_config.json"), "w") as f:
+        f.write("[1, 2]")
+    with pytest.raises(FormatError):
+        AutoTokenizer.from_pretrained(path)
+
+
+def _set(path, value):
+    def edit(data):
+        node = data
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+    return edit
+
+
+@pytest.mark.parametrize("edit, name", [
+    (_set(["normalizer"], {"type": "NFKC"}), "NFKC"),
+    (_set(["normalizer"], {"type": "Sequence", "normalizers": [{"type": "Lowercase"}]}), "Lowercase"),
+    (_set(["pre_tokenizer"], {"type": "ByteLevel", "add_prefix_space": False}), "ByteLevel"),
+    (_set(["pre_tokenizer"], {"type": "Sequence", "pretokenizers": [{"type": "Whitespace"}]}), "Whitespace"),
+    (_set(["decoder"], {"type": "WordPiece", "prefix": "##"}), "WordPiece"),
+    (_set(["decoder"], {"type": "Sequence", "decoders": [{"type": "CTC"}]}), "CTC"),
+    (_set(["model", "type"], "Unigram"), "Unigram"),
+    (_set(["post_processor"], {"type": "BertProcessing", "sep": ["</s>", 2], "cls": ["<s>", 1]}), "BertProcessing"),
+    (_set(["normalizer"], {"type": "Replace", "pattern": {"Regex": " +"}, "content": " "}), "Regex"),
+    (_set(["model", "dropout"], 0.1), "dropout"),
+    (_set(["model", "continuing_subword_prefix"], "##"), "continuing_subword_prefix"),
+])
+def test_unsupported_components_are_named(dirs, tmp_path, edit, name):
+    path = copy_with(dirs, tmp_path, edit)
+    with pytest.raises(ValueError, match=name):
+        AutoTokenizer.from_pretrained(path)
+
+
+@pytest.mark.parametrize("edit", [
+    _set(["model", "merges"], [["no-such", "piece"]]),
+    _set(["model", "merges"], ["only-one-part"]),
+    _set(["model", "merges"], [[1, 2]]),
+    _set(["model", "vocab"], ["a", "b"]),
+    _set(["model", "vocab"], {"a": -1}),
+    _set(["model", "vocab"], {"a": "zero"}),
+    _set(["model", "unk_token"], "<not-in-vocab>"),
+    _set(["model"], None),
+    _set(["added_tokens"], [{"content": 5, "id": 1}]),
+    _set(["added_tokens"], [{"content": "", "id": 1, "special": True}]),
+    _set(["added_tokens"], [{"content": "<x>", "id": -4, "special": True}]),
+    _set(["pre_tokenizer"], {"type": "Metaspace", "replacement": "ab", "prepend_scheme": "first"}),
+    _set(["pre_tokenizer"], {"type": "Metaspace", "replacement": "_", "prepend_scheme": "sometimes"}),
+    _set(["normalizer"], {"type": "Sequence"}),
+    _set(["normalizer"], {"no_type": 1}),
+])
+def test_malformed_tables(dirs, tmp_path, edit):
+    path = copy_with(dirs, tmp_path, edit)
+    with pytest.raises(FormatError):
+        AutoTokenizer.from_pretrained(path)
+
+
+def test_merge_of_pieces_whose_join_is_not_a_piece(dirs, tmp_path):
+    def edit(data):
+        vocab = data["model"]["vocab"]
+        a, b = next((a, b) for a in ("q", "x") for b in ("z", "j") if a in vocab and b in vocab and a + b not in vocab)
+        data["model"]["merges"].insert(0, [a, b])
+    path = copy_with(dirs, tmp_path, edit)
+    with pytest.raises(FormatError, match="merge 0"):
+        AutoTokenizer.from_pretrained(path)
+
+
+def test_missing_directory_and_files(tmp_path):
+    with pytest.raises(OSError):
+        AutoTokenizer.from_pretrained(str(tmp_path / "nowhere"))
+    with pytest.raises(OSError):
+        AutoTokenizer.from_pretrained(str(tmp_path))
+
+
+def test_core_rejects_inconsistent_tables():
+    steps = []
+    ok = dict(pieces=b"ab", piece_offsets=np.array([0, 1, 2], np.int64), piece_ids=np.array([0, 1], np.int32),
+              merges=np.zeros((0, 2), np.int32), unk_id=-1, byte_fallback=True, fuse_unk=False, added=[],
+              normalizer=steps, pre_tokenizer=[], decoder=[])
+    tok = _core.Tokenizer(**ok)
+    assert tok.encode("abba") == [0, 1, 1, 0]
+    bad = [
+        dict(piece_offsets=np.array([0, 1, 5], np.int64)),              # past the pieces
+        dict(piece_offsets=np.array([0, 2, 1], np.int64)),              # decreasing
+        dict(piece_offsets=np.array([0, 1], np.int64)),                 # wrong length
+        dict(piece_ids=np.array([0, -1], np.int32)),
+        dict(merges=np.array([[0, 1]], np.int32)),                      # "ab" is no piece
+        dict(merges=np.array([[0, 7]], np.int32)),
+        dict(merges=np.array([0, 1], np.int32)),                        # not (M, 2)
+        dict(piece_ids=np.array([0, 1], np.int64)),                     # wrong dtype
+        dict(unk_id=99),
+        dict(pieces=b"\xff\xfe"),                                       # not UTF-8
+        dict(added=[("", 3, True, False, False, False, False)]),
+        dict(added=[("x", -2, True, False, False, False, False)]),
+        dict(normalizer=[(99, None, None, 0, 0, 0, 0)]),
+        dict(normalizer=[(_core.STEP_FUSE, None, None, 0, 0, 0, 0)]),
+        dict(pre_tokenizer=[(_core.STEP_REPLACE, "a", "b", 0, 0, 0, 0)]),
+        dict(decoder=[(_core.STEP_STRIP, "ab", None, 1, 0, 0, 0)]),
+        dict(decoder=[(_core.STEP_REPLACE, "", "b", 0, 0, 0, 0)]),
+        dict(decoder=[(_core.STEP_METASPACE, "_", None, 0, 0, 9, 0)]),
+        dict(decoder=[("not a step",)]),
+    ]
+    for change in bad:
+        with pytest.raises((ValueError, TypeError)):
+            _core.Tokenizer(**{**ok, **change})
+    with pytest.raises(TypeError):
+        tok.encode(b"ab")
+    with pytest.raises(TypeError):
+        tok.decode([0, 1])  # a list is not an int32 buffer
+    assert tok.decode(np.array([0, 1, -5, 99], np.int32)) == "a b"  # no decoder: joined with spaces
+    with pytest.raises(RuntimeError):
+        _core.Tokenizer.__new__(_core.Tokenizer).encode("x")
+
+
+# ---------------------------------------------------------------- tokenizer.model
+
+
+def spm_copy(dirs, tmp_path, name="spm_only"):
+    out = tmp_path / "spm"
+    shutil.copytree(dirs[name], out)
+    return out
+
+
+@pytest.mark.parametrize("cut", [0, 1, 7, 100, 0.5, 0.99])
+def test_truncated_tokenizer_model(dirs, tmp_path, cut):
+    out = spm_copy(dirs, tmp_path)
+    data = (out / "tokenizer.model").read_bytes()
+    (out / "tokenizer.model").write_bytes(data[: int(cut * len(data)) if isinstance(cut, float) else cut])
+    with pytest.raises(FormatError):
+        AutoTokenizer.from_pretrained(str(out))
+
+
+@pytest.mark.parametrize("data", [b"\xff" * 64, b"\x0a\xff\xff\xff\xff\x0f", b"\x08", b"\x0b\x00", b"\x00\x00",
+                                  b"\x0a\x02\x0a\x00"])
+def test_garbage_tokenizer_model(tmp_path, data):
+    (tmp_path / "tokenizer.model").write_bytes(data)
+    with pytest.raises(ValueError):  # FormatError, or a well-formed model of a type we do not support
+        AutoTokenizer.from_pretrained(str(tmp_path))
+
+
+def test_tokenizer_model_with_a_charsmap_is_named(dirs):
+    # trained with SentencePiece's default nmt_nfkc rule: Transformers adds a Precompiled normalizer
+    with pytest.raises(ValueError, match="Precompiled"):
+        AutoTokenizer.from_pretrained(dirs["spm:1000"])
+
+
+def test_unigram_tokenizer_model_is_named(tmp_path):
+    import sentencepiece as spm
+
+    from tokenizer_corpus import training_lines
+
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(training_lines(n=500)), model_prefix=str(tmp_path / "tokenizer"),
+                                   vocab_size=300, model_type="unigram", minloglevel=2,
+                                   character_coverage=0.98)
+    with pytest.raises(ValueError, match="Unigram|model type"):
+        AutoTokenizer.from_pretrained(str(tmp_path))

@@ -1,0 +1,176 @@
+"""Builds the tokenizer directories the tests compare on: SentencePiece BPE models (byte_fallback, control and
+user-defined symbols) trained here, converted with Transformers' LlamaTokenizer (legacy=False) as Nemotron
+checkpoints were, then saved in the layouts checkpoints use. Built once per test session (cached by root)."""
+import functools
+import json
+import os
+import shutil
+
+from tokenizer_corpus import training_lines
+
+# Nemotron-Mini-4B-Instruct's prompt format, written for these tests.
+CHAT_TEMPLATE = (
+    "{{ '<extra_id_0>System' }}{% for message in messages %}{% if message['role'] == 'system' %}"
+    "{{ '\n' + message['content'].strip() }}{% endif %}{% endfor %}{{ '\n' }}"
+    "{% for message in messages %}{% if message['role'] == 'user' %}"
+    "{{ '<extra_id_1>User\n' + message['content'].strip() + '\n' }}"
+    "{% elif message['role'] == 'assistant' %}{{ '<extra_id_1>Assistant\n' + message['content'].strip() + '\n' }}"
+    "{% endif %}{% endfor %}{% if add_generation_prompt %}{{ '<extra_id_1>Assistant\n' }}{% endif %}"
+)
+
+
+def train(path_prefix, vocab_size, lines, user_defined, control, **options):
+    import sentencepiece as spm
+
+    spm.SentencePieceTrainer.train(**options,
+        sentence_iterator=iter(lines), model_prefix=path_prefix, vocab_size=vocab_size, model_type="bpe",
+        byte_fallback=True, character_coverage=0.9995, user_defined_symbols=user_defined,
+        control_symbols=control, split_digits=False, max_sentence_length=100000, minloglevel=2,
+        num_threads=2,
+    )
+
+
+def convert(spm_dir, out_dir):
+    """tokenizer.model -> tokenizer.json with Transformers' LlamaTokenizer (legacy=False)."""
+    from transformers import LlamaTokenizer
+
+    tok = LlamaTokenizer.from_pretrained(spm_dir, legacy=False)
+    tok.save_pretrained(out_dir)
+    for name in ("tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"):
+        if os.path.exists(os.path.join(out_dir, name)):
+            os.remove(os.path.join(out_dir, name))
+
+
+def _write_json(path, data):
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(data, f, ensure_ascii=False, indent=2)
+
+
+def _edit_tokenizer_json(path, edit):
+    with open(path, encoding="utf-8") as f:
+        data = json.load(f)
+    edit(data)
+    _write_json(path, data)
+
+
+def _nemotron_json(data):
+    """As Transformers 4's LlamaConverter wrote it for Nemotron: unk_token set, a BOS template."""
+    data["model"]["unk_token"] = "<unk>"
+    data["post_processor"] = {
+        "type": "TemplateProcessing",
+        "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+        "pair": [{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
+                 {"SpecialToken": {"id": "<s>", "type_id": 1}}, {"Sequence": {"id": "B", "type_id": 1}}],
+        "special_tokens": {"<s>": {"id": "<s>", "ids": [1], "tokens": ["<s>"]}},
+    }
+
+
+def _string_merges(data):
+    data["model"]["merges"] = [" ".join(m) if isinstance(m, list) else m for m in data["model"]["merges"]]
+
+
+def _legacy_pipeline(data):
+    """A tokenizer.json with the legacy normalizer (Prepend + Replace) and flagged added tokens."""
+    data["normalizer"] = {"type": "Sequence", "normalizers": [
+        {"type": "Prepend", "prepend": "\u2581"},
+        {"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"}]}
+    data["pre_tokenizer"] = None
+    data["model"]["unk_token"] = "<unk>"
+    for a in data["added_tokens"]:
+        if a["content"] == "<extra_id_0>":
+            a.update(lstrip=True, rstrip=True)
+        if a["content"] == "<extra_id_1>":
+            a.update(single_word=True)
+    next_id = max(data["model"]["vocab"].values()) + 1
+    data["added_tokens"].append({"id": next_id, "content": "zzword", "single_word": False, "lstrip": False,
+                                 "rstrip": False, "normalized": True, "special": False})
+    data["added_tokens"].append({"id": next_id + 1, "content": "<tool>", "single_word": False, "lstrip": True,
+                                 "rstrip": False, "normalized": False, "special": True})
+
+
+def _metaspace_split(data):
+    """Metaspace splitting into words (prepend always) and a Metaspace decoder."""
+    data["model"]["unk_token"] = "<unk>"
+    data["pre_tokenizer"] = {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "always", "split": True}
+    data["decoder"] = {"type": "Sequence", "decoders": [
+        {"type": "ByteFallback"}, {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "always",
+                                   "split": True}]}
+
+
+def _no_decoder(data):
+    data["decoder"] = None
+    data["pre_tokenizer"] = {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "never",
+                             "split": False}
+
+
+VARIANTS = {
+    # name: (vocab size, tokenizer.json edits, tokenizer_config.json)
+    "nemotron": (3000, [_nemotron_json], {
+        "add_bos_token": True, "add_eos_token": False, "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
+        "clean_up_tokenization_spaces": False, "legacy": False, "model_max_length": 4096,
+        "tokenizer_class": "LlamaTokenizer", "chat_template": CHAT_TEMPLATE}),
+    "plain_strings": (1000, [_nemotron_json, _string_merges], {
+        "add_eos_token": True, "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>",
+        "clean_up_tokenization_spaces": True, "model_max_length": 64, "padding_side": "right",
+        "tokenizer_class": "PreTrainedTokenizerFast"}),
+    "big": (8000, [], {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<s>", "eos_token": "</s>",
+                       "unk_token": "<unk>", "pad_token": "</s>"}),
+    # pieces that hold U+2581 inside or after other characters ("s▁the", "▁▁▁"): merges then cross
+    # word boundaries, which the core's word cutting must respect
+    "glued": (("glued", 3000, (("split_by_whitespace", False), ("allow_whitespace_only_pieces", True),
+                               ("remove_extra_whitespaces", False))),
+              [_nemotron_json], {"tokenizer_class": "LlamaTokenizer", "legacy": False}),
+    "metaspace_split": (1000, [_metaspace_split], {"tokenizer_class": "PreTrainedTokenizerFast"}),
+    "no_decoder": (1000, [_no_decoder], {"tokenizer_class": "PreTrainedTokenizerFast"}),
+    "legacy": (1000, [_legacy_pipeline], {
+        "tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
+        "add_bos_token": True}),
+}
+
+SPM_ONLY = [
+    ("spm_only", {}, None),
+    ("spm_only_no_extra_ws", {"remove_extra_whitespaces": False}, None),
+    ("spm_only_no_prefix", {"add_dummy_prefix": False}, {"legacy": False}),
+    ("spm_only_llama", {}, {"tokenizer_class": "LlamaTokenizer", "legacy": False, "add_bos_token": True}),
+]
+USER_DEFINED = ["<extra_id_0>", "<extra_id_1>"]
+CONTROL = ["<pad>", "<ctrl_0>"]
+
+
+@functools.lru_cache(maxsize=None)
+def build_all(root):
+    """Returns {name: directory}; also 'spm:<size>' -> a directory holding only tokenizer.model."""
+    lines = training_lines()
+    dirs = {}
+    models = {}
+    for size in sorted({v[0] for v in VARIANTS.values()}, key=str):
+        tag = size if isinstance(size, int) else size[0]
+        spm_dir = os.path.join(root, f"spm{tag}")
+        os.makedirs(spm_dir, exist_ok=True)
+        options = {} if isinstance(size, int) else dict(size[2])
+        train(os.path.join(spm_dir, "tokenizer"), size if isinstance(size, int) else size[1], lines, USER_DEFINED,
+              CONTROL, **options)
+        os.remove(os.path.join(spm_dir, "tokenizer.vocab"))
+        converted = os.path.join(root, f"converted{tag}")
+        convert(spm_dir, converted)
+        models[size] = (spm_dir, converted)
+        dirs[f"spm:{tag}"] = spm_dir
+    # tokenizer.model alone (identity normalization: Transformers' conversion then needs no charsmap), with and
+    # without a tokenizer_config.json naming LlamaTokenizer
+    for name, options, config in SPM_ONLY:
+        out = os.path.join(root, name)
+        os.makedirs(out, exist_ok=True)
+        train(os.path.join(out, "tokenizer"), 2000, lines, USER_DEFINED, CONTROL, normalization_rule_name="identity",
+              **options)
+        os.remove(os.path.join(out, "tokenizer.vocab"))
+        if config is not None:
+            _write_json(os.path.join(out, "tokenizer_config.json"), config)
+        dirs[name] = out
+    for name, (size, edits, config) in VARIANTS.items():
+        out = os.path.join(root, name)
+        shutil.copytree(models[size][1], out, dirs_exist_ok=True)
+        for edit in edits:
+            _edit_tokenizer_json(os.path.join(out, "tokenizer.json"), edit)
+        _write_json(os.path.join(out, "tokenizer_config.json"), config)
+        dirs[name] = out
+    return dirs
