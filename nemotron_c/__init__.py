@@ -6,6 +6,14 @@
 """
 from ._core import FormatError
 from .configuration import AutoConfig, NemotronConfig
+from .heads import (
+    AutoModelForQuestionAnswering,
+    AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
+    NemotronForQuestionAnswering,
+    NemotronForSequenceClassification,
+    NemotronForTokenClassification,
+)
 from .generation import GenerateBeamDecoderOnlyOutput, GenerateDecoderOnlyOutput, GenerationConfig
 from .loading import SafetensorsFormatError
 from .modeling import (
@@ -18,10 +26,20 @@ from .modeling import (
 )
 from .outputs import BaseModelOutputWithPast, CausalLMOutputWithPast, ModelOutput
 from .streamers import BaseStreamer, TextIteratorStreamer, TextStreamer
+from .tokenization import AutoTokenizer, BatchEncoding, NemotronTokenizer
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AutoModelForQuestionAnswering",
+    "AutoModelForSequenceClassification",
+    "AutoModelForTokenClassification",
+    "AutoTokenizer",
+    "BatchEncoding",
+    "NemotronForQuestionAnswering",
+    "NemotronForSequenceClassification",
+    "NemotronForTokenClassification",
+    "NemotronTokenizer",
     "AutoConfig",
     "AutoModel",
     "AutoModelForCausalLM",
