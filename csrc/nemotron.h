@@ -177,6 +177,12 @@ nt_status nt_cache_reserve(nt_cache *cache, nt_error *err, int64_t capacity);
  * Used by beam search to follow the beams it keeps. */
 nt_status nt_cache_reorder(nt_cache *cache, nt_error *err, const int64_t *rows);
 
+/* What a forward pass may do besides the common case; a NULL pointer means none of it. */
+typedef struct {
+    const float *inputs_embeds; /* (B, T, H) used instead of the embeddings of input_ids (which may be NULL) */
+    float *attentions;          /* (L, B, NH, T, S) out: each layer's softmax attention weights */
+} nt_forward_options;
+
 /* One forward pass over T new tokens for each of B sequences.
  * Outputs (each may be NULL when not wanted):
  *   logits        (B, K, V)       for the K positions listed in keep_positions
@@ -184,18 +190,20 @@ nt_status nt_cache_reorder(nt_cache *cache, nt_error *err, const int64_t *rows);
  *   all_hidden    (L + 1, B, T, H) as Transformers' output_hidden_states: the embeddings, the output
  *                                 of layers 0..L-2, then the final-normed output of the last layer
  * Inputs:
- *   input_ids      (B, T)  each in [0, V)
+ *   input_ids      (B, T)  each in [0, V); may be NULL with options->inputs_embeds
  *   position_ids   (B, T)  rotary positions, >= 0
  *   attention_mask (B, S)  1 keep, 0 padding; NULL means all ones
  *   keep_positions (K)     indices into [0, T)
  * cache: holds P positions for B sequences and receives the T new ones; NULL means P = 0 and the
  *   keys and values are dropped after the call.
+ * options: inputs_embeds and attention weights, or NULL.
  * cancel: when non-NULL and set to non-zero by another thread, the call stops with
  *   NT_ERROR_INTERRUPTED; the cache then keeps its previous length. */
 nt_status nt_model_forward(nt_model *model, nt_error *err, float *logits, float *last_hidden,
                            float *all_hidden, const int32_t *input_ids, const int64_t *position_ids,
                            const uint8_t *attention_mask, const int64_t *keep_positions, int64_t K,
-                           int64_t B, int64_t T, nt_cache *cache, const volatile int *cancel);
+                           int64_t B, int64_t T, nt_cache *cache, const nt_forward_options *options,
+                           const volatile int *cancel);
 
 /* ---------------------------------------------------------------- scoring */
 

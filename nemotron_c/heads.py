@@ -82,9 +82,8 @@ class NemotronHeadModel(NemotronPreTrainedModel):
     def _hidden(self, input_ids, attention_mask, position_ids, cache, use_cache, output_hidden_states):
         """(last_hidden (B, T, H), all hidden states or None, cache) from one core call."""
         want_all = self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
-        _, last, all_hidden, cache = self._run(input_ids, attention_mask, position_ids, cache, use_cache, 0,
-                                               False, True, want_all)
-        return last, (tuple(all_hidden) if want_all else None), cache
+        result = self._run(input_ids, attention_mask, position_ids, cache, use_cache, 0, False, True, want_all)
+        return result.last_hidden, (tuple(result.all_hidden) if want_all else None), result.cache
 
     def _apply_head(self, hidden):
         """hidden (..., H) -> (..., rows) in float32."""

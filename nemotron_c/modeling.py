@@ -3,6 +3,7 @@
 The policy lives here (argument handling, defaults, Transformers compatibility); each call makes one
 call into nemotron_c._core, which runs the whole forward pass with the GIL released.
 """
+import collections
 import os
 import sys
 
@@ -11,7 +12,7 @@ import numpy as np
 from . import _core
 from .configuration import NemotronConfig
 from .inputs import as_attention_mask, as_position_ids, as_token_ids, to_numpy
-from .loading import read_checkpoint
+from .loading import convert, read_checkpoint
 from .outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 from .rope import rope_parameters
 
@@ -250,13 +251,15 @@ class NemotronPreTrainedModel:
                 chosen.append(tensor(f"layers.{layer}.{name}", shape=layer_shapes[name]) if use else None)
 
         arrays = []
-        for stored in chosen:
+        for index, stored in enumerate(chosen):
             if stored is None:
                 arrays.append((None, 0, (1,)))
                 continue
             storage = resolve_storage(stored, dtype)
             array = stored.array(storage) if hasattr(stored, "array") else np.ascontiguousarray(stored)
             arrays.append((array, _core.DTYPES[storage], tuple(array.shape)))
+            if index == 0:
+                self._input_embeddings = Embedding(array, storage)
         self.dtype = dtype or resolve_storage(chosen[0], None)
 
         inv_freq, rope_scaling = rope_parameters(config)
@@ -284,6 +287,10 @@ class NemotronPreTrainedModel:
         if "torch" in sys.modules:
             return sys.modules["torch"].device("cpu")
         return CPUDevice()
+
+    def get_input_embeddings(self):
+        """The embedding table as a callable from token ids to float32 embeddings (Transformers' nn.Embedding role)."""
+        return self._input_embeddings
 
     @property
     def kernels(self):
@@ -326,11 +333,17 @@ class NemotronPreTrainedModel:
     # ------------------------------------------------------------ forward
 
     def _run(self, input_ids, attention_mask, position_ids, cache, use_cache, keep, want_logits,
-             want_last_hidden, want_all_hidden):
-        """Validates the inputs and makes the one core call; returns (logits, last_hidden, all_hidden, cache)."""
+             want_last_hidden, want_all_hidden, inputs_embeds=None, want_attentions=False):
+        """Validates the inputs and makes the one core call; returns a ForwardResult."""
         config = self.config
-        ids = as_token_ids(input_ids, vocab_size=config.vocab_size)
-        B, T = ids.shape
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
+        if input_ids is not None:
+            ids, embeds = as_token_ids(input_ids, vocab_size=config.vocab_size).astype(np.int32), None
+            B, T = ids.shape
+        else:
+            ids, embeds = None, as_embeddings(inputs_embeds, config.hidden_size)
+            B, T = embeds.shape[:2]
         if cache is not None:
             if not isinstance(cache, NemotronCache):
                 raise TypeError(
@@ -355,9 +368,48 @@ class NemotronPreTrainedModel:
         logits = np.empty((B, K, V), dtype=np.float32) if want_logits else None
         last_hidden = np.empty((B, T, H), dtype=np.float32) if want_last_hidden else None
         all_hidden = np.empty((L + 1, B, T, H), dtype=np.float32) if want_all_hidden else None
-        self._core.forward(ids.astype(np.int32), positions, mask, keep_positions,
-                           None if cache is None else cache._core, logits, last_hidden, all_hidden)
-        return logits, last_hidden, all_hidden, cache
+        shape = (L, B, config.num_attention_heads, T, past + T)
+        attentions = np.empty(shape, dtype=np.float32) if want_attentions else None
+        self._core.forward(ids, positions, mask, keep_positions, None if cache is None else cache._core, logits,
+                           last_hidden, all_hidden, embeds, attentions)
+        return ForwardResult(logits, last_hidden, all_hidden, cache, attentions)
+
+
+class Embedding:
+    """Token ids -> float32 embedding rows, for building inputs_embeds as with Transformers' nn.Embedding."""
+
+    def __init__(self, table, storage):
+        self._table = table  # (V, H) in its storage dtype (bfloat16 as uint16 bits)
+        self._storage = storage
+        self.num_embeddings, self.embedding_dim = table.shape
+
+    def __call__(self, input_ids):
+        ids = to_numpy(input_ids, "input_ids")
+        if ids.dtype == np.bool_ or not np.issubdtype(ids.dtype, np.integer):
+            raise TypeError(f"input_ids must hold integers, got dtype {ids.dtype}")
+        if ids.size and (ids.min() < 0 or ids.max() >= self.num_embeddings):
+            raise ValueError(f"input_ids must lie in [0, {self.num_embeddings})")
+        return convert(self._table[ids], self._storage, "float32")
+
+    @property
+    def weight(self):
+        """The whole table in float32 (a copy when stored in half precision)."""
+        return convert(self._table, self._storage, "float32")
+
+
+ForwardResult = collections.namedtuple("ForwardResult", "logits last_hidden all_hidden cache attentions")
+
+
+def as_embeddings(value, hidden_size):
+    """(B, T, H) float32 embeddings from a 2-D (one sequence) or 3-D float array-like."""
+    embeds = to_numpy(value, "inputs_embeds")
+    if not np.issubdtype(embeds.dtype, np.floating):
+        raise TypeError(f"inputs_embeds must hold floats, got dtype {embeds.dtype}")
+    if embeds.ndim == 2:
+        embeds = embeds[None]
+    if embeds.ndim != 3 or embeds.shape[2] != hidden_size or 0 in embeds.shape:
+        raise ValueError(f"inputs_embeds must have shape (batch, sequence, {hidden_size}), got {embeds.shape}")
+    return np.ascontiguousarray(embeds, dtype=np.float32)
 
 
 def positions_to_keep(logits_to_keep, T):
@@ -419,18 +471,18 @@ class NemotronModel(NemotronPreTrainedModel):
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
                 inputs_embeds=None, use_cache=None, output_attentions=None, output_hidden_states=None,
                 return_dict=None, cache=None, **kwargs):
-        check_unsupported(inputs_embeds, output_attentions, kwargs)
-        if input_ids is None:
-            raise ValueError("You must specify input_ids")
+        check_extra_kwargs(kwargs)
         cache = past_key_values if cache is None else cache
         use_cache = self.config.use_cache if use_cache is None else use_cache
         want_all = self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
-        _, last, all_hidden, cache = self._run(input_ids, attention_mask, position_ids, cache, use_cache, 0,
-                                               False, True, want_all)
+        want_attentions = self.config.output_attentions if output_attentions is None else output_attentions
+        result = self._run(input_ids, attention_mask, position_ids, cache, use_cache, 0, False, True, want_all,
+                           inputs_embeds, want_attentions)
         output = BaseModelOutputWithPast(
-            last_hidden_state=last,
-            past_key_values=cache if use_cache else None,
-            hidden_states=tuple(all_hidden) if want_all else None,
+            last_hidden_state=result.last_hidden,
+            past_key_values=result.cache if use_cache else None,
+            hidden_states=tuple(result.all_hidden) if want_all else None,
+            attentions=tuple(result.attentions) if want_attentions else None,
         )
         return output if return_dict is not False else output.to_tuple()
 
@@ -461,20 +513,20 @@ class NemotronForCausalLM(NemotronPreTrainedModel):
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
                 inputs_embeds=None, labels=None, use_cache=None, output_attentions=None, output_hidden_states=None,
                 return_dict=None, logits_to_keep=0, cache=None, **kwargs):
-        check_unsupported(inputs_embeds, output_attentions, kwargs)
-        if input_ids is None:
-            raise ValueError("You must specify input_ids")
+        check_extra_kwargs(kwargs)
         cache = past_key_values if cache is None else cache
         use_cache = self.config.use_cache if use_cache is None else use_cache
         want_all = self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
-        logits, _, all_hidden, cache = self._run(input_ids, attention_mask, position_ids, cache, use_cache,
-                                                 logits_to_keep, True, False, want_all)
-        loss = None if labels is None else causal_lm_loss(logits, labels, self.config.vocab_size)
+        want_attentions = self.config.output_attentions if output_attentions is None else output_attentions
+        result = self._run(input_ids, attention_mask, position_ids, cache, use_cache, logits_to_keep, True, False,
+                           want_all, inputs_embeds, want_attentions)
+        loss = None if labels is None else causal_lm_loss(result.logits, labels, self.config.vocab_size)
         output = CausalLMOutputWithPast(
             loss=loss,
-            logits=logits,
-            past_key_values=cache if use_cache else None,
-            hidden_states=tuple(all_hidden) if want_all else None,
+            logits=result.logits,
+            past_key_values=result.cache if use_cache else None,
+            hidden_states=tuple(result.all_hidden) if want_all else None,
+            attentions=tuple(result.attentions) if want_attentions else None,
         )
         return output if return_dict is not False else output.to_tuple()
 
@@ -503,10 +555,15 @@ class NemotronForCausalLM(NemotronPreTrainedModel):
 
 
 def check_unsupported(inputs_embeds, output_attentions, kwargs):
+    """For the task heads, which take input_ids only."""
     if inputs_embeds is not None:
-        raise NotImplementedError("inputs_embeds is not supported yet; pass input_ids")
+        raise NotImplementedError("the task heads take input_ids, not inputs_embeds")
     if output_attentions:
-        raise NotImplementedError("output_attentions is not supported")
+        raise NotImplementedError("the task heads do not return attentions")
+    check_extra_kwargs(kwargs)
+
+
+def check_extra_kwargs(kwargs):
     kwargs.pop("cache_position", None)
     kwargs.pop("num_items_in_batch", None)
     if kwargs:

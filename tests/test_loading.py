@@ -292,8 +292,8 @@ def test_bad_inputs_raise(checkpoint):
         model(np.array([[1], [2]]), past_key_values=cache)
     with pytest.raises(TypeError, match="unexpected keyword"):
         model(IDS, not_an_argument=1)
-    with pytest.raises(NotImplementedError, match="inputs_embeds"):
-        model(inputs_embeds=np.zeros((1, 2, 64), dtype=np.float32))
+    with pytest.raises(ValueError, match="inputs_embeds"):
+        model(inputs_embeds=np.zeros((1, 2, 63), dtype=np.float32))
     with pytest.raises(ValueError, match="labels"):
         model(IDS, labels=np.array([[1, 2]]))
     # the model is still usable after every error

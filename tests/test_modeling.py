@@ -285,3 +285,47 @@ def test_threads_share_one_model(checkpoint):
         results = list(pool.map(lambda _: ours(IDS).logits, range(16)))
     for result in results:
         assert_close(result, expected, atol=0)
+
+
+@pytest.mark.parametrize("stored", ["float32", "bfloat16"])
+def test_inputs_embeds_match_transformers(checkpoint, stored):
+    path = checkpoint(dtype=stored)
+    ours = nemotron_c.AutoModelForCausalLM.from_pretrained(path)
+    reference = hf_from_pretrained(path)
+    embeds = ours.get_input_embeddings()(IDS)
+    assert embeds.dtype == np.float32 and embeds.shape == (2, 9, 64)
+    with torch.no_grad():
+        np.testing.assert_array_equal(embeds, reference.get_input_embeddings()(torch.as_tensor(IDS)).numpy())
+        expected = reference(inputs_embeds=torch.as_tensor(embeds), attention_mask=torch.as_tensor(LEFT_MASK)).logits
+    got = ours(inputs_embeds=embeds, attention_mask=LEFT_MASK)
+    assert_close(got.logits, expected.numpy())
+    assert_close(got.logits, ours(IDS, attention_mask=LEFT_MASK).logits, atol=0)
+    bare = nemotron_c.AutoModel.from_pretrained(path)
+    assert_close(bare(inputs_embeds=embeds[:1, :4]).last_hidden_state, bare(IDS[:1, :4]).last_hidden_state, atol=0)
+    with pytest.raises(ValueError, match="exactly one"):
+        ours(IDS, inputs_embeds=embeds)
+    with pytest.raises(ValueError, match="exactly one"):
+        ours()
+    with pytest.raises(ValueError, match="inputs_embeds must have shape"):
+        ours(inputs_embeds=embeds[..., :10])
+    with pytest.raises(TypeError, match="floats"):
+        ours(inputs_embeds=IDS)
+
+
+def test_attentions_match_transformers(checkpoint):
+    path = checkpoint(num_hidden_layers=3)
+    ours = nemotron_c.AutoModelForCausalLM.from_pretrained(path)
+    reference = hf_from_pretrained(path)
+    first = ours(IDS[:, :6], attention_mask=LEFT_MASK[:, :6], output_attentions=True)
+    second = ours(IDS[:, 6:], attention_mask=LEFT_MASK, past_key_values=first.past_key_values, output_attentions=True)
+    with torch.no_grad():
+        ref_first = reference(torch.as_tensor(IDS[:, :6]), attention_mask=torch.as_tensor(LEFT_MASK[:, :6]),
+                              use_cache=True, output_attentions=True)
+        ref_second = reference(torch.as_tensor(IDS[:, 6:]), attention_mask=torch.as_tensor(LEFT_MASK),
+                               cache=ref_first.cache, output_attentions=True)
+    for ours_out, ref_out in ((first, ref_first), (second, ref_second)):
+        assert len(ours_out.attentions) == len(ref_out.attentions) == 3
+        for layer, (a, b) in enumerate(zip(ours_out.attentions, ref_out.attentions)):
+            assert_close(a, b.numpy(), atol=1e-5, what=f"attentions of layer {layer}")
+    bare = nemotron_c.AutoModel.from_pretrained(path)
+    assert bare(IDS, output_attentions=True).attentions[0].shape == (2, 4, 9, 9)

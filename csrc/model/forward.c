@@ -68,6 +68,7 @@ typedef struct {
     const float *q;                /* (B, T, NH, D) after rotary */
     const uint8_t *attention_mask; /* (B, S) or NULL */
     float *out;                    /* (B, T, NH, D) */
+    float *weights;                /* (B, NH, T, S) softmax weights of this layer, or NULL */
     float scale;
     atomic_int out_of_memory;
 } attention_job;
@@ -102,13 +103,17 @@ static void attention_range(void *ctx, int64_t begin, int64_t end) {
                 allowed++;
             }
             memset(out, 0, (size_t)D * sizeof(float));
+            float *weights = job->weights ? job->weights + ((b * NH + h) * job->T + t) * S : NULL;
             if (allowed == 0) {
                 /* Transformers' eager attention adds the float32 minimum to every masked score; when
                  * all are masked, all are equal and softmax is uniform over every key, future ones too. */
                 float w = 1.0f / (float)S;
                 for (int64_t j = 0; j < S; j++) k->axpy(out, w, values + j * D, D);
+                if (weights)
+                    for (int64_t j = 0; j < S; j++) weights[j] = w;
                 continue;
             }
+            if (weights) memset(weights, 0, (size_t)S * sizeof(float));
             float sum = 0.0f;
             for (int64_t j = 0; j <= last; j++) {
                 if (mask && !mask[j]) continue;
@@ -119,6 +124,7 @@ static void attention_range(void *ctx, int64_t begin, int64_t end) {
             for (int64_t j = 0; j <= last; j++) {
                 if (mask && !mask[j]) continue;
                 k->axpy(out, scores[j] * inv, values + j * D, D);
+                if (weights) weights[j] = scores[j] * inv;
             }
         }
     }
@@ -148,7 +154,7 @@ static nt_status check_inputs(nt_error *err, const nt_model *m, const int32_t *i
         return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "the cache holds %lld sequences but the input has %lld",
                             (long long)cache->batch_size, (long long)B);
     for (int64_t i = 0; i < B * T; i++) {
-        if (input_ids[i] < 0 || input_ids[i] >= m->config.vocab_size)
+        if (input_ids != NULL && (input_ids[i] < 0 || input_ids[i] >= m->config.vocab_size))
             return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "input id %d at index %lld is outside [0, %lld)",
                                 (int)input_ids[i], (long long)i, (long long)m->config.vocab_size);
         if (position_ids[i] < 0)
@@ -198,7 +204,8 @@ static void store_kv(nt_cache *cache, int64_t layer, const float *k, const float
 }
 
 static nt_status attention_block(const nt_model *m, nt_error *err, scratch *s, const nt_layer *w, nt_cache *cache,
-                                 int64_t layer, const uint8_t *attention_mask, int64_t B, int64_t T, int64_t P) {
+                                 int64_t layer, const uint8_t *attention_mask, int64_t B, int64_t T, int64_t P,
+                                 float *weights) {
     const nt_config *c = &m->config;
     int64_t BT = B * T, NH = c->num_attention_heads, NKV = c->num_key_value_heads, D = c->head_dim;
     nt_model_layernorm1p(m, s->xn, s->x, w->input_norm_weight, w->input_norm_bias, BT);
@@ -214,7 +221,8 @@ static nt_status attention_block(const nt_model *m, nt_error *err, scratch *s, c
     store_kv(cache, layer, s->k, s->v, B, T, P);
 
     attention_job job = {.model = m, .cache = cache, .layer = layer, .B = B, .T = T, .P = P, .q = s->q,
-                         .attention_mask = attention_mask, .out = s->att, .scale = (float)pow((double)D, -0.5)};
+                         .attention_mask = attention_mask, .out = s->att, .weights = weights,
+                         .scale = (float)pow((double)D, -0.5)};
     atomic_init(&job.out_of_memory, 0);
     nt_threadpool_parallel_for(m->pool, attention_range, &job, B * NH, 1);
     if (atomic_load(&job.out_of_memory))
@@ -242,8 +250,12 @@ static void mlp_block(const nt_model *m, scratch *s, const nt_layer *w, int64_t 
 nt_status nt_model_forward(nt_model *m, nt_error *err, float *logits, float *last_hidden, float *all_hidden,
                            const int32_t *input_ids, const int64_t *position_ids, const uint8_t *attention_mask,
                            const int64_t *keep_positions, int64_t K, int64_t B, int64_t T, nt_cache *cache,
-                           const volatile int *cancel) {
+                           const nt_forward_options *options, const volatile int *cancel) {
     const nt_config *c = &m->config;
+    const float *inputs_embeds = options ? options->inputs_embeds : NULL;
+    float *attentions = options ? options->attentions : NULL;
+    if (input_ids == NULL && inputs_embeds == NULL)
+        return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "either input_ids or inputs_embeds is needed");
     nt_status status = check_inputs(err, m, input_ids, position_ids, keep_positions, K, B, T, cache);
     if (status != NT_OK) return status;
     if (logits != NULL && m->lm_head.data == NULL)
@@ -293,7 +305,10 @@ nt_status nt_model_forward(nt_model *m, nt_error *err, float *logits, float *las
         cursor += sizes[i];
     }
 
-    embed(m, s.x, input_ids, BT);
+    if (inputs_embeds != NULL)
+        memcpy(s.x, inputs_embeds, (size_t)(BT * H) * sizeof(float));
+    else
+        embed(m, s.x, input_ids, BT);
     if (all_hidden != NULL) memcpy(all_hidden, s.x, (size_t)(BT * H) * sizeof(float));
     rotary_tables(m, s.cos, s.sin, position_ids, BT);
 
@@ -302,7 +317,8 @@ nt_status nt_model_forward(nt_model *m, nt_error *err, float *logits, float *las
             status = nt_error_set(err, NT_ERROR_INTERRUPTED, "interrupted");
             goto done;
         }
-        status = attention_block(m, err, &s, &m->layers[l], cache, l, attention_mask, B, T, P);
+        float *weights = attentions ? attentions + l * B * c->num_attention_heads * T * (P + T) : NULL;
+        status = attention_block(m, err, &s, &m->layers[l], cache, l, attention_mask, B, T, P, weights);
         if (status != NT_OK) goto done;
         mlp_block(m, &s, &m->layers[l], BT, chunk);
         if (all_hidden != NULL && l + 1 < L)

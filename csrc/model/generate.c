@@ -296,7 +296,7 @@ static nt_status step_forward(nt_generator *g, nt_error *err, const volatile int
         for (int64_t r = 0; r < N; r++) memcpy(g->step_mask + r * S, g->mask + r * g->M, (size_t)S);
     int64_t keep = T - 1;
     nt_status status = nt_model_forward(g->model, err, g->logits, NULL, NULL, g->step_ids, g->positions,
-                                        g->mask ? g->step_mask : NULL, &keep, 1, N, T, g->cache, cancel);
+                                        g->mask ? g->step_mask : NULL, &keep, 1, N, T, g->cache, NULL, cancel);
     if (status != NT_OK) return status;
     /* positions of the next tokens: one past each row's last */
     if (T > 1)

@@ -91,7 +91,7 @@ nt_status nt_model_score(nt_model *m, nt_error *err, float *logprobs, const int3
 
     int64_t P = cache != NULL ? cache->length : 0;
     status = nt_model_forward(m, err, NULL, hidden, NULL, input_ids, position_ids, attention_mask, NULL, 0, B, T,
-                              cache, cancel);
+                              cache, NULL, cancel);
     if (status != NT_OK) goto done;
 
     memset(logprobs, 0, (size_t)BT * sizeof(float));

@@ -153,22 +153,38 @@ int nt_py_check_model(ModelObject *self) {
     return 0;
 }
 
-/* forward(input_ids int32 (B,T), position_ids int64 (B,T), attention_mask uint8 (B,S) | None,
+/* forward(input_ids int32 (B,T) | None, position_ids int64 (B,T), attention_mask uint8 (B,S) | None,
  *         keep_positions int64 (K), cache | None, logits float32 (B,K,V) | None,
- *         last_hidden float32 (B,T,H) | None, all_hidden float32 (L+1,B,T,H) | None) */
+ *         last_hidden float32 (B,T,H) | None, all_hidden float32 (L+1,B,T,H) | None,
+ *         inputs_embeds float32 (B,T,H) | None, attentions float32 (L,B,NH,T,S) | None) */
 static PyObject *Model_forward(ModelObject *self, PyObject *args) {
-    PyObject *ids_obj, *pos_obj, *mask_obj, *keep_obj, *cache_obj, *logits_obj, *last_obj, *all_obj;
+    PyObject *ids_obj, *pos_obj, *mask_obj, *keep_obj, *cache_obj, *logits_obj, *last_obj, *all_obj, *embeds_obj,
+        *attentions_obj;
     if (nt_py_check_model(self) < 0 ||
-        !PyArg_ParseTuple(args, "OOOOOOOO", &ids_obj, &pos_obj, &mask_obj, &keep_obj, &cache_obj, &logits_obj,
-                          &last_obj, &all_obj))
+        !PyArg_ParseTuple(args, "OOOOOOOOOO", &ids_obj, &pos_obj, &mask_obj, &keep_obj, &cache_obj, &logits_obj,
+                          &last_obj, &all_obj, &embeds_obj, &attentions_obj))
         return NULL;
     const nt_config *c = nt_model_config(self->model);
-    Py_buffer ids = {0}, pos = {0}, mask = {0}, keep = {0}, logits = {0}, last = {0}, all = {0};
+    Py_buffer ids = {0}, pos = {0}, mask = {0}, keep = {0}, logits = {0}, last = {0}, all = {0}, embeds = {0},
+              attentions = {0};
     PyObject *result = NULL;
     CacheObject *cache = NULL;
+    int64_t B, T;
 
-    if (nt_py_get_buffer(ids_obj, &ids, "input_ids", 2, 'i', 0) < 0) goto done;
-    int64_t B = ids.shape[0], T = ids.shape[1];
+    if (ids_obj != Py_None) {
+        if (nt_py_get_buffer(ids_obj, &ids, "input_ids", 2, 'i', 0) < 0) goto done;
+        B = ids.shape[0], T = ids.shape[1];
+    } else if (embeds_obj != Py_None) {
+        if (nt_py_get_buffer(embeds_obj, &embeds, "inputs_embeds", 3, 'f', 0) < 0) goto done;
+        B = embeds.shape[0], T = embeds.shape[1];
+        if (embeds.shape[2] != c->hidden_size) {
+            PyErr_Format(PyExc_ValueError, "inputs_embeds must have %lld features", (long long)c->hidden_size);
+            goto done;
+        }
+    } else {
+        PyErr_SetString(PyExc_ValueError, "either input_ids or inputs_embeds is needed");
+        goto done;
+    }
     if (nt_py_get_buffer(pos_obj, &pos, "position_ids", 2, 'q', 0) < 0) goto done;
     if (pos.shape[0] != B || pos.shape[1] != T) {
         PyErr_SetString(PyExc_ValueError, "position_ids must have the shape of input_ids");
@@ -196,27 +212,31 @@ static PyObject *Model_forward(ModelObject *self, PyObject *args) {
     }
     if (nt_py_get_buffer(keep_obj, &keep, "keep_positions", 1, 'q', 0) < 0) goto done;
     int64_t K = keep.shape[0];
-    struct { PyObject *obj; Py_buffer *view; const char *name; int ndim; int64_t shape[4]; } outs[] = {
-        {logits_obj, &logits, "logits", 3, {B, K, c->vocab_size}},
-        {last_obj, &last, "last_hidden", 3, {B, T, c->hidden_size}},
-        {all_obj, &all, "all_hidden", 4, {c->num_hidden_layers + 1, B, T, c->hidden_size}},
+    struct { PyObject *obj; Py_buffer *view; const char *name; int ndim; int writable; int64_t shape[5]; } arrays[] = {
+        {logits_obj, &logits, "logits", 3, 1, {B, K, c->vocab_size}},
+        {last_obj, &last, "last_hidden", 3, 1, {B, T, c->hidden_size}},
+        {all_obj, &all, "all_hidden", 4, 1, {c->num_hidden_layers + 1, B, T, c->hidden_size}},
+        {attentions_obj, &attentions, "attentions", 5, 1, {c->num_hidden_layers, B, c->num_attention_heads, T, S}},
+        {ids_obj != Py_None ? embeds_obj : Py_None, &embeds, "inputs_embeds", 3, 0, {B, T, c->hidden_size}},
     };
-    for (size_t i = 0; i < 3; i++) {
-        if (outs[i].obj == Py_None) continue;
-        if (nt_py_get_buffer(outs[i].obj, outs[i].view, outs[i].name, outs[i].ndim, 'f', 1) < 0) goto done;
-        for (int d = 0; d < outs[i].ndim; d++)
-            if (outs[i].view->shape[d] != outs[i].shape[d]) {
-                PyErr_Format(PyExc_ValueError, "%s has the wrong shape", outs[i].name);
+    for (size_t i = 0; i < sizeof arrays / sizeof *arrays; i++) {
+        if (arrays[i].obj == Py_None) continue;
+        if (nt_py_get_buffer(arrays[i].obj, arrays[i].view, arrays[i].name, arrays[i].ndim, 'f', arrays[i].writable) < 0)
+            goto done;
+        for (int d = 0; d < arrays[i].ndim; d++)
+            if (arrays[i].view->shape[d] != arrays[i].shape[d]) {
+                PyErr_Format(PyExc_ValueError, "%s has the wrong shape", arrays[i].name);
                 goto done;
             }
     }
+    nt_forward_options options = {embeds.buf, attentions.buf};
 
     nt_error err = {0};
     nt_status status;
     if (cache) cache->busy = 1;
     Py_BEGIN_ALLOW_THREADS
     status = nt_model_forward(self->model, &err, logits.buf, last.buf, all.buf, ids.buf, pos.buf, mask.buf,
-                              keep.buf, K, B, T, cache ? cache->cache : NULL, NULL);
+                              keep.buf, K, B, T, cache ? cache->cache : NULL, &options, NULL);
     Py_END_ALLOW_THREADS
     if (cache) cache->busy = 0;
     if (status != NT_OK) {
@@ -226,7 +246,7 @@ static PyObject *Model_forward(ModelObject *self, PyObject *args) {
     result = Py_NewRef(Py_None);
 
 done:;
-    Py_buffer *views[] = {&ids, &pos, &mask, &keep, &logits, &last, &all};
+    Py_buffer *views[] = {&ids, &pos, &mask, &keep, &logits, &last, &all, &embeds, &attentions};
     for (size_t i = 0; i < sizeof views / sizeof views[0]; i++)
         if (views[i]->obj != NULL) PyBuffer_Release(views[i]);
     return result;
