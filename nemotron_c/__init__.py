@@ -24,13 +24,25 @@ from .modeling import (
     NemotronModel,
     NemotronPreTrainedModel,
 )
-from .outputs import BaseModelOutputWithPast, CausalLMOutputWithPast, ModelOutput
+from .outputs import (
+    BaseModelOutputWithPast,
+    CausalLMOutputWithPast,
+    ModelOutput,
+    QuestionAnsweringModelOutput,
+    SequenceClassifierOutputWithPast,
+    SequenceScoreOutput,
+    TokenClassifierOutput,
+)
 from .streamers import BaseStreamer, TextIteratorStreamer, TextStreamer
 from .tokenization import AutoTokenizer, BatchEncoding, NemotronTokenizer
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "QuestionAnsweringModelOutput",
+    "SequenceClassifierOutputWithPast",
+    "SequenceScoreOutput",
+    "TokenClassifierOutput",
     "AutoModelForQuestionAnswering",
     "AutoModelForSequenceClassification",
     "AutoModelForTokenClassification",
