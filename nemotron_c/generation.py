@@ -539,7 +539,7 @@ def prepare(model, inputs, generation_config, logits_processor, stopping_criteri
     if config.stop_strings is not None and num_beams > 1:
         raise NotImplementedError("stop_strings with beam search is not supported by nemotron_c")
 
-    settings = processor_settings(config, eos, prompt_length, vocab_size, padding if has_mask else None)
+    settings = processor_settings(config, eos, prompt_length, vocab_size, padding)
     if config.early_stopping not in EARLY_STOPPING:
         raise ValueError(f"`early_stopping` must be a boolean or 'never', but is {config.early_stopping}.")
     settings.update(

@@ -100,3 +100,13 @@ def test_forced_bos_token_on_a_one_token_prompt(models):
     assert got.sequences[0, 1] == 44
     np.testing.assert_array_equal(got.sequences, expected["sequences"])
     assert_scores_equal(got.scores, expected["scores"])
+
+
+def test_repetition_penalty_skips_padding_inferred_from_pad_token(models):
+    """Without attention_mask, Transformers infers it from pad_token_id, and the penalty skips that padding."""
+    ours, theirs = models
+    kwargs = dict(repetition_penalty=1.8, pad_token_id=0, eos_token_id=3, max_new_tokens=6, **DICT)
+    expected = hf_generate(theirs, PROMPTS, None, **kwargs)
+    got = our_generate(ours, PROMPTS, None, **kwargs)
+    np.testing.assert_array_equal(got.sequences, expected["sequences"])
+    assert_scores_equal(got.scores, expected["scores"])
