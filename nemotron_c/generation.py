@@ -20,6 +20,19 @@ cache in or getting it back (the result has no `cache` field).
 Sampling uses our own generator: pass seed= (an int, or a numpy Generator to draw one from) to make
 it reproducible. Torch's random stream cannot be reproduced, so sampled tokens match Transformers in
 distribution, not draw for draw.
+
+Streaming: streamer= takes any object with put()/end() (Transformers' protocol: the prompt ids first,
+then the (rows,) new ids of each step, then end()); nemotron_c.TextStreamer and TextIteratorStreamer
+print or queue the decoded text. For one prompt, model.generate_iter(...) is a plain iterator over the
+new token ids (greedy or sampling).
+
+Ctrl-C: the steps run on a worker thread while the calling thread waits with the GIL released and
+checks for signals every 50 ms; on one, the forward pass stops at its next layer and KeyboardInterrupt
+is raised. The model is unaffected (each generate() has its own cache).
+
+Differences from Transformers, on purpose: num_beams < 1 raises a ValueError (Transformers fails with
+ZeroDivisionError or RuntimeError); eos ids outside the vocabulary also warn (they can never stop a
+row); Transformers' logged warnings are UserWarnings here.
 """
 import copy
 import time
