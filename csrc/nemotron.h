@@ -282,6 +282,9 @@ int64_t nt_generator_length(const nt_generator *g); /* current length of the row
 int64_t nt_generator_steps(const nt_generator *g);  /* steps made (= scores written) */
 /* Marks rows (N) as finished, as a stopping criterion does (no beams only). */
 nt_status nt_generator_stop_rows(nt_generator *g, nt_error *err, const uint8_t *rows);
+/* Hands the generator's cache (the rows' keys and values up to length - 1, as Transformers leaves its cache)
+ * to the caller, who frees it; the generator is finished afterwards. */
+nt_cache *nt_generator_take_cache(nt_generator *g);
 /* Beam search: the number of new tokens of the longest of the first n hypotheses of every prompt. */
 int64_t nt_generator_beam_output_length(const nt_generator *g, int64_t n);
 

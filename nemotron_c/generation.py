@@ -16,7 +16,8 @@ return_dict_in_generate with output_scores / output_logits / beam_indices / sequ
 Not supported (NotImplementedError): contrastive search, group beam search, constrained beam search,
 assisted generation, DoLa, guidance_scale, watermarking, top_h, encoder_* penalties, custom
 logits_processor / stopping_criteria objects, output_attentions / output_hidden_states, and passing a
-cache in or getting it back (the result has no `cache` field).
+cache in. With return_dict_in_generate the result's `cache` is a NemotronCache, as Transformers leaves its
+cache (every position but the last token; with beams, in the order of the running beams).
 Sampling uses our own generator: pass seed= (an int, or a numpy Generator to draw one from) to make
 it reproducible. Torch's random stream cannot be reproduced, so sampled tokens match Transformers in
 distribution, not draw for draw.
@@ -434,6 +435,11 @@ class Run:
 
     def result(self):
         steps = self.generator.steps
+        cache = None
+        if self.return_dict:
+            from .modeling import NemotronCache
+
+            cache = NemotronCache._wrap(self.model, self.generator.take_cache())
         scores = tuple(self.scores[:steps]) if self.scores is not None else None
         logits = tuple(self.logits[:steps]) if self.logits is not None else None
         if self.beams > 1:
@@ -447,11 +453,12 @@ class Run:
                 sequences_scores=self.sequence_scores[:, :n].reshape(-1).copy() if self.output_scores else None,
                 scores=scores, logits=logits,
                 beam_indices=np.ascontiguousarray(self.beam_indices[:, :n, :generated].reshape(-1, generated)),
+                cache=cache,
             )
         sequences = np.ascontiguousarray(self.sequences[:, :self.generator.length])
         if not self.return_dict:
             return sequences
-        return GenerateDecoderOnlyOutput(sequences=sequences, scores=scores, logits=logits)
+        return GenerateDecoderOnlyOutput(sequences=sequences, scores=scores, logits=logits, cache=cache)
 
 
 def prepare(model, inputs, generation_config, logits_processor, stopping_criteria, prefix_allowed_tokens_fn,
@@ -570,6 +577,7 @@ def prepare(model, inputs, generation_config, logits_processor, stopping_criteri
     settings["seed"] = settings["seed"] - 2**64 if settings["seed"] >= 2**63 else settings["seed"]
 
     run = Run()
+    run.model = model
     run.prompt_length = prompt_length
     run.beams = int(num_beams)
     run.rows = input_ids.shape[0]

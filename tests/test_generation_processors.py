@@ -86,10 +86,17 @@ def test_greedy_return_dict_without_scores(models):
     ours, theirs = models
     expected = hf_generate(theirs, PROMPTS, MASK, max_new_tokens=4, return_dict_in_generate=True)
     got = our_generate(ours, PROMPTS, MASK, max_new_tokens=4, return_dict_in_generate=True)
-    # nemotron_c does not hand its decoding cache back (Transformers returns it as `cache`)
-    assert set(got.keys()) == {k for k, v in expected.items() if v is not None} - {"cache"}
+    assert set(got.keys()) == {k for k, v in expected.items() if v is not None}
     assert got.scores is None and got.logits is None
     np.testing.assert_array_equal(got.sequences, expected["sequences"])
+    # the cache holds every position but the last token, as Transformers': continuing from it gives the logits
+    # of the whole sequence run at once
+    assert got.cache.get_seq_length() == expected["cache"].get_seq_length() == got.sequences.shape[1] - 1
+    mask = np.concatenate([MASK, np.ones((3, got.sequences.shape[1] - MASK.shape[1]), dtype=MASK.dtype)], axis=1)
+    positions = np.maximum(np.cumsum(mask, axis=1) - 1, 0)
+    step = ours(got.sequences[:, -1:], attention_mask=mask, position_ids=positions[:, -1:], past_key_values=got.cache)
+    whole = ours(got.sequences, attention_mask=mask, position_ids=positions)
+    np.testing.assert_allclose(step.logits[:, -1], whole.logits[:, -1], atol=1e-4)
 
 
 def test_forced_bos_token_on_a_one_token_prompt(models):

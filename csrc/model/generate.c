@@ -502,13 +502,13 @@ static void beam_step(nt_generator *g) {
 /* ---------------------------------------------------------------- the step */
 
 nt_status nt_generator_step(nt_generator *g, nt_error *err, const volatile int *cancel) {
-    if (g->done) return NT_OK;
+    if (g->done || g->cache == NULL) return NT_OK;
     nt_status status = step_forward(g, err, cancel);
     if (status != NT_OK) return status;
     process_rows(g, g->NB > 1);
     if (g->NB > 1) {
         beam_step(g);
-        if (!g->done) status = nt_cache_reorder(g->cache, err, g->reorder);
+        status = nt_cache_reorder(g->cache, err, g->reorder); /* after the last step too, as Transformers */
     } else {
         select_tokens(g);
     }
@@ -542,6 +542,13 @@ nt_status nt_generator_stop_rows(nt_generator *g, nt_error *err, const uint8_t *
     }
     if (!any) g->done = 1;
     return NT_OK;
+}
+
+nt_cache *nt_generator_take_cache(nt_generator *g) {
+    nt_cache *cache = g->cache;
+    g->cache = NULL;
+    g->done = 1;
+    return cache;
 }
 
 int64_t nt_generator_beam_output_length(const nt_generator *g, int64_t n) {

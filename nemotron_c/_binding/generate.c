@@ -320,6 +320,21 @@ static PyObject *Generator_stop_rows(GeneratorObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* take_cache() -> Cache: the generator's cache, which the Generator gives up (it is finished afterwards) */
+static PyObject *Generator_take_cache(GeneratorObject *self, PyObject *unused) {
+    if (check_ready(self) < 0) return NULL;
+    CacheObject *cache = (CacheObject *)CacheType.tp_alloc(&CacheType, 0);
+    if (cache == NULL) return NULL;
+    cache->cache = nt_generator_take_cache(self->generator);
+    if (cache->cache == NULL) {
+        Py_DECREF(cache);
+        PyErr_SetString(PyExc_RuntimeError, "the cache was already taken");
+        return NULL;
+    }
+    cache->model = Py_NewRef(self->model);
+    return (PyObject *)cache;
+}
+
 static PyObject *Generator_beam_output_length(GeneratorObject *self, PyObject *args) {
     long long n;
     if (!PyArg_ParseTuple(args, "L", &n) || check_ready(self) < 0) return NULL;
@@ -341,6 +356,7 @@ static PyObject *Generator_get_done(GeneratorObject *self, void *closure) {
 static PyMethodDef Generator_methods[] = {
     {"run", (PyCFunction)Generator_run, METH_VARARGS, "Runs decoding steps; returns whether generation is done."},
     {"stop_rows", (PyCFunction)Generator_stop_rows, METH_VARARGS, "Marks rows as finished."},
+    {"take_cache", (PyCFunction)Generator_take_cache, METH_NOARGS, "Hands over the cache; the Generator is done."},
     {"beam_output_length", (PyCFunction)Generator_beam_output_length, METH_VARARGS,
      "New tokens of the longest of the first n hypotheses of every prompt."},
     {NULL},
