@@ -15,9 +15,10 @@ eos_token_id (int or list), pad_token_id, max_time, stop_strings (with tokenizer
 return_dict_in_generate with output_scores / output_logits / beam_indices / sequences_scores.
 Not supported (NotImplementedError): contrastive search, group beam search, constrained beam search,
 assisted generation, DoLa, guidance_scale, watermarking, top_h, encoder_* penalties, custom
-logits_processor / stopping_criteria objects, output_attentions / output_hidden_states, and passing a
-cache in. With return_dict_in_generate the result's `cache` is a NemotronCache, as Transformers leaves its
-cache (every position but the last token; with beams, in the order of the running beams).
+logits_processor / stopping_criteria objects, output_attentions / output_hidden_states.
+With return_dict_in_generate the result's `cache` is a NemotronCache, as Transformers leaves its cache
+(every position but the last token; with beams, in the order of the running beams). Passing it back as
+cache= (or past_key_values=) with input_ids that extend those tokens prefills only the new ones.
 Sampling uses our own generator: pass seed= (an int, or a numpy Generator to draw one from) to make
 it reproducible. Torch's random stream cannot be reproduced, so sampled tokens match Transformers in
 distribution, not draw for draw.
@@ -435,8 +436,8 @@ class Run:
 
     def result(self):
         steps = self.generator.steps
-        cache = None
-        if self.return_dict:
+        cache = self.user_cache
+        if self.return_dict and cache is None:
             from .modeling import NemotronCache
 
             cache = NemotronCache._wrap(self.model, self.generator.take_cache())
@@ -481,10 +482,13 @@ def prepare(model, inputs, generation_config, logits_processor, stopping_criteri
             raise ValueError("`inputs` were passed alongside `input_ids`, which is not allowed: pass the prompt as "
                              "`inputs` or as `input_ids=`, not both")
         inputs = kwargs.pop("input_ids")
-    for cache_key in ("past_key_values", "cache"):
-        if kwargs.get(cache_key) is not None:
-            raise NotImplementedError(f"{cache_key} in generate() is not supported; generate() makes its own cache")
-        kwargs.pop(cache_key, None)
+    user_cache = None
+    for cache_key in ("cache", "past_key_values"):  # past_key_values: the older name
+        value = kwargs.pop(cache_key, None)
+        if value is not None:
+            if user_cache is not None:
+                raise ValueError("give the cache as `cache=` or `past_key_values=`, not both")
+            user_cache = value
 
     has_default_max_length = (kwargs.get("max_length") is None
                               and (generation_config is None or generation_config.max_length is None)
@@ -601,7 +605,27 @@ def prepare(model, inputs, generation_config, logits_processor, stopping_criteri
     else:
         run.sequences = np.zeros((N, M), dtype=np.int64)
         run.sequence_scores = run.beam_indices = None
+    if user_cache is not None:
+        check_user_cache(model, user_cache, N, prompt_length)
+    run.user_cache = user_cache
     all_ones = bool(mask.all())
     run.generator = _core.Generator(model._core, np.ascontiguousarray(input_ids), None if all_ones else mask, settings,
-                                    run.sequences, run.scores, run.logits, run.sequence_scores, run.beam_indices)
+                                    run.sequences, run.scores, run.logits, run.sequence_scores, run.beam_indices,
+                                    None if user_cache is None else user_cache._core)
     return run
+
+
+def check_user_cache(model, cache, rows, prompt_length):
+    """A cache passed to generate(): this model's, one row per decoded row, holding part of the prompt."""
+    from .modeling import NemotronCache
+
+    if not isinstance(cache, NemotronCache):
+        raise TypeError(f"cache must be a NemotronCache returned by this library, not {type(cache).__name__}")
+    if cache._owner is not model._core:
+        raise ValueError("the cache belongs to another model")
+    if cache.batch_size != rows:
+        raise ValueError(f"the cache holds {cache.batch_size} sequences, but generate() decodes {rows} rows "
+                         "(prompts times num_beams or num_return_sequences)")
+    if cache.get_seq_length() >= prompt_length:
+        raise ValueError(f"the cache already holds {cache.get_seq_length()} positions, but input_ids has "
+                         f"{prompt_length}: input_ids must hold the cached tokens and at least one new one")

@@ -117,3 +117,22 @@ def test_repetition_penalty_skips_padding_inferred_from_pad_token(models):
     got = our_generate(ours, PROMPTS, None, **kwargs)
     np.testing.assert_array_equal(got.sequences, expected["sequences"])
     assert_scores_equal(got.scores, expected["scores"])
+
+
+@pytest.mark.parametrize("num_beams", [1, 2])
+def test_continuing_from_a_returned_cache(models, num_beams):
+    """generate(full_ids, cache=out.cache) prefills only the new tokens and equals generating from scratch."""
+    ours, theirs = models
+    first = our_generate(ours, PROMPTS, MASK, max_new_tokens=4, return_dict_in_generate=True)
+    more = np.array([[11, 12], [13, 14], [15, 16]])
+    ids = np.concatenate([first.sequences, more], axis=1)
+    mask = np.concatenate([MASK, np.ones((3, ids.shape[1] - MASK.shape[1]), dtype=MASK.dtype)], axis=1)
+    expected = hf_generate(theirs, ids, mask, max_new_tokens=5)
+    if num_beams == 1:
+        got = our_generate(ours, ids, mask, max_new_tokens=5, cache=first.cache)
+        np.testing.assert_array_equal(got, expected)
+        assert first.cache.get_seq_length() == ids.shape[1] + 5 - 1
+    with pytest.raises(ValueError, match="already holds"):
+        our_generate(ours, ids[:, :5], mask[:, :5], max_new_tokens=2, cache=first.cache)
+    with pytest.raises(ValueError, match="rows"):
+        our_generate(ours, ids, mask, max_new_tokens=2, num_beams=2, past_key_values=first.cache)

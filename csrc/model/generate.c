@@ -19,6 +19,8 @@
 struct nt_generator {
     nt_model *model;
     nt_cache *cache;
+    int owns_cache;
+    int64_t P0;                  /* prompt positions already in a caller's cache */
     nt_generation_config config; /* token arrays point into `tokens` */
     int64_t *tokens;             /* copies of the config's token arrays */
     float *bias_values;          /* copy of the config's sequence_bias_values */
@@ -126,7 +128,7 @@ static nt_status check_config(nt_error *err, const nt_generation_config *c, int6
 
 void nt_generator_free(nt_generator *g) {
     if (g == NULL) return;
-    nt_cache_free(g->cache);
+    if (g->owns_cache) nt_cache_free(g->cache);
     if (g->scratch != NULL)
         for (int64_t r = 0; r < g->N; r++) nt_row_scratch_free(&g->scratch[r]);
     void *buffers[] = {g->tokens, g->bias_values, g->mask, g->step_mask, g->positions, g->step_ids, g->skip, g->unfinished,
@@ -141,10 +143,15 @@ void nt_generator_free(nt_generator *g) {
 
 nt_status nt_generator_create(nt_generator **out, nt_error *err, nt_model *model, const nt_generation_config *config,
                               const nt_generation_outputs *outputs, const int64_t *input_ids,
-                              const uint8_t *attention_mask, int64_t N, int64_t T) {
+                              const uint8_t *attention_mask, int64_t N, int64_t T, nt_cache *cache) {
     *out = NULL;
     nt_status status = check_config(err, config, N, T);
     if (status != NT_OK) return status;
+    if (cache != NULL && (nt_cache_batch_size(cache) != N || nt_cache_length(cache) >= T))
+        return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT,
+                            "the cache holds %lld rows of %lld positions; generate needs %lld rows of fewer than %lld",
+                            (long long)nt_cache_batch_size(cache), (long long)nt_cache_length(cache), (long long)N,
+                            (long long)T);
     const nt_config *mc = nt_model_config(model);
     for (int64_t i = 0; i < N * T; i++)
         if (input_ids[i] < 0 || input_ids[i] >= mc->vocab_size)
@@ -223,7 +230,13 @@ nt_status nt_generator_create(nt_generator **out, nt_error *err, nt_model *model
     for (int64_t r = 0; r < N_ && status == NT_OK; r++) status = nt_row_scratch_init(&g->scratch[r], err, V);
     /* the cache grows as tokens come (the forward pass reserves geometrically): a large max_length that eos
      * cuts short must not allocate its whole cache up front */
-    if (status == NT_OK) status = nt_cache_create(&g->cache, err, model, N_, M < T + 64 ? M : T + 64);
+    if (cache != NULL) {
+        g->cache = cache;
+        g->P0 = nt_cache_length(cache);
+    } else if (status == NT_OK) {
+        status = nt_cache_create(&g->cache, err, model, N_, M < T + 64 ? M : T + 64);
+        g->owns_cache = status == NT_OK;
+    }
     if (status != NT_OK) {
         nt_generator_free(g);
         return status;
@@ -282,8 +295,9 @@ int64_t nt_generator_steps(const nt_generator *g) { return g->steps; }
 /* ---------------------------------------------------------------- the forward pass of a step */
 
 static nt_status step_forward(nt_generator *g, nt_error *err, const volatile int *cancel) {
-    int64_t N = g->N, T = g->length == g->T0 ? g->T0 : 1, S = g->length;
-    if (T == 1)
+    int first = g->length == g->T0;
+    int64_t N = g->N, T = first ? g->T0 - g->P0 : 1, S = g->length;
+    if (!first)
         for (int64_t r = 0; r < N; r++) {
             g->step_ids[r] = (int32_t)g->running[r * g->M + g->length - 1];
             if (g->step_ids[r] < 0 || g->step_ids[r] >= g->V)
@@ -294,12 +308,18 @@ static nt_status step_forward(nt_generator *g, nt_error *err, const volatile int
         }
     if (g->mask != NULL)
         for (int64_t r = 0; r < N; r++) memcpy(g->step_mask + r * S, g->mask + r * g->M, (size_t)S);
+    if (first && g->P0 > 0) /* only the prompt tokens the cache lacks: pack them as (N, T) */
+        for (int64_t r = 0; r < N; r++)
+            for (int64_t t = 0; t < T; t++) {
+                g->step_ids[r * T + t] = g->step_ids[r * g->T0 + g->P0 + t];
+                g->positions[r * T + t] = g->positions[r * g->T0 + g->P0 + t];
+            }
     int64_t keep = T - 1;
     nt_status status = nt_model_forward(g->model, err, g->logits, NULL, NULL, g->step_ids, g->positions,
                                         g->mask ? g->step_mask : NULL, &keep, 1, N, T, g->cache, cancel);
     if (status != NT_OK) return status;
     /* positions of the next tokens: one past each row's last */
-    if (T > 1)
+    if (first)
         for (int64_t r = 0; r < N; r++) g->positions[r] = g->positions[r * T + T - 1];
     for (int64_t r = 0; r < N; r++) g->positions[r]++;
     return NT_OK;
@@ -545,7 +565,9 @@ nt_status nt_generator_stop_rows(nt_generator *g, nt_error *err, const uint8_t *
 }
 
 nt_cache *nt_generator_take_cache(nt_generator *g) {
+    if (!g->owns_cache) return NULL;
     nt_cache *cache = g->cache;
+    g->owns_cache = 0;
     g->cache = NULL;
     g->done = 1;
     return cache;

@@ -49,7 +49,7 @@ int main(void) {
         float *ss = malloc(N * 4); int64_t *bi = malloc(N * G * 8);
         nt_generation_outputs out = {seqs, scores, logits, NB > 1 ? ss : NULL, NB > 1 ? bi : NULL};
         nt_generator *gen;
-        if (nt_generator_create(&gen, &err, model, &g, &out, ids, mask, N, T) != NT_OK) { printf("create: %s\n", err.message); return 1; }
+        if (nt_generator_create(&gen, &err, model, &g, &out, ids, mask, N, T, NULL) != NT_OK) { printf("create: %s\n", err.message); return 1; }
         if (nt_generator_run(gen, &err, -1, NULL) != NT_OK) { printf("run: %s\n", err.message); return 1; }
         printf("mode %d: length %lld steps %lld first row:", mode, (long long)nt_generator_length(gen), (long long)nt_generator_steps(gen));
         for (int64_t i = 0; i < M; i++) printf(" %lld", (long long)seqs[i]);
