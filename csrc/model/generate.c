@@ -131,11 +131,12 @@ void nt_generator_free(nt_generator *g) {
     if (g->owns_cache) nt_cache_free(g->cache);
     if (g->scratch != NULL)
         for (int64_t r = 0; r < g->N; r++) nt_row_scratch_free(&g->scratch[r]);
-    void *buffers[] = {g->tokens, g->bias_values, g->mask, g->step_mask, g->positions, g->step_ids, g->skip, g->unfinished,
-                       g->logits, g->scratch, g->running_scores, g->running_beam_indices, g->beam_scores,
-                       g->beam_indices, g->is_finished, g->unsatisfied, g->cand_scores, g->cand_flat, g->cand_hits,
-                       g->cand_seqs, g->cand_beam_indices, g->reorder, g->scratch_rows, g->scratch_indices, g->scratch_scores, g->chosen, g->best,
-                       g->just_finished, g->finished_flags, g->new_scores};
+    void *buffers[] = {g->tokens, g->bias_values, g->mask, g->step_mask, g->positions, g->step_ids, g->skip,
+                       g->unfinished, g->logits, g->scratch, g->running_scores, g->running_beam_indices,
+                       g->beam_scores, g->beam_indices, g->is_finished, g->unsatisfied, g->cand_scores, g->cand_flat,
+                       g->cand_hits, g->cand_seqs, g->cand_beam_indices, g->reorder, g->scratch_rows,
+                       g->scratch_indices, g->scratch_scores, g->chosen, g->best, g->just_finished,
+                       g->finished_flags, g->new_scores};
     for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++) free(buffers[i]);
     if (g->NB > 1) free(g->running);
     free(g);
@@ -153,6 +154,11 @@ nt_status nt_generator_create(nt_generator **out, nt_error *err, nt_model *model
                             (long long)nt_cache_batch_size(cache), (long long)nt_cache_length(cache), (long long)N,
                             (long long)T);
     const nt_config *mc = nt_model_config(model);
+    int64_t K = (config->n_eos + 1 > 2 ? config->n_eos + 1 : 2) * config->num_beams;
+    if (nt_mul_size(nt_mul_size(N, config->max_length), 8) < 0 || nt_mul_size(nt_mul_size(N, mc->vocab_size), 8) < 0 ||
+        nt_mul_size(nt_mul_size(K * (N / config->num_beams), config->max_length), 8) < 0)
+        return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "%lld rows of %lld tokens are too many to generate",
+                            (long long)N, (long long)config->max_length);
     for (int64_t i = 0; i < N * T; i++)
         if (input_ids[i] < 0 || input_ids[i] >= mc->vocab_size)
             return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "input id %lld at index %lld is outside [0, %lld)",
@@ -175,23 +181,24 @@ nt_status nt_generator_create(nt_generator **out, nt_error *err, nt_model *model
     int64_t n_bias = c->n_sequence_bias > 0 ? c->sequence_bias_ends[c->n_sequence_bias - 1] : 0;
     int64_t n_tokens = c->n_eos + n_bad + c->n_bad_words + c->n_suppress_tokens + c->n_begin_suppress_tokens +
                        n_bias + c->n_sequence_bias + c->n_forced_eos + 1;
-    int64_t N_ = N, M = g->M, V = g->V, G = g->G, B = g->B, NB = g->NB;
-    int64_t K = g->K = (c->n_eos + 1 > 2 ? c->n_eos + 1 : 2) * NB;
+    int64_t M = g->M, V = g->V, G = g->G, B = g->B, NB = g->NB;
+    g->K = K;
 
     g->tokens = malloc((size_t)n_tokens * sizeof(int64_t));
     g->bias_values = malloc((size_t)(c->n_sequence_bias + 1) * sizeof(float));
-    g->skip = calloc((size_t)N_, sizeof(int64_t));
-    g->positions = malloc((size_t)(N_ * T) * sizeof(int64_t));
-    g->step_ids = malloc((size_t)(N_ * T) * sizeof(int32_t));
-    g->unfinished = malloc((size_t)N_);
-    g->logits = malloc((size_t)(N_ * V) * sizeof(float));
-    g->scratch = calloc((size_t)N_, sizeof(nt_row_scratch));
-    g->running = NB > 1 ? malloc((size_t)(N_ * M) * sizeof(int64_t)) : outputs->sequences;
-    int failed = g->tokens == NULL || g->bias_values == NULL || g->skip == NULL || g->positions == NULL || g->step_ids == NULL ||
-                 g->unfinished == NULL || g->logits == NULL || g->scratch == NULL || g->running == NULL;
+    g->skip = calloc((size_t)N, sizeof(int64_t));
+    g->positions = malloc((size_t)(N * T) * sizeof(int64_t));
+    g->step_ids = malloc((size_t)(N * T) * sizeof(int32_t));
+    g->unfinished = malloc((size_t)N);
+    g->logits = malloc((size_t)(N * V) * sizeof(float));
+    g->scratch = calloc((size_t)N, sizeof(nt_row_scratch));
+    g->running = NB > 1 ? malloc((size_t)(N * M) * sizeof(int64_t)) : outputs->sequences;
+    int failed = g->tokens == NULL || g->bias_values == NULL || g->skip == NULL || g->positions == NULL ||
+                 g->step_ids == NULL || g->unfinished == NULL || g->logits == NULL || g->scratch == NULL ||
+                 g->running == NULL;
     if (attention_mask != NULL) {
-        g->mask = malloc((size_t)(N_ * M));
-        g->step_mask = malloc((size_t)(N_ * M));
+        g->mask = malloc((size_t)(N * M));
+        g->step_mask = malloc((size_t)(N * M));
         failed |= g->mask == NULL || g->step_mask == NULL;
     }
     if (NB > 1) {
@@ -207,7 +214,7 @@ nt_status nt_generator_create(nt_generator **out, nt_error *err, nt_model *model
         g->cand_hits = malloc((size_t)(B * K));
         g->cand_seqs = malloc((size_t)(B * K * M) * sizeof(int64_t));
         g->cand_beam_indices = malloc((size_t)(B * K * G) * sizeof(int64_t));
-        g->reorder = malloc((size_t)N_ * sizeof(int64_t));
+        g->reorder = malloc((size_t)N * sizeof(int64_t));
         g->scratch_rows = malloc((size_t)(B * NB * M) * sizeof(int64_t));
         g->scratch_indices = malloc((size_t)(B * NB * G) * sizeof(int64_t));
         g->scratch_scores = malloc((size_t)(B * (NB + K)) * sizeof(float));
@@ -227,14 +234,14 @@ nt_status nt_generator_create(nt_generator **out, nt_error *err, nt_model *model
         nt_generator_free(g);
         return nt_error_set(err, NT_ERROR_OUT_OF_MEMORY, "out of memory for the generation state");
     }
-    for (int64_t r = 0; r < N_ && status == NT_OK; r++) status = nt_row_scratch_init(&g->scratch[r], err, V);
+    for (int64_t r = 0; r < N && status == NT_OK; r++) status = nt_row_scratch_init(&g->scratch[r], err, V);
     /* the cache grows as tokens come (the forward pass reserves geometrically): a large max_length that eos
      * cuts short must not allocate its whole cache up front */
     if (cache != NULL) {
         g->cache = cache;
         g->P0 = nt_cache_length(cache);
     } else if (status == NT_OK) {
-        status = nt_cache_create(&g->cache, err, model, N_, M < T + 64 ? M : T + 64);
+        status = nt_cache_create(&g->cache, err, model, N, M < T + 64 ? M : T + 64);
         g->owns_cache = status == NT_OK;
     }
     if (status != NT_OK) {
@@ -256,11 +263,11 @@ nt_status nt_generator_create(nt_generator **out, nt_error *err, nt_model *model
         memcpy(g->bias_values, c->sequence_bias_values, (size_t)c->n_sequence_bias * sizeof(float));
     g->config.sequence_bias_values = g->bias_values;
     g->config.prompt_padding = NULL;
-    if (c->prompt_padding != NULL) memcpy(g->skip, c->prompt_padding, (size_t)N_ * sizeof(int64_t));
+    if (c->prompt_padding != NULL) memcpy(g->skip, c->prompt_padding, (size_t)N * sizeof(int64_t));
 
     /* rows, mask and positions: cumsum(mask) - 1, 0 on padding, as Transformers */
     int64_t fill = NB > 1 ? c->beam_fill_token_id : 0;
-    for (int64_t r = 0; r < N_; r++) {
+    for (int64_t r = 0; r < N; r++) {
         int64_t position = -1;
         for (int64_t t = 0; t < M; t++) {
             g->running[r * M + t] = t < T ? input_ids[r * T + t] : fill;
@@ -276,7 +283,7 @@ nt_status nt_generator_create(nt_generator **out, nt_error *err, nt_model *model
     }
     nt_rng_seed(&g->rng, c->seed);
     if (NB > 1) {
-        memcpy(g->sequences, g->running, (size_t)(N_ * M) * sizeof(int64_t));
+        memcpy(g->sequences, g->running, (size_t)(N * M) * sizeof(int64_t));
         for (int64_t i = 0; i < B * NB; i++) {
             g->running_scores[i] = i % NB == 0 ? 0.0f : BEAM_EXCLUDED;
             g->beam_scores[i] = BEAM_EXCLUDED;
