@@ -63,6 +63,7 @@ struct nt_generator {
     uint8_t *just_finished;        /* (K) */
     uint8_t *finished_flags;       /* (NB) */
     float *new_scores;             /* (NB) */
+    uint8_t *taken;                /* (NB * V) beam sampling: candidates drawn so far */
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -136,7 +137,7 @@ void nt_generator_free(nt_generator *g) {
                        g->beam_scores, g->beam_indices, g->is_finished, g->unsatisfied, g->cand_scores, g->cand_flat,
                        g->cand_hits, g->cand_seqs, g->cand_beam_indices, g->reorder, g->scratch_rows,
                        g->scratch_indices, g->scratch_scores, g->chosen, g->best, g->just_finished,
-                       g->finished_flags, g->new_scores};
+                       g->finished_flags, g->new_scores, g->taken};
     for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++) free(buffers[i]);
     if (g->NB > 1) free(g->running);
     free(g);
@@ -223,12 +224,14 @@ nt_status nt_generator_create(nt_generator **out, nt_error *err, nt_model *model
         g->just_finished = malloc((size_t)K);
         g->finished_flags = malloc((size_t)NB);
         g->new_scores = malloc((size_t)NB * sizeof(float));
+        g->taken = config->do_sample ? malloc((size_t)(NB * V)) : malloc(1);
         failed |= g->running_scores == NULL || g->running_beam_indices == NULL || g->beam_scores == NULL ||
                   g->beam_indices == NULL || g->is_finished == NULL || g->unsatisfied == NULL ||
                   g->cand_scores == NULL || g->cand_flat == NULL || g->cand_hits == NULL || g->cand_seqs == NULL ||
                   g->cand_beam_indices == NULL || g->reorder == NULL || g->scratch_rows == NULL ||
                   g->scratch_indices == NULL || g->scratch_scores == NULL || g->chosen == NULL || g->best == NULL ||
-                  g->just_finished == NULL || g->finished_flags == NULL || g->new_scores == NULL;
+                  g->just_finished == NULL || g->finished_flags == NULL || g->new_scores == NULL ||
+                  g->taken == NULL;
     }
     if (failed) {
         nt_generator_free(g);
@@ -391,7 +394,11 @@ static void beam_candidates(nt_generator *g, int64_t b) {
     if (!g->config.do_sample) {
         top_n(flat, acc, NB * V, K);
     } else {
-        /* K draws without replacement from softmax(acc), then sorted by score (torch.multinomial + sort) */
+        /* K draws without replacement from softmax(acc), then sorted by score (torch.multinomial + sort).
+         * Once every candidate of non-zero probability is drawn, torch goes on with zero-probability ones: so
+         * do we, in index order. */
+        uint8_t *taken = g->taken;
+        memset(taken, 0, (size_t)(NB * V));
         float m = -INFINITY;
         for (int64_t i = 0; i < NB * V; i++)
             if (acc[i] > m) m = acc[i];
@@ -399,11 +406,10 @@ static void beam_candidates(nt_generator *g, int64_t b) {
         for (int64_t i = 0; i < NB * V; i++) total += exp((double)(acc[i] - m));
         for (int64_t k = 0; k < K; k++) {
             double u = nt_rng_uniform(&g->rng) * total, cumulative = 0.0;
-            int64_t pick = -1, last = -1;
+            int64_t pick = -1, last = -1, first_free = -1;
             for (int64_t i = 0; i < NB * V; i++) {
-                int taken = 0;
-                for (int64_t q = 0; q < k; q++) taken |= flat[q] == i;
-                if (taken) continue;
+                if (taken[i]) continue;
+                if (first_free < 0) first_free = i;
                 double p = exp((double)(acc[i] - m));
                 if (p <= 0.0) continue;
                 last = i;
@@ -413,7 +419,8 @@ static void beam_candidates(nt_generator *g, int64_t b) {
                     break;
                 }
             }
-            if (pick < 0) pick = last >= 0 ? last : k; /* rounding at the end, or nothing left to draw */
+            if (pick < 0) pick = last >= 0 ? last : first_free; /* rounding at the end, or only zeros left */
+            taken[pick] = 1;
             flat[k] = pick;
             total -= exp((double)(acc[pick] - m));
             if (total < 0) total = 0;
