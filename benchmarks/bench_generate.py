@@ -4,7 +4,9 @@ Builds a mid-sized random Nemotron checkpoint (hidden 1024, 8 layers, vocab 3200
 directory, then times greedy generation at batch 1 and batch 8. Decode tokens/s excludes the prompt's
 prefill: it is (tokens of a long run - tokens of a 1-token run) / (time difference).
 
-    python benchmarks/bench_generate.py [--new-tokens 64] [--prompt 32] [--threads N] [--dtype float32]
+    python benchmarks/bench_generate.py [--new-tokens 64] [--prompt 32] [--threads N] [--dtype float32] [--sample]
+
+--sample adds rows for sampling (temperature 0.8, top_k 50, top_p 0.95), --beams N rows for beam search.
 """
 import argparse
 import os
@@ -60,6 +62,8 @@ def main():
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--sample", action="store_true", help="also time sampling")
+    parser.add_argument("--beams", type=int, default=0, help="also time beam search with this many beams")
     args = parser.parse_args()
 
     import torch
@@ -79,22 +83,29 @@ def main():
     def prompt(batch):
         return rng.integers(0, args.vocab, size=(batch, args.prompt))
 
-    def run_ours(batch, n):
-        return ours.generate(prompt(batch), max_new_tokens=n, eos_token_id=None, do_sample=False)
+    modes = [("greedy", dict(do_sample=False))]
+    if args.sample:
+        modes.append(("sample", dict(do_sample=True, temperature=0.8, top_k=50, top_p=0.95)))
+    if args.beams > 1:
+        modes.append((f"beams={args.beams}", dict(do_sample=False, num_beams=args.beams)))
 
-    def run_theirs(batch, n):
+    def run_ours(batch, n, mode):
+        return ours.generate(prompt(batch), max_new_tokens=n, eos_token_id=None, seed=0, **mode)
+
+    def run_theirs(batch, n, mode):
         with torch.no_grad():
             return theirs.generate(torch.as_tensor(prompt(batch)), max_new_tokens=n, eos_token_id=None,
-                                   do_sample=False, pad_token_id=0)
+                                   pad_token_id=0, **mode)
 
-    run_ours(1, 2), run_theirs(1, 2)  # warm up
+    run_ours(1, 2, {}), run_theirs(1, 2, {})  # warm up
     print(f"Nemotron hidden {args.hidden}, {args.layers} layers, vocab {args.vocab}, {args.dtype}; "
           f"prompt {args.prompt}, {args.new_tokens} new tokens, {args.threads} threads, kernels {ours.kernels}")
-    print(f"{'batch':>5}  {'nemotron_c tok/s':>16}  {'transformers tok/s':>18}  {'ratio':>6}")
-    for batch in args.batches:
-        a = decode_rate(run_ours, batch, args.new_tokens, args.repeats)
-        b = decode_rate(run_theirs, batch, args.new_tokens, args.repeats)
-        print(f"{batch:>5}  {a:>16.1f}  {b:>18.1f}  {a / b:>6.2f}")
+    print(f"{'mode':>8}  {'batch':>5}  {'nemotron_c tok/s':>16}  {'transformers tok/s':>18}  {'ratio':>6}")
+    for name, mode in modes:
+        for batch in args.batches:
+            a = decode_rate(lambda b, n: run_ours(b, n, mode), batch, args.new_tokens, args.repeats)
+            b = decode_rate(lambda b, n: run_theirs(b, n, mode), batch, args.new_tokens, args.repeats)
+            print(f"{name:>8}  {batch:>5}  {a:>16.1f}  {b:>18.1f}  {a / b:>6.2f}")
 
 
 if __name__ == "__main__":

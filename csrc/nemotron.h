@@ -302,10 +302,12 @@ typedef struct nt_generator nt_generator;
 
 /* Prepares the decoding of N prompts of T tokens (left-padded by attention_mask (N, T), NULL for none).
  * With beams, N = B * num_beams and the rows of each prompt are repeated num_beams times.
- * The config's arrays are copied; outputs must outlive the generator. */
+ * cache: NULL, or a cache of N rows holding the first P < T positions of the prompts (an earlier call's),
+ *   which the generator extends in place and does not free; the prompts' other T - P tokens are prefilled.
+ * The config's arrays are copied; outputs and cache must outlive the generator. */
 nt_status nt_generator_create(nt_generator **out, nt_error *err, nt_model *model, const nt_generation_config *config,
                               const nt_generation_outputs *outputs, const int64_t *input_ids,
-                              const uint8_t *attention_mask, int64_t N, int64_t T);
+                              const uint8_t *attention_mask, int64_t N, int64_t T, nt_cache *cache);
 void nt_generator_free(nt_generator *g);
 /* One decoding step: a forward pass (the prompt first, then one token per row), processing, selection
  * and the stopping criteria. Does nothing once done. cancel: as nt_model_forward. */
@@ -318,6 +320,9 @@ int64_t nt_generator_length(const nt_generator *g); /* current length of the row
 int64_t nt_generator_steps(const nt_generator *g);  /* steps made (= scores written) */
 /* Marks rows (N) as finished, as a stopping criterion does (no beams only). */
 nt_status nt_generator_stop_rows(nt_generator *g, nt_error *err, const uint8_t *rows);
+/* Hands the generator's own cache (the rows' keys and values up to length - 1, as Transformers leaves its
+ * cache) to the caller, who frees it; the generator is finished afterwards. NULL for a caller's cache. */
+nt_cache *nt_generator_take_cache(nt_generator *g);
 /* Beam search: the number of new tokens of the longest of the first n hypotheses of every prompt. */
 int64_t nt_generator_beam_output_length(const nt_generator *g, int64_t n);
 

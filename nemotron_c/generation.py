@@ -15,11 +15,26 @@ eos_token_id (int or list), pad_token_id, max_time, stop_strings (with tokenizer
 return_dict_in_generate with output_scores / output_logits / beam_indices / sequences_scores.
 Not supported (NotImplementedError): contrastive search, group beam search, constrained beam search,
 assisted generation, DoLa, guidance_scale, watermarking, top_h, encoder_* penalties, custom
-logits_processor / stopping_criteria objects, output_attentions / output_hidden_states, and passing a
-cache in or getting it back (the result has no `cache` field).
+logits_processor / stopping_criteria objects, output_attentions / output_hidden_states.
+With return_dict_in_generate the result's `cache` is a NemotronCache, as Transformers leaves its cache
+(every position but the last token; with beams, in the order of the running beams). Passing it back as
+cache= (or past_key_values=) with input_ids that extend those tokens prefills only the new ones.
 Sampling uses our own generator: pass seed= (an int, or a numpy Generator to draw one from) to make
 it reproducible. Torch's random stream cannot be reproduced, so sampled tokens match Transformers in
 distribution, not draw for draw.
+
+Streaming: streamer= takes any object with put()/end() (Transformers' protocol: the prompt ids first,
+then the (rows,) new ids of each step, then end()); nemotron_c.TextStreamer and TextIteratorStreamer
+print or queue the decoded text. For one prompt, model.generate_iter(...) is a plain iterator over the
+new token ids (greedy or sampling).
+
+Ctrl-C: the steps run on a worker thread while the calling thread waits with the GIL released and
+checks for signals every 50 ms; on one, the forward pass stops at its next layer and KeyboardInterrupt
+is raised. The model is unaffected (each generate() has its own cache).
+
+Differences from Transformers, on purpose: num_beams < 1 raises a ValueError (Transformers fails with
+ZeroDivisionError or RuntimeError); eos ids outside the vocabulary also warn (they can never stop a
+row); Transformers' logged warnings are UserWarnings here.
 """
 import copy
 import time
@@ -421,6 +436,11 @@ class Run:
 
     def result(self):
         steps = self.generator.steps
+        cache = self.user_cache
+        if self.return_dict and cache is None:
+            from .modeling import NemotronCache
+
+            cache = NemotronCache._wrap(self.model, self.generator.take_cache())
         scores = tuple(self.scores[:steps]) if self.scores is not None else None
         logits = tuple(self.logits[:steps]) if self.logits is not None else None
         if self.beams > 1:
@@ -434,11 +454,12 @@ class Run:
                 sequences_scores=self.sequence_scores[:, :n].reshape(-1).copy() if self.output_scores else None,
                 scores=scores, logits=logits,
                 beam_indices=np.ascontiguousarray(self.beam_indices[:, :n, :generated].reshape(-1, generated)),
+                cache=cache,
             )
         sequences = np.ascontiguousarray(self.sequences[:, :self.generator.length])
         if not self.return_dict:
             return sequences
-        return GenerateDecoderOnlyOutput(sequences=sequences, scores=scores, logits=logits)
+        return GenerateDecoderOnlyOutput(sequences=sequences, scores=scores, logits=logits, cache=cache)
 
 
 def prepare(model, inputs, generation_config, logits_processor, stopping_criteria, prefix_allowed_tokens_fn,
@@ -461,10 +482,13 @@ def prepare(model, inputs, generation_config, logits_processor, stopping_criteri
             raise ValueError("`inputs` were passed alongside `input_ids`, which is not allowed: pass the prompt as "
                              "`inputs` or as `input_ids=`, not both")
         inputs = kwargs.pop("input_ids")
-    for cache_key in ("past_key_values", "cache"):
-        if kwargs.get(cache_key) is not None:
-            raise NotImplementedError(f"{cache_key} in generate() is not supported; generate() makes its own cache")
-        kwargs.pop(cache_key, None)
+    user_cache = None
+    for cache_key in ("cache", "past_key_values"):  # past_key_values: the older name
+        value = kwargs.pop(cache_key, None)
+        if value is not None:
+            if user_cache is not None:
+                raise ValueError("give the cache as `cache=` or `past_key_values=`, not both")
+            user_cache = value
 
     has_default_max_length = (kwargs.get("max_length") is None
                               and (generation_config is None or generation_config.max_length is None)
@@ -539,7 +563,7 @@ def prepare(model, inputs, generation_config, logits_processor, stopping_criteri
     if config.stop_strings is not None and num_beams > 1:
         raise NotImplementedError("stop_strings with beam search is not supported by nemotron_c")
 
-    settings = processor_settings(config, eos, prompt_length, vocab_size, padding if has_mask else None)
+    settings = processor_settings(config, eos, prompt_length, vocab_size, padding)
     if config.early_stopping not in EARLY_STOPPING:
         raise ValueError(f"`early_stopping` must be a boolean or 'never', but is {config.early_stopping}.")
     settings.update(
@@ -557,6 +581,7 @@ def prepare(model, inputs, generation_config, logits_processor, stopping_criteri
     settings["seed"] = settings["seed"] - 2**64 if settings["seed"] >= 2**63 else settings["seed"]
 
     run = Run()
+    run.model = model
     run.prompt_length = prompt_length
     run.beams = int(num_beams)
     run.rows = input_ids.shape[0]
@@ -580,7 +605,27 @@ def prepare(model, inputs, generation_config, logits_processor, stopping_criteri
     else:
         run.sequences = np.zeros((N, M), dtype=np.int64)
         run.sequence_scores = run.beam_indices = None
+    if user_cache is not None:
+        check_user_cache(model, user_cache, N, prompt_length)
+    run.user_cache = user_cache
     all_ones = bool(mask.all())
     run.generator = _core.Generator(model._core, np.ascontiguousarray(input_ids), None if all_ones else mask, settings,
-                                    run.sequences, run.scores, run.logits, run.sequence_scores, run.beam_indices)
+                                    run.sequences, run.scores, run.logits, run.sequence_scores, run.beam_indices,
+                                    None if user_cache is None else user_cache._core)
     return run
+
+
+def check_user_cache(model, cache, rows, prompt_length):
+    """A cache passed to generate(): this model's, one row per decoded row, holding part of the prompt."""
+    from .modeling import NemotronCache
+
+    if not isinstance(cache, NemotronCache):
+        raise TypeError(f"cache must be a NemotronCache returned by this library, not {type(cache).__name__}")
+    if cache._owner is not model._core:
+        raise ValueError("the cache belongs to another model")
+    if cache.batch_size != rows:
+        raise ValueError(f"the cache holds {cache.batch_size} sequences, but generate() decodes {rows} rows "
+                         "(prompts times num_beams or num_return_sequences)")
+    if cache.get_seq_length() >= prompt_length:
+        raise ValueError(f"the cache already holds {cache.get_seq_length()} positions, but input_ids has "
+                         f"{prompt_length}: input_ids must hold the cached tokens and at least one new one")

@@ -131,6 +131,14 @@ class NemotronCache:
         self._core = _core.Cache(model._core, int(batch_size), int(capacity))
         self._owner = model._core
 
+    @classmethod
+    def _wrap(cls, model, core_cache):
+        """A NemotronCache around a core cache made elsewhere (generate() hands its own back)."""
+        cache = cls.__new__(cls)
+        cache._core = core_cache
+        cache._owner = model._core
+        return cache
+
     def get_seq_length(self, layer_idx=0):
         return self._core.length
 

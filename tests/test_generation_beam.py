@@ -23,6 +23,8 @@ def check(ours, theirs, ids, mask, **kwargs):
     np.testing.assert_array_equal(got.beam_indices, expected["beam_indices"])
     assert_scores_equal(got.scores, expected["scores"])
     assert_scores_equal(got.logits, expected["logits"], what="logits")
+    assert got.cache.get_seq_length() == expected["cache"].get_seq_length()
+    assert got.cache.batch_size == len(ids) * kwargs["num_beams"]
     plain = our_generate(ours, ids, mask, **kwargs)
     np.testing.assert_array_equal(plain, expected["sequences"])
     return expected["sequences"]

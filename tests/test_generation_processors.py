@@ -86,10 +86,17 @@ def test_greedy_return_dict_without_scores(models):
     ours, theirs = models
     expected = hf_generate(theirs, PROMPTS, MASK, max_new_tokens=4, return_dict_in_generate=True)
     got = our_generate(ours, PROMPTS, MASK, max_new_tokens=4, return_dict_in_generate=True)
-    # nemotron_c does not hand its decoding cache back (Transformers returns it as `cache`)
-    assert set(got.keys()) == {k for k, v in expected.items() if v is not None} - {"cache"}
+    assert set(got.keys()) == {k for k, v in expected.items() if v is not None}
     assert got.scores is None and got.logits is None
     np.testing.assert_array_equal(got.sequences, expected["sequences"])
+    # the cache holds every position but the last token, as Transformers': continuing from it gives the logits
+    # of the whole sequence run at once
+    assert got.cache.get_seq_length() == expected["cache"].get_seq_length() == got.sequences.shape[1] - 1
+    mask = np.concatenate([MASK, np.ones((3, got.sequences.shape[1] - MASK.shape[1]), dtype=MASK.dtype)], axis=1)
+    positions = np.maximum(np.cumsum(mask, axis=1) - 1, 0)
+    step = ours(got.sequences[:, -1:], attention_mask=mask, position_ids=positions[:, -1:], past_key_values=got.cache)
+    whole = ours(got.sequences, attention_mask=mask, position_ids=positions)
+    np.testing.assert_allclose(step.logits[:, -1], whole.logits[:, -1], atol=1e-4)
 
 
 def test_forced_bos_token_on_a_one_token_prompt(models):
@@ -100,3 +107,32 @@ def test_forced_bos_token_on_a_one_token_prompt(models):
     assert got.sequences[0, 1] == 44
     np.testing.assert_array_equal(got.sequences, expected["sequences"])
     assert_scores_equal(got.scores, expected["scores"])
+
+
+def test_repetition_penalty_skips_padding_inferred_from_pad_token(models):
+    """Without attention_mask, Transformers infers it from pad_token_id, and the penalty skips that padding."""
+    ours, theirs = models
+    kwargs = dict(repetition_penalty=1.8, pad_token_id=0, eos_token_id=3, max_new_tokens=6, **DICT)
+    expected = hf_generate(theirs, PROMPTS, None, **kwargs)
+    got = our_generate(ours, PROMPTS, None, **kwargs)
+    np.testing.assert_array_equal(got.sequences, expected["sequences"])
+    assert_scores_equal(got.scores, expected["scores"])
+
+
+@pytest.mark.parametrize("num_beams", [1, 2])
+def test_continuing_from_a_returned_cache(models, num_beams):
+    """generate(full_ids, cache=out.cache) prefills only the new tokens and equals generating from scratch."""
+    ours, theirs = models
+    first = our_generate(ours, PROMPTS, MASK, max_new_tokens=4, return_dict_in_generate=True)
+    more = np.array([[11, 12], [13, 14], [15, 16]])
+    ids = np.concatenate([first.sequences, more], axis=1)
+    mask = np.concatenate([MASK, np.ones((3, ids.shape[1] - MASK.shape[1]), dtype=MASK.dtype)], axis=1)
+    expected = hf_generate(theirs, ids, mask, max_new_tokens=5)
+    if num_beams == 1:
+        got = our_generate(ours, ids, mask, max_new_tokens=5, cache=first.cache)
+        np.testing.assert_array_equal(got, expected)
+        assert first.cache.get_seq_length() == ids.shape[1] + 5 - 1
+    with pytest.raises(ValueError, match="already holds"):
+        our_generate(ours, ids[:, :5], mask[:, :5], max_new_tokens=2, cache=first.cache)
+    with pytest.raises(ValueError, match="rows"):
+        our_generate(ours, ids, mask, max_new_tokens=2, num_beams=2, past_key_values=first.cache)

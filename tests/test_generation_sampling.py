@@ -91,3 +91,13 @@ def test_bad_seed_type(models):
     ours, _ = models
     with pytest.raises(TypeError, match="seed"):
         our_generate(ours, PROMPTS, MASK, do_sample=True, max_new_tokens=2, seed="x")
+
+
+def test_beam_sampling_with_few_candidates_left(models):
+    """top_k=1 leaves fewer tokens of non-zero probability than beam sampling draws; like torch, the draws go on
+    with zero-probability candidates instead of failing."""
+    ours, _ = models
+    kwargs = dict(do_sample=True, num_beams=3, top_k=1, max_new_tokens=6, eos_token_id=None, seed=5)
+    out = our_generate(ours, PROMPTS, MASK, **kwargs)
+    assert out.shape == (3, PROMPTS.shape[1] + 6) and out.min() >= 0 and out.max() < 96
+    np.testing.assert_array_equal(out, our_generate(ours, PROMPTS, MASK, **kwargs))

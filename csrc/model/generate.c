@@ -19,6 +19,8 @@
 struct nt_generator {
     nt_model *model;
     nt_cache *cache;
+    int owns_cache;
+    int64_t P0;                  /* prompt positions already in a caller's cache */
     nt_generation_config config; /* token arrays point into `tokens` */
     int64_t *tokens;             /* copies of the config's token arrays */
     float *bias_values;          /* copy of the config's sequence_bias_values */
@@ -61,6 +63,7 @@ struct nt_generator {
     uint8_t *just_finished;        /* (K) */
     uint8_t *finished_flags;       /* (NB) */
     float *new_scores;             /* (NB) */
+    uint8_t *taken;                /* (NB * V) beam sampling: candidates drawn so far */
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -126,14 +129,15 @@ static nt_status check_config(nt_error *err, const nt_generation_config *c, int6
 
 void nt_generator_free(nt_generator *g) {
     if (g == NULL) return;
-    nt_cache_free(g->cache);
+    if (g->owns_cache) nt_cache_free(g->cache);
     if (g->scratch != NULL)
         for (int64_t r = 0; r < g->N; r++) nt_row_scratch_free(&g->scratch[r]);
-    void *buffers[] = {g->tokens, g->bias_values, g->mask, g->step_mask, g->positions, g->step_ids, g->skip, g->unfinished,
-                       g->logits, g->scratch, g->running_scores, g->running_beam_indices, g->beam_scores,
-                       g->beam_indices, g->is_finished, g->unsatisfied, g->cand_scores, g->cand_flat, g->cand_hits,
-                       g->cand_seqs, g->cand_beam_indices, g->reorder, g->scratch_rows, g->scratch_indices, g->scratch_scores, g->chosen, g->best,
-                       g->just_finished, g->finished_flags, g->new_scores};
+    void *buffers[] = {g->tokens, g->bias_values, g->mask, g->step_mask, g->positions, g->step_ids, g->skip,
+                       g->unfinished, g->logits, g->scratch, g->running_scores, g->running_beam_indices,
+                       g->beam_scores, g->beam_indices, g->is_finished, g->unsatisfied, g->cand_scores, g->cand_flat,
+                       g->cand_hits, g->cand_seqs, g->cand_beam_indices, g->reorder, g->scratch_rows,
+                       g->scratch_indices, g->scratch_scores, g->chosen, g->best, g->just_finished,
+                       g->finished_flags, g->new_scores, g->taken};
     for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++) free(buffers[i]);
     if (g->NB > 1) free(g->running);
     free(g);
@@ -141,11 +145,21 @@ void nt_generator_free(nt_generator *g) {
 
 nt_status nt_generator_create(nt_generator **out, nt_error *err, nt_model *model, const nt_generation_config *config,
                               const nt_generation_outputs *outputs, const int64_t *input_ids,
-                              const uint8_t *attention_mask, int64_t N, int64_t T) {
+                              const uint8_t *attention_mask, int64_t N, int64_t T, nt_cache *cache) {
     *out = NULL;
     nt_status status = check_config(err, config, N, T);
     if (status != NT_OK) return status;
+    if (cache != NULL && (nt_cache_batch_size(cache) != N || nt_cache_length(cache) >= T))
+        return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT,
+                            "the cache holds %lld rows of %lld positions; generate needs %lld rows of fewer than %lld",
+                            (long long)nt_cache_batch_size(cache), (long long)nt_cache_length(cache), (long long)N,
+                            (long long)T);
     const nt_config *mc = nt_model_config(model);
+    int64_t K = (config->n_eos + 1 > 2 ? config->n_eos + 1 : 2) * config->num_beams;
+    if (nt_mul_size(nt_mul_size(N, config->max_length), 8) < 0 || nt_mul_size(nt_mul_size(N, mc->vocab_size), 8) < 0 ||
+        nt_mul_size(nt_mul_size(K * (N / config->num_beams), config->max_length), 8) < 0)
+        return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "%lld rows of %lld tokens are too many to generate",
+                            (long long)N, (long long)config->max_length);
     for (int64_t i = 0; i < N * T; i++)
         if (input_ids[i] < 0 || input_ids[i] >= mc->vocab_size)
             return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "input id %lld at index %lld is outside [0, %lld)",
@@ -168,23 +182,24 @@ nt_status nt_generator_create(nt_generator **out, nt_error *err, nt_model *model
     int64_t n_bias = c->n_sequence_bias > 0 ? c->sequence_bias_ends[c->n_sequence_bias - 1] : 0;
     int64_t n_tokens = c->n_eos + n_bad + c->n_bad_words + c->n_suppress_tokens + c->n_begin_suppress_tokens +
                        n_bias + c->n_sequence_bias + c->n_forced_eos + 1;
-    int64_t N_ = N, M = g->M, V = g->V, G = g->G, B = g->B, NB = g->NB;
-    int64_t K = g->K = (c->n_eos + 1 > 2 ? c->n_eos + 1 : 2) * NB;
+    int64_t M = g->M, V = g->V, G = g->G, B = g->B, NB = g->NB;
+    g->K = K;
 
     g->tokens = malloc((size_t)n_tokens * sizeof(int64_t));
     g->bias_values = malloc((size_t)(c->n_sequence_bias + 1) * sizeof(float));
-    g->skip = calloc((size_t)N_, sizeof(int64_t));
-    g->positions = malloc((size_t)(N_ * T) * sizeof(int64_t));
-    g->step_ids = malloc((size_t)(N_ * T) * sizeof(int32_t));
-    g->unfinished = malloc((size_t)N_);
-    g->logits = malloc((size_t)(N_ * V) * sizeof(float));
-    g->scratch = calloc((size_t)N_, sizeof(nt_row_scratch));
-    g->running = NB > 1 ? malloc((size_t)(N_ * M) * sizeof(int64_t)) : outputs->sequences;
-    int failed = g->tokens == NULL || g->bias_values == NULL || g->skip == NULL || g->positions == NULL || g->step_ids == NULL ||
-                 g->unfinished == NULL || g->logits == NULL || g->scratch == NULL || g->running == NULL;
+    g->skip = calloc((size_t)N, sizeof(int64_t));
+    g->positions = malloc((size_t)(N * T) * sizeof(int64_t));
+    g->step_ids = malloc((size_t)(N * T) * sizeof(int32_t));
+    g->unfinished = malloc((size_t)N);
+    g->logits = malloc((size_t)(N * V) * sizeof(float));
+    g->scratch = calloc((size_t)N, sizeof(nt_row_scratch));
+    g->running = NB > 1 ? malloc((size_t)(N * M) * sizeof(int64_t)) : outputs->sequences;
+    int failed = g->tokens == NULL || g->bias_values == NULL || g->skip == NULL || g->positions == NULL ||
+                 g->step_ids == NULL || g->unfinished == NULL || g->logits == NULL || g->scratch == NULL ||
+                 g->running == NULL;
     if (attention_mask != NULL) {
-        g->mask = malloc((size_t)(N_ * M));
-        g->step_mask = malloc((size_t)(N_ * M));
+        g->mask = malloc((size_t)(N * M));
+        g->step_mask = malloc((size_t)(N * M));
         failed |= g->mask == NULL || g->step_mask == NULL;
     }
     if (NB > 1) {
@@ -200,7 +215,7 @@ nt_status nt_generator_create(nt_generator **out, nt_error *err, nt_model *model
         g->cand_hits = malloc((size_t)(B * K));
         g->cand_seqs = malloc((size_t)(B * K * M) * sizeof(int64_t));
         g->cand_beam_indices = malloc((size_t)(B * K * G) * sizeof(int64_t));
-        g->reorder = malloc((size_t)N_ * sizeof(int64_t));
+        g->reorder = malloc((size_t)N * sizeof(int64_t));
         g->scratch_rows = malloc((size_t)(B * NB * M) * sizeof(int64_t));
         g->scratch_indices = malloc((size_t)(B * NB * G) * sizeof(int64_t));
         g->scratch_scores = malloc((size_t)(B * (NB + K)) * sizeof(float));
@@ -209,21 +224,29 @@ nt_status nt_generator_create(nt_generator **out, nt_error *err, nt_model *model
         g->just_finished = malloc((size_t)K);
         g->finished_flags = malloc((size_t)NB);
         g->new_scores = malloc((size_t)NB * sizeof(float));
+        g->taken = config->do_sample ? malloc((size_t)(NB * V)) : malloc(1);
         failed |= g->running_scores == NULL || g->running_beam_indices == NULL || g->beam_scores == NULL ||
                   g->beam_indices == NULL || g->is_finished == NULL || g->unsatisfied == NULL ||
                   g->cand_scores == NULL || g->cand_flat == NULL || g->cand_hits == NULL || g->cand_seqs == NULL ||
                   g->cand_beam_indices == NULL || g->reorder == NULL || g->scratch_rows == NULL ||
                   g->scratch_indices == NULL || g->scratch_scores == NULL || g->chosen == NULL || g->best == NULL ||
-                  g->just_finished == NULL || g->finished_flags == NULL || g->new_scores == NULL;
+                  g->just_finished == NULL || g->finished_flags == NULL || g->new_scores == NULL ||
+                  g->taken == NULL;
     }
     if (failed) {
         nt_generator_free(g);
         return nt_error_set(err, NT_ERROR_OUT_OF_MEMORY, "out of memory for the generation state");
     }
-    for (int64_t r = 0; r < N_ && status == NT_OK; r++) status = nt_row_scratch_init(&g->scratch[r], err, V);
+    for (int64_t r = 0; r < N && status == NT_OK; r++) status = nt_row_scratch_init(&g->scratch[r], err, V);
     /* the cache grows as tokens come (the forward pass reserves geometrically): a large max_length that eos
      * cuts short must not allocate its whole cache up front */
-    if (status == NT_OK) status = nt_cache_create(&g->cache, err, model, N_, M < T + 64 ? M : T + 64);
+    if (cache != NULL) {
+        g->cache = cache;
+        g->P0 = nt_cache_length(cache);
+    } else if (status == NT_OK) {
+        status = nt_cache_create(&g->cache, err, model, N, M < T + 64 ? M : T + 64);
+        g->owns_cache = status == NT_OK;
+    }
     if (status != NT_OK) {
         nt_generator_free(g);
         return status;
@@ -243,11 +266,11 @@ nt_status nt_generator_create(nt_generator **out, nt_error *err, nt_model *model
         memcpy(g->bias_values, c->sequence_bias_values, (size_t)c->n_sequence_bias * sizeof(float));
     g->config.sequence_bias_values = g->bias_values;
     g->config.prompt_padding = NULL;
-    if (c->prompt_padding != NULL) memcpy(g->skip, c->prompt_padding, (size_t)N_ * sizeof(int64_t));
+    if (c->prompt_padding != NULL) memcpy(g->skip, c->prompt_padding, (size_t)N * sizeof(int64_t));
 
     /* rows, mask and positions: cumsum(mask) - 1, 0 on padding, as Transformers */
     int64_t fill = NB > 1 ? c->beam_fill_token_id : 0;
-    for (int64_t r = 0; r < N_; r++) {
+    for (int64_t r = 0; r < N; r++) {
         int64_t position = -1;
         for (int64_t t = 0; t < M; t++) {
             g->running[r * M + t] = t < T ? input_ids[r * T + t] : fill;
@@ -263,7 +286,7 @@ nt_status nt_generator_create(nt_generator **out, nt_error *err, nt_model *model
     }
     nt_rng_seed(&g->rng, c->seed);
     if (NB > 1) {
-        memcpy(g->sequences, g->running, (size_t)(N_ * M) * sizeof(int64_t));
+        memcpy(g->sequences, g->running, (size_t)(N * M) * sizeof(int64_t));
         for (int64_t i = 0; i < B * NB; i++) {
             g->running_scores[i] = i % NB == 0 ? 0.0f : BEAM_EXCLUDED;
             g->beam_scores[i] = BEAM_EXCLUDED;
@@ -282,8 +305,9 @@ int64_t nt_generator_steps(const nt_generator *g) { return g->steps; }
 /* ---------------------------------------------------------------- the forward pass of a step */
 
 static nt_status step_forward(nt_generator *g, nt_error *err, const volatile int *cancel) {
-    int64_t N = g->N, T = g->length == g->T0 ? g->T0 : 1, S = g->length;
-    if (T == 1)
+    int first = g->length == g->T0;
+    int64_t N = g->N, T = first ? g->T0 - g->P0 : 1, S = g->length;
+    if (!first)
         for (int64_t r = 0; r < N; r++) {
             g->step_ids[r] = (int32_t)g->running[r * g->M + g->length - 1];
             if (g->step_ids[r] < 0 || g->step_ids[r] >= g->V)
@@ -294,12 +318,18 @@ static nt_status step_forward(nt_generator *g, nt_error *err, const volatile int
         }
     if (g->mask != NULL)
         for (int64_t r = 0; r < N; r++) memcpy(g->step_mask + r * S, g->mask + r * g->M, (size_t)S);
+    if (first && g->P0 > 0) /* only the prompt tokens the cache lacks: pack them as (N, T) */
+        for (int64_t r = 0; r < N; r++)
+            for (int64_t t = 0; t < T; t++) {
+                g->step_ids[r * T + t] = g->step_ids[r * g->T0 + g->P0 + t];
+                g->positions[r * T + t] = g->positions[r * g->T0 + g->P0 + t];
+            }
     int64_t keep = T - 1;
     nt_status status = nt_model_forward(g->model, err, g->logits, NULL, NULL, g->step_ids, g->positions,
                                         g->mask ? g->step_mask : NULL, &keep, 1, N, T, g->cache, NULL, cancel);
     if (status != NT_OK) return status;
     /* positions of the next tokens: one past each row's last */
-    if (T > 1)
+    if (first)
         for (int64_t r = 0; r < N; r++) g->positions[r] = g->positions[r * T + T - 1];
     for (int64_t r = 0; r < N; r++) g->positions[r]++;
     return NT_OK;
@@ -364,7 +394,11 @@ static void beam_candidates(nt_generator *g, int64_t b) {
     if (!g->config.do_sample) {
         top_n(flat, acc, NB * V, K);
     } else {
-        /* K draws without replacement from softmax(acc), then sorted by score (torch.multinomial + sort) */
+        /* K draws without replacement from softmax(acc), then sorted by score (torch.multinomial + sort).
+         * Once every candidate of non-zero probability is drawn, torch goes on with zero-probability ones: so
+         * do we, in index order. */
+        uint8_t *taken = g->taken;
+        memset(taken, 0, (size_t)(NB * V));
         float m = -INFINITY;
         for (int64_t i = 0; i < NB * V; i++)
             if (acc[i] > m) m = acc[i];
@@ -372,11 +406,10 @@ static void beam_candidates(nt_generator *g, int64_t b) {
         for (int64_t i = 0; i < NB * V; i++) total += exp((double)(acc[i] - m));
         for (int64_t k = 0; k < K; k++) {
             double u = nt_rng_uniform(&g->rng) * total, cumulative = 0.0;
-            int64_t pick = -1, last = -1;
+            int64_t pick = -1, last = -1, first_free = -1;
             for (int64_t i = 0; i < NB * V; i++) {
-                int taken = 0;
-                for (int64_t q = 0; q < k; q++) taken |= flat[q] == i;
-                if (taken) continue;
+                if (taken[i]) continue;
+                if (first_free < 0) first_free = i;
                 double p = exp((double)(acc[i] - m));
                 if (p <= 0.0) continue;
                 last = i;
@@ -386,7 +419,8 @@ static void beam_candidates(nt_generator *g, int64_t b) {
                     break;
                 }
             }
-            if (pick < 0) pick = last >= 0 ? last : k; /* rounding at the end, or nothing left to draw */
+            if (pick < 0) pick = last >= 0 ? last : first_free; /* rounding at the end, or only zeros left */
+            taken[pick] = 1;
             flat[k] = pick;
             total -= exp((double)(acc[pick] - m));
             if (total < 0) total = 0;
@@ -502,13 +536,13 @@ static void beam_step(nt_generator *g) {
 /* ---------------------------------------------------------------- the step */
 
 nt_status nt_generator_step(nt_generator *g, nt_error *err, const volatile int *cancel) {
-    if (g->done) return NT_OK;
+    if (g->done || g->cache == NULL) return NT_OK;
     nt_status status = step_forward(g, err, cancel);
     if (status != NT_OK) return status;
     process_rows(g, g->NB > 1);
     if (g->NB > 1) {
         beam_step(g);
-        if (!g->done) status = nt_cache_reorder(g->cache, err, g->reorder);
+        status = nt_cache_reorder(g->cache, err, g->reorder); /* after the last step too, as Transformers */
     } else {
         select_tokens(g);
     }
@@ -542,6 +576,15 @@ nt_status nt_generator_stop_rows(nt_generator *g, nt_error *err, const uint8_t *
     }
     if (!any) g->done = 1;
     return NT_OK;
+}
+
+nt_cache *nt_generator_take_cache(nt_generator *g) {
+    if (!g->owns_cache) return NULL;
+    nt_cache *cache = g->cache;
+    g->owns_cache = 0;
+    g->cache = NULL;
+    g->done = 1;
+    return cache;
 }
 
 int64_t nt_generator_beam_output_length(const nt_generator *g, int64_t n) {

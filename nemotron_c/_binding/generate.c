@@ -11,6 +11,7 @@ typedef struct {
     PyObject_HEAD
     nt_generator *generator;
     PyObject *model;          /* keeps the model alive */
+    CacheObject *cache;       /* a caller's cache the generator extends, or NULL */
     Py_buffer outputs[5];     /* sequences, scores, logits, sequence_scores, beam_indices */
     int busy;
 } GeneratorObject;
@@ -56,12 +57,25 @@ static void release_all(Py_buffer *views, size_t n) {
 
 /* Generator(model, input_ids int64 (N,T), attention_mask uint8 (N,T) | None, config dict,
  *           sequences int64, scores f32 | None, logits f32 | None, sequence_scores f32 | None,
- *           beam_indices int64 | None) -- output shapes as nt_generation_outputs */
+ *           beam_indices int64 | None, cache=None) -- output shapes as nt_generation_outputs; cache: a
+ *           Cache of this model holding the prompts' first positions */
 static int Generator_init(GeneratorObject *self, PyObject *args, PyObject *kwargs) {
-    PyObject *model, *ids_obj, *mask_obj, *config, *outs[5];
-    if (!PyArg_ParseTuple(args, "O!OOO!OOOOO", &ModelType, &model, &ids_obj, &mask_obj, &PyDict_Type, &config,
-                          &outs[0], &outs[1], &outs[2], &outs[3], &outs[4]))
+    PyObject *model, *ids_obj, *mask_obj, *config, *outs[5], *cache_obj = Py_None;
+    if (!PyArg_ParseTuple(args, "O!OOO!OOOOO|O", &ModelType, &model, &ids_obj, &mask_obj, &PyDict_Type, &config,
+                          &outs[0], &outs[1], &outs[2], &outs[3], &outs[4], &cache_obj))
         return -1;
+    CacheObject *cache = NULL;
+    if (cache_obj != Py_None) {
+        if (!PyObject_TypeCheck(cache_obj, &CacheType) || ((CacheObject *)cache_obj)->model != model) {
+            PyErr_SetString(PyExc_TypeError, "cache must be a Cache made for this model");
+            return -1;
+        }
+        cache = (CacheObject *)cache_obj;
+        if (cache->busy) {
+            PyErr_SetString(PyExc_RuntimeError, "this cache is in use by another call");
+            return -1;
+        }
+    }
     if (self->generator != NULL) {
         PyErr_SetString(PyExc_RuntimeError, "Generator is already initialised");
         return -1;
@@ -182,13 +196,14 @@ static int Generator_init(GeneratorObject *self, PyObject *args, PyObject *kwarg
     nt_status status;
     Py_BEGIN_ALLOW_THREADS
     status = nt_generator_create(&self->generator, &err, ((ModelObject *)model)->model, &c, &o, ids.buf,
-                                 mask.buf, N, T);
+                                 mask.buf, N, T, cache ? cache->cache : NULL);
     Py_END_ALLOW_THREADS
     if (status != NT_OK) {
         nt_py_raise(&err);
         goto done;
     }
     self->model = Py_NewRef(model);
+    self->cache = cache ? (CacheObject *)Py_NewRef((PyObject *)cache) : NULL;
     result = 0;
 
 done:
@@ -203,6 +218,7 @@ static void Generator_dealloc(GeneratorObject *self) {
     nt_generator_free(self->generator);
     release_all(self->outputs, 5);
     Py_XDECREF(self->model);
+    Py_XDECREF((PyObject *)self->cache);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -211,8 +227,8 @@ static int check_ready(GeneratorObject *self) {
         PyErr_SetString(PyExc_RuntimeError, "Generator is not initialised");
         return -1;
     }
-    if (self->busy) {
-        PyErr_SetString(PyExc_RuntimeError, "this Generator is running in another thread");
+    if (self->busy || (self->cache && self->cache->busy)) {
+        PyErr_SetString(PyExc_RuntimeError, "this Generator or its cache is in use by another call");
         return -1;
     }
     return 0;
@@ -274,6 +290,7 @@ static PyObject *Generator_run(GeneratorObject *self, PyObject *args) {
     pthread_cond_init(&job.cond, NULL);
     pthread_t worker;
     self->busy = 1;
+    if (self->cache) self->cache->busy = 1;
     int threaded = pthread_create(&worker, NULL, run_worker, &job) == 0, interrupted = 0;
     if (!threaded) { /* no thread to spare: run here, checking for signals between steps only */
         for (long long i = 0; (max_steps < 0 || i < max_steps) && !nt_generator_done(self->generator); i++) {
@@ -302,6 +319,7 @@ static PyObject *Generator_run(GeneratorObject *self, PyObject *args) {
     pthread_cond_destroy(&job.cond);
     pthread_mutex_destroy(&job.lock);
     self->busy = 0;
+    if (self->cache) self->cache->busy = 0;
     if (interrupted) return NULL; /* KeyboardInterrupt is set; a step cut short has finished the Generator */
     if (job.status != NT_OK) return nt_py_raise(&job.err);
     return PyBool_FromLong(nt_generator_done(self->generator));
@@ -318,6 +336,21 @@ static PyObject *Generator_stop_rows(GeneratorObject *self, PyObject *args) {
     PyBuffer_Release(&rows);
     if (status != NT_OK) return nt_py_raise(&err);
     Py_RETURN_NONE;
+}
+
+/* take_cache() -> Cache: the generator's cache, which the Generator gives up (it is finished afterwards) */
+static PyObject *Generator_take_cache(GeneratorObject *self, PyObject *unused) {
+    if (check_ready(self) < 0) return NULL;
+    CacheObject *cache = (CacheObject *)CacheType.tp_alloc(&CacheType, 0);
+    if (cache == NULL) return NULL;
+    cache->cache = nt_generator_take_cache(self->generator);
+    if (cache->cache == NULL) {
+        Py_DECREF(cache);
+        PyErr_SetString(PyExc_RuntimeError, "the cache was already taken, or is the caller's");
+        return NULL;
+    }
+    cache->model = Py_NewRef(self->model);
+    return (PyObject *)cache;
 }
 
 static PyObject *Generator_beam_output_length(GeneratorObject *self, PyObject *args) {
@@ -341,6 +374,7 @@ static PyObject *Generator_get_done(GeneratorObject *self, void *closure) {
 static PyMethodDef Generator_methods[] = {
     {"run", (PyCFunction)Generator_run, METH_VARARGS, "Runs decoding steps; returns whether generation is done."},
     {"stop_rows", (PyCFunction)Generator_stop_rows, METH_VARARGS, "Marks rows as finished."},
+    {"take_cache", (PyCFunction)Generator_take_cache, METH_NOARGS, "Hands over the cache; the Generator is done."},
     {"beam_output_length", (PyCFunction)Generator_beam_output_length, METH_VARARGS,
      "New tokens of the longest of the first n hypotheses of every prompt."},
     {NULL},
