@@ -1,6 +1,7 @@
-"""The C kernels against their naive references, and the thread pool, built and run as a C program.
+"""The C kernels against their naive references, the thread pool, and the decoding loop in every mode, built
+and run as C programs.
 
-The same program runs under AddressSanitizer and UndefinedBehaviorSanitizer when the compiler has them.
+The same programs run under AddressSanitizer and UndefinedBehaviorSanitizer when the compiler has them.
 """
 import os
 import shutil
