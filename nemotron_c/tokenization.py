@@ -285,6 +285,34 @@ def _normalize_content(content, steps):
     return content
 
 
+def _apply_added_tokens_decoder(model, decoder):
+    """tokenizer_config.json's added_tokens_decoder ({id: AddedToken dict}) adds tokens and sets their flags."""
+    if not decoder:
+        return
+    _require(isinstance(decoder, dict), "added_tokens_decoder must be an object")
+    by_id = {a["id"]: a for a in model.added}
+    for key, value in decoder.items():
+        try:
+            token_id = int(key)
+        except ValueError:
+            raise FormatError(f"added_tokens_decoder has a non-integer id {key!r}") from None
+        content = _token_content(value)
+        _require(isinstance(content, str) and content and 0 <= token_id < 2**31,
+                 f"added_tokens_decoder[{key!r}] is not a token")
+        flags = value if isinstance(value, dict) else {}
+        token = by_id.get(token_id)
+        if token is None:
+            token = {"id": token_id, "lstrip": False, "rstrip": False, "single_word": False, "normalized": False,
+                     "special": False}
+            model.added.append(token)
+            by_id[token_id] = token
+        token["content"] = content
+        for flag in ("special", "lstrip", "rstrip", "single_word"):
+            if flag in flags:
+                token[flag] = bool(flags[flag])
+        token["normalized"] = bool(flags.get("normalized", not token["special"]))
+
+
 def _build_core(model):
     pieces = sorted(model.vocab.items(), key=lambda kv: kv[1])
     encoded = [p.encode("utf-8") for p, _ in pieces]
@@ -359,14 +387,6 @@ def _check_text(text, in_batch=False):
                      "list[str]]]` (batch of pretokenized sequence pairs).")
 
 
-def _has_surrogates(text):
-    try:
-        text.encode("utf-8")
-        return False
-    except UnicodeEncodeError:
-        return True
-
-
 # ---------------------------------------------------------------- the tokenizer
 
 
@@ -376,6 +396,8 @@ class NemotronTokenizer:
     model_input_names = ["input_ids", "attention_mask"]
 
     def __init__(self, model, config, kwargs=None, name_or_path=""):
+        """model: a _Model read from tokenizer.json or tokenizer.model; config: tokenizer_config.json and
+        special_tokens_map.json; kwargs: what the caller passed to from_pretrained (they override config)."""
         kwargs = kwargs or {}
         config = {**config, **kwargs}
         self.name_or_path = name_or_path
@@ -386,58 +408,13 @@ class NemotronTokenizer:
             _llama_pipeline(model, config)
         elif tokenizer_class not in PLAIN_CLASSES:
             raise ValueError(f"unsupported tokenizer_class {tokenizer_class!r}")
-
-        # special tokens: LlamaTokenizer has defaults, a plain tokenizer.json has none
-        defaults = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"} if self._llama else {}
-        self._special = {}
-        for name in SPECIAL_TOKEN_NAMES:
-            value = _token_content(config[name]) if name in config else defaults.get(name)
-            if value is not None:
-                self._special[name] = value
-        extra = config.get("extra_special_tokens", config.get("additional_special_tokens")) or []
-        if isinstance(extra, dict):  # named extra tokens
-            extra = list(extra.values())
-        self._extra_special = [_token_content(t) for t in extra]
-
-        # added tokens: the file's, then every special token not there yet, as Transformers adds them
-        # (tokenizers names such a token by its normalized form, but looks it up by its original content)
-        for a in model.added:
-            a["matched"] = _normalize_content(a["content"], model.normalizer) if a["normalized"] else a["content"]
-        by_content = {a["content"]: a for a in model.added}
-        self._n_model = len(model.vocab)
-        next_id = max([*model.vocab.values(), *(a["id"] for a in model.added), -1]) + 1
-        for content in [*self._special.values(), *self._extra_special]:
-            if content in by_content:
-                continue
-            token_id = model.vocab.get(content)
-            if token_id is None:
-                token_id, next_id = next_id, next_id + 1
-            token = {"id": token_id, "content": content, "matched": content, "special": True, "lstrip": False, "rstrip": False,
-                     "single_word": False, "normalized": False}
-            model.added.append(token)
-            by_content[content] = token
-        self._core = _build_core(model)
-
-        self._added = {a["content"]: a["id"] for a in model.added}
-        self._special_ids = {a["id"] for a in model.added if a["special"]}
-        self._id_to_token = {i: p for p, i in model.vocab.items()}
-        self._id_to_token.update({a["id"]: a["matched"] for a in model.added})
-        self._vocab = dict(model.vocab)
-        self._vocab.update(self._added)
-
-        # The post-processor. Transformers 5 keeps tokenizer.json's template and ignores add_bos_token and
-        # add_eos_token in tokenizer_config.json; only when they are passed to from_pretrained (or the file has no
-        # post-processor) does it rebuild the template from them, each defaulting to False.
-        source = config if config.get("_bos_eos_from_config") else kwargs
-        explicit = {k: source[k] for k in ("add_bos_token", "add_eos_token") if k in source}
-        if explicit or model.post_processor is None:
-            self._add_bos_token = bool(explicit.get("add_bos_token", False)) and self.bos_token_id is not None
-            self._add_eos_token = bool(explicit.get("add_eos_token", False)) and self.eos_token_id is not None
-            self._prefix = [self.bos_token_id] if self._add_bos_token else []
-            self._suffix = [self.eos_token_id] if self._add_eos_token else []
-        else:
-            self._add_bos_token = self._add_eos_token = False
-            self._prefix, self._suffix = _post_processor_affixes(model.post_processor, self._vocab)
+        self._read_special_tokens(config)
+        if "added_tokens_decoder" in config and self._llama:
+            # LlamaTokenizer rebuilds the backend: its added tokens are then those of the config only
+            model.added = []
+        _apply_added_tokens_decoder(model, config.get("added_tokens_decoder"))
+        self._build_vocabulary(model)
+        self._set_post_processor(model, config, kwargs)
 
         self.clean_up_tokenization_spaces = bool(config.get("clean_up_tokenization_spaces", False))
         # Transformers 5 skips the clean-up for BPE models unless forced
@@ -451,6 +428,63 @@ class NemotronTokenizer:
         if isinstance(self.chat_template, list):  # named templates
             self.chat_template = {t["name"]: t["template"] for t in self.chat_template}
 
+    def _read_special_tokens(self, config):
+        # LlamaTokenizer has defaults, a plain tokenizer.json has none
+        defaults = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"} if self._llama else {}
+        self._special = {}
+        for name in SPECIAL_TOKEN_NAMES:
+            value = _token_content(config[name]) if name in config else defaults.get(name)
+            if value is not None:
+                self._special[name] = value
+        extra = config.get("extra_special_tokens", config.get("additional_special_tokens")) or []
+        if isinstance(extra, dict):  # named extra tokens
+            extra = list(extra.values())
+        self._extra_special = [_token_content(t) for t in extra]
+
+    def _build_vocabulary(self, model):
+        """The added tokens (the file's, then every special token not there yet, as Transformers adds them), the
+        core tokenizer and the id <-> token maps."""
+        # tokenizers names a normalized added token by its normalized form, but looks it up by its content
+        for a in model.added:
+            a["matched"] = _normalize_content(a["content"], model.normalizer) if a["normalized"] else a["content"]
+        by_content = {a["content"]: a for a in model.added}
+        next_id = max([*model.vocab.values(), *(a["id"] for a in model.added), -1]) + 1
+        for content in [*self._special.values(), *self._extra_special]:
+            if content in by_content:
+                continue
+            token_id = model.vocab.get(content)
+            if token_id is None:
+                token_id, next_id = next_id, next_id + 1
+            token = {"id": token_id, "content": content, "matched": content, "special": True, "lstrip": False,
+                     "rstrip": False, "single_word": False, "normalized": False}
+            model.added.append(token)
+            by_content[content] = token
+        self._core = _build_core(model)
+
+        self._n_model = len(model.vocab)
+        self._stripping_tokens = any(a["lstrip"] or a["rstrip"] for a in model.added)
+        self._special_ids = {a["id"] for a in model.added if a["special"]}
+        self._id_to_token = {i: p for p, i in model.vocab.items()}
+        self._id_to_token.update({a["id"]: a["matched"] for a in model.added})
+        self._vocab = dict(model.vocab)
+        self._vocab.update({a["content"]: a["id"] for a in model.added})
+
+    def _set_post_processor(self, model, config, kwargs):
+        """The special tokens around each sequence. Transformers 5 keeps tokenizer.json's template and ignores
+        add_bos_token and add_eos_token in tokenizer_config.json; only when they are passed to from_pretrained, or
+        when there is no template (no tokenizer.json, or a null post_processor), does it build one from them, each
+        defaulting to False (and, with only tokenizer.model, it reads them from tokenizer_config.json)."""
+        source = config if config.get("_bos_eos_from_config") else kwargs
+        explicit = {k: source[k] for k in ("add_bos_token", "add_eos_token") if k in source}
+        if explicit or model.post_processor is None:
+            self._add_bos_token = bool(explicit.get("add_bos_token", False)) and self.bos_token_id is not None
+            self._add_eos_token = bool(explicit.get("add_eos_token", False)) and self.eos_token_id is not None
+            self._prefix = [self.bos_token_id] if self._add_bos_token else []
+            self._suffix = [self.eos_token_id] if self._add_eos_token else []
+        else:
+            self._add_bos_token = self._add_eos_token = False
+            self._prefix, self._suffix = _post_processor_affixes(model.post_processor, self._vocab)
+
     # ---- loading
 
     @classmethod
@@ -459,15 +493,17 @@ class NemotronTokenizer:
         if not os.path.isdir(path):
             raise OSError(f"{path!r} is not a directory holding tokenizer files (nemotron_c does not download)")
         config = {}
-        special_map = os.path.join(path, SPECIAL_TOKENS_FILE)
-        if os.path.isfile(special_map):
-            data = _read_json(special_map)
-            _require(isinstance(data, dict), f"{special_map}: the top level is not an object")
-            config.update(data)
         config_path = os.path.join(path, CONFIG_FILE)
         if os.path.isfile(config_path):
             data = _read_json(config_path)
             _require(isinstance(data, dict), f"{config_path}: the top level is not an object")
+            config.update(data)
+        # As Transformers: special_tokens_map.json is read only when tokenizer_config.json has no
+        # added_tokens_decoder, and then its entries win over tokenizer_config.json's.
+        special_map = os.path.join(path, SPECIAL_TOKENS_FILE)
+        if os.path.isfile(special_map) and "added_tokens_decoder" not in config:
+            data = _read_json(special_map)
+            _require(isinstance(data, dict), f"{special_map}: the top level is not an object")
             config.update(data)
         template_path = os.path.join(path, "chat_template.jinja")
         if os.path.isfile(template_path) and "chat_template" not in config:
@@ -483,7 +519,20 @@ class NemotronTokenizer:
             model, config = model_from_sentencepiece(spm_path, config)
         else:
             raise OSError(f"{path!r} has neither {TOKENIZER_FILE} nor {SPM_FILE}")
-        return cls(model, config, kwargs, name_or_path=path)
+        tokenizer = cls(model, config, kwargs, name_or_path=path)
+        tokenizer._load_args = (path, dict(kwargs))
+        return tokenizer
+
+    def __reduce__(self):
+        """Pickles as the directory it was loaded from plus the attributes a caller may have changed (the C core
+        cannot be pickled; it is rebuilt), so that tokenizers cross process boundaries as Transformers' do."""
+        load_args = getattr(self, "_load_args", None)
+        if load_args is None:
+            raise TypeError("only a NemotronTokenizer made by from_pretrained can be pickled")
+        state = {"_special": dict(self._special), "padding_side": self.padding_side,
+                 "truncation_side": self.truncation_side, "model_max_length": self.model_max_length,
+                 "chat_template": self.chat_template, "clean_up_tokenization_spaces": self.clean_up_tokenization_spaces}
+        return _unpickle_tokenizer, (type(self), load_args, state)
 
     @property
     def add_bos_token(self):
@@ -582,10 +631,21 @@ class NemotronTokenizer:
                             " (the text holds a lone surrogate, which is not valid UTF-8)") from None
 
     def tokenize(self, text, add_special_tokens=False, **kwargs):
-        ids = self._encode_texts([text])[0]
+        if self._stripping_tokens:
+            # tokenizers names an added token by the text it matched, whitespace taken in by lstrip/rstrip included
+            _check_text(text)
+            try:
+                ids, matches = self._core.encode_matches(text)
+            except UnicodeEncodeError:
+                return self._encode_texts([text])  # raises the TypeError Transformers raises
+            tokens = [self._id_to_token[i] for i in ids]
+            for position, matched in matches:
+                tokens[position] = matched
+        else:
+            tokens = [self._id_to_token[i] for i in self._encode_texts([text])[0]]
         if add_special_tokens:
-            ids = self._prefix + ids + self._suffix
-        return [self._id_to_token[i] for i in ids]
+            tokens = [self._id_to_token[i] for i in self._prefix] + tokens + [self._id_to_token[i] for i in self._suffix]
+        return tokens
 
     def _finish(self, ids, add_special_tokens, truncation, max_length):
         n_special = len(self._prefix) + len(self._suffix) if add_special_tokens else 0
@@ -739,6 +799,13 @@ class NemotronTokenizer:
     def __repr__(self):
         return (f"NemotronTokenizer(name_or_path={self.name_or_path!r}, vocab_size={self.vocab_size}, "
                 f"len={len(self)}, padding_side={self.padding_side!r})")
+
+
+def _unpickle_tokenizer(cls, load_args, state):
+    path, kwargs = load_args
+    tokenizer = cls.from_pretrained(path, **kwargs)
+    tokenizer.__dict__.update(state)
+    return tokenizer
 
 
 def clean_up_tokenization(text):

@@ -38,6 +38,16 @@ def pair(dirs, name):
     return _loaded[name]
 
 
+_their_ids = {}
+
+
+def their_corpus_ids(dirs, corpus, name):
+    """Transformers' ids for the whole corpus, computed once per tokenizer."""
+    if name not in _their_ids:
+        _their_ids[name] = pair(dirs, name)[1](corpus)["input_ids"]
+    return _their_ids[name]
+
+
 def first_mismatches(texts, ours, theirs, limit=3):
     bad = [i for i in range(len(texts)) if ours[i] != theirs[i]]
     return len(bad), [(texts[i][:60], ours[i][:12], theirs[i][:12]) for i in bad[:limit]]
@@ -57,7 +67,7 @@ def test_corpus_is_large_and_varied(corpus):
 def test_batch_ids_match_transformers(dirs, corpus, name):
     ours, theirs = pair(dirs, name)
     a = ours(corpus)["input_ids"]
-    b = theirs(corpus)["input_ids"]
+    b = their_corpus_ids(dirs, corpus, name)
     assert first_mismatches(corpus, a, b) == (0, [])
 
 
@@ -75,7 +85,7 @@ def test_encode_matches_transformers(dirs, corpus, name, add_special_tokens):
 @pytest.mark.parametrize("skip_special_tokens", [False, True])
 def test_decode_matches_transformers(dirs, corpus, name, skip_special_tokens):
     ours, theirs = pair(dirs, name)
-    ids = theirs(corpus)["input_ids"]
+    ids = their_corpus_ids(dirs, corpus, name)
     a = ours.batch_decode(ids, skip_special_tokens=skip_special_tokens)
     b = theirs.batch_decode(ids, skip_special_tokens=skip_special_tokens)
     assert first_mismatches(corpus, a, b) == (0, [])
@@ -109,8 +119,7 @@ def test_decode_random_ids_matches_transformers(dirs, name):
 def test_tokens_vocab_and_special_tokens(dirs, corpus, name):
     ours, theirs = pair(dirs, name)
     for text in corpus[:2000:13]:
-        if name != "legacy":  # tokenizers names an lstrip/rstrip match by the text it took in, whitespace included
-            assert ours.tokenize(text) == theirs.tokenize(text)
+        assert ours.tokenize(text) == theirs.tokenize(text)
         ids = theirs.encode(text)
         assert ours.convert_ids_to_tokens(ids) == theirs.convert_ids_to_tokens(ids)
         tokens = theirs.convert_ids_to_tokens(ids)
@@ -372,3 +381,103 @@ def test_single_word_lstrip_rstrip_tokens(dirs):
              for a in NEIGHBOURS for b in NEIGHBOURS]
     texts += [f"x {t}  {t}\t{t}y" for t in ("<extra_id_0>", "<extra_id_1>", "<tool>")]
     assert first_mismatches(texts, ours(texts)["input_ids"], theirs(texts)["input_ids"]) == (0, [])
+    # tokenizers names an lstrip/rstrip match by the text it took in, whitespace included
+    assert first_mismatches(texts, [ours.tokenize(t) for t in texts], [theirs.tokenize(t) for t in texts]) == (0, [])
+
+
+FUZZ_ALPHABET = [" ", "  ", "\u2581", "\u2581\u2581", "a", "b", "th", "e", "the", "ing", "\n", "\t", "<s>", "</s>",
+                 "<extra_id_0>", "<extra_id_1>", "<", ">", "\u00e9", "e\u0301", "\u4e2d", "\U0001f600", "\u200d",
+                 "1", "23", ".", ",", "\u0627", "\x00", "\ufffd", "\U0001f468\u200d\U0001f469", "<0x41>", "zzword"]
+
+
+@pytest.mark.parametrize("name", ["nemotron", "glued", "legacy", "spm_only", "metaspace_split"])
+def test_random_strings_of_tricky_pieces(dirs, name):
+    """Strings made of pieces that meet at every kind of boundary: spaces and U+2581 runs, specials, bytes."""
+    ours, theirs = pair(dirs, name)
+    rng = np.random.default_rng(42)
+    texts = ["".join(rng.choice(FUZZ_ALPHABET, size=int(rng.integers(0, 30)))) for _ in range(3000)]
+    assert first_mismatches(texts, ours(texts)["input_ids"], theirs(texts)["input_ids"]) == (0, [])
+    ids = theirs(texts)["input_ids"]
+    assert first_mismatches(texts, ours.batch_decode(ids), theirs.batch_decode(ids)) == (0, [])
+
+
+def test_added_tokens_decoder_in_config(dirs, tmp_path):
+    """tokenizer_config.json's added_tokens_decoder adds tokens and changes their flags, as in Transformers."""
+    import json
+    import shutil
+
+    for tokenizer_class in ("PreTrainedTokenizerFast", "LlamaTokenizer"):
+        out = tmp_path / tokenizer_class
+        shutil.copytree(dirs["big"], out)
+        config = json.loads((out / "tokenizer_config.json").read_text())
+        flags = {"lstrip": False, "normalized": False, "rstrip": False, "single_word": False}
+        config["tokenizer_class"] = tokenizer_class
+        config["added_tokens_decoder"] = {"8000": {"content": "<new_tok>", "special": True, **flags},
+                                          "5": {"content": "<extra_id_0>", "special": True, **flags},
+                                          "8001": {"content": "<plain_new>", "special": False, **flags}}
+        (out / "tokenizer_config.json").write_text(json.dumps(config))
+        ours, theirs = AutoTokenizer.from_pretrained(str(out)), transformers.AutoTokenizer.from_pretrained(str(out))
+        texts = ["a<new_tok>b<extra_id_0> <plain_new>", "<new_tok><new_tok>", "x <extra_id_1> y<ctrl_0><pad>"]
+        assert ours(texts)["input_ids"] == theirs(texts)["input_ids"]
+        ids = [8000, 5, 267, 8001, 6, 3, 4]
+        for skip in (False, True):
+            assert ours.decode(ids, skip_special_tokens=skip) == theirs.decode(ids, skip_special_tokens=skip)
+        assert len(ours) == len(theirs)
+        assert ours.get_vocab() == theirs.get_vocab()
+
+
+def test_special_tokens_map_precedence(dirs, tmp_path):
+    """special_tokens_map.json wins over tokenizer_config.json, unless the latter has an added_tokens_decoder."""
+    import json
+    import shutil
+
+    for with_decoder in (False, True):
+        out = tmp_path / str(with_decoder)
+        shutil.copytree(dirs["big"], out)
+        config = json.loads((out / "tokenizer_config.json").read_text())
+        config["pad_token"] = "</s>"
+        if with_decoder:
+            config["added_tokens_decoder"] = {}
+        (out / "tokenizer_config.json").write_text(json.dumps(config))
+        (out / "special_tokens_map.json").write_text(json.dumps({"pad_token": {"content": "<pad>", "lstrip": False}}))
+        ours, theirs = AutoTokenizer.from_pretrained(str(out)), transformers.AutoTokenizer.from_pretrained(str(out))
+        assert (ours.pad_token, ours.pad_token_id) == (theirs.pad_token, theirs.pad_token_id)
+        texts = ["x <extra_id_1> y<ctrl_0><pad>", "a"]
+        assert ours(texts, padding=True)["input_ids"] == theirs(texts, padding=True)["input_ids"]
+
+
+def test_many_added_tokens(dirs, tmp_path):
+    """Thousands of added tokens sharing prefixes (<extra_id_N>), matched leftmost-longest in markup-heavy text."""
+    import json
+    import shutil
+
+    out = tmp_path / "many"
+    shutil.copytree(dirs["big"], out)
+    data = json.loads((out / "tokenizer.json").read_text(encoding="utf-8"))
+    next_id = max(data["model"]["vocab"].values()) + 1
+    for k in range(2, 2000):
+        data["added_tokens"].append({"id": next_id, "content": f"<extra_id_{k}>", "single_word": False,
+                                     "lstrip": False, "rstrip": False, "normalized": False, "special": k % 2 == 0})
+        next_id += 1
+    (out / "tokenizer.json").write_text(json.dumps(data), encoding="utf-8")
+    ours, theirs = AutoTokenizer.from_pretrained(str(out)), transformers.AutoTokenizer.from_pretrained(str(out))
+    rng = np.random.default_rng(3)
+    texts = ["".join(f"<extra_id_{rng.integers(0, 2500)}>" if rng.random() < 0.3 else
+                     rng.choice(["<div>", "<extra_id_", "<extra_id_1", "</span>", " x", "<", "1>", "_id_"])
+                     for _ in range(int(rng.integers(1, 40)))) for _ in range(500)]
+    a, b = ours(texts)["input_ids"], theirs(texts)["input_ids"]
+    assert first_mismatches(texts, a, b) == (0, [])
+    for skip in (False, True):
+        assert ours.batch_decode(b, skip_special_tokens=skip) == theirs.batch_decode(b, skip_special_tokens=skip)
+    html = "<div class='x'><span>hello <b>world</b></span> <extra_id_77> a<extra_id_1999>b </div>\n" * 20000
+    assert ours.encode(html) == theirs.encode(html)
+
+
+def test_pickle_round_trip(dirs, corpus):
+    import pickle
+
+    ours = AutoTokenizer.from_pretrained(dirs["nemotron"], padding_side="right")
+    ours.pad_token = ours.eos_token
+    again = pickle.loads(pickle.dumps(ours))
+    assert (again.pad_token, again.padding_side) == ("</s>", "right")
+    assert again(corpus[:300], padding=True)["input_ids"] == ours(corpus[:300], padding=True)["input_ids"]

@@ -109,6 +109,9 @@ VARIANTS = {
         "add_bos_token": True, "add_eos_token": False, "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
         "clean_up_tokenization_spaces": False, "legacy": False, "model_max_length": 4096,
         "tokenizer_class": "LlamaTokenizer", "chat_template": CHAT_TEMPLATE}),
+    "llama_no_prefix_space": (3000, [_nemotron_json], {"tokenizer_class": "LlamaTokenizer", "add_prefix_space": False,
+                                                       "legacy": False}),
+    "llama_legacy": (3000, [_nemotron_json], {"tokenizer_class": "LlamaTokenizerFast", "legacy": True}),
     "plain_strings": (1000, [_nemotron_json, _string_merges], {
         "add_eos_token": True, "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>",
         "clean_up_tokenization_spaces": True, "model_max_length": 64, "padding_side": "right",
@@ -138,9 +141,9 @@ CONTROL = ["<pad>", "<ctrl_0>"]
 
 
 @functools.lru_cache(maxsize=None)
-def build_all(root):
+def build_all(root, n_lines=6000, spm_only=True):
     """Returns {name: directory}; also 'spm:<size>' -> a directory holding only tokenizer.model."""
-    lines = training_lines()
+    lines = training_lines(n=n_lines)
     dirs = {}
     models = {}
     for size in sorted({v[0] for v in VARIANTS.values()}, key=str):
@@ -157,7 +160,7 @@ def build_all(root):
         dirs[f"spm:{tag}"] = spm_dir
     # tokenizer.model alone (identity normalization: Transformers' conversion then needs no charsmap), with and
     # without a tokenizer_config.json naming LlamaTokenizer
-    for name, options, config in SPM_ONLY:
+    for name, options, config in SPM_ONLY if spm_only else []:
         out = os.path.join(root, name)
         os.makedirs(out, exist_ok=True)
         train(os.path.join(out, "tokenizer"), 2000, lines, USER_DEFINED, CONTROL, normalization_rule_name="identity",
