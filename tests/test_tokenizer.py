@@ -81,6 +81,16 @@ def test_decode_matches_transformers(dirs, corpus, name, skip_special_tokens):
     assert first_mismatches(corpus, a, b) == (0, [])
 
 
+@pytest.mark.parametrize("name", ["nemotron", "plain_strings"])
+@pytest.mark.parametrize("clean_up", [None, True, False])
+def test_decode_clean_up_tokenization_spaces(dirs, corpus, name, clean_up):
+    ours, theirs = pair(dirs, name)
+    texts = [t for t in corpus if " ." in t or " ," in t or "n't" in t][:300] + ["I do n't , a . b ? c ! 's"]
+    ids = theirs(texts)["input_ids"]
+    assert ours.batch_decode(ids, clean_up_tokenization_spaces=clean_up) == \
+        theirs.batch_decode(ids, clean_up_tokenization_spaces=clean_up)
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_decode_random_ids_matches_transformers(dirs, name):
     """Arbitrary id sequences: byte pieces that form invalid UTF-8, specials anywhere, ids past the vocabulary."""
