@@ -46,7 +46,8 @@ def main():
         root = tempfile.mkdtemp(prefix="bench_tokenizer_")
         tokenizer_builders.VARIANTS = {"bench": (args.vocab, [tokenizer_builders._nemotron_json],
                                                  {"tokenizer_class": "PreTrainedTokenizerFast"})}
-        path = tokenizer_builders.build_all(root)["bench"]
+        # larger vocabularies need more (and more varied) training text
+        path = tokenizer_builders.build_all(root, n_lines=max(6000, args.vocab * 2), spm_only=False)["bench"]
 
     ours = AutoTokenizer.from_pretrained(path)
     theirs = transformers.AutoTokenizer.from_pretrained(path)

@@ -359,14 +359,6 @@ def _check_text(text, in_batch=False):
                      "list[str]]]` (batch of pretokenized sequence pairs).")
 
 
-def _has_surrogates(text):
-    try:
-        text.encode("utf-8")
-        return False
-    except UnicodeEncodeError:
-        return True
-
-
 # ---------------------------------------------------------------- the tokenizer
 
 
@@ -376,6 +368,8 @@ class NemotronTokenizer:
     model_input_names = ["input_ids", "attention_mask"]
 
     def __init__(self, model, config, kwargs=None, name_or_path=""):
+        """model: a _Model read from tokenizer.json or tokenizer.model; config: tokenizer_config.json and
+        special_tokens_map.json; kwargs: what the caller passed to from_pretrained (they override config)."""
         kwargs = kwargs or {}
         config = {**config, **kwargs}
         self.name_or_path = name_or_path
@@ -386,58 +380,9 @@ class NemotronTokenizer:
             _llama_pipeline(model, config)
         elif tokenizer_class not in PLAIN_CLASSES:
             raise ValueError(f"unsupported tokenizer_class {tokenizer_class!r}")
-
-        # special tokens: LlamaTokenizer has defaults, a plain tokenizer.json has none
-        defaults = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"} if self._llama else {}
-        self._special = {}
-        for name in SPECIAL_TOKEN_NAMES:
-            value = _token_content(config[name]) if name in config else defaults.get(name)
-            if value is not None:
-                self._special[name] = value
-        extra = config.get("extra_special_tokens", config.get("additional_special_tokens")) or []
-        if isinstance(extra, dict):  # named extra tokens
-            extra = list(extra.values())
-        self._extra_special = [_token_content(t) for t in extra]
-
-        # added tokens: the file's, then every special token not there yet, as Transformers adds them
-        # (tokenizers names such a token by its normalized form, but looks it up by its original content)
-        for a in model.added:
-            a["matched"] = _normalize_content(a["content"], model.normalizer) if a["normalized"] else a["content"]
-        by_content = {a["content"]: a for a in model.added}
-        self._n_model = len(model.vocab)
-        next_id = max([*model.vocab.values(), *(a["id"] for a in model.added), -1]) + 1
-        for content in [*self._special.values(), *self._extra_special]:
-            if content in by_content:
-                continue
-            token_id = model.vocab.get(content)
-            if token_id is None:
-                token_id, next_id = next_id, next_id + 1
-            token = {"id": token_id, "content": content, "matched": content, "special": True, "lstrip": False, "rstrip": False,
-                     "single_word": False, "normalized": False}
-            model.added.append(token)
-            by_content[content] = token
-        self._core = _build_core(model)
-
-        self._added = {a["content"]: a["id"] for a in model.added}
-        self._special_ids = {a["id"] for a in model.added if a["special"]}
-        self._id_to_token = {i: p for p, i in model.vocab.items()}
-        self._id_to_token.update({a["id"]: a["matched"] for a in model.added})
-        self._vocab = dict(model.vocab)
-        self._vocab.update(self._added)
-
-        # The post-processor. Transformers 5 keeps tokenizer.json's template and ignores add_bos_token and
-        # add_eos_token in tokenizer_config.json; only when they are passed to from_pretrained (or the file has no
-        # post-processor) does it rebuild the template from them, each defaulting to False.
-        source = config if config.get("_bos_eos_from_config") else kwargs
-        explicit = {k: source[k] for k in ("add_bos_token", "add_eos_token") if k in source}
-        if explicit or model.post_processor is None:
-            self._add_bos_token = bool(explicit.get("add_bos_token", False)) and self.bos_token_id is not None
-            self._add_eos_token = bool(explicit.get("add_eos_token", False)) and self.eos_token_id is not None
-            self._prefix = [self.bos_token_id] if self._add_bos_token else []
-            self._suffix = [self.eos_token_id] if self._add_eos_token else []
-        else:
-            self._add_bos_token = self._add_eos_token = False
-            self._prefix, self._suffix = _post_processor_affixes(model.post_processor, self._vocab)
+        self._read_special_tokens(config)
+        self._build_vocabulary(model)
+        self._set_post_processor(model, config, kwargs)
 
         self.clean_up_tokenization_spaces = bool(config.get("clean_up_tokenization_spaces", False))
         # Transformers 5 skips the clean-up for BPE models unless forced
@@ -450,6 +395,62 @@ class NemotronTokenizer:
         self.chat_template = config.get("chat_template")
         if isinstance(self.chat_template, list):  # named templates
             self.chat_template = {t["name"]: t["template"] for t in self.chat_template}
+
+    def _read_special_tokens(self, config):
+        # LlamaTokenizer has defaults, a plain tokenizer.json has none
+        defaults = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"} if self._llama else {}
+        self._special = {}
+        for name in SPECIAL_TOKEN_NAMES:
+            value = _token_content(config[name]) if name in config else defaults.get(name)
+            if value is not None:
+                self._special[name] = value
+        extra = config.get("extra_special_tokens", config.get("additional_special_tokens")) or []
+        if isinstance(extra, dict):  # named extra tokens
+            extra = list(extra.values())
+        self._extra_special = [_token_content(t) for t in extra]
+
+    def _build_vocabulary(self, model):
+        """The added tokens (the file's, then every special token not there yet, as Transformers adds them), the
+        core tokenizer and the id <-> token maps."""
+        # tokenizers names a normalized added token by its normalized form, but looks it up by its content
+        for a in model.added:
+            a["matched"] = _normalize_content(a["content"], model.normalizer) if a["normalized"] else a["content"]
+        by_content = {a["content"]: a for a in model.added}
+        next_id = max([*model.vocab.values(), *(a["id"] for a in model.added), -1]) + 1
+        for content in [*self._special.values(), *self._extra_special]:
+            if content in by_content:
+                continue
+            token_id = model.vocab.get(content)
+            if token_id is None:
+                token_id, next_id = next_id, next_id + 1
+            token = {"id": token_id, "content": content, "matched": content, "special": True, "lstrip": False,
+                     "rstrip": False, "single_word": False, "normalized": False}
+            model.added.append(token)
+            by_content[content] = token
+        self._core = _build_core(model)
+
+        self._n_model = len(model.vocab)
+        self._special_ids = {a["id"] for a in model.added if a["special"]}
+        self._id_to_token = {i: p for p, i in model.vocab.items()}
+        self._id_to_token.update({a["id"]: a["matched"] for a in model.added})
+        self._vocab = dict(model.vocab)
+        self._vocab.update({a["content"]: a["id"] for a in model.added})
+
+    def _set_post_processor(self, model, config, kwargs):
+        """The special tokens around each sequence. Transformers 5 keeps tokenizer.json's template and ignores
+        add_bos_token and add_eos_token in tokenizer_config.json; only when they are passed to from_pretrained, or
+        when there is no template (no tokenizer.json, or a null post_processor), does it build one from them, each
+        defaulting to False (and, with only tokenizer.model, it reads them from tokenizer_config.json)."""
+        source = config if config.get("_bos_eos_from_config") else kwargs
+        explicit = {k: source[k] for k in ("add_bos_token", "add_eos_token") if k in source}
+        if explicit or model.post_processor is None:
+            self._add_bos_token = bool(explicit.get("add_bos_token", False)) and self.bos_token_id is not None
+            self._add_eos_token = bool(explicit.get("add_eos_token", False)) and self.eos_token_id is not None
+            self._prefix = [self.bos_token_id] if self._add_bos_token else []
+            self._suffix = [self.eos_token_id] if self._add_eos_token else []
+        else:
+            self._add_bos_token = self._add_eos_token = False
+            self._prefix, self._suffix = _post_processor_affixes(model.post_processor, self._vocab)
 
     # ---- loading
 

@@ -138,9 +138,9 @@ CONTROL = ["<pad>", "<ctrl_0>"]
 
 
 @functools.lru_cache(maxsize=None)
-def build_all(root):
+def build_all(root, n_lines=6000, spm_only=True):
     """Returns {name: directory}; also 'spm:<size>' -> a directory holding only tokenizer.model."""
-    lines = training_lines()
+    lines = training_lines(n=n_lines)
     dirs = {}
     models = {}
     for size in sorted({v[0] for v in VARIANTS.values()}, key=str):
@@ -157,7 +157,7 @@ def build_all(root):
         dirs[f"spm:{tag}"] = spm_dir
     # tokenizer.model alone (identity normalization: Transformers' conversion then needs no charsmap), with and
     # without a tokenizer_config.json naming LlamaTokenizer
-    for name, options, config in SPM_ONLY:
+    for name, options, config in SPM_ONLY if spm_only else []:
         out = os.path.join(root, name)
         os.makedirs(out, exist_ok=True)
         train(os.path.join(out, "tokenizer"), 2000, lines, USER_DEFINED, CONTROL, normalization_rule_name="identity",
