@@ -372,3 +372,19 @@ def test_single_word_lstrip_rstrip_tokens(dirs):
              for a in NEIGHBOURS for b in NEIGHBOURS]
     texts += [f"x {t}  {t}\t{t}y" for t in ("<extra_id_0>", "<extra_id_1>", "<tool>")]
     assert first_mismatches(texts, ours(texts)["input_ids"], theirs(texts)["input_ids"]) == (0, [])
+
+
+FUZZ_ALPHABET = [" ", "  ", "\u2581", "\u2581\u2581", "a", "b", "th", "e", "the", "ing", "\n", "\t", "<s>", "</s>",
+                 "<extra_id_0>", "<extra_id_1>", "<", ">", "\u00e9", "e\u0301", "\u4e2d", "\U0001f600", "\u200d",
+                 "1", "23", ".", ",", "\u0627", "\x00", "\ufffd", "\U0001f468\u200d\U0001f469", "<0x41>", "zzword"]
+
+
+@pytest.mark.parametrize("name", ["nemotron", "glued", "legacy", "spm_only", "metaspace_split"])
+def test_random_strings_of_tricky_pieces(dirs, name):
+    """Strings made of pieces that meet at every kind of boundary: spaces and U+2581 runs, specials, bytes."""
+    ours, theirs = pair(dirs, name)
+    rng = np.random.default_rng(42)
+    texts = ["".join(rng.choice(FUZZ_ALPHABET, size=int(rng.integers(0, 30)))) for _ in range(3000)]
+    assert first_mismatches(texts, ours(texts)["input_ids"], theirs(texts)["input_ids"]) == (0, [])
+    ids = theirs(texts)["input_ids"]
+    assert first_mismatches(texts, ours.batch_decode(ids), theirs.batch_decode(ids)) == (0, [])
