@@ -285,6 +285,34 @@ def _normalize_content(content, steps):
     return content
 
 
+def _apply_added_tokens_decoder(model, decoder):
+    """tokenizer_config.json's added_tokens_decoder ({id: AddedToken dict}) adds tokens and sets their flags."""
+    if not decoder:
+        return
+    _require(isinstance(decoder, dict), "added_tokens_decoder must be an object")
+    by_id = {a["id"]: a for a in model.added}
+    for key, value in decoder.items():
+        try:
+            token_id = int(key)
+        except ValueError:
+            raise FormatError(f"added_tokens_decoder has a non-integer id {key!r}") from None
+        content = _token_content(value)
+        _require(isinstance(content, str) and content and 0 <= token_id < 2**31,
+                 f"added_tokens_decoder[{key!r}] is not a token")
+        flags = value if isinstance(value, dict) else {}
+        token = by_id.get(token_id)
+        if token is None:
+            token = {"id": token_id, "lstrip": False, "rstrip": False, "single_word": False, "normalized": False,
+                     "special": False}
+            model.added.append(token)
+            by_id[token_id] = token
+        token["content"] = content
+        for flag in ("special", "lstrip", "rstrip", "single_word"):
+            if flag in flags:
+                token[flag] = bool(flags[flag])
+        token["normalized"] = bool(flags.get("normalized", not token["special"]))
+
+
 def _build_core(model):
     pieces = sorted(model.vocab.items(), key=lambda kv: kv[1])
     encoded = [p.encode("utf-8") for p, _ in pieces]
@@ -381,6 +409,10 @@ class NemotronTokenizer:
         elif tokenizer_class not in PLAIN_CLASSES:
             raise ValueError(f"unsupported tokenizer_class {tokenizer_class!r}")
         self._read_special_tokens(config)
+        if "added_tokens_decoder" in config and self._llama:
+            # LlamaTokenizer rebuilds the backend: its added tokens are then those of the config only
+            model.added = []
+        _apply_added_tokens_decoder(model, config.get("added_tokens_decoder"))
         self._build_vocabulary(model)
         self._set_post_processor(model, config, kwargs)
 
@@ -460,15 +492,17 @@ class NemotronTokenizer:
         if not os.path.isdir(path):
             raise OSError(f"{path!r} is not a directory holding tokenizer files (nemotron_c does not download)")
         config = {}
-        special_map = os.path.join(path, SPECIAL_TOKENS_FILE)
-        if os.path.isfile(special_map):
-            data = _read_json(special_map)
-            _require(isinstance(data, dict), f"{special_map}: the top level is not an object")
-            config.update(data)
         config_path = os.path.join(path, CONFIG_FILE)
         if os.path.isfile(config_path):
             data = _read_json(config_path)
             _require(isinstance(data, dict), f"{config_path}: the top level is not an object")
+            config.update(data)
+        # As Transformers: special_tokens_map.json is read only when tokenizer_config.json has no
+        # added_tokens_decoder, and then its entries win over tokenizer_config.json's.
+        special_map = os.path.join(path, SPECIAL_TOKENS_FILE)
+        if os.path.isfile(special_map) and "added_tokens_decoder" not in config:
+            data = _read_json(special_map)
+            _require(isinstance(data, dict), f"{special_map}: the top level is not an object")
             config.update(data)
         template_path = os.path.join(path, "chat_template.jinja")
         if os.path.isfile(template_path) and "chat_template" not in config:

@@ -388,3 +388,48 @@ def test_random_strings_of_tricky_pieces(dirs, name):
     assert first_mismatches(texts, ours(texts)["input_ids"], theirs(texts)["input_ids"]) == (0, [])
     ids = theirs(texts)["input_ids"]
     assert first_mismatches(texts, ours.batch_decode(ids), theirs.batch_decode(ids)) == (0, [])
+
+
+def test_added_tokens_decoder_in_config(dirs, tmp_path):
+    """tokenizer_config.json's added_tokens_decoder adds tokens and changes their flags, as in Transformers."""
+    import json
+    import shutil
+
+    for tokenizer_class in ("PreTrainedTokenizerFast", "LlamaTokenizer"):
+        out = tmp_path / tokenizer_class
+        shutil.copytree(dirs["big"], out)
+        config = json.loads((out / "tokenizer_config.json").read_text())
+        flags = {"lstrip": False, "normalized": False, "rstrip": False, "single_word": False}
+        config["tokenizer_class"] = tokenizer_class
+        config["added_tokens_decoder"] = {"8000": {"content": "<new_tok>", "special": True, **flags},
+                                          "5": {"content": "<extra_id_0>", "special": True, **flags},
+                                          "8001": {"content": "<plain_new>", "special": False, **flags}}
+        (out / "tokenizer_config.json").write_text(json.dumps(config))
+        ours, theirs = AutoTokenizer.from_pretrained(str(out)), transformers.AutoTokenizer.from_pretrained(str(out))
+        texts = ["a<new_tok>b<extra_id_0> <plain_new>", "<new_tok><new_tok>", "x <extra_id_1> y<ctrl_0><pad>"]
+        assert ours(texts)["input_ids"] == theirs(texts)["input_ids"]
+        ids = [8000, 5, 267, 8001, 6, 3, 4]
+        for skip in (False, True):
+            assert ours.decode(ids, skip_special_tokens=skip) == theirs.decode(ids, skip_special_tokens=skip)
+        assert len(ours) == len(theirs)
+        assert ours.get_vocab() == theirs.get_vocab()
+
+
+def test_special_tokens_map_precedence(dirs, tmp_path):
+    """special_tokens_map.json wins over tokenizer_config.json, unless the latter has an added_tokens_decoder."""
+    import json
+    import shutil
+
+    for with_decoder in (False, True):
+        out = tmp_path / str(with_decoder)
+        shutil.copytree(dirs["big"], out)
+        config = json.loads((out / "tokenizer_config.json").read_text())
+        config["pad_token"] = "</s>"
+        if with_decoder:
+            config["added_tokens_decoder"] = {}
+        (out / "tokenizer_config.json").write_text(json.dumps(config))
+        (out / "special_tokens_map.json").write_text(json.dumps({"pad_token": {"content": "<pad>", "lstrip": False}}))
+        ours, theirs = AutoTokenizer.from_pretrained(str(out)), transformers.AutoTokenizer.from_pretrained(str(out))
+        assert (ours.pad_token, ours.pad_token_id) == (theirs.pad_token, theirs.pad_token_id)
+        texts = ["x <extra_id_1> y<ctrl_0><pad>", "a"]
+        assert ours(texts, padding=True)["input_ids"] == theirs(texts, padding=True)["input_ids"]
