@@ -433,3 +433,30 @@ def test_special_tokens_map_precedence(dirs, tmp_path):
         assert (ours.pad_token, ours.pad_token_id) == (theirs.pad_token, theirs.pad_token_id)
         texts = ["x <extra_id_1> y<ctrl_0><pad>", "a"]
         assert ours(texts, padding=True)["input_ids"] == theirs(texts, padding=True)["input_ids"]
+
+
+def test_many_added_tokens(dirs, tmp_path):
+    """Thousands of added tokens sharing prefixes (<extra_id_N>), matched leftmost-longest in markup-heavy text."""
+    import json
+    import shutil
+
+    out = tmp_path / "many"
+    shutil.copytree(dirs["big"], out)
+    data = json.loads((out / "tokenizer.json").read_text(encoding="utf-8"))
+    next_id = max(data["model"]["vocab"].values()) + 1
+    for k in range(2, 2000):
+        data["added_tokens"].append({"id": next_id, "content": f"<extra_id_{k}>", "single_word": False,
+                                     "lstrip": False, "rstrip": False, "normalized": False, "special": k % 2 == 0})
+        next_id += 1
+    (out / "tokenizer.json").write_text(json.dumps(data), encoding="utf-8")
+    ours, theirs = AutoTokenizer.from_pretrained(str(out)), transformers.AutoTokenizer.from_pretrained(str(out))
+    rng = np.random.default_rng(3)
+    texts = ["".join(f"<extra_id_{rng.integers(0, 2500)}>" if rng.random() < 0.3 else
+                     rng.choice(["<div>", "<extra_id_", "<extra_id_1", "</span>", " x", "<", "1>", "_id_"])
+                     for _ in range(int(rng.integers(1, 40)))) for _ in range(500)]
+    a, b = ours(texts)["input_ids"], theirs(texts)["input_ids"]
+    assert first_mismatches(texts, a, b) == (0, [])
+    for skip in (False, True):
+        assert ours.batch_decode(b, skip_special_tokens=skip) == theirs.batch_decode(b, skip_special_tokens=skip)
+    html = "<div class='x'><span>hello <b>world</b></span> <extra_id_77> a<extra_id_1999>b </div>\n" * 20000
+    assert ours.encode(html) == theirs.encode(html)

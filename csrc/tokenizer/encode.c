@@ -61,23 +61,23 @@ static uint32_t char_before(const char *text, size_t pos, size_t *start) {
  * tok->added, or -1; *start and *end delimit the match with the whitespace it strips. */
 static int64_t find_added(const nt_tokenizer *tok, int pass, const char *text, size_t len, size_t from,
                           size_t *start, size_t *end) {
-    const int32_t *first = tok->by_first[pass];
-    if (first[256] == 0) return -1;
+    const nt_added_trie *trie = &tok->trie[pass];
+    if (trie->n_nodes <= 1) return -1;
     size_t i = from;
     while (i < len) {
-        unsigned char c = (unsigned char)text[i];
-        int32_t k = first[c], k_end = first[c + 1];
-        if (k == k_end) {
+        int32_t node = trie->root[(unsigned char)text[i]];
+        if (node < 0) {
             i++;
             continue;
         }
-        int64_t hit = -1;
-        for (; k < k_end; k++) {
-            const nt_added_token *a = &tok->added[tok->order[pass][k]];
-            if (a->content_len <= len - i && memcmp(text + i, a->content, a->content_len) == 0) {
-                hit = tok->order[pass][k];
-                break;
-            }
+        /* the longest token that starts at i */
+        int64_t hit = trie->terminal[node];
+        for (size_t j = i + 1; j < len;) {
+            int32_t rank, child;
+            if (!nt_pair_table_get(&trie->edges, node, (unsigned char)text[j], &rank, &child)) break;
+            node = child;
+            j++;
+            if (trie->terminal[node] >= 0) hit = trie->terminal[node];
         }
         if (hit < 0) {
             i++;

@@ -103,6 +103,43 @@ static void free_steps(nt_step *steps, int64_t n) {
     free(steps);
 }
 
+/* Builds the trie of the added tokens matched in `pass`; when two tokens have the same content, the first wins. */
+static nt_status build_trie(nt_added_trie *trie, nt_error *err, const nt_tokenizer *tok, int pass) {
+    size_t bytes = 0;
+    for (int64_t i = 0; i < tok->n_added; i++) bytes += tok->added[i].content_len;
+    memset(trie->root, 0xFF, sizeof trie->root);
+    trie->terminal = malloc((bytes + 1) * sizeof *trie->terminal);
+    if (trie->terminal == NULL) return nt_error_set(err, NT_ERROR_OUT_OF_MEMORY, "out of memory for the added tokens");
+    nt_status st = nt_pair_table_create(&trie->edges, err, (int64_t)bytes);
+    if (st != NT_OK) return st;
+    trie->terminal[0] = -1;
+    trie->n_nodes = 1;
+    for (int64_t i = 0; i < tok->n_added; i++) {
+        const nt_added_token *a = &tok->added[i];
+        if ((a->normalized != 0) != (pass == NT_PASS_NORMALIZED)) continue;
+        int32_t node = 0;
+        for (size_t k = 0; k < a->content_len; k++) {
+            unsigned char c = (unsigned char)a->content[k];
+            int32_t child, unused;
+            int known = node == 0 ? (child = trie->root[c]) >= 0 : nt_pair_table_get(&trie->edges, node, c, &unused, &child);
+            if (!known) {
+                child = (int32_t)trie->n_nodes++;
+                trie->terminal[child] = -1;
+                if (node == 0) trie->root[c] = child;
+                else nt_pair_table_put(&trie->edges, node, c, 0, child);
+            }
+            node = child;
+        }
+        if (trie->terminal[node] < 0) trie->terminal[node] = (int32_t)i;
+    }
+    return NT_OK;
+}
+
+static void free_trie(nt_added_trie *trie) {
+    nt_pair_table_free(&trie->edges);
+    free(trie->terminal);
+}
+
 void nt_tokenizer_free(nt_tokenizer *tok) {
     if (tok == NULL) return;
     nt_str_table_free(&tok->bpe.vocab);
@@ -115,8 +152,8 @@ void nt_tokenizer_free(nt_tokenizer *tok) {
     free(tok->id_to_added);
     free(tok->added);
     free(tok->added_blob);
-    free(tok->order[0]);
-    free(tok->order[1]);
+    free_trie(&tok->trie[0]);
+    free_trie(&tok->trie[1]);
     free_steps(tok->normalizer, tok->n_normalizer);
     free_steps(tok->pre_tokenizer, tok->n_pre_tokenizer);
     free_steps(tok->decoder, tok->n_decoder);
@@ -126,38 +163,6 @@ void nt_tokenizer_free(nt_tokenizer *tok) {
         free(tok->pool);
     }
     free(tok);
-}
-
-/* Added token a sorts before b: by first byte, then longest first, then by index. */
-static int added_before(const nt_added_token *added, int32_t a, int32_t b) {
-    unsigned char ca = (unsigned char)added[a].content[0], cb = (unsigned char)added[b].content[0];
-    if (ca != cb) return ca < cb;
-    if (added[a].content_len != added[b].content_len) return added[a].content_len > added[b].content_len;
-    return a < b;
-}
-
-/* Orders the added tokens of each pass by first byte, longest first (insertion sort: they are few). */
-static void index_added(nt_tokenizer *tok) {
-    for (int pass = 0; pass < 2; pass++) {
-        int32_t *order = tok->order[pass];
-        int64_t n = 0;
-        for (int64_t i = 0; i < tok->n_added; i++)
-            if ((tok->added[i].normalized != 0) == (pass == NT_PASS_NORMALIZED)) order[n++] = (int32_t)i;
-        for (int64_t i = 1; i < n; i++) {
-            int32_t x = order[i];
-            int64_t j = i - 1;
-            while (j >= 0 && added_before(tok->added, x, order[j])) {
-                order[j + 1] = order[j];
-                j--;
-            }
-            order[j + 1] = x;
-        }
-        int64_t k = 0;
-        for (int c = 0; c < 257; c++) {
-            while (k < n && (unsigned char)tok->added[order[k]].content[0] < c) k++;
-            tok->by_first[pass][c] = (int32_t)k;
-        }
-    }
 }
 
 nt_status nt_tokenizer_create(nt_tokenizer **out, nt_error *err, const nt_tokenizer_spec *spec) {
@@ -274,9 +279,7 @@ nt_status nt_tokenizer_create(nt_tokenizer **out, nt_error *err, const nt_tokeni
     tok->n_added = spec->n_added;
     tok->added = calloc((size_t)spec->n_added + 1, sizeof *tok->added);
     tok->added_blob = malloc(added_bytes + 1);
-    tok->order[0] = malloc(((size_t)spec->n_added + 1) * sizeof(int32_t));
-    tok->order[1] = malloc(((size_t)spec->n_added + 1) * sizeof(int32_t));
-    if (tok->added == NULL || tok->added_blob == NULL || tok->order[0] == NULL || tok->order[1] == NULL)
+    if (tok->added == NULL || tok->added_blob == NULL)
         FAIL(NT_ERROR_OUT_OF_MEMORY, "out of memory for the added tokens");
     size_t at = 0;
     for (int64_t i = 0; i < spec->n_added; i++) {
@@ -288,7 +291,9 @@ nt_status nt_tokenizer_create(nt_tokenizer **out, nt_error *err, const nt_tokeni
         at += a->content_len;
         tok->id_to_added[a->id] = (int32_t)i;
     }
-    index_added(tok);
+    if ((st = build_trie(&tok->trie[NT_PASS_RAW], err, tok, NT_PASS_RAW)) != NT_OK ||
+        (st = build_trie(&tok->trie[NT_PASS_NORMALIZED], err, tok, NT_PASS_NORMALIZED)) != NT_OK)
+        goto fail;
 
     if ((st = copy_steps(&tok->normalizer, err, spec->normalizer, spec->n_normalizer, "normalizer")) != NT_OK) goto fail;
     tok->n_normalizer = spec->n_normalizer;

@@ -131,6 +131,14 @@ nt_status nt_bpe_encode(const nt_bpe *bpe, nt_error *err, nt_id_vec *out, nt_bpe
 
 enum { NT_PASS_RAW = 0, NT_PASS_NORMALIZED = 1 }; /* where added tokens are matched */
 
+/* A byte trie of added tokens, for leftmost-longest matching. Node 0 is the root. */
+typedef struct {
+    int32_t root[256];    /* the root's child for each first byte, or -1 */
+    nt_pair_table edges;  /* (node, byte) -> child node (in `merged`), below the root */
+    int32_t *terminal;    /* (n_nodes) index in tok->added of the token that ends at the node, or -1 */
+    int64_t n_nodes;
+} nt_added_trie;
+
 /* A step of the normalizer, pre-tokenizer or decoder, with copies of its strings. */
 typedef struct {
     char *a, *b;         /* "" when absent */
@@ -165,10 +173,7 @@ struct nt_tokenizer {
     nt_added_token *added;   /* (n_added) contents point into added_blob */
     char *added_blob;
     int64_t n_added;
-    /* For each pass, the added tokens matched in it ordered by first byte, longest first:
-     * by_first[pass][c] .. by_first[pass][c + 1] index into order[pass]. */
-    int32_t *order[2];
-    int32_t by_first[2][257];
+    nt_added_trie trie[2];   /* the added tokens matched in each pass (NT_PASS_RAW, NT_PASS_NORMALIZED) */
 
     nt_step *normalizer, *pre_tokenizer, *decoder;
     int64_t n_normalizer, n_pre_tokenizer, n_decoder;
