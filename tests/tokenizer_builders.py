@@ -109,6 +109,9 @@ VARIANTS = {
         "add_bos_token": True, "add_eos_token": False, "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
         "clean_up_tokenization_spaces": False, "legacy": False, "model_max_length": 4096,
         "tokenizer_class": "LlamaTokenizer", "chat_template": CHAT_TEMPLATE}),
+    "llama_no_prefix_space": (3000, [_nemotron_json], {"tokenizer_class": "LlamaTokenizer", "add_prefix_space": False,
+                                                       "legacy": False}),
+    "llama_legacy": (3000, [_nemotron_json], {"tokenizer_class": "LlamaTokenizerFast", "legacy": True}),
     "plain_strings": (1000, [_nemotron_json, _string_merges], {
         "add_eos_token": True, "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>",
         "clean_up_tokenization_spaces": True, "model_max_length": 64, "padding_side": "right",
