@@ -518,7 +518,20 @@ class NemotronTokenizer:
             model, config = model_from_sentencepiece(spm_path, config)
         else:
             raise OSError(f"{path!r} has neither {TOKENIZER_FILE} nor {SPM_FILE}")
-        return cls(model, config, kwargs, name_or_path=path)
+        tokenizer = cls(model, config, kwargs, name_or_path=path)
+        tokenizer._load_args = (path, dict(kwargs))
+        return tokenizer
+
+    def __reduce__(self):
+        """Pickles as the directory it was loaded from plus the attributes a caller may have changed (the C core
+        cannot be pickled; it is rebuilt), so that tokenizers cross process boundaries as Transformers' do."""
+        load_args = getattr(self, "_load_args", None)
+        if load_args is None:
+            raise TypeError("only a NemotronTokenizer made by from_pretrained can be pickled")
+        state = {"_special": dict(self._special), "padding_side": self.padding_side,
+                 "truncation_side": self.truncation_side, "model_max_length": self.model_max_length,
+                 "chat_template": self.chat_template, "clean_up_tokenization_spaces": self.clean_up_tokenization_spaces}
+        return _unpickle_tokenizer, (type(self), load_args, state)
 
     @property
     def add_bos_token(self):
@@ -774,6 +787,13 @@ class NemotronTokenizer:
     def __repr__(self):
         return (f"NemotronTokenizer(name_or_path={self.name_or_path!r}, vocab_size={self.vocab_size}, "
                 f"len={len(self)}, padding_side={self.padding_side!r})")
+
+
+def _unpickle_tokenizer(cls, load_args, state):
+    path, kwargs = load_args
+    tokenizer = cls.from_pretrained(path, **kwargs)
+    tokenizer.__dict__.update(state)
+    return tokenizer
 
 
 def clean_up_tokenization(text):

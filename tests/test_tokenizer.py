@@ -470,3 +470,13 @@ def test_many_added_tokens(dirs, tmp_path):
         assert ours.batch_decode(b, skip_special_tokens=skip) == theirs.batch_decode(b, skip_special_tokens=skip)
     html = "<div class='x'><span>hello <b>world</b></span> <extra_id_77> a<extra_id_1999>b </div>\n" * 20000
     assert ours.encode(html) == theirs.encode(html)
+
+
+def test_pickle_round_trip(dirs, corpus):
+    import pickle
+
+    ours = AutoTokenizer.from_pretrained(dirs["nemotron"], padding_side="right")
+    ours.pad_token = ours.eos_token
+    again = pickle.loads(pickle.dumps(ours))
+    assert (again.pad_token, again.padding_side) == ("</s>", "right")
+    assert again(corpus[:300], padding=True)["input_ids"] == ours(corpus[:300], padding=True)["input_ids"]
