@@ -267,6 +267,13 @@ void nt_tokenizer_free(nt_tokenizer *tok);
 nt_status nt_tokenizer_encode(const nt_tokenizer *tok, nt_error *err, int32_t **ids, int64_t *n_ids,
                               const char *text, size_t len);
 
+/* As nt_tokenizer_encode, and also what each added token matched: match k is ids[positions[k]] and took in
+ * texts[text_offsets[k], text_offsets[k + 1]) (its content, and the whitespace it strips with lstrip or rstrip).
+ * *positions, *texts and *text_offsets ((n_matches + 1) entries) are malloc'ed like *ids. */
+nt_status nt_tokenizer_encode_matches(const nt_tokenizer *tok, nt_error *err, int32_t **ids, int64_t *n_ids,
+                                      int64_t **positions, char **texts, int64_t **text_offsets, int64_t *n_matches,
+                                      const char *text, size_t len);
+
 /* Encodes B texts, spread over pool (NULL: on the caller's thread). *ids (malloc'ed) holds every text's ids
  * back to back, text b's at ids[offsets[b], offsets[b + 1]); offsets is (B + 1), the caller's. */
 nt_status nt_tokenizer_encode_batch(const nt_tokenizer *tok, nt_error *err, int32_t **ids, int64_t *offsets,

@@ -462,6 +462,7 @@ class NemotronTokenizer:
         self._core = _build_core(model)
 
         self._n_model = len(model.vocab)
+        self._stripping_tokens = any(a["lstrip"] or a["rstrip"] for a in model.added)
         self._special_ids = {a["id"] for a in model.added if a["special"]}
         self._id_to_token = {i: p for p, i in model.vocab.items()}
         self._id_to_token.update({a["id"]: a["matched"] for a in model.added})
@@ -630,10 +631,21 @@ class NemotronTokenizer:
                             " (the text holds a lone surrogate, which is not valid UTF-8)") from None
 
     def tokenize(self, text, add_special_tokens=False, **kwargs):
-        ids = self._encode_texts([text])[0]
+        if self._stripping_tokens:
+            # tokenizers names an added token by the text it matched, whitespace taken in by lstrip/rstrip included
+            _check_text(text)
+            try:
+                ids, matches = self._core.encode_matches(text)
+            except UnicodeEncodeError:
+                return self._encode_texts([text])  # raises the TypeError Transformers raises
+            tokens = [self._id_to_token[i] for i in ids]
+            for position, matched in matches:
+                tokens[position] = matched
+        else:
+            tokens = [self._id_to_token[i] for i in self._encode_texts([text])[0]]
         if add_special_tokens:
-            ids = self._prefix + ids + self._suffix
-        return [self._id_to_token[i] for i in ids]
+            tokens = [self._id_to_token[i] for i in self._prefix] + tokens + [self._id_to_token[i] for i in self._suffix]
+        return tokens
 
     def _finish(self, ids, add_special_tokens, truncation, max_length):
         n_special = len(self._prefix) + len(self._suffix) if add_special_tokens else 0

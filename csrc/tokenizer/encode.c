@@ -232,8 +232,38 @@ static nt_status normalize(const nt_tokenizer *tok, nt_error *err, nt_encode_scr
 }
 
 /* A chunk of raw text between added tokens: normalize, split on normalized added tokens, encode the rest. */
+/* Where added tokens matched, for nt_tokenizer_encode_matches. */
+typedef struct {
+    nt_byte_buf text; /* the matched texts, back to back */
+    int64_t *at;      /* (n) index in the ids of match k */
+    int64_t *end;     /* (n) end of match k in text */
+    int64_t n, cap;
+} match_log;
+
+/* Pushes the id of an added token, and logs the text it matched when log is not NULL. */
+static nt_status push_added(const nt_tokenizer *tok, nt_error *err, nt_id_vec *out, match_log *log, int64_t hit,
+                            const char *matched, size_t len) {
+    nt_status st = nt_id_vec_push(out, err, tok->added[hit].id);
+    if (st != NT_OK || log == NULL) return st;
+    if (log->n == log->cap) {
+        int64_t cap = log->cap ? 2 * log->cap : 16;
+        int64_t *at = realloc(log->at, (size_t)cap * sizeof *at);
+        if (at == NULL) return OOM("for the matches");
+        log->at = at;
+        int64_t *end = realloc(log->end, (size_t)cap * sizeof *end);
+        if (end == NULL) return OOM("for the matches");
+        log->end = end;
+        log->cap = cap;
+    }
+    if (nt_buf_append(&log->text, matched, len)) return OOM("for the matches");
+    log->at[log->n] = out->len - 1;
+    log->end[log->n] = (int64_t)log->text.len;
+    log->n++;
+    return NT_OK;
+}
+
 static nt_status encode_chunk(const nt_tokenizer *tok, nt_error *err, nt_id_vec *out, nt_encode_scratch *s,
-                              const char *text, size_t len, int first) {
+                              match_log *log, const char *text, size_t len, int first) {
     if (len == 0) return NT_OK;
     const char *norm = NULL;
     size_t norm_len = 0;
@@ -245,22 +275,22 @@ static nt_status encode_chunk(const nt_tokenizer *tok, nt_error *err, nt_id_vec 
         size_t stop = hit >= 0 ? ms : norm_len;
         if ((st = encode_pretokenized(tok, err, out, s, norm + pos, stop - pos, first && pos == 0)) != NT_OK) return st;
         if (hit < 0) return NT_OK;
-        if ((st = nt_id_vec_push(out, err, tok->added[hit].id)) != NT_OK) return st;
+        if ((st = push_added(tok, err, out, log, hit, norm + ms, me - ms)) != NT_OK) return st;
         pos = me;
     }
 }
 
 static nt_status encode_one(const nt_tokenizer *tok, nt_error *err, nt_id_vec *out, nt_encode_scratch *s,
-                            const char *text, size_t len) {
+                            match_log *log, const char *text, size_t len) {
     if (!nt_utf8_valid(text, len)) return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "the text is not valid UTF-8");
     size_t pos = 0, ms, me;
     nt_status st;
     for (;;) {
         int64_t hit = find_added(tok, NT_PASS_RAW, text, len, pos, &ms, &me);
         size_t stop = hit >= 0 ? ms : len;
-        if ((st = encode_chunk(tok, err, out, s, text + pos, stop - pos, pos == 0)) != NT_OK) return st;
+        if ((st = encode_chunk(tok, err, out, s, log, text + pos, stop - pos, pos == 0)) != NT_OK) return st;
         if (hit < 0) return NT_OK;
-        if ((st = nt_id_vec_push(out, err, tok->added[hit].id)) != NT_OK) return st;
+        if ((st = push_added(tok, err, out, log, hit, text + ms, me - ms)) != NT_OK) return st;
         pos = me;
     }
 }
@@ -272,7 +302,7 @@ nt_status nt_tokenizer_encode(const nt_tokenizer *tok, nt_error *err, int32_t **
     nt_encode_scratch *s = scratch_acquire(tok);
     if (s == NULL) return OOM("for encoding");
     nt_id_vec out = {0};
-    nt_status st = encode_one(tok, err, &out, s, text, len);
+    nt_status st = encode_one(tok, err, &out, s, NULL, text, len);
     scratch_release(tok, s);
     if (st != NT_OK) {
         free(out.data);
@@ -280,6 +310,43 @@ nt_status nt_tokenizer_encode(const nt_tokenizer *tok, nt_error *err, int32_t **
     }
     *ids = out.data;
     *n_ids = out.len;
+    return NT_OK;
+}
+
+nt_status nt_tokenizer_encode_matches(const nt_tokenizer *tok, nt_error *err, int32_t **ids, int64_t *n_ids,
+                                      int64_t **positions, char **texts, int64_t **text_offsets, int64_t *n_matches,
+                                      const char *text, size_t len) {
+    *ids = NULL;
+    *positions = *text_offsets = NULL;
+    *texts = NULL;
+    *n_ids = *n_matches = 0;
+    nt_encode_scratch *s = scratch_acquire(tok);
+    if (s == NULL) return OOM("for encoding");
+    nt_id_vec out = {0};
+    match_log log = {0};
+    nt_status st = encode_one(tok, err, &out, s, &log, text, len);
+    scratch_release(tok, s);
+    if (st == NT_OK) {
+        *text_offsets = malloc(((size_t)log.n + 1) * sizeof **text_offsets);
+        if (nt_buf_reserve(&log.text, 1) || *text_offsets == NULL) st = OOM("for the matches");
+    }
+    if (st != NT_OK) {
+        free(out.data);
+        free(log.text.data);
+        free(log.at);
+        free(log.end);
+        free(*text_offsets);
+        *text_offsets = NULL;
+        return st;
+    }
+    (*text_offsets)[0] = 0;
+    for (int64_t k = 0; k < log.n; k++) (*text_offsets)[k + 1] = log.end[k];
+    free(log.end);
+    *ids = out.data;
+    *n_ids = out.len;
+    *positions = log.at;
+    *texts = log.text.data;
+    *n_matches = log.n;
     return NT_OK;
 }
 
@@ -299,7 +366,7 @@ static void encode_range(void *arg, int64_t begin, int64_t end) {
     for (int64_t b = begin; b < end; b++) {
         nt_error e;
         nt_status st = s == NULL ? nt_error_set(&e, NT_ERROR_OUT_OF_MEMORY, "out of memory for encoding")
-                                 : encode_one(ctx->tok, &e, &ctx->results[b], s, ctx->texts[b], ctx->lens[b]);
+                                 : encode_one(ctx->tok, &e, &ctx->results[b], s, NULL, ctx->texts[b], ctx->lens[b]);
         if (st != NT_OK) {
             if (__atomic_exchange_n(&ctx->failed, 1, __ATOMIC_ACQ_REL) == 0) {
                 ctx->err = e;

@@ -193,6 +193,43 @@ static PyObject *Tokenizer_encode(TokenizerObject *self, PyObject *text) {
     return list;
 }
 
+/* encode_matches(text: str) -> (list[int], list[(position, matched text)]): the ids, and for each added token
+ * the text it took in. */
+static PyObject *Tokenizer_encode_matches(TokenizerObject *self, PyObject *text) {
+    if (check_ready(self) < 0) return NULL;
+    if (!PyUnicode_Check(text)) return PyErr_Format(PyExc_TypeError, "text must be a str, not %.100s", Py_TYPE(text)->tp_name);
+    Py_ssize_t len;
+    const char *utf8 = PyUnicode_AsUTF8AndSize(text, &len);
+    if (utf8 == NULL) return NULL;
+    int32_t *ids;
+    int64_t n, n_matches, *positions, *offsets;
+    char *texts;
+    nt_error err = {0};
+    nt_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = nt_tokenizer_encode_matches(self->tok, &err, &ids, &n, &positions, &texts, &offsets, &n_matches, utf8,
+                                     (size_t)len);
+    Py_END_ALLOW_THREADS
+    if (st != NT_OK) return nt_py_raise(&err);
+    PyObject *result = NULL, *matches = NULL, *id_list = ids_to_list(ids, n);
+    if (id_list == NULL || (matches = PyList_New((Py_ssize_t)n_matches)) == NULL) goto done;
+    for (int64_t k = 0; k < n_matches; k++) {
+        PyObject *item = Py_BuildValue("(Ls#)", (long long)positions[k], texts + offsets[k],
+                                       (Py_ssize_t)(offsets[k + 1] - offsets[k]));
+        if (item == NULL) goto done;
+        PyList_SET_ITEM(matches, (Py_ssize_t)k, item);
+    }
+    result = PyTuple_Pack(2, id_list, matches);
+done:
+    Py_XDECREF(id_list);
+    Py_XDECREF(matches);
+    free(ids);
+    free(positions);
+    free(texts);
+    free(offsets);
+    return result;
+}
+
 /* encode_batch(texts: sequence of str, threads: bool = True) -> list[list[int]] */
 static PyObject *Tokenizer_encode_batch(TokenizerObject *self, PyObject *args) {
     PyObject *texts;
@@ -287,6 +324,8 @@ static void Tokenizer_dealloc(TokenizerObject *self) {
 
 static PyMethodDef Tokenizer_methods[] = {
     {"encode", (PyCFunction)Tokenizer_encode, METH_O, "encode(text) -> list[int] (no special tokens added)"},
+    {"encode_matches", (PyCFunction)Tokenizer_encode_matches, METH_O,
+     "encode_matches(text) -> (ids, [(position, matched text)]) for the added tokens"},
     {"encode_batch", (PyCFunction)Tokenizer_encode_batch, METH_VARARGS,
      "encode_batch(texts, threads=True) -> list[list[int]]"},
     {"decode", (PyCFunction)Tokenizer_decode, METH_VARARGS, "decode(ids: int32 array, skip_special=False) -> str"},
