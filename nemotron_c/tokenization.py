@@ -9,7 +9,6 @@ import os
 
 import numpy as np
 
-from . import _core
 from .tokenizer_files import (FormatError, apply_added_tokens_decoder, build_core, llama_pipeline, model_from_json,
                               normalize_content, post_processor_affixes, read_json, require, token_content)
 
