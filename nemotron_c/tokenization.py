@@ -394,6 +394,7 @@ class NemotronTokenizer:
             raise ValueError("You need to specify either `text` or `text_target`.")
         if text_pair is not None:
             raise ValueError("nemotron_c does not encode text pairs")
+        _refuse_unsupported(kwargs)
         batched = isinstance(text, (list, tuple))
         texts = list(text) if batched else [text]
         if batched and not texts:
@@ -490,6 +491,18 @@ class NemotronTokenizer:
     def __repr__(self):
         return (f"NemotronTokenizer(name_or_path={self.name_or_path!r}, vocab_size={self.vocab_size}, "
                 f"len={len(self)}, padding_side={self.padding_side!r})")
+
+
+# Options of Transformers' __call__ that nemotron_c does not implement: asking for them is an error, not a no-op.
+UNSUPPORTED_OPTIONS = {"return_offsets_mapping": False, "return_overflowing_tokens": False, "stride": 0,
+                       "is_split_into_words": False, "return_special_tokens_mask": False, "return_length": False,
+                       "text_target": None, "text_pair_target": None, "split_special_tokens": False}
+
+
+def _refuse_unsupported(kwargs):
+    for name, default in UNSUPPORTED_OPTIONS.items():
+        if name in kwargs and kwargs[name] != default and kwargs[name] is not None:
+            raise NotImplementedError(f"nemotron_c's tokenizer does not support {name}={kwargs[name]!r}")
 
 
 def _unpickle_tokenizer(cls, load_args, state):
