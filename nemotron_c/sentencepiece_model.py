@@ -3,7 +3,9 @@ Transformers 5 builds from it when a directory has no tokenizer.json (`SentenceP
 `SpmConverter.build_tokenizer_from_spm_proto`, or `LlamaTokenizer`'s own pipeline)."""
 import struct
 
+from . import _core
 from ._core import FormatError
+from .tokenizer_files import metaspace, model_from_json, step
 
 # field numbers of sentencepiece_model.proto
 MODEL_PIECES, MODEL_TRAINER_SPEC, MODEL_NORMALIZER_SPEC = 1, 2, 3
@@ -159,8 +161,7 @@ def _added(i, content, special):
 
 def model_from_sentencepiece(path, config):
     """Returns (model, config) for nemotron_c.tokenization from tokenizer.model and what tokenizer_config.json said."""
-    from . import _core
-    from .tokenization import LLAMA_CLASSES, _metaspace, _model_from_json, _step
+    from .tokenization import LLAMA_CLASSES
 
     pieces, trainer, normalizer = read_model_proto(path)
     if trainer["model_type"] != MODEL_TYPE_BPE:
@@ -180,7 +181,7 @@ def model_from_sentencepiece(path, config):
         # LlamaTokenizer takes the vocabulary and id-ranked merges and builds its own pipeline around them
         tj = {"model": {"type": "BPE", "vocab": vocab, "merges": [list(m) for m in _generate_merges(vocab)]},
               "added_tokens": [_added(i, p, True) for i, p in control] + [_added(i, p, False) for i, p in user_defined]}
-        return _model_from_json(tj, path), config
+        return model_from_json(tj, path), config
 
     if normalizer["precompiled_charsmap"]:
         raise ValueError(f"unsupported normalizer Precompiled: {path} carries a precompiled_charsmap "
@@ -218,9 +219,9 @@ def model_from_sentencepiece(path, config):
         "decoder": {"type": "Sequence", "decoders": decoders},
         "post_processor": None,
     }
-    model = _model_from_json(tj, path)
+    model = model_from_json(tj, path)
     # the Split strings are literals already: no regex to write and parse back
-    model.pre_tokenizer = [_metaspace(p) if p["type"] == "Metaspace" else _step(_core.STEP_SPLIT, strings=p["_literals"])
+    model.pre_tokenizer = [metaspace(p) if p["type"] == "Metaspace" else step(_core.STEP_SPLIT, strings=p["_literals"])
                            for p in pre]
     # special tokens as Transformers sets them from the trainer spec; control pieces become extra special tokens
     for name, id_key in (("bos_token", "bos_id"), ("eos_token", "eos_id"), ("unk_token", "unk_id")):

@@ -4,15 +4,13 @@ Policy lives here: reading tokenizer.json, tokenizer_config.json and special_tok
 alone), the special tokens, padding, truncation, tensors and chat templates, following Transformers 5
 (`TokenizersBackend` and `LlamaTokenizer`). The C core (`_core.Tokenizer`) does the encoding and decoding.
 """
-import json
 import operator
 import os
 
 import numpy as np
 
-from . import _core
-
-FormatError = _core.FormatError
+from .tokenizer_files import (FormatError, apply_added_tokens_decoder, build_core, llama_pipeline, model_from_json,
+                              normalize_content, post_processor_affixes, read_json, require, token_content)
 
 TOKENIZER_FILE = "tokenizer.json"
 CONFIG_FILE = "tokenizer_config.json"
@@ -26,313 +24,6 @@ LLAMA_CLASSES = ("LlamaTokenizer", "LlamaTokenizerFast")
 PLAIN_CLASSES = (None, "PreTrainedTokenizerFast", "TokenizersBackend", "NemotronTokenizer")
 VERY_LARGE_INTEGER = int(1e30)  # Transformers' model_max_length when none is set
 LARGE_INTEGER = int(1e20)       # above it, model_max_length means "no limit"
-
-PREPEND_SCHEMES = {"always": _core.PREPEND_ALWAYS, "first": _core.PREPEND_FIRST, "never": _core.PREPEND_NEVER}
-
-
-# ---------------------------------------------------------------- reading files
-
-
-def _read_json(path):
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise FormatError(f"{path} is not valid JSON: {e}") from None
-
-
-def _require(condition, message):
-    if not condition:
-        raise FormatError(message)
-
-
-def _token_content(value):
-    """A special token as tokenizer_config.json writes it: a string or a serialized AddedToken."""
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, dict) and isinstance(value.get("content"), str):
-        return value["content"]
-    raise FormatError(f"a special token must be a string or an AddedToken dict, got {value!r}")
-
-
-def _step(kind, a=None, b=None, start=0, stop=0, prepend_scheme=_core.PREPEND_ALWAYS, split=False, strings=None):
-    step = (kind, a, b, int(start), int(stop), prepend_scheme, int(bool(split)))
-    return step if strings is None else step + (list(strings),)
-
-
-# The regular expressions Transformers' SentencePiece conversion writes, as the core's fixed-string steps.
-REGEX_NORMALIZERS = {
-    (r"\A +| +\z", ""): lambda: _step(_core.STEP_TRIM, " "),
-    (" {2,}", " "): lambda: _step(_core.STEP_COLLAPSE, " ", " "),
-    ("\\A\u2581", "\u2581\u2581"): lambda: _step(_core.STEP_REPLACE_PREFIX, "\u2581", "\u2581\u2581"),
-}
-REGEX_META = set("()[]{}*+?.^$|\\")
-
-
-def _regex_literals(pattern):
-    """The strings of a regex that is an alternation of escaped literals (as re.escape writes them), or None."""
-    literals, current, i = [], [], 0
-    while i < len(pattern):
-        c = pattern[i]
-        if c == "\\":
-            if i + 1 >= len(pattern) or pattern[i + 1].isalnum():
-                return None  # a class such as \d or \A, not an escaped character
-            current.append(pattern[i + 1])
-            i += 2
-            continue
-        if c == "|":
-            literals.append("".join(current))
-            current = []
-        elif c in REGEX_META:
-            return None
-        else:
-            current.append(c)
-        i += 1
-    literals.append("".join(current))
-    return literals if all(literals) else None
-
-
-def _flatten(component, key):
-    if component is None:
-        return []
-    _require(isinstance(component, dict) and isinstance(component.get("type"), str),
-             f"a {key} must be an object with a 'type', got {component!r}")
-    if component["type"] == "Sequence":
-        items = component.get(key + "s")
-        _require(isinstance(items, list), f"a Sequence {key} needs a '{key}s' list")
-        return [step for item in items for step in _flatten(item, key)]
-    return [component]
-
-
-def _string_pattern(component, where):
-    pattern = component.get("pattern")
-    if isinstance(pattern, dict) and "String" in pattern:
-        return pattern["String"]
-    if isinstance(pattern, dict) and "Regex" in pattern:
-        raise ValueError(f"unsupported {where}: Replace with a Regex pattern")
-    raise FormatError(f"{where} Replace has no pattern: {component!r}")
-
-
-def _metaspace(component):
-    replacement = component.get("replacement", "\u2581")
-    _require(isinstance(replacement, str) and len(replacement) == 1, "Metaspace replacement must be one character")
-    if "prepend_scheme" in component:
-        scheme = component["prepend_scheme"]
-    else:  # tokenizers before 0.14 wrote add_prefix_space
-        scheme = "always" if component.get("add_prefix_space", True) else "never"
-    _require(scheme in PREPEND_SCHEMES, f"unknown Metaspace prepend_scheme {scheme!r}")
-    return _step(_core.STEP_METASPACE, replacement, None, prepend_scheme=PREPEND_SCHEMES[scheme],
-                 split=component.get("split", True))
-
-
-def _normalizer_steps(normalizer):
-    steps = []
-    for n in _flatten(normalizer, "normalizer"):
-        kind = n["type"]
-        if kind == "Prepend":
-            steps.append(_step(_core.STEP_PREPEND, n["prepend"]))
-        elif kind == "Replace" and isinstance(n.get("pattern"), dict) and "Regex" in n["pattern"]:
-            make = REGEX_NORMALIZERS.get((n["pattern"]["Regex"], n.get("content")))
-            if make is None:
-                raise ValueError(f"unsupported normalizer: Replace with the Regex pattern {n['pattern']['Regex']!r}")
-            steps.append(make())
-        elif kind == "Replace":
-            steps.append(_step(_core.STEP_REPLACE, _string_pattern(n, "normalizer"), n["content"]))
-        else:
-            raise ValueError(f"unsupported normalizer type {kind!r} (nemotron_c supports Prepend, Replace, Sequence)")
-    return steps
-
-
-def _pre_tokenizer_steps(pre_tokenizer):
-    steps = []
-    for p in _flatten(pre_tokenizer, "pretokenizer"):
-        if p["type"] == "Metaspace" and not steps:
-            steps.append(_metaspace(p))
-        elif p["type"] == "Split":
-            pattern = p.get("pattern") or {}
-            literals = [pattern["String"]] if "String" in pattern else _regex_literals(pattern.get("Regex", ""))
-            if literals is None or p.get("behavior") != "Isolated" or p.get("invert"):
-                raise ValueError("unsupported pre_tokenizer: Split other than isolating fixed strings "
-                                 f"({json.dumps(p)[:200]})")
-            steps.append(_step(_core.STEP_SPLIT, strings=literals))
-        else:
-            raise ValueError(f"unsupported pre_tokenizer type {p['type']!r} (nemotron_c supports Metaspace, Split)")
-    if len(steps) > 2 or (len(steps) == 2 and steps[1][0] != _core.STEP_SPLIT):
-        raise ValueError("unsupported pre_tokenizer: a Sequence other than Metaspace then Split")
-    return steps
-
-
-def _decoder_steps(decoder):
-    steps = []
-    for d in _flatten(decoder, "decoder"):
-        kind = d["type"]
-        if kind == "Replace":
-            steps.append(_step(_core.STEP_REPLACE, _string_pattern(d, "decoder"), d["content"]))
-        elif kind == "ByteFallback":
-            steps.append(_step(_core.STEP_BYTE_FALLBACK))
-        elif kind == "Fuse":
-            steps.append(_step(_core.STEP_FUSE))
-        elif kind == "Strip":
-            steps.append(_step(_core.STEP_STRIP, d["content"], None, d.get("start", 0), d.get("stop", 0)))
-        elif kind == "Metaspace":
-            steps.append(_metaspace(d))
-        else:
-            raise ValueError(f"unsupported decoder type {kind!r} "
-                             "(nemotron_c supports Replace, ByteFallback, Fuse, Strip, Metaspace, Sequence)")
-    return steps
-
-
-def _post_processor_affixes(post, added_ids):
-    """The special tokens a TemplateProcessing puts before and after a single sequence."""
-    if post is None:
-        return [], []
-    if post.get("type") != "TemplateProcessing":
-        raise ValueError(f"unsupported post_processor type {post.get('type')!r} (nemotron_c supports TemplateProcessing)")
-    prefix, suffix, seen_a = [], [], False
-    specials = post.get("special_tokens", {})
-    for item in post.get("single", []):
-        if "Sequence" in item:
-            seen_a = True
-            continue
-        name = item["SpecialToken"]["id"]
-        ids = specials.get(name, {}).get("ids")
-        _require(isinstance(ids, list), f"post_processor special token {name!r} has no ids")
-        (suffix if seen_a else prefix).extend(int(i) for i in ids)
-    return prefix, suffix
-
-
-class _Model:
-    """What the core needs, from tokenizer.json or tokenizer.model."""
-
-    def __init__(self, vocab, merges, unk_token, byte_fallback, fuse_unk, added, normalizer, pre_tokenizer, decoder,
-                 post_processor, ignore_merges=False):
-        self.vocab = vocab                    # piece -> id (the BPE model's)
-        self.merges = merges                  # [(left, right)] in rank order
-        self.unk_token = unk_token
-        self.byte_fallback = byte_fallback
-        self.fuse_unk = fuse_unk
-        self.added = added                    # [dict(id, content, special, lstrip, rstrip, single_word, normalized)]
-        self.normalizer = normalizer          # step tuples
-        self.pre_tokenizer = pre_tokenizer
-        self.decoder = decoder
-        self.post_processor = post_processor  # the JSON object, or None
-        self.ignore_merges = ignore_merges
-
-
-def _model_from_json(tj, path):
-    _require(isinstance(tj, dict), f"{path}: the top level is not an object")
-    model = tj.get("model")
-    _require(isinstance(model, dict), f"{path}: no 'model' object")
-    if model.get("type", "BPE") != "BPE":
-        raise ValueError(f"unsupported model type {model.get('type')!r} (nemotron_c supports BPE)")
-    for key in ("continuing_subword_prefix", "end_of_word_suffix"):
-        if model.get(key):
-            raise ValueError(f"unsupported BPE option {key}={model[key]!r}")
-    if model.get("dropout") not in (None, 0, 0.0):
-        raise ValueError("unsupported BPE option dropout (nemotron_c encodes deterministically)")
-    vocab = model.get("vocab")
-    _require(isinstance(vocab, dict), f"{path}: model.vocab is not an object")
-    for piece, i in vocab.items():
-        _require(isinstance(i, int) and 0 <= i < 2**31, f"{path}: bad id {i!r} for piece {piece!r}")
-    merges = []
-    for m in model.get("merges", []):
-        if isinstance(m, str):
-            parts = m.split(" ")
-            _require(len(parts) == 2, f"{path}: merge {m!r} is not two pieces separated by a space")
-        else:
-            _require(isinstance(m, list) and len(m) == 2 and all(isinstance(x, str) for x in m),
-                     f"{path}: merge {m!r} is not a pair of strings")
-            parts = m
-        merges.append((parts[0], parts[1]))
-    added = []
-    for a in tj.get("added_tokens") or []:
-        _require(isinstance(a, dict) and isinstance(a.get("content"), str) and isinstance(a.get("id"), int),
-                 f"{path}: bad added token {a!r}")
-        added.append({"id": a["id"], "content": a["content"], "special": bool(a.get("special", False)),
-                      "lstrip": bool(a.get("lstrip", False)), "rstrip": bool(a.get("rstrip", False)),
-                      "single_word": bool(a.get("single_word", False)),
-                      "normalized": bool(a.get("normalized", not a.get("special", False)))})
-    return _Model(vocab, merges, model.get("unk_token"), bool(model.get("byte_fallback", False)),
-                  bool(model.get("fuse_unk", False)), added, _normalizer_steps(tj.get("normalizer")),
-                  _pre_tokenizer_steps(tj.get("pre_tokenizer")), _decoder_steps(tj.get("decoder")),
-                  tj.get("post_processor"), bool(model.get("ignore_merges", False)))
-
-
-def _llama_pipeline(model, config):
-    """Transformers' LlamaTokenizer keeps the file's vocabulary and merges but builds its own pipeline."""
-    add_prefix_space = config.get("add_prefix_space")
-    add_prefix_space = True if add_prefix_space is None else add_prefix_space
-    legacy = config.get("legacy", False)
-    scheme = ("first" if not legacy else "always") if add_prefix_space else "never"
-    model.unk_token = None
-    model.byte_fallback = True
-    model.fuse_unk = True
-    model.ignore_merges = False
-    model.normalizer = []
-    model.pre_tokenizer = [_step(_core.STEP_METASPACE, "\u2581", prepend_scheme=PREPEND_SCHEMES[scheme], split=False)]
-    model.decoder = [_step(_core.STEP_REPLACE, "\u2581", " "), _step(_core.STEP_BYTE_FALLBACK), _step(_core.STEP_FUSE)]
-    if add_prefix_space:
-        model.decoder.append(_step(_core.STEP_STRIP, " ", None, 1, 0))
-
-
-def _normalize_content(content, steps):
-    """An added token marked `normalized` is matched (and named) in its normalized form, as tokenizers does."""
-    for kind, a, b, *_ in steps:
-        if kind == _core.STEP_PREPEND:
-            content = a + content if content else content
-        elif kind == _core.STEP_REPLACE:
-            content = content.replace(a, b)
-    return content
-
-
-def _apply_added_tokens_decoder(model, decoder):
-    """tokenizer_config.json's added_tokens_decoder ({id: AddedToken dict}) adds tokens and sets their flags."""
-    if not decoder:
-        return
-    _require(isinstance(decoder, dict), "added_tokens_decoder must be an object")
-    by_id = {a["id"]: a for a in model.added}
-    for key, value in decoder.items():
-        try:
-            token_id = int(key)
-        except ValueError:
-            raise FormatError(f"added_tokens_decoder has a non-integer id {key!r}") from None
-        content = _token_content(value)
-        _require(isinstance(content, str) and content and 0 <= token_id < 2**31,
-                 f"added_tokens_decoder[{key!r}] is not a token")
-        flags = value if isinstance(value, dict) else {}
-        token = by_id.get(token_id)
-        if token is None:
-            token = {"id": token_id, "lstrip": False, "rstrip": False, "single_word": False, "normalized": False,
-                     "special": False}
-            model.added.append(token)
-            by_id[token_id] = token
-        token["content"] = content
-        for flag in ("special", "lstrip", "rstrip", "single_word"):
-            if flag in flags:
-                token[flag] = bool(flags[flag])
-        token["normalized"] = bool(flags.get("normalized", not token["special"]))
-
-
-def _build_core(model):
-    pieces = sorted(model.vocab.items(), key=lambda kv: kv[1])
-    encoded = [p.encode("utf-8") for p, _ in pieces]
-    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
-    np.cumsum([len(e) for e in encoded], out=offsets[1:])
-    ids = np.array([i for _, i in pieces], dtype=np.int32)
-    vocab = model.vocab
-    try:
-        merges = np.array([(vocab[a], vocab[b]) for a, b in model.merges], dtype=np.int32).reshape(-1, 2)
-    except KeyError as e:
-        raise FormatError(f"a merge names {e.args[0]!r}, which is not in the vocabulary") from None
-    unk_id = -1
-    if model.unk_token is not None:
-        _require(model.unk_token in vocab, f"unk_token {model.unk_token!r} is not in the vocabulary")
-        unk_id = vocab[model.unk_token]
-    added = [(a["matched"], a["id"], a["special"], a["lstrip"], a["rstrip"], a["single_word"], a["normalized"])
-             for a in model.added]
-    return _core.Tokenizer(b"".join(encoded), offsets, ids, merges, unk_id, model.byte_fallback, model.fuse_unk, added,
-                           model.normalizer, model.pre_tokenizer, model.decoder, model.ignore_merges)
-
 
 # ---------------------------------------------------------------- outputs
 
@@ -396,7 +87,7 @@ class NemotronTokenizer:
     model_input_names = ["input_ids", "attention_mask"]
 
     def __init__(self, model, config, kwargs=None, name_or_path=""):
-        """model: a _Model read from tokenizer.json or tokenizer.model; config: tokenizer_config.json and
+        """model: a TokenizerModel read from tokenizer.json or tokenizer.model; config: tokenizer_config.json and
         special_tokens_map.json; kwargs: what the caller passed to from_pretrained (they override config)."""
         kwargs = kwargs or {}
         config = {**config, **kwargs}
@@ -405,14 +96,14 @@ class NemotronTokenizer:
         tokenizer_class = config.get("tokenizer_class")
         self._llama = tokenizer_class in LLAMA_CLASSES
         if self._llama:
-            _llama_pipeline(model, config)
+            llama_pipeline(model, config)
         elif tokenizer_class not in PLAIN_CLASSES:
             raise ValueError(f"unsupported tokenizer_class {tokenizer_class!r}")
         self._read_special_tokens(config)
         if "added_tokens_decoder" in config and self._llama:
             # LlamaTokenizer rebuilds the backend: its added tokens are then those of the config only
             model.added = []
-        _apply_added_tokens_decoder(model, config.get("added_tokens_decoder"))
+        apply_added_tokens_decoder(model, config.get("added_tokens_decoder"))
         self._build_vocabulary(model)
         self._set_post_processor(model, config, kwargs)
 
@@ -433,20 +124,20 @@ class NemotronTokenizer:
         defaults = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"} if self._llama else {}
         self._special = {}
         for name in SPECIAL_TOKEN_NAMES:
-            value = _token_content(config[name]) if name in config else defaults.get(name)
+            value = token_content(config[name]) if name in config else defaults.get(name)
             if value is not None:
                 self._special[name] = value
         extra = config.get("extra_special_tokens", config.get("additional_special_tokens")) or []
         if isinstance(extra, dict):  # named extra tokens
             extra = list(extra.values())
-        self._extra_special = [_token_content(t) for t in extra]
+        self._extra_special = [token_content(t) for t in extra]
 
     def _build_vocabulary(self, model):
         """The added tokens (the file's, then every special token not there yet, as Transformers adds them), the
         core tokenizer and the id <-> token maps."""
         # tokenizers names a normalized added token by its normalized form, but looks it up by its content
         for a in model.added:
-            a["matched"] = _normalize_content(a["content"], model.normalizer) if a["normalized"] else a["content"]
+            a["matched"] = normalize_content(a["content"], model.normalizer) if a["normalized"] else a["content"]
         by_content = {a["content"]: a for a in model.added}
         next_id = max([*model.vocab.values(), *(a["id"] for a in model.added), -1]) + 1
         for content in [*self._special.values(), *self._extra_special]:
@@ -459,7 +150,7 @@ class NemotronTokenizer:
                      "rstrip": False, "single_word": False, "normalized": False}
             model.added.append(token)
             by_content[content] = token
-        self._core = _build_core(model)
+        self._core = build_core(model)
 
         self._n_model = len(model.vocab)
         self._stripping_tokens = any(a["lstrip"] or a["rstrip"] for a in model.added)
@@ -483,7 +174,7 @@ class NemotronTokenizer:
             self._suffix = [self.eos_token_id] if self._add_eos_token else []
         else:
             self._add_bos_token = self._add_eos_token = False
-            self._prefix, self._suffix = _post_processor_affixes(model.post_processor, self._vocab)
+            self._prefix, self._suffix = post_processor_affixes(model.post_processor)
 
     # ---- loading
 
@@ -495,15 +186,15 @@ class NemotronTokenizer:
         config = {}
         config_path = os.path.join(path, CONFIG_FILE)
         if os.path.isfile(config_path):
-            data = _read_json(config_path)
-            _require(isinstance(data, dict), f"{config_path}: the top level is not an object")
+            data = read_json(config_path)
+            require(isinstance(data, dict), f"{config_path}: the top level is not an object")
             config.update(data)
         # As Transformers: special_tokens_map.json is read only when tokenizer_config.json has no
         # added_tokens_decoder, and then its entries win over tokenizer_config.json's.
         special_map = os.path.join(path, SPECIAL_TOKENS_FILE)
         if os.path.isfile(special_map) and "added_tokens_decoder" not in config:
-            data = _read_json(special_map)
-            _require(isinstance(data, dict), f"{special_map}: the top level is not an object")
+            data = read_json(special_map)
+            require(isinstance(data, dict), f"{special_map}: the top level is not an object")
             config.update(data)
         template_path = os.path.join(path, "chat_template.jinja")
         if os.path.isfile(template_path) and "chat_template" not in config:
@@ -512,8 +203,8 @@ class NemotronTokenizer:
         json_path = os.path.join(path, TOKENIZER_FILE)
         spm_path = os.path.join(path, SPM_FILE)
         if os.path.isfile(json_path):
-            tj = _read_json(json_path)
-            model = _model_from_json(tj, json_path)
+            tj = read_json(json_path)
+            model = model_from_json(tj, json_path)
         elif os.path.isfile(spm_path):
             from .sentencepiece_model import model_from_sentencepiece
             model, config = model_from_sentencepiece(spm_path, config)
@@ -703,6 +394,7 @@ class NemotronTokenizer:
             raise ValueError("You need to specify either `text` or `text_target`.")
         if text_pair is not None:
             raise ValueError("nemotron_c does not encode text pairs")
+        _refuse_unsupported(kwargs)
         batched = isinstance(text, (list, tuple))
         texts = list(text) if batched else [text]
         if batched and not texts:
@@ -799,6 +491,18 @@ class NemotronTokenizer:
     def __repr__(self):
         return (f"NemotronTokenizer(name_or_path={self.name_or_path!r}, vocab_size={self.vocab_size}, "
                 f"len={len(self)}, padding_side={self.padding_side!r})")
+
+
+# Options of Transformers' __call__ that nemotron_c does not implement: asking for them is an error, not a no-op.
+UNSUPPORTED_OPTIONS = {"return_offsets_mapping": False, "return_overflowing_tokens": False, "stride": 0,
+                       "is_split_into_words": False, "return_special_tokens_mask": False, "return_length": False,
+                       "text_target": None, "text_pair_target": None, "split_special_tokens": False}
+
+
+def _refuse_unsupported(kwargs):
+    for name, default in UNSUPPORTED_OPTIONS.items():
+        if name in kwargs and kwargs[name] != default and kwargs[name] is not None:
+            raise NotImplementedError(f"nemotron_c's tokenizer does not support {name}={kwargs[name]!r}")
 
 
 def _unpickle_tokenizer(cls, load_args, state):

@@ -271,3 +271,13 @@ def test_unigram_tokenizer_model_is_named(tmp_path):
                                    character_coverage=0.98)
     with pytest.raises(ValueError, match="Unigram|model type"):
         AutoTokenizer.from_pretrained(str(tmp_path))
+
+
+@pytest.mark.parametrize("option", [dict(return_offsets_mapping=True), dict(stride=2, max_length=4, truncation=True),
+                                    dict(return_overflowing_tokens=True, max_length=4, truncation=True),
+                                    dict(is_split_into_words=True), dict(text_target="x")])
+def test_unsupported_call_options_are_refused(both, option):
+    ours, _ = both
+    with pytest.raises(NotImplementedError, match=next(iter(option))):
+        ours(["a b"], **option)
+    assert ours(["a b"], **{k: v for k, v in option.items() if k in ("max_length", "truncation")})["input_ids"]

@@ -1,0 +1,313 @@
+"""Reading tokenizer.json into the tables of the C core: the BPE model, added tokens, normalizer, pre-tokenizer,
+decoder and post-processor that SentencePiece conversions produce. A component nemotron_c does not implement is a
+ValueError naming it; a malformed file is a FormatError."""
+import json
+
+import numpy as np
+
+from . import _core
+
+FormatError = _core.FormatError
+
+PREPEND_SCHEMES = {"always": _core.PREPEND_ALWAYS, "first": _core.PREPEND_FIRST, "never": _core.PREPEND_NEVER}
+
+
+def read_json(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise FormatError(f"{path} is not valid JSON: {e}") from None
+
+
+def require(condition, message):
+    if not condition:
+        raise FormatError(message)
+
+
+def token_content(value):
+    """A special token as tokenizer_config.json writes it: a string or a serialized AddedToken."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, dict) and isinstance(value.get("content"), str):
+        return value["content"]
+    raise FormatError(f"a special token must be a string or an AddedToken dict, got {value!r}")
+
+
+def step(kind, a=None, b=None, start=0, stop=0, prepend_scheme=_core.PREPEND_ALWAYS, split=False, strings=None):
+    step = (kind, a, b, int(start), int(stop), prepend_scheme, int(bool(split)))
+    return step if strings is None else step + (list(strings),)
+
+
+# The regular expressions Transformers' SentencePiece conversion writes, as the core's fixed-string steps.
+REGEX_NORMALIZERS = {
+    (r"\A +| +\z", ""): lambda: step(_core.STEP_TRIM, " "),
+    (" {2,}", " "): lambda: step(_core.STEP_COLLAPSE, " ", " "),
+    ("\\A\u2581", "\u2581\u2581"): lambda: step(_core.STEP_REPLACE_PREFIX, "\u2581", "\u2581\u2581"),
+}
+REGEX_META = set("()[]{}*+?.^$|\\")
+
+
+def regex_literals(pattern):
+    """The strings of a regex that is an alternation of escaped literals (as re.escape writes them), or None."""
+    literals, current, i = [], [], 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\":
+            if i + 1 >= len(pattern) or pattern[i + 1].isalnum():
+                return None  # a class such as \d or \A, not an escaped character
+            current.append(pattern[i + 1])
+            i += 2
+            continue
+        if c == "|":
+            literals.append("".join(current))
+            current = []
+        elif c in REGEX_META:
+            return None
+        else:
+            current.append(c)
+        i += 1
+    literals.append("".join(current))
+    return literals if all(literals) else None
+
+
+def flatten(component, key):
+    if component is None:
+        return []
+    require(isinstance(component, dict) and isinstance(component.get("type"), str),
+             f"a {key} must be an object with a 'type', got {component!r}")
+    if component["type"] == "Sequence":
+        items = component.get(key + "s")
+        require(isinstance(items, list), f"a Sequence {key} needs a '{key}s' list")
+        return [step for item in items for step in flatten(item, key)]
+    return [component]
+
+
+def string_pattern(component, where):
+    pattern = component.get("pattern")
+    if isinstance(pattern, dict) and "String" in pattern:
+        return pattern["String"]
+    if isinstance(pattern, dict) and "Regex" in pattern:
+        raise ValueError(f"unsupported {where}: Replace with a Regex pattern")
+    raise FormatError(f"{where} Replace has no pattern: {component!r}")
+
+
+def metaspace(component):
+    replacement = component.get("replacement", "\u2581")
+    require(isinstance(replacement, str) and len(replacement) == 1, "Metaspace replacement must be one character")
+    if "prepend_scheme" in component:
+        scheme = component["prepend_scheme"]
+    else:  # tokenizers before 0.14 wrote add_prefix_space
+        scheme = "always" if component.get("add_prefix_space", True) else "never"
+    require(scheme in PREPEND_SCHEMES, f"unknown Metaspace prepend_scheme {scheme!r}")
+    return step(_core.STEP_METASPACE, replacement, None, prepend_scheme=PREPEND_SCHEMES[scheme],
+                 split=component.get("split", True))
+
+
+def normalizer_steps(normalizer):
+    steps = []
+    for n in flatten(normalizer, "normalizer"):
+        kind = n["type"]
+        if kind == "Prepend":
+            steps.append(step(_core.STEP_PREPEND, n["prepend"]))
+        elif kind == "Replace" and isinstance(n.get("pattern"), dict) and "Regex" in n["pattern"]:
+            make = REGEX_NORMALIZERS.get((n["pattern"]["Regex"], n.get("content")))
+            if make is None:
+                raise ValueError(f"unsupported normalizer: Replace with the Regex pattern {n['pattern']['Regex']!r}")
+            steps.append(make())
+        elif kind == "Replace":
+            steps.append(step(_core.STEP_REPLACE, string_pattern(n, "normalizer"), n["content"]))
+        else:
+            raise ValueError(f"unsupported normalizer type {kind!r} (nemotron_c supports Prepend, Replace, Sequence)")
+    return steps
+
+
+def pre_tokenizer_steps(pre_tokenizer):
+    steps = []
+    for p in flatten(pre_tokenizer, "pretokenizer"):
+        if p["type"] == "Metaspace" and not steps:
+            steps.append(metaspace(p))
+        elif p["type"] == "Split":
+            pattern = p.get("pattern") or {}
+            literals = [pattern["String"]] if "String" in pattern else regex_literals(pattern.get("Regex", ""))
+            if literals is None or p.get("behavior") != "Isolated" or p.get("invert"):
+                raise ValueError("unsupported pre_tokenizer: Split other than isolating fixed strings "
+                                 f"({json.dumps(p)[:200]})")
+            steps.append(step(_core.STEP_SPLIT, strings=literals))
+        else:
+            raise ValueError(f"unsupported pre_tokenizer type {p['type']!r} (nemotron_c supports Metaspace, Split)")
+    if len(steps) > 2 or (len(steps) == 2 and steps[1][0] != _core.STEP_SPLIT):
+        raise ValueError("unsupported pre_tokenizer: a Sequence other than Metaspace then Split")
+    return steps
+
+
+def decoder_steps(decoder):
+    steps = []
+    for d in flatten(decoder, "decoder"):
+        kind = d["type"]
+        if kind == "Replace":
+            steps.append(step(_core.STEP_REPLACE, string_pattern(d, "decoder"), d["content"]))
+        elif kind == "ByteFallback":
+            steps.append(step(_core.STEP_BYTE_FALLBACK))
+        elif kind == "Fuse":
+            steps.append(step(_core.STEP_FUSE))
+        elif kind == "Strip":
+            steps.append(step(_core.STEP_STRIP, d["content"], None, d.get("start", 0), d.get("stop", 0)))
+        elif kind == "Metaspace":
+            steps.append(metaspace(d))
+        else:
+            raise ValueError(f"unsupported decoder type {kind!r} "
+                             "(nemotron_c supports Replace, ByteFallback, Fuse, Strip, Metaspace, Sequence)")
+    return steps
+
+
+def post_processor_affixes(post):
+    """The special tokens a TemplateProcessing puts before and after a single sequence."""
+    if post is None:
+        return [], []
+    if post.get("type") != "TemplateProcessing":
+        raise ValueError(f"unsupported post_processor type {post.get('type')!r} (nemotron_c supports TemplateProcessing)")
+    prefix, suffix, seen_a = [], [], False
+    specials = post.get("special_tokens", {})
+    for item in post.get("single", []):
+        if "Sequence" in item:
+            seen_a = True
+            continue
+        name = item["SpecialToken"]["id"]
+        ids = specials.get(name, {}).get("ids")
+        require(isinstance(ids, list), f"post_processor special token {name!r} has no ids")
+        (suffix if seen_a else prefix).extend(int(i) for i in ids)
+    return prefix, suffix
+
+
+class TokenizerModel:
+    """What the core needs, from tokenizer.json or tokenizer.model."""
+
+    def __init__(self, vocab, merges, unk_token, byte_fallback, fuse_unk, added, normalizer, pre_tokenizer, decoder,
+                 post_processor, ignore_merges=False):
+        self.vocab = vocab                    # piece -> id (the BPE model's)
+        self.merges = merges                  # [(left, right)] in rank order
+        self.unk_token = unk_token
+        self.byte_fallback = byte_fallback
+        self.fuse_unk = fuse_unk
+        self.added = added                    # [dict(id, content, special, lstrip, rstrip, single_word, normalized)]
+        self.normalizer = normalizer          # step tuples
+        self.pre_tokenizer = pre_tokenizer
+        self.decoder = decoder
+        self.post_processor = post_processor  # the JSON object, or None
+        self.ignore_merges = ignore_merges
+
+
+def model_from_json(tj, path):
+    require(isinstance(tj, dict), f"{path}: the top level is not an object")
+    model = tj.get("model")
+    require(isinstance(model, dict), f"{path}: no 'model' object")
+    if model.get("type", "BPE") != "BPE":
+        raise ValueError(f"unsupported model type {model.get('type')!r} (nemotron_c supports BPE)")
+    for key in ("continuing_subword_prefix", "end_of_word_suffix"):
+        if model.get(key):
+            raise ValueError(f"unsupported BPE option {key}={model[key]!r}")
+    if model.get("dropout") not in (None, 0, 0.0):
+        raise ValueError("unsupported BPE option dropout (nemotron_c encodes deterministically)")
+    vocab = model.get("vocab")
+    require(isinstance(vocab, dict), f"{path}: model.vocab is not an object")
+    for piece, i in vocab.items():
+        require(isinstance(i, int) and 0 <= i < 2**31, f"{path}: bad id {i!r} for piece {piece!r}")
+    merges = []
+    for m in model.get("merges", []):
+        if isinstance(m, str):
+            parts = m.split(" ")
+            require(len(parts) == 2, f"{path}: merge {m!r} is not two pieces separated by a space")
+        else:
+            require(isinstance(m, list) and len(m) == 2 and all(isinstance(x, str) for x in m),
+                     f"{path}: merge {m!r} is not a pair of strings")
+            parts = m
+        merges.append((parts[0], parts[1]))
+    added = []
+    for a in tj.get("added_tokens") or []:
+        require(isinstance(a, dict) and isinstance(a.get("content"), str) and isinstance(a.get("id"), int),
+                 f"{path}: bad added token {a!r}")
+        added.append({"id": a["id"], "content": a["content"], "special": bool(a.get("special", False)),
+                      "lstrip": bool(a.get("lstrip", False)), "rstrip": bool(a.get("rstrip", False)),
+                      "single_word": bool(a.get("single_word", False)),
+                      "normalized": bool(a.get("normalized", not a.get("special", False)))})
+    return TokenizerModel(vocab, merges, model.get("unk_token"), bool(model.get("byte_fallback", False)),
+                  bool(model.get("fuse_unk", False)), added, normalizer_steps(tj.get("normalizer")),
+                  pre_tokenizer_steps(tj.get("pre_tokenizer")), decoder_steps(tj.get("decoder")),
+                  tj.get("post_processor"), bool(model.get("ignore_merges", False)))
+
+
+def llama_pipeline(model, config):
+    """Transformers' LlamaTokenizer keeps the file's vocabulary and merges but builds its own pipeline."""
+    add_prefix_space = config.get("add_prefix_space")
+    add_prefix_space = True if add_prefix_space is None else add_prefix_space
+    legacy = config.get("legacy", False)
+    scheme = ("first" if not legacy else "always") if add_prefix_space else "never"
+    model.unk_token = None
+    model.byte_fallback = True
+    model.fuse_unk = True
+    model.ignore_merges = False
+    model.normalizer = []
+    model.pre_tokenizer = [step(_core.STEP_METASPACE, "\u2581", prepend_scheme=PREPEND_SCHEMES[scheme], split=False)]
+    model.decoder = [step(_core.STEP_REPLACE, "\u2581", " "), step(_core.STEP_BYTE_FALLBACK), step(_core.STEP_FUSE)]
+    if add_prefix_space:
+        model.decoder.append(step(_core.STEP_STRIP, " ", None, 1, 0))
+
+
+def normalize_content(content, steps):
+    """An added token marked `normalized` is matched (and named) in its normalized form, as tokenizers does."""
+    for kind, a, b, *_ in steps:
+        if kind == _core.STEP_PREPEND:
+            content = a + content if content else content
+        elif kind == _core.STEP_REPLACE:
+            content = content.replace(a, b)
+    return content
+
+
+def apply_added_tokens_decoder(model, decoder):
+    """tokenizer_config.json's added_tokens_decoder ({id: AddedToken dict}) adds tokens and sets their flags."""
+    if not decoder:
+        return
+    require(isinstance(decoder, dict), "added_tokens_decoder must be an object")
+    by_id = {a["id"]: a for a in model.added}
+    for key, value in decoder.items():
+        try:
+            token_id = int(key)
+        except ValueError:
+            raise FormatError(f"added_tokens_decoder has a non-integer id {key!r}") from None
+        content = token_content(value)
+        require(isinstance(content, str) and content and 0 <= token_id < 2**31,
+                 f"added_tokens_decoder[{key!r}] is not a token")
+        flags = value if isinstance(value, dict) else {}
+        token = by_id.get(token_id)
+        if token is None:
+            token = {"id": token_id, "lstrip": False, "rstrip": False, "single_word": False, "normalized": False,
+                     "special": False}
+            model.added.append(token)
+            by_id[token_id] = token
+        token["content"] = content
+        for flag in ("special", "lstrip", "rstrip", "single_word"):
+            if flag in flags:
+                token[flag] = bool(flags[flag])
+        token["normalized"] = bool(flags.get("normalized", not token["special"]))
+
+
+def build_core(model):
+    pieces = sorted(model.vocab.items(), key=lambda kv: kv[1])
+    encoded = [p.encode("utf-8") for p, _ in pieces]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    np.cumsum([len(e) for e in encoded], out=offsets[1:])
+    ids = np.array([i for _, i in pieces], dtype=np.int32)
+    vocab = model.vocab
+    try:
+        merges = np.array([(vocab[a], vocab[b]) for a, b in model.merges], dtype=np.int32).reshape(-1, 2)
+    except KeyError as e:
+        raise FormatError(f"a merge names {e.args[0]!r}, which is not in the vocabulary") from None
+    unk_id = -1
+    if model.unk_token is not None:
+        require(model.unk_token in vocab, f"unk_token {model.unk_token!r} is not in the vocabulary")
+        unk_id = vocab[model.unk_token]
+    added = [(a["matched"], a["id"], a["special"], a["lstrip"], a["rstrip"], a["single_word"], a["normalized"])
+             for a in model.added]
+    return _core.Tokenizer(b"".join(encoded), offsets, ids, merges, unk_id, model.byte_fallback, model.fuse_unk, added,
+                           model.normalizer, model.pre_tokenizer, model.decoder, model.ignore_merges)
