@@ -36,7 +36,8 @@ def make_checkpoint(path, layers, dtype):
     model = transformers.NemotronForCausalLM(config).to(getattr(torch, dtype))
     model.save_pretrained(path)
     params = sum(p.numel() for p in model.parameters())
-    return params
+    embedding = config.vocab_size * config.hidden_size
+    return params, embedding
 
 
 def main():
@@ -51,7 +52,7 @@ def main():
     transformers.logging.set_verbosity_error()
 
     with tempfile.TemporaryDirectory() as path:
-        params = make_checkpoint(path, args.layers, args.dtype)
+        params, embedding = make_checkpoint(path, args.layers, args.dtype)
         print(f"random Nemotron checkpoint: {params / 1e6:.0f}M parameters stored as {args.dtype}, "
               f"{args.threads} threads, kernels {os.environ.get('NEMOTRON_C_KERNELS', 'auto')}")
 
@@ -89,11 +90,15 @@ def main():
     print(f"{'':32} {'nemotron_c':>12} {'transformers':>13} {'ratio':>7}")
     for name, a, b, ratio in rows:
         print(f"{name:32} {a:12.3f} {b:13.3f} {ratio:7.2f}")
-    flops = 2 * params * args.prompt
-    print(f"prefill GFLOP/s (2 x params x tokens): nemotron_c {flops / prefill_ours / 1e9:.1f}, "
+    # prefill multiplies every token by the decoder layers' weights (the lm_head only for the last one);
+    # decode reads the decoder layers and the lm_head once per token (the embedding table only one row)
+    layer_params = params - 2 * embedding
+    flops = 2 * layer_params * args.prompt
+    print(f"prefill GFLOP/s (2 x layer params x tokens): nemotron_c {flops / prefill_ours / 1e9:.1f}, "
           f"transformers {flops / prefill_theirs / 1e9:.1f}")
-    weight_bytes = params * (4 if args.dtype == "float32" else 2)
-    print(f"decode weight-read bandwidth: nemotron_c {weight_bytes * rate_ours / 1e9:.1f} GB/s")
+    weight_bytes = (layer_params + embedding) * (4 if args.dtype == "float32" else 2)
+    print(f"decode weight-read bandwidth: nemotron_c {weight_bytes * rate_ours / 1e9:.1f} GB/s, "
+          f"transformers {weight_bytes * rate_theirs / 1e9:.1f} GB/s")
 
 
 if __name__ == "__main__":

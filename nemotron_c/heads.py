@@ -15,7 +15,7 @@ import numpy as np
 
 from .inputs import to_numpy
 from .loading import convert
-from .modeling import AutoModel, NemotronPreTrainedModel, check_unsupported
+from .modeling import AutoModel, NemotronPreTrainedModel, check_unsupported, cross_entropy
 from .outputs import QuestionAnsweringModelOutput, SequenceClassifierOutputWithPast, TokenClassifierOutput
 
 PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
@@ -237,18 +237,6 @@ def class_index_labels(labels, name, count, num_labels, ignore_index=-100):
             f"{name} holds {int(flat[bad][0])}, outside [0, {num_labels}) (use {ignore_index} to ignore a position)"
         )
     return flat
-
-
-def cross_entropy(logits, targets, ignore_index):
-    """Mean over the kept rows of -log_softmax(logits)[target], as torch's cross_entropy (NaN when none is kept)."""
-    keep = targets != ignore_index
-    rows = logits.reshape(len(targets), -1)[keep].astype(np.float64)
-    if rows.shape[0] == 0:
-        return np.float32(np.nan)
-    peak = rows.max(axis=1, keepdims=True)
-    log_z = np.log(np.exp(rows - peak).sum(axis=1)) + peak[:, 0]
-    picked = rows[np.arange(rows.shape[0]), targets[keep]]
-    return np.float32(np.mean(log_z - picked))
 
 
 def sequence_classification_loss(pooled, labels, config):

@@ -594,13 +594,18 @@ def causal_lm_loss(logits, labels, vocab_size, ignore_index=-100):
     keep = shift != ignore_index
     if np.any((shift[keep] < 0) | (shift[keep] >= vocab_size)):
         raise ValueError(f"labels must lie in [0, {vocab_size}) or equal {ignore_index}")
-    flat = logits.reshape(-1, V).astype(np.float64)
-    rows = flat[keep]
+    return cross_entropy(logits.reshape(-1, V), shift, ignore_index)
+
+
+def cross_entropy(logits, targets, ignore_index):
+    """Mean over the kept rows of -log_softmax(logits)[target], as torch's cross_entropy (NaN when none is kept)."""
+    keep = targets != ignore_index
+    rows = logits.reshape(len(targets), -1)[keep].astype(np.float64)
     if rows.shape[0] == 0:
         return np.float32(np.nan)
     peak = rows.max(axis=1, keepdims=True)
     log_z = np.log(np.exp(rows - peak).sum(axis=1)) + peak[:, 0]
-    picked = rows[np.arange(rows.shape[0]), shift[keep]]
+    picked = rows[np.arange(rows.shape[0]), targets[keep]]
     return np.float32(np.mean(log_z - picked))
 
 

@@ -147,6 +147,7 @@ static void panel_block(float *y, int64_t N, const float *x, int64_t K, const fl
                 *x5 = x + (mr > 5 ? 5 : mr - 1) * K;
     __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00,
            a31 = a00, a40 = a00, a41 = a00, a50 = a00, a51 = a00;
+#pragma GCC unroll 4
     for (int64_t k = 0; k < kc; k++) {
         __m256 w0 = _mm256_load_ps(panel + k * PANEL_NR), w1 = _mm256_load_ps(panel + k * PANEL_NR + 8), b;
         b = _mm256_broadcast_ss(x0 + k);
@@ -168,15 +169,24 @@ static void panel_block(float *y, int64_t N, const float *x, int64_t K, const fl
         a50 = _mm256_fmadd_ps(b, w0, a50);
         a51 = _mm256_fmadd_ps(b, w1, a51);
     }
-    float out[PANEL_MR][PANEL_NR];
-    _mm256_storeu_ps(out[0], a00), _mm256_storeu_ps(out[0] + 8, a01);
-    _mm256_storeu_ps(out[1], a10), _mm256_storeu_ps(out[1] + 8, a11);
-    _mm256_storeu_ps(out[2], a20), _mm256_storeu_ps(out[2] + 8, a21);
-    _mm256_storeu_ps(out[3], a30), _mm256_storeu_ps(out[3] + 8, a31);
-    _mm256_storeu_ps(out[4], a40), _mm256_storeu_ps(out[4] + 8, a41);
-    _mm256_storeu_ps(out[5], a50), _mm256_storeu_ps(out[5] + 8, a51);
-    for (int64_t i = 0; i < mr; i++)
-        for (int64_t j = 0; j < nr; j++) y[i * N + j] = accumulate ? y[i * N + j] + out[i][j] : out[i][j];
+    __m256 acc[PANEL_MR][2] = {{a00, a01}, {a10, a11}, {a20, a21}, {a30, a31}, {a40, a41}, {a50, a51}};
+    for (int64_t i = 0; i < mr; i++) {
+        float *y_i = y + i * N;
+        if (nr == PANEL_NR) {
+            __m256 lo = acc[i][0], hi = acc[i][1];
+            if (accumulate) {
+                lo = _mm256_add_ps(lo, _mm256_loadu_ps(y_i));
+                hi = _mm256_add_ps(hi, _mm256_loadu_ps(y_i + 8));
+            }
+            _mm256_storeu_ps(y_i, lo);
+            _mm256_storeu_ps(y_i + 8, hi);
+            continue;
+        }
+        float out[PANEL_NR];
+        _mm256_storeu_ps(out, acc[i][0]);
+        _mm256_storeu_ps(out + 8, acc[i][1]);
+        for (int64_t j = 0; j < nr; j++) y_i[j] = accumulate ? y_i[j] + out[j] : out[j];
+    }
 }
 
 static void gemm(float *y, const float *x, const void *w, nt_dtype dtype, int64_t M, int64_t N, int64_t K,

@@ -23,21 +23,34 @@ typedef struct {
     float *y;
     const float *x;
     const void *w;
+    const float *bias;  /* (N) or NULL */
+    nt_activation act;
     int64_t M, N, K;
 } matmul_job;
 
+/* Each thread adds the bias and applies the activation to the columns it computed, while they are in cache. */
 static void matmul_range(void *ctx, int64_t begin, int64_t end) {
     const matmul_job *job = ctx;
     int64_t n_begin = begin * MATMUL_COLUMN_BLOCK;
     int64_t n_end = end * MATMUL_COLUMN_BLOCK < job->N ? end * MATMUL_COLUMN_BLOCK : job->N;
     job->fn(job->y, job->x, job->w, job->M, job->N, job->K, n_begin, n_end);
+    if (job->bias == NULL && job->act == NT_ACT_IDENTITY) return;
+    for (int64_t m = 0; m < job->M; m++) {
+        float *row = job->y + m * job->N + n_begin;
+        if (job->bias != NULL) nt_add_bias(row, job->bias + n_begin, 1, n_end - n_begin);
+        nt_activation_apply(row, n_end - n_begin, job->act);
+    }
+}
+
+void nt_model_linear_act(const nt_model *m, float *y, const float *x, const nt_tensor *w, const float *bias,
+                         int64_t M, nt_activation act) {
+    matmul_job job = {m->kernels->matmul[w->dtype], y, x, w->data, bias, act, M, w->shape[0], w->shape[1]};
+    int64_t blocks = (job.N + MATMUL_COLUMN_BLOCK - 1) / MATMUL_COLUMN_BLOCK;
+    nt_threadpool_parallel_for(m->pool, matmul_range, &job, blocks, 1);
 }
 
 void nt_model_linear(const nt_model *m, float *y, const float *x, const nt_tensor *w, const float *bias, int64_t M) {
-    matmul_job job = {m->kernels->matmul[w->dtype], y, x, w->data, M, w->shape[0], w->shape[1]};
-    int64_t blocks = (job.N + MATMUL_COLUMN_BLOCK - 1) / MATMUL_COLUMN_BLOCK;
-    nt_threadpool_parallel_for(m->pool, matmul_range, &job, blocks, 1);
-    if (bias != NULL) nt_add_bias(y, bias, M, job.N);
+    nt_model_linear_act(m, y, x, w, bias, M, NT_ACT_IDENTITY);
 }
 
 typedef struct {
@@ -235,12 +248,11 @@ static nt_status attention_block(const nt_model *m, nt_error *err, scratch *s, c
 }
 
 static void mlp_block(const nt_model *m, scratch *s, const nt_layer *w, int64_t BT, int64_t chunk) {
-    int64_t H = m->config.hidden_size, I = m->config.intermediate_size;
+    int64_t H = m->config.hidden_size;
     nt_model_layernorm1p(m, s->xn, s->x, w->post_norm_weight, w->post_norm_bias, BT);
     for (int64_t r = 0; r < BT; r += chunk) {
         int64_t rows = BT - r < chunk ? BT - r : chunk;
-        nt_model_linear(m, s->mlp, s->xn + r * H, &w->up_proj, w->up_bias, rows);
-        nt_activation_apply(s->mlp, rows * I, m->config.hidden_act);
+        nt_model_linear_act(m, s->mlp, s->xn + r * H, &w->up_proj, w->up_bias, rows, m->config.hidden_act);
         /* down_proj writes over the normed rows it no longer needs */
         nt_model_linear(m, s->xn + r * H, s->mlp, &w->down_proj, w->down_bias, rows);
     }

@@ -40,6 +40,9 @@ struct nt_cache {
 /* Threaded building blocks of the forward pass, for the other model files (scoring, heads). */
 /* y (M, N) = x (M, K) @ w (N, K)^T + bias (N); bias may be NULL */
 void nt_model_linear(const nt_model *m, float *y, const float *x, const nt_tensor *w, const float *bias, int64_t M);
+/* the same, then y = act(y) */
+void nt_model_linear_act(const nt_model *m, float *y, const float *x, const nt_tensor *w, const float *bias,
+                         int64_t M, nt_activation act);
 /* LayerNorm1P over rows (rows, H); y may equal x */
 void nt_model_layernorm1p(const nt_model *m, float *y, const float *x, const float *weight, const float *bias,
                           int64_t rows);
