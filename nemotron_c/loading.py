@@ -62,17 +62,23 @@ class StoredTensor:
         self.shape = shape
         self.data = data  # memoryview of the bytes
 
-    def array(self, dtype):
-        """The tensor as a NumPy array in `dtype` ('float32', 'bfloat16' or 'float16'; bfloat16 as uint16 bits).
-
-        Without conversion the array is a view of the memory map, unless the bytes are misaligned.
-        """
+    @property
+    def storage(self):
+        """The core's name of the stored dtype ('float32', 'bfloat16', 'float16'); ValueError for any other."""
         stored = SAFETENSORS_DTYPES[self.dtype][1]
         if stored is None:
             raise ValueError(
                 f"tensor {self.name!r} in {self.file} is stored as {self.dtype}, which nemotron_c does not support "
                 f"(supported: F32, BF16, F16)"
             )
+        return stored
+
+    def array(self, dtype):
+        """The tensor as a NumPy array in `dtype` ('float32', 'bfloat16' or 'float16'; bfloat16 as uint16 bits).
+
+        Without conversion the array is a view of the memory map, unless the bytes are misaligned.
+        """
+        stored = self.storage
         raw = np.frombuffer(self.data, dtype=STORAGE_NUMPY[stored]).reshape(self.shape)
         if raw.ctypes.data % raw.itemsize:
             raw = raw.copy()

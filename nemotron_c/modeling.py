@@ -450,19 +450,8 @@ def find_backbone_prefix(tensors, preferred):
 
 
 def resolve_storage(stored, dtype):
-    if dtype is not None:
-        return dtype
-    if hasattr(stored, "dtype") and isinstance(stored.dtype, str):
-        from .loading import SAFETENSORS_DTYPES
-
-        storage = SAFETENSORS_DTYPES[stored.dtype][1]
-        if storage is None:
-            raise ValueError(
-                f"tensor {stored.name!r} in {stored.file} is stored as {stored.dtype}, which nemotron_c does not "
-                "support (supported: F32, BF16, F16)"
-            )
-        return storage
-    return "float32"
+    """The dtype a weight is handed to the core in: the requested one, else the stored one (arrays: float32)."""
+    return dtype or getattr(stored, "storage", "float32")
 
 
 def activation_code(name):
