@@ -281,3 +281,14 @@ def test_unsupported_call_options_are_refused(both, option):
     with pytest.raises(NotImplementedError, match=next(iter(option))):
         ours(["a b"], **option)
     assert ours(["a b"], **{k: v for k, v in option.items() if k in ("max_length", "truncation")})["input_ids"]
+
+
+@pytest.mark.parametrize("where", ["normalizer", "decoder"])
+def test_empty_replace_pattern_is_refused_by_name(dirs, tmp_path, where):
+    """tokenizers inserts the content between every character for an empty pattern; we refuse it clearly."""
+    def edit(data):
+        data[where] = {"type": "Replace", "pattern": {"String": ""}, "content": "y"}
+
+    path = copy_with(dirs, tmp_path, edit=edit)
+    with pytest.raises(FormatError, match="empty pattern"):
+        AutoTokenizer.from_pretrained(path)

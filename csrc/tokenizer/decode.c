@@ -56,30 +56,35 @@ static int flush_bytes(str_list *dst, nt_byte_buf *run) {
     return rc;
 }
 
+/* Pushes t (len bytes) with every occurrence of `from` replaced by `to` (which may be empty). An empty
+ * `from` matches nothing. */
+static int push_replaced(str_list *dst, const char *t, size_t len, const char *from, size_t from_len,
+                         const char *to, size_t to_len) {
+    nt_byte_buf piece = {0};
+    size_t j = 0, last = 0;
+    int rc = 0;
+    while (from_len > 0 && j + from_len <= len && rc == 0) {
+        if (memcmp(t + j, from, from_len) == 0) {
+            rc = nt_buf_append(&piece, t + last, j - last) || nt_buf_append(&piece, to, to_len);
+            j += from_len;
+            last = j;
+        } else {
+            j++;
+        }
+    }
+    if (rc == 0) rc = nt_buf_append(&piece, t + last, len - last);
+    if (rc == 0) rc = list_push(dst, piece.data ? piece.data : "", piece.len);
+    free(piece.data);
+    return rc;
+}
+
 static int apply_decoder(const nt_step *d, str_list *dst, const str_list *src) {
     const char *a = d->a;
     size_t al = d->a_len;
     switch (d->step.type) {
     case NT_TOKENIZER_STEP_REPLACE:
-        for (int64_t i = 0; i < src->n; i++) {
-            const char *t = ITEM(src, i);
-            size_t len = ITEM_LEN(src, i), j = 0, last = 0;
-            nt_byte_buf piece = {0};
-            int rc = 0;
-            while (j + al <= len && rc == 0) {
-                if (memcmp(t + j, a, al) == 0) {
-                    rc = nt_buf_append(&piece, t + last, j - last) || nt_buf_append(&piece, d->b, d->b_len);
-                    j += al;
-                    last = j;
-                } else {
-                    j++;
-                }
-            }
-            if (rc == 0) rc = nt_buf_append(&piece, t + last, len - last);
-            if (rc == 0) rc = list_push(dst, piece.data ? piece.data : "", piece.len);
-            free(piece.data);
-            if (rc) return -1;
-        }
+        for (int64_t i = 0; i < src->n; i++)
+            if (push_replaced(dst, ITEM(src, i), ITEM_LEN(src, i), a, al, d->b, d->b_len)) return -1;
         return 0;
     case NT_TOKENIZER_STEP_BYTE_FALLBACK: {
         nt_byte_buf run = {0};
@@ -117,24 +122,8 @@ static int apply_decoder(const nt_step *d, str_list *dst, const str_list *src) {
         /* the replacement becomes a space, except in the first piece (unless prepend_scheme is never),
          * where it is dropped */
         for (int64_t i = 0; i < src->n; i++) {
-            const char *t = ITEM(src, i);
-            size_t len = ITEM_LEN(src, i), last = 0;
-            nt_byte_buf piece = {0};
             int drop = i == 0 && d->step.prepend_scheme != NT_PREPEND_SCHEME_NEVER;
-            int rc = 0;
-            for (size_t j = 0; j + al <= len && rc == 0;) {
-                if (memcmp(t + j, a, al) == 0) {
-                    rc = nt_buf_append(&piece, t + last, j - last) || (!drop && nt_buf_append(&piece, " ", 1));
-                    j += al;
-                    last = j;
-                } else {
-                    j++;
-                }
-            }
-            if (rc == 0) rc = nt_buf_append(&piece, t + last, len - last);
-            if (rc == 0) rc = list_push(dst, piece.data ? piece.data : "", piece.len);
-            free(piece.data);
-            if (rc) return -1;
+            if (push_replaced(dst, ITEM(src, i), ITEM_LEN(src, i), a, al, " ", drop ? 0 : 1)) return -1;
         }
         return 0;
     default:
