@@ -1,0 +1,1 @@
+"""Reading and writing checkpoints: safetensors and pytorch_model.bin files, Hub ids, saving."""
