@@ -1,4 +1,4 @@
-"""The command line: python -m nemotron_c score --model DIR FILE
+"""The command line: python -m nemotron_c score --model DIR_OR_ID FILE
 
 Scores every text of FILE (one per line, or JSONL records with a "text" or "input_ids" field; "-"
 reads standard input) and writes one JSON line per input to standard output or --output:
@@ -31,8 +31,8 @@ def build_parser():
         description="Scores each text of FILE under a causal language model and writes JSON lines.",
     )
     score.add_argument("file", metavar="FILE", help='text lines or JSONL ("text" or "input_ids" per record); - for stdin')
-    score.add_argument("--model", required=True, metavar="DIR", help="checkpoint directory")
-    score.add_argument("--tokenizer", metavar="DIR", help="tokenizer directory (default: the model's)")
+    score.add_argument("--model", required=True, metavar="DIR_OR_ID", help="checkpoint directory or Hub id")
+    score.add_argument("--tokenizer", metavar="DIR_OR_ID", help="tokenizer directory or Hub id (default: the model's)")
     score.add_argument("--output", "-o", metavar="FILE", help="write results here instead of stdout")
     score.add_argument("--format", choices=("auto", "text", "jsonl"), default="auto",
                        help="input format (auto: JSONL when the first line is a JSON object)")

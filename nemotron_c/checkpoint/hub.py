@@ -36,39 +36,38 @@ def resolve_directory(name_or_path, required, optional=(), *, revision=None, cac
     name = os.fspath(name_or_path)
     subfolder = subfolder or ""
     if os.path.isdir(name):
-        return os.path.join(name, subfolder)
-    try:
-        import huggingface_hub
-        from huggingface_hub import errors
+        return os.path.join(name, subfolder) if subfolder else name
+    try:  # the submodules by name: huggingface_hub loads its attributes lazily
+        import huggingface_hub.constants
+        import huggingface_hub.errors
+        import huggingface_hub.utils
     except ImportError:
         raise ImportError(f"{name!r} is not a local directory; loading a Hugging Face Hub id needs huggingface_hub: "
                           f"{INSTALL_HINT}") from None
     try:
         huggingface_hub.utils.validate_repo_id(name)
-    except errors.HFValidationError as e:
+    except huggingface_hub.errors.HFValidationError as e:
         raise FileNotFoundError(f"{name!r} is not a directory and not a valid Hub repo id ('org/name'): {e}") from None
-    repo = HubRepo(name, revision, cache_dir, local_files_only, token, subfolder, force_download, proxies)
+    repo = HubRepo(huggingface_hub, name, revision, cache_dir, local_files_only, token, subfolder, force_download, proxies)
     for group in required:
         if not any(repo.fetch(file) for file in group):
             repo.missing(group)
     for file in optional:
         repo.fetch(file)
-    return os.path.join(repo.snapshot, subfolder)
+    return os.path.join(repo.snapshot, subfolder) if subfolder else repo.snapshot
 
 
 class HubRepo:
     """One from_pretrained call's view of a Hub repo at one commit (see the module docstring)."""
 
-    def __init__(self, repo_id, revision, cache_dir, local_files_only, token, subfolder, force_download, proxies):
-        import huggingface_hub
-
-        self.hub = huggingface_hub
+    def __init__(self, hub, repo_id, revision, cache_dir, local_files_only, token, subfolder, force_download, proxies):
+        self.hub = hub
         self.repo_id = repo_id
         self.requested = revision or "main"
         self.revision = self.requested
-        self.cache_dir = os.fspath(cache_dir) if cache_dir is not None else huggingface_hub.constants.HF_HUB_CACHE
+        self.cache_dir = os.fspath(cache_dir) if cache_dir is not None else hub.constants.HF_HUB_CACHE
         # read at call time: huggingface_hub sets HF_HUB_OFFLINE from the environment when it is imported
-        self.offline = bool(local_files_only) or huggingface_hub.constants.is_offline_mode()
+        self.offline = bool(local_files_only) or hub.constants.is_offline_mode()
         self.options = {"token": token, "force_download": force_download, "local_files_only": self.offline}
         if proxies is not None:  # huggingface_hub 1.x and later take proxies from the environment and warn
             self.options["proxies"] = proxies
