@@ -226,8 +226,8 @@ class NemotronTokenizer:
         load_args = getattr(self, "_load_args", None)
         if load_args is None:
             raise TypeError("only a NemotronTokenizer made by from_pretrained can be pickled")
-        state = {"_special": dict(self._special), "padding_side": self.padding_side,
-                 "truncation_side": self.truncation_side, "model_max_length": self.model_max_length,
+        state = {"name_or_path": self.name_or_path, "_special": dict(self._special),
+                 "padding_side": self.padding_side, "truncation_side": self.truncation_side, "model_max_length": self.model_max_length,
                  "chat_template": self.chat_template, "clean_up_tokenization_spaces": self.clean_up_tokenization_spaces}
         return _unpickle_tokenizer, (type(self), load_args, state)
 
@@ -543,7 +543,7 @@ def _id_list(ids):
 
 
 class AutoTokenizer:
-    """`AutoTokenizer.from_pretrained(dir)` returns a NemotronTokenizer."""
+    """`AutoTokenizer.from_pretrained(dir or Hub id)` returns a NemotronTokenizer."""
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):

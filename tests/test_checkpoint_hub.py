@@ -289,4 +289,4 @@ def test_hub_model_and_tokenizer_pickle(cache, sources):
     ids = tokenizer(TEXT, return_tensors="np")["input_ids"]
     np.testing.assert_array_equal(tokenizer2(TEXT, return_tensors="np")["input_ids"], ids)
     np.testing.assert_array_equal(model2(ids).logits, model(ids).logits)
-    assert model2.name_or_path == model2.config._name_or_path == REPO
+    assert model2.name_or_path == model2.config._name_or_path == tokenizer2.name_or_path == REPO

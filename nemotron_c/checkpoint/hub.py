@@ -40,6 +40,7 @@ def resolve_directory(name_or_path, required, optional=(), *, revision=None, cac
     try:  # the submodules by name: huggingface_hub loads its attributes lazily
         import huggingface_hub.constants
         import huggingface_hub.errors
+        import huggingface_hub.file_download
         import huggingface_hub.utils
     except ImportError:
         raise ImportError(f"{name!r} is not a local directory; loading a Hugging Face Hub id needs huggingface_hub: "
@@ -48,7 +49,8 @@ def resolve_directory(name_or_path, required, optional=(), *, revision=None, cac
         huggingface_hub.utils.validate_repo_id(name)
     except huggingface_hub.errors.HFValidationError as e:
         raise FileNotFoundError(f"{name!r} is not a directory and not a valid Hub repo id ('org/name'): {e}") from None
-    repo = HubRepo(huggingface_hub, name, revision, cache_dir, local_files_only, token, subfolder, force_download, proxies)
+    repo = HubRepo(huggingface_hub, name, revision, cache_dir, local_files_only, token, subfolder, force_download,
+                   proxies)
     for group in required:
         if not any(repo.fetch(file) for file in group):
             repo.missing(group)
@@ -91,7 +93,8 @@ class HubRepo:
                           "with `hf auth login`).") from e
         except errors.RevisionNotFoundError as e:
             raise OSError(f"{self.requested} is not a valid git identifier (branch name, tag name or commit id) that "
-                          f"exists for {self.repo_id}: see https://huggingface.co/{self.repo_id} for its revisions.") from e
+                          f"exists for {self.repo_id}: see https://huggingface.co/{self.repo_id} for its "
+                          "revisions.") from e
         except errors.LocalEntryNotFoundError as e:  # offline or unreachable, and not in the cache
             self.unreachable = None if self.offline else e
             return None
@@ -127,7 +130,8 @@ class HubRepo:
 
     def in_cache(self):
         """Whether the cache knows the requested revision (a snapshot folder for it exists)."""
-        storage = os.path.join(self.cache_dir, "models--" + self.repo_id.replace("/", "--"))
+        folder = self.hub.file_download.repo_folder_name(repo_id=self.repo_id, repo_type="model")
+        storage = os.path.join(self.cache_dir, folder)
         commit = self.requested
         ref = os.path.join(storage, "refs", self.requested)
         if os.path.isfile(ref):
