@@ -60,7 +60,7 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (OSError, ValueError, TypeError, NotImplementedError) as e:
+    except (OSError, ImportError, ValueError, TypeError, NotImplementedError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
 
@@ -128,8 +128,8 @@ class Tokenizers:
             AutoTokenizer = auto_tokenizer_class()
             try:
                 self.tokenizer = AutoTokenizer.from_pretrained(self.path)
-            except (OSError, ValueError) as e:
-                raise InputError(f"could not load a tokenizer from {self.path} (give --tokenizer DIR, or JSONL "
+            except (OSError, ImportError, ValueError) as e:
+                raise InputError(f"could not load a tokenizer from {self.path} (give --tokenizer DIR_OR_ID, or JSONL "
                                  f'records with "input_ids"): {e}') from None
         return self.tokenizer
 

@@ -159,6 +159,7 @@ class NemotronPreTrainedModel:
     base_model_prefix = "model"
     main_input_name = "input_ids"
     has_lm_head = False
+    optional_files = ()  # files from_pretrained reads when the checkpoint has them, besides config and weights
 
     def __init__(self, config, tensors, dtype=None, num_threads=None, kernels=None):
         """Builds the model from `tensors` ({name: StoredTensor or ndarray}); use from_pretrained normally."""
@@ -215,8 +216,6 @@ class NemotronPreTrainedModel:
         model._load_extras(path)
         model._load_args = (path, dtype, num_threads)
         return model
-
-    optional_files = ()  # files from_pretrained reads when the checkpoint has them, besides config and weights
 
     def _load_extras(self, path):
         """Hook for what a subclass reads besides the weights (the generation config)."""

@@ -177,6 +177,21 @@ def test_shard_missing_from_cache(cache, sources, tmp_path):
         nemotron_c.AutoModelForCausalLM.from_pretrained(REPO, cache_dir=str(tmp_path))
 
 
+def test_files_known_absent_are_not_requested(sources, tmp_path, monkeypatch):
+    """huggingface_hub records a commit's 404s in .no_exist/<commit>/: a sharded repo then costs no request for
+    model.safetensors, as in Transformers (the count is of hf_hub_download calls, the network's door)."""
+    add_to_cache(str(tmp_path), REPO, DEV, files_of(sources["dev"]), ref="main")
+    no_exist = tmp_path / f"models--{REPO.replace('/', '--')}" / ".no_exist" / DEV
+    no_exist.mkdir(parents=True)
+    (no_exist / "model.safetensors").touch()
+    asked = []
+    download = huggingface_hub.hf_hub_download
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda repo, name, **kw: asked.append(name) or
+                        download(repo, name, **kw))
+    nemotron_c.AutoModelForCausalLM.from_pretrained(REPO, cache_dir=str(tmp_path))
+    assert asked[:2] == ["config.json", "model.safetensors.index.json"] and "model.safetensors" not in asked, asked
+
+
 @pytest.mark.parametrize("name", ["/no/such/dir", "a b/c", "org/na--me", "a/b/c"])
 def test_invalid_id(name):
     with pytest.raises(OSError):
@@ -269,9 +284,15 @@ def test_without_huggingface_hub(sources):
 def test_cli_takes_a_hub_id(cache, sources, tmp_path):
     texts = tmp_path / "texts.txt"
     texts.write_text(TEXT + "\nanother line of text\n")
-    run = subprocess.run([sys.executable, "-m", "nemotron_c", "score", "--model", REPO, str(texts), "--no-progress"],
-                         capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "PYTHONPATH": ROOT, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": cache})
+
+    def score(model):
+        return subprocess.run([sys.executable, "-m", "nemotron_c", "score", "--model", model, str(texts),
+                               "--no-progress"], capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "PYTHONPATH": ROOT, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": cache})
+
+    absent = score("nvidia/Absent")
+    assert absent.returncode == 1 and absent.stderr.startswith("error: 'nvidia/Absent' is not a local folder")
+    run = score(REPO)
     assert run.returncode == 0, run.stderr
     model = nemotron_c.AutoModelForCausalLM.from_pretrained(sources["main"])
     tokenizer = nemotron_c.AutoTokenizer.from_pretrained(sources["main"])

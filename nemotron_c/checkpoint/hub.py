@@ -81,6 +81,12 @@ class HubRepo:
         """The file's local path, or None when the repo does not hold it (or, offline, the cache does not)."""
         errors = self.hub.errors
         relative = "/".join(part for part in (self.subfolder, file) if part)
+        if not self.options["force_download"] and self.hub.file_download.REGEX_COMMIT_HASH.fullmatch(self.revision):
+            # a commit's earlier 404 is cached as .no_exist/<commit>/<file>: no request for what cannot be there
+            cached = self.hub.try_to_load_from_cache(self.repo_id, relative, cache_dir=self.cache_dir,
+                                                     revision=self.revision)
+            if cached is self.hub._CACHED_NO_EXIST:
+                return None
         try:
             path = self.hub.hf_hub_download(self.repo_id, relative, revision=self.revision, cache_dir=self.cache_dir,
                                             **self.options)
