@@ -311,3 +311,34 @@ def test_hub_model_and_tokenizer_pickle(cache, sources):
     np.testing.assert_array_equal(tokenizer2(TEXT, return_tensors="np")["input_ids"], ids)
     np.testing.assert_array_equal(model2(ids).logits, model(ids).logits)
     assert model2.name_or_path == model2.config._name_or_path == tokenizer2.name_or_path == REPO
+
+
+def hub_error(cls, status):
+    import httpx2  # huggingface_hub's HTTP client
+
+    response = httpx2.Response(status, request=httpx2.Request("GET", "https://huggingface.co/x"))
+    return cls("from the Hub", response=response)
+
+
+@pytest.mark.parametrize("error, message", [
+    (lambda: hub_error(huggingface_hub.errors.RepositoryNotFoundError, 404),
+     "nvidia/Tiny-Nemotron is not a local folder and is not a valid model identifier"),
+    (lambda: hub_error(huggingface_hub.errors.GatedRepoError, 403), "nvidia/Tiny-Nemotron is a gated repo"),
+    (lambda: hub_error(huggingface_hub.errors.RevisionNotFoundError, 404),
+     "v9 is not a valid git identifier .* that exists for nvidia/Tiny-Nemotron"),
+    (lambda: hub_error(huggingface_hub.errors.RemoteEntryNotFoundError, 404),
+     r"nvidia/Tiny-Nemotron \(revision v9\) does not appear to have a file named config.json"),
+    (lambda: huggingface_hub.errors.LocalEntryNotFoundError("connection refused"),
+     "'nvidia/Tiny-Nemotron' is not a local folder .* the Hub could not be reached"),
+])
+def test_online_answers(tmp_path, monkeypatch, error, message):
+    """What the Hub may answer online, played by a stand-in for hf_hub_download (no request is made)."""
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+
+    def answer(repo_id, filename, **kwargs):
+        assert kwargs["local_files_only"] is False
+        raise error()
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", answer)
+    with pytest.raises(OSError, match=message):
+        nemotron_c.AutoConfig.from_pretrained(REPO, cache_dir=str(tmp_path), revision="v9")
