@@ -12,7 +12,7 @@ import numpy as np
 from . import _core
 from .checkpoint.hub import pop_hub_kwargs, resolve_directory
 from .configuration import CONFIG_NAME, NemotronConfig
-from .generation_config import GENERATION_CONFIG_NAME
+from .generation_config import GENERATION_CONFIG_NAME, GenerationConfig
 from .inputs import as_attention_mask, as_position_ids, as_token_ids, to_numpy
 from .loading import WEIGHTS_NAMES, convert, read_checkpoint
 from .outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
@@ -521,18 +521,13 @@ class NemotronForCausalLM(NemotronPreTrainedModel):
     """The decoder with its language-modelling head: logits, loss and generate()."""
 
     has_lm_head = True
+    optional_files = (GENERATION_CONFIG_NAME,)
 
     def __init__(self, config, tensors, dtype=None, num_threads=None, kernels=None):
         super().__init__(config, tensors, dtype=dtype, num_threads=num_threads, kernels=kernels)
-        from .generation import GenerationConfig
-
         self.generation_config = GenerationConfig.from_model_config(config)
 
-    optional_files = (GENERATION_CONFIG_NAME,)
-
     def _load_extras(self, path):
-        from .generation import GenerationConfig
-
         if os.path.isfile(os.path.join(path, GENERATION_CONFIG_NAME)):
             self.generation_config = GenerationConfig.from_pretrained(path)
         else:  # as Transformers: from the generation parameters of the raw config.json

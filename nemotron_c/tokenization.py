@@ -227,8 +227,9 @@ class NemotronTokenizer:
         if load_args is None:
             raise TypeError("only a NemotronTokenizer made by from_pretrained can be pickled")
         state = {"name_or_path": self.name_or_path, "_special": dict(self._special),
-                 "padding_side": self.padding_side, "truncation_side": self.truncation_side, "model_max_length": self.model_max_length,
-                 "chat_template": self.chat_template, "clean_up_tokenization_spaces": self.clean_up_tokenization_spaces}
+                 "padding_side": self.padding_side, "truncation_side": self.truncation_side,
+                 "model_max_length": self.model_max_length, "chat_template": self.chat_template,
+                 "clean_up_tokenization_spaces": self.clean_up_tokenization_spaces}
         return _unpickle_tokenizer, (type(self), load_args, state)
 
     @property

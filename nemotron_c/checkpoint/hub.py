@@ -147,13 +147,11 @@ class HubRepo:
 
 
 def shard_names(index_path):
-    """The distinct file names an index's weight_map lists (the reader checks them; here only plain names pass)."""
+    """The distinct file names an index's weight_map lists (hf_hub_download refuses names that leave the repo; the
+    reader reports a malformed index with its own message)."""
     try:
         with open(index_path, encoding="utf-8") as f:
             weight_map = json.load(f).get("weight_map")
     except (OSError, ValueError, AttributeError):
-        return []  # the reader reports a malformed index with its own message
-    if not isinstance(weight_map, dict):
         return []
-    names = {v for v in weight_map.values() if isinstance(v, str)}
-    return sorted(n for n in names if n and ".." not in n.split("/") and not n.startswith("/") and "\\" not in n)
+    return sorted({v for v in weight_map.values() if isinstance(v, str)}) if isinstance(weight_map, dict) else []
