@@ -1,4 +1,4 @@
-"""The command line: python -m nemotron_c score --model DIR FILE
+"""The command line: python -m nemotron_c score --model DIR_OR_ID FILE
 
 Scores every text of FILE (one per line, or JSONL records with a "text" or "input_ids" field; "-"
 reads standard input) and writes one JSON line per input to standard output or --output:
@@ -31,8 +31,8 @@ def build_parser():
         description="Scores each text of FILE under a causal language model and writes JSON lines.",
     )
     score.add_argument("file", metavar="FILE", help='text lines or JSONL ("text" or "input_ids" per record); - for stdin')
-    score.add_argument("--model", required=True, metavar="DIR", help="checkpoint directory")
-    score.add_argument("--tokenizer", metavar="DIR", help="tokenizer directory (default: the model's)")
+    score.add_argument("--model", required=True, metavar="DIR_OR_ID", help="checkpoint directory or Hub id")
+    score.add_argument("--tokenizer", metavar="DIR_OR_ID", help="tokenizer directory or Hub id (default: the model's)")
     score.add_argument("--output", "-o", metavar="FILE", help="write results here instead of stdout")
     score.add_argument("--format", choices=("auto", "text", "jsonl"), default="auto",
                        help="input format (auto: JSONL when the first line is a JSON object)")
@@ -60,7 +60,7 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (OSError, ValueError, TypeError, NotImplementedError) as e:
+    except (OSError, ImportError, ValueError, TypeError, NotImplementedError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
 
@@ -128,8 +128,8 @@ class Tokenizers:
             AutoTokenizer = auto_tokenizer_class()
             try:
                 self.tokenizer = AutoTokenizer.from_pretrained(self.path)
-            except (OSError, ValueError) as e:
-                raise InputError(f"could not load a tokenizer from {self.path} (give --tokenizer DIR, or JSONL "
+            except (OSError, ImportError, ValueError) as e:
+                raise InputError(f"could not load a tokenizer from {self.path} (give --tokenizer DIR_OR_ID, or JSONL "
                                  f'records with "input_ids"): {e}') from None
         return self.tokenizer
 

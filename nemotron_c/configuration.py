@@ -12,7 +12,10 @@ import copy
 import json
 import os
 
+from .checkpoint.hub import pop_hub_kwargs, resolve_directory
+
 MODEL_TYPE = "nemotron"
+CONFIG_NAME = "config.json"
 
 # Nemotron's own fields and their defaults, as in Transformers' NemotronConfig.
 NEMOTRON_DEFAULTS = {
@@ -176,10 +179,17 @@ class NemotronConfig:
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
-        path = os.fspath(pretrained_model_name_or_path)
-        if os.path.isdir(path):
-            path = os.path.join(path, "config.json")
-        return cls.from_dict(read_config_json(path), **kwargs)
+        """From a config.json file, a directory holding one, or a Hub id (see nemotron_c.checkpoint.hub; the
+        keywords revision, cache_dir, local_files_only, token, subfolder, force_download and proxies choose the
+        files, the others override attributes)."""
+        name = os.fspath(pretrained_model_name_or_path)
+        path = name
+        hub_kwargs = pop_hub_kwargs(kwargs)
+        if not os.path.isfile(name):
+            path = os.path.join(resolve_directory(name, [(CONFIG_NAME,)], **hub_kwargs), CONFIG_NAME)
+        config = cls.from_dict(read_config_json(path), **kwargs)
+        config._name_or_path = name
+        return config
 
     def to_dict(self):
         out = {key: copy.deepcopy(value) for key, value in vars(self).items() if not key.startswith("_")}
@@ -191,7 +201,7 @@ class NemotronConfig:
 
     def save_pretrained(self, save_directory):
         os.makedirs(save_directory, exist_ok=True)
-        with open(os.path.join(save_directory, "config.json"), "w", encoding="utf-8") as f:
+        with open(os.path.join(save_directory, CONFIG_NAME), "w", encoding="utf-8") as f:
             f.write(self.to_json_string())
 
     def __eq__(self, other):

@@ -9,6 +9,8 @@ import json
 import os
 import warnings
 
+from .checkpoint.hub import pop_hub_kwargs, resolve_directory
+
 GENERATION_CONFIG_NAME = "generation_config.json"
 
 # Every field of Transformers' GenerationConfig, in its order. All default to None.
@@ -192,10 +194,13 @@ class GenerationConfig:
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name, config_file_name=None, **kwargs):
-        """Reads generation_config.json (or config_file_name) from a local directory."""
-        path = os.path.join(os.fspath(pretrained_model_name), config_file_name or GENERATION_CONFIG_NAME)
+        """Reads generation_config.json (or config_file_name) from a directory or a Hub id (the keywords
+        revision, cache_dir, local_files_only, token, subfolder, force_download and proxies as in Transformers)."""
+        file_name = config_file_name or GENERATION_CONFIG_NAME
+        directory = resolve_directory(pretrained_model_name, [(file_name,)], **pop_hub_kwargs(kwargs))
+        path = os.path.join(directory, file_name)
         if not os.path.isfile(path):
-            raise OSError(f"{path} does not exist (nemotron_c reads local directories only)")
+            raise OSError(f"{path} does not exist")
         try:
             with open(path, encoding="utf-8") as f:
                 data = json.load(f)
@@ -203,8 +208,6 @@ class GenerationConfig:
             raise OSError(f"It looks like the config file at '{path}' is not a valid JSON file.") from None
         if not isinstance(data, dict):
             raise OSError(f"{path} must hold a JSON object")
-        for key in ("cache_dir", "force_download", "local_files_only", "token", "revision", "proxies", "subfolder"):
-            kwargs.pop(key, None)
         if kwargs.pop("_from_model_config", False):
             return cls.from_model_config(data)
         return cls.from_dict(data, **kwargs)

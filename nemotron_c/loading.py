@@ -15,6 +15,7 @@ from . import _core
 
 SAFE_WEIGHTS_NAME = "model.safetensors"
 SAFE_WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
+WEIGHTS_NAMES = (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME)  # what read_checkpoint reads, in its order
 # The safetensors library refuses headers above 100 MB; so do we, before reading one.
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 
@@ -211,12 +212,13 @@ def read_sharded(directory, index_path):
     weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict):
         raise SafetensorsFormatError(f"{index_path}: no weight_map object")
-    root = os.path.realpath(directory)
+    # lexical, not realpath: in the Hub cache every file is a symlink into blobs/, outside the snapshot folder
+    root = os.path.abspath(directory)
     shards = {}
     for name, file_name in weight_map.items():
         if not isinstance(file_name, str) or not file_name:
             raise SafetensorsFormatError(f"{index_path}: tensor {name!r} maps to {file_name!r}, not a file name")
-        path = os.path.realpath(os.path.join(root, file_name))
+        path = os.path.abspath(os.path.join(root, file_name))
         if os.path.isabs(file_name) or os.path.commonpath([root, path]) != root:
             raise SafetensorsFormatError(
                 f"{index_path}: shard {file_name!r} of tensor {name!r} lies outside the checkpoint directory"

@@ -10,9 +10,11 @@ import sys
 import numpy as np
 
 from . import _core
-from .configuration import NemotronConfig
+from .checkpoint.hub import pop_hub_kwargs, resolve_directory
+from .configuration import CONFIG_NAME, NemotronConfig
+from .generation_config import GENERATION_CONFIG_NAME, GenerationConfig
 from .inputs import as_attention_mask, as_position_ids, as_token_ids, to_numpy
-from .loading import convert, read_checkpoint
+from .loading import WEIGHTS_NAMES, convert, read_checkpoint
 from .outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 from .rope import rope_parameters
 
@@ -48,12 +50,12 @@ DTYPE_NAMES = {
     "float16": "float16", "half": "float16", "fp16": "float16",
 }
 
-# from_pretrained keywords of Transformers that have no meaning for a local CPU model.
+# from_pretrained keywords of Transformers that have no meaning for a CPU model read from safetensors.
 IGNORED_LOAD_KWARGS = {
-    "attn_implementation", "low_cpu_mem_usage", "trust_remote_code", "revision", "local_files_only",
-    "cache_dir", "use_safetensors", "force_download", "token", "use_auth_token", "proxies",
-    "output_loading_info", "offload_folder", "offload_state_dict", "subfolder", "variant",
+    "attn_implementation", "low_cpu_mem_usage", "trust_remote_code", "offload_folder", "offload_state_dict",
 }
+# from_pretrained keywords of Transformers whose other values would change the result: these values only.
+ACCEPTED_LOAD_KWARGS = {"variant": (None,), "use_safetensors": (None, True), "output_loading_info": (None, False)}
 
 # Per-layer tensor names in the order of the core's nt_layer_tensor enum.
 LAYER_TENSOR_NAMES = (
@@ -157,6 +159,7 @@ class NemotronPreTrainedModel:
     base_model_prefix = "model"
     main_input_name = "input_ids"
     has_lm_head = False
+    optional_files = ()  # files from_pretrained reads when the checkpoint has them, besides config and weights
 
     def __init__(self, config, tensors, dtype=None, num_threads=None, kernels=None):
         """Builds the model from `tensors` ({name: StoredTensor or ndarray}); use from_pretrained normally."""
@@ -171,19 +174,18 @@ class NemotronPreTrainedModel:
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, config=None, dtype=None, torch_dtype=None,
                         device_map=None, device=None, num_threads=None, **kwargs):
-        """Loads a Hugging Face checkpoint directory (config.json and safetensors weights).
+        """Loads a Hugging Face checkpoint (config.json and safetensors weights): a local directory, or a Hub id
+        ("org/name") found in huggingface_hub's cache or downloaded (needs `pip install "nemotron_c[hub]"`).
 
+        revision, cache_dir, local_files_only, token, subfolder, force_download, proxies: as in Transformers
+        (HF_HUB_OFFLINE=1 and the HF_HOME / HF_HUB_CACHE variables are honoured; a local directory always wins).
         dtype: None or "auto" keeps each tensor's stored dtype; "float32", "bfloat16", "float16" (or the
         NumPy/torch dtype) converts the weights. Arithmetic is float32 whatever the storage.
         num_threads: threads per call (default: one per available CPU).
+        Other keywords override config attributes, as in Transformers.
         """
         if model_args:
             raise TypeError("from_pretrained takes the checkpoint path as its only positional argument")
-        path = os.fspath(pretrained_model_name_or_path)
-        if not os.path.isdir(path):
-            raise FileNotFoundError(
-                f"{path!r} is not a directory: nemotron_c loads local checkpoint directories only (no hub downloads)"
-            )
         check_cpu_device(device_map, "device_map")
         check_cpu_device(device, "device")
         if torch_dtype is not None:
@@ -191,8 +193,16 @@ class NemotronPreTrainedModel:
                 raise ValueError("give dtype= or its older spelling torch_dtype=, not both")
             dtype = torch_dtype
         dtype = resolve_dtype(dtype)
+        hub_kwargs = pop_hub_kwargs(kwargs)
         for key in IGNORED_LOAD_KWARGS:
             kwargs.pop(key, None)
+        for key, accepted in ACCEPTED_LOAD_KWARGS.items():
+            value = kwargs.pop(key, None)
+            if value not in accepted:
+                raise NotImplementedError(f"from_pretrained({key}={value!r}) is not supported: nemotron_c reads the "
+                                          "safetensors weights model.safetensors or model.safetensors.index.json")
+        required = (WEIGHTS_NAMES,) if config is not None else ((CONFIG_NAME,), WEIGHTS_NAMES)
+        path = resolve_directory(pretrained_model_name_or_path, required, cls.optional_files, **hub_kwargs)
         if config is None:
             config = NemotronConfig.from_pretrained(path)
         else:
@@ -201,13 +211,26 @@ class NemotronPreTrainedModel:
             if not hasattr(config, key):
                 raise TypeError(f"from_pretrained got an unexpected keyword argument {key!r}")
             setattr(config, key, value)
-        config._name_or_path = path
+        config._name_or_path = os.fspath(pretrained_model_name_or_path)
         model = cls(config, read_checkpoint(path), dtype=dtype, num_threads=num_threads)
         model._load_extras(path)
+        model._load_args = (path, dtype, num_threads)
         return model
 
     def _load_extras(self, path):
         """Hook for what a subclass reads besides the weights (the generation config)."""
+
+    def __reduce__(self):
+        """Pickles as the local directory the weights were read from, the dtype and num_threads given to
+        from_pretrained, the config (with any override or later change) and the generation config; unpickling
+        reloads the weights, so that models cross process boundaries (multiprocessing) as Transformers' do.
+        Not kept: the kernel set (chosen again from the CPU and NEMOTRON_C_KERNELS) and anything else set on the
+        object after loading."""
+        load_args = getattr(self, "_load_args", None)
+        if load_args is None:
+            raise TypeError(f"only a {type(self).__name__} made by from_pretrained can be pickled: it pickles as the "
+                            "checkpoint directory it was read from")
+        return _unpickle_model, (type(self), load_args, self.config, getattr(self, "generation_config", None))
 
     # ------------------------------------------------------------ building the core model
 
@@ -383,6 +406,16 @@ class NemotronPreTrainedModel:
         return ForwardResult(logits, last_hidden, all_hidden, cache, attentions)
 
 
+def _unpickle_model(cls, load_args, config, generation_config):
+    path, dtype, num_threads = load_args
+    name = config._name_or_path
+    model = cls.from_pretrained(path, config=config, dtype=dtype, num_threads=num_threads)
+    model.config._name_or_path = model.name_or_path = name
+    if generation_config is not None:
+        model.generation_config = generation_config
+    return model
+
+
 class Embedding:
     """Token ids -> float32 embedding rows, for building inputs_embeds as with Transformers' nn.Embedding."""
 
@@ -488,20 +521,17 @@ class NemotronForCausalLM(NemotronPreTrainedModel):
     """The decoder with its language-modelling head: logits, loss and generate()."""
 
     has_lm_head = True
+    optional_files = (GENERATION_CONFIG_NAME,)
 
     def __init__(self, config, tensors, dtype=None, num_threads=None, kernels=None):
         super().__init__(config, tensors, dtype=dtype, num_threads=num_threads, kernels=kernels)
-        from .generation import GenerationConfig
-
         self.generation_config = GenerationConfig.from_model_config(config)
 
     def _load_extras(self, path):
-        from .generation import GENERATION_CONFIG_NAME, GenerationConfig
-
         if os.path.isfile(os.path.join(path, GENERATION_CONFIG_NAME)):
             self.generation_config = GenerationConfig.from_pretrained(path)
         else:  # as Transformers: from the generation parameters of the raw config.json
-            self.generation_config = GenerationConfig.from_pretrained(path, config_file_name="config.json",
+            self.generation_config = GenerationConfig.from_pretrained(path, config_file_name=CONFIG_NAME,
                                                                       _from_model_config=True)
 
     def can_generate(self):

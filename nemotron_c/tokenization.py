@@ -1,4 +1,4 @@
-"""The Nemotron tokenizer with Transformers' API: `AutoTokenizer.from_pretrained(dir)`.
+"""The Nemotron tokenizer with Transformers' API: `AutoTokenizer.from_pretrained(dir or Hub id)`.
 
 Policy lives here: reading tokenizer.json, tokenizer_config.json and special_tokens_map.json (or tokenizer.model
 alone), the special tokens, padding, truncation, tensors and chat templates, following Transformers 5
@@ -9,6 +9,7 @@ import os
 
 import numpy as np
 
+from .checkpoint.hub import pop_hub_kwargs, resolve_directory
 from .tokenizer_files import (FormatError, apply_added_tokens_decoder, build_core, llama_pipeline, model_from_json,
                               normalize_content, post_processor_affixes, read_json, require, token_content)
 
@@ -16,6 +17,8 @@ TOKENIZER_FILE = "tokenizer.json"
 CONFIG_FILE = "tokenizer_config.json"
 SPECIAL_TOKENS_FILE = "special_tokens_map.json"
 SPM_FILE = "tokenizer.model"
+CHAT_TEMPLATE_FILE = "chat_template.jinja"
+OPTIONAL_FILES = (CONFIG_FILE, SPECIAL_TOKENS_FILE, CHAT_TEMPLATE_FILE)  # read when present, beside one of the two
 
 SPECIAL_TOKEN_NAMES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
 # Classes whose Transformers __init__ rebuilds the pipeline around the file's vocabulary and merges.
@@ -180,9 +183,12 @@ class NemotronTokenizer:
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
-        path = os.fspath(pretrained_model_name_or_path)
+        """From a directory or a Hub id (the keywords revision, cache_dir, local_files_only, token, subfolder,
+        force_download and proxies choose the files, as in Transformers; the others override tokenizer_config)."""
+        name = os.fspath(pretrained_model_name_or_path)
+        path = resolve_directory(name, [(TOKENIZER_FILE, SPM_FILE)], OPTIONAL_FILES, **pop_hub_kwargs(kwargs))
         if not os.path.isdir(path):
-            raise OSError(f"{path!r} is not a directory holding tokenizer files (nemotron_c does not download)")
+            raise OSError(f"{path!r} is not a directory holding tokenizer files")
         config = {}
         config_path = os.path.join(path, CONFIG_FILE)
         if os.path.isfile(config_path):
@@ -196,7 +202,7 @@ class NemotronTokenizer:
             data = read_json(special_map)
             require(isinstance(data, dict), f"{special_map}: the top level is not an object")
             config.update(data)
-        template_path = os.path.join(path, "chat_template.jinja")
+        template_path = os.path.join(path, CHAT_TEMPLATE_FILE)
         if os.path.isfile(template_path) and "chat_template" not in config:
             with open(template_path, encoding="utf-8") as f:
                 config["chat_template"] = f.read()
@@ -210,7 +216,7 @@ class NemotronTokenizer:
             model, config = model_from_sentencepiece(spm_path, config)
         else:
             raise OSError(f"{path!r} has neither {TOKENIZER_FILE} nor {SPM_FILE}")
-        tokenizer = cls(model, config, kwargs, name_or_path=path)
+        tokenizer = cls(model, config, kwargs, name_or_path=name)
         tokenizer._load_args = (path, dict(kwargs))
         return tokenizer
 
@@ -220,9 +226,10 @@ class NemotronTokenizer:
         load_args = getattr(self, "_load_args", None)
         if load_args is None:
             raise TypeError("only a NemotronTokenizer made by from_pretrained can be pickled")
-        state = {"_special": dict(self._special), "padding_side": self.padding_side,
-                 "truncation_side": self.truncation_side, "model_max_length": self.model_max_length,
-                 "chat_template": self.chat_template, "clean_up_tokenization_spaces": self.clean_up_tokenization_spaces}
+        state = {"name_or_path": self.name_or_path, "_special": dict(self._special),
+                 "padding_side": self.padding_side, "truncation_side": self.truncation_side,
+                 "model_max_length": self.model_max_length, "chat_template": self.chat_template,
+                 "clean_up_tokenization_spaces": self.clean_up_tokenization_spaces}
         return _unpickle_tokenizer, (type(self), load_args, state)
 
     @property
@@ -537,7 +544,7 @@ def _id_list(ids):
 
 
 class AutoTokenizer:
-    """`AutoTokenizer.from_pretrained(dir)` returns a NemotronTokenizer."""
+    """`AutoTokenizer.from_pretrained(dir or Hub id)` returns a NemotronTokenizer."""
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):

@@ -329,3 +329,45 @@ def test_attentions_match_transformers(checkpoint):
             assert_close(a, b.numpy(), atol=1e-5, what=f"attentions of layer {layer}")
     bare = nemotron_c.AutoModel.from_pretrained(path)
     assert bare(IDS, output_attentions=True).attentions[0].shape == (2, 4, 9, 9)
+
+
+# ---------------------------------------------------------------- pickling
+
+
+def test_pickle_reloads_from_the_checkpoint(checkpoint):
+    import pickle
+
+    path = checkpoint(dtype="bfloat16", tie_word_embeddings=True)
+    model = nemotron_c.AutoModelForCausalLM.from_pretrained(path, dtype="float16", num_threads=1, norm_eps=1e-2)
+    model.generation_config.max_new_tokens = 3
+    model.config.pad_token_id = 5  # a change made after loading travels with the config
+    again = pickle.loads(pickle.dumps(model))
+    assert type(again) is type(model) and again.dtype == "float16" and again.num_threads == 1
+    assert again.config == model.config and again.config.norm_eps == 1e-2 and again.config.pad_token_id == 5
+    assert again.generation_config.max_new_tokens == 3 and again.name_or_path == path
+    np.testing.assert_array_equal(again(IDS).logits, model(IDS).logits)
+    head_path = checkpoint(model_class=transformers.NemotronForTokenClassification, num_labels=5, seed=2)
+    head = nemotron_c.NemotronForTokenClassification.from_pretrained(head_path)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(head))(IDS).logits, head(IDS).logits)
+
+
+def test_pickle_refuses_a_model_not_loaded_by_from_pretrained(checkpoint):
+    import pickle
+
+    from nemotron_c.loading import read_checkpoint
+
+    config = nemotron_c.NemotronConfig.from_pretrained(checkpoint())
+    built = nemotron_c.NemotronForCausalLM(config, read_checkpoint(checkpoint()))
+    with pytest.raises(TypeError, match="only a NemotronForCausalLM made by from_pretrained can be pickled"):
+        pickle.dumps(built)
+
+
+def test_pickled_model_crosses_to_a_spawned_worker(checkpoint):
+    import multiprocessing
+    import operator
+
+    model = nemotron_c.AutoModelForCausalLM.from_pretrained(checkpoint())
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        # the model is pickled as the argument; forward runs in the worker
+        out = pool.apply(operator.methodcaller("forward", IDS, use_cache=False), (model,))
+    np.testing.assert_array_equal(out.logits, model(IDS).logits)
