@@ -214,7 +214,9 @@ class Payload:
 @pytest.mark.parametrize("protocol", [2, 4])  # GLOBAL is refused before unpickling; STACK_GLOBAL by find_class
 @pytest.mark.parametrize("function, named", [(os.system, "posix.system"), (eval, "builtins.eval"),
                                              (subprocess.call, "subprocess.call")])
-def test_code_in_the_pickle_never_runs(tmp_path, protocol, function, named):
+def test_code_in_the_pickle_never_runs(tmp_path, monkeypatch, protocol, function, named):
+    if protocol == 2:  # a GLOBAL opcode is refused by the opcode check, before an unpickler exists
+        monkeypatch.setattr(torch_bin, "StateDictUnpickler", None)
     marker = tmp_path / "ran"
     command = f"open({str(marker)!r}, 'w')" if function is eval else ["touch", str(marker)]
     if function is os.system:
