@@ -218,9 +218,8 @@ def test_code_in_the_pickle_never_runs(tmp_path, monkeypatch, protocol, function
     if protocol == 2:  # a GLOBAL opcode is refused by the opcode check, before an unpickler exists
         monkeypatch.setattr(torch_bin, "StateDictUnpickler", None)
     marker = tmp_path / "ran"
-    command = f"open({str(marker)!r}, 'w')" if function is eval else ["touch", str(marker)]
-    if function is os.system:
-        command = f"touch {marker}"
+    command = {os.system: f"touch {marker}", eval: f"open({str(marker)!r}, 'w')",
+               subprocess.call: ["touch", str(marker)]}[function]
     path = write_hand_made(tmp_path / "evil.bin", {"w": Payload(function, command)}, {}, protocol=protocol)
     with pytest.raises(nemotron_c.TorchCheckpointFormatError, match=rf"refers to {named}\b.*refused"):
         read_torch_bin(path)
