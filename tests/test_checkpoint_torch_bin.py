@@ -303,6 +303,17 @@ def test_truncated_storage_past_end_of_file(tmp_path):
         read_torch_bin(path)
 
 
+def test_overlapping_entries(tmp_path):
+    path = one_tensor(tmp_path / "overlap.bin")
+    entries = entries_of(path)
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in entries:
+            z.writestr(name, data)
+        z.filelist[0].file_size = z.filelist[0].compress_size = z.filelist[0].file_size + 100
+    with pytest.raises(nemotron_c.TorchCheckpointFormatError, match="entries 'archive/data.pkl' and .* overlap"):
+        read_torch_bin(path)
+
+
 def test_compressed_entry_is_never_inflated(real_bin):
     """A deflated entry (a zip bomb's tool) is refused by its method, before anything is decompressed."""
     path = os.path.join(real_bin, "pytorch_model.bin")
