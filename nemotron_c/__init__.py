@@ -15,7 +15,7 @@ from .heads import (
     NemotronForTokenClassification,
 )
 from .generation import GenerateBeamDecoderOnlyOutput, GenerateDecoderOnlyOutput, GenerationConfig
-from .loading import SafetensorsFormatError
+from .loading import SafetensorsFormatError, TorchCheckpointFormatError
 from .modeling import (
     AutoModel,
     AutoModelForCausalLM,
@@ -71,4 +71,5 @@ __all__ = [
     "SafetensorsFormatError",
     "TextIteratorStreamer",
     "TextStreamer",
+    "TorchCheckpointFormatError",
 ]

@@ -1,4 +1,4 @@
-"""Reading Hugging Face checkpoint directories: safetensors files, single or sharded, memory-mapped.
+"""Reading Hugging Face checkpoint directories: safetensors or pytorch_model.bin, single or sharded, memory-mapped.
 
 Every size read from a file is checked before it is used: the header length against the file, each
 tensor's offsets against the data area and against the other tensors, its byte length against its
@@ -12,36 +12,14 @@ import struct
 import numpy as np
 
 from . import _core
+from .checkpoint import torch_bin
+from .checkpoint.dtypes import SAFETENSORS_DTYPES
+from .checkpoint.torch_bin import WEIGHTS_INDEX_NAME, WEIGHTS_NAME, TorchCheckpointFormatError
 
 SAFE_WEIGHTS_NAME = "model.safetensors"
 SAFE_WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
-WEIGHTS_NAMES = (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME)  # what read_checkpoint reads, in its order
 # The safetensors library refuses headers above 100 MB; so do we, before reading one.
 MAX_HEADER_BYTES = 100 * 1024 * 1024
-
-# Stored dtypes: name in safetensors -> (bytes per element, core dtype name or None if unsupported)
-SAFETENSORS_DTYPES = {
-    "F32": (4, "float32"),
-    "BF16": (2, "bfloat16"),
-    "F16": (2, "float16"),
-    "F64": (8, None),
-    "I64": (8, None),
-    "I32": (4, None),
-    "I16": (2, None),
-    "I8": (1, None),
-    "U64": (8, None),
-    "U32": (4, None),
-    "U16": (2, None),
-    "U8": (1, None),
-    "BOOL": (1, None),
-    "F8_E4M3": (1, None),
-    "F8_E5M2": (1, None),
-    "F8_E8M0": (1, None),
-    "F4": (None, None),
-    "F6_E2M3": (None, None),
-    "F6_E3M2": (None, None),
-    "C64": (8, None),
-}
 
 # How each dtype's raw elements are viewed in NumPy (bfloat16 has no NumPy type: its bits as uint16).
 STORAGE_NUMPY = {"float32": np.float32, "bfloat16": np.uint16, "float16": np.float16}
@@ -189,46 +167,61 @@ def parse_entry(path, name, entry, data_len, view, data_start):
 
 
 def read_checkpoint(directory):
-    """All tensors of a checkpoint directory: model.safetensors, or the shards its index lists."""
+    """All tensors of a checkpoint directory, from the first of WEIGHTS_FILES it holds (Transformers' order)."""
     directory = os.fspath(directory)
-    index_path = os.path.join(directory, SAFE_WEIGHTS_INDEX_NAME)
-    single_path = os.path.join(directory, SAFE_WEIGHTS_NAME)
-    if os.path.isfile(single_path):
-        return read_safetensors(single_path)
-    if os.path.isfile(index_path):
-        return read_sharded(directory, index_path)
-    others = [n for n in ("pytorch_model.bin", "pytorch_model.bin.index.json", "model.ckpt.index") if
-              os.path.exists(os.path.join(directory, n))]
-    hint = f" (found {', '.join(others)}: only safetensors checkpoints are read for now)" if others else ""
-    raise FileNotFoundError(f"no {SAFE_WEIGHTS_NAME} or {SAFE_WEIGHTS_INDEX_NAME} in {directory}{hint}")
+    for name, read_file, sharded in WEIGHTS_FILES:
+        path = os.path.join(directory, name)
+        if os.path.isfile(path):
+            return read_sharded(directory, path, read_file) if sharded else read_file(path)
+    hint = " (found model.ckpt.index: TensorFlow checkpoints are not read)" if os.path.exists(
+        os.path.join(directory, "model.ckpt.index")) else ""
+    raise FileNotFoundError(f"no {', '.join(WEIGHTS_NAMES[:-1])} or {WEIGHTS_NAMES[-1]} in {directory}{hint}")
 
 
-def read_sharded(directory, index_path):
+def read_torch_bin(path):
+    """A torch.save state dict as {name: StoredTensor}; raises TorchCheckpointFormatError when malformed."""
+    return {name: StoredTensor(name, path, t.dtype, t.shape, t.data)
+            for name, t in torch_bin.read_state_dict(path).items()}
+
+
+def read_sharded(directory, index_path, read_file):
+    error = TorchCheckpointFormatError if read_file is read_torch_bin else SafetensorsFormatError
     try:
         with open(index_path, encoding="utf-8") as f:
             index = json.load(f)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise SafetensorsFormatError(f"{index_path}: not valid JSON ({e})") from None
+        raise error(f"{index_path}: not valid JSON ({e})") from None
     weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict):
-        raise SafetensorsFormatError(f"{index_path}: no weight_map object")
+        raise error(f"{index_path}: no weight_map object")
     # lexical, not realpath: in the Hub cache every file is a symlink into blobs/, outside the snapshot folder
     root = os.path.abspath(directory)
     shards = {}
     for name, file_name in weight_map.items():
         if not isinstance(file_name, str) or not file_name:
-            raise SafetensorsFormatError(f"{index_path}: tensor {name!r} maps to {file_name!r}, not a file name")
+            raise error(f"{index_path}: tensor {name!r} maps to {file_name!r}, not a file name")
         path = os.path.abspath(os.path.join(root, file_name))
         if os.path.isabs(file_name) or os.path.commonpath([root, path]) != root:
-            raise SafetensorsFormatError(
+            raise error(
                 f"{index_path}: shard {file_name!r} of tensor {name!r} lies outside the checkpoint directory"
             )
         shards.setdefault(path, []).append(name)
     tensors = {}
     for path, names in shards.items():
-        shard = read_safetensors(path)
+        shard = read_file(path)
         for name in names:
             if name not in shard:
-                raise SafetensorsFormatError(f"{index_path}: tensor {name!r} is not in shard {path}")
+                raise error(f"{index_path}: tensor {name!r} is not in shard {path}")
             tensors[name] = shard[name]
     return tensors
+
+
+# The weight files a checkpoint directory may hold, in the order Transformers prefers them: (name, reader, whether
+# the file is an index of shards). The Hub resolution fetches the first of WEIGHTS_NAMES a repo holds.
+WEIGHTS_FILES = (
+    (SAFE_WEIGHTS_NAME, read_safetensors, False),
+    (SAFE_WEIGHTS_INDEX_NAME, read_safetensors, True),
+    (WEIGHTS_NAME, read_torch_bin, False),
+    (WEIGHTS_INDEX_NAME, read_torch_bin, True),
+)
+WEIGHTS_NAMES = tuple(name for name, _, _ in WEIGHTS_FILES)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 import transformers
+from huggingface_hub import split_torch_state_dict_into_shards
 
 torch.set_num_threads(2)
 transformers.logging.set_verbosity_error()
@@ -100,3 +101,22 @@ def kernels(request, monkeypatch):
     """Runs a test with the CPU's best kernels and again with the portable C ones."""
     monkeypatch.setenv("NEMOTRON_C_KERNELS", request.param)
     return request.param
+
+
+def save_bin(directory, model, state_dict=None, shard_size=None):
+    """Lays out a checkpoint as Transformers 4 did with safe_serialization=False: config.json and
+    pytorch_model.bin, or pytorch_model-0000k-of-0000n.bin shards and pytorch_model.bin.index.json."""
+    os.makedirs(directory, exist_ok=True)
+    model.config.save_pretrained(directory)
+    state_dict = model.state_dict() if state_dict is None else state_dict
+    if shard_size is None:
+        torch.save(state_dict, os.path.join(directory, "pytorch_model.bin"))
+        return str(directory)
+    split = split_torch_state_dict_into_shards(state_dict, filename_pattern="pytorch_model{suffix}.bin",
+                                               max_shard_size=shard_size)
+    assert split.is_sharded
+    for file_name, names in split.filename_to_tensors.items():
+        torch.save({n: state_dict[n] for n in names}, os.path.join(directory, file_name))
+    with open(os.path.join(directory, "pytorch_model.bin.index.json"), "w") as f:
+        json.dump({"metadata": split.metadata, "weight_map": split.tensor_to_filename}, f, indent=2)
+    return str(directory)

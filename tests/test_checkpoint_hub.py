@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 import transformers
-from conftest import assert_close, build_hf_model, hf_from_pretrained, hf_logits
+from conftest import assert_close, build_hf_model, hf_from_pretrained, hf_logits, save_bin
 from tokenizer_builders import build_all
 
 import nemotron_c
@@ -26,6 +26,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REPO = "nvidia/Tiny-Nemotron"
 MAIN = "1" * 40  # refs/main, with a copy of the checkpoint in subfolder "sub"
 DEV = "2" * 40   # refs/dev: another model, sharded
+BIN = "3" * 40   # refs/bin: another model, as sharded pytorch_model.bin files
 TEXT = "Complete the paragraph: our solar system is"
 
 
@@ -58,11 +59,13 @@ def files_of(directory, prefix=""):
     return {prefix + name: os.path.join(directory, name) for name in sorted(os.listdir(directory))}
 
 
-def save_checkpoint(path, tokenizer_dir, seed, **save_kwargs):
+def save_checkpoint(path, tokenizer_dir, seed, bin_shard_size=None, **save_kwargs):
     shutil.copytree(tokenizer_dir, path)
     tokenizer = transformers.AutoTokenizer.from_pretrained(path)
     model = build_hf_model(seed=seed, scale=0.25, vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
                            eos_token_id=tokenizer.eos_token_id)
+    if bin_shard_size:
+        return save_bin(path, model, shard_size=bin_shard_size)
     model.save_pretrained(path, **save_kwargs)
     return path
 
@@ -74,8 +77,10 @@ def sources(tmp_path_factory):
     main = save_checkpoint(str(root / "main"), tokenizers["nemotron"], seed=0)
     dev = save_checkpoint(str(root / "dev"), tokenizers["nemotron"], seed=1, max_shard_size="100KB")
     sub = save_checkpoint(str(root / "sub"), tokenizers["plain_strings"], seed=2)
+    bin_ = save_checkpoint(str(root / "bin"), tokenizers["nemotron"], seed=3, bin_shard_size="100KB")
     assert os.path.isfile(os.path.join(dev, "model.safetensors.index.json"))
-    return {"main": main, "dev": dev, "sub": sub}
+    assert os.path.isfile(os.path.join(bin_, "pytorch_model.bin.index.json"))
+    return {"main": main, "dev": dev, "sub": sub, "bin": bin_}
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +88,7 @@ def cache(sources, tmp_path_factory):
     cache = str(tmp_path_factory.mktemp("hub_cache"))
     add_to_cache(cache, REPO, MAIN, {**files_of(sources["main"]), **files_of(sources["sub"], "sub/")}, ref="main")
     add_to_cache(cache, REPO, DEV, files_of(sources["dev"]), ref="dev")
+    add_to_cache(cache, REPO, BIN, files_of(sources["bin"]), ref="bin")
     # a repo whose snapshot holds the config only
     add_to_cache(cache, "nvidia/Config-Only", MAIN, {"config.json": os.path.join(sources["main"], "config.json")},
                  ref="main")
@@ -125,6 +131,10 @@ def test_revision_branch_and_commit(cache, sources, revision):
     assert os.path.basename(model._load_args[0]) == (MAIN if revision == MAIN else DEV)
 
 
+def test_sharded_pytorch_model_bin(cache, sources):
+    compare_with_transformers({"cache_dir": cache, "revision": "bin"}, sources["bin"])
+
+
 def test_subfolder(cache, sources):
     compare_with_transformers({"cache_dir": cache, "subfolder": "sub"}, sources["sub"])
 
@@ -158,7 +168,8 @@ def test_missing_files(cache):
     with pytest.raises(OSError):
         transformers.AutoModelForCausalLM.from_pretrained("nvidia/Config-Only", cache_dir=cache)
     with pytest.raises(OSError, match=r"nvidia/Config-Only \(revision main\): model.safetensors or "
-                                      r"model.safetensors.index.json is not in the Hugging Face cache .*HF_HUB_OFFLINE"):
+                                      r"model.safetensors.index.json or pytorch_model.bin or "
+                                      r"pytorch_model.bin.index.json is not in the Hugging Face cache .*HF_HUB_OFFLINE"):
         nemotron_c.AutoModelForCausalLM.from_pretrained("nvidia/Config-Only", cache_dir=cache)
     with pytest.raises(OSError, match="tokenizer.json or tokenizer.model is not in the Hugging Face cache"):
         nemotron_c.AutoTokenizer.from_pretrained("nvidia/Config-Only", cache_dir=cache)

@@ -51,9 +51,9 @@ def test_missing_directory_and_files(tmp_path, good):
         nemotron_c.AutoModelForCausalLM.from_pretrained(good)
 
 
-def test_pytorch_bin_only_is_named(good):
+def test_safetensors_file_named_pytorch_model_bin(good):
     os.rename(weights_path(good), os.path.join(good, "pytorch_model.bin"))
-    with pytest.raises(FileNotFoundError, match="pytorch_model.bin"):
+    with pytest.raises(nemotron_c.TorchCheckpointFormatError, match="pytorch_model.bin: not a torch.save zip"):
         nemotron_c.AutoModelForCausalLM.from_pretrained(good)
 
 

@@ -1,0 +1,288 @@
+"""pytorch_model.bin: a state dict written by torch.save, read without torch and without running its pickle.
+
+torch.save writes a zip archive with one top folder `<archive>/` holding
+    data.pkl     the pickled state dict; each tensor is the call
+                 torch._utils._rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, hooks)
+                 and each storage the persistent id ("storage", torch.<Type>Storage, key, location, numel)
+    data/<key>   the storage's bytes, stored uncompressed (torch 2.x aligns them to 64 bytes)
+    byteorder    "little" or "big" (absent in files from torch < 1.12, which were little-endian in practice)
+The pickle's opcodes are checked before it is unpickled, and the unpickler resolves only the globals above,
+to functions of ours that check sizes and return records; every other global is refused by name, so
+nothing a hostile file names is ever imported or called. Storages are read in place from a memory map.
+"""
+import collections
+import io
+import mmap
+import os
+import pickle
+import pickletools
+import struct
+import zipfile
+from typing import NamedTuple
+
+from .. import _core
+from .dtypes import SAFETENSORS_DTYPES
+
+WEIGHTS_NAME = "pytorch_model.bin"
+WEIGHTS_INDEX_NAME = "pytorch_model.bin.index.json"
+# A state dict's pickle holds names and shapes only (about 100 bytes a tensor); 64 MB is far beyond any model.
+MAX_PICKLE_BYTES = 64 * 1024 * 1024
+
+# The storage classes torch.save names for tensors of these dtypes -> the dtype's safetensors name.
+# (Newer dtypes such as float8 go through _rebuild_tensor_v3 and UntypedStorage, refused by name.)
+STORAGE_DTYPES = {
+    "FloatStorage": "F32", "BFloat16Storage": "BF16", "HalfStorage": "F16", "DoubleStorage": "F64",
+    "LongStorage": "I64", "IntStorage": "I32", "ShortStorage": "I16", "CharStorage": "I8",
+    "ByteStorage": "U8", "BoolStorage": "BOOL", "ComplexFloatStorage": "C64",
+}
+ALLOWED_GLOBALS = {
+    ("collections", "OrderedDict"),
+    ("torch._utils", "_rebuild_tensor_v2"),
+    ("torch._utils", "_rebuild_parameter"),
+    ("torch._utils", "_rebuild_parameter_with_state"),
+} | {("torch", name) for name in STORAGE_DTYPES}
+# The opcodes of protocols 2 to 4 that build plain data, call (REDUCE) and set state (BUILD); not the ones
+# that make objects without a global we check (INST, OBJ, NEWOBJ, EXT*), nor text persistent ids or buffers.
+ALLOWED_OPCODES = frozenset("""
+    PROTO FRAME STOP MARK POP POP_MARK DUP NONE NEWTRUE NEWFALSE INT BININT BININT1 BININT2 LONG LONG1 LONG4
+    FLOAT BINFLOAT UNICODE SHORT_BINUNICODE BINUNICODE BINUNICODE8 SHORT_BINBYTES BINBYTES BINBYTES8
+    EMPTY_TUPLE TUPLE TUPLE1 TUPLE2 TUPLE3 EMPTY_LIST LIST APPEND APPENDS EMPTY_DICT DICT SETITEM SETITEMS
+    GET BINGET LONG_BINGET PUT BINPUT LONG_BINPUT MEMOIZE GLOBAL STACK_GLOBAL REDUCE BUILD BINPERSID
+""".split())
+RESAVE = "load it with torch and save it again with torch.save's defaults, or as safetensors"
+
+
+class TorchCheckpointFormatError(_core.FormatError):
+    """A pytorch_model.bin file or its index is malformed or holds something other than a state dict."""
+
+
+class StorageType(NamedTuple):
+    name: str  # e.g. "BFloat16Storage"
+
+
+class Storage(NamedTuple):
+    key: str
+    dtype: str  # safetensors name
+    data: memoryview
+
+
+class Tensor(NamedTuple):
+    dtype: str  # safetensors name
+    shape: tuple
+    data: memoryview
+
+
+def read_state_dict(path):
+    """Maps a torch.save zip and returns {name: Tensor}, each Tensor's data a view of the map."""
+    path = os.fspath(path)
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"checkpoint file {path} does not exist") from None
+    with f:
+        magic = f.read(4)
+        if magic[:2] != b"PK":
+            raise TorchCheckpointFormatError(not_a_zip(path, magic))
+        f.seek(0)
+        try:
+            infos = zipfile.ZipFile(f).infolist()
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError, OSError, struct.error) as e:
+            raise TorchCheckpointFormatError(f"{path}: not a readable zip archive ({e}): truncated or corrupt?") from None
+        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    entries = locate_entries(path, infos, memoryview(mapped))
+    pickles = [n for n in entries if n.endswith("/data.pkl") and n.count("/") == 1]
+    if len(pickles) != 1:
+        raise TorchCheckpointFormatError(f"{path}: expected one <archive>/data.pkl entry, found {pickles or 'none'}")
+    prefix = pickles[0][: -len("data.pkl")]
+    byteorder = entries.get(prefix + "byteorder")
+    if byteorder is not None and bytes(byteorder) != b"little":
+        if bytes(byteorder) == b"big":
+            raise TorchCheckpointFormatError(
+                f"{path}: saved on a big-endian machine; nemotron_c reads little-endian tensors only: {RESAVE} "
+                f"on a little-endian machine"
+            )
+        raise TorchCheckpointFormatError(f"{path}: byteorder entry is {bytes(byteorder[:16])!r}, not little or big")
+    data_pkl = entries[pickles[0]]
+    if len(data_pkl) > MAX_PICKLE_BYTES:
+        raise TorchCheckpointFormatError(f"{path}: data.pkl of {len(data_pkl)} bytes exceeds {MAX_PICKLE_BYTES}")
+    data_pkl = bytes(data_pkl)
+    check_opcodes(path, data_pkl)
+    state = StateDictUnpickler(path, data_pkl, entries, prefix).load_state()
+    if not isinstance(state, dict):
+        raise TorchCheckpointFormatError(f"{path}: data.pkl holds a {type(state).__name__}, not a state dict")
+    for name, value in state.items():
+        if not isinstance(name, str) or not isinstance(value, Tensor):
+            raise TorchCheckpointFormatError(
+                f"{path}: entry {name!r} of the state dict is a {type(value).__name__}, not a tensor "
+                f"(a nested dict such as {{'state_dict': ...}} is not a model's state dict)"
+            )
+    return state
+
+
+def not_a_zip(path, magic):
+    if magic[:1] == b"\x80":
+        return (f"{path}: a pickle in torch's legacy format (torch < 1.6 or _use_new_zipfile_serialization=False), "
+                f"which cannot be read without running it: {RESAVE}")
+    return f"{path}: not a torch.save zip archive (starts with {magic!r})"
+
+
+def locate_entries(path, infos, view):
+    """{name: memoryview of the entry's bytes}, each checked against the file and its local header."""
+    entries, spans = {}, []
+    for info in infos:
+        name = info.filename
+        if name in entries:
+            raise TorchCheckpointFormatError(f"{path}: the zip archive holds two entries named {name!r}")
+        if info.compress_type != zipfile.ZIP_STORED:
+            raise TorchCheckpointFormatError(
+                f"{path}: entry {name!r} is compressed (zip method {info.compress_type}), which torch.save never "
+                f"writes and nemotron_c does not inflate: {RESAVE}"
+            )
+        start = info.header_offset
+        if info.file_size != info.compress_size or start + 30 > len(view):
+            raise TorchCheckpointFormatError(f"{path}: entry {name!r} has inconsistent sizes or offset: truncated?")
+        signature, name_len, extra_len = struct.unpack_from("<4s22xHH", view, start)
+        local_name = bytes(view[start + 30 : start + 30 + name_len])
+        names = {info.orig_filename.encode("utf-8", "replace"), info.orig_filename.encode("cp437", "replace")}
+        if signature != b"PK\x03\x04" or local_name not in names:
+            raise TorchCheckpointFormatError(f"{path}: entry {name!r} has no matching local header at {start}")
+        begin = start + 30 + name_len + extra_len
+        end = begin + info.file_size
+        if end > len(view):
+            raise TorchCheckpointFormatError(
+                f"{path}: entry {name!r} runs to byte {end}, past the end of the file ({len(view)} bytes): truncated?"
+            )
+        entries[name] = view[begin:end]
+        spans.append((start, end, name))
+    spans.sort()
+    for (_, e0, n0), (b1, _, n1) in zip(spans, spans[1:]):
+        if b1 < e0:
+            raise TorchCheckpointFormatError(f"{path}: zip entries {n0!r} and {n1!r} overlap")
+    return entries
+
+
+def refused_global(path, module, name):
+    return TorchCheckpointFormatError(
+        f"{path}: data.pkl refers to {module}.{name}, which is not part of a state dict saved by torch.save; "
+        f"refused without importing or calling it (nemotron_c reads tensors' storages, offsets and shapes only)"
+    )
+
+
+def check_opcodes(path, data_pkl):
+    """Refuses, before anything is unpickled, opcodes a state dict never uses, globals by name, and memo indices
+    beyond the pickle (CPython's unpickler would size its memo table to a huge index)."""
+    count = 0
+    try:
+        for opcode, arg, pos in pickletools.genops(data_pkl):
+            if opcode.name not in ALLOWED_OPCODES:
+                raise TorchCheckpointFormatError(
+                    f"{path}: data.pkl uses the pickle opcode {opcode.name} (byte {pos}), which a state dict "
+                    f"saved by torch.save does not"
+                )
+            if opcode.name == "GLOBAL":
+                module, _, name = arg.partition(" ")
+                if (module, name) not in ALLOWED_GLOBALS:
+                    raise refused_global(path, module, name)
+            if opcode.name in ("PUT", "BINPUT", "LONG_BINPUT") and arg > count:
+                raise TorchCheckpointFormatError(f"{path}: data.pkl stores memo index {arg} at byte {pos}")
+            count += 1
+    except ValueError as e:
+        if isinstance(e, TorchCheckpointFormatError):
+            raise
+        raise TorchCheckpointFormatError(f"{path}: data.pkl is not a valid pickle ({e})") from None
+
+
+class StateDictUnpickler(pickle.Unpickler):
+    """Resolves the globals torch.save writes for a state dict to record builders; refuses all others."""
+
+    def __init__(self, path, data_pkl, entries, prefix):
+        super().__init__(io.BytesIO(data_pkl))
+        self.path, self.entries, self.prefix = path, entries, prefix
+        self.storage_dtypes = {}
+
+    def load_state(self):
+        try:
+            return self.load()
+        except TorchCheckpointFormatError:
+            raise
+        except Exception as e:  # whatever else a malformed pickle makes the unpickler or our builders raise
+            raise TorchCheckpointFormatError(f"{self.path}: data.pkl is not a state dict ({type(e).__name__}: {e})")
+
+    def find_class(self, module, name):
+        if (module, name) not in ALLOWED_GLOBALS:
+            raise refused_global(self.path, module, name)
+        if module == "torch":
+            return StorageType(name)
+        if name == "OrderedDict":
+            return self.ordered_dict
+        if name == "_rebuild_tensor_v2":
+            return self.rebuild_tensor
+        return self.rebuild_parameter
+
+    # Bound methods, not module functions: a BUILD opcode cannot set attributes on them.
+    def ordered_dict(self, items=()):
+        return collections.OrderedDict(items)
+
+    def rebuild_parameter(self, data, requires_grad, backward_hooks, state=None):
+        if not isinstance(data, Tensor):
+            raise TorchCheckpointFormatError(f"{self.path}: a parameter wraps a {type(data).__name__}, not a tensor")
+        return data
+
+    def persistent_load(self, pid):
+        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
+            raise TorchCheckpointFormatError(f"{self.path}: persistent id {pid!r} is not a storage reference")
+        _, storage_type, key, _location, numel = pid
+        if not isinstance(storage_type, StorageType) or not isinstance(key, str) or not is_count(numel):
+            raise TorchCheckpointFormatError(f"{self.path}: malformed storage reference {pid!r}")
+        dtype = STORAGE_DTYPES[storage_type.name]
+        if self.storage_dtypes.setdefault(key, dtype) != dtype:
+            raise TorchCheckpointFormatError(f"{self.path}: storage {key!r} is referred to as two dtypes")
+        data = self.entries.get(f"{self.prefix}data/{key}")
+        if data is None:
+            raise TorchCheckpointFormatError(f"{self.path}: storage {key!r} has no entry {self.prefix}data/{key}")
+        if numel * SAFETENSORS_DTYPES[dtype][0] != len(data):
+            raise TorchCheckpointFormatError(
+                f"{self.path}: storage {key!r} of {numel} {dtype} elements needs "
+                f"{numel * SAFETENSORS_DTYPES[dtype][0]} bytes, its entry holds {len(data)}"
+            )
+        return Storage(key, dtype, data)
+
+    def rebuild_tensor(self, storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None,
+                       metadata=None):
+        where = f"{self.path}: a tensor of storage {getattr(storage, 'key', '?')!r}"
+        if not isinstance(storage, Storage):
+            raise TorchCheckpointFormatError(f"{self.path}: a tensor is built on a {type(storage).__name__}")
+        if not (is_count(storage_offset) and isinstance(size, tuple) and all(map(is_count, size))
+                and isinstance(stride, tuple) and len(stride) == len(size) and all(map(is_count, stride))):
+            raise TorchCheckpointFormatError(
+                f"{where}: offset {storage_offset!r}, size {size!r}, stride {stride!r} are not non-negative integers"
+            )
+        count = 1
+        for d in size:
+            count *= d
+        contiguous = count == 0 or all(d == 1 or s == e for d, s, e in zip(size, stride, contiguous_strides(size)))
+        if not contiguous:
+            raise TorchCheckpointFormatError(
+                f"{where}: size {size} with stride {stride} is not contiguous (a transposed or strided view); "
+                f"save tensor.contiguous() instead"
+            )
+        itemsize = SAFETENSORS_DTYPES[storage.dtype][0]
+        begin, end = storage_offset * itemsize, (storage_offset + count) * itemsize
+        if end > len(storage.data):
+            raise TorchCheckpointFormatError(
+                f"{where}: elements [{storage_offset}, {storage_offset + count}) of size {size} fall outside the "
+                f"storage's {len(storage.data) // itemsize} elements"
+            )
+        return Tensor(storage.dtype, size, storage.data[begin:end])
+
+
+def contiguous_strides(size):
+    strides, step = [], 1
+    for d in reversed(size):
+        strides.append(step)
+        step *= d
+    return reversed(strides)
+
+
+def is_count(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0

@@ -1,0 +1,365 @@
+"""pytorch_model.bin read without torch: logits equal Transformers' on the same files; hostile files refused."""
+import collections
+import io
+import json
+import os
+import pickle
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+
+import nemotron_c
+from nemotron_c.checkpoint import torch_bin
+from nemotron_c.loading import read_checkpoint, read_torch_bin
+from conftest import assert_close, build_hf_model, hf_from_pretrained, hf_logits, save_bin
+
+IDS = np.array([[1, 5, 7, 9, 3, 60], [2, 4, 8, 16, 32, 64]])
+
+
+def slices_of_one_tensor(model):
+    """Every tensor a view, at its own storage offset, of one flat tensor: a single storage in the file."""
+    state = model.state_dict()
+    flat = torch.cat([t.reshape(-1) for t in state.values()])
+    views, offset = {}, 0
+    for name, t in state.items():
+        views[name] = flat[offset : offset + t.numel()].view(t.shape)
+        offset += t.numel()
+    return views
+
+
+def parameters_with_state(model):
+    """nn.Parameters as saved with keep_vars=True; one carries an attribute, so torch writes
+    _rebuild_parameter_with_state for it."""
+    state = model.state_dict(keep_vars=True)
+    state["model.norm.weight"].marked = True
+    return state
+
+
+CASES = {
+    "f32_untied": dict(dtype=torch.float32, tie=False),
+    "bf16_tied": dict(dtype=torch.bfloat16, tie=True),
+    "f16_parameters": dict(dtype=torch.float16, tie=False, state=parameters_with_state),
+    "f32_tied_sharded": dict(dtype=torch.float32, tie=True, shard_size=40_000),
+    "bf16_untied_sharded": dict(dtype=torch.bfloat16, tie=False, shard_size=30_000),
+    "f32_slices_of_one_storage": dict(dtype=torch.float32, tie=False, state=slices_of_one_tensor),
+    "bf16_tied_slices": dict(dtype=torch.bfloat16, tie=True, state=slices_of_one_tensor),
+}
+
+# Loads every case with nemotron_c in a process where `import torch` fails, and saves the logits.
+TORCHLESS = """
+import sys
+sys.modules["torch"] = None
+import numpy as np
+import nemotron_c
+ids, out, *paths = sys.argv[1:]
+ids = np.load(ids)
+logits = {}
+for path in paths:
+    model = nemotron_c.AutoModelForCausalLM.from_pretrained(path)
+    logits[path] = model(ids).logits
+assert "torch" not in [m.split(".")[0] for m in sys.modules if sys.modules[m] is not None]
+np.savez(out, *[logits[p] for p in paths])
+"""
+
+
+@pytest.fixture(scope="session")
+def bin_cases(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bin_checkpoints")
+    paths = {}
+    for name, case in CASES.items():
+        model = build_hf_model(seed=len(paths), tie_word_embeddings=case["tie"]).to(case["dtype"])
+        state = case["state"](model) if "state" in case else None
+        paths[name] = save_bin(root / name, model, state, case.get("shard_size"))
+    np.save(root / "ids.npy", IDS)
+    subprocess.run([sys.executable, "-c", TORCHLESS, str(root / "ids.npy"), str(root / "ours.npz"), *paths.values()],
+                   check=True)
+    ours = np.load(root / "ours.npz")
+    return {name: (path, ours[f"arr_{i}"]) for i, (name, path) in enumerate(paths.items())}
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_bin_logits_equal_transformers_without_torch(bin_cases, name):
+    path, ours = bin_cases[name]
+    assert not os.path.exists(os.path.join(path, "model.safetensors"))
+    assert_close(ours, hf_logits(hf_from_pretrained(path), IDS), what=name)
+
+
+def test_tied_weights_share_one_storage_read_in_place(bin_cases):
+    path, _ = bin_cases["bf16_tied"]
+    tensors = read_checkpoint(path)
+    head, embed = tensors["lm_head.weight"], tensors["model.embed_tokens.weight"]
+    assert head.dtype == embed.dtype == "BF16"
+    array = embed.array("bfloat16")
+    assert not array.flags.owndata and not array.flags.writeable  # a view of the read-only map, not a copy
+    assert np.shares_memory(array, head.array("bfloat16"))
+
+
+def test_safetensors_preferred_over_bin(bin_cases, tmp_path):
+    path, _ = bin_cases["f32_untied"]
+    other = build_hf_model(seed=99)
+    other.save_pretrained(tmp_path / "both")
+    save_bin(tmp_path / "both", build_hf_model(seed=5))  # a different model's .bin beside it is ignored
+    ours = nemotron_c.AutoModelForCausalLM.from_pretrained(str(tmp_path / "both"))(IDS).logits
+    assert_close(ours, hf_logits(hf_from_pretrained(str(tmp_path / "both")), IDS))
+    assert_close(ours, hf_logits(other, IDS))
+
+
+def test_non_contiguous_tensor_is_refused(tmp_path):
+    model = build_hf_model()
+    state = model.state_dict()
+    state["model.layers.0.mlp.up_proj.weight"] = state["model.layers.0.mlp.up_proj.weight"].t().contiguous().t()
+    path = save_bin(tmp_path / "strided", model, state)
+    hf_from_pretrained(path)  # Transformers copies it
+    with pytest.raises(nemotron_c.TorchCheckpointFormatError, match=r"not contiguous.*contiguous\(\)"):
+        nemotron_c.AutoModelForCausalLM.from_pretrained(path)
+
+
+def test_unsupported_dtype_named_at_use(tmp_path):
+    path = save_bin(tmp_path / "f64", build_hf_model().to(torch.float64))
+    assert read_checkpoint(path)["model.norm.weight"].dtype == "F64"
+    with pytest.raises(ValueError, match="stored as F64"):
+        nemotron_c.AutoModelForCausalLM.from_pretrained(path)
+
+
+# ------------------------------------------------------------------ hostile and broken files
+
+class Stored:
+    """A storage in a hand-written torch.save pickle: its class name in torch, key and element count."""
+
+    def __init__(self, storage_type, key, numel):
+        self.pid = ("storage", getattr(torch, storage_type), key, "cpu", numel)
+
+
+class Rebuilt:
+    """A tensor in a hand-written torch.save pickle, with whatever offset, size and stride a test wants."""
+
+    def __init__(self, storage, offset, size, stride):
+        self.args = (storage, offset, size, stride, False, collections.OrderedDict())
+
+    def __reduce__(self):
+        return torch._utils._rebuild_tensor_v2, self.args
+
+
+class TorchPickler(pickle.Pickler):
+    def persistent_id(self, obj):
+        return obj.pid if isinstance(obj, Stored) else None
+
+
+def write_zip(path, entries, method=zipfile.ZIP_STORED):
+    with zipfile.ZipFile(path, "w", compression=method) as z:
+        for name, data in entries:
+            z.writestr(name, data)
+
+
+def write_hand_made(path, state, storages, byteorder=b"little", protocol=2):
+    """A torch.save-shaped zip: archive/data.pkl of `state`, archive/data/<key> for each of `storages`."""
+    buffer = io.BytesIO()
+    TorchPickler(buffer, protocol=protocol, fix_imports=False).dump(state)
+    entries = [("archive/data.pkl", buffer.getvalue()), ("archive/byteorder", byteorder)]
+    entries += [(f"archive/data/{key}", data) for key, data in storages.items()]
+    write_zip(path, entries)
+    return str(path)
+
+
+def one_tensor(path, offset=0, size=(2, 3), stride=(3, 1), numel=6, data=bytes(24), **kwargs):
+    storage = Stored("FloatStorage", "0", numel)
+    return write_hand_made(path, {"w": Rebuilt(storage, offset, size, stride)}, {"0": data}, **kwargs)
+
+
+def entries_of(path):
+    with zipfile.ZipFile(path) as z:
+        return [(i.filename, z.read(i)) for i in z.infolist()]
+
+
+def test_hand_made_file_is_read(tmp_path):
+    data = np.arange(12, dtype=np.float32).tobytes()
+    path = one_tensor(tmp_path / "ok.bin", offset=4, size=(2, 4), stride=(4, 1), numel=12, data=data)
+    tensor = read_torch_bin(path)["w"]
+    assert tensor.shape == (2, 4)
+    assert tensor.array("float32").tolist() == [[4, 5, 6, 7], [8, 9, 10, 11]]
+
+
+class Payload:
+    def __init__(self, function, argument):
+        self.function, self.argument = function, argument
+
+    def __reduce__(self):
+        return self.function, (self.argument,)
+
+
+@pytest.mark.parametrize("protocol", [2, 4])  # GLOBAL is refused before unpickling; STACK_GLOBAL by find_class
+@pytest.mark.parametrize("function, named", [(os.system, "posix.system"), (eval, "builtins.eval"),
+                                             (subprocess.call, "subprocess.call")])
+def test_code_in_the_pickle_never_runs(tmp_path, monkeypatch, protocol, function, named):
+    if protocol == 2:  # a GLOBAL opcode is refused by the opcode check, before an unpickler exists
+        monkeypatch.setattr(torch_bin, "StateDictUnpickler", None)
+    marker = tmp_path / "ran"
+    command = {os.system: f"touch {marker}", eval: f"open({str(marker)!r}, 'w')",
+               subprocess.call: ["touch", str(marker)]}[function]
+    path = write_hand_made(tmp_path / "evil.bin", {"w": Payload(function, command)}, {}, protocol=protocol)
+    with pytest.raises(nemotron_c.TorchCheckpointFormatError, match=rf"refers to {named}\b.*refused"):
+        read_torch_bin(path)
+    assert not marker.exists()
+
+
+def test_unknown_torch_global_is_refused_by_name(tmp_path):
+    state = {"w": Payload(torch._utils._rebuild_tensor_v3, 0)}
+    with pytest.raises(nemotron_c.TorchCheckpointFormatError, match=r"torch\._utils\._rebuild_tensor_v3"):
+        read_torch_bin(write_hand_made(tmp_path / "v3.bin", state, {}))
+
+
+def test_huge_memo_index_is_refused(tmp_path):
+    data_pkl = b"\x80\x02N" + b"r" + (2**31).to_bytes(4, "little") + b"."  # LONG_BINPUT 2**31
+    write_zip(tmp_path / "memo.bin", [("archive/data.pkl", data_pkl)])
+    with pytest.raises(nemotron_c.TorchCheckpointFormatError, match="memo index 2147483648"):
+        read_torch_bin(tmp_path / "memo.bin")
+
+
+def test_object_building_opcode_is_refused(tmp_path):
+    data_pkl = b"\x80\x02(\x82\x01."  # MARK EXT1 1
+    write_zip(tmp_path / "ext.bin", [("archive/data.pkl", data_pkl)])
+    with pytest.raises(nemotron_c.TorchCheckpointFormatError, match="opcode EXT1"):
+        read_torch_bin(tmp_path / "ext.bin")
+
+
+def test_missing_storage_entry(tmp_path):
+    storage = Stored("FloatStorage", "7", 6)
+    path = write_hand_made(tmp_path / "missing.bin", {"w": Rebuilt(storage, 0, (2, 3), (3, 1))}, {"0": bytes(24)})
+    with pytest.raises(nemotron_c.TorchCheckpointFormatError, match="storage '7' has no entry archive/data/7"):
+        read_torch_bin(path)
+
+
+def test_storage_size_must_match_its_entry(tmp_path):
+    with pytest.raises(nemotron_c.TorchCheckpointFormatError, match="needs 24 bytes, its entry holds 20"):
+        read_torch_bin(one_tensor(tmp_path / "short.bin", data=bytes(20)))
+
+
+@pytest.mark.parametrize("offset, size, stride", [(1, (2, 3), (3, 1)), (0, (2, 4), (4, 1)),
+                                                  (0, (2**40, 2**40), (2**40, 1)), (2**62, (1,), (1,))])
+def test_tensor_outside_its_storage(tmp_path, offset, size, stride):
+    with pytest.raises(nemotron_c.TorchCheckpointFormatError, match="fall outside the storage's 6 elements"):
+        read_torch_bin(one_tensor(tmp_path / "outside.bin", offset=offset, size=size, stride=stride))
+
+
+@pytest.mark.parametrize("offset, size, stride", [(-1, (2, 3), (3, 1)), (0, (2, -3), (3, 1)),
+                                                  (0, (2, 3), (3,)), (0, [2, 3], (3, 1)), (0, (2.0, 3), (3, 1))])
+def test_malformed_offsets_and_shapes(tmp_path, offset, size, stride):
+    with pytest.raises(nemotron_c.TorchCheckpointFormatError, match="not non-negative integers"):
+        read_torch_bin(one_tensor(tmp_path / "bad.bin", offset=offset, size=size, stride=stride))
+
+
+def test_strided_view_is_refused(tmp_path):
+    with pytest.raises(nemotron_c.TorchCheckpointFormatError, match=r"size \(3, 2\) with stride \(1, 3\)"):
+        read_torch_bin(one_tensor(tmp_path / "t.bin", size=(3, 2), stride=(1, 3)))
+
+
+@pytest.fixture
+def real_bin(tmp_path):
+    return save_bin(tmp_path / "real", build_hf_model())
+
+
+def test_truncated_zip(real_bin):
+    path = os.path.join(real_bin, "pytorch_model.bin")
+    size = os.path.getsize(path)
+    with open(path, "r+b") as f:
+        f.truncate(size - 100)
+    with pytest.raises(nemotron_c.TorchCheckpointFormatError, match="not a readable zip archive.*truncated"):
+        nemotron_c.AutoModelForCausalLM.from_pretrained(real_bin)
+
+
+def test_truncated_storage_past_end_of_file(tmp_path):
+    path = one_tensor(tmp_path / "cut.bin")
+    entries = entries_of(path)
+    # Keep the central directory but declare a storage larger than the file.
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in entries:
+            z.writestr(name, data)
+        z.filelist[-1].file_size = z.filelist[-1].compress_size = 10**9
+    with pytest.raises(nemotron_c.TorchCheckpointFormatError, match="past the end of the file"):
+        read_torch_bin(path)
+
+
+def test_overlapping_entries(tmp_path):
+    path = one_tensor(tmp_path / "overlap.bin")
+    entries = entries_of(path)
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in entries:
+            z.writestr(name, data)
+        z.filelist[0].file_size = z.filelist[0].compress_size = z.filelist[0].file_size + 100
+    with pytest.raises(nemotron_c.TorchCheckpointFormatError, match="entries 'archive/data.pkl' and .* overlap"):
+        read_torch_bin(path)
+
+
+def test_compressed_entry_is_never_inflated(real_bin):
+    """A deflated entry (a zip bomb's tool) is refused by its method, before anything is decompressed."""
+    path = os.path.join(real_bin, "pytorch_model.bin")
+    entries = entries_of(path)
+    entries[-1] = ("real/bomb", bytes(50 * 2**20))
+    write_zip(path, entries, method=zipfile.ZIP_DEFLATED)
+    assert os.path.getsize(path) < 2**20
+    with pytest.raises(nemotron_c.TorchCheckpointFormatError, match=r"is compressed \(zip method 8\).*save it again"):
+        nemotron_c.AutoModelForCausalLM.from_pretrained(real_bin)
+
+
+def test_duplicate_entry_names(real_bin):
+    path = os.path.join(real_bin, "pytorch_model.bin")
+    entries = entries_of(path)
+    with pytest.warns(UserWarning, match="Duplicate name"):
+        write_zip(path, entries + [entries[-1]])
+    with pytest.raises(nemotron_c.TorchCheckpointFormatError, match="two entries named"):
+        nemotron_c.AutoModelForCausalLM.from_pretrained(real_bin)
+
+
+def test_legacy_format_says_how_to_convert(real_bin):
+    model = build_hf_model()
+    torch.save(model.state_dict(), os.path.join(real_bin, "pytorch_model.bin"), _use_new_zipfile_serialization=False)
+    with pytest.raises(nemotron_c.TorchCheckpointFormatError, match="legacy format.*save it again with torch.save"):
+        nemotron_c.AutoModelForCausalLM.from_pretrained(real_bin)
+
+
+def test_not_a_checkpoint(tmp_path):
+    (tmp_path / "text.bin").write_bytes(b"hello world")
+    with pytest.raises(nemotron_c.TorchCheckpointFormatError, match="not a torch.save zip archive"):
+        read_torch_bin(tmp_path / "text.bin")
+
+
+def test_big_endian_is_refused(tmp_path):
+    with pytest.raises(nemotron_c.TorchCheckpointFormatError, match="big-endian"):
+        read_torch_bin(one_tensor(tmp_path / "be.bin", byteorder=b"big"))
+
+
+def test_nested_state_dict_is_refused(tmp_path):
+    model = build_hf_model()
+    torch.save({"state_dict": model.state_dict()}, tmp_path / "nested.bin")
+    with pytest.raises(nemotron_c.TorchCheckpointFormatError, match="'state_dict'.*not a tensor"):
+        read_torch_bin(tmp_path / "nested.bin")
+
+
+def test_pickle_size_limit(real_bin, monkeypatch):
+    monkeypatch.setattr(torch_bin, "MAX_PICKLE_BYTES", 1000)
+    with pytest.raises(nemotron_c.TorchCheckpointFormatError, match="data.pkl of .* bytes exceeds 1000"):
+        nemotron_c.AutoModelForCausalLM.from_pretrained(real_bin)
+
+
+def test_index_pointing_outside_the_directory(tmp_path):
+    model = build_hf_model()
+    path = save_bin(tmp_path / "sharded", model, shard_size=30_000)
+    save_bin(tmp_path / "elsewhere", model)
+    index_path = os.path.join(path, "pytorch_model.bin.index.json")
+    with open(index_path) as f:
+        index = json.load(f)
+    index["weight_map"]["model.norm.weight"] = "../elsewhere/pytorch_model.bin"
+    with open(index_path, "w") as f:
+        json.dump(index, f)
+    with pytest.raises(nemotron_c.TorchCheckpointFormatError, match="outside the checkpoint directory"):
+        nemotron_c.AutoModelForCausalLM.from_pretrained(path)
+
+
+def test_no_weights_names_every_file(tmp_path):
+    build_hf_model().config.save_pretrained(tmp_path)
+    with pytest.raises(FileNotFoundError, match="model.safetensors, .*pytorch_model.bin or pytorch_model.bin.index"):
+        nemotron_c.AutoModelForCausalLM.from_pretrained(str(tmp_path))
