@@ -1,27 +1,33 @@
 """The Nemotron tokenizer with Transformers' API: `AutoTokenizer.from_pretrained(dir)`.
 
-Policy lives here: reading tokenizer.json, tokenizer_config.json and special_tokens_map.json (or tokenizer.model
-alone), the special tokens, padding, truncation, tensors and chat templates, following Transformers 5
-(`TokenizersBackend` and `LlamaTokenizer`). The C core (`_core.Tokenizer`) does the encoding and decoding.
+Policy lives here: which tokenizer a folder gets (`tokenizer_class_for`), reading tokenizer.json,
+tokenizer_config.json and special_tokens_map.json (or tokenizer.model alone), the special tokens, padding,
+truncation, tensors and chat templates, following Transformers 5 (`TokenizersBackend` and `LlamaTokenizer`). The C
+core (`_core.Tokenizer`) does the encoding and decoding.
 """
 import operator
 import os
 
 import numpy as np
 
+from .sentencepiece_model import model_from_sentencepiece
 from .tokenizer_files import (FormatError, apply_added_tokens_decoder, build_core, llama_pipeline, model_from_json,
                               normalize_content, post_processor_affixes, read_json, require, token_content)
 
+MODEL_CONFIG_FILE = "config.json"
 TOKENIZER_FILE = "tokenizer.json"
 CONFIG_FILE = "tokenizer_config.json"
 SPECIAL_TOKENS_FILE = "special_tokens_map.json"
 SPM_FILE = "tokenizer.model"
 
 SPECIAL_TOKEN_NAMES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
-# Classes whose Transformers __init__ rebuilds the pipeline around the file's vocabulary and merges.
+# tokenizer_config.json's tokenizer_class values: those whose Transformers __init__ rebuilds the pipeline around the
+# file's vocabulary and merges, and those that use tokenizer.json as it is.
 LLAMA_CLASSES = ("LlamaTokenizer", "LlamaTokenizerFast")
-# Classes that use tokenizer.json as it is.
 PLAIN_CLASSES = (None, "PreTrainedTokenizerFast", "TokenizersBackend", "NemotronTokenizer")
+# config.json model_types Transformers 5 maps to TokenizersBackend whatever tokenizer_class says
+# (MODELS_WITH_INCORRECT_HUB_TOKENIZER_CLASS in transformers/models/auto/tokenization_auto.py).
+TOKENIZERS_BACKEND_MODEL_TYPES = ("nemotron",)
 VERY_LARGE_INTEGER = int(1e30)  # Transformers' model_max_length when none is set
 LARGE_INTEGER = int(1e20)       # above it, model_max_length means "no limit"
 
@@ -82,9 +88,15 @@ def _check_text(text, in_batch=False):
 
 
 class NemotronTokenizer:
-    """Encodes and decodes as Transformers' tokenizer does on the same files."""
+    """Encodes and decodes as Transformers' tokenizer does on the same files.
+
+    `NemotronTokenizer.from_pretrained(dir)` is `transformers.PreTrainedTokenizerFast.from_pretrained(dir)`
+    (TokenizersBackend): tokenizer.json as it is, whatever tokenizer_config.json's tokenizer_class says; padding on
+    the right unless tokenizer_config.json sets padding_side. It is what `AutoTokenizer` gives in a Nemotron
+    checkpoint folder."""
 
     model_input_names = ["input_ids", "attention_mask"]
+    _llama = False  # LlamaTokenizer's pipeline and defaults
 
     def __init__(self, model, config, kwargs=None, name_or_path=""):
         """model: a TokenizerModel read from tokenizer.json or tokenizer.model; config: tokenizer_config.json and
@@ -93,12 +105,8 @@ class NemotronTokenizer:
         config = {**config, **kwargs}
         self.name_or_path = name_or_path
         self.init_kwargs = {k: v for k, v in config.items() if not k.startswith("_")}
-        tokenizer_class = config.get("tokenizer_class")
-        self._llama = tokenizer_class in LLAMA_CLASSES
         if self._llama:
             llama_pipeline(model, config)
-        elif tokenizer_class not in PLAIN_CLASSES:
-            raise ValueError(f"unsupported tokenizer_class {tokenizer_class!r}")
         self._read_special_tokens(config)
         if "added_tokens_decoder" in config and self._llama:
             # LlamaTokenizer rebuilds the backend: its added tokens are then those of the config only
@@ -180,34 +188,18 @@ class NemotronTokenizer:
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
-        path = os.fspath(pretrained_model_name_or_path)
-        if not os.path.isdir(path):
-            raise OSError(f"{path!r} is not a directory holding tokenizer files (nemotron_c does not download)")
-        config = {}
-        config_path = os.path.join(path, CONFIG_FILE)
-        if os.path.isfile(config_path):
-            data = read_json(config_path)
-            require(isinstance(data, dict), f"{config_path}: the top level is not an object")
-            config.update(data)
-        # As Transformers: special_tokens_map.json is read only when tokenizer_config.json has no
-        # added_tokens_decoder, and then its entries win over tokenizer_config.json's.
-        special_map = os.path.join(path, SPECIAL_TOKENS_FILE)
-        if os.path.isfile(special_map) and "added_tokens_decoder" not in config:
-            data = read_json(special_map)
-            require(isinstance(data, dict), f"{special_map}: the top level is not an object")
-            config.update(data)
-        template_path = os.path.join(path, "chat_template.jinja")
-        if os.path.isfile(template_path) and "chat_template" not in config:
-            with open(template_path, encoding="utf-8") as f:
-                config["chat_template"] = f.read()
+        path = tokenizer_folder(pretrained_model_name_or_path)
+        return cls._from_files(path, read_tokenizer_config(path), kwargs)
+
+    @classmethod
+    def _from_files(cls, path, config, kwargs):
         json_path = os.path.join(path, TOKENIZER_FILE)
         spm_path = os.path.join(path, SPM_FILE)
         if os.path.isfile(json_path):
             tj = read_json(json_path)
             model = model_from_json(tj, json_path)
         elif os.path.isfile(spm_path):
-            from .sentencepiece_model import model_from_sentencepiece
-            model, config = model_from_sentencepiece(spm_path, config)
+            model, config = model_from_sentencepiece(spm_path, config, cls._llama)
         else:
             raise OSError(f"{path!r} has neither {TOKENIZER_FILE} nor {SPM_FILE}")
         tokenizer = cls(model, config, kwargs, name_or_path=path)
@@ -536,9 +528,81 @@ def _id_list(ids):
     return [_id_list(i) if isinstance(i, (list, tuple)) else operator.index(i) for i in ids]
 
 
+class LlamaTokenizer(NemotronTokenizer):
+    """`transformers.LlamaTokenizer` (and LlamaTokenizerFast): the vocabulary and merges of the files inside Llama's
+    own pipeline (Metaspace with prepend_scheme "first" unless legacy=True, none if add_prefix_space=False), <s>,
+    </s> and <unk> by default, padding on the left. AutoTokenizer gives it only outside a Nemotron checkpoint
+    folder, when tokenizer_config.json names LlamaTokenizer or LlamaTokenizerFast."""
+
+    _llama = True
+
+
+def tokenizer_folder(pretrained_model_name_or_path):
+    path = os.fspath(pretrained_model_name_or_path)
+    if not os.path.isdir(path):
+        raise OSError(f"{path!r} is not a directory holding tokenizer files (nemotron_c does not download)")
+    return path
+
+
+def _read_object(path):
+    data = read_json(path)
+    require(isinstance(data, dict), f"{path}: the top level is not an object")
+    return data
+
+
+def read_tokenizer_config(path):
+    """tokenizer_config.json, special_tokens_map.json and chat_template.jinja as one dict."""
+    config = {}
+    config_path = os.path.join(path, CONFIG_FILE)
+    if os.path.isfile(config_path):
+        config.update(_read_object(config_path))
+    # As Transformers: special_tokens_map.json is read only when tokenizer_config.json has no
+    # added_tokens_decoder, and then its entries win over tokenizer_config.json's.
+    special_map = os.path.join(path, SPECIAL_TOKENS_FILE)
+    if os.path.isfile(special_map) and "added_tokens_decoder" not in config:
+        config.update(_read_object(special_map))
+    template_path = os.path.join(path, "chat_template.jinja")
+    if os.path.isfile(template_path) and "chat_template" not in config:
+        with open(template_path, encoding="utf-8") as f:
+            config["chat_template"] = f.read()
+    return config
+
+
+def tokenizer_class_for(path, tokenizer_config):
+    """The tokenizer Transformers 5's AutoTokenizer.from_pretrained(path) builds, as ours:
+
+    1. config.json beside the tokenizer files says model_type "nemotron" (every Nemotron checkpoint folder):
+       Transformers maps nemotron to TokenizersBackend and ignores tokenizer_config.json's tokenizer_class, so
+       NemotronTokenizer (tokenizer.json as it is; padding on the right unless padding_side is set; legacy and
+       add_prefix_space ignored; only the special tokens tokenizer_config.json names).
+    2. Otherwise (no config.json, or another model_type) tokenizer_config.json's tokenizer_class decides:
+       LlamaTokenizer or LlamaTokenizerFast gives LlamaTokenizer (Llama's pipeline, padding on the left);
+       PreTrainedTokenizerFast, TokenizersBackend, NemotronTokenizer or none gives NemotronTokenizer; any other
+       class is a ValueError.
+
+    use_fast=False and trust_remote_code change nothing (Transformers 5 always builds the fast tokenizer)."""
+    model_config_path = os.path.join(path, MODEL_CONFIG_FILE)
+    if os.path.isfile(model_config_path):
+        if _read_object(model_config_path).get("model_type") in TOKENIZERS_BACKEND_MODEL_TYPES:
+            return NemotronTokenizer
+    tokenizer_class = tokenizer_config.get("tokenizer_class")
+    if tokenizer_class in LLAMA_CLASSES:
+        return LlamaTokenizer
+    if tokenizer_class in PLAIN_CLASSES:
+        return NemotronTokenizer
+    raise ValueError(f"unsupported tokenizer_class {tokenizer_class!r} in {os.path.join(path, CONFIG_FILE)} "
+                     f"(nemotron_c supports {', '.join(c for c in LLAMA_CLASSES + PLAIN_CLASSES if c)})")
+
+
 class AutoTokenizer:
-    """`AutoTokenizer.from_pretrained(dir)` returns a NemotronTokenizer."""
+    """`AutoTokenizer.from_pretrained(dir)`: the tokenizer Transformers' AutoTokenizer builds on the same folder
+    (see tokenizer_class_for): NemotronTokenizer in a Nemotron checkpoint folder, whose config.json says
+    model_type "nemotron"."""
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
-        return NemotronTokenizer.from_pretrained(pretrained_model_name_or_path, **kwargs)
+        for ignored in ("use_fast", "trust_remote_code"):
+            kwargs.pop(ignored, None)
+        path = tokenizer_folder(pretrained_model_name_or_path)
+        config = read_tokenizer_config(path)
+        return tokenizer_class_for(path, config)._from_files(path, config, kwargs)
