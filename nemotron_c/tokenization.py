@@ -165,6 +165,7 @@ class NemotronTokenizer:
         self._special_ids = {a["id"] for a in model.added if a["special"]}
         self._id_to_token = {i: p for p, i in model.vocab.items()}
         self._id_to_token.update({a["id"]: a["matched"] for a in model.added})
+        self._n_ids = max(self._id_to_token, default=-1) + 1
         self._vocab = dict(model.vocab)
         self._vocab.update({a["content"]: a["id"] for a in model.added})
 
@@ -436,8 +437,7 @@ class NemotronTokenizer:
             if i >= 2**32:
                 raise OverflowError("number too large to fit in target type")
         # ids beyond the vocabulary are skipped, as tokenizers does
-        n_ids = max(self._id_to_token, default=-1) + 1
-        array = np.array([i for i in ids if i < n_ids], dtype=np.int32)
+        array = np.array([i for i in ids if i < self._n_ids], dtype=np.int32)
         text = self._core.decode(array, bool(skip_special_tokens))
         clean = self.clean_up_tokenization_spaces if clean_up_tokenization_spaces is None else clean_up_tokenization_spaces
         return clean_up_tokenization(text) if clean and self._force_clean_up else text
