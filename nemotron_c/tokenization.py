@@ -163,7 +163,7 @@ class NemotronTokenizer:
         self._n_model = len(model.vocab)
         self._stripping_tokens = any(a["lstrip"] or a["rstrip"] for a in model.added)
         self._special_ids = {a["id"] for a in model.added if a["special"]}
-        self._id_to_token = {i: p for p, i in model.vocab.items()}
+        self._id_to_token = dict(zip(model.vocab.values(), model.vocab))
         self._id_to_token.update({a["id"]: a["matched"] for a in model.added})
         self._n_ids = max(self._id_to_token, default=-1) + 1
         self._vocab = dict(model.vocab)

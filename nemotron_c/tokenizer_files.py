@@ -296,12 +296,12 @@ def apply_added_tokens_decoder(model, decoder):
 
 
 def build_core(model):
-    pieces = sorted(model.vocab.items(), key=lambda kv: kv[1])
-    encoded = [p.encode("utf-8") for p, _ in pieces]
-    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
-    np.cumsum([len(e) for e in encoded], out=offsets[1:])
-    ids = np.array([i for _, i in pieces], dtype=np.int32)
     vocab = model.vocab
+    pieces = sorted(vocab, key=vocab.__getitem__)
+    encoded = list(map(str.encode, pieces))
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)), out=offsets[1:])
+    ids = np.fromiter(map(vocab.__getitem__, pieces), dtype=np.int32, count=len(pieces))
     try:
         # the lookups in one C call (itemgetter): a 256,000-piece vocabulary has hundreds of thousands of merges
         halves = list(itertools.chain.from_iterable(model.merges))
