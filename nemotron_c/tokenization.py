@@ -573,8 +573,10 @@ def tokenizer_class_for(path, tokenizer_config):
 
     1. config.json beside the tokenizer files says model_type "nemotron" (every Nemotron checkpoint folder):
        Transformers maps nemotron to TokenizersBackend and ignores tokenizer_config.json's tokenizer_class, so
-       NemotronTokenizer (tokenizer.json as it is; padding on the right unless padding_side is set; legacy and
-       add_prefix_space ignored; only the special tokens tokenizer_config.json names).
+       NemotronTokenizer: tokenizer.json as it is (its legacy and add_prefix_space ignored, add_bos_token and
+       add_eos_token too when tokenizer.json has a post-processor; tokenizer.model alone is converted as
+       TokenizersBackend converts it), padding on the right unless padding_side is set, and only the special tokens
+       tokenizer_config.json names (no <s>/</s>/<unk> defaults).
     2. Otherwise (no config.json, or another model_type) tokenizer_config.json's tokenizer_class decides:
        LlamaTokenizer or LlamaTokenizerFast gives LlamaTokenizer (Llama's pipeline, padding on the left);
        PreTrainedTokenizerFast, TokenizersBackend, NemotronTokenizer or none gives NemotronTokenizer; any other

@@ -17,7 +17,7 @@ from tokenizer_corpus import make_test_corpus
 import transformers
 
 import nemotron_c
-from nemotron_c.tokenization import AutoTokenizer, LlamaTokenizer, NemotronTokenizer
+from nemotron_c.tokenization import AutoTokenizer, FormatError, LlamaTokenizer, NemotronTokenizer
 
 NAMES = list(VARIANTS) + [name for name, _, _ in SPM_ONLY]
 SPM_ONLY_CONFIGS = {name: config for name, _, config in SPM_ONLY}
@@ -191,3 +191,15 @@ def test_leading_spaces_trimmed_before_a_first_metaspace(folders, name):
                  " \u2581us", "   "]:
         assert ours.tokenize(text) == theirs.tokenize(text), text
         assert ours.encode(text) == theirs.encode(text), text
+
+
+def test_a_broken_config_json_is_named(folders, tmp_path):
+    shutil.copytree(folders["big", "alone"], tmp_path, dirs_exist_ok=True)
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(FormatError, match="config.json"):
+        AutoTokenizer.from_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text("[1, 2]")
+    with pytest.raises(FormatError, match="config.json: the top level is not an object"):
+        AutoTokenizer.from_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text('{"architectures": ["X"]}')  # no model_type: tokenizer_class decides
+    assert type(AutoTokenizer.from_pretrained(tmp_path)) is NemotronTokenizer
