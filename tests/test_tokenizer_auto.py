@@ -203,3 +203,25 @@ def test_a_broken_config_json_is_named(folders, tmp_path):
         AutoTokenizer.from_pretrained(tmp_path)
     (tmp_path / "config.json").write_text('{"architectures": ["X"]}')  # no model_type: tokenizer_class decides
     assert type(AutoTokenizer.from_pretrained(tmp_path)) is NemotronTokenizer
+
+
+@pytest.mark.parametrize("with_decoder", [False, True])
+@pytest.mark.parametrize("kind", ["nemotron", "alone"])
+def test_special_tokens_precedence_in_the_folder(folders, tmp_path, kind, with_decoder):
+    """special_tokens_map.json over tokenizer_config.json unless the latter has an added_tokens_decoder; with
+    LlamaTokenizer named in tokenizer_config.json, whichever class the folder gets."""
+    shutil.copytree(folders["nemotron", kind], tmp_path, dirs_exist_ok=True)
+    config_path = tmp_path / "tokenizer_config.json"
+    config = json.loads(config_path.read_text())
+    config.update(pad_token="</s>", eos_token="<extra_id_1>")
+    if with_decoder:
+        flags = {"lstrip": True, "rstrip": False, "normalized": False, "single_word": False}
+        config["added_tokens_decoder"] = {"5": {"content": "<extra_id_0>", "special": False, **flags},
+                                          "3000": {"content": "<new>", "special": True, **flags}}
+    config_path.write_text(json.dumps(config))
+    (tmp_path / "special_tokens_map.json").write_text(json.dumps({"pad_token": {"content": "<pad>"},
+                                                                  "bos_token": "<ctrl_0>"}))
+    ours, theirs = AutoTokenizer.from_pretrained(tmp_path), transformers.AutoTokenizer.from_pretrained(tmp_path)
+    texts = ["x <extra_id_0> y<ctrl_0><pad> <new>z", "a"]
+    assert_same_tokenizer(ours, theirs, texts)
+    assert ours(texts, padding=True) == dict(theirs(texts, padding=True))
