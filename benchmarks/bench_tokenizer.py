@@ -2,13 +2,18 @@
 same run.
 
     python benchmarks/bench_tokenizer.py [--vocab 8000] [--mb 8] [--dir DIR]
+    python benchmarks/bench_tokenizer.py --vocab 256000 --added 4000     # at Nemotron's scale
 
 Without --dir it trains a SentencePiece BPE tokenizer (byte fallback) as the tests do and converts it with
-Transformers. Rows: one thread (each document encoded in turn, from Python), the whole corpus as one batch (all
-cores), and one long document without spaces.
+Transformers; with --added, the tests' Nemotron-scale folder (tokenizer_builders.build_large: the trained model grown
+to --vocab pieces, --added of them control and user-defined pieces, each in tokenizer_config.json's
+added_tokens_decoder, and a Nemotron config.json). Rows: from_pretrained (seconds), one thread (each document encoded
+in turn, from Python), the whole corpus as one batch (all cores), and one long document without spaces.
 """
 import argparse
 import os
+import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -27,11 +32,21 @@ def best_of(fn, repeat):
     return best
 
 
+def cpu_name():
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return platform.processor() or "unknown CPU"
+    return next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")),
+                "unknown CPU")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", help="a tokenizer directory (default: train one)")
     parser.add_argument("--vocab", type=int, default=8000)
     parser.add_argument("--mb", type=float, default=8.0, help="corpus size in MB")
+    parser.add_argument("--added", type=int, help="control and user-defined pieces (a Nemotron-scale folder)")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
 
@@ -42,13 +57,18 @@ def main():
     from nemotron_c.tokenization import AutoTokenizer
 
     path = args.dir
-    if path is None:
+    if path is None and args.added is not None:
+        path = tokenizer_builders.build_large(tempfile.mkdtemp(prefix="bench_tokenizer_"), vocab_size=args.vocab,
+                                              n_control=args.added // 2, n_user_defined=args.added - args.added // 2)
+    elif path is None:
         root = tempfile.mkdtemp(prefix="bench_tokenizer_")
         tokenizer_builders.VARIANTS = {"bench": (args.vocab, [tokenizer_builders._nemotron_json],
                                                  {"tokenizer_class": "PreTrainedTokenizerFast"})}
         # larger vocabularies need more (and more varied) training text
         path = tokenizer_builders.build_all(root, n_lines=max(6000, args.vocab * 2), spm_only=False)["bench"]
 
+    load_ours = best_of(lambda: AutoTokenizer.from_pretrained(path), args.repeat)
+    load_theirs = best_of(lambda: transformers.AutoTokenizer.from_pretrained(path), args.repeat)
     ours = AutoTokenizer.from_pretrained(path)
     theirs = transformers.AutoTokenizer.from_pretrained(path)
     rust = theirs.backend_tokenizer
@@ -80,9 +100,11 @@ def main():
         ("1 MB without spaces", lambda: core.encode(no_spaces),
          lambda: rust.encode(no_spaces, add_special_tokens=False), mb_long),
     ]
-    print(f"tokenizer: {path} (vocab {theirs.vocab_size}); corpus {len(docs)} documents, {mb:.1f} MB; "
-          f"{os.cpu_count()} CPUs; best of {args.repeat}")
-    print(f"{'':28s} {'nemotron_c MB/s':>16s} {'transformers MB/s':>18s} {'ratio':>7s}")
+    print(f"tokenizer: {path} (vocab {len(theirs)}, {len(theirs.added_tokens_decoder)} added tokens); corpus "
+          f"{len(docs)} documents, {mb:.1f} MB; {cpu_name()}, {os.cpu_count()} CPUs; best of {args.repeat}")
+    print(f"{'':28s} {'nemotron_c':>16s} {'transformers':>18s} {'ratio':>7s}")
+    print(f"{'from_pretrained, seconds':28s} {load_ours:16.2f} {load_theirs:18.2f} {load_theirs / load_ours:6.2f}x")
+    print(f"{'encode, MB/s':28s}")
     for name, fn_ours, fn_theirs, size_mb in rows:
         t_ours = best_of(fn_ours, args.repeat)
         t_theirs = best_of(fn_theirs, args.repeat)

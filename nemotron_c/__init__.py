@@ -34,7 +34,7 @@ from .outputs import (
     TokenClassifierOutput,
 )
 from .streamers import BaseStreamer, TextIteratorStreamer, TextStreamer
-from .tokenization import AutoTokenizer, BatchEncoding, NemotronTokenizer
+from .tokenization import AutoTokenizer, BatchEncoding, LlamaTokenizer, NemotronTokenizer
 
 __version__ = "0.1.0"
 
@@ -51,6 +51,7 @@ __all__ = [
     "NemotronForQuestionAnswering",
     "NemotronForSequenceClassification",
     "NemotronForTokenClassification",
+    "LlamaTokenizer",
     "NemotronTokenizer",
     "AutoConfig",
     "AutoModel",

@@ -159,10 +159,9 @@ def _added(i, content, special):
             "special": special}
 
 
-def model_from_sentencepiece(path, config):
-    """Returns (model, config) for nemotron_c.tokenization from tokenizer.model and what tokenizer_config.json said."""
-    from .tokenization import LLAMA_CLASSES
-
+def model_from_sentencepiece(path, config, llama):
+    """Returns (model, config) for nemotron_c.tokenization from tokenizer.model and what tokenizer_config.json said;
+    llama: for LlamaTokenizer (else as TokenizersBackend converts it)."""
     pieces, trainer, normalizer = read_model_proto(path)
     if trainer["model_type"] != MODEL_TYPE_BPE:
         kind = {1: "Unigram", 2: "BPE", 3: "Word", 4: "Char"}.get(trainer["model_type"], trainer["model_type"])
@@ -176,7 +175,7 @@ def model_from_sentencepiece(path, config):
     # without a tokenizer.json there is no post-processor to keep: Transformers builds it from add_bos_token and
     # add_eos_token in tokenizer_config.json
     config["_bos_eos_from_config"] = True
-    if config.get("tokenizer_class") in LLAMA_CLASSES:
+    if llama:
         config.setdefault("extra_special_tokens", [p for _, p in control + user_defined])
         # LlamaTokenizer takes the vocabulary and id-ranked merges and builds its own pipeline around them
         tj = {"model": {"type": "BPE", "vocab": vocab, "merges": [list(m) for m in _generate_merges(vocab)]},

@@ -1,8 +1,9 @@
 """The Nemotron tokenizer with Transformers' API: `AutoTokenizer.from_pretrained(dir or Hub id)`.
 
-Policy lives here: reading tokenizer.json, tokenizer_config.json and special_tokens_map.json (or tokenizer.model
-alone), the special tokens, padding, truncation, tensors and chat templates, following Transformers 5
-(`TokenizersBackend` and `LlamaTokenizer`). The C core (`_core.Tokenizer`) does the encoding and decoding.
+Policy lives here: which tokenizer a folder gets (`tokenizer_class_for`), reading tokenizer.json,
+tokenizer_config.json and special_tokens_map.json (or tokenizer.model alone), the special tokens, padding,
+truncation, tensors and chat templates, following Transformers 5 (`TokenizersBackend` and `LlamaTokenizer`). The C
+core (`_core.Tokenizer`) does the encoding and decoding.
 """
 import operator
 import os
@@ -10,9 +11,11 @@ import os
 import numpy as np
 
 from .checkpoint.hub import pop_hub_kwargs, resolve_directory
+from .sentencepiece_model import model_from_sentencepiece
 from .tokenizer_files import (FormatError, apply_added_tokens_decoder, build_core, llama_pipeline, model_from_json,
                               normalize_content, post_processor_affixes, read_json, require, token_content)
 
+MODEL_CONFIG_FILE = "config.json"
 TOKENIZER_FILE = "tokenizer.json"
 CONFIG_FILE = "tokenizer_config.json"
 SPECIAL_TOKENS_FILE = "special_tokens_map.json"
@@ -21,10 +24,13 @@ CHAT_TEMPLATE_FILE = "chat_template.jinja"
 OPTIONAL_FILES = (CONFIG_FILE, SPECIAL_TOKENS_FILE, CHAT_TEMPLATE_FILE)  # read when present, beside one of the two
 
 SPECIAL_TOKEN_NAMES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
-# Classes whose Transformers __init__ rebuilds the pipeline around the file's vocabulary and merges.
+# tokenizer_config.json's tokenizer_class values: those whose Transformers __init__ rebuilds the pipeline around the
+# file's vocabulary and merges, and those that use tokenizer.json as it is.
 LLAMA_CLASSES = ("LlamaTokenizer", "LlamaTokenizerFast")
-# Classes that use tokenizer.json as it is.
 PLAIN_CLASSES = (None, "PreTrainedTokenizerFast", "TokenizersBackend", "NemotronTokenizer")
+# config.json model_types Transformers 5 maps to TokenizersBackend whatever tokenizer_class says
+# (MODELS_WITH_INCORRECT_HUB_TOKENIZER_CLASS in transformers/models/auto/tokenization_auto.py).
+TOKENIZERS_BACKEND_MODEL_TYPES = ("nemotron",)
 VERY_LARGE_INTEGER = int(1e30)  # Transformers' model_max_length when none is set
 LARGE_INTEGER = int(1e20)       # above it, model_max_length means "no limit"
 
@@ -85,9 +91,15 @@ def _check_text(text, in_batch=False):
 
 
 class NemotronTokenizer:
-    """Encodes and decodes as Transformers' tokenizer does on the same files."""
+    """Encodes and decodes as Transformers' tokenizer does on the same files.
+
+    `NemotronTokenizer.from_pretrained(dir)` is `transformers.PreTrainedTokenizerFast.from_pretrained(dir)`
+    (TokenizersBackend): tokenizer.json as it is, whatever tokenizer_config.json's tokenizer_class says; padding on
+    the right unless tokenizer_config.json sets padding_side. It is what `AutoTokenizer` gives in a Nemotron
+    checkpoint folder."""
 
     model_input_names = ["input_ids", "attention_mask"]
+    _llama = False  # LlamaTokenizer's pipeline and defaults
 
     def __init__(self, model, config, kwargs=None, name_or_path=""):
         """model: a TokenizerModel read from tokenizer.json or tokenizer.model; config: tokenizer_config.json and
@@ -96,12 +108,8 @@ class NemotronTokenizer:
         config = {**config, **kwargs}
         self.name_or_path = name_or_path
         self.init_kwargs = {k: v for k, v in config.items() if not k.startswith("_")}
-        tokenizer_class = config.get("tokenizer_class")
-        self._llama = tokenizer_class in LLAMA_CLASSES
         if self._llama:
             llama_pipeline(model, config)
-        elif tokenizer_class not in PLAIN_CLASSES:
-            raise ValueError(f"unsupported tokenizer_class {tokenizer_class!r}")
         self._read_special_tokens(config)
         if "added_tokens_decoder" in config and self._llama:
             # LlamaTokenizer rebuilds the backend: its added tokens are then those of the config only
@@ -158,8 +166,9 @@ class NemotronTokenizer:
         self._n_model = len(model.vocab)
         self._stripping_tokens = any(a["lstrip"] or a["rstrip"] for a in model.added)
         self._special_ids = {a["id"] for a in model.added if a["special"]}
-        self._id_to_token = {i: p for p, i in model.vocab.items()}
+        self._id_to_token = dict(zip(model.vocab.values(), model.vocab))
         self._id_to_token.update({a["id"]: a["matched"] for a in model.added})
+        self._n_ids = max(self._id_to_token, default=-1) + 1
         self._vocab = dict(model.vocab)
         self._vocab.update({a["content"]: a["id"] for a in model.added})
 
@@ -184,36 +193,21 @@ class NemotronTokenizer:
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
         """From a directory or a Hub id (the keywords revision, cache_dir, local_files_only, token, subfolder,
-        force_download and proxies choose the files, as in Transformers; the others override tokenizer_config)."""
+        force_download and proxies choose the files, as in Transformers; the others override tokenizer_config).
+        Behaves as Transformers' PreTrainedTokenizerFast.from_pretrained (LlamaTokenizer: LlamaTokenizerFast's)."""
         name = os.fspath(pretrained_model_name_or_path)
-        path = resolve_directory(name, [(TOKENIZER_FILE, SPM_FILE)], OPTIONAL_FILES, **pop_hub_kwargs(kwargs))
-        if not os.path.isdir(path):
-            raise OSError(f"{path!r} is not a directory holding tokenizer files")
-        config = {}
-        config_path = os.path.join(path, CONFIG_FILE)
-        if os.path.isfile(config_path):
-            data = read_json(config_path)
-            require(isinstance(data, dict), f"{config_path}: the top level is not an object")
-            config.update(data)
-        # As Transformers: special_tokens_map.json is read only when tokenizer_config.json has no
-        # added_tokens_decoder, and then its entries win over tokenizer_config.json's.
-        special_map = os.path.join(path, SPECIAL_TOKENS_FILE)
-        if os.path.isfile(special_map) and "added_tokens_decoder" not in config:
-            data = read_json(special_map)
-            require(isinstance(data, dict), f"{special_map}: the top level is not an object")
-            config.update(data)
-        template_path = os.path.join(path, CHAT_TEMPLATE_FILE)
-        if os.path.isfile(template_path) and "chat_template" not in config:
-            with open(template_path, encoding="utf-8") as f:
-                config["chat_template"] = f.read()
+        path = tokenizer_folder(name, kwargs)
+        return cls._from_files(name, path, read_tokenizer_config(path), kwargs)
+
+    @classmethod
+    def _from_files(cls, name, path, config, kwargs):
         json_path = os.path.join(path, TOKENIZER_FILE)
         spm_path = os.path.join(path, SPM_FILE)
         if os.path.isfile(json_path):
             tj = read_json(json_path)
             model = model_from_json(tj, json_path)
         elif os.path.isfile(spm_path):
-            from .sentencepiece_model import model_from_sentencepiece
-            model, config = model_from_sentencepiece(spm_path, config)
+            model, config = model_from_sentencepiece(spm_path, config, cls._llama)
         else:
             raise OSError(f"{path!r} has neither {TOKENIZER_FILE} nor {SPM_FILE}")
         tokenizer = cls(model, config, kwargs, name_or_path=name)
@@ -451,8 +445,7 @@ class NemotronTokenizer:
             if i >= 2**32:
                 raise OverflowError("number too large to fit in target type")
         # ids beyond the vocabulary are skipped, as tokenizers does
-        n_ids = max(self._id_to_token, default=-1) + 1
-        array = np.array([i for i in ids if i < n_ids], dtype=np.int32)
+        array = np.array([i for i in ids if i < self._n_ids], dtype=np.int32)
         text = self._core.decode(array, bool(skip_special_tokens))
         clean = self.clean_up_tokenization_spaces if clean_up_tokenization_spaces is None else clean_up_tokenization_spaces
         return clean_up_tokenization(text) if clean and self._force_clean_up else text
@@ -543,9 +536,87 @@ def _id_list(ids):
     return [_id_list(i) if isinstance(i, (list, tuple)) else operator.index(i) for i in ids]
 
 
+class LlamaTokenizer(NemotronTokenizer):
+    """`transformers.LlamaTokenizer` (and LlamaTokenizerFast): the vocabulary and merges of the files inside Llama's
+    own pipeline (Metaspace with prepend_scheme "first" unless legacy=True, none if add_prefix_space=False), <s>,
+    </s> and <unk> by default, padding on the left. AutoTokenizer gives it only outside a Nemotron checkpoint
+    folder, when tokenizer_config.json names LlamaTokenizer or LlamaTokenizerFast."""
+
+    _llama = True
+
+
+def tokenizer_folder(name, kwargs):
+    """The local folder of a directory or Hub id; takes the Hub keywords out of kwargs. config.json comes along
+    from the Hub because it decides which tokenizer Transformers builds."""
+    path = resolve_directory(name, [(TOKENIZER_FILE, SPM_FILE)], OPTIONAL_FILES + (MODEL_CONFIG_FILE,),
+                             **pop_hub_kwargs(kwargs))
+    if not os.path.isdir(path):
+        raise OSError(f"{path!r} is not a directory holding tokenizer files")
+    return path
+
+
+def _read_object(path):
+    data = read_json(path)
+    require(isinstance(data, dict), f"{path}: the top level is not an object")
+    return data
+
+
+def read_tokenizer_config(path):
+    """tokenizer_config.json, special_tokens_map.json and chat_template.jinja as one dict."""
+    config = {}
+    config_path = os.path.join(path, CONFIG_FILE)
+    if os.path.isfile(config_path):
+        config.update(_read_object(config_path))
+    # As Transformers: special_tokens_map.json is read only when tokenizer_config.json has no
+    # added_tokens_decoder, and then its entries win over tokenizer_config.json's.
+    special_map = os.path.join(path, SPECIAL_TOKENS_FILE)
+    if os.path.isfile(special_map) and "added_tokens_decoder" not in config:
+        config.update(_read_object(special_map))
+    template_path = os.path.join(path, CHAT_TEMPLATE_FILE)
+    if os.path.isfile(template_path) and "chat_template" not in config:
+        with open(template_path, encoding="utf-8") as f:
+            config["chat_template"] = f.read()
+    return config
+
+
+def tokenizer_class_for(path, tokenizer_config):
+    """The tokenizer Transformers 5's AutoTokenizer.from_pretrained(path) builds, as ours:
+
+    1. config.json beside the tokenizer files says model_type "nemotron" (every Nemotron checkpoint folder):
+       Transformers maps nemotron to TokenizersBackend and ignores tokenizer_config.json's tokenizer_class, so
+       NemotronTokenizer: tokenizer.json as it is (its legacy and add_prefix_space ignored, add_bos_token and
+       add_eos_token too when tokenizer.json has a post-processor; tokenizer.model alone is converted as
+       TokenizersBackend converts it), padding on the right unless padding_side is set, and only the special tokens
+       tokenizer_config.json names (no <s>/</s>/<unk> defaults).
+    2. Otherwise (no config.json, or another model_type) tokenizer_config.json's tokenizer_class decides:
+       LlamaTokenizer or LlamaTokenizerFast gives LlamaTokenizer (Llama's pipeline, padding on the left);
+       PreTrainedTokenizerFast, TokenizersBackend, NemotronTokenizer or none gives NemotronTokenizer; any other
+       class is a ValueError.
+
+    use_fast=False and trust_remote_code change nothing (Transformers 5 always builds the fast tokenizer)."""
+    model_config_path = os.path.join(path, MODEL_CONFIG_FILE)
+    if os.path.isfile(model_config_path):
+        if _read_object(model_config_path).get("model_type") in TOKENIZERS_BACKEND_MODEL_TYPES:
+            return NemotronTokenizer
+    tokenizer_class = tokenizer_config.get("tokenizer_class")
+    if tokenizer_class in LLAMA_CLASSES:
+        return LlamaTokenizer
+    if tokenizer_class in PLAIN_CLASSES:
+        return NemotronTokenizer
+    raise ValueError(f"unsupported tokenizer_class {tokenizer_class!r} in {os.path.join(path, CONFIG_FILE)} "
+                     f"(nemotron_c supports {', '.join(c for c in LLAMA_CLASSES + PLAIN_CLASSES if c)})")
+
+
 class AutoTokenizer:
-    """`AutoTokenizer.from_pretrained(dir or Hub id)` returns a NemotronTokenizer."""
+    """`AutoTokenizer.from_pretrained(dir or Hub id)`: the tokenizer Transformers' AutoTokenizer builds on the same
+    folder (see tokenizer_class_for): NemotronTokenizer in a Nemotron checkpoint folder, whose config.json says
+    model_type "nemotron"."""
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
-        return NemotronTokenizer.from_pretrained(pretrained_model_name_or_path, **kwargs)
+        for ignored in ("use_fast", "trust_remote_code"):
+            kwargs.pop(ignored, None)
+        name = os.fspath(pretrained_model_name_or_path)
+        path = tokenizer_folder(name, kwargs)
+        config = read_tokenizer_config(path)
+        return tokenizer_class_for(path, config)._from_files(name, path, config, kwargs)

@@ -101,6 +101,13 @@ def compare_with_transformers(hub_kwargs, source=None):
     hf_tok = transformers.AutoTokenizer.from_pretrained(REPO, **hub_kwargs)
     ids = hf_tok(TEXT, return_tensors="np")["input_ids"]
     np.testing.assert_array_equal(ours_tok(TEXT, return_tensors="np")["input_ids"], ids)
+    # config.json comes along with the tokenizer files: it decides the tokenizer class, hence the padding side
+    assert type(hf_tok).__name__ == "TokenizersBackend" and ours_tok.padding_side == hf_tok.padding_side == "right"
+    batch = [TEXT, "our"]
+    for tok in (ours_tok, hf_tok):
+        tok.pad_token = tok.pad_token or tok.eos_token
+    for key, value in hf_tok(batch, padding=True, return_tensors="np").items():
+        np.testing.assert_array_equal(ours_tok(batch, padding=True, return_tensors="np")[key], value)
     ours = nemotron_c.AutoModelForCausalLM.from_pretrained(REPO, **hub_kwargs)
     hf = transformers.AutoModelForCausalLM.from_pretrained(REPO, dtype=torch.float32, attn_implementation="eager",
                                                            **hub_kwargs).eval()
@@ -201,6 +208,17 @@ def test_files_known_absent_are_not_requested(sources, tmp_path, monkeypatch):
                         download(repo, name, **kw))
     nemotron_c.AutoModelForCausalLM.from_pretrained(REPO, cache_dir=str(tmp_path))
     assert asked[:2] == ["config.json", "model.safetensors.index.json"] and "model.safetensors" not in asked, asked
+
+
+def test_tokenizer_fetches_config_json(cache, monkeypatch):
+    """config.json decides which tokenizer Transformers builds (model_type nemotron: tokenizer.json as it is), so a
+    tokenizer loaded by Hub id must bring it into the snapshot even when no model is loaded."""
+    asked = []
+    download = huggingface_hub.hf_hub_download
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda repo, name, **kw: asked.append(name) or
+                        download(repo, name, **kw))
+    nemotron_c.AutoTokenizer.from_pretrained(REPO, cache_dir=cache)
+    assert asked[0] == "tokenizer.json" and "config.json" in asked, asked
 
 
 @pytest.mark.parametrize("name", ["/no/such/dir", "a b/c", "org/na--me", "a/b/c"])

@@ -4,6 +4,8 @@ A checkpoint directory as on the Hub: a SentencePiece BPE tokenizer converted by
 Nemotron's), a random Nemotron model with its vocabulary, config and generation config. Each card's
 code is written once and run with either library.
 """
+import json
+import os
 import shutil
 
 import numpy as np
@@ -70,6 +72,18 @@ def test_model_card_gives_the_same_answer(card_dir, card):
     got = card(nemotron_c, card_dir)
     assert isinstance(got, str) and len(got) > 0
     assert got == expected
+
+
+def test_card_folder_is_a_checkpoint_folder(card_dir):
+    """As on the Hub: config.json (model_type nemotron) beside the tokenizer files, so that Transformers'
+    AutoTokenizer ignores tokenizer_class; ours picks the same tokenizer, with the same padding side."""
+    with open(os.path.join(card_dir, "config.json"), encoding="utf-8") as f:
+        assert json.load(f)["model_type"] == "nemotron"
+    assert os.path.isfile(os.path.join(card_dir, "tokenizer.json"))
+    ours = nemotron_c.AutoTokenizer.from_pretrained(card_dir)
+    theirs = transformers.AutoTokenizer.from_pretrained(card_dir)
+    assert (type(ours).__name__, type(theirs).__name__) == ("NemotronTokenizer", "TokenizersBackend")
+    assert ours.padding_side == theirs.padding_side == "right"
 
 
 def test_scores_of_the_card_prompt(card_dir):

@@ -177,3 +177,81 @@ def build_all(root, n_lines=6000, spm_only=True):
         _write_json(os.path.join(out, "tokenizer_config.json"), config)
         dirs[name] = out
     return dirs
+
+
+def _grow_model_proto(path, vocab_size, n_control, n_user_defined, seed=0):
+    """Edits a trained tokenizer.model up to vocab_size pieces as Nemotron's is: n_control control pieces and
+    n_user_defined user-defined ones (ids after the trained pieces), then normal pieces, each the concatenation of
+    two earlier ones (so that merges reach them) with falling scores."""
+    import random
+
+    from sentencepiece import sentencepiece_model_pb2
+
+    proto = sentencepiece_model_pb2.ModelProto()
+    with open(path, "rb") as f:
+        proto.ParseFromString(f.read())
+    kinds = sentencepiece_model_pb2.ModelProto.SentencePiece
+    seen = {p.piece for p in proto.pieces}
+    for k in range(n_control):
+        proto.pieces.add(piece=f"<special_{k}>", score=0.0, type=kinds.CONTROL)
+    for k in range(n_user_defined):
+        # tags, and word-like pieces that also occur inside ordinary text
+        proto.pieces.add(piece=f"<tool_{k}>" if k % 3 else f"zq{k}x", score=0.0, type=kinds.USER_DEFINED)
+    normal = [p for p in proto.pieces if p.type == kinds.NORMAL]
+    pieces, score = [p.piece for p in normal], min(p.score for p in normal)
+    rng = random.Random(seed)
+    while len(proto.pieces) < vocab_size:
+        piece = rng.choice(pieces) + rng.choice(pieces).lstrip("\u2581")
+        if piece in seen or len(piece) > 16:
+            continue
+        seen.add(piece)
+        pieces.append(piece)
+        score -= 0.01
+        proto.pieces.add(piece=piece, score=score, type=kinds.NORMAL)
+    with open(path, "wb") as f:
+        f.write(proto.SerializeToString())
+
+
+def _added_tokens_decoder(added, seed=0):
+    """added_tokens_decoder for tokenizer.json's added tokens (the control and user-defined pieces), with varied
+    flags: the control pieces special, the user-defined ones not (some marked special), lstrip/rstrip/single_word/
+    normalized set on some of each."""
+    import random
+
+    rng = random.Random(seed)
+    decoder = {}
+    for a in added:
+        special = a["special"] or rng.random() < 0.1
+        decoder[str(a["id"])] = {"content": a["content"], "special": special, "lstrip": rng.random() < 0.2,
+                                 "rstrip": rng.random() < 0.2, "single_word": rng.random() < 0.1,
+                                 "normalized": (not special) and rng.random() < 0.5}
+    return decoder
+
+
+@functools.lru_cache(maxsize=None)
+def build_large(root, vocab_size=256000, n_control=2000, n_user_defined=2000):
+    """A tokenizer at Nemotron's scale in `root`: vocab_size pieces (a SentencePiece BPE model with byte fallback
+    trained here, grown by editing its ModelProto), n_control + n_user_defined control and user-defined pieces, a
+    tokenizer_config.json with an added_tokens_decoder entry for each, and a Nemotron config.json beside them.
+    Returns the directory."""
+    from transformers import NemotronConfig
+
+    spm_dir, out = os.path.join(root, "spm"), os.path.join(root, "large")
+    os.makedirs(spm_dir, exist_ok=True)
+    train(os.path.join(spm_dir, "tokenizer"), 8000, training_lines(n=6000), USER_DEFINED, CONTROL)
+    os.remove(os.path.join(spm_dir, "tokenizer.vocab"))
+    _grow_model_proto(os.path.join(spm_dir, "tokenizer.model"), vocab_size, n_control, n_user_defined)
+    convert(spm_dir, out)
+    json_path = os.path.join(out, "tokenizer.json")
+    with open(json_path, encoding="utf-8") as f:
+        data = json.load(f)
+    _nemotron_json(data)
+    with open(json_path, "w", encoding="utf-8") as f:
+        json.dump(data, f, ensure_ascii=False)
+    _write_json(os.path.join(out, "tokenizer_config.json"), {
+        "tokenizer_class": "LlamaTokenizer", "add_bos_token": True, "add_eos_token": False, "legacy": False,
+        "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>",
+        "model_max_length": 4096, "added_tokens_decoder": _added_tokens_decoder(data["added_tokens"])})
+    NemotronConfig(vocab_size=vocab_size, hidden_size=8, intermediate_size=16, num_hidden_layers=1,
+                   num_attention_heads=2, num_key_value_heads=1).save_pretrained(out)
+    return out

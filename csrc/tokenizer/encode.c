@@ -173,11 +173,14 @@ static nt_status encode_pretokenized(const nt_tokenizer *tok, nt_error *err, nt_
     return encode_word(tok, err, out, s, b->data + word, b->len - word);
 }
 
-/* Applies the normalizer to text[0, len); returns the result in one of s->norm (or text itself). */
+/* Applies the normalizer to text[0, len); returns the result in one of s->norm (or text itself). *trimmed_start is
+ * set when a Trim removed the start of the text: tokenizers then no longer sees the result as beginning the input,
+ * and Metaspace's prepend_scheme "first" does not prepend. */
 static nt_status normalize(const nt_tokenizer *tok, nt_error *err, nt_encode_scratch *s, const char *text, size_t len,
-                           const char **out, size_t *out_len) {
+                           const char **out, size_t *out_len, int *trimmed_start) {
     const char *cur = text;
     size_t cur_len = len;
+    *trimmed_start = 0;
     for (int64_t k = 0; k < tok->n_normalizer; k++) {
         const nt_step *st = &tok->normalizer[k];
         nt_byte_buf *b = &s->norm[k & 1];
@@ -190,6 +193,7 @@ static nt_status normalize(const nt_tokenizer *tok, nt_error *err, nt_encode_scr
             size_t lo = 0, hi = cur_len;
             while (lo + st->a_len <= hi && memcmp(cur + lo, st->a, st->a_len) == 0) lo += st->a_len;
             while (hi >= lo + st->a_len && memcmp(cur + hi - st->a_len, st->a, st->a_len) == 0) hi -= st->a_len;
+            if (lo > 0) *trimmed_start = 1;
             if (nt_buf_append(b, cur + lo, hi - lo)) return OOM("in the normalizer");
         } else if (st->step.type == NT_TOKENIZER_STEP_COLLAPSE) {
             size_t i = 0;
@@ -267,13 +271,14 @@ static nt_status encode_chunk(const nt_tokenizer *tok, nt_error *err, nt_id_vec 
     if (len == 0) return NT_OK;
     const char *norm = NULL;
     size_t norm_len = 0;
-    nt_status st = normalize(tok, err, s, text, len, &norm, &norm_len);
+    int trimmed_start;
+    nt_status st = normalize(tok, err, s, text, len, &norm, &norm_len, &trimmed_start);
     if (st != NT_OK) return st;
     size_t pos = 0, ms, me;
     for (;;) {
         int64_t hit = find_added(tok, NT_PASS_NORMALIZED, norm, norm_len, pos, &ms, &me);
         size_t stop = hit >= 0 ? ms : norm_len;
-        if ((st = encode_pretokenized(tok, err, out, s, norm + pos, stop - pos, first && pos == 0)) != NT_OK) return st;
+        if ((st = encode_pretokenized(tok, err, out, s, norm + pos, stop - pos, first && pos == 0 && !trimmed_start)) != NT_OK) return st;
         if (hit < 0) return NT_OK;
         if ((st = push_added(tok, err, out, log, hit, norm + ms, me - ms)) != NT_OK) return st;
         pos = me;
