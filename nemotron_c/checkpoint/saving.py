@@ -1,0 +1,191 @@
+"""Writing checkpoints as Transformers 5 does: safetensors files, sharded with an index when over a size.
+
+Tensors are written one at a time straight from the arrays the model holds, so saving never needs a
+second copy of the weights. Every file is written under a temporary name and renamed into place: a
+model saved into the directory it was loaded (memory-mapped) from keeps reading its old files.
+"""
+import json
+import os
+import re
+import struct
+
+import numpy as np
+
+from ..loading import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
+
+# Transformers 5 save_pretrained's default shard size
+DEFAULT_MAX_SHARD_SIZE = "50GB"
+# huggingface_hub's units (Transformers 5 hands the size to it), plus the binary ones of Transformers'
+# own convert_file_size_to_int
+SIZE_UNITS = {"TB": 10**12, "GB": 10**9, "MB": 10**6, "KB": 10**3, "TIB": 2**40, "GIB": 2**30, "MIB": 2**20,
+              "KIB": 2**10}
+SIZE_PATTERN = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-zA-Z]+)\s*")
+# what the model holds -> safetensors dtype name
+SAFETENSORS_NAMES = {"float32": "F32", "bfloat16": "BF16", "float16": "F16"}
+SHARD_PATTERN = re.compile(r"(.*?)-\d{5}-of-\d{5}")
+
+
+def parse_shard_size(size):
+    """Bytes from an int or a string such as "5GB", "500MB", "10KB", "0.5GB" (decimal units) or "2GiB"."""
+    if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
+        if size < 0:
+            raise ValueError(f"max_shard_size must not be negative, got {size}")
+        return int(size)
+    if not isinstance(size, str):
+        raise TypeError(f"max_shard_size must be an int (bytes) or a string such as '5GB', not {type(size).__name__}")
+    match = SIZE_PATTERN.fullmatch(size)
+    unit = match and match.group(2).upper()
+    if unit not in SIZE_UNITS:
+        raise ValueError(
+            f"max_shard_size {size!r} is not a number followed by a unit: use e.g. '5GB', '500MB', '10KB' "
+            f"(units: {', '.join(SIZE_UNITS)})"
+        )
+    return int(float(match.group(1)) * SIZE_UNITS[unit])
+
+
+def plan_shards(sizes, max_shard_size):
+    """Groups tensor names into shards as huggingface_hub's split_state_dict_into_shards does.
+
+    sizes: [(name, bytes)] in state_dict order. In that order, a tensor above the limit gets a shard of its
+    own and the current shard is closed when the next tensor would take it past the limit.
+    """
+    shards, current, current_size = [], [], 0
+    for name, size in sizes:
+        if size > max_shard_size:
+            shards.append([name])
+            continue
+        if current and current_size + size > max_shard_size:
+            shards.append(current)
+            current, current_size = [], 0
+        current.append(name)
+        current_size += size
+    if current:
+        shards.append(current)
+    return shards
+
+
+def safetensors_header(tensors, metadata):
+    """The header bytes of a safetensors file holding tensors [(name, array, dtype)] in that order.
+
+    8 bytes of little-endian length, then the JSON, padded with spaces so that the data starts 8-aligned.
+    """
+    entries = {"__metadata__": metadata} if metadata else {}
+    offset = 0
+    for name, array, dtype in tensors:
+        entries[name] = {"dtype": SAFETENSORS_NAMES[dtype], "shape": list(array.shape),
+                         "data_offsets": [offset, offset + array.nbytes]}
+        offset += array.nbytes
+    text = json.dumps(entries, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text
+
+
+def write_safetensors(path, tensors, metadata=None):
+    """Writes [(name, array, dtype)] to `path` through a temporary file; dtype is 'float32', 'bfloat16' (the
+    array holding the bits as uint16) or 'float16'. Tensors are sorted by name, as the safetensors library does."""
+    tensors = sorted(tensors, key=lambda t: t[0])
+    temporary = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(temporary, "wb") as f:
+            f.write(safetensors_header(tensors, metadata))
+            for _, array, _ in tensors:
+                f.write(np.ascontiguousarray(array).data)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+
+
+def save_weights(save_directory, tensors, max_shard_size=DEFAULT_MAX_SHARD_SIZE, total_parameters=None):
+    """Writes [(name, array, dtype)] (state_dict order) as model.safetensors, or as shards
+    model-0000i-of-0000n.safetensors with model.safetensors.index.json when they exceed max_shard_size.
+
+    Removes the shard files of an earlier save that this one does not overwrite, as Transformers does, and
+    also the single file or the index of an earlier save of the other layout, which Transformers leaves
+    (a reader would then prefer the stale model.safetensors). Returns the names of the files written.
+    """
+    limit = parse_shard_size(max_shard_size)
+    by_name = {name: (name, array, dtype) for name, array, dtype in tensors}
+    if len(by_name) != len(tensors):
+        raise ValueError("two tensors share a name")
+    shards = plan_shards([(name, array.nbytes) for name, array, _ in tensors], limit)
+    if len(shards) <= 1:
+        files = {SAFE_WEIGHTS_NAME: shards[0] if shards else []}
+    else:
+        files = {f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors": names for i, names in enumerate(shards)}
+    remove_stale_weights(save_directory, files)
+    for file_name, names in files.items():
+        write_safetensors(os.path.join(save_directory, file_name), [by_name[n] for n in names], {"format": "pt"})
+    if len(files) == 1:
+        return [SAFE_WEIGHTS_NAME]
+    index = {
+        "metadata": {"total_size": sum(array.nbytes for _, array, _ in tensors)},
+        "weight_map": {name: file_name for file_name, names in files.items() for name in names},
+    }
+    if total_parameters is not None:
+        index["metadata"]["total_parameters"] = total_parameters
+    write_text(os.path.join(save_directory, SAFE_WEIGHTS_INDEX_NAME), json.dumps(index, indent=2, sort_keys=True) + "\n")
+    return [*files, SAFE_WEIGHTS_INDEX_NAME]
+
+
+def remove_stale_weights(save_directory, files):
+    sharded = len(files) > 1
+    for file_name in os.listdir(save_directory):
+        path = os.path.join(save_directory, file_name)
+        if not os.path.isfile(path) or file_name in files:
+            continue
+        stem = file_name.removesuffix(".safetensors")
+        stale_shard = (file_name.startswith("model") and file_name.endswith(".safetensors")
+                       and SHARD_PATTERN.fullmatch(stem) is not None)
+        other_layout = file_name == (SAFE_WEIGHTS_NAME if sharded else SAFE_WEIGHTS_INDEX_NAME)
+        if stale_shard or other_layout:
+            os.remove(path)
+
+
+def write_text(path, text):
+    temporary = f"{path}.tmp{os.getpid()}"
+    with open(temporary, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(temporary, path)
+
+
+def prepare_directory(save_directory):
+    """Creates the directory; a path that is a file is an error (Transformers logs it and saves nothing)."""
+    save_directory = os.fspath(save_directory)
+    if os.path.exists(save_directory) and not os.path.isdir(save_directory):
+        raise NotADirectoryError(f"cannot save into {save_directory!r}: it is a file, not a directory")
+    os.makedirs(save_directory, exist_ok=True)
+    return save_directory
+
+
+def save_model(model, save_directory, max_shard_size=DEFAULT_MAX_SHARD_SIZE, safe_serialization=True, **kwargs):
+    """model.save_pretrained: config.json, generation_config.json (models that generate) and the weights."""
+    if not safe_serialization:
+        raise NotImplementedError(
+            "nemotron_c writes safetensors only (safe_serialization=False would mean pytorch_model.bin; "
+            "Transformers 5 writes safetensors only as well)"
+        )
+    unsupported = {"state_dict": None, "variant": None, "push_to_hub": False, "save_peft_format": True,
+                   "distributed_checkpoint": False}
+    for key, neutral in unsupported.items():
+        if kwargs.pop(key, neutral) != neutral:
+            raise NotImplementedError(f"save_pretrained({key}=...) is not supported by nemotron_c")
+    kwargs.pop("token", None)
+    kwargs.pop("save_original_format", None)
+    is_main_process = kwargs.pop("is_main_process", True)
+    if kwargs:
+        raise TypeError(f"save_pretrained got unexpected keyword argument(s): {', '.join(sorted(kwargs))}")
+    limit = parse_shard_size(max_shard_size)
+    save_directory = prepare_directory(save_directory)
+    if not is_main_process:  # as Transformers: only the main process writes
+        return
+    tensors = model._tensors_to_save()
+    # as Transformers: the config records the saved dtype and the class
+    model.config.dtype = model.dtype
+    model.config.architectures = [type(model).__name__]
+    model.config.save_pretrained(save_directory)
+    if model.can_generate():
+        model.generation_config.save_pretrained(save_directory)
+    total_parameters = sum(int(np.prod(array.shape)) for _, array, _ in tensors)
+    save_weights(save_directory, tensors, limit, total_parameters=total_parameters)
