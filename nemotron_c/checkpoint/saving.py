@@ -7,11 +7,13 @@ model saved into the directory it was loaded (memory-mapped) from keeps reading 
 import json
 import os
 import re
+import shutil
 import struct
 
 import numpy as np
 
-from ..loading import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
+from ..configuration import NemotronConfig, read_config_json
+from ..loading import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, read_checkpoint
 
 # Transformers 5 save_pretrained's default shard size
 DEFAULT_MAX_SHARD_SIZE = "50GB"
@@ -22,7 +24,12 @@ SIZE_UNITS = {"TB": 10**12, "GB": 10**9, "MB": 10**6, "KB": 10**3, "TIB": 2**40,
 SIZE_PATTERN = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-zA-Z]+)\s*")
 # what the model holds -> safetensors dtype name
 SAFETENSORS_NAMES = {"float32": "F32", "bfloat16": "BF16", "float16": "F16"}
+ITEMSIZES = {"float32": 4, "bfloat16": 2, "float16": 2}
 SHARD_PATTERN = re.compile(r"(.*?)-\d{5}-of-\d{5}")
+CONFIG_NAME = "config.json"
+# what convert copies from beside the weights: configs and every tokenizer file Transformers reads
+CHECKPOINT_SIDE_FILES = (CONFIG_NAME, "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+                         "special_tokens_map.json", "tokenizer.model", "added_tokens.json", "chat_template.jinja")
 
 
 def parse_shard_size(size):
@@ -64,32 +71,57 @@ def plan_shards(sizes, max_shard_size):
     return shards
 
 
+class TensorToSave:
+    """A tensor to write: its name, dtype ('float32', 'bfloat16' or 'float16'), shape and a function giving its
+    array (bfloat16 as uint16 bits), called only when the tensor is written, so that a conversion makes one
+    tensor at a time."""
+
+    __slots__ = ("name", "dtype", "shape", "load")
+
+    def __init__(self, name, dtype, shape, load):
+        if dtype not in ITEMSIZES:
+            raise ValueError(f"tensor {name!r}: cannot save dtype {dtype!r} (float32, bfloat16 or float16)")
+        self.name, self.dtype, self.shape, self.load = name, dtype, tuple(int(d) for d in shape), load
+
+    @classmethod
+    def of(cls, name, array, dtype):
+        return cls(name, dtype, array.shape, lambda: array)
+
+    @property
+    def nbytes(self):
+        return int(np.prod(self.shape, dtype=np.int64)) * ITEMSIZES[self.dtype]
+
+
 def safetensors_header(tensors, metadata):
-    """The header bytes of a safetensors file holding tensors [(name, array, dtype)] in that order.
+    """The header bytes of a safetensors file holding `tensors` (TensorToSave) in that order.
 
     8 bytes of little-endian length, then the JSON, padded with spaces so that the data starts 8-aligned.
     """
     entries = {"__metadata__": metadata} if metadata else {}
     offset = 0
-    for name, array, dtype in tensors:
-        entries[name] = {"dtype": SAFETENSORS_NAMES[dtype], "shape": list(array.shape),
-                         "data_offsets": [offset, offset + array.nbytes]}
-        offset += array.nbytes
+    for t in tensors:
+        entries[t.name] = {"dtype": SAFETENSORS_NAMES[t.dtype], "shape": list(t.shape),
+                           "data_offsets": [offset, offset + t.nbytes]}
+        offset += t.nbytes
     text = json.dumps(entries, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     text += b" " * (-len(text) % 8)
     return struct.pack("<Q", len(text)) + text
 
 
 def write_safetensors(path, tensors, metadata=None):
-    """Writes [(name, array, dtype)] to `path` through a temporary file; dtype is 'float32', 'bfloat16' (the
-    array holding the bits as uint16) or 'float16'. Tensors are sorted by name, as the safetensors library does."""
-    tensors = sorted(tensors, key=lambda t: t[0])
+    """Writes `tensors` (TensorToSave) to `path` through a temporary file, sorted by name as the safetensors
+    library does."""
+    tensors = sorted(tensors, key=lambda t: t.name)
     temporary = f"{path}.tmp{os.getpid()}"
     try:
         with open(temporary, "wb") as f:
             f.write(safetensors_header(tensors, metadata))
-            for _, array, _ in tensors:
-                f.write(np.ascontiguousarray(array).data)
+            for t in tensors:
+                array = np.ascontiguousarray(t.load())
+                if array.shape != t.shape or array.nbytes != t.nbytes:
+                    raise ValueError(f"tensor {t.name!r}: array of shape {array.shape} and {array.nbytes} bytes, "
+                                     f"expected {t.shape} in {t.dtype}")
+                f.write(array.data)
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):
@@ -97,19 +129,20 @@ def write_safetensors(path, tensors, metadata=None):
         raise
 
 
-def save_weights(save_directory, tensors, max_shard_size=DEFAULT_MAX_SHARD_SIZE, total_parameters=None):
-    """Writes [(name, array, dtype)] (state_dict order) as model.safetensors, or as shards
+def save_weights(save_directory, tensors, max_shard_size=DEFAULT_MAX_SHARD_SIZE, on_file=None):
+    """Writes `tensors` (TensorToSave, in state_dict order) as model.safetensors, or as shards
     model-0000i-of-0000n.safetensors with model.safetensors.index.json when they exceed max_shard_size.
 
     Removes the shard files of an earlier save that this one does not overwrite, as Transformers does, and
     also the single file or the index of an earlier save of the other layout, which Transformers leaves
-    (a reader would then prefer the stale model.safetensors). Returns the names of the files written.
+    (a reader would then prefer the stale model.safetensors). on_file(name, bytes) follows each file written.
+    Returns the names of the files written.
     """
     limit = parse_shard_size(max_shard_size)
-    by_name = {name: (name, array, dtype) for name, array, dtype in tensors}
+    by_name = {t.name: t for t in tensors}
     if len(by_name) != len(tensors):
         raise ValueError("two tensors share a name")
-    shards = plan_shards([(name, array.nbytes) for name, array, _ in tensors], limit)
+    shards = plan_shards([(t.name, t.nbytes) for t in tensors], limit)
     if len(shards) <= 1:
         files = {SAFE_WEIGHTS_NAME: shards[0] if shards else []}
     else:
@@ -117,14 +150,15 @@ def save_weights(save_directory, tensors, max_shard_size=DEFAULT_MAX_SHARD_SIZE,
     remove_stale_weights(save_directory, files)
     for file_name, names in files.items():
         write_safetensors(os.path.join(save_directory, file_name), [by_name[n] for n in names], {"format": "pt"})
+        if on_file:
+            on_file(file_name, sum(by_name[n].nbytes for n in names))
     if len(files) == 1:
         return [SAFE_WEIGHTS_NAME]
+    total_parameters = sum(int(np.prod(t.shape, dtype=np.int64)) for t in tensors)
     index = {
-        "metadata": {"total_size": sum(array.nbytes for _, array, _ in tensors)},
+        "metadata": {"total_parameters": total_parameters, "total_size": sum(t.nbytes for t in tensors)},
         "weight_map": {name: file_name for file_name, names in files.items() for name in names},
     }
-    if total_parameters is not None:
-        index["metadata"]["total_parameters"] = total_parameters
     write_text(os.path.join(save_directory, SAFE_WEIGHTS_INDEX_NAME), json.dumps(index, indent=2, sort_keys=True) + "\n")
     return [*files, SAFE_WEIGHTS_INDEX_NAME]
 
@@ -187,5 +221,44 @@ def save_model(model, save_directory, max_shard_size=DEFAULT_MAX_SHARD_SIZE, saf
     model.config.save_pretrained(save_directory)
     if model.can_generate():
         model.generation_config.save_pretrained(save_directory)
-    total_parameters = sum(int(np.prod(array.shape)) for _, array, _ in tensors)
-    save_weights(save_directory, tensors, limit, total_parameters=total_parameters)
+    save_weights(save_directory, [TensorToSave.of(*t) for t in tensors], limit)
+
+
+def convert_checkpoint(source, destination, dtype=None, max_shard_size=DEFAULT_MAX_SHARD_SIZE, overwrite=False,
+                       on_file=None):
+    """Rewrites the checkpoint directory `source` (any format read_checkpoint reads) as safetensors in
+    `destination`, each tensor converted to `dtype` (None keeps the stored one), with the files beside the weights
+    (configs, tokenizer) copied over. Tensors keep their names; a tied lm_head.weight is dropped as Transformers
+    drops it when saving. Returns the names of the files written."""
+    source, destination = os.fspath(source), os.fspath(destination)
+    if not os.path.isdir(source):
+        raise FileNotFoundError(f"{source!r} is not a checkpoint directory")
+    if os.path.realpath(source) == os.path.realpath(destination):
+        raise ValueError("the destination is the source directory: convert into a new directory")
+    if os.path.isdir(destination) and os.listdir(destination) and not overwrite:
+        raise FileExistsError(f"{destination!r} is not empty (pass overwrite=True, --overwrite, to write into it)")
+    limit = parse_shard_size(max_shard_size)
+    if dtype is not None and dtype not in ITEMSIZES:
+        raise ValueError(f"dtype must be float32, bfloat16 or float16, not {dtype!r}")
+    config = NemotronConfig.from_pretrained(source)  # refuses what is not a Nemotron checkpoint
+    stored = read_checkpoint(source)
+    if config.tie_word_embeddings and any(name.endswith("embed_tokens.weight") for name in stored):
+        stored.pop("lm_head.weight", None)
+    tensors = [TensorToSave(name, dtype or t.storage, t.shape, lambda t=t: t.array(dtype or t.storage))
+               for name, t in stored.items()]
+    destination = prepare_directory(destination)
+
+    written = []
+    for file_name in CHECKPOINT_SIDE_FILES:
+        path = os.path.join(source, file_name)
+        if not os.path.isfile(path):
+            continue
+        if file_name == CONFIG_NAME and dtype is not None:
+            data = read_config_json(path)
+            data.pop("torch_dtype", None)
+            data["dtype"] = dtype
+            write_text(os.path.join(destination, file_name), json.dumps(data, indent=2, sort_keys=True) + "\n")
+        else:
+            shutil.copyfile(path, os.path.join(destination, file_name))
+        written.append(file_name)
+    return written + save_weights(destination, tensors, limit, on_file=on_file)
