@@ -201,17 +201,22 @@ class NemotronTokenizer:
                 config["chat_template"] = f.read()
         json_path = os.path.join(path, TOKENIZER_FILE)
         spm_path = os.path.join(path, SPM_FILE)
+        derived = {}
         if os.path.isfile(json_path):
             tj = read_json(json_path)
             model = model_from_json(tj, json_path)
         elif os.path.isfile(spm_path):
             from .sentencepiece_model import model_from_sentencepiece
+            given = dict(config)
             model, config = model_from_sentencepiece(spm_path, config)
+            # what the conversion derived from tokenizer.model; save_pretrained leaves it to be derived again
+            derived = {k: v for k, v in config.items() if k not in given and not k.startswith("_")}
         else:
             raise OSError(f"{path!r} has neither {TOKENIZER_FILE} nor {SPM_FILE}")
         tokenizer = cls(model, config, kwargs, name_or_path=path)
         tokenizer._load_args = (path, dict(kwargs))
         tokenizer._source_file = json_path if os.path.isfile(json_path) else spm_path
+        tokenizer._derived_config = derived
         return tokenizer
 
     def save_pretrained(self, save_directory, **kwargs):

@@ -83,6 +83,11 @@ def tokenizer_config(tokenizer, keep_bos_eos):
     if keep_bos_eos:  # without tokenizer.json, the config says which special tokens surround a sequence
         config["add_bos_token"] = tokenizer.add_bos_token
         config["add_eos_token"] = tokenizer.add_eos_token
+    for key, value in tokenizer._derived_config.items():
+        # read from tokenizer.model, not from the config: left out so that loading derives it again (written,
+        # LlamaTokenizer would make the user-defined pieces among the extra special tokens special)
+        if config.get(key) == value:
+            del config[key]
     config["backend"] = "tokenizers"
     config["tokenizer_class"] = "LlamaTokenizer" if tokenizer._llama else "TokenizersBackend"
     return config
