@@ -9,12 +9,13 @@ import pytest
 import torch
 import transformers
 from conftest import assert_close, build_hf_model, hf_from_pretrained, hf_logits
-from huggingface_hub.serialization._base import parse_size_to_int
+from huggingface_hub.serialization._base import parse_size_to_int, split_state_dict_into_shards_factory
 from safetensors import safe_open
+from safetensors.numpy import load_file, save_file
 from tokenizer_builders import build_all
 
 import nemotron_c
-from nemotron_c.checkpoint.saving import parse_shard_size
+from nemotron_c.checkpoint.saving import parse_shard_size, plan_shards, safetensors_header, TensorToSave
 
 IDS = np.array([[5, 9, 2, 77, 13, 40, 41], [1, 2, 3, 4, 5, 6, 7]])
 HEADS = {
@@ -142,14 +143,26 @@ def test_bare_model_saves_without_prefix(checkpoint, tmp_path):
     assert "embed_tokens.weight" in stored_tensors(tmp_path)
 
 
+def test_decoder_of_a_causal_lm_saved_as_transformers_saves_it(checkpoint, tmp_path):
+    """A causal LM checkpoint loaded as NemotronModel: its class in the config, no prefix, no lm_head."""
+    source = checkpoint(seed=4)
+    nemotron_c.NemotronModel.from_pretrained(source).save_pretrained(tmp_path / "ours")
+    transformers.NemotronModel.from_pretrained(source).save_pretrained(tmp_path / "theirs")
+    assert_same_files(tmp_path / "ours", tmp_path / "theirs")
+    assert json.loads((tmp_path / "ours" / "config.json").read_text())["architectures"] == ["NemotronModel"]
+
+
 def test_save_into_the_directory_it_was_loaded_from(checkpoint, tmp_path):
     """The weights are memory-mapped from the files being replaced: they are renamed over, never rewritten."""
     directory = tmp_path / "model"
     shutil.copytree(checkpoint(), directory)
+    # a longer header than ours: rewritten in place, the file would move the data under the mapped weights
+    weights = load_file(directory / "model.safetensors")
+    save_file(weights, directory / "model.safetensors", metadata={"format": "pt", "written_by": "another tool"})
     model = nemotron_c.NemotronForCausalLM.from_pretrained(directory)
     before = model(IDS).logits
-    model.save_pretrained(directory, max_shard_size="30KB")
     model.save_pretrained(directory)
+    model.save_pretrained(directory, max_shard_size="30KB")
     assert_close(model(IDS).logits, before, atol=0)
     assert_close(nemotron_c.NemotronForCausalLM.from_pretrained(directory)(IDS).logits, before, atol=0)
 
@@ -179,6 +192,28 @@ def test_save_refuses_a_file_and_what_it_cannot_write(checkpoint, tmp_path):
 @pytest.mark.parametrize("text", ["5GB", "500MB", "10KB", "1TB", "0.5GB", "5gb", " 20 KB "])
 def test_shard_sizes_read_as_transformers_reads_them(text):
     assert parse_shard_size(text) == parse_size_to_int(text)
+
+
+@pytest.mark.parametrize("limit", [1, 10, 16, 25, 40, 100])
+def test_shards_planned_as_huggingface_hub_plans_them(limit):
+    """Greedy in state_dict order, a tensor above the limit alone, a shard that exactly fits kept whole."""
+    sizes = [("a", 10), ("b", 6), ("c", 40), ("d", 4), ("e", 16), ("f", 9), ("g", 1), ("h", 25)]
+    split = split_state_dict_into_shards_factory(dict(sizes), get_storage_size=lambda size: size,
+                                                 filename_pattern="model{suffix}.safetensors", max_shard_size=limit)
+    assert plan_shards(sizes, limit) == list(split.filename_to_tensors.values())
+
+
+@pytest.mark.parametrize("name_length", range(1, 9))
+def test_safetensors_header_is_padded_to_eight_bytes(tmp_path, name_length):
+    """The data starts 8-aligned, the padding is spaces, and safetensors reads the file."""
+    array = np.arange(6, dtype=np.float32).reshape(2, 3)
+    header = safetensors_header([TensorToSave.of("x" * name_length, array, "float32")], {"format": "pt"})
+    length = int.from_bytes(header[:8], "little")
+    assert length % 8 == 0 and len(header) == 8 + length
+    assert json.loads(header[8:]) == {"__metadata__": {"format": "pt"},
+                                      "x" * name_length: {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 24]}}
+    (tmp_path / "t.safetensors").write_bytes(header + array.tobytes())
+    assert np.array_equal(load_file(tmp_path / "t.safetensors")["x" * name_length], array)
 
 
 def test_binary_units_and_integers():
@@ -283,3 +318,13 @@ def test_tokenizer_save_refuses_a_file(dirs, tmp_path):
     file.write_text("")
     with pytest.raises(NotADirectoryError, match="is a file"):
         nemotron_c.AutoTokenizer.from_pretrained(dirs["big"]).save_pretrained(file)
+
+
+def test_head_converted_at_load_saves_its_head_in_that_dtype(checkpoint, tmp_path):
+    source = checkpoint(model_class=transformers.NemotronForTokenClassification, num_labels=5, seed=2)
+    nemotron_c.NemotronForTokenClassification.from_pretrained(source, dtype="bfloat16").save_pretrained(tmp_path)
+    original = transformers.NemotronForTokenClassification.from_pretrained(source).state_dict()
+    for name in ("score.weight", "score.bias", "model.norm.weight"):
+        stored_dtype, values = stored_tensors(tmp_path)[name]
+        assert stored_dtype == "torch.bfloat16"
+        assert np.array_equal(values, original[name].to(torch.bfloat16).float().numpy()), name

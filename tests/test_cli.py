@@ -1,11 +1,14 @@
-"""python -m nemotron_c score, run as a subprocess on a tiny checkpoint."""
+"""python -m nemotron_c score and convert, run as subprocesses on tiny checkpoints."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+import torch
+import transformers
 from conftest import assert_close
 from test_scoring import word_tokenizer
 
@@ -121,3 +124,98 @@ def test_bad_arguments(path, tmp_path):
     assert run.returncode == 1 and "error:" in run.stderr and "Traceback" not in run.stderr
     run = run_cli("score", str(file))
     assert run.returncode == 2 and "--model" in run.stderr
+
+
+# ---------------------------------------------------------------- convert
+
+
+TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json"]
+
+
+@pytest.fixture(scope="module", params=["safetensors"])
+def convert_source(request, checkpoint, tmp_path_factory):
+    """A checkpoint directory with a tokenizer beside the weights, in each format convert reads.
+
+    A parameter per source format: the directory holds config.json, generation_config.json, the weights and the
+    tokenizer files, and the weights are those of checkpoint(seed=5)."""
+    source = tmp_path_factory.mktemp(f"convert_{request.param}")
+    shutil.copytree(checkpoint(seed=5), source, dirs_exist_ok=True)
+    word_tokenizer().save_pretrained(source)
+    return str(source)
+
+
+def test_convert_to_bfloat16_shards(convert_source, tmp_path):
+    destination = tmp_path / "out"
+    run = run_cli("convert", convert_source, str(destination), "--dtype", "bfloat16", "--max-shard-size", "30KB",
+                  "--progress")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == "" and "wrote model-00001-of-" in run.stderr
+    files = sorted(os.listdir(destination))
+    index = json.loads((destination / "model.safetensors.index.json").read_text())
+    shards = sorted(set(index["weight_map"].values()))
+    assert len(shards) > 1 and files == sorted(["config.json", "generation_config.json", "model.safetensors.index.json",
+                                                *shards, *TOKENIZER_FILES])
+    assert json.loads((destination / "config.json").read_text())["dtype"] == "bfloat16"
+    for name in ["generation_config.json", *TOKENIZER_FILES]:
+        assert (destination / name).read_bytes() == open(os.path.join(convert_source, name), "rb").read()
+
+    # Transformers reads the shards: each tensor is torch's bfloat16 rounding of the original
+    original = transformers.NemotronForCausalLM.from_pretrained(convert_source, dtype=torch.float32)
+    converted = transformers.NemotronForCausalLM.from_pretrained(destination, dtype=torch.bfloat16)
+    assert converted.config.dtype == torch.bfloat16
+    state = original.state_dict()
+    for name, tensor in converted.state_dict().items():
+        assert tensor.dtype == torch.bfloat16 and torch.equal(tensor, state[name].to(torch.bfloat16)), name
+    assert index["metadata"]["total_size"] == sum(t.numel() * 2 for t in state.values())
+    # nemotron_c maps the converted weights and runs them as Transformers does in float32
+    ours = nemotron_c.NemotronForCausalLM.from_pretrained(destination)
+    assert ours.dtype == "bfloat16"
+    reference = transformers.NemotronForCausalLM.from_pretrained(destination, dtype=torch.float32,
+                                                                 attn_implementation="eager")
+    ids = np.array([SEQUENCES[0]])
+    with torch.no_grad():
+        assert_close(ours(ids).logits, reference(torch.as_tensor(ids)).logits.numpy(), atol=1e-4)
+    assert transformers.AutoTokenizer.from_pretrained(destination)("the cat")["input_ids"] == \
+        word_tokenizer()("the cat")["input_ids"]
+
+
+def test_convert_keeps_the_stored_dtype_by_default(convert_source, tmp_path):
+    run = run_cli("convert", convert_source, str(tmp_path / "out"))
+    assert run.returncode == 0, run.stderr
+    assert run.stderr == ""  # progress only on a terminal or with --progress
+    assert (tmp_path / "out" / "model.safetensors").read_bytes() == \
+        open(os.path.join(convert_source, "model.safetensors"), "rb").read()
+    assert (tmp_path / "out" / "config.json").read_bytes() == open(os.path.join(convert_source, "config.json"), "rb").read()
+
+
+def test_convert_refuses_its_source_and_a_non_empty_destination(convert_source, tmp_path):
+    run = run_cli("convert", convert_source, convert_source + os.sep)
+    assert run.returncode == 1 and "is the source directory" in run.stderr
+    destination = tmp_path / "out"
+    destination.mkdir()
+    (destination / "model-00001-of-00009.safetensors").write_text("stale")
+    run = run_cli("convert", convert_source, str(destination))
+    assert run.returncode == 1 and "is not empty" in run.stderr and "--overwrite" in run.stderr
+    run = run_cli("convert", convert_source, str(destination), "--overwrite", "--dtype", "float16")
+    assert run.returncode == 0, run.stderr
+    assert "model-00001-of-00009.safetensors" not in os.listdir(destination)  # a stale shard of an earlier save
+    assert nemotron_c.NemotronForCausalLM.from_pretrained(destination).dtype == "float16"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--max-shard-size", "5XB"], "max_shard_size '5XB'"),
+    (["--dtype", "int8"], "invalid choice"),
+])
+def test_convert_bad_arguments(convert_source, tmp_path, args, message):
+    run = run_cli("convert", convert_source, str(tmp_path / "out"), *args)
+    assert run.returncode == 2 and message in run.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_convert_names_what_it_cannot_read(tmp_path):
+    run = run_cli("convert", str(tmp_path / "missing"), str(tmp_path / "out"))
+    assert run.returncode == 1 and "is not a checkpoint directory" in run.stderr
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    run = run_cli("convert", str(tmp_path / "empty"), str(tmp_path / "out"))
+    assert run.returncode == 1 and "model_type 'llama'" in run.stderr
