@@ -10,11 +10,11 @@ import sys
 import numpy as np
 
 from . import _core
+from .checkpoint.saving import DEFAULT_MAX_SHARD_SIZE, save_model
 from .configuration import NemotronConfig
 from .inputs import as_attention_mask, as_position_ids, as_token_ids, to_numpy
 from .loading import convert, read_checkpoint
 from .outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
-from .checkpoint.saving import DEFAULT_MAX_SHARD_SIZE, save_model
 from .rope import rope_parameters
 
 # Transformers' hidden_act names -> the core's activation names
