@@ -308,16 +308,23 @@ def test_changed_attributes_survive(dirs, tmp_path, name):
         assert loaded.pad_token_id == ours.convert_tokens_to_ids("<s>")
         assert loaded(["a b c d e f g h", "a"], padding=True)["input_ids"] == ours(["a b c d e f g h", "a"],
                                                                                    padding=True)["input_ids"]
-    ours.chat_template = None  # the chat_template.jinja just written must go
+    ours.save_pretrained(tmp_path, save_jinja_files=False)  # the template in the config, the .jinja removed
+    assert json.loads((tmp_path / "tokenizer_config.json").read_text())["chat_template"] == changed["chat_template"]
+    assert not (tmp_path / "chat_template.jinja").exists()
+    assert transformers.AutoTokenizer.from_pretrained(tmp_path).chat_template == changed["chat_template"]
+    ours.chat_template = None
     ours.save_pretrained(tmp_path)
     assert nemotron_c.AutoTokenizer.from_pretrained(tmp_path).chat_template is None
 
 
-def test_tokenizer_save_refuses_a_file(dirs, tmp_path):
+def test_tokenizer_save_refuses_a_file_and_unknown_arguments(dirs, tmp_path):
     file = tmp_path / "file"
     file.write_text("")
+    tokenizer = nemotron_c.AutoTokenizer.from_pretrained(dirs["big"])
     with pytest.raises(NotADirectoryError, match="is a file"):
-        nemotron_c.AutoTokenizer.from_pretrained(dirs["big"]).save_pretrained(file)
+        tokenizer.save_pretrained(file)
+    with pytest.raises(TypeError, match="save_jinja_file"):
+        tokenizer.save_pretrained(tmp_path / "typo", save_jinja_file=False)
 
 
 def test_head_converted_at_load_saves_its_head_in_that_dtype(checkpoint, tmp_path):

@@ -20,13 +20,14 @@ from ..tokenizer_files import (CHAT_TEMPLATE_FILE, CONFIG_FILE, SPECIAL_TOKEN_NA
 from .saving import prepare_directory, write_text
 
 ADDED_TOKEN_FIELDS = ("id", "content", "single_word", "lstrip", "rstrip", "normalized", "special")
-# loading arguments that name files or places, never written back (as Transformers)
+# init_kwargs Transformers does not write back: file names and places, flags tokenizer.json carries
 NOT_SAVED = ("add_bos_token", "add_eos_token", "added_tokens_decoder", "additional_special_tokens", "chat_template",
              "name_or_path", "special_tokens_map_file", "tokenizer_file", "vocab_file", "device_map",
              "slow_tokenizer_class", "files_loaded", "is_local", "local_files_only")
 
 
-def save_tokenizer(tokenizer, save_directory, legacy_format=None, filename_prefix=None, push_to_hub=False, **kwargs):
+def save_tokenizer(tokenizer, save_directory, legacy_format=None, filename_prefix=None, push_to_hub=False,
+                   save_jinja_files=True):
     if push_to_hub or filename_prefix or legacy_format:
         raise NotImplementedError("nemotron_c's tokenizer.save_pretrained takes no push_to_hub, filename_prefix "
                                   "or legacy_format")
@@ -43,13 +44,15 @@ def save_tokenizer(tokenizer, save_directory, legacy_format=None, filename_prefi
     config = tokenizer_config(tokenizer, keep_bos_eos=not from_json)
     written = [os.path.join(save_directory, CONFIG_FILE)]
     template = tokenizer.chat_template
-    if isinstance(template, str):
+    if isinstance(template, str) and save_jinja_files:
         written.append(os.path.join(save_directory, CHAT_TEMPLATE_FILE))
         write_text(written[-1], template)
+    elif isinstance(template, str):
+        config["chat_template"] = template
     elif isinstance(template, dict):  # named templates: the list form in the config, which every reader takes
         config["chat_template"] = [{"name": name, "template": text} for name, text in template.items()]
     # files of an earlier save that a reader would take over what is written now
-    stale = [SPECIAL_TOKENS_FILE] + ([] if isinstance(template, str) else [CHAT_TEMPLATE_FILE]) + \
+    stale = [SPECIAL_TOKENS_FILE] + ([] if len(written) > 1 else [CHAT_TEMPLATE_FILE]) + \
         ([] if from_json else [TOKENIZER_FILE])
     for name in stale:
         if os.path.isfile(os.path.join(save_directory, name)):
