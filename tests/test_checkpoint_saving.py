@@ -225,7 +225,8 @@ def test_binary_units_and_integers():
 # ---------------------------------------------------------------- tokenizer
 
 TEXTS = ["Hello world, this is   a test.", " leading space", "unicode: héllo wörld 日本語 😀 \u200d",
-         "<extra_id_0>System\nhi<extra_id_1>User", "a</s>b<s>c<pad>", "", "  \n\t x  "]
+         "<extra_id_0>System\nhi<extra_id_1>User", "<extra_id_1>   spaced <extra_id_0> ", "a</s>b<s>c<pad>", "",
+         "  \n\t x  "]
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi there"}]
 TOKENIZERS = ["nemotron", "plain_strings", "llama_legacy", "legacy", "no_decoder", "spm_only", "spm_only_llama"]
 
@@ -265,6 +266,27 @@ def test_tokenizer_round_trip(dirs, tmp_path, name, load_kwargs):
     reference = transformers.AutoTokenizer.from_pretrained(dirs[name], **load_kwargs)
     assert_same_tokenizer(transformers.AutoTokenizer.from_pretrained(tmp_path), reference)
     assert_same_tokenizer(nemotron_c.AutoTokenizer.from_pretrained(tmp_path), reference)
+
+
+@pytest.mark.parametrize("tokenizer_class", ["LlamaTokenizer", "PreTrainedTokenizerFast"])
+def test_tokenizer_with_added_tokens_decoder(dirs, tmp_path, tokenizer_class):
+    """A config written by Transformers 4 lists the added tokens with their flags (LlamaTokenizer then keeps only
+    those); the saved tokenizer.json carries them."""
+    source = tmp_path / "source"
+    shutil.copytree(dirs["nemotron"], source)
+    config = json.loads((source / "tokenizer_config.json").read_text())
+    flags = dict(lstrip=False, rstrip=False, normalized=False, single_word=False)
+    config["added_tokens_decoder"] = {
+        "0": dict(content="<unk>", special=True, **flags), "1": dict(content="<s>", special=True, **flags),
+        "2": dict(content="</s>", special=True, **flags), "5": dict(content="<extra_id_0>", special=True, **flags),
+        "6": dict(content="<extra_id_1>", special=False, **{**flags, "rstrip": True}),
+    }
+    config["tokenizer_class"] = tokenizer_class
+    (source / "tokenizer_config.json").write_text(json.dumps(config))
+    nemotron_c.AutoTokenizer.from_pretrained(source).save_pretrained(tmp_path / "saved")
+    reference = transformers.AutoTokenizer.from_pretrained(source)
+    assert_same_tokenizer(transformers.AutoTokenizer.from_pretrained(tmp_path / "saved"), reference)
+    assert_same_tokenizer(nemotron_c.AutoTokenizer.from_pretrained(tmp_path / "saved"), reference)
 
 
 @pytest.mark.parametrize("name", ["nemotron", "plain_strings", "big"])
