@@ -57,14 +57,16 @@ def build_parser():
 
     convert = commands.add_parser(
         "convert", help="rewrite a checkpoint as (sharded) safetensors, optionally in another dtype",
-        description="Reads the checkpoint SRC and writes it to DST as safetensors, with its config and tokenizer files.",
+        description="Reads the checkpoint SRC and writes it to DST as safetensors, with its config and tokenizer "
+                    "files.",
     )
     convert.add_argument("source", metavar="SRC", help="checkpoint directory to read")
     convert.add_argument("destination", metavar="DST", help="directory to write (new or empty)")
     convert.add_argument("--dtype", choices=("float32", "bfloat16", "float16"),
                          help="dtype of the written weights (default: as stored)")
     convert.add_argument("--max-shard-size", default=DEFAULT_MAX_SHARD_SIZE, metavar="SIZE",
-                         help=f"shard above this size, e.g. 5GB, 500MB (default {DEFAULT_MAX_SHARD_SIZE}, as Transformers)")
+                         help=f"shard above this size, e.g. 5GB, 500MB (default {DEFAULT_MAX_SHARD_SIZE}, as "
+                              "Transformers)")
     convert.add_argument("--overwrite", action="store_true",
                          help="write into a non-empty DST, replacing the files of the same names")
     progress = convert.add_mutually_exclusive_group()

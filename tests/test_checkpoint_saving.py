@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import torch
 import transformers
-from conftest import assert_close, build_hf_model, hf_from_pretrained, hf_logits
+from conftest import assert_close, hf_from_pretrained, hf_logits
 from huggingface_hub.serialization._base import parse_size_to_int, split_state_dict_into_shards_factory
 from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 from tokenizer_builders import build_all
 
 import nemotron_c
-from nemotron_c.checkpoint.saving import parse_shard_size, plan_shards, safetensors_header, TensorToSave
+from nemotron_c.checkpoint.saving import TensorToSave, parse_shard_size, plan_shards, safetensors_header
 
 IDS = np.array([[5, 9, 2, 77, 13, 40, 41], [1, 2, 3, 4, 5, 6, 7]])
 HEADS = {
@@ -252,7 +252,8 @@ def assert_same_tokenizer(ours, theirs):
     assert len(ours) == len(theirs)
     assert ours.get_vocab() == theirs.get_vocab()
     if theirs.chat_template:
-        assert ours.apply_chat_template(MESSAGES, tokenize=False) == theirs.apply_chat_template(MESSAGES, tokenize=False)
+        text = theirs.apply_chat_template(MESSAGES, tokenize=False)
+        assert ours.apply_chat_template(MESSAGES, tokenize=False) == text
 
 
 @pytest.mark.parametrize("load_kwargs", [{}, {"add_bos_token": True, "add_eos_token": True}], ids=["plain", "bos_eos"])
@@ -262,7 +263,8 @@ def test_tokenizer_round_trip(dirs, tmp_path, name, load_kwargs):
     original directory (with the same from_pretrained arguments)."""
     ours = nemotron_c.AutoTokenizer.from_pretrained(dirs[name], **load_kwargs)
     written = ours.save_pretrained(tmp_path)
-    assert all(os.path.isfile(f) for f in written) and sorted(os.listdir(tmp_path)) == sorted(map(os.path.basename, written))
+    assert sorted(os.listdir(tmp_path)) == sorted(map(os.path.basename, written))
+    assert all(os.path.dirname(f) == str(tmp_path) for f in written)
     reference = transformers.AutoTokenizer.from_pretrained(dirs[name], **load_kwargs)
     assert_same_tokenizer(transformers.AutoTokenizer.from_pretrained(tmp_path), reference)
     assert_same_tokenizer(nemotron_c.AutoTokenizer.from_pretrained(tmp_path), reference)
@@ -310,7 +312,8 @@ def test_tokenizer_files_as_transformers_writes_them(dirs, tmp_path, name):
         assert ours_json[key] == their_json[key], key
     assert ours_json["model"]["vocab"] == their_json["model"]["vocab"]
     if (tmp_path / "theirs" / "chat_template.jinja").exists():
-        assert read_bytes(tmp_path / "ours" / "chat_template.jinja") == read_bytes(tmp_path / "theirs" / "chat_template.jinja")
+        template = read_bytes(tmp_path / "theirs" / "chat_template.jinja")
+        assert read_bytes(tmp_path / "ours" / "chat_template.jinja") == template
 
 
 @pytest.mark.parametrize("name", ["nemotron", "big", "spm_only"])
@@ -324,7 +327,8 @@ def test_changed_attributes_survive(dirs, tmp_path, name):
         setattr(ours, key, value)
     (tmp_path / "special_tokens_map.json").write_text('{"pad_token": "</s>"}')  # an earlier save's, to be replaced
     ours.save_pretrained(tmp_path)
-    for loaded in (nemotron_c.AutoTokenizer.from_pretrained(tmp_path), transformers.AutoTokenizer.from_pretrained(tmp_path)):
+    for auto in (nemotron_c.AutoTokenizer, transformers.AutoTokenizer):
+        loaded = auto.from_pretrained(tmp_path)
         for key, value in changed.items():
             assert getattr(loaded, key) == value, (type(loaded).__name__, key)
         assert loaded.pad_token_id == ours.convert_tokens_to_ids("<s>")

@@ -1,7 +1,6 @@
 """python -m nemotron_c score and convert, run as subprocesses on tiny checkpoints."""
 import json
 import os
-import shutil
 import subprocess
 import sys
 
@@ -9,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 import transformers
-from conftest import assert_close
+from conftest import assert_close, build_hf_model
+from safetensors.numpy import load_file
 from test_scoring import word_tokenizer
 
 import nemotron_c
@@ -130,21 +130,27 @@ def test_bad_arguments(path, tmp_path):
 
 
 TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json"]
+# how each source format convert reads is written from a Transformers model: a new format is a new entry here
+WEIGHT_WRITERS = {
+    "safetensors": lambda model, directory: model.save_pretrained(directory),
+}
 
 
-@pytest.fixture(scope="module", params=["safetensors"])
-def convert_source(request, checkpoint, tmp_path_factory):
-    """A checkpoint directory with a tokenizer beside the weights, in each format convert reads.
-
-    A parameter per source format: the directory holds config.json, generation_config.json, the weights and the
-    tokenizer files, and the weights are those of checkpoint(seed=5)."""
+@pytest.fixture(scope="module", params=sorted(WEIGHT_WRITERS))
+def convert_source(request, tmp_path_factory):
+    """(directory, Transformers' float32 state_dict): a checkpoint in one of the formats convert reads, with
+    config.json, generation_config.json and tokenizer files beside the weights."""
+    model = build_hf_model(seed=5)
     source = tmp_path_factory.mktemp(f"convert_{request.param}")
-    shutil.copytree(checkpoint(seed=5), source, dirs_exist_ok=True)
+    WEIGHT_WRITERS[request.param](model, source)
+    model.config.save_pretrained(source)
+    model.generation_config.save_pretrained(source)
     word_tokenizer().save_pretrained(source)
-    return str(source)
+    return str(source), model.state_dict()
 
 
 def test_convert_to_bfloat16_shards(convert_source, tmp_path):
+    convert_source, state = convert_source
     destination = tmp_path / "out"
     run = run_cli("convert", convert_source, str(destination), "--dtype", "bfloat16", "--max-shard-size", "30KB",
                   "--progress")
@@ -160,10 +166,8 @@ def test_convert_to_bfloat16_shards(convert_source, tmp_path):
         assert (destination / name).read_bytes() == open(os.path.join(convert_source, name), "rb").read()
 
     # Transformers reads the shards: each tensor is torch's bfloat16 rounding of the original
-    original = transformers.NemotronForCausalLM.from_pretrained(convert_source, dtype=torch.float32)
     converted = transformers.NemotronForCausalLM.from_pretrained(destination, dtype=torch.bfloat16)
     assert converted.config.dtype == torch.bfloat16
-    state = original.state_dict()
     for name, tensor in converted.state_dict().items():
         assert tensor.dtype == torch.bfloat16 and torch.equal(tensor, state[name].to(torch.bfloat16)), name
     assert index["metadata"]["total_size"] == sum(t.numel() * 2 for t in state.values())
@@ -180,15 +184,20 @@ def test_convert_to_bfloat16_shards(convert_source, tmp_path):
 
 
 def test_convert_keeps_the_stored_dtype_by_default(convert_source, tmp_path):
+    convert_source, state = convert_source
     run = run_cli("convert", convert_source, str(tmp_path / "out"))
     assert run.returncode == 0, run.stderr
     assert run.stderr == ""  # progress only on a terminal or with --progress
-    assert (tmp_path / "out" / "model.safetensors").read_bytes() == \
-        open(os.path.join(convert_source, "model.safetensors"), "rb").read()
-    assert (tmp_path / "out" / "config.json").read_bytes() == open(os.path.join(convert_source, "config.json"), "rb").read()
+    written = load_file(tmp_path / "out" / "model.safetensors")
+    assert sorted(written) == sorted(state)
+    for name, values in written.items():
+        assert values.dtype == np.float32 and np.array_equal(values, state[name].numpy()), name
+    with open(os.path.join(convert_source, "config.json"), "rb") as f:
+        assert (tmp_path / "out" / "config.json").read_bytes() == f.read()
 
 
 def test_convert_refuses_its_source_and_a_non_empty_destination(convert_source, tmp_path):
+    convert_source, _ = convert_source
     run = run_cli("convert", convert_source, convert_source + os.sep)
     assert run.returncode == 1 and "is the source directory" in run.stderr
     destination = tmp_path / "out"
@@ -207,6 +216,7 @@ def test_convert_refuses_its_source_and_a_non_empty_destination(convert_source, 
     (["--dtype", "int8"], "invalid choice"),
 ])
 def test_convert_bad_arguments(convert_source, tmp_path, args, message):
+    convert_source, _ = convert_source
     run = run_cli("convert", convert_source, str(tmp_path / "out"), *args)
     assert run.returncode == 2 and message in run.stderr
     assert not (tmp_path / "out").exists()

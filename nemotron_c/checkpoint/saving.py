@@ -159,7 +159,8 @@ def save_weights(save_directory, tensors, max_shard_size=DEFAULT_MAX_SHARD_SIZE,
         "metadata": {"total_parameters": total_parameters, "total_size": sum(t.nbytes for t in tensors)},
         "weight_map": {name: file_name for file_name, names in files.items() for name in names},
     }
-    write_text(os.path.join(save_directory, SAFE_WEIGHTS_INDEX_NAME), json.dumps(index, indent=2, sort_keys=True) + "\n")
+    text = json.dumps(index, indent=2, sort_keys=True) + "\n"
+    write_text(os.path.join(save_directory, SAFE_WEIGHTS_INDEX_NAME), text)
     return [*files, SAFE_WEIGHTS_INDEX_NAME]
 
 
