@@ -12,6 +12,7 @@ from conftest import assert_close, hf_from_pretrained, hf_logits
 from huggingface_hub.serialization._base import parse_size_to_int, split_state_dict_into_shards_factory
 from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
+from test_configuration import DICTS as CONFIG_DICTS
 from tokenizer_builders import build_all
 
 import nemotron_c
@@ -220,6 +221,30 @@ def test_binary_units_and_integers():
     assert parse_shard_size("2GiB") == 2 * 2**30
     assert parse_shard_size("3MiB") == 3 * 2**20
     assert parse_shard_size(12345) == 12345
+
+
+LEGACY_CONFIG = {  # as checkpoints converted with Transformers 4 carry it
+    "model_type": "nemotron", "architectures": ["NemotronForCausalLM"], "torch_dtype": "bfloat16",
+    "rope_theta": 10000, "partial_rotary_factor": 0.5, "hidden_size": 3072, "num_attention_heads": 24,
+    "num_key_value_heads": 8, "kv_channels": 128, "head_dim": 128, "rope_scaling": None, "num_labels": 3,
+    "problem_type": "regression", "transformers_version": "4.44.0", "my_key": [1, 2],
+}
+
+
+@pytest.mark.parametrize("index", range(len(CONFIG_DICTS) + 1))
+def test_config_json_as_transformers_writes_it(tmp_path, index):
+    """config.json of nemotron_c's config equals Transformers' for the same dict, but for num_key_value_heads,
+    which we resolve where Transformers keeps null."""
+    data = {"model_type": "nemotron", **(CONFIG_DICTS + [LEGACY_CONFIG])[index]}
+    transformers.NemotronConfig.from_dict(data).save_pretrained(tmp_path / "theirs")
+    ours = nemotron_c.NemotronConfig.from_dict(data)
+    ours.save_pretrained(tmp_path / "ours")
+    theirs = json.loads((tmp_path / "theirs" / "config.json").read_text())
+    written = json.loads((tmp_path / "ours" / "config.json").read_text())
+    if theirs["num_key_value_heads"] is None:
+        theirs["num_key_value_heads"] = ours.num_attention_heads
+    assert written == theirs
+    assert nemotron_c.NemotronConfig.from_pretrained(tmp_path / "ours") == ours
 
 
 # ---------------------------------------------------------------- tokenizer
