@@ -1,4 +1,4 @@
-"""The command line: python -m nemotron_c score --model DIR_OR_ID FILE
+"""The command line: python -m nemotron_c score --model DIR_OR_ID FILE | convert SRC DST
 
 Scores every text of FILE (one per line, or JSONL records with a "text" or "input_ids" field; "-"
 reads standard input) and writes one JSON line per input to standard output or --output:
@@ -8,6 +8,11 @@ reads standard input) and writes one JSON line per input to standard output or -
 "line" is the input's line number (blank lines are skipped); a JSONL record's "id" is copied over;
 --token-logprobs adds each token's log-probability. NaN (a text of one token has nothing to score)
 is written as null. A progress bar goes to stderr when it is a terminal (or with --progress).
+
+convert rewrites a checkpoint directory (any format nemotron_c reads) as safetensors in DST, optionally in
+another dtype and sharded, with config.json, generation_config.json and the tokenizer files copied, so that
+later loads map the weights instead of reading them. DST must be new or empty unless --overwrite; it can never
+be SRC. With --progress (default: when stderr is a terminal) each file written is reported on stderr.
 """
 import argparse
 import json
@@ -15,6 +20,8 @@ import math
 import os
 import sys
 import time
+
+from .checkpoint.saving import DEFAULT_MAX_SHARD_SIZE, convert_checkpoint, parse_shard_size
 
 EXIT_BAD_INPUT = 2
 
@@ -47,13 +54,32 @@ def build_parser():
     progress.add_argument("--progress", dest="progress", action="store_true", default=None,
                           help="always show the progress bar")
     progress.add_argument("--no-progress", dest="progress", action="store_false", help="never show it")
+
+    convert = commands.add_parser(
+        "convert", help="rewrite a checkpoint as (sharded) safetensors, optionally in another dtype",
+        description="Reads the checkpoint SRC and writes it to DST as safetensors, with its config and tokenizer "
+                    "files.",
+    )
+    convert.add_argument("source", metavar="SRC", help="checkpoint directory to read")
+    convert.add_argument("destination", metavar="DST", help="directory to write (new or empty)")
+    convert.add_argument("--dtype", choices=("float32", "bfloat16", "float16"),
+                         help="dtype of the written weights (default: as stored)")
+    convert.add_argument("--max-shard-size", default=DEFAULT_MAX_SHARD_SIZE, metavar="SIZE",
+                         help=f"shard above this size, e.g. 5GB, 500MB (default {DEFAULT_MAX_SHARD_SIZE}, as "
+                              "Transformers)")
+    convert.add_argument("--overwrite", action="store_true",
+                         help="write into a non-empty DST, replacing the files of the same names")
+    progress = convert.add_mutually_exclusive_group()
+    progress.add_argument("--progress", dest="progress", action="store_true", default=None,
+                          help="report each file written on stderr")
+    progress.add_argument("--no-progress", dest="progress", action="store_false", help="never report")
     return parser
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
-        return run_score(args)
+        return run_convert(args) if args.command == "convert" else run_score(args)
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -63,6 +89,24 @@ def main(argv=None):
     except (OSError, ImportError, ValueError, TypeError, NotImplementedError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+
+
+def run_convert(args):
+    show = sys.stderr.isatty() if args.progress is None else args.progress
+    start = time.monotonic()
+
+    def report(file_name, size):
+        if show:
+            print(f"wrote {file_name} ({size / 1e6:.1f} MB, {time.monotonic() - start:.1f} s)", file=sys.stderr,
+                  flush=True)
+
+    try:
+        parse_shard_size(args.max_shard_size)
+    except ValueError as e:
+        raise InputError(str(e)) from None
+    convert_checkpoint(args.source, args.destination, dtype=args.dtype, max_shard_size=args.max_shard_size,
+                       overwrite=args.overwrite, on_file=report)
+    return 0
 
 
 # ---------------------------------------------------------------- reading

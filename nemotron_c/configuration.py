@@ -13,6 +13,7 @@ import json
 import os
 
 from .checkpoint.hub import pop_hub_kwargs, resolve_directory
+from .generation_config import VERSION
 
 MODEL_TYPE = "nemotron"
 CONFIG_NAME = "config.json"
@@ -196,13 +197,22 @@ class NemotronConfig:
         out["model_type"] = MODEL_TYPE
         return out
 
-    def to_json_string(self):
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+    def to_diff_dict(self):
+        """to_dict without the fields every Transformers config has at their defaults, with the Transformers
+        version: what Transformers writes to config.json."""
+        defaults = {**COMMON_DEFAULTS, "id2label": {0: "LABEL_0", 1: "LABEL_1"},
+                    "label2id": {"LABEL_0": 0, "LABEL_1": 1}}
+        out = {key: value for key, value in self.to_dict().items() if key not in defaults or value != defaults[key]}
+        out["transformers_version"] = VERSION
+        return out
+
+    def to_json_string(self, use_diff=True):
+        return json.dumps(self.to_diff_dict() if use_diff else self.to_dict(), indent=2, sort_keys=True) + "\n"
 
     def save_pretrained(self, save_directory):
         os.makedirs(save_directory, exist_ok=True)
         with open(os.path.join(save_directory, CONFIG_NAME), "w", encoding="utf-8") as f:
-            f.write(self.to_json_string())
+            f.write(self.to_json_string(use_diff=True))
 
     def __eq__(self, other):
         return isinstance(other, NemotronConfig) and self.to_dict() == other.to_dict()

@@ -79,6 +79,14 @@ class NemotronHeadModel(NemotronPreTrainedModel):
     def _shape_message(self, name, got, want):
         return f"tensor {name!r} has shape {got}, the config implies {want}"
 
+    def _tensors_to_save(self):
+        # the head holds float32 values already rounded to the model's dtype: converting back is exact
+        head = [(f"{self.head_name}.weight", self.head.weight)]
+        if self.head.bias is not None:
+            head.append((f"{self.head_name}.bias", self.head.bias))
+        return super()._tensors_to_save() + [(name, convert(np.ascontiguousarray(value, dtype=np.float32), "float32",
+                                                              self.dtype), self.dtype) for name, value in head]
+
     def _hidden(self, input_ids, attention_mask, position_ids, cache, use_cache, output_hidden_states):
         """(last_hidden (B, T, H), all hidden states or None, cache) from one core call."""
         want_all = self.config.output_hidden_states if output_hidden_states is None else output_hidden_states

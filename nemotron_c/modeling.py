@@ -11,6 +11,7 @@ import numpy as np
 
 from . import _core
 from .checkpoint.hub import pop_hub_kwargs, resolve_directory
+from .checkpoint.saving import DEFAULT_MAX_SHARD_SIZE, save_model
 from .configuration import CONFIG_NAME, NemotronConfig
 from .generation_config import GENERATION_CONFIG_NAME, GenerationConfig
 from .inputs import as_attention_mask, as_position_ids, as_token_ids, to_numpy
@@ -69,6 +70,9 @@ LAYER_TENSOR_NAMES = (
     "mlp.down_proj.weight", "mlp.down_proj.bias",
 )
 assert len(LAYER_TENSOR_NAMES) == _core.LAYER_TENSOR_COUNT
+# The same names in the order of Transformers' state_dict (module registration order), which decides the shards.
+STATE_DICT_LAYER_ORDER = LAYER_TENSOR_NAMES[2:10] + LAYER_TENSOR_NAMES[12:16] + LAYER_TENSOR_NAMES[0:2] + \
+    LAYER_TENSOR_NAMES[10:12]
 BACKBONE_PREFIXES = ("model.", "transformer.", "")
 
 
@@ -232,6 +236,31 @@ class NemotronPreTrainedModel:
                             "checkpoint directory it was read from")
         return _unpickle_model, (type(self), load_args, self.config, getattr(self, "generation_config", None))
 
+    def save_pretrained(self, save_directory, max_shard_size=DEFAULT_MAX_SHARD_SIZE, safe_serialization=True,
+                        **kwargs):
+        """Writes config.json, generation_config.json (causal LM) and the weights in the dtype the model holds
+        them, as safetensors with Transformers' names; sharded with an index above max_shard_size ("5GB",
+        "500MB", an int of bytes). from_pretrained of nemotron_c or Transformers reads the directory back."""
+        save_model(self, save_directory, max_shard_size, safe_serialization, **kwargs)
+
+    def can_generate(self):
+        return False
+
+    def _tensors_to_save(self):
+        """[(Transformers' name, array, dtype)] in the order of Transformers' state_dict."""
+        prefix = self._saved_prefix()
+        names = ["embed_tokens.weight"]
+        names += [f"layers.{layer}.{name}" for layer in range(self.config.num_hidden_layers)
+                  for name in STATE_DICT_LAYER_ORDER]
+        names += ["norm.weight", "norm.bias"]
+        saved = [(prefix + name, *self._weights[name]) for name in names if name in self._weights]
+        if "lm_head.weight" in self._weights:
+            saved.append(("lm_head.weight", *self._weights["lm_head.weight"]))
+        return saved
+
+    def _saved_prefix(self):
+        return self.base_model_prefix + "."
+
     # ------------------------------------------------------------ building the core model
 
     def _build(self, tensors, dtype, num_threads, kernels):
@@ -281,7 +310,10 @@ class NemotronPreTrainedModel:
                 use = optional.get(name, True)
                 chosen.append(tensor(f"layers.{layer}.{name}", shape=layer_shapes[name]) if use else None)
 
+        names = ["embed_tokens.weight", "norm.weight", "norm.bias", "lm_head.weight"]
+        names += [f"layers.{layer}.{name}" for layer in range(config.num_hidden_layers) for name in LAYER_TENSOR_NAMES]
         arrays = []
+        self._weights = {}  # name -> (array the core reads, its dtype): what save_pretrained writes
         for index, stored in enumerate(chosen):
             if stored is None:
                 arrays.append((None, 0, (1,)))
@@ -289,6 +321,7 @@ class NemotronPreTrainedModel:
             storage = resolve_storage(stored, dtype)
             array = stored.array(storage) if hasattr(stored, "array") else np.ascontiguousarray(stored)
             arrays.append((array, _core.DTYPES[storage], tuple(array.shape)))
+            self._weights[names[index]] = (array, storage)
             if index == 0:
                 self._input_embeddings = Embedding(array, storage)
         self.dtype = dtype or resolve_storage(chosen[0], None)
@@ -497,6 +530,9 @@ def activation_code(name):
 
 class NemotronModel(NemotronPreTrainedModel):
     """The bare decoder: hidden states, no head."""
+
+    def _saved_prefix(self):
+        return ""  # Transformers saves the bare decoder's tensors without the "model." of the models around it
 
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
                 inputs_embeds=None, use_cache=None, output_attentions=None, output_hidden_states=None,

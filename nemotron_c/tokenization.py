@@ -11,19 +11,16 @@ import os
 import numpy as np
 
 from .checkpoint.hub import pop_hub_kwargs, resolve_directory
+from .checkpoint.tokenizer_saving import save_tokenizer
 from .sentencepiece_model import model_from_sentencepiece
-from .tokenizer_files import (FormatError, apply_added_tokens_decoder, build_core, llama_pipeline, model_from_json,
-                              normalize_content, post_processor_affixes, read_json, require, token_content)
+from .tokenizer_files import (CHAT_TEMPLATE_FILE, CONFIG_FILE, SPECIAL_TOKEN_NAMES, SPECIAL_TOKENS_FILE, SPM_FILE,
+                              TOKENIZER_FILE, FormatError, apply_added_tokens_decoder, build_core, llama_pipeline,
+                              model_from_json, normalize_content, post_processor_affixes, read_json, require,
+                              token_content)
 
 MODEL_CONFIG_FILE = "config.json"
-TOKENIZER_FILE = "tokenizer.json"
-CONFIG_FILE = "tokenizer_config.json"
-SPECIAL_TOKENS_FILE = "special_tokens_map.json"
-SPM_FILE = "tokenizer.model"
-CHAT_TEMPLATE_FILE = "chat_template.jinja"
 OPTIONAL_FILES = (CONFIG_FILE, SPECIAL_TOKENS_FILE, CHAT_TEMPLATE_FILE)  # read when present, beside one of the two
 
-SPECIAL_TOKEN_NAMES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
 # tokenizer_config.json's tokenizer_class values: those whose Transformers __init__ rebuilds the pipeline around the
 # file's vocabulary and merges, and those that use tokenizer.json as it is.
 LLAMA_CLASSES = ("LlamaTokenizer", "LlamaTokenizerFast")
@@ -162,6 +159,7 @@ class NemotronTokenizer:
             model.added.append(token)
             by_content[content] = token
         self._core = build_core(model)
+        self._added_tokens = [dict(a) for a in model.added]  # for save_pretrained
 
         self._n_model = len(model.vocab)
         self._stripping_tokens = any(a["lstrip"] or a["rstrip"] for a in model.added)
@@ -179,7 +177,8 @@ class NemotronTokenizer:
         defaulting to False (and, with only tokenizer.model, it reads them from tokenizer_config.json)."""
         source = config if config.get("_bos_eos_from_config") else kwargs
         explicit = {k: source[k] for k in ("add_bos_token", "add_eos_token") if k in source}
-        if explicit or model.post_processor is None:
+        self._post_processor_rebuilt = bool(explicit) or model.post_processor is None
+        if self._post_processor_rebuilt:
             self._add_bos_token = bool(explicit.get("add_bos_token", False)) and self.bos_token_id is not None
             self._add_eos_token = bool(explicit.get("add_eos_token", False)) and self.eos_token_id is not None
             self._prefix = [self.bos_token_id] if self._add_bos_token else []
@@ -203,16 +202,27 @@ class NemotronTokenizer:
     def _from_files(cls, name, path, config, kwargs):
         json_path = os.path.join(path, TOKENIZER_FILE)
         spm_path = os.path.join(path, SPM_FILE)
+        derived = {}
         if os.path.isfile(json_path):
             tj = read_json(json_path)
             model = model_from_json(tj, json_path)
         elif os.path.isfile(spm_path):
+            given = dict(config)
             model, config = model_from_sentencepiece(spm_path, config, cls._llama)
+            # what the conversion derived from tokenizer.model; save_pretrained leaves it to be derived again
+            derived = {k: v for k, v in config.items() if k not in given and not k.startswith("_")}
         else:
             raise OSError(f"{path!r} has neither {TOKENIZER_FILE} nor {SPM_FILE}")
         tokenizer = cls(model, config, kwargs, name_or_path=name)
         tokenizer._load_args = (path, dict(kwargs))
+        tokenizer._source_file = json_path if os.path.isfile(json_path) else spm_path
+        tokenizer._derived_config = derived
         return tokenizer
+
+    def save_pretrained(self, save_directory, **kwargs):
+        """Writes tokenizer_config.json, tokenizer.json (or, for a tokenizer read from tokenizer.model alone, a
+        copy of it) and chat_template.jinja as Transformers 5 does; returns the paths written."""
+        return save_tokenizer(self, save_directory, **kwargs)
 
     def __reduce__(self):
         """Pickles as the directory it was loaded from plus the attributes a caller may have changed (the C core

@@ -1,4 +1,4 @@
-"""python -m nemotron_c score, run as a subprocess on a tiny checkpoint."""
+"""python -m nemotron_c score and convert, run as subprocesses on tiny checkpoints."""
 import json
 import os
 import subprocess
@@ -6,7 +6,10 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import assert_close
+import torch
+import transformers
+from conftest import assert_close, build_hf_model
+from safetensors.numpy import load_file
 from test_scoring import word_tokenizer
 
 import nemotron_c
@@ -121,3 +124,108 @@ def test_bad_arguments(path, tmp_path):
     assert run.returncode == 1 and "error:" in run.stderr and "Traceback" not in run.stderr
     run = run_cli("score", str(file))
     assert run.returncode == 2 and "--model" in run.stderr
+
+
+# ---------------------------------------------------------------- convert
+
+
+TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json"]
+# how each source format convert reads is written from a Transformers model: a new format is a new entry here
+WEIGHT_WRITERS = {
+    "safetensors": lambda model, directory: model.save_pretrained(directory),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(WEIGHT_WRITERS))
+def convert_source(request, tmp_path_factory):
+    """(directory, Transformers' float32 state_dict): a checkpoint in one of the formats convert reads, with
+    config.json, generation_config.json and tokenizer files beside the weights."""
+    model = build_hf_model(seed=5)
+    source = tmp_path_factory.mktemp(f"convert_{request.param}")
+    WEIGHT_WRITERS[request.param](model, source)
+    model.config.save_pretrained(source)
+    model.generation_config.save_pretrained(source)
+    word_tokenizer().save_pretrained(source)
+    return str(source), model.state_dict()
+
+
+def test_convert_to_bfloat16_shards(convert_source, tmp_path):
+    convert_source, state = convert_source
+    destination = tmp_path / "out"
+    run = run_cli("convert", convert_source, str(destination), "--dtype", "bfloat16", "--max-shard-size", "30KB",
+                  "--progress")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == "" and "wrote model-00001-of-" in run.stderr
+    files = sorted(os.listdir(destination))
+    index = json.loads((destination / "model.safetensors.index.json").read_text())
+    shards = sorted(set(index["weight_map"].values()))
+    assert len(shards) > 1 and files == sorted(["config.json", "generation_config.json", "model.safetensors.index.json",
+                                                *shards, *TOKENIZER_FILES])
+    assert json.loads((destination / "config.json").read_text())["dtype"] == "bfloat16"
+    for name in ["generation_config.json", *TOKENIZER_FILES]:
+        assert (destination / name).read_bytes() == open(os.path.join(convert_source, name), "rb").read()
+
+    # Transformers reads the shards: each tensor is torch's bfloat16 rounding of the original
+    converted = transformers.NemotronForCausalLM.from_pretrained(destination, dtype=torch.bfloat16)
+    assert converted.config.dtype == torch.bfloat16
+    for name, tensor in converted.state_dict().items():
+        assert tensor.dtype == torch.bfloat16 and torch.equal(tensor, state[name].to(torch.bfloat16)), name
+    assert index["metadata"]["total_size"] == sum(t.numel() * 2 for t in state.values())
+    # nemotron_c maps the converted weights and runs them as Transformers does in float32
+    ours = nemotron_c.NemotronForCausalLM.from_pretrained(destination)
+    assert ours.dtype == "bfloat16"
+    reference = transformers.NemotronForCausalLM.from_pretrained(destination, dtype=torch.float32,
+                                                                 attn_implementation="eager")
+    ids = np.array([SEQUENCES[0]])
+    with torch.no_grad():
+        assert_close(ours(ids).logits, reference(torch.as_tensor(ids)).logits.numpy(), atol=1e-4)
+    assert transformers.AutoTokenizer.from_pretrained(destination)("the cat")["input_ids"] == \
+        word_tokenizer()("the cat")["input_ids"]
+
+
+def test_convert_keeps_the_stored_dtype_by_default(convert_source, tmp_path):
+    convert_source, state = convert_source
+    run = run_cli("convert", convert_source, str(tmp_path / "out"))
+    assert run.returncode == 0, run.stderr
+    assert run.stderr == ""  # progress only on a terminal or with --progress
+    written = load_file(tmp_path / "out" / "model.safetensors")
+    assert sorted(written) == sorted(state)
+    for name, values in written.items():
+        assert values.dtype == np.float32 and np.array_equal(values, state[name].numpy()), name
+    with open(os.path.join(convert_source, "config.json"), "rb") as f:
+        assert (tmp_path / "out" / "config.json").read_bytes() == f.read()
+
+
+def test_convert_refuses_its_source_and_a_non_empty_destination(convert_source, tmp_path):
+    convert_source, _ = convert_source
+    run = run_cli("convert", convert_source, convert_source + os.sep)
+    assert run.returncode == 1 and "is the source directory" in run.stderr
+    destination = tmp_path / "out"
+    destination.mkdir()
+    (destination / "model-00001-of-00009.safetensors").write_text("stale")
+    run = run_cli("convert", convert_source, str(destination))
+    assert run.returncode == 1 and "is not empty" in run.stderr and "--overwrite" in run.stderr
+    run = run_cli("convert", convert_source, str(destination), "--overwrite", "--dtype", "float16")
+    assert run.returncode == 0, run.stderr
+    assert "model-00001-of-00009.safetensors" not in os.listdir(destination)  # a stale shard of an earlier save
+    assert nemotron_c.NemotronForCausalLM.from_pretrained(destination).dtype == "float16"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--max-shard-size", "5XB"], "max_shard_size '5XB'"),
+    (["--dtype", "int8"], "invalid choice"),
+])
+def test_convert_bad_arguments(convert_source, tmp_path, args, message):
+    convert_source, _ = convert_source
+    run = run_cli("convert", convert_source, str(tmp_path / "out"), *args)
+    assert run.returncode == 2 and message in run.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_convert_names_what_it_cannot_read(tmp_path):
+    run = run_cli("convert", str(tmp_path / "missing"), str(tmp_path / "out"))
+    assert run.returncode == 1 and "is not a checkpoint directory" in run.stderr
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    run = run_cli("convert", str(tmp_path / "empty"), str(tmp_path / "out"))
+    assert run.returncode == 1 and "model_type 'llama'" in run.stderr

@@ -1,0 +1,265 @@
+"""Writing checkpoints as Transformers 5 does: safetensors files, sharded with an index when over a size.
+
+Tensors are written one at a time straight from the arrays the model holds, so saving never needs a
+second copy of the weights. Every file is written under a temporary name and renamed into place: a
+model saved into the directory it was loaded (memory-mapped) from keeps reading its old files.
+"""
+import json
+import os
+import re
+import shutil
+import struct
+
+import numpy as np
+
+from ..configuration import NemotronConfig, read_config_json
+from ..loading import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, read_checkpoint
+
+# Transformers 5 save_pretrained's default shard size
+DEFAULT_MAX_SHARD_SIZE = "50GB"
+# huggingface_hub's units (Transformers 5 hands the size to it), plus the binary ones of Transformers'
+# own convert_file_size_to_int
+SIZE_UNITS = {"TB": 10**12, "GB": 10**9, "MB": 10**6, "KB": 10**3, "TIB": 2**40, "GIB": 2**30, "MIB": 2**20,
+              "KIB": 2**10}
+SIZE_PATTERN = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-zA-Z]+)\s*")
+# what the model holds -> safetensors dtype name
+SAFETENSORS_NAMES = {"float32": "F32", "bfloat16": "BF16", "float16": "F16"}
+ITEMSIZES = {"float32": 4, "bfloat16": 2, "float16": 2}
+SHARD_PATTERN = re.compile(r"(.*?)-\d{5}-of-\d{5}")
+CONFIG_NAME = "config.json"
+# what convert copies from beside the weights: configs and every tokenizer file Transformers reads
+CHECKPOINT_SIDE_FILES = (CONFIG_NAME, "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+                         "special_tokens_map.json", "tokenizer.model", "added_tokens.json", "chat_template.jinja")
+
+
+def parse_shard_size(size):
+    """Bytes from an int or a string such as "5GB", "500MB", "10KB", "0.5GB" (decimal units) or "2GiB"."""
+    if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
+        if size < 0:
+            raise ValueError(f"max_shard_size must not be negative, got {size}")
+        return int(size)
+    if not isinstance(size, str):
+        raise TypeError(f"max_shard_size must be an int (bytes) or a string such as '5GB', not {type(size).__name__}")
+    match = SIZE_PATTERN.fullmatch(size)
+    unit = match and match.group(2).upper()
+    if unit not in SIZE_UNITS:
+        raise ValueError(
+            f"max_shard_size {size!r} is not a number followed by a unit: use e.g. '5GB', '500MB', '10KB' "
+            f"(units: {', '.join(SIZE_UNITS)})"
+        )
+    return int(float(match.group(1)) * SIZE_UNITS[unit])
+
+
+def plan_shards(sizes, max_shard_size):
+    """Groups tensor names into shards as huggingface_hub's split_state_dict_into_shards does.
+
+    sizes: [(name, bytes)] in state_dict order. In that order, a tensor above the limit gets a shard of its
+    own and the current shard is closed when the next tensor would take it past the limit.
+    """
+    shards, current, current_size = [], [], 0
+    for name, size in sizes:
+        if size > max_shard_size:
+            shards.append([name])
+            continue
+        if current and current_size + size > max_shard_size:
+            shards.append(current)
+            current, current_size = [], 0
+        current.append(name)
+        current_size += size
+    if current:
+        shards.append(current)
+    return shards
+
+
+class TensorToSave:
+    """A tensor to write: its name, dtype ('float32', 'bfloat16' or 'float16'), shape and a function giving its
+    array (bfloat16 as uint16 bits), called only when the tensor is written, so that a conversion makes one
+    tensor at a time."""
+
+    __slots__ = ("name", "dtype", "shape", "load")
+
+    def __init__(self, name, dtype, shape, load):
+        if dtype not in ITEMSIZES:
+            raise ValueError(f"tensor {name!r}: cannot save dtype {dtype!r} (float32, bfloat16 or float16)")
+        self.name, self.dtype, self.shape, self.load = name, dtype, tuple(int(d) for d in shape), load
+
+    @classmethod
+    def of(cls, name, array, dtype):
+        return cls(name, dtype, array.shape, lambda: array)
+
+    @property
+    def nbytes(self):
+        return int(np.prod(self.shape, dtype=np.int64)) * ITEMSIZES[self.dtype]
+
+
+def safetensors_header(tensors, metadata):
+    """The header bytes of a safetensors file holding `tensors` (TensorToSave) in that order.
+
+    8 bytes of little-endian length, then the JSON, padded with spaces so that the data starts 8-aligned.
+    """
+    entries = {"__metadata__": metadata} if metadata else {}
+    offset = 0
+    for t in tensors:
+        entries[t.name] = {"dtype": SAFETENSORS_NAMES[t.dtype], "shape": list(t.shape),
+                           "data_offsets": [offset, offset + t.nbytes]}
+        offset += t.nbytes
+    text = json.dumps(entries, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text
+
+
+def write_safetensors(path, tensors, metadata=None):
+    """Writes `tensors` (TensorToSave) to `path` through a temporary file, sorted by name as the safetensors
+    library does."""
+    tensors = sorted(tensors, key=lambda t: t.name)
+    temporary = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(temporary, "wb") as f:
+            f.write(safetensors_header(tensors, metadata))
+            for t in tensors:
+                array = np.ascontiguousarray(t.load())
+                if array.shape != t.shape or array.nbytes != t.nbytes:
+                    raise ValueError(f"tensor {t.name!r}: array of shape {array.shape} and {array.nbytes} bytes, "
+                                     f"expected {t.shape} in {t.dtype}")
+                f.write(array.data)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+
+
+def save_weights(save_directory, tensors, max_shard_size=DEFAULT_MAX_SHARD_SIZE, on_file=None):
+    """Writes `tensors` (TensorToSave, in state_dict order) as model.safetensors, or as shards
+    model-0000i-of-0000n.safetensors with model.safetensors.index.json when they exceed max_shard_size.
+
+    Removes the shard files of an earlier save that this one does not overwrite, as Transformers does, and
+    also the single file or the index of an earlier save of the other layout, which Transformers leaves
+    (a reader would then prefer the stale model.safetensors). on_file(name, bytes) follows each file written.
+    Returns the names of the files written.
+    """
+    limit = parse_shard_size(max_shard_size)
+    by_name = {t.name: t for t in tensors}
+    if len(by_name) != len(tensors):
+        raise ValueError("two tensors share a name")
+    shards = plan_shards([(t.name, t.nbytes) for t in tensors], limit)
+    if len(shards) <= 1:
+        files = {SAFE_WEIGHTS_NAME: shards[0] if shards else []}
+    else:
+        files = {f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors": names for i, names in enumerate(shards)}
+    remove_stale_weights(save_directory, files)
+    for file_name, names in files.items():
+        write_safetensors(os.path.join(save_directory, file_name), [by_name[n] for n in names], {"format": "pt"})
+        if on_file:
+            on_file(file_name, sum(by_name[n].nbytes for n in names))
+    if len(files) == 1:
+        return [SAFE_WEIGHTS_NAME]
+    total_parameters = sum(int(np.prod(t.shape, dtype=np.int64)) for t in tensors)
+    index = {
+        "metadata": {"total_parameters": total_parameters, "total_size": sum(t.nbytes for t in tensors)},
+        "weight_map": {name: file_name for file_name, names in files.items() for name in names},
+    }
+    text = json.dumps(index, indent=2, sort_keys=True) + "\n"
+    write_text(os.path.join(save_directory, SAFE_WEIGHTS_INDEX_NAME), text)
+    return [*files, SAFE_WEIGHTS_INDEX_NAME]
+
+
+def remove_stale_weights(save_directory, files):
+    sharded = len(files) > 1
+    for file_name in os.listdir(save_directory):
+        path = os.path.join(save_directory, file_name)
+        if not os.path.isfile(path) or file_name in files:
+            continue
+        stem = file_name.removesuffix(".safetensors")
+        stale_shard = (file_name.startswith("model") and file_name.endswith(".safetensors")
+                       and SHARD_PATTERN.fullmatch(stem) is not None)
+        other_layout = file_name == (SAFE_WEIGHTS_NAME if sharded else SAFE_WEIGHTS_INDEX_NAME)
+        if stale_shard or other_layout:
+            os.remove(path)
+
+
+def write_text(path, text):
+    temporary = f"{path}.tmp{os.getpid()}"
+    with open(temporary, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(temporary, path)
+
+
+def prepare_directory(save_directory):
+    """Creates the directory; a path that is a file is an error (Transformers logs it and saves nothing)."""
+    save_directory = os.fspath(save_directory)
+    if os.path.exists(save_directory) and not os.path.isdir(save_directory):
+        raise NotADirectoryError(f"cannot save into {save_directory!r}: it is a file, not a directory")
+    os.makedirs(save_directory, exist_ok=True)
+    return save_directory
+
+
+def save_model(model, save_directory, max_shard_size=DEFAULT_MAX_SHARD_SIZE, safe_serialization=True, **kwargs):
+    """model.save_pretrained: config.json, generation_config.json (models that generate) and the weights."""
+    if not safe_serialization:
+        raise NotImplementedError(
+            "nemotron_c writes safetensors only (safe_serialization=False would mean pytorch_model.bin; "
+            "Transformers 5 writes safetensors only as well)"
+        )
+    unsupported = {"state_dict": None, "variant": None, "push_to_hub": False, "save_peft_format": True,
+                   "distributed_checkpoint": False}
+    for key, neutral in unsupported.items():
+        if kwargs.pop(key, neutral) != neutral:
+            raise NotImplementedError(f"save_pretrained({key}=...) is not supported by nemotron_c")
+    kwargs.pop("token", None)
+    kwargs.pop("save_original_format", None)
+    is_main_process = kwargs.pop("is_main_process", True)
+    if kwargs:
+        raise TypeError(f"save_pretrained got unexpected keyword argument(s): {', '.join(sorted(kwargs))}")
+    limit = parse_shard_size(max_shard_size)
+    save_directory = prepare_directory(save_directory)
+    if not is_main_process:  # as Transformers: only the main process writes
+        return
+    tensors = model._tensors_to_save()
+    # as Transformers: the config records the saved dtype and the class
+    model.config.dtype = model.dtype
+    model.config.architectures = [type(model).__name__]
+    model.config.save_pretrained(save_directory)
+    if model.can_generate():
+        model.generation_config.save_pretrained(save_directory)
+    save_weights(save_directory, [TensorToSave.of(*t) for t in tensors], limit)
+
+
+def convert_checkpoint(source, destination, dtype=None, max_shard_size=DEFAULT_MAX_SHARD_SIZE, overwrite=False,
+                       on_file=None):
+    """Rewrites the checkpoint directory `source` (any format read_checkpoint reads) as safetensors in
+    `destination`, each tensor converted to `dtype` (None keeps the stored one), with the files beside the weights
+    (configs, tokenizer) copied over. Tensors keep their names; a tied lm_head.weight is dropped as Transformers
+    drops it when saving. Returns the names of the files written."""
+    source, destination = os.fspath(source), os.fspath(destination)
+    if not os.path.isdir(source):
+        raise FileNotFoundError(f"{source!r} is not a checkpoint directory")
+    if os.path.realpath(source) == os.path.realpath(destination):
+        raise ValueError("the destination is the source directory: convert into a new directory")
+    if os.path.isdir(destination) and os.listdir(destination) and not overwrite:
+        raise FileExistsError(f"{destination!r} is not empty (pass overwrite=True, --overwrite, to write into it)")
+    limit = parse_shard_size(max_shard_size)
+    if dtype is not None and dtype not in ITEMSIZES:
+        raise ValueError(f"dtype must be float32, bfloat16 or float16, not {dtype!r}")
+    config = NemotronConfig.from_pretrained(source)  # refuses what is not a Nemotron checkpoint
+    stored = read_checkpoint(source)
+    if config.tie_word_embeddings and any(name.endswith("embed_tokens.weight") for name in stored):
+        stored.pop("lm_head.weight", None)
+    tensors = [TensorToSave(name, dtype or t.storage, t.shape, lambda t=t: t.array(dtype or t.storage))
+               for name, t in stored.items()]
+    destination = prepare_directory(destination)
+
+    written = []
+    for file_name in CHECKPOINT_SIDE_FILES:
+        path = os.path.join(source, file_name)
+        if not os.path.isfile(path):
+            continue
+        if file_name == CONFIG_NAME and dtype is not None:
+            data = read_config_json(path)
+            data.pop("torch_dtype", None)
+            data["dtype"] = dtype
+            write_text(os.path.join(destination, file_name), json.dumps(data, indent=2, sort_keys=True) + "\n")
+        else:
+            shutil.copyfile(path, os.path.join(destination, file_name))
+        written.append(file_name)
+    return written + save_weights(destination, tensors, limit, on_file=on_file)
