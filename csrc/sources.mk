@@ -13,6 +13,7 @@ CORE_SOURCES = \
 	model/forward.c \
 	model/score.c \
 	model/sampling.c \
+	model/beam.c \
 	model/generate.c \
 	tokenizer/utf8.c \
 	tokenizer/unicode_tables.c \
