@@ -85,8 +85,9 @@ nt_status nt_tensor_check_storage(nt_error *err, const nt_tensor *t, const char 
     int64_t rows = t->ndim == 1 ? 1 : t->shape[0], cols = nt_tensor_cols(t);
     int64_t row_bytes = nt_dtype_bytes(t->dtype, cols);
     if (row_bytes < 0)
-        return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "tensor %s has rows of %lld elements, not whole %s blocks of %lld",
-                            name, (long long)cols, info->name, (long long)info->block_size);
+        return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT,
+                            "tensor %s has rows of %lld elements, not whole %s blocks of %lld", name, (long long)cols,
+                            info->name, (long long)info->block_size);
     int64_t bytes = rows != 0 && row_bytes > ((int64_t)1 << 62) / rows ? -1 : rows * row_bytes;
     if (bytes < 0 || (size_t)bytes != t->nbytes)
         return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "tensor %s holds %zu bytes, its shape and dtype need %lld",
@@ -120,7 +121,8 @@ nt_tensor nt_tensor_rows(const nt_tensor *t, int64_t begin, int64_t count) {
 void nt_tensor_span_to_f32(float *out, const nt_tensor *t, int64_t r, int64_t begin, int64_t n) {
     int64_t block = DTYPES[t->dtype].info.block_size;
     const char *src = (const char *)nt_tensor_row(t, r) + (size_t)(begin / block) * DTYPES[t->dtype].info.block_bytes;
-    const float *scales = t->scales ? t->scales + r * (nt_tensor_cols(t) / t->group_size) + begin / t->group_size : NULL;
+    const float *scales = NULL; /* the scales of the span's groups */
+    if (t->scales != NULL) scales = t->scales + r * (nt_tensor_cols(t) / t->group_size) + begin / t->group_size;
     DTYPES[t->dtype].to_f32(out, src, scales, n);
 }
 

@@ -23,7 +23,7 @@ void nt_beam_search_free(nt_beam_search *s) {
     if (s == NULL) return;
     void *buffers[] = {s->running_scores, s->running_beam_indices, s->reorder, s->beam_scores, s->beam_indices,
                        s->is_finished, s->unsatisfied, s->cand_scores, s->cand_flat, s->cand_hits, s->cand_seqs,
-                       s->cand_beam_indices, s->staged_rows, s->staged_indices, s->merged, s->chosen, s->best,
+                       s->cand_beam_indices, s->staged_rows, s->staged_indices, s->step_scores, s->chosen, s->best,
                        s->just_finished, s->finished_flags, s->new_scores, s->taken};
     for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++) free(buffers[i]);
     free(s);
@@ -52,7 +52,7 @@ nt_status nt_beam_search_create(nt_beam_search **out, nt_error *err, const nt_ge
     s->cand_beam_indices = malloc((size_t)(B * K * G) * sizeof(int64_t));
     s->staged_rows = malloc((size_t)(B * NB * M) * sizeof(int64_t));
     s->staged_indices = malloc((size_t)(B * NB * G) * sizeof(int64_t));
-    s->merged = malloc((size_t)(B * (NB + K)) * sizeof(float));
+    s->step_scores = malloc((size_t)(B * (NB + K)) * sizeof(float));
     s->chosen = malloc((size_t)NB * sizeof(int64_t));
     s->best = malloc((size_t)NB * sizeof(int64_t));
     s->just_finished = malloc((size_t)K);
@@ -62,7 +62,7 @@ nt_status nt_beam_search_create(nt_beam_search **out, nt_error *err, const nt_ge
     if (s->running_scores == NULL || s->running_beam_indices == NULL || s->reorder == NULL ||
         s->beam_scores == NULL || s->beam_indices == NULL || s->is_finished == NULL || s->unsatisfied == NULL ||
         s->cand_scores == NULL || s->cand_flat == NULL || s->cand_hits == NULL || s->cand_seqs == NULL ||
-        s->cand_beam_indices == NULL || s->staged_rows == NULL || s->staged_indices == NULL || s->merged == NULL ||
+        s->cand_beam_indices == NULL || s->staged_rows == NULL || s->staged_indices == NULL || s->step_scores == NULL ||
         s->chosen == NULL || s->best == NULL || s->just_finished == NULL || s->finished_flags == NULL ||
         s->new_scores == NULL || s->taken == NULL) {
         nt_beam_search_free(s);
@@ -154,7 +154,7 @@ int nt_beam_search_step(nt_beam_search *s, int64_t *running, float *scores, int6
         }
 
         /* the best NB candidates that did not stop keep running (candidates are copies: no aliasing) */
-        float *running_scores = s->merged + b * (NB + K); /* (K) */
+        float *running_scores = s->step_scores + b * (NB + K); /* (K) */
         for (int64_t k = 0; k < K; k++)
             running_scores[k] = s->cand_scores[b * K + k] + (s->cand_hits[b * K + k] ? NT_BEAM_EXCLUDED : 0.0f);
         int64_t *chosen = s->chosen;
@@ -174,7 +174,7 @@ int nt_beam_search_step(nt_beam_search *s, int64_t *running, float *scores, int6
         float divisor = (float)pow((double)(L + 1 - T0), (double)c->length_penalty);
         /* merged (NB + K): the finished scores, then the candidates' with the length penalty, excluded (-1e9
          * added, in Transformers' order) unless among the best NB, just stopped and still able to improve */
-        float *merged = s->merged + b * (NB + K);
+        float *merged = s->step_scores + b * (NB + K);
         uint8_t *just_finished = s->just_finished;
         for (int64_t j = 0; j < NB; j++) merged[j] = s->beam_scores[b * NB + j];
         for (int64_t k = 0; k < K; k++) {

@@ -34,7 +34,7 @@ typedef struct {
     int64_t *cand_beam_indices;    /* (B, K, G) */
     int64_t *staged_rows;          /* (B, NB, M) */
     int64_t *staged_indices;       /* (B, NB, G) */
-    float *merged;                 /* (B, NB + K) */
+    float *step_scores;            /* (B, NB + K) the candidates' running scores, then the merged finished ones */
     int64_t *chosen;               /* (NB) */
     int64_t *best;                 /* (NB) */
     uint8_t *just_finished;        /* (K) */

@@ -1,6 +1,7 @@
 /*
- * The decoding loop of Transformers' generate(): greedy search, multinomial sampling and beam search
- * (GenerationMixin._sample and _beam_search), one step per nt_generator_step call.
+ * The decoding loop of Transformers' generate(), one step per nt_generator_step call: a forward pass,
+ * the logits processors (sampling.c), then the choice of tokens: greedy search or multinomial sampling
+ * here (GenerationMixin._sample), beam search in beam.c (_beam_search).
  *
  * Shapes: N rows decoded together (B prompts, times num_beams NB with beams), T0 prompt length,
  * M = max_length, G = M - T0 new tokens at most, K = candidates kept per prompt by beam search.

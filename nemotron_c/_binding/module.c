@@ -49,7 +49,8 @@ static PyStructSequence_Field dtype_fields[] = {
     {"block_size", "elements stored together: 1, or the group of a quantized dtype that shares a scale"},
     {NULL, NULL},
 };
-static PyStructSequence_Desc dtype_desc = {"nemotron_c._core.DType", "A line of the core's dtype table.", dtype_fields, 3};
+static PyStructSequence_Desc dtype_desc = {"nemotron_c._core.DType", "A line of the core's dtype table.", dtype_fields,
+                                           3};
 
 /* The core's dtype table as DTYPES {name: code} and DTYPE_INFO {name: DType(code, itemsize, block_size)}. */
 static int add_dtypes(PyObject *module) {
@@ -70,7 +71,8 @@ static int add_dtypes(PyObject *module) {
         Py_XDECREF(record);
         Py_XDECREF(value);
     }
-    ok = ok && PyModule_AddObjectRef(module, "DTYPES", codes) == 0 && PyModule_AddObjectRef(module, "DTYPE_INFO", infos) == 0;
+    ok = ok && PyModule_AddObjectRef(module, "DTYPES", codes) == 0 &&
+         PyModule_AddObjectRef(module, "DTYPE_INFO", infos) == 0;
     Py_XDECREF(codes);
     Py_XDECREF(infos);
     Py_XDECREF(type);
