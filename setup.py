@@ -19,13 +19,14 @@ def read_make_variables(path):
     variables = {}
     for line in text.splitlines():
         line = line.split("#", 1)[0]
-        match = re.match(r"^\s*([A-Z0-9_]+)\s*=\s*(.*)$", line)
+        match = re.match(r"^\s*([A-Za-z0-9_]+)\s*=\s*(.*)$", line)
         if match:
             variables[match.group(1)] = match.group(2).split()
     return variables
 
 
 MAKE = read_make_variables(os.path.join(HERE, CSRC, "sources.mk"))
+ISA_SOURCES = {isa: [os.path.join(CSRC, s) for s in MAKE[f"{isa}_SOURCES"]] for isa in MAKE["ISAS"]}
 BINDING_SOURCES = sorted(
     os.path.join("nemotron_c", "_binding", name)
     for name in os.listdir(os.path.join(HERE, "nemotron_c", "_binding"))
@@ -34,17 +35,18 @@ BINDING_SOURCES = sorted(
 
 
 class BuildExtWithIsaObjects(build_ext):
-    """Compiles the ISA-specific kernels with their own flags, then links them into the extension."""
+    """Compiles each ISA's kernels (ISAS in sources.mk) with its own flags, then links them into the extension."""
 
     def build_extension(self, ext):
-        isa_sources = [os.path.join(CSRC, s) for s in MAKE["AVX2_SOURCES"]]
-        objects = self.compiler.compile(
-            isa_sources,
-            output_dir=self.build_temp,
-            include_dirs=ext.include_dirs,
-            extra_postargs=MAKE["CORE_CFLAGS"] + MAKE["AVX2_CFLAGS"],
-            depends=ext.depends,
-        )
+        objects = []
+        for isa, sources in ISA_SOURCES.items():
+            objects += self.compiler.compile(
+                sources,
+                output_dir=self.build_temp,
+                include_dirs=ext.include_dirs,
+                extra_postargs=MAKE["CORE_CFLAGS"] + MAKE[f"{isa}_CFLAGS"],
+                depends=ext.depends,
+            )
         ext.extra_objects = list(ext.extra_objects or []) + objects
         super().build_extension(ext)
 
@@ -58,7 +60,7 @@ core = Extension(
     # the ISA-specific sources are compiled by BuildExtWithIsaObjects, so they count as dependencies here
     depends=[os.path.join(root, name) for root, _, names in os.walk(CSRC) for name in names
              if name.endswith(".h") or name == "sources.mk"]
-    + [os.path.join(CSRC, s) for s in MAKE["AVX2_SOURCES"]]
+    + [source for sources in ISA_SOURCES.values() for source in sources]
     + [os.path.join("nemotron_c", "_binding", "binding.h")],
 )
 

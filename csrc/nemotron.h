@@ -46,6 +46,8 @@ nt_status nt_error_set(nt_error *err, nt_status status, const char *fmt, ...)
 
 /* ---------------------------------------------------------------- tensors */
 
+/* Weight storage types. Adding one means: a value here, a line in the dtype table and its conversion
+ * (kernels/tensor.c), and its matmul in each kernel set (kernels/matmul*.c). */
 typedef enum {
     NT_DTYPE_F32 = 0,
     NT_DTYPE_BF16 = 1,
@@ -53,17 +55,28 @@ typedef enum {
     NT_DTYPE_COUNT
 } nt_dtype;
 
-size_t nt_dtype_size(nt_dtype dtype);
-const char *nt_dtype_name(nt_dtype dtype);
+/* One line of the dtype table: what the core, the binding and Python know of a storage type. */
+typedef struct {
+    const char *name;    /* torch's name: "float32", "bfloat16", "float16" */
+    int64_t block_size;  /* elements stored together: 1, or the group of a quantized type that shares a scale */
+    size_t block_bytes;  /* bytes of one block: the element size when block_size is 1 */
+} nt_dtype_info;
+
+/* The table's line for dtype, or NULL outside [0, NT_DTYPE_COUNT). */
+const nt_dtype_info *nt_dtype_get(nt_dtype dtype);
+const char *nt_dtype_name(nt_dtype dtype); /* "unknown" outside the table */
 
 /* A read-only view of a stored tensor. The core never frees `data`: its owner (a memory map or a
  * buffer held by the caller) must outlive every model built from it. */
 typedef struct {
-    const void *data;  /* NULL when the tensor is absent (an optional bias) */
+    const void *data;     /* NULL when the tensor is absent (an optional bias) */
     nt_dtype dtype;
-    int ndim;          /* 1 or 2 */
-    int64_t shape[2];
-    size_t nbytes;     /* what the owner says the buffer holds; checked against shape x dtype */
+    int ndim;             /* 1 or 2 */
+    int64_t shape[2];     /* (rows, cols), or (n) when 1-D */
+    size_t nbytes;        /* what the owner says the buffer holds; checked against shape x dtype */
+    const float *scales;  /* (rows, cols / group_size) per-group scales of a quantized dtype; NULL for the float
+                             dtypes (none today) */
+    int64_t group_size;   /* elements of a row sharing one scale; 0 without scales */
 } nt_tensor;
 
 /* ---------------------------------------------------------------- thread pool */

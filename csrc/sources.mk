@@ -4,6 +4,7 @@
 CORE_SOURCES = \
 	runtime/status.c \
 	runtime/threadpool.c \
+	kernels/tensor.c \
 	kernels/dispatch.c \
 	kernels/matmul.c \
 	kernels/ops.c \
@@ -12,6 +13,7 @@ CORE_SOURCES = \
 	model/forward.c \
 	model/score.c \
 	model/sampling.c \
+	model/beam.c \
 	model/generate.c \
 	tokenizer/utf8.c \
 	tokenizer/unicode_tables.c \
@@ -21,10 +23,10 @@ CORE_SOURCES = \
 	tokenizer/encode.c \
 	tokenizer/decode.c
 
-# Compiled as separate objects with AVX2/FMA/F16C enabled; chosen at run time
-# only when the CPU reports those features.
-AVX2_SOURCES = \
-	kernels/matmul_avx2.c
-
 CORE_CFLAGS = -std=c11 -O3 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter
-AVX2_CFLAGS = -mavx2 -mfma -mf16c
+
+# Instruction sets with kernels of their own: each name's sources are compiled as separate objects with
+# its flags, and its kernel set (kernels/dispatch.c) is chosen at run time only when the CPU has them.
+ISAS = avx2
+avx2_SOURCES = kernels/matmul_avx2.c
+avx2_CFLAGS = -mavx2 -mfma -mf16c

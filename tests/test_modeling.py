@@ -66,6 +66,12 @@ def test_portable_and_avx2_kernels_agree_with_transformers(checkpoint, kernels, 
     assert_close(ours(IDS, attention_mask=LEFT_MASK).logits, hf_logits(hf_from_pretrained(path), IDS, LEFT_MASK))
 
 
+def test_unknown_kernel_set_is_refused_with_the_known_ones(checkpoint, monkeypatch):
+    monkeypatch.setenv("NEMOTRON_C_KERNELS", "sse9")
+    with pytest.raises(ValueError, match="unknown kernel set 'sse9' \\(expected one of 'auto', .*'portable'\\)"):
+        nemotron_c.AutoModelForCausalLM.from_pretrained(checkpoint())
+
+
 @pytest.mark.parametrize("stored", ["bfloat16", "float16"])
 def test_half_precision_checkpoints(checkpoint, stored):
     path = checkpoint(dtype=stored)

@@ -2,46 +2,50 @@
  * Kernels of the core: internal to csrc/, not part of the public header.
  *
  * Each operation has a plain C reference (the specification, used by the tests) and, where it
- * matters for speed, optimised versions grouped in an nt_kernels table per instruction set.
- * Weights may be stored as float32, bfloat16 or float16; activations are always float32.
+ * matters for speed, optimised versions grouped in a kernel set (nt_kernels) per instruction set.
+ * Weights come as nt_tensor in any dtype of the table (kernels/tensor.h); activations are always float32.
  */
 #ifndef NT_KERNELS_H
 #define NT_KERNELS_H
 
 #include <stdint.h>
 
+#include "kernels/tensor.h"
 #include "nemotron.h"
 
 /* y (M, N) = x (M, K) @ w (N, K)^T, for the output columns n in [n_begin, n_end) only.
- * w holds N rows of K elements in the table's dtype; y rows are N floats apart. */
-typedef void (*nt_matmul_fn)(float *y, const float *x, const void *w, int64_t M, int64_t N, int64_t K,
-                             int64_t n_begin, int64_t n_end);
+ * w is (N, K) in the dtype the kernel is registered for; y rows are N floats apart. */
+typedef void (*nt_matmul_fn)(float *y, const float *x, const nt_tensor *w, int64_t M, int64_t n_begin,
+                             int64_t n_end);
 
+/* A kernel set: the optimised kernels of one instruction set. */
 typedef struct {
-    const char *name;
-    nt_matmul_fn matmul[NT_DTYPE_COUNT]; /* indexed by the weight's dtype */
+    const char *name;       /* as kernels= and NEMOTRON_C_KERNELS name it */
+    int (*supported)(void); /* whether this CPU runs the set */
+    nt_matmul_fn matmul[NT_DTYPE_COUNT]; /* indexed by the weight's dtype; NULL: the portable one */
     float (*dot)(const float *a, const float *b, int64_t n);
-    void (*axpy)(float *y, float a, const float *x, int64_t n); /* y += a * x */
+    void (*axpy)(float *y, float a, const float *x, int64_t n); /* y (n) += a * x (n) */
 } nt_kernels;
 
-/* "auto": the best table this CPU supports; "portable": plain C; "avx2": fails if unsupported. */
+/* Every kernel set, best first; the last is the portable one, which every CPU runs (kernels/dispatch.c).
+ * A new instruction set is one entry here, its file and its line in csrc/sources.mk. */
+extern const nt_kernels *const nt_kernel_sets[];
+extern const int nt_kernel_set_count;
+
+extern const nt_kernels nt_kernels_portable; /* kernels/matmul.c */
+extern const nt_kernels nt_kernels_avx2;     /* kernels/matmul_avx2.c, compiled with avx2_CFLAGS */
+
+/* "auto": the first set this CPU supports; otherwise the set of that name, which the CPU must support. */
 nt_status nt_kernels_select(const nt_kernels **out, nt_error *err, const char *name);
 
-extern const nt_kernels nt_kernels_portable;
-extern const nt_kernels nt_kernels_avx2; /* kernels/matmul_avx2.c, compiled with -mavx2 -mfma -mf16c */
-
-/* The reference matmul, any dtype, one output at a time in the simplest order. */
-void nt_matmul_naive(float *y, const float *x, const void *w, nt_dtype dtype, int64_t M, int64_t N,
-                     int64_t K);
-
-/* Element conversions. */
-static inline float nt_bf16_to_f32(uint16_t h) {
-    union { uint32_t u; float f; } v = { (uint32_t)h << 16 };
-    return v.f;
+/* The set's matmul for dtype, or the portable one when the set has none. */
+static inline nt_matmul_fn nt_kernels_matmul(const nt_kernels *k, nt_dtype dtype) {
+    return k->matmul[dtype] ? k->matmul[dtype] : nt_kernels_portable.matmul[dtype];
 }
-float nt_f16_to_f32(uint16_t h);
-/* Converts n elements of src (in dtype) to float32. */
-void nt_convert_to_f32(float *dst, const void *src, nt_dtype dtype, int64_t n);
+
+/* The reference matmul, any dtype, one output at a time in the simplest order: y (M, N) = x (M, K) @ w^T.
+ * Fails only for want of memory to widen a row of w. */
+nt_status nt_matmul_naive(float *y, const float *x, const nt_tensor *w, int64_t M);
 
 /* ---- element-wise and row operations (kernels/ops.c), float32 ---- */
 

@@ -1,7 +1,7 @@
 /*
- * AVX2 + FMA (+ F16C) kernels. This file alone is compiled with -mavx2 -mfma -mf16c, and its table
- * is used only when the CPU reports those features (kernels/dispatch.c). On other architectures it
- * compiles to a copy of the portable table.
+ * AVX2 + FMA (+ F16C) kernels. This file alone is compiled with avx2_CFLAGS (csrc/sources.mk), and its
+ * set is used only when the CPU reports those features (kernels/dispatch.c). Built without them (another
+ * architecture), the set is empty and reports itself unsupported.
  */
 #include "kernels/kernels.h"
 
@@ -205,27 +205,28 @@ static void gemm(float *y, const float *x, const void *w, nt_dtype dtype, int64_
     }
 }
 
-static void matmul_avx2(float *y, const float *x, const void *w, nt_dtype dtype, int64_t M, int64_t N,
-                        int64_t K, int64_t n_begin, int64_t n_end) {
+/* The element index arithmetic below stays inside this file: the kernels are written once for every
+ * float dtype, and load8/load1 widen each dtype's elements in registers. */
+static inline __attribute__((always_inline)) void matmul_avx2(float *y, const float *x, const nt_tensor *w,
+                                                              nt_dtype dtype, int64_t M, int64_t n_begin,
+                                                              int64_t n_end) {
+    int64_t N = w->shape[0], K = w->shape[1];
     if (M >= GEMM_MIN_ROWS)
-        gemm(y, x, w, dtype, M, N, K, n_begin, n_end);
+        gemm(y, x, w->data, dtype, M, N, K, n_begin, n_end);
     else
-        gemv(y, x, w, dtype, M, N, K, n_begin, n_end);
+        gemv(y, x, w->data, dtype, M, N, K, n_begin, n_end);
 }
 
-static void matmul_f32_avx2(float *y, const float *x, const void *w, int64_t M, int64_t N, int64_t K,
-                            int64_t n_begin, int64_t n_end) {
-    matmul_avx2(y, x, w, NT_DTYPE_F32, M, N, K, n_begin, n_end);
+static void matmul_f32_avx2(float *y, const float *x, const nt_tensor *w, int64_t M, int64_t n_begin, int64_t n_end) {
+    matmul_avx2(y, x, w, NT_DTYPE_F32, M, n_begin, n_end);
 }
 
-static void matmul_bf16_avx2(float *y, const float *x, const void *w, int64_t M, int64_t N, int64_t K,
-                             int64_t n_begin, int64_t n_end) {
-    matmul_avx2(y, x, w, NT_DTYPE_BF16, M, N, K, n_begin, n_end);
+static void matmul_bf16_avx2(float *y, const float *x, const nt_tensor *w, int64_t M, int64_t n_begin, int64_t n_end) {
+    matmul_avx2(y, x, w, NT_DTYPE_BF16, M, n_begin, n_end);
 }
 
-static void matmul_f16_avx2(float *y, const float *x, const void *w, int64_t M, int64_t N, int64_t K,
-                            int64_t n_begin, int64_t n_end) {
-    matmul_avx2(y, x, w, NT_DTYPE_F16, M, N, K, n_begin, n_end);
+static void matmul_f16_avx2(float *y, const float *x, const nt_tensor *w, int64_t M, int64_t n_begin, int64_t n_end) {
+    matmul_avx2(y, x, w, NT_DTYPE_F16, M, n_begin, n_end);
 }
 
 static float dot_avx2(const float *a, const float *b, int64_t n) {
@@ -249,8 +250,14 @@ static void axpy_avx2(float *y, float a, const float *x, int64_t n) {
     for (; i < n; i++) y[i] += a * x[i];
 }
 
+static int cpu_has_avx2(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+}
+
 const nt_kernels nt_kernels_avx2 = {
     .name = "avx2",
+    .supported = cpu_has_avx2,
     .matmul = {
         [NT_DTYPE_F32] = matmul_f32_avx2,
         [NT_DTYPE_BF16] = matmul_bf16_avx2,
@@ -260,13 +267,10 @@ const nt_kernels nt_kernels_avx2 = {
     .axpy = axpy_avx2,
 };
 
-#else /* not compiled for AVX2: dispatch never selects this table, which only keeps the link whole */
+#else /* not compiled for AVX2 (another architecture): a set that no CPU supports keeps the list whole */
 
-const nt_kernels nt_kernels_avx2 = {
-    .name = "portable",
-    .matmul = {0},
-    .dot = 0,
-    .axpy = 0,
-};
+static int never(void) { return 0; }
+
+const nt_kernels nt_kernels_avx2 = {.name = "avx2", .supported = never};
 
 #endif

@@ -20,12 +20,12 @@ enum { MLP_CHUNK_FLOATS = 4 << 20, MATMUL_COLUMN_BLOCK = 16 };
 
 typedef struct {
     nt_matmul_fn fn;
-    float *y;
-    const float *x;
-    const void *w;
+    float *y;           /* (M, N) */
+    const float *x;     /* (M, K) */
+    const nt_tensor *w; /* (N, K) */
     const float *bias;  /* (N) or NULL */
     nt_activation act;
-    int64_t M, N, K;
+    int64_t M, N;
 } matmul_job;
 
 /* Each thread adds the bias and applies the activation to the columns it computed, while they are in cache. */
@@ -33,7 +33,7 @@ static void matmul_range(void *ctx, int64_t begin, int64_t end) {
     const matmul_job *job = ctx;
     int64_t n_begin = begin * MATMUL_COLUMN_BLOCK;
     int64_t n_end = end * MATMUL_COLUMN_BLOCK < job->N ? end * MATMUL_COLUMN_BLOCK : job->N;
-    job->fn(job->y, job->x, job->w, job->M, job->N, job->K, n_begin, n_end);
+    job->fn(job->y, job->x, job->w, job->M, n_begin, n_end);
     if (job->bias == NULL && job->act == NT_ACT_IDENTITY) return;
     for (int64_t m = 0; m < job->M; m++) {
         float *row = job->y + m * job->N + n_begin;
@@ -44,7 +44,7 @@ static void matmul_range(void *ctx, int64_t begin, int64_t end) {
 
 void nt_model_linear_act(const nt_model *m, float *y, const float *x, const nt_tensor *w, const float *bias,
                          int64_t M, nt_activation act) {
-    matmul_job job = {m->kernels->matmul[w->dtype], y, x, w->data, bias, act, M, w->shape[0], w->shape[1]};
+    matmul_job job = {nt_kernels_matmul(m->kernels, w->dtype), y, x, w, bias, act, M, w->shape[0]};
     int64_t blocks = (job.N + MATMUL_COLUMN_BLOCK - 1) / MATMUL_COLUMN_BLOCK;
     nt_threadpool_parallel_for(m->pool, matmul_range, &job, blocks, 1);
 }
@@ -181,12 +181,10 @@ static nt_status check_inputs(nt_error *err, const nt_model *m, const int32_t *i
     return NT_OK;
 }
 
+/* x (rows, H) = embed_tokens[input_ids] */
 static void embed(const nt_model *m, float *x, const int32_t *input_ids, int64_t rows) {
     int64_t H = m->config.hidden_size;
-    size_t row_bytes = (size_t)H * nt_dtype_size(m->embed_tokens.dtype);
-    for (int64_t i = 0; i < rows; i++)
-        nt_convert_to_f32(x + i * H, (const char *)m->embed_tokens.data + (size_t)input_ids[i] * row_bytes,
-                          m->embed_tokens.dtype, H);
+    for (int64_t i = 0; i < rows; i++) nt_tensor_row_to_f32(x + i * H, &m->embed_tokens, input_ids[i]);
 }
 
 /* cos and sin (rows, R/2) of position * inv_freq, in float32 as Transformers computes them */

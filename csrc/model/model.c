@@ -63,8 +63,6 @@ static nt_status check_tensor(nt_error *err, const nt_tensor *t, const char *nam
     }
     if (!required)
         return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "tensor %s is given but the config does not use it", full);
-    if (t->dtype < 0 || t->dtype >= NT_DTYPE_COUNT)
-        return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "tensor %s has an unknown dtype code %d", full, (int)t->dtype);
     int want_ndim = cols < 0 ? 1 : 2;
     if (t->ndim != want_ndim || t->shape[0] != rows || (want_ndim == 2 && t->shape[1] != cols)) {
         if (want_ndim == 1)
@@ -73,21 +71,14 @@ static nt_status check_tensor(nt_error *err, const nt_tensor *t, const char *nam
         return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "tensor %s should have shape (%lld, %lld)", full,
                             (long long)rows, (long long)cols);
     }
-    int64_t elements = want_ndim == 1 ? rows : nt_mul_size(rows, cols);
-    int64_t bytes = nt_mul_size(elements, (int64_t)nt_dtype_size(t->dtype));
-    if (bytes < 0 || (size_t)bytes != t->nbytes)
-        return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "tensor %s holds %zu bytes, its shape and dtype need %lld",
-                            full, t->nbytes, (long long)bytes);
-    if ((uintptr_t)t->data % nt_dtype_size(t->dtype) != 0)
-        return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "tensor %s is not aligned to its element size", full);
-    return NT_OK;
+    return nt_tensor_check_storage(err, t, full);
 }
 
 /* Copies a 1-D tensor (any dtype) into float32 storage taken from *cursor; NULL for an absent one. */
 static const float *take_vector(float **cursor, const nt_tensor *t) {
     if (t->data == NULL) return NULL;
     float *dst = *cursor;
-    nt_convert_to_f32(dst, t->data, t->dtype, t->shape[0]);
+    nt_tensor_row_to_f32(dst, t, 0);
     *cursor += t->shape[0];
     return dst;
 }

@@ -61,6 +61,12 @@ static void softmax(float *probs, const float *x, int64_t V) {
     for (int64_t i = 0; i < V; i++) probs[i] *= inv;
 }
 
+int nt_is_eos(const nt_generation_config *c, int64_t token) {
+    for (int64_t i = 0; i < c->n_eos; i++)
+        if (c->eos_token_ids[i] == token) return 1;
+    return 0;
+}
+
 int64_t nt_argmax(const float *scores, int64_t V) {
     int64_t best = 0;
     for (int64_t i = 1; i < V; i++)

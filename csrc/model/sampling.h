@@ -22,6 +22,9 @@ void nt_process_scores(const nt_generation_config *c, float *scores, const int64
 /* log_softmax of x (V) into y (may equal x), as torch computes it in float32. */
 void nt_log_softmax(float *y, const float *x, int64_t V);
 
+/* Whether token is one of c's eos tokens. */
+int nt_is_eos(const nt_generation_config *c, int64_t token);
+
 /* Index of the first largest score (torch.argmax). */
 int64_t nt_argmax(const float *scores, int64_t V);
 

@@ -119,9 +119,7 @@ nt_status nt_model_score(nt_model *m, nt_error *err, float *logprobs, const int3
             }
             int64_t cols = V - v0 < cols_max ? V - v0 : cols_max;
             /* lm_head rows [v0, v0 + cols) as a (cols, H) matrix of their own */
-            nt_tensor block = m->lm_head;
-            block.data = (const char *)m->lm_head.data + (size_t)v0 * (size_t)H * nt_dtype_size(block.dtype);
-            block.shape[0] = cols;
+            nt_tensor block = nt_tensor_rows(&m->lm_head, v0, cols);
             nt_model_linear(m, tile, hidden + r0 * H, &block, NULL, rows);
             fold_job job = {tile, cols, v0, row_target + r0, row_max, row_sum, picked};
             nt_threadpool_parallel_for(m->pool, fold_range, &job, rows, 4);

@@ -14,21 +14,3 @@ nt_status nt_error_set(nt_error *err, nt_status status, const char *fmt, ...) {
     }
     return status;
 }
-
-size_t nt_dtype_size(nt_dtype dtype) {
-    switch (dtype) {
-    case NT_DTYPE_F32: return 4;
-    case NT_DTYPE_BF16: return 2;
-    case NT_DTYPE_F16: return 2;
-    default: return 0;
-    }
-}
-
-const char *nt_dtype_name(nt_dtype dtype) {
-    switch (dtype) {
-    case NT_DTYPE_F32: return "float32";
-    case NT_DTYPE_BF16: return "bfloat16";
-    case NT_DTYPE_F16: return "float16";
-    default: return "unknown";
-    }
-}

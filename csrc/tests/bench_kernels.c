@@ -23,24 +23,28 @@ int main(void) {
     void *w = malloc(sizeof(float) * N * K);
     for (int64_t i = 0; i < 128 * K; i++) x[i] = (float)(i % 7) * 0.1f;
     for (int64_t i = 0; i < N * K; i++) ((float *)w)[i] = (float)(i % 5) * 0.1f; /* also valid small halves */
-    const nt_kernels *tables[] = {&nt_kernels_portable, NULL};
-    nt_error err;
-    if (nt_kernels_select(&tables[1], &err, "avx2") != NT_OK) tables[1] = NULL;
     printf("%-9s %-9s %5s %10s %10s\n", "kernels", "dtype", "M", "GFLOP/s", "GB/s");
-    for (int t = 0; t < 2 && tables[t]; t++)
-        for (int d = 0; d < NT_DTYPE_COUNT; d++)
+    for (int t = 0; t < nt_kernel_set_count; t++) {
+        const nt_kernels *set = nt_kernel_sets[t];
+        if (!set->supported()) continue;
+        for (int d = 0; d < NT_DTYPE_COUNT; d++) {
+            if (set->matmul[d] == NULL) continue;
+            nt_tensor wt = {.data = w, .dtype = (nt_dtype)d, .ndim = 2, .shape = {N, K}};
+            wt.nbytes = (size_t)nt_dtype_bytes(wt.dtype, N * K);
             for (size_t i = 0; i < sizeof Ms / sizeof *Ms; i++) {
                 int64_t M = Ms[i];
                 double best = 1e9;
                 for (int r = 0; r < 5; r++) {
                     double start = now();
-                    tables[t]->matmul[d](y, x, w, M, N, K, 0, N);
+                    set->matmul[d](y, x, &wt, M, 0, N);
                     double elapsed = now() - start;
                     if (elapsed < best) best = elapsed;
                 }
-                printf("%-9s %-9s %5lld %10.1f %10.1f\n", tables[t]->name, nt_dtype_name((nt_dtype)d), (long long)M,
-                       2.0 * M * N * K / best / 1e9, (double)N * K * nt_dtype_size((nt_dtype)d) / best / 1e9);
+                printf("%-9s %-9s %5lld %10.1f %10.1f\n", set->name, nt_dtype_name(wt.dtype), (long long)M,
+                       2.0 * M * N * K / best / 1e9, (double)wt.nbytes / best / 1e9);
             }
+        }
+    }
     free(x), free(y), free(w);
     return 0;
 }

@@ -1,5 +1,6 @@
 /*
- * Every optimised kernel against its naive reference, on odd shapes and every weight dtype;
+ * Every kernel set the CPU runs against the naive reference, on odd shapes and every weight dtype;
+ * the tensor seam's row views and storage checks;
  * the thread pool against a serial loop, before and after fork().
  * Prints the first mismatches and the largest difference; exits non-zero on failure.
  */
@@ -55,6 +56,12 @@ static void check_close(const char *what, const float *got, const float *want, i
     }
 }
 
+static nt_tensor matrix(const void *data, nt_dtype dtype, int64_t N, int64_t K) {
+    nt_tensor t = {.data = data, .dtype = dtype, .ndim = 2, .shape = {N, K}};
+    t.nbytes = (size_t)nt_dtype_bytes(dtype, N * K);
+    return t;
+}
+
 static void test_matmul(const nt_kernels *kernels) {
     static const int64_t Ms[] = {1, 2, 3, 4, 5, 7, 8, 9, 10, 11, 13, 20};
     static const int64_t Ns[] = {1, 3, 4, 5, 17, 33};
@@ -74,18 +81,71 @@ static void test_matmul(const nt_kernels *kernels) {
                 }
                 const void *weights[NT_DTYPE_COUNT] = {wf, wb, wh};
                 for (int d = 0; d < NT_DTYPE_COUNT; d++) {
+                    if (kernels->matmul[d] == NULL) continue;
+                    nt_tensor w = matrix(weights[d], (nt_dtype)d, N, K);
                     char what[128];
                     snprintf(what, sizeof what, "%s matmul %s M=%lld N=%lld K=%lld", kernels->name,
                              nt_dtype_name((nt_dtype)d), (long long)M, (long long)N, (long long)K);
-                    nt_matmul_naive(want, x, weights[d], (nt_dtype)d, M, N, K);
+                    nt_matmul_naive(want, x, &w, M);
                     /* in two column ranges, as the thread pool splits it */
                     for (int64_t i = 0; i < M * N; i++) got[i] = NAN;
-                    kernels->matmul[d](got, x, weights[d], M, N, K, 0, N / 2);
-                    kernels->matmul[d](got, x, weights[d], M, N, K, N / 2, N);
+                    kernels->matmul[d](got, x, &w, M, 0, N / 2);
+                    kernels->matmul[d](got, x, &w, M, N / 2, N);
                     check_close(what, got, want, M * N, 1e-5f * (float)K);
+                    /* rows [N/3, N) as a tensor of their own, as scoring slices the lm_head */
+                    int64_t v0 = N / 3;
+                    nt_tensor block = nt_tensor_rows(&w, v0, N - v0);
+                    kernels->matmul[d](got, x, &block, M, 0, N - v0);
+                    for (int64_t m = 0; m < M; m++)
+                        check_close(what, got + m * (N - v0), want + m * N + v0, N - v0, 1e-5f * (float)K);
                 }
                 free(x), free(wf), free(wb), free(wh), free(want), free(got);
             }
+}
+
+/* Rows in float32 through the seam, and the storage checks a model makes of every tensor. */
+static void test_tensor_seam(void) {
+    float wf[3 * 5];
+    uint16_t wb[3 * 5], wh[3 * 5];
+    for (int i = 0; i < 15; i++) {
+        wf[i] = random_float();
+        wb[i] = to_bf16(wf[i]);
+        wh[i] = to_f16(wf[i]);
+    }
+    const void *weights[NT_DTYPE_COUNT] = {wf, wb, wh};
+    for (int d = 0; d < NT_DTYPE_COUNT; d++) {
+        nt_tensor w = matrix(weights[d], (nt_dtype)d, 3, 5);
+        float row[5], span[2];
+        nt_tensor_row_to_f32(row, &w, 2);
+        check_close("row_to_f32", row, wf + 10, 5, 2e-3f);
+        nt_tensor_span_to_f32(span, &w, 1, 3, 2);
+        check_close("span_to_f32", span, wf + 8, 2, 2e-3f);
+        nt_error err;
+        const char *bad = NULL;
+        if (nt_tensor_check_storage(&err, &w, "w") != NT_OK) bad = "a valid tensor refused";
+        nt_tensor t = w;
+        t.nbytes -= 1;
+        if (nt_tensor_check_storage(&err, &t, "w") == NT_OK) bad = "a short buffer accepted";
+        t = w;
+        t.data = (const char *)w.data + 1;
+        if (nt_tensor_check_storage(&err, &t, "w") == NT_OK) bad = "a misaligned buffer accepted";
+        t = w;
+        t.scales = wf;
+        t.group_size = 5;
+        if (nt_tensor_check_storage(&err, &t, "w") == NT_OK) bad = "scales accepted for a float dtype";
+        if (bad) {
+            fprintf(stderr, "FAIL tensor %s: %s\n", nt_dtype_name((nt_dtype)d), bad);
+            failures++;
+        }
+    }
+    nt_tensor unknown = matrix(wf, NT_DTYPE_F32, 3, 5);
+    unknown.dtype = NT_DTYPE_COUNT;
+    nt_error err;
+    if (nt_tensor_check_storage(&err, &unknown, "w") == NT_OK || nt_dtype_get(NT_DTYPE_COUNT) != NULL ||
+        nt_dtype_bytes(NT_DTYPE_BF16, 3) != 6) {
+        fprintf(stderr, "FAIL dtype table bounds\n");
+        failures++;
+    }
 }
 
 static void test_dot_axpy(const nt_kernels *kernels) {
@@ -180,19 +240,27 @@ static void test_threadpool(void) {
 }
 
 int main(void) {
-    const nt_kernels *kernels;
     nt_error err;
     test_half_conversion();
-    test_matmul(&nt_kernels_portable);
-    test_dot_axpy(&nt_kernels_portable);
-    if (nt_kernels_select(&kernels, &err, "avx2") == NT_OK) {
-        test_matmul(kernels);
-        test_dot_axpy(kernels);
-    } else {
-        printf("skipping avx2 kernels: %s\n", err.message);
+    test_tensor_seam();
+    /* every kernel set this CPU runs, against the naive reference */
+    for (int i = 0; i < nt_kernel_set_count; i++) {
+        const nt_kernels *set = nt_kernel_sets[i];
+        if (!set->supported()) {
+            printf("skipping the %s kernels: this CPU lacks them\n", set->name);
+            continue;
+        }
+        test_matmul(set);
+        test_dot_axpy(set);
     }
+    const nt_kernels *kernels;
     if (nt_kernels_select(&kernels, &err, "sse9") != NT_ERROR_INVALID_ARGUMENT) {
         fprintf(stderr, "FAIL unknown kernel name accepted\n");
+        failures++;
+    }
+    if (nt_kernels_select(&kernels, &err, "auto") != NT_OK || !kernels->supported() ||
+        nt_kernels_select(&kernels, &err, "portable") != NT_OK || kernels != &nt_kernels_portable) {
+        fprintf(stderr, "FAIL auto or portable kernels not chosen\n");
         failures++;
     }
     test_threadpool();

@@ -361,12 +361,8 @@ int nt_py_register_model(PyObject *module) {
         if (code == NULL || PyDict_SetItemString(activations, ACTIVATION_CODES[i].name, code) < 0) Py_CLEAR(activations);
         Py_XDECREF(code);
     }
-    PyObject *dtypes = Py_BuildValue("{s:i,s:i,s:i}", "float32", NT_DTYPE_F32, "bfloat16", NT_DTYPE_BF16, "float16",
-                                     NT_DTYPE_F16);
-    if (activations == NULL || dtypes == NULL || PyModule_AddObject(module, "ACTIVATIONS", activations) < 0 ||
-        PyModule_AddObject(module, "DTYPES", dtypes) < 0) {
+    if (activations == NULL || PyModule_AddObject(module, "ACTIVATIONS", activations) < 0) {
         Py_XDECREF(activations);
-        Py_XDECREF(dtypes);
         return -1;
     }
     if (PyModule_AddIntConstant(module, "GLOBAL_TENSOR_COUNT", NT_GLOBAL_COUNT) < 0 ||
