@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 import transformers
-from conftest import assert_close, build_hf_model
+from conftest import assert_close, build_hf_model, save_bin
 from safetensors.numpy import load_file
 from test_scoring import word_tokenizer
 
@@ -133,6 +133,8 @@ TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json"]
 # how each source format convert reads is written from a Transformers model: a new format is a new entry here
 WEIGHT_WRITERS = {
     "safetensors": lambda model, directory: model.save_pretrained(directory),
+    "bin": lambda model, directory: save_bin(directory, model),
+    "bin_sharded": lambda model, directory: save_bin(directory, model, shard_size="40KB"),
 }
 
 
