@@ -14,7 +14,7 @@ import torch
 import transformers
 
 import nemotron_c
-from conftest import build_hf_model
+from conftest import build_hf_model, save_bin
 from tokenizer_builders import build_all
 
 MESSAGES = [
@@ -23,15 +23,23 @@ MESSAGES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def card_dir(tmp_path_factory):
+@pytest.fixture(scope="module", params=["safetensors", "official"])
+def card_dir(tmp_path_factory, request):
+    """"official": as NVIDIA ships its checkpoints, bf16 weights in pytorch_model.bin shards with their index."""
     tokenizers = build_all(str(tmp_path_factory.getbasetemp() / "tokenizers"))
     path = tmp_path_factory.mktemp("model_card")
     shutil.copytree(tokenizers["nemotron"], path, dirs_exist_ok=True)
     tokenizer = transformers.AutoTokenizer.from_pretrained(path)
     model = build_hf_model(scale=0.25, vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
                            eos_token_id=tokenizer.eos_token_id)
-    model.save_pretrained(path)
+    if request.param == "official":
+        model = model.to(torch.bfloat16)
+        model.config.dtype = torch.bfloat16
+        save_bin(path, model, shard_size="300KB")
+        model.generation_config.save_pretrained(path)
+        assert os.path.isfile(os.path.join(path, "pytorch_model.bin.index.json"))
+    else:
+        model.save_pretrained(path)
     return str(path)
 
 
@@ -65,8 +73,24 @@ def nemotron_generate_docstring(lib, path):
     return tokenizer.batch_decode(generate_ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)[0]
 
 
+@pytest.fixture
+def float32_reference(monkeypatch):
+    """Transformers 5 loads a bf16 checkpoint with dtype "auto" and computes in bf16; nemotron_c computes in float32
+    whatever the storage, which is Transformers loading the same files with dtype=float32 (README: where we
+    differ). The cards' code is kept; only Transformers' default dtype is set."""
+    for cls in (transformers.AutoModelForCausalLM, transformers.NemotronForCausalLM):
+        load = cls.from_pretrained.__func__
+
+        def float32_load(owner, *args, _load=load, **kwargs):
+            if "torch_dtype" not in kwargs:
+                kwargs.setdefault("dtype", torch.float32)
+            return _load(owner, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "from_pretrained", classmethod(float32_load))
+
+
 @pytest.mark.parametrize("card", [minitron_base_card, mini_instruct_card, nemotron_generate_docstring])
-def test_model_card_gives_the_same_answer(card_dir, card):
+def test_model_card_gives_the_same_answer(card_dir, card, float32_reference):
     with torch.inference_mode():
         expected = card(transformers, card_dir)
     got = card(nemotron_c, card_dir)
