@@ -326,6 +326,36 @@ nt_cache *nt_generator_take_cache(nt_generator *g);
 /* Beam search: the number of new tokens of the longest of the first n hypotheses of every prompt. */
 int64_t nt_generator_beam_output_length(const nt_generator *g, int64_t n);
 
+/* ---------------------------------------------------------------- settings tables (model/settings.c) */
+
+/* The fields of nt_config and nt_generation_config as data: a caller that fills these structs from named values
+ * (the Python binding) loops over a table instead of spelling every field, and learns the names and the
+ * defaults from it. */
+typedef enum {
+    NT_FIELD_INT64 = 0, /* int64_t */
+    NT_FIELD_UINT64,    /* uint64_t */
+    NT_FIELD_INT,       /* int: a flag or an enum's value */
+    NT_FIELD_FLOAT,     /* float */
+    NT_FIELD_DOUBLE,    /* double */
+    NT_FIELD_TOKENS,    /* const int64_t *, NULL when absent */
+    NT_FIELD_FLOATS,    /* const float *, NULL when absent */
+} nt_field_kind;
+
+typedef struct {
+    const char *name;         /* the struct member's name */
+    size_t offset;            /* of the member in its struct */
+    nt_field_kind kind;
+    int required;             /* no default: the caller must give a value */
+    double default_value;     /* scalars: the value that turns the step off; arrays: none (NULL) */
+    ptrdiff_t count_offset;   /* arrays: offset of the int64_t member counting the items, or -1 when the
+                                 length follows from other fields (such as the *_ends of concatenated lists) */
+} nt_field;
+
+extern const nt_field nt_config_fields[];
+extern const size_t nt_config_field_count;
+extern const nt_field nt_generation_config_fields[];
+extern const size_t nt_generation_config_field_count;
+
 /* ---------------------------------------------------------------- tokenizer */
 
 /* A SentencePiece-style BPE tokenizer as Hugging Face tokenizers runs it from a tokenizer.json: added tokens

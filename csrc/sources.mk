@@ -13,6 +13,7 @@ CORE_SOURCES = \
 	model/score.c \
 	model/sampling.c \
 	model/generate.c \
+	model/settings.c \
 	tokenizer/utf8.c \
 	tokenizer/unicode_tables.c \
 	tokenizer/vocab.c \
