@@ -68,16 +68,20 @@ typedef struct {
 
 /* ---------------------------------------------------------------- thread pool */
 
+/* A handle on the process's one pool of worker threads: it says how many threads (the caller's included) a
+ * call through it may use. The workers are shared by every handle, started on first use, and number the largest
+ * num_threads used minus one. While one call has them, a call from another thread runs on its own thread. */
 typedef struct nt_threadpool nt_threadpool;
 
-/* num_threads <= 0 means one per online CPU. */
+/* num_threads <= 0 means the environment variable NEMOTRON_C_NUM_THREADS when set (an error unless it is an
+ * integer in [1, 1024]), else one per CPU the process may run on. */
 nt_status nt_threadpool_create(nt_threadpool **out, nt_error *err, int num_threads);
 void nt_threadpool_free(nt_threadpool *pool);
 int nt_threadpool_size(const nt_threadpool *pool);
 
 /* Calls fn(ctx, begin, end) over consecutive ranges covering [0, n), each at least `grain` long
- * (but the last), spread over the pool's threads and the caller's. Returns when all are done.
- * Safe after fork(): a child process rebuilds the pool's threads on first use. */
+ * (but the last), spread over up to the handle's number of threads. Returns when all are done.
+ * Safe after fork(): a child process starts its own workers on first use. */
 typedef void (*nt_range_fn)(void *ctx, int64_t begin, int64_t end);
 void nt_threadpool_parallel_for(nt_threadpool *pool, nt_range_fn fn, void *ctx, int64_t n, int64_t grain);
 

@@ -229,15 +229,14 @@ int nt_py_read_fields(void *object, const nt_field *fields, size_t n, PyObject *
     Py_ssize_t found = 0;
     for (size_t i = 0; i < n; i++) {
         const nt_field *f = &fields[i];
-        int array = f->kind == NT_FIELD_TOKENS || f->kind == NT_FIELD_FLOATS;
         PyObject *v = values ? PyDict_GetItemString(values, f->name) : NULL;
         found += v != NULL;
-        if (v == Py_None && array) v = NULL;
+        if (v == Py_None) v = NULL; /* None stands for the default */
         if (v == NULL && f->required) {
             PyErr_Format(PyExc_TypeError, "%s lacks '%s'", what, f->name);
             return -1;
         }
-        if (!array) {
+        if (f->kind != NT_FIELD_TOKENS && f->kind != NT_FIELD_FLOATS) {
             if (read_scalar(base + f->offset, f, v) < 0) return -1;
             continue;
         }

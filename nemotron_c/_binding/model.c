@@ -106,6 +106,10 @@ static int read_inputs(ModelObject *self, call_inputs *in, PyObject *ids, PyObje
     nt_py_array ids_spec = {"input_ids", 'i', 2, embeds ? NT_PY_OPTIONAL : 0, {-1, -1}};
     if (nt_py_get_array(ids, &in->ids, &ids_spec) < 0) return -1;
     int have_ids = in->ids.buf != NULL;
+    if (!have_ids && embeds == Py_None) {
+        PyErr_SetString(PyExc_TypeError, "input_ids or inputs_embeds is required");
+        return -1;
+    }
     nt_py_array embeds_spec = {"inputs_embeds", 'f', 3, have_ids ? NT_PY_OPTIONAL : 0,
                                {have_ids ? in->ids.shape[0] : -1, have_ids ? in->ids.shape[1] : -1, c->hidden_size}};
     if (nt_py_get_array(embeds, &in->embeds, &embeds_spec) < 0) return -1;
