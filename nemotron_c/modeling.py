@@ -175,7 +175,7 @@ class NemotronPreTrainedModel:
 
         dtype: None or "auto" keeps each tensor's stored dtype; "float32", "bfloat16", "float16" (or the
         NumPy/torch dtype) converts the weights. Arithmetic is float32 whatever the storage.
-        num_threads: threads per call (default: one per available CPU).
+        num_threads: threads per call (default: NEMOTRON_C_NUM_THREADS, else one per available CPU).
         """
         if model_args:
             raise TypeError("from_pretrained takes the checkpoint path as its only positional argument")

@@ -166,12 +166,17 @@ static int check_ready(TokenizerObject *self) {
     return -1;
 }
 
+/* the UTF-8 of a str argument, held by it; NULL with TypeError set for anything else */
+static const char *text_utf8(PyObject *text, Py_ssize_t *len) {
+    if (PyUnicode_Check(text)) return PyUnicode_AsUTF8AndSize(text, len);
+    PyErr_Format(PyExc_TypeError, "text must be a str, not %.100s", Py_TYPE(text)->tp_name);
+    return NULL;
+}
+
 /* encode(text: str) -> list[int], without special tokens around it. */
 static PyObject *Tokenizer_encode(TokenizerObject *self, PyObject *text) {
-    if (check_ready(self) < 0) return NULL;
-    if (!PyUnicode_Check(text)) return PyErr_Format(PyExc_TypeError, "text must be a str, not %.100s", Py_TYPE(text)->tp_name);
     Py_ssize_t len;
-    const char *utf8 = PyUnicode_AsUTF8AndSize(text, &len);
+    const char *utf8 = check_ready(self) < 0 ? NULL : text_utf8(text, &len);
     if (utf8 == NULL) return NULL;
     int32_t *ids;
     int64_t n;
@@ -189,10 +194,8 @@ static PyObject *Tokenizer_encode(TokenizerObject *self, PyObject *text) {
 /* encode_matches(text: str) -> (list[int], list[(position, matched text)]): the ids, and for each added token
  * the text it took in. */
 static PyObject *Tokenizer_encode_matches(TokenizerObject *self, PyObject *text) {
-    if (check_ready(self) < 0) return NULL;
-    if (!PyUnicode_Check(text)) return PyErr_Format(PyExc_TypeError, "text must be a str, not %.100s", Py_TYPE(text)->tp_name);
     Py_ssize_t len;
-    const char *utf8 = PyUnicode_AsUTF8AndSize(text, &len);
+    const char *utf8 = check_ready(self) < 0 ? NULL : text_utf8(text, &len);
     if (utf8 == NULL) return NULL;
     int32_t *ids;
     int64_t n, n_matches, *positions, *offsets;
