@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 PyObject *FormatError; /* module.c creates it: malformed files, a ValueError */
 
@@ -129,14 +130,73 @@ typedef struct {
     pthread_cond_t cond;
 } run_state;
 
-static void *run_worker(void *arg) {
-    run_state *run = arg;
-    run->status = run->job(run->ctx, &run->err, &run->cancel);
+static void finish(run_state *run, nt_status status) {
     pthread_mutex_lock(&run->lock);
+    run->status = status;
     run->finished = 1;
     pthread_cond_signal(&run->cond);
-    pthread_mutex_unlock(&run->lock);
+    pthread_mutex_unlock(&run->lock); /* the caller may free run from here on */
+}
+
+static void *run_worker(void *arg) {
+    run_state *run = arg;
+    finish(run, run->job(run->ctx, &run->err, &run->cancel));
     return NULL;
+}
+
+/* One thread kept to run jobs, so that a call does not pay for starting a thread (tens of microseconds, as
+ * much as a small model's decode step); a call made while it is busy, from another Python thread, starts a
+ * thread of its own. A forked child starts its own runner. */
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    run_state *job; /* handed over, not yet taken */
+    int busy;
+    pid_t pid;      /* process the runner runs in; 0 before the first call */
+} runner = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, 0, 0};
+
+static void *runner_main(void *unused) {
+    pthread_mutex_lock(&runner.lock);
+    for (;;) {
+        while (runner.job == NULL) pthread_cond_wait(&runner.wake, &runner.lock);
+        run_state *run = runner.job;
+        runner.job = NULL;
+        pthread_mutex_unlock(&runner.lock);
+        nt_status status = run->job(run->ctx, &run->err, &run->cancel);
+        pthread_mutex_lock(&runner.lock);
+        runner.busy = 0;
+        finish(run, status);
+    }
+    return unused;
+}
+
+static void reset_runner_in_child(void) {
+    pthread_mutex_init(&runner.lock, NULL);
+    pthread_cond_init(&runner.wake, NULL);
+    runner.job = NULL;
+    runner.busy = 0;
+}
+
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+static void register_atfork(void) { pthread_atfork(NULL, NULL, reset_runner_in_child); }
+
+/* hands run to the kept runner; returns 0 when it is busy or cannot be started */
+static int hand_to_runner(run_state *run) {
+    pthread_once(&atfork_once, register_atfork);
+    pthread_mutex_lock(&runner.lock);
+    pthread_t thread;
+    if (runner.pid != getpid() && pthread_create(&thread, NULL, runner_main, NULL) == 0) {
+        pthread_detach(thread);
+        runner.pid = getpid();
+    }
+    int taken = runner.pid == getpid() && !runner.busy;
+    if (taken) {
+        runner.busy = 1;
+        runner.job = run;
+        pthread_cond_signal(&runner.wake);
+    }
+    pthread_mutex_unlock(&runner.lock);
+    return taken;
 }
 
 /* waits up to WATCH_MS for the worker; returns whether it has finished */
@@ -164,9 +224,9 @@ int nt_py_run(nt_py_job job, void *ctx, CacheObject *cache) {
     pthread_mutex_init(&run.lock, NULL);
     pthread_cond_init(&run.cond, NULL);
     if (cache) cache->busy = 1;
-    int interrupted = 0;
+    int interrupted = 0, kept = hand_to_runner(&run);
     pthread_t worker;
-    if (pthread_create(&worker, NULL, run_worker, &run) != 0) {
+    if (!kept && pthread_create(&worker, NULL, run_worker, &run) != 0) {
         /* no thread to spare: run here, which only a signal delivered after the call can interrupt */
         Py_BEGIN_ALLOW_THREADS
         run.status = job(ctx, &run.err, NULL);
@@ -183,9 +243,11 @@ int nt_py_run(nt_py_job job, void *ctx, CacheObject *cache) {
                 run.cancel = 1;
             }
         }
-        Py_BEGIN_ALLOW_THREADS
-        pthread_join(worker, NULL);
-        Py_END_ALLOW_THREADS
+        if (!kept) {
+            Py_BEGIN_ALLOW_THREADS
+            pthread_join(worker, NULL);
+            Py_END_ALLOW_THREADS
+        }
     }
     if (!interrupted && PyErr_CheckSignals() < 0) interrupted = 1;
     pthread_cond_destroy(&run.cond);
