@@ -159,7 +159,8 @@ def resolve_lengths(config, prompt_length, has_default_max_length, has_default_m
 
 
 def processor_settings(config, eos, prompt_length, vocab_size, padding):
-    """The C loop's settings (the names of _core.GENERATION_SETTINGS), validated in the order Transformers builds its processors, with its errors."""
+    """The C loop's settings (named as in _core.GENERATION_SETTINGS), validated in the order Transformers builds
+    its processors, with its errors."""
     c = dict(_core.GENERATION_SETTINGS)  # every field at the value that turns its step off
     if config.sequence_bias is not None:
         biases = sequence_bias_dict(config.sequence_bias)

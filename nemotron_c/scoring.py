@@ -100,8 +100,8 @@ def score_batch(model, sequences, chunk_size):
         positions = np.broadcast_to(np.arange(s, e, dtype=np.int64), (B, e - s)).copy()
         out = np.empty((B, e - s), dtype=np.float32)
         model._core.score(input_ids=np.ascontiguousarray(ids[:, s:e]), position_ids=positions,
-                          attention_mask=np.ascontiguousarray(mask[:, :e]), targets=np.ascontiguousarray(targets[:, s:e]),
-                          logprobs=out, cache=cache._core)
+                          attention_mask=np.ascontiguousarray(mask[:, :e]),
+                          targets=np.ascontiguousarray(targets[:, s:e]), logprobs=out, cache=cache._core)
         logprobs[:, s:e] = out
     return logprobs
 

@@ -154,6 +154,9 @@ def test_generation_settings_defaults_turn_processors_off():
     assert settings["max_length"] is None and settings["eos_token_ids"] is None
     assert settings["temperature"] == 1.0 and settings["top_k"] == 0 and settings["min_p"] == -1.0
     assert settings["num_beams"] == 1 and settings["forced_bos_token_id"] == -1
+    # each field's kind follows its member's C type
+    assert type(settings["top_k"]) is int and type(settings["seed"]) is int and type(settings["do_sample"]) is int
+    assert type(settings["top_p"]) is float and type(settings["deadline"]) is float
 
 
 @pytest.fixture(scope="module")

@@ -53,8 +53,8 @@ void nt_py_release(Py_buffer *views, size_t n);
 void nt_py_free_views(Py_buffer *views, size_t n); /* releases n views and frees the array (NULL: nothing) */
 
 /* Fills the struct at `object` through a settings table from `values`, a dict of {field name: value} or NULL:
- * a field it lacks or maps to None takes the table's default, arrays that share a count must be as long as each other, and the
- * arrays' buffers are held in *views (one per field; nt_py_free_views them, also after a failure). `what` names
+ * a field it lacks or maps to None takes the table's default, arrays that share a count must be as long as each
+ * other, and the arrays' buffers are held in *views (one per field; nt_py_free_views them, also after a failure). `what` names
  * the struct in messages. Returns -1 with an exception set for a missing required field, a wrong value or an
  * unknown name. */
 int nt_py_read_fields(void *object, const nt_field *fields, size_t n, PyObject *values, Py_buffer **views,

@@ -60,7 +60,8 @@ static int Generator_init(GeneratorObject *self, PyObject *args, PyObject *kwarg
     int64_t N = ids.shape[0], T = ids.shape[1];
     nt_py_array mask_spec = {"attention_mask", 'B', 2, NT_PY_OPTIONAL, {N, T}};
     if (nt_py_get_array(arg[ATTENTION_MASK], &mask, &mask_spec) < 0) goto done;
-    if (c.prompt_padding != NULL && setting_length(setting_views, offsetof(nt_generation_config, prompt_padding)) != N) {
+    int64_t n_padding = setting_length(setting_views, offsetof(nt_generation_config, prompt_padding));
+    if (c.prompt_padding != NULL && n_padding != N) {
         PyErr_SetString(PyExc_ValueError, "prompt_padding must hold one value per row");
         goto done;
     }

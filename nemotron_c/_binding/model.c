@@ -66,7 +66,8 @@ static int Model_init(ModelObject *self, PyObject *args, PyObject *kwargs) {
     }
     /* the one length the table cannot state: inv_freq's follows from rotary_dim */
     for (size_t i = 0; i < nt_config_field_count; i++)
-        if (nt_config_fields[i].offset == offsetof(nt_config, inv_freq) && config_views[i].shape[0] != c.rotary_dim / 2) {
+        if (nt_config_fields[i].offset == offsetof(nt_config, inv_freq) &&
+            config_views[i].shape[0] != c.rotary_dim / 2) {
             PyErr_SetString(PyExc_ValueError, "inv_freq must hold rotary_dim / 2 values");
             goto done;
         }
