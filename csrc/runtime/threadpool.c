@@ -44,7 +44,7 @@ static struct {
     _Atomic uint64_t claim;
     atomic_int_fast64_t chunks_done;
     /* (job number << 32) | workers that joined it, so that a late worker cannot count against the next job */
-    _Atomic uint64_t joined;
+    _Alignas(64) _Atomic uint64_t joined; /* a line of its own: workers write it while the caller polls chunks_done */
 
     /* the current job, written before its number is published */
     nt_range_fn fn;
