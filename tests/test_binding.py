@@ -2,16 +2,15 @@
 and the settings tables through which generation settings and the model config cross into C."""
 import os
 import re
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import numpy as np
 import pytest
 
 import nemotron_c
+from conftest import interrupt_child
 from nemotron_c import _core
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -52,22 +51,7 @@ def test_ctrl_c_interrupts_a_long_call_and_the_model_stays_usable(checkpoint, ki
     the call was extending keeps its length."""
     path = checkpoint(scale=0.25, num_hidden_layers=8)
     script = INTERRUPTED_CALL.format(root=ROOT, path=path, kind=kind)
-    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True)
-    try:
-        assert child.stdout.readline().strip() == "ready"
-        time.sleep(1.5)
-        sent = time.time()
-        child.send_signal(signal.SIGINT)
-        line = child.stdout.readline().strip()
-        latency = time.time() - sent
-        assert line.startswith("interrupted"), line + child.stderr.read()
-        assert latency < 5.0, f"KeyboardInterrupt came {latency:.1f} s after SIGINT"
-        assert child.stdout.readline().strip() == "usable"
-        assert child.wait(timeout=30) == 0
-    finally:
-        if child.poll() is None:
-            child.kill()
+    interrupt_child(script)
 
 
 # ---------------------------------------------------------------- one thread pool
