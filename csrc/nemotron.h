@@ -81,16 +81,20 @@ typedef struct {
 
 /* ---------------------------------------------------------------- thread pool */
 
+/* A handle on the process's one pool of worker threads: it says how many threads (the caller's included) a
+ * call through it may use. The workers are shared by every handle, started on first use, and number the largest
+ * num_threads used minus one. While one call has them, a call from another thread runs on its own thread. */
 typedef struct nt_threadpool nt_threadpool;
 
-/* num_threads <= 0 means one per online CPU. */
+/* num_threads <= 0 means the environment variable NEMOTRON_C_NUM_THREADS when set (an error unless it is an
+ * integer in [1, 1024]), else one per CPU the process may run on. */
 nt_status nt_threadpool_create(nt_threadpool **out, nt_error *err, int num_threads);
 void nt_threadpool_free(nt_threadpool *pool);
 int nt_threadpool_size(const nt_threadpool *pool);
 
 /* Calls fn(ctx, begin, end) over consecutive ranges covering [0, n), each at least `grain` long
- * (but the last), spread over the pool's threads and the caller's. Returns when all are done.
- * Safe after fork(): a child process rebuilds the pool's threads on first use. */
+ * (but the last), spread over up to the handle's number of threads. Returns when all are done.
+ * Safe after fork(): a child process starts its own workers on first use. */
 typedef void (*nt_range_fn)(void *ctx, int64_t begin, int64_t end);
 void nt_threadpool_parallel_for(nt_threadpool *pool, nt_range_fn fn, void *ctx, int64_t n, int64_t grain);
 
@@ -338,6 +342,36 @@ nt_status nt_generator_stop_rows(nt_generator *g, nt_error *err, const uint8_t *
 nt_cache *nt_generator_take_cache(nt_generator *g);
 /* Beam search: the number of new tokens of the longest of the first n hypotheses of every prompt. */
 int64_t nt_generator_beam_output_length(const nt_generator *g, int64_t n);
+
+/* ---------------------------------------------------------------- settings tables (model/settings.c) */
+
+/* The fields of nt_config and nt_generation_config as data: a caller that fills these structs from named values
+ * (the Python binding) loops over a table instead of spelling every field, and learns the names and the
+ * defaults from it. */
+typedef enum {
+    NT_FIELD_INT64 = 0, /* int64_t */
+    NT_FIELD_UINT64,    /* uint64_t */
+    NT_FIELD_INT,       /* int: a flag or an enum's value */
+    NT_FIELD_FLOAT,     /* float */
+    NT_FIELD_DOUBLE,    /* double */
+    NT_FIELD_TOKENS,    /* const int64_t *, NULL when absent */
+    NT_FIELD_FLOATS,    /* const float *, NULL when absent */
+} nt_field_kind;
+
+typedef struct {
+    const char *name;         /* the struct member's name */
+    size_t offset;            /* of the member in its struct */
+    nt_field_kind kind;
+    int required;             /* no default: the caller must give a value */
+    double default_value;     /* scalars: the value that turns the step off; arrays: none (NULL) */
+    ptrdiff_t count_offset;   /* arrays: offset of the int64_t member counting the items, or -1 when the
+                                 length follows from other fields (such as the *_ends of concatenated lists) */
+} nt_field;
+
+extern const nt_field nt_config_fields[];
+extern const size_t nt_config_field_count;
+extern const nt_field nt_generation_config_fields[];
+extern const size_t nt_generation_config_field_count;
 
 /* ---------------------------------------------------------------- tokenizer */
 

@@ -15,6 +15,7 @@ CORE_SOURCES = \
 	model/sampling.c \
 	model/beam.c \
 	model/generate.c \
+	model/settings.c \
 	tokenizer/utf8.c \
 	tokenizer/unicode_tables.c \
 	tokenizer/vocab.c \

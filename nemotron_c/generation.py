@@ -159,13 +159,9 @@ def resolve_lengths(config, prompt_length, has_default_max_length, has_default_m
 
 
 def processor_settings(config, eos, prompt_length, vocab_size, padding):
-    """The C loop's processor fields, validated in the order Transformers builds its processors, with its errors."""
-    c = {"sequence_bias": None, "sequence_bias_ends": None, "sequence_bias_values": None, "repetition_penalty": 1.0,
-         "prompt_padding": None, "no_repeat_ngram_size": 0, "bad_words": None, "bad_word_ends": None, "min_length": 0,
-         "forced_bos_token_id": -1, "forced_eos_token_ids": None, "remove_invalid_values": 0, "decay_start": -1,
-         "decay_factor": 1.0, "suppress_tokens": None, "begin_suppress_tokens": None, "begin_index": -1,
-         "temperature": 1.0, "top_k": 0, "top_p": 1.0, "min_p": -1.0, "typical_p": 1.0, "epsilon_cutoff": 0.0,
-         "eta_cutoff": 0.0, "renormalize_logits": 0, "min_tokens_to_keep": 1}
+    """The C loop's settings (named as in _core.GENERATION_SETTINGS), validated in the order Transformers builds
+    its processors, with its errors."""
+    c = dict(_core.GENERATION_SETTINGS)  # every field at the value that turns its step off
     if config.sequence_bias is not None:
         biases = sequence_bias_dict(config.sequence_bias)
         check_in_vocab(biases, vocab_size)
@@ -361,9 +357,11 @@ def generate(model, inputs=None, generation_config=None, logits_processor=None, 
              negative_prompt_ids=None, negative_prompt_attention_mask=None, custom_generate=None, seed=None,
              **kwargs):
     """Transformers' generate() for a decoder-only Nemotron, token for token (see the module docstring)."""
-    run = prepare(model, inputs, generation_config, logits_processor, stopping_criteria, prefix_allowed_tokens_fn,
-                  assistant_model, streamer, negative_prompt_ids, negative_prompt_attention_mask, custom_generate,
-                  seed, kwargs)
+    run = prepare(model, inputs, kwargs, generation_config=generation_config, logits_processor=logits_processor,
+                  stopping_criteria=stopping_criteria, prefix_allowed_tokens_fn=prefix_allowed_tokens_fn,
+                  assistant_model=assistant_model, streamer=streamer, negative_prompt_ids=negative_prompt_ids,
+                  negative_prompt_attention_mask=negative_prompt_attention_mask, custom_generate=custom_generate,
+                  seed=seed)
     if streamer is None and run.stop_strings is None:
         run.generator.run()
     else:
@@ -408,8 +406,8 @@ def generate_iter(model, inputs=None, **kwargs):
     """
     if kwargs.get("streamer") is not None:
         raise ValueError("generate_iter() is itself the stream; do not pass a streamer")
-    run = prepare(model, inputs, kwargs.pop("generation_config", None), None, None, None, None, None, None, None,
-                  None, kwargs.pop("seed", None), kwargs)
+    run = prepare(model, inputs, kwargs, generation_config=kwargs.pop("generation_config", None),
+                  seed=kwargs.pop("seed", None))
     if run.beams > 1 or run.rows != 1:
         raise ValueError("generate_iter() streams one sequence: give one prompt, num_beams=1 and num_return_sequences=1")
     eos = set(run.eos)
@@ -462,9 +460,9 @@ class Run:
         return GenerateDecoderOnlyOutput(sequences=sequences, scores=scores, logits=logits, cache=cache)
 
 
-def prepare(model, inputs, generation_config, logits_processor, stopping_criteria, prefix_allowed_tokens_fn,
-            assistant_model, streamer, negative_prompt_ids, negative_prompt_attention_mask, custom_generate, seed,
-            kwargs):
+def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=None, stopping_criteria=None,
+            prefix_allowed_tokens_fn=None, assistant_model=None, streamer=None, negative_prompt_ids=None,
+            negative_prompt_attention_mask=None, custom_generate=None, seed=None):
     """Everything generate() does before its decoding loop, in Transformers' order."""
     for name, value in (("logits_processor", logits_processor), ("stopping_criteria", stopping_criteria)):
         if value is not None and len(value) > 0:
@@ -578,7 +576,6 @@ def prepare(model, inputs, generation_config, logits_processor, stopping_criteri
         length_penalty=float(config.length_penalty),
         early_stopping=EARLY_STOPPING[config.early_stopping],
     )
-    settings["seed"] = settings["seed"] - 2**64 if settings["seed"] >= 2**63 else settings["seed"]
 
     run = Run()
     run.model = model
@@ -609,9 +606,10 @@ def prepare(model, inputs, generation_config, logits_processor, stopping_criteri
         check_user_cache(model, user_cache, N, prompt_length)
     run.user_cache = user_cache
     all_ones = bool(mask.all())
-    run.generator = _core.Generator(model._core, np.ascontiguousarray(input_ids), None if all_ones else mask, settings,
-                                    run.sequences, run.scores, run.logits, run.sequence_scores, run.beam_indices,
-                                    None if user_cache is None else user_cache._core)
+    run.generator = _core.Generator(
+        model._core, input_ids=np.ascontiguousarray(input_ids), attention_mask=None if all_ones else mask,
+        sequences=run.sequences, scores=run.scores, logits=run.logits, sequence_scores=run.sequence_scores,
+        beam_indices=run.beam_indices, cache=None if user_cache is None else user_cache._core, **settings)
     return run
 
 

@@ -90,7 +90,8 @@ class NemotronHeadModel(NemotronPreTrainedModel):
     def _hidden(self, input_ids, attention_mask, position_ids, cache, use_cache, output_hidden_states):
         """(last_hidden (B, T, H), all hidden states or None, cache) from one core call."""
         want_all = self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
-        result = self._run(input_ids, attention_mask, position_ids, cache, use_cache, 0, False, True, want_all)
+        result = self._run(input_ids, attention_mask, position_ids, cache, use_cache, last_hidden=True,
+                           all_hidden=want_all)
         return result.last_hidden, (tuple(result.all_hidden) if want_all else None), result.cache
 
     def _apply_head(self, hidden):

@@ -185,7 +185,7 @@ class NemotronPreTrainedModel:
         (HF_HUB_OFFLINE=1 and the HF_HOME / HF_HUB_CACHE variables are honoured; a local directory always wins).
         dtype: None or "auto" keeps each tensor's stored dtype; "float32", "bfloat16", "float16" (or the
         NumPy/torch dtype) converts the weights. Arithmetic is float32 whatever the storage.
-        num_threads: threads per call (default: one per available CPU).
+        num_threads: threads per call (default: NEMOTRON_C_NUM_THREADS, else one per available CPU).
         Other keywords override config attributes, as in Transformers.
         """
         if model_args:
@@ -396,9 +396,11 @@ class NemotronPreTrainedModel:
 
     # ------------------------------------------------------------ forward
 
-    def _run(self, input_ids, attention_mask, position_ids, cache, use_cache, keep, want_logits,
-             want_last_hidden, want_all_hidden, inputs_embeds=None, want_attentions=False):
-        """Validates the inputs and makes the one core call; returns a ForwardResult."""
+    def _run(self, input_ids, attention_mask, position_ids, cache, use_cache, *, inputs_embeds=None, logits=False,
+             logits_to_keep=0, last_hidden=False, all_hidden=False, attentions=False):
+        """Validates the inputs and makes the one core call; returns a ForwardResult holding the outputs asked for
+        (logits at the positions logits_to_keep picks, the final hidden states, every layer's, the attention
+        weights) and the cache."""
         config = self.config
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
@@ -426,17 +428,15 @@ class NemotronPreTrainedModel:
             positions = np.broadcast_to(np.arange(past, past + T, dtype=np.int64), (B, T)).copy()
         else:
             positions = as_position_ids(position_ids, (B, T))
-        keep_positions = positions_to_keep(keep, T) if want_logits else np.zeros(0, dtype=np.int64)
-        K = len(keep_positions)
-        H, V, L = config.hidden_size, config.vocab_size, config.num_hidden_layers
-        logits = np.empty((B, K, V), dtype=np.float32) if want_logits else None
-        last_hidden = np.empty((B, T, H), dtype=np.float32) if want_last_hidden else None
-        all_hidden = np.empty((L + 1, B, T, H), dtype=np.float32) if want_all_hidden else None
-        shape = (L, B, config.num_attention_heads, T, past + T)
-        attentions = np.empty(shape, dtype=np.float32) if want_attentions else None
-        self._core.forward(ids, positions, mask, keep_positions, None if cache is None else cache._core, logits,
-                           last_hidden, all_hidden, embeds, attentions)
-        return ForwardResult(logits, last_hidden, all_hidden, cache, attentions)
+        keep_positions = positions_to_keep(logits_to_keep, T) if logits else np.zeros(0, dtype=np.int64)
+        H, L = config.hidden_size, config.num_hidden_layers
+        shapes = {"logits": (B, len(keep_positions), config.vocab_size), "last_hidden": (B, T, H),
+                  "all_hidden": (L + 1, B, T, H), "attentions": (L, B, config.num_attention_heads, T, past + T)}
+        wanted = {"logits": logits, "last_hidden": last_hidden, "all_hidden": all_hidden, "attentions": attentions}
+        outputs = {name: np.empty(shapes[name], dtype=np.float32) if wanted[name] else None for name in shapes}
+        self._core.forward(input_ids=ids, inputs_embeds=embeds, position_ids=positions, attention_mask=mask,
+                           cache=None if cache is None else cache._core, keep_positions=keep_positions, **outputs)
+        return ForwardResult(cache=cache, **outputs)
 
 
 def _unpickle_model(cls, load_args, config, generation_config):
@@ -542,8 +542,8 @@ class NemotronModel(NemotronPreTrainedModel):
         use_cache = self.config.use_cache if use_cache is None else use_cache
         want_all = self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
         want_attentions = self.config.output_attentions if output_attentions is None else output_attentions
-        result = self._run(input_ids, attention_mask, position_ids, cache, use_cache, 0, False, True, want_all,
-                           inputs_embeds, want_attentions)
+        result = self._run(input_ids, attention_mask, position_ids, cache, use_cache, inputs_embeds=inputs_embeds,
+                           last_hidden=True, all_hidden=want_all, attentions=want_attentions)
         output = BaseModelOutputWithPast(
             last_hidden_state=result.last_hidden,
             past_key_values=result.cache if use_cache else None,
@@ -581,8 +581,8 @@ class NemotronForCausalLM(NemotronPreTrainedModel):
         use_cache = self.config.use_cache if use_cache is None else use_cache
         want_all = self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
         want_attentions = self.config.output_attentions if output_attentions is None else output_attentions
-        result = self._run(input_ids, attention_mask, position_ids, cache, use_cache, logits_to_keep, True, False,
-                           want_all, inputs_embeds, want_attentions)
+        result = self._run(input_ids, attention_mask, position_ids, cache, use_cache, inputs_embeds=inputs_embeds,
+                           logits=True, logits_to_keep=logits_to_keep, all_hidden=want_all, attentions=want_attentions)
         loss = None if labels is None else causal_lm_loss(result.logits, labels, self.config.vocab_size)
         output = CausalLMOutputWithPast(
             loss=loss,

@@ -16,7 +16,6 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from . import _core
 from .inputs import as_attention_mask, to_numpy
 from .outputs import SequenceScoreOutput
 
@@ -92,15 +91,17 @@ def score_batch(model, sequences, chunk_size):
     logprobs = np.empty((B, T), dtype=np.float32)
     if T <= chunk_size:
         positions = np.broadcast_to(np.arange(T, dtype=np.int64), (B, T)).copy()
-        _core.score(model._core, ids, positions, mask, targets, None, logprobs)
+        model._core.score(input_ids=ids, position_ids=positions, attention_mask=mask, targets=targets,
+                          logprobs=logprobs)
         return logprobs
     cache = NemotronCache(model, B, T)
     for s in range(0, T, chunk_size):
         e = min(s + chunk_size, T)
         positions = np.broadcast_to(np.arange(s, e, dtype=np.int64), (B, e - s)).copy()
         out = np.empty((B, e - s), dtype=np.float32)
-        _core.score(model._core, np.ascontiguousarray(ids[:, s:e]), positions, np.ascontiguousarray(mask[:, :e]),
-                    np.ascontiguousarray(targets[:, s:e]), cache._core, out)
+        model._core.score(input_ids=np.ascontiguousarray(ids[:, s:e]), position_ids=positions,
+                          attention_mask=np.ascontiguousarray(mask[:, :e]),
+                          targets=np.ascontiguousarray(targets[:, s:e]), logprobs=out, cache=cache._core)
         logprobs[:, s:e] = out
     return logprobs
 

@@ -1,6 +1,10 @@
 """Tiny random Nemotron checkpoints made with Transformers, and Transformers itself as the reference."""
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -120,3 +124,25 @@ def save_bin(directory, model, state_dict=None, shard_size=None):
     with open(os.path.join(directory, "pytorch_model.bin.index.json"), "w") as f:
         json.dump({"metadata": split.metadata, "weight_map": split.tensor_to_filename}, f, indent=2)
     return str(directory)
+
+
+def interrupt_child(script):
+    """Runs `script` in a child Python that prints "ready" before a long call, "interrupted ..." when the call
+    raises KeyboardInterrupt, then "usable" if the model still gives its earlier results. Sends SIGINT 1.5 s after
+    "ready" and checks that KeyboardInterrupt came within 5 s and the model is usable."""
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        time.sleep(1.5)
+        sent = time.time()
+        child.send_signal(signal.SIGINT)
+        line = child.stdout.readline().strip()
+        latency = time.time() - sent
+        assert line.startswith("interrupted"), line + child.stderr.read()
+        assert latency < 5.0, f"KeyboardInterrupt came {latency:.1f} s after SIGINT"
+        assert child.stdout.readline().strip() == "usable"
+        assert child.wait(timeout=30) == 0
+    finally:
+        if child.poll() is None:
+            child.kill()

@@ -1,14 +1,12 @@
 """max_time, and Ctrl-C (SIGINT) stopping a long generate() within one step, the model usable afterwards."""
 import os
-import signal
-import subprocess
-import sys
 import textwrap
 import time
 
 import numpy as np
 import pytest
 
+from conftest import interrupt_child
 from generation_reference import PROMPTS, models, our_generate  # noqa: F401
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -39,22 +37,7 @@ def test_ctrl_c_interrupts_generate_and_the_model_stays_usable(checkpoint, phase
     layer here): KeyboardInterrupt comes within a layer, not at the end of the step."""
     path = checkpoint(scale=0.25, num_hidden_layers=8)
     script = CHILD.format(root=ROOT, path=path, prompt_length=prompt_length, new_tokens=new_tokens)
-    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True)
-    try:
-        assert child.stdout.readline().strip() == "ready"
-        time.sleep(1.5)
-        sent = time.time()
-        child.send_signal(signal.SIGINT)
-        line = child.stdout.readline().strip()
-        latency = time.time() - sent
-        assert line.startswith("interrupted"), line + child.stderr.read()
-        assert latency < 5.0, f"KeyboardInterrupt came {latency:.1f} s after SIGINT"
-        assert child.stdout.readline().strip() == "usable"
-        assert child.wait(timeout=30) == 0
-    finally:
-        if child.poll() is None:
-            child.kill()
+    interrupt_child(script)
 
 
 def test_max_time_stops_generation(models):

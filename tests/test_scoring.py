@@ -11,7 +11,6 @@ import transformers
 from conftest import assert_close, hf_from_pretrained
 
 import nemotron_c
-from nemotron_c import _core
 from nemotron_c.scoring import score
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -104,7 +103,7 @@ def test_core_score_equals_forward_logits(path):
     targets = rng.integers(-1, 96, size=(2, 6)).astype(np.int32)
     out = np.full((2, 6), 7.0, dtype=np.float32)
     positions = np.tile(np.arange(6), (2, 1))
-    _core.score(ours._core, ids.astype(np.int32), positions, None, targets, None, out)
+    ours._core.score(input_ids=ids.astype(np.int32), position_ids=positions, targets=targets, logprobs=out)
     expected = np.where(targets >= 0, np.take_along_axis(logp, np.maximum(targets, 0)[..., None], -1)[..., 0], 0)
     assert_close(out, expected, atol=1e-5)
 
@@ -178,15 +177,17 @@ def test_bad_input(path, checkpoint):
         score(nemotron_c.NemotronModel.from_pretrained(path), [[1, 2]])
     ids = np.ones((1, 3), dtype=np.int32)
     positions = np.zeros((1, 3), dtype=np.int64)
+    def core_score(targets, logprobs):
+        ours._core.score(input_ids=ids, position_ids=positions, targets=targets, logprobs=logprobs)
+
     with pytest.raises(ValueError, match="target id 96"):
-        _core.score(ours._core, ids, positions, None, np.array([[96, -1, -1]], dtype=np.int32), None,
-                    np.empty((1, 3), dtype=np.float32))
-    with pytest.raises(ValueError, match="shape of input_ids"):
-        _core.score(ours._core, ids, positions, None, np.zeros((1, 2), dtype=np.int32), None,
-                    np.empty((1, 3), dtype=np.float32))
+        core_score(np.array([[96, -1, -1]], dtype=np.int32), np.empty((1, 3), dtype=np.float32))
+    with pytest.raises(ValueError, match=r"targets must have shape \(1, 3\), got \(1, 2\)"):
+        core_score(np.zeros((1, 2), dtype=np.int32), np.empty((1, 3), dtype=np.float32))
     with pytest.raises(TypeError, match="logprobs must be"):
-        _core.score(ours._core, ids, positions, None, np.zeros((1, 3), dtype=np.int32), None,
-                    np.empty((1, 3), dtype=np.float64))
+        core_score(np.zeros((1, 3), dtype=np.int32), np.empty((1, 3), dtype=np.float64))
+    with pytest.raises(TypeError, match="targets is required"):
+        core_score(None, np.empty((1, 3), dtype=np.float32))
 
 
 MEMORY_PROBE = textwrap.dedent("""

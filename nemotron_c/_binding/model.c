@@ -1,44 +1,21 @@
-/* _core.Model and _core.Cache: thin wrappers over nt_model and nt_cache. */
+/* _core.Model and _core.Cache: thin wrappers over nt_model and nt_cache; forward and score run through the
+ * cancellable runner of common.c, so Ctrl-C stops them. */
 #include "binding.h"
 
+#include <stddef.h>
 #include <string.h>
 
 /* ---------------------------------------------------------------- Model */
 
-static int read_int(PyObject *config, const char *key, int64_t *out) {
-    PyObject *value = PyDict_GetItemString(config, key);
-    if (value == NULL) {
-        PyErr_Format(PyExc_KeyError, "core config lacks '%s'", key);
-        return -1;
-    }
-    long long v = PyLong_AsLongLong(value);
-    if (v == -1 && PyErr_Occurred()) return -1;
-    *out = v;
-    return 0;
-}
-
-static int read_float(PyObject *config, const char *key, float *out) {
-    PyObject *value = PyDict_GetItemString(config, key);
-    if (value == NULL) {
-        PyErr_Format(PyExc_KeyError, "core config lacks '%s'", key);
-        return -1;
-    }
-    double v = PyFloat_AsDouble(value);
-    if (v == -1.0 && PyErr_Occurred()) return -1;
-    *out = (float)v;
-    return 0;
-}
-
 static void release_views(ModelObject *self) {
-    for (Py_ssize_t i = 0; i < self->n_views; i++)
-        if (self->views[i].obj != NULL) PyBuffer_Release(&self->views[i]);
+    nt_py_release(self->views, (size_t)self->n_views);
     PyMem_Free(self->views);
     self->views = NULL;
     self->n_views = 0;
 }
 
 /* Model(config: dict, tensors: list[(buffer | None, dtype_code, shape)], kernels: str, num_threads: int)
- * config holds the nt_config fields by name, inv_freq as a float32 buffer. */
+ * config holds the nt_config fields by name (_core.CONFIG_FIELDS), inv_freq as a float32 buffer. */
 static int Model_init(ModelObject *self, PyObject *args, PyObject *kwargs) {
     static char *keywords[] = {"config", "tensors", "kernels", "num_threads", NULL};
     PyObject *config, *tensors;
@@ -51,62 +28,32 @@ static int Model_init(ModelObject *self, PyObject *args, PyObject *kwargs) {
         PyErr_SetString(PyExc_RuntimeError, "Model is already initialised");
         return -1;
     }
-
+    Py_buffer *config_views = NULL;
     nt_config c;
     memset(&c, 0, sizeof c);
-    int64_t act, attention_bias, mlp_bias, tie;
-    if (read_int(config, "vocab_size", &c.vocab_size) || read_int(config, "hidden_size", &c.hidden_size) ||
-        read_int(config, "intermediate_size", &c.intermediate_size) ||
-        read_int(config, "num_hidden_layers", &c.num_hidden_layers) ||
-        read_int(config, "num_attention_heads", &c.num_attention_heads) ||
-        read_int(config, "num_key_value_heads", &c.num_key_value_heads) ||
-        read_int(config, "head_dim", &c.head_dim) || read_int(config, "rotary_dim", &c.rotary_dim) ||
-        read_float(config, "rope_attention_scaling", &c.rope_attention_scaling) ||
-        read_float(config, "norm_eps", &c.norm_eps) || read_int(config, "hidden_act", &act) ||
-        read_int(config, "attention_bias", &attention_bias) || read_int(config, "mlp_bias", &mlp_bias) ||
-        read_int(config, "tie_word_embeddings", &tie))
-        return -1;
-    c.hidden_act = (nt_activation)act;
-    c.attention_bias = attention_bias != 0;
-    c.mlp_bias = mlp_bias != 0;
-    c.tie_word_embeddings = tie != 0;
-
-    PyObject *inv_freq_obj = PyDict_GetItemString(config, "inv_freq");
-    if (inv_freq_obj == NULL) {
-        PyErr_SetString(PyExc_KeyError, "core config lacks 'inv_freq'");
-        return -1;
-    }
-    Py_buffer inv_freq;
-    if (nt_py_get_buffer(inv_freq_obj, &inv_freq, "inv_freq", 1, 'f', 0) < 0) return -1;
-    if (inv_freq.shape[0] != c.rotary_dim / 2) {
-        PyBuffer_Release(&inv_freq);
-        PyErr_SetString(PyExc_ValueError, "inv_freq must hold rotary_dim / 2 values");
-        return -1;
-    }
-    c.inv_freq = inv_freq.buf;
-
     Py_ssize_t n = PyList_GET_SIZE(tensors);
     nt_tensor *views = PyMem_Calloc((size_t)(n > 0 ? n : 1), sizeof *views);
     self->views = PyMem_Calloc((size_t)(n > 0 ? n : 1), sizeof *self->views);
+    int result = -1;
     if (views == NULL || self->views == NULL) {
-        PyMem_Free(views);
-        PyBuffer_Release(&inv_freq);
         PyErr_NoMemory();
-        return -1;
+        goto done;
     }
+    if (nt_py_read_fields(&c, nt_config_fields, nt_config_field_count, config, &config_views, "core config") < 0)
+        goto done;
     self->n_views = n;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *item = PyList_GET_ITEM(tensors, i), *buffer, *shape;
         int dtype;
         if (!PyArg_ParseTuple(item, "OiO!;each tensor must be (buffer, dtype_code, shape)", &buffer, &dtype,
                               &PyTuple_Type, &shape))
-            goto fail;
+            goto done;
         if (buffer == Py_None) continue;
-        if (PyObject_GetBuffer(buffer, &self->views[i], PyBUF_C_CONTIGUOUS) != 0) goto fail;
+        if (PyObject_GetBuffer(buffer, &self->views[i], PyBUF_C_CONTIGUOUS) != 0) goto done;
         Py_ssize_t ndim = PyTuple_GET_SIZE(shape);
         if (ndim < 1 || ndim > 2) {
             PyErr_Format(PyExc_ValueError, "tensor %zd must be 1-D or 2-D", i);
-            goto fail;
+            goto done;
         }
         views[i].data = self->views[i].buf;
         views[i].nbytes = (size_t)self->views[i].len;
@@ -114,29 +61,30 @@ static int Model_init(ModelObject *self, PyObject *args, PyObject *kwargs) {
         views[i].ndim = (int)ndim;
         for (Py_ssize_t d = 0; d < ndim; d++) {
             views[i].shape[d] = PyLong_AsLongLong(PyTuple_GET_ITEM(shape, d));
-            if (views[i].shape[d] == -1 && PyErr_Occurred()) goto fail;
+            if (views[i].shape[d] == -1 && PyErr_Occurred()) goto done;
         }
     }
+    /* the one length the table cannot state: inv_freq's follows from rotary_dim */
+    for (size_t i = 0; i < nt_config_field_count; i++)
+        if (nt_config_fields[i].offset == offsetof(nt_config, inv_freq) &&
+            config_views[i].shape[0] != c.rotary_dim / 2) {
+            PyErr_SetString(PyExc_ValueError, "inv_freq must hold rotary_dim / 2 values");
+            goto done;
+        }
 
     nt_error err = {0};
     nt_status status;
     Py_BEGIN_ALLOW_THREADS
     status = nt_model_create(&self->model, &err, &c, views, n, kernels, num_threads);
     Py_END_ALLOW_THREADS
-    PyMem_Free(views);
-    PyBuffer_Release(&inv_freq);
-    if (status != NT_OK) {
-        release_views(self);
-        nt_py_raise(&err);
-        return -1;
-    }
-    return 0;
+    if (status != NT_OK) nt_py_raise(&err);
+    else result = 0;
 
-fail:
+done:
     PyMem_Free(views);
-    PyBuffer_Release(&inv_freq);
-    release_views(self);
-    return -1;
+    nt_py_free_views(config_views, nt_config_field_count);
+    if (result < 0) release_views(self);
+    return result;
 }
 
 static void Model_dealloc(ModelObject *self) {
@@ -145,111 +93,122 @@ static void Model_dealloc(ModelObject *self) {
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-int nt_py_check_model(ModelObject *self) {
-    if (self->model == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "Model is not initialised");
+/* What forward and score share: (B, T) tokens or (B, T, H) embeddings, (B, T) positions, a (B, S) mask and the
+ * cache that holds the S - T earlier positions. */
+typedef struct {
+    Py_buffer ids, embeds, positions, mask;
+    CacheObject *cache;
+    int64_t B, T, S;
+} call_inputs;
+
+static int read_inputs(ModelObject *self, call_inputs *in, PyObject *ids, PyObject *embeds, PyObject *positions,
+                       PyObject *mask, PyObject *cache) {
+    const nt_config *c = nt_model_config(self->model);
+    nt_py_array ids_spec = {"input_ids", 'i', 2, embeds ? NT_PY_OPTIONAL : 0, {-1, -1}};
+    if (nt_py_get_array(ids, &in->ids, &ids_spec) < 0) return -1;
+    int have_ids = in->ids.buf != NULL;
+    if (!have_ids && embeds == Py_None) {
+        PyErr_SetString(PyExc_TypeError, "input_ids or inputs_embeds is required");
         return -1;
     }
-    return 0;
+    nt_py_array embeds_spec = {"inputs_embeds", 'f', 3, have_ids ? NT_PY_OPTIONAL : 0,
+                               {have_ids ? in->ids.shape[0] : -1, have_ids ? in->ids.shape[1] : -1, c->hidden_size}};
+    if (nt_py_get_array(embeds, &in->embeds, &embeds_spec) < 0) return -1;
+    in->B = have_ids ? in->ids.shape[0] : in->embeds.shape[0];
+    in->T = have_ids ? in->ids.shape[1] : in->embeds.shape[1];
+    if (nt_py_get_cache(cache, (PyObject *)self, &in->cache) < 0) return -1;
+    in->S = (in->cache ? nt_cache_length(in->cache->cache) : 0) + in->T;
+    nt_py_array positions_spec = {"position_ids", 'q', 2, 0, {in->B, in->T}};
+    nt_py_array mask_spec = {"attention_mask", 'B', 2, NT_PY_OPTIONAL, {in->B, in->S}};
+    return nt_py_get_array(positions, &in->positions, &positions_spec) < 0 ||
+                   nt_py_get_array(mask, &in->mask, &mask_spec) < 0
+               ? -1
+               : 0;
 }
 
-/* forward(input_ids int32 (B,T) | None, position_ids int64 (B,T), attention_mask uint8 (B,S) | None,
- *         keep_positions int64 (K), cache | None, logits float32 (B,K,V) | None,
- *         last_hidden float32 (B,T,H) | None, all_hidden float32 (L+1,B,T,H) | None,
- *         inputs_embeds float32 (B,T,H) | None, attentions float32 (L,B,NH,T,S) | None) */
-static PyObject *Model_forward(ModelObject *self, PyObject *args) {
-    PyObject *ids_obj, *pos_obj, *mask_obj, *keep_obj, *cache_obj, *logits_obj, *last_obj, *all_obj, *embeds_obj,
-        *attentions_obj;
+typedef struct {
+    nt_model *model;
+    call_inputs *in;
+    Py_buffer keep, logits, last_hidden, all_hidden, attentions, targets, logprobs;
+} model_call;
+
+static nt_status run_forward(void *ctx, nt_error *err, const volatile int *cancel) {
+    model_call *m = ctx;
+    call_inputs *in = m->in;
+    nt_forward_options options = {in->embeds.buf, m->attentions.buf};
+    return nt_model_forward(m->model, err, m->logits.buf, m->last_hidden.buf, m->all_hidden.buf, in->ids.buf,
+                            in->positions.buf, in->mask.buf, m->keep.buf, m->keep.shape[0], in->B, in->T,
+                            in->cache ? in->cache->cache : NULL, &options, cancel);
+}
+
+static nt_status run_score(void *ctx, nt_error *err, const volatile int *cancel) {
+    model_call *m = ctx;
+    call_inputs *in = m->in;
+    return nt_model_score(m->model, err, m->logprobs.buf, in->ids.buf, in->positions.buf, in->mask.buf,
+                          m->targets.buf, in->B, in->T, in->cache ? in->cache->cache : NULL, cancel);
+}
+
+static PyObject *finish_call(call_inputs *in, model_call *m, int status) {
+    Py_buffer *views[] = {&in->ids, &in->embeds, &in->positions, &in->mask, &m->keep, &m->logits, &m->last_hidden,
+                          &m->all_hidden, &m->attentions, &m->targets, &m->logprobs};
+    for (size_t i = 0; i < sizeof views / sizeof *views; i++) nt_py_release(views[i], 1);
+    return status < 0 ? NULL : Py_NewRef(Py_None);
+}
+
+/* forward(*, input_ids int32 (B,T) | inputs_embeds float32 (B,T,H), position_ids int64 (B,T),
+ *         attention_mask uint8 (B,S) = None, cache = None, keep_positions int64 (K),
+ *         logits float32 (B,K,V) = None, last_hidden float32 (B,T,H) = None,
+ *         all_hidden float32 (L+1,B,T,H) = None, attentions float32 (L,B,NH,T,S) = None)
+ * Fills the outputs given, in place (see nt_model_forward). */
+static PyObject *Model_forward(ModelObject *self, PyObject *args, PyObject *kwargs) {
+    static char *keywords[] = {"input_ids", "inputs_embeds", "position_ids", "attention_mask", "cache",
+                               "keep_positions", "logits", "last_hidden", "all_hidden", "attentions", NULL};
+    PyObject *ids = NULL, *embeds = NULL, *positions = NULL, *mask = NULL, *cache = NULL, *keep = NULL,
+             *outs[4] = {NULL};
     if (nt_py_check_model(self) < 0 ||
-        !PyArg_ParseTuple(args, "OOOOOOOOOO", &ids_obj, &pos_obj, &mask_obj, &keep_obj, &cache_obj, &logits_obj,
-                          &last_obj, &all_obj, &embeds_obj, &attentions_obj))
+        !PyArg_ParseTupleAndKeywords(args, kwargs, "|$OOOOOOOOOO:forward", keywords, &ids, &embeds, &positions,
+                                     &mask, &cache, &keep, &outs[0], &outs[1], &outs[2], &outs[3]))
         return NULL;
     const nt_config *c = nt_model_config(self->model);
-    Py_buffer ids = {0}, pos = {0}, mask = {0}, keep = {0}, logits = {0}, last = {0}, all = {0}, embeds = {0},
-              attentions = {0};
-    PyObject *result = NULL;
-    CacheObject *cache = NULL;
-    int64_t B, T;
-
-    if (ids_obj != Py_None) {
-        if (nt_py_get_buffer(ids_obj, &ids, "input_ids", 2, 'i', 0) < 0) goto done;
-        B = ids.shape[0], T = ids.shape[1];
-    } else if (embeds_obj != Py_None) {
-        if (nt_py_get_buffer(embeds_obj, &embeds, "inputs_embeds", 3, 'f', 0) < 0) goto done;
-        B = embeds.shape[0], T = embeds.shape[1];
-        if (embeds.shape[2] != c->hidden_size) {
-            PyErr_Format(PyExc_ValueError, "inputs_embeds must have %lld features", (long long)c->hidden_size);
-            goto done;
-        }
-    } else {
-        PyErr_SetString(PyExc_ValueError, "either input_ids or inputs_embeds is needed");
-        goto done;
-    }
-    if (nt_py_get_buffer(pos_obj, &pos, "position_ids", 2, 'q', 0) < 0) goto done;
-    if (pos.shape[0] != B || pos.shape[1] != T) {
-        PyErr_SetString(PyExc_ValueError, "position_ids must have the shape of input_ids");
-        goto done;
-    }
-    if (cache_obj != Py_None) {
-        if (!PyObject_TypeCheck(cache_obj, &CacheType) || ((CacheObject *)cache_obj)->model != (PyObject *)self) {
-            PyErr_SetString(PyExc_TypeError, "cache must be a Cache made for this model");
-            goto done;
-        }
-        cache = (CacheObject *)cache_obj;
-        if (cache->busy) {
-            PyErr_SetString(PyExc_RuntimeError, "this cache is in use by another call");
-            cache = NULL;
-            goto done;
-        }
-    }
-    int64_t S = (cache ? nt_cache_length(cache->cache) : 0) + T;
-    if (mask_obj != Py_None) {
-        if (nt_py_get_buffer(mask_obj, &mask, "attention_mask", 2, 'B', 0) < 0) goto done;
-        if (mask.shape[0] != B || mask.shape[1] != S) {
-            PyErr_Format(PyExc_ValueError, "attention_mask must have shape (%lld, %lld)", (long long)B, (long long)S);
-            goto done;
-        }
-    }
-    if (nt_py_get_buffer(keep_obj, &keep, "keep_positions", 1, 'q', 0) < 0) goto done;
-    int64_t K = keep.shape[0];
-    struct { PyObject *obj; Py_buffer *view; const char *name; int ndim; int writable; int64_t shape[5]; } arrays[] = {
-        {logits_obj, &logits, "logits", 3, 1, {B, K, c->vocab_size}},
-        {last_obj, &last, "last_hidden", 3, 1, {B, T, c->hidden_size}},
-        {all_obj, &all, "all_hidden", 4, 1, {c->num_hidden_layers + 1, B, T, c->hidden_size}},
-        {attentions_obj, &attentions, "attentions", 5, 1, {c->num_hidden_layers, B, c->num_attention_heads, T, S}},
-        {ids_obj != Py_None ? embeds_obj : Py_None, &embeds, "inputs_embeds", 3, 0, {B, T, c->hidden_size}},
+    call_inputs in = {0};
+    model_call m = {.model = self->model, .in = &in};
+    if (read_inputs(self, &in, ids, embeds ? embeds : Py_None, positions, mask, cache) < 0)
+        return finish_call(&in, &m, -1);
+    nt_py_array keep_spec = {"keep_positions", 'q', 1, 0, {-1}};
+    if (nt_py_get_array(keep, &m.keep, &keep_spec) < 0) return finish_call(&in, &m, -1);
+    int64_t B = in.B, T = in.T, S = in.S, K = m.keep.shape[0], H = c->hidden_size, L = c->num_hidden_layers;
+    const int flags = NT_PY_WRITABLE | NT_PY_OPTIONAL;
+    const nt_py_array specs[4] = {
+        {"logits", 'f', 3, flags, {B, K, c->vocab_size}},
+        {"last_hidden", 'f', 3, flags, {B, T, H}},
+        {"all_hidden", 'f', 4, flags, {L + 1, B, T, H}},
+        {"attentions", 'f', 5, flags, {L, B, c->num_attention_heads, T, S}},
     };
-    for (size_t i = 0; i < sizeof arrays / sizeof *arrays; i++) {
-        if (arrays[i].obj == Py_None) continue;
-        if (nt_py_get_buffer(arrays[i].obj, arrays[i].view, arrays[i].name, arrays[i].ndim, 'f', arrays[i].writable) < 0)
-            goto done;
-        for (int d = 0; d < arrays[i].ndim; d++)
-            if (arrays[i].view->shape[d] != arrays[i].shape[d]) {
-                PyErr_Format(PyExc_ValueError, "%s has the wrong shape", arrays[i].name);
-                goto done;
-            }
-    }
-    nt_forward_options options = {embeds.buf, attentions.buf};
+    Py_buffer *views[4] = {&m.logits, &m.last_hidden, &m.all_hidden, &m.attentions};
+    for (int i = 0; i < 4; i++)
+        if (nt_py_get_array(outs[i], views[i], &specs[i]) < 0) return finish_call(&in, &m, -1);
+    return finish_call(&in, &m, nt_py_run(run_forward, &m, in.cache));
+}
 
-    nt_error err = {0};
-    nt_status status;
-    if (cache) cache->busy = 1;
-    Py_BEGIN_ALLOW_THREADS
-    status = nt_model_forward(self->model, &err, logits.buf, last.buf, all.buf, ids.buf, pos.buf, mask.buf,
-                              keep.buf, K, B, T, cache ? cache->cache : NULL, &options, NULL);
-    Py_END_ALLOW_THREADS
-    if (cache) cache->busy = 0;
-    if (status != NT_OK) {
-        nt_py_raise(&err);
-        goto done;
-    }
-    result = Py_NewRef(Py_None);
-
-done:;
-    Py_buffer *views[] = {&ids, &pos, &mask, &keep, &logits, &last, &all, &embeds, &attentions};
-    for (size_t i = 0; i < sizeof views / sizeof views[0]; i++)
-        if (views[i]->obj != NULL) PyBuffer_Release(views[i]);
-    return result;
+/* score(*, input_ids int32 (B,T), position_ids int64 (B,T), targets int32 (B,T), logprobs float32 (B,T),
+ *       attention_mask uint8 (B,S) = None, cache = None)
+ * Writes the log-probability of each target into logprobs (see nt_model_score). */
+static PyObject *Model_score(ModelObject *self, PyObject *args, PyObject *kwargs) {
+    static char *keywords[] = {"input_ids", "position_ids", "targets", "logprobs", "attention_mask", "cache", NULL};
+    PyObject *ids = NULL, *positions = NULL, *targets = NULL, *logprobs = NULL, *mask = NULL, *cache = NULL;
+    if (nt_py_check_model(self) < 0 ||
+        !PyArg_ParseTupleAndKeywords(args, kwargs, "|$OOOOOO:score", keywords, &ids, &positions, &targets,
+                                     &logprobs, &mask, &cache))
+        return NULL;
+    call_inputs in = {0};
+    model_call m = {.model = self->model, .in = &in};
+    if (read_inputs(self, &in, ids, NULL, positions, mask, cache) < 0) return finish_call(&in, &m, -1);
+    nt_py_array targets_spec = {"targets", 'i', 2, 0, {in.B, in.T}};
+    nt_py_array logprobs_spec = {"logprobs", 'f', 2, NT_PY_WRITABLE, {in.B, in.T}};
+    if (nt_py_get_array(targets, &m.targets, &targets_spec) < 0 ||
+        nt_py_get_array(logprobs, &m.logprobs, &logprobs_spec) < 0)
+        return finish_call(&in, &m, -1);
+    return finish_call(&in, &m, nt_py_run(run_score, &m, in.cache));
 }
 
 static PyObject *Model_get_kernels(ModelObject *self, void *closure) {
@@ -263,7 +222,10 @@ static PyObject *Model_get_num_threads(ModelObject *self, void *closure) {
 }
 
 static PyMethodDef Model_methods[] = {
-    {"forward", (PyCFunction)Model_forward, METH_VARARGS, "One forward pass into caller-allocated outputs."},
+    {"forward", (PyCFunction)(void (*)(void))Model_forward, METH_VARARGS | METH_KEYWORDS,
+     "One forward pass into caller-allocated outputs."},
+    {"score", (PyCFunction)(void (*)(void))Model_score, METH_VARARGS | METH_KEYWORDS,
+     "Log-probabilities of target tokens into a caller-allocated (B, T) array."},
     {NULL},
 };
 

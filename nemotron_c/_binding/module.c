@@ -1,47 +1,5 @@
-/* nemotron_c._core: module definition and the mapping of core statuses to Python exceptions. */
+/* nemotron_c._core: the module, its exception type and the core's tables as constants. */
 #include "binding.h"
-
-#include <string.h>
-
-static PyObject *FormatError; /* raised for malformed files; a ValueError */
-
-PyObject *nt_py_raise(const nt_error *err) {
-    PyObject *type;
-    switch (err->status) {
-    case NT_ERROR_INVALID_ARGUMENT: type = PyExc_ValueError; break;
-    case NT_ERROR_FORMAT: type = FormatError; break;
-    case NT_ERROR_UNSUPPORTED: type = PyExc_ValueError; break;
-    case NT_ERROR_OUT_OF_MEMORY: type = PyExc_MemoryError; break;
-    case NT_ERROR_INTERRUPTED: type = PyExc_KeyboardInterrupt; break;
-    default: type = PyExc_RuntimeError; break;
-    }
-    PyErr_SetString(type, err->message[0] ? err->message : "nemotron_c core error");
-    return NULL;
-}
-
-static char item_format(const char *format) {
-    if (format == NULL) return 'B';
-    while (*format == '=' || *format == '<' || *format == '@') format++;
-    if (format[0] == '\0' || format[1] != '\0') return '?';
-    /* 'l' and 'q' are both 8 bytes on the platforms we build for; the size is checked too */
-    return format[0] == 'l' ? 'q' : format[0] == 'i' ? 'i' : format[0];
-}
-
-int nt_py_get_buffer(PyObject *obj, Py_buffer *view, const char *name, int ndim, char format, int writable) {
-    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
-    if (PyObject_GetBuffer(obj, view, flags) != 0) {
-        PyErr_Format(PyExc_TypeError, "%s must be a C-contiguous%s array", name, writable ? " writable" : "");
-        return -1;
-    }
-    size_t want_size = format == 'f' ? 4 : format == 'q' ? 8 : format == 'i' ? 4 : 1;
-    if (view->ndim != ndim || item_format(view->format) != format || (size_t)view->itemsize != want_size) {
-        PyErr_Format(PyExc_TypeError, "%s must be a %d-D array of format '%c' (got %d-D, format '%s')", name, ndim,
-                     format, view->ndim, view->format ? view->format : "B");
-        PyBuffer_Release(view);
-        return -1;
-    }
-    return 0;
-}
 
 static PyStructSequence_Field dtype_fields[] = {
     {"code", "the core's nt_dtype value"},
@@ -84,14 +42,24 @@ static struct PyModuleDef module_def = {
     NULL, NULL, NULL, NULL, NULL,
 };
 
+/* PyModule_AddObjectRef for a new reference (or NULL with an exception set), which it gives up */
+static int add_new(PyObject *module, const char *name, PyObject *value) {
+    int result = value == NULL ? -1 : PyModule_AddObjectRef(module, name, value);
+    Py_XDECREF(value);
+    return result;
+}
+
 PyMODINIT_FUNC PyInit__core(void) {
     PyObject *module = PyModule_Create(&module_def);
     if (module == NULL) return NULL;
     FormatError = PyErr_NewExceptionWithDoc("nemotron_c._core.FormatError",
                                             "A checkpoint or tokenizer file is malformed.", PyExc_ValueError, NULL);
     if (FormatError == NULL || PyModule_AddObjectRef(module, "FormatError", FormatError) < 0 ||
-        nt_py_register_model(module) < 0 || nt_py_register_score(module) < 0 ||
-        nt_py_register_generator(module) < 0 || nt_py_register_tokenizer(module) < 0 || add_dtypes(module) < 0) {
+        add_new(module, "CONFIG_FIELDS", nt_py_field_defaults(nt_config_fields, nt_config_field_count)) < 0 ||
+        add_new(module, "GENERATION_SETTINGS",
+                     nt_py_field_defaults(nt_generation_config_fields, nt_generation_config_field_count)) < 0 ||
+        nt_py_register_model(module) < 0 || nt_py_register_generator(module) < 0 ||
+        nt_py_register_tokenizer(module) < 0 || add_dtypes(module) < 0) {
         Py_DECREF(module);
         return NULL;
     }

@@ -73,7 +73,7 @@ static void free_steps(nt_tokenizer_step *steps, const char ***strings, int64_t 
 static int Tokenizer_init(TokenizerObject *self, PyObject *args, PyObject *kwargs) {
     static char *keywords[] = {"pieces", "piece_offsets", "piece_ids", "merges", "unk_id", "byte_fallback",
                                "fuse_unk", "added", "normalizer", "pre_tokenizer", "decoder", "ignore_merges", NULL};
-    Py_buffer pieces, offsets, ids, merges;
+    Py_buffer pieces, offsets = {0}, ids = {0}, merges = {0};
     PyObject *o_offsets, *o_ids, *o_merges, *added, *normalizer, *pre_tokenizer, *decoder;
     int unk_id, byte_fallback, fuse_unk, ignore_merges = 0;
     if (self->tok != NULL) {
@@ -90,18 +90,11 @@ static int Tokenizer_init(TokenizerObject *self, PyObject *args, PyObject *kwarg
     nt_tokenizer_step *steps[3] = {NULL, NULL, NULL};
     const char ***step_strings[3] = {NULL, NULL, NULL};
     int64_t n_steps[3] = {0, 0, 0};
-    int have_offsets = 0, have_ids = 0, have_merges = 0;
-    if (nt_py_get_buffer(o_offsets, &offsets, "piece_offsets", 1, 'q', 0) < 0) goto done;
-    have_offsets = 1;
-    if (nt_py_get_buffer(o_ids, &ids, "piece_ids", 1, 'i', 0) < 0) goto done;
-    have_ids = 1;
-    if (nt_py_get_buffer(o_merges, &merges, "merges", 2, 'i', 0) < 0) goto done;
-    have_merges = 1;
+    const nt_py_array ids_spec = {"piece_ids", 'i', 1, 0, {-1}}, merges_spec = {"merges", 'i', 2, 0, {-1, 2}};
+    if (nt_py_get_array(o_ids, &ids, &ids_spec) < 0 || nt_py_get_array(o_merges, &merges, &merges_spec) < 0) goto done;
     int64_t n_pieces = ids.shape[0];
-    if (offsets.shape[0] != n_pieces + 1 || merges.shape[1] != 2) {
-        PyErr_SetString(PyExc_ValueError, "piece_offsets must be (V + 1) and merges (M, 2)");
-        goto done;
-    }
+    const nt_py_array offsets_spec = {"piece_offsets", 'q', 1, 0, {n_pieces + 1}};
+    if (nt_py_get_array(o_offsets, &offsets, &offsets_spec) < 0) goto done;
     const int64_t *off = offsets.buf;
     if (off[n_pieces] > pieces.len) {
         PyErr_SetString(PyExc_ValueError, "piece_offsets run past the pieces");
@@ -145,9 +138,9 @@ static int Tokenizer_init(TokenizerObject *self, PyObject *args, PyObject *kwarg
     rc = 0;
 done:
     PyBuffer_Release(&pieces);
-    if (have_offsets) PyBuffer_Release(&offsets);
-    if (have_ids) PyBuffer_Release(&ids);
-    if (have_merges) PyBuffer_Release(&merges);
+    nt_py_release(&offsets, 1);
+    nt_py_release(&ids, 1);
+    nt_py_release(&merges, 1);
     PyMem_Free(tokens);
     for (int k = 0; k < 3; k++) free_steps(steps[k], step_strings[k], n_steps[k]);
     return rc;
@@ -173,12 +166,17 @@ static int check_ready(TokenizerObject *self) {
     return -1;
 }
 
+/* the UTF-8 of a str argument, held by it; NULL with TypeError set for anything else */
+static const char *text_utf8(PyObject *text, Py_ssize_t *len) {
+    if (PyUnicode_Check(text)) return PyUnicode_AsUTF8AndSize(text, len);
+    PyErr_Format(PyExc_TypeError, "text must be a str, not %.100s", Py_TYPE(text)->tp_name);
+    return NULL;
+}
+
 /* encode(text: str) -> list[int], without special tokens around it. */
 static PyObject *Tokenizer_encode(TokenizerObject *self, PyObject *text) {
-    if (check_ready(self) < 0) return NULL;
-    if (!PyUnicode_Check(text)) return PyErr_Format(PyExc_TypeError, "text must be a str, not %.100s", Py_TYPE(text)->tp_name);
     Py_ssize_t len;
-    const char *utf8 = PyUnicode_AsUTF8AndSize(text, &len);
+    const char *utf8 = check_ready(self) < 0 ? NULL : text_utf8(text, &len);
     if (utf8 == NULL) return NULL;
     int32_t *ids;
     int64_t n;
@@ -196,10 +194,8 @@ static PyObject *Tokenizer_encode(TokenizerObject *self, PyObject *text) {
 /* encode_matches(text: str) -> (list[int], list[(position, matched text)]): the ids, and for each added token
  * the text it took in. */
 static PyObject *Tokenizer_encode_matches(TokenizerObject *self, PyObject *text) {
-    if (check_ready(self) < 0) return NULL;
-    if (!PyUnicode_Check(text)) return PyErr_Format(PyExc_TypeError, "text must be a str, not %.100s", Py_TYPE(text)->tp_name);
     Py_ssize_t len;
-    const char *utf8 = PyUnicode_AsUTF8AndSize(text, &len);
+    const char *utf8 = check_ready(self) < 0 ? NULL : text_utf8(text, &len);
     if (utf8 == NULL) return NULL;
     int32_t *ids;
     int64_t n, n_matches, *positions, *offsets;
@@ -301,7 +297,8 @@ static PyObject *Tokenizer_decode(TokenizerObject *self, PyObject *args) {
     int skip_special = 0;
     if (check_ready(self) < 0 || !PyArg_ParseTuple(args, "O|p", &o_ids, &skip_special)) return NULL;
     Py_buffer ids;
-    if (nt_py_get_buffer(o_ids, &ids, "ids", 1, 'i', 0) < 0) return NULL;
+    const nt_py_array spec = {"ids", 'i', 1, 0, {-1}};
+    if (nt_py_get_array(o_ids, &ids, &spec) < 0) return NULL;
     char *text;
     size_t len;
     nt_error err = {0};
