@@ -54,7 +54,7 @@ def main():
     from tokenizer_corpus import training_lines
 
     import transformers
-    from nemotron_c.tokenization import AutoTokenizer
+    from nemotron_c.tokenizer.tokenization import AutoTokenizer
 
     path = args.dir
     if path is None and args.added is not None:

@@ -5,8 +5,8 @@
     logits = model(input_ids).logits            # NumPy float32, equal to Transformers' logits
 """
 from ._core import FormatError
-from .configuration import AutoConfig, NemotronConfig
-from .heads import (
+from .model.configuration import AutoConfig, NemotronConfig
+from .model.heads import (
     AutoModelForQuestionAnswering,
     AutoModelForSequenceClassification,
     AutoModelForTokenClassification,
@@ -14,9 +14,10 @@ from .heads import (
     NemotronForSequenceClassification,
     NemotronForTokenClassification,
 )
-from .generation import GenerateBeamDecoderOnlyOutput, GenerateDecoderOnlyOutput, GenerationConfig
-from .loading import SafetensorsFormatError, TorchCheckpointFormatError
-from .modeling import (
+from .generation.utils import GenerateBeamDecoderOnlyOutput, GenerateDecoderOnlyOutput, GenerationConfig
+from .checkpoint.safetensors import SafetensorsFormatError
+from .checkpoint.torch_bin import TorchCheckpointFormatError
+from .model.modeling import (
     AutoModel,
     AutoModelForCausalLM,
     NemotronCache,
@@ -24,7 +25,7 @@ from .modeling import (
     NemotronModel,
     NemotronPreTrainedModel,
 )
-from .outputs import (
+from .model.outputs import (
     BaseModelOutputWithPast,
     CausalLMOutputWithPast,
     ModelOutput,
@@ -33,8 +34,8 @@ from .outputs import (
     SequenceScoreOutput,
     TokenClassifierOutput,
 )
-from .streamers import BaseStreamer, TextIteratorStreamer, TextStreamer
-from .tokenization import AutoTokenizer, BatchEncoding, LlamaTokenizer, NemotronTokenizer
+from .generation.streamers import BaseStreamer, TextIteratorStreamer, TextStreamer
+from .tokenizer.tokenization import AutoTokenizer, BatchEncoding, LlamaTokenizer, NemotronTokenizer
 
 __version__ = "0.1.0"
 

@@ -22,6 +22,9 @@ import sys
 import time
 
 from .checkpoint.saving import DEFAULT_MAX_SHARD_SIZE, convert_checkpoint, parse_shard_size
+from .generation.scoring import tokenize
+from .model.modeling import NemotronForCausalLM
+from .tokenizer.tokenization import AutoTokenizer
 
 EXIT_BAD_INPUT = 2
 
@@ -161,7 +164,7 @@ def groups(records, size):
 
 
 class Tokenizers:
-    """Loads the tokenizer on first use: nemotron_c.AutoTokenizer, or Transformers' if that is missing."""
+    """Loads the tokenizer on first use (JSONL records of input_ids need none)."""
 
     def __init__(self, path):
         self.path = path
@@ -169,27 +172,12 @@ class Tokenizers:
 
     def get(self):
         if self.tokenizer is None:
-            AutoTokenizer = auto_tokenizer_class()
             try:
                 self.tokenizer = AutoTokenizer.from_pretrained(self.path)
             except (OSError, ImportError, ValueError) as e:
                 raise InputError(f"could not load a tokenizer from {self.path} (give --tokenizer DIR_OR_ID, or JSONL "
                                  f'records with "input_ids"): {e}') from None
         return self.tokenizer
-
-
-def auto_tokenizer_class():
-    """nemotron_c's own AutoTokenizer when the package has one, else Transformers' (imported only now)."""
-    import importlib
-
-    for module, what in (("nemotron_c", "AutoTokenizer"), ("nemotron_c.tokenization", "AutoTokenizer"),
-                         ("transformers", "AutoTokenizer")):
-        try:
-            return getattr(importlib.import_module(module), what)
-        except (ImportError, AttributeError):
-            continue
-    raise InputError("texts need a tokenizer, and neither nemotron_c.AutoTokenizer nor transformers is available; "
-                     'give JSONL records with "input_ids" instead')
 
 
 def run_score(args):
@@ -199,8 +187,6 @@ def run_score(args):
             raise InputError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
     if args.file != "-" and not os.path.isfile(args.file):
         raise InputError(f"no such file: {args.file}")
-
-    from .modeling import NemotronForCausalLM
 
     model = NemotronForCausalLM.from_pretrained(args.model, dtype=args.dtype, num_threads=args.num_threads)
     tokenizers = Tokenizers(args.tokenizer or args.model)
@@ -232,7 +218,7 @@ def run_score(args):
 def score_group(model, tokenizers, group, name, args):
     add_special = not args.no_special_tokens
     texts = [text for _, text, _, _ in group if text is not None]
-    encoded = iter(tokenize_texts(tokenizers.get(), texts, add_special) if texts else [])
+    encoded = iter(tokenize(tokenizers.get(), texts, add_special) if texts else [])
     sequences = [ids if ids is not None else next(encoded) for _, _, ids, _ in group]
     vocab_size = model.config.vocab_size
     for (number, _, _, _), ids in zip(group, sequences):
@@ -251,12 +237,6 @@ def score_group(model, tokenizers, group, name, args):
         if args.token_logprobs:
             result["token_logprobs"] = [finite_or_none(x) for x in scores.token_logprobs[i]]
         yield json.dumps(result, ensure_ascii=False)
-
-
-def tokenize_texts(tokenizer, texts, add_special_tokens):
-    from .scoring import tokenize
-
-    return tokenize(tokenizer, texts, add_special_tokens)
 
 
 def finite_or_none(value):

@@ -7,7 +7,7 @@ import torch
 import transformers
 
 import nemotron_c
-from nemotron_c.rope import rope_parameters
+from nemotron_c.model.rope import rope_parameters
 
 FIELDS = [
     "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "head_dim",

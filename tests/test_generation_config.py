@@ -19,7 +19,7 @@ def public(config):
 def test_fields_and_defaults_match_transformers():
     ours, theirs = nemotron_c.GenerationConfig(), transformers.GenerationConfig()
     assert public(ours) == {k: v for k, v in public(theirs).items()}
-    assert nemotron_c.generation_config.default_generation_params() == theirs._get_default_generation_params()
+    assert nemotron_c.generation.configuration.default_generation_params() == theirs._get_default_generation_params()
     assert ours.max_length is None and ours.do_sample is None  # v5: unset until generate() applies defaults
 
 

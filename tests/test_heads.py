@@ -6,7 +6,7 @@ import transformers
 from conftest import assert_close, hf_from_pretrained
 
 import nemotron_c
-from nemotron_c.heads import (
+from nemotron_c.model.heads import (
     AutoModelForQuestionAnswering,
     AutoModelForSequenceClassification,
     AutoModelForTokenClassification,
@@ -14,7 +14,7 @@ from nemotron_c.heads import (
     NemotronForSequenceClassification,
     NemotronForTokenClassification,
 )
-from nemotron_c.loading import read_checkpoint
+from nemotron_c.checkpoint.reading import read_checkpoint
 
 PAD = 0
 

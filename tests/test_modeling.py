@@ -360,7 +360,7 @@ def test_pickle_reloads_from_the_checkpoint(checkpoint):
 def test_pickle_refuses_a_model_not_loaded_by_from_pretrained(checkpoint):
     import pickle
 
-    from nemotron_c.loading import read_checkpoint
+    from nemotron_c.checkpoint.reading import read_checkpoint
 
     config = nemotron_c.NemotronConfig.from_pretrained(checkpoint())
     built = nemotron_c.NemotronForCausalLM(config, read_checkpoint(checkpoint()))

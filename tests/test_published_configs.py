@@ -13,7 +13,7 @@ import torch
 import transformers
 
 import nemotron_c
-from nemotron_c.rope import rope_parameters
+from nemotron_c.model.rope import rope_parameters
 from conftest import assert_close, hf_from_pretrained, hf_logits, randomize
 
 CONFIGS = os.path.join(os.path.dirname(__file__), "data", "configs")

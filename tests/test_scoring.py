@@ -11,7 +11,7 @@ import transformers
 from conftest import assert_close, hf_from_pretrained
 
 import nemotron_c
-from nemotron_c.scoring import score
+from nemotron_c.generation.scoring import score
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

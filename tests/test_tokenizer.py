@@ -12,7 +12,7 @@ from tokenizer_corpus import make_test_corpus
 import sentencepiece  # noqa: F401  (the tests train tokenizers with it)
 import transformers
 
-from nemotron_c.tokenization import AutoTokenizer, NemotronTokenizer  # noqa: E402
+from nemotron_c.tokenizer.tokenization import AutoTokenizer, NemotronTokenizer  # noqa: E402
 
 NAMES = list(VARIANTS) + [name for name, _, _ in SPM_ONLY]  # tokenizer.json, then tokenizer.model alone
 

@@ -17,7 +17,7 @@ from tokenizer_corpus import make_test_corpus
 import transformers
 
 import nemotron_c
-from nemotron_c.tokenization import AutoTokenizer, FormatError, LlamaTokenizer, NemotronTokenizer
+from nemotron_c.tokenizer.tokenization import AutoTokenizer, FormatError, LlamaTokenizer, NemotronTokenizer
 
 NAMES = list(VARIANTS) + [name for name, _, _ in SPM_ONLY]
 SPM_ONLY_CONFIGS = {name: config for name, _, config in SPM_ONLY}

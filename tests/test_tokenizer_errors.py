@@ -12,7 +12,7 @@ import sentencepiece  # noqa: F401  (the tests train tokenizers with it)
 import transformers
 
 from nemotron_c import _core  # noqa: E402
-from nemotron_c.tokenization import AutoTokenizer, FormatError  # noqa: E402
+from nemotron_c.tokenizer.tokenization import AutoTokenizer, FormatError  # noqa: E402
 
 
 @pytest.fixture(scope="session")

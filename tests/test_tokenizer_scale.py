@@ -13,7 +13,7 @@ from tokenizer_corpus import make_test_corpus
 
 import transformers
 
-from nemotron_c.tokenization import AutoTokenizer
+from nemotron_c.tokenizer.tokenization import AutoTokenizer
 
 VOCAB_SIZE = 256000
 

@@ -10,11 +10,11 @@ static PyStructSequence_Field dtype_fields[] = {
 static PyStructSequence_Desc dtype_desc = {"nemotron_c._core.DType", "A line of the core's dtype table.", dtype_fields,
                                            3};
 
-/* The core's dtype table as DTYPES {name: code} and DTYPE_INFO {name: DType(code, itemsize, block_size)}. */
+/* The core's dtype table as DTYPE_INFO {name: DType(code, itemsize, block_size)}: the one list Python uses. */
 static int add_dtypes(PyObject *module) {
     PyTypeObject *type = PyStructSequence_NewType(&dtype_desc);
-    PyObject *codes = PyDict_New(), *infos = PyDict_New();
-    int ok = type != NULL && codes != NULL && infos != NULL;
+    PyObject *infos = PyDict_New();
+    int ok = type != NULL && infos != NULL;
     for (int code = 0; ok && code < NT_DTYPE_COUNT; code++) {
         const nt_dtype_info *info = nt_dtype_get((nt_dtype)code);
         PyObject *record = PyStructSequence_New(type), *value = PyLong_FromLong(code);
@@ -23,15 +23,12 @@ static int add_dtypes(PyObject *module) {
             PyStructSequence_SetItem(record, 0, Py_NewRef(value));
             PyStructSequence_SetItem(record, 1, PyLong_FromSize_t(info->block_bytes));
             PyStructSequence_SetItem(record, 2, PyLong_FromLongLong(info->block_size));
-            ok = !PyErr_Occurred() && PyDict_SetItemString(codes, info->name, value) == 0 &&
-                 PyDict_SetItemString(infos, info->name, record) == 0;
+            ok = !PyErr_Occurred() && PyDict_SetItemString(infos, info->name, record) == 0;
         }
         Py_XDECREF(record);
         Py_XDECREF(value);
     }
-    ok = ok && PyModule_AddObjectRef(module, "DTYPES", codes) == 0 &&
-         PyModule_AddObjectRef(module, "DTYPE_INFO", infos) == 0;
-    Py_XDECREF(codes);
+    ok = ok && PyModule_AddObjectRef(module, "DTYPE_INFO", infos) == 0;
     Py_XDECREF(infos);
     Py_XDECREF(type);
     return ok ? 0 : -1;

@@ -12,8 +12,10 @@ import struct
 
 import numpy as np
 
-from ..configuration import NemotronConfig, read_config_json
-from ..loading import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, read_checkpoint
+from ..model.configuration import NemotronConfig, read_config_json
+from .reading import read_checkpoint
+from .safetensors import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
+from .tensors import SAFETENSORS_DTYPES, SUPPORTED
 
 # Transformers 5 save_pretrained's default shard size
 DEFAULT_MAX_SHARD_SIZE = "50GB"
@@ -23,8 +25,9 @@ SIZE_UNITS = {"TB": 10**12, "GB": 10**9, "MB": 10**6, "KB": 10**3, "TIB": 2**40,
               "KIB": 2**10}
 SIZE_PATTERN = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-zA-Z]+)\s*")
 # what the model holds -> safetensors dtype name
-SAFETENSORS_NAMES = {"float32": "F32", "bfloat16": "BF16", "float16": "F16"}
-ITEMSIZES = {"float32": 4, "bfloat16": 2, "float16": 2}
+# the core dtypes a safetensors file can hold, with their names there and their sizes
+SAFETENSORS_NAMES = {core: name for name, core in SUPPORTED.items()}
+ITEMSIZES = {core: SAFETENSORS_DTYPES[name][0] for name, core in SUPPORTED.items()}
 SHARD_PATTERN = re.compile(r"(.*?)-\d{5}-of-\d{5}")
 CONFIG_NAME = "config.json"
 # what convert copies from beside the weights: configs and every tokenizer file Transformers reads
@@ -80,7 +83,7 @@ class TensorToSave:
 
     def __init__(self, name, dtype, shape, load):
         if dtype not in ITEMSIZES:
-            raise ValueError(f"tensor {name!r}: cannot save dtype {dtype!r} (float32, bfloat16 or float16)")
+            raise ValueError(f"tensor {name!r}: cannot save dtype {dtype!r} ({', '.join(ITEMSIZES)})")
         self.name, self.dtype, self.shape, self.load = name, dtype, tuple(int(d) for d in shape), load
 
     @classmethod
@@ -240,7 +243,7 @@ def convert_checkpoint(source, destination, dtype=None, max_shard_size=DEFAULT_M
         raise FileExistsError(f"{destination!r} is not empty (pass overwrite=True, --overwrite, to write into it)")
     limit = parse_shard_size(max_shard_size)
     if dtype is not None and dtype not in ITEMSIZES:
-        raise ValueError(f"dtype must be float32, bfloat16 or float16, not {dtype!r}")
+        raise ValueError(f"dtype must be one of {', '.join(ITEMSIZES)}, not {dtype!r}")
     config = NemotronConfig.from_pretrained(source)  # refuses what is not a Nemotron checkpoint
     stored = read_checkpoint(source)
     if config.tie_word_embeddings and any(name.endswith("embed_tokens.weight") for name in stored):

@@ -21,7 +21,7 @@ import zipfile
 from typing import NamedTuple
 
 from .. import _core
-from .dtypes import SAFETENSORS_DTYPES
+from .tensors import SAFETENSORS_DTYPES
 
 WEIGHTS_NAME = "pytorch_model.bin"
 WEIGHTS_INDEX_NAME = "pytorch_model.bin.index.json"

@@ -13,12 +13,12 @@ initialisation: a checkpoint without a trained head cannot give meaningful outpu
 """
 import numpy as np
 
+from ..checkpoint.tensors import convert
 from .inputs import to_numpy
-from .loading import convert
-from .modeling import AutoModel, NemotronPreTrainedModel, check_unsupported, cross_entropy
+from .losses import question_answering_loss, sequence_classification_loss, token_classification_loss
+from .modeling import AutoModel, NemotronPreTrainedModel, check_unsupported
 from .outputs import QuestionAnsweringModelOutput, SequenceClassifierOutputWithPast, TokenClassifierOutput
-
-PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
+from .weights import float32_weight
 
 
 class Linear:
@@ -71,10 +71,7 @@ class NemotronHeadModel(NemotronPreTrainedModel):
             )
         if tuple(stored.shape) != shape:
             raise ValueError(self._shape_message(name, tuple(stored.shape), shape))
-        if hasattr(stored, "array"):
-            # the stored bytes rounded to the model's storage dtype, then widened: what the core does to weights
-            return np.ascontiguousarray(convert(stored.array(self.dtype), self.dtype, "float32"))
-        return np.ascontiguousarray(stored, dtype=np.float32)
+        return float32_weight(stored, self.dtype)
 
     def _shape_message(self, name, got, want):
         return f"tensor {name!r} has shape {got}, the config implies {want}"
@@ -208,7 +205,7 @@ class NemotronForTokenClassification(NemotronHeadModel):
         return output if return_dict is not False else output.to_tuple()
 
 
-# ---------------------------------------------------------------- pooling and losses
+# ---------------------------------------------------------------- pooling
 
 
 def pooling_positions(ids, pad_token_id):
@@ -224,98 +221,6 @@ def pooling_positions(ids, pad_token_id):
         return np.array([T - 1])
     # argmax returns the first maximum, so an all-padding row gives 0 as torch's argmax does
     return np.argmax(np.arange(T) * (ids != pad_token_id), axis=-1)
-
-
-def numeric_labels(labels, name):
-    array = to_numpy(labels, name)
-    if array.dtype == np.bool_ or not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
-        raise TypeError(f"{name} must hold numbers, got dtype {array.dtype}")
-    return array
-
-
-def class_index_labels(labels, name, count, num_labels, ignore_index=-100):
-    """labels flattened to (count,) int64 class indices in [0, num_labels) or ignore_index."""
-    if not np.issubdtype(labels.dtype, np.integer):
-        raise TypeError(f"{name} must hold integer class indices for classification, got dtype {labels.dtype}")
-    flat = labels.reshape(-1).astype(np.int64)
-    if flat.size != count:
-        raise ValueError(f"{name} has shape {labels.shape} ({flat.size} values), expected {count} class indices")
-    bad = (flat != ignore_index) & ((flat < 0) | (flat >= num_labels))
-    if bad.any():
-        raise ValueError(
-            f"{name} holds {int(flat[bad][0])}, outside [0, {num_labels}) (use {ignore_index} to ignore a position)"
-        )
-    return flat
-
-
-def sequence_classification_loss(pooled, labels, config):
-    """Transformers' ForSequenceClassificationLoss on pooled logits (B, num_labels).
-
-    As Transformers does, a config without problem_type gets one from the first labels it sees
-    (num_labels 1: regression; int64/int32 labels: single-label; otherwise multi-label) and keeps it.
-    Differences, on purpose: int32 labels are accepted for single-label classification (torch's
-    cross-entropy rejects them) and labels whose shape does not match raise instead of broadcasting.
-    """
-    labels = numeric_labels(labels, "labels")
-    B, num_labels = pooled.shape
-    if config.problem_type is None:
-        if num_labels == 1:
-            config.problem_type = "regression"
-        elif labels.dtype in (np.int64, np.int32):
-            config.problem_type = "single_label_classification"
-        else:
-            config.problem_type = "multi_label_classification"
-    problem = config.problem_type
-    if problem == "regression":
-        target = labels.astype(np.float64)
-        prediction = pooled.astype(np.float64)
-        if num_labels == 1:
-            prediction, target = prediction.squeeze(), target.squeeze()
-        if prediction.shape != target.shape:
-            raise ValueError(f"labels has shape {labels.shape}, regression over {num_labels} value(s) needs "
-                             f"{tuple(pooled.shape) if num_labels > 1 else (B,)}")
-        return np.float32(np.mean((prediction - target) ** 2))
-    if problem == "single_label_classification":
-        return cross_entropy(pooled, class_index_labels(labels, "labels", B, num_labels), -100)
-    if problem == "multi_label_classification":
-        if not np.issubdtype(labels.dtype, np.floating):
-            raise TypeError(f"multi_label_classification needs float labels of 0s and 1s, got dtype {labels.dtype}")
-        if labels.shape != pooled.shape:
-            raise ValueError(f"labels has shape {labels.shape}, multi-label classification needs {pooled.shape}")
-        x, y = pooled.astype(np.float64), labels.astype(np.float64)
-        # binary cross-entropy with logits, in its stable form max(x, 0) - x*y + log(1 + exp(-|x|))
-        return np.float32(np.mean(np.maximum(x, 0) - x * y + np.log1p(np.exp(-np.abs(x)))))
-    raise ValueError(f"config.problem_type must be one of {', '.join(PROBLEM_TYPES)} or None, got {problem!r}")
-
-
-def token_classification_loss(logits, labels, num_labels):
-    """Transformers' ForTokenClassification: cross-entropy over every position, -100 ignored."""
-    labels = numeric_labels(labels, "labels")
-    B, T, _ = logits.shape
-    if labels.shape not in ((B, T), (B * T,)) and not (B == 1 and labels.shape == (T,)):
-        raise ValueError(f"labels has shape {labels.shape}, expected {(B, T)} like input_ids")
-    return cross_entropy(logits, class_index_labels(labels, "labels", B * T, num_labels), -100)
-
-
-def question_answering_loss(start_logits, end_logits, start_positions, end_positions):
-    """Transformers' ForQuestionAnsweringLoss: mean of the start and end cross-entropies.
-
-    Positions are clamped into [0, T]; T (a position past the input) is then ignored, as in Transformers,
-    so negative positions count as position 0.
-    """
-    B, T = start_logits.shape
-    losses = []
-    for name, logits, positions in (("start_positions", start_logits, start_positions),
-                                    ("end_positions", end_logits, end_positions)):
-        positions = numeric_labels(positions, name)
-        if not np.issubdtype(positions.dtype, np.integer):
-            raise TypeError(f"{name} must hold integer token positions, got dtype {positions.dtype}")
-        if positions.ndim > 1 and positions.shape[-1] == 1:
-            positions = positions[..., 0]
-        if positions.shape != (B,):
-            raise ValueError(f"{name} has shape {positions.shape}, expected ({B},): one position per sequence")
-        losses.append(cross_entropy(logits, np.clip(positions.astype(np.int64), 0, T), T))
-    return np.float32((np.float64(losses[0]) + np.float64(losses[1])) / 2)
 
 
 # ---------------------------------------------------------------- Auto classes

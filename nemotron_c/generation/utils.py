@@ -42,10 +42,11 @@ import warnings
 
 import numpy as np
 
-from . import _core
-from .generation_config import GENERATION_CONFIG_NAME, GenerationConfig, default_generation_params
-from .inputs import as_attention_mask, as_token_ids, to_numpy
-from .outputs import ModelOutput
+from .. import _core
+from .configuration import GENERATION_CONFIG_NAME, GenerationConfig, default_generation_params
+from ..model.inputs import as_attention_mask, as_token_ids, to_numpy
+from ..model.cache import NemotronCache, check_cache
+from ..model.outputs import ModelOutput
 
 __all__ = ["GENERATION_CONFIG_NAME", "GenerationConfig", "GenerateDecoderOnlyOutput", "GenerateBeamDecoderOnlyOutput",
            "compute_transition_scores", "generate", "generate_iter"]
@@ -380,7 +381,6 @@ def compute_transition_scores(model, sequences, scores, beam_indices=None, norma
     """
     sequences = to_numpy(sequences, "sequences")
     steps = [np.asarray(to_numpy(step, "scores"), dtype=np.float32) for step in scores]
-    vocab_size = model.config.vocab_size
     if beam_indices is None:
         beam_indices = np.broadcast_to(np.arange(steps[0].shape[0])[:, None], (steps[0].shape[0], len(steps)))
     beam_indices = np.asarray(to_numpy(beam_indices, "beam_indices"), dtype=np.int64)
@@ -436,8 +436,6 @@ class Run:
         steps = self.generator.steps
         cache = self.user_cache
         if self.return_dict and cache is None:
-            from .modeling import NemotronCache
-
             cache = NemotronCache._wrap(self.model, self.generator.take_cache())
         scores = tuple(self.scores[:steps]) if self.scores is not None else None
         logits = tuple(self.logits[:steps]) if self.logits is not None else None
@@ -615,15 +613,8 @@ def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=N
 
 def check_user_cache(model, cache, rows, prompt_length):
     """A cache passed to generate(): this model's, one row per decoded row, holding part of the prompt."""
-    from .modeling import NemotronCache
-
-    if not isinstance(cache, NemotronCache):
-        raise TypeError(f"cache must be a NemotronCache returned by this library, not {type(cache).__name__}")
-    if cache._owner is not model._core:
-        raise ValueError("the cache belongs to another model")
-    if cache.batch_size != rows:
-        raise ValueError(f"the cache holds {cache.batch_size} sequences, but generate() decodes {rows} rows "
-                         "(prompts times num_beams or num_return_sequences)")
+    check_cache(cache, model, rows, "the cache", f"generate() decodes {rows} rows (prompts times num_beams or "
+                "num_return_sequences)")
     if cache.get_seq_length() >= prompt_length:
         raise ValueError(f"the cache already holds {cache.get_seq_length()} positions, but input_ids has "
                          f"{prompt_length}: input_ids must hold the cached tokens and at least one new one")

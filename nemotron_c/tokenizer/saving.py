@@ -15,9 +15,9 @@ import json
 import os
 import shutil
 
-from ..tokenizer_files import (CHAT_TEMPLATE_FILE, CONFIG_FILE, SPECIAL_TOKEN_NAMES, SPECIAL_TOKENS_FILE,
+from .files import (CHAT_TEMPLATE_FILE, CONFIG_FILE, SPECIAL_TOKEN_NAMES, SPECIAL_TOKENS_FILE,
                                TOKENIZER_FILE, read_json)
-from .saving import prepare_directory, write_text
+from ..checkpoint.saving import prepare_directory, write_text
 
 ADDED_TOKEN_FIELDS = ("id", "content", "single_word", "lstrip", "rstrip", "normalized", "special")
 # init_kwargs Transformers does not write back: file names and places, flags tokenizer.json carries

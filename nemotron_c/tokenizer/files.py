@@ -7,7 +7,7 @@ import operator
 
 import numpy as np
 
-from . import _core
+from .. import _core
 
 FormatError = _core.FormatError
 

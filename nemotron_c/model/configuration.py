@@ -12,8 +12,8 @@ import copy
 import json
 import os
 
-from .checkpoint.hub import pop_hub_kwargs, resolve_directory
-from .generation_config import VERSION
+from ..checkpoint.hub import pop_hub_kwargs, resolve_directory
+from ..generation.configuration import VERSION
 
 MODEL_TYPE = "nemotron"
 CONFIG_NAME = "config.json"

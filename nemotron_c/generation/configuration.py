@@ -9,7 +9,7 @@ import json
 import os
 import warnings
 
-from .checkpoint.hub import pop_hub_kwargs, resolve_directory
+from ..checkpoint.hub import pop_hub_kwargs, resolve_directory
 
 GENERATION_CONFIG_NAME = "generation_config.json"
 

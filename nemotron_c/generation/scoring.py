@@ -16,8 +16,9 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .inputs import as_attention_mask, to_numpy
-from .outputs import SequenceScoreOutput
+from ..model.inputs import as_attention_mask, to_numpy
+from ..model.cache import NemotronCache
+from ..model.outputs import SequenceScoreOutput
 
 
 def score(model, inputs, tokenizer=None, attention_mask=None, batch_size=16, max_length=None, chunk_size=1024,
@@ -77,8 +78,6 @@ def score(model, inputs, tokenizer=None, attention_mask=None, batch_size=16, max
 
 def score_batch(model, sequences, chunk_size):
     """(B, T) float32 log-probabilities of each next token for right-padded `sequences` (0 past each end)."""
-    from .modeling import NemotronCache
-
     B, T = len(sequences), max(len(s) for s in sequences)
     ids = np.zeros((B, T), dtype=np.int32)
     mask = np.zeros((B, T), dtype=np.uint8)

@@ -10,10 +10,11 @@ import os
 
 import numpy as np
 
-from .checkpoint.hub import pop_hub_kwargs, resolve_directory
-from .checkpoint.tokenizer_saving import save_tokenizer
+from ..checkpoint.hub import pop_hub_kwargs, resolve_directory
+from .chat_template import render
+from .saving import save_tokenizer
 from .sentencepiece_model import model_from_sentencepiece
-from .tokenizer_files import (CHAT_TEMPLATE_FILE, CONFIG_FILE, SPECIAL_TOKEN_NAMES, SPECIAL_TOKENS_FILE, SPM_FILE,
+from .files import (CHAT_TEMPLATE_FILE, CONFIG_FILE, SPECIAL_TOKEN_NAMES, SPECIAL_TOKENS_FILE, SPM_FILE,
                               TOKENIZER_FILE, FormatError, apply_added_tokens_decoder, build_core, llama_pipeline,
                               model_from_json, normalize_content, post_processor_affixes, read_json, require,
                               token_content)
@@ -481,7 +482,6 @@ class NemotronTokenizer:
                             add_generation_prompt=False, continue_final_message=False, tokenize=True, padding=False,
                             truncation=False, max_length=None, return_tensors=None, return_dict=True,
                             tokenizer_kwargs=None, **kwargs):
-        from .chat_template import render
         template = self.get_chat_template(chat_template, tools)
         if isinstance(conversation, (list, tuple)) and len(conversation) == 0:
             raise ValueError("Cannot apply chat template to an empty conversation. Provide at least one message.")

@@ -9,47 +9,20 @@ import sys
 
 import numpy as np
 
-from . import _core
-from .checkpoint.hub import pop_hub_kwargs, resolve_directory
-from .checkpoint.saving import DEFAULT_MAX_SHARD_SIZE, save_model
+from .. import _core
+from ..checkpoint.hub import pop_hub_kwargs, resolve_directory
+from ..checkpoint.reading import WEIGHTS_NAMES, read_checkpoint
+from ..checkpoint.saving import DEFAULT_MAX_SHARD_SIZE, save_model
+from ..generation.configuration import GENERATION_CONFIG_NAME, GenerationConfig
+from ..generation.scoring import score
+from ..generation.utils import compute_transition_scores, generate, generate_iter
+from .cache import NemotronCache, check_cache
 from .configuration import CONFIG_NAME, NemotronConfig
-from .generation_config import GENERATION_CONFIG_NAME, GenerationConfig
 from .inputs import as_attention_mask, as_position_ids, as_token_ids, to_numpy
-from .loading import WEIGHTS_NAMES, convert, read_checkpoint
+from .losses import causal_lm_loss
 from .outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
-from .rope import rope_parameters
-
-# Transformers' hidden_act names -> the core's activation names
-ACTIVATIONS = {
-    "relu2": "relu2",
-    "relu": "relu",
-    "silu": "silu",
-    "swish": "silu",
-    "gelu": "gelu",
-    "gelu_python": "gelu",
-    "gelu_new": "gelu_tanh",
-    "gelu_pytorch_tanh": "gelu_tanh",
-    "gelu_python_tanh": "gelu_tanh",
-    "gelu_fast": "gelu_tanh",
-    "gelu_accurate": "gelu_tanh",
-    "gelu_10": "gelu_clipped",
-    "quick_gelu": "quick_gelu",
-    "sigmoid": "sigmoid",
-    "leaky_relu": "leaky_relu",
-    "linear": "identity",
-    "mish": "mish",
-    "relu6": "relu6",
-    "tanh": "tanh",
-    "hardswish": "hardswish",
-    "laplace": "laplace",
-    "sqrtsoftplus": "sqrt_softplus",
-}
-
-DTYPE_NAMES = {
-    "float32": "float32", "float": "float32", "fp32": "float32",
-    "bfloat16": "bfloat16", "bf16": "bfloat16",
-    "float16": "float16", "half": "float16", "fp16": "float16",
-}
+from .weights import (STATE_DICT_LAYER_ORDER, Embedding, core_arrays, core_config, resolve_dtype, resolve_storage,
+                      select_tensors)
 
 # from_pretrained keywords of Transformers that have no meaning for a CPU model read from safetensors.
 IGNORED_LOAD_KWARGS = {
@@ -57,43 +30,6 @@ IGNORED_LOAD_KWARGS = {
 }
 # from_pretrained keywords of Transformers whose other values would change the result: these values only.
 ACCEPTED_LOAD_KWARGS = {"variant": (None,), "use_safetensors": (None, True), "output_loading_info": (None, False)}
-
-# Per-layer tensor names in the order of the core's nt_layer_tensor enum.
-LAYER_TENSOR_NAMES = (
-    "input_layernorm.weight", "input_layernorm.bias",
-    "self_attn.q_proj.weight", "self_attn.q_proj.bias",
-    "self_attn.k_proj.weight", "self_attn.k_proj.bias",
-    "self_attn.v_proj.weight", "self_attn.v_proj.bias",
-    "self_attn.o_proj.weight", "self_attn.o_proj.bias",
-    "post_attention_layernorm.weight", "post_attention_layernorm.bias",
-    "mlp.up_proj.weight", "mlp.up_proj.bias",
-    "mlp.down_proj.weight", "mlp.down_proj.bias",
-)
-assert len(LAYER_TENSOR_NAMES) == _core.LAYER_TENSOR_COUNT
-# The same names in the order of Transformers' state_dict (module registration order), which decides the shards.
-STATE_DICT_LAYER_ORDER = LAYER_TENSOR_NAMES[2:10] + LAYER_TENSOR_NAMES[12:16] + LAYER_TENSOR_NAMES[0:2] + \
-    LAYER_TENSOR_NAMES[10:12]
-BACKBONE_PREFIXES = ("model.", "transformer.", "")
-
-
-def resolve_dtype(dtype):
-    """'float32', 'bfloat16' or 'float16' from a name, a NumPy dtype or a torch dtype; None keeps the stored one."""
-    if dtype is None or (isinstance(dtype, str) and dtype == "auto"):
-        return None
-    if isinstance(dtype, str):
-        name = dtype
-    elif type(dtype).__module__ == "torch" or str(dtype).startswith("torch."):
-        name = str(dtype)
-    else:
-        try:
-            name = np.dtype(dtype).name
-        except TypeError:
-            raise TypeError(f"dtype must be a name, a NumPy dtype or a torch dtype, not {dtype!r}") from None
-    name = name.removeprefix("torch.")
-    if name not in DTYPE_NAMES:
-        raise ValueError(f"unsupported dtype {dtype!r}: nemotron_c stores weights as float32, bfloat16 or float16")
-    return DTYPE_NAMES[name]
-
 
 def check_cpu_device(device, what):
     """Accepts anything that names the CPU (None, 'cpu', 'auto', torch.device('cpu'), {'': 'cpu'})."""
@@ -125,35 +61,6 @@ class CPUDevice:
 
     def __repr__(self):
         return "device(type='cpu')"
-
-
-class NemotronCache:
-    """Keys and values of every layer for a batch, kept between calls (Transformers' DynamicCache role).
-
-    Pass it back as `past_key_values=` (or `cache=`); each forward appends its tokens in place.
-    """
-
-    def __init__(self, model, batch_size, capacity=0):
-        self._core = _core.Cache(model._core, int(batch_size), int(capacity))
-        self._owner = model._core
-
-    @classmethod
-    def _wrap(cls, model, core_cache):
-        """A NemotronCache around a core cache made elsewhere (generate() hands its own back)."""
-        cache = cls.__new__(cls)
-        cache._core = core_cache
-        cache._owner = model._core
-        return cache
-
-    def get_seq_length(self, layer_idx=0):
-        return self._core.length
-
-    @property
-    def batch_size(self):
-        return self._core.batch_size
-
-    def __repr__(self):
-        return f"NemotronCache(batch_size={self.batch_size}, seq_length={self.get_seq_length()})"
 
 
 class NemotronPreTrainedModel:
@@ -264,85 +171,15 @@ class NemotronPreTrainedModel:
     # ------------------------------------------------------------ building the core model
 
     def _build(self, tensors, dtype, num_threads, kernels):
-        config = self.config
-        prefix = find_backbone_prefix(tensors, self.base_model_prefix)
-
-        def tensor(name, required=True, shape=None):
-            full = prefix + name
-            stored = tensors.get(full)
-            if stored is None:
-                if required:
-                    raise ValueError(f"checkpoint lacks tensor {full!r}")
-                return None
-            if shape is not None and tuple(stored.shape) != shape:
-                raise ValueError(f"tensor {full!r} has shape {tuple(stored.shape)}, the config implies {shape}")
-            return stored
-
-        H, I, V = config.hidden_size, config.intermediate_size, config.vocab_size
-        QD = config.num_attention_heads * config.head_dim
-        KVD = config.num_key_value_heads * config.head_dim
-        layer_shapes = {
-            "input_layernorm.weight": (H,), "input_layernorm.bias": (H,),
-            "self_attn.q_proj.weight": (QD, H), "self_attn.q_proj.bias": (QD,),
-            "self_attn.k_proj.weight": (KVD, H), "self_attn.k_proj.bias": (KVD,),
-            "self_attn.v_proj.weight": (KVD, H), "self_attn.v_proj.bias": (KVD,),
-            "self_attn.o_proj.weight": (H, QD), "self_attn.o_proj.bias": (H,),
-            "post_attention_layernorm.weight": (H,), "post_attention_layernorm.bias": (H,),
-            "mlp.up_proj.weight": (I, H), "mlp.up_proj.bias": (I,),
-            "mlp.down_proj.weight": (H, I), "mlp.down_proj.bias": (H,),
-        }
-        optional = {
-            "self_attn.q_proj.bias": config.attention_bias, "self_attn.k_proj.bias": config.attention_bias,
-            "self_attn.v_proj.bias": config.attention_bias, "self_attn.o_proj.bias": config.attention_bias,
-            "mlp.up_proj.bias": config.mlp_bias, "mlp.down_proj.bias": config.mlp_bias,
-        }
-        chosen = [tensor("embed_tokens.weight", shape=(V, H)), tensor("norm.weight", shape=(H,)),
-                  tensor("norm.bias", shape=(H,)), None]
-        if self.has_lm_head and not config.tie_word_embeddings:
-            head = tensors.get("lm_head.weight")
-            if head is None:
-                raise ValueError("checkpoint lacks tensor 'lm_head.weight' (and tie_word_embeddings is false)")
-            if tuple(head.shape) != (V, H):
-                raise ValueError(f"tensor 'lm_head.weight' has shape {tuple(head.shape)}, the config implies {(V, H)}")
-            chosen[3] = head
-        for layer in range(config.num_hidden_layers):
-            for name in LAYER_TENSOR_NAMES:
-                use = optional.get(name, True)
-                chosen.append(tensor(f"layers.{layer}.{name}", shape=layer_shapes[name]) if use else None)
-
-        names = ["embed_tokens.weight", "norm.weight", "norm.bias", "lm_head.weight"]
-        names += [f"layers.{layer}.{name}" for layer in range(config.num_hidden_layers) for name in LAYER_TENSOR_NAMES]
-        arrays = []
-        self._weights = {}  # name -> (array the core reads, its dtype): what save_pretrained writes
-        for index, stored in enumerate(chosen):
-            if stored is None:
-                arrays.append((None, 0, (1,)))
-                continue
-            storage = resolve_storage(stored, dtype)
-            array = stored.array(storage) if hasattr(stored, "array") else np.ascontiguousarray(stored)
-            arrays.append((array, _core.DTYPES[storage], tuple(array.shape)))
-            self._weights[names[index]] = (array, storage)
-            if index == 0:
-                self._input_embeddings = Embedding(array, storage)
-        self.dtype = dtype or resolve_storage(chosen[0], None)
-
-        inv_freq, rope_scaling = rope_parameters(config)
-        core_config = {
-            "vocab_size": V, "hidden_size": H, "intermediate_size": I,
-            "num_hidden_layers": config.num_hidden_layers,
-            "num_attention_heads": config.num_attention_heads,
-            "num_key_value_heads": config.num_key_value_heads,
-            "head_dim": config.head_dim, "rotary_dim": config.rotary_dim,
-            "inv_freq": inv_freq, "rope_attention_scaling": rope_scaling,
-            "norm_eps": float(config.norm_eps), "hidden_act": activation_code(config.hidden_act),
-            "attention_bias": int(bool(config.attention_bias)), "mlp_bias": int(bool(config.mlp_bias)),
-            "tie_word_embeddings": int(bool(config.tie_word_embeddings)),
-        }
+        selected = select_tensors(self.config, tensors, self.base_model_prefix, self.has_lm_head)
+        arrays, self._weights = core_arrays(selected, dtype)  # _weights: what save_pretrained writes
+        self._input_embeddings = Embedding(*self._weights["embed_tokens.weight"])
+        self.dtype = dtype or resolve_storage(selected[0][1], None)
         kernels = kernels or os.environ.get("NEMOTRON_C_KERNELS", "auto")
         threads = 0 if num_threads is None else int(num_threads)
         if num_threads is not None and threads < 1:
             raise ValueError(f"num_threads must be at least 1, got {num_threads}")
-        self._core = _core.Model(core_config, arrays, kernels, threads)
+        self._core = _core.Model(core_config(self.config), arrays, kernels, threads)
 
     # ------------------------------------------------------------ the PreTrainedModel surface
 
@@ -411,15 +248,7 @@ class NemotronPreTrainedModel:
             ids, embeds = None, as_embeddings(inputs_embeds, config.hidden_size)
             B, T = embeds.shape[:2]
         if cache is not None:
-            if not isinstance(cache, NemotronCache):
-                raise TypeError(
-                    "past_key_values must be a NemotronCache returned by this library "
-                    f"(got {type(cache).__name__}); Transformers' cache objects cannot be mixed in"
-                )
-            if cache._owner is not self._core:
-                raise ValueError("past_key_values belongs to another model")
-            if cache.batch_size != B:
-                raise ValueError(f"past_key_values holds {cache.batch_size} sequences, input_ids has {B}")
+            check_cache(cache, self, B, "past_key_values", f"the input holds {B}")
         elif use_cache:
             cache = NemotronCache(self, B, T)
         past = 0 if cache is None else cache.get_seq_length()
@@ -447,28 +276,6 @@ def _unpickle_model(cls, load_args, config, generation_config):
     if generation_config is not None:
         model.generation_config = generation_config
     return model
-
-
-class Embedding:
-    """Token ids -> float32 embedding rows, for building inputs_embeds as with Transformers' nn.Embedding."""
-
-    def __init__(self, table, storage):
-        self._table = table  # (V, H) in its storage dtype (bfloat16 as uint16 bits)
-        self._storage = storage
-        self.num_embeddings, self.embedding_dim = table.shape
-
-    def __call__(self, input_ids):
-        ids = to_numpy(input_ids, "input_ids")
-        if ids.dtype == np.bool_ or not np.issubdtype(ids.dtype, np.integer):
-            raise TypeError(f"input_ids must hold integers, got dtype {ids.dtype}")
-        if ids.size and (ids.min() < 0 or ids.max() >= self.num_embeddings):
-            raise ValueError(f"input_ids must lie in [0, {self.num_embeddings})")
-        return convert(self._table[ids], self._storage, "float32")
-
-    @property
-    def weight(self):
-        """The whole table in float32 (a copy when stored in half precision)."""
-        return convert(self._table, self._storage, "float32")
 
 
 ForwardResult = collections.namedtuple("ForwardResult", "logits last_hidden all_hidden cache attentions")
@@ -503,29 +310,6 @@ def positions_to_keep(logits_to_keep, T):
     if positions.size and (positions.min() < -T or positions.max() >= T):
         raise ValueError(f"logits_to_keep positions must lie in [-{T}, {T})")
     return np.ascontiguousarray(positions % T) if T else positions
-
-
-def find_backbone_prefix(tensors, preferred):
-    for prefix in (preferred + ".",) + BACKBONE_PREFIXES:
-        if prefix + "embed_tokens.weight" in tensors:
-            return prefix
-    raise ValueError(
-        "checkpoint lacks the embedding tensor (looked for 'model.embed_tokens.weight', "
-        "'transformer.embed_tokens.weight' and 'embed_tokens.weight')"
-    )
-
-
-def resolve_storage(stored, dtype):
-    """The dtype a weight is handed to the core in: the requested one, else the stored one (arrays: float32)."""
-    return dtype or getattr(stored, "storage", "float32")
-
-
-def activation_code(name):
-    if name not in ACTIVATIONS:
-        raise NotImplementedError(
-            f"hidden_act {name!r} is not supported (supported: {', '.join(sorted(ACTIVATIONS))})"
-        )
-    return _core.ACTIVATIONS[ACTIVATIONS[name]]
 
 
 class NemotronModel(NemotronPreTrainedModel):
@@ -594,26 +378,18 @@ class NemotronForCausalLM(NemotronPreTrainedModel):
         return output if return_dict is not False else output.to_tuple()
 
     def generate(self, inputs=None, **kwargs):
-        from .generation import generate
-
         return generate(self, inputs, **kwargs)
 
     def score(self, inputs, tokenizer=None, **kwargs):
-        """Log-likelihood of each sequence (sum, mean, perplexity); see nemotron_c.scoring.score."""
-        from .scoring import score
-
+        """Log-likelihood of each sequence (sum, mean, perplexity); see nemotron_c.generation.scoring.score."""
         return score(self, inputs, tokenizer=tokenizer, **kwargs)
 
     def compute_transition_scores(self, sequences, scores, beam_indices=None, normalize_logits=False):
-        """The score of each generated token (see nemotron_c.generation.compute_transition_scores)."""
-        from .generation import compute_transition_scores
-
+        """The score of each generated token (see nemotron_c.generation.utils.compute_transition_scores)."""
         return compute_transition_scores(self, sequences, scores, beam_indices, normalize_logits)
 
     def generate_iter(self, inputs=None, **kwargs):
-        """Yields the new token ids of one prompt as they are generated (see nemotron_c.generation.generate_iter)."""
-        from .generation import generate_iter
-
+        """Yields the new token ids of one prompt as they are generated (see nemotron_c.generation.utils.generate_iter)."""
         return generate_iter(self, inputs, **kwargs)
 
 
@@ -631,37 +407,6 @@ def check_extra_kwargs(kwargs):
     kwargs.pop("num_items_in_batch", None)
     if kwargs:
         raise TypeError(f"forward() got unexpected keyword argument(s): {', '.join(sorted(kwargs))}")
-
-
-def causal_lm_loss(logits, labels, vocab_size, ignore_index=-100):
-    """Transformers' ForCausalLMLoss: mean cross-entropy of each position's logits against the next label."""
-    labels = to_numpy(labels, "labels")
-    if labels.dtype == np.bool_ or not np.issubdtype(labels.dtype, np.integer):
-        raise TypeError(f"labels must hold integers, got dtype {labels.dtype}")
-    if labels.ndim == 1:
-        labels = labels[None, :]
-    B, K, V = logits.shape
-    if labels.shape != (B, K):
-        raise ValueError(f"labels has shape {labels.shape}, expected {(B, K)} like the logits")
-    shift = np.full_like(labels, ignore_index, dtype=np.int64)
-    shift[:, :-1] = labels[:, 1:]
-    shift = shift.reshape(-1)
-    keep = shift != ignore_index
-    if np.any((shift[keep] < 0) | (shift[keep] >= vocab_size)):
-        raise ValueError(f"labels must lie in [0, {vocab_size}) or equal {ignore_index}")
-    return cross_entropy(logits.reshape(-1, V), shift, ignore_index)
-
-
-def cross_entropy(logits, targets, ignore_index):
-    """Mean over the kept rows of -log_softmax(logits)[target], as torch's cross_entropy (NaN when none is kept)."""
-    keep = targets != ignore_index
-    rows = logits.reshape(len(targets), -1)[keep].astype(np.float64)
-    if rows.shape[0] == 0:
-        return np.float32(np.nan)
-    peak = rows.max(axis=1, keepdims=True)
-    log_z = np.log(np.exp(rows - peak).sum(axis=1)) + peak[:, 0]
-    picked = rows[np.arange(rows.shape[0]), targets[keep]]
-    return np.float32(np.mean(log_z - picked))
 
 
 class AutoModel:

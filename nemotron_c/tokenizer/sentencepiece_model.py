@@ -3,9 +3,9 @@ Transformers 5 builds from it when a directory has no tokenizer.json (`SentenceP
 `SpmConverter.build_tokenizer_from_spm_proto`, or `LlamaTokenizer`'s own pipeline)."""
 import struct
 
-from . import _core
-from ._core import FormatError
-from .tokenizer_files import metaspace, model_from_json, step
+from .. import _core
+from .._core import FormatError
+from .files import metaspace, model_from_json, step
 
 # field numbers of sentencepiece_model.proto
 MODEL_PIECES, MODEL_TRAINER_SPEC, MODEL_NORMALIZER_SPEC = 1, 2, 3
@@ -160,7 +160,7 @@ def _added(i, content, special):
 
 
 def model_from_sentencepiece(path, config, llama):
-    """Returns (model, config) for nemotron_c.tokenization from tokenizer.model and what tokenizer_config.json said;
+    """Returns (model, config) for nemotron_c.tokenizer.tokenization from tokenizer.model and what tokenizer_config.json said;
     llama: for LlamaTokenizer (else as TokenizersBackend converts it)."""
     pieces, trainer, normalizer = read_model_proto(path)
     if trainer["model_type"] != MODEL_TYPE_BPE:

@@ -1,0 +1,72 @@
+"""A checkpoint directory's weights: the first weight file Transformers would read, single or sharded.
+
+Shard paths from an index are checked against the directory; each reader checks its own files.
+"""
+import json
+import os
+
+from . import torch_bin
+from .safetensors import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, SafetensorsFormatError, read_safetensors
+from .tensors import StoredTensor
+from .torch_bin import WEIGHTS_INDEX_NAME, WEIGHTS_NAME, TorchCheckpointFormatError
+
+
+def read_checkpoint(directory):
+    """All tensors of a checkpoint directory, from the first of WEIGHTS_FILES it holds (Transformers' order)."""
+    directory = os.fspath(directory)
+    for name, read_file, sharded in WEIGHTS_FILES:
+        path = os.path.join(directory, name)
+        if os.path.isfile(path):
+            return read_sharded(directory, path, read_file) if sharded else read_file(path)
+    hint = " (found model.ckpt.index: TensorFlow checkpoints are not read)" if os.path.exists(
+        os.path.join(directory, "model.ckpt.index")) else ""
+    raise FileNotFoundError(f"no {', '.join(WEIGHTS_NAMES[:-1])} or {WEIGHTS_NAMES[-1]} in {directory}{hint}")
+
+
+def read_torch_bin(path):
+    """A torch.save state dict as {name: StoredTensor}; raises TorchCheckpointFormatError when malformed."""
+    return {name: StoredTensor(name, path, t.dtype, t.shape, t.data)
+            for name, t in torch_bin.read_state_dict(path).items()}
+
+
+def read_sharded(directory, index_path, read_file):
+    error = TorchCheckpointFormatError if read_file is read_torch_bin else SafetensorsFormatError
+    try:
+        with open(index_path, encoding="utf-8") as f:
+            index = json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise error(f"{index_path}: not valid JSON ({e})") from None
+    weight_map = index.get("weight_map") if isinstance(index, dict) else None
+    if not isinstance(weight_map, dict):
+        raise error(f"{index_path}: no weight_map object")
+    # lexical, not realpath: in the Hub cache every file is a symlink into blobs/, outside the snapshot folder
+    root = os.path.abspath(directory)
+    shards = {}
+    for name, file_name in weight_map.items():
+        if not isinstance(file_name, str) or not file_name:
+            raise error(f"{index_path}: tensor {name!r} maps to {file_name!r}, not a file name")
+        path = os.path.abspath(os.path.join(root, file_name))
+        if os.path.isabs(file_name) or os.path.commonpath([root, path]) != root:
+            raise error(
+                f"{index_path}: shard {file_name!r} of tensor {name!r} lies outside the checkpoint directory"
+            )
+        shards.setdefault(path, []).append(name)
+    tensors = {}
+    for path, names in shards.items():
+        shard = read_file(path)
+        for name in names:
+            if name not in shard:
+                raise error(f"{index_path}: tensor {name!r} is not in shard {path}")
+            tensors[name] = shard[name]
+    return tensors
+
+
+# The weight files a checkpoint directory may hold, in the order Transformers prefers them: (name, reader, whether
+# the file is an index of shards). The Hub resolution fetches the first of WEIGHTS_NAMES a repo holds.
+WEIGHTS_FILES = (
+    (SAFE_WEIGHTS_NAME, read_safetensors, False),
+    (SAFE_WEIGHTS_INDEX_NAME, read_safetensors, True),
+    (WEIGHTS_NAME, read_torch_bin, False),
+    (WEIGHTS_INDEX_NAME, read_torch_bin, True),
+)
+WEIGHTS_NAMES = tuple(name for name, _, _ in WEIGHTS_FILES)

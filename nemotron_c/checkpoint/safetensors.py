@@ -1,0 +1,100 @@
+"""safetensors files: a little-endian u64 header length, a JSON header of dtype, shape and data offsets, the data.
+
+Every size read from a file is checked before it is used: the header length against the file, each tensor's
+offsets against the data area and against the other tensors, its byte length against its shape and dtype.
+The file is memory-mapped and each tensor is a view of the map.
+"""
+import json
+import mmap
+import os
+import struct
+
+from .. import _core
+from .tensors import SAFETENSORS_DTYPES, StoredTensor
+
+SAFE_WEIGHTS_NAME = "model.safetensors"
+SAFE_WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
+# The safetensors library refuses headers above 100 MB; so do we, before reading one.
+MAX_HEADER_BYTES = 100 * 1024 * 1024
+
+
+class SafetensorsFormatError(_core.FormatError):
+    """A safetensors file or index is malformed (a ValueError)."""
+
+
+def read_safetensors(path):
+    """Maps a .safetensors file and returns {name: StoredTensor}; raises SafetensorsFormatError when malformed."""
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"checkpoint file {path} does not exist") from None
+    with f:
+        size = os.fstat(f.fileno()).st_size
+        if size < 8:
+            raise SafetensorsFormatError(f"{path}: file of {size} bytes is too short for a safetensors header")
+        (header_len,) = struct.unpack("<Q", f.read(8))
+        if header_len > size - 8:
+            raise SafetensorsFormatError(
+                f"{path}: header length {header_len} runs past the end of the file ({size} bytes): truncated?"
+            )
+        if header_len > MAX_HEADER_BYTES:
+            raise SafetensorsFormatError(f"{path}: header length {header_len} exceeds {MAX_HEADER_BYTES} bytes")
+        header_bytes = f.read(header_len)
+        try:
+            header = json.loads(header_bytes.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise SafetensorsFormatError(f"{path}: header is not valid JSON ({e})") from None
+        if not isinstance(header, dict):
+            raise SafetensorsFormatError(f"{path}: header is not a JSON object")
+        data_start = 8 + header_len
+        data_len = size - data_start
+        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size > 0 else None
+
+    view = memoryview(mapped)
+    tensors = {}
+    spans = []
+    for name, entry in header.items():
+        if name == "__metadata__":
+            if not isinstance(entry, dict):
+                raise SafetensorsFormatError(f"{path}: __metadata__ is not a JSON object")
+            continue
+        tensors[name] = parse_entry(path, name, entry, data_len, view, data_start)
+        begin, end = entry["data_offsets"]
+        if end > begin:
+            spans.append((begin, end, name))
+    spans.sort()
+    for (b0, e0, n0), (b1, e1, n1) in zip(spans, spans[1:]):
+        if b1 < e0:
+            raise SafetensorsFormatError(f"{path}: tensors {n0!r} and {n1!r} overlap")
+    return tensors
+
+
+def parse_entry(path, name, entry, data_len, view, data_start):
+    where = f"{path}: tensor {name!r}"
+    if not isinstance(entry, dict):
+        raise SafetensorsFormatError(f"{where}: entry is not a JSON object")
+    dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+    if dtype not in SAFETENSORS_DTYPES:
+        raise SafetensorsFormatError(f"{where}: unknown dtype {dtype!r}")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        raise SafetensorsFormatError(f"{where}: shape {shape!r} is not a list of non-negative integers")
+    if (
+        not isinstance(offsets, list)
+        or len(offsets) != 2
+        or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
+    ):
+        raise SafetensorsFormatError(f"{where}: data_offsets {offsets!r} is not a pair of integers")
+    begin, end = offsets
+    if not 0 <= begin <= end <= data_len:
+        raise SafetensorsFormatError(
+            f"{where}: data_offsets [{begin}, {end}] fall outside the data area of {data_len} bytes (truncated file?)"
+        )
+    itemsize = SAFETENSORS_DTYPES[dtype][0]
+    count = 1
+    for d in shape:
+        count *= d
+    if itemsize is not None and count * itemsize != end - begin:
+        raise SafetensorsFormatError(
+            f"{where}: shape {shape} of {dtype} needs {count * itemsize} bytes but data_offsets span {end - begin}"
+        )
+    return StoredTensor(name, path, dtype, tuple(shape), view[data_start + begin : data_start + end])

@@ -1,0 +1,86 @@
+"""The tensors of a checkpoint as every reader returns them, and the dtypes they may be stored in.
+
+The dtypes the core computes with are the core's table (`_core.DTYPE_INFO`: name -> code, itemsize, block size);
+this module only maps file formats' names onto it and says how NumPy views each one's bytes.
+"""
+import numpy as np
+
+from .. import _core
+
+# safetensors' names of the dtypes the core takes (torch storages are mapped to these names too)
+SUPPORTED = {"F32": "float32", "BF16": "bfloat16", "F16": "float16"}
+# ... and the byte sizes of the ones it does not, so that their files are still checked (None: sub-byte)
+UNSUPPORTED_ITEMSIZES = {
+    "F64": 8, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U64": 8, "U32": 4, "U16": 2, "U8": 1, "BOOL": 1,
+    "F8_E4M3": 1, "F8_E5M2": 1, "F8_E8M0": 1, "F4": None, "F6_E2M3": None, "F6_E3M2": None, "C64": 8,
+}
+# safetensors name -> (bytes per element, the core's dtype name or None when unsupported)
+SAFETENSORS_DTYPES = {
+    **{name: (_core.DTYPE_INFO[core].itemsize, core) for name, core in SUPPORTED.items()},
+    **{name: (size, None) for name, size in UNSUPPORTED_ITEMSIZES.items()},
+}
+# How each core dtype's raw elements are viewed in NumPy (bfloat16 has no NumPy type: its bits as uint16).
+STORAGE_NUMPY = {"float32": np.float32, "bfloat16": np.uint16, "float16": np.float16}
+# Names users give to_pretrained's dtype= beside the core's own
+DTYPE_ALIASES = {"float": "float32", "fp32": "float32", "bf16": "bfloat16", "half": "float16", "fp16": "float16"}
+
+
+class StoredTensor:
+    """One tensor of a checkpoint: its dtype, shape and a read-only view of its bytes in the file's map."""
+
+    __slots__ = ("name", "file", "dtype", "shape", "data")
+
+    def __init__(self, name, file, dtype, shape, data):
+        self.name = name
+        self.file = file
+        self.dtype = dtype  # safetensors dtype name, e.g. "BF16"
+        self.shape = shape
+        self.data = data  # memoryview of the bytes
+
+    @property
+    def storage(self):
+        """The core's name of the stored dtype ('float32', 'bfloat16', 'float16'); ValueError for any other."""
+        stored = SAFETENSORS_DTYPES[self.dtype][1]
+        if stored is None:
+            raise ValueError(
+                f"tensor {self.name!r} in {self.file} is stored as {self.dtype}, which nemotron_c does not support "
+                f"(supported: {', '.join(SUPPORTED)})"
+            )
+        return stored
+
+    def array(self, dtype):
+        """The tensor as a NumPy array in `dtype` ('float32', 'bfloat16' or 'float16'; bfloat16 as uint16 bits).
+
+        Without conversion the array is a view of the memory map, unless the bytes are misaligned.
+        """
+        stored = self.storage
+        raw = np.frombuffer(self.data, dtype=STORAGE_NUMPY[stored]).reshape(self.shape)
+        if raw.ctypes.data % raw.itemsize:
+            raw = raw.copy()
+        return convert(raw, stored, dtype)
+
+
+def float32_to_bfloat16_bits(values):
+    """Rounds float32 to bfloat16 to nearest even, as torch does; returns the bits as uint16."""
+    bits = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32)
+    rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
+    nan = np.isnan(values)
+    if nan.any():
+        rounded[nan] = ((bits[nan] >> 16) | 0x0040).astype(np.uint16)
+    return rounded
+
+
+def convert(raw, stored, dtype):
+    if stored == dtype:
+        return raw
+    if stored == "bfloat16":
+        as_float32 = (raw.astype(np.uint32) << 16).view(np.float32)
+    else:
+        as_float32 = raw.astype(np.float32)
+    if dtype == "float32":
+        return as_float32
+    if dtype == "bfloat16":
+        return float32_to_bfloat16_bits(as_float32)
+    return as_float32.astype(np.float16)
+
+

@@ -1,0 +1,210 @@
+"""The weight table: which checkpoint tensors the core takes, in which order and dtype, and the config it runs.
+
+Transformers' state-dict names -> the core's tensor list (nt_global_tensor, then nt_layer_tensor for each layer),
+the dtype each is handed over in, the activation codes; the task heads read their weights through here too.
+"""
+import numpy as np
+
+from .. import _core
+from ..checkpoint.tensors import DTYPE_ALIASES, STORAGE_NUMPY, convert
+from .inputs import to_numpy
+from .rope import rope_parameters
+
+# Transformers' hidden_act names -> the core's activation names
+ACTIVATIONS = {
+    "relu2": "relu2",
+    "relu": "relu",
+    "silu": "silu",
+    "swish": "silu",
+    "gelu": "gelu",
+    "gelu_python": "gelu",
+    "gelu_new": "gelu_tanh",
+    "gelu_pytorch_tanh": "gelu_tanh",
+    "gelu_python_tanh": "gelu_tanh",
+    "gelu_fast": "gelu_tanh",
+    "gelu_accurate": "gelu_tanh",
+    "gelu_10": "gelu_clipped",
+    "quick_gelu": "quick_gelu",
+    "sigmoid": "sigmoid",
+    "leaky_relu": "leaky_relu",
+    "linear": "identity",
+    "mish": "mish",
+    "relu6": "relu6",
+    "tanh": "tanh",
+    "hardswish": "hardswish",
+    "laplace": "laplace",
+    "sqrtsoftplus": "sqrt_softplus",
+}
+
+# Per-layer tensor names in the order of the core's nt_layer_tensor enum.
+LAYER_TENSOR_NAMES = (
+    "input_layernorm.weight", "input_layernorm.bias",
+    "self_attn.q_proj.weight", "self_attn.q_proj.bias",
+    "self_attn.k_proj.weight", "self_attn.k_proj.bias",
+    "self_attn.v_proj.weight", "self_attn.v_proj.bias",
+    "self_attn.o_proj.weight", "self_attn.o_proj.bias",
+    "post_attention_layernorm.weight", "post_attention_layernorm.bias",
+    "mlp.up_proj.weight", "mlp.up_proj.bias",
+    "mlp.down_proj.weight", "mlp.down_proj.bias",
+)
+assert len(LAYER_TENSOR_NAMES) == _core.LAYER_TENSOR_COUNT
+# The same names in the order of Transformers' state_dict (module registration order), which decides the shards.
+STATE_DICT_LAYER_ORDER = LAYER_TENSOR_NAMES[2:10] + LAYER_TENSOR_NAMES[12:16] + LAYER_TENSOR_NAMES[0:2] + \
+    LAYER_TENSOR_NAMES[10:12]
+BACKBONE_PREFIXES = ("model.", "transformer.", "")
+
+
+
+def resolve_dtype(dtype):
+    """The core's name of a weight dtype ('float32', 'bfloat16', 'float16') from a name, a NumPy dtype or a torch dtype; None keeps the stored one."""
+    if dtype is None or (isinstance(dtype, str) and dtype == "auto"):
+        return None
+    if isinstance(dtype, str):
+        name = dtype
+    elif type(dtype).__module__ == "torch" or str(dtype).startswith("torch."):
+        name = str(dtype)
+    else:
+        try:
+            name = np.dtype(dtype).name
+        except TypeError:
+            raise TypeError(f"dtype must be a name, a NumPy dtype or a torch dtype, not {dtype!r}") from None
+    name = name.removeprefix("torch.")
+    name = DTYPE_ALIASES.get(name, name)
+    if name not in STORAGE_NUMPY:
+        raise ValueError(f"unsupported dtype {dtype!r}: nemotron_c stores weights as {', '.join(STORAGE_NUMPY)}")
+    return name
+
+
+def find_backbone_prefix(tensors, preferred):
+    for prefix in (preferred + ".",) + BACKBONE_PREFIXES:
+        if prefix + "embed_tokens.weight" in tensors:
+            return prefix
+    raise ValueError(
+        "checkpoint lacks the embedding tensor (looked for 'model.embed_tokens.weight', "
+        "'transformer.embed_tokens.weight' and 'embed_tokens.weight')"
+    )
+
+
+def resolve_storage(stored, dtype):
+    """The dtype a weight is handed to the core in: the requested one, else the stored one (arrays: float32)."""
+    return dtype or getattr(stored, "storage", "float32")
+
+
+def activation_code(name):
+    if name not in ACTIVATIONS:
+        raise NotImplementedError(
+            f"hidden_act {name!r} is not supported (supported: {', '.join(sorted(ACTIVATIONS))})"
+        )
+    return _core.ACTIVATIONS[ACTIVATIONS[name]]
+
+
+def layer_shapes(config):
+    """{per-layer tensor name: its shape} as the config implies."""
+    H, I = config.hidden_size, config.intermediate_size
+    QD = config.num_attention_heads * config.head_dim
+    KVD = config.num_key_value_heads * config.head_dim
+    return {
+        "input_layernorm.weight": (H,), "input_layernorm.bias": (H,),
+        "self_attn.q_proj.weight": (QD, H), "self_attn.q_proj.bias": (QD,),
+        "self_attn.k_proj.weight": (KVD, H), "self_attn.k_proj.bias": (KVD,),
+        "self_attn.v_proj.weight": (KVD, H), "self_attn.v_proj.bias": (KVD,),
+        "self_attn.o_proj.weight": (H, QD), "self_attn.o_proj.bias": (H,),
+        "post_attention_layernorm.weight": (H,), "post_attention_layernorm.bias": (H,),
+        "mlp.up_proj.weight": (I, H), "mlp.up_proj.bias": (I,),
+        "mlp.down_proj.weight": (H, I), "mlp.down_proj.bias": (H,),
+    }
+
+
+def select_tensors(config, tensors, base_model_prefix, has_lm_head):
+    """[(name, StoredTensor or array, or None when absent)] in the core's order, names without the backbone prefix;
+    a required tensor missing or of the wrong shape raises ValueError naming it."""
+    prefix = find_backbone_prefix(tensors, base_model_prefix)
+
+    def tensor(full, shape):
+        stored = tensors.get(full)
+        if stored is None:
+            raise ValueError(f"checkpoint lacks tensor {full!r}")
+        if tuple(stored.shape) != shape:
+            raise ValueError(f"tensor {full!r} has shape {tuple(stored.shape)}, the config implies {shape}")
+        return stored
+
+    H, V = config.hidden_size, config.vocab_size
+    optional = {
+        "self_attn.q_proj.bias": config.attention_bias, "self_attn.k_proj.bias": config.attention_bias,
+        "self_attn.v_proj.bias": config.attention_bias, "self_attn.o_proj.bias": config.attention_bias,
+        "mlp.up_proj.bias": config.mlp_bias, "mlp.down_proj.bias": config.mlp_bias,
+    }
+    selected = [(name, tensor(prefix + name, shape)) for name, shape in
+                (("embed_tokens.weight", (V, H)), ("norm.weight", (H,)), ("norm.bias", (H,)))]
+    if has_lm_head and not config.tie_word_embeddings:
+        if "lm_head.weight" not in tensors:
+            raise ValueError("checkpoint lacks tensor 'lm_head.weight' (and tie_word_embeddings is false)")
+        selected.append(("lm_head.weight", tensor("lm_head.weight", (V, H))))
+    else:
+        selected.append(("lm_head.weight", None))
+    shapes = layer_shapes(config)
+    for layer in range(config.num_hidden_layers):
+        for name in LAYER_TENSOR_NAMES:
+            full = f"layers.{layer}.{name}"
+            use = optional.get(name, True)
+            selected.append((full, tensor(prefix + full, shapes[name]) if use else None))
+    return selected
+
+
+def core_arrays(selected, dtype):
+    """The arrays handed to the core ([(array or None, dtype code, shape)]) and {name: (array, dtype name)} of the
+    present ones (what save_pretrained writes), each in `dtype` or, when None, its stored dtype."""
+    arrays, weights = [], {}
+    for name, stored in selected:
+        if stored is None:
+            arrays.append((None, 0, (1,)))
+            continue
+        storage = resolve_storage(stored, dtype)
+        array = stored.array(storage) if hasattr(stored, "array") else np.ascontiguousarray(stored)
+        arrays.append((array, _core.DTYPE_INFO[storage].code, tuple(array.shape)))
+        weights[name] = (array, storage)
+    return arrays, weights
+
+
+def float32_weight(stored, dtype):
+    """A head's weight as float32 after rounding to the model's storage dtype, as the core treats every weight."""
+    if hasattr(stored, "array"):
+        return np.ascontiguousarray(convert(stored.array(dtype), dtype, "float32"))
+    return np.ascontiguousarray(stored, dtype=np.float32)
+
+
+def core_config(config):
+    """The settings of the core's nt_config, by the names of its field table."""
+    inv_freq, rope_scaling = rope_parameters(config)
+    return {
+        "vocab_size": config.vocab_size, "hidden_size": config.hidden_size,
+        "intermediate_size": config.intermediate_size, "num_hidden_layers": config.num_hidden_layers,
+        "num_attention_heads": config.num_attention_heads, "num_key_value_heads": config.num_key_value_heads,
+        "head_dim": config.head_dim, "rotary_dim": config.rotary_dim,
+        "inv_freq": inv_freq, "rope_attention_scaling": rope_scaling,
+        "norm_eps": float(config.norm_eps), "hidden_act": activation_code(config.hidden_act),
+        "attention_bias": int(bool(config.attention_bias)), "mlp_bias": int(bool(config.mlp_bias)),
+        "tie_word_embeddings": int(bool(config.tie_word_embeddings)),
+    }
+
+
+class Embedding:
+    """Token ids -> float32 embedding rows, for building inputs_embeds as with Transformers' nn.Embedding."""
+
+    def __init__(self, table, storage):
+        self._table = table  # (V, H) in its storage dtype (bfloat16 as uint16 bits)
+        self._storage = storage
+        self.num_embeddings, self.embedding_dim = table.shape
+
+    def __call__(self, input_ids):
+        ids = to_numpy(input_ids, "input_ids")
+        if ids.dtype == np.bool_ or not np.issubdtype(ids.dtype, np.integer):
+            raise TypeError(f"input_ids must hold integers, got dtype {ids.dtype}")
+        if ids.size and (ids.min() < 0 or ids.max() >= self.num_embeddings):
+            raise ValueError(f"input_ids must lie in [0, {self.num_embeddings})")
+        return convert(self._table[ids], self._storage, "float32")
+
+    @property
+    def weight(self):
+        """The whole table in float32 (a copy when stored in half precision)."""
+        return convert(self._table, self._storage, "float32")
