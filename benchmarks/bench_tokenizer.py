@@ -50,8 +50,8 @@ def main():
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
 
-    import tokenizer_builders
-    from tokenizer_corpus import training_lines
+    from helpers import tokenizer_builders
+    from helpers.tokenizer_corpus import training_lines
 
     import transformers
     from nemotron_c.tokenizer.tokenization import AutoTokenizer

@@ -21,7 +21,8 @@ import os
 import sys
 import time
 
-from .checkpoint.saving import DEFAULT_MAX_SHARD_SIZE, convert_checkpoint, parse_shard_size
+from .checkpoint.saving import DEFAULT_MAX_SHARD_SIZE, parse_shard_size
+from .conversion import convert_checkpoint
 from .generation.scoring import tokenize
 from .model.modeling import NemotronForCausalLM
 from .tokenizer.tokenization import AutoTokenizer

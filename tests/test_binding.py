@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import nemotron_c
-from conftest import interrupt_child
+from helpers.interrupt import interrupt_child
 from nemotron_c import _core
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -61,8 +61,8 @@ THREAD_COUNTS = textwrap.dedent("""
     sys.path.insert(0, {root!r})
     sys.path.insert(0, {tests!r})
     import nemotron_c
-    from tokenizer_builders import train, USER_DEFINED, CONTROL
-    from tokenizer_corpus import training_lines
+    from helpers.tokenizer_builders import CONTROL, USER_DEFINED, train
+    from helpers.tokenizer_corpus import training_lines
 
     def threads():
         return len(os.listdir("/proc/self/task"))

@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 import torch
 import transformers
-from conftest import assert_close, build_hf_model, hf_from_pretrained, hf_logits, save_bin
-from tokenizer_builders import build_all
+from helpers.compare import assert_close
+from helpers.transformers_reference import build_hf_model, hf_from_pretrained, hf_logits, save_bin
+from helpers.tokenizer_builders import build_all
 
 import nemotron_c
 

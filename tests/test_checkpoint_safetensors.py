@@ -12,6 +12,7 @@ import nemotron_c
 from nemotron_c import _core
 from nemotron_c.checkpoint.safetensors import SafetensorsFormatError, read_safetensors
 from nemotron_c.checkpoint.tensors import SAFETENSORS_DTYPES, STORAGE_NUMPY
+from helpers.checkpoints import write_random_checkpoint
 
 IDS = np.array([[1, 5, 7, 9]])
 
@@ -27,9 +28,23 @@ def write_raw_safetensors(path, header, data):
         f.write(struct.pack("<Q", len(header_bytes)) + header_bytes + data)
 
 
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    """written(**options) -> a random checkpoint's directory (no torch: these tests run without it)."""
+    made = {}
+
+    def write(**options):
+        key = repr(sorted(options.items()))
+        if key not in made:
+            made[key] = write_random_checkpoint(tmp_path_factory.mktemp("written"), **options)
+        return made[key]
+
+    return write
+
+
 @pytest.fixture
-def good(checkpoint, tmp_path):
-    return copy_checkpoint(checkpoint(), tmp_path / "good")
+def good(written, tmp_path):
+    return copy_checkpoint(written(), tmp_path / "good")
 
 
 def weights_path(directory):
@@ -209,8 +224,8 @@ def test_header_length_beyond_file_and_garbage(tmp_path):
         read_safetensors(path)
 
 
-def test_sharded_index_cannot_escape_directory(checkpoint, tmp_path):
-    directory = copy_checkpoint(checkpoint(shard_size="40KB"), tmp_path / "sharded")
+def test_sharded_index_cannot_escape_directory(written, tmp_path):
+    directory = copy_checkpoint(written(shard_size="40KB"), tmp_path / "sharded")
     index_path = os.path.join(directory, "model.safetensors.index.json")
     with open(index_path) as f:
         index = json.load(f)
@@ -225,8 +240,8 @@ def test_sharded_index_cannot_escape_directory(checkpoint, tmp_path):
             nemotron_c.AutoModelForCausalLM.from_pretrained(directory)
 
 
-def test_sharded_index_naming_missing_tensor(checkpoint, tmp_path):
-    directory = copy_checkpoint(checkpoint(shard_size="40KB"), tmp_path / "sharded")
+def test_sharded_index_naming_missing_tensor(written, tmp_path):
+    directory = copy_checkpoint(written(shard_size="40KB"), tmp_path / "sharded")
     index_path = os.path.join(directory, "model.safetensors.index.json")
     with open(index_path) as f:
         index = json.load(f)
@@ -259,8 +274,8 @@ def test_unaligned_tensor_is_copied_not_misread(good):
     np.testing.assert_array_equal(got, expected)
 
 
-def test_bad_inputs_raise(checkpoint):
-    model = nemotron_c.AutoModelForCausalLM.from_pretrained(checkpoint())
+def test_bad_inputs_raise(written):
+    model = nemotron_c.AutoModelForCausalLM.from_pretrained(written())
     with pytest.raises(ValueError, match="token id -1"):
         model(np.array([[1, -1, 3]]))
     with pytest.raises(ValueError, match="token id 96"):

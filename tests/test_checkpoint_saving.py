@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 import torch
 import transformers
-from conftest import assert_close, hf_from_pretrained, hf_logits
+from helpers.compare import assert_close
+from helpers.transformers_reference import hf_from_pretrained, hf_logits
 from huggingface_hub.serialization._base import parse_size_to_int, split_state_dict_into_shards_factory
 from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 from test_configuration import DICTS as CONFIG_DICTS
-from tokenizer_builders import build_all
+from helpers.tokenizer_builders import build_all
 
 import nemotron_c
 from nemotron_c.checkpoint.saving import TensorToSave, parse_shard_size, plan_shards, safetensors_header

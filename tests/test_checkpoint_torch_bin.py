@@ -15,7 +15,8 @@ import torch
 import nemotron_c
 from nemotron_c.checkpoint import torch_bin
 from nemotron_c.checkpoint.reading import read_checkpoint, read_torch_bin
-from conftest import assert_close, build_hf_model, hf_from_pretrained, hf_logits, save_bin
+from helpers.compare import assert_close
+from helpers.transformers_reference import build_hf_model, hf_from_pretrained, hf_logits, save_bin
 
 IDS = np.array([[1, 5, 7, 9, 3, 60], [2, 4, 8, 16, 32, 64]])
 

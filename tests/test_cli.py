@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 import transformers
-from conftest import assert_close, build_hf_model, save_bin
+from helpers.compare import assert_close
+from helpers.transformers_reference import build_hf_model, save_bin
 from safetensors.numpy import load_file
 from test_scoring import word_tokenizer
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from generation_reference import MASK, PROMPTS, assert_scores_equal, hf_generate, models, our_generate  # noqa: F401
+from helpers.generation_reference import MASK, PROMPTS, assert_scores_equal, hf_generate, models, our_generate  # noqa: F401
 
 DICT = dict(return_dict_in_generate=True, output_scores=True, output_logits=True)
 

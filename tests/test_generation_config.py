@@ -9,7 +9,7 @@ import torch
 import transformers
 
 import nemotron_c
-from generation_reference import MASK, PROMPTS, hf_generate, models, our_generate  # noqa: F401
+from helpers.generation_reference import MASK, PROMPTS, hf_generate, models, our_generate  # noqa: F401
 
 
 def public(config):

@@ -6,8 +6,8 @@ import time
 import numpy as np
 import pytest
 
-from conftest import interrupt_child
-from generation_reference import PROMPTS, models, our_generate  # noqa: F401
+from helpers.interrupt import interrupt_child
+from helpers.generation_reference import PROMPTS, models, our_generate  # noqa: F401
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from generation_reference import MASK, PROMPTS, hf_generate, models, our_generate  # noqa: F401
+from helpers.generation_reference import MASK, PROMPTS, hf_generate, models, our_generate  # noqa: F401
 
 DRAWS = 4000
 

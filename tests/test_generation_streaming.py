@@ -9,7 +9,7 @@ import transformers
 from tokenizers import Tokenizer, decoders, models as tokenizer_models, pre_tokenizers
 
 import nemotron_c
-from generation_reference import MASK, PROMPTS, hf_generate, models, our_generate  # noqa: F401
+from helpers.generation_reference import MASK, PROMPTS, hf_generate, models, our_generate  # noqa: F401
 
 # 96 tokens: four specials, the letters, a space, then pieces of words (byte-level: 'Ġ' is a space)
 PIECES = ["st", "op", "Ġthe", "ing", "er", "Ġst", "ed", "Ġa", "on", "Ġto", "es", "en", "Ġand", "at", "or", "Ġof",

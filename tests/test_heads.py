@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import torch
 import transformers
-from conftest import assert_close, hf_from_pretrained
+from helpers.compare import assert_close
+from helpers.transformers_reference import hf_from_pretrained
 
 import nemotron_c
 from nemotron_c.model.heads import (

@@ -14,8 +14,8 @@ import torch
 import transformers
 
 import nemotron_c
-from conftest import build_hf_model, save_bin
-from tokenizer_builders import build_all
+from helpers.transformers_reference import build_hf_model, save_bin
+from helpers.tokenizer_builders import build_all
 
 MESSAGES = [
     {"role": "system", "content": "You are a friendly chatbot who always responds in the style of a pirate"},

@@ -5,7 +5,9 @@ import torch
 import transformers
 
 import nemotron_c
-from conftest import assert_close, hf_from_pretrained, hf_logits
+from nemotron_c.checkpoint.reading import read_checkpoint
+from helpers.compare import assert_close
+from helpers.transformers_reference import hf_from_pretrained, hf_logits
 
 RNG = np.random.default_rng(1234)
 IDS = RNG.integers(0, 96, size=(2, 9))
@@ -360,7 +362,6 @@ def test_pickle_reloads_from_the_checkpoint(checkpoint):
 def test_pickle_refuses_a_model_not_loaded_by_from_pretrained(checkpoint):
     import pickle
 
-    from nemotron_c.checkpoint.reading import read_checkpoint
 
     config = nemotron_c.NemotronConfig.from_pretrained(checkpoint())
     built = nemotron_c.NemotronForCausalLM(config, read_checkpoint(checkpoint()))

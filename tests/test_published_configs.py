@@ -14,7 +14,8 @@ import transformers
 
 import nemotron_c
 from nemotron_c.model.rope import rope_parameters
-from conftest import assert_close, hf_from_pretrained, hf_logits, randomize
+from helpers.compare import assert_close
+from helpers.transformers_reference import hf_from_pretrained, hf_logits, randomize
 
 CONFIGS = os.path.join(os.path.dirname(__file__), "data", "configs")
 NAMES = ["Minitron-4B-Base", "Minitron-8B-Base", "Nemotron-Mini-4B-Instruct"]

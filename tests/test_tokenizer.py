@@ -6,8 +6,8 @@ import time
 import numpy as np
 import pytest
 
-from tokenizer_builders import SPM_ONLY, VARIANTS, build_all
-from tokenizer_corpus import make_test_corpus
+from helpers.tokenizer_builders import SPM_ONLY, VARIANTS, build_all
+from helpers.tokenizer_corpus import make_test_corpus
 
 import sentencepiece  # noqa: F401  (the tests train tokenizers with it)
 import transformers
@@ -481,3 +481,12 @@ def test_pickle_round_trip(dirs, corpus):
     again = pickle.loads(pickle.dumps(ours))
     assert (again.pad_token, again.padding_side) == ("</s>", "right")
     assert again(corpus[:300], padding=True)["input_ids"] == ours(corpus[:300], padding=True)["input_ids"]
+
+
+def test_decode_accepts_arrays_and_tensors(dirs):
+    import torch  # the one test of this module that needs torch
+
+    ours, theirs = pair(dirs, "big")
+    ids = theirs.encode("Arrays, tensors and lists 123")
+    for value in (np.array(ids), np.array(ids, dtype=np.int32), torch.tensor(ids), tuple(ids), ids[3]):
+        assert ours.decode(value) == theirs.decode(value)

@@ -11,8 +11,8 @@ import shutil
 import numpy as np
 import pytest
 
-from tokenizer_builders import SPM_ONLY, VARIANTS, build_all
-from tokenizer_corpus import make_test_corpus
+from helpers.tokenizer_builders import SPM_ONLY, VARIANTS, build_all
+from helpers.tokenizer_corpus import make_test_corpus
 
 import transformers
 

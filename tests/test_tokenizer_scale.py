@@ -8,8 +8,8 @@ import random
 import numpy as np
 import pytest
 
-from tokenizer_builders import build_large
-from tokenizer_corpus import make_test_corpus
+from helpers.tokenizer_builders import build_large
+from helpers.tokenizer_corpus import make_test_corpus
 
 import transformers
 

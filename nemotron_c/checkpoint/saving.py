@@ -7,13 +7,10 @@ model saved into the directory it was loaded (memory-mapped) from keeps reading 
 import json
 import os
 import re
-import shutil
 import struct
 
 import numpy as np
 
-from ..model.configuration import NemotronConfig, read_config_json
-from .reading import read_checkpoint
 from .safetensors import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
 from .tensors import SAFETENSORS_DTYPES, SUPPORTED
 
@@ -24,15 +21,10 @@ DEFAULT_MAX_SHARD_SIZE = "50GB"
 SIZE_UNITS = {"TB": 10**12, "GB": 10**9, "MB": 10**6, "KB": 10**3, "TIB": 2**40, "GIB": 2**30, "MIB": 2**20,
               "KIB": 2**10}
 SIZE_PATTERN = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-zA-Z]+)\s*")
-# what the model holds -> safetensors dtype name
 # the core dtypes a safetensors file can hold, with their names there and their sizes
 SAFETENSORS_NAMES = {core: name for name, core in SUPPORTED.items()}
 ITEMSIZES = {core: SAFETENSORS_DTYPES[name][0] for name, core in SUPPORTED.items()}
 SHARD_PATTERN = re.compile(r"(.*?)-\d{5}-of-\d{5}")
-CONFIG_NAME = "config.json"
-# what convert copies from beside the weights: configs and every tokenizer file Transformers reads
-CHECKPOINT_SIDE_FILES = (CONFIG_NAME, "generation_config.json", "tokenizer.json", "tokenizer_config.json",
-                         "special_tokens_map.json", "tokenizer.model", "added_tokens.json", "chat_template.jinja")
 
 
 def parse_shard_size(size):
@@ -226,43 +218,3 @@ def save_model(model, save_directory, max_shard_size=DEFAULT_MAX_SHARD_SIZE, saf
     if model.can_generate():
         model.generation_config.save_pretrained(save_directory)
     save_weights(save_directory, [TensorToSave.of(*t) for t in tensors], limit)
-
-
-def convert_checkpoint(source, destination, dtype=None, max_shard_size=DEFAULT_MAX_SHARD_SIZE, overwrite=False,
-                       on_file=None):
-    """Rewrites the checkpoint directory `source` (any format read_checkpoint reads) as safetensors in
-    `destination`, each tensor converted to `dtype` (None keeps the stored one), with the files beside the weights
-    (configs, tokenizer) copied over. Tensors keep their names; a tied lm_head.weight is dropped as Transformers
-    drops it when saving. Returns the names of the files written."""
-    source, destination = os.fspath(source), os.fspath(destination)
-    if not os.path.isdir(source):
-        raise FileNotFoundError(f"{source!r} is not a checkpoint directory")
-    if os.path.realpath(source) == os.path.realpath(destination):
-        raise ValueError("the destination is the source directory: convert into a new directory")
-    if os.path.isdir(destination) and os.listdir(destination) and not overwrite:
-        raise FileExistsError(f"{destination!r} is not empty (pass overwrite=True, --overwrite, to write into it)")
-    limit = parse_shard_size(max_shard_size)
-    if dtype is not None and dtype not in ITEMSIZES:
-        raise ValueError(f"dtype must be one of {', '.join(ITEMSIZES)}, not {dtype!r}")
-    config = NemotronConfig.from_pretrained(source)  # refuses what is not a Nemotron checkpoint
-    stored = read_checkpoint(source)
-    if config.tie_word_embeddings and any(name.endswith("embed_tokens.weight") for name in stored):
-        stored.pop("lm_head.weight", None)
-    tensors = [TensorToSave(name, dtype or t.storage, t.shape, lambda t=t: t.array(dtype or t.storage))
-               for name, t in stored.items()]
-    destination = prepare_directory(destination)
-
-    written = []
-    for file_name in CHECKPOINT_SIDE_FILES:
-        path = os.path.join(source, file_name)
-        if not os.path.isfile(path):
-            continue
-        if file_name == CONFIG_NAME and dtype is not None:
-            data = read_config_json(path)
-            data.pop("torch_dtype", None)
-            data["dtype"] = dtype
-            write_text(os.path.join(destination, file_name), json.dumps(data, indent=2, sort_keys=True) + "\n")
-        else:
-            shutil.copyfile(path, os.path.join(destination, file_name))
-        written.append(file_name)
-    return written + save_weights(destination, tensors, limit, on_file=on_file)

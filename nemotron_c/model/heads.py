@@ -84,8 +84,13 @@ class NemotronHeadModel(NemotronPreTrainedModel):
         return super()._tensors_to_save() + [(name, convert(np.ascontiguousarray(value, dtype=np.float32), "float32",
                                                               self.dtype), self.dtype) for name, value in head]
 
-    def _hidden(self, input_ids, attention_mask, position_ids, cache, use_cache, output_hidden_states):
-        """(last_hidden (B, T, H), all hidden states or None, cache) from one core call."""
+    def _hidden(self, input_ids, attention_mask, position_ids, past_key_values, cache, use_cache, output_hidden_states,
+                inputs_embeds, output_attentions, kwargs):
+        """(last_hidden (B, T, H), all hidden states or None, cache) from one core call; the heads' common checks."""
+        check_unsupported(inputs_embeds, output_attentions, kwargs)
+        if input_ids is None:
+            raise ValueError("You must specify input_ids")
+        cache = past_key_values if cache is None else cache
         want_all = self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
         result = self._run(input_ids, attention_mask, position_ids, cache, use_cache, last_hidden=True,
                            all_hidden=want_all)
@@ -121,14 +126,10 @@ class NemotronForSequenceClassification(NemotronHeadModel):
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
                 inputs_embeds=None, labels=None, use_cache=None, output_attentions=None, output_hidden_states=None,
                 return_dict=None, cache=None, **kwargs):
-        check_unsupported(inputs_embeds, output_attentions, kwargs)
-        if input_ids is None:
-            raise ValueError("You must specify input_ids")
-        cache = past_key_values if cache is None else cache
         use_cache = self.config.use_cache if use_cache is None else use_cache
+        last, all_hidden, cache = self._hidden(input_ids, attention_mask, position_ids, past_key_values, cache,
+                                               use_cache, output_hidden_states, inputs_embeds, output_attentions, kwargs)
         ids = to_numpy(input_ids, "input_ids")
-        last, all_hidden, cache = self._hidden(input_ids, attention_mask, position_ids, cache, use_cache,
-                                               output_hidden_states)
         B, T = last.shape[:2]
         pooled = self._apply_head(last[np.arange(B), pooling_positions(ids.reshape(B, T), self.config.pad_token_id)])
         loss = None if labels is None else sequence_classification_loss(pooled, labels, self.config)
@@ -154,12 +155,8 @@ class NemotronForQuestionAnswering(NemotronHeadModel):
                 inputs_embeds=None, start_positions=None, end_positions=None, output_attentions=None,
                 output_hidden_states=None, return_dict=None, cache=None, **kwargs):
         kwargs.pop("use_cache", None)  # Transformers' QA output has no cache to return
-        check_unsupported(inputs_embeds, output_attentions, kwargs)
-        if input_ids is None:
-            raise ValueError("You must specify input_ids")
-        cache = past_key_values if cache is None else cache
-        last, all_hidden, _ = self._hidden(input_ids, attention_mask, position_ids, cache, False,
-                                           output_hidden_states)
+        last, all_hidden, _ = self._hidden(input_ids, attention_mask, position_ids, past_key_values, cache, False,
+                                           output_hidden_states, inputs_embeds, output_attentions, kwargs)
         logits = self._apply_head(last)
         start_logits = np.ascontiguousarray(logits[..., 0])
         end_logits = np.ascontiguousarray(logits[..., 1])
@@ -192,13 +189,10 @@ class NemotronForTokenClassification(NemotronHeadModel):
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
                 inputs_embeds=None, labels=None, use_cache=None, output_attentions=None, output_hidden_states=None,
                 return_dict=None, cache=None, **kwargs):
-        check_unsupported(inputs_embeds, output_attentions, kwargs)
-        if input_ids is None:
-            raise ValueError("You must specify input_ids")
-        cache = past_key_values if cache is None else cache
         # the output has no cache field: keep one only when the caller passed one to extend
-        last, all_hidden, _ = self._hidden(input_ids, attention_mask, position_ids, cache, bool(use_cache),
-                                           output_hidden_states)
+        last, all_hidden, _ = self._hidden(input_ids, attention_mask, position_ids, past_key_values, cache,
+                                           bool(use_cache), output_hidden_states, inputs_embeds, output_attentions,
+                                           kwargs)
         logits = self._apply_head(last)
         loss = None if labels is None else token_classification_loss(logits, labels, self.config.num_labels)
         output = TokenClassifierOutput(loss=loss, logits=logits, hidden_states=all_hidden)

@@ -233,6 +233,15 @@ class NemotronPreTrainedModel:
 
     # ------------------------------------------------------------ forward
 
+    def _forward_settings(self, past_key_values, cache, use_cache, output_hidden_states, output_attentions):
+        """(cache, use_cache, output_hidden_states, output_attentions) as every forward resolves them: the cache by
+        either name, and None meaning the config's value."""
+        config = self.config
+        return (past_key_values if cache is None else cache,
+                config.use_cache if use_cache is None else use_cache,
+                config.output_hidden_states if output_hidden_states is None else output_hidden_states,
+                config.output_attentions if output_attentions is None else output_attentions)
+
     def _run(self, input_ids, attention_mask, position_ids, cache, use_cache, *, inputs_embeds=None, logits=False,
              logits_to_keep=0, last_hidden=False, all_hidden=False, attentions=False):
         """Validates the inputs and makes the one core call; returns a ForwardResult holding the outputs asked for
@@ -322,10 +331,8 @@ class NemotronModel(NemotronPreTrainedModel):
                 inputs_embeds=None, use_cache=None, output_attentions=None, output_hidden_states=None,
                 return_dict=None, cache=None, **kwargs):
         check_extra_kwargs(kwargs)
-        cache = past_key_values if cache is None else cache
-        use_cache = self.config.use_cache if use_cache is None else use_cache
-        want_all = self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
-        want_attentions = self.config.output_attentions if output_attentions is None else output_attentions
+        cache, use_cache, want_all, want_attentions = self._forward_settings(
+            past_key_values, cache, use_cache, output_hidden_states, output_attentions)
         result = self._run(input_ids, attention_mask, position_ids, cache, use_cache, inputs_embeds=inputs_embeds,
                            last_hidden=True, all_hidden=want_all, attentions=want_attentions)
         output = BaseModelOutputWithPast(
@@ -361,10 +368,8 @@ class NemotronForCausalLM(NemotronPreTrainedModel):
                 inputs_embeds=None, labels=None, use_cache=None, output_attentions=None, output_hidden_states=None,
                 return_dict=None, logits_to_keep=0, cache=None, **kwargs):
         check_extra_kwargs(kwargs)
-        cache = past_key_values if cache is None else cache
-        use_cache = self.config.use_cache if use_cache is None else use_cache
-        want_all = self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
-        want_attentions = self.config.output_attentions if output_attentions is None else output_attentions
+        cache, use_cache, want_all, want_attentions = self._forward_settings(
+            past_key_values, cache, use_cache, output_hidden_states, output_attentions)
         result = self._run(input_ids, attention_mask, position_ids, cache, use_cache, inputs_embeds=inputs_embeds,
                            logits=True, logits_to_keep=logits_to_keep, all_hidden=want_all, attentions=want_attentions)
         loss = None if labels is None else causal_lm_loss(result.logits, labels, self.config.vocab_size)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import nemotron_c
-from conftest import hf_from_pretrained
+from .transformers_reference import hf_from_pretrained
 
 # Larger weights make the logits peaked, so that float32 rounding never decides an argmax.
 PEAKED = dict(scale=0.25)

@@ -6,7 +6,7 @@ import json
 import os
 import shutil
 
-from tokenizer_corpus import training_lines
+from .tokenizer_corpus import training_lines
 
 # Nemotron-Mini-4B-Instruct's prompt format, written for these tests.
 CHAT_TEMPLATE = (

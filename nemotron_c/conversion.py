@@ -1,0 +1,54 @@
+"""python -m nemotron_c convert: any checkpoint nemotron_c reads, rewritten once as safetensors so that later loads
+map it (it sits above checkpoint/ and model/, both of which it uses)."""
+import json
+import os
+import shutil
+
+from .checkpoint.reading import read_checkpoint
+from .checkpoint.saving import (DEFAULT_MAX_SHARD_SIZE, ITEMSIZES, TensorToSave, parse_shard_size, prepare_directory,
+                                save_weights, write_text)
+from .model.configuration import CONFIG_NAME, NemotronConfig, read_config_json
+
+# what convert copies from beside the weights: configs and every tokenizer file Transformers reads
+CHECKPOINT_SIDE_FILES = (CONFIG_NAME, "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+                         "special_tokens_map.json", "tokenizer.model", "added_tokens.json", "chat_template.jinja")
+
+
+def convert_checkpoint(source, destination, dtype=None, max_shard_size=DEFAULT_MAX_SHARD_SIZE, overwrite=False,
+                       on_file=None):
+    """Rewrites the checkpoint directory `source` (any format read_checkpoint reads) as safetensors in
+    `destination`, each tensor converted to `dtype` (None keeps the stored one), with the files beside the weights
+    (configs, tokenizer) copied over. Tensors keep their names; a tied lm_head.weight is dropped as Transformers
+    drops it when saving. Returns the names of the files written."""
+    source, destination = os.fspath(source), os.fspath(destination)
+    if not os.path.isdir(source):
+        raise FileNotFoundError(f"{source!r} is not a checkpoint directory")
+    if os.path.realpath(source) == os.path.realpath(destination):
+        raise ValueError("the destination is the source directory: convert into a new directory")
+    if os.path.isdir(destination) and os.listdir(destination) and not overwrite:
+        raise FileExistsError(f"{destination!r} is not empty (pass overwrite=True, --overwrite, to write into it)")
+    limit = parse_shard_size(max_shard_size)
+    if dtype is not None and dtype not in ITEMSIZES:
+        raise ValueError(f"dtype must be one of {', '.join(ITEMSIZES)}, not {dtype!r}")
+    config = NemotronConfig.from_pretrained(source)  # refuses what is not a Nemotron checkpoint
+    stored = read_checkpoint(source)
+    if config.tie_word_embeddings and any(name.endswith("embed_tokens.weight") for name in stored):
+        stored.pop("lm_head.weight", None)
+    tensors = [TensorToSave(name, dtype or t.storage, t.shape, lambda t=t: t.array(dtype or t.storage))
+               for name, t in stored.items()]
+    destination = prepare_directory(destination)
+
+    written = []
+    for file_name in CHECKPOINT_SIDE_FILES:
+        path = os.path.join(source, file_name)
+        if not os.path.isfile(path):
+            continue
+        if file_name == CONFIG_NAME and dtype is not None:
+            data = read_config_json(path)
+            data.pop("torch_dtype", None)
+            data["dtype"] = dtype
+            write_text(os.path.join(destination, file_name), json.dumps(data, indent=2, sort_keys=True) + "\n")
+        else:
+            shutil.copyfile(path, os.path.join(destination, file_name))
+        written.append(file_name)
+    return written + save_weights(destination, tensors, limit, on_file=on_file)

@@ -1,0 +1,1 @@
+"""What the tests share: references, comparisons, builders of tokenizers and checkpoints."""
