@@ -74,7 +74,14 @@ class NemotronHeadModel(NemotronPreTrainedModel):
         return float32_weight(stored, self.dtype)
 
     def _shape_message(self, name, got, want):
+        if self.head_name == "score" and len(got) == 2 and got[1] == want[1] and got[0] != want[0]:
+            return (f"tensor {name!r} has {got[0]} rows but config.num_labels is {want[0]}; the checkpoint's head "
+                    f"classifies into {got[0]} labels (fix num_labels / id2label to match)")
         return f"tensor {name!r} has shape {got}, the config implies {want}"
+
+    @property
+    def num_labels(self):
+        return self.config.num_labels
 
     def _tensors_to_save(self):
         # the head holds float32 values already rounded to the model's dtype: converting back is exact
@@ -112,16 +119,6 @@ class NemotronForSequenceClassification(NemotronHeadModel):
 
     def _head_layout(self):
         return self.config.num_labels, False
-
-    def _shape_message(self, name, got, want):
-        if len(got) == 2 and got[1] == want[1] and got[0] != want[0]:
-            return (f"tensor {name!r} has {got[0]} rows but config.num_labels is {want[0]}; the checkpoint's head "
-                    f"classifies into {got[0]} labels (fix num_labels / id2label to match)")
-        return super()._shape_message(name, got, want)
-
-    @property
-    def num_labels(self):
-        return self.config.num_labels
 
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
                 inputs_embeds=None, labels=None, use_cache=None, output_attentions=None, output_hidden_states=None,
@@ -179,12 +176,6 @@ class NemotronForTokenClassification(NemotronHeadModel):
 
     def _head_layout(self):
         return self.config.num_labels, bool(getattr(self.config, "token_classification_bias", True))
-
-    _shape_message = NemotronForSequenceClassification._shape_message
-
-    @property
-    def num_labels(self):
-        return self.config.num_labels
 
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
                 inputs_embeds=None, labels=None, use_cache=None, output_attentions=None, output_hidden_states=None,
