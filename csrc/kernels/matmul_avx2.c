@@ -15,8 +15,14 @@ static inline float hsum(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-static inline __m256 load8(const void *w, nt_dtype dtype, int64_t i) {
+/* Elements i..i+7 of w (N, K) in float32; i is a multiple of 8, so the eight share one int8 group, whose
+ * scale is scales[i / NT_Q8_GROUP] because K is whole groups. */
+static inline __m256 load8(const void *w, const float *scales, nt_dtype dtype, int64_t i) {
     switch (dtype) {
+    case NT_DTYPE_Q8: {
+        __m256i q = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)((const int8_t *)w + i)));
+        return _mm256_mul_ps(_mm256_cvtepi32_ps(q), _mm256_broadcast_ss(scales + i / NT_Q8_GROUP));
+    }
     case NT_DTYPE_BF16: {
         __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)w + i));
         return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
@@ -28,8 +34,9 @@ static inline __m256 load8(const void *w, nt_dtype dtype, int64_t i) {
     }
 }
 
-static inline float load1(const void *w, nt_dtype dtype, int64_t i) {
+static inline float load1(const void *w, const float *scales, nt_dtype dtype, int64_t i) {
     switch (dtype) {
+    case NT_DTYPE_Q8: return (float)((const int8_t *)w)[i] * scales[i / NT_Q8_GROUP];
     case NT_DTYPE_BF16: return nt_bf16_to_f32(((const uint16_t *)w)[i]);
     case NT_DTYPE_F16: return _cvtsh_ss(((const uint16_t *)w)[i]);
     default: return ((const float *)w)[i];
@@ -43,7 +50,7 @@ static inline float load1(const void *w, nt_dtype dtype, int64_t i) {
 enum { GEMV_MAX_ROWS = 3, GEMV_W_ROWS = 4 };
 
 static inline __attribute__((always_inline)) void gemv_block(float *y, const float *x, const void *w,
-                                                             nt_dtype dtype, int64_t N, int64_t K, int64_t m0,
+                                                             const float *scales, nt_dtype dtype, int64_t N, int64_t K, int64_t m0,
                                                              int64_t n0, const int MR, const int NR) {
     __m256 acc[GEMV_MAX_ROWS][GEMV_W_ROWS];
     for (int i = 0; i < MR; i++)
@@ -54,40 +61,40 @@ static inline __attribute__((always_inline)) void gemv_block(float *y, const flo
         __m256 xv[GEMV_MAX_ROWS];
         for (int i = 0; i < MR; i++) xv[i] = _mm256_loadu_ps(xr + i * K + k);
         for (int j = 0; j < NR; j++) {
-            __m256 wv = load8(w, dtype, (n0 + j) * K + k);
+            __m256 wv = load8(w, scales, dtype, (n0 + j) * K + k);
             for (int i = 0; i < MR; i++) acc[i][j] = _mm256_fmadd_ps(xv[i], wv, acc[i][j]);
         }
     }
     for (int i = 0; i < MR; i++)
         for (int j = 0; j < NR; j++) {
             float sum = hsum(acc[i][j]);
-            for (int64_t kk = k; kk < K; kk++) sum += xr[i * K + kk] * load1(w, dtype, (n0 + j) * K + kk);
+            for (int64_t kk = k; kk < K; kk++) sum += xr[i * K + kk] * load1(w, scales, dtype, (n0 + j) * K + kk);
             y[(m0 + i) * N + n0 + j] = sum;
         }
 }
 
 /* Instantiates gemv_block for the row counts of one pass: MR x rows against 4 w rows, then the tail. */
 #define GEMV_PASS(MR)                                                                                       \
-    static void gemv_pass_##MR(float *y, const float *x, const void *w, nt_dtype dtype, int64_t N, int64_t K, \
+    static void gemv_pass_##MR(float *y, const float *x, const void *w, const float *scales, nt_dtype dtype, int64_t N, int64_t K, \
                                int64_t m0, int64_t n_begin, int64_t n_end) {                               \
         int64_t n0 = n_begin;                                                                               \
-        for (; n0 + 4 <= n_end; n0 += 4) gemv_block(y, x, w, dtype, N, K, m0, n0, MR, 4);                   \
-        for (; n0 < n_end; n0++) gemv_block(y, x, w, dtype, N, K, m0, n0, MR, 1);                           \
+        for (; n0 + 4 <= n_end; n0 += 4) gemv_block(y, x, w, scales, dtype, N, K, m0, n0, MR, 4);                   \
+        for (; n0 < n_end; n0++) gemv_block(y, x, w, scales, dtype, N, K, m0, n0, MR, 1);                           \
     }
 GEMV_PASS(1)
 GEMV_PASS(2)
 GEMV_PASS(3)
 
-static void gemv(float *y, const float *x, const void *w, nt_dtype dtype, int64_t M, int64_t N, int64_t K,
+static void gemv(float *y, const float *x, const void *w, const float *scales, nt_dtype dtype, int64_t M, int64_t N, int64_t K,
                  int64_t n_begin, int64_t n_end) {
     for (int64_t m0 = 0; m0 < M; m0 += GEMV_MAX_ROWS) {
         int64_t rows = M - m0;
         if (rows >= 3)
-            gemv_pass_3(y, x, w, dtype, N, K, m0, n_begin, n_end);
+            gemv_pass_3(y, x, w, scales, dtype, N, K, m0, n_begin, n_end);
         else if (rows == 2)
-            gemv_pass_2(y, x, w, dtype, N, K, m0, n_begin, n_end);
+            gemv_pass_2(y, x, w, scales, dtype, N, K, m0, n_begin, n_end);
         else
-            gemv_pass_1(y, x, w, dtype, N, K, m0, n_begin, n_end);
+            gemv_pass_1(y, x, w, scales, dtype, N, K, m0, n_begin, n_end);
     }
 }
 
@@ -119,21 +126,21 @@ static inline void transpose8(__m256 r[8]) {
 
 /* panel (kc, PANEL_NR) = w rows n0..n0+nr-1, columns k0..k0+kc-1, in float32; rows past nr are zero.
  * Full groups of 8 rows by 8 columns go through an 8x8 transpose in registers. */
-static void pack_panel(float *panel, const void *w, nt_dtype dtype, int64_t K, int64_t n0, int64_t nr, int64_t k0,
+static void pack_panel(float *panel, const void *w, const float *scales, nt_dtype dtype, int64_t K, int64_t n0, int64_t nr, int64_t k0,
                        int64_t kc) {
     for (int64_t j0 = 0; j0 < PANEL_NR; j0 += 8) {
         int64_t k = 0;
         if (j0 + 8 <= nr) {
             for (; k + 8 <= kc; k += 8) {
                 __m256 r[8];
-                for (int j = 0; j < 8; j++) r[j] = load8(w, dtype, (n0 + j0 + j) * K + k0 + k);
+                for (int j = 0; j < 8; j++) r[j] = load8(w, scales, dtype, (n0 + j0 + j) * K + k0 + k);
                 transpose8(r);
                 for (int t = 0; t < 8; t++) _mm256_storeu_ps(panel + (k + t) * PANEL_NR + j0, r[t]);
             }
         }
         for (int64_t j = j0; j < j0 + 8; j++)
             for (int64_t kk = k; kk < kc; kk++)
-                panel[kk * PANEL_NR + j] = j < nr ? load1(w, dtype, (n0 + j) * K + k0 + kk) : 0.0f;
+                panel[kk * PANEL_NR + j] = j < nr ? load1(w, scales, dtype, (n0 + j) * K + k0 + kk) : 0.0f;
     }
 }
 
@@ -189,14 +196,14 @@ static void panel_block(float *y, int64_t N, const float *x, int64_t K, const fl
     }
 }
 
-static void gemm(float *y, const float *x, const void *w, nt_dtype dtype, int64_t M, int64_t N, int64_t K,
+static void gemm(float *y, const float *x, const void *w, const float *scales, nt_dtype dtype, int64_t M, int64_t N, int64_t K,
                  int64_t n_begin, int64_t n_end) {
     float panel[PANEL_KC * PANEL_NR] __attribute__((aligned(32)));
     for (int64_t n0 = n_begin; n0 < n_end; n0 += PANEL_NR) {
         int64_t nr = n_end - n0 < PANEL_NR ? n_end - n0 : PANEL_NR;
         for (int64_t k0 = 0; k0 < K; k0 += PANEL_KC) {
             int64_t kc = K - k0 < PANEL_KC ? K - k0 : PANEL_KC;
-            pack_panel(panel, w, dtype, K, n0, nr, k0, kc);
+            pack_panel(panel, w, scales, dtype, K, n0, nr, k0, kc);
             for (int64_t m0 = 0; m0 < M; m0 += PANEL_MR) {
                 int64_t mr = M - m0 < PANEL_MR ? M - m0 : PANEL_MR;
                 panel_block(y + m0 * N + n0, N, x + m0 * K + k0, K, panel, kc, mr, nr, k0 > 0);
@@ -212,9 +219,9 @@ static inline __attribute__((always_inline)) void matmul_avx2(float *y, const fl
                                                               int64_t n_end) {
     int64_t N = w->shape[0], K = w->shape[1];
     if (M >= GEMM_MIN_ROWS)
-        gemm(y, x, w->data, dtype, M, N, K, n_begin, n_end);
+        gemm(y, x, w->data, w->scales, dtype, M, N, K, n_begin, n_end);
     else
-        gemv(y, x, w->data, dtype, M, N, K, n_begin, n_end);
+        gemv(y, x, w->data, w->scales, dtype, M, N, K, n_begin, n_end);
 }
 
 static void matmul_f32_avx2(float *y, const float *x, const nt_tensor *w, int64_t M, int64_t n_begin, int64_t n_end) {
@@ -227,6 +234,10 @@ static void matmul_bf16_avx2(float *y, const float *x, const nt_tensor *w, int64
 
 static void matmul_f16_avx2(float *y, const float *x, const nt_tensor *w, int64_t M, int64_t n_begin, int64_t n_end) {
     matmul_avx2(y, x, w, NT_DTYPE_F16, M, n_begin, n_end);
+}
+
+static void matmul_q8_avx2(float *y, const float *x, const nt_tensor *w, int64_t M, int64_t n_begin, int64_t n_end) {
+    matmul_avx2(y, x, w, NT_DTYPE_Q8, M, n_begin, n_end);
 }
 
 static float dot_avx2(const float *a, const float *b, int64_t n) {
@@ -262,6 +273,7 @@ const nt_kernels nt_kernels_avx2 = {
         [NT_DTYPE_F32] = matmul_f32_avx2,
         [NT_DTYPE_BF16] = matmul_bf16_avx2,
         [NT_DTYPE_F16] = matmul_f16_avx2,
+        [NT_DTYPE_Q8] = matmul_q8_avx2,
     },
     .dot = dot_avx2,
     .axpy = axpy_avx2,
