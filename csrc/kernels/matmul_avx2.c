@@ -98,6 +98,71 @@ static void gemv(float *y, const float *x, const void *w, const float *scales, n
     }
 }
 
+/* ---------------------------------------------------------------- few rows of x, int8 weights
+ * The same streaming of w, with the scale applied once per group rather than once per element: each
+ * group's products sum in `group` accumulators, which then join the row's with one FMA by the scale.
+ * Fewer w rows per pass as MR grows keep both sets of MR x NR accumulators in registers.
+ * Rows of 3072 int8 are short streams, which the hardware prefetcher picks up late on every new block of
+ * rows: prefetching 2 KiB ahead, across into the next block, took a decode matmul from about 75% to about
+ * 100% of bfloat16's bytes per second on a Sapphire Rapids (9 -> 12.5 GB/s). */
+enum { PREFETCH_GROUPS = 2048 / NT_Q8_GROUP };
+static inline __attribute__((always_inline)) void gemv_q8_block(float *y, const float *x, const int8_t *w,
+                                                                const float *scales, int64_t N, int64_t K,
+                                                                int64_t m0, int64_t n0, const int MR, const int NR) {
+    __m256 acc[GEMV_MAX_ROWS][GEMV_W_ROWS], group[GEMV_MAX_ROWS][GEMV_W_ROWS];
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++) acc[i][j] = _mm256_setzero_ps();
+    const float *xr = x + m0 * K;
+    int64_t groups = K / NT_Q8_GROUP;
+    for (int64_t g = 0; g < groups; g++) {
+        for (int i = 0; i < MR; i++)
+            for (int j = 0; j < NR; j++) group[i][j] = _mm256_setzero_ps();
+        /* the group PREFETCH_GROUPS ahead of each row, or past the row's end the next block's rows */
+        int64_t ahead = (g + PREFETCH_GROUPS) * NT_Q8_GROUP;
+        if (ahead >= K) ahead += (NR - 1) * K;
+        if (ahead < K || n0 + 2 * NR <= N)
+            for (int j = 0; j < NR; j++) _mm_prefetch((const char *)(w + (n0 + j) * K + ahead), _MM_HINT_T0);
+        for (int64_t k = g * NT_Q8_GROUP; k < (g + 1) * NT_Q8_GROUP; k += 8)
+            for (int j = 0; j < NR; j++) {
+                __m128i q = _mm_loadl_epi64((const __m128i *)(w + (n0 + j) * K + k));
+                __m256 wv = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q));
+                for (int i = 0; i < MR; i++)
+                    group[i][j] = _mm256_fmadd_ps(_mm256_loadu_ps(xr + i * K + k), wv, group[i][j]);
+            }
+        for (int j = 0; j < NR; j++) {
+            __m256 scale = _mm256_broadcast_ss(scales + (n0 + j) * groups + g);
+            for (int i = 0; i < MR; i++) acc[i][j] = _mm256_fmadd_ps(group[i][j], scale, acc[i][j]);
+        }
+    }
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++) y[(m0 + i) * N + n0 + j] = hsum(acc[i][j]);
+}
+
+#define GEMV_Q8_PASS(MR, NR)                                                                                \
+    static void gemv_q8_pass_##MR(float *y, const float *x, const int8_t *w, const float *scales, int64_t N, \
+                                  int64_t K, int64_t m0, int64_t n_begin, int64_t n_end) {                 \
+        int64_t n0 = n_begin;                                                                               \
+        for (; n0 + NR <= n_end; n0 += NR) gemv_q8_block(y, x, w, scales, N, K, m0, n0, MR, NR);            \
+        for (; n0 < n_end; n0++) gemv_q8_block(y, x, w, scales, N, K, m0, n0, MR, 1);                       \
+    }
+GEMV_Q8_PASS(1, 4)
+GEMV_Q8_PASS(2, 3)
+GEMV_Q8_PASS(3, 2)
+
+/* K is whole groups: the storage checks refuse anything else */
+static void gemv_q8(float *y, const float *x, const int8_t *w, const float *scales, int64_t M, int64_t N, int64_t K,
+                    int64_t n_begin, int64_t n_end) {
+    for (int64_t m0 = 0; m0 < M; m0 += GEMV_MAX_ROWS) {
+        int64_t rows = M - m0;
+        if (rows >= 3)
+            gemv_q8_pass_3(y, x, w, scales, N, K, m0, n_begin, n_end);
+        else if (rows == 2)
+            gemv_q8_pass_2(y, x, w, scales, N, K, m0, n_begin, n_end);
+        else
+            gemv_q8_pass_1(y, x, w, scales, N, K, m0, n_begin, n_end);
+    }
+}
+
 /* ---------------------------------------------------------------- many rows of x: packed panels
  * For prefill, where the arithmetic dominates. A panel of NR rows of w and KC of its columns is
  * converted to float32 and laid out k-major (KC, NR), then every block of MR rows of x is multiplied
@@ -237,7 +302,10 @@ static void matmul_f16_avx2(float *y, const float *x, const nt_tensor *w, int64_
 }
 
 static void matmul_q8_avx2(float *y, const float *x, const nt_tensor *w, int64_t M, int64_t n_begin, int64_t n_end) {
-    matmul_avx2(y, x, w, NT_DTYPE_Q8, M, n_begin, n_end);
+    if (M >= GEMM_MIN_ROWS)
+        matmul_avx2(y, x, w, NT_DTYPE_Q8, M, n_begin, n_end);
+    else
+        gemv_q8(y, x, w->data, w->scales, M, w->shape[0], w->shape[1], n_begin, n_end);
 }
 
 static float dot_avx2(const float *a, const float *b, int64_t n) {
