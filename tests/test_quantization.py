@@ -128,8 +128,8 @@ def logits_of(model, ids):
 
 @pytest.mark.parametrize("kernels", ["portable", "auto"])
 def test_int8_model_matches_its_dequantized_float_model(kernels):
-    """Every matrix (embedding and tied lm_head included) in int8: the logits are those of the float32 model whose
-    weights are the dequantized int8 ones, for decode (one token) and prefill (many) shapes."""
+    """Every matrix (embedding and tied lm_head included) in int8: the logits and scores are those of the float32
+    model whose weights are the dequantized int8 ones, for decode (one token) and prefill (many) shapes."""
     weights = model_weights()
     int8_tensors, float_tensors = [], []
     for w in weights:
@@ -151,6 +151,15 @@ def test_int8_model_matches_its_dequantized_float_model(kernels):
         ours, reference = logits_of(int8_model, ids), logits_of(float_model, ids)
         np.testing.assert_allclose(ours, reference, atol=2e-5, rtol=0)
         assert np.abs(reference).max() > 0.1  # the comparison is not between near-zero logits
+    # scoring reads the lm_head through row views (nt_tensor_rows), which carry the scales along
+    ids = rng.integers(0, V, size=(2, 9), dtype=np.int32)
+    scores = []
+    for model in (int8_model, float_model):
+        logprobs = np.empty((2, 9), dtype=np.float32)
+        model.score(input_ids=ids, position_ids=np.tile(np.arange(9, dtype=np.int64), (2, 1)),
+                    targets=np.roll(ids, -1, axis=1), logprobs=logprobs)
+        scores.append(logprobs)
+    np.testing.assert_allclose(scores[0], scores[1], atol=2e-5, rtol=0)
 
 
 def test_int8_model_refuses_bad_scales():

@@ -278,7 +278,7 @@ static void gemm(float *y, const float *x, const void *w, const float *scales, n
 }
 
 /* The element index arithmetic below stays inside this file: the kernels are written once for every
- * float dtype, and load8/load1 widen each dtype's elements in registers. */
+ * dtype, and load8/load1 widen each dtype's elements in registers (int8 through its group's scale). */
 static inline __attribute__((always_inline)) void matmul_avx2(float *y, const float *x, const nt_tensor *w,
                                                               nt_dtype dtype, int64_t M, int64_t n_begin,
                                                               int64_t n_end) {

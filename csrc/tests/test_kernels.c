@@ -1,6 +1,6 @@
 /*
  * Every kernel set the CPU runs against the naive reference, on odd shapes and every weight dtype;
- * the tensor seam's row views and storage checks;
+ * the tensor seam's row views and storage checks; the int8 quantizer against its reference and its rule;
  * the thread pool against a serial loop, before and after fork().
  * Prints the first mismatches and the largest difference; exits non-zero on failure.
  */
