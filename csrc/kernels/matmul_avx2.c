@@ -50,8 +50,9 @@ static inline float load1(const void *w, const float *scales, nt_dtype dtype, in
 enum { GEMV_MAX_ROWS = 3, GEMV_W_ROWS = 4 };
 
 static inline __attribute__((always_inline)) void gemv_block(float *y, const float *x, const void *w,
-                                                             const float *scales, nt_dtype dtype, int64_t N, int64_t K, int64_t m0,
-                                                             int64_t n0, const int MR, const int NR) {
+                                                             const float *scales, nt_dtype dtype, int64_t N,
+                                                             int64_t K, int64_t m0, int64_t n0, const int MR,
+                                                             const int NR) {
     __m256 acc[GEMV_MAX_ROWS][GEMV_W_ROWS];
     for (int i = 0; i < MR; i++)
         for (int j = 0; j < NR; j++) acc[i][j] = _mm256_setzero_ps();
@@ -75,18 +76,18 @@ static inline __attribute__((always_inline)) void gemv_block(float *y, const flo
 
 /* Instantiates gemv_block for the row counts of one pass: MR x rows against 4 w rows, then the tail. */
 #define GEMV_PASS(MR)                                                                                       \
-    static void gemv_pass_##MR(float *y, const float *x, const void *w, const float *scales, nt_dtype dtype, int64_t N, int64_t K, \
-                               int64_t m0, int64_t n_begin, int64_t n_end) {                               \
+    static void gemv_pass_##MR(float *y, const float *x, const void *w, const float *scales, nt_dtype dtype,  \
+                               int64_t N, int64_t K, int64_t m0, int64_t n_begin, int64_t n_end) {         \
         int64_t n0 = n_begin;                                                                               \
-        for (; n0 + 4 <= n_end; n0 += 4) gemv_block(y, x, w, scales, dtype, N, K, m0, n0, MR, 4);                   \
-        for (; n0 < n_end; n0++) gemv_block(y, x, w, scales, dtype, N, K, m0, n0, MR, 1);                           \
+        for (; n0 + 4 <= n_end; n0 += 4) gemv_block(y, x, w, scales, dtype, N, K, m0, n0, MR, 4);           \
+        for (; n0 < n_end; n0++) gemv_block(y, x, w, scales, dtype, N, K, m0, n0, MR, 1);                   \
     }
 GEMV_PASS(1)
 GEMV_PASS(2)
 GEMV_PASS(3)
 
-static void gemv(float *y, const float *x, const void *w, const float *scales, nt_dtype dtype, int64_t M, int64_t N, int64_t K,
-                 int64_t n_begin, int64_t n_end) {
+static void gemv(float *y, const float *x, const void *w, const float *scales, nt_dtype dtype, int64_t M, int64_t N,
+                 int64_t K, int64_t n_begin, int64_t n_end) {
     for (int64_t m0 = 0; m0 < M; m0 += GEMV_MAX_ROWS) {
         int64_t rows = M - m0;
         if (rows >= 3)
@@ -191,8 +192,8 @@ static inline void transpose8(__m256 r[8]) {
 
 /* panel (kc, PANEL_NR) = w rows n0..n0+nr-1, columns k0..k0+kc-1, in float32; rows past nr are zero.
  * Full groups of 8 rows by 8 columns go through an 8x8 transpose in registers. */
-static void pack_panel(float *panel, const void *w, const float *scales, nt_dtype dtype, int64_t K, int64_t n0, int64_t nr, int64_t k0,
-                       int64_t kc) {
+static void pack_panel(float *panel, const void *w, const float *scales, nt_dtype dtype, int64_t K, int64_t n0,
+                       int64_t nr, int64_t k0, int64_t kc) {
     for (int64_t j0 = 0; j0 < PANEL_NR; j0 += 8) {
         int64_t k = 0;
         if (j0 + 8 <= nr) {
@@ -261,8 +262,8 @@ static void panel_block(float *y, int64_t N, const float *x, int64_t K, const fl
     }
 }
 
-static void gemm(float *y, const float *x, const void *w, const float *scales, nt_dtype dtype, int64_t M, int64_t N, int64_t K,
-                 int64_t n_begin, int64_t n_end) {
+static void gemm(float *y, const float *x, const void *w, const float *scales, nt_dtype dtype, int64_t M, int64_t N,
+                 int64_t K, int64_t n_begin, int64_t n_end) {
     float panel[PANEL_KC * PANEL_NR] __attribute__((aligned(32)));
     for (int64_t n0 = n_begin; n0 < n_end; n0 += PANEL_NR) {
         int64_t nr = n_end - n0 < PANEL_NR ? n_end - n0 : PANEL_NR;

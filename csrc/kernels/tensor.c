@@ -106,14 +106,15 @@ nt_status nt_tensor_check_storage(nt_error *err, const nt_tensor *t, const char 
                             info->name, info->scaled ? "need" : "take no");
     if (info->scaled) {
         if (t->group_size != info->block_size)
-            return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "tensor %s has scales per %lld elements, %s needs %lld",
-                                name, (long long)t->group_size, info->name, (long long)info->block_size);
+            return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT,
+                                "tensor %s has scales per %lld elements, %s needs %lld", name,
+                                (long long)t->group_size, info->name, (long long)info->block_size);
         /* rows x groups cannot overflow: it is at most the element count, which fits bytes above */
         int64_t groups = rows * (cols / info->block_size);
         if (t->scales_nbytes / sizeof(float) != (size_t)groups || t->scales_nbytes % sizeof(float) != 0)
             return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT,
-                                "tensor %s has %zu bytes of scales, its shape needs %lld float32 scales (%lld bytes)",
-                                name, t->scales_nbytes, (long long)groups, (long long)groups * (long long)sizeof(float));
+                                "tensor %s has %zu bytes of scales, its shape needs %lld float32 scales", name,
+                                t->scales_nbytes, (long long)groups);
         if ((uintptr_t)t->scales % sizeof(float) != 0)
             return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "tensor %s has scales not aligned to float32", name);
     }

@@ -119,7 +119,8 @@ int main(int argc, char **argv) {
                         w.data = arena + place * (int64_t)w.nbytes;
                         if (w.group_size) w.scales = scales + place * (N * K / NT_Q8_GROUP);
                         double start = now();
-                        nt_threadpool_parallel_for(pool, matmul_range, &job, (N + MATMUL_COLUMN_BLOCK - 1) / MATMUL_COLUMN_BLOCK, 1);
+                        nt_threadpool_parallel_for(pool, matmul_range, &job,
+                                                   (N + MATMUL_COLUMN_BLOCK - 1) / MATMUL_COLUMN_BLOCK, 1);
                         double elapsed = now() - start;
                         if (elapsed < best) best = elapsed;
                     }
