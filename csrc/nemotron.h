@@ -88,7 +88,6 @@ typedef struct {
     size_t scales_nbytes; /* what the owner says the scales buffer holds; checked against the shape */
 } nt_tensor;
 
-
 /* ---------------------------------------------------------------- thread pool */
 
 /* A handle on the process's one pool of worker threads: it says how many threads (the caller's included) a
