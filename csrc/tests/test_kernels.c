@@ -400,6 +400,17 @@ int main(void) {
         test_matmul(set);
         test_dot_axpy(set);
     }
+    /* a set without a dtype's matmul borrows the next supported set's that has one */
+    for (int i = 0; i < nt_kernel_set_count; i++)
+        for (int d = 0; d < NT_DTYPE_COUNT; d++) {
+            int j = i;
+            while (nt_kernel_sets[j]->matmul[d] == NULL || (j > i && !nt_kernel_sets[j]->supported())) j++;
+            if (nt_kernels_matmul(nt_kernel_sets[i], (nt_dtype)d) != nt_kernel_sets[j]->matmul[d]) {
+                fprintf(stderr, "FAIL the %s kernels' %s matmul is not the %s one\n", nt_kernel_sets[i]->name,
+                        nt_dtype_name((nt_dtype)d), nt_kernel_sets[j]->name);
+                failures++;
+            }
+        }
     const nt_kernels *kernels;
     if (nt_kernels_select(&kernels, &err, "sse9") != NT_ERROR_INVALID_ARGUMENT) {
         fprintf(stderr, "FAIL unknown kernel name accepted\n");
