@@ -110,8 +110,9 @@ void nt_threadpool_parallel_for(nt_threadpool *pool, nt_range_fn fn, void *ctx, 
 /* ---------------------------------------------------------------- quantization (kernels/quantize.c) */
 
 /* Quantizes a 2-D float32, bfloat16 or float16 tensor (N, K) to NT_DTYPE_Q8, each group of NT_Q8_GROUP elements
- * of a row on its own: scale = max|w| / 127 (in float32; 0 for a group of zeros), q = w / scale rounded to the
- * nearest integer, ties to even, clamped to [-127, 127] (which only a subnormal scale needs).
+ * of a row on its own: scale = max|w| / 127 in float32, q = w / scale rounded to the nearest integer, ties to
+ * even, clamped to [-127, 127] (which only a subnormal scale needs); a group whose scale is 0 (zeros, or weights
+ * so small that the division underflows) is all zeros.
  * Outputs: data (N, K) int8, scales (N, K / NT_Q8_GROUP). K must be a multiple of NT_Q8_GROUP and every weight
  * finite, else NT_ERROR_INVALID_ARGUMENT. Rows are spread over pool (NULL: the caller's thread only). */
 nt_status nt_quantize_q8(int8_t *data, float *scales, nt_error *err, const nt_tensor *src, nt_threadpool *pool);
