@@ -105,7 +105,7 @@ static void gemv(float *y, const float *x, const void *w, const float *scales, n
  * Fewer w rows per pass as MR grows keep both sets of MR x NR accumulators in registers.
  * Rows of 3072 int8 are short streams, which the hardware prefetcher picks up late on every new block of
  * rows: prefetching 2 KiB ahead, across into the next block, took a decode matmul from about 75% to about
- * 100% of bfloat16's bytes per second on a Sapphire Rapids (9 -> 12.5 GB/s). */
+ * 100% of bfloat16's bytes per second on an AVX-512-class Xeon VM (9 -> 12.5 GB/s). */
 enum { PREFETCH_GROUPS = 2048 / NT_Q8_GROUP };
 static inline __attribute__((always_inline)) void gemv_q8_block(float *y, const float *x, const int8_t *w,
                                                                 const float *scales, int64_t N, int64_t K,
