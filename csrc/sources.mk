@@ -7,6 +7,7 @@ CORE_SOURCES = \
 	kernels/tensor.c \
 	kernels/dispatch.c \
 	kernels/matmul.c \
+	kernels/quantize.c \
 	kernels/ops.c \
 	model/model.c \
 	model/cache.c \

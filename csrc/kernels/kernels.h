@@ -38,14 +38,16 @@ extern const nt_kernels nt_kernels_avx2;     /* kernels/matmul_avx2.c, compiled 
 /* "auto": the first set this CPU supports; otherwise the set of that name, which the CPU must support. */
 nt_status nt_kernels_select(const nt_kernels **out, nt_error *err, const char *name);
 
-/* The set's matmul for dtype, or the portable one when the set has none. */
-static inline nt_matmul_fn nt_kernels_matmul(const nt_kernels *k, nt_dtype dtype) {
-    return k->matmul[dtype] ? k->matmul[dtype] : nt_kernels_portable.matmul[dtype];
-}
+/* The set's matmul for dtype; a set without one borrows that of the next set in nt_kernel_sets this CPU runs
+ * (so that a new instruction set need not cover every dtype at once), down to the portable one. */
+nt_matmul_fn nt_kernels_matmul(const nt_kernels *k, nt_dtype dtype);
 
 /* The reference matmul, any dtype, one output at a time in the simplest order: y (M, N) = x (M, K) @ w^T.
  * Fails only for want of memory to widen a row of w. */
 nt_status nt_matmul_naive(float *y, const float *x, const nt_tensor *w, int64_t M);
+
+/* The reference of nt_quantize_q8 (kernels/quantize.c): the same rule, one group at a time, on one thread. */
+nt_status nt_quantize_q8_naive(int8_t *data, float *scales, nt_error *err, const nt_tensor *src);
 
 /* ---- element-wise and row operations (kernels/ops.c), float32 ---- */
 

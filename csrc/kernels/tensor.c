@@ -46,16 +46,22 @@ static void f16_to_f32(float *out, const void *src, const float *scales, int64_t
     for (int64_t i = 0; i < n; i++) out[i] = nt_f16_to_f32(s[i]);
 }
 
+/* n is whole groups; each element is its int8 times its group's scale, as the kernels compute it */
+static void q8_to_f32(float *out, const void *src, const float *scales, int64_t n) {
+    const int8_t *s = src;
+    for (int64_t i = 0; i < n; i++) out[i] = (float)s[i] * scales[i / NT_Q8_GROUP];
+}
+
 /* ---------------------------------------------------------------- the dtype table */
 
 static const struct {
     nt_dtype_info info;
-    int scaled; /* rows carry per-group scales (nt_tensor.scales) */
     void (*to_f32)(float *out, const void *src, const float *scales, int64_t n);
 } DTYPES[NT_DTYPE_COUNT] = {
-    [NT_DTYPE_F32] = {{"float32", 1, 4}, 0, f32_to_f32},
-    [NT_DTYPE_BF16] = {{"bfloat16", 1, 2}, 0, bf16_to_f32},
-    [NT_DTYPE_F16] = {{"float16", 1, 2}, 0, f16_to_f32},
+    [NT_DTYPE_F32] = {{"float32", 1, 4, 0}, f32_to_f32},
+    [NT_DTYPE_BF16] = {{"bfloat16", 1, 2, 0}, bf16_to_f32},
+    [NT_DTYPE_F16] = {{"float16", 1, 2, 0}, f16_to_f32},
+    [NT_DTYPE_Q8] = {{"int8", NT_Q8_GROUP, NT_Q8_GROUP, 1}, q8_to_f32},
 };
 
 const nt_dtype_info *nt_dtype_get(nt_dtype dtype) {
@@ -95,9 +101,23 @@ nt_status nt_tensor_check_storage(nt_error *err, const nt_tensor *t, const char 
     size_t alignment = info->block_size == 1 ? info->block_bytes : 1;
     if ((uintptr_t)t->data % alignment != 0)
         return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "tensor %s is not aligned to its element size", name);
-    if ((t->scales != NULL) != DTYPES[t->dtype].scaled || (t->scales != NULL && t->group_size != info->block_size))
+    if ((t->scales != NULL) != info->scaled)
         return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "tensor %s: %s weights %s per-group scales", name,
-                            info->name, DTYPES[t->dtype].scaled ? "need" : "take no");
+                            info->name, info->scaled ? "need" : "take no");
+    if (info->scaled) {
+        if (t->group_size != info->block_size)
+            return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT,
+                                "tensor %s has scales per %lld elements, %s needs %lld", name,
+                                (long long)t->group_size, info->name, (long long)info->block_size);
+        /* rows x groups cannot overflow: it is at most the element count, which fits bytes above */
+        int64_t groups = rows * (cols / info->block_size);
+        if (t->scales_nbytes / sizeof(float) != (size_t)groups || t->scales_nbytes % sizeof(float) != 0)
+            return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT,
+                                "tensor %s has %zu bytes of scales, its shape needs %lld float32 scales", name,
+                                t->scales_nbytes, (long long)groups);
+        if ((uintptr_t)t->scales % sizeof(float) != 0)
+            return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "tensor %s has scales not aligned to float32", name);
+    }
     return NT_OK;
 }
 
@@ -112,9 +132,13 @@ const void *nt_tensor_row(const nt_tensor *t, int64_t r) {
 nt_tensor nt_tensor_rows(const nt_tensor *t, int64_t begin, int64_t count) {
     nt_tensor view = *t;
     view.data = nt_tensor_row(t, begin);
-    if (t->scales != NULL) view.scales = t->scales + begin * (nt_tensor_cols(t) / t->group_size);
     view.shape[0] = count;
     view.nbytes = (size_t)count * (size_t)row_bytes(t);
+    if (t->scales != NULL) {
+        int64_t groups = nt_tensor_cols(t) / t->group_size; /* per row */
+        view.scales = t->scales + begin * groups;
+        view.scales_nbytes = (size_t)(count * groups) * sizeof(float);
+    }
     return view;
 }
 

@@ -1,6 +1,6 @@
 /*
  * Every kernel set the CPU runs against the naive reference, on odd shapes and every weight dtype;
- * the tensor seam's row views and storage checks;
+ * the tensor seam's row views and storage checks; the int8 quantizer against its reference and its rule;
  * the thread pool against a serial loop, before and after fork().
  * Prints the first mismatches and the largest difference; exits non-zero on failure.
  */
@@ -56,22 +56,41 @@ static void check_close(const char *what, const float *got, const float *want, i
     }
 }
 
-static nt_tensor matrix(const void *data, nt_dtype dtype, int64_t N, int64_t K) {
+/* scales: those of an int8 matrix, ignored for the other dtypes */
+static nt_tensor matrix(const void *data, const float *scales, nt_dtype dtype, int64_t N, int64_t K) {
     nt_tensor t = {.data = data, .dtype = dtype, .ndim = 2, .shape = {N, K}};
     t.nbytes = (size_t)nt_dtype_bytes(dtype, N * K);
+    if (nt_dtype_get(dtype)->scaled) {
+        t.scales = scales;
+        t.group_size = NT_Q8_GROUP;
+        t.scales_nbytes = (size_t)(N * K / NT_Q8_GROUP) * sizeof(float);
+    }
     return t;
+}
+
+/* An int8 matrix (N, K) and its scales from float weights, by the reference quantizer. */
+static void quantize(int8_t *q, float *scales, const float *w, int64_t N, int64_t K) {
+    nt_tensor src = matrix(w, NULL, NT_DTYPE_F32, N, K);
+    nt_error err;
+    if (nt_quantize_q8_naive(q, scales, &err, &src) != NT_OK) {
+        fprintf(stderr, "FAIL quantize: %s\n", err.message);
+        failures++;
+    }
 }
 
 static void test_matmul(const nt_kernels *kernels) {
     static const int64_t Ms[] = {1, 2, 3, 4, 5, 7, 8, 9, 10, 11, 13, 20};
     static const int64_t Ns[] = {1, 3, 4, 5, 17, 33};
-    static const int64_t Ks[] = {1, 7, 8, 9, 16, 31, 64, 513, 1100};
+    /* int8 rows are whole groups of 64: it runs on the multiples, 4160 being more than a portable span */
+    static const int64_t Ks[] = {1, 7, 8, 9, 16, 31, 64, 192, 513, 1100, 1088, 4160};
     for (size_t a = 0; a < sizeof Ms / sizeof *Ms; a++)
         for (size_t b = 0; b < sizeof Ns / sizeof *Ns; b++)
             for (size_t c = 0; c < sizeof Ks / sizeof *Ks; c++) {
                 int64_t M = Ms[a], N = Ns[b], K = Ks[c];
                 float *x = malloc(sizeof(float) * M * K), *wf = malloc(sizeof(float) * N * K);
                 uint16_t *wb = malloc(2 * N * K), *wh = malloc(2 * N * K);
+                int8_t *wq = malloc(N * K);
+                float *scales = malloc(sizeof(float) * (N * K / NT_Q8_GROUP + 1));
                 float *want = malloc(sizeof(float) * M * N), *got = malloc(sizeof(float) * M * N);
                 for (int64_t i = 0; i < M * K; i++) x[i] = random_float();
                 for (int64_t i = 0; i < N * K; i++) {
@@ -79,10 +98,11 @@ static void test_matmul(const nt_kernels *kernels) {
                     wb[i] = to_bf16(wf[i]);
                     wh[i] = to_f16(wf[i]);
                 }
-                const void *weights[NT_DTYPE_COUNT] = {wf, wb, wh};
+                if (K % NT_Q8_GROUP == 0) quantize(wq, scales, wf, N, K);
+                const void *weights[NT_DTYPE_COUNT] = {wf, wb, wh, wq};
                 for (int d = 0; d < NT_DTYPE_COUNT; d++) {
-                    if (kernels->matmul[d] == NULL) continue;
-                    nt_tensor w = matrix(weights[d], (nt_dtype)d, N, K);
+                    if (kernels->matmul[d] == NULL || K % nt_dtype_get((nt_dtype)d)->block_size != 0) continue;
+                    nt_tensor w = matrix(weights[d], scales, (nt_dtype)d, N, K);
                     char what[128];
                     snprintf(what, sizeof what, "%s matmul %s M=%lld N=%lld K=%lld", kernels->name,
                              nt_dtype_name((nt_dtype)d), (long long)M, (long long)N, (long long)K);
@@ -99,7 +119,7 @@ static void test_matmul(const nt_kernels *kernels) {
                     for (int64_t m = 0; m < M; m++)
                         check_close(what, got + m * (N - v0), want + m * N + v0, N - v0, 1e-5f * (float)K);
                 }
-                free(x), free(wf), free(wb), free(wh), free(want), free(got);
+                free(x), free(wf), free(wb), free(wh), free(wq), free(scales), free(want), free(got);
             }
 }
 
@@ -114,7 +134,8 @@ static void test_tensor_seam(void) {
     }
     const void *weights[NT_DTYPE_COUNT] = {wf, wb, wh};
     for (int d = 0; d < NT_DTYPE_COUNT; d++) {
-        nt_tensor w = matrix(weights[d], (nt_dtype)d, 3, 5);
+        if (nt_dtype_get((nt_dtype)d)->scaled) continue; /* test_q8_seam */
+        nt_tensor w = matrix(weights[d], NULL, (nt_dtype)d, 3, 5);
         float row[5], span[2];
         nt_tensor_row_to_f32(row, &w, 2);
         check_close("row_to_f32", row, wf + 10, 5, 2e-3f);
@@ -138,7 +159,7 @@ static void test_tensor_seam(void) {
             failures++;
         }
     }
-    nt_tensor unknown = matrix(wf, NT_DTYPE_F32, 3, 5);
+    nt_tensor unknown = matrix(wf, NULL, NT_DTYPE_F32, 3, 5);
     unknown.dtype = NT_DTYPE_COUNT;
     nt_error err;
     if (nt_tensor_check_storage(&err, &unknown, "w") == NT_OK || nt_dtype_get(NT_DTYPE_COUNT) != NULL ||
@@ -146,6 +167,131 @@ static void test_tensor_seam(void) {
         fprintf(stderr, "FAIL dtype table bounds\n");
         failures++;
     }
+}
+
+static void expect_refused(const char *what, const nt_tensor *t) {
+    nt_error err;
+    if (nt_tensor_check_storage(&err, t, "w") != NT_ERROR_INVALID_ARGUMENT) {
+        fprintf(stderr, "FAIL int8 storage: %s accepted\n", what);
+        failures++;
+    }
+}
+
+/* int8 rows through the seam (each element its int8 times its group's scale), and what the storage checks
+ * refuse of an int8 tensor. */
+static void test_q8_seam(void) {
+    enum { N = 3, K = 3 * NT_Q8_GROUP };
+    int8_t q[N * K];
+    float scales[N * K / NT_Q8_GROUP], want[K], got[K];
+    for (int i = 0; i < N * K; i++) q[i] = (int8_t)(i % 255 - 127);
+    for (int i = 0; i < N * K / NT_Q8_GROUP; i++) scales[i] = 0.5f + (float)i;
+    nt_tensor w = matrix(q, scales, NT_DTYPE_Q8, N, K);
+    for (int k = 0; k < K; k++) want[k] = (float)q[2 * K + k] * scales[2 * (K / NT_Q8_GROUP) + k / NT_Q8_GROUP];
+    nt_tensor_row_to_f32(got, &w, 2);
+    check_close("int8 row_to_f32", got, want, K, 0.0f);
+    nt_tensor_span_to_f32(got, &w, 2, NT_Q8_GROUP, NT_Q8_GROUP);
+    check_close("int8 span_to_f32", got, want + NT_Q8_GROUP, NT_Q8_GROUP, 0.0f);
+    nt_tensor rows = nt_tensor_rows(&w, 1, 2); /* rows 1 and 2 carry their own scales */
+    nt_tensor_row_to_f32(got, &rows, 1);
+    check_close("int8 rows view", got, want, K, 0.0f);
+
+    nt_error err;
+    if (nt_tensor_check_storage(&err, &w, "w") != NT_OK || nt_tensor_check_storage(&err, &rows, "w") != NT_OK) {
+        fprintf(stderr, "FAIL int8 storage: a valid tensor refused: %s\n", err.message);
+        failures++;
+    }
+    nt_tensor t = w;
+    t.scales = NULL;
+    expect_refused("missing scales", &t);
+    t = w;
+    t.scales_nbytes -= sizeof(float);
+    expect_refused("short scales", &t);
+    t.scales_nbytes += 2 * sizeof(float);
+    expect_refused("long scales", &t);
+    t = w;
+    t.scales_nbytes -= 1;
+    expect_refused("scales of a partial float", &t);
+    t = w;
+    t.group_size = 32;
+    expect_refused("another group size", &t);
+    t = w;
+    t.scales = (const float *)((const char *)scales + 1);
+    expect_refused("misaligned scales", &t);
+    t = matrix(q, scales, NT_DTYPE_Q8, 1, K - 8);
+    t.nbytes = K - 8;
+    expect_refused("rows that are not whole groups", &t);
+    /* sizes whose products overflow: shape (2^40, 2^30 x 64) */
+    t = w;
+    t.shape[0] = (int64_t)1 << 40;
+    t.shape[1] = (int64_t)NT_Q8_GROUP << 30;
+    expect_refused("a shape whose size overflows", &t);
+    t.shape[0] = -1;
+    expect_refused("a negative shape", &t);
+}
+
+/* The threaded quantizer against the reference bit for bit, from every float dtype; the rule on chosen values. */
+static void test_quantize(nt_threadpool *pool) {
+    enum { N = 37, K = 5 * NT_Q8_GROUP };
+    static float wf[N * K], scales[N * K / NT_Q8_GROUP], want_scales[N * K / NT_Q8_GROUP];
+    static uint16_t wb[N * K], wh[N * K];
+    static int8_t q[N * K], want_q[N * K];
+    for (int i = 0; i < N * K; i++) {
+        wf[i] = i >= K && i < K + NT_Q8_GROUP ? 0.0f : random_float() * (float)(1 + i % 7); /* a group of zeros */
+        wb[i] = to_bf16(wf[i] / 8.0f);
+        wh[i] = to_f16(wf[i] / 8.0f);
+    }
+    const void *sources[] = {wf, wb, wh};
+    nt_error err;
+    for (int d = 0; d < 3; d++) {
+        nt_tensor src = matrix(sources[d], NULL, (nt_dtype)d, N, K);
+        memset(q, 0x55, sizeof q);
+        nt_status a = nt_quantize_q8_naive(want_q, want_scales, &err, &src);
+        nt_status b = nt_quantize_q8(q, scales, &err, &src, pool);
+        if (a != NT_OK || b != NT_OK || memcmp(q, want_q, sizeof q) != 0 ||
+            memcmp(scales, want_scales, sizeof scales) != 0) {
+            fprintf(stderr, "FAIL quantize %s: threaded and naive differ\n", nt_dtype_name((nt_dtype)d));
+            failures++;
+        }
+    }
+    if (scales[K / NT_Q8_GROUP] != 0.0f || q[K] != 0 || q[K + NT_Q8_GROUP - 1] != 0) {
+        fprintf(stderr, "FAIL quantize: a group of zeros\n");
+        failures++;
+    }
+
+    /* max |w| = 127 gives scale 1: ties go to even, the extremes to +-127 */
+    float g[NT_Q8_GROUP] = {127.0f, -127.0f, 2.5f, 3.5f, -2.5f, -0.5f, 0.5f, 1.49f, 126.6f};
+    static const int8_t g_want[] = {127, -127, 2, 4, -2, 0, 0, 1, 127};
+    int8_t gq[NT_Q8_GROUP];
+    float gscale;
+    nt_tensor one = matrix(g, NULL, NT_DTYPE_F32, 1, NT_Q8_GROUP);
+    if (nt_quantize_q8(gq, &gscale, &err, &one, NULL) != NT_OK || gscale != 1.0f ||
+        memcmp(gq, g_want, sizeof g_want) != 0) {
+        fprintf(stderr, "FAIL quantize: the rounding rule\n");
+        failures++;
+    }
+    /* a subnormal group: the scale loses precision, the values stay clamped in range */
+    for (int k = 0; k < NT_Q8_GROUP; k++) g[k] = ldexpf((float)(k % 2 ? 190 : -190), -149);
+    if (nt_quantize_q8(gq, &gscale, &err, &one, NULL) != NT_OK || gq[0] != -127 || gq[1] != 127) {
+        fprintf(stderr, "FAIL quantize: a subnormal group (scale %g, q %d %d)\n", gscale, gq[0], gq[1]);
+        failures++;
+    }
+    /* what it refuses */
+    g[3] = NAN;
+    nt_status refused[4];
+    refused[0] = nt_quantize_q8(gq, &gscale, &err, &one, NULL);
+    wf[5 * K + 7] = INFINITY;
+    nt_tensor src = matrix(wf, NULL, NT_DTYPE_F32, N, K);
+    refused[1] = nt_quantize_q8(q, scales, &err, &src, pool);
+    int row_named = strstr(err.message, "row 5 ") != NULL;
+    src = matrix(wf, NULL, NT_DTYPE_F32, 1, NT_Q8_GROUP + 8);
+    refused[2] = nt_quantize_q8(q, scales, &err, &src, pool);
+    src = matrix(q, scales, NT_DTYPE_Q8, 1, NT_Q8_GROUP);
+    refused[3] = nt_quantize_q8(q, scales, &err, &src, pool);
+    for (int i = 0; i < 4; i++)
+        if (refused[i] != NT_ERROR_INVALID_ARGUMENT || !row_named) {
+            fprintf(stderr, "FAIL quantize: refusal %d (%s)\n", i, err.message);
+            failures++;
+        }
 }
 
 static void test_dot_axpy(const nt_kernels *kernels) {
@@ -243,6 +389,7 @@ int main(void) {
     nt_error err;
     test_half_conversion();
     test_tensor_seam();
+    test_q8_seam();
     /* every kernel set this CPU runs, against the naive reference */
     for (int i = 0; i < nt_kernel_set_count; i++) {
         const nt_kernels *set = nt_kernel_sets[i];
@@ -253,6 +400,17 @@ int main(void) {
         test_matmul(set);
         test_dot_axpy(set);
     }
+    /* a set without a dtype's matmul borrows the next supported set's that has one */
+    for (int i = 0; i < nt_kernel_set_count; i++)
+        for (int d = 0; d < NT_DTYPE_COUNT; d++) {
+            int j = i;
+            while (nt_kernel_sets[j]->matmul[d] == NULL || (j > i && !nt_kernel_sets[j]->supported())) j++;
+            if (nt_kernels_matmul(nt_kernel_sets[i], (nt_dtype)d) != nt_kernel_sets[j]->matmul[d]) {
+                fprintf(stderr, "FAIL the %s kernels' %s matmul is not the %s one\n", nt_kernel_sets[i]->name,
+                        nt_dtype_name((nt_dtype)d), nt_kernel_sets[j]->name);
+                failures++;
+            }
+        }
     const nt_kernels *kernels;
     if (nt_kernels_select(&kernels, &err, "sse9") != NT_ERROR_INVALID_ARGUMENT) {
         fprintf(stderr, "FAIL unknown kernel name accepted\n");
@@ -264,6 +422,11 @@ int main(void) {
         failures++;
     }
     test_threadpool();
+    nt_threadpool *pool;
+    if (nt_threadpool_create(&pool, &err, 3) == NT_OK) {
+        test_quantize(pool);
+        nt_threadpool_free(pool);
+    }
     printf("%s: %d failure(s)\n", failures ? "FAILED" : "ok", failures);
     return failures ? 1 : 0;
 }

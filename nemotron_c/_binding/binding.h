@@ -37,7 +37,8 @@ PyObject *nt_py_raise(const nt_error *err);
 enum { NT_PY_WRITABLE = 1, NT_PY_OPTIONAL = 2 };
 
 /* What an array argument must be: C-contiguous, `ndim` dimensions, items of struct format `format`
- * ('q' int64, 'i' int32, 'f' float32, 'B' uint8) and, for each dimension whose wanted size is >= 0, that size. */
+ * ('q' int64, 'i' int32, 'f' float32, 'B' uint8, 'b' int8) and, for each dimension whose wanted size is >= 0,
+ * that size. */
 typedef struct {
     const char *name; /* the argument's name, for messages */
     char format;

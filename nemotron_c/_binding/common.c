@@ -59,7 +59,7 @@ int nt_py_get_array(PyObject *obj, Py_buffer *view, const nt_py_array *spec) {
         PyErr_Format(PyExc_TypeError, "%s must be a C-contiguous%s array", spec->name, writable ? " writable" : "");
         return -1;
     }
-    size_t item_size = spec->format == 'q' ? 8 : spec->format == 'B' ? 1 : 4;
+    size_t item_size = spec->format == 'q' ? 8 : spec->format == 'B' || spec->format == 'b' ? 1 : 4;
     if (view->ndim != spec->ndim || item_format(view->format) != spec->format || (size_t)view->itemsize != item_size) {
         PyErr_Format(PyExc_TypeError, "%s must be a %d-D array of format '%c' (got %d-D, format '%s')", spec->name,
                      spec->ndim, spec->format, view->ndim, view->format ? view->format : "B");

@@ -14,8 +14,9 @@ static void release_views(ModelObject *self) {
     self->n_views = 0;
 }
 
-/* Model(config: dict, tensors: list[(buffer | None, dtype_code, shape)], kernels: str, num_threads: int)
- * config holds the nt_config fields by name (_core.CONFIG_FIELDS), inv_freq as a float32 buffer. */
+/* Model(config: dict, tensors: list[(buffer | None, dtype_code, shape[, scales])], kernels: str, num_threads: int)
+ * config holds the nt_config fields by name (_core.CONFIG_FIELDS), inv_freq as a float32 buffer. A dtype whose
+ * DTYPE_INFO line is `scaled` (int8) takes its float32 scales (rows, cols / block_size) as a fourth item. */
 static int Model_init(ModelObject *self, PyObject *args, PyObject *kwargs) {
     static char *keywords[] = {"config", "tensors", "kernels", "num_threads", NULL};
     PyObject *config, *tensors;
@@ -33,7 +34,8 @@ static int Model_init(ModelObject *self, PyObject *args, PyObject *kwargs) {
     memset(&c, 0, sizeof c);
     Py_ssize_t n = PyList_GET_SIZE(tensors);
     nt_tensor *views = PyMem_Calloc((size_t)(n > 0 ? n : 1), sizeof *views);
-    self->views = PyMem_Calloc((size_t)(n > 0 ? n : 1), sizeof *self->views);
+    /* views[i] holds tensor i's buffer, views[n + i] its scales */
+    self->views = PyMem_Calloc((size_t)(n > 0 ? 2 * n : 1), sizeof *self->views);
     int result = -1;
     if (views == NULL || self->views == NULL) {
         PyErr_NoMemory();
@@ -41,14 +43,22 @@ static int Model_init(ModelObject *self, PyObject *args, PyObject *kwargs) {
     }
     if (nt_py_read_fields(&c, nt_config_fields, nt_config_field_count, config, &config_views, "core config") < 0)
         goto done;
-    self->n_views = n;
+    self->n_views = 2 * n;
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *item = PyList_GET_ITEM(tensors, i), *buffer, *shape;
+        PyObject *item = PyList_GET_ITEM(tensors, i), *buffer, *shape, *scales = Py_None;
         int dtype;
-        if (!PyArg_ParseTuple(item, "OiO!;each tensor must be (buffer, dtype_code, shape)", &buffer, &dtype,
-                              &PyTuple_Type, &shape))
+        if (!PyArg_ParseTuple(item, "OiO!|O;each tensor must be (buffer, dtype_code, shape[, scales])", &buffer,
+                              &dtype, &PyTuple_Type, &shape, &scales))
             goto done;
         if (buffer == Py_None) continue;
+        if (scales != Py_None) {
+            nt_py_array scales_spec = {"scales", 'f', 2, 0, {-1, -1}};
+            const nt_dtype_info *info = nt_dtype_get((nt_dtype)dtype);
+            if (nt_py_get_array(scales, &self->views[n + i], &scales_spec) < 0) goto done;
+            views[i].scales = self->views[n + i].buf;
+            views[i].scales_nbytes = (size_t)self->views[n + i].len;
+            views[i].group_size = info ? info->block_size : 0; /* the core refuses an unknown dtype */
+        }
         if (PyObject_GetBuffer(buffer, &self->views[i], PyBUF_C_CONTIGUOUS) != 0) goto done;
         Py_ssize_t ndim = PyTuple_GET_SIZE(shape);
         if (ndim < 1 || ndim > 2) {

@@ -1,16 +1,20 @@
 /* nemotron_c._core: the module, its exception type and the core's tables as constants. */
 #include "binding.h"
 
+#include <string.h>
+
 static PyStructSequence_Field dtype_fields[] = {
     {"code", "the core's nt_dtype value"},
     {"itemsize", "bytes of one element (of one block of block_size elements for a blocked dtype)"},
     {"block_size", "elements stored together: 1, or the group of a quantized dtype that shares a scale"},
+    {"scaled", "whether a tensor of this dtype comes with float32 scales, one per block of each row"},
     {NULL, NULL},
 };
 static PyStructSequence_Desc dtype_desc = {"nemotron_c._core.DType", "A line of the core's dtype table.", dtype_fields,
-                                           3};
+                                           4};
 
-/* The core's dtype table as DTYPE_INFO {name: DType(code, itemsize, block_size)}: the one list Python uses. */
+/* The core's dtype table as DTYPE_INFO {name: DType(code, itemsize, block_size, scaled)}: the one list
+ * Python uses. */
 static int add_dtypes(PyObject *module) {
     PyTypeObject *type = PyStructSequence_NewType(&dtype_desc);
     PyObject *infos = PyDict_New();
@@ -23,6 +27,7 @@ static int add_dtypes(PyObject *module) {
             PyStructSequence_SetItem(record, 0, Py_NewRef(value));
             PyStructSequence_SetItem(record, 1, PyLong_FromSize_t(info->block_bytes));
             PyStructSequence_SetItem(record, 2, PyLong_FromLongLong(info->block_size));
+            PyStructSequence_SetItem(record, 3, PyBool_FromLong(info->scaled));
             ok = !PyErr_Occurred() && PyDict_SetItemString(infos, info->name, record) == 0;
         }
         Py_XDECREF(record);
@@ -34,9 +39,51 @@ static int add_dtypes(PyObject *module) {
     return ok ? 0 : -1;
 }
 
+/* quantize_int8(data int8 (N, K), scales float32 (N, K / block_size), weights, dtype_code, shape (N, K),
+ *               num_threads=0)
+ * Quantizes weights (a buffer of shape x dtype_code, float32, bfloat16 or float16) into the caller's data and
+ * scales (see nt_quantize_q8). */
+static PyObject *quantize_int8(PyObject *module, PyObject *args, PyObject *kwargs) {
+    static char *keywords[] = {"data", "scales", "weights", "dtype_code", "shape", "num_threads", NULL};
+    PyObject *data, *scales, *weights;
+    int dtype, num_threads = 0;
+    long long N, K;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOi(LL)|i:quantize_int8", keywords, &data, &scales, &weights,
+                                     &dtype, &N, &K, &num_threads))
+        return NULL;
+    Py_buffer views[3]; /* data, scales, weights */
+    memset(views, 0, sizeof views);
+    /* a width that is not whole groups gets the core's message rather than a shape mismatch of the scales */
+    nt_py_array data_spec = {"data", 'b', 2, NT_PY_WRITABLE, {N, K}};
+    nt_py_array scales_spec = {"scales", 'f', 2, NT_PY_WRITABLE, {N, K % NT_Q8_GROUP == 0 ? K / NT_Q8_GROUP : -1}};
+    nt_threadpool *pool = NULL;
+    nt_error err = {0};
+    nt_status status = NT_OK;
+    if (nt_py_get_array(data, &views[0], &data_spec) < 0 || nt_py_get_array(scales, &views[1], &scales_spec) < 0)
+        goto done;
+    if (PyObject_GetBuffer(weights, &views[2], PyBUF_C_CONTIGUOUS) != 0) goto done;
+    nt_tensor src = {.data = views[2].buf, .dtype = (nt_dtype)dtype, .ndim = 2, .shape = {N, K},
+                     .nbytes = (size_t)views[2].len};
+    Py_BEGIN_ALLOW_THREADS
+    status = nt_threadpool_create(&pool, &err, num_threads);
+    if (status == NT_OK) status = nt_quantize_q8(views[0].buf, views[1].buf, &err, &src, pool);
+    nt_threadpool_free(pool);
+    Py_END_ALLOW_THREADS
+    if (status != NT_OK) nt_py_raise(&err);
+done:
+    nt_py_release(views, 3);
+    return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
+}
+
+static PyMethodDef module_methods[] = {
+    {"quantize_int8", (PyCFunction)(void (*)(void))quantize_int8, METH_VARARGS | METH_KEYWORDS,
+     "Quantizes float weights to int8 with per-group scales, into caller-allocated arrays."},
+    {NULL},
+};
+
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT, "nemotron_c._core", "The C core of nemotron_c (private: use the nemotron_c package).", -1,
-    NULL, NULL, NULL, NULL, NULL,
+    module_methods, NULL, NULL, NULL, NULL,
 };
 
 /* PyModule_AddObjectRef for a new reference (or NULL with an exception set), which it gives up */
