@@ -21,8 +21,8 @@ from .configuration import CONFIG_NAME, NemotronConfig
 from .inputs import as_attention_mask, as_position_ids, as_token_ids, to_numpy
 from .losses import causal_lm_loss
 from .outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
-from .weights import (STATE_DICT_LAYER_ORDER, Embedding, core_arrays, core_config, resolve_dtype, resolve_storage,
-                      select_tensors)
+from .weights import (QUANTIZED_DTYPES, STATE_DICT_LAYER_ORDER, Embedding, core_arrays, core_config, resolve_dtype,
+                      resolve_storage, select_tensors)
 
 # from_pretrained keywords of Transformers that have no meaning for a CPU model read from safetensors.
 IGNORED_LOAD_KWARGS = {
@@ -91,7 +91,8 @@ class NemotronPreTrainedModel:
         revision, cache_dir, local_files_only, token, subfolder, force_download, proxies: as in Transformers
         (HF_HUB_OFFLINE=1 and the HF_HOME / HF_HUB_CACHE variables are honoured; a local directory always wins).
         dtype: None or "auto" keeps each tensor's stored dtype; "float32", "bfloat16", "float16" (or the
-        NumPy/torch dtype) converts the weights. Arithmetic is float32 whatever the storage.
+        NumPy/torch dtype) converts the weights; "int8" (or load_in_8bit=True) quantizes the linear layers' matrices
+        at load, one float32 scale per 64 weights of a row. Arithmetic is float32 whatever the storage.
         num_threads: threads per call (default: NEMOTRON_C_NUM_THREADS, else one per available CPU).
         Other keywords override config attributes, as in Transformers.
         """
@@ -103,6 +104,10 @@ class NemotronPreTrainedModel:
             if dtype is not None:
                 raise ValueError("give dtype= or its older spelling torch_dtype=, not both")
             dtype = torch_dtype
+        if kwargs.pop("load_in_8bit", False):  # Transformers' (bitsandbytes) spelling
+            if dtype not in (None, "auto", "int8"):
+                raise ValueError(f"load_in_8bit=True quantizes the weights to int8; it cannot go with dtype={dtype!r}")
+            dtype = "int8"
         dtype = resolve_dtype(dtype)
         hub_kwargs = pop_hub_kwargs(kwargs)
         for key in IGNORED_LOAD_KWARGS:
@@ -148,6 +153,9 @@ class NemotronPreTrainedModel:
         """Writes config.json, generation_config.json (causal LM) and the weights in the dtype the model holds
         them, as safetensors with Transformers' names; sharded with an index above max_shard_size ("5GB",
         "500MB", an int of bytes). from_pretrained of nemotron_c or Transformers reads the directory back."""
+        if self.dtype in QUANTIZED_DTYPES:
+            raise NotImplementedError(f"saving a model quantized to {self.dtype} is not supported yet: keep the float "
+                                      f"checkpoint and load it with dtype={self.dtype!r}")
         save_model(self, save_directory, max_shard_size, safe_serialization, **kwargs)
 
     def can_generate(self):
@@ -172,7 +180,7 @@ class NemotronPreTrainedModel:
 
     def _build(self, tensors, dtype, num_threads, kernels):
         selected = select_tensors(self.config, tensors, self.base_model_prefix, self.has_lm_head)
-        arrays, self._weights = core_arrays(selected, dtype)  # _weights: what save_pretrained writes
+        arrays, self._weights = core_arrays(selected, dtype, num_threads or 0)  # _weights: what save_pretrained writes
         self._input_embeddings = Embedding(*self._weights["embed_tokens.weight"])
         self.dtype = dtype or resolve_storage(selected[0][1], None)
         kernels = kernels or os.environ.get("NEMOTRON_C_KERNELS", "auto")

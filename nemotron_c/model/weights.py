@@ -56,7 +56,8 @@ BACKBONE_PREFIXES = ("model.", "transformer.", "")
 
 
 def resolve_dtype(dtype):
-    """The core's name of a weight dtype ('float32', 'bfloat16', 'float16') from a name, a NumPy dtype or a torch dtype; None keeps the stored one."""
+    """The core's name of a weight dtype ('float32', 'bfloat16', 'float16', or 'int8': quantized at load) from a
+    name, a NumPy dtype or a torch dtype; None keeps the stored one."""
     if dtype is None or (isinstance(dtype, str) and dtype == "auto"):
         return None
     if isinstance(dtype, str):
@@ -70,9 +71,18 @@ def resolve_dtype(dtype):
             raise TypeError(f"dtype must be a name, a NumPy dtype or a torch dtype, not {dtype!r}") from None
     name = name.removeprefix("torch.")
     name = DTYPE_ALIASES.get(name, name)
-    if name not in STORAGE_NUMPY:
-        raise ValueError(f"unsupported dtype {dtype!r}: nemotron_c stores weights as {', '.join(STORAGE_NUMPY)}")
+    if name not in STORAGE_NUMPY and name not in QUANTIZED_DTYPES:
+        raise ValueError(f"unsupported dtype {dtype!r}: nemotron_c stores weights as "
+                         f"{', '.join([*STORAGE_NUMPY, *QUANTIZED_DTYPES])}")
     return name
+
+
+# Dtypes made at load time from a float checkpoint, one float32 scale per block of each row (the core's table).
+QUANTIZED_DTYPES = tuple(name for name, info in _core.DTYPE_INFO.items() if info.scaled)
+# What a quantized dtype quantizes: the linear layers' matrices and an untied lm_head. The embedding table, the
+# norms and the biases stay as stored (as bitsandbytes keeps them in Transformers); heads stay float32.
+QUANTIZED_TENSORS = ("self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight",
+                     "self_attn.o_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight", "lm_head.weight")
 
 
 def find_backbone_prefix(tensors, preferred):
@@ -151,24 +161,45 @@ def select_tensors(config, tensors, base_model_prefix, has_lm_head):
     return selected
 
 
-def core_arrays(selected, dtype):
-    """The arrays handed to the core ([(array or None, dtype code, shape)]) and {name: (array, dtype name)} of the
-    present ones (what save_pretrained writes), each in `dtype` or, when None, its stored dtype."""
+def core_arrays(selected, dtype, num_threads=0):
+    """The arrays handed to the core ([(array or None, dtype code, shape[, scales])]) and {name: (array, dtype
+    name)} of the present ones (what save_pretrained writes), each in `dtype` or, when None, its stored dtype. A
+    quantized dtype applies to QUANTIZED_TENSORS (their array is then (values, scales)); the rest stay as stored."""
+    quantized = dtype in QUANTIZED_DTYPES
     arrays, weights = [], {}
     for name, stored in selected:
         if stored is None:
             arrays.append((None, 0, (1,)))
             continue
-        storage = resolve_storage(stored, dtype)
+        storage = resolve_storage(stored, None if quantized else dtype)
         array = stored.array(storage) if hasattr(stored, "array") else np.ascontiguousarray(stored)
-        arrays.append((array, _core.DTYPE_INFO[storage].code, tuple(array.shape)))
-        weights[name] = (array, storage)
+        if quantized and name.endswith(QUANTIZED_TENSORS):
+            values, scales = quantize(name, array, storage, dtype, num_threads)
+            arrays.append((values, _core.DTYPE_INFO[dtype].code, values.shape, scales))
+            weights[name] = ((values, scales), dtype)
+        else:
+            arrays.append((array, _core.DTYPE_INFO[storage].code, tuple(array.shape)))
+            weights[name] = (array, storage)
     return arrays, weights
+
+
+def quantize(name, array, storage, dtype, num_threads):
+    """(values (N, K) int8, scales (N, K / block) float32) of a float matrix, by the core's quantizer."""
+    info = _core.DTYPE_INFO[dtype]
+    N, K = array.shape
+    if K % info.block_size:
+        raise ValueError(f"tensor {name!r} has rows of {K} values, not a multiple of the {info.block_size} that "
+                         f"{dtype} quantizes together: load this checkpoint in a float dtype")
+    values = np.empty((N, K), dtype=np.int8)
+    scales = np.empty((N, K // info.block_size), dtype=np.float32)
+    _core.quantize_int8(values, scales, array, _core.DTYPE_INFO[storage].code, (N, K), num_threads)
+    return values, scales
 
 
 def float32_weight(stored, dtype):
     """A head's weight as float32 after rounding to the model's storage dtype, as the core treats every weight."""
     if hasattr(stored, "array"):
+        dtype = stored.storage if dtype in QUANTIZED_DTYPES else dtype
         return np.ascontiguousarray(convert(stored.array(dtype), dtype, "float32"))
     return np.ascontiguousarray(stored, dtype=np.float32)
 
