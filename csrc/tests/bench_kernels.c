@@ -1,50 +1,99 @@
 /*
- * Single-thread speed of each matmul kernel, in GFLOP/s and in GB/s of weights read:
- *   make -C csrc bench
- * Prefill shapes are judged by GFLOP/s against the FMA peak, decode shapes by GB/s against the
- * memory bandwidth.
+ * Speed of each matmul kernel at Minitron-4B's widths, in GFLOP/s and in GB/s of weights read:
+ *   make -C csrc bench                       every kernel set
+ *   make -C csrc bench BENCH_ARGS="avx512"   the sets named
+ * One thread, then (for the prefill shapes) two threads splitting the columns as model/forward.c does.
+ * Prefill shapes are judged by GFLOP/s against the FMA peak (benchmarks/fma_peak.c), decode shapes by
+ * GB/s against the memory bandwidth.
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "kernels/kernels.h"
 
+enum { COLUMN_BLOCK = 16 }; /* as MATMUL_COLUMN_BLOCK in model/forward.c */
+
 static double now(void) {
     struct timespec t;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t); /* CPU time: steadier when the machine is shared */
+    clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-int main(void) {
-    const int64_t N = 4096, K = 1024;
-    const int64_t Ms[] = {1, 4, 128};
-    float *x = malloc(sizeof(float) * 128 * K), *y = malloc(sizeof(float) * 128 * N);
-    void *w = malloc(sizeof(float) * N * K);
-    for (int64_t i = 0; i < 128 * K; i++) x[i] = (float)(i % 7) * 0.1f;
-    for (int64_t i = 0; i < N * K; i++) ((float *)w)[i] = (float)(i % 5) * 0.1f; /* also valid small halves */
-    printf("%-9s %-9s %5s %10s %10s\n", "kernels", "dtype", "M", "GFLOP/s", "GB/s");
+typedef struct {
+    nt_matmul_fn fn;
+    float *y;
+    const float *x;
+    const nt_tensor *w;
+    int64_t M, N;
+} job;
+
+static void columns(void *ctx, int64_t begin, int64_t end) {
+    const job *j = ctx;
+    int64_t n_end = end * COLUMN_BLOCK < j->N ? end * COLUMN_BLOCK : j->N;
+    j->fn(j->y, j->x, j->w, j->M, begin * COLUMN_BLOCK, n_end);
+}
+
+/* Best wall time of a few runs (fewer when one run is long). */
+static double best_time(nt_threadpool *pool, const job *j) {
+    double best = 1e9, spent = 0.0;
+    for (int r = 0; r < 5 && (r < 2 || spent < 1.0); r++) {
+        double start = now();
+        nt_threadpool_parallel_for(pool, columns, (void *)j, (j->N + COLUMN_BLOCK - 1) / COLUMN_BLOCK, 1);
+        double elapsed = now() - start;
+        spent += elapsed;
+        if (elapsed < best) best = elapsed;
+    }
+    return best;
+}
+
+static int wanted(const char *name, int argc, char **argv) {
+    if (argc < 2) return 1;
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], name) == 0) return 1;
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    static const int64_t shapes[][2] = {{9216, 3072}, {3072, 9216}}; /* (N, K): up_proj, down_proj */
+    static const int64_t Ms[] = {1, 4, 128, 512};
+    const int64_t max_M = 512, max_elements = 9216 * 3072;
+    float *x = malloc(sizeof(float) * max_M * 9216), *y = malloc(sizeof(float) * max_M * 9216);
+    float *w = malloc(sizeof(float) * max_elements);
+    nt_threadpool *one, *two;
+    nt_error err;
+    if (!x || !y || !w || nt_threadpool_create(&one, &err, 1) != NT_OK || nt_threadpool_create(&two, &err, 2) != NT_OK) {
+        fprintf(stderr, "out of memory\n");
+        return 1;
+    }
+    for (int64_t i = 0; i < max_M * 9216; i++) x[i] = (float)(i % 7) * 0.1f;
+    for (int64_t i = 0; i < max_elements; i++) w[i] = (float)(i % 5) * 0.1f; /* also valid small halves */
+    printf("%-9s %-5s %5s %5s %5s %9s %8s %12s\n", "kernels", "dtype", "M", "N", "K", "GFLOP/s", "GB/s",
+           "2 threads x");
     for (int t = 0; t < nt_kernel_set_count; t++) {
         const nt_kernels *set = nt_kernel_sets[t];
-        if (!set->supported()) continue;
+        if (!set->supported() || !wanted(set->name, argc, argv)) continue;
         for (int d = 0; d < NT_DTYPE_COUNT; d++) {
             if (set->matmul[d] == NULL) continue;
-            nt_tensor wt = {.data = w, .dtype = (nt_dtype)d, .ndim = 2, .shape = {N, K}};
-            wt.nbytes = (size_t)nt_dtype_bytes(wt.dtype, N * K);
-            for (size_t i = 0; i < sizeof Ms / sizeof *Ms; i++) {
-                int64_t M = Ms[i];
-                double best = 1e9;
-                for (int r = 0; r < 5; r++) {
-                    double start = now();
-                    set->matmul[d](y, x, &wt, M, 0, N);
-                    double elapsed = now() - start;
-                    if (elapsed < best) best = elapsed;
+            for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+                int64_t N = shapes[s][0], K = shapes[s][1];
+                nt_tensor wt = {.data = w, .dtype = (nt_dtype)d, .ndim = 2, .shape = {N, K}};
+                wt.nbytes = (size_t)nt_dtype_bytes(wt.dtype, N * K);
+                for (size_t i = 0; i < sizeof Ms / sizeof *Ms; i++) {
+                    int64_t M = Ms[i];
+                    job j = {set->matmul[d], y, x, &wt, M, N};
+                    double single = best_time(one, &j);
+                    printf("%-9s %-5s %5lld %5lld %5lld %9.1f %8.1f", set->name, nt_dtype_name(wt.dtype), (long long)M,
+                           (long long)N, (long long)K, 2.0 * M * N * K / single / 1e9, (double)wt.nbytes / single / 1e9);
+                    if (M >= 128) printf(" %12.2f", single / best_time(two, &j));
+                    printf("\n");
+                    fflush(stdout);
                 }
-                printf("%-9s %-9s %5lld %10.1f %10.1f\n", set->name, nt_dtype_name(wt.dtype), (long long)M,
-                       2.0 * M * N * K / best / 1e9, (double)wt.nbytes / best / 1e9);
             }
         }
     }
+    nt_threadpool_free(one), nt_threadpool_free(two);
     free(x), free(y), free(w);
     return 0;
 }
