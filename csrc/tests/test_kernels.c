@@ -63,8 +63,8 @@ static nt_tensor matrix(const void *data, nt_dtype dtype, int64_t N, int64_t K) 
 }
 
 static void test_matmul(const nt_kernels *kernels) {
-    static const int64_t Ms[] = {1, 2, 3, 4, 5, 7, 8, 9, 10, 11, 13, 20};
-    static const int64_t Ns[] = {1, 3, 4, 5, 17, 33};
+    static const int64_t Ms[] = {1, 2, 3, 4, 5, 7, 8, 9, 10, 11, 13, 20, 129, 270};
+    static const int64_t Ns[] = {1, 3, 4, 5, 17, 33, 50, 100};
     static const int64_t Ks[] = {1, 7, 8, 9, 16, 31, 64, 513, 1100};
     for (size_t a = 0; a < sizeof Ms / sizeof *Ms; a++)
         for (size_t b = 0; b < sizeof Ns / sizeof *Ns; b++)
