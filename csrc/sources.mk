@@ -29,6 +29,8 @@ CORE_CFLAGS = -std=c11 -O3 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter
 
 # Instruction sets with kernels of their own: each name's sources are compiled as separate objects with
 # its flags, and its kernel set (kernels/dispatch.c) is chosen at run time only when the CPU has them.
-ISAS = avx2
+ISAS = avx512 avx2
+avx512_SOURCES = kernels/matmul_avx512.c
+avx512_CFLAGS = -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma -mf16c
 avx2_SOURCES = kernels/matmul_avx2.c
 avx2_CFLAGS = -mavx2 -mfma -mf16c

@@ -5,6 +5,7 @@
 #include "kernels/kernels.h"
 
 const nt_kernels *const nt_kernel_sets[] = {
+    &nt_kernels_avx512,
     &nt_kernels_avx2,
     &nt_kernels_portable,
 };

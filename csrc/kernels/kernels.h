@@ -34,6 +34,7 @@ extern const int nt_kernel_set_count;
 
 extern const nt_kernels nt_kernels_portable; /* kernels/matmul.c */
 extern const nt_kernels nt_kernels_avx2;     /* kernels/matmul_avx2.c, compiled with avx2_CFLAGS */
+extern const nt_kernels nt_kernels_avx512;   /* kernels/matmul_avx512.c, compiled with avx512_CFLAGS */
 
 /* "auto": the first set this CPU supports; otherwise the set of that name, which the CPU must support. */
 nt_status nt_kernels_select(const nt_kernels **out, nt_error *err, const char *name);

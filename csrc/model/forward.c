@@ -13,8 +13,10 @@
 
 #include "model/model.h"
 
-/* MLP rows are processed in chunks so that the (rows, I) activation stays near this many floats. */
-enum { MLP_CHUNK_FLOATS = 4 << 20, MATMUL_COLUMN_BLOCK = 16 };
+/* MLP rows are processed in chunks so that the (rows, I) activation stays near this many floats.
+ * Threads split a matmul's columns in whole blocks of MATMUL_COLUMN_BLOCK: a multiple of every kernel
+ * set's panel width (16 for avx2, 48 for avx512), so that only the last block has a partial panel. */
+enum { MLP_CHUNK_FLOATS = 4 << 20, MATMUL_COLUMN_BLOCK = 48 };
 
 /* ---------------------------------------------------------------- threaded building blocks */
 

@@ -1,11 +1,10 @@
 /*
- * Speed of each weight dtype's matmul on the projections of Nemotron-4 Mini (hidden 3072, intermediate 9216),
- * in GFLOP/s and in GB/s of weights (and scales) read, on one and two threads:
- *   make -C csrc bench                  the set "auto" picks
- *   build/tests/bench_kernels portable  another set
- * Decode (M = 1) is judged by GB/s against the read bandwidth printed first (a streaming sum over 1 GiB),
- * prefill (M = 128) by GFLOP/s against the FMA peak. Each run reads its weights from a new place of a 1 GiB
- * arena, so that they come from memory rather than from a last-level cache left warm by the previous run.
+ * Speed of each matmul kernel at Minitron-4B's widths, in GFLOP/s and in GB/s of weights read:
+ *   make -C csrc bench                       every kernel set
+ *   make -C csrc bench BENCH_ARGS="avx512"   the sets named
+ * One thread, then (for the prefill shapes) two threads splitting the columns as model/forward.c does.
+ * Prefill shapes are judged by GFLOP/s against the FMA peak (benchmarks/fma_peak.c), decode shapes by
+ * GB/s (of weights and their scales) against the memory bandwidth.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,121 +13,94 @@
 
 #include "kernels/kernels.h"
 
-enum { ARENA_BYTES = 1 << 30, MATMUL_COLUMN_BLOCK = 16, RUNS = 7 };
+enum { COLUMN_BLOCK = 48 }; /* as MATMUL_COLUMN_BLOCK in model/forward.c */
 
 static double now(void) {
     struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t); /* wall time: the runs use several threads */
+    clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-/* ---- the read-bandwidth probe: each thread sums its share of the arena's floats */
-typedef struct {
-    const float *data;
-    double sums[64]; /* one per range, so that the compiler cannot drop the reads */
-    int64_t n, ranges;
-} sum_job;
-
-static void sum_range(void *ctx, int64_t begin, int64_t end) {
-    sum_job *job = ctx;
-    int64_t chunk = job->n / job->ranges;
-    for (int64_t r = begin; r < end; r++) {
-        const float *p = job->data + r * chunk;
-        float acc[16] = {0};
-        for (int64_t i = 0; i + 16 <= chunk; i += 16)
-            for (int j = 0; j < 16; j++) acc[j] += p[i + j];
-        double sum = 0.0;
-        for (int j = 0; j < 16; j++) sum += acc[j];
-        job->sums[r] = sum;
-    }
-}
-
-static double read_bandwidth(nt_threadpool *pool, const void *arena) {
-    sum_job job = {.data = arena, .n = ARENA_BYTES / sizeof(float), .ranges = 64};
-    double best = 1e9;
-    for (int r = 0; r < 3; r++) {
-        double start = now();
-        nt_threadpool_parallel_for(pool, sum_range, &job, job.ranges, 1);
-        double elapsed = now() - start;
-        if (elapsed < best) best = elapsed;
-    }
-    return ARENA_BYTES / best / 1e9;
-}
-
-/* ---- a matmul split over threads by blocks of columns, as the forward pass does */
 typedef struct {
     nt_matmul_fn fn;
     float *y;
     const float *x;
     const nt_tensor *w;
     int64_t M, N;
-} matmul_job;
+} job;
 
-static void matmul_range(void *ctx, int64_t begin, int64_t end) {
-    const matmul_job *job = ctx;
-    int64_t n_end = end * MATMUL_COLUMN_BLOCK < job->N ? end * MATMUL_COLUMN_BLOCK : job->N;
-    job->fn(job->y, job->x, job->w, job->M, begin * MATMUL_COLUMN_BLOCK, n_end);
+static void columns(void *ctx, int64_t begin, int64_t end) {
+    const job *j = ctx;
+    int64_t n_end = end * COLUMN_BLOCK < j->N ? end * COLUMN_BLOCK : j->N;
+    j->fn(j->y, j->x, j->w, j->M, begin * COLUMN_BLOCK, n_end);
+}
+
+/* Best wall time of a few runs (fewer when one run is long). */
+static double best_time(nt_threadpool *pool, const job *j) {
+    double best = 1e9, spent = 0.0;
+    for (int r = 0; r < 5 && (r < 2 || spent < 1.0); r++) {
+        double start = now();
+        nt_threadpool_parallel_for(pool, columns, (void *)j, (j->N + COLUMN_BLOCK - 1) / COLUMN_BLOCK, 1);
+        double elapsed = now() - start;
+        spent += elapsed;
+        if (elapsed < best) best = elapsed;
+    }
+    return best;
+}
+
+static int wanted(const char *name, int argc, char **argv) {
+    if (argc < 2) return 1;
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], name) == 0) return 1;
+    return 0;
 }
 
 int main(int argc, char **argv) {
+    static const int64_t shapes[][2] = {{9216, 3072}, {3072, 9216}}; /* (N, K): up_proj, down_proj */
+    static const int64_t Ms[] = {1, 4, 128, 512};
+    const int64_t max_M = 512, max_elements = 9216 * 3072;
+    float *x = malloc(sizeof(float) * max_M * 9216), *y = malloc(sizeof(float) * max_M * 9216);
+    float *w = malloc(sizeof(float) * max_elements), *scales = malloc(sizeof(float) * (max_elements / NT_Q8_GROUP));
+    nt_threadpool *one, *two;
     nt_error err;
-    const nt_kernels *set;
-    if (nt_kernels_select(&set, &err, argc > 1 ? argv[1] : "auto") != NT_OK) {
-        fprintf(stderr, "%s\n", err.message);
+    if (!x || !y || !w || !scales || nt_threadpool_create(&one, &err, 1) != NT_OK || nt_threadpool_create(&two, &err, 2) != NT_OK) {
+        fprintf(stderr, "out of memory\n");
         return 1;
     }
-    const int64_t shapes[][2] = {{9216, 3072}, {3072, 9216}}; /* (N, K): up_proj, down_proj */
-    const int64_t Ms[] = {1, 128};
-    char *arena = malloc(ARENA_BYTES);
-    float *scales = malloc(ARENA_BYTES / NT_Q8_GROUP * sizeof(float));
-    float *x = malloc(sizeof(float) * 128 * 9216), *y = malloc(sizeof(float) * 128 * 9216);
-    if (arena == NULL || scales == NULL || x == NULL || y == NULL) return 1;
-    /* small floats whose bytes are also finite halves, bfloat16s and any int8 */
-    for (int64_t i = 0; i < ARENA_BYTES / 4; i++) ((float *)arena)[i] = (float)(i % 5) * 0.1f;
-    for (int64_t i = 0; i < ARENA_BYTES / NT_Q8_GROUP; i++) scales[i] = 0.01f;
-    for (int64_t i = 0; i < 128 * 9216; i++) x[i] = (float)(i % 7) * 0.1f;
-
-    printf("kernels %s\n", set->name);
-    for (int threads = 1; threads <= 2; threads++) {
-        nt_threadpool *pool;
-        if (nt_threadpool_create(&pool, &err, threads) != NT_OK) return 1;
-        printf("read bandwidth, %d thread(s): %.1f GB/s\n", threads, read_bandwidth(pool, arena));
-        nt_threadpool_free(pool);
-    }
-    printf("%-9s %7s %5s %5s %7s %10s %10s\n", "dtype", "threads", "N", "K", "M", "GFLOP/s", "GB/s");
-    for (int threads = 1; threads <= 2; threads++) {
-        nt_threadpool *pool;
-        if (nt_threadpool_create(&pool, &err, threads) != NT_OK) return 1;
-        for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
-            for (size_t i = 0; i < sizeof Ms / sizeof *Ms; i++)
-                for (int d = 0; d < NT_DTYPE_COUNT; d++) {
-                    int64_t N = shapes[s][0], K = shapes[s][1], M = Ms[i];
-                    nt_tensor w = {.dtype = (nt_dtype)d, .ndim = 2, .shape = {N, K}};
-                    w.nbytes = (size_t)nt_dtype_bytes(w.dtype, N * K);
-                    int64_t places = ARENA_BYTES / (int64_t)w.nbytes;
-                    size_t read = w.nbytes;
-                    if (nt_dtype_get(w.dtype)->scaled) {
-                        w.group_size = NT_Q8_GROUP;
-                        w.scales_nbytes = (size_t)(N * K / NT_Q8_GROUP) * sizeof(float);
-                        read += w.scales_nbytes;
-                    }
-                    matmul_job job = {nt_kernels_matmul(set, w.dtype), y, x, &w, M, N};
-                    double best = 1e9;
-                    for (int r = 0; r < RUNS; r++) {
-                        int64_t place = r % places;
-                        w.data = arena + place * (int64_t)w.nbytes;
-                        if (w.group_size) w.scales = scales + place * (N * K / NT_Q8_GROUP);
-                        double start = now();
-                        nt_threadpool_parallel_for(pool, matmul_range, &job,
-                                                   (N + MATMUL_COLUMN_BLOCK - 1) / MATMUL_COLUMN_BLOCK, 1);
-                        double elapsed = now() - start;
-                        if (elapsed < best) best = elapsed;
-                    }
-                    printf("%-9s %7d %5lld %5lld %7lld %10.1f %10.1f\n", nt_dtype_name(w.dtype), threads, (long long)N,
-                           (long long)K, (long long)M, 2.0 * M * N * K / best / 1e9, (double)read / best / 1e9);
+    for (int64_t i = 0; i < max_M * 9216; i++) x[i] = (float)(i % 7) * 0.1f;
+    for (int64_t i = 0; i < max_elements; i++) w[i] = (float)(i % 5) * 0.1f; /* also valid small halves */
+    for (int64_t i = 0; i < max_elements / NT_Q8_GROUP; i++) scales[i] = 0.01f;
+    printf("%-9s %-5s %5s %5s %5s %9s %8s %12s\n", "kernels", "dtype", "M", "N", "K", "GFLOP/s", "GB/s",
+           "2 threads x");
+    for (int t = 0; t < nt_kernel_set_count; t++) {
+        const nt_kernels *set = nt_kernel_sets[t];
+        if (!set->supported() || !wanted(set->name, argc, argv)) continue;
+        for (int d = 0; d < NT_DTYPE_COUNT; d++) {
+            if (set->matmul[d] == NULL) continue;
+            for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+                int64_t N = shapes[s][0], K = shapes[s][1];
+                nt_tensor wt = {.data = w, .dtype = (nt_dtype)d, .ndim = 2, .shape = {N, K}};
+                wt.nbytes = (size_t)nt_dtype_bytes(wt.dtype, N * K);
+                if (nt_dtype_get(wt.dtype)->scaled) {
+                    wt.scales = scales;
+                    wt.group_size = NT_Q8_GROUP;
+                    wt.scales_nbytes = sizeof(float) * (size_t)(N * K / NT_Q8_GROUP);
                 }
-        nt_threadpool_free(pool);
+                double bytes = (double)(wt.nbytes + wt.scales_nbytes);
+                for (size_t i = 0; i < sizeof Ms / sizeof *Ms; i++) {
+                    int64_t M = Ms[i];
+                    job j = {set->matmul[d], y, x, &wt, M, N};
+                    double single = best_time(one, &j);
+                    printf("%-9s %-5s %5lld %5lld %5lld %9.1f %8.1f", set->name, nt_dtype_name(wt.dtype), (long long)M,
+                           (long long)N, (long long)K, 2.0 * M * N * K / single / 1e9, bytes / single / 1e9);
+                    if (M >= 128) printf(" %12.2f", single / best_time(two, &j));
+                    printf("\n");
+                    fflush(stdout);
+                }
+            }
+        }
     }
-    free(arena), free(scales), free(x), free(y);
+    nt_threadpool_free(one), nt_threadpool_free(two);
+    free(x), free(y), free(w), free(scales);
     return 0;
 }

@@ -78,14 +78,14 @@ static void quantize(int8_t *q, float *scales, const float *w, int64_t N, int64_
     }
 }
 
-static void test_matmul(const nt_kernels *kernels) {
-    static const int64_t Ms[] = {1, 2, 3, 4, 5, 7, 8, 9, 10, 11, 13, 20};
-    static const int64_t Ns[] = {1, 3, 4, 5, 17, 33};
-    /* int8 rows are whole groups of 64: it runs on the multiples, 4160 being more than a portable span */
-    static const int64_t Ks[] = {1, 7, 8, 9, 16, 31, 64, 192, 513, 1100, 1088, 4160};
-    for (size_t a = 0; a < sizeof Ms / sizeof *Ms; a++)
-        for (size_t b = 0; b < sizeof Ns / sizeof *Ns; b++)
-            for (size_t c = 0; c < sizeof Ks / sizeof *Ks; c++) {
+#define COUNT(a) (sizeof(a) / sizeof *(a))
+
+/* Every M of Ms with every N of Ns and every K of Ks. */
+static void test_matmul_shapes(const nt_kernels *kernels, const int64_t *Ms, size_t n_Ms, const int64_t *Ns,
+                               size_t n_Ns, const int64_t *Ks, size_t n_Ks) {
+    for (size_t a = 0; a < n_Ms; a++)
+        for (size_t b = 0; b < n_Ns; b++)
+            for (size_t c = 0; c < n_Ks; c++) {
                 int64_t M = Ms[a], N = Ns[b], K = Ks[c];
                 float *x = malloc(sizeof(float) * M * K), *wf = malloc(sizeof(float) * N * K);
                 uint16_t *wb = malloc(2 * N * K), *wh = malloc(2 * N * K);
@@ -121,6 +121,19 @@ static void test_matmul(const nt_kernels *kernels) {
                 }
                 free(x), free(wf), free(wb), free(wh), free(wq), free(scales), free(want), free(got);
             }
+}
+
+/* Shapes that reach every tail of the kernels: rows short of a block of 3, 4, 6 or 8, columns short of a
+ * panel of 16 or 48, K short of a vector, of a k block (256, 512), odd; then many rows (several row
+ * blocks of the AVX-512 packing) on fewer shapes, as the naive reference is slow there. */
+static void test_matmul(const nt_kernels *kernels) {
+    static const int64_t Ms[] = {1, 2, 3, 4, 5, 7, 8, 9, 10, 11, 13, 20};
+    static const int64_t Ns[] = {1, 3, 4, 5, 17, 33, 50};
+    /* int8 rows are whole groups of 64: it runs on the multiples, 4160 being more than a portable span */
+    static const int64_t Ks[] = {1, 7, 8, 9, 16, 31, 64, 192, 513, 1100, 1088, 4160};
+    test_matmul_shapes(kernels, Ms, COUNT(Ms), Ns, COUNT(Ns), Ks, COUNT(Ks));
+    static const int64_t many_Ms[] = {129, 270}, many_Ns[] = {50, 100}, many_Ks[] = {7, 1100};
+    test_matmul_shapes(kernels, many_Ms, COUNT(many_Ms), many_Ns, COUNT(many_Ns), many_Ks, COUNT(many_Ks));
 }
 
 /* Rows in float32 through the seam, and the storage checks a model makes of every tensor. */

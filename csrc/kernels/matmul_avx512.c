@@ -1,0 +1,293 @@
+/*
+ * AVX-512 (F, BW, VL, DQ) + FMA + F16C kernels, float32 activations and accumulation for every weight dtype.
+ * This file alone is compiled with avx512_CFLAGS (csrc/sources.mk), and its set is used only when the CPU
+ * reports those features and the OS saves the zmm state (kernels/dispatch.c). Built without them (another
+ * architecture), the set is empty and reports itself unsupported.
+ *
+ * BF16 weights are widened to float32 with a shift, never multiplied with vdpbf16ps: that instruction
+ * rounds the activations to bf16 too, about 3 significant digits, far from Transformers' float32 logits.
+ */
+#include "kernels/kernels.h"
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512DQ__) && \
+    defined(__FMA__) && defined(__F16C__)
+#include <cpuid.h>
+#include <immintrin.h>
+#include <stdlib.h>
+
+/* Elements [i, i + 16) of w in float32; with a mask, lanes past it read nothing and are zero. */
+static inline __m512 load16(const void *w, nt_dtype dtype, int64_t i, __mmask16 mask) {
+    switch (dtype) {
+    case NT_DTYPE_BF16: {
+        __m256i h = _mm256_maskz_loadu_epi16(mask, (const uint16_t *)w + i);
+        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    }
+    case NT_DTYPE_F16:
+        return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask, (const uint16_t *)w + i));
+    default:
+        return _mm512_maskz_loadu_ps(mask, (const float *)w + i);
+    }
+}
+
+static inline __mmask16 first_lanes(int64_t n) { return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1); }
+
+/* ---------------------------------------------------------------- few rows of x: stream w once
+ * For decode, where w is read from memory once per token and the arithmetic is cheap. MR rows of x
+ * against NR rows of w over the whole of K, the last partial 16 columns through masked loads; MR and NR
+ * are constants at every call so that the accumulators live in registers. */
+enum { GEMV_MAX_ROWS = 4, GEMV_W_ROWS = 4 };
+
+static inline __attribute__((always_inline)) void gemv_block(float *y, const float *x, const void *w,
+                                                             nt_dtype dtype, int64_t N, int64_t K, int64_t m0,
+                                                             int64_t n0, const int MR, const int NR) {
+    __m512 acc[GEMV_MAX_ROWS][GEMV_W_ROWS];
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++) acc[i][j] = _mm512_setzero_ps();
+    const float *xr = x + m0 * K;
+    for (int64_t k = 0; k < K; k += 16) {
+        __mmask16 mask = first_lanes(K - k);
+        __m512 xv[GEMV_MAX_ROWS];
+        for (int i = 0; i < MR; i++) xv[i] = _mm512_maskz_loadu_ps(mask, xr + i * K + k);
+        for (int j = 0; j < NR; j++) {
+            __m512 wv = load16(w, dtype, (n0 + j) * K + k, mask);
+            for (int i = 0; i < MR; i++) acc[i][j] = _mm512_fmadd_ps(xv[i], wv, acc[i][j]);
+        }
+    }
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++) y[(m0 + i) * N + n0 + j] = _mm512_reduce_add_ps(acc[i][j]);
+}
+
+/* Instantiates gemv_block for the row counts of one pass: MR x rows against 4 w rows, then the tail. */
+#define GEMV_PASS(MR)                                                                                       \
+    static void gemv_pass_##MR(float *y, const float *x, const void *w, nt_dtype dtype, int64_t N, int64_t K, \
+                               int64_t m0, int64_t n_begin, int64_t n_end) {                               \
+        int64_t n0 = n_begin;                                                                               \
+        for (; n0 + GEMV_W_ROWS <= n_end; n0 += GEMV_W_ROWS)                                                \
+            gemv_block(y, x, w, dtype, N, K, m0, n0, MR, GEMV_W_ROWS);                                      \
+        for (; n0 < n_end; n0++) gemv_block(y, x, w, dtype, N, K, m0, n0, MR, 1);                           \
+    }
+GEMV_PASS(1)
+GEMV_PASS(2)
+GEMV_PASS(3)
+GEMV_PASS(4)
+
+static void gemv(float *y, const float *x, const void *w, nt_dtype dtype, int64_t M, int64_t N, int64_t K,
+                 int64_t n_begin, int64_t n_end) {
+    for (int64_t m0 = 0; m0 < M; m0 += GEMV_MAX_ROWS) {
+        switch (M - m0) {
+        case 1: gemv_pass_1(y, x, w, dtype, N, K, m0, n_begin, n_end); break;
+        case 2: gemv_pass_2(y, x, w, dtype, N, K, m0, n_begin, n_end); break;
+        case 3: gemv_pass_3(y, x, w, dtype, N, K, m0, n_begin, n_end); break;
+        default: gemv_pass_4(y, x, w, dtype, N, K, m0, n_begin, n_end); break;
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- many rows of x: packed panels
+ * For prefill, where the arithmetic dominates. A panel of PANEL_NR rows of w and PANEL_KC of its columns
+ * is converted to float32 and laid out k-major (KC, NR); every block of PANEL_MR
+ * rows of x (packed too) is multiplied against it with MR x NR/16 accumulators in zmm registers, NR/16
+ * panel loads and MR broadcasts per k. The k blocks are the outer loop so that the x block (ROWS_MC, KC)
+ * stays in L2 while every panel of the column range passes. Measured on a Sapphire Rapids core: 8x48 beat
+ * 14x32, 12x32 and 6x64, and KC = 512 (the panel in L2) beat the L1-sized 128..256 by about 10%. */
+enum {
+    PANEL_MR = 8,
+    PANEL_NV = 3, /* zmm vectors per panel row */
+    PANEL_NR = 16 * PANEL_NV,
+    PANEL_KC = 512,
+    ROWS_MC = 256, /* a multiple of PANEL_MR */
+    GEMM_MIN_ROWS = 8,
+};
+
+/* Transposes the 16x16 block r[0..15] (rows) in place into columns. */
+static inline void transpose16(__m512 r[16]) {
+    __m512 t[16], u[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    /* u[4g + c], lane L: column 4L + c of rows 4g..4g+3 */
+    for (int g = 0; g < 4; g++) {
+        u[4 * g + 0] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
+        u[4 * g + 1] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0xee);
+        u[4 * g + 2] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
+        u[4 * g + 3] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xee);
+    }
+    for (int c = 0; c < 4; c++) {
+        __m512 even01 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x88), odd01 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xdd);
+        __m512 even23 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x88),
+               odd23 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xdd);
+        r[c] = _mm512_shuffle_f32x4(even01, even23, 0x88);
+        r[4 + c] = _mm512_shuffle_f32x4(odd01, odd23, 0x88);
+        r[8 + c] = _mm512_shuffle_f32x4(even01, even23, 0xdd);
+        r[12 + c] = _mm512_shuffle_f32x4(odd01, odd23, 0xdd);
+    }
+}
+
+/* panel (kc, PANEL_NR) = w rows n0..n0+nr-1, columns k0..k0+kc-1, in float32; rows past nr are zero.
+ * Blocks of 16 rows by 16 columns go through a transpose in registers; the last partial one is read
+ * through a mask. */
+static void pack_panel(float *panel, const void *w, nt_dtype dtype, int64_t K, int64_t n0, int64_t nr, int64_t k0,
+                       int64_t kc) {
+    for (int64_t j0 = 0; j0 < PANEL_NR; j0 += 16)
+        for (int64_t k = 0; k < kc; k += 16) {
+            __mmask16 mask = first_lanes(kc - k);
+            __m512 r[16];
+            for (int64_t j = 0; j < 16; j++)
+                r[j] = j0 + j < nr ? load16(w, dtype, (n0 + j0 + j) * K + k0 + k, mask) : _mm512_setzero_ps();
+            transpose16(r);
+            for (int64_t t = 0; t < 16 && k + t < kc; t++) _mm512_store_ps(panel + (k + t) * PANEL_NR + j0, r[t]);
+        }
+}
+
+/* xp (kc, PANEL_MR) = x rows 0..mr-1 (each K apart), columns 0..kc-1, interleaved so that the broadcasts of
+ * one k are adjacent; rows past mr repeat the last one. Read from x directly, the rows of a block lie K
+ * floats apart, which for K a multiple of 1024 puts them all in the same L1 set. */
+static void pack_rows(float *xp, const float *x, int64_t K, int64_t mr, int64_t kc) {
+    for (int64_t i = 0; i < PANEL_MR; i++) {
+        const float *x_i = x + (i < mr ? i : mr - 1) * K;
+        for (int64_t k = 0; k < kc; k++) xp[k * PANEL_MR + i] = x_i[k];
+    }
+}
+
+/* y rows (mr <= PANEL_MR, each N apart) (+)= xp (kc, PANEL_MR) @ panel (kc, PANEL_NR), first nr columns. */
+static void panel_block(float *y, int64_t N, const float *xp, const float *panel, int64_t kc, int64_t mr, int64_t nr,
+                        int accumulate) {
+    __m512 acc[PANEL_MR][PANEL_NV];
+#pragma GCC unroll 16
+    for (int i = 0; i < PANEL_MR; i++)
+#pragma GCC unroll 4
+        for (int v = 0; v < PANEL_NV; v++) acc[i][v] = _mm512_setzero_ps();
+#pragma GCC unroll 2
+    for (int64_t k = 0; k < kc; k++) {
+        __m512 wv[PANEL_NV];
+#pragma GCC unroll 4
+        for (int v = 0; v < PANEL_NV; v++) wv[v] = _mm512_load_ps(panel + k * PANEL_NR + 16 * v);
+#pragma GCC unroll 16
+        for (int i = 0; i < PANEL_MR; i++) {
+            __m512 b = _mm512_set1_ps(xp[k * PANEL_MR + i]);
+#pragma GCC unroll 4
+            for (int v = 0; v < PANEL_NV; v++) acc[i][v] = _mm512_fmadd_ps(b, wv[v], acc[i][v]);
+        }
+    }
+    for (int64_t i = 0; i < mr; i++)
+        for (int v = 0; v < PANEL_NV; v++) {
+            __mmask16 mask = first_lanes(nr - 16 * v > 0 ? nr - 16 * v : 0);
+            float *y_iv = y + i * N + 16 * v;
+            __m512 out = acc[i][v];
+            if (accumulate) out = _mm512_add_ps(out, _mm512_maskz_loadu_ps(mask, y_iv));
+            _mm512_mask_storeu_ps(y_iv, mask, out);
+        }
+}
+
+/* Returns 0 without memory for its buffers (the caller then uses the row kernels, which need none). */
+static int gemm(float *y, const float *x, const void *w, nt_dtype dtype, int64_t M, int64_t N, int64_t K,
+                int64_t n_begin, int64_t n_end) {
+    /* panel (PANEL_KC, PANEL_NR), then the x block (ROWS_MC / PANEL_MR, PANEL_KC, PANEL_MR) */
+    float *panel = aligned_alloc(64, sizeof(float) * PANEL_KC * (PANEL_NR + ROWS_MC));
+    if (panel == NULL) return 0;
+    float *rows = panel + PANEL_KC * PANEL_NR;
+    for (int64_t k0 = 0; k0 < K; k0 += PANEL_KC) {
+        int64_t kc = K - k0 < PANEL_KC ? K - k0 : PANEL_KC;
+        for (int64_t mc0 = 0; mc0 < M; mc0 += ROWS_MC) {
+            int64_t mc_end = M - mc0 < ROWS_MC ? M : mc0 + ROWS_MC;
+            for (int64_t m0 = mc0; m0 < mc_end; m0 += PANEL_MR) {
+                int64_t mr = mc_end - m0 < PANEL_MR ? mc_end - m0 : PANEL_MR;
+                pack_rows(rows + (m0 - mc0) * kc, x + m0 * K + k0, K, mr, kc);
+            }
+            for (int64_t n0 = n_begin; n0 < n_end; n0 += PANEL_NR) {
+                int64_t nr = n_end - n0 < PANEL_NR ? n_end - n0 : PANEL_NR;
+                pack_panel(panel, w, dtype, K, n0, nr, k0, kc);
+                for (int64_t m0 = mc0; m0 < mc_end; m0 += PANEL_MR) {
+                    int64_t mr = mc_end - m0 < PANEL_MR ? mc_end - m0 : PANEL_MR;
+                    panel_block(y + m0 * N + n0, N, rows + (m0 - mc0) * kc, panel, kc, mr, nr, k0 > 0);
+                }
+            }
+        }
+    }
+    free(panel);
+    return 1;
+}
+
+/* The element index arithmetic below stays inside this file: the kernels are written once for every
+ * float dtype, and load16 widens each dtype's elements in registers. */
+static inline __attribute__((always_inline)) void matmul_avx512(float *y, const float *x, const nt_tensor *w,
+                                                                nt_dtype dtype, int64_t M, int64_t n_begin,
+                                                                int64_t n_end) {
+    int64_t N = w->shape[0], K = w->shape[1];
+    if (M < GEMM_MIN_ROWS || !gemm(y, x, w->data, dtype, M, N, K, n_begin, n_end))
+        gemv(y, x, w->data, dtype, M, N, K, n_begin, n_end);
+}
+
+static void matmul_f32_avx512(float *y, const float *x, const nt_tensor *w, int64_t M, int64_t n_begin,
+                              int64_t n_end) {
+    matmul_avx512(y, x, w, NT_DTYPE_F32, M, n_begin, n_end);
+}
+
+static void matmul_bf16_avx512(float *y, const float *x, const nt_tensor *w, int64_t M, int64_t n_begin,
+                               int64_t n_end) {
+    matmul_avx512(y, x, w, NT_DTYPE_BF16, M, n_begin, n_end);
+}
+
+static void matmul_f16_avx512(float *y, const float *x, const nt_tensor *w, int64_t M, int64_t n_begin,
+                              int64_t n_end) {
+    matmul_avx512(y, x, w, NT_DTYPE_F16, M, n_begin, n_end);
+}
+
+static float dot_avx512(const float *a, const float *b, int64_t n) {
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc0);
+        acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), acc1);
+    }
+    for (; i < n; i += 16) {
+        __mmask16 mask = first_lanes(n - i);
+        acc0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, a + i), _mm512_maskz_loadu_ps(mask, b + i), acc0);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+}
+
+static void axpy_avx512(float *y, float a, const float *x, int64_t n) {
+    __m512 av = _mm512_set1_ps(a);
+    for (int64_t i = 0; i < n; i += 16) {
+        __mmask16 mask = first_lanes(n - i);
+        __m512 out = _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(mask, x + i), _mm512_maskz_loadu_ps(mask, y + i));
+        _mm512_mask_storeu_ps(y + i, mask, out);
+    }
+}
+
+/* The CPU's features, and the OS's consent: XCR0 must enable the SSE, AVX, opmask and both zmm states
+ * (bits 1, 2, 5, 6, 7), or the first zmm instruction faults. */
+static int cpu_has_avx512(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    int fma = (c >> 12) & 1, osxsave = (c >> 27) & 1, f16c = (c >> 29) & 1;
+    if (!fma || !osxsave || !f16c) return 0;
+    unsigned xcr0_low, xcr0_high;
+    __asm__ volatile("xgetbv" : "=a"(xcr0_low), "=d"(xcr0_high) : "c"(0));
+    if ((xcr0_low & 0xe6) != 0xe6) return 0;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+    const unsigned f = 1u << 16, dq = 1u << 17, bw = 1u << 30, vl = 1u << 31;
+    return (b & (f | dq | bw | vl)) == (f | dq | bw | vl);
+}
+
+const nt_kernels nt_kernels_avx512 = {
+    .name = "avx512",
+    .supported = cpu_has_avx512,
+    .matmul = {
+        [NT_DTYPE_F32] = matmul_f32_avx512,
+        [NT_DTYPE_BF16] = matmul_bf16_avx512,
+        [NT_DTYPE_F16] = matmul_f16_avx512,
+    },
+    .dot = dot_avx512,
+    .axpy = axpy_avx512,
+};
+
+#else /* not compiled for AVX-512 (another architecture): a set that no CPU supports keeps the list whole */
+
+static int never(void) { return 0; }
+
+const nt_kernels nt_kernels_avx512 = {.name = "avx512", .supported = never};
+
+#endif

@@ -1,0 +1,88 @@
+"""Every kernel set this CPU runs (NEMOTRON_C_KERNELS) gives the portable set's logits and Transformers', for
+weights stored in float32, bfloat16 and float16, at prefill and at decode through the cache.
+
+Odd widths (hidden 40, intermediate 70) and 37 tokens reach the tails of every kernel: partial panels of
+columns, partial blocks of rows and a K that is no multiple of the vector width.
+"""
+import functools
+
+import numpy as np
+import pytest
+
+import nemotron_c
+from helpers.compare import assert_close
+from helpers.transformers_reference import hf_from_pretrained, hf_logits
+
+SETS = ["avx512", "avx2", "portable"]
+STORED = ["float32", "bfloat16", "float16"]
+ODD_WIDTHS = dict(hidden_size=40, intermediate_size=70, num_attention_heads=5, num_key_value_heads=5)
+
+T, PROMPT = 37, 30  # prefill length; decode runs tokens PROMPT..T-1 one at a time through the cache
+IDS = np.random.default_rng(7).integers(0, 96, size=(2, T))
+MASK = np.ones((2, T), dtype=np.int64)
+MASK[0, :4] = 0  # left padding in the first row
+
+
+def load(path, kernels, monkeypatch):
+    """The model on the named kernel set; skips when this CPU lacks it."""
+    monkeypatch.setenv("NEMOTRON_C_KERNELS", kernels)
+    try:
+        return nemotron_c.AutoModelForCausalLM.from_pretrained(path)
+    except ValueError as error:
+        if "this CPU cannot run" in str(error):
+            pytest.skip(f"this CPU lacks the {kernels} kernels")
+        raise
+
+
+def prefill_and_decode(model):
+    """Logits of the whole prompt at once, and of tokens PROMPT..T-1 decoded one by one after a prefill."""
+    full = model(IDS, attention_mask=MASK, use_cache=False).logits
+    cache = model(IDS[:, :PROMPT], attention_mask=MASK[:, :PROMPT]).past_key_values
+    steps = [model(IDS[:, t : t + 1], attention_mask=MASK[:, : t + 1], past_key_values=cache).logits[:, 0]
+             for t in range(PROMPT, T)]
+    return full, np.stack(steps, axis=1)
+
+
+@pytest.fixture(scope="module")
+def reference():
+    """Per stored dtype: the checkpoint's path, Transformers' float32 logits, the portable set's logits."""
+
+    @functools.cache
+    def get(checkpoint, stored):
+        path = checkpoint(dtype=stored, **ODD_WIDTHS)
+        with pytest.MonkeyPatch.context() as monkeypatch:
+            portable = prefill_and_decode(load(path, "portable", monkeypatch))
+        return path, hf_logits(hf_from_pretrained(path), IDS, MASK), portable
+
+    return get
+
+
+@pytest.mark.parametrize("stored", STORED)
+@pytest.mark.parametrize("kernels", SETS)
+def test_kernel_set_matches_portable_and_transformers(checkpoint, reference, monkeypatch, kernels, stored):
+    path, transformers_logits, (portable_full, portable_steps) = reference(checkpoint, stored)
+    model = load(path, kernels, monkeypatch)
+    assert model.kernels == kernels
+    full, steps = prefill_and_decode(model)
+    real = MASK == 1  # padded positions attend to every key, as in Transformers; only real tokens compare
+    assert_close(full[real], portable_full[real], atol=1e-5, what=f"{kernels} prefill against portable")
+    assert_close(full[real], transformers_logits[real], atol=1e-4, what=f"{kernels} prefill against Transformers")
+    assert_close(steps, portable_steps, atol=1e-5, what=f"{kernels} decode against portable")
+    assert_close(steps, transformers_logits[:, PROMPT:], atol=1e-4, what=f"{kernels} decode against Transformers")
+
+
+def test_auto_is_the_first_set_this_cpu_runs(checkpoint, monkeypatch):
+    path = checkpoint(**ODD_WIDTHS)
+    chosen = load(path, "auto", monkeypatch)
+    supported = []
+    for kernels in SETS:
+        monkeypatch.setenv("NEMOTRON_C_KERNELS", kernels)
+        try:
+            supported.append(nemotron_c.AutoModelForCausalLM.from_pretrained(path))
+        except ValueError as error:
+            assert "this CPU cannot run" in str(error)
+    assert supported[-1].kernels == "portable"
+    best = supported[0]
+    assert chosen.kernels == best.kernels
+    np.testing.assert_array_equal(chosen(IDS, attention_mask=MASK).logits, best(IDS, attention_mask=MASK).logits)
+
