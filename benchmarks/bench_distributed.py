@@ -1,13 +1,13 @@
 """Scoring throughput on one machine: one process's model.score against BatchScorer on Dask and Ray Data with
-1 and 2 worker processes, and the memory of each worker (the weights are memory-mapped, so the workers of a
-node share their pages: compare each worker's RSS with its PSS, read from /proc/<pid>/smaps_rollup).
+1 and 2 worker processes, and the memory of each Dask worker process after the job (the weights are
+memory-mapped, so the workers of a node share their pages: compare RSS with PSS, from /proc/self/smaps_rollup).
 
     python benchmarks/bench_distributed.py [--rows 128] [--engines dask,ray]
 
 The same random checkpoint (made on the fly with Transformers, float32 safetensors) and the same rows of token
 ids (random lengths) for all. Each engine splits the rows into 4 partitions; a worker gets cpus / workers
 threads. Dask's workers stay up between jobs, so its time is a second job's (model loaded); Ray Data starts its
-actors for each job, so its time includes their start and the model's load, as a user's job would.
+actors for each job (and ends them), so its time includes their start and the model's load, as a user's job's.
 """
 import argparse
 import os
