@@ -2,7 +2,6 @@
 each loading the model once; Parquet and JSON lines in and out, results equal to one process's, and a worker
 killed mid-job (its nanny restarts it; the scheduler runs its partition again)."""
 import os
-import signal
 import sys
 
 import cloudpickle
@@ -11,14 +10,16 @@ import dask.dataframe as dd
 import numpy as np
 import pytest
 from distributed import Client, LocalCluster
-from helpers.distributed import (KILL_ID, assert_complete, assert_same_scores, corpus, model_dir, read_output,
-                                 single_process_scores, with_input_ids, write_parts)
+from helpers import distributed
+from helpers.distributed import (DiesOnce, assert_complete, assert_same_scores, frame, path,  # noqa: F401 (fixtures)
+                                 read_output, reference, with_input_ids, write_parts)
 
 import nemotron_c
 from nemotron_c.distributed import BatchGenerator, BatchScorer
 
-# the workers unpickle this module's classes by value: they cannot import a test module
+# the workers unpickle this module's functions and DiesOnce by value: they cannot import the tests' modules
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
+cloudpickle.register_pickle_by_value(distributed)
 
 
 @pytest.fixture(scope="module")
@@ -28,21 +29,6 @@ def client():
     with Client(cluster) as client:
         yield client
     cluster.close()
-
-
-@pytest.fixture(scope="module")
-def path(tmp_path_factory):
-    return model_dir(str(tmp_path_factory.getbasetemp() / "distributed"))
-
-
-@pytest.fixture(scope="module")
-def frame():
-    return corpus()
-
-
-@pytest.fixture(scope="module")
-def reference(path, frame):
-    return single_process_scores(path, frame["text"].tolist())
 
 
 def loaded_models(client):
@@ -88,29 +74,6 @@ def test_generation_equals_generate_on_each_prompt_alone(client, path, frame):
     generator = BatchGenerator(path, max_new_tokens=5, batch_size=3)
     out = ddf.map_partitions(generator, meta=generator.meta(ddf)).compute().sort_values("id")
     assert out["generated_text"].tolist() == expected
-
-
-class DiesOnce(BatchScorer):
-    """Kills its own worker process (SIGKILL: no clean-up, as a machine lost) on the partition holding row
-    KILL_ID, the first time any worker sees it."""
-
-    def __init__(self, marker, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.marker = marker
-
-    def __call__(self, batch):
-        if KILL_ID in np.asarray(batch["id"]) and claim(self.marker):
-            os.kill(os.getpid(), signal.SIGKILL)
-        return super().__call__(batch)
-
-
-def claim(marker):
-    """True for the one process that creates `marker` first."""
-    try:
-        os.close(os.open(marker, os.O_CREAT | os.O_EXCL))
-        return True
-    except FileExistsError:
-        return False
 
 
 def test_a_worker_killed_mid_job_loses_and_duplicates_nothing(client, path, frame, reference, tmp_path):

@@ -2,21 +2,20 @@
 class on a pool of actors), on a local Ray instance with 2 CPUs started here: Parquet and JSON lines in and out,
 results equal to one process's, and an actor killed mid-job (Ray restarts it and retries the batch)."""
 import os
-import signal
-import sys
 
 import numpy as np
 import pytest
 import ray
 import ray.cloudpickle
-from helpers.distributed import (KILL_ID, assert_complete, assert_same_scores, corpus, model_dir, read_output,
-                                 single_process_scores, with_input_ids, write_parts)
+from helpers import distributed
+from helpers.distributed import (DiesOnce, assert_complete, assert_same_scores, frame, path,  # noqa: F401 (fixtures)
+                                 read_output, reference, with_input_ids, write_parts)
 
 import nemotron_c
 from nemotron_c.distributed import BatchGenerator, BatchScorer
 
-# the actors unpickle this module's classes by value: they cannot import a test module
-ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+# the actors unpickle DiesOnce by value: they cannot import the tests' helpers
+ray.cloudpickle.register_pickle_by_value(distributed)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -26,21 +25,6 @@ def local_ray():
     ray.data.DataContext.get_current().enable_progress_bars = False
     yield
     ray.shutdown()
-
-
-@pytest.fixture(scope="module")
-def path(tmp_path_factory):
-    return model_dir(str(tmp_path_factory.getbasetemp() / "distributed"))
-
-
-@pytest.fixture(scope="module")
-def frame():
-    return corpus()
-
-
-@pytest.fixture(scope="module")
-def reference(path, frame):
-    return single_process_scores(path, frame["text"].tolist())
 
 
 def two_actors():
@@ -82,29 +66,6 @@ def test_generation_equals_generate_on_each_prompt_alone(path, frame, tmp_path):
                         batch_size=4, **two_actors())
     out = ds.to_pandas().sort_values("id")
     assert out["generated_text"].tolist() == expected
-
-
-class DiesOnce(BatchScorer):
-    """Kills its own actor process (SIGKILL: no clean-up, as a machine lost) on the batch holding row KILL_ID,
-    the first time any actor sees it."""
-
-    def __init__(self, marker, **kwargs):
-        super().__init__(**kwargs)
-        self.marker = marker
-
-    def __call__(self, batch):
-        if KILL_ID in np.asarray(batch["id"]) and claim(self.marker):
-            os.kill(os.getpid(), signal.SIGKILL)
-        return super().__call__(batch)
-
-
-def claim(marker):
-    """True for the one process that creates `marker` first."""
-    try:
-        os.close(os.open(marker, os.O_CREAT | os.O_EXCL))
-        return True
-    except FileExistsError:
-        return False
 
 
 def test_an_actor_killed_mid_job_loses_and_duplicates_nothing(path, frame, reference, tmp_path):

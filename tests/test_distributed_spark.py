@@ -5,7 +5,7 @@ import shutil
 import sys
 
 import pytest
-from helpers.distributed import assert_same_scores, corpus, model_dir, single_process_scores
+from helpers.distributed import assert_same_scores, frame, path, reference  # noqa: F401 (fixtures)
 
 from nemotron_c.distributed import BatchScorer
 
@@ -26,11 +26,9 @@ def spark():
     session.stop()
 
 
-def test_map_in_pandas_equals_one_process(spark, tmp_path_factory):
-    path = model_dir(str(tmp_path_factory.getbasetemp() / "distributed"))
-    frame = corpus()
+def test_map_in_pandas_equals_one_process(spark, path, frame, reference):
     scorer = BatchScorer(path)
     df = spark.createDataFrame(frame).repartition(4)
     out = df.mapInPandas(lambda frames: map(scorer, frames), schema=SCHEMA).toPandas().sort_values("id")
     assert out["text"].tolist() == frame["text"].tolist()
-    assert_same_scores(out.reset_index(drop=True), single_process_scores(path, frame["text"].tolist()))
+    assert_same_scores(out.reset_index(drop=True), reference)

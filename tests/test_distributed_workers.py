@@ -5,26 +5,11 @@ import pickle
 import numpy as np
 import pandas
 import pytest
-from helpers.distributed import (assert_same_scores, corpus, model_dir, single_process_scores, with_input_ids)
+from helpers.distributed import assert_same_scores, frame, path, reference, with_input_ids  # noqa: F401 (fixtures)
 
 import nemotron_c
 from nemotron_c.distributed import BatchGenerator, BatchScorer, worker_threads
 from nemotron_c.distributed import loading
-
-
-@pytest.fixture(scope="module")
-def path(tmp_path_factory):
-    return model_dir(str(tmp_path_factory.getbasetemp() / "distributed"))
-
-
-@pytest.fixture(scope="module")
-def frame():
-    return corpus()
-
-
-@pytest.fixture(scope="module")
-def reference(path, frame):
-    return single_process_scores(path, frame["text"].tolist())
 
 
 def partitions(frame, sizes):

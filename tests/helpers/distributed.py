@@ -1,13 +1,17 @@
 """What the tests of nemotron_c.distributed share: a checkpoint folder holding a tokenizer (as on the Hub), a
-corpus with row ids, files of it for the engines to read, the single-process reference and the comparison."""
+corpus with row ids, files of it for the engines to read, the single-process reference and the comparison, their
+fixtures (imported by each test module), and a worker that kills its own process."""
 import functools
 import os
 import shutil
+import signal
 
 import numpy as np
 import pandas
+import pytest
 
 import nemotron_c
+from nemotron_c.distributed import BatchScorer
 from .checkpoints import write_random_checkpoint
 from .compare import assert_close
 from .tokenizer_builders import build_all
@@ -56,7 +60,8 @@ def write_parts(frame, directory, parts, fmt):
 
 def read_output(directory):
     """Every Parquet or JSON-lines file an engine wrote, as one frame in id order."""
-    files = sorted(os.path.join(directory, f) for f in os.listdir(directory) if f.endswith((".parquet", ".json", ".jsonl")))
+    files = sorted(os.path.join(directory, f) for f in os.listdir(directory)
+                   if f.endswith((".parquet", ".json", ".jsonl")))
     frames = [pandas.read_parquet(f) if f.endswith(".parquet") else pandas.read_json(f, lines=True) for f in files]
     return pandas.concat(frames, ignore_index=True).sort_values("id", ignore_index=True)
 
@@ -85,3 +90,48 @@ def assert_same_scores(frame, reference):
         kept = ~np.isnan(theirs)
         scale = np.maximum(np.abs(theirs[kept]), 1.0)  # perplexities can be large: compare relatively
         assert_close(ours[kept] / scale, theirs[kept] / scale, atol=1e-5, what=name)
+
+
+# ---------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def path(tmp_path_factory):
+    return model_dir(str(tmp_path_factory.getbasetemp() / "distributed"))
+
+
+@pytest.fixture(scope="module")
+def frame():
+    return corpus()
+
+
+@pytest.fixture(scope="module")
+def reference(path, frame):
+    return single_process_scores(path, frame["text"].tolist())
+
+
+# ---------------------------------------------------------------- a worker lost mid-job
+
+
+class DiesOnce(BatchScorer):
+    """Kills its own worker process (SIGKILL: no clean-up, as a machine lost) on the batch holding row KILL_ID,
+    the first time any worker sees it. The engines unpickle it by value (cloudpickle.register_pickle_by_value):
+    their workers cannot import the tests' helpers."""
+
+    def __init__(self, marker, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.marker = marker
+
+    def __call__(self, batch):
+        if KILL_ID in np.asarray(batch["id"]) and claim(self.marker):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().__call__(batch)
+
+
+def claim(marker):
+    """True for the one process that creates `marker` first."""
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL))
+        return True
+    except FileExistsError:
+        return False
