@@ -7,14 +7,12 @@ import sys
 import cloudpickle
 import dask
 import dask.dataframe as dd
-import numpy as np
 import pytest
 from distributed import Client, LocalCluster
 from helpers import distributed
-from helpers.distributed import (DiesOnce, assert_complete, assert_same_scores, frame, path,  # noqa: F401 (fixtures)
-                                 read_output, reference, with_input_ids, write_parts)
+from helpers.distributed import (DiesOnce, assert_complete, assert_same_scores, frame, generated_alone,
+                                 path, read_output, reference, with_input_ids, write_parts)  # noqa: F401 (fixtures)
 
-import nemotron_c
 from nemotron_c.distributed import BatchGenerator, BatchScorer
 
 # the workers unpickle this module's functions and DiesOnce by value: they cannot import the tests' modules
@@ -64,12 +62,7 @@ def test_token_ids_in_json_lines_scored_and_written_back(client, path, frame, re
 
 def test_generation_equals_generate_on_each_prompt_alone(client, path, frame):
     rows = frame.iloc[[0, 1, 2, 4, 5, 6, 7, 8, 9, 11, 12, 13]]
-    model = nemotron_c.AutoModelForCausalLM.from_pretrained(path)
-    tokenizer = nemotron_c.AutoTokenizer.from_pretrained(path)
-    expected = []
-    for ids in tokenizer(rows["text"].tolist())["input_ids"]:
-        new = model.generate(np.array([ids]), max_new_tokens=5)[0, len(ids):]
-        expected.append(tokenizer.decode(new, skip_special_tokens=True))
+    expected = generated_alone(path, rows["text"].tolist(), max_new_tokens=5)
     ddf = dd.from_pandas(rows, npartitions=3)
     generator = BatchGenerator(path, max_new_tokens=5, batch_size=3)
     out = ddf.map_partitions(generator, meta=generator.meta(ddf)).compute().sort_values("id")

@@ -3,15 +3,13 @@ class on a pool of actors), on a local Ray instance with 2 CPUs started here: Pa
 results equal to one process's, and an actor killed mid-job (Ray restarts it and retries the batch)."""
 import os
 
-import numpy as np
 import pytest
 import ray
 import ray.cloudpickle
 from helpers import distributed
-from helpers.distributed import (DiesOnce, assert_complete, assert_same_scores, frame, path,  # noqa: F401 (fixtures)
-                                 read_output, reference, with_input_ids, write_parts)
+from helpers.distributed import (DiesOnce, assert_complete, assert_same_scores, frame, generated_alone,
+                                 path, read_output, reference, with_input_ids, write_parts)  # noqa: F401 (fixtures)
 
-import nemotron_c
 from nemotron_c.distributed import BatchGenerator, BatchScorer
 
 # the actors unpickle DiesOnce by value: they cannot import the tests' helpers
@@ -55,12 +53,7 @@ def test_token_ids_in_json_lines_scored_and_written_back(path, frame, reference,
 
 def test_generation_equals_generate_on_each_prompt_alone(path, frame, tmp_path):
     rows = frame.iloc[[0, 1, 2, 4, 5, 6, 7, 8, 9, 11, 12, 13]]
-    model = nemotron_c.AutoModelForCausalLM.from_pretrained(path)
-    tokenizer = nemotron_c.AutoTokenizer.from_pretrained(path)
-    expected = []
-    for ids in tokenizer(rows["text"].tolist())["input_ids"]:
-        new = model.generate(np.array([ids]), max_new_tokens=5)[0, len(ids):]
-        expected.append(tokenizer.decode(new, skip_special_tokens=True))
+    expected = generated_alone(path, rows["text"].tolist(), max_new_tokens=5)
     ds = ray.data.read_parquet(write_parts(rows, str(tmp_path / "in"), parts=2, fmt="parquet")).repartition(2)
     ds = ds.map_batches(BatchGenerator, fn_constructor_kwargs={"model": path, "max_new_tokens": 5},
                         batch_size=4, **two_actors())

@@ -71,6 +71,17 @@ def single_process_scores(path, texts):
     return model.score(texts, tokenizer=nemotron_c.AutoTokenizer.from_pretrained(path))
 
 
+def generated_alone(path, texts, max_new_tokens):
+    """The text model.generate gives for each prompt alone (its new tokens, decoded)."""
+    model = nemotron_c.AutoModelForCausalLM.from_pretrained(path)
+    tokenizer = nemotron_c.AutoTokenizer.from_pretrained(path)
+    expected = []
+    for ids in tokenizer(texts)["input_ids"]:
+        new = model.generate(np.array([ids]), max_new_tokens=max_new_tokens)[0, len(ids):]
+        expected.append(tokenizer.decode(new, skip_special_tokens=True))
+    return expected
+
+
 def assert_complete(frame, n=N_TEXTS):
     """Each row once: none lost, none duplicated."""
     ids = np.asarray(frame["id"])
