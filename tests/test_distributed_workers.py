@@ -73,13 +73,17 @@ def alone(model, prompt, max_new_tokens, **kwargs):
 
 
 @pytest.mark.parametrize("kwargs", [{}, {"num_beams": 2, "repetition_penalty": 1.3},
-                                    {"do_sample": True, "seed": 5, "top_k": 20}], ids=["greedy", "beam", "sample"])
+                                    {"do_sample": True, "seed": 5, "top_k": 20}, {"stop_strings": ["66", "e"]}],
+                         ids=["greedy", "beam", "sample", "stop_strings"])
 def test_generation_equals_generate_on_each_prompt_alone(path, frame, kwargs):
     model = nemotron_c.AutoModelForCausalLM.from_pretrained(path)
     tokenizer = nemotron_c.AutoTokenizer.from_pretrained(path)
     rows = frame.iloc[[0, 1, 2, 4, 5, 6, 7, 8, 10, 11, 12, 13, 14, 20, 21, 22, 23, 25]]
     prompts = tokenizer(rows["text"].tolist())["input_ids"]
-    expected = [alone(model, p, 6, **kwargs) for p in prompts]
+    extra = {"tokenizer": tokenizer} if "stop_strings" in kwargs else {}
+    expected = [alone(model, p, 6, **kwargs, **extra) for p in prompts]
+    if "stop_strings" in kwargs:
+        assert min(len(e) for e in expected) < 6  # some rows do stop early
     generator = BatchGenerator(path, max_new_tokens=6, batch_size=5, **kwargs)
     out = pandas.concat([generator(part) for part in partitions(rows, [3, 11])])
     assert out["generated_text"].tolist() == tokenizer.batch_decode([e.tolist() for e in expected],

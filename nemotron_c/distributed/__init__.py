@@ -3,7 +3,8 @@ that each worker process loads once and maps over batches of rows. README: "Scor
 
     import ray, nemotron_c.distributed as nd
     ds = ray.data.read_parquet("corpus/")
-    ds = ds.map_batches(nd.BatchScorer, fn_constructor_kwargs={"model": path}, concurrency=2, batch_size=256)
+    ds = ds.map_batches(nd.BatchScorer, fn_constructor_kwargs={"model": path},
+                        compute=ray.data.ActorPoolStrategy(size=2), batch_size=256)
     ds.write_parquet("scores/")
 
 nemotron_c itself needs none of the engines (pip install "nemotron_c[ray]" or "nemotron_c[dask]").

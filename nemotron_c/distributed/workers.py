@@ -108,7 +108,8 @@ class BatchScorer(BatchWorker):
     (the tokens scored: all but the first).
 
         # Ray Data: one instance per actor
-        ds.map_batches(BatchScorer, fn_constructor_kwargs={"model": path}, concurrency=2, batch_size=256)
+        ds.map_batches(BatchScorer, fn_constructor_kwargs={"model": path},
+                       compute=ray.data.ActorPoolStrategy(size=2), batch_size=256)
         # Dask: the instance is sent with each task and loads the model once per worker process
         scorer = BatchScorer(path)
         ddf.map_partitions(scorer, meta=scorer.meta(ddf))
@@ -146,7 +147,8 @@ class BatchGenerator(BatchWorker):
     model.generate gives for its prompt alone: prompts are left-padded into batches of batch_size, and each row
     is cut after its first end-of-sequence token (what follows is padding).
 
-        ds.map_batches(BatchGenerator, fn_constructor_kwargs={"model": path, "max_new_tokens": 64}, concurrency=2)
+        ds.map_batches(BatchGenerator, fn_constructor_kwargs={"model": path, "max_new_tokens": 64},
+                       compute=ray.data.ActorPoolStrategy(size=2))
 
     max_new_tokens is required: max_length and min_length count the padding a batch adds, so they would make a
     row's result depend on its neighbours; min_new_tokens is the partition-proof spelling. Sampling
@@ -197,10 +199,11 @@ class BatchGenerator(BatchWorker):
         eos = as_token_list(kwargs.get("eos_token_id", config.eos_token_id)) or []
         pad = kwargs.get("pad_token_id", config.pad_token_id)
         pad = pad if pad is not None else eos[0] if eos else 0
-        alone = kwargs.get("do_sample", config.do_sample) or kwargs.get("stop_strings", config.stop_strings)
-        rows_per_call = 1 if alone else self.batch_size
-        extra = {"tokenizer": self.tokenizer} if kwargs.get("stop_strings", config.stop_strings) else {}
-        call_kwargs = {**kwargs, "pad_token_id": pad, "max_new_tokens": self.max_new_tokens, **extra}
+        stop_strings = kwargs.get("stop_strings", config.stop_strings)
+        rows_per_call = 1 if kwargs.get("do_sample", config.do_sample) or stop_strings else self.batch_size
+        call_kwargs = {**kwargs, "pad_token_id": pad, "max_new_tokens": self.max_new_tokens}
+        if stop_strings:
+            call_kwargs["tokenizer"] = self.tokenizer
         order = np.argsort([len(p) for p in prompts], kind="stable")  # similar lengths together: less padding
         results = [None] * len(prompts)
         for start in range(0, len(prompts), rows_per_call):
