@@ -9,7 +9,7 @@ import dask
 import dask.dataframe as dd
 import pytest
 from distributed import Client, LocalCluster
-from helpers import distributed
+from helpers import distributed as distributed_helpers
 from helpers.distributed import (DiesOnce, assert_complete, assert_same_scores, frame, generated_alone,
                                  path, read_output, reference, with_input_ids, write_parts)  # noqa: F401 (fixtures)
 
@@ -17,7 +17,7 @@ from nemotron_c.distributed import BatchGenerator, BatchScorer
 
 # the workers unpickle this module's functions and DiesOnce by value: they cannot import the tests' modules
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
-cloudpickle.register_pickle_by_value(distributed)
+cloudpickle.register_pickle_by_value(distributed_helpers)
 
 
 @pytest.fixture(scope="module")

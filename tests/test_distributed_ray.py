@@ -6,14 +6,14 @@ import os
 import pytest
 import ray
 import ray.cloudpickle
-from helpers import distributed
+from helpers import distributed as distributed_helpers
 from helpers.distributed import (DiesOnce, assert_complete, assert_same_scores, frame, generated_alone,
                                  path, read_output, reference, with_input_ids, write_parts)  # noqa: F401 (fixtures)
 
 from nemotron_c.distributed import BatchGenerator, BatchScorer
 
 # the actors unpickle DiesOnce by value: they cannot import the tests' helpers
-ray.cloudpickle.register_pickle_by_value(distributed)
+ray.cloudpickle.register_pickle_by_value(distributed_helpers)
 
 
 @pytest.fixture(scope="module", autouse=True)
