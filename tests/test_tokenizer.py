@@ -490,3 +490,9 @@ def test_decode_accepts_arrays_and_tensors(dirs):
     ids = theirs.encode("Arrays, tensors and lists 123")
     for value in (np.array(ids), np.array(ids, dtype=np.int32), torch.tensor(ids), tuple(ids), ids[3]):
         assert ours.decode(value) == theirs.decode(value)
+
+
+def test_batch_decode_of_a_list_of_arrays(dirs):
+    ours, theirs = pair(dirs, "big")
+    rows = [np.array(theirs.encode(text)) for text in ("one row", "and another, longer row")]
+    assert ours.batch_decode(rows) == theirs.batch_decode(rows)

@@ -543,7 +543,9 @@ def _id_list(ids):
         raise TypeError("token ids must be an integer or a sequence of integers, not a str")
     if not isinstance(ids, (list, tuple)):
         return [operator.index(ids)]
-    return [_id_list(i) if isinstance(i, (list, tuple)) else operator.index(i) for i in ids]
+    # rows may be arrays or tensors themselves (a list of per-row arrays, as batch_decode is often given)
+    return [_id_list(i) if isinstance(i, (list, tuple)) or hasattr(i, "tolist") and getattr(i, "ndim", 0) else
+            operator.index(i) for i in ids]
 
 
 class LlamaTokenizer(NemotronTokenizer):
