@@ -6,6 +6,7 @@
 """
 from ._core import FormatError
 from .demo import demo_model_path
+from .pipelines import pipeline
 from .model.configuration import AutoConfig, NemotronConfig
 from .model.heads import (
     AutoModelForQuestionAnswering,
@@ -76,4 +77,5 @@ __all__ = [
     "TextStreamer",
     "TorchCheckpointFormatError",
     "demo_model_path",
+    "pipeline",
 ]
