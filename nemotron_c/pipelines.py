@@ -4,7 +4,8 @@
     generator("Return the", max_new_tokens=20)                    # [{"generated_text": "Return the ..."}]
 
 Tasks: "text-generation", "text-classification" (alias "sentiment-analysis"), "token-classification" (alias
-"ner"; aggregation_strategy "none" or "simple") and "question-answering". Inputs, argument names and outputs are
+"ner"; aggregation_strategy "none" or "simple"). "question-answering" is refused as Transformers 5 refuses it (the
+pipeline was removed there; NemotronForQuestionAnswering gives the start and end logits). Inputs, argument names and outputs are
 Transformers' (a str gives what Transformers gives for a str, a list a list); scores are Python floats.
 model is a checkpoint directory, a Hub id or a loaded nemotron_c model; tokenizer defaults to the model's.
 """
@@ -295,11 +296,17 @@ TASKS = {
     "ner": TokenClassificationPipeline,
 }
 
+# as Transformers 5 words it
+REMOVED_TASKS = {"question-answering": "Use the `text-generation` pipeline with a chat model instead."}
+
 
 def pipeline(task, model=None, tokenizer=None, batch_size=None, device=None, device_map=None, **kwargs):
     """Transformers' pipeline(task, model=..., tokenizer=...) on nemotron_c's models (see the module docstring).
     Without a model, text-generation runs the demo model; the other tasks need a checkpoint with their head.
     dtype= and num_threads= go to from_pretrained; other keywords become defaults of every call."""
+    if task in REMOVED_TASKS:
+        raise KeyError(f"The task {task!r} was removed from Transformers' pipelines in version 5 (and is not in "
+                       f"nemotron_c's): {REMOVED_TASKS[task]}")
     if task not in TASKS:
         raise KeyError(f"unknown task {task!r}; nemotron_c's pipelines: {', '.join(sorted(TASKS))}")
     for name, value in (("device", device), ("device_map", device_map)):

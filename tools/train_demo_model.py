@@ -101,7 +101,7 @@ def train_tokenizer(lines, vocab_size, out_dir):
 
 
 def pack(tokenizer, texts):
-    """One stream of BOS text EOS BOS text EOS ..."""
+    """One stream of text EOS text EOS ... (with BOS before each text if the tokenizer adds one)."""
     ids = []
     for encoded in tokenizer(texts)["input_ids"]:
         ids += encoded + [tokenizer.eos_token_id]
