@@ -166,7 +166,7 @@ def main(argv=None, prog=None):
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (OSError, ImportError, ValueError, TypeError, NotImplementedError, KeyError) as e:
+    except (OSError, ImportError, ValueError, TypeError, NotImplementedError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
 
@@ -293,10 +293,10 @@ def cpu_features():
 
 
 def run_info(args):
+    check_positive(args, ("num_threads",))
     model = NemotronForCausalLM.from_pretrained(args.model, dtype=args.dtype, num_threads=args.num_threads)
-    tensors = model._tensors_to_save()
     dtypes = {}
-    for _, array, dtype in tensors:
+    for _, array, dtype in model._tensors_to_save():
         count, size = dtypes.get(dtype, (0, 0))
         dtypes[dtype] = (count + 1, size + int(array.nbytes))
     c = model.config

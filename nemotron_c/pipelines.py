@@ -5,15 +5,15 @@
 
 Tasks: "text-generation", "text-classification" (alias "sentiment-analysis"), "token-classification" (alias
 "ner"; aggregation_strategy "none" or "simple"). "question-answering" is refused as Transformers 5 refuses it (the
-pipeline was removed there; NemotronForQuestionAnswering gives the start and end logits). Inputs, argument names and outputs are
-Transformers' (a str gives what Transformers gives for a str, a list a list); scores are Python floats.
+pipeline was removed there; NemotronForQuestionAnswering gives the start and end logits). Inputs, argument names
+and outputs are Transformers' (a str gives what Transformers gives for a str, a list a list); scores are Python
+floats.
 model is a checkpoint directory, a Hub id or a loaded nemotron_c model; tokenizer defaults to the model's.
 """
 import numpy as np
 
 from .demo import demo_model_path
-from .model.heads import (NemotronForQuestionAnswering, NemotronForSequenceClassification,
-                          NemotronForTokenClassification)
+from .model.heads import NemotronForSequenceClassification, NemotronForTokenClassification
 from .model.modeling import NemotronForCausalLM
 from .tokenizer.tokenization import AutoTokenizer
 
@@ -116,7 +116,9 @@ class TextGenerationPipeline(Pipeline):
         for prompt in prompts:
             if isinstance(prompt, (list, tuple)):
                 messages = list(prompt)
-                final = messages[-1]["role"] == "assistant" if continue_final_message is None else continue_final_message
+                final = continue_final_message
+                if final is None:
+                    final = messages[-1]["role"] == "assistant"
                 inputs = self.tokenizer.apply_chat_template(
                     messages, add_generation_prompt=not final, continue_final_message=final, return_dict=True,
                     return_tensors="np", **tokenizer_kwargs)

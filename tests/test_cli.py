@@ -321,8 +321,40 @@ def test_generate_and_chat_errors(tmp_path):
     assert run.returncode == 2 and "--max-new-tokens must be at least 1" in run.stderr
 
 
-def test_program_name_in_help():
+def test_program_name_in_help(monkeypatch, capsys):
     run = run_cli("--help")
     assert run.returncode == 0 and run.stdout.startswith("usage: python -m nemotron_c ")
     for command in ("generate", "chat", "score", "info", "convert"):
         assert command in run.stdout
+    monkeypatch.setattr(sys, "argv", ["/usr/local/bin/nemotron_c", "--help"])  # the installed script
+    with pytest.raises(SystemExit):
+        cli.main()
+    assert capsys.readouterr().out.startswith("usage: nemotron_c ")
+
+
+def test_chat_sends_the_whole_history(monkeypatch, capsys):
+    """Each turn renders every earlier message (the replies as generated) with the chat template."""
+    prompts = []
+    generate = nemotron_c.NemotronForCausalLM.generate
+
+    def recording(self, *args, **kwargs):
+        prompts.append(kwargs["input_ids"][0].tolist())
+        return generate(self, *args, **kwargs)
+
+    monkeypatch.setattr(nemotron_c.NemotronForCausalLM, "generate", recording)
+    monkeypatch.setattr(sys, "stdin", __import__("io").StringIO("The socket is closed\n/reset\nWhat now\nWhy\n"))
+    assert cli.main(["chat", "--max-new-tokens", "6", "--system", "Be brief."]) == 0
+    first_reply = capsys.readouterr().out.split("\n")[0]
+    tokenizer = nemotron_c.AutoTokenizer.from_pretrained(nemotron_c.demo_model_path())
+    system = [{"role": "system", "content": "Be brief."}]
+    turns = [system + [{"role": "user", "content": "The socket is closed"}],
+             system + [{"role": "user", "content": "What now"}]]
+    assert first_reply.strip()
+    assert [prompts[0], prompts[1]] == [tokenizer.apply_chat_template(t, add_generation_prompt=True)["input_ids"]
+                                        for t in turns]
+    model = nemotron_c.NemotronForCausalLM.from_pretrained(nemotron_c.demo_model_path())
+    marker = tokenizer.convert_tokens_to_ids("<extra_id_1>")
+    second = generate(model, np.array([prompts[1]]), max_new_tokens=6, eos_token_id=[tokenizer.eos_token_id, marker])
+    reply = tokenizer.decode(second[0, len(prompts[1]):], skip_special_tokens=True).strip()
+    history = turns[1] + [{"role": "assistant", "content": reply}, {"role": "user", "content": "Why"}]
+    assert prompts[2] == tokenizer.apply_chat_template(history, add_generation_prompt=True)["input_ids"]

@@ -23,8 +23,8 @@ from .configuration import CONFIG_NAME, NemotronConfig
 from .inputs import as_attention_mask, as_position_ids, as_token_ids, to_numpy
 from .losses import causal_lm_loss
 from .outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
-from .weights import (ACTIVATION_REPRS, STATE_DICT_LAYER_ORDER, Embedding, core_arrays,
-                      core_config, layer_shapes, resolve_dtype, resolve_storage, select_tensors)
+from .weights import (ACTIVATION_REPRS, STATE_DICT_LAYER_ORDER, Embedding, core_arrays, core_config, layer_shapes,
+                      resolve_dtype, resolve_storage, select_tensors)
 
 # from_pretrained keywords of Transformers that have no meaning for a CPU model read from safetensors.
 IGNORED_LOAD_KWARGS = {
@@ -223,8 +223,8 @@ class NemotronPreTrainedModel:
         L = c.num_hidden_layers
         layers = f"(0-{L - 1}): {L} x NemotronDecoderLayer(" if L > 1 else "(0): NemotronDecoderLayer("
         backbone = [f"(embed_tokens): Embedding({c.vocab_size}, {c.hidden_size})", "(layers): ModuleList(",
-                    "  " + layers] + ["    " + line for line in layer] + ["  )", ")", f"(norm): {norm}",
-                                                                          "(rotary_emb): NemotronRotaryEmbedding()"]
+                    "  " + layers, *("    " + line for line in layer), "  )", ")",
+                    f"(norm): {norm}", "(rotary_emb): NemotronRotaryEmbedding()"]
         if type(self) is NemotronModel:
             lines = backbone
         else:
