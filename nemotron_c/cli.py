@@ -37,7 +37,10 @@ from .conversion import convert_checkpoint
 from .demo import demo_model_path
 from .generation.scoring import tokenize
 from .generation.streamers import TextStreamer
-from .model.modeling import NemotronForCausalLM
+from .model.configuration import NemotronConfig
+from .model.heads import (NemotronForQuestionAnswering, NemotronForSequenceClassification,
+                          NemotronForTokenClassification)
+from .model.modeling import NemotronForCausalLM, NemotronModel
 from .tokenizer.tokenization import AutoTokenizer
 
 EXIT_BAD_INPUT = 2
@@ -46,6 +49,9 @@ EXIT_BROKEN_PIPE = 128 + 13
 # the turn marker of Nemotron's chat templates: a reply ends there even when the checkpoint's eos is another token
 CHAT_TURN_MARKERS = ("<extra_id_1>",)
 # the instruction sets that decide which kernel set a CPU gets, as /proc/cpuinfo names them
+# what info loads, by the config's "architectures"
+MODEL_CLASSES = {cls.__name__: cls for cls in (NemotronForCausalLM, NemotronModel, NemotronForSequenceClassification,
+                                               NemotronForQuestionAnswering, NemotronForTokenClassification)}
 CPU_FEATURES = ("avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16",
                 "avx_vnni", "amx_int8", "asimd", "asimddp", "sve")
 
@@ -294,7 +300,9 @@ def cpu_features():
 
 def run_info(args):
     check_positive(args, ("num_threads",))
-    model = NemotronForCausalLM.from_pretrained(args.model, dtype=args.dtype, num_threads=args.num_threads)
+    architectures = NemotronConfig.from_pretrained(args.model).architectures or []
+    model_class = next((MODEL_CLASSES[a] for a in architectures if a in MODEL_CLASSES), NemotronForCausalLM)
+    model = model_class.from_pretrained(args.model, dtype=args.dtype, num_threads=args.num_threads)
     dtypes = {}
     for _, array, dtype in model._tensors_to_save():
         count, size = dtypes.get(dtype, (0, 0))

@@ -300,6 +300,15 @@ def test_info_describes_the_checkpoint(demo):
     assert run.returncode == 0 and "float32 (" in run.stdout and f"{info['parameters']:,}" in run.stdout
 
 
+def test_info_loads_the_architecture_of_the_config(checkpoint):
+    path = checkpoint(model_class=transformers.NemotronForTokenClassification, num_labels=3)
+    run = run_cli("info", "--model", path)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines()[1].startswith("architecture NemotronForTokenClassification: ")
+    expected = nemotron_c.NemotronForTokenClassification.from_pretrained(path).num_parameters()
+    assert f"parameters   {expected:,} " in run.stdout
+
+
 def test_broken_pipe_ends_quietly():
     env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
     child = subprocess.Popen([sys.executable, "-m", "nemotron_c", "generate", "The", "--max-new-tokens", "40"],
