@@ -353,12 +353,11 @@ def test_chat_sends_the_whole_history(monkeypatch, capsys):
     monkeypatch.setattr(nemotron_c.NemotronForCausalLM, "generate", recording)
     monkeypatch.setattr(sys, "stdin", __import__("io").StringIO("The socket is closed\n/reset\nWhat now\nWhy\n"))
     assert cli.main(["chat", "--max-new-tokens", "6", "--system", "Be brief."]) == 0
-    first_reply = capsys.readouterr().out.split("\n")[0]
+    assert capsys.readouterr().out.strip()  # the replies were streamed
     tokenizer = nemotron_c.AutoTokenizer.from_pretrained(nemotron_c.demo_model_path())
     system = [{"role": "system", "content": "Be brief."}]
     turns = [system + [{"role": "user", "content": "The socket is closed"}],
              system + [{"role": "user", "content": "What now"}]]
-    assert first_reply.strip()
     assert [prompts[0], prompts[1]] == [tokenizer.apply_chat_template(t, add_generation_prompt=True)["input_ids"]
                                         for t in turns]
     model = nemotron_c.NemotronForCausalLM.from_pretrained(nemotron_c.demo_model_path())

@@ -11,8 +11,8 @@ import nemotron_c
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROMPT = "Return the"
-# greedy continuation of PROMPT by the shipped weights: " current file.\n\nThe optional argument is a file."
-EXPECTED_NEW_TOKENS = [695, 353, 1962, 15, 15, 1973, 263, 892, 459, 294, 262, 353, 1962, 2]  # ends at EOS
+# greedy continuation of PROMPT by the shipped weights: " current line of the current line."
+EXPECTED_NEW_TOKENS = [695, 591, 299, 267, 695, 591, 1962, 2]  # ends at EOS
 
 
 def test_files_and_size():

@@ -4,10 +4,10 @@
 
 Needs torch, transformers and sentencepiece; nothing is downloaded. The text is the docstrings of the Python
 standard library this interpreter ships (modules, classes and functions; the test suites, idlelib, tkinter and the
-demos left out), read with `ast` from the sources. Those docstrings are © the Python Software Foundation under the
-PSF License Version 2, which permits redistributing derived works with its notice (written beside the model as
-NOTICE). One module in twenty (by a hash of its path) is held out; the perplexity on it is printed at the end and
-recorded in README.md.
+demos left out), read with `ast` from the sources, each paragraph joined into one line. Those docstrings are © the
+Python Software Foundation under the PSF License Version 2, which permits redistributing derived works with its
+notice (written beside the model as NOTICE). One module in twenty (by a hash of its path) is held out; the
+perplexity on it is printed at the end and recorded in README.md.
 
 The tokenizer is a SentencePiece BPE with byte fallback trained on the training split, converted to tokenizer.json
 by Transformers (from a folder holding tokenizer.model: Transformers 5's LlamaTokenizerFast(vocab_file=...) would
@@ -20,6 +20,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import sys
 import sysconfig
@@ -67,7 +68,18 @@ def docstrings(stdlib):
                 if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
                     text = ast.get_docstring(node)
                     if text and len(text) >= 40:
-                        yield os.path.relpath(path, stdlib), text
+                        yield os.path.relpath(path, stdlib), tidy(text)
+
+
+def tidy(text):
+    """Each paragraph on one line with one space between words (docstrings wrap prose at 72 columns and align
+    tables with runs of spaces, which a small model would learn instead of words); doctest paragraphs keep their
+    lines."""
+    paragraphs = []
+    for paragraph in re.split(r"\n\s*\n", text):
+        lines = [" ".join(line.split()) for line in paragraph.splitlines()]
+        paragraphs.append("\n".join(lines) if ">>>" in paragraph else " ".join(lines))
+    return "\n\n".join(p for p in paragraphs if p)
 
 
 def held_out(path):
