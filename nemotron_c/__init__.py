@@ -5,6 +5,8 @@
     logits = model(input_ids).logits            # NumPy float32, equal to Transformers' logits
 """
 from ._core import FormatError
+from .demo import demo_model_path
+from .pipelines import pipeline
 from .model.configuration import AutoConfig, NemotronConfig
 from .model.heads import (
     AutoModelForQuestionAnswering,
@@ -74,4 +76,6 @@ __all__ = [
     "TextIteratorStreamer",
     "TextStreamer",
     "TorchCheckpointFormatError",
+    "demo_model_path",
+    "pipeline",
 ]

@@ -1,18 +1,29 @@
-"""The command line: python -m nemotron_c score --model DIR_OR_ID FILE | convert SRC DST
+"""The command line: nemotron_c (or python -m nemotron_c) generate | chat | score | info | convert
 
-Scores every text of FILE (one per line, or JSONL records with a "text" or "input_ids" field; "-"
-reads standard input) and writes one JSON line per input to standard output or --output:
+With no --model, generate, chat, score and info use the demo model shipped in the package
+(nemotron_c.demo_model_path()), so that `python -m nemotron_c generate "The"` works with nothing downloaded.
+
+generate PROMPT streams the continuation to stdout as it is decoded (greedy unless --do-sample or a sampling
+option is given). chat reads messages from stdin, renders the conversation so far with the checkpoint's chat
+template and streams each reply; an empty line is reported and ignored, /reset forgets the history, end of input
+ends the chat. info describes a checkpoint: config, parameter count, weight dtypes and bytes, the kernel set this
+CPU gets.
+
+score rates every text of FILE (one per line, or JSONL records with a "text" or "input_ids" field; "-" reads
+standard input) and writes one JSON line per input to standard output or --output:
 
     {"line": 3, "num_tokens": 41, "sum_logprob": -97.2, "mean_logprob": -2.37, "perplexity": 10.7}
 
-"line" is the input's line number (blank lines are skipped); a JSONL record's "id" is copied over;
---token-logprobs adds each token's log-probability. NaN (a text of one token has nothing to score)
+"line" is the input's line number (a blank line is reported on stderr and skipped); a JSONL record's "id" is
+copied over; --token-logprobs adds each token's log-probability. NaN (a text of one token has nothing to score)
 is written as null. A progress bar goes to stderr when it is a terminal (or with --progress).
 
 convert rewrites a checkpoint directory (any format nemotron_c reads) as safetensors in DST, optionally in
 another dtype and sharded, with config.json, generation_config.json and the tokenizer files copied, so that
 later loads map the weights instead of reading them. DST must be new or empty unless --overwrite; it can never
 be SRC. With --progress (default: when stderr is a terminal) each file written is reported on stderr.
+
+Output cut short by a closed pipe (`... | head`) ends the command quietly.
 """
 import argparse
 import json
@@ -23,26 +34,88 @@ import time
 
 from .checkpoint.saving import DEFAULT_MAX_SHARD_SIZE, parse_shard_size
 from .conversion import convert_checkpoint
+from .demo import demo_model_path
 from .generation.scoring import tokenize
-from .model.modeling import NemotronForCausalLM
+from .generation.streamers import TextStreamer
+from .model.configuration import NemotronConfig
+from .model.heads import (NemotronForQuestionAnswering, NemotronForSequenceClassification,
+                          NemotronForTokenClassification)
+from .model.modeling import NemotronForCausalLM, NemotronModel
 from .tokenizer.tokenization import AutoTokenizer
 
 EXIT_BAD_INPUT = 2
+# what a shell reports for a program ended by SIGPIPE (`yes | head`), which a closed pipe would have been
+EXIT_BROKEN_PIPE = 128 + 13
+# the turn marker of Nemotron's chat templates: a reply ends there even when the checkpoint's eos is another token
+CHAT_TURN_MARKERS = ("<extra_id_1>",)
+# the instruction sets that decide which kernel set a CPU gets, as /proc/cpuinfo names them
+# what info loads, by the config's "architectures"
+MODEL_CLASSES = {cls.__name__: cls for cls in (NemotronForCausalLM, NemotronModel, NemotronForSequenceClassification,
+                                               NemotronForQuestionAnswering, NemotronForTokenClassification)}
+CPU_FEATURES = ("avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16",
+                "avx_vnni", "amx_int8", "asimd", "asimddp", "sve")
 
 
 class InputError(Exception):
     """A problem with the command line's input, reported as `error: ...` with exit status 2."""
 
 
-def build_parser():
-    parser = argparse.ArgumentParser(prog="python -m nemotron_c", description="nemotron_c command line tools")
+def add_model_arguments(command):
+    command.add_argument("--model", metavar="DIR_OR_ID",
+                         help="checkpoint directory or Hub id (default: the demo model shipped with nemotron_c)")
+    command.add_argument("--dtype", help="weight dtype: float32, bfloat16 or float16 (default: as stored)")
+    command.add_argument("--num-threads", type=int, metavar="N", help="threads (default: one per CPU)")
+
+
+def add_generation_arguments(command):
+    command.add_argument("--max-new-tokens", type=int, default=64, metavar="N",
+                         help="tokens to generate at most (default 64)")
+    command.add_argument("--do-sample", action="store_true",
+                         help="sample (implied by any of the options below but --seed)")
+    command.add_argument("--temperature", type=float, metavar="T")
+    command.add_argument("--top-k", type=int, metavar="K")
+    command.add_argument("--top-p", type=float, metavar="P")
+    command.add_argument("--min-p", type=float, metavar="P")
+    command.add_argument("--repetition-penalty", type=float, metavar="X", help="1.0 is none; 1.2 discourages loops")
+    command.add_argument("--seed", type=int, metavar="N", help="seed of the sampler (same seed, same text)")
+
+
+SAMPLING_OPTIONS = ("temperature", "top_k", "top_p", "min_p")
+
+
+def build_parser(prog=None):
+    parser = argparse.ArgumentParser(prog=prog, description="Run Nemotron language models on the CPU.")
     commands = parser.add_subparsers(dest="command", required=True)
+
+    generate = commands.add_parser(
+        "generate", help="continue a prompt, streaming the text",
+        description="Continues PROMPT and streams the text to stdout as it is generated.")
+    generate.add_argument("prompt", metavar="PROMPT", help="the text to continue")
+    add_model_arguments(generate)
+    add_generation_arguments(generate)
+    generate.add_argument("--no-special-tokens", action="store_true",
+                          help="tokenize without the tokenizer's special tokens (such as BOS)")
+
+    chat = commands.add_parser(
+        "chat", help="talk with a chat model (the checkpoint's chat template, history kept)",
+        description="Reads messages from stdin, one per line, and streams each reply; /reset forgets the history, "
+                    "end of input (Ctrl-D) ends the chat.")
+    add_model_arguments(chat)
+    add_generation_arguments(chat)
+    chat.add_argument("--system", metavar="TEXT", help="a system message to start the conversation with")
+
+    info = commands.add_parser(
+        "info", help="describe a checkpoint: config, parameters, dtypes, bytes, kernels",
+        description="Prints what nemotron_c sees in a checkpoint and which kernels this CPU gets.")
+    add_model_arguments(info)
+    info.add_argument("--json", action="store_true", help="print one JSON object (with the whole config)")
     score = commands.add_parser(
         "score", help="log-likelihood and perplexity of each text of a file",
         description="Scores each text of FILE under a causal language model and writes JSON lines.",
     )
     score.add_argument("file", metavar="FILE", help='text lines or JSONL ("text" or "input_ids" per record); - for stdin')
-    score.add_argument("--model", required=True, metavar="DIR_OR_ID", help="checkpoint directory or Hub id")
+    score.add_argument("--model", metavar="DIR_OR_ID",
+                       help="checkpoint directory or Hub id (default: the demo model shipped with nemotron_c)")
     score.add_argument("--tokenizer", metavar="DIR_OR_ID", help="tokenizer directory or Hub id (default: the model's)")
     score.add_argument("--output", "-o", metavar="FILE", help="write results here instead of stdout")
     score.add_argument("--format", choices=("auto", "text", "jsonl"), default="auto",
@@ -80,10 +153,19 @@ def build_parser():
     return parser
 
 
-def main(argv=None):
-    args = build_parser().parse_args(argv)
+def main(argv=None, prog=None):
+    args = build_parser(prog).parse_args(argv)
+    commands = {"generate": run_generate, "chat": run_chat, "score": run_score, "info": run_info,
+                "convert": run_convert}
     try:
-        return run_convert(args) if args.command == "convert" else run_score(args)
+        if getattr(args, "model", False) is None:
+            args.model = demo_model_path()
+        return commands[args.command](args)
+    except BrokenPipeError:
+        # the reader went away (`| head`): stop quietly, and keep Python's exit-time flush of stdout from failing
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -113,14 +195,158 @@ def run_convert(args):
     return 0
 
 
+# ---------------------------------------------------------------- generate, chat, info
+
+
+def check_positive(args, names):
+    for name in names:
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            raise InputError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+
+
+def load_model(args):
+    check_positive(args, ("num_threads",))
+    model = NemotronForCausalLM.from_pretrained(args.model, dtype=args.dtype, num_threads=args.num_threads)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(args.model)
+    except (OSError, ValueError) as e:
+        raise InputError(f"could not load the tokenizer of {args.model}: {e}") from None
+    return model, tokenizer
+
+
+def generation_kwargs(args):
+    """generate()'s keywords from the options given; the rest come from the checkpoint's generation config."""
+    check_positive(args, ("max_new_tokens",))
+    kwargs = {"max_new_tokens": args.max_new_tokens}
+    for name in SAMPLING_OPTIONS + ("repetition_penalty", "seed"):
+        if getattr(args, name) is not None:
+            kwargs[name] = getattr(args, name)
+    if args.do_sample or any(getattr(args, name) is not None for name in SAMPLING_OPTIONS):
+        kwargs["do_sample"] = True
+    return kwargs
+
+
+class StdoutStreamer(TextStreamer):
+    """TextStreamer writing to the sys.stdout of the moment (tests and pipes replace it)."""
+
+    def on_finalized_text(self, text, stream_end=False):
+        sys.stdout.write(text + ("\n" if stream_end else ""))
+        sys.stdout.flush()
+
+
+def run_generate(args):
+    if not args.prompt.strip():
+        raise InputError("the prompt is empty: give some text to continue")
+    kwargs = generation_kwargs(args)
+    model, tokenizer = load_model(args)
+    inputs = tokenizer(args.prompt, add_special_tokens=not args.no_special_tokens, return_tensors="np")
+    streamer = StdoutStreamer(tokenizer, skip_special_tokens=True)
+    model.generate(**inputs, streamer=streamer, **kwargs)
+    return 0
+
+
+def run_chat(args):
+    kwargs = generation_kwargs(args)
+    model, tokenizer = load_model(args)
+    if tokenizer.chat_template is None:
+        raise InputError(f"{args.model} has no chat template (chat_template in tokenizer_config.json or "
+                         "chat_template.jinja): use generate")
+    eos = model.generation_config.eos_token_id
+    eos = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
+    vocab = tokenizer.get_vocab()
+    kwargs["eos_token_id"] = eos + [vocab[m] for m in CHAT_TURN_MARKERS if m in vocab and vocab[m] not in eos]
+    start = [{"role": "system", "content": args.system}] if args.system else []
+    messages = list(start)
+    interactive = sys.stdin.isatty()
+    if interactive:
+        print("Type a message and press Enter; /reset forgets the conversation, Ctrl-D ends it.", file=sys.stderr)
+    while True:
+        if interactive:
+            print(">>> ", end="", file=sys.stderr, flush=True)
+        line = sys.stdin.readline()
+        if not line:
+            break
+        text = line.strip()
+        if not text:
+            print("(empty message ignored: type some text, or Ctrl-D to end)", file=sys.stderr, flush=True)
+            continue
+        if text == "/reset":
+            messages = list(start)
+            print("(conversation reset)", file=sys.stderr, flush=True)
+            continue
+        messages.append({"role": "user", "content": text})
+        inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True,
+                                               return_tensors="np")
+        streamer = StdoutStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+        output = model.generate(**inputs, streamer=streamer, **kwargs)
+        reply = tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+        messages.append({"role": "assistant", "content": reply.strip()})
+    return 0
+
+
+def cpu_features():
+    """The instruction sets of CPU_FEATURES this CPU reports (Linux), or None where /proc/cpuinfo is absent."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    flags = set(line.split(":", 1)[1].split())
+                    return [name for name in CPU_FEATURES if name in flags]
+    except OSError:
+        pass
+    return None
+
+
+def run_info(args):
+    check_positive(args, ("num_threads",))
+    architectures = NemotronConfig.from_pretrained(args.model).architectures or []
+    model_class = next((MODEL_CLASSES[a] for a in architectures if a in MODEL_CLASSES), NemotronForCausalLM)
+    model = model_class.from_pretrained(args.model, dtype=args.dtype, num_threads=args.num_threads)
+    dtypes = {}
+    for _, array, dtype in model._tensors_to_save():
+        count, size = dtypes.get(dtype, (0, 0))
+        dtypes[dtype] = (count + 1, size + int(array.nbytes))
+    c = model.config
+    info = {
+        "model": args.model,
+        "parameters": model.num_parameters(),
+        "parameters_without_embeddings": model.num_parameters(exclude_embeddings=True),
+        "weights": {dtype: {"tensors": count, "bytes": size} for dtype, (count, size) in dtypes.items()},
+        "kernels": model.kernels,
+        "cpu_features": cpu_features(),
+        "num_threads": model.num_threads,
+        "config": c.to_dict(),
+    }
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+        return 0
+    total = sum(size for _, size in dtypes.values())
+    weights = ", ".join(f"{dtype} ({count} tensors, {size / 1e6:.1f} MB)" for dtype, (count, size) in dtypes.items())
+    features = info["cpu_features"]
+    print(f"model        {args.model}")
+    print(f"architecture {type(model).__name__}: {c.num_hidden_layers} layers, hidden {c.hidden_size}, "
+          f"{c.num_attention_heads} heads ({c.num_key_value_heads} key/value heads, head_dim {c.head_dim}), "
+          f"intermediate {c.intermediate_size}, vocab {c.vocab_size}, {c.hidden_act}, "
+          f"{c.max_position_embeddings} positions")
+    print(f"parameters   {info['parameters']:,} ({info['parameters'] / 1e6:.2f} M; "
+          f"{info['parameters_without_embeddings']:,} without the embeddings)")
+    print(f"weights      {weights}; {total / 1e6:.1f} MB in all")
+    print(f"kernels      {model.kernels} (CPU: {' '.join(features) if features else 'features unknown'}; "
+          f"{model.num_threads} threads)")
+    return 0
+
+
 # ---------------------------------------------------------------- reading
 
 
 def read_records(stream, name, fmt):
-    """Yields (line_number, text or None, ids or None, id or None) for each non-blank line."""
+    """Yields (line_number, text or None, ids or None, id or None) for each non-blank line; blank ones are reported
+    on stderr."""
     for number, line in enumerate(stream, 1):
         line = line.rstrip("\r\n")
         if not line.strip():
+            print(f"warning: {name}:{number}: empty line skipped", file=sys.stderr, flush=True)
             continue
         if fmt == "auto":
             fmt = "jsonl" if line.lstrip().startswith("{") else "text"
@@ -182,10 +408,7 @@ class Tokenizers:
 
 
 def run_score(args):
-    for name in ("batch_size", "max_length", "num_threads"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise InputError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    check_positive(args, ("batch_size", "max_length", "num_threads"))
     if args.file != "-" and not os.path.isfile(args.file):
         raise InputError(f"no such file: {args.file}")
 

@@ -49,7 +49,7 @@ def test_jsonl_ids_to_output_file(path, tmp_path):
     run = run_cli("score", "--model", path, str(write_jsonl(tmp_path, records)), "--output", str(out),
                   "--batch-size", "3", "--token-logprobs", "--no-progress")
     assert run.returncode == 0, run.stderr
-    assert run.stdout == "" and run.stderr == ""
+    assert run.stdout == "" and run.stderr == f"warning: {tmp_path / 'input.jsonl'}:2: empty line skipped\n"
     results = [json.loads(line) for line in out.read_text().splitlines()]
     expected = nemotron_c.NemotronForCausalLM.from_pretrained(path).score(SEQUENCES, return_token_logprobs=True)
     assert [r["line"] for r in results] == [1, 3, 4, 5]  # line 2 is blank
@@ -123,8 +123,8 @@ def test_bad_arguments(path, tmp_path):
     assert run.returncode == 2 and "--batch-size must be at least 1" in run.stderr
     run = run_cli("score", "--model", str(tmp_path / "nowhere"), str(file))
     assert run.returncode == 1 and "error:" in run.stderr and "Traceback" not in run.stderr
-    run = run_cli("score", str(file))
-    assert run.returncode == 2 and "--model" in run.stderr
+    run = run_cli("score", str(file), "--no-progress")  # no --model: the demo model
+    assert run.returncode == 0 and json.loads(run.stdout)["num_tokens"] == 1, run.stderr
 
 
 # ---------------------------------------------------------------- convert
@@ -232,3 +232,137 @@ def test_convert_names_what_it_cannot_read(tmp_path):
     (tmp_path / "empty" / "config.json").write_text(json.dumps({"model_type": "llama"}))
     run = run_cli("convert", str(tmp_path / "empty"), str(tmp_path / "out"))
     assert run.returncode == 1 and "model_type 'llama'" in run.stderr
+
+
+# ---------------------------------------------------------------- generate, chat, info (on the demo model)
+
+
+@pytest.fixture(scope="module")
+def demo():
+    """The demo model in Transformers (float32 arithmetic, as nemotron_c computes) and its tokenizer."""
+    path = nemotron_c.demo_model_path()
+    return (transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32),
+            transformers.AutoTokenizer.from_pretrained(path))
+
+
+def hf_continuation(demo, ids, max_new_tokens):
+    model, tokenizer = demo
+    with torch.no_grad():
+        out = model.generate(torch.tensor([ids]), max_new_tokens=max_new_tokens, do_sample=False)
+    return out[0, len(ids):].tolist()
+
+
+def test_generate_streams_the_greedy_text_of_transformers(demo):
+    run = run_cli("generate", "The", "--max-new-tokens", "24")
+    assert run.returncode == 0 and run.stderr == "", run.stderr
+    tokenizer = demo[1]
+    prompt = tokenizer("The")["input_ids"]
+    expected = tokenizer.decode(prompt + hf_continuation(demo, prompt, 24), skip_special_tokens=True)
+    assert run.stdout == expected + "\n"
+
+
+def test_generate_sampling_is_seeded():
+    first = run_cli("generate", "Return the", "--max-new-tokens", "16", "--top-k", "20", "--seed", "7")
+    again = run_cli("generate", "Return the", "--max-new-tokens", "16", "--top-k", "20", "--seed", "7")
+    other = run_cli("generate", "Return the", "--max-new-tokens", "16", "--top-k", "20", "--seed", "8")
+    assert first.returncode == 0 and first.stdout == again.stdout and first.stdout != other.stdout
+
+
+def test_chat_keeps_the_history_and_reports_empty_lines(demo):
+    model, tokenizer = demo
+    run = run_cli("chat", "--max-new-tokens", "6", stdin="Hello there\n\n   \nWhat is a list?\n")
+    assert run.returncode == 0, run.stderr
+    assert run.stderr.count("empty message ignored") == 2
+    marker = tokenizer.convert_tokens_to_ids("<extra_id_1>")
+    messages, replies = [], []
+    for text in ("Hello there", "What is a list?"):
+        messages.append({"role": "user", "content": text})
+        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True)["input_ids"]
+        with torch.no_grad():
+            out = model.generate(torch.tensor([ids]), max_new_tokens=6, do_sample=False,
+                                 eos_token_id=[tokenizer.eos_token_id, marker])
+        reply = tokenizer.decode(out[0, len(ids):], skip_special_tokens=True)
+        replies.append(reply)
+        messages.append({"role": "assistant", "content": reply.strip()})
+    assert run.stdout == "".join(reply + "\n" for reply in replies)
+
+
+def test_info_describes_the_checkpoint(demo):
+    run = run_cli("info", "--json")
+    assert run.returncode == 0, run.stderr
+    info = json.loads(run.stdout)
+    assert info["parameters"] == demo[0].num_parameters()
+    assert info["config"]["hidden_size"] == demo[0].config.hidden_size
+    assert set(info["weights"]) == {"bfloat16"}
+    assert info["weights"]["bfloat16"]["bytes"] == 2 * info["parameters"]
+    assert info["kernels"] == nemotron_c.NemotronForCausalLM.from_pretrained(nemotron_c.demo_model_path()).kernels
+    run = run_cli("info", "--dtype", "float32")
+    assert run.returncode == 0 and "float32 (" in run.stdout and f"{info['parameters']:,}" in run.stdout
+
+
+def test_info_loads_the_architecture_of_the_config(checkpoint):
+    path = checkpoint(model_class=transformers.NemotronForTokenClassification, num_labels=3)
+    run = run_cli("info", "--model", path)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines()[1].startswith("architecture NemotronForTokenClassification: ")
+    expected = nemotron_c.NemotronForTokenClassification.from_pretrained(path).num_parameters()
+    assert f"parameters   {expected:,} " in run.stdout
+
+
+def test_broken_pipe_ends_quietly():
+    env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    child = subprocess.Popen([sys.executable, "-m", "nemotron_c", "generate", "The", "--max-new-tokens", "40"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    child.stdout.close()  # the reader is gone before the first token
+    stderr = child.stderr.read().decode()
+    assert child.wait(timeout=120) == cli.EXIT_BROKEN_PIPE
+    assert stderr == ""
+
+
+def test_generate_and_chat_errors(tmp_path):
+    for args in (("generate", "The", "--model", str(tmp_path / "missing")),
+                 ("chat", "--model", str(tmp_path / "missing"))):
+        run = run_cli(*args)
+        assert run.returncode == 1 and run.stderr.startswith("error: ") and "Traceback" not in run.stderr
+    run = run_cli("generate", "  ")
+    assert run.returncode == 2 and "the prompt is empty" in run.stderr
+    run = run_cli("generate", "The", "--max-new-tokens", "0")
+    assert run.returncode == 2 and "--max-new-tokens must be at least 1" in run.stderr
+
+
+def test_program_name_in_help(monkeypatch, capsys):
+    run = run_cli("--help")
+    assert run.returncode == 0 and run.stdout.startswith("usage: python -m nemotron_c ")
+    for command in ("generate", "chat", "score", "info", "convert"):
+        assert command in run.stdout
+    monkeypatch.setattr(sys, "argv", ["/usr/local/bin/nemotron_c", "--help"])  # the installed script
+    with pytest.raises(SystemExit):
+        cli.main()
+    assert capsys.readouterr().out.startswith("usage: nemotron_c ")
+
+
+def test_chat_sends_the_whole_history(monkeypatch, capsys):
+    """Each turn renders every earlier message (the replies as generated) with the chat template."""
+    prompts = []
+    generate = nemotron_c.NemotronForCausalLM.generate
+
+    def recording(self, *args, **kwargs):
+        prompts.append(kwargs["input_ids"][0].tolist())
+        return generate(self, *args, **kwargs)
+
+    monkeypatch.setattr(nemotron_c.NemotronForCausalLM, "generate", recording)
+    monkeypatch.setattr(sys, "stdin", __import__("io").StringIO("The socket is closed\n/reset\nWhat now\nWhy\n"))
+    assert cli.main(["chat", "--max-new-tokens", "6", "--system", "Be brief."]) == 0
+    assert capsys.readouterr().out.strip()  # the replies were streamed
+    tokenizer = nemotron_c.AutoTokenizer.from_pretrained(nemotron_c.demo_model_path())
+    system = [{"role": "system", "content": "Be brief."}]
+    turns = [system + [{"role": "user", "content": "The socket is closed"}],
+             system + [{"role": "user", "content": "What now"}]]
+    assert [prompts[0], prompts[1]] == [tokenizer.apply_chat_template(t, add_generation_prompt=True)["input_ids"]
+                                        for t in turns]
+    model = nemotron_c.NemotronForCausalLM.from_pretrained(nemotron_c.demo_model_path())
+    marker = tokenizer.convert_tokens_to_ids("<extra_id_1>")
+    second = generate(model, np.array([prompts[1]]), max_new_tokens=6, eos_token_id=[tokenizer.eos_token_id, marker])
+    reply = tokenizer.decode(second[0, len(prompts[1]):], skip_special_tokens=True).strip()
+    history = turns[1] + [{"role": "assistant", "content": reply}, {"role": "user", "content": "Why"}]
+    assert prompts[2] == tokenizer.apply_chat_template(history, add_generation_prompt=True)["input_ids"]

@@ -49,7 +49,7 @@ class NemotronHeadModel(NemotronPreTrainedModel):
 
     def __init__(self, config, tensors, dtype=None, num_threads=None, kernels=None):
         super().__init__(config, tensors, dtype=dtype, num_threads=num_threads, kernels=kernels)
-        rows, has_bias = self._head_layout()
+        rows, has_bias = self._head_layout(config)
         weight = self._head_tensor(tensors, f"{self.head_name}.weight", (rows, config.hidden_size))
         bias = self._head_tensor(tensors, f"{self.head_name}.bias", (rows,)) if has_bias else None
         setattr(self, self.head_name, Linear(weight, bias))
@@ -58,9 +58,23 @@ class NemotronHeadModel(NemotronPreTrainedModel):
     def head(self):
         return getattr(self, self.head_name)
 
-    def _head_layout(self):
+    @classmethod
+    def _head_layout(cls, config):
         """(rows of the head's weight, whether it has a bias) as the config implies."""
         raise NotImplementedError
+
+    @classmethod
+    def _head_shapes(cls, config):
+        rows, has_bias = cls._head_layout(config)
+        shapes = {f"{cls.head_name}.weight": (rows, config.hidden_size)}
+        if has_bias:
+            shapes[f"{cls.head_name}.bias"] = (rows,)
+        return shapes
+
+    def _repr_heads(self):
+        rows, has_bias = self._head_layout(self.config)
+        return [f"({self.head_name}): Linear(in_features={self.config.hidden_size}, out_features={rows}, "
+                f"bias={has_bias})"]
 
     def _head_tensor(self, tensors, name, shape):
         stored = tensors.get(name)
@@ -117,8 +131,9 @@ class NemotronForSequenceClassification(NemotronHeadModel):
 
     head_name = "score"
 
-    def _head_layout(self):
-        return self.config.num_labels, False
+    @classmethod
+    def _head_layout(cls, config):
+        return config.num_labels, False
 
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
                 inputs_embeds=None, labels=None, use_cache=None, output_attentions=None, output_hidden_states=None,
@@ -145,7 +160,8 @@ class NemotronForQuestionAnswering(NemotronHeadModel):
     base_model_prefix = "transformer"
     head_name = "qa_outputs"
 
-    def _head_layout(self):
+    @classmethod
+    def _head_layout(cls, config):
         return 2, True
 
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
@@ -174,8 +190,16 @@ class NemotronForTokenClassification(NemotronHeadModel):
 
     head_name = "score"
 
-    def _head_layout(self):
-        return self.config.num_labels, bool(getattr(self.config, "token_classification_bias", True))
+    @classmethod
+    def _head_layout(cls, config):
+        return config.num_labels, bool(getattr(config, "token_classification_bias", True))
+
+    def _repr_heads(self):
+        # Transformers' token classifier holds a dropout module before its head
+        c = self.config
+        p = next((v for v in (getattr(c, "classifier_dropout", None), getattr(c, "hidden_dropout", None))
+                  if v is not None), 0.1)
+        return [f"(dropout): Dropout(p={p}, inplace=False)"] + super()._repr_heads()
 
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
                 inputs_embeds=None, labels=None, use_cache=None, output_attentions=None, output_hidden_states=None,

@@ -6,12 +6,14 @@ call into nemotron_c._core, which runs the whole forward pass with the GIL relea
 import collections
 import os
 import sys
+import warnings
 
 import numpy as np
 
 from .. import _core
 from ..checkpoint.hub import pop_hub_kwargs, resolve_directory
 from ..checkpoint.reading import WEIGHTS_NAMES, read_checkpoint
+from ..checkpoint.tensors import convert
 from ..checkpoint.saving import DEFAULT_MAX_SHARD_SIZE, save_model
 from ..generation.configuration import GENERATION_CONFIG_NAME, GenerationConfig
 from ..generation.scoring import score
@@ -21,8 +23,8 @@ from .configuration import CONFIG_NAME, NemotronConfig
 from .inputs import as_attention_mask, as_position_ids, as_token_ids, to_numpy
 from .losses import causal_lm_loss
 from .outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
-from .weights import (QUANTIZED_DTYPES, STATE_DICT_LAYER_ORDER, Embedding, core_arrays, core_config, resolve_dtype,
-                      resolve_storage, select_tensors)
+from .weights import (ACTIVATION_REPRS, QUANTIZED_DTYPES, STATE_DICT_LAYER_ORDER, Embedding, core_arrays, core_config,
+                      layer_shapes, resolve_dtype, resolve_storage, select_tensors)
 
 # from_pretrained keywords of Transformers that have no meaning for a CPU model read from safetensors.
 IGNORED_LOAD_KWARGS = {
@@ -61,6 +63,29 @@ class CPUDevice:
 
     def __repr__(self):
         return "device(type='cpu')"
+
+
+class DType(str):
+    """A weight dtype's name ("bfloat16") that also equals the torch and NumPy dtypes of that name, so that
+    `model.dtype == torch.bfloat16` holds as it does in Transformers, without nemotron_c importing torch."""
+
+    def __eq__(self, other):
+        if isinstance(other, str):
+            return str.__eq__(self, other)
+        if type(other).__module__ == "torch":
+            return str.__eq__(self, str(other).removeprefix("torch."))
+        if other is None:
+            return NotImplemented
+        try:
+            return str.__eq__(self, np.dtype(other).name)
+        except TypeError:
+            return NotImplemented
+
+    def __ne__(self, other):
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
+    __hash__ = str.__hash__
 
 
 class NemotronPreTrainedModel:
@@ -133,6 +158,89 @@ class NemotronPreTrainedModel:
         model._load_args = (path, dtype, num_threads)
         return model
 
+    @classmethod
+    def from_config(cls, config, seed=0, dtype=None, num_threads=None):
+        """A model with random weights (no checkpoint), for tests and demos: as Transformers initialises them,
+        linear and embedding weights drawn from N(0, config.initializer_range), biases zero, norms at weight 1 and
+        bias 0; the same `seed` gives the same weights (not torch's draws). Weights are float32 unless `dtype`."""
+        if not isinstance(config, NemotronConfig):
+            raise TypeError(f"config must be a NemotronConfig, not {type(config).__name__}")
+        config = NemotronConfig.from_config(config)
+        config.validate()
+        rng = np.random.default_rng(seed)
+        std = float(config.initializer_range)
+
+        def tensor(name, shape):
+            if name.endswith("layernorm.weight") or name == "norm.weight":
+                return np.ones(shape, np.float32)
+            if name.endswith(".bias"):
+                return np.zeros(shape, np.float32)
+            return rng.normal(0.0, std, shape).astype(np.float32)
+
+        H, V = config.hidden_size, config.vocab_size
+        shapes = {"embed_tokens.weight": (V, H), "norm.weight": (H,), "norm.bias": (H,)}
+        shapes.update({f"layers.{layer}.{name}": shape for layer in range(config.num_hidden_layers)
+                       for name, shape in layer_shapes(config).items()})
+        prefix = cls.base_model_prefix + "."
+        tensors = {prefix + name: tensor(name, shape) for name, shape in shapes.items()}
+        if cls.has_lm_head and not config.tie_word_embeddings:
+            tensors["lm_head.weight"] = tensor("lm_head.weight", (V, H))
+        tensors.update({name: tensor(name, shape) for name, shape in cls._head_shapes(config).items()})
+        dtype = resolve_dtype(dtype) or "float32"
+        tensors = {name: convert(array, "float32", dtype) for name, array in tensors.items()}
+        return cls(config, tensors, dtype=dtype, num_threads=num_threads)
+
+    @classmethod
+    def _head_shapes(cls, config):
+        """{name: shape} of the task head's tensors (the heads' subclass says)."""
+        return {}
+
+    def num_parameters(self, only_trainable=False, exclude_embeddings=False):
+        """Number of weights, as Transformers counts them: a tied lm_head once, the embedding table excluded
+        with exclude_embeddings. Every weight counts as trainable (only_trainable changes nothing)."""
+        return sum(int(array.size) for name, array, _ in self._tensors_to_save()
+                   if not (exclude_embeddings and name.endswith("embed_tokens.weight")))
+
+    def __repr__(self):
+        """The module tree Transformers prints for the same model."""
+        c = self.config
+        QD, KVD = c.num_attention_heads * c.head_dim, c.num_key_value_heads * c.head_dim
+        norm = f"NemotronLayerNorm1P(({c.hidden_size},), eps={c.norm_eps}, elementwise_affine=True, bias=True)"
+
+        def linear(n_in, n_out, bias):
+            return f"Linear(in_features={n_in}, out_features={n_out}, bias={bool(bias)})"
+
+        layer = [
+            "(self_attn): NemotronAttention(",
+            f"  (q_proj): {linear(c.hidden_size, QD, c.attention_bias)}",
+            f"  (k_proj): {linear(c.hidden_size, KVD, c.attention_bias)}",
+            f"  (v_proj): {linear(c.hidden_size, KVD, c.attention_bias)}",
+            f"  (o_proj): {linear(QD, c.hidden_size, c.attention_bias)}",
+            ")",
+            "(mlp): NemotronMLP(",
+            f"  (up_proj): {linear(c.hidden_size, c.intermediate_size, c.mlp_bias)}",
+            f"  (down_proj): {linear(c.intermediate_size, c.hidden_size, c.mlp_bias)}",
+            f"  (act_fn): {ACTIVATION_REPRS[c.hidden_act]}",
+            ")",
+            f"(input_layernorm): {norm}",
+            f"(post_attention_layernorm): {norm}",
+        ]
+        L = c.num_hidden_layers
+        layers = f"(0-{L - 1}): {L} x NemotronDecoderLayer(" if L > 1 else "(0): NemotronDecoderLayer("
+        backbone = [f"(embed_tokens): Embedding({c.vocab_size}, {c.hidden_size})", "(layers): ModuleList(",
+                    "  " + layers, *("    " + line for line in layer), "  )", ")",
+                    f"(norm): {norm}", "(rotary_emb): NemotronRotaryEmbedding()"]
+        if type(self) is NemotronModel:
+            lines = backbone
+        else:
+            lines = [f"({self.base_model_prefix}): NemotronModel("] + ["  " + line for line in backbone] + [")"]
+            lines += self._repr_heads()
+        return f"{type(self).__name__}(\n" + "\n".join("  " + line for line in lines) + "\n)"
+
+    def _repr_heads(self):
+        """The lines of what follows the backbone in repr() (the lm_head or a task head)."""
+        return []
+
     def _load_extras(self, path):
         """Hook for what a subclass reads besides the weights (the generation config)."""
 
@@ -182,7 +290,7 @@ class NemotronPreTrainedModel:
         selected = select_tensors(self.config, tensors, self.base_model_prefix, self.has_lm_head)
         arrays, self._weights = core_arrays(selected, dtype, num_threads or 0)  # _weights: what save_pretrained writes
         self._input_embeddings = Embedding(*self._weights["embed_tokens.weight"])
-        self.dtype = dtype or resolve_storage(selected[0][1], None)
+        self.dtype = DType(dtype or resolve_storage(selected[0][1], None))
         kernels = kernels or os.environ.get("NEMOTRON_C_KERNELS", "auto")
         threads = 0 if num_threads is None else int(num_threads)
         if num_threads is not None and threads < 1:
@@ -269,6 +377,12 @@ class NemotronPreTrainedModel:
         elif use_cache:
             cache = NemotronCache(self, B, T)
         past = 0 if cache is None else cache.get_seq_length()
+        limit = config.max_position_embeddings
+        if past + T > limit and not getattr(self, "_warned_length", False):
+            self._warned_length = True
+            warnings.warn(f"a sequence of {past + T} positions is longer than config.max_position_embeddings ({limit}):"
+                          " the model was not trained on positions this far and its output may degrade", UserWarning,
+                          stacklevel=4)
         mask = None if attention_mask is None else as_attention_mask(attention_mask, (B, past + T))
         if position_ids is None:
             positions = np.broadcast_to(np.arange(past, past + T, dtype=np.int64), (B, T)).copy()
@@ -372,6 +486,10 @@ class NemotronForCausalLM(NemotronPreTrainedModel):
     def can_generate(self):
         return True
 
+    def _repr_heads(self):
+        return [f"(lm_head): Linear(in_features={self.config.hidden_size}, out_features={self.config.vocab_size}, "
+                "bias=False)"]
+
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
                 inputs_embeds=None, labels=None, use_cache=None, output_attentions=None, output_hidden_states=None,
                 return_dict=None, logits_to_keep=0, cache=None, **kwargs):
@@ -437,9 +555,8 @@ class AutoModel:
 
     @classmethod
     def from_config(cls, config, **kwargs):
-        raise NotImplementedError(
-            "nemotron_c builds models from trained weights only: use from_pretrained on a checkpoint directory"
-        )
+        """A model of random weights (see NemotronPreTrainedModel.from_config)."""
+        return cls.model_class.from_config(config, **kwargs)
 
 
 class AutoModelForCausalLM(AutoModel):

@@ -36,6 +36,18 @@ ACTIVATIONS = {
     "sqrtsoftplus": "sqrt_softplus",
 }
 
+# Transformers' activation modules as repr(model) prints them (ACT2FN)
+ACTIVATION_REPRS = {
+    "relu2": "ReLUSquaredActivation()", "relu": "ReLU()", "silu": "SiLUActivation()", "swish": "SiLU()",
+    "gelu": "GELUActivation()", "gelu_python": "GELUActivation()", "gelu_new": "NewGELUActivation()",
+    "gelu_pytorch_tanh": "GELUTanh()", "gelu_python_tanh": "GELUTanh()", "gelu_fast": "FastGELUActivation()",
+    "gelu_accurate": "AccurateGELUActivation()", "gelu_10": "ClippedGELUActivation()",
+    "quick_gelu": "QuickGELUActivation()", "sigmoid": "Sigmoid()", "tanh": "Tanh()", "mish": "MishActivation()",
+    "linear": "LinearActivation()", "relu6": "ReLU6()", "leaky_relu": "LeakyReLU(negative_slope=0.01)",
+    "hardswish": "Hardswish()", "laplace": "LaplaceActivation()", "sqrtsoftplus": "SqrtSoftplusActivation()",
+}
+assert set(ACTIVATION_REPRS) == set(ACTIVATIONS)
+
 # Per-layer tensor names in the order of the core's nt_layer_tensor enum.
 LAYER_TENSOR_NAMES = (
     "input_layernorm.weight", "input_layernorm.bias",

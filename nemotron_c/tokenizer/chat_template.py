@@ -12,7 +12,8 @@ def _compile(template):
         import jinja2.ext
         from jinja2.sandbox import ImmutableSandboxedEnvironment
     except ImportError:
-        raise ImportError("apply_chat_template needs jinja2, which is not installed") from None
+        raise ImportError('apply_chat_template needs jinja2, which is not installed: pip install "nemotron_c[chat]"'
+                          ) from None
 
     def raise_exception(message):
         raise jinja2.exceptions.TemplateError(message)

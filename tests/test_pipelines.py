@@ -1,0 +1,137 @@
+"""nemotron_c.pipeline against transformers.pipeline on the same tiny checkpoints (the demo model's tokenizer)."""
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import torch
+import transformers
+from helpers.transformers_reference import build_hf_model
+
+import nemotron_c
+
+LABELS = {"id2label": {0: "O", 1: "B-NAME", 2: "I-NAME", 3: "B-PLACE", 4: "I-PLACE"},
+          "label2id": {"O": 0, "B-NAME": 1, "I-NAME": 2, "B-PLACE": 3, "I-PLACE": 4}}
+TEXTS = ["Return the number of items.", "Open  the file é中 and read it", "x\ny"]
+
+
+def checkpoint_with_tokenizer(root, name, model_class, pad=False, **overrides):
+    """A tiny random checkpoint of model_class with the demo model's tokenizer files."""
+    path = os.path.join(root, name)
+    demo = nemotron_c.demo_model_path()
+    vocab = json.load(open(os.path.join(demo, "config.json")))["vocab_size"]
+    model = build_hf_model(seed=1, scale=0.3, model_class=model_class, vocab_size=vocab, **overrides)
+    model.save_pretrained(path)
+    shutil.copy(os.path.join(demo, "tokenizer.json"), path)
+    config = json.load(open(os.path.join(demo, "tokenizer_config.json")))
+    if pad:
+        config["pad_token"] = "</s>"
+    json.dump(config, open(os.path.join(path, "tokenizer_config.json"), "w"))
+    return path
+
+
+@pytest.fixture(scope="module")
+def paths(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("pipelines"))
+    return {
+        "text-generation": checkpoint_with_tokenizer(root, "lm", transformers.NemotronForCausalLM),
+        "text-classification": checkpoint_with_tokenizer(
+            root, "cls", transformers.NemotronForSequenceClassification, pad=True, num_labels=3, pad_token_id=2),
+        "token-classification": checkpoint_with_tokenizer(
+            root, "tok", transformers.NemotronForTokenClassification, num_labels=5, **LABELS),
+    }
+
+
+def pair(paths, task, **kwargs):
+    path = paths[task]
+    theirs = transformers.pipeline(task, model=path, tokenizer=path, device="cpu", dtype=torch.float32, **kwargs)
+    ours = nemotron_c.pipeline(task, model=path, **kwargs)
+    return ours, theirs
+
+
+def assert_same(ours, theirs, atol=1e-4):
+    """Equal structures; floats within atol."""
+    if isinstance(theirs, dict):
+        assert set(ours) == set(theirs), (ours, theirs)
+        for key in theirs:
+            assert_same(ours[key], theirs[key], atol)
+    elif isinstance(theirs, (list, tuple)):
+        assert len(ours) == len(theirs), (ours, theirs)
+        for a, b in zip(ours, theirs):
+            assert_same(a, b, atol)
+    elif isinstance(theirs, (float, np.floating)):
+        assert isinstance(ours, float) and abs(ours - float(theirs)) <= atol, (ours, theirs)
+    else:
+        assert ours == theirs and type(ours) is type(theirs), (ours, theirs)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"return_full_text": False}, {"max_new_tokens": 5, "num_beams": 2},
+                                    {"max_new_tokens": 4, "return_tensors": True}])
+def test_text_generation(paths, kwargs):
+    ours, theirs = pair(paths, "text-generation")
+    call = {"max_new_tokens": 12, "do_sample": False, **kwargs}
+    assert_same(ours(TEXTS[0], **call), theirs(TEXTS[0], **call))
+    assert_same(ours(TEXTS[:2], **call), theirs(TEXTS[:2], **call))
+
+
+def test_text_generation_chat_and_batch_size(paths):
+    ours, theirs = pair(paths, "text-generation")
+    chat = [{"role": "user", "content": "Return the value"}]
+    assert_same(ours(chat, max_new_tokens=6, do_sample=False), theirs(chat, max_new_tokens=6, do_sample=False))
+    assert_same(ours([chat, chat], max_new_tokens=3, do_sample=False),
+                theirs([chat, chat], max_new_tokens=3, do_sample=False))
+    prefill = chat + [{"role": "assistant", "content": "The"}]
+    assert_same(ours(prefill, max_new_tokens=3, do_sample=False), theirs(prefill, max_new_tokens=3, do_sample=False))
+    assert (ours(TEXTS, batch_size=2, max_new_tokens=4, do_sample=False)
+            == ours(TEXTS, max_new_tokens=4, do_sample=False))
+
+
+def test_text_generation_defaults_as_transformers(paths):
+    """Transformers' pipeline samples at temperature 0.7 for 256 new tokens unless the call or the model's
+    generation config says otherwise; greedy when the call says do_sample=False."""
+    ours, theirs = pair(paths, "text-generation")
+    calls = []
+    ours.model.generate = lambda ids, **kwargs: calls.append(kwargs) or np.concatenate([ids, ids], axis=1)
+    ours("The")
+    ours("The", do_sample=False, max_length=30)
+    assert calls[0] == {"attention_mask": calls[0]["attention_mask"], "max_new_tokens": 256, "do_sample": True,
+                        "temperature": 0.7}
+    assert calls[1] == {"attention_mask": calls[1]["attention_mask"], "do_sample": False, "max_length": 30}
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"top_k": None}, {"top_k": 2}, {"function_to_apply": "sigmoid"},
+                                    {"top_k": 1, "function_to_apply": "none"}])
+def test_text_classification(paths, kwargs):
+    ours, theirs = pair(paths, "text-classification")
+    assert_same(ours(TEXTS[0], **kwargs), theirs(TEXTS[0], **kwargs))
+    assert_same(ours(TEXTS, **kwargs), theirs(TEXTS, **kwargs))
+    assert_same(ours(TEXTS, batch_size=2, **kwargs), theirs(TEXTS, batch_size=2, **kwargs))
+
+
+@pytest.mark.parametrize("strategy", ["none", "simple"])
+def test_token_classification(paths, strategy):
+    ours, theirs = pair(paths, "token-classification", aggregation_strategy=strategy)
+    for text in TEXTS + ["  two  spaces, \u00e9t\u00e9 \u4e2d\u6587 \U0001F600 done"]:
+        assert_same(ours(text), theirs(text))
+    assert_same(ours(TEXTS, ignore_labels=[]), theirs(TEXTS, ignore_labels=[]))
+
+
+def test_errors(paths):
+    with pytest.raises(KeyError, match="unknown task 'summarization'"):
+        nemotron_c.pipeline("summarization")
+    with pytest.raises(KeyError, match="'question-answering' was removed"):
+        nemotron_c.pipeline("question-answering", model=paths["text-generation"])
+    with pytest.raises(KeyError):
+        transformers.pipeline("question-answering", model=paths["text-generation"])
+    with pytest.raises(ValueError, match="needs model="):
+        nemotron_c.pipeline("text-classification")
+    with pytest.raises(NotImplementedError, match="aggregation_strategy 'first'"):
+        nemotron_c.pipeline("token-classification", model=paths["token-classification"])(
+            "a b", aggregation_strategy="first")
+
+
+def test_default_is_the_demo_model():
+    generator = nemotron_c.pipeline("text-generation")
+    out = generator("Return the", max_new_tokens=8)
+    assert out[0]["generated_text"].startswith("Return the") and len(out[0]["generated_text"]) > len("Return the")
