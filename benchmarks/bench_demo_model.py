@@ -23,6 +23,7 @@ sys.path.insert(0, os.path.join(ROOT, "tools"))
 
 import nemotron_c  # noqa: E402
 from nemotron_c.checkpoint.tensors import STORAGE_NUMPY  # noqa: E402
+from nemotron_c.model.weights import QUANTIZED_DTYPES  # noqa: E402
 from train_demo_model import docstrings, held_out  # noqa: E402
 
 
@@ -47,7 +48,7 @@ def main():
     tokenizer = nemotron_c.AutoTokenizer.from_pretrained(path)
     windows = held_out_windows(tokenizer, args.seq_len)
     print(f"{len(windows)} held-out windows of {args.seq_len} scored tokens")
-    for dtype in STORAGE_NUMPY:
+    for dtype in (*STORAGE_NUMPY, *QUANTIZED_DTYPES):
         model = nemotron_c.AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
         start = time.perf_counter()
         scores = model.score(windows, batch_size=16)
