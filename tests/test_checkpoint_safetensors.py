@@ -9,6 +9,7 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 import nemotron_c
+import nemotron_c.checkpoint.torch_bin
 from nemotron_c import _core
 from nemotron_c.checkpoint.safetensors import SafetensorsFormatError, read_safetensors
 from nemotron_c.checkpoint.tensors import SAFETENSORS_DTYPES, STORAGE_NUMPY
@@ -326,3 +327,46 @@ def test_storage_dtypes_agree_with_the_core_table():
     supported = {core: size for size, core in SAFETENSORS_DTYPES.values() if core is not None}
     assert supported == {name: info.itemsize for name, info in _core.DTYPE_INFO.items()}
 
+
+
+def test_tensor_named_twice_in_header_is_refused(tmp_path):
+    # json.loads alone keeps the second entry; the safetensors library refuses the file
+    path = str(tmp_path / "twice.safetensors")
+    entry = '{"dtype": "F32", "shape": [1], "data_offsets": [%d, %d]}'
+    header = ('{"a": %s, "a": %s}' % (entry % (0, 4), entry % (4, 8))).encode()
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(header)) + header + np.array([1, 2], np.float32).tobytes())
+    with pytest.raises(Exception) as reference:
+        load_file(path)
+    with pytest.raises(SafetensorsFormatError, match="'a' twice"):
+        read_safetensors(path)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_shard_naming_a_fifo_or_device_is_refused_at_once(written, tmp_path):
+    directory = copy_checkpoint(written(shard_size="40KB"), tmp_path / "sharded")
+    index_path = os.path.join(directory, "model.safetensors.index.json")
+    with open(index_path) as f:
+        index = json.load(f)
+    first = next(iter(index["weight_map"].values()))
+    os.remove(os.path.join(directory, first))
+    os.mkfifo(os.path.join(directory, first))  # open() of a FIFO with no writer blocks forever
+    with pytest.raises(ValueError, match="not a regular file"):
+        nemotron_c.AutoModelForCausalLM.from_pretrained(directory)
+    for reader in (read_safetensors, nemotron_c.checkpoint.torch_bin.read_state_dict):
+        with pytest.raises(ValueError, match="not a regular file"):
+            reader(os.path.join(directory, first))
+        with pytest.raises(ValueError, match="not a regular file"):
+            reader("/dev/zero")
+
+
+def test_weights_replaced_atomically_after_loading_keep_working(good):
+    # The weights are memory-mapped: replacing the file by a rename (what save_pretrained, huggingface_hub and
+    # `cp` to a temporary then `mv` do) leaves the loaded model on the old inode, unchanged.
+    model = nemotron_c.AutoModelForCausalLM.from_pretrained(good)
+    before = model(IDS).logits
+    path = weights_path(good)
+    tensors = load_file(path)
+    save_file({k: np.zeros_like(v) for k, v in tensors.items()}, path + ".tmp", metadata={"format": "pt"})
+    os.replace(path + ".tmp", path)
+    np.testing.assert_array_equal(model(IDS).logits, before)
