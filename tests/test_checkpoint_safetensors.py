@@ -370,3 +370,11 @@ def test_weights_replaced_atomically_after_loading_keep_working(good):
     save_file({k: np.zeros_like(v) for k, v in tensors.items()}, path + ".tmp", metadata={"format": "pt"})
     os.replace(path + ".tmp", path)
     np.testing.assert_array_equal(model(IDS).logits, before)
+
+
+def test_layers_beyond_num_hidden_layers_warn_as_unused(good):
+    # Transformers loads the first layers and warns that the others' weights are unused; so do we (a pruned
+    # model is a legitimate use), naming the layers
+    with pytest.warns(UserWarning, match="layers 1 beyond config.num_hidden_layers = 1: their weights are not used"):
+        model = nemotron_c.AutoModelForCausalLM.from_pretrained(good, num_hidden_layers=1)
+    assert np.isfinite(model(IDS).logits).all()
