@@ -283,3 +283,60 @@ def test_empty_replace_pattern_is_refused_by_name(dirs, tmp_path, where):
     path = copy_with(dirs, tmp_path, edit=edit)
     with pytest.raises(FormatError, match="empty pattern"):
         AutoTokenizer.from_pretrained(path)
+
+
+def _add_vocab(piece, token_id):
+    def edit(data):
+        data["model"]["vocab"][piece] = token_id
+    return edit
+
+
+def _add_token(token_id):
+    def edit(data):
+        data["added_tokens"].append({"id": token_id, "content": "<far>", "special": True})
+    return edit
+
+
+@pytest.mark.parametrize("edit", [_add_vocab("far-away", 2**31 - 1), _add_token(2**31 - 1), _add_token(10**7)])
+def test_far_token_ids_are_refused_before_allocating(dirs, tmp_path, edit):
+    # the id tables are dense: one id of 2**31 - 1 allocated 16 GB
+    path = copy_with(dirs, tmp_path, edit)
+    with pytest.raises(FormatError, match="largest token id"):
+        AutoTokenizer.from_pretrained(path)
+
+
+def test_chained_replace_steps_cannot_grow_text_exponentially(dirs, tmp_path):
+    doubling = [{"type": "Replace", "pattern": {"String": "a"}, "content": "aa"}] * 30
+    for where, key in (("normalizer", "normalizers"), ("decoder", "decoders")):
+        path = copy_with(dirs, tmp_path / where, _set([where], {"type": "Sequence", key: doubling}))
+        with pytest.raises(FormatError, match="multiply a text's length"):
+            AutoTokenizer.from_pretrained(path)
+    # a few steps that each grow it a little still load
+    path = copy_with(dirs, tmp_path / "few", _set(["normalizer"], {"type": "Sequence", "normalizers": doubling[:3]}))
+    assert AutoTokenizer.from_pretrained(path)("a")["input_ids"]
+
+
+@pytest.mark.parametrize("edit, name", [
+    (_set(["normalizer"], {"type": "Replace", "pattern": {"String": " "}}), "content"),
+    (_set(["normalizer"], {"type": "Replace", "pattern": {"String": " "}, "content": 5}), "content"),
+    (_set(["decoder"], {"type": "Replace", "pattern": {"String": " "}}), "content"),
+])
+def test_missing_fields_are_named_not_key_errors(dirs, tmp_path, edit, name):
+    path = copy_with(dirs, tmp_path, edit)
+    with pytest.raises(FormatError, match=name):
+        AutoTokenizer.from_pretrained(path)
+
+
+def test_padding_side_other_than_left_or_right(dirs, tmp_path):
+    path = copy_with(dirs, tmp_path)
+    config_path = os.path.join(path, "tokenizer_config.json")
+    with open(config_path) as f:
+        config = json.load(f)
+    config["padding_side"] = "middle"
+    with open(config_path, "w") as f:
+        json.dump(config, f)
+    same_exception(lambda: AutoTokenizer.from_pretrained(path), lambda: transformers.AutoTokenizer.from_pretrained(path))
+    ours = AutoTokenizer.from_pretrained(dirs["big"])
+    theirs = transformers.AutoTokenizer.from_pretrained(dirs["big"])
+    same_exception(lambda: ours(["a", "a b c"], padding=True, padding_side="middle"),
+                   lambda: theirs(["a", "a b c"], padding=True, padding_side="middle"))

@@ -215,6 +215,12 @@ nt_status nt_tokenizer_create(nt_tokenizer **out, nt_error *err, const nt_tokeni
         if (a->content_len == 0 || a->content == NULL) FAIL(NT_ERROR_FORMAT, "added token %d is empty", a->id);
         if (a->id + (int64_t)1 > n_ids) n_ids = a->id + (int64_t)1;
     }
+    /* the id tables are dense, sized by the largest id: one id of 2**31 - 1 in a file would take 16 GB. Gaps are
+     * allowed (added tokens often follow a hole), a few ids per token, not an arbitrary span. */
+    int64_t n_tokens = np + spec->n_added;
+    if (n_ids > 4 * n_tokens + 65536)
+        FAIL(NT_ERROR_FORMAT, "the largest token id, %lld, is far beyond the %lld tokens (at most 4 ids per token "
+             "plus 65536 are allowed: ids index a dense table)", (long long)(n_ids - 1), (long long)n_tokens);
     tok->n_ids = n_ids;
     tok->id_to_piece = malloc(((size_t)n_ids + 1) * sizeof *tok->id_to_piece);
     tok->id_to_added = malloc(((size_t)n_ids + 1) * sizeof *tok->id_to_added);

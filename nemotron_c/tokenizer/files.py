@@ -101,6 +101,28 @@ def string_pattern(component, where):
     raise FormatError(f"{where} Replace has no pattern: {component!r}")
 
 
+def replace_content(component, where):
+    content = component.get("content")
+    require(isinstance(content, str), f"{where} Replace needs a string 'content', got {content!r}")
+    return content
+
+
+# How much a chain of Replace steps may multiply a text's length: each step is linear, but a chain of k steps
+# that each double it ("a" -> "aa") grows it 2**k times (tokenizers does; a 30-step file turns 1 KB into 1 TB).
+MAX_REPLACE_GROWTH = 64
+
+
+def check_growth(steps, where):
+    growth = 1.0
+    for kind, a, b, *_ in steps:
+        if kind == _core.STEP_REPLACE and a:
+            growth *= max(1.0, len(b.encode("utf-8")) / len(a.encode("utf-8")))
+    if growth > MAX_REPLACE_GROWTH:
+        raise FormatError(f"the {where}'s Replace steps can multiply a text's length by {growth:.3g}, more than the "
+                          f"{MAX_REPLACE_GROWTH} nemotron_c allows")
+    return steps
+
+
 def metaspace(component):
     replacement = component.get("replacement", "\u2581")
     require(isinstance(replacement, str) and len(replacement) == 1, "Metaspace replacement must be one character")
@@ -125,10 +147,10 @@ def normalizer_steps(normalizer):
                 raise ValueError(f"unsupported normalizer: Replace with the Regex pattern {n['pattern']['Regex']!r}")
             steps.append(make())
         elif kind == "Replace":
-            steps.append(step(_core.STEP_REPLACE, string_pattern(n, "normalizer"), n["content"]))
+            steps.append(step(_core.STEP_REPLACE, string_pattern(n, "normalizer"), replace_content(n, "normalizer")))
         else:
             raise ValueError(f"unsupported normalizer type {kind!r} (nemotron_c supports Prepend, Replace, Sequence)")
-    return steps
+    return check_growth(steps, "normalizer")
 
 
 def pre_tokenizer_steps(pre_tokenizer):
@@ -155,7 +177,7 @@ def decoder_steps(decoder):
     for d in flatten(decoder, "decoder"):
         kind = d["type"]
         if kind == "Replace":
-            steps.append(step(_core.STEP_REPLACE, string_pattern(d, "decoder"), d["content"]))
+            steps.append(step(_core.STEP_REPLACE, string_pattern(d, "decoder"), replace_content(d, "decoder")))
         elif kind == "ByteFallback":
             steps.append(step(_core.STEP_BYTE_FALLBACK))
         elif kind == "Fuse":
@@ -167,7 +189,7 @@ def decoder_steps(decoder):
         else:
             raise ValueError(f"unsupported decoder type {kind!r} "
                              "(nemotron_c supports Replace, ByteFallback, Fuse, Strip, Metaspace, Sequence)")
-    return steps
+    return check_growth(steps, "decoder")
 
 
 def post_processor_affixes(post):
