@@ -378,3 +378,15 @@ def test_layers_beyond_num_hidden_layers_warn_as_unused(good):
     with pytest.warns(UserWarning, match="layers 1 beyond config.num_hidden_layers = 1: their weights are not used"):
         model = nemotron_c.AutoModelForCausalLM.from_pretrained(good, num_hidden_layers=1)
     assert np.isfinite(model(IDS).logits).all()
+
+
+def test_fortran_ordered_and_strided_ids_are_accepted(written):
+    # a Fortran-ordered int array was refused as "must be a C-contiguous array"
+    model = nemotron_c.AutoModelForCausalLM.from_pretrained(written())
+    ids = np.array([[1, 5, 7, 9], [3, 2, 8, 4]])
+    expected = model(ids).logits
+    for other in (np.asfortranarray(ids), np.asfortranarray(ids.astype(np.int32)), np.repeat(ids, 2, axis=1)[:, ::2]):
+        np.testing.assert_array_equal(model(other, attention_mask=np.asfortranarray(np.ones_like(ids))).logits,
+                                      expected)
+        np.testing.assert_array_equal(model.generate(other, max_new_tokens=2, do_sample=False),
+                                      model.generate(ids, max_new_tokens=2, do_sample=False))
