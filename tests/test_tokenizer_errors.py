@@ -6,6 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
+from helpers.interrupt import interrupt_child
 from helpers.tokenizer_builders import build_all
 from helpers.tokenizer_corpus import training_lines
 
@@ -340,3 +341,27 @@ def test_padding_side_other_than_left_or_right(dirs, tmp_path):
     theirs = transformers.AutoTokenizer.from_pretrained(dirs["big"])
     same_exception(lambda: ours(["a", "a b c"], padding=True, padding_side="middle"),
                    lambda: theirs(["a", "a b c"], padding=True, padding_side="middle"))
+
+
+INTERRUPTED_ENCODE = """
+import sys, time
+sys.path.insert(0, {root!r})
+from nemotron_c.tokenizer.tokenization import AutoTokenizer
+tokenizer = AutoTokenizer.from_pretrained({path!r})
+line = "The quick brown fox, 12 jumps; over the lazy dog. " * 200
+texts = [line + str(i) for i in range(5000)]  # 50 MB
+expected = tokenizer(texts[:3])["input_ids"]
+print("ready", flush=True)
+try:
+    tokenizer(texts)
+    print("finished", flush=True)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+print("usable" if tokenizer(texts[:3])["input_ids"] == expected else "broken", flush=True)
+"""
+
+
+def test_ctrl_c_interrupts_a_long_batch_encode(dirs):
+    # the batch runs on the binding's cancellable runner and reads the flag before each text
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    interrupt_child(INTERRUPTED_ENCODE.format(root=root, path=dirs["big"]))

@@ -360,6 +360,7 @@ typedef struct {
     const char *const *texts;
     const size_t *lens;
     nt_id_vec *results; /* (B) */
+    const volatile int *cancel;
     nt_status status;   /* the first failure, written once under `failed` */
     nt_error err;
     int failed;         /* atomic flag: set by the first failing thread */
@@ -370,7 +371,8 @@ static void encode_range(void *arg, int64_t begin, int64_t end) {
     nt_encode_scratch *s = scratch_acquire(ctx->tok);
     for (int64_t b = begin; b < end; b++) {
         nt_error e;
-        nt_status st = s == NULL ? nt_error_set(&e, NT_ERROR_OUT_OF_MEMORY, "out of memory for encoding")
+        nt_status st = ctx->cancel != NULL && *ctx->cancel ? nt_error_set(&e, NT_ERROR_INTERRUPTED, "interrupted")
+                     : s == NULL ? nt_error_set(&e, NT_ERROR_OUT_OF_MEMORY, "out of memory for encoding")
                                  : encode_one(ctx->tok, &e, &ctx->results[b], s, NULL, ctx->texts[b], ctx->lens[b]);
         if (st != NT_OK) {
             if (__atomic_exchange_n(&ctx->failed, 1, __ATOMIC_ACQ_REL) == 0) {
@@ -385,10 +387,10 @@ static void encode_range(void *arg, int64_t begin, int64_t end) {
 
 nt_status nt_tokenizer_encode_batch(const nt_tokenizer *tok, nt_error *err, int32_t **ids, int64_t *offsets,
                                     const char *const *texts, const size_t *lens, int64_t B,
-                                    nt_threadpool *pool) {
+                                    nt_threadpool *pool, const volatile int *cancel) {
     *ids = NULL;
     if (B < 0) return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "batch size %lld", (long long)B);
-    batch_ctx ctx = {tok, texts, lens, calloc((size_t)B + 1, sizeof(nt_id_vec)), NT_OK, {0}, 0};
+    batch_ctx ctx = {tok, texts, lens, calloc((size_t)B + 1, sizeof(nt_id_vec)), cancel, NT_OK, {0}, 0};
     if (ctx.results == NULL) return OOM("for the batch");
     size_t total_bytes = 0;
     for (int64_t b = 0; b < B; b++) total_bytes += lens[b];
