@@ -2,6 +2,7 @@
 import json
 import os
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -365,3 +366,29 @@ def test_ctrl_c_interrupts_a_long_batch_encode(dirs):
     # the batch runs on the binding's cancellable runner and reads the flag before each text
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     interrupt_child(INTERRUPTED_ENCODE.format(root=root, path=dirs["big"]))
+
+
+def _varint(n):
+    out = b""
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out += bytes([byte | (0x80 if n else 0)])
+        if not n:
+            return out
+
+
+def test_tokenizer_model_with_one_long_piece_loads_in_linear_time(dirs, tmp_path):
+    # every split of every piece was tried: a piece of 200,000 characters meant 200,000 slices of it (minutes)
+    source = dirs["spm:1000"]
+    with open(os.path.join(source, "tokenizer.model"), "rb") as f:
+        data = f.read()
+    text = ("ab" * 100000).encode()
+    piece = b"\x0a" + _varint(len(text)) + text + b"\x15" + b"\x00\x00\x80\xbf" + b"\x18\x01"  # piece, score -1, NORMAL
+    out = tmp_path / "long"
+    out.mkdir()
+    (out / "tokenizer.model").write_bytes(data + b"\x0a" + _varint(len(piece)) + piece)
+    (out / "tokenizer_config.json").write_text('{"tokenizer_class": "LlamaTokenizer"}')
+    start = time.perf_counter()
+    tokenizer = AutoTokenizer.from_pretrained(str(out))
+    assert time.perf_counter() - start < 10
+    assert tokenizer.convert_tokens_to_ids("ab" * 100000) == len(tokenizer) - 1
