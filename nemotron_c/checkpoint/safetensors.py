@@ -87,7 +87,7 @@ def parse_entry(path, name, entry, data_len, view, data_start):
     if not isinstance(entry, dict):
         raise SafetensorsFormatError(f"{where}: entry is not a JSON object")
     dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
-    if dtype not in SAFETENSORS_DTYPES:
+    if not isinstance(dtype, str) or dtype not in SAFETENSORS_DTYPES:
         raise SafetensorsFormatError(f"{where}: unknown dtype {dtype!r}")
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
         raise SafetensorsFormatError(f"{where}: shape {shape!r} is not a list of non-negative integers")

@@ -135,7 +135,8 @@ def locate_entries(path, infos, view):
                 f"writes and nemotron_c does not inflate: {RESAVE}"
             )
         start = info.header_offset
-        if info.file_size != info.compress_size or start + 30 > len(view):
+        # zipfile reports a negative header_offset when the central directory's offsets do not add up
+        if info.file_size != info.compress_size or not 0 <= start <= len(view) - 30:
             raise TorchCheckpointFormatError(f"{path}: entry {name!r} has inconsistent sizes or offset: truncated?")
         signature, name_len, extra_len = struct.unpack_from("<4s22xHH", view, start)
         local_name = bytes(view[start + 30 : start + 30 + name_len])
