@@ -45,6 +45,7 @@ def with_atheris(target, argv):
             raise error
 
     corpus = os.path.join(HERE, "corpus", target)
+    atheris.instrument_all()  # coverage of the Python readers (the C core is not instrumented)
     atheris.Setup([sys.argv[0], *argv, corpus], one)
     atheris.Fuzz()
 
