@@ -10,7 +10,14 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from fuzz.mutate import mutations  # noqa: E402
-from fuzz.targets import HERE, TARGETS, run_one, seeds  # noqa: E402
+
+if "--atheris" in sys.argv:  # coverage of the Python readers (the C core is not instrumented)
+    import atheris
+
+    with atheris.instrument_imports(include=["nemotron_c", "fuzz"]):
+        from fuzz.targets import HERE, TARGETS, run_one, seeds
+else:
+    from fuzz.targets import HERE, TARGETS, run_one, seeds  # noqa: E402
 
 # the format-aware mutation of each target (fuzz.mutate.STRUCTURED), if any
 STRUCTURED = {"config_json": "json", "tokenizer_json": "json", "safetensors": "safetensors"}
@@ -37,15 +44,12 @@ def plain(target, iterations, seed):
 
 
 def with_atheris(target, argv):
-    import atheris  # optional
-
     def one(data):
         error = run_one(target, data)
         if error is not None:
             raise error
 
     corpus = os.path.join(HERE, "corpus", target)
-    atheris.instrument_all()  # coverage of the Python readers (the C core is not instrumented)
     atheris.Setup([sys.argv[0], *argv, corpus], one)
     atheris.Fuzz()
 

@@ -120,9 +120,10 @@ static nt_status encode_word(const nt_tokenizer *tok, nt_error *err, nt_id_vec *
     nt_status st;
     for (size_t i = 0; i < len;) {
         size_t match = 0;
-        for (int64_t k = 0; k < split->n_strings && match == 0; k++)
-            if (split->string_lens[k] <= len - i && memcmp(text + i, split->strings[k], split->string_lens[k]) == 0)
-                match = split->string_lens[k];
+        for (int64_t k = 0; k < split->n_split_lengths && match == 0; k++) {
+            size_t L = split->split_lengths[k];
+            if (L <= len - i && nt_str_table_get(&split->split_table, text + i, L) >= 0) match = L;
+        }
         if (match == 0) {
             i++;
             continue;
