@@ -48,6 +48,14 @@ def good(written, tmp_path):
     return copy_checkpoint(written(), tmp_path / "good")
 
 
+def sharded_copy(written, tmp_path):
+    """A sharded random checkpoint's copy: (directory, index path, index)."""
+    directory = copy_checkpoint(written(shard_size="40KB"), tmp_path / "sharded")
+    index_path = os.path.join(directory, "model.safetensors.index.json")
+    with open(index_path) as f:
+        return directory, index_path, json.load(f)
+
+
 def weights_path(directory):
     return os.path.join(directory, "model.safetensors")
 
@@ -226,10 +234,7 @@ def test_header_length_beyond_file_and_garbage(tmp_path):
 
 
 def test_sharded_index_cannot_escape_directory(written, tmp_path):
-    directory = copy_checkpoint(written(shard_size="40KB"), tmp_path / "sharded")
-    index_path = os.path.join(directory, "model.safetensors.index.json")
-    with open(index_path) as f:
-        index = json.load(f)
+    directory, index_path, index = sharded_copy(written, tmp_path)
     outside = tmp_path / "outside.safetensors"
     shutil.copy(os.path.join(directory, next(iter(index["weight_map"].values()))), outside)
     for escape in ("../outside.safetensors", str(outside)):
@@ -242,10 +247,7 @@ def test_sharded_index_cannot_escape_directory(written, tmp_path):
 
 
 def test_sharded_index_naming_missing_tensor(written, tmp_path):
-    directory = copy_checkpoint(written(shard_size="40KB"), tmp_path / "sharded")
-    index_path = os.path.join(directory, "model.safetensors.index.json")
-    with open(index_path) as f:
-        index = json.load(f)
+    directory, index_path, index = sharded_copy(written, tmp_path)
     first_shard = next(iter(index["weight_map"].values()))
     index["weight_map"]["model.ghost.weight"] = first_shard
     with open(index_path, "w") as f:
@@ -344,10 +346,7 @@ def test_tensor_named_twice_in_header_is_refused(tmp_path):
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
 def test_shard_naming_a_fifo_or_device_is_refused_at_once(written, tmp_path):
-    directory = copy_checkpoint(written(shard_size="40KB"), tmp_path / "sharded")
-    index_path = os.path.join(directory, "model.safetensors.index.json")
-    with open(index_path) as f:
-        index = json.load(f)
+    directory, _, index = sharded_copy(written, tmp_path)
     first = next(iter(index["weight_map"].values()))
     os.remove(os.path.join(directory, first))
     os.mkfifo(os.path.join(directory, first))  # open() of a FIFO with no writer blocks forever
