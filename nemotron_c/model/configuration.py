@@ -261,12 +261,13 @@ class NemotronConfig:
             value = self.rope_parameters.get(key)
             if not is_positive_number(value):
                 raise ValueError(f"{rope_type} rope scaling needs a positive {key!r}, got {value!r}")
-        # optional ones: absent or null means the default, anything else must be a positive finite number
-        optional = ("factor", "attention_factor", "beta_fast", "beta_slow", "mscale", "mscale_all_dim",
-                    "original_max_position_embeddings")
-        for key in optional if rope_type in ("yarn", "llama3") else ():
+        # optional ones: absent or null means the default, anything else must be a positive finite number (0 too
+        # for those where Transformers reads 0 as "the default")
+        optional = {"factor": False, "attention_factor": False, "original_max_position_embeddings": False,
+                    "beta_fast": True, "beta_slow": True, "mscale": True, "mscale_all_dim": True}
+        for key, zero_is_default in optional.items() if rope_type in ("yarn", "llama3") else ():
             value = self.rope_parameters.get(key)
-            if value is not None and not is_positive_number(value):
+            if value is not None and not (is_positive_number(value) or (zero_is_default and value == 0)):
                 raise ValueError(f"{rope_type} rope scaling needs {key!r} to be a positive number, got {value!r}")
         if rope_type == "llama3" and self.rope_parameters["low_freq_factor"] == self.rope_parameters["high_freq_factor"]:
             raise ValueError("llama3 rope scaling needs low_freq_factor != high_freq_factor")
