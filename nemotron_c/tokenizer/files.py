@@ -1,6 +1,7 @@
 """Reading tokenizer.json into the tables of the C core: the BPE model, added tokens, normalizer, pre-tokenizer,
 decoder and post-processor that SentencePiece conversions produce. A component nemotron_c does not implement is a
 ValueError naming it; a malformed file is a FormatError."""
+import functools
 import itertools
 import json
 import operator
@@ -135,11 +136,28 @@ def metaspace(component):
                  split=component.get("split", True))
 
 
+def component(name):
+    """A reader of one tokenizer.json component: a field missing or of the wrong type there (a KeyError,
+    TypeError or AttributeError deep inside) becomes a FormatError naming the component."""
+    def wrap(read):
+        @functools.wraps(read)
+        def checked(value):
+            try:
+                return read(value)
+            except (KeyError, TypeError, AttributeError, IndexError) as e:
+                raise FormatError(f"malformed {name} in tokenizer.json ({type(e).__name__}: {e}): "
+                                  f"{json.dumps(value, default=str)[:200]}") from None
+        return checked
+    return wrap
+
+
+@component("normalizer")
 def normalizer_steps(normalizer):
     steps = []
     for n in flatten(normalizer, "normalizer"):
         kind = n["type"]
         if kind == "Prepend":
+            require(isinstance(n.get("prepend"), str), f"a Prepend normalizer needs a string 'prepend': {n!r}")
             steps.append(step(_core.STEP_PREPEND, n["prepend"]))
         elif kind == "Replace" and isinstance(n.get("pattern"), dict) and "Regex" in n["pattern"]:
             make = REGEX_NORMALIZERS.get((n["pattern"]["Regex"], n.get("content")))
@@ -153,6 +171,7 @@ def normalizer_steps(normalizer):
     return check_growth(steps, "normalizer")
 
 
+@component("pre_tokenizer")
 def pre_tokenizer_steps(pre_tokenizer):
     steps = []
     for p in flatten(pre_tokenizer, "pretokenizer"):
@@ -172,6 +191,7 @@ def pre_tokenizer_steps(pre_tokenizer):
     return steps
 
 
+@component("decoder")
 def decoder_steps(decoder):
     steps = []
     for d in flatten(decoder, "decoder"):
@@ -192,6 +212,7 @@ def decoder_steps(decoder):
     return check_growth(steps, "decoder")
 
 
+@component("post_processor")
 def post_processor_affixes(post):
     """The special tokens a TemplateProcessing puts before and after a single sequence."""
     if post is None:
