@@ -49,8 +49,10 @@ def with_atheris(target, argv):
         if error is not None:
             raise error
 
-    corpus = os.path.join(HERE, "corpus", target)
-    atheris.Setup([sys.argv[0], *argv, corpus], one)
+    # libFuzzer adds what it finds to the first folder: a scratch one beside findings/, the seeds stay as they are
+    grown = os.path.join(HERE, "findings", f"{target}-corpus")
+    os.makedirs(grown, exist_ok=True)
+    atheris.Setup([sys.argv[0], *argv, grown, os.path.join(HERE, "corpus", target)], one)
     atheris.Fuzz()
 
 
