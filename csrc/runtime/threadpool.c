@@ -30,10 +30,11 @@ enum { SPIN_ITERATIONS = 4000, SPINS_BEFORE_YIELD = 256, MAX_THREADS = 1024 };
 
 /* The process's workers, shared by every handle. */
 static struct {
-    pid_t owner_pid;                     /* process whose workers are running; 0 before the first use */
+    /* written under start_lock, read without it by every call: atomics (pid_t is an int on Linux) */
+    atomic_int owner_pid;                /* process whose workers are running; 0 before the first use */
     pthread_t workers[MAX_THREADS - 1];
     atomic_int num_started;
-    int start_failed; /* pthread_create failed: run with the workers there are, and stop trying */
+    atomic_int start_failed; /* pthread_create failed: run with the workers there are, and stop trying */
 
     pthread_mutex_t call_lock; /* one job at a time */
     pthread_mutex_t lock;      /* guards sleeping and waking */
