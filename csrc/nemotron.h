@@ -483,10 +483,11 @@ nt_status nt_tokenizer_encode_matches(const nt_tokenizer *tok, nt_error *err, in
                                       const char *text, size_t len);
 
 /* Encodes B texts, spread over pool (NULL: on the caller's thread). *ids (malloc'ed) holds every text's ids
- * back to back, text b's at ids[offsets[b], offsets[b + 1]); offsets is (B + 1), the caller's. */
+ * back to back, text b's at ids[offsets[b], offsets[b + 1]); offsets is (B + 1), the caller's. cancel: as
+ * nt_model_forward, read before each text. */
 nt_status nt_tokenizer_encode_batch(const nt_tokenizer *tok, nt_error *err, int32_t **ids, int64_t *offsets,
                                     const char *const *texts, const size_t *lens, int64_t B,
-                                    nt_threadpool *pool);
+                                    nt_threadpool *pool, const volatile int *cancel);
 
 /* Decodes ids to UTF-8 text; *text is malloc'ed and NUL-terminated, *len bytes long. Ids that name no piece
  * are skipped, as tokenizers does; skip_special drops the added tokens marked special. */

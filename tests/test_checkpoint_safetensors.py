@@ -9,6 +9,7 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 import nemotron_c
+import nemotron_c.checkpoint.torch_bin
 from nemotron_c import _core
 from nemotron_c.checkpoint.safetensors import SafetensorsFormatError, read_safetensors
 from nemotron_c.checkpoint.tensors import SAFETENSORS_DTYPES, STORAGE_NUMPY
@@ -45,6 +46,14 @@ def written(tmp_path_factory):
 @pytest.fixture
 def good(written, tmp_path):
     return copy_checkpoint(written(), tmp_path / "good")
+
+
+def sharded_copy(written, tmp_path):
+    """A sharded random checkpoint's copy: (directory, index path, index)."""
+    directory = copy_checkpoint(written(shard_size="40KB"), tmp_path / "sharded")
+    index_path = os.path.join(directory, "model.safetensors.index.json")
+    with open(index_path) as f:
+        return directory, index_path, json.load(f)
 
 
 def weights_path(directory):
@@ -225,10 +234,7 @@ def test_header_length_beyond_file_and_garbage(tmp_path):
 
 
 def test_sharded_index_cannot_escape_directory(written, tmp_path):
-    directory = copy_checkpoint(written(shard_size="40KB"), tmp_path / "sharded")
-    index_path = os.path.join(directory, "model.safetensors.index.json")
-    with open(index_path) as f:
-        index = json.load(f)
+    directory, index_path, index = sharded_copy(written, tmp_path)
     outside = tmp_path / "outside.safetensors"
     shutil.copy(os.path.join(directory, next(iter(index["weight_map"].values()))), outside)
     for escape in ("../outside.safetensors", str(outside)):
@@ -241,10 +247,7 @@ def test_sharded_index_cannot_escape_directory(written, tmp_path):
 
 
 def test_sharded_index_naming_missing_tensor(written, tmp_path):
-    directory = copy_checkpoint(written(shard_size="40KB"), tmp_path / "sharded")
-    index_path = os.path.join(directory, "model.safetensors.index.json")
-    with open(index_path) as f:
-        index = json.load(f)
+    directory, index_path, index = sharded_copy(written, tmp_path)
     first_shard = next(iter(index["weight_map"].values()))
     index["weight_map"]["model.ghost.weight"] = first_shard
     with open(index_path, "w") as f:
@@ -330,3 +333,63 @@ def test_storage_dtypes_agree_with_the_core_table():
     supported = {core: size for size, core in SAFETENSORS_DTYPES.values() if core is not None}
     assert supported == {name: info.itemsize for name, info in floats.items()}
 
+
+
+def test_tensor_named_twice_in_header_is_refused(tmp_path):
+    # json.loads alone keeps the second entry; the safetensors library refuses the file
+    path = str(tmp_path / "twice.safetensors")
+    entry = '{"dtype": "F32", "shape": [1], "data_offsets": [%d, %d]}'
+    header = ('{"a": %s, "a": %s}' % (entry % (0, 4), entry % (4, 8))).encode()
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(header)) + header + np.array([1, 2], np.float32).tobytes())
+    with pytest.raises(Exception) as reference:
+        load_file(path)
+    with pytest.raises(SafetensorsFormatError, match="'a' twice"):
+        read_safetensors(path)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_shard_naming_a_fifo_or_device_is_refused_at_once(written, tmp_path):
+    directory, _, index = sharded_copy(written, tmp_path)
+    first = next(iter(index["weight_map"].values()))
+    os.remove(os.path.join(directory, first))
+    os.mkfifo(os.path.join(directory, first))  # open() of a FIFO with no writer blocks forever
+    with pytest.raises(ValueError, match="not a regular file"):
+        nemotron_c.AutoModelForCausalLM.from_pretrained(directory)
+    for reader in (read_safetensors, nemotron_c.checkpoint.torch_bin.read_state_dict):
+        with pytest.raises(ValueError, match="not a regular file"):
+            reader(os.path.join(directory, first))
+        with pytest.raises(ValueError, match="not a regular file"):
+            reader("/dev/zero")
+
+
+def test_weights_replaced_atomically_after_loading_keep_working(good):
+    # The weights are memory-mapped: replacing the file by a rename (what save_pretrained, huggingface_hub and
+    # `cp` to a temporary then `mv` do) leaves the loaded model on the old inode, unchanged.
+    model = nemotron_c.AutoModelForCausalLM.from_pretrained(good)
+    before = model(IDS).logits
+    path = weights_path(good)
+    tensors = load_file(path)
+    save_file({k: np.zeros_like(v) for k, v in tensors.items()}, path + ".tmp", metadata={"format": "pt"})
+    os.replace(path + ".tmp", path)
+    np.testing.assert_array_equal(model(IDS).logits, before)
+
+
+def test_layers_beyond_num_hidden_layers_warn_as_unused(good):
+    # Transformers loads the first layers and warns that the others' weights are unused; so do we (a pruned
+    # model is a legitimate use), naming the layers
+    with pytest.warns(UserWarning, match="layers 1 beyond config.num_hidden_layers = 1: their weights are not used"):
+        model = nemotron_c.AutoModelForCausalLM.from_pretrained(good, num_hidden_layers=1)
+    assert np.isfinite(model(IDS).logits).all()
+
+
+def test_fortran_ordered_and_strided_ids_are_accepted(written):
+    # a Fortran-ordered int array was refused as "must be a C-contiguous array"
+    model = nemotron_c.AutoModelForCausalLM.from_pretrained(written())
+    ids = np.array([[1, 5, 7, 9], [3, 2, 8, 4]])
+    expected = model(ids).logits
+    for other in (np.asfortranarray(ids), np.asfortranarray(ids.astype(np.int32)), np.repeat(ids, 2, axis=1)[:, ::2]):
+        np.testing.assert_array_equal(model(other, attention_mask=np.asfortranarray(np.ones_like(ids))).logits,
+                                      expected)
+        np.testing.assert_array_equal(model.generate(other, max_new_tokens=2, do_sample=False),
+                                      model.generate(ids, max_new_tokens=2, do_sample=False))

@@ -140,3 +140,44 @@ def test_transformers_config_object_accepted(checkpoint):
     model = nemotron_c.AutoModelForCausalLM.from_pretrained(path, config=theirs)
     assert isinstance(model.config, nemotron_c.NemotronConfig)
     assert model.config.hidden_size == theirs.hidden_size
+
+
+YARN = {"rope_type": "yarn", "factor": 2.0}
+
+
+@pytest.mark.parametrize("fields, message", [
+    (dict(rope_parameters={**YARN, "factor": 0}), "'factor'"),
+    (dict(rope_parameters={**YARN, "factor": float("nan")}), "'factor'"),
+    (dict(rope_parameters={**YARN, "factor": float("inf")}), "'factor'"),
+    (dict(rope_parameters={**YARN, "factor": -2}), "'factor'"),
+    (dict(rope_parameters={**YARN, "attention_factor": float("nan")}), "'attention_factor'"),
+    (dict(rope_parameters={**YARN, "beta_fast": -1}), "'beta_fast'"),  # was "math domain error"
+    (dict(rope_parameters={**YARN, "original_max_position_embeddings": 0}), "original_max_position_embeddings"),
+    (dict(rope_parameters={"rope_type": "default", "rope_theta": float("nan")}), "rope_theta"),
+    (dict(rope_parameters={"rope_type": "linear", "factor": True}), "'factor'"),
+    (dict(max_position_embeddings=0), "max_position_embeddings"),
+    (dict(max_position_embeddings=-5), "max_position_embeddings"),
+    (dict(max_position_embeddings=2.5), "max_position_embeddings"),
+    (dict(norm_eps=float("nan")), "norm_eps"),
+    (dict(hidden_act=["relu"]), "hidden_act"),  # was "unhashable type"
+    (dict(num_attention_heads=0), "num_attention_heads"),  # was ZeroDivisionError computing head_dim
+    (dict(num_attention_heads="4"), "num_attention_heads"),  # was TypeError on //
+])
+def test_odd_values_are_refused_naming_the_field(fields, message):
+    with pytest.raises(ValueError, match=message):
+        nemotron_c.NemotronConfig(**fields).validate()
+
+
+def test_rope_tables_that_overflow_are_refused():
+    # every field in range, yet theta ** (2i / d) underflows: the frequencies are inf, the logits NaN, the token 0
+    config = nemotron_c.NemotronConfig(rope_parameters={"rope_type": "default", "rope_theta": 1e-300})
+    config.validate()
+    with pytest.raises(ValueError, match="non-finite rotary frequencies"):
+        rope_parameters(config)
+
+
+def test_label_maps_of_the_wrong_type_are_named():
+    with pytest.raises(TypeError, match="id2label must be a dict"):
+        nemotron_c.NemotronConfig(id2label=["a", "b"])
+    with pytest.raises(TypeError, match="label2id must be a dict"):
+        nemotron_c.NemotronConfig(label2id=["a", "b"])

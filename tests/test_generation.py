@@ -1,4 +1,5 @@
 """generate() against Transformers' generate, token for token."""
+import time
 import warnings
 
 import numpy as np
@@ -126,3 +127,36 @@ def test_generate_iter_streams_what_generate_returns(models):
     np.testing.assert_array_equal(ours.generate(PROMPTS[1], max_new_tokens=6, do_sample=True, seed=11)[0, 7:], sampled)
     with pytest.raises(ValueError, match="one sequence"):
         next(ours.generate_iter(PROMPTS, attention_mask=MASK, max_new_tokens=2))
+
+
+@pytest.mark.parametrize("kwargs", [dict(forced_bos_token_id=1000), dict(forced_eos_token_id=1000),
+                                    dict(forced_eos_token_id=[3, 1000])])
+def test_forced_ids_outside_the_vocabulary_raise(models, kwargs):
+    # Transformers indexes the scores with them and raises when it forces one (BOS: after a one-token prompt); we
+    # produced token 0. We refuse them whatever the prompt.
+    ours, theirs = models
+    with pytest.raises((IndexError, RuntimeError)):
+        hf_generate(theirs, PROMPTS[:1, -1:], max_new_tokens=2, **kwargs)
+    for prompt in (PROMPTS[:1, -1:], PROMPTS[:1]):
+        with pytest.raises(ValueError, match="outside the vocabulary"):
+            ours.generate(prompt, max_new_tokens=2, **kwargs)
+
+
+@pytest.mark.parametrize("name", ["max_new_tokens", "max_length", "pad_token_id", "forced_bos_token_id"])
+def test_non_integer_lengths_and_ids_are_named(models, name):
+    # Transformers fails comparing them ("'<=' not supported between instances of 'str' and 'int'")
+    ours, _ = models
+    with pytest.raises(TypeError, match=f"`{name}` must be an integer"):
+        ours.generate(PROMPTS[:1], **{"max_new_tokens": 2, name: "3"})
+
+
+def test_huge_max_new_tokens_cut_short_costs_nothing(models):
+    # the output rows are written as tokens come: 3e8 possible tokens once took 2.3 GB and 13 s
+    ours, _ = models
+    first = ours.generate(PROMPTS[1:], max_new_tokens=1)[0, -1]
+    for mask in (None, MASK[1:]):
+        start = time.perf_counter()
+        out = ours.generate(PROMPTS[1:], attention_mask=mask, max_new_tokens=3 * 10**8, eos_token_id=int(first))
+        assert out.shape == (1, PROMPTS.shape[1] + 1) and time.perf_counter() - start < 2
+    with pytest.raises(ValueError, match="num_beams or max_new_tokens"):
+        ours.generate(PROMPTS[1:], max_new_tokens=3 * 10**12, num_beams=2)

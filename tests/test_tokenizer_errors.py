@@ -1,15 +1,20 @@
 """Bad input to the tokenizer: each is a clear exception (Transformers' type where it raises one), never a crash."""
 import json
 import os
+import random
+import re
 import shutil
+import time
 
 import numpy as np
 import pytest
 
+from helpers.interrupt import interrupt_child
 from helpers.tokenizer_builders import build_all
 from helpers.tokenizer_corpus import training_lines
 
 import sentencepiece  # noqa: F401  (the tests train tokenizers with it)
+import tokenizers
 import transformers
 
 from nemotron_c import _core  # noqa: E402
@@ -283,3 +288,128 @@ def test_empty_replace_pattern_is_refused_by_name(dirs, tmp_path, where):
     path = copy_with(dirs, tmp_path, edit=edit)
     with pytest.raises(FormatError, match="empty pattern"):
         AutoTokenizer.from_pretrained(path)
+
+
+def _add_vocab(piece, token_id):
+    def edit(data):
+        data["model"]["vocab"][piece] = token_id
+    return edit
+
+
+def _add_token(token_id):
+    def edit(data):
+        data["added_tokens"].append({"id": token_id, "content": "<far>", "special": True})
+    return edit
+
+
+@pytest.mark.parametrize("edit", [_add_vocab("far-away", 2**31 - 1), _add_token(2**31 - 1), _add_token(10**7)])
+def test_far_token_ids_are_refused_before_allocating(dirs, tmp_path, edit):
+    # the id tables are dense: one id of 2**31 - 1 allocated 16 GB
+    path = copy_with(dirs, tmp_path, edit)
+    with pytest.raises(FormatError, match="largest token id"):
+        AutoTokenizer.from_pretrained(path)
+
+
+def test_chained_replace_steps_cannot_grow_text_exponentially(dirs, tmp_path):
+    doubling = [{"type": "Replace", "pattern": {"String": "a"}, "content": "aa"}] * 30
+    for where, key in (("normalizer", "normalizers"), ("decoder", "decoders")):
+        path = copy_with(dirs, tmp_path / where, _set([where], {"type": "Sequence", key: doubling}))
+        with pytest.raises(FormatError, match="multiply a text's length"):
+            AutoTokenizer.from_pretrained(path)
+    # a few steps that each grow it a little still load
+    path = copy_with(dirs, tmp_path / "few", _set(["normalizer"], {"type": "Sequence", "normalizers": doubling[:3]}))
+    assert AutoTokenizer.from_pretrained(path)("a")["input_ids"]
+
+
+@pytest.mark.parametrize("edit, name", [
+    (_set(["normalizer"], {"type": "Replace", "pattern": {"String": " "}}), "content"),
+    (_set(["normalizer"], {"type": "Replace", "pattern": {"String": " "}, "content": 5}), "content"),
+    (_set(["decoder"], {"type": "Replace", "pattern": {"String": " "}}), "content"),
+])
+def test_missing_fields_are_named_not_key_errors(dirs, tmp_path, edit, name):
+    path = copy_with(dirs, tmp_path, edit)
+    with pytest.raises(FormatError, match=name):
+        AutoTokenizer.from_pretrained(path)
+
+
+def test_padding_side_other_than_left_or_right(dirs, tmp_path):
+    path = copy_with(dirs, tmp_path)
+    config_path = os.path.join(path, "tokenizer_config.json")
+    with open(config_path) as f:
+        config = json.load(f)
+    config["padding_side"] = "middle"
+    with open(config_path, "w") as f:
+        json.dump(config, f)
+    same_exception(lambda: AutoTokenizer.from_pretrained(path), lambda: transformers.AutoTokenizer.from_pretrained(path))
+    ours = AutoTokenizer.from_pretrained(dirs["big"])
+    theirs = transformers.AutoTokenizer.from_pretrained(dirs["big"])
+    same_exception(lambda: ours(["a", "a b c"], padding=True, padding_side="middle"),
+                   lambda: theirs(["a", "a b c"], padding=True, padding_side="middle"))
+
+
+INTERRUPTED_ENCODE = """
+import sys, time
+sys.path.insert(0, {root!r})
+from nemotron_c.tokenizer.tokenization import AutoTokenizer
+tokenizer = AutoTokenizer.from_pretrained({path!r})
+line = "The quick brown fox, 12 jumps; over the lazy dog. " * 200
+texts = [line + str(i) for i in range(5000)]  # 50 MB
+expected = tokenizer(texts[:3])["input_ids"]
+print("ready", flush=True)
+try:
+    tokenizer(texts)
+    print("finished", flush=True)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+print("usable" if tokenizer(texts[:3])["input_ids"] == expected else "broken", flush=True)
+"""
+
+
+def test_ctrl_c_interrupts_a_long_batch_encode(dirs):
+    # the batch runs on the binding's cancellable runner and reads the flag before each text
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    interrupt_child(INTERRUPTED_ENCODE.format(root=root, path=dirs["big"]))
+
+
+def _varint(n):
+    out = b""
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out += bytes([byte | (0x80 if n else 0)])
+        if not n:
+            return out
+
+
+def test_tokenizer_model_with_one_long_piece_loads_in_linear_time(dirs, tmp_path):
+    # every split of every piece was tried: a piece of 200,000 characters meant 200,000 slices of it (minutes)
+    source = dirs["spm:1000"]
+    with open(os.path.join(source, "tokenizer.model"), "rb") as f:
+        data = f.read()
+    text = ("ab" * 100000).encode()
+    piece = b"\x0a" + _varint(len(text)) + text + b"\x15" + b"\x00\x00\x80\xbf" + b"\x18\x01"  # piece, score -1, NORMAL
+    out = tmp_path / "long"
+    out.mkdir()
+    (out / "tokenizer.model").write_bytes(data + b"\x0a" + _varint(len(piece)) + piece)
+    (out / "tokenizer_config.json").write_text('{"tokenizer_class": "LlamaTokenizer"}')
+    start = time.perf_counter()
+    tokenizer = AutoTokenizer.from_pretrained(str(out))
+    assert time.perf_counter() - start < 10
+    assert tokenizer.convert_tokens_to_ids("ab" * 100000) == len(tokenizer) - 1
+
+
+def test_split_of_ten_thousand_literals_is_linear_in_the_text(dirs, tmp_path):
+    # each position was compared with every literal: 300 KB of text took 21 s (tokenizers' regex: about 60 s)
+    rng = random.Random(0)
+    literals = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(4, 12)))
+                for _ in range(10000)]
+    split = {"type": "Split", "pattern": {"Regex": "|".join(re.escape(word) for word in literals)},
+             "behavior": "Isolated", "invert": False}
+    path = copy_with(dirs, tmp_path, _set(["pre_tokenizer"], split))
+    ours = AutoTokenizer.from_pretrained(path)
+    theirs = tokenizers.Tokenizer.from_file(os.path.join(path, "tokenizer.json"))
+    text = " ".join(training_lines(n=3000))
+    short = text[:3000] + " " + " ".join(literals[:50])
+    assert ours.encode(short, add_special_tokens=False) == theirs.encode(short, add_special_tokens=False).ids
+    start = time.perf_counter()
+    ours.encode(text[:300000], add_special_tokens=False)
+    assert time.perf_counter() - start < 5

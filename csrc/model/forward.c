@@ -86,6 +86,7 @@ typedef struct {
     float *weights;                /* (B, NH, T, S) softmax weights of this layer, or NULL */
     float scale;
     atomic_int out_of_memory;
+    const volatile int *cancel; /* checked per query position: a long prompt's head is seconds of work */
 } attention_job;
 
 /* One task is one (sequence, query head): every query position of that head. */
@@ -106,6 +107,7 @@ static void attention_range(void *ctx, int64_t begin, int64_t end) {
         const float *keys = job->cache->keys + run, *values = job->cache->values + run; /* (S, D) */
         const uint8_t *mask = job->attention_mask ? job->attention_mask + b * S : NULL;
         for (int64_t t = 0; t < job->T; t++) {
+            if (job->cancel != NULL && *job->cancel) break; /* the caller sees the flag and discards the layer */
             const float *q = job->q + ((b * job->T + t) * NH + h) * D;
             float *out = job->out + ((b * job->T + t) * NH + h) * D;
             int64_t last = job->P + t; /* causal: keys 0..last */
@@ -157,6 +159,7 @@ typedef struct {
     float *mlp;      /* (chunk, I) */
     float *cos, *sin;/* (B*T, R/2) */
     float *kept;     /* (B*K, H) normed rows whose logits are wanted */
+    const volatile int *cancel; /* the caller's flag, also checked within a layer (see nt_model_forward) */
 } scratch;
 
 static nt_status check_inputs(nt_error *err, const nt_model *m, const int32_t *input_ids,
@@ -235,7 +238,7 @@ static nt_status attention_block(const nt_model *m, nt_error *err, scratch *s, c
 
     attention_job job = {.model = m, .cache = cache, .layer = layer, .B = B, .T = T, .P = P, .q = s->q,
                          .attention_mask = attention_mask, .out = s->att, .weights = weights,
-                         .scale = (float)pow((double)D, -0.5)};
+                         .scale = (float)pow((double)D, -0.5), .cancel = s->cancel};
     atomic_init(&job.out_of_memory, 0);
     nt_threadpool_parallel_for(m->pool, attention_range, &job, B * NH, 1);
     if (atomic_load(&job.out_of_memory))
@@ -251,6 +254,7 @@ static void mlp_block(const nt_model *m, scratch *s, const nt_layer *w, int64_t 
     int64_t H = m->config.hidden_size;
     nt_model_layernorm1p(m, s->xn, s->x, w->post_norm_weight, w->post_norm_bias, BT);
     for (int64_t r = 0; r < BT; r += chunk) {
+        if (s->cancel != NULL && *s->cancel) return;
         int64_t rows = BT - r < chunk ? BT - r : chunk;
         nt_model_linear_act(m, s->mlp, s->xn + r * H, &w->up_proj, w->up_bias, rows, m->config.hidden_act);
         /* down_proj writes over the normed rows it no longer needs */
@@ -309,7 +313,7 @@ nt_status nt_model_forward(nt_model *m, nt_error *err, float *logits, float *las
         return nt_error_set(err, NT_ERROR_OUT_OF_MEMORY, "out of memory for the activations of %lld x %lld tokens",
                             (long long)B, (long long)T);
     }
-    scratch s;
+    scratch s = {.cancel = cancel};
     float **slots[] = {&s.x, &s.xn, &s.q, &s.k, &s.v, &s.att, &s.mlp, &s.cos, &s.sin, &s.kept};
     float *cursor = arena;
     for (size_t i = 0; i < sizeof slots / sizeof slots[0]; i++) {
@@ -324,11 +328,15 @@ nt_status nt_model_forward(nt_model *m, nt_error *err, float *logits, float *las
     if (all_hidden != NULL) memcpy(all_hidden, s.x, (size_t)(BT * H) * sizeof(float));
     rotary_tables(m, s.cos, s.sin, position_ids, BT);
 
-    for (int64_t l = 0; l < L; l++) {
+    /* Ctrl-C: the flag is read before each layer and within its attention (per query position) and MLP (per
+     * chunk of rows), so that a long prompt stops within a fraction of a layer. A layer left half done is
+     * discarded: nothing is returned and the cache keeps its length (the rows written past it are unused). */
+    for (int64_t l = 0; l <= L; l++) {
         if (cancel != NULL && *cancel) {
             status = nt_error_set(err, NT_ERROR_INTERRUPTED, "interrupted");
             goto done;
         }
+        if (l == L) break;
         float *weights = attentions ? attentions + l * B * c->num_attention_heads * T * (P + T) : NULL;
         status = attention_block(m, err, &s, &m->layers[l], cache, l, attention_mask, B, T, P, weights);
         if (status != NT_OK) goto done;

@@ -190,13 +190,14 @@ nt_status nt_generator_create(nt_generator **out, nt_error *err, nt_model *model
     if (c->prompt_padding != NULL) memcpy(g->skip, c->prompt_padding, (size_t)N * sizeof(int64_t));
 
     /* rows, mask and positions: cumsum(mask) - 1, 0 on padding, as Transformers */
-    int64_t fill = NB > 1 ? c->beam_fill_token_id : 0;
+    /* Only the prompt is written now: the rest of the (N, M) rows is touched as tokens come, so that a huge
+     * max_length cut short by eos costs address space, not memory or time. Beam search copies whole rows and
+     * pads its outputs with the fill token, so it fills them all. */
+    int64_t fill = NB > 1 ? c->beam_fill_token_id : 0, written = NB > 1 ? M : T;
     for (int64_t r = 0; r < N; r++) {
         int64_t position = -1;
-        for (int64_t t = 0; t < M; t++) {
-            g->running[r * M + t] = t < T ? input_ids[r * T + t] : fill;
-            if (g->mask) g->mask[r * M + t] = t < T ? (attention_mask[r * T + t] != 0) : 1;
-        }
+        for (int64_t t = 0; t < written; t++) g->running[r * M + t] = t < T ? input_ids[r * T + t] : fill;
+        for (int64_t t = 0; g->mask && t < T; t++) g->mask[r * M + t] = attention_mask[r * T + t] != 0;
         for (int64_t t = 0; t < T; t++) {
             int keep = attention_mask == NULL || attention_mask[r * T + t] != 0;
             position += keep;
@@ -234,7 +235,10 @@ static nt_status step_forward(nt_generator *g, nt_error *err, const volatile int
                                     (long long)g->running[r * g->M + g->length - 1], (long long)g->V);
         }
     if (g->mask != NULL)
-        for (int64_t r = 0; r < N; r++) memcpy(g->step_mask + r * S, g->mask + r * g->M, (size_t)S);
+        for (int64_t r = 0; r < N; r++) {
+            if (!first) g->mask[r * g->M + S - 1] = 1; /* the token generated last */
+            memcpy(g->step_mask + r * S, g->mask + r * g->M, (size_t)S);
+        }
     if (first && g->P0 > 0) /* only the prompt tokens the cache lacks: pack them as (N, T) */
         for (int64_t r = 0; r < N; r++)
             for (int64_t t = 0; t < T; t++) {

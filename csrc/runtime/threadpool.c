@@ -30,10 +30,11 @@ enum { SPIN_ITERATIONS = 4000, SPINS_BEFORE_YIELD = 256, MAX_THREADS = 1024 };
 
 /* The process's workers, shared by every handle. */
 static struct {
-    pid_t owner_pid;                     /* process whose workers are running; 0 before the first use */
+    /* written under start_lock, read without it by every call: atomics (pid_t is an int on Linux) */
+    atomic_int owner_pid;                /* process whose workers are running; 0 before the first use */
     pthread_t workers[MAX_THREADS - 1];
     atomic_int num_started;
-    int start_failed; /* pthread_create failed: run with the workers there are, and stop trying */
+    atomic_int start_failed; /* pthread_create failed: run with the workers there are, and stop trying */
 
     pthread_mutex_t call_lock; /* one job at a time */
     pthread_mutex_t lock;      /* guards sleeping and waking */
@@ -49,8 +50,11 @@ static struct {
     /* the current job, written before its number is published */
     nt_range_fn fn;
     void *ctx;
-    int64_t n, chunk, num_chunks;
-    uint64_t max_workers; /* the caller's num_threads - 1 */
+    int64_t n, chunk;
+    /* these two are read by a worker before its claim or join is known to be for the current job (the CAS then
+     * fails on a stale one): atomic, so that the next job's writes do not race with those reads */
+    atomic_int_fast64_t num_chunks;
+    _Atomic uint64_t max_workers; /* the caller's num_threads - 1 */
 } shared;
 
 /* A handle: what one model or tokenizer may use of the shared workers. */
@@ -74,7 +78,7 @@ static void run_chunks(uint64_t job) {
     for (;;) {
         if (state >> 32 != job) return;
         int64_t index = (int64_t)(state & 0xffffffffu);
-        if (index >= shared.num_chunks) return;
+        if (index >= atomic_load_explicit(&shared.num_chunks, memory_order_relaxed)) return;
         if (!atomic_compare_exchange_weak_explicit(&shared.claim, &state, state + 1, memory_order_acq_rel,
                                                    memory_order_acquire))
             continue;
@@ -90,7 +94,8 @@ static void run_chunks(uint64_t job) {
 static int join_job(uint64_t job) {
     uint64_t state = atomic_load_explicit(&shared.joined, memory_order_acquire);
     for (;;) {
-        if (state >> 32 != job || (state & 0xffffffffu) >= shared.max_workers) return 0;
+        if (state >> 32 != job || (state & 0xffffffffu) >= atomic_load_explicit(&shared.max_workers, memory_order_relaxed))
+            return 0;
         if (atomic_compare_exchange_weak_explicit(&shared.joined, &state, state + 1, memory_order_acq_rel,
                                                   memory_order_acquire))
             return 1;
@@ -214,11 +219,12 @@ void nt_threadpool_parallel_for(nt_threadpool *pool, nt_range_fn fn, void *ctx, 
     /* several chunks per thread balance uneven work without making chunks tiny */
     int64_t per_thread = (n + (int64_t)num_threads * 4 - 1) / ((int64_t)num_threads * 4);
     shared.chunk = per_thread > grain ? per_thread : grain;
-    shared.num_chunks = (n + shared.chunk - 1) / shared.chunk;
+    int64_t num_chunks = (n + shared.chunk - 1) / shared.chunk;
+    atomic_store_explicit(&shared.num_chunks, num_chunks, memory_order_relaxed);
     shared.fn = fn;
     shared.ctx = ctx;
     shared.n = n;
-    shared.max_workers = (uint64_t)(num_threads - 1);
+    atomic_store_explicit(&shared.max_workers, (uint64_t)(num_threads - 1), memory_order_relaxed);
     atomic_store_explicit(&shared.chunks_done, 0, memory_order_relaxed);
     uint64_t job = (atomic_load(&shared.claim) >> 32) + 1;
     atomic_store_explicit(&shared.joined, job << 32, memory_order_release);
@@ -231,7 +237,7 @@ void nt_threadpool_parallel_for(nt_threadpool *pool, nt_range_fn fn, void *ctx, 
 
     run_chunks(job);
     int spins = 0;
-    while (atomic_load_explicit(&shared.chunks_done, memory_order_acquire) < shared.num_chunks) cpu_relax(++spins);
+    while (atomic_load_explicit(&shared.chunks_done, memory_order_acquire) < num_chunks) cpu_relax(++spins);
     /* close the job before the next one rewrites its fields: a late thread's claim now fails */
     atomic_store_explicit(&shared.claim, (job << 32) | CLOSED, memory_order_release);
     pthread_mutex_unlock(&shared.call_lock);

@@ -120,9 +120,10 @@ static nt_status encode_word(const nt_tokenizer *tok, nt_error *err, nt_id_vec *
     nt_status st;
     for (size_t i = 0; i < len;) {
         size_t match = 0;
-        for (int64_t k = 0; k < split->n_strings && match == 0; k++)
-            if (split->string_lens[k] <= len - i && memcmp(text + i, split->strings[k], split->string_lens[k]) == 0)
-                match = split->string_lens[k];
+        for (int64_t k = 0; k < split->n_split_lengths && match == 0; k++) {
+            size_t L = split->split_lengths[k];
+            if (L <= len - i && nt_str_table_get(&split->split_table, text + i, L) >= 0) match = L;
+        }
         if (match == 0) {
             i++;
             continue;
@@ -360,6 +361,7 @@ typedef struct {
     const char *const *texts;
     const size_t *lens;
     nt_id_vec *results; /* (B) */
+    const volatile int *cancel;
     nt_status status;   /* the first failure, written once under `failed` */
     nt_error err;
     int failed;         /* atomic flag: set by the first failing thread */
@@ -370,7 +372,8 @@ static void encode_range(void *arg, int64_t begin, int64_t end) {
     nt_encode_scratch *s = scratch_acquire(ctx->tok);
     for (int64_t b = begin; b < end; b++) {
         nt_error e;
-        nt_status st = s == NULL ? nt_error_set(&e, NT_ERROR_OUT_OF_MEMORY, "out of memory for encoding")
+        nt_status st = ctx->cancel != NULL && *ctx->cancel ? nt_error_set(&e, NT_ERROR_INTERRUPTED, "interrupted")
+                     : s == NULL ? nt_error_set(&e, NT_ERROR_OUT_OF_MEMORY, "out of memory for encoding")
                                  : encode_one(ctx->tok, &e, &ctx->results[b], s, NULL, ctx->texts[b], ctx->lens[b]);
         if (st != NT_OK) {
             if (__atomic_exchange_n(&ctx->failed, 1, __ATOMIC_ACQ_REL) == 0) {
@@ -385,10 +388,10 @@ static void encode_range(void *arg, int64_t begin, int64_t end) {
 
 nt_status nt_tokenizer_encode_batch(const nt_tokenizer *tok, nt_error *err, int32_t **ids, int64_t *offsets,
                                     const char *const *texts, const size_t *lens, int64_t B,
-                                    nt_threadpool *pool) {
+                                    nt_threadpool *pool, const volatile int *cancel) {
     *ids = NULL;
     if (B < 0) return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "batch size %lld", (long long)B);
-    batch_ctx ctx = {tok, texts, lens, calloc((size_t)B + 1, sizeof(nt_id_vec)), NT_OK, {0}, 0};
+    batch_ctx ctx = {tok, texts, lens, calloc((size_t)B + 1, sizeof(nt_id_vec)), cancel, NT_OK, {0}, 0};
     if (ctx.results == NULL) return OOM("for the batch");
     size_t total_bytes = 0;
     for (int64_t b = 0; b < B; b++) total_bytes += lens[b];

@@ -6,6 +6,42 @@
 
 #include "tokenizer.h"
 
+static int descending_size(const void *pa, const void *pb) {
+    size_t a = *(const size_t *)pa, b = *(const size_t *)pb;
+    return a > b ? -1 : a < b;
+}
+
+/* A Split step's strings in a hash table, and their distinct lengths longest first (see nt_step). */
+static nt_status index_split_strings(nt_step *c, nt_error *err) {
+    int64_t n = c->n_strings, total = 0;
+    for (int64_t k = 0; k < n; k++) total += (int64_t)c->string_lens[k];
+    c->split_blob = malloc((size_t)total + 1);
+    c->split_offsets = malloc(((size_t)n + 1) * sizeof *c->split_offsets);
+    c->split_lengths = malloc((size_t)n * sizeof *c->split_lengths);
+    int32_t *ids = malloc((size_t)n * sizeof *ids);
+    if (c->split_blob == NULL || c->split_offsets == NULL || c->split_lengths == NULL || ids == NULL) {
+        free(ids);
+        return nt_error_set(err, NT_ERROR_OUT_OF_MEMORY, "out of memory for the Split strings");
+    }
+    c->split_offsets[0] = 0;
+    for (int64_t k = 0; k < n; k++) {
+        memcpy(c->split_blob + c->split_offsets[k], c->strings[k], c->string_lens[k]);
+        c->split_offsets[k + 1] = c->split_offsets[k] + (int64_t)c->string_lens[k];
+        c->split_lengths[k] = c->string_lens[k];
+        ids[k] = (int32_t)k;
+    }
+    nt_status st = nt_str_table_build(&c->split_table, err, c->split_blob, c->split_offsets, ids, n);
+    free(ids);
+    if (st != NT_OK) return st;
+    qsort(c->split_lengths, (size_t)n, sizeof *c->split_lengths, descending_size);
+    int64_t distinct = 0;
+    for (int64_t k = 0; k < n; k++)
+        if (distinct == 0 || c->split_lengths[distinct - 1] != c->split_lengths[k])
+            c->split_lengths[distinct++] = c->split_lengths[k];
+    c->n_split_lengths = distinct;
+    return NT_OK;
+}
+
 static nt_status copy_steps(nt_step **out, nt_error *err, const nt_tokenizer_step *steps, int64_t n,
                             const char *what) {
     *out = NULL;
@@ -51,19 +87,8 @@ static nt_status copy_steps(nt_step **out, nt_error *err, const nt_tokenizer_ste
                 memcpy(c->strings[k], str, len + 1);
                 c->string_lens[k] = len;
             }
-            /* longest first, so the first match at a position is the longest (insertion sort; they are few) */
-            for (int64_t k = 1; k < c->n_strings; k++) {
-                char *x = c->strings[k];
-                size_t xl = c->string_lens[k];
-                int64_t j = k - 1;
-                while (j >= 0 && c->string_lens[j] < xl) {
-                    c->strings[j + 1] = c->strings[j];
-                    c->string_lens[j + 1] = c->string_lens[j];
-                    j--;
-                }
-                c->strings[j + 1] = x;
-                c->string_lens[j + 1] = xl;
-            }
+            nt_status st = index_split_strings(c, err);
+            if (st != NT_OK) return st;
         }
         switch (s->type) {
         case NT_TOKENIZER_STEP_REPLACE:
@@ -99,6 +124,10 @@ static void free_steps(nt_step *steps, int64_t n) {
         for (int64_t k = 0; k < steps[i].n_strings; k++) free(steps[i].strings[k]);
         free(steps[i].strings);
         free(steps[i].string_lens);
+        free(steps[i].split_blob);
+        free(steps[i].split_offsets);
+        free(steps[i].split_lengths);
+        nt_str_table_free(&steps[i].split_table);
     }
     free(steps);
 }
@@ -215,6 +244,12 @@ nt_status nt_tokenizer_create(nt_tokenizer **out, nt_error *err, const nt_tokeni
         if (a->content_len == 0 || a->content == NULL) FAIL(NT_ERROR_FORMAT, "added token %d is empty", a->id);
         if (a->id + (int64_t)1 > n_ids) n_ids = a->id + (int64_t)1;
     }
+    /* the id tables are dense, sized by the largest id: one id of 2**31 - 1 in a file would take 16 GB. Gaps are
+     * allowed (added tokens often follow a hole), a few ids per token, not an arbitrary span. */
+    int64_t n_tokens = np + spec->n_added;
+    if (n_ids > 4 * n_tokens + 65536)
+        FAIL(NT_ERROR_FORMAT, "the largest token id, %lld, is far beyond the %lld tokens (at most 4 ids per token "
+             "plus 65536 are allowed: ids index a dense table)", (long long)(n_ids - 1), (long long)n_tokens);
     tok->n_ids = n_ids;
     tok->id_to_piece = malloc(((size_t)n_ids + 1) * sizeof *tok->id_to_piece);
     tok->id_to_added = malloc(((size_t)n_ids + 1) * sizeof *tok->id_to_added);

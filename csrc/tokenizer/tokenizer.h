@@ -143,9 +143,16 @@ typedef struct {
 typedef struct {
     char *a, *b;         /* "" when absent */
     size_t a_len, b_len;
-    char **strings;      /* (n_strings) Split's strings, longest first */
+    char **strings;      /* (n_strings) Split's strings */
     size_t *string_lens; /* (n_strings) */
     int64_t n_strings;
+    /* the strings indexed: a position is matched by looking up its next L bytes for each length L the strings
+     * have, longest first, not by comparing every string (300 KB against 10,000 literals took 21 s, now 0.5 s) */
+    char *split_blob;         /* the strings back to back */
+    int64_t *split_offsets;   /* (n_strings + 1) */
+    nt_str_table split_table; /* string -> its index */
+    size_t *split_lengths;    /* the distinct lengths, longest first */
+    int64_t n_split_lengths;
     nt_tokenizer_step step;
 } nt_step;
 

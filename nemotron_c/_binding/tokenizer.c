@@ -226,7 +226,22 @@ done:
     return result;
 }
 
-/* encode_batch(texts: sequence of str, threads: bool = True) -> list[list[int]] */
+typedef struct {
+    const nt_tokenizer *tok;
+    int32_t **ids;
+    int64_t *offsets;
+    const char *const *texts;
+    const size_t *lens;
+    int64_t B;
+    nt_threadpool *pool;
+} encode_batch_job;
+
+static nt_status run_encode_batch(void *ctx, nt_error *err, const volatile int *cancel) {
+    encode_batch_job *j = ctx;
+    return nt_tokenizer_encode_batch(j->tok, err, j->ids, j->offsets, j->texts, j->lens, j->B, j->pool, cancel);
+}
+
+/* encode_batch(texts: sequence of str, threads: bool = True) -> list[list[int]]; Ctrl-C stops it between texts */
 static PyObject *Tokenizer_encode_batch(TokenizerObject *self, PyObject *args) {
     PyObject *texts;
     int threads = 1;
@@ -265,17 +280,14 @@ static PyObject *Tokenizer_encode_batch(TokenizerObject *self, PyObject *args) {
             goto done;
         }
     }
-    Py_BEGIN_ALLOW_THREADS
-    st = nt_tokenizer_encode_batch(self->tok, &err, &ids, offsets, ptrs, lens, B, threads ? self->pool : NULL);
-    Py_END_ALLOW_THREADS
-    if (st != NT_OK) {
-        nt_py_raise(&err);
-        goto done;
-    }
+    encode_batch_job job = {self->tok, &ids, offsets, ptrs, lens, B, threads ? self->pool : NULL};
+    if (nt_py_run(run_encode_batch, &job, NULL) < 0) goto done;
     result = PyList_New(B);
     if (result == NULL) goto done;
     for (Py_ssize_t b = 0; b < B; b++) {
-        PyObject *list = ids_to_list(ids + offsets[b], offsets[b + 1] - offsets[b]);
+        /* millions of ids become Python ints here, a second for 50 MB of text: Ctrl-C is looked for meanwhile */
+        PyObject *list = b % 64 == 63 && PyErr_CheckSignals() < 0
+                             ? NULL : ids_to_list(ids + offsets[b], offsets[b + 1] - offsets[b]);
         if (list == NULL) {
             Py_CLEAR(result);
             goto done;

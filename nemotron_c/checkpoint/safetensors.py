@@ -10,7 +10,7 @@ import os
 import struct
 
 from .. import _core
-from .tensors import SAFETENSORS_DTYPES, StoredTensor
+from .tensors import SAFETENSORS_DTYPES, StoredTensor, open_regular_file
 
 SAFE_WEIGHTS_NAME = "model.safetensors"
 SAFE_WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
@@ -24,11 +24,7 @@ class SafetensorsFormatError(_core.FormatError):
 
 def read_safetensors(path):
     """Maps a .safetensors file and returns {name: StoredTensor}; raises SafetensorsFormatError when malformed."""
-    try:
-        f = open(path, "rb")
-    except FileNotFoundError:
-        raise FileNotFoundError(f"checkpoint file {path} does not exist") from None
-    with f:
+    with open_regular_file(path) as f:
         size = os.fstat(f.fileno()).st_size
         if size < 8:
             raise SafetensorsFormatError(f"{path}: file of {size} bytes is too short for a safetensors header")
@@ -41,9 +37,11 @@ def read_safetensors(path):
             raise SafetensorsFormatError(f"{path}: header length {header_len} exceeds {MAX_HEADER_BYTES} bytes")
         header_bytes = f.read(header_len)
         try:
-            header = json.loads(header_bytes.decode("utf-8"))
+            header = json.loads(header_bytes.decode("utf-8"), object_pairs_hook=refuse_duplicate_keys)
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise SafetensorsFormatError(f"{path}: header is not valid JSON ({e})") from None
+        except DuplicateKeyError as e:
+            raise SafetensorsFormatError(f"{path}: header names {e.args[0]!r} twice") from None
         if not isinstance(header, dict):
             raise SafetensorsFormatError(f"{path}: header is not a JSON object")
         data_start = 8 + header_len
@@ -69,12 +67,27 @@ def read_safetensors(path):
     return tensors
 
 
+class DuplicateKeyError(Exception):
+    pass
+
+
+def refuse_duplicate_keys(pairs):
+    """json's object_pairs_hook: json.loads alone keeps the last of two equal keys; the safetensors library
+    refuses such a header, since which of the two tensors is meant is unknown."""
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise DuplicateKeyError(key)
+        out[key] = value
+    return out
+
+
 def parse_entry(path, name, entry, data_len, view, data_start):
     where = f"{path}: tensor {name!r}"
     if not isinstance(entry, dict):
         raise SafetensorsFormatError(f"{where}: entry is not a JSON object")
     dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
-    if dtype not in SAFETENSORS_DTYPES:
+    if not isinstance(dtype, str) or dtype not in SAFETENSORS_DTYPES:
         raise SafetensorsFormatError(f"{where}: unknown dtype {dtype!r}")
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
         raise SafetensorsFormatError(f"{where}: shape {shape!r} is not a list of non-negative integers")

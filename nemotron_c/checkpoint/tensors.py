@@ -3,6 +3,9 @@
 The dtypes the core computes with are the core's table (`_core.DTYPE_INFO`: name -> code, itemsize, block size);
 this module only maps file formats' names onto it and says how NumPy views each one's bytes.
 """
+import os
+import stat
+
 import numpy as np
 
 from .. import _core
@@ -23,6 +26,23 @@ SAFETENSORS_DTYPES = {
 STORAGE_NUMPY = {"float32": np.float32, "bfloat16": np.uint16, "float16": np.float16}
 # Names users give to_pretrained's dtype= beside the core's own
 DTYPE_ALIASES = {"float": "float32", "fp32": "float32", "bf16": "bfloat16", "half": "float16", "fp16": "float16"}
+
+
+def open_regular_file(path):
+    """Opens a weight file for reading; refuses anything but a regular file (a FIFO or a device named by a shard
+    index would block forever or never end). O_NONBLOCK keeps the open itself from waiting on a FIFO's writer."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"checkpoint file {path} does not exist") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError(f"checkpoint file {path} is not a regular file")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 class StoredTensor:

@@ -21,7 +21,7 @@ import zipfile
 from typing import NamedTuple
 
 from .. import _core
-from .tensors import SAFETENSORS_DTYPES
+from .tensors import SAFETENSORS_DTYPES, open_regular_file
 
 WEIGHTS_NAME = "pytorch_model.bin"
 WEIGHTS_INDEX_NAME = "pytorch_model.bin.index.json"
@@ -75,11 +75,7 @@ class Tensor(NamedTuple):
 def read_state_dict(path):
     """Maps a torch.save zip and returns {name: Tensor}, each Tensor's data a view of the map."""
     path = os.fspath(path)
-    try:
-        f = open(path, "rb")
-    except FileNotFoundError:
-        raise FileNotFoundError(f"checkpoint file {path} does not exist") from None
-    with f:
+    with open_regular_file(path) as f:
         magic = f.read(4)
         if magic[:2] != b"PK":
             raise TorchCheckpointFormatError(not_a_zip(path, magic))
@@ -139,7 +135,8 @@ def locate_entries(path, infos, view):
                 f"writes and nemotron_c does not inflate: {RESAVE}"
             )
         start = info.header_offset
-        if info.file_size != info.compress_size or start + 30 > len(view):
+        # zipfile reports a negative header_offset when the central directory's offsets do not add up
+        if info.file_size != info.compress_size or not 0 <= start <= len(view) - 30:
             raise TorchCheckpointFormatError(f"{path}: entry {name!r} has inconsistent sizes or offset: truncated?")
         signature, name_len, extra_len = struct.unpack_from("<4s22xHH", view, start)
         local_name = bytes(view[start + 30 : start + 30 + name_len])

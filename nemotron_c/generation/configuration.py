@@ -6,6 +6,7 @@ ValueErrors Transformers raises and turns its logged "minor issues" into UserWar
 """
 import copy
 import json
+import numbers
 import os
 import warnings
 
@@ -75,6 +76,11 @@ def _should_warn(outer, inner, user_set):
     return not (outer_set and not inner_set)
 
 
+# Lengths, counts and token ids that must be integers when set (num_beams and token id lists: where they are used).
+INTEGER_FIELDS = ("max_length", "max_new_tokens", "min_length", "min_new_tokens", "num_return_sequences",
+                  "pad_token_id", "bos_token_id", "forced_bos_token_id", "decoder_start_token_id")
+
+
 class GenerationConfig:
     """The parameters of generate(), with Transformers' names; unknown keys are kept as attributes."""
 
@@ -96,6 +102,10 @@ class GenerationConfig:
 
     def validate(self, strict=False, user_set_attributes=None):
         """Raises ValueError for invalid values; warns (UserWarning) about flags that will be ignored."""
+        for name in INTEGER_FIELDS:  # Transformers fails later with a TypeError comparing them ('<=' not supported)
+            value = getattr(self, name, None)
+            if value is not None and not isinstance(value, numbers.Integral):
+                raise TypeError(f"`{name}` must be an integer, but is {value!r}")
         if self.early_stopping not in {None, True, False, "never"}:
             raise ValueError(f"`early_stopping` must be a boolean or 'never', but is {self.early_stopping}.")
         if self.max_new_tokens is not None and self.max_new_tokens <= 0:

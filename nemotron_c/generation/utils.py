@@ -37,6 +37,7 @@ ZeroDivisionError or RuntimeError); eos ids outside the vocabulary also warn (th
 row); Transformers' logged warnings are UserWarnings here.
 """
 import copy
+import os
 import time
 import warnings
 
@@ -202,12 +203,19 @@ def processor_settings(config, eos, prompt_length, vocab_size, padding):
             raise ValueError(f"`min_new_tokens` has to be a positive integer, but is {config.min_new_tokens}")
         min_lengths.append(prompt_length + config.min_new_tokens)
     c["min_length"] = max(min_lengths, default=0)
+    # Transformers' processors index the scores with these ids and fail (IndexError) outside the vocabulary; the
+    # core would force nothing and the argmax of -inf scores, token 0, would come out
     if config.forced_bos_token_id is not None:
+        if not 0 <= config.forced_bos_token_id < vocab_size:
+            raise ValueError(f"`forced_bos_token_id` {config.forced_bos_token_id} is outside the vocabulary "
+                             f"[0, {vocab_size})")
         c["forced_bos_token_id"] = int(config.forced_bos_token_id)
     if config.forced_eos_token_id is not None:
         forced = as_token_list(config.forced_eos_token_id)
         if any(t < 0 for t in forced):
             raise ValueError(f"`eos_token_id` has to be a list of positive integers, but is {forced}")
+        if any(t >= vocab_size for t in forced):
+            raise ValueError(f"`forced_eos_token_id` {forced} holds ids outside the vocabulary [0, {vocab_size})")
         c["forced_eos_token_ids"] = np.array(forced, dtype=np.int64)
     if config.remove_invalid_values is True:
         c["remove_invalid_values"] = 1
@@ -594,6 +602,7 @@ def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=N
     run.logits = np.zeros((G, N, V), dtype=np.float32) if want_logits else None
     if run.beams > 1:
         B = batch_size
+        check_beam_memory(N, M, G)
         run.sequences = np.zeros((B, run.beams, M), dtype=np.int64)
         run.sequence_scores = np.zeros((B, run.beams), dtype=np.float32)
         run.beam_indices = np.zeros((B, run.beams, G), dtype=np.int64)
@@ -609,6 +618,18 @@ def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=N
         sequences=run.sequences, scores=run.scores, logits=run.logits, sequence_scores=run.sequence_scores,
         beam_indices=run.beam_indices, cache=None if user_cache is None else user_cache._core, **settings)
     return run
+
+
+def check_beam_memory(rows, max_length, new_tokens):
+    """Beam search keeps about ten (rows, max_length) int64 tables from the start (running, candidate and staged
+    sequences and beam indices, csrc/model/beam.c) and copies whole rows each step: refuse what cannot fit in
+    memory before allocating it, naming the settings (greedy search and sampling grow as tokens come)."""
+    needed = 8 * rows * (5 * max_length + 5 * new_tokens)
+    available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else None
+    if available and needed > available:
+        raise ValueError(f"beam search over {rows} rows (prompts x num_beams) up to max_length={max_length} needs "
+                         f"{needed / 2**30:.1f} GiB up front, more than this machine's {available / 2**30:.1f} GiB: "
+                         "lower num_beams or max_new_tokens")
 
 
 def check_user_cache(model, cache, rows, prompt_length):

@@ -10,6 +10,7 @@ Where Transformers 5.24 does something we consider wrong, we differ on purpose:
 """
 import copy
 import json
+import math
 import os
 
 from ..checkpoint.hub import pop_hub_kwargs, resolve_directory
@@ -83,8 +84,8 @@ class NemotronConfig:
 
         if self.head_dim is None and kwargs.get("kv_channels") is not None:
             self.head_dim = int(kwargs["kv_channels"])
-        if self.head_dim is None:
-            self.head_dim = self.hidden_size // self.num_attention_heads
+        if self.head_dim is None and is_positive_integer(self.hidden_size) and is_positive_integer(self.num_attention_heads):
+            self.head_dim = self.hidden_size // self.num_attention_heads  # else validate() names the bad field
         if self.num_key_value_heads is None:
             self.num_key_value_heads = self.num_attention_heads
 
@@ -113,6 +114,10 @@ class NemotronConfig:
         return rope
 
     def _set_labels(self, num_labels, id2label, label2id):
+        if id2label is not None and not isinstance(id2label, dict):
+            raise TypeError(f"id2label must be a dict of label ids to names, got {type(id2label).__name__}")
+        if label2id is not None and not isinstance(label2id, dict):
+            raise TypeError(f"label2id must be a dict of label names to ids, got {type(label2id).__name__}")
         if id2label is not None:
             self.id2label = {int(k): v for k, v in dict(id2label).items()}
         else:
@@ -225,17 +230,19 @@ class NemotronConfig:
     def validate(self):
         """Raises ValueError for a config that no model can be built from."""
         for key in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
-                    "num_attention_heads", "num_key_value_heads", "head_dim"):
+                    "num_attention_heads", "num_key_value_heads", "head_dim", "max_position_embeddings"):
             value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            if not is_positive_integer(value):
                 raise ValueError(f"config.{key} must be a positive integer, got {value!r}")
+        if not isinstance(self.hidden_act, str):
+            raise ValueError(f"config.hidden_act must be an activation name, got {self.hidden_act!r}")
         if self.num_attention_heads % self.num_key_value_heads:
             raise ValueError(
                 f"num_attention_heads ({self.num_attention_heads}) must be a multiple of "
                 f"num_key_value_heads ({self.num_key_value_heads})"
             )
         factor = self.partial_rotary_factor
-        if not isinstance(factor, (int, float)) or not 0.0 <= factor <= 1.0:
+        if not is_number(factor) or not 0.0 <= factor <= 1.0:
             raise ValueError(f"partial_rotary_factor must be within [0, 1], got {factor!r}")
         if self.rotary_dim % 2:
             raise ValueError(
@@ -247,17 +254,38 @@ class NemotronConfig:
                 f"rope_type {rope_type!r} is not supported by nemotron_c (supported: {', '.join(SUPPORTED_ROPE_TYPES)})"
             )
         theta = self.rope_parameters.get("rope_theta")
-        if isinstance(theta, bool) or not isinstance(theta, (int, float)) or not theta > 0:
+        if not is_positive_number(theta):
             raise ValueError(f"rope_theta must be a positive number, got {theta!r}")
         needed = {"linear": ("factor",), "llama3": ("factor", "low_freq_factor", "high_freq_factor")}
         for key in needed.get(rope_type, ()):
             value = self.rope_parameters.get(key)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            if not is_positive_number(value):
                 raise ValueError(f"{rope_type} rope scaling needs a positive {key!r}, got {value!r}")
+        # optional ones: absent or null means the default, anything else must be a positive finite number (0 too
+        # for those where Transformers reads 0 as "the default")
+        optional = {"factor": False, "attention_factor": False, "original_max_position_embeddings": False,
+                    "beta_fast": True, "beta_slow": True, "mscale": True, "mscale_all_dim": True}
+        for key, zero_is_default in optional.items() if rope_type in ("yarn", "llama3") else ():
+            value = self.rope_parameters.get(key)
+            if value is not None and not (is_positive_number(value) or (zero_is_default and value == 0)):
+                raise ValueError(f"{rope_type} rope scaling needs {key!r} to be a positive number, got {value!r}")
         if rope_type == "llama3" and self.rope_parameters["low_freq_factor"] == self.rope_parameters["high_freq_factor"]:
             raise ValueError("llama3 rope scaling needs low_freq_factor != high_freq_factor")
-        if not isinstance(self.norm_eps, (int, float)) or self.norm_eps < 0:
+        if not is_number(self.norm_eps) or not self.norm_eps >= 0:
             raise ValueError(f"norm_eps must be a non-negative number, got {self.norm_eps!r}")
+
+
+def is_number(value):
+    """A finite int or float (not a bool, whose True would read as 1)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def is_positive_number(value):
+    return is_number(value) and value > 0
+
+
+def is_positive_integer(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def read_config_json(path):

@@ -35,7 +35,7 @@ def as_token_ids(value, name="input_ids", vocab_size=None):
         raise ValueError(f"{name} must be 1-D or 2-D (batch, sequence), got shape {ids.shape}")
     if ids.shape[0] == 0 or ids.shape[1] == 0:
         raise ValueError(f"{name} is empty (shape {ids.shape})")
-    ids = ids.astype(np.int64, copy=False)
+    ids = np.ascontiguousarray(ids, dtype=np.int64)  # a Fortran-ordered or strided array is as good
     if vocab_size is not None:
         low, high = int(ids.min()), int(ids.max())
         if low < 0 or high >= vocab_size:

@@ -93,5 +93,12 @@ def rope_parameters(config):
     params = config.rope_parameters
     if dim == 0:
         return np.zeros(0, dtype=F32), 1.0
-    inv_freq, scaling = ROPE_TYPES[params["rope_type"]](params, dim, config.max_position_embeddings)
+    try:
+        with np.errstate(all="ignore"):
+            inv_freq, scaling = ROPE_TYPES[params["rope_type"]](params, dim, config.max_position_embeddings)
+    except (ArithmeticError, ValueError) as e:  # yarn with rope_theta 1 divides by log(1); Transformers too
+        raise ValueError(f"rope_parameters {params} give no rotary table ({type(e).__name__}: {e})") from None
+    # every parameter may be in range and the table still overflow (rope_theta 1e-300): NaN logits, token 0
+    if not (np.isfinite(inv_freq).all() and math.isfinite(scaling)):
+        raise ValueError(f"rope_parameters {params} give non-finite rotary frequencies or attention scaling")
     return np.ascontiguousarray(inv_freq, dtype=F32), scaling

@@ -3,6 +3,8 @@
 Transformers' state-dict names -> the core's tensor list (nt_global_tensor, then nt_layer_tensor for each layer),
 the dtype each is handed over in, the activation codes; the task heads read their weights through here too.
 """
+import warnings
+
 import numpy as np
 
 from .. import _core
@@ -164,6 +166,13 @@ def select_tensors(config, tensors, base_model_prefix, has_lm_head):
         selected.append(("lm_head.weight", tensor("lm_head.weight", (V, H))))
     else:
         selected.append(("lm_head.weight", None))
+    layers = prefix + "layers."
+    indices = {name[len(layers):].split(".", 1)[0] for name in tensors if name.startswith(layers)}
+    extra = sorted((i for i in indices if not i.isdigit() or int(i) >= config.num_hidden_layers), key=lambda i: (len(i), i))
+    if extra:
+        # Transformers loads such a checkpoint and warns that the weights are unused; a pruned model is legitimate
+        warnings.warn(f"the checkpoint holds layers {', '.join(extra)} beyond config.num_hidden_layers = "
+                      f"{config.num_hidden_layers}: their weights are not used")
     shapes = layer_shapes(config)
     for layer in range(config.num_hidden_layers):
         for name in LAYER_TENSOR_NAMES:

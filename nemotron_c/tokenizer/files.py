@@ -1,6 +1,7 @@
 """Reading tokenizer.json into the tables of the C core: the BPE model, added tokens, normalizer, pre-tokenizer,
 decoder and post-processor that SentencePiece conversions produce. A component nemotron_c does not implement is a
 ValueError naming it; a malformed file is a FormatError."""
+import functools
 import itertools
 import json
 import operator
@@ -101,6 +102,28 @@ def string_pattern(component, where):
     raise FormatError(f"{where} Replace has no pattern: {component!r}")
 
 
+def replace_content(component, where):
+    content = component.get("content")
+    require(isinstance(content, str), f"{where} Replace needs a string 'content', got {content!r}")
+    return content
+
+
+# How much a chain of Replace steps may multiply a text's length: each step is linear, but a chain of k steps
+# that each double it ("a" -> "aa") grows it 2**k times (tokenizers does; a 30-step file turns 1 KB into 1 TB).
+MAX_REPLACE_GROWTH = 64
+
+
+def check_growth(steps, where):
+    growth = 1.0
+    for kind, a, b, *_ in steps:
+        if kind == _core.STEP_REPLACE and a:
+            growth *= max(1.0, len(b.encode("utf-8")) / len(a.encode("utf-8")))
+    if growth > MAX_REPLACE_GROWTH:
+        raise FormatError(f"the {where}'s Replace steps can multiply a text's length by {growth:.3g}, more than the "
+                          f"{MAX_REPLACE_GROWTH} nemotron_c allows")
+    return steps
+
+
 def metaspace(component):
     replacement = component.get("replacement", "\u2581")
     require(isinstance(replacement, str) and len(replacement) == 1, "Metaspace replacement must be one character")
@@ -113,11 +136,28 @@ def metaspace(component):
                  split=component.get("split", True))
 
 
+def component(name):
+    """A reader of one tokenizer.json component: a field missing or of the wrong type there (a KeyError,
+    TypeError or AttributeError deep inside) becomes a FormatError naming the component."""
+    def wrap(read):
+        @functools.wraps(read)
+        def checked(value):
+            try:
+                return read(value)
+            except (KeyError, TypeError, AttributeError, IndexError) as e:
+                raise FormatError(f"malformed {name} in tokenizer.json ({type(e).__name__}: {e}): "
+                                  f"{json.dumps(value, default=str)[:200]}") from None
+        return checked
+    return wrap
+
+
+@component("normalizer")
 def normalizer_steps(normalizer):
     steps = []
     for n in flatten(normalizer, "normalizer"):
         kind = n["type"]
         if kind == "Prepend":
+            require(isinstance(n.get("prepend"), str), f"a Prepend normalizer needs a string 'prepend': {n!r}")
             steps.append(step(_core.STEP_PREPEND, n["prepend"]))
         elif kind == "Replace" and isinstance(n.get("pattern"), dict) and "Regex" in n["pattern"]:
             make = REGEX_NORMALIZERS.get((n["pattern"]["Regex"], n.get("content")))
@@ -125,12 +165,13 @@ def normalizer_steps(normalizer):
                 raise ValueError(f"unsupported normalizer: Replace with the Regex pattern {n['pattern']['Regex']!r}")
             steps.append(make())
         elif kind == "Replace":
-            steps.append(step(_core.STEP_REPLACE, string_pattern(n, "normalizer"), n["content"]))
+            steps.append(step(_core.STEP_REPLACE, string_pattern(n, "normalizer"), replace_content(n, "normalizer")))
         else:
             raise ValueError(f"unsupported normalizer type {kind!r} (nemotron_c supports Prepend, Replace, Sequence)")
-    return steps
+    return check_growth(steps, "normalizer")
 
 
+@component("pre_tokenizer")
 def pre_tokenizer_steps(pre_tokenizer):
     steps = []
     for p in flatten(pre_tokenizer, "pretokenizer"):
@@ -150,12 +191,13 @@ def pre_tokenizer_steps(pre_tokenizer):
     return steps
 
 
+@component("decoder")
 def decoder_steps(decoder):
     steps = []
     for d in flatten(decoder, "decoder"):
         kind = d["type"]
         if kind == "Replace":
-            steps.append(step(_core.STEP_REPLACE, string_pattern(d, "decoder"), d["content"]))
+            steps.append(step(_core.STEP_REPLACE, string_pattern(d, "decoder"), replace_content(d, "decoder")))
         elif kind == "ByteFallback":
             steps.append(step(_core.STEP_BYTE_FALLBACK))
         elif kind == "Fuse":
@@ -167,9 +209,10 @@ def decoder_steps(decoder):
         else:
             raise ValueError(f"unsupported decoder type {kind!r} "
                              "(nemotron_c supports Replace, ByteFallback, Fuse, Strip, Metaspace, Sequence)")
-    return steps
+    return check_growth(steps, "decoder")
 
 
+@component("post_processor")
 def post_processor_affixes(post):
     """The special tokens a TemplateProcessing puts before and after a single sequence."""
     if post is None:

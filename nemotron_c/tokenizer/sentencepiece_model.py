@@ -129,12 +129,35 @@ def _bytes(value, what):
     return value
 
 
+def piece_lengths(pieces):
+    """The distinct lengths of the pieces: ascending, and as a set."""
+    lengths = {len(piece) for piece in pieces}
+    return sorted(lengths), lengths
+
+
+def splits(token, pieces, lengths):
+    """Every (left, right) with left + right == token and both in pieces, by the length of left. Only the lengths
+    pieces have are tried: one piece of a million characters would otherwise cost a million slices of it
+    (quadratic, as in Transformers)."""
+    n = len(token)
+    ascending, present = lengths
+    found = []
+    for k in ascending:
+        if k >= n:
+            break
+        if n - k in present:
+            left, right = token[:k], token[k:]
+            if left in pieces and right in pieces:
+                found.append((left, right))
+    return found
+
+
 def _generate_merges(vocab):
     """Transformers' generate_merges(vocab): every split of a piece into two pieces, ranked by the piece's id."""
     merges = []
+    lengths = piece_lengths(vocab)
     for piece, piece_id in vocab.items():
-        local = [(piece[:i], piece[i:], piece_id) for i in range(1, len(piece))
-                 if piece[:i] in vocab and piece[i:] in vocab]
+        local = [(left, right, piece_id) for left, right in splits(piece, vocab, lengths)]
         local.sort(key=lambda m: (vocab[m[0]], vocab[m[1]]))
         merges.extend(local)
     merges.sort(key=lambda m: (m[2], len(m[0]), len(m[1])))
@@ -145,11 +168,9 @@ def _score_merges(pieces, vocab):
     """build_tokenizer_from_spm_proto's merges: splits of normal pieces into normal pieces, by score."""
     normal = {piece: (score, i) for i, (piece, score, kind) in enumerate(pieces) if kind == TYPE_NORMAL}
     ranked = []
+    lengths = piece_lengths(normal)
     for token, (score, i) in normal.items():
-        for k in range(1, len(token)):
-            left, right = token[:k], token[k:]
-            if left in normal and right in normal:
-                ranked.append((-score, i, left, right))
+        ranked.extend((-score, i, left, right) for left, right in splits(token, normal, lengths))
     ranked.sort()
     return [(left, right) for _, _, left, right in ranked]
 

@@ -124,6 +124,10 @@ class NemotronTokenizer:
         self.model_max_length = int(max_len) if isinstance(max_len, (int, float)) else VERY_LARGE_INTEGER
         self.padding_side = config.get("padding_side", "left" if self._llama else "right")
         self.truncation_side = config.get("truncation_side", "right")
+        for name in ("padding_side", "truncation_side"):  # Transformers' check and message
+            if getattr(self, name) not in ("right", "left"):
+                raise ValueError(f"{name.split('_')[0].capitalize()} side should be selected between 'right' and "
+                                 f"'left', current value: {getattr(self, name)}")
         self.chat_template = config.get("chat_template")
         if isinstance(self.chat_template, list):  # named templates
             self.chat_template = {t["name"]: t["template"] for t in self.chat_template}
@@ -421,6 +425,8 @@ class NemotronTokenizer:
             if pad_to_multiple_of and target % pad_to_multiple_of:
                 target = (target // pad_to_multiple_of + 1) * pad_to_multiple_of
             side = padding_side or self.padding_side
+            if side not in ("right", "left"):
+                raise ValueError(f"Invalid padding strategy:{side}")
             pad = self.pad_token_id
             for r, m in zip(rows, masks):
                 fill = target - len(r)

@@ -5,10 +5,15 @@ import sys
 import time
 
 
+# Ctrl-C must stop a long call within 100 ms; the bound asserted is looser since the tests share a busy machine
+# (the latencies measured on an idle one are in the README's Safety section).
+MAX_LATENCY = 1.0
+
+
 def interrupt_child(script):
     """Runs `script` in a child Python that prints "ready" before a long call, "interrupted ..." when the call
     raises KeyboardInterrupt, then "usable" if the model still gives its earlier results. Sends SIGINT 1.5 s after
-    "ready" and checks that KeyboardInterrupt came within 5 s and the model is usable."""
+    "ready" and checks that KeyboardInterrupt came within MAX_LATENCY and the model is usable; returns the latency."""
     child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True)
     try:
@@ -19,9 +24,11 @@ def interrupt_child(script):
         line = child.stdout.readline().strip()
         latency = time.time() - sent
         assert line.startswith("interrupted"), line + child.stderr.read()
-        assert latency < 5.0, f"KeyboardInterrupt came {latency:.1f} s after SIGINT"
+        assert latency < MAX_LATENCY, f"KeyboardInterrupt came {latency:.3f} s after SIGINT"
         assert child.stdout.readline().strip() == "usable"
         assert child.wait(timeout=30) == 0
+        print(f"KeyboardInterrupt {latency * 1000:.0f} ms after SIGINT")
+        return latency
     finally:
         if child.poll() is None:
             child.kill()
