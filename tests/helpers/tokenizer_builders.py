@@ -6,17 +6,13 @@ import json
 import os
 import shutil
 
+import nemotron_c
+
 from .tokenizer_corpus import training_lines
 
-# Nemotron-Mini-4B-Instruct's prompt format, written for these tests.
-CHAT_TEMPLATE = (
-    "{{ '<extra_id_0>System' }}{% for message in messages %}{% if message['role'] == 'system' %}"
-    "{{ '\n' + message['content'].strip() }}{% endif %}{% endfor %}{{ '\n' }}"
-    "{% for message in messages %}{% if message['role'] == 'user' %}"
-    "{{ '<extra_id_1>User\n' + message['content'].strip() + '\n' }}"
-    "{% elif message['role'] == 'assistant' %}{{ '<extra_id_1>Assistant\n' + message['content'].strip() + '\n' }}"
-    "{% endif %}{% endfor %}{% if add_generation_prompt %}{{ '<extra_id_1>Assistant\n' }}{% endif %}"
-)
+# Nemotron-Mini-4B-Instruct's prompt format, as the demo model shipped with the package carries it.
+with open(os.path.join(nemotron_c.demo_model_path(), "tokenizer_config.json"), encoding="utf-8") as _f:
+    CHAT_TEMPLATE = json.load(_f)["chat_template"]
 
 
 def train(path_prefix, vocab_size, lines, user_defined, control, **options):
