@@ -176,6 +176,15 @@ def entries_of(path):
         return [(i.filename, z.read(i)) for i in z.infolist()]
 
 
+def rewrite_declaring(path, index, file_size):
+    """Writes the zip again with entry `index` declaring file_size bytes in the central directory (its data kept)."""
+    entries = entries_of(path)
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in entries:
+            z.writestr(name, data)
+        z.filelist[index].file_size = z.filelist[index].compress_size = file_size(z.filelist[index])
+
+
 def test_hand_made_file_is_read(tmp_path):
     data = np.arange(12, dtype=np.float32).tobytes()
     path = one_tensor(tmp_path / "ok.bin", offset=4, size=(2, 4), stride=(4, 1), numel=12, data=data)
@@ -274,23 +283,14 @@ def test_truncated_zip(real_bin):
 
 def test_truncated_storage_past_end_of_file(tmp_path):
     path = one_tensor(tmp_path / "cut.bin")
-    entries = entries_of(path)
-    # Keep the central directory but declare a storage larger than the file.
-    with zipfile.ZipFile(path, "w") as z:
-        for name, data in entries:
-            z.writestr(name, data)
-        z.filelist[-1].file_size = z.filelist[-1].compress_size = 10**9
+    rewrite_declaring(path, -1, lambda info: 10**9)  # a storage larger than the file
     with pytest.raises(nemotron_c.TorchCheckpointFormatError, match="past the end of the file"):
         read_torch_bin(path)
 
 
 def test_overlapping_entries(tmp_path):
     path = one_tensor(tmp_path / "overlap.bin")
-    entries = entries_of(path)
-    with zipfile.ZipFile(path, "w") as z:
-        for name, data in entries:
-            z.writestr(name, data)
-        z.filelist[0].file_size = z.filelist[0].compress_size = z.filelist[0].file_size + 100
+    rewrite_declaring(path, 0, lambda info: info.file_size + 100)
     with pytest.raises(nemotron_c.TorchCheckpointFormatError, match="entries 'archive/data.pkl' and .* overlap"):
         read_torch_bin(path)
 
