@@ -307,7 +307,8 @@ def run_info(args):
     dtypes = {}
     for _, array, dtype in model._tensors_to_save():
         count, size = dtypes.get(dtype, (0, 0))
-        dtypes[dtype] = (count + 1, size + int(array.nbytes))
+        arrays = array if isinstance(array, tuple) else (array,)  # an int8 weight: (values, scales)
+        dtypes[dtype] = (count + 1, size + sum(int(a.nbytes) for a in arrays))
     c = model.config
     info = {
         "model": args.model,

@@ -142,6 +142,19 @@ def test_saving_into_its_own_folder_and_sharded(saved, tmp_path):
     np.testing.assert_array_equal(logits(nemotron_c.AutoModelForCausalLM.from_pretrained(own)), logits(model))
 
 
+def test_int8_pytorch_model_bin_reads_as_the_safetensors(saved, tmp_path):
+    """The same tensors saved by torch.save (as another tool might write them) are read by the .bin reader and
+    paired the same way."""
+    _, directory, model = saved()
+    shutil.copy(os.path.join(directory, "config.json"), tmp_path)
+    torch.save({name: torch.from_numpy(array) for name, array in load_file(os.path.join(directory,
+                                                                                      "model.safetensors")).items()},
+               tmp_path / "pytorch_model.bin")
+    again = nemotron_c.AutoModelForCausalLM.from_pretrained(tmp_path)
+    assert again.dtype == "int8"
+    np.testing.assert_array_equal(logits(again), logits(model))
+
+
 @pytest.mark.parametrize("name, options", [
     ("NemotronForSequenceClassification", dict(num_labels=3, pad_token_id=0)),
     ("NemotronForTokenClassification", dict(num_labels=5, seed=2)),
@@ -215,6 +228,15 @@ def test_convert_to_int8_and_back(saved, tmp_path):
     dense = nemotron_c.AutoModelForCausalLM.from_pretrained(tmp_path / "float")
     assert dense.dtype == "float32"
     assert_close(logits(dense), logits(model), atol=2e-5)
+
+
+def test_info_counts_the_int8_weights_with_their_scales(saved):
+    _, directory, model = saved()
+    run = run_cli("info", "--model", directory, "--json")
+    assert run.returncode == 0, run.stderr
+    weights = json.loads(run.stdout)["weights"]
+    values = [arrays for arrays, dtype in model._weights.values() if dtype == "int8"]
+    assert weights["int8"] == {"tensors": len(values), "bytes": sum(v.nbytes + s.nbytes for v, s in values)}
 
 
 def test_convert_refuses_rows_int8_cannot_hold_before_writing(checkpoint, tmp_path):

@@ -72,8 +72,8 @@ BACKBONE_PREFIXES = ("model.", "transformer.", "")
 
 
 def resolve_dtype(dtype):
-    """The core's name of a weight dtype ('float32', 'bfloat16', 'float16', or 'int8': quantized at load) from a
-    name, a NumPy dtype or a torch dtype; None keeps the stored one."""
+    """The core's name of a weight dtype ('float32', 'bfloat16', 'float16', or 'int8': quantized at load unless
+    stored so) from a name, a NumPy dtype or a torch dtype; None keeps the stored one."""
     if dtype is None or (isinstance(dtype, str) and dtype == "auto"):
         return None
     if isinstance(dtype, str):
@@ -93,7 +93,8 @@ def resolve_dtype(dtype):
     return name
 
 
-# Dtypes made at load time from a float checkpoint, one float32 scale per block of each row (the core's table).
+# Dtypes with one float32 scale per block of each row (the core's table): made at load time from a float checkpoint,
+# or read as saved (checkpoint/quantized.py).
 QUANTIZED_DTYPES = tuple(name for name, info in _core.DTYPE_INFO.items() if info.scaled)
 # What a quantized dtype quantizes: the linear layers' matrices and an untied lm_head. The embedding table, the
 # norms and the biases stay as stored (as bitsandbytes keeps them in Transformers); heads stay float32.
