@@ -104,30 +104,32 @@ def gather_quantized(tensors, quantization_config, quantizable):
     for name, stored in tensors.items():
         where = f"tensor {name!r} in {stored.file}"
         if name.endswith(SCALE_SUFFIX):
-            weight = tensors.get(name[: -len(SCALE_SUFFIX)])
+            weight_name = name[: -len(SCALE_SUFFIX)]
+            weight = tensors.get(weight_name)
             if weight is None or weight.dtype != "I8":
-                raise QuantizedCheckpointError(f"{where} scales no int8 weight: "
-                                            f"{name[: -len(SCALE_SUFFIX)]!r} is {'absent' if weight is None else weight.dtype}")
+                raise QuantizedCheckpointError(f"{where} scales no int8 weight: {weight_name!r} is "
+                                               f"{'absent' if weight is None else weight.dtype}")
             continue
         if stored.dtype != "I8":
             out[name] = stored
             continue
         if not name.endswith(quantizable):
-            raise QuantizedCheckpointError(f"{where} is stored as I8, but only the linear layers' weights may be int8 "
-                                        f"({', '.join(quantizable)}); this one must be F32, BF16 or F16")
+            raise QuantizedCheckpointError(f"{where} is stored as I8, but only the linear layers' weights may be "
+                                           f"int8 ({', '.join(quantizable)}); this one must be F32, BF16 or F16")
         if len(stored.shape) != 2 or stored.shape[1] % GROUP_SIZE:
-            raise QuantizedCheckpointError(f"{where}: int8 weight of shape {list(stored.shape)} is not (N, K) with K a "
-                                        f"multiple of the group size {GROUP_SIZE}")
-        scales = tensors.get(name + SCALE_SUFFIX)
+            raise QuantizedCheckpointError(f"{where}: int8 weight of shape {list(stored.shape)} is not (N, K) with K "
+                                           f"a multiple of the group size {GROUP_SIZE}")
         N, K = stored.shape
+        scales = tensors.get(name + SCALE_SUFFIX)
         if scales is None:
             raise QuantizedCheckpointError(f"{where} is int8 but its scales {name + SCALE_SUFFIX!r} are missing")
         where = f"tensor {name + SCALE_SUFFIX!r} in {scales.file}"
         if scales.dtype != "F32":
             raise QuantizedCheckpointError(f"{where} is stored as {scales.dtype}; int8 scales are F32")
         if tuple(scales.shape) != (N, K // GROUP_SIZE):
-            raise QuantizedCheckpointError(f"{where} has shape {list(scales.shape)}; the int8 weight {list(stored.shape)} "
-                                        f"with groups of {GROUP_SIZE} needs {[N, K // GROUP_SIZE]}")
+            raise QuantizedCheckpointError(f"{where} has shape {list(scales.shape)}; the int8 weight "
+                                           f"{list(stored.shape)} with groups of {GROUP_SIZE} needs "
+                                           f"{[N, K // GROUP_SIZE]}")
         quantized = QuantizedTensor(stored, scales)
         if not np.isfinite(quantized.quantized()[1]).all():
             raise QuantizedCheckpointError(f"{where} holds a scale that is not finite")

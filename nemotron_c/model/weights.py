@@ -206,14 +206,13 @@ def core_arrays(selected, dtype, num_threads=0):
             continue
         storage = resolve_storage(stored, None if quantized else dtype)
         array = stored.array(storage) if hasattr(stored, "array") else np.ascontiguousarray(stored)
-        if storage in QUANTIZED_DTYPES or (quantized and name.endswith(QUANTIZED_TENSORS)):
-            values, scales = array if storage in QUANTIZED_DTYPES else quantize(name, array, storage, dtype,
-                                                                                  num_threads)
-            arrays.append((values, _core.DTYPE_INFO[dtype or storage].code, values.shape, scales))
-            weights[name] = ((values, scales), dtype or storage)
+        if quantized and storage not in QUANTIZED_DTYPES and name.endswith(QUANTIZED_TENSORS):
+            storage, array = dtype, quantize(name, array, storage, dtype, num_threads)
+        if storage in QUANTIZED_DTYPES:  # array is (values, scales), quantized now or as stored
+            arrays.append((array[0], _core.DTYPE_INFO[storage].code, array[0].shape, array[1]))
         else:
             arrays.append((array, _core.DTYPE_INFO[storage].code, tuple(array.shape)))
-            weights[name] = (array, storage)
+        weights[name] = (array, storage)
     return arrays, weights
 
 
