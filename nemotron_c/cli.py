@@ -21,7 +21,8 @@ is written as null. A progress bar goes to stderr when it is a terminal (or with
 convert rewrites a checkpoint directory (any format nemotron_c reads) as safetensors in DST, optionally in
 another dtype (int8: quantized once, then mapped by every load) and sharded, with config.json,
 generation_config.json and the tokenizer files copied, so that later loads map the weights instead of reading
-them. DST must be new or empty unless --overwrite; it can never be SRC. With --progress (default: when stderr is a terminal) each file written is reported on stderr.
+them. DST must be new or empty unless --overwrite; it can never be SRC. With --progress (default: when stderr
+is a terminal) each file written is reported on stderr.
 
 Output cut short by a closed pipe (`... | head`) ends the command quietly.
 """
