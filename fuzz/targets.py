@@ -11,10 +11,11 @@ import tempfile
 import numpy as np
 
 import nemotron_c
+from nemotron_c.checkpoint.quantized import QUANTIZATION_CONFIG, QUANTIZED_DTYPE, gather_quantized
 from nemotron_c.checkpoint.safetensors import read_safetensors
 from nemotron_c.checkpoint.torch_bin import read_state_dict
 from nemotron_c.model.rope import rope_parameters
-from nemotron_c.model.weights import core_config
+from nemotron_c.model.weights import QUANTIZED_TENSORS, core_config
 from nemotron_c.tokenizer.tokenization import AutoTokenizer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -38,10 +39,14 @@ def _write(name, data):
 
 
 def safetensors(data):
-    tensors = read_safetensors(_write("model.safetensors", data))
+    """The file as a shard of an int8 checkpoint: I8 weights paired with their scales, read as int8 and
+    dequantized (a float file passes the pairing unchanged)."""
+    tensors = gather_quantized(read_safetensors(_write("model.safetensors", data)), QUANTIZATION_CONFIG,
+                               QUANTIZED_TENSORS)
     for tensor in tensors.values():
-        if tensor.storage is not None:
-            tensor.array(tensor.storage)
+        if tensor.storage == QUANTIZED_DTYPE:
+            tensor.array("float32")
+        tensor.array(tensor.storage)
 
 
 def torch_bin(data):

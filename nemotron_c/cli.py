@@ -19,9 +19,10 @@ copied over; --token-logprobs adds each token's log-probability. NaN (a text of 
 is written as null. A progress bar goes to stderr when it is a terminal (or with --progress).
 
 convert rewrites a checkpoint directory (any format nemotron_c reads) as safetensors in DST, optionally in
-another dtype and sharded, with config.json, generation_config.json and the tokenizer files copied, so that
-later loads map the weights instead of reading them. DST must be new or empty unless --overwrite; it can never
-be SRC. With --progress (default: when stderr is a terminal) each file written is reported on stderr.
+another dtype (int8: quantized once, then mapped by every load) and sharded, with config.json,
+generation_config.json and the tokenizer files copied, so that later loads map the weights instead of reading
+them. DST must be new or empty unless --overwrite; it can never be SRC. With --progress (default: when stderr
+is a terminal) each file written is reported on stderr.
 
 Output cut short by a closed pipe (`... | head`) ends the command quietly.
 """
@@ -139,8 +140,9 @@ def build_parser(prog=None):
     )
     convert.add_argument("source", metavar="SRC", help="checkpoint directory to read")
     convert.add_argument("destination", metavar="DST", help="directory to write (new or empty)")
-    convert.add_argument("--dtype", choices=("float32", "bfloat16", "float16"),
-                         help="dtype of the written weights (default: as stored)")
+    convert.add_argument("--dtype", choices=("float32", "bfloat16", "float16", "int8"),
+                         help="dtype of the written weights (default: as stored); int8 quantizes the linear "
+                              "layers' weights, a float dtype dequantizes an int8 checkpoint")
     convert.add_argument("--max-shard-size", default=DEFAULT_MAX_SHARD_SIZE, metavar="SIZE",
                          help=f"shard above this size, e.g. 5GB, 500MB (default {DEFAULT_MAX_SHARD_SIZE}, as "
                               "Transformers)")
@@ -306,7 +308,8 @@ def run_info(args):
     dtypes = {}
     for _, array, dtype in model._tensors_to_save():
         count, size = dtypes.get(dtype, (0, 0))
-        dtypes[dtype] = (count + 1, size + int(array.nbytes))
+        arrays = array if isinstance(array, tuple) else (array,)  # an int8 weight: (values, scales)
+        dtypes[dtype] = (count + 1, size + sum(int(a.nbytes) for a in arrays))
     c = model.config
     info = {
         "model": args.model,

@@ -4,10 +4,11 @@ import json
 import os
 import shutil
 
-from .checkpoint.reading import read_checkpoint
+from .checkpoint.quantized import QUANTIZATION_CONFIG, QUANTIZED_DTYPE
 from .checkpoint.saving import (DEFAULT_MAX_SHARD_SIZE, ITEMSIZES, TensorToSave, parse_shard_size, prepare_directory,
                                 save_weights, write_text)
 from .model.configuration import CONFIG_NAME, NemotronConfig, read_config_json
+from .model.weights import QUANTIZED_TENSORS, check_quantizable, quantize, read_weights
 
 # what convert copies from beside the weights: configs and every tokenizer file Transformers reads
 CHECKPOINT_SIDE_FILES = (CONFIG_NAME, "generation_config.json", "tokenizer.json", "tokenizer_config.json",
@@ -19,7 +20,9 @@ def convert_checkpoint(source, destination, dtype=None, max_shard_size=DEFAULT_M
     """Rewrites the checkpoint directory `source` (any format read_checkpoint reads) as safetensors in
     `destination`, each tensor converted to `dtype` (None keeps the stored one), with the files beside the weights
     (configs, tokenizer) copied over. Tensors keep their names; a tied lm_head.weight is dropped as Transformers
-    drops it when saving. Returns the names of the files written."""
+    drops it when saving. "int8" quantizes the linear layers' weights as from_pretrained(dtype="int8") does and
+    writes them in nemotron_c's int8 format (checkpoint/quantized.py), the other tensors as stored; a float dtype
+    dequantizes an int8 source. Returns the names of the files written."""
     source, destination = os.fspath(source), os.fspath(destination)
     if not os.path.isdir(source):
         raise FileNotFoundError(f"{source!r} is not a checkpoint directory")
@@ -31,11 +34,11 @@ def convert_checkpoint(source, destination, dtype=None, max_shard_size=DEFAULT_M
     if dtype is not None and dtype not in ITEMSIZES:
         raise ValueError(f"dtype must be one of {', '.join(ITEMSIZES)}, not {dtype!r}")
     config = NemotronConfig.from_pretrained(source)  # refuses what is not a Nemotron checkpoint
-    stored = read_checkpoint(source)
+    stored = read_weights(source, config)
     if config.tie_word_embeddings and any(name.endswith("embed_tokens.weight") for name in stored):
         stored.pop("lm_head.weight", None)
-    tensors = [TensorToSave(name, dtype or t.storage, t.shape, lambda t=t: t.array(dtype or t.storage))
-               for name, t in stored.items()]
+    tensors = [saved for name, t in stored.items() for saved in TensorToSave.each(name, *converted(name, t, dtype))]
+    quantized = any(t.dtype == QUANTIZED_DTYPE for t in tensors)
     destination = prepare_directory(destination)
 
     written = []
@@ -45,10 +48,27 @@ def convert_checkpoint(source, destination, dtype=None, max_shard_size=DEFAULT_M
             continue
         if file_name == CONFIG_NAME and dtype is not None:
             data = read_config_json(path)
-            data.pop("torch_dtype", None)
-            data["dtype"] = dtype
+            if dtype != QUANTIZED_DTYPE:  # an int8 checkpoint's config.dtype is that of its float tensors
+                data.pop("torch_dtype", None)
+                data["dtype"] = dtype
+            data.pop("quantization_config", None)
+            if quantized:
+                data["quantization_config"] = dict(QUANTIZATION_CONFIG)
             write_text(os.path.join(destination, file_name), json.dumps(data, indent=2, sort_keys=True) + "\n")
         else:
             shutil.copyfile(path, os.path.join(destination, file_name))
         written.append(file_name)
     return written + save_weights(destination, tensors, limit, on_file=on_file)
+
+
+def converted(name, stored, dtype):
+    """(dtype, shape, load) of a tensor written in `dtype` (None: as stored); load() gives its array, or for an int8
+    weight (values, scales), quantized only when stored in float."""
+    if dtype == QUANTIZED_DTYPE:
+        if stored.storage == QUANTIZED_DTYPE or not name.endswith(QUANTIZED_TENSORS):
+            dtype = stored.storage
+        else:
+            check_quantizable(name, stored.shape, dtype)  # before anything is written
+            return dtype, stored.shape, lambda: quantize(name, stored.array(stored.storage), stored.storage, dtype, 0)
+    dtype = dtype or stored.storage
+    return dtype, stored.shape, lambda: stored.array(dtype)

@@ -11,6 +11,7 @@ import struct
 
 import numpy as np
 
+from .quantized import GROUP_SIZE, QUANTIZED_DTYPE, SCALE_SUFFIX
 from .safetensors import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
 from .tensors import SAFETENSORS_DTYPES, SUPPORTED
 
@@ -21,9 +22,10 @@ DEFAULT_MAX_SHARD_SIZE = "50GB"
 SIZE_UNITS = {"TB": 10**12, "GB": 10**9, "MB": 10**6, "KB": 10**3, "TIB": 2**40, "GIB": 2**30, "MIB": 2**20,
               "KIB": 2**10}
 SIZE_PATTERN = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-zA-Z]+)\s*")
-# the core dtypes a safetensors file can hold, with their names there and their sizes
-SAFETENSORS_NAMES = {core: name for name, core in SUPPORTED.items()}
-ITEMSIZES = {core: SAFETENSORS_DTYPES[name][0] for name, core in SUPPORTED.items()}
+# the core dtypes a safetensors file can hold, with their names there and their sizes (int8: the values of a
+# quantized weight, written beside their scales)
+SAFETENSORS_NAMES = {**{core: name for name, core in SUPPORTED.items()}, QUANTIZED_DTYPE: "I8"}
+ITEMSIZES = {core: SAFETENSORS_DTYPES[name][0] for core, name in SAFETENSORS_NAMES.items()}
 SHARD_PATTERN = re.compile(r"(.*?)-\d{5}-of-\d{5}")
 
 
@@ -67,8 +69,8 @@ def plan_shards(sizes, max_shard_size):
 
 
 class TensorToSave:
-    """A tensor to write: its name, dtype ('float32', 'bfloat16' or 'float16'), shape and a function giving its
-    array (bfloat16 as uint16 bits), called only when the tensor is written, so that a conversion makes one
+    """A tensor to write: its name, dtype ('float32', 'bfloat16', 'float16' or 'int8'), shape and a function giving
+    its array (bfloat16 as uint16 bits), called only when the tensor is written, so that a conversion makes one
     tensor at a time."""
 
     __slots__ = ("name", "dtype", "shape", "load")
@@ -81,6 +83,25 @@ class TensorToSave:
     @classmethod
     def of(cls, name, array, dtype):
         return cls(name, dtype, array.shape, lambda: array)
+
+    @classmethod
+    def each(cls, name, dtype, shape, load):
+        """The tensors that store one weight: itself, or for an int8 weight (load() then gives (values, scales))
+        its values `name` I8 (N, K) and its scales `name`_scale F32 (N, K / GROUP_SIZE), made by one call of load
+        (the two are written one after the other)."""
+        if dtype != QUANTIZED_DTYPE:
+            return [cls(name, dtype, shape, load)]
+        held = {}
+
+        def part(i):
+            pair = held.pop("pair", None)
+            if pair is None:
+                pair = held["pair"] = load()
+            return pair[i]
+
+        N, K = shape
+        return [cls(name, dtype, shape, lambda: part(0)),
+                cls(name + SCALE_SUFFIX, "float32", (N, K // GROUP_SIZE), lambda: part(1))]
 
     @property
     def nbytes(self):
@@ -210,11 +231,14 @@ def save_model(model, save_directory, max_shard_size=DEFAULT_MAX_SHARD_SIZE, saf
     save_directory = prepare_directory(save_directory)
     if not is_main_process:  # as Transformers: only the main process writes
         return
-    tensors = model._tensors_to_save()
-    # as Transformers: the config records the saved dtype and the class
-    model.config.dtype = model.dtype
+    tensors = [saved for name, array, dtype in model._tensors_to_save()
+               for saved in TensorToSave.each(name, dtype, (array[0] if dtype == QUANTIZED_DTYPE else array).shape,
+                                              lambda array=array: array)]
+    # as Transformers: the config records the saved dtype (a quantized model's: that of its float tensors, beside
+    # its quantization_config) and the class
+    model.config.dtype = model._float_dtype
     model.config.architectures = [type(model).__name__]
     model.config.save_pretrained(save_directory)
     if model.can_generate():
         model.generation_config.save_pretrained(save_directory)
-    save_weights(save_directory, [TensorToSave.of(*t) for t in tensors], limit)
+    save_weights(save_directory, tensors, limit)

@@ -85,7 +85,7 @@ class NemotronHeadModel(NemotronPreTrainedModel):
             )
         if tuple(stored.shape) != shape:
             raise ValueError(self._shape_message(name, tuple(stored.shape), shape))
-        return float32_weight(stored, self.dtype)
+        return float32_weight(stored, self._float_dtype)
 
     def _shape_message(self, name, got, want):
         if self.head_name == "score" and len(got) == 2 and got[1] == want[1] and got[0] != want[0]:
@@ -98,12 +98,13 @@ class NemotronHeadModel(NemotronPreTrainedModel):
         return self.config.num_labels
 
     def _tensors_to_save(self):
-        # the head holds float32 values already rounded to the model's dtype: converting back is exact
+        # the head holds float32 values already rounded to the model's float dtype: converting back is exact
         head = [(f"{self.head_name}.weight", self.head.weight)]
         if self.head.bias is not None:
             head.append((f"{self.head_name}.bias", self.head.bias))
         return super()._tensors_to_save() + [(name, convert(np.ascontiguousarray(value, dtype=np.float32), "float32",
-                                                              self.dtype), self.dtype) for name, value in head]
+                                                              self._float_dtype), self._float_dtype)
+                                             for name, value in head]
 
     def _hidden(self, input_ids, attention_mask, position_ids, past_key_values, cache, use_cache, output_hidden_states,
                 inputs_embeds, output_attentions, kwargs):

@@ -12,7 +12,8 @@ import numpy as np
 
 from .. import _core
 from ..checkpoint.hub import pop_hub_kwargs, resolve_directory
-from ..checkpoint.reading import WEIGHTS_NAMES, read_checkpoint
+from ..checkpoint.quantized import QUANTIZATION_CONFIG
+from ..checkpoint.reading import WEIGHTS_NAMES
 from ..checkpoint.tensors import convert
 from ..checkpoint.saving import DEFAULT_MAX_SHARD_SIZE, save_model
 from ..generation.configuration import GENERATION_CONFIG_NAME, GenerationConfig
@@ -24,7 +25,7 @@ from .inputs import as_attention_mask, as_position_ids, as_token_ids, to_numpy
 from .losses import causal_lm_loss
 from .outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 from .weights import (ACTIVATION_REPRS, QUANTIZED_DTYPES, STATE_DICT_LAYER_ORDER, Embedding, core_arrays, core_config,
-                      layer_shapes, resolve_dtype, resolve_storage, select_tensors)
+                      layer_shapes, read_weights, resolve_dtype, select_tensors)
 
 # from_pretrained keywords of Transformers that have no meaning for a CPU model read from safetensors.
 IGNORED_LOAD_KWARGS = {
@@ -117,7 +118,9 @@ class NemotronPreTrainedModel:
         (HF_HUB_OFFLINE=1 and the HF_HOME / HF_HUB_CACHE variables are honoured; a local directory always wins).
         dtype: None or "auto" keeps each tensor's stored dtype; "float32", "bfloat16", "float16" (or the
         NumPy/torch dtype) converts the weights; "int8" (or load_in_8bit=True) quantizes the linear layers' matrices
-        at load, one float32 scale per 64 weights of a row. Arithmetic is float32 whatever the storage.
+        at load, one float32 scale per 64 weights of a row. A checkpoint saved in int8 loads as it is stored (mapped,
+        not quantized again) with None, "auto" or "int8"; a float dtype dequantizes it. Arithmetic is float32
+        whatever the storage.
         num_threads: threads per call (default: NEMOTRON_C_NUM_THREADS, else one per available CPU).
         Other keywords override config attributes, as in Transformers.
         """
@@ -153,7 +156,7 @@ class NemotronPreTrainedModel:
                 raise TypeError(f"from_pretrained got an unexpected keyword argument {key!r}")
             setattr(config, key, value)
         config._name_or_path = os.fspath(pretrained_model_name_or_path)
-        model = cls(config, read_checkpoint(path), dtype=dtype, num_threads=num_threads)
+        model = cls(config, read_weights(path, config), dtype=dtype, num_threads=num_threads)
         model._load_extras(path)
         model._load_args = (path, dtype, num_threads)
         return model
@@ -198,7 +201,8 @@ class NemotronPreTrainedModel:
     def num_parameters(self, only_trainable=False, exclude_embeddings=False):
         """Number of weights, as Transformers counts them: a tied lm_head once, the embedding table excluded
         with exclude_embeddings. Every weight counts as trainable (only_trainable changes nothing)."""
-        return sum(int(array.size) for name, array, _ in self._tensors_to_save()
+        return sum(int((array[0] if dtype in QUANTIZED_DTYPES else array).size)
+                   for name, array, dtype in self._tensors_to_save()
                    if not (exclude_embeddings and name.endswith("embed_tokens.weight")))
 
     def __repr__(self):
@@ -260,10 +264,8 @@ class NemotronPreTrainedModel:
                         **kwargs):
         """Writes config.json, generation_config.json (causal LM) and the weights in the dtype the model holds
         them, as safetensors with Transformers' names; sharded with an index above max_shard_size ("5GB",
-        "500MB", an int of bytes). from_pretrained of nemotron_c or Transformers reads the directory back."""
-        if self.dtype in QUANTIZED_DTYPES:
-            raise NotImplementedError(f"saving a model quantized to {self.dtype} is not supported yet: keep the float "
-                                      f"checkpoint and load it with dtype={self.dtype!r}")
+        "500MB", an int of bytes). from_pretrained of nemotron_c or Transformers reads the directory back,
+        except an int8 model's, which nemotron_c alone reads (its format: checkpoint/quantized.py)."""
         save_model(self, save_directory, max_shard_size, safe_serialization, **kwargs)
 
     def can_generate(self):
@@ -290,7 +292,15 @@ class NemotronPreTrainedModel:
         selected = select_tensors(self.config, tensors, self.base_model_prefix, self.has_lm_head)
         arrays, self._weights = core_arrays(selected, dtype, num_threads or 0)  # _weights: what save_pretrained writes
         self._input_embeddings = Embedding(*self._weights["embed_tokens.weight"])
-        self.dtype = DType(dtype or resolve_storage(selected[0][1], None))
+        # the dtype of the tensors left in float (all of them but an int8 model's linear weights): config.dtype
+        self._float_dtype = self._weights["embed_tokens.weight"][1]
+        quantized = [d for _, d in self._weights.values() if d in QUANTIZED_DTYPES]
+        self.dtype = DType(dtype or (quantized[0] if quantized else self._float_dtype))
+        # as Transformers' quantizers do, the config says how the model's weights are quantized, and only then
+        if quantized:
+            self.config.quantization_config = dict(QUANTIZATION_CONFIG)
+        elif hasattr(self.config, "quantization_config"):
+            del self.config.quantization_config
         kernels = kernels or os.environ.get("NEMOTRON_C_KERNELS", "auto")
         threads = 0 if num_threads is None else int(num_threads)
         if num_threads is not None and threads < 1:

@@ -8,6 +8,8 @@ import warnings
 import numpy as np
 
 from .. import _core
+from ..checkpoint.quantized import gather_quantized
+from ..checkpoint.reading import read_checkpoint
 from ..checkpoint.tensors import DTYPE_ALIASES, STORAGE_NUMPY, convert
 from .inputs import to_numpy
 from .rope import rope_parameters
@@ -70,8 +72,8 @@ BACKBONE_PREFIXES = ("model.", "transformer.", "")
 
 
 def resolve_dtype(dtype):
-    """The core's name of a weight dtype ('float32', 'bfloat16', 'float16', or 'int8': quantized at load) from a
-    name, a NumPy dtype or a torch dtype; None keeps the stored one."""
+    """The core's name of a weight dtype ('float32', 'bfloat16', 'float16', or 'int8': quantized at load unless
+    stored so) from a name, a NumPy dtype or a torch dtype; None keeps the stored one."""
     if dtype is None or (isinstance(dtype, str) and dtype == "auto"):
         return None
     if isinstance(dtype, str):
@@ -91,12 +93,20 @@ def resolve_dtype(dtype):
     return name
 
 
-# Dtypes made at load time from a float checkpoint, one float32 scale per block of each row (the core's table).
+# Dtypes with one float32 scale per block of each row (the core's table): made at load time from a float checkpoint,
+# or read as saved (checkpoint/quantized.py).
 QUANTIZED_DTYPES = tuple(name for name, info in _core.DTYPE_INFO.items() if info.scaled)
 # What a quantized dtype quantizes: the linear layers' matrices and an untied lm_head. The embedding table, the
 # norms and the biases stay as stored (as bitsandbytes keeps them in Transformers); heads stay float32.
 QUANTIZED_TENSORS = ("self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight",
                      "self_attn.o_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight", "lm_head.weight")
+
+
+def read_weights(directory, config):
+    """The tensors of a checkpoint directory, each int8 weight paired with its scales when config.json's
+    quantization_config says the checkpoint is nemotron_c's int8 one (checkpoint/quantized.py)."""
+    return gather_quantized(read_checkpoint(directory), getattr(config, "quantization_config", None),
+                            QUANTIZED_TENSORS)
 
 
 def find_backbone_prefix(tensors, preferred):
@@ -185,7 +195,9 @@ def select_tensors(config, tensors, base_model_prefix, has_lm_head):
 def core_arrays(selected, dtype, num_threads=0):
     """The arrays handed to the core ([(array or None, dtype code, shape[, scales])]) and {name: (array, dtype
     name)} of the present ones (what save_pretrained writes), each in `dtype` or, when None, its stored dtype. A
-    quantized dtype applies to QUANTIZED_TENSORS (their array is then (values, scales)); the rest stay as stored."""
+    quantized dtype applies to QUANTIZED_TENSORS (their array is then (values, scales)); the rest stay as stored.
+    Weights stored int8 stay as they are (views of the file) unless `dtype` is a float one: they are then
+    dequantized."""
     quantized = dtype in QUANTIZED_DTYPES
     arrays, weights = [], {}
     for name, stored in selected:
@@ -194,23 +206,28 @@ def core_arrays(selected, dtype, num_threads=0):
             continue
         storage = resolve_storage(stored, None if quantized else dtype)
         array = stored.array(storage) if hasattr(stored, "array") else np.ascontiguousarray(stored)
-        if quantized and name.endswith(QUANTIZED_TENSORS):
-            values, scales = quantize(name, array, storage, dtype, num_threads)
-            arrays.append((values, _core.DTYPE_INFO[dtype].code, values.shape, scales))
-            weights[name] = ((values, scales), dtype)
+        if quantized and storage not in QUANTIZED_DTYPES and name.endswith(QUANTIZED_TENSORS):
+            storage, array = dtype, quantize(name, array, storage, dtype, num_threads)
+        if storage in QUANTIZED_DTYPES:  # array is (values, scales), quantized now or as stored
+            arrays.append((array[0], _core.DTYPE_INFO[storage].code, array[0].shape, array[1]))
         else:
             arrays.append((array, _core.DTYPE_INFO[storage].code, tuple(array.shape)))
-            weights[name] = (array, storage)
+        weights[name] = (array, storage)
     return arrays, weights
+
+
+def check_quantizable(name, shape, dtype):
+    block = _core.DTYPE_INFO[dtype].block_size
+    if shape[-1] % block:
+        raise ValueError(f"tensor {name!r} has rows of {shape[-1]} values, not a multiple of the {block} that "
+                         f"{dtype} quantizes together: keep this checkpoint in a float dtype")
 
 
 def quantize(name, array, storage, dtype, num_threads):
     """(values (N, K) int8, scales (N, K / block) float32) of a float matrix, by the core's quantizer."""
     info = _core.DTYPE_INFO[dtype]
+    check_quantizable(name, array.shape, dtype)
     N, K = array.shape
-    if K % info.block_size:
-        raise ValueError(f"tensor {name!r} has rows of {K} values, not a multiple of the {info.block_size} that "
-                         f"{dtype} quantizes together: load this checkpoint in a float dtype")
     values = np.empty((N, K), dtype=np.int8)
     scales = np.empty((N, K // info.block_size), dtype=np.float32)
     _core.quantize_int8(values, scales, array, _core.DTYPE_INFO[storage].code, (N, K), num_threads)
@@ -218,9 +235,9 @@ def quantize(name, array, storage, dtype, num_threads):
 
 
 def float32_weight(stored, dtype):
-    """A head's weight as float32 after rounding to the model's storage dtype, as the core treats every weight."""
+    """A head's weight as float32 after rounding to the model's float storage dtype, as the core treats every
+    weight."""
     if hasattr(stored, "array"):
-        dtype = stored.storage if dtype in QUANTIZED_DTYPES else dtype
         return np.ascontiguousarray(convert(stored.array(dtype), dtype, "float32"))
     return np.ascontiguousarray(stored, dtype=np.float32)
 
