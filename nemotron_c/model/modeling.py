@@ -117,7 +117,8 @@ class NemotronPreTrainedModel:
         (HF_HUB_OFFLINE=1 and the HF_HOME / HF_HUB_CACHE variables are honoured; a local directory always wins).
         dtype: None or "auto" keeps each tensor's stored dtype; "float32", "bfloat16", "float16" (or the
         NumPy/torch dtype) converts the weights; "int8" (or load_in_8bit=True) quantizes the linear layers' matrices
-        at load, one float32 scale per 64 weights of a row. Arithmetic is float32 whatever the storage.
+        at load, one float32 scale per 64 weights of a row; "int4" (or load_in_4bit=True) likewise with one scale per
+        32 (llama.cpp's q4_0 rule; see nt_quantize in csrc/nemotron.h). Arithmetic is float32 whatever the storage.
         num_threads: threads per call (default: NEMOTRON_C_NUM_THREADS, else one per available CPU).
         Other keywords override config attributes, as in Transformers.
         """
@@ -129,10 +130,12 @@ class NemotronPreTrainedModel:
             if dtype is not None:
                 raise ValueError("give dtype= or its older spelling torch_dtype=, not both")
             dtype = torch_dtype
-        if kwargs.pop("load_in_8bit", False):  # Transformers' (bitsandbytes) spelling
-            if dtype not in (None, "auto", "int8"):
-                raise ValueError(f"load_in_8bit=True quantizes the weights to int8; it cannot go with dtype={dtype!r}")
-            dtype = "int8"
+        for bits in (8, 4):  # Transformers' (bitsandbytes) spellings
+            if kwargs.pop(f"load_in_{bits}bit", False):
+                if dtype not in (None, "auto", f"int{bits}"):
+                    raise ValueError(f"load_in_{bits}bit=True quantizes the weights to int{bits}; it cannot go with "
+                                     f"dtype={dtype!r}")
+                dtype = f"int{bits}"
         dtype = resolve_dtype(dtype)
         hub_kwargs = pop_hub_kwargs(kwargs)
         for key in IGNORED_LOAD_KWARGS:

@@ -70,8 +70,8 @@ BACKBONE_PREFIXES = ("model.", "transformer.", "")
 
 
 def resolve_dtype(dtype):
-    """The core's name of a weight dtype ('float32', 'bfloat16', 'float16', or 'int8': quantized at load) from a
-    name, a NumPy dtype or a torch dtype; None keeps the stored one."""
+    """The core's name of a weight dtype ('float32', 'bfloat16', 'float16', or 'int8' / 'int4': quantized at load)
+    from a name, a NumPy dtype or a torch dtype; None keeps the stored one."""
     if dtype is None or (isinstance(dtype, str) and dtype == "auto"):
         return None
     if isinstance(dtype, str):
@@ -195,26 +195,43 @@ def core_arrays(selected, dtype, num_threads=0):
         storage = resolve_storage(stored, None if quantized else dtype)
         array = stored.array(storage) if hasattr(stored, "array") else np.ascontiguousarray(stored)
         if quantized and name.endswith(QUANTIZED_TENSORS):
-            values, scales = quantize(name, array, storage, dtype, num_threads)
-            arrays.append((values, _core.DTYPE_INFO[dtype].code, values.shape, scales))
-            weights[name] = ((values, scales), dtype)
+            quantized_weight = quantize(name, array, storage, dtype, num_threads)
+            arrays.append((quantized_weight.values, _core.DTYPE_INFO[dtype].code, array.shape, quantized_weight.scales))
+            weights[name] = (quantized_weight, dtype)
         else:
             arrays.append((array, _core.DTYPE_INFO[storage].code, tuple(array.shape)))
             weights[name] = (array, storage)
     return arrays, weights
 
 
+class QuantizedWeight(tuple):
+    """(values, scales) of a quantized matrix: values (N, K) int8, or (N, K / 2) uint8 for int4 (two per byte, see
+    NT_Q4_GROUP in csrc/nemotron.h); scales (N, K / block) float32. shape, size and nbytes are those of the
+    matrix it stands for and of the bytes it holds, as a NumPy array's."""
+
+    def __new__(cls, values, scales, shape):
+        weight = super().__new__(cls, (values, scales))
+        weight.shape = tuple(shape)
+        return weight
+
+    values = property(lambda self: self[0])
+    scales = property(lambda self: self[1])
+    size = property(lambda self: int(np.prod(self.shape)))
+    nbytes = property(lambda self: self[0].nbytes + self[1].nbytes)
+
+
 def quantize(name, array, storage, dtype, num_threads):
-    """(values (N, K) int8, scales (N, K / block) float32) of a float matrix, by the core's quantizer."""
+    """The QuantizedWeight of a float matrix, by the core's quantizer."""
     info = _core.DTYPE_INFO[dtype]
     N, K = array.shape
     if K % info.block_size:
         raise ValueError(f"tensor {name!r} has rows of {K} values, not a multiple of the {info.block_size} that "
                          f"{dtype} quantizes together: load this checkpoint in a float dtype")
-    values = np.empty((N, K), dtype=np.int8)
-    scales = np.empty((N, K // info.block_size), dtype=np.float32)
-    _core.quantize_int8(values, scales, array, _core.DTYPE_INFO[storage].code, (N, K), num_threads)
-    return values, scales
+    groups = K // info.block_size
+    values = np.empty((N, groups * info.itemsize), dtype=np.int8 if dtype == "int8" else np.uint8)
+    scales = np.empty((N, groups), dtype=np.float32)
+    _core.quantize(values, scales, array, _core.DTYPE_INFO[storage].code, (N, K), info.code, num_threads)
+    return QuantizedWeight(values, scales, (N, K))
 
 
 def float32_weight(stored, dtype):
