@@ -190,25 +190,34 @@ static inline __attribute__((always_inline)) void widen_q4_group(__m256 wv[4], c
     wv[3] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_unpackhi_epi64(hi, hi)));
 }
 
-enum { Q4_GROUP_BYTES = NT_Q4_GROUP / 2, Q4_PREFETCH_GROUPS = 1024 / Q4_GROUP_BYTES };
+enum { Q4_GROUP_BYTES = NT_Q4_GROUP / 2 };
 
 static inline __attribute__((always_inline)) void gemv_q4_block(float *y, const float *x, const uint8_t *w,
                                                                 const float *scales, int64_t N, int64_t K,
                                                                 int64_t m0, int64_t n0, const int MR, const int NR) {
+    int64_t groups = K / NT_Q4_GROUP, row_bytes = groups * Q4_GROUP_BYTES;
+    const uint8_t *rows[GEMV_W_ROWS];
+    const float *row_scales[GEMV_W_ROWS];
+    for (int j = 0; j < NR; j++) {
+        rows[j] = w + (n0 + j) * row_bytes;
+        row_scales[j] = scales + (n0 + j) * groups;
+    }
     __m256 acc[GEMV_MAX_ROWS][GEMV_W_ROWS], group[GEMV_MAX_ROWS][GEMV_W_ROWS];
     for (int i = 0; i < MR; i++)
         for (int j = 0; j < NR; j++) acc[i][j] = _mm256_setzero_ps();
     const float *xr = x + m0 * K;
-    int64_t groups = K / NT_Q4_GROUP, row_bytes = groups * Q4_GROUP_BYTES;
     for (int64_t g = 0; g < groups; g++) {
-        /* 1 KiB ahead of each row, or past the row's end the next block's rows (see gemv_q8_block) */
-        int64_t ahead = (g + Q4_PREFETCH_GROUPS) * Q4_GROUP_BYTES;
-        if (ahead >= row_bytes) ahead += (NR - 1) * row_bytes;
-        if (ahead < row_bytes || n0 + 2 * NR <= N)
-            for (int j = 0; j < NR; j++) _mm_prefetch((const char *)(w + (n0 + j) * row_bytes + ahead), _MM_HINT_T0);
+        /* once a cache line: 2 KiB ahead of each row, past the row's end into the next block's rows (see
+         * gemv_q8_block) */
+        int64_t ahead = g * Q4_GROUP_BYTES + 2048;
+        if (ahead % 64 < Q4_GROUP_BYTES) {
+            if (ahead >= row_bytes) ahead += (NR - 1) * row_bytes;
+            if (ahead < row_bytes || n0 + 2 * NR <= N)
+                for (int j = 0; j < NR; j++) _mm_prefetch((const char *)(rows[j] + ahead), _MM_HINT_T0);
+        }
         for (int j = 0; j < NR; j++) {
             __m256 wv[4];
-            widen_q4_group(wv, w + (n0 + j) * row_bytes + g * Q4_GROUP_BYTES);
+            widen_q4_group(wv, rows[j] + g * Q4_GROUP_BYTES);
             for (int i = 0; i < MR; i++) {
                 const float *xg = xr + i * K + g * NT_Q4_GROUP;
                 __m256 sum = _mm256_mul_ps(_mm256_loadu_ps(xg), wv[0]);
@@ -217,7 +226,7 @@ static inline __attribute__((always_inline)) void gemv_q4_block(float *y, const 
             }
         }
         for (int j = 0; j < NR; j++) {
-            __m256 scale = _mm256_broadcast_ss(scales + (n0 + j) * groups + g);
+            __m256 scale = _mm256_broadcast_ss(row_scales[j] + g);
             for (int i = 0; i < MR; i++) acc[i][j] = _mm256_fmadd_ps(group[i][j], scale, acc[i][j]);
         }
     }

@@ -116,31 +116,54 @@ static void gemv(float *y, const float *x, const void *w, nt_dtype dtype, int64_
  * keep both sets of accumulators in the 32 registers. Prefetching 2 KiB ahead of each row, across into the next
  * block of rows, as the AVX2 int8 kernel does (its comment has the measurement). The activations stay float32: see
  * README "Kernels" for why not vpdpbusd (VNNI). */
+/* wv (group / 16) = group g of a row of int8 or int4 w, unscaled, in float32 (int4: one widening of its 16 bytes
+ * serves both halves). */
+static inline __attribute__((always_inline)) void load_group(__m512 wv[4], const void *row, nt_dtype dtype, int64_t g) {
+    if (dtype == NT_DTYPE_Q8) {
+        for (int v = 0; v < 4; v++) wv[v] = load16_quantized(row, dtype, g * NT_Q8_GROUP + 16 * v);
+        return;
+    }
+    __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)((const uint8_t *)row + g * (NT_Q4_GROUP / 2))));
+    wv[0] = _mm512_permutexvar_ps(b, q4_levels());
+    wv[1] = _mm512_permutexvar_ps(_mm512_srli_epi32(b, 4), q4_levels());
+}
+
 static inline __attribute__((always_inline)) void gemv_quantized_block(float *y, const float *x, const void *w,
                                                                        const float *scales, nt_dtype dtype,
                                                                        int64_t N, int64_t K, int64_t m0, int64_t n0,
                                                                        const int MR, const int NR) {
     const int64_t group = dtype == NT_DTYPE_Q8 ? NT_Q8_GROUP : NT_Q4_GROUP, groups = K / group;
-    const int64_t row_bytes = nt_dtype_bytes(dtype, K), group_bytes = row_bytes / (groups > 0 ? groups : 1);
-    const char *wb = w;
+    const int64_t group_bytes = dtype == NT_DTYPE_Q8 ? NT_Q8_GROUP : NT_Q4_GROUP / 2, row_bytes = groups * group_bytes;
+    const int vectors = (int)(group / 16); /* per group */
+    const char *rows[GEMV_W_ROWS];
+    const float *row_scales[GEMV_W_ROWS];
+    for (int j = 0; j < NR; j++) {
+        rows[j] = (const char *)w + (n0 + j) * row_bytes;
+        row_scales[j] = scales + (n0 + j) * groups;
+    }
     __m512 acc[GEMV_MAX_ROWS][GEMV_W_ROWS], sum[GEMV_MAX_ROWS][GEMV_W_ROWS];
     for (int i = 0; i < MR; i++)
         for (int j = 0; j < NR; j++) acc[i][j] = _mm512_setzero_ps();
     const float *xr = x + m0 * K;
     for (int64_t g = 0; g < groups; g++) {
+        /* once a cache line: 2 KiB ahead of each row, past the row's end into the next block's rows */
         int64_t ahead = g * group_bytes + 2048;
-        if (ahead >= row_bytes) ahead += (NR - 1) * row_bytes;
-        if (ahead < row_bytes || n0 + 2 * NR <= N)
-            for (int j = 0; j < NR; j++) _mm_prefetch(wb + (n0 + j) * row_bytes + ahead, _MM_HINT_T0);
-        for (int i = 0; i < MR; i++)
-            for (int j = 0; j < NR; j++) sum[i][j] = _mm512_setzero_ps();
-        for (int64_t k = g * group; k < (g + 1) * group; k += 16)
-            for (int j = 0; j < NR; j++) {
-                __m512 wv = load16_quantized(wb + (n0 + j) * row_bytes, dtype, k);
-                for (int i = 0; i < MR; i++) sum[i][j] = _mm512_fmadd_ps(_mm512_loadu_ps(xr + i * K + k), wv, sum[i][j]);
-            }
+        if (ahead % 64 < group_bytes) {
+            if (ahead >= row_bytes) ahead += (NR - 1) * row_bytes;
+            if (ahead < row_bytes || n0 + 2 * NR <= N)
+                for (int j = 0; j < NR; j++) _mm_prefetch(rows[j] + ahead, _MM_HINT_T0);
+        }
         for (int j = 0; j < NR; j++) {
-            __m512 scale = _mm512_set1_ps(scales[(n0 + j) * groups + g]);
+            __m512 wv[4];
+            load_group(wv, rows[j], dtype, g);
+            for (int i = 0; i < MR; i++) {
+                const float *xg = xr + i * K + g * group;
+                sum[i][j] = _mm512_mul_ps(_mm512_loadu_ps(xg), wv[0]);
+                for (int v = 1; v < vectors; v++) sum[i][j] = _mm512_fmadd_ps(_mm512_loadu_ps(xg + 16 * v), wv[v], sum[i][j]);
+            }
+        }
+        for (int j = 0; j < NR; j++) {
+            __m512 scale = _mm512_set1_ps(row_scales[j][g]);
             for (int i = 0; i < MR; i++) acc[i][j] = _mm512_fmadd_ps(sum[i][j], scale, acc[i][j]);
         }
     }
@@ -148,30 +171,33 @@ static inline __attribute__((always_inline)) void gemv_quantized_block(float *y,
         for (int j = 0; j < NR; j++) y[(m0 + i) * N + n0 + j] = _mm512_reduce_add_ps(acc[i][j]);
 }
 
-#define GEMV_QUANTIZED_PASS(MR, NR)                                                                           \
-    static void gemv_quantized_pass_##MR(float *y, const float *x, const void *w, const float *scales,       \
-                                         nt_dtype dtype, int64_t N, int64_t K, int64_t m0, int64_t n_begin,   \
-                                         int64_t n_end) {                                                     \
+/* Instantiates gemv_quantized_block for one dtype (a constant, so that the group's loop unrolls) and the row counts
+ * of one pass: MR x rows against NR w rows, then the tail. */
+#define GEMV_QUANTIZED_PASS(NAME, DTYPE, MR, NR)                                                              \
+    static void gemv_##NAME##_pass_##MR(float *y, const float *x, const void *w, const float *scales, int64_t N, \
+                                        int64_t K, int64_t m0, int64_t n_begin, int64_t n_end) {              \
         int64_t n0 = n_begin;                                                                                 \
-        for (; n0 + NR <= n_end; n0 += NR) gemv_quantized_block(y, x, w, scales, dtype, N, K, m0, n0, MR, NR); \
-        for (; n0 < n_end; n0++) gemv_quantized_block(y, x, w, scales, dtype, N, K, m0, n0, MR, 1);           \
+        for (; n0 + NR <= n_end; n0 += NR) gemv_quantized_block(y, x, w, scales, DTYPE, N, K, m0, n0, MR, NR); \
+        for (; n0 < n_end; n0++) gemv_quantized_block(y, x, w, scales, DTYPE, N, K, m0, n0, MR, 1);           \
     }
-GEMV_QUANTIZED_PASS(1, 4)
-GEMV_QUANTIZED_PASS(2, 4)
-GEMV_QUANTIZED_PASS(3, 3)
-GEMV_QUANTIZED_PASS(4, 2)
-
-static void gemv_quantized(float *y, const float *x, const void *w, const float *scales, nt_dtype dtype, int64_t M,
-                           int64_t N, int64_t K, int64_t n_begin, int64_t n_end) {
-    for (int64_t m0 = 0; m0 < M; m0 += GEMV_MAX_ROWS) {
-        switch (M - m0) {
-        case 1: gemv_quantized_pass_1(y, x, w, scales, dtype, N, K, m0, n_begin, n_end); break;
-        case 2: gemv_quantized_pass_2(y, x, w, scales, dtype, N, K, m0, n_begin, n_end); break;
-        case 3: gemv_quantized_pass_3(y, x, w, scales, dtype, N, K, m0, n_begin, n_end); break;
-        default: gemv_quantized_pass_4(y, x, w, scales, dtype, N, K, m0, n_begin, n_end); break;
-        }
+#define GEMV_QUANTIZED(NAME, DTYPE)                                                                           \
+    GEMV_QUANTIZED_PASS(NAME, DTYPE, 1, 4)                                                                    \
+    GEMV_QUANTIZED_PASS(NAME, DTYPE, 2, 4)                                                                    \
+    GEMV_QUANTIZED_PASS(NAME, DTYPE, 3, 3)                                                                    \
+    GEMV_QUANTIZED_PASS(NAME, DTYPE, 4, 2)                                                                    \
+    static void gemv_##NAME(float *y, const float *x, const void *w, const float *scales, int64_t M, int64_t N, \
+                            int64_t K, int64_t n_begin, int64_t n_end) {                                      \
+        for (int64_t m0 = 0; m0 < M; m0 += GEMV_MAX_ROWS) {                                                   \
+            switch (M - m0) {                                                                                 \
+            case 1: gemv_##NAME##_pass_1(y, x, w, scales, N, K, m0, n_begin, n_end); break;                   \
+            case 2: gemv_##NAME##_pass_2(y, x, w, scales, N, K, m0, n_begin, n_end); break;                   \
+            case 3: gemv_##NAME##_pass_3(y, x, w, scales, N, K, m0, n_begin, n_end); break;                   \
+            default: gemv_##NAME##_pass_4(y, x, w, scales, N, K, m0, n_begin, n_end); break;                  \
+            }                                                                                                 \
+        }                                                                                                     \
     }
-}
+GEMV_QUANTIZED(q8, NT_DTYPE_Q8)
+GEMV_QUANTIZED(q4, NT_DTYPE_Q4)
 
 /* ---------------------------------------------------------------- many rows of x: packed panels
  * For prefill, where the arithmetic dominates. A panel of PANEL_NR rows of w and PANEL_KC of its columns
@@ -315,8 +341,11 @@ static inline __attribute__((always_inline)) void matmul_quantized_avx512(float 
                                                                           const nt_tensor *w, nt_dtype dtype,
                                                                           int64_t M, int64_t n_begin, int64_t n_end) {
     int64_t N = w->shape[0], K = w->shape[1];
-    if (M < GEMM_MIN_ROWS || !gemm(y, x, w->data, w->scales, dtype, M, N, K, n_begin, n_end))
-        gemv_quantized(y, x, w->data, w->scales, dtype, M, N, K, n_begin, n_end);
+    if (M >= GEMM_MIN_ROWS && gemm(y, x, w->data, w->scales, dtype, M, N, K, n_begin, n_end)) return;
+    if (dtype == NT_DTYPE_Q8)
+        gemv_q8(y, x, w->data, w->scales, M, N, K, n_begin, n_end);
+    else
+        gemv_q4(y, x, w->data, w->scales, M, N, K, n_begin, n_end);
 }
 
 static void matmul_q8_avx512(float *y, const float *x, const nt_tensor *w, int64_t M, int64_t n_begin,
