@@ -98,7 +98,8 @@ def test_quantize_matches_numpy(dtype, source, num_threads):
     assert np.all(error <= steps * (0.5001 if dtype == "int8" else 1.0001))
     if dtype == "int4":
         assert scales[3, 0] == 2 and scales[4, 0] == -2
-        np.testing.assert_array_equal(dequantize(values, scales, dtype)[3, :4], [-16, -16, -14, -12])  # -15 -> -8 and -13 -> -6: ties to even
+        # -15 / 2 -> -8 and -13 / 2 -> -6: ties to even
+        np.testing.assert_array_equal(dequantize(values, scales, dtype)[3, :4], [-16, -16, -14, -12])
 
 
 def test_quantize_int8_rounds_ties_to_even():
@@ -316,13 +317,15 @@ def test_quantized_results_do_not_depend_on_threads(float_checkpoint, dtype):
 @pytest.mark.parametrize("dtype, bits", [("int8", 8), ("int4", 4)])
 def test_quantized_refusals(float_checkpoint, tmp_path, dtype, bits):
     with pytest.raises(ValueError, match=f"load_in_{bits}bit=True .* dtype='bfloat16'"):
-        nemotron_c.AutoModelForCausalLM.from_pretrained(float_checkpoint, dtype="bfloat16", **{f"load_in_{bits}bit": True})
+        nemotron_c.AutoModelForCausalLM.from_pretrained(float_checkpoint, dtype="bfloat16",
+                                                        **{f"load_in_{bits}bit": True})
     model = nemotron_c.AutoModelForCausalLM.from_pretrained(float_checkpoint, dtype=dtype)
     with pytest.raises(NotImplementedError, match=f"saving a model quantized to {dtype}"):
         model.save_pretrained(str(tmp_path / "saved"))
     assert not (tmp_path / "saved").exists()
     # int8: intermediate_size 96, down_proj rows of 96 values; int4: hidden_size 48, rows of 48
-    width = {"int8": dict(intermediate_size=96), "int4": dict(hidden_size=48, num_attention_heads=3, num_key_value_heads=1)}[dtype]
+    width = {"int8": dict(intermediate_size=96),
+             "int4": dict(hidden_size=48, num_attention_heads=3, num_key_value_heads=1)}[dtype]
     odd = write_random_checkpoint(tmp_path / "odd", **width)
     name, K = ("layers.0.mlp.down_proj.weight", 96) if dtype == "int8" else ("lm_head.weight", 48)
     with pytest.raises(ValueError, match=rf"'{name}' has rows of {K} values, not a multiple of the "

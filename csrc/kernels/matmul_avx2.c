@@ -183,7 +183,8 @@ static void gemv_q8(float *y, const float *x, const int8_t *w, const float *scal
 static inline __attribute__((always_inline)) void widen_q4_group(__m256 wv[4], const uint8_t *group) {
     const __m128i low = _mm_set1_epi8(15), eight = _mm_set1_epi8(8);
     __m128i b = _mm_loadu_si128((const __m128i *)group);
-    __m128i lo = _mm_sub_epi8(_mm_and_si128(b, low), eight), hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(b, 4), low), eight);
+    __m128i lo = _mm_sub_epi8(_mm_and_si128(b, low), eight);
+    __m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(b, 4), low), eight);
     wv[0] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo));
     wv[1] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_unpackhi_epi64(lo, lo)));
     wv[2] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi));

@@ -112,18 +112,22 @@ static void gemv(float *y, const float *x, const void *w, nt_dtype dtype, int64_
 
 /* ---------------------------------------------------------------- few rows of x, int8 and int4 weights
  * The same streaming of w, fusing the dequantization: each group's products with its unscaled integers sum in
- * `group` accumulators, which join the row's with one FMA by the group's scale. Fewer w rows per pass as MR grows
+ * `sum` accumulators, which join the row's with one FMA by the group's scale. Fewer w rows per pass as MR grows
  * keep both sets of accumulators in the 32 registers. Prefetching 2 KiB ahead of each row, across into the next
- * block of rows, as the AVX2 int8 kernel does (its comment has the measurement). The activations stay float32: see
- * README "Kernels" for why not vpdpbusd (VNNI). */
+ * block of rows, as the AVX2 int8 kernel does (its comment has the measurement). Per 16 weights both dtypes cost
+ * three instructions (widen, convert or look up, FMA), which bounds decode by arithmetic rather than by memory on
+ * an AVX-512 Xeon; the activations stay float32 all the same: README "Kernels" says why not vpdpbusd (VNNI). */
+
 /* wv (group / 16) = group g of a row of int8 or int4 w, unscaled, in float32 (int4: one widening of its 16 bytes
  * serves both halves). */
-static inline __attribute__((always_inline)) void load_group(__m512 wv[4], const void *row, nt_dtype dtype, int64_t g) {
+static inline __attribute__((always_inline)) void load_group(__m512 wv[4], const void *row, nt_dtype dtype,
+                                                             int64_t g) {
     if (dtype == NT_DTYPE_Q8) {
         for (int v = 0; v < 4; v++) wv[v] = load16_quantized(row, dtype, g * NT_Q8_GROUP + 16 * v);
         return;
     }
-    __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)((const uint8_t *)row + g * (NT_Q4_GROUP / 2))));
+    const uint8_t *bytes = (const uint8_t *)row + g * (NT_Q4_GROUP / 2);
+    __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)bytes));
     wv[0] = _mm512_permutexvar_ps(b, q4_levels());
     wv[1] = _mm512_permutexvar_ps(_mm512_srli_epi32(b, 4), q4_levels());
 }
@@ -133,7 +137,8 @@ static inline __attribute__((always_inline)) void gemv_quantized_block(float *y,
                                                                        int64_t N, int64_t K, int64_t m0, int64_t n0,
                                                                        const int MR, const int NR) {
     const int64_t group = dtype == NT_DTYPE_Q8 ? NT_Q8_GROUP : NT_Q4_GROUP, groups = K / group;
-    const int64_t group_bytes = dtype == NT_DTYPE_Q8 ? NT_Q8_GROUP : NT_Q4_GROUP / 2, row_bytes = groups * group_bytes;
+    const int64_t group_bytes = dtype == NT_DTYPE_Q8 ? NT_Q8_GROUP : NT_Q4_GROUP / 2;
+    const int64_t row_bytes = groups * group_bytes;
     const int vectors = (int)(group / 16); /* per group */
     const char *rows[GEMV_W_ROWS];
     const float *row_scales[GEMV_W_ROWS];
@@ -159,7 +164,8 @@ static inline __attribute__((always_inline)) void gemv_quantized_block(float *y,
             for (int i = 0; i < MR; i++) {
                 const float *xg = xr + i * K + g * group;
                 sum[i][j] = _mm512_mul_ps(_mm512_loadu_ps(xg), wv[0]);
-                for (int v = 1; v < vectors; v++) sum[i][j] = _mm512_fmadd_ps(_mm512_loadu_ps(xg + 16 * v), wv[v], sum[i][j]);
+                for (int v = 1; v < vectors; v++)
+                    sum[i][j] = _mm512_fmadd_ps(_mm512_loadu_ps(xg + 16 * v), wv[v], sum[i][j]);
             }
         }
         for (int j = 0; j < NR; j++) {

@@ -50,7 +50,8 @@ static int quantize_group_q4(void *q, float *scale, const float *w) {
         return 1;
     }
     for (int j = 0; j < HALF; j++) {
-        int lo = (int)round_clamped(w[j] / *scale, -8.0f, 7.0f), hi = (int)round_clamped(w[j + HALF] / *scale, -8.0f, 7.0f);
+        int lo = (int)round_clamped(w[j] / *scale, -8.0f, 7.0f);
+        int hi = (int)round_clamped(w[j + HALF] / *scale, -8.0f, 7.0f);
         out[j] = (uint8_t)((lo + 8) | (hi + 8) << 4);
     }
     return 1;

@@ -124,7 +124,8 @@ static void test_matmul_shapes(const nt_kernels *kernels, const int64_t *Ms, siz
                     for (int64_t m = 0; m < M; m++)
                         check_close(what, got + m * (N - v0), want + m * N + v0, N - v0, 1e-5f * (float)K);
                 }
-                free(x), free(wf), free(wb), free(wh), free(wq), free(w4), free(scales), free(scales4), free(want), free(got);
+                free(x), free(wf), free(wb), free(wh), free(wq), free(w4), free(scales), free(scales4);
+                free(want), free(got);
             }
 }
 
