@@ -52,7 +52,9 @@ typedef enum {
     NT_DTYPE_F32 = 0,
     NT_DTYPE_BF16 = 1,
     NT_DTYPE_F16 = 2,
-    NT_DTYPE_Q8 = 3, /* int8, symmetric, one float32 scale per NT_Q8_GROUP elements of a row (see nt_quantize_q8) */
+    NT_DTYPE_Q8 = 3, /* int8, symmetric, one float32 scale per NT_Q8_GROUP elements of a row (see nt_quantize) */
+    NT_DTYPE_Q4 = 4, /* int4, symmetric, one float32 scale per NT_Q4_GROUP elements of a row, two per byte (see
+                        nt_quantize) */
     NT_DTYPE_COUNT
 } nt_dtype;
 
@@ -62,9 +64,16 @@ typedef enum {
  * The real widths (3072, 4096, 9216, 16384) are multiples; other widths are refused. */
 enum { NT_Q8_GROUP = 64 };
 
+/* Elements of a row of an int4 tensor that share one scale: 32, as llama.cpp's q4_0 and ONNX Runtime's MatMulNBits
+ * default. A group is 16 bytes, byte j holding element j in its low nibble and element j + 16 in its high one, each
+ * as q + 8 (0..15): the low nibbles of a group's bytes are then its first 16 elements in order and the high nibbles
+ * the next 16, so a kernel widens them against contiguous activations without shuffling. With its scale a group is
+ * 20 bytes for 32 weights, 5 bits a weight against int8's 8.5: int4 streams 1.7x fewer bytes than int8. */
+enum { NT_Q4_GROUP = 32 };
+
 /* One line of the dtype table: what the core, the binding and Python know of a storage type. */
 typedef struct {
-    const char *name;    /* torch's name: "float32", "bfloat16", "float16"; "int8" for the quantized one */
+    const char *name;    /* torch's name: "float32", "bfloat16", "float16"; "int8" and "int4" for the quantized ones */
     int64_t block_size;  /* elements stored together: 1, or the group of a quantized type that shares a scale */
     size_t block_bytes;  /* bytes of one block: the element size when block_size is 1 */
     int scaled;          /* rows carry one float32 scale per block in nt_tensor.scales */
@@ -109,13 +118,21 @@ void nt_threadpool_parallel_for(nt_threadpool *pool, nt_range_fn fn, void *ctx, 
 
 /* ---------------------------------------------------------------- quantization (kernels/quantize.c) */
 
-/* Quantizes a 2-D float32, bfloat16 or float16 tensor (N, K) to NT_DTYPE_Q8, each group of NT_Q8_GROUP elements
- * of a row on its own: scale = max|w| / 127 in float32, q = w / scale rounded to the nearest integer, ties to
- * even, clamped to [-127, 127] (which only a subnormal scale needs); a group whose scale is 0 (zeros, or weights
- * so small that the division underflows) is all zeros.
- * Outputs: data (N, K) int8, scales (N, K / NT_Q8_GROUP). K must be a multiple of NT_Q8_GROUP and every weight
- * finite, else NT_ERROR_INVALID_ARGUMENT. Rows are spread over pool (NULL: the caller's thread only). */
-nt_status nt_quantize_q8(int8_t *data, float *scales, nt_error *err, const nt_tensor *src, nt_threadpool *pool);
+/* Quantizes a 2-D float32, bfloat16 or float16 tensor (N, K) to a quantized dtype, each group of elements of a row
+ * on its own, q rounded to the nearest integer, ties to even:
+ * - NT_DTYPE_Q8, groups of NT_Q8_GROUP: scale = max|w| / 127 in float32, q = w / scale clamped to [-127, 127]
+ *   (which only a subnormal scale needs);
+ * - NT_DTYPE_Q4, groups of NT_Q4_GROUP: m = the weight of largest magnitude (the first of them), scale = m / -8 in
+ *   float32 (exact: a power of two), q = w / scale clamped to [-8, 7]. As llama.cpp's q4_0, m maps to -8 exactly and
+ *   the whole of the 16 levels is used: the step is max|w| / 8 rather than max|w| / 7, 12% less error (RMS) on
+ *   Gaussian and Student-t weights than [-7, 7]; a weight of -m, if the group holds one, clamps to 7. The scale
+ *   carries m's sign.
+ * A group whose scale is 0 (zeros, or weights so small that the division underflows) is all zeros with scale +0.
+ * Outputs: data (N, K) in dtype's layout (int8: N x K bytes; int4: N x K / 2, see NT_Q4_GROUP), scales (N, K / group).
+ * K must be a multiple of the group and every weight finite, else NT_ERROR_INVALID_ARGUMENT. Rows are spread over
+ * pool (NULL: the caller's thread only). */
+nt_status nt_quantize(void *data, float *scales, nt_error *err, nt_dtype dtype, const nt_tensor *src,
+                      nt_threadpool *pool);
 
 /* ---------------------------------------------------------------- model */
 

@@ -64,7 +64,8 @@ class InputError(Exception):
 def add_model_arguments(command):
     command.add_argument("--model", metavar="DIR_OR_ID",
                          help="checkpoint directory or Hub id (default: the demo model shipped with nemotron_c)")
-    command.add_argument("--dtype", help="weight dtype: float32, bfloat16 or float16 (default: as stored)")
+    command.add_argument("--dtype", help="weight dtype: float32, bfloat16, float16, or int8 / int4 (quantized at "
+                                         "load; default: as stored)")
     command.add_argument("--num-threads", type=int, metavar="N", help="threads (default: one per CPU)")
 
 
@@ -126,7 +127,8 @@ def build_parser(prog=None):
     score.add_argument("--token-logprobs", action="store_true", help="also write each token's log-probability")
     score.add_argument("--no-special-tokens", action="store_true",
                        help="tokenize without the tokenizer's special tokens (such as BOS)")
-    score.add_argument("--dtype", help="weight dtype: float32, bfloat16 or float16 (default: as stored)")
+    score.add_argument("--dtype", help="weight dtype: float32, bfloat16, float16, or int8 / int4 (quantized at "
+                                       "load; default: as stored)")
     score.add_argument("--num-threads", type=int, metavar="N", help="threads (default: one per CPU)")
     progress = score.add_mutually_exclusive_group()
     progress.add_argument("--progress", dest="progress", action="store_true", default=None,

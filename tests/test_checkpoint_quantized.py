@@ -107,7 +107,7 @@ def test_saved_int8_model_loads_back_bit_for_bit(saved, dtype, tie, kernels):
         values = np.frombuffer(written[name].data, np.int8).reshape(written[name].shape)
         scales = written[name + "_scale"]
         assert scales.dtype == "F32" and scales.shape == (values.shape[0], values.shape[1] // GROUP)
-        want_values, want_scales = numpy_quantize(original[name].array("float32"))
+        want_values, want_scales = numpy_quantize(original[name].array("float32"), "int8")
         np.testing.assert_array_equal(values, want_values)
         np.testing.assert_array_equal(np.frombuffer(scales.data, np.float32).reshape(scales.shape), want_scales)
 
@@ -183,7 +183,7 @@ def test_float_dtype_dequantizes_and_transformers_agrees(saved, tmp_path):
     dense = nemotron_c.AutoModelForCausalLM.from_pretrained(directory, dtype="float32")
     assert dense.dtype == "float32" and not hasattr(dense.config, "quantization_config")
     np.testing.assert_array_equal(dense._weights["layers.1.self_attn.q_proj.weight"][0],
-                                  dequantize(stored[Q_PROJ], stored[Q_PROJ + "_scale"]))
+                                  dequantize(stored[Q_PROJ], stored[Q_PROJ + "_scale"], "int8"))
     assert_close(logits(dense), logits(model), atol=2e-5, what="dequantized float32")
     dense.save_pretrained(tmp_path)
     assert "quantization_config" not in json.loads((tmp_path / "config.json").read_text())
@@ -298,7 +298,7 @@ def int8_in_place_of(name):
     (scale_of(Q_PROJ, lambda s: np.full_like(s, np.inf)), rf"'{Q_PROJ}_scale' .* not finite"),
     (scale_of(Q_PROJ, lambda s: s.astype(np.float16)), rf"'{Q_PROJ}_scale' .* is stored as F16; int8 scales are F32"),
     (lambda t: t.pop(Q_PROJ), rf"'{Q_PROJ}_scale' .* scales no int8 weight: '{Q_PROJ}' is absent"),
-    (lambda t: t.update({Q_PROJ: dequantize(t[Q_PROJ], t[Q_PROJ + "_scale"])}),
+    (lambda t: t.update({Q_PROJ: dequantize(t[Q_PROJ], t[Q_PROJ + "_scale"], "int8")}),
      rf"'{Q_PROJ}_scale' .* scales no int8 weight: '{Q_PROJ}' is F32"),
     (int8_in_place_of("model.norm.weight"), r"'model.norm.weight' .* is stored as I8, but only the linear layers' "
                                             r"weights may be int8"),

@@ -300,6 +300,21 @@ def test_info_describes_the_checkpoint(demo):
     assert run.returncode == 0 and "float32 (" in run.stdout and f"{info['parameters']:,}" in run.stdout
 
 
+@pytest.mark.parametrize("dtype, bits", [("int8", 8.5), ("int4", 5)])
+def test_info_counts_quantized_weights(demo, dtype, bits):
+    """The linear layers' matrices quantized (values and a float32 scale per group), the rest as stored; the parameter
+    count is the float model's."""
+    run = run_cli("info", "--json", "--dtype", dtype)
+    assert run.returncode == 0, run.stderr
+    info = json.loads(run.stdout)
+    assert info["parameters"] == demo[0].num_parameters()
+    c = demo[0].config
+    matrices = c.num_hidden_layers * c.hidden_size * (2 * c.num_attention_heads * c.head_dim +
+                                                      2 * c.num_key_value_heads * c.head_dim + 2 * c.intermediate_size)
+    assert info["weights"][dtype] == {"tensors": 6 * c.num_hidden_layers, "bytes": matrices * bits / 8}
+    assert info["weights"]["bfloat16"]["bytes"] == 2 * (info["parameters"] - matrices)
+
+
 def test_info_loads_the_architecture_of_the_config(checkpoint):
     path = checkpoint(model_class=transformers.NemotronForTokenClassification, num_labels=3)
     run = run_cli("info", "--model", path)

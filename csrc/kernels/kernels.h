@@ -47,8 +47,8 @@ nt_matmul_fn nt_kernels_matmul(const nt_kernels *k, nt_dtype dtype);
  * Fails only for want of memory to widen a row of w. */
 nt_status nt_matmul_naive(float *y, const float *x, const nt_tensor *w, int64_t M);
 
-/* The reference of nt_quantize_q8 (kernels/quantize.c): the same rule, one group at a time, on one thread. */
-nt_status nt_quantize_q8_naive(int8_t *data, float *scales, nt_error *err, const nt_tensor *src);
+/* The reference of nt_quantize (kernels/quantize.c): the same rules, one group at a time, on one thread. */
+nt_status nt_quantize_naive(void *data, float *scales, nt_error *err, nt_dtype dtype, const nt_tensor *src);
 
 /* ---- element-wise and row operations (kernels/ops.c), float32 ---- */
 

@@ -48,7 +48,7 @@ static void matmul_f32_portable(float *y, const float *x, const nt_tensor *w, in
  * for every x row; a row that fits one span sums exactly as the float32 kernel. SPAN is whole groups of
  * every quantized dtype. */
 enum { SPAN = 4096 };
-_Static_assert(SPAN % NT_Q8_GROUP == 0, "a span must be whole int8 groups");
+_Static_assert(SPAN % NT_Q8_GROUP == 0 && SPAN % NT_Q4_GROUP == 0, "a span must be whole groups");
 
 static void matmul_widening_portable(float *y, const float *x, const nt_tensor *w, int64_t M, int64_t n_begin,
                                      int64_t n_end) {
@@ -75,6 +75,7 @@ const nt_kernels nt_kernels_portable = {
         [NT_DTYPE_BF16] = matmul_widening_portable,
         [NT_DTYPE_F16] = matmul_widening_portable,
         [NT_DTYPE_Q8] = matmul_widening_portable,
+        [NT_DTYPE_Q4] = matmul_widening_portable,
     },
     .dot = dot_portable,
     .axpy = axpy_portable,

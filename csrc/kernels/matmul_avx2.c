@@ -15,10 +15,18 @@ static inline float hsum(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-/* Elements i..i+7 of w (N, K) in float32; i is a multiple of 8, so the eight share one int8 group, whose
- * scale is scales[i / NT_Q8_GROUP] because K is whole groups. */
+/* Elements i..i+7 of w (N, K) in float32; i is a multiple of 8, so the eight share one int8 or int4 group, whose
+ * scale is scales[i / group] because K is whole groups. */
 static inline __m256 load8(const void *w, const float *scales, nt_dtype dtype, int64_t i) {
     switch (dtype) {
+    case NT_DTYPE_Q4: { /* the low nibbles of the group's bytes o..o+7, or their high ones past the first half */
+        int64_t o = i % NT_Q4_GROUP;
+        const uint8_t *p = (const uint8_t *)w + i / NT_Q4_GROUP * (NT_Q4_GROUP / 2) + o % (NT_Q4_GROUP / 2);
+        __m256i q = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p));
+        if (o >= NT_Q4_GROUP / 2) q = _mm256_srli_epi32(q, 4);
+        q = _mm256_sub_epi32(_mm256_and_si256(q, _mm256_set1_epi32(15)), _mm256_set1_epi32(8));
+        return _mm256_mul_ps(_mm256_cvtepi32_ps(q), _mm256_broadcast_ss(scales + i / NT_Q4_GROUP));
+    }
     case NT_DTYPE_Q8: {
         __m256i q = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)((const int8_t *)w + i)));
         return _mm256_mul_ps(_mm256_cvtepi32_ps(q), _mm256_broadcast_ss(scales + i / NT_Q8_GROUP));
@@ -37,6 +45,11 @@ static inline __m256 load8(const void *w, const float *scales, nt_dtype dtype, i
 static inline float load1(const void *w, const float *scales, nt_dtype dtype, int64_t i) {
     switch (dtype) {
     case NT_DTYPE_Q8: return (float)((const int8_t *)w)[i] * scales[i / NT_Q8_GROUP];
+    case NT_DTYPE_Q4: {
+        int64_t o = i % NT_Q4_GROUP;
+        uint8_t byte = ((const uint8_t *)w)[i / NT_Q4_GROUP * (NT_Q4_GROUP / 2) + o % (NT_Q4_GROUP / 2)];
+        return (float)((o < NT_Q4_GROUP / 2 ? byte & 15 : byte >> 4) - 8) * scales[i / NT_Q4_GROUP];
+    }
     case NT_DTYPE_BF16: return nt_bf16_to_f32(((const uint16_t *)w)[i]);
     case NT_DTYPE_F16: return _cvtsh_ss(((const uint16_t *)w)[i]);
     default: return ((const float *)w)[i];
@@ -164,6 +177,97 @@ static void gemv_q8(float *y, const float *x, const int8_t *w, const float *scal
     }
 }
 
+/* ---------------------------------------------------------------- few rows of x, int4 weights
+ * As gemv_q8_block, a group of 32 (16 bytes) at a time: its bytes widened 8 at a time to 32 bits (the one shuffle
+ * per 8 bytes), whose low nibbles (elements 0..15) are masked and high ones (16..31) shifted down, then converted
+ * as 0..15. The -8 of every element is taken once per group and x row: each group sum starts from -8 x the sum of
+ * the group's x, which also serves every w row. Splitting the nibbles in bytes and widening them signed took 6
+ * shuffles a group instead of 2: llvm-mca puts this version 10% (Sapphire Rapids) and 24% (Zen 3) faster. */
+static inline __attribute__((always_inline)) void widen_q4_group(__m256 wv[4], const uint8_t *group) {
+    const __m256i low = _mm256_set1_epi32(15);
+    __m256i first = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)group));
+    __m256i second = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(group + 8)));
+    wv[0] = _mm256_cvtepi32_ps(_mm256_and_si256(first, low));
+    wv[1] = _mm256_cvtepi32_ps(_mm256_and_si256(second, low));
+    wv[2] = _mm256_cvtepi32_ps(_mm256_srli_epi32(first, 4));
+    wv[3] = _mm256_cvtepi32_ps(_mm256_srli_epi32(second, 4));
+}
+
+enum { Q4_GROUP_BYTES = NT_Q4_GROUP / 2 };
+
+static inline __attribute__((always_inline)) void gemv_q4_block(float *y, const float *x, const uint8_t *w,
+                                                                const float *scales, int64_t N, int64_t K,
+                                                                int64_t m0, int64_t n0, const int MR, const int NR) {
+    int64_t groups = K / NT_Q4_GROUP, row_bytes = groups * Q4_GROUP_BYTES;
+    const uint8_t *rows[GEMV_W_ROWS];
+    const float *row_scales[GEMV_W_ROWS];
+    for (int j = 0; j < NR; j++) {
+        rows[j] = w + (n0 + j) * row_bytes;
+        row_scales[j] = scales + (n0 + j) * groups;
+    }
+    __m256 acc[GEMV_MAX_ROWS][GEMV_W_ROWS], group[GEMV_MAX_ROWS][GEMV_W_ROWS];
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++) acc[i][j] = _mm256_setzero_ps();
+    const float *xr = x + m0 * K;
+    for (int64_t g = 0; g < groups; g++) {
+        /* once a cache line: 2 KiB ahead of each row, past the row's end into the next block's rows (see
+         * gemv_q8_block) */
+        int64_t ahead = g * Q4_GROUP_BYTES + 2048;
+        if (ahead % 64 < Q4_GROUP_BYTES) {
+            if (ahead >= row_bytes) ahead += (NR - 1) * row_bytes;
+            if (ahead < row_bytes || n0 + 2 * NR <= N)
+                for (int j = 0; j < NR; j++) _mm_prefetch((const char *)(rows[j] + ahead), _MM_HINT_T0);
+        }
+        __m256 offset[GEMV_MAX_ROWS]; /* -8 x the group's x, lane-wise */
+        for (int i = 0; i < MR; i++) {
+            const float *xg = xr + i * K + g * NT_Q4_GROUP;
+            __m256 xs = _mm256_add_ps(_mm256_add_ps(_mm256_loadu_ps(xg), _mm256_loadu_ps(xg + 8)),
+                                      _mm256_add_ps(_mm256_loadu_ps(xg + 16), _mm256_loadu_ps(xg + 24)));
+            offset[i] = _mm256_mul_ps(xs, _mm256_set1_ps(-8.0f));
+        }
+        for (int j = 0; j < NR; j++) {
+            __m256 wv[4];
+            widen_q4_group(wv, rows[j] + g * Q4_GROUP_BYTES);
+            for (int i = 0; i < MR; i++) {
+                const float *xg = xr + i * K + g * NT_Q4_GROUP;
+                __m256 sum = offset[i];
+                for (int v = 0; v < 4; v++) sum = _mm256_fmadd_ps(_mm256_loadu_ps(xg + 8 * v), wv[v], sum);
+                group[i][j] = sum;
+            }
+        }
+        for (int j = 0; j < NR; j++) {
+            __m256 scale = _mm256_broadcast_ss(row_scales[j] + g);
+            for (int i = 0; i < MR; i++) acc[i][j] = _mm256_fmadd_ps(group[i][j], scale, acc[i][j]);
+        }
+    }
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++) y[(m0 + i) * N + n0 + j] = hsum(acc[i][j]);
+}
+
+#define GEMV_Q4_PASS(MR, NR)                                                                                 \
+    static void gemv_q4_pass_##MR(float *y, const float *x, const uint8_t *w, const float *scales, int64_t N, \
+                                  int64_t K, int64_t m0, int64_t n_begin, int64_t n_end) {                  \
+        int64_t n0 = n_begin;                                                                                \
+        for (; n0 + NR <= n_end; n0 += NR) gemv_q4_block(y, x, w, scales, N, K, m0, n0, MR, NR);             \
+        for (; n0 < n_end; n0++) gemv_q4_block(y, x, w, scales, N, K, m0, n0, MR, 1);                        \
+    }
+GEMV_Q4_PASS(1, 4)
+GEMV_Q4_PASS(2, 3)
+GEMV_Q4_PASS(3, 2)
+
+static void gemv_q4(float *y, const float *x, const uint8_t *w, const float *scales, int64_t M, int64_t N, int64_t K,
+                    int64_t n_begin, int64_t n_end) {
+    for (int64_t m0 = 0; m0 < M; m0 += GEMV_MAX_ROWS) {
+        int64_t rows = M - m0;
+        if (rows >= 3)
+            gemv_q4_pass_3(y, x, w, scales, N, K, m0, n_begin, n_end);
+        else if (rows == 2)
+            gemv_q4_pass_2(y, x, w, scales, N, K, m0, n_begin, n_end);
+        else
+            gemv_q4_pass_1(y, x, w, scales, N, K, m0, n_begin, n_end);
+    }
+}
+
 /* ---------------------------------------------------------------- many rows of x: packed panels
  * For prefill, where the arithmetic dominates. A panel of NR rows of w and KC of its columns is
  * converted to float32 and laid out k-major (KC, NR), then every block of MR rows of x is multiplied
@@ -279,7 +383,7 @@ static void gemm(float *y, const float *x, const void *w, const float *scales, n
 }
 
 /* The element index arithmetic below stays inside this file: the kernels are written once for every
- * dtype, and load8/load1 widen each dtype's elements in registers (int8 through its group's scale). */
+ * dtype, and load8/load1 widen each dtype's elements in registers (int8 and int4 through their group's scale). */
 static inline __attribute__((always_inline)) void matmul_avx2(float *y, const float *x, const nt_tensor *w,
                                                               nt_dtype dtype, int64_t M, int64_t n_begin,
                                                               int64_t n_end) {
@@ -307,6 +411,13 @@ static void matmul_q8_avx2(float *y, const float *x, const nt_tensor *w, int64_t
         matmul_avx2(y, x, w, NT_DTYPE_Q8, M, n_begin, n_end);
     else
         gemv_q8(y, x, w->data, w->scales, M, w->shape[0], w->shape[1], n_begin, n_end);
+}
+
+static void matmul_q4_avx2(float *y, const float *x, const nt_tensor *w, int64_t M, int64_t n_begin, int64_t n_end) {
+    if (M >= GEMM_MIN_ROWS)
+        matmul_avx2(y, x, w, NT_DTYPE_Q4, M, n_begin, n_end);
+    else
+        gemv_q4(y, x, w->data, w->scales, M, w->shape[0], w->shape[1], n_begin, n_end);
 }
 
 static float dot_avx2(const float *a, const float *b, int64_t n) {
@@ -343,6 +454,7 @@ const nt_kernels nt_kernels_avx2 = {
         [NT_DTYPE_BF16] = matmul_bf16_avx2,
         [NT_DTYPE_F16] = matmul_f16_avx2,
         [NT_DTYPE_Q8] = matmul_q8_avx2,
+        [NT_DTYPE_Q4] = matmul_q4_avx2,
     },
     .dot = dot_avx2,
     .axpy = axpy_avx2,

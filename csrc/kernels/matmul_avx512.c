@@ -1,5 +1,6 @@
 /*
- * AVX-512 (F, BW, VL, DQ) + FMA + F16C kernels, float32 activations and accumulation for every weight dtype.
+ * AVX-512 (F, BW, VL, DQ) + FMA + F16C kernels, float32 activations and accumulation for every weight dtype
+ * (int8 and int4 widened to float32 in registers).
  * This file alone is compiled with avx512_CFLAGS (csrc/sources.mk), and its set is used only when the CPU
  * reports those features and the OS saves the zmm state (kernels/dispatch.c). Built without them (another
  * architecture), the set is empty and reports itself unsupported.
@@ -30,6 +31,32 @@ static inline __m512 load16(const void *w, nt_dtype dtype, int64_t i, __mmask16 
 }
 
 static inline __mmask16 first_lanes(int64_t n) { return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1); }
+
+/* (i - 8 for i in 0..15): vpermps reads only the low 4 bits of each index, so a byte widened to 32 bits indexes
+ * this table by its low nibble, and shifted right by 4 by its high one, with no masking nor conversion. */
+static inline __m512 q4_levels(void) {
+    return _mm512_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7);
+}
+
+/* Elements [i, i + 16) of an int8 or int4 w, unscaled, in float32: whole, as i is a multiple of 16 and K of the
+ * group (int4: the low nibbles of the group's 16 bytes for its first half, the high ones for its second). */
+static inline __m512 load16_quantized(const void *w, nt_dtype dtype, int64_t i) {
+    if (dtype == NT_DTYPE_Q8)
+        return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)((const int8_t *)w + i))));
+    __m512i b = _mm512_cvtepu8_epi32(
+        _mm_loadu_si128((const __m128i *)((const uint8_t *)w + i / NT_Q4_GROUP * (NT_Q4_GROUP / 2))));
+    if (i % NT_Q4_GROUP != 0) b = _mm512_srli_epi32(b, 4);
+    return _mm512_permutexvar_ps(b, q4_levels());
+}
+
+/* load16, and for the quantized dtypes the elements times their group's scale */
+static inline __m512 load16_scaled(const void *w, const float *scales, nt_dtype dtype, int64_t i, __mmask16 mask) {
+    switch (dtype) {
+    case NT_DTYPE_Q8: return _mm512_mul_ps(load16_quantized(w, dtype, i), _mm512_set1_ps(scales[i / NT_Q8_GROUP]));
+    case NT_DTYPE_Q4: return _mm512_mul_ps(load16_quantized(w, dtype, i), _mm512_set1_ps(scales[i / NT_Q4_GROUP]));
+    default: return load16(w, dtype, i, mask);
+    }
+}
 
 /* ---------------------------------------------------------------- few rows of x: stream w once
  * For decode, where w is read from memory once per token and the arithmetic is cheap. MR rows of x
@@ -83,6 +110,101 @@ static void gemv(float *y, const float *x, const void *w, nt_dtype dtype, int64_
     }
 }
 
+/* ---------------------------------------------------------------- few rows of x, int8 and int4 weights
+ * The same streaming of w, fusing the dequantization: each group's products with its unscaled integers sum in
+ * `sum` accumulators, which join the row's with one FMA by the group's scale. Fewer w rows per pass as MR grows
+ * keep both sets of accumulators in the 32 registers. Prefetching 2 KiB ahead of each row, across into the next
+ * block of rows, as the AVX2 int8 kernel does (its comment has the measurement). Per 16 weights both dtypes cost
+ * three instructions (widen, convert or look up, FMA), which bounds decode by arithmetic rather than by memory on
+ * an AVX-512 Xeon; the activations stay float32 all the same: README "Kernels" says why not vpdpbusd (VNNI). */
+
+/* wv (group / 16) = group g of a row of int8 or int4 w, unscaled, in float32 (int4: one widening of its 16 bytes
+ * serves both halves). */
+static inline __attribute__((always_inline)) void load_group(__m512 wv[4], const void *row, nt_dtype dtype,
+                                                             int64_t g) {
+    if (dtype == NT_DTYPE_Q8) {
+        for (int v = 0; v < 4; v++) wv[v] = load16_quantized(row, dtype, g * NT_Q8_GROUP + 16 * v);
+        return;
+    }
+    const uint8_t *bytes = (const uint8_t *)row + g * (NT_Q4_GROUP / 2);
+    __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)bytes));
+    wv[0] = _mm512_permutexvar_ps(b, q4_levels());
+    wv[1] = _mm512_permutexvar_ps(_mm512_srli_epi32(b, 4), q4_levels());
+}
+
+static inline __attribute__((always_inline)) void gemv_quantized_block(float *y, const float *x, const void *w,
+                                                                       const float *scales, nt_dtype dtype,
+                                                                       int64_t N, int64_t K, int64_t m0, int64_t n0,
+                                                                       const int MR, const int NR) {
+    const int64_t group = dtype == NT_DTYPE_Q8 ? NT_Q8_GROUP : NT_Q4_GROUP, groups = K / group;
+    const int64_t group_bytes = dtype == NT_DTYPE_Q8 ? NT_Q8_GROUP : NT_Q4_GROUP / 2;
+    const int64_t row_bytes = groups * group_bytes;
+    const int vectors = (int)(group / 16); /* per group */
+    const char *rows[GEMV_W_ROWS];
+    const float *row_scales[GEMV_W_ROWS];
+    for (int j = 0; j < NR; j++) {
+        rows[j] = (const char *)w + (n0 + j) * row_bytes;
+        row_scales[j] = scales + (n0 + j) * groups;
+    }
+    __m512 acc[GEMV_MAX_ROWS][GEMV_W_ROWS], sum[GEMV_MAX_ROWS][GEMV_W_ROWS];
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++) acc[i][j] = _mm512_setzero_ps();
+    const float *xr = x + m0 * K;
+    for (int64_t g = 0; g < groups; g++) {
+        /* once a cache line: 2 KiB ahead of each row, past the row's end into the next block's rows */
+        int64_t ahead = g * group_bytes + 2048;
+        if (ahead % 64 < group_bytes) {
+            if (ahead >= row_bytes) ahead += (NR - 1) * row_bytes;
+            if (ahead < row_bytes || n0 + 2 * NR <= N)
+                for (int j = 0; j < NR; j++) _mm_prefetch(rows[j] + ahead, _MM_HINT_T0);
+        }
+        for (int j = 0; j < NR; j++) {
+            __m512 wv[4];
+            load_group(wv, rows[j], dtype, g);
+            for (int i = 0; i < MR; i++) {
+                const float *xg = xr + i * K + g * group;
+                sum[i][j] = _mm512_mul_ps(_mm512_loadu_ps(xg), wv[0]);
+                for (int v = 1; v < vectors; v++)
+                    sum[i][j] = _mm512_fmadd_ps(_mm512_loadu_ps(xg + 16 * v), wv[v], sum[i][j]);
+            }
+        }
+        for (int j = 0; j < NR; j++) {
+            __m512 scale = _mm512_set1_ps(row_scales[j][g]);
+            for (int i = 0; i < MR; i++) acc[i][j] = _mm512_fmadd_ps(sum[i][j], scale, acc[i][j]);
+        }
+    }
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++) y[(m0 + i) * N + n0 + j] = _mm512_reduce_add_ps(acc[i][j]);
+}
+
+/* Instantiates gemv_quantized_block for one dtype (a constant, so that the group's loop unrolls) and the row counts
+ * of one pass: MR x rows against NR w rows, then the tail. */
+#define GEMV_QUANTIZED_PASS(NAME, DTYPE, MR, NR)                                                              \
+    static void gemv_##NAME##_pass_##MR(float *y, const float *x, const void *w, const float *scales, int64_t N, \
+                                        int64_t K, int64_t m0, int64_t n_begin, int64_t n_end) {              \
+        int64_t n0 = n_begin;                                                                                 \
+        for (; n0 + NR <= n_end; n0 += NR) gemv_quantized_block(y, x, w, scales, DTYPE, N, K, m0, n0, MR, NR); \
+        for (; n0 < n_end; n0++) gemv_quantized_block(y, x, w, scales, DTYPE, N, K, m0, n0, MR, 1);           \
+    }
+#define GEMV_QUANTIZED(NAME, DTYPE)                                                                           \
+    GEMV_QUANTIZED_PASS(NAME, DTYPE, 1, 4)                                                                    \
+    GEMV_QUANTIZED_PASS(NAME, DTYPE, 2, 4)                                                                    \
+    GEMV_QUANTIZED_PASS(NAME, DTYPE, 3, 3)                                                                    \
+    GEMV_QUANTIZED_PASS(NAME, DTYPE, 4, 2)                                                                    \
+    static void gemv_##NAME(float *y, const float *x, const void *w, const float *scales, int64_t M, int64_t N, \
+                            int64_t K, int64_t n_begin, int64_t n_end) {                                      \
+        for (int64_t m0 = 0; m0 < M; m0 += GEMV_MAX_ROWS) {                                                   \
+            switch (M - m0) {                                                                                 \
+            case 1: gemv_##NAME##_pass_1(y, x, w, scales, N, K, m0, n_begin, n_end); break;                   \
+            case 2: gemv_##NAME##_pass_2(y, x, w, scales, N, K, m0, n_begin, n_end); break;                   \
+            case 3: gemv_##NAME##_pass_3(y, x, w, scales, N, K, m0, n_begin, n_end); break;                   \
+            default: gemv_##NAME##_pass_4(y, x, w, scales, N, K, m0, n_begin, n_end); break;                  \
+            }                                                                                                 \
+        }                                                                                                     \
+    }
+GEMV_QUANTIZED(q8, NT_DTYPE_Q8)
+GEMV_QUANTIZED(q4, NT_DTYPE_Q4)
+
 /* ---------------------------------------------------------------- many rows of x: packed panels
  * For prefill, where the arithmetic dominates. A panel of PANEL_NR rows of w and PANEL_KC of its columns
  * is converted to float32 and laid out k-major (KC, NR); every block of PANEL_MR
@@ -127,14 +249,15 @@ static inline void transpose16(__m512 r[16]) {
 /* panel (kc, PANEL_NR) = w rows n0..n0+nr-1, columns k0..k0+kc-1, in float32; rows past nr are zero.
  * Blocks of 16 rows by 16 columns go through a transpose in registers; the last partial one is read
  * through a mask. */
-static void pack_panel(float *panel, const void *w, nt_dtype dtype, int64_t K, int64_t n0, int64_t nr, int64_t k0,
-                       int64_t kc) {
+static void pack_panel(float *panel, const void *w, const float *scales, nt_dtype dtype, int64_t K, int64_t n0,
+                       int64_t nr, int64_t k0, int64_t kc) {
     for (int64_t j0 = 0; j0 < PANEL_NR; j0 += 16)
         for (int64_t k = 0; k < kc; k += 16) {
             __mmask16 mask = first_lanes(kc - k);
             __m512 r[16];
             for (int64_t j = 0; j < 16; j++)
-                r[j] = j0 + j < nr ? load16(w, dtype, (n0 + j0 + j) * K + k0 + k, mask) : _mm512_setzero_ps();
+                r[j] = j0 + j < nr ? load16_scaled(w, scales, dtype, (n0 + j0 + j) * K + k0 + k, mask)
+                                   : _mm512_setzero_ps();
             transpose16(r);
             for (int64_t t = 0; t < 16 && k + t < kc; t++) _mm512_store_ps(panel + (k + t) * PANEL_NR + j0, r[t]);
         }
@@ -181,8 +304,8 @@ static void panel_block(float *y, int64_t N, const float *xp, const float *panel
 }
 
 /* Returns 0 without memory for its buffers (the caller then uses the row kernels, which need none). */
-static int gemm(float *y, const float *x, const void *w, nt_dtype dtype, int64_t M, int64_t N, int64_t K,
-                int64_t n_begin, int64_t n_end) {
+static int gemm(float *y, const float *x, const void *w, const float *scales, nt_dtype dtype, int64_t M, int64_t N,
+                int64_t K, int64_t n_begin, int64_t n_end) {
     /* panel (PANEL_KC, PANEL_NR), then the x block (ROWS_MC / PANEL_MR, PANEL_KC, PANEL_MR) */
     float *panel = aligned_alloc(64, sizeof(float) * PANEL_KC * (PANEL_NR + ROWS_MC));
     if (panel == NULL) return 0;
@@ -197,7 +320,7 @@ static int gemm(float *y, const float *x, const void *w, nt_dtype dtype, int64_t
             }
             for (int64_t n0 = n_begin; n0 < n_end; n0 += PANEL_NR) {
                 int64_t nr = n_end - n0 < PANEL_NR ? n_end - n0 : PANEL_NR;
-                pack_panel(panel, w, dtype, K, n0, nr, k0, kc);
+                pack_panel(panel, w, scales, dtype, K, n0, nr, k0, kc);
                 for (int64_t m0 = mc0; m0 < mc_end; m0 += PANEL_MR) {
                     int64_t mr = mc_end - m0 < PANEL_MR ? mc_end - m0 : PANEL_MR;
                     panel_block(y + m0 * N + n0, N, rows + (m0 - mc0) * kc, panel, kc, mr, nr, k0 > 0);
@@ -210,13 +333,35 @@ static int gemm(float *y, const float *x, const void *w, nt_dtype dtype, int64_t
 }
 
 /* The element index arithmetic below stays inside this file: the kernels are written once for every
- * float dtype, and load16 widens each dtype's elements in registers. */
+ * dtype, and load16 (load16_scaled) widens each dtype's elements in registers. */
 static inline __attribute__((always_inline)) void matmul_avx512(float *y, const float *x, const nt_tensor *w,
                                                                 nt_dtype dtype, int64_t M, int64_t n_begin,
                                                                 int64_t n_end) {
     int64_t N = w->shape[0], K = w->shape[1];
-    if (M < GEMM_MIN_ROWS || !gemm(y, x, w->data, dtype, M, N, K, n_begin, n_end))
+    if (M < GEMM_MIN_ROWS || !gemm(y, x, w->data, w->scales, dtype, M, N, K, n_begin, n_end))
         gemv(y, x, w->data, dtype, M, N, K, n_begin, n_end);
+}
+
+/* the quantized dtypes: the packed panels of dequantized weights for prefill, the fused row kernels below */
+static inline __attribute__((always_inline)) void matmul_quantized_avx512(float *y, const float *x,
+                                                                          const nt_tensor *w, nt_dtype dtype,
+                                                                          int64_t M, int64_t n_begin, int64_t n_end) {
+    int64_t N = w->shape[0], K = w->shape[1];
+    if (M >= GEMM_MIN_ROWS && gemm(y, x, w->data, w->scales, dtype, M, N, K, n_begin, n_end)) return;
+    if (dtype == NT_DTYPE_Q8)
+        gemv_q8(y, x, w->data, w->scales, M, N, K, n_begin, n_end);
+    else
+        gemv_q4(y, x, w->data, w->scales, M, N, K, n_begin, n_end);
+}
+
+static void matmul_q8_avx512(float *y, const float *x, const nt_tensor *w, int64_t M, int64_t n_begin,
+                             int64_t n_end) {
+    matmul_quantized_avx512(y, x, w, NT_DTYPE_Q8, M, n_begin, n_end);
+}
+
+static void matmul_q4_avx512(float *y, const float *x, const nt_tensor *w, int64_t M, int64_t n_begin,
+                             int64_t n_end) {
+    matmul_quantized_avx512(y, x, w, NT_DTYPE_Q4, M, n_begin, n_end);
 }
 
 static void matmul_f32_avx512(float *y, const float *x, const nt_tensor *w, int64_t M, int64_t n_begin,
@@ -279,6 +424,8 @@ const nt_kernels nt_kernels_avx512 = {
         [NT_DTYPE_F32] = matmul_f32_avx512,
         [NT_DTYPE_BF16] = matmul_bf16_avx512,
         [NT_DTYPE_F16] = matmul_f16_avx512,
+        [NT_DTYPE_Q8] = matmul_q8_avx512,
+        [NT_DTYPE_Q4] = matmul_q4_avx512,
     },
     .dot = dot_avx512,
     .axpy = axpy_avx512,

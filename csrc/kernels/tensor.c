@@ -52,6 +52,17 @@ static void q8_to_f32(float *out, const void *src, const float *scales, int64_t 
     for (int64_t i = 0; i < n; i++) out[i] = (float)s[i] * scales[i / NT_Q8_GROUP];
 }
 
+/* n is whole groups of 16 bytes: the low nibbles are the group's first 16 elements, the high ones the next 16 */
+static void q4_to_f32(float *out, const void *src, const float *scales, int64_t n) {
+    const uint8_t *s = src;
+    for (int64_t g = 0; g < n / NT_Q4_GROUP; g++)
+        for (int j = 0; j < NT_Q4_GROUP / 2; j++) {
+            uint8_t byte = s[g * NT_Q4_GROUP / 2 + j];
+            out[g * NT_Q4_GROUP + j] = (float)((byte & 15) - 8) * scales[g];
+            out[g * NT_Q4_GROUP + j + NT_Q4_GROUP / 2] = (float)((byte >> 4) - 8) * scales[g];
+        }
+}
+
 /* ---------------------------------------------------------------- the dtype table */
 
 static const struct {
@@ -62,6 +73,7 @@ static const struct {
     [NT_DTYPE_BF16] = {{"bfloat16", 1, 2, 0}, bf16_to_f32},
     [NT_DTYPE_F16] = {{"float16", 1, 2, 0}, f16_to_f32},
     [NT_DTYPE_Q8] = {{"int8", NT_Q8_GROUP, NT_Q8_GROUP, 1}, q8_to_f32},
+    [NT_DTYPE_Q4] = {{"int4", NT_Q4_GROUP, NT_Q4_GROUP / 2, 1}, q4_to_f32},
 };
 
 const nt_dtype_info *nt_dtype_get(nt_dtype dtype) {

@@ -56,23 +56,24 @@ static void check_close(const char *what, const float *got, const float *want, i
     }
 }
 
-/* scales: those of an int8 matrix, ignored for the other dtypes */
+/* scales: those of a quantized matrix, ignored for the other dtypes */
 static nt_tensor matrix(const void *data, const float *scales, nt_dtype dtype, int64_t N, int64_t K) {
     nt_tensor t = {.data = data, .dtype = dtype, .ndim = 2, .shape = {N, K}};
     t.nbytes = (size_t)nt_dtype_bytes(dtype, N * K);
+    int64_t group = nt_dtype_get(dtype)->block_size;
     if (nt_dtype_get(dtype)->scaled) {
         t.scales = scales;
-        t.group_size = NT_Q8_GROUP;
-        t.scales_nbytes = (size_t)(N * K / NT_Q8_GROUP) * sizeof(float);
+        t.group_size = group;
+        t.scales_nbytes = (size_t)(N * K / group) * sizeof(float);
     }
     return t;
 }
 
-/* An int8 matrix (N, K) and its scales from float weights, by the reference quantizer. */
-static void quantize(int8_t *q, float *scales, const float *w, int64_t N, int64_t K) {
+/* A quantized matrix (N, K) and its scales from float weights, by the reference quantizer. */
+static void quantize(void *q, float *scales, nt_dtype dtype, const float *w, int64_t N, int64_t K) {
     nt_tensor src = matrix(w, NULL, NT_DTYPE_F32, N, K);
     nt_error err;
-    if (nt_quantize_q8_naive(q, scales, &err, &src) != NT_OK) {
+    if (nt_quantize_naive(q, scales, &err, dtype, &src) != NT_OK) {
         fprintf(stderr, "FAIL quantize: %s\n", err.message);
         failures++;
     }
@@ -90,7 +91,9 @@ static void test_matmul_shapes(const nt_kernels *kernels, const int64_t *Ms, siz
                 float *x = malloc(sizeof(float) * M * K), *wf = malloc(sizeof(float) * N * K);
                 uint16_t *wb = malloc(2 * N * K), *wh = malloc(2 * N * K);
                 int8_t *wq = malloc(N * K);
+                uint8_t *w4 = malloc(N * K / 2 + 1);
                 float *scales = malloc(sizeof(float) * (N * K / NT_Q8_GROUP + 1));
+                float *scales4 = malloc(sizeof(float) * (N * K / NT_Q4_GROUP + 1));
                 float *want = malloc(sizeof(float) * M * N), *got = malloc(sizeof(float) * M * N);
                 for (int64_t i = 0; i < M * K; i++) x[i] = random_float();
                 for (int64_t i = 0; i < N * K; i++) {
@@ -98,11 +101,13 @@ static void test_matmul_shapes(const nt_kernels *kernels, const int64_t *Ms, siz
                     wb[i] = to_bf16(wf[i]);
                     wh[i] = to_f16(wf[i]);
                 }
-                if (K % NT_Q8_GROUP == 0) quantize(wq, scales, wf, N, K);
-                const void *weights[NT_DTYPE_COUNT] = {wf, wb, wh, wq};
+                if (K % NT_Q8_GROUP == 0) quantize(wq, scales, NT_DTYPE_Q8, wf, N, K);
+                if (K % NT_Q4_GROUP == 0) quantize(w4, scales4, NT_DTYPE_Q4, wf, N, K);
+                const void *weights[NT_DTYPE_COUNT] = {wf, wb, wh, wq, w4};
+                const float *scales_of[NT_DTYPE_COUNT] = {[NT_DTYPE_Q8] = scales, [NT_DTYPE_Q4] = scales4};
                 for (int d = 0; d < NT_DTYPE_COUNT; d++) {
                     if (kernels->matmul[d] == NULL || K % nt_dtype_get((nt_dtype)d)->block_size != 0) continue;
-                    nt_tensor w = matrix(weights[d], scales, (nt_dtype)d, N, K);
+                    nt_tensor w = matrix(weights[d], scales_of[d], (nt_dtype)d, N, K);
                     char what[128];
                     snprintf(what, sizeof what, "%s matmul %s M=%lld N=%lld K=%lld", kernels->name,
                              nt_dtype_name((nt_dtype)d), (long long)M, (long long)N, (long long)K);
@@ -119,7 +124,8 @@ static void test_matmul_shapes(const nt_kernels *kernels, const int64_t *Ms, siz
                     for (int64_t m = 0; m < M; m++)
                         check_close(what, got + m * (N - v0), want + m * N + v0, N - v0, 1e-5f * (float)K);
                 }
-                free(x), free(wf), free(wb), free(wh), free(wq), free(scales), free(want), free(got);
+                free(x), free(wf), free(wb), free(wh), free(wq), free(w4), free(scales), free(scales4);
+                free(want), free(got);
             }
 }
 
@@ -129,10 +135,11 @@ static void test_matmul_shapes(const nt_kernels *kernels, const int64_t *Ms, siz
 static void test_matmul(const nt_kernels *kernels) {
     static const int64_t Ms[] = {1, 2, 3, 4, 5, 7, 8, 9, 10, 11, 13, 20};
     static const int64_t Ns[] = {1, 3, 4, 5, 17, 33, 50};
-    /* int8 rows are whole groups of 64: it runs on the multiples, 4160 being more than a portable span */
-    static const int64_t Ks[] = {1, 7, 8, 9, 16, 31, 64, 192, 513, 1100, 1088, 4160};
+    /* int8 rows are whole groups of 64, int4 rows of 32: they run on the multiples (int4 also on 32, 96 and 544,
+     * no multiples of 64), 4160 being more than a portable span */
+    static const int64_t Ks[] = {1, 7, 8, 9, 16, 31, 32, 64, 96, 192, 513, 544, 1100, 1088, 4160};
     test_matmul_shapes(kernels, Ms, COUNT(Ms), Ns, COUNT(Ns), Ks, COUNT(Ks));
-    static const int64_t many_Ms[] = {129, 270}, many_Ns[] = {50, 100}, many_Ks[] = {7, 1100};
+    static const int64_t many_Ms[] = {129, 270}, many_Ns[] = {50, 100}, many_Ks[] = {7, 1088, 1100};
     test_matmul_shapes(kernels, many_Ms, COUNT(many_Ms), many_Ns, COUNT(many_Ns), many_Ks, COUNT(many_Ks));
 }
 
@@ -242,10 +249,49 @@ static void test_q8_seam(void) {
     expect_refused("a negative shape", &t);
 }
 
-/* The threaded quantizer against the reference bit for bit, from every float dtype; the rule on chosen values. */
-static void test_quantize(nt_threadpool *pool) {
+/* int4 rows through the seam: byte j of a group holds element j (low nibble) and j + 16 (high), each as q + 8 */
+static void test_q4_seam(void) {
+    enum { N = 3, K = 2 * NT_Q4_GROUP };
+    uint8_t q[N * K / 2];
+    float scales[N * K / NT_Q4_GROUP], want[K], got[K];
+    for (int i = 0; i < N * K / 2; i++) q[i] = (uint8_t)(i * 37 + 11);
+    for (int i = 0; i < N * K / NT_Q4_GROUP; i++) scales[i] = 0.25f - (float)i;
+    nt_tensor w = matrix(q, scales, NT_DTYPE_Q4, N, K);
+    for (int g = 0; g < K / NT_Q4_GROUP; g++)
+        for (int j = 0; j < NT_Q4_GROUP / 2; j++) {
+            uint8_t byte = q[2 * K / 2 + g * NT_Q4_GROUP / 2 + j];
+            float scale = scales[2 * (K / NT_Q4_GROUP) + g];
+            want[g * NT_Q4_GROUP + j] = (float)((int)(byte & 15) - 8) * scale;
+            want[g * NT_Q4_GROUP + NT_Q4_GROUP / 2 + j] = (float)((int)(byte >> 4) - 8) * scale;
+        }
+    nt_tensor_row_to_f32(got, &w, 2);
+    check_close("int4 row_to_f32", got, want, K, 0.0f);
+    nt_tensor_span_to_f32(got, &w, 2, NT_Q4_GROUP, NT_Q4_GROUP);
+    check_close("int4 span_to_f32", got, want + NT_Q4_GROUP, NT_Q4_GROUP, 0.0f);
+    nt_tensor rows = nt_tensor_rows(&w, 2, 1);
+    nt_tensor_row_to_f32(got, &rows, 0);
+    check_close("int4 rows view", got, want, K, 0.0f);
+    nt_error err;
+    if (nt_tensor_check_storage(&err, &w, "w") != NT_OK || nt_dtype_bytes(NT_DTYPE_Q4, 3 * NT_Q4_GROUP) != 48 ||
+        nt_dtype_bytes(NT_DTYPE_Q4, 48) != -1) {
+        fprintf(stderr, "FAIL int4 storage: a valid tensor refused, or its bytes miscounted\n");
+        failures++;
+    }
+    nt_tensor t = w;
+    t.group_size = NT_Q8_GROUP;
+    expect_refused("int4 with int8's group size", &t);
+    t = w;
+    t.nbytes = N * K;
+    expect_refused("int4 with a byte per element", &t);
+    t = matrix(q, scales, NT_DTYPE_Q4, 1, NT_Q4_GROUP + 16);
+    t.nbytes = (NT_Q4_GROUP + 16) / 2;
+    expect_refused("int4 rows that are not whole groups", &t);
+}
+
+/* The threaded quantizer against the reference bit for bit, to each quantized dtype from every float dtype. */
+static void test_quantize_matches_naive(nt_threadpool *pool) {
     enum { N = 37, K = 5 * NT_Q8_GROUP };
-    static float wf[N * K], scales[N * K / NT_Q8_GROUP], want_scales[N * K / NT_Q8_GROUP];
+    static float wf[N * K], scales[N * K / NT_Q4_GROUP], want_scales[N * K / NT_Q4_GROUP];
     static uint16_t wb[N * K], wh[N * K];
     static int8_t q[N * K], want_q[N * K];
     for (int i = 0; i < N * K; i++) {
@@ -254,57 +300,115 @@ static void test_quantize(nt_threadpool *pool) {
         wh[i] = to_f16(wf[i] / 8.0f);
     }
     const void *sources[] = {wf, wb, wh};
+    static const nt_dtype targets[] = {NT_DTYPE_Q8, NT_DTYPE_Q4};
     nt_error err;
-    for (int d = 0; d < 3; d++) {
-        nt_tensor src = matrix(sources[d], NULL, (nt_dtype)d, N, K);
-        memset(q, 0x55, sizeof q);
-        nt_status a = nt_quantize_q8_naive(want_q, want_scales, &err, &src);
-        nt_status b = nt_quantize_q8(q, scales, &err, &src, pool);
-        if (a != NT_OK || b != NT_OK || memcmp(q, want_q, sizeof q) != 0 ||
-            memcmp(scales, want_scales, sizeof scales) != 0) {
-            fprintf(stderr, "FAIL quantize %s: threaded and naive differ\n", nt_dtype_name((nt_dtype)d));
-            failures++;
+    for (size_t t = 0; t < COUNT(targets); t++)
+        for (int d = 0; d < 3; d++) {
+            nt_tensor src = matrix(sources[d], NULL, (nt_dtype)d, N, K);
+            memset(q, 0x55, sizeof q);
+            memset(scales, 0x55, sizeof scales);
+            memset(want_q, 0x55, sizeof want_q);
+            memset(want_scales, 0x55, sizeof want_scales);
+            nt_status a = nt_quantize_naive(want_q, want_scales, &err, targets[t], &src);
+            nt_status b = nt_quantize(q, scales, &err, targets[t], &src, pool);
+            if (a != NT_OK || b != NT_OK || memcmp(q, want_q, sizeof q) != 0 ||
+                memcmp(scales, want_scales, sizeof scales) != 0) {
+                fprintf(stderr, "FAIL quantize %s to %s: threaded and naive differ\n", nt_dtype_name((nt_dtype)d),
+                        nt_dtype_name(targets[t]));
+                failures++;
+            }
         }
-    }
-    if (scales[K / NT_Q8_GROUP] != 0.0f || q[K] != 0 || q[K + NT_Q8_GROUP - 1] != 0) {
-        fprintf(stderr, "FAIL quantize: a group of zeros\n");
+    /* the int4 data of the last run: row 1's first group is zeros: scale +0, every nibble 8 */
+    if (scales[K / NT_Q4_GROUP] != 0.0f || signbit(scales[K / NT_Q4_GROUP]) || (uint8_t)q[K / 2] != 0x88 ||
+        (uint8_t)q[K / 2 + NT_Q4_GROUP / 2 - 1] != 0x88) {
+        fprintf(stderr, "FAIL quantize: an int4 group of zeros\n");
         failures++;
     }
+}
 
+/* The int8 rule on chosen values, and what nt_quantize refuses. */
+static void test_quantize_q8(nt_threadpool *pool) {
+    enum { N = 37, K = 5 * NT_Q8_GROUP };
+    static float wf[N * K], scales[N * K / NT_Q8_GROUP];
+    static int8_t q[N * K];
+    for (int i = 0; i < N * K; i++) wf[i] = random_float();
+    nt_error err;
     /* max |w| = 127 gives scale 1: ties go to even, the extremes to +-127 */
     float g[NT_Q8_GROUP] = {127.0f, -127.0f, 2.5f, 3.5f, -2.5f, -0.5f, 0.5f, 1.49f, 126.6f};
     static const int8_t g_want[] = {127, -127, 2, 4, -2, 0, 0, 1, 127};
     int8_t gq[NT_Q8_GROUP];
     float gscale;
     nt_tensor one = matrix(g, NULL, NT_DTYPE_F32, 1, NT_Q8_GROUP);
-    if (nt_quantize_q8(gq, &gscale, &err, &one, NULL) != NT_OK || gscale != 1.0f ||
+    if (nt_quantize(gq, &gscale, &err, NT_DTYPE_Q8, &one, NULL) != NT_OK || gscale != 1.0f ||
         memcmp(gq, g_want, sizeof g_want) != 0) {
         fprintf(stderr, "FAIL quantize: the rounding rule\n");
         failures++;
     }
     /* a subnormal group: the scale loses precision, the values stay clamped in range */
     for (int k = 0; k < NT_Q8_GROUP; k++) g[k] = ldexpf((float)(k % 2 ? 190 : -190), -149);
-    if (nt_quantize_q8(gq, &gscale, &err, &one, NULL) != NT_OK || gq[0] != -127 || gq[1] != 127) {
+    if (nt_quantize(gq, &gscale, &err, NT_DTYPE_Q8, &one, NULL) != NT_OK || gq[0] != -127 || gq[1] != 127) {
         fprintf(stderr, "FAIL quantize: a subnormal group (scale %g, q %d %d)\n", gscale, gq[0], gq[1]);
         failures++;
     }
     /* what it refuses */
     g[3] = NAN;
-    nt_status refused[4];
-    refused[0] = nt_quantize_q8(gq, &gscale, &err, &one, NULL);
+    nt_status refused[5];
+    refused[0] = nt_quantize(gq, &gscale, &err, NT_DTYPE_Q8, &one, NULL);
     wf[5 * K + 7] = INFINITY;
     nt_tensor src = matrix(wf, NULL, NT_DTYPE_F32, N, K);
-    refused[1] = nt_quantize_q8(q, scales, &err, &src, pool);
+    refused[1] = nt_quantize(q, scales, &err, NT_DTYPE_Q8, &src, pool);
     int row_named = strstr(err.message, "row 5 ") != NULL;
     src = matrix(wf, NULL, NT_DTYPE_F32, 1, NT_Q8_GROUP + 8);
-    refused[2] = nt_quantize_q8(q, scales, &err, &src, pool);
+    refused[2] = nt_quantize(q, scales, &err, NT_DTYPE_Q8, &src, pool);
     src = matrix(q, scales, NT_DTYPE_Q8, 1, NT_Q8_GROUP);
-    refused[3] = nt_quantize_q8(q, scales, &err, &src, pool);
-    for (int i = 0; i < 4; i++)
+    refused[3] = nt_quantize(q, scales, &err, NT_DTYPE_Q8, &src, pool);
+    src = matrix(wf, NULL, NT_DTYPE_F32, 1, NT_Q8_GROUP);
+    refused[4] = nt_quantize(q, scales, &err, NT_DTYPE_BF16, &src, pool);
+    for (int i = 0; i < 5; i++)
         if (refused[i] != NT_ERROR_INVALID_ARGUMENT || !row_named) {
             fprintf(stderr, "FAIL quantize: refusal %d (%s)\n", i, err.message);
             failures++;
         }
+}
+
+/* The int4 rule on chosen values: the weight of largest magnitude m maps to -8 (scale m / -8), ties to even,
+ * -m clamps to 7, a subnormal group stays in range; a width of 48 is refused. */
+static void test_quantize_q4(void) {
+    enum { HALF = NT_Q4_GROUP / 2 };
+    float g[NT_Q4_GROUP] = {0};
+    static const float values[] = {-16.0f, 16.0f, 5.0f, 7.0f, -5.0f, -1.0f, 1.0f, 2.98f, 14.0f, 3.0f, -3.0f};
+    static const int want[] = {-8, 7, 2, 4, -2, 0, 0, 1, 7, 2, -2}; /* m = -16 first: scale 2 */
+    memcpy(g + 2, values, sizeof values); /* elements 2.. in the low nibbles */
+    g[HALF + 1] = 9.0f;                   /* 4.5: ties to 4 */
+    uint8_t gq[HALF];
+    float gscale;
+    nt_error err;
+    nt_tensor one = matrix(g, NULL, NT_DTYPE_F32, 1, NT_Q4_GROUP);
+    int ok = nt_quantize(gq, &gscale, &err, NT_DTYPE_Q4, &one, NULL) == NT_OK && gscale == 2.0f &&
+             (gq[0] & 15) == 8 && (gq[HALF - 1] >> 4) == 8 && (gq[1] >> 4) == 8 + 4;
+    for (size_t i = 0; i < COUNT(want); i++) ok &= (gq[2 + i] & 15) == want[i] + 8;
+    if (!ok) {
+        fprintf(stderr, "FAIL quantize int4: the rounding rule (scale %g)\n", gscale);
+        failures++;
+    }
+    g[2] = 16.0f, g[3] = -16.0f; /* now m = +16 is first: scale -2, +16 -> -8 and -16 -> 7 */
+    if (nt_quantize(gq, &gscale, &err, NT_DTYPE_Q4, &one, NULL) != NT_OK || gscale != -2.0f || (gq[2] & 15) != 0 ||
+        (gq[3] & 15) != 15) {
+        fprintf(stderr, "FAIL quantize int4: the sign of the scale (scale %g)\n", gscale);
+        failures++;
+    }
+    for (int k = 0; k < NT_Q4_GROUP; k++) g[k] = ldexpf((float)(k % 2 ? 30 : -29), -149);
+    /* m = 30 x 2^-149, scale -3.75 x 2^-149 rounds to -4 x 2^-149: 30 -> -7.5 -> -8, -29 -> 7.25 -> 7 */
+    if (nt_quantize(gq, &gscale, &err, NT_DTYPE_Q4, &one, NULL) != NT_OK || gq[0] != 0xff || gq[1] != 0x00) {
+        fprintf(stderr, "FAIL quantize int4: a subnormal group (scale %g, q %d)\n", gscale, gq[0] & 15);
+        failures++;
+    }
+    nt_tensor odd = matrix(g, NULL, NT_DTYPE_F32, 1, 48);
+    if (nt_quantize(gq, &gscale, &err, NT_DTYPE_Q4, &odd, NULL) != NT_ERROR_INVALID_ARGUMENT ||
+        strstr(err.message, "group size 32") == NULL) {
+        fprintf(stderr, "FAIL quantize int4: a width of 48 accepted (%s)\n", err.message);
+        failures++;
+    }
 }
 
 static void test_dot_axpy(const nt_kernels *kernels) {
@@ -403,6 +507,7 @@ int main(void) {
     test_half_conversion();
     test_tensor_seam();
     test_q8_seam();
+    test_q4_seam();
     /* every kernel set this CPU runs, against the naive reference */
     for (int i = 0; i < nt_kernel_set_count; i++) {
         const nt_kernels *set = nt_kernel_sets[i];
@@ -437,7 +542,9 @@ int main(void) {
     test_threadpool();
     nt_threadpool *pool;
     if (nt_threadpool_create(&pool, &err, 3) == NT_OK) {
-        test_quantize(pool);
+        test_quantize_matches_naive(pool);
+        test_quantize_q8(pool);
+        test_quantize_q4();
         nt_threadpool_free(pool);
     }
     printf("%s: %d failure(s)\n", failures ? "FAILED" : "ok", failures);

@@ -16,7 +16,7 @@ static void release_views(ModelObject *self) {
 
 /* Model(config: dict, tensors: list[(buffer | None, dtype_code, shape[, scales])], kernels: str, num_threads: int)
  * config holds the nt_config fields by name (_core.CONFIG_FIELDS), inv_freq as a float32 buffer. A dtype whose
- * DTYPE_INFO line is `scaled` (int8) takes its float32 scales (rows, cols / block_size) as a fourth item. */
+ * DTYPE_INFO line is `scaled` (int8, int4) takes its float32 scales (rows, cols / block_size) as a fourth item. */
 static int Model_init(ModelObject *self, PyObject *args, PyObject *kwargs) {
     static char *keywords[] = {"config", "tensors", "kernels", "num_threads", NULL};
     PyObject *config, *tensors;

@@ -39,34 +39,43 @@ static int add_dtypes(PyObject *module) {
     return ok ? 0 : -1;
 }
 
-/* quantize_int8(data int8 (N, K), scales float32 (N, K / block_size), weights, dtype_code, shape (N, K),
- *               num_threads=0)
- * Quantizes weights (a buffer of shape x dtype_code, float32, bfloat16 or float16) into the caller's data and
- * scales (see nt_quantize_q8). */
-static PyObject *quantize_int8(PyObject *module, PyObject *args, PyObject *kwargs) {
-    static char *keywords[] = {"data", "scales", "weights", "dtype_code", "shape", "num_threads", NULL};
+/* quantize(data, scales float32 (N, K / block_size), weights, weights_code, shape (N, K), dtype_code,
+ *          num_threads=0)
+ * Quantizes weights (a buffer of shape x weights_code: float32, bfloat16 or float16) to dtype_code into the
+ * caller's data (int8 (N, K) for int8, uint8 (N, K / 2) for int4: the table's bytes of a row) and scales (see
+ * nt_quantize). */
+static PyObject *quantize(PyObject *module, PyObject *args, PyObject *kwargs) {
+    static char *keywords[] = {"data", "scales", "weights", "weights_code", "shape", "dtype_code", "num_threads",
+                               NULL};
     PyObject *data, *scales, *weights;
-    int dtype, num_threads = 0;
+    int weights_code, dtype, num_threads = 0;
     long long N, K;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOi(LL)|i:quantize_int8", keywords, &data, &scales, &weights,
-                                     &dtype, &N, &K, &num_threads))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOi(LL)i|i:quantize", keywords, &data, &scales, &weights,
+                                     &weights_code, &N, &K, &dtype, &num_threads))
         return NULL;
+    const nt_dtype_info *info = nt_dtype_get((nt_dtype)dtype);
+    if (info == NULL || !info->scaled) {
+        PyErr_Format(PyExc_ValueError, "dtype code %d is not a quantized dtype", dtype);
+        return NULL;
+    }
     Py_buffer views[3]; /* data, scales, weights */
     memset(views, 0, sizeof views);
-    /* a width that is not whole groups gets the core's message rather than a shape mismatch of the scales */
-    nt_py_array data_spec = {"data", 'b', 2, NT_PY_WRITABLE, {N, K}};
-    nt_py_array scales_spec = {"scales", 'f', 2, NT_PY_WRITABLE, {N, K % NT_Q8_GROUP == 0 ? K / NT_Q8_GROUP : -1}};
+    /* a width that is not whole groups gets the core's message rather than a shape mismatch */
+    long long groups = K >= 0 && K % info->block_size == 0 ? K / info->block_size : -1;
+    nt_py_array data_spec = {"data", dtype == NT_DTYPE_Q8 ? 'b' : 'B', 2, NT_PY_WRITABLE,
+                             {N, groups < 0 ? -1 : groups * (long long)info->block_bytes}};
+    nt_py_array scales_spec = {"scales", 'f', 2, NT_PY_WRITABLE, {N, groups}};
     nt_threadpool *pool = NULL;
     nt_error err = {0};
     nt_status status = NT_OK;
     if (nt_py_get_array(data, &views[0], &data_spec) < 0 || nt_py_get_array(scales, &views[1], &scales_spec) < 0)
         goto done;
     if (PyObject_GetBuffer(weights, &views[2], PyBUF_C_CONTIGUOUS) != 0) goto done;
-    nt_tensor src = {.data = views[2].buf, .dtype = (nt_dtype)dtype, .ndim = 2, .shape = {N, K},
+    nt_tensor src = {.data = views[2].buf, .dtype = (nt_dtype)weights_code, .ndim = 2, .shape = {N, K},
                      .nbytes = (size_t)views[2].len};
     Py_BEGIN_ALLOW_THREADS
     status = nt_threadpool_create(&pool, &err, num_threads);
-    if (status == NT_OK) status = nt_quantize_q8(views[0].buf, views[1].buf, &err, &src, pool);
+    if (status == NT_OK) status = nt_quantize(views[0].buf, views[1].buf, &err, (nt_dtype)dtype, &src, pool);
     nt_threadpool_free(pool);
     Py_END_ALLOW_THREADS
     if (status != NT_OK) nt_py_raise(&err);
@@ -76,8 +85,8 @@ done:
 }
 
 static PyMethodDef module_methods[] = {
-    {"quantize_int8", (PyCFunction)(void (*)(void))quantize_int8, METH_VARARGS | METH_KEYWORDS,
-     "Quantizes float weights to int8 with per-group scales, into caller-allocated arrays."},
+    {"quantize", (PyCFunction)(void (*)(void))quantize, METH_VARARGS | METH_KEYWORDS,
+     "Quantizes float weights to a quantized dtype with per-group scales, into caller-allocated arrays."},
     {NULL},
 };
 

@@ -61,6 +61,22 @@ def check_quantization_config(config):
         raise QuantizationConfigError(f"config.json's quantization_config has unknown key(s) {', '.join(extra)}")
 
 
+class QuantizedWeight(tuple):
+    """(values, scales) of a quantized matrix: values (N, K) int8, or (N, K / 2) uint8 for int4 (two per byte, see
+    NT_Q4_GROUP in csrc/nemotron.h); scales (N, K / block) float32. shape, size and nbytes are those of the
+    matrix it stands for and of the bytes it holds, as a NumPy array's."""
+
+    def __new__(cls, values, scales, shape):
+        weight = super().__new__(cls, (values, scales))
+        weight.shape = tuple(shape)
+        return weight
+
+    values = property(lambda self: self[0])
+    scales = property(lambda self: self[1])
+    size = property(lambda self: int(np.prod(self.shape)))
+    nbytes = property(lambda self: self[0].nbytes + self[1].nbytes)
+
+
 class QuantizedTensor:
     """An int8 weight read from a checkpoint: its values (StoredTensor I8) and scales (StoredTensor F32)."""
 
@@ -73,18 +89,19 @@ class QuantizedTensor:
         self.values, self.scales = values, scales
 
     def quantized(self):
-        """(values (N, K) int8, scales (N, K / GROUP_SIZE) float32), views of the map unless misaligned."""
+        """The QuantizedWeight: values (N, K) int8, scales (N, K / GROUP_SIZE) float32, views of the map unless
+        misaligned."""
         values = np.frombuffer(self.values.data, dtype=np.int8).reshape(self.values.shape)
         scales = np.frombuffer(self.scales.data, dtype=np.float32).reshape(self.scales.shape)
         if scales.ctypes.data % scales.itemsize:
             scales = scales.copy()
-        return values, scales
+        return QuantizedWeight(values, scales, self.shape)
 
     def array(self, dtype):
-        """(values, scales) for "int8"; else the dequantized weight, q * scale in float32, then in `dtype`."""
-        values, scales = self.quantized()
+        """The QuantizedWeight for "int8"; else the dequantized weight, q * scale in float32, then in `dtype`."""
+        values, scales = weight = self.quantized()
         if dtype == QUANTIZED_DTYPE:
-            return values, scales
+            return weight
         if dtype not in STORAGE_NUMPY:
             raise ValueError(f"tensor {self.name!r}: cannot give int8 weights as {dtype!r}")
         N, K = self.shape

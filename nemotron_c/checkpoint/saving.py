@@ -232,7 +232,7 @@ def save_model(model, save_directory, max_shard_size=DEFAULT_MAX_SHARD_SIZE, saf
     if not is_main_process:  # as Transformers: only the main process writes
         return
     tensors = [saved for name, array, dtype in model._tensors_to_save()
-               for saved in TensorToSave.each(name, dtype, (array[0] if dtype == QUANTIZED_DTYPE else array).shape,
+               for saved in TensorToSave.each(name, dtype, array.shape,
                                               lambda array=array: array)]
     # as Transformers: the config records the saved dtype (a quantized model's: that of its float tensors, beside
     # its quantization_config) and the class

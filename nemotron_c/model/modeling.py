@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import _core
 from ..checkpoint.hub import pop_hub_kwargs, resolve_directory
-from ..checkpoint.quantized import QUANTIZATION_CONFIG
+from ..checkpoint.quantized import QUANTIZATION_CONFIG, QUANTIZED_DTYPE
 from ..checkpoint.reading import WEIGHTS_NAMES
 from ..checkpoint.tensors import convert
 from ..checkpoint.saving import DEFAULT_MAX_SHARD_SIZE, save_model
@@ -118,9 +118,10 @@ class NemotronPreTrainedModel:
         (HF_HUB_OFFLINE=1 and the HF_HOME / HF_HUB_CACHE variables are honoured; a local directory always wins).
         dtype: None or "auto" keeps each tensor's stored dtype; "float32", "bfloat16", "float16" (or the
         NumPy/torch dtype) converts the weights; "int8" (or load_in_8bit=True) quantizes the linear layers' matrices
-        at load, one float32 scale per 64 weights of a row. A checkpoint saved in int8 loads as it is stored (mapped,
-        not quantized again) with None, "auto" or "int8"; a float dtype dequantizes it. Arithmetic is float32
-        whatever the storage.
+        at load, one float32 scale per 64 weights of a row; "int4" (or load_in_4bit=True) likewise with one scale per
+        32 (llama.cpp's q4_0 rule; see nt_quantize in csrc/nemotron.h). A checkpoint saved in int8 loads as it is
+        stored (mapped, not quantized again) with None, "auto" or "int8"; a float dtype dequantizes it. Arithmetic is
+        float32 whatever the storage.
         num_threads: threads per call (default: NEMOTRON_C_NUM_THREADS, else one per available CPU).
         Other keywords override config attributes, as in Transformers.
         """
@@ -132,10 +133,12 @@ class NemotronPreTrainedModel:
             if dtype is not None:
                 raise ValueError("give dtype= or its older spelling torch_dtype=, not both")
             dtype = torch_dtype
-        if kwargs.pop("load_in_8bit", False):  # Transformers' (bitsandbytes) spelling
-            if dtype not in (None, "auto", "int8"):
-                raise ValueError(f"load_in_8bit=True quantizes the weights to int8; it cannot go with dtype={dtype!r}")
-            dtype = "int8"
+        for bits in (8, 4):  # Transformers' (bitsandbytes) spellings
+            if kwargs.pop(f"load_in_{bits}bit", False):
+                if dtype not in (None, "auto", f"int{bits}"):
+                    raise ValueError(f"load_in_{bits}bit=True quantizes the weights to int{bits}; it cannot go with "
+                                     f"dtype={dtype!r}")
+                dtype = f"int{bits}"
         dtype = resolve_dtype(dtype)
         hub_kwargs = pop_hub_kwargs(kwargs)
         for key in IGNORED_LOAD_KWARGS:
@@ -201,7 +204,7 @@ class NemotronPreTrainedModel:
     def num_parameters(self, only_trainable=False, exclude_embeddings=False):
         """Number of weights, as Transformers counts them: a tied lm_head once, the embedding table excluded
         with exclude_embeddings. Every weight counts as trainable (only_trainable changes nothing)."""
-        return sum(int((array[0] if dtype in QUANTIZED_DTYPES else array).size)
+        return sum(int(array.size)  # a QuantizedWeight's size is that of the matrix it stands for
                    for name, array, dtype in self._tensors_to_save()
                    if not (exclude_embeddings and name.endswith("embed_tokens.weight")))
 
@@ -266,6 +269,9 @@ class NemotronPreTrainedModel:
         them, as safetensors with Transformers' names; sharded with an index above max_shard_size ("5GB",
         "500MB", an int of bytes). from_pretrained of nemotron_c or Transformers reads the directory back,
         except an int8 model's, which nemotron_c alone reads (its format: checkpoint/quantized.py)."""
+        if self.dtype in QUANTIZED_DTYPES and self.dtype != QUANTIZED_DTYPE:
+            raise NotImplementedError(f"saving a model quantized to {self.dtype} is not supported yet (only int8 has a "
+                                      f"saved format): keep the float checkpoint and load it with dtype={self.dtype!r}")
         save_model(self, save_directory, max_shard_size, safe_serialization, **kwargs)
 
     def can_generate(self):
@@ -297,7 +303,7 @@ class NemotronPreTrainedModel:
         quantized = [d for _, d in self._weights.values() if d in QUANTIZED_DTYPES]
         self.dtype = DType(dtype or (quantized[0] if quantized else self._float_dtype))
         # as Transformers' quantizers do, the config says how the model's weights are quantized, and only then
-        if quantized:
+        if QUANTIZED_DTYPE in quantized:  # int4 has no saved format, hence no quantization_config
             self.config.quantization_config = dict(QUANTIZATION_CONFIG)
         elif hasattr(self.config, "quantization_config"):
             del self.config.quantization_config

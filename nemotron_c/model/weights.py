@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 
 from .. import _core
-from ..checkpoint.quantized import gather_quantized
+from ..checkpoint.quantized import QuantizedWeight, gather_quantized
 from ..checkpoint.reading import read_checkpoint
 from ..checkpoint.tensors import DTYPE_ALIASES, STORAGE_NUMPY, convert
 from .inputs import to_numpy
@@ -72,8 +72,8 @@ BACKBONE_PREFIXES = ("model.", "transformer.", "")
 
 
 def resolve_dtype(dtype):
-    """The core's name of a weight dtype ('float32', 'bfloat16', 'float16', or 'int8': quantized at load unless
-    stored so) from a name, a NumPy dtype or a torch dtype; None keeps the stored one."""
+    """The core's name of a weight dtype ('float32', 'bfloat16', 'float16', or 'int8' / 'int4': quantized at load
+    unless stored so) from a name, a NumPy dtype or a torch dtype; None keeps the stored one."""
     if dtype is None or (isinstance(dtype, str) and dtype == "auto"):
         return None
     if isinstance(dtype, str):
@@ -195,7 +195,7 @@ def select_tensors(config, tensors, base_model_prefix, has_lm_head):
 def core_arrays(selected, dtype, num_threads=0):
     """The arrays handed to the core ([(array or None, dtype code, shape[, scales])]) and {name: (array, dtype
     name)} of the present ones (what save_pretrained writes), each in `dtype` or, when None, its stored dtype. A
-    quantized dtype applies to QUANTIZED_TENSORS (their array is then (values, scales)); the rest stay as stored.
+    quantized dtype applies to QUANTIZED_TENSORS (their array is then a QuantizedWeight); the rest stay as stored.
     Weights stored int8 stay as they are (views of the file) unless `dtype` is a float one: they are then
     dequantized."""
     quantized = dtype in QUANTIZED_DTYPES
@@ -208,8 +208,8 @@ def core_arrays(selected, dtype, num_threads=0):
         array = stored.array(storage) if hasattr(stored, "array") else np.ascontiguousarray(stored)
         if quantized and storage not in QUANTIZED_DTYPES and name.endswith(QUANTIZED_TENSORS):
             storage, array = dtype, quantize(name, array, storage, dtype, num_threads)
-        if storage in QUANTIZED_DTYPES:  # array is (values, scales), quantized now or as stored
-            arrays.append((array[0], _core.DTYPE_INFO[storage].code, array[0].shape, array[1]))
+        if storage in QUANTIZED_DTYPES:  # a QuantizedWeight, quantized now or as stored
+            arrays.append((array.values, _core.DTYPE_INFO[storage].code, array.shape, array.scales))
         else:
             arrays.append((array, _core.DTYPE_INFO[storage].code, tuple(array.shape)))
         weights[name] = (array, storage)
@@ -224,14 +224,15 @@ def check_quantizable(name, shape, dtype):
 
 
 def quantize(name, array, storage, dtype, num_threads):
-    """(values (N, K) int8, scales (N, K / block) float32) of a float matrix, by the core's quantizer."""
+    """The QuantizedWeight of a float matrix, by the core's quantizer."""
     info = _core.DTYPE_INFO[dtype]
     check_quantizable(name, array.shape, dtype)
     N, K = array.shape
-    values = np.empty((N, K), dtype=np.int8)
-    scales = np.empty((N, K // info.block_size), dtype=np.float32)
-    _core.quantize_int8(values, scales, array, _core.DTYPE_INFO[storage].code, (N, K), num_threads)
-    return values, scales
+    groups = K // info.block_size
+    values = np.empty((N, groups * info.itemsize), dtype=np.int8 if dtype == "int8" else np.uint8)
+    scales = np.empty((N, groups), dtype=np.float32)
+    _core.quantize(values, scales, array, _core.DTYPE_INFO[storage].code, (N, K), info.code, num_threads)
+    return QuantizedWeight(values, scales, (N, K))
 
 
 def float32_weight(stored, dtype):
