@@ -103,9 +103,24 @@ class TextGenerationPipeline(Pipeline):
             added = {key: value for key, value in added.items() if key not in SAMPLING_PARAMETERS}
         return {**generate_kwargs, **added}
 
+    def __init__(self, model, tokenizer=None, batch_size=None, **kwargs):
+        super().__init__(model, tokenizer=tokenizer, batch_size=batch_size, **kwargs)
+        # as Transformers' pipeline: batches of a decoder-only model pad on the left (the tokenizer itself changes)
+        if self.tokenizer.padding_side == "right":
+            self.tokenizer.padding_side = "left"
+
+    def __call__(self, inputs, **kwargs):
+        batch_size = int(kwargs.get("batch_size", self.defaults.get("batch_size", self.batch_size)))
+        if batch_size > 1 and self._is_batch(inputs) and self.tokenizer.pad_token_id is None:
+            raise ValueError("Pipeline with tokenizer without pad_token cannot do batching. You can try to set it "
+                             "with `pipe.tokenizer.pad_token_id = model.config.eos_token_id`.")
+        return super().__call__(inputs, **kwargs)
+
     def _run(self, prompts, return_full_text=None, return_tensors=None, return_text=None,
              clean_up_tokenization_spaces=None, skip_special_tokens=True, prefix="", add_special_tokens=None,
              continue_final_message=None, stop_sequence=None, **generate_kwargs):
+        """One generate call for the prompts of a batch, padded to the longest on the tokenizer's padding side as
+        Transformers' pipeline collates them; each prompt's text is what follows the padded prompt."""
         if return_full_text is not None and return_tensors:
             raise ValueError("`return_full_text` is mutually exclusive with `return_tensors`")
         generate_kwargs = self._with_defaults(generate_kwargs)
@@ -113,41 +128,70 @@ class TextGenerationPipeline(Pipeline):
             generate_kwargs["stop_strings"] = [stop_sequence] if isinstance(stop_sequence, str) else stop_sequence
             generate_kwargs["tokenizer"] = self.tokenizer
         tokenizer_kwargs = {} if add_special_tokens is None else {"add_special_tokens": add_special_tokens}
-        results = []
-        # one prompt per generate call: padded batches would change the text Transformers gives for each prompt
+        encoded, finals = [], []
         for prompt in prompts:
+            final = None
             if isinstance(prompt, (list, tuple)):
-                messages = list(prompt)
                 final = continue_final_message
                 if final is None:
-                    final = messages[-1]["role"] == "assistant"
+                    final = prompt[-1]["role"] == "assistant"
                 inputs = self.tokenizer.apply_chat_template(
-                    messages, add_generation_prompt=not final, continue_final_message=final, return_dict=True,
-                    return_tensors="np", **tokenizer_kwargs)
+                    list(prompt), add_generation_prompt=not final, continue_final_message=final, return_dict=True,
+                    **tokenizer_kwargs)
             else:
-                inputs = self.tokenizer(prefix + prompt, return_tensors="np", **tokenizer_kwargs)
-            ids = inputs["input_ids"]
-            sequences = self.model.generate(ids, attention_mask=inputs.get("attention_mask"), **generate_kwargs)
+                inputs = self.tokenizer(prefix + prompt, **tokenizer_kwargs)
+            encoded.append((list(inputs["input_ids"]), list(inputs["attention_mask"])))
+            finals.append(final)
+        # an empty prompt runs on its own (Transformers' collate fails on it)
+        groups = [[i for i, (row, _) in enumerate(encoded) if row]] + \
+            [[i] for i, (row, _) in enumerate(encoded) if not row]
+        results = [None] * len(prompts)
+        for group in filter(None, groups):
+            ids, mask = self._collate([encoded[i] for i in group])
+            if ids.size == 0:  # as Transformers: generation from nothing (the model's BOS)
+                sequences = self.model.generate(None, **generate_kwargs)
+            else:
+                sequences = self.model.generate(ids, attention_mask=mask, **generate_kwargs)
             if hasattr(sequences, "sequences"):
                 sequences = sequences.sequences
-            records = []
-            for sequence in np.asarray(sequences).tolist():
-                if return_tensors:
-                    records.append({"generated_token_ids": sequence})
-                    continue
-                text = self.tokenizer.decode(sequence[ids.shape[-1]:], skip_special_tokens=skip_special_tokens,
-                                             clean_up_tokenization_spaces=clean_up_tokenization_spaces)
-                if return_full_text is not False and not return_text:
-                    if isinstance(prompt, str):
-                        text = prompt + text
-                    elif final:
-                        text = messages[:-1] + [{"role": messages[-1]["role"],
-                                                 "content": messages[-1]["content"] + text}]
-                    else:
-                        text = messages + [{"role": "assistant", "content": text}]
-                records.append({"generated_text": text})
-            results.append(records)
+            sequences = np.asarray(sequences)
+            sequences = sequences.reshape(len(group), -1, sequences.shape[-1]).tolist()
+            for i, rows in zip(group, sequences):
+                results[i] = self._records(prompts[i], finals[i], rows, ids.shape[-1], return_full_text,
+                                           return_tensors, return_text, skip_special_tokens,
+                                           clean_up_tokenization_spaces)
         return results
+
+    def _collate(self, encoded):
+        """(input_ids, attention_mask) of (ids, mask) pairs padded to the longest with the pad token, on the
+        tokenizer's padding side."""
+        length = max(len(row) for row, _ in encoded)
+        left = self.tokenizer.padding_side == "left"
+        ids, mask = [], []
+        for row, row_mask in encoded:
+            fill = length - len(row)
+            ids.append([self.tokenizer.pad_token_id] * fill + row if left else row + [self.tokenizer.pad_token_id] * fill)
+            mask.append([0] * fill + row_mask if left else row_mask + [0] * fill)
+        return np.array(ids, dtype=np.int64).reshape(len(encoded), length), np.array(mask, dtype=np.int64).reshape(len(encoded), length)
+
+    def _records(self, prompt, final, rows, prompt_length, return_full_text, return_tensors, return_text,
+                 skip_special_tokens, clean_up_tokenization_spaces):
+        records = []
+        for sequence in rows:
+            if return_tensors:
+                records.append({"generated_token_ids": sequence})
+                continue
+            text = self.tokenizer.decode(sequence[prompt_length:], skip_special_tokens=skip_special_tokens,
+                                         clean_up_tokenization_spaces=clean_up_tokenization_spaces)
+            if return_full_text is not False and not return_text:
+                if isinstance(prompt, str):
+                    text = prompt + text
+                elif final:
+                    text = list(prompt[:-1]) + [{"role": prompt[-1]["role"], "content": prompt[-1]["content"] + text}]
+                else:
+                    text = list(prompt) + [{"role": "assistant", "content": text}]
+            records.append({"generated_text": text})
+        return records
 
 
 # ---------------------------------------------------------------- text classification
