@@ -236,36 +236,6 @@ class TextClassificationPipeline(Pipeline):
 # ---------------------------------------------------------------- token classification
 
 
-def char_offsets(tokenizer, text, ids):
-    """(start, end) in `text` of each token of `ids` (the tokenizer's encoding of text, special tokens included),
-    as Transformers' fast tokenizers give them: a "▁" stands for the space it replaced (none for the one prepended
-    to the text), the bytes of a byte-fallback character share its span, special tokens get (0, 0)."""
-    special = set(tokenizer.all_special_ids)
-    offsets, position, pending = [], 0, []
-    for token_id, token in zip(ids, tokenizer.convert_ids_to_tokens(list(ids))):
-        if token_id in special:
-            offsets.append((0, 0))
-            continue
-        if len(token) == 6 and token.startswith("<0x") and token.endswith(">"):
-            pending.append(len(offsets))
-            offsets.append(None)
-            if len(text[position].encode("utf-8")) == len(pending):
-                for index in pending:
-                    offsets[index] = (position, position + 1)
-                position, pending = position + 1, []
-            continue
-        start = None
-        for character in token:
-            expected = " " if character == "\u2581" else character
-            if position < len(text) and text[position] == expected:
-                start = position if start is None else start
-                position += 1
-            elif character != "\u2581" or position != 0:
-                raise ValueError(f"cannot align token {token!r} with the text at character {position}")
-        offsets.append((position if start is None else start, position))
-    return offsets
-
-
 class TokenClassificationPipeline(Pipeline):
     """Entities per token ("none") or grouped B-/I- spans ("simple"), labels in ignore_labels (default ["O"])
     left out, with Transformers' "entity"/"entity_group", "score", "index", "word", "start", "end"."""
@@ -282,16 +252,16 @@ class TokenClassificationPipeline(Pipeline):
         truncation = {"truncation": True, "max_length": max_length} if max_length and max_length < 1e9 else {}
         results = []
         for text in texts:
-            ids = self.tokenizer(text, **truncation, **tokenizer_kwargs)["input_ids"]
+            encoded = self.tokenizer(text, return_offsets_mapping=True, **truncation, **tokenizer_kwargs)
+            ids = encoded["input_ids"]
             scores = softmax(self.model(np.array([ids])).logits[0])
-            entities = self._entities(text, ids, scores)
+            entities = self._entities(text, ids, encoded["offset_mapping"], scores)
             if strategy == "simple":
                 entities = self._group(entities)
             results.append([e for e in entities if e.get("entity", e.get("entity_group")) not in ignore_labels])
         return results
 
-    def _entities(self, text, ids, scores):
-        offsets = char_offsets(self.tokenizer, text, ids)
+    def _entities(self, text, ids, offsets, scores):
         special = set(self.tokenizer.all_special_ids)
         entities = []
         for index, (token_id, row) in enumerate(zip(ids, scores)):
