@@ -34,6 +34,14 @@ def sigmoid(logits):
     return 1.0 / (1.0 + np.exp(-logits))
 
 
+def collate(rows, value, left):
+    """Rows padded with value to the longest, on the left or the right: a batch as Transformers' pipelines collate
+    it (an int64 array)."""
+    length = max(len(row) for row in rows)
+    return np.array([[value] * (length - len(row)) + row if left else row + [value] * (length - len(row))
+                     for row in rows], dtype=np.int64).reshape(len(rows), length)
+
+
 class Pipeline:
     """A model and its tokenizer behind Transformers' pipeline call; batch_size groups inputs per forward."""
 
@@ -147,7 +155,9 @@ class TextGenerationPipeline(Pipeline):
             [[i] for i, (row, _) in enumerate(encoded) if not row]
         results = [None] * len(prompts)
         for group in filter(None, groups):
-            ids, mask = self._collate([encoded[i] for i in group])
+            left = self.tokenizer.padding_side == "left"
+            ids = collate([encoded[i][0] for i in group], self.tokenizer.pad_token_id, left)
+            mask = collate([encoded[i][1] for i in group], 0, left)
             if ids.size == 0:  # as Transformers: generation from nothing (the model's BOS)
                 sequences = self.model.generate(None, **generate_kwargs)
             else:
@@ -161,18 +171,6 @@ class TextGenerationPipeline(Pipeline):
                                            return_tensors, return_text, skip_special_tokens,
                                            clean_up_tokenization_spaces)
         return results
-
-    def _collate(self, encoded):
-        """(input_ids, attention_mask) of (ids, mask) pairs padded to the longest with the pad token, on the
-        tokenizer's padding side."""
-        length = max(len(row) for row, _ in encoded)
-        left = self.tokenizer.padding_side == "left"
-        ids, mask = [], []
-        for row, row_mask in encoded:
-            fill = length - len(row)
-            ids.append([self.tokenizer.pad_token_id] * fill + row if left else row + [self.tokenizer.pad_token_id] * fill)
-            mask.append([0] * fill + row_mask if left else row_mask + [0] * fill)
-        return np.array(ids, dtype=np.int64).reshape(len(encoded), length), np.array(mask, dtype=np.int64).reshape(len(encoded), length)
 
     def _records(self, prompt, final, rows, prompt_length, return_full_text, return_tensors, return_text,
                  skip_special_tokens, clean_up_tokenization_spaces):
@@ -420,9 +418,10 @@ class QuestionAnsweringPipeline(Pipeline):
                                           kwargs.get("max_seq_len"))]
         for first in range(0, len(windows), batch_size):
             self._forward(windows[first:first + batch_size])
+        align_to_words = kwargs.get("align_to_words")
         results = [self._answers(examples[i]["context"], [w for w in windows if w["example"] == i], top_k,
                                  bool(kwargs.get("handle_impossible_answer")), max_answer_len,
-                                 kwargs.get("align_to_words", True) is not False)
+                                 True if align_to_words is None else bool(align_to_words))
                    for i in range(len(examples))]
         return results[0] if len(results) == 1 else results
 
@@ -450,20 +449,15 @@ class QuestionAnsweringPipeline(Pipeline):
     def _forward(self, windows):
         """Start and end logits of windows, run as one batch padded to the longest on the tokenizer's side (as
         4.57's pipeline collates them: pad ids, attention 0, p_mask 1)."""
-        length = max(len(w["input_ids"]) for w in windows)
         left = self.tokenizer.padding_side == "left"
-
-        def padded(row, value):
-            fill = [value] * (length - len(row))
-            return fill + row if left else row + fill
-
-        ids = np.array([padded(w["input_ids"], self.tokenizer.pad_token_id) for w in windows], dtype=np.int64)
-        mask = np.array([padded(w["attention_mask"], 0) for w in windows], dtype=np.int64)
+        ids = collate([w["input_ids"] for w in windows], self.tokenizer.pad_token_id, left)
+        mask = collate([w["attention_mask"] for w in windows], 0, left)
+        p_mask = collate([w["p_mask"] for w in windows], 1, left)
         out = self.model(input_ids=ids, attention_mask=mask)
         for i, w in enumerate(windows):
             w.update(start=out.start_logits[i:i + 1].astype(np.float32), end=out.end_logits[i:i + 1].astype(np.float32),
-                     padded_mask=mask[i:i + 1], padded_p_mask=np.array([padded(w["p_mask"], 1)], dtype=np.int64),
-                     shift=length - len(w["input_ids"]) if left else 0)
+                     padded_mask=mask[i:i + 1], padded_p_mask=p_mask[i:i + 1],
+                     shift=ids.shape[1] - len(w["input_ids"]) if left else 0)
 
     def _answers(self, context, windows, top_k, handle_impossible_answer, max_answer_len, align_to_words):
         min_null_score = 1000000.0
