@@ -1,4 +1,6 @@
 """Offsets, pairs, overflowing windows with a stride, words and sequence ids against Transformers 5's tokenizer."""
+import pickle
+
 import pytest
 import transformers
 from helpers.tokenizer_builders import build_all
@@ -110,6 +112,8 @@ def test_tensors_and_lazy_encodings(both):
     plain_ours, plain_theirs = ours(["Hello world", "x"]), theirs(["Hello world", "x"])
     assert plain_ours.word_ids(1) == plain_theirs.word_ids(1)
     assert plain_ours[0].offsets == plain_theirs[0].offsets
+    copied = pickle.loads(pickle.dumps(ours(["Hello world", "x"])))
+    assert copied == plain_ours and copied.word_ids(0) == plain_theirs.word_ids(0)
 
 
 def test_truncation_errors(both):

@@ -59,6 +59,9 @@ class BatchEncoding(dict):
             return self.encodings[item]
         return super().__getitem__(item)
 
+    def __getstate__(self):  # the encodings made (a function cannot be pickled)
+        return {"_encodings": self.encodings}
+
     @property
     def encodings(self):
         if callable(self._encodings):
