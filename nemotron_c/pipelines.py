@@ -4,16 +4,18 @@
     generator("Return the", max_new_tokens=20)                    # [{"generated_text": "Return the ..."}]
 
 Tasks: "text-generation", "text-classification" (alias "sentiment-analysis"), "token-classification" (alias
-"ner"; aggregation_strategy "none" or "simple"). "question-answering" is refused as Transformers 5 refuses it (the
-pipeline was removed there; NemotronForQuestionAnswering gives the start and end logits). Inputs, argument names
-and outputs are Transformers' (a str gives what Transformers gives for a str, a list a list); scores are Python
-floats.
+"ner"; aggregation_strategy "none" or "simple"), and "question-answering", which Transformers 5 removed: it follows
+Transformers 4.57's QuestionAnsweringPipeline, the last one. Inputs, argument names and outputs are Transformers'
+(a str gives what Transformers gives for a str, a list a list); scores are Python floats.
 model is a checkpoint directory, a Hub id or a loaded nemotron_c model; tokenizer defaults to the model's.
 """
+import warnings
+
 import numpy as np
 
 from .demo import demo_model_path
-from .model.heads import NemotronForSequenceClassification, NemotronForTokenClassification
+from .model.heads import (NemotronForQuestionAnswering, NemotronForSequenceClassification,
+                          NemotronForTokenClassification)
 from .model.modeling import NemotronForCausalLM
 from .tokenizer.tokenization import AutoTokenizer
 
@@ -30,6 +32,14 @@ def softmax(logits):
 
 def sigmoid(logits):
     return 1.0 / (1.0 + np.exp(-logits))
+
+
+def collate(rows, value, left):
+    """Rows padded with value to the longest, on the left or the right: a batch as Transformers' pipelines collate
+    it (an int64 array)."""
+    length = max(len(row) for row in rows)
+    return np.array([[value] * (length - len(row)) + row if left else row + [value] * (length - len(row))
+                     for row in rows], dtype=np.int64).reshape(len(rows), length)
 
 
 class Pipeline:
@@ -101,9 +111,24 @@ class TextGenerationPipeline(Pipeline):
             added = {key: value for key, value in added.items() if key not in SAMPLING_PARAMETERS}
         return {**generate_kwargs, **added}
 
+    def __init__(self, model, tokenizer=None, batch_size=None, **kwargs):
+        super().__init__(model, tokenizer=tokenizer, batch_size=batch_size, **kwargs)
+        # as Transformers' pipeline: batches of a decoder-only model pad on the left (the tokenizer itself changes)
+        if self.tokenizer.padding_side == "right":
+            self.tokenizer.padding_side = "left"
+
+    def __call__(self, inputs, **kwargs):
+        batch_size = int(kwargs.get("batch_size", self.defaults.get("batch_size", self.batch_size)))
+        if batch_size > 1 and self._is_batch(inputs) and self.tokenizer.pad_token_id is None:
+            raise ValueError("Pipeline with tokenizer without pad_token cannot do batching. You can try to set it "
+                             "with `pipe.tokenizer.pad_token_id = model.config.eos_token_id`.")
+        return super().__call__(inputs, **kwargs)
+
     def _run(self, prompts, return_full_text=None, return_tensors=None, return_text=None,
              clean_up_tokenization_spaces=None, skip_special_tokens=True, prefix="", add_special_tokens=None,
              continue_final_message=None, stop_sequence=None, **generate_kwargs):
+        """One generate call for the prompts of a batch, padded to the longest on the tokenizer's padding side as
+        Transformers' pipeline collates them; each prompt's text is what follows the padded prompt."""
         if return_full_text is not None and return_tensors:
             raise ValueError("`return_full_text` is mutually exclusive with `return_tensors`")
         generate_kwargs = self._with_defaults(generate_kwargs)
@@ -111,41 +136,60 @@ class TextGenerationPipeline(Pipeline):
             generate_kwargs["stop_strings"] = [stop_sequence] if isinstance(stop_sequence, str) else stop_sequence
             generate_kwargs["tokenizer"] = self.tokenizer
         tokenizer_kwargs = {} if add_special_tokens is None else {"add_special_tokens": add_special_tokens}
-        results = []
-        # one prompt per generate call: padded batches would change the text Transformers gives for each prompt
+        encoded, finals = [], []
         for prompt in prompts:
+            final = None
             if isinstance(prompt, (list, tuple)):
-                messages = list(prompt)
                 final = continue_final_message
                 if final is None:
-                    final = messages[-1]["role"] == "assistant"
+                    final = prompt[-1]["role"] == "assistant"
                 inputs = self.tokenizer.apply_chat_template(
-                    messages, add_generation_prompt=not final, continue_final_message=final, return_dict=True,
-                    return_tensors="np", **tokenizer_kwargs)
+                    list(prompt), add_generation_prompt=not final, continue_final_message=final, return_dict=True,
+                    **tokenizer_kwargs)
             else:
-                inputs = self.tokenizer(prefix + prompt, return_tensors="np", **tokenizer_kwargs)
-            ids = inputs["input_ids"]
-            sequences = self.model.generate(ids, attention_mask=inputs.get("attention_mask"), **generate_kwargs)
+                inputs = self.tokenizer(prefix + prompt, **tokenizer_kwargs)
+            encoded.append((list(inputs["input_ids"]), list(inputs["attention_mask"])))
+            finals.append(final)
+        # an empty prompt runs on its own (Transformers' collate fails on it)
+        groups = [[i for i, (row, _) in enumerate(encoded) if row]] + \
+            [[i] for i, (row, _) in enumerate(encoded) if not row]
+        results = [None] * len(prompts)
+        for group in filter(None, groups):
+            left = self.tokenizer.padding_side == "left"
+            ids = collate([encoded[i][0] for i in group], self.tokenizer.pad_token_id, left)
+            mask = collate([encoded[i][1] for i in group], 0, left)
+            if ids.size == 0:  # as Transformers: generation from nothing (the model's BOS)
+                sequences = self.model.generate(None, **generate_kwargs)
+            else:
+                sequences = self.model.generate(ids, attention_mask=mask, **generate_kwargs)
             if hasattr(sequences, "sequences"):
                 sequences = sequences.sequences
-            records = []
-            for sequence in np.asarray(sequences).tolist():
-                if return_tensors:
-                    records.append({"generated_token_ids": sequence})
-                    continue
-                text = self.tokenizer.decode(sequence[ids.shape[-1]:], skip_special_tokens=skip_special_tokens,
-                                             clean_up_tokenization_spaces=clean_up_tokenization_spaces)
-                if return_full_text is not False and not return_text:
-                    if isinstance(prompt, str):
-                        text = prompt + text
-                    elif final:
-                        text = messages[:-1] + [{"role": messages[-1]["role"],
-                                                 "content": messages[-1]["content"] + text}]
-                    else:
-                        text = messages + [{"role": "assistant", "content": text}]
-                records.append({"generated_text": text})
-            results.append(records)
+            sequences = np.asarray(sequences)
+            sequences = sequences.reshape(len(group), -1, sequences.shape[-1]).tolist()
+            for i, rows in zip(group, sequences):
+                results[i] = self._records(prompts[i], finals[i], rows, ids.shape[-1], return_full_text,
+                                           return_tensors, return_text, skip_special_tokens,
+                                           clean_up_tokenization_spaces)
         return results
+
+    def _records(self, prompt, final, rows, prompt_length, return_full_text, return_tensors, return_text,
+                 skip_special_tokens, clean_up_tokenization_spaces):
+        records = []
+        for sequence in rows:
+            if return_tensors:
+                records.append({"generated_token_ids": sequence})
+                continue
+            text = self.tokenizer.decode(sequence[prompt_length:], skip_special_tokens=skip_special_tokens,
+                                         clean_up_tokenization_spaces=clean_up_tokenization_spaces)
+            if return_full_text is not False and not return_text:
+                if isinstance(prompt, str):
+                    text = prompt + text
+                elif final:
+                    text = list(prompt[:-1]) + [{"role": prompt[-1]["role"], "content": prompt[-1]["content"] + text}]
+                else:
+                    text = list(prompt) + [{"role": "assistant", "content": text}]
+            records.append({"generated_text": text})
+        return records
 
 
 # ---------------------------------------------------------------- text classification
@@ -190,36 +234,6 @@ class TextClassificationPipeline(Pipeline):
 # ---------------------------------------------------------------- token classification
 
 
-def char_offsets(tokenizer, text, ids):
-    """(start, end) in `text` of each token of `ids` (the tokenizer's encoding of text, special tokens included),
-    as Transformers' fast tokenizers give them: a "▁" stands for the space it replaced (none for the one prepended
-    to the text), the bytes of a byte-fallback character share its span, special tokens get (0, 0)."""
-    special = set(tokenizer.all_special_ids)
-    offsets, position, pending = [], 0, []
-    for token_id, token in zip(ids, tokenizer.convert_ids_to_tokens(list(ids))):
-        if token_id in special:
-            offsets.append((0, 0))
-            continue
-        if len(token) == 6 and token.startswith("<0x") and token.endswith(">"):
-            pending.append(len(offsets))
-            offsets.append(None)
-            if len(text[position].encode("utf-8")) == len(pending):
-                for index in pending:
-                    offsets[index] = (position, position + 1)
-                position, pending = position + 1, []
-            continue
-        start = None
-        for character in token:
-            expected = " " if character == "\u2581" else character
-            if position < len(text) and text[position] == expected:
-                start = position if start is None else start
-                position += 1
-            elif character != "\u2581" or position != 0:
-                raise ValueError(f"cannot align token {token!r} with the text at character {position}")
-        offsets.append((position if start is None else start, position))
-    return offsets
-
-
 class TokenClassificationPipeline(Pipeline):
     """Entities per token ("none") or grouped B-/I- spans ("simple"), labels in ignore_labels (default ["O"])
     left out, with Transformers' "entity"/"entity_group", "score", "index", "word", "start", "end"."""
@@ -236,16 +250,16 @@ class TokenClassificationPipeline(Pipeline):
         truncation = {"truncation": True, "max_length": max_length} if max_length and max_length < 1e9 else {}
         results = []
         for text in texts:
-            ids = self.tokenizer(text, **truncation, **tokenizer_kwargs)["input_ids"]
+            encoded = self.tokenizer(text, return_offsets_mapping=True, **truncation, **tokenizer_kwargs)
+            ids = encoded["input_ids"]
             scores = softmax(self.model(np.array([ids])).logits[0])
-            entities = self._entities(text, ids, scores)
+            entities = self._entities(text, ids, encoded["offset_mapping"], scores)
             if strategy == "simple":
                 entities = self._group(entities)
             results.append([e for e in entities if e.get("entity", e.get("entity_group")) not in ignore_labels])
         return results
 
-    def _entities(self, text, ids, scores):
-        offsets = char_offsets(self.tokenizer, text, ids)
+    def _entities(self, text, ids, offsets, scores):
         special = set(self.tokenizer.all_special_ids)
         entities = []
         for index, (token_id, row) in enumerate(zip(ids, scores)):
@@ -287,6 +301,199 @@ def tag_of(label):
     return "I", label
 
 
+# ---------------------------------------------------------------- question answering
+
+
+def question_answering_inputs(args, kwargs):
+    """The {"question", "context"} dicts of a call, as Transformers 4.57's QuestionAnsweringArgumentHandler reads
+    them: two strs, a dict or a list of dicts given positionally, or question= and context= (strs or lists; one
+    context for several questions). Takes question and context out of kwargs."""
+    if args:
+        if len(args) == 1:
+            inputs = args[0]
+        elif len(args) == 2 and all(isinstance(a, str) for a in args):
+            inputs = [{"question": args[0], "context": args[1]}]
+        else:
+            inputs = list(args)
+    elif "question" in kwargs and "context" in kwargs:
+        question, context = kwargs.pop("question"), kwargs.pop("context")
+        if isinstance(question, list) and isinstance(context, str):
+            inputs = [{"question": q, "context": context} for q in question]
+        elif isinstance(question, list) and isinstance(context, list):
+            if len(question) != len(context):
+                raise ValueError("Questions and contexts don't have the same lengths")
+            inputs = [{"question": q, "context": c} for q, c in zip(question, context)]
+        elif isinstance(question, str) and isinstance(context, str):
+            inputs = [{"question": question, "context": context}]
+        else:
+            raise ValueError("Arguments can't be understood")
+    else:
+        raise ValueError("give question= and context= (or {'question': ..., 'context': ...} dicts)")
+    inputs = [inputs] if isinstance(inputs, dict) else list(inputs)
+    for item in inputs:
+        if not isinstance(item, dict):
+            raise ValueError(f"{item} argument needs to be of type (SquadExample, dict)")
+        for key in ("question", "context"):
+            if key not in item:
+                raise KeyError("You need to provide a dictionary with keys {question:..., context:...}")
+            if item[key] is None:
+                raise ValueError(f"`{key}` cannot be None")
+            if not isinstance(item[key], str):
+                raise ValueError(f"`{key}` must be a str, got {type(item[key]).__name__}")
+            if not item[key]:
+                raise ValueError(f"`{key}` cannot be empty")
+    return inputs
+
+
+def best_spans(start, end, p_mask, attention_mask, min_null_score, top_k, max_answer_len):
+    """Transformers 4.57's select_starts_ends and decode_spans on one window: start and end logits (1, L) made
+    probabilities over the tokens that may be in an answer (p_mask 0, attention 1), the null score (the first
+    token's start times end probability) folded into min_null_score, then the top_k (start, end) pairs by the
+    product of their probabilities with end - start < max_answer_len. Returns starts, ends, scores,
+    min_null_score. The NumPy steps are 4.57's, so that ties among zero scores come out in the same order."""
+    allowed = (1 - p_mask) & attention_mask  # (1, L)
+    masked = allowed == 0
+    start = np.where(masked, -10000.0, start)
+    end = np.where(masked, -10000.0, end)
+    start = np.exp(start - start.max(axis=-1, keepdims=True))
+    start = start / start.sum()
+    end = np.exp(end - end.max(axis=-1, keepdims=True))
+    end = end / end.sum()
+    min_null_score = min(min_null_score, (start[0, 0] * end[0, 0]).item())
+    start[0, 0] = end[0, 0] = 0.0
+
+    candidates = np.tril(np.triu(np.matmul(start[:, :, None], end[:, None, :])), max_answer_len - 1)  # (1, L, L)
+    flat = candidates.flatten()
+    if top_k == 1:
+        order = [np.argmax(flat)]
+    elif len(flat) < top_k:
+        order = np.argsort(-flat)
+    else:
+        order = np.argpartition(-flat, top_k)[0:top_k]
+        order = order[np.argsort(-flat[order])]
+    starts, ends = np.unravel_index(order, candidates.shape)[1:]
+    # as 4.57: membership in nonzero()'s (rows, columns) pair, so index 0 always passes
+    keep = np.isin(starts, allowed.nonzero()) & np.isin(ends, allowed.nonzero())
+    starts, ends = starts[keep], ends[keep]
+    return starts, ends, candidates[0, starts, ends], min_null_score
+
+
+class QuestionAnsweringPipeline(Pipeline):
+    """Extractive answers as Transformers 4.57's QuestionAnsweringPipeline gives them:
+    {"score", "start", "end", "answer"} (a list when top_k > 1 finds several, and one result per input for several
+    inputs). A long context is cut into windows of max_seq_len tokens overlapping by doc_stride (the tokenizer's
+    overflowing windows); answers with the same text (ignoring case) from several windows add their scores.
+    The question comes first when the tokenizer pads on the right, the context first otherwise; batch_size groups
+    windows (of any inputs) per forward, padded on the tokenizer's side."""
+
+    model_class = NemotronForQuestionAnswering
+    SETTINGS = ("top_k", "topk", "doc_stride", "max_answer_len", "max_seq_len", "max_question_len",
+                "handle_impossible_answer", "align_to_words", "padding", "batch_size")
+
+    def __call__(self, *args, **kwargs):
+        kwargs = {**self.defaults, **kwargs}
+        examples = question_answering_inputs(args, kwargs)
+        unknown = set(kwargs) - set(self.SETTINGS)
+        if unknown:
+            raise TypeError(f"unexpected arguments for question-answering: {', '.join(sorted(unknown))}")
+        if kwargs.get("topk") is not None and kwargs.get("top_k") is None:
+            warnings.warn("topk parameter is deprecated, use top_k instead", UserWarning)
+            kwargs["top_k"] = kwargs["topk"]
+        top_k = kwargs.get("top_k", 1)
+        if top_k is None:
+            top_k = 1
+        if top_k < 1:
+            raise ValueError(f"top_k parameter should be >= 1 (got {top_k})")
+        max_answer_len = kwargs.get("max_answer_len", 15)
+        if max_answer_len is None:
+            max_answer_len = 15
+        if max_answer_len < 1:
+            raise ValueError(f"max_answer_len parameter should be >= 1 (got {max_answer_len})")
+        batch_size = kwargs.get("batch_size") or self.batch_size
+        if batch_size > 1 and self.tokenizer.pad_token_id is None:
+            raise ValueError("Pipeline with tokenizer without pad_token cannot do batching. You can try to set it "
+                             "with `pipe.tokenizer.pad_token_id = model.config.eos_token_id`.")
+        windows = [w for index, example in enumerate(examples)
+                   for w in self._windows(index, example, kwargs.get("padding"), kwargs.get("doc_stride"),
+                                          kwargs.get("max_seq_len"))]
+        for first in range(0, len(windows), batch_size):
+            self._forward(windows[first:first + batch_size])
+        align_to_words = kwargs.get("align_to_words")
+        results = [self._answers(examples[i]["context"], [w for w in windows if w["example"] == i], top_k,
+                                 bool(kwargs.get("handle_impossible_answer")), max_answer_len,
+                                 True if align_to_words is None else bool(align_to_words))
+                   for i in range(len(examples))]
+        return results[0] if len(results) == 1 else results
+
+    def _windows(self, index, example, padding, doc_stride, max_seq_len):
+        """The model inputs of one question and context: a window per max_seq_len tokens, each with its Encoding
+        and p_mask (1 where no answer may be: the question and the special tokens)."""
+        if max_seq_len is None:
+            max_seq_len = min(self.tokenizer.model_max_length, 384)
+        if doc_stride is None:
+            doc_stride = min(max_seq_len // 2, 128)
+        if doc_stride > max_seq_len:
+            raise ValueError(f"`doc_stride` ({doc_stride}) is larger than `max_seq_len` ({max_seq_len})")
+        question_first = self.tokenizer.padding_side == "right"
+        question, context = example["question"], example["context"]
+        encoded = self.tokenizer(
+            text=question if question_first else context, text_pair=context if question_first else question,
+            padding=padding or False, truncation="only_second" if question_first else "only_first",
+            max_length=max_seq_len, stride=doc_stride, return_overflowing_tokens=True)
+        context_index = 1 if question_first else 0
+        return [{"example": index, "encoding": encoding, "input_ids": encoding.ids,
+                 "attention_mask": encoding.attention_mask,
+                 "p_mask": [int(s != context_index) for s in encoding.sequence_ids], "context_index": context_index}
+                for encoding in encoded.encodings]
+
+    def _forward(self, windows):
+        """Start and end logits of windows, run as one batch padded to the longest on the tokenizer's side (as
+        4.57's pipeline collates them: pad ids, attention 0, p_mask 1)."""
+        left = self.tokenizer.padding_side == "left"
+        ids = collate([w["input_ids"] for w in windows], self.tokenizer.pad_token_id, left)
+        mask = collate([w["attention_mask"] for w in windows], 0, left)
+        p_mask = collate([w["p_mask"] for w in windows], 1, left)
+        out = self.model(input_ids=ids, attention_mask=mask)
+        for i, w in enumerate(windows):
+            w.update(start=out.start_logits[i:i + 1].astype(np.float32), end=out.end_logits[i:i + 1].astype(np.float32),
+                     padded_mask=mask[i:i + 1], padded_p_mask=p_mask[i:i + 1],
+                     shift=ids.shape[1] - len(w["input_ids"]) if left else 0)
+
+    def _answers(self, context, windows, top_k, handle_impossible_answer, max_answer_len, align_to_words):
+        min_null_score = 1000000.0
+        answers = []
+        candidates = top_k * 2 + 10 if align_to_words else top_k  # aligning to words may merge some
+        for w in windows:
+            starts, ends, scores, min_null_score = best_spans(
+                w["start"], w["end"], w["padded_p_mask"], w["padded_mask"], min_null_score, candidates,
+                max_answer_len)
+            for s, e, score in zip(starts, ends, scores):
+                begin, stop = self._characters(w["encoding"], s - w["shift"], e - w["shift"], w["context_index"],
+                                               align_to_words)
+                text = context[begin:stop]
+                same = next((a for a in answers if a["answer"].lower() == text.lower()), None)
+                if same is not None:
+                    same["score"] += score.item()
+                else:
+                    answers.append({"score": score.item(), "start": begin, "end": stop, "answer": text})
+        if handle_impossible_answer:
+            answers.append({"score": min_null_score, "start": 0, "end": 0, "answer": ""})
+        answers = sorted(answers, key=lambda a: a["score"], reverse=True)[:top_k]
+        return answers[0] if len(answers) == 1 else answers
+
+    @staticmethod
+    def _characters(encoding, start, end, sequence_index, align_to_words):
+        """(start, end) in the context of the tokens start..end: widened to whole words when align_to_words and
+        both tokens have a word in the context, else their offsets."""
+        if align_to_words:
+            try:
+                return (encoding.word_to_chars(encoding.token_to_word(start), sequence_index)[0],
+                        encoding.word_to_chars(encoding.token_to_word(end), sequence_index)[1])
+            except (TypeError, OverflowError):  # a special token, or no such word in the context: the offsets
+                pass
+        return encoding.offsets[start][0], encoding.offsets[end][1]
+
+
 # ---------------------------------------------------------------- the factory
 
 
@@ -296,19 +503,14 @@ TASKS = {
     "sentiment-analysis": TextClassificationPipeline,
     "token-classification": TokenClassificationPipeline,
     "ner": TokenClassificationPipeline,
+    "question-answering": QuestionAnsweringPipeline,
 }
-
-# as Transformers 5 words it
-REMOVED_TASKS = {"question-answering": "Use the `text-generation` pipeline with a chat model instead."}
 
 
 def pipeline(task, model=None, tokenizer=None, batch_size=None, device=None, device_map=None, **kwargs):
     """Transformers' pipeline(task, model=..., tokenizer=...) on nemotron_c's models (see the module docstring).
     Without a model, text-generation runs the demo model; the other tasks need a checkpoint with their head.
     dtype= and num_threads= go to from_pretrained; other keywords become defaults of every call."""
-    if task in REMOVED_TASKS:
-        raise KeyError(f"The task {task!r} was removed from Transformers' pipelines in version 5 (and is not in "
-                       f"nemotron_c's): {REMOVED_TASKS[task]}")
     if task not in TASKS:
         raise KeyError(f"unknown task {task!r}; nemotron_c's pipelines: {', '.join(sorted(TASKS))}")
     for name, value in (("device", device), ("device_map", device_map)):

@@ -16,7 +16,7 @@ LABELS = {"id2label": {0: "O", 1: "B-NAME", 2: "I-NAME", 3: "B-PLACE", 4: "I-PLA
 TEXTS = ["Return the number of items.", "Open  the file é中 and read it", "x\ny"]
 
 
-def checkpoint_with_tokenizer(root, name, model_class, pad=False, **overrides):
+def checkpoint_with_tokenizer(root, name, model_class, pad=False, padding_side=None, **overrides):
     """A tiny random checkpoint of model_class with the demo model's tokenizer files."""
     path = os.path.join(root, name)
     demo = nemotron_c.demo_model_path()
@@ -27,6 +27,8 @@ def checkpoint_with_tokenizer(root, name, model_class, pad=False, **overrides):
     config = json.load(open(os.path.join(demo, "tokenizer_config.json")))
     if pad:
         config["pad_token"] = "</s>"
+    if padding_side:
+        config["padding_side"] = padding_side
     json.dump(config, open(os.path.join(path, "tokenizer_config.json"), "w"))
     return path
 
@@ -36,6 +38,10 @@ def paths(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("pipelines"))
     return {
         "text-generation": checkpoint_with_tokenizer(root, "lm", transformers.NemotronForCausalLM),
+        "text-generation right": checkpoint_with_tokenizer(root, "lm-right", transformers.NemotronForCausalLM,
+                                                            pad=True),
+        "text-generation left": checkpoint_with_tokenizer(root, "lm-left", transformers.NemotronForCausalLM,
+                                                           pad=True, padding_side="left"),
         "text-classification": checkpoint_with_tokenizer(
             root, "cls", transformers.NemotronForSequenceClassification, pad=True, num_labels=3, pad_token_id=2),
         "token-classification": checkpoint_with_tokenizer(
@@ -45,6 +51,7 @@ def paths(tmp_path_factory):
 
 def pair(paths, task, **kwargs):
     path = paths[task]
+    task = task.split()[0]
     theirs = transformers.pipeline(task, model=path, tokenizer=path, device="cpu", dtype=torch.float32, **kwargs)
     ours = nemotron_c.pipeline(task, model=path, **kwargs)
     return ours, theirs
@@ -83,8 +90,45 @@ def test_text_generation_chat_and_batch_size(paths):
                 theirs([chat, chat], max_new_tokens=3, do_sample=False))
     prefill = chat + [{"role": "assistant", "content": "The"}]
     assert_same(ours(prefill, max_new_tokens=3, do_sample=False), theirs(prefill, max_new_tokens=3, do_sample=False))
-    assert (ours(TEXTS, batch_size=2, max_new_tokens=4, do_sample=False)
-            == ours(TEXTS, max_new_tokens=4, do_sample=False))
+    with pytest.raises(ValueError, match="without pad_token cannot do batching") as error:
+        ours(TEXTS, batch_size=2, max_new_tokens=4, do_sample=False)
+    with pytest.raises(ValueError) as expected:
+        theirs(TEXTS, batch_size=2, max_new_tokens=4, do_sample=False)
+    assert str(error.value) == str(expected.value)
+
+
+PROMPTS = ["Return", "Open  the file é中 and read it, then close the file", "x\ny", "Return the number of items."]
+
+
+@pytest.mark.parametrize("side", ["right", "left", "forced right"])
+@pytest.mark.parametrize("kwargs", [{}, {"return_full_text": False}, {"return_tensors": True},
+                                    {"num_beams": 2, "num_return_sequences": 2},
+                                    {"do_sample": True, "top_k": 1, "num_return_sequences": 3},
+                                    {"max_new_tokens": 9, "eos_token_id": 2, "min_new_tokens": 0}])
+def test_text_generation_batches_as_transformers(paths, side, kwargs):
+    """batch_size pads the prompts of a batch into one generate call, as Transformers' pipeline does: on the left
+    (the pipeline turns a right-padding tokenizer to the left), or on the right when the caller sets the pipeline's
+    tokenizer back to it afterwards."""
+    ours, theirs = pair(paths, f"text-generation {side.split()[-1]}")
+    assert ours.tokenizer.padding_side == theirs.tokenizer.padding_side == "left"
+    if side == "forced right":
+        ours.tokenizer.padding_side = theirs.tokenizer.padding_side = "right"
+    call = {"max_new_tokens": 4, "do_sample": False, **kwargs}
+    for batch_size in (2, 3):
+        assert_same(ours(PROMPTS, batch_size=batch_size, **call), theirs(PROMPTS, batch_size=batch_size, **call))
+    if side == "left":
+        chats = [[{"role": "user", "content": "Return the value"}], [{"role": "user", "content": "x"}]]
+        assert_same(ours(chats, batch_size=2, **call), theirs(chats, batch_size=2, **call))
+
+
+def test_text_generation_batch_with_an_empty_prompt(paths):
+    """Transformers' collate fails on an empty prompt in a left-padded batch; ours generates it on its own."""
+    ours, theirs = pair(paths, "text-generation left")
+    call = {"max_new_tokens": 4, "do_sample": False}
+    with pytest.raises(RuntimeError):
+        theirs(["", "Return the"], batch_size=2, **call)
+    assert ours(["", "Return the"], batch_size=2, **call) == [ours("", **call), ours("Return the", **call)]
+    assert_same(ours(["", "Return the"], batch_size=2, **call)[1], theirs("Return the", **call))
 
 
 def test_text_generation_defaults_as_transformers(paths):
@@ -120,10 +164,10 @@ def test_token_classification(paths, strategy):
 def test_errors(paths):
     with pytest.raises(KeyError, match="unknown task 'summarization'"):
         nemotron_c.pipeline("summarization")
-    with pytest.raises(KeyError, match="'question-answering' was removed"):
-        nemotron_c.pipeline("question-answering", model=paths["text-generation"])
-    with pytest.raises(KeyError):
+    with pytest.raises(KeyError):  # Transformers 5 removed it; ours follows 4.57 (test_pipelines_question_answering)
         transformers.pipeline("question-answering", model=paths["text-generation"])
+    with pytest.raises(ValueError, match="needs model="):
+        nemotron_c.pipeline("question-answering")
     with pytest.raises(ValueError, match="needs model="):
         nemotron_c.pipeline("text-classification")
     with pytest.raises(NotImplementedError, match="aggregation_strategy 'first'"):

@@ -40,6 +40,7 @@ def stand_ins(tmp_path_factory):
             pad_token_id=2),
         "path/to/tagger": checkpoint_with_tokenizer(
             root, "tagger", transformers.NemotronForTokenClassification, num_labels=5, **LABELS),
+        "path/to/reader": os.path.join(ROOT, "tests", "data", "qa"),
     }
 
 

@@ -213,22 +213,40 @@ def decoder_steps(decoder):
 
 
 @component("post_processor")
-def post_processor_affixes(post):
-    """The special tokens a TemplateProcessing puts before and after a single sequence."""
+def post_processor_templates(post):
+    """A TemplateProcessing's single and pair templates: lists of ("sequence", index, type_id) and
+    ("special", ids, type_id). Without a post-processor, tokenizers puts the sequences side by side, typed 0 and 1."""
     if post is None:
-        return [], []
+        return [("sequence", 0, 0)], [("sequence", 0, 0), ("sequence", 1, 1)]
     if post.get("type") != "TemplateProcessing":
         raise ValueError(f"unsupported post_processor type {post.get('type')!r} (nemotron_c supports TemplateProcessing)")
-    prefix, suffix, seen_a = [], [], False
     specials = post.get("special_tokens", {})
-    for item in post.get("single", []):
-        if "Sequence" in item:
-            seen_a = True
-            continue
-        name = item["SpecialToken"]["id"]
-        ids = specials.get(name, {}).get("ids")
-        require(isinstance(ids, list), f"post_processor special token {name!r} has no ids")
-        (suffix if seen_a else prefix).extend(int(i) for i in ids)
+
+    def template(items):
+        pieces = []
+        for item in items:
+            if "Sequence" in item:
+                name = item["Sequence"]["id"]
+                require(name in ("A", "B"), f"post_processor sequence {name!r} is neither A nor B")
+                pieces.append(("sequence", int(name == "B"), int(item["Sequence"].get("type_id", 0))))
+                continue
+            name = item["SpecialToken"]["id"]
+            ids = specials.get(name, {}).get("ids")
+            require(isinstance(ids, list), f"post_processor special token {name!r} has no ids")
+            pieces.append(("special", [int(i) for i in ids], int(item["SpecialToken"].get("type_id", 0))))
+        return pieces
+
+    return template(post.get("single", [])), template(post.get("pair", []))
+
+
+def template_affixes(template):
+    """The special token ids a single-sequence template puts before and after the sequence."""
+    prefix, suffix, seen = [], [], False
+    for kind, value, _ in template:
+        if kind == "sequence":
+            seen = True
+        else:
+            (suffix if seen else prefix).extend(value)
     return prefix, suffix
 
 

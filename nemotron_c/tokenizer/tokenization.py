@@ -5,19 +5,22 @@ tokenizer_config.json and special_tokens_map.json (or tokenizer.model alone), th
 truncation, tensors and chat templates, following Transformers 5 (`TokenizersBackend` and `LlamaTokenizer`). The C
 core (`_core.Tokenizer`) does the encoding and decoding.
 """
+import collections
 import operator
 import os
 
 import numpy as np
 
+from .. import _core
 from ..checkpoint.hub import pop_hub_kwargs, resolve_directory
 from .chat_template import render
 from .saving import save_tokenizer
 from .sentencepiece_model import model_from_sentencepiece
 from .files import (CHAT_TEMPLATE_FILE, CONFIG_FILE, SPECIAL_TOKEN_NAMES, SPECIAL_TOKENS_FILE, SPM_FILE,
                               TOKENIZER_FILE, FormatError, apply_added_tokens_decoder, build_core, llama_pipeline,
-                              model_from_json, normalize_content, post_processor_affixes, read_json, require,
-                              token_content)
+                              model_from_json, normalize_content, post_processor_templates, read_json, require,
+                              template_affixes, token_content)
+from .encoding import Encoding, align, apply_template, truncate_sequences
 
 MODEL_CONFIG_FILE = "config.json"
 OPTIONAL_FILES = (CONFIG_FILE, SPECIAL_TOKENS_FILE, CHAT_TEMPLATE_FILE)  # read when present, beside one of the two
@@ -35,14 +38,65 @@ LARGE_INTEGER = int(1e20)       # above it, model_max_length means "no limit"
 # ---------------------------------------------------------------- outputs
 
 
+CharSpan = collections.namedtuple("CharSpan", ["start", "end"])
+
+
 class BatchEncoding(dict):
-    """A dict of model inputs that also reads as attributes, like Transformers' BatchEncoding."""
+    """A dict of model inputs that also reads as attributes, like Transformers' BatchEncoding. Its rows' Encodings
+    (offsets, words, sequences) answer sequence_ids(), word_ids(), token_to_word() and word_to_chars(); an integer
+    index gives a row's Encoding."""
+
+    _encodings = None  # a list, or a function that makes it (the plain encoding path computes them on demand)
 
     def __getattr__(self, name):
         try:
             return self[name]
         except KeyError:
             raise AttributeError(name) from None
+
+    def __getitem__(self, item):
+        if isinstance(item, int):
+            return self.encodings[item]
+        return super().__getitem__(item)
+
+    def __getstate__(self):  # the encodings made (a function cannot be pickled)
+        return {"_encodings": self.encodings}
+
+    @property
+    def encodings(self):
+        if callable(self._encodings):
+            self._encodings = self._encodings()
+        return self._encodings
+
+    def _row(self, batch_or_index, index, count_from_end=True):
+        """(row, index) from Transformers' (batch_or_token_index, token_index) arguments; negative ones count from
+        the end."""
+        row, index = (0, batch_or_index) if index is None else (batch_or_index, index)
+        row = row + len(self.encodings) if row < 0 else row
+        if count_from_end and index < 0:
+            index += len(self.encodings[row])
+        return row, index
+
+    def sequence_ids(self, batch_index=0):
+        return self.encodings[batch_index].sequence_ids
+
+    def word_ids(self, batch_index=0):
+        return self.encodings[batch_index].word_ids
+
+    def token_to_sequence(self, batch_or_token_index, token_index=None):
+        row, index = self._row(batch_or_token_index, token_index)
+        return self.encodings[row].token_to_sequence(index)
+
+    def token_to_word(self, batch_or_token_index, token_index=None):
+        row, index = self._row(batch_or_token_index, token_index)
+        return self.encodings[row].token_to_word(index)
+
+    def word_to_chars(self, batch_or_word_index, word_index=None, sequence_index=0):
+        row, index = self._row(batch_or_word_index, word_index, count_from_end=False)
+        span = self.encodings[row].word_to_chars(index, sequence_index)
+        if span is None:  # Transformers fails here with a TypeError too
+            raise TypeError(f"word {index} has no tokens in sequence {sequence_index} of row {row}")
+        return CharSpan(*span)
 
     def to(self, device):
         for key, value in self.items():
@@ -174,6 +228,13 @@ class NemotronTokenizer:
         self._n_ids = max(self._id_to_token, default=-1) + 1
         self._vocab = dict(model.vocab)
         self._vocab.update({a["content"]: a["id"] for a in model.added})
+        # what align() needs to place tokens in the text
+        self._added_contents = {a["id"]: a["content"] for a in model.added}
+        self._metaspace_split = any(s[0] == _core.STEP_METASPACE and s[6] for s in model.pre_tokenizer)
+        schemes = {_core.PREPEND_ALWAYS: "always", _core.PREPEND_FIRST: "first", _core.PREPEND_NEVER: "never"}
+        self._prepend = ("normalizer" if any(s[0] == _core.STEP_PREPEND for s in model.normalizer) else
+                         next((schemes[s[5]] for s in model.pre_tokenizer if s[0] == _core.STEP_METASPACE), "never"))
+        self._words_known = not any(s[0] == _core.STEP_SPLIT for s in model.pre_tokenizer)
 
     def _set_post_processor(self, model, config, kwargs):
         """The special tokens around each sequence. Transformers 5 keeps tokenizer.json's template and ignores
@@ -186,11 +247,16 @@ class NemotronTokenizer:
         if self._post_processor_rebuilt:
             self._add_bos_token = bool(explicit.get("add_bos_token", False)) and self.bos_token_id is not None
             self._add_eos_token = bool(explicit.get("add_eos_token", False)) and self.eos_token_id is not None
-            self._prefix = [self.bos_token_id] if self._add_bos_token else []
-            self._suffix = [self.eos_token_id] if self._add_eos_token else []
+            # Transformers' update_post_processor: "<s>:0 $A:0 </s>:0", the pair adding "<s>:1 $B:1 </s>:1"
+            def around(index):
+                return ([("special", [self.bos_token_id], index)] if self._add_bos_token else []) + \
+                    [("sequence", index, index)] + \
+                    ([("special", [self.eos_token_id], index)] if self._add_eos_token else [])
+            self._templates = (around(0), around(0) + around(1))
         else:
             self._add_bos_token = self._add_eos_token = False
-            self._prefix, self._suffix = post_processor_affixes(model.post_processor)
+            self._templates = post_processor_templates(model.post_processor)
+        self._prefix, self._suffix = template_affixes(self._templates[0])
 
     # ---- loading
 
@@ -364,7 +430,7 @@ class NemotronTokenizer:
 
     def _strategies(self, padding, truncation, max_length, pad_to_multiple_of):
         """Transformers' _get_padding_truncation_strategies: (padding, truncate, max_length), padding being
-        None, "longest" or "max_length"."""
+        None, "longest" or "max_length", truncate False or the strategy's name."""
         if max_length is not None and padding is False and truncation is None:
             truncation = "longest_first"  # max_length alone turns truncation on
         if padding is True or padding == "longest":
@@ -377,7 +443,7 @@ class NemotronTokenizer:
         if truncation in (None, False, "do_not_truncate"):
             truncate = False
         elif truncation in (True, "longest_first", "only_first", "only_second"):
-            truncate = True
+            truncate = "longest_first" if truncation is True else truncation
         else:
             raise ValueError(f"{truncation!r} is not a valid TruncationStrategy, please select one of "
                              "['longest_first', 'only_first', 'only_second', 'do_not_truncate']")
@@ -386,7 +452,7 @@ class NemotronTokenizer:
             if padding == "max_length":
                 padding, max_length = (None, None) if huge else (padding, self.model_max_length)
             if truncate:
-                truncate, max_length = (False, max_length) if huge else (True, self.model_max_length)
+                truncate, max_length = (False, max_length) if huge else (truncate, self.model_max_length)
         if padding is not None and self.pad_token_id is None:
             raise ValueError("Asking to pad but the tokenizer does not have a padding token. Please select a token to "
                              "use as `pad_token` `(tokenizer.pad_token = tokenizer.eos_token e.g.)` or add a new pad "
@@ -404,51 +470,127 @@ class NemotronTokenizer:
         return out["input_ids"]
 
     def __call__(self, text=None, text_pair=None, add_special_tokens=True, padding=False, truncation=None,
-                 max_length=None, pad_to_multiple_of=None, padding_side=None, return_tensors=None,
-                 return_attention_mask=None, return_token_type_ids=None, **kwargs):
+                 max_length=None, stride=0, pad_to_multiple_of=None, padding_side=None, return_tensors=None,
+                 return_token_type_ids=None, return_attention_mask=None, return_overflowing_tokens=False,
+                 return_special_tokens_mask=False, return_offsets_mapping=False, **kwargs):
         if text is None:
             raise ValueError("You need to specify either `text` or `text_target`.")
-        if text_pair is not None:
-            raise ValueError("nemotron_c does not encode text pairs")
         _refuse_unsupported(kwargs)
         batched = isinstance(text, (list, tuple))
         texts = list(text) if batched else [text]
         if batched and not texts:
             raise ValueError("text input must not be an empty list")
+        pairs = self._pairs(texts, text_pair, batched)
         padding, truncate, max_length = self._strategies(padding, truncation, max_length, pad_to_multiple_of)
-        rows = [self._finish(ids, add_special_tokens, truncate, max_length)
-                for ids in self._encode_texts(texts, batched)]
-        masks = [[1] * len(r) for r in rows]
+        side = padding_side or self.padding_side
+        if padding is not None and side not in ("right", "left"):
+            raise ValueError(f"Invalid padding strategy:{side}")
+        want_mask = return_attention_mask if return_attention_mask is not None else True
+        full = (pairs is not None or return_overflowing_tokens or return_offsets_mapping or return_special_tokens_mask
+                or return_token_type_ids or stride)
 
-        if padding is not None:
-            target = max(len(r) for r in rows) if padding == "longest" else max_length
-            if pad_to_multiple_of and target % pad_to_multiple_of:
-                target = (target // pad_to_multiple_of + 1) * pad_to_multiple_of
-            side = padding_side or self.padding_side
-            if side not in ("right", "left"):
-                raise ValueError(f"Invalid padding strategy:{side}")
-            pad = self.pad_token_id
-            for r, m in zip(rows, masks):
-                fill = target - len(r)
-                if fill > 0:
-                    if side == "left":
-                        r[:0] = [pad] * fill
-                        m[:0] = [0] * fill
-                    else:
-                        r.extend([pad] * fill)
-                        m.extend([0] * fill)
+        def encodings():
+            return self._encodings(texts, pairs, add_special_tokens, padding, truncate, max_length, stride or 0,
+                                   pad_to_multiple_of, side)
+
+        if full:
+            rows = encodings()
+            if return_overflowing_tokens:
+                mapping = [i for i, e in enumerate(rows) for _ in range(1 + len(e.overflowing))]
+                rows = [w for e in rows for w in (e, *e.overflowing)]
+            columns = {"input_ids": [r.ids for r in rows]}
+            if return_token_type_ids:
+                columns["token_type_ids"] = [r.type_ids for r in rows]
+            if want_mask:
+                columns["attention_mask"] = [r.attention_mask for r in rows]
+            if return_special_tokens_mask:
+                columns["special_tokens_mask"] = [r.special_tokens_mask for r in rows]
+            if return_offsets_mapping:
+                columns["offset_mapping"] = [r.offsets for r in rows]
+            if return_overflowing_tokens:
+                columns["overflow_to_sample_mapping"] = mapping
+        else:
+            rows = None
+            ids = [self._finish(ids, add_special_tokens, truncate, max_length)
+                   for ids in self._encode_texts(texts, batched)]
+            masks = [[1] * len(r) for r in ids]
+            if padding is not None:
+                target = self._padded_length([len(r) for r in ids], padding, max_length, pad_to_multiple_of)
+                for r, m in zip(ids, masks):
+                    fill = max(target - len(r), 0)
+                    at = 0 if side == "left" else len(r)
+                    r[at:at] = [self.pad_token_id] * fill
+                    m[at:at] = [0] * fill
+            columns = {"input_ids": ids}
+            if want_mask:
+                columns["attention_mask"] = masks
 
         out = BatchEncoding()
-        want_mask = return_attention_mask if return_attention_mask is not None else True
-        if return_tensors is not None:
-            out["input_ids"] = _as_tensor(rows, return_tensors)
-            if want_mask:
-                out["attention_mask"] = _as_tensor(masks, return_tensors)
-        else:
-            out["input_ids"] = rows if batched else rows[0]
-            if want_mask:
-                out["attention_mask"] = masks if batched else masks[0]
+        unbatch = not batched and return_tensors is None and not return_overflowing_tokens
+        for key, column in columns.items():
+            if return_tensors is not None:
+                out[key] = _as_tensor([column] if key == "overflow_to_sample_mapping" else column, return_tensors)
+                if key == "overflow_to_sample_mapping":
+                    out[key] = out[key][0]
+            else:
+                out[key] = column[0] if unbatch else column
+        out._encodings = (lambda: rows) if rows is not None else encodings
         return out
+
+    def _pairs(self, texts, text_pair, batched):
+        """The second sequences (None without text_pair), checked as Transformers checks them."""
+        if batched:
+            if text_pair is None:
+                return None
+            if isinstance(text_pair, str):
+                raise TypeError("when tokenizing batches of text, `text_pair` must be a list or tuple with the same "
+                                "length as `text`.")
+            if len(texts) != len(text_pair):
+                raise ValueError(f"batch length of `text`: {len(texts)} does not match batch length of `text_pair`:"
+                                 f" {len(text_pair)}.")
+            return list(text_pair)
+        # as Transformers: an empty text_pair is no pair
+        return [text_pair] if text_pair else None
+
+    def _padded_length(self, lengths, padding, max_length, pad_to_multiple_of):
+        target = max(lengths) if padding == "longest" else max_length
+        if pad_to_multiple_of and target % pad_to_multiple_of:
+            target = (target // pad_to_multiple_of + 1) * pad_to_multiple_of
+        return target
+
+    def _sequence_encodings(self, texts, sequence):
+        """An Encoding (ids, offsets, words) per text, no special tokens."""
+        encodings = []
+        for text, ids in zip(texts, self._encode_texts(texts, len(texts) > 1)):
+            offsets, words = align(text, ids, self._id_to_token, self._added_contents, self._prepend,
+                                   self._metaspace_split, self._words_known)
+            encodings.append(Encoding(ids, offsets, words, sequence, type_id=sequence))
+        return encodings
+
+    def _encodings(self, texts, pairs, add_special_tokens, padding, truncate, max_length, stride, pad_to_multiple_of,
+                   side):
+        """The Encodings (overflowing windows inside) of texts, or of (texts, pairs), as tokenizers makes them:
+        each sequence encoded, truncated (windows with `stride` when truncation cuts), put in the template, padded."""
+        firsts = self._sequence_encodings(texts, 0)
+        seconds = self._sequence_encodings(pairs, 1) if pairs is not None else [None] * len(texts)
+        template = self._templates[0 if pairs is None else 1]
+        n_added = sum(len(v) for kind, v, _ in template if kind == "special") if add_special_tokens else 0
+        if stride and not truncate:
+            stride = 0  # tokenizers windows only what it truncates
+        if truncate and max_length < n_added:
+            raise ValueError(f"max_length={max_length} leaves no room for the {n_added} special tokens the "
+                             "tokenizer adds")
+        encodings = []
+        for first, second in zip(firsts, seconds):
+            sequences = [first] if second is None else [first, second]
+            if truncate:
+                truncate_sequences(sequences, max_length - n_added, truncate, stride, self.truncation_side == "left")
+            encodings.append(apply_template(template, sequences, add_special_tokens))
+        if padding is not None:
+            target = self._padded_length([len(e) for e in encodings], padding, max_length, pad_to_multiple_of)
+            for e in encodings:
+                e.pad(target, self.pad_token_id, side == "left")
+        return encodings
 
     # ---- decoding
 
@@ -510,8 +652,7 @@ class NemotronTokenizer:
 
 
 # Options of Transformers' __call__ that nemotron_c does not implement: asking for them is an error, not a no-op.
-UNSUPPORTED_OPTIONS = {"return_offsets_mapping": False, "return_overflowing_tokens": False, "stride": 0,
-                       "is_split_into_words": False, "return_special_tokens_mask": False, "return_length": False,
+UNSUPPORTED_OPTIONS = {"is_split_into_words": False, "return_length": False,
                        "text_target": None, "text_pair_target": None, "split_special_tokens": False}
 
 

@@ -1,0 +1,128 @@
+"""Offsets, pairs, overflowing windows with a stride, words and sequence ids against Transformers 5's tokenizer."""
+import pickle
+
+import pytest
+import transformers
+from helpers.tokenizer_builders import build_all
+
+from nemotron_c import AutoTokenizer
+
+VARIANTS = ["nemotron", "plain_strings", "big", "metaspace_split", "legacy", "glued", "llama_legacy"]
+TEXTS = ["Hello world", " leading space", "two  spaces\tand\nnewline ", "Ünïcödé 日本語 😀 x", "  ", "end ",
+         "a </s> b <s>c", "x", "The cat sat on the mat, and the dog sat on the log."]
+QUESTIONS = ["What?", "Where is the  cat?", "日本語は?"]
+CONTEXT = ("The quick brown fox jumps over the lazy dog. Ünïcode  sits here, and 日本語 too. " * 3).strip()
+
+
+@pytest.fixture(scope="module")
+def dirs(tmp_path_factory):
+    return build_all(str(tmp_path_factory.getbasetemp() / "tokenizers"))
+
+
+@pytest.fixture(scope="module", params=VARIANTS)
+def both(request, dirs):
+    path = dirs[request.param]
+    tokenizers = AutoTokenizer.from_pretrained(path), transformers.AutoTokenizer.from_pretrained(path)
+    for tokenizer in tokenizers:
+        tokenizer.pad_token = tokenizer.pad_token or "</s>"
+    return tokenizers
+
+
+ALL = dict(return_offsets_mapping=True, return_token_type_ids=True, return_special_tokens_mask=True)
+
+
+def same_call(ours, theirs, *args, **kwargs):
+    """The same encodings, or, where Transformers fails (an Exception, or tokenizers' PanicException, a
+    BaseException, for a stride too long), a ValueError from ours."""
+    try:
+        expected = theirs(*args, **kwargs)
+    except BaseException as error:  # noqa: B036 (the panic is no Exception)
+        with pytest.raises(ValueError):
+            ours(*args, **kwargs)
+        return str(error)
+    assert_same_encoding(ours(*args, **kwargs), expected)
+
+
+def assert_same_encoding(ours, theirs):
+    assert dict(ours) == {k: v for k, v in theirs.items()}
+    assert list(ours) == list(theirs)  # the keys' order too
+    for i in range(len(theirs.encodings)):
+        assert ours.sequence_ids(i) == theirs.sequence_ids(i)
+        assert ours.word_ids(i) == theirs.word_ids(i)
+        for token, word in enumerate(theirs.word_ids(i)):
+            assert ours.token_to_word(i, token) == theirs.token_to_word(i, token)
+            if word is not None:
+                for sequence in (0, 1):
+                    span = theirs.encodings[i].word_to_chars(word, sequence)
+                    assert ours.encodings[i].word_to_chars(word, sequence) == span
+                    if span is not None:
+                        assert ours.word_to_chars(i, word, sequence_index=sequence) == span
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_offsets_and_words_of_one_text(both, text):
+    ours, theirs = both
+    assert_same_encoding(ours(text, **ALL), theirs(text, **ALL))
+    assert_same_encoding(ours([text, "x y"], **ALL), theirs([text, "x y"], **ALL))
+
+
+@pytest.mark.parametrize("question", QUESTIONS)
+def test_pairs(both, question):
+    ours, theirs = both
+    for first, second in ((question, CONTEXT), (CONTEXT, question), (question, "a </s> b")):
+        assert_same_encoding(ours(first, second, **ALL), theirs(first, second, **ALL))
+    assert_same_encoding(ours([question, "x"], [CONTEXT, "y z"], padding=True, **ALL),
+                         theirs([question, "x"], [CONTEXT, "y z"], padding=True, **ALL))
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+@pytest.mark.parametrize("max_length,stride", [(16, 4), (24, 0), (12, 2), (60, 10), (500, 3)])
+def test_overflowing_windows(both, side, max_length, stride):
+    ours, theirs = both
+    ours.truncation_side = theirs.truncation_side = side
+    try:
+        common = dict(max_length=max_length, stride=stride, return_overflowing_tokens=True, **ALL)
+        for question in QUESTIONS:
+            same_call(ours, theirs, question, CONTEXT, truncation="only_second", **common)
+            same_call(ours, theirs, CONTEXT, question, truncation="only_first", **common)
+            same_call(ours, theirs, [question, "x"], [CONTEXT, "short"], truncation="only_second",
+                      padding="max_length", **common)
+        same_call(ours, theirs, CONTEXT, truncation=True, **common)
+    finally:
+        ours.truncation_side = theirs.truncation_side = "right"
+
+
+@pytest.mark.parametrize("max_length", [6, 11, 20])
+def test_longest_first_pairs(both, max_length):
+    ours, theirs = both
+    for first, second in (("one two three four five six seven", "a b"), ("a b", CONTEXT), (CONTEXT, CONTEXT[:40])):
+        assert_same_encoding(ours(first, second, truncation=True, max_length=max_length, **ALL),
+                             theirs(first, second, truncation=True, max_length=max_length, **ALL))
+
+
+def test_tensors_and_lazy_encodings(both):
+    ours, theirs = both
+    kwargs = dict(truncation="only_second", max_length=16, stride=3, return_overflowing_tokens=True,
+                  padding=True, return_tensors="np", **ALL)
+    a, b = ours("Where?", CONTEXT, **kwargs), theirs("Where?", CONTEXT, **kwargs)
+    assert list(a) == list(b)
+    for key in b:
+        assert a[key].tolist() == b[key].tolist(), key
+    # the plain path computes its encodings when asked
+    plain_ours, plain_theirs = ours(["Hello world", "x"]), theirs(["Hello world", "x"])
+    assert plain_ours.word_ids(1) == plain_theirs.word_ids(1)
+    assert plain_ours[0].offsets == plain_theirs[0].offsets
+    copied = pickle.loads(pickle.dumps(ours(["Hello world", "x"])))
+    assert copied == plain_ours and copied.word_ids(0) == plain_theirs.word_ids(0)
+
+
+def test_truncation_errors(both):
+    ours, theirs = both
+    long_question = "What is the name of the thing that sits on the mat by the door?"
+    message = same_call(ours, theirs, long_question, "short", truncation="only_second", max_length=6)
+    assert "too short" in message
+    same_call(ours, theirs, "one two", truncation="only_second", max_length=3, **ALL)
+    same_call(ours, theirs, "one two three", truncation=True, max_length=1, return_overflowing_tokens=True, **ALL)
+    message = same_call(ours, theirs, "Q?", CONTEXT, truncation="only_second", max_length=10, stride=8,
+                        return_overflowing_tokens=True)
+    assert "stride" in message
