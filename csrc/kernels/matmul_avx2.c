@@ -177,7 +177,8 @@ enum {
     PANEL_NR = 16,
     PANEL_MR = 6,
     PANEL_KC = 512,
-    ROWS_MC = 510, /* a multiple of PANEL_MR; the x block, 1 MiB, and a panel fit a 2 MiB L2 */
+    ROWS_MC = 516, /* a multiple of PANEL_MR, at least 512 rows (forward.c's MLP chunk); the x block, 1 MiB,
+                    * and a panel fit a 2 MiB L2 */
     GEMM_MIN_ROWS = 8,
 };
 
