@@ -17,7 +17,8 @@
  * whole multiples of MLP_CHUNK_ROWS: the packed kernels convert and pack every weight panel once per call
  * for up to 512 rows, so that a chunk of 455 rows (Minitron's I = 9216) then one of 57 cost two packings
  * of the whole up and down projections for a 512-token prompt, and the 57 rows ran at a fraction of the
- * kernel's speed. Threads split a matmul's columns in whole blocks of MATMUL_COLUMN_BLOCK: a multiple of every kernel
+ * kernel's speed.
+ * Threads split a matmul's columns in whole blocks of MATMUL_COLUMN_BLOCK: a multiple of every kernel
  * set's panel width (16 for avx2, 48 for avx512), so that only the last block has a partial panel. */
 enum { MLP_CHUNK_FLOATS = 4 << 20, MLP_CHUNK_ROWS = 512, MATMUL_COLUMN_BLOCK = 48 };
 
