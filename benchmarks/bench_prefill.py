@@ -16,25 +16,12 @@ import argparse
 import json
 import os
 import sys
-import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def best_times(fns, repeats):
-    for fn in fns:
-        fn()  # warm-up: pages the weights in, starts the threads
-    wall = [[] for _ in fns]
-    cpu = [[] for _ in fns]
-    for _ in range(repeats):
-        for fn, w, c in zip(fns, wall, cpu):
-            start, start_cpu = time.perf_counter(), time.process_time()
-            fn()
-            w.append(time.perf_counter() - start)
-            c.append(time.process_time() - start_cpu)
-    return [min(w) for w in wall], [min(c) for c in cpu]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_scoring import best_times  # noqa: E402  (the same turn-taking best-of-N timer)
 
 
 def matmul_flops(config, tokens, head_rows):
