@@ -58,7 +58,7 @@ static double best_time(nt_threadpool *pool, const job *j, double *cpu) {
     return best;
 }
 
-/* Whether name is among the arguments, or no argument is of its kind (kind_of: which argument are). */
+/* Whether name is among the arguments, or no argument is of its kind (kind_of tells which are). */
 static int wanted(const char *name, int (*kind_of)(const char *), int argc, char **argv) {
     int any = 0;
     for (int i = 1; i < argc; i++)
