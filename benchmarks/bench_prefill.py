@@ -85,8 +85,8 @@ def main():
     work = [(args.prompt, matmul_flops(config, args.prompt, 1)),
             (args.batch * args.length, matmul_flops(config, args.batch * args.length, args.batch * args.length))]
     print(f"{args.checkpoint}: {args.threads} thread(s), best of {args.repeats}; GFLOP/s counts the linear layers "
-          f"only, per thread of CPU time in the last column")
-    print(f"{'':34s} {'task':8s} {'tok/s':>8s} {'wall s':>7s} {'CPU s':>7s} {'GFLOP/s':>8s} {'/thread CPU':>11s}")
+          f"only; the last column per second of CPU time (all threads')")
+    print(f"{'':34s} {'task':8s} {'tok/s':>8s} {'wall s':>7s} {'CPU s':>7s} {'GFLOP/s':>8s} {'GF/CPU-s':>11s}")
     for i, name in enumerate(names):
         for j, task in enumerate(["prefill", "scoring"]):
             t, c = wall[2 * i + j], cpu[2 * i + j]
