@@ -23,11 +23,11 @@ MASK = np.ones((2, T), dtype=np.int64)
 MASK[0, :4] = 0  # left padding in the first row
 
 
-def load(path, kernels, monkeypatch):
+def load(path, kernels, monkeypatch, **kwargs):
     """The model on the named kernel set; skips when this CPU lacks it."""
     monkeypatch.setenv("NEMOTRON_C_KERNELS", kernels)
     try:
-        return nemotron_c.AutoModelForCausalLM.from_pretrained(path)
+        return nemotron_c.AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except ValueError as error:
         if "this CPU cannot run" in str(error):
             pytest.skip(f"this CPU lacks the {kernels} kernels")
@@ -86,3 +86,28 @@ def test_auto_is_the_first_set_this_cpu_runs(checkpoint, monkeypatch):
     assert chosen.kernels == best.kernels
     np.testing.assert_array_equal(chosen(IDS, attention_mask=MASK).logits, best(IDS, attention_mask=MASK).logits)
 
+
+
+@pytest.fixture(scope="module")
+def long_prompt(checkpoint):
+    """A checkpoint whose MLP runs in chunks of rows (intermediate 8200: 512 rows per chunk), 2 x 300 token ids
+    (more rows than one chunk, and than one row block of the packed kernels, 516 and 512), and Transformers'
+    logits for them."""
+    path = checkpoint(hidden_size=64, intermediate_size=8200, num_attention_heads=4, num_key_value_heads=2,
+                      max_position_embeddings=512)
+    ids = np.random.default_rng(3).integers(0, 96, size=(2, 300))
+    return path, ids, hf_logits(hf_from_pretrained(path), ids)
+
+
+@pytest.mark.parametrize("kernels", SETS)
+def test_thread_counts_give_identical_logits(long_prompt, monkeypatch, kernels):
+    """Threads split each matmul's columns; every output is computed by the same code in the same order whichever
+    thread takes it, so 1, 2 and 3 threads agree to the bit, and with Transformers across the MLP's row chunks."""
+    path, ids, transformers_logits = long_prompt
+    logits = []
+    for threads in (1, 2, 3):
+        model = load(path, kernels, monkeypatch, num_threads=threads)
+        assert model.num_threads == threads
+        logits.append(model(ids, use_cache=False).logits)
+    assert np.array_equal(logits[0], logits[1]) and np.array_equal(logits[0], logits[2])
+    assert_close(logits[0], transformers_logits, atol=1e-4, what=f"{kernels}, 600 rows, against Transformers")

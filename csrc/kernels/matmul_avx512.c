@@ -207,17 +207,20 @@ GEMV_QUANTIZED(q4, NT_DTYPE_Q4)
 
 /* ---------------------------------------------------------------- many rows of x: packed panels
  * For prefill, where the arithmetic dominates. A panel of PANEL_NR rows of w and PANEL_KC of its columns
- * is converted to float32 and laid out k-major (KC, NR); every block of PANEL_MR
- * rows of x (packed too) is multiplied against it with MR x NR/16 accumulators in zmm registers, NR/16
- * panel loads and MR broadcasts per k. The k blocks are the outer loop so that the x block (ROWS_MC, KC)
- * stays in L2 while every panel of the column range passes. Measured on a Sapphire Rapids core: 8x48 beat
- * 14x32, 12x32 and 6x64, and KC = 512 (the panel in L2) beat the L1-sized 128..256 by about 10%. */
+ * is converted to float32 and laid out k-major (KC, NR); every block of PANEL_MR rows of x (packed too) is
+ * multiplied against it with MR x NR/16 accumulators in zmm registers, NR/16 panel loads and MR broadcasts
+ * per k. Loops, outer to inner: ROWS_MC rows of x, k blocks (the x block (MC, KC), packed once, stays in
+ * L2), panels (each packed once per row block: once per call for a prompt of up to ROWS_MC tokens),
+ * PANEL_MR rows. Measured on a Sapphire Rapids core: 8x48 beat 14x32, 12x32 and 6x64; KC = 512 (the panel
+ * in L2) beat the L1-sized 128..256 by about 10% and 384 by 3%; MC = 512 beat 1024 by 5% at M = 2048, and
+ * beat 256 (panels packed twice for 512 rows) by about 5% at M = 512; prefetching the next panel's rows
+ * while the current one runs cost 5%. */
 enum {
     PANEL_MR = 8,
     PANEL_NV = 3, /* zmm vectors per panel row */
     PANEL_NR = 16 * PANEL_NV,
     PANEL_KC = 512,
-    ROWS_MC = 256, /* a multiple of PANEL_MR */
+    ROWS_MC = 512, /* a multiple of PANEL_MR; the x block, 1 MiB, and a panel fit a 2 MiB L2 */
     GEMM_MIN_ROWS = 8,
 };
 
@@ -265,11 +268,18 @@ static void pack_panel(float *panel, const void *w, const float *scales, nt_dtyp
 
 /* xp (kc, PANEL_MR) = x rows 0..mr-1 (each K apart), columns 0..kc-1, interleaved so that the broadcasts of
  * one k are adjacent; rows past mr repeat the last one. Read from x directly, the rows of a block lie K
- * floats apart, which for K a multiple of 1024 puts them all in the same L1 set. */
+ * floats apart, which for K a multiple of 1024 puts them all in the same L1 set. 16 columns at a time go
+ * through the transpose, whose rows 8..15 are left unused. */
 static void pack_rows(float *xp, const float *x, int64_t K, int64_t mr, int64_t kc) {
-    for (int64_t i = 0; i < PANEL_MR; i++) {
-        const float *x_i = x + (i < mr ? i : mr - 1) * K;
-        for (int64_t k = 0; k < kc; k++) xp[k * PANEL_MR + i] = x_i[k];
+    _Static_assert(PANEL_MR == 8, "pack_rows stores the 8 lanes of a k as one ymm");
+    for (int64_t k = 0; k < kc; k += 16) {
+        __mmask16 mask = first_lanes(kc - k);
+        __m512 r[16];
+        for (int64_t i = 0; i < PANEL_MR; i++) r[i] = _mm512_maskz_loadu_ps(mask, x + (i < mr ? i : mr - 1) * K + k);
+        for (int64_t i = PANEL_MR; i < 16; i++) r[i] = r[PANEL_MR - 1];
+        transpose16(r);
+        for (int64_t t = 0; t < 16 && k + t < kc; t++)
+            _mm256_store_ps(xp + (k + t) * PANEL_MR, _mm512_castps512_ps256(r[t]));
     }
 }
 
@@ -306,14 +316,15 @@ static void panel_block(float *y, int64_t N, const float *xp, const float *panel
 /* Returns 0 without memory for its buffers (the caller then uses the row kernels, which need none). */
 static int gemm(float *y, const float *x, const void *w, const float *scales, nt_dtype dtype, int64_t M, int64_t N,
                 int64_t K, int64_t n_begin, int64_t n_end) {
-    /* panel (PANEL_KC, PANEL_NR), then the x block (ROWS_MC / PANEL_MR, PANEL_KC, PANEL_MR) */
-    float *panel = aligned_alloc(64, sizeof(float) * PANEL_KC * (PANEL_NR + ROWS_MC));
+    /* panel (PANEL_KC, PANEL_NR), then the x block (mc / PANEL_MR, PANEL_KC, PANEL_MR) */
+    int64_t mc_max = M < ROWS_MC ? (M + PANEL_MR - 1) / PANEL_MR * PANEL_MR : ROWS_MC;
+    float *panel = aligned_alloc(64, sizeof(float) * PANEL_KC * (PANEL_NR + mc_max));
     if (panel == NULL) return 0;
     float *rows = panel + PANEL_KC * PANEL_NR;
-    for (int64_t k0 = 0; k0 < K; k0 += PANEL_KC) {
-        int64_t kc = K - k0 < PANEL_KC ? K - k0 : PANEL_KC;
-        for (int64_t mc0 = 0; mc0 < M; mc0 += ROWS_MC) {
-            int64_t mc_end = M - mc0 < ROWS_MC ? M : mc0 + ROWS_MC;
+    for (int64_t mc0 = 0; mc0 < M; mc0 += ROWS_MC) {
+        int64_t mc_end = M - mc0 < ROWS_MC ? M : mc0 + ROWS_MC;
+        for (int64_t k0 = 0; k0 < K; k0 += PANEL_KC) {
+            int64_t kc = K - k0 < PANEL_KC ? K - k0 : PANEL_KC;
             for (int64_t m0 = mc0; m0 < mc_end; m0 += PANEL_MR) {
                 int64_t mr = mc_end - m0 < PANEL_MR ? mc_end - m0 : PANEL_MR;
                 pack_rows(rows + (m0 - mc0) * kc, x + m0 * K + k0, K, mr, kc);

@@ -13,10 +13,14 @@
 
 #include "model/model.h"
 
-/* MLP rows are processed in chunks so that the (rows, I) activation stays near this many floats.
+/* MLP rows are processed in chunks so that the (rows, I) activation stays near MLP_CHUNK_FLOATS floats, in
+ * whole multiples of MLP_CHUNK_ROWS: the packed kernels convert and pack every weight panel once per call
+ * for up to 512 rows, so that a chunk of 455 rows (Minitron's I = 9216) then one of 57 cost two packings
+ * of the whole up and down projections for a 512-token prompt, and the 57 rows ran at a fraction of the
+ * kernel's speed.
  * Threads split a matmul's columns in whole blocks of MATMUL_COLUMN_BLOCK: a multiple of every kernel
  * set's panel width (16 for avx2, 48 for avx512), so that only the last block has a partial panel. */
-enum { MLP_CHUNK_FLOATS = 4 << 20, MATMUL_COLUMN_BLOCK = 48 };
+enum { MLP_CHUNK_FLOATS = 4 << 20, MLP_CHUNK_ROWS = 512, MATMUL_COLUMN_BLOCK = 48 };
 
 /* ---------------------------------------------------------------- threaded building blocks */
 
@@ -280,7 +284,8 @@ nt_status nt_model_forward(nt_model *m, nt_error *err, float *logits, float *las
     int64_t H = c->hidden_size, I = c->intermediate_size, L = c->num_hidden_layers;
     int64_t QD = c->num_attention_heads * c->head_dim, KVD = c->num_key_value_heads * c->head_dim;
     int64_t BT = nt_mul_size(B, T), half = c->rotary_dim / 2;
-    int64_t chunk = MLP_CHUNK_FLOATS / I > 0 ? MLP_CHUNK_FLOATS / I : 1;
+    int64_t chunk = MLP_CHUNK_FLOATS / I / MLP_CHUNK_ROWS * MLP_CHUNK_ROWS;
+    if (chunk < MLP_CHUNK_ROWS) chunk = MLP_CHUNK_ROWS;
     if (chunk > BT) chunk = BT;
 
     nt_cache *own_cache = NULL;

@@ -2,6 +2,7 @@
  * Speed of each matmul kernel at Minitron-4B's widths, in GFLOP/s and in GB/s of weights read:
  *   make -C csrc bench                       every kernel set
  *   make -C csrc bench BENCH_ARGS="avx512"   the sets named
+ *   make -C csrc bench BENCH_ARGS="avx512 float32 512"   the sets, dtypes and numbers of rows named
  * One thread, then (for the prefill shapes) two threads splitting the columns as model/forward.c does.
  * Prefill shapes are judged by GFLOP/s against the FMA peak (benchmarks/fma_peak.c), decode shapes by
  * GB/s (of weights and their scales) against the memory bandwidth. The last shape, 128 rows of 3072 (1.5 MB in
@@ -37,32 +38,59 @@ static void columns(void *ctx, int64_t begin, int64_t end) {
     j->fn(j->y, j->x, j->w, j->M, begin * COLUMN_BLOCK, n_end);
 }
 
-/* Best wall time of a few runs (fewer when one run is long) of `calls` calls each, per call. */
-static double best_time(nt_threadpool *pool, const job *j, int calls) {
+static double cpu_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* Best wall time of a few runs (fewer when one run is long) of `calls` calls each, per call, and the best CPU time
+ * of the process (every thread's) per call in *cpu: on a machine others share, CPU time is the steadier figure. */
+static double best_time(nt_threadpool *pool, const job *j, int calls, double *cpu) {
     double best = 1e9, spent = 0.0;
+    *cpu = 1e9;
     for (int r = 0; r < 5 && (r < 2 || spent < 1.0); r++) {
-        double start = now();
+        double start = now(), start_cpu = cpu_now();
         for (int c = 0; c < calls; c++)
             nt_threadpool_parallel_for(pool, columns, (void *)j, (j->N + COLUMN_BLOCK - 1) / COLUMN_BLOCK, 1);
-        double elapsed = (now() - start) / calls;
+        double elapsed = (now() - start) / calls, used = (cpu_now() - start_cpu) / calls;
         spent += elapsed;
         if (elapsed < best) best = elapsed;
+        if (used < *cpu) *cpu = used;
     }
     return best;
 }
 
-static int wanted(const char *name, int argc, char **argv) {
-    if (argc < 2) return 1;
+/* Whether name is among the arguments, or no argument is of its kind (kind_of tells which are). */
+static int wanted(const char *name, int (*kind_of)(const char *), int argc, char **argv) {
+    int any = 0;
     for (int i = 1; i < argc; i++)
-        if (strcmp(argv[i], name) == 0) return 1;
+        if (kind_of(argv[i])) {
+            any = 1;
+            if (strcmp(argv[i], name) == 0) return 1;
+        }
+    return !any;
+}
+
+static int is_set(const char *arg) {
+    for (int t = 0; t < nt_kernel_set_count; t++)
+        if (strcmp(arg, nt_kernel_sets[t]->name) == 0) return 1;
     return 0;
 }
+
+static int is_dtype(const char *arg) {
+    for (int d = 0; d < NT_DTYPE_COUNT; d++)
+        if (strcmp(arg, nt_dtype_name((nt_dtype)d)) == 0) return 1;
+    return 0;
+}
+
+static int is_rows(const char *arg) { return arg[0] >= '0' && arg[0] <= '9'; }
 
 int main(int argc, char **argv) {
     /* (N, K): up_proj, down_proj, a matrix in L2 */
     static const int64_t shapes[][2] = {{9216, 3072}, {3072, 9216}, {128, 3072}};
-    static const int64_t Ms[] = {1, 4, 128, 512};
-    const int64_t max_M = 512, max_elements = 9216 * 3072;
+    static const int64_t Ms[] = {1, 4, 128, 512, 2048};
+    const int64_t max_M = 2048, max_elements = 9216 * 3072;
     float *x = malloc(sizeof(float) * max_M * 9216), *y = malloc(sizeof(float) * max_M * 9216);
     float *w = malloc(sizeof(float) * max_elements), *scales = malloc(sizeof(float) * (max_elements / NT_Q4_GROUP));
     nt_threadpool *one, *two;
@@ -74,13 +102,13 @@ int main(int argc, char **argv) {
     for (int64_t i = 0; i < max_M * 9216; i++) x[i] = (float)(i % 7) * 0.1f;
     for (int64_t i = 0; i < max_elements; i++) w[i] = (float)(i % 5) * 0.1f; /* also valid small halves */
     for (int64_t i = 0; i < max_elements / NT_Q4_GROUP; i++) scales[i] = 0.01f;
-    printf("%-9s %-5s %5s %5s %5s %9s %8s %12s\n", "kernels", "dtype", "M", "N", "K", "GFLOP/s", "GB/s",
-           "2 threads x");
+    printf("%-9s %-5s %5s %5s %5s %9s %8s %9s %12s %12s\n", "kernels", "dtype", "M", "N", "K", "GFLOP/s", "GB/s",
+           "CPU GF/s", "2 threads x", "CPU GF/s");
     for (int t = 0; t < nt_kernel_set_count; t++) {
         const nt_kernels *set = nt_kernel_sets[t];
-        if (!set->supported() || !wanted(set->name, argc, argv)) continue;
+        if (!set->supported() || !wanted(set->name, is_set, argc, argv)) continue;
         for (int d = 0; d < NT_DTYPE_COUNT; d++) {
-            if (set->matmul[d] == NULL) continue;
+            if (set->matmul[d] == NULL || !wanted(nt_dtype_name((nt_dtype)d), is_dtype, argc, argv)) continue;
             for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
                 int64_t N = shapes[s][0], K = shapes[s][1];
                 nt_tensor wt = {.data = w, .dtype = (nt_dtype)d, .ndim = 2, .shape = {N, K}};
@@ -95,13 +123,19 @@ int main(int argc, char **argv) {
                 int in_l2 = N < 1024;
                 for (size_t i = 0; i < (in_l2 ? 1 : sizeof Ms / sizeof *Ms); i++) {
                     int64_t M = Ms[i];
+                    char rows[24];
+                    snprintf(rows, sizeof rows, "%lld", (long long)M);
+                    if (!wanted(rows, is_rows, argc, argv)) continue;
                     job j = {set->matmul[d], y, x, &wt, M, N};
-                    double single = best_time(one, &j, in_l2 ? 200 : 1);
-                    printf("%-9s %-5s %5lld %5lld %5lld %9.1f %8.1f", set->name, nt_dtype_name(wt.dtype), (long long)M,
-                           (long long)N, (long long)K, 2.0 * M * N * K / single / 1e9, bytes / single / 1e9);
-                    if (M >= 128) printf(" %12.2f", single / best_time(two, &j, 1));
-                    if (in_l2) printf("  (in L2)");
-                    printf("\n");
+                    double cpu, single = best_time(one, &j, in_l2 ? 200 : 1, &cpu), flops = 2.0 * M * N * K;
+                    printf("%-9s %-5s %5lld %5lld %5lld %9.1f %8.1f %9.1f", set->name, nt_dtype_name(wt.dtype),
+                           (long long)M, (long long)N, (long long)K, flops / single / 1e9, bytes / single / 1e9,
+                           flops / cpu / 1e9);
+                    if (M >= 128) {
+                        double both = best_time(two, &j, 1, &cpu);
+                        printf(" %12.2f %12.1f", single / both, flops / cpu / 1e9);
+                    }
+                    printf(in_l2 ? "  (in L2)\n" : "\n");
                     fflush(stdout);
                 }
             }

@@ -141,6 +141,9 @@ static void test_matmul(const nt_kernels *kernels) {
     test_matmul_shapes(kernels, Ms, COUNT(Ms), Ns, COUNT(Ns), Ks, COUNT(Ks));
     static const int64_t many_Ms[] = {129, 270}, many_Ns[] = {50, 100}, many_Ks[] = {7, 1088, 1100};
     test_matmul_shapes(kernels, many_Ms, COUNT(many_Ms), many_Ns, COUNT(many_Ns), many_Ks, COUNT(many_Ks));
+    /* more rows than a row block of the AVX-512 packing (512), the last one partial */
+    static const int64_t most_Ms[] = {1031}, most_Ns[] = {50}, most_Ks[] = {1100};
+    test_matmul_shapes(kernels, most_Ms, COUNT(most_Ms), most_Ns, COUNT(most_Ns), most_Ks, COUNT(most_Ks));
 }
 
 /* Rows in float32 through the seam, and the storage checks a model makes of every tensor. */
