@@ -25,6 +25,12 @@ typedef struct {
     nt_matmul_fn matmul[NT_DTYPE_COUNT]; /* indexed by the weight's dtype; NULL: the portable one */
     float (*dot)(const float *a, const float *b, int64_t n);
     void (*axpy)(float *y, float a, const float *x, int64_t n); /* y (n) += a * x (n) */
+    /* attention's tiles, operands already in cache: y (M, N) (+)= x (M, K) @ w (K, N), w row-major (not
+     * transposed as in matmul), rows ldy, ldx and ldw floats apart; accumulate: add to y, else overwrite */
+    void (*matmul_nn)(float *y, const float *x, const float *w, int64_t M, int64_t K, int64_t N, int64_t ldx,
+                      int64_t ldw, int64_t ldy, int accumulate);
+    /* x (n) = exp(x - shift), exp(-inf) = 0; returns the sum of the new x */
+    float (*exp_sum)(float *x, int64_t n, float shift);
 } nt_kernels;
 
 /* Every kernel set, best first; the last is the portable one, which every CPU runs (kernels/dispatch.c).
@@ -66,5 +72,29 @@ void nt_activation_apply(float *x, int64_t n, nt_activation act);
 
 /* y (rows, N) += bias (N) */
 void nt_add_bias(float *y, const float *bias, int64_t rows, int64_t N);
+
+/* ---- attention (kernels/attention.c), float32 ---- */
+
+/* The G query heads that share one key/value head, of one sequence of T new tokens after P cached ones. */
+typedef struct {
+    const float *q;             /* query of token t, head g at q + t * stride + g * D, after rotary */
+    float *out;                 /* the same layout as q */
+    int64_t stride;             /* floats from one token's heads to the next's (NH * D) */
+    const float *keys, *values; /* (S, D), S = P + T, rotary applied to the keys */
+    const uint8_t *mask;        /* (S) 0 for padding, or NULL for none */
+    int64_t T, P, G, D;
+    float scale;
+} nt_attention_args;
+
+/* The reference: out for tokens [t_begin, t_end), and weights (G, T, S) (the softmax, as
+ * output_attentions returns it) unless NULL. Fails only for want of memory for a row of scores. */
+nt_status nt_attention_naive(const nt_attention_args *a, float *weights, int64_t t_begin, int64_t t_end);
+
+/* The same output, blocked over queries and keys with the online softmax; work holds
+ * nt_attention_work_floats(G, D) floats. Tokens go in blocks of nt_attention_query_block(G). */
+void nt_attention_blocked(const nt_kernels *k, const nt_attention_args *a, int64_t t_begin, int64_t t_end,
+                          float *work);
+int64_t nt_attention_query_block(int64_t G);
+int64_t nt_attention_work_floats(int64_t G, int64_t D);
 
 #endif

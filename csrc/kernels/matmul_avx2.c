@@ -330,6 +330,110 @@ static void axpy_avx2(float *y, float a, const float *x, int64_t n) {
     for (; i < n; i++) y[i] += a * x[i];
 }
 
+/* ---------------------------------------------------------------- attention's tiles
+ * y (M, N) (+)= x (M, K) @ w (K, N) with w row-major: NN_MR rows of y by NN_NV vectors of 8 columns in ymm
+ * accumulators (12 of the 16 registers), one broadcast of x and NN_NV loads of w per k. A strip narrower
+ * than NN_NV vectors goes through masked loads and stores (TAIL), the others through plain ones. */
+enum { NN_MR = 4, NN_NV = 3 };
+
+static inline __m256i lanes_below(int64_t n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n < 8 ? n : 8)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+static inline __attribute__((always_inline)) void nn_block(float *y, const float *x, const float *w, int64_t K,
+                                                           int64_t ldx, int64_t ldw, int64_t ldy, int64_t cols,
+                                                           int accumulate, const int MR, const int TAIL) {
+    __m256 acc[NN_MR][NN_NV];
+    __m256i mask[NN_NV];
+    for (int v = 0; v < NN_NV; v++) mask[v] = lanes_below(cols - 8 * v);
+    for (int i = 0; i < MR; i++)
+        for (int v = 0; v < NN_NV; v++) acc[i][v] = _mm256_setzero_ps();
+    for (int64_t k = 0; k < K; k++) {
+        __m256 wv[NN_NV];
+        for (int v = 0; v < NN_NV; v++)
+            wv[v] = TAIL ? _mm256_maskload_ps(w + k * ldw + 8 * v, mask[v]) : _mm256_loadu_ps(w + k * ldw + 8 * v);
+        for (int i = 0; i < MR; i++) {
+            __m256 b = _mm256_broadcast_ss(x + i * ldx + k);
+            for (int v = 0; v < NN_NV; v++) acc[i][v] = _mm256_fmadd_ps(b, wv[v], acc[i][v]);
+        }
+    }
+    for (int i = 0; i < MR; i++)
+        for (int v = 0; v < NN_NV; v++) {
+            float *y_iv = y + i * ldy + 8 * v;
+            __m256 out = acc[i][v];
+            if (TAIL) {
+                if (accumulate) out = _mm256_add_ps(out, _mm256_maskload_ps(y_iv, mask[v]));
+                _mm256_maskstore_ps(y_iv, mask[v], out);
+            } else {
+                if (accumulate) out = _mm256_add_ps(out, _mm256_loadu_ps(y_iv));
+                _mm256_storeu_ps(y_iv, out);
+            }
+        }
+}
+
+#define NN_BLOCK(MR, TAIL)                                                                                      \
+    static void nn_block_##MR##_##TAIL(float *y, const float *x, const float *w, int64_t K, int64_t ldx,        \
+                                       int64_t ldw, int64_t ldy, int64_t cols, int accumulate) {                \
+        nn_block(y, x, w, K, ldx, ldw, ldy, cols, accumulate, MR, TAIL);                                         \
+    }
+NN_BLOCK(1, 0) NN_BLOCK(2, 0) NN_BLOCK(3, 0) NN_BLOCK(4, 0)
+NN_BLOCK(1, 1) NN_BLOCK(2, 1) NN_BLOCK(3, 1) NN_BLOCK(4, 1)
+
+static void matmul_nn_avx2(float *y, const float *x, const float *w, int64_t M, int64_t K, int64_t N, int64_t ldx,
+                           int64_t ldw, int64_t ldy, int accumulate) {
+    typedef void (*block_fn)(float *, const float *, const float *, int64_t, int64_t, int64_t, int64_t, int64_t,
+                             int);
+    static const block_fn blocks[2][NN_MR] = {{nn_block_1_0, nn_block_2_0, nn_block_3_0, nn_block_4_0},
+                                              {nn_block_1_1, nn_block_2_1, nn_block_3_1, nn_block_4_1}};
+    /* a column strip of w (K, 24) stays in L1 while every block of rows passes */
+    for (int64_t n0 = 0; n0 < N; n0 += 8 * NN_NV) {
+        int64_t cols = N - n0 < 8 * NN_NV ? N - n0 : 8 * NN_NV;
+        for (int64_t m0 = 0; m0 < M; m0 += NN_MR) {
+            int64_t mr = M - m0 < NN_MR ? M - m0 : NN_MR;
+            blocks[cols < 8 * NN_NV][mr - 1](y + m0 * ldy + n0, x + m0 * ldx, w + n0, K, ldx, ldw, ldy, cols,
+                                             accumulate);
+        }
+    }
+}
+
+/* exp(x) for x <= 0 as Cephes' expf (see kernels/matmul_avx512.c), 2^n built in the exponent bits */
+static inline __m256 exp_nonpositive(__m256 x) {
+    __m256 tiny = _mm256_cmp_ps(x, _mm256_set1_ps(-87.33f), _CMP_LT_OQ);
+    x = _mm256_max_ps(x, _mm256_set1_ps(-87.33f));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    /* n >= -126 after the clamp: 2^n is a normal float */
+    __m256i scale = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_andnot_ps(tiny, _mm256_mul_ps(p, _mm256_castsi256_ps(scale)));
+}
+
+static float exp_sum_avx2(float *x, int64_t n, float shift) {
+    __m256 sum = _mm256_setzero_ps(), s = _mm256_set1_ps(shift);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 e = exp_nonpositive(_mm256_sub_ps(_mm256_loadu_ps(x + i), s));
+        _mm256_storeu_ps(x + i, e);
+        sum = _mm256_add_ps(sum, e);
+    }
+    if (i < n) {
+        __m256i mask = lanes_below(n - i);
+        __m256 e = exp_nonpositive(_mm256_sub_ps(_mm256_maskload_ps(x + i, mask), s));
+        e = _mm256_and_ps(e, _mm256_castsi256_ps(mask));
+        _mm256_maskstore_ps(x + i, mask, e);
+        sum = _mm256_add_ps(sum, e);
+    }
+    return hsum(sum);
+}
+
 static int cpu_has_avx2(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
@@ -346,6 +450,8 @@ const nt_kernels nt_kernels_avx2 = {
     },
     .dot = dot_avx2,
     .axpy = axpy_avx2,
+    .matmul_nn = matmul_nn_avx2,
+    .exp_sum = exp_sum_avx2,
 };
 
 #else /* not compiled for AVX2 (another architecture): a set that no CPU supports keeps the list whole */

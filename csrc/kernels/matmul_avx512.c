@@ -257,6 +257,91 @@ static void axpy_avx512(float *y, float a, const float *x, int64_t n) {
     }
 }
 
+/* ---------------------------------------------------------------- attention's tiles
+ * y (M, N) (+)= x (M, K) @ w (K, N) with w row-major: NN_MR rows of y by NN_NV vectors of 16 columns in
+ * zmm accumulators, one broadcast of x and NN_NV loads of w per k; the last vector of a row is masked. */
+enum { NN_MR = 6, NN_NV = 4 };
+
+static inline __attribute__((always_inline)) void nn_block(float *y, const float *x, const float *w, int64_t K,
+                                                           int64_t ldx, int64_t ldw, int64_t ldy, int64_t cols,
+                                                           int accumulate, const int MR, const int NV) {
+    __m512 acc[NN_MR][NN_NV];
+    __mmask16 mask[NN_NV];
+    for (int v = 0; v < NV; v++) mask[v] = first_lanes(cols - 16 * v);
+    for (int i = 0; i < MR; i++)
+        for (int v = 0; v < NV; v++) acc[i][v] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < K; k++) {
+        __m512 wv[NN_NV];
+        for (int v = 0; v < NV; v++) wv[v] = _mm512_maskz_loadu_ps(mask[v], w + k * ldw + 16 * v);
+        for (int i = 0; i < MR; i++) {
+            __m512 b = _mm512_set1_ps(x[i * ldx + k]);
+            for (int v = 0; v < NV; v++) acc[i][v] = _mm512_fmadd_ps(b, wv[v], acc[i][v]);
+        }
+    }
+    for (int i = 0; i < MR; i++)
+        for (int v = 0; v < NV; v++) {
+            float *y_iv = y + i * ldy + 16 * v;
+            __m512 out = acc[i][v];
+            if (accumulate) out = _mm512_add_ps(out, _mm512_maskz_loadu_ps(mask[v], y_iv));
+            _mm512_mask_storeu_ps(y_iv, mask[v], out);
+        }
+}
+
+#define NN_BLOCK(MR, NV)                                                                                        \
+    static void nn_block_##MR##_##NV(float *y, const float *x, const float *w, int64_t K, int64_t ldx,          \
+                                     int64_t ldw, int64_t ldy, int64_t cols, int accumulate) {                  \
+        nn_block(y, x, w, K, ldx, ldw, ldy, cols, accumulate, MR, NV);                                           \
+    }
+#define NN_BLOCKS(MR) NN_BLOCK(MR, 1) NN_BLOCK(MR, 2) NN_BLOCK(MR, 3) NN_BLOCK(MR, 4)
+NN_BLOCKS(1) NN_BLOCKS(2) NN_BLOCKS(3) NN_BLOCKS(4) NN_BLOCKS(5) NN_BLOCKS(6)
+#define NN_ROW(MR) {nn_block_##MR##_1, nn_block_##MR##_2, nn_block_##MR##_3, nn_block_##MR##_4}
+
+static void matmul_nn_avx512(float *y, const float *x, const float *w, int64_t M, int64_t K, int64_t N,
+                             int64_t ldx, int64_t ldw, int64_t ldy, int accumulate) {
+    typedef void (*block_fn)(float *, const float *, const float *, int64_t, int64_t, int64_t, int64_t, int64_t,
+                             int);
+    static const block_fn blocks[NN_MR][NN_NV] = {NN_ROW(1), NN_ROW(2), NN_ROW(3), NN_ROW(4), NN_ROW(5), NN_ROW(6)};
+    /* a column strip of w (K, 64) stays in L1 while every block of rows passes */
+    for (int64_t n0 = 0; n0 < N; n0 += 16 * NN_NV) {
+        int64_t cols = N - n0 < 16 * NN_NV ? N - n0 : 16 * NN_NV;
+        int64_t nv = (cols + 15) / 16;
+        for (int64_t m0 = 0; m0 < M; m0 += NN_MR) {
+            int64_t mr = M - m0 < NN_MR ? M - m0 : NN_MR;
+            blocks[mr - 1][nv - 1](y + m0 * ldy + n0, x + m0 * ldx, w + n0, K, ldx, ldw, ldy, cols, accumulate);
+        }
+    }
+}
+
+/* exp(x) for x <= 0 as Cephes' expf: x = n ln2 + r, |r| <= ln2 / 2, exp(r) by a degree-7 polynomial, then
+ * scaled by 2^n; within 2 ulp of expf, and 0 below -87.3 (exp(-inf) included) where expf is subnormal. */
+static inline __m512 exp_nonpositive(__m512 x) {
+    __mmask16 tiny = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.33f), _CMP_LT_OQ);
+    x = _mm512_max_ps(x, _mm512_set1_ps(-87.33f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_maskz_mov_ps(~tiny, _mm512_scalef_ps(p, n));
+}
+
+static float exp_sum_avx512(float *x, int64_t n, float shift) {
+    __m512 sum = _mm512_setzero_ps(), s = _mm512_set1_ps(shift);
+    for (int64_t i = 0; i < n; i += 16) {
+        __mmask16 mask = first_lanes(n - i);
+        __m512 e = exp_nonpositive(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, x + i), s));
+        _mm512_mask_storeu_ps(x + i, mask, e);
+        sum = _mm512_add_ps(sum, _mm512_maskz_mov_ps(mask, e));
+    }
+    return _mm512_reduce_add_ps(sum);
+}
+
 /* The CPU's features, and the OS's consent: XCR0 must enable the SSE, AVX, opmask and both zmm states
  * (bits 1, 2, 5, 6, 7), or the first zmm instruction faults. */
 static int cpu_has_avx512(void) {
@@ -282,6 +367,8 @@ const nt_kernels nt_kernels_avx512 = {
     },
     .dot = dot_avx512,
     .axpy = axpy_avx512,
+    .matmul_nn = matmul_nn_avx512,
+    .exp_sum = exp_sum_avx512,
 };
 
 #else /* not compiled for AVX-512 (another architecture): a set that no CPU supports keeps the list whole */
