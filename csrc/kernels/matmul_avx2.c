@@ -345,19 +345,27 @@ static inline __attribute__((always_inline)) void nn_block(float *y, const float
                                                            int accumulate, const int MR, const int TAIL) {
     __m256 acc[NN_MR][NN_NV];
     __m256i mask[NN_NV];
+#pragma GCC unroll 8
     for (int v = 0; v < NN_NV; v++) mask[v] = lanes_below(cols - 8 * v);
+#pragma GCC unroll 8
     for (int i = 0; i < MR; i++)
+#pragma GCC unroll 8
         for (int v = 0; v < NN_NV; v++) acc[i][v] = _mm256_setzero_ps();
     for (int64_t k = 0; k < K; k++) {
         __m256 wv[NN_NV];
+#pragma GCC unroll 8
         for (int v = 0; v < NN_NV; v++)
             wv[v] = TAIL ? _mm256_maskload_ps(w + k * ldw + 8 * v, mask[v]) : _mm256_loadu_ps(w + k * ldw + 8 * v);
+#pragma GCC unroll 8
         for (int i = 0; i < MR; i++) {
             __m256 b = _mm256_broadcast_ss(x + i * ldx + k);
+#pragma GCC unroll 8
             for (int v = 0; v < NN_NV; v++) acc[i][v] = _mm256_fmadd_ps(b, wv[v], acc[i][v]);
         }
     }
+#pragma GCC unroll 8
     for (int i = 0; i < MR; i++)
+#pragma GCC unroll 8
         for (int v = 0; v < NN_NV; v++) {
             float *y_iv = y + i * ldy + 8 * v;
             __m256 out = acc[i][v];

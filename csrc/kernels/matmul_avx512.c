@@ -267,18 +267,26 @@ static inline __attribute__((always_inline)) void nn_block(float *y, const float
                                                            int accumulate, const int MR, const int NV) {
     __m512 acc[NN_MR][NN_NV];
     __mmask16 mask[NN_NV];
+#pragma GCC unroll 8
     for (int v = 0; v < NV; v++) mask[v] = first_lanes(cols - 16 * v);
+#pragma GCC unroll 8
     for (int i = 0; i < MR; i++)
+#pragma GCC unroll 8
         for (int v = 0; v < NV; v++) acc[i][v] = _mm512_setzero_ps();
     for (int64_t k = 0; k < K; k++) {
         __m512 wv[NN_NV];
+#pragma GCC unroll 8
         for (int v = 0; v < NV; v++) wv[v] = _mm512_maskz_loadu_ps(mask[v], w + k * ldw + 16 * v);
+#pragma GCC unroll 8
         for (int i = 0; i < MR; i++) {
             __m512 b = _mm512_set1_ps(x[i * ldx + k]);
+#pragma GCC unroll 8
             for (int v = 0; v < NV; v++) acc[i][v] = _mm512_fmadd_ps(b, wv[v], acc[i][v]);
         }
     }
+#pragma GCC unroll 8
     for (int i = 0; i < MR; i++)
+#pragma GCC unroll 8
         for (int v = 0; v < NV; v++) {
             float *y_iv = y + i * ldy + 16 * v;
             __m512 out = acc[i][v];
