@@ -8,9 +8,9 @@
  * nt_attention_naive is the specification: a row of S scores per query, the exact softmax, the weights
  * written out when asked for (output_attentions). nt_attention_blocked computes the same without the row:
  * a block of queries (every head of the group for QUERY_ROWS / G tokens) meets a block of KEY_BLOCK keys at
- * a time as two small matmuls of the kernel set, with the online softmax (a running maximum and sum per row,
- * the accumulator rescaled when the maximum grows), so that each key is loaded once per block of queries
- * and the G heads of a group share it.
+ * a time as two small matmuls of the kernel set, with the online softmax (a running maximum and sum per
+ * query, the accumulator rescaled when the maximum grows), so that each key is loaded once per block of
+ * queries and the G heads of a group share it.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -18,17 +18,17 @@
 
 #include "kernels/kernels.h"
 
-/* rows of queries (tokens x heads) and keys met at once: the tiles (ROWS, D), (ROWS, KEY_BLOCK),
- * (D, KEY_BLOCK) and (KEY_BLOCK, D) of head_dim 128 stay within a core's L2 */
+/* rows of queries (tokens x heads) and keys met at once: the tiles (D, ROWS), (ROWS, D), (KEY_BLOCK, ROWS)
+ * and (KEY_BLOCK, D) of head_dim 128 stay within a core's L2 */
 enum { QUERY_ROWS = 96, KEY_BLOCK = 64 };
 
 int64_t nt_attention_query_block(int64_t G) { return G < QUERY_ROWS ? QUERY_ROWS / G : 1; }
 
 int64_t nt_attention_work_floats(int64_t G, int64_t D) {
     int64_t rows = G * nt_attention_query_block(G);
-    /* packed queries and the accumulator (rows, D) each, scores (rows, KEY_BLOCK), keys (D, KEY_BLOCK),
-     * running maximum and sum (rows) each, the mean of the values (D) */
-    return 2 * rows * D + rows * KEY_BLOCK + D * KEY_BLOCK + 2 * rows + D;
+    /* the queries and the accumulator (rows, D) each, scores (KEY_BLOCK, rows), five (rows) vectors, the mean of
+     * the values (D) */
+    return 2 * rows * D + rows * KEY_BLOCK + 5 * rows + D;
 }
 
 static int allowed(const nt_attention_args *a, int64_t t, int64_t j) {
@@ -83,19 +83,23 @@ nt_status nt_attention_naive(const nt_attention_args *a, float *weights, int64_t
     return NT_OK;
 }
 
-/* One block of query tokens [t0, t1): rows = (t1 - t0) * G, row (t - t0) * G + g. */
+/* One block of query tokens [t0, t1): rows = (t1 - t0) * G, row (t - t0) * G + g. The scores of a key block
+ * are kept transposed, (keys, rows), so that the keys are read as they lie in the cache and every step of the
+ * softmax runs along a key's row of queries, contiguous. */
 static void attention_block(const nt_kernels *k, const nt_attention_args *a, int64_t t0, int64_t t1, float *work) {
     int64_t G = a->G, D = a->D, rows = (t1 - t0) * G, rows_max = G * nt_attention_query_block(G);
-    float *queries = work;                        /* (rows, D) */
-    float *acc = queries + rows_max * D;          /* (rows, D) unnormalised output */
-    float *scores = acc + rows_max * D;           /* (rows, n) scores, then probabilities */
-    float *keys_t = scores + rows_max * KEY_BLOCK; /* (D, n) the key block transposed */
-    float *row_max = keys_t + D * KEY_BLOCK;      /* (rows) */
-    float *row_sum = row_max + rows_max;          /* (rows) */
-    float *mean = row_sum + rows_max;             /* (D) */
+    float *queries_t = work;                      /* (D, rows) the block's queries transposed */
+    float *acc = queries_t + rows_max * D;        /* (rows, D) unnormalised output */
+    float *scores_t = acc + rows_max * D;         /* (n, rows) scores, then probabilities */
+    float *row_max = scores_t + rows_max * KEY_BLOCK; /* (rows) the running maximum */
+    float *row_sum = row_max + rows_max;          /* (rows) the running sum, relative to row_max */
+    float *block_max = row_sum + rows_max;        /* (rows) */
+    float *shift = block_max + rows_max;          /* (rows) the maximum exp() subtracts, finite */
+    float *rescale = shift + rows_max;            /* (rows) exp(old maximum - new), then the block's sum */
+    float *mean = rescale + rows_max;             /* (D) */
 
-    for (int64_t t = t0; t < t1; t++)
-        memcpy(queries + (t - t0) * G * D, a->q + t * a->stride, (size_t)(G * D) * sizeof(float));
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t d = 0; d < D; d++) queries_t[d * rows + i] = a->q[(t0 + i / G) * a->stride + (i % G) * D + d];
     memset(acc, 0, (size_t)(rows * D) * sizeof(float));
     for (int64_t i = 0; i < rows; i++) {
         row_max[i] = -INFINITY;
@@ -111,32 +115,41 @@ static void attention_block(const nt_kernels *k, const nt_attention_args *a, int
             open |= a->mask[j];
         }
         if (padded && !open) continue; /* every probability would be 0 */
-        int masked = padded || j0 + n - 1 > a->P + t0; /* the block crosses the diagonal or has padding */
 
-        for (int64_t j = 0; j < n; j++)
-            for (int64_t d = 0; d < D; d++) keys_t[d * n + j] = a->keys[(j0 + j) * D + d];
-        k->matmul_nn(scores, queries, keys_t, rows, D, n, D, n, n, 0);
-
-        for (int64_t i = 0; i < rows; i++) {
-            float *s = scores + i * n;
-            int64_t t = t0 + i / G;
-            float block_max = -INFINITY;
-            for (int64_t j = 0; j < n; j++) {
-                s[j] = masked && !allowed(a, t, j0 + j) ? -INFINITY : s[j] * a->scale;
-                block_max = s[j] > block_max ? s[j] : block_max;
-            }
-            if (block_max == -INFINITY) { /* nothing allowed in this block for this row */
-                memset(s, 0, (size_t)n * sizeof(float));
-                continue;
-            }
-            float new_max = block_max > row_max[i] ? block_max : row_max[i];
-            float rescale = expf(row_max[i] - new_max); /* 0 for the first block with an allowed key */
-            row_sum[i] = row_sum[i] * rescale + k->exp_sum(s, n, new_max);
-            row_max[i] = new_max;
-            if (rescale != 1.0f)
-                for (int64_t d = 0; d < D; d++) acc[i * D + d] *= rescale;
+        /* scores_t (n, rows) = keys (n, D) @ queries_t (D, rows), then scaled and masked */
+        k->matmul_nn(scores_t, a->keys + j0 * D, queries_t, n, D, rows, D, 1, rows, rows, 0);
+        for (int64_t i = 0; i < rows; i++) block_max[i] = -INFINITY;
+        for (int64_t j = 0; j < n; j++) {
+            float *s = scores_t + j * rows;
+            /* key j0 + j is in the future of the rows before `first` */
+            int64_t first = a->mask != NULL && !a->mask[j0 + j] ? rows : (j0 + j - a->P - t0) * G;
+            if (first < 0) first = 0;
+            if (first > rows) first = rows;
+            for (int64_t i = 0; i < first; i++) s[i] = -INFINITY;
+            for (int64_t i = first; i < rows; i++) s[i] *= a->scale;
+            for (int64_t i = 0; i < rows; i++) block_max[i] = s[i] > block_max[i] ? s[i] : block_max[i];
         }
-        k->matmul_nn(acc, scores, a->values + j0 * D, rows, n, D, n, D, D, 1);
+        /* the online softmax: the sums so far and the accumulator scale to the new maximum; a row with no key
+         * allowed yet keeps a maximum of -inf and a shift of 0, so that its probabilities are exp(-inf) = 0 */
+        for (int64_t i = 0; i < rows; i++) {
+            float new_max = block_max[i] > row_max[i] ? block_max[i] : row_max[i];
+            shift[i] = new_max == -INFINITY ? 0.0f : new_max;
+            rescale[i] = row_max[i];
+            row_max[i] = new_max;
+        }
+        k->exp_shifted(rescale, shift, rows);
+        for (int64_t i = 0; i < rows; i++) {
+            row_sum[i] *= rescale[i];
+            if (rescale[i] != 1.0f)
+                for (int64_t d = 0; d < D; d++) acc[i * D + d] *= rescale[i];
+        }
+        for (int64_t j = 0; j < n; j++) {
+            float *s = scores_t + j * rows;
+            k->exp_shifted(s, shift, rows);
+            for (int64_t i = 0; i < rows; i++) row_sum[i] += s[i];
+        }
+        /* acc (rows, D) += probabilities (rows, n), read from scores_t, @ values (n, D) */
+        k->matmul_nn(acc, scores_t, a->values + j0 * D, rows, n, D, 1, rows, D, D, 1);
     }
 
     int have_mean = 0;

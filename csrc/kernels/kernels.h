@@ -26,11 +26,12 @@ typedef struct {
     float (*dot)(const float *a, const float *b, int64_t n);
     void (*axpy)(float *y, float a, const float *x, int64_t n); /* y (n) += a * x (n) */
     /* attention's tiles, operands already in cache: y (M, N) (+)= x (M, K) @ w (K, N), w row-major (not
-     * transposed as in matmul), rows ldy, ldx and ldw floats apart; accumulate: add to y, else overwrite */
+     * transposed as in matmul): x[m, k] at x + m * ldx + k * kx (x may be a transposed view), rows of w and y
+     * ldw and ldy floats apart; accumulate: add to y, else overwrite it */
     void (*matmul_nn)(float *y, const float *x, const float *w, int64_t M, int64_t K, int64_t N, int64_t ldx,
-                      int64_t ldw, int64_t ldy, int accumulate);
-    /* x (n) = exp(x - shift), exp(-inf) = 0; returns the sum of the new x */
-    float (*exp_sum)(float *x, int64_t n, float shift);
+                      int64_t kx, int64_t ldw, int64_t ldy, int accumulate);
+    /* x (n) = exp(x - shift (n)), exp(-inf) = 0; shift finite */
+    void (*exp_shifted)(float *x, const float *shift, int64_t n);
 } nt_kernels;
 
 /* Every kernel set, best first; the last is the portable one, which every CPU runs (kernels/dispatch.c).

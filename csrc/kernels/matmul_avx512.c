@@ -263,8 +263,8 @@ static void axpy_avx512(float *y, float a, const float *x, int64_t n) {
 enum { NN_MR = 6, NN_NV = 4 };
 
 static inline __attribute__((always_inline)) void nn_block(float *y, const float *x, const float *w, int64_t K,
-                                                           int64_t ldx, int64_t ldw, int64_t ldy, int64_t cols,
-                                                           int accumulate, const int MR, const int NV) {
+                                                           int64_t ldx, int64_t kx, int64_t ldw, int64_t ldy,
+                                                           int64_t cols, int accumulate, const int MR, const int NV) {
     __m512 acc[NN_MR][NN_NV];
     __mmask16 mask[NN_NV];
 #pragma GCC unroll 8
@@ -279,7 +279,7 @@ static inline __attribute__((always_inline)) void nn_block(float *y, const float
         for (int v = 0; v < NV; v++) wv[v] = _mm512_maskz_loadu_ps(mask[v], w + k * ldw + 16 * v);
 #pragma GCC unroll 8
         for (int i = 0; i < MR; i++) {
-            __m512 b = _mm512_set1_ps(x[i * ldx + k]);
+            __m512 b = _mm512_set1_ps(x[i * ldx + k * kx]);
 #pragma GCC unroll 8
             for (int v = 0; v < NV; v++) acc[i][v] = _mm512_fmadd_ps(b, wv[v], acc[i][v]);
         }
@@ -297,17 +297,17 @@ static inline __attribute__((always_inline)) void nn_block(float *y, const float
 
 #define NN_BLOCK(MR, NV)                                                                                        \
     static void nn_block_##MR##_##NV(float *y, const float *x, const float *w, int64_t K, int64_t ldx,          \
-                                     int64_t ldw, int64_t ldy, int64_t cols, int accumulate) {                  \
-        nn_block(y, x, w, K, ldx, ldw, ldy, cols, accumulate, MR, NV);                                           \
+                                     int64_t kx, int64_t ldw, int64_t ldy, int64_t cols, int accumulate) {      \
+        nn_block(y, x, w, K, ldx, kx, ldw, ldy, cols, accumulate, MR, NV);                                       \
     }
 #define NN_BLOCKS(MR) NN_BLOCK(MR, 1) NN_BLOCK(MR, 2) NN_BLOCK(MR, 3) NN_BLOCK(MR, 4)
 NN_BLOCKS(1) NN_BLOCKS(2) NN_BLOCKS(3) NN_BLOCKS(4) NN_BLOCKS(5) NN_BLOCKS(6)
 #define NN_ROW(MR) {nn_block_##MR##_1, nn_block_##MR##_2, nn_block_##MR##_3, nn_block_##MR##_4}
 
 static void matmul_nn_avx512(float *y, const float *x, const float *w, int64_t M, int64_t K, int64_t N,
-                             int64_t ldx, int64_t ldw, int64_t ldy, int accumulate) {
+                             int64_t ldx, int64_t kx, int64_t ldw, int64_t ldy, int accumulate) {
     typedef void (*block_fn)(float *, const float *, const float *, int64_t, int64_t, int64_t, int64_t, int64_t,
-                             int);
+                             int64_t, int);
     static const block_fn blocks[NN_MR][NN_NV] = {NN_ROW(1), NN_ROW(2), NN_ROW(3), NN_ROW(4), NN_ROW(5), NN_ROW(6)};
     /* a column strip of w (K, 64) stays in L1 while every block of rows passes */
     for (int64_t n0 = 0; n0 < N; n0 += 16 * NN_NV) {
@@ -315,13 +315,14 @@ static void matmul_nn_avx512(float *y, const float *x, const float *w, int64_t M
         int64_t nv = (cols + 15) / 16;
         for (int64_t m0 = 0; m0 < M; m0 += NN_MR) {
             int64_t mr = M - m0 < NN_MR ? M - m0 : NN_MR;
-            blocks[mr - 1][nv - 1](y + m0 * ldy + n0, x + m0 * ldx, w + n0, K, ldx, ldw, ldy, cols, accumulate);
+            blocks[mr - 1][nv - 1](y + m0 * ldy + n0, x + m0 * ldx, w + n0, K, ldx, kx, ldw, ldy, cols, accumulate);
         }
     }
 }
 
-/* exp(x) for x <= 0 as Cephes' expf: x = n ln2 + r, |r| <= ln2 / 2, exp(r) by a degree-7 polynomial, then
- * scaled by 2^n; within 2 ulp of expf, and 0 below -87.3 (exp(-inf) included) where expf is subnormal. */
+/* exp(x) for x <= 0 as Cephes' expf: x = n ln2 + r, |r| <= ln2 / 2, exp(r) = 1 + r + r^2 p(r) with p of
+ * degree 5, then scaled by 2^n; within 2 ulp of expf, and 0 below -87.33 (exp(-inf) included) where expf
+ * would be subnormal. */
 static inline __m512 exp_nonpositive(__m512 x) {
     __mmask16 tiny = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.33f), _CMP_LT_OQ);
     x = _mm512_max_ps(x, _mm512_set1_ps(-87.33f));
@@ -339,15 +340,12 @@ static inline __m512 exp_nonpositive(__m512 x) {
     return _mm512_maskz_mov_ps(~tiny, _mm512_scalef_ps(p, n));
 }
 
-static float exp_sum_avx512(float *x, int64_t n, float shift) {
-    __m512 sum = _mm512_setzero_ps(), s = _mm512_set1_ps(shift);
+static void exp_shifted_avx512(float *x, const float *shift, int64_t n) {
     for (int64_t i = 0; i < n; i += 16) {
         __mmask16 mask = first_lanes(n - i);
-        __m512 e = exp_nonpositive(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, x + i), s));
-        _mm512_mask_storeu_ps(x + i, mask, e);
-        sum = _mm512_add_ps(sum, _mm512_maskz_mov_ps(mask, e));
+        __m512 d = _mm512_sub_ps(_mm512_maskz_loadu_ps(mask, x + i), _mm512_maskz_loadu_ps(mask, shift + i));
+        _mm512_mask_storeu_ps(x + i, mask, exp_nonpositive(d));
     }
-    return _mm512_reduce_add_ps(sum);
 }
 
 /* The CPU's features, and the OS's consent: XCR0 must enable the SSE, AVX, opmask and both zmm states
@@ -376,7 +374,7 @@ const nt_kernels nt_kernels_avx512 = {
     .dot = dot_avx512,
     .axpy = axpy_avx512,
     .matmul_nn = matmul_nn_avx512,
-    .exp_sum = exp_sum_avx512,
+    .exp_shifted = exp_shifted_avx512,
 };
 
 #else /* not compiled for AVX-512 (another architecture): a set that no CPU supports keeps the list whole */
