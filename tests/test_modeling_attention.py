@@ -10,9 +10,9 @@ import torch
 
 import nemotron_c
 from helpers.compare import assert_close
+from helpers.kernel_sets import SETS, load_on
 from helpers.transformers_reference import hf_from_pretrained
 
-SETS = ["avx512", "avx2", "portable"]
 CONFIGS = {
     "grouped": {},  # 4 query heads, 2 key/value heads
     "multi_query": {"num_key_value_heads": 1},
@@ -25,16 +25,6 @@ MASK[0, :110] = 0  # left padding: the first 110 queries of row 0 see no key at 
 MASK[1, 230:] = 0  # right padding
 # (prefix, then the lengths of the calls that follow it through the cache)
 SPLITS = {"prefix_then_130": (170, [130]), "prefix_then_single_tokens": (295, [1] * 5)}
-
-
-def load(path, kernels, monkeypatch):
-    monkeypatch.setenv("NEMOTRON_C_KERNELS", kernels)
-    try:
-        return nemotron_c.AutoModelForCausalLM.from_pretrained(path)
-    except ValueError as error:
-        if "this CPU cannot run" in str(error):
-            pytest.skip(f"this CPU lacks the {kernels} kernels")
-        raise
 
 
 def calls(model_call, split):
@@ -72,7 +62,7 @@ def path(checkpoint, request):
 @pytest.mark.parametrize("kernels", SETS)
 @pytest.mark.parametrize("path", sorted(CONFIGS), indirect=True)
 def test_long_padded_prompt_matches_transformers(path, kernels, monkeypatch):
-    model = load(path, kernels, monkeypatch)
+    model = load_on(path, kernels, monkeypatch)
     # every position, the padded ones too: their uniform attention over all keys is Transformers' as well
     assert_close(model(IDS, attention_mask=MASK).logits, transformers_outputs(path, None), what=f"{kernels} logits")
 
@@ -81,7 +71,7 @@ def test_long_padded_prompt_matches_transformers(path, kernels, monkeypatch):
 @pytest.mark.parametrize("kernels", SETS)
 @pytest.mark.parametrize("path", ["grouped", "multi_query"], indirect=True)
 def test_past_then_new_tokens_match_transformers(path, kernels, split, monkeypatch):
-    model = load(path, kernels, monkeypatch)
+    model = load_on(path, kernels, monkeypatch)
     def call(ids, mask, cache):
         out = model(ids, attention_mask=mask, past_key_values=cache)
         return out.logits, out.past_key_values

@@ -34,6 +34,16 @@ typedef struct {
     void (*exp_shifted)(float *x, const float *shift, int64_t n);
 } nt_kernels;
 
+/* The vector exp of the kernel sets' exp_shifted, as Cephes' expf: x = n ln2 + r with ln2 in two parts
+ * (NT_EXP_LN2_HI exact in few bits), |r| <= ln2 / 2, exp(r) = 1 + r + r^2 p(r) with p's coefficients below,
+ * highest first, then scaled by 2^n; within 2 ulp of expf. Below NT_EXP_MIN_ARG expf is subnormal: 0. */
+static const float NT_EXP_POLY[6] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f,
+                                     4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f};
+#define NT_EXP_LOG2E 1.44269504088896341f
+#define NT_EXP_LN2_HI 0.693359375f
+#define NT_EXP_LN2_LO -2.12194440e-4f
+#define NT_EXP_MIN_ARG -87.33f
+
 /* Every kernel set, best first; the last is the portable one, which every CPU runs (kernels/dispatch.c).
  * A new instruction set is one entry here, its file and its line in csrc/sources.mk. */
 extern const nt_kernels *const nt_kernel_sets[];

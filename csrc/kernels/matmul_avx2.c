@@ -408,20 +408,16 @@ static void matmul_nn_avx2(float *y, const float *x, const float *w, int64_t M, 
     }
 }
 
-/* exp(x) for x <= 0 as Cephes' expf (see kernels/matmul_avx512.c), 2^n built in the exponent bits */
+/* exp(x) for x <= 0 (NT_EXP_POLY in kernels/kernels.h), 0 for exp(-inf); 2^n built in the exponent bits */
 static inline __m256 exp_nonpositive(__m256 x) {
-    __m256 tiny = _mm256_cmp_ps(x, _mm256_set1_ps(-87.33f), _CMP_LT_OQ);
-    x = _mm256_max_ps(x, _mm256_set1_ps(-87.33f));
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+    __m256 tiny = _mm256_cmp_ps(x, _mm256_set1_ps(NT_EXP_MIN_ARG), _CMP_LT_OQ);
+    x = _mm256_max_ps(x, _mm256_set1_ps(NT_EXP_MIN_ARG));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(NT_EXP_LOG2E)),
                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(NT_EXP_LN2_HI), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(NT_EXP_LN2_LO), r);
+    __m256 p = _mm256_set1_ps(NT_EXP_POLY[0]);
+    for (int i = 1; i < 6; i++) p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(NT_EXP_POLY[i]));
     p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
     /* n >= -126 after the clamp: 2^n is a normal float */
     __m256i scale = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);

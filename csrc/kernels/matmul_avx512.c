@@ -320,22 +320,16 @@ static void matmul_nn_avx512(float *y, const float *x, const float *w, int64_t M
     }
 }
 
-/* exp(x) for x <= 0 as Cephes' expf: x = n ln2 + r, |r| <= ln2 / 2, exp(r) = 1 + r + r^2 p(r) with p of
- * degree 5, then scaled by 2^n; within 2 ulp of expf, and 0 below -87.33 (exp(-inf) included) where expf
- * would be subnormal. */
+/* exp(x) for x <= 0 (NT_EXP_POLY in kernels/kernels.h), 0 for exp(-inf) */
 static inline __m512 exp_nonpositive(__m512 x) {
-    __mmask16 tiny = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.33f), _CMP_LT_OQ);
-    x = _mm512_max_ps(x, _mm512_set1_ps(-87.33f));
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+    __mmask16 tiny = _mm512_cmp_ps_mask(x, _mm512_set1_ps(NT_EXP_MIN_ARG), _CMP_LT_OQ);
+    x = _mm512_max_ps(x, _mm512_set1_ps(NT_EXP_MIN_ARG));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(NT_EXP_LOG2E)),
                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(NT_EXP_LN2_HI), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(NT_EXP_LN2_LO), r);
+    __m512 p = _mm512_set1_ps(NT_EXP_POLY[0]);
+    for (int i = 1; i < 6; i++) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(NT_EXP_POLY[i]));
     p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
     return _mm512_maskz_mov_ps(~tiny, _mm512_scalef_ps(p, n));
 }
