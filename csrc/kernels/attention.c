@@ -27,27 +27,42 @@ int64_t nt_attention_query_block(int64_t G) { return G < QUERY_ROWS ? QUERY_ROWS
 int64_t nt_attention_work_floats(int64_t G, int64_t D) {
     int64_t rows = G * nt_attention_query_block(G);
     /* the queries and the accumulator (rows, D) each, scores (KEY_BLOCK, rows), five (rows) vectors, the mean of
-     * the values (D) */
-    return 2 * rows * D + rows * KEY_BLOCK + 5 * rows + D;
+     * the values (D), the widened keys and values (KEY_BLOCK, D) each */
+    return 2 * rows * D + rows * KEY_BLOCK + 5 * rows + D + 2 * KEY_BLOCK * D;
+}
+
+/* Rows [j0, j0 + n) of keys or values (src) in float32: src itself for float32, else widened into buffer. */
+static const float *kv_rows(const nt_attention_args *a, const void *src, int64_t j0, int64_t n, float *buffer) {
+    if (a->kv_dtype == NT_DTYPE_F32) return (const float *)src + j0 * a->D;
+    const uint16_t *h = (const uint16_t *)src + j0 * a->D;
+    for (int64_t i = 0; i < n * a->D; i++) buffer[i] = nt_bf16_to_f32(h[i]);
+    return buffer;
 }
 
 static int allowed(const nt_attention_args *a, int64_t t, int64_t j) {
     return j <= a->P + t && (a->mask == NULL || a->mask[j]);
 }
 
-/* mean (D) = the uniform softmax over all S keys: the output of a row whose keys are all masked */
-static void values_mean(const nt_attention_args *a, float *mean) {
+/* mean (D) = the uniform softmax over all S keys: the output of a row whose keys are all masked; row (D) a
+ * buffer for one widened value */
+static void values_mean(const nt_attention_args *a, float *mean, float *row) {
     int64_t S = a->P + a->T, D = a->D;
     float w = 1.0f / (float)S;
     memset(mean, 0, (size_t)D * sizeof(float));
-    for (int64_t j = 0; j < S; j++)
-        for (int64_t d = 0; d < D; d++) mean[d] += w * a->values[j * D + d];
+    for (int64_t j = 0; j < S; j++) {
+        const float *v = kv_rows(a, a->values, j, 1, row);
+        for (int64_t d = 0; d < D; d++) mean[d] += w * v[d];
+    }
 }
 
 nt_status nt_attention_naive(const nt_attention_args *a, float *weights, int64_t t_begin, int64_t t_end) {
     int64_t S = a->P + a->T, D = a->D;
-    float *scores = malloc((size_t)S * sizeof(float)); /* (S) */
+    int wide = a->kv_dtype != NT_DTYPE_F32;
+    /* scores (S), a value row (D), then for bfloat16 the keys and values (S, D) each in float32 */
+    float *scores = malloc((size_t)(S + D + (wide ? 2 * S * D : 0)) * sizeof(float));
     if (scores == NULL) return NT_ERROR_OUT_OF_MEMORY;
+    const float *keys = kv_rows(a, a->keys, 0, S, scores + S + D);
+    const float *values = kv_rows(a, a->values, 0, S, scores + S + D + S * D);
     for (int64_t t = t_begin; t < t_end; t++)
         for (int64_t g = 0; g < a->G; g++) {
             const float *q = a->q + t * a->stride + g * D;
@@ -57,12 +72,12 @@ nt_status nt_attention_naive(const nt_attention_args *a, float *weights, int64_t
             for (int64_t j = 0; j < S; j++) {
                 if (!allowed(a, t, j)) continue;
                 float dot = 0.0f;
-                for (int64_t d = 0; d < D; d++) dot += q[d] * a->keys[j * D + d];
+                for (int64_t d = 0; d < D; d++) dot += q[d] * keys[j * D + d];
                 scores[j] = dot * a->scale;
                 if (scores[j] > max_score) max_score = scores[j];
             }
             if (max_score == -INFINITY) {
-                values_mean(a, out);
+                values_mean(a, out, scores + S);
                 if (w)
                     for (int64_t j = 0; j < S; j++) w[j] = 1.0f / (float)S;
                 continue;
@@ -76,7 +91,7 @@ nt_status nt_attention_naive(const nt_attention_args *a, float *weights, int64_t
                 float p = allowed(a, t, j) ? scores[j] * inv : 0.0f;
                 if (w) w[j] = p;
                 if (p != 0.0f)
-                    for (int64_t d = 0; d < D; d++) out[d] += p * a->values[j * D + d];
+                    for (int64_t d = 0; d < D; d++) out[d] += p * values[j * D + d];
             }
         }
     free(scores);
@@ -97,6 +112,8 @@ static void attention_block(const nt_kernels *k, const nt_attention_args *a, int
     float *shift = block_max + rows_max;          /* (rows) the maximum exp() subtracts, finite */
     float *rescale = shift + rows_max;            /* (rows) exp(old maximum - new), then the block's sum */
     float *mean = rescale + rows_max;             /* (D) */
+    float *wide_keys = mean + D;                  /* (KEY_BLOCK, D) for bfloat16 keys */
+    float *wide_values = wide_keys + KEY_BLOCK * D; /* (KEY_BLOCK, D) */
 
     for (int64_t i = 0; i < rows; i++)
         for (int64_t d = 0; d < D; d++) queries_t[d * rows + i] = a->q[(t0 + i / G) * a->stride + (i % G) * D + d];
@@ -117,7 +134,7 @@ static void attention_block(const nt_kernels *k, const nt_attention_args *a, int
         if (padded && !open) continue; /* every probability would be 0 */
 
         /* scores_t (n, rows) = keys (n, D) @ queries_t (D, rows), then scaled and masked */
-        k->matmul_nn(scores_t, a->keys + j0 * D, queries_t, n, D, rows, D, 1, rows, rows, 0);
+        k->matmul_nn(scores_t, kv_rows(a, a->keys, j0, n, wide_keys), queries_t, n, D, rows, D, 1, rows, rows, 0);
         for (int64_t i = 0; i < rows; i++) block_max[i] = -INFINITY;
         for (int64_t j = 0; j < n; j++) {
             float *s = scores_t + j * rows;
@@ -149,14 +166,14 @@ static void attention_block(const nt_kernels *k, const nt_attention_args *a, int
             for (int64_t i = 0; i < rows; i++) row_sum[i] += s[i];
         }
         /* acc (rows, D) += probabilities (rows, n), read from scores_t, @ values (n, D) */
-        k->matmul_nn(acc, scores_t, a->values + j0 * D, rows, n, D, 1, rows, D, D, 1);
+        k->matmul_nn(acc, scores_t, kv_rows(a, a->values, j0, n, wide_values), rows, n, D, 1, rows, D, D, 1);
     }
 
     int have_mean = 0;
     for (int64_t i = 0; i < rows; i++) {
         float *out = a->out + (t0 + i / G) * a->stride + (i % G) * D;
         if (row_sum[i] == 0.0f) { /* every key masked */
-            if (!have_mean) values_mean(a, mean);
+            if (!have_mean) values_mean(a, mean, wide_values);
             have_mean = 1;
             memcpy(out, mean, (size_t)D * sizeof(float));
             continue;

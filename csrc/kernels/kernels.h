@@ -91,14 +91,16 @@ typedef struct {
     const float *q;             /* query of token t, head g at q + t * stride + g * D, after rotary */
     float *out;                 /* the same layout as q */
     int64_t stride;             /* floats from one token's heads to the next's (NH * D) */
-    const float *keys, *values; /* (S, D), S = P + T, rotary applied to the keys */
+    const void *keys, *values; /* (S, D) in kv_dtype, S = P + T, rotary applied to the keys */
+    nt_dtype kv_dtype;          /* NT_DTYPE_F32 or NT_DTYPE_BF16 (widened to float32 as they are read) */
     const uint8_t *mask;        /* (S) 0 for padding, or NULL for none */
     int64_t T, P, G, D;
     float scale;
 } nt_attention_args;
 
 /* The reference: out for tokens [t_begin, t_end), and weights (G, T, S) (the softmax, as
- * output_attentions returns it) unless NULL. Fails only for want of memory for a row of scores. */
+ * output_attentions returns it) unless NULL. Fails only for want of memory for a row of scores (and for
+ * bfloat16 keys and values, their float32 copies). */
 nt_status nt_attention_naive(const nt_attention_args *a, float *weights, int64_t t_begin, int64_t t_end);
 
 /* The same output, blocked over queries and keys with the online softmax; work holds

@@ -106,10 +106,12 @@ static void attention_range(void *ctx, int64_t begin, int64_t end) {
         if (job->cancel != NULL && *job->cancel) break; /* the caller sees the flag and discards the layer */
         int64_t qb = job->query_blocks - 1 - task / (job->B * NKV), b = task % (job->B * NKV) / NKV, kvh = task % NKV;
         int64_t t0 = qb * block, t1 = t0 + block < job->T ? t0 + block : job->T;
-        size_t run = (size_t)(((job->layer * job->B + b) * NKV + kvh) * job->cache->capacity * D);
+        size_t run = (size_t)(((job->layer * job->B + b) * NKV + kvh) * job->cache->capacity * D) *
+                     nt_cache_element_bytes(job->cache);
         nt_attention_args a = {
             .q = job->q + (b * job->T * NH + kvh * G) * D, .out = job->out + (b * job->T * NH + kvh * G) * D,
-            .stride = NH * D, .keys = job->cache->keys + run, .values = job->cache->values + run,
+            .stride = NH * D, .keys = (const char *)job->cache->keys + run,
+            .values = (const char *)job->cache->values + run, .kv_dtype = job->cache->dtype,
             .mask = job->attention_mask ? job->attention_mask + b * S : NULL,
             .T = job->T, .P = job->P, .G = G, .D = D, .scale = job->scale};
         if (job->weights == NULL)
@@ -178,15 +180,24 @@ static void rotary_tables(const nt_model *m, float *cos_out, float *sin_out, con
     }
 }
 
+/* dst (D) = src (D) in the cache's dtype */
+static void store_row(const nt_cache *cache, void *dst, const float *src) {
+    if (cache->dtype == NT_DTYPE_BF16)
+        for (int64_t d = 0; d < cache->head_dim; d++) ((uint16_t *)dst)[d] = nt_f32_to_bf16(src[d]);
+    else
+        memcpy(dst, src, (size_t)cache->head_dim * sizeof(float));
+}
+
 static void store_kv(nt_cache *cache, int64_t layer, const float *k, const float *v, int64_t B, int64_t T, int64_t P) {
     int64_t NKV = cache->num_kv_heads, D = cache->head_dim;
+    size_t element = nt_cache_element_bytes(cache);
     for (int64_t b = 0; b < B; b++)
         for (int64_t h = 0; h < NKV; h++) {
-            size_t run = (size_t)(((layer * B + b) * NKV + h) * cache->capacity * D);
+            size_t run = (size_t)(((layer * B + b) * NKV + h) * cache->capacity + P) * D * element;
             for (int64_t t = 0; t < T; t++) {
-                size_t src = (size_t)(((b * T + t) * NKV + h) * D);
-                memcpy(cache->keys + run + (size_t)((P + t) * D), k + src, (size_t)D * sizeof(float));
-                memcpy(cache->values + run + (size_t)((P + t) * D), v + src, (size_t)D * sizeof(float));
+                size_t src = (size_t)(((b * T + t) * NKV + h) * D), at = run + (size_t)(t * D) * element;
+                store_row(cache, (char *)cache->keys + at, k + src);
+                store_row(cache, (char *)cache->values + at, v + src);
             }
         }
 }

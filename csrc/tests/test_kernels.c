@@ -404,18 +404,30 @@ static void test_attention(const nt_kernels *kernels) {
             default: mask[j] = 1;
             }
         }
-        nt_attention_args a = {.q = q + D, .out = want + D, .stride = NH * D, .keys = keys, .values = values,
-                               .mask = cases[c].mask ? mask : NULL, .T = T, .P = P, .G = G, .D = D,
-                               .scale = 1.0f / sqrtf((float)D)};
-        if (nt_attention_naive(&a, weights, 0, T) != NT_OK) failures++;
-        a.out = got + D;
-        /* in two calls that split the tokens mid-block, as the threads of the forward pass do */
-        int64_t split = T / 2;
-        nt_attention_blocked(kernels, &a, 0, split, work);
-        nt_attention_blocked(kernels, &a, split, T, work);
-        snprintf(what, sizeof what, "%s attention G=%lld D=%lld T=%lld P=%lld mask %d", kernels->name, (long long)G,
-                 (long long)D, (long long)T, (long long)P, (int)cases[c].mask);
-        check_close(what, got, want, T * NH * D, 2e-6f);
+        uint16_t *keys_bf16 = malloc(sizeof(uint16_t) * S * D), *values_bf16 = malloc(sizeof(uint16_t) * S * D);
+        for (int64_t i = 0; i < S * D; i++) {
+            keys_bf16[i] = nt_f32_to_bf16(keys[i]);
+            values_bf16[i] = nt_f32_to_bf16(values[i]);
+        }
+        /* float32 keys and values, then bfloat16 ones (a bfloat16 cache) */
+        for (int wide = 0; wide < 2; wide++) {
+            nt_attention_args a = {.q = q + D, .out = want + D, .stride = NH * D, .keys = keys, .values = values,
+                                   .kv_dtype = NT_DTYPE_F32, .mask = cases[c].mask ? mask : NULL, .T = T, .P = P,
+                                   .G = G, .D = D, .scale = 1.0f / sqrtf((float)D)};
+            if (wide) {
+                a.keys = keys_bf16, a.values = values_bf16, a.kv_dtype = NT_DTYPE_BF16;
+            }
+            if (nt_attention_naive(&a, weights, 0, T) != NT_OK) failures++;
+            a.out = got + D;
+            /* in two calls that split the tokens mid-block, as the threads of the forward pass do */
+            int64_t split = T / 2;
+            nt_attention_blocked(kernels, &a, 0, split, work);
+            nt_attention_blocked(kernels, &a, split, T, work);
+            snprintf(what, sizeof what, "%s attention G=%lld D=%lld T=%lld P=%lld mask %d %s", kernels->name,
+                     (long long)G, (long long)D, (long long)T, (long long)P, (int)cases[c].mask,
+                     wide ? "bfloat16" : "float32");
+            check_close(what, got, want, T * NH * D, 2e-6f);
+        }
         /* each row of weights sums to 1 */
         for (int64_t r = 0; r < G * T; r++) {
             float sum = 0.0f, one = 1.0f;
@@ -423,6 +435,7 @@ static void test_attention(const nt_kernels *kernels) {
             check_close("attention weights sum", &sum, &one, 1, 1e-5f);
         }
         free(q), free(keys), free(values), free(got), free(want), free(weights), free(work), free(mask);
+        free(keys_bf16), free(values_bf16);
     }
 }
 
