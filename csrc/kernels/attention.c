@@ -110,7 +110,7 @@ static void attention_block(const nt_kernels *k, const nt_attention_args *a, int
     float *row_sum = row_max + rows_max;          /* (rows) the running sum, relative to row_max */
     float *block_max = row_sum + rows_max;        /* (rows) */
     float *shift = block_max + rows_max;          /* (rows) the maximum exp() subtracts, finite */
-    float *rescale = shift + rows_max;            /* (rows) exp(old maximum - new), then the block's sum */
+    float *rescale = shift + rows_max;            /* (rows) exp(old maximum - new) */
     float *mean = rescale + rows_max;             /* (D) */
     float *wide_keys = mean + D;                  /* (KEY_BLOCK, D) for bfloat16 keys */
     float *wide_values = wide_keys + KEY_BLOCK * D; /* (KEY_BLOCK, D) */

@@ -23,8 +23,6 @@ typedef struct {
     const char *name;       /* as kernels= and NEMOTRON_C_KERNELS name it */
     int (*supported)(void); /* whether this CPU runs the set */
     nt_matmul_fn matmul[NT_DTYPE_COUNT]; /* indexed by the weight's dtype; NULL: the portable one */
-    float (*dot)(const float *a, const float *b, int64_t n);
-    void (*axpy)(float *y, float a, const float *x, int64_t n); /* y (n) += a * x (n) */
     /* attention's tiles, operands already in cache: y (M, N) (+)= x (M, K) @ w (K, N), w row-major (not
      * transposed as in matmul): x[m, k] at x + m * ldx + k * kx (x may be a transposed view), rows of w and y
      * ldw and ldy floats apart; accumulate: add to y, else overwrite it */

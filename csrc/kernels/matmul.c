@@ -91,8 +91,6 @@ const nt_kernels nt_kernels_portable = {
         [NT_DTYPE_F16] = matmul_widening_portable,
         [NT_DTYPE_Q8] = matmul_widening_portable,
     },
-    .dot = dot_portable,
-    .axpy = axpy_portable,
     .matmul_nn = matmul_nn_portable,
     .exp_shifted = exp_shifted_portable,
 };

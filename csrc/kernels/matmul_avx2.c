@@ -309,27 +309,6 @@ static void matmul_q8_avx2(float *y, const float *x, const nt_tensor *w, int64_t
         gemv_q8(y, x, w->data, w->scales, M, w->shape[0], w->shape[1], n_begin, n_end);
 }
 
-static float dot_avx2(const float *a, const float *b, int64_t n) {
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
-    }
-    for (; i + 8 <= n; i += 8) acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
-    float sum = hsum(_mm256_add_ps(acc0, acc1));
-    for (; i < n; i++) sum += a[i] * b[i];
-    return sum;
-}
-
-static void axpy_avx2(float *y, float a, const float *x, int64_t n) {
-    __m256 av = _mm256_set1_ps(a);
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
-    for (; i < n; i++) y[i] += a * x[i];
-}
-
 /* ---------------------------------------------------------------- attention's tiles
  * y (M, N) (+)= x (M, K) @ w (K, N) with w row-major: NN_MR rows of y by NN_NV vectors of 8 columns in ymm
  * accumulators (12 of the 16 registers), one broadcast of x and NN_NV loads of w per k. A strip whose width
@@ -449,8 +428,6 @@ const nt_kernels nt_kernels_avx2 = {
         [NT_DTYPE_F16] = matmul_f16_avx2,
         [NT_DTYPE_Q8] = matmul_q8_avx2,
     },
-    .dot = dot_avx2,
-    .axpy = axpy_avx2,
     .matmul_nn = matmul_nn_avx2,
     .exp_shifted = exp_shifted_avx2,
 };

@@ -234,29 +234,6 @@ static void matmul_f16_avx512(float *y, const float *x, const nt_tensor *w, int6
     matmul_avx512(y, x, w, NT_DTYPE_F16, M, n_begin, n_end);
 }
 
-static float dot_avx512(const float *a, const float *b, int64_t n) {
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-    int64_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc0);
-        acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), acc1);
-    }
-    for (; i < n; i += 16) {
-        __mmask16 mask = first_lanes(n - i);
-        acc0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, a + i), _mm512_maskz_loadu_ps(mask, b + i), acc0);
-    }
-    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
-}
-
-static void axpy_avx512(float *y, float a, const float *x, int64_t n) {
-    __m512 av = _mm512_set1_ps(a);
-    for (int64_t i = 0; i < n; i += 16) {
-        __mmask16 mask = first_lanes(n - i);
-        __m512 out = _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(mask, x + i), _mm512_maskz_loadu_ps(mask, y + i));
-        _mm512_mask_storeu_ps(y + i, mask, out);
-    }
-}
-
 /* ---------------------------------------------------------------- attention's tiles
  * y (M, N) (+)= x (M, K) @ w (K, N) with w row-major: NN_MR rows of y by NN_NV vectors of 16 columns in
  * zmm accumulators, one broadcast of x and NN_NV loads of w per k; the last vector of a row is masked. */
@@ -365,8 +342,6 @@ const nt_kernels nt_kernels_avx512 = {
         [NT_DTYPE_BF16] = matmul_bf16_avx512,
         [NT_DTYPE_F16] = matmul_f16_avx512,
     },
-    .dot = dot_avx512,
-    .axpy = axpy_avx512,
     .matmul_nn = matmul_nn_avx512,
     .exp_shifted = exp_shifted_avx512,
 };

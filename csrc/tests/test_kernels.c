@@ -307,24 +307,6 @@ static void test_quantize(nt_threadpool *pool) {
         }
 }
 
-static void test_dot_axpy(const nt_kernels *kernels) {
-    for (int64_t n = 0; n < 70; n++) {
-        float a[70] = {0}, b[70] = {0}, y[70] = {0}, want_y[70] = {0};
-        double want = 0.0;
-        for (int64_t i = 0; i < n; i++) {
-            a[i] = random_float();
-            b[i] = random_float();
-            y[i] = want_y[i] = random_float();
-            want += (double)a[i] * b[i];
-            want_y[i] += 0.5f * a[i];
-        }
-        float got = kernels->dot(a, b, n), want_f = (float)want;
-        check_close("dot", &got, &want_f, 1, 1e-5f);
-        kernels->axpy(y, 0.5f, a, n);
-        check_close("axpy", y, want_y, n, 1e-6f);
-    }
-}
-
 static void test_matmul_nn_exp_shifted(const nt_kernels *kernels) {
     /* every row count of a block and its tail, column counts around the vector widths, strided operands, x
      * read as it lies and transposed */
@@ -525,7 +507,6 @@ int main(void) {
             continue;
         }
         test_matmul(set);
-        test_dot_axpy(set);
         test_matmul_nn_exp_shifted(set);
         test_attention(set);
     }
