@@ -160,7 +160,7 @@ class NemotronPreTrainedModel:
         model._load_extras(path)
         if cache_dtype is not None:
             model.cache_dtype = cache_dtype
-        model._load_args = (path, dtype, num_threads, cache_dtype)
+        model._load_args = (path, dtype, num_threads)
         return model
 
     @classmethod
@@ -251,15 +251,16 @@ class NemotronPreTrainedModel:
 
     def __reduce__(self):
         """Pickles as the local directory the weights were read from, the dtype and num_threads given to
-        from_pretrained, the cache_dtype, the config (with any override or later change) and the generation config; unpickling
-        reloads the weights, so that models cross process boundaries (multiprocessing) as Transformers' do.
+        from_pretrained, the cache_dtype, the config (with any override or later change) and the generation
+        config; unpickling reloads the weights, so that models cross process boundaries (multiprocessing) as
+        Transformers' do.
         Not kept: the kernel set (chosen again from the CPU and NEMOTRON_C_KERNELS) and anything else set on the
         object after loading."""
         load_args = getattr(self, "_load_args", None)
         if load_args is None:
             raise TypeError(f"only a {type(self).__name__} made by from_pretrained can be pickled: it pickles as the "
                             "checkpoint directory it was read from")
-        load_args = (*load_args[:3], str(self.cache_dtype))
+        load_args = (*load_args, str(self.cache_dtype))
         return _unpickle_model, (type(self), load_args, self.config, getattr(self, "generation_config", None))
 
     def save_pretrained(self, save_directory, max_shard_size=DEFAULT_MAX_SHARD_SIZE, safe_serialization=True,
