@@ -33,11 +33,11 @@ def best_of(fn, repeat):
 WIDTHS = {"mid": (1024, 4096, 16, 4), "minitron-4b": (3072, 9216, 24, 8)}
 
 
-def make_checkpoint(path, layers, dtype, widths):
+def make_checkpoint(path, layers, dtype, widths, max_positions=4096):
     hidden, intermediate, heads, kv_heads = WIDTHS[widths]
     config = transformers.NemotronConfig(
         vocab_size=32000, hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=layers,
-        num_attention_heads=heads, num_key_value_heads=kv_heads, max_position_embeddings=4096,
+        num_attention_heads=heads, num_key_value_heads=kv_heads, max_position_embeddings=max_positions,
     )
     torch.manual_seed(0)
     model = transformers.NemotronForCausalLM(config).to(getattr(torch, dtype))

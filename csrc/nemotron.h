@@ -215,6 +215,12 @@ void nt_model_free(nt_model *model);
 const nt_config *nt_model_config(const nt_model *model);
 const char *nt_model_kernels_name(const nt_model *model);
 int nt_model_num_threads(const nt_model *model);
+/* The dtype of the key/value caches the model makes from now on (nt_cache_create, the forward pass's own,
+ * the generator's): NT_DTYPE_F32 (the default, Transformers' float32 cache) or NT_DTYPE_BF16 (half the
+ * memory; keys and values rounded to bfloat16 as they are stored, attention still in float32). Set it
+ * before the model is shared between threads. */
+nt_status nt_model_set_cache_dtype(nt_model *model, nt_error *err, nt_dtype dtype);
+nt_dtype nt_model_cache_dtype(const nt_model *model);
 
 /* Keys and values of every layer for B sequences that share one length P. */
 typedef struct nt_cache nt_cache;

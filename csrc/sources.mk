@@ -9,6 +9,7 @@ CORE_SOURCES = \
 	kernels/matmul.c \
 	kernels/quantize.c \
 	kernels/ops.c \
+	kernels/attention.c \
 	model/model.c \
 	model/cache.c \
 	model/forward.c \

@@ -26,7 +26,7 @@ INTERRUPTED_CALL = textwrap.dedent("""
     expected = model(prompt).logits
     expected_score = model.score(prompt).sum_logprob
     cache = model(prompt[:, :4], use_cache=True).past_key_values
-    long_ids = np.random.default_rng(0).integers(0, 96, size=(1, 10000))
+    long_ids = np.random.default_rng(0).integers(0, 96, size=(1, 30000))
     print("ready", flush=True)
     start = time.time()
     try:
@@ -46,7 +46,8 @@ INTERRUPTED_CALL = textwrap.dedent("""
 
 @pytest.mark.parametrize("kind", ["forward", "score"])
 def test_ctrl_c_interrupts_a_long_call_and_the_model_stays_usable(checkpoint, kind):
-    """SIGINT during one forward or score call over 10000 tokens (about a second per layer here):
+    """SIGINT during one forward or score call over 30000 tokens (over a second per layer here, the attention's
+    quadratic cost making up most of it):
     KeyboardInterrupt comes within a layer; the model gives the same logits and scores as before, and a cache
     the call was extending keeps its length."""
     path = checkpoint(scale=0.25, num_hidden_layers=8)

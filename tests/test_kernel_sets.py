@@ -11,9 +11,9 @@ import pytest
 
 import nemotron_c
 from helpers.compare import assert_close
+from helpers.kernel_sets import SETS, load_on
 from helpers.transformers_reference import hf_from_pretrained, hf_logits
 
-SETS = ["avx512", "avx2", "portable"]
 STORED = ["float32", "bfloat16", "float16"]
 ODD_WIDTHS = dict(hidden_size=40, intermediate_size=70, num_attention_heads=5, num_key_value_heads=5)
 
@@ -21,17 +21,6 @@ T, PROMPT = 37, 30  # prefill length; decode runs tokens PROMPT..T-1 one at a ti
 IDS = np.random.default_rng(7).integers(0, 96, size=(2, T))
 MASK = np.ones((2, T), dtype=np.int64)
 MASK[0, :4] = 0  # left padding in the first row
-
-
-def load(path, kernels, monkeypatch, **kwargs):
-    """The model on the named kernel set; skips when this CPU lacks it."""
-    monkeypatch.setenv("NEMOTRON_C_KERNELS", kernels)
-    try:
-        return nemotron_c.AutoModelForCausalLM.from_pretrained(path, **kwargs)
-    except ValueError as error:
-        if "this CPU cannot run" in str(error):
-            pytest.skip(f"this CPU lacks the {kernels} kernels")
-        raise
 
 
 def prefill_and_decode(model):
@@ -51,7 +40,7 @@ def reference():
     def get(checkpoint, stored):
         path = checkpoint(dtype=stored, **ODD_WIDTHS)
         with pytest.MonkeyPatch.context() as monkeypatch:
-            portable = prefill_and_decode(load(path, "portable", monkeypatch))
+            portable = prefill_and_decode(load_on(path, "portable", monkeypatch))
         return path, hf_logits(hf_from_pretrained(path), IDS, MASK), portable
 
     return get
@@ -61,7 +50,7 @@ def reference():
 @pytest.mark.parametrize("kernels", SETS)
 def test_kernel_set_matches_portable_and_transformers(checkpoint, reference, monkeypatch, kernels, stored):
     path, transformers_logits, (portable_full, portable_steps) = reference(checkpoint, stored)
-    model = load(path, kernels, monkeypatch)
+    model = load_on(path, kernels, monkeypatch)
     assert model.kernels == kernels
     full, steps = prefill_and_decode(model)
     real = MASK == 1  # padded positions attend to every key, as in Transformers; only real tokens compare
@@ -73,7 +62,7 @@ def test_kernel_set_matches_portable_and_transformers(checkpoint, reference, mon
 
 def test_auto_is_the_first_set_this_cpu_runs(checkpoint, monkeypatch):
     path = checkpoint(**ODD_WIDTHS)
-    chosen = load(path, "auto", monkeypatch)
+    chosen = load_on(path, "auto", monkeypatch)
     supported = []
     for kernels in SETS:
         monkeypatch.setenv("NEMOTRON_C_KERNELS", kernels)
@@ -106,7 +95,7 @@ def test_thread_counts_give_identical_logits(long_prompt, monkeypatch, kernels):
     path, ids, transformers_logits = long_prompt
     logits = []
     for threads in (1, 2, 3):
-        model = load(path, kernels, monkeypatch, num_threads=threads)
+        model = load_on(path, kernels, monkeypatch, num_threads=threads)
         assert model.num_threads == threads
         logits.append(model(ids, use_cache=False).logits)
     assert np.array_equal(logits[0], logits[1]) and np.array_equal(logits[0], logits[2])

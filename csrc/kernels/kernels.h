@@ -23,9 +23,24 @@ typedef struct {
     const char *name;       /* as kernels= and NEMOTRON_C_KERNELS name it */
     int (*supported)(void); /* whether this CPU runs the set */
     nt_matmul_fn matmul[NT_DTYPE_COUNT]; /* indexed by the weight's dtype; NULL: the portable one */
-    float (*dot)(const float *a, const float *b, int64_t n);
-    void (*axpy)(float *y, float a, const float *x, int64_t n); /* y (n) += a * x (n) */
+    /* attention's tiles, operands already in cache: y (M, N) (+)= x (M, K) @ w (K, N), w row-major (not
+     * transposed as in matmul): x[m, k] at x + m * ldx + k * kx (x may be a transposed view), rows of w and y
+     * ldw and ldy floats apart; accumulate: add to y, else overwrite it */
+    void (*matmul_nn)(float *y, const float *x, const float *w, int64_t M, int64_t K, int64_t N, int64_t ldx,
+                      int64_t kx, int64_t ldw, int64_t ldy, int accumulate);
+    /* x (n) = exp(x - shift (n)), exp(-inf) = 0; shift finite */
+    void (*exp_shifted)(float *x, const float *shift, int64_t n);
 } nt_kernels;
+
+/* The vector exp of the kernel sets' exp_shifted, as Cephes' expf: x = n ln2 + r with ln2 in two parts
+ * (NT_EXP_LN2_HI exact in few bits), |r| <= ln2 / 2, exp(r) = 1 + r + r^2 p(r) with p's coefficients below,
+ * highest first, then scaled by 2^n; within 2 ulp of expf. Below NT_EXP_MIN_ARG expf is subnormal: 0. */
+static const float NT_EXP_POLY[6] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f,
+                                     4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f};
+#define NT_EXP_LOG2E 1.44269504088896341f
+#define NT_EXP_LN2_HI 0.693359375f
+#define NT_EXP_LN2_LO -2.12194440e-4f
+#define NT_EXP_MIN_ARG -87.33f
 
 /* Every kernel set, best first; the last is the portable one, which every CPU runs (kernels/dispatch.c).
  * A new instruction set is one entry here, its file and its line in csrc/sources.mk. */
@@ -66,5 +81,31 @@ void nt_activation_apply(float *x, int64_t n, nt_activation act);
 
 /* y (rows, N) += bias (N) */
 void nt_add_bias(float *y, const float *bias, int64_t rows, int64_t N);
+
+/* ---- attention (kernels/attention.c), float32 ---- */
+
+/* The G query heads that share one key/value head, of one sequence of T new tokens after P cached ones. */
+typedef struct {
+    const float *q;             /* query of token t, head g at q + t * stride + g * D, after rotary */
+    float *out;                 /* the same layout as q */
+    int64_t stride;             /* floats from one token's heads to the next's (NH * D) */
+    const void *keys, *values; /* (S, D) in kv_dtype, S = P + T, rotary applied to the keys */
+    nt_dtype kv_dtype;          /* NT_DTYPE_F32 or NT_DTYPE_BF16 (widened to float32 as they are read) */
+    const uint8_t *mask;        /* (S) 0 for padding, or NULL for none */
+    int64_t T, P, G, D;
+    float scale;
+} nt_attention_args;
+
+/* The reference: out for tokens [t_begin, t_end), and weights (G, T, S) (the softmax, as
+ * output_attentions returns it) unless NULL. Fails only for want of memory for a row of scores (and for
+ * bfloat16 keys and values, their float32 copies). */
+nt_status nt_attention_naive(const nt_attention_args *a, float *weights, int64_t t_begin, int64_t t_end);
+
+/* The same output, blocked over queries and keys with the online softmax; work holds
+ * nt_attention_work_floats(G, D) floats. Tokens go in blocks of nt_attention_query_block(G). */
+void nt_attention_blocked(const nt_kernels *k, const nt_attention_args *a, int64_t t_begin, int64_t t_end,
+                          float *work);
+int64_t nt_attention_query_block(int64_t G);
+int64_t nt_attention_work_floats(int64_t G, int64_t D);
 
 #endif

@@ -1,4 +1,5 @@
 /* Matrix products in plain C: the naive reference and the portable kernel set. */
+#include <math.h>
 #include <stdlib.h>
 
 #include "kernels/kernels.h"
@@ -33,6 +34,20 @@ static float dot_portable(const float *a, const float *b, int64_t n) {
 
 static void axpy_portable(float *y, float a, const float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+static void matmul_nn_portable(float *y, const float *x, const float *w, int64_t M, int64_t K, int64_t N,
+                               int64_t ldx, int64_t kx, int64_t ldw, int64_t ldy, int accumulate) {
+    for (int64_t m = 0; m < M; m++) {
+        float *y_m = y + m * ldy;
+        if (!accumulate)
+            for (int64_t n = 0; n < N; n++) y_m[n] = 0.0f;
+        for (int64_t k = 0; k < K; k++) axpy_portable(y_m, x[m * ldx + k * kx], w + k * ldw, N);
+    }
+}
+
+static void exp_shifted_portable(float *x, const float *shift, int64_t n) {
+    for (int64_t i = 0; i < n; i++) x[i] = expf(x[i] - shift[i]);
 }
 
 static void matmul_f32_portable(float *y, const float *x, const nt_tensor *w, int64_t M, int64_t n_begin,
@@ -77,6 +92,6 @@ const nt_kernels nt_kernels_portable = {
         [NT_DTYPE_Q8] = matmul_widening_portable,
         [NT_DTYPE_Q4] = matmul_widening_portable,
     },
-    .dot = dot_portable,
-    .axpy = axpy_portable,
+    .matmul_nn = matmul_nn_portable,
+    .exp_shifted = exp_shifted_portable,
 };

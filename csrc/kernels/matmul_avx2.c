@@ -459,25 +459,109 @@ static void matmul_q4_avx2(float *y, const float *x, const nt_tensor *w, int64_t
         gemv_q4(y, x, w->data, w->scales, M, w->shape[0], w->shape[1], n_begin, n_end);
 }
 
-static float dot_avx2(const float *a, const float *b, int64_t n) {
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
-    }
-    for (; i + 8 <= n; i += 8) acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
-    float sum = hsum(_mm256_add_ps(acc0, acc1));
-    for (; i < n; i++) sum += a[i] * b[i];
-    return sum;
+/* ---------------------------------------------------------------- attention's tiles
+ * y (M, N) (+)= x (M, K) @ w (K, N) with w row-major: NN_MR rows of y by NN_NV vectors of 8 columns in ymm
+ * accumulators (12 of the 16 registers), one broadcast of x and NN_NV loads of w per k. A strip whose width
+ * is no multiple of 8 goes through masked loads and stores (TAIL), the others through plain ones. */
+enum { NN_MR = 4, NN_NV = 3 };
+
+static inline __m256i lanes_below(int64_t n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n < 8 ? n : 8)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
-static void axpy_avx2(float *y, float a, const float *x, int64_t n) {
-    __m256 av = _mm256_set1_ps(a);
+static inline __attribute__((always_inline)) void nn_block(float *y, const float *x, const float *w, int64_t K,
+                                                           int64_t ldx, int64_t kx, int64_t ldw, int64_t ldy,
+                                                           int64_t cols, int accumulate, const int MR, const int NV,
+                                                           const int TAIL) {
+    __m256 acc[NN_MR][NN_NV];
+    __m256i mask = lanes_below(cols - 8 * (NV - 1)); /* of the last vector */
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++)
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; v++) acc[i][v] = _mm256_setzero_ps();
+    for (int64_t k = 0; k < K; k++) {
+        __m256 wv[NN_NV];
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; v++)
+            wv[v] = TAIL && v == NV - 1 ? _mm256_maskload_ps(w + k * ldw + 8 * v, mask)
+                                        : _mm256_loadu_ps(w + k * ldw + 8 * v);
+#pragma GCC unroll 8
+        for (int i = 0; i < MR; i++) {
+            __m256 b = _mm256_broadcast_ss(x + i * ldx + k * kx);
+#pragma GCC unroll 8
+            for (int v = 0; v < NV; v++) acc[i][v] = _mm256_fmadd_ps(b, wv[v], acc[i][v]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++)
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; v++) {
+            float *y_iv = y + i * ldy + 8 * v;
+            __m256 out = acc[i][v];
+            if (TAIL && v == NV - 1) {
+                if (accumulate) out = _mm256_add_ps(out, _mm256_maskload_ps(y_iv, mask));
+                _mm256_maskstore_ps(y_iv, mask, out);
+            } else {
+                if (accumulate) out = _mm256_add_ps(out, _mm256_loadu_ps(y_iv));
+                _mm256_storeu_ps(y_iv, out);
+            }
+        }
+}
+
+#define NN_BLOCK(MR, NV, TAIL)                                                                                  \
+    static void nn_block_##MR##_##NV##_##TAIL(float *y, const float *x, const float *w, int64_t K, int64_t ldx, \
+                                              int64_t kx, int64_t ldw, int64_t ldy, int64_t cols,               \
+                                              int accumulate) {                                                 \
+        nn_block(y, x, w, K, ldx, kx, ldw, ldy, cols, accumulate, MR, NV, TAIL);                                 \
+    }
+#define NN_BLOCKS(MR, TAIL) NN_BLOCK(MR, 1, TAIL) NN_BLOCK(MR, 2, TAIL) NN_BLOCK(MR, 3, TAIL)
+NN_BLOCKS(1, 0) NN_BLOCKS(2, 0) NN_BLOCKS(3, 0) NN_BLOCKS(4, 0)
+NN_BLOCKS(1, 1) NN_BLOCKS(2, 1) NN_BLOCKS(3, 1) NN_BLOCKS(4, 1)
+#define NN_ROW(MR, TAIL) {nn_block_##MR##_1_##TAIL, nn_block_##MR##_2_##TAIL, nn_block_##MR##_3_##TAIL}
+
+static void matmul_nn_avx2(float *y, const float *x, const float *w, int64_t M, int64_t K, int64_t N, int64_t ldx,
+                           int64_t kx, int64_t ldw, int64_t ldy, int accumulate) {
+    typedef void (*block_fn)(float *, const float *, const float *, int64_t, int64_t, int64_t, int64_t, int64_t,
+                             int64_t, int);
+    static const block_fn blocks[2][NN_MR][NN_NV] = {{NN_ROW(1, 0), NN_ROW(2, 0), NN_ROW(3, 0), NN_ROW(4, 0)},
+                                                      {NN_ROW(1, 1), NN_ROW(2, 1), NN_ROW(3, 1), NN_ROW(4, 1)}};
+    /* a column strip of w (K, 24) stays in L1 while every block of rows passes */
+    for (int64_t n0 = 0; n0 < N; n0 += 8 * NN_NV) {
+        int64_t cols = N - n0 < 8 * NN_NV ? N - n0 : 8 * NN_NV;
+        int64_t nv = (cols + 7) / 8;
+        for (int64_t m0 = 0; m0 < M; m0 += NN_MR) {
+            int64_t mr = M - m0 < NN_MR ? M - m0 : NN_MR;
+            blocks[cols % 8 != 0][mr - 1][nv - 1](y + m0 * ldy + n0, x + m0 * ldx, w + n0, K, ldx, kx, ldw, ldy,
+                                                   cols, accumulate);
+        }
+    }
+}
+
+/* exp(x) for x <= 0 (NT_EXP_POLY in kernels/kernels.h), 0 for exp(-inf); 2^n built in the exponent bits */
+static inline __m256 exp_nonpositive(__m256 x) {
+    __m256 tiny = _mm256_cmp_ps(x, _mm256_set1_ps(NT_EXP_MIN_ARG), _CMP_LT_OQ);
+    x = _mm256_max_ps(x, _mm256_set1_ps(NT_EXP_MIN_ARG));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(NT_EXP_LOG2E)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(NT_EXP_LN2_HI), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(NT_EXP_LN2_LO), r);
+    __m256 p = _mm256_set1_ps(NT_EXP_POLY[0]);
+    for (int i = 1; i < 6; i++) p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(NT_EXP_POLY[i]));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    /* n >= -126 after the clamp: 2^n is a normal float */
+    __m256i scale = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_andnot_ps(tiny, _mm256_mul_ps(p, _mm256_castsi256_ps(scale)));
+}
+
+static void exp_shifted_avx2(float *x, const float *shift, int64_t n) {
     int64_t i = 0;
     for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
-    for (; i < n; i++) y[i] += a * x[i];
+        _mm256_storeu_ps(x + i, exp_nonpositive(_mm256_sub_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(shift + i))));
+    if (i < n) {
+        __m256i mask = lanes_below(n - i);
+        __m256 d = _mm256_sub_ps(_mm256_maskload_ps(x + i, mask), _mm256_maskload_ps(shift + i, mask));
+        _mm256_maskstore_ps(x + i, mask, exp_nonpositive(d));
+    }
 }
 
 static int cpu_has_avx2(void) {
@@ -495,8 +579,8 @@ const nt_kernels nt_kernels_avx2 = {
         [NT_DTYPE_Q8] = matmul_q8_avx2,
         [NT_DTYPE_Q4] = matmul_q4_avx2,
     },
-    .dot = dot_avx2,
-    .axpy = axpy_avx2,
+    .matmul_nn = matmul_nn_avx2,
+    .exp_shifted = exp_shifted_avx2,
 };
 
 #else /* not compiled for AVX2 (another architecture): a set that no CPU supports keeps the list whole */

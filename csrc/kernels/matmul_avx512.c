@@ -390,26 +390,88 @@ static void matmul_f16_avx512(float *y, const float *x, const nt_tensor *w, int6
     matmul_avx512(y, x, w, NT_DTYPE_F16, M, n_begin, n_end);
 }
 
-static float dot_avx512(const float *a, const float *b, int64_t n) {
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-    int64_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc0);
-        acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), acc1);
+/* ---------------------------------------------------------------- attention's tiles
+ * y (M, N) (+)= x (M, K) @ w (K, N) with w row-major: NN_MR rows of y by NN_NV vectors of 16 columns in
+ * zmm accumulators, one broadcast of x and NN_NV loads of w per k; the last vector of a row is masked. */
+enum { NN_MR = 6, NN_NV = 4 };
+
+static inline __attribute__((always_inline)) void nn_block(float *y, const float *x, const float *w, int64_t K,
+                                                           int64_t ldx, int64_t kx, int64_t ldw, int64_t ldy,
+                                                           int64_t cols, int accumulate, const int MR, const int NV) {
+    __m512 acc[NN_MR][NN_NV];
+    __mmask16 mask[NN_NV];
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; v++) mask[v] = first_lanes(cols - 16 * v);
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++)
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; v++) acc[i][v] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < K; k++) {
+        __m512 wv[NN_NV];
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; v++) wv[v] = _mm512_maskz_loadu_ps(mask[v], w + k * ldw + 16 * v);
+#pragma GCC unroll 8
+        for (int i = 0; i < MR; i++) {
+            __m512 b = _mm512_set1_ps(x[i * ldx + k * kx]);
+#pragma GCC unroll 8
+            for (int v = 0; v < NV; v++) acc[i][v] = _mm512_fmadd_ps(b, wv[v], acc[i][v]);
+        }
     }
-    for (; i < n; i += 16) {
-        __mmask16 mask = first_lanes(n - i);
-        acc0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, a + i), _mm512_maskz_loadu_ps(mask, b + i), acc0);
-    }
-    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++)
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; v++) {
+            float *y_iv = y + i * ldy + 16 * v;
+            __m512 out = acc[i][v];
+            if (accumulate) out = _mm512_add_ps(out, _mm512_maskz_loadu_ps(mask[v], y_iv));
+            _mm512_mask_storeu_ps(y_iv, mask[v], out);
+        }
 }
 
-static void axpy_avx512(float *y, float a, const float *x, int64_t n) {
-    __m512 av = _mm512_set1_ps(a);
+#define NN_BLOCK(MR, NV)                                                                                        \
+    static void nn_block_##MR##_##NV(float *y, const float *x, const float *w, int64_t K, int64_t ldx,          \
+                                     int64_t kx, int64_t ldw, int64_t ldy, int64_t cols, int accumulate) {      \
+        nn_block(y, x, w, K, ldx, kx, ldw, ldy, cols, accumulate, MR, NV);                                       \
+    }
+#define NN_BLOCKS(MR) NN_BLOCK(MR, 1) NN_BLOCK(MR, 2) NN_BLOCK(MR, 3) NN_BLOCK(MR, 4)
+NN_BLOCKS(1) NN_BLOCKS(2) NN_BLOCKS(3) NN_BLOCKS(4) NN_BLOCKS(5) NN_BLOCKS(6)
+#define NN_ROW(MR) {nn_block_##MR##_1, nn_block_##MR##_2, nn_block_##MR##_3, nn_block_##MR##_4}
+
+static void matmul_nn_avx512(float *y, const float *x, const float *w, int64_t M, int64_t K, int64_t N,
+                             int64_t ldx, int64_t kx, int64_t ldw, int64_t ldy, int accumulate) {
+    typedef void (*block_fn)(float *, const float *, const float *, int64_t, int64_t, int64_t, int64_t, int64_t,
+                             int64_t, int);
+    static const block_fn blocks[NN_MR][NN_NV] = {NN_ROW(1), NN_ROW(2), NN_ROW(3), NN_ROW(4), NN_ROW(5), NN_ROW(6)};
+    /* a column strip of w (K, 64) stays in L1 while every block of rows passes */
+    for (int64_t n0 = 0; n0 < N; n0 += 16 * NN_NV) {
+        int64_t cols = N - n0 < 16 * NN_NV ? N - n0 : 16 * NN_NV;
+        int64_t nv = (cols + 15) / 16;
+        for (int64_t m0 = 0; m0 < M; m0 += NN_MR) {
+            int64_t mr = M - m0 < NN_MR ? M - m0 : NN_MR;
+            blocks[mr - 1][nv - 1](y + m0 * ldy + n0, x + m0 * ldx, w + n0, K, ldx, kx, ldw, ldy, cols, accumulate);
+        }
+    }
+}
+
+/* exp(x) for x <= 0 (NT_EXP_POLY in kernels/kernels.h), 0 for exp(-inf) */
+static inline __m512 exp_nonpositive(__m512 x) {
+    __mmask16 tiny = _mm512_cmp_ps_mask(x, _mm512_set1_ps(NT_EXP_MIN_ARG), _CMP_LT_OQ);
+    x = _mm512_max_ps(x, _mm512_set1_ps(NT_EXP_MIN_ARG));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(NT_EXP_LOG2E)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(NT_EXP_LN2_HI), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(NT_EXP_LN2_LO), r);
+    __m512 p = _mm512_set1_ps(NT_EXP_POLY[0]);
+    for (int i = 1; i < 6; i++) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(NT_EXP_POLY[i]));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_maskz_mov_ps(~tiny, _mm512_scalef_ps(p, n));
+}
+
+static void exp_shifted_avx512(float *x, const float *shift, int64_t n) {
     for (int64_t i = 0; i < n; i += 16) {
         __mmask16 mask = first_lanes(n - i);
-        __m512 out = _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(mask, x + i), _mm512_maskz_loadu_ps(mask, y + i));
-        _mm512_mask_storeu_ps(y + i, mask, out);
+        __m512 d = _mm512_sub_ps(_mm512_maskz_loadu_ps(mask, x + i), _mm512_maskz_loadu_ps(mask, shift + i));
+        _mm512_mask_storeu_ps(x + i, mask, exp_nonpositive(d));
     }
 }
 
@@ -438,8 +500,8 @@ const nt_kernels nt_kernels_avx512 = {
         [NT_DTYPE_Q8] = matmul_q8_avx512,
         [NT_DTYPE_Q4] = matmul_q4_avx512,
     },
-    .dot = dot_avx512,
-    .axpy = axpy_avx512,
+    .matmul_nn = matmul_nn_avx512,
+    .exp_shifted = exp_shifted_avx512,
 };
 
 #else /* not compiled for AVX-512 (another architecture): a set that no CPU supports keeps the list whole */

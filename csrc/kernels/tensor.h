@@ -39,4 +39,11 @@ static inline float nt_bf16_to_f32(uint16_t h) {
 }
 float nt_f16_to_f32(uint16_t h);
 
+/* float32 to bfloat16 rounded to nearest even, as torch's .to(torch.bfloat16); NaN stays NaN */
+static inline uint16_t nt_f32_to_bf16(float f) {
+    union { float f; uint32_t u; } v = { f };
+    if ((v.u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((v.u >> 16) | 0x40);
+    return (uint16_t)((v.u + 0x7fffu + ((v.u >> 16) & 1u)) >> 16);
+}
+
 #endif

@@ -1,4 +1,5 @@
-/* The key/value cache: per layer, sequence and key/value head, a run of positions of D floats. */
+/* The key/value cache: per layer, sequence and key/value head, a run of positions of D elements of the
+ * cache's dtype (float32, or bfloat16 for half the memory). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -8,7 +9,7 @@
 static int64_t cache_bytes(const nt_cache *c, int64_t capacity) {
     int64_t n = nt_mul_size(nt_mul_size(c->num_layers, c->batch_size), c->num_kv_heads);
     n = nt_mul_size(nt_mul_size(n, capacity), c->head_dim);
-    n = nt_mul_size(n, (int64_t)sizeof(float));
+    n = nt_mul_size(n, (int64_t)nt_cache_element_bytes(c));
     if (n < 0 || (uint64_t)n > (uint64_t)SIZE_MAX) return -1;
     return n;
 }
@@ -24,6 +25,7 @@ nt_status nt_cache_create(nt_cache **out, nt_error *err, const nt_model *model, 
     c->batch_size = batch_size;
     c->num_kv_heads = model->config.num_key_value_heads;
     c->head_dim = model->config.head_dim;
+    c->dtype = model->cache_dtype;
     nt_status status = nt_cache_reserve(c, err, capacity);
     if (status != NT_OK) {
         nt_cache_free(c);
@@ -52,7 +54,7 @@ nt_status nt_cache_reserve(nt_cache *c, nt_error *err, int64_t capacity) {
     if (bytes < 0)
         return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "a cache of %lld positions is too large",
                             (long long)capacity);
-    float *keys = malloc((size_t)bytes), *values = malloc((size_t)bytes);
+    char *keys = malloc((size_t)bytes), *values = malloc((size_t)bytes);
     if (keys == NULL || values == NULL) {
         free(keys);
         free(values);
@@ -60,10 +62,11 @@ nt_status nt_cache_reserve(nt_cache *c, nt_error *err, int64_t capacity) {
                             (long long)capacity, (long long)(2 * bytes));
     }
     int64_t runs = c->num_layers * c->batch_size * c->num_kv_heads;
-    size_t filled = (size_t)(c->length * c->head_dim) * sizeof(float);
+    size_t element = nt_cache_element_bytes(c), filled = (size_t)(c->length * c->head_dim) * element;
+    size_t old_stride = (size_t)(c->capacity * c->head_dim) * element, stride = (size_t)(capacity * c->head_dim) * element;
     for (int64_t r = 0; r < runs && filled > 0; r++) {
-        memcpy(keys + r * capacity * c->head_dim, c->keys + r * c->capacity * c->head_dim, filled);
-        memcpy(values + r * capacity * c->head_dim, c->values + r * c->capacity * c->head_dim, filled);
+        memcpy(keys + r * stride, (char *)c->keys + r * old_stride, filled);
+        memcpy(values + r * stride, (char *)c->values + r * old_stride, filled);
     }
     free(c->keys);
     free(c->values);
@@ -84,20 +87,21 @@ nt_status nt_cache_reorder(nt_cache *c, nt_error *err, const int64_t *rows) {
     if (c->length == 0 || changed == 0) return NT_OK;
     /* one sequence of one layer: NKV runs of `length` positions, each at a stride of `capacity`. The sources
      * of the sequences that change are staged first, as a destination may be another one's source. */
-    size_t run = (size_t)(c->length * c->head_dim), stride = (size_t)(c->capacity * c->head_dim);
+    size_t element = nt_cache_element_bytes(c); /* the sizes below are in bytes */
+    size_t run = (size_t)(c->length * c->head_dim) * element, stride = (size_t)(c->capacity * c->head_dim) * element;
     size_t per_sequence = (size_t)c->num_kv_heads * run;
-    float *scratch = malloc((size_t)changed * per_sequence * sizeof(float));
+    char *scratch = malloc((size_t)changed * per_sequence);
     if (scratch == NULL) return nt_error_set(err, NT_ERROR_OUT_OF_MEMORY, "out of memory to reorder the cache");
-    float *tensors[2] = {c->keys, c->values};
+    char *tensors[2] = {c->keys, c->values};
     for (int t = 0; t < 2; t++)
         for (int64_t l = 0; l < c->num_layers; l++) {
-            float *layer = tensors[t] + (size_t)(l * B * c->num_kv_heads) * stride; /* (B, NKV, capacity, D) */
-            float *staged = scratch;
+            char *layer = tensors[t] + (size_t)(l * B * c->num_kv_heads) * stride; /* (B, NKV, capacity, D) */
+            char *staged = scratch;
             for (int64_t i = 0; i < B; i++)
                 if (rows[i] != i) {
                     for (int64_t h = 0; h < c->num_kv_heads; h++)
                         memcpy(staged + (size_t)h * run, layer + (size_t)(rows[i] * c->num_kv_heads + h) * stride,
-                               run * sizeof(float));
+                               run);
                     staged += per_sequence;
                 }
             staged = scratch;
@@ -105,7 +109,7 @@ nt_status nt_cache_reorder(nt_cache *c, nt_error *err, const int64_t *rows) {
                 if (rows[i] != i) {
                     for (int64_t h = 0; h < c->num_kv_heads; h++)
                         memcpy(layer + (size_t)(i * c->num_kv_heads + h) * stride, staged + (size_t)h * run,
-                               run * sizeof(float));
+                               run);
                     staged += per_sequence;
                 }
         }

@@ -83,73 +83,47 @@ void nt_model_layernorm1p(const nt_model *m, float *y, const float *x, const flo
 typedef struct {
     const nt_model *model;
     const nt_cache *cache;
-    int64_t layer, B, T, P;
+    int64_t layer, B, T, P, query_blocks;
     const float *q;                /* (B, T, NH, D) after rotary */
     const uint8_t *attention_mask; /* (B, S) or NULL */
     float *out;                    /* (B, T, NH, D) */
     float *weights;                /* (B, NH, T, S) softmax weights of this layer, or NULL */
     float scale;
     atomic_int out_of_memory;
-    const volatile int *cancel; /* checked per query position: a long prompt's head is seconds of work */
+    const volatile int *cancel; /* checked per task: a long prompt's layer is seconds of work */
 } attention_job;
 
-/* One task is one (sequence, query head): every query position of that head. */
+/* One task is one block of query tokens of one (sequence, key/value head), with the query heads that share
+ * that head. The blocks nearest the end of the prompt, which see the most keys, come first so that the
+ * threads finish together. */
 static void attention_range(void *ctx, int64_t begin, int64_t end) {
     attention_job *job = ctx;
     const nt_config *c = &job->model->config;
-    const nt_kernels *k = job->model->kernels;
-    int64_t NH = c->num_attention_heads, D = c->head_dim, S = job->P + job->T;
-    int64_t group = NH / c->num_key_value_heads;
-    float *scores = malloc((size_t)S * sizeof(float));
-    if (scores == NULL) {
+    int64_t NH = c->num_attention_heads, NKV = c->num_key_value_heads, D = c->head_dim, S = job->P + job->T;
+    int64_t G = NH / NKV, block = nt_attention_query_block(G);
+    float *work = job->weights ? NULL : malloc((size_t)nt_attention_work_floats(G, D) * sizeof(float));
+    if (job->weights == NULL && work == NULL) {
         atomic_store(&job->out_of_memory, 1);
         return;
     }
     for (int64_t task = begin; task < end; task++) {
-        int64_t b = task / NH, h = task % NH, kvh = h / group;
-        size_t run = (size_t)(((job->layer * job->B + b) * c->num_key_value_heads + kvh) * job->cache->capacity * D);
-        const float *keys = job->cache->keys + run, *values = job->cache->values + run; /* (S, D) */
-        const uint8_t *mask = job->attention_mask ? job->attention_mask + b * S : NULL;
-        for (int64_t t = 0; t < job->T; t++) {
-            if (job->cancel != NULL && *job->cancel) break; /* the caller sees the flag and discards the layer */
-            const float *q = job->q + ((b * job->T + t) * NH + h) * D;
-            float *out = job->out + ((b * job->T + t) * NH + h) * D;
-            int64_t last = job->P + t; /* causal: keys 0..last */
-            float max_score = -INFINITY;
-            int64_t allowed = 0;
-            for (int64_t j = 0; j <= last; j++) {
-                if (mask && !mask[j]) continue;
-                scores[j] = k->dot(q, keys + j * D, D) * job->scale;
-                if (scores[j] > max_score) max_score = scores[j];
-                allowed++;
-            }
-            memset(out, 0, (size_t)D * sizeof(float));
-            float *weights = job->weights ? job->weights + ((b * NH + h) * job->T + t) * S : NULL;
-            if (allowed == 0) {
-                /* Transformers' eager attention adds the float32 minimum to every masked score; when
-                 * all are masked, all are equal and softmax is uniform over every key, future ones too. */
-                float w = 1.0f / (float)S;
-                for (int64_t j = 0; j < S; j++) k->axpy(out, w, values + j * D, D);
-                if (weights)
-                    for (int64_t j = 0; j < S; j++) weights[j] = w;
-                continue;
-            }
-            if (weights) memset(weights, 0, (size_t)S * sizeof(float));
-            float sum = 0.0f;
-            for (int64_t j = 0; j <= last; j++) {
-                if (mask && !mask[j]) continue;
-                scores[j] = expf(scores[j] - max_score);
-                sum += scores[j];
-            }
-            float inv = 1.0f / sum;
-            for (int64_t j = 0; j <= last; j++) {
-                if (mask && !mask[j]) continue;
-                k->axpy(out, scores[j] * inv, values + j * D, D);
-                if (weights) weights[j] = scores[j] * inv;
-            }
-        }
+        if (job->cancel != NULL && *job->cancel) break; /* the caller sees the flag and discards the layer */
+        int64_t qb = job->query_blocks - 1 - task / (job->B * NKV), b = task % (job->B * NKV) / NKV, kvh = task % NKV;
+        int64_t t0 = qb * block, t1 = t0 + block < job->T ? t0 + block : job->T;
+        size_t run = (size_t)(((job->layer * job->B + b) * NKV + kvh) * job->cache->capacity * D) *
+                     nt_cache_element_bytes(job->cache);
+        nt_attention_args a = {
+            .q = job->q + (b * job->T * NH + kvh * G) * D, .out = job->out + (b * job->T * NH + kvh * G) * D,
+            .stride = NH * D, .keys = (const char *)job->cache->keys + run,
+            .values = (const char *)job->cache->values + run, .kv_dtype = job->cache->dtype,
+            .mask = job->attention_mask ? job->attention_mask + b * S : NULL,
+            .T = job->T, .P = job->P, .G = G, .D = D, .scale = job->scale};
+        if (job->weights == NULL)
+            nt_attention_blocked(job->model->kernels, &a, t0, t1, work);
+        else if (nt_attention_naive(&a, job->weights + (b * NH + kvh * G) * job->T * S, t0, t1) != NT_OK)
+            atomic_store(&job->out_of_memory, 1);
     }
-    free(scores);
+    free(work);
 }
 
 /* ---------------------------------------------------------------- the forward pass */
@@ -210,15 +184,24 @@ static void rotary_tables(const nt_model *m, float *cos_out, float *sin_out, con
     }
 }
 
+/* dst (D) = src (D) in the cache's dtype */
+static void store_row(const nt_cache *cache, void *dst, const float *src) {
+    if (cache->dtype == NT_DTYPE_BF16)
+        for (int64_t d = 0; d < cache->head_dim; d++) ((uint16_t *)dst)[d] = nt_f32_to_bf16(src[d]);
+    else
+        memcpy(dst, src, (size_t)cache->head_dim * sizeof(float));
+}
+
 static void store_kv(nt_cache *cache, int64_t layer, const float *k, const float *v, int64_t B, int64_t T, int64_t P) {
     int64_t NKV = cache->num_kv_heads, D = cache->head_dim;
+    size_t element = nt_cache_element_bytes(cache);
     for (int64_t b = 0; b < B; b++)
         for (int64_t h = 0; h < NKV; h++) {
-            size_t run = (size_t)(((layer * B + b) * NKV + h) * cache->capacity * D);
+            size_t run = (size_t)(((layer * B + b) * NKV + h) * cache->capacity + P) * D * element;
             for (int64_t t = 0; t < T; t++) {
-                size_t src = (size_t)(((b * T + t) * NKV + h) * D);
-                memcpy(cache->keys + run + (size_t)((P + t) * D), k + src, (size_t)D * sizeof(float));
-                memcpy(cache->values + run + (size_t)((P + t) * D), v + src, (size_t)D * sizeof(float));
+                size_t src = (size_t)(((b * T + t) * NKV + h) * D), at = run + (size_t)(t * D) * element;
+                store_row(cache, (char *)cache->keys + at, k + src);
+                store_row(cache, (char *)cache->values + at, v + src);
             }
         }
 }
@@ -240,11 +223,12 @@ static nt_status attention_block(const nt_model *m, nt_error *err, scratch *s, c
         }
     store_kv(cache, layer, s->k, s->v, B, T, P);
 
-    attention_job job = {.model = m, .cache = cache, .layer = layer, .B = B, .T = T, .P = P, .q = s->q,
-                         .attention_mask = attention_mask, .out = s->att, .weights = weights,
-                         .scale = (float)pow((double)D, -0.5), .cancel = s->cancel};
+    int64_t block = nt_attention_query_block(NH / NKV), query_blocks = (T + block - 1) / block;
+    attention_job job = {.model = m, .cache = cache, .layer = layer, .B = B, .T = T, .P = P,
+                         .query_blocks = query_blocks, .q = s->q, .attention_mask = attention_mask, .out = s->att,
+                         .weights = weights, .scale = (float)pow((double)D, -0.5), .cancel = s->cancel};
     atomic_init(&job.out_of_memory, 0);
-    nt_threadpool_parallel_for(m->pool, attention_range, &job, B * NH, 1);
+    nt_threadpool_parallel_for(m->pool, attention_range, &job, query_blocks * B * NKV, 1);
     if (atomic_load(&job.out_of_memory))
         return nt_error_set(err, NT_ERROR_OUT_OF_MEMORY, "out of memory for attention scores");
 
@@ -333,7 +317,7 @@ nt_status nt_model_forward(nt_model *m, nt_error *err, float *logits, float *las
     if (all_hidden != NULL) memcpy(all_hidden, s.x, (size_t)(BT * H) * sizeof(float));
     rotary_tables(m, s.cos, s.sin, position_ids, BT);
 
-    /* Ctrl-C: the flag is read before each layer and within its attention (per query position) and MLP (per
+    /* Ctrl-C: the flag is read before each layer and within its attention (per block of query tokens) and MLP (per
      * chunk of rows), so that a long prompt stops within a fraction of a layer. A layer left half done is
      * discarded: nothing is returned and the cache keeps its length (the rows written past it are unused). */
     for (int64_t l = 0; l <= L; l++) {

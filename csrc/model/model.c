@@ -187,3 +187,13 @@ nt_status nt_model_create(nt_model **out, nt_error *err, const nt_config *config
 const nt_config *nt_model_config(const nt_model *model) { return &model->config; }
 const char *nt_model_kernels_name(const nt_model *model) { return model->kernels->name; }
 int nt_model_num_threads(const nt_model *model) { return nt_threadpool_size(model->pool); }
+
+nt_status nt_model_set_cache_dtype(nt_model *model, nt_error *err, nt_dtype dtype) {
+    if (dtype != NT_DTYPE_F32 && dtype != NT_DTYPE_BF16)
+        return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "a cache holds float32 or bfloat16, not %s",
+                            nt_dtype_name(dtype));
+    model->cache_dtype = dtype;
+    return NT_OK;
+}
+
+nt_dtype nt_model_cache_dtype(const nt_model *model) { return model->cache_dtype; }

@@ -27,15 +27,20 @@ struct nt_model {
     float *vectors;            /* one allocation holding every float32 norm and bias copy */
     const nt_kernels *kernels;
     nt_threadpool *pool;
+    nt_dtype cache_dtype;      /* of the caches it makes: NT_DTYPE_F32 or NT_DTYPE_BF16 */
 };
 
 struct nt_cache {
     int64_t num_layers, batch_size, num_kv_heads, head_dim; /* L, B, NKV, D */
     int64_t capacity;  /* positions allocated per sequence */
     int64_t length;    /* P, positions filled */
-    float *keys;       /* (L, B, NKV, capacity, D) */
-    float *values;     /* (L, B, NKV, capacity, D) */
+    nt_dtype dtype;    /* of keys and values: NT_DTYPE_F32 or NT_DTYPE_BF16 */
+    void *keys;        /* (L, B, NKV, capacity, D) */
+    void *values;      /* (L, B, NKV, capacity, D) */
 };
+
+/* bytes of one element of a cache */
+static inline size_t nt_cache_element_bytes(const nt_cache *c) { return c->dtype == NT_DTYPE_BF16 ? 2 : 4; }
 
 /* Threaded building blocks of the forward pass, for the other model files (scoring, heads). */
 /* y (M, N) = x (M, K) @ w (N, K)^T + bias (N); bias may be NULL */

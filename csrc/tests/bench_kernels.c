@@ -8,6 +8,9 @@
  * GB/s (of weights and their scales) against the memory bandwidth. The last shape, 128 rows of 3072 (1.5 MB in
  * float32), fits a core's L2 and is run at decode only: its GB/s is what the kernel's arithmetic allows when memory
  * is no limit, so a decode kernel whose speed on the big shapes is well below it is bound by memory.
+ * Then the blocked attention of one key/value head and its 3 query heads (Minitron-4B's groups, head_dim 128),
+ * one thread: a 4096-token prompt (GFLOP/s of its two products, causal half), and one new token after 4096
+ * cached ones (GB/s of keys and values read).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,6 +89,37 @@ static int is_dtype(const char *arg) {
 
 static int is_rows(const char *arg) { return arg[0] >= '0' && arg[0] <= '9'; }
 
+static void bench_attention(const nt_kernels *set) {
+    enum { G = 3, D = 128, LONG = 4096 };
+    float *q = malloc(sizeof(float) * LONG * G * D), *out = malloc(sizeof(float) * LONG * G * D);
+    float *keys = malloc(sizeof(float) * LONG * D), *values = malloc(sizeof(float) * LONG * D);
+    float *work = malloc(sizeof(float) * nt_attention_work_floats(G, D));
+    if (!q || !out || !keys || !values || !work) {
+        fprintf(stderr, "out of memory\n");
+        exit(1);
+    }
+    for (int64_t i = 0; i < LONG * G * D; i++) q[i] = (float)(i % 11) * 0.01f;
+    for (int64_t i = 0; i < LONG * D; i++) keys[i] = values[i] = (float)(i % 13) * 0.01f;
+    static const int64_t Ts[][2] = {{LONG, 0}, {1, LONG - 1}}; /* (T, P) */
+    for (size_t c = 0; c < 2; c++) {
+        nt_attention_args a = {.q = q, .out = out, .stride = G * D, .keys = keys, .values = values,
+                               .T = Ts[c][0], .P = Ts[c][1], .G = G, .D = D, .scale = 0.088f};
+        double best = 1e9, spent = 0.0;
+        for (int r = 0; r < 5 && (r < 2 || spent < 1.0); r++) {
+            double start = now();
+            nt_attention_blocked(set, &a, 0, a.T, work);
+            double elapsed = now() - start;
+            spent += elapsed;
+            if (elapsed < best) best = elapsed;
+        }
+        double pairs = a.T == 1 ? (double)LONG : (double)LONG * (LONG + 1) / 2; /* (query, key) products */
+        printf("%-9s attention T=%lld P=%lld: %8.1f GFLOP/s %8.1f GB/s %9.3f ms\n", set->name, (long long)a.T,
+               (long long)a.P, 4.0 * G * D * pairs / best / 1e9, 2.0 * sizeof(float) * (a.P + a.T) * D / best / 1e9,
+               1e3 * best);
+    }
+    free(q), free(out), free(keys), free(values), free(work);
+}
+
 int main(int argc, char **argv) {
     /* (N, K): up_proj, down_proj, a matrix in L2 */
     static const int64_t shapes[][2] = {{9216, 3072}, {3072, 9216}, {128, 3072}};
@@ -141,6 +175,9 @@ int main(int argc, char **argv) {
             }
         }
     }
+    for (int t = 0; t < nt_kernel_set_count; t++)
+        if (nt_kernel_sets[t]->supported() && wanted(nt_kernel_sets[t]->name, is_set, argc, argv))
+            bench_attention(nt_kernel_sets[t]);
     nt_threadpool_free(one), nt_threadpool_free(two);
     free(x), free(y), free(w), free(scales);
     return 0;

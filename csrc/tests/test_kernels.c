@@ -414,21 +414,117 @@ static void test_quantize_q4(void) {
     }
 }
 
-static void test_dot_axpy(const nt_kernels *kernels) {
+static void test_matmul_nn_exp_shifted(const nt_kernels *kernels) {
+    /* every row count of a block and its tail, column counts around the vector widths, strided operands, x
+     * read as it lies and transposed */
+    static const int64_t Ms[] = {1, 3, 4, 6, 7, 13}, Ks[] = {1, 5, 64}, Ns[] = {1, 7, 8, 16, 17, 24, 33, 64, 65, 130};
+    enum { PAD = 3, MAX = 64 * (130 + PAD) + 13 * (64 + PAD) };
+    static float x[MAX], w[MAX], y[MAX], want[MAX];
+    char what[112];
+    for (size_t mi = 0; mi < sizeof Ms / sizeof Ms[0]; mi++)
+        for (size_t ki = 0; ki < sizeof Ks / sizeof Ks[0]; ki++)
+            for (size_t ni = 0; ni < sizeof Ns / sizeof Ns[0]; ni++)
+                for (int variant = 0; variant < 4; variant++) {
+                    int accumulate = variant & 1, transposed = variant >> 1;
+                    int64_t M = Ms[mi], K = Ks[ki], N = Ns[ni], ldw = N + PAD, ldy = N + PAD;
+                    int64_t ldx = transposed ? 1 : K + PAD, kx = transposed ? M + PAD : 1;
+                    for (int64_t i = 0; i < MAX; i++) {
+                        x[i] = random_float();
+                        w[i] = random_float();
+                        y[i] = want[i] = random_float();
+                    }
+                    for (int64_t m = 0; m < M; m++)
+                        for (int64_t n = 0; n < N; n++) {
+                            double sum = accumulate ? want[m * ldy + n] : 0.0;
+                            for (int64_t k = 0; k < K; k++) sum += (double)x[m * ldx + k * kx] * w[k * ldw + n];
+                            want[m * ldy + n] = (float)sum;
+                        }
+                    kernels->matmul_nn(y, x, w, M, K, N, ldx, kx, ldw, ldy, accumulate);
+                    snprintf(what, sizeof what, "%s matmul_nn M=%lld K=%lld N=%lld accumulate=%d transposed=%d",
+                             kernels->name, (long long)M, (long long)K, (long long)N, accumulate, transposed);
+                    /* the padding between rows must be left alone: compare the whole of y */
+                    check_close(what, y, want, M * ldy, 1e-4f);
+                }
     for (int64_t n = 0; n < 70; n++) {
-        float a[70] = {0}, b[70] = {0}, y[70] = {0}, want_y[70] = {0};
-        double want = 0.0;
+        float v[70], shift[70], want_v[70];
         for (int64_t i = 0; i < n; i++) {
-            a[i] = random_float();
-            b[i] = random_float();
-            y[i] = want_y[i] = random_float();
-            want += (double)a[i] * b[i];
-            want_y[i] += 0.5f * a[i];
+            shift[i] = 4.0f * random_float();
+            v[i] = i % 5 == 3 ? -INFINITY : shift[i] + 45.0f * random_float() - 45.0f;
+            want_v[i] = expf(v[i] - shift[i]);
         }
-        float got = kernels->dot(a, b, n), want_f = (float)want;
-        check_close("dot", &got, &want_f, 1, 1e-5f);
-        kernels->axpy(y, 0.5f, a, n);
-        check_close("axpy", y, want_y, n, 1e-6f);
+        kernels->exp_shifted(v, shift, n);
+        /* within 3 ulp of expf, exactly 0 for -inf, 0 allowed where expf is subnormal */
+        for (int64_t i = 0; i < n; i++)
+            if (!(fabsf(v[i] - want_v[i]) <= 3.6e-7f * want_v[i]) && !(v[i] == 0.0f && want_v[i] < 1.2e-38f)) {
+                fprintf(stderr, "FAIL %s exp_shifted n=%lld: [%lld] got %g want %g\n", kernels->name, (long long)n,
+                        (long long)i, v[i], want_v[i]);
+                failures++;
+            }
+    }
+}
+
+/* The blocked attention against the naive one: head groups, head dims off the vector widths, prompts that end
+ * mid-block, a past in the cache, left and right padding, a hole in the mask, rows with every key masked. */
+static void test_attention(const nt_kernels *kernels) {
+    static const struct { int64_t G, D, T, P, mask; } cases[] = {
+        {1, 8, 1, 0, 0},    {3, 128, 1, 200, 0}, {2, 16, 37, 0, 1}, {3, 24, 70, 0, 2},  {5, 13, 33, 9, 3},
+        {1, 128, 130, 0, 1}, {4, 40, 97, 64, 2}, {7, 20, 12, 130, 3}, {3, 128, 200, 0, 0}, {2, 33, 1, 70, 1},
+        {97, 8, 3, 5, 1},
+    };
+    char what[96];
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        int64_t G = cases[c].G, D = cases[c].D, T = cases[c].T, P = cases[c].P, S = P + T, NH = G + 1;
+        /* q and out hold NH heads per token, the group at head 1: the stride is not G * D */
+        float *q = malloc(sizeof(float) * T * NH * D), *keys = malloc(sizeof(float) * S * D);
+        float *values = malloc(sizeof(float) * S * D), *got = calloc((size_t)(T * NH * D), sizeof(float));
+        float *want = calloc((size_t)(T * NH * D), sizeof(float)), *weights = malloc(sizeof(float) * G * T * S);
+        float *work = malloc(sizeof(float) * nt_attention_work_floats(G, D));
+        uint8_t *mask = malloc((size_t)S);
+        for (int64_t i = 0; i < T * NH * D; i++) q[i] = 2.0f * random_float();
+        for (int64_t i = 0; i < S * D; i++) {
+            keys[i] = 2.0f * random_float();
+            values[i] = random_float();
+        }
+        for (int64_t j = 0; j < S; j++) {
+            switch (cases[c].mask) {
+            case 1: mask[j] = j >= S / 3; break;                       /* left padding: early rows see no key */
+            case 2: mask[j] = j < S - 5; break;                        /* right padding */
+            case 3: mask[j] = !(j >= 2 && j < 2 + S / 2) && j != 0; break; /* holes */
+            default: mask[j] = 1;
+            }
+        }
+        uint16_t *keys_bf16 = malloc(sizeof(uint16_t) * S * D), *values_bf16 = malloc(sizeof(uint16_t) * S * D);
+        for (int64_t i = 0; i < S * D; i++) {
+            keys_bf16[i] = nt_f32_to_bf16(keys[i]);
+            values_bf16[i] = nt_f32_to_bf16(values[i]);
+        }
+        /* float32 keys and values, then bfloat16 ones (a bfloat16 cache) */
+        for (int wide = 0; wide < 2; wide++) {
+            nt_attention_args a = {.q = q + D, .out = want + D, .stride = NH * D, .keys = keys, .values = values,
+                                   .kv_dtype = NT_DTYPE_F32, .mask = cases[c].mask ? mask : NULL, .T = T, .P = P,
+                                   .G = G, .D = D, .scale = 1.0f / sqrtf((float)D)};
+            if (wide) {
+                a.keys = keys_bf16, a.values = values_bf16, a.kv_dtype = NT_DTYPE_BF16;
+            }
+            if (nt_attention_naive(&a, weights, 0, T) != NT_OK) failures++;
+            a.out = got + D;
+            /* in two calls that split the tokens mid-block, as the threads of the forward pass do */
+            int64_t split = T / 2;
+            nt_attention_blocked(kernels, &a, 0, split, work);
+            nt_attention_blocked(kernels, &a, split, T, work);
+            snprintf(what, sizeof what, "%s attention G=%lld D=%lld T=%lld P=%lld mask %d %s", kernels->name,
+                     (long long)G, (long long)D, (long long)T, (long long)P, (int)cases[c].mask,
+                     wide ? "bfloat16" : "float32");
+            check_close(what, got, want, T * NH * D, 2e-6f);
+        }
+        /* each row of weights sums to 1 */
+        for (int64_t r = 0; r < G * T; r++) {
+            float sum = 0.0f, one = 1.0f;
+            for (int64_t j = 0; j < S; j++) sum += weights[r * S + j];
+            check_close("attention weights sum", &sum, &one, 1, 1e-5f);
+        }
+        free(q), free(keys), free(values), free(got), free(want), free(weights), free(work), free(mask);
+        free(keys_bf16), free(values_bf16);
     }
 }
 
@@ -519,7 +615,8 @@ int main(void) {
             continue;
         }
         test_matmul(set);
-        test_dot_axpy(set);
+        test_matmul_nn_exp_shifted(set);
+        test_attention(set);
     }
     /* a set without a dtype's matmul borrows the next supported set's that has one */
     for (int i = 0; i < nt_kernel_set_count; i++)

@@ -231,7 +231,28 @@ static PyObject *Model_get_num_threads(ModelObject *self, void *closure) {
     return PyLong_FromLong(nt_model_num_threads(self->model));
 }
 
+static PyObject *Model_get_cache_dtype(ModelObject *self, void *closure) {
+    if (nt_py_check_model(self) < 0) return NULL;
+    return PyLong_FromLong((long)nt_model_cache_dtype(self->model));
+}
+
+/* set_cache_dtype(dtype_code): the dtype of the caches the model makes from now on */
+static PyObject *Model_set_cache_dtype(ModelObject *self, PyObject *arg) {
+    if (nt_py_check_model(self) < 0) return NULL;
+    long code = PyLong_AsLong(arg);
+    if (code == -1 && PyErr_Occurred()) return NULL;
+    nt_error err = {0};
+    if (code < 0 || code >= NT_DTYPE_COUNT)
+        nt_error_set(&err, NT_ERROR_INVALID_ARGUMENT, "unknown dtype code %ld", code);
+    else if (nt_model_set_cache_dtype(self->model, &err, (nt_dtype)code) == NT_OK)
+        Py_RETURN_NONE;
+    nt_py_raise(&err);
+    return NULL;
+}
+
 static PyMethodDef Model_methods[] = {
+    {"set_cache_dtype", (PyCFunction)Model_set_cache_dtype, METH_O,
+     "Sets the dtype code of the caches the model makes from now on (float32 or bfloat16)."},
     {"forward", (PyCFunction)(void (*)(void))Model_forward, METH_VARARGS | METH_KEYWORDS,
      "One forward pass into caller-allocated outputs."},
     {"score", (PyCFunction)(void (*)(void))Model_score, METH_VARARGS | METH_KEYWORDS,
@@ -242,6 +263,7 @@ static PyMethodDef Model_methods[] = {
 static PyGetSetDef Model_getset[] = {
     {"kernels", (getter)Model_get_kernels, NULL, "Name of the kernel set in use.", NULL},
     {"num_threads", (getter)Model_get_num_threads, NULL, "Threads used by each call.", NULL},
+    {"cache_dtype", (getter)Model_get_cache_dtype, NULL, "Dtype code of the caches the model makes.", NULL},
     {NULL},
 };
 

@@ -123,10 +123,13 @@ class NemotronPreTrainedModel:
         stored (mapped, not quantized again) with None, "auto" or "int8"; a float dtype dequantizes it. Arithmetic is
         float32 whatever the storage.
         num_threads: threads per call (default: NEMOTRON_C_NUM_THREADS, else one per available CPU).
+        cache_dtype: "float32" (default, as Transformers' cache) or "bfloat16": the dtype of the key/value caches
+        the model makes (forward, generate, score), see the cache_dtype attribute.
         Other keywords override config attributes, as in Transformers.
         """
         if model_args:
             raise TypeError("from_pretrained takes the checkpoint path as its only positional argument")
+        cache_dtype = kwargs.pop("cache_dtype", None)
         check_cpu_device(device_map, "device_map")
         check_cpu_device(device, "device")
         if torch_dtype is not None:
@@ -161,6 +164,8 @@ class NemotronPreTrainedModel:
         config._name_or_path = os.fspath(pretrained_model_name_or_path)
         model = cls(config, read_weights(path, config), dtype=dtype, num_threads=num_threads)
         model._load_extras(path)
+        if cache_dtype is not None:
+            model.cache_dtype = cache_dtype
         model._load_args = (path, dtype, num_threads)
         return model
 
@@ -253,14 +258,16 @@ class NemotronPreTrainedModel:
 
     def __reduce__(self):
         """Pickles as the local directory the weights were read from, the dtype and num_threads given to
-        from_pretrained, the config (with any override or later change) and the generation config; unpickling
-        reloads the weights, so that models cross process boundaries (multiprocessing) as Transformers' do.
+        from_pretrained, the cache_dtype, the config (with any override or later change) and the generation
+        config; unpickling reloads the weights, so that models cross process boundaries (multiprocessing) as
+        Transformers' do.
         Not kept: the kernel set (chosen again from the CPU and NEMOTRON_C_KERNELS) and anything else set on the
         object after loading."""
         load_args = getattr(self, "_load_args", None)
         if load_args is None:
             raise TypeError(f"only a {type(self).__name__} made by from_pretrained can be pickled: it pickles as the "
                             "checkpoint directory it was read from")
+        load_args = (*load_args, str(self.cache_dtype))
         return _unpickle_model, (type(self), load_args, self.config, getattr(self, "generation_config", None))
 
     def save_pretrained(self, save_directory, max_shard_size=DEFAULT_MAX_SHARD_SIZE, safe_serialization=True,
@@ -333,6 +340,21 @@ class NemotronPreTrainedModel:
     @property
     def num_threads(self):
         return self._core.num_threads
+
+    @property
+    def cache_dtype(self):
+        """The dtype of the key/value caches the model makes from now on: "float32" (the default, Transformers'
+        float32 cache) or "bfloat16", which halves their memory for long contexts (keys and values are rounded
+        to bfloat16 as they are stored; attention still computes in float32). Set it (or pass cache_dtype= to
+        from_pretrained) before the model is shared between threads; a cache keeps the dtype it was made with."""
+        return DType(next(name for name, info in _core.DTYPE_INFO.items() if info.code == self._core.cache_dtype))
+
+    @cache_dtype.setter
+    def cache_dtype(self, value):
+        name = str(value).removeprefix("torch.")
+        if name not in ("float32", "bfloat16"):
+            raise ValueError(f"cache_dtype must be 'float32' or 'bfloat16', got {value!r}")
+        self._core.set_cache_dtype(_core.DTYPE_INFO[name].code)
 
     def eval(self):
         self.training = False
@@ -416,9 +438,9 @@ class NemotronPreTrainedModel:
 
 
 def _unpickle_model(cls, load_args, config, generation_config):
-    path, dtype, num_threads = load_args
+    path, dtype, num_threads, cache_dtype = load_args
     name = config._name_or_path
-    model = cls.from_pretrained(path, config=config, dtype=dtype, num_threads=num_threads)
+    model = cls.from_pretrained(path, config=config, dtype=dtype, num_threads=num_threads, cache_dtype=cache_dtype)
     model.config._name_or_path = model.name_or_path = name
     if generation_config is not None:
         model.generation_config = generation_config

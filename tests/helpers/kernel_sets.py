@@ -1,0 +1,17 @@
+"""The kernel sets a test loops over, and a model loaded on one of them (skipped where this CPU lacks it)."""
+import pytest
+
+import nemotron_c
+
+SETS = ["avx512", "avx2", "portable"]
+
+
+def load_on(path, kernels, monkeypatch, **kwargs):
+    """The model on the named kernel set; skips when this CPU lacks it."""
+    monkeypatch.setenv("NEMOTRON_C_KERNELS", kernels)
+    try:
+        return nemotron_c.AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except ValueError as error:
+        if "this CPU cannot run" in str(error):
+            pytest.skip(f"this CPU lacks the {kernels} kernels")
+        raise
