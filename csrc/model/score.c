@@ -17,7 +17,7 @@
 
 /* A tile of logits holds about this many floats (4 MB); rows per chunk are at least ROW_CHUNK so that
  * the lm_head is streamed through once per ROW_CHUNK rows, not once per row. */
-enum { TILE_FLOATS = 1 << 20, ROW_CHUNK = 256, COLUMN_ALIGN = 16 };
+enum { TILE_FLOATS = 1 << 20, ROW_CHUNK = 512, COLUMN_ALIGN = 16 }; /* 512: the GEMMs' row block */
 
 typedef struct {
     const float *tile;     /* (rows, cols) logits of vocabulary entries [v0, v0 + cols) */
