@@ -164,6 +164,91 @@ static void gemv_q8(float *y, const float *x, const int8_t *w, const float *scal
     }
 }
 
+/* ---------------------------------------------------------------- decode: up to 16 rows of x, w read once
+ * As the AVX-512 set's (kernels/matmul_avx512.c, which explains the blocking): the thread's rows of w by blocks
+ * of SMALL_BLOCK_ROWS, the rows of x by passes of at most SMALL_PASS_ROWS (16 ymm registers hold fewer
+ * accumulators: a second pass reads the block from L2), K by chunks of SMALL_KC columns whose x stays in L1,
+ * a row's sum being its chunks' sums in order whatever M. The columns past the last multiple of 8 are summed
+ * one by one into their chunk's sum. */
+enum { SMALL_MAX_ROWS = 16, SMALL_PASS_ROWS = 4, SMALL_KC = 512, SMALL_BLOCK_ROWS = 24, SMALL_MAX_W_ROWS = 4 };
+_Static_assert(SMALL_KC % NT_Q8_GROUP == 0 && NT_Q8_GROUP % 8 == 0, "a chunk and a vector stay in one group");
+
+/* y (MR rows, N apart) columns n0..n0+NR-1 (+)= x (MR rows, K apart) @ w rows n0.. over columns [k0, k1);
+ * prefetches the same span of the rows `ahead` elements further on in w. */
+static inline __attribute__((always_inline)) void small_block(float *y, int64_t N, const float *x, int64_t K,
+                                                              const void *w, const float *scales, nt_dtype dtype,
+                                                              int64_t n0, int64_t k0, int64_t k1, int64_t ahead,
+                                                              const int MR, const int NR) {
+    __m256 acc[SMALL_PASS_ROWS][SMALL_MAX_W_ROWS];
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++)
+#pragma GCC unroll 8
+        for (int j = 0; j < NR; j++) acc[i][j] = _mm256_setzero_ps();
+    const char *base = w;
+    int64_t size = dtype == NT_DTYPE_F32 ? 4 : dtype == NT_DTYPE_Q8 ? 1 : 2; /* bytes of one element */
+    int64_t k = k0;
+    for (; k + 8 <= k1; k += 8) {
+        if (((k * size) & 63) == 0) /* once per line of each row */
+#pragma GCC unroll 8
+            for (int j = 0; j < NR; j++) _mm_prefetch(base + ((n0 + j) * K + k + ahead) * size, _MM_HINT_T0);
+        __m256 xv[SMALL_PASS_ROWS];
+#pragma GCC unroll 8
+        for (int i = 0; i < MR; i++) xv[i] = _mm256_loadu_ps(x + i * K + k);
+#pragma GCC unroll 8
+        for (int j = 0; j < NR; j++) {
+            __m256 wv = load8(w, scales, dtype, (n0 + j) * K + k);
+#pragma GCC unroll 8
+            for (int i = 0; i < MR; i++) acc[i][j] = _mm256_fmadd_ps(xv[i], wv, acc[i][j]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++)
+#pragma GCC unroll 8
+        for (int j = 0; j < NR; j++) {
+            float sum = hsum(acc[i][j]);
+            for (int64_t kk = k; kk < k1; kk++) sum += x[i * K + kk] * load1(w, scales, dtype, (n0 + j) * K + kk);
+            y[i * N + n0 + j] = k0 == 0 ? sum : y[i * N + n0 + j] + sum;
+        }
+}
+
+/* The MR rows of x against w rows [n0, n1) over columns [k0, k1): NR rows of w at a time, then one. */
+static inline __attribute__((always_inline)) void small_pass(float *y, int64_t N, const float *x, int64_t K,
+                                                             const void *w, const float *scales, nt_dtype dtype,
+                                                             int64_t n0, int64_t n1, int64_t k0, int64_t k1,
+                                                             int64_t ahead, const int MR, const int NR) {
+    int64_t n = n0;
+    for (; n + NR <= n1; n += NR) small_block(y, N, x, K, w, scales, dtype, n, k0, k1, ahead, MR, NR);
+    for (; n < n1; n++) small_block(y, N, x, K, w, scales, dtype, n, k0, k1, ahead, MR, 1);
+}
+
+/* y (M, N) = x (M, K) @ w^T for 1 <= M <= SMALL_MAX_ROWS, columns [n_begin, n_end). */
+static inline __attribute__((always_inline)) void small_matmul(float *y, const float *x, const nt_tensor *t,
+                                                               nt_dtype dtype, int64_t M, int64_t n_begin,
+                                                               int64_t n_end) {
+    int64_t N = t->shape[0], K = t->shape[1];
+    int64_t passes = (M + SMALL_PASS_ROWS - 1) / SMALL_PASS_ROWS;
+    for (int64_t n0 = n_begin; n0 < n_end; n0 += SMALL_BLOCK_ROWS) {
+        int64_t n1 = n_end - n0 < SMALL_BLOCK_ROWS ? n_end : n0 + SMALL_BLOCK_ROWS;
+        for (int64_t p = 0, m0 = 0; p < passes; p++) {
+            int64_t rows = (M - m0) / (passes - p); /* passes of equal rows, within one */
+            float *y_p = y + m0 * N;
+            const float *x_p = x + m0 * K;
+            for (int64_t k0 = 0; k0 < K; k0 += SMALL_KC) {
+                int64_t k1 = K - k0 < SMALL_KC ? K : k0 + SMALL_KC;
+                /* the same rows' next chunk, or from the last chunk the next block's first one */
+                int64_t ahead = k1 < K ? SMALL_KC : n1 < N ? SMALL_BLOCK_ROWS * K - k0 : 0;
+#define SMALL_CASE(MR, NR) \
+    case MR: small_pass(y_p, N, x_p, K, t->data, t->scales, dtype, n0, n1, k0, k1, ahead, MR, NR); break;
+                switch (rows) {
+                SMALL_CASE(1, 4) SMALL_CASE(2, 4) SMALL_CASE(3, 3) default: SMALL_CASE(4, 2)
+                }
+#undef SMALL_CASE
+            }
+            m0 += rows;
+        }
+    }
+}
+
 /* ---------------------------------------------------------------- many rows of x: packed panels
  * For prefill, where the arithmetic dominates. A panel of NR rows of w and KC of its columns is
  * converted to float32 and laid out k-major (KC, NR), then every block of MR rows of x is multiplied
@@ -284,10 +369,10 @@ static inline __attribute__((always_inline)) void matmul_avx2(float *y, const fl
                                                               nt_dtype dtype, int64_t M, int64_t n_begin,
                                                               int64_t n_end) {
     int64_t N = w->shape[0], K = w->shape[1];
-    if (M >= GEMM_MIN_ROWS)
-        gemm(y, x, w->data, w->scales, dtype, M, N, K, n_begin, n_end);
+    if (M <= SMALL_MAX_ROWS)
+        small_matmul(y, x, w, dtype, M, n_begin, n_end);
     else
-        gemv(y, x, w->data, w->scales, dtype, M, N, K, n_begin, n_end);
+        gemm(y, x, w->data, w->scales, dtype, M, N, K, n_begin, n_end);
 }
 
 static void matmul_f32_avx2(float *y, const float *x, const nt_tensor *w, int64_t M, int64_t n_begin, int64_t n_end) {
@@ -303,10 +388,7 @@ static void matmul_f16_avx2(float *y, const float *x, const nt_tensor *w, int64_
 }
 
 static void matmul_q8_avx2(float *y, const float *x, const nt_tensor *w, int64_t M, int64_t n_begin, int64_t n_end) {
-    if (M >= GEMM_MIN_ROWS)
-        matmul_avx2(y, x, w, NT_DTYPE_Q8, M, n_begin, n_end);
-    else
-        gemv_q8(y, x, w->data, w->scales, M, w->shape[0], w->shape[1], n_begin, n_end);
+    matmul_avx2(y, x, w, NT_DTYPE_Q8, M, n_begin, n_end);
 }
 
 static float dot_avx2(const float *a, const float *b, int64_t n) {
