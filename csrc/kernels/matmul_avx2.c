@@ -75,7 +75,12 @@ static inline __attribute__((always_inline)) void small_block(float *y, int64_t 
         for (int i = 0; i < MR; i++) xv[i] = _mm256_loadu_ps(x + i * K + k);
 #pragma GCC unroll 8
         for (int j = 0; j < NR; j++) {
-            __m256 wv = load8(w, scales, dtype, (n0 + j) * K + k);
+            /* int8 with its group's scale, found by a shift (load8 divides a signed element index) */
+            __m256 wv = dtype == NT_DTYPE_Q8
+                            ? _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(
+                                                (const __m128i *)((const int8_t *)w + (n0 + j) * K + k)))),
+                                            _mm256_broadcast_ss(scales + (n0 + j) * (K / NT_Q8_GROUP) + (uint64_t)k / NT_Q8_GROUP))
+                            : load8(w, scales, dtype, (n0 + j) * K + k);
 #pragma GCC unroll 8
             for (int i = 0; i < MR; i++) acc[i][j] = _mm256_fmadd_ps(xv[i], wv, acc[i][j]);
         }

@@ -104,7 +104,7 @@ _Static_assert(SMALL_KC % NT_Q8_GROUP == 0 && NT_Q8_GROUP % 16 == 0, "a chunk an
 static inline __m512 small_load16(const void *w, const float *scales, nt_dtype dtype, int64_t i, __mmask16 mask) {
     if (dtype != NT_DTYPE_Q8) return load16(w, dtype, i, mask);
     __m512 q = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(mask, (const int8_t *)w + i)));
-    return _mm512_mul_ps(q, _mm512_set1_ps(scales[i / NT_Q8_GROUP]));
+    return _mm512_mul_ps(q, _mm512_set1_ps(scales[(uint64_t)i / NT_Q8_GROUP])); /* unsigned: a shift */
 }
 
 /* y (MR rows, N apart) columns n0..n0+NR-1 (+)= x (MR rows, K apart) @ w rows n0.. over columns [k0, k1);
