@@ -37,7 +37,7 @@ static void columns(void *ctx, int64_t begin, int64_t end) {
     j->fn(j->y, j->x, j->w, j->M, begin * COLUMN_BLOCK, n_end);
 }
 
-/* Best wall time of a few runs (fewer when one run is long). */
+/* Best time of a few runs (fewer when one run is long); the "2 threads x" column divides one by the other. */
 static double best_time(nt_threadpool *pool, const job *j) {
     clockid_t clock = nt_threadpool_size(pool) == 1 ? CLOCK_PROCESS_CPUTIME_ID : CLOCK_MONOTONIC;
     double best = 1e9, spent = 0.0;
