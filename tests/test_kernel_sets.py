@@ -100,3 +100,44 @@ def test_thread_counts_give_identical_logits(long_prompt, monkeypatch, kernels):
         logits.append(model(ids, use_cache=False).logits)
     assert np.array_equal(logits[0], logits[1]) and np.array_equal(logits[0], logits[2])
     assert_close(logits[0], transformers_logits, atol=1e-4, what=f"{kernels}, 600 rows, against Transformers")
+
+
+# Batch decode: one step multiplies as many rows as sequences by every weight, through the kernels for a few rows
+# (kernels/matmul_avx512.c: passes of at most 8 rows, 4 with avx2, 16 rows at most, beyond which the packed
+# kernel). 11 sequences reach a second (and with avx2 a third) pass of unequal rows; the widths here are whole int8
+# groups of 64 (and int4 groups of 32), and the intermediate size is no multiple of the 24 weight rows of a block.
+BATCH_WIDTHS = dict(hidden_size=128, intermediate_size=320, num_attention_heads=4, num_key_value_heads=2)
+BATCH, BATCH_PROMPT, BATCH_T = 11, 8, 12
+BATCH_IDS = np.random.default_rng(11).integers(0, 96, size=(BATCH, BATCH_T))
+BATCH_MASK = np.ones((BATCH, BATCH_T), dtype=np.int64)
+for row in range(BATCH):
+    BATCH_MASK[row, : row % 5] = 0  # left padding of 0..4 tokens
+
+
+def batch_decode(model):
+    """Logits (BATCH, BATCH_T - BATCH_PROMPT, V) of the tokens after the prompt, decoded one step at a time for
+    every sequence at once."""
+    cache = model(BATCH_IDS[:, :BATCH_PROMPT], attention_mask=BATCH_MASK[:, :BATCH_PROMPT]).past_key_values
+    steps = [model(BATCH_IDS[:, t : t + 1], attention_mask=BATCH_MASK[:, : t + 1], past_key_values=cache).logits[:, 0]
+             for t in range(BATCH_PROMPT, BATCH_T)]
+    return np.stack(steps, axis=1)
+
+
+@pytest.mark.parametrize("stored", STORED + ["int8", "int4"])
+@pytest.mark.parametrize("kernels", SETS)
+def test_batch_decode_matches_portable_and_transformers(checkpoint, monkeypatch, kernels, stored):
+    quantized = stored in ("int8", "int4")
+    path = checkpoint(dtype="float32" if quantized else stored, **BATCH_WIDTHS)
+    dtype = stored if quantized else None  # quantized at load from the float32 files
+    monkeypatch.setenv("NEMOTRON_C_KERNELS", "portable")
+    portable = batch_decode(nemotron_c.AutoModelForCausalLM.from_pretrained(path, dtype=dtype, num_threads=1))
+    load_on(path, kernels, monkeypatch)  # skips when this CPU lacks the set
+    one, two = (batch_decode(nemotron_c.AutoModelForCausalLM.from_pretrained(path, dtype=dtype, num_threads=n))
+                for n in (1, 2))
+    # every output is one thread's sum over a whole row of w, in an order that does not depend on the columns
+    # a thread was given
+    np.testing.assert_array_equal(one, two)
+    assert_close(one, portable, atol=1e-5, what=f"{kernels} {stored} batch decode against portable")
+    if not quantized:  # Transformers has no int8/int4 of these rules; the kernels' are checked against portable
+        theirs = hf_logits(hf_from_pretrained(path), BATCH_IDS, BATCH_MASK)[:, BATCH_PROMPT:]
+        assert_close(one, theirs, atol=1e-4, what=f"{kernels} {stored} batch decode against Transformers")

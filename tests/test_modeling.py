@@ -220,7 +220,8 @@ def test_inputs_of_any_integer_type_lists_and_torch(checkpoint):
         assert_close(ours(value).logits, expected, atol=0)
     one = ours(IDS[0]).logits
     assert one.shape == (1, 9, 96)
-    assert_close(one, expected[:1], atol=1e-6)
+    # one sequence is 9 rows of x, two are 18: the kernels sum in another order past 16 rows (kernels/matmul_*.c)
+    assert_close(one, expected[:1], atol=1e-5)
     mask_variants = (LEFT_MASK.astype(bool), torch.as_tensor(LEFT_MASK), LEFT_MASK.tolist())
     for mask in mask_variants:
         assert_close(ours(IDS, attention_mask=mask).logits, ours(IDS, attention_mask=LEFT_MASK).logits, atol=0)

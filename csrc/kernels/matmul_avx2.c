@@ -57,64 +57,100 @@ static inline float load1(const void *w, const float *scales, nt_dtype dtype, in
     }
 }
 
-/* ---------------------------------------------------------------- few rows of x: stream w once
- * For decode, where w is read from memory once per token and the arithmetic is cheap. MR rows of x
- * against NR rows of w over the whole of K; MR and NR are constants at every call so that the
- * accumulators live in registers. */
-enum { GEMV_MAX_ROWS = 3, GEMV_W_ROWS = 4 };
+/* ---------------------------------------------------------------- decode: up to 16 rows of x, w read once
+ * As the AVX-512 set's (kernels/matmul_avx512.c, which explains the blocking): the thread's rows of w by blocks
+ * of SMALL_BLOCK_ROWS, the rows of x by passes of at most SMALL_PASS_ROWS (16 ymm registers hold fewer
+ * accumulators: a second pass reads the block from L2), K by chunks of SMALL_KC columns whose x stays in L1,
+ * a row's sum being its chunks' sums in order whatever M. The columns past the last multiple of 8 are summed
+ * one by one into their chunk's sum. */
+enum { SMALL_MAX_ROWS = 16, SMALL_PASS_ROWS = 4, SMALL_KC = 512, SMALL_BLOCK_ROWS = 24, SMALL_MAX_W_ROWS = 4 };
+_Static_assert(SMALL_KC % NT_Q8_GROUP == 0 && NT_Q8_GROUP % 8 == 0, "a chunk and a vector stay in one group");
 
-static inline __attribute__((always_inline)) void gemv_block(float *y, const float *x, const void *w,
-                                                             const float *scales, nt_dtype dtype, int64_t N,
-                                                             int64_t K, int64_t m0, int64_t n0, const int MR,
-                                                             const int NR) {
-    __m256 acc[GEMV_MAX_ROWS][GEMV_W_ROWS];
+/* y (MR rows, N apart) columns n0..n0+NR-1 (+)= x (MR rows, K apart) @ w rows n0.. over columns [k0, k1);
+ * prefetches the same span of the rows `ahead` elements further on in w. */
+static inline __attribute__((always_inline)) void small_block(float *y, int64_t N, const float *x, int64_t K,
+                                                              const void *w, const float *scales, nt_dtype dtype,
+                                                              int64_t n0, int64_t k0, int64_t k1, int64_t ahead,
+                                                              const int MR, const int NR) {
+    __m256 acc[SMALL_PASS_ROWS][SMALL_MAX_W_ROWS];
+#pragma GCC unroll 8
     for (int i = 0; i < MR; i++)
+#pragma GCC unroll 8
         for (int j = 0; j < NR; j++) acc[i][j] = _mm256_setzero_ps();
-    const float *xr = x + m0 * K;
-    int64_t k = 0;
-    for (; k + 8 <= K; k += 8) {
-        __m256 xv[GEMV_MAX_ROWS];
-        for (int i = 0; i < MR; i++) xv[i] = _mm256_loadu_ps(xr + i * K + k);
+    const char *base = w;
+    int64_t size = dtype == NT_DTYPE_F32 ? 4 : dtype == NT_DTYPE_Q8 ? 1 : 2; /* bytes of one element */
+    int64_t k = k0;
+    for (; k + 8 <= k1; k += 8) {
+        if (((k * size) & 63) == 0) /* once per line of each row */
+#pragma GCC unroll 8
+            for (int j = 0; j < NR; j++) _mm_prefetch(base + ((n0 + j) * K + k + ahead) * size, _MM_HINT_T0);
+        __m256 xv[SMALL_PASS_ROWS];
+#pragma GCC unroll 8
+        for (int i = 0; i < MR; i++) xv[i] = _mm256_loadu_ps(x + i * K + k);
+#pragma GCC unroll 8
         for (int j = 0; j < NR; j++) {
-            __m256 wv = load8(w, scales, dtype, (n0 + j) * K + k);
+            /* int8 with its group's scale, found by a shift (load8 divides a signed element index) */
+            __m256 wv = dtype == NT_DTYPE_Q8
+                            ? _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(
+                                                (const __m128i *)((const int8_t *)w + (n0 + j) * K + k)))),
+                                            _mm256_broadcast_ss(scales + (n0 + j) * (K / NT_Q8_GROUP) + (uint64_t)k / NT_Q8_GROUP))
+                            : load8(w, scales, dtype, (n0 + j) * K + k);
+#pragma GCC unroll 8
             for (int i = 0; i < MR; i++) acc[i][j] = _mm256_fmadd_ps(xv[i], wv, acc[i][j]);
         }
     }
+#pragma GCC unroll 8
     for (int i = 0; i < MR; i++)
+#pragma GCC unroll 8
         for (int j = 0; j < NR; j++) {
             float sum = hsum(acc[i][j]);
-            for (int64_t kk = k; kk < K; kk++) sum += xr[i * K + kk] * load1(w, scales, dtype, (n0 + j) * K + kk);
-            y[(m0 + i) * N + n0 + j] = sum;
+            for (int64_t kk = k; kk < k1; kk++) sum += x[i * K + kk] * load1(w, scales, dtype, (n0 + j) * K + kk);
+            y[i * N + n0 + j] = k0 == 0 ? sum : y[i * N + n0 + j] + sum;
         }
 }
 
-/* Instantiates gemv_block for the row counts of one pass: MR x rows against 4 w rows, then the tail. */
-#define GEMV_PASS(MR)                                                                                       \
-    static void gemv_pass_##MR(float *y, const float *x, const void *w, const float *scales, nt_dtype dtype,  \
-                               int64_t N, int64_t K, int64_t m0, int64_t n_begin, int64_t n_end) {         \
-        int64_t n0 = n_begin;                                                                               \
-        for (; n0 + 4 <= n_end; n0 += 4) gemv_block(y, x, w, scales, dtype, N, K, m0, n0, MR, 4);           \
-        for (; n0 < n_end; n0++) gemv_block(y, x, w, scales, dtype, N, K, m0, n0, MR, 1);                   \
-    }
-GEMV_PASS(1)
-GEMV_PASS(2)
-GEMV_PASS(3)
+/* The MR rows of x against w rows [n0, n1) over columns [k0, k1): NR rows of w at a time, then one. */
+static inline __attribute__((always_inline)) void small_pass(float *y, int64_t N, const float *x, int64_t K,
+                                                             const void *w, const float *scales, nt_dtype dtype,
+                                                             int64_t n0, int64_t n1, int64_t k0, int64_t k1,
+                                                             int64_t ahead, const int MR, const int NR) {
+    int64_t n = n0;
+    for (; n + NR <= n1; n += NR) small_block(y, N, x, K, w, scales, dtype, n, k0, k1, ahead, MR, NR);
+    for (; n < n1; n++) small_block(y, N, x, K, w, scales, dtype, n, k0, k1, ahead, MR, 1);
+}
 
-static void gemv(float *y, const float *x, const void *w, const float *scales, nt_dtype dtype, int64_t M, int64_t N,
-                 int64_t K, int64_t n_begin, int64_t n_end) {
-    for (int64_t m0 = 0; m0 < M; m0 += GEMV_MAX_ROWS) {
-        int64_t rows = M - m0;
-        if (rows >= 3)
-            gemv_pass_3(y, x, w, scales, dtype, N, K, m0, n_begin, n_end);
-        else if (rows == 2)
-            gemv_pass_2(y, x, w, scales, dtype, N, K, m0, n_begin, n_end);
-        else
-            gemv_pass_1(y, x, w, scales, dtype, N, K, m0, n_begin, n_end);
+/* y (M, N) = x (M, K) @ w^T for 1 <= M <= SMALL_MAX_ROWS, columns [n_begin, n_end). */
+static inline __attribute__((always_inline)) void small_matmul(float *y, const float *x, const nt_tensor *t,
+                                                               nt_dtype dtype, int64_t M, int64_t n_begin,
+                                                               int64_t n_end) {
+    int64_t N = t->shape[0], K = t->shape[1];
+    int64_t passes = (M + SMALL_PASS_ROWS - 1) / SMALL_PASS_ROWS;
+    for (int64_t n0 = n_begin; n0 < n_end; n0 += SMALL_BLOCK_ROWS) {
+        int64_t n1 = n_end - n0 < SMALL_BLOCK_ROWS ? n_end : n0 + SMALL_BLOCK_ROWS;
+        for (int64_t p = 0, m0 = 0; p < passes; p++) {
+            int64_t rows = (M - m0) / (passes - p); /* passes of equal rows, within one */
+            float *y_p = y + m0 * N;
+            const float *x_p = x + m0 * K;
+            for (int64_t k0 = 0; k0 < K; k0 += SMALL_KC) {
+                int64_t k1 = K - k0 < SMALL_KC ? K : k0 + SMALL_KC;
+                /* the same rows' next chunk, or from the last chunk the next block's first one */
+                int64_t ahead = k1 < K ? SMALL_KC : n1 < N ? SMALL_BLOCK_ROWS * K - k0 : 0;
+#define SMALL_CASE(MR, NR) \
+    case MR: small_pass(y_p, N, x_p, K, t->data, t->scales, dtype, n0, n1, k0, k1, ahead, MR, NR); break;
+                switch (rows) {
+                SMALL_CASE(1, 4) SMALL_CASE(2, 4) SMALL_CASE(3, 3) default: SMALL_CASE(4, 2)
+                }
+#undef SMALL_CASE
+            }
+            m0 += rows;
+        }
     }
 }
 
-/* ---------------------------------------------------------------- few rows of x, int8 weights
- * The same streaming of w, with the scale applied once per group rather than once per element: each
+enum { GEMV_MAX_ROWS = 3, GEMV_W_ROWS = 4 }; /* rows of x per pass, rows of w per block (int8, int4) */
+
+/* ---------------------------------------------------------------- one row of x, int8 weights
+ * Decode of one sequence, the same streaming of w as small_matmul's with the scale applied once per group rather than once per element: each
  * group's products sum in `group` accumulators, which then join the row's with one FMA by the scale.
  * Fewer w rows per pass as MR grows keep both sets of MR x NR accumulators in registers.
  * Rows of 3072 int8 are short streams, which the hardware prefetcher picks up late on every new block of
@@ -153,29 +189,14 @@ static inline __attribute__((always_inline)) void gemv_q8_block(float *y, const 
         for (int j = 0; j < NR; j++) y[(m0 + i) * N + n0 + j] = hsum(acc[i][j]);
 }
 
-#define GEMV_Q8_PASS(MR, NR)                                                                                \
-    static void gemv_q8_pass_##MR(float *y, const float *x, const int8_t *w, const float *scales, int64_t N, \
-                                  int64_t K, int64_t m0, int64_t n_begin, int64_t n_end) {                 \
-        int64_t n0 = n_begin;                                                                               \
-        for (; n0 + NR <= n_end; n0 += NR) gemv_q8_block(y, x, w, scales, N, K, m0, n0, MR, NR);            \
-        for (; n0 < n_end; n0++) gemv_q8_block(y, x, w, scales, N, K, m0, n0, MR, 1);                       \
-    }
-GEMV_Q8_PASS(1, 4)
-GEMV_Q8_PASS(2, 3)
-GEMV_Q8_PASS(3, 2)
-
-/* K is whole groups: the storage checks refuse anything else */
-static void gemv_q8(float *y, const float *x, const int8_t *w, const float *scales, int64_t M, int64_t N, int64_t K,
-                    int64_t n_begin, int64_t n_end) {
-    for (int64_t m0 = 0; m0 < M; m0 += GEMV_MAX_ROWS) {
-        int64_t rows = M - m0;
-        if (rows >= 3)
-            gemv_q8_pass_3(y, x, w, scales, N, K, m0, n_begin, n_end);
-        else if (rows == 2)
-            gemv_q8_pass_2(y, x, w, scales, N, K, m0, n_begin, n_end);
-        else
-            gemv_q8_pass_1(y, x, w, scales, N, K, m0, n_begin, n_end);
-    }
+/* y (1, N) = x (1, K) @ w^T, columns [n_begin, n_end), K whole groups (the storage checks refuse anything else):
+ * the scale once per group of 64 rather than once per 8 weights, as small_matmul does, is what one row needs
+ * (callgrind: fewer instructions; decode of one row is bound by them on AVX2). */
+static void gemv_q8_row(float *y, const float *x, const int8_t *w, const float *scales, int64_t N, int64_t K,
+                        int64_t n_begin, int64_t n_end) {
+    int64_t n0 = n_begin;
+    for (; n0 + GEMV_W_ROWS <= n_end; n0 += GEMV_W_ROWS) gemv_q8_block(y, x, w, scales, N, K, 0, n0, 1, GEMV_W_ROWS);
+    for (; n0 < n_end; n0++) gemv_q8_block(y, x, w, scales, N, K, 0, n0, 1, 1);
 }
 
 /* ---------------------------------------------------------------- few rows of x, int4 weights
@@ -429,8 +450,12 @@ static inline __attribute__((always_inline)) void matmul_avx2(float *y, const fl
                                                               nt_dtype dtype, int64_t M, int64_t n_begin,
                                                               int64_t n_end) {
     int64_t N = w->shape[0], K = w->shape[1];
-    if (M < GEMM_MIN_ROWS || !gemm(y, x, w->data, w->scales, dtype, M, N, K, n_begin, n_end))
-        gemv(y, x, w->data, w->scales, dtype, M, N, K, n_begin, n_end);
+    if (M <= SMALL_MAX_ROWS)
+        small_matmul(y, x, w, dtype, M, n_begin, n_end);
+    else if (!gemm(y, x, w->data, w->scales, dtype, M, N, K, n_begin, n_end))
+        for (int64_t m0 = 0; m0 < M; m0 += SMALL_MAX_ROWS) /* without memory for the panels */
+            small_matmul(y + m0 * N, x + m0 * K, w, dtype, M - m0 < SMALL_MAX_ROWS ? M - m0 : SMALL_MAX_ROWS,
+                         n_begin, n_end);
 }
 
 static void matmul_f32_avx2(float *y, const float *x, const nt_tensor *w, int64_t M, int64_t n_begin, int64_t n_end) {
@@ -446,10 +471,10 @@ static void matmul_f16_avx2(float *y, const float *x, const nt_tensor *w, int64_
 }
 
 static void matmul_q8_avx2(float *y, const float *x, const nt_tensor *w, int64_t M, int64_t n_begin, int64_t n_end) {
-    if (M >= GEMM_MIN_ROWS)
-        matmul_avx2(y, x, w, NT_DTYPE_Q8, M, n_begin, n_end);
+    if (M == 1)
+        gemv_q8_row(y, x, w->data, w->scales, w->shape[0], w->shape[1], n_begin, n_end);
     else
-        gemv_q8(y, x, w->data, w->scales, M, w->shape[0], w->shape[1], n_begin, n_end);
+        matmul_avx2(y, x, w, NT_DTYPE_Q8, M, n_begin, n_end);
 }
 
 static void matmul_q4_avx2(float *y, const float *x, const nt_tensor *w, int64_t M, int64_t n_begin, int64_t n_end) {

@@ -205,6 +205,108 @@ static inline __attribute__((always_inline)) void gemv_quantized_block(float *y,
 GEMV_QUANTIZED(q8, NT_DTYPE_Q8)
 GEMV_QUANTIZED(q4, NT_DTYPE_Q4)
 
+/* ---------------------------------------------------------------- decode: up to 16 rows of x, w read once
+ * A decode step multiplies a few rows of x (one per sequence of the batch) by every weight matrix, whose
+ * bytes come from memory once per step: the kernel must read each weight row once for all the rows of x,
+ * at the memory's speed, with the arithmetic hidden behind it.
+ *
+ * The thread's rows of w go by blocks of SMALL_BLOCK_ROWS. Within a block, the rows of x go in passes of at
+ * most SMALL_PASS_ROWS (their accumulators and x vectors fill the 32 zmm registers); a second pass reads the
+ * block again from L2, not from memory. Within a pass, K goes by chunks of SMALL_KC columns, so that the
+ * pass's x chunk (8 x 512 floats, 16 KiB) stays in L1 while every row of the block passes over it; a row's
+ * sum is the sum of its chunks' sums in order, so that an output does not depend on M, on the block or on
+ * the thread's column range. While a chunk of a row is read, the same row's next chunk (or, at the last
+ * chunk, the next block's row) is prefetched, which keeps several streams of w in flight per thread: rows
+ * of a few KiB are short streams that the hardware prefetcher picks up late (prefetching took the earlier
+ * int8 row kernel from about 75% to about 100% of bfloat16's bytes per second). */
+enum { SMALL_MAX_ROWS = 16, SMALL_PASS_ROWS = 8, SMALL_KC = 512, SMALL_BLOCK_ROWS = 24, SMALL_MAX_W_ROWS = 4 };
+_Static_assert(SMALL_KC % NT_Q8_GROUP == 0 && NT_Q8_GROUP % 16 == 0, "a chunk and a vector stay in one group");
+
+/* Elements [i, i + 16) of w in float32, int8 through its group's scale (K is whole groups, so the 16 share it). */
+static inline __m512 small_load16(const void *w, const float *scales, nt_dtype dtype, int64_t i, __mmask16 mask) {
+    if (dtype != NT_DTYPE_Q8) return load16(w, dtype, i, mask);
+    __m512 q = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(mask, (const int8_t *)w + i)));
+    return _mm512_mul_ps(q, _mm512_set1_ps(scales[(uint64_t)i / NT_Q8_GROUP])); /* unsigned: a shift */
+}
+
+/* y (MR rows, N apart) columns n0..n0+NR-1 (+)= x (MR rows, K apart) @ w rows n0.. over columns [k0, k1);
+ * prefetches the same span of the rows `ahead` elements further on in w. One loop with the mask computed at
+ * each step: a separate tail step taking the accumulators by address sends GCC's copies of them to memory. */
+static inline __attribute__((always_inline)) void small_block(float *y, int64_t N, const float *x, int64_t K,
+                                                              const void *w, const float *scales, nt_dtype dtype,
+                                                              int64_t n0, int64_t k0, int64_t k1, int64_t ahead,
+                                                              const int MR, const int NR) {
+    __m512 acc[SMALL_PASS_ROWS][SMALL_MAX_W_ROWS];
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++)
+#pragma GCC unroll 8
+        for (int j = 0; j < NR; j++) acc[i][j] = _mm512_setzero_ps();
+    const char *base = w;
+    int64_t size = dtype == NT_DTYPE_F32 ? 4 : dtype == NT_DTYPE_Q8 ? 1 : 2; /* bytes of one element */
+    for (int64_t k = k0; k < k1; k += 16) {
+        __mmask16 mask = first_lanes(k1 - k);
+        if (((k * size) & 63) == 0) /* once per line of each row */
+#pragma GCC unroll 8
+            for (int j = 0; j < NR; j++) _mm_prefetch(base + ((n0 + j) * K + k + ahead) * size, _MM_HINT_T0);
+        __m512 xv[SMALL_PASS_ROWS];
+#pragma GCC unroll 8
+        for (int i = 0; i < MR; i++) xv[i] = _mm512_maskz_loadu_ps(mask, x + i * K + k);
+#pragma GCC unroll 8
+        for (int j = 0; j < NR; j++) {
+            __m512 wv = small_load16(w, scales, dtype, (n0 + j) * K + k, mask);
+#pragma GCC unroll 8
+            for (int i = 0; i < MR; i++) acc[i][j] = _mm512_fmadd_ps(xv[i], wv, acc[i][j]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++)
+#pragma GCC unroll 8
+        for (int j = 0; j < NR; j++) {
+            float sum = _mm512_reduce_add_ps(acc[i][j]);
+            y[i * N + n0 + j] = k0 == 0 ? sum : y[i * N + n0 + j] + sum;
+        }
+}
+
+/* The MR rows of x from m0 against w rows [n0, n1) over columns [k0, k1): NR rows of w at a time, then one. */
+static inline __attribute__((always_inline)) void small_pass(float *y, int64_t N, const float *x, int64_t K,
+                                                             const void *w, const float *scales, nt_dtype dtype,
+                                                             int64_t n0, int64_t n1, int64_t k0, int64_t k1,
+                                                             int64_t ahead, const int MR, const int NR) {
+    int64_t n = n0;
+    for (; n + NR <= n1; n += NR) small_block(y, N, x, K, w, scales, dtype, n, k0, k1, ahead, MR, NR);
+    for (; n < n1; n++) small_block(y, N, x, K, w, scales, dtype, n, k0, k1, ahead, MR, 1);
+}
+
+/* y (M, N) = x (M, K) @ w^T for 1 <= M <= SMALL_MAX_ROWS, columns [n_begin, n_end). The w rows per block grow
+ * as the x rows per pass shrink, to keep MR x NR accumulators, MR x vectors and NR w vectors in registers. */
+static inline __attribute__((always_inline)) void small_matmul(float *y, const float *x, const nt_tensor *t,
+                                                               nt_dtype dtype, int64_t M, int64_t n_begin,
+                                                               int64_t n_end) {
+    int64_t N = t->shape[0], K = t->shape[1];
+    int64_t passes = (M + SMALL_PASS_ROWS - 1) / SMALL_PASS_ROWS;
+    for (int64_t n0 = n_begin; n0 < n_end; n0 += SMALL_BLOCK_ROWS) {
+        int64_t n1 = n_end - n0 < SMALL_BLOCK_ROWS ? n_end : n0 + SMALL_BLOCK_ROWS;
+        for (int64_t p = 0, m0 = 0; p < passes; p++) {
+            int64_t rows = (M - m0) / (passes - p); /* passes of equal rows, within one */
+            float *y_p = y + m0 * N;
+            const float *x_p = x + m0 * K;
+            for (int64_t k0 = 0; k0 < K; k0 += SMALL_KC) {
+                int64_t k1 = K - k0 < SMALL_KC ? K : k0 + SMALL_KC;
+                /* the same rows' next chunk, or from the last chunk the next block's first one */
+                int64_t ahead = k1 < K ? SMALL_KC : n1 < N ? SMALL_BLOCK_ROWS * K - k0 : 0;
+#define SMALL_CASE(MR, NR) \
+    case MR: small_pass(y_p, N, x_p, K, t->data, t->scales, dtype, n0, n1, k0, k1, ahead, MR, NR); break;
+                switch (rows) {
+                SMALL_CASE(1, 4) SMALL_CASE(2, 4) SMALL_CASE(3, 4) SMALL_CASE(4, 4)
+                SMALL_CASE(5, 3) SMALL_CASE(6, 3) SMALL_CASE(7, 2) default: SMALL_CASE(8, 2)
+                }
+#undef SMALL_CASE
+            }
+            m0 += rows;
+        }
+    }
+}
+
 /* ---------------------------------------------------------------- many rows of x: packed panels
  * For prefill, where the arithmetic dominates. A panel of PANEL_NR rows of w and PANEL_KC of its columns
  * is converted to float32 and laid out k-major (KC, NR); every block of PANEL_MR rows of x (packed too) is
@@ -349,7 +451,9 @@ static inline __attribute__((always_inline)) void matmul_avx512(float *y, const 
                                                                 nt_dtype dtype, int64_t M, int64_t n_begin,
                                                                 int64_t n_end) {
     int64_t N = w->shape[0], K = w->shape[1];
-    if (M < GEMM_MIN_ROWS || !gemm(y, x, w->data, w->scales, dtype, M, N, K, n_begin, n_end))
+    if (M <= SMALL_MAX_ROWS)
+        small_matmul(y, x, w, dtype, M, n_begin, n_end);
+    else if (!gemm(y, x, w->data, w->scales, dtype, M, N, K, n_begin, n_end))
         gemv(y, x, w->data, dtype, M, N, K, n_begin, n_end);
 }
 
@@ -358,6 +462,11 @@ static inline __attribute__((always_inline)) void matmul_quantized_avx512(float 
                                                                           const nt_tensor *w, nt_dtype dtype,
                                                                           int64_t M, int64_t n_begin, int64_t n_end) {
     int64_t N = w->shape[0], K = w->shape[1];
+    /* one row: the group-fused row kernels; int8 up to 16 rows: the shared decode kernel, reading w once */
+    if (dtype == NT_DTYPE_Q8 && M > 1 && M <= SMALL_MAX_ROWS) {
+        small_matmul(y, x, w, dtype, M, n_begin, n_end);
+        return;
+    }
     if (M >= GEMM_MIN_ROWS && gemm(y, x, w->data, w->scales, dtype, M, N, K, n_begin, n_end)) return;
     if (dtype == NT_DTYPE_Q8)
         gemv_q8(y, x, w->data, w->scales, M, N, K, n_begin, n_end);

@@ -59,6 +59,37 @@ void nt_model_linear(const nt_model *m, float *y, const float *x, const nt_tenso
     nt_model_linear_act(m, y, x, w, bias, M, NT_ACT_IDENTITY);
 }
 
+/* Matmuls of the same x as one job of the pool, their column blocks numbered one after the other: q_proj,
+ * k_proj and v_proj wait for the threads once instead of three times, which in a decode step (each matmul a
+ * few milliseconds or less) is time the threads would spend idle. */
+enum { MAX_FUSED = 3 };
+typedef struct {
+    matmul_job part[MAX_FUSED];
+    int64_t first_block[MAX_FUSED + 1]; /* part p has the blocks [first_block[p], first_block[p + 1]) */
+    int count;
+} fused_job;
+
+static void fused_range(void *ctx, int64_t begin, int64_t end) {
+    const fused_job *job = ctx;
+    for (int p = 0; p < job->count; p++) {
+        int64_t b0 = begin > job->first_block[p] ? begin : job->first_block[p];
+        int64_t b1 = end < job->first_block[p + 1] ? end : job->first_block[p + 1];
+        if (b0 < b1) matmul_range((void *)&job->part[p], b0 - job->first_block[p], b1 - job->first_block[p]);
+    }
+}
+
+/* y[p] (M, N_p) = x (M, K) @ w[p]^T + bias[p] for p < count */
+static void linear_fused(const nt_model *m, float *const *y, const float *x, const nt_tensor *const *w,
+                         const float *const *bias, int count, int64_t M) {
+    fused_job job = {.count = count};
+    for (int p = 0; p < count; p++) {
+        job.part[p] = (matmul_job){nt_kernels_matmul(m->kernels, w[p]->dtype), y[p], x, w[p], bias[p],
+                                   NT_ACT_IDENTITY, M, w[p]->shape[0]};
+        job.first_block[p + 1] = job.first_block[p] + (w[p]->shape[0] + MATMUL_COLUMN_BLOCK - 1) / MATMUL_COLUMN_BLOCK;
+    }
+    nt_threadpool_parallel_for(m->pool, fused_range, &job, job.first_block[count], 1);
+}
+
 typedef struct {
     float *y;
     const float *x, *weight, *bias;
@@ -212,9 +243,10 @@ static nt_status attention_block(const nt_model *m, nt_error *err, scratch *s, c
     const nt_config *c = &m->config;
     int64_t BT = B * T, NH = c->num_attention_heads, NKV = c->num_key_value_heads, D = c->head_dim;
     nt_model_layernorm1p(m, s->xn, s->x, w->input_norm_weight, w->input_norm_bias, BT);
-    nt_model_linear(m, s->q, s->xn, &w->q_proj, w->q_bias, BT);
-    nt_model_linear(m, s->k, s->xn, &w->k_proj, w->k_bias, BT);
-    nt_model_linear(m, s->v, s->xn, &w->v_proj, w->v_bias, BT);
+    float *const qkv[] = {s->q, s->k, s->v};
+    const nt_tensor *const qkv_proj[] = {&w->q_proj, &w->k_proj, &w->v_proj};
+    const float *const qkv_bias[] = {w->q_bias, w->k_bias, w->v_bias};
+    linear_fused(m, qkv, s->xn, qkv_proj, qkv_bias, 3, BT);
     int64_t half = c->rotary_dim / 2;
     if (half > 0)
         for (int64_t i = 0; i < BT; i++) {

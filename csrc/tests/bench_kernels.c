@@ -123,7 +123,7 @@ static void bench_attention(const nt_kernels *set) {
 int main(int argc, char **argv) {
     /* (N, K): up_proj, down_proj, a matrix in L2 */
     static const int64_t shapes[][2] = {{9216, 3072}, {3072, 9216}, {128, 3072}};
-    static const int64_t Ms[] = {1, 4, 128, 512, 2048};
+    static const int64_t Ms[] = {1, 2, 4, 8, 16, 128, 512, 2048};
     const int64_t max_M = 2048, max_elements = 9216 * 3072;
     float *x = malloc(sizeof(float) * max_M * 9216), *y = malloc(sizeof(float) * max_M * 9216);
     float *w = malloc(sizeof(float) * max_elements), *scales = malloc(sizeof(float) * (max_elements / NT_Q4_GROUP));

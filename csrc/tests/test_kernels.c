@@ -133,7 +133,7 @@ static void test_matmul_shapes(const nt_kernels *kernels, const int64_t *Ms, siz
  * panel of 16 or 48, K short of a vector, of a k block (256, 512), odd; then many rows (several row
  * blocks of the AVX-512 packing) on fewer shapes, as the naive reference is slow there. */
 static void test_matmul(const nt_kernels *kernels) {
-    static const int64_t Ms[] = {1, 2, 3, 4, 5, 7, 8, 9, 10, 11, 13, 20};
+    static const int64_t Ms[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 20};
     static const int64_t Ns[] = {1, 3, 4, 5, 17, 33, 50};
     /* int8 rows are whole groups of 64, int4 rows of 32: they run on the multiples (int4 also on 32, 96 and 544,
      * no multiples of 64), 4160 being more than a portable span */
