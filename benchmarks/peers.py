@@ -4,7 +4,7 @@ a subprocess of --peers-python, an interpreter that may have them where nemotron
     PYTHON benchmarks/peers.py REQUEST.json RESPONSE.json
 
 REQUEST: peer ([engine, dtype] of measure.PEERS), checkpoint, out_dir, threads, repeats, plan (run.py's
-make_plan), gguf_converter (or null).
+make_plan), gguf_converter (or null), extra_buffers (llama.cpp's use_extra_bufts: repacked weights).
 RESPONSE: rows (results.Row's fields), tokens ([engine, dtype, {batch: tokens}]), versions.
 A peer that is not installed, cannot be converted or fails gives rows that say so: this script never fails
 for a peer. Conversions are made once into out_dir (gguf/, onnx/, logs/):
@@ -13,7 +13,6 @@ for a peer. Conversions are made once into out_dir (gguf/, onnx/, logs/):
   - ONNX fp32, int8 and int4 by onnxruntime_genai's model builder (python -m onnxruntime_genai.models.builder).
 Needs numpy and the standard library besides the peers; imports nothing of nemotron_c.
 """
-import ctypes
 import glob
 import importlib.metadata
 import importlib.util
@@ -105,13 +104,15 @@ class LlamaCpp:
     the default f16 KV cache."""
     engine = "llama.cpp"
 
-    def __init__(self, path, gguf_type, threads, plan):
+    def __init__(self, path, gguf_type, threads, plan, extra_buffers=True):
         import llama_cpp
 
         logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
         self.lib, self.dtype = llama_cpp, gguf_type
         llama_cpp.llama_backend_init()
-        self.model = llama_cpp.llama_model_load_from_file(path.encode(), llama_cpp.llama_model_default_params())
+        model_params = llama_cpp.llama_model_default_params()
+        model_params.use_extra_bufts = extra_buffers
+        self.model = llama_cpp.llama_model_load_from_file(path.encode(), model_params)
         if not self.model:
             raise RuntimeError(f"llama.cpp could not load {path}")
         self.sequences = max(plan["decode_batches"])
@@ -272,7 +273,8 @@ def llama_cpp_rows(request, gguf_type):
                                                             "(--gguf-converter)")], []
 
     def make(gguf_type):
-        return LlamaCpp(convert_gguf(request, converter, gguf_type), gguf_type, request["threads"], request["plan"])
+        return LlamaCpp(convert_gguf(request, converter, gguf_type), gguf_type, request["threads"], request["plan"],
+                        request.get("extra_buffers", True))
 
     return measure_peer("llama.cpp", gguf_type, make, request)
 

@@ -194,6 +194,13 @@ def run_peers(args, path, plan):
         for dtype in dtypes:
             log(f"  {engine} {dtype}")
             found, generated, named = run_peer(args, path, plan, engine, dtype)
+            if engine == "llama.cpp" and found[0].note.startswith("failed: peers.py ended with signal"):
+                # llama-cpp-python 0.3.36 crashes on q8_0 on a Xeon with AMX unless its extra buffer types
+                # (repacked weights) are off: rows without them, saying so
+                crash = found[0].note.removeprefix("failed: ")
+                found, generated, named = run_peer(args, path, plan, engine, dtype, extra_buffers=False)
+                for row in found:
+                    row.note = f"extra buffer types off (on: {crash})" + (f"; {row.note}" if row.note else "")
             rows += found
             tokens.update(generated)
             versions.update(named)
@@ -202,13 +209,13 @@ def run_peers(args, path, plan):
     return rows, tokens, sorted(versions)
 
 
-def run_peer(args, path, plan, engine, dtype):
+def run_peer(args, path, plan, engine, dtype, extra_buffers=True):
     with tempfile.TemporaryDirectory() as tmp:
         request, response = os.path.join(tmp, "request.json"), os.path.join(tmp, "response.json")
         with open(request, "w", encoding="utf-8") as f:
             json.dump(dict(peer=[engine, dtype], checkpoint=path, out_dir=os.path.join(args.cache_dir, "peers"),
-                           threads=args.threads, repeats=args.repeats, plan=plan, gguf_converter=args.gguf_converter),
-                      f)
+                           threads=args.threads, repeats=args.repeats, plan=plan, gguf_converter=args.gguf_converter,
+                           extra_buffers=extra_buffers), f)
         try:
             status = subprocess.run([args.peers_python, os.path.join(HERE, "peers.py"), request, response],
                                     timeout=3600).returncode
@@ -239,7 +246,8 @@ def agreement(rows, tokens, new_tokens):
             row.note = "greedy reference"
             continue
         agree = leading_agreement(mine, reference[batch])
-        row.note = "greedy = Transformers fp32" if agree == new_tokens else f"greedy: first {agree}/{new_tokens} agree"
+        greedy = "greedy = Transformers fp32" if agree == new_tokens else f"greedy: first {agree}/{new_tokens} agree"
+        row.note = f"{row.note}; {greedy}" if row.note else greedy
         if row.engine == "nemotron_c" and row.dtype in ("float32", "bfloat16"):
             exact.append(agree == new_tokens)
     if not exact:
