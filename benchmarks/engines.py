@@ -23,10 +23,6 @@ class NemotronC:
                  for name, (array, _) in self.model._weights.items()]
         self.decode_bytes = decode_bytes(sizes, self.model.config.tie_word_embeddings)
 
-    @property
-    def kernels(self):
-        return self.model.kernels
-
     def prefill(self, ids):
         return self.model(np.asarray(ids), use_cache=False, logits_to_keep=1).logits
 

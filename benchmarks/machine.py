@@ -50,12 +50,12 @@ def isa_flags():
 
 
 def build_probe(name, build_dir):
-    """Path of the probe's executable, compiled once per source text into build_dir; or raises OSError saying
-    why it could not be built."""
+    """Path of the probe's executable, compiled once per source text and CPU kind (-march=native) into build_dir;
+    or raises OSError saying why it could not be built."""
     source_name, flag_choices = PROBES[name]
     source = os.path.join(HERE, source_name)
     with open(source, "rb") as f:
-        digest = hashlib.sha1(f.read()).hexdigest()[:12]
+        digest = hashlib.sha1(f.read() + cpu_kind()[1].encode()).hexdigest()[:12]
     exe = os.path.join(build_dir, f"{name}-{digest}")
     if os.path.exists(exe):
         return exe

@@ -173,16 +173,15 @@ def measure_local(args, path, plan):
              *((NemotronC, dtype, ("decode",)) for dtype in QUANTIZED_DTYPES),
              (Transformers, "float32", ("prefill", "score", "decode")),
              (Transformers, "bfloat16", ("decode",))]
-    rows, tokens, kernels = [], {}, None
+    rows, tokens = [], {}
     for cls, dtype, which in specs:
         engine = cls(path, dtype, args.threads)
-        kernels = getattr(engine, "kernels", kernels)
         found, generated = measure_engine(engine, plan, args.repeats, which, log)
         rows += [Row(**r) for r in found]
         tokens[(engine.engine, dtype)] = generated
         del engine
         gc.collect()
-    return rows, tokens, kernels
+    return rows, tokens
 
 
 def run_peers(args, path, plan):
@@ -287,7 +286,7 @@ def main(argv=None):
     import torch  # optional dependencies, only for the reference rows
     import transformers
 
-    rows, tokens, _ = measure_local(args, path, plan)
+    rows, tokens = measure_local(args, path, plan)
     log("== peers")
     peer_rows, peer_tokens, peer_versions = run_peers(args, path, plan)
     rows += peer_rows
