@@ -88,7 +88,8 @@ static void report(const char *title, int threads, int repeats, float *sink) {
     printf("%s\n", title);
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
         printf("  avx2   %7.1f GFLOP/s\n", best_of(peak_avx2, threads, repeats, sink));
-    if (__builtin_cpu_supports("avx512f")) printf("  avx512 %7.1f GFLOP/s\n", best_of(peak_avx512, threads, repeats, sink));
+    if (__builtin_cpu_supports("avx512f"))
+        printf("  avx512 %7.1f GFLOP/s\n", best_of(peak_avx512, threads, repeats, sink));
 }
 
 int main(int argc, char **argv) {

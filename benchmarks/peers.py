@@ -120,7 +120,7 @@ class LlamaCpp:
         per_sequence = max(len(plan["prefill_ids"][0]) + 1, prompt + plan["new_tokens"])
         self.max_batch = max(len(plan["prefill_ids"][0]), self.sequences * prompt)
         params = llama_cpp.llama_context_default_params()
-        params.n_ctx = self.sequences * (per_sequence + 255) // 256 * 256
+        params.n_ctx = self.sequences * ((per_sequence + 255) // 256 * 256)  # each sequence gets n_ctx / n_seq_max
         params.n_batch = params.n_ubatch = self.max_batch
         params.n_seq_max = self.sequences
         params.n_threads = params.n_threads_batch = threads

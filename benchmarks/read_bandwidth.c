@@ -2,7 +2,8 @@
  * Streaming-read bandwidth of one thread and of THREADS threads at once: the ceiling of a decode step, which
  * reads every weight once (benchmarks/run.py compares its GB/s with these). Built by benchmarks/run.py at run
  * time with the system compiler, or alone:
- *   cc -O3 -march=native -pthread benchmarks/read_bandwidth.c -o read_bandwidth && ./read_bandwidth [MIB [THREADS [REPEATS]]]
+ *   cc -O3 -march=native -pthread benchmarks/read_bandwidth.c -o read_bandwidth
+ *   ./read_bandwidth [MIB [THREADS [REPEATS]]]
  * Reads a buffer of MIB mebibytes (default 1024: far beyond any last-level cache) summing it as 64-bit
  * integers, which the compiler vectorizes without reassociating floats. With THREADS > 1 each thread reads
  * its own slice, first touched by that thread (its NUMA node's memory); the figure is all bytes over the
