@@ -21,6 +21,7 @@ class Row:
     flops_per_token: float | None = None    # for GFLOP/s: what one token of this measurement costs
     bytes_per_token: float | None = None    # weights read per generated token (a decode step's bytes / batch)
     note: str = ""
+    greedy: str = ""                        # decode rows: agreement with Transformers float32's tokens
 
 
 @dataclasses.dataclass
@@ -55,7 +56,8 @@ def cells(row, reference, ceilings):
             fraction(gflops, ceilings.gflops),
             number(row.bytes_per_token / 1e6, ".0f" if row.bytes_per_token >= 1e7 else ".3g") if row.bytes_per_token
             else "",
-            number(gbs, ".1f") if gbs is not None else "", fraction(gbs, ceilings.read_gbs), row.note]
+            number(gbs, ".1f") if gbs is not None else "", fraction(gbs, ceilings.read_gbs),
+            "; ".join(filter(None, (row.note, row.greedy)))]
 
 
 def markdown_table(rows, ceilings):

@@ -230,8 +230,8 @@ def run_peer(args, path, plan, engine, dtype, extra_buffers=True):
 
 
 def agreement(rows, tokens, new_tokens):
-    """Notes each decode row with how many leading greedy tokens it shares with Transformers float32 (every row
-    of the batch); returns the sanity line for nemotron_c float32 and bfloat16."""
+    """Sets each decode row's `greedy`: how many leading greedy tokens it shares with Transformers float32 (every
+    row of the batch); returns the sanity line for nemotron_c float32 and bfloat16."""
     reference = tokens.get(("Transformers", "float32"), {})
     exact = []
     for row in rows:
@@ -242,11 +242,11 @@ def agreement(rows, tokens, new_tokens):
         if mine is None or batch not in reference:
             continue
         if (row.engine, row.dtype) == ("Transformers", "float32"):
-            row.note = "greedy reference"
+            row.greedy = "greedy reference"
             continue
         agree = leading_agreement(mine, reference[batch])
-        greedy = "greedy = Transformers fp32" if agree == new_tokens else f"greedy: first {agree}/{new_tokens} agree"
-        row.note = f"{row.note}; {greedy}" if row.note else greedy
+        row.greedy = ("greedy = Transformers fp32" if agree == new_tokens
+                      else f"greedy: first {agree}/{new_tokens} agree")
         if row.engine == "nemotron_c" and row.dtype in ("float32", "bfloat16"):
             exact.append(agree == new_tokens)
     if not exact:
@@ -287,29 +287,36 @@ def main(argv=None):
     import transformers
 
     rows, tokens = measure_local(args, path, plan)
+    versions = [f"nemotron_c {nemotron_c.__version__}", f"torch {torch.__version__}",
+                f"transformers {transformers.__version__}"]
+
+    def write_results(peer_versions, pending=""):
+        sanity = agreement(rows, tokens, args.new_tokens)
+        date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        header = [
+            f"{date} · commit {commit()} · {args.threads} threads · kernels {kernels} · best of {args.repeats}  ",
+            f"ISA: {' '.join(machine.isa_flags()) or 'unknown'}  ",
+            f"Probes: {probe_summary}  ",
+            f"Checkpoint: random, hidden {config['hidden_size']}, {config['num_attention_heads']}/"
+            f"{config['num_key_value_heads']} heads × {config['head_dim']}, intermediate "
+            f"{config['intermediate_size']}, {config['num_hidden_layers']} layers, vocab {config['vocab_size']}, "
+            f"bfloat16 on disk  ",
+            f"Versions: {', '.join(versions + peer_versions)}  ",
+            f"Sanity: {sanity}" + (f"  \n{pending}" if pending else ""),
+        ]
+        update_results(args.results, heading, section(heading, header, rows, ceilings))
+        return sanity
+
+    # written now as well, so that a run stopped while the peers convert or run keeps what it measured
+    write_results([], "Peers: not measured (the run stopped before them)")
     log("== peers")
     peer_rows, peer_tokens, peer_versions = run_peers(args, path, plan)
     rows += peer_rows
     tokens.update(peer_tokens)
-    sanity = agreement(rows, tokens, args.new_tokens)
-
+    sanity = write_results(peer_versions)
     log("== results")
     log(text_table(rows, ceilings))
     log(sanity)
-    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    versions = [f"nemotron_c {nemotron_c.__version__}", f"torch {torch.__version__}",
-                f"transformers {transformers.__version__}", *peer_versions]
-    header = [
-        f"{date} · commit {commit()} · {args.threads} threads · kernels {kernels} · best of {args.repeats}  ",
-        f"ISA: {' '.join(machine.isa_flags()) or 'unknown'}  ",
-        f"Probes: {probe_summary}  ",
-        f"Checkpoint: random, hidden {config['hidden_size']}, {config['num_attention_heads']}/"
-        f"{config['num_key_value_heads']} heads × {config['head_dim']}, intermediate {config['intermediate_size']}, "
-        f"{config['num_hidden_layers']} layers, vocab {config['vocab_size']}, bfloat16 on disk  ",
-        f"Versions: {', '.join(versions)}  ",
-        f"Sanity: {sanity}",
-    ]
-    update_results(args.results, heading, section(heading, header, rows, ceilings))
     log(f"written to {args.results} (section '{heading}')")
     return 0
 
