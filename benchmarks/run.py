@@ -20,6 +20,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 
 import numpy as np
 
@@ -267,11 +268,13 @@ def main(argv=None):
     log(f"kernels  {kernels} (nemotron_c {nemotron_c.__version__}, commit {commit()})")
     log(f"threads  {args.threads}; best of {args.repeats}")
 
+    started = {"probes": time.perf_counter()}
     log("== probes")
     probe_lines, ceilings, probe_summary = run_probes(args)
     for line in probe_lines:
         log(line)
 
+    started["checkpoint"] = time.perf_counter()
     log("== checkpoint")
     path = make_checkpoint(checkpoint_dir(args.cache_dir, args.widths, args.layers, args.vocab), args.widths,
                            args.layers, args.vocab, log=log)
@@ -282,6 +285,7 @@ def main(argv=None):
         f"bfloat16 on disk")
     plan = make_plan(args, config)
 
+    started["nemotron_c and Transformers"] = time.perf_counter()
     log("== nemotron_c and Transformers")
     import torch  # optional dependencies, only for the reference rows
     import transformers
@@ -309,6 +313,7 @@ def main(argv=None):
 
     # written now as well, so that a run stopped while the peers convert or run keeps what it measured
     write_results([], "Peers: not measured (the run stopped before them)")
+    started["peers"] = time.perf_counter()
     log("== peers")
     peer_rows, peer_tokens, peer_versions = run_peers(args, path, plan)
     rows += peer_rows
@@ -318,6 +323,9 @@ def main(argv=None):
     log(text_table(rows, ceilings))
     log(sanity)
     log(f"written to {args.results} (section '{heading}')")
+    ends = list(started.values())[1:] + [time.perf_counter()]
+    log("took " + ", ".join(f"{name} {(end - start) / 60:.1f} min"
+                            for (name, start), end in zip(started.items(), ends)))
     return 0
 
 
