@@ -3,7 +3,7 @@ from another interpreter: it needs nothing but the standard library).
 
 An engine is an object with `engine` and `dtype` names, `decode_bytes` (weights one decode step reads) and
     prefill(ids)           ids: (1, P) list of lists; the logits of the last position only
-    score(ids)             ids: (B, T); every position's next-token log-probability (None: not measured)
+    score(ids)             ids: (B, T); every position's next-token log-probability (when "score" is asked)
     generate(prompts, n)   prompts: (b, p); n greedy new tokens per row, end of sequence never chosen -> (b, n)
 Each figure is the best of `repeats` runs after one warm-up.
     prefill tokens/s = P / t(prefill)
@@ -44,23 +44,16 @@ def measure_engine(engine, plan, repeats, which, log):
         log(f"  {engine.engine} {engine.dtype}: {rows[-1]['measurement']} {rows[-1]['tokens_per_s']:.1f} tokens/s")
     if "score" in which:
         ids = plan["score_ids"]
-        if engine.score(ids) is None:
-            rows.append(row(plan["score_name"], engine, note="not measured"))
-        else:
-            seconds, _ = best_time(lambda: engine.score(ids), repeats)
-            rows.append(row(plan["score_name"], engine, len(ids) * len(ids[0]) / seconds, plan["score_flops"]))
-            log(f"  {engine.engine} {engine.dtype}: {rows[-1]['measurement']} "
-                f"{rows[-1]['tokens_per_s']:.1f} tokens/s")
-        gc.collect()
+        engine.score(ids)
+        seconds, _ = best_time(lambda: engine.score(ids), repeats)
+        rows.append(row(plan["score_name"], engine, len(ids) * len(ids[0]) / seconds, plan["score_flops"]))
+        log(f"  {engine.engine} {engine.dtype}: {rows[-1]['measurement']} {rows[-1]['tokens_per_s']:.1f} tokens/s")
+        gc.collect()  # Transformers' (B, T, V) logits
     if "decode" in which:
         n = plan["new_tokens"]
         for batch in plan["decode_batches"]:
             prompts = plan["decode_prompts"][:batch]
             name = f"decode batch {batch}"
-            reason = engine.cannot_generate(batch) if hasattr(engine, "cannot_generate") else None
-            if reason:
-                rows.append(row(name, engine, note=reason))
-                continue
             engine.generate(prompts, 2)
             one, _ = best_time(lambda: engine.generate(prompts, 1), repeats)
             full, out = best_time(lambda: engine.generate(prompts, n), repeats)

@@ -161,12 +161,6 @@ class LlamaCpp:
         prompt = ids[0]
         self._decode([(t, p, 0, p == len(prompt) - 1) for p, t in enumerate(prompt)])
 
-    def score(self, ids):
-        return None
-
-    def cannot_generate(self, batch):
-        return None if batch <= self.sequences else f"context made for {self.sequences} sequences"
-
     def generate(self, prompts, n):
         self._clear()
         length = len(prompts[0])
@@ -216,9 +210,6 @@ class OrtGenAI:
     def prefill(self, ids):
         generator = self._generator(1, len(ids[0]) + 1)
         generator.append_tokens(np.asarray(ids, dtype=np.int32))
-
-    def score(self, ids):
-        return None
 
     def generate(self, prompts, n):
         prompts = np.asarray(prompts, dtype=np.int32)
