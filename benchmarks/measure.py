@@ -65,8 +65,6 @@ def measure_engine(engine, plan, repeats, which, log):
 
 
 def leading_agreement(tokens, reference):
-    """Fewest leading tokens any row of `tokens` shares with the same row of `reference`."""
-    agree = []
-    for mine, theirs in zip(tokens, reference):
-        agree.append(next((i for i, (a, b) in enumerate(zip(mine, theirs)) if a != b), min(len(mine), len(theirs))))
-    return min(agree) if agree else 0
+    """For each row of `tokens`, how many leading tokens it shares with the same row of `reference`."""
+    return [next((i for i, (a, b) in enumerate(zip(mine, theirs)) if a != b), min(len(mine), len(theirs)))
+            for mine, theirs in zip(tokens, reference)]
