@@ -1,0 +1,77 @@
+"""`python -m benchmarks.run --smoke`: every section printed, a well-formed results table written, this CPU kind's
+old section replaced and other CPUs' sections kept. Tiny widths and one repeat; no timing is asserted."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from nemotron_c.model.weights import QUANTIZED_DTYPES
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from benchmarks import machine  # noqa: E402 - benchmarks/ lives beside tests/, not in the package
+from benchmarks.results import COLUMNS, update_results  # noqa: E402
+
+OTHER_CPU = "## AMD EPYC 7B13 64-Core Processor (family 25, model 1)\n\nkept as it was\n"
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("bench")
+    results = tmp / "RESULTS.md"
+    _, heading = machine.cpu_kind()
+    # an earlier run on this CPU kind, and one on another
+    results.write_text(f"# Benchmark results\n\nintro\n\n## {heading}\n\nstale figures\n\n{OTHER_CPU}")
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--smoke", "--threads", "2", "--cache-dir", str(tmp / "cache"),
+         "--results", str(results), "--peers-python", sys.executable],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return out.stdout, results.read_text(), heading
+
+
+def test_prints_every_section(smoke_run):
+    stdout, _, _ = smoke_run
+    for line in ("== machine", "CPU ", "ISA ", "kernels ", "threads  2", "== probes", "float32 FMA peak",
+                 "read bandwidth", "== checkpoint", "== nemotron_c and Transformers", "== peers", "== results",
+                 "greedy tokens of nemotron_c float32 and bfloat16 equal Transformers float32's"):
+        assert line in stdout, line
+    # the smoke checkpoint is deterministic and in float32 arithmetic both libraries pick the same tokens
+    assert "Transformers float32's at batch 1 and 8: yes" in stdout
+
+
+def test_results_table_is_well_formed(smoke_run):
+    _, text, heading = smoke_run
+    assert text.startswith("# Benchmark results\n\nintro\n")
+    assert text.count(f"## {heading}\n") == 1 and "stale figures" not in text
+    assert OTHER_CPU in text
+    mine = text.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    for field in ("commit ", "2 threads", "kernels ", "ISA: ", "Probes: ", "Checkpoint: ", "Sanity: "):
+        assert field in mine, field
+    table = [line for line in mine.splitlines() if line.startswith("|")]
+    assert table[0] == "| " + " | ".join(COLUMNS) + " |"
+    assert all(line.count("|") == len(COLUMNS) + 1 for line in table), table
+    rows = {tuple(cell.strip() for cell in line.strip("|").split("|")[:3]) for line in table[2:]}
+    expected = {("prefill 16", "nemotron_c", "float32"), ("score 2×8", "nemotron_c", "bfloat16"),
+                ("prefill 16", "Transformers", "float32"), ("score 2×8", "Transformers", "float32"),
+                ("decode batch 8", "Transformers", "bfloat16")}
+    expected |= {(f"decode batch {b}", "nemotron_c", dtype) for b in (1, 8)
+                 for dtype in ("float32", "bfloat16", *QUANTIZED_DTYPES)}
+    assert expected <= rows, expected - rows
+    engines = {engine for _, engine, _ in rows}
+    assert {"llama.cpp", "ORT GenAI"} <= engines  # measured, or a row saying why not
+
+
+def test_update_results_replaces_only_its_own_section(tmp_path):
+    path = str(tmp_path / "RESULTS.md")
+    update_results(path, "CPU A", "## CPU A\n\nfirst\n")
+    update_results(path, "CPU B", "## CPU B\n\nsecond\n")
+    update_results(path, "CPU A", "## CPU A\n\nthird\n")
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    assert text.startswith("# Benchmark results\n")
+    assert text.index("## CPU A\n\nthird\n") < text.index("## CPU B\n\nsecond\n")
+    assert "first" not in text and text.count("## ") == 2
