@@ -4,8 +4,10 @@ anything else (a crash, a hang, a KeyError, a RecursionError, an unhashable Type
 
 Run them with atheris (fuzz/run.py --atheris) or with the seeded mutation loop of fuzz/mutate.py, which
 tests/test_fuzz.py runs for a bounded number of iterations."""
+import atexit
 import json
 import os
+import shutil
 import tempfile
 
 import numpy as np
@@ -28,6 +30,7 @@ EXPECTED = (ValueError, NotImplementedError)
 EXPECTED_WITH_TYPES = EXPECTED + (TypeError,)
 
 _work = tempfile.mkdtemp(prefix="nemotron_c_fuzz_")
+atexit.register(shutil.rmtree, _work, ignore_errors=True)
 
 
 def _write(name, data):
@@ -65,7 +68,9 @@ def config_json(data):
 
 
 def _tokenizer_folder(name, data):
-    folder = tempfile.mkdtemp(dir=_work)
+    # one folder per file name, rewritten by each execution: a million runs must not leave a million folders
+    folder = os.path.join(_work, name)
+    os.makedirs(folder, exist_ok=True)
     with open(os.path.join(folder, name), "wb") as f:
         f.write(data)
     return folder
