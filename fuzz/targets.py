@@ -16,7 +16,7 @@ import nemotron_c
 from nemotron_c.checkpoint.safetensors import read_safetensors
 from nemotron_c.checkpoint.torch_bin import read_state_dict
 from nemotron_c.model.rope import rope_parameters
-from nemotron_c.model.weights import core_config
+from nemotron_c.model.weights import core_config, layer_shapes
 from nemotron_c.tokenizer.tokenization import AutoTokenizer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -63,6 +63,11 @@ def config_json(data):
     config = nemotron_c.NemotronConfig.from_dict(values)
     config.validate()
     config.to_json_string()
+    # The RoPE tables take head_dim / 2 floats. Loading checks every weight's shape against the file before it
+    # builds them, and a q_proj of num_attention_heads * head_dim * hidden_size values is in the file: a config
+    # alone does not reach here with a head_dim larger than its checkpoint (regressions/config_json/huge_head_dim).
+    if max(int(np.prod(shape)) for shape in layer_shapes(config).values()) > 2**24:
+        return
     core_config(config)
     rope_parameters(config)
 
