@@ -73,6 +73,29 @@ nt_status nt_cache_reserve(nt_cache *c, nt_error *err, int64_t capacity) {
     return NT_OK;
 }
 
+nt_status nt_cache_expand(nt_cache *c, nt_error *err, const nt_cache *src, int64_t copies) {
+    if (c->batch_size != src->batch_size * copies || c->num_layers != src->num_layers ||
+        c->num_kv_heads != src->num_kv_heads || c->head_dim != src->head_dim)
+        return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "cache of %lld sequences cannot hold %lld x %lld",
+                            (long long)c->batch_size, (long long)src->batch_size, (long long)copies);
+    nt_status status = nt_cache_reserve(c, err, src->length);
+    if (status != NT_OK) return status;
+    size_t filled = (size_t)(src->length * src->head_dim) * sizeof(float);
+    int64_t NKV = c->num_kv_heads, D = c->head_dim;
+    for (int64_t l = 0; l < c->num_layers; l++)
+        for (int64_t b = 0; b < src->batch_size; b++)
+            for (int64_t h = 0; h < NKV; h++) {
+                size_t from = (size_t)(((l * src->batch_size + b) * NKV + h) * src->capacity * D);
+                for (int64_t j = 0; j < copies; j++) {
+                    size_t to = (size_t)(((l * c->batch_size + b * copies + j) * NKV + h) * c->capacity * D);
+                    memcpy(c->keys + to, src->keys + from, filled);
+                    memcpy(c->values + to, src->values + from, filled);
+                }
+            }
+    c->length = src->length;
+    return NT_OK;
+}
+
 nt_status nt_cache_reorder(nt_cache *c, nt_error *err, const int64_t *rows) {
     int64_t B = c->batch_size, changed = 0;
     for (int64_t i = 0; i < B; i++) {

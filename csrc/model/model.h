@@ -37,6 +37,9 @@ struct nt_cache {
     float *values;     /* (L, B, NKV, capacity, D) */
 };
 
+/* cache (B * copies sequences) = each sequence of src (B) `copies` times in a row, as np.repeat */
+nt_status nt_cache_expand(nt_cache *cache, nt_error *err, const nt_cache *src, int64_t copies);
+
 /* Threaded building blocks of the forward pass, for the other model files (scoring, heads). */
 /* y (M, N) = x (M, K) @ w (N, K)^T + bias (N); bias may be NULL */
 void nt_model_linear(const nt_model *m, float *y, const float *x, const nt_tensor *w, const float *bias, int64_t M);
