@@ -45,9 +45,14 @@ int64_t nt_cache_length(const nt_cache *cache) { return cache->length; }
 
 nt_status nt_cache_reserve(nt_cache *c, nt_error *err, int64_t capacity) {
     if (capacity <= c->capacity && c->keys != NULL) return NT_OK;
-    if (capacity < 1) capacity = 1;
     /* grow geometrically so that a token-by-token caller copies O(n) in all */
     if (c->capacity > 0 && capacity < 2 * c->capacity) capacity = 2 * c->capacity;
+    return nt_cache_resize(c, err, capacity);
+}
+
+nt_status nt_cache_resize(nt_cache *c, nt_error *err, int64_t capacity) {
+    if (capacity <= c->capacity && c->keys != NULL) return NT_OK;
+    if (capacity < 1) capacity = 1;
     int64_t bytes = cache_bytes(c, capacity);
     if (bytes < 0)
         return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "a cache of %lld positions is too large",

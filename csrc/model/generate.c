@@ -297,6 +297,14 @@ static nt_status step_forward(nt_generator *g, nt_error *err, const volatile int
                 g->step_ids[r * T + t] = g->step_ids[r * g->T0 + g->P0 + t];
                 g->positions[r * T + t] = g->positions[r * g->T0 + g->P0 + t];
             }
+    /* room for this step's positions, growing geometrically as the forward pass would, but never past max_length:
+     * with many rows a position is a lot of memory */
+    int64_t capacity = g->cache->capacity;
+    if (capacity < S) {
+        capacity = 2 * capacity > S ? 2 * capacity : S;
+        nt_status status = nt_cache_resize(g->cache, err, capacity < g->M ? capacity : g->M);
+        if (status != NT_OK) return status;
+    }
     int64_t keep = T - 1;
     nt_status status = first && g->E > 1
                            ? prefill_shared(g, err, cancel)

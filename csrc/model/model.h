@@ -37,6 +37,8 @@ struct nt_cache {
     float *values;     /* (L, B, NKV, capacity, D) */
 };
 
+/* nt_cache_reserve without its geometric growth: exactly `capacity` positions, when that is more */
+nt_status nt_cache_resize(nt_cache *cache, nt_error *err, int64_t capacity);
 /* cache (B * copies sequences) = each sequence of src (B) `copies` times in a row, as np.repeat */
 nt_status nt_cache_expand(nt_cache *cache, nt_error *err, const nt_cache *src, int64_t copies);
 

@@ -550,16 +550,16 @@ def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=N
                       "generation results, please set `padding_side='left'` when initializing the tokenizer.",
                       UserWarning, stacklevel=3)
 
+    resolve_lengths(config, prompt_length, has_default_max_length, has_default_min_length,
+                    getattr(model.config, "max_position_embeddings", None))
     # rows: each prompt repeated max(num_beams, num_return_sequences) times
     expand = max(num_beams, num_return)
+    check_rows_memory(model.config, num_beams, num_return, batch_size * expand, prompt_length, config.max_length)
     input_ids = np.repeat(input_ids, expand, axis=0)
     mask = np.repeat(mask, expand, axis=0)
     padding = np.argmax(mask != 0, axis=1).astype(np.int64)
     if streamer is not None:
         streamer.put(input_ids.copy())
-
-    resolve_lengths(config, prompt_length, has_default_max_length, has_default_min_length,
-                    getattr(model.config, "max_position_embeddings", None))
     if config.stop_strings is not None and tokenizer is None:
         raise ValueError("There are one or more stop strings, either in the arguments to `generate` or in the model's "
                          "generation config, but we could not locate a tokenizer. When generating with stop strings, "
@@ -602,7 +602,6 @@ def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=N
     run.logits = np.zeros((G, N, V), dtype=np.float32) if want_logits else None
     if run.beams > 1:
         B = batch_size
-        check_beam_memory(N, M, G)
         run.sequences = np.zeros((B, run.beams, M), dtype=np.int64)
         run.sequence_scores = np.zeros((B, run.beams), dtype=np.float32)
         run.beam_indices = np.zeros((B, run.beams, G), dtype=np.int64)
@@ -620,16 +619,23 @@ def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=N
     return run
 
 
-def check_beam_memory(rows, max_length, new_tokens):
-    """Beam search keeps about ten (rows, max_length) int64 tables from the start (running, candidate and staged
-    sequences and beam indices, csrc/model/beam.c) and copies whole rows each step: refuse what cannot fit in
-    memory before allocating it, naming the settings (greedy search and sampling grow as tokens come)."""
-    needed = 8 * rows * (5 * max_length + 5 * new_tokens)
+def check_rows_memory(model_config, num_beams, num_return, rows, prompt_length, max_length):
+    """Refuses, before allocating anything, rows that cannot fit in this machine's memory, naming the settings.
+    What each row (prompts x max(num_beams, num_return_sequences)) needs before its first token: the cache of the
+    prompt and of one token, its scores (twice: logits and processed), and with beams about ten int64 tables as
+    wide as max_length (running, candidate and kept sequences and beam indices, csrc/model/beam.c). The cache then
+    grows a position per token, as in Transformers; greedy search and sampling write their rows as tokens come."""
+    c = model_config
+    per_position = 2 * c.num_hidden_layers * c.num_key_value_heads * c.head_dim * 4
+    per_row = (prompt_length + 1) * per_position + 2 * 4 * c.vocab_size + (8 * 10 * max_length if num_beams > 1 else 0)
+    needed = rows * per_row
     available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else None
     if available and needed > available:
-        raise ValueError(f"beam search over {rows} rows (prompts x num_beams) up to max_length={max_length} needs "
-                         f"{needed / 2**30:.1f} GiB up front, more than this machine's {available / 2**30:.1f} GiB: "
-                         "lower num_beams or max_new_tokens")
+        raise ValueError(f"num_beams={num_beams} and num_return_sequences={num_return} make {rows} rows of "
+                         f"{per_row / 2**20:.2f} MiB each (cache, scores"
+                         f"{f', sequences up to max_length={max_length}' if num_beams > 1 else ''}): "
+                         f"{needed / 2**30:.1f} GiB before the first token, more than this machine's "
+                         f"{available / 2**30:.1f} GiB: lower num_beams, num_return_sequences or max_new_tokens")
 
 
 def check_user_cache(model, cache, rows, prompt_length):
