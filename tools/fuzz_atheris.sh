@@ -23,12 +23,12 @@ CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -g -O1" LDFLAGS="-f
 mkdir -p "$here/fuzz/findings"
 # gcc's libasan defines do-nothing coverage callbacks that would take atheris's calls and leave libFuzzer blind:
 # fuzz/libfuzzer_first.c, preloaded first, hands them to atheris's libFuzzer.
-# detect_leaks=0: CPython's own allocations look like leaks at exit; halt_on_error: UBSan's reports end the run
-# like ASan's; -timeout: an input that takes longer is a hang (the ASan build is a few times slower than the
+# detect_leaks=0: CPython's own allocations look like leaks at exit; halt_on_error and abort_on_error: UBSan's
+# reports end the run like ASan's, by an abort that libFuzzer catches to save the input; -timeout: an input that takes longer is a hang (the ASan build is a few times slower than the
 # release one, and no reader comes near this)
 gcc -shared -fPIC -O1 -o libfuzzer_first.so fuzz/libfuzzer_first.c -ldl
 ATHERIS_LIBFUZZER=$(python -c 'import glob, os, atheris
 print(glob.glob(os.path.join(os.path.dirname(atheris.__file__), "core_with_libfuzzer*.so"))[0])') \
 LD_PRELOAD="$work/libfuzzer_first.so $(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)" \
-ASAN_OPTIONS=detect_leaks=0:verify_asan_link_order=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+ASAN_OPTIONS=detect_leaks=0:verify_asan_link_order=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:abort_on_error=1 \
     python fuzz/run.py "$target" --atheris -timeout=30 -artifact_prefix="$here/fuzz/findings/$target-" "$@"

@@ -188,7 +188,8 @@ static nt_status encode_cached(const nt_bpe *bpe, nt_error *err, nt_id_vec *out,
         e->len = (uint8_t)len;
         e->n_ids = (uint8_t)n;
         memcpy(e->word, word, len);
-        memcpy(e->ids, out->data + before, (size_t)n * sizeof *e->ids);
+        /* a word of dropped characters (no unknown piece) has no ids, and out may have no buffer yet */
+        if (n > 0) memcpy(e->ids, out->data + before, (size_t)n * sizeof *e->ids);
     }
     return NT_OK;
 }

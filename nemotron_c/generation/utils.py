@@ -121,10 +121,14 @@ def check_supported(config, mode):
         raise NotImplementedError(f"cache_implementation={config.cache_implementation!r} is not supported")
 
 
-def as_token_list(value):
+def as_token_list(value, name):
+    """The token id or ids of the setting `name` as a list of ints, or None."""
     if value is None:
         return None
-    array = to_numpy(value, "token ids") if not isinstance(value, (int, np.integer)) else np.array([value])
+    try:
+        array = to_numpy(value, f"`{name}`") if not isinstance(value, (int, np.integer)) else np.array([value])
+    except OverflowError:
+        raise OverflowError(f"`{name}` holds a token id too large for int64: {value!r}") from None
     return [int(t) for t in np.asarray(array).reshape(-1)]
 
 
@@ -211,7 +215,7 @@ def processor_settings(config, eos, prompt_length, vocab_size, padding):
                              f"[0, {vocab_size})")
         c["forced_bos_token_id"] = int(config.forced_bos_token_id)
     if config.forced_eos_token_id is not None:
-        forced = as_token_list(config.forced_eos_token_id)
+        forced = as_token_list(config.forced_eos_token_id, "forced_eos_token_id")
         if any(t < 0 for t in forced):
             raise ValueError(f"`eos_token_id` has to be a list of positive integers, but is {forced}")
         if any(t >= vocab_size for t in forced):
@@ -225,9 +229,9 @@ def processor_settings(config, eos, prompt_length, vocab_size, padding):
             raise ValueError(f"`eos_token_id` has to be a list of positive integers, but is {eos or None}")
         c["decay_start"], c["decay_factor"] = int(start) + prompt_length, float(factor)
     if config.suppress_tokens is not None:
-        c["suppress_tokens"] = np.array(as_token_list(config.suppress_tokens), dtype=np.int64)
+        c["suppress_tokens"] = np.array(as_token_list(config.suppress_tokens, "suppress_tokens"), dtype=np.int64)
     if config.begin_suppress_tokens is not None:
-        c["begin_suppress_tokens"] = np.array(as_token_list(config.begin_suppress_tokens), dtype=np.int64)
+        c["begin_suppress_tokens"] = np.array(as_token_list(config.begin_suppress_tokens, "begin_suppress_tokens"), dtype=np.int64)
         c["begin_index"] = prompt_length
 
     if config.do_sample:
@@ -522,7 +526,7 @@ def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=N
     batch_size, prompt_length = input_ids.shape
 
     # special tokens (_prepare_special_tokens)
-    eos = as_token_list(config.eos_token_id) or []
+    eos = as_token_list(config.eos_token_id, "eos_token_id") or []
     pad = config.pad_token_id
     has_mask = model_kwargs.get("attention_mask") is not None
     if pad is None and eos:
@@ -579,7 +583,8 @@ def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=N
         do_sample=int(bool(config.do_sample)),
         seed=resolve_seed(seed) if config.do_sample else 0,
         num_beams=int(num_beams),
-        length_penalty=float(config.length_penalty),
+        # None: the default, where Transformers fails raising a length to the power None
+        length_penalty=1.0 if config.length_penalty is None else float(config.length_penalty),
         early_stopping=EARLY_STOPPING[config.early_stopping],
     )
 
