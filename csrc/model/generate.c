@@ -184,7 +184,7 @@ nt_status nt_generator_create(nt_generator **out, nt_error *err, nt_model *model
         g->cache = cache;
         g->P0 = nt_cache_length(cache);
     } else if (status == NT_OK) {
-        status = nt_cache_create(&g->cache, err, model, N, g->E > 1 ? 1 : M < T + 1 ? M : T + 1);
+        status = nt_cache_create(&g->cache, err, model, N, g->E > 1 ? 1 : T + 1);
         g->owns_cache = status == NT_OK;
     }
     if (status != NT_OK) {
