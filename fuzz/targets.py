@@ -29,7 +29,8 @@ REGRESSIONS = os.path.join(HERE, "regressions")
 EXPECTED = (ValueError, NotImplementedError)
 EXPECTED_WITH_TYPES = EXPECTED + (TypeError,)
 
-_work = tempfile.mkdtemp(prefix="nemotron_c_fuzz_")
+# in memory where there is a tmpfs: each execution writes its file, which on a disk took most of the time
+_work = tempfile.mkdtemp(prefix="nemotron_c_fuzz_", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
 atexit.register(shutil.rmtree, _work, ignore_errors=True)
 
 
