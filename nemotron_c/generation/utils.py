@@ -231,7 +231,8 @@ def processor_settings(config, eos, prompt_length, vocab_size, padding):
     if config.suppress_tokens is not None:
         c["suppress_tokens"] = np.array(as_token_list(config.suppress_tokens, "suppress_tokens"), dtype=np.int64)
     if config.begin_suppress_tokens is not None:
-        c["begin_suppress_tokens"] = np.array(as_token_list(config.begin_suppress_tokens, "begin_suppress_tokens"), dtype=np.int64)
+        begin = as_token_list(config.begin_suppress_tokens, "begin_suppress_tokens")
+        c["begin_suppress_tokens"] = np.array(begin, dtype=np.int64)
         c["begin_index"] = prompt_length
 
     if config.do_sample:
