@@ -278,8 +278,10 @@ def model_from_json(tj, path):
                           "a space")
     added = []
     for a in tj.get("added_tokens") or []:
-        require(isinstance(a, dict) and isinstance(a.get("content"), str) and isinstance(a.get("id"), int),
+        require(isinstance(a, dict) and isinstance(a.get("content"), str) and type(a.get("id")) is int,
                  f"{path}: bad added token {a!r}")
+        # ids are int32 in the core, as in the vocabulary (tokenizers reads them as u32)
+        require(0 <= a["id"] < 2**31, f"{path}: bad id {a['id']!r} for added token {a['content']!r}")
         added.append({"id": a["id"], "content": a["content"], "special": bool(a.get("special", False)),
                       "lstrip": bool(a.get("lstrip", False)), "rstrip": bool(a.get("rstrip", False)),
                       "single_word": bool(a.get("single_word", False)),
