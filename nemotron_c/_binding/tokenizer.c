@@ -150,7 +150,8 @@ static PyObject *ids_to_list(const int32_t *ids, int64_t n) {
     PyObject *list = PyList_New((Py_ssize_t)n);
     if (list == NULL) return NULL;
     for (int64_t i = 0; i < n; i++) {
-        PyObject *v = PyLong_FromLong(ids[i]);
+        /* tens of millions of ids from one huge text take seconds: Ctrl-C is looked for meanwhile */
+        PyObject *v = i % (1 << 20) == (1 << 20) - 1 && PyErr_CheckSignals() < 0 ? NULL : PyLong_FromLong(ids[i]);
         if (v == NULL) {
             Py_DECREF(list);
             return NULL;

@@ -203,7 +203,11 @@ def decoder_steps(decoder):
         elif kind == "Fuse":
             steps.append(step(_core.STEP_FUSE))
         elif kind == "Strip":
-            steps.append(step(_core.STEP_STRIP, d["content"], None, d.get("start", 0), d.get("stop", 0)))
+            # tokenizers reads the counts as usize; the core takes them as int64
+            content, start, stop = d.get("content"), d.get("start", 0), d.get("stop", 0)
+            require(isinstance(content, str) and all(type(n) is int and 0 <= n < 2**31 for n in (start, stop)),
+                    f"a Strip decoder needs a string content and start and stop counts in [0, 2**31), got {d!r}")
+            steps.append(step(_core.STEP_STRIP, content, None, start, stop))
         elif kind == "Metaspace":
             steps.append(metaspace(d))
         else:
@@ -362,7 +366,8 @@ def build_core(model):
         raise FormatError(f"a merge names {e.args[0]!r}, which is not in the vocabulary") from None
     unk_id = -1
     if model.unk_token is not None:
-        require(model.unk_token in vocab, f"unk_token {model.unk_token!r} is not in the vocabulary")
+        require(isinstance(model.unk_token, str) and model.unk_token in vocab,
+                f"unk_token {model.unk_token!r} is not in the vocabulary")
         unk_id = vocab[model.unk_token]
     added = [(a["matched"], a["id"], a["special"], a["lstrip"], a["rstrip"], a["single_word"], a["normalized"])
              for a in model.added]
