@@ -494,28 +494,29 @@ nt_status nt_tokenizer_create(nt_tokenizer **out, nt_error *err, const nt_tokeni
 void nt_tokenizer_free(nt_tokenizer *tok);
 
 /* Encodes text[0, len) (valid UTF-8) without special tokens around it. *ids is malloc'ed (free() it),
- * *n_ids its length. */
+ * *n_ids its length. cancel: as nt_model_forward, read before each word and every 65536 merges within one. */
 nt_status nt_tokenizer_encode(const nt_tokenizer *tok, nt_error *err, int32_t **ids, int64_t *n_ids,
-                              const char *text, size_t len);
+                              const char *text, size_t len, const volatile int *cancel);
 
 /* As nt_tokenizer_encode, and also what each added token matched: match k is ids[positions[k]] and took in
  * texts[text_offsets[k], text_offsets[k + 1]) (its content, and the whitespace it strips with lstrip or rstrip).
  * *positions, *texts and *text_offsets ((n_matches + 1) entries) are malloc'ed like *ids. */
 nt_status nt_tokenizer_encode_matches(const nt_tokenizer *tok, nt_error *err, int32_t **ids, int64_t *n_ids,
                                       int64_t **positions, char **texts, int64_t **text_offsets, int64_t *n_matches,
-                                      const char *text, size_t len);
+                                      const char *text, size_t len, const volatile int *cancel);
 
 /* Encodes B texts, spread over pool (NULL: on the caller's thread). *ids (malloc'ed) holds every text's ids
  * back to back, text b's at ids[offsets[b], offsets[b + 1]); offsets is (B + 1), the caller's. cancel: as
- * nt_model_forward, read before each text. */
+ * nt_model_forward, read before each text and within one as nt_tokenizer_encode. */
 nt_status nt_tokenizer_encode_batch(const nt_tokenizer *tok, nt_error *err, int32_t **ids, int64_t *offsets,
                                     const char *const *texts, const size_t *lens, int64_t B,
                                     nt_threadpool *pool, const volatile int *cancel);
 
 /* Decodes ids to UTF-8 text; *text is malloc'ed and NUL-terminated, *len bytes long. Ids that name no piece
- * are skipped, as tokenizers does; skip_special drops the added tokens marked special. */
+ * are skipped, as tokenizers does; skip_special drops the added tokens marked special. cancel: as
+ * nt_model_forward, read every 65536 ids and between the decoder's steps. */
 nt_status nt_tokenizer_decode(const nt_tokenizer *tok, nt_error *err, char **text, size_t *len,
-                              const int32_t *ids, int64_t n_ids, int skip_special);
+                              const int32_t *ids, int64_t n_ids, int skip_special, const volatile int *cancel);
 
 #ifdef __cplusplus
 }

@@ -4,8 +4,10 @@ anything else (a crash, a hang, a KeyError, a RecursionError, an unhashable Type
 
 Run them with atheris (fuzz/run.py --atheris) or with the seeded mutation loop of fuzz/mutate.py, which
 tests/test_fuzz.py runs for a bounded number of iterations."""
+import atexit
 import json
 import os
+import shutil
 import tempfile
 
 import numpy as np
@@ -15,7 +17,7 @@ from nemotron_c.checkpoint.quantized import QUANTIZATION_CONFIG, QUANTIZED_DTYPE
 from nemotron_c.checkpoint.safetensors import read_safetensors
 from nemotron_c.checkpoint.torch_bin import read_state_dict
 from nemotron_c.model.rope import rope_parameters
-from nemotron_c.model.weights import QUANTIZED_TENSORS, core_config
+from nemotron_c.model.weights import QUANTIZED_TENSORS, core_config, layer_shapes
 from nemotron_c.tokenizer.tokenization import AutoTokenizer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -28,7 +30,9 @@ REGRESSIONS = os.path.join(HERE, "regressions")
 EXPECTED = (ValueError, NotImplementedError)
 EXPECTED_WITH_TYPES = EXPECTED + (TypeError,)
 
-_work = tempfile.mkdtemp(prefix="nemotron_c_fuzz_")
+# in memory where there is a tmpfs: each execution writes its file, which on a disk took most of the time
+_work = tempfile.mkdtemp(prefix="nemotron_c_fuzz_", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+atexit.register(shutil.rmtree, _work, ignore_errors=True)
 
 
 def _write(name, data):
@@ -65,12 +69,19 @@ def config_json(data):
     config = nemotron_c.NemotronConfig.from_dict(values)
     config.validate()
     config.to_json_string()
+    # The RoPE tables take head_dim / 2 floats. Loading checks every weight's shape against the file before it
+    # builds them, and a q_proj of num_attention_heads * head_dim * hidden_size values is in the file: a config
+    # alone does not reach here with a head_dim larger than its checkpoint (regressions/config_json/huge_head_dim).
+    if max(int(np.prod(shape)) for shape in layer_shapes(config).values()) > 2**24:
+        return
     core_config(config)
     rope_parameters(config)
 
 
 def _tokenizer_folder(name, data):
-    folder = tempfile.mkdtemp(dir=_work)
+    # one folder per file name, rewritten by each execution: a million runs must not leave a million folders
+    folder = os.path.join(_work, name)
+    os.makedirs(folder, exist_ok=True)
     with open(os.path.join(folder, name), "wb") as f:
         f.write(data)
     return folder

@@ -1,4 +1,8 @@
 """generate() against Transformers' generate, token for token."""
+import os
+import subprocess
+import sys
+import textwrap
 import time
 import warnings
 
@@ -158,5 +162,36 @@ def test_huge_max_new_tokens_cut_short_costs_nothing(models):
         start = time.perf_counter()
         out = ours.generate(PROMPTS[1:], attention_mask=mask, max_new_tokens=3 * 10**8, eos_token_id=int(first))
         assert out.shape == (1, PROMPTS.shape[1] + 1) and time.perf_counter() - start < 2
-    with pytest.raises(ValueError, match="num_beams or max_new_tokens"):
+    with pytest.raises(ValueError, match="num_beams=2 .* lower num_beams, num_return_sequences or max_new_tokens"):
         ours.generate(PROMPTS[1:], max_new_tokens=3 * 10**12, num_beams=2)
+
+
+@pytest.mark.parametrize("kwargs", [dict(num_beams=10**9), dict(num_return_sequences=10**9, do_sample=True)])
+def test_rows_beyond_memory_are_refused_before_allocating(models, kwargs):
+    # Transformers first repeats input_ids 1e9 times: "RuntimeError: [enforce fail at alloc_cpu.cpp:127] ...
+    # DefaultCPUAllocator: can't allocate memory: you tried to allocate 56000000000 bytes"
+    ours, _ = models
+    with pytest.raises(ValueError, match=r"num_beams=\d+ and num_return_sequences=\d+ make 1000000000 rows"):
+        ours.generate(PROMPTS[1:], max_new_tokens=1, **kwargs)
+
+
+def test_many_beams_cost_the_rows_not_the_prompt_times_the_rows(checkpoint, tmp_path):
+    # 3e4 beams: the prompt runs once per prompt and its cache is copied to the beams, one work space per chunk of
+    # rows (not per row), the cache grows to max_length and no further. Transformers takes 2.3 GB and ~1 min for 1e5
+    # beams and one token, we ~0.5 GB and ~2 s.
+    script = textwrap.dedent(f"""
+        import resource, sys, numpy as np, nemotron_c
+        sys.path.insert(0, {os.path.dirname(__file__)!r})
+        from helpers.checkpoints import write_random_checkpoint
+        model = nemotron_c.AutoModelForCausalLM.from_pretrained(write_random_checkpoint({str(tmp_path)!r}))
+        model.generate(np.array([[9, 4, 61, 12, 8, 40, 71]]), num_beams=2, max_new_tokens=1)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        out = model.generate(np.array([[9, 4, 61, 12, 8, 40, 71]]), num_beams=30000, max_new_tokens=2)
+        print(out.shape, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    shape, grown_mb = result.stdout.rsplit(" ", 1)
+    # 30000 rows of 9 positions of 512 bytes of cache (138 MB, and the 7 of the prompt while it grows), scores and
+    # tables: 263 MB; 476 MB before
+    assert shape == "(1, 9)" and int(grown_mb) < 350, result.stdout

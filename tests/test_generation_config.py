@@ -1,6 +1,7 @@
 """GenerationConfig and generate()'s bad-input behaviour, each against what Transformers does."""
 import json
 import os
+import re
 import warnings
 
 import numpy as np
@@ -110,6 +111,39 @@ def test_bad_input_raises_as_transformers(models, name, kwargs, message):
     with pytest.raises(theirs_type) as raised:
         ours.generate(PROMPTS[1:2], **kwargs)
     assert message in str(raised.value)
+
+
+UNNAMED_IN_TRANSFORMERS = [
+    (dict(do_sample=True, top_p="0.9"), "`top_p` must be a number"),
+    (dict(do_sample=True, top_k="5"), "`top_k` must be a number"),
+    (dict(do_sample=True, min_p=[0.1]), "`min_p` must be a number"),
+    (dict(num_beams=2, length_penalty="1"), "`length_penalty` must be a number"),
+    (dict(max_time="10"), "`max_time` must be a number"),
+    (dict(no_repeat_ngram_size="2"), "`no_repeat_ngram_size` must be a number"),
+    (dict(exponential_decay_length_penalty=-1), "`exponential_decay_length_penalty` must be a pair"),
+    (dict(early_stopping=[1], num_beams=2), "`early_stopping` must be a boolean or 'never'"),
+    (dict(eos_token_id="x"), "`eos_token_id` must be"),
+    (dict(suppress_tokens="x"), "`suppress_tokens` must be"),
+]
+
+
+@pytest.mark.parametrize("kwargs,message", UNNAMED_IN_TRANSFORMERS,
+                         ids=[message.split("`")[1] for _, message in UNNAMED_IN_TRANSFORMERS])
+def test_settings_of_the_wrong_type_are_named(models, kwargs, message):
+    """Transformers fails on these comparing or converting them ("'<' not supported between instances of 'str'
+    and 'float'", "unhashable type: 'list'", "cannot unpack non-iterable int object"...), without naming the
+    setting; we raise a TypeError (a ValueError for early_stopping, as for its other bad values) naming it."""
+    ours, theirs = models
+    assert outcome(lambda: theirs.generate(torch.as_tensor(PROMPTS[1:2]), max_new_tokens=2, **kwargs))[0] == "raise"
+    with pytest.raises((TypeError, ValueError), match=re.escape(message)):
+        ours.generate(PROMPTS[1:2], max_new_tokens=2, **kwargs)
+
+
+def test_length_penalty_none_is_the_default(models):
+    # Transformers: "unsupported operand type(s) for ** or pow(): 'int' and 'NoneType'"
+    ours, _ = models
+    np.testing.assert_array_equal(ours.generate(PROMPTS[1:2], num_beams=2, max_new_tokens=3, length_penalty=None),
+                                  ours.generate(PROMPTS[1:2], num_beams=2, max_new_tokens=3))
 
 
 ACCEPTED = [

@@ -369,6 +369,34 @@ def test_ctrl_c_interrupts_a_long_batch_encode(dirs):
     interrupt_child(INTERRUPTED_ENCODE.format(root=root, path=dirs["big"]))
 
 
+INTERRUPTED_ONE_TEXT = """
+import sys, numpy as np
+sys.path.insert(0, {root!r})
+from nemotron_c.tokenizer.tokenization import AutoTokenizer
+tokenizer = AutoTokenizer.from_pretrained({path!r})
+text = "The quick brown fox, 12 jumps; over the lazy dog. " * 3_000_000  # 150 MB in one string
+ids = np.tile(np.array(tokenizer(text[:5000])["input_ids"], dtype=np.int32), 40_000)  # 60 M ids
+expected = tokenizer("fox, 12 dogs")["input_ids"], tokenizer.decode(ids[:50])
+print("ready", flush=True)
+try:
+    {call}
+    print("finished", flush=True)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+again = tokenizer("fox, 12 dogs")["input_ids"], tokenizer.decode(ids[:50])
+print("usable" if again == expected else "broken", flush=True)
+"""
+
+
+@pytest.mark.parametrize("call", ["tokenizer(text)", "tokenizer._core.decode(ids)"])
+def test_ctrl_c_interrupts_one_huge_text_or_id_array(dirs, call):
+    # one text is encoded (ids decoded) on the cancellable runner once it is long: the flag is read before each
+    # word and every 65536 merges (every 65536 ids in each decoder step); before, only between texts. The C decode
+    # is called directly: tokenizer.decode spends longer in Python's conversion of the ids, which Ctrl-C stops anyway.
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    interrupt_child(INTERRUPTED_ONE_TEXT.format(root=root, path=dirs["big"], call=call))
+
+
 def _varint(n):
     out = b""
     while True:

@@ -5,17 +5,48 @@
 
 #include "model/beam.h"
 
-/* order (n) = indices of the n largest of x (len), largest first, ties by lower index (torch.topk) */
+/* is x[i] ranked before x[j]? larger first, ties by lower index (torch.topk) */
+static int ranks_before(const float *x, int64_t i, int64_t j) { return x[i] > x[j] || (x[i] == x[j] && i < j); }
+
+/* restores the heap below `at` in heap (n), the lowest-ranked element at the root */
+static void sift_down(int64_t *heap, const float *x, int64_t n, int64_t at) {
+    for (;;) {
+        int64_t lowest = at, left = 2 * at + 1, right = left + 1;
+        if (left < n && ranks_before(x, heap[lowest], heap[left])) lowest = left;
+        if (right < n && ranks_before(x, heap[lowest], heap[right])) lowest = right;
+        if (lowest == at) return;
+        int64_t t = heap[at];
+        heap[at] = heap[lowest];
+        heap[lowest] = t;
+        at = lowest;
+    }
+}
+
+/* order (n) = indices of the n largest of x (len), largest first, ties by lower index (torch.topk). A heap of the
+ * n best so far: len * log(n) at worst, where insertion into a sorted list took len * n (hours for n = 2e5). */
 static void top_n(int64_t *order, const float *x, int64_t len, int64_t n) {
     int64_t count = 0;
     for (int64_t i = 0; i < len; i++) {
-        if (count == n && !(x[i] > x[order[n - 1]])) continue;
-        int64_t j = count < n ? count++ : n - 1;
-        while (j > 0 && x[i] > x[order[j - 1]]) {
-            order[j] = order[j - 1];
-            j--;
+        if (count < n) {
+            int64_t at = count++;
+            order[at] = i;
+            while (at > 0 && ranks_before(x, order[(at - 1) / 2], order[at])) {
+                int64_t parent = (at - 1) / 2, t = order[at];
+                order[at] = order[parent];
+                order[parent] = t;
+                at = parent;
+            }
+        } else if (ranks_before(x, i, order[0])) {
+            order[0] = i;
+            sift_down(order, x, n, 0);
         }
-        order[j] = i;
+    }
+    /* heapsort: the lowest-ranked goes last */
+    for (int64_t end = count - 1; end > 0; end--) {
+        int64_t t = order[0];
+        order[0] = order[end];
+        order[end] = t;
+        sift_down(order, x, end, 0);
     }
 }
 

@@ -47,9 +47,14 @@ int64_t nt_cache_length(const nt_cache *cache) { return cache->length; }
 
 nt_status nt_cache_reserve(nt_cache *c, nt_error *err, int64_t capacity) {
     if (capacity <= c->capacity && c->keys != NULL) return NT_OK;
-    if (capacity < 1) capacity = 1;
     /* grow geometrically so that a token-by-token caller copies O(n) in all */
     if (c->capacity > 0 && capacity < 2 * c->capacity) capacity = 2 * c->capacity;
+    return nt_cache_resize(c, err, capacity);
+}
+
+nt_status nt_cache_resize(nt_cache *c, nt_error *err, int64_t capacity) {
+    if (capacity <= c->capacity && c->keys != NULL) return NT_OK;
+    if (capacity < 1) capacity = 1;
     int64_t bytes = cache_bytes(c, capacity);
     if (bytes < 0)
         return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "a cache of %lld positions is too large",
@@ -73,6 +78,31 @@ nt_status nt_cache_reserve(nt_cache *c, nt_error *err, int64_t capacity) {
     c->keys = keys;
     c->values = values;
     c->capacity = capacity;
+    return NT_OK;
+}
+
+nt_status nt_cache_expand(nt_cache *c, nt_error *err, const nt_cache *src, int64_t copies) {
+    if (c->batch_size != src->batch_size * copies || c->num_layers != src->num_layers ||
+        c->num_kv_heads != src->num_kv_heads || c->head_dim != src->head_dim || c->dtype != src->dtype)
+        return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "cache of %lld sequences cannot hold %lld x %lld",
+                            (long long)c->batch_size, (long long)src->batch_size, (long long)copies);
+    nt_status status = nt_cache_reserve(c, err, src->length);
+    if (status != NT_OK) return status;
+    size_t element = nt_cache_element_bytes(c); /* the sizes below are in bytes */
+    size_t filled = (size_t)(src->length * src->head_dim) * element;
+    size_t src_run = (size_t)(src->capacity * src->head_dim) * element, run = (size_t)(c->capacity * c->head_dim) * element;
+    int64_t NKV = c->num_kv_heads;
+    for (int64_t l = 0; l < c->num_layers; l++)
+        for (int64_t b = 0; b < src->batch_size; b++)
+            for (int64_t h = 0; h < NKV; h++) {
+                size_t from = (size_t)((l * src->batch_size + b) * NKV + h) * src_run;
+                for (int64_t j = 0; j < copies; j++) {
+                    size_t to = (size_t)((l * c->batch_size + b * copies + j) * NKV + h) * run;
+                    memcpy((char *)c->keys + to, (const char *)src->keys + from, filled);
+                    memcpy((char *)c->values + to, (const char *)src->values + from, filled);
+                }
+            }
+    c->length = src->length;
     return NT_OK;
 }
 

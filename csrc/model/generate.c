@@ -25,6 +25,7 @@ struct nt_generator {
     float *bias_values;          /* copy of the config's sequence_bias_values */
     nt_generation_outputs out;
     int64_t N, B, NB, T0, M, G, V;
+    int64_t E;                   /* consecutive rows that are copies of one prompt (beam search): prefilled once */
     int64_t length;              /* tokens per row so far */
     int64_t steps;
     int done;
@@ -37,7 +38,8 @@ struct nt_generator {
     int64_t *skip;               /* (N) leading tokens the repetition penalty skips */
     uint8_t *unfinished;         /* (N) */
     float *logits;               /* (N, V) */
-    nt_row_scratch *scratch;     /* (N) */
+    nt_row_scratch *scratch;     /* (chunks): work space of each chunk of rows processed in parallel */
+    int64_t chunks;
     nt_rng rng;
     nt_beam_search *beam;        /* NULL without beams */
 };
@@ -87,7 +89,7 @@ void nt_generator_free(nt_generator *g) {
     if (g == NULL) return;
     if (g->owns_cache) nt_cache_free(g->cache);
     if (g->scratch != NULL)
-        for (int64_t r = 0; r < g->N; r++) nt_row_scratch_free(&g->scratch[r]);
+        for (int64_t i = 0; i < g->chunks; i++) nt_row_scratch_free(&g->scratch[i]);
     nt_beam_search_free(g->beam);
     void *buffers[] = {g->tokens, g->bias_values, g->mask, g->step_mask, g->positions, g->step_ids, g->skip,
                        g->unfinished, g->logits, g->scratch};
@@ -144,7 +146,11 @@ nt_status nt_generator_create(nt_generator **out, nt_error *err, nt_model *model
     g->step_ids = malloc((size_t)(N * T) * sizeof(int32_t));
     g->unfinished = malloc((size_t)N);
     g->logits = malloc((size_t)(N * V) * sizeof(float));
-    g->scratch = calloc((size_t)N, sizeof(nt_row_scratch));
+    /* a few chunks of rows per thread, not a work space per row: 1e5 beams would take 1e5 of them */
+    g->chunks = 4 * (int64_t)nt_model_num_threads(model);
+    if (g->chunks > N) g->chunks = N;
+    if (g->chunks < 1) g->chunks = 1;
+    g->scratch = calloc((size_t)g->chunks, sizeof(nt_row_scratch));
     g->running = NB > 1 ? malloc((size_t)(N * M) * sizeof(int64_t)) : outputs->sequences;
     int failed = g->tokens == NULL || g->bias_values == NULL || g->skip == NULL || g->positions == NULL ||
                  g->step_ids == NULL || g->unfinished == NULL || g->logits == NULL || g->scratch == NULL ||
@@ -158,14 +164,27 @@ nt_status nt_generator_create(nt_generator **out, nt_error *err, nt_model *model
         nt_generator_free(g);
         return nt_error_set(err, NT_ERROR_OUT_OF_MEMORY, "out of memory for the generation state");
     }
-    for (int64_t r = 0; r < N && status == NT_OK; r++) status = nt_row_scratch_init(&g->scratch[r], err, V);
+    for (int64_t i = 0; i < g->chunks && status == NT_OK; i++) status = nt_row_scratch_init(&g->scratch[i], err, V);
+    /* Beam search repeats each prompt num_beams times: when the copies are equal (always, from generate()), the
+     * prompt runs once per prompt and its cache is copied, so 1e5 beams cost one prompt's forward pass. */
+    g->E = 1;
+    if (NB > 1 && cache == NULL) {
+        int same = 1;
+        for (int64_t r = 0; r < N && same; r++)
+            if (r % NB != 0) {
+                same = memcmp(input_ids + r * T, input_ids + (r - 1) * T, (size_t)T * sizeof(int64_t)) == 0;
+                same = same && (attention_mask == NULL ||
+                                memcmp(attention_mask + r * T, attention_mask + (r - 1) * T, (size_t)T) == 0);
+            }
+        if (same) g->E = NB;
+    }
     /* the cache grows as tokens come (the forward pass reserves geometrically): a large max_length that eos
-     * cuts short must not allocate its whole cache up front */
+     * cuts short, or many beams, must not allocate cache up front for positions that may never come */
     if (cache != NULL) {
         g->cache = cache;
         g->P0 = nt_cache_length(cache);
     } else if (status == NT_OK) {
-        status = nt_cache_create(&g->cache, err, model, N, M < T + 64 ? M : T + 64);
+        status = nt_cache_create(&g->cache, err, model, N, g->E > 1 ? 1 : T + 1);
         g->owns_cache = status == NT_OK;
     }
     if (status != NT_OK) {
@@ -222,6 +241,39 @@ int64_t nt_generator_steps(const nt_generator *g) { return g->steps; }
 
 /* ---------------------------------------------------------------- the forward pass of a step */
 
+/* The prompt of rows that come in groups of E copies: one forward pass over the B distinct rows into a cache of
+ * B sequences, then that cache and the last logits copied E times. Row b of a group is row b * E of the inputs. */
+static nt_status prefill_shared(nt_generator *g, nt_error *err, const volatile int *cancel) {
+    int64_t B = g->N / g->E, T = g->T0, E = g->E, V = g->V;
+    int32_t *ids = malloc((size_t)(B * T) * sizeof(int32_t));
+    int64_t *positions = malloc((size_t)(B * T) * sizeof(int64_t));
+    uint8_t *mask = g->mask != NULL ? malloc((size_t)(B * T)) : NULL;
+    nt_cache *prompts = NULL;
+    nt_status status = NT_OK;
+    if (ids == NULL || positions == NULL || (g->mask != NULL && mask == NULL))
+        status = nt_error_set(err, NT_ERROR_OUT_OF_MEMORY, "out of memory for the prompt");
+    for (int64_t b = 0; b < B && status == NT_OK; b++) {
+        memcpy(ids + b * T, g->step_ids + b * E * T, (size_t)T * sizeof(int32_t));
+        memcpy(positions + b * T, g->positions + b * E * T, (size_t)T * sizeof(int64_t));
+        if (mask != NULL) memcpy(mask + b * T, g->step_mask + b * E * T, (size_t)T);
+    }
+    if (status == NT_OK) status = nt_cache_create(&prompts, err, g->model, B, T);
+    int64_t keep = T - 1;
+    if (status == NT_OK)
+        status = nt_model_forward(g->model, err, g->logits, NULL, NULL, ids, positions, mask, &keep, 1, B, T, prompts,
+                                  NULL, cancel);
+    if (status == NT_OK) status = nt_cache_expand(g->cache, err, prompts, E);
+    /* logits of prompt b to rows b * E ... b * E + E - 1, from the last prompt down so no source is overwritten */
+    for (int64_t b = B - 1; b >= 0 && status == NT_OK; b--)
+        for (int64_t j = E - 1; j >= 0; j--)
+            if (b * E + j != b) memcpy(g->logits + (b * E + j) * V, g->logits + b * V, (size_t)V * sizeof(float));
+    nt_cache_free(prompts);
+    free(ids);
+    free(positions);
+    free(mask);
+    return status;
+}
+
 static nt_status step_forward(nt_generator *g, nt_error *err, const volatile int *cancel) {
     int first = g->length == g->T0;
     int64_t N = g->N, T = first ? g->T0 - g->P0 : 1, S = g->length;
@@ -245,9 +297,19 @@ static nt_status step_forward(nt_generator *g, nt_error *err, const volatile int
                 g->step_ids[r * T + t] = g->step_ids[r * g->T0 + g->P0 + t];
                 g->positions[r * T + t] = g->positions[r * g->T0 + g->P0 + t];
             }
+    /* room for this step's positions, growing geometrically as the forward pass would, but never past max_length:
+     * with many rows a position is a lot of memory */
+    int64_t capacity = g->cache->capacity;
+    if (capacity < S) {
+        capacity = 2 * capacity > S ? 2 * capacity : S;
+        nt_status status = nt_cache_resize(g->cache, err, capacity < g->M ? capacity : g->M);
+        if (status != NT_OK) return status;
+    }
     int64_t keep = T - 1;
-    nt_status status = nt_model_forward(g->model, err, g->logits, NULL, NULL, g->step_ids, g->positions,
-                                        g->mask ? g->step_mask : NULL, &keep, 1, N, T, g->cache, NULL, cancel);
+    nt_status status = first && g->E > 1
+                           ? prefill_shared(g, err, cancel)
+                           : nt_model_forward(g->model, err, g->logits, NULL, NULL, g->step_ids, g->positions,
+                                              g->mask ? g->step_mask : NULL, &keep, 1, N, T, g->cache, NULL, cancel);
     if (status != NT_OK) return status;
     /* positions of the next tokens: one past each row's last */
     if (first)
@@ -263,14 +325,16 @@ typedef struct {
     int log_softmax_first; /* beam search processes log-probabilities */
 } process_job;
 
+/* chunks [begin, end): chunk i is rows [i * N / chunks, (i + 1) * N / chunks), with work space i */
 static void process_range(void *ctx, int64_t begin, int64_t end) {
     const process_job *job = ctx;
     nt_generator *g = job->g;
-    for (int64_t r = begin; r < end; r++) {
-        float *row = g->logits + r * g->V;
-        if (job->log_softmax_first) nt_log_softmax(row, row, g->V);
-        nt_process_scores(&g->config, row, g->running + r * g->M, g->length, g->skip[r], g->V, &g->scratch[r]);
-    }
+    for (int64_t i = begin; i < end; i++)
+        for (int64_t r = i * g->N / g->chunks; r < (i + 1) * g->N / g->chunks; r++) {
+            float *row = g->logits + r * g->V;
+            if (job->log_softmax_first) nt_log_softmax(row, row, g->V);
+            nt_process_scores(&g->config, row, g->running + r * g->M, g->length, g->skip[r], g->V, &g->scratch[i]);
+        }
 }
 
 /* raw logits out, processors, processed scores out */
@@ -278,7 +342,7 @@ static void process_rows(nt_generator *g, int log_softmax_first) {
     size_t step_bytes = (size_t)(g->N * g->V) * sizeof(float);
     if (g->out.logits != NULL) memcpy(g->out.logits + g->steps * g->N * g->V, g->logits, step_bytes);
     process_job job = {g, log_softmax_first};
-    nt_threadpool_parallel_for(g->model->pool, process_range, &job, g->N, 1);
+    nt_threadpool_parallel_for(g->model->pool, process_range, &job, g->chunks, 1);
     if (g->out.scores != NULL) memcpy(g->out.scores + g->steps * g->N * g->V, g->logits, step_bytes);
 }
 
@@ -289,7 +353,7 @@ static void select_tokens(nt_generator *g) {
     int64_t M = g->M, L = g->length;
     for (int64_t r = 0; r < g->N; r++) {
         const float *scores = g->logits + r * g->V;
-        int64_t token = c->do_sample ? nt_sample(&g->rng, scores, g->V, g->scratch[r].spare) : nt_argmax(scores, g->V);
+        int64_t token = c->do_sample ? nt_sample(&g->rng, scores, g->V, g->scratch[0].spare) : nt_argmax(scores, g->V);
         if (c->n_eos > 0 && !g->unfinished[r]) token = c->pad_token_id;
         g->running[r * M + L] = token;
     }

@@ -41,6 +41,10 @@ struct nt_cache {
 
 /* bytes of one element of a cache */
 static inline size_t nt_cache_element_bytes(const nt_cache *c) { return c->dtype == NT_DTYPE_BF16 ? 2 : 4; }
+/* nt_cache_reserve without its geometric growth: exactly `capacity` positions, when that is more */
+nt_status nt_cache_resize(nt_cache *cache, nt_error *err, int64_t capacity);
+/* cache (B * copies sequences) = each sequence of src (B) `copies` times in a row, as np.repeat */
+nt_status nt_cache_expand(nt_cache *cache, nt_error *err, const nt_cache *src, int64_t copies);
 
 /* Threaded building blocks of the forward pass, for the other model files (scoring, heads). */
 /* y (M, N) = x (M, K) @ w (N, K)^T + bias (N); bias may be NULL */

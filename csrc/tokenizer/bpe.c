@@ -131,7 +131,9 @@ static nt_status encode_word(const nt_bpe *bpe, nt_error *err, nt_id_vec *out, n
     /* merge, lowest rank first, leftmost on ties */
     size_t n_heap = 0;
     for (int32_t i = 0; i + 1 < n; i++) push_pair(bpe, symbols, heap, &n_heap, i);
-    while (n_heap > 0) {
+    for (uint32_t popped = 1; n_heap > 0; popped++) {
+        if (popped % 65536 == 0 && scratch->cancel != NULL && *scratch->cancel)
+            return nt_error_set(err, NT_ERROR_INTERRUPTED, "interrupted");
         struct nt_bpe_candidate c = heap_pop(heap, &n_heap);
         int32_t pos = (int32_t)(c.key & 0xFFFFFFFFu);
         struct nt_bpe_symbol *left = &symbols[pos];
@@ -164,6 +166,7 @@ static uint64_t hash_word(const char *s, size_t len) {
 
 static nt_status encode_cached(const nt_bpe *bpe, nt_error *err, nt_id_vec *out, nt_bpe_scratch *scratch,
                                const char *word, size_t len) {
+    if (scratch->cancel != NULL && *scratch->cancel) return nt_error_set(err, NT_ERROR_INTERRUPTED, "interrupted");
     if (len == 0 || len > NT_BPE_CACHE_WORD) return encode_word(bpe, err, out, scratch, word, len);
     if (scratch->cache == NULL) {
         scratch->cache = calloc(NT_BPE_CACHE_SIZE, sizeof *scratch->cache);
@@ -185,7 +188,8 @@ static nt_status encode_cached(const nt_bpe *bpe, nt_error *err, nt_id_vec *out,
         e->len = (uint8_t)len;
         e->n_ids = (uint8_t)n;
         memcpy(e->word, word, len);
-        memcpy(e->ids, out->data + before, (size_t)n * sizeof *e->ids);
+        /* a word of dropped characters (no unknown piece) has no ids, and out may have no buffer yet */
+        if (n > 0) memcpy(e->ids, out->data + before, (size_t)n * sizeof *e->ids);
     }
     return NT_OK;
 }

@@ -78,17 +78,21 @@ static int push_replaced(str_list *dst, const char *t, size_t len, const char *f
     return rc;
 }
 
-static int apply_decoder(const nt_step *d, str_list *dst, const str_list *src) {
+/* whether the caller's cancel flag is up, looked at every 65536 items (a volatile read per item would cost) */
+#define CANCELLED(i) (((i) & 0xFFFF) == 0xFFFF && cancel != NULL && *cancel)
+
+/* One decoder step from src to dst; stops early, leaving dst part done, when cancelled. */
+static int apply_decoder(const nt_step *d, str_list *dst, const str_list *src, const volatile int *cancel) {
     const char *a = d->a;
     size_t al = d->a_len;
     switch (d->step.type) {
     case NT_TOKENIZER_STEP_REPLACE:
-        for (int64_t i = 0; i < src->n; i++)
+        for (int64_t i = 0; i < src->n && !CANCELLED(i); i++)
             if (push_replaced(dst, ITEM(src, i), ITEM_LEN(src, i), a, al, d->b, d->b_len)) return -1;
         return 0;
     case NT_TOKENIZER_STEP_BYTE_FALLBACK: {
         nt_byte_buf run = {0};
-        for (int64_t i = 0; i < src->n; i++) {
+        for (int64_t i = 0; i < src->n && !CANCELLED(i); i++) {
             const char *t = ITEM(src, i);
             size_t len = ITEM_LEN(src, i);
             int hi, lo;
@@ -110,7 +114,7 @@ static int apply_decoder(const nt_step *d, str_list *dst, const str_list *src) {
     case NT_TOKENIZER_STEP_FUSE:
         return list_push(dst, src->n ? src->bytes.data : "", src->n ? src->off[src->n] : 0);
     case NT_TOKENIZER_STEP_STRIP:
-        for (int64_t i = 0; i < src->n; i++) {
+        for (int64_t i = 0; i < src->n && !CANCELLED(i); i++) {
             const char *t = ITEM(src, i);
             size_t len = ITEM_LEN(src, i);
             for (int64_t k = 0; k < d->step.start && len >= al && memcmp(t, a, al) == 0; k++) t += al, len -= al;
@@ -121,7 +125,7 @@ static int apply_decoder(const nt_step *d, str_list *dst, const str_list *src) {
     case NT_TOKENIZER_STEP_METASPACE:
         /* the replacement becomes a space, except in the first piece (unless prepend_scheme is never),
          * where it is dropped */
-        for (int64_t i = 0; i < src->n; i++) {
+        for (int64_t i = 0; i < src->n && !CANCELLED(i); i++) {
             int drop = i == 0 && d->step.prepend_scheme != NT_PREPEND_SCHEME_NEVER;
             if (push_replaced(dst, ITEM(src, i), ITEM_LEN(src, i), a, al, " ", drop ? 0 : 1)) return -1;
         }
@@ -132,13 +136,14 @@ static int apply_decoder(const nt_step *d, str_list *dst, const str_list *src) {
 }
 
 nt_status nt_tokenizer_decode(const nt_tokenizer *tok, nt_error *err, char **text, size_t *len,
-                              const int32_t *ids, int64_t n_ids, int skip_special) {
+                              const int32_t *ids, int64_t n_ids, int skip_special, const volatile int *cancel) {
     *text = NULL;
     *len = 0;
     str_list lists[2];
     memset(lists, 0, sizeof lists);
     str_list *cur = &lists[0];
     for (int64_t i = 0; i < n_ids; i++) {
+        if (CANCELLED(i)) goto interrupted;
         int32_t id = ids[i];
         if (id < 0 || id >= tok->n_ids) continue;
         int32_t added = tok->id_to_added[id];
@@ -161,7 +166,8 @@ nt_status nt_tokenizer_decode(const nt_tokenizer *tok, nt_error *err, char **tex
         str_list *next = cur == &lists[0] ? &lists[1] : &lists[0];
         next->n = 0;
         next->bytes.len = 0;
-        if (apply_decoder(&tok->decoder[k], next, cur)) goto oom;
+        if (apply_decoder(&tok->decoder[k], next, cur, cancel)) goto oom;
+        if (cancel != NULL && *cancel) goto interrupted;
         cur = next;
     }
     /* the pieces are joined as they are; without a decoder, tokenizers puts a space between them */
@@ -184,4 +190,8 @@ oom:
     list_free(&lists[0]);
     list_free(&lists[1]);
     return OOM("decoding");
+interrupted:
+    list_free(&lists[0]);
+    list_free(&lists[1]);
+    return nt_error_set(err, NT_ERROR_INTERRUPTED, "interrupted");
 }

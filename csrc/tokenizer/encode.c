@@ -34,6 +34,7 @@ static nt_encode_scratch *scratch_acquire(const nt_tokenizer *tok) {
 
 static void scratch_release(const nt_tokenizer *tok, nt_encode_scratch *s) {
     if (s == NULL) return;
+    s->bpe.cancel = NULL;
     /* large buffers from a huge text are not kept */
     if (s->meta.cap > (1 << 20) || s->norm[0].cap > (1 << 20) || s->norm[1].cap > (1 << 20) ||
         s->bpe.symbols_cap > (1 << 18)) {
@@ -302,11 +303,12 @@ static nt_status encode_one(const nt_tokenizer *tok, nt_error *err, nt_id_vec *o
 }
 
 nt_status nt_tokenizer_encode(const nt_tokenizer *tok, nt_error *err, int32_t **ids, int64_t *n_ids,
-                              const char *text, size_t len) {
+                              const char *text, size_t len, const volatile int *cancel) {
     *ids = NULL;
     *n_ids = 0;
     nt_encode_scratch *s = scratch_acquire(tok);
     if (s == NULL) return OOM("for encoding");
+    s->bpe.cancel = cancel;
     nt_id_vec out = {0};
     nt_status st = encode_one(tok, err, &out, s, NULL, text, len);
     scratch_release(tok, s);
@@ -321,13 +323,14 @@ nt_status nt_tokenizer_encode(const nt_tokenizer *tok, nt_error *err, int32_t **
 
 nt_status nt_tokenizer_encode_matches(const nt_tokenizer *tok, nt_error *err, int32_t **ids, int64_t *n_ids,
                                       int64_t **positions, char **texts, int64_t **text_offsets, int64_t *n_matches,
-                                      const char *text, size_t len) {
+                                      const char *text, size_t len, const volatile int *cancel) {
     *ids = NULL;
     *positions = *text_offsets = NULL;
     *texts = NULL;
     *n_ids = *n_matches = 0;
     nt_encode_scratch *s = scratch_acquire(tok);
     if (s == NULL) return OOM("for encoding");
+    s->bpe.cancel = cancel;
     nt_id_vec out = {0};
     match_log log = {0};
     nt_status st = encode_one(tok, err, &out, s, &log, text, len);
@@ -370,6 +373,7 @@ typedef struct {
 static void encode_range(void *arg, int64_t begin, int64_t end) {
     batch_ctx *ctx = arg;
     nt_encode_scratch *s = scratch_acquire(ctx->tok);
+    if (s != NULL) s->bpe.cancel = ctx->cancel;
     for (int64_t b = begin; b < end; b++) {
         nt_error e;
         nt_status st = ctx->cancel != NULL && *ctx->cancel ? nt_error_set(&e, NT_ERROR_INTERRUPTED, "interrupted")

@@ -118,6 +118,8 @@ typedef struct {
     struct nt_bpe_candidate *heap;
     size_t heap_cap;
     nt_bpe_cache_entry *cache; /* (NT_BPE_CACHE_SIZE), allocated on first use */
+    const volatile int *cancel; /* the current call's cancel flag, or NULL: read before each word and every
+                                 * 65536 merges, so that one huge text stops within milliseconds */
 } nt_bpe_scratch;
 
 void nt_bpe_scratch_free(nt_bpe_scratch *scratch);

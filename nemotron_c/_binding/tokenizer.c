@@ -150,7 +150,8 @@ static PyObject *ids_to_list(const int32_t *ids, int64_t n) {
     PyObject *list = PyList_New((Py_ssize_t)n);
     if (list == NULL) return NULL;
     for (int64_t i = 0; i < n; i++) {
-        PyObject *v = PyLong_FromLong(ids[i]);
+        /* tens of millions of ids from one huge text take seconds: Ctrl-C is looked for meanwhile */
+        PyObject *v = i % (1 << 20) == (1 << 20) - 1 && PyErr_CheckSignals() < 0 ? NULL : PyLong_FromLong(ids[i]);
         if (v == NULL) {
             Py_DECREF(list);
             return NULL;
@@ -173,6 +174,41 @@ static const char *text_utf8(PyObject *text, Py_ssize_t *len) {
     return NULL;
 }
 
+/* Texts and id arrays longer than this go through the cancellable runner (nt_py_run), so that Ctrl-C stops them
+ * within one; shorter ones take well under a millisecond and run on the calling thread, without its hand-over. */
+#define NT_PY_LONG_INPUT (1 << 16)
+
+typedef struct {
+    const nt_tokenizer *tok;
+    const char *text;
+    size_t len;
+    int32_t **ids;
+    int64_t *n, **positions, **offsets, *n_matches; /* positions NULL: no matches wanted */
+    char **texts;
+} encode_job;
+
+static nt_status run_encode(void *ctx, nt_error *err, const volatile int *cancel) {
+    encode_job *j = ctx;
+    if (j->positions == NULL) return nt_tokenizer_encode(j->tok, err, j->ids, j->n, j->text, j->len, cancel);
+    return nt_tokenizer_encode_matches(j->tok, err, j->ids, j->n, j->positions, j->texts, j->offsets, j->n_matches,
+                                       j->text, j->len, cancel);
+}
+
+/* runs job on this thread, or on the cancellable runner when the input is long; -1 with an exception set */
+static int run_tokenizer_job(nt_py_job job, void *ctx, size_t size) {
+    if (size > NT_PY_LONG_INPUT) return nt_py_run(job, ctx, NULL);
+    nt_error err = {0};
+    nt_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = job(ctx, &err, NULL);
+    Py_END_ALLOW_THREADS
+    if (st != NT_OK) {
+        nt_py_raise(&err);
+        return -1;
+    }
+    return 0;
+}
+
 /* encode(text: str) -> list[int], without special tokens around it. */
 static PyObject *Tokenizer_encode(TokenizerObject *self, PyObject *text) {
     Py_ssize_t len;
@@ -180,12 +216,8 @@ static PyObject *Tokenizer_encode(TokenizerObject *self, PyObject *text) {
     if (utf8 == NULL) return NULL;
     int32_t *ids;
     int64_t n;
-    nt_error err = {0};
-    nt_status st;
-    Py_BEGIN_ALLOW_THREADS
-    st = nt_tokenizer_encode(self->tok, &err, &ids, &n, utf8, (size_t)len);
-    Py_END_ALLOW_THREADS
-    if (st != NT_OK) return nt_py_raise(&err);
+    encode_job job = {self->tok, utf8, (size_t)len, &ids, &n, NULL, NULL, NULL, NULL};
+    if (run_tokenizer_job(run_encode, &job, (size_t)len) < 0) return NULL;
     PyObject *list = ids_to_list(ids, n);
     free(ids);
     return list;
@@ -200,13 +232,8 @@ static PyObject *Tokenizer_encode_matches(TokenizerObject *self, PyObject *text)
     int32_t *ids;
     int64_t n, n_matches, *positions, *offsets;
     char *texts;
-    nt_error err = {0};
-    nt_status st;
-    Py_BEGIN_ALLOW_THREADS
-    st = nt_tokenizer_encode_matches(self->tok, &err, &ids, &n, &positions, &texts, &offsets, &n_matches, utf8,
-                                     (size_t)len);
-    Py_END_ALLOW_THREADS
-    if (st != NT_OK) return nt_py_raise(&err);
+    encode_job job = {self->tok, utf8, (size_t)len, &ids, &n, &positions, &offsets, &n_matches, &texts};
+    if (run_tokenizer_job(run_encode, &job, (size_t)len) < 0) return NULL;
     PyObject *result = NULL, *matches = NULL, *id_list = ids_to_list(ids, n);
     if (id_list == NULL || (matches = PyList_New((Py_ssize_t)n_matches)) == NULL) goto done;
     for (int64_t k = 0; k < n_matches; k++) {
@@ -303,6 +330,20 @@ done:
     return result;
 }
 
+typedef struct {
+    const nt_tokenizer *tok;
+    char **text;
+    size_t *len;
+    const int32_t *ids;
+    int64_t n_ids;
+    int skip_special;
+} decode_job;
+
+static nt_status run_decode(void *ctx, nt_error *err, const volatile int *cancel) {
+    decode_job *j = ctx;
+    return nt_tokenizer_decode(j->tok, err, j->text, j->len, j->ids, j->n_ids, j->skip_special, cancel);
+}
+
 /* decode(ids: int32[N] buffer, skip_special: bool) -> str */
 static PyObject *Tokenizer_decode(TokenizerObject *self, PyObject *args) {
     PyObject *o_ids;
@@ -313,13 +354,10 @@ static PyObject *Tokenizer_decode(TokenizerObject *self, PyObject *args) {
     if (nt_py_get_array(o_ids, &ids, &spec) < 0) return NULL;
     char *text;
     size_t len;
-    nt_error err = {0};
-    nt_status st;
-    Py_BEGIN_ALLOW_THREADS
-    st = nt_tokenizer_decode(self->tok, &err, &text, &len, ids.buf, ids.shape[0], skip_special);
-    Py_END_ALLOW_THREADS
+    decode_job job = {self->tok, &text, &len, ids.buf, ids.shape[0], skip_special};
+    int failed = run_tokenizer_job(run_decode, &job, (size_t)ids.shape[0]) < 0;
     PyBuffer_Release(&ids);
-    if (st != NT_OK) return nt_py_raise(&err);
+    if (failed) return NULL;
     PyObject *result = PyUnicode_DecodeUTF8(text, (Py_ssize_t)len, "replace");
     free(text);
     return result;

@@ -196,7 +196,7 @@ class BatchGenerator(BatchWorker):
         """Each prompt's new token ids (int64 arrays), in the order given."""
         model, kwargs = self.model, self.generate_kwargs
         config = model.generation_config
-        eos = as_token_list(kwargs.get("eos_token_id", config.eos_token_id)) or []
+        eos = as_token_list(kwargs.get("eos_token_id", config.eos_token_id), "eos_token_id") or []
         pad = kwargs.get("pad_token_id", config.pad_token_id)
         pad = pad if pad is not None else eos[0] if eos else 0
         stop_strings = kwargs.get("stop_strings", config.stop_strings)

@@ -81,6 +81,13 @@ INTEGER_FIELDS = ("max_length", "max_new_tokens", "min_length", "min_new_tokens"
                   "pad_token_id", "bos_token_id", "forced_bos_token_id", "decoder_start_token_id")
 
 
+# Settings that must be numbers when set: Transformers fails comparing or converting them ("'<' not supported
+# between instances of 'str' and 'float'", "could not convert string to float"), without naming the setting.
+NUMBER_FIELDS = ("temperature", "top_k", "top_p", "min_p", "typical_p", "epsilon_cutoff", "eta_cutoff",
+                 "repetition_penalty", "encoder_repetition_penalty", "length_penalty", "no_repeat_ngram_size",
+                 "max_time")
+
+
 class GenerationConfig:
     """The parameters of generate(), with Transformers' names; unknown keys are kept as attributes."""
 
@@ -106,7 +113,17 @@ class GenerationConfig:
             value = getattr(self, name, None)
             if value is not None and not isinstance(value, numbers.Integral):
                 raise TypeError(f"`{name}` must be an integer, but is {value!r}")
-        if self.early_stopping not in {None, True, False, "never"}:
+        for name in NUMBER_FIELDS:
+            value = getattr(self, name, None)
+            if value is not None and not isinstance(value, numbers.Real):
+                raise TypeError(f"`{name}` must be a number, but is {value!r}")
+        decay = self.exponential_decay_length_penalty
+        if decay is not None and not (isinstance(decay, (tuple, list)) and len(decay) == 2
+                                      and all(isinstance(v, numbers.Real) for v in decay)):
+            raise TypeError(f"`exponential_decay_length_penalty` must be a pair (start_index, decay_factor), but is "
+                            f"{decay!r}")
+        # a tuple, not a set: an unhashable value (a list) is refused by the message below, not by hash()
+        if self.early_stopping not in (None, True, False, "never"):
             raise ValueError(f"`early_stopping` must be a boolean or 'never', but is {self.early_stopping}.")
         if self.max_new_tokens is not None and self.max_new_tokens <= 0:
             raise ValueError(f"`max_new_tokens` must be greater than 0, but is {self.max_new_tokens}.")

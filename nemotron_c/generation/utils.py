@@ -121,10 +121,14 @@ def check_supported(config, mode):
         raise NotImplementedError(f"cache_implementation={config.cache_implementation!r} is not supported")
 
 
-def as_token_list(value):
+def as_token_list(value, name):
+    """The token id or ids of the setting `name` as a list of ints, or None."""
     if value is None:
         return None
-    array = to_numpy(value, "token ids") if not isinstance(value, (int, np.integer)) else np.array([value])
+    try:
+        array = to_numpy(value, f"`{name}`") if not isinstance(value, (int, np.integer)) else np.array([value])
+    except OverflowError:
+        raise OverflowError(f"`{name}` holds a token id too large for int64: {value!r}") from None
     return [int(t) for t in np.asarray(array).reshape(-1)]
 
 
@@ -211,7 +215,7 @@ def processor_settings(config, eos, prompt_length, vocab_size, padding):
                              f"[0, {vocab_size})")
         c["forced_bos_token_id"] = int(config.forced_bos_token_id)
     if config.forced_eos_token_id is not None:
-        forced = as_token_list(config.forced_eos_token_id)
+        forced = as_token_list(config.forced_eos_token_id, "forced_eos_token_id")
         if any(t < 0 for t in forced):
             raise ValueError(f"`eos_token_id` has to be a list of positive integers, but is {forced}")
         if any(t >= vocab_size for t in forced):
@@ -225,9 +229,10 @@ def processor_settings(config, eos, prompt_length, vocab_size, padding):
             raise ValueError(f"`eos_token_id` has to be a list of positive integers, but is {eos or None}")
         c["decay_start"], c["decay_factor"] = int(start) + prompt_length, float(factor)
     if config.suppress_tokens is not None:
-        c["suppress_tokens"] = np.array(as_token_list(config.suppress_tokens), dtype=np.int64)
+        c["suppress_tokens"] = np.array(as_token_list(config.suppress_tokens, "suppress_tokens"), dtype=np.int64)
     if config.begin_suppress_tokens is not None:
-        c["begin_suppress_tokens"] = np.array(as_token_list(config.begin_suppress_tokens), dtype=np.int64)
+        begin = as_token_list(config.begin_suppress_tokens, "begin_suppress_tokens")
+        c["begin_suppress_tokens"] = np.array(begin, dtype=np.int64)
         c["begin_index"] = prompt_length
 
     if config.do_sample:
@@ -522,7 +527,7 @@ def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=N
     batch_size, prompt_length = input_ids.shape
 
     # special tokens (_prepare_special_tokens)
-    eos = as_token_list(config.eos_token_id) or []
+    eos = as_token_list(config.eos_token_id, "eos_token_id") or []
     pad = config.pad_token_id
     has_mask = model_kwargs.get("attention_mask") is not None
     if pad is None and eos:
@@ -550,16 +555,16 @@ def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=N
                       "generation results, please set `padding_side='left'` when initializing the tokenizer.",
                       UserWarning, stacklevel=3)
 
+    resolve_lengths(config, prompt_length, has_default_max_length, has_default_min_length,
+                    getattr(model.config, "max_position_embeddings", None))
     # rows: each prompt repeated max(num_beams, num_return_sequences) times
     expand = max(num_beams, num_return)
+    check_rows_memory(model.config, num_beams, num_return, batch_size * expand, prompt_length, config.max_length)
     input_ids = np.repeat(input_ids, expand, axis=0)
     mask = np.repeat(mask, expand, axis=0)
     padding = np.argmax(mask != 0, axis=1).astype(np.int64)
     if streamer is not None:
         streamer.put(input_ids.copy())
-
-    resolve_lengths(config, prompt_length, has_default_max_length, has_default_min_length,
-                    getattr(model.config, "max_position_embeddings", None))
     if config.stop_strings is not None and tokenizer is None:
         raise ValueError("There are one or more stop strings, either in the arguments to `generate` or in the model's "
                          "generation config, but we could not locate a tokenizer. When generating with stop strings, "
@@ -579,7 +584,8 @@ def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=N
         do_sample=int(bool(config.do_sample)),
         seed=resolve_seed(seed) if config.do_sample else 0,
         num_beams=int(num_beams),
-        length_penalty=float(config.length_penalty),
+        # None: the default, where Transformers fails raising a length to the power None
+        length_penalty=1.0 if config.length_penalty is None else float(config.length_penalty),
         early_stopping=EARLY_STOPPING[config.early_stopping],
     )
 
@@ -602,7 +608,6 @@ def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=N
     run.logits = np.zeros((G, N, V), dtype=np.float32) if want_logits else None
     if run.beams > 1:
         B = batch_size
-        check_beam_memory(N, M, G)
         run.sequences = np.zeros((B, run.beams, M), dtype=np.int64)
         run.sequence_scores = np.zeros((B, run.beams), dtype=np.float32)
         run.beam_indices = np.zeros((B, run.beams, G), dtype=np.int64)
@@ -620,16 +625,23 @@ def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=N
     return run
 
 
-def check_beam_memory(rows, max_length, new_tokens):
-    """Beam search keeps about ten (rows, max_length) int64 tables from the start (running, candidate and staged
-    sequences and beam indices, csrc/model/beam.c) and copies whole rows each step: refuse what cannot fit in
-    memory before allocating it, naming the settings (greedy search and sampling grow as tokens come)."""
-    needed = 8 * rows * (5 * max_length + 5 * new_tokens)
+def check_rows_memory(model_config, num_beams, num_return, rows, prompt_length, max_length):
+    """Refuses, before allocating anything, rows that cannot fit in this machine's memory, naming the settings.
+    What each row (prompts x max(num_beams, num_return_sequences)) needs before its first token: the cache of the
+    prompt and of one token, its scores (twice: logits and processed), and with beams about ten int64 tables as
+    wide as max_length (running, candidate and kept sequences and beam indices, csrc/model/beam.c). The cache then
+    grows a position per token, as in Transformers; greedy search and sampling write their rows as tokens come."""
+    c = model_config
+    per_position = 2 * c.num_hidden_layers * c.num_key_value_heads * c.head_dim * 4
+    per_row = (prompt_length + 1) * per_position + 2 * 4 * c.vocab_size + (8 * 10 * max_length if num_beams > 1 else 0)
+    needed = rows * per_row
     available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else None
     if available and needed > available:
-        raise ValueError(f"beam search over {rows} rows (prompts x num_beams) up to max_length={max_length} needs "
-                         f"{needed / 2**30:.1f} GiB up front, more than this machine's {available / 2**30:.1f} GiB: "
-                         "lower num_beams or max_new_tokens")
+        raise ValueError(f"num_beams={num_beams} and num_return_sequences={num_return} make {rows} rows of "
+                         f"{per_row / 2**20:.2f} MiB each (cache, scores"
+                         f"{f', sequences up to max_length={max_length}' if num_beams > 1 else ''}): "
+                         f"{needed / 2**30:.1f} GiB before the first token, more than this machine's "
+                         f"{available / 2**30:.1f} GiB: lower num_beams, num_return_sequences or max_new_tokens")
 
 
 def check_user_cache(model, cache, rows, prompt_length):

@@ -203,7 +203,11 @@ def decoder_steps(decoder):
         elif kind == "Fuse":
             steps.append(step(_core.STEP_FUSE))
         elif kind == "Strip":
-            steps.append(step(_core.STEP_STRIP, d["content"], None, d.get("start", 0), d.get("stop", 0)))
+            # tokenizers reads the counts as usize; the core takes them as int64
+            content, start, stop = d.get("content"), d.get("start", 0), d.get("stop", 0)
+            require(isinstance(content, str) and all(type(n) is int and 0 <= n < 2**31 for n in (start, stop)),
+                    f"a Strip decoder needs a string content and start and stop counts in [0, 2**31), got {d!r}")
+            steps.append(step(_core.STEP_STRIP, content, None, start, stop))
         elif kind == "Metaspace":
             steps.append(metaspace(d))
         else:
@@ -296,8 +300,10 @@ def model_from_json(tj, path):
                           "a space")
     added = []
     for a in tj.get("added_tokens") or []:
-        require(isinstance(a, dict) and isinstance(a.get("content"), str) and isinstance(a.get("id"), int),
+        require(isinstance(a, dict) and isinstance(a.get("content"), str) and type(a.get("id")) is int,
                  f"{path}: bad added token {a!r}")
+        # ids are int32 in the core, as in the vocabulary (tokenizers reads them as u32)
+        require(0 <= a["id"] < 2**31, f"{path}: bad id {a['id']!r} for added token {a['content']!r}")
         added.append({"id": a["id"], "content": a["content"], "special": bool(a.get("special", False)),
                       "lstrip": bool(a.get("lstrip", False)), "rstrip": bool(a.get("rstrip", False)),
                       "single_word": bool(a.get("single_word", False)),
@@ -378,7 +384,8 @@ def build_core(model):
         raise FormatError(f"a merge names {e.args[0]!r}, which is not in the vocabulary") from None
     unk_id = -1
     if model.unk_token is not None:
-        require(model.unk_token in vocab, f"unk_token {model.unk_token!r} is not in the vocabulary")
+        require(isinstance(model.unk_token, str) and model.unk_token in vocab,
+                f"unk_token {model.unk_token!r} is not in the vocabulary")
         unk_id = vocab[model.unk_token]
     added = [(a["matched"], a["id"], a["special"], a["lstrip"], a["rstrip"], a["single_word"], a["normalized"])
              for a in model.added]
