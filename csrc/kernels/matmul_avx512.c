@@ -222,8 +222,11 @@ GEMV_QUANTIZED(q4, NT_DTYPE_Q4)
 enum { SMALL_MAX_ROWS = 16, SMALL_PASS_ROWS = 8, SMALL_KC = 512, SMALL_BLOCK_ROWS = 24, SMALL_MAX_W_ROWS = 4 };
 _Static_assert(SMALL_KC % NT_Q8_GROUP == 0 && NT_Q8_GROUP % 16 == 0, "a chunk and a vector stay in one group");
 
-/* Elements [i, i + 16) of w in float32, int8 through its group's scale (K is whole groups, so the 16 share it). */
+/* Elements [i, i + 16) of w in float32, int8 and int4 through their group's scale (K is whole groups, so the 16
+ * share it). */
 static inline __m512 small_load16(const void *w, const float *scales, nt_dtype dtype, int64_t i, __mmask16 mask) {
+    if (dtype == NT_DTYPE_Q4) /* whole groups of 32: never a partial mask */
+        return _mm512_mul_ps(load16_quantized(w, dtype, i), _mm512_set1_ps(scales[(uint64_t)i / NT_Q4_GROUP]));
     if (dtype != NT_DTYPE_Q8) return load16(w, dtype, i, mask);
     __m512 q = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(mask, (const int8_t *)w + i)));
     return _mm512_mul_ps(q, _mm512_set1_ps(scales[(uint64_t)i / NT_Q8_GROUP])); /* unsigned: a shift */
@@ -242,12 +245,13 @@ static inline __attribute__((always_inline)) void small_block(float *y, int64_t 
 #pragma GCC unroll 8
         for (int j = 0; j < NR; j++) acc[i][j] = _mm512_setzero_ps();
     const char *base = w;
-    int64_t size = dtype == NT_DTYPE_F32 ? 4 : dtype == NT_DTYPE_Q8 ? 1 : 2; /* bytes of one element */
+    /* bytes of two elements: int4 packs two in a byte */
+    int64_t size2 = dtype == NT_DTYPE_F32 ? 8 : dtype == NT_DTYPE_Q8 ? 2 : dtype == NT_DTYPE_Q4 ? 1 : 4;
     for (int64_t k = k0; k < k1; k += 16) {
         __mmask16 mask = first_lanes(k1 - k);
-        if (((k * size) & 63) == 0) /* once per line of each row */
+        if (((k * size2 / 2) & 63) == 0) /* once per line of each row */
 #pragma GCC unroll 8
-            for (int j = 0; j < NR; j++) _mm_prefetch(base + ((n0 + j) * K + k + ahead) * size, _MM_HINT_T0);
+            for (int j = 0; j < NR; j++) _mm_prefetch(base + ((n0 + j) * K + k + ahead) * size2 / 2, _MM_HINT_T0);
         __m512 xv[SMALL_PASS_ROWS];
 #pragma GCC unroll 8
         for (int i = 0; i < MR; i++) xv[i] = _mm512_maskz_loadu_ps(mask, x + i * K + k);
@@ -462,8 +466,8 @@ static inline __attribute__((always_inline)) void matmul_quantized_avx512(float 
                                                                           const nt_tensor *w, nt_dtype dtype,
                                                                           int64_t M, int64_t n_begin, int64_t n_end) {
     int64_t N = w->shape[0], K = w->shape[1];
-    /* one row: the group-fused row kernels; int8 up to 16 rows: the shared decode kernel, reading w once */
-    if (dtype == NT_DTYPE_Q8 && M > 1 && M <= SMALL_MAX_ROWS) {
+    /* one row: the group-fused row kernels; up to 16 rows: the shared decode kernel, reading w once */
+    if (M > 1 && M <= SMALL_MAX_ROWS) {
         small_matmul(y, x, w, dtype, M, n_begin, n_end);
         return;
     }
