@@ -175,6 +175,16 @@ def test_rows_beyond_memory_are_refused_before_allocating(models, kwargs):
         ours.generate(PROMPTS[1:], max_new_tokens=1, **kwargs)
 
 
+@pytest.mark.parametrize("kwargs, setting", [(dict(max_new_tokens=2**70), "max_new_tokens"),
+                                             (dict(max_length=2**41), "max_length")])
+def test_lengths_no_array_can_hold_are_refused_by_name(models, kwargs, setting):
+    # numpy said "Maximum allowed dimension exceeded" sizing the output; 2**40 tokens are beyond any generation
+    ours, _ = models
+    with pytest.raises(ValueError, match=rf"`{setting}` \(\d+\) asks for sequences of \d+ tokens; .* at most"):
+        ours.generate(PROMPTS[1:], **kwargs)
+    assert ours.generate(PROMPTS[1:], max_new_tokens=2).shape[1] == PROMPTS.shape[1] + 2  # still usable
+
+
 def test_many_beams_cost_the_rows_not_the_prompt_times_the_rows(checkpoint, tmp_path):
     # 3e4 beams: the prompt runs once per prompt and its cache is copied to the beams, one work space per chunk of
     # rows (not per row), the cache grows to max_length and no further. Transformers takes 2.3 GB and ~1 min for 1e5

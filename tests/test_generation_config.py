@@ -124,6 +124,7 @@ UNNAMED_IN_TRANSFORMERS = [
     (dict(early_stopping=[1], num_beams=2), "`early_stopping` must be a boolean or 'never'"),
     (dict(eos_token_id="x"), "`eos_token_id` must be"),
     (dict(suppress_tokens="x"), "`suppress_tokens` must be"),
+    (dict(suppress_tokens=-1), "`suppress_tokens` must be a list of token ids, got -1"),
 ]
 
 

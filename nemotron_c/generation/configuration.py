@@ -168,7 +168,10 @@ class GenerationConfig:
                     minor[flag] = (f"`return_dict_in_generate` is NOT set to `True`, but `{flag}` is. When "
                                    f"`return_dict_in_generate` is not `True`, `{flag}` is ignored.")
         if self.suppress_tokens is not None:
-            suppressed = set(self.suppress_tokens)
+            try:
+                suppressed = set(self.suppress_tokens)
+            except TypeError:
+                raise TypeError(f"`suppress_tokens` must be a list of token ids, got {self.suppress_tokens!r}") from None
             for forced_attr in ("forced_bos_token_id", "forced_eos_token_id"):
                 forced = getattr(self, forced_attr)
                 if forced is None:

@@ -132,6 +132,9 @@ def as_token_list(value, name):
     return [int(t) for t in np.asarray(array).reshape(-1)]
 
 
+MAX_GENERATED_LENGTH = 2**40
+
+
 def resolve_lengths(config, prompt_length, has_default_max_length, has_default_min_length, max_positions):
     """Transformers' _prepare_generated_length and _validate_generated_length."""
     if config.max_new_tokens is not None:
@@ -147,6 +150,10 @@ def resolve_lengths(config, prompt_length, has_default_max_length, has_default_m
         warnings.warn(f"Using the model-agnostic default `max_length` (={config.max_length}) to control the generation "
                       "length. We recommend setting `max_new_tokens` to control the maximum length of the generation.",
                       UserWarning, stacklevel=4)
+    if config.max_length > MAX_GENERATED_LENGTH:  # what no machine generates; beyond it arrays cannot even be sized
+        setting = "max_new_tokens" if config.max_new_tokens is not None else "max_length"
+        raise ValueError(f"`{setting}` ({getattr(config, setting)}) asks for sequences of {config.max_length} tokens; "
+                         f"nemotron_c generates at most {MAX_GENERATED_LENGTH} (2**40) tokens per sequence")
     if prompt_length >= config.max_length:
         raise ValueError(f"Input length of input_ids is {prompt_length}, but `max_length` is set to {config.max_length}. "
                          "This can lead to unexpected behavior. You should consider increasing `max_length` or, better "
