@@ -132,7 +132,7 @@ def as_token_list(value, name):
     return [int(t) for t in np.asarray(array).reshape(-1)]
 
 
-MAX_GENERATED_LENGTH = 2**40
+MAX_GENERATED_LENGTH = 2**48
 
 
 def resolve_lengths(config, prompt_length, has_default_max_length, has_default_min_length, max_positions):
@@ -153,7 +153,7 @@ def resolve_lengths(config, prompt_length, has_default_max_length, has_default_m
     if config.max_length > MAX_GENERATED_LENGTH:  # what no machine generates; beyond it arrays cannot even be sized
         setting = "max_new_tokens" if config.max_new_tokens is not None else "max_length"
         raise ValueError(f"`{setting}` ({getattr(config, setting)}) asks for sequences of {config.max_length} tokens; "
-                         f"nemotron_c generates at most {MAX_GENERATED_LENGTH} (2**40) tokens per sequence")
+                         f"nemotron_c generates at most {MAX_GENERATED_LENGTH} (2**48) tokens per sequence")
     if prompt_length >= config.max_length:
         raise ValueError(f"Input length of input_ids is {prompt_length}, but `max_length` is set to {config.max_length}. "
                          "This can lead to unexpected behavior. You should consider increasing `max_length` or, better "
