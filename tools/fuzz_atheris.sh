@@ -15,7 +15,8 @@ shift
 here=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d "${TMPDIR:-/tmp}/nemotron_c_atheris.XXXXXX")
 trap 'rm -rf "$work"' EXIT
-(cd "$here" && tar --exclude=./build --exclude='*.so' --exclude=./.git --exclude=./fuzz/findings -cf - .) |
+(cd "$here" && tar --exclude=./build --exclude='*.so' --exclude=./.git --exclude='./.venv*' --exclude=./dist \
+    --exclude=./fuzz/findings -cf - .) |
     (cd "$work" && tar -xf -)
 cd "$work"
 CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -g -O1" LDFLAGS="-fsanitize=address,undefined" \
