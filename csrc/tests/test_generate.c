@@ -52,7 +52,7 @@ int main(void) {
         if (nt_generator_create(&gen, &err, model, &g, &out, ids, mask, N, T, NULL) != NT_OK) { printf("create: %s\n", err.message); return 1; }
         if (nt_generator_run(gen, &err, -1, NULL) != NT_OK) { printf("run: %s\n", err.message); return 1; }
         printf("mode %d: length %lld steps %lld first row:", mode, (long long)nt_generator_length(gen), (long long)nt_generator_steps(gen));
-        for (int64_t i = 0; i < M; i++) printf(" %lld", (long long)seqs[i]);
+        for (int64_t i = 0; i < nt_generator_length(gen); i++) /* past it: unwritten */ printf(" %lld", (long long)seqs[i]);
         printf("\n");
         nt_cache_free(nt_generator_take_cache(gen));
         nt_generator_free(gen);
