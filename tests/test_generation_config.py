@@ -125,6 +125,12 @@ UNNAMED_IN_TRANSFORMERS = [
     (dict(eos_token_id="x"), "`eos_token_id` must be"),
     (dict(suppress_tokens="x"), "`suppress_tokens` must be"),
     (dict(suppress_tokens=-1), "`suppress_tokens` must be a list of token ids, got -1"),
+    # torch.tensor fails on these with "Overflow when unpacking long"; numpy's int64 cast did too, nameless
+    (dict(eos_token_id=2**64), "`eos_token_id` holds 18446744073709551616, which does not fit a 64-bit integer"),
+    (dict(eos_token_id=np.uint64(2**63)), "`eos_token_id` holds 9223372036854775808, which does not fit"),
+    (dict(suppress_tokens=[3, 2**64]), "`suppress_tokens` holds 18446744073709551616"),
+    (dict(begin_suppress_tokens=[-(2**70)]), "`begin_suppress_tokens` holds -1180591620717411303424"),
+    (dict(forced_eos_token_id=[2**64]), "`forced_eos_token_id` holds 18446744073709551616"),
 ]
 
 

@@ -227,6 +227,41 @@ def test_inputs_of_any_integer_type_lists_and_torch(checkpoint):
         assert_close(ours(IDS, attention_mask=mask).logits, ours(IDS, attention_mask=LEFT_MASK).logits, atol=0)
 
 
+BEYOND_INT64 = {
+    "list": ([[1, 2**64]], "input_ids holds 18446744073709551616, which does not fit a 64-bit integer"),
+    "list_negative": ([[-(2**64), 1]], "input_ids holds -18446744073709551616,"),
+    # NumPy turns [-1, 2**63] into float64, which reads as "must hold integers, got dtype float64"
+    "list_numpy_makes_float": ([[-1, 2**63]], "input_ids holds 9223372036854775808,"),
+    # a cast to int64 would report 2**63 as token id -9223372036854775808
+    "uint64": (np.array([[1, 2**63]], dtype=np.uint64), "token id 9223372036854775808, outside the vocabulary"),
+    "uint64_max": (np.array([[2**64 - 1]], dtype=np.uint64), "token id 18446744073709551615, outside"),
+}
+
+
+@pytest.mark.parametrize("case", BEYOND_INT64)
+def test_ids_beyond_int64_are_named(checkpoint, case):
+    ours = nemotron_c.AutoModelForCausalLM.from_pretrained(checkpoint())
+    value, message = BEYOND_INT64[case]
+    with pytest.raises(ValueError, match=message):
+        ours(value)
+    with pytest.raises(ValueError, match=message):
+        ours.generate(value, max_new_tokens=1)
+
+
+def test_positions_labels_and_embedding_ids_beyond_int64_are_named(checkpoint):
+    ours = nemotron_c.AutoModelForCausalLM.from_pretrained(checkpoint())
+    with pytest.raises(ValueError, match="position_ids holds 9223372036854775813, which does not fit"):
+        ours(IDS[:1, :2], position_ids=np.array([[0, 2**63 + 5]], dtype=np.uint64))
+    with pytest.raises(ValueError, match="position_ids holds 18446744073709551616"):
+        ours(IDS[:1, :2], position_ids=[[0, 2**64]])
+    with pytest.raises(ValueError, match="labels holds 18446744073709551616"):
+        ours(IDS[:1, :2], labels=[[1, 2**64]])
+    with pytest.raises(ValueError, match="input_ids holds 36893488147419103232"):
+        ours.get_input_embeddings()([2**65])
+    # ids within uint64's lower half are read as they are
+    assert_close(ours(IDS.astype(np.uint64)).logits, ours(IDS).logits, atol=0)
+
+
 def test_output_access_like_transformers(checkpoint):
     ours = nemotron_c.AutoModelForCausalLM.from_pretrained(checkpoint())
     out = ours(IDS, use_cache=True)

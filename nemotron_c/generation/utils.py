@@ -45,7 +45,7 @@ import numpy as np
 
 from .. import _core
 from .configuration import GENERATION_CONFIG_NAME, GenerationConfig, default_generation_params
-from ..model.inputs import as_attention_mask, as_token_ids, to_numpy
+from ..model.inputs import as_attention_mask, as_token_ids, check_int64, to_numpy
 from ..model.cache import NemotronCache, check_cache
 from ..model.outputs import ModelOutput
 
@@ -125,11 +125,9 @@ def as_token_list(value, name):
     """The token id or ids of the setting `name` as a list of ints, or None."""
     if value is None:
         return None
-    try:
-        array = to_numpy(value, f"`{name}`") if not isinstance(value, (int, np.integer)) else np.array([value])
-    except OverflowError:
-        raise OverflowError(f"`{name}` holds a token id too large for int64: {value!r}") from None
-    return [int(t) for t in np.asarray(array).reshape(-1)]
+    array = to_numpy(value, f"`{name}`")
+    check_int64(array, f"`{name}`")
+    return [int(t) for t in array.reshape(-1)]
 
 
 MAX_GENERATED_LENGTH = 2**48

@@ -11,14 +11,42 @@ def to_numpy(value, name):
         return value.numpy()
     if isinstance(value, np.ndarray):
         return value
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, (list, tuple)) or (isinstance(value, int) and not isinstance(value, bool)):
         try:
-            return np.array(value)
+            array = np.array(value)
         except ValueError:
             raise ValueError(f"{name} is a ragged nested list; pad its rows to one length") from None
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        if array.dtype.kind in "fO":  # NumPy's fallback for Python ints beyond int64, where a message is due
+            beyond = _int_beyond_int64(value)
+            if beyond is not None:
+                raise ValueError(f"{name} holds {beyond}, which does not fit a 64-bit integer")
+        return array
+    if isinstance(value, np.integer):
         return np.array(value)
     raise TypeError(f"{name} must be a NumPy array, a torch tensor or a nested list, not {type(value).__name__}")
+
+
+INT64_MAX = 2**63 - 1
+
+
+def _int_beyond_int64(value):
+    """The first int of a nested list outside int64 if every leaf is an int, else None."""
+    stack, beyond = [value], None
+    while stack:
+        item = stack.pop()
+        if isinstance(item, (list, tuple)):
+            stack.extend(reversed(item))
+        elif not isinstance(item, int):
+            return None
+        elif beyond is None and not -INT64_MAX - 1 <= item <= INT64_MAX:
+            beyond = item
+    return beyond
+
+
+def check_int64(array, name):
+    """Refuses a uint64 array holding values beyond int64, which a cast would turn negative."""
+    if array.dtype == np.uint64 and array.size and int(array.max()) > INT64_MAX:
+        raise ValueError(f"{name} holds {int(array.max())}, which does not fit a 64-bit integer")
 
 
 def as_token_ids(value, name="input_ids", vocab_size=None):
@@ -35,13 +63,13 @@ def as_token_ids(value, name="input_ids", vocab_size=None):
         raise ValueError(f"{name} must be 1-D or 2-D (batch, sequence), got shape {ids.shape}")
     if ids.shape[0] == 0 or ids.shape[1] == 0:
         raise ValueError(f"{name} is empty (shape {ids.shape})")
-    ids = np.ascontiguousarray(ids, dtype=np.int64)  # a Fortran-ordered or strided array is as good
-    if vocab_size is not None:
+    if vocab_size is not None:  # before the cast to int64, which would wrap uint64 ids past 2**63
         low, high = int(ids.min()), int(ids.max())
         if low < 0 or high >= vocab_size:
             bad = low if low < 0 else high
             raise ValueError(f"{name} holds token id {bad}, outside the vocabulary [0, {vocab_size})")
-    return ids
+    check_int64(ids, name)
+    return np.ascontiguousarray(ids, dtype=np.int64)  # a Fortran-ordered or strided array is as good
 
 
 def as_attention_mask(value, shape):
@@ -65,6 +93,7 @@ def as_position_ids(value, shape):
     positions = to_numpy(value, "position_ids")
     if positions.dtype == np.bool_ or not np.issubdtype(positions.dtype, np.integer):
         raise TypeError(f"position_ids must hold integers, got dtype {positions.dtype}")
+    check_int64(positions, "position_ids")
     if positions.ndim == 1:
         positions = positions[None, :]
     if positions.ndim != 2 or positions.shape[1] != shape[1] or positions.shape[0] not in (1, shape[0]):

@@ -598,11 +598,11 @@ class NemotronTokenizer:
         ids = _id_list(token_ids)
         if ids and isinstance(ids[0], list):
             return self.batch_decode(ids, skip_special_tokens, clean_up_tokenization_spaces)
-        for i in ids:
+        for i in ids:  # tokenizers' ids are u32: its OverflowErrors, with the id
             if i < 0:
-                raise OverflowError("number too small to fit in target type")
+                raise OverflowError(f"token id {i}: number too small to fit in target type")
             if i >= 2**32:
-                raise OverflowError("number too large to fit in target type")
+                raise OverflowError(f"token id {i}: number too large to fit in target type")
         # ids beyond the vocabulary are skipped, as tokenizers does
         array = np.array([i for i in ids if i < self._n_ids], dtype=np.int32)
         text = self._core.decode(array, bool(skip_special_tokens))
