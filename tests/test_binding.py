@@ -55,6 +55,42 @@ def test_ctrl_c_interrupts_a_long_call_and_the_model_stays_usable(checkpoint, ki
     interrupt_child(script)
 
 
+INTERRUPTED_LOAD = textwrap.dedent("""
+    import sys, time, numpy as np
+    sys.path.insert(0, {root!r})
+    import nemotron_c
+    from nemotron_c.checkpoint.saving import TensorToSave, save_weights
+    config = nemotron_c.NemotronConfig(vocab_size=65536, hidden_size=4096, intermediate_size=32,
+                                       num_hidden_layers=1, num_attention_heads=1, num_key_value_heads=1,
+                                       head_dim=8, tie_word_embeddings=True)
+    config.save_pretrained({path!r})
+    shapes = dict(nemotron_c.model.weights.layer_shapes(config))
+    shapes = {{"model.layers.0." + name: shape for name, shape in shapes.items()}}
+    shapes.update({{"model.embed_tokens.weight": (65536, 4096), "model.norm.weight": (4096,),
+                   "model.norm.bias": (4096,)}})
+    ones = lambda shape: lambda: np.full(shape, 0x3F80, dtype=np.uint16)  # bfloat16 1.0
+    save_weights({path!r}, [TensorToSave(name, "bfloat16", shape, ones(shape)) for name, shape in shapes.items()])
+    small = nemotron_c.AutoModelForCausalLM.from_pretrained({path!r})  # bfloat16 as stored: no conversion
+    expected = small(np.array([[1, 2, 3]])).logits
+    print("ready", flush=True)
+    start = time.time()
+    try:
+        nemotron_c.AutoModelForCausalLM.from_pretrained({path!r}, dtype="float32")
+        print("finished", flush=True)
+    except KeyboardInterrupt:
+        print("interrupted %.3f" % (time.time() - start), flush=True)
+    usable = np.array_equal(small(np.array([[1, 2, 3]])).logits, expected)
+    print("usable" if usable else "broken", flush=True)
+""")
+
+
+def test_ctrl_c_interrupts_loading_a_large_checkpoint(tmp_path):
+    """Loading converts bfloat16 to float32, here an embedding table of 268 M values (1.4 s in one NumPy call on
+    an idle machine): KeyboardInterrupt comes between two blocks of rows (checkpoint/tensors.py), where it took
+    over a second, at the end of the call."""
+    interrupt_child(INTERRUPTED_LOAD.format(root=ROOT, path=str(tmp_path)), delay=0.3, max_latency=0.5)
+
+
 # ---------------------------------------------------------------- one thread pool
 
 THREAD_COUNTS = textwrap.dedent("""

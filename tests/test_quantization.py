@@ -14,10 +14,12 @@ import nemotron_c
 from helpers.checkpoints import write_random_checkpoint
 from helpers.compare import assert_close
 from nemotron_c import _core
+from nemotron_c.checkpoint import tensors
 
 QUANTIZED = ("int8", "int4")
 GROUP = {dtype: _core.DTYPE_INFO[dtype].block_size for dtype in QUANTIZED}
 FLOAT32 = _core.DTYPE_INFO["float32"].code
+CORE_QUANTIZE = _core.quantize  # before a test wraps it
 
 
 def numpy_quantize(w, dtype):
@@ -332,3 +334,24 @@ def test_quantized_refusals(float_checkpoint, tmp_path, dtype, bits):
     with pytest.raises(ValueError, match=rf"'{name}' has rows of {K} values, not a multiple of the "
                                          rf"{GROUP[dtype]} that {dtype} quantizes together"):
         nemotron_c.AutoModelForCausalLM.from_pretrained(odd, dtype=dtype)
+
+
+@pytest.mark.parametrize("block_values", [50, 200])
+@pytest.mark.parametrize("dtype", ["int8", "int4", "bfloat16", "float16"])
+def test_loading_in_blocks_of_rows_changes_nothing(float_checkpoint, tmp_path, monkeypatch, dtype, block_values):
+    """Quantizing and converting at load run over blocks of rows (checkpoint/tensors.py: row_blocks), so that a
+    Ctrl-C is seen between them: blocks of one row and of three (an uneven last one), and 1-D tensors of 64 values
+    cut at 50, give what one block gives, as does dequantizing a saved int8 model."""
+    whole = nemotron_c.AutoModelForCausalLM.from_pretrained(float_checkpoint, dtype=dtype)
+    if dtype == "int8":
+        whole.save_pretrained(str(tmp_path))
+        whole = nemotron_c.AutoModelForCausalLM.from_pretrained(str(tmp_path), dtype="float32")
+    calls = []
+    monkeypatch.setattr(tensors, "BLOCK_VALUES", block_values)
+    monkeypatch.setattr(_core, "quantize", lambda *args: calls.append(args[4]) or CORE_QUANTIZE(*args))
+    blocks = nemotron_c.AutoModelForCausalLM.from_pretrained(float_checkpoint, dtype=dtype)
+    if dtype == "int8":
+        blocks = nemotron_c.AutoModelForCausalLM.from_pretrained(str(tmp_path), dtype="float32")
+    np.testing.assert_array_equal(blocks(IDS).logits, whole(IDS).logits)
+    if dtype in QUANTIZED:
+        assert max(rows * cols for rows, cols in calls) <= max(block_values, 128)  # a row of 128 is one block

@@ -22,7 +22,7 @@ scale tensor belongs to an I8 weight. The values and scales stay views of the me
 import numpy as np
 
 from .. import _core
-from .tensors import STORAGE_NUMPY, convert
+from .tensors import STORAGE_NUMPY, convert, row_blocks
 
 QUANTIZED_DTYPE = "int8"
 GROUP_SIZE = _core.DTYPE_INFO[QUANTIZED_DTYPE].block_size
@@ -105,8 +105,11 @@ class QuantizedTensor:
         if dtype not in STORAGE_NUMPY:
             raise ValueError(f"tensor {self.name!r}: cannot give int8 weights as {dtype!r}")
         N, K = self.shape
-        weight = (values.reshape(N, -1, GROUP_SIZE).astype(np.float32) * scales[..., None]).reshape(N, K)
-        return convert(weight, "float32", dtype)
+        out = np.empty((N, K), dtype=STORAGE_NUMPY[dtype])
+        for rows in row_blocks((N, K)):
+            block = values[rows].reshape(-1, K // GROUP_SIZE, GROUP_SIZE).astype(np.float32) * scales[rows, :, None]
+            out[rows] = convert(block.reshape(-1, K), "float32", dtype)
+        return out
 
 
 def gather_quantized(tensors, quantization_config, quantizable):

@@ -90,9 +90,32 @@ def float32_to_bfloat16_bits(values):
     return rounded
 
 
+# Conversions and quantization at load run over blocks of rows of about this many values (~10 ms each): Python
+# sees a Ctrl-C between two blocks, where one NumPy call over a whole embedding table would hold it for seconds,
+# and the temporaries are a block's rather than the tensor's.
+BLOCK_VALUES = 1 << 22
+
+
+def row_blocks(shape):
+    """Slices of the first axis of `shape`, each covering about BLOCK_VALUES values."""
+    per_row = max(1, int(np.prod(shape[1:], dtype=np.int64)))
+    step = max(1, BLOCK_VALUES // per_row)
+    return [slice(start, start + step) for start in range(0, shape[0], step)]
+
+
 def convert(raw, stored, dtype):
+    """raw, stored as `stored`, in `dtype` (a new array unless they are the same)."""
     if stored == dtype:
         return raw
+    if raw.ndim == 0 or raw.size <= BLOCK_VALUES:
+        return _convert_block(raw, stored, dtype)
+    out = np.empty(raw.shape, dtype=STORAGE_NUMPY[dtype])
+    for rows in row_blocks(raw.shape):
+        out[rows] = _convert_block(raw[rows], stored, dtype)
+    return out
+
+
+def _convert_block(raw, stored, dtype):
     if stored == "bfloat16":
         as_float32 = (raw.astype(np.uint32) << 16).view(np.float32)
     else:

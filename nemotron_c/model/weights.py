@@ -10,7 +10,7 @@ import numpy as np
 from .. import _core
 from ..checkpoint.quantized import QuantizedWeight, gather_quantized
 from ..checkpoint.reading import read_checkpoint
-from ..checkpoint.tensors import DTYPE_ALIASES, STORAGE_NUMPY, convert
+from ..checkpoint.tensors import DTYPE_ALIASES, STORAGE_NUMPY, convert, row_blocks
 from .inputs import to_numpy
 from .rope import rope_parameters
 
@@ -231,7 +231,10 @@ def quantize(name, array, storage, dtype, num_threads):
     groups = K // info.block_size
     values = np.empty((N, groups * info.itemsize), dtype=np.int8 if dtype == "int8" else np.uint8)
     scales = np.empty((N, groups), dtype=np.float32)
-    _core.quantize(values, scales, array, _core.DTYPE_INFO[storage].code, (N, K), info.code, num_threads)
+    for rows in row_blocks((N, K)):  # a block per call: Ctrl-C is seen between them
+        block = array[rows]
+        _core.quantize(values[rows], scales[rows], block, _core.DTYPE_INFO[storage].code, block.shape, info.code,
+                       num_threads)
     return QuantizedWeight(values, scales, (N, K))
 
 

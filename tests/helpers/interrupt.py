@@ -10,21 +10,21 @@ import time
 MAX_LATENCY = 1.0
 
 
-def interrupt_child(script):
+def interrupt_child(script, delay=1.5, max_latency=MAX_LATENCY):
     """Runs `script` in a child Python that prints "ready" before a long call, "interrupted ..." when the call
-    raises KeyboardInterrupt, then "usable" if the model still gives its earlier results. Sends SIGINT 1.5 s after
-    "ready" and checks that KeyboardInterrupt came within MAX_LATENCY and the model is usable; returns the latency."""
+    raises KeyboardInterrupt, then "usable" if the model still gives its earlier results. Sends SIGINT `delay` s
+    after "ready" and checks that KeyboardInterrupt came within max_latency and the model is usable; returns the latency."""
     child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True)
     try:
         assert child.stdout.readline().strip() == "ready"
-        time.sleep(1.5)
+        time.sleep(delay)
         sent = time.time()
         child.send_signal(signal.SIGINT)
         line = child.stdout.readline().strip()
         latency = time.time() - sent
         assert line.startswith("interrupted"), line + child.stderr.read()
-        assert latency < MAX_LATENCY, f"KeyboardInterrupt came {latency:.3f} s after SIGINT"
+        assert latency < max_latency, f"KeyboardInterrupt came {latency:.3f} s after SIGINT"
         assert child.stdout.readline().strip() == "usable"
         assert child.wait(timeout=30) == 0
         print(f"KeyboardInterrupt {latency * 1000:.0f} ms after SIGINT")
