@@ -1,4 +1,9 @@
 """Beam search against Transformers' generate, token for token, with its scores and beam indices."""
+import os
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 
@@ -86,3 +91,34 @@ def test_compute_transition_scores(models, normalize):
             None if beams is None else torch.as_tensor(expected["beam_indices"]), normalize_logits=normalize).numpy()
         mine = ours.compute_transition_scores(got.sequences, got.scores, beams, normalize_logits=normalize)
         np.testing.assert_allclose(mine, reference, atol=1e-4)
+
+
+def test_a_max_length_that_eos_cuts_short_costs_neither_memory_nor_time(tmp_path):
+    """Beam search's tables are as wide as max_length but written only as tokens come, and its candidates are
+    read from the running beams rather than copied whole: with half the vocabulary as eos (196 candidates a step)
+    and max_new_tokens=10**6, the search took seconds and gigabytes, copying every candidate's row of 10**6 tokens
+    each step (10**5 with the demo model: 7.9 s and 4.2 GB; 10**6 was killed for memory). The results equal a
+    max_length the search never reaches."""
+    script = textwrap.dedent(f"""
+        import resource, sys, time, numpy as np, nemotron_c
+        sys.path.insert(0, {os.path.dirname(__file__)!r})
+        from helpers.checkpoints import write_random_checkpoint
+        model = nemotron_c.AutoModelForCausalLM.from_pretrained(write_random_checkpoint({str(tmp_path)!r}))
+        settings = dict(num_beams=4, num_return_sequences=3, eos_token_id=list(range(0, 96, 2)), pad_token_id=1,
+                        return_dict_in_generate=True, output_scores=True)
+        prompts = np.array([[9, 4, 61, 12, 8, 40, 71], [3, 5, 7, 11, 13, 17, 19]])
+        short = model.generate(prompts, max_new_tokens=30, **settings)
+        before, start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.perf_counter()
+        long = model.generate(prompts, max_new_tokens=10**6, **settings)
+        seconds = time.perf_counter() - start
+        grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024
+        same = all(np.array_equal(getattr(short, name), getattr(long, name))
+                   for name in ("sequences", "sequences_scores", "beam_indices"))
+        print(short.sequences.shape, same, seconds, grown)
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    shape, same, seconds, grown = result.stdout.split(")")[0] + ")", *result.stdout.split(")")[1].split()
+    assert shape.startswith("(6, ") and int(shape.split(",")[1].strip(" )")) < 7 + 30, shape
+    assert same == "True"
+    assert float(seconds) < 5 and int(grown) < 200, (seconds, grown)

@@ -52,10 +52,10 @@ static void top_n(int64_t *order, const float *x, int64_t len, int64_t n) {
 
 void nt_beam_search_free(nt_beam_search *s) {
     if (s == NULL) return;
-    void *buffers[] = {s->running_scores, s->running_beam_indices, s->reorder, s->beam_scores, s->beam_indices,
-                       s->is_finished, s->unsatisfied, s->cand_scores, s->cand_flat, s->cand_hits, s->cand_seqs,
-                       s->cand_beam_indices, s->staged_rows, s->staged_indices, s->step_scores, s->chosen, s->best,
-                       s->just_finished, s->finished_flags, s->new_scores, s->taken};
+    void *buffers[] = {s->running_scores, s->running_beam_indices, s->reorder, s->lengths, s->beam_scores,
+                       s->beam_indices, s->is_finished, s->unsatisfied, s->cand_scores, s->cand_flat, s->cand_hits,
+                       s->step_scores, s->chosen, s->chosen_scores, s->best, s->just_finished, s->staged_rows,
+                       s->staged_indices, s->staged_lengths, s->finished_flags, s->new_scores, s->taken};
     for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++) free(buffers[i]);
     free(s);
 }
@@ -65,46 +65,48 @@ nt_status nt_beam_search_create(nt_beam_search **out, nt_error *err, const nt_ge
     *out = NULL;
     nt_beam_search *s = calloc(1, sizeof *s);
     if (s == NULL) return nt_error_set(err, NT_ERROR_OUT_OF_MEMORY, "out of memory for beam search");
-    int64_t NB = config->num_beams, M = config->max_length, G = M - T0;
+    int64_t NB = config->num_beams, M = config->max_length, G = M - T0, N = B * NB;
     int64_t K = nt_beam_search_candidates(config);
     *s = (nt_beam_search){.config = config, .B = B, .NB = NB, .K = K, .M = M, .T0 = T0, .G = G, .V = V,
                           .sequences = sequences};
-    s->running_scores = malloc((size_t)(B * NB) * sizeof(float));
-    s->running_beam_indices = malloc((size_t)(B * NB * G) * sizeof(int64_t));
-    s->reorder = malloc((size_t)(B * NB) * sizeof(int64_t));
-    s->beam_scores = malloc((size_t)(B * NB) * sizeof(float));
-    s->beam_indices = malloc((size_t)(B * NB * G) * sizeof(int64_t));
-    s->is_finished = calloc((size_t)(B * NB), 1);
+    /* the (.., M) and (.., G) tables are written as tokens come: malloc leaves their pages untouched */
+    s->running_scores = malloc((size_t)N * sizeof(float));
+    s->running_beam_indices = malloc((size_t)(N * G) * sizeof(int64_t));
+    s->reorder = malloc((size_t)N * sizeof(int64_t));
+    s->lengths = malloc((size_t)N * sizeof(int64_t));
+    s->beam_scores = malloc((size_t)N * sizeof(float));
+    s->beam_indices = malloc((size_t)(N * G) * sizeof(int64_t));
+    s->is_finished = calloc((size_t)N, 1);
     s->unsatisfied = malloc((size_t)B);
-    s->cand_scores = malloc((size_t)(B * K) * sizeof(float));
-    s->cand_flat = malloc((size_t)(B * K) * sizeof(int64_t));
-    s->cand_hits = malloc((size_t)(B * K));
-    s->cand_seqs = malloc((size_t)(B * K * M) * sizeof(int64_t));
-    s->cand_beam_indices = malloc((size_t)(B * K * G) * sizeof(int64_t));
-    s->staged_rows = malloc((size_t)(B * NB * M) * sizeof(int64_t));
-    s->staged_indices = malloc((size_t)(B * NB * G) * sizeof(int64_t));
-    s->step_scores = malloc((size_t)(B * (NB + K)) * sizeof(float));
+    s->cand_scores = malloc((size_t)K * sizeof(float));
+    s->cand_flat = malloc((size_t)K * sizeof(int64_t));
+    s->cand_hits = malloc((size_t)K);
+    s->step_scores = malloc((size_t)(NB + K) * sizeof(float));
     s->chosen = malloc((size_t)NB * sizeof(int64_t));
+    s->chosen_scores = malloc((size_t)NB * sizeof(float));
     s->best = malloc((size_t)NB * sizeof(int64_t));
     s->just_finished = malloc((size_t)K);
+    s->staged_rows = malloc((size_t)(2 * NB * M) * sizeof(int64_t));
+    s->staged_indices = malloc((size_t)(2 * NB * G) * sizeof(int64_t));
+    s->staged_lengths = malloc((size_t)NB * sizeof(int64_t));
     s->finished_flags = malloc((size_t)NB);
     s->new_scores = malloc((size_t)NB * sizeof(float));
     s->taken = malloc(config->do_sample ? (size_t)(NB * V) : 1);
-    if (s->running_scores == NULL || s->running_beam_indices == NULL || s->reorder == NULL ||
+    if (s->running_scores == NULL || s->running_beam_indices == NULL || s->reorder == NULL || s->lengths == NULL ||
         s->beam_scores == NULL || s->beam_indices == NULL || s->is_finished == NULL || s->unsatisfied == NULL ||
-        s->cand_scores == NULL || s->cand_flat == NULL || s->cand_hits == NULL || s->cand_seqs == NULL ||
-        s->cand_beam_indices == NULL || s->staged_rows == NULL || s->staged_indices == NULL || s->step_scores == NULL ||
-        s->chosen == NULL || s->best == NULL || s->just_finished == NULL || s->finished_flags == NULL ||
-        s->new_scores == NULL || s->taken == NULL) {
+        s->cand_scores == NULL || s->cand_flat == NULL || s->cand_hits == NULL || s->step_scores == NULL ||
+        s->chosen == NULL || s->chosen_scores == NULL || s->best == NULL || s->just_finished == NULL ||
+        s->staged_rows == NULL || s->staged_indices == NULL || s->staged_lengths == NULL ||
+        s->finished_flags == NULL || s->new_scores == NULL || s->taken == NULL) {
         nt_beam_search_free(s);
         return nt_error_set(err, NT_ERROR_OUT_OF_MEMORY, "out of memory for beam search");
     }
-    memcpy(sequences, running, (size_t)(B * NB * M) * sizeof(int64_t));
-    for (int64_t i = 0; i < B * NB; i++) {
+    for (int64_t i = 0; i < N; i++) {
+        memcpy(sequences + i * M, running + i * M, (size_t)T0 * sizeof(int64_t));
+        s->lengths[i] = T0;
         s->running_scores[i] = i % NB == 0 ? 0.0f : NT_BEAM_EXCLUDED; /* a prompt's copies start excluded */
         s->beam_scores[i] = NT_BEAM_EXCLUDED;
     }
-    for (int64_t i = 0; i < B * NB * G; i++) s->running_beam_indices[i] = s->beam_indices[i] = -1;
     memset(s->unsatisfied, 1, (size_t)B);
     *out = s;
     return NT_OK;
@@ -116,7 +118,7 @@ static void candidates(nt_beam_search *s, float *scores, int64_t b, nt_rng *rng)
     float *acc = scores + b * NB * V; /* (NB * V) */
     for (int64_t j = 0; j < NB; j++)
         for (int64_t v = 0; v < V; v++) acc[j * V + v] += s->running_scores[b * NB + j];
-    int64_t *flat = s->cand_flat + b * K;
+    int64_t *flat = s->cand_flat;
     if (!s->config->do_sample) {
         top_n(flat, acc, NB * V, K);
     } else {
@@ -159,45 +161,37 @@ static void candidates(nt_beam_search *s, float *scores, int64_t b, nt_rng *rng)
                 flat[q - 1] = t;
             }
     }
-    for (int64_t k = 0; k < K; k++) s->cand_scores[b * K + k] = acc[flat[k]];
+    for (int64_t k = 0; k < K; k++) s->cand_scores[k] = acc[flat[k]];
+}
+
+/* copies a row of `length` tokens and its length - T0 beam indices, then appends token continuing beam `row` */
+static void extend(const nt_beam_search *s, int64_t *seq, int64_t *idx, const int64_t *from_seq,
+                   const int64_t *from_idx, int64_t length, int64_t token, int64_t row) {
+    memcpy(seq, from_seq, (size_t)length * sizeof(int64_t));
+    memcpy(idx, from_idx, (size_t)(length - s->T0) * sizeof(int64_t));
+    seq[length] = token;
+    idx[length - s->T0] = row;
 }
 
 int nt_beam_search_step(nt_beam_search *s, int64_t *running, float *scores, int64_t length, nt_rng *rng,
                         int timed_out) {
     const nt_generation_config *c = s->config;
-    int64_t B = s->B, NB = s->NB, K = s->K, M = s->M, G = s->G, V = s->V, T0 = s->T0, L = length;
+    int64_t NB = s->NB, K = s->K, M = s->M, G = s->G, V = s->V, T0 = s->T0, L = length;
     int all_hit = 1;
 
-    for (int64_t b = 0; b < B; b++) {
+    for (int64_t b = 0; b < s->B; b++) {
         candidates(s, scores, b, rng);
-        /* the candidates' sequences, beam indices and whether they meet a stopping criterion */
         for (int64_t k = 0; k < K; k++) {
-            int64_t flat = s->cand_flat[b * K + k], source = flat / V, token = flat % V;
-            int64_t *seq = s->cand_seqs + (b * K + k) * M;
-            int64_t *idx = s->cand_beam_indices + (b * K + k) * G;
-            memcpy(seq, running + (b * NB + source) * M, (size_t)M * sizeof(int64_t));
-            memcpy(idx, s->running_beam_indices + (b * NB + source) * G, (size_t)G * sizeof(int64_t));
-            seq[L] = token;
-            idx[L - T0] = b * NB + source;
-            int hit = L + 1 >= M || timed_out || nt_is_eos(c, token);
-            s->cand_hits[b * K + k] = (uint8_t)hit;
+            int hit = L + 1 >= M || timed_out || nt_is_eos(c, s->cand_flat[k] % V);
+            s->cand_hits[k] = (uint8_t)hit;
             all_hit &= hit;
         }
 
-        /* the best NB candidates that did not stop keep running (candidates are copies: no aliasing) */
-        float *running_scores = s->step_scores + b * (NB + K); /* (K) */
-        for (int64_t k = 0; k < K; k++)
-            running_scores[k] = s->cand_scores[b * K + k] + (s->cand_hits[b * K + k] ? NT_BEAM_EXCLUDED : 0.0f);
-        int64_t *chosen = s->chosen;
-        top_n(chosen, running_scores, K, NB);
-        for (int64_t j = 0; j < NB; j++) {
-            int64_t k = chosen[j], row = b * NB + j;
-            memcpy(running + row * M, s->cand_seqs + (b * K + k) * M, (size_t)M * sizeof(int64_t));
-            memcpy(s->running_beam_indices + row * G, s->cand_beam_indices + (b * K + k) * G,
-                   (size_t)G * sizeof(int64_t));
-            s->running_scores[row] = running_scores[k];
-            s->reorder[row] = s->running_beam_indices[row * G + L - T0]; /* the cache row it continues */
-        }
+        /* the best NB candidates that did not stop keep running */
+        float *running_scores = s->step_scores; /* (K) */
+        for (int64_t k = 0; k < K; k++) running_scores[k] = s->cand_scores[k] + (s->cand_hits[k] ? NT_BEAM_EXCLUDED : 0.0f);
+        top_n(s->chosen, running_scores, K, NB);
+        for (int64_t j = 0; j < NB; j++) s->chosen_scores[j] = running_scores[s->chosen[j]];
 
         /* the finished hypotheses: the best NB of those kept so far and the candidates that just stopped */
         int full = c->early_stopping == NT_EARLY_STOPPING_TRUE;
@@ -205,43 +199,60 @@ int nt_beam_search_step(nt_beam_search *s, int64_t *running, float *scores, int6
         float divisor = (float)pow((double)(L + 1 - T0), (double)c->length_penalty);
         /* merged (NB + K): the finished scores, then the candidates' with the length penalty, excluded (-1e9
          * added, in Transformers' order) unless among the best NB, just stopped and still able to improve */
-        float *merged = s->step_scores + b * (NB + K);
-        uint8_t *just_finished = s->just_finished;
+        float *merged = s->step_scores;
         for (int64_t j = 0; j < NB; j++) merged[j] = s->beam_scores[b * NB + j];
         for (int64_t k = 0; k < K; k++) {
-            float score = s->cand_scores[b * K + k] / divisor;
+            float score = s->cand_scores[k] / divisor;
             score += full ? NT_BEAM_EXCLUDED : 0.0f;
             score += s->unsatisfied[b] ? 0.0f : NT_BEAM_EXCLUDED;
-            just_finished[k] = s->cand_hits[b * K + k] && k < NB;
-            score += just_finished[k] ? 0.0f : NT_BEAM_EXCLUDED;
+            s->just_finished[k] = s->cand_hits[k] && k < NB;
+            score += s->just_finished[k] ? 0.0f : NT_BEAM_EXCLUDED;
             merged[NB + k] = score;
         }
-        int64_t *best = s->best;
-        top_n(best, merged, NB + K, NB);
-        uint8_t *finished_flags = s->finished_flags;
-        float *new_scores = s->new_scores;
+        top_n(s->best, merged, NB + K, NB);
+
+        /* Staged, as both read the running rows they replace and the kept hypotheses may move among themselves:
+         * rows 0..NB-1 the new finished hypotheses, rows NB..2NB-1 the new running beams. */
         for (int64_t j = 0; j < NB; j++) {
-            int64_t i = best[j];
-            const int64_t *seq = i < NB ? s->sequences + (b * NB + i) * M : s->cand_seqs + (b * K + i - NB) * M;
-            const int64_t *idx = i < NB ? s->beam_indices + (b * NB + i) * G : s->cand_beam_indices + (b * K + i - NB) * G;
-            /* staged, as the kept hypotheses may move among themselves */
-            memcpy(s->staged_rows + (b * NB + j) * M, seq, (size_t)M * sizeof(int64_t));
-            memcpy(s->staged_indices + (b * NB + j) * G, idx, (size_t)G * sizeof(int64_t));
-            new_scores[j] = merged[i];
-            finished_flags[j] = i < NB ? s->is_finished[b * NB + i] : just_finished[i - NB];
+            int64_t i = s->best[j], *seq = s->staged_rows + j * M, *idx = s->staged_indices + j * G;
+            if (i < NB) {
+                int64_t kept = b * NB + i, n = s->lengths[kept];
+                memcpy(seq, s->sequences + kept * M, (size_t)n * sizeof(int64_t));
+                memcpy(idx, s->beam_indices + kept * G, (size_t)(n - T0) * sizeof(int64_t));
+                s->staged_lengths[j] = n;
+                s->finished_flags[j] = s->is_finished[kept];
+            } else {
+                int64_t flat = s->cand_flat[i - NB], source = b * NB + flat / V;
+                extend(s, seq, idx, running + source * M, s->running_beam_indices + source * G, L, flat % V, source);
+                s->staged_lengths[j] = L + 1;
+                s->finished_flags[j] = s->just_finished[i - NB];
+            }
+            s->new_scores[j] = merged[i];
         }
         for (int64_t j = 0; j < NB; j++) {
-            memcpy(s->sequences + (b * NB + j) * M, s->staged_rows + (b * NB + j) * M, (size_t)M * sizeof(int64_t));
-            memcpy(s->beam_indices + (b * NB + j) * G, s->staged_indices + (b * NB + j) * G, (size_t)G * sizeof(int64_t));
-            s->beam_scores[b * NB + j] = new_scores[j];
-            s->is_finished[b * NB + j] = finished_flags[j];
+            int64_t flat = s->cand_flat[s->chosen[j]], source = b * NB + flat / V;
+            extend(s, s->staged_rows + (NB + j) * M, s->staged_indices + (NB + j) * G, running + source * M,
+                   s->running_beam_indices + source * G, L, flat % V, source);
+            s->reorder[b * NB + j] = source; /* the cache row it continues */
+        }
+        for (int64_t j = 0; j < NB; j++) {
+            int64_t row = b * NB + j, n = s->staged_lengths[j];
+            memcpy(s->sequences + row * M, s->staged_rows + j * M, (size_t)n * sizeof(int64_t));
+            memcpy(s->beam_indices + row * G, s->staged_indices + j * G, (size_t)(n - T0) * sizeof(int64_t));
+            s->lengths[row] = n;
+            s->beam_scores[row] = s->new_scores[j];
+            s->is_finished[row] = s->finished_flags[j];
+            memcpy(running + row * M, s->staged_rows + (NB + j) * M, (size_t)(L + 1) * sizeof(int64_t));
+            memcpy(s->running_beam_indices + row * G, s->staged_indices + (NB + j) * G,
+                   (size_t)(L + 1 - T0) * sizeof(int64_t));
+            s->running_scores[row] = s->chosen_scores[j];
         }
     }
     L = length + 1;
 
     /* can a running beam still beat the worst finished one? (_check_early_stop_heuristic) */
     int improvement_possible = 0, all_finished = 1;
-    for (int64_t b = 0; b < B; b++) {
+    for (int64_t b = 0; b < s->B; b++) {
         int64_t hypothetical = c->early_stopping == NT_EARLY_STOPPING_NEVER && c->length_penalty > 0.0f ? M - T0
                                                                                                        : L - T0;
         float best_possible = s->running_scores[b * NB] / (float)pow((double)hypothetical, (double)c->length_penalty);
@@ -261,11 +272,18 @@ int nt_beam_search_step(nt_beam_search *s, int64_t *running, float *scores, int6
 int64_t nt_beam_search_output_length(const nt_beam_search *s, int64_t n) {
     int64_t longest = 0;
     for (int64_t b = 0; b < s->B; b++)
-        for (int64_t j = 0; j < n && j < s->NB; j++) {
-            const int64_t *idx = s->beam_indices + (b * s->NB + j) * s->G;
-            int64_t count = 0;
-            for (int64_t t = 0; t < s->G; t++) count += idx[t] != -1;
-            if (count > longest) longest = count;
-        }
+        for (int64_t j = 0; j < n && j < s->NB; j++)
+            if (s->lengths[b * s->NB + j] - s->T0 > longest) longest = s->lengths[b * s->NB + j] - s->T0;
     return longest;
+}
+
+void nt_beam_search_finish(nt_beam_search *s, int64_t *beam_indices, int64_t fill) {
+    int64_t longest = nt_beam_search_output_length(s, s->NB), M = s->M, G = s->G, T0 = s->T0;
+    for (int64_t i = 0; i < s->B * s->NB; i++) {
+        int64_t n = s->lengths[i] - T0;
+        for (int64_t t = n; t < longest; t++) s->sequences[i * M + T0 + t] = fill;
+        if (beam_indices == NULL) continue;
+        memcpy(beam_indices + i * G, s->beam_indices + i * G, (size_t)n * sizeof(int64_t));
+        for (int64_t t = n; t < longest; t++) beam_indices[i * G + t] = -1;
+    }
 }

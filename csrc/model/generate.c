@@ -110,9 +110,8 @@ nt_status nt_generator_create(nt_generator **out, nt_error *err, nt_model *model
                             (long long)nt_cache_batch_size(cache), (long long)nt_cache_length(cache), (long long)N,
                             (long long)T);
     const nt_config *mc = nt_model_config(model);
-    int64_t K = nt_beam_search_candidates(config);
-    if (nt_mul_size(nt_mul_size(N, config->max_length), 8) < 0 || nt_mul_size(nt_mul_size(N, mc->vocab_size), 8) < 0 ||
-        nt_mul_size(nt_mul_size(K * (N / config->num_beams), config->max_length), 8) < 0)
+    /* 16: beam search's staged rows are twice a prompt's beams */
+    if (nt_mul_size(nt_mul_size(N, config->max_length), 16) < 0 || nt_mul_size(nt_mul_size(N, mc->vocab_size), 8) < 0)
         return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "%lld rows of %lld tokens are too many to generate",
                             (long long)N, (long long)config->max_length);
     for (int64_t i = 0; i < N * T; i++)
@@ -210,12 +209,10 @@ nt_status nt_generator_create(nt_generator **out, nt_error *err, nt_model *model
 
     /* rows, mask and positions: cumsum(mask) - 1, 0 on padding, as Transformers */
     /* Only the prompt is written now: the rest of the (N, M) rows is touched as tokens come, so that a huge
-     * max_length cut short by eos costs address space, not memory or time. Beam search copies whole rows and
-     * pads its outputs with the fill token, so it fills them all. */
-    int64_t fill = NB > 1 ? c->beam_fill_token_id : 0, written = NB > 1 ? M : T;
+     * max_length cut short by eos costs address space, not memory or time (beam search's tables too). */
     for (int64_t r = 0; r < N; r++) {
         int64_t position = -1;
-        for (int64_t t = 0; t < written; t++) g->running[r * M + t] = t < T ? input_ids[r * T + t] : fill;
+        for (int64_t t = 0; t < T; t++) g->running[r * M + t] = input_ids[r * T + t];
         for (int64_t t = 0; g->mask && t < T; t++) g->mask[r * M + t] = attention_mask[r * T + t] != 0;
         for (int64_t t = 0; t < T; t++) {
             int keep = attention_mask == NULL || attention_mask[r * T + t] != 0;
@@ -376,8 +373,6 @@ static nt_status beam_select(nt_generator *g, nt_error *err) {
     g->length++;
     if (g->out.sequence_scores != NULL)
         memcpy(g->out.sequence_scores, g->beam->beam_scores, (size_t)(g->B * g->NB) * sizeof(float));
-    if (g->out.beam_indices != NULL)
-        memcpy(g->out.beam_indices, g->beam->beam_indices, (size_t)(g->B * g->NB * g->G) * sizeof(int64_t));
     return nt_cache_reorder(g->cache, err, g->beam->reorder); /* after the last step too, as Transformers */
 }
 
@@ -394,6 +389,7 @@ nt_status nt_generator_step(nt_generator *g, nt_error *err, const volatile int *
         select_tokens(g);
     g->steps++;
     if (g->length >= g->M) g->done = 1;
+    if (g->done && g->beam != NULL) nt_beam_search_finish(g->beam, g->out.beam_indices, g->config.beam_fill_token_id);
     return status;
 }
 

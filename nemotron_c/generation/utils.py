@@ -633,20 +633,21 @@ def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=N
 def check_rows_memory(model_config, num_beams, num_return, rows, prompt_length, max_length):
     """Refuses, before allocating anything, rows that cannot fit in this machine's memory, naming the settings.
     What each row (prompts x max(num_beams, num_return_sequences)) needs before its first token: the cache of the
-    prompt and of one token, its scores (twice: logits and processed), and with beams about ten int64 tables as
-    wide as max_length (running, candidate and kept sequences and beam indices, csrc/model/beam.c). The cache then
-    grows a position per token, as in Transformers; greedy search and sampling write their rows as tokens come."""
+    prompt and of one token and its scores (twice: logits and processed). The cache then grows a position per token,
+    as in Transformers, and the rows are written as tokens come. Beam search's tables (rows, max_length) of int64
+    (csrc/model/beam.c) are touched as tokens come too, but each is one allocation, which Linux refuses beyond the
+    machine's memory: such a table is refused here by name."""
     c = model_config
     per_position = 2 * c.num_hidden_layers * c.num_key_value_heads * c.head_dim * 4
-    per_row = (prompt_length + 1) * per_position + 2 * 4 * c.vocab_size + (8 * 10 * max_length if num_beams > 1 else 0)
-    needed = rows * per_row
+    per_row = (prompt_length + 1) * per_position + 2 * 4 * c.vocab_size
+    needed, table = rows * per_row, rows * 8 * max_length if num_beams > 1 else 0
     available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else None
-    if available and needed > available:
-        raise ValueError(f"num_beams={num_beams} and num_return_sequences={num_return} make {rows} rows of "
-                         f"{per_row / 2**20:.2f} MiB each (cache, scores"
-                         f"{f', sequences up to max_length={max_length}' if num_beams > 1 else ''}): "
-                         f"{needed / 2**30:.1f} GiB before the first token, more than this machine's "
-                         f"{available / 2**30:.1f} GiB: lower num_beams, num_return_sequences or max_new_tokens")
+    if available and max(needed, table) > available:
+        what = (f"{per_row / 2**20:.2f} MiB each (cache and scores): {needed / 2**30:.1f} GiB before the first token"
+                if needed >= table else f"sequences up to max_length={max_length}: tables of {table / 2**30:.1f} GiB")
+        raise ValueError(f"num_beams={num_beams} and num_return_sequences={num_return} make {rows} rows of {what}, "
+                         f"more than this machine's {available / 2**30:.1f} GiB: lower num_beams, "
+                         f"num_return_sequences or max_new_tokens")
 
 
 def check_user_cache(model, cache, rows, prompt_length):
