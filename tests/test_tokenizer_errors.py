@@ -441,3 +441,40 @@ def test_split_of_ten_thousand_literals_is_linear_in_the_text(dirs, tmp_path):
     start = time.perf_counter()
     ours.encode(text[:300000], add_special_tokens=False)
     assert time.perf_counter() - start < 5
+
+
+LENGTH_SETTINGS = {
+    "negative max_length": (dict(max_length=-1, truncation=True), "max_length must not be negative, got -1"),
+    "negative max_length padded": (dict(max_length=-2, padding="max_length"), "max_length must not be negative"),
+    "float max_length": (dict(max_length=2.5, truncation=True), "max_length must be an integer, got 2.5"),
+    "negative pad_to_multiple_of": (dict(padding=True, pad_to_multiple_of=-3),
+                                    "pad_to_multiple_of must not be negative, got -3"),
+}
+
+
+@pytest.mark.parametrize("case", LENGTH_SETTINGS)
+@pytest.mark.parametrize("full", [False, True])
+def test_bad_lengths_raise_transformers_type_with_the_setting_named(both, case, full):
+    """Transformers raises these as "can't convert negative int to unsigned" (OverflowError) and "'float' object
+    cannot be interpreted as an integer"; we returned [] for a negative max_length and let a negative
+    pad_to_multiple_of through."""
+    ours, theirs = both
+    kwargs, message = LENGTH_SETTINGS[case]
+    extra = dict(return_offsets_mapping=True) if full else {}
+    texts = ["hello there my friend", "and you"]
+    for tokenizer in (ours, theirs):
+        tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token
+    error = same_exception(lambda: ours(texts, **kwargs, **extra), lambda: theirs(texts, **kwargs, **extra))
+    assert message in str(error)
+
+
+@pytest.mark.parametrize("kwargs", [dict(padding="max_length", max_length=2**40),
+                                    dict(padding="max_length", max_length=2**40, return_offsets_mapping=True),
+                                    dict(padding=True, pad_to_multiple_of=2**40)])
+def test_padding_beyond_memory_is_refused_before_padding(both, kwargs):
+    """tokenizers aborts the whole process ("memory allocation of 4398046511104 bytes failed"); we raised a
+    MemoryError without a message after trying."""
+    ours, _ = both
+    ours.pad_token = ours.pad_token or ours.eos_token
+    with pytest.raises(ValueError, match=r"padding 2 rows to 1099511627776 tokens .* more than this machine's"):
+        ours(["hello there", "you"], **kwargs)

@@ -453,6 +453,14 @@ class NemotronTokenizer:
                 padding, max_length = (None, None) if huge else (padding, self.model_max_length)
             if truncate:
                 truncate, max_length = (False, max_length) if huge else (truncate, self.model_max_length)
+        for name, value, used in (("max_length", max_length, truncate or padding == "max_length"),
+                                  ("pad_to_multiple_of", pad_to_multiple_of, padding is not None)):
+            if value is None or not used:
+                continue
+            if not isinstance(value, (int, np.integer)):  # the types Transformers raises, with the setting named
+                raise TypeError(f"{name} must be an integer, got {value!r}")
+            if value < 0:
+                raise OverflowError(f"{name} must not be negative, got {value}")
         if padding is not None and self.pad_token_id is None:
             raise ValueError("Asking to pad but the tokenizer does not have a padding token. Please select a token to "
                              "use as `pad_token` `(tokenizer.pad_token = tokenizer.eos_token e.g.)` or add a new pad "
@@ -552,10 +560,18 @@ class NemotronTokenizer:
         # as Transformers: an empty text_pair is no pair
         return [text_pair] if text_pair else None
 
-    def _padded_length(self, lengths, padding, max_length, pad_to_multiple_of):
+    def _padded_length(self, lengths, padding, max_length, pad_to_multiple_of, columns=2):
+        """The length rows of `lengths` pad to; refuses, before padding, a length whose `columns` lists of 8-byte
+        slots per row cannot fit in this machine's memory (tokenizers aborts the process there)."""
         target = max(lengths) if padding == "longest" else max_length
         if pad_to_multiple_of and target % pad_to_multiple_of:
             target = (target // pad_to_multiple_of + 1) * pad_to_multiple_of
+        needed = 8 * columns * len(lengths) * max(target, 0)
+        available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else None
+        if available and needed > available:
+            raise ValueError(f"padding {len(lengths)} rows to {target} tokens (max_length={max_length}, "
+                             f"pad_to_multiple_of={pad_to_multiple_of}) needs {needed / 2**30:.1f} GiB, more than "
+                             f"this machine's {available / 2**30:.1f} GiB")
         return target
 
     def _sequence_encodings(self, texts, sequence):
@@ -587,7 +603,8 @@ class NemotronTokenizer:
                 truncate_sequences(sequences, max_length - n_added, truncate, stride, self.truncation_side == "left")
             encodings.append(apply_template(template, sequences, add_special_tokens))
         if padding is not None:
-            target = self._padded_length([len(e) for e in encodings], padding, max_length, pad_to_multiple_of)
+            windows = [len(w) for e in encodings for w in (e, *e.overflowing)]
+            target = self._padded_length(windows, padding, max_length, pad_to_multiple_of, columns=7)
             for e in encodings:
                 e.pad(target, self.pad_token_id, side == "left")
         return encodings
