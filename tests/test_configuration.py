@@ -168,6 +168,26 @@ def test_odd_values_are_refused_naming_the_field(fields, message):
         nemotron_c.NemotronConfig(**fields).validate()
 
 
+WRONG_TYPES = [("tie_word_embeddings", "no"), ("tie_word_embeddings", 1), ("attention_bias", "false"),
+               ("attention_bias", None), ("mlp_bias", 0), ("use_cache", "yes"), ("initializer_range", "0.02"),
+               ("attention_dropout", None), ("pad_token_id", "0"), ("pad_token_id", 1.0), ("bos_token_id", True),
+               ("eos_token_id", [2, "3"]), ("eos_token_id", {"a": 1}), ("eos_token_id", 2.5)]
+
+
+@pytest.mark.parametrize("key, value", WRONG_TYPES)
+def test_fields_of_the_wrong_type_are_refused_as_transformers_refuses_them(key, value, tmp_path):
+    """Transformers' strict dataclass refuses each of these when it reads config.json (a
+    StrictDataclassFieldValidationError); nemotron_c read tie_word_embeddings="no" as true and built the model.
+    Ours is a TypeError naming the field when a model is built from the config."""
+    with open(tmp_path / "config.json", "w") as f:
+        json.dump({"model_type": "nemotron", "hidden_size": 64, "num_attention_heads": 4, key: value}, f)
+    with pytest.raises(Exception, match=f"'{key}'"):
+        transformers.AutoConfig.from_pretrained(str(tmp_path))
+    config = nemotron_c.AutoConfig.from_pretrained(str(tmp_path))
+    with pytest.raises(TypeError, match=f"config.{key} must be"):
+        config.validate()
+
+
 def test_rope_tables_that_overflow_are_refused():
     # every field in range, yet theta ** (2i / d) underflows: the frequencies are inf, the logits NaN, the token 0
     config = nemotron_c.NemotronConfig(rope_parameters={"rope_type": "default", "rope_theta": 1e-300})

@@ -234,6 +234,20 @@ class NemotronConfig:
             value = getattr(self, key)
             if not is_positive_integer(value):
                 raise ValueError(f"config.{key} must be a positive integer, got {value!r}")
+        # Transformers' strict dataclass refuses these types when the config is made; a flag such as
+        # tie_word_embeddings="no" would otherwise read as true
+        for key in ("use_cache", "tie_word_embeddings", "attention_bias", "mlp_bias"):
+            if not isinstance(getattr(self, key), bool):
+                raise TypeError(f"config.{key} must be true or false, got {getattr(self, key)!r}")
+        for key in ("initializer_range", "attention_dropout"):
+            if not is_number(getattr(self, key)):
+                raise TypeError(f"config.{key} must be a number, got {getattr(self, key)!r}")
+        for key in ("pad_token_id", "bos_token_id", "eos_token_id"):
+            value = getattr(self, key)
+            ids = value if key == "eos_token_id" and isinstance(value, list) else [value]
+            if value is not None and not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+                raise TypeError(f"config.{key} must be a token id{', a list of them' if key == 'eos_token_id' else ''}"
+                                f" or null, got {value!r}")
         if not isinstance(self.hidden_act, str):
             raise ValueError(f"config.hidden_act must be an activation name, got {self.hidden_act!r}")
         if self.num_attention_heads % self.num_key_value_heads:
