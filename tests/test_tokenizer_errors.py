@@ -347,6 +347,46 @@ def test_padding_side_other_than_left_or_right(dirs, tmp_path):
                    lambda: theirs(["a", "a b c"], padding=True, padding_side="middle"))
 
 
+def _with_config(dirs, tmp_path, **values):
+    path = copy_with(dirs, tmp_path)
+    config_path = os.path.join(path, "tokenizer_config.json")
+    with open(config_path) as f:
+        config = json.load(f)
+    config.update(values)
+    with open(config_path, "w") as f:
+        json.dump(config, f)
+    return path
+
+
+@pytest.mark.parametrize("value", ["512", 12.5, True, [8], float("nan")])
+def test_model_max_length_that_is_not_a_whole_number_is_refused_at_load(dirs, tmp_path, value):
+    """Transformers loads these and fails at the first call that truncates ("'>' not supported between instances
+    of 'str' and 'int'", "'float' object cannot be interpreted as an integer"); we read "512" as no limit and 12.5
+    as 12, and int(nan) raised a bare ValueError."""
+    path = _with_config(dirs, tmp_path, model_max_length=value)
+    with pytest.raises(FormatError, match="model_max_length must be a whole number"):
+        AutoTokenizer.from_pretrained(path)
+
+
+@pytest.mark.parametrize("value", [1e30, float("inf"), 512.0, 2**100])
+def test_model_max_length_huge_or_whole_floats_load_as_transformers(dirs, tmp_path, value):
+    path = _with_config(dirs, tmp_path, model_max_length=value)
+    ours, theirs = AutoTokenizer.from_pretrained(path), transformers.AutoTokenizer.from_pretrained(path)
+    text = "hello there " * 300
+    if value != 512.0:  # Transformers fails on a float it must use: "'float' object cannot be interpreted..."
+        assert ours(text, truncation=True)["input_ids"] == theirs(text, truncation=True)["input_ids"]
+    assert len(ours(text, truncation=True)["input_ids"]) == (512 if value == 512.0 else len(ours(text)["input_ids"]))
+
+
+@pytest.mark.parametrize("key, value", [("pad_token", 5), ("pad_token", {"no_content": 1}), ("eos_token", ["</s>"]),
+                                        ("extra_special_tokens", [1, 2])])
+def test_special_tokens_of_the_wrong_type_raise_typeerror_as_transformers(dirs, tmp_path, key, value):
+    path = _with_config(dirs, tmp_path, **{key: value})
+    error = same_exception(lambda: AutoTokenizer.from_pretrained(path),
+                           lambda: transformers.AutoTokenizer.from_pretrained(path))
+    assert isinstance(error, FormatError) and "a special token must be a string or an AddedToken dict" in str(error)
+
+
 INTERRUPTED_ENCODE = """
 import sys, time
 sys.path.insert(0, {root!r})

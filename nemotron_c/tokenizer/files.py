@@ -35,13 +35,18 @@ def require(condition, message):
         raise FormatError(message)
 
 
+class SpecialTokenTypeError(FormatError, TypeError):
+    """A special token that is neither a string nor an AddedToken: a format error of the file, and a TypeError as
+    Transformers raises it ("Special token pad_token has to be either str or AddedToken")."""
+
+
 def token_content(value):
     """A special token as tokenizer_config.json writes it: a string or a serialized AddedToken."""
     if value is None or isinstance(value, str):
         return value
     if isinstance(value, dict) and isinstance(value.get("content"), str):
         return value["content"]
-    raise FormatError(f"a special token must be a string or an AddedToken dict, got {value!r}")
+    raise SpecialTokenTypeError(f"a special token must be a string or an AddedToken dict, got {value!r}")
 
 
 def step(kind, a=None, b=None, start=0, stop=0, prepend_scheme=_core.PREPEND_ALWAYS, split=False, strings=None):

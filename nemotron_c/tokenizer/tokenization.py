@@ -6,6 +6,7 @@ truncation, tensors and chat templates, following Transformers 5 (`TokenizersBac
 core (`_core.Tokenizer`) does the encoding and decoding.
 """
 import collections
+import math
 import operator
 import os
 
@@ -174,8 +175,7 @@ class NemotronTokenizer:
         # Transformers 5 skips the clean-up for BPE models unless forced
         self._force_clean_up = bool(config.get("clean_up_tokenization_spaces_for_bpe_even_though_it_will_corrupt_output",
                                                False))
-        max_len = config.get("model_max_length")
-        self.model_max_length = int(max_len) if isinstance(max_len, (int, float)) else VERY_LARGE_INTEGER
+        self.model_max_length = _model_max_length(config.get("model_max_length"))
         self.padding_side = config.get("padding_side", "left" if self._llama else "right")
         self.truncation_side = config.get("truncation_side", "right")
         for name in ("padding_side", "truncation_side"):  # Transformers' check and message
@@ -735,6 +735,21 @@ def _read_object(path):
     data = read_json(path)
     require(isinstance(data, dict), f"{path}: the top level is not an object")
     return data
+
+
+def _model_max_length(value):
+    """tokenizer_config.json's model_max_length as an int: absent, null or beyond LARGE_INTEGER (1e30 is a float in
+    JSON) means no limit; anything else must be a whole number (Transformers fails on a string or 12.5 at the first
+    call that truncates, with "'>' not supported" or "'float' object cannot be interpreted as an integer")."""
+    if value is None:
+        return VERY_LARGE_INTEGER
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and value > LARGE_INTEGER:
+        return VERY_LARGE_INTEGER
+    if not isinstance(value, float) or not math.isfinite(value) or value != int(value):
+        raise FormatError(f"tokenizer_config.json: model_max_length must be a whole number, got {value!r}")
+    return int(value)
 
 
 def read_tokenizer_config(path):
