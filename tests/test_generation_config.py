@@ -99,6 +99,11 @@ BAD_INPUTS = [
     ("sequence bias dict keys", dict(sequence_bias={3: 1.0}, max_new_tokens=2), "dict with tuples as keys"),
     ("sequence bias out of vocab", dict(sequence_bias={(3, 500): 1.0}, max_new_tokens=2), "vocabulary size is 96"),
     ("negative forced eos", dict(forced_eos_token_id=-1, max_new_tokens=2), "`eos_token_id` has to be a list of"),
+    # Transformers' own checks name these (we raised a TypeError of ours first)
+    ("top_k string", dict(do_sample=True, top_k="5", max_new_tokens=2), "`top_k` has to be a strictly positive integer"),
+    ("temperature string", dict(do_sample=True, temperature="0.5", max_new_tokens=2), "`temperature` (=0.5) has to be"),
+    ("repetition_penalty list", dict(repetition_penalty=[1.2], max_new_tokens=2), "`penalty` has to be a strictly"),
+    ("min_new_tokens whole float", dict(min_new_tokens=1.0, max_new_tokens=2), "`min_length` has to be a non-negative"),
     ("streamer with beams", dict(num_beams=2, streamer=object(), max_new_tokens=2), "cannot be used with beam"),
 ]
 
@@ -113,9 +118,17 @@ def test_bad_input_raises_as_transformers(models, name, kwargs, message):
     assert message in str(raised.value)
 
 
+@pytest.mark.parametrize("kwargs", [dict(max_new_tokens=3.0), dict(max_length=12.0), dict(num_return_sequences=1.0),
+                                    dict(max_new_tokens=3, pad_token_id=2.0)])
+def test_whole_floats_for_lengths_and_ids_generate_as_transformers(models, kwargs):
+    """Transformers (torch) takes 3.0 where it wants 3; we raised a TypeError."""
+    ours, theirs = models
+    np.testing.assert_array_equal(ours.generate(PROMPTS[1:2], **kwargs),
+                                  theirs.generate(torch.as_tensor(PROMPTS[1:2]), **kwargs).numpy())
+
+
 UNNAMED_IN_TRANSFORMERS = [
     (dict(do_sample=True, top_p="0.9"), "`top_p` must be a number"),
-    (dict(do_sample=True, top_k="5"), "`top_k` must be a number"),
     (dict(do_sample=True, min_p=[0.1]), "`min_p` must be a number"),
     (dict(num_beams=2, length_penalty="1"), "`length_penalty` must be a number"),
     (dict(max_time="10"), "`max_time` must be a number"),

@@ -77,15 +77,19 @@ def _should_warn(outer, inner, user_set):
 
 
 # Lengths, counts and token ids that must be integers when set (num_beams and token id lists: where they are used).
+# A whole float (3.0, as a JSON writer may put it) is taken as its integer, as Transformers (torch) takes it; the
+# minimum lengths are left to their own check, whose ValueError Transformers raises for any float.
 INTEGER_FIELDS = ("max_length", "max_new_tokens", "min_length", "min_new_tokens", "num_return_sequences",
                   "pad_token_id", "bos_token_id", "forced_bos_token_id", "decoder_start_token_id")
+MIN_LENGTH_FIELDS = ("min_length", "min_new_tokens")
 
 
 # Settings that must be numbers when set: Transformers fails comparing or converting them ("'<' not supported
 # between instances of 'str' and 'float'", "could not convert string to float"), without naming the setting.
-NUMBER_FIELDS = ("temperature", "top_k", "top_p", "min_p", "typical_p", "epsilon_cutoff", "eta_cutoff",
-                 "repetition_penalty", "encoder_repetition_penalty", "length_penalty", "no_repeat_ngram_size",
-                 "max_time")
+# temperature, top_k and repetition_penalty are not here: Transformers' own checks name them (a ValueError), and
+# so do ours where they are used (generation/utils.py).
+NUMBER_FIELDS = ("top_p", "min_p", "typical_p", "epsilon_cutoff", "eta_cutoff", "encoder_repetition_penalty",
+                 "length_penalty", "no_repeat_ngram_size", "max_time")
 
 
 class GenerationConfig:
@@ -111,7 +115,11 @@ class GenerationConfig:
         """Raises ValueError for invalid values; warns (UserWarning) about flags that will be ignored."""
         for name in INTEGER_FIELDS:  # Transformers fails later with a TypeError comparing them ('<=' not supported)
             value = getattr(self, name, None)
-            if value is not None and not isinstance(value, numbers.Integral):
+            if isinstance(value, float) and value.is_integer() and name not in MIN_LENGTH_FIELDS:
+                setattr(self, name, int(value))
+            elif name in MIN_LENGTH_FIELDS and isinstance(value, float):
+                continue
+            elif value is not None and not isinstance(value, numbers.Integral):
                 raise TypeError(f"`{name}` must be an integer, but is {value!r}")
         for name in NUMBER_FIELDS:
             value = getattr(self, name, None)
