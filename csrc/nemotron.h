@@ -293,7 +293,8 @@ typedef enum {
 
 /* Everything the decoding loop needs, resolved by the caller (defaults, validation and the policy of
  * Transformers' generate() live in Python). Processors run in Transformers' order:
- * sequence_bias, repetition_penalty, no_repeat_ngram_size, bad_words, min_length, forced_bos,
+ * sequence_bias, encoder_repetition_penalty, repetition_penalty, no_repeat_ngram_size,
+ * encoder_no_repeat_ngram_size, bad_words, min_length, forced_bos,
  * forced_eos, remove_invalid_values, exponential_decay_length_penalty, suppress_tokens,
  * begin_suppress_tokens, then with do_sample: temperature, top_k, top_p, min_p, typical_p,
  * epsilon_cutoff, eta_cutoff; renormalize_logits last.
@@ -311,9 +312,11 @@ typedef struct {
     const int64_t *sequence_bias_ends; /* (n_sequence_bias) end offset of each sequence */
     const float *sequence_bias_values; /* (n_sequence_bias) added when the sequence can be completed */
     int64_t n_sequence_bias;
+    float encoder_repetition_penalty; /* 1: off; the prompt's tokens (padding included) scaled by its inverse */
     float repetition_penalty;      /* 1: off */
     const int64_t *prompt_padding; /* (N) leading positions of each row the penalty skips, or NULL */
     int64_t no_repeat_ngram_size;  /* 0: off */
+    int64_t encoder_no_repeat_ngram_size; /* 0: off; bans what would repeat an n-gram of the prompt */
     const int64_t *bad_words;      /* concatenated token sequences, or NULL */
     const int64_t *bad_word_ends;  /* (n_bad_words) end offset of each sequence in bad_words */
     int64_t n_bad_words;

@@ -66,6 +66,14 @@ def test_beam_search_with_processors(models):
           bad_words_ids=[[12], [40, 71]], min_new_tokens=3, eos_token_id=eos_that_fires(theirs, num_beams=3))
 
 
+@pytest.mark.parametrize("kwargs", [dict(encoder_repetition_penalty=2.0), dict(encoder_no_repeat_ngram_size=2),
+                                    dict(encoder_repetition_penalty=0.5, encoder_no_repeat_ngram_size=1)])
+def test_beam_search_with_the_prompt_processors(models, kwargs):
+    """Each beam reads its own prompt as Transformers' encoder_input_ids (repeated for the beams)."""
+    ours, theirs = models
+    check(ours, theirs, PROMPTS, MASK, num_beams=3, num_return_sequences=2, max_new_tokens=7, **kwargs)
+
+
 def test_beam_batch_equals_rows_alone(models):
     ours, _ = models
     kwargs = dict(num_beams=3, num_return_sequences=2, max_new_tokens=8)

@@ -104,6 +104,10 @@ BAD_INPUTS = [
     ("temperature string", dict(do_sample=True, temperature="0.5", max_new_tokens=2), "`temperature` (=0.5) has to be"),
     ("repetition_penalty list", dict(repetition_penalty=[1.2], max_new_tokens=2), "`penalty` has to be a strictly"),
     ("min_new_tokens whole float", dict(min_new_tokens=1.0, max_new_tokens=2), "`min_length` has to be a non-negative"),
+    ("encoder penalty int", dict(encoder_repetition_penalty=2, max_new_tokens=2), "`penalty` has to be a strictly"),
+    ("encoder penalty negative", dict(encoder_repetition_penalty=-1.0, max_new_tokens=2), "`penalty` has to be"),
+    ("encoder ngram float", dict(encoder_no_repeat_ngram_size=2.5, max_new_tokens=2),
+     "`encoder_ngram_size` has to be a strictly positive integer"),
     ("streamer with beams", dict(num_beams=2, streamer=object(), max_new_tokens=2), "cannot be used with beam"),
 ]
 

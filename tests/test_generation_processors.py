@@ -13,6 +13,14 @@ GREEDY_PROCESSORS = {
     "repetition_penalty_below_one": dict(repetition_penalty=0.6),
     "no_repeat_ngram_size_1": dict(no_repeat_ngram_size=1),
     "no_repeat_ngram_size_2": dict(no_repeat_ngram_size=2),
+    # the prompt (padding included) is the encoder input of a decoder-only model
+    "encoder_repetition_penalty": dict(encoder_repetition_penalty=1.8),
+    "encoder_repetition_penalty_below_one": dict(encoder_repetition_penalty=0.4),
+    "encoder_no_repeat_ngram_size_1": dict(encoder_no_repeat_ngram_size=1),
+    "encoder_no_repeat_ngram_size_2": dict(encoder_no_repeat_ngram_size=2),
+    "encoder_no_repeat_ngram_size_3": dict(encoder_no_repeat_ngram_size=3),
+    "encoder_both": dict(encoder_repetition_penalty=2.5, encoder_no_repeat_ngram_size=2, repetition_penalty=1.3,
+                         no_repeat_ngram_size=2, sequence_bias={(40,): 3.0}),
     "bad_words_ids": dict(bad_words_ids=[[33], [2, 40], [61, 12, 8], [3]], eos_token_id=3),
     "min_length": dict(min_length=12, eos_token_id=[3, 40]),
     "min_new_tokens": dict(min_new_tokens=4, eos_token_id=40),
@@ -45,7 +53,8 @@ SAMPLING_WARPERS = {
     "eta_cutoff": dict(eta_cutoff=0.05, top_k=0),
     "renormalized": dict(renormalize_logits=True, top_k=10, temperature=0.5),
     "all": dict(temperature=0.8, top_k=30, top_p=0.95, min_p=0.02, typical_p=0.9, repetition_penalty=1.2,
-                no_repeat_ngram_size=2, suppress_tokens=[4]),
+                no_repeat_ngram_size=2, suppress_tokens=[4], encoder_repetition_penalty=1.5,
+                encoder_no_repeat_ngram_size=1),
 }
 
 

@@ -70,8 +70,8 @@ static nt_status check_config(nt_error *err, const nt_generation_config *c, int6
     if (c->num_beams < 1 || N % c->num_beams != 0)
         return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "num_beams (%lld) must be >= 1 and divide the rows (%lld)",
                             (long long)c->num_beams, (long long)N);
-    if (c->no_repeat_ngram_size < 0 || c->n_eos < 0 || c->n_bad_words < 0 || c->n_suppress_tokens < 0 ||
-        c->n_begin_suppress_tokens < 0 || c->n_sequence_bias < 0 || c->n_forced_eos < 0 ||
+    if (c->no_repeat_ngram_size < 0 || c->encoder_no_repeat_ngram_size < 0 || c->n_eos < 0 || c->n_bad_words < 0 ||
+        c->n_suppress_tokens < 0 || c->n_begin_suppress_tokens < 0 || c->n_sequence_bias < 0 || c->n_forced_eos < 0 ||
         c->min_tokens_to_keep < 1 || c->top_k < 0)
         return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "invalid generation config");
     for (int64_t w = 0; w < c->n_bad_words; w++)
@@ -330,7 +330,8 @@ static void process_range(void *ctx, int64_t begin, int64_t end) {
         for (int64_t r = i * g->N / g->chunks; r < (i + 1) * g->N / g->chunks; r++) {
             float *row = g->logits + r * g->V;
             if (job->log_softmax_first) nt_log_softmax(row, row, g->V);
-            nt_process_scores(&g->config, row, g->running + r * g->M, g->length, g->skip[r], g->V, &g->scratch[i]);
+            nt_process_scores(&g->config, row, g->running + r * g->M, g->length, g->T0, g->skip[r], g->V,
+                              &g->scratch[i]);
         }
 }
 

@@ -140,6 +140,33 @@ static void repetition_penalty(float *scores, const int64_t *seq, int64_t len, i
         if (in_vocab(seq[i], V)) seen[seq[i]] = 0;
 }
 
+/* EncoderRepetitionPenaltyLogitsProcessor: repetition_penalty over the prompt's distinct tokens with the inverse
+ * penalty, 1 / penalty rounded to float32 as torch rounds the scalar (above 1 it favours the prompt's tokens). */
+static void encoder_repetition_penalty(float *scores, const int64_t *prompt, int64_t prompt_len, float penalty,
+                                       int64_t V, uint8_t *seen) {
+    float inverse = (float)(1.0 / (double)penalty);
+    for (int64_t i = 0; i < prompt_len; i++) {
+        int64_t t = prompt[i];
+        if (!in_vocab(t, V) || seen[t]) continue;
+        seen[t] = 1;
+        scores[t] = scores[t] < 0 ? scores[t] * inverse : scores[t] / inverse;
+    }
+    for (int64_t i = 0; i < prompt_len; i++)
+        if (in_vocab(prompt[i], V)) seen[prompt[i]] = 0;
+}
+
+/* EncoderNoRepeatNGramLogitsProcessor: bans each token that would complete, after the row's last n - 1 tokens,
+ * an n-gram of the prompt (padding included). */
+static void encoder_no_repeat_ngram(float *scores, const int64_t *seq, int64_t len, int64_t prompt_len, int64_t n,
+                                    int64_t V) {
+    if (len < n - 1) return;
+    const int64_t *prefix = seq + len - (n - 1);
+    for (int64_t i = 0; i + n <= prompt_len; i++) {
+        if (memcmp(seq + i, prefix, (size_t)(n - 1) * sizeof(int64_t)) == 0 && in_vocab(seq[i + n - 1], V))
+            scores[seq[i + n - 1]] = -INFINITY;
+    }
+}
+
 /* NoRepeatNGramLogitsProcessor: bans each token that would repeat an n-gram of the row (padding included). */
 static void no_repeat_ngram(float *scores, const int64_t *seq, int64_t len, int64_t n, int64_t V) {
     if (len < n) return;
@@ -305,13 +332,17 @@ static void typical_p(float *scores, float mass, int64_t min_keep, int64_t V, nt
         if (shifted[s->order[i]] > threshold) scores[s->order[i]] = -INFINITY;
 }
 
-void nt_process_scores(const nt_generation_config *c, float *scores, const int64_t *seq, int64_t len, int64_t skip,
-                       int64_t V, nt_row_scratch *s) {
+void nt_process_scores(const nt_generation_config *c, float *scores, const int64_t *seq, int64_t len,
+                       int64_t prompt_len, int64_t skip, int64_t V, nt_row_scratch *s) {
     if (c->n_sequence_bias > 0)
         sequence_bias(scores, c->sequence_bias, c->sequence_bias_ends, c->sequence_bias_values, c->n_sequence_bias,
                       seq, len, V, s->spare);
+    if (c->encoder_repetition_penalty != 1.0f)
+        encoder_repetition_penalty(scores, seq, prompt_len, c->encoder_repetition_penalty, V, s->flags);
     if (c->repetition_penalty != 1.0f) repetition_penalty(scores, seq, len, skip, c->repetition_penalty, V, s->flags);
     if (c->no_repeat_ngram_size > 0) no_repeat_ngram(scores, seq, len, c->no_repeat_ngram_size, V);
+    if (c->encoder_no_repeat_ngram_size > 0)
+        encoder_no_repeat_ngram(scores, seq, len, prompt_len, c->encoder_no_repeat_ngram_size, V);
     if (c->n_bad_words > 0)
         sequence_bias(scores, c->bad_words, c->bad_word_ends, NULL, c->n_bad_words, seq, len, V, s->spare);
     if (len < c->min_length) ban_tokens(scores, c->eos_token_ids, c->n_eos, V);

@@ -52,9 +52,11 @@ const nt_field nt_generation_config_fields[] = {
     G_LIST(sequence_bias), /* as long as sequence_bias_ends' last value */
     G_ARRAY(sequence_bias_ends, n_sequence_bias),
     G_ARRAY(sequence_bias_values, n_sequence_bias),
+    G(encoder_repetition_penalty, 1),
     G(repetition_penalty, 1),
     G_LIST(prompt_padding), /* (N) */
     G(no_repeat_ngram_size, 0),
+    G(encoder_no_repeat_ngram_size, 0),
     G_LIST(bad_words), /* as long as bad_word_ends' last value */
     G_ARRAY(bad_word_ends, n_bad_words),
     G(forced_bos_token_id, -1),

@@ -86,10 +86,10 @@ MIN_LENGTH_FIELDS = ("min_length", "min_new_tokens")
 
 # Settings that must be numbers when set: Transformers fails comparing or converting them ("'<' not supported
 # between instances of 'str' and 'float'", "could not convert string to float"), without naming the setting.
-# temperature, top_k and repetition_penalty are not here: Transformers' own checks name them (a ValueError), and
-# so do ours where they are used (generation/utils.py).
-NUMBER_FIELDS = ("top_p", "min_p", "typical_p", "epsilon_cutoff", "eta_cutoff", "encoder_repetition_penalty",
-                 "length_penalty", "no_repeat_ngram_size", "max_time")
+# temperature, top_k and the two repetition penalties are not here: Transformers' own checks name them (a
+# ValueError), and so do ours where they are used (generation/utils.py).
+NUMBER_FIELDS = ("top_p", "min_p", "typical_p", "epsilon_cutoff", "eta_cutoff", "length_penalty",
+                 "no_repeat_ngram_size", "encoder_no_repeat_ngram_size", "max_time")
 
 
 class GenerationConfig:

@@ -57,8 +57,6 @@ EARLY_STOPPING = {False: 0, True: 1, "never": 2}
 # Features of Transformers' generate() that nemotron_c does not implement: field -> when it is active.
 UNSUPPORTED_FIELDS = {
     "top_h": lambda v: v is not None,
-    "encoder_repetition_penalty": lambda v: v is not None and v != 1.0,
-    "encoder_no_repeat_ngram_size": lambda v: v is not None and v > 0,
     "guidance_scale": lambda v: v is not None and v != 1,
     "watermarking_config": lambda v: v is not None,
     "token_healing": lambda v: bool(v),
@@ -178,6 +176,12 @@ def processor_settings(config, eos, prompt_length, vocab_size, padding):
         check_in_vocab(biases, vocab_size)
         c["sequence_bias"], c["sequence_bias_ends"] = flatten_sequences(biases)
         c["sequence_bias_values"] = np.array(list(biases.values()), dtype=np.float32)
+    # the prompt is Transformers' encoder_input_ids for a decoder-only model: these read each row's prompt tokens
+    penalty = config.encoder_repetition_penalty
+    if penalty is not None and penalty != 1.0:
+        if not isinstance(penalty, float) or not penalty > 0:
+            raise ValueError(f"`penalty` has to be a strictly positive float, but is {penalty}")
+        c["encoder_repetition_penalty"] = penalty
     penalty = config.repetition_penalty
     if penalty is not None and penalty != 1.0:
         if not isinstance(penalty, float) or not penalty > 0:
@@ -189,6 +193,11 @@ def processor_settings(config, eos, prompt_length, vocab_size, padding):
         if not isinstance(n, int):
             raise ValueError(f"`ngram_size` has to be a strictly positive integer, but is {n}")
         c["no_repeat_ngram_size"] = n
+    n = config.encoder_no_repeat_ngram_size
+    if n is not None and n > 0:
+        if not isinstance(n, int):
+            raise ValueError(f"`encoder_ngram_size` has to be a strictly positive integer, but is {n}")
+        c["encoder_no_repeat_ngram_size"] = n
     if config.bad_words_ids is not None:
         words = config.bad_words_ids
         if not isinstance(words, list) or len(words) == 0:
