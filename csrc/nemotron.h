@@ -172,6 +172,8 @@ typedef struct {
     int attention_bias;          /* q/k/v/o projections carry biases */
     int mlp_bias;                /* up/down projections carry biases */
     int tie_word_embeddings;     /* lm_head is embed_tokens */
+    int masked_rows_average;     /* a query whose keys are all masked (a left-padding position) averages every
+                                    value, as Transformers' eager attention; 0: it is zero, as its SDPA attention */
 } nt_config;
 
 /* Tensors given to nt_model_create, in this order: the NT_GLOBAL_COUNT global tensors, then

@@ -122,8 +122,7 @@ def test_scores_of_the_card_prompt(card_dir):
     theirs_inputs = theirs_tok(text, padding=True, return_tensors="pt")
     np.testing.assert_array_equal(ours_inputs["input_ids"], theirs_inputs["input_ids"].numpy())
     ours = nemotron_c.AutoModelForCausalLM.from_pretrained(card_dir)
-    theirs = transformers.AutoModelForCausalLM.from_pretrained(card_dir, dtype=torch.float32,
-                                                               attn_implementation="eager")
+    theirs = transformers.AutoModelForCausalLM.from_pretrained(card_dir, dtype=torch.float32)
     with torch.inference_mode():
         expected = theirs(**theirs_inputs).logits.numpy()
     got = ours(**ours_inputs).logits

@@ -1,4 +1,6 @@
 """The forward pass against Transformers: logits, hidden states, cache, padding, dtypes."""
+import pickle
+
 import numpy as np
 import pytest
 import torch
@@ -357,9 +359,10 @@ def test_inputs_embeds_match_transformers(checkpoint, stored):
 
 
 def test_attentions_match_transformers(checkpoint):
+    # Transformers' SDPA attention (its default) returns no attention weights: eager on both sides
     path = checkpoint(num_hidden_layers=3)
-    ours = nemotron_c.AutoModelForCausalLM.from_pretrained(path)
-    reference = hf_from_pretrained(path)
+    ours = nemotron_c.AutoModelForCausalLM.from_pretrained(path, attn_implementation="eager")
+    reference = hf_from_pretrained(path, attn_implementation="eager")
     first = ours(IDS[:, :6], attention_mask=LEFT_MASK[:, :6], output_attentions=True)
     second = ours(IDS[:, 6:], attention_mask=LEFT_MASK, past_key_values=first.past_key_values, output_attentions=True)
     with torch.no_grad():
@@ -373,6 +376,35 @@ def test_attentions_match_transformers(checkpoint):
             assert_close(a, b.numpy(), atol=1e-5, what=f"attentions of layer {layer}")
     bare = nemotron_c.AutoModel.from_pretrained(path)
     assert bare(IDS, output_attentions=True).attentions[0].shape == (2, 4, 9, 9)
+
+
+@pytest.mark.parametrize("attn_implementation", [None, "sdpa", "eager"])
+def test_padding_positions_match_either_attention_of_transformers(checkpoint, attn_implementation):
+    """A left-padding position's query sees no key: Transformers' SDPA attention (the default) outputs zeros there,
+    its eager attention the mean of every value; the logits and hidden states of those positions follow it. Real
+    tokens are the same either way."""
+    path = checkpoint()
+    ours = nemotron_c.AutoModelForCausalLM.from_pretrained(path, attn_implementation=attn_implementation)
+    reference = hf_from_pretrained(path, attn_implementation=attn_implementation)
+    out = ours(IDS, attention_mask=LEFT_MASK, output_hidden_states=True)
+    with torch.no_grad():
+        expected = reference(torch.as_tensor(IDS), attention_mask=torch.as_tensor(LEFT_MASK), output_hidden_states=True)
+    assert_close(out.logits, expected.logits.numpy(), what="logits")
+    for layer, (a, b) in enumerate(zip(out.hidden_states, expected.hidden_states)):
+        assert_close(a, b.numpy(), what=f"hidden states {layer}")
+    other = nemotron_c.AutoModelForCausalLM.from_pretrained(
+        path, attn_implementation="sdpa" if attn_implementation == "eager" else "eager")
+    differ = np.abs(other(IDS, attention_mask=LEFT_MASK).logits - out.logits).max(axis=-1) > 1e-3
+    np.testing.assert_array_equal(differ, LEFT_MASK == 0)  # the padding positions, and they alone, change
+    random = nemotron_c.AutoModelForCausalLM.from_config(ours.config, attn_implementation="eager")
+    assert random.config._attn_implementation == "eager"
+    assert pickle.loads(pickle.dumps(ours)).config._attn_implementation == attn_implementation
+
+
+@pytest.mark.parametrize("value", ["flash_attention_2", "flex_attention", "bogus", 3])
+def test_attention_implementations_other_than_sdpa_and_eager_are_refused(checkpoint, value):
+    with pytest.raises(ValueError, match=r"attn_implementation=.* is not supported: nemotron_c computes 'sdpa' or"):
+        nemotron_c.AutoModelForCausalLM.from_pretrained(checkpoint(), attn_implementation=value)
 
 
 # ---------------------------------------------------------------- pickling

@@ -165,6 +165,7 @@ def core_config():
         "num_attention_heads": NH, "num_key_value_heads": NKV, "head_dim": D, "rotary_dim": R,
         "inv_freq": (1.0 / 10000 ** (np.arange(0, R, 2) / R)).astype(np.float32), "rope_attention_scaling": 1.0,
         "norm_eps": 1e-5, "hidden_act": 0, "attention_bias": 0, "mlp_bias": 0, "tie_word_embeddings": 1,
+        "masked_rows_average": 0,
     }
 
 

@@ -1,9 +1,11 @@
 /*
  * Causal attention of the G query heads that share one key/value head, for one sequence, float32:
  *   out[t, g] = softmax(scale * q[t, g] @ keys^T + mask) @ values
- * over the keys 0..P+t allowed by the padding mask. Transformers' eager attention adds the float32 minimum
- * to every masked score; a row whose keys are all masked then has all scores equal, and its softmax is
- * uniform over every one of the S keys, future ones too. Both versions below reproduce that.
+ * over the keys 0..P+t allowed by the padding mask. A row whose keys are all masked (a left-padding position)
+ * has no softmax: Transformers' eager attention adds the float32 minimum to every masked score, so that all
+ * its scores are equal and its softmax is uniform over every one of the S keys, future ones too; its SDPA
+ * attention (torch's, given a boolean mask) outputs zeros there. masked_rows_average chooses; both versions
+ * below reproduce either.
  *
  * nt_attention_naive is the specification: a row of S scores per query, the exact softmax, the weights
  * written out when asked for (output_attentions). nt_attention_blocked computes the same without the row:
@@ -77,9 +79,12 @@ nt_status nt_attention_naive(const nt_attention_args *a, float *weights, int64_t
                 if (scores[j] > max_score) max_score = scores[j];
             }
             if (max_score == -INFINITY) {
-                values_mean(a, out, scores + S);
+                if (a->masked_rows_average)
+                    values_mean(a, out, scores + S);
+                else
+                    memset(out, 0, (size_t)D * sizeof(float));
                 if (w)
-                    for (int64_t j = 0; j < S; j++) w[j] = 1.0f / (float)S;
+                    for (int64_t j = 0; j < S; j++) w[j] = a->masked_rows_average ? 1.0f / (float)S : 0.0f;
                 continue;
             }
             float sum = 0.0f;
@@ -173,6 +178,10 @@ static void attention_block(const nt_kernels *k, const nt_attention_args *a, int
     for (int64_t i = 0; i < rows; i++) {
         float *out = a->out + (t0 + i / G) * a->stride + (i % G) * D;
         if (row_sum[i] == 0.0f) { /* every key masked */
+            if (!a->masked_rows_average) {
+                memset(out, 0, (size_t)D * sizeof(float));
+                continue;
+            }
             if (!have_mean) values_mean(a, mean, wide_values);
             have_mean = 1;
             memcpy(out, mean, (size_t)D * sizeof(float));

@@ -94,6 +94,7 @@ typedef struct {
     const uint8_t *mask;        /* (S) 0 for padding, or NULL for none */
     int64_t T, P, G, D;
     float scale;
+    int masked_rows_average;    /* a query whose keys are all masked: 1 the mean of every value, 0 zeros */
 } nt_attention_args;
 
 /* The reference: out for tokens [t_begin, t_end), and weights (G, T, S) (the softmax, as

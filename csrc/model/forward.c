@@ -148,7 +148,8 @@ static void attention_range(void *ctx, int64_t begin, int64_t end) {
             .stride = NH * D, .keys = (const char *)job->cache->keys + run,
             .values = (const char *)job->cache->values + run, .kv_dtype = job->cache->dtype,
             .mask = job->attention_mask ? job->attention_mask + b * S : NULL,
-            .T = job->T, .P = job->P, .G = G, .D = D, .scale = job->scale};
+            .T = job->T, .P = job->P, .G = G, .D = D, .scale = job->scale,
+            .masked_rows_average = job->model->config.masked_rows_average};
         if (job->weights == NULL)
             nt_attention_blocked(job->model->kernels, &a, t0, t1, work);
         else if (nt_attention_naive(&a, job->weights + (b * NH + kvh * G) * job->T * S, t0, t1) != NT_OK)

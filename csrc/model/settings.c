@@ -33,6 +33,7 @@ const nt_field nt_config_fields[] = {
     C(attention_bias),
     C(mlp_bias),
     C(tie_word_embeddings),
+    C(masked_rows_average),
 };
 const size_t nt_config_field_count = sizeof nt_config_fields / sizeof *nt_config_fields;
 #undef C

@@ -498,11 +498,13 @@ static void test_attention(const nt_kernels *kernels) {
             keys_bf16[i] = nt_f32_to_bf16(keys[i]);
             values_bf16[i] = nt_f32_to_bf16(values[i]);
         }
-        /* float32 keys and values, then bfloat16 ones (a bfloat16 cache) */
+        /* rows with no key zero (SDPA), then averaging every value (eager); float32 keys and values, then
+         * bfloat16 ones (a bfloat16 cache) */
+        for (int average = 0; average < 2; average++)
         for (int wide = 0; wide < 2; wide++) {
             nt_attention_args a = {.q = q + D, .out = want + D, .stride = NH * D, .keys = keys, .values = values,
                                    .kv_dtype = NT_DTYPE_F32, .mask = cases[c].mask ? mask : NULL, .T = T, .P = P,
-                                   .G = G, .D = D, .scale = 1.0f / sqrtf((float)D)};
+                                   .G = G, .D = D, .scale = 1.0f / sqrtf((float)D), .masked_rows_average = average};
             if (wide) {
                 a.keys = keys_bf16, a.values = values_bf16, a.kv_dtype = NT_DTYPE_BF16;
             }
@@ -512,10 +514,24 @@ static void test_attention(const nt_kernels *kernels) {
             int64_t split = T / 2;
             nt_attention_blocked(kernels, &a, 0, split, work);
             nt_attention_blocked(kernels, &a, split, T, work);
-            snprintf(what, sizeof what, "%s attention G=%lld D=%lld T=%lld P=%lld mask %d %s", kernels->name,
+            snprintf(what, sizeof what, "%s attention G=%lld D=%lld T=%lld P=%lld mask %d %s%s", kernels->name,
                      (long long)G, (long long)D, (long long)T, (long long)P, (int)cases[c].mask,
-                     wide ? "bfloat16" : "float32");
+                     wide ? "bfloat16" : "float32", average ? " average" : "");
             check_close(what, got, want, T * NH * D, 2e-6f);
+            /* a token that sees no key: zeros, or the mean of every value */
+            for (int64_t t = 0; t < T && cases[c].mask; t++) {
+                int sees = 0;
+                for (int64_t j = 0; j <= P + t; j++) sees |= mask[j];
+                if (sees) continue;
+                for (int64_t d = 0; d < D; d++) {
+                    float mean = 0.0f;
+                    for (int64_t j = 0; j < S; j++)
+                        mean += (wide ? nt_bf16_to_f32(values_bf16[j * D + d]) : values[j * D + d]) / (float)S;
+                    float expected = average ? mean : 0.0f;
+                    snprintf(what, sizeof what, "%s attention of a token that sees no key", kernels->name);
+                    check_close(what, &want[(t * NH + 1) * D + d], &expected, 1, 1e-5f);
+                }
+            }
         }
         /* each row of weights sums to 1 */
         for (int64_t r = 0; r < G * T; r++) {

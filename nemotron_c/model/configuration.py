@@ -58,6 +58,9 @@ COMMON_DEFAULTS = {
 DEFAULT_ROPE_THETA = 10000.0
 DEFAULT_PARTIAL_ROTARY_FACTOR = 0.5
 SUPPORTED_ROPE_TYPES = ("default", "linear", "llama3", "yarn")
+# Transformers' attention implementations differ only where a query sees no key at all (a left-padding position):
+# eager averages every value there, SDPA (its default, None) gives zeros. The others are GPU kernels.
+ATTENTION_IMPLEMENTATIONS = (None, "sdpa", "eager")
 
 
 class NemotronConfig:
@@ -76,6 +79,8 @@ class NemotronConfig:
             kwargs["dtype"] = kwargs.pop("torch_dtype")
         kwargs.pop("torch_dtype", None)
         num_labels = kwargs.pop("num_labels", None)
+        # not written to config.json, as in Transformers: None is its default, "sdpa"
+        self._attn_implementation = kwargs.pop("attn_implementation", None)
         id2label = kwargs.pop("id2label", None)
         label2id = kwargs.pop("label2id", None)
 
@@ -176,7 +181,7 @@ class NemotronConfig:
         if isinstance(config, cls):
             return config
         if hasattr(config, "to_dict"):
-            return cls.from_dict(config.to_dict())
+            return cls.from_dict(config.to_dict(), attn_implementation=getattr(config, "_attn_implementation", None))
         raise TypeError(f"config must be a NemotronConfig, not {type(config).__name__}")
 
     @classmethod
@@ -248,6 +253,9 @@ class NemotronConfig:
             if value is not None and not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
                 raise TypeError(f"config.{key} must be a token id{', a list of them' if key == 'eos_token_id' else ''}"
                                 f" or null, got {value!r}")
+        if self._attn_implementation not in ATTENTION_IMPLEMENTATIONS:
+            raise ValueError(f"attn_implementation={self._attn_implementation!r} is not supported: nemotron_c "
+                             f"computes {' or '.join(map(repr, ATTENTION_IMPLEMENTATIONS[1:]))} attention")
         if not isinstance(self.hidden_act, str):
             raise ValueError(f"config.hidden_act must be an activation name, got {self.hidden_act!r}")
         if self.num_attention_heads % self.num_key_value_heads:

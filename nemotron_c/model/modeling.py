@@ -4,6 +4,7 @@ The policy lives here (argument handling, defaults, Transformers compatibility);
 call into nemotron_c._core, which runs the whole forward pass with the GIL released.
 """
 import collections
+import copy
 import os
 import sys
 import warnings
@@ -29,7 +30,7 @@ from .weights import (ACTIVATION_REPRS, QUANTIZED_DTYPES, STATE_DICT_LAYER_ORDER
 
 # from_pretrained keywords of Transformers that have no meaning for a CPU model read from safetensors.
 IGNORED_LOAD_KWARGS = {
-    "attn_implementation", "low_cpu_mem_usage", "trust_remote_code", "offload_folder", "offload_state_dict",
+    "low_cpu_mem_usage", "trust_remote_code", "offload_folder", "offload_state_dict",
 }
 # from_pretrained keywords of Transformers whose other values would change the result: these values only.
 ACCEPTED_LOAD_KWARGS = {"variant": (None,), "use_safetensors": (None, True), "output_loading_info": (None, False)}
@@ -130,6 +131,7 @@ class NemotronPreTrainedModel:
         if model_args:
             raise TypeError("from_pretrained takes the checkpoint path as its only positional argument")
         cache_dtype = kwargs.pop("cache_dtype", None)
+        attn_implementation = kwargs.pop("attn_implementation", None)
         check_cpu_device(device_map, "device_map")
         check_cpu_device(device, "device")
         if torch_dtype is not None:
@@ -156,11 +158,13 @@ class NemotronPreTrainedModel:
         if config is None:
             config = NemotronConfig.from_pretrained(path)
         else:
-            config = NemotronConfig.from_config(config)
+            config = copy.deepcopy(NemotronConfig.from_config(config))  # the overrides below leave the caller's alone
         for key, value in kwargs.items():
             if not hasattr(config, key):
                 raise TypeError(f"from_pretrained got an unexpected keyword argument {key!r}")
             setattr(config, key, value)
+        if attn_implementation is not None:
+            config._attn_implementation = attn_implementation
         config._name_or_path = os.fspath(pretrained_model_name_or_path)
         model = cls(config, read_weights(path, config), dtype=dtype, num_threads=num_threads)
         model._load_extras(path)
@@ -170,13 +174,15 @@ class NemotronPreTrainedModel:
         return model
 
     @classmethod
-    def from_config(cls, config, seed=0, dtype=None, num_threads=None):
+    def from_config(cls, config, seed=0, dtype=None, num_threads=None, attn_implementation=None):
         """A model with random weights (no checkpoint), for tests and demos: as Transformers initialises them,
         linear and embedding weights drawn from N(0, config.initializer_range), biases zero, norms at weight 1 and
         bias 0; the same `seed` gives the same weights (not torch's draws). Weights are float32 unless `dtype`."""
         if not isinstance(config, NemotronConfig):
             raise TypeError(f"config must be a NemotronConfig, not {type(config).__name__}")
-        config = NemotronConfig.from_config(config)
+        config = copy.deepcopy(NemotronConfig.from_config(config))  # as Transformers: the caller's is left alone
+        if attn_implementation is not None:
+            config._attn_implementation = attn_implementation
         config.validate()
         rng = np.random.default_rng(seed)
         std = float(config.initializer_range)

@@ -258,6 +258,7 @@ def core_config(config):
         "norm_eps": float(config.norm_eps), "hidden_act": activation_code(config.hidden_act),
         "attention_bias": int(bool(config.attention_bias)), "mlp_bias": int(bool(config.mlp_bias)),
         "tie_word_embeddings": int(bool(config.tie_word_embeddings)),
+        "masked_rows_average": int(config._attn_implementation == "eager"),
     }
 
 

@@ -59,10 +59,11 @@ class Checkpoints:
         return self.made[key]
 
 
-def hf_from_pretrained(path, model_class=None):
-    """Transformers' model on the same files, in float32 with eager attention."""
+def hf_from_pretrained(path, model_class=None, attn_implementation=None):
+    """Transformers' model on the same files, in float32, with its default attention (SDPA) unless asked for
+    another ("eager" for output_attentions, which SDPA does not give)."""
     cls = model_class or transformers.NemotronForCausalLM
-    return cls.from_pretrained(path, dtype=torch.float32, attn_implementation="eager").eval()
+    return cls.from_pretrained(path, dtype=torch.float32, attn_implementation=attn_implementation).eval()
 
 
 def hf_logits(model, ids, mask=None, **kwargs):
