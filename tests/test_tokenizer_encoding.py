@@ -1,7 +1,9 @@
 """Offsets, pairs, overflowing windows with a stride, words and sequence ids against Transformers 5's tokenizer."""
 import pickle
 
+import numpy as np
 import pytest
+import torch
 import transformers
 from helpers.tokenizer_builders import build_all
 
@@ -126,3 +128,76 @@ def test_truncation_errors(both):
     message = same_call(ours, theirs, "Q?", CONTEXT, truncation="only_second", max_length=10, stride=8,
                         return_overflowing_tokens=True)
     assert "stride" in message
+
+
+def _plain(value):
+    """A BatchEncoding, dict, tensor or array as plain Python values (tensors tagged with their kind)."""
+    if hasattr(value, "keys"):
+        return [(key, _plain(value[key])) for key in value.keys()]  # the keys' order too
+    if hasattr(value, "tolist"):
+        return (type(value).__module__.split(".")[0], _plain(value.tolist()))
+    if isinstance(value, list):  # an object array's rows are arrays
+        return [_plain(v) for v in value]
+    return value
+
+
+@pytest.mark.parametrize("kwargs", [dict(), dict(padding=True), dict(padding=True, return_tensors="np"),
+                                    dict(padding="max_length", max_length=40, return_tensors="pt"),
+                                    dict(return_offsets_mapping=True, padding=True),
+                                    dict(truncation=True, max_length=5, return_overflowing_tokens=True, stride=1)])
+def test_return_length(both, kwargs):
+    ours, theirs = both
+    for text in (TEXTS, TEXTS[0]):
+        assert _plain(ours(text, return_length=True, **kwargs)) == _plain(theirs(text, return_length=True, **kwargs))
+
+
+@pytest.mark.parametrize("kwargs", [dict(), dict(padding=True), dict(padding=True, return_tensors="np")])
+def test_text_target_gives_labels(both, kwargs):
+    ours, theirs = both
+    for call in (dict(text=TEXTS[:3], text_target=TEXTS[3:6]), dict(text=TEXTS[0], text_target=TEXTS[1]),
+                 dict(text_target=TEXTS[:2]), dict(text=TEXTS[:2], text_pair=QUESTIONS[:2], text_target=TEXTS[2:4],
+                                                     text_pair_target=QUESTIONS[1:3])):
+        assert _plain(ours(**call, **kwargs)) == _plain(theirs(**call, **kwargs))
+
+
+PAD_INPUTS = {
+    "list of dicts": lambda: [{"input_ids": [5, 6, 7]}, {"input_ids": [8]}],
+    "dict of columns": lambda: {"input_ids": [[5, 6], [7]], "attention_mask": [[1, 1], [1]]},
+    "single": lambda: {"input_ids": [5, 6]},
+    "numpy rows": lambda: {"input_ids": [np.array([5, 6]), np.array([7])]},
+    "torch rows": lambda: [{"input_ids": torch.tensor([5, 6, 7])}, {"input_ids": torch.tensor([8])}],
+    "every column": lambda: {"input_ids": [[5, 6, 7], [8]], "token_type_ids": [[0, 0, 1], [0]],
+                             "special_tokens_mask": [[1, 0, 0], [1]], "attention_mask": [[1, 1, 1], [1]]},
+    "extra column": lambda: [{"input_ids": [5, 6], "labels": 1}, {"input_ids": [7], "labels": 0}],
+    "empty": lambda: {"input_ids": []},
+    "no input_ids": lambda: {"ids": [[5]]},
+}
+
+
+@pytest.mark.parametrize("name", PAD_INPUTS)
+@pytest.mark.parametrize("kwargs", [dict(), dict(padding_side="left", pad_to_multiple_of=4),
+                                    dict(padding="max_length", max_length=6, return_tensors="np"),
+                                    dict(return_attention_mask=False), dict(padding=False), dict(return_tensors="pt"),
+                                    dict(padding_side="middle")])
+def test_pad_as_transformers(both, name, kwargs):
+    """What DataCollatorWithPadding calls: the same padded columns, tensors and errors."""
+    ours, theirs = both
+    try:
+        expected = _plain(theirs.pad(PAD_INPUTS[name](), **kwargs))
+    except Exception as error:  # noqa: BLE001 (the same exception type is asked of ours)
+        with pytest.raises(type(error)):
+            ours.pad(PAD_INPUTS[name](), **kwargs)
+        return
+    assert _plain(ours.pad(PAD_INPUTS[name](), **kwargs)) == expected
+
+
+def test_special_token_counts_and_tokens_to_string(both):
+    ours, theirs = both
+    for pair in (False, True):
+        assert ours.num_special_tokens_to_add(pair) == theirs.num_special_tokens_to_add(pair)
+    for text in TEXTS:
+        tokens = theirs.tokenize(text)
+        assert ours.tokenize(text) == tokens
+        assert ours.convert_tokens_to_string(tokens) == theirs.convert_tokens_to_string(tokens)
+    with pytest.raises(ValueError, match="not a token of the vocabulary"):
+        ours.convert_tokens_to_string(["no such token anywhere"])

@@ -21,7 +21,7 @@ from .files import (CHAT_TEMPLATE_FILE, CONFIG_FILE, SPECIAL_TOKEN_NAMES, SPECIA
                               TOKENIZER_FILE, FormatError, apply_added_tokens_decoder, build_core, llama_pipeline,
                               model_from_json, normalize_content, post_processor_templates, read_json, require,
                               template_affixes, token_content)
-from .encoding import Encoding, align, apply_template, truncate_sequences
+from .encoding import PAD_TYPE_ID, Encoding, align, apply_template, truncate_sequences
 
 MODEL_CONFIG_FILE = "config.json"
 OPTIONAL_FILES = (CONFIG_FILE, SPECIAL_TOKENS_FILE, CHAT_TEMPLATE_FILE)  # read when present, beside one of the two
@@ -477,12 +477,24 @@ class NemotronTokenizer:
                    max_length=max_length, return_tensors=return_tensors, return_attention_mask=False)
         return out["input_ids"]
 
-    def __call__(self, text=None, text_pair=None, add_special_tokens=True, padding=False, truncation=None,
-                 max_length=None, stride=0, pad_to_multiple_of=None, padding_side=None, return_tensors=None,
-                 return_token_type_ids=None, return_attention_mask=None, return_overflowing_tokens=False,
-                 return_special_tokens_mask=False, return_offsets_mapping=False, **kwargs):
-        if text is None:
+    def __call__(self, text=None, text_pair=None, text_target=None, text_pair_target=None, **kwargs):
+        """Transformers' __call__: the encodings of text (and text_pair); of text_target (and text_pair_target)
+        alone, or as the `labels` of text's encodings when both are given."""
+        if text is None and text_target is None:
             raise ValueError("You need to specify either `text` or `text_target`.")
+        encodings = self._call_one(text, text_pair, **kwargs) if text is not None else None
+        if text_target is None:
+            return encodings
+        targets = self._call_one(text_target, text_pair_target, **kwargs)
+        if encodings is None:
+            return targets
+        encodings["labels"] = targets["input_ids"]
+        return encodings
+
+    def _call_one(self, text, text_pair=None, add_special_tokens=True, padding=False, truncation=None,
+                  max_length=None, stride=0, pad_to_multiple_of=None, padding_side=None, return_tensors=None,
+                  return_token_type_ids=None, return_attention_mask=None, return_overflowing_tokens=False,
+                  return_special_tokens_mask=False, return_offsets_mapping=False, return_length=False, **kwargs):
         _refuse_unsupported(kwargs)
         batched = isinstance(text, (list, tuple))
         texts = list(text) if batched else [text]
@@ -515,6 +527,8 @@ class NemotronTokenizer:
                 columns["special_tokens_mask"] = [r.special_tokens_mask for r in rows]
             if return_offsets_mapping:
                 columns["offset_mapping"] = [r.offsets for r in rows]
+            if return_length:
+                columns["length"] = [len(r.ids) for r in rows]
             if return_overflowing_tokens:
                 columns["overflow_to_sample_mapping"] = mapping
         else:
@@ -532,18 +546,89 @@ class NemotronTokenizer:
             columns = {"input_ids": ids}
             if want_mask:
                 columns["attention_mask"] = masks
+            if return_length:
+                columns["length"] = [len(r) for r in ids]
 
-        out = BatchEncoding()
-        unbatch = not batched and return_tensors is None and not return_overflowing_tokens
-        for key, column in columns.items():
-            if return_tensors is not None:
-                out[key] = _as_tensor([column] if key == "overflow_to_sample_mapping" else column, return_tensors)
-                if key == "overflow_to_sample_mapping":
-                    out[key] = out[key][0]
-            else:
-                out[key] = column[0] if unbatch else column
+        # one text gives unbatched lists, but batched tensors (Transformers' prepend_batch_axis)
+        out = _batch_encoding(columns, return_tensors,
+                              unbatch=not batched and not return_overflowing_tokens and return_tensors is None)
         out._encodings = (lambda: rows) if rows is not None else encodings
         return out
+
+    def pad(self, encoded_inputs, padding=True, max_length=None, pad_to_multiple_of=None, padding_side=None,
+            return_attention_mask=None, return_tensors=None, verbose=True):
+        """Transformers' pad (what DataCollatorWithPadding calls): pads input_ids (and attention_mask,
+        token_type_ids, special_tokens_mask) of one encoding or a batch of them, given as a dict of columns or a list
+        of dicts, with lists, NumPy arrays or torch tensors (return_tensors then defaults to their kind)."""
+        if isinstance(encoded_inputs, (list, tuple)) and encoded_inputs and isinstance(encoded_inputs[0], dict):
+            encoded_inputs = {key: [example[key] for example in encoded_inputs] for key in encoded_inputs[0]}
+        encoded_inputs = dict(encoded_inputs)
+        if "input_ids" not in encoded_inputs:
+            raise ValueError("You should supply an encoding or a list of encodings to this method that includes "
+                             f"input_ids, but you provided {list(encoded_inputs.keys())}")
+        required = encoded_inputs["input_ids"]
+        if required is None or len(required) == 0:
+            if return_attention_mask:
+                encoded_inputs["attention_mask"] = []
+            return _batch_encoding(encoded_inputs, None, unbatch=False)
+        first = required[0]
+        if isinstance(first, (list, tuple)):
+            first = next((row[0] for row in required if len(row)), first)
+        if not isinstance(first, (int, list, tuple)):
+            if hasattr(first, "detach") or isinstance(first, (np.ndarray, np.generic)):
+                return_tensors = return_tensors or ("np" if isinstance(first, (np.ndarray, np.generic)) else "pt")
+            else:
+                raise ValueError(f"type of {first} unknown: {type(first)}. Should be one of a python, numpy, or "
+                                 "pytorch object.")
+            encoded_inputs = {key: _to_lists(value) for key, value in encoded_inputs.items()}
+        padding, _, max_length = self._strategies(padding, False, max_length, pad_to_multiple_of)
+        side = padding_side or self.padding_side
+        single = not isinstance(encoded_inputs["input_ids"][0], (list, tuple))
+        rows = [encoded_inputs] if single else [
+            {key: value[i] for key, value in encoded_inputs.items()} for i in range(len(encoded_inputs["input_ids"]))]
+        if any(len(v) != len(rows) for v in encoded_inputs.values()) and not single:
+            raise ValueError("Some items in the output dictionary have a different batch size than others.")
+        target = None
+        if padding is not None:
+            target = self._padded_length([len(r["input_ids"]) for r in rows], padding, max_length, pad_to_multiple_of)
+        want_mask = return_attention_mask if return_attention_mask is not None else True
+        columns = {}
+        for row in rows:
+            for key, value in self._pad_row(dict(row), target, side, want_mask).items():
+                columns.setdefault(key, []).append(value)
+        return _batch_encoding(columns, return_tensors, unbatch=single)
+
+    def _pad_row(self, row, target, side, want_mask):
+        """Transformers' _pad of one encoding (a dict of lists) to target tokens (None: no padding)."""
+        ids = list(row["input_ids"])
+        if want_mask and "attention_mask" not in row:
+            row["attention_mask"] = [1] * len(ids)
+        fill = 0 if target is None else target - len(ids)
+        if fill <= 0:
+            return row
+        if side not in ("right", "left"):
+            raise ValueError(f"Invalid padding strategy:{side}")
+        pads = {"input_ids": self.pad_token_id, "attention_mask": 0, "token_type_ids": PAD_TYPE_ID,
+                "special_tokens_mask": 1}
+        for key, value in pads.items():
+            if key in row and (key != "attention_mask" or want_mask):
+                column = list(row[key])
+                row[key] = [value] * fill + column if side == "left" else column + [value] * fill
+        return row
+
+    def num_special_tokens_to_add(self, pair=False):
+        """The special tokens the post-processor adds to one sequence, or to a pair."""
+        return sum(len(ids) for kind, ids, _ in self._templates[1 if pair else 0] if kind == "special")
+
+    def convert_tokens_to_string(self, tokens):
+        """The decoder's text of the tokens (Transformers runs the decoder on them, as decode does after mapping
+        ids to tokens, without clean-up); tokens outside the vocabulary are refused by name."""
+        ids = []
+        for token in tokens:
+            if token not in self._vocab:
+                raise ValueError(f"convert_tokens_to_string: {token!r} is not a token of the vocabulary")
+            ids.append(self._vocab[token])
+        return self._core.decode(np.array(ids, dtype=np.int32), False)
 
     def _pairs(self, texts, text_pair, batched):
         """The second sequences (None without text_pair), checked as Transformers checks them."""
@@ -669,8 +754,31 @@ class NemotronTokenizer:
 
 
 # Options of Transformers' __call__ that nemotron_c does not implement: asking for them is an error, not a no-op.
-UNSUPPORTED_OPTIONS = {"is_split_into_words": False, "return_length": False,
-                       "text_target": None, "text_pair_target": None, "split_special_tokens": False}
+UNSUPPORTED_OPTIONS = {"is_split_into_words": False, "split_special_tokens": False}
+
+
+def _batch_encoding(columns, return_tensors, unbatch):
+    """A BatchEncoding of the columns, as tensors of return_tensors' kind or lists (a single row's when unbatch)."""
+    out = BatchEncoding()
+    for key, column in columns.items():
+        per_row = key in ("overflow_to_sample_mapping", "length")  # one number a row: a 1-D column, never unbatched
+        if unbatch and not per_row:
+            column = column[0]
+        if return_tensors is None:
+            out[key] = column
+        else:  # _as_tensor makes 2-D tensors from rows: a 1-D column is one row
+            one_dimensional = per_row or not column or not isinstance(column[0], (list, tuple))
+            out[key] = _as_tensor([column], return_tensors)[0] if one_dimensional else _as_tensor(column, return_tensors)
+    return out
+
+
+def _to_lists(value):
+    """A NumPy array or torch tensor (or a list of them) as nested Python lists."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [_to_lists(v) for v in value]
+    return value
 
 
 def _refuse_unsupported(kwargs):
