@@ -13,6 +13,8 @@ set -eu
 target=$1
 shift
 here=$(cd "$(dirname "$0")/.." && pwd)
+# without atheris the shim below would have no libFuzzer to hand the callbacks to (it recursed until the stack ran out)
+python -c "import atheris" 2>/dev/null || { echo "$0: the python on PATH cannot import atheris (pip install atheris)" >&2; exit 2; }
 work=$(mktemp -d "${TMPDIR:-/tmp}/nemotron_c_atheris.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 (cd "$here" && tar --exclude=./build --exclude='*.so' --exclude=./.git --exclude='./.venv*' --exclude=./dist \
