@@ -201,3 +201,11 @@ def test_special_token_counts_and_tokens_to_string(both):
         assert ours.convert_tokens_to_string(tokens) == theirs.convert_tokens_to_string(tokens)
     with pytest.raises(ValueError, match="not a token of the vocabulary"):
         ours.convert_tokens_to_string(["no such token anywhere"])
+
+
+def test_pad_of_the_tokenizers_own_encodings(both):
+    """DataCollatorWithPadding's input: a list of the tokenizer's unpadded encodings."""
+    ours, theirs = both
+    features = TEXTS[:4]
+    expected = _plain(theirs.pad([theirs(text) for text in features], return_tensors="np"))
+    assert _plain(ours.pad([ours(text) for text in features], return_tensors="np")) == expected

@@ -6,6 +6,7 @@ truncation, tensors and chat templates, following Transformers 5 (`TokenizersBac
 core (`_core.Tokenizer`) does the encoding and decoding.
 """
 import collections
+import collections.abc
 import math
 import operator
 import os
@@ -560,7 +561,8 @@ class NemotronTokenizer:
         """Transformers' pad (what DataCollatorWithPadding calls): pads input_ids (and attention_mask,
         token_type_ids, special_tokens_mask) of one encoding or a batch of them, given as a dict of columns or a list
         of dicts, with lists, NumPy arrays or torch tensors (return_tensors then defaults to their kind)."""
-        if isinstance(encoded_inputs, (list, tuple)) and encoded_inputs and isinstance(encoded_inputs[0], dict):
+        if (isinstance(encoded_inputs, (list, tuple)) and encoded_inputs
+                and isinstance(encoded_inputs[0], collections.abc.Mapping)):
             encoded_inputs = {key: [example[key] for example in encoded_inputs] for key in encoded_inputs[0]}
         encoded_inputs = dict(encoded_inputs)
         if "input_ids" not in encoded_inputs:
