@@ -209,3 +209,33 @@ def test_pad_of_the_tokenizers_own_encodings(both):
     features = TEXTS[:4]
     expected = _plain(theirs.pad([theirs(text) for text in features], return_tensors="np"))
     assert _plain(ours.pad([ours(text) for text in features], return_tensors="np")) == expected
+
+
+PRETOKENIZED = [
+    dict(text=["Hello", "world", "!"]),
+    dict(text=[["Hello world", "x"], [" a", "b "], ["Ünïcödé", "日本語", "</s>", "😀"]], padding=True),
+    dict(text=["a", "b"], text_pair=["c", "d e"]),
+    dict(text=[["a", "b"], ["x"]], text_pair=[["c"], ["d", "e", "f"]], padding=True, return_token_type_ids=True),
+    dict(text=[["a"], []], padding=True),
+    dict(text=[]),
+    dict(text=["Hello", "world", "foo", "bar", "baz"], truncation=True, max_length=6, return_overflowing_tokens=True,
+         stride=1),
+    dict(text=[["one", "two"], ["three"]], padding=True, return_tensors="np", return_special_tokens_mask=True),
+]
+
+
+@pytest.mark.parametrize("call", PRETOKENIZED)
+def test_is_split_into_words(both, call):
+    """Pre-tokenized input (what token classification scripts give): each word encoded on its own, word ids the
+    words' indices, offsets within each word; word_ids() is how labels are aligned to tokens."""
+    ours, theirs = both
+    kwargs = dict(call, is_split_into_words=True, return_offsets_mapping=True)
+    if "return_tensors" in call:
+        assert _plain(ours(**kwargs)) == _plain(theirs(**kwargs))
+    else:
+        same_call(ours, theirs, **kwargs)
+    for bad in (["a", 5], [["a"], "b"]):
+        with pytest.raises(TypeError):
+            theirs(bad, is_split_into_words=True)
+        with pytest.raises(TypeError, match="a list of words"):
+            ours(bad, is_split_into_words=True)

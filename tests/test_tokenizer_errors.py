@@ -271,7 +271,7 @@ def test_unigram_tokenizer_model_is_named(tmp_path):
         AutoTokenizer.from_pretrained(str(tmp_path))
 
 
-@pytest.mark.parametrize("option", [dict(is_split_into_words=True), dict(split_special_tokens=True)])
+@pytest.mark.parametrize("option", [dict(split_special_tokens=True)])
 def test_unsupported_call_options_are_refused(both, option):
     ours, _ = both
     with pytest.raises(NotImplementedError, match=next(iter(option))):

@@ -495,9 +495,12 @@ class NemotronTokenizer:
     def _call_one(self, text, text_pair=None, add_special_tokens=True, padding=False, truncation=None,
                   max_length=None, stride=0, pad_to_multiple_of=None, padding_side=None, return_tensors=None,
                   return_token_type_ids=None, return_attention_mask=None, return_overflowing_tokens=False,
-                  return_special_tokens_mask=False, return_offsets_mapping=False, return_length=False, **kwargs):
+                  return_special_tokens_mask=False, return_offsets_mapping=False, return_length=False,
+                  is_split_into_words=False, **kwargs):
         _refuse_unsupported(kwargs)
-        batched = isinstance(text, (list, tuple))
+        # pre-tokenized input: a list of words is one text, a list of such lists a batch
+        batched = isinstance(text, (list, tuple)) and not (
+            is_split_into_words and not (text and isinstance(text[0], (list, tuple))))
         texts = list(text) if batched else [text]
         if batched and not texts:
             raise ValueError("text input must not be an empty list")
@@ -508,11 +511,11 @@ class NemotronTokenizer:
             raise ValueError(f"Invalid padding strategy:{side}")
         want_mask = return_attention_mask if return_attention_mask is not None else True
         full = (pairs is not None or return_overflowing_tokens or return_offsets_mapping or return_special_tokens_mask
-                or return_token_type_ids or stride)
+                or return_token_type_ids or stride or is_split_into_words)
 
         def encodings():
             return self._encodings(texts, pairs, add_special_tokens, padding, truncate, max_length, stride or 0,
-                                   pad_to_multiple_of, side)
+                                   pad_to_multiple_of, side, bool(is_split_into_words))
 
         if full:
             rows = encodings()
@@ -661,8 +664,10 @@ class NemotronTokenizer:
                              f"this machine's {available / 2**30:.1f} GiB")
         return target
 
-    def _sequence_encodings(self, texts, sequence):
-        """An Encoding (ids, offsets, words) per text, no special tokens."""
+    def _sequence_encodings(self, texts, sequence, split=False):
+        """An Encoding (ids, offsets, words) per text, no special tokens. split: each text is a list of words."""
+        if split:
+            return [self._words_encoding(words, sequence) for words in texts]
         encodings = []
         for text, ids in zip(texts, self._encode_texts(texts, len(texts) > 1)):
             offsets, words = align(text, ids, self._id_to_token, self._added_contents, self._prepend,
@@ -670,12 +675,28 @@ class NemotronTokenizer:
             encodings.append(Encoding(ids, offsets, words, sequence, type_id=sequence))
         return encodings
 
+    def _words_encoding(self, words, sequence):
+        """The Encoding of pre-tokenized text (is_split_into_words), as tokenizers makes it: each word encoded on its
+        own (a Metaspace prepends to each), the word ids the words' indices, the offsets within each word."""
+        if not isinstance(words, (list, tuple)) or not all(isinstance(word, str) for word in words):
+            raise TypeError("with is_split_into_words=True, a text is a list of words (str) and a batch a list of "
+                            f"such lists, not {words!r}")  # tokenizers' TypeError names the Union it wanted
+        ids, offsets, word_ids = [], [], []
+        encoded = self._encode_texts(list(words), len(words) > 1) if words else []
+        for index, (word, word_ids_of) in enumerate(zip(words, encoded)):
+            word_offsets, _ = align(word, word_ids_of, self._id_to_token, self._added_contents, self._prepend,
+                                    self._metaspace_split, self._words_known)
+            ids += list(word_ids_of)
+            offsets += word_offsets
+            word_ids += [index] * len(word_ids_of)
+        return Encoding(ids, offsets, word_ids, sequence, type_id=sequence)
+
     def _encodings(self, texts, pairs, add_special_tokens, padding, truncate, max_length, stride, pad_to_multiple_of,
-                   side):
+                   side, split=False):
         """The Encodings (overflowing windows inside) of texts, or of (texts, pairs), as tokenizers makes them:
         each sequence encoded, truncated (windows with `stride` when truncation cuts), put in the template, padded."""
-        firsts = self._sequence_encodings(texts, 0)
-        seconds = self._sequence_encodings(pairs, 1) if pairs is not None else [None] * len(texts)
+        firsts = self._sequence_encodings(texts, 0, split)
+        seconds = self._sequence_encodings(pairs, 1, split) if pairs is not None else [None] * len(texts)
         template = self._templates[0 if pairs is None else 1]
         n_added = sum(len(v) for kind, v, _ in template if kind == "special") if add_special_tokens else 0
         if stride and not truncate:
@@ -756,7 +777,7 @@ class NemotronTokenizer:
 
 
 # Options of Transformers' __call__ that nemotron_c does not implement: asking for them is an error, not a no-op.
-UNSUPPORTED_OPTIONS = {"is_split_into_words": False, "split_special_tokens": False}
+UNSUPPORTED_OPTIONS = {"split_special_tokens": False}
 
 
 def _batch_encoding(columns, return_tensors, unbatch):
