@@ -219,7 +219,7 @@ GEMV_QUANTIZED(q4, NT_DTYPE_Q4)
  * chunk, the next block's row) is prefetched, which keeps several streams of w in flight per thread: rows
  * of a few KiB are short streams that the hardware prefetcher picks up late (prefetching took the earlier
  * int8 row kernel from about 75% to about 100% of bfloat16's bytes per second). */
-enum { SMALL_MAX_ROWS = 16, SMALL_PASS_ROWS = 8, SMALL_KC = 512, SMALL_BLOCK_ROWS = 24, SMALL_MAX_W_ROWS = 4 };
+enum { SMALL_MAX_ROWS = 16, SMALL_PASS_ROWS = 8, SMALL_KC = 1024, SMALL_BLOCK_ROWS = 48, SMALL_MAX_W_ROWS = 4 };
 _Static_assert(SMALL_KC % NT_Q8_GROUP == 0 && NT_Q8_GROUP % 16 == 0, "a chunk and a vector stay in one group");
 
 /* Elements [i, i + 16) of w in float32, int8 and int4 through their group's scale (K is whole groups, so the 16
@@ -232,53 +232,97 @@ static inline __m512 small_load16(const void *w, const float *scales, nt_dtype d
     return _mm512_mul_ps(q, _mm512_set1_ps(scales[(uint64_t)i / NT_Q8_GROUP])); /* unsigned: a shift */
 }
 
+/* sums (16): lane 4q + r = the sum of the lanes of v[4r + q], for the first c of v (c <= 16). Four halvings,
+ * each merging two vectors into one (two shuffles and an add) rather than reducing every vector on its own (eight
+ * instructions each, mostly shuffles: at the end of every chunk, they took about a fifth of the decode kernel's
+ * time). Every vector's lanes are added in the same order wherever it stands, so a sum does not depend on c. */
+static inline __attribute__((always_inline)) __m512 reduce_many(const __m512 *v, const int c) {
+    __m512 s1[8], s2[4], s3[2];
+#pragma GCC unroll 8
+    for (int p = 0; p < (c + 1) / 2; p++) { /* lanes l + (l + 8) of v[2p] in 128-bit lanes 0, 1; of v[2p + 1] in 2, 3 */
+        __m512 a = v[2 * p], b = 2 * p + 1 < c ? v[2 * p + 1] : a;
+        s1[p] = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xee));
+    }
+#pragma GCC unroll 4
+    for (int p = 0; p < (c + 3) / 4; p++) { /* 128-bit lane q: 4 partial sums of v[4p + q] */
+        __m512 a = s1[2 * p], b = 2 * p + 1 < (c + 1) / 2 ? s1[2 * p + 1] : a;
+        s2[p] = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x88), _mm512_shuffle_f32x4(a, b, 0xdd));
+    }
+#pragma GCC unroll 2
+    for (int p = 0; p < (c + 7) / 8; p++) { /* 128-bit lane q: 2 partial sums of v[8p + q], then of v[8p + 4 + q] */
+        __m512d a = _mm512_castps_pd(s2[2 * p]), b = 2 * p + 1 < (c + 3) / 4 ? _mm512_castps_pd(s2[2 * p + 1]) : a;
+        s3[p] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(a, b)), _mm512_castpd_ps(_mm512_unpackhi_pd(a, b)));
+    }
+    __m512 a = s3[0], b = c > 8 ? s3[1] : a;
+    return _mm512_add_ps(_mm512_shuffle_ps(a, b, 0x88), _mm512_shuffle_ps(a, b, 0xdd));
+}
+
 /* y (MR rows, N apart) columns n0..n0+NR-1 (+)= x (MR rows, K apart) @ w rows n0.. over columns [k0, k1);
- * prefetches the same span of the rows `ahead` elements further on in w. One loop with the mask computed at
- * each step: a separate tail step taking the accumulators by address sends GCC's copies of them to memory. */
-static inline __attribute__((always_inline)) void small_block(float *y, int64_t N, const float *x, int64_t K,
+ * prefetches the same span of the rows `ahead` elements further on in w. The last partial 16 columns go
+ * through the same step with a mask (a macro: a separate function taking the accumulators by address sends
+ * GCC's copies of them to memory). */
+static inline __attribute__((always_inline)) void small_block(float *y, int64_t N, const float *xp, int64_t K,
                                                               const void *w, const float *scales, nt_dtype dtype,
                                                               int64_t n0, int64_t k0, int64_t k1, int64_t ahead,
                                                               const int MR, const int NR) {
-    __m512 acc[SMALL_PASS_ROWS][SMALL_MAX_W_ROWS];
-#pragma GCC unroll 8
-    for (int i = 0; i < MR; i++)
-#pragma GCC unroll 8
-        for (int j = 0; j < NR; j++) acc[i][j] = _mm512_setzero_ps();
+    __m512 acc[16]; /* x row i, w row j at i * NR + j (small_matmul keeps MR x NR <= 16) */
+#pragma GCC unroll 16
+    for (int a = 0; a < MR * NR; a++) acc[a] = _mm512_setzero_ps();
     const char *base = w;
     /* bytes of two elements: int4 packs two in a byte */
     int64_t size2 = dtype == NT_DTYPE_F32 ? 8 : dtype == NT_DTYPE_Q8 ? 2 : dtype == NT_DTYPE_Q4 ? 1 : 4;
-    for (int64_t k = k0; k < k1; k += 16) {
-        __mmask16 mask = first_lanes(k1 - k);
-        if (((k * size2 / 2) & 63) == 0) /* once per line of each row */
-#pragma GCC unroll 8
-            for (int j = 0; j < NR; j++) _mm_prefetch(base + ((n0 + j) * K + k + ahead) * size2 / 2, _MM_HINT_T0);
-        __m512 xv[SMALL_PASS_ROWS];
-#pragma GCC unroll 8
-        for (int i = 0; i < MR; i++) xv[i] = _mm512_maskz_loadu_ps(mask, x + i * K + k);
-#pragma GCC unroll 8
-        for (int j = 0; j < NR; j++) {
-            __m512 wv = small_load16(w, scales, dtype, (n0 + j) * K + k, mask);
-#pragma GCC unroll 8
-            for (int i = 0; i < MR; i++) acc[i][j] = _mm512_fmadd_ps(xv[i], wv, acc[i][j]);
-        }
-    }
+#define SMALL_STEP(MASK)                                                                                      \
+    do {                                                                                                      \
+        if (((k * size2 / 2) & 63) == 0) /* once per line of each row */                                     \
+            _Pragma("GCC unroll 8") for (int j = 0; j < NR; j++)                                              \
+                _mm_prefetch(base + ((n0 + j) * K + k + ahead) * size2 / 2, _MM_HINT_T0);                     \
+        __m512 xv[SMALL_PASS_ROWS];                                                                           \
+        _Pragma("GCC unroll 8") for (int i = 0; i < MR; i++) {                                               \
+            xv[i] = _mm512_load_ps(xp + ((k - k0) * MR + 16 * i));                                            \
+            __asm__("" : "+v"(xv[i]));                                                                        \
+        }                                                                                                     \
+        _Pragma("GCC unroll 8") for (int j = 0; j < NR; j++) {                                                \
+            __m512 wv = small_load16(w, scales, dtype, (n0 + j) * K + k, MASK);                               \
+            _Pragma("GCC unroll 8") for (int i = 0; i < MR; i++)                                              \
+                acc[i * NR + j] = _mm512_fmadd_ps(xv[i], wv, acc[i * NR + j]);                                \
+        }                                                                                                     \
+    } while (0)
+    int64_t k = k0;
+    for (; k + 16 <= k1; k += 16) SMALL_STEP((__mmask16)0xffff);
+    if (k < k1) SMALL_STEP(first_lanes(k1 - k));
+#undef SMALL_STEP
+    float sums[16];
+    _mm512_storeu_ps(sums, reduce_many(acc, MR * NR));
 #pragma GCC unroll 8
     for (int i = 0; i < MR; i++)
 #pragma GCC unroll 8
         for (int j = 0; j < NR; j++) {
-            float sum = _mm512_reduce_add_ps(acc[i][j]);
+            int a = i * NR + j;
+            float sum = sums[4 * (a % 4) + a / 4];
             y[i * N + n0 + j] = k0 == 0 ? sum : y[i * N + n0 + j] + sum;
         }
 }
 
+/* xp (16 columns at a time, rows) = x rows 0..rows-1 (K apart), columns [k0, k1): columns k0 + 16 s.. of row i at
+ * xp + (s * rows + i) * 16, past k1 zero. Read from x directly, rows K floats apart all fall in the same L1 sets
+ * when K is a multiple of 1024, and evicted one another: the kernel then ran at about half its speed even with w
+ * in L2. */
+static void small_pack(float *xp, const float *x, int64_t K, int64_t rows, int64_t k0, int64_t k1) {
+    for (int64_t k = k0; k < k1; k += 16) {
+        __mmask16 mask = first_lanes(k1 - k);
+        for (int64_t i = 0; i < rows; i++)
+            _mm512_store_ps(xp + (k - k0) * rows + 16 * i, _mm512_maskz_loadu_ps(mask, x + i * K + k));
+    }
+}
+
 /* The MR rows of x from m0 against w rows [n0, n1) over columns [k0, k1): NR rows of w at a time, then one. */
-static inline __attribute__((always_inline)) void small_pass(float *y, int64_t N, const float *x, int64_t K,
+static inline __attribute__((always_inline)) void small_pass(float *y, int64_t N, const float *xp, int64_t K,
                                                              const void *w, const float *scales, nt_dtype dtype,
                                                              int64_t n0, int64_t n1, int64_t k0, int64_t k1,
                                                              int64_t ahead, const int MR, const int NR) {
     int64_t n = n0;
-    for (; n + NR <= n1; n += NR) small_block(y, N, x, K, w, scales, dtype, n, k0, k1, ahead, MR, NR);
-    for (; n < n1; n++) small_block(y, N, x, K, w, scales, dtype, n, k0, k1, ahead, MR, 1);
+    for (; n + NR <= n1; n += NR) small_block(y, N, xp, K, w, scales, dtype, n, k0, k1, ahead, MR, NR);
+    for (; n < n1; n++) small_block(y, N, xp, K, w, scales, dtype, n, k0, k1, ahead, MR, 1);
 }
 
 /* y (M, N) = x (M, K) @ w^T for 1 <= M <= SMALL_MAX_ROWS, columns [n_begin, n_end). The w rows per block grow
@@ -288,6 +332,7 @@ static inline __attribute__((always_inline)) void small_matmul(float *y, const f
                                                                int64_t n_end) {
     int64_t N = t->shape[0], K = t->shape[1];
     int64_t passes = (M + SMALL_PASS_ROWS - 1) / SMALL_PASS_ROWS;
+    float xp[SMALL_PASS_ROWS * SMALL_KC] __attribute__((aligned(64)));
     for (int64_t n0 = n_begin; n0 < n_end; n0 += SMALL_BLOCK_ROWS) {
         int64_t n1 = n_end - n0 < SMALL_BLOCK_ROWS ? n_end : n0 + SMALL_BLOCK_ROWS;
         for (int64_t p = 0, m0 = 0; p < passes; p++) {
@@ -298,11 +343,12 @@ static inline __attribute__((always_inline)) void small_matmul(float *y, const f
                 int64_t k1 = K - k0 < SMALL_KC ? K : k0 + SMALL_KC;
                 /* the same rows' next chunk, or from the last chunk the next block's first one */
                 int64_t ahead = k1 < K ? SMALL_KC : n1 < N ? SMALL_BLOCK_ROWS * K - k0 : 0;
+                small_pack(xp, x_p, K, rows, k0, k1);
 #define SMALL_CASE(MR, NR) \
-    case MR: small_pass(y_p, N, x_p, K, t->data, t->scales, dtype, n0, n1, k0, k1, ahead, MR, NR); break;
+    case MR: _Static_assert(MR * NR <= 16, "reduce_many"); small_pass(y_p, N, xp, K, t->data, t->scales, dtype, n0, n1, k0, k1, ahead, MR, NR); break;
                 switch (rows) {
                 SMALL_CASE(1, 4) SMALL_CASE(2, 4) SMALL_CASE(3, 4) SMALL_CASE(4, 4)
-                SMALL_CASE(5, 3) SMALL_CASE(6, 3) SMALL_CASE(7, 2) default: SMALL_CASE(8, 2)
+                SMALL_CASE(5, 3) SMALL_CASE(6, 2) SMALL_CASE(7, 2) default: SMALL_CASE(8, 2)
                 }
 #undef SMALL_CASE
             }
