@@ -220,17 +220,8 @@ GEMV_QUANTIZED(q4, NT_DTYPE_Q4)
  * of a few KiB are short streams that the hardware prefetcher picks up late (prefetching took the earlier
  * int8 row kernel from about 75% to about 100% of bfloat16's bytes per second). */
 enum { SMALL_MAX_ROWS = 16, SMALL_PASS_ROWS = 8, SMALL_KC = 1024, SMALL_BLOCK_ROWS = 48, SMALL_MAX_W_ROWS = 4 };
-_Static_assert(SMALL_KC % NT_Q8_GROUP == 0 && NT_Q8_GROUP % 16 == 0, "a chunk and a vector stay in one group");
-
-/* Elements [i, i + 16) of w in float32, int8 and int4 through their group's scale (K is whole groups, so the 16
- * share it). */
-static inline __m512 small_load16(const void *w, const float *scales, nt_dtype dtype, int64_t i, __mmask16 mask) {
-    if (dtype == NT_DTYPE_Q4) /* whole groups of 32: never a partial mask */
-        return _mm512_mul_ps(load16_quantized(w, dtype, i), _mm512_set1_ps(scales[(uint64_t)i / NT_Q4_GROUP]));
-    if (dtype != NT_DTYPE_Q8) return load16(w, dtype, i, mask);
-    __m512 q = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(mask, (const int8_t *)w + i)));
-    return _mm512_mul_ps(q, _mm512_set1_ps(scales[(uint64_t)i / NT_Q8_GROUP])); /* unsigned: a shift */
-}
+_Static_assert(SMALL_KC % NT_Q8_GROUP == 0 && SMALL_KC % 32 == 0 && NT_Q8_GROUP % 16 == 0,
+               "a chunk is whole steps and groups, a vector in one group");
 
 /* sums (16): lane 4q + r = the sum of the lanes of v[4r + q], for the first c of v (c <= 16). Four halvings,
  * each merging two vectors into one (two shuffles and an add) rather than reducing every vector on its own (eight
@@ -257,10 +248,33 @@ static inline __attribute__((always_inline)) __m512 reduce_many(const __m512 *v,
     return _mm512_add_ps(_mm512_shuffle_ps(a, b, 0x88), _mm512_shuffle_ps(a, b, 0xdd));
 }
 
-/* y (MR rows, N apart) columns n0..n0+NR-1 (+)= x (MR rows, K apart) @ w rows n0.. over columns [k0, k1);
- * prefetches the same span of the rows `ahead` elements further on in w. The last partial 16 columns go
- * through the same step with a mask (a macro: a separate function taking the accumulators by address sends
- * GCC's copies of them to memory). */
+/* Columns are taken 32 at a time, as two halves of 16 lanes: columns k.. and k + 16.., except for bfloat16,
+ * whose 32 elements are one load and whose halves are the even and the odd columns: the even ones shifted
+ * into the high half of their 32 bits, the odd ones already there once the even ones are masked off: one
+ * instruction per 16 weights, where widening 16 of them in order takes two (the packed x is in the same order). */
+enum { SMALL_STEP = 32 };
+
+/* Half h of the SMALL_STEP columns from column k of w row n in float32; live columns [k, k + live) (int8 and int4
+ * rows are whole groups, so only the float dtypes see a tail). raw: row n's 32 bfloat16 elements. */
+static inline __attribute__((always_inline)) __m512 small_half(const void *w, const float *scales, nt_dtype dtype,
+                                                               int64_t n, int64_t K, int64_t k, int h, int64_t live,
+                                                               __m512i raw) {
+    if (dtype == NT_DTYPE_BF16)
+        return _mm512_castsi512_ps(h == 0 ? _mm512_slli_epi32(raw, 16)
+                                          : _mm512_and_si512(raw, _mm512_set1_epi32((int)0xffff0000u)));
+    int64_t i = n * K + k + 16 * h;
+    if (dtype == NT_DTYPE_Q4)
+        return _mm512_mul_ps(load16_quantized(w, dtype, i), _mm512_set1_ps(scales[(uint64_t)i / NT_Q4_GROUP]));
+    if (dtype == NT_DTYPE_Q8)
+        return _mm512_mul_ps(load16_quantized(w, dtype, i), _mm512_set1_ps(scales[(uint64_t)i / NT_Q8_GROUP]));
+    return load16(w, dtype, i, first_lanes(live - 16 * h > 0 ? live - 16 * h : 0));
+}
+
+/* y (MR rows, N apart) columns n0..n0+NR-1 (+)= xp (small_pack's (k1 - k0) columns of MR rows) @ w rows n0..
+ * over columns [k0, k1); prefetches the same span of the rows `ahead` elements further on in w. The last partial
+ * step goes through the same code with masks (a macro: a separate function taking the accumulators by address
+ * sends GCC's copies of them to memory). The asm statement keeps the x vectors in registers: GCC otherwise
+ * reads them again as an operand of each FMA, and the loads, more than the FMAs, then bound the loop. */
 static inline __attribute__((always_inline)) void small_block(float *y, int64_t N, const float *xp, int64_t K,
                                                               const void *w, const float *scales, nt_dtype dtype,
                                                               int64_t n0, int64_t k0, int64_t k1, int64_t ahead,
@@ -270,27 +284,35 @@ static inline __attribute__((always_inline)) void small_block(float *y, int64_t 
     for (int a = 0; a < MR * NR; a++) acc[a] = _mm512_setzero_ps();
     const char *base = w;
     /* bytes of two elements: int4 packs two in a byte */
-    int64_t size2 = dtype == NT_DTYPE_F32 ? 8 : dtype == NT_DTYPE_Q8 ? 2 : dtype == NT_DTYPE_Q4 ? 1 : 4;
-#define SMALL_STEP(MASK)                                                                                      \
+    const int64_t size2 = dtype == NT_DTYPE_F32 ? 8 : dtype == NT_DTYPE_Q8 ? 2 : dtype == NT_DTYPE_Q4 ? 1 : 4;
+    const int64_t step_bytes = SMALL_STEP * size2 / 2;
+#define SMALL_STEP_AT(LIVE)                                                                                   \
     do {                                                                                                      \
-        if (((k * size2 / 2) & 63) == 0) /* once per line of each row */                                     \
+        if (step_bytes >= 64 || ((k * size2 / 2) & 63) == 0) /* once per line of each row */                 \
             _Pragma("GCC unroll 8") for (int j = 0; j < NR; j++)                                              \
-                _mm_prefetch(base + ((n0 + j) * K + k + ahead) * size2 / 2, _MM_HINT_T0);                     \
-        __m512 xv[SMALL_PASS_ROWS];                                                                           \
-        _Pragma("GCC unroll 8") for (int i = 0; i < MR; i++) {                                               \
-            xv[i] = _mm512_load_ps(xp + ((k - k0) * MR + 16 * i));                                            \
-            __asm__("" : "+v"(xv[i]));                                                                        \
-        }                                                                                                     \
-        _Pragma("GCC unroll 8") for (int j = 0; j < NR; j++) {                                                \
-            __m512 wv = small_load16(w, scales, dtype, (n0 + j) * K + k, MASK);                               \
-            _Pragma("GCC unroll 8") for (int i = 0; i < MR; i++)                                              \
-                acc[i * NR + j] = _mm512_fmadd_ps(xv[i], wv, acc[i * NR + j]);                                \
+                _Pragma("GCC unroll 2") for (int64_t l = 0; l < step_bytes; l += 64)                          \
+                    _mm_prefetch(base + ((n0 + j) * K + k + ahead) * size2 / 2 + l, _MM_HINT_T0);             \
+        __m512i raw[SMALL_MAX_W_ROWS];                                                                        \
+        if (dtype == NT_DTYPE_BF16)                                                                           \
+            _Pragma("GCC unroll 8") for (int j = 0; j < NR; j++) raw[j] = _mm512_maskz_loadu_epi16(           \
+                (LIVE) >= 32 ? ~(__mmask32)0 : ((__mmask32)1 << (LIVE)) - 1, (const uint16_t *)w + (n0 + j) * K + k); \
+        _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++) {                                                 \
+            __m512 xv[SMALL_PASS_ROWS];                                                                       \
+            _Pragma("GCC unroll 8") for (int i = 0; i < MR; i++) {                                           \
+                xv[i] = _mm512_load_ps(xp + (k - k0) * MR + 16 * (h * MR + i));                              \
+                __asm__("" : "+v"(xv[i]));                                                                    \
+            }                                                                                                 \
+            _Pragma("GCC unroll 8") for (int j = 0; j < NR; j++) {                                            \
+                __m512 wv = small_half(w, scales, dtype, n0 + j, K, k, h, LIVE, raw[j]);                      \
+                _Pragma("GCC unroll 8") for (int i = 0; i < MR; i++)                                          \
+                    acc[i * NR + j] = _mm512_fmadd_ps(xv[i], wv, acc[i * NR + j]);                            \
+            }                                                                                                 \
         }                                                                                                     \
     } while (0)
     int64_t k = k0;
-    for (; k + 16 <= k1; k += 16) SMALL_STEP((__mmask16)0xffff);
-    if (k < k1) SMALL_STEP(first_lanes(k1 - k));
-#undef SMALL_STEP
+    for (; k + SMALL_STEP <= k1; k += SMALL_STEP) SMALL_STEP_AT(SMALL_STEP);
+    if (k < k1) SMALL_STEP_AT(k1 - k);
+#undef SMALL_STEP_AT
     float sums[16];
     _mm512_storeu_ps(sums, reduce_many(acc, MR * NR));
 #pragma GCC unroll 8
@@ -303,15 +325,26 @@ static inline __attribute__((always_inline)) void small_block(float *y, int64_t 
         }
 }
 
-/* xp (16 columns at a time, rows) = x rows 0..rows-1 (K apart), columns [k0, k1): columns k0 + 16 s.. of row i at
- * xp + (s * rows + i) * 16, past k1 zero. Read from x directly, rows K floats apart all fall in the same L1 sets
- * when K is a multiple of 1024, and evicted one another: the kernel then ran at about half its speed even with w
- * in L2. */
-static void small_pack(float *xp, const float *x, int64_t K, int64_t rows, int64_t k0, int64_t k1) {
-    for (int64_t k = k0; k < k1; k += 16) {
-        __mmask16 mask = first_lanes(k1 - k);
-        for (int64_t i = 0; i < rows; i++)
-            _mm512_store_ps(xp + (k - k0) * rows + 16 * i, _mm512_maskz_loadu_ps(mask, x + i * K + k));
+/* xp = x rows 0..rows-1 (K apart), columns [k0, k1), in the order small_block reads them: half h of the step from
+ * column k of row i (small_half's columns) at xp + (k - k0) * rows + 16 * (h * rows + i), past k1 zero. Read from
+ * x directly, rows K floats apart all fall in the same L1 sets when K is a multiple of 1024, and evicted one
+ * another: the kernel then ran at about half its speed even with w in L2. */
+static void small_pack(float *xp, const float *x, int64_t K, int64_t rows, int64_t k0, int64_t k1, nt_dtype dtype) {
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+    for (int64_t k = k0; k < k1; k += SMALL_STEP) {
+        __mmask16 first = first_lanes(k1 - k), second = first_lanes(k1 - k > 16 ? k1 - k - 16 : 0);
+        for (int64_t i = 0; i < rows; i++) {
+            __m512 a = _mm512_maskz_loadu_ps(first, x + i * K + k);
+            __m512 b = _mm512_maskz_loadu_ps(second, x + i * K + k + 16);
+            if (dtype == NT_DTYPE_BF16) {
+                __m512 e = _mm512_permutex2var_ps(a, even, b);
+                b = _mm512_permutex2var_ps(a, odd, b);
+                a = e;
+            }
+            _mm512_store_ps(xp + (k - k0) * rows + 16 * i, a);
+            _mm512_store_ps(xp + (k - k0) * rows + 16 * (rows + i), b);
+        }
     }
 }
 
@@ -343,7 +376,7 @@ static inline __attribute__((always_inline)) void small_matmul(float *y, const f
                 int64_t k1 = K - k0 < SMALL_KC ? K : k0 + SMALL_KC;
                 /* the same rows' next chunk, or from the last chunk the next block's first one */
                 int64_t ahead = k1 < K ? SMALL_KC : n1 < N ? SMALL_BLOCK_ROWS * K - k0 : 0;
-                small_pack(xp, x_p, K, rows, k0, k1);
+                small_pack(xp, x_p, K, rows, k0, k1, dtype);
 #define SMALL_CASE(MR, NR) \
     case MR: _Static_assert(MR * NR <= 16, "reduce_many"); small_pass(y_p, N, xp, K, t->data, t->scales, dtype, n0, n1, k0, k1, ahead, MR, NR); break;
                 switch (rows) {
