@@ -66,17 +66,33 @@ static inline float load1(const void *w, const float *scales, nt_dtype dtype, in
 enum { SMALL_MAX_ROWS = 16, SMALL_PASS_ROWS = 4, SMALL_KC = 512, SMALL_BLOCK_ROWS = 24, SMALL_MAX_W_ROWS = 4 };
 _Static_assert(SMALL_KC % NT_Q8_GROUP == 0 && NT_Q8_GROUP % 8 == 0, "a chunk and a vector stay in one group");
 
-/* y (MR rows, N apart) columns n0..n0+NR-1 (+)= x (MR rows, K apart) @ w rows n0.. over columns [k0, k1);
- * prefetches the same span of the rows `ahead` elements further on in w. */
-static inline __attribute__((always_inline)) void small_block(float *y, int64_t N, const float *x, int64_t K,
-                                                              const void *w, const float *scales, nt_dtype dtype,
-                                                              int64_t n0, int64_t k0, int64_t k1, int64_t ahead,
-                                                              const int MR, const int NR) {
-    __m256 acc[SMALL_PASS_ROWS][SMALL_MAX_W_ROWS];
+/* sums (8): lane 4h + r (h, r < 2 and 4) = the sum of the lanes of v[2r + h] for the first c of v (c <= 8): three
+ * halvings, each merging two vectors (two shuffles and an add) where hsum takes five instructions per vector.
+ * Every vector's lanes are added in the same order wherever it stands. */
+static inline __attribute__((always_inline)) __m256 reduce_many(const __m256 *v, const int c) {
+    __m256 s1[4], s2[2];
+    for (int p = 0; p < (c + 1) / 2; p++) { /* lanes l + (l + 4) of v[2p] in the low 128 bits, of v[2p + 1] above */
+        __m256 a = v[2 * p], b = 2 * p + 1 < c ? v[2 * p + 1] : a;
+        s1[p] = _mm256_add_ps(_mm256_permute2f128_ps(a, b, 0x20), _mm256_permute2f128_ps(a, b, 0x31));
+    }
+    for (int p = 0; p < (c + 3) / 4; p++) { /* 128-bit half h: 2 partial sums of v[4p + h], then of v[4p + 2 + h] */
+        __m256d a = _mm256_castps_pd(s1[2 * p]), b = 2 * p + 1 < (c + 1) / 2 ? _mm256_castps_pd(s1[2 * p + 1]) : a;
+        s2[p] = _mm256_add_ps(_mm256_castpd_ps(_mm256_unpacklo_pd(a, b)), _mm256_castpd_ps(_mm256_unpackhi_pd(a, b)));
+    }
+    __m256 a = s2[0], b = c > 4 ? s2[1] : a;
+    return _mm256_add_ps(_mm256_shuffle_ps(a, b, 0x88), _mm256_shuffle_ps(a, b, 0xdd));
+}
+
+/* y (MR rows, N apart) columns n0..n0+NR-1 (+)= x (MR rows, K apart) @ w rows n0.. over columns [k0, k1), the
+ * whole 8s from xp (small_pack's), the rest from x; prefetches the same span of the rows `ahead` elements further
+ * on in w. The asm statement keeps the x vectors in registers (GCC otherwise reads them again for each FMA). */
+static inline __attribute__((always_inline)) void small_block(float *y, int64_t N, const float *x, const float *xp,
+                                                              int64_t K, const void *w, const float *scales,
+                                                              nt_dtype dtype, int64_t n0, int64_t k0, int64_t k1,
+                                                              int64_t ahead, const int MR, const int NR) {
+    __m256 acc[8]; /* x row i, w row j at i * NR + j (small_matmul keeps MR x NR <= 8) */
 #pragma GCC unroll 8
-    for (int i = 0; i < MR; i++)
-#pragma GCC unroll 8
-        for (int j = 0; j < NR; j++) acc[i][j] = _mm256_setzero_ps();
+    for (int a = 0; a < MR * NR; a++) acc[a] = _mm256_setzero_ps();
     const char *base = w;
     int64_t size = dtype == NT_DTYPE_F32 ? 4 : dtype == NT_DTYPE_Q8 ? 1 : 2; /* bytes of one element */
     int64_t k = k0;
@@ -86,7 +102,10 @@ static inline __attribute__((always_inline)) void small_block(float *y, int64_t 
             for (int j = 0; j < NR; j++) _mm_prefetch(base + ((n0 + j) * K + k + ahead) * size, _MM_HINT_T0);
         __m256 xv[SMALL_PASS_ROWS];
 #pragma GCC unroll 8
-        for (int i = 0; i < MR; i++) xv[i] = _mm256_loadu_ps(x + i * K + k);
+        for (int i = 0; i < MR; i++) {
+            xv[i] = _mm256_load_ps(xp + (k - k0) * MR + 8 * i);
+            __asm__("" : "+x"(xv[i]));
+        }
 #pragma GCC unroll 8
         for (int j = 0; j < NR; j++) {
             /* int8 with its group's scale, found by a shift (load8 divides a signed element index) */
@@ -96,27 +115,39 @@ static inline __attribute__((always_inline)) void small_block(float *y, int64_t 
                                             _mm256_broadcast_ss(scales + (n0 + j) * (K / NT_Q8_GROUP) + (uint64_t)k / NT_Q8_GROUP))
                             : load8(w, scales, dtype, (n0 + j) * K + k);
 #pragma GCC unroll 8
-            for (int i = 0; i < MR; i++) acc[i][j] = _mm256_fmadd_ps(xv[i], wv, acc[i][j]);
+            for (int i = 0; i < MR; i++) acc[i * NR + j] = _mm256_fmadd_ps(xv[i], wv, acc[i * NR + j]);
         }
     }
+    float sums[8];
+    _mm256_storeu_ps(sums, reduce_many(acc, MR * NR));
 #pragma GCC unroll 8
     for (int i = 0; i < MR; i++)
 #pragma GCC unroll 8
         for (int j = 0; j < NR; j++) {
-            float sum = hsum(acc[i][j]);
+            int a = i * NR + j;
+            float sum = sums[4 * (a % 2) + a / 2];
             for (int64_t kk = k; kk < k1; kk++) sum += x[i * K + kk] * load1(w, scales, dtype, (n0 + j) * K + kk);
             y[i * N + n0 + j] = k0 == 0 ? sum : y[i * N + n0 + j] + sum;
         }
 }
 
+/* xp = x rows 0..rows-1 (K apart), the whole 8s of columns [k0, k1): columns k.. of row i at
+ * xp + (k - k0) * rows + 8 * i. Read from x directly, rows K floats apart all fall in the same L1 sets when K is
+ * a multiple of 1024 and evict one another (see the AVX-512 set's small_pack). */
+static void small_pack(float *xp, const float *x, int64_t K, int64_t rows, int64_t k0, int64_t k1) {
+    for (int64_t k = k0; k + 8 <= k1; k += 8)
+        for (int64_t i = 0; i < rows; i++) _mm256_store_ps(xp + (k - k0) * rows + 8 * i, _mm256_loadu_ps(x + i * K + k));
+}
+
 /* The MR rows of x against w rows [n0, n1) over columns [k0, k1): NR rows of w at a time, then one. */
-static inline __attribute__((always_inline)) void small_pass(float *y, int64_t N, const float *x, int64_t K,
+static inline __attribute__((always_inline)) void small_pass(float *y, int64_t N, const float *x, const float *xp,
+                                                             int64_t K,
                                                              const void *w, const float *scales, nt_dtype dtype,
                                                              int64_t n0, int64_t n1, int64_t k0, int64_t k1,
                                                              int64_t ahead, const int MR, const int NR) {
     int64_t n = n0;
-    for (; n + NR <= n1; n += NR) small_block(y, N, x, K, w, scales, dtype, n, k0, k1, ahead, MR, NR);
-    for (; n < n1; n++) small_block(y, N, x, K, w, scales, dtype, n, k0, k1, ahead, MR, 1);
+    for (; n + NR <= n1; n += NR) small_block(y, N, x, xp, K, w, scales, dtype, n, k0, k1, ahead, MR, NR);
+    for (; n < n1; n++) small_block(y, N, x, xp, K, w, scales, dtype, n, k0, k1, ahead, MR, 1);
 }
 
 /* y (M, N) = x (M, K) @ w^T for 1 <= M <= SMALL_MAX_ROWS, columns [n_begin, n_end). */
@@ -125,6 +156,7 @@ static inline __attribute__((always_inline)) void small_matmul(float *y, const f
                                                                int64_t n_end) {
     int64_t N = t->shape[0], K = t->shape[1];
     int64_t passes = (M + SMALL_PASS_ROWS - 1) / SMALL_PASS_ROWS;
+    float xp[SMALL_PASS_ROWS * SMALL_KC] __attribute__((aligned(32)));
     for (int64_t n0 = n_begin; n0 < n_end; n0 += SMALL_BLOCK_ROWS) {
         int64_t n1 = n_end - n0 < SMALL_BLOCK_ROWS ? n_end : n0 + SMALL_BLOCK_ROWS;
         for (int64_t p = 0, m0 = 0; p < passes; p++) {
@@ -135,10 +167,11 @@ static inline __attribute__((always_inline)) void small_matmul(float *y, const f
                 int64_t k1 = K - k0 < SMALL_KC ? K : k0 + SMALL_KC;
                 /* the same rows' next chunk, or from the last chunk the next block's first one */
                 int64_t ahead = k1 < K ? SMALL_KC : n1 < N ? SMALL_BLOCK_ROWS * K - k0 : 0;
+                small_pack(xp, x_p, K, rows, k0, k1);
 #define SMALL_CASE(MR, NR) \
-    case MR: small_pass(y_p, N, x_p, K, t->data, t->scales, dtype, n0, n1, k0, k1, ahead, MR, NR); break;
+    case MR: _Static_assert(MR * NR <= 8, "reduce_many"); small_pass(y_p, N, x_p, xp, K, t->data, t->scales, dtype, n0, n1, k0, k1, ahead, MR, NR); break;
                 switch (rows) {
-                SMALL_CASE(1, 4) SMALL_CASE(2, 4) SMALL_CASE(3, 3) default: SMALL_CASE(4, 2)
+                SMALL_CASE(1, 4) SMALL_CASE(2, 4) SMALL_CASE(3, 2) default: SMALL_CASE(4, 2)
                 }
 #undef SMALL_CASE
             }
@@ -478,7 +511,9 @@ static void matmul_q8_avx2(float *y, const float *x, const nt_tensor *w, int64_t
 }
 
 static void matmul_q4_avx2(float *y, const float *x, const nt_tensor *w, int64_t M, int64_t n_begin, int64_t n_end) {
-    if (M >= GEMM_MIN_ROWS)
+    /* up to 16 rows the group-fused kernel, though it reads w once per 3 rows: small_matmul's int4 widening per 8
+     * weights (load8) ran at 30 GFLOP/s where this one runs at 46, at 8 and 16 rows */
+    if (M > SMALL_MAX_ROWS)
         matmul_avx2(y, x, w, NT_DTYPE_Q4, M, n_begin, n_end);
     else
         gemv_q4(y, x, w->data, w->scales, M, w->shape[0], w->shape[1], n_begin, n_end);
