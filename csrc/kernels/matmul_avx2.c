@@ -226,35 +226,6 @@ static inline __attribute__((always_inline)) void gemv_q8_block(float *y, const 
         for (int j = 0; j < NR; j++) y[(m0 + i) * N + n0 + j] = hsum(acc[i][j]);
 }
 
-/* y (M, N) = x (M, K) @ w^T, columns [n_begin, n_end), K whole groups (the storage checks refuse anything else),
- * GEMV_MAX_ROWS rows of x at a time: the scale once per group of 64 rather than once per 8 weights, as
- * small_matmul does, is what one row needs (callgrind: fewer instructions; decode of one row is bound by them on
- * AVX2), and two or three rows too (1.3x small_matmul's speed at 2 rows, level at 3; from 4 rows, small_matmul's
- * sharing of each widened weight among more rows wins). */
-#define GEMV_Q8_PASS(MR, NR)                                                                                 \
-    static void gemv_q8_pass_##MR(float *y, const float *x, const int8_t *w, const float *scales, int64_t N,  \
-                                  int64_t K, int64_t m0, int64_t n_begin, int64_t n_end) {                  \
-        int64_t n0 = n_begin;                                                                                \
-        for (; n0 + NR <= n_end; n0 += NR) gemv_q8_block(y, x, w, scales, N, K, m0, n0, MR, NR);             \
-        for (; n0 < n_end; n0++) gemv_q8_block(y, x, w, scales, N, K, m0, n0, MR, 1);                        \
-    }
-GEMV_Q8_PASS(1, 4)
-GEMV_Q8_PASS(2, 3)
-GEMV_Q8_PASS(3, 2)
-
-static void gemv_q8(float *y, const float *x, const int8_t *w, const float *scales, int64_t M, int64_t N, int64_t K,
-                    int64_t n_begin, int64_t n_end) {
-    for (int64_t m0 = 0; m0 < M; m0 += GEMV_MAX_ROWS) {
-        int64_t rows = M - m0;
-        if (rows >= 3)
-            gemv_q8_pass_3(y, x, w, scales, N, K, m0, n_begin, n_end);
-        else if (rows == 2)
-            gemv_q8_pass_2(y, x, w, scales, N, K, m0, n_begin, n_end);
-        else
-            gemv_q8_pass_1(y, x, w, scales, N, K, m0, n_begin, n_end);
-    }
-}
-
 /* ---------------------------------------------------------------- few rows of x, int4 weights
  * As gemv_q8_block, a group of 32 (16 bytes) at a time: its bytes widened 8 at a time to 32 bits (the one shuffle
  * per 8 bytes), whose low nibbles (elements 0..15) are masked and high ones (16..31) shifted down, then converted
@@ -322,29 +293,38 @@ static inline __attribute__((always_inline)) void gemv_q4_block(float *y, const 
         for (int j = 0; j < NR; j++) y[(m0 + i) * N + n0 + j] = hsum(acc[i][j]);
 }
 
-#define GEMV_Q4_PASS(MR, NR)                                                                                 \
-    static void gemv_q4_pass_##MR(float *y, const float *x, const uint8_t *w, const float *scales, int64_t N, \
-                                  int64_t K, int64_t m0, int64_t n_begin, int64_t n_end) {                  \
+/* Instantiates, for gemv_NAME_block, the passes of 1, 2 and 3 rows of x (each against 4, 3 or 2 rows of w at a
+ * time, then the tail), and gemv_NAME: y (M, N) = x (M, K) @ w^T, columns [n_begin, n_end), K whole groups (the
+ * storage checks refuse anything else), by passes of up to GEMV_MAX_ROWS rows of x. */
+#define GEMV_PASS(NAME, WTYPE, MR, NR)                                                                       \
+    static void gemv_##NAME##_pass_##MR(float *y, const float *x, const WTYPE *w, const float *scales,        \
+                                        int64_t N, int64_t K, int64_t m0, int64_t n_begin, int64_t n_end) {   \
         int64_t n0 = n_begin;                                                                                \
-        for (; n0 + NR <= n_end; n0 += NR) gemv_q4_block(y, x, w, scales, N, K, m0, n0, MR, NR);             \
-        for (; n0 < n_end; n0++) gemv_q4_block(y, x, w, scales, N, K, m0, n0, MR, 1);                        \
+        for (; n0 + NR <= n_end; n0 += NR) gemv_##NAME##_block(y, x, w, scales, N, K, m0, n0, MR, NR);       \
+        for (; n0 < n_end; n0++) gemv_##NAME##_block(y, x, w, scales, N, K, m0, n0, MR, 1);                  \
     }
-GEMV_Q4_PASS(1, 4)
-GEMV_Q4_PASS(2, 3)
-GEMV_Q4_PASS(3, 2)
-
-static void gemv_q4(float *y, const float *x, const uint8_t *w, const float *scales, int64_t M, int64_t N, int64_t K,
-                    int64_t n_begin, int64_t n_end) {
-    for (int64_t m0 = 0; m0 < M; m0 += GEMV_MAX_ROWS) {
-        int64_t rows = M - m0;
-        if (rows >= 3)
-            gemv_q4_pass_3(y, x, w, scales, N, K, m0, n_begin, n_end);
-        else if (rows == 2)
-            gemv_q4_pass_2(y, x, w, scales, N, K, m0, n_begin, n_end);
-        else
-            gemv_q4_pass_1(y, x, w, scales, N, K, m0, n_begin, n_end);
+#define GEMV_QUANTIZED(NAME, WTYPE)                                                                          \
+    GEMV_PASS(NAME, WTYPE, 1, 4)                                                                             \
+    GEMV_PASS(NAME, WTYPE, 2, 3)                                                                             \
+    GEMV_PASS(NAME, WTYPE, 3, 2)                                                                             \
+    static void gemv_##NAME(float *y, const float *x, const WTYPE *w, const float *scales, int64_t M,        \
+                            int64_t N, int64_t K, int64_t n_begin, int64_t n_end) {                          \
+        for (int64_t m0 = 0; m0 < M; m0 += GEMV_MAX_ROWS) {                                                  \
+            int64_t rows = M - m0;                                                                           \
+            if (rows >= 3)                                                                                   \
+                gemv_##NAME##_pass_3(y, x, w, scales, N, K, m0, n_begin, n_end);                             \
+            else if (rows == 2)                                                                              \
+                gemv_##NAME##_pass_2(y, x, w, scales, N, K, m0, n_begin, n_end);                             \
+            else                                                                                             \
+                gemv_##NAME##_pass_1(y, x, w, scales, N, K, m0, n_begin, n_end);                             \
+        }                                                                                                    \
     }
-}
+/* int8: the scale once per group of 64 rather than once per 8 weights, as small_matmul does, is what one row needs
+ * (callgrind: fewer instructions; decode of one row is bound by them on AVX2), and two or three rows too (1.3x
+ * small_matmul's speed at 2 rows, level at 3; from 4 rows, small_matmul's sharing of each widened weight among more
+ * rows wins). */
+GEMV_QUANTIZED(q8, int8_t)
+GEMV_QUANTIZED(q4, uint8_t)
 
 /* ---------------------------------------------------------------- many rows of x: packed panels
  * For prefill, where the arithmetic dominates. A panel of NR rows of w and KC of its columns is
