@@ -257,22 +257,17 @@ static inline __attribute__((always_inline)) __m512 reduce_many(const __m512 *v,
     return _mm512_add_ps(_mm512_shuffle_ps(a, b, 0x88), _mm512_shuffle_ps(a, b, 0xdd));
 }
 
-/* Columns are taken 32 at a time, as two halves of 16 lanes: columns k.. and k + 16.., except for bfloat16,
- * whose 32 elements are one load and whose halves are the even and the odd columns: the even ones shifted
- * into the high half of their 32 bits, the odd ones already there once the even ones are masked off: one
- * instruction per 16 weights, where widening 16 of them in order takes two (the packed x is in the same order). */
+/* Columns are taken 32 at a time, as two halves of 16 lanes: an int4 group, whose bytes are widened once and
+ * whose 16 levels are scaled once for both halves. */
 enum { SMALL_STEP = 32 };
 
 /* Half h of the SMALL_STEP columns from column k of w row n in float32; live columns [k, k + live) (int8 and int4
- * rows are whole groups, so only the float dtypes see a tail). raw: row n's 32 bfloat16 elements, or its int4
- * group's 16 bytes widened to 32 bits; levels: for int4, q4_levels times the group's scale (one multiplication per
+ * rows are whole groups, so only the float dtypes see a tail). raw: for int4, row n's group's 16 bytes widened to
+ * 32 bits; levels: q4_levels times the group's scale (one multiplication per
  * group rather than one per 16 weights, and the same products as the dequantized weights). */
 static inline __attribute__((always_inline)) __m512 small_half(const void *w, const float *scales, nt_dtype dtype,
                                                                int64_t n, int64_t K, int64_t k, int h, int64_t live,
                                                                __m512i raw, __m512 levels) {
-    if (dtype == NT_DTYPE_BF16)
-        return _mm512_castsi512_ps(h == 0 ? _mm512_slli_epi32(raw, 16)
-                                          : _mm512_and_si512(raw, _mm512_set1_epi32((int)0xffff0000u)));
     if (dtype == NT_DTYPE_Q4) return _mm512_permutexvar_ps(h == 0 ? raw : _mm512_srli_epi32(raw, 4), levels);
     int64_t i = n * K + k + 16 * h;
     if (dtype == NT_DTYPE_Q8)
@@ -306,9 +301,6 @@ static inline __attribute__((always_inline)) void small_block(float *y, int64_t 
         __m512 levels[SMALL_MAX_W_ROWS];                                                                      \
         _Pragma("GCC unroll 8") for (int j = 0; j < NR; j++) {                                                \
             int64_t i = (n0 + j) * K + k;                                                                     \
-            if (dtype == NT_DTYPE_BF16)                                                                       \
-                raw[j] = _mm512_maskz_loadu_epi16((LIVE) >= 32 ? ~(__mmask32)0 : ((__mmask32)1 << (LIVE)) - 1, \
-                                                  (const uint16_t *)w + i);                                   \
             if (dtype == NT_DTYPE_Q4) {                                                                       \
                 raw[j] = _mm512_cvtepu8_epi32(_mm_loadu_si128(                                                \
                     (const __m128i *)((const uint8_t *)w + (uint64_t)i / NT_Q4_GROUP * (NT_Q4_GROUP / 2))));  \
@@ -322,7 +314,7 @@ static inline __attribute__((always_inline)) void small_block(float *y, int64_t 
                 __asm__("" : "+v"(xv[i]));                                                                    \
             }                                                                                                 \
             _Pragma("GCC unroll 8") for (int j = 0; j < NR; j++) {                                            \
-                __m512 wv = small_half(w, scales, dtype, n0 + j, K, k, h, LIVE, raw[j], levels[j]);                      \
+                __m512 wv = small_half(w, scales, dtype, n0 + j, K, k, h, LIVE, raw[j], levels[j]);           \
                 _Pragma("GCC unroll 8") for (int i = 0; i < MR; i++)                                          \
                     acc[i * NR + j] = _mm512_fmadd_ps(xv[i], wv, acc[i * NR + j]);                            \
             }                                                                                                 \
@@ -344,26 +336,15 @@ static inline __attribute__((always_inline)) void small_block(float *y, int64_t 
         }
 }
 
-/* xp = x rows 0..rows-1 (K apart), columns [k0, k1), in the order small_block reads them: half h of the step from
- * column k of row i (small_half's columns) at xp + (k - k0) * rows + 16 * (h * rows + i), past k1 zero. Read from
- * x directly, rows K floats apart all fall in the same L1 sets when K is a multiple of 1024, and evicted one
- * another: the kernel then ran at about half its speed even with w in L2. */
-static void small_pack(float *xp, const float *x, int64_t K, int64_t rows, int64_t k0, int64_t k1, nt_dtype dtype) {
-    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
-    for (int64_t k = k0; k < k1; k += SMALL_STEP) {
-        __mmask16 first = first_lanes(k1 - k), second = first_lanes(k1 - k > 16 ? k1 - k - 16 : 0);
-        for (int64_t i = 0; i < rows; i++) {
-            __m512 a = _mm512_maskz_loadu_ps(first, x + i * K + k);
-            __m512 b = _mm512_maskz_loadu_ps(second, x + i * K + k + 16);
-            if (dtype == NT_DTYPE_BF16) {
-                __m512 e = _mm512_permutex2var_ps(a, even, b);
-                b = _mm512_permutex2var_ps(a, odd, b);
-                a = e;
-            }
-            _mm512_store_ps(xp + (k - k0) * rows + 16 * i, a);
-            _mm512_store_ps(xp + (k - k0) * rows + 16 * (rows + i), b);
-        }
+/* xp = x rows 0..rows-1 (K apart), columns [k0, k1), in the order small_block reads them: columns k.. of row i
+ * at xp + (k - k0) * rows + 16 * i, past k1 zero. Read from x directly, rows K floats apart all fall in the same
+ * L1 sets when K is a multiple of 1024, and evicted one another: the kernel then ran at about half its speed even
+ * with w in L2. */
+static void small_pack(float *xp, const float *x, int64_t K, int64_t rows, int64_t k0, int64_t k1) {
+    for (int64_t k = k0; k < k1; k += 16) {
+        __mmask16 mask = first_lanes(k1 - k);
+        for (int64_t i = 0; i < rows; i++)
+            _mm512_store_ps(xp + (k - k0) * rows + 16 * i, _mm512_maskz_loadu_ps(mask, x + i * K + k));
     }
 }
 
@@ -395,9 +376,12 @@ static inline __attribute__((always_inline)) void small_matmul(float *y, const f
                 int64_t k1 = K - k0 < SMALL_KC ? K : k0 + SMALL_KC;
                 /* the same rows' next chunk, or from the last chunk the next block's first one */
                 int64_t ahead = k1 < K ? SMALL_KC : n1 < N ? SMALL_BLOCK_ROWS * K - k0 : 0;
-                small_pack(xp, x_p, K, rows, k0, k1, dtype);
-#define SMALL_CASE(MR, NR) \
-    case MR: _Static_assert(MR * NR <= 16, "reduce_many"); small_pass(y_p, N, xp, K, t->data, t->scales, dtype, n0, n1, k0, k1, ahead, MR, NR); break;
+                small_pack(xp, x_p, K, rows, k0, k1);
+#define SMALL_CASE(MR, NR)                                                                                  \
+    case MR:                                                                                                \
+        _Static_assert(MR * NR <= 16, "reduce_many sums at most 16 accumulators");                          \
+        small_pass(y_p, N, xp, K, t->data, t->scales, dtype, n0, n1, k0, k1, ahead, MR, NR);                \
+        break;
                 switch (rows) {
                 SMALL_CASE(1, 4) SMALL_CASE(2, 4) SMALL_CASE(3, 4) SMALL_CASE(4, 4)
                 SMALL_CASE(5, 3) SMALL_CASE(6, 2) SMALL_CASE(7, 2) default: SMALL_CASE(8, 2)
