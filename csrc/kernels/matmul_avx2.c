@@ -107,7 +107,7 @@ static inline __attribute__((always_inline)) void small_block(float *y, int64_t 
         __m256 xv[SMALL_PASS_ROWS];
 #pragma GCC unroll 8
         for (int i = 0; i < MR; i++) {
-            xv[i] = _mm256_load_ps(xp + (k - k0) * MR + 8 * i);
+            xv[i] = _mm256_loadu_ps(xp + (k - k0) * MR + 8 * i);
             __asm__("" : "+x"(xv[i]));
         }
 #pragma GCC unroll 8
@@ -159,6 +159,22 @@ static inline __attribute__((always_inline)) void small_matmul(float *y, const f
                                                                nt_dtype dtype, int64_t M, int64_t n_begin,
                                                                int64_t n_end) {
     int64_t N = t->shape[0], K = t->shape[1];
+    if (M == 1) { /* as the AVX-512 set's: one row is its own packing, and w goes row after row */
+        enum { NR = SMALL_MAX_W_ROWS };
+        for (int64_t n = n_begin; n < n_end;) {
+            int64_t nr = n_end - n < NR ? 1 : NR;
+            for (int64_t k0 = 0; k0 < K; k0 += SMALL_KC) {
+                int64_t k1 = K - k0 < SMALL_KC ? K : k0 + SMALL_KC;
+                int64_t ahead = k1 < K ? SMALL_KC : n + 2 * nr <= N ? nr * K - k0 : 0;
+                if (nr == NR)
+                    small_block(y, N, x, x + k0, K, t->data, t->scales, dtype, n, k0, k1, ahead, 1, NR);
+                else
+                    small_block(y, N, x, x + k0, K, t->data, t->scales, dtype, n, k0, k1, ahead, 1, 1);
+            }
+            n += nr;
+        }
+        return;
+    }
     int64_t passes = (M + SMALL_PASS_ROWS - 1) / SMALL_PASS_ROWS;
     float xp[SMALL_PASS_ROWS * SMALL_KC] __attribute__((aligned(32)));
     for (int64_t n0 = n_begin; n0 < n_end; n0 += SMALL_BLOCK_ROWS) {
