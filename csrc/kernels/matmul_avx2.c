@@ -60,23 +60,43 @@ static inline float load1(const void *w, const float *scales, nt_dtype dtype, in
 /* ---------------------------------------------------------------- decode: up to 16 rows of x, w read once
  * As the AVX-512 set's (kernels/matmul_avx512.c, which explains the blocking): the thread's rows of w by blocks
  * of SMALL_BLOCK_ROWS, the rows of x by passes of at most SMALL_PASS_ROWS (16 ymm registers hold fewer
- * accumulators: a second pass reads the block from L2), K by chunks of SMALL_KC columns whose x stays in L1,
- * a row's sum being its chunks' sums in order whatever M. The columns past the last multiple of 8 are summed
- * one by one into their chunk's sum. */
+ * accumulators: a second pass reads the block from L2), K by chunks of SMALL_KC columns whose x, packed, stays
+ * in L1, a row's sum being its chunks' sums in order whatever M. The columns past the last multiple of 8 are
+ * summed one by one into their chunk's sum. Packing x, keeping it in registers and reducing the accumulators
+ * together took it from about 63 to 72-77 GFLOP/s for bfloat16 and float16 and from 56 to 62 for int8 at 8 rows
+ * on a Sapphire Rapids core (132 GFLOP/s peak with ymm). Chunks of 1024 and blocks of 48, as the AVX-512 set
+ * has, were 5% faster there, but would put the x chunk in half of a Zen core's 32 KiB L1 and a block of bfloat16
+ * rows of 9216 past its 512 KiB L2, where these kernels mostly run. */
 enum { SMALL_MAX_ROWS = 16, SMALL_PASS_ROWS = 4, SMALL_KC = 512, SMALL_BLOCK_ROWS = 24, SMALL_MAX_W_ROWS = 4 };
 _Static_assert(SMALL_KC % NT_Q8_GROUP == 0 && NT_Q8_GROUP % 8 == 0, "a chunk and a vector stay in one group");
 
-/* y (MR rows, N apart) columns n0..n0+NR-1 (+)= x (MR rows, K apart) @ w rows n0.. over columns [k0, k1);
- * prefetches the same span of the rows `ahead` elements further on in w. */
-static inline __attribute__((always_inline)) void small_block(float *y, int64_t N, const float *x, int64_t K,
-                                                              const void *w, const float *scales, nt_dtype dtype,
-                                                              int64_t n0, int64_t k0, int64_t k1, int64_t ahead,
-                                                              const int MR, const int NR) {
-    __m256 acc[SMALL_PASS_ROWS][SMALL_MAX_W_ROWS];
+/* sums (8): lane 4h + r (h, r < 2 and 4) = the sum of the lanes of v[2r + h] for the first c of v (c <= 8): three
+ * halvings, each merging two vectors (two shuffles and an add) where hsum takes five instructions per vector.
+ * Every vector's lanes are added in the same order wherever it stands. */
+static inline __attribute__((always_inline)) __m256 reduce_many(const __m256 *v, const int c) {
+    __m256 s1[4], s2[2];
+    for (int p = 0; p < (c + 1) / 2; p++) { /* lanes l + (l + 4) of v[2p] in the low 128 bits, of v[2p + 1] above */
+        __m256 a = v[2 * p], b = 2 * p + 1 < c ? v[2 * p + 1] : a;
+        s1[p] = _mm256_add_ps(_mm256_permute2f128_ps(a, b, 0x20), _mm256_permute2f128_ps(a, b, 0x31));
+    }
+    for (int p = 0; p < (c + 3) / 4; p++) { /* 128-bit half h: 2 partial sums of v[4p + h], then of v[4p + 2 + h] */
+        __m256d a = _mm256_castps_pd(s1[2 * p]), b = 2 * p + 1 < (c + 1) / 2 ? _mm256_castps_pd(s1[2 * p + 1]) : a;
+        s2[p] = _mm256_add_ps(_mm256_castpd_ps(_mm256_unpacklo_pd(a, b)), _mm256_castpd_ps(_mm256_unpackhi_pd(a, b)));
+    }
+    __m256 a = s2[0], b = c > 4 ? s2[1] : a;
+    return _mm256_add_ps(_mm256_shuffle_ps(a, b, 0x88), _mm256_shuffle_ps(a, b, 0xdd));
+}
+
+/* y (MR rows, N apart) columns n0..n0+NR-1 (+)= x (MR rows, K apart) @ w rows n0.. over columns [k0, k1), the
+ * whole 8s from xp (small_pack's), the rest from x; prefetches the same span of the rows `ahead` elements further
+ * on in w. The asm statement keeps the x vectors in registers (GCC otherwise reads them again for each FMA). */
+static inline __attribute__((always_inline)) void small_block(float *y, int64_t N, const float *x, const float *xp,
+                                                              int64_t K, const void *w, const float *scales,
+                                                              nt_dtype dtype, int64_t n0, int64_t k0, int64_t k1,
+                                                              int64_t ahead, const int MR, const int NR) {
+    __m256 acc[8]; /* x row i, w row j at i * NR + j (small_matmul keeps MR x NR <= 8) */
 #pragma GCC unroll 8
-    for (int i = 0; i < MR; i++)
-#pragma GCC unroll 8
-        for (int j = 0; j < NR; j++) acc[i][j] = _mm256_setzero_ps();
+    for (int a = 0; a < MR * NR; a++) acc[a] = _mm256_setzero_ps();
     const char *base = w;
     int64_t size = dtype == NT_DTYPE_F32 ? 4 : dtype == NT_DTYPE_Q8 ? 1 : 2; /* bytes of one element */
     int64_t k = k0;
@@ -86,7 +106,10 @@ static inline __attribute__((always_inline)) void small_block(float *y, int64_t 
             for (int j = 0; j < NR; j++) _mm_prefetch(base + ((n0 + j) * K + k + ahead) * size, _MM_HINT_T0);
         __m256 xv[SMALL_PASS_ROWS];
 #pragma GCC unroll 8
-        for (int i = 0; i < MR; i++) xv[i] = _mm256_loadu_ps(x + i * K + k);
+        for (int i = 0; i < MR; i++) {
+            xv[i] = _mm256_loadu_ps(xp + (k - k0) * MR + 8 * i);
+            __asm__("" : "+x"(xv[i]));
+        }
 #pragma GCC unroll 8
         for (int j = 0; j < NR; j++) {
             /* int8 with its group's scale, found by a shift (load8 divides a signed element index) */
@@ -96,27 +119,39 @@ static inline __attribute__((always_inline)) void small_block(float *y, int64_t 
                                             _mm256_broadcast_ss(scales + (n0 + j) * (K / NT_Q8_GROUP) + (uint64_t)k / NT_Q8_GROUP))
                             : load8(w, scales, dtype, (n0 + j) * K + k);
 #pragma GCC unroll 8
-            for (int i = 0; i < MR; i++) acc[i][j] = _mm256_fmadd_ps(xv[i], wv, acc[i][j]);
+            for (int i = 0; i < MR; i++) acc[i * NR + j] = _mm256_fmadd_ps(xv[i], wv, acc[i * NR + j]);
         }
     }
+    float sums[8];
+    _mm256_storeu_ps(sums, reduce_many(acc, MR * NR));
 #pragma GCC unroll 8
     for (int i = 0; i < MR; i++)
 #pragma GCC unroll 8
         for (int j = 0; j < NR; j++) {
-            float sum = hsum(acc[i][j]);
+            int a = i * NR + j;
+            float sum = sums[4 * (a % 2) + a / 2];
             for (int64_t kk = k; kk < k1; kk++) sum += x[i * K + kk] * load1(w, scales, dtype, (n0 + j) * K + kk);
             y[i * N + n0 + j] = k0 == 0 ? sum : y[i * N + n0 + j] + sum;
         }
 }
 
+/* xp = x rows 0..rows-1 (K apart), the whole 8s of columns [k0, k1): columns k.. of row i at
+ * xp + (k - k0) * rows + 8 * i. Read from x directly, rows K floats apart all fall in the same L1 sets when K is
+ * a multiple of 1024 and evict one another (see the AVX-512 set's small_pack). */
+static void small_pack(float *xp, const float *x, int64_t K, int64_t rows, int64_t k0, int64_t k1) {
+    for (int64_t k = k0; k + 8 <= k1; k += 8)
+        for (int64_t i = 0; i < rows; i++) _mm256_store_ps(xp + (k - k0) * rows + 8 * i, _mm256_loadu_ps(x + i * K + k));
+}
+
 /* The MR rows of x against w rows [n0, n1) over columns [k0, k1): NR rows of w at a time, then one. */
-static inline __attribute__((always_inline)) void small_pass(float *y, int64_t N, const float *x, int64_t K,
+static inline __attribute__((always_inline)) void small_pass(float *y, int64_t N, const float *x, const float *xp,
+                                                             int64_t K,
                                                              const void *w, const float *scales, nt_dtype dtype,
                                                              int64_t n0, int64_t n1, int64_t k0, int64_t k1,
                                                              int64_t ahead, const int MR, const int NR) {
     int64_t n = n0;
-    for (; n + NR <= n1; n += NR) small_block(y, N, x, K, w, scales, dtype, n, k0, k1, ahead, MR, NR);
-    for (; n < n1; n++) small_block(y, N, x, K, w, scales, dtype, n, k0, k1, ahead, MR, 1);
+    for (; n + NR <= n1; n += NR) small_block(y, N, x, xp, K, w, scales, dtype, n, k0, k1, ahead, MR, NR);
+    for (; n < n1; n++) small_block(y, N, x, xp, K, w, scales, dtype, n, k0, k1, ahead, MR, 1);
 }
 
 /* y (M, N) = x (M, K) @ w^T for 1 <= M <= SMALL_MAX_ROWS, columns [n_begin, n_end). */
@@ -124,7 +159,24 @@ static inline __attribute__((always_inline)) void small_matmul(float *y, const f
                                                                nt_dtype dtype, int64_t M, int64_t n_begin,
                                                                int64_t n_end) {
     int64_t N = t->shape[0], K = t->shape[1];
+    if (M == 1) { /* as the AVX-512 set's: one row is its own packing, and w goes row after row */
+        enum { NR = SMALL_MAX_W_ROWS };
+        for (int64_t n = n_begin; n < n_end;) {
+            int64_t nr = n_end - n < NR ? 1 : NR;
+            for (int64_t k0 = 0; k0 < K; k0 += SMALL_KC) {
+                int64_t k1 = K - k0 < SMALL_KC ? K : k0 + SMALL_KC;
+                int64_t ahead = k1 < K ? SMALL_KC : n + 2 * nr <= N ? nr * K - k0 : 0;
+                if (nr == NR)
+                    small_block(y, N, x, x + k0, K, t->data, t->scales, dtype, n, k0, k1, ahead, 1, NR);
+                else
+                    small_block(y, N, x, x + k0, K, t->data, t->scales, dtype, n, k0, k1, ahead, 1, 1);
+            }
+            n += nr;
+        }
+        return;
+    }
     int64_t passes = (M + SMALL_PASS_ROWS - 1) / SMALL_PASS_ROWS;
+    float xp[SMALL_PASS_ROWS * SMALL_KC] __attribute__((aligned(32)));
     for (int64_t n0 = n_begin; n0 < n_end; n0 += SMALL_BLOCK_ROWS) {
         int64_t n1 = n_end - n0 < SMALL_BLOCK_ROWS ? n_end : n0 + SMALL_BLOCK_ROWS;
         for (int64_t p = 0, m0 = 0; p < passes; p++) {
@@ -135,10 +187,11 @@ static inline __attribute__((always_inline)) void small_matmul(float *y, const f
                 int64_t k1 = K - k0 < SMALL_KC ? K : k0 + SMALL_KC;
                 /* the same rows' next chunk, or from the last chunk the next block's first one */
                 int64_t ahead = k1 < K ? SMALL_KC : n1 < N ? SMALL_BLOCK_ROWS * K - k0 : 0;
+                small_pack(xp, x_p, K, rows, k0, k1);
 #define SMALL_CASE(MR, NR) \
-    case MR: small_pass(y_p, N, x_p, K, t->data, t->scales, dtype, n0, n1, k0, k1, ahead, MR, NR); break;
+    case MR: _Static_assert(MR * NR <= 8, "reduce_many"); small_pass(y_p, N, x_p, xp, K, t->data, t->scales, dtype, n0, n1, k0, k1, ahead, MR, NR); break;
                 switch (rows) {
-                SMALL_CASE(1, 4) SMALL_CASE(2, 4) SMALL_CASE(3, 3) default: SMALL_CASE(4, 2)
+                SMALL_CASE(1, 4) SMALL_CASE(2, 4) SMALL_CASE(3, 2) default: SMALL_CASE(4, 2)
                 }
 #undef SMALL_CASE
             }
@@ -187,16 +240,6 @@ static inline __attribute__((always_inline)) void gemv_q8_block(float *y, const 
     }
     for (int i = 0; i < MR; i++)
         for (int j = 0; j < NR; j++) y[(m0 + i) * N + n0 + j] = hsum(acc[i][j]);
-}
-
-/* y (1, N) = x (1, K) @ w^T, columns [n_begin, n_end), K whole groups (the storage checks refuse anything else):
- * the scale once per group of 64 rather than once per 8 weights, as small_matmul does, is what one row needs
- * (callgrind: fewer instructions; decode of one row is bound by them on AVX2). */
-static void gemv_q8_row(float *y, const float *x, const int8_t *w, const float *scales, int64_t N, int64_t K,
-                        int64_t n_begin, int64_t n_end) {
-    int64_t n0 = n_begin;
-    for (; n0 + GEMV_W_ROWS <= n_end; n0 += GEMV_W_ROWS) gemv_q8_block(y, x, w, scales, N, K, 0, n0, 1, GEMV_W_ROWS);
-    for (; n0 < n_end; n0++) gemv_q8_block(y, x, w, scales, N, K, 0, n0, 1, 1);
 }
 
 /* ---------------------------------------------------------------- few rows of x, int4 weights
@@ -266,29 +309,38 @@ static inline __attribute__((always_inline)) void gemv_q4_block(float *y, const 
         for (int j = 0; j < NR; j++) y[(m0 + i) * N + n0 + j] = hsum(acc[i][j]);
 }
 
-#define GEMV_Q4_PASS(MR, NR)                                                                                 \
-    static void gemv_q4_pass_##MR(float *y, const float *x, const uint8_t *w, const float *scales, int64_t N, \
-                                  int64_t K, int64_t m0, int64_t n_begin, int64_t n_end) {                  \
+/* Instantiates, for gemv_NAME_block, the passes of 1, 2 and 3 rows of x (each against 4, 3 or 2 rows of w at a
+ * time, then the tail), and gemv_NAME: y (M, N) = x (M, K) @ w^T, columns [n_begin, n_end), K whole groups (the
+ * storage checks refuse anything else), by passes of up to GEMV_MAX_ROWS rows of x. */
+#define GEMV_PASS(NAME, WTYPE, MR, NR)                                                                       \
+    static void gemv_##NAME##_pass_##MR(float *y, const float *x, const WTYPE *w, const float *scales,        \
+                                        int64_t N, int64_t K, int64_t m0, int64_t n_begin, int64_t n_end) {   \
         int64_t n0 = n_begin;                                                                                \
-        for (; n0 + NR <= n_end; n0 += NR) gemv_q4_block(y, x, w, scales, N, K, m0, n0, MR, NR);             \
-        for (; n0 < n_end; n0++) gemv_q4_block(y, x, w, scales, N, K, m0, n0, MR, 1);                        \
+        for (; n0 + NR <= n_end; n0 += NR) gemv_##NAME##_block(y, x, w, scales, N, K, m0, n0, MR, NR);       \
+        for (; n0 < n_end; n0++) gemv_##NAME##_block(y, x, w, scales, N, K, m0, n0, MR, 1);                  \
     }
-GEMV_Q4_PASS(1, 4)
-GEMV_Q4_PASS(2, 3)
-GEMV_Q4_PASS(3, 2)
-
-static void gemv_q4(float *y, const float *x, const uint8_t *w, const float *scales, int64_t M, int64_t N, int64_t K,
-                    int64_t n_begin, int64_t n_end) {
-    for (int64_t m0 = 0; m0 < M; m0 += GEMV_MAX_ROWS) {
-        int64_t rows = M - m0;
-        if (rows >= 3)
-            gemv_q4_pass_3(y, x, w, scales, N, K, m0, n_begin, n_end);
-        else if (rows == 2)
-            gemv_q4_pass_2(y, x, w, scales, N, K, m0, n_begin, n_end);
-        else
-            gemv_q4_pass_1(y, x, w, scales, N, K, m0, n_begin, n_end);
+#define GEMV_QUANTIZED(NAME, WTYPE)                                                                          \
+    GEMV_PASS(NAME, WTYPE, 1, 4)                                                                             \
+    GEMV_PASS(NAME, WTYPE, 2, 3)                                                                             \
+    GEMV_PASS(NAME, WTYPE, 3, 2)                                                                             \
+    static void gemv_##NAME(float *y, const float *x, const WTYPE *w, const float *scales, int64_t M,        \
+                            int64_t N, int64_t K, int64_t n_begin, int64_t n_end) {                          \
+        for (int64_t m0 = 0; m0 < M; m0 += GEMV_MAX_ROWS) {                                                  \
+            int64_t rows = M - m0;                                                                           \
+            if (rows >= 3)                                                                                   \
+                gemv_##NAME##_pass_3(y, x, w, scales, N, K, m0, n_begin, n_end);                             \
+            else if (rows == 2)                                                                              \
+                gemv_##NAME##_pass_2(y, x, w, scales, N, K, m0, n_begin, n_end);                             \
+            else                                                                                             \
+                gemv_##NAME##_pass_1(y, x, w, scales, N, K, m0, n_begin, n_end);                             \
+        }                                                                                                    \
     }
-}
+/* int8: the scale once per group of 64 rather than once per 8 weights, as small_matmul does, is what one row needs
+ * (callgrind: fewer instructions; decode of one row is bound by them on AVX2), and two or three rows too (1.3x
+ * small_matmul's speed at 2 rows, level at 3; from 4 rows, small_matmul's sharing of each widened weight among more
+ * rows wins). */
+GEMV_QUANTIZED(q8, int8_t)
+GEMV_QUANTIZED(q4, uint8_t)
 
 /* ---------------------------------------------------------------- many rows of x: packed panels
  * For prefill, where the arithmetic dominates. A panel of NR rows of w and KC of its columns is
@@ -471,14 +523,16 @@ static void matmul_f16_avx2(float *y, const float *x, const nt_tensor *w, int64_
 }
 
 static void matmul_q8_avx2(float *y, const float *x, const nt_tensor *w, int64_t M, int64_t n_begin, int64_t n_end) {
-    if (M == 1)
-        gemv_q8_row(y, x, w->data, w->scales, w->shape[0], w->shape[1], n_begin, n_end);
+    if (M <= GEMV_MAX_ROWS)
+        gemv_q8(y, x, w->data, w->scales, M, w->shape[0], w->shape[1], n_begin, n_end);
     else
         matmul_avx2(y, x, w, NT_DTYPE_Q8, M, n_begin, n_end);
 }
 
 static void matmul_q4_avx2(float *y, const float *x, const nt_tensor *w, int64_t M, int64_t n_begin, int64_t n_end) {
-    if (M >= GEMM_MIN_ROWS)
+    /* up to 16 rows the group-fused kernel, though it reads w once per 3 rows: small_matmul's int4 widening per 8
+     * weights (load8) ran at 30 GFLOP/s where this one runs at 46, at 8 and 16 rows */
+    if (M > SMALL_MAX_ROWS)
         matmul_avx2(y, x, w, NT_DTYPE_Q4, M, n_begin, n_end);
     else
         gemv_q4(y, x, w->data, w->scales, M, w->shape[0], w->shape[1], n_begin, n_end);

@@ -6,8 +6,9 @@
  * One thread, then (for the prefill shapes) two threads splitting the columns as model/forward.c does.
  * Prefill shapes are judged by GFLOP/s against the FMA peak (benchmarks/fma_peak.c), decode shapes by
  * GB/s (of weights and their scales) against the memory bandwidth. The last shape, 128 rows of 3072 (1.5 MB in
- * float32), fits a core's L2 and is run at decode only: its GB/s is what the kernel's arithmetic allows when memory
- * is no limit, so a decode kernel whose speed on the big shapes is well below it is bound by memory.
+ * float32), fits a core's L2 and is run at decode sizes only (up to 16 rows): its speed is what the kernel's
+ * arithmetic allows when memory is no limit, so a decode kernel whose speed on the big shapes is well below it is
+ * bound by memory.
  * Then the blocked attention of one key/value head and its 3 query heads (Minitron-4B's groups, head_dim 128),
  * one thread: a 4096-token prompt (GFLOP/s of its two products, causal half), and one new token after 4096
  * cached ones (GB/s of keys and values read).
@@ -155,8 +156,9 @@ int main(int argc, char **argv) {
                 }
                 double bytes = (double)(wt.nbytes + wt.scales_nbytes);
                 int in_l2 = N < 1024;
-                for (size_t i = 0; i < (in_l2 ? 1 : sizeof Ms / sizeof *Ms); i++) {
+                for (size_t i = 0; i < sizeof Ms / sizeof *Ms; i++) {
                     int64_t M = Ms[i];
+                    if (in_l2 && M > 16) break;
                     char rows[24];
                     snprintf(rows, sizeof rows, "%lld", (long long)M);
                     if (!wanted(rows, is_rows, argc, argv)) continue;

@@ -146,6 +146,37 @@ static void test_matmul(const nt_kernels *kernels) {
     test_matmul_shapes(kernels, most_Ms, COUNT(most_Ms), most_Ns, COUNT(most_Ns), most_Ks, COUNT(most_Ks));
 }
 
+/* A row of y is the same bits whatever rows of x come with it (a sequence decodes alike alone and in a batch):
+ * the float dtypes, whose decode kernel sums each output in one order whatever the rows per pass. int8 and int4
+ * take other kernels at 1 to 3 rows (kernels/matmul_avx512.c), so they are only close across M. */
+static void test_matmul_rows_alone(const nt_kernels *kernels) {
+    enum { M = 13, N = 50, K = 1100 }; /* passes of 7 and 6 rows; a block and a part; chunks and a tail */
+    float *x = malloc(sizeof(float) * M * K), *wf = malloc(sizeof(float) * N * K);
+    uint16_t *wb = malloc(2 * N * K), *wh = malloc(2 * N * K);
+    float *together = malloc(sizeof(float) * M * N), *alone = malloc(sizeof(float) * 3 * N);
+    for (int64_t i = 0; i < M * K; i++) x[i] = random_float();
+    for (int64_t i = 0; i < N * K; i++) {
+        wf[i] = random_float();
+        wb[i] = to_bf16(wf[i]);
+        wh[i] = to_f16(wf[i]);
+    }
+    const void *weights[] = {[NT_DTYPE_F32] = wf, [NT_DTYPE_BF16] = wb, [NT_DTYPE_F16] = wh};
+    for (int d = 0; d <= NT_DTYPE_F16; d++) {
+        if (kernels->matmul[d] == NULL) continue;
+        nt_tensor w = matrix(weights[d], NULL, (nt_dtype)d, N, K);
+        kernels->matmul[d](together, x, &w, M, 0, N);
+        for (int64_t m = 0; m < M; m++) {
+            int64_t rows = m + 3 <= M && m % 2 ? 3 : 1; /* alone, or with the next two */
+            kernels->matmul[d](alone, x + m * K, &w, rows, 0, N);
+            char what[96];
+            snprintf(what, sizeof what, "%s matmul %s row %lld of %lld rows alone", kernels->name,
+                     nt_dtype_name((nt_dtype)d), (long long)m, (long long)rows);
+            check_close(what, alone, together + m * N, rows * N, 0.0f);
+        }
+    }
+    free(x), free(wf), free(wb), free(wh), free(together), free(alone);
+}
+
 /* Rows in float32 through the seam, and the storage checks a model makes of every tensor. */
 static void test_tensor_seam(void) {
     float wf[3 * 5];
@@ -631,6 +662,7 @@ int main(void) {
             continue;
         }
         test_matmul(set);
+        test_matmul_rows_alone(set);
         test_matmul_nn_exp_shifted(set);
         test_attention(set);
     }
