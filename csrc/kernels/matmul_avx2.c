@@ -349,15 +349,18 @@ static void pack_panel(float *panel, const void *w, const float *scales, nt_dtyp
 
 /* xp (kc, PANEL_MR) = x rows 0..mr-1 (each K apart), columns 0..kc-1, interleaved so that the broadcasts of
  * one k are adjacent; rows past mr repeat the last one. 8 columns at a time go through the 8x8 transpose,
- * each column stored whole at its place, its 2 unused lanes overwritten by the next column's store: xp has
- * room for 2 floats past its end. */
+ * each column stored whole at its place, its 2 unused lanes overwritten by the next column's store, the last
+ * column's through a mask: nothing is written past xp's end, where another thread may be packing. */
 static void pack_rows(float *xp, const float *x, int64_t K, int64_t mr, int64_t kc) {
+    _Static_assert(PANEL_MR == 6, "the last column's mask keeps 6 lanes");
+    const __m256i six = _mm256_setr_epi32(-1, -1, -1, -1, -1, -1, 0, 0);
     int64_t k = 0;
     for (; k + 8 <= kc; k += 8) {
         __m256 r[8];
         for (int64_t i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(x + (i < mr ? i : mr - 1) * K + k);
         transpose8(r);
-        for (int t = 0; t < 8; t++) _mm256_storeu_ps(xp + (k + t) * PANEL_MR, r[t]);
+        for (int t = 0; t < 7; t++) _mm256_storeu_ps(xp + (k + t) * PANEL_MR, r[t]);
+        _mm256_maskstore_ps(xp + (k + 7) * PANEL_MR, six, r[7]);
     }
     for (; k < kc; k++)
         for (int64_t i = 0; i < PANEL_MR; i++) xp[k * PANEL_MR + i] = x[(i < mr ? i : mr - 1) * K + k];
@@ -430,10 +433,9 @@ static void gemm_k_block(float *y, int64_t N, const float *xp, int64_t xp_stride
 /* Returns 0 without memory for its buffers (the caller then uses the row kernels, which need none). */
 static int gemm(float *y, const float *x, const void *w, const float *scales, nt_dtype dtype, int64_t M, int64_t N,
                 int64_t K, int64_t n_begin, int64_t n_end) {
-    /* panel (PANEL_KC, PANEL_NR), then the x block (mc / PANEL_MR, PANEL_KC, PANEL_MR) and 2 floats pack_rows
-     * writes past it */
+    /* panel (PANEL_KC, PANEL_NR), then the x block (mc / PANEL_MR, PANEL_KC, PANEL_MR) */
     int64_t mc_max = M < ROWS_MC ? (M + PANEL_MR - 1) / PANEL_MR * PANEL_MR : ROWS_MC;
-    size_t bytes = sizeof(float) * (size_t)(PANEL_KC * (PANEL_NR + mc_max) + 8);
+    size_t bytes = sizeof(float) * (size_t)(PANEL_KC * (PANEL_NR + mc_max));
     float *panel = aligned_alloc(32, (bytes + 31) / 32 * 32);
     if (panel == NULL) return 0;
     float *rows = panel + PANEL_KC * PANEL_NR;
@@ -453,16 +455,24 @@ static int gemm(float *y, const float *x, const void *w, const float *scales, nt
 }
 
 /* ---------------------------------------------------------------- the same, rows packed once
- * packed: each block of PANEL_MR rows of x packed whole by pack_rows, (K, PANEL_MR) and the 2 floats it writes
- * past that (so that threads packing neighbouring blocks never write the same floats), PACKED_BLOCK floats. */
-#define PACKED_BLOCK(K) ((K) * PANEL_MR + 2)
-static int64_t packed_floats_avx2(int64_t M, int64_t K) { return (M + PANEL_MR - 1) / PANEL_MR * PACKED_BLOCK(K); }
+ * packed holds, for each block of ROWS_MC rows of x (the last one shorter, rounded up to PANEL_MR) and each k block
+ * of PANEL_KC columns, the x block gemm packs there, whole, one after the other (as matmul_avx512.c says why). */
+static int64_t packed_floats_avx2(int64_t M, int64_t K) { return (M + PANEL_MR - 1) / PANEL_MR * PANEL_MR * K; }
+
+/* the x block (mc, kc) of rows from mc0 and columns from k0 in packed */
+static float *packed_block(float *packed, int64_t M, int64_t K, int64_t mc0, int64_t k0) {
+    int64_t mc = M - mc0 < ROWS_MC ? M - mc0 : ROWS_MC;
+    return packed + mc0 * K + k0 * ((mc + PANEL_MR - 1) / PANEL_MR * PANEL_MR);
+}
 
 static void pack_rows_avx2(float *packed, const float *x, int64_t M, int64_t K, int64_t block_begin,
                            int64_t block_end) {
     for (int64_t b = block_begin; b < block_end; b++) {
-        int64_t m0 = b * PANEL_MR, mr = M - m0 < PANEL_MR ? M - m0 : PANEL_MR;
-        pack_rows(packed + b * PACKED_BLOCK(K), x + m0 * K, K, mr, K);
+        int64_t m0 = b * PANEL_MR, mr = M - m0 < PANEL_MR ? M - m0 : PANEL_MR, mc0 = m0 / ROWS_MC * ROWS_MC;
+        for (int64_t k0 = 0; k0 < K; k0 += PANEL_KC) {
+            int64_t kc = K - k0 < PANEL_KC ? K - k0 : PANEL_KC;
+            pack_rows(packed_block(packed, M, K, mc0, k0) + (m0 - mc0) * kc, x + m0 * K + k0, K, mr, kc);
+        }
     }
 }
 
@@ -475,8 +485,8 @@ static int gemm_packed(float *y, const float *packed, const nt_tensor *w, nt_dty
         int64_t mc_end = M - mc0 < ROWS_MC ? M : mc0 + ROWS_MC;
         for (int64_t k0 = 0; k0 < K; k0 += PANEL_KC) {
             int64_t kc = K - k0 < PANEL_KC ? K - k0 : PANEL_KC;
-            gemm_k_block(y, N, packed + mc0 / PANEL_MR * PACKED_BLOCK(K) + k0 * PANEL_MR, PACKED_BLOCK(K), panel,
-                         w->data, w->scales, dtype, K, mc0, mc_end, k0, kc, n_begin, n_end);
+            gemm_k_block(y, N, packed_block((float *)packed, M, K, mc0, k0), PANEL_MR * kc, panel, w->data, w->scales,
+                         dtype, K, mc0, mc_end, k0, kc, n_begin, n_end);
         }
     }
     free(panel);

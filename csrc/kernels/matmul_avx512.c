@@ -318,15 +318,16 @@ static inline __attribute__((always_inline)) void small_matmul(float *y, const f
  * per k. Loops, outer to inner: ROWS_MC rows of x, k blocks (the x block (MC, KC), packed once, stays in
  * L2), panels (each packed once per row block: once per call for a prompt of up to ROWS_MC tokens),
  * PANEL_MR rows. Measured on a Sapphire Rapids core: 8x48 beat 14x32, 12x32 and 6x64; KC = 512 (the panel
- * in L2) beat the L1-sized 128..256 by about 10% and 384 by 3%; MC = 512 beat 1024 by 5% at M = 2048, and
- * beat 256 (panels packed twice for 512 rows) by about 5% at M = 512; prefetching the next panel's rows
- * while the current one runs cost 5%. */
+ * in L2) beat the L1-sized 128..256 by about 10% and 384 by 3%, and KC = 768 beat 512 by 2-4% at M = 512 (fewer
+ * passes of y, whose lines come from memory: 4 over Minitron's K = 3072 instead of 6), 640 and 1024 (MC 384) less,
+ * 896 as much; MC = 512 beat 1024 by 5% at M = 2048, and beat 256 (panels packed twice for 512 rows) by about 5%
+ * at M = 512; prefetching the next panel's rows, or y's lines, while the current one runs gained nothing. */
 enum {
     PANEL_MR = 8,
     PANEL_NV = 3, /* zmm vectors per panel row */
     PANEL_NR = 16 * PANEL_NV,
-    PANEL_KC = 512,
-    ROWS_MC = 512, /* a multiple of PANEL_MR; the x block, 1 MiB, and a panel fit a 2 MiB L2 */
+    PANEL_KC = 768,
+    ROWS_MC = 512, /* a multiple of PANEL_MR; the x block, 1.5 MiB, and a panel fit a 2 MiB L2 */
     GEMM_MIN_ROWS = 8,
 };
 
@@ -458,15 +459,26 @@ static int gemm(float *y, const float *x, const void *w, const float *scales, nt
 }
 
 /* ---------------------------------------------------------------- the same, rows packed once
- * packed (M / PANEL_MR rounded up, K, PANEL_MR): each block of PANEL_MR rows of x packed whole by pack_rows, which
- * gemm's x block of rows (mc, PANEL_KC) reads a k block of. */
+ * packed holds, for each block of ROWS_MC rows of x (the last one shorter, rounded up to PANEL_MR) and each k block
+ * of PANEL_KC columns, the x block gemm packs there, whole, one after the other: gemm's x block is one contiguous
+ * MiB. (Blocks of PANEL_MR rows across the whole of K, 96 KiB apart for K = 3072, left the x block in half of L2's
+ * sets: 4% slower than gemm on one thread.) */
 static int64_t packed_floats_avx512(int64_t M, int64_t K) { return (M + PANEL_MR - 1) / PANEL_MR * PANEL_MR * K; }
+
+/* the x block (mc, kc) of rows from mc0 and columns from k0 in packed */
+static float *packed_block(float *packed, int64_t M, int64_t K, int64_t mc0, int64_t k0) {
+    int64_t mc = M - mc0 < ROWS_MC ? M - mc0 : ROWS_MC;
+    return packed + mc0 * K + k0 * ((mc + PANEL_MR - 1) / PANEL_MR * PANEL_MR);
+}
 
 static void pack_rows_avx512(float *packed, const float *x, int64_t M, int64_t K, int64_t block_begin,
                              int64_t block_end) {
     for (int64_t b = block_begin; b < block_end; b++) {
-        int64_t m0 = b * PANEL_MR, mr = M - m0 < PANEL_MR ? M - m0 : PANEL_MR;
-        pack_rows(packed + m0 * K, x + m0 * K, K, mr, K);
+        int64_t m0 = b * PANEL_MR, mr = M - m0 < PANEL_MR ? M - m0 : PANEL_MR, mc0 = m0 / ROWS_MC * ROWS_MC;
+        for (int64_t k0 = 0; k0 < K; k0 += PANEL_KC) {
+            int64_t kc = K - k0 < PANEL_KC ? K - k0 : PANEL_KC;
+            pack_rows(packed_block(packed, M, K, mc0, k0) + (m0 - mc0) * kc, x + m0 * K + k0, K, mr, kc);
+        }
     }
 }
 
@@ -479,8 +491,8 @@ static int gemm_packed(float *y, const float *packed, const nt_tensor *w, nt_dty
         int64_t mc_end = M - mc0 < ROWS_MC ? M : mc0 + ROWS_MC;
         for (int64_t k0 = 0; k0 < K; k0 += PANEL_KC) {
             int64_t kc = K - k0 < PANEL_KC ? K - k0 : PANEL_KC;
-            gemm_k_block(y, N, packed + mc0 * K + k0 * PANEL_MR, PANEL_MR * K, panel, w->data, w->scales, dtype, K,
-                         mc0, mc_end, k0, kc, n_begin, n_end);
+            gemm_k_block(y, N, packed_block((float *)packed, M, K, mc0, k0), PANEL_MR * kc, panel, w->data, w->scales,
+                         dtype, K, mc0, mc_end, k0, kc, n_begin, n_end);
         }
     }
     free(panel);
