@@ -73,7 +73,10 @@ static void pack_range(void *ctx, int64_t begin, int64_t end) {
 
 float *nt_model_pack_rows(const nt_model *m, const float *x, int64_t M, int64_t K) {
     const nt_kernels *k = m->kernels;
-    if (k->pack_rows == NULL || M < k->packed_min_rows) return NULL;
+    /* One thread packs x for itself block by block, into a buffer that stays in L2, which measured 6-10% faster
+     * than packing it whole first (prefill 512 and scoring 16 x 128 tokens at Minitron-4B's widths); two threads
+     * packing it together, once, rather than each all of it, are 3% faster. */
+    if (k->pack_rows == NULL || M < k->packed_min_rows || nt_threadpool_size(m->pool) < 2) return NULL;
     size_t bytes = (size_t)k->packed_floats(M, K) * sizeof(float);
     float *packed = aligned_alloc(64, (bytes + 63) / 64 * 64);
     if (packed == NULL) return NULL;
