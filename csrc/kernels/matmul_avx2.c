@@ -415,94 +415,7 @@ static void panel_block(float *y, int64_t N, const float *xp, const float *panel
     }
 }
 
-/* y rows [mc0, mc_end) (+)= those rows of x, packed, over columns [k0, k0 + kc) @ w rows [n_begin, n_end)^T. The
- * packed block of PANEL_MR rows from m0 is at xp + (m0 - mc0) / PANEL_MR * xp_stride; panel is the panel's buffer. */
-static void gemm_k_block(float *y, int64_t N, const float *xp, int64_t xp_stride, float *panel, const void *w,
-                         const float *scales, nt_dtype dtype, int64_t K, int64_t mc0, int64_t mc_end, int64_t k0,
-                         int64_t kc, int64_t n_begin, int64_t n_end) {
-    for (int64_t n0 = n_begin; n0 < n_end; n0 += PANEL_NR) {
-        int64_t nr = n_end - n0 < PANEL_NR ? n_end - n0 : PANEL_NR;
-        pack_panel(panel, w, scales, dtype, K, n0, nr, k0, kc);
-        for (int64_t m0 = mc0; m0 < mc_end; m0 += PANEL_MR) {
-            int64_t mr = mc_end - m0 < PANEL_MR ? mc_end - m0 : PANEL_MR;
-            panel_block(y + m0 * N + n0, N, xp + (m0 - mc0) / PANEL_MR * xp_stride, panel, kc, mr, nr, k0 > 0);
-        }
-    }
-}
-
-/* Returns 0 without memory for its buffers (the caller then uses the row kernels, which need none). */
-static int gemm(float *y, const float *x, const void *w, const float *scales, nt_dtype dtype, int64_t M, int64_t N,
-                int64_t K, int64_t n_begin, int64_t n_end) {
-    /* panel (PANEL_KC, PANEL_NR), then the x block (mc / PANEL_MR, PANEL_KC, PANEL_MR) */
-    int64_t mc_max = M < ROWS_MC ? (M + PANEL_MR - 1) / PANEL_MR * PANEL_MR : ROWS_MC;
-    size_t bytes = sizeof(float) * (size_t)(PANEL_KC * (PANEL_NR + mc_max));
-    float *panel = aligned_alloc(32, (bytes + 31) / 32 * 32);
-    if (panel == NULL) return 0;
-    float *rows = panel + PANEL_KC * PANEL_NR;
-    for (int64_t mc0 = 0; mc0 < M; mc0 += ROWS_MC) {
-        int64_t mc_end = M - mc0 < ROWS_MC ? M : mc0 + ROWS_MC;
-        for (int64_t k0 = 0; k0 < K; k0 += PANEL_KC) {
-            int64_t kc = K - k0 < PANEL_KC ? K - k0 : PANEL_KC;
-            for (int64_t m0 = mc0; m0 < mc_end; m0 += PANEL_MR) {
-                int64_t mr = mc_end - m0 < PANEL_MR ? mc_end - m0 : PANEL_MR;
-                pack_rows(rows + (m0 - mc0) * kc, x + m0 * K + k0, K, mr, kc);
-            }
-            gemm_k_block(y, N, rows, PANEL_MR * kc, panel, w, scales, dtype, K, mc0, mc_end, k0, kc, n_begin, n_end);
-        }
-    }
-    free(panel);
-    return 1;
-}
-
-/* ---------------------------------------------------------------- the same, rows packed once
- * packed holds, for each block of ROWS_MC rows of x (the last one shorter, rounded up to PANEL_MR) and each k block
- * of PANEL_KC columns, the x block gemm packs there, whole, one after the other (as matmul_avx512.c says why). */
-static int64_t packed_floats_avx2(int64_t M, int64_t K) { return (M + PANEL_MR - 1) / PANEL_MR * PANEL_MR * K; }
-
-/* the x block (mc, kc) of rows from mc0 and columns from k0 in packed */
-static float *packed_block(float *packed, int64_t M, int64_t K, int64_t mc0, int64_t k0) {
-    int64_t mc = M - mc0 < ROWS_MC ? M - mc0 : ROWS_MC;
-    return packed + mc0 * K + k0 * ((mc + PANEL_MR - 1) / PANEL_MR * PANEL_MR);
-}
-
-static void pack_rows_avx2(float *packed, const float *x, int64_t M, int64_t K, int64_t block_begin,
-                           int64_t block_end) {
-    for (int64_t b = block_begin; b < block_end; b++) {
-        int64_t m0 = b * PANEL_MR, mr = M - m0 < PANEL_MR ? M - m0 : PANEL_MR, mc0 = m0 / ROWS_MC * ROWS_MC;
-        for (int64_t k0 = 0; k0 < K; k0 += PANEL_KC) {
-            int64_t kc = K - k0 < PANEL_KC ? K - k0 : PANEL_KC;
-            pack_rows(packed_block(packed, M, K, mc0, k0) + (m0 - mc0) * kc, x + m0 * K + k0, K, mr, kc);
-        }
-    }
-}
-
-static int gemm_packed(float *y, const float *packed, const nt_tensor *w, nt_dtype dtype, int64_t M, int64_t n_begin,
-                       int64_t n_end) {
-    int64_t N = w->shape[0], K = w->shape[1];
-    float *panel = aligned_alloc(32, sizeof(float) * PANEL_KC * PANEL_NR);
-    if (panel == NULL) return 0;
-    for (int64_t mc0 = 0; mc0 < M; mc0 += ROWS_MC) {
-        int64_t mc_end = M - mc0 < ROWS_MC ? M : mc0 + ROWS_MC;
-        for (int64_t k0 = 0; k0 < K; k0 += PANEL_KC) {
-            int64_t kc = K - k0 < PANEL_KC ? K - k0 : PANEL_KC;
-            gemm_k_block(y, N, packed_block((float *)packed, M, K, mc0, k0), PANEL_MR * kc, panel, w->data, w->scales,
-                         dtype, K, mc0, mc_end, k0, kc, n_begin, n_end);
-        }
-    }
-    free(panel);
-    return 1;
-}
-
-#define GEMM_PACKED(NAME, DTYPE)                                                                                   \
-    static int matmul_packed_##NAME##_avx2(float *y, const float *packed, const nt_tensor *w, int64_t M,           \
-                                           int64_t n_begin, int64_t n_end) {                                       \
-        return gemm_packed(y, packed, w, DTYPE, M, n_begin, n_end);                                                \
-    }
-GEMM_PACKED(f32, NT_DTYPE_F32)
-GEMM_PACKED(bf16, NT_DTYPE_BF16)
-GEMM_PACKED(f16, NT_DTYPE_F16)
-GEMM_PACKED(q8, NT_DTYPE_Q8)
-GEMM_PACKED(q4, NT_DTYPE_Q4)
+#include "kernels/gemm_loops.h"
 
 /* The element index arithmetic below stays inside this file: the kernels are written once for every
  * dtype, and load8/load1 widen each dtype's elements in registers (int8 and int4 through their group's scale). */
@@ -668,14 +581,14 @@ const nt_kernels nt_kernels_avx2 = {
     .exp_shifted = exp_shifted_avx2,
     .row_block = PANEL_MR,
     .packed_min_rows = SMALL_MAX_ROWS + 1, /* as matmul_avx2: fewer go to the decode kernels */
-    .packed_floats = packed_floats_avx2,
-    .pack_rows = pack_rows_avx2,
+    .packed_floats = packed_floats,
+    .pack_rows = pack_x,
     .matmul_packed = {
-        [NT_DTYPE_F32] = matmul_packed_f32_avx2,
-        [NT_DTYPE_BF16] = matmul_packed_bf16_avx2,
-        [NT_DTYPE_F16] = matmul_packed_f16_avx2,
-        [NT_DTYPE_Q8] = matmul_packed_q8_avx2,
-        [NT_DTYPE_Q4] = matmul_packed_q4_avx2,
+        [NT_DTYPE_F32] = matmul_packed_f32,
+        [NT_DTYPE_BF16] = matmul_packed_bf16,
+        [NT_DTYPE_F16] = matmul_packed_f16,
+        [NT_DTYPE_Q8] = matmul_packed_q8,
+        [NT_DTYPE_Q4] = matmul_packed_q4,
     },
 };
 
