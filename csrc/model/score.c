@@ -7,7 +7,8 @@
  * log-sum-exp per row (the online softmax), and each row's target logit is picked up from the block
  * that holds it:
  *   logprob = logit[target] - (max + log(sum over the vocabulary of exp(logit - max)))
- * Working memory beyond the forward pass: (B, T, H) hidden states and one tile of TILE_FLOATS floats.
+ * Working memory beyond the forward pass: (B, T, H) hidden states, one tile of TILE_FLOATS floats and, with two
+ * threads or more, a chunk's rows packed for the matmuls (about ROW_CHUNK x H floats).
  */
 #include <math.h>
 #include <stdatomic.h>
@@ -18,7 +19,7 @@
 
 /* A tile of logits holds about this many floats (16 MB); rows per chunk are at least ROW_CHUNK so that the
  * lm_head is streamed through once per ROW_CHUNK rows, not once per row. A chunk's rows are packed once for all
- * its tiles (nt_model_pack_rows); each tile is one matmul whose threads split its columns in blocks of 48: the
+ * its tiles (nt_model_pack_rows, two threads or more); each tile is one matmul whose threads split its columns in blocks of 48: the
  * 8192 columns of 512 rows split within 1%, where the 2048 of 4 MB tiles left one thread a block more (2%). */
 enum { TILE_FLOATS = 1 << 22, ROW_CHUNK = 512, COLUMN_ALIGN = 16 }; /* 512: the GEMMs' row block */
 
