@@ -19,8 +19,9 @@
 
 /* A tile of logits holds about this many floats (16 MB); rows per chunk are at least ROW_CHUNK so that the
  * lm_head is streamed through once per ROW_CHUNK rows, not once per row. A chunk's rows are packed once for all
- * its tiles (nt_model_pack_rows, two threads or more); each tile is one matmul whose threads split its columns in blocks of 48: the
- * 8192 columns of 512 rows split within 1%, where the 2048 of 4 MB tiles left one thread a block more (2%). */
+ * its tiles (nt_model_pack_rows, two threads or more); each tile is one matmul whose threads split its columns in
+ * blocks of 48: the 8192 columns of 512 rows split within 1%, where the 2048 of 4 MB tiles left one thread a block
+ * more (2%). */
 enum { TILE_FLOATS = 1 << 22, ROW_CHUNK = 512, COLUMN_ALIGN = 16 }; /* 512: the GEMMs' row block */
 
 typedef struct {
