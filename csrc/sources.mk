@@ -26,7 +26,7 @@ CORE_SOURCES = \
 	tokenizer/encode.c \
 	tokenizer/decode.c
 
-CORE_CFLAGS = -std=c11 -O3 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter
+CORE_CFLAGS = -std=c11 -O3 -fno-trapping-math -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter
 
 # Instruction sets with kernels of their own: each name's sources are compiled as separate objects with
 # its flags, and its kernel set (kernels/dispatch.c) is chosen at run time only when the CPU has them.

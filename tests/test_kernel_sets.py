@@ -91,7 +91,9 @@ def long_prompt(checkpoint):
 @pytest.mark.parametrize("kernels", SETS)
 def test_thread_counts_give_identical_logits(long_prompt, monkeypatch, kernels):
     """Threads split each matmul's columns; every output is computed by the same code in the same order whichever
-    thread takes it, so 1, 2 and 3 threads agree to the bit, and with Transformers across the MLP's row chunks."""
+    thread takes it, so 1, 2 and 3 threads agree to the bit, and with Transformers across the MLP's row chunks.
+    One thread packs the rows of x block by block within the matmul, two and three pack them once before it
+    (matmul_packed): the same sums in the same order."""
     path, ids, transformers_logits = long_prompt
     logits = []
     for threads in (1, 2, 3):

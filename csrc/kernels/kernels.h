@@ -30,6 +30,16 @@ typedef struct {
                       int64_t kx, int64_t ldw, int64_t ldy, int accumulate);
     /* x (n) = exp(x - shift (n)), exp(-inf) = 0; shift finite */
     void (*exp_shifted)(float *x, const float *shift, int64_t n);
+    /* Prefill's matmuls with the rows of x packed once for all threads and for every matmul of the same x (q, k
+     * and v), which the matmuls above pack anew in each thread (NULL: the set has none). pack_rows writes the
+     * blocks [block_begin, block_end) of row_block rows of x (M, K) (the last block padded) into packed, which
+     * holds packed_floats(M, K) floats from a 64-byte boundary; matmul_packed[dtype] is then matmul with packed
+     * in place of x, for M >= packed_min_rows, and returns 0 without memory for its panel (matmul must serve). */
+    int64_t row_block, packed_min_rows;
+    int64_t (*packed_floats)(int64_t M, int64_t K);
+    void (*pack_rows)(float *packed, const float *x, int64_t M, int64_t K, int64_t block_begin, int64_t block_end);
+    int (*matmul_packed[NT_DTYPE_COUNT])(float *y, const float *packed, const nt_tensor *w, int64_t M, int64_t n_begin,
+                                         int64_t n_end);
 } nt_kernels;
 
 /* The vector exp of the kernel sets' exp_shifted, as Cephes' expf: x = n ln2 + r with ln2 in two parts

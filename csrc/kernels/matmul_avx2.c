@@ -401,15 +401,18 @@ static void pack_panel(float *panel, const void *w, const float *scales, nt_dtyp
 
 /* xp (kc, PANEL_MR) = x rows 0..mr-1 (each K apart), columns 0..kc-1, interleaved so that the broadcasts of
  * one k are adjacent; rows past mr repeat the last one. 8 columns at a time go through the 8x8 transpose,
- * each column stored whole at its place, its 2 unused lanes overwritten by the next column's store: xp has
- * room for 2 floats past its end. */
+ * each column stored whole at its place, its 2 unused lanes overwritten by the next column's store, the last
+ * column's through a mask: nothing is written past xp's end, where another thread may be packing. */
 static void pack_rows(float *xp, const float *x, int64_t K, int64_t mr, int64_t kc) {
+    _Static_assert(PANEL_MR == 6, "the last column's mask keeps 6 lanes");
+    const __m256i six = _mm256_setr_epi32(-1, -1, -1, -1, -1, -1, 0, 0);
     int64_t k = 0;
     for (; k + 8 <= kc; k += 8) {
         __m256 r[8];
         for (int64_t i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(x + (i < mr ? i : mr - 1) * K + k);
         transpose8(r);
-        for (int t = 0; t < 8; t++) _mm256_storeu_ps(xp + (k + t) * PANEL_MR, r[t]);
+        for (int t = 0; t < 7; t++) _mm256_storeu_ps(xp + (k + t) * PANEL_MR, r[t]);
+        _mm256_maskstore_ps(xp + (k + 7) * PANEL_MR, six, r[7]);
     }
     for (; k < kc; k++)
         for (int64_t i = 0; i < PANEL_MR; i++) xp[k * PANEL_MR + i] = x[(i < mr ? i : mr - 1) * K + k];
@@ -464,37 +467,7 @@ static void panel_block(float *y, int64_t N, const float *xp, const float *panel
     }
 }
 
-/* Returns 0 without memory for its buffers (the caller then uses the row kernels, which need none). */
-static int gemm(float *y, const float *x, const void *w, const float *scales, nt_dtype dtype, int64_t M, int64_t N,
-                int64_t K, int64_t n_begin, int64_t n_end) {
-    /* panel (PANEL_KC, PANEL_NR), then the x block (mc / PANEL_MR, PANEL_KC, PANEL_MR) and 2 floats pack_rows
-     * writes past it */
-    int64_t mc_max = M < ROWS_MC ? (M + PANEL_MR - 1) / PANEL_MR * PANEL_MR : ROWS_MC;
-    size_t bytes = sizeof(float) * (size_t)(PANEL_KC * (PANEL_NR + mc_max) + 8);
-    float *panel = aligned_alloc(32, (bytes + 31) / 32 * 32);
-    if (panel == NULL) return 0;
-    float *rows = panel + PANEL_KC * PANEL_NR;
-    for (int64_t mc0 = 0; mc0 < M; mc0 += ROWS_MC) {
-        int64_t mc_end = M - mc0 < ROWS_MC ? M : mc0 + ROWS_MC;
-        for (int64_t k0 = 0; k0 < K; k0 += PANEL_KC) {
-            int64_t kc = K - k0 < PANEL_KC ? K - k0 : PANEL_KC;
-            for (int64_t m0 = mc0; m0 < mc_end; m0 += PANEL_MR) {
-                int64_t mr = mc_end - m0 < PANEL_MR ? mc_end - m0 : PANEL_MR;
-                pack_rows(rows + (m0 - mc0) * kc, x + m0 * K + k0, K, mr, kc);
-            }
-            for (int64_t n0 = n_begin; n0 < n_end; n0 += PANEL_NR) {
-                int64_t nr = n_end - n0 < PANEL_NR ? n_end - n0 : PANEL_NR;
-                pack_panel(panel, w, scales, dtype, K, n0, nr, k0, kc);
-                for (int64_t m0 = mc0; m0 < mc_end; m0 += PANEL_MR) {
-                    int64_t mr = mc_end - m0 < PANEL_MR ? mc_end - m0 : PANEL_MR;
-                    panel_block(y + m0 * N + n0, N, rows + (m0 - mc0) * kc, panel, kc, mr, nr, k0 > 0);
-                }
-            }
-        }
-    }
-    free(panel);
-    return 1;
-}
+#include "kernels/gemm_loops.h"
 
 /* The element index arithmetic below stays inside this file: the kernels are written once for every
  * dtype, and load8/load1 widen each dtype's elements in registers (int8 and int4 through their group's scale). */
@@ -660,6 +633,17 @@ const nt_kernels nt_kernels_avx2 = {
     },
     .matmul_nn = matmul_nn_avx2,
     .exp_shifted = exp_shifted_avx2,
+    .row_block = PANEL_MR,
+    .packed_min_rows = SMALL_MAX_ROWS + 1, /* as matmul_avx2: fewer go to the decode kernels */
+    .packed_floats = packed_floats,
+    .pack_rows = pack_x,
+    .matmul_packed = {
+        [NT_DTYPE_F32] = matmul_packed_f32,
+        [NT_DTYPE_BF16] = matmul_packed_bf16,
+        [NT_DTYPE_F16] = matmul_packed_f16,
+        [NT_DTYPE_Q8] = matmul_packed_q8,
+        [NT_DTYPE_Q4] = matmul_packed_q4,
+    },
 };
 
 #else /* not compiled for AVX2 (another architecture): a set that no CPU supports keeps the list whole */

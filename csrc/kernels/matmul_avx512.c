@@ -419,15 +419,16 @@ static inline __attribute__((always_inline)) void small_matmul(float *y, const f
  * per k. Loops, outer to inner: ROWS_MC rows of x, k blocks (the x block (MC, KC), packed once, stays in
  * L2), panels (each packed once per row block: once per call for a prompt of up to ROWS_MC tokens),
  * PANEL_MR rows. Measured on a Sapphire Rapids core: 8x48 beat 14x32, 12x32 and 6x64; KC = 512 (the panel
- * in L2) beat the L1-sized 128..256 by about 10% and 384 by 3%; MC = 512 beat 1024 by 5% at M = 2048, and
- * beat 256 (panels packed twice for 512 rows) by about 5% at M = 512; prefetching the next panel's rows
- * while the current one runs cost 5%. */
+ * in L2) beat the L1-sized 128..256 by about 10% and 384 by 3%, and KC = 768 beat 512 by 2-4% at M = 512 (fewer
+ * passes of y, whose lines come from memory: 4 over Minitron's K = 3072 instead of 6), 640 and 1024 (MC 384) less,
+ * 896 as much; MC = 512 beat 1024 by 5% at M = 2048, and beat 256 (panels packed twice for 512 rows) by about 5%
+ * at M = 512; prefetching the next panel's rows, or y's lines, while the current one runs gained nothing. */
 enum {
     PANEL_MR = 8,
     PANEL_NV = 3, /* zmm vectors per panel row */
     PANEL_NR = 16 * PANEL_NV,
-    PANEL_KC = 512,
-    ROWS_MC = 512, /* a multiple of PANEL_MR; the x block, 1 MiB, and a panel fit a 2 MiB L2 */
+    PANEL_KC = 768,
+    ROWS_MC = 512, /* a multiple of PANEL_MR; the x block, 1.5 MiB, and a panel fit a 2 MiB L2 */
     GEMM_MIN_ROWS = 8,
 };
 
@@ -520,35 +521,7 @@ static void panel_block(float *y, int64_t N, const float *xp, const float *panel
         }
 }
 
-/* Returns 0 without memory for its buffers (the caller then uses the row kernels, which need none). */
-static int gemm(float *y, const float *x, const void *w, const float *scales, nt_dtype dtype, int64_t M, int64_t N,
-                int64_t K, int64_t n_begin, int64_t n_end) {
-    /* panel (PANEL_KC, PANEL_NR), then the x block (mc / PANEL_MR, PANEL_KC, PANEL_MR) */
-    int64_t mc_max = M < ROWS_MC ? (M + PANEL_MR - 1) / PANEL_MR * PANEL_MR : ROWS_MC;
-    float *panel = aligned_alloc(64, sizeof(float) * PANEL_KC * (PANEL_NR + mc_max));
-    if (panel == NULL) return 0;
-    float *rows = panel + PANEL_KC * PANEL_NR;
-    for (int64_t mc0 = 0; mc0 < M; mc0 += ROWS_MC) {
-        int64_t mc_end = M - mc0 < ROWS_MC ? M : mc0 + ROWS_MC;
-        for (int64_t k0 = 0; k0 < K; k0 += PANEL_KC) {
-            int64_t kc = K - k0 < PANEL_KC ? K - k0 : PANEL_KC;
-            for (int64_t m0 = mc0; m0 < mc_end; m0 += PANEL_MR) {
-                int64_t mr = mc_end - m0 < PANEL_MR ? mc_end - m0 : PANEL_MR;
-                pack_rows(rows + (m0 - mc0) * kc, x + m0 * K + k0, K, mr, kc);
-            }
-            for (int64_t n0 = n_begin; n0 < n_end; n0 += PANEL_NR) {
-                int64_t nr = n_end - n0 < PANEL_NR ? n_end - n0 : PANEL_NR;
-                pack_panel(panel, w, scales, dtype, K, n0, nr, k0, kc);
-                for (int64_t m0 = mc0; m0 < mc_end; m0 += PANEL_MR) {
-                    int64_t mr = mc_end - m0 < PANEL_MR ? mc_end - m0 : PANEL_MR;
-                    panel_block(y + m0 * N + n0, N, rows + (m0 - mc0) * kc, panel, kc, mr, nr, k0 > 0);
-                }
-            }
-        }
-    }
-    free(panel);
-    return 1;
-}
+#include "kernels/gemm_loops.h"
 
 /* The element index arithmetic below stays inside this file: the kernels are written once for every
  * dtype, and load16 (load16_scaled) widens each dtype's elements in registers. */
@@ -718,6 +691,17 @@ const nt_kernels nt_kernels_avx512 = {
     },
     .matmul_nn = matmul_nn_avx512,
     .exp_shifted = exp_shifted_avx512,
+    .row_block = PANEL_MR,
+    .packed_min_rows = SMALL_MAX_ROWS + 1, /* as matmul_avx512: fewer go to the decode kernels */
+    .packed_floats = packed_floats,
+    .pack_rows = pack_x,
+    .matmul_packed = {
+        [NT_DTYPE_F32] = matmul_packed_f32,
+        [NT_DTYPE_BF16] = matmul_packed_bf16,
+        [NT_DTYPE_F16] = matmul_packed_f16,
+        [NT_DTYPE_Q8] = matmul_packed_q8,
+        [NT_DTYPE_Q4] = matmul_packed_q4,
+    },
 };
 
 #else /* not compiled for AVX-512 (another architecture): a set that no CPU supports keeps the list whole */

@@ -3,7 +3,8 @@
  *   make -C csrc bench                       every kernel set
  *   make -C csrc bench BENCH_ARGS="avx512"   the sets named
  *   make -C csrc bench BENCH_ARGS="avx512 float32 512"   the sets, dtypes and numbers of rows named
- * One thread, then (for the prefill shapes) two threads splitting the columns as model/forward.c does.
+ * One thread, then (for the prefill shapes) two threads splitting the columns, each packing the rows of x for
+ * itself, and two threads packing x together first (matmul_packed), as model/forward.c does.
  * Prefill shapes are judged by GFLOP/s against the FMA peak (benchmarks/fma_peak.c), decode shapes by
  * GB/s (of weights and their scales) against the memory bandwidth. The last shape, 128 rows of 3072 (1.5 MB in
  * float32), fits a core's L2 and is run at decode sizes only (up to 16 rows): its speed is what the kernel's
@@ -30,7 +31,8 @@ static double now(void) {
 
 typedef struct {
     nt_matmul_fn fn;
-    float *y;
+    const nt_kernels *packing; /* or NULL: the set's rows packed once by pack_rows, then matmul_packed */
+    float *y, *packed;
     const float *x;
     const nt_tensor *w;
     int64_t M, N;
@@ -39,7 +41,15 @@ typedef struct {
 static void columns(void *ctx, int64_t begin, int64_t end) {
     const job *j = ctx;
     int64_t n_end = end * COLUMN_BLOCK < j->N ? end * COLUMN_BLOCK : j->N;
-    j->fn(j->y, j->x, j->w, j->M, begin * COLUMN_BLOCK, n_end);
+    if (j->packing != NULL)
+        j->packing->matmul_packed[j->w->dtype](j->y, j->packed, j->w, j->M, begin * COLUMN_BLOCK, n_end);
+    else
+        j->fn(j->y, j->x, j->w, j->M, begin * COLUMN_BLOCK, n_end);
+}
+
+static void pack_blocks(void *ctx, int64_t begin, int64_t end) {
+    const job *j = ctx;
+    j->packing->pack_rows(j->packed, j->x, j->M, j->w->shape[1], begin, end);
 }
 
 static double cpu_now(void) {
@@ -55,8 +65,12 @@ static double best_time(nt_threadpool *pool, const job *j, int calls, double *cp
     *cpu = 1e9;
     for (int r = 0; r < 5 && (r < 2 || spent < 1.0); r++) {
         double start = now(), start_cpu = cpu_now();
-        for (int c = 0; c < calls; c++)
+        for (int c = 0; c < calls; c++) {
+            if (j->packing != NULL) /* as model/forward.c: the threads pack x together, then split the columns */
+                nt_threadpool_parallel_for(pool, pack_blocks, (void *)j,
+                                           (j->M + j->packing->row_block - 1) / j->packing->row_block, 4);
             nt_threadpool_parallel_for(pool, columns, (void *)j, (j->N + COLUMN_BLOCK - 1) / COLUMN_BLOCK, 1);
+        }
         double elapsed = (now() - start) / calls, used = (cpu_now() - start_cpu) / calls;
         spent += elapsed;
         if (elapsed < best) best = elapsed;
@@ -137,8 +151,9 @@ int main(int argc, char **argv) {
     for (int64_t i = 0; i < max_M * 9216; i++) x[i] = (float)(i % 7) * 0.1f;
     for (int64_t i = 0; i < max_elements; i++) w[i] = (float)(i % 5) * 0.1f; /* also valid small halves */
     for (int64_t i = 0; i < max_elements / NT_Q4_GROUP; i++) scales[i] = 0.01f;
-    printf("%-9s %-5s %5s %5s %5s %9s %8s %9s %12s %12s\n", "kernels", "dtype", "M", "N", "K", "GFLOP/s", "GB/s",
-           "CPU GF/s", "2 threads x", "CPU GF/s");
+    float *packed = aligned_alloc(64, sizeof(float) * (max_M * 9216 + 64)); /* x packed, for the packed kernels */
+    printf("%-9s %-5s %5s %5s %5s %9s %8s %9s %12s %12s %12s %12s\n", "kernels", "dtype", "M", "N", "K", "GFLOP/s",
+           "GB/s", "CPU GF/s", "2 threads x", "CPU GF/s", "packed 2t x", "CPU GF/s");
     for (int t = 0; t < nt_kernel_set_count; t++) {
         const nt_kernels *set = nt_kernel_sets[t];
         if (!set->supported() || !wanted(set->name, is_set, argc, argv)) continue;
@@ -162,7 +177,7 @@ int main(int argc, char **argv) {
                     char rows[24];
                     snprintf(rows, sizeof rows, "%lld", (long long)M);
                     if (!wanted(rows, is_rows, argc, argv)) continue;
-                    job j = {set->matmul[d], y, x, &wt, M, N};
+                    job j = {.fn = set->matmul[d], .y = y, .packed = packed, .x = x, .w = &wt, .M = M, .N = N};
                     double cpu, single = best_time(one, &j, in_l2 ? 200 : 1, &cpu), flops = 2.0 * M * N * K;
                     printf("%-9s %-5s %5lld %5lld %5lld %9.1f %8.1f %9.1f", set->name, nt_dtype_name(wt.dtype),
                            (long long)M, (long long)N, (long long)K, flops / single / 1e9, bytes / single / 1e9,
@@ -170,6 +185,11 @@ int main(int argc, char **argv) {
                     if (M >= 128) {
                         double both = best_time(two, &j, 1, &cpu);
                         printf(" %12.2f %12.1f", single / both, flops / cpu / 1e9);
+                        if (packed != NULL && set->matmul_packed[d] != NULL && M >= set->packed_min_rows) {
+                            j.packing = set;
+                            both = best_time(two, &j, 1, &cpu);
+                            printf(" %12.2f %12.1f", single / both, flops / cpu / 1e9);
+                        }
                     }
                     printf(in_l2 ? "  (in L2)\n" : "\n");
                     fflush(stdout);
@@ -181,6 +201,6 @@ int main(int argc, char **argv) {
         if (nt_kernel_sets[t]->supported() && wanted(nt_kernel_sets[t]->name, is_set, argc, argv))
             bench_attention(nt_kernel_sets[t]);
     nt_threadpool_free(one), nt_threadpool_free(two);
-    free(x), free(y), free(w), free(scales);
+    free(x), free(y), free(w), free(scales), free(packed);
     return 0;
 }

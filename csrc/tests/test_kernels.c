@@ -95,6 +95,11 @@ static void test_matmul_shapes(const nt_kernels *kernels, const int64_t *Ms, siz
                 float *scales = malloc(sizeof(float) * (N * K / NT_Q8_GROUP + 1));
                 float *scales4 = malloc(sizeof(float) * (N * K / NT_Q4_GROUP + 1));
                 float *want = malloc(sizeof(float) * M * N), *got = malloc(sizeof(float) * M * N);
+                float *packed = NULL; /* x packed for matmul_packed, when the set has it for M rows */
+                if (kernels->pack_rows != NULL && M >= kernels->packed_min_rows) {
+                    size_t bytes = sizeof(float) * (size_t)kernels->packed_floats(M, K);
+                    packed = aligned_alloc(64, (bytes + 63) / 64 * 64);
+                }
                 for (int64_t i = 0; i < M * K; i++) x[i] = random_float();
                 for (int64_t i = 0; i < N * K; i++) {
                     wf[i] = random_float();
@@ -123,9 +128,24 @@ static void test_matmul_shapes(const nt_kernels *kernels, const int64_t *Ms, siz
                     kernels->matmul[d](got, x, &block, M, 0, N - v0);
                     for (int64_t m = 0; m < M; m++)
                         check_close(what, got + m * (N - v0), want + m * N + v0, N - v0, 1e-5f * (float)K);
+                    if (packed == NULL || kernels->matmul_packed[d] == NULL) continue;
+                    /* x packed once, in two ranges of row blocks, as forward.c's threads pack it */
+                    snprintf(what, sizeof what, "%s matmul_packed %s M=%lld N=%lld K=%lld", kernels->name,
+                             nt_dtype_name((nt_dtype)d), (long long)M, (long long)N, (long long)K);
+                    int64_t blocks = (M + kernels->row_block - 1) / kernels->row_block;
+                    kernels->pack_rows(packed, x, M, K, blocks / 2, blocks);
+                    kernels->pack_rows(packed, x, M, K, 0, blocks / 2);
+                    for (int64_t i = 0; i < M * N; i++) got[i] = NAN;
+                    if (!kernels->matmul_packed[d](got, packed, &w, M, 0, N / 2) ||
+                        !kernels->matmul_packed[d](got, packed, &w, M, N / 2, N))
+                        fprintf(stderr, "FAIL %s: no memory for its panel\n", what), failures++;
+                    check_close(what, got, want, M * N, 1e-5f * (float)K);
+                    kernels->matmul_packed[d](got, packed, &block, M, 0, N - v0);
+                    for (int64_t m = 0; m < M; m++)
+                        check_close(what, got + m * (N - v0), want + m * N + v0, N - v0, 1e-5f * (float)K);
                 }
                 free(x), free(wf), free(wb), free(wh), free(wq), free(w4), free(scales), free(scales4);
-                free(want), free(got);
+                free(want), free(got), free(packed);
             }
 }
 
