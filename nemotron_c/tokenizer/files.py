@@ -101,6 +101,7 @@ def flatten(component, key):
 def string_pattern(component, where):
     pattern = component.get("pattern")
     if isinstance(pattern, dict) and "String" in pattern:
+        require(isinstance(pattern["String"], str), f"{where} Replace needs a string pattern, got {pattern!r}")
         return pattern["String"]
     if isinstance(pattern, dict) and "Regex" in pattern:
         raise ValueError(f"unsupported {where}: Replace with a Regex pattern")
