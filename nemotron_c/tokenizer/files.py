@@ -185,10 +185,15 @@ def pre_tokenizer_steps(pre_tokenizer):
             steps.append(metaspace(p))
         elif p["type"] == "Split":
             pattern = p.get("pattern") or {}
+            require(isinstance(pattern, dict), f"a Split pre_tokenizer's pattern must be an object: {pattern!r}")
+            require("String" in pattern or isinstance(pattern.get("Regex", ""), str),
+                    f"a Split pre_tokenizer's Regex must be a string: {pattern!r}")
             literals = [pattern["String"]] if "String" in pattern else regex_literals(pattern.get("Regex", ""))
             if literals is None or p.get("behavior") != "Isolated" or p.get("invert"):
                 raise ValueError("unsupported pre_tokenizer: Split other than isolating fixed strings "
                                  f"({json.dumps(p)[:200]})")
+            require(all(isinstance(literal, str) for literal in literals),
+                    f"a Split pre_tokenizer needs a string pattern: {pattern!r}")
             steps.append(step(_core.STEP_SPLIT, strings=literals))
         else:
             raise ValueError(f"unsupported pre_tokenizer type {p['type']!r} (nemotron_c supports Metaspace, Split)")
@@ -232,18 +237,24 @@ def post_processor_templates(post):
         raise ValueError(f"unsupported post_processor type {post.get('type')!r} (nemotron_c supports TemplateProcessing)")
     specials = post.get("special_tokens", {})
 
+    def type_id(entry):
+        value = entry.get("type_id", 0)
+        require(type(value) is int and 0 <= value < 2**31, f"post_processor type_id {value!r} is not a small integer")
+        return value
+
     def template(items):
         pieces = []
         for item in items:
             if "Sequence" in item:
                 name = item["Sequence"]["id"]
                 require(name in ("A", "B"), f"post_processor sequence {name!r} is neither A nor B")
-                pieces.append(("sequence", int(name == "B"), int(item["Sequence"].get("type_id", 0))))
+                pieces.append(("sequence", int(name == "B"), type_id(item["Sequence"])))
                 continue
             name = item["SpecialToken"]["id"]
             ids = specials.get(name, {}).get("ids")
-            require(isinstance(ids, list), f"post_processor special token {name!r} has no ids")
-            pieces.append(("special", [int(i) for i in ids], int(item["SpecialToken"].get("type_id", 0))))
+            require(isinstance(ids, list) and all(type(i) is int and 0 <= i < 2**31 for i in ids),
+                    f"post_processor special token {name!r} needs a list of ids, got {ids!r}")
+            pieces.append(("special", list(ids), type_id(item["SpecialToken"])))
         return pieces
 
     return template(post.get("single", [])), template(post.get("pair", []))
@@ -305,6 +316,7 @@ def model_from_json(tj, path):
         raise FormatError(f"{path}: merge {bad} ({raw[bad]!r}) is not a pair of strings nor two pieces separated by "
                           "a space")
     added = []
+    require(isinstance(tj.get("added_tokens") or [], list), f"{path}: added_tokens is not a list")
     for a in tj.get("added_tokens") or []:
         require(isinstance(a, dict) and isinstance(a.get("content"), str) and type(a.get("id")) is int,
                  f"{path}: bad added token {a!r}")
