@@ -1,6 +1,7 @@
 """A seeded mutation fuzzer in plain Python: byte-level mutations (flips, interesting integers, cuts, copies,
 insertions) and, for JSON inputs, structural ones (a value replaced by an odd one of another type, a key dropped
 or duplicated). Deterministic for a seed, so a finding can be replayed."""
+import copy
 import json
 import random
 import struct
@@ -67,7 +68,7 @@ def mutate_json(rng, data):
                 parent = parent[key]
             choice = rng.randrange(4)
             if choice == 0 or not isinstance(parent, dict):
-                parent[path[-1]] = rng.choice(ODD_VALUES)
+                parent[path[-1]] = copy.deepcopy(rng.choice(ODD_VALUES))  # shared, a value could come to hold itself
             elif choice == 1:
                 del parent[path[-1]]
             elif choice == 2:
@@ -77,7 +78,10 @@ def mutate_json(rng, data):
                 parent[path[-1]] = json.loads(json.dumps(parent))  # nesting
         except (KeyError, IndexError, TypeError):
             continue
-    text = json.dumps(root, ensure_ascii=rng.random() < 0.5)
+    try:
+        text = json.dumps(root, ensure_ascii=rng.random() < 0.5)
+    except ValueError:  # a circular structure: no text to try
+        return None
     if rng.random() < 0.1 and text.startswith("{") and len(text) > 2:  # a key twice
         first_key = text[1:text.find(":") + 1] if ":" in text else None
         if first_key:
