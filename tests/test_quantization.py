@@ -13,6 +13,7 @@ from safetensors.numpy import load_file, save_file
 import nemotron_c
 from helpers.checkpoints import write_random_checkpoint
 from helpers.compare import assert_close
+from helpers.kernel_sets import SETS, skip_if_cpu_lacks
 from nemotron_c import _core
 from nemotron_c.checkpoint import tensors
 
@@ -186,7 +187,7 @@ def logits_of(model, ids):
 
 
 @pytest.mark.parametrize("dtype", QUANTIZED)
-@pytest.mark.parametrize("kernels", ["avx512", "avx2", "portable"])
+@pytest.mark.parametrize("kernels", SETS)
 def test_quantized_model_matches_its_dequantized_float_model(kernels, dtype):
     """Every matrix (embedding and tied lm_head included) quantized: the logits and scores are those of the float32
     model whose weights are the dequantized ones, for decode (one token), a few rows and prefill (many) shapes, on
@@ -207,8 +208,7 @@ def test_quantized_model_matches_its_dequantized_float_model(kernels, dtype):
     try:
         quantized_model = _core.Model(core_config(), quantized_tensors, kernels, 2)
     except ValueError as error:
-        if "this CPU cannot run" in str(error):
-            pytest.skip(f"this CPU lacks the {kernels} kernels")
+        skip_if_cpu_lacks(error, kernels)
         raise
     float_model = _core.Model(core_config(), float_tensors, kernels, 2)
     rng = np.random.default_rng(2)
