@@ -2,11 +2,14 @@
 
 The list of core sources and their flags lives in csrc/sources.mk, which csrc/Makefile reads too.
 """
+import functools
 import os
 import re
+import sys
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
+from setuptools.errors import CompileError
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CSRC = os.path.join("csrc")
@@ -40,13 +43,16 @@ class BuildExtWithIsaObjects(build_ext):
     def build_extension(self, ext):
         objects = []
         for isa, sources in ISA_SOURCES.items():
-            objects += self.compiler.compile(
-                sources,
-                output_dir=self.build_temp,
-                include_dirs=ext.include_dirs,
-                extra_postargs=MAKE["CORE_CFLAGS"] + MAKE[f"{isa}_CFLAGS"],
-                depends=ext.depends,
-            )
+            compile_isa = functools.partial(self.compiler.compile, sources, output_dir=self.build_temp,
+                                            include_dirs=ext.include_dirs, depends=ext.depends)
+            try:
+                objects += compile_isa(extra_postargs=MAKE["CORE_CFLAGS"] + MAKE[f"{isa}_CFLAGS"])
+            except CompileError:
+                # a compiler that lacks these flags (AMX needs gcc 11 or clang 12): without them the file builds
+                # a set that reports itself unsupported, and the CPU uses the next one
+                print(f"building without the {isa} kernels: the compiler refused {' '.join(MAKE[f'{isa}_CFLAGS'])}",
+                      file=sys.stderr)
+                objects += compile_isa(extra_postargs=MAKE["CORE_CFLAGS"])
         ext.extra_objects = list(ext.extra_objects or []) + objects
         super().build_extension(ext)
 

@@ -54,7 +54,7 @@ CHAT_TURN_MARKERS = ("<extra_id_1>",)
 MODEL_CLASSES = {cls.__name__: cls for cls in (NemotronForCausalLM, NemotronModel, NemotronForSequenceClassification,
                                                NemotronForQuestionAnswering, NemotronForTokenClassification)}
 CPU_FEATURES = ("avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16",
-                "avx_vnni", "amx_int8", "asimd", "asimddp", "sve")
+                "avx_vnni", "amx_bf16", "amx_int8", "asimd", "asimddp", "sve")
 
 
 class InputError(Exception):

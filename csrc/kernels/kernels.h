@@ -53,19 +53,23 @@ static const float NT_EXP_POLY[6] = {1.9875691500e-4f, 1.3981999507e-3f, 8.33345
 #define NT_EXP_MIN_ARG -87.33f
 
 /* Every kernel set, best first; the last is the portable one, which every CPU runs (kernels/dispatch.c).
- * A new instruction set is one entry here, its file and its line in csrc/sources.mk. */
+ * A new instruction set is one entry here, its file and its line in csrc/sources.mk; it need not cover every
+ * entry of nt_kernels: nt_kernels_select hands out the set with those it leaves NULL filled from the next set the
+ * CPU runs. */
 extern const nt_kernels *const nt_kernel_sets[];
 extern const int nt_kernel_set_count;
 
 extern const nt_kernels nt_kernels_portable; /* kernels/matmul.c */
 extern const nt_kernels nt_kernels_avx2;     /* kernels/matmul_avx2.c, compiled with avx2_CFLAGS */
 extern const nt_kernels nt_kernels_avx512;   /* kernels/matmul_avx512.c, compiled with avx512_CFLAGS */
+extern const nt_kernels nt_kernels_amx;      /* kernels/matmul_amx.c, compiled with amx_CFLAGS */
 
-/* "auto": the first set this CPU supports; otherwise the set of that name, which the CPU must support. */
+/* "auto": the first set this CPU supports; otherwise the set of that name, which the CPU must support; completed
+ * as nt_kernel_sets says. */
 nt_status nt_kernels_select(const nt_kernels **out, nt_error *err, const char *name);
 
-/* The set's matmul for dtype; a set without one borrows that of the next set in nt_kernel_sets this CPU runs
- * (so that a new instruction set need not cover every dtype at once), down to the portable one. */
+/* The matmul for dtype of a set of nt_kernel_sets as it will be completed: its own, or that of the next set in
+ * nt_kernel_sets this CPU runs, down to the portable one. */
 nt_matmul_fn nt_kernels_matmul(const nt_kernels *k, nt_dtype dtype);
 
 /* The reference matmul, any dtype, one output at a time in the simplest order: y (M, N) = x (M, K) @ w^T.

@@ -52,10 +52,10 @@ void nt_model_linear(const nt_model *m, float *y, const float *x, const nt_tenso
 /* the same, then y = act(y) */
 void nt_model_linear_act(const nt_model *m, float *y, const float *x, const nt_tensor *w, const float *bias,
                          int64_t M, nt_activation act);
-/* x (M, K) packed by the kernel set for its prefill matmuls, once for every thread and every matmul that reads x;
- * NULL when the set packs no rows, M is too small for that, the pool has one thread or memory is short (the matmuls
- * then read x). free() it. */
-float *nt_model_pack_rows(const nt_model *m, const float *x, int64_t M, int64_t K);
+/* x (M, K) packed by the kernel set for its prefill matmuls by w (N, K) and weights of its dtype, once for every
+ * thread and every matmul that reads x; NULL when the set packs no rows for that dtype, M is too small for that,
+ * the pool has one thread or memory is short (the matmuls then read x). free() it. */
+float *nt_model_pack_rows(const nt_model *m, const float *x, int64_t M, const nt_tensor *w);
 /* nt_model_linear_act with x also as nt_model_pack_rows gave it (NULL or not) */
 void nt_model_linear_packed(const nt_model *m, float *y, const float *x, const float *packed, const nt_tensor *w,
                             const float *bias, int64_t M, nt_activation act);

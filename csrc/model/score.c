@@ -139,7 +139,7 @@ nt_status nt_model_score(nt_model *m, nt_error *err, float *logprobs, const int3
     for (int64_t r0 = 0; r0 < R; r0 += rows_max) {
         int64_t rows = R - r0 < rows_max ? R - r0 : rows_max;
         free(packed);
-        packed = nt_model_pack_rows(m, hidden + r0 * H, rows, H); /* once for every block of the vocabulary */
+        packed = nt_model_pack_rows(m, hidden + r0 * H, rows, &m->lm_head); /* once for every block of the vocabulary */
         for (int64_t k = 0; k < rows; k++) {
             row_max[k] = -INFINITY;
             row_sum[k] = 0.0;

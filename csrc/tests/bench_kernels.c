@@ -197,9 +197,12 @@ int main(int argc, char **argv) {
             }
         }
     }
-    for (int t = 0; t < nt_kernel_set_count; t++)
-        if (nt_kernel_sets[t]->supported() && wanted(nt_kernel_sets[t]->name, is_set, argc, argv))
-            bench_attention(nt_kernel_sets[t]);
+    for (int t = 0; t < nt_kernel_set_count; t++) {
+        const nt_kernels *completed; /* with the attention kernels it borrows */
+        if (nt_kernel_sets[t]->supported() && wanted(nt_kernel_sets[t]->name, is_set, argc, argv) &&
+            nt_kernels_select(&completed, &err, nt_kernel_sets[t]->name) == NT_OK)
+            bench_attention(completed);
+    }
     nt_threadpool_free(one), nt_threadpool_free(two);
     free(x), free(y), free(w), free(scales), free(packed);
     return 0;

@@ -340,7 +340,7 @@ class NemotronPreTrainedModel:
 
     @property
     def kernels(self):
-        """Name of the kernel set chosen for this CPU ('avx512', 'avx2' or 'portable')."""
+        """Name of the kernel set chosen for this CPU ('amx', 'avx512', 'avx2' or 'portable')."""
         return self._core.kernels
 
     @property

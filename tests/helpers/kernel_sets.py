@@ -3,7 +3,7 @@ import pytest
 
 import nemotron_c
 
-SETS = ["avx512", "avx2", "portable"]
+SETS = ["amx", "avx512", "avx2", "portable"]
 
 
 def skip_if_cpu_lacks(error, kernels):

@@ -1,0 +1,271 @@
+/*
+ * AVX-512 + AMX-BF16 kernels: bfloat16 weights multiplied on the tile unit, with float32's products.
+ *
+ * A float32 x is the exact sum of three bfloat16 values: hi, x with its low 16 bits cleared; lo, the same of
+ * x - hi; and lo2 = x - hi - lo, which has at most 8 significant bits left (each subtraction is exact: the
+ * operands share a binade). The product of two bfloat16 values is exact in float32, so w * x is computed as
+ * w * hi + w * lo + w * lo2 with every product exact and the sums in float32, as the FMA kernels do, in
+ * another order: three tile products per 32 columns of K, where vdpbf16ps alone would round x to bfloat16
+ * (kernels/matmul_avx512.c). The tile unit flushes subnormal inputs and outputs to zero: a difference only
+ * below 1e-38.
+ *
+ * Only bfloat16 weights with K a multiple of 32 come here; every other matmul and kernel is the avx512 set's
+ * (kernels/dispatch.c fills the entries left NULL from the next set the CPU runs). An output element's sum runs
+ * over K in the same order whatever M, the columns asked for and the thread: a row's bits depend neither on
+ * the batch nor on the threads.
+ *
+ * This file alone is compiled with amx_CFLAGS (csrc/sources.mk); the set is used only when the CPU has
+ * AMX-BF16 and Linux grants the process the tile state (arch_prctl). Built without them, it is empty.
+ */
+#include "kernels/kernels.h"
+
+#if defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__AVX512F__) && defined(__AVX512BW__) && \
+    defined(__linux__)
+#include <cpuid.h>
+#include <immintrin.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/* Tiles: 0-3 the sums (C, tile 2a + b for weight tile a and x tile b), 4-5 weights (A: 16 rows of w, 32 of K
+ * each), 6-7 x (B: 16 pairs of K, each a pair for 16 rows of x). Every tile is 16 rows of 64 bytes. */
+typedef struct {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t bytes_per_row[16];
+    uint8_t rows[16];
+} tile_config;
+
+static void load_tile_config(void) {
+    tile_config c;
+    memset(&c, 0, sizeof c);
+    c.palette = 1;
+    for (int t = 0; t < 8; t++) {
+        c.bytes_per_row[t] = 64;
+        c.rows[t] = 16;
+    }
+    _tile_loadconfig(&c);
+}
+
+enum {
+    STEP = 32,          /* columns of K per tile product */
+    PLANES = 3,         /* hi, lo, lo2 */
+    TILE_HALFS = 512,   /* bfloat16 values in a tile */
+    MIN_ROWS = 5,       /* fewer rows go to the avx512 kernels, faster there (3 tile products a step for 1 row) */
+    ROWS_MC = 256,      /* rows of x whose tiles are packed together, */
+    X_TILES = 768,      /* over as many steps of K as make this many tiles (768 KiB, in L2): few rows take long
+                         * steps through each row of w, which memory streams better than short ones */
+    COLS_NC = 4096,     /* for this many columns of y at most (their sums, 4 MiB, go through L2 once a block) */
+};
+
+/* ---------------------------------------------------------------- x in three bfloat16 planes */
+
+static inline void transpose16(__m512i r[16]) {
+    __m512i t[16], u[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+    }
+    for (int g = 0; g < 4; g++) {
+        u[4 * g + 0] = _mm512_unpacklo_epi64(t[4 * g], t[4 * g + 2]);
+        u[4 * g + 1] = _mm512_unpackhi_epi64(t[4 * g], t[4 * g + 2]);
+        u[4 * g + 2] = _mm512_unpacklo_epi64(t[4 * g + 1], t[4 * g + 3]);
+        u[4 * g + 3] = _mm512_unpackhi_epi64(t[4 * g + 1], t[4 * g + 3]);
+    }
+    for (int c = 0; c < 4; c++) {
+        __m512i even01 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0x88), odd01 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0xdd);
+        __m512i even23 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0x88),
+                odd23 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0xdd);
+        r[c] = _mm512_shuffle_i32x4(even01, even23, 0x88);
+        r[4 + c] = _mm512_shuffle_i32x4(odd01, odd23, 0x88);
+        r[8 + c] = _mm512_shuffle_i32x4(even01, even23, 0xdd);
+        r[12 + c] = _mm512_shuffle_i32x4(odd01, odd23, 0xdd);
+    }
+}
+
+/* The high halves of the 32 floats lo, hi as 32 bfloat16 in their order (exact: their low halves are zero). */
+static inline __m512i high_halves(__m512 lo, __m512 hi) {
+    static const uint16_t odd_words[32] = {1,  3,  5,  7,  9,  11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31,
+                                           33, 35, 37, 39, 41, 43, 45, 47, 49, 51, 53, 55, 57, 59, 61, 63};
+    return _mm512_permutex2var_epi16(_mm512_castps_si512(lo), _mm512_loadu_si512(odd_words), _mm512_castps_si512(hi));
+}
+
+/* The x tiles of rows [m0, m0 + 16) (zeros past M) and steps [s0, s1) of K: tile (s, plane) at
+ * xp + ((s - s0) * PLANES + plane) * TILE_HALFS, its row p holding, for each of the 16 rows of x, its columns
+ * 2p and 2p + 1 of the step in that plane. */
+static void pack_x_rows(uint16_t *xp, const float *x, int64_t M, int64_t K, int64_t m0, int64_t s0, int64_t s1) {
+    const __m512 high = _mm512_castsi512_ps(_mm512_set1_epi32((int)0xffff0000u));
+    for (int64_t s = s0; s < s1; s++) {
+        __m512i r[PLANES][16];
+        for (int i = 0; i < 16; i++) {
+            __m512 a = _mm512_setzero_ps(), b = _mm512_setzero_ps();
+            if (m0 + i < M) {
+                a = _mm512_loadu_ps(x + (m0 + i) * K + s * STEP);
+                b = _mm512_loadu_ps(x + (m0 + i) * K + s * STEP + 16);
+            }
+            __m512 a_hi = _mm512_and_ps(a, high), b_hi = _mm512_and_ps(b, high);
+            __m512 a_rest = _mm512_sub_ps(a, a_hi), b_rest = _mm512_sub_ps(b, b_hi);
+            __m512 a_lo = _mm512_and_ps(a_rest, high), b_lo = _mm512_and_ps(b_rest, high);
+            r[0][i] = high_halves(a_hi, b_hi);
+            r[1][i] = high_halves(a_lo, b_lo);
+            r[2][i] = high_halves(_mm512_sub_ps(a_rest, a_lo), _mm512_sub_ps(b_rest, b_lo));
+        }
+        for (int p = 0; p < PLANES; p++) {
+            transpose16(r[p]);
+            uint16_t *tile = xp + ((s - s0) * PLANES + p) * TILE_HALFS;
+            for (int i = 0; i < 16; i++) _mm512_store_si512(tile + 32 * i, r[p][i]);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- tile products */
+
+/* The sums c_ab (16 x 16 floats, c[j][i] for row i of x tile b and row j of weight tile a) of NA weight tiles
+ * (16 rows each from w0, w1, K apart) by MB x tiles (x0, x1: their tiles from step s0) over steps [s0, s0 +
+ * steps) of K, added to c_ab, or from zero at the first steps. */
+static inline __attribute__((always_inline)) void tile_block(float *c00, float *c01, float *c10, float *c11,
+                                                             const uint16_t *w0, const uint16_t *w1, int64_t K,
+                                                             const uint16_t *x0, const uint16_t *x1, int64_t s0,
+                                                             int64_t steps, int first, const int NA, const int MB) {
+    if (first) {
+        _tile_zero(0);
+        if (MB > 1) _tile_zero(1);
+        if (NA > 1) _tile_zero(2);
+        if (NA > 1 && MB > 1) _tile_zero(3);
+    } else {
+        _tile_loadd(0, c00, 64);
+        if (MB > 1) _tile_loadd(1, c01, 64);
+        if (NA > 1) _tile_loadd(2, c10, 64);
+        if (NA > 1 && MB > 1) _tile_loadd(3, c11, 64);
+    }
+    for (int64_t s = s0; s < s0 + steps; s++) {
+        _tile_loadd(4, w0 + s * STEP, K * 2);
+        if (NA > 1) _tile_loadd(5, w1 + s * STEP, K * 2);
+        for (int p = 0; p < PLANES; p++) {
+            _tile_loadd(6, x0 + ((s - s0) * PLANES + p) * TILE_HALFS, 64);
+            if (MB > 1) _tile_loadd(7, x1 + ((s - s0) * PLANES + p) * TILE_HALFS, 64);
+            _tile_dpbf16ps(0, 4, 6);
+            if (MB > 1) _tile_dpbf16ps(1, 4, 7);
+            if (NA > 1) _tile_dpbf16ps(2, 5, 6);
+            if (NA > 1 && MB > 1) _tile_dpbf16ps(3, 5, 7);
+        }
+    }
+    _tile_stored(0, c00, 64);
+    if (MB > 1) _tile_stored(1, c01, 64);
+    if (NA > 1) _tile_stored(2, c10, 64);
+    if (NA > 1 && MB > 1) _tile_stored(3, c11, 64);
+}
+
+/* y rows [m0, m0 + mr) x columns [n0, n0 + nr) = the tile of sums c (16 x 16, c[j][i] for row i, column j). */
+static void store_tile(float *y, int64_t N, const float *c, int64_t m0, int64_t mr, int64_t n0, int64_t nr) {
+    __m512i r[16];
+    for (int j = 0; j < 16; j++) r[j] = _mm512_load_si512(c + 16 * j);
+    transpose16(r);
+    __mmask16 mask = nr >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << nr) - 1);
+    for (int64_t i = 0; i < mr; i++) _mm512_mask_storeu_ps(y + (m0 + i) * N + n0, mask, _mm512_castsi512_ps(r[i]));
+}
+
+/* ---------------------------------------------------------------- the matmul */
+
+static void matmul_bf16_amx(float *y, const float *x, const nt_tensor *w, int64_t M, int64_t n_begin,
+                            int64_t n_end) {
+    int64_t N = w->shape[0], K = w->shape[1], steps = K / STEP;
+    if (K % STEP != 0 || K == 0 || M < MIN_ROWS) {
+        nt_kernels_avx512.matmul[NT_DTYPE_BF16](y, x, w, M, n_begin, n_end);
+        return;
+    }
+    int64_t mc_max = M < ROWS_MC ? (M + 15) / 16 * 16 : ROWS_MC, n_tiles_max = (n_end - n_begin + 15) / 16;
+    if (n_tiles_max > COLS_NC / 16) n_tiles_max = COLS_NC / 16;
+    /* x's tiles (X_TILES), the sums (n_tiles_max x mc_max / 16 tiles), and 16 rows of w padded
+     * with zeros for a last tile of weights that would read past N */
+    size_t x_halfs = (size_t)X_TILES * TILE_HALFS;
+    size_t sums_floats = (size_t)n_tiles_max * (size_t)mc_max * 16, pad_halfs = (size_t)16 * (size_t)K;
+    uint16_t *xp = aligned_alloc(64, x_halfs * 2 + sums_floats * 4 + pad_halfs * 2);
+    if (xp == NULL) { /* the avx512 kernels need no memory */
+        nt_kernels_avx512.matmul[NT_DTYPE_BF16](y, x, w, M, n_begin, n_end);
+        return;
+    }
+    float *sums = (float *)(xp + x_halfs);
+    uint16_t *w_pad = (uint16_t *)(sums + sums_floats);
+    const uint16_t *wd = w->data;
+    int64_t last_tile = n_begin + (n_end - n_begin - 1) / 16 * 16, padded_tile = last_tile + 16 > N ? last_tile : -1;
+    if (padded_tile >= 0) {
+        memset(w_pad, 0, pad_halfs * 2);
+        memcpy(w_pad, wd + padded_tile * K, (size_t)(N - padded_tile) * (size_t)K * 2);
+    }
+    load_tile_config();
+    for (int64_t nc0 = n_begin; nc0 < n_end; nc0 += COLS_NC) {
+        int64_t nc = n_end - nc0 < COLS_NC ? n_end - nc0 : COLS_NC, n_tiles = (nc + 15) / 16;
+        for (int64_t mc0 = 0; mc0 < M; mc0 += ROWS_MC) {
+            int64_t mc = M - mc0 < ROWS_MC ? M - mc0 : ROWS_MC, m_tiles = (mc + 15) / 16;
+            int64_t steps_kc = X_TILES / PLANES / m_tiles;
+            for (int64_t s0 = 0; s0 < steps; s0 += steps_kc) {
+                int64_t ks = steps - s0 < steps_kc ? steps - s0 : steps_kc;
+                for (int64_t b = 0; b < m_tiles; b++)
+                    pack_x_rows(xp + b * ks * PLANES * TILE_HALFS, x, M, K, mc0 + 16 * b, s0, s0 + ks);
+                for (int64_t a = 0; a < n_tiles; a += 2) {
+                    int na = n_tiles - a >= 2 ? 2 : 1;
+                    const uint16_t *w0 = nc0 + 16 * a == padded_tile ? w_pad : wd + (nc0 + 16 * a) * K;
+                    const uint16_t *w1 = nc0 + 16 * a + 16 == padded_tile ? w_pad : wd + (nc0 + 16 * a + 16) * K;
+                    for (int64_t b = 0; b < m_tiles; b += 2) {
+                        int mb = m_tiles - b >= 2 ? 2 : 1, first = s0 == 0;
+                        float *c00 = sums + (a * m_tiles + b) * 256, *c10 = c00 + m_tiles * 256;
+                        const uint16_t *x0 = xp + b * ks * PLANES * TILE_HALFS, *x1 = x0 + ks * PLANES * TILE_HALFS;
+                        if (na == 2 && mb == 2)
+                            tile_block(c00, c00 + 256, c10, c10 + 256, w0, w1, K, x0, x1, s0, ks, first, 2, 2);
+                        else if (na == 2)
+                            tile_block(c00, NULL, c10, NULL, w0, w1, K, x0, NULL, s0, ks, first, 2, 1);
+                        else if (mb == 2)
+                            tile_block(c00, c00 + 256, NULL, NULL, w0, NULL, K, x0, x1, s0, ks, first, 1, 2);
+                        else
+                            tile_block(c00, NULL, NULL, NULL, w0, NULL, K, x0, NULL, s0, ks, first, 1, 1);
+                    }
+                }
+            }
+            for (int64_t a = 0; a < n_tiles; a++)
+                for (int64_t b = 0; b < m_tiles; b++) {
+                    int64_t mr = mc - 16 * b < 16 ? mc - 16 * b : 16, nr = nc - 16 * a < 16 ? nc - 16 * a : 16;
+                    store_tile(y, N, sums + (a * m_tiles + b) * 256, mc0 + 16 * b, mr, nc0 + 16 * a, nr);
+                }
+        }
+    }
+    _tile_release();
+    free(xp);
+}
+
+/* ---------------------------------------------------------------- the set */
+
+#define ARCH_REQ_XCOMP_PERM 0x1023
+#define XFEATURE_XTILEDATA 18
+
+/* AMX-TILE and AMX-BF16 (CPUID 7.0 EDX bits 24, 22), the OS saving the tile state (XCR0 bits 17, 18), and
+ * Linux's consent for this process, asked once (the first use of a tile register faults without it). */
+static int cpu_has_amx(void) {
+    static int answer = -1;
+    if (answer >= 0) return answer;
+    unsigned a, b, c, d;
+    int ok = nt_kernels_avx512.supported() && __get_cpuid_count(7, 0, &a, &b, &c, &d) && (d >> 24 & 1) &&
+             (d >> 22 & 1);
+    if (ok) {
+        unsigned xcr0_low, xcr0_high;
+        __asm__ volatile("xgetbv" : "=a"(xcr0_low), "=d"(xcr0_high) : "c"(0));
+        ok = (xcr0_low & (3u << 17)) == (3u << 17) &&
+             syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+    }
+    answer = ok;
+    return answer;
+}
+
+const nt_kernels nt_kernels_amx = {
+    .name = "amx",
+    .supported = cpu_has_amx,
+    .matmul = {[NT_DTYPE_BF16] = matmul_bf16_amx}, /* and no matmul_packed: x in the avx512 layout is no use */
+};
+
+#else
+
+static int never(void) { return 0; }
+
+const nt_kernels nt_kernels_amx = {.name = "amx", .supported = never};
+
+#endif
