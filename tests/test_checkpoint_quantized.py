@@ -388,10 +388,13 @@ def facts(fmt):
     (lambda t, fmt: t.update({Q_PROJ: doubled(t[Q_PROJ]), Q_PROJ + "_scale": doubled(t[Q_PROJ + "_scale"])}),
      lambda f: rf"'{f['Q']}' has shape \(64, 128\), the config implies \(64, 64\) \(its {f['q']} values are stored "
                rf"as {f['S']} \(64, {2 * f['qv']}\), {f['layout']}\)"),
-    # the values dtype of the other format
+    # the values dtype of the other format, beside scales or alone
     (lambda t, fmt: values_in_place_of(Q_PROJ, FORMATS[OTHER[fmt.dtype]])(t, fmt),
      lambda f: rf"'{f['Q']}' .* is stored as {f['other_S']}, the values of {f['other']} weights, but config.json's "
                rf"quantization_config is {f['q']}'s \('nemotron_c_{f['q']}'\), whose weights are {f['S']}"),
+    (lambda t, fmt: values_in_place_of("model.norm.weight", FORMATS[OTHER[fmt.dtype]])(t, fmt),
+     lambda f: rf"'model.norm.weight' .* is stored as {f['other_S']}, the values of {f['other']} weights, but "
+               rf"config.json's quantization_config is {f['q']}'s"),
 ])
 def test_malformed_tensors_are_named(hostile, change, message):
     directory, fmt = hostile
