@@ -24,6 +24,7 @@ import nemotron_c
 import nemotron_c.model.weights
 from nemotron_c.checkpoint.quantized import FORMATS, QUANTIZATION_CONFIGS, QuantizedCheckpointError
 from nemotron_c.checkpoint.safetensors import read_safetensors
+from nemotron_c.checkpoint.saving import TensorToSave, write_safetensors
 
 QUANTIZED = tuple(FORMATS)
 OTHER = {"int8": "int4", "int4": "int8"}
@@ -97,6 +98,7 @@ def test_saved_quantized_model_loads_back_bit_for_bit(saved, quantized, dtype, t
     again = load_on(directory, kernels, monkeypatch)
     assert again.kernels == model.kernels == kernels
     assert again.dtype == quantized and again.config.quantization_config == QUANTIZATION_CONFIGS[quantized]
+    assert again.num_parameters() == model.num_parameters()
     np.testing.assert_array_equal(logits(again), logits(model))
     np.testing.assert_array_equal(greedy(again), greedy(model))
     np.testing.assert_array_equal(again.score(IDS).sum_logprob, model.score(IDS).sum_logprob)
@@ -142,6 +144,30 @@ def test_quantized_folder_loads_mapped_and_never_quantizes_again(saved, monkeypa
             assert values.dtype == FORMATS[quantized].numpy_type and scales.dtype == np.float32
             assert isinstance(file_of(values), mmap.mmap) and file_of(values) is file_of(scales), name
         np.testing.assert_array_equal(logits(again), logits(model))
+
+
+@pytest.mark.parametrize("quantized", QUANTIZED)
+@pytest.mark.parametrize("kernels", SETS)
+def test_values_at_an_unaligned_offset_are_mapped_as_they_are(saved, tmp_path, monkeypatch, quantized, kernels):
+    """Another writer may leave the values at any offset of the file (here 2 bytes past a 64-byte boundary, behind a
+    one-value F16 tensor): they are still used in place, the kernels reading them unaligned; the scales, which
+    NumPy needs aligned, are copied."""
+    _, directory, _ = saved(quantized)
+    model = load_on(directory, kernels, monkeypatch)
+    stored = read_safetensors(os.path.join(directory, "model.safetensors"))
+    tensors = [TensorToSave.of("a.first", np.zeros(1, np.float16), "float16")]
+    numpy_types = {"F32": np.float32, "BF16": np.uint16, "I8": np.int8, "U8": np.uint8}
+    dtypes = {"F32": "float32", "BF16": "bfloat16", FORMATS[quantized].stored: quantized}
+    for name, t in stored.items():
+        tensors.append(TensorToSave(name, dtypes[t.dtype], t.shape,
+                                    lambda t=t: np.frombuffer(t.data, numpy_types[t.dtype]).reshape(t.shape)))
+    shutil.copy(os.path.join(directory, "config.json"), tmp_path)
+    write_safetensors(str(tmp_path / "model.safetensors"), tensors, {"format": "pt"})
+    again = load_on(tmp_path, kernels, monkeypatch)
+    values, scales = again._weights["layers.1.self_attn.q_proj.weight"][0]
+    assert values.ctypes.data % 4 == 2 and isinstance(file_of(values), mmap.mmap)
+    assert scales.ctypes.data % 4 == 0
+    np.testing.assert_array_equal(logits(again), logits(model))
 
 
 @pytest.mark.parametrize("quantized", QUANTIZED)
