@@ -421,7 +421,10 @@ def facts(fmt):
     (lambda t, fmt: values_in_place_of("model.norm.weight", FORMATS[OTHER[fmt.dtype]])(t, fmt),
      lambda f: rf"'model.norm.weight' .* is stored as {f['other_S']}, the values of {f['other']} weights, but "
                rf"config.json's quantization_config is {f['q']}'s"),
-])
+], ids=["scales_too_few_groups", "scales_too_many_groups", "scales_too_few_rows", "scales_missing", "scale_nan",
+       "scales_inf", "scales_f16", "weight_missing", "weight_float", "weight_i16", "values_dtype_on_norm",
+       "values_dtype_on_embedding", "values_1d", "values_not_whole_groups", "values_twice_as_long",
+       "values_and_scales_wider_than_config", "other_format_values", "other_format_values_alone"])
 def test_malformed_tensors_are_named(hostile, change, message):
     directory, fmt = hostile
     rewrite(directory, lambda tensors: change(tensors, fmt))
@@ -452,7 +455,9 @@ def test_malformed_tensors_are_named(hostile, change, message):
     (lambda c, f: QUANTIZATION_CONFIGS[OTHER[f.dtype]],
      lambda c, f: rf"tensor '.*' in .* is stored as {f.stored}, the values of {f.dtype} weights, but config.json's "
                   rf"quantization_config is {OTHER[f.dtype]}'s"),
-])
+], ids=["other_group_size", "other_bits", "float_bits", "group_size_16", "asymmetric", "scale_dtype",
+       "unknown_format", "extra_key", "no_group_size", "no_format", "quant_method", "not_an_object",
+       "other_format_config"])
 def test_wrong_quantization_config_is_named(hostile, value, message):
     directory, fmt = hostile
     config = QUANTIZATION_CONFIGS[fmt.dtype]

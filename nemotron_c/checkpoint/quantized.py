@@ -35,11 +35,11 @@ from .tensors import STORAGE_NUMPY, convert, row_blocks
 SCALE_SUFFIX = "_scale"
 
 
-def int8_values(grouped):
+def int8_unpack(grouped):
     return grouped
 
 
-def int4_values(grouped):
+def int4_unpack(grouped):
     """(rows, groups, 16) bytes -> (rows, groups, 32) int8 values: byte j holds element j in its low nibble and
     element j + 16 in its high one, each as q + 8."""
     return np.concatenate([grouped & 15, grouped >> 4], axis=-1).astype(np.int8) - 8
@@ -49,11 +49,11 @@ class QuantizedFormat:
     """A quantized dtype as a checkpoint stores it: the safetensors dtype and NumPy type of its values, its group
     and the bytes of a group's values (the core's dtype table), its quantization_config."""
 
-    def __init__(self, dtype, stored, numpy_type, layout, values):
+    def __init__(self, dtype, stored, numpy_type, layout, unpack):
         info = _core.DTYPE_INFO[dtype]
         self.dtype, self.stored, self.numpy_type = dtype, stored, numpy_type
         self.layout = layout  # the values' shape, for messages
-        self.values = values  # (rows, groups, group_bytes) stored -> (rows, groups, group_size) integer values
+        self.unpack = unpack  # (rows, groups, group_bytes) stored -> (rows, groups, group_size) integer values
         self.group_size, self.group_bytes = info.block_size, info.itemsize
         # config.json's quantization_config of such a checkpoint, every key required
         self.quantization_config = {"format": f"nemotron_c_{dtype}", "bits": 8 * info.itemsize // info.block_size,
@@ -67,13 +67,13 @@ class QuantizedFormat:
     def dequantize(self, values, scales):
         """q * scale in float32, (rows, K), from stored values (rows, K * bits / 8) and scales (rows, K / group)."""
         rows, groups = scales.shape
-        q = self.values(values.reshape(rows, groups, self.group_bytes))
+        q = self.unpack(values.reshape(rows, groups, self.group_bytes))
         return (q.astype(np.float32) * scales[:, :, None]).reshape(rows, groups * self.group_size)
 
 
-FORMATS = {f.dtype: f for f in (QuantizedFormat("int8", "I8", np.int8, "(N, K)", int8_values),
+FORMATS = {f.dtype: f for f in (QuantizedFormat("int8", "I8", np.int8, "(N, K)", int8_unpack),
                                 QuantizedFormat("int4", "U8", np.uint8, "(N, K / 2), two values a byte",
-                                                int4_values))}
+                                                int4_unpack))}
 assert set(FORMATS) == {name for name, info in _core.DTYPE_INFO.items() if info.scaled}
 QUANTIZATION_CONFIGS = {dtype: f.quantization_config for dtype, f in FORMATS.items()}
 FORMAT_NAMES = " or ".join(repr(f.quantization_config["format"]) for f in FORMATS.values())
