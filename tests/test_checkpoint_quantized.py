@@ -358,10 +358,10 @@ def nan_at(scales):
     return scales
 
 
-def values_in_place_of(name, fmt=None):
-    """The tensor `name` replaced by zeros of the values dtype of the checkpoint's format (or of `fmt`)."""
-    def apply(tensors, own):
-        tensors[name] = np.zeros(tensors[name].shape, (fmt or own).numpy_type)
+def values_in_place_of(name, other=False):
+    """The tensor `name` replaced by zeros in the values dtype of the checkpoint's format (or of the other one)."""
+    def apply(tensors, fmt):
+        tensors[name] = np.zeros(tensors[name].shape, (FORMATS[OTHER[fmt.dtype]] if other else fmt).numpy_type)
     return apply
 
 
@@ -415,10 +415,10 @@ def facts(fmt):
      lambda f: rf"'{f['Q']}' has shape \(64, 128\), the config implies \(64, 64\) \(its {f['q']} values are stored "
                rf"as {f['S']} \(64, {2 * f['qv']}\), {f['layout']}\)"),
     # the values dtype of the other format, beside scales or alone
-    (lambda t, fmt: values_in_place_of(Q_PROJ, FORMATS[OTHER[fmt.dtype]])(t, fmt),
+    (values_in_place_of(Q_PROJ, other=True),
      lambda f: rf"'{f['Q']}' .* is stored as {f['other_S']}, the values of {f['other']} weights, but config.json's "
                rf"quantization_config is {f['q']}'s \('nemotron_c_{f['q']}'\), whose weights are {f['S']}"),
-    (lambda t, fmt: values_in_place_of("model.norm.weight", FORMATS[OTHER[fmt.dtype]])(t, fmt),
+    (values_in_place_of("model.norm.weight", other=True),
      lambda f: rf"'model.norm.weight' .* is stored as {f['other_S']}, the values of {f['other']} weights, but "
                rf"config.json's quantization_config is {f['q']}'s"),
 ], ids=["scales_too_few_groups", "scales_too_many_groups", "scales_too_few_rows", "scales_missing", "scale_nan",
