@@ -61,6 +61,10 @@ def main():
                "model.layers.0.mlp.up_proj.weight_scale": np.array([[0.5, 1], [2, 0]], dtype=np.float32),
                "model.norm.weight": np.ones(3, dtype=np.float32)},
               corpus("safetensors", "int8.safetensors"), metadata={"format": "pt"})
+    save_file({"model.layers.0.mlp.up_proj.weight": (np.arange(128) * 37 % 256).astype(np.uint8).reshape(2, 64),
+               "model.layers.0.mlp.up_proj.weight_scale": np.array([[0.5, 1, -2, 0], [2, 0, 1, -0.25]], np.float32),
+               "model.norm.weight": np.ones(3, dtype=np.float32)},
+              corpus("safetensors", "int4.safetensors"), metadata={"format": "pt"})
     torch.save({"a": torch.arange(6, dtype=torch.float32).reshape(2, 3), "b": torch.ones(4, dtype=torch.bfloat16)},
                corpus("torch_bin", "two.bin"))
     with open(corpus("encode_decode", "text.txt"), "w", encoding="utf-8") as f:

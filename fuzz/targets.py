@@ -13,7 +13,7 @@ import tempfile
 import numpy as np
 
 import nemotron_c
-from nemotron_c.checkpoint.quantized import QUANTIZATION_CONFIG, QUANTIZED_DTYPE, gather_quantized
+from nemotron_c.checkpoint.quantized import QUANTIZATION_CONFIGS, QuantizedCheckpointError, gather_quantized
 from nemotron_c.checkpoint.safetensors import read_safetensors
 from nemotron_c.checkpoint.torch_bin import read_state_dict
 from nemotron_c.model.rope import rope_parameters
@@ -43,14 +43,19 @@ def _write(name, data):
 
 
 def safetensors(data):
-    """The file as a shard of an int8 checkpoint: I8 weights paired with their scales, read as int8 and
-    dequantized (a float file passes the pairing unchanged)."""
-    tensors = gather_quantized(read_safetensors(_write("model.safetensors", data)), QUANTIZATION_CONFIG,
-                               QUANTIZED_TENSORS)
-    for tensor in tensors.values():
-        if tensor.storage == QUANTIZED_DTYPE:
-            tensor.array("float32")
-        tensor.array(tensor.storage)
+    """The file as a shard of an int8 checkpoint and of an int4 one: quantized weights paired with their scales,
+    read as stored and dequantized (a float file passes the pairing unchanged). A file one format refuses is still
+    read as the other."""
+    stored = read_safetensors(_write("model.safetensors", data))
+    for config in QUANTIZATION_CONFIGS.values():
+        try:
+            tensors = gather_quantized(stored, config, QUANTIZED_TENSORS)
+        except QuantizedCheckpointError:
+            continue
+        for tensor in tensors.values():
+            if tensor.storage in QUANTIZATION_CONFIGS:
+                tensor.array("float32")
+            tensor.array(tensor.storage)
 
 
 def torch_bin(data):

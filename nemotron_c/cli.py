@@ -19,7 +19,7 @@ copied over; --token-logprobs adds each token's log-probability. NaN (a text of 
 is written as null. A progress bar goes to stderr when it is a terminal (or with --progress).
 
 convert rewrites a checkpoint directory (any format nemotron_c reads) as safetensors in DST, optionally in
-another dtype (int8: quantized once, then mapped by every load) and sharded, with config.json,
+another dtype (int8, int4: quantized once, then mapped by every load) and sharded, with config.json,
 generation_config.json and the tokenizer files copied, so that later loads map the weights instead of reading
 them. DST must be new or empty unless --overwrite; it can never be SRC. With --progress (default: when stderr
 is a terminal) each file written is reported on stderr.
@@ -142,9 +142,9 @@ def build_parser(prog=None):
     )
     convert.add_argument("source", metavar="SRC", help="checkpoint directory to read")
     convert.add_argument("destination", metavar="DST", help="directory to write (new or empty)")
-    convert.add_argument("--dtype", choices=("float32", "bfloat16", "float16", "int8"),
-                         help="dtype of the written weights (default: as stored); int8 quantizes the linear "
-                              "layers' weights, a float dtype dequantizes an int8 checkpoint")
+    convert.add_argument("--dtype", choices=("float32", "bfloat16", "float16", "int8", "int4"),
+                         help="dtype of the written weights (default: as stored); int8 and int4 quantize the linear "
+                              "layers' weights, a float dtype dequantizes an int8 or int4 checkpoint")
     convert.add_argument("--max-shard-size", default=DEFAULT_MAX_SHARD_SIZE, metavar="SIZE",
                          help=f"shard above this size, e.g. 5GB, 500MB (default {DEFAULT_MAX_SHARD_SIZE}, as "
                               "Transformers)")
@@ -310,7 +310,7 @@ def run_info(args):
     dtypes = {}
     for _, array, dtype in model._tensors_to_save():
         count, size = dtypes.get(dtype, (0, 0))
-        arrays = array if isinstance(array, tuple) else (array,)  # an int8 weight: (values, scales)
+        arrays = array if isinstance(array, tuple) else (array,)  # a quantized weight: (values, scales)
         dtypes[dtype] = (count + 1, size + sum(int(a.nbytes) for a in arrays))
     c = model.config
     info = {

@@ -4,11 +4,11 @@ import json
 import os
 import shutil
 
-from .checkpoint.quantized import QUANTIZATION_CONFIG, QUANTIZED_DTYPE
+from .checkpoint.quantized import QUANTIZATION_CONFIGS
 from .checkpoint.saving import (DEFAULT_MAX_SHARD_SIZE, ITEMSIZES, TensorToSave, parse_shard_size, prepare_directory,
                                 save_weights, write_text)
 from .model.configuration import CONFIG_NAME, NemotronConfig, read_config_json
-from .model.weights import QUANTIZED_TENSORS, check_quantizable, quantize, read_weights
+from .model.weights import QUANTIZED_DTYPES, QUANTIZED_TENSORS, check_quantizable, quantize, read_weights
 
 # what convert copies from beside the weights: configs and every tokenizer file Transformers reads
 CHECKPOINT_SIDE_FILES = (CONFIG_NAME, "generation_config.json", "tokenizer.json", "tokenizer_config.json",
@@ -20,9 +20,10 @@ def convert_checkpoint(source, destination, dtype=None, max_shard_size=DEFAULT_M
     """Rewrites the checkpoint directory `source` (any format read_checkpoint reads) as safetensors in
     `destination`, each tensor converted to `dtype` (None keeps the stored one), with the files beside the weights
     (configs, tokenizer) copied over. Tensors keep their names; a tied lm_head.weight is dropped as Transformers
-    drops it when saving. "int8" quantizes the linear layers' weights as from_pretrained(dtype="int8") does and
-    writes them in nemotron_c's int8 format (checkpoint/quantized.py), the other tensors as stored; a float dtype
-    dequantizes an int8 source. Returns the names of the files written."""
+    drops it when saving. "int8" or "int4" quantizes the linear layers' weights as from_pretrained(dtype=...) does
+    and writes them in nemotron_c's format of that dtype (checkpoint/quantized.py), the other tensors as stored; a
+    float dtype dequantizes a quantized source, the other quantized dtype is refused (as from_pretrained refuses
+    it). Returns the names of the files written."""
     source, destination = os.fspath(source), os.fspath(destination)
     if not os.path.isdir(source):
         raise FileNotFoundError(f"{source!r} is not a checkpoint directory")
@@ -38,7 +39,7 @@ def convert_checkpoint(source, destination, dtype=None, max_shard_size=DEFAULT_M
     if config.tie_word_embeddings and any(name.endswith("embed_tokens.weight") for name in stored):
         stored.pop("lm_head.weight", None)
     tensors = [saved for name, t in stored.items() for saved in TensorToSave.each(name, *converted(name, t, dtype))]
-    quantized = any(t.dtype == QUANTIZED_DTYPE for t in tensors)
+    quantized = next((t.dtype for t in tensors if t.dtype in QUANTIZED_DTYPES), None)
     destination = prepare_directory(destination)
 
     written = []
@@ -48,12 +49,12 @@ def convert_checkpoint(source, destination, dtype=None, max_shard_size=DEFAULT_M
             continue
         if file_name == CONFIG_NAME and dtype is not None:
             data = read_config_json(path)
-            if dtype != QUANTIZED_DTYPE:  # an int8 checkpoint's config.dtype is that of its float tensors
+            if dtype not in QUANTIZED_DTYPES:  # a quantized checkpoint's config.dtype is that of its float tensors
                 data.pop("torch_dtype", None)
                 data["dtype"] = dtype
             data.pop("quantization_config", None)
             if quantized:
-                data["quantization_config"] = dict(QUANTIZATION_CONFIG)
+                data["quantization_config"] = dict(QUANTIZATION_CONFIGS[quantized])
             write_text(os.path.join(destination, file_name), json.dumps(data, indent=2, sort_keys=True) + "\n")
         else:
             shutil.copyfile(path, os.path.join(destination, file_name))
@@ -62,10 +63,14 @@ def convert_checkpoint(source, destination, dtype=None, max_shard_size=DEFAULT_M
 
 
 def converted(name, stored, dtype):
-    """(dtype, shape, load) of a tensor written in `dtype` (None: as stored); load() gives its array, or for an int8
-    weight (values, scales), quantized only when stored in float."""
-    if dtype == QUANTIZED_DTYPE:
-        if stored.storage == QUANTIZED_DTYPE or not name.endswith(QUANTIZED_TENSORS):
+    """(dtype, shape, load) of a tensor written in `dtype` (None: as stored); load() gives its array, or for a
+    quantized weight (values, scales), quantized only when stored in float."""
+    if dtype in QUANTIZED_DTYPES:
+        if stored.storage in QUANTIZED_DTYPES and stored.storage != dtype:
+            raise ValueError(f"tensor {name!r} is stored in {stored.storage} (a nemotron_c {stored.storage} "
+                             f"checkpoint): converting it to {dtype} would quantize its weights a second time; "
+                             f"convert its float checkpoint instead")
+        if stored.storage == dtype or not name.endswith(QUANTIZED_TENSORS):
             dtype = stored.storage
         else:
             check_quantizable(name, stored.shape, dtype)  # before anything is written

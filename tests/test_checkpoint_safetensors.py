@@ -322,7 +322,8 @@ def test_bad_inputs_raise(written):
 
 def test_storage_dtypes_agree_with_the_core_table():
     """loading's dtype names and sizes are those of the core's dtype table, exported as _core.DTYPE_INFO.
-    A checkpoint stores the float dtypes; the quantized ones (scaled: int8) are made at load time."""
+    A checkpoint stores the float dtypes as themselves; the quantized ones (scaled: int8, int4) are made at load time
+    or read as nemotron_c's own format (checkpoint/quantized.py), whose values are I8 or U8."""
     assert not hasattr(_core, "DTYPES")
     floats = {name: info for name, info in _core.DTYPE_INFO.items() if not info.scaled}
     assert set(STORAGE_NUMPY) == set(floats)

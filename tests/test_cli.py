@@ -216,7 +216,7 @@ def test_convert_refuses_its_source_and_a_non_empty_destination(convert_source, 
 
 @pytest.mark.parametrize("args, message", [
     (["--max-shard-size", "5XB"], "max_shard_size '5XB'"),
-    (["--dtype", "int4"], "invalid choice"),
+    (["--dtype", "int2"], "invalid choice"),
 ])
 def test_convert_bad_arguments(convert_source, tmp_path, args, message):
     convert_source, _ = convert_source

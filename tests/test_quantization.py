@@ -322,11 +322,6 @@ def test_quantized_refusals(float_checkpoint, tmp_path, dtype, bits):
     with pytest.raises(ValueError, match=f"load_in_{bits}bit=True .* dtype='bfloat16'"):
         nemotron_c.AutoModelForCausalLM.from_pretrained(float_checkpoint, dtype="bfloat16",
                                                         **{f"load_in_{bits}bit": True})
-    if dtype == "int4":  # int8 has a saved format (tests/test_checkpoint_quantized.py), int4 not yet
-        model = nemotron_c.AutoModelForCausalLM.from_pretrained(float_checkpoint, dtype=dtype)
-        with pytest.raises(NotImplementedError, match=f"saving a model quantized to {dtype}"):
-            model.save_pretrained(str(tmp_path / "saved"))
-        assert not (tmp_path / "saved").exists()
     # int8: intermediate_size 96, down_proj rows of 96 values; int4: hidden_size 48, rows of 48
     width = {"int8": dict(intermediate_size=96),
              "int4": dict(hidden_size=48, num_attention_heads=3, num_key_value_heads=1)}[dtype]
@@ -342,16 +337,16 @@ def test_quantized_refusals(float_checkpoint, tmp_path, dtype, bits):
 def test_loading_in_blocks_of_rows_changes_nothing(float_checkpoint, tmp_path, monkeypatch, dtype, block_values):
     """Quantizing and converting at load run over blocks of rows (checkpoint/tensors.py: row_blocks), so that a
     Ctrl-C is seen between them: blocks of one row and of three (an uneven last one), and 1-D tensors of 64 values
-    cut at 50, give what one block gives, as does dequantizing a saved int8 model."""
+    cut at 50, give what one block gives, as does dequantizing a saved int8 or int4 model."""
     whole = nemotron_c.AutoModelForCausalLM.from_pretrained(float_checkpoint, dtype=dtype)
-    if dtype == "int8":
+    if dtype in QUANTIZED:
         whole.save_pretrained(str(tmp_path))
         whole = nemotron_c.AutoModelForCausalLM.from_pretrained(str(tmp_path), dtype="float32")
     calls = []
     monkeypatch.setattr(tensors, "BLOCK_VALUES", block_values)
     monkeypatch.setattr(_core, "quantize", lambda *args: calls.append(args[4]) or CORE_QUANTIZE(*args))
     blocks = nemotron_c.AutoModelForCausalLM.from_pretrained(float_checkpoint, dtype=dtype)
-    if dtype == "int8":
+    if dtype in QUANTIZED:
         blocks = nemotron_c.AutoModelForCausalLM.from_pretrained(str(tmp_path), dtype="float32")
     np.testing.assert_array_equal(blocks(IDS).logits, whole(IDS).logits)
     if dtype in QUANTIZED:

@@ -11,7 +11,7 @@ import struct
 
 import numpy as np
 
-from .quantized import GROUP_SIZE, QUANTIZED_DTYPE, SCALE_SUFFIX
+from .quantized import FORMATS, SCALE_SUFFIX
 from .safetensors import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
 from .tensors import SAFETENSORS_DTYPES, SUPPORTED
 
@@ -22,9 +22,9 @@ DEFAULT_MAX_SHARD_SIZE = "50GB"
 SIZE_UNITS = {"TB": 10**12, "GB": 10**9, "MB": 10**6, "KB": 10**3, "TIB": 2**40, "GIB": 2**30, "MIB": 2**20,
               "KIB": 2**10}
 SIZE_PATTERN = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-zA-Z]+)\s*")
-# the core dtypes a safetensors file can hold, with their names there and their sizes (int8: the values of a
+# the core dtypes a safetensors file can hold, with their names there and their sizes (int8, int4: the values of a
 # quantized weight, written beside their scales)
-SAFETENSORS_NAMES = {**{core: name for name, core in SUPPORTED.items()}, QUANTIZED_DTYPE: "I8"}
+SAFETENSORS_NAMES = {**{core: name for name, core in SUPPORTED.items()}, **{d: f.stored for d, f in FORMATS.items()}}
 ITEMSIZES = {core: SAFETENSORS_DTYPES[name][0] for core, name in SAFETENSORS_NAMES.items()}
 SHARD_PATTERN = re.compile(r"(.*?)-\d{5}-of-\d{5}")
 
@@ -69,9 +69,9 @@ def plan_shards(sizes, max_shard_size):
 
 
 class TensorToSave:
-    """A tensor to write: its name, dtype ('float32', 'bfloat16', 'float16' or 'int8'), shape and a function giving
-    its array (bfloat16 as uint16 bits), called only when the tensor is written, so that a conversion makes one
-    tensor at a time."""
+    """A tensor to write: its name, dtype ('float32', 'bfloat16', 'float16', or 'int8' / 'int4' for a quantized
+    weight's values), the shape it is stored in and a function giving its array (bfloat16 as uint16 bits), called
+    only when the tensor is written, so that a conversion makes one tensor at a time."""
 
     __slots__ = ("name", "dtype", "shape", "load")
 
@@ -86,10 +86,11 @@ class TensorToSave:
 
     @classmethod
     def each(cls, name, dtype, shape, load):
-        """The tensors that store one weight: itself, or for an int8 weight (load() then gives (values, scales))
-        its values `name` I8 (N, K) and its scales `name`_scale F32 (N, K / GROUP_SIZE), made by one call of load
-        (the two are written one after the other)."""
-        if dtype != QUANTIZED_DTYPE:
+        """The tensors that store one weight of `shape`: itself, or for a quantized weight (load() then gives
+        (values, scales)) its values `name` (I8 (N, K) or U8 (N, K / 2), checkpoint/quantized.py) and its scales
+        `name`_scale F32 (N, K / group), made by one call of load (the two are written one after the other)."""
+        fmt = FORMATS.get(dtype)
+        if fmt is None:
             return [cls(name, dtype, shape, load)]
         held = {}
 
@@ -100,8 +101,8 @@ class TensorToSave:
             return pair[i]
 
         N, K = shape
-        return [cls(name, dtype, shape, lambda: part(0)),
-                cls(name + SCALE_SUFFIX, "float32", (N, K // GROUP_SIZE), lambda: part(1))]
+        return [cls(name, dtype, fmt.stored_shape(shape), lambda: part(0)),
+                cls(name + SCALE_SUFFIX, "float32", (N, K // fmt.group_size), lambda: part(1))]
 
     @property
     def nbytes(self):

@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import _core
 from ..checkpoint.hub import pop_hub_kwargs, resolve_directory
-from ..checkpoint.quantized import QUANTIZATION_CONFIG, QUANTIZED_DTYPE
+from ..checkpoint.quantized import QUANTIZATION_CONFIGS
 from ..checkpoint.reading import WEIGHTS_NAMES
 from ..checkpoint.tensors import convert
 from ..checkpoint.saving import DEFAULT_MAX_SHARD_SIZE, save_model
@@ -120,9 +120,9 @@ class NemotronPreTrainedModel:
         dtype: None or "auto" keeps each tensor's stored dtype; "float32", "bfloat16", "float16" (or the
         NumPy/torch dtype) converts the weights; "int8" (or load_in_8bit=True) quantizes the linear layers' matrices
         at load, one float32 scale per 64 weights of a row; "int4" (or load_in_4bit=True) likewise with one scale per
-        32 (llama.cpp's q4_0 rule; see nt_quantize in csrc/nemotron.h). A checkpoint saved in int8 loads as it is
-        stored (mapped, not quantized again) with None, "auto" or "int8"; a float dtype dequantizes it. Arithmetic is
-        float32 whatever the storage.
+        32 (llama.cpp's q4_0 rule; see nt_quantize in csrc/nemotron.h). A checkpoint saved in int8 (int4) loads as
+        it is stored (mapped, not quantized again) with None, "auto" or "int8" ("int4"); a float dtype dequantizes
+        it; the other quantized dtype is refused. Arithmetic is float32 whatever the storage.
         num_threads: threads per call (default: NEMOTRON_C_NUM_THREADS, else one per available CPU).
         cache_dtype: "float32" (default, as Transformers' cache) or "bfloat16": the dtype of the key/value caches
         the model makes (forward, generate, score), see the cache_dtype attribute.
@@ -281,10 +281,7 @@ class NemotronPreTrainedModel:
         """Writes config.json, generation_config.json (causal LM) and the weights in the dtype the model holds
         them, as safetensors with Transformers' names; sharded with an index above max_shard_size ("5GB",
         "500MB", an int of bytes). from_pretrained of nemotron_c or Transformers reads the directory back,
-        except an int8 model's, which nemotron_c alone reads (its format: checkpoint/quantized.py)."""
-        if self.dtype in QUANTIZED_DTYPES and self.dtype != QUANTIZED_DTYPE:
-            raise NotImplementedError(f"saving a model quantized to {self.dtype} is not supported yet (only int8 has a "
-                                      f"saved format): keep the float checkpoint and load it with dtype={self.dtype!r}")
+        except an int8 or int4 model's, which nemotron_c alone reads (its format: checkpoint/quantized.py)."""
         save_model(self, save_directory, max_shard_size, safe_serialization, **kwargs)
 
     def can_generate(self):
@@ -311,13 +308,13 @@ class NemotronPreTrainedModel:
         selected = select_tensors(self.config, tensors, self.base_model_prefix, self.has_lm_head)
         arrays, self._weights = core_arrays(selected, dtype, num_threads or 0)  # _weights: what save_pretrained writes
         self._input_embeddings = Embedding(*self._weights["embed_tokens.weight"])
-        # the dtype of the tensors left in float (all of them but an int8 model's linear weights): config.dtype
+        # the dtype of the tensors left in float (all of them but a quantized model's linear weights): config.dtype
         self._float_dtype = self._weights["embed_tokens.weight"][1]
         quantized = [d for _, d in self._weights.values() if d in QUANTIZED_DTYPES]
         self.dtype = DType(dtype or (quantized[0] if quantized else self._float_dtype))
         # as Transformers' quantizers do, the config says how the model's weights are quantized, and only then
-        if QUANTIZED_DTYPE in quantized:  # int4 has no saved format, hence no quantization_config
-            self.config.quantization_config = dict(QUANTIZATION_CONFIG)
+        if quantized:
+            self.config.quantization_config = dict(QUANTIZATION_CONFIGS[quantized[0]])
         elif hasattr(self.config, "quantization_config"):
             del self.config.quantization_config
         kernels = kernels or os.environ.get("NEMOTRON_C_KERNELS", "auto")

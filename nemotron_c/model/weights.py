@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 
 from .. import _core
-from ..checkpoint.quantized import QuantizedWeight, gather_quantized
+from ..checkpoint.quantized import FORMATS, QuantizedCheckpointError, QuantizedWeight, gather_quantized
 from ..checkpoint.reading import read_checkpoint
 from ..checkpoint.tensors import DTYPE_ALIASES, STORAGE_NUMPY, convert, row_blocks
 from .inputs import to_numpy
@@ -103,8 +103,8 @@ QUANTIZED_TENSORS = ("self_attn.q_proj.weight", "self_attn.k_proj.weight", "self
 
 
 def read_weights(directory, config):
-    """The tensors of a checkpoint directory, each int8 weight paired with its scales when config.json's
-    quantization_config says the checkpoint is nemotron_c's int8 one (checkpoint/quantized.py)."""
+    """The tensors of a checkpoint directory, each quantized weight paired with its scales when config.json's
+    quantization_config says the checkpoint is one of nemotron_c's int8 or int4 ones (checkpoint/quantized.py)."""
     return gather_quantized(read_checkpoint(directory), getattr(config, "quantization_config", None),
                             QUANTIZED_TENSORS)
 
@@ -158,9 +158,13 @@ def select_tensors(config, tensors, base_model_prefix, has_lm_head):
         stored = tensors.get(full)
         if stored is None:
             raise ValueError(f"checkpoint lacks tensor {full!r}")
-        if tuple(stored.shape) != shape:
-            raise ValueError(f"tensor {full!r} has shape {tuple(stored.shape)}, the config implies {shape}")
-        return stored
+        if tuple(stored.shape) == shape:
+            return stored
+        message = f"tensor {full!r} has shape {tuple(stored.shape)}, the config implies {shape}"
+        if hasattr(stored, "format"):  # a quantized weight: its shape is read from its values' and the group's
+            raise QuantizedCheckpointError(f"{message} (its {stored.storage} values are stored as {stored.dtype} "
+                                           f"{tuple(stored.values.shape)}, {stored.format.layout})")
+        raise ValueError(message)
 
     H, V = config.hidden_size, config.vocab_size
     optional = {
@@ -196,8 +200,8 @@ def core_arrays(selected, dtype, num_threads=0):
     """The arrays handed to the core ([(array or None, dtype code, shape[, scales])]) and {name: (array, dtype
     name)} of the present ones (what save_pretrained writes), each in `dtype` or, when None, its stored dtype. A
     quantized dtype applies to QUANTIZED_TENSORS (their array is then a QuantizedWeight); the rest stay as stored.
-    Weights stored int8 stay as they are (views of the file) unless `dtype` is a float one: they are then
-    dequantized."""
+    Weights stored quantized stay as they are (views of the file) unless `dtype` is a float one: they are then
+    dequantized; the other quantized dtype is refused (it would quantize them a second time)."""
     quantized = dtype in QUANTIZED_DTYPES
     arrays, weights = [], {}
     for name, stored in selected:
@@ -205,6 +209,10 @@ def core_arrays(selected, dtype, num_threads=0):
             arrays.append((None, 0, (1,)))
             continue
         storage = resolve_storage(stored, None if quantized else dtype)
+        if quantized and storage in QUANTIZED_DTYPES and storage != dtype:
+            raise ValueError(f"tensor {stored.name!r} is stored in {storage} (a nemotron_c {storage} checkpoint): "
+                             f"dtype={dtype!r} would quantize its weights a second time; load it with dtype=None or "
+                             f"{storage!r} to keep it, or with a float dtype to dequantize it")
         array = stored.array(storage) if hasattr(stored, "array") else np.ascontiguousarray(stored)
         if quantized and storage not in QUANTIZED_DTYPES and name.endswith(QUANTIZED_TENSORS):
             storage, array = dtype, quantize(name, array, storage, dtype, num_threads)
@@ -229,7 +237,7 @@ def quantize(name, array, storage, dtype, num_threads):
     check_quantizable(name, array.shape, dtype)
     N, K = array.shape
     groups = K // info.block_size
-    values = np.empty((N, groups * info.itemsize), dtype=np.int8 if dtype == "int8" else np.uint8)
+    values = np.empty(FORMATS[dtype].stored_shape((N, K)), dtype=FORMATS[dtype].numpy_type)
     scales = np.empty((N, groups), dtype=np.float32)
     for rows in row_blocks((N, K)):  # a block per call: Ctrl-C is seen between them
         block = array[rows]
