@@ -13,8 +13,8 @@ const nt_kernels *const nt_kernel_sets[] = {
 };
 const int nt_kernel_set_count = (int)(sizeof nt_kernel_sets / sizeof nt_kernel_sets[0]);
 
-/* Each set with its NULL entries filled from the next set this CPU runs (already completed). A matmul_packed is
- * borrowed only with its matmul and with the pack_rows whose layout it reads. */
+/* Each set with its NULL entries filled from the next set this CPU runs (already completed); a dtype's matmul_packed
+ * and packing go with its matmul. */
 static nt_kernels completed[sizeof nt_kernel_sets / sizeof nt_kernel_sets[0]];
 static pthread_once_t completed_once = PTHREAD_ONCE_INIT;
 
@@ -25,17 +25,11 @@ static void complete_sets(void) {
         for (int j = i + 1; j < nt_kernel_set_count && next == NULL; j++)
             if (nt_kernel_sets[j]->supported()) next = &completed[j];
         if (next != NULL) {
-            int own_packing = c.pack_rows != NULL;
-            if (!own_packing) {
-                c.row_block = next->row_block;
-                c.packed_min_rows = next->packed_min_rows;
-                c.packed_floats = next->packed_floats;
-                c.pack_rows = next->pack_rows;
-            }
             for (int d = 0; d < NT_DTYPE_COUNT; d++)
                 if (c.matmul[d] == NULL) {
                     c.matmul[d] = next->matmul[d];
-                    c.matmul_packed[d] = own_packing ? NULL : next->matmul_packed[d];
+                    c.matmul_packed[d] = next->matmul_packed[d];
+                    c.packing[d] = next->packing[d];
                 }
             if (c.matmul_nn == NULL) c.matmul_nn = next->matmul_nn;
             if (c.exp_shifted == NULL) c.exp_shifted = next->exp_shifted;

@@ -18,6 +18,15 @@
 typedef void (*nt_matmul_fn)(float *y, const float *x, const nt_tensor *w, int64_t M, int64_t n_begin,
                              int64_t n_end);
 
+/* How a kernel set packs the rows of x for its matmul_packed: pack_rows writes the blocks [block_begin, block_end)
+ * of row_block rows of x (M, K) (the last block padded) into packed, which holds packed_floats(M, K) floats (its
+ * own layout, not floats) from a 64-byte boundary; 0 floats for a shape it does not pack. */
+typedef struct nt_row_packing {
+    int64_t row_block, min_rows;
+    int64_t (*packed_floats)(int64_t M, int64_t K);
+    void (*pack_rows)(float *packed, const float *x, int64_t M, int64_t K, int64_t block_begin, int64_t block_end);
+} nt_row_packing;
+
 /* A kernel set: the optimised kernels of one instruction set. */
 typedef struct {
     const char *name;       /* as kernels= and NEMOTRON_C_KERNELS name it */
@@ -31,13 +40,10 @@ typedef struct {
     /* x (n) = exp(x - shift (n)), exp(-inf) = 0; shift finite */
     void (*exp_shifted)(float *x, const float *shift, int64_t n);
     /* Prefill's matmuls with the rows of x packed once for all threads and for every matmul of the same x (q, k
-     * and v), which the matmuls above pack anew in each thread (NULL: the set has none). pack_rows writes the
-     * blocks [block_begin, block_end) of row_block rows of x (M, K) (the last block padded) into packed, which
-     * holds packed_floats(M, K) floats from a 64-byte boundary; matmul_packed[dtype] is then matmul with packed
-     * in place of x, for M >= packed_min_rows, and returns 0 without memory for its panel (matmul must serve). */
-    int64_t row_block, packed_min_rows;
-    int64_t (*packed_floats)(int64_t M, int64_t K);
-    void (*pack_rows)(float *packed, const float *x, int64_t M, int64_t K, int64_t block_begin, int64_t block_end);
+     * and v), which the matmuls above pack anew in each thread: packing[dtype] (NULL: none for that dtype) says
+     * how, and matmul_packed[dtype] is then matmul with packed in place of x, for M >= packing's min_rows; it
+     * returns 0 where it cannot serve (no memory for its panel, a shape it does not take): matmul must then. */
+    const struct nt_row_packing *packing[NT_DTYPE_COUNT];
     int (*matmul_packed[NT_DTYPE_COUNT])(float *y, const float *packed, const nt_tensor *w, int64_t M, int64_t n_begin,
                                          int64_t n_end);
 } nt_kernels;

@@ -167,24 +167,19 @@ static void store_tile(float *y, int64_t N, const float *c, int64_t m0, int64_t 
 
 /* ---------------------------------------------------------------- the matmul */
 
-static void matmul_bf16_amx(float *y, const float *x, const nt_tensor *w, int64_t M, int64_t n_begin,
-                            int64_t n_end) {
+/* y (M, N) = x (M, K) @ w^T for columns [n_begin, n_end): x's tiles from packed (pack_rows below) or, when it is
+ * NULL, packed here block by block. Returns 0 without memory for its buffers. */
+static int gemm(float *y, const float *x, const uint16_t *packed, const nt_tensor *w, int64_t M, int64_t n_begin,
+                int64_t n_end) {
     int64_t N = w->shape[0], K = w->shape[1], steps = K / STEP;
-    if (K % STEP != 0 || K == 0 || M < MIN_ROWS) {
-        nt_kernels_avx512.matmul[NT_DTYPE_BF16](y, x, w, M, n_begin, n_end);
-        return;
-    }
     int64_t mc_max = M < ROWS_MC ? (M + 15) / 16 * 16 : ROWS_MC, n_tiles_max = (n_end - n_begin + 15) / 16;
     if (n_tiles_max > COLS_NC / 16) n_tiles_max = COLS_NC / 16;
     /* x's tiles (X_TILES), the sums (n_tiles_max x mc_max / 16 tiles), and 16 rows of w padded
      * with zeros for a last tile of weights that would read past N */
-    size_t x_halfs = (size_t)X_TILES * TILE_HALFS;
+    size_t x_halfs = packed == NULL ? (size_t)X_TILES * TILE_HALFS : 0;
     size_t sums_floats = (size_t)n_tiles_max * (size_t)mc_max * 16, pad_halfs = (size_t)16 * (size_t)K;
     uint16_t *xp = aligned_alloc(64, x_halfs * 2 + sums_floats * 4 + pad_halfs * 2);
-    if (xp == NULL) { /* the avx512 kernels need no memory */
-        nt_kernels_avx512.matmul[NT_DTYPE_BF16](y, x, w, M, n_begin, n_end);
-        return;
-    }
+    if (xp == NULL) return 0;
     float *sums = (float *)(xp + x_halfs);
     uint16_t *w_pad = (uint16_t *)(sums + sums_floats);
     const uint16_t *wd = w->data;
@@ -201,8 +196,16 @@ static void matmul_bf16_amx(float *y, const float *x, const nt_tensor *w, int64_
             int64_t steps_kc = X_TILES / PLANES / m_tiles;
             for (int64_t s0 = 0; s0 < steps; s0 += steps_kc) {
                 int64_t ks = steps - s0 < steps_kc ? steps - s0 : steps_kc;
-                for (int64_t b = 0; b < m_tiles; b++)
-                    pack_x_rows(xp + b * ks * PLANES * TILE_HALFS, x, M, K, mc0 + 16 * b, s0, s0 + ks);
+                /* the tiles of x tile b from step s0 at x_tiles + b * x_stride, those of the next steps after them */
+                const uint16_t *x_tiles = xp;
+                int64_t x_stride = ks * PLANES * TILE_HALFS;
+                if (packed != NULL) {
+                    x_stride = steps * PLANES * TILE_HALFS;
+                    x_tiles = packed + mc0 / 16 * x_stride + s0 * PLANES * TILE_HALFS;
+                } else {
+                    for (int64_t b = 0; b < m_tiles; b++)
+                        pack_x_rows(xp + b * x_stride, x, M, K, mc0 + 16 * b, s0, s0 + ks);
+                }
                 for (int64_t a = 0; a < n_tiles; a += 2) {
                     int na = n_tiles - a >= 2 ? 2 : 1;
                     const uint16_t *w0 = nc0 + 16 * a == padded_tile ? w_pad : wd + (nc0 + 16 * a) * K;
@@ -210,7 +213,7 @@ static void matmul_bf16_amx(float *y, const float *x, const nt_tensor *w, int64_
                     for (int64_t b = 0; b < m_tiles; b += 2) {
                         int mb = m_tiles - b >= 2 ? 2 : 1, first = s0 == 0;
                         float *c00 = sums + (a * m_tiles + b) * 256, *c10 = c00 + m_tiles * 256;
-                        const uint16_t *x0 = xp + b * ks * PLANES * TILE_HALFS, *x1 = x0 + ks * PLANES * TILE_HALFS;
+                        const uint16_t *x0 = x_tiles + b * x_stride, *x1 = x0 + x_stride;
                         if (na == 2 && mb == 2)
                             tile_block(c00, c00 + 256, c10, c10 + 256, w0, w1, K, x0, x1, s0, ks, first, 2, 2);
                         else if (na == 2)
@@ -231,7 +234,40 @@ static void matmul_bf16_amx(float *y, const float *x, const nt_tensor *w, int64_
     }
     _tile_release();
     free(xp);
+    return 1;
 }
+
+static void matmul_bf16_amx(float *y, const float *x, const nt_tensor *w, int64_t M, int64_t n_begin,
+                            int64_t n_end) {
+    int64_t K = w->shape[1];
+    if (K % STEP != 0 || K == 0 || M < MIN_ROWS || !gemm(y, x, NULL, w, M, n_begin, n_end))
+        nt_kernels_avx512.matmul[NT_DTYPE_BF16](y, x, w, M, n_begin, n_end); /* which needs no memory */
+}
+
+/* x's tiles for every matmul of the same x and every thread: tile (b, s, plane) of x tile b (rows 16b..16b+15, zeros
+ * past M) at packed + ((b * steps + s) * PLANES + plane) * TILE_HALFS, steps = K / STEP; none when K is not whole
+ * steps. */
+static int64_t packed_floats(int64_t M, int64_t K) {
+    return K % STEP != 0 ? 0 : (M + 15) / 16 * (K / STEP) * PLANES * TILE_HALFS / 2;
+}
+
+static void pack_rows(float *packed, const float *x, int64_t M, int64_t K, int64_t block_begin, int64_t block_end) {
+    for (int64_t b = block_begin; b < block_end; b++)
+        pack_x_rows((uint16_t *)packed + b * (K / STEP) * PLANES * TILE_HALFS, x, M, K, 16 * b, 0, K / STEP);
+}
+
+static int matmul_packed_bf16_amx(float *y, const float *packed, const nt_tensor *w, int64_t M, int64_t n_begin,
+                                  int64_t n_end) {
+    int64_t K = w->shape[1];
+    return K % STEP == 0 && K > 0 && M >= MIN_ROWS && gemm(y, NULL, (const uint16_t *)packed, w, M, n_begin, n_end);
+}
+
+static const nt_row_packing row_packing = {
+    .row_block = 16,
+    .min_rows = 17, /* as the avx512 set: a decode step's few rows are packed by each thread */
+    .packed_floats = packed_floats,
+    .pack_rows = pack_rows,
+};
 
 /* ---------------------------------------------------------------- the set */
 
@@ -259,7 +295,9 @@ static int cpu_has_amx(void) {
 const nt_kernels nt_kernels_amx = {
     .name = "amx",
     .supported = cpu_has_amx,
-    .matmul = {[NT_DTYPE_BF16] = matmul_bf16_amx}, /* and no matmul_packed: x in the avx512 layout is no use */
+    .matmul = {[NT_DTYPE_BF16] = matmul_bf16_amx},
+    .packing = {[NT_DTYPE_BF16] = &row_packing},
+    .matmul_packed = {[NT_DTYPE_BF16] = matmul_packed_bf16_amx},
 };
 
 #else

@@ -679,6 +679,13 @@ static int cpu_has_avx512(void) {
     return (b & (f | dq | bw | vl)) == (f | dq | bw | vl);
 }
 
+static const nt_row_packing row_packing = {
+    .row_block = PANEL_MR,
+    .min_rows = SMALL_MAX_ROWS + 1, /* as matmul_avx512: fewer go to the decode kernels */
+    .packed_floats = packed_floats,
+    .pack_rows = pack_x,
+};
+
 const nt_kernels nt_kernels_avx512 = {
     .name = "avx512",
     .supported = cpu_has_avx512,
@@ -691,10 +698,13 @@ const nt_kernels nt_kernels_avx512 = {
     },
     .matmul_nn = matmul_nn_avx512,
     .exp_shifted = exp_shifted_avx512,
-    .row_block = PANEL_MR,
-    .packed_min_rows = SMALL_MAX_ROWS + 1, /* as matmul_avx512: fewer go to the decode kernels */
-    .packed_floats = packed_floats,
-    .pack_rows = pack_x,
+    .packing = {
+        [NT_DTYPE_F32] = &row_packing,
+        [NT_DTYPE_BF16] = &row_packing,
+        [NT_DTYPE_F16] = &row_packing,
+        [NT_DTYPE_Q8] = &row_packing,
+        [NT_DTYPE_Q4] = &row_packing,
+    },
     .matmul_packed = {
         [NT_DTYPE_F32] = matmul_packed_f32,
         [NT_DTYPE_BF16] = matmul_packed_bf16,

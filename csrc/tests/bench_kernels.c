@@ -49,7 +49,7 @@ static void columns(void *ctx, int64_t begin, int64_t end) {
 
 static void pack_blocks(void *ctx, int64_t begin, int64_t end) {
     const job *j = ctx;
-    j->packing->pack_rows(j->packed, j->x, j->M, j->w->shape[1], begin, end);
+    j->packing->packing[j->w->dtype]->pack_rows(j->packed, j->x, j->M, j->w->shape[1], begin, end);
 }
 
 static double cpu_now(void) {
@@ -68,7 +68,9 @@ static double best_time(nt_threadpool *pool, const job *j, int calls, double *cp
         for (int c = 0; c < calls; c++) {
             if (j->packing != NULL) /* as model/forward.c: the threads pack x together, then split the columns */
                 nt_threadpool_parallel_for(pool, pack_blocks, (void *)j,
-                                           (j->M + j->packing->row_block - 1) / j->packing->row_block, 4);
+                                           (j->M + j->packing->packing[j->w->dtype]->row_block - 1) /
+                                               j->packing->packing[j->w->dtype]->row_block,
+                                           4);
             nt_threadpool_parallel_for(pool, columns, (void *)j, (j->N + COLUMN_BLOCK - 1) / COLUMN_BLOCK, 1);
         }
         double elapsed = (now() - start) / calls, used = (cpu_now() - start_cpu) / calls;
@@ -151,7 +153,7 @@ int main(int argc, char **argv) {
     for (int64_t i = 0; i < max_M * 9216; i++) x[i] = (float)(i % 7) * 0.1f;
     for (int64_t i = 0; i < max_elements; i++) w[i] = (float)(i % 5) * 0.1f; /* also valid small halves */
     for (int64_t i = 0; i < max_elements / NT_Q4_GROUP; i++) scales[i] = 0.01f;
-    float *packed = aligned_alloc(64, sizeof(float) * (max_M * 9216 + 64)); /* x packed, for the packed kernels */
+    float *packed = aligned_alloc(64, sizeof(float) * (2 * max_M * 9216 + 64)); /* x packed (amx: 1.5 floats a value) */
     printf("%-9s %-5s %5s %5s %5s %9s %8s %9s %12s %12s %12s %12s\n", "kernels", "dtype", "M", "N", "K", "GFLOP/s",
            "GB/s", "CPU GF/s", "2 threads x", "CPU GF/s", "packed 2t x", "CPU GF/s");
     for (int t = 0; t < nt_kernel_set_count; t++) {
@@ -185,7 +187,7 @@ int main(int argc, char **argv) {
                     if (M >= 128) {
                         double both = best_time(two, &j, 1, &cpu);
                         printf(" %12.2f %12.1f", single / both, flops / cpu / 1e9);
-                        if (packed != NULL && set->matmul_packed[d] != NULL && M >= set->packed_min_rows) {
+                        if (packed != NULL && set->matmul_packed[d] != NULL && M >= set->packing[d]->min_rows) {
                             j.packing = set;
                             both = best_time(two, &j, 1, &cpu);
                             printf(" %12.2f %12.1f", single / both, flops / cpu / 1e9);

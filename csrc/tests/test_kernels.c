@@ -101,11 +101,6 @@ static void test_matmul_shapes(const nt_kernels *kernels, const int64_t *Ms, siz
                 float *scales = malloc(sizeof(float) * (N * K / NT_Q8_GROUP + 1));
                 float *scales4 = malloc(sizeof(float) * (N * K / NT_Q4_GROUP + 1));
                 float *want = malloc(sizeof(float) * M * N), *got = malloc(sizeof(float) * M * N);
-                float *packed = NULL; /* x packed for matmul_packed, when the set has it for M rows */
-                if (kernels->pack_rows != NULL && M >= kernels->packed_min_rows) {
-                    size_t bytes = sizeof(float) * (size_t)kernels->packed_floats(M, K);
-                    packed = aligned_alloc(64, (bytes + 63) / 64 * 64);
-                }
                 for (int64_t i = 0; i < M * K; i++) x[i] = random_float();
                 for (int64_t i = 0; i < N * K; i++) {
                     wf[i] = random_float();
@@ -134,13 +129,17 @@ static void test_matmul_shapes(const nt_kernels *kernels, const int64_t *Ms, siz
                     kernels->matmul[d](got, x, &block, M, 0, N - v0);
                     for (int64_t m = 0; m < M; m++)
                         check_close(what, got + m * (N - v0), want + m * N + v0, N - v0, 1e-5f * (float)K);
-                    if (packed == NULL || kernels->matmul_packed[d] == NULL) continue;
+                    const nt_row_packing *packing = kernels->packing[d];
+                    if (packing == NULL || kernels->matmul_packed[d] == NULL || M < packing->min_rows) continue;
                     /* x packed once, in two ranges of row blocks, as forward.c's threads pack it */
                     snprintf(what, sizeof what, "%s matmul_packed %s M=%lld N=%lld K=%lld", kernels->name,
                              nt_dtype_name((nt_dtype)d), (long long)M, (long long)N, (long long)K);
-                    int64_t blocks = (M + kernels->row_block - 1) / kernels->row_block;
-                    kernels->pack_rows(packed, x, M, K, blocks / 2, blocks);
-                    kernels->pack_rows(packed, x, M, K, 0, blocks / 2);
+                    size_t bytes = sizeof(float) * (size_t)packing->packed_floats(M, K);
+                    if (bytes == 0) continue; /* a shape the set does not pack: forward.c calls matmul */
+                    float *packed = aligned_alloc(64, (bytes + 63) / 64 * 64);
+                    int64_t blocks = (M + packing->row_block - 1) / packing->row_block;
+                    packing->pack_rows(packed, x, M, K, blocks / 2, blocks);
+                    packing->pack_rows(packed, x, M, K, 0, blocks / 2);
                     for (int64_t i = 0; i < M * N; i++) got[i] = NAN;
                     if (!kernels->matmul_packed[d](got, packed, &w, M, 0, N / 2) ||
                         !kernels->matmul_packed[d](got, packed, &w, M, N / 2, N))
@@ -149,9 +148,10 @@ static void test_matmul_shapes(const nt_kernels *kernels, const int64_t *Ms, siz
                     kernels->matmul_packed[d](got, packed, &block, M, 0, N - v0);
                     for (int64_t m = 0; m < M; m++)
                         check_close(what, got + m * (N - v0), want + m * N + v0, N - v0, 1e-5f * (float)K);
+                    free(packed);
                 }
                 free(x), free(wf), free(wb), free(wh), free(wq), free(w4), free(scales), free(scales4);
-                free(want), free(got), free(packed);
+                free(want), free(got);
             }
 }
 
@@ -235,18 +235,19 @@ static void test_matmul_rows_alone(const nt_kernels *kernels) {
     test_matmul_rows_alone_k(kernels, 1088); /* whole steps of 32 for the amx set */
 }
 
-/* The set a model gets: every entry filled; its own where it has one; a matmul_packed only beside the pack_rows
- * whose layout it reads, and never beside a matmul other than the one its set made for it. */
+/* The set a model gets: every entry filled; its own where it has one; a dtype's matmul_packed and packing those
+ * of the set whose matmul it has (the layout of the packed rows is that set's). */
 static void test_completed(const nt_kernels *set, const nt_kernels *completed) {
     const char *bad = NULL;
     if (completed->matmul_nn == NULL || completed->exp_shifted == NULL) bad = "an attention kernel missing";
     if (set->matmul_nn != NULL && completed->matmul_nn != set->matmul_nn) bad = "matmul_nn not its own";
-    if (set->pack_rows != NULL && completed->pack_rows != set->pack_rows) bad = "pack_rows not its own";
     for (int d = 0; d < NT_DTYPE_COUNT; d++) {
         if (completed->matmul[d] != nt_kernels_matmul(set, (nt_dtype)d)) bad = "a matmul not the one it borrows";
-        if (set->matmul[d] != NULL && completed->matmul_packed[d] != set->matmul_packed[d])
-            bad = "a matmul_packed beside a matmul it was not made for";
-        if (completed->matmul_packed[d] != NULL && completed->pack_rows == NULL) bad = "matmul_packed without rows";
+        if (set->matmul[d] != NULL &&
+            (completed->matmul_packed[d] != set->matmul_packed[d] || completed->packing[d] != set->packing[d]))
+            bad = "a matmul_packed or packing beside a matmul it was not made for";
+        if ((completed->matmul_packed[d] == NULL) != (completed->packing[d] == NULL))
+            bad = "a matmul_packed without its packing, or the reverse";
     }
     if (bad != NULL) {
         fprintf(stderr, "FAIL the %s kernels as completed: %s\n", set->name, bad);
