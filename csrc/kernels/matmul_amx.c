@@ -1,18 +1,20 @@
 /*
- * AVX-512 + AMX-BF16 kernels: bfloat16 weights multiplied on the tile unit, with float32's products.
+ * AVX-512 + AMX-BF16 kernels: bfloat16, int8 and int4 weights multiplied on the tile unit, with float32's products.
  *
  * A float32 x is the exact sum of three bfloat16 values: hi, x with its low 16 bits cleared; lo, the same of
  * x - hi; and lo2 = x - hi - lo, which has at most 8 significant bits left (each subtraction is exact: the
  * operands share a binade). The product of two bfloat16 values is exact in float32, so w * x is computed as
  * w * hi + w * lo + w * lo2 with every product exact and the sums in float32, as the FMA kernels do, in
  * another order: three tile products per 32 columns of K, where vdpbf16ps alone would round x to bfloat16
- * (kernels/matmul_avx512.c). The tile unit flushes subnormal inputs and outputs to zero: a difference only
- * below 1e-38.
+ * (kernels/matmul_avx512.c). int8 and int4 values are integers, exact in bfloat16: a group's products are summed
+ * on the tile unit, then times the group's scale (y = sum over groups of scale * sum(q * x), where the FMA kernels
+ * sum (q * scale) * x: the same within float32 rounding). The tile unit flushes subnormal inputs and outputs to
+ * zero: a difference only below 1e-38.
  *
- * Only bfloat16 weights with K a multiple of 32 come here; every other matmul and kernel is the avx512 set's
- * (kernels/dispatch.c fills the entries left NULL from the next set the CPU runs). An output element's sum runs
- * over K in the same order whatever M, the columns asked for and the thread: a row's bits depend neither on
- * the batch nor on the threads.
+ * Only K a multiple of 32 and enough rows of x (min_rows) come here; every other matmul and kernel is the avx512
+ * set's (kernels/dispatch.c fills the entries left NULL from the next set the CPU runs). An output element's sum
+ * runs over K in the same order whatever M (from min_rows), the columns asked for and the thread: a row's bits
+ * depend neither on the batch nor on the threads.
  *
  * This file alone is compiled with amx_CFLAGS (csrc/sources.mk); the set is used only when the CPU has
  * AMX-BF16 and Linux grants the process the tile state (arch_prctl). Built without them, it is empty.
@@ -23,6 +25,7 @@
     defined(__linux__)
 #include <cpuid.h>
 #include <immintrin.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -51,7 +54,6 @@ enum {
     STEP = 32,          /* columns of K per tile product */
     PLANES = 3,         /* hi, lo, lo2 */
     TILE_HALFS = 512,   /* bfloat16 values in a tile */
-    MIN_ROWS = 5,       /* fewer rows go to the avx512 kernels, faster there (3 tile products a step for 1 row) */
     ROWS_MC = 256,      /* rows of x whose tiles are packed together, */
     X_TILES = 768,      /* over as many steps of K as make this many tiles (768 KiB, in L2): few rows take long
                          * steps through each row of w, which memory streams better than short ones */
@@ -120,13 +122,21 @@ static void pack_x_rows(uint16_t *xp, const float *x, int64_t M, int64_t K, int6
 
 /* ---------------------------------------------------------------- tile products */
 
-/* The sums c_ab (16 x 16 floats, c[j][i] for row i of x tile b and row j of weight tile a) of NA weight tiles
- * (16 rows each from w0, w1, K apart) by MB x tiles (x0, x1: their tiles from step s0) over steps [s0, s0 +
- * steps) of K, added to c_ab, or from zero at the first steps. */
+/* Weight tiles a = 0, 1 of a block: 16 rows each; tile a of step s (from the block's first step) at
+ * w[a] + s * step_halfs, its rows row_bytes apart: w's own rows (bfloat16), or tiles converted from int8 or int4
+ * (convert_tiles). */
+typedef struct {
+    const uint16_t *w[2];
+    int64_t step_halfs, row_bytes;
+} weight_tiles;
+
+/* The sums c_ab (16 x 16 floats, c[j][i] for row i of x tile b and row j of weight tile a) of NA weight tiles by MB
+ * x tiles (x0, x1: their tiles from the block's first step) over `steps` steps of K, added to c_ab, or from zero
+ * when first. */
 static inline __attribute__((always_inline)) void tile_block(float *c00, float *c01, float *c10, float *c11,
-                                                             const uint16_t *w0, const uint16_t *w1, int64_t K,
-                                                             const uint16_t *x0, const uint16_t *x1, int64_t s0,
-                                                             int64_t steps, int first, const int NA, const int MB) {
+                                                             const weight_tiles *wt, const uint16_t *x0,
+                                                             const uint16_t *x1, int64_t steps, int first,
+                                                             const int NA, const int MB) {
     if (first) {
         _tile_zero(0);
         if (MB > 1) _tile_zero(1);
@@ -138,12 +148,12 @@ static inline __attribute__((always_inline)) void tile_block(float *c00, float *
         if (NA > 1) _tile_loadd(2, c10, 64);
         if (NA > 1 && MB > 1) _tile_loadd(3, c11, 64);
     }
-    for (int64_t s = s0; s < s0 + steps; s++) {
-        _tile_loadd(4, w0 + s * STEP, K * 2);
-        if (NA > 1) _tile_loadd(5, w1 + s * STEP, K * 2);
+    for (int64_t s = 0; s < steps; s++) {
+        _tile_loadd(4, wt->w[0] + s * wt->step_halfs, wt->row_bytes);
+        if (NA > 1) _tile_loadd(5, wt->w[1] + s * wt->step_halfs, wt->row_bytes);
         for (int p = 0; p < PLANES; p++) {
-            _tile_loadd(6, x0 + ((s - s0) * PLANES + p) * TILE_HALFS, 64);
-            if (MB > 1) _tile_loadd(7, x1 + ((s - s0) * PLANES + p) * TILE_HALFS, 64);
+            _tile_loadd(6, x0 + (s * PLANES + p) * TILE_HALFS, 64);
+            if (MB > 1) _tile_loadd(7, x1 + (s * PLANES + p) * TILE_HALFS, 64);
             _tile_dpbf16ps(0, 4, 6);
             if (MB > 1) _tile_dpbf16ps(1, 4, 7);
             if (NA > 1) _tile_dpbf16ps(2, 5, 6);
@@ -154,6 +164,92 @@ static inline __attribute__((always_inline)) void tile_block(float *c00, float *
     if (MB > 1) _tile_stored(1, c01, 64);
     if (NA > 1) _tile_stored(2, c10, 64);
     if (NA > 1 && MB > 1) _tile_stored(3, c11, 64);
+}
+
+/* c (+)= scale * tile, row j of both times the scale of weight row j (scale[j * scale_stride]), for the first `rows`
+ * rows; the others are zero. */
+static inline void fold_group(float *c, const float *tile, const float *scale, int64_t scale_stride, int64_t rows,
+                              int first) {
+    for (int64_t j = 0; j < 16; j++) {
+        __m512 t = _mm512_load_ps(tile + 16 * j), sum = _mm512_setzero_ps();
+        if (j < rows) {
+            __m512 s = _mm512_set1_ps(scale[j * scale_stride]);
+            sum = first ? _mm512_mul_ps(s, t) : _mm512_fmadd_ps(s, t, _mm512_load_ps(c + 16 * j));
+        }
+        _mm512_store_ps(c + 16 * j, sum);
+    }
+}
+
+/* int8 and int4 weights: as tile_block, one group of `group_steps` steps at a time, its sums (of exact products)
+ * times the group's scales added to c_ab: y = sum over groups of scale * sum(q * x). scale[a] is the scale of weight
+ * tile a's first row for the block's first group, its rows scale_stride apart, rows[a] of them real. scratch holds
+ * four tiles of floats. */
+static inline __attribute__((always_inline)) void tile_block_grouped(
+    float *c00, float *c01, float *c10, float *c11, const weight_tiles *wt, const uint16_t *x0, const uint16_t *x1,
+    int64_t steps, int first, int64_t group_steps, const float *const scale[2], int64_t scale_stride,
+    const int64_t rows[2], float *scratch, const int NA, const int MB) {
+    for (int64_t g = 0; g < steps; g += group_steps) {
+        _tile_zero(0);
+        if (MB > 1) _tile_zero(1);
+        if (NA > 1) _tile_zero(2);
+        if (NA > 1 && MB > 1) _tile_zero(3);
+        for (int64_t s = g; s < g + group_steps; s++) {
+            _tile_loadd(4, wt->w[0] + s * wt->step_halfs, wt->row_bytes);
+            if (NA > 1) _tile_loadd(5, wt->w[1] + s * wt->step_halfs, wt->row_bytes);
+            for (int p = 0; p < PLANES; p++) {
+                _tile_loadd(6, x0 + (s * PLANES + p) * TILE_HALFS, 64);
+                if (MB > 1) _tile_loadd(7, x1 + (s * PLANES + p) * TILE_HALFS, 64);
+                _tile_dpbf16ps(0, 4, 6);
+                if (MB > 1) _tile_dpbf16ps(1, 4, 7);
+                if (NA > 1) _tile_dpbf16ps(2, 5, 6);
+                if (NA > 1 && MB > 1) _tile_dpbf16ps(3, 5, 7);
+            }
+        }
+        int fresh = first && g == 0;
+        int64_t group = g / group_steps;
+        _tile_stored(0, scratch, 64);
+        fold_group(c00, scratch, scale[0] + group, scale_stride, rows[0], fresh);
+        if (MB > 1) {
+            _tile_stored(1, scratch + 256, 64);
+            fold_group(c01, scratch + 256, scale[0] + group, scale_stride, rows[0], fresh);
+        }
+        if (NA > 1) {
+            _tile_stored(2, scratch + 512, 64);
+            fold_group(c10, scratch + 512, scale[1] + group, scale_stride, rows[1], fresh);
+        }
+        if (NA > 1 && MB > 1) {
+            _tile_stored(3, scratch + 768, 64);
+            fold_group(c11, scratch + 768, scale[1] + group, scale_stride, rows[1], fresh);
+        }
+    }
+}
+
+/* The weight tiles (16 rows from n0, `rows` of them real, zeros past them) of steps [s0, s0 + steps) of an int8 or
+ * int4 w, unscaled, in bfloat16 (exact: the values are integers in [-128, 127]): tile s at out + (s - s0) *
+ * TILE_HALFS, its rows 64 bytes apart. int4 groups are 16 bytes, element j in the low nibble of byte j and element
+ * j + 16 in the high one (NT_Q4_GROUP), as q + 8. */
+static void convert_tiles(uint16_t *out, const nt_tensor *w, int64_t n0, int64_t rows, int64_t s0, int64_t steps) {
+    const __m512 q4_levels = _mm512_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7);
+    int64_t K = w->shape[1];
+    for (int64_t s = s0; s < s0 + steps; s++)
+        for (int64_t j = 0; j < 16; j++) {
+            __m512i bf = _mm512_setzero_si512();
+            if (j < rows) {
+                __m512 lo, hi;
+                if (w->dtype == NT_DTYPE_Q8) {
+                    const int8_t *q = (const int8_t *)w->data + (n0 + j) * K + s * STEP;
+                    lo = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)q)));
+                    hi = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(q + 16))));
+                } else {
+                    const uint8_t *q = (const uint8_t *)w->data + ((n0 + j) * K + s * STEP) / 2;
+                    __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)q));
+                    lo = _mm512_permutexvar_ps(b, q4_levels); /* vpermps reads the low 4 bits of each index */
+                    hi = _mm512_permutexvar_ps(_mm512_srli_epi32(b, 4), q4_levels);
+                }
+                bf = high_halves(lo, hi);
+            }
+            _mm512_store_si512(out + (s - s0) * TILE_HALFS + 32 * j, bf);
+        }
 }
 
 /* y rows [m0, m0 + mr) x columns [n0, n0 + nr) = the tile of sums c (16 x 16, c[j][i] for row i, column j). */
@@ -167,33 +263,39 @@ static void store_tile(float *y, int64_t N, const float *c, int64_t m0, int64_t 
 
 /* ---------------------------------------------------------------- the matmul */
 
-/* y (M, N) = x (M, K) @ w^T for columns [n_begin, n_end): x's tiles from packed (pack_rows below) or, when it is
- * NULL, packed here block by block. Returns 0 without memory for its buffers. */
+/* y (M, N) = x (M, K) @ w^T for columns [n_begin, n_end), w bfloat16, int8 or int4: x's tiles from packed
+ * (pack_rows below) or, when it is NULL, packed here block by block. Returns 0 without memory for its buffers. */
 static int gemm(float *y, const float *x, const uint16_t *packed, const nt_tensor *w, int64_t M, int64_t n_begin,
                 int64_t n_end) {
     int64_t N = w->shape[0], K = w->shape[1], steps = K / STEP;
+    int grouped = w->dtype != NT_DTYPE_BF16;
+    int64_t group = nt_dtype_get(w->dtype)->block_size, group_steps = grouped ? group / STEP : 1;
+    int64_t scale_stride = grouped ? K / group : 0;
     int64_t mc_max = M < ROWS_MC ? (M + 15) / 16 * 16 : ROWS_MC, n_tiles_max = (n_end - n_begin + 15) / 16;
     if (n_tiles_max > COLS_NC / 16) n_tiles_max = COLS_NC / 16;
-    /* x's tiles (X_TILES), the sums (n_tiles_max x mc_max / 16 tiles), and 16 rows of w padded
-     * with zeros for a last tile of weights that would read past N */
+    /* x's tiles (X_TILES); the sums (n_tiles_max x mc_max / 16 tiles); bfloat16: 16 rows of w padded with zeros
+     * for a last tile of weights that would read past N; int8, int4: two weight tiles for each step of a block,
+     * and four tiles of a group's sums */
     size_t x_halfs = packed == NULL ? (size_t)X_TILES * TILE_HALFS : 0;
-    size_t sums_floats = (size_t)n_tiles_max * (size_t)mc_max * 16, pad_halfs = (size_t)16 * (size_t)K;
-    uint16_t *xp = aligned_alloc(64, x_halfs * 2 + sums_floats * 4 + pad_halfs * 2);
+    size_t sums_floats = (size_t)n_tiles_max * (size_t)mc_max * 16;
+    size_t w_halfs = grouped ? (size_t)2 * (X_TILES / PLANES) * TILE_HALFS + 4 * 256 * 2 : (size_t)16 * (size_t)K;
+    uint16_t *xp = aligned_alloc(64, x_halfs * 2 + sums_floats * 4 + w_halfs * 2);
     if (xp == NULL) return 0;
     float *sums = (float *)(xp + x_halfs);
-    uint16_t *w_pad = (uint16_t *)(sums + sums_floats);
+    uint16_t *w_buffer = (uint16_t *)(sums + sums_floats);
+    float *scratch = (float *)(w_buffer + 2 * (X_TILES / PLANES) * TILE_HALFS);
     const uint16_t *wd = w->data;
     int64_t last_tile = n_begin + (n_end - n_begin - 1) / 16 * 16, padded_tile = last_tile + 16 > N ? last_tile : -1;
-    if (padded_tile >= 0) {
-        memset(w_pad, 0, pad_halfs * 2);
-        memcpy(w_pad, wd + padded_tile * K, (size_t)(N - padded_tile) * (size_t)K * 2);
+    if (!grouped && padded_tile >= 0) {
+        memset(w_buffer, 0, w_halfs * 2);
+        memcpy(w_buffer, wd + padded_tile * K, (size_t)(N - padded_tile) * (size_t)K * 2);
     }
     load_tile_config();
     for (int64_t nc0 = n_begin; nc0 < n_end; nc0 += COLS_NC) {
         int64_t nc = n_end - nc0 < COLS_NC ? n_end - nc0 : COLS_NC, n_tiles = (nc + 15) / 16;
         for (int64_t mc0 = 0; mc0 < M; mc0 += ROWS_MC) {
             int64_t mc = M - mc0 < ROWS_MC ? M - mc0 : ROWS_MC, m_tiles = (mc + 15) / 16;
-            int64_t steps_kc = X_TILES / PLANES / m_tiles;
+            int64_t steps_kc = X_TILES / PLANES / m_tiles / group_steps * group_steps;
             for (int64_t s0 = 0; s0 < steps; s0 += steps_kc) {
                 int64_t ks = steps - s0 < steps_kc ? steps - s0 : steps_kc;
                 /* the tiles of x tile b from step s0 at x_tiles + b * x_stride, those of the next steps after them */
@@ -208,20 +310,38 @@ static int gemm(float *y, const float *x, const uint16_t *packed, const nt_tenso
                 }
                 for (int64_t a = 0; a < n_tiles; a += 2) {
                     int na = n_tiles - a >= 2 ? 2 : 1;
-                    const uint16_t *w0 = nc0 + 16 * a == padded_tile ? w_pad : wd + (nc0 + 16 * a) * K;
-                    const uint16_t *w1 = nc0 + 16 * a + 16 == padded_tile ? w_pad : wd + (nc0 + 16 * a + 16) * K;
+                    int64_t n0 = nc0 + 16 * a, rows[2], n1 = n0 + 16;
+                    rows[0] = N - n0 < 16 ? N - n0 : 16;
+                    rows[1] = N - n1 < 16 ? (N - n1 > 0 ? N - n1 : 0) : 16;
+                    weight_tiles wt = {{wd + n0 * K + s0 * STEP, wd + n1 * K + s0 * STEP}, STEP, K * 2};
+                    const float *scale[2] = {NULL, NULL};
+                    if (grouped) {
+                        convert_tiles(w_buffer, w, n0, rows[0], s0, ks);
+                        if (na > 1) convert_tiles(w_buffer + ks * TILE_HALFS, w, n1, rows[1], s0, ks);
+                        wt = (weight_tiles){{w_buffer, w_buffer + ks * TILE_HALFS}, TILE_HALFS, 64};
+                        scale[0] = w->scales + n0 * scale_stride + s0 / group_steps;
+                        scale[1] = rows[1] > 0 ? w->scales + n1 * scale_stride + s0 / group_steps : scale[0];
+                    } else {
+                        if (n0 == padded_tile) wt.w[0] = w_buffer + s0 * STEP;
+                        if (n1 == padded_tile) wt.w[1] = w_buffer + s0 * STEP;
+                    }
                     for (int64_t b = 0; b < m_tiles; b += 2) {
                         int mb = m_tiles - b >= 2 ? 2 : 1, first = s0 == 0;
                         float *c00 = sums + (a * m_tiles + b) * 256, *c10 = c00 + m_tiles * 256;
                         const uint16_t *x0 = x_tiles + b * x_stride, *x1 = x0 + x_stride;
+#define TILE_BLOCK(C01, C10, C11, X1, NA, MB)                                                                      \
+    (grouped ? tile_block_grouped(c00, C01, C10, C11, &wt, x0, X1, ks, first, group_steps, scale, scale_stride, \
+                                  rows, scratch, NA, MB)                                                         \
+             : tile_block(c00, C01, C10, C11, &wt, x0, X1, ks, first, NA, MB))
                         if (na == 2 && mb == 2)
-                            tile_block(c00, c00 + 256, c10, c10 + 256, w0, w1, K, x0, x1, s0, ks, first, 2, 2);
+                            TILE_BLOCK(c00 + 256, c10, c10 + 256, x1, 2, 2);
                         else if (na == 2)
-                            tile_block(c00, NULL, c10, NULL, w0, w1, K, x0, NULL, s0, ks, first, 2, 1);
+                            TILE_BLOCK(NULL, c10, NULL, NULL, 2, 1);
                         else if (mb == 2)
-                            tile_block(c00, c00 + 256, NULL, NULL, w0, NULL, K, x0, x1, s0, ks, first, 1, 2);
+                            TILE_BLOCK(c00 + 256, NULL, NULL, x1, 1, 2);
                         else
-                            tile_block(c00, NULL, NULL, NULL, w0, NULL, K, x0, NULL, s0, ks, first, 1, 1);
+                            TILE_BLOCK(NULL, NULL, NULL, NULL, 1, 1);
+#undef TILE_BLOCK
                     }
                 }
             }
@@ -237,11 +357,16 @@ static int gemm(float *y, const float *x, const uint16_t *packed, const nt_tenso
     return 1;
 }
 
-static void matmul_bf16_amx(float *y, const float *x, const nt_tensor *w, int64_t M, int64_t n_begin,
-                            int64_t n_end) {
+/* Fewer rows of x go to the avx512 kernels, faster there: a tile product costs the same for 1 row as for 16, and
+ * int8 and int4 add a conversion of their tiles and the scaling of each group's sums (one thread, bench_kernels: at
+ * 8 rows int4 runs 110 GFLOP/s here against 133 there, at 16 rows 218 against 141). */
+static int64_t min_rows(nt_dtype dtype) { return dtype == NT_DTYPE_BF16 ? 5 : 10; }
+
+/* Whole steps of K and enough rows, else the avx512 kernels, which need no memory. */
+static void matmul_amx(float *y, const float *x, const nt_tensor *w, int64_t M, int64_t n_begin, int64_t n_end) {
     int64_t K = w->shape[1];
-    if (K % STEP != 0 || K == 0 || M < MIN_ROWS || !gemm(y, x, NULL, w, M, n_begin, n_end))
-        nt_kernels_avx512.matmul[NT_DTYPE_BF16](y, x, w, M, n_begin, n_end); /* which needs no memory */
+    if (K % STEP != 0 || K == 0 || M < min_rows(w->dtype) || !gemm(y, x, NULL, w, M, n_begin, n_end))
+        nt_kernels_avx512.matmul[w->dtype](y, x, w, M, n_begin, n_end);
 }
 
 /* x's tiles for every matmul of the same x and every thread: tile (b, s, plane) of x tile b (rows 16b..16b+15, zeros
@@ -256,10 +381,10 @@ static void pack_rows(float *packed, const float *x, int64_t M, int64_t K, int64
         pack_x_rows((uint16_t *)packed + b * (K / STEP) * PLANES * TILE_HALFS, x, M, K, 16 * b, 0, K / STEP);
 }
 
-static int matmul_packed_bf16_amx(float *y, const float *packed, const nt_tensor *w, int64_t M, int64_t n_begin,
-                                  int64_t n_end) {
+static int matmul_packed_amx(float *y, const float *packed, const nt_tensor *w, int64_t M, int64_t n_begin,
+                             int64_t n_end) {
     int64_t K = w->shape[1];
-    return K % STEP == 0 && K > 0 && M >= MIN_ROWS && gemm(y, NULL, (const uint16_t *)packed, w, M, n_begin, n_end);
+    return K % STEP == 0 && K > 0 && M >= min_rows(w->dtype) && gemm(y, NULL, (const uint16_t *)packed, w, M, n_begin, n_end);
 }
 
 static const nt_row_packing row_packing = {
@@ -276,28 +401,32 @@ static const nt_row_packing row_packing = {
 
 /* AMX-TILE and AMX-BF16 (CPUID 7.0 EDX bits 24, 22), the OS saving the tile state (XCR0 bits 17, 18), and
  * Linux's consent for this process, asked once (the first use of a tile register faults without it). */
-static int cpu_has_amx(void) {
-    static int answer = -1;
-    if (answer >= 0) return answer;
+static int amx_usable;
+static pthread_once_t amx_checked = PTHREAD_ONCE_INIT;
+
+static void check_amx(void) {
     unsigned a, b, c, d;
-    int ok = nt_kernels_avx512.supported() && __get_cpuid_count(7, 0, &a, &b, &c, &d) && (d >> 24 & 1) &&
-             (d >> 22 & 1);
-    if (ok) {
-        unsigned xcr0_low, xcr0_high;
-        __asm__ volatile("xgetbv" : "=a"(xcr0_low), "=d"(xcr0_high) : "c"(0));
-        ok = (xcr0_low & (3u << 17)) == (3u << 17) &&
-             syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
-    }
-    answer = ok;
-    return answer;
+    if (!nt_kernels_avx512.supported() || !__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(d >> 24 & 1) ||
+        !(d >> 22 & 1))
+        return;
+    unsigned xcr0_low, xcr0_high;
+    __asm__ volatile("xgetbv" : "=a"(xcr0_low), "=d"(xcr0_high) : "c"(0));
+    amx_usable = (xcr0_low & (3u << 17)) == (3u << 17) &&
+                 syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+}
+
+static int cpu_has_amx(void) {
+    pthread_once(&amx_checked, check_amx);
+    return amx_usable;
 }
 
 const nt_kernels nt_kernels_amx = {
     .name = "amx",
     .supported = cpu_has_amx,
-    .matmul = {[NT_DTYPE_BF16] = matmul_bf16_amx},
-    .packing = {[NT_DTYPE_BF16] = &row_packing},
-    .matmul_packed = {[NT_DTYPE_BF16] = matmul_packed_bf16_amx},
+    .matmul = {[NT_DTYPE_BF16] = matmul_amx, [NT_DTYPE_Q8] = matmul_amx, [NT_DTYPE_Q4] = matmul_amx},
+    .packing = {[NT_DTYPE_BF16] = &row_packing, [NT_DTYPE_Q8] = &row_packing, [NT_DTYPE_Q4] = &row_packing},
+    .matmul_packed = {[NT_DTYPE_BF16] = matmul_packed_amx, [NT_DTYPE_Q8] = matmul_packed_amx,
+                      [NT_DTYPE_Q4] = matmul_packed_amx},
 };
 
 #else
