@@ -1,7 +1,7 @@
 """Prefill time per token at several prompt lengths, to see what attention adds as prompts grow.
 
     python benchmarks/bench_long_prompts.py [--widths minitron-4b] [--layers 1] [--lengths 512,4096] [--repeat 3]
-                                       [--cache-dtype float32|bfloat16]
+                                       [--cache-dtype float32|bfloat16] [--dtype float32|bfloat16]
 
 Makes a random Nemotron checkpoint (nothing is downloaded) and times one forward pass over a prompt of each
 length (the lm_head for the last position only, as generate's prefill), best of --repeat. The ratio column
@@ -39,11 +39,13 @@ def main():
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--cache-dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                        help="the weights' dtype (bfloat16: the amx kernel set's tile matmuls where the CPU has them)")
     args = parser.parse_args()
     lengths = [int(n) for n in args.lengths.split(",")]
 
     with tempfile.TemporaryDirectory() as path:
-        make_checkpoint(path, args.layers, "float32", args.widths, max_positions=max(lengths))
+        make_checkpoint(path, args.layers, args.dtype, args.widths, max_positions=max(lengths))
         model = nemotron_c.AutoModelForCausalLM.from_pretrained(path, num_threads=args.threads,
                                                                 cache_dtype=args.cache_dtype)
         rng = np.random.default_rng(0)
