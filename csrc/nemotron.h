@@ -95,6 +95,8 @@ typedef struct {
                              dtypes. Owned like data. */
     int64_t group_size;   /* elements of a row sharing one scale (the dtype's block_size); 0 without scales */
     size_t scales_nbytes; /* what the owner says the scales buffer holds; checked against the shape */
+    int bf16_values;      /* float32 whose every value is a bfloat16 value (widened from a bfloat16 checkpoint):
+                             kernels may multiply them as bfloat16, with the same products. 0 when unknown. */
 } nt_tensor;
 
 /* ---------------------------------------------------------------- thread pool */

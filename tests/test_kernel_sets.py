@@ -79,25 +79,34 @@ def test_auto_is_the_first_set_this_cpu_runs(checkpoint, monkeypatch):
 
 @pytest.fixture(scope="module")
 def long_prompt(checkpoint):
-    """A checkpoint whose MLP runs in chunks of rows (intermediate 8200: 512 rows per chunk), 2 x 300 token ids
-    (more rows than one chunk, and than one row block of the packed kernels, 516 and 512), and Transformers'
-    logits for them."""
-    path = checkpoint(hidden_size=64, intermediate_size=8200, num_attention_heads=4, num_key_value_heads=2,
-                      max_position_embeddings=512)
-    ids = np.random.default_rng(3).integers(0, 96, size=(2, 300))
-    return path, ids, hf_logits(hf_from_pretrained(path), ids)
+    """Per stored dtype: a checkpoint whose MLP runs in chunks of rows (intermediate 8192: 512 rows per chunk), 2 x
+    300 token ids (more rows than one chunk, and than one row block of the packed kernels, 516 and 512), and
+    Transformers' logits for them. The widths are whole steps of the amx set's tiles (32)."""
+
+    @functools.cache
+    def get(stored):
+        path = checkpoint(dtype=stored, hidden_size=64, intermediate_size=8192, num_attention_heads=4,
+                          num_key_value_heads=2, max_position_embeddings=512)
+        ids = np.random.default_rng(3).integers(0, 96, size=(2, 300))
+        return path, ids, hf_logits(hf_from_pretrained(path), ids)
+
+    return get
 
 
+# "bfloat16 as float32": a bfloat16 checkpoint loaded with dtype="float32", whose weights hold bfloat16 values (the
+# amx set multiplies them on its tile unit, as bfloat16 weights)
+@pytest.mark.parametrize("stored", ["float32", "bfloat16", "bfloat16 as float32"])
 @pytest.mark.parametrize("kernels", SETS)
-def test_thread_counts_give_identical_logits(long_prompt, monkeypatch, kernels):
+def test_thread_counts_give_identical_logits(long_prompt, monkeypatch, kernels, stored):
     """Threads split each matmul's columns; every output is computed by the same code in the same order whichever
     thread takes it, so 1, 2 and 3 threads agree to the bit, and with Transformers across the MLP's row chunks.
     One thread packs the rows of x block by block within the matmul, two and three pack them once before it
     (matmul_packed): the same sums in the same order."""
-    path, ids, transformers_logits = long_prompt
+    path, ids, transformers_logits = long_prompt(stored.split()[0])
+    dtype = "float32" if stored.endswith("float32") else None
     logits = []
     for threads in (1, 2, 3):
-        model = load_on(path, kernels, monkeypatch, num_threads=threads)
+        model = load_on(path, kernels, monkeypatch, num_threads=threads, dtype=dtype)
         assert model.num_threads == threads
         logits.append(model(ids, use_cache=False).logits)
     assert np.array_equal(logits[0], logits[1]) and np.array_equal(logits[0], logits[2])

@@ -107,6 +107,27 @@ def test_float32_request_on_bfloat16_checkpoint(checkpoint):
     assert_close(ours(IDS).logits, hf_logits(hf_from_pretrained(path), IDS))
 
 
+@pytest.mark.parametrize("stored, dtype, marked", [
+    ("bfloat16", "float32", True),  # widened from bfloat16: every value a bfloat16 one
+    ("float32", None, False), ("float32", "float32", False), ("bfloat16", None, False), ("float16", "float32", False),
+    ("float32", "bfloat16", False), ("float32", "int4", False),
+])
+def test_float32_weights_of_bfloat16_values_are_marked(checkpoint, monkeypatch, stored, dtype, marked):
+    """The core learns which float32 tensors hold bfloat16 values (nt_tensor.bf16_values: the amx kernel set then
+    multiplies them on its tile unit); only the loader knows, from the stored dtype."""
+    handed = []
+    real_model = nemotron_c.model.modeling._core.Model
+
+    def recording_model(config, tensors, *args, **kwargs):
+        handed.extend(tensors)
+        return real_model(config, tensors, *args, **kwargs)
+
+    monkeypatch.setattr(nemotron_c.model.modeling._core, "Model", recording_model)
+    nemotron_c.AutoModelForCausalLM.from_pretrained(checkpoint(dtype=stored), dtype=dtype)
+    present = [t for t in handed if t[0] is not None]
+    assert present and all((len(t) == 5 and t[4]) == marked for t in present)
+
+
 def test_sharded_checkpoint(checkpoint):
     path = checkpoint(shard_size="40KB")
     import os

@@ -31,6 +31,7 @@ static void complete_sets(void) {
                     c.matmul_packed[d] = next->matmul_packed[d];
                     c.packing[d] = next->packing[d];
                 }
+            c.next = next;
             if (c.matmul_nn == NULL) c.matmul_nn = next->matmul_nn;
             if (c.exp_shifted == NULL) c.exp_shifted = next->exp_shifted;
         }

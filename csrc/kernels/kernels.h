@@ -28,7 +28,7 @@ typedef struct nt_row_packing {
 } nt_row_packing;
 
 /* A kernel set: the optimised kernels of one instruction set. */
-typedef struct {
+typedef struct nt_kernels {
     const char *name;       /* as kernels= and NEMOTRON_C_KERNELS name it */
     int (*supported)(void); /* whether this CPU runs the set */
     nt_matmul_fn matmul[NT_DTYPE_COUNT]; /* indexed by the weight's dtype; NULL: the portable one */
@@ -44,6 +44,10 @@ typedef struct {
      * how, and matmul_packed[dtype] is then matmul with packed in place of x, for M >= packing's min_rows; it
      * returns 0 where it cannot serve (no memory for its panel, a shape it does not take): matmul must then. */
     const struct nt_row_packing *packing[NT_DTYPE_COUNT];
+    /* Whether the set's matmul and matmul_packed serve w at M rows (NULL: always); those it declines go to `next`,
+     * the set nt_kernels_select completed it from (kernels_for below). */
+    int (*takes)(const nt_tensor *w, int64_t M);
+    const struct nt_kernels *next;
     int (*matmul_packed[NT_DTYPE_COUNT])(float *y, const float *packed, const nt_tensor *w, int64_t M, int64_t n_begin,
                                          int64_t n_end);
 } nt_kernels;
@@ -77,6 +81,12 @@ nt_status nt_kernels_select(const nt_kernels **out, nt_error *err, const char *n
 /* The matmul for dtype of a set of nt_kernel_sets as it will be completed: its own, or that of the next set in
  * nt_kernel_sets this CPU runs, down to the portable one. */
 nt_matmul_fn nt_kernels_matmul(const nt_kernels *k, nt_dtype dtype);
+
+/* The set (k or one it was completed from) whose matmul, matmul_packed and packing serve w at M rows. */
+static inline const nt_kernels *nt_kernels_for(const nt_kernels *k, const nt_tensor *w, int64_t M) {
+    while (k->takes != NULL && k->next != NULL && !k->takes(w, M)) k = k->next;
+    return k;
+}
 
 /* The reference matmul, any dtype, one output at a time in the simplest order: y (M, N) = x (M, K) @ w^T.
  * Fails only for want of memory to widen a row of w. */

@@ -225,9 +225,9 @@ static inline __attribute__((always_inline)) void tile_block_grouped(
 }
 
 /* The weight tiles (16 rows from n0, `rows` of them real, zeros past them) of steps [s0, s0 + steps) of an int8 or
- * int4 w, unscaled, in bfloat16 (exact: the values are integers in [-128, 127]): tile s at out + (s - s0) *
- * TILE_HALFS, its rows 64 bytes apart. int4 groups are 16 bytes, element j in the low nibble of byte j and element
- * j + 16 in the high one (NT_Q4_GROUP), as q + 8. */
+ * int4 w, unscaled, or of a float32 w of bfloat16 values, in bfloat16 (exact: integers in [-128, 127], or the high
+ * halves of the float32 values): tile s at out + (s - s0) * TILE_HALFS, its rows 64 bytes apart. int4 groups are
+ * 16 bytes, element j in the low nibble of byte j and element j + 16 in the high one (NT_Q4_GROUP), as q + 8. */
 static void convert_tiles(uint16_t *out, const nt_tensor *w, int64_t n0, int64_t rows, int64_t s0, int64_t steps) {
     const __m512 q4_levels = _mm512_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7);
     int64_t K = w->shape[1];
@@ -236,7 +236,11 @@ static void convert_tiles(uint16_t *out, const nt_tensor *w, int64_t n0, int64_t
             __m512i bf = _mm512_setzero_si512();
             if (j < rows) {
                 __m512 lo, hi;
-                if (w->dtype == NT_DTYPE_Q8) {
+                if (w->dtype == NT_DTYPE_F32) {
+                    const float *f = (const float *)w->data + (n0 + j) * K + s * STEP;
+                    lo = _mm512_loadu_ps(f);
+                    hi = _mm512_loadu_ps(f + 16);
+                } else if (w->dtype == NT_DTYPE_Q8) {
                     const int8_t *q = (const int8_t *)w->data + (n0 + j) * K + s * STEP;
                     lo = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)q)));
                     hi = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(q + 16))));
@@ -268,17 +272,17 @@ static void store_tile(float *y, int64_t N, const float *c, int64_t m0, int64_t 
 static int gemm(float *y, const float *x, const uint16_t *packed, const nt_tensor *w, int64_t M, int64_t n_begin,
                 int64_t n_end) {
     int64_t N = w->shape[0], K = w->shape[1], steps = K / STEP;
-    int grouped = w->dtype != NT_DTYPE_BF16;
+    int converted = w->dtype != NT_DTYPE_BF16, grouped = nt_dtype_get(w->dtype)->scaled;
     int64_t group = nt_dtype_get(w->dtype)->block_size, group_steps = grouped ? group / STEP : 1;
     int64_t scale_stride = grouped ? K / group : 0;
     int64_t mc_max = M < ROWS_MC ? (M + 15) / 16 * 16 : ROWS_MC, n_tiles_max = (n_end - n_begin + 15) / 16;
     if (n_tiles_max > COLS_NC / 16) n_tiles_max = COLS_NC / 16;
     /* x's tiles (X_TILES); the sums (n_tiles_max x mc_max / 16 tiles); bfloat16: 16 rows of w padded with zeros
-     * for a last tile of weights that would read past N; int8, int4: two weight tiles for each step of a block,
-     * and four tiles of a group's sums */
+     * for a last tile of weights that would read past N; the others: two weight tiles for each step of a block in
+     * bfloat16, and four tiles of a group's sums */
     size_t x_halfs = packed == NULL ? (size_t)X_TILES * TILE_HALFS : 0;
     size_t sums_floats = (size_t)n_tiles_max * (size_t)mc_max * 16;
-    size_t w_halfs = grouped ? (size_t)2 * (X_TILES / PLANES) * TILE_HALFS + 4 * 256 * 2 : (size_t)16 * (size_t)K;
+    size_t w_halfs = converted ? (size_t)2 * (X_TILES / PLANES) * TILE_HALFS + 4 * 256 * 2 : (size_t)16 * (size_t)K;
     uint16_t *xp = aligned_alloc(64, x_halfs * 2 + sums_floats * 4 + w_halfs * 2);
     if (xp == NULL) return 0;
     float *sums = (float *)(xp + x_halfs);
@@ -286,7 +290,7 @@ static int gemm(float *y, const float *x, const uint16_t *packed, const nt_tenso
     float *scratch = (float *)(w_buffer + 2 * (X_TILES / PLANES) * TILE_HALFS);
     const uint16_t *wd = w->data;
     int64_t last_tile = n_begin + (n_end - n_begin - 1) / 16 * 16, padded_tile = last_tile + 16 > N ? last_tile : -1;
-    if (!grouped && padded_tile >= 0) {
+    if (!converted && padded_tile >= 0) {
         memset(w_buffer, 0, w_halfs * 2);
         memcpy(w_buffer, wd + padded_tile * K, (size_t)(N - padded_tile) * (size_t)K * 2);
     }
@@ -315,13 +319,15 @@ static int gemm(float *y, const float *x, const uint16_t *packed, const nt_tenso
                     rows[1] = N - n1 < 16 ? (N - n1 > 0 ? N - n1 : 0) : 16;
                     weight_tiles wt = {{wd + n0 * K + s0 * STEP, wd + n1 * K + s0 * STEP}, STEP, K * 2};
                     const float *scale[2] = {NULL, NULL};
-                    if (grouped) {
+                    if (converted) {
                         convert_tiles(w_buffer, w, n0, rows[0], s0, ks);
                         if (na > 1) convert_tiles(w_buffer + ks * TILE_HALFS, w, n1, rows[1], s0, ks);
                         wt = (weight_tiles){{w_buffer, w_buffer + ks * TILE_HALFS}, TILE_HALFS, 64};
+                    }
+                    if (grouped) {
                         scale[0] = w->scales + n0 * scale_stride + s0 / group_steps;
                         scale[1] = rows[1] > 0 ? w->scales + n1 * scale_stride + s0 / group_steps : scale[0];
-                    } else {
+                    } else if (!converted) {
                         if (n0 == padded_tile) wt.w[0] = w_buffer + s0 * STEP;
                         if (n1 == padded_tile) wt.w[1] = w_buffer + s0 * STEP;
                     }
@@ -357,16 +363,20 @@ static int gemm(float *y, const float *x, const uint16_t *packed, const nt_tenso
     return 1;
 }
 
-/* Fewer rows of x go to the avx512 kernels, faster there: a tile product costs the same for 1 row as for 16, and
- * int8 and int4 add a conversion of their tiles and the scaling of each group's sums (one thread, bench_kernels: at
- * 8 rows int4 runs 110 GFLOP/s here against 133 there, at 16 rows 218 against 141). */
-static int64_t min_rows(nt_dtype dtype) { return dtype == NT_DTYPE_BF16 ? 5 : 10; }
-
-/* Whole steps of K and enough rows, else the avx512 kernels, which need no memory. */
-static void matmul_amx(float *y, const float *x, const nt_tensor *w, int64_t M, int64_t n_begin, int64_t n_end) {
+/* Whether w and M come here, else to the avx512 kernels: whole steps of K, float32 only of bfloat16 values, and
+ * enough rows, as a tile product costs the same for 1 row as for 16 and the other dtypes than bfloat16 add a
+ * conversion of their tiles (one thread, bench_kernels: at 8 rows int4 runs 110 GFLOP/s here against 133 there, at
+ * 16 rows 218 against 141); float32 weights, twice bfloat16's bytes, only for prefill's rows, where the conversion
+ * is shared by many. */
+static int takes_amx(const nt_tensor *w, int64_t M) {
     int64_t K = w->shape[1];
-    if (K % STEP != 0 || K == 0 || M < min_rows(w->dtype) || !gemm(y, x, NULL, w, M, n_begin, n_end))
-        nt_kernels_avx512.matmul[w->dtype](y, x, w, M, n_begin, n_end);
+    if (K % STEP != 0 || K == 0 || (w->dtype == NT_DTYPE_F32 && !w->bf16_values)) return 0;
+    return M >= (w->dtype == NT_DTYPE_BF16 ? 5 : w->dtype == NT_DTYPE_F32 ? 17 : 10);
+}
+
+static void matmul_amx(float *y, const float *x, const nt_tensor *w, int64_t M, int64_t n_begin, int64_t n_end) {
+    if (!takes_amx(w, M) || !gemm(y, x, NULL, w, M, n_begin, n_end))
+        nt_kernels_avx512.matmul[w->dtype](y, x, w, M, n_begin, n_end); /* which needs no memory */
 }
 
 /* x's tiles for every matmul of the same x and every thread: tile (b, s, plane) of x tile b (rows 16b..16b+15, zeros
@@ -383,8 +393,7 @@ static void pack_rows(float *packed, const float *x, int64_t M, int64_t K, int64
 
 static int matmul_packed_amx(float *y, const float *packed, const nt_tensor *w, int64_t M, int64_t n_begin,
                              int64_t n_end) {
-    int64_t K = w->shape[1];
-    return K % STEP == 0 && K > 0 && M >= min_rows(w->dtype) && gemm(y, NULL, (const uint16_t *)packed, w, M, n_begin, n_end);
+    return takes_amx(w, M) && gemm(y, NULL, (const uint16_t *)packed, w, M, n_begin, n_end);
 }
 
 static const nt_row_packing row_packing = {
@@ -423,10 +432,13 @@ static int cpu_has_amx(void) {
 const nt_kernels nt_kernels_amx = {
     .name = "amx",
     .supported = cpu_has_amx,
-    .matmul = {[NT_DTYPE_BF16] = matmul_amx, [NT_DTYPE_Q8] = matmul_amx, [NT_DTYPE_Q4] = matmul_amx},
-    .packing = {[NT_DTYPE_BF16] = &row_packing, [NT_DTYPE_Q8] = &row_packing, [NT_DTYPE_Q4] = &row_packing},
-    .matmul_packed = {[NT_DTYPE_BF16] = matmul_packed_amx, [NT_DTYPE_Q8] = matmul_packed_amx,
-                      [NT_DTYPE_Q4] = matmul_packed_amx},
+    .matmul = {[NT_DTYPE_F32] = matmul_amx, [NT_DTYPE_BF16] = matmul_amx, [NT_DTYPE_Q8] = matmul_amx,
+               [NT_DTYPE_Q4] = matmul_amx},
+    .packing = {[NT_DTYPE_F32] = &row_packing, [NT_DTYPE_BF16] = &row_packing, [NT_DTYPE_Q8] = &row_packing,
+                [NT_DTYPE_Q4] = &row_packing},
+    .matmul_packed = {[NT_DTYPE_F32] = matmul_packed_amx, [NT_DTYPE_BF16] = matmul_packed_amx,
+                      [NT_DTYPE_Q8] = matmul_packed_amx, [NT_DTYPE_Q4] = matmul_packed_amx},
+    .takes = takes_amx,
 };
 
 #else

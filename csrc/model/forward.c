@@ -38,8 +38,8 @@ typedef struct {
 
 static matmul_job matmul_job_for(const nt_model *m, float *y, const float *x, const float *packed, const nt_tensor *w,
                                  const float *bias, int64_t M, nt_activation act) {
-    matmul_job job = {nt_kernels_matmul(m->kernels, w->dtype), y, x, NULL, m->kernels->matmul_packed[w->dtype],
-                      w, bias, act, M, w->shape[0]};
+    const nt_kernels *k = nt_kernels_for(m->kernels, w, M);
+    matmul_job job = {k->matmul[w->dtype], y, x, NULL, k->matmul_packed[w->dtype], w, bias, act, M, w->shape[0]};
     if (job.packed_fn != NULL) job.packed = packed;
     return job;
 }
@@ -72,7 +72,7 @@ static void pack_range(void *ctx, int64_t begin, int64_t end) {
 }
 
 float *nt_model_pack_rows(const nt_model *m, const float *x, int64_t M, const nt_tensor *w) {
-    const nt_row_packing *p = m->kernels->packing[w->dtype];
+    const nt_row_packing *p = nt_kernels_for(m->kernels, w, M)->packing[w->dtype];
     int64_t K = w->shape[1];
     /* One thread packs x for itself block by block, into a buffer that stays in L2, which measured 6-10% faster
      * than packing it whole first (prefill 512 and scoring 16 x 128 tokens at Minitron-4B's widths); two threads
@@ -127,7 +127,12 @@ static void fused_range(void *ctx, int64_t begin, int64_t end) {
 static void linear_fused(const nt_model *m, float *const *y, const float *x, const nt_tensor *const *w,
                          const float *const *bias, int count, int64_t M) {
     fused_job job = {.count = count};
-    float *packed = nt_model_pack_rows(m, x, M, w[0]); /* once for the parts, all of w[0]'s dtype */
+    /* x packed once for the parts when one packing serves them all (q, k and v: one dtype), else by each matmul */
+    int one_packing = 1;
+    for (int p = 1; p < count; p++)
+        one_packing &= w[p]->dtype == w[0]->dtype &&
+                       nt_kernels_for(m->kernels, w[p], M) == nt_kernels_for(m->kernels, w[0], M);
+    float *packed = one_packing ? nt_model_pack_rows(m, x, M, w[0]) : NULL;
     for (int p = 0; p < count; p++) {
         job.part[p] = matmul_job_for(m, y[p], x, packed, w[p], bias[p], M, NT_ACT_IDENTITY);
         job.first_block[p + 1] = job.first_block[p] + (w[p]->shape[0] + MATMUL_COLUMN_BLOCK - 1) / MATMUL_COLUMN_BLOCK;

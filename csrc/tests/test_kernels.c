@@ -96,6 +96,7 @@ static void test_matmul_shapes(const nt_kernels *kernels, const int64_t *Ms, siz
             for (size_t c = 0; c < n_Ks; c++) {
                 int64_t M = Ms[a], N = Ns[b], K = Ks[c];
                 float *x = malloc(sizeof(float) * M * K), *wf = malloc(sizeof(float) * N * K);
+                float *wfb = malloc(sizeof(float) * N * K); /* float32 of bfloat16 values */
                 uint16_t *wb = malloc(2 * N * K), *wh = malloc(2 * N * K);
                 int8_t *wq = malloc(N * K);
                 uint8_t *w4 = malloc(N * K / 2 + 1);
@@ -107,17 +108,22 @@ static void test_matmul_shapes(const nt_kernels *kernels, const int64_t *Ms, siz
                     wf[i] = random_float();
                     wb[i] = to_bf16(wf[i]);
                     wh[i] = to_f16(wf[i]);
+                    wfb[i] = nt_bf16_to_f32(wb[i]);
                 }
                 if (K % NT_Q8_GROUP == 0) quantize(wq, scales, NT_DTYPE_Q8, wf, N, K);
                 if (K % NT_Q4_GROUP == 0) quantize(w4, scales4, NT_DTYPE_Q4, wf, N, K);
                 const void *weights[NT_DTYPE_COUNT] = {wf, wb, wh, wq, w4};
                 const float *scales_of[NT_DTYPE_COUNT] = {[NT_DTYPE_Q8] = scales, [NT_DTYPE_Q4] = scales4};
-                for (int d = 0; d < NT_DTYPE_COUNT; d++) {
+                /* every dtype, then float32 again with bfloat16 values (nt_tensor.bf16_values) */
+                for (int e = 0; e <= NT_DTYPE_COUNT; e++) {
+                    int d = e < NT_DTYPE_COUNT ? e : NT_DTYPE_F32;
                     if (kernels->matmul[d] == NULL || K % nt_dtype_get((nt_dtype)d)->block_size != 0) continue;
-                    nt_tensor w = matrix(weights[d], scales_of[d], (nt_dtype)d, N, K);
+                    nt_tensor w = matrix(e < NT_DTYPE_COUNT ? weights[d] : wfb, scales_of[d], (nt_dtype)d, N, K);
+                    w.bf16_values = e == NT_DTYPE_COUNT;
                     char what[128];
-                    snprintf(what, sizeof what, "%s matmul %s M=%lld N=%lld K=%lld", kernels->name,
-                             nt_dtype_name((nt_dtype)d), (long long)M, (long long)N, (long long)K);
+                    snprintf(what, sizeof what, "%s matmul %s%s M=%lld N=%lld K=%lld", kernels->name,
+                             nt_dtype_name((nt_dtype)d), w.bf16_values ? " (bfloat16 values)" : "", (long long)M,
+                             (long long)N, (long long)K);
                     nt_matmul_naive(want, x, &w, M);
                     /* in two column ranges, as the thread pool splits it */
                     for (int64_t i = 0; i < M * N; i++) got[i] = NAN;
@@ -131,7 +137,9 @@ static void test_matmul_shapes(const nt_kernels *kernels, const int64_t *Ms, siz
                     for (int64_t m = 0; m < M; m++)
                         check_close(what, got + m * (N - v0), want + m * N + v0, N - v0, 1e-5f * (float)K);
                     const nt_row_packing *packing = kernels->packing[d];
-                    if (packing == NULL || kernels->matmul_packed[d] == NULL || M < packing->min_rows) continue;
+                    if (packing == NULL || kernels->matmul_packed[d] == NULL || M < packing->min_rows ||
+                        (kernels->takes != NULL && !kernels->takes(&w, M)))
+                        continue; /* forward.c then goes to the next set (nt_kernels_for) */
                     /* x packed once, in two ranges of row blocks, as forward.c's threads pack it */
                     snprintf(what, sizeof what, "%s matmul_packed %s M=%lld N=%lld K=%lld", kernels->name,
                              nt_dtype_name((nt_dtype)d), (long long)M, (long long)N, (long long)K);
@@ -151,7 +159,7 @@ static void test_matmul_shapes(const nt_kernels *kernels, const int64_t *Ms, siz
                         check_close(what, got + m * (N - v0), want + m * N + v0, N - v0, 1e-5f * (float)K);
                     free(packed);
                 }
-                free(x), free(wf), free(wb), free(wh), free(wq), free(w4), free(scales), free(scales4);
+                free(wfb), free(x), free(wf), free(wb), free(wh), free(wq), free(w4), free(scales), free(scales4);
                 free(want), free(got);
             }
 }
@@ -215,12 +223,17 @@ static void test_matmul_reads_within(const nt_kernels *kernels) {
     float x[M * K], wf[N * K], scales[N * K / NT_Q4_GROUP], want[M * N], got[M * N];
     uint16_t halves[N * K];
     uint8_t quantized[N * K];
+    float wb_wide[N * K];
     for (int i = 0; i < M * K; i++) x[i] = random_float();
     for (int i = 0; i < N * K; i++) wf[i] = random_float();
-    for (int d = 0; d < NT_DTYPE_COUNT; d++) {
+    for (int e = 0; e <= NT_DTYPE_COUNT; e++) { /* then float32 of bfloat16 values */
+        int d = e < NT_DTYPE_COUNT ? e : NT_DTYPE_F32;
         if (kernels->matmul[d] == NULL) continue;
         const void *data = wf;
-        if (d == NT_DTYPE_BF16 || d == NT_DTYPE_F16) {
+        if (e == NT_DTYPE_COUNT) {
+            for (int i = 0; i < N * K; i++) wb_wide[i] = nt_bf16_to_f32(to_bf16(wf[i]));
+            data = wb_wide;
+        } else if (d == NT_DTYPE_BF16 || d == NT_DTYPE_F16) {
             for (int i = 0; i < N * K; i++) halves[i] = d == NT_DTYPE_BF16 ? to_bf16(wf[i]) : to_f16(wf[i]);
             data = halves;
         } else if (d == NT_DTYPE_Q8 || d == NT_DTYPE_Q4) {
@@ -236,6 +249,7 @@ static void test_matmul_reads_within(const nt_kernels *kernels) {
         }
         memcpy(map + span - bytes, data, bytes);
         nt_tensor w = matrix(map + span - bytes, scales, (nt_dtype)d, N, K);
+        w.bf16_values = e == NT_DTYPE_COUNT;
         nt_matmul_naive(want, x, &w, M);
         kernels->matmul[d](got, x, &w, M, 0, 8);
         kernels->matmul[d](got, x, &w, M, 8, N);
@@ -282,6 +296,7 @@ static void test_completed(const nt_kernels *set, const nt_kernels *completed) {
     const char *bad = NULL;
     if (completed->matmul_nn == NULL || completed->exp_shifted == NULL) bad = "an attention kernel missing";
     if (set->matmul_nn != NULL && completed->matmul_nn != set->matmul_nn) bad = "matmul_nn not its own";
+    if (completed->takes != NULL && completed->next == NULL) bad = "a set that declines some w with no next set";
     for (int d = 0; d < NT_DTYPE_COUNT; d++) {
         if (completed->matmul[d] != nt_kernels_matmul(set, (nt_dtype)d)) bad = "a matmul not the one it borrows";
         if (set->matmul[d] != NULL &&

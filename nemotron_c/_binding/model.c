@@ -14,9 +14,11 @@ static void release_views(ModelObject *self) {
     self->n_views = 0;
 }
 
-/* Model(config: dict, tensors: list[(buffer | None, dtype_code, shape[, scales])], kernels: str, num_threads: int)
+/* Model(config: dict, tensors: list[(buffer | None, dtype_code, shape[, scales[, bf16_values]])], kernels: str,
+ *       num_threads: int)
  * config holds the nt_config fields by name (_core.CONFIG_FIELDS), inv_freq as a float32 buffer. A dtype whose
- * DTYPE_INFO line is `scaled` (int8, int4) takes its float32 scales (rows, cols / block_size) as a fourth item. */
+ * DTYPE_INFO line is `scaled` (int8, int4) takes its float32 scales (rows, cols / block_size) as a fourth item (None
+ * for the others); a true fifth item says a float32 tensor holds only bfloat16 values (nt_tensor.bf16_values). */
 static int Model_init(ModelObject *self, PyObject *args, PyObject *kwargs) {
     static char *keywords[] = {"config", "tensors", "kernels", "num_threads", NULL};
     PyObject *config, *tensors;
@@ -46,9 +48,9 @@ static int Model_init(ModelObject *self, PyObject *args, PyObject *kwargs) {
     self->n_views = 2 * n;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *item = PyList_GET_ITEM(tensors, i), *buffer, *shape, *scales = Py_None;
-        int dtype;
-        if (!PyArg_ParseTuple(item, "OiO!|O;each tensor must be (buffer, dtype_code, shape[, scales])", &buffer,
-                              &dtype, &PyTuple_Type, &shape, &scales))
+        int dtype, bf16_values = 0;
+        if (!PyArg_ParseTuple(item, "OiO!|Op;each tensor must be (buffer, dtype_code, shape[, scales[, bf16_values]])",
+                              &buffer, &dtype, &PyTuple_Type, &shape, &scales, &bf16_values))
             goto done;
         if (buffer == Py_None) continue;
         if (scales != Py_None) {
@@ -68,6 +70,7 @@ static int Model_init(ModelObject *self, PyObject *args, PyObject *kwargs) {
         views[i].data = self->views[i].buf;
         views[i].nbytes = (size_t)self->views[i].len;
         views[i].dtype = (nt_dtype)dtype;
+        views[i].bf16_values = bf16_values;
         views[i].ndim = (int)ndim;
         for (Py_ssize_t d = 0; d < ndim; d++) {
             views[i].shape[d] = PyLong_AsLongLong(PyTuple_GET_ITEM(shape, d));

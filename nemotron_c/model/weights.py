@@ -219,7 +219,10 @@ def core_arrays(selected, dtype, num_threads=0):
         if storage in QUANTIZED_DTYPES:  # a QuantizedWeight, quantized now or as stored
             arrays.append((array.values, _core.DTYPE_INFO[storage].code, array.shape, array.scales))
         else:
-            arrays.append((array, _core.DTYPE_INFO[storage].code, tuple(array.shape)))
+            # float32 widened from bfloat16 holds bfloat16 values, which the core may multiply as such (the amx
+            # kernel set: the same products, on the tile unit)
+            bf16_values = storage == "float32" and resolve_storage(stored, None) == "bfloat16"
+            arrays.append((array, _core.DTYPE_INFO[storage].code, tuple(array.shape), None, bf16_values))
         weights[name] = (array, storage)
     return arrays, weights
 
