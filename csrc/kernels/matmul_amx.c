@@ -130,6 +130,21 @@ typedef struct {
     int64_t step_halfs, row_bytes;
 } weight_tiles;
 
+/* Step s of K into the sums' tiles: NA weight tiles times MB x tiles, in each of x's three parts. */
+static inline __attribute__((always_inline)) void tile_step(const weight_tiles *wt, const uint16_t *x0,
+                                                            const uint16_t *x1, int64_t s, const int NA, const int MB) {
+    _tile_loadd(4, wt->w[0] + s * wt->step_halfs, wt->row_bytes);
+    if (NA > 1) _tile_loadd(5, wt->w[1] + s * wt->step_halfs, wt->row_bytes);
+    for (int p = 0; p < PLANES; p++) {
+        _tile_loadd(6, x0 + (s * PLANES + p) * TILE_HALFS, 64);
+        if (MB > 1) _tile_loadd(7, x1 + (s * PLANES + p) * TILE_HALFS, 64);
+        _tile_dpbf16ps(0, 4, 6);
+        if (MB > 1) _tile_dpbf16ps(1, 4, 7);
+        if (NA > 1) _tile_dpbf16ps(2, 5, 6);
+        if (NA > 1 && MB > 1) _tile_dpbf16ps(3, 5, 7);
+    }
+}
+
 /* The sums c_ab (16 x 16 floats, c[j][i] for row i of x tile b and row j of weight tile a) of NA weight tiles by MB
  * x tiles (x0, x1: their tiles from the block's first step) over `steps` steps of K, added to c_ab, or from zero
  * when first. */
@@ -148,18 +163,7 @@ static inline __attribute__((always_inline)) void tile_block(float *c00, float *
         if (NA > 1) _tile_loadd(2, c10, 64);
         if (NA > 1 && MB > 1) _tile_loadd(3, c11, 64);
     }
-    for (int64_t s = 0; s < steps; s++) {
-        _tile_loadd(4, wt->w[0] + s * wt->step_halfs, wt->row_bytes);
-        if (NA > 1) _tile_loadd(5, wt->w[1] + s * wt->step_halfs, wt->row_bytes);
-        for (int p = 0; p < PLANES; p++) {
-            _tile_loadd(6, x0 + (s * PLANES + p) * TILE_HALFS, 64);
-            if (MB > 1) _tile_loadd(7, x1 + (s * PLANES + p) * TILE_HALFS, 64);
-            _tile_dpbf16ps(0, 4, 6);
-            if (MB > 1) _tile_dpbf16ps(1, 4, 7);
-            if (NA > 1) _tile_dpbf16ps(2, 5, 6);
-            if (NA > 1 && MB > 1) _tile_dpbf16ps(3, 5, 7);
-        }
-    }
+    for (int64_t s = 0; s < steps; s++) tile_step(wt, x0, x1, s, NA, MB);
     _tile_stored(0, c00, 64);
     if (MB > 1) _tile_stored(1, c01, 64);
     if (NA > 1) _tile_stored(2, c10, 64);
@@ -193,18 +197,7 @@ static inline __attribute__((always_inline)) void tile_block_grouped(
         if (MB > 1) _tile_zero(1);
         if (NA > 1) _tile_zero(2);
         if (NA > 1 && MB > 1) _tile_zero(3);
-        for (int64_t s = g; s < g + group_steps; s++) {
-            _tile_loadd(4, wt->w[0] + s * wt->step_halfs, wt->row_bytes);
-            if (NA > 1) _tile_loadd(5, wt->w[1] + s * wt->step_halfs, wt->row_bytes);
-            for (int p = 0; p < PLANES; p++) {
-                _tile_loadd(6, x0 + (s * PLANES + p) * TILE_HALFS, 64);
-                if (MB > 1) _tile_loadd(7, x1 + (s * PLANES + p) * TILE_HALFS, 64);
-                _tile_dpbf16ps(0, 4, 6);
-                if (MB > 1) _tile_dpbf16ps(1, 4, 7);
-                if (NA > 1) _tile_dpbf16ps(2, 5, 6);
-                if (NA > 1 && MB > 1) _tile_dpbf16ps(3, 5, 7);
-            }
-        }
+        for (int64_t s = g; s < g + group_steps; s++) tile_step(wt, x0, x1, s, NA, MB);
         int fresh = first && g == 0;
         int64_t group = g / group_steps;
         _tile_stored(0, scratch, 64);
