@@ -65,14 +65,8 @@ static inline float load1(const void *w, const float *scales, nt_dtype dtype, in
  * 56 to 62 for int8 at 8 rows on a Sapphire Rapids core (132 GFLOP/s peak with ymm). Chunks of 1024 and blocks of
  * 48, as the AVX-512 set has, were 5% faster there, but would put the x chunk in half of a Zen core's 32 KiB L1 and
  * a block of bfloat16 rows of 9216 past its 512 KiB L2, where these kernels mostly run. */
-enum {
-    SMALL_MAX_ROWS = 16,
-    SMALL_PASS_ROWS = 4,
-    SMALL_KC = 512,
-    SMALL_BLOCK_ROWS = 24,
-    SMALL_MAX_W_ROWS = 4,
-    SMALL_ACCUMULATORS = 8,
-};
+enum { SMALL_MAX_ROWS = 16, SMALL_PASS_ROWS = 4, SMALL_KC = 512, SMALL_BLOCK_ROWS = 24, SMALL_MAX_W_ROWS = 4 };
+enum { SMALL_ACCUMULATORS = 8 }; /* the most MR x NR of a block: reduce_many's */
 #define SMALL_PASSES(PASS) PASS(1, 4) PASS(2, 4) PASS(3, 2) default: PASS(4, 2)
 _Static_assert(SMALL_KC % NT_Q8_GROUP == 0 && NT_Q8_GROUP % 8 == 0, "a chunk and a vector stay in one group");
 
@@ -433,17 +427,9 @@ static inline __attribute__((always_inline)) void matmul_avx2(float *y, const fl
                          n_begin, n_end);
 }
 
-static void matmul_f32_avx2(float *y, const float *x, const nt_tensor *w, int64_t M, int64_t n_begin, int64_t n_end) {
-    matmul_avx2(y, x, w, NT_DTYPE_F32, M, n_begin, n_end);
-}
-
-static void matmul_bf16_avx2(float *y, const float *x, const nt_tensor *w, int64_t M, int64_t n_begin, int64_t n_end) {
-    matmul_avx2(y, x, w, NT_DTYPE_BF16, M, n_begin, n_end);
-}
-
-static void matmul_f16_avx2(float *y, const float *x, const nt_tensor *w, int64_t M, int64_t n_begin, int64_t n_end) {
-    matmul_avx2(y, x, w, NT_DTYPE_F16, M, n_begin, n_end);
-}
+NT_MATMUL_FOR_DTYPE(matmul_f32_avx2, matmul_avx2, NT_DTYPE_F32)
+NT_MATMUL_FOR_DTYPE(matmul_bf16_avx2, matmul_avx2, NT_DTYPE_BF16)
+NT_MATMUL_FOR_DTYPE(matmul_f16_avx2, matmul_avx2, NT_DTYPE_F16)
 
 static void matmul_q8_avx2(float *y, const float *x, const nt_tensor *w, int64_t M, int64_t n_begin, int64_t n_end) {
     if (M <= GEMV_MAX_ROWS)
@@ -590,20 +576,8 @@ const nt_kernels nt_kernels_avx2 = {
     },
     .matmul_nn = matmul_nn_avx2,
     .exp_shifted = exp_shifted_avx2,
-    .packing = {
-        [NT_DTYPE_F32] = &row_packing,
-        [NT_DTYPE_BF16] = &row_packing,
-        [NT_DTYPE_F16] = &row_packing,
-        [NT_DTYPE_Q8] = &row_packing,
-        [NT_DTYPE_Q4] = &row_packing,
-    },
-    .matmul_packed = {
-        [NT_DTYPE_F32] = matmul_packed_f32,
-        [NT_DTYPE_BF16] = matmul_packed_bf16,
-        [NT_DTYPE_F16] = matmul_packed_f16,
-        [NT_DTYPE_Q8] = matmul_packed_q8,
-        [NT_DTYPE_Q4] = matmul_packed_q4,
-    },
+    .packing = GEMM_PACKING,
+    .matmul_packed = GEMM_MATMUL_PACKED,
 };
 
 #else /* not compiled for AVX2 (another architecture): a set that no CPU supports keeps the list whole */

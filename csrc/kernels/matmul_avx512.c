@@ -215,14 +215,8 @@ GEMV_QUANTIZED(q4, NT_DTYPE_Q4)
  * +20%: bfloat16, float16 and int8 about 130 GFLOP/s, int4 140, some 55% of the FMA peak (float32, bound by
  * memory at 8 rows, 75-90). llvm-mca puts the loop at 80% of the peak: loads of x that miss L1 (the stream of w
  * passes through it) seem to take the rest. */
-enum {
-    SMALL_MAX_ROWS = 16,
-    SMALL_PASS_ROWS = 8,
-    SMALL_KC = 1024,
-    SMALL_BLOCK_ROWS = 48,
-    SMALL_MAX_W_ROWS = 4,
-    SMALL_ACCUMULATORS = 16,
-};
+enum { SMALL_MAX_ROWS = 16, SMALL_PASS_ROWS = 8, SMALL_KC = 1024, SMALL_BLOCK_ROWS = 48, SMALL_MAX_W_ROWS = 4 };
+enum { SMALL_ACCUMULATORS = 16 }; /* the most MR x NR of a block: reduce_many's */
 #define SMALL_PASSES(PASS) \
     PASS(1, 4) PASS(2, 4) PASS(3, 4) PASS(4, 4) PASS(5, 3) PASS(6, 2) PASS(7, 2) default: PASS(8, 2)
 _Static_assert(SMALL_KC % NT_Q8_GROUP == 0 && SMALL_KC % 32 == 0 && NT_Q8_GROUP % 16 == 0 && NT_Q4_GROUP == 32,
@@ -488,30 +482,11 @@ static inline __attribute__((always_inline)) void matmul_quantized_avx512(float 
         gemv_q4(y, x, w->data, w->scales, M, N, K, n_begin, n_end);
 }
 
-static void matmul_q8_avx512(float *y, const float *x, const nt_tensor *w, int64_t M, int64_t n_begin,
-                             int64_t n_end) {
-    matmul_quantized_avx512(y, x, w, NT_DTYPE_Q8, M, n_begin, n_end);
-}
-
-static void matmul_q4_avx512(float *y, const float *x, const nt_tensor *w, int64_t M, int64_t n_begin,
-                             int64_t n_end) {
-    matmul_quantized_avx512(y, x, w, NT_DTYPE_Q4, M, n_begin, n_end);
-}
-
-static void matmul_f32_avx512(float *y, const float *x, const nt_tensor *w, int64_t M, int64_t n_begin,
-                              int64_t n_end) {
-    matmul_avx512(y, x, w, NT_DTYPE_F32, M, n_begin, n_end);
-}
-
-static void matmul_bf16_avx512(float *y, const float *x, const nt_tensor *w, int64_t M, int64_t n_begin,
-                               int64_t n_end) {
-    matmul_avx512(y, x, w, NT_DTYPE_BF16, M, n_begin, n_end);
-}
-
-static void matmul_f16_avx512(float *y, const float *x, const nt_tensor *w, int64_t M, int64_t n_begin,
-                              int64_t n_end) {
-    matmul_avx512(y, x, w, NT_DTYPE_F16, M, n_begin, n_end);
-}
+NT_MATMUL_FOR_DTYPE(matmul_q8_avx512, matmul_quantized_avx512, NT_DTYPE_Q8)
+NT_MATMUL_FOR_DTYPE(matmul_q4_avx512, matmul_quantized_avx512, NT_DTYPE_Q4)
+NT_MATMUL_FOR_DTYPE(matmul_f32_avx512, matmul_avx512, NT_DTYPE_F32)
+NT_MATMUL_FOR_DTYPE(matmul_bf16_avx512, matmul_avx512, NT_DTYPE_BF16)
+NT_MATMUL_FOR_DTYPE(matmul_f16_avx512, matmul_avx512, NT_DTYPE_F16)
 
 /* ---------------------------------------------------------------- attention's tiles
  * y (M, N) (+)= x (M, K) @ w (K, N) with w row-major: NN_MR rows of y by NN_NV vectors of 16 columns in
@@ -632,20 +607,8 @@ const nt_kernels nt_kernels_avx512 = {
     },
     .matmul_nn = matmul_nn_avx512,
     .exp_shifted = exp_shifted_avx512,
-    .packing = {
-        [NT_DTYPE_F32] = &row_packing,
-        [NT_DTYPE_BF16] = &row_packing,
-        [NT_DTYPE_F16] = &row_packing,
-        [NT_DTYPE_Q8] = &row_packing,
-        [NT_DTYPE_Q4] = &row_packing,
-    },
-    .matmul_packed = {
-        [NT_DTYPE_F32] = matmul_packed_f32,
-        [NT_DTYPE_BF16] = matmul_packed_bf16,
-        [NT_DTYPE_F16] = matmul_packed_f16,
-        [NT_DTYPE_Q8] = matmul_packed_q8,
-        [NT_DTYPE_Q4] = matmul_packed_q4,
-    },
+    .packing = GEMM_PACKING,
+    .matmul_packed = GEMM_MATMUL_PACKED,
 };
 
 #else /* not compiled for AVX-512 (another architecture): a set that no CPU supports keeps the list whole */
