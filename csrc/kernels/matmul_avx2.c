@@ -136,7 +136,9 @@ static inline __attribute__((always_inline)) void small_block(float *y, int64_t 
 
 /* xp = x rows 0..rows-1 (K apart), the whole 8s of columns [k0, k1): columns k.. of row i at
  * xp + (k - k0) * rows + 8 * i. Read from x directly, rows K floats apart all fall in the same L1 sets when K is
- * a multiple of 1024 and evict one another (see the AVX-512 set's small_pack). */
+ * a multiple of 1024 and evict one another (see the AVX-512 set's small_pack). Unlike the AVX-512 set's, it leaves
+ * out the columns past the last 8: small_block adds them one by one from x after the vectors' sum (this set's sums,
+ * to the bit, are in that order), where the AVX-512 set's masked loads take them in its vectors. */
 static void small_pack(float *xp, const float *x, int64_t K, int64_t rows, int64_t k0, int64_t k1) {
     for (int64_t k = k0; k + 8 <= k1; k += 8)
         for (int64_t i = 0; i < rows; i++) _mm256_store_ps(xp + (k - k0) * rows + 8 * i, _mm256_loadu_ps(x + i * K + k));
