@@ -266,9 +266,9 @@ static inline __attribute__((always_inline)) __m512 small_half(const void *w, co
 }
 
 /* small_loops.h's small_block, every column from xp (x is not read): the last partial step goes through the same
- * code with masks (a macro: a separate function taking the accumulators by address
- * sends GCC's copies of them to memory). The asm statement keeps the x vectors in registers: GCC otherwise
- * reads them again as an operand of each FMA, and the loads, more than the FMAs, then bound the loop. */
+ * code with masks (a macro: a separate function taking the accumulators by address sends GCC's copies of them to
+ * memory). The asm statement keeps the x vectors in registers: GCC otherwise reads them again as an operand of each
+ * FMA, and the loads, more than the FMAs, then bound the loop. */
 static inline __attribute__((always_inline)) void small_block(float *y, int64_t N, const float *x, const float *xp,
                                                               int64_t K, const void *w, const float *scales,
                                                               nt_dtype dtype, int64_t n0, int64_t k0, int64_t k1,

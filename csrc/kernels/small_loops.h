@@ -9,7 +9,7 @@
  *       y (MR rows, N apart) columns n0..n0+NR-1 (+)= x @ w rows n0.. over columns [k0, k1) (= where k0 is 0),
  *       x packed in xp, or in place from x (MR rows, K apart, from column 0) for what small_pack leaves out;
  *       prefetches the same span of the rows `ahead` elements further on in w.
- * It defines small_matmul.
+ * It defines small_matmul (and small_pass, its inner loop).
  *
  * A decode step multiplies a few rows of x (one per sequence of the batch) by every weight matrix, whose bytes come
  * from memory once per step: the kernel must read each weight row once for all the rows of x. From 4 rows on it is
