@@ -6,7 +6,9 @@
  *   pack_rows (xp, x, K, mr, kc)                             x rows (mr, kc) as (kc, PANEL_MR), nothing past it;
  *   panel_block (y, N, xp, panel, kc, mr, nr, accumulate)    y (mr, nr) (+)= xp @ panel.
  * It defines gemm (each thread packs the rows of x it multiplies) and, for the set's table, packed_floats, pack_x and
- * matmul_packed_<dtype> (the rows of x packed once for all threads: nt_kernels in kernels/kernels.h).
+ * matmul_packed_<dtype> (the rows of x packed once for all threads: nt_kernels in kernels/kernels.h), and the
+ * table's entries GEMM_PACKING (of the set's row_packing, which names packed_floats and pack_x) and
+ * GEMM_MATMUL_PACKED.
  */
 #ifndef NT_GEMM_LOOPS_H
 #define NT_GEMM_LOOPS_H
@@ -103,5 +105,17 @@ GEMM_PACKED(bf16, NT_DTYPE_BF16)
 GEMM_PACKED(f16, NT_DTYPE_F16)
 GEMM_PACKED(q8, NT_DTYPE_Q8)
 GEMM_PACKED(q4, NT_DTYPE_Q4)
+
+/* the set's table's packing and matmul_packed: x packed alike for every dtype, by the row_packing the set defines */
+#define GEMM_PACKING                                                                                        \
+    {                                                                                                       \
+        [NT_DTYPE_F32] = &row_packing, [NT_DTYPE_BF16] = &row_packing, [NT_DTYPE_F16] = &row_packing,       \
+        [NT_DTYPE_Q8] = &row_packing, [NT_DTYPE_Q4] = &row_packing,                                         \
+    }
+#define GEMM_MATMUL_PACKED                                                                                  \
+    {                                                                                                       \
+        [NT_DTYPE_F32] = matmul_packed_f32, [NT_DTYPE_BF16] = matmul_packed_bf16,                           \
+        [NT_DTYPE_F16] = matmul_packed_f16, [NT_DTYPE_Q8] = matmul_packed_q8, [NT_DTYPE_Q4] = matmul_packed_q4, \
+    }
 
 #endif

@@ -18,6 +18,13 @@
 typedef void (*nt_matmul_fn)(float *y, const float *x, const nt_tensor *w, int64_t M, int64_t n_begin,
                              int64_t n_end);
 
+/* Defines NAME, the nt_matmul_fn of one dtype of a kernel written once for every dtype: KERNEL (y, x, w, DTYPE, M,
+ * n_begin, n_end), an always-inline function, specialised for the dtype. */
+#define NT_MATMUL_FOR_DTYPE(NAME, KERNEL, DTYPE)                                                                   \
+    static void NAME(float *y, const float *x, const nt_tensor *w, int64_t M, int64_t n_begin, int64_t n_end) { \
+        KERNEL(y, x, w, DTYPE, M, n_begin, n_end);                                                             \
+    }
+
 /* How a kernel set packs the rows of x for its matmul_packed: pack_rows writes the blocks [block_begin, block_end)
  * of row_block rows of x (M, K) (the last block padded) into packed, which holds packed_floats(M, K) floats (its
  * own layout, not floats) from a 64-byte boundary; 0 floats for a shape it does not pack. */

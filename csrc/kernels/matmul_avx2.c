@@ -58,16 +58,16 @@ static inline float load1(const void *w, const float *scales, nt_dtype dtype, in
 }
 
 /* ---------------------------------------------------------------- decode: up to 16 rows of x, w read once
- * As the AVX-512 set's (kernels/matmul_avx512.c, which explains the blocking): the thread's rows of w by blocks
- * of SMALL_BLOCK_ROWS, the rows of x by passes of at most SMALL_PASS_ROWS (16 ymm registers hold fewer
- * accumulators: a second pass reads the block from L2), K by chunks of SMALL_KC columns whose x, packed, stays
- * in L1, a row's sum being its chunks' sums in order whatever M. The columns past the last multiple of 8 are
- * summed one by one into their chunk's sum. Packing x, keeping it in registers and reducing the accumulators
- * together took it from about 63 to 72-77 GFLOP/s for bfloat16 and float16 and from 56 to 62 for int8 at 8 rows
- * on a Sapphire Rapids core (132 GFLOP/s peak with ymm). Chunks of 1024 and blocks of 48, as the AVX-512 set
- * has, were 5% faster there, but would put the x chunk in half of a Zen core's 32 KiB L1 and a block of bfloat16
- * rows of 9216 past its 512 KiB L2, where these kernels mostly run. */
+ * The loops are kernels/small_loops.h's (which explains the blocking); here the register block, in the 16 ymm
+ * registers, which hold fewer accumulators than the AVX-512 set's: passes of up to 4 rows of x. The columns past
+ * the last multiple of 8 are summed one by one from x into their chunk's sum. Packing x, keeping it in registers
+ * and reducing the accumulators together took it from about 63 to 72-77 GFLOP/s for bfloat16 and float16 and from
+ * 56 to 62 for int8 at 8 rows on a Sapphire Rapids core (132 GFLOP/s peak with ymm). Chunks of 1024 and blocks of
+ * 48, as the AVX-512 set has, were 5% faster there, but would put the x chunk in half of a Zen core's 32 KiB L1 and
+ * a block of bfloat16 rows of 9216 past its 512 KiB L2, where these kernels mostly run. */
 enum { SMALL_MAX_ROWS = 16, SMALL_PASS_ROWS = 4, SMALL_KC = 512, SMALL_BLOCK_ROWS = 24, SMALL_MAX_W_ROWS = 4 };
+enum { SMALL_ACCUMULATORS = 8 }; /* the most MR x NR of a block: reduce_many's */
+#define SMALL_PASSES(PASS) PASS(1, 4) PASS(2, 4) PASS(3, 2) default: PASS(4, 2)
 _Static_assert(SMALL_KC % NT_Q8_GROUP == 0 && NT_Q8_GROUP % 8 == 0, "a chunk and a vector stay in one group");
 
 /* sums (8): lane 4h + r (h, r < 2 and 4) = the sum of the lanes of v[2r + h] for the first c of v (c <= 8): three
@@ -87,14 +87,13 @@ static inline __attribute__((always_inline)) __m256 reduce_many(const __m256 *v,
     return _mm256_add_ps(_mm256_shuffle_ps(a, b, 0x88), _mm256_shuffle_ps(a, b, 0xdd));
 }
 
-/* y (MR rows, N apart) columns n0..n0+NR-1 (+)= x (MR rows, K apart) @ w rows n0.. over columns [k0, k1), the
- * whole 8s from xp (small_pack's), the rest from x; prefetches the same span of the rows `ahead` elements further
- * on in w. The asm statement keeps the x vectors in registers (GCC otherwise reads them again for each FMA). */
+/* small_loops.h's small_block, the whole 8s of columns from xp, the rest from x. The asm statement keeps the x
+ * vectors in registers (GCC otherwise reads them again for each FMA). */
 static inline __attribute__((always_inline)) void small_block(float *y, int64_t N, const float *x, const float *xp,
                                                               int64_t K, const void *w, const float *scales,
                                                               nt_dtype dtype, int64_t n0, int64_t k0, int64_t k1,
                                                               int64_t ahead, const int MR, const int NR) {
-    __m256 acc[8]; /* x row i, w row j at i * NR + j (small_matmul keeps MR x NR <= 8) */
+    __m256 acc[SMALL_ACCUMULATORS]; /* x row i, w row j at i * NR + j */
 #pragma GCC unroll 8
     for (int a = 0; a < MR * NR; a++) acc[a] = _mm256_setzero_ps();
     const char *base = w;
@@ -137,68 +136,15 @@ static inline __attribute__((always_inline)) void small_block(float *y, int64_t 
 
 /* xp = x rows 0..rows-1 (K apart), the whole 8s of columns [k0, k1): columns k.. of row i at
  * xp + (k - k0) * rows + 8 * i. Read from x directly, rows K floats apart all fall in the same L1 sets when K is
- * a multiple of 1024 and evict one another (see the AVX-512 set's small_pack). */
+ * a multiple of 1024 and evict one another (see the AVX-512 set's small_pack). Unlike the AVX-512 set's, it leaves
+ * out the columns past the last 8: small_block adds them one by one from x after the vectors' sum (this set's sums,
+ * to the bit, are in that order), where the AVX-512 set's masked loads take them in its vectors. */
 static void small_pack(float *xp, const float *x, int64_t K, int64_t rows, int64_t k0, int64_t k1) {
     for (int64_t k = k0; k + 8 <= k1; k += 8)
         for (int64_t i = 0; i < rows; i++) _mm256_store_ps(xp + (k - k0) * rows + 8 * i, _mm256_loadu_ps(x + i * K + k));
 }
 
-/* The MR rows of x against w rows [n0, n1) over columns [k0, k1): NR rows of w at a time, then one. */
-static inline __attribute__((always_inline)) void small_pass(float *y, int64_t N, const float *x, const float *xp,
-                                                             int64_t K,
-                                                             const void *w, const float *scales, nt_dtype dtype,
-                                                             int64_t n0, int64_t n1, int64_t k0, int64_t k1,
-                                                             int64_t ahead, const int MR, const int NR) {
-    int64_t n = n0;
-    for (; n + NR <= n1; n += NR) small_block(y, N, x, xp, K, w, scales, dtype, n, k0, k1, ahead, MR, NR);
-    for (; n < n1; n++) small_block(y, N, x, xp, K, w, scales, dtype, n, k0, k1, ahead, MR, 1);
-}
-
-/* y (M, N) = x (M, K) @ w^T for 1 <= M <= SMALL_MAX_ROWS, columns [n_begin, n_end). */
-static inline __attribute__((always_inline)) void small_matmul(float *y, const float *x, const nt_tensor *t,
-                                                               nt_dtype dtype, int64_t M, int64_t n_begin,
-                                                               int64_t n_end) {
-    int64_t N = t->shape[0], K = t->shape[1];
-    if (M == 1) { /* as the AVX-512 set's: one row is its own packing, and w goes row after row */
-        enum { NR = SMALL_MAX_W_ROWS };
-        for (int64_t n = n_begin; n < n_end;) {
-            int64_t nr = n_end - n < NR ? 1 : NR;
-            for (int64_t k0 = 0; k0 < K; k0 += SMALL_KC) {
-                int64_t k1 = K - k0 < SMALL_KC ? K : k0 + SMALL_KC;
-                int64_t ahead = k1 < K ? SMALL_KC : n + 2 * nr <= N ? nr * K - k0 : 0;
-                if (nr == NR)
-                    small_block(y, N, x, x + k0, K, t->data, t->scales, dtype, n, k0, k1, ahead, 1, NR);
-                else
-                    small_block(y, N, x, x + k0, K, t->data, t->scales, dtype, n, k0, k1, ahead, 1, 1);
-            }
-            n += nr;
-        }
-        return;
-    }
-    int64_t passes = (M + SMALL_PASS_ROWS - 1) / SMALL_PASS_ROWS;
-    float xp[SMALL_PASS_ROWS * SMALL_KC] __attribute__((aligned(32)));
-    for (int64_t n0 = n_begin; n0 < n_end; n0 += SMALL_BLOCK_ROWS) {
-        int64_t n1 = n_end - n0 < SMALL_BLOCK_ROWS ? n_end : n0 + SMALL_BLOCK_ROWS;
-        for (int64_t p = 0, m0 = 0; p < passes; p++) {
-            int64_t rows = (M - m0) / (passes - p); /* passes of equal rows, within one */
-            float *y_p = y + m0 * N;
-            const float *x_p = x + m0 * K;
-            for (int64_t k0 = 0; k0 < K; k0 += SMALL_KC) {
-                int64_t k1 = K - k0 < SMALL_KC ? K : k0 + SMALL_KC;
-                /* the same rows' next chunk, or from the last chunk the next block's first one */
-                int64_t ahead = k1 < K ? SMALL_KC : n1 < N ? SMALL_BLOCK_ROWS * K - k0 : 0;
-                small_pack(xp, x_p, K, rows, k0, k1);
-#define SMALL_CASE(MR, NR) \
-    case MR: _Static_assert(MR * NR <= 8, "reduce_many"); small_pass(y_p, N, x_p, xp, K, t->data, t->scales, dtype, n0, n1, k0, k1, ahead, MR, NR); break;
-                switch (rows) {
-                SMALL_CASE(1, 4) SMALL_CASE(2, 4) SMALL_CASE(3, 2) default: SMALL_CASE(4, 2)
-                }
-#undef SMALL_CASE
-            }
-            m0 += rows;
-        }
-    }
-}
+#include "kernels/small_loops.h"
 
 enum { GEMV_MAX_ROWS = 3, GEMV_W_ROWS = 4 }; /* rows of x per pass, rows of w per block (int8, int4) */
 
@@ -483,17 +429,9 @@ static inline __attribute__((always_inline)) void matmul_avx2(float *y, const fl
                          n_begin, n_end);
 }
 
-static void matmul_f32_avx2(float *y, const float *x, const nt_tensor *w, int64_t M, int64_t n_begin, int64_t n_end) {
-    matmul_avx2(y, x, w, NT_DTYPE_F32, M, n_begin, n_end);
-}
-
-static void matmul_bf16_avx2(float *y, const float *x, const nt_tensor *w, int64_t M, int64_t n_begin, int64_t n_end) {
-    matmul_avx2(y, x, w, NT_DTYPE_BF16, M, n_begin, n_end);
-}
-
-static void matmul_f16_avx2(float *y, const float *x, const nt_tensor *w, int64_t M, int64_t n_begin, int64_t n_end) {
-    matmul_avx2(y, x, w, NT_DTYPE_F16, M, n_begin, n_end);
-}
+NT_MATMUL_FOR_DTYPE(matmul_f32_avx2, matmul_avx2, NT_DTYPE_F32)
+NT_MATMUL_FOR_DTYPE(matmul_bf16_avx2, matmul_avx2, NT_DTYPE_BF16)
+NT_MATMUL_FOR_DTYPE(matmul_f16_avx2, matmul_avx2, NT_DTYPE_F16)
 
 static void matmul_q8_avx2(float *y, const float *x, const nt_tensor *w, int64_t M, int64_t n_begin, int64_t n_end) {
     if (M <= GEMV_MAX_ROWS)
@@ -640,20 +578,8 @@ const nt_kernels nt_kernels_avx2 = {
     },
     .matmul_nn = matmul_nn_avx2,
     .exp_shifted = exp_shifted_avx2,
-    .packing = {
-        [NT_DTYPE_F32] = &row_packing,
-        [NT_DTYPE_BF16] = &row_packing,
-        [NT_DTYPE_F16] = &row_packing,
-        [NT_DTYPE_Q8] = &row_packing,
-        [NT_DTYPE_Q4] = &row_packing,
-    },
-    .matmul_packed = {
-        [NT_DTYPE_F32] = matmul_packed_f32,
-        [NT_DTYPE_BF16] = matmul_packed_bf16,
-        [NT_DTYPE_F16] = matmul_packed_f16,
-        [NT_DTYPE_Q8] = matmul_packed_q8,
-        [NT_DTYPE_Q4] = matmul_packed_q4,
-    },
+    .packing = GEMM_PACKING,
+    .matmul_packed = GEMM_MATMUL_PACKED,
 };
 
 #else /* not compiled for AVX2 (another architecture): a set that no CPU supports keeps the list whole */

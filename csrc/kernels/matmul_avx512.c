@@ -206,21 +206,8 @@ GEMV_QUANTIZED(q8, NT_DTYPE_Q8)
 GEMV_QUANTIZED(q4, NT_DTYPE_Q4)
 
 /* ---------------------------------------------------------------- decode: up to 16 rows of x, w read once
- * A decode step multiplies a few rows of x (one per sequence of the batch) by every weight matrix, whose
- * bytes come from memory once per step: the kernel must read each weight row once for all the rows of x. From
- * 4 rows on it is bound by arithmetic, not by memory: each 16 weights widened (and for int8 and int4 scaled)
- * serve MR FMAs, so the widening and the loads around the FMAs set its speed.
- *
- * The thread's rows of w go by blocks of SMALL_BLOCK_ROWS. Within a block, the rows of x go in passes of at
- * most SMALL_PASS_ROWS (their accumulators and x vectors fill the 32 zmm registers); a second pass reads the
- * block again from L2, not from memory. Within a pass, K goes by chunks of SMALL_KC columns: the pass's x chunk
- * (8 x 1024 floats, 32 KiB), packed contiguous (small_pack), stays in L1 while every row of the block passes over
- * it; a row's sum is the sum of its chunks' sums in order, each chunk's accumulators reduced together
- * (reduce_many), so that an output does not depend on M, on the block or on the thread's column range. While a
- * chunk of a row is read, the same row's next chunk (or, at the last chunk, the next block's row) is prefetched,
- * which keeps several streams of w in flight per thread: rows of a few KiB are short streams that the hardware
- * prefetcher picks up late (prefetching took the earlier int8 row kernel from about 75% to about 100% of
- * bfloat16's bytes per second).
+ * The loops are kernels/small_loops.h's; here the register block, in the 32 zmm registers: passes of up to 8 rows
+ * of x, chunks of 1024 columns (8 x 1024 floats of x, 32 KiB, in L1).
  * Measured on a Sapphire Rapids core (bench_kernels, 8 rows, 9216 x 3072, one thread), against the earlier
  * version of this kernel (x read in place, chunks of 512, blocks of 24, each accumulator reduced alone, 85-90
  * GFLOP/s for every dtype): packing x +5-15%, x kept in registers +10-15%, the joint reduction +10%, chunks of
@@ -229,6 +216,9 @@ GEMV_QUANTIZED(q4, NT_DTYPE_Q4)
  * memory at 8 rows, 75-90). llvm-mca puts the loop at 80% of the peak: loads of x that miss L1 (the stream of w
  * passes through it) seem to take the rest. */
 enum { SMALL_MAX_ROWS = 16, SMALL_PASS_ROWS = 8, SMALL_KC = 1024, SMALL_BLOCK_ROWS = 48, SMALL_MAX_W_ROWS = 4 };
+enum { SMALL_ACCUMULATORS = 16 }; /* the most MR x NR of a block: reduce_many's */
+#define SMALL_PASSES(PASS) \
+    PASS(1, 4) PASS(2, 4) PASS(3, 4) PASS(4, 4) PASS(5, 3) PASS(6, 2) PASS(7, 2) default: PASS(8, 2)
 _Static_assert(SMALL_KC % NT_Q8_GROUP == 0 && SMALL_KC % 32 == 0 && NT_Q8_GROUP % 16 == 0 && NT_Q4_GROUP == 32,
                "a chunk is whole steps and groups, a vector in one int8 group, a step one int4 group");
 
@@ -275,16 +265,15 @@ static inline __attribute__((always_inline)) __m512 small_half(const void *w, co
     return load16(w, dtype, i, first_lanes(live - 16 * h > 0 ? live - 16 * h : 0));
 }
 
-/* y (MR rows, N apart) columns n0..n0+NR-1 (+)= xp (small_pack's (k1 - k0) columns of MR rows) @ w rows n0..
- * over columns [k0, k1); prefetches the same span of the rows `ahead` elements further on in w. The last partial
- * step goes through the same code with masks (a macro: a separate function taking the accumulators by address
- * sends GCC's copies of them to memory). The asm statement keeps the x vectors in registers: GCC otherwise
- * reads them again as an operand of each FMA, and the loads, more than the FMAs, then bound the loop. */
-static inline __attribute__((always_inline)) void small_block(float *y, int64_t N, const float *xp, int64_t K,
-                                                              const void *w, const float *scales, nt_dtype dtype,
-                                                              int64_t n0, int64_t k0, int64_t k1, int64_t ahead,
-                                                              const int MR, const int NR) {
-    __m512 acc[16]; /* x row i, w row j at i * NR + j (small_matmul keeps MR x NR <= 16) */
+/* small_loops.h's small_block, every column from xp (x is not read): the last partial step goes through the same
+ * code with masks (a macro: a separate function taking the accumulators by address sends GCC's copies of them to
+ * memory). The asm statement keeps the x vectors in registers: GCC otherwise reads them again as an operand of each
+ * FMA, and the loads, more than the FMAs, then bound the loop. */
+static inline __attribute__((always_inline)) void small_block(float *y, int64_t N, const float *x, const float *xp,
+                                                              int64_t K, const void *w, const float *scales,
+                                                              nt_dtype dtype, int64_t n0, int64_t k0, int64_t k1,
+                                                              int64_t ahead, const int MR, const int NR) {
+    __m512 acc[SMALL_ACCUMULATORS]; /* x row i, w row j at i * NR + j */
 #pragma GCC unroll 16
     for (int a = 0; a < MR * NR; a++) acc[a] = _mm512_setzero_ps();
     const char *base = w;
@@ -349,68 +338,7 @@ static void small_pack(float *xp, const float *x, int64_t K, int64_t rows, int64
     }
 }
 
-/* The MR rows of x from m0 against w rows [n0, n1) over columns [k0, k1): NR rows of w at a time, then one. */
-static inline __attribute__((always_inline)) void small_pass(float *y, int64_t N, const float *xp, int64_t K,
-                                                             const void *w, const float *scales, nt_dtype dtype,
-                                                             int64_t n0, int64_t n1, int64_t k0, int64_t k1,
-                                                             int64_t ahead, const int MR, const int NR) {
-    int64_t n = n0;
-    for (; n + NR <= n1; n += NR) small_block(y, N, xp, K, w, scales, dtype, n, k0, k1, ahead, MR, NR);
-    for (; n < n1; n++) small_block(y, N, xp, K, w, scales, dtype, n, k0, k1, ahead, MR, 1);
-}
-
-/* y (M, N) = x (M, K) @ w^T for 1 <= M <= SMALL_MAX_ROWS, columns [n_begin, n_end). The w rows per block grow
- * as the x rows per pass shrink, to keep MR x NR accumulators, MR x vectors and NR w vectors in registers. */
-static inline __attribute__((always_inline)) void small_matmul(float *y, const float *x, const nt_tensor *t,
-                                                               nt_dtype dtype, int64_t M, int64_t n_begin,
-                                                               int64_t n_end) {
-    int64_t N = t->shape[0], K = t->shape[1];
-    if (M == 1) {
-        /* one row is its own packing; w row after row, each through its chunks in order as below (so the same
-         * sums), streams w as the hardware prefetcher likes best: the block order was 3% slower here */
-        enum { NR = SMALL_MAX_W_ROWS };
-        for (int64_t n = n_begin; n < n_end;) {
-            int64_t nr = n_end - n < NR ? 1 : NR;
-            for (int64_t k0 = 0; k0 < K; k0 += SMALL_KC) {
-                int64_t k1 = K - k0 < SMALL_KC ? K : k0 + SMALL_KC;
-                int64_t ahead = k1 < K ? SMALL_KC : n + 2 * nr <= N ? nr * K - k0 : 0;
-                if (nr == NR)
-                    small_block(y, N, x + k0, K, t->data, t->scales, dtype, n, k0, k1, ahead, 1, NR);
-                else
-                    small_block(y, N, x + k0, K, t->data, t->scales, dtype, n, k0, k1, ahead, 1, 1);
-            }
-            n += nr;
-        }
-        return;
-    }
-    int64_t passes = (M + SMALL_PASS_ROWS - 1) / SMALL_PASS_ROWS;
-    float xp[SMALL_PASS_ROWS * SMALL_KC] __attribute__((aligned(64)));
-    for (int64_t n0 = n_begin; n0 < n_end; n0 += SMALL_BLOCK_ROWS) {
-        int64_t n1 = n_end - n0 < SMALL_BLOCK_ROWS ? n_end : n0 + SMALL_BLOCK_ROWS;
-        for (int64_t p = 0, m0 = 0; p < passes; p++) {
-            int64_t rows = (M - m0) / (passes - p); /* passes of equal rows, within one */
-            float *y_p = y + m0 * N;
-            const float *x_p = x + m0 * K;
-            for (int64_t k0 = 0; k0 < K; k0 += SMALL_KC) {
-                int64_t k1 = K - k0 < SMALL_KC ? K : k0 + SMALL_KC;
-                /* the same rows' next chunk, or from the last chunk the next block's first one */
-                int64_t ahead = k1 < K ? SMALL_KC : n1 < N ? SMALL_BLOCK_ROWS * K - k0 : 0;
-                small_pack(xp, x_p, K, rows, k0, k1);
-#define SMALL_CASE(MR, NR)                                                                                  \
-    case MR:                                                                                                \
-        _Static_assert(MR * NR <= 16, "reduce_many sums at most 16 accumulators");                          \
-        small_pass(y_p, N, xp, K, t->data, t->scales, dtype, n0, n1, k0, k1, ahead, MR, NR);                \
-        break;
-                switch (rows) {
-                SMALL_CASE(1, 4) SMALL_CASE(2, 4) SMALL_CASE(3, 4) SMALL_CASE(4, 4)
-                SMALL_CASE(5, 3) SMALL_CASE(6, 2) SMALL_CASE(7, 2) default: SMALL_CASE(8, 2)
-                }
-#undef SMALL_CASE
-            }
-            m0 += rows;
-        }
-    }
-}
+#include "kernels/small_loops.h"
 
 /* ---------------------------------------------------------------- many rows of x: packed panels
  * For prefill, where the arithmetic dominates. A panel of PANEL_NR rows of w and PANEL_KC of its columns
@@ -554,30 +482,11 @@ static inline __attribute__((always_inline)) void matmul_quantized_avx512(float 
         gemv_q4(y, x, w->data, w->scales, M, N, K, n_begin, n_end);
 }
 
-static void matmul_q8_avx512(float *y, const float *x, const nt_tensor *w, int64_t M, int64_t n_begin,
-                             int64_t n_end) {
-    matmul_quantized_avx512(y, x, w, NT_DTYPE_Q8, M, n_begin, n_end);
-}
-
-static void matmul_q4_avx512(float *y, const float *x, const nt_tensor *w, int64_t M, int64_t n_begin,
-                             int64_t n_end) {
-    matmul_quantized_avx512(y, x, w, NT_DTYPE_Q4, M, n_begin, n_end);
-}
-
-static void matmul_f32_avx512(float *y, const float *x, const nt_tensor *w, int64_t M, int64_t n_begin,
-                              int64_t n_end) {
-    matmul_avx512(y, x, w, NT_DTYPE_F32, M, n_begin, n_end);
-}
-
-static void matmul_bf16_avx512(float *y, const float *x, const nt_tensor *w, int64_t M, int64_t n_begin,
-                               int64_t n_end) {
-    matmul_avx512(y, x, w, NT_DTYPE_BF16, M, n_begin, n_end);
-}
-
-static void matmul_f16_avx512(float *y, const float *x, const nt_tensor *w, int64_t M, int64_t n_begin,
-                              int64_t n_end) {
-    matmul_avx512(y, x, w, NT_DTYPE_F16, M, n_begin, n_end);
-}
+NT_MATMUL_FOR_DTYPE(matmul_q8_avx512, matmul_quantized_avx512, NT_DTYPE_Q8)
+NT_MATMUL_FOR_DTYPE(matmul_q4_avx512, matmul_quantized_avx512, NT_DTYPE_Q4)
+NT_MATMUL_FOR_DTYPE(matmul_f32_avx512, matmul_avx512, NT_DTYPE_F32)
+NT_MATMUL_FOR_DTYPE(matmul_bf16_avx512, matmul_avx512, NT_DTYPE_BF16)
+NT_MATMUL_FOR_DTYPE(matmul_f16_avx512, matmul_avx512, NT_DTYPE_F16)
 
 /* ---------------------------------------------------------------- attention's tiles
  * y (M, N) (+)= x (M, K) @ w (K, N) with w row-major: NN_MR rows of y by NN_NV vectors of 16 columns in
@@ -698,20 +607,8 @@ const nt_kernels nt_kernels_avx512 = {
     },
     .matmul_nn = matmul_nn_avx512,
     .exp_shifted = exp_shifted_avx512,
-    .packing = {
-        [NT_DTYPE_F32] = &row_packing,
-        [NT_DTYPE_BF16] = &row_packing,
-        [NT_DTYPE_F16] = &row_packing,
-        [NT_DTYPE_Q8] = &row_packing,
-        [NT_DTYPE_Q4] = &row_packing,
-    },
-    .matmul_packed = {
-        [NT_DTYPE_F32] = matmul_packed_f32,
-        [NT_DTYPE_BF16] = matmul_packed_bf16,
-        [NT_DTYPE_F16] = matmul_packed_f16,
-        [NT_DTYPE_Q8] = matmul_packed_q8,
-        [NT_DTYPE_Q4] = matmul_packed_q4,
-    },
+    .packing = GEMM_PACKING,
+    .matmul_packed = GEMM_MATMUL_PACKED,
 };
 
 #else /* not compiled for AVX-512 (another architecture): a set that no CPU supports keeps the list whole */
