@@ -31,6 +31,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "kernels/transpose16.h"
+
 /* Tiles: 0-3 the sums (C, tile 2a + b for weight tile a and x tile b), 4-5 weights (A: 16 rows of w, 32 of K
  * each), 6-7 x (B: 16 pairs of K, each a pair for 16 rows of x). Every tile is 16 rows of 64 bytes. */
 typedef struct {
@@ -62,28 +64,6 @@ enum {
 
 /* ---------------------------------------------------------------- x in three bfloat16 planes */
 
-static inline void transpose16(__m512i r[16]) {
-    __m512i t[16], u[16];
-    for (int i = 0; i < 16; i += 2) {
-        t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
-        t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
-    }
-    for (int g = 0; g < 4; g++) {
-        u[4 * g + 0] = _mm512_unpacklo_epi64(t[4 * g], t[4 * g + 2]);
-        u[4 * g + 1] = _mm512_unpackhi_epi64(t[4 * g], t[4 * g + 2]);
-        u[4 * g + 2] = _mm512_unpacklo_epi64(t[4 * g + 1], t[4 * g + 3]);
-        u[4 * g + 3] = _mm512_unpackhi_epi64(t[4 * g + 1], t[4 * g + 3]);
-    }
-    for (int c = 0; c < 4; c++) {
-        __m512i even01 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0x88), odd01 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0xdd);
-        __m512i even23 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0x88),
-                odd23 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0xdd);
-        r[c] = _mm512_shuffle_i32x4(even01, even23, 0x88);
-        r[4 + c] = _mm512_shuffle_i32x4(odd01, odd23, 0x88);
-        r[8 + c] = _mm512_shuffle_i32x4(even01, even23, 0xdd);
-        r[12 + c] = _mm512_shuffle_i32x4(odd01, odd23, 0xdd);
-    }
-}
 
 /* The high halves of the 32 floats lo, hi as 32 bfloat16 in their order (exact: their low halves are zero). */
 static inline __m512i high_halves(__m512 lo, __m512 hi) {
@@ -98,7 +78,7 @@ static inline __m512i high_halves(__m512 lo, __m512 hi) {
 static void pack_x_rows(uint16_t *xp, const float *x, int64_t M, int64_t K, int64_t m0, int64_t s0, int64_t s1) {
     const __m512 high = _mm512_castsi512_ps(_mm512_set1_epi32((int)0xffff0000u));
     for (int64_t s = s0; s < s1; s++) {
-        __m512i r[PLANES][16];
+        __m512 r[PLANES][16];
         for (int i = 0; i < 16; i++) {
             __m512 a = _mm512_setzero_ps(), b = _mm512_setzero_ps();
             if (m0 + i < M) {
@@ -108,14 +88,15 @@ static void pack_x_rows(uint16_t *xp, const float *x, int64_t M, int64_t K, int6
             __m512 a_hi = _mm512_and_ps(a, high), b_hi = _mm512_and_ps(b, high);
             __m512 a_rest = _mm512_sub_ps(a, a_hi), b_rest = _mm512_sub_ps(b, b_hi);
             __m512 a_lo = _mm512_and_ps(a_rest, high), b_lo = _mm512_and_ps(b_rest, high);
-            r[0][i] = high_halves(a_hi, b_hi);
-            r[1][i] = high_halves(a_lo, b_lo);
-            r[2][i] = high_halves(_mm512_sub_ps(a_rest, a_lo), _mm512_sub_ps(b_rest, b_lo));
+            /* 32 bfloat16 values are 16 lanes of 32 bits, which the transpose moves as floats */
+            r[0][i] = _mm512_castsi512_ps(high_halves(a_hi, b_hi));
+            r[1][i] = _mm512_castsi512_ps(high_halves(a_lo, b_lo));
+            r[2][i] = _mm512_castsi512_ps(high_halves(_mm512_sub_ps(a_rest, a_lo), _mm512_sub_ps(b_rest, b_lo)));
         }
         for (int p = 0; p < PLANES; p++) {
             transpose16(r[p]);
             uint16_t *tile = xp + ((s - s0) * PLANES + p) * TILE_HALFS;
-            for (int i = 0; i < 16; i++) _mm512_store_si512(tile + 32 * i, r[p][i]);
+            for (int i = 0; i < 16; i++) _mm512_store_ps((float *)(tile + 32 * i), r[p][i]);
         }
     }
 }
@@ -251,11 +232,11 @@ static void convert_tiles(uint16_t *out, const nt_tensor *w, int64_t n0, int64_t
 
 /* y rows [m0, m0 + mr) x columns [n0, n0 + nr) = the tile of sums c (16 x 16, c[j][i] for row i, column j). */
 static void store_tile(float *y, int64_t N, const float *c, int64_t m0, int64_t mr, int64_t n0, int64_t nr) {
-    __m512i r[16];
-    for (int j = 0; j < 16; j++) r[j] = _mm512_load_si512(c + 16 * j);
+    __m512 r[16];
+    for (int j = 0; j < 16; j++) r[j] = _mm512_load_ps(c + 16 * j);
     transpose16(r);
     __mmask16 mask = nr >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << nr) - 1);
-    for (int64_t i = 0; i < mr; i++) _mm512_mask_storeu_ps(y + (m0 + i) * N + n0, mask, _mm512_castsi512_ps(r[i]));
+    for (int64_t i = 0; i < mr; i++) _mm512_mask_storeu_ps(y + (m0 + i) * N + n0, mask, r[i]);
 }
 
 /* ---------------------------------------------------------------- the matmul */

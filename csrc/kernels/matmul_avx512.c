@@ -14,6 +14,8 @@
     defined(__FMA__) && defined(__F16C__)
 #include <cpuid.h>
 #include <immintrin.h>
+
+#include "kernels/transpose16.h"
 #include <stdlib.h>
 
 /* Elements [i, i + 16) of w in float32; with a mask, lanes past it read nothing and are zero. */
@@ -360,30 +362,6 @@ enum {
     GEMM_MIN_ROWS = 8,
 };
 
-/* Transposes the 16x16 block r[0..15] (rows) in place into columns. */
-static inline void transpose16(__m512 r[16]) {
-    __m512 t[16], u[16];
-    for (int i = 0; i < 16; i += 2) {
-        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-    }
-    /* u[4g + c], lane L: column 4L + c of rows 4g..4g+3 */
-    for (int g = 0; g < 4; g++) {
-        u[4 * g + 0] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
-        u[4 * g + 1] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0xee);
-        u[4 * g + 2] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
-        u[4 * g + 3] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xee);
-    }
-    for (int c = 0; c < 4; c++) {
-        __m512 even01 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x88), odd01 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xdd);
-        __m512 even23 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x88),
-               odd23 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xdd);
-        r[c] = _mm512_shuffle_f32x4(even01, even23, 0x88);
-        r[4 + c] = _mm512_shuffle_f32x4(odd01, odd23, 0x88);
-        r[8 + c] = _mm512_shuffle_f32x4(even01, even23, 0xdd);
-        r[12 + c] = _mm512_shuffle_f32x4(odd01, odd23, 0xdd);
-    }
-}
 
 /* panel (kc, PANEL_NR) = w rows n0..n0+nr-1, columns k0..k0+kc-1, in float32; rows past nr are zero.
  * Blocks of 16 rows by 16 columns go through a transpose in registers; the last partial one is read
