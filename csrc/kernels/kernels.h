@@ -38,7 +38,7 @@ typedef struct nt_row_packing {
 typedef struct nt_kernels {
     const char *name;       /* as kernels= and NEMOTRON_C_KERNELS name it */
     int (*supported)(void); /* whether this CPU runs the set */
-    nt_matmul_fn matmul[NT_DTYPE_COUNT]; /* indexed by the weight's dtype; NULL: the portable one */
+    nt_matmul_fn matmul[NT_DTYPE_COUNT]; /* indexed by the weight's dtype; NULL: the next set's (nt_kernel_sets) */
     /* attention's tiles, operands already in cache: y (M, N) (+)= x (M, K) @ w (K, N), w row-major (not
      * transposed as in matmul): x[m, k] at x + m * ldx + k * kx (x may be a transposed view), rows of w and y
      * ldw and ldy floats apart; accumulate: add to y, else overwrite it */
@@ -52,7 +52,7 @@ typedef struct nt_kernels {
      * returns 0 where it cannot serve (no memory for its panel, a shape it does not take): matmul must then. */
     const struct nt_row_packing *packing[NT_DTYPE_COUNT];
     /* Whether the set's matmul and matmul_packed serve w at M rows (NULL: always); those it declines go to `next`,
-     * the set nt_kernels_select completed it from (kernels_for below). */
+     * the set nt_kernels_select completed it from (nt_kernels_for below). */
     int (*takes)(const nt_tensor *w, int64_t M);
     const struct nt_kernels *next;
     int (*matmul_packed[NT_DTYPE_COUNT])(float *y, const float *packed, const nt_tensor *w, int64_t M, int64_t n_begin,
