@@ -14,8 +14,10 @@ def interrupt_child(script, delay=1.5, max_latency=MAX_LATENCY):
     """Runs `script` in a child Python that prints "ready" before a long call, "interrupted ..." when the call
     raises KeyboardInterrupt, then "usable" if the model still gives its earlier results. Sends SIGINT `delay` s
     after "ready" and checks that KeyboardInterrupt came within max_latency and the model is usable; returns the latency."""
+    # SIGINT as a terminal delivers it: a suite started in the background by a non-interactive shell inherits SIGINT
+    # ignored, and Python then installs no KeyboardInterrupt handler in the child
     child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True)
+                             text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert child.stdout.readline().strip() == "ready"
         time.sleep(delay)
