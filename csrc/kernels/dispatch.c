@@ -56,13 +56,3 @@ nt_status nt_kernels_select(const nt_kernels **out, nt_error *err, const char *n
     }
     return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "unknown kernel set '%s' (expected one of %s)", name, names);
 }
-
-nt_matmul_fn nt_kernels_matmul(const nt_kernels *k, nt_dtype dtype) {
-    if (k->matmul[dtype] != NULL) return k->matmul[dtype];
-    int i = 0;
-    while (i < nt_kernel_set_count && nt_kernel_sets[i] != k) i++;
-    for (i++; i < nt_kernel_set_count; i++)
-        if (nt_kernel_sets[i]->matmul[dtype] != NULL && nt_kernel_sets[i]->supported())
-            return nt_kernel_sets[i]->matmul[dtype];
-    return nt_kernels_portable.matmul[dtype];
-}

@@ -85,10 +85,6 @@ extern const nt_kernels nt_kernels_amx;      /* kernels/matmul_amx.c, compiled w
  * as nt_kernel_sets says. */
 nt_status nt_kernels_select(const nt_kernels **out, nt_error *err, const char *name);
 
-/* The matmul for dtype of a set of nt_kernel_sets as it will be completed: its own, or that of the next set in
- * nt_kernel_sets this CPU runs, down to the portable one. */
-nt_matmul_fn nt_kernels_matmul(const nt_kernels *k, nt_dtype dtype);
-
 /* The set (k or one it was completed from) whose matmul, matmul_packed and packing serve w at M rows. */
 static inline const nt_kernels *nt_kernels_for(const nt_kernels *k, const nt_tensor *w, int64_t M) {
     while (k->takes != NULL && k->next != NULL && !k->takes(w, M)) k = k->next;

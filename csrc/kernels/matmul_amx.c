@@ -1,5 +1,6 @@
 /*
- * AVX-512 + AMX-BF16 kernels: bfloat16, int8 and int4 weights multiplied on the tile unit, with float32's products.
+ * AVX-512 + AMX-BF16 kernels: bfloat16, int8 and int4 weights, and float32 weights of bfloat16 values
+ * (nt_tensor.bf16_values), multiplied on the tile unit, with float32's products.
  *
  * A float32 x is the exact sum of three bfloat16 values: hi, x with its low 16 bits cleared; lo, the same of
  * x - hi; and lo2 = x - hi - lo, which has at most 8 significant bits left (each subtraction is exact: the
@@ -241,7 +242,7 @@ static void store_tile(float *y, int64_t N, const float *c, int64_t m0, int64_t 
 
 /* ---------------------------------------------------------------- the matmul */
 
-/* y (M, N) = x (M, K) @ w^T for columns [n_begin, n_end), w bfloat16, int8 or int4: x's tiles from packed
+/* y (M, N) = x (M, K) @ w^T for columns [n_begin, n_end), w as takes_amx accepts it: x's tiles from packed
  * (pack_rows below) or, when it is NULL, packed here block by block. Returns 0 without memory for its buffers. */
 static int gemm(float *y, const float *x, const uint16_t *packed, const nt_tensor *w, int64_t M, int64_t n_begin,
                 int64_t n_end) {
@@ -254,7 +255,8 @@ static int gemm(float *y, const float *x, const uint16_t *packed, const nt_tenso
     /* x's tiles (X_TILES); the sums (n_tiles_max x mc_max / 16 tiles); bfloat16: 16 rows of w padded with zeros
      * for a last tile of weights that would read past N; the others: two weight tiles for each step of a block in
      * bfloat16, and four tiles of a group's sums */
-    size_t x_halfs = packed == NULL ? (size_t)X_TILES * TILE_HALFS : 0;
+    int64_t x_tiles_used = (mc_max / 16) * steps * PLANES; /* a decode step's few rows use fewer than X_TILES */
+    size_t x_halfs = packed == NULL ? (size_t)(x_tiles_used < X_TILES ? x_tiles_used : X_TILES) * TILE_HALFS : 0;
     size_t sums_floats = (size_t)n_tiles_max * (size_t)mc_max * 16;
     size_t w_halfs = converted ? (size_t)2 * (X_TILES / PLANES) * TILE_HALFS + 4 * 256 * 2 : (size_t)16 * (size_t)K;
     uint16_t *xp = aligned_alloc(64, x_halfs * 2 + sums_floats * 4 + w_halfs * 2);

@@ -7,8 +7,9 @@ SETS = ["amx", "avx512", "avx2", "portable"]
 
 
 def skip_if_cpu_lacks(error, kernels):
-    """Skips the test when `error` says this CPU cannot run the kernel set (the avx512 set on an AVX2-only CPU:
-    the other sets still run there); returns otherwise, for the caller to re-raise."""
+    """Skips the test when `error` says this CPU cannot run the kernel set (the amx set without AMX, the avx512 set
+    on an AVX2-only CPU: the other sets still run the same comparison there); returns otherwise, for the caller to
+    re-raise."""
     if "this CPU cannot run" in str(error):
         pytest.skip(f"this CPU lacks the {kernels} kernels")
 
