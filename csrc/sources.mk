@@ -32,7 +32,7 @@ CORE_CFLAGS = -std=c11 -O3 -fno-trapping-math -D_GNU_SOURCE -Wall -Wextra -Wno-u
 # its flags, and its kernel set (kernels/dispatch.c) is chosen at run time only when the CPU has them.
 ISAS = amx avx512 avx2
 amx_SOURCES = kernels/matmul_amx.c
-amx_CFLAGS = -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma -mf16c -mamx-tile -mamx-bf16
+amx_CFLAGS = -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma -mf16c -mamx-tile -mamx-bf16 -mamx-int8
 avx512_SOURCES = kernels/matmul_avx512.c
 avx512_CFLAGS = -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma -mf16c
 avx2_SOURCES = kernels/matmul_avx2.c

@@ -212,7 +212,7 @@ def test_quantized_model_matches_its_dequantized_float_model(kernels, dtype):
         raise
     float_model = _core.Model(core_config(), float_tensors, kernels, 2)
     rng = np.random.default_rng(2)
-    for B, T in [(1, 1), (3, 1), (2, 13)]:
+    for B, T in [(1, 1), (3, 1), (6, 1), (2, 13)]:  # 3 and 6 rows: both tilings of amx's integer tiles (int8)
         ids = rng.integers(0, V, size=(B, T), dtype=np.int32)
         ours, reference = logits_of(quantized_model, ids), logits_of(float_model, ids)
         np.testing.assert_allclose(ours, reference, atol=2e-5, rtol=0)

@@ -22,10 +22,11 @@
  */
 #include "kernels/kernels.h"
 
-#if defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__AVX512F__) && defined(__AVX512BW__) && \
+#if defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__AMX_INT8__) && defined(__AVX512F__) && defined(__AVX512BW__) && \
     defined(__linux__)
 #include <cpuid.h>
 #include <immintrin.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -339,20 +340,210 @@ static int gemm(float *y, const float *x, const uint16_t *packed, const nt_tenso
     return 1;
 }
 
+/* ---------------------------------------------------------------- a few rows, int8 weights: integer tiles
+ * A decode step of INT_MIN_ROWS to INT_MAX_ROWS rows of x reads each weight once, and the bfloat16 tiles above would
+ * first convert every weight for those few rows. Here int8 weights go to the integer tile unit (tdpbssd) as they
+ * are, loaded straight from w. x is split exactly, per row, into INT_PLANES planes of small integers times a power
+ * of two (block floating point):
+ *   x[m][k] = 2^e[m] (q0 + q1 2^-7 + q2 2^-14 + q3 2^-21) + r,   |q_p| <= 64,   |r| <= 2^-27 max_k |x[m][k]|,
+ * e[m] chosen so that max |x[m]| 2^-e[m] is in [32, 64); each step is exact in float32 (x 2^-e, rounding to an
+ * integer, the remainder, times 128). A group's products with each plane are exact integers on the tile unit;
+ * times the group's scale they are summed over the groups in float32, then y = 2^e (A0 + 2^-7 (A1 + 2^-7 (A2 +
+ * 2^-7 A3))). The planes hold 28 bits of each row against its largest element where float32 holds 24 of each
+ * element, so an output is within float32 rounding of the exact sum, even beside an outlier 1000 times the rest of
+ * its row (kernels' test); not the FMA kernels' bits. A row's sums do not depend on the other rows, nor on the
+ * columns asked for: its bits are the same in every batch of INT_MIN_ROWS to INT_MAX_ROWS rows. A row holding an
+ * infinity or a NaN sends the call to the avx512 kernels, which propagate it.
+ * Every group needs its own tile product, its store and its fold into float32 (one scale per group), where a
+ * bfloat16 matmul keeps its sums on the tile unit over the whole of K: one thread, 9216 x 3072, this runs 130 GFLOP/s
+ * at 4 rows and 215-260 at 8 against the avx512 kernels' 87-102 and 107-111, but only 65-80% of their speed at 1 and
+ * 2 rows, which are bound by memory there anyway. int4 weights, unpacked to bytes and in groups of 32 (twice the
+ * products, stores and folds per weight), ran no faster than the avx512 kernels at 8 rows and at half their speed
+ * at 1: they stay there.
+ * Tiles: 0-3 the sums (16 rows of w by an x tile's 16 columns, plane p of x row 4b + i in column 4i + p, int32), 4-5
+ * weights (16 rows of w by a group of K, 64 bytes), 6-7 x (a group of K by 16 columns, four consecutive k of one
+ * plane of one row in each 32-bit element). */
+enum {
+    INT_MIN_ROWS = 3,
+    INT_MAX_ROWS = 8, /* 4 rows (16 columns) per x tile, two x tiles */
+    INT_PLANES = 4,
+    INT_AHEAD = 8, /* groups of each row of w prefetched ahead */
+};
+
+static void load_int_tile_config(void) {
+    tile_config c;
+    memset(&c, 0, sizeof c);
+    c.palette = 1;
+    for (int t = 0; t < 8; t++) {
+        c.bytes_per_row[t] = 64;
+        c.rows[t] = 16;
+    }
+    _tile_loadconfig(&c);
+}
+
+/* The planes of x rows [0, M) (M <= INT_MAX_ROWS), K a multiple of 64, as x tiles: for x tile b (rows 4b..4b+3,
+ * zeros past M), columns 4r..4r+3 of K at xb + b * K * 16 + r * 64, a 64-byte row of 16 four-byte elements, plane p
+ * of x row 4b + i at element 4i + p. exponent[m] = e[m] above. Returns 0, leaving xb unfinished, when a row holds a
+ * value that is not finite. */
+static int pack_x_planes(int8_t *xb, int *exponent, const float *x, int64_t M, int64_t K) {
+    float up[INT_MAX_ROWS][2]; /* 2^-e in two factors, each a normal float whatever e */
+    const __m512 zero = _mm512_setzero_ps();
+    for (int64_t m = 0; m < M; m++) {
+        __m512 largest = zero;
+        __mmask16 bad = 0;
+        for (int64_t k = 0; k < K; k += 16) {
+            __m512 v = _mm512_loadu_ps(x + m * K + k);
+            bad |= _mm512_cmp_ps_mask(_mm512_mul_ps(v, zero), zero, _CMP_NEQ_UQ); /* inf * 0 and NaN are NaN */
+            largest = _mm512_max_ps(largest, _mm512_abs_ps(v));
+        }
+        if (bad) return 0;
+        float a = _mm512_reduce_max_ps(largest);
+        int e = a > 0.0f ? ilogbf(a) - 5 : 0;
+        exponent[m] = e;
+        up[m][0] = ldexpf(1.0f, -e / 2);
+        up[m][1] = ldexpf(1.0f, -e - -e / 2);
+    }
+    for (int64_t b = 0; b < (M + 3) / 4; b++)
+        for (int64_t k0 = 0; k0 < K; k0 += 64) {
+            __m512 r[16];
+            for (int i = 0; i < 4; i++) {
+                int64_t m = 4 * b + i;
+                int8_t planes[INT_PLANES][64] __attribute__((aligned(64)));
+                memset(planes, 0, sizeof planes);
+                for (int v = 0; m < M && v < 4; v++) {
+                    __m512 xv = _mm512_loadu_ps(x + m * K + k0 + 16 * v);
+                    xv = _mm512_mul_ps(_mm512_mul_ps(xv, _mm512_set1_ps(up[m][0])), _mm512_set1_ps(up[m][1]));
+                    for (int p = 0; p < INT_PLANES; p++) {
+                        __m512 q = _mm512_roundscale_ps(xv, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+                        _mm_store_si128((__m128i *)(planes[p] + 16 * v), _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(q)));
+                        xv = _mm512_mul_ps(_mm512_sub_ps(xv, q), _mm512_set1_ps(128.0f));
+                    }
+                }
+                for (int p = 0; p < INT_PLANES; p++) r[4 * i + p] = _mm512_load_ps((const float *)planes[p]);
+            }
+            transpose16(r); /* r[t]: the 4 bytes of columns k0 + 4t.. of every (row, plane) */
+            for (int t = 0; t < 16; t++) _mm512_store_ps((float *)(xb + b * K * 16 + (k0 / 4 + t) * 64), r[t]);
+        }
+    return 1;
+}
+
+/* sums (16 x 16 floats) += the int32 tile (16 x 16) times the scale of each of its rows (scale[j * stride]), the
+ * first `rows` rows. */
+static inline void fold_int_group(float *sums, const int32_t *tile, const float *scale, int64_t stride, int64_t rows) {
+    for (int64_t j = 0; j < rows; j++) {
+        __m512 t = _mm512_cvtepi32_ps(_mm512_load_si512(tile + 16 * j));
+        _mm512_store_ps(sums + 16 * j, _mm512_fmadd_ps(t, _mm512_set1_ps(scale[j * stride]), _mm512_load_ps(sums + 16 * j)));
+    }
+}
+
+/* One group of weight tile A (16 rows) by x tile XB0 (and XB1 for more than 4 rows) into the sums' tile C0 (and C1);
+ * tile numbers are immediates. */
+#define GROUP_PRODUCT(C0, C1, A, XB0, XB1, w_group, x_group)                                                 \
+    do {                                                                                                     \
+        _tile_zero(C0);                                                                                      \
+        _tile_loadd(A, w_group, w_stride);                                                                   \
+        _tile_loadd(XB0, x_group, 64);                                                                       \
+        _tile_dpbssd(C0, A, XB0);                                                                            \
+        if (x_tiles > 1) {                                                                                   \
+            _tile_zero(C1);                                                                                  \
+            _tile_loadd(XB1, (x_group) + K * 16, 64);                                                        \
+            _tile_dpbssd(C1, A, XB1);                                                                        \
+        }                                                                                                    \
+    } while (0)
+
+/* y (M, N) = x (M, K) @ w^T for columns [n_begin, n_end), w int8, M <= INT_MAX_ROWS. 16 rows of w at a time, through K
+ * by batches of groups that fill the four sums' tiles (4 groups for up to 4 rows of x, 2 for 8): their products
+ * run one after another on the tile unit, then are stored and folded. Returns 0 without memory for its buffers, or
+ * for x not finite: the caller's avx512 kernels then. */
+static int gemm_int_rows(float *y, const float *x, const nt_tensor *w, int64_t M, int64_t n_begin, int64_t n_end) {
+    const int64_t N = w->shape[0], K = w->shape[1], groups = K / NT_Q8_GROUP, x_tiles = (M + 3) / 4;
+    const int64_t batch = 4 / x_tiles, w_stride = K; /* groups per batch; bytes between rows of w */
+    _Static_assert(NT_Q8_GROUP == 64, "a group of K is one tile product");
+    /* x's tiles; the sums of 16 rows of w by the x tiles; four tiles of int32; 16 rows of w padded with zeros for a
+     * last tile of weights that would read past N */
+    size_t xb_bytes = (size_t)x_tiles * (size_t)K * 16, sums_bytes = 2 * 1024, tiles_bytes = 4 * 1024;
+    size_t w_bytes = (size_t)16 * (size_t)K;
+    int8_t *xb = aligned_alloc(64, xb_bytes + sums_bytes + tiles_bytes + w_bytes);
+    if (xb == NULL) return 0;
+    float *sums = (float *)(xb + xb_bytes);
+    int32_t *tiles = (int32_t *)((char *)sums + sums_bytes);
+    int8_t *w_padded = (int8_t *)tiles + tiles_bytes;
+    int exponent[INT_MAX_ROWS];
+    if (!pack_x_planes(xb, exponent, x, M, K)) {
+        free(xb);
+        return 0;
+    }
+    float down[INT_MAX_ROWS][2]; /* 2^e in two factors */
+    for (int64_t m = 0; m < M; m++) {
+        down[m][0] = ldexpf(1.0f, exponent[m] / 2);
+        down[m][1] = ldexpf(1.0f, exponent[m] - exponent[m] / 2);
+    }
+    load_int_tile_config();
+    for (int64_t n0 = n_begin; n0 < n_end; n0 += 16) {
+        const int64_t rows = N - n0 < 16 ? N - n0 : 16; /* real rows of the weight tile */
+        const int8_t *wt = (const int8_t *)w->data + n0 * K;
+        if (rows < 16) {
+            memset(w_padded, 0, w_bytes);
+            memcpy(w_padded, wt, (size_t)rows * (size_t)K);
+            wt = w_padded;
+        }
+        memset(sums, 0, sums_bytes);
+        for (int64_t g0 = 0; g0 < groups; g0 += batch) {
+            int64_t ahead = (g0 + INT_AHEAD) * NT_Q8_GROUP, first = n0; /* past the row's end: the next tile's rows */
+            if (ahead >= K) ahead -= K, first += 16;
+            for (int64_t j = 0; j < 16 && first + j < N; j++)
+                for (int64_t i = 0; i < batch; i++)
+                    _mm_prefetch((const char *)w->data + (first + j) * K + ahead + i * 64, _MM_HINT_T0);
+            const int8_t *wg = wt + g0 * NT_Q8_GROUP, *xg = xb + g0 * NT_Q8_GROUP * 16;
+            const int64_t live = groups - g0 < batch ? groups - g0 : batch, products = live * x_tiles;
+            if (x_tiles == 1) {
+                GROUP_PRODUCT(0, 0, 4, 6, 6, wg, xg);
+                if (live > 1) GROUP_PRODUCT(1, 1, 5, 7, 7, wg + 64, xg + 64 * 16);
+                if (live > 2) GROUP_PRODUCT(2, 2, 4, 6, 6, wg + 128, xg + 128 * 16);
+                if (live > 3) GROUP_PRODUCT(3, 3, 5, 7, 7, wg + 192, xg + 192 * 16);
+            } else {
+                GROUP_PRODUCT(0, 1, 4, 6, 7, wg, xg);
+                if (live > 1) GROUP_PRODUCT(2, 3, 5, 6, 7, wg + 64, xg + 64 * 16);
+            }
+            _tile_stored(0, tiles, 64);
+            if (products > 1) _tile_stored(1, tiles + 256, 64);
+            if (products > 2) _tile_stored(2, tiles + 512, 64);
+            if (products > 3) _tile_stored(3, tiles + 768, 64);
+            for (int64_t t = 0; t < products; t++) /* tile t: group g0 + t / x_tiles, x tile t % x_tiles */
+                fold_int_group(sums + t % x_tiles * 256, tiles + 256 * t, w->scales + n0 * groups + g0 + t / x_tiles,
+                               groups, rows);
+        }
+        for (int64_t j = 0; j < 16 && n0 + j < n_end; j++)
+            for (int64_t m = 0; m < M; m++) {
+                const float *s = sums + m / 4 * 256 + 16 * j + 4 * (m % 4);
+                float v = ((s[3] * 0x1p-7f + s[2]) * 0x1p-7f + s[1]) * 0x1p-7f + s[0];
+                y[m * N + n0 + j] = v * down[m][0] * down[m][1];
+            }
+    }
+    _tile_release();
+    free(xb);
+    return 1;
+}
+#undef GROUP_PRODUCT
+
 /* Whether w and M come here, else to the avx512 kernels: whole steps of K, float32 only of bfloat16 values, and
  * enough rows, as a tile product costs the same for 1 row as for 16 and the other dtypes than bfloat16 add a
  * conversion of their tiles (one thread, bench_kernels: at 8 rows int4 runs 110 GFLOP/s here against 133 there, at
  * 16 rows 218 against 141); float32 weights, twice bfloat16's bytes, only for prefill's rows, where the conversion
- * is shared by many. */
+ * is shared by many. int8 weights also at INT_MIN_ROWS to INT_MAX_ROWS rows, on the integer tiles (gemm_int_rows). */
 static int takes_amx(const nt_tensor *w, int64_t M) {
     int64_t K = w->shape[1];
     if (K % STEP != 0 || K == 0 || (w->dtype == NT_DTYPE_F32 && !w->bf16_values)) return 0;
+    if (w->dtype == NT_DTYPE_Q8 && M >= INT_MIN_ROWS && M <= INT_MAX_ROWS) return 1;
     return M >= (w->dtype == NT_DTYPE_BF16 ? 5 : w->dtype == NT_DTYPE_F32 ? 17 : 10);
 }
 
 static void matmul_amx(float *y, const float *x, const nt_tensor *w, int64_t M, int64_t n_begin, int64_t n_end) {
-    if (!takes_amx(w, M) || !gemm(y, x, NULL, w, M, n_begin, n_end))
-        nt_kernels_avx512.matmul[w->dtype](y, x, w, M, n_begin, n_end); /* which needs no memory */
+    int done = 0;
+    if (takes_amx(w, M))
+        done = w->dtype == NT_DTYPE_Q8 && M <= INT_MAX_ROWS ? gemm_int_rows(y, x, w, M, n_begin, n_end)
+                                                          : gemm(y, x, NULL, w, M, n_begin, n_end);
+    if (!done) nt_kernels_avx512.matmul[w->dtype](y, x, w, M, n_begin, n_end); /* which needs no memory */
 }
 
 /* x's tiles for every matmul of the same x and every thread: tile (b, s, plane) of x tile b (rows 16b..16b+15, zeros
@@ -384,7 +575,7 @@ static const nt_row_packing row_packing = {
 #define ARCH_REQ_XCOMP_PERM 0x1023
 #define XFEATURE_XTILEDATA 18
 
-/* AMX-TILE and AMX-BF16 (CPUID 7.0 EDX bits 24, 22), the OS saving the tile state (XCR0 bits 17, 18), and
+/* AMX-TILE, AMX-BF16 and AMX-INT8 (CPUID 7.0 EDX bits 24, 22, 25), the OS saving the tile state (XCR0 bits 17, 18), and
  * Linux's consent for this process, asked once (the first use of a tile register faults without it). */
 static int amx_usable;
 static pthread_once_t amx_checked = PTHREAD_ONCE_INIT;
@@ -392,7 +583,8 @@ static pthread_once_t amx_checked = PTHREAD_ONCE_INIT;
 static void check_amx(void) {
     unsigned a, b, c, d;
     if (!nt_kernels_avx512.supported() || !__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(d >> 24 & 1) ||
-        !(d >> 22 & 1))
+        !(d >> 22 & 1) ||
+        !(d >> 25 & 1))
         return;
     unsigned xcr0_low, xcr0_high;
     __asm__ volatile("xgetbv" : "=a"(xcr0_low), "=d"(xcr0_high) : "c"(0));

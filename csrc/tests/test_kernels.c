@@ -217,10 +217,10 @@ static void test_matmul_rows_alone_k(const nt_kernels *kernels, const int64_t K)
 /* A matmul reads nothing past w: w ends where an inaccessible page begins, so that a read past it faults (the tile
  * unit's loads, which AddressSanitizer does not watch, read whole rows of 16). Every dtype, column ranges as the
  * threads split them. */
-static void test_matmul_reads_within(const nt_kernels *kernels) {
-    enum { M = 9, N = 21, K = 64 };
+static void test_matmul_reads_within_rows(const nt_kernels *kernels, const int M) {
+    enum { MAX_M = 9, N = 21, K = 64 };
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    float x[M * K], wf[N * K], scales[N * K / NT_Q4_GROUP], want[M * N], got[M * N];
+    float x[MAX_M * K], wf[N * K], scales[N * K / NT_Q4_GROUP], want[MAX_M * N], got[MAX_M * N];
     uint16_t halves[N * K];
     uint8_t quantized[N * K];
     float wb_wide[N * K];
@@ -254,10 +254,17 @@ static void test_matmul_reads_within(const nt_kernels *kernels) {
         kernels->matmul[d](got, x, &w, M, 0, 8);
         kernels->matmul[d](got, x, &w, M, 8, N);
         char what[96];
-        snprintf(what, sizeof what, "%s matmul %s before a guard page", kernels->name, nt_dtype_name((nt_dtype)d));
+        snprintf(what, sizeof what, "%s matmul %s before a guard page, %d rows", kernels->name,
+                 nt_dtype_name((nt_dtype)d), M);
         check_close(what, got, want, M * N, 1e-5f * (float)K);
         munmap(map, span + page);
     }
+}
+
+/* at the rows of amx's integer tiles for int8 (5) and of its bfloat16 ones (9) */
+static void test_matmul_reads_within(const nt_kernels *kernels) {
+    test_matmul_reads_within_rows(kernels, 5);
+    test_matmul_reads_within_rows(kernels, 9);
 }
 
 /* bfloat16 weights times float32 x with float32's products: every set widens the weights, the amx one splits x in
@@ -282,6 +289,92 @@ static void test_matmul_bf16_exact_products(const nt_kernels *kernels) {
     if (worst > 1e-6) {
         fprintf(stderr, "FAIL %s matmul bfloat16: %.2g off the exact sums, relative\n", kernels->name, worst);
         failures++;
+    }
+}
+
+/* int8 weights against the exact sums of the dequantized weights (each q * scale in float32, as the naive reference
+ * has them) times x, x's values with full mantissas and random signs and, in each row, one value 1000 times the
+ * others: the amx set splits each row of x in integer planes against its largest value (kernels/matmul_amx.c), the
+ * other sets widen the weights. Every set is within 4e-7 of the sums of magnitudes here (1e-6 asked); three planes
+ * instead of four are 5e-5 off. Then a row's bits: the same in every batch of 3 to 8 rows on amx. 17 groups, 37 rows: a batch of
+ * groups and a tile of rows short. */
+static void test_matmul_int8_exact(const nt_kernels *kernels) {
+    enum { MAX_M = 9, N = 37, K = 17 * NT_Q8_GROUP };
+    static float x[MAX_M * K], wf[N * K], wd[N * K], scales[N * K / NT_Q8_GROUP], y[MAX_M * N], alone[MAX_M * N];
+    static int8_t wq[N * K];
+    for (int i = 0; i < MAX_M * K; i++) x[i] = (random_float() < 0 ? -1.0f : 1.0f) * random_mantissa();
+    for (int m = 0; m < MAX_M; m++) x[m * K + (m * 389 + 7) % K] *= 1000.0f;
+    for (int i = 0; i < N * K; i++) wf[i] = random_float();
+    quantize(wq, scales, NT_DTYPE_Q8, wf, N, K);
+    for (int i = 0; i < N * K; i++) wd[i] = (float)wq[i] * scales[i / NT_Q8_GROUP];
+    nt_tensor w = matrix(wq, scales, NT_DTYPE_Q8, N, K);
+    for (int M = 1; M <= MAX_M; M++) {
+        kernels->matmul[NT_DTYPE_Q8](y, x, &w, M, 0, 16);
+        kernels->matmul[NT_DTYPE_Q8](y, x, &w, M, 16, N);
+        double worst = 0.0;
+        for (int m = 0; m < M; m++)
+            for (int n = 0; n < N; n++) {
+                double exact = 0.0, magnitude = 0.0;
+                for (int k = 0; k < K; k++) {
+                    exact += (double)x[m * K + k] * (double)wd[n * K + k];
+                    magnitude += fabs((double)x[m * K + k] * (double)wd[n * K + k]);
+                }
+                double error = fabs((double)y[m * N + n] - exact) / magnitude;
+                if (!(error <= worst)) worst = error;
+            }
+        if (!(worst <= 1e-6)) {
+            fprintf(stderr, "FAIL %s matmul int8, %d rows: %.2g off the exact sums, relative\n", kernels->name, M, worst);
+            failures++;
+        }
+    }
+    if (strcmp(kernels->name, "amx") != 0) return;
+    kernels->matmul[NT_DTYPE_Q8](y, x, &w, 8, 0, N);
+    for (int rows = 3; rows <= 7; rows++)
+        for (int m = 0; m + rows <= 8; m++) {
+            kernels->matmul[NT_DTYPE_Q8](alone, x + m * K, &w, rows, 0, N);
+            char what[96];
+            snprintf(what, sizeof what, "amx matmul int8 rows %d.. in a batch of %d, against 8", m, rows);
+            check_close(what, alone, y + m * N, rows * N, 0.0f);
+        }
+}
+
+/* A row of x holding an infinity or a NaN: its outputs are not finite where the naive reference's are not (an
+ * infinity may come out as a NaN: the amx set's parts of x are inf - inf), the other rows' are unharmed; every
+ * dtype, at the row counts of each kernel. */
+static void test_matmul_not_finite(const nt_kernels *kernels) {
+    enum { N = 20, K = 128 };
+    float x[8 * K], wf[N * K], scales[N * K / NT_Q4_GROUP], want[8 * N], got[8 * N];
+    uint16_t halves[N * K];
+    uint8_t quantized[N * K];
+    for (int i = 0; i < N * K; i++) wf[i] = random_float();
+    for (int d = 0; d < NT_DTYPE_COUNT; d++) {
+        if (kernels->matmul[d] == NULL) continue;
+        const void *data = wf;
+        if (d == NT_DTYPE_BF16 || d == NT_DTYPE_F16) {
+            for (int i = 0; i < N * K; i++) halves[i] = d == NT_DTYPE_BF16 ? to_bf16(wf[i]) : to_f16(wf[i]);
+            data = halves;
+        } else if (d == NT_DTYPE_Q8 || d == NT_DTYPE_Q4) {
+            quantize(quantized, scales, (nt_dtype)d, wf, N, K);
+            data = quantized;
+        }
+        nt_tensor w = matrix(data, scales, (nt_dtype)d, N, K);
+        for (int M = 1; M <= 8; M++) {
+            for (int i = 0; i < M * K; i++) x[i] = random_float();
+            x[(M - 1) * K + 5] = M % 2 ? INFINITY : NAN;
+            nt_matmul_naive(want, x, &w, M);
+            kernels->matmul[d](got, x, &w, M, 0, N);
+            char what[96];
+            snprintf(what, sizeof what, "%s matmul %s, %d rows, the last not finite", kernels->name,
+                     nt_dtype_name((nt_dtype)d), M);
+            check_close(what, got, want, (M - 1) * N, 1e-5f * (float)K);
+            for (int n = 0; n < N; n++)
+                if (isfinite(got[(M - 1) * N + n]) && !isfinite(want[(M - 1) * N + n])) {
+                    fprintf(stderr, "FAIL %s: column %d gives %g, the reference %g\n", what, n, got[(M - 1) * N + n],
+                            want[(M - 1) * N + n]);
+                    failures++;
+                    break;
+                }
+        }
     }
 }
 
@@ -804,6 +897,8 @@ int main(void) {
         test_matmul(set);
         test_matmul_rows_alone(set);
         test_matmul_bf16_exact_products(completed);
+        test_matmul_int8_exact(completed);
+        test_matmul_not_finite(completed);
         test_matmul_reads_within(set);
         test_matmul_nn_exp_shifted(completed);
         test_attention(completed);
