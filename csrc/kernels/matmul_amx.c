@@ -451,43 +451,48 @@ static inline void fold_int_group(float *sums, const int32_t *tile, const float 
         }                                                                                                    \
     } while (0)
 
-/* y (M, N) = x (M, K) @ w^T for columns [n_begin, n_end), w int8, M <= INT_MAX_ROWS. 16 rows of w at a time, through K
- * by batches of groups that fill the four sums' tiles (4 groups for up to 4 rows of x, 2 for 8): their products
- * run one after another on the tile unit, then are stored and folded. Returns 0 without memory for its buffers, or
- * for x not finite: the caller's avx512 kernels then. */
-static int gemm_int_rows(float *y, const float *x, const nt_tensor *w, int64_t M, int64_t n_begin, int64_t n_end) {
+/* x's planes for gemm_int_rows: a header of 64 bytes (int32: 1 when every value of x is finite, then e[m] for each
+ * row), then x's tiles (pack_x_planes). */
+static int64_t int_packed_bytes(int64_t M, int64_t K) { return 64 + (M + 3) / 4 * K * 16; }
+
+static void pack_int_rows(void *packed, const float *x, int64_t M, int64_t K) {
+    int32_t *header = packed;
+    _Static_assert(sizeof(int32_t) * (1 + INT_MAX_ROWS) <= 64, "the header holds the flag and the exponents");
+    header[0] = pack_x_planes((int8_t *)packed + 64, header + 1, x, M, K);
+}
+
+/* y (M, N) = x (M, K) @ w^T for columns [n_begin, n_end), w int8, M <= INT_MAX_ROWS, x packed by pack_int_rows. 16
+ * rows of w at a time, through K by batches of groups that fill the four sums' tiles (4 groups for up to 4 rows of
+ * x, 2 for 8): their products run one after another on the tile unit, then are stored and folded. Returns 0 for x
+ * not finite, or without memory for a last tile of w padded with zeros: the avx512 kernels then. */
+static int gemm_int_rows(float *y, const void *packed, const nt_tensor *w, int64_t M, int64_t n_begin, int64_t n_end) {
     const int64_t N = w->shape[0], K = w->shape[1], groups = K / NT_Q8_GROUP, x_tiles = (M + 3) / 4;
     const int64_t batch = 4 / x_tiles, w_stride = K; /* groups per batch; bytes between rows of w */
     _Static_assert(NT_Q8_GROUP == 64, "a group of K is one tile product");
-    /* x's tiles; the sums of 16 rows of w by the x tiles; four tiles of int32; 16 rows of w padded with zeros for a
-     * last tile of weights that would read past N */
-    size_t xb_bytes = (size_t)x_tiles * (size_t)K * 16, sums_bytes = 2 * 1024, tiles_bytes = 4 * 1024;
-    size_t w_bytes = (size_t)16 * (size_t)K;
-    int8_t *xb = aligned_alloc(64, xb_bytes + sums_bytes + tiles_bytes + w_bytes);
-    if (xb == NULL) return 0;
-    float *sums = (float *)(xb + xb_bytes);
-    int32_t *tiles = (int32_t *)((char *)sums + sums_bytes);
-    int8_t *w_padded = (int8_t *)tiles + tiles_bytes;
-    int exponent[INT_MAX_ROWS];
-    if (!pack_x_planes(xb, exponent, x, M, K)) {
-        free(xb);
-        return 0;
+    const int32_t *header = packed;
+    const int8_t *xb = (const int8_t *)packed + 64;
+    if (!header[0]) return 0;
+    /* the last tile of weights, 16 rows padded with zeros when it would read past N */
+    int64_t last = n_begin + (n_end - n_begin - 1) / 16 * 16;
+    int8_t *w_padded = NULL;
+    if (last + 16 > N) {
+        w_padded = aligned_alloc(64, (size_t)16 * (size_t)K);
+        if (w_padded == NULL) return 0;
+        memset(w_padded, 0, (size_t)16 * (size_t)K);
+        memcpy(w_padded, (const int8_t *)w->data + last * K, (size_t)(N - last) * (size_t)K);
     }
+    float sums[2 * 256] __attribute__((aligned(64))); /* 16 rows of w by each x tile's 16 columns */
+    int32_t tiles[4 * 256] __attribute__((aligned(64)));
     float down[INT_MAX_ROWS][2]; /* 2^e in two factors */
     for (int64_t m = 0; m < M; m++) {
-        down[m][0] = ldexpf(1.0f, exponent[m] / 2);
-        down[m][1] = ldexpf(1.0f, exponent[m] - exponent[m] / 2);
+        down[m][0] = ldexpf(1.0f, header[1 + m] / 2);
+        down[m][1] = ldexpf(1.0f, header[1 + m] - header[1 + m] / 2);
     }
     load_int_tile_config();
     for (int64_t n0 = n_begin; n0 < n_end; n0 += 16) {
         const int64_t rows = N - n0 < 16 ? N - n0 : 16; /* real rows of the weight tile */
-        const int8_t *wt = (const int8_t *)w->data + n0 * K;
-        if (rows < 16) {
-            memset(w_padded, 0, w_bytes);
-            memcpy(w_padded, wt, (size_t)rows * (size_t)K);
-            wt = w_padded;
-        }
-        memset(sums, 0, sums_bytes);
+        const int8_t *wt = n0 == last && w_padded != NULL ? w_padded : (const int8_t *)w->data + n0 * K;
+        memset(sums, 0, sizeof sums);
         for (int64_t g0 = 0; g0 < groups; g0 += batch) {
             int64_t ahead = (g0 + INT_AHEAD) * NT_Q8_GROUP, first = n0; /* past the row's end: the next tile's rows */
             if (ahead >= K) ahead -= K, first += 16;
@@ -521,7 +526,7 @@ static int gemm_int_rows(float *y, const float *x, const nt_tensor *w, int64_t M
             }
     }
     _tile_release();
-    free(xb);
+    free(w_padded);
     return 1;
 }
 #undef GROUP_PRODUCT
@@ -538,10 +543,20 @@ static int takes_amx(const nt_tensor *w, int64_t M) {
     return M >= (w->dtype == NT_DTYPE_BF16 ? 5 : w->dtype == NT_DTYPE_F32 ? 17 : 10);
 }
 
+/* gemm_int_rows with x packed for this call alone */
+static int matmul_int_rows(float *y, const float *x, const nt_tensor *w, int64_t M, int64_t n_begin, int64_t n_end) {
+    void *packed = aligned_alloc(64, (size_t)int_packed_bytes(M, w->shape[1]));
+    if (packed == NULL) return 0;
+    pack_int_rows(packed, x, M, w->shape[1]);
+    int done = gemm_int_rows(y, packed, w, M, n_begin, n_end);
+    free(packed);
+    return done;
+}
+
 static void matmul_amx(float *y, const float *x, const nt_tensor *w, int64_t M, int64_t n_begin, int64_t n_end) {
     int done = 0;
     if (takes_amx(w, M))
-        done = w->dtype == NT_DTYPE_Q8 && M <= INT_MAX_ROWS ? gemm_int_rows(y, x, w, M, n_begin, n_end)
+        done = w->dtype == NT_DTYPE_Q8 && M <= INT_MAX_ROWS ? matmul_int_rows(y, x, w, M, n_begin, n_end)
                                                           : gemm(y, x, NULL, w, M, n_begin, n_end);
     if (!done) nt_kernels_avx512.matmul[w->dtype](y, x, w, M, n_begin, n_end); /* which needs no memory */
 }
@@ -568,6 +583,35 @@ static const nt_row_packing row_packing = {
     .min_rows = 17, /* as the avx512 set: a decode step's few rows are packed by each thread */
     .packed_floats = packed_floats,
     .pack_rows = pack_rows,
+};
+
+/* int8: the bfloat16 tiles from 17 rows as the other dtypes; at INT_MIN_ROWS to INT_MAX_ROWS the integer planes, once
+ * for every thread and for q, k and v (packed by each thread, they took 6% of a decode step of 8 rows); none
+ * between. */
+static int64_t int8_packed_floats(int64_t M, int64_t K) {
+    if (M > INT_MAX_ROWS) return M < row_packing.min_rows ? 0 : packed_floats(M, K);
+    return K % NT_Q8_GROUP != 0 ? 0 : (int_packed_bytes(M, K) + 3) / 4;
+}
+
+static void int8_pack_rows(float *packed, const float *x, int64_t M, int64_t K, int64_t block_begin, int64_t block_end) {
+    if (M > INT_MAX_ROWS)
+        pack_rows(packed, x, M, K, block_begin, block_end);
+    else if (block_begin == 0 && block_end > 0) /* one block */
+        pack_int_rows(packed, x, M, K);
+}
+
+static int matmul_packed_amx_int8(float *y, const float *packed, const nt_tensor *w, int64_t M, int64_t n_begin,
+                                  int64_t n_end) {
+    if (!takes_amx(w, M)) return 0;
+    return M <= INT_MAX_ROWS ? gemm_int_rows(y, packed, w, M, n_begin, n_end)
+                             : gemm(y, NULL, (const uint16_t *)packed, w, M, n_begin, n_end);
+}
+
+static const nt_row_packing int8_row_packing = {
+    .row_block = 16,
+    .min_rows = INT_MIN_ROWS,
+    .packed_floats = int8_packed_floats,
+    .pack_rows = int8_pack_rows,
 };
 
 /* ---------------------------------------------------------------- the set */
@@ -602,10 +646,10 @@ const nt_kernels nt_kernels_amx = {
     .supported = cpu_has_amx,
     .matmul = {[NT_DTYPE_F32] = matmul_amx, [NT_DTYPE_BF16] = matmul_amx, [NT_DTYPE_Q8] = matmul_amx,
                [NT_DTYPE_Q4] = matmul_amx},
-    .packing = {[NT_DTYPE_F32] = &row_packing, [NT_DTYPE_BF16] = &row_packing, [NT_DTYPE_Q8] = &row_packing,
+    .packing = {[NT_DTYPE_F32] = &row_packing, [NT_DTYPE_BF16] = &row_packing, [NT_DTYPE_Q8] = &int8_row_packing,
                 [NT_DTYPE_Q4] = &row_packing},
     .matmul_packed = {[NT_DTYPE_F32] = matmul_packed_amx, [NT_DTYPE_BF16] = matmul_packed_amx,
-                      [NT_DTYPE_Q8] = matmul_packed_amx, [NT_DTYPE_Q4] = matmul_packed_amx},
+                      [NT_DTYPE_Q8] = matmul_packed_amx_int8, [NT_DTYPE_Q4] = matmul_packed_amx},
     .takes = takes_amx,
 };
 

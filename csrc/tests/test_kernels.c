@@ -366,6 +366,26 @@ static void test_matmul_not_finite(const nt_kernels *kernels) {
             char what[96];
             snprintf(what, sizeof what, "%s matmul %s, %d rows, the last not finite", kernels->name,
                      nt_dtype_name((nt_dtype)d), M);
+            /* packed: served, or declined (forward.c then calls matmul, above) */
+            const nt_row_packing *packing = kernels->packing[d];
+            if (packing != NULL && kernels->matmul_packed[d] != NULL && M >= packing->min_rows &&
+                (kernels->takes == NULL || kernels->takes(&w, M)) && packing->packed_floats(M, K) > 0) {
+                float *packed = aligned_alloc(64, ((size_t)packing->packed_floats(M, K) * 4 + 63) / 64 * 64);
+                float served[8 * N];
+                packing->pack_rows(packed, x, M, K, 0, (M + packing->row_block - 1) / packing->row_block);
+                if (kernels->matmul_packed[d](served, packed, &w, M, 0, N)) {
+                    char packed_what[128];
+                    snprintf(packed_what, sizeof packed_what, "%s, packed", what);
+                    check_close(packed_what, served, want, (M - 1) * N, 1e-5f * (float)K);
+                    for (int n = 0; n < N; n++)
+                        if (isfinite(served[(M - 1) * N + n]) && !isfinite(want[(M - 1) * N + n])) {
+                            fprintf(stderr, "FAIL %s: packed, column %d gives %g\n", what, n, served[(M - 1) * N + n]);
+                            failures++;
+                            break;
+                        }
+                }
+                free(packed);
+            }
             check_close(what, got, want, (M - 1) * N, 1e-5f * (float)K);
             for (int n = 0; n < N; n++)
                 if (isfinite(got[(M - 1) * N + n]) && !isfinite(want[(M - 1) * N + n])) {
