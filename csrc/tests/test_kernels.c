@@ -398,6 +398,31 @@ static void test_matmul_not_finite(const nt_kernels *kernels) {
     }
 }
 
+/* float32 weights of any value (full mantissas) times x, 40 rows (prefill's, the amx set's tiles from 17): the amx
+ * set splits both in three bfloat16 parts and sums the six products whose parts' orders add to at most 2; the other
+ * sets multiply in float32. Every set is within 1e-6 of the exact sums; the amx set with three products (orders up to
+ * 1) is 2e-5 off, with w in one part (bfloat16) 3e-3. */
+static void test_matmul_f32_exact_products(const nt_kernels *kernels) {
+    enum { M = 40, N = 20, K = 96 };
+    static float x[M * K], wf[N * K], y[M * N];
+    for (int i = 0; i < M * K; i++) x[i] = random_mantissa();
+    for (int i = 0; i < N * K; i++) wf[i] = random_mantissa();
+    nt_tensor w = matrix(wf, NULL, NT_DTYPE_F32, N, K);
+    kernels->matmul[NT_DTYPE_F32](y, x, &w, M, 0, N);
+    double worst = 0.0;
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            double exact = 0.0;
+            for (int k = 0; k < K; k++) exact += (double)x[m * K + k] * (double)wf[n * K + k];
+            double error = fabs((double)y[m * N + n] - exact) / exact;
+            if (!(error <= worst)) worst = error;
+        }
+    if (!(worst <= 1e-6)) {
+        fprintf(stderr, "FAIL %s matmul float32: %.2g off the exact sums, relative\n", kernels->name, worst);
+        failures++;
+    }
+}
+
 static void test_matmul_rows_alone(const nt_kernels *kernels) {
     test_matmul_rows_alone_k(kernels, 1100);
     test_matmul_rows_alone_k(kernels, 1088); /* whole steps of 32 for the amx set */
@@ -918,6 +943,7 @@ int main(void) {
         test_matmul_rows_alone(set);
         test_matmul_bf16_exact_products(completed);
         test_matmul_int8_exact(completed);
+        test_matmul_f32_exact_products(completed);
         test_matmul_not_finite(completed);
         test_matmul_reads_within(set);
         test_matmul_nn_exp_shifted(completed);
