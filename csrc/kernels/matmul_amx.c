@@ -1,6 +1,6 @@
 /*
- * AVX-512 + AMX-BF16 kernels: bfloat16, int8 and int4 weights, and float32 weights of bfloat16 values
- * (nt_tensor.bf16_values), multiplied on the tile unit, with float32's products.
+ * AVX-512 + AMX-BF16/INT8 kernels: bfloat16, int8, int4 and float32 weights multiplied on the tile unit, with
+ * float32's products (float32 weights of other than bfloat16 values: within float32's rounding of them).
  *
  * A float32 x is the exact sum of three bfloat16 values: hi, x with its low 16 bits cleared; lo, the same of
  * x - hi; and lo2 = x - hi - lo, which has at most 8 significant bits left (each subtraction is exact: the
@@ -9,16 +9,19 @@
  * another order: three tile products per 32 columns of K, where vdpbf16ps alone would round x to bfloat16
  * (kernels/matmul_avx512.c). int8 and int4 values are integers, exact in bfloat16: a group's products are summed
  * on the tile unit, then times the group's scale (y = sum over groups of scale * sum(q * x), where the FMA kernels
- * sum (q * scale) * x: the same within float32 rounding). The tile unit flushes subnormal inputs and outputs to
- * zero: a difference only below 1e-38.
+ * sum (q * scale) * x: the same within float32 rounding). float32 weights that hold bfloat16 values
+ * (nt_tensor.bf16_values: a bfloat16 checkpoint loaded as float32) are bfloat16 weights; those of other values are
+ * split in three parts as x is (tile_step). A decode step of 3 to 8 rows with int8 weights goes to the integer tile
+ * unit instead (gemm_int_rows). The tile unit flushes subnormal inputs and outputs to zero: a difference only
+ * below 1e-38.
  *
  * Only K a multiple of 32 and enough rows of x (min_rows) come here; every other matmul and kernel is the avx512
  * set's (kernels/dispatch.c fills the entries left NULL from the next set the CPU runs). An output element's sum
- * runs over K in the same order whatever M (from min_rows), the columns asked for and the thread: a row's bits
- * depend neither on the batch nor on the threads.
+ * runs over K in the same order whatever M (from min_rows, and for int8 within 3 to 8 rows and from 10), the columns
+ * asked for and the thread: a row's bits depend neither on the batch nor on the threads.
  *
  * This file alone is compiled with amx_CFLAGS (csrc/sources.mk); the set is used only when the CPU has
- * AMX-BF16 and Linux grants the process the tile state (arch_prctl). Built without them, it is empty.
+ * AMX-BF16 and AMX-INT8 and Linux grants the process the tile state (arch_prctl). Built without them, it is empty.
  */
 #include "kernels/kernels.h"
 
@@ -565,11 +568,12 @@ static int gemm_int_rows(float *y, const void *packed, const nt_tensor *w, int64
 }
 #undef GROUP_PRODUCT
 
-/* Whether w and M come here, else to the avx512 kernels: whole steps of K, float32 only of bfloat16 values, and
- * enough rows, as a tile product costs the same for 1 row as for 16 and the other dtypes than bfloat16 add a
- * conversion of their tiles (one thread, bench_kernels: at 8 rows int4 runs 110 GFLOP/s here against 133 there, at
- * 16 rows 218 against 141); float32 weights, twice bfloat16's bytes, only for prefill's rows, where the conversion
- * is shared by many. int8 weights also at INT_MIN_ROWS to INT_MAX_ROWS rows, on the integer tiles (gemm_int_rows). */
+/* Whether w and M come here, else to the avx512 kernels: whole steps of K and enough rows, as a tile product costs
+ * the same for 1 row as for 16 and the other dtypes than bfloat16 add a conversion of their tiles (one thread,
+ * bench_kernels: at 8 rows int4 runs 110 GFLOP/s here against 133 there, at 16 rows 218 against 141); float32
+ * weights, twice bfloat16's bytes (and of other than bfloat16 values twice its tile products), only for prefill's
+ * rows, where the conversion is shared by many. int8 weights also at INT_MIN_ROWS to INT_MAX_ROWS rows, on the
+ * integer tiles (gemm_int_rows). */
 static int takes_amx(const nt_tensor *w, int64_t M) {
     int64_t K = w->shape[1];
     if (K % STEP != 0 || K == 0) return 0;
