@@ -407,17 +407,6 @@ enum {
     INT_AHEAD = 8, /* groups of each row of w prefetched ahead */
 };
 
-static void load_int_tile_config(void) {
-    tile_config c;
-    memset(&c, 0, sizeof c);
-    c.palette = 1;
-    for (int t = 0; t < 8; t++) {
-        c.bytes_per_row[t] = 64;
-        c.rows[t] = 16;
-    }
-    _tile_loadconfig(&c);
-}
-
 /* The planes of x rows [0, M) (M <= INT_MAX_ROWS), K a multiple of 64, as x tiles: for x tile b (rows 4b..4b+3,
  * zeros past M), columns 4r..4r+3 of K at xb + b * K * 16 + r * 64, a 64-byte row of 16 four-byte elements, plane p
  * of x row 4b + i at element 4i + p. exponent[m] = e[m] above. Returns 0, leaving xb unfinished, when a row holds a
@@ -525,7 +514,7 @@ static int gemm_int_rows(float *y, const void *packed, const nt_tensor *w, int64
         down[m][0] = ldexpf(1.0f, header[1 + m] / 2);
         down[m][1] = ldexpf(1.0f, header[1 + m] - header[1 + m] / 2);
     }
-    load_int_tile_config();
+    load_tile_config();
     for (int64_t n0 = n_begin; n0 < n_end; n0 += 16) {
         const int64_t rows = N - n0 < 16 ? N - n0 : 16; /* real rows of the weight tile */
         const int8_t *wt = n0 == last && w_padded != NULL ? w_padded : (const int8_t *)w->data + n0 * K;

@@ -267,26 +267,36 @@ static void test_matmul_reads_within(const nt_kernels *kernels) {
     test_matmul_reads_within_rows(kernels, 9);
 }
 
+/* The largest |y - exact| over the sum of the magnitudes of the products (the relative error for positive operands),
+ * y (M, N) = x (M, K) @ w (N, K)^T, the exact sums in double. */
+static double worst_error(const float *y, const float *x, const float *w, int M, int N, int K) {
+    double worst = 0.0;
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            double exact = 0.0, magnitude = 0.0;
+            for (int k = 0; k < K; k++) {
+                exact += (double)x[m * K + k] * (double)w[n * K + k];
+                magnitude += fabs((double)x[m * K + k] * (double)w[n * K + k]);
+            }
+            double error = fabs((double)y[m * N + n] - exact) / magnitude;
+            if (!(error <= worst)) worst = error;
+        }
+    return worst;
+}
+
 /* bfloat16 weights times float32 x with float32's products: every set widens the weights, the amx one splits x in
  * three bfloat16 parts (kernels/matmul_amx.c). Positive operands with full mantissas make the bits a lesser split
  * drops add up: two parts of x instead of three are 8e-6 off the exact sums here, each set 2e-7. */
 static void test_matmul_bf16_exact_products(const nt_kernels *kernels) {
     enum { M = 16, N = 16, K = 64 };
-    float x[M * K], y[M * N];
+    float x[M * K], y[M * N], wf[N * K];
     uint16_t wb[N * K];
     for (int i = 0; i < M * K; i++) x[i] = random_mantissa();
-    for (int i = 0; i < N * K; i++) wb[i] = to_bf16(random_mantissa());
+    for (int i = 0; i < N * K; i++) wf[i] = nt_bf16_to_f32(wb[i] = to_bf16(random_mantissa()));
     nt_tensor w = matrix(wb, NULL, NT_DTYPE_BF16, N, K);
     kernels->matmul[NT_DTYPE_BF16](y, x, &w, M, 0, N);
-    double worst = 0.0;
-    for (int m = 0; m < M; m++)
-        for (int n = 0; n < N; n++) {
-            double exact = 0.0;
-            for (int k = 0; k < K; k++) exact += (double)x[m * K + k] * (double)nt_bf16_to_f32(wb[n * K + k]);
-            double error = fabs((double)y[m * N + n] - exact) / exact;
-            if (error > worst) worst = error;
-        }
-    if (worst > 1e-6) {
+    double worst = worst_error(y, x, wf, M, N, K);
+    if (!(worst <= 1e-6)) {
         fprintf(stderr, "FAIL %s matmul bfloat16: %.2g off the exact sums, relative\n", kernels->name, worst);
         failures++;
     }
@@ -311,17 +321,7 @@ static void test_matmul_int8_exact(const nt_kernels *kernels) {
     for (int M = 1; M <= MAX_M; M++) {
         kernels->matmul[NT_DTYPE_Q8](y, x, &w, M, 0, 16);
         kernels->matmul[NT_DTYPE_Q8](y, x, &w, M, 16, N);
-        double worst = 0.0;
-        for (int m = 0; m < M; m++)
-            for (int n = 0; n < N; n++) {
-                double exact = 0.0, magnitude = 0.0;
-                for (int k = 0; k < K; k++) {
-                    exact += (double)x[m * K + k] * (double)wd[n * K + k];
-                    magnitude += fabs((double)x[m * K + k] * (double)wd[n * K + k]);
-                }
-                double error = fabs((double)y[m * N + n] - exact) / magnitude;
-                if (!(error <= worst)) worst = error;
-            }
+        double worst = worst_error(y, x, wd, M, N, K);
         if (!(worst <= 1e-6)) {
             fprintf(stderr, "FAIL %s matmul int8, %d rows: %.2g off the exact sums, relative\n", kernels->name, M, worst);
             failures++;
@@ -409,14 +409,7 @@ static void test_matmul_f32_exact_products(const nt_kernels *kernels) {
     for (int i = 0; i < N * K; i++) wf[i] = random_mantissa();
     nt_tensor w = matrix(wf, NULL, NT_DTYPE_F32, N, K);
     kernels->matmul[NT_DTYPE_F32](y, x, &w, M, 0, N);
-    double worst = 0.0;
-    for (int m = 0; m < M; m++)
-        for (int n = 0; n < N; n++) {
-            double exact = 0.0;
-            for (int k = 0; k < K; k++) exact += (double)x[m * K + k] * (double)wf[n * K + k];
-            double error = fabs((double)y[m * N + n] - exact) / exact;
-            if (!(error <= worst)) worst = error;
-        }
+    double worst = worst_error(y, x, wf, M, N, K);
     if (!(worst <= 1e-6)) {
         fprintf(stderr, "FAIL %s matmul float32: %.2g off the exact sums, relative\n", kernels->name, worst);
         failures++;
