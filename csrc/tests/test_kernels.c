@@ -284,24 +284,6 @@ static double worst_error(const float *y, const float *x, const float *w, int M,
     return worst;
 }
 
-/* bfloat16 weights times float32 x with float32's products: every set widens the weights, the amx one splits x in
- * three bfloat16 parts (kernels/matmul_amx.c). Positive operands with full mantissas make the bits a lesser split
- * drops add up: two parts of x instead of three are 8e-6 off the exact sums here, each set 2e-7. */
-static void test_matmul_bf16_exact_products(const nt_kernels *kernels) {
-    enum { M = 16, N = 16, K = 64 };
-    float x[M * K], y[M * N], wf[N * K];
-    uint16_t wb[N * K];
-    for (int i = 0; i < M * K; i++) x[i] = random_mantissa();
-    for (int i = 0; i < N * K; i++) wf[i] = nt_bf16_to_f32(wb[i] = to_bf16(random_mantissa()));
-    nt_tensor w = matrix(wb, NULL, NT_DTYPE_BF16, N, K);
-    kernels->matmul[NT_DTYPE_BF16](y, x, &w, M, 0, N);
-    double worst = worst_error(y, x, wf, M, N, K);
-    if (!(worst <= 1e-6)) {
-        fprintf(stderr, "FAIL %s matmul bfloat16: %.2g off the exact sums, relative\n", kernels->name, worst);
-        failures++;
-    }
-}
-
 /* int8 weights against the exact sums of the dequantized weights (each q * scale in float32, as the naive reference
  * has them) times x, x's values with full mantissas and random signs and, in each row, one value 1000 times the
  * others: the amx set splits each row of x in integer planes against its largest value (kernels/matmul_amx.c), the
@@ -398,20 +380,28 @@ static void test_matmul_not_finite(const nt_kernels *kernels) {
     }
 }
 
-/* float32 weights of any value (full mantissas) times x, 40 rows (prefill's, the amx set's tiles from 17): the amx
- * set splits both in three bfloat16 parts and sums the six products whose parts' orders add to at most 2; the other
- * sets multiply in float32. Every set is within 1e-6 of the exact sums; the amx set with three products (orders up to
- * 1) is 2e-5 off, with w in one part (bfloat16) 3e-3. */
-static void test_matmul_f32_exact_products(const nt_kernels *kernels) {
-    enum { M = 40, N = 20, K = 96 };
-    static float x[M * K], wf[N * K], y[M * N];
+/* Weights and x with full mantissas, positive, so that the bits a lesser split drops add up, against the exact sums:
+ * every set is within 1e-6 of them (2e-7 here).
+ * - bfloat16 weights, 16 rows: every set widens the weights, the amx one splits x in three bfloat16 parts
+ *   (kernels/matmul_amx.c); two parts of x instead of three are 8e-6 off.
+ * - float32 weights of any value, 40 rows (prefill's; the amx set's tiles from 17): the amx set splits both in three
+ *   bfloat16 parts and sums the six products whose parts' orders add to at most 2, the other sets multiply in
+ *   float32; three products (orders up to 1) are 2e-5 off, w in one part (bfloat16) 3e-3. */
+static void test_matmul_exact_products(const nt_kernels *kernels, nt_dtype dtype, int M) {
+    enum { MAX_M = 40, N = 20, K = 96 };
+    static float x[MAX_M * K], wf[N * K], y[MAX_M * N];
+    static uint16_t wb[N * K];
     for (int i = 0; i < M * K; i++) x[i] = random_mantissa();
-    for (int i = 0; i < N * K; i++) wf[i] = random_mantissa();
-    nt_tensor w = matrix(wf, NULL, NT_DTYPE_F32, N, K);
-    kernels->matmul[NT_DTYPE_F32](y, x, &w, M, 0, N);
+    for (int i = 0; i < N * K; i++) {
+        wf[i] = random_mantissa();
+        if (dtype == NT_DTYPE_BF16) wf[i] = nt_bf16_to_f32(wb[i] = to_bf16(wf[i]));
+    }
+    nt_tensor w = matrix(dtype == NT_DTYPE_BF16 ? (const void *)wb : wf, NULL, dtype, N, K);
+    kernels->matmul[dtype](y, x, &w, M, 0, N);
     double worst = worst_error(y, x, wf, M, N, K);
     if (!(worst <= 1e-6)) {
-        fprintf(stderr, "FAIL %s matmul float32: %.2g off the exact sums, relative\n", kernels->name, worst);
+        fprintf(stderr, "FAIL %s matmul %s: %.2g off the exact sums, relative\n", kernels->name, nt_dtype_name(dtype),
+                worst);
         failures++;
     }
 }
@@ -934,9 +924,9 @@ int main(void) {
         test_completed(set, completed);
         test_matmul(set);
         test_matmul_rows_alone(set);
-        test_matmul_bf16_exact_products(completed);
+        test_matmul_exact_products(completed, NT_DTYPE_BF16, 16);
+        test_matmul_exact_products(completed, NT_DTYPE_F32, 40);
         test_matmul_int8_exact(completed);
-        test_matmul_f32_exact_products(completed);
         test_matmul_not_finite(completed);
         test_matmul_reads_within(set);
         test_matmul_nn_exp_shifted(completed);
