@@ -25,8 +25,8 @@
  */
 #include "kernels/kernels.h"
 
-#if defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__AMX_INT8__) && defined(__AVX512F__) && defined(__AVX512BW__) && \
-    defined(__linux__)
+#if defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__AMX_INT8__) && defined(__AVX512F__) && \
+    defined(__AVX512BW__) && defined(__linux__)
 #include <cpuid.h>
 #include <immintrin.h>
 #include <math.h>
@@ -260,7 +260,8 @@ static void convert_tiles(uint16_t *out, const nt_tensor *w, int64_t n0, int64_t
                 }
                 bf = high_halves(lo, hi);
             }
-            for (int64_t q = 0; q < planes; q++) _mm512_store_si512(out + ((s - s0) * planes + q) * TILE_HALFS + 32 * j, bf);
+            for (int64_t q = 0; q < planes; q++)
+                _mm512_store_si512(out + ((s - s0) * planes + q) * TILE_HALFS + 32 * j, bf);
         }
 }
 
@@ -458,12 +459,13 @@ static int pack_x_planes(int8_t *xb, int *exponent, const float *x, int64_t M, i
 static inline void fold_int_group(float *sums, const int32_t *tile, const float *scale, int64_t stride, int64_t rows) {
     for (int64_t j = 0; j < rows; j++) {
         __m512 t = _mm512_cvtepi32_ps(_mm512_load_si512(tile + 16 * j));
-        _mm512_store_ps(sums + 16 * j, _mm512_fmadd_ps(t, _mm512_set1_ps(scale[j * stride]), _mm512_load_ps(sums + 16 * j)));
+        __m512 s = _mm512_set1_ps(scale[j * stride]);
+        _mm512_store_ps(sums + 16 * j, _mm512_fmadd_ps(t, s, _mm512_load_ps(sums + 16 * j)));
     }
 }
 
 /* One group of weight tile A (16 rows) by x tile XB0 (and XB1 for more than 4 rows) into the sums' tile C0 (and C1);
- * tile numbers are immediates. */
+ * tile numbers are immediates. Reads gemm_int_rows' w_stride, x_tiles and K. */
 #define GROUP_PRODUCT(C0, C1, A, XB0, XB1, w_group, x_group)                                                 \
     do {                                                                                                     \
         _tile_zero(C0);                                                                                      \
@@ -620,7 +622,8 @@ static int64_t int8_packed_floats(int64_t M, int64_t K) {
     return K % NT_Q8_GROUP != 0 ? 0 : (int_packed_bytes(M, K) + 3) / 4;
 }
 
-static void int8_pack_rows(float *packed, const float *x, int64_t M, int64_t K, int64_t block_begin, int64_t block_end) {
+static void int8_pack_rows(float *packed, const float *x, int64_t M, int64_t K, int64_t block_begin,
+                           int64_t block_end) {
     if (M > INT_MAX_ROWS)
         pack_rows(packed, x, M, K, block_begin, block_end);
     else if (block_begin == 0 && block_end > 0) /* one block */

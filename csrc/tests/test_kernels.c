@@ -288,8 +288,8 @@ static double worst_error(const float *y, const float *x, const float *w, int M,
  * has them) times x, x's values with full mantissas and random signs and, in each row, one value 1000 times the
  * others: the amx set splits each row of x in integer planes against its largest value (kernels/matmul_amx.c), the
  * other sets widen the weights. Every set is within 4e-7 of the sums of magnitudes here (1e-6 asked); three planes
- * instead of four are 5e-5 off. Then a row's bits: the same in every batch of 3 to 8 rows on amx. 17 groups, 37 rows: a batch of
- * groups and a tile of rows short. */
+ * instead of four are 4e-5 off. Then a row's bits: the same in every batch of 3 to 8 rows on amx. 17 groups, 37
+ * rows: a batch of groups and a tile of rows short. */
 static void test_matmul_int8_exact(const nt_kernels *kernels) {
     enum { MAX_M = 9, N = 37, K = 17 * NT_Q8_GROUP };
     static float x[MAX_M * K], wf[N * K], wd[N * K], scales[N * K / NT_Q8_GROUP], y[MAX_M * N], alone[MAX_M * N];
@@ -305,7 +305,8 @@ static void test_matmul_int8_exact(const nt_kernels *kernels) {
         kernels->matmul[NT_DTYPE_Q8](y, x, &w, M, 16, N);
         double worst = worst_error(y, x, wd, M, N, K);
         if (!(worst <= 1e-6)) {
-            fprintf(stderr, "FAIL %s matmul int8, %d rows: %.2g off the exact sums, relative\n", kernels->name, M, worst);
+            fprintf(stderr, "FAIL %s matmul int8, %d rows: %.2g off the exact sums, relative\n", kernels->name, M,
+                    worst);
             failures++;
         }
     }
