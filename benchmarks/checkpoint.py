@@ -55,6 +55,42 @@ def make_checkpoint(path, widths, layers, vocab, log=print):
     return path
 
 
+def make_float32_variant(src, path, log=print):
+    """A float32 copy of the checkpoint at `src` whose weights are not bfloat16 values, as a float32 fine-tune's
+    are: each nonzero one moved up by a relative 2^-16 to 2^-12, less than the bfloat16 grid's step (2^-8) and far
+    more than float32's (2^-24), so strictly between two bfloat16 values. nemotron_c multiplies float32 weights read
+    from a float32 file otherwise than those of a bfloat16 checkpoint (README.md, Kernels). Written into `path`
+    unless already there."""
+    if os.path.exists(os.path.join(path, "config.json")):
+        return path
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    start = time.perf_counter()
+    partial = path + ".partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    os.makedirs(partial)
+    generator = torch.Generator().manual_seed(0)
+    tensors = {}
+    for name, tensor in load_file(os.path.join(src, "model.safetensors")).items():
+        wide = tensor.float()
+        nudge = torch.rand(wide.shape, generator=generator) * 2.0**-12 + 2.0**-16  # never zero: no value stays put
+        tensors[name] = (wide * (1.0 + nudge)).contiguous()
+    save_file(tensors, os.path.join(partial, "model.safetensors"), metadata={"format": "pt"})
+    for entry in os.listdir(src):
+        if entry == "config.json":
+            config = read_config(src)
+            config["dtype"] = "float32"
+            config.pop("torch_dtype", None)
+            with open(os.path.join(partial, entry), "w", encoding="utf-8") as f:
+                json.dump(config, f, indent=2)
+        elif entry != "model.safetensors":
+            shutil.copy(os.path.join(src, entry), partial)
+    os.replace(partial, path)
+    log(f"float32 variant made in {time.perf_counter() - start:.0f} s: {path}")
+    return path
+
+
 def train_tokenizer(out, vocab):
     """tokenizer.model (SentencePiece BPE with byte fallback, Nemotron's special ids) and the files Transformers
     writes for it (tokenizer.json, tokenizer_config.json), which the ONNX Runtime GenAI builder reads."""

@@ -7,7 +7,8 @@ ONNX Runtime GenAI when installed) on one random checkpoint with Minitron-4B's l
 Run from the clone's root (the nemotron_c found there is the one measured). Prints the CPU, its instruction
 sets, the kernel set and thread count; the float32 FMA peak and read bandwidth (one thread and all threads);
 then one table: prefill of a 512-token prompt and scoring of 16 x 128 tokens (nemotron_c float32 and bfloat16
-weights, Transformers float32), greedy decode of 64 new tokens at batch 1 and 8 (every nemotron_c dtype,
+weights, and float32 weights of other than bfloat16 values from a float32 copy of the checkpoint; Transformers
+float32), greedy decode of 64 new tokens at batch 1 and 8 (every nemotron_c dtype,
 Transformers float32 and bfloat16, the peers), with tokens/s, the ratio to Transformers float32, GFLOP/s and
 its fraction of the FMA peak, the weights read per token, GB/s and its fraction of the read bandwidth. The
 table replaces this CPU kind's section of the results file. benchmarks/README.md says more.
@@ -28,7 +29,8 @@ import nemotron_c
 from nemotron_c.model.weights import QUANTIZED_DTYPES
 
 from . import machine
-from .checkpoint import BOS_ID, EOS_ID, MINITRON_4B, SMOKE, checkpoint_dir, make_checkpoint, read_config
+from .checkpoint import (BOS_ID, EOS_ID, MINITRON_4B, SMOKE, checkpoint_dir, make_checkpoint, make_float32_variant,
+                         read_config)
 from .engines import NemotronC, Transformers
 from .measure import PEERS, leading_agreement, measure_engine
 from .results import Ceilings, Row, section, text_table, update_results
@@ -167,8 +169,14 @@ def make_plan(args, config):
         new_tokens=args.new_tokens)
 
 
-def measure_local(args, path, plan):
-    """Rows and {(engine, dtype): {batch: tokens}} of nemotron_c and Transformers, one model in memory at a time."""
+# the row of float32 weights that are not bfloat16 values: prefill and scoring (decode runs the float32 row's kernels)
+ANY_FLOAT32 = "float32, any"
+ANY_FLOAT32_NOTE = "a float32 copy of the checkpoint, values off bfloat16's grid; × Transformers: its float32 row"
+
+
+def measure_local(args, path, float32_path, plan):
+    """Rows and {(engine, dtype): {batch: tokens}} of nemotron_c and Transformers, one model in memory at a time;
+    float32_path: the checkpoint's float32 variant (make_float32_variant), for nemotron_c's ANY_FLOAT32 row."""
     specs = [(NemotronC, "float32", ("prefill", "score", "decode")),
              (NemotronC, "bfloat16", ("prefill", "score", "decode")),
              *((NemotronC, dtype, ("decode",)) for dtype in QUANTIZED_DTYPES),
@@ -182,6 +190,12 @@ def measure_local(args, path, plan):
         tokens[(engine.engine, dtype)] = generated
         del engine
         gc.collect()
+    engine = NemotronC(float32_path, "float32", args.threads)
+    engine.dtype = ANY_FLOAT32
+    found, _ = measure_engine(engine, plan, args.repeats, ("prefill", "score"), log)
+    rows += [Row(**dict(r, note=ANY_FLOAT32_NOTE)) for r in found]
+    del engine
+    gc.collect()
     return rows, tokens
 
 
@@ -289,6 +303,7 @@ def main(argv=None):
         f"({config['num_key_value_heads']} key/value, head_dim {config['head_dim']}), intermediate "
         f"{config['intermediate_size']}, {config['num_hidden_layers']} layers, vocab {config['vocab_size']}, "
         f"bfloat16 on disk")
+    float32_path = make_float32_variant(path, path + "-float32", log=log)
     plan = make_plan(args, config)
 
     started["nemotron_c and Transformers"] = time.perf_counter()
@@ -296,7 +311,7 @@ def main(argv=None):
     import torch  # optional dependencies, only for the reference rows
     import transformers
 
-    rows, tokens = measure_local(args, path, plan)
+    rows, tokens = measure_local(args, path, float32_path, plan)
     versions = [f"nemotron_c {nemotron_c.__version__}", f"torch {torch.__version__}",
                 f"transformers {transformers.__version__}"]
 

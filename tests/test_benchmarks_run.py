@@ -30,11 +30,11 @@ def smoke_run(tmp_path_factory):
          "--results", str(results), "--peers-python", sys.executable],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    return out.stdout, results.read_text(), heading
+    return out.stdout, results.read_text(), heading, tmp / "cache"
 
 
 def test_prints_every_section(smoke_run):
-    stdout, _, _ = smoke_run
+    stdout, _, _, _ = smoke_run
     for line in ("== machine", "CPU ", "ISA ", "kernels ", "threads  2", "== probes", "float32 FMA peak",
                  "read bandwidth", "== checkpoint", "== nemotron_c and Transformers", "== peers", "== results",
                  "greedy tokens of nemotron_c float32 and bfloat16 equal Transformers float32's"):
@@ -44,7 +44,7 @@ def test_prints_every_section(smoke_run):
 
 
 def test_results_table_is_well_formed(smoke_run):
-    _, text, heading = smoke_run
+    _, text, heading, _ = smoke_run
     assert text.startswith("# Benchmark results\n\nintro\n")
     assert text.count(f"## {heading}\n") == 1 and "stale figures" not in text
     assert OTHER_CPU in text
@@ -56,6 +56,7 @@ def test_results_table_is_well_formed(smoke_run):
     assert all(line.count("|") == len(COLUMNS) + 1 for line in table), table
     rows = {tuple(cell.strip() for cell in line.strip("|").split("|")[:3]) for line in table[2:]}
     expected = {("prefill 16", "nemotron_c", "float32"), ("score 2×8", "nemotron_c", "bfloat16"),
+                ("prefill 16", "nemotron_c", "float32, any"), ("score 2×8", "nemotron_c", "float32, any"),
                 ("prefill 16", "Transformers", "float32"), ("score 2×8", "Transformers", "float32"),
                 ("decode batch 8", "Transformers", "bfloat16")}
     expected |= {(f"decode batch {b}", "nemotron_c", dtype) for b in (1, 8)
@@ -63,6 +64,27 @@ def test_results_table_is_well_formed(smoke_run):
     assert expected <= rows, expected - rows
     engines = {engine for _, engine, _ in rows}
     assert {"llama.cpp", "ORT GenAI"} <= engines  # measured, or a row saying why not
+
+
+def test_float32_variant_holds_no_bfloat16_values(smoke_run):
+    """The `float32, any` rows run on a float32 copy of the checkpoint whose every nonzero weight is off bfloat16's
+    grid, as a float32 fine-tune's are, each within 2^-11 of the original, with the same tokenizer."""
+    import torch
+    from safetensors.torch import load_file
+
+    *_, cache = smoke_run
+    [variant] = [p for p in cache.iterdir() if p.name.endswith("-float32")]
+    source = cache / variant.name[: -len("-float32")]
+    original, nudged = load_file(source / "model.safetensors"), load_file(variant / "model.safetensors")
+    assert original.keys() == nudged.keys()
+    for name, weight in nudged.items():
+        assert weight.dtype == torch.float32, name
+        bits = weight.view(torch.int32) & 0xFFFF
+        assert bool(((bits != 0) | (weight == 0)).all()), f"{name} holds bfloat16 values"
+        reference = original[name].float()
+        assert torch.allclose(weight, reference, rtol=2.0**-11, atol=0), name
+    for entry in ("tokenizer.model", "tokenizer.json"):
+        assert (variant / entry).read_bytes() == (source / entry).read_bytes()
 
 
 def test_update_results_replaces_only_its_own_section(tmp_path):
