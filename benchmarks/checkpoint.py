@@ -57,10 +57,10 @@ def make_checkpoint(path, widths, layers, vocab, log=print):
 
 def make_float32_variant(src, path, log=print):
     """A float32 copy of the checkpoint at `src` whose weights are not bfloat16 values, as a float32 fine-tune's
-    are: each nonzero one moved up by a relative 2^-16 to 2^-12, less than the bfloat16 grid's step (2^-8) and far
-    more than float32's (2^-24), so strictly between two bfloat16 values. nemotron_c multiplies float32 weights read
-    from a float32 file otherwise than those of a bfloat16 checkpoint (README.md, Kernels). Written into `path`
-    unless already there."""
+    are: each nonzero one moved up by a relative 2^-16 to 2^-12, less than the bfloat16 grid's step (2^-8 of the
+    value or more) and far more than float32's (2^-24), so strictly between two bfloat16 values. nemotron_c
+    multiplies float32 weights read from a float32 file otherwise than those of a bfloat16 checkpoint (README.md,
+    Kernels). Written into `path` unless already there."""
     if os.path.exists(os.path.join(path, "config.json")):
         return path
     import torch
