@@ -282,10 +282,11 @@ def main(argv=None):
     os.makedirs(args.cache_dir, exist_ok=True)
     name, heading = machine.cpu_kind()
     kernels = chosen_kernels(args.threads)
+    revision = commit()  # once: the run's own first write of the results file makes the tree differ from HEAD
     log("== machine")
     log(f"CPU      {name}")
     log(f"ISA      {' '.join(machine.isa_flags()) or 'unknown'}")
-    log(f"kernels  {kernels} (nemotron_c {nemotron_c.__version__}, commit {commit()})")
+    log(f"kernels  {kernels} (nemotron_c {nemotron_c.__version__}, commit {revision})")
     log(f"threads  {args.threads}; best of {args.repeats}")
 
     started = {"probes": time.perf_counter()}
@@ -319,7 +320,7 @@ def main(argv=None):
         sanity = agreement(rows, tokens, args.new_tokens)
         date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         header = [
-            f"{date} · commit {commit()} · {args.threads} threads · kernels {kernels} · best of {args.repeats}  ",
+            f"{date} · commit {revision} · {args.threads} threads · kernels {kernels} · best of {args.repeats}  ",
             f"ISA: {' '.join(machine.isa_flags()) or 'unknown'}  ",
             f"Probes: {probe_summary}  ",
             f"Checkpoint: random, hidden {config['hidden_size']}, {config['num_attention_heads']}/"
