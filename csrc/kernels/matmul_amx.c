@@ -77,11 +77,21 @@ static inline __m512i high_halves(__m512 lo, __m512 hi) {
     return _mm512_permutex2var_epi16(_mm512_castps_si512(lo), _mm512_loadu_si512(odd_words), _mm512_castps_si512(hi));
 }
 
+/* part (PLANES) = the three bfloat16 parts (hi, lo, lo2, above) of the 32 floats a, b, in their order */
+static inline void split_parts(__m512i part[PLANES], __m512 a, __m512 b) {
+    const __m512 high = _mm512_castsi512_ps(_mm512_set1_epi32((int)0xffff0000u));
+    __m512 a_hi = _mm512_and_ps(a, high), b_hi = _mm512_and_ps(b, high);
+    __m512 a_rest = _mm512_sub_ps(a, a_hi), b_rest = _mm512_sub_ps(b, b_hi);
+    __m512 a_lo = _mm512_and_ps(a_rest, high), b_lo = _mm512_and_ps(b_rest, high);
+    part[0] = high_halves(a_hi, b_hi);
+    part[1] = high_halves(a_lo, b_lo);
+    part[2] = high_halves(_mm512_sub_ps(a_rest, a_lo), _mm512_sub_ps(b_rest, b_lo));
+}
+
 /* The x tiles of rows [m0, m0 + 16) (zeros past M) and steps [s0, s1) of K: tile (s, plane) at
  * xp + ((s - s0) * PLANES + plane) * TILE_HALFS, its row p holding, for each of the 16 rows of x, its columns
  * 2p and 2p + 1 of the step in that plane. */
 static void pack_x_rows(uint16_t *xp, const float *x, int64_t M, int64_t K, int64_t m0, int64_t s0, int64_t s1) {
-    const __m512 high = _mm512_castsi512_ps(_mm512_set1_epi32((int)0xffff0000u));
     for (int64_t s = s0; s < s1; s++) {
         __m512 r[PLANES][16];
         for (int i = 0; i < 16; i++) {
@@ -90,13 +100,10 @@ static void pack_x_rows(uint16_t *xp, const float *x, int64_t M, int64_t K, int6
                 a = _mm512_loadu_ps(x + (m0 + i) * K + s * STEP);
                 b = _mm512_loadu_ps(x + (m0 + i) * K + s * STEP + 16);
             }
-            __m512 a_hi = _mm512_and_ps(a, high), b_hi = _mm512_and_ps(b, high);
-            __m512 a_rest = _mm512_sub_ps(a, a_hi), b_rest = _mm512_sub_ps(b, b_hi);
-            __m512 a_lo = _mm512_and_ps(a_rest, high), b_lo = _mm512_and_ps(b_rest, high);
+            __m512i part[PLANES];
+            split_parts(part, a, b);
             /* 32 bfloat16 values are 16 lanes of 32 bits, which the transpose moves as floats */
-            r[0][i] = _mm512_castsi512_ps(high_halves(a_hi, b_hi));
-            r[1][i] = _mm512_castsi512_ps(high_halves(a_lo, b_lo));
-            r[2][i] = _mm512_castsi512_ps(high_halves(_mm512_sub_ps(a_rest, a_lo), _mm512_sub_ps(b_rest, b_lo)));
+            for (int p = 0; p < PLANES; p++) r[p][i] = _mm512_castsi512_ps(part[p]);
         }
         for (int p = 0; p < PLANES; p++) {
             transpose16(r[p]);
@@ -224,24 +231,10 @@ static inline int weight_planes(const nt_tensor *w) { return w->dtype == NT_DTYP
  * 16 bytes, element j in the low nibble of byte j and element j + 16 in the high one (NT_Q4_GROUP), as q + 8. */
 static void convert_tiles(uint16_t *out, const nt_tensor *w, int64_t n0, int64_t rows, int64_t s0, int64_t steps) {
     const __m512 q4_levels = _mm512_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7);
-    const __m512 high = _mm512_castsi512_ps(_mm512_set1_epi32((int)0xffff0000u));
     const int64_t K = w->shape[1], planes = weight_planes(w);
     for (int64_t s = s0; s < s0 + steps; s++)
         for (int64_t j = 0; j < 16; j++) {
-            __m512i bf = _mm512_setzero_si512();
-            if (j < rows && planes > 1) {
-                const float *f = (const float *)w->data + (n0 + j) * K + s * STEP;
-                __m512 a = _mm512_loadu_ps(f), b = _mm512_loadu_ps(f + 16);
-                __m512 a_hi = _mm512_and_ps(a, high), b_hi = _mm512_and_ps(b, high);
-                __m512 a_rest = _mm512_sub_ps(a, a_hi), b_rest = _mm512_sub_ps(b, b_hi);
-                __m512 a_lo = _mm512_and_ps(a_rest, high), b_lo = _mm512_and_ps(b_rest, high);
-                uint16_t *tile = out + (s - s0) * PLANES * TILE_HALFS + 32 * j;
-                _mm512_store_si512(tile, high_halves(a_hi, b_hi));
-                _mm512_store_si512(tile + TILE_HALFS, high_halves(a_lo, b_lo));
-                _mm512_store_si512(tile + 2 * TILE_HALFS,
-                                   high_halves(_mm512_sub_ps(a_rest, a_lo), _mm512_sub_ps(b_rest, b_lo)));
-                continue;
-            }
+            __m512i part[PLANES] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()};
             if (j < rows) {
                 __m512 lo, hi;
                 if (w->dtype == NT_DTYPE_F32) {
@@ -258,10 +251,13 @@ static void convert_tiles(uint16_t *out, const nt_tensor *w, int64_t n0, int64_t
                     lo = _mm512_permutexvar_ps(b, q4_levels); /* vpermps reads the low 4 bits of each index */
                     hi = _mm512_permutexvar_ps(_mm512_srli_epi32(b, 4), q4_levels);
                 }
-                bf = high_halves(lo, hi);
+                if (planes > 1)
+                    split_parts(part, lo, hi);
+                else
+                    part[0] = high_halves(lo, hi);
             }
             for (int64_t q = 0; q < planes; q++)
-                _mm512_store_si512(out + ((s - s0) * planes + q) * TILE_HALFS + 32 * j, bf);
+                _mm512_store_si512(out + ((s - s0) * planes + q) * TILE_HALFS + 32 * j, part[q]);
         }
 }
 
@@ -572,6 +568,11 @@ static int takes_amx(const nt_tensor *w, int64_t M) {
     return M >= (w->dtype == NT_DTYPE_BF16 ? 5 : w->dtype == NT_DTYPE_F32 ? 17 : 10);
 }
 
+/* Whether the integer tiles (gemm_int_rows) serve what takes_amx accepts, else the bfloat16 ones (gemm). */
+static inline int on_integer_tiles(const nt_tensor *w, int64_t M) {
+    return w->dtype == NT_DTYPE_Q8 && M <= INT_MAX_ROWS;
+}
+
 /* gemm_int_rows with x packed for this call alone */
 static int matmul_int_rows(float *y, const float *x, const nt_tensor *w, int64_t M, int64_t n_begin, int64_t n_end) {
     void *packed = aligned_alloc(64, (size_t)int_packed_bytes(M, w->shape[1]));
@@ -585,8 +586,8 @@ static int matmul_int_rows(float *y, const float *x, const nt_tensor *w, int64_t
 static void matmul_amx(float *y, const float *x, const nt_tensor *w, int64_t M, int64_t n_begin, int64_t n_end) {
     int done = 0;
     if (takes_amx(w, M))
-        done = w->dtype == NT_DTYPE_Q8 && M <= INT_MAX_ROWS ? matmul_int_rows(y, x, w, M, n_begin, n_end)
-                                                          : gemm(y, x, NULL, w, M, n_begin, n_end);
+        done = on_integer_tiles(w, M) ? matmul_int_rows(y, x, w, M, n_begin, n_end)
+                                      : gemm(y, x, NULL, w, M, n_begin, n_end);
     if (!done) nt_kernels_avx512.matmul[w->dtype](y, x, w, M, n_begin, n_end); /* which needs no memory */
 }
 
@@ -600,11 +601,6 @@ static int64_t packed_floats(int64_t M, int64_t K) {
 static void pack_rows(float *packed, const float *x, int64_t M, int64_t K, int64_t block_begin, int64_t block_end) {
     for (int64_t b = block_begin; b < block_end; b++)
         pack_x_rows((uint16_t *)packed + b * (K / STEP) * PLANES * TILE_HALFS, x, M, K, 16 * b, 0, K / STEP);
-}
-
-static int matmul_packed_amx(float *y, const float *packed, const nt_tensor *w, int64_t M, int64_t n_begin,
-                             int64_t n_end) {
-    return takes_amx(w, M) && gemm(y, NULL, (const uint16_t *)packed, w, M, n_begin, n_end);
 }
 
 static const nt_row_packing row_packing = {
@@ -630,11 +626,12 @@ static void int8_pack_rows(float *packed, const float *x, int64_t M, int64_t K, 
         pack_int_rows(packed, x, M, K);
 }
 
-static int matmul_packed_amx_int8(float *y, const float *packed, const nt_tensor *w, int64_t M, int64_t n_begin,
-                                  int64_t n_end) {
+/* matmul_amx with x packed by the dtype's packing */
+static int matmul_packed_amx(float *y, const float *packed, const nt_tensor *w, int64_t M, int64_t n_begin,
+                             int64_t n_end) {
     if (!takes_amx(w, M)) return 0;
-    return M <= INT_MAX_ROWS ? gemm_int_rows(y, packed, w, M, n_begin, n_end)
-                             : gemm(y, NULL, (const uint16_t *)packed, w, M, n_begin, n_end);
+    return on_integer_tiles(w, M) ? gemm_int_rows(y, packed, w, M, n_begin, n_end)
+                                  : gemm(y, NULL, (const uint16_t *)packed, w, M, n_begin, n_end);
 }
 
 static const nt_row_packing int8_row_packing = {
@@ -649,16 +646,15 @@ static const nt_row_packing int8_row_packing = {
 #define ARCH_REQ_XCOMP_PERM 0x1023
 #define XFEATURE_XTILEDATA 18
 
-/* AMX-TILE, AMX-BF16 and AMX-INT8 (CPUID 7.0 EDX bits 24, 22, 25), the OS saving the tile state (XCR0 bits 17, 18), and
- * Linux's consent for this process, asked once (the first use of a tile register faults without it). */
+/* AMX-TILE, AMX-BF16 and AMX-INT8 (CPUID 7.0 EDX bits 24, 22, 25), the OS saving the tile state (XCR0 bits 17,
+ * 18), and Linux's consent for this process, asked once (the first use of a tile register faults without it). */
 static int amx_usable;
 static pthread_once_t amx_checked = PTHREAD_ONCE_INIT;
 
 static void check_amx(void) {
     unsigned a, b, c, d;
     if (!nt_kernels_avx512.supported() || !__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(d >> 24 & 1) ||
-        !(d >> 22 & 1) ||
-        !(d >> 25 & 1))
+        !(d >> 22 & 1) || !(d >> 25 & 1))
         return;
     unsigned xcr0_low, xcr0_high;
     __asm__ volatile("xgetbv" : "=a"(xcr0_low), "=d"(xcr0_high) : "c"(0));
@@ -679,7 +675,7 @@ const nt_kernels nt_kernels_amx = {
     .packing = {[NT_DTYPE_F32] = &row_packing, [NT_DTYPE_BF16] = &row_packing, [NT_DTYPE_Q8] = &int8_row_packing,
                 [NT_DTYPE_Q4] = &row_packing},
     .matmul_packed = {[NT_DTYPE_F32] = matmul_packed_amx, [NT_DTYPE_BF16] = matmul_packed_amx,
-                      [NT_DTYPE_Q8] = matmul_packed_amx_int8, [NT_DTYPE_Q4] = matmul_packed_amx},
+                      [NT_DTYPE_Q8] = matmul_packed_amx, [NT_DTYPE_Q4] = matmul_packed_amx},
     .takes = takes_amx,
 };
 
