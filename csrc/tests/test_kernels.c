@@ -86,6 +86,21 @@ static void quantize(void *q, float *scales, nt_dtype dtype, const float *w, int
     }
 }
 
+/* The float weights wf (N, K) in dtype: wf itself for float32, else converted into halves (bfloat16, float16) or
+ * quantized into quantized and scales (int8, int4). */
+static const void *weights_in(nt_dtype dtype, const float *wf, int64_t N, int64_t K, uint16_t *halves,
+                              void *quantized, float *scales) {
+    if (dtype == NT_DTYPE_BF16 || dtype == NT_DTYPE_F16) {
+        for (int64_t i = 0; i < N * K; i++) halves[i] = dtype == NT_DTYPE_BF16 ? to_bf16(wf[i]) : to_f16(wf[i]);
+        return halves;
+    }
+    if (dtype == NT_DTYPE_Q8 || dtype == NT_DTYPE_Q4) {
+        quantize(quantized, scales, dtype, wf, N, K);
+        return quantized;
+    }
+    return wf;
+}
+
 #define COUNT(a) (sizeof(a) / sizeof *(a))
 
 /* Every M of Ms with every N of Ns and every K of Ks. */
@@ -229,16 +244,10 @@ static void test_matmul_reads_within_rows(const nt_kernels *kernels, const int M
     for (int e = 0; e <= NT_DTYPE_COUNT; e++) { /* then float32 of bfloat16 values */
         int d = e < NT_DTYPE_COUNT ? e : NT_DTYPE_F32;
         if (kernels->matmul[d] == NULL) continue;
-        const void *data = wf;
+        const void *data = weights_in((nt_dtype)d, wf, N, K, halves, quantized, scales);
         if (e == NT_DTYPE_COUNT) {
             for (int i = 0; i < N * K; i++) wb_wide[i] = nt_bf16_to_f32(to_bf16(wf[i]));
             data = wb_wide;
-        } else if (d == NT_DTYPE_BF16 || d == NT_DTYPE_F16) {
-            for (int i = 0; i < N * K; i++) halves[i] = d == NT_DTYPE_BF16 ? to_bf16(wf[i]) : to_f16(wf[i]);
-            data = halves;
-        } else if (d == NT_DTYPE_Q8 || d == NT_DTYPE_Q4) {
-            quantize(quantized, scales, (nt_dtype)d, wf, N, K);
-            data = quantized;
         }
         size_t bytes = (size_t)nt_dtype_bytes((nt_dtype)d, N * K), span = (bytes + page - 1) / page * page;
         char *map = mmap(NULL, span + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -332,15 +341,7 @@ static void test_matmul_not_finite(const nt_kernels *kernels) {
     for (int i = 0; i < N * K; i++) wf[i] = random_float();
     for (int d = 0; d < NT_DTYPE_COUNT; d++) {
         if (kernels->matmul[d] == NULL) continue;
-        const void *data = wf;
-        if (d == NT_DTYPE_BF16 || d == NT_DTYPE_F16) {
-            for (int i = 0; i < N * K; i++) halves[i] = d == NT_DTYPE_BF16 ? to_bf16(wf[i]) : to_f16(wf[i]);
-            data = halves;
-        } else if (d == NT_DTYPE_Q8 || d == NT_DTYPE_Q4) {
-            quantize(quantized, scales, (nt_dtype)d, wf, N, K);
-            data = quantized;
-        }
-        nt_tensor w = matrix(data, scales, (nt_dtype)d, N, K);
+        nt_tensor w = matrix(weights_in((nt_dtype)d, wf, N, K, halves, quantized, scales), scales, (nt_dtype)d, N, K);
         for (int M = 1; M <= 8; M++) {
             for (int i = 0; i < M * K; i++) x[i] = random_float();
             x[(M - 1) * K + 5] = M % 2 ? INFINITY : NAN;
