@@ -5,6 +5,8 @@ import subprocess
 import sys
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from nemotron_c.model.weights import QUANTIZED_DTYPES
 
@@ -69,9 +71,6 @@ def test_results_table_is_well_formed(smoke_run):
 def test_float32_variant_holds_no_bfloat16_values(smoke_run):
     """The `float32, any` rows run on a float32 copy of the checkpoint whose every nonzero weight is off bfloat16's
     grid, as a float32 fine-tune's are, each within 2^-11 of the original, with the same tokenizer."""
-    import torch
-    from safetensors.torch import load_file
-
     *_, cache = smoke_run
     [variant] = [p for p in cache.iterdir() if p.name.endswith("-float32")]
     source = cache / variant.name[: -len("-float32")]
