@@ -281,6 +281,15 @@ def ort_genai_rows(request, precision):
     return measure_peer("ORT GenAI", precision, make, request)
 
 
+def llama_cpp_features():
+    """The x86 vector features the loaded llama.cpp library was built for, as it reports them ("AVX2+FMA+AVX512")."""
+    import llama_cpp
+
+    info = llama_cpp.llama_print_system_info().decode(errors="replace")
+    wanted = ("AVX2", "FMA", "AVX_VNNI", "AVX512", "AVX512_VNNI", "AVX512_BF16", "AMX_INT8")
+    return "+".join(name for name in wanted if f"{name} = 1" in info) or "no AVX2"
+
+
 def main(request_path, response_path):
     """Measures the one peer and dtype the request names (request["peer"]: [engine, dtype]): each runs in a
     process of its own, so that a peer that crashes takes only its own row with it."""
@@ -291,6 +300,8 @@ def main(request_path, response_path):
     rows, tokens = {"llama.cpp": llama_cpp_rows, "ORT GenAI": ort_genai_rows}[engine](request, dtype)
     versions = [f"{name} {v}" for name, v in (("llama-cpp-python", version("llama_cpp_python")),
                                                ("onnxruntime-genai", version("onnxruntime-genai"))) if v]
+    if engine == "llama.cpp" and installed("llama_cpp"):
+        versions.append(f"llama.cpp built for {llama_cpp_features()}")
     with open(response_path, "w", encoding="utf-8") as f:
         json.dump(dict(rows=rows, tokens=tokens, versions=versions), f)
 

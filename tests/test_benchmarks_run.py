@@ -35,6 +35,34 @@ def smoke_run(tmp_path_factory):
     return out.stdout, results.read_text(), heading, tmp / "cache"
 
 
+@pytest.fixture(scope="module")
+def avx2_smoke_run(tmp_path_factory):
+    """--isa avx2 into a results file that already holds this CPU kind's section from a run without it."""
+    tmp = tmp_path_factory.mktemp("bench-avx2")
+    results = tmp / "RESULTS.md"
+    _, heading = machine.cpu_kind()
+    results.write_text(f"# Benchmark results\n\nintro\n\n## {heading}\n\nthe best kernels' figures\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("NEMOTRON_C_KERNELS", "ATEN_CPU_CAPABILITY")}
+    env["PYTHONPATH"] = ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--smoke", "--isa", "avx2", "--threads", "1", "--decode-batches",
+         "1", "--cache-dir", str(tmp / "cache"), "--results", str(results), "--peers-python", sys.executable],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return out.stdout, results.read_text(), heading
+
+
+@pytest.mark.skipif("avx2" not in machine.isa_flags(), reason="the CPU has no AVX2")
+def test_isa_avx2_holds_the_engines_and_keeps_its_own_section(avx2_smoke_run):
+    stdout, text, heading = avx2_smoke_run
+    assert "kernels  avx2 " in stdout
+    assert "the best kernels' figures" in text  # the section of the run without --isa stays
+    mine = text.split(f"## {heading}, held to AVX2\n", 1)[1].split("\n## ", 1)[0]
+    assert "kernels avx2" in mine and "(ATen AVX2)" in mine and "Held to AVX2: " in mine
+    probes = next(line for line in mine.splitlines() if line.startswith("Probes: "))
+    assert "float32 FMA peak (avx2)" in probes, probes
+
+
 def test_prints_every_section(smoke_run):
     stdout, _, _, _ = smoke_run
     for line in ("== machine", "CPU ", "ISA ", "kernels ", "threads  2", "== probes", "float32 FMA peak",
