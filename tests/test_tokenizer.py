@@ -496,3 +496,19 @@ def test_batch_decode_of_a_list_of_arrays(dirs):
     ours, theirs = pair(dirs, "big")
     rows = [np.array(theirs.encode(text)) for text in ("one row", "and another, longer row")]
     assert ours.batch_decode(rows) == theirs.batch_decode(rows)
+
+
+@pytest.mark.parametrize("prepend_scheme", ["never", "first", "always"])
+def test_metaspace_split_cuts_before_every_replacement(tmp_path, prepend_scheme):
+    """Metaspace with split=True cuts before every replacement character, the second character's too: ') 0' is
+    ')', '▁0', never ')▁0' even when that piece exists."""
+    from helpers.tokenizer_builders import write_tiny_tokenizer
+
+    vocab = {"<unk>": 0, ")": 1, "\u2581": 2, "0": 3, ")\u2581": 4, ")\u25810": 5, "\u25810": 6}
+    metaspace = {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": prepend_scheme, "split": True}
+    path = write_tiny_tokenizer(tmp_path, vocab, [(")", "\u2581"), (")\u2581", "0"), ("\u2581", "0")],
+                                pre_tokenizer=metaspace, decoder=metaspace)
+    ours, theirs = AutoTokenizer.from_pretrained(path), transformers.AutoTokenizer.from_pretrained(path)
+    texts = [") 0", "0 0", ")) 0", ") ", " ) 0", ")  0", "0\u25810", ")\u2581\u25810"]
+    assert [ours.encode(t) for t in texts] == [theirs.encode(t) for t in texts]
+    assert ours(texts)["input_ids"] == theirs(texts)["input_ids"]

@@ -162,9 +162,10 @@ static nt_status encode_pretokenized(const nt_tokenizer *tok, nt_error *err, nt_
         }
     }
     if (!m->step.split) return encode_word(tok, err, out, s, b->data, b->len);
-    /* split: each word begins at a replacement character */
+    /* split: each word begins at a replacement character, wherever it is (tokenizers cuts before every one; with
+     * prepend_scheme "never" or "first" one may stand at the second character, as in ") 0") */
     size_t word = 0;
-    for (size_t i = m->a_len; i + m->a_len <= b->len; i++) {
+    for (size_t i = 1; i + m->a_len <= b->len; i++) {
         if (memcmp(b->data + i, m->a, m->a_len) == 0) {
             nt_status st = encode_word(tok, err, out, s, b->data + word, i - word);
             if (st != NT_OK) return st;

@@ -251,3 +251,20 @@ def build_large(root, vocab_size=256000, n_control=2000, n_user_defined=2000):
     NemotronConfig(vocab_size=vocab_size, hidden_size=8, intermediate_size=16, num_hidden_layers=1,
                    num_attention_heads=2, num_key_value_heads=1).save_pretrained(out)
     return out
+
+
+def write_tiny_tokenizer(out, vocab, merges=(), added=(), pre_tokenizer=None, decoder=None, config=None):
+    """A hand-written tokenizer.json (BPE over `vocab` with `merges`, no normalizer or post-processor) and a
+    tokenizer_config.json naming PreTrainedTokenizerFast, in out: for cases a trained model does not reach.
+    added: dicts with at least id and content (the other AddedToken flags default to False, special to True)."""
+    os.makedirs(out, exist_ok=True)
+    flags = {"single_word": False, "lstrip": False, "rstrip": False, "normalized": False, "special": True}
+    data = {"version": "1.0", "truncation": None, "padding": None, "added_tokens": [{**flags, **a} for a in added],
+            "normalizer": None, "pre_tokenizer": pre_tokenizer, "post_processor": None, "decoder": decoder,
+            "model": {"type": "BPE", "dropout": None, "unk_token": "<unk>", "continuing_subword_prefix": None,
+                      "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False, "ignore_merges": False,
+                      "vocab": vocab, "merges": [list(m) for m in merges]}}
+    _write_json(os.path.join(out, "tokenizer.json"), data)
+    _write_json(os.path.join(out, "tokenizer_config.json"), {"tokenizer_class": "PreTrainedTokenizerFast",
+                                                              **(config or {})})
+    return str(out)
