@@ -30,6 +30,7 @@ typedef enum {
     NT_ERROR_OUT_OF_MEMORY,
     NT_ERROR_INTERRUPTED,      /* the caller's cancel flag was raised */
     NT_ERROR_INTERNAL,
+    NT_ERROR_NOT_FINITE,       /* a computation met values it cannot go on from (sampling from no distribution) */
 } nt_status;
 
 typedef struct {
@@ -328,7 +329,8 @@ typedef struct {
     const int64_t *forced_eos_token_ids; /* forced at length max_length - 1 */
     int64_t n_forced_eos;
     int remove_invalid_values;     /* nan -> 0, +-inf -> +-FLT_MAX */
-    int64_t decay_start;           /* exponential_decay_length_penalty: eos boosted past this length; < 0: off */
+    double decay_start;            /* exponential_decay_length_penalty: eos boosted at lengths above this (its start
+                                      plus the prompt's length, a float as in Transformers); +inf or NaN: off */
     float decay_factor;
     const int64_t *suppress_tokens;
     int64_t n_suppress_tokens;

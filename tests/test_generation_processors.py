@@ -31,6 +31,9 @@ GREEDY_PROCESSORS = {
     "forced_eos_token_id": dict(forced_eos_token_id=[40, 3]),
     "remove_invalid_values": dict(remove_invalid_values=True, bad_words_ids=[[33]], suppress_tokens=[4]),
     "exponential_decay_length_penalty": dict(exponential_decay_length_penalty=(2, 1.6), eos_token_id=[40, 12]),
+    # a float start stays a float: Transformers' penalty grows by factor ** (length - start - prompt length)
+    "exponential_decay_length_penalty_float_start": dict(exponential_decay_length_penalty=(1.7, 1.5),
+                                                         eos_token_id=[40, 12]),
     "renormalize_logits": dict(renormalize_logits=True, repetition_penalty=1.4),
     "combination": dict(repetition_penalty=1.3, no_repeat_ngram_size=3, bad_words_ids=[[5, 17]], min_new_tokens=2,
                         suppress_tokens=[7], begin_suppress_tokens=[9], eos_token_id=[40, 3]),
@@ -116,6 +119,31 @@ def test_forced_bos_token_on_a_one_token_prompt(models):
     assert got.sequences[0, 1] == 44
     np.testing.assert_array_equal(got.sequences, expected["sequences"])
     assert_scores_equal(got.scores, expected["scores"])
+
+
+def test_begin_suppress_tokens_after_a_forced_bos_on_a_one_token_prompt(models):
+    """Transformers begins the suppression one step later there: the forced token takes the first step."""
+    ours, theirs = models
+    prompt = PROMPTS[1:2, :1]
+    free = our_generate(ours, prompt, None, forced_bos_token_id=44, max_new_tokens=3)
+    for suppressed in ([44], [int(free[0, 2])]):  # the forced token, and the one the second step would choose
+        kwargs = dict(forced_bos_token_id=44, begin_suppress_tokens=suppressed, max_new_tokens=3, **DICT)
+        expected = hf_generate(theirs, prompt, None, **kwargs)
+        got = our_generate(ours, prompt, None, **kwargs)
+        assert got.sequences[0, 1] == 44
+        np.testing.assert_array_equal(got.sequences, expected["sequences"])
+        assert_scores_equal(got.scores, expected["scores"])
+
+
+@pytest.mark.parametrize("num_beams", [1, 2])
+def test_sampling_from_scores_that_allow_no_token_raises_as_transformers(models, num_beams):
+    """torch.multinomial refuses a row of no probability; nemotron_c had returned the last token of the vocabulary."""
+    ours, theirs = models
+    kwargs = dict(do_sample=True, num_beams=num_beams, suppress_tokens=list(range(96)), max_new_tokens=3)
+    with pytest.raises(RuntimeError, match="probability"):
+        hf_generate(theirs, PROMPTS, MASK, **kwargs)
+    with pytest.raises(RuntimeError, match="no probability distribution"):
+        our_generate(ours, PROMPTS, MASK, seed=0, **kwargs)
 
 
 def test_repetition_penalty_skips_padding_inferred_from_pad_token(models):

@@ -107,3 +107,31 @@ def test_stop_strings_as_transformers(models, tokenizer):
     np.testing.assert_array_equal(single, hf_generate(theirs, PROMPTS[1:2], None, max_new_tokens=12,
                                                       stop_strings=stop, tokenizer=tokenizer))
     assert single.shape[1] < PROMPTS.shape[1] + 12
+
+
+def test_stop_strings_of_characters_spread_over_byte_tokens(models):
+    """A byte-level tokenizer writes "€" as three tokens: "€€" spans six, more than its two characters, and the
+    token that completes the second "€" turns the U+FFFD its first two bytes decoded to into "€"."""
+    from tokenizers import Tokenizer, decoders, models as token_models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    ours, theirs = models
+    byte_chars = bytes_to_unicode()
+    euro = list("€".encode())
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2}
+    for b in euro + list(range(ord("a"), ord("z") + 1)) + list(range(256)):
+        if len(vocab) < 96:
+            vocab.setdefault(byte_chars[b], len(vocab))
+    core = Tokenizer(token_models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+    e1, e2, e3 = (vocab[byte_chars[b]] for b in euro)
+    # "€" and two bytes of another; the bias makes the first new token the third byte, completing "€€"
+    prompt = np.array([[5, e1, e2, e3, e1, e2]])
+    kwargs = dict(max_new_tokens=5, stop_strings=["€€"], tokenizer=tokenizer, sequence_bias={(e3,): 50.0})
+    expected = hf_generate(theirs, prompt, None, **kwargs)
+    got = our_generate(ours, prompt, None, **kwargs)
+    assert got.shape[1] == prompt.shape[1] + 1
+    np.testing.assert_array_equal(got, expected)

@@ -112,8 +112,9 @@ nt_status nt_beam_search_create(nt_beam_search **out, nt_error *err, const nt_ge
     return NT_OK;
 }
 
-/* K continuations of prompt b from its NB * V accumulated log-probabilities (in scores), best first */
-static void candidates(nt_beam_search *s, float *scores, int64_t b, nt_rng *rng) {
+/* K continuations of prompt b from its NB * V accumulated log-probabilities (in scores), best first; -1 when
+ * sampling and they give no distribution */
+static int candidates(nt_beam_search *s, float *scores, int64_t b, nt_rng *rng) {
     int64_t NB = s->NB, V = s->V, K = s->K;
     float *acc = scores + b * NB * V; /* (NB * V) */
     for (int64_t j = 0; j < NB; j++)
@@ -132,6 +133,7 @@ static void candidates(nt_beam_search *s, float *scores, int64_t b, nt_rng *rng)
             if (acc[i] > m) m = acc[i];
         double total = 0.0;
         for (int64_t i = 0; i < NB * V; i++) total += exp((double)(acc[i] - m));
+        if (!(total > 0.0 && isfinite(total))) return -1;
         for (int64_t k = 0; k < K; k++) {
             double u = nt_rng_uniform(rng) * total, cumulative = 0.0;
             int64_t pick = -1, last = -1, first_free = -1;
@@ -162,6 +164,7 @@ static void candidates(nt_beam_search *s, float *scores, int64_t b, nt_rng *rng)
             }
     }
     for (int64_t k = 0; k < K; k++) s->cand_scores[k] = acc[flat[k]];
+    return 0;
 }
 
 /* copies a row of `length` tokens and its length - T0 beam indices, then appends token continuing beam `row` */
@@ -180,7 +183,7 @@ int nt_beam_search_step(nt_beam_search *s, int64_t *running, float *scores, int6
     int all_hit = 1;
 
     for (int64_t b = 0; b < s->B; b++) {
-        candidates(s, scores, b, rng);
+        if (candidates(s, scores, b, rng) < 0) return -1;
         for (int64_t k = 0; k < K; k++) {
             int hit = L + 1 >= M || timed_out || nt_is_eos(c, s->cand_flat[k] % V);
             s->cand_hits[k] = (uint8_t)hit;

@@ -61,7 +61,8 @@ void nt_beam_search_free(nt_beam_search *s);
 
 /* One step over rows of `length` tokens: from the processed log-probabilities scores (N, V) (the running scores
  * are added in place), chooses the continuations, rewrites running (N, M), the finished hypotheses and reorder.
- * timed_out: the deadline has passed. Returns whether the search is done. */
+ * timed_out: the deadline has passed. Returns whether the search is done, or -1 when sampling finds a prompt's
+ * scores give no distribution (every one -inf, or a NaN or +inf among them). */
 int nt_beam_search_step(nt_beam_search *s, int64_t *running, float *scores, int64_t length, nt_rng *rng,
                         int timed_out);
 

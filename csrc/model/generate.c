@@ -346,12 +346,21 @@ static void process_rows(nt_generator *g, int log_softmax_first) {
 
 /* ---------------------------------------------------------------- greedy search and sampling */
 
-static void select_tokens(nt_generator *g) {
+/* torch.multinomial's refusal, where Transformers samples from such scores */
+static nt_status no_distribution(nt_error *err) {
+    return nt_error_set(err, NT_ERROR_NOT_FINITE,
+                        "cannot sample: after the logits processors every token's score is -inf, or one is NaN or "
+                        "+inf, so they give no probability distribution (torch: probability tensor contains either "
+                        "inf, nan or element < 0)");
+}
+
+static nt_status select_tokens(nt_generator *g, nt_error *err) {
     const nt_generation_config *c = &g->config;
     int64_t M = g->M, L = g->length;
     for (int64_t r = 0; r < g->N; r++) {
         const float *scores = g->logits + r * g->V;
         int64_t token = c->do_sample ? nt_sample(&g->rng, scores, g->V, g->scratch[0].spare) : nt_argmax(scores, g->V);
+        if (token < 0) return no_distribution(err);
         if (c->n_eos > 0 && !g->unfinished[r]) token = c->pad_token_id;
         g->running[r * M + L] = token;
     }
@@ -363,6 +372,7 @@ static void select_tokens(nt_generator *g) {
         any |= g->unfinished[r];
     }
     g->done = !any;
+    return NT_OK;
 }
 
 /* ---------------------------------------------------------------- beam search (model/beam.c) */
@@ -370,7 +380,9 @@ static void select_tokens(nt_generator *g) {
 static nt_status beam_select(nt_generator *g, nt_error *err) {
     const nt_generation_config *c = &g->config;
     int timed_out = c->deadline > 0 && wall_clock() > c->deadline;
-    g->done = nt_beam_search_step(g->beam, g->running, g->logits, g->length, &g->rng, timed_out);
+    int done = nt_beam_search_step(g->beam, g->running, g->logits, g->length, &g->rng, timed_out);
+    if (done < 0) return no_distribution(err);
+    g->done = done;
     g->length++;
     if (g->out.sequence_scores != NULL)
         memcpy(g->out.sequence_scores, g->beam->beam_scores, (size_t)(g->B * g->NB) * sizeof(float));
@@ -384,10 +396,11 @@ nt_status nt_generator_step(nt_generator *g, nt_error *err, const volatile int *
     nt_status status = step_forward(g, err, cancel);
     if (status != NT_OK) return status;
     process_rows(g, g->beam != NULL);
-    if (g->beam != NULL)
-        status = beam_select(g, err);
-    else
-        select_tokens(g);
+    status = g->beam != NULL ? beam_select(g, err) : select_tokens(g, err);
+    if (status != NT_OK) {
+        g->done = 1; /* the step is half made: nothing more can follow it */
+        return status;
+    }
     g->steps++;
     if (g->length >= g->M) g->done = 1;
     if (g->done && g->beam != NULL) nt_beam_search_finish(g->beam, g->out.beam_indices, g->config.beam_fill_token_id);

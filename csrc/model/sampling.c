@@ -217,8 +217,8 @@ static void remove_invalid(float *scores, int64_t V) {
 
 /* ExponentialDecayLengthPenalty: past the start, eos scores grow by |score| * (factor^(len - start) - 1) */
 static void exponential_decay(float *scores, const nt_generation_config *c, int64_t len, int64_t V, float *penalty) {
-    if (len <= c->decay_start) return;
-    float factor = (float)(pow((double)c->decay_factor, (double)(len - c->decay_start)) - 1.0);
+    if (!((double)len > c->decay_start)) return;
+    float factor = (float)(pow((double)c->decay_factor, (double)len - c->decay_start) - 1.0);
     for (int64_t i = 0; i < c->n_eos; i++) {
         int64_t e = c->eos_token_ids[i];
         if (in_vocab(e, V)) penalty[i] = isfinite(scores[e]) ? fabsf(scores[e]) * factor : 0.0f;
@@ -350,7 +350,7 @@ void nt_process_scores(const nt_generation_config *c, float *scores, const int64
     if (c->n_forced_eos > 0 && len == c->max_length - 1)
         force_tokens(scores, c->forced_eos_token_ids, c->n_forced_eos, V);
     if (c->remove_invalid_values) remove_invalid(scores, V);
-    if (c->decay_start >= 0) exponential_decay(scores, c, len, V, s->spare);
+    exponential_decay(scores, c, len, V, s->spare);
     ban_tokens(scores, c->suppress_tokens, c->n_suppress_tokens, V);
     if (len == c->begin_index) ban_tokens(scores, c->begin_suppress_tokens, c->n_begin_suppress_tokens, V);
     if (c->do_sample) {
@@ -403,6 +403,7 @@ int64_t nt_sample(nt_rng *rng, const float *scores, int64_t V, float *work) {
         work[i] = expf(scores[i] - m); /* unnormalised probabilities */
         total += work[i];
     }
+    if (!(total > 0.0 && isfinite(total))) return -1; /* all -inf (NaN from -inf - -inf), NaN or +inf */
     double u = nt_rng_uniform(rng) * total, cumulative = 0.0;
     int64_t last = 0;
     for (int64_t i = 0; i < V; i++) {

@@ -37,7 +37,8 @@ typedef struct {
 void nt_rng_seed(nt_rng *rng, uint64_t seed);
 double nt_rng_uniform(nt_rng *rng); /* [0, 1) with 53 random bits */
 
-/* Draws a token from softmax(scores) (torch.multinomial of the softmax); work (V) is scratch. */
+/* Draws a token from softmax(scores) (torch.multinomial of the softmax); work (V) is scratch. -1 when the scores give
+ * no distribution: every one -inf, or a NaN or +inf among them (where torch.multinomial raises). */
 int64_t nt_sample(nt_rng *rng, const float *scores, int64_t V, float *work);
 
 #endif

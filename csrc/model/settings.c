@@ -1,4 +1,5 @@
 /* The settings tables declared in nemotron.h: one line per member of nt_config and nt_generation_config. */
+#include <math.h>
 #include <stddef.h>
 
 #include "nemotron.h"
@@ -63,7 +64,7 @@ const nt_field nt_generation_config_fields[] = {
     G(forced_bos_token_id, -1),
     G_ARRAY(forced_eos_token_ids, n_forced_eos),
     G(remove_invalid_values, 0),
-    G(decay_start, -1),
+    G(decay_start, INFINITY),
     G(decay_factor, 1),
     G_ARRAY(suppress_tokens, n_suppress_tokens),
     G_ARRAY(begin_suppress_tokens, n_begin_suppress_tokens),

@@ -19,6 +19,7 @@ PyObject *nt_py_raise(const nt_error *err) {
     case NT_ERROR_UNSUPPORTED: type = PyExc_ValueError; break;
     case NT_ERROR_OUT_OF_MEMORY: type = PyExc_MemoryError; break;
     case NT_ERROR_INTERRUPTED: type = PyExc_KeyboardInterrupt; break;
+    case NT_ERROR_NOT_FINITE: type = PyExc_RuntimeError; break; /* as torch's refusal */
     default: type = PyExc_RuntimeError; break;
     }
     PyErr_SetString(type, err->message[0] ? err->message : "nemotron_c core error");

@@ -10,6 +10,8 @@ import numbers
 import os
 import warnings
 
+import numpy as np
+
 from ..checkpoint.hub import pop_hub_kwargs, resolve_directory
 
 GENERATION_CONFIG_NAME = "generation_config.json"
@@ -126,7 +128,7 @@ class GenerationConfig:
             if value is not None and not isinstance(value, numbers.Real):
                 raise TypeError(f"`{name}` must be a number, but is {value!r}")
         decay = self.exponential_decay_length_penalty
-        if decay is not None and not (isinstance(decay, (tuple, list)) and len(decay) == 2
+        if decay is not None and not (isinstance(decay, (tuple, list, np.ndarray)) and len(decay) == 2
                                       and all(isinstance(v, numbers.Real) for v in decay)):
             raise TypeError(f"`exponential_decay_length_penalty` must be a pair (start_index, decay_factor), but is "
                             f"{decay!r}")

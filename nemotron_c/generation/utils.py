@@ -241,13 +241,16 @@ def processor_settings(config, eos, prompt_length, vocab_size, padding):
         start, factor = config.exponential_decay_length_penalty
         if not eos or any(t < 0 for t in eos):
             raise ValueError(f"`eos_token_id` has to be a list of positive integers, but is {eos or None}")
-        c["decay_start"], c["decay_factor"] = int(start) + prompt_length, float(factor)
+        # a float start stays a float, as Transformers' regulation_start (NaN or a huge one never starts)
+        c["decay_start"], c["decay_factor"] = float(start) + prompt_length, float(factor)
     if config.suppress_tokens is not None:
         c["suppress_tokens"] = np.array(as_token_list(config.suppress_tokens, "suppress_tokens"), dtype=np.int64)
     if config.begin_suppress_tokens is not None:
         begin = as_token_list(config.begin_suppress_tokens, "begin_suppress_tokens")
         c["begin_suppress_tokens"] = np.array(begin, dtype=np.int64)
-        c["begin_index"] = prompt_length
+        # as Transformers: after a one-token prompt a forced BOS takes the first step, and suppression the next
+        forced_first = prompt_length == 1 and config.forced_bos_token_id is not None
+        c["begin_index"] = prompt_length + 1 if forced_first else prompt_length
 
     if config.do_sample:
         if config.num_beams is not None and config.num_beams > 1:
@@ -357,7 +360,10 @@ class StopStrings:
             raise ValueError(f"stop_strings must be a non-empty string or list of non-empty strings, got {stop_strings!r}")
         self.tokenizer = tokenizer
         self.stop_strings = list(stop_strings)
-        self.tail = max(len(s) for s in self.stop_strings) + 2  # tokens decode to at least one character mostly
+        # Every token but an empty one decodes to at least one byte (byte-fallback and byte-level tokens to exactly
+        # one), so a stop string lies within its UTF-8 length of tokens from the end, as Transformers' matching
+        # assumes; the window holds two more, so that it starts before the string.
+        self.tail = max(len(s.encode("utf-8")) for s in self.stop_strings) + 2
 
     def decode(self, ids):
         return self.tokenizer.decode([int(i) for i in ids], skip_special_tokens=False)
@@ -368,7 +374,10 @@ class StopStrings:
         for r in range(sequences.shape[0]):
             start = max(0, length - self.tail)
             text = self.decode(sequences[r, start:length])
-            before = len(self.decode(sequences[r, start:length - 1])) if length - 1 > start else 0
+            # the text the last token leaves unchanged: what decodes alike without it (a token that completes a
+            # character's bytes replaces the U+FFFD the incomplete bytes decoded to)
+            shorter = self.decode(sequences[r, start:length - 1]) if length - 1 > start else ""
+            before = next((i for i, (a, b) in enumerate(zip(text, shorter)) if a != b), min(len(text), len(shorter)))
             for s in self.stop_strings:
                 at = text.rfind(s)
                 if at >= 0 and at + len(s) > before:
