@@ -112,8 +112,10 @@ def test_legacy_nemo_keys():
 def test_validation_messages():
     with pytest.raises(ValueError, match="multiple"):
         nemotron_c.NemotronConfig(num_attention_heads=6, num_key_value_heads=4, hidden_size=96).validate()
-    with pytest.raises(ValueError, match="odd"):
-        nemotron_c.NemotronConfig(hidden_size=40, num_attention_heads=4, partial_rotary_factor=0.5).validate()
+    # an odd rotary size rotates one more dimension, as in Transformers: which fails where that passes head_dim
+    nemotron_c.NemotronConfig(hidden_size=40, num_attention_heads=4, partial_rotary_factor=0.5).validate()
+    with pytest.raises(ValueError, match="odd and equals head_dim"):
+        nemotron_c.NemotronConfig(hidden_size=36, num_attention_heads=4, partial_rotary_factor=1.0).validate()
     with pytest.raises(ValueError, match="partial_rotary_factor"):
         nemotron_c.NemotronConfig(partial_rotary_factor=1.5).validate()
     with pytest.raises(NotImplementedError, match="dynamic"):
@@ -132,6 +134,18 @@ def test_validation_messages():
         nemotron_c.NemotronConfig(rope_theta=0).validate()
     with pytest.raises(TypeError, match="NemotronConfig"):
         nemotron_c.NemotronConfig.from_config(42)
+
+
+def test_single_label_classification_with_one_label_is_refused_as_transformers_refuses_it(tmp_path):
+    fields = {"model_type": "nemotron", "problem_type": "single_label_classification", "num_labels": 1}
+    with open(tmp_path / "config.json", "w") as f:
+        json.dump(fields, f)
+    with pytest.raises(ValueError, match="single_label_classification"):
+        transformers.AutoConfig.from_pretrained(str(tmp_path))
+    with pytest.raises(ValueError, match="single_label_classification.*num_labels > 1"):
+        nemotron_c.AutoConfig.from_pretrained(str(tmp_path))
+    assert nemotron_c.NemotronConfig(problem_type="single_label_classification", num_labels=2).num_labels == 2
+    assert nemotron_c.NemotronConfig(problem_type="regression", num_labels=1).num_labels == 1
 
 
 def test_transformers_config_object_accepted(checkpoint):

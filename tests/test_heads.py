@@ -154,6 +154,40 @@ def test_question_answering_matches_transformers(qa_path, padding_side, kernels)
     assert ours(ids, start_positions=start).loss is None  # both positions are needed, as in Transformers
 
 
+def test_question_answering_loss_over_num_items_in_batch(qa_path):
+    """Transformers passes the QA head's keyword arguments on to its loss: summed over num_items_in_batch."""
+    ids, mask = padded_batch("right", seed=8)
+    start, end = np.array([3, 50, 0]), np.array([5, 6, 0])
+    ours = NemotronForQuestionAnswering.from_pretrained(qa_path)
+    theirs = hf_from_pretrained(qa_path, transformers.NemotronForQuestionAnswering)
+    for count in (2, torch.tensor(5)):
+        with torch.no_grad():
+            ref = theirs(torch.as_tensor(ids), attention_mask=torch.as_tensor(mask), start_positions=torch.as_tensor(
+                start), end_positions=torch.as_tensor(end), num_items_in_batch=count)
+        out = ours(ids, attention_mask=mask, start_positions=start, end_positions=end, num_items_in_batch=count)
+        assert_close(out.loss, ref.loss.numpy(), what="loss")
+
+
+@pytest.mark.parametrize("head", ["sequence", "qa", "token"])
+def test_heads_return_tuples_when_the_config_says_return_dict_false(seq_path, qa_path, token_path, head):
+    """return_dict=None reads config.return_dict, as Transformers' can_return_tuple. Transformers' heads fail with
+    such a config (the tuple of their backbone has no last_hidden_state): the values are compared with their
+    output's to_tuple()."""
+    path, ours_class, theirs_class = {
+        "sequence": (seq_path, NemotronForSequenceClassification, transformers.NemotronForSequenceClassification),
+        "qa": (qa_path, NemotronForQuestionAnswering, transformers.NemotronForQuestionAnswering),
+        "token": (token_path, NemotronForTokenClassification, transformers.NemotronForTokenClassification)}[head]
+    ids, mask = padded_batch("right", seed=9)
+    ours = ours_class.from_pretrained(path, return_dict=False)
+    got = ours(ids, attention_mask=mask)
+    ref = run_hf(hf_from_pretrained(path, theirs_class), ids, mask).to_tuple()
+    assert isinstance(got, tuple) and len(got) == len(ref)
+    for mine, theirs_value in zip(got, ref):
+        if isinstance(theirs_value, torch.Tensor):  # else both are caches
+            assert_close(mine, theirs_value.numpy())
+    assert not isinstance(ours(ids, attention_mask=mask, return_dict=True), tuple)
+
+
 def test_question_answering_all_positions_ignored_gives_nan(qa_path):
     ours = NemotronForQuestionAnswering.from_pretrained(qa_path)
     ids, mask = padded_batch("right")

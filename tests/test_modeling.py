@@ -37,6 +37,11 @@ CONFIGS = {
     "yarn_rope": {"rope_parameters": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 64,
                                       "rope_theta": 10000.0, "partial_rotary_factor": 0.5}},
     "norm_eps": {"norm_eps": 1e-2},
+    # int(head_dim * partial_rotary_factor) odd: Transformers rotates one dimension more (a cos/sin pair each)
+    "odd_rotary": {"head_dim": 10, "partial_rotary_factor": 0.5},
+    "odd_rotary_llama3": {"head_dim": 16, "rope_parameters": {
+        "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 16, "rope_theta": 10000.0, "partial_rotary_factor": 0.35}},
     "three_layers_odd_sizes": {"num_hidden_layers": 3, "hidden_size": 40, "intermediate_size": 70,
                                "num_attention_heads": 5, "num_key_value_heads": 5},
     "silu": {"hidden_act": "silu"},
@@ -233,6 +238,93 @@ def test_loss_matches_transformers(checkpoint):
     with torch.no_grad():
         ref = hf_from_pretrained(path)(torch.as_tensor(IDS), labels=torch.as_tensor(labels)).loss.item()
     assert abs(float(ours(IDS, labels=labels).loss) - ref) < 1e-5
+
+
+def test_loss_over_num_items_in_batch_and_shift_labels_match_transformers(checkpoint):
+    """Gradient accumulation's num_items_in_batch (an int or a tensor) turns the mean into a sum over it, and
+    shift_labels replaces the shifted labels, as Transformers' ForCausalLMLoss."""
+    path = checkpoint()
+    ours = nemotron_c.AutoModelForCausalLM.from_pretrained(path)
+    reference = hf_from_pretrained(path)
+    labels = IDS.copy()
+    labels[0, :3] = -100
+    shifted = np.roll(IDS, 2, axis=1)
+    shifted[1, -2:] = -100
+    for kwargs in ({"num_items_in_batch": 7}, {"num_items_in_batch": torch.tensor(11)},
+                   {"num_items_in_batch": np.int64(3)}, {"shift_labels": shifted},
+                   {"shift_labels": shifted, "num_items_in_batch": 5}):
+        torch_kwargs = {k: torch.as_tensor(v) if isinstance(v, np.ndarray) else v for k, v in kwargs.items()}
+        with torch.no_grad():
+            ref = reference(torch.as_tensor(IDS), labels=torch.as_tensor(labels), **torch_kwargs).loss.item()
+        got = float(ours(IDS, labels=labels, **kwargs).loss)
+        assert abs(got - ref) < 1e-5 * max(1.0, abs(ref)), (kwargs, got, ref)
+    with pytest.raises(TypeError, match="num_items_in_batch"):
+        ours(IDS, labels=labels, num_items_in_batch="seven")
+
+
+def test_config_return_dict_false_gives_tuples(checkpoint, tmp_path):
+    """return_dict=None reads config.return_dict, as Transformers' can_return_tuple (whose NemotronForCausalLM fails
+    with such a config: its bare model's tuple has no last_hidden_state)."""
+    path = checkpoint()
+    bare = nemotron_c.AutoModel.from_pretrained(path, return_dict=False)
+    reference = transformers.NemotronModel.from_pretrained(path, return_dict=False).eval()
+    with torch.no_grad():
+        expected = reference(torch.as_tensor(IDS))
+    got = bare(IDS)
+    assert isinstance(expected, tuple) and isinstance(got, tuple) and len(got) == len(expected)
+    assert_close(got[0], expected[0].numpy())
+    assert isinstance(bare(IDS, return_dict=True), nemotron_c.BaseModelOutputWithPast)
+    causal = nemotron_c.AutoModelForCausalLM.from_pretrained(path, return_dict=False)
+    as_tuple = causal(IDS, labels=IDS)
+    assert isinstance(as_tuple, tuple)
+    assert_close(as_tuple[1], causal(IDS, return_dict=True).logits)
+
+
+def test_a_cache_passed_in_is_returned_with_use_cache_false(checkpoint):
+    """Transformers extends a cache it is given whatever use_cache says, and returns it."""
+    path = checkpoint()
+    for ours in (nemotron_c.AutoModelForCausalLM.from_pretrained(path), nemotron_c.AutoModel.from_pretrained(path)):
+        first = ours(IDS[:, :5], use_cache=True)
+        out = ours(IDS[:, 5:], past_key_values=first.past_key_values, use_cache=False)
+        assert out.past_key_values is first.past_key_values and out.past_key_values.get_seq_length() == 9
+        assert ours(IDS, use_cache=False).past_key_values is None
+
+
+def untied_checkpoint_saying_tied(checkpoint, tmp_path, drop_embedding=False):
+    """A checkpoint of an untied model whose config.json says tie_word_embeddings: true; without its embedding
+    (drop_embedding), it holds the embedding's values as lm_head.weight alone."""
+    import json
+    import shutil
+    from safetensors.numpy import load_file, save_file
+
+    source = checkpoint(seed=3, tie_word_embeddings=False)
+    path = tmp_path / ("head-only" if drop_embedding else "both")
+    shutil.copytree(source, path)
+    config = json.loads((path / "config.json").read_text())
+    config["tie_word_embeddings"] = True
+    (path / "config.json").write_text(json.dumps(config))
+    if drop_embedding:
+        tensors = load_file(path / "model.safetensors")
+        tensors["lm_head.weight"] = tensors.pop("model.embed_tokens.weight")
+        save_file(tensors, path / "model.safetensors", metadata={"format": "pt"})
+    return str(path)
+
+
+def test_tied_config_with_a_different_stored_head_uses_the_head(checkpoint, tmp_path):
+    """Transformers' tie_weights does not tie a head stored with other values than the embedding's."""
+    path = untied_checkpoint_saying_tied(checkpoint, tmp_path)
+    with pytest.warns(UserWarning, match="untied"):
+        ours = nemotron_c.AutoModelForCausalLM.from_pretrained(path)
+    assert ours.config.tie_word_embeddings is False
+    assert_close(ours(IDS).logits, hf_logits(hf_from_pretrained(path), IDS))
+
+
+def test_tied_config_with_the_head_alone_uses_it_as_the_embedding(checkpoint, tmp_path):
+    """Transformers ties the other way round when only lm_head.weight is stored."""
+    path = untied_checkpoint_saying_tied(checkpoint, tmp_path, drop_embedding=True)
+    ours = nemotron_c.AutoModelForCausalLM.from_pretrained(path)
+    assert ours.config.tie_word_embeddings is True
+    assert_close(ours(IDS).logits, hf_logits(hf_from_pretrained(path), IDS))
 
 
 def test_inputs_of_any_integer_type_lists_and_torch(checkpoint):

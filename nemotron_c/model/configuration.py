@@ -98,6 +98,9 @@ class NemotronConfig:
         self._set_labels(num_labels, id2label, label2id)
         for key, value in kwargs.items():
             setattr(self, key, value)
+        if self.problem_type == "single_label_classification" and self.num_labels == 1:
+            raise ValueError('problem_type "single_label_classification" needs num_labels > 1 (one label: use '
+                             'problem_type "regression"; two classes: num_labels=2), as Transformers requires')
 
     def _standardize_rope(self, kwargs):
         """Gathers rope_theta, partial_rotary_factor and rope_scaling into rope_parameters, as Transformers does."""
@@ -159,8 +162,14 @@ class NemotronConfig:
 
     @property
     def rotary_dim(self):
-        """Dimensions of each head that are rotated: int(head_dim * partial_rotary_factor)."""
+        """int(head_dim * partial_rotary_factor): the size the rotary frequencies are computed for."""
         return int(self.head_dim * self.partial_rotary_factor)
+
+    @property
+    def rotated_dims(self):
+        """Dimensions of each head that are rotated: one cos/sin pair per frequency, so rotary_dim rounded up to even
+        (Transformers rotates cos.shape[-1] dimensions, which is that)."""
+        return self.rotary_dim + self.rotary_dim % 2
 
     # ------------------------------------------------------------ construction and serialisation
 
@@ -266,9 +275,10 @@ class NemotronConfig:
         factor = self.partial_rotary_factor
         if not is_number(factor) or not 0.0 <= factor <= 1.0:
             raise ValueError(f"partial_rotary_factor must be within [0, 1], got {factor!r}")
-        if self.rotary_dim % 2:
+        if self.rotated_dims > self.head_dim:
             raise ValueError(
-                f"int(head_dim * partial_rotary_factor) = {self.rotary_dim} is odd; rotary embeddings need an even size"
+                f"int(head_dim * partial_rotary_factor) = {self.rotary_dim} is odd and equals head_dim: its "
+                f"{self.rotated_dims} rotated dimensions do not fit a head (Transformers fails on it too)"
             )
         rope_type = self.rope_parameters.get("rope_type")
         if rope_type not in SUPPORTED_ROPE_TYPES:

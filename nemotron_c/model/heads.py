@@ -149,10 +149,10 @@ class NemotronForSequenceClassification(NemotronHeadModel):
         output = SequenceClassifierOutputWithPast(
             loss=loss,
             logits=pooled,
-            past_key_values=cache if use_cache else None,
+            past_key_values=cache,
             hidden_states=all_hidden,
         )
-        return output if return_dict is not False else output.to_tuple()
+        return self._returned(output, return_dict)
 
 
 class NemotronForQuestionAnswering(NemotronHeadModel):
@@ -169,6 +169,7 @@ class NemotronForQuestionAnswering(NemotronHeadModel):
                 inputs_embeds=None, start_positions=None, end_positions=None, output_attentions=None,
                 output_hidden_states=None, return_dict=None, cache=None, **kwargs):
         kwargs.pop("use_cache", None)  # Transformers' QA output has no cache to return
+        num_items_in_batch = kwargs.pop("num_items_in_batch", None)  # its loss alone of the heads' reads it
         last, all_hidden, _ = self._hidden(input_ids, attention_mask, position_ids, past_key_values, cache, False,
                                            output_hidden_states, inputs_embeds, output_attentions, kwargs)
         logits = self._apply_head(last)
@@ -176,11 +177,12 @@ class NemotronForQuestionAnswering(NemotronHeadModel):
         end_logits = np.ascontiguousarray(logits[..., 1])
         loss = None
         if start_positions is not None and end_positions is not None:
-            loss = question_answering_loss(start_logits, end_logits, start_positions, end_positions)
+            loss = question_answering_loss(start_logits, end_logits, start_positions, end_positions,
+                                           num_items_in_batch)
         output = QuestionAnsweringModelOutput(
             loss=loss, start_logits=start_logits, end_logits=end_logits, hidden_states=all_hidden
         )
-        return output if return_dict is not False else output.to_tuple()
+        return self._returned(output, return_dict)
 
 
 class NemotronForTokenClassification(NemotronHeadModel):
@@ -212,7 +214,7 @@ class NemotronForTokenClassification(NemotronHeadModel):
         logits = self._apply_head(last)
         loss = None if labels is None else token_classification_loss(logits, labels, self.config.num_labels)
         output = TokenClassifierOutput(loss=loss, logits=logits, hidden_states=all_hidden)
-        return output if return_dict is not False else output.to_tuple()
+        return self._returned(output, return_dict)
 
 
 # ---------------------------------------------------------------- pooling

@@ -6,35 +6,60 @@ from .inputs import to_numpy
 PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
 
 
-def causal_lm_loss(logits, labels, vocab_size, ignore_index=-100):
-    """Transformers' ForCausalLMLoss: mean cross-entropy of each position's logits against the next label."""
-    labels = to_numpy(labels, "labels")
-    if labels.dtype == np.bool_ or not np.issubdtype(labels.dtype, np.integer):
-        raise TypeError(f"labels must hold integers, got dtype {labels.dtype}")
-    if labels.ndim == 1:
-        labels = labels[None, :]
+def causal_lm_loss(logits, labels, vocab_size, num_items_in_batch=None, shift_labels=None, ignore_index=-100):
+    """Transformers' ForCausalLMLoss: cross-entropy of each position's logits against the next label (or against
+    shift_labels, already shifted, when given): the mean, or the sum over num_items_in_batch when given."""
     B, K, V = logits.shape
-    if labels.shape != (B, K):
-        raise ValueError(f"labels has shape {labels.shape}, expected {(B, K)} like the logits")
-    shift = np.full_like(labels, ignore_index, dtype=np.int64)
-    shift[:, :-1] = labels[:, 1:]
+    if shift_labels is not None:
+        shift = integer_labels(shift_labels, "shift_labels", (B, K))
+    else:
+        labels = integer_labels(labels, "labels", (B, K))
+        shift = np.full_like(labels, ignore_index)
+        shift[:, :-1] = labels[:, 1:]
     shift = shift.reshape(-1)
     keep = shift != ignore_index
     if np.any((shift[keep] < 0) | (shift[keep] >= vocab_size)):
         raise ValueError(f"labels must lie in [0, {vocab_size}) or equal {ignore_index}")
-    return cross_entropy(logits.reshape(-1, V), shift, ignore_index)
+    return cross_entropy(logits.reshape(-1, V), shift, ignore_index, num_items_in_batch)
 
 
-def cross_entropy(logits, targets, ignore_index):
-    """Mean over the kept rows of -log_softmax(logits)[target], as torch's cross_entropy (NaN when none is kept)."""
+def integer_labels(labels, name, shape):
+    """labels as int64 of `shape` (B, K); a 1-D array is one sequence."""
+    labels = to_numpy(labels, name)
+    if labels.dtype == np.bool_ or not np.issubdtype(labels.dtype, np.integer):
+        raise TypeError(f"{name} must hold integers, got dtype {labels.dtype}")
+    if labels.ndim == 1:
+        labels = labels[None, :]
+    if labels.shape != shape:
+        raise ValueError(f"{name} has shape {labels.shape}, expected {shape} like the logits")
+    return labels.astype(np.int64)
+
+
+def items_count(num_items_in_batch):
+    """num_items_in_batch as a float: a number, or a one-element array or tensor, as Transformers takes it."""
+    value = num_items_in_batch
+    if isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
+        return float(value)
+    array = to_numpy(value, "num_items_in_batch")
+    if array.size != 1 or array.dtype.kind not in "iuf":
+        raise TypeError(f"num_items_in_batch must be a number of tokens, got {value!r}")
+    return float(array.reshape(-1)[0])
+
+
+def cross_entropy(logits, targets, ignore_index, num_items_in_batch=None):
+    """-log_softmax(logits)[target] over the kept rows: their mean as torch's cross_entropy (NaN when none is
+    kept), or with num_items_in_batch their sum divided by it, as Transformers' fixed_cross_entropy."""
     keep = targets != ignore_index
     rows = logits.reshape(len(targets), -1)[keep].astype(np.float64)
-    if rows.shape[0] == 0:
-        return np.float32(np.nan)
-    peak = rows.max(axis=1, keepdims=True)
-    log_z = np.log(np.exp(rows - peak).sum(axis=1)) + peak[:, 0]
-    picked = rows[np.arange(rows.shape[0]), targets[keep]]
-    return np.float32(np.mean(log_z - picked))
+    losses = np.zeros(0)
+    if rows.shape[0]:
+        peak = rows.max(axis=1, keepdims=True)
+        log_z = np.log(np.exp(rows - peak).sum(axis=1)) + peak[:, 0]
+        losses = log_z - rows[np.arange(rows.shape[0]), targets[keep]]
+    if num_items_in_batch is None:
+        return np.float32(np.mean(losses) if losses.size else np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):  # 0 items: inf or NaN, as torch's division gives
+        return np.float32(np.float64(losses.sum()) / items_count(num_items_in_batch))
 
 
 def numeric_labels(labels, name):
@@ -108,7 +133,7 @@ def token_classification_loss(logits, labels, num_labels):
     return cross_entropy(logits, class_index_labels(labels, "labels", B * T, num_labels), -100)
 
 
-def question_answering_loss(start_logits, end_logits, start_positions, end_positions):
+def question_answering_loss(start_logits, end_logits, start_positions, end_positions, num_items_in_batch=None):
     """Transformers' ForQuestionAnsweringLoss: mean of the start and end cross-entropies.
 
     Positions are clamped into [0, T]; T (a position past the input) is then ignored, as in Transformers,
@@ -125,5 +150,5 @@ def question_answering_loss(start_logits, end_logits, start_positions, end_posit
             positions = positions[..., 0]
         if positions.shape != (B,):
             raise ValueError(f"{name} has shape {positions.shape}, expected ({B},): one position per sequence")
-        losses.append(cross_entropy(logits, np.clip(positions.astype(np.int64), 0, T), T))
+        losses.append(cross_entropy(logits, np.clip(positions.astype(np.int64), 0, T), T, num_items_in_batch))
     return np.float32((np.float64(losses[0]) + np.float64(losses[1])) / 2)

@@ -399,6 +399,11 @@ class NemotronPreTrainedModel:
                 config.output_hidden_states if output_hidden_states is None else output_hidden_states,
                 config.output_attentions if output_attentions is None else output_attentions)
 
+    def _returned(self, output, return_dict):
+        """The output, or its tuple when return_dict (None: config.return_dict, as Transformers) is false."""
+        return_dict = getattr(self.config, "return_dict", True) if return_dict is None else return_dict
+        return output if return_dict else output.to_tuple()
+
     def _run(self, input_ids, attention_mask, position_ids, cache, use_cache, *, inputs_embeds=None, logits=False,
              logits_to_keep=0, last_hidden=False, all_hidden=False, attentions=False):
         """Validates the inputs and makes the one core call; returns a ForwardResult holding the outputs asked for
@@ -500,11 +505,11 @@ class NemotronModel(NemotronPreTrainedModel):
                            last_hidden=True, all_hidden=want_all, attentions=want_attentions)
         output = BaseModelOutputWithPast(
             last_hidden_state=result.last_hidden,
-            past_key_values=result.cache if use_cache else None,
+            past_key_values=result.cache,
             hidden_states=tuple(result.all_hidden) if want_all else None,
             attentions=tuple(result.attentions) if want_attentions else None,
         )
-        return output if return_dict is not False else output.to_tuple()
+        return self._returned(output, return_dict)
 
 
 class NemotronForCausalLM(NemotronPreTrainedModel):
@@ -534,20 +539,21 @@ class NemotronForCausalLM(NemotronPreTrainedModel):
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
                 inputs_embeds=None, labels=None, use_cache=None, output_attentions=None, output_hidden_states=None,
                 return_dict=None, logits_to_keep=0, cache=None, **kwargs):
+        loss_kwargs = {key: kwargs.pop(key) for key in ("num_items_in_batch", "shift_labels") if key in kwargs}
         check_extra_kwargs(kwargs)
         cache, use_cache, want_all, want_attentions = self._forward_settings(
             past_key_values, cache, use_cache, output_hidden_states, output_attentions)
         result = self._run(input_ids, attention_mask, position_ids, cache, use_cache, inputs_embeds=inputs_embeds,
                            logits=True, logits_to_keep=logits_to_keep, all_hidden=want_all, attentions=want_attentions)
-        loss = None if labels is None else causal_lm_loss(result.logits, labels, self.config.vocab_size)
+        loss = None if labels is None else causal_lm_loss(result.logits, labels, self.config.vocab_size, **loss_kwargs)
         output = CausalLMOutputWithPast(
             loss=loss,
             logits=result.logits,
-            past_key_values=result.cache if use_cache else None,
+            past_key_values=result.cache,
             hidden_states=tuple(result.all_hidden) if want_all else None,
             attentions=tuple(result.attentions) if want_attentions else None,
         )
-        return output if return_dict is not False else output.to_tuple()
+        return self._returned(output, return_dict)
 
     def generate(self, inputs=None, **kwargs):
         return generate(self, inputs, **kwargs)
@@ -576,7 +582,7 @@ def check_unsupported(inputs_embeds, output_attentions, kwargs):
 
 def check_extra_kwargs(kwargs):
     kwargs.pop("cache_position", None)
-    kwargs.pop("num_items_in_batch", None)
+    kwargs.pop("num_items_in_batch", None)  # the losses that take it have read it before
     if kwargs:
         raise TypeError(f"forward() got unexpected keyword argument(s): {', '.join(sorted(kwargs))}")
 

@@ -152,6 +152,8 @@ def layer_shapes(config):
 def select_tensors(config, tensors, base_model_prefix, has_lm_head):
     """[(name, StoredTensor or array, or None when absent)] in the core's order, names without the backbone prefix;
     a required tensor missing or of the wrong shape raises ValueError naming it."""
+    if has_lm_head and config.tie_word_embeddings and "lm_head.weight" in tensors:
+        tensors = untie_if_different(config, tensors, base_model_prefix)
     prefix = find_backbone_prefix(tensors, base_model_prefix)
 
     def tensor(full, shape):
@@ -194,6 +196,46 @@ def select_tensors(config, tensors, base_model_prefix, has_lm_head):
             use = optional.get(name, True)
             selected.append((full, tensor(prefix + full, shapes[name]) if use else None))
     return selected
+
+
+def untie_if_different(config, tensors, base_model_prefix):
+    """For a config that ties the lm_head to the embedding, a checkpoint holding the head as well, as Transformers'
+    tie_weights treats it: a head alone becomes the embedding too (of the backbone whose final norm is stored);
+    a head of other values than the embedding's stays the head, and config.tie_word_embeddings turns false
+    (Transformers warns, keeps the flag and unties). Returns the tensors, with the embedding added when missing."""
+    head = tensors["lm_head.weight"]
+    prefixes = (base_model_prefix + ".",) + BACKBONE_PREFIXES
+    embedding = next((tensors[p + "embed_tokens.weight"] for p in prefixes if p + "embed_tokens.weight" in tensors),
+                     None)
+    if embedding is None:
+        prefix = next((p for p in prefixes if p + "norm.weight" in tensors), None)
+        return tensors if prefix is None else {**tensors, prefix + "embed_tokens.weight": head}
+    if not same_values(embedding, head):
+        warnings.warn("config.tie_word_embeddings is true, but the checkpoint holds an lm_head.weight of other values "
+                      "than the embedding's: the head is used as stored, untied, and the config says so from now on")
+        config.tie_word_embeddings = False
+    return tensors
+
+
+def same_values(a, b):
+    """Whether two tensors of a checkpoint (StoredTensor or arrays) hold the same values: the same bytes, or the same
+    float32 values where their dtypes differ; a quantized one is never the same as another."""
+    if a is b:
+        return True
+    if hasattr(a, "format") or hasattr(b, "format") or tuple(a.shape) != tuple(b.shape):
+        return False
+    (x, x_dtype), (y, y_dtype) = stored_array(a), stored_array(b)
+    if x_dtype == y_dtype:
+        return np.array_equal(x, y)
+    return all(np.array_equal(convert(x[rows], x_dtype, "float32"), convert(y[rows], y_dtype, "float32"))
+               for rows in row_blocks(x.shape))
+
+
+def stored_array(t):
+    """(values as stored, a view where it can be; the core's name of their dtype)."""
+    if isinstance(t, np.ndarray):
+        return t, {"float32": "float32", "float16": "float16", "uint16": "bfloat16"}[t.dtype.name]
+    return np.frombuffer(t.data, STORAGE_NUMPY[t.storage]).reshape(t.shape), t.storage
 
 
 def core_arrays(selected, dtype, num_threads=0):
@@ -264,7 +306,7 @@ def core_config(config):
         "vocab_size": config.vocab_size, "hidden_size": config.hidden_size,
         "intermediate_size": config.intermediate_size, "num_hidden_layers": config.num_hidden_layers,
         "num_attention_heads": config.num_attention_heads, "num_key_value_heads": config.num_key_value_heads,
-        "head_dim": config.head_dim, "rotary_dim": config.rotary_dim,
+        "head_dim": config.head_dim, "rotary_dim": config.rotated_dims,
         "inv_freq": inv_freq, "rope_attention_scaling": rope_scaling,
         "norm_eps": float(config.norm_eps), "hidden_act": activation_code(config.hidden_act),
         "attention_bias": int(bool(config.attention_bias)), "mlp_bias": int(bool(config.mlp_bias)),
