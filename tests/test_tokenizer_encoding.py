@@ -239,3 +239,25 @@ def test_is_split_into_words(both, call):
             theirs(bad, is_split_into_words=True)
         with pytest.raises(TypeError, match="a list of words"):
             ours(bad, is_split_into_words=True)
+
+
+SPACED_PIECES = [" ", "  ", "   ", "\u2581", "\u2581\u2581", "a", "th", "e", "the", "\n", "\t", "<s>", "</s>", "<pad>",
+                 "<extra_id_0>", "<extra_id_1>", "<ctrl_0>", "\u00e9", "\u4e2d", "\U0001f600", ".", "<unk>"]
+
+
+@pytest.mark.parametrize("name", ["spm_only", "spm_only_no_extra_ws", "spm_only_no_prefix", "spm_only_llama",
+                                  "nemotron", "metaspace_split", "glued"])
+def test_offsets_through_the_normalizer(dirs, name):
+    """Offsets where the normalizer trims, collapses and doubles spaces (tokenizer.model alone: Transformers'
+    SentencePiece conversion), spaces and U+2581 at every place: each token's span is that of the original
+    characters it comes from, as tokenizers aligns them (' both' is (1, 5), the '▁' prepended to ' .' is (1, 2))."""
+    ours, theirs = AutoTokenizer.from_pretrained(dirs[name]), transformers.AutoTokenizer.from_pretrained(dirs[name])
+    rng = np.random.default_rng(7)
+    texts = [" both", " .", " \u2581 ", "a  b", "  lead", "trail  ", "\u2581\u2581a", " \u2581a", "a  \u2581b"]
+    texts += ["".join(rng.choice(SPACED_PIECES, size=int(rng.integers(0, 10)))) for _ in range(400)]
+    for text in texts:
+        expected = theirs(text, return_offsets_mapping=True)
+        got = ours(text, return_offsets_mapping=True)
+        assert (text, got["offset_mapping"]) == (text, expected["offset_mapping"])
+        if ours._pipeline.words_known:  # else word_ids() raises NotImplementedError (a Split pre-tokenizer)
+            assert (text, got.word_ids()) == (text, expected.word_ids())

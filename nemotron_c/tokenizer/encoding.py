@@ -7,6 +7,8 @@ and pads, as the tokenizers library does behind Transformers' `return_offsets_ma
 """
 import copy
 
+from .. import _core
+
 PAD_TYPE_ID = 0  # tokenizers' pad_type_id, which Transformers leaves at 0
 SPACE_MARK = "\u2581"
 
@@ -212,60 +214,174 @@ def truncate_sequences(encodings, max_length, strategy, stride, left):
         encodings[1].truncate(n2, stride, left)
 
 
-def align(text, ids, tokens, added, prepend, metaspace_split, words_known):
+class Pipeline:
+    """What align() needs to know of a tokenizer: its tokens, its added tokens, and the steps that change the text
+    before BPE (the normalizer's, and a Metaspace pre-tokenizer's), so that each token can be placed in the text.
+
+    tokens: id -> the token's string; raw: id -> content of the added tokens matched in the raw text;
+    normalized: id -> normalized content of those matched in the normalized text; normalizer: the core's step
+    tuples; metaspace: (replacement, prepend scheme name, split) or None; words_known: False when a Split
+    pre-tokenizer cuts words nemotron_c does not track."""
+
+    def __init__(self, tokens, raw, normalized, normalizer, metaspace, words_known, stripping=None):
+        self.tokens, self.raw, self.normalized = tokens, raw, normalized
+        self.stripping = stripping or {}  # id -> (lstrip, rstrip) of the added tokens that have either
+        self.normalizer, self.metaspace, self.words_known = normalizer, metaspace, words_known
+
+
+def _replaced(chars, start, stop, content):
+    """chars[start:stop] replaced by content, as tokenizers' NormalizedString.replace aligns it: every character
+    of content takes the span of the last character it replaces."""
+    span = chars[stop - 1][1:]
+    chars[start:stop] = [(c, *span) for c in content]
+
+
+def normalize_aligned(chars, steps):
+    """Runs the normalizer on chars, a list of (character, start, end in the original text). Returns whether a
+    Trim removed the start (Metaspace's prepend_scheme "first" then does not prepend, as in the core)."""
+    trimmed_start = False
+    for kind, a, b, *_ in steps:
+        if not chars:
+            break
+        if kind == _core.STEP_PREPEND:
+            # tokenizers' prepend: the new characters take the span of the first one
+            chars[0:0] = [(c, *chars[0][1:]) for c in a]
+        elif kind == _core.STEP_TRIM:
+            lo, hi = 0, len(chars)
+            while lo < hi and chars[lo][0] == a:
+                lo += 1
+            while hi > lo and chars[hi - 1][0] == a:
+                hi -= 1
+            trimmed_start = trimmed_start or lo > 0
+            chars[:] = chars[lo:hi]
+        elif kind == _core.STEP_COLLAPSE:  # runs of two or more `a` become `b`
+            i = 0
+            while i < len(chars):
+                run = 0
+                while i + run < len(chars) and chars[i + run][0] == a:
+                    run += 1
+                if run >= 2:
+                    _replaced(chars, i, i + run, b)
+                    i += len(b)
+                else:
+                    i += max(run, 1)
+        elif kind == _core.STEP_REPLACE_PREFIX:
+            if "".join(c for c, _, _ in chars[:len(a)]) == a:
+                _replaced(chars, 0, len(a), b)
+        elif kind == _core.STEP_REPLACE:
+            text, out, last = "".join(c for c, _, _ in chars), [], 0
+            at = text.find(a) if a else -1
+            while at >= 0:
+                out += chars[last:at]
+                piece = chars[at:at + len(a)]
+                _replaced(piece, 0, len(a), b)
+                out += piece
+                last = at + len(a)
+                at = text.find(a, last)
+            chars[:] = out + chars[last:]
+        else:
+            raise NotImplementedError(f"offsets through normalizer step {kind} are not supported")
+    return trimmed_start
+
+
+def align(text, ids, pipeline):
     """(offsets, words) of the token ids the core gave for `text` (no special tokens around them): each token's
     (start, end) in text as tokenizers gives it, and its word (a new one at each added token and after it, and, with
     a Metaspace pre-tokenizer that splits, at each token that begins with "▁").
 
-    tokens: id -> the token's string; added: id -> content, for tokens matched as themselves in the text.
-    prepend: where the pipeline puts a "▁" before a piece of text (between added tokens): "normalizer" (a Prepend
-    normalizer: always), Metaspace's "always" or "first" (unless the piece begins with a space), or "never".
-    A "▁" stands for the space it replaced, or, prepended, for the character after it (not consumed); the bytes of
-    a byte-fallback character all get its span."""
+    As tokenizers does, the text is cut at the added tokens matched in it; each piece between them is normalized
+    keeping, for each character, the span of the original it comes from (replaced, trimmed and collapsed characters,
+    and a prepended "▁" that takes the span of the character after it); Metaspace replaces spaces and prepends; the
+    tokens then spell the pieces, a token's span running from its first character's start to its last's end (the
+    bytes of a byte-fallback character all get its span). A token that does not spell its piece (an unknown
+    character, an added token with lstrip or rstrip that took in whitespace) raises NotImplementedError."""
     offsets, words = [], []
-    position, pending, word, segment_start = 0, 0, -1, True
-    for token_id in ids:
-        if token_id in added:
-            content = added[token_id]
-            if not text.startswith(content, position):
-                raise NotImplementedError(f"cannot place the added token {content!r} in the text at character "
-                                          f"{position} (offsets of tokens with lstrip/rstrip are not supported)")
-            offsets.append((position, position + len(content)))
-            position += len(content)
-            word += 1
-            words.append(word)
-            segment_start = True
-            continue
-        token = tokens[token_id]
-        prepended = segment_start and position < len(text) and (
-            prepend == "normalizer" or (prepend in ("always", "first") and text[position] not in (" ", SPACE_MARK)
-                                        and (prepend == "always" or position == 0)))
-        if segment_start or (metaspace_split and token.startswith(SPACE_MARK)):
-            word += 1
-        segment_start = False
-        words.append(word if words_known else NotImplemented)
-        if len(token) == 6 and token.startswith("<0x") and token.endswith(">"):
-            if position >= len(text):
-                raise NotImplementedError(f"cannot place the byte token {token} after the end of the text")
-            character_bytes = len(text[position].encode("utf-8", "surrogatepass"))
-            offsets.append((position, position + 1))
+    state = {"word": -1}
+    i, position = 0, 0
+    while True:
+        j = next((k for k in range(i, len(ids)) if ids[k] in pipeline.raw), len(ids))
+        if j == len(ids):
+            _align_segment(text, position, len(text), ids[i:], pipeline, offsets, words, state)
+            return offsets, words
+        # the text before the added token (it may normalize to nothing: spaces a Trim takes off); its content may
+        # also stand earlier in the text where the matcher turned it down (single_word): the first place where the
+        # tokens before it spell the text before it
+        end, error = position - 1, None
+        while True:
+            end = text.find(pipeline.raw[ids[j]], end + 1)
+            if end < 0:
+                raise error or NotImplementedError(f"cannot place the added token {pipeline.raw[ids[j]]!r} in the "
+                                                   f"text after character {position}")
+            try:
+                found = [], [], dict(state)
+                _align_segment(text, position, end, ids[i:j], pipeline, *found)
+                break
+            except NotImplementedError as e:
+                error = error or e
+        offsets += found[0]
+        words += found[1]
+        state.update(found[2])
+        content = pipeline.raw[ids[j]]
+        lstrip, rstrip = pipeline.stripping.get(ids[j], (False, False))
+        if (lstrip and end > 0 and text[end - 1].isspace()) or (rstrip and text[end + len(content):][:1].isspace()):
+            raise NotImplementedError(f"offsets of the added token {content!r} with the whitespace its lstrip/rstrip "
+                                      "takes in are not supported")
+        offsets.append((end, end + len(content)))
+        state["word"] += 1
+        words.append(state["word"])
+        i, position = j + 1, end + len(content)
+
+
+def _align_segment(text, start, end, ids, pipeline, offsets, words, state):
+    """Places the tokens of text[start:end], a piece between added tokens matched in the raw text."""
+    chars = [(c, start + k, start + k + 1) for k, c in enumerate(text[start:end])]
+    trimmed_start = normalize_aligned(chars, pipeline.normalizer)
+    normalized = "".join(c for c, _, _ in chars)
+    p, i = 0, 0
+    while i < len(ids) or p < len(chars):
+        j = next((k for k in range(i, len(ids)) if ids[k] in pipeline.normalized), len(ids))
+        stop = normalized.find(pipeline.normalized[ids[j]], p) if j < len(ids) else len(chars)
+        if stop < 0:
+            raise NotImplementedError(f"cannot place the added token {pipeline.normalized[ids[j]]!r} in the "
+                                      f"normalized text {normalized!r}")
+        first = start == 0 and p == 0 and not trimmed_start
+        _align_piece(chars[p:stop], first, ids[i:j], pipeline, offsets, words, state)
+        if j == len(ids):
+            return
+        matched = chars[stop:stop + len(pipeline.normalized[ids[j]])]
+        offsets.append((matched[0][1], matched[-1][2]))
+        state["word"] += 1
+        words.append(state["word"])
+        p, i = stop + len(matched), j + 1
+
+
+def _align_piece(chars, first, ids, pipeline, offsets, words, state):
+    """Places ids, the BPE tokens of one normalized piece, after Metaspace's replacement and prepending."""
+    if pipeline.metaspace is not None and chars:
+        replacement, scheme, _ = pipeline.metaspace
+        starts = chars[0][0] in (" ", replacement)
+        chars = [(replacement if c == " " else c, s, e) for c, s, e in chars]
+        if not starts and (scheme == "always" or (scheme == "first" and first)):
+            chars.insert(0, (replacement, *chars[0][1:]))
+    split = pipeline.metaspace is not None and pipeline.metaspace[2]
+    k, pending = 0, 0
+    for n, token_id in enumerate(ids):
+        token = pipeline.tokens[token_id]
+        if n == 0 or (split and token.startswith(SPACE_MARK)):
+            state["word"] += 1
+        words.append(state["word"] if pipeline.words_known else NotImplemented)
+        if len(token) == 6 and token.startswith("<0x") and token.endswith(">") and k < len(chars):
+            character, s, e = chars[k]
+            offsets.append((s, e))
             pending += 1
-            if pending == character_bytes:
-                position, pending = position + 1, 0
+            if pending == len(character.encode("utf-8", "surrogatepass")):
+                k, pending = k + 1, 0
             continue
-        start = end = None
-        for index, character in enumerate(token):
-            here = text[position] if position < len(text) else None
-            if prepended and index == 0 and character == SPACE_MARK:
-                # prepended to the piece of text: it takes the span of the character it stands before
-                start, end = position, position + 1
-            elif here is not None and (here == character or (character == SPACE_MARK and here == " ")):
-                start = position if start is None else start
-                position += 1
-                end = position
-            else:
-                raise NotImplementedError(
-                    f"cannot place token {token!r} in the text at character {position} (offsets are supported for "
-                    "tokenizers that only replace spaces with '▁' and prepend one, as Nemotron's do)")
-        offsets.append((start, end) if start is not None else (position, position))
-    return offsets, words
+        if pending or not token or "".join(c for c, _, _ in chars[k:k + len(token)]) != token:
+            raise NotImplementedError(
+                f"cannot place token {token!r} in the normalized text "
+                f"{''.join(c for c, _, _ in chars)!r} at character {k} (an unknown character?)")
+        offsets.append((chars[k][1], chars[k + len(token) - 1][2]))
+        k += len(token)
+    if k < len(chars) or pending:
+        raise NotImplementedError(f"the tokens do not spell the normalized text {''.join(c for c, _, _ in chars)!r}")

@@ -22,7 +22,7 @@ from .files import (CHAT_TEMPLATE_FILE, CONFIG_FILE, SPECIAL_TOKEN_NAMES, SPECIA
                               TOKENIZER_FILE, FormatError, apply_added_tokens_decoder, build_core, llama_pipeline,
                               model_from_json, normalize_content, post_processor_templates, read_json, require,
                               template_affixes, token_content)
-from .encoding import PAD_TYPE_ID, Encoding, align, apply_template, truncate_sequences
+from .encoding import PAD_TYPE_ID, Encoding, Pipeline, align, apply_template, truncate_sequences
 
 MODEL_CONFIG_FILE = "config.json"
 OPTIONAL_FILES = (CONFIG_FILE, SPECIAL_TOKENS_FILE, CHAT_TEMPLATE_FILE)  # read when present, beside one of the two
@@ -230,12 +230,13 @@ class NemotronTokenizer:
         self._vocab = dict(model.vocab)
         self._vocab.update({a["content"]: a["id"] for a in model.added})
         # what align() needs to place tokens in the text
-        self._added_contents = {a["id"]: a["content"] for a in model.added}
-        self._metaspace_split = any(s[0] == _core.STEP_METASPACE and s[6] for s in model.pre_tokenizer)
         schemes = {_core.PREPEND_ALWAYS: "always", _core.PREPEND_FIRST: "first", _core.PREPEND_NEVER: "never"}
-        self._prepend = ("normalizer" if any(s[0] == _core.STEP_PREPEND for s in model.normalizer) else
-                         next((schemes[s[5]] for s in model.pre_tokenizer if s[0] == _core.STEP_METASPACE), "never"))
-        self._words_known = not any(s[0] == _core.STEP_SPLIT for s in model.pre_tokenizer)
+        metaspace = next(((s[1], schemes[s[5]], bool(s[6])) for s in model.pre_tokenizer if s[0] == _core.STEP_METASPACE),
+                         None)
+        self._pipeline = Pipeline(self._id_to_token, {a["id"]: a["content"] for a in model.added if not a["normalized"]},
+                                  {a["id"]: a["matched"] for a in model.added if a["normalized"]}, list(model.normalizer),
+                                  metaspace, not any(s[0] == _core.STEP_SPLIT for s in model.pre_tokenizer),
+                                  {a["id"]: (a["lstrip"], a["rstrip"]) for a in model.added if a["lstrip"] or a["rstrip"]})
 
     def _set_post_processor(self, model, config, kwargs):
         """The special tokens around each sequence. Transformers 5 keeps tokenizer.json's template and ignores
@@ -670,8 +671,7 @@ class NemotronTokenizer:
             return [self._words_encoding(words, sequence) for words in texts]
         encodings = []
         for text, ids in zip(texts, self._encode_texts(texts, len(texts) > 1)):
-            offsets, words = align(text, ids, self._id_to_token, self._added_contents, self._prepend,
-                                   self._metaspace_split, self._words_known)
+            offsets, words = align(text, ids, self._pipeline)
             encodings.append(Encoding(ids, offsets, words, sequence, type_id=sequence))
         return encodings
 
@@ -684,8 +684,7 @@ class NemotronTokenizer:
         ids, offsets, word_ids = [], [], []
         encoded = self._encode_texts(list(words), len(words) > 1) if words else []
         for index, (word, word_ids_of) in enumerate(zip(words, encoded)):
-            word_offsets, _ = align(word, word_ids_of, self._id_to_token, self._added_contents, self._prepend,
-                                    self._metaspace_split, self._words_known)
+            word_offsets, _ = align(word, word_ids_of, self._pipeline)
             ids += list(word_ids_of)
             offsets += word_offsets
             word_ids += [index] * len(word_ids_of)
