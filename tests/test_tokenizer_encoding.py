@@ -261,3 +261,16 @@ def test_offsets_through_the_normalizer(dirs, name):
         assert (text, got["offset_mapping"]) == (text, expected["offset_mapping"])
         if ours._pipeline.words_known:  # else word_ids() raises NotImplementedError (a Split pre-tokenizer)
             assert (text, got.word_ids()) == (text, expected.word_ids())
+
+
+@pytest.mark.parametrize("overflowing", [False, True])
+@pytest.mark.parametrize("max_length", [1, 2, 3, 5])
+def test_padding_longest_counts_the_main_rows_only(both, overflowing, max_length):
+    """padding='longest' pads to the longest main row: truncation that empties one sequence of a pair leaves
+    overflowing windows longer than it, which tokenizers pads to that length too but never counts."""
+    ours, theirs = both
+    texts, pairs = ["the quick brown fox", "a b"], ["hello world", "the lazy dog both"]
+    kwargs = dict(padding="longest", truncation="longest_first", max_length=max_length + ours.num_special_tokens_to_add(True),
+                  return_overflowing_tokens=overflowing)
+    same_call(ours, theirs, texts, pairs, **kwargs)
+    same_call(ours, theirs, texts[:1], pairs[:1], **kwargs)

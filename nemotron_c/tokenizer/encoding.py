@@ -28,6 +28,8 @@ class Encoding:
         self.special_tokens_mask = [int(special)] * n
         self.attention_mask = [1] * n
         self.overflowing = []
+        # the sequences it was made of, an emptied one too (tokenizers keeps an empty range for it)
+        self.made_of = set() if sequence is None else {sequence}
 
     def __len__(self):
         return len(self.ids)
@@ -75,11 +77,13 @@ class Encoding:
 
     def _sequence_range(self, sequence_index):
         positions = [i for i, s in enumerate(self.sequences) if s == sequence_index]
-        return range(positions[0], positions[-1] + 1) if positions else range(len(self))
+        if positions:
+            return range(positions[0], positions[-1] + 1)
+        return range(0) if sequence_index in self.made_of else range(len(self))
 
     def word_to_tokens(self, word_index, sequence_index=0):
-        """(first, last + 1) of the tokens of a word in one sequence (the whole encoding when it has no such
-        sequence), or None; as tokenizers, the search stops at the first later word."""
+        """(first, last + 1) of the tokens of a word in one sequence (the whole encoding when it was not made with
+        such a sequence), or None; as tokenizers, the search stops at the first later word."""
         if not isinstance(word_index, int):
             raise TypeError(f"word index must be an int, not {type(word_index).__name__}")
         words, found = self.word_ids, []
@@ -156,6 +160,7 @@ def _concatenated(a, b):
     out = a._slice(0, len(a))
     for name in ("ids", "type_ids", "offsets", "words", "sequences", "special_tokens_mask", "attention_mask"):
         setattr(out, name, getattr(a, name) + getattr(b, name))
+    out.made_of = a.made_of | b.made_of
     return out
 
 
@@ -169,6 +174,7 @@ def apply_template(template, sequences, add_special_tokens):
             for window in [part, *part.overflowing]:
                 window.type_ids = [type_id] * len(window)
                 window.sequences = [value] * len(window)
+                window.made_of = {value}
         elif add_special_tokens:
             part = Encoding(value, type_id=type_id, special=True)
         else:

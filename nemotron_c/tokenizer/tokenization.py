@@ -710,8 +710,11 @@ class NemotronTokenizer:
                 truncate_sequences(sequences, max_length - n_added, truncate, stride, self.truncation_side == "left")
             encodings.append(apply_template(template, sequences, add_special_tokens))
         if padding is not None:
-            windows = [len(w) for e in encodings for w in (e, *e.overflowing)]
-            target = self._padded_length(windows, padding, max_length, pad_to_multiple_of, columns=7)
+            # tokenizers pads to the longest main row; the overflowing windows are padded to that length too, never
+            # counted (a pair's windows can be longer than its first row)
+            rows = 1 + max((len(e.overflowing) for e in encodings), default=0)
+            target = self._padded_length([len(e) for e in encodings] * rows, padding, max_length, pad_to_multiple_of,
+                                         columns=7)
             for e in encodings:
                 e.pad(target, self.pad_token_id, side == "left")
         return encodings
