@@ -274,3 +274,18 @@ def test_padding_longest_counts_the_main_rows_only(both, overflowing, max_length
                   return_overflowing_tokens=overflowing)
     same_call(ours, theirs, texts, pairs, **kwargs)
     same_call(ours, theirs, texts[:1], pairs[:1], **kwargs)
+
+
+@pytest.mark.parametrize("extra", [{}, ALL], ids=["plain", "offsets"])
+@pytest.mark.parametrize("max_length", [2, 3, 4, 12])
+def test_only_second_without_a_pair(both, extra, max_length):
+    """truncation='only_second' with no text_pair raises where it has to cut (tokenizers' 'Second sequence not
+    provided'), on both encoding paths; a text that fits, or max_length equal to the special tokens (everything
+    cut, no question asked), passes."""
+    ours, theirs = both
+    max_length += ours.num_special_tokens_to_add()
+    for text in ("one two three four five", "x", ["one two three four five", "x"]):
+        message = same_call(ours, theirs, text, truncation="only_second", max_length=max_length, **extra)
+        assert message is None or "Second sequence not provided" in message
+    same_call(ours, theirs, "one two", truncation="only_second", max_length=ours.num_special_tokens_to_add(), **extra)
+

@@ -10,6 +10,8 @@ import copy
 from .. import _core
 
 PAD_TYPE_ID = 0  # tokenizers' pad_type_id, which Transformers leaves at 0
+# tokenizers' TruncationError, raised when truncation="only_second" has to cut a text that has no pair
+SECOND_SEQUENCE_MISSING = "Truncation error: Second sequence not provided (truncation='only_second' needs a text_pair)"
 SPACE_MARK = "\u2581"
 
 
@@ -197,7 +199,7 @@ def truncate_sequences(encodings, max_length, strategy, stride, left):
     if strategy in ("only_first", "only_second"):
         index = 0 if strategy == "only_first" else 1
         if index >= len(encodings):
-            raise ValueError("truncation='only_second' needs a second sequence (text_pair)")
+            raise ValueError(SECOND_SEQUENCE_MISSING)
         target = encodings[index]
         if len(target) <= to_remove:
             raise ValueError("Truncation error: Sequence to truncate too short to respect the provided max_length")

@@ -22,7 +22,8 @@ from .files import (CHAT_TEMPLATE_FILE, CONFIG_FILE, SPECIAL_TOKEN_NAMES, SPECIA
                               TOKENIZER_FILE, FormatError, apply_added_tokens_decoder, build_core, llama_pipeline,
                               model_from_json, normalize_content, post_processor_templates, read_json, require,
                               template_affixes, token_content)
-from .encoding import PAD_TYPE_ID, Encoding, Pipeline, align, apply_template, truncate_sequences
+from .encoding import (PAD_TYPE_ID, SECOND_SEQUENCE_MISSING, Encoding, Pipeline, align, apply_template,
+                       truncate_sequences)
 
 MODEL_CONFIG_FILE = "config.json"
 OPTIONAL_FILES = (CONFIG_FILE, SPECIAL_TOKENS_FILE, CHAT_TEMPLATE_FILE)  # read when present, beside one of the two
@@ -423,10 +424,13 @@ class NemotronTokenizer:
         return tokens
 
     def _finish(self, ids, add_special_tokens, truncation, max_length):
+        """One text's ids truncated and put between the special tokens, as _encodings does without the Encoding."""
         n_special = len(self._prefix) + len(self._suffix) if add_special_tokens else 0
         if truncation and max_length is not None:
             keep = max(max_length - n_special, 0)
             if len(ids) > keep:
+                if truncation == "only_second" and keep > 0:  # tokenizers cuts everything at 0 without asking
+                    raise ValueError(SECOND_SEQUENCE_MISSING)
                 ids = ids[:keep] if self.truncation_side == "right" else ids[len(ids) - keep:]
         return self._prefix + ids + self._suffix if add_special_tokens else ids
 
@@ -700,9 +704,8 @@ class NemotronTokenizer:
         n_added = sum(len(v) for kind, v, _ in template if kind == "special") if add_special_tokens else 0
         if stride and not truncate:
             stride = 0  # tokenizers windows only what it truncates
-        if truncate and max_length < n_added:
-            raise ValueError(f"max_length={max_length} leaves no room for the {n_added} special tokens the "
-                             "tokenizer adds")
+        if truncate:
+            _room_for_tokens(max_length, n_added)
         encodings = []
         for first, second in zip(firsts, seconds):
             sequences = [first] if second is None else [first, second]
@@ -780,6 +783,15 @@ class NemotronTokenizer:
 
 # Options of Transformers' __call__ that nemotron_c does not implement: asking for them is an error, not a no-op.
 UNSUPPORTED_OPTIONS = {"split_special_tokens": False}
+
+
+def _room_for_tokens(max_length, n_special):
+    """How many tokens of the texts fit in max_length beside n_special special tokens. Shorter than the special
+    tokens is a ValueError (tokenizers then does not truncate at all, returning more than max_length tokens)."""
+    if max_length < n_special:
+        raise ValueError(f"max_length={max_length} leaves no room for the {n_special} special tokens the "
+                         "tokenizer adds")
+    return max_length - n_special
 
 
 def _batch_encoding(columns, return_tensors, unbatch):
