@@ -289,3 +289,20 @@ def test_only_second_without_a_pair(both, extra, max_length):
         assert message is None or "Second sequence not provided" in message
     same_call(ours, theirs, "one two", truncation="only_second", max_length=ours.num_special_tokens_to_add(), **extra)
 
+
+@pytest.mark.parametrize("extra", [{}, ALL], ids=["plain", "offsets"])
+def test_max_length_shorter_than_the_special_tokens(both, extra):
+    """Both encoding paths refuse max_length below the special tokens with the same ValueError (tokenizers then
+    skips truncation and returns more than max_length tokens, the README's documented difference); at exactly
+    the special tokens they give what Transformers gives."""
+    ours, theirs = both
+    n_special = ours.num_special_tokens_to_add()
+    assert n_special == theirs.num_special_tokens_to_add()
+    if n_special == 0:
+        pytest.skip("this tokenizer adds no special tokens")
+    for call in (lambda: ours("the quick brown fox", truncation=True, max_length=n_special - 1, **extra),
+                 lambda: ours(["the quick brown fox", "a"], truncation=True, max_length=n_special - 1, **extra),
+                 lambda: ours.encode("the quick brown fox", truncation=True, max_length=n_special - 1)):
+        with pytest.raises(ValueError, match="leaves no room for the"):
+            call()
+    same_call(ours, theirs, "the quick brown fox", truncation=True, max_length=n_special, **extra)

@@ -427,7 +427,7 @@ class NemotronTokenizer:
         """One text's ids truncated and put between the special tokens, as _encodings does without the Encoding."""
         n_special = len(self._prefix) + len(self._suffix) if add_special_tokens else 0
         if truncation and max_length is not None:
-            keep = max(max_length - n_special, 0)
+            keep = _room_for_tokens(max_length, n_special)
             if len(ids) > keep:
                 if truncation == "only_second" and keep > 0:  # tokenizers cuts everything at 0 without asking
                     raise ValueError(SECOND_SEQUENCE_MISSING)
