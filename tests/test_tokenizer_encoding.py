@@ -306,3 +306,15 @@ def test_max_length_shorter_than_the_special_tokens(both, extra):
         with pytest.raises(ValueError, match="leaves no room for the"):
             call()
     same_call(ours, theirs, "the quick brown fox", truncation=True, max_length=n_special, **extra)
+
+
+def test_encode_takes_a_text_pair(both):
+    """encode(text, text_pair, add_special_tokens, ...) in Transformers' positional order: the pair is encoded,
+    positionally or by keyword, with the other options (stride, truncation) passed on."""
+    ours, theirs = both
+    for args, kwargs in [(("hello", "world"), {}), (("hello",), {"text_pair": "world"}),
+                         (("hello", "world", False), {}), (("Where is the  cat?", CONTEXT), {"truncation": "only_second",
+                                                                                          "max_length": 24}),
+                         (("hello", None, True), {"return_tensors": "np"})]:
+        a, b = ours.encode(*args, **kwargs), theirs.encode(*args, **kwargs)
+        assert (args, _plain(a)) == (args, _plain(b))

@@ -477,10 +477,13 @@ class NemotronTokenizer:
                              f"({max_length}) is not a multiple of pad_to_multiple_of ({pad_to_multiple_of}).")
         return padding, truncate, max_length
 
-    def encode(self, text, add_special_tokens=True, padding=False, truncation=None, max_length=None,
-               return_tensors=None, **kwargs):
-        out = self(text, add_special_tokens=add_special_tokens, padding=padding, truncation=truncation,
-                   max_length=max_length, return_tensors=return_tensors, return_attention_mask=False)
+    def encode(self, text, text_pair=None, add_special_tokens=True, padding=False, truncation=None, max_length=None,
+               stride=0, padding_side=None, return_tensors=None, **kwargs):
+        """The input_ids of __call__, with Transformers' positional order (text, text_pair, add_special_tokens)."""
+        kwargs["return_attention_mask"] = False
+        out = self(text, text_pair, add_special_tokens=add_special_tokens, padding=padding, truncation=truncation,
+                   max_length=max_length, stride=stride, padding_side=padding_side, return_tensors=return_tensors,
+                   **kwargs)
         return out["input_ids"]
 
     def __call__(self, text=None, text_pair=None, text_target=None, text_pair_target=None, **kwargs):
