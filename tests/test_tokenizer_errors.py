@@ -70,6 +70,15 @@ def test_decode_out_of_range_raises(both, ids):
     assert f"token id {next(i for i in ids if not 0 <= i < 2**32)}:" in str(error)
 
 
+@pytest.mark.parametrize("ids", [-1, [-1], [5, -3], 2**32, [2**40, 5], [10**30]])
+def test_convert_ids_to_tokens_out_of_range_raises(both, ids):
+    """An id that is no u32 is an OverflowError naming it, as in decode (not None, as if it were unknown)."""
+    ours, theirs = both
+    error = same_exception(lambda: ours.convert_ids_to_tokens(ids), lambda: theirs.convert_ids_to_tokens(ids))
+    bad = ids if isinstance(ids, int) else next(i for i in ids if not 0 <= i < 2**32)
+    assert f"token id {bad}:" in str(error)
+
+
 @pytest.mark.parametrize("ids", [[8000], [5, 9999, 6], [2**31], [2**32 - 1, 100], [len("x") + 7999]])
 def test_decode_ids_past_the_vocabulary_are_skipped(both, ids):
     ours, theirs = both

@@ -342,10 +342,11 @@ class NemotronTokenizer:
         return [self.convert_tokens_to_ids(t) for t in tokens]
 
     def convert_ids_to_tokens(self, ids, skip_special_tokens=False):
+        """Each id's token; None for an id no token has (as tokenizers), OverflowError for one that is no u32."""
         if isinstance(ids, (int, np.integer)):
-            return self._id_to_token.get(int(ids))
+            return self._id_to_token.get(_u32(int(ids)))
         ids = _id_list(ids)
-        return [self._id_to_token.get(i) for i in ids if not (skip_special_tokens and i in self._special_ids)]
+        return [self._id_to_token.get(_u32(i)) for i in ids if not (skip_special_tokens and i in self._special_ids)]
 
     # ---- special tokens
 
@@ -731,11 +732,8 @@ class NemotronTokenizer:
         ids = _id_list(token_ids)
         if ids and isinstance(ids[0], list):
             return self.batch_decode(ids, skip_special_tokens, clean_up_tokenization_spaces)
-        for i in ids:  # tokenizers' ids are u32: its OverflowErrors, with the id
-            if i < 0:
-                raise OverflowError(f"token id {i}: number too small to fit in target type")
-            if i >= 2**32:
-                raise OverflowError(f"token id {i}: number too large to fit in target type")
+        for i in ids:
+            _u32(i)
         # ids beyond the vocabulary are skipped, as tokenizers does
         array = np.array([i for i in ids if i < self._n_ids], dtype=np.int32)
         text = self._core.decode(array, bool(skip_special_tokens))
@@ -840,6 +838,15 @@ def clean_up_tokenization(text):
                           (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re")):
         text = text.replace(before, after)
     return text
+
+
+def _u32(token_id):
+    """token_id, checked as tokenizers' ids are (u32): its OverflowErrors, with the id."""
+    if token_id < 0:
+        raise OverflowError(f"token id {token_id}: number too small to fit in target type")
+    if token_id >= 2**32:
+        raise OverflowError(f"token id {token_id}: number too large to fit in target type")
+    return token_id
 
 
 def _id_list(ids):
