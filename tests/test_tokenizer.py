@@ -512,3 +512,20 @@ def test_metaspace_split_cuts_before_every_replacement(tmp_path, prepend_scheme)
     texts = [") 0", "0 0", ")) 0", ") ", " ) 0", ")  0", "0\u25810", ")\u2581\u25810"]
     assert [ours.encode(t) for t in texts] == [theirs.encode(t) for t in texts]
     assert ours(texts)["input_ids"] == theirs(texts)["input_ids"]
+
+
+@pytest.mark.parametrize("name", ["nemotron", "legacy", "big", "spm_only", "plain_strings"])
+def test_split_special_tokens_from_pretrained(dirs, name):
+    """from_pretrained(..., split_special_tokens=True): special added tokens are encoded as text (tokenizers'
+    encode_special_tokens), other added tokens still match; a call may turn it off again."""
+    ours = AutoTokenizer.from_pretrained(dirs[name], split_special_tokens=True)
+    theirs = transformers.AutoTokenizer.from_pretrained(dirs[name], split_special_tokens=True)
+    texts = ["a <s> b</s>", "<extra_id_0>x <extra_id_1> <pad><ctrl_0>", "zzword <tool> <unk>", "plain text"]
+    assert ours(texts)["input_ids"] == theirs(texts)["input_ids"]
+    assert [ours.tokenize(t) for t in texts] == [theirs.tokenize(t) for t in texts]
+    assert [ours.encode(t) for t in texts] == [theirs.encode(t) for t in texts]
+    assert ours(texts, split_special_tokens=False)["input_ids"] == theirs(texts, split_special_tokens=False)["input_ids"]
+    if name != "legacy":  # its lstrip/rstrip tokens have no offsets
+        a, b = ours(texts, return_offsets_mapping=True), theirs(texts, return_offsets_mapping=True)
+        assert a["offset_mapping"] == b["offset_mapping"]
+    assert ours.decode(theirs.encode(texts[0])) == theirs.decode(theirs.encode(texts[0]))

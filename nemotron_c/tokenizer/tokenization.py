@@ -166,6 +166,8 @@ class NemotronTokenizer:
         if self._llama:
             llama_pipeline(model, config)
         self._read_special_tokens(config)
+        # special tokens encoded as text (tokenizers' encode_special_tokens), the default of every call
+        self.split_special_tokens = bool(config.get("split_special_tokens", False))
         if "added_tokens_decoder" in config and self._llama:
             # LlamaTokenizer rebuilds the backend: its added tokens are then those of the config only
             model.added = []
@@ -220,6 +222,12 @@ class NemotronTokenizer:
             model.added.append(token)
             by_content[content] = token
         self._core = build_core(model)
+        self._split_core = None
+        if self.split_special_tokens:
+            added = model.added
+            model.added = [a for a in added if not a["special"]]
+            self._split_core = build_core(model)
+            model.added = added
         self._added_tokens = [dict(a) for a in model.added]  # for save_pretrained
 
         self._n_model = len(model.vocab)
@@ -397,29 +405,42 @@ class NemotronTokenizer:
 
     # ---- encoding
 
-    def _encode_texts(self, texts, batched=False):
+    def _encoder(self, split_special_tokens=None):
+        """The core that encodes: with split_special_tokens, one where special added tokens are not matched (they
+        are encoded as text, as tokenizers' encode_special_tokens does), built by from_pretrained."""
+        split = self.split_special_tokens if split_special_tokens is None else bool(split_special_tokens)
+        if not split:
+            return self._core
+        if self._split_core is None:
+            raise NotImplementedError("split_special_tokens=True needs a tokenizer loaded with it: "
+                                      "from_pretrained(..., split_special_tokens=True)")
+        return self._split_core
+
+    def _encode_texts(self, texts, batched=False, core=None):
+        core = core or self._core
         for t in texts:
             _check_text(t, batched)
         try:
-            return self._core.encode_batch(texts) if len(texts) > 1 else [self._core.encode(texts[0])]
+            return core.encode_batch(texts) if len(texts) > 1 else [core.encode(texts[0])]
         except UnicodeEncodeError:
             # tokenizers' Python binding rejects text it cannot turn into UTF-8 with a TypeError
             raise TypeError("TextEncodeInput must be Union[TextInputSequence, Tuple[InputSequence, InputSequence]]"
                             " (the text holds a lone surrogate, which is not valid UTF-8)") from None
 
-    def tokenize(self, text, add_special_tokens=False, **kwargs):
+    def tokenize(self, text, add_special_tokens=False, split_special_tokens=None, **kwargs):
+        core = self._encoder(split_special_tokens)
         if self._stripping_tokens:
             # tokenizers names an added token by the text it matched, whitespace taken in by lstrip/rstrip included
             _check_text(text)
             try:
-                ids, matches = self._core.encode_matches(text)
+                ids, matches = core.encode_matches(text)
             except UnicodeEncodeError:
                 return self._encode_texts([text])  # raises the TypeError Transformers raises
             tokens = [self._id_to_token[i] for i in ids]
             for position, matched in matches:
                 tokens[position] = matched
         else:
-            tokens = [self._id_to_token[i] for i in self._encode_texts([text])[0]]
+            tokens = [self._id_to_token[i] for i in self._encode_texts([text], core=core)[0]]
         if add_special_tokens:
             tokens = [self._id_to_token[i] for i in self._prefix] + tokens + [self._id_to_token[i] for i in self._suffix]
         return tokens
@@ -505,8 +526,8 @@ class NemotronTokenizer:
                   max_length=None, stride=0, pad_to_multiple_of=None, padding_side=None, return_tensors=None,
                   return_token_type_ids=None, return_attention_mask=None, return_overflowing_tokens=False,
                   return_special_tokens_mask=False, return_offsets_mapping=False, return_length=False,
-                  is_split_into_words=False, **kwargs):
-        _refuse_unsupported(kwargs)
+                  is_split_into_words=False, split_special_tokens=None, **kwargs):
+        core = self._encoder(split_special_tokens)
         # pre-tokenized input: a list of words is one text, a list of such lists a batch
         batched = isinstance(text, (list, tuple)) and not (
             is_split_into_words and not (text and isinstance(text[0], (list, tuple))))
@@ -524,7 +545,7 @@ class NemotronTokenizer:
 
         def encodings():
             return self._encodings(texts, pairs, add_special_tokens, padding, truncate, max_length, stride or 0,
-                                   pad_to_multiple_of, side, bool(is_split_into_words))
+                                   pad_to_multiple_of, side, bool(is_split_into_words), core)
 
         if full:
             rows = encodings()
@@ -547,7 +568,7 @@ class NemotronTokenizer:
         else:
             rows = None
             ids = [self._finish(ids, add_special_tokens, truncate, max_length)
-                   for ids in self._encode_texts(texts, batched)]
+                   for ids in self._encode_texts(texts, batched, core)]
             masks = [[1] * len(r) for r in ids]
             if padding is not None:
                 target = self._padded_length([len(r) for r in ids], padding, max_length, pad_to_multiple_of)
@@ -673,24 +694,24 @@ class NemotronTokenizer:
                              f"this machine's {available / 2**30:.1f} GiB")
         return target
 
-    def _sequence_encodings(self, texts, sequence, split=False):
+    def _sequence_encodings(self, texts, sequence, split=False, core=None):
         """An Encoding (ids, offsets, words) per text, no special tokens. split: each text is a list of words."""
         if split:
-            return [self._words_encoding(words, sequence) for words in texts]
+            return [self._words_encoding(words, sequence, core) for words in texts]
         encodings = []
-        for text, ids in zip(texts, self._encode_texts(texts, len(texts) > 1)):
+        for text, ids in zip(texts, self._encode_texts(texts, len(texts) > 1, core)):
             offsets, words = align(text, ids, self._pipeline)
             encodings.append(Encoding(ids, offsets, words, sequence, type_id=sequence))
         return encodings
 
-    def _words_encoding(self, words, sequence):
+    def _words_encoding(self, words, sequence, core=None):
         """The Encoding of pre-tokenized text (is_split_into_words), as tokenizers makes it: each word encoded on its
         own (a Metaspace prepends to each), the word ids the words' indices, the offsets within each word."""
         if not isinstance(words, (list, tuple)) or not all(isinstance(word, str) for word in words):
             raise TypeError("with is_split_into_words=True, a text is a list of words (str) and a batch a list of "
                             f"such lists, not {words!r}")  # tokenizers' TypeError names the Union it wanted
         ids, offsets, word_ids = [], [], []
-        encoded = self._encode_texts(list(words), len(words) > 1) if words else []
+        encoded = self._encode_texts(list(words), len(words) > 1, core) if words else []
         for index, (word, word_ids_of) in enumerate(zip(words, encoded)):
             word_offsets, _ = align(word, word_ids_of, self._pipeline)
             ids += list(word_ids_of)
@@ -699,11 +720,11 @@ class NemotronTokenizer:
         return Encoding(ids, offsets, word_ids, sequence, type_id=sequence)
 
     def _encodings(self, texts, pairs, add_special_tokens, padding, truncate, max_length, stride, pad_to_multiple_of,
-                   side, split=False):
+                   side, split=False, core=None):
         """The Encodings (overflowing windows inside) of texts, or of (texts, pairs), as tokenizers makes them:
         each sequence encoded, truncated (windows with `stride` when truncation cuts), put in the template, padded."""
-        firsts = self._sequence_encodings(texts, 0, split)
-        seconds = self._sequence_encodings(pairs, 1, split) if pairs is not None else [None] * len(texts)
+        firsts = self._sequence_encodings(texts, 0, split, core)
+        seconds = self._sequence_encodings(pairs, 1, split, core) if pairs is not None else [None] * len(texts)
         template = self._templates[0 if pairs is None else 1]
         n_added = sum(len(v) for kind, v, _ in template if kind == "special") if add_special_tokens else 0
         if stride and not truncate:
@@ -782,10 +803,6 @@ class NemotronTokenizer:
                 f"len={len(self)}, padding_side={self.padding_side!r})")
 
 
-# Options of Transformers' __call__ that nemotron_c does not implement: asking for them is an error, not a no-op.
-UNSUPPORTED_OPTIONS = {"split_special_tokens": False}
-
-
 def _room_for_tokens(max_length, n_special):
     """How many tokens of the texts fit in max_length beside n_special special tokens. Shorter than the special
     tokens is a ValueError (tokenizers then does not truncate at all, returning more than max_length tokens)."""
@@ -817,12 +834,6 @@ def _to_lists(value):
     if isinstance(value, (list, tuple)):
         return [_to_lists(v) for v in value]
     return value
-
-
-def _refuse_unsupported(kwargs):
-    for name, default in UNSUPPORTED_OPTIONS.items():
-        if name in kwargs and kwargs[name] != default and kwargs[name] is not None:
-            raise NotImplementedError(f"nemotron_c's tokenizer does not support {name}={kwargs[name]!r}")
 
 
 def _unpickle_tokenizer(cls, load_args, state):
