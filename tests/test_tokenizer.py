@@ -529,3 +529,27 @@ def test_split_special_tokens_from_pretrained(dirs, name):
         a, b = ours(texts, return_offsets_mapping=True), theirs(texts, return_offsets_mapping=True)
         assert a["offset_mapping"] == b["offset_mapping"]
     assert ours.decode(theirs.encode(texts[0])) == theirs.decode(theirs.encode(texts[0]))
+
+
+@pytest.mark.parametrize("kwargs", [{"legacy": False}, {"legacy": True}, {"additional_special_tokens": ["<new1>"]},
+                                    {"extra_special_tokens": ["<new1>", "<pad>"]},
+                                    {"additional_special_tokens": ["<new1>"], "legacy": False}])
+@pytest.mark.parametrize("name", ["spm_only", "spm_only_no_prefix", "spm_only_llama", "nemotron_folder"])
+def test_from_pretrained_keywords_with_tokenizer_model_only(dirs, tmp_path, name, kwargs):
+    """With tokenizer.model alone, the keywords the conversion reads (legacy, additional/extra_special_tokens)
+    count as they do written in tokenizer_config.json (also in a Nemotron checkpoint folder)."""
+    import json
+    import shutil
+
+    path = dirs["spm_only" if name == "nemotron_folder" else name]
+    if name == "nemotron_folder":
+        path = str(tmp_path / "folder")
+        os.makedirs(path)
+        shutil.copy(os.path.join(dirs["spm_only"], "tokenizer.model"), path)
+        with open(os.path.join(path, "config.json"), "w") as f:
+            json.dump({"model_type": "nemotron"}, f)
+    ours = AutoTokenizer.from_pretrained(path, **kwargs)
+    theirs = transformers.AutoTokenizer.from_pretrained(path, **kwargs)
+    texts = [" lead <extra_id_0>x <new1> <pad> <s>", "two  spaces", "\u2581x <ctrl_0>"]
+    assert [ours.encode(t) for t in texts] == [theirs.encode(t) for t in texts]
+    assert (ours.all_special_tokens, len(ours)) == (theirs.all_special_tokens, len(theirs))

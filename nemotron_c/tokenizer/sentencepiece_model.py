@@ -197,10 +197,13 @@ def model_from_sentencepiece(path, config, llama):
     # add_eos_token in tokenizer_config.json
     config["_bos_eos_from_config"] = True
     if llama:
-        config.setdefault("extra_special_tokens", [p for _, p in control + user_defined])
-        # LlamaTokenizer takes the vocabulary and id-ranked merges and builds its own pipeline around them
+        # LlamaTokenizer takes the vocabulary and id-ranked merges and builds its own pipeline around them; its
+        # added tokens are the control and user-defined pieces, unless extra special tokens are named: then those
+        named = "extra_special_tokens" in config or "additional_special_tokens" in config
+        _default_extra_special_tokens(config, [p for _, p in control + user_defined])
+        added = [] if named else [_added(i, p, True) for i, p in control] + [_added(i, p, False) for i, p in user_defined]
         tj = {"model": {"type": "BPE", "vocab": vocab, "merges": [list(m) for m in _generate_merges(vocab)]},
-              "added_tokens": [_added(i, p, True) for i, p in control] + [_added(i, p, False) for i, p in user_defined]}
+              "added_tokens": added}
         return model_from_json(tj, path), config
 
     if normalizer["precompiled_charsmap"]:
@@ -247,5 +250,12 @@ def model_from_sentencepiece(path, config, llama):
     for name, id_key in (("bos_token", "bos_id"), ("eos_token", "eos_id"), ("unk_token", "unk_id")):
         if trainer[id_key] >= 0:
             config.setdefault(name, trainer[name.replace("_token", "_piece")])
-    config.setdefault("extra_special_tokens", [p for _, p in control])
+    _default_extra_special_tokens(config, [p for _, p in control])
     return model, config
+
+
+def _default_extra_special_tokens(config, pieces):
+    """The control (and user-defined) pieces become the extra special tokens unless the config or the caller
+    names them, under either of Transformers' names (additional_special_tokens too)."""
+    if "extra_special_tokens" not in config and "additional_special_tokens" not in config:
+        config["extra_special_tokens"] = pieces

@@ -289,8 +289,9 @@ class NemotronTokenizer:
             tj = read_json(json_path)
             model = model_from_json(tj, json_path)
         elif os.path.isfile(spm_path):
-            given = dict(config)
-            model, config = model_from_sentencepiece(spm_path, config, cls._llama)
+            # the conversion reads legacy and the extra special tokens from the keywords as from the file
+            given = {**config, **kwargs}
+            model, config = model_from_sentencepiece(spm_path, given, cls._llama)
             # what the conversion derived from tokenizer.model; save_pretrained leaves it to be derived again
             derived = {k: v for k, v in config.items() if k not in given and not k.startswith("_")}
         else:
