@@ -553,3 +553,25 @@ def test_from_pretrained_keywords_with_tokenizer_model_only(dirs, tmp_path, name
     texts = [" lead <extra_id_0>x <new1> <pad> <s>", "two  spaces", "\u2581x <ctrl_0>"]
     assert [ours.encode(t) for t in texts] == [theirs.encode(t) for t in texts]
     assert (ours.all_special_tokens, len(ours)) == (theirs.all_special_tokens, len(theirs))
+
+
+@pytest.mark.parametrize("added", [
+    [{"id": 9, "content": "<x>", "rstrip": True}, {"id": 10, "content": " y", "special": False}],
+    [{"id": 9, "content": "<x>", "rstrip": True}, {"id": 10, "content": "  y", "special": False}],
+    [{"id": 9, "content": "y ", "special": False}, {"id": 10, "content": "<x>", "lstrip": True}],
+    [{"id": 9, "content": "<x>", "rstrip": True, "lstrip": True}, {"id": 10, "content": " y ", "rstrip": True}],
+], ids=["rstrip-then-space", "rstrip-then-two-spaces", "lstrip-after", "both"])
+def test_added_token_inside_stripped_whitespace(tmp_path, added):
+    """tokenizers' matcher goes on from the end of an added token itself, not of the whitespace its rstrip takes
+    in: a next added token that begins with that whitespace still matches ('<x> y' is '<x>', ' y'); lstrip goes
+    back no further than the previous match."""
+    from helpers.tokenizer_builders import write_tiny_tokenizer
+
+    vocab = {"<unk>": 0, " ": 1, "y": 2, "<": 3, "x": 4, ">": 5, "\u00a0": 6, "a": 7, "b": 8}
+    path = write_tiny_tokenizer(tmp_path, vocab, added=added)
+    ours, theirs = AutoTokenizer.from_pretrained(path), transformers.AutoTokenizer.from_pretrained(path)
+    texts = ["<x> y", "<x>  y", "<x>   y", "<x> y y", "a<x>   yb", "<x>\u00a0 y", "<x> <x> y", "y <x>", "y  <x>",
+             "ay <x>", " y <x> y ", "<x>", " y"]
+    assert [ours.encode(t) for t in texts] == [theirs.encode(t) for t in texts]
+    assert ours(texts)["input_ids"] == theirs(texts)["input_ids"]
+    assert [ours.tokenize(t) for t in texts] == [theirs.tokenize(t) for t in texts]

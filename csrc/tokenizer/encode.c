@@ -59,9 +59,11 @@ static uint32_t char_before(const char *text, size_t pos, size_t *start) {
 }
 
 /* Finds in text[from, len) the leftmost, then longest, added token of `pass`. Returns its index in
- * tok->added, or -1; *start and *end delimit the match with the whitespace it strips. */
+ * tok->added, or -1; *start and *end delimit the match with the whitespace it strips (lstrip goes back no further
+ * than `floor`, the end of the previous match), *resume is the end of the token itself: tokenizers' matcher goes on
+ * from there, so a token may begin inside the whitespace an rstrip token took in ("<x> y" with " y" added). */
 static int64_t find_added(const nt_tokenizer *tok, int pass, const char *text, size_t len, size_t from,
-                          size_t *start, size_t *end) {
+                          size_t floor, size_t *start, size_t *end, size_t *resume) {
     const nt_added_trie *trie = &tok->trie[pass];
     if (trie->n_nodes <= 1) return -1;
     size_t i = from;
@@ -94,8 +96,9 @@ static int64_t find_added(const nt_tokenizer *tok, int pass, const char *text, s
                 continue;
             }
         }
+        *resume = e;
         if (a->lstrip)
-            while (s > from && nt_unicode_is_whitespace(char_before(text, s, &cs))) s = cs;
+            while (s > floor && nt_unicode_is_whitespace(char_before(text, s, &cs))) s = cs;
         if (a->rstrip)
             while (e < len) {
                 int l = nt_utf8_len((unsigned char)text[e]);
@@ -277,29 +280,31 @@ static nt_status encode_chunk(const nt_tokenizer *tok, nt_error *err, nt_id_vec 
     int trimmed_start;
     nt_status st = normalize(tok, err, s, text, len, &norm, &norm_len, &trimmed_start);
     if (st != NT_OK) return st;
-    size_t pos = 0, ms, me;
+    size_t pos = 0, from = 0, ms, me; /* pos: end of the last match, its whitespace included; from: of the token */
     for (;;) {
-        int64_t hit = find_added(tok, NT_PASS_NORMALIZED, norm, norm_len, pos, &ms, &me);
+        int64_t hit = find_added(tok, NT_PASS_NORMALIZED, norm, norm_len, from, pos, &ms, &me, &from);
         size_t stop = hit >= 0 ? ms : norm_len;
-        if ((st = encode_pretokenized(tok, err, out, s, norm + pos, stop - pos, first && pos == 0 && !trimmed_start)) != NT_OK) return st;
+        if (stop > pos && (st = encode_pretokenized(tok, err, out, s, norm + pos, stop - pos,
+                                                    first && pos == 0 && !trimmed_start)) != NT_OK)
+            return st;
         if (hit < 0) return NT_OK;
         if ((st = push_added(tok, err, out, log, hit, norm + ms, me - ms)) != NT_OK) return st;
-        pos = me;
+        if (me > pos) pos = me;
     }
 }
 
 static nt_status encode_one(const nt_tokenizer *tok, nt_error *err, nt_id_vec *out, nt_encode_scratch *s,
                             match_log *log, const char *text, size_t len) {
     if (!nt_utf8_valid(text, len)) return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "the text is not valid UTF-8");
-    size_t pos = 0, ms, me;
+    size_t pos = 0, from = 0, ms, me; /* pos: end of the last match, its whitespace included; from: of the token */
     nt_status st;
     for (;;) {
-        int64_t hit = find_added(tok, NT_PASS_RAW, text, len, pos, &ms, &me);
+        int64_t hit = find_added(tok, NT_PASS_RAW, text, len, from, pos, &ms, &me, &from);
         size_t stop = hit >= 0 ? ms : len;
-        if ((st = encode_chunk(tok, err, out, s, log, text + pos, stop - pos, pos == 0)) != NT_OK) return st;
+        if (stop > pos && (st = encode_chunk(tok, err, out, s, log, text + pos, stop - pos, pos == 0)) != NT_OK) return st;
         if (hit < 0) return NT_OK;
         if ((st = push_added(tok, err, out, log, hit, text + ms, me - ms)) != NT_OK) return st;
-        pos = me;
+        if (me > pos) pos = me;
     }
 }
 
