@@ -575,3 +575,57 @@ def test_added_token_inside_stripped_whitespace(tmp_path, added):
     assert [ours.encode(t) for t in texts] == [theirs.encode(t) for t in texts]
     assert ours(texts)["input_ids"] == theirs(texts)["input_ids"]
     assert [ours.tokenize(t) for t in texts] == [theirs.tokenize(t) for t in texts]
+
+
+def test_added_token_ids_are_given_as_tokenizers_gives_them(tmp_path):
+    """tokenizers does not keep the ids tokenizer.json or added_tokens_decoder write: it re-adds each token, which
+    gets its content's id (an added token's, else the vocabulary's) or the next free one; the first AddedToken that
+    makes a content special keeps it special ('special': false in added_tokens_decoder does not undo it). Random
+    files, against Transformers: vocabulary, ids, decoded text with and without the special tokens."""
+    import json
+
+    from helpers.tokenizer_builders import write_tiny_tokenizer
+
+    vocab = {"<unk>": 0, "a": 1, "b": 2, "ab": 3, " ": 4}
+    contents = ["<x>", "<y>", "<z>", "ab", "a", " <w>", "", "<x> "]
+    rng = np.random.default_rng(3)
+
+    def random_token():
+        return {"content": str(rng.choice(contents)), "special": bool(rng.integers(2)), "lstrip": bool(rng.integers(2)),
+                "rstrip": bool(rng.integers(2)), "normalized": bool(rng.integers(2)), "single_word": False}
+
+    for case in range(60):
+        added = [{"id": int(rng.integers(0, 12)), **random_token()} for _ in range(int(rng.integers(0, 5)))]
+        decoder = {str(int(rng.integers(0, 12))): random_token() for _ in range(int(rng.integers(0, 4)))}
+        decoder = {k: v for k, v in decoder.items() if v["content"]}  # Transformers fails on an empty one
+        config = {"added_tokens_decoder": decoder} if decoder else {}
+        if rng.integers(2):
+            config["bos_token"] = str(rng.choice(["<x>", "<s>", "a"]))
+        path = write_tiny_tokenizer(tmp_path / str(case), vocab, [("a", "b")], added=added, config=config)
+        ours, theirs = AutoTokenizer.from_pretrained(path), transformers.AutoTokenizer.from_pretrained(path)
+        text = "ab<x> <y><z> <w>a<x> b<s>"
+        about = json.dumps([added, config])
+        assert (about, ours.get_vocab(), len(ours)) == (about, theirs.get_vocab(), len(theirs))
+        assert (about, ours.encode(text)) == (about, theirs.encode(text))
+        ids = list(range(len(theirs)))
+        for skip in (False, True):
+            assert (about, ours.decode(ids, skip_special_tokens=skip)) == \
+                (about, theirs.decode(ids, skip_special_tokens=skip))
+
+
+def test_special_false_in_added_tokens_decoder_keeps_a_special_token_special(dirs, tmp_path):
+    """tokenizer_config.json's added_tokens_decoder saying "special": false for a token tokenizer.json adds as
+    special: tokenizers keeps it special (skip_special_tokens drops it)."""
+    import json
+    import shutil
+
+    out = tmp_path / "tok"
+    shutil.copytree(dirs["big"], out)
+    flags = {"lstrip": False, "rstrip": False, "normalized": False, "single_word": False, "special": False}
+    (out / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "PreTrainedTokenizerFast", "added_tokens_decoder": {"4": {"content": "<ctrl_0>", **flags}}}))
+    ours, theirs = AutoTokenizer.from_pretrained(str(out)), transformers.AutoTokenizer.from_pretrained(str(out))
+    ids = theirs.encode("q <ctrl_0> r")
+    assert ours.encode("q <ctrl_0> r") == ids
+    for skip in (False, True):
+        assert ours.decode(ids, skip_special_tokens=skip) == theirs.decode(ids, skip_special_tokens=skip)

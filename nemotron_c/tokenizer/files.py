@@ -359,12 +359,13 @@ def normalize_content(content, steps):
     return content
 
 
-def apply_added_tokens_decoder(model, decoder):
-    """tokenizer_config.json's added_tokens_decoder ({id: AddedToken dict}) adds tokens and sets their flags."""
+def added_tokens_decoder_tokens(decoder):
+    """tokenizer_config.json's added_tokens_decoder ({id: AddedToken dict}) as AddedToken dicts in the order of
+    their ids, as Transformers adds them (the ids themselves are not kept: tokenizers gives each its own)."""
     if not decoder:
-        return
+        return []
     require(isinstance(decoder, dict), "added_tokens_decoder must be an object")
-    by_id = {a["id"]: a for a in model.added}
+    tokens = []
     for key, value in decoder.items():
         try:
             token_id = int(key)
@@ -372,19 +373,72 @@ def apply_added_tokens_decoder(model, decoder):
             raise FormatError(f"added_tokens_decoder has a non-integer id {key!r}") from None
         content = token_content(value)
         require(isinstance(content, str) and content and 0 <= token_id < 2**31,
-                 f"added_tokens_decoder[{key!r}] is not a token")
+                f"added_tokens_decoder[{key!r}] is not a token")
         flags = value if isinstance(value, dict) else {}
-        token = by_id.get(token_id)
-        if token is None:
-            token = {"id": token_id, "lstrip": False, "rstrip": False, "single_word": False, "normalized": False,
-                     "special": False}
-            model.added.append(token)
-            by_id[token_id] = token
-        token["content"] = content
-        for flag in ("special", "lstrip", "rstrip", "single_word"):
-            if flag in flags:
-                token[flag] = bool(flags[flag])
-        token["normalized"] = bool(flags.get("normalized", not token["special"]))
+        special = bool(flags.get("special", False))
+        tokens.append((token_id, added_token(content, special, **{f: flags[f] for f in ADDED_FLAGS if f in flags})))
+    return [token for _, token in sorted(tokens, key=lambda t: t[0])]
+
+
+ADDED_FLAGS = ("lstrip", "rstrip", "single_word", "normalized")
+
+
+def added_token(content, special, lstrip=False, rstrip=False, single_word=False, normalized=None):
+    """An AddedToken as a dict, with tokenizers' defaults (normalized unless special)."""
+    return {"content": content, "special": bool(special), "lstrip": bool(lstrip), "rstrip": bool(rstrip),
+            "single_word": bool(single_word), "normalized": bool(not special if normalized is None else normalized)}
+
+
+class AddedVocabulary:
+    """tokenizers' AddedVocabulary, for the ids and flags added tokens end up with: add() is its add_tokens.
+
+    The ids written in tokenizer.json or added_tokens_decoder are not kept: each token gets the id its content
+    already has (an added token's, else the vocabulary's), else the next free one (the vocabulary's size, or one
+    past the largest added id). The first AddedToken that makes a content special keeps it special ('special':
+    false later does not undo it); the flags matching uses are those of the last AddedToken given for it."""
+
+    def __init__(self, vocab):
+        self.vocab = vocab
+        self.ids = {}             # content -> id
+        self.by_id = {}           # id -> the AddedToken dict last given that id
+        self.given = set()        # those AddedTokens (their items), to skip one given again
+        self.special = set()      # contents that are special
+        self._pieces = None       # id -> piece of the vocabulary, made when a new id is checked
+
+    def _next_id(self):
+        size = len(self.vocab)
+        largest = max(self.ids.values(), default=None)
+        return size if largest is None or (largest < size and size > 0) else largest + 1
+
+    def add(self, tokens):
+        for token in tokens:
+            if token["special"] and token["content"]:
+                self.special.add(token["content"])
+        for token in tokens:
+            content, key = token["content"], tuple(sorted(token.items()))
+            if not content or key in self.given:
+                continue
+            token_id = self.ids.get(content, self.vocab.get(content))
+            if token_id is None:
+                token_id = self._next_id()
+                owner = self._vocab_piece(token_id)
+                require(owner is None, f"the added token {content!r} would get id {token_id}, which the vocabulary "
+                        f"gives to {owner!r} (tokenizers then has two tokens for one id: ids are sparse)")
+            self.ids[content] = token_id
+            if token_id in self.by_id:
+                self.given.discard(tuple(sorted(self.by_id[token_id].items())))
+            self.by_id[token_id] = token
+            self.given.add(key)
+
+    def _vocab_piece(self, token_id):
+        if self._pieces is None:
+            self._pieces = {i: piece for piece, i in self.vocab.items()}
+        return self._pieces.get(token_id)
+
+    def tokens(self):
+        """model.added: one dict per content (id, content, special, and the flags matching uses)."""
+        return [{**{f: self.by_id[token_id][f] for f in ADDED_FLAGS}, "id": token_id, "content": content,
+                 "special": content in self.special} for content, token_id in self.ids.items()]
 
 
 def build_core(model):

@@ -18,10 +18,10 @@ from ..checkpoint.hub import pop_hub_kwargs, resolve_directory
 from .chat_template import render
 from .saving import save_tokenizer
 from .sentencepiece_model import model_from_sentencepiece
-from .files import (CHAT_TEMPLATE_FILE, CONFIG_FILE, SPECIAL_TOKEN_NAMES, SPECIAL_TOKENS_FILE, SPM_FILE,
-                              TOKENIZER_FILE, FormatError, apply_added_tokens_decoder, build_core, llama_pipeline,
-                              model_from_json, normalize_content, post_processor_templates, read_json, require,
-                              template_affixes, token_content)
+from .files import (ADDED_FLAGS, CHAT_TEMPLATE_FILE, CONFIG_FILE, SPECIAL_TOKEN_NAMES, SPECIAL_TOKENS_FILE, SPM_FILE,
+                    TOKENIZER_FILE, AddedVocabulary, FormatError, added_token, added_tokens_decoder_tokens, build_core,
+                    llama_pipeline, model_from_json, normalize_content, post_processor_templates, read_json, require,
+                    template_affixes, token_content)
 from .encoding import (PAD_TYPE_ID, SECOND_SEQUENCE_MISSING, Encoding, Pipeline, align, apply_template,
                        truncate_sequences)
 
@@ -168,10 +168,12 @@ class NemotronTokenizer:
         self._read_special_tokens(config)
         # special tokens encoded as text (tokenizers' encode_special_tokens), the default of every call
         self.split_special_tokens = bool(config.get("split_special_tokens", False))
+        # tokenizer.json's added tokens, which Transformers takes for added_tokens_decoder when the config has none
+        written = list(model.added) if getattr(model, "from_tokenizer_json", False) else []
         if "added_tokens_decoder" in config and self._llama:
             # LlamaTokenizer rebuilds the backend: its added tokens are then those of the config only
             model.added = []
-        apply_added_tokens_decoder(model, config.get("added_tokens_decoder"))
+        self._add_tokens(model, config, written)
         self._build_vocabulary(model)
         self._set_post_processor(model, config, kwargs)
 
@@ -203,24 +205,33 @@ class NemotronTokenizer:
             extra = list(extra.values())
         self._extra_special = [token_content(t) for t in extra]
 
+    def _add_tokens(self, model, config, written):
+        """model.added as tokenizers and Transformers build it, each token given its id by AddedVocabulary (the
+        ids written are not kept): the file's added tokens; then those of added_tokens_decoder, or, without one,
+        tokenizer.json's again (`written`, in the order of the ids written), those a special token names made
+        special; then every special token whose content is not there yet."""
+        vocabulary = AddedVocabulary(model.vocab)
+        vocabulary.add([added_token(a["content"], a["special"], **{f: a[f] for f in ADDED_FLAGS}) for a in model.added])
+        if "added_tokens_decoder" in config:
+            tokens = added_tokens_decoder_tokens(config["added_tokens_decoder"])
+        else:
+            by_id = {a["id"]: a for a in written}
+            tokens = [added_token(a["content"], a["special"], **{f: a[f] for f in ADDED_FLAGS})
+                      for _, a in sorted(by_id.items())]
+        named = set(self._special.values())
+        for token in tokens:
+            token["special"] = token["special"] or token["content"] in named
+        present = set(vocabulary.ids) | {t["content"] for t in tokens}
+        tokens += [added_token(content, True) for content in dict.fromkeys([*self._special.values(), *self._extra_special])
+                   if content not in present]
+        vocabulary.add(tokens)
+        model.added = vocabulary.tokens()
+
     def _build_vocabulary(self, model):
-        """The added tokens (the file's, then every special token not there yet, as Transformers adds them), the
-        core tokenizer and the id <-> token maps."""
+        """The core tokenizer and the id <-> token maps."""
         # tokenizers names a normalized added token by its normalized form, but looks it up by its content
         for a in model.added:
             a["matched"] = normalize_content(a["content"], model.normalizer) if a["normalized"] else a["content"]
-        by_content = {a["content"]: a for a in model.added}
-        next_id = max([*model.vocab.values(), *(a["id"] for a in model.added), -1]) + 1
-        for content in [*self._special.values(), *self._extra_special]:
-            if content in by_content:
-                continue
-            token_id = model.vocab.get(content)
-            if token_id is None:
-                token_id, next_id = next_id, next_id + 1
-            token = {"id": token_id, "content": content, "matched": content, "special": True, "lstrip": False,
-                     "rstrip": False, "single_word": False, "normalized": False}
-            model.added.append(token)
-            by_content[content] = token
         self._core = build_core(model)
         self._split_core = None
         if self.split_special_tokens:
@@ -288,6 +299,7 @@ class NemotronTokenizer:
         if os.path.isfile(json_path):
             tj = read_json(json_path)
             model = model_from_json(tj, json_path)
+            model.from_tokenizer_json = True
         elif os.path.isfile(spm_path):
             # the conversion reads legacy and the extra special tokens from the keywords as from the file
             given = {**config, **kwargs}
