@@ -629,3 +629,47 @@ def test_special_false_in_added_tokens_decoder_keeps_a_special_token_special(dir
     assert ours.encode("q <ctrl_0> r") == ids
     for skip in (False, True):
         assert ours.decode(ids, skip_special_tokens=skip) == theirs.decode(ids, skip_special_tokens=skip)
+
+
+GENERATION_TEMPLATE = ("{% for m in messages %}{% if m['role'] == 'assistant' %}{% generation %}{{ m['content'] }}"
+                       "{% endgeneration %}{% else %}{{ '<' + m['role'] + '> ' + m['content'] + '\\n' }}{% endif %}"
+                       "{% endfor %}{% if add_generation_prompt %}<assistant> {% endif %}")
+
+
+@pytest.mark.parametrize("call", [
+    dict(), dict(return_tensors="np"), dict(return_tensors="pt"), dict(batched=True, padding=True),
+    dict(batched=True, padding=True, return_tensors="np"), dict(truncation=True, max_length=7),
+    dict(add_generation_prompt=True), dict(template=None), dict(tokenize=False),
+], ids=["one", "np", "pt", "batch", "batch-np", "truncated", "prompt", "no-tag", "text"])
+def test_chat_template_generation_tag_and_assistant_masks(dirs, call):
+    """{% generation %} blocks render their text, and return_assistant_tokens_mask=True gives 'assistant_masks':
+    1 for each token overlapping one (a template without the tag gives zeros), as Transformers' does."""
+    from helpers.tokenizer_builders import CHAT_TEMPLATE
+
+    ours, theirs = pair(dirs, "plain_strings")  # it has a pad token
+    call = dict(call)
+    conversation = [{"role": "user", "content": "Hi there"}, {"role": "assistant", "content": "Hello! How can I help?"},
+                    {"role": "user", "content": "Tell me"}, {"role": "assistant", "content": "Sure: x, y."}]
+    conversation = [conversation, conversation[:2]] if call.pop("batched", False) else conversation
+    template = call.pop("template", GENERATION_TEMPLATE) or CHAT_TEMPLATE
+    tokenize = call.pop("tokenize", True)
+    kwargs = dict(chat_template=template, tokenize=tokenize, return_assistant_tokens_mask=tokenize, **call)
+    a, b = ours.apply_chat_template(conversation, **kwargs), theirs.apply_chat_template(conversation, **kwargs)
+    if not tokenize:
+        assert a == b
+        return
+    assert sorted(a) == sorted(b)
+    for key in b:
+        assert (key, _np(a[key]).tolist()) == (key, _np(b[key]).tolist())
+
+
+def test_assistant_masks_errors_like_transformers(dirs):
+    ours, theirs = pair(dirs, "nemotron")
+    conversation = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
+    for kwargs in (dict(return_dict=False), dict(continue_final_message=True),
+                   dict(continue_final_message=True, add_generation_prompt=True)):
+        kwargs = dict(chat_template=GENERATION_TEMPLATE, return_assistant_tokens_mask=True, **kwargs)
+        with pytest.raises(ValueError) as expected:
+            theirs.apply_chat_template(conversation, **kwargs)
+        with pytest.raises(ValueError, match=str(expected.value)[:30]):
+            ours.apply_chat_template(conversation, **kwargs)

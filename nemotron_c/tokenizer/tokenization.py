@@ -794,22 +794,39 @@ class NemotronTokenizer:
     def apply_chat_template(self, conversation, tools=None, documents=None, chat_template=None,
                             add_generation_prompt=False, continue_final_message=False, tokenize=True, padding=False,
                             truncation=False, max_length=None, return_tensors=None, return_dict=True,
-                            tokenizer_kwargs=None, **kwargs):
+                            return_assistant_tokens_mask=False, tokenizer_kwargs=None, **kwargs):
+        if not tokenize:
+            return_dict = False
+        if return_assistant_tokens_mask and not (return_dict and tokenize):
+            raise ValueError("`return_assistant_tokens_mask=True` requires `return_dict=True` and `tokenize=True`")
         template = self.get_chat_template(chat_template, tools)
         if isinstance(conversation, (list, tuple)) and len(conversation) == 0:
             raise ValueError("Cannot apply chat template to an empty conversation. Provide at least one message.")
+        # (with add_generation_prompt too, render raises first that those two do not go together, as Transformers)
+        if continue_final_message and return_assistant_tokens_mask and not add_generation_prompt:
+            raise ValueError("continue_final_message is not compatible with return_assistant_tokens_mask.")
         batched = isinstance(conversation[0], (list, tuple))
         conversations = conversation if batched else [conversation]
+        spans = [[] if return_assistant_tokens_mask else None for _ in conversations]
         rendered = [render(template, c, tools=tools, documents=documents, add_generation_prompt=add_generation_prompt,
-                           continue_final_message=continue_final_message, **{**self.special_tokens_map, **kwargs})
-                    for c in conversations]
+                           continue_final_message=continue_final_message, generation_spans=s,
+                           **{**self.special_tokens_map, **kwargs})
+                    for c, s in zip(conversations, spans)]
         if not batched:
             rendered = rendered[0]
         if not tokenize:
             return rendered
         out = self(rendered, padding=padding, truncation=truncation, max_length=max_length, add_special_tokens=False,
                    return_tensors=return_tensors, **(tokenizer_kwargs or {}))
-        return out if return_dict else out["input_ids"]
+        if not return_dict:
+            return out["input_ids"]
+        if return_assistant_tokens_mask:
+            masks = [_assistant_mask(out.encodings[i].offsets, spans[i]) for i in range(len(conversations))]
+            if return_tensors:
+                out["assistant_masks"] = _as_tensor(masks, return_tensors)
+            else:
+                out["assistant_masks"] = masks if batched else masks[0]
+        return out
 
     def __repr__(self):
         return (f"NemotronTokenizer(name_or_path={self.name_or_path!r}, vocab_size={self.vocab_size}, "
@@ -823,6 +840,20 @@ def _room_for_tokens(max_length, n_special):
         raise ValueError(f"max_length={max_length} leaves no room for the {n_special} special tokens the "
                          "tokenizer adds")
     return max_length - n_special
+
+
+def _assistant_mask(offsets, spans):
+    """1 for each token that overlaps a {% generation %} span of the rendered text (so that a span cut by
+    truncation keeps its remaining tokens), as Transformers' apply_chat_template marks them."""
+    mask, k = [0] * len(offsets), 0
+    for index, (start, end) in enumerate(offsets):
+        while k < len(spans) and start >= spans[k][1]:
+            k += 1
+        if k == len(spans):
+            break
+        if end > spans[k][0]:
+            mask[index] = 1
+    return mask
 
 
 def _batch_encoding(columns, return_tensors, unbatch):
