@@ -43,6 +43,19 @@ static inline __m256 load8(const void *w, const float *scales, nt_dtype dtype, i
     }
 }
 
+/* The 32 elements of an int4 group (its 16 bytes) times the group's scale, as load8 gives them 8 at a time: element
+ * e in wv[e / 8]. fma(q, scale, -8 scale) rounds the exact (q - 8) scale once, as load8's product does. */
+static inline __attribute__((always_inline)) void load_q4_group(__m256 wv[4], const uint8_t *group, const float *scale) {
+    const __m256i low = _mm256_set1_epi32(15);
+    __m256 s = _mm256_broadcast_ss(scale), offset = _mm256_mul_ps(s, _mm256_set1_ps(-8.0f));
+    __m256i first = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)group));
+    __m256i second = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(group + 8)));
+    wv[0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_and_si256(first, low)), s, offset);
+    wv[1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_and_si256(second, low)), s, offset);
+    wv[2] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(first, 4)), s, offset);
+    wv[3] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(second, 4)), s, offset);
+}
+
 static inline float load1(const void *w, const float *scales, nt_dtype dtype, int64_t i) {
     switch (dtype) {
     case NT_DTYPE_Q8: return (float)((const int8_t *)w)[i] * scales[i / NT_Q8_GROUP];
@@ -59,15 +72,18 @@ static inline float load1(const void *w, const float *scales, nt_dtype dtype, in
 
 /* ---------------------------------------------------------------- decode: up to 16 rows of x, w read once
  * The loops are kernels/small_loops.h's (which explains the blocking); here the register block, in the 16 ymm
- * registers, which hold fewer accumulators than the AVX-512 set's: passes of up to 4 rows of x. The columns past
- * the last multiple of 8 are summed one by one from x into their chunk's sum. Packing x, keeping it in registers
- * and reducing the accumulators together took it from about 63 to 72-77 GFLOP/s for bfloat16 and float16 and from
- * 56 to 62 for int8 at 8 rows on a Sapphire Rapids core (132 GFLOP/s peak with ymm). Chunks of 1024 and blocks of
+ * registers, which hold fewer accumulators than the AVX-512 set's: passes of up to 8 rows of x, 5 to 8 of them
+ * against one row of w (8 accumulators, each x vector read by its FMA), up to 4 against two or four (the x vectors
+ * in registers). The columns past the last multiple of 8 are summed one by one from x into their chunk's sum.
+ * Packing x, keeping it in registers and reducing the accumulators together took it from about 63 to 72-77
+ * GFLOP/s for bfloat16 and float16 and from 56 to 62 for int8 at 8 rows on a Sapphire Rapids core (132 GFLOP/s
+ * peak with ymm); one pass of 8 rows instead of two of 4, int8 to 70-74 and float32 from 35-39 to 39-48 (memory
+ * bound), int4 from 45 to 67-72 with its groups widened whole (small_block). Chunks of 1024 and blocks of
  * 48, as the AVX-512 set has, were 5% faster there, but would put the x chunk in half of a Zen core's 32 KiB L1 and
  * a block of bfloat16 rows of 9216 past its 512 KiB L2, where these kernels mostly run. */
-enum { SMALL_MAX_ROWS = 16, SMALL_PASS_ROWS = 4, SMALL_KC = 512, SMALL_BLOCK_ROWS = 24, SMALL_MAX_W_ROWS = 4 };
+enum { SMALL_MAX_ROWS = 16, SMALL_PASS_ROWS = 8, SMALL_KC = 512, SMALL_BLOCK_ROWS = 24, SMALL_MAX_W_ROWS = 4 };
 enum { SMALL_ACCUMULATORS = 8 }; /* the most MR x NR of a block: reduce_many's */
-#define SMALL_PASSES(PASS) PASS(1, 4) PASS(2, 4) PASS(3, 2) default: PASS(4, 2)
+#define SMALL_PASSES(PASS) PASS(1, 4) PASS(2, 4) PASS(3, 2) PASS(4, 2) PASS(5, 1) PASS(6, 1) PASS(7, 1) default: PASS(8, 1)
 _Static_assert(SMALL_KC % NT_Q8_GROUP == 0 && NT_Q8_GROUP % 8 == 0, "a chunk and a vector stay in one group");
 
 /* sums (8): lane 4h + r (h, r < 2 and 4) = the sum of the lanes of v[2r + h] for the first c of v (c <= 8): three
@@ -99,16 +115,36 @@ static inline __attribute__((always_inline)) void small_block(float *y, int64_t 
     const char *base = w;
     int64_t size = dtype == NT_DTYPE_F32 ? 4 : dtype == NT_DTYPE_Q8 ? 1 : 2; /* bytes of one element */
     int64_t k = k0;
+    /* int4: a group (four vectors, the chunk holds whole ones) widened at once, each vector of x then read by its
+     * FMA: 8 to 16 rows of x ran at about 45 GFLOP/s with the group-fused row kernel, which reads w once per 3 rows,
+     * and with load8 per vector (Sapphire Rapids core held to AVX2) */
+    for (; dtype == NT_DTYPE_Q4 && k < k1; k += NT_Q4_GROUP) {
+        if (k % 128 == 0) /* once per line of each row: 128 elements */
+#pragma GCC unroll 8
+            for (int j = 0; j < NR; j++) _mm_prefetch(base + ((n0 + j) * K + k + ahead) / 2, _MM_HINT_T0);
+#pragma GCC unroll 8
+        for (int j = 0; j < NR; j++) {
+            __m256 wv[4];
+            load_q4_group(wv, (const uint8_t *)w + ((n0 + j) * K + k) / 2, scales + ((n0 + j) * K + k) / NT_Q4_GROUP);
+#pragma GCC unroll 4
+            for (int v = 0; v < 4; v++)
+#pragma GCC unroll 8
+                for (int i = 0; i < MR; i++)
+                    acc[i * NR + j] = _mm256_fmadd_ps(_mm256_loadu_ps(xp + (k + 8 * v - k0) * MR + 8 * i), wv[v],
+                                                      acc[i * NR + j]);
+        }
+    }
     for (; k + 8 <= k1; k += 8) {
         if (((k * size) & 63) == 0) /* once per line of each row */
 #pragma GCC unroll 8
             for (int j = 0; j < NR; j++) _mm_prefetch(base + ((n0 + j) * K + k + ahead) * size, _MM_HINT_T0);
         __m256 xv[SMALL_PASS_ROWS];
+        if (NR > 1) /* x vectors serving several w rows stay in registers; with one w row each is read by its FMA */
 #pragma GCC unroll 8
-        for (int i = 0; i < MR; i++) {
-            xv[i] = _mm256_loadu_ps(xp + (k - k0) * MR + 8 * i);
-            __asm__("" : "+x"(xv[i]));
-        }
+            for (int i = 0; i < MR; i++) {
+                xv[i] = _mm256_loadu_ps(xp + (k - k0) * MR + 8 * i);
+                __asm__("" : "+x"(xv[i]));
+            }
 #pragma GCC unroll 8
         for (int j = 0; j < NR; j++) {
             /* int8 with its group's scale, found by a shift (load8 divides a signed element index) */
@@ -118,7 +154,9 @@ static inline __attribute__((always_inline)) void small_block(float *y, int64_t 
                                             _mm256_broadcast_ss(scales + (n0 + j) * (K / NT_Q8_GROUP) + (uint64_t)k / NT_Q8_GROUP))
                             : load8(w, scales, dtype, (n0 + j) * K + k);
 #pragma GCC unroll 8
-            for (int i = 0; i < MR; i++) acc[i * NR + j] = _mm256_fmadd_ps(xv[i], wv, acc[i * NR + j]);
+            for (int i = 0; i < MR; i++)
+                acc[i * NR + j] = _mm256_fmadd_ps(NR > 1 ? xv[i] : _mm256_loadu_ps(xp + (k - k0) * MR + 8 * i), wv,
+                                                  acc[i * NR + j]);
         }
     }
     float sums[8];
@@ -441,9 +479,9 @@ static void matmul_q8_avx2(float *y, const float *x, const nt_tensor *w, int64_t
 }
 
 static void matmul_q4_avx2(float *y, const float *x, const nt_tensor *w, int64_t M, int64_t n_begin, int64_t n_end) {
-    /* up to 16 rows the group-fused kernel, though it reads w once per 3 rows: small_matmul's int4 widening per 8
-     * weights (load8) ran at 30 GFLOP/s where this one runs at 46, at 8 and 16 rows */
-    if (M > SMALL_MAX_ROWS)
+    /* from 4 rows small_matmul, which reads w once for 8 rows (the group-fused kernel, once per 3): 57 GFLOP/s at 4
+     * rows and 67-72 at 8 and 16 where that one gives 45 */
+    if (M > GEMV_MAX_ROWS)
         matmul_avx2(y, x, w, NT_DTYPE_Q4, M, n_begin, n_end);
     else
         gemv_q4(y, x, w->data, w->scales, M, w->shape[0], w->shape[1], n_begin, n_end);
