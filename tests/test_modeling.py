@@ -230,6 +230,30 @@ def test_position_ids_and_logits_to_keep(checkpoint):
     assert_close(ours(IDS, attention_mask=LEFT_MASK, position_ids=positions, logits_to_keep=picked).logits, ref_picked)
 
 
+def test_two_dimensional_logits_to_keep_match_transformers(checkpoint):
+    """Each row's own positions (B, P) give (B, P, V); a boolean mask (B, T) gives its true positions' logits,
+    (count, V), and a loss over them with labels given per kept position (packed training)."""
+    path = checkpoint()
+    ours = nemotron_c.AutoModelForCausalLM.from_pretrained(path)
+    reference = hf_from_pretrained(path)
+    per_row = np.array([[0, 8, 3], [-1, 2, 2]])
+    mask = np.zeros(IDS.shape, dtype=bool)
+    mask[0, [1, 5]] = mask[1, [5, 6, 8]] = True
+    for keep in (per_row, mask):
+        with torch.no_grad():
+            ref = reference(torch.as_tensor(IDS), logits_to_keep=torch.as_tensor(keep)).logits.numpy()
+        got = ours(IDS, logits_to_keep=keep).logits
+        assert got.shape == ref.shape
+        assert_close(got, ref)
+    labels = IDS[mask]
+    with torch.no_grad():
+        ref_loss = reference(torch.as_tensor(IDS), logits_to_keep=torch.as_tensor(mask),
+                             labels=torch.as_tensor(labels)).loss.item()
+    assert abs(float(ours(IDS, logits_to_keep=mask, labels=labels).loss) - ref_loss) < 1e-5
+    with pytest.raises(ValueError, match="boolean logits_to_keep"):
+        ours(IDS, logits_to_keep=mask[:, :4])
+
+
 def test_loss_matches_transformers(checkpoint):
     path = checkpoint()
     ours = nemotron_c.AutoModelForCausalLM.from_pretrained(path)

@@ -98,6 +98,8 @@ def prepare_generation_config(model, generation_config, kwargs):
 
 def check_model_kwargs(model_kwargs):
     """The keyword arguments left after the generation config took its own; typos end up here."""
+    if model_kwargs.get("inputs_embeds") is not None:
+        raise NotImplementedError("inputs_embeds in generate() is not supported: pass the prompt as input_ids")
     unused = [key for key, value in model_kwargs.items()
               if value is not None and key not in ("attention_mask", "logits_to_keep", "position_ids")]
     if unused:

@@ -434,7 +434,7 @@ class NemotronPreTrainedModel:
             positions = np.broadcast_to(np.arange(past, past + T, dtype=np.int64), (B, T)).copy()
         else:
             positions = as_position_ids(position_ids, (B, T))
-        keep_positions = positions_to_keep(logits_to_keep, T) if logits else np.zeros(0, dtype=np.int64)
+        keep_positions, pick = positions_to_keep(logits_to_keep, B, T) if logits else (np.zeros(0, np.int64), None)
         H, L = config.hidden_size, config.num_hidden_layers
         shapes = {"logits": (B, len(keep_positions), config.vocab_size), "last_hidden": (B, T, H),
                   "all_hidden": (L + 1, B, T, H), "attentions": (L, B, config.num_attention_heads, T, past + T)}
@@ -442,6 +442,8 @@ class NemotronPreTrainedModel:
         outputs = {name: np.empty(shapes[name], dtype=np.float32) if wanted[name] else None for name in shapes}
         self._core.forward(input_ids=ids, inputs_embeds=embeds, position_ids=positions, attention_mask=mask,
                            cache=None if cache is None else cache._core, keep_positions=keep_positions, **outputs)
+        if pick is not None:
+            outputs["logits"] = pick(outputs["logits"])
         return ForwardResult(cache=cache, **outputs)
 
 
@@ -470,23 +472,39 @@ def as_embeddings(value, hidden_size):
     return np.ascontiguousarray(embeds, dtype=np.float32)
 
 
-def positions_to_keep(logits_to_keep, T):
-    """Transformers' logits_to_keep: an int n keeps the last n positions (0: all); an array lists positions."""
+def positions_to_keep(logits_to_keep, B, T):
+    """Transformers' logits_to_keep as (the positions whose logits the core computes, None or how the logits of a
+    2-D logits_to_keep are picked from theirs): an int n keeps the last n positions (0: all); a 1-D array lists
+    positions for every row; a 2-D integer array (B, P) lists each row's, giving (B, P, V); a 2-D boolean mask
+    (B, T) keeps its true positions, giving (number of them, V), rows one after another."""
     if logits_to_keep is None:
-        return np.arange(T, dtype=np.int64)
+        return np.arange(T, dtype=np.int64), None
     if isinstance(logits_to_keep, (int, np.integer)) and not isinstance(logits_to_keep, bool):
         n = int(logits_to_keep)
         if n < 0:
             raise ValueError(f"logits_to_keep must be >= 0, got {n}")
         start = 0 if n == 0 else max(T - n, 0)
-        return np.arange(start, T, dtype=np.int64)
+        return np.arange(start, T, dtype=np.int64), None
     positions = to_numpy(logits_to_keep, "logits_to_keep")
-    if positions.ndim != 1 or not np.issubdtype(positions.dtype, np.integer):
-        raise TypeError("logits_to_keep must be an int or a 1-D integer array of positions")
+    if positions.ndim == 2 and positions.dtype == np.bool_:
+        if positions.shape != (B, T):
+            raise ValueError(f"a boolean logits_to_keep must have the inputs' shape {(B, T)}, got {positions.shape}")
+        keep = np.flatnonzero(positions.any(axis=0))
+        chosen = positions[:, keep]
+        return keep, lambda logits: np.ascontiguousarray(logits[chosen])
+    if positions.ndim not in (1, 2) or not np.issubdtype(positions.dtype, np.integer) or (
+            positions.ndim == 2 and positions.shape[0] != B):
+        raise TypeError(f"logits_to_keep must be an int, a 1-D integer array of positions, a ({B}, P) integer array "
+                        f"of each row's positions or a ({B}, {T}) boolean mask")
     positions = positions.astype(np.int64)
     if positions.size and (positions.min() < -T or positions.max() >= T):
         raise ValueError(f"logits_to_keep positions must lie in [-{T}, {T})")
-    return np.ascontiguousarray(positions % T) if T else positions
+    positions = positions % T if T else positions
+    if positions.ndim == 1:
+        return np.ascontiguousarray(positions), None
+    keep = np.unique(positions)
+    index = np.searchsorted(keep, positions)
+    return keep, lambda logits: np.ascontiguousarray(logits[np.arange(B)[:, None], index])
 
 
 class NemotronModel(NemotronPreTrainedModel):
@@ -545,7 +563,9 @@ class NemotronForCausalLM(NemotronPreTrainedModel):
             past_key_values, cache, use_cache, output_hidden_states, output_attentions)
         result = self._run(input_ids, attention_mask, position_ids, cache, use_cache, inputs_embeds=inputs_embeds,
                            logits=True, logits_to_keep=logits_to_keep, all_hidden=want_all, attentions=want_attentions)
-        loss = None if labels is None else causal_lm_loss(result.logits, labels, self.config.vocab_size, **loss_kwargs)
+        # logits of a boolean logits_to_keep are (kept, V): one sequence of them, as Transformers flattens them
+        logits = result.logits if result.logits.ndim == 3 else result.logits[None]
+        loss = None if labels is None else causal_lm_loss(logits, labels, self.config.vocab_size, **loss_kwargs)
         output = CausalLMOutputWithPast(
             loss=loss,
             logits=result.logits,
