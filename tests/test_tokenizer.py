@@ -673,3 +673,40 @@ def test_assistant_masks_errors_like_transformers(dirs):
             theirs.apply_chat_template(conversation, **kwargs)
         with pytest.raises(ValueError, match=str(expected.value)[:30]):
             ours.apply_chat_template(conversation, **kwargs)
+
+
+@pytest.mark.parametrize("name", ["nemotron", "big", "legacy", "spm_only", "plain_strings"])
+def test_added_vocabulary_api_matches_transformers(dirs, tmp_path, name):
+    """get_added_vocab, added_tokens_decoder/encoder, is_fast, max_len_single_sentence, and adding tokens with
+    add_tokens and add_special_tokens (pad_token as scripts set it): ids, vocabulary, special tokens and decoded
+    text as in Transformers, also after a pickle round trip."""
+    import pickle
+
+    ours = AutoTokenizer.from_pretrained(dirs[name])
+    theirs = transformers.AutoTokenizer.from_pretrained(dirs[name])
+
+    def same(call):
+        assert call(ours) == call(theirs)
+
+    same(lambda t: t.get_added_vocab())
+    same(lambda t: t.added_tokens_encoder)
+    same(lambda t: {i: repr(token) for i, token in t.added_tokens_decoder.items()})
+    same(lambda t: (t.is_fast, t.max_len_single_sentence, t.max_len_sentences_pair))
+    same(lambda t: (t.add_tokens(["<new>", "ab", "zzz", "<new>"]), len(t), t.encode("x <new> zzz y")))
+    same(lambda t: (t.add_special_tokens({"pad_token": "[PAD]", "extra_special_tokens": ["<e1>"]}), t.pad_token,
+                    t.pad_token_id, len(t), t.all_special_tokens, t.encode("[PAD] <e1> x"),
+                    t.decode(t.encode("a [PAD] <e1> b"), skip_special_tokens=True)))
+    same(lambda t: (t.add_tokens("<sp>", special_tokens=True), t.decode(t.encode("a <sp> b"), skip_special_tokens=True)))
+    same(lambda t: (t.get_added_vocab(), t(["a b", "a much longer text"], padding=True)["input_ids"]))
+    copy = pickle.loads(pickle.dumps(ours))
+    assert (copy.get_added_vocab(), copy.encode("[PAD] <sp> <new>"), copy.pad_token) == \
+        (ours.get_added_vocab(), ours.encode("[PAD] <sp> <new>"), ours.pad_token)
+    if name.startswith("spm"):  # saved as a copy of tokenizer.model: tokens added later have no place there
+        with pytest.raises(NotImplementedError, match="<new>"):
+            ours.save_pretrained(str(tmp_path / "saved"))
+        return
+    ours.save_pretrained(str(tmp_path / "saved"))
+    for reloaded in (AutoTokenizer.from_pretrained(str(tmp_path / "saved")),
+                     transformers.AutoTokenizer.from_pretrained(str(tmp_path / "saved"))):
+        assert (reloaded.get_added_vocab(), reloaded.encode("[PAD] <sp> <new> zzz"), reloaded.pad_token) == \
+            (theirs.get_added_vocab(), theirs.encode("[PAD] <sp> <new> zzz"), theirs.pad_token)

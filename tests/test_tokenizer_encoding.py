@@ -318,3 +318,32 @@ def test_encode_takes_a_text_pair(both):
                          (("hello", None, True), {"return_tensors": "np"})]:
         a, b = ours.encode(*args, **kwargs), theirs.encode(*args, **kwargs)
         assert (args, _plain(a)) == (args, _plain(b))
+
+
+def test_tokens_char_to_token_and_word_to_tokens(both):
+    """BatchEncoding.tokens(), char_to_token() and word_to_tokens(), of one text, a batch and a pair."""
+    ours, theirs = both
+    for args, kwargs in [(("Hello  world<extra_id_0>x </s> y",), {}), ((["Hello  world x", "b"],), {"padding": True}),
+                         (("Hello", "world  x"), {})]:
+        a, b = ours(*args, **kwargs), theirs(*args, **kwargs)
+        rows = len(b.encodings)
+        assert [a.tokens(i) for i in range(rows)] == [b.tokens(i) for i in range(rows)]
+        for sequence in (0, 1):
+            assert [a.char_to_token(i, c, sequence_index=sequence) for i in range(rows) for c in range(16)] == \
+                [b.char_to_token(i, c, sequence_index=sequence) for i in range(rows) for c in range(16)]
+            assert [a.word_to_tokens(i, w, sequence_index=sequence) for i in range(rows) for w in range(5)] == \
+                [b.word_to_tokens(i, w, sequence_index=sequence) for i in range(rows) for w in range(5)]
+        assert a.char_to_token(3) == b.char_to_token(3) and a.word_to_tokens(0) == b.word_to_tokens(0)
+
+
+def test_offsets_that_cannot_be_placed_raise_only_when_read(dirs):
+    """Where offsets are not supported (the whitespace an lstrip/rstrip token takes in), ids, tokens() and pairs
+    still come as Transformers gives them; offsets and words raise NotImplementedError when read."""
+    ours, theirs = AutoTokenizer.from_pretrained(dirs["legacy"]), transformers.AutoTokenizer.from_pretrained(dirs["legacy"])
+    text = "Hello  world <extra_id_0> x <tool> y"
+    assert ours(text).tokens() == theirs(text).tokens()
+    assert ours(text, "a pair")["input_ids"] == theirs(text, "a pair")["input_ids"]
+    for read in (lambda: ours(text, return_offsets_mapping=True), lambda: ours(text).word_ids(),
+                 lambda: ours(text).char_to_token(3)):
+        with pytest.raises(NotImplementedError, match="lstrip/rstrip|do not spell"):
+            read()

@@ -10,6 +10,8 @@ import copy
 from .. import _core
 
 PAD_TYPE_ID = 0  # tokenizers' pad_type_id, which Transformers leaves at 0
+# an Encoding's per-token lists
+COLUMNS = ("ids", "tokens", "type_ids", "_offsets", "words", "sequences", "special_tokens_mask", "attention_mask")
 # tokenizers' TruncationError, raised when truncation="only_second" has to cut a text that has no pair
 SECOND_SEQUENCE_MISSING = "Truncation error: Second sequence not provided (truncation='only_second' needs a text_pair)"
 SPACE_MARK = "\u2581"
@@ -20,11 +22,14 @@ class Encoding:
     word, sequence (0, 1, or None for a special token), special-token and attention flags; `overflowing` holds the
     further windows a truncation with return_overflowing_tokens cut."""
 
-    def __init__(self, ids, offsets=None, words=None, sequence=None, type_id=0, special=False):
+    offsets_error = None  # why the offsets could not be placed: reading them raises NotImplementedError
+
+    def __init__(self, ids, offsets=None, words=None, sequence=None, type_id=0, special=False, tokens=None):
         n = len(ids)
         self.ids = list(ids)
+        self.tokens = list(tokens) if tokens is not None else [None] * n  # None: named by its id, later
         self.type_ids = [type_id] * n
-        self.offsets = list(offsets) if offsets is not None else [(0, 0)] * n
+        self._offsets = list(offsets) if offsets is not None else [(0, 0)] * n
         self.words = list(words) if words is not None else [None] * n
         self.sequences = [sequence] * n
         self.special_tokens_mask = [int(special)] * n
@@ -41,12 +46,18 @@ class Encoding:
 
     def _slice(self, start, stop):
         part = copy.copy(self)
-        for name in ("ids", "type_ids", "offsets", "words", "sequences", "special_tokens_mask", "attention_mask"):
+        for name in COLUMNS:
             setattr(part, name, getattr(self, name)[start:stop])
         part.overflowing = []
         return part
 
     # ---- what Transformers' BatchEncoding reads
+
+    @property
+    def offsets(self):
+        if self.offsets_error is not None:
+            raise NotImplementedError(self.offsets_error)
+        return self._offsets
 
     @property
     def n_sequences(self):
@@ -59,6 +70,8 @@ class Encoding:
     @property
     def word_ids(self):
         if any(w is NotImplemented for w in self.words):
+            if self.offsets_error is not None:
+                raise NotImplementedError(self.offsets_error)
             raise NotImplementedError("word ids need a tokenizer whose pre-tokenizer is Metaspace alone (or none); "
                                       "this one splits words with a Split pre-tokenizer, which nemotron_c does not "
                                       "track")
@@ -95,6 +108,16 @@ class Encoding:
             if words[i] == word_index:
                 found.append(i)
         return (found[0], found[-1] + 1) if found else None
+
+    def char_to_token(self, char_index, sequence_index=0):
+        """The first token of a sequence whose span holds the character, or None (tokenizers' char_to_token)."""
+        if char_index < 0:  # tokenizers takes an unsigned index
+            raise OverflowError(f"character index {char_index} is negative")
+        for i in self._sequence_range(sequence_index):
+            start, end = self.offsets[i]
+            if start <= char_index < end:
+                return i
+        return None
 
     def word_to_chars(self, word_index, sequence_index=0):
         """(start, end) in its text of a word of one sequence, or None."""
@@ -152,7 +175,8 @@ class Encoding:
             fill = length - len(window)
             if fill <= 0:
                 continue
-            for name, value in (("ids", pad_id), ("type_ids", PAD_TYPE_ID), ("offsets", (0, 0)), ("words", None),
+            for name, value in (("ids", pad_id), ("tokens", None), ("type_ids", PAD_TYPE_ID), ("_offsets", (0, 0)),
+                                ("words", None),
                                 ("sequences", None), ("special_tokens_mask", 1), ("attention_mask", 0)):
                 column = getattr(window, name)
                 setattr(window, name, [value] * fill + column if left else column + [value] * fill)
@@ -160,9 +184,10 @@ class Encoding:
 
 def _concatenated(a, b):
     out = a._slice(0, len(a))
-    for name in ("ids", "type_ids", "offsets", "words", "sequences", "special_tokens_mask", "attention_mask"):
+    for name in COLUMNS:
         setattr(out, name, getattr(a, name) + getattr(b, name))
     out.made_of = a.made_of | b.made_of
+    out.offsets_error = a.offsets_error or b.offsets_error
     return out
 
 

@@ -389,6 +389,42 @@ def added_token(content, special, lstrip=False, rstrip=False, single_word=False,
             "single_word": bool(single_word), "normalized": bool(not special if normalized is None else normalized)}
 
 
+class AddedToken:
+    """An added token as Transformers' added_tokens_decoder shows it (tokenizers.AddedToken's fields)."""
+
+    __slots__ = ("content", "single_word", "lstrip", "rstrip", "normalized", "special")
+
+    def __init__(self, content, single_word=False, lstrip=False, rstrip=False, normalized=None, special=False):
+        self.content, self.single_word, self.lstrip, self.rstrip = content, single_word, lstrip, rstrip
+        self.normalized = not special if normalized is None else normalized
+        self.special = special
+
+    def __str__(self):
+        return self.content
+
+    def __repr__(self):
+        return (f'AddedToken("{self.content}", rstrip={self.rstrip}, lstrip={self.lstrip}, '
+                f"single_word={self.single_word}, normalized={self.normalized}, special={self.special})")
+
+    def __eq__(self, other):
+        return all(getattr(self, f) == getattr(other, f, None) for f in self.__slots__)
+
+    def __hash__(self):
+        return hash(self.content)
+
+
+def as_added_token(token, special):
+    """A str (special as given: tokenizers' add_special_tokens or add_tokens), or an AddedToken (ours or
+    tokenizers'; add_special_tokens makes it special), as an AddedToken dict."""
+    if isinstance(token, str):
+        return added_token(token, special)
+    content = getattr(token, "content", None)
+    if not isinstance(content, str):
+        raise TypeError(f"a token to add must be a str or an AddedToken, not {type(token).__name__}")
+    return added_token(content, special or bool(token.special),
+                       **{f: bool(getattr(token, f)) for f in ADDED_FLAGS if hasattr(token, f)})
+
+
 class AddedVocabulary:
     """tokenizers' AddedVocabulary, for the ids and flags added tokens end up with: add() is its add_tokens.
 
@@ -411,6 +447,8 @@ class AddedVocabulary:
         return size if largest is None or (largest < size and size > 0) else largest + 1
 
     def add(self, tokens):
+        """Adds AddedToken dicts; returns how many were not skipped (empty, or given before as they are)."""
+        count = 0
         for token in tokens:
             if token["special"] and token["content"]:
                 self.special.add(token["content"])
@@ -429,11 +467,17 @@ class AddedVocabulary:
                 self.given.discard(tuple(sorted(self.by_id[token_id].items())))
             self.by_id[token_id] = token
             self.given.add(key)
+            count += 1
+        return count
 
     def _vocab_piece(self, token_id):
         if self._pieces is None:
             self._pieces = {i: piece for piece, i in self.vocab.items()}
         return self._pieces.get(token_id)
+
+    def decoder(self):
+        """{id: AddedToken} in the order of the ids (Transformers' added_tokens_decoder)."""
+        return {i: AddedToken(**self.by_id[i]) for i in sorted(self.by_id)}
 
     def tokens(self):
         """model.added: one dict per content (id, content, special, and the flags matching uses)."""
@@ -442,6 +486,20 @@ class AddedVocabulary:
 
 
 def build_core(model):
+    """The C core of model. The vocabulary's and merges' tables are made once and kept on the model (model.tables),
+    so that adding tokens later rebuilds the core without the merges' Python lists."""
+    if getattr(model, "tables", None) is None:
+        model.tables = _core_tables(model)
+        model.merges = None  # in the tables now; the lists of a 256,000-piece vocabulary are tens of MB
+    added = [(a["matched"], a["id"], a["special"], a["lstrip"], a["rstrip"], a["single_word"], a["normalized"])
+             for a in model.added]
+    pieces, offsets, ids, merges, unk_id = model.tables
+    return _core.Tokenizer(pieces, offsets, ids, merges, unk_id, model.byte_fallback, model.fuse_unk, added,
+                           model.normalizer, model.pre_tokenizer, model.decoder, model.ignore_merges)
+
+
+def _core_tables(model):
+    """(pieces' bytes back to back, their offsets, their ids, merges as id pairs, unk id) for the core."""
     vocab = model.vocab
     pieces = sorted(vocab, key=vocab.__getitem__)
     encoded = list(map(str.encode, pieces))
@@ -459,7 +517,4 @@ def build_core(model):
         require(isinstance(model.unk_token, str) and model.unk_token in vocab,
                 f"unk_token {model.unk_token!r} is not in the vocabulary")
         unk_id = vocab[model.unk_token]
-    added = [(a["matched"], a["id"], a["special"], a["lstrip"], a["rstrip"], a["single_word"], a["normalized"])
-             for a in model.added]
-    return _core.Tokenizer(b"".join(encoded), offsets, ids, merges, unk_id, model.byte_fallback, model.fuse_unk, added,
-                           model.normalizer, model.pre_tokenizer, model.decoder, model.ignore_merges)
+    return b"".join(encoded), offsets, ids, merges, unk_id

@@ -15,7 +15,7 @@ import json
 import os
 import shutil
 
-from .files import (CHAT_TEMPLATE_FILE, CONFIG_FILE, SPECIAL_TOKEN_NAMES, SPECIAL_TOKENS_FILE,
+from .files import (CHAT_TEMPLATE_FILE, CONFIG_FILE, SPECIAL_TOKEN_NAMES, SPECIAL_TOKENS_FILE, SPM_FILE,
                                TOKENIZER_FILE, read_json)
 from ..checkpoint.saving import prepare_directory, write_text
 
@@ -38,6 +38,11 @@ def save_tokenizer(tokenizer, save_directory, legacy_format=None, filename_prefi
         raise FileNotFoundError(f"cannot save the tokenizer: {source}, which it was loaded from, no longer exists")
     save_directory = prepare_directory(save_directory)
     from_json = os.path.basename(source) == TOKENIZER_FILE
+    named = set(tokenizer.special_tokens_map.values()) | set(tokenizer._extra_special)
+    lost = [t["content"] for t in tokenizer._tokens_added_later if t["content"] not in named]
+    if lost and not from_json:  # the special tokens come back from the config; the others would be lost
+        raise NotImplementedError(f"cannot save the tokens {lost} added after loading: the tokenizer was read from "
+                                  f"{SPM_FILE} alone, and nemotron_c saves it as a copy of that file")
     # read before writing anything: the source may be the file about to be replaced
     tokenizer_json = tokenizer_json_to_save(tokenizer, read_json(source)) if from_json else None
 

@@ -19,7 +19,8 @@ from .chat_template import render
 from .saving import save_tokenizer
 from .sentencepiece_model import model_from_sentencepiece
 from .files import (ADDED_FLAGS, CHAT_TEMPLATE_FILE, CONFIG_FILE, SPECIAL_TOKEN_NAMES, SPECIAL_TOKENS_FILE, SPM_FILE,
-                    TOKENIZER_FILE, AddedVocabulary, FormatError, added_token, added_tokens_decoder_tokens, build_core,
+                    TOKENIZER_FILE, AddedVocabulary, FormatError, added_token, added_tokens_decoder_tokens,
+                    as_added_token, build_core,
                     llama_pipeline, model_from_json, normalize_content, post_processor_templates, read_json, require,
                     template_affixes, token_content)
 from .encoding import (PAD_TYPE_ID, SECOND_SEQUENCE_MISSING, Encoding, Pipeline, align, apply_template,
@@ -42,6 +43,7 @@ LARGE_INTEGER = int(1e20)       # above it, model_max_length means "no limit"
 
 
 CharSpan = collections.namedtuple("CharSpan", ["start", "end"])
+TokenSpan = collections.namedtuple("TokenSpan", ["start", "end"])
 
 
 class BatchEncoding(dict):
@@ -93,6 +95,19 @@ class BatchEncoding(dict):
     def token_to_word(self, batch_or_token_index, token_index=None):
         row, index = self._row(batch_or_token_index, token_index)
         return self.encodings[row].token_to_word(index)
+
+    def tokens(self, batch_index=0):
+        """The row's tokens as strings (an added token with lstrip/rstrip named by the text it matched)."""
+        return list(self.encodings[batch_index].tokens)
+
+    def char_to_token(self, batch_or_char_index, char_index=None, sequence_index=0):
+        row, index = self._row(batch_or_char_index, char_index, count_from_end=False)
+        return self.encodings[row].char_to_token(index, sequence_index)
+
+    def word_to_tokens(self, batch_or_word_index, word_index=None, sequence_index=0):
+        row, index = self._row(batch_or_word_index, word_index)
+        span = self.encodings[row].word_to_tokens(index, sequence_index)
+        return None if span is None else TokenSpan(*span)
 
     def word_to_chars(self, batch_or_word_index, word_index=None, sequence_index=0):
         row, index = self._row(batch_or_word_index, word_index, count_from_end=False)
@@ -166,6 +181,7 @@ class NemotronTokenizer:
         if self._llama:
             llama_pipeline(model, config)
         self._read_special_tokens(config)
+        self._tokens_added_later = []  # by add_tokens and add_special_tokens, for pickling
         # special tokens encoded as text (tokenizers' encode_special_tokens), the default of every call
         self.split_special_tokens = bool(config.get("split_special_tokens", False))
         # tokenizer.json's added tokens, which Transformers takes for added_tokens_decoder when the config has none
@@ -226,9 +242,11 @@ class NemotronTokenizer:
                    if content not in present]
         vocabulary.add(tokens)
         model.added = vocabulary.tokens()
+        self._added_vocabulary = vocabulary  # add_tokens goes on with it
 
     def _build_vocabulary(self, model):
-        """The core tokenizer and the id <-> token maps."""
+        """The core tokenizer and the id <-> token maps (again after add_tokens: the model is kept for that)."""
+        self._model = model
         # tokenizers names a normalized added token by its normalized form, but looks it up by its content
         for a in model.added:
             a["matched"] = normalize_content(a["content"], model.normalizer) if a["normalized"] else a["content"]
@@ -328,7 +346,8 @@ class NemotronTokenizer:
         state = {"name_or_path": self.name_or_path, "_special": dict(self._special),
                  "padding_side": self.padding_side, "truncation_side": self.truncation_side,
                  "model_max_length": self.model_max_length, "chat_template": self.chat_template,
-                 "clean_up_tokenization_spaces": self.clean_up_tokenization_spaces}
+                 "clean_up_tokenization_spaces": self.clean_up_tokenization_spaces,
+                 "_extra_special": list(self._extra_special), "_tokens_added_later": list(self._tokens_added_later)}
         return _unpickle_tokenizer, (type(self), load_args, state)
 
     @property
@@ -668,6 +687,77 @@ class NemotronTokenizer:
         """The special tokens the post-processor adds to one sequence, or to a pair."""
         return sum(len(ids) for kind, ids, _ in self._templates[1 if pair else 0] if kind == "special")
 
+    @property
+    def max_len_single_sentence(self):
+        return self.model_max_length - self.num_special_tokens_to_add(pair=False)
+
+    @property
+    def max_len_sentences_pair(self):
+        return self.model_max_length - self.num_special_tokens_to_add(pair=True)
+
+    @property
+    def is_fast(self):
+        return True  # what Transformers 5 builds for these files is the tokenizers-backed tokenizer
+
+    # ---- added tokens
+
+    @property
+    def added_tokens_decoder(self):
+        """{id: AddedToken} of the added tokens, with the flags last given for each (as tokenizers keeps them)."""
+        return self._added_vocabulary.decoder()
+
+    @property
+    def added_tokens_encoder(self):
+        return {token.content: token_id for token_id, token in self.added_tokens_decoder.items()}
+
+    def get_added_vocab(self):
+        return self.added_tokens_encoder
+
+    def add_tokens(self, new_tokens, special_tokens=False):
+        """Adds tokens (str or AddedToken) as tokenizers' add_tokens (add_special_tokens when special_tokens):
+        each gets its content's id or the next free one; returns how many were added. The special tokens around a
+        sequence do not change."""
+        if not new_tokens:
+            return 0
+        if not isinstance(new_tokens, (list, tuple)):
+            new_tokens = [new_tokens]
+        tokens = [as_added_token(token, special_tokens) for token in new_tokens]
+        added = self._added_vocabulary.add(tokens)
+        self._tokens_added_later += tokens
+        self._rebuild()
+        return added
+
+    def add_special_tokens(self, special_tokens_dict, replace_extra_special_tokens=True):
+        """Transformers' add_special_tokens: sets the named special tokens (bos_token, pad_token, ...) and the
+        extra ones, and adds them as special tokens; returns how many were added."""
+        allowed = set(SPECIAL_TOKEN_NAMES) | {"extra_special_tokens"}
+        tokens = []
+        for key, value in special_tokens_dict.items():
+            if key not in allowed:
+                raise ValueError(f"Key {key} is not a valid special token. Valid keys are: {allowed}")
+            if key == "extra_special_tokens":
+                if not isinstance(value, (list, tuple)) or not all(isinstance(t, str) or hasattr(t, "content")
+                                                                   for t in value):
+                    raise ValueError(f"Tokens {value} for key {key} should all be str or AddedToken instances")
+                new = [t for t in value if replace_extra_special_tokens or str(t) not in self._extra_special]
+                contents = [str(t) for t in new]
+                if replace_extra_special_tokens and new:
+                    self._extra_special = contents
+                else:
+                    self._extra_special += contents
+                tokens += new
+            else:
+                if not isinstance(value, str) and not hasattr(value, "content"):
+                    raise ValueError(f"Token {value} for key {key} should be a str or an AddedToken instance")
+                self._set_special(key, str(value))
+                tokens.append(value)
+        return self.add_tokens(tokens, special_tokens=True)
+
+    def _rebuild(self):
+        """The core and the maps again, after tokens were added."""
+        self._model.added = self._added_vocabulary.tokens()
+        self._build_vocabulary(self._model)
+
     def convert_tokens_to_string(self, tokens):
         """The decoder's text of the tokens (Transformers runs the decoder on them, as decode does after mapping
         ids to tokens, without clean-up); tokens outside the vocabulary are refused by name."""
@@ -713,8 +803,19 @@ class NemotronTokenizer:
             return [self._words_encoding(words, sequence, core) for words in texts]
         encodings = []
         for text, ids in zip(texts, self._encode_texts(texts, len(texts) > 1, core)):
-            offsets, words = align(text, ids, self._pipeline)
-            encodings.append(Encoding(ids, offsets, words, sequence, type_id=sequence))
+            try:
+                offsets, words, error = *align(text, ids, self._pipeline), None
+            except NotImplementedError as e:  # raised when offsets or words are read, not for ids or tokens
+                offsets, words, error = None, [NotImplemented] * len(ids), str(e)
+            tokens = None
+            if self._stripping_tokens:
+                # tokenizers names an added token by the text it matched, whitespace taken in by lstrip/rstrip too
+                ids, matches = (core or self._core).encode_matches(text)
+                tokens = [None] * len(ids)
+                for position, matched in matches:
+                    tokens[position] = matched
+            encodings.append(Encoding(ids, offsets, words, sequence, type_id=sequence, tokens=tokens))
+            encodings[-1].offsets_error = error
         return encodings
 
     def _words_encoding(self, words, sequence, core=None):
@@ -758,6 +859,8 @@ class NemotronTokenizer:
                                          columns=7)
             for e in encodings:
                 e.pad(target, self.pad_token_id, side == "left")
+        for window in (w for e in encodings for w in (e, *e.overflowing)):  # the tokens' names (tokens())
+            window.tokens = [self._id_to_token.get(i) if t is None else t for i, t in zip(window.ids, window.tokens)]
         return encodings
 
     # ---- decoding
@@ -884,6 +987,9 @@ def _unpickle_tokenizer(cls, load_args, state):
     path, kwargs = load_args
     tokenizer = cls.from_pretrained(path, **kwargs)
     tokenizer.__dict__.update(state)
+    if tokenizer._tokens_added_later:  # add_tokens after loading, again
+        tokenizer._added_vocabulary.add(tokenizer._tokens_added_later)
+        tokenizer._rebuild()
     return tokenizer
 
 
