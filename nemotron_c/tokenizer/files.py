@@ -287,6 +287,8 @@ class TokenizerModel:
         self.decoder = decoder
         self.post_processor = post_processor  # the JSON object, or None
         self.ignore_merges = ignore_merges
+        self.from_tokenizer_json = False      # read from tokenizer.json (not converted from tokenizer.model)
+        self.tables = None                    # the core's vocabulary and merge tables, once build_core made them
 
 
 def model_from_json(tj, path):
@@ -488,7 +490,7 @@ class AddedVocabulary:
 def build_core(model):
     """The C core of model. The vocabulary's and merges' tables are made once and kept on the model (model.tables),
     so that adding tokens later rebuilds the core without the merges' Python lists."""
-    if getattr(model, "tables", None) is None:
+    if model.tables is None:
         model.tables = _core_tables(model)
         model.merges = None  # in the tables now; the lists of a 256,000-piece vocabulary are tens of MB
     added = [(a["matched"], a["id"], a["special"], a["lstrip"], a["rstrip"], a["single_word"], a["normalized"])

@@ -20,9 +20,8 @@ from .saving import save_tokenizer
 from .sentencepiece_model import model_from_sentencepiece
 from .files import (ADDED_FLAGS, CHAT_TEMPLATE_FILE, CONFIG_FILE, SPECIAL_TOKEN_NAMES, SPECIAL_TOKENS_FILE, SPM_FILE,
                     TOKENIZER_FILE, AddedVocabulary, FormatError, added_token, added_tokens_decoder_tokens,
-                    as_added_token, build_core,
-                    llama_pipeline, model_from_json, normalize_content, post_processor_templates, read_json, require,
-                    template_affixes, token_content)
+                    as_added_token, build_core, llama_pipeline, model_from_json, normalize_content,
+                    post_processor_templates, read_json, require, template_affixes, token_content)
 from .encoding import (PAD_TYPE_ID, SECOND_SEQUENCE_MISSING, Encoding, Pipeline, align, apply_template,
                        truncate_sequences)
 
@@ -185,7 +184,7 @@ class NemotronTokenizer:
         # special tokens encoded as text (tokenizers' encode_special_tokens), the default of every call
         self.split_special_tokens = bool(config.get("split_special_tokens", False))
         # tokenizer.json's added tokens, which Transformers takes for added_tokens_decoder when the config has none
-        written = list(model.added) if getattr(model, "from_tokenizer_json", False) else []
+        written = list(model.added) if model.from_tokenizer_json else []
         if "added_tokens_decoder" in config and self._llama:
             # LlamaTokenizer rebuilds the backend: its added tokens are then those of the config only
             model.added = []
