@@ -298,8 +298,9 @@ def test_max_length_shorter_than_the_special_tokens(both, extra):
     ours, theirs = both
     n_special = ours.num_special_tokens_to_add()
     assert n_special == theirs.num_special_tokens_to_add()
-    if n_special == 0:
-        pytest.skip("this tokenizer adds no special tokens")
+    if n_special == 0:  # no special tokens to leave room for: the shortest window is Transformers' own
+        same_call(ours, theirs, "the quick brown fox", truncation=True, max_length=1, **extra)
+        return
     for call in (lambda: ours("the quick brown fox", truncation=True, max_length=n_special - 1, **extra),
                  lambda: ours(["the quick brown fox", "a"], truncation=True, max_length=n_special - 1, **extra),
                  lambda: ours.encode("the quick brown fox", truncation=True, max_length=n_special - 1)):
