@@ -19,37 +19,37 @@ from benchmarks.results import COLUMNS, update_results  # noqa: E402
 OTHER_CPU = "## AMD EPYC 7B13 64-Core Processor (family 25, model 1)\n\nkept as it was\n"
 
 
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("bench")
+def run_smoke(tmp, earlier, *options):
+    """benchmarks.run --smoke with `options` into a results file already holding the sections `earlier`; returns
+    its output and the file's text."""
     results = tmp / "RESULTS.md"
-    _, heading = machine.cpu_kind()
-    # an earlier run on this CPU kind, and one on another
-    results.write_text(f"# Benchmark results\n\nintro\n\n## {heading}\n\nstale figures\n\n{OTHER_CPU}")
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    results.write_text(f"# Benchmark results\n\nintro\n\n{earlier}")
+    env = {k: v for k, v in os.environ.items() if k not in ("NEMOTRON_C_KERNELS", "ATEN_CPU_CAPABILITY")}
+    env["PYTHONPATH"] = ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")
     out = subprocess.run(
-        [sys.executable, "-m", "benchmarks.run", "--smoke", "--threads", "2", "--cache-dir", str(tmp / "cache"),
+        [sys.executable, "-m", "benchmarks.run", "--smoke", *options, "--cache-dir", str(tmp / "cache"),
          "--results", str(results), "--peers-python", sys.executable],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    return out.stdout, results.read_text(), heading, tmp / "cache"
+    return out.stdout, results.read_text()
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("bench")
+    _, heading = machine.cpu_kind()
+    # an earlier run on this CPU kind, and one on another
+    stdout, text = run_smoke(tmp, f"## {heading}\n\nstale figures\n\n{OTHER_CPU}", "--threads", "2")
+    return stdout, text, heading, tmp / "cache"
 
 
 @pytest.fixture(scope="module")
 def avx2_smoke_run(tmp_path_factory):
     """--isa avx2 into a results file that already holds this CPU kind's section from a run without it."""
-    tmp = tmp_path_factory.mktemp("bench-avx2")
-    results = tmp / "RESULTS.md"
     _, heading = machine.cpu_kind()
-    results.write_text(f"# Benchmark results\n\nintro\n\n## {heading}\n\nthe best kernels' figures\n")
-    env = {k: v for k, v in os.environ.items() if k not in ("NEMOTRON_C_KERNELS", "ATEN_CPU_CAPABILITY")}
-    env["PYTHONPATH"] = ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")
-    out = subprocess.run(
-        [sys.executable, "-m", "benchmarks.run", "--smoke", "--isa", "avx2", "--threads", "1", "--decode-batches",
-         "1", "--cache-dir", str(tmp / "cache"), "--results", str(results), "--peers-python", sys.executable],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    return out.stdout, results.read_text(), heading
+    stdout, text = run_smoke(tmp_path_factory.mktemp("bench-avx2"), f"## {heading}\n\nthe best kernels' figures\n",
+                             "--isa", "avx2", "--threads", "1", "--decode-batches", "1")
+    return stdout, text, heading
 
 
 @pytest.mark.skipif("avx2" not in machine.isa_flags(), reason="the CPU has no AVX2")
