@@ -416,6 +416,7 @@ def run_score(args):
     check_positive(args, ("batch_size", "max_length", "num_threads"))
     if args.file != "-" and not os.path.isfile(args.file):
         raise InputError(f"no such file: {args.file}")
+    refuse_output_over_input(args.file, args.output)
 
     model = NemotronForCausalLM.from_pretrained(args.model, dtype=args.dtype, num_threads=args.num_threads)
     tokenizers = Tokenizers(args.tokenizer or args.model)
@@ -442,6 +443,24 @@ def run_score(args):
         if sink is not sys.stdout:
             sink.close()
     return 0
+
+
+def refuse_output_over_input(input_path, output_path):
+    """Opening --output truncates it before the input is read: naming the input (by any path, a link, or as the
+    file stdin was redirected from) would lose the texts, so refuse it."""
+    if output_path is None:
+        return
+    try:
+        out = os.stat(output_path)
+    except OSError:
+        return  # not there yet, so not the input
+    try:
+        src = os.fstat(sys.stdin.fileno()) if input_path == "-" else os.stat(input_path)
+    except (OSError, ValueError):
+        return
+    if (src.st_dev, src.st_ino) == (out.st_dev, out.st_ino):
+        raise InputError(f"--output {output_path} is the input file: writing it would erase the texts before "
+                         "they are read; write the scores to another file")
 
 
 def score_group(model, tokenizers, group, name, args):

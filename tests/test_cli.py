@@ -127,6 +127,24 @@ def test_bad_arguments(path, tmp_path):
     assert run.returncode == 0 and json.loads(run.stdout)["num_tokens"] == 1, run.stderr
 
 
+def test_output_naming_the_input_is_refused_and_the_input_kept(path, tmp_path):
+    file = tmp_path / "input.jsonl"
+    content = '{"input_ids": [1, 2]}\n{"input_ids": [3, 4, 5]}\n'
+    file.write_text(content)
+    (tmp_path / "link.jsonl").symlink_to(file)
+    (tmp_path / "sub").mkdir()
+    for output in (file, tmp_path / "link.jsonl", tmp_path / "sub" / ".." / "input.jsonl"):
+        run = run_cli("score", "--model", path, str(file), "--output", str(output), "--no-progress")
+        assert run.returncode == 2 and "is the input file" in run.stderr, run.stderr
+        assert file.read_text() == content
+    with open(file) as stdin:  # `score - --output input.jsonl < input.jsonl`
+        run = subprocess.run([sys.executable, "-m", "nemotron_c", "score", "--model", path, "-", "--output",
+                              str(file), "--no-progress"], stdin=stdin, capture_output=True, text=True, timeout=120,
+                             env={**os.environ, "PYTHONPATH": ROOT})
+    assert run.returncode == 2 and "is the input file" in run.stderr, run.stderr
+    assert file.read_text() == content
+
+
 # ---------------------------------------------------------------- convert
 
 
