@@ -255,6 +255,19 @@ def test_tensor_outside_its_storage(tmp_path, offset, size, stride):
         read_torch_bin(one_tensor(tmp_path / "outside.bin", offset=offset, size=size, stride=stride))
 
 
+@pytest.mark.parametrize("dims", [(1,) * 10**5, (2**62,) * 10**5])
+def test_too_many_dimensions_refused_at_once(tmp_path, dims):
+    # 10**5 dimensions of 2**62 took the element count's product minutes and gigabytes before it was bounded
+    with pytest.raises(nemotron_c.TorchCheckpointFormatError, match=r"storage '0': 100000 dimensions, more than 64"):
+        read_torch_bin(one_tensor(tmp_path / "dims.bin", size=dims, stride=dims))
+
+
+def test_huge_dimensions_refused_as_the_count_grows(tmp_path):
+    dims = (2**62,) * 64
+    with pytest.raises(nemotron_c.TorchCheckpointFormatError, match=r"outside.bin: .*outside the storage's 6 elements"):
+        read_torch_bin(one_tensor(tmp_path / "outside.bin", size=dims, stride=dims))
+
+
 @pytest.mark.parametrize("offset, size, stride", [(-1, (2, 3), (3, 1)), (0, (2, -3), (3, 1)),
                                                   (0, (2, 3), (3,)), (0, [2, 3], (3, 1)), (0, (2.0, 3), (3, 1))])
 def test_malformed_offsets_and_shapes(tmp_path, offset, size, stride):

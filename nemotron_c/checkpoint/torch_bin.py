@@ -27,6 +27,8 @@ WEIGHTS_NAME = "pytorch_model.bin"
 WEIGHTS_INDEX_NAME = "pytorch_model.bin.index.json"
 # A state dict's pickle holds names and shapes only (about 100 bytes a tensor); 64 MB is far beyond any model.
 MAX_PICKLE_BYTES = 64 * 1024 * 1024
+# A weight has 1 or 2 dimensions; more than 64 is no tensor torch.save writes for a model, only a hostile size tuple.
+MAX_DIMS = 64
 
 # The storage classes torch.save names for tensors of these dtypes -> the dtype's safetensors name.
 # (Newer dtypes such as float8 go through _rebuild_tensor_v3 and UntypedStorage, refused by name.)
@@ -249,27 +251,33 @@ class StateDictUnpickler(pickle.Unpickler):
         where = f"{self.path}: a tensor of storage {getattr(storage, 'key', '?')!r}"
         if not isinstance(storage, Storage):
             raise TorchCheckpointFormatError(f"{self.path}: a tensor is built on a {type(storage).__name__}")
+        # Bounded before anything walks the tuples: N dimensions of 2**62 would make the products below cost
+        # time quadratic in N (big integers) from a pickle of a few bytes per dimension.
+        if isinstance(size, tuple) and len(size) > MAX_DIMS:
+            raise TorchCheckpointFormatError(f"{where}: {len(size)} dimensions, more than {MAX_DIMS}")
         if not (is_count(storage_offset) and isinstance(size, tuple) and all(map(is_count, size))
                 and isinstance(stride, tuple) and len(stride) == len(size) and all(map(is_count, stride))):
             raise TorchCheckpointFormatError(
                 f"{where}: offset {storage_offset!r}, size {size!r}, stride {stride!r} are not non-negative integers"
             )
-        count = 1
+        itemsize = SAFETENSORS_DTYPES[storage.dtype][0]
+        # The element count is checked against the storage as it grows, so it never outgrows the file's numbers.
+        available = len(storage.data) // itemsize
+        count = 0 if 0 in size else 1
         for d in size:
             count *= d
+            if storage_offset + count > available:
+                raise TorchCheckpointFormatError(
+                    f"{where}: size {size} from element {storage_offset} would fall outside the storage's "
+                    f"{available} elements"
+                )
         contiguous = count == 0 or all(d == 1 or s == e for d, s, e in zip(size, stride, contiguous_strides(size)))
         if not contiguous:
             raise TorchCheckpointFormatError(
                 f"{where}: size {size} with stride {stride} is not contiguous (a transposed or strided view); "
                 f"save tensor.contiguous() instead"
             )
-        itemsize = SAFETENSORS_DTYPES[storage.dtype][0]
         begin, end = storage_offset * itemsize, (storage_offset + count) * itemsize
-        if end > len(storage.data):
-            raise TorchCheckpointFormatError(
-                f"{where}: elements [{storage_offset}, {storage_offset + count}) of size {size} fall outside the "
-                f"storage's {len(storage.data) // itemsize} elements"
-            )
         return Tensor(storage.dtype, size, storage.data[begin:end])
 
 
