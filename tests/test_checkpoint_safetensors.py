@@ -221,6 +221,22 @@ def test_malformed_headers(tmp_path, header, data, message):
         read_safetensors(path)
 
 
+@pytest.mark.parametrize("dims", [[1] * 10**5, [2**62] * 10**5])
+def test_too_many_dimensions_refused_at_once(tmp_path, dims):
+    # 10**5 dimensions of 2**62 took the element count's product minutes before the shape was bounded
+    path = str(tmp_path / "dims.safetensors")
+    write_raw_safetensors(path, {"a": {"dtype": "F32", "shape": dims, "data_offsets": [0, 4]}}, FLOATS)
+    with pytest.raises(SafetensorsFormatError, match=r"dims.safetensors: tensor 'a': shape of 100000 dimensions"):
+        read_safetensors(path)
+
+
+def test_huge_dimensions_refused_as_the_count_grows(tmp_path):
+    path = str(tmp_path / "huge.safetensors")
+    write_raw_safetensors(path, {"a": {"dtype": "F32", "shape": [2**62] * 64, "data_offsets": [0, 4]}}, FLOATS)
+    with pytest.raises(SafetensorsFormatError, match=r"huge.safetensors: tensor 'a': .* more elements than the data"):
+        read_safetensors(path)
+
+
 def test_header_length_beyond_file_and_garbage(tmp_path):
     path = str(tmp_path / "bad.safetensors")
     with open(path, "wb") as f:

@@ -16,6 +16,8 @@ SAFE_WEIGHTS_NAME = "model.safetensors"
 SAFE_WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
 # The safetensors library refuses headers above 100 MB; so do we, before reading one.
 MAX_HEADER_BYTES = 100 * 1024 * 1024
+# A weight has 1 or 2 dimensions; a shape of more than 64 is only a hostile header's (see parse_entry).
+MAX_DIMS = 64
 
 
 class SafetensorsFormatError(_core.FormatError):
@@ -89,6 +91,10 @@ def parse_entry(path, name, entry, data_len, view, data_start):
     dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
     if not isinstance(dtype, str) or dtype not in SAFETENSORS_DTYPES:
         raise SafetensorsFormatError(f"{where}: unknown dtype {dtype!r}")
+    # Bounded before the shape is walked: N dimensions of 2**62 would make the element count's product cost time
+    # quadratic in N (big integers) from a header of 20 bytes per dimension.
+    if isinstance(shape, list) and len(shape) > MAX_DIMS:
+        raise SafetensorsFormatError(f"{where}: shape of {len(shape)} dimensions, more than {MAX_DIMS}")
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
         raise SafetensorsFormatError(f"{where}: shape {shape!r} is not a list of non-negative integers")
     if (
@@ -103,9 +109,15 @@ def parse_entry(path, name, entry, data_len, view, data_start):
             f"{where}: data_offsets [{begin}, {end}] fall outside the data area of {data_len} bytes (truncated file?)"
         )
     itemsize = SAFETENSORS_DTYPES[dtype][0]
-    count = 1
+    # Checked against the data area as the count grows, so it never outgrows the file's own numbers
+    # (a sub-byte dtype, itemsize None, holds at least 4 elements a byte).
+    count = 0 if 0 in shape else 1
     for d in shape:
         count *= d
+        if count > 4 * data_len:
+            raise SafetensorsFormatError(
+                f"{where}: shape {shape} of {dtype} holds more elements than the data area's {data_len} bytes"
+            )
     if itemsize is not None and count * itemsize != end - begin:
         raise SafetensorsFormatError(
             f"{where}: shape {shape} of {dtype} needs {count * itemsize} bytes but data_offsets span {end - begin}"
