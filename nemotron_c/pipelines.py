@@ -9,11 +9,13 @@ Transformers 4.57's QuestionAnsweringPipeline, the last one. Inputs, argument na
 (a str gives what Transformers gives for a str, a list a list); scores are Python floats.
 model is a checkpoint directory, a Hub id or a loaded nemotron_c model; tokenizer defaults to the model's.
 """
+import copy
 import warnings
 
 import numpy as np
 
 from .demo import demo_model_path
+from .generation.configuration import GenerationConfig
 from .model.heads import (NemotronForQuestionAnswering, NemotronForSequenceClassification,
                           NemotronForTokenClassification)
 from .model.modeling import NemotronForCausalLM
@@ -22,7 +24,11 @@ from .tokenizer.tokenization import AutoTokenizer
 # What Transformers' text-generation pipeline adds to the parameters that neither the call nor the model's
 # generation config sets (its _default_generation_config); the sampling ones only when sampling
 GENERATION_DEFAULTS = {"max_new_tokens": 256, "do_sample": True, "temperature": 0.7}
-SAMPLING_PARAMETERS = {"temperature", "top_k", "top_p", "min_p", "typical_p", "epsilon_cutoff", "eta_cutoff"}
+SAMPLING_PARAMETERS = {"temperature", "top_k", "top_p", "min_p", "top_h", "typical_p", "epsilon_cutoff",
+                       "eta_cutoff"}
+# Keywords given at construction that Transformers sets aside as generation parameters: a call that passes its own
+# generation_config replaces them all
+GENERATION_KEYS = frozenset(key for key in vars(GenerationConfig()) if not key.startswith("_")) | {"generation_config"}
 
 
 def softmax(logits):
@@ -100,19 +106,39 @@ class TextGenerationPipeline(Pipeline):
     def _is_batch(self, inputs):
         return isinstance(inputs, (list, tuple)) and not (inputs and isinstance(inputs[0], dict))
 
+    def _set_generation_params(self, generate_kwargs):
+        """What generate() will not take from its global defaults: the kwargs, over their generation_config if any,
+        over the model's generation config."""
+        params = self.model.generation_config.to_diff_dict()
+        if generate_kwargs.get("generation_config") is not None:
+            params.update(generate_kwargs["generation_config"].to_diff_dict())
+        return {**params, **generate_kwargs}
+
     def _with_defaults(self, generate_kwargs):
+        """generate()'s keywords for a call, as Transformers' _prepare_generate_kwargs: the call's over those given at
+        construction (unless the call passes a generation_config, which replaces them), plus the pipeline's defaults
+        for what nobody set (the sampling ones only when sampling), put into a copy of the call's generation_config
+        when it passes one, since generate() would otherwise let that config override nothing."""
+        if "generation_config" not in generate_kwargs:
+            generate_kwargs = {**self.generate_defaults, **generate_kwargs}
         defaults = dict(GENERATION_DEFAULTS)
         if self.tokenizer.pad_token_id is not None:
             defaults["pad_token_id"] = self.tokenizer.pad_token_id
-        chosen = {**self.model.generation_config.to_diff_dict(), **generate_kwargs}
+        chosen = self._set_generation_params(generate_kwargs)
         added = {key: value for key, value in defaults.items()
                  if key not in chosen and not (key == "max_new_tokens" and "max_length" in chosen)}
         if not {**chosen, **added}.get("do_sample"):
             added = {key: value for key, value in added.items() if key not in SAMPLING_PARAMETERS}
-        return {**generate_kwargs, **added}
+        user_config = generate_kwargs.get("generation_config")
+        if user_config is None:
+            return {**generate_kwargs, **added}
+        user_config = copy.deepcopy(user_config)
+        user_config.update(**added)
+        return {**generate_kwargs, "generation_config": user_config}
 
     def __init__(self, model, tokenizer=None, batch_size=None, **kwargs):
         super().__init__(model, tokenizer=tokenizer, batch_size=batch_size, **kwargs)
+        self.generate_defaults = {key: self.defaults.pop(key) for key in GENERATION_KEYS & self.defaults.keys()}
         # as Transformers' pipeline: batches of a decoder-only model pad on the left (the tokenizer itself changes)
         if self.tokenizer.padding_side == "right":
             self.tokenizer.padding_side = "left"

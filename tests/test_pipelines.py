@@ -144,6 +144,22 @@ def test_text_generation_defaults_as_transformers(paths):
     assert calls[1] == {"attention_mask": calls[1]["attention_mask"], "do_sample": False, "max_length": 30}
 
 
+def test_text_generation_honours_the_generation_config_of_the_call(paths):
+    """A call's generation_config replaces the generation keywords given at construction, and the pipeline's
+    defaults (sampling, 256 tokens) only fill what it leaves unset, as Transformers' _prepare_generate_kwargs."""
+    ours, theirs = pair(paths, "text-generation", max_new_tokens=2)
+    for config in ({"max_new_tokens": 4, "do_sample": False}, {"do_sample": False}):
+        assert_same(ours("Return the", generation_config=nemotron_c.GenerationConfig(**config)),
+                    theirs("Return the", generation_config=transformers.GenerationConfig(**config)))
+    calls = []
+    ours.model.generate = lambda ids, **kwargs: calls.append(kwargs) or np.concatenate([ids, ids], axis=1)
+    given = nemotron_c.GenerationConfig(max_new_tokens=4, do_sample=False)
+    ours("The", generation_config=given)
+    assert set(calls[0]) == {"attention_mask", "generation_config"}
+    assert calls[0]["generation_config"].max_new_tokens == 4 and not calls[0]["generation_config"].do_sample
+    assert given.to_diff_dict() == nemotron_c.GenerationConfig(max_new_tokens=4, do_sample=False).to_diff_dict()
+
+
 @pytest.mark.parametrize("kwargs", [{}, {"top_k": None}, {"top_k": 2}, {"function_to_apply": "sigmoid"},
                                     {"top_k": 1, "function_to_apply": "none"}])
 def test_text_classification(paths, kwargs):
