@@ -228,8 +228,14 @@ class TextClassificationPipeline(Pipeline):
     model_class = NemotronForSequenceClassification
     LEGACY = object()  # top_k not given: Transformers' older output shape
 
-    def __call__(self, inputs, top_k=LEGACY, **kwargs):
-        return super().__call__(inputs, top_k=top_k, **kwargs)
+    def __call__(self, inputs, **kwargs):
+        # top_k given at construction holds for each call; Transformers' older output shape (a str gives a list
+        # around its result) follows from the call's own keywords alone
+        legacy_shape = "top_k" not in kwargs
+        if "top_k" not in kwargs and "top_k" not in self.defaults:
+            kwargs["top_k"] = self.LEGACY
+        results = super().__call__(inputs, **kwargs)
+        return [results] if legacy_shape and isinstance(inputs, str) else results
 
     def _run(self, texts, top_k, function_to_apply=None, **tokenizer_kwargs):
         config = self.model.config
@@ -251,10 +257,6 @@ class TextClassificationPipeline(Pipeline):
             results.append(labelled if top_k is None else labelled[:top_k])
         return results
 
-    def _shape(self, results, single, kwargs):
-        if single:
-            return results if kwargs["top_k"] is self.LEGACY else results[0]
-        return results
 
 
 # ---------------------------------------------------------------- token classification

@@ -169,6 +169,13 @@ def test_text_classification(paths, kwargs):
     assert_same(ours(TEXTS, batch_size=2, **kwargs), theirs(TEXTS, batch_size=2, **kwargs))
 
 
+@pytest.mark.parametrize("kwargs", [{"top_k": None}, {"top_k": 2}, {"function_to_apply": "sigmoid"}])
+def test_text_classification_keywords_given_at_construction(paths, kwargs):
+    ours, theirs = pair(paths, "text-classification", **kwargs)
+    assert_same(ours(TEXTS[0]), theirs(TEXTS[0]))
+    assert_same(ours(TEXTS), theirs(TEXTS))
+
+
 @pytest.mark.parametrize("strategy", ["none", "simple"])
 def test_token_classification(paths, strategy):
     ours, theirs = pair(paths, "token-classification", aggregation_strategy=strategy)
