@@ -8,7 +8,9 @@ from .checkpoint.quantized import QUANTIZATION_CONFIGS
 from .checkpoint.saving import (DEFAULT_MAX_SHARD_SIZE, ITEMSIZES, TensorToSave, parse_shard_size, prepare_directory,
                                 save_weights, write_text)
 from .model.configuration import CONFIG_NAME, NemotronConfig, read_config_json
-from .model.weights import QUANTIZED_DTYPES, QUANTIZED_TENSORS, check_quantizable, quantize, read_weights
+from .model.modeling import NemotronPreTrainedModel
+from .model.weights import (QUANTIZED_DTYPES, QUANTIZED_TENSORS, check_quantizable, quantize, read_weights,
+                            untie_if_different)
 
 # what convert copies from beside the weights: configs and every tokenizer file Transformers reads
 CHECKPOINT_SIDE_FILES = (CONFIG_NAME, "generation_config.json", "tokenizer.json", "tokenizer_config.json",
@@ -20,7 +22,8 @@ def convert_checkpoint(source, destination, dtype=None, max_shard_size=DEFAULT_M
     """Rewrites the checkpoint directory `source` (any format read_checkpoint reads) as safetensors in
     `destination`, each tensor converted to `dtype` (None keeps the stored one), with the files beside the weights
     (configs, tokenizer) copied over. Tensors keep their names; a tied lm_head.weight is dropped as Transformers
-    drops it when saving. "int8" or "int4" quantizes the linear layers' weights as from_pretrained(dtype=...) does
+    drops it when saving, while a head the config ties but the checkpoint stores with other values is kept and the
+    written config unties it (from_pretrained's rule: untie_if_different). "int8" or "int4" quantizes the linear layers' weights as from_pretrained(dtype=...) does
     and writes them in nemotron_c's format of that dtype (checkpoint/quantized.py), the other tensors as stored; a
     float dtype dequantizes a quantized source, the other quantized dtype is refused (as from_pretrained refuses
     it). Returns the names of the files written."""
@@ -36,6 +39,12 @@ def convert_checkpoint(source, destination, dtype=None, max_shard_size=DEFAULT_M
         raise ValueError(f"dtype must be one of {', '.join(ITEMSIZES)}, not {dtype!r}")
     config = NemotronConfig.from_pretrained(source)  # refuses what is not a Nemotron checkpoint
     stored = read_weights(source, config)
+    # from_pretrained's rule: a head of other values than the embedding's is kept and the config unties it (else
+    # dropping it would change the logits); a head alone becomes the embedding
+    untied = False
+    if config.tie_word_embeddings and "lm_head.weight" in stored:
+        stored = untie_if_different(config, stored, NemotronPreTrainedModel.base_model_prefix)
+        untied = not config.tie_word_embeddings
     if config.tie_word_embeddings and any(name.endswith("embed_tokens.weight") for name in stored):
         stored.pop("lm_head.weight", None)
     tensors = [saved for name, t in stored.items() for saved in TensorToSave.each(name, *converted(name, t, dtype))]
@@ -47,14 +56,17 @@ def convert_checkpoint(source, destination, dtype=None, max_shard_size=DEFAULT_M
         path = os.path.join(source, file_name)
         if not os.path.isfile(path):
             continue
-        if file_name == CONFIG_NAME and dtype is not None:
+        if file_name == CONFIG_NAME and (dtype is not None or untied):
             data = read_config_json(path)
-            if dtype not in QUANTIZED_DTYPES:  # a quantized checkpoint's config.dtype is that of its float tensors
-                data.pop("torch_dtype", None)
-                data["dtype"] = dtype
-            data.pop("quantization_config", None)
-            if quantized:
-                data["quantization_config"] = dict(QUANTIZATION_CONFIGS[quantized])
+            if untied:
+                data["tie_word_embeddings"] = False
+            if dtype is not None:
+                if dtype not in QUANTIZED_DTYPES:  # a quantized checkpoint's config.dtype is that of its float tensors
+                    data.pop("torch_dtype", None)
+                    data["dtype"] = dtype
+                data.pop("quantization_config", None)
+                if quantized:
+                    data["quantization_config"] = dict(QUANTIZATION_CONFIGS[quantized])
             write_text(os.path.join(destination, file_name), json.dumps(data, indent=2, sort_keys=True) + "\n")
         else:
             shutil.copyfile(path, os.path.join(destination, file_name))

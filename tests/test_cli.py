@@ -9,7 +9,7 @@ import pytest
 import torch
 import transformers
 from helpers.compare import assert_close
-from helpers.transformers_reference import build_hf_model, save_bin
+from helpers.transformers_reference import build_hf_model, hf_from_pretrained, hf_logits, save_bin
 from safetensors.numpy import load_file
 from test_scoring import word_tokenizer
 
@@ -241,6 +241,21 @@ def test_convert_bad_arguments(convert_source, tmp_path, args, message):
     run = run_cli("convert", convert_source, str(tmp_path / "out"), *args)
     assert run.returncode == 2 and message in run.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_convert_keeps_a_head_the_config_ties_but_stores_apart(tmp_path):
+    # Transformers and from_pretrained untie such a head; convert used to drop it, and the copy's logits changed
+    source, destination = tmp_path / "src", tmp_path / "out"
+    build_hf_model(seed=3, tie_word_embeddings=False).save_pretrained(source)
+    config = json.loads((source / "config.json").read_text())
+    (source / "config.json").write_text(json.dumps({**config, "tie_word_embeddings": True}))
+    run = run_cli("convert", str(source), str(destination))
+    assert run.returncode == 0, run.stderr
+    assert json.loads((destination / "config.json").read_text())["tie_word_embeddings"] is False
+    assert "lm_head.weight" in load_file(destination / "model.safetensors")
+    ids = np.array([SEQUENCES[0]])
+    converted = nemotron_c.NemotronForCausalLM.from_pretrained(destination)
+    assert_close(converted(ids).logits, hf_logits(hf_from_pretrained(source), ids), atol=1e-4)
 
 
 def test_convert_names_what_it_cannot_read(tmp_path):
