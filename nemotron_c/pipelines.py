@@ -40,6 +40,16 @@ def sigmoid(logits):
     return 1.0 / (1.0 + np.exp(-logits))
 
 
+def batch_size_of(value, default):
+    """The batch size a call or a construction asks for: None means the default; anything but a positive integer
+    raises the ValueError Transformers' DataLoader raises (where range() would silently drop every input)."""
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"batch_size should be a positive integer value, but got batch_size={value!r}")
+    return int(value)
+
+
 def collate(rows, value, left):
     """Rows padded with value to the longest, on the left or the right: a batch as Transformers' pipelines collate
     it (an int64 array)."""
@@ -67,14 +77,12 @@ class Pipeline:
         if isinstance(tokenizer, str) or hasattr(tokenizer, "__fspath__"):
             tokenizer = AutoTokenizer.from_pretrained(tokenizer)
         self.model, self.tokenizer = model, tokenizer
-        self.batch_size = 1 if batch_size is None else int(batch_size)
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.batch_size = batch_size_of(batch_size, 1)
         self.defaults = kwargs  # call arguments given once, at construction, as Transformers allows
 
     def __call__(self, inputs, **kwargs):
         kwargs = {**self.defaults, **kwargs}
-        batch_size = int(kwargs.pop("batch_size", self.batch_size))
+        batch_size = batch_size_of(kwargs.pop("batch_size", None), self.batch_size)
         single = not self._is_batch(inputs)
         items = [inputs] if single else list(inputs)
         results = []
@@ -144,7 +152,7 @@ class TextGenerationPipeline(Pipeline):
             self.tokenizer.padding_side = "left"
 
     def __call__(self, inputs, **kwargs):
-        batch_size = int(kwargs.get("batch_size", self.defaults.get("batch_size", self.batch_size)))
+        batch_size = batch_size_of(kwargs.get("batch_size", self.defaults.get("batch_size")), self.batch_size)
         if batch_size > 1 and self._is_batch(inputs) and self.tokenizer.pad_token_id is None:
             raise ValueError("Pipeline with tokenizer without pad_token cannot do batching. You can try to set it "
                              "with `pipe.tokenizer.pad_token_id = model.config.eos_token_id`.")
@@ -437,7 +445,7 @@ class QuestionAnsweringPipeline(Pipeline):
             max_answer_len = 15
         if max_answer_len < 1:
             raise ValueError(f"max_answer_len parameter should be >= 1 (got {max_answer_len})")
-        batch_size = kwargs.get("batch_size") or self.batch_size
+        batch_size = batch_size_of(kwargs.get("batch_size"), self.batch_size)
         if batch_size > 1 and self.tokenizer.pad_token_id is None:
             raise ValueError("Pipeline with tokenizer without pad_token cannot do batching. You can try to set it "
                              "with `pipe.tokenizer.pad_token_id = model.config.eos_token_id`.")

@@ -198,6 +198,23 @@ def test_errors(paths):
             "a b", aggregation_strategy="first")
 
 
+@pytest.mark.parametrize("task", ["text-generation right", "text-classification"])
+def test_batch_size_of_a_call(paths, task):
+    """None means the pipeline's batch size; anything but a positive integer raises Transformers' ValueError
+    (a negative one dropped every input)."""
+    ours, theirs = pair(paths, task)
+    call = {"max_new_tokens": 3, "do_sample": False} if task.startswith("text-generation") else {}
+    assert_same(ours(TEXTS, batch_size=None, **call), theirs(TEXTS, batch_size=None, **call))
+    for bad in (-1, 0):
+        with pytest.raises(ValueError) as expected:
+            theirs(TEXTS, batch_size=bad, **call)
+        with pytest.raises(ValueError, match="batch_size should be a positive integer value") as raised:
+            ours(TEXTS, batch_size=bad, **call)
+        assert str(raised.value) == str(expected.value)
+    with pytest.raises(ValueError, match="positive integer"):
+        ours(TEXTS, batch_size=2.5, **call)
+
+
 def test_default_is_the_demo_model():
     generator = nemotron_c.pipeline("text-generation")
     out = generator("Return the", max_new_tokens=8)
