@@ -372,3 +372,11 @@ def test_online_answers(tmp_path, monkeypatch, error, message):
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", answer)
     with pytest.raises(OSError, match=message):
         nemotron_c.AutoConfig.from_pretrained(REPO, cache_dir=str(tmp_path), revision="v9")
+
+
+def test_hostile_index_lists_no_shards_and_is_left_to_the_reader(tmp_path):
+    # json's RecursionError escaped the Hub resolution before the reader could name the index
+    from nemotron_c.checkpoint.hub import shard_names
+    for value in ("9" * 5000, "[" * 100_000 + "]" * 100_000):
+        (tmp_path / "model.safetensors.index.json").write_text('{"weight_map": %s}' % value)
+        assert shard_names(tmp_path / "model.safetensors.index.json") == []

@@ -276,6 +276,49 @@ def test_sharded_index_naming_missing_tensor(written, tmp_path):
         nemotron_c.AutoModelForCausalLM.from_pretrained(directory)
 
 
+# JSON json.loads refuses with a bare ValueError (not a JSONDecodeError) or a RecursionError
+HOSTILE_JSON = {"integer_of_5000_digits": "9" * 5000, "nested_100000_deep": "[" * 100_000 + "]" * 100_000}
+
+
+@pytest.mark.parametrize("value", HOSTILE_JSON.values(), ids=list(HOSTILE_JSON))
+def test_hostile_json_is_refused_naming_the_file(written, tmp_path, value):
+    header = ('{"a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 12]}, "__metadata__": {"x": %s}}' % value)
+    path = tmp_path / "bad.safetensors"
+    path.write_bytes(struct.pack("<Q", len(header)) + header.encode() + FLOATS)
+    with pytest.raises(SafetensorsFormatError, match=r"bad.safetensors: header is not valid JSON"):
+        read_safetensors(str(path))
+
+    directory, index_path, _ = sharded_copy(written, tmp_path)
+    with open(index_path, "w") as f:
+        f.write('{"metadata": {"total_size": %s}, "weight_map": {}}' % value)
+    with pytest.raises(SafetensorsFormatError, match=r"model.safetensors.index.json: not valid JSON"):
+        nemotron_c.AutoModelForCausalLM.from_pretrained(directory)
+
+    directory = copy_checkpoint(written(), tmp_path / "config")
+    config_path = os.path.join(directory, "config.json")
+    with open(config_path) as f:
+        config = f.read().rstrip().rstrip("}")
+    with open(config_path, "w") as f:
+        f.write(config + ', "x": %s}' % value)
+    with pytest.raises(ValueError, match=r"config.json is not valid JSON"):
+        nemotron_c.AutoModelForCausalLM.from_pretrained(directory)
+
+    directory = copy_checkpoint(written(), tmp_path / "generation")
+    with open(os.path.join(directory, "generation_config.json"), "w") as f:
+        f.write('{"x": %s}' % value)
+    with pytest.raises(OSError, match=r"generation_config.json' is not a valid JSON"):  # Transformers' type
+        nemotron_c.AutoModelForCausalLM.from_pretrained(directory)
+
+
+def test_nul_byte_in_a_shard_name_is_refused_naming_the_index(written, tmp_path):
+    directory, index_path, index = sharded_copy(written, tmp_path)
+    index["weight_map"]["model.embed_tokens.weight"] = "a\0b.safetensors"
+    with open(index_path, "w") as f:
+        json.dump(index, f)
+    with pytest.raises(SafetensorsFormatError, match=r"index.json: tensor 'model.embed_tokens.weight' maps to .*not a file"):
+        nemotron_c.AutoModelForCausalLM.from_pretrained(directory)
+
+
 def test_unaligned_tensor_is_copied_not_misread(good):
     """A file whose tensor offsets are not multiples of 4 still loads and gives the same logits."""
     expected = nemotron_c.AutoModelForCausalLM.from_pretrained(good)(IDS).logits

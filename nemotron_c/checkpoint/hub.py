@@ -152,6 +152,6 @@ def shard_names(index_path):
     try:
         with open(index_path, encoding="utf-8") as f:
             weight_map = json.load(f).get("weight_map")
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, RecursionError, AttributeError):
         return []
     return sorted({v for v in weight_map.values() if isinstance(v, str)}) if isinstance(weight_map, dict) else []

@@ -34,7 +34,8 @@ def read_sharded(directory, index_path, read_file):
     try:
         with open(index_path, encoding="utf-8") as f:
             index = json.load(f)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    # json raises a bare ValueError for an integer of over 4300 digits and RecursionError for deep nesting
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise error(f"{index_path}: not valid JSON ({e})") from None
     weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict):
@@ -43,7 +44,7 @@ def read_sharded(directory, index_path, read_file):
     root = os.path.abspath(directory)
     shards = {}
     for name, file_name in weight_map.items():
-        if not isinstance(file_name, str) or not file_name:
+        if not isinstance(file_name, str) or not file_name or "\0" in file_name:  # open() refuses a NUL unnamed
             raise error(f"{index_path}: tensor {name!r} maps to {file_name!r}, not a file name")
         path = os.path.abspath(os.path.join(root, file_name))
         if os.path.isabs(file_name) or os.path.commonpath([root, path]) != root:

@@ -40,7 +40,8 @@ def read_safetensors(path):
         header_bytes = f.read(header_len)
         try:
             header = json.loads(header_bytes.decode("utf-8"), object_pairs_hook=refuse_duplicate_keys)
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        # json raises a bare ValueError for an integer of over 4300 digits and RecursionError for deep nesting
+        except (UnicodeDecodeError, ValueError, RecursionError) as e:
             raise SafetensorsFormatError(f"{path}: header is not valid JSON ({e})") from None
         except DuplicateKeyError as e:
             raise SafetensorsFormatError(f"{path}: header names {e.args[0]!r} twice") from None

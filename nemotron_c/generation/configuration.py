@@ -244,7 +244,8 @@ class GenerationConfig:
         try:
             with open(path, encoding="utf-8") as f:
                 data = json.load(f)
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        # json raises a bare ValueError for an integer of over 4300 digits and RecursionError for deep nesting
+        except (UnicodeDecodeError, ValueError, RecursionError):
             raise OSError(f"It looks like the config file at '{path}' is not a valid JSON file.") from None
         if not isinstance(data, dict):
             raise OSError(f"{path} must hold a JSON object")

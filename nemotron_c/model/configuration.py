@@ -326,7 +326,8 @@ def read_config_json(path):
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    # json raises a bare ValueError for an integer of over 4300 digits and RecursionError for deep nesting
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise ValueError(f"{path} is not valid JSON: {e}") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path} must hold a JSON object")
