@@ -226,8 +226,8 @@ def generation_kwargs(args):
     for name in SAMPLING_OPTIONS + ("repetition_penalty", "seed"):
         if getattr(args, name) is not None:
             kwargs[name] = getattr(args, name)
-    if args.do_sample or any(getattr(args, name) is not None for name in SAMPLING_OPTIONS):
-        kwargs["do_sample"] = True
+    # said either way: a checkpoint's generation_config.json with do_sample true would otherwise sample unasked
+    kwargs["do_sample"] = bool(args.do_sample or any(getattr(args, name) is not None for name in SAMPLING_OPTIONS))
     return kwargs
 
 

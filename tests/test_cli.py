@@ -1,6 +1,7 @@
 """python -m nemotron_c score and convert, run as subprocesses on tiny checkpoints."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -292,6 +293,25 @@ def test_generate_streams_the_greedy_text_of_transformers(demo):
     prompt = tokenizer("The")["input_ids"]
     expected = tokenizer.decode(prompt + hf_continuation(demo, prompt, 24), skip_special_tokens=True)
     assert run.stdout == expected + "\n"
+
+
+def test_generate_and_chat_are_greedy_when_the_checkpoint_samples(demo, tmp_path):
+    """A generation_config.json with do_sample true does not make the command sample: only its options do."""
+    path = tmp_path / "sampling"
+    shutil.copytree(nemotron_c.demo_model_path(), path)
+    file = path / "generation_config.json"
+    config = json.loads(file.read_text()) if file.exists() else {}
+    file.write_text(json.dumps({**config, "do_sample": True, "temperature": 5.0}))
+    tokenizer = demo[1]
+    prompt = tokenizer("The")["input_ids"]
+    expected = tokenizer.decode(prompt + hf_continuation(demo, prompt, 24), skip_special_tokens=True)
+    for _ in range(2):
+        run = run_cli("generate", "The", "--model", str(path), "--max-new-tokens", "24")
+        assert run.returncode == 0 and run.stdout == expected + "\n", run.stderr
+    args = cli.build_parser().parse_args(["chat"])
+    assert cli.generation_kwargs(args)["do_sample"] is False
+    args = cli.build_parser().parse_args(["chat", "--top-p", "0.9"])
+    assert cli.generation_kwargs(args)["do_sample"] is True
 
 
 def test_generate_sampling_is_seeded():
