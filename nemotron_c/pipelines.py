@@ -276,7 +276,16 @@ class TokenClassificationPipeline(Pipeline):
 
     model_class = NemotronForTokenClassification
 
-    def _run(self, texts, aggregation_strategy="none", ignore_labels=None, **tokenizer_kwargs):
+    def _run(self, texts, aggregation_strategy="none", ignore_labels=None, stride=None, is_split_into_words=False,
+             offset_mapping=None, delimiter=None, **unknown):
+        if unknown:  # Transformers' _sanitize_parameters takes no other keyword either
+            raise TypeError(f"unexpected arguments for token-classification: {', '.join(sorted(unknown))}")
+        for name, value, unset in (("stride", stride, None), ("is_split_into_words", is_split_into_words, False),
+                                   ("offset_mapping", offset_mapping, None), ("delimiter", delimiter, None)):
+            if value is not unset:
+                raise NotImplementedError(f"{name}={value!r}: nemotron_c's token-classification pipeline takes whole "
+                                          "texts, cut at the tokenizer's model_max_length, without overlapping "
+                                          "windows or given offsets")
         strategy = str(getattr(aggregation_strategy, "value", aggregation_strategy)).lower()
         if strategy not in ("none", "simple"):
             raise NotImplementedError(f"aggregation_strategy {aggregation_strategy!r}: nemotron_c implements 'none' "
@@ -286,7 +295,7 @@ class TokenClassificationPipeline(Pipeline):
         truncation = {"truncation": True, "max_length": max_length} if max_length and max_length < 1e9 else {}
         results = []
         for text in texts:
-            encoded = self.tokenizer(text, return_offsets_mapping=True, **truncation, **tokenizer_kwargs)
+            encoded = self.tokenizer(text, return_offsets_mapping=True, **truncation)
             ids = encoded["input_ids"]
             scores = softmax(self.model(np.array([ids])).logits[0])
             entities = self._entities(text, ids, encoded["offset_mapping"], scores)

@@ -184,6 +184,19 @@ def test_token_classification(paths, strategy):
     assert_same(ours(TEXTS, ignore_labels=[]), theirs(TEXTS, ignore_labels=[]))
 
 
+def test_token_classification_refuses_what_it_does_not_do(paths):
+    """stride (overlapping windows) is not implemented, and a keyword Transformers does not know raises a TypeError
+    as there: neither may be ignored silently."""
+    ours, theirs = pair(paths, "token-classification")
+    with pytest.raises(NotImplementedError, match="stride=4"):
+        ours(TEXTS[0], stride=4)
+    with pytest.raises(TypeError):
+        theirs(TEXTS[0], aggregation_stategy="simple")
+    with pytest.raises(TypeError, match="aggregation_stategy"):
+        ours(TEXTS[0], aggregation_stategy="simple")
+    assert_same(ours(TEXTS[0], stride=None), theirs(TEXTS[0], stride=None))
+
+
 def test_errors(paths):
     with pytest.raises(KeyError, match="unknown task 'summarization'"):
         nemotron_c.pipeline("summarization")
