@@ -295,20 +295,21 @@ class TokenClassificationPipeline(Pipeline):
         truncation = {"truncation": True, "max_length": max_length} if max_length and max_length < 1e9 else {}
         results = []
         for text in texts:
-            encoded = self.tokenizer(text, return_offsets_mapping=True, **truncation)
+            encoded = self.tokenizer(text, return_offsets_mapping=True, return_special_tokens_mask=True, **truncation)
             ids = encoded["input_ids"]
             scores = softmax(self.model(np.array([ids])).logits[0])
-            entities = self._entities(text, ids, encoded["offset_mapping"], scores)
+            entities = self._entities(text, ids, encoded["offset_mapping"], encoded["special_tokens_mask"], scores)
             if strategy == "simple":
                 entities = self._group(entities)
             results.append([e for e in entities if e.get("entity", e.get("entity_group")) not in ignore_labels])
         return results
 
-    def _entities(self, text, ids, offsets, scores):
-        special = set(self.tokenizer.all_special_ids)
+    def _entities(self, text, ids, offsets, added, scores):
+        """One entity per token but those the tokenizer added (BOS...): a special token's text written in the input
+        is a token of the text, as Transformers' special_tokens_mask has it."""
         entities = []
         for index, (token_id, row) in enumerate(zip(ids, scores)):
-            if token_id in special:
+            if added[index]:
                 continue
             best = int(row.argmax())
             word = self.tokenizer.convert_ids_to_tokens(token_id)
