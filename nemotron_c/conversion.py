@@ -8,22 +8,27 @@ from .checkpoint.quantized import QUANTIZATION_CONFIGS
 from .checkpoint.saving import (DEFAULT_MAX_SHARD_SIZE, ITEMSIZES, TensorToSave, parse_shard_size, prepare_directory,
                                 save_weights, write_text)
 from .model.configuration import CONFIG_NAME, NemotronConfig, read_config_json
+from .model.heads import (NemotronForQuestionAnswering, NemotronForSequenceClassification,
+                          NemotronForTokenClassification)
 from .model.modeling import NemotronPreTrainedModel
-from .model.weights import (QUANTIZED_DTYPES, QUANTIZED_TENSORS, check_quantizable, quantize, read_weights,
-                            untie_if_different)
+from .model.weights import (QUANTIZED_DTYPES, QUANTIZED_TENSORS, check_quantizable, find_backbone_prefix, quantize,
+                            read_weights, select_tensors, untie_if_different)
 
 # what convert copies from beside the weights: configs and every tokenizer file Transformers reads
 CHECKPOINT_SIDE_FILES = (CONFIG_NAME, "generation_config.json", "tokenizer.json", "tokenizer_config.json",
                          "special_tokens_map.json", "tokenizer.model", "added_tokens.json", "chat_template.jinja")
+# the task heads' tensors, which convert keeps beside the backbone's (it does not know which class will load them)
+TASK_HEAD_TENSORS = {f"{cls.head_name}.{part}" for part in ("weight", "bias") for cls in (
+    NemotronForSequenceClassification, NemotronForTokenClassification, NemotronForQuestionAnswering)}
 
 
 def convert_checkpoint(source, destination, dtype=None, max_shard_size=DEFAULT_MAX_SHARD_SIZE, overwrite=False,
                        on_file=None):
     """Rewrites the checkpoint directory `source` (any format read_checkpoint reads) as safetensors in
     `destination`, each tensor converted to `dtype` (None keeps the stored one), with the files beside the weights
-    (configs, tokenizer) copied over. Tensors keep their names; a tied lm_head.weight is dropped as Transformers
-    drops it when saving, while a head the config ties but the checkpoint stores with other values is kept and the
-    written config unties it (from_pretrained's rule: untie_if_different). "int8" or "int4" quantizes the linear layers' weights as from_pretrained(dtype=...) does
+    (configs, tokenizer) copied over. Tensors keep their names; those a loaded model would not use are left out and
+    the lm_head follows from_pretrained's rule (used_tensors), so DST holds what save_pretrained of the model loaded
+    from SRC writes. "int8" or "int4" quantizes the linear layers' weights as from_pretrained(dtype=...) does
     and writes them in nemotron_c's format of that dtype (checkpoint/quantized.py), the other tensors as stored; a
     float dtype dequantizes a quantized source, the other quantized dtype is refused (as from_pretrained refuses
     it). Returns the names of the files written."""
@@ -38,15 +43,9 @@ def convert_checkpoint(source, destination, dtype=None, max_shard_size=DEFAULT_M
     if dtype is not None and dtype not in ITEMSIZES:
         raise ValueError(f"dtype must be one of {', '.join(ITEMSIZES)}, not {dtype!r}")
     config = NemotronConfig.from_pretrained(source)  # refuses what is not a Nemotron checkpoint
-    stored = read_weights(source, config)
-    # from_pretrained's rule: a head of other values than the embedding's is kept and the config unties it (else
-    # dropping it would change the logits); a head alone becomes the embedding
-    untied = False
-    if config.tie_word_embeddings and "lm_head.weight" in stored:
-        stored = untie_if_different(config, stored, NemotronPreTrainedModel.base_model_prefix)
-        untied = not config.tie_word_embeddings
-    if config.tie_word_embeddings and any(name.endswith("embed_tokens.weight") for name in stored):
-        stored.pop("lm_head.weight", None)
+    tied = config.tie_word_embeddings
+    stored = used_tensors(config, read_weights(source, config))
+    untied = tied and not config.tie_word_embeddings
     tensors = [saved for name, t in stored.items() for saved in TensorToSave.each(name, *converted(name, t, dtype))]
     quantized = next((t.dtype for t in tensors if t.dtype in QUANTIZED_DTYPES), None)
     destination = prepare_directory(destination)
@@ -72,6 +71,24 @@ def convert_checkpoint(source, destination, dtype=None, max_shard_size=DEFAULT_M
             shutil.copyfile(path, os.path.join(destination, file_name))
         written.append(file_name)
     return written + save_weights(destination, tensors, limit, on_file=on_file)
+
+
+def used_tensors(config, stored):
+    """{name: tensor} of what a model loaded from `stored` reads, under the stored names: what its save_pretrained
+    writes. Transformers' save drops the rest (rotary inv_freq buffers, layers beyond num_hidden_layers, a training
+    step counter, perhaps of a dtype nemotron_c does not read), and so does convert; a task head's weight and bias
+    are kept. The lm_head follows from_pretrained's rule (untie_if_different): a head the config ties but the
+    checkpoint stores with other values is kept and config.tie_word_embeddings turns false; a head alone becomes the
+    embedding; a tied head is dropped, as Transformers' save drops it."""
+    base_model_prefix = NemotronPreTrainedModel.base_model_prefix
+    if config.tie_word_embeddings and "lm_head.weight" in stored:
+        stored = untie_if_different(config, stored, base_model_prefix)
+        if config.tie_word_embeddings:
+            stored = {name: t for name, t in stored.items() if name != "lm_head.weight"}
+    selected = select_tensors(config, stored, base_model_prefix, has_lm_head="lm_head.weight" in stored)
+    prefix = find_backbone_prefix(stored, base_model_prefix)
+    used = {name if name == "lm_head.weight" else prefix + name for name, t in selected if t is not None}
+    return {name: t for name, t in stored.items() if name in used or name in TASK_HEAD_TENSORS}
 
 
 def converted(name, stored, dtype):

@@ -259,6 +259,25 @@ def test_convert_keeps_a_head_the_config_ties_but_stores_apart(tmp_path):
     assert_close(converted(ids).logits, hf_logits(hf_from_pretrained(source), ids), atol=1e-4)
 
 
+def test_convert_writes_what_save_pretrained_writes(tmp_path):
+    # extras from_pretrained and Transformers leave unused; convert refused the I64 and BOOL ones and copied the others
+    model = build_hf_model(seed=4)
+    state = model.state_dict()
+    extras = {"optimizer.step": torch.tensor(5), "attention_mask": torch.ones(3, dtype=torch.bool),
+              "model.rotary_emb.inv_freq": torch.ones(4),
+              **{name.replace(".layers.1.", ".layers.7."): t for name, t in state.items() if ".layers.1." in name}}
+    source, destination = tmp_path / "src", tmp_path / "out"
+    save_bin(source, model, {**state, **extras})
+    run = run_cli("convert", str(source), str(destination))
+    assert run.returncode == 0, run.stderr
+    transformers.NemotronForCausalLM.from_pretrained(source).save_pretrained(tmp_path / "transformers")
+    expected = load_file(tmp_path / "transformers" / "model.safetensors")
+    written = load_file(destination / "model.safetensors")
+    assert sorted(written) == sorted(expected)
+    for name, values in written.items():
+        assert np.array_equal(values, expected[name]), name
+
+
 def test_convert_names_what_it_cannot_read(tmp_path):
     run = run_cli("convert", str(tmp_path / "missing"), str(tmp_path / "out"))
     assert run.returncode == 1 and "is not a checkpoint directory" in run.stderr
