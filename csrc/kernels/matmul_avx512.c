@@ -408,8 +408,15 @@ static void panel_block(float *y, int64_t N, const float *xp, const float *panel
 #pragma GCC unroll 2
     for (int64_t k = 0; k < kc; k++) {
         __m512 wv[PANEL_NV];
+        /* both streams come from L2 (the panel, 144 KiB, is reused from there by every block of rows): into L1 ahead
+         * of use, x 32 k on and the panel 16, took the kernel from 186-197 to 191-205 GFLOP/s (one Sapphire Rapids
+         * core, 245 peak) */
+        if (k % 2 == 0) _mm_prefetch((const char *)(xp + (k + 32) * PANEL_MR), _MM_HINT_T0);
 #pragma GCC unroll 4
-        for (int v = 0; v < PANEL_NV; v++) wv[v] = _mm512_load_ps(panel + k * PANEL_NR + 16 * v);
+        for (int v = 0; v < PANEL_NV; v++) {
+            _mm_prefetch((const char *)(panel + (k + 16) * PANEL_NR + 16 * v), _MM_HINT_T0);
+            wv[v] = _mm512_load_ps(panel + k * PANEL_NR + 16 * v);
+        }
 #pragma GCC unroll 16
         for (int i = 0; i < PANEL_MR; i++) {
             __m512 b = _mm512_set1_ps(xp[k * PANEL_MR + i]);
