@@ -147,6 +147,9 @@ class TextGenerationPipeline(Pipeline):
     def __init__(self, model, tokenizer=None, batch_size=None, **kwargs):
         super().__init__(model, tokenizer=tokenizer, batch_size=batch_size, **kwargs)
         self.generate_defaults = {key: self.defaults.pop(key) for key in GENERATION_KEYS & self.defaults.keys()}
+        # as Transformers: a "prefix" in config.json is the prefix when the construction gives none
+        if "prefix" not in self.defaults and getattr(self.model.config, "prefix", None) is not None:
+            self.defaults["prefix"] = self.model.config.prefix
         # as Transformers' pipeline: batches of a decoder-only model pad on the left (the tokenizer itself changes)
         if self.tokenizer.padding_side == "right":
             self.tokenizer.padding_side = "left"
@@ -166,6 +169,14 @@ class TextGenerationPipeline(Pipeline):
         if return_full_text is not None and return_tensors:
             raise ValueError("`return_full_text` is mutually exclusive with `return_tensors`")
         generate_kwargs = self._with_defaults(generate_kwargs)
+        if prefix:
+            # as Transformers: a total length (not a number of new tokens) counts the prefix's tokens too, counted
+            # without special tokens unless the call's add_special_tokens says otherwise
+            prefix_length = len(self.tokenizer(prefix, add_special_tokens=bool(add_special_tokens))["input_ids"])
+            chosen = self._set_generation_params(generate_kwargs)
+            for length, new_tokens in (("max_length", "max_new_tokens"), ("min_length", "min_new_tokens")):
+                if length in chosen and new_tokens not in chosen:
+                    generate_kwargs[length] = chosen[length] + prefix_length
         if stop_sequence is not None:
             generate_kwargs["stop_strings"] = [stop_sequence] if isinstance(stop_sequence, str) else stop_sequence
             generate_kwargs["tokenizer"] = self.tokenizer

@@ -160,6 +160,25 @@ def test_text_generation_honours_the_generation_config_of_the_call(paths):
     assert given.to_diff_dict() == nemotron_c.GenerationConfig(max_new_tokens=4, do_sample=False).to_diff_dict()
 
 
+def test_text_generation_prefix_as_transformers(paths, tmp_path):
+    """A prefix's tokens count towards max_length and min_length (not max_new_tokens), and config.json's "prefix"
+    is the prefix when none is given at construction."""
+    ours, theirs = pair(paths, "text-generation right")
+    for call in ({"max_length": 14}, {"max_length": 16, "min_length": 15}, {"max_new_tokens": 3},
+                 {"max_length": 14, "add_special_tokens": True}):
+        call = {"prefix": "Open the file ", "do_sample": False, **call}
+        assert_same(ours("Return the", **call), theirs("Return the", **call))
+        assert_same(ours("Return the", return_tensors=True, **call), theirs("Return the", return_tensors=True, **call))
+    path = tmp_path / "prefixed"
+    shutil.copytree(paths["text-generation right"], path)
+    config = json.loads((path / "config.json").read_text())
+    (path / "config.json").write_text(json.dumps({**config, "prefix": "Open the file "}))
+    ours, theirs = pair({"text-generation": str(path)}, "text-generation")
+    for call in ({"max_new_tokens": 4}, {"max_length": 14}, {"max_new_tokens": 4, "prefix": ""}):
+        call = {"do_sample": False, "return_tensors": True, **call}
+        assert_same(ours("Return the", **call), theirs("Return the", **call))
+
+
 @pytest.mark.parametrize("kwargs", [{}, {"top_k": None}, {"top_k": 2}, {"function_to_apply": "sigmoid"},
                                     {"top_k": 1, "function_to_apply": "none"}])
 def test_text_classification(paths, kwargs):
