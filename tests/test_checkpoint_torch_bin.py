@@ -126,6 +126,30 @@ def test_unsupported_dtype_named_at_use(tmp_path):
         nemotron_c.AutoModelForCausalLM.from_pretrained(path)
 
 
+NEWER_DTYPES = {torch.uint16: "U16", torch.uint32: "U32", torch.uint64: "U64", torch.float8_e4m3fn: "F8_E4M3",
+                torch.float8_e5m2: "F8_E5M2"}
+
+
+def test_unused_tensors_of_newer_dtypes_are_read_and_ignored(tmp_path):
+    # torch.save writes these with _rebuild_tensor_v3 on an UntypedStorage; the whole file used to be refused
+    model = build_hf_model()
+    extras = {f"extra.{name}": torch.arange(6).reshape(2, 3).to(dtype) for dtype, name in NEWER_DTYPES.items()}
+    path = save_bin(tmp_path / "newer", model, {**model.state_dict(), **extras})
+    tensors = read_torch_bin(os.path.join(path, "pytorch_model.bin"))
+    for name, t in extras.items():
+        assert (tensors[name].dtype, tensors[name].shape) == (name[len("extra."):], (2, 3))
+        assert bytes(tensors[name].data) == t.view(torch.uint8).numpy().tobytes(), name
+    ours = nemotron_c.AutoModelForCausalLM.from_pretrained(path)(IDS).logits
+    assert_close(ours, hf_logits(hf_from_pretrained(path), IDS))
+
+
+def test_used_tensor_of_a_newer_dtype_is_refused_naming_it(tmp_path):
+    model = build_hf_model()
+    state = {**model.state_dict(), "model.norm.weight": model.state_dict()["model.norm.weight"].to(torch.float8_e4m3fn)}
+    with pytest.raises(ValueError, match=r"'model.norm.weight' .*stored as F8_E4M3"):
+        nemotron_c.AutoModelForCausalLM.from_pretrained(save_bin(tmp_path / "f8", model, state))
+
+
 # ------------------------------------------------------------------ hostile and broken files
 
 class Stored:
@@ -217,9 +241,9 @@ def test_code_in_the_pickle_never_runs(tmp_path, monkeypatch, protocol, function
 
 
 def test_unknown_torch_global_is_refused_by_name(tmp_path):
-    state = {"w": Payload(torch._utils._rebuild_tensor_v3, 0)}
-    with pytest.raises(nemotron_c.TorchCheckpointFormatError, match=r"torch\._utils\._rebuild_tensor_v3"):
-        read_torch_bin(write_hand_made(tmp_path / "v3.bin", state, {}))
+    state = {"w": Payload(torch._utils._rebuild_sparse_tensor, 0)}
+    with pytest.raises(nemotron_c.TorchCheckpointFormatError, match=r"torch\._utils\._rebuild_sparse_tensor"):
+        read_torch_bin(write_hand_made(tmp_path / "sparse.bin", state, {}))
 
 
 def test_huge_memo_index_is_refused(tmp_path):

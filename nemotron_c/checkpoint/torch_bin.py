@@ -3,7 +3,9 @@
 torch.save writes a zip archive with one top folder `<archive>/` holding
     data.pkl     the pickled state dict; each tensor is the call
                  torch._utils._rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, hooks)
-                 and each storage the persistent id ("storage", torch.<Type>Storage, key, location, numel)
+                 and each storage the persistent id ("storage", torch.<Type>Storage, key, location, numel);
+                 dtypes without such a class (uint16, float8, ...) are _rebuild_tensor_v3(..., hooks, torch.<dtype>)
+                 on ("storage", torch.storage.UntypedStorage, key, location, bytes)
     data/<key>   the storage's bytes, stored uncompressed (torch 2.x aligns them to 64 bytes)
     byteorder    "little" or "big" (absent in files from torch < 1.12, which were little-endian in practice)
 The pickle's opcodes are checked before it is unpickled, and the unpickler resolves only the globals above,
@@ -31,18 +33,28 @@ MAX_PICKLE_BYTES = 64 * 1024 * 1024
 MAX_DIMS = 64
 
 # The storage classes torch.save names for tensors of these dtypes -> the dtype's safetensors name.
-# (Newer dtypes such as float8 go through _rebuild_tensor_v3 and UntypedStorage, refused by name.)
 STORAGE_DTYPES = {
     "FloatStorage": "F32", "BFloat16Storage": "BF16", "HalfStorage": "F16", "DoubleStorage": "F64",
     "LongStorage": "I64", "IntStorage": "I32", "ShortStorage": "I16", "CharStorage": "I8",
     "ByteStorage": "U8", "BoolStorage": "BOOL", "ComplexFloatStorage": "C64",
 }
+# torch's dtypes that have a safetensors name -> that name, for _rebuild_tensor_v3, which names the dtype itself
+# (torch.save uses it for the newer dtypes). Such tensors are read whole; one of a dtype nemotron_c does not compute
+# with is refused only if the model uses it, as a safetensors file's.
+TORCH_DTYPES = {
+    "float32": "F32", "bfloat16": "BF16", "float16": "F16", "float64": "F64", "int64": "I64", "int32": "I32",
+    "int16": "I16", "int8": "I8", "uint8": "U8", "bool": "BOOL", "complex64": "C64", "uint16": "U16",
+    "uint32": "U32", "uint64": "U64", "float8_e4m3fn": "F8_E4M3", "float8_e5m2": "F8_E5M2", "float8_e8m0fnu": "F8_E8M0",
+}
+UNTYPED_STORAGE = "UntypedStorage"
 ALLOWED_GLOBALS = {
     ("collections", "OrderedDict"),
     ("torch._utils", "_rebuild_tensor_v2"),
+    ("torch._utils", "_rebuild_tensor_v3"),
+    ("torch.storage", UNTYPED_STORAGE),
     ("torch._utils", "_rebuild_parameter"),
     ("torch._utils", "_rebuild_parameter_with_state"),
-} | {("torch", name) for name in STORAGE_DTYPES}
+} | {("torch", name) for name in STORAGE_DTYPES} | {("torch", name) for name in TORCH_DTYPES}
 # The opcodes of protocols 2 to 4 that build plain data, call (REDUCE) and set state (BUILD); not the ones
 # that make objects without a global we check (INST, OBJ, NEWOBJ, EXT*), nor text persistent ids or buffers.
 ALLOWED_OPCODES = frozenset("""
@@ -59,12 +71,16 @@ class TorchCheckpointFormatError(_core.FormatError):
 
 
 class StorageType(NamedTuple):
-    name: str  # e.g. "BFloat16Storage"
+    name: str  # e.g. "BFloat16Storage", or "UntypedStorage"
+
+
+class TorchDtype(NamedTuple):
+    name: str  # e.g. "uint16"
 
 
 class Storage(NamedTuple):
     key: str
-    dtype: str  # safetensors name
+    dtype: str  # safetensors name, or None for an UntypedStorage (its tensors name their dtype)
     data: memoryview
 
 
@@ -211,11 +227,15 @@ class StateDictUnpickler(pickle.Unpickler):
         if (module, name) not in ALLOWED_GLOBALS:
             raise refused_global(self.path, module, name)
         if module == "torch":
+            return StorageType(name) if name in STORAGE_DTYPES else TorchDtype(name)
+        if module == "torch.storage":
             return StorageType(name)
         if name == "OrderedDict":
             return self.ordered_dict
         if name == "_rebuild_tensor_v2":
             return self.rebuild_tensor
+        if name == "_rebuild_tensor_v3":
+            return self.rebuild_tensor_v3
         return self.rebuild_parameter
 
     # Bound methods, not module functions: a BUILD opcode cannot set attributes on them.
@@ -233,24 +253,41 @@ class StateDictUnpickler(pickle.Unpickler):
         _, storage_type, key, _location, numel = pid
         if not isinstance(storage_type, StorageType) or not isinstance(key, str) or not is_count(numel):
             raise TorchCheckpointFormatError(f"{self.path}: malformed storage reference {pid!r}")
-        dtype = STORAGE_DTYPES[storage_type.name]
+        dtype = STORAGE_DTYPES.get(storage_type.name)  # None: untyped, numel counts bytes
+        if storage_type.name != UNTYPED_STORAGE and dtype is None:
+            raise TorchCheckpointFormatError(f"{self.path}: storage {key!r} is of the class {storage_type.name}")
         if self.storage_dtypes.setdefault(key, dtype) != dtype:
             raise TorchCheckpointFormatError(f"{self.path}: storage {key!r} is referred to as two dtypes")
         data = self.entries.get(f"{self.prefix}data/{key}")
         if data is None:
             raise TorchCheckpointFormatError(f"{self.path}: storage {key!r} has no entry {self.prefix}data/{key}")
-        if numel * SAFETENSORS_DTYPES[dtype][0] != len(data):
+        itemsize = 1 if dtype is None else SAFETENSORS_DTYPES[dtype][0]
+        if numel * itemsize != len(data):
             raise TorchCheckpointFormatError(
-                f"{self.path}: storage {key!r} of {numel} {dtype} elements needs "
-                f"{numel * SAFETENSORS_DTYPES[dtype][0]} bytes, its entry holds {len(data)}"
+                f"{self.path}: storage {key!r} of {numel} {dtype or 'byte'} elements needs "
+                f"{numel * itemsize} bytes, its entry holds {len(data)}"
             )
         return Storage(key, dtype, data)
 
     def rebuild_tensor(self, storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None,
                        metadata=None):
-        where = f"{self.path}: a tensor of storage {getattr(storage, 'key', '?')!r}"
-        if not isinstance(storage, Storage):
-            raise TorchCheckpointFormatError(f"{self.path}: a tensor is built on a {type(storage).__name__}")
+        if not isinstance(storage, Storage) or storage.dtype is None:
+            raise TorchCheckpointFormatError(f"{self.path}: a tensor is built on a {type(storage).__name__}, "
+                                             f"not a typed storage")
+        return self.tensor_of(storage, storage.dtype, storage_offset, size, stride)
+
+    def rebuild_tensor_v3(self, storage, storage_offset, size, stride, requires_grad, backward_hooks, dtype,
+                          metadata=None):
+        if not isinstance(storage, Storage) or storage.dtype is not None:
+            raise TorchCheckpointFormatError(f"{self.path}: a tensor naming its dtype is built on a "
+                                             f"{type(storage).__name__}, not an untyped storage")
+        if not isinstance(dtype, TorchDtype):
+            raise TorchCheckpointFormatError(f"{self.path}: a tensor's dtype is a {type(dtype).__name__}")
+        return self.tensor_of(storage, TORCH_DTYPES[dtype.name], storage_offset, size, stride)
+
+    def tensor_of(self, storage, dtype, storage_offset, size, stride):
+        """The Tensor of `size` (contiguous) at element `storage_offset` of `storage`, its elements of `dtype`."""
+        where = f"{self.path}: a tensor of storage {storage.key!r}"
         # Bounded before anything walks the tuples: N dimensions of 2**62 would make the products below cost
         # time quadratic in N (big integers) from a pickle of a few bytes per dimension.
         if isinstance(size, tuple) and len(size) > MAX_DIMS:
@@ -260,7 +297,7 @@ class StateDictUnpickler(pickle.Unpickler):
             raise TorchCheckpointFormatError(
                 f"{where}: offset {storage_offset!r}, size {size!r}, stride {stride!r} are not non-negative integers"
             )
-        itemsize = SAFETENSORS_DTYPES[storage.dtype][0]
+        itemsize = SAFETENSORS_DTYPES[dtype][0]
         # The element count is checked against the storage as it grows, so it never outgrows the file's numbers.
         available = len(storage.data) // itemsize
         count = 0 if 0 in size else 1
@@ -278,7 +315,7 @@ class StateDictUnpickler(pickle.Unpickler):
                 f"save tensor.contiguous() instead"
             )
         begin, end = storage_offset * itemsize, (storage_offset + count) * itemsize
-        return Tensor(storage.dtype, size, storage.data[begin:end])
+        return Tensor(dtype, size, storage.data[begin:end])
 
 
 def contiguous_strides(size):
