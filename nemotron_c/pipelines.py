@@ -166,8 +166,7 @@ class TextGenerationPipeline(Pipeline):
              continue_final_message=None, stop_sequence=None, **generate_kwargs):
         """One generate call for the prompts of a batch, padded to the longest on the tokenizer's padding side as
         Transformers' pipeline collates them; each prompt's text is what follows the padded prompt."""
-        if return_full_text is not None and return_tensors:
-            raise ValueError("`return_full_text` is mutually exclusive with `return_tensors`")
+        returned = self._return_type(return_full_text, return_tensors, return_text)
         generate_kwargs = self._with_defaults(generate_kwargs)
         if prefix:
             # as Transformers: a total length (not a number of new tokens) counts the prefix's tokens too, counted
@@ -212,21 +211,36 @@ class TextGenerationPipeline(Pipeline):
             sequences = np.asarray(sequences)
             sequences = sequences.reshape(len(group), -1, sequences.shape[-1]).tolist()
             for i, rows in zip(group, sequences):
-                results[i] = self._records(prompts[i], finals[i], rows, ids.shape[-1], return_full_text,
-                                           return_tensors, return_text, skip_special_tokens,
-                                           clean_up_tokenization_spaces)
+                results[i] = self._records(prompts[i], finals[i], rows, ids.shape[-1], returned,
+                                           skip_special_tokens, clean_up_tokenization_spaces)
         return results
 
-    def _records(self, prompt, final, rows, prompt_length, return_full_text, return_tensors, return_text,
-                 skip_special_tokens, clean_up_tokenization_spaces):
+    @staticmethod
+    def _return_type(return_full_text, return_tensors, return_text):
+        """"full" text, "new" text or "tensors", read as Transformers' _sanitize_parameters reads them: a setting
+        given at all (even False) counts, return_text alone keeps the full text, and two of them together raise."""
+        if return_full_text is not None:
+            if return_text is not None:
+                raise ValueError("`return_text` is mutually exclusive with `return_full_text`")
+            if return_tensors is not None:
+                raise ValueError("`return_full_text` is mutually exclusive with `return_tensors`")
+            return "full" if return_full_text else "new"
+        if return_tensors is not None:
+            if return_text is not None:
+                raise ValueError("`return_text` is mutually exclusive with `return_tensors`")
+            return "tensors"
+        return "full"
+
+    def _records(self, prompt, final, rows, prompt_length, returned, skip_special_tokens,
+                 clean_up_tokenization_spaces):
         records = []
         for sequence in rows:
-            if return_tensors:
+            if returned == "tensors":
                 records.append({"generated_token_ids": sequence})
                 continue
             text = self.tokenizer.decode(sequence[prompt_length:], skip_special_tokens=skip_special_tokens,
                                          clean_up_tokenization_spaces=clean_up_tokenization_spaces)
-            if return_full_text is not False and not return_text:
+            if returned == "full":
                 if isinstance(prompt, str):
                     text = prompt + text
                 elif final:

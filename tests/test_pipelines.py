@@ -160,6 +160,25 @@ def test_text_generation_honours_the_generation_config_of_the_call(paths):
     assert given.to_diff_dict() == nemotron_c.GenerationConfig(max_new_tokens=4, do_sample=False).to_diff_dict()
 
 
+@pytest.mark.parametrize("kwargs", [{"return_text": True}, {"return_text": False}, {"return_tensors": False},
+                                    {"return_full_text": True}, {"return_text": True, "return_full_text": False},
+                                    {"return_text": True, "return_tensors": True},
+                                    {"return_full_text": False, "return_tensors": False}])
+def test_text_generation_return_settings(paths, kwargs):
+    """return_text alone keeps the full text, a setting given as False still counts, and two together raise
+    Transformers' "mutually exclusive" ValueError."""
+    ours, theirs = pair(paths, "text-generation")
+    call = {"max_new_tokens": 3, "do_sample": False, **kwargs}
+    try:
+        expected = theirs("Return the", **call)
+    except ValueError as error:
+        with pytest.raises(ValueError, match="mutually exclusive") as raised:
+            ours("Return the", **call)
+        assert str(raised.value) == str(error)
+    else:
+        assert_same(ours("Return the", **call), expected)
+
+
 def test_text_generation_prefix_as_transformers(paths, tmp_path):
     """A prefix's tokens count towards max_length and min_length (not max_new_tokens), and config.json's "prefix"
     is the prefix when none is given at construction."""
