@@ -44,6 +44,12 @@ from .model.heads import (NemotronForQuestionAnswering, NemotronForSequenceClass
 from .model.modeling import NemotronForCausalLM, NemotronModel
 from .tokenizer.tokenization import AutoTokenizer
 
+try:  # jinja2 renders chat templates; without it no template runs, so none can fail
+    from jinja2 import TemplateError
+    TEMPLATE_ERRORS = (TemplateError,)
+except ImportError:
+    TEMPLATE_ERRORS = ()
+
 EXIT_BAD_INPUT = 2
 # what a shell reports for a program ended by SIGPIPE (`yes | head`), which a closed pipe would have been
 EXIT_BROKEN_PIPE = 128 + 13
@@ -176,7 +182,14 @@ def main(argv=None, prog=None):
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (OSError, ImportError, ValueError, TypeError, NotImplementedError) as e:
+    except TEMPLATE_ERRORS as e:
+        # the checkpoint's template refused the conversation (raise_exception) or does not compile; a syntax
+        # error's text may quote the template over several lines
+        where = f" (line {e.lineno})" if getattr(e, "lineno", None) else ""
+        print(f"error: the chat template of {args.model} failed{where}: {str(e).splitlines()[0]}", file=sys.stderr)
+        return 1
+    except (OSError, ImportError, ValueError, TypeError, NotImplementedError, RuntimeError) as e:
+        # RuntimeError: sampling from scores that leave no distribution, as torch.multinomial raises
         print(f"error: {e}", file=sys.stderr)
         return 1
 

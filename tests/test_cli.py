@@ -417,6 +417,28 @@ def test_generate_and_chat_errors(tmp_path):
     assert run.returncode == 2 and "--max-new-tokens must be at least 1" in run.stderr
 
 
+@pytest.mark.parametrize("template, message", [
+    ("{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}"
+     "{% for m in messages %}{{ m['content'] }}{% endfor %}", "failed: System role not supported"),
+    ("{% for m in messages %}{{ m.content }", "failed (line 1): unexpected '}'"),
+])
+def test_chat_template_errors_end_with_a_message(tmp_path, template, message):
+    path = tmp_path / "templated"
+    shutil.copytree(nemotron_c.demo_model_path(), path)
+    config = json.loads((path / "tokenizer_config.json").read_text())
+    (path / "tokenizer_config.json").write_text(json.dumps({**config, "chat_template": template}))
+    run = run_cli("chat", "--model", str(path), "--system", "Be brief.", "--max-new-tokens", "2", stdin="hi\n")
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+    assert run.stderr == f"error: the chat template of {path} {message}\n"
+
+
+def test_sampling_without_a_distribution_ends_with_a_message():
+    """Scores that leave no distribution raise generate()'s RuntimeError (torch.multinomial's in Transformers)."""
+    run = run_cli("generate", "The", "--max-new-tokens", "3", "--temperature", "1e-45")
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+    assert run.stderr.startswith("error: cannot sample") and len(run.stderr.splitlines()) == 1
+
+
 def test_program_name_in_help(monkeypatch, capsys):
     run = run_cli("--help")
     assert run.returncode == 0 and run.stdout.startswith("usage: python -m nemotron_c ")
