@@ -319,6 +319,20 @@ def test_nul_byte_in_a_shard_name_is_refused_naming_the_index(written, tmp_path)
         nemotron_c.AutoModelForCausalLM.from_pretrained(directory)
 
 
+def test_config_read_from_the_path_given_as_config(good, tmp_path):
+    # Transformers reads config= given as a path (a folder, a config.json file or a Hub id) there
+    reference = nemotron_c.AutoModelForCausalLM.from_pretrained(good)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.copy(os.path.join(good, "config.json"), elsewhere / "config.json")
+    edit_config(str(elsewhere), eos_token_id=7)
+    ids = np.array([[1, 5, 9, 3]])
+    for config in (str(elsewhere), elsewhere / "config.json"):
+        model = nemotron_c.AutoModelForCausalLM.from_pretrained(good, config=config)
+        assert model.config.eos_token_id == 7
+        assert np.array_equal(model(ids).logits, reference(ids).logits)
+
+
 def test_unaligned_tensor_is_copied_not_misread(good):
     """A file whose tensor offsets are not multiples of 4 still loads and gives the same logits."""
     expected = nemotron_c.AutoModelForCausalLM.from_pretrained(good)(IDS).logits

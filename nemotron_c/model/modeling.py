@@ -126,6 +126,8 @@ class NemotronPreTrainedModel:
         num_threads: threads per call (default: NEMOTRON_C_NUM_THREADS, else one per available CPU).
         cache_dtype: "float32" (default, as Transformers' cache) or "bfloat16": the dtype of the key/value caches
         the model makes (forward, generate, score), see the cache_dtype attribute.
+        config: a NemotronConfig (or Transformers' own), or, as in Transformers, the config.json file, folder or Hub
+        id to read it from instead of the checkpoint's.
         Other keywords override config attributes, as in Transformers.
         """
         if model_args:
@@ -157,6 +159,8 @@ class NemotronPreTrainedModel:
         path = resolve_directory(pretrained_model_name_or_path, required, cls.optional_files, **hub_kwargs)
         if config is None:
             config = NemotronConfig.from_pretrained(path)
+        elif isinstance(config, (str, os.PathLike)):  # as Transformers: the config.json file, folder or Hub id to read
+            config = NemotronConfig.from_pretrained(config, **hub_kwargs)
         else:
             config = copy.deepcopy(NemotronConfig.from_config(config))  # the overrides below leave the caller's alone
         for key, value in kwargs.items():
