@@ -333,6 +333,26 @@ def test_config_read_from_the_path_given_as_config(good, tmp_path):
         assert np.array_equal(model(ids).logits, reference(ids).logits)
 
 
+def test_every_tensor_of_a_listed_shard_is_read(written, tmp_path):
+    # Transformers 5 reads each listed shard whole; a tensor the weight_map leaves out was refused as missing
+    directory, index_path, index = sharded_copy(written, tmp_path)
+    ids = np.array([[1, 5, 9, 3]])
+    reference = nemotron_c.AutoModelForCausalLM.from_pretrained(directory)(ids).logits
+    shards = sorted(set(index["weight_map"].values()))
+    listed = list(index["weight_map"].values())
+    left_out = next(name for name, shard in index["weight_map"].items() if listed.count(shard) > 1)  # still listed
+    del index["weight_map"][left_out]
+    with open(index_path, "w") as f:
+        json.dump(index, f)
+    assert np.array_equal(nemotron_c.AutoModelForCausalLM.from_pretrained(directory)(ids).logits, reference)
+
+    for shard in shards[:2]:  # an unlisted tensor in two shards: which one is meant is unknown
+        tensors = load_file(os.path.join(directory, shard))
+        save_file({**tensors, "extra.weight": np.zeros(2, np.float32)}, os.path.join(directory, shard))
+    with pytest.raises(SafetensorsFormatError, match=r"index.json: tensor 'extra.weight', which the weight_map"):
+        nemotron_c.AutoModelForCausalLM.from_pretrained(directory)
+
+
 def test_unaligned_tensor_is_copied_not_misread(good):
     """A file whose tensor offsets are not multiples of 4 still loads and gives the same logits."""
     expected = nemotron_c.AutoModelForCausalLM.from_pretrained(good)(IDS).logits

@@ -1,6 +1,7 @@
 """A checkpoint directory's weights: the first weight file Transformers would read, single or sharded.
 
-Shard paths from an index are checked against the directory; each reader checks its own files.
+Shard paths from an index are checked against the directory; each reader checks its own files. As in Transformers
+5, every tensor of each shard the index lists is read, also one its weight_map leaves out.
 """
 import json
 import os
@@ -52,14 +53,22 @@ def read_sharded(directory, index_path, read_file):
                 f"{index_path}: shard {file_name!r} of tensor {name!r} lies outside the checkpoint directory"
             )
         shards.setdefault(path, []).append(name)
-    tensors = {}
+    tensors, unlisted = {}, {}
     for path, names in shards.items():
         shard = read_file(path)
         for name in names:
             if name not in shard:
                 raise error(f"{index_path}: tensor {name!r} is not in shard {path}")
             tensors[name] = shard[name]
-    return tensors
+        # Transformers 5 loads every tensor of each listed shard, the weight_map only choosing the files
+        for name, tensor in shard.items():
+            if name in weight_map:
+                continue
+            if name in unlisted:
+                raise error(f"{index_path}: tensor {name!r}, which the weight_map does not list, is in two shards: "
+                            f"{unlisted[name].file} and {path}")
+            unlisted[name] = tensor
+    return {**tensors, **unlisted}
 
 
 # The weight files a checkpoint directory may hold, in the order Transformers prefers them: (name, reader, whether
