@@ -96,12 +96,6 @@ class Pipeline:
     def _shape(self, results, single, kwargs):
         return results[0] if single else results
 
-    def _encode(self, texts, **tokenizer_kwargs):
-        """One padded batch of texts (padding on the side the tokenizer pads)."""
-        if len(texts) > 1 and self.tokenizer.pad_token_id is None:
-            raise ValueError("batch_size > 1 needs a tokenizer with a pad token (tokenizer.pad_token = ...)")
-        return self.tokenizer(texts, padding=len(texts) > 1, return_tensors="np", **tokenizer_kwargs)
-
 
 # ---------------------------------------------------------------- text generation
 
@@ -270,9 +264,32 @@ class TextClassificationPipeline(Pipeline):
         results = super().__call__(inputs, **kwargs)
         return [results] if legacy_shape and isinstance(inputs, str) else results
 
+    def _encode(self, text, tokenizer_kwargs):
+        """One input as Transformers' preprocess reads it: a str, a {"text", "text_pair"} dict (its keys go to the
+        tokenizer), or the older [[text, text_pair]]."""
+        if isinstance(text, dict):
+            return self.tokenizer(**text, **tokenizer_kwargs)
+        if isinstance(text, (list, tuple)):
+            if len(text) == 1 and isinstance(text[0], (list, tuple)) and len(text[0]) == 2:
+                return self.tokenizer(text=text[0][0], text_pair=text[0][1], **tokenizer_kwargs)
+            raise ValueError('The pipeline received invalid inputs, if you are trying to send text pairs, you can try '
+                             'to send a dictionary `{"text": "My text", "text_pair": "My pair"}` in order to send a '
+                             'text pair.')
+        return self.tokenizer(text, **tokenizer_kwargs)
+
+    def _batch(self, texts, tokenizer_kwargs):
+        """The inputs encoded one by one (so tokenizer keywords such as padding="max_length" apply to each), then
+        padded to the longest on the tokenizer's side, as Transformers' pipeline collates them."""
+        if len(texts) > 1 and self.tokenizer.pad_token_id is None:
+            raise ValueError("batch_size > 1 needs a tokenizer with a pad token (tokenizer.pad_token = ...)")
+        rows = [self._encode(text, tokenizer_kwargs) for text in texts]
+        left = self.tokenizer.padding_side == "left"
+        return {"input_ids": collate([list(row["input_ids"]) for row in rows], self.tokenizer.pad_token_id, left),
+                "attention_mask": collate([list(row["attention_mask"]) for row in rows], 0, left)}
+
     def _run(self, texts, top_k, function_to_apply=None, **tokenizer_kwargs):
         config = self.model.config
-        logits = self.model(**self._encode(texts, **tokenizer_kwargs)).logits
+        logits = self.model(**self._batch(texts, tokenizer_kwargs)).logits
         function = function_to_apply.lower() if isinstance(function_to_apply, str) else function_to_apply
         if function is None:
             problem = getattr(config, "problem_type", None)

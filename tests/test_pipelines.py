@@ -214,6 +214,23 @@ def test_text_classification_keywords_given_at_construction(paths, kwargs):
     assert_same(ours(TEXTS), theirs(TEXTS))
 
 
+def test_text_classification_text_pairs_and_tokenizer_keywords(paths):
+    """{"text", "text_pair"} dicts (one, or a list, batched or not) are pairs, and tokenizer keywords such as
+    padding="max_length" apply to each input before the batch is padded, as Transformers' preprocess does."""
+    ours, theirs = pair(paths, "text-classification")
+    pairs = [{"text": TEXTS[0], "text_pair": TEXTS[1]}, {"text": TEXTS[2], "text_pair": "a"}, {"text": TEXTS[1]}]
+    assert_same(ours(pairs[0]), theirs(pairs[0]))
+    assert_same(ours(pairs[2], top_k=None), theirs(pairs[2], top_k=None))
+    for batch_size in (1, 2, 3):
+        assert_same(ours(pairs, batch_size=batch_size), theirs(pairs, batch_size=batch_size))
+    call = {"padding": "max_length", "max_length": 24, "batch_size": 2}
+    assert_same(ours(TEXTS, **call), theirs(TEXTS, **call))
+    with pytest.raises(ValueError, match="send text pairs"):
+        theirs([["a", "b"]])
+    with pytest.raises(ValueError, match="send text pairs"):
+        ours([["a", "b"]])
+
+
 @pytest.mark.parametrize("strategy", ["none", "simple"])
 def test_token_classification(paths, strategy):
     ours, theirs = pair(paths, "token-classification", aggregation_strategy=strategy)
