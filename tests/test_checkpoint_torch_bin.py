@@ -11,6 +11,7 @@ import zipfile
 import numpy as np
 import pytest
 import torch
+import transformers
 
 import nemotron_c
 from nemotron_c.checkpoint import torch_bin
@@ -395,6 +396,15 @@ def test_index_pointing_outside_the_directory(tmp_path):
         json.dump(index, f)
     with pytest.raises(nemotron_c.TorchCheckpointFormatError, match="outside the checkpoint directory"):
         nemotron_c.AutoModelForCausalLM.from_pretrained(path)
+
+
+def test_use_safetensors_refuses_a_bin_only_folder(bin_cases):
+    path, _ = bin_cases["f32_untied"]
+    with pytest.raises(OSError, match=r"no file named model.safetensors found in"):  # Transformers'
+        transformers.NemotronForCausalLM.from_pretrained(path, use_safetensors=True)
+    with pytest.raises(OSError, match=r"no file named model.safetensors or model.safetensors.index.json found in"):
+        nemotron_c.AutoModelForCausalLM.from_pretrained(path, use_safetensors=True)
+    nemotron_c.AutoModelForCausalLM.from_pretrained(path, use_safetensors=None)
 
 
 def test_no_weights_names_every_file(tmp_path):

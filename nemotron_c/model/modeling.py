@@ -15,6 +15,7 @@ from .. import _core
 from ..checkpoint.hub import pop_hub_kwargs, resolve_directory
 from ..checkpoint.quantized import QUANTIZATION_CONFIGS
 from ..checkpoint.reading import WEIGHTS_NAMES
+from ..checkpoint.safetensors import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
 from ..checkpoint.tensors import convert
 from ..checkpoint.saving import DEFAULT_MAX_SHARD_SIZE, save_model
 from ..generation.configuration import GENERATION_CONFIG_NAME, GenerationConfig
@@ -33,6 +34,7 @@ IGNORED_LOAD_KWARGS = {
     "low_cpu_mem_usage", "trust_remote_code", "offload_folder", "offload_state_dict",
 }
 # from_pretrained keywords of Transformers whose other values would change the result: these values only.
+SAFETENSORS_NAMES = (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME)
 ACCEPTED_LOAD_KWARGS = {"variant": (None,), "use_safetensors": (None, True), "output_loading_info": (None, False)}
 
 def check_cpu_device(device, what):
@@ -150,13 +152,18 @@ class NemotronPreTrainedModel:
         hub_kwargs = pop_hub_kwargs(kwargs)
         for key in IGNORED_LOAD_KWARGS:
             kwargs.pop(key, None)
+        # True: safetensors weights or an OSError, as in Transformers (None: whichever the folder holds)
+        use_safetensors = kwargs.get("use_safetensors")
+        weights_names = SAFETENSORS_NAMES if use_safetensors else WEIGHTS_NAMES
         for key, accepted in ACCEPTED_LOAD_KWARGS.items():
             value = kwargs.pop(key, None)
             if value not in accepted:
                 raise NotImplementedError(f"from_pretrained({key}={value!r}) is not supported: nemotron_c reads the "
                                           "safetensors weights model.safetensors or model.safetensors.index.json")
-        required = (WEIGHTS_NAMES,) if config is not None else ((CONFIG_NAME,), WEIGHTS_NAMES)
+        required = (weights_names,) if config is not None else ((CONFIG_NAME,), weights_names)
         path = resolve_directory(pretrained_model_name_or_path, required, cls.optional_files, **hub_kwargs)
+        if use_safetensors and not any(os.path.isfile(os.path.join(path, name)) for name in weights_names):
+            raise OSError(f"Error no file named {' or '.join(weights_names)} found in directory {path}.")
         if config is None:
             config = NemotronConfig.from_pretrained(path)
         elif isinstance(config, (str, os.PathLike)):  # as Transformers: the config.json file, folder or Hub id to read
