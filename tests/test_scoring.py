@@ -137,6 +137,10 @@ def test_texts_with_a_tokenizer(path):
     batch = tokenizer(texts, padding=True, return_tensors="np")
     assert_close(ours.score(batch).sum_logprob, result.sum_logprob)
     assert_close(ours.score(tokenizer(texts, padding=True)).sum_logprob, result.sum_logprob)  # lists and a mask
+    # one (1, T) array or tensor per text, as tokenizer(text, return_tensors=...)["input_ids"] gives them
+    for tensors in ("np", "pt"):
+        rows = [tokenizer(t, return_tensors=tensors)["input_ids"] for t in texts]
+        assert_close(ours.score(rows).sum_logprob, result.sum_logprob)
 
     class EncodeOnly:
         def encode(self, text, add_special_tokens=True):
@@ -174,6 +178,12 @@ def test_bad_input(path, checkpoint):
         ours.score([])
     with pytest.raises(TypeError, match="mixes texts"):
         ours.score(["a", [1, 2]])
+    with pytest.raises(ValueError, match=r"inputs\[1\] has shape \(2, 2\): each element of a list is one sequence"):
+        ours.score([np.array([[1, 2]]), np.array([[1, 2], [3, 4]])])
+    with pytest.raises(ValueError, match="token id 9223372036854775813, which does not fit"):  # not wrapped negative
+        ours.score(np.array([1, 2**63 + 5], dtype=np.uint64))
+    with pytest.raises(ValueError, match=r"inputs\[0\] holds token id 18446744073709551615"):
+        ours.score([np.array([2**64 - 1, 1], dtype=np.uint64)])
     with pytest.raises(TypeError, match="language-modelling head"):
         score(nemotron_c.NemotronModel.from_pretrained(path), [[1, 2]])
     ids = np.ones((1, 3), dtype=np.int32)

@@ -132,7 +132,7 @@ def as_sequences(inputs, tokenizer, attention_mask, add_special_tokens, vocab_si
         raise TypeError("inputs mixes texts and other values; give a list of texts or of token id lists")
 
     if isinstance(inputs, (list, tuple)) and not (inputs and np.ndim(inputs[0]) == 0):
-        sequences = [id_array(x, f"inputs[{i}]") for i, x in enumerate(inputs)]
+        sequences = [one_sequence(id_array(x, f"inputs[{i}]"), f"inputs[{i}]") for i, x in enumerate(inputs)]
         if attention_mask is not None:
             sequences = apply_row_masks(sequences, attention_mask)
     else:
@@ -168,6 +168,17 @@ def apply_row_masks(sequences, attention_mask):
     return kept
 
 
+def one_sequence(ids, name):
+    """A list element as one sequence: a (1, T) row, what tokenizer(text, return_tensors="np")["input_ids"] gives,
+    is that sequence; more rows in one element are refused (a list element is one text)."""
+    if ids.ndim == 2:
+        if ids.shape[0] != 1:
+            raise ValueError(f"{name} has shape {ids.shape}: each element of a list is one sequence (1-D, or one row "
+                             "of shape (1, T)); give a 2-D array for a batch")
+        ids = ids[0]
+    return ids
+
+
 def id_array(value, name):
     array = to_numpy(value, name) if not isinstance(value, np.ndarray) else value
     if array.size == 0:
@@ -176,6 +187,9 @@ def id_array(value, name):
         raise TypeError(f"{name} must hold integer token ids, got dtype {array.dtype}")
     if array.ndim not in (1, 2):
         raise ValueError(f"{name} must be a sequence of token ids, got shape {array.shape}")
+    if array.dtype.kind == "u" and array.itemsize == 8 and array.max() > np.iinfo(np.int64).max:
+        # the cast to int64 would wrap it to a negative id, which the vocabulary check would then name
+        raise ValueError(f"{name} holds token id {int(array.max())}, which does not fit a 64-bit signed integer")
     return array.astype(np.int64)
 
 
