@@ -278,11 +278,12 @@ def run_chat(args):
     interactive = sys.stdin.isatty()
     if interactive:
         print("Type a message and press Enter; /reset forgets the conversation, Ctrl-D ends it.", file=sys.stderr)
+    lines = utf8_lines(sys.stdin, "<stdin>")
     while True:
         if interactive:
             print(">>> ", end="", file=sys.stderr, flush=True)
-        line = sys.stdin.readline()
-        if not line:
+        line = next(lines, None)
+        if line is None:
             break
         text = line.strip()
         if not text:
@@ -356,6 +357,26 @@ def run_info(args):
 
 
 # ---------------------------------------------------------------- reading
+
+
+def utf8_lines(stream, name):
+    """The lines of a stream, read one at a time (chat answers each as it comes) and decoded as strict UTF-8, so
+    that a bad byte is reported with its line: Python's stdin would let it through as a lone surrogate that the
+    tokenizer refuses later, naming nothing."""
+    binary = getattr(stream, "buffer", stream)  # tests may give a StringIO, already text
+    number = 0
+    while True:
+        line = binary.readline()
+        if not line:
+            return
+        number += 1
+        if isinstance(line, bytes):
+            try:
+                line = line.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise InputError(f"{name}:{number}: not valid UTF-8 (byte 0x{line[e.start]:02x} at column "
+                                 f"{e.start + 1}); the input must be UTF-8 text") from None
+        yield line
 
 
 def read_records(stream, name, fmt):
@@ -436,11 +457,11 @@ def run_score(args):
     show = sys.stderr.isatty() if args.progress is None else args.progress
     bar = ProgressBar(count_lines(args.file), sys.stderr) if show else None
 
-    source = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")
+    source = sys.stdin if args.file == "-" else open(args.file, "rb")  # decoded by utf8_lines
     sink = sys.stdout if args.output is None else open(args.output, "w", encoding="utf-8")
     try:
         name = "<stdin>" if args.file == "-" else args.file
-        records = read_records(source, name, args.format)
+        records = read_records(utf8_lines(source, name), name, args.format)
         # groups of several batches, so that sorting by length inside score() saves padding
         for group in groups(records, args.batch_size * 8):
             for line in score_group(model, tokenizers, group, name, args):

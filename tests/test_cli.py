@@ -146,6 +146,20 @@ def test_output_naming_the_input_is_refused_and_the_input_kept(path, tmp_path):
     assert file.read_text() == content
 
 
+def test_bytes_that_are_not_utf8_are_named_by_line(path, tmp_path):
+    file = tmp_path / "latin1.txt"
+    file.write_bytes(b'{"input_ids": [1, 2]}\n{"text": "caf\xe9"}\n')
+    run = run_cli("score", "--model", path, str(file), "--no-progress")
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+    assert run.stderr == f"error: {file}:2: not valid UTF-8 (byte 0xe9 at column 14); the input must be UTF-8 text\n"
+    for command in (["score", "--model", path, "-"], ["chat", "--max-new-tokens", "2"]):
+        run = subprocess.run([sys.executable, "-m", "nemotron_c", *command], input=b"\xff\xfe\n", capture_output=True,
+                             timeout=120, env={**os.environ, "PYTHONPATH": ROOT})
+        assert run.returncode == 2, run.stderr
+        assert run.stderr.decode() == ("error: <stdin>:1: not valid UTF-8 (byte 0xff at column 1); the input must be "
+                                       "UTF-8 text\n")
+
+
 # ---------------------------------------------------------------- convert
 
 
