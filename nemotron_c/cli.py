@@ -448,8 +448,11 @@ class Tokenizers:
 
 def run_score(args):
     check_positive(args, ("batch_size", "max_length", "num_threads"))
-    if args.file != "-" and not os.path.isfile(args.file):
+    # any readable file: a FIFO or a shell's <(...) too, which are read once, as they come
+    if args.file != "-" and not os.path.exists(args.file):
         raise InputError(f"no such file: {args.file}")
+    if os.path.isdir(args.file):
+        raise InputError(f"{args.file} is a directory: give a file of texts")
     refuse_output_over_input(args.file, args.output)
 
     model = NemotronForCausalLM.from_pretrained(args.model, dtype=args.dtype, num_threads=args.num_threads)

@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -158,6 +159,33 @@ def test_bytes_that_are_not_utf8_are_named_by_line(path, tmp_path):
         assert run.returncode == 2, run.stderr
         assert run.stderr.decode() == ("error: <stdin>:1: not valid UTF-8 (byte 0xff at column 1); the input must be "
                                        "UTF-8 text\n")
+
+
+def test_a_fifo_is_read(path, tmp_path):
+    """A named pipe, or a shell's <(...), is a file to read (once), not a missing one."""
+    fifo = tmp_path / "texts.fifo"
+    os.mkfifo(fifo)
+    command = [sys.executable, "-m", "nemotron_c", "score", "--model", path, str(fifo), "--progress"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env={**os.environ, "PYTHONPATH": ROOT}) as run:
+        # opened without blocking, so that a command that never opens the FIFO fails the test instead of hanging it
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+                break
+            except OSError:  # ENXIO: no reader yet
+                assert run.poll() is None and time.monotonic() < deadline, run.stderr.read()
+                time.sleep(0.05)
+        os.set_blocking(writer, True)
+        os.write(writer, "".join(json.dumps({"input_ids": s}) + "\n" for s in SEQUENCES).encode())
+        os.close(writer)
+        out, err = run.communicate(timeout=120)
+    assert run.returncode == 0, err
+    expected = nemotron_c.NemotronForCausalLM.from_pretrained(path).score(SEQUENCES)
+    assert_close([json.loads(line)["sum_logprob"] for line in out.splitlines()], expected.sum_logprob, atol=1e-5)
+    run = run_cli("score", "--model", path, str(tmp_path))
+    assert run.returncode == 2 and "is a directory" in run.stderr, run.stderr
 
 
 # ---------------------------------------------------------------- convert
