@@ -157,11 +157,26 @@ class TextGenerationPipeline(Pipeline):
 
     def _run(self, prompts, return_full_text=None, return_tensors=None, return_text=None,
              clean_up_tokenization_spaces=None, skip_special_tokens=True, prefix="", add_special_tokens=None,
-             continue_final_message=None, stop_sequence=None, **generate_kwargs):
+             continue_final_message=None, stop_sequence=None, truncation=None, padding=None, max_length=None,
+             tokenizer_encode_kwargs=None, handle_long_generation=None, tools=None, documents=None,
+             **generate_kwargs):
         """One generate call for the prompts of a batch, padded to the longest on the tokenizer's padding side as
         Transformers' pipeline collates them; each prompt's text is what follows the padded prompt."""
         returned = self._return_type(return_full_text, return_tensors, return_text)
+        if handle_long_generation not in (None, "hole"):
+            raise ValueError(f"{handle_long_generation} is not a valid value for `handle_long_generation` parameter "
+                             "expected [None, 'hole']")
+        # as Transformers' preprocess: these encode the prompt (max_length also bounds generate, as there), and only
+        # those given, so that the tokenizer's own defaults hold otherwise
+        tokenizer_kwargs = {key: value for key, value in (("add_special_tokens", add_special_tokens),
+                                                          ("truncation", truncation), ("padding", padding),
+                                                          ("max_length", max_length)) if value is not None}
+        tokenizer_kwargs.update(tokenizer_encode_kwargs or {})
+        if max_length is not None:
+            generate_kwargs["max_length"] = max_length
         generate_kwargs = self._with_defaults(generate_kwargs)
+        # the lengths "hole" keeps prompts within (the pipeline's defaults always set one of them)
+        lengths = self._set_generation_params(generate_kwargs) if handle_long_generation == "hole" else None
         if prefix:
             # as Transformers: a total length (not a number of new tokens) counts the prefix's tokens too, counted
             # without special tokens unless the call's add_special_tokens says otherwise
@@ -173,7 +188,6 @@ class TextGenerationPipeline(Pipeline):
         if stop_sequence is not None:
             generate_kwargs["stop_strings"] = [stop_sequence] if isinstance(stop_sequence, str) else stop_sequence
             generate_kwargs["tokenizer"] = self.tokenizer
-        tokenizer_kwargs = {} if add_special_tokens is None else {"add_special_tokens": add_special_tokens}
         encoded, finals = [], []
         for prompt in prompts:
             final = None
@@ -181,12 +195,16 @@ class TextGenerationPipeline(Pipeline):
                 final = continue_final_message
                 if final is None:
                     final = prompt[-1]["role"] == "assistant"
+                chat_kwargs = {key: value for key, value in tokenizer_kwargs.items() if key != "add_special_tokens"}
                 inputs = self.tokenizer.apply_chat_template(
                     list(prompt), add_generation_prompt=not final, continue_final_message=final, return_dict=True,
-                    **tokenizer_kwargs)
+                    tools=tools, documents=documents, **chat_kwargs)
             else:
                 inputs = self.tokenizer(prefix + prompt, **tokenizer_kwargs)
-            encoded.append((list(inputs["input_ids"]), list(inputs["attention_mask"])))
+            ids, mask = list(inputs["input_ids"]), list(inputs["attention_mask"])
+            if lengths is not None:
+                ids, mask = self._hole(ids, mask, lengths)
+            encoded.append((ids, mask))
             finals.append(final)
         # an empty prompt runs on its own (Transformers' collate fails on it)
         groups = [[i for i, (row, _) in enumerate(encoded) if row]] + \
@@ -208,6 +226,22 @@ class TextGenerationPipeline(Pipeline):
                 results[i] = self._records(prompts[i], finals[i], rows, ids.shape[-1], returned,
                                            skip_special_tokens, clean_up_tokenization_spaces)
         return results
+
+    def _hole(self, ids, mask, lengths):
+        """handle_long_generation="hole": a prompt whose tokens and the new ones would pass the tokenizer's
+        model_max_length keeps only its last tokens, as Transformers' preprocess cuts it."""
+        new_tokens = lengths.get("max_new_tokens")
+        if new_tokens is None:
+            new_tokens = lengths["max_length"] - len(ids)
+            if new_tokens < 0:
+                raise ValueError("We cannot infer how many new tokens are expected")
+        if len(ids) + new_tokens > self.tokenizer.model_max_length:
+            keep = self.tokenizer.model_max_length - new_tokens
+            if keep <= 0:
+                raise ValueError("We cannot use `hole` to handle this generation the number of desired tokens "
+                                 "exceeds the models max length")
+            ids, mask = ids[-keep:], mask[-keep:]
+        return ids, mask
 
     @staticmethod
     def _return_type(return_full_text, return_tensors, return_text):

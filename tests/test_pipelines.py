@@ -179,6 +179,37 @@ def test_text_generation_return_settings(paths, kwargs):
         assert_same(ours("Return the", **call), expected)
 
 
+@pytest.mark.parametrize("kwargs", [{"truncation": True, "max_length": 8}, {"max_length": 9}, {"padding": False},
+                                    {"tokenizer_encode_kwargs": {"truncation": True, "max_length": 4}},
+                                    {"padding": "max_length", "max_length": 12, "batch_size": 2},
+                                    {"handle_long_generation": "hole"}, {"handle_long_generation": "hole",
+                                                                         "max_new_tokens": None, "max_length": 10},
+                                    {"handle_long_generation": "hole", "max_new_tokens": 6}])
+def test_text_generation_prompt_encoding_keywords(paths, kwargs):
+    """truncation, padding, max_length (also generate's) and tokenizer_encode_kwargs encode the prompt, and
+    handle_long_generation="hole" keeps a prompt's last tokens within model_max_length, as Transformers'
+    preprocess does."""
+    ours, theirs = pair(paths, "text-generation right")
+    for pipe in (ours, theirs):
+        pipe.tokenizer.model_max_length = 9
+    call = {"max_new_tokens": 3, "do_sample": False, **kwargs}
+    call = {key: value for key, value in call.items() if value is not None}
+    for prompts in (PROMPTS, PROMPTS[0]):
+        try:
+            expected = theirs(prompts, **call)
+        except ValueError as error:  # "hole" leaving no room for the prompt
+            with pytest.raises(ValueError) as raised:
+                ours(prompts, **call)
+            assert str(raised.value) == str(error)
+        else:
+            assert_same(ours(prompts, **call), expected)
+    chat = [{"role": "user", "content": "Return the number"}]
+    if "handle_long_generation" not in kwargs:
+        assert_same(ours(chat, **call), theirs(chat, **call))
+    with pytest.raises(ValueError, match="is not a valid value for `handle_long_generation`"):
+        ours("Return the", handle_long_generation="middle")
+
+
 def test_text_generation_prefix_as_transformers(paths, tmp_path):
     """A prefix's tokens count towards max_length and min_length (not max_new_tokens), and config.json's "prefix"
     is the prefix when none is given at construction."""
