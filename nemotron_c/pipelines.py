@@ -10,6 +10,7 @@ Transformers 4.57's QuestionAnsweringPipeline, the last one. Inputs, argument na
 model is a checkpoint directory, a Hub id or a loaded nemotron_c model; tokenizer defaults to the model's.
 """
 import copy
+import types
 import warnings
 
 import numpy as np
@@ -83,12 +84,25 @@ class Pipeline:
     def __call__(self, inputs, **kwargs):
         kwargs = {**self.defaults, **kwargs}
         batch_size = batch_size_of(kwargs.pop("batch_size", None), self.batch_size)
+        if isinstance(inputs, types.GeneratorType):
+            # as Transformers: a generator is not read ahead; its results come as an iterator, batch by batch
+            return self._stream(inputs, batch_size, kwargs)
         single = not self._is_batch(inputs)
         items = [inputs] if single else list(inputs)
         results = []
         for start in range(0, len(items), batch_size):
             results += self._run(items[start:start + batch_size], **kwargs)
         return self._shape(results, single, kwargs)
+
+    def _stream(self, inputs, batch_size, kwargs):
+        batch = []
+        for item in inputs:
+            batch.append(item)
+            if len(batch) == batch_size:
+                yield from self._run(batch, **kwargs)
+                batch = []
+        if batch:
+            yield from self._run(batch, **kwargs)
 
     def _is_batch(self, inputs):
         return isinstance(inputs, (list, tuple))

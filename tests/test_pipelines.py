@@ -315,6 +315,25 @@ def test_batch_size_of_a_call(paths, task):
         ours(TEXTS, batch_size=2.5, **call)
 
 
+@pytest.mark.parametrize("task", ["text-generation right", "text-classification", "token-classification"])
+def test_a_generator_of_inputs_streams(paths, task):
+    """A generator gives an iterator of results, read as it is consumed, as Transformers' pipelines do."""
+    ours, theirs = pair(paths, task)
+    call = {"max_new_tokens": 3, "do_sample": False} if task.startswith("text-generation") else {}
+    read = []
+
+    def texts():
+        for text in TEXTS:
+            read.append(text)
+            yield text
+
+    for batch_size in (1, 2) if ours.tokenizer.pad_token_id is not None else (1,):
+        read.clear()
+        results = ours(texts(), batch_size=batch_size, **call)
+        assert read == []
+        assert_same(list(results), list(theirs((t for t in TEXTS), batch_size=batch_size, **call)))
+
+
 def test_default_is_the_demo_model():
     generator = nemotron_c.pipeline("text-generation")
     out = generator("Return the", max_new_tokens=8)
