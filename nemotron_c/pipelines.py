@@ -65,10 +65,17 @@ class Pipeline:
     model_class = None
 
     def __init__(self, model, tokenizer=None, batch_size=None, **kwargs):
+        # what Transformers' pipeline() takes for loading, kept out of the call defaults: the files' revision and
+        # token for the model and the tokenizer, model_kwargs and the dtype for the model; use_fast is moot (the
+        # tokenizer is the tokenizers one either way)
+        hub = {key: kwargs.pop(key) for key in ("revision", "token") if kwargs.get(key) is not None}
+        loading = dict(kwargs.pop("model_kwargs", None) or {})
+        loading.update({key: kwargs.pop(key) for key in ("dtype", "torch_dtype", "num_threads", "config")
+                        if kwargs.get(key) is not None})
+        kwargs.pop("use_fast", None)
         if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
             name = model
-            model = self.model_class.from_pretrained(model, dtype=kwargs.pop("dtype", None),
-                                                     num_threads=kwargs.pop("num_threads", None))
+            model = self.model_class.from_pretrained(model, **hub, **loading)
         else:
             name = model.name_or_path
         if tokenizer is None:
@@ -76,7 +83,7 @@ class Pipeline:
                 raise ValueError("give tokenizer=: the model was not loaded from a checkpoint that would hold one")
             tokenizer = name
         if isinstance(tokenizer, str) or hasattr(tokenizer, "__fspath__"):
-            tokenizer = AutoTokenizer.from_pretrained(tokenizer)
+            tokenizer = AutoTokenizer.from_pretrained(tokenizer, **hub)
         self.model, self.tokenizer = model, tokenizer
         self.batch_size = batch_size_of(batch_size, 1)
         self.defaults = kwargs  # call arguments given once, at construction, as Transformers allows
@@ -650,7 +657,8 @@ def pipeline(task, model=None, tokenizer=None, batch_size=None, device=None, dev
     if task not in TASKS:
         raise KeyError(f"unknown task {task!r}; nemotron_c's pipelines: {', '.join(sorted(TASKS))}")
     for name, value in (("device", device), ("device_map", device_map)):
-        if value not in (None, "cpu", -1) and str(value) != "cpu":
+        # None, -1, "cpu", "cpu:0" or torch.device("cpu"): all the CPU
+        if value not in (None, -1) and str(value).split(":")[0] != "cpu":
             raise ValueError(f"{name}={value!r}: nemotron_c runs on the CPU")
     if model is None:
         if task != "text-generation":

@@ -334,6 +334,19 @@ def test_a_generator_of_inputs_streams(paths, task):
         assert_same(list(results), list(theirs((t for t in TEXTS), batch_size=batch_size, **call)))
 
 
+@pytest.mark.parametrize("kwargs", [{"torch_dtype": torch.float32}, {"model_kwargs": {"num_threads": 1}},
+                                    {"revision": "main"}, {"use_fast": True}, {"device": "cpu:0"},
+                                    {"device": torch.device("cpu")}])
+def test_loading_keywords_of_pipeline(paths, kwargs):
+    """Transformers' construction keywords for loading choose how the model loads; they are not call defaults."""
+    _, theirs = pair(paths, "text-generation")  # model_kwargs of ours are nemotron_c's from_pretrained's
+    ours = nemotron_c.pipeline("text-generation", model=paths["text-generation"], **kwargs)
+    call = {"max_new_tokens": 3, "do_sample": False}
+    assert_same(ours("Return the", **call), theirs("Return the", **call))
+    with pytest.raises(ValueError, match="runs on the CPU"):
+        nemotron_c.pipeline("text-generation", model=paths["text-generation"], device="cuda:0")
+
+
 def test_default_is_the_demo_model():
     generator = nemotron_c.pipeline("text-generation")
     out = generator("Return the", max_new_tokens=8)
