@@ -239,13 +239,16 @@ class TextGenerationPipeline(Pipeline):
                 sequences = self.model.generate(None, **generate_kwargs)
             else:
                 sequences = self.model.generate(ids, attention_mask=mask, **generate_kwargs)
+            extras = {}
             if hasattr(sequences, "sequences"):
+                extras = per_sequence_outputs(sequences, len(group))
                 sequences = sequences.sequences
             sequences = np.asarray(sequences)
             sequences = sequences.reshape(len(group), -1, sequences.shape[-1]).tolist()
-            for i, rows in zip(group, sequences):
+            for row, (i, rows) in enumerate(zip(group, sequences)):
                 results[i] = self._records(prompts[i], finals[i], rows, ids.shape[-1], returned,
-                                           skip_special_tokens, clean_up_tokenization_spaces)
+                                           skip_special_tokens, clean_up_tokenization_spaces,
+                                           {key: value[row] for key, value in extras.items()})
         return results
 
     def _hole(self, ids, mask, lengths):
@@ -281,9 +284,9 @@ class TextGenerationPipeline(Pipeline):
         return "full"
 
     def _records(self, prompt, final, rows, prompt_length, returned, skip_special_tokens,
-                 clean_up_tokenization_spaces):
+                 clean_up_tokenization_spaces, extras):
         records = []
-        for sequence in rows:
+        for index, sequence in enumerate(rows):
             if returned == "tensors":
                 records.append({"generated_token_ids": sequence})
                 continue
@@ -296,8 +299,25 @@ class TextGenerationPipeline(Pipeline):
                     text = list(prompt[:-1]) + [{"role": prompt[-1]["role"], "content": prompt[-1]["content"] + text}]
                 else:
                     text = list(prompt) + [{"role": "assistant", "content": text}]
-            records.append({"generated_text": text})
+            # as Transformers: a text record also carries generate's per-sequence outputs (scores, logits...)
+            records.append({"generated_text": text, **{key: value[index].tolist() for key, value in extras.items()}})
         return records
+
+
+def per_sequence_outputs(output, prompts):
+    """generate()'s outputs with one entry per returned sequence, as (prompts, sequences per prompt, ...) arrays:
+    Transformers' pipeline keeps the arrays whose first axis is the sequences and the per-step tuples of those
+    (stacked to (sequence, step, ...)); the per-layer ones (attentions, hidden states) and the cache it drops."""
+    count = np.shape(output.sequences)[0]
+    kept = {}
+    for key, value in output.items():
+        if key in ("sequences", "cache", "past_key_values"):
+            continue
+        if isinstance(value, tuple) and value and isinstance(value[0], np.ndarray) and len(value[0]) == count:
+            value = np.stack(value).swapaxes(0, 1)
+        if isinstance(value, np.ndarray) and value.ndim and value.shape[0] == count:
+            kept[key] = value.reshape(prompts, count // prompts, *value.shape[1:])
+    return kept
 
 
 # ---------------------------------------------------------------- text classification

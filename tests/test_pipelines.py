@@ -210,6 +210,21 @@ def test_text_generation_prompt_encoding_keywords(paths, kwargs):
         ours("Return the", handle_long_generation="middle")
 
 
+@pytest.mark.parametrize("kwargs", [{"output_scores": True}, {"output_scores": True, "output_logits": True,
+                                                               "num_return_sequences": 2, "num_beams": 2},
+                                    {"output_scores": True, "return_tensors": True}])
+def test_text_generation_records_carry_generate_outputs(paths, kwargs):
+    """With return_dict_in_generate, each text record carries its sequence's scores (and logits...), as
+    Transformers' postprocess adds them."""
+    ours, theirs = pair(paths, "text-generation right")
+    call = {"max_new_tokens": 2, "do_sample": False, "return_dict_in_generate": True, **kwargs}
+    for batch_size in (1, 2):
+        expected = theirs(PROMPTS[:2], batch_size=batch_size, **call)
+        got = ours(PROMPTS[:2], batch_size=batch_size, **call)
+        assert [sorted(r) for rows in got for r in rows] == [sorted(r) for rows in expected for r in rows]
+        assert_same(got, expected, atol=1e-3)
+
+
 def test_text_generation_prefix_as_transformers(paths, tmp_path):
     """A prefix's tokens count towards max_length and min_length (not max_new_tokens), and config.json's "prefix"
     is the prefix when none is given at construction."""
