@@ -397,9 +397,8 @@ class TokenClassificationPipeline(Pipeline):
              offset_mapping=None, delimiter=None, **unknown):
         if unknown:  # Transformers' _sanitize_parameters takes no other keyword either
             raise TypeError(f"unexpected arguments for token-classification: {', '.join(sorted(unknown))}")
-        for name, value, unset in (("stride", stride, None), ("is_split_into_words", is_split_into_words, False),
-                                   ("offset_mapping", offset_mapping, None), ("delimiter", delimiter, None)):
-            if value is not unset:
+        for name, value in (("stride", stride), ("offset_mapping", offset_mapping)):
+            if value is not None:
                 raise NotImplementedError(f"{name}={value!r}: nemotron_c's token-classification pipeline takes whole "
                                           "texts, cut at the tokenizer's model_max_length, without overlapping "
                                           "windows or given offsets")
@@ -412,14 +411,43 @@ class TokenClassificationPipeline(Pipeline):
         truncation = {"truncation": True, "max_length": max_length} if max_length and max_length < 1e9 else {}
         results = []
         for text in texts:
-            encoded = self.tokenizer(text, return_offsets_mapping=True, return_special_tokens_mask=True, **truncation)
+            if is_split_into_words:
+                text, encoded, offsets = self._encode_words(text, " " if delimiter is None else delimiter, truncation)
+            else:
+                if not isinstance(text, str):
+                    raise ValueError("When `is_split_into_words=False`, `sentence` must be an untokenized string.")
+                encoded = self.tokenizer(text, return_offsets_mapping=True, return_special_tokens_mask=True,
+                                         **truncation)
+                offsets = encoded["offset_mapping"]
             ids = encoded["input_ids"]
             scores = softmax(self.model(np.array([ids])).logits[0])
-            entities = self._entities(text, ids, encoded["offset_mapping"], encoded["special_tokens_mask"], scores)
+            entities = self._entities(text, ids, offsets, encoded["special_tokens_mask"], scores)
             if strategy == "simple":
                 entities = self._group(entities)
             results.append([e for e in entities if e.get("entity", e.get("entity_group")) not in ignore_labels])
         return results
+
+    def __call__(self, inputs, **kwargs):
+        split = {**self.defaults, **kwargs}.get("is_split_into_words")
+        if split and isinstance(inputs, (list, tuple)) and not all(isinstance(x, (list, tuple)) for x in inputs):
+            inputs = [list(inputs)]  # one sentence of words: a batch of one, as Transformers has it
+        return super().__call__(inputs, **kwargs)
+
+    def _encode_words(self, words, delimiter, truncation):
+        """A pre-split sentence as Transformers reads it: the words joined by delimiter are the text the entities'
+        start and end point into, each word encoded on its own."""
+        if not isinstance(words, (list, tuple)):
+            raise ValueError("When `is_split_into_words=True`, `sentence` must be a list of tokens.")
+        words = list(words)
+        starts, start = [], 0
+        for word in words:
+            starts.append(start)
+            start += len(word) + len(delimiter)
+        encoded = self.tokenizer(words, is_split_into_words=True, return_offsets_mapping=True,
+                                 return_special_tokens_mask=True, **truncation)
+        offsets = [(s + starts[w], e + starts[w]) if w is not None else (s, e)
+                   for (s, e), w in zip(encoded["offset_mapping"], encoded.word_ids())]
+        return delimiter.join(words), encoded, offsets
 
     def _entities(self, text, ids, offsets, added, scores):
         """One entity per token but those the tokenizer added (BOS...): a special token's text written in the input

@@ -286,6 +286,17 @@ def test_token_classification(paths, strategy):
     assert_same(ours(TEXTS, ignore_labels=[]), theirs(TEXTS, ignore_labels=[]))
 
 
+@pytest.mark.parametrize("strategy", ["none", "simple"])
+def test_token_classification_of_words(paths, strategy):
+    """is_split_into_words: a list of words is one sentence (a list of lists several), each word encoded on its
+    own, start and end counted in the words joined by the delimiter, as Transformers has them."""
+    ours, theirs = pair(paths, "token-classification", aggregation_strategy=strategy)
+    words = ["Open", "the", "file", "\u00e9t\u00e9", "now."]
+    for inputs, call in ((words, {}), ([words, ["x", "y"]], {}), (words, {"delimiter": "__"})):
+        call = {"is_split_into_words": True, "ignore_labels": [], **call}
+        assert_same(ours(inputs, **call), theirs(inputs, **call))
+
+
 def test_token_classification_refuses_what_it_does_not_do(paths):
     """stride (overlapping windows) is not implemented, and a keyword Transformers does not know raises a TypeError
     as there: neither may be ignored silently."""
