@@ -287,6 +287,12 @@ def test_too_many_dimensions_refused_at_once(tmp_path, dims):
         read_torch_bin(one_tensor(tmp_path / "dims.bin", size=dims, stride=dims))
 
 
+def test_stride_of_too_many_dimensions_refused_unprinted(tmp_path):
+    # it was refused as malformed, with all 10**5 strides in the message
+    with pytest.raises(nemotron_c.TorchCheckpointFormatError, match=r"storage '0': 100000 dimensions, more than 64$"):
+        read_torch_bin(one_tensor(tmp_path / "stride.bin", size=(2, 3), stride=(2**62,) * 10**5))
+
+
 def test_huge_dimensions_refused_as_the_count_grows(tmp_path):
     dims = (2**62,) * 64
     with pytest.raises(nemotron_c.TorchCheckpointFormatError, match=r"outside.bin: .*outside the storage's 6 elements"):

@@ -290,8 +290,9 @@ class StateDictUnpickler(pickle.Unpickler):
         where = f"{self.path}: a tensor of storage {storage.key!r}"
         # Bounded before anything walks the tuples: N dimensions of 2**62 would make the products below cost
         # time quadratic in N (big integers) from a pickle of a few bytes per dimension.
-        if isinstance(size, tuple) and len(size) > MAX_DIMS:
-            raise TorchCheckpointFormatError(f"{where}: {len(size)} dimensions, more than {MAX_DIMS}")
+        for dims in (size, stride):
+            if isinstance(dims, tuple) and len(dims) > MAX_DIMS:
+                raise TorchCheckpointFormatError(f"{where}: {len(dims)} dimensions, more than {MAX_DIMS}")
         if not (is_count(storage_offset) and isinstance(size, tuple) and all(map(is_count, size))
                 and isinstance(stride, tuple) and len(stride) == len(size) and all(map(is_count, stride))):
             raise TorchCheckpointFormatError(
