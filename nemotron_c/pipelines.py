@@ -383,7 +383,6 @@ class TextClassificationPipeline(Pipeline):
         return results
 
 
-
 # ---------------------------------------------------------------- token classification
 
 

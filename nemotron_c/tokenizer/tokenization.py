@@ -458,20 +458,29 @@ class NemotronTokenizer:
             raise TypeError("TextEncodeInput must be Union[TextInputSequence, Tuple[InputSequence, InputSequence]]"
                             " (the text holds a lone surrogate, which is not valid UTF-8)") from None
 
-    def tokenize(self, text, add_special_tokens=False, split_special_tokens=None, **kwargs):
-        core = self._encoder(split_special_tokens)
-        if self._stripping_tokens:
-            # tokenizers names an added token by the text it matched, whitespace taken in by lstrip/rstrip included
-            _check_text(text)
+    def _encode_naming_matches(self, texts, batched, core):
+        """Each text's (ids, names): names[i] is the text an added token with lstrip/rstrip matched at position i,
+        the whitespace it took in included (tokenizers names such a token so), else None; names is None for a
+        tokenizer without such tokens."""
+        if not self._stripping_tokens:
+            return [(ids, None) for ids in self._encode_texts(texts, batched, core)]
+        for t in texts:
+            _check_text(t, batched)
+        encoded = []
+        for text in texts:
             try:
-                ids, matches = core.encode_matches(text)
+                ids, matches = (core or self._core).encode_matches(text)
             except UnicodeEncodeError:
-                return self._encode_texts([text])  # raises the TypeError Transformers raises
-            tokens = [self._id_to_token[i] for i in ids]
+                self._encode_texts([text])  # raises the TypeError Transformers raises
+            names = [None] * len(ids)
             for position, matched in matches:
-                tokens[position] = matched
-        else:
-            tokens = [self._id_to_token[i] for i in self._encode_texts([text], core=core)[0]]
+                names[position] = matched
+            encoded.append((ids, names))
+        return encoded
+
+    def tokenize(self, text, add_special_tokens=False, split_special_tokens=None, **kwargs):
+        ids, names = self._encode_naming_matches([text], False, self._encoder(split_special_tokens))[0]
+        tokens = [self._id_to_token[i] if names is None or names[p] is None else names[p] for p, i in enumerate(ids)]
         if add_special_tokens:
             tokens = [self._id_to_token[i] for i in self._prefix] + tokens + [self._id_to_token[i] for i in self._suffix]
         return tokens
@@ -801,19 +810,12 @@ class NemotronTokenizer:
         if split:
             return [self._words_encoding(words, sequence, core) for words in texts]
         encodings = []
-        for text, ids in zip(texts, self._encode_texts(texts, len(texts) > 1, core)):
+        for text, (ids, names) in zip(texts, self._encode_naming_matches(texts, len(texts) > 1, core)):
             try:
                 offsets, words, error = *align(text, ids, self._pipeline), None
             except NotImplementedError as e:  # raised when offsets or words are read, not for ids or tokens
                 offsets, words, error = None, [NotImplemented] * len(ids), str(e)
-            tokens = None
-            if self._stripping_tokens:
-                # tokenizers names an added token by the text it matched, whitespace taken in by lstrip/rstrip too
-                ids, matches = (core or self._core).encode_matches(text)
-                tokens = [None] * len(ids)
-                for position, matched in matches:
-                    tokens[position] = matched
-            encodings.append(Encoding(ids, offsets, words, sequence, type_id=sequence, tokens=tokens))
+            encodings.append(Encoding(ids, offsets, words, sequence, type_id=sequence, tokens=names))
             encodings[-1].offsets_error = error
         return encodings
 
