@@ -87,6 +87,8 @@ def parse_args(argv):
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.new_tokens < 2:
         parser.error("--new-tokens must be at least 2 (decode rates time the tokens after the first)")
+    if args.isa == "avx2" and not {"avx2", "fma", "f16c"} <= set(machine.isa_flags()):
+        parser.error("--isa avx2 holds the engines to AVX2, FMA and F16C, which this CPU does not have all of")
     args.decode_batches = [int(b) for b in args.decode_batches.split(",") if b]
     args.widths = SMOKE if args.smoke else MINITRON_4B
     if args.results is None:

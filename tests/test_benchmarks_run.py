@@ -13,7 +13,7 @@ from nemotron_c.model.weights import QUANTIZED_DTYPES
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from benchmarks import machine  # noqa: E402 - benchmarks/ lives beside tests/, not in the package
+from benchmarks import machine, run  # noqa: E402 - benchmarks/ lives beside tests/, not in the package
 from benchmarks.results import COLUMNS, update_results  # noqa: E402
 
 OTHER_CPU = "## AMD EPYC 7B13 64-Core Processor (family 25, model 1)\n\nkept as it was\n"
@@ -52,15 +52,26 @@ def avx2_smoke_run(tmp_path_factory):
     return stdout, text, heading
 
 
-@pytest.mark.skipif("avx2" not in machine.isa_flags(), reason="the CPU has no AVX2")
-def test_isa_avx2_holds_the_engines_and_keeps_its_own_section(avx2_smoke_run):
-    stdout, text, heading = avx2_smoke_run
+def test_isa_avx2_holds_the_engines_and_keeps_its_own_section(request):
+    if not {"avx2", "fma", "f16c"} <= set(machine.isa_flags()):  # nothing to hold the engines to: refused at once
+        with pytest.raises(SystemExit):
+            run.parse_args(["--isa", "avx2"])
+        return
+    stdout, text, heading = request.getfixturevalue("avx2_smoke_run")
     assert "kernels  avx2 " in stdout
     assert "the best kernels' figures" in text  # the section of the run without --isa stays
     mine = text.split(f"## {heading}, held to AVX2\n", 1)[1].split("\n## ", 1)[0]
     assert "kernels avx2" in mine and "(ATen AVX2)" in mine and "Held to AVX2: " in mine
     probes = next(line for line in mine.splitlines() if line.startswith("Probes: "))
     assert "float32 FMA peak (avx2)" in probes, probes
+
+
+def test_isa_avx2_is_refused_on_a_cpu_without_avx2(monkeypatch, capsys):
+    monkeypatch.setattr(machine, "isa_flags", lambda: ["avx", "f16c"])
+    with pytest.raises(SystemExit) as stopped:
+        run.parse_args(["--isa", "avx2"])
+    assert stopped.value.code == 2 and "which this CPU does not have" in capsys.readouterr().err
+    assert run.parse_args([]).isa == "best"  # the run without it goes on
 
 
 def test_prints_every_section(smoke_run):
