@@ -11,8 +11,8 @@ from .model.configuration import CONFIG_NAME, NemotronConfig, read_config_json
 from .model.heads import (NemotronForQuestionAnswering, NemotronForSequenceClassification,
                           NemotronForTokenClassification)
 from .model.modeling import NemotronPreTrainedModel
-from .model.weights import (QUANTIZED_DTYPES, QUANTIZED_TENSORS, check_quantizable, find_backbone_prefix, quantize,
-                            read_weights, select_tensors, untie_if_different)
+from .model.weights import (QUANTIZED_DTYPES, QUANTIZED_TENSORS, auto_dtype, check_quantizable, find_backbone_prefix,
+                            in_model_dtype, quantize, read_weights, select_tensors, untie_if_different)
 
 # what convert copies from beside the weights: configs and every tokenizer file Transformers reads
 CHECKPOINT_SIDE_FILES = (CONFIG_NAME, "generation_config.json", "tokenizer.json", "tokenizer_config.json",
@@ -44,7 +44,9 @@ def convert_checkpoint(source, destination, dtype=None, max_shard_size=DEFAULT_M
         raise ValueError(f"dtype must be one of {', '.join(ITEMSIZES)}, not {dtype!r}")
     config = NemotronConfig.from_pretrained(source)  # refuses what is not a Nemotron checkpoint
     tied = config.tie_word_embeddings
-    stored = used_tensors(config, read_weights(source, config))
+    read = read_weights(source, config)
+    model_dtype = auto_dtype(config, read)  # what a tensor is converted to with dtype None, as from_pretrained
+    stored = {name: in_model_dtype(t, model_dtype) for name, t in used_tensors(config, read).items()}
     untied = tied and not config.tie_word_embeddings
     tensors = [saved for name, t in stored.items() for saved in TensorToSave.each(name, *converted(name, t, dtype))]
     quantized = next((t.dtype for t in tensors if t.dtype in QUANTIZED_DTYPES), None)

@@ -22,6 +22,51 @@ SAFETENSORS_DTYPES = {
     **{name: (_core.DTYPE_INFO[core].itemsize, core) for name, core in SUPPORTED.items()},
     **{name: (size, None) for name, size in UNSUPPORTED_ITEMSIZES.items()},
 }
+# torch dtypes safetensors has no name for, which a pytorch_model.bin may hold: our names for them, as
+# STORED_DTYPES' keys. torch gives the sub-byte ones (int1-7, uint1-7, the bits types, float4_e2m1fn_x2) one byte an
+# element of the shape, so they have an itemsize here.
+TORCH_ONLY_ITEMSIZES = {
+    "F8_E4M3FNUZ": 1, "F8_E5M2FNUZ": 1, "C128": 16, "C32": 4, "F4_E2M1FN_X2": 1,
+    "BITS8": 1, "BITS16": 2, "BITS1X8": 1, "BITS2X4": 1, "BITS4X2": 1,
+    **{f"{kind}{bits}": 1 for kind in ("I", "U") for bits in range(1, 8)},
+}
+# every dtype a checkpoint tensor may be stored in -> (bytes per element, the core's dtype name or None)
+STORED_DTYPES = {**SAFETENSORS_DTYPES, **{name: (size, None) for name, size in TORCH_ONLY_ITEMSIZES.items()}}
+
+
+def float8_table(exponent_bits, mantissa_bits, bias, nan, infinity=None, signed=True):
+    """The float32 value of each of the 256 codes of a float8 format (torch's .to(float32) gives exactly these):
+    `nan` and `infinity` are the codes (of either sign, unless the format is unsigned) that stand for them."""
+    codes = np.arange(256)
+    magnitude = codes & 0x7F if signed else codes
+    exponent = magnitude >> mantissa_bits
+    mantissa = (magnitude & ((1 << mantissa_bits) - 1)) / (1 << mantissa_bits)
+    values = np.where(exponent == 0, mantissa * 2.0 ** (1 - bias), (1 + mantissa) * 2.0 ** (exponent - bias))
+    if signed:
+        values = np.where(codes & 0x80, -values, values)
+    values[np.isin(magnitude, nan)] = np.nan
+    if infinity is not None:
+        values[magnitude == infinity] = np.inf
+        values[(magnitude == infinity) & (codes >= 0x80)] = -np.inf
+    return values.astype(np.float32)
+
+
+FLOAT8_TABLES = {
+    "F8_E4M3": float8_table(4, 3, 7, nan=[0x7F]),
+    "F8_E5M2": float8_table(5, 2, 15, nan=[0x7D, 0x7E, 0x7F], infinity=0x7C),
+    "F8_E8M0": np.where(np.arange(256) == 0xFF, np.nan, 2.0 ** (np.arange(256) - 127.0)).astype(np.float32),
+}
+# the "fnuz" formats have no negative zero: its code 0x80 is their only NaN
+FLOAT8_TABLES["F8_E4M3FNUZ"] = float8_table(4, 3, 8, nan=[])
+FLOAT8_TABLES["F8_E5M2FNUZ"] = float8_table(5, 2, 16, nan=[])
+FLOAT8_TABLES["F8_E4M3FNUZ"][0x80] = FLOAT8_TABLES["F8_E5M2FNUZ"][0x80] = np.nan
+# The dtypes torch's .to() turns into a float one, each read as NumPy type (complex: the real part, which is what
+# torch keeps). Through float32 the values round as torch rounds them to bfloat16 or float16 (tested bit for bit).
+CONVERTIBLE_NUMPY = {
+    "F64": np.float64, "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8, "U64": np.uint64,
+    "U32": np.uint32, "U16": np.uint16, "U8": np.uint8, "BOOL": np.uint8, "C64": np.float32, "C128": np.float64,
+    "C32": np.float16, **{name: np.uint8 for name in FLOAT8_TABLES},
+}
 # How each core dtype's raw elements are viewed in NumPy (bfloat16 has no NumPy type: its bits as uint16).
 STORAGE_NUMPY = {"float32": np.float32, "bfloat16": np.uint16, "float16": np.float16}
 # Names users give to_pretrained's dtype= beside the core's own
@@ -60,24 +105,45 @@ class StoredTensor:
     @property
     def storage(self):
         """The core's name of the stored dtype ('float32', 'bfloat16', 'float16'); ValueError for any other."""
-        stored = SAFETENSORS_DTYPES[self.dtype][1]
+        stored = STORED_DTYPES[self.dtype][1]
         if stored is None:
             raise ValueError(
-                f"tensor {self.name!r} in {self.file} is stored as {self.dtype}, which nemotron_c does not support "
-                f"(supported: {', '.join(SUPPORTED)})"
+                f"tensor {self.name!r} in {self.file} is stored as {self.dtype}, which nemotron_c does not compute "
+                f"with (supported: {', '.join(SUPPORTED)})"
             )
         return stored
 
     def array(self, dtype):
         """The tensor as a NumPy array in `dtype` ('float32', 'bfloat16' or 'float16'; bfloat16 as uint16 bits).
 
-        Without conversion the array is a view of the memory map, unless the bytes are misaligned.
+        Without conversion the array is a view of the memory map, unless the bytes are misaligned. A tensor stored
+        in another dtype torch converts (float64, integers, bool, complex, float8) is converted as torch's .to(dtype)
+        converts it, which is what Transformers does with it; the others raise ValueError.
         """
+        if STORED_DTYPES[self.dtype][1] is None:
+            return convert(self.float32(), "float32", dtype)
         stored = self.storage
         raw = np.frombuffer(self.data, dtype=STORAGE_NUMPY[stored]).reshape(self.shape)
         if raw.ctypes.data % raw.itemsize:
             raw = raw.copy()
         return convert(raw, stored, dtype)
+
+    def float32(self):
+        """The values of a tensor stored in a dtype the core does not compute with, as torch's .to(float32)."""
+        numpy_type = CONVERTIBLE_NUMPY.get(self.dtype)
+        if numpy_type is None:
+            raise ValueError(
+                f"tensor {self.name!r} in {self.file} is stored as {self.dtype}, which cannot be converted to a float "
+                f"dtype (torch has no copy_ for it, so Transformers fails on it too)"
+            )
+        raw = np.frombuffer(self.data, dtype=numpy_type)
+        if self.dtype in FLOAT8_TABLES:
+            values = FLOAT8_TABLES[self.dtype][raw]
+        elif self.dtype.startswith("C"):  # torch keeps the real part (and warns that the imaginary one is lost)
+            values = raw[0::2].astype(np.float32)
+        else:
+            values = raw.astype(np.float32)
+        return values.reshape(self.shape)
 
 
 def float32_to_bfloat16_bits(values):
@@ -124,6 +190,7 @@ def _convert_block(raw, stored, dtype):
         return as_float32
     if dtype == "bfloat16":
         return float32_to_bfloat16_bits(as_float32)
-    return as_float32.astype(np.float16)
+    with np.errstate(over="ignore"):  # beyond float16's range is infinity, as torch gives it
+        return as_float32.astype(np.float16)
 
 

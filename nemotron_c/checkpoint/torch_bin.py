@@ -23,7 +23,7 @@ import zipfile
 from typing import NamedTuple
 
 from .. import _core
-from .tensors import SAFETENSORS_DTYPES, open_regular_file
+from .tensors import STORED_DTYPES, open_regular_file
 
 WEIGHTS_NAME = "pytorch_model.bin"
 WEIGHTS_INDEX_NAME = "pytorch_model.bin.index.json"
@@ -36,15 +36,21 @@ MAX_DIMS = 64
 STORAGE_DTYPES = {
     "FloatStorage": "F32", "BFloat16Storage": "BF16", "HalfStorage": "F16", "DoubleStorage": "F64",
     "LongStorage": "I64", "IntStorage": "I32", "ShortStorage": "I16", "CharStorage": "I8",
-    "ByteStorage": "U8", "BoolStorage": "BOOL", "ComplexFloatStorage": "C64",
+    "ByteStorage": "U8", "BoolStorage": "BOOL", "ComplexFloatStorage": "C64", "ComplexDoubleStorage": "C128",
 }
-# torch's dtypes that have a safetensors name -> that name, for _rebuild_tensor_v3, which names the dtype itself
-# (torch.save uses it for the newer dtypes). Such tensors are read whole; one of a dtype nemotron_c does not compute
-# with is refused only if the model uses it, as a safetensors file's.
+# torch's dtypes -> their safetensors name (or ours, tensors.TORCH_ONLY_ITEMSIZES), for _rebuild_tensor_v3, which
+# names the dtype itself (torch.save uses it for the newer dtypes). Every dtype torch.save writes is read: as in
+# Transformers, a tensor the model uses is converted to the model's dtype where torch's .to() converts it (and refused
+# where torch cannot, as Transformers fails on it), and one it does not use is ignored.
 TORCH_DTYPES = {
     "float32": "F32", "bfloat16": "BF16", "float16": "F16", "float64": "F64", "int64": "I64", "int32": "I32",
     "int16": "I16", "int8": "I8", "uint8": "U8", "bool": "BOOL", "complex64": "C64", "uint16": "U16",
     "uint32": "U32", "uint64": "U64", "float8_e4m3fn": "F8_E4M3", "float8_e5m2": "F8_E5M2", "float8_e8m0fnu": "F8_E8M0",
+    "float8_e4m3fnuz": "F8_E4M3FNUZ", "float8_e5m2fnuz": "F8_E5M2FNUZ", "complex128": "C128", "complex32": "C32",
+    "float4_e2m1fn_x2": "F4_E2M1FN_X2", "bits8": "BITS8", "bits16": "BITS16", "bits1x8": "BITS1X8",
+    "bits2x4": "BITS2X4", "bits4x2": "BITS4X2",
+    # torch.save refuses these (sub-byte placeholders), but torch.load reads a file naming them
+    **{f"{kind}int{bits}": f"{kind.upper() or 'I'}{bits}" for kind in ("", "u") for bits in range(1, 8)},
 }
 UNTYPED_STORAGE = "UntypedStorage"
 ALLOWED_GLOBALS = {
@@ -261,7 +267,7 @@ class StateDictUnpickler(pickle.Unpickler):
         data = self.entries.get(f"{self.prefix}data/{key}")
         if data is None:
             raise TorchCheckpointFormatError(f"{self.path}: storage {key!r} has no entry {self.prefix}data/{key}")
-        itemsize = 1 if dtype is None else SAFETENSORS_DTYPES[dtype][0]
+        itemsize = 1 if dtype is None else STORED_DTYPES[dtype][0]
         if numel * itemsize != len(data):
             raise TorchCheckpointFormatError(
                 f"{self.path}: storage {key!r} of {numel} {dtype or 'byte'} elements needs "
@@ -298,7 +304,7 @@ class StateDictUnpickler(pickle.Unpickler):
             raise TorchCheckpointFormatError(
                 f"{where}: offset {storage_offset!r}, size {size!r}, stride {stride!r} are not non-negative integers"
             )
-        itemsize = SAFETENSORS_DTYPES[dtype][0]
+        itemsize = STORED_DTYPES[dtype][0]
         # The element count is checked against the storage as it grows, so it never outgrows the file's numbers.
         available = len(storage.data) // itemsize
         count = 0 if 0 in size else 1

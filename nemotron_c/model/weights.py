@@ -10,7 +10,7 @@ import numpy as np
 from .. import _core
 from ..checkpoint.quantized import FORMATS, QuantizedCheckpointError, QuantizedWeight, gather_quantized
 from ..checkpoint.reading import read_checkpoint
-from ..checkpoint.tensors import DTYPE_ALIASES, STORAGE_NUMPY, convert, row_blocks
+from ..checkpoint.tensors import DTYPE_ALIASES, STORAGE_NUMPY, STORED_DTYPES, convert, row_blocks
 from .inputs import to_numpy
 from .rope import rope_parameters
 
@@ -119,8 +119,69 @@ def find_backbone_prefix(tensors, preferred):
     )
 
 
+# safetensors names of the floating dtypes Transformers' dtype="auto" may pick from a checkpoint -> torch's names
+FLOATING_DTYPES = {"F32": "float32", "BF16": "bfloat16", "F16": "float16", "F64": "float64"}
+
+
+def auto_dtype(config, tensors):
+    """The model's dtype under dtype=None or "auto" (Transformers' default, see its _get_dtype): config.dtype, else
+    the dtype of the first floating tensor (float8 aside) of the first weight file, else of its first tensor."""
+    dtype = getattr(config, "dtype", None)
+    if dtype is not None:
+        return DTYPE_ALIASES.get(str(dtype).removeprefix("torch."), str(dtype).removeprefix("torch."))
+    stored = [t for t in tensors.values() if isinstance(getattr(t, "file", None), str)]
+    if not stored:
+        return "float32"
+    first = min(t.file for t in stored)  # Transformers reads the first shard of an index's sorted file names
+    in_first = [t for t in stored if t.file == first]
+    if first.endswith(".safetensors"):  # safe_open lists a file's tensors sorted by name; torch.load as saved
+        in_first.sort(key=lambda t: t.name)
+    chosen = next((t for t in in_first if t.dtype in FLOATING_DTYPES), in_first[0])
+    return FLOATING_DTYPES.get(chosen.dtype, chosen.dtype)
+
+
+class InModelDtype:
+    """A stored tensor as a model loaded with dtype=None holds it: in the model's dtype (auto_dtype), to which
+    Transformers casts every tensor it loads. array(dtype) converts the stored values directly, as torch's .to()."""
+
+    __slots__ = ("tensor", "model_dtype")
+
+    def __init__(self, tensor, model_dtype):
+        self.tensor, self.model_dtype = tensor, model_dtype
+
+    name = property(lambda self: self.tensor.name)
+    file = property(lambda self: self.tensor.file)
+    dtype = property(lambda self: self.tensor.dtype)
+    shape = property(lambda self: self.tensor.shape)
+
+    @property
+    def storage(self):
+        if self.model_dtype not in STORAGE_NUMPY:
+            raise ValueError(
+                f"the model's dtype is {self.model_dtype} (config.dtype, or when config.json names none the dtype of "
+                f"the checkpoint's first floating tensor: Transformers' dtype='auto'), which nemotron_c does not "
+                f"compute with: pass dtype='float32', 'bfloat16' or 'float16' (tensor {self.name!r} is stored as "
+                f"{self.dtype})"
+            )
+        return self.model_dtype
+
+    def array(self, dtype):
+        return self.tensor.array(dtype)
+
+
+def in_model_dtype(tensor, model_dtype):
+    """The tensor, or an InModelDtype of it when stored in another dtype than the model's (a quantized weight, an
+    array made without a checkpoint and an absent tensor stay as they are)."""
+    if tensor is None or not isinstance(getattr(tensor, "dtype", None), str) or hasattr(tensor, "format"):
+        return tensor
+    if STORED_DTYPES[tensor.dtype][1] == model_dtype:
+        return tensor
+    return InModelDtype(tensor, model_dtype)
+
+
 def resolve_storage(stored, dtype):
-    """The dtype a weight is handed to the core in: the requested one, else the stored one (arrays: float32)."""
+    """The dtype a weight is handed to the core in: the requested one, else the model's (select_tensors; arrays:
+    float32)."""
     return dtype or getattr(stored, "storage", "float32")
 
 
@@ -151,7 +212,8 @@ def layer_shapes(config):
 
 def select_tensors(config, tensors, base_model_prefix, has_lm_head):
     """[(name, StoredTensor or array, or None when absent)] in the core's order, names without the backbone prefix;
-    a required tensor missing or of the wrong shape raises ValueError naming it."""
+    a required tensor missing or of the wrong shape raises ValueError naming it. A tensor stored in another dtype
+    than the model's (auto_dtype) comes as an InModelDtype, which from_pretrained(dtype=None) converts."""
     if has_lm_head and config.tie_word_embeddings and "lm_head.weight" in tensors:
         tensors = untie_if_different(config, tensors, base_model_prefix)
     prefix = find_backbone_prefix(tensors, base_model_prefix)
@@ -195,7 +257,8 @@ def select_tensors(config, tensors, base_model_prefix, has_lm_head):
             full = f"layers.{layer}.{name}"
             use = optional.get(name, True)
             selected.append((full, tensor(prefix + full, shapes[name]) if use else None))
-    return selected
+    model_dtype = auto_dtype(config, tensors)
+    return [(name, in_model_dtype(t, model_dtype)) for name, t in selected]
 
 
 def untie_if_different(config, tensors, base_model_prefix):
@@ -235,6 +298,8 @@ def stored_array(t):
     """(values as stored, a view where it can be; the core's name of their dtype)."""
     if isinstance(t, np.ndarray):
         return t, {"float32": "float32", "float16": "float16", "uint16": "bfloat16"}[t.dtype.name]
+    if STORED_DTYPES[t.dtype][1] is None:  # float64, an integer, float8...: as torch converts it to float32
+        return t.float32(), "float32"
     return np.frombuffer(t.data, STORAGE_NUMPY[t.storage]).reshape(t.shape), t.storage
 
 
@@ -263,7 +328,7 @@ def core_arrays(selected, dtype, num_threads=0):
         else:
             # float32 widened from bfloat16 holds bfloat16 values, which the core may multiply as such (the amx
             # kernel set: the same products, on the tile unit)
-            bf16_values = storage == "float32" and resolve_storage(stored, None) == "bfloat16"
+            bf16_values = storage == "float32" and str(getattr(stored, "dtype", "")) == "BF16"
             arrays.append((array, _core.DTYPE_INFO[storage].code, tuple(array.shape), None, bf16_values))
         weights[name] = (array, storage)
     return arrays, weights
