@@ -81,9 +81,12 @@ def used_tensors(config, stored):
     step counter, perhaps of a dtype nemotron_c does not read), and so does convert; a task head's weight and bias
     are kept. The lm_head follows from_pretrained's rule (untie_if_different): a head the config ties but the
     checkpoint stores with other values is kept and config.tie_word_embeddings turns false; a head alone becomes the
-    embedding; a tied head is dropped, as Transformers' save drops it."""
+    embedding; a tied head is dropped, as Transformers' save drops it. Beside a task head the checkpoint is that
+    head class's, which has no lm_head: Transformers drops one at load (an unexpected key), and so does convert."""
     base_model_prefix = NemotronPreTrainedModel.base_model_prefix
-    if config.tie_word_embeddings and "lm_head.weight" in stored:
+    if any(name in TASK_HEAD_TENSORS for name in stored):
+        stored = {name: t for name, t in stored.items() if name != "lm_head.weight"}
+    elif config.tie_word_embeddings and "lm_head.weight" in stored:
         stored = untie_if_different(config, stored, base_model_prefix)
         if config.tie_word_embeddings:
             stored = {name: t for name, t in stored.items() if name != "lm_head.weight"}
