@@ -4,7 +4,7 @@
     generator("Return the", max_new_tokens=20)                    # [{"generated_text": "Return the ..."}]
 
 Tasks: "text-generation", "text-classification" (alias "sentiment-analysis"), "token-classification" (alias
-"ner"; aggregation_strategy "none" or "simple"), and "question-answering", which Transformers 5 removed: it follows
+"ner"; every aggregation_strategy, stride windows), and "question-answering", which Transformers 5 removed: it follows
 Transformers 4.57's QuestionAnsweringPipeline, the last one. Inputs, argument names and outputs are Transformers'
 (a str gives what Transformers gives for a str, a list a list); scores are Python floats.
 model is a checkpoint directory, a Hub id or a loaded nemotron_c model; tokenizer defaults to the model's.
@@ -15,6 +15,7 @@ import warnings
 
 import numpy as np
 
+from . import _core
 from .demo import demo_model_path
 from .generation.configuration import GenerationConfig
 from .model.heads import (NemotronForQuestionAnswering, NemotronForSequenceClassification,
@@ -386,84 +387,303 @@ class TextClassificationPipeline(Pipeline):
 # ---------------------------------------------------------------- token classification
 
 
+NO_PAD_BATCHING = ("Pipeline with tokenizer without pad_token cannot do batching. You can try to set it with "
+                   "`pipe.tokenizer.pad_token_id = model.config.eos_token_id`.")
+AGGREGATION_STRATEGIES = ("none", "simple", "first", "average", "max")
+WORD_STRATEGIES = ("first", "average", "max")
+TOKEN_CLASSIFICATION_SETTINGS = {"ignore_labels", "aggregation_strategy", "offset_mapping", "is_split_into_words",
+                                 "stride", "delimiter", "batch_size", "num_workers"}
+
+
+def decode_strings(tokenizer, tokens):
+    """Transformers' convert_tokens_to_string: the tokenizer's decoder run on any strings. The word strategies pass
+    it words it decoded before, which are no tokens of the vocabulary (nemotron_c's convert_tokens_to_string takes
+    those only), so the decoder's steps run here as the core runs them (csrc/tokenizer/decode.c)."""
+    try:
+        return tokenizer.convert_tokens_to_string(tokens)
+    except ValueError:
+        pass
+    steps = tokenizer._model.decoder
+    if not steps:  # as tokenizers without a decoder
+        return " ".join(tokens)
+    for kind, a, b, start, stop, prepend_scheme, _split in steps:
+        if kind == _core.STEP_REPLACE:
+            tokens = [t.replace(a, b) if a else t for t in tokens]
+        elif kind == _core.STEP_METASPACE:
+            tokens = [t.replace(a, "" if i == 0 and prepend_scheme != _core.PREPEND_NEVER else " ")
+                      for i, t in enumerate(tokens)]
+        elif kind == _core.STEP_FUSE:
+            tokens = ["".join(tokens)]
+        elif kind == _core.STEP_STRIP:
+            tokens = [strip_content(t, a, start, stop) for t in tokens]
+        elif kind == _core.STEP_BYTE_FALLBACK:
+            tokens = byte_fallback(tokens)
+        else:
+            raise ValueError(f"decoder step {kind} is not one nemotron_c decodes")
+    return "".join(tokens)
+
+
+def strip_content(token, content, start, stop):
+    for _ in range(start):
+        if not (content and token.startswith(content)):
+            break
+        token = token[len(content):]
+    for _ in range(stop):
+        if not (content and token.endswith(content)):
+            break
+        token = token[:-len(content)]
+    return token
+
+
+def byte_fallback(tokens):
+    """<0xNN> tokens in a row become their text when it is UTF-8, else one U+FFFD per byte."""
+    out, run = [], bytearray()
+
+    def flush():
+        if run:
+            try:
+                out.append(run.decode("utf-8"))
+            except UnicodeDecodeError:
+                out.extend("\ufffd" * len(run))
+            run.clear()
+
+    for token in tokens:
+        digits = token[3:5]
+        if len(token.encode("utf-8")) == 6 and token.startswith("<0x") and token.endswith(">") and \
+                all(c in "0123456789abcdefABCDEF" for c in digits):
+            run.append(int(digits, 16))
+        else:
+            flush()
+            out.append(token)
+    flush()
+    return out
+
+
+def aggregation_name(strategy):
+    """"none" ... "max" from a str in any case or Transformers' AggregationStrategy; None is "none"."""
+    if strategy is None:
+        return "none"
+    if isinstance(strategy, str):
+        if strategy.lower() not in AGGREGATION_STRATEGIES:
+            # Transformers' AggregationStrategy[...] raises the KeyError
+            raise KeyError(f"aggregation_strategy {strategy!r}: choose one of {', '.join(AGGREGATION_STRATEGIES)}")
+        return strategy.lower()
+    value = getattr(strategy, "value", None)
+    if value in AGGREGATION_STRATEGIES:
+        return value
+    raise ValueError(f"Invalid aggregation_strategy {strategy!r}")
+
+
 class TokenClassificationPipeline(Pipeline):
-    """Entities per token ("none") or grouped B-/I- spans ("simple"), labels in ignore_labels (default ["O"])
-    left out, with Transformers' "entity"/"entity_group", "score", "index", "word", "start", "end"."""
+    """Entities per token ("none"), grouped B-/I- spans ("simple"), or spans of words whose tokens agree ("first",
+    "average", "max"), labels in ignore_labels (default ["O"]) left out, with Transformers' "entity"/"entity_group",
+    "score", "index", "word", "start", "end". stride cuts texts longer than model_max_length into overlapping
+    windows whose entities are merged, as Transformers does."""
 
     model_class = NemotronForTokenClassification
 
-    def _run(self, texts, aggregation_strategy="none", ignore_labels=None, stride=None, is_split_into_words=False,
-             offset_mapping=None, delimiter=None, **unknown):
+    def __init__(self, model, tokenizer=None, batch_size=None, **kwargs):
+        super().__init__(model, tokenizer=tokenizer, batch_size=batch_size, **kwargs)
+        self._sanitize(self.defaults)  # as Transformers, settings given at construction are checked there
+
+    def _sanitize(self, settings):
+        """Transformers' _sanitize_parameters checks, on the settings of a call or of the construction alone."""
+        unknown = set(settings) - TOKEN_CLASSIFICATION_SETTINGS
         if unknown:  # Transformers' _sanitize_parameters takes no other keyword either
             raise TypeError(f"unexpected arguments for token-classification: {', '.join(sorted(unknown))}")
-        for name, value in (("stride", stride), ("offset_mapping", offset_mapping)):
-            if value is not None:
-                raise NotImplementedError(f"{name}={value!r}: nemotron_c's token-classification pipeline takes whole "
-                                          "texts, cut at the tokenizer's model_max_length, without overlapping "
-                                          "windows or given offsets")
-        strategy = str(getattr(aggregation_strategy, "value", aggregation_strategy)).lower()
-        if strategy not in ("none", "simple"):
-            raise NotImplementedError(f"aggregation_strategy {aggregation_strategy!r}: nemotron_c implements 'none' "
-                                      "and 'simple' (the tokenizer has no word boundaries for first/average/max)")
-        ignore_labels = ["O"] if ignore_labels is None else ignore_labels
-        max_length = self.tokenizer.model_max_length
-        truncation = {"truncation": True, "max_length": max_length} if max_length and max_length < 1e9 else {}
-        results = []
-        for text in texts:
-            if is_split_into_words:
-                text, encoded, offsets = self._encode_words(text, " " if delimiter is None else delimiter, truncation)
-            else:
-                if not isinstance(text, str):
-                    raise ValueError("When `is_split_into_words=False`, `sentence` must be an untokenized string.")
-                encoded = self.tokenizer(text, return_offsets_mapping=True, return_special_tokens_mask=True,
-                                         **truncation)
-                offsets = encoded["offset_mapping"]
-            ids = encoded["input_ids"]
-            scores = softmax(self.model(np.array([ids])).logits[0])
-            entities = self._entities(text, ids, offsets, encoded["special_tokens_mask"], scores)
-            if strategy == "simple":
-                entities = self._group(entities)
-            results.append([e for e in entities if e.get("entity", e.get("entity_group")) not in ignore_labels])
-        return results
+        strategy = settings.get("aggregation_strategy")
+        if strategy is not None:
+            strategy = aggregation_name(strategy)
+        stride = settings.get("stride")
+        if stride is not None:
+            if stride >= self.tokenizer.model_max_length:
+                raise ValueError("`stride` must be less than `tokenizer.model_max_length` (or even lower if the "
+                                 "tokenizer adds special tokens)")
+            if strategy == "none":
+                # Transformers' message, its enum written as f-strings write it
+                raise ValueError("`stride` was provided to process all the text but "
+                                 '`aggregation_strategy="AggregationStrategy.NONE"`, please select another one '
+                                 "instead.")
 
     def __call__(self, inputs, **kwargs):
-        split = {**self.defaults, **kwargs}.get("is_split_into_words")
-        if split and isinstance(inputs, (list, tuple)) and not all(isinstance(x, (list, tuple)) for x in inputs):
-            inputs = [list(inputs)]  # one sentence of words: a batch of one, as Transformers has it
-        return super().__call__(inputs, **kwargs)
+        self._sanitize(kwargs)
+        settings = {**self.defaults, **kwargs}
+        batch_size = batch_size_of(settings.pop("batch_size", None), self.batch_size)
+        settings.pop("num_workers", None)  # the model's threads do the work
+        if batch_size > 1 and self.tokenizer.pad_token_id is None:
+            # as Transformers: batches are padded, so asking for them without a pad token fails, whatever the input
+            raise ValueError(NO_PAD_BATCHING)
+        offset_mapping = settings.pop("offset_mapping", None)
+        if isinstance(inputs, types.GeneratorType):
+            return self._stream(zip(inputs, self._offset_mappings(offset_mapping, None)), batch_size, settings)
+        if isinstance(inputs, str):
+            items, single = [inputs], True
+        elif isinstance(inputs, (list, tuple)) and inputs:
+            items, single = list(inputs), False
+            if settings.get("is_split_into_words") and not all(isinstance(x, (list, tuple)) for x in items):
+                items = [items]  # one sentence of words: a batch of one, as Transformers has it
+        else:
+            raise ValueError("At least one input is required.")
+        pairs = list(zip(items, self._offset_mappings(offset_mapping, len(items))))
+        results = []
+        for start in range(0, len(pairs), batch_size):
+            results += self._run(pairs[start:start + batch_size], batch_size, **settings)
+        return results[0] if single else results
 
-    def _encode_words(self, words, delimiter, truncation):
-        """A pre-split sentence as Transformers reads it: the words joined by delimiter are the text the entities'
-        start and end point into, each word encoded on its own."""
-        if not isinstance(words, (list, tuple)):
-            raise ValueError("When `is_split_into_words=True`, `sentence` must be a list of tokens.")
-        words = list(words)
-        starts, start = [], 0
-        for word in words:
-            starts.append(start)
-            start += len(word) + len(delimiter)
-        encoded = self.tokenizer(words, is_split_into_words=True, return_offsets_mapping=True,
-                                 return_special_tokens_mask=True, **truncation)
-        offsets = [(s + starts[w], e + starts[w]) if w is not None else (s, e)
-                   for (s, e), w in zip(encoded["offset_mapping"], encoded.word_ids())]
-        return delimiter.join(words), encoded, offsets
+    def _stream(self, pairs, batch_size, settings):
+        batch = []
+        for pair in pairs:
+            batch.append(pair)
+            if len(batch) == batch_size:
+                yield from self._run(batch, batch_size, **settings)
+                batch = []
+        if batch:
+            yield from self._run(batch, batch_size, **settings)
 
-    def _entities(self, text, ids, offsets, added, scores):
-        """One entity per token but those the tokenizer added (BOS...): a special token's text written in the input
-        is a token of the text, as Transformers' special_tokens_mask has it."""
-        entities = []
-        for index, (token_id, row) in enumerate(zip(ids, scores)):
-            if added[index]:
+    @staticmethod
+    def _offset_mappings(offset_mapping, count):
+        """One offset mapping (or None) per input. Transformers checks that there is one per input but then gives
+        the first to every input of a batch; here each input has its own."""
+        if not offset_mapping:
+            return iter(lambda: None, 0)  # None for ever
+        if isinstance(offset_mapping, list) and isinstance(offset_mapping[0], tuple):
+            offset_mapping = [offset_mapping]
+        if count is not None and len(offset_mapping) != count:
+            raise ValueError("offset_mapping should have the same batch size as the input")
+        return iter(offset_mapping)
+
+    def _run(self, pairs, batch_size, aggregation_strategy=None, ignore_labels=None, stride=None,
+             is_split_into_words=False, delimiter=None):
+        strategy = aggregation_name(aggregation_strategy)
+        ignore_labels = ["O"] if ignore_labels is None else ignore_labels
+        inputs = [self._windows(text, offsets, is_split_into_words, delimiter, stride) for text, offsets in pairs]
+        windows = [window for _, input_windows in inputs for window in input_windows]
+        # as Transformers' pipeline: batch_size windows per forward (of one input or several), padded on the
+        # tokenizer's side; each window's scores are those of its own tokens
+        for first in range(0, len(windows), batch_size):
+            self._forward(windows[first:first + batch_size])
+        results = []
+        for sentence, input_windows in inputs:
+            entities = []
+            for window in input_windows:
+                pre_entities = self._pre_entities(sentence, window, strategy)
+                entities += [e for e in self._aggregate(pre_entities, strategy)
+                             if e.get("entity") not in ignore_labels and e.get("entity_group") not in ignore_labels]
+            if len(input_windows) > 1:
+                entities = merge_overlapping(entities)
+            results.append(entities)
+        return results
+
+    def _windows(self, text, offset_mapping, is_split_into_words, delimiter, stride):
+        """(the sentence, its windows) as Transformers' preprocess encodes an input: one window of at most
+        model_max_length tokens, or with stride the overlapping windows of the whole text (padded to the longest,
+        as there). Offsets are in the sentence, pre-split words being joined by the delimiter."""
+        params = {"truncation": bool(self.tokenizer.model_max_length and self.tokenizer.model_max_length > 0),
+                  "return_special_tokens_mask": True, "return_offsets_mapping": True}
+        if stride is not None:
+            params.update(return_overflowing_tokens=True, padding=True, stride=stride)
+        if is_split_into_words:
+            if not isinstance(text, (list, tuple)):
+                raise ValueError("When `is_split_into_words=True`, `sentence` must be a list of tokens.")
+            words = list(text)
+            delimiter = " " if delimiter is None else delimiter
+            word_starts, start = [], 0
+            for word in words:
+                word_starts.append(start)
+                start += len(word) + len(delimiter)
+            sentence = delimiter.join(words)
+            encodings = self.tokenizer(words, is_split_into_words=True, **params).encodings
+        else:
+            if not isinstance(text, str):
+                raise ValueError("When `is_split_into_words=False`, `sentence` must be an untokenized string.")
+            sentence = text
+            encodings = self.tokenizer(text, **params).encodings
+        windows = []
+        for encoding in encodings:
+            offsets = list(encoding.offsets) if offset_mapping is None else offset_mapping
+            if is_split_into_words:
+                # a word's offsets are within the word: moved to where it is in the sentence
+                offsets = [(s + word_starts[w], e + word_starts[w]) if w is not None else (s, e)
+                           for (s, e), w in zip(offsets, encoding.word_ids)]
+            windows.append({"input_ids": list(encoding.ids), "attention_mask": list(encoding.attention_mask),
+                            "special_tokens_mask": list(encoding.special_tokens_mask), "offsets": offsets})
+        return sentence, windows
+
+    def _forward(self, windows):
+        empty = [w for w in windows if not w["input_ids"]]
+        for w in empty:  # an empty text has no tokens to label (Transformers' model fails on it)
+            w["scores"] = np.zeros((0, self.model.config.num_labels), dtype=np.float32)
+        windows = [w for w in windows if w["input_ids"]]
+        if not windows:
+            return
+        left = self.tokenizer.padding_side == "left"
+        ids = collate([w["input_ids"] for w in windows], self.tokenizer.pad_token_id, left)
+        mask = collate([w["attention_mask"] for w in windows], 0, left)
+        logits = self.model(input_ids=ids, attention_mask=mask).logits.astype(np.float32)
+        for row, w in zip(logits, windows):
+            # Transformers keeps the batch's padding in each row (a left-padded row's "index" counts it); the
+            # window's own tokens are what an index means
+            w["scores"] = softmax(row[len(row) - len(w["input_ids"]):] if left else row[:len(w["input_ids"])])
+
+    def _pre_entities(self, sentence, window, strategy):
+        """Transformers' gather_pre_entities: each token but those the tokenizer added (a special token written in
+        the text is a token of it), with its scores, offsets and whether it continues a word. nemotron_c's BPE has
+        no continuing_subword_prefix, so that is Transformers' fallback guess: a token continues a word unless a
+        space is just before it or is its first character."""
+        pre_entities = []
+        for index, (token_id, scores) in enumerate(zip(window["input_ids"], window["scores"])):
+            if window["special_tokens_mask"][index]:
                 continue
-            best = int(row.argmax())
             word = self.tokenizer.convert_ids_to_tokens(token_id)
+            start, end = (int(x) for x in window["offsets"][index])
+            word_ref = sentence[start:end]
+            if strategy in WORD_STRATEGIES:
+                warnings.warn("Tokenizer does not support real words, using fallback heuristic", UserWarning)
+            is_subword = start > 0 and " " not in sentence[start - 1:start + 1]
             if token_id == self.tokenizer.unk_token_id:
-                word = text[offsets[index][0]:offsets[index][1]]
-            entities.append({"entity": self.model.config.id2label[best], "score": float(row[best]), "index": index,
-                             "word": word, "start": offsets[index][0], "end": offsets[index][1]})
+                word, is_subword = word_ref, False
+            pre_entities.append({"word": word, "scores": scores, "start": start, "end": end, "index": index,
+                                 "is_subword": is_subword})
+        return pre_entities
+
+    def _aggregate(self, pre_entities, strategy):
+        id2label = self.model.config.id2label
+        if strategy in WORD_STRATEGIES:
+            entities = self._aggregate_words(pre_entities, strategy)
+        else:
+            entities = []
+            for pre in pre_entities:
+                best = int(pre["scores"].argmax())
+                entities.append({"entity": id2label[best], "score": float(pre["scores"][best]),
+                                 "index": pre["index"], "word": pre["word"], "start": pre["start"],
+                                 "end": pre["end"]})
+        return entities if strategy == "none" else self._group(entities)
+
+    def _aggregate_words(self, pre_entities, strategy):
+        """Transformers' aggregate_words: each word's tokens (a token and those that continue it) take one label,
+        that of the first token, of the token with the highest score, or the best of the averaged scores."""
+        words = []
+        for pre in pre_entities:
+            if words and pre["is_subword"]:
+                words[-1].append(pre)
+            else:
+                words.append([pre])
+        entities = []
+        for tokens in words:
+            if strategy == "first":
+                scores = tokens[0]["scores"]
+            elif strategy == "max":
+                scores = max(tokens, key=lambda pre: pre["scores"].max())["scores"]
+            else:
+                scores = np.nanmean(np.stack([pre["scores"] for pre in tokens]), axis=0)
+            best = int(scores.argmax())
+            entities.append({"entity": self.model.config.id2label[best], "score": float(scores[best]),
+                             "word": decode_strings(self.tokenizer, [pre["word"] for pre in tokens]),
+                             "start": tokens[0]["start"], "end": tokens[-1]["end"]})
         return entities
 
     def _group(self, entities):
+        """Transformers' group_entities: neighbours with the same tag form one entity unless the later one is a B-."""
         groups, current = [], []
         for entity in entities:
             if current:
@@ -477,11 +697,29 @@ class TokenClassificationPipeline(Pipeline):
         return groups
 
     def _merge(self, entities):
-        ids = self.tokenizer.convert_tokens_to_ids([e["word"] for e in entities])
         return {"entity_group": entities[0]["entity"].split("-", 1)[-1],
-                "score": float(np.mean([e["score"] for e in entities])),
-                "word": self.tokenizer.decode(ids, clean_up_tokenization_spaces=False),
+                "score": float(np.nanmean([e["score"] for e in entities])),
+                "word": decode_strings(self.tokenizer, [e["word"] for e in entities]),
                 "start": entities[0]["start"], "end": entities[-1]["end"]}
+
+
+def merge_overlapping(entities):
+    """Transformers' aggregate_overlapping_entities, for the entities of overlapping windows: by start, an entity
+    that starts inside the one kept before replaces it when it is longer (or as long with a higher score)."""
+    if not entities:
+        return entities
+    entities = sorted(entities, key=lambda e: e["start"])
+    merged, previous = [], entities[0]
+    for entity in entities:
+        if previous["start"] <= entity["start"] < previous["end"]:
+            length, previous_length = entity["end"] - entity["start"], previous["end"] - previous["start"]
+            if length > previous_length or length == previous_length and entity["score"] > previous["score"]:
+                previous = entity
+        else:
+            merged.append(previous)
+            previous = entity
+    merged.append(previous)
+    return merged
 
 
 def tag_of(label):

@@ -297,12 +297,10 @@ def test_token_classification_of_words(paths, strategy):
         assert_same(ours(inputs, **call), theirs(inputs, **call))
 
 
-def test_token_classification_refuses_what_it_does_not_do(paths):
-    """stride (overlapping windows) is not implemented, and a keyword Transformers does not know raises a TypeError
-    as there: neither may be ignored silently."""
+def test_token_classification_refuses_unknown_keywords(paths):
+    """A keyword Transformers does not know raises a TypeError as there: it may not be ignored silently (stride and
+    the word strategies: test_pipelines_token_classification.py)."""
     ours, theirs = pair(paths, "token-classification")
-    with pytest.raises(NotImplementedError, match="stride=4"):
-        ours(TEXTS[0], stride=4)
     with pytest.raises(TypeError):
         theirs(TEXTS[0], aggregation_stategy="simple")
     with pytest.raises(TypeError, match="aggregation_stategy"):
@@ -319,9 +317,6 @@ def test_errors(paths):
         nemotron_c.pipeline("question-answering")
     with pytest.raises(ValueError, match="needs model="):
         nemotron_c.pipeline("text-classification")
-    with pytest.raises(NotImplementedError, match="aggregation_strategy 'first'"):
-        nemotron_c.pipeline("token-classification", model=paths["token-classification"])(
-            "a b", aggregation_strategy="first")
 
 
 @pytest.mark.parametrize("task", ["text-generation right", "text-classification"])
