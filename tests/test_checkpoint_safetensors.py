@@ -223,6 +223,50 @@ def test_malformed_headers(tmp_path, header, data, message):
         read_safetensors(path)
 
 
+@pytest.mark.parametrize("metadata", [{"format": "pt"}, {"format": "tf"}, {}, None, {"format": 1}, {"a": {"b": "c"}},
+                                      ["x"], 5, "pt"], ids=str)
+def test_metadata_read_as_the_safetensors_library_reads_it(tmp_path, metadata):
+    # Transformers reads no metadata (not even "format") but safe_open refuses what is not an object of strings
+    path = str(tmp_path / "meta.safetensors")
+    write_raw_safetensors(path, {"__metadata__": metadata, "a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 12]}},
+                          FLOATS[:12])
+    try:
+        expected = load_file(path)
+    except Exception as e:  # safetensors_rust.SafetensorError
+        with pytest.raises(SafetensorsFormatError, match="__metadata__ is not a JSON object of strings"):
+            read_safetensors(path)
+        assert "invalid type" in str(e)
+    else:
+        assert np.array_equal(read_safetensors(path)["a"].array("float32"), expected["a"])
+
+
+A = {"dtype": "F32", "shape": [3], "data_offsets": [0, 12]}
+
+
+@pytest.mark.parametrize("header, data", [
+    ({"a": A}, FLOATS),  # bytes after the last tensor
+    ({"a": A, "b": {"dtype": "F32", "shape": [2], "data_offsets": [16, 24]}}, FLOATS[:24]),  # a gap
+    ({"a": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}}, FLOATS[:12]),  # a gap before the first
+    ({"a": A, "b": {"dtype": "F4", "shape": [3], "data_offsets": [12, 14]}}, FLOATS[:14]),  # half a byte
+    ({"a": A, "b": {"dtype": "F4", "shape": [6], "data_offsets": [12, 16]}}, FLOATS[:16]),  # 3 bytes, not 4
+    ({"a": A, "b": {"dtype": "F6_E2M3", "shape": [4], "data_offsets": [12, 15]}}, FLOATS[:15]),  # fine
+    ({"a": A, "b": {"dtype": "F32", "shape": [0], "data_offsets": [12, 12]}}, FLOATS[:12]),  # fine
+], ids=["trailing", "gap", "leading_gap", "f4_half_byte", "f4_size", "f6", "empty"])
+def test_data_area_tiled_as_the_safetensors_library_requires(tmp_path, header, data):
+    path = str(tmp_path / "tiles.safetensors")
+    write_raw_safetensors(path, header, data)
+    try:
+        from safetensors import safe_open
+        with safe_open(path, framework="numpy") as f:
+            names = set(f.keys())
+    except Exception as e:  # safetensors_rust.SafetensorError
+        with pytest.raises(SafetensorsFormatError, match="belong to no tensor|cover 12 bytes|whole bytes|needs"):
+            read_safetensors(path)
+        assert "metadata" in str(e) or "offset" in str(e).lower() or "invalid" in str(e).lower(), e
+    else:
+        assert set(read_safetensors(path)) == names
+
+
 @pytest.mark.parametrize("dims", [[1] * 10**5, [2**62] * 10**5])
 def test_too_many_dimensions_refused_at_once(tmp_path, dims):
     # 10**5 dimensions of 2**62 took the element count's product minutes before the shape was bounded
@@ -359,15 +403,16 @@ def test_unaligned_tensor_is_copied_not_misread(good):
     """A file whose tensor offsets are not multiples of 4 still loads and gives the same logits."""
     expected = nemotron_c.AutoModelForCausalLM.from_pretrained(good)(IDS).logits
     tensors = load_file(weights_path(good))
-    header, data, offset = {"__metadata__": {"format": "pt"}}, bytearray(), 0
+    # a 2-byte tensor first shifts every other one off 4-byte alignment (the library refuses gaps between tensors)
+    header = {"__metadata__": {"format": "pt"}, "extra.pad": {"dtype": "U8", "shape": [2], "data_offsets": [0, 2]}}
+    data, offset = bytearray(2), 2
     for name, array in tensors.items():
-        data += b"\x00" * 2  # shift every tensor off 4-byte alignment
-        offset += 2
         raw = array.tobytes()
         header[name] = {"dtype": "F32", "shape": list(array.shape), "data_offsets": [offset, offset + len(raw)]}
         data += raw
         offset += len(raw)
     write_raw_safetensors(weights_path(good), header, bytes(data))
+    assert load_file(weights_path(good)).keys() == header.keys() - {"__metadata__"}
     got = nemotron_c.AutoModelForCausalLM.from_pretrained(good)(IDS).logits
     np.testing.assert_array_equal(got, expected)
 

@@ -18,6 +18,8 @@ SAFE_WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 # A weight has 1 or 2 dimensions; a shape of more than 64 is only a hostile header's (see parse_entry).
 MAX_DIMS = 64
+# bits per element of the sub-byte dtypes (itemsize None)
+SUB_BYTE_BITS = {"F4": 4, "F6_E2M3": 6, "F6_E3M2": 6}
 
 
 class SafetensorsFormatError(_core.FormatError):
@@ -56,17 +58,27 @@ def read_safetensors(path):
     spans = []
     for name, entry in header.items():
         if name == "__metadata__":
-            if not isinstance(entry, dict):
-                raise SafetensorsFormatError(f"{path}: __metadata__ is not a JSON object")
+            # as the safetensors library: absent, null, or an object of strings (Transformers reads none of it)
+            if entry is not None and not (isinstance(entry, dict) and all(isinstance(v, str) for v in entry.values())):
+                raise SafetensorsFormatError(f"{path}: __metadata__ is not a JSON object of strings")
             continue
         tensors[name] = parse_entry(path, name, entry, data_len, view, data_start)
         begin, end = entry["data_offsets"]
-        if end > begin:
-            spans.append((begin, end, name))
+        spans.append((begin, end, name))
+    # As the safetensors library (and so Transformers) requires, the tensors in order of their offsets tile the data
+    # area: no overlap, no gap, nothing after the last
     spans.sort()
-    for (b0, e0, n0), (b1, e1, n1) in zip(spans, spans[1:]):
-        if b1 < e0:
-            raise SafetensorsFormatError(f"{path}: tensors {n0!r} and {n1!r} overlap")
+    covered, previous = 0, None
+    for begin, end, name in spans:
+        if begin < covered:
+            raise SafetensorsFormatError(f"{path}: tensors {previous!r} and {name!r} overlap")
+        if begin > covered:
+            raise SafetensorsFormatError(f"{path}: bytes {covered} to {begin} of the data area belong to no tensor "
+                                         f"(before {name!r}): not a file the safetensors library reads")
+        covered, previous = end, name
+    if covered != data_len:
+        raise SafetensorsFormatError(f"{path}: the tensors cover {covered} bytes of the data area's {data_len}: "
+                                     f"truncated or not a file the safetensors library reads")
     return tensors
 
 
@@ -119,8 +131,11 @@ def parse_entry(path, name, entry, data_len, view, data_start):
             raise SafetensorsFormatError(
                 f"{where}: shape {shape} of {dtype} holds more elements than the data area's {data_len} bytes"
             )
-    if itemsize is not None and count * itemsize != end - begin:
+    bits = 8 * itemsize if itemsize is not None else SUB_BYTE_BITS[dtype]
+    if count * bits % 8:
+        raise SafetensorsFormatError(f"{where}: shape {shape} of {dtype} does not fill whole bytes")
+    if count * bits // 8 != end - begin:
         raise SafetensorsFormatError(
-            f"{where}: shape {shape} of {dtype} needs {count * itemsize} bytes but data_offsets span {end - begin}"
+            f"{where}: shape {shape} of {dtype} needs {count * bits // 8} bytes but data_offsets span {end - begin}"
         )
     return StoredTensor(name, path, dtype, tuple(shape), view[data_start + begin : data_start + end])
