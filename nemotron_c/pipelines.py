@@ -12,6 +12,7 @@ model is a checkpoint directory, a Hub id or a loaded nemotron_c model; tokenize
 import copy
 import types
 import warnings
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -734,15 +735,24 @@ def tag_of(label):
 
 def question_answering_inputs(args, kwargs):
     """The {"question", "context"} dicts of a call, as Transformers 4.57's QuestionAnsweringArgumentHandler reads
-    them: two strs, a dict or a list of dicts given positionally, or question= and context= (strs or lists; one
-    context for several questions). Takes question and context out of kwargs."""
+    them: two strs, a dict, a SquadExample or an iterable of those given positionally (or as X= or data=, with
+    4.57's FutureWarnings), or question= and context= (strs or lists; one context for several questions). Takes
+    them out of kwargs. A generator gives a generator, its items read (and checked) as they come."""
     if args:
+        warnings.warn("Passing a list of SQuAD examples to the pipeline is deprecated and will be removed in v5. "
+                      "Inputs should be passed using the `question` and `context` keyword arguments instead.",
+                      FutureWarning)
         if len(args) == 1:
             inputs = args[0]
         elif len(args) == 2 and all(isinstance(a, str) for a in args):
             inputs = [{"question": args[0], "context": args[1]}]
         else:
             inputs = list(args)
+    elif "X" in kwargs or "data" in kwargs:
+        key = "X" if "X" in kwargs else "data"
+        warnings.warn(f"Passing the `{key}` argument to the pipeline is deprecated and will be removed in v5. Inputs "
+                      "should be passed using the `question` and `context` keyword arguments instead.", FutureWarning)
+        inputs = kwargs.pop(key)
     elif "question" in kwargs and "context" in kwargs:
         question, context = kwargs.pop("question"), kwargs.pop("context")
         if isinstance(question, list) and isinstance(context, str):
@@ -757,20 +767,33 @@ def question_answering_inputs(args, kwargs):
             raise ValueError("Arguments can't be understood")
     else:
         raise ValueError("give question= and context= (or {'question': ..., 'context': ...} dicts)")
-    inputs = [inputs] if isinstance(inputs, dict) else list(inputs)
-    for item in inputs:
-        if not isinstance(item, dict):
-            raise ValueError(f"{item} argument needs to be of type (SquadExample, dict)")
-        for key in ("question", "context"):
-            if key not in item:
-                raise KeyError("You need to provide a dictionary with keys {question:..., context:...}")
-            if item[key] is None:
-                raise ValueError(f"`{key}` cannot be None")
-            if not isinstance(item[key], str):
-                raise ValueError(f"`{key}` must be a str, got {type(item[key]).__name__}")
-            if not item[key]:
-                raise ValueError(f"`{key}` cannot be empty")
-    return inputs
+    if isinstance(inputs, types.GeneratorType):
+        return (question_answering_example(item) for item in inputs)
+    if isinstance(inputs, dict) or hasattr(inputs, "context_text"):
+        inputs = [inputs]
+    elif isinstance(inputs, Iterable):
+        inputs = list(inputs)
+    else:
+        raise ValueError(f"Invalid arguments {inputs!r}: give question= and context=, or dicts of them")
+    return [question_answering_example(item) for item in inputs]
+
+
+def question_answering_example(item):
+    """{"question", "context"} of a dict, or of a SquadExample (its question_text and context_text), checked."""
+    if hasattr(item, "question_text") and hasattr(item, "context_text") and not isinstance(item, dict):
+        item = {"question": item.question_text, "context": item.context_text}
+    if not isinstance(item, dict):
+        raise ValueError(f"{item} argument needs to be of type (SquadExample, dict)")
+    for key in ("question", "context"):
+        if key not in item:
+            raise KeyError("You need to provide a dictionary with keys {question:..., context:...}")
+        if item[key] is None:
+            raise ValueError(f"`{key}` cannot be None")
+        if not isinstance(item[key], str):
+            raise ValueError(f"`{key}` must be a str, got {type(item[key]).__name__}")
+        if not item[key]:
+            raise ValueError(f"`{key}` cannot be empty")
+    return {"question": item["question"], "context": item["context"]}
 
 
 def best_spans(start, end, p_mask, attention_mask, min_null_score, top_k, max_answer_len):
@@ -816,7 +839,7 @@ class QuestionAnsweringPipeline(Pipeline):
 
     model_class = NemotronForQuestionAnswering
     SETTINGS = ("top_k", "topk", "doc_stride", "max_answer_len", "max_seq_len", "max_question_len",
-                "handle_impossible_answer", "align_to_words", "padding", "batch_size")
+                "handle_impossible_answer", "align_to_words", "padding", "batch_size", "num_workers")
 
     def __call__(self, *args, **kwargs):
         kwargs = {**self.defaults, **kwargs}
@@ -839,19 +862,27 @@ class QuestionAnsweringPipeline(Pipeline):
             raise ValueError(f"max_answer_len parameter should be >= 1 (got {max_answer_len})")
         batch_size = batch_size_of(kwargs.get("batch_size"), self.batch_size)
         if batch_size > 1 and self.tokenizer.pad_token_id is None:
-            raise ValueError("Pipeline with tokenizer without pad_token cannot do batching. You can try to set it "
-                             "with `pipe.tokenizer.pad_token_id = model.config.eos_token_id`.")
+            raise ValueError(NO_PAD_BATCHING)
+        align_to_words = kwargs.get("align_to_words")
+        settings = {"batch_size": batch_size, "padding": kwargs.get("padding"), "doc_stride": kwargs.get("doc_stride"),
+                    "max_seq_len": kwargs.get("max_seq_len"), "top_k": top_k, "max_answer_len": max_answer_len,
+                    "handle_impossible_answer": bool(kwargs.get("handle_impossible_answer")),
+                    "align_to_words": True if align_to_words is None else bool(align_to_words)}
+        if isinstance(examples, types.GeneratorType):
+            # as 4.57: a generator gives an iterator of results, each read from the generator as it is asked for
+            return (self._answer_all([example], **settings)[0] for example in examples)
+        results = self._answer_all(examples, **settings)
+        return results[0] if len(results) == 1 else results
+
+    def _answer_all(self, examples, batch_size, padding, doc_stride, max_seq_len, top_k, max_answer_len,
+                    handle_impossible_answer, align_to_words):
         windows = [w for index, example in enumerate(examples)
-                   for w in self._windows(index, example, kwargs.get("padding"), kwargs.get("doc_stride"),
-                                          kwargs.get("max_seq_len"))]
+                   for w in self._windows(index, example, padding, doc_stride, max_seq_len)]
         for first in range(0, len(windows), batch_size):
             self._forward(windows[first:first + batch_size])
-        align_to_words = kwargs.get("align_to_words")
-        results = [self._answers(examples[i]["context"], [w for w in windows if w["example"] == i], top_k,
-                                 bool(kwargs.get("handle_impossible_answer")), max_answer_len,
-                                 True if align_to_words is None else bool(align_to_words))
-                   for i in range(len(examples))]
-        return results[0] if len(results) == 1 else results
+        return [self._answers(examples[i]["context"], [w for w in windows if w["example"] == i], top_k,
+                              handle_impossible_answer, max_answer_len, align_to_words)
+                for i in range(len(examples))]
 
     def _windows(self, index, example, padding, doc_stride, max_seq_len):
         """The model inputs of one question and context: a window per max_seq_len tokens, each with its Encoding

@@ -111,3 +111,91 @@ def test_padded_batches_give_transformers_5_logits(qa, transformers_model):
     mask = encoded["attention_mask"].astype(bool)
     np.testing.assert_allclose(ours.start_logits[mask], theirs.start_logits.numpy()[mask], rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(ours.end_logits[mask], theirs.end_logits.numpy()[mask], rtol=1e-4, atol=1e-4)
+
+
+class SquadExample:
+    """What 4.57's pipeline reads of transformers.data.SquadExample (which Transformers 5 no longer has)."""
+
+    def __init__(self, qas_id, question_text, context_text, answer_text, start_position_character, title):
+        self.question_text, self.context_text = question_text, context_text
+
+
+def examples_of(case):
+    kwargs = dict(case["kwargs"])
+    if case["args"]:
+        examples = case["args"][0]
+    else:
+        question, context = kwargs.pop("question"), kwargs.pop("context")
+        if isinstance(question, str):
+            return {"question": question, "context": context}, kwargs
+        if isinstance(context, str):
+            context = [context] * len(question)
+        examples = [{"question": q, "context": c} for q, c in zip(question, context)]
+    return examples, kwargs
+
+
+@pytest.mark.parametrize("name", ["questions and contexts", "questions, one context", "dicts batch_size=2 right",
+                                  "dicts batch_size=3 left", "single long batch_size=4 right"])
+def test_a_generator_gives_an_iterator_of_answers(qa, name):
+    """As 4.57 (whose argument handler passes a generator on): one result per item, read when it is asked for."""
+    case = CASES[name]
+    examples, kwargs = examples_of(case)
+    if isinstance(examples, dict):
+        examples, expected = [examples], [case["expected"]]
+    else:
+        expected = case["expected"]
+    read = []
+
+    def items():
+        for example in examples:
+            read.append(example)
+            yield example
+
+    qa.tokenizer.padding_side = case["padding_side"]
+    try:
+        results = qa(items(), **kwargs)
+        assert read == [] and iter(results) is results
+        for i, result in enumerate(results):
+            assert len(read) == i + 1
+            assert_same_answers(result, expected[i], f"[{i}]")
+        assert len(read) == len(examples)
+        with pytest.warns(FutureWarning, match="`X` argument"):
+            assert_same_answers(list(qa(X=(e for e in examples), **kwargs)), expected)
+    finally:
+        qa.tokenizer.padding_side = "right"
+
+
+def test_squad_examples_iterables_and_keyword_forms(qa):
+    """SquadExamples, any iterable of examples, X= and data= give 4.57's answers, with its FutureWarnings."""
+    case = CASES["questions and contexts"]
+    examples, kwargs = examples_of(case)
+    squad = [SquadExample(None, e["question"], e["context"], None, None, None) for e in examples]
+    with pytest.warns(FutureWarning, match="list of SQuAD examples"):
+        assert_same_answers(qa(squad, **kwargs), case["expected"])
+    with pytest.warns(FutureWarning, match="list of SQuAD examples"):
+        assert_same_answers(qa(*squad, **kwargs), case["expected"])
+    with pytest.warns(FutureWarning, match="list of SQuAD examples"):
+        assert_same_answers(qa(squad[0], **kwargs), case["expected"][0])
+    with pytest.warns(FutureWarning, match="list of SQuAD examples"):
+        assert_same_answers(qa(tuple(examples), **kwargs), case["expected"])
+    with pytest.warns(FutureWarning, match="list of SQuAD examples"):
+        assert_same_answers(qa(map(dict, examples), **kwargs), case["expected"])
+    with pytest.warns(FutureWarning, match="`data` argument"):
+        assert_same_answers(qa(data=examples, **kwargs), case["expected"])
+    with pytest.warns(FutureWarning, match="`X` argument"):
+        assert_same_answers(qa(X=examples[0], **kwargs), case["expected"][0])
+    with pytest.warns(FutureWarning, match="`X` argument"):
+        assert_same_answers(qa(X=(e for e in squad), **kwargs).__next__(), case["expected"][0])
+    with pytest.warns(FutureWarning), pytest.raises(ValueError, match="Invalid arguments"):
+        qa(5)
+    with pytest.raises(ValueError, match="`context` cannot be empty"):
+        qa(X=[SquadExample(None, "Why?", "", None, None, None)])
+    # a bad item of a generator raises when it is read, as the generator is read lazily
+    results = qa((e for e in [examples[0], {"question": "Why?"}]), **kwargs)
+    assert_same_answers(next(results), case["expected"][0])
+    with pytest.raises(KeyError, match="question:..., context:..."):
+        next(results)
+    with pytest.raises(ValueError, match="without pad_token cannot do batching"):
+        no_pad = nemotron_c.pipeline("question-answering", model=QA)
+        no_pad.tokenizer.pad_token = None
+        no_pad((e for e in examples), batch_size=2)
