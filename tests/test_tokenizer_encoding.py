@@ -259,8 +259,7 @@ def test_offsets_through_the_normalizer(dirs, name):
         expected = theirs(text, return_offsets_mapping=True)
         got = ours(text, return_offsets_mapping=True)
         assert (text, got["offset_mapping"]) == (text, expected["offset_mapping"])
-        if ours._pipeline.words_known:  # else word_ids() raises NotImplementedError (a Split pre-tokenizer)
-            assert (text, got.word_ids()) == (text, expected.word_ids())
+        assert (text, got.word_ids()) == (text, expected.word_ids())
 
 
 @pytest.mark.parametrize("overflowing", [False, True])
@@ -337,14 +336,17 @@ def test_tokens_char_to_token_and_word_to_tokens(both):
         assert a.char_to_token(3) == b.char_to_token(3) and a.word_to_tokens(0) == b.word_to_tokens(0)
 
 
-def test_offsets_that_cannot_be_placed_raise_only_when_read(dirs):
-    """Where offsets are not supported (the whitespace an lstrip/rstrip token takes in), ids, tokens() and pairs
-    still come as Transformers gives them; offsets and words raise NotImplementedError when read."""
+def test_offsets_of_stripping_tokens_in_pairs_and_windows(dirs):
+    """The legacy tokenizer's lstrip/rstrip tokens, whose spans take in the whitespace around them, in pairs and in
+    overflowing windows with a stride, as Transformers gives them."""
     ours, theirs = AutoTokenizer.from_pretrained(dirs["legacy"]), transformers.AutoTokenizer.from_pretrained(dirs["legacy"])
-    text = "Hello  world <extra_id_0> x <tool> y"
-    assert ours(text).tokens() == theirs(text).tokens()
-    assert ours(text, "a pair")["input_ids"] == theirs(text, "a pair")["input_ids"]
-    for read in (lambda: ours(text, return_offsets_mapping=True), lambda: ours(text).word_ids(),
-                 lambda: ours(text).char_to_token(3)):
-        with pytest.raises(NotImplementedError, match="lstrip/rstrip|do not spell"):
-            read()
+    text = "Hello  world <extra_id_0> x <tool> y\t<tool>\u3000<extra_id_0>"
+    assert_same_encoding(ours(text, **ALL), theirs(text, **ALL))
+    assert_same_encoding(ours(text, "a <tool> pair", **ALL), theirs(text, "a <tool> pair", **ALL))
+    try:
+        for side in ("right", "left"):
+            ours.truncation_side = theirs.truncation_side = side
+            same_call(ours, theirs, [text, "x"], ["q <extra_id_0> r", text], truncation="longest_first",
+                      max_length=12, stride=3, return_overflowing_tokens=True, padding=True, **ALL)
+    finally:
+        ours.truncation_side = theirs.truncation_side = "right"

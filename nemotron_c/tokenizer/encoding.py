@@ -14,7 +14,9 @@ PAD_TYPE_ID = 0  # tokenizers' pad_type_id, which Transformers leaves at 0
 COLUMNS = ("ids", "tokens", "type_ids", "_offsets", "words", "sequences", "special_tokens_mask", "attention_mask")
 # tokenizers' TruncationError, raised when truncation="only_second" has to cut a text that has no pair
 SECOND_SEQUENCE_MISSING = "Truncation error: Second sequence not provided (truncation='only_second' needs a text_pair)"
-SPACE_MARK = "\u2581"
+# Unicode's White_Space characters, which an added token's lstrip and rstrip take in (Rust's char::is_whitespace)
+WHITESPACE = frozenset("\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+                       "\u2028\u2029\u202f\u205f\u3000")
 
 
 class Encoding:
@@ -69,12 +71,8 @@ class Encoding:
 
     @property
     def word_ids(self):
-        if any(w is NotImplemented for w in self.words):
-            if self.offsets_error is not None:
-                raise NotImplementedError(self.offsets_error)
-            raise NotImplementedError("word ids need a tokenizer whose pre-tokenizer is Metaspace alone (or none); "
-                                      "this one splits words with a Split pre-tokenizer, which nemotron_c does not "
-                                      "track")
+        if self.offsets_error is not None:
+            raise NotImplementedError(self.offsets_error)
         return list(self.words)
 
     def _sequence_of(self, token_index):
@@ -118,6 +116,17 @@ class Encoding:
             if start <= char_index < end:
                 return i
         return None
+
+    def token_to_chars(self, token_index):
+        """(start, end) of the token in its text, or None for a special token, padding or an index past the end."""
+        if self._sequence_of(token_index) is None:
+            return None
+        return self.offsets[token_index]
+
+    def char_to_word(self, char_index, sequence_index=0):
+        """The word of the first token of a sequence whose span holds the character, or None."""
+        token = self.char_to_token(char_index, sequence_index)
+        return None if token is None else self.word_ids[token]
 
     def word_to_chars(self, word_index, sequence_index=0):
         """(start, end) in its text of a word of one sequence, or None."""
@@ -253,13 +262,18 @@ class Pipeline:
 
     tokens: id -> the token's string; raw: id -> content of the added tokens matched in the raw text;
     normalized: id -> normalized content of those matched in the normalized text; normalizer: the core's step
-    tuples; metaspace: (replacement, prepend scheme name, split) or None; words_known: False when a Split
-    pre-tokenizer cuts words nemotron_c does not track."""
+    tuples; metaspace: (replacement, prepend scheme name, split) or None; split_strings: the strings a Split
+    pre-tokenizer isolates (after Metaspace), or None; stripping: id -> (lstrip, rstrip) of the added tokens that
+    have either; vocab, unk_id, fuse_unk, byte_fallback: the BPE model's, to place unknown characters."""
 
-    def __init__(self, tokens, raw, normalized, normalizer, metaspace, words_known, stripping=None):
+    def __init__(self, tokens, raw, normalized, normalizer, metaspace, split_strings=None, stripping=None,
+                 vocab=None, unk_id=None, fuse_unk=False, byte_fallback=False):
         self.tokens, self.raw, self.normalized = tokens, raw, normalized
-        self.stripping = stripping or {}  # id -> (lstrip, rstrip) of the added tokens that have either
-        self.normalizer, self.metaspace, self.words_known = normalizer, metaspace, words_known
+        self.stripping = stripping or {}
+        self.vocab, self.unk_id, self.fuse_unk, self.byte_fallback = vocab or {}, unk_id, fuse_unk, byte_fallback
+        self.normalizer, self.metaspace = normalizer, metaspace
+        # the core isolates, at each place, the longest of the strings that stands there
+        self.split_strings = sorted(set(split_strings), key=len, reverse=True) if split_strings else None
 
 
 def _replaced(chars, start, stop, content):
@@ -326,11 +340,12 @@ def align(text, ids, pipeline):
     keeping, for each character, the span of the original it comes from (replaced, trimmed and collapsed characters,
     and a prepended "▁" that takes the span of the character after it); Metaspace replaces spaces and prepends; the
     tokens then spell the pieces, a token's span running from its first character's start to its last's end (the
-    bytes of a byte-fallback character all get its span). A token that does not spell its piece (an unknown
-    character, an added token with lstrip or rstrip that took in whitespace) raises NotImplementedError."""
+    bytes of a byte-fallback character all get its span). An added token with lstrip or rstrip spans the whitespace
+    it took in. A token that does not spell its piece (an unknown character) raises NotImplementedError."""
     offsets, words = [], []
     state = {"word": -1}
-    i, position = 0, 0
+    chars = [(c, k, k + 1) for k, c in enumerate(text)]
+    i, position, resume = 0, 0, 0
     while True:
         j = next((k for k in range(i, len(ids)) if ids[k] in pipeline.raw), len(ids))
         if j == len(ids):
@@ -339,30 +354,41 @@ def align(text, ids, pipeline):
         # the text before the added token (it may normalize to nothing: spaces a Trim takes off); its content may
         # also stand earlier in the text where the matcher turned it down (single_word): the first place where the
         # tokens before it spell the text before it
-        end, error = position - 1, None
+        content, at, error = pipeline.raw[ids[j]], resume - 1, None
         while True:
-            end = text.find(pipeline.raw[ids[j]], end + 1)
-            if end < 0:
-                raise error or NotImplementedError(f"cannot place the added token {pipeline.raw[ids[j]]!r} in the "
-                                                   f"text after character {position}")
+            at = text.find(content, at + 1)
+            if at < 0:
+                raise error or NotImplementedError(f"cannot place the added token {content!r} in the text after "
+                                                   f"character {position}")
+            start, end = _stripped_span(chars, at, at + len(content), position, pipeline.stripping.get(ids[j]))
             try:
                 found = [], [], dict(state)
-                _align_segment(text, position, end, ids[i:j], pipeline, *found)
+                _align_segment(text, position, max(start, position), ids[i:j], pipeline, *found)
                 break
             except NotImplementedError as e:
                 error = error or e
         offsets += found[0]
         words += found[1]
         state.update(found[2])
-        content = pipeline.raw[ids[j]]
-        lstrip, rstrip = pipeline.stripping.get(ids[j], (False, False))
-        if (lstrip and end > 0 and text[end - 1].isspace()) or (rstrip and text[end + len(content):][:1].isspace()):
-            raise NotImplementedError(f"offsets of the added token {content!r} with the whitespace its lstrip/rstrip "
-                                      "takes in are not supported")
-        offsets.append((end, end + len(content)))
+        offsets.append((start, end))
         state["word"] += 1
         words.append(state["word"])
-        i, position = j + 1, end + len(content)
+        i, position, resume = j + 1, max(position, end), at + len(content)
+
+
+def _stripped_span(chars, start, end, floor, stripping):
+    """(start, end) of an added token matched at chars[start:end] with the whitespace its lstrip takes in on its
+    left (back to floor, the end of the previous match) and its rstrip on its right, as tokenizers' matcher.
+    Whitespace is Unicode's White_Space (Rust's char::is_whitespace): U+00A0 and U+3000 are, U+200B and U+001C
+    are not."""
+    lstrip, rstrip = stripping or (False, False)
+    if lstrip:
+        while start > floor and chars[start - 1][0] in WHITESPACE:
+            start -= 1
+    if rstrip:
+        while end < len(chars) and chars[end][0] in WHITESPACE:
+            end += 1
+    return start, end
 
 
 def _align_segment(text, start, end, ids, pipeline, offsets, words, state):
@@ -370,22 +396,49 @@ def _align_segment(text, start, end, ids, pipeline, offsets, words, state):
     chars = [(c, start + k, start + k + 1) for k, c in enumerate(text[start:end])]
     trimmed_start = normalize_aligned(chars, pipeline.normalizer)
     normalized = "".join(c for c, _, _ in chars)
-    p, i = 0, 0
+    p, i, resume = 0, 0, 0
     while i < len(ids) or p < len(chars):
         j = next((k for k in range(i, len(ids)) if ids[k] in pipeline.normalized), len(ids))
-        stop = normalized.find(pipeline.normalized[ids[j]], p) if j < len(ids) else len(chars)
-        if stop < 0:
-            raise NotImplementedError(f"cannot place the added token {pipeline.normalized[ids[j]]!r} in the "
-                                      f"normalized text {normalized!r}")
+        if j < len(ids):
+            content = pipeline.normalized[ids[j]]
+            at = normalized.find(content, resume)
+            if at < 0:
+                raise NotImplementedError(f"cannot place the added token {content!r} in the normalized text "
+                                          f"{normalized!r}")
+            matched = _stripped_span(chars, at, at + len(content), p, pipeline.stripping.get(ids[j]))
+            stop = max(matched[0], p)
+        else:
+            stop = len(chars)
         first = start == 0 and p == 0 and not trimmed_start
         _align_piece(chars[p:stop], first, ids[i:j], pipeline, offsets, words, state)
         if j == len(ids):
             return
-        matched = chars[stop:stop + len(pipeline.normalized[ids[j]])]
-        offsets.append((matched[0][1], matched[-1][2]))
+        offsets.append((chars[matched[0]][1], chars[matched[1] - 1][2]))
         state["word"] += 1
         words.append(state["word"])
-        p, i = stop + len(matched), j + 1
+        p, i, resume = max(p, matched[1]), j + 1, at + len(content)
+
+
+def _word_starts(chars, pipeline):
+    """Where in chars (a piece after Metaspace) the pre-tokenizer begins a new word, as tokenizers' pre-tokenized
+    splits: before each replacement character when Metaspace splits, and around each string a Split isolates
+    (searched within each of Metaspace's words, as tokenizers' Sequence runs Split on them)."""
+    starts = {0}
+    if pipeline.metaspace is not None and pipeline.metaspace[2]:
+        starts.update(k for k in range(1, len(chars)) if chars[k][0] == pipeline.metaspace[0])
+    if pipeline.split_strings:
+        text = "".join(c for c, _, _ in chars)
+        bounds = sorted(starts) + [len(text)]
+        for a, b in zip(bounds, bounds[1:]):
+            k = a
+            while k < b:
+                match = next((s for s in pipeline.split_strings if text.startswith(s, k, b)), None)
+                if match is None:
+                    k += 1
+                    continue
+                starts.update((k, k + len(match)))
+                k += len(match)
+    return starts
 
 
 def _align_piece(chars, first, ids, pipeline, offsets, words, state):
@@ -396,21 +449,30 @@ def _align_piece(chars, first, ids, pipeline, offsets, words, state):
         chars = [(replacement if c == " " else c, s, e) for c, s, e in chars]
         if not starts and (scheme == "always" or (scheme == "first" and first)):
             chars.insert(0, (replacement, *chars[0][1:]))
-    split = pipeline.metaspace is not None and pipeline.metaspace[2]
+    word_starts = _word_starts(chars, pipeline)
     k, pending = 0, 0
     for n, token_id in enumerate(ids):
         token = pipeline.tokens[token_id]
-        if n == 0 or (split and token.startswith(SPACE_MARK)):
+        if n == 0 or (pending == 0 and k in word_starts):
             state["word"] += 1
-        words.append(state["word"] if pipeline.words_known else NotImplemented)
-        if len(token) == 6 and token.startswith("<0x") and token.endswith(">") and k < len(chars):
+        words.append(state["word"])
+        spelled = not pending and token and "".join(c for c, _, _ in chars[k:k + len(token)]) == token
+        if _is_byte_of(token, chars[k][0] if k < len(chars) else None, pending, spelled, pipeline):
             character, s, e = chars[k]
             offsets.append((s, e))
             pending += 1
             if pending == len(character.encode("utf-8", "surrogatepass")):
                 k, pending = k + 1, 0
             continue
-        if pending or not token or "".join(c for c, _, _ in chars[k:k + len(token)]) != token:
+        if not spelled and token_id == pipeline.unk_id and not pending and k < len(chars):
+            # an unknown character (with fuse_unk, the run of them), as tokenizers' BPE gives <unk> its bytes
+            end = k + 1
+            while pipeline.fuse_unk and end < len(chars) and _unknown(chars[end][0], pipeline):
+                end += 1
+            offsets.append((chars[k][1], chars[end - 1][2]))
+            k = end
+            continue
+        if not spelled:
             raise NotImplementedError(
                 f"cannot place token {token!r} in the normalized text "
                 f"{''.join(c for c, _, _ in chars)!r} at character {k} (an unknown character?)")
@@ -418,3 +480,24 @@ def _align_piece(chars, first, ids, pipeline, offsets, words, state):
         k += len(token)
     if k < len(chars) or pending:
         raise NotImplementedError(f"the tokens do not spell the normalized text {''.join(c for c, _, _ in chars)!r}")
+
+
+def _is_byte_of(token, character, pending, spelled, pipeline):
+    """Whether token ("<0x41>") is byte number `pending` of character's UTF-8, given by byte_fallback. The text
+    "<0x41>" itself is a word BPE can give whole (ignore_merges): then the token spells it."""
+    if character is None or len(token) != 6 or not token.startswith("<0x") or not token.endswith(">"):
+        return False
+    try:
+        value = int(token[3:5], 16)
+    except ValueError:
+        return False
+    encoded = character.encode("utf-8", "surrogatepass")
+    return encoded[pending] == value and (pending > 0 or not spelled or character not in pipeline.vocab)
+
+
+def _unknown(character, pipeline):
+    """Whether BPE has no token for the character: not in the vocabulary, nor all its bytes with byte_fallback."""
+    if character in pipeline.vocab:
+        return False
+    return not (pipeline.byte_fallback and
+                all(f"<0x{b:02X}>" in pipeline.vocab for b in character.encode("utf-8", "surrogatepass")))

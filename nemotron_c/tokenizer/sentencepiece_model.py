@@ -5,7 +5,7 @@ import struct
 
 from .. import _core
 from .._core import FormatError
-from .files import metaspace, model_from_json, step
+from .files import metaspace, model_from_json, require, step
 
 # field numbers of sentencepiece_model.proto
 MODEL_PIECES, MODEL_TRAINER_SPEC, MODEL_NORMALIZER_SPEC = 1, 2, 3
@@ -210,6 +210,12 @@ def model_from_sentencepiece(path, config, llama):
         raise ValueError(f"unsupported normalizer Precompiled: {path} carries a precompiled_charsmap "
                          f"(normalization rule {normalizer['name']!r}); nemotron_c supports 'identity' models")
     legacy = config.get("legacy", True)
+    if normalizer["add_dummy_prefix"] and config.get("added_tokens_decoder"):
+        # Transformers matches added_tokens_decoder's tokens in the raw text (normalized=False), so that each chunk
+        # between them gets its own dummy prefix
+        require(isinstance(config["added_tokens_decoder"], dict), "added_tokens_decoder must be an object")
+        config["added_tokens_decoder"] = {key: {**value, "normalized": False} if isinstance(value, dict) else value
+                                          for key, value in config["added_tokens_decoder"].items()}
     steps = []
     if normalizer["remove_extra_whitespaces"]:
         steps += [{"type": "Replace", "pattern": {"Regex": r"\A +| +\z"}, "content": ""},

@@ -103,6 +103,15 @@ class BatchEncoding(dict):
         row, index = self._row(batch_or_char_index, char_index, count_from_end=False)
         return self.encodings[row].char_to_token(index, sequence_index)
 
+    def token_to_chars(self, batch_or_token_index, token_index=None):
+        row, index = self._row(batch_or_token_index, token_index, count_from_end=False)
+        span = self.encodings[row].token_to_chars(index)
+        return None if span is None else CharSpan(*span)
+
+    def char_to_word(self, batch_or_char_index, char_index=None, sequence_index=0):
+        row, index = self._row(batch_or_char_index, char_index, count_from_end=False)
+        return self.encodings[row].char_to_word(index, sequence_index)
+
     def word_to_tokens(self, batch_or_word_index, word_index=None, sequence_index=0):
         row, index = self._row(batch_or_word_index, word_index)
         span = self.encodings[row].word_to_tokens(index, sequence_index)
@@ -272,8 +281,10 @@ class NemotronTokenizer:
                          None)
         self._pipeline = Pipeline(self._id_to_token, {a["id"]: a["content"] for a in model.added if not a["normalized"]},
                                   {a["id"]: a["matched"] for a in model.added if a["normalized"]}, list(model.normalizer),
-                                  metaspace, not any(s[0] == _core.STEP_SPLIT for s in model.pre_tokenizer),
-                                  {a["id"]: (a["lstrip"], a["rstrip"]) for a in model.added if a["lstrip"] or a["rstrip"]})
+                                  metaspace, next((s[7] for s in model.pre_tokenizer if s[0] == _core.STEP_SPLIT), None),
+                                  {a["id"]: (a["lstrip"], a["rstrip"]) for a in model.added if a["lstrip"] or a["rstrip"]},
+                                  model.vocab, model.vocab.get(model.unk_token) if model.unk_token else None,
+                                  model.fuse_unk, model.byte_fallback)
 
     def _set_post_processor(self, model, config, kwargs):
         """The special tokens around each sequence. Transformers 5 keeps tokenizer.json's template and ignores
