@@ -377,6 +377,36 @@ def test_nested_state_dict_is_refused(tmp_path):
         read_torch_bin(tmp_path / "nested.bin")
 
 
+def test_numbers_and_strings_beside_the_tensors_are_ignored(tmp_path):
+    # torch.load(weights_only=True) gives them; Transformers ignores them as unexpected keys
+    model = build_hf_model()
+    extras = {"global_step": 1200, "epoch": 3.5, "version": "1.0", "resumed": False, "scheduler": None}
+    path = save_bin(tmp_path / "extras", model, {**model.state_dict(), **extras})
+    assert set(extras).isdisjoint(read_torch_bin(os.path.join(path, "pytorch_model.bin")))
+    ours = nemotron_c.AutoModelForCausalLM.from_pretrained(path)(IDS).logits
+    assert_close(ours, hf_logits(hf_from_pretrained(path), IDS))
+
+
+@pytest.mark.parametrize("where", ["other_shard", "no_shard"])
+def test_index_listing_a_tensor_elsewhere_reads_the_shards(tmp_path, where):
+    # Transformers 5 reads each listed shard whole: the weight_map only chooses the files
+    model = build_hf_model()
+    path = save_bin(tmp_path / where, model, shard_size=40_000)
+    index_path = os.path.join(path, "pytorch_model.bin.index.json")
+    with open(index_path) as f:
+        index = json.load(f)
+    listed = list(index["weight_map"].values())
+    moved, shard = next((name, shard) for name, shard in index["weight_map"].items() if listed.count(shard) > 1)
+    index["weight_map"][moved] = next(other for other in listed if other != shard)  # its shard is still listed
+    if where == "no_shard":
+        index["weight_map"]["model.layers.0.not_a_tensor"] = shard
+    with open(index_path, "w") as f:
+        json.dump(index, f)
+    ours = nemotron_c.AutoModelForCausalLM.from_pretrained(path)(IDS).logits
+    assert_close(ours, hf_logits(hf_from_pretrained(path), IDS))
+    assert_close(ours, hf_logits(model, IDS))
+
+
 def test_pickle_size_limit(real_bin, monkeypatch):
     monkeypatch.setattr(torch_bin, "MAX_PICKLE_BYTES", 1000)
     with pytest.raises(nemotron_c.TorchCheckpointFormatError, match="data.pkl of .* bytes exceeds 1000"):

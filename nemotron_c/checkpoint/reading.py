@@ -53,22 +53,20 @@ def read_sharded(directory, index_path, read_file):
                 f"{index_path}: shard {file_name!r} of tensor {name!r} lies outside the checkpoint directory"
             )
         shards.setdefault(path, []).append(name)
+    # Transformers 5 loads every tensor of each listed shard, the weight_map only choosing the files: a tensor it
+    # lists in another shard than the one holding it, or in none, is read as the shards hold it
     tensors, unlisted = {}, {}
     for path, names in shards.items():
-        shard = read_file(path)
-        for name in names:
-            if name not in shard:
-                raise error(f"{index_path}: tensor {name!r} is not in shard {path}")
-            tensors[name] = shard[name]
-        # Transformers 5 loads every tensor of each listed shard, the weight_map only choosing the files
-        for name, tensor in shard.items():
-            if name in weight_map:
-                continue
-            if name in unlisted:
-                raise error(f"{index_path}: tensor {name!r}, which the weight_map does not list, is in two shards: "
-                            f"{unlisted[name].file} and {path}")
-            unlisted[name] = tensor
-    return {**tensors, **unlisted}
+        names = set(names)
+        for name, tensor in read_file(path).items():
+            if name in names:
+                tensors[name] = tensor
+            elif name in unlisted:
+                raise error(f"{index_path}: tensor {name!r}, which the weight_map does not list in either, is in two "
+                            f"shards: {unlisted[name].file} and {path}")
+            else:
+                unlisted[name] = tensor
+    return {**unlisted, **tensors}  # the copy in the shard the weight_map names wins
 
 
 # The weight files a checkpoint directory may hold, in the order Transformers prefers them: (name, reader, whether

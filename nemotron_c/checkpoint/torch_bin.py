@@ -69,6 +69,8 @@ ALLOWED_OPCODES = frozenset("""
     EMPTY_TUPLE TUPLE TUPLE1 TUPLE2 TUPLE3 EMPTY_LIST LIST APPEND APPENDS EMPTY_DICT DICT SETITEM SETITEMS
     GET BINGET LONG_BINGET PUT BINPUT LONG_BINPUT MEMOIZE GLOBAL STACK_GLOBAL REDUCE BUILD BINPERSID
 """.split())
+# values torch.load(weights_only=True) gives beside tensors that a model's state dict may carry
+SCALARS = (int, float, str, bool, type(None))
 RESAVE = "load it with torch and save it again with torch.save's defaults, or as safetensors"
 
 
@@ -131,12 +133,14 @@ def read_state_dict(path):
     if not isinstance(state, dict):
         raise TorchCheckpointFormatError(f"{path}: data.pkl holds a {type(state).__name__}, not a state dict")
     for name, value in state.items():
-        if not isinstance(name, str) or not isinstance(value, Tensor):
+        if not isinstance(name, str) or not isinstance(value, (Tensor, *SCALARS)):
             raise TorchCheckpointFormatError(
                 f"{path}: entry {name!r} of the state dict is a {type(value).__name__}, not a tensor "
                 f"(a nested dict such as {{'state_dict': ...}} is not a model's state dict)"
             )
-    return state
+    # a number or string beside the tensors (a training step, a version) is no key of the model: Transformers ignores
+    # it as an unexpected key
+    return {name: value for name, value in state.items() if isinstance(value, Tensor)}
 
 
 def not_a_zip(path, magic):
