@@ -206,3 +206,15 @@ def test_offsets_of_unknown_characters(tmp_path, fuse_unk, pre_tokenizer):
     texts += random_texts(["a", "b", "x", " ", "\u4e2d", "\u6587", "\U0001f600", "\u0301", "<x>", "y", "\u2581"], 300,
                           seed=2, size=10)
     assert_same_offsets(ours, theirs, texts)
+
+
+@pytest.mark.parametrize("pattern", ["<a|<ab", "<ab|<a", "a|ab", "ab|a", "b|<a|<ab|a"])
+def test_split_alternation_takes_the_first_string_listed(tmp_path, pattern):
+    """A Split regex of strings isolates, where several begin, the first listed (tokenizers' regex: "a|ab" never
+    isolates "ab"), not the longest: ids, offsets and words."""
+    vocab = {"<unk>": 0, "<": 1, "a": 2, "b": 3, ">": 4, " ": 5, "ab": 6, "<a": 7, "<ab": 8}
+    split = {"type": "Split", "pattern": {"Regex": pattern}, "behavior": "Isolated", "invert": False}
+    path = write_tiny_tokenizer(tmp_path, vocab, [("a", "b"), ("<", "a"), ("<a", "b")], pre_tokenizer=split)
+    ours, theirs = AutoTokenizer.from_pretrained(path), transformers.AutoTokenizer.from_pretrained(path)
+    texts = ["<ab>ab"] + random_texts(["<", "a", "b", ">", " ", "ab", "<a", "<ab"], 200, seed=9, size=10)
+    assert_same_offsets(ours, theirs, texts)

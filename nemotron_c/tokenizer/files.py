@@ -86,6 +86,17 @@ def regex_literals(pattern):
     return literals if all(literals) else None
 
 
+def reachable_alternatives(literals):
+    """The strings of a regex alternation that can match. tokenizers' regex takes, where several begin, the first
+    one listed ("a|ab" never matches "ab"), the core the longest: a string with a shorter one listed before it
+    that begins it is dropped, and then the longest is the first listed."""
+    kept = []
+    for k, literal in enumerate(literals):
+        if not any(len(earlier) < len(literal) and literal.startswith(earlier) for earlier in literals[:k]):
+            kept.append(literal)
+    return kept
+
+
 def flatten(component, key):
     if component is None:
         return []
@@ -194,7 +205,7 @@ def pre_tokenizer_steps(pre_tokenizer):
                                  f"({json.dumps(p)[:200]})")
             require(all(isinstance(literal, str) for literal in literals),
                     f"a Split pre_tokenizer needs a string pattern: {pattern!r}")
-            steps.append(step(_core.STEP_SPLIT, strings=literals))
+            steps.append(step(_core.STEP_SPLIT, strings=reachable_alternatives(literals)))
         else:
             raise ValueError(f"unsupported pre_tokenizer type {p['type']!r} (nemotron_c supports Metaspace, Split)")
     if len(steps) > 2 or (len(steps) == 2 and steps[1][0] != _core.STEP_SPLIT):
