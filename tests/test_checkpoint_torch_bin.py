@@ -4,6 +4,7 @@ import io
 import json
 import os
 import pickle
+import struct
 import subprocess
 import sys
 import zipfile
@@ -352,11 +353,63 @@ def test_duplicate_entry_names(real_bin):
         nemotron_c.AutoModelForCausalLM.from_pretrained(real_bin)
 
 
-def test_legacy_format_says_how_to_convert(real_bin):
-    model = build_hf_model()
-    torch.save(model.state_dict(), os.path.join(real_bin, "pytorch_model.bin"), _use_new_zipfile_serialization=False)
-    with pytest.raises(nemotron_c.TorchCheckpointFormatError, match="legacy format.*save it again with torch.save"):
-        nemotron_c.AutoModelForCausalLM.from_pretrained(real_bin)
+@pytest.mark.parametrize("dtype, tie, shard_size", [(torch.float32, False, None), (torch.bfloat16, True, None),
+                                                     (torch.float16, False, 40_000)])
+def test_legacy_format_is_read(tmp_path, dtype, tie, shard_size):
+    # torch.save(..., _use_new_zipfile_serialization=False), torch < 1.6's format: torch.load reads it with
+    # weights_only=True, and so Transformers
+    model = build_hf_model(tie_word_embeddings=tie).to(dtype)
+    path = save_bin(tmp_path / "legacy", model, shard_size=shard_size)
+    for name in os.listdir(path):
+        if name.endswith(".bin"):
+            file = os.path.join(path, name)
+            torch.save(torch.load(file), file, _use_new_zipfile_serialization=False)
+            assert not zipfile.is_zipfile(file)
+    ours = nemotron_c.AutoModelForCausalLM.from_pretrained(path)(IDS).logits
+    assert_close(ours, hf_logits(hf_from_pretrained(path), IDS))
+
+
+def legacy_bytes(state):
+    buffer = io.BytesIO()
+    torch.save(state, buffer, _use_new_zipfile_serialization=False)
+    return buffer.getvalue()
+
+
+def test_legacy_format_read_in_place_with_shared_storages(tmp_path):
+    flat = torch.arange(10, dtype=torch.float32)
+    path = tmp_path / "views.bin"
+    path.write_bytes(legacy_bytes({"a": flat[2:6].view(2, 2), "b": flat[6:9], "n": 3}))
+    tensors = read_torch_bin(path)
+    assert set(tensors) == {"a", "b"}
+    assert np.array_equal(tensors["a"].array("float32"), [[2, 3], [4, 5]])
+    assert np.array_equal(tensors["b"].array("float32"), [6, 7, 8])
+
+
+def test_legacy_format_code_never_runs(tmp_path):
+    data = legacy_bytes({"w": torch.zeros(2)})
+    hostile = data.replace(b"collections\nOrderedDict\n", b"os\nsystem\n")
+    assert hostile != data
+    (tmp_path / "hostile.bin").write_bytes(hostile)
+    with pytest.raises(nemotron_c.TorchCheckpointFormatError, match="refers to os.system"):
+        read_torch_bin(tmp_path / "hostile.bin")
+
+
+def test_legacy_format_truncated_anywhere(tmp_path):
+    data = legacy_bytes(build_hf_model().state_dict())
+    path = tmp_path / "cut.bin"
+    for size in sorted({*range(0, 700, 7), *range(len(data) - 300, len(data), 5), *range(0, len(data), 997)}):
+        path.write_bytes(data[:size])
+        with pytest.raises(ValueError, match="cut.bin"):
+            read_torch_bin(path)
+
+
+def test_legacy_format_storage_sizes_checked(tmp_path):
+    data = bytearray(legacy_bytes({"w": torch.zeros(3)}))
+    count = data.rindex(struct.pack("<q", 3))
+    data[count : count + 8] = struct.pack("<q", 2**40)
+    (tmp_path / "size.bin").write_bytes(data)
+    with pytest.raises(nemotron_c.TorchCheckpointFormatError, match="holds 1099511627776 elements"):
+        read_torch_bin(tmp_path / "size.bin")
 
 
 def test_not_a_checkpoint(tmp_path):

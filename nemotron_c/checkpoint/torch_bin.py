@@ -8,6 +8,9 @@ torch.save writes a zip archive with one top folder `<archive>/` holding
                  on ("storage", torch.storage.UntypedStorage, key, location, bytes)
     data/<key>   the storage's bytes, stored uncompressed (torch 2.x aligns them to 64 bytes)
     byteorder    "little" or "big" (absent in files from torch < 1.12, which were little-endian in practice)
+torch.save(..., _use_new_zipfile_serialization=False), torch < 1.6's format, is a sequence instead (read_legacy):
+pickles of the magic number, the protocol version, sys_info, the state dict (its storages' persistent ids carry a
+sixth item, None) and the sorted list of storage keys, then each storage as its element count (int64) and bytes.
 The pickle's opcodes are checked before it is unpickled, and the unpickler resolves only the globals above,
 to functions of ours that check sizes and return records; every other global is refused by name, so
 nothing a hostile file names is ever imported or called. Storages are read in place from a memory map.
@@ -103,6 +106,8 @@ def read_state_dict(path):
     path = os.fspath(path)
     with open_regular_file(path) as f:
         magic = f.read(4)
+        if magic[:1] == b"\x80":  # a pickle's PROTO opcode: the legacy format
+            return only_tensors(path, read_legacy(path, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)))
         if magic[:2] != b"PK":
             raise TorchCheckpointFormatError(not_a_zip(path, magic))
         f.seek(0)
@@ -129,7 +134,11 @@ def read_state_dict(path):
         raise TorchCheckpointFormatError(f"{path}: data.pkl of {len(data_pkl)} bytes exceeds {MAX_PICKLE_BYTES}")
     data_pkl = bytes(data_pkl)
     check_opcodes(path, data_pkl)
-    state = StateDictUnpickler(path, data_pkl, entries, prefix).load_state()
+    return only_tensors(path, StateDictUnpickler(path, data_pkl, entries, prefix).load_state())
+
+
+def only_tensors(path, state):
+    """The tensors of an unpickled state dict; anything else than a tensor, a number or a string is refused."""
     if not isinstance(state, dict):
         raise TorchCheckpointFormatError(f"{path}: data.pkl holds a {type(state).__name__}, not a state dict")
     for name, value in state.items():
@@ -144,10 +153,92 @@ def read_state_dict(path):
 
 
 def not_a_zip(path, magic):
-    if magic[:1] == b"\x80":
-        return (f"{path}: a pickle in torch's legacy format (torch < 1.6 or _use_new_zipfile_serialization=False), "
-                f"which cannot be read without running it: {RESAVE}")
-    return f"{path}: not a torch.save zip archive (starts with {magic!r})"
+    return f"{path}: not a torch.save zip archive nor a pickle of torch's legacy format (starts with {magic!r})"
+
+
+LEGACY_MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
+LEGACY_PROTOCOL_VERSION = 1001
+
+
+def read_legacy(path, mapped):
+    """The state dict of a file in torch's legacy format (see the module docstring), its storages views of the map."""
+    view = memoryview(mapped)
+    offset, header = 0, []
+    for _ in range(3):  # the magic number, the protocol version, sys_info: plain data, no globals
+        pkl, offset = next_pickle(path, mapped, offset)
+        header.append(StateDictUnpickler(path, pkl, {}, "").load_state())
+    magic, protocol, sys_info = header
+    if magic != LEGACY_MAGIC_NUMBER or protocol != LEGACY_PROTOCOL_VERSION or not isinstance(sys_info, dict):
+        raise TorchCheckpointFormatError(f"{path}: a pickle, but not one torch.save wrote (magic number {magic!r}, "
+                                         f"protocol version {protocol!r})")
+    if sys_info.get("little_endian") is not True:
+        raise TorchCheckpointFormatError(f"{path}: saved on a big-endian machine; nemotron_c reads little-endian "
+                                         f"tensors only: {RESAVE} on a little-endian machine")
+    data_pkl, offset = next_pickle(path, mapped, offset)
+    keys_pkl, offset = next_pickle(path, mapped, offset)
+    keys = StateDictUnpickler(path, keys_pkl, {}, "").load_state()
+    if not (isinstance(keys, list) and all(isinstance(key, str) for key in keys) and len(set(keys)) == len(keys)):
+        raise TorchCheckpointFormatError(f"{path}: the list of storage keys after the state dict is malformed")
+    scout = StorageScout(path, data_pkl, {}, "")
+    scout.load_state()
+    entries = {}
+    for key in keys:  # each storage's bytes, in the order of the list
+        if key not in scout.storages:
+            raise TorchCheckpointFormatError(f"{path}: storage {key!r} is listed but no tensor uses it")
+        dtype, numel = scout.storages[key]
+        if offset + 8 > len(view):
+            raise TorchCheckpointFormatError(f"{path}: storage {key!r} starts past the end of the file: truncated?")
+        (count,) = struct.unpack_from("<q", view, offset)
+        if count != numel:
+            raise TorchCheckpointFormatError(f"{path}: storage {key!r} holds {count} elements, its tensors' "
+                                             f"reference says {numel}")
+        end = offset + 8 + numel * (1 if dtype is None else STORED_DTYPES[dtype][0])
+        if end > len(view):
+            raise TorchCheckpointFormatError(f"{path}: storage {key!r} runs to byte {end}, past the end of the file "
+                                             f"({len(view)} bytes): truncated?")
+        entries[f"data/{key}"] = view[offset + 8 : end]
+        offset = end
+    return StateDictUnpickler(path, data_pkl, entries, "").load_state()
+
+
+def next_pickle(path, mapped, offset):
+    """(the bytes of the pickle starting at byte `offset` of the map, the offset after it), its opcodes checked."""
+    end = None
+    try:
+        for opcode, _, pos in pickletools.genops(MappedReader(mapped, offset, offset + MAX_PICKLE_BYTES)):
+            if opcode.name == "STOP":
+                end = pos + 1
+    except ValueError as e:
+        raise TorchCheckpointFormatError(f"{path}: the pickle at byte {offset} is not valid ({e}): truncated or "
+                                         f"corrupt?") from None
+    if end is None:
+        raise TorchCheckpointFormatError(f"{path}: the pickle at byte {offset} does not end within "
+                                         f"{MAX_PICKLE_BYTES} bytes")
+    pkl = mapped[offset:end]
+    check_opcodes(path, pkl)
+    return pkl, end
+
+
+class MappedReader:
+    """The file object pickletools.genops reads, over bytes start to end of a map: nothing is copied but what it
+    reads, and a line (a GLOBAL's names) is looked for at C speed, never past end."""
+
+    def __init__(self, mapped, start, end):
+        self.mapped, self.position, self.end = mapped, start, min(end, len(mapped))
+
+    def read(self, n=-1):
+        return self.advance(self.end if n is None or n < 0 else min(self.end, self.position + n))
+
+    def readline(self):
+        newline = self.mapped.find(b"\n", self.position, self.end)
+        return self.advance(self.end if newline < 0 else newline + 1)
+
+    def advance(self, stop):
+        data, self.position = self.mapped[self.position : stop], stop
+        return data
+
+    def tell(self):
+        return self.position
 
 
 def locate_entries(path, infos, view):
@@ -257,17 +348,26 @@ class StateDictUnpickler(pickle.Unpickler):
             raise TorchCheckpointFormatError(f"{self.path}: a parameter wraps a {type(data).__name__}, not a tensor")
         return data
 
-    def persistent_load(self, pid):
-        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
+    def storage_reference(self, pid):
+        """(key, dtype, element count) of a storage's persistent id (the legacy format's has a sixth item, the view
+        of a storage, which torch >= 1.6 writes as None)."""
+        if not (isinstance(pid, tuple) and len(pid) in (5, 6) and pid[0] == "storage"):
             raise TorchCheckpointFormatError(f"{self.path}: persistent id {pid!r} is not a storage reference")
-        _, storage_type, key, _location, numel = pid
+        _, storage_type, key, _location, numel = pid[:5]
         if not isinstance(storage_type, StorageType) or not isinstance(key, str) or not is_count(numel):
             raise TorchCheckpointFormatError(f"{self.path}: malformed storage reference {pid!r}")
+        if len(pid) == 6 and pid[5] is not None:
+            raise TorchCheckpointFormatError(f"{self.path}: storage {key!r} is a view of another (torch < 1.6), "
+                                             f"which nemotron_c does not read: {RESAVE}")
         dtype = STORAGE_DTYPES.get(storage_type.name)  # None: untyped, numel counts bytes
         if storage_type.name != UNTYPED_STORAGE and dtype is None:
             raise TorchCheckpointFormatError(f"{self.path}: storage {key!r} is of the class {storage_type.name}")
         if self.storage_dtypes.setdefault(key, dtype) != dtype:
             raise TorchCheckpointFormatError(f"{self.path}: storage {key!r} is referred to as two dtypes")
+        return key, dtype, numel
+
+    def persistent_load(self, pid):
+        key, dtype, numel = self.storage_reference(pid)
         data = self.entries.get(f"{self.prefix}data/{key}")
         if data is None:
             raise TorchCheckpointFormatError(f"{self.path}: storage {key!r} has no entry {self.prefix}data/{key}")
@@ -339,3 +439,22 @@ def contiguous_strides(size):
 
 def is_count(value):
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+class StorageScout(StateDictUnpickler):
+    """A first pass over a legacy state dict's pickle: {key: (dtype, element count)} of the storages it names, whose
+    bytes follow the pickle. The tensors are built in the second pass, on the storages' bytes."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.storages = {}
+
+    def persistent_load(self, pid):
+        key, dtype, numel = self.storage_reference(pid)
+        if self.storages.setdefault(key, (dtype, numel)) != (dtype, numel):
+            raise TorchCheckpointFormatError(f"{self.path}: storage {key!r} is referred to with two sizes")
+
+    def rebuild_tensor(self, *args, **kwargs):
+        return None
+
+    rebuild_tensor_v3 = rebuild_parameter = rebuild_tensor
