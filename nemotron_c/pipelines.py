@@ -34,6 +34,11 @@ SAMPLING_PARAMETERS = {"temperature", "top_k", "top_p", "min_p", "top_h", "typic
 GENERATION_KEYS = frozenset(key for key in vars(GenerationConfig()) if not key.startswith("_")) | {"generation_config"}
 
 
+# Transformers' pipelines pad every batch of a list or a generator when batch_size > 1, and refuse without a pad token
+NO_PAD_BATCHING = ("Pipeline with tokenizer without pad_token cannot do batching. You can try to set it with "
+                   "`pipe.tokenizer.pad_token_id = model.config.eos_token_id`.")
+
+
 def softmax(logits):
     shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
     return shifted / shifted.sum(axis=-1, keepdims=True)
@@ -123,13 +128,26 @@ class Pipeline:
 # ---------------------------------------------------------------- text generation
 
 
+EMPTY = object()
+
+
+def is_message(item):
+    """A chat message as Transformers recognises one: a dict with "role" and "content"."""
+    return isinstance(item, dict) and "role" in item and "content" in item
+
+
+def chained(first, rest):
+    yield first
+    yield from rest
+
+
 class TextGenerationPipeline(Pipeline):
     """Continues texts or chats (a list of {"role", "content"} messages, rendered with the chat template)."""
 
     model_class = NemotronForCausalLM
 
     def _is_batch(self, inputs):
-        return isinstance(inputs, (list, tuple)) and not (inputs and isinstance(inputs[0], dict))
+        return isinstance(inputs, (list, tuple)) and not (inputs and is_message(inputs[0]))
 
     def _set_generation_params(self, generate_kwargs):
         """What generate() will not take from its global defaults: the kwargs, over their generation_config if any,
@@ -172,20 +190,30 @@ class TextGenerationPipeline(Pipeline):
             self.tokenizer.padding_side = "left"
 
     def __call__(self, inputs, **kwargs):
+        if isinstance(inputs, types.GeneratorType):
+            # as Transformers, which reads a generator's first item at once: a generator of messages is one chat
+            # (read whole), an empty one gives an empty list
+            first = next(inputs, EMPTY)
+            if first is EMPTY:
+                inputs = []
+            elif is_message(first):
+                inputs = [first, *inputs]
+            else:
+                inputs = chained(first, inputs)
         batch_size = batch_size_of(kwargs.get("batch_size", self.defaults.get("batch_size")), self.batch_size)
-        if batch_size > 1 and self._is_batch(inputs) and self.tokenizer.pad_token_id is None:
-            raise ValueError("Pipeline with tokenizer without pad_token cannot do batching. You can try to set it "
-                             "with `pipe.tokenizer.pad_token_id = model.config.eos_token_id`.")
+        if batch_size > 1 and self.tokenizer.pad_token_id is None and \
+                (self._is_batch(inputs) or isinstance(inputs, types.GeneratorType)):
+            raise ValueError(NO_PAD_BATCHING)
         return super().__call__(inputs, **kwargs)
 
-    def _run(self, prompts, return_full_text=None, return_tensors=None, return_text=None,
+    def _run(self, prompts, return_full_text=None, return_tensors=None, return_text=None, return_type=None,
              clean_up_tokenization_spaces=None, skip_special_tokens=True, prefix="", add_special_tokens=None,
              continue_final_message=None, stop_sequence=None, truncation=None, padding=None, max_length=None,
              tokenizer_encode_kwargs=None, handle_long_generation=None, tools=None, documents=None,
              **generate_kwargs):
         """One generate call for the prompts of a batch, padded to the longest on the tokenizer's padding side as
         Transformers' pipeline collates them; each prompt's text is what follows the padded prompt."""
-        returned = self._return_type(return_full_text, return_tensors, return_text)
+        returned = self._return_type(return_full_text, return_tensors, return_text, return_type)
         if handle_long_generation not in (None, "hole"):
             raise ValueError(f"{handle_long_generation} is not a valid value for `handle_long_generation` parameter "
                              "expected [None, 'hole']")
@@ -215,6 +243,10 @@ class TextGenerationPipeline(Pipeline):
         for prompt in prompts:
             final = None
             if isinstance(prompt, (list, tuple)):
+                for message in prompt:
+                    if not is_message(message):
+                        raise TypeError(f"a chat is a list of {{'role': ..., 'content': ...}} messages, got "
+                                        f"{message!r}")
                 final = continue_final_message
                 if final is None:
                     final = prompt[-1]["role"] == "assistant"
@@ -270,9 +302,20 @@ class TextGenerationPipeline(Pipeline):
         return ids, mask
 
     @staticmethod
-    def _return_type(return_full_text, return_tensors, return_text):
-        """"full" text, "new" text or "tensors", read as Transformers' _sanitize_parameters reads them: a setting
-        given at all (even False) counts, return_text alone keeps the full text, and two of them together raise."""
+    def _return_type(return_full_text, return_tensors, return_text, return_type=None):
+        """"full" text, "new" text or "tensors", read as Transformers' _sanitize_parameters reads them: return_type
+        (Transformers' ReturnType) first, then a setting given at all (even False) counts, return_text alone keeps the
+        full text, and two of them together raise."""
+        if return_type is not None:
+            # ReturnType.TENSORS, NEW_TEXT, FULL_TEXT, or their values 0, 1, 2 (on which Transformers fails)
+            returned = {"TENSORS": "tensors", "NEW_TEXT": "new", "FULL_TEXT": "full"}
+            name = getattr(return_type, "name", None)
+            if name not in returned and isinstance(return_type, int) and not isinstance(return_type, bool) and \
+                    0 <= return_type <= 2:
+                name = list(returned)[return_type]
+            if name not in returned:
+                raise ValueError(f"return_type={return_type!r}: give a ReturnType (TENSORS, NEW_TEXT or FULL_TEXT)")
+            return returned[name]
         if return_full_text is not None:
             if return_text is not None:
                 raise ValueError("`return_text` is mutually exclusive with `return_full_text`")
@@ -336,6 +379,10 @@ class TextClassificationPipeline(Pipeline):
         # top_k given at construction holds for each call; Transformers' older output shape (a str gives a list
         # around its result) follows from the call's own keywords alone
         legacy_shape = "top_k" not in kwargs
+        batch_size = batch_size_of(kwargs.get("batch_size", self.defaults.get("batch_size")), self.batch_size)
+        if batch_size > 1 and self.tokenizer.pad_token_id is None and \
+                isinstance(inputs, (list, tuple, types.GeneratorType)):
+            raise ValueError(NO_PAD_BATCHING)  # as Transformers, even for a list of one (a str runs alone)
         if "top_k" not in kwargs and "top_k" not in self.defaults:
             kwargs["top_k"] = self.LEGACY
         results = super().__call__(inputs, **kwargs)
@@ -357,8 +404,6 @@ class TextClassificationPipeline(Pipeline):
     def _batch(self, texts, tokenizer_kwargs):
         """The inputs encoded one by one (so tokenizer keywords such as padding="max_length" apply to each), then
         padded to the longest on the tokenizer's side, as Transformers' pipeline collates them."""
-        if len(texts) > 1 and self.tokenizer.pad_token_id is None:
-            raise ValueError("batch_size > 1 needs a tokenizer with a pad token (tokenizer.pad_token = ...)")
         rows = [self._encode(text, tokenizer_kwargs) for text in texts]
         left = self.tokenizer.padding_side == "left"
         return {"input_ids": collate([list(row["input_ids"]) for row in rows], self.tokenizer.pad_token_id, left),
@@ -388,8 +433,6 @@ class TextClassificationPipeline(Pipeline):
 # ---------------------------------------------------------------- token classification
 
 
-NO_PAD_BATCHING = ("Pipeline with tokenizer without pad_token cannot do batching. You can try to set it with "
-                   "`pipe.tokenizer.pad_token_id = model.config.eos_token_id`.")
 AGGREGATION_STRATEGIES = ("none", "simple", "first", "average", "max")
 WORD_STRATEGIES = ("first", "average", "max")
 TOKEN_CLASSIFICATION_SETTINGS = {"ignore_labels", "aggregation_strategy", "offset_mapping", "is_split_into_words",

@@ -351,8 +351,65 @@ def test_a_generator_of_inputs_streams(paths, task):
     for batch_size in (1, 2) if ours.tokenizer.pad_token_id is not None else (1,):
         read.clear()
         results = ours(texts(), batch_size=batch_size, **call)
-        assert read == []
+        # Transformers' text-generation reads the first item at once, to tell a chat from texts
+        assert read == (TEXTS[:1] if task.startswith("text-generation") else [])
         assert_same(list(results), list(theirs((t for t in TEXTS), batch_size=batch_size, **call)))
+
+
+def test_text_generation_generators_as_transformers(paths):
+    """A generator of messages is one chat, a generator of chats gives an iterator, an empty one an empty list; a
+    generator with batch_size > 1 and no pad token raises, as Transformers' pipeline does."""
+    ours, theirs = pair(paths, "text-generation right")
+    call = {"max_new_tokens": 3, "do_sample": False}
+    messages = [{"role": "user", "content": "Return the value"}, {"role": "user", "content": "x"}]
+    assert_same(ours((m for m in messages), **call), theirs((m for m in messages), **call))
+    chats = [messages[:1], messages[1:]]
+    assert_same(list(ours((c for c in chats), **call)), list(theirs((c for c in chats), **call)))
+    assert ours((c for c in []), **call) == theirs((c for c in []), **call) == []
+    ours, theirs = pair(paths, "text-generation")
+    for inputs in ((t for t in TEXTS), ["a"]):
+        with pytest.raises(ValueError) as expected:
+            theirs(inputs, batch_size=2, **call)
+        with pytest.raises(ValueError, match="without pad_token cannot do batching") as raised:
+            ours(inputs, batch_size=2, **call)
+        assert str(raised.value) == str(expected.value)
+    with pytest.raises(TypeError):
+        theirs([["a"]], **call)
+    with pytest.raises(TypeError, match="a chat is a list of"):
+        ours([["a"]], **call)
+
+
+def test_text_generation_return_type(paths):
+    """return_type (Transformers' ReturnType) chooses the output over the other return settings; its int values,
+    on which Transformers fails, mean the same here."""
+    from transformers.pipelines.text_generation import ReturnType
+
+    ours, theirs = pair(paths, "text-generation")
+    call = {"max_new_tokens": 3, "do_sample": False}
+    for return_type in ReturnType:
+        for extra in ({}, {"return_full_text": False}, {"return_tensors": True}):
+            expected = theirs("Return the", return_type=return_type, **extra, **call)
+            assert_same(ours("Return the", return_type=return_type, **extra, **call), expected)
+            assert_same(ours("Return the", return_type=return_type.value, **extra, **call), expected)
+    with pytest.raises(ValueError, match="return_type='full'"):
+        ours("Return the", return_type="full", **call)
+
+
+def test_text_classification_batches_without_pad_token(paths, tmp_path):
+    """batch_size > 1 refuses a list (even of one) or a generator without a pad token, as Transformers' pipeline;
+    one text runs alone."""
+    path = checkpoint_with_tokenizer(str(tmp_path), "cls-no-pad", transformers.NemotronForSequenceClassification,
+                                     num_labels=3)
+    ours, theirs = pair({"text-classification": path}, "text-classification")
+    for inputs in (lambda: ["a"], lambda: ["a", "b"], lambda: (t for t in ["a", "b"])):
+        with pytest.raises(ValueError) as expected:
+            theirs(inputs(), batch_size=2)
+        with pytest.raises(ValueError, match="without pad_token cannot do batching") as raised:
+            ours(inputs(), batch_size=2)
+        assert str(raised.value) == str(expected.value)
+    assert_same(ours("a", batch_size=2), theirs("a", batch_size=2))
+    pair_of_texts = {"text": "a", "text_pair": "b"}
+    assert_same(ours(pair_of_texts, batch_size=2), theirs(pair_of_texts, batch_size=2))
 
 
 @pytest.mark.parametrize("kwargs", [{"torch_dtype": torch.float32}, {"model_kwargs": {"num_threads": 1}},
