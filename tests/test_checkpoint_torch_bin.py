@@ -111,14 +111,23 @@ def test_safetensors_preferred_over_bin(bin_cases, tmp_path):
     assert_close(ours, hf_logits(other, IDS))
 
 
-def test_non_contiguous_tensor_is_refused(tmp_path):
-    model = build_hf_model()
-    state = model.state_dict()
+def test_non_contiguous_tensors_are_copied_as_transformers_copies_them(tmp_path):
+    # torch.save writes a view with its whole storage; it was refused
+    model = build_hf_model().to(torch.bfloat16)
+    state = dict(model.state_dict())
     state["model.layers.0.mlp.up_proj.weight"] = state["model.layers.0.mlp.up_proj.weight"].t().contiguous().t()
+    wide = torch.cat([state["model.layers.1.mlp.down_proj.weight"]] * 3, dim=1)
+    state["model.layers.1.mlp.down_proj.weight"] = wide[:, 1::3]  # a strided slice at an offset
+    norm = state["model.norm.weight"]
+    state["model.norm.weight"] = torch.stack([norm, -norm], dim=1)[:, 0]
+    assert not any(state[name].is_contiguous() for name in ("model.layers.0.mlp.up_proj.weight",
+                                                              "model.layers.1.mlp.down_proj.weight", "model.norm.weight"))
     path = save_bin(tmp_path / "strided", model, state)
-    hf_from_pretrained(path)  # Transformers copies it
-    with pytest.raises(nemotron_c.TorchCheckpointFormatError, match=r"not contiguous.*contiguous\(\)"):
-        nemotron_c.AutoModelForCausalLM.from_pretrained(path)
+    tensors = read_checkpoint(path)
+    for name, t in state.items():
+        assert bytes(tensors[name].data) == t.contiguous().view(torch.uint8).numpy().tobytes(), name
+    ours = nemotron_c.AutoModelForCausalLM.from_pretrained(path)(IDS).logits
+    assert_close(ours, hf_logits(hf_from_pretrained(path), IDS))
 
 
 def test_unsupported_dtype_named_at_use(tmp_path):
@@ -300,9 +309,12 @@ def test_malformed_offsets_and_shapes(tmp_path, offset, size, stride):
         read_torch_bin(one_tensor(tmp_path / "bad.bin", offset=offset, size=size, stride=stride))
 
 
-def test_strided_view_is_refused(tmp_path):
-    with pytest.raises(nemotron_c.TorchCheckpointFormatError, match=r"size \(3, 2\) with stride \(1, 3\)"):
-        read_torch_bin(one_tensor(tmp_path / "t.bin", size=(3, 2), stride=(1, 3)))
+def test_strided_view_is_read_and_checked(tmp_path):
+    data = np.arange(6, dtype=np.float32).tobytes()
+    tensor = read_torch_bin(one_tensor(tmp_path / "t.bin", size=(3, 2), stride=(1, 3), data=data))["w"]
+    assert np.array_equal(tensor.array("float32"), np.arange(6, dtype=np.float32).reshape(2, 3).T)
+    with pytest.raises(nemotron_c.TorchCheckpointFormatError, match=r"stride \(1, 4\) .* reaches element 6, outside"):
+        read_torch_bin(one_tensor(tmp_path / "t.bin", size=(3, 2), stride=(1, 4), data=data))
 
 
 @pytest.fixture

@@ -25,6 +25,8 @@ import struct
 import zipfile
 from typing import NamedTuple
 
+import numpy as np
+
 from .. import _core
 from .tensors import STORED_DTYPES, open_regular_file
 
@@ -421,12 +423,23 @@ class StateDictUnpickler(pickle.Unpickler):
                 )
         contiguous = count == 0 or all(d == 1 or s == e for d, s, e in zip(size, stride, contiguous_strides(size)))
         if not contiguous:
-            raise TorchCheckpointFormatError(
-                f"{where}: size {size} with stride {stride} is not contiguous (a transposed or strided view); "
-                f"save tensor.contiguous() instead"
-            )
+            return self.strided_copy(where, storage, dtype, storage_offset, size, stride, available)
         begin, end = storage_offset * itemsize, (storage_offset + count) * itemsize
         return Tensor(dtype, size, storage.data[begin:end])
+
+
+    def strided_copy(self, where, storage, dtype, storage_offset, size, stride, available):
+        """A transposed or sliced view, which torch.save writes with its whole storage, copied into a contiguous
+        tensor, as Transformers' load copies it (its size was checked against the storage: never a bigger copy)."""
+        last = storage_offset + sum((d - 1) * s for d, s in zip(size, stride))
+        if last >= available:
+            raise TorchCheckpointFormatError(f"{where}: size {size} with stride {stride} from element {storage_offset} "
+                                             f"reaches element {last}, outside the storage's {available}")
+        itemsize = STORED_DTYPES[dtype][0]
+        elements = np.frombuffer(storage.data, dtype=np.dtype(f"V{itemsize}"))[storage_offset:]
+        view = np.lib.stride_tricks.as_strided(elements, shape=size, strides=[s * itemsize for s in stride],
+                                               writeable=False)
+        return Tensor(dtype, size, memoryview(np.ascontiguousarray(view).view(np.uint8).reshape(-1)))
 
 
 def contiguous_strides(size):
