@@ -430,9 +430,35 @@ def test_not_a_checkpoint(tmp_path):
         read_torch_bin(tmp_path / "text.bin")
 
 
-def test_big_endian_is_refused(tmp_path):
-    with pytest.raises(nemotron_c.TorchCheckpointFormatError, match="big-endian"):
-        read_torch_bin(one_tensor(tmp_path / "be.bin", byteorder=b"big"))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_big_endian_file_is_byteswapped_as_torch_load_does(tmp_path, dtype):
+    # as a big-endian machine writes it: byteorder "big", every element's bytes reversed; it was refused
+    model = build_hf_model(tie_word_embeddings=dtype == torch.bfloat16).to(dtype)
+    path = save_bin(tmp_path / "big", model)
+    file = os.path.join(path, "pytorch_model.bin")
+    unit = torch.empty(0, dtype=dtype).element_size()
+    entries = [(name, b"big" if name.endswith("/byteorder") else
+                np.frombuffer(data, f"<u{unit}").astype(f">u{unit}").tobytes() if "/data/" in name else data)
+               for name, data in entries_of(file)]
+    write_zip(file, entries)
+    assert torch.equal(torch.load(file)["model.norm.weight"], model.state_dict()["model.norm.weight"])
+    ours = nemotron_c.AutoModelForCausalLM.from_pretrained(path)(IDS).logits
+    assert_close(ours, hf_logits(hf_from_pretrained(path), IDS))
+    assert_close(ours, hf_logits(model.float(), IDS))
+
+
+def test_big_endian_legacy_file_is_refused(tmp_path):
+    # torch.load does not swap a legacy file's bytes: its values would be wrong
+    data = legacy_bytes({"w": torch.zeros(2)})
+    flag = data.index(b"\x88", data.index(b"little_endian"))  # its value, NEWTRUE (after the key's memo PUT)
+    (tmp_path / "be.bin").write_bytes(data[:flag] + b"\x89" + data[flag + 1:])
+    with pytest.raises(nemotron_c.TorchCheckpointFormatError, match="big-endian machine in the legacy format"):
+        read_torch_bin(tmp_path / "be.bin")
+
+
+def test_unknown_byteorder_is_refused(tmp_path):
+    with pytest.raises(nemotron_c.TorchCheckpointFormatError, match="byteorder entry is b'middle'"):
+        read_torch_bin(one_tensor(tmp_path / "be.bin", byteorder=b"middle"))
 
 
 def test_nested_state_dict_is_refused(tmp_path):

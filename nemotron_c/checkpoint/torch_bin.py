@@ -7,7 +7,8 @@ torch.save writes a zip archive with one top folder `<archive>/` holding
                  dtypes without such a class (uint16, float8, ...) are _rebuild_tensor_v3(..., hooks, torch.<dtype>)
                  on ("storage", torch.storage.UntypedStorage, key, location, bytes)
     data/<key>   the storage's bytes, stored uncompressed (torch 2.x aligns them to 64 bytes)
-    byteorder    "little" or "big" (absent in files from torch < 1.12, which were little-endian in practice)
+    byteorder    "little" or "big" (absent in files from torch < 1.12, which were little-endian in practice); a big
+                 one's tensors are byteswapped into copies, as torch.load swaps them
 torch.save(..., _use_new_zipfile_serialization=False), torch < 1.6's format, is a sequence instead (read_legacy):
 pickles of the magic number, the protocol version, sys_info, the state dict (its storages' persistent ids carry a
 sixth item, None) and the sorted list of storage keys, then each storage as its element count (int64) and bytes.
@@ -124,19 +125,15 @@ def read_state_dict(path):
         raise TorchCheckpointFormatError(f"{path}: expected one <archive>/data.pkl entry, found {pickles or 'none'}")
     prefix = pickles[0][: -len("data.pkl")]
     byteorder = entries.get(prefix + "byteorder")
-    if byteorder is not None and bytes(byteorder) != b"little":
-        if bytes(byteorder) == b"big":
-            raise TorchCheckpointFormatError(
-                f"{path}: saved on a big-endian machine; nemotron_c reads little-endian tensors only: {RESAVE} "
-                f"on a little-endian machine"
-            )
+    if byteorder is not None and bytes(byteorder) not in (b"little", b"big"):
         raise TorchCheckpointFormatError(f"{path}: byteorder entry is {bytes(byteorder[:16])!r}, not little or big")
+    big_endian = byteorder is not None and bytes(byteorder) == b"big"
     data_pkl = entries[pickles[0]]
     if len(data_pkl) > MAX_PICKLE_BYTES:
         raise TorchCheckpointFormatError(f"{path}: data.pkl of {len(data_pkl)} bytes exceeds {MAX_PICKLE_BYTES}")
     data_pkl = bytes(data_pkl)
     check_opcodes(path, data_pkl)
-    return only_tensors(path, StateDictUnpickler(path, data_pkl, entries, prefix).load_state())
+    return only_tensors(path, StateDictUnpickler(path, data_pkl, entries, prefix, big_endian).load_state())
 
 
 def only_tensors(path, state):
@@ -173,9 +170,9 @@ def read_legacy(path, mapped):
     if magic != LEGACY_MAGIC_NUMBER or protocol != LEGACY_PROTOCOL_VERSION or not isinstance(sys_info, dict):
         raise TorchCheckpointFormatError(f"{path}: a pickle, but not one torch.save wrote (magic number {magic!r}, "
                                          f"protocol version {protocol!r})")
-    if sys_info.get("little_endian") is not True:
-        raise TorchCheckpointFormatError(f"{path}: saved on a big-endian machine; nemotron_c reads little-endian "
-                                         f"tensors only: {RESAVE} on a little-endian machine")
+    if sys_info.get("little_endian") is not True:  # torch.load reads such a file's bytes unswapped: wrong values
+        raise TorchCheckpointFormatError(f"{path}: saved on a big-endian machine in the legacy format, which torch "
+                                         f"itself misreads on a little-endian one: {RESAVE} on the big-endian machine")
     data_pkl, offset = next_pickle(path, mapped, offset)
     keys_pkl, offset = next_pickle(path, mapped, offset)
     keys = StateDictUnpickler(path, keys_pkl, {}, "").load_state()
@@ -313,9 +310,9 @@ def check_opcodes(path, data_pkl):
 class StateDictUnpickler(pickle.Unpickler):
     """Resolves the globals torch.save writes for a state dict to record builders; refuses all others."""
 
-    def __init__(self, path, data_pkl, entries, prefix):
+    def __init__(self, path, data_pkl, entries, prefix, big_endian=False):
         super().__init__(io.BytesIO(data_pkl))
-        self.path, self.entries, self.prefix = path, entries, prefix
+        self.path, self.entries, self.prefix, self.big_endian = path, entries, prefix, big_endian
         self.storage_dtypes = {}
 
     def load_state(self):
@@ -423,9 +420,11 @@ class StateDictUnpickler(pickle.Unpickler):
                 )
         contiguous = count == 0 or all(d == 1 or s == e for d, s, e in zip(size, stride, contiguous_strides(size)))
         if not contiguous:
-            return self.strided_copy(where, storage, dtype, storage_offset, size, stride, available)
-        begin, end = storage_offset * itemsize, (storage_offset + count) * itemsize
-        return Tensor(dtype, size, storage.data[begin:end])
+            tensor = self.strided_copy(where, storage, dtype, storage_offset, size, stride, available)
+        else:
+            begin, end = storage_offset * itemsize, (storage_offset + count) * itemsize
+            tensor = Tensor(dtype, size, storage.data[begin:end])
+        return byteswapped(tensor) if self.big_endian else tensor
 
 
     def strided_copy(self, where, storage, dtype, storage_offset, size, stride, available):
@@ -440,6 +439,16 @@ class StateDictUnpickler(pickle.Unpickler):
         view = np.lib.stride_tricks.as_strided(elements, shape=size, strides=[s * itemsize for s in stride],
                                                writeable=False)
         return Tensor(dtype, size, memoryview(np.ascontiguousarray(view).view(np.uint8).reshape(-1)))
+
+
+def byteswapped(tensor):
+    """A tensor of a file saved on a big-endian machine, its elements (a complex one's two parts) swapped into a
+    copy, as torch.load swaps them."""
+    unit = STORED_DTYPES[tensor.dtype][0] // (2 if tensor.dtype.startswith("C") else 1)
+    if unit == 1:
+        return tensor
+    swapped = np.frombuffer(tensor.data, dtype=f">u{unit}").astype(f"<u{unit}")
+    return Tensor(tensor.dtype, tensor.shape, memoryview(swapped.view(np.uint8)))
 
 
 def contiguous_strides(size):
