@@ -540,6 +540,9 @@ class TokenClassificationPipeline(Pipeline):
             strategy = aggregation_name(strategy)
         stride = settings.get("stride")
         if stride is not None:
+            if isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or stride < 0:
+                # Transformers' tokenizer fails on it (OverflowError for a negative one)
+                raise ValueError(f"stride={stride!r}: give a number of tokens >= 0")
             if stride >= self.tokenizer.model_max_length:
                 raise ValueError("`stride` must be less than `tokenizer.model_max_length` (or even lower if the "
                                  "tokenizer adds special tokens)")
@@ -551,7 +554,8 @@ class TokenClassificationPipeline(Pipeline):
 
     def __call__(self, inputs, **kwargs):
         self._sanitize(kwargs)
-        settings = {**self.defaults, **kwargs}
+        # as Transformers' _sanitize_parameters: a setting given as None is not given (the construction's holds)
+        settings = {**self.defaults, **{key: value for key, value in kwargs.items() if value is not None}}
         batch_size = batch_size_of(settings.pop("batch_size", None), self.batch_size)
         settings.pop("num_workers", None)  # the model's threads do the work
         if batch_size > 1 and self.tokenizer.pad_token_id is None:

@@ -248,3 +248,17 @@ def test_odd_inputs(paths):
     enum = transformers.pipelines.token_classification.AggregationStrategy.FIRST
     assert_same_with_warnings(lambda: ours(TEXTS[0], aggregation_strategy=enum),
                               lambda: theirs(TEXTS[0], aggregation_strategy=enum))
+
+
+def test_settings_of_a_call_over_the_construction(paths):
+    """A call's setting given as None leaves the construction's in place, as Transformers' _sanitize_parameters;
+    a stride that is no count of tokens raises a ValueError (Transformers' tokenizer an OverflowError)."""
+    ours, theirs = pair(paths, model_max_length=6, aggregation_strategy="simple", stride=2, ignore_labels=[])
+    for call in ({}, {"aggregation_strategy": None}, {"stride": None, "ignore_labels": None},
+                 {"aggregation_strategy": "max"}, {"ignore_labels": ["O", "NAME"]}):
+        assert_same_with_warnings(lambda: ours(LONG, **call), lambda: theirs(LONG, **call))
+    with pytest.raises(OverflowError):
+        theirs(LONG, stride=-1)
+    for stride in (-1, 1.5, "2"):
+        with pytest.raises(ValueError, match="stride="):
+            ours(LONG, stride=stride)
