@@ -379,6 +379,8 @@ class TextClassificationPipeline(Pipeline):
         # top_k given at construction holds for each call; Transformers' older output shape (a str gives a list
         # around its result) follows from the call's own keywords alone
         legacy_shape = "top_k" not in kwargs
+        if kwargs.get("function_to_apply", "") is None:  # as Transformers: not given, the construction's holds
+            del kwargs["function_to_apply"]
         batch_size = batch_size_of(kwargs.get("batch_size", self.defaults.get("batch_size")), self.batch_size)
         if batch_size > 1 and self.tokenizer.pad_token_id is None and \
                 isinstance(inputs, (list, tuple, types.GeneratorType)):
@@ -411,14 +413,21 @@ class TextClassificationPipeline(Pipeline):
 
     def _run(self, texts, top_k, function_to_apply=None, **tokenizer_kwargs):
         config = self.model.config
-        logits = self.model(**self._batch(texts, tokenizer_kwargs)).logits
-        function = function_to_apply.lower() if isinstance(function_to_apply, str) else function_to_apply
-        if function is None:
+        functions = {"softmax": softmax, "sigmoid": sigmoid, "none": lambda x: x}
+        function = getattr(function_to_apply, "value", function_to_apply)  # Transformers' ClassificationFunction
+        if isinstance(function, str):
+            if function.lower() not in functions:
+                raise KeyError(f"{function.upper()!r}: function_to_apply is one of {', '.join(functions)}")
+            function = function.lower()
+        elif function is None:
             problem = getattr(config, "problem_type", None)
             function = ("none" if problem == "regression" else
                         "sigmoid" if problem == "multi_label_classification" or config.num_labels == 1 else
                         "softmax")
-        scores = {"softmax": softmax, "sigmoid": sigmoid, "none": lambda x: x}[function](logits)
+        else:
+            raise ValueError(f"Unrecognized `function_to_apply` argument: {function_to_apply}")
+        logits = self.model(**self._batch(texts, tokenizer_kwargs)).logits
+        scores = functions[function](logits)
         results = []
         for row in scores:
             if top_k is self.LEGACY:

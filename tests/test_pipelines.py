@@ -260,6 +260,26 @@ def test_text_classification_keywords_given_at_construction(paths, kwargs):
     assert_same(ours(TEXTS), theirs(TEXTS))
 
 
+def test_text_classification_function_to_apply(paths):
+    """function_to_apply=None in a call leaves the construction's; Transformers' ClassificationFunction is taken;
+    an unknown name raises a KeyError and anything else a ValueError, as there."""
+    from transformers.pipelines.text_classification import ClassificationFunction
+
+    ours, theirs = pair(paths, "text-classification", function_to_apply="sigmoid")
+    for call in ({"function_to_apply": None}, {"function_to_apply": ClassificationFunction.NONE, "top_k": None},
+                 {"function_to_apply": "SoftMax"}):
+        assert_same(ours(TEXTS, **call), theirs(TEXTS, **call))
+    with pytest.raises(KeyError):
+        theirs(TEXTS[0], function_to_apply="tanh")
+    with pytest.raises(KeyError, match="TANH"):
+        ours(TEXTS[0], function_to_apply="tanh")
+    with pytest.raises(ValueError) as expected:
+        theirs(TEXTS[0], function_to_apply=3)
+    with pytest.raises(ValueError) as raised:
+        ours(TEXTS[0], function_to_apply=3)
+    assert str(raised.value) == str(expected.value)
+
+
 def test_text_classification_text_pairs_and_tokenizer_keywords(paths):
     """{"text", "text_pair"} dicts (one, or a list, batched or not) are pairs, and tokenizer keywords such as
     padding="max_length" apply to each input before the batch is padded, as Transformers' preprocess does."""
