@@ -468,10 +468,12 @@ def test_nested_state_dict_is_refused(tmp_path):
         read_torch_bin(tmp_path / "nested.bin")
 
 
-def test_numbers_and_strings_beside_the_tensors_are_ignored(tmp_path):
-    # torch.load(weights_only=True) gives them; Transformers ignores them as unexpected keys
+def test_values_beside_the_tensors_are_ignored(tmp_path):
+    # torch.load(weights_only=True) gives them; Transformers ignores them as unexpected keys (they were refused)
     model = build_hf_model()
-    extras = {"global_step": 1200, "epoch": 3.5, "version": "1.0", "resumed": False, "scheduler": None}
+    extras = {"global_step": 1200, "epoch": 3.5, "version": "1.0", "resumed": False, "scheduler": None,
+              "shape": torch.Size([2, 3]), "device": torch.device("cpu"), "dtype": torch.float16, "steps": [1, 2],
+              "seen": {3, 4}, "optimizer": {"lr": 0.1, "state": {"w": torch.ones(2)}}}
     path = save_bin(tmp_path / "extras", model, {**model.state_dict(), **extras})
     assert set(extras).isdisjoint(read_torch_bin(os.path.join(path, "pytorch_model.bin")))
     ours = nemotron_c.AutoModelForCausalLM.from_pretrained(path)(IDS).logits

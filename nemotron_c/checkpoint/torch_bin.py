@@ -59,6 +59,9 @@ TORCH_DTYPES = {
     **{f"{kind}int{bits}": f"{kind.upper() or 'I'}{bits}" for kind in ("", "u") for bits in range(1, 8)},
 }
 UNTYPED_STORAGE = "UntypedStorage"
+# Values torch.load(weights_only=True) also allows, which a checkpoint may carry beside the tensors (a shape, a
+# device, a set of step numbers): built as plain records, and ignored as Transformers ignores unexpected keys.
+EXTRA_GLOBALS = {("torch", "Size"), ("torch", "device"), ("__builtin__", "set"), ("builtins", "set")}
 ALLOWED_GLOBALS = {
     ("collections", "OrderedDict"),
     ("torch._utils", "_rebuild_tensor_v2"),
@@ -66,7 +69,7 @@ ALLOWED_GLOBALS = {
     ("torch.storage", UNTYPED_STORAGE),
     ("torch._utils", "_rebuild_parameter"),
     ("torch._utils", "_rebuild_parameter_with_state"),
-} | {("torch", name) for name in STORAGE_DTYPES} | {("torch", name) for name in TORCH_DTYPES}
+} | {("torch", name) for name in STORAGE_DTYPES} | {("torch", name) for name in TORCH_DTYPES} | EXTRA_GLOBALS
 # The opcodes of protocols 2 to 4 that build plain data, call (REDUCE) and set state (BUILD); not the ones
 # that make objects without a global we check (INST, OBJ, NEWOBJ, EXT*), nor text persistent ids or buffers.
 ALLOWED_OPCODES = frozenset("""
@@ -75,8 +78,6 @@ ALLOWED_OPCODES = frozenset("""
     EMPTY_TUPLE TUPLE TUPLE1 TUPLE2 TUPLE3 EMPTY_LIST LIST APPEND APPENDS EMPTY_DICT DICT SETITEM SETITEMS
     GET BINGET LONG_BINGET PUT BINPUT LONG_BINPUT MEMOIZE GLOBAL STACK_GLOBAL REDUCE BUILD BINPERSID
 """.split())
-# values torch.load(weights_only=True) gives beside tensors that a model's state dict may carry
-SCALARS = (int, float, str, bool, type(None))
 RESAVE = "load it with torch and save it again with torch.save's defaults, or as safetensors"
 
 
@@ -140,15 +141,18 @@ def only_tensors(path, state):
     """The tensors of an unpickled state dict; anything else than a tensor, a number or a string is refused."""
     if not isinstance(state, dict):
         raise TorchCheckpointFormatError(f"{path}: data.pkl holds a {type(state).__name__}, not a state dict")
-    for name, value in state.items():
-        if not isinstance(name, str) or not isinstance(value, (Tensor, *SCALARS)):
-            raise TorchCheckpointFormatError(
-                f"{path}: entry {name!r} of the state dict is a {type(value).__name__}, not a tensor "
-                f"(a nested dict such as {{'state_dict': ...}} is not a model's state dict)"
-            )
-    # a number or string beside the tensors (a training step, a version) is no key of the model: Transformers ignores
-    # it as an unexpected key
-    return {name: value for name, value in state.items() if isinstance(value, Tensor)}
+    for name in state:
+        if not isinstance(name, str):
+            raise TorchCheckpointFormatError(f"{path}: the state dict has a key {name!r}, not a tensor name")
+    # what is not a tensor (a training step, a version, optimizer settings) is no key of the model: Transformers
+    # ignores it as an unexpected key. Without a tensor beside it, a dict is a wrapped state dict such as
+    # {'state_dict': ...}, on which Transformers fails (an AttributeError).
+    tensors = {name: value for name, value in state.items() if isinstance(value, Tensor)}
+    wrapped = next((name for name, value in state.items() if isinstance(value, dict)), None)
+    if not tensors and wrapped is not None:
+        raise TorchCheckpointFormatError(f"{path}: entry {wrapped!r} of the state dict is a dict, not a tensor (a "
+                                         f"nested dict such as {{'state_dict': ...}} is not a model's state dict)")
+    return tensors
 
 
 def not_a_zip(path, magic):
@@ -326,6 +330,10 @@ class StateDictUnpickler(pickle.Unpickler):
     def find_class(self, module, name):
         if (module, name) not in ALLOWED_GLOBALS:
             raise refused_global(self.path, module, name)
+        if name == "set":
+            return self.plain_set
+        if module == "torch" and name in ("Size", "device"):
+            return self.plain_tuple
         if module == "torch":
             return StorageType(name) if name in STORAGE_DTYPES else TorchDtype(name)
         if module == "torch.storage":
@@ -341,6 +349,12 @@ class StateDictUnpickler(pickle.Unpickler):
     # Bound methods, not module functions: a BUILD opcode cannot set attributes on them.
     def ordered_dict(self, items=()):
         return collections.OrderedDict(items)
+
+    def plain_set(self, items=()):
+        return frozenset(items)
+
+    def plain_tuple(self, *args):
+        return tuple(args)
 
     def rebuild_parameter(self, data, requires_grad, backward_hooks, state=None):
         if not isinstance(data, Tensor):
