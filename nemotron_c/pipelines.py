@@ -70,6 +70,9 @@ class Pipeline:
     """A model and its tokenizer behind Transformers' pipeline call; batch_size groups inputs per forward."""
 
     model_class = None
+    # settings that a call gives as None leave as the construction gave them (Transformers' _sanitize_parameters
+    # sets only those not None)
+    unset_by_none = frozenset()
 
     def __init__(self, model, tokenizer=None, batch_size=None, **kwargs):
         # what Transformers' pipeline() takes for loading, kept out of the call defaults: the files' revision and
@@ -96,8 +99,10 @@ class Pipeline:
         self.defaults = kwargs  # call arguments given once, at construction, as Transformers allows
 
     def __call__(self, inputs, **kwargs):
-        kwargs = {**self.defaults, **kwargs}
+        kwargs = {**self.defaults, **{key: value for key, value in kwargs.items()
+                                      if not (value is None and key in self.unset_by_none)}}
         batch_size = batch_size_of(kwargs.pop("batch_size", None), self.batch_size)
+        kwargs.pop("num_workers", None)  # Transformers' DataLoader workers: the model's threads do the work here
         if isinstance(inputs, types.GeneratorType):
             # as Transformers: a generator is not read ahead; its results come as an iterator, batch by batch
             return self._stream(inputs, batch_size, kwargs)
@@ -145,6 +150,11 @@ class TextGenerationPipeline(Pipeline):
     """Continues texts or chats (a list of {"role", "content"} messages, rendered with the chat template)."""
 
     model_class = NemotronForCausalLM
+    unset_by_none = frozenset({
+        "return_full_text", "return_tensors", "return_text", "return_type", "clean_up_tokenization_spaces",
+        "skip_special_tokens", "prefix", "add_special_tokens", "continue_final_message", "stop_sequence",
+        "truncation", "padding", "max_length", "tokenizer_encode_kwargs", "handle_long_generation", "tools",
+        "documents"})
 
     def _is_batch(self, inputs):
         return isinstance(inputs, (list, tuple)) and not (inputs and is_message(inputs[0]))

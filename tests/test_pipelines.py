@@ -399,6 +399,18 @@ def test_text_generation_generators_as_transformers(paths):
         ours([["a"]], **call)
 
 
+def test_text_generation_settings_given_as_none(paths):
+    """A pipeline setting a call gives as None leaves the construction's (or config's) in place, and num_workers
+    is taken, as Transformers' pipeline takes them."""
+    ours, theirs = pair(paths, "text-generation right", return_full_text=False, prefix="Open the ")
+    call = {"max_new_tokens": 3, "do_sample": False}
+    for extra in ({}, {"return_full_text": None, "prefix": None}, {"prefix": None, "max_length": None},
+                  {"skip_special_tokens": None, "stop_sequence": None, "num_workers": 2}):
+        assert_same(ours(PROMPTS[:2], **extra, **call), theirs(PROMPTS[:2], **extra, **call))
+    ours, theirs = pair(paths, "text-classification")
+    assert_same(ours(TEXTS, num_workers=2), theirs(TEXTS, num_workers=2))
+
+
 def test_text_generation_return_type(paths):
     """return_type (Transformers' ReturnType) chooses the output over the other return settings; its int values,
     on which Transformers fails, mean the same here."""
