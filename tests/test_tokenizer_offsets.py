@@ -62,14 +62,16 @@ def with_stripping_tokens(source, out):
     return str(out)
 
 
-def assert_same_offsets(ours, theirs, texts, pairs=None):
-    """ids, tokens, offsets and words of each text (and pair) as Transformers gives them, and the maps between
-    characters, tokens and words at every index."""
+def assert_same_offsets(ours, theirs, texts, pairs=None, maps=True):
+    """ids, tokens, offsets and words of each text (and pair) as Transformers gives them, and (maps) the maps
+    between characters, tokens and words at every index."""
     kwargs = dict(return_offsets_mapping=True)
     a, b = ours(texts, pairs, **kwargs), theirs(texts, pairs, **kwargs)
     for i, text in enumerate(texts):
         assert (text, a["input_ids"][i], a.tokens(i)) == (text, b["input_ids"][i], b.tokens(i))
         assert (text, a["offset_mapping"][i], a.word_ids(i)) == (text, b["offset_mapping"][i], b.word_ids(i))
+        if not maps:
+            continue
         n, words = len(b.tokens(i)), [w for w in b.word_ids(i) if w is not None]
         assert [a.token_to_chars(i, k) for k in range(n + 1)] == [b.token_to_chars(i, k) for k in range(n + 1)]
         assert [a.token_to_word(i, k) for k in range(n)] == [b.token_to_word(i, k) for k in range(n)]
@@ -217,4 +219,35 @@ def test_split_alternation_takes_the_first_string_listed(tmp_path, pattern):
     path = write_tiny_tokenizer(tmp_path, vocab, [("a", "b"), ("<", "a"), ("<a", "b")], pre_tokenizer=split)
     ours, theirs = AutoTokenizer.from_pretrained(path), transformers.AutoTokenizer.from_pretrained(path)
     texts = ["<ab>ab"] + random_texts(["<", "a", "b", ">", " ", "ab", "<a", "<ab"], 200, seed=9, size=10)
+    assert_same_offsets(ours, theirs, texts)
+
+
+SINGLE_WORD = [(f"w{k}x", dict(flags, single_word=True)) for k, flags in enumerate(
+    dict(special=special, normalized=normalized, lstrip=lstrip, rstrip=rstrip)
+    for special, normalized, lstrip, rstrip in itertools.product((False, True), repeat=4))]
+# characters beside a single_word token: regex \w (letters, marks, digits, '_', ZWJ, circled letters) or not
+NEIGHBOURS = ["", " ", "a", "_", "1", "\u00e9", "e\u0301", "\u00b2", "\u2167", "\u24b6", "\u203f", "\u200d", "\u00a0",
+              "\u3000", "\U0001f600", "\u4e2d", "-", ".", "\n", "\u0663", "\u0915\u094d", "\U0001f130"]
+
+
+@pytest.mark.parametrize("base", ["legacy", "nemotron", "metaspace_split"])
+def test_offsets_of_single_word_tokens(dirs, tmp_path, base):
+    """single_word tokens (with lstrip/rstrip, normalized or not) are placed where the matcher took them, past the
+    occurrences it turned down for a word character beside them, also when a long text turns down thousands."""
+    source = dirs[base]
+    path = tmp_path / base
+    shutil.copytree(source, path)
+    with open(path / "tokenizer.json", encoding="utf-8") as f:
+        data = json.load(f)
+    next_id = max(max(data["model"]["vocab"].values()), *(a["id"] for a in data["added_tokens"])) + 1
+    data["added_tokens"] += [{"id": next_id + k, "content": content, **flags}
+                             for k, (content, flags) in enumerate(SINGLE_WORD)]
+    with open(path / "tokenizer.json", "w", encoding="utf-8") as f:
+        json.dump(data, f, ensure_ascii=False)
+    ours, theirs = AutoTokenizer.from_pretrained(str(path)), transformers.AutoTokenizer.from_pretrained(str(path))
+    texts = [f"{a}{token}{b}" for token, _ in SINGLE_WORD[::5] for a in NEIGHBOURS for b in NEIGHBOURS]
+    texts += [("a" + token) * 1500 + " " + token for token, _ in SINGLE_WORD[::5]]
+    assert_same_offsets(ours, theirs, texts, maps=False)
+    texts = random_texts([" ", "\t", "\u3000", "a", "w", "x", "_", "-", "\u00e9", "\u4e2d"] +
+                         [content for content, _ in SINGLE_WORD], 300, seed=4, size=10)
     assert_same_offsets(ours, theirs, texts)

@@ -6,6 +6,7 @@ and pads, as the tokenizers library does behind Transformers' `return_offsets_ma
 `return_overflowing_tokens`, `stride` and `BatchEncoding.sequence_ids()` / `word_ids()` / `word_to_chars()`.
 """
 import copy
+import unicodedata
 
 from .. import _core
 
@@ -17,6 +18,9 @@ SECOND_SEQUENCE_MISSING = "Truncation error: Second sequence not provided (trunc
 # Unicode's White_Space characters, which an added token's lstrip and rstrip take in (Rust's char::is_whitespace)
 WHITESPACE = frozenset("\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
                        "\u2028\u2029\u202f\u205f\u3000")
+# the symbols Unicode gives Other_Alphabetic (circled and squared Latin letters): regex \w takes them in, as the core's
+# table does (tools/gen_unicode_tables.py)
+OTHER_ALPHABETIC_SYMBOLS = ((0x24B6, 0x24E9), (0x1F130, 0x1F149), (0x1F150, 0x1F169), (0x1F170, 0x1F189))
 
 
 class Encoding:
@@ -264,12 +268,14 @@ class Pipeline:
     normalized: id -> normalized content of those matched in the normalized text; normalizer: the core's step
     tuples; metaspace: (replacement, prepend scheme name, split) or None; split_strings: the strings a Split
     pre-tokenizer isolates (after Metaspace), or None; stripping: id -> (lstrip, rstrip) of the added tokens that
-    have either; vocab, unk_id, fuse_unk, byte_fallback: the BPE model's, to place unknown characters."""
+    have either; vocab, unk_id, fuse_unk, byte_fallback: the BPE model's, to place unknown characters;
+    single_word: the ids of the added tokens that match only standing alone."""
 
     def __init__(self, tokens, raw, normalized, normalizer, metaspace, split_strings=None, stripping=None,
-                 vocab=None, unk_id=None, fuse_unk=False, byte_fallback=False):
+                 vocab=None, unk_id=None, fuse_unk=False, byte_fallback=False, single_word=()):
         self.tokens, self.raw, self.normalized = tokens, raw, normalized
         self.stripping = stripping or {}
+        self.single_word = set(single_word)
         self.vocab, self.unk_id, self.fuse_unk, self.byte_fallback = vocab or {}, unk_id, fuse_unk, byte_fallback
         self.normalizer, self.metaspace = normalizer, metaspace
         # the core isolates, at each place, the longest of the strings that stands there
@@ -333,15 +339,15 @@ def normalize_aligned(chars, steps):
 
 def align(text, ids, pipeline):
     """(offsets, words) of the token ids the core gave for `text` (no special tokens around them): each token's
-    (start, end) in text as tokenizers gives it, and its word (a new one at each added token and after it, and, with
-    a Metaspace pre-tokenizer that splits, at each token that begins with "▁").
+    (start, end) in text as tokenizers gives it, and its word (a new one at each added token and after it, and at
+    each word the pre-tokenizer cuts: Metaspace's when it splits, Split's isolated strings).
 
     As tokenizers does, the text is cut at the added tokens matched in it; each piece between them is normalized
     keeping, for each character, the span of the original it comes from (replaced, trimmed and collapsed characters,
     and a prepended "▁" that takes the span of the character after it); Metaspace replaces spaces and prepends; the
     tokens then spell the pieces, a token's span running from its first character's start to its last's end (the
-    bytes of a byte-fallback character all get its span). An added token with lstrip or rstrip spans the whitespace
-    it took in. A token that does not spell its piece (an unknown character) raises NotImplementedError."""
+    bytes of a byte-fallback character all get its span, <unk> its unknown characters'). An added token with lstrip
+    or rstrip spans the whitespace it took in. A token that does not spell its piece raises NotImplementedError."""
     offsets, words = [], []
     state = {"word": -1}
     chars = [(c, k, k + 1) for k, c in enumerate(text)]
@@ -351,29 +357,57 @@ def align(text, ids, pipeline):
         if j == len(ids):
             _align_segment(text, position, len(text), ids[i:], pipeline, offsets, words, state)
             return offsets, words
-        # the text before the added token (it may normalize to nothing: spaces a Trim takes off); its content may
-        # also stand earlier in the text where the matcher turned it down (single_word): the first place where the
-        # tokens before it spell the text before it
-        content, at, error = pipeline.raw[ids[j]], resume - 1, None
-        while True:
-            at = text.find(content, at + 1)
-            if at < 0:
-                raise error or NotImplementedError(f"cannot place the added token {content!r} in the text after "
-                                                   f"character {position}")
+        content = pipeline.raw[ids[j]]
+
+        def place(at):
             start, end = _stripped_span(chars, at, at + len(content), position, pipeline.stripping.get(ids[j]))
-            try:
-                found = [], [], dict(state)
-                _align_segment(text, position, max(start, position), ids[i:j], pipeline, *found)
-                break
-            except NotImplementedError as e:
-                error = error or e
-        offsets += found[0]
-        words += found[1]
-        state.update(found[2])
+            # the text before the added token (it may normalize to nothing: spaces a Trim takes off)
+            found = [], [], dict(state)
+            _align_segment(text, position, max(start, position), ids[i:j], pipeline, *found)
+            return start, end, found
+
+        at, (start, end, found) = _first_fit(text, content, resume, place, ids[j] in pipeline.single_word)
+        _take(found, offsets, words, state)
         offsets.append((start, end))
         state["word"] += 1
         words.append(state["word"])
         i, position, resume = j + 1, max(position, end), at + len(content)
+
+
+def _first_fit(text, content, resume, place, single_word):
+    """(at, place(at)) for the first place `at` of content in text from resume that the matcher took: not one a
+    single_word token has a word character beside (the matcher goes on after it), and one where the tokens before
+    it spell the text before it (place raises NotImplementedError where they do not: another added token's match
+    may have covered an earlier one)."""
+    at, error = resume, None
+    while True:
+        at = text.find(content, at)
+        if at < 0:
+            raise error or NotImplementedError(f"cannot place the added token {content!r} in {text!r}")
+        end = at + len(content)
+        if single_word and ((at > 0 and _is_word(text[at - 1])) or (end < len(text) and _is_word(text[end]))):
+            at = end
+            continue
+        try:
+            return at, place(at)
+        except NotImplementedError as e:
+            error = error or e
+            at += 1
+
+
+def _is_word(character):
+    """Whether regex \\w takes the character in (Alphabetic, Mark, Decimal_Number, Connector_Punctuation,
+    Join_Control), as tokenizers' single_word check and the core's table do."""
+    category = unicodedata.category(character)
+    if category[0] in "LM" or category in ("Nd", "Nl", "Pc") or character in "\u200c\u200d":
+        return True
+    return any(lo <= ord(character) <= hi for lo, hi in OTHER_ALPHABETIC_SYMBOLS)
+
+
+def _take(found, offsets, words, state):
+    offsets += found[0]
+    words += found[1]
+    state.update(found[2])
 
 
 def _stripped_span(chars, start, end, floor, stripping):
@@ -397,22 +431,22 @@ def _align_segment(text, start, end, ids, pipeline, offsets, words, state):
     trimmed_start = normalize_aligned(chars, pipeline.normalizer)
     normalized = "".join(c for c, _, _ in chars)
     p, i, resume = 0, 0, 0
-    while i < len(ids) or p < len(chars):
-        j = next((k for k in range(i, len(ids)) if ids[k] in pipeline.normalized), len(ids))
-        if j < len(ids):
-            content = pipeline.normalized[ids[j]]
-            at = normalized.find(content, resume)
-            if at < 0:
-                raise NotImplementedError(f"cannot place the added token {content!r} in the normalized text "
-                                          f"{normalized!r}")
-            matched = _stripped_span(chars, at, at + len(content), p, pipeline.stripping.get(ids[j]))
-            stop = max(matched[0], p)
-        else:
-            stop = len(chars)
+    while True:
         first = start == 0 and p == 0 and not trimmed_start
-        _align_piece(chars[p:stop], first, ids[i:j], pipeline, offsets, words, state)
+        j = next((k for k in range(i, len(ids)) if ids[k] in pipeline.normalized), len(ids))
         if j == len(ids):
+            _align_piece(chars[p:], first, ids[i:], pipeline, offsets, words, state)
             return
+        content = pipeline.normalized[ids[j]]
+
+        def place(at):
+            matched = _stripped_span(chars, at, at + len(content), p, pipeline.stripping.get(ids[j]))
+            found = [], [], dict(state)
+            _align_piece(chars[p:max(matched[0], p)], first, ids[i:j], pipeline, *found)
+            return matched, found
+
+        at, (matched, found) = _first_fit(normalized, content, resume, place, ids[j] in pipeline.single_word)
+        _take(found, offsets, words, state)
         offsets.append((chars[matched[0]][1], chars[matched[1] - 1][2]))
         state["word"] += 1
         words.append(state["word"])

@@ -284,7 +284,7 @@ class NemotronTokenizer:
                                   metaspace, next((s[7] for s in model.pre_tokenizer if s[0] == _core.STEP_SPLIT), None),
                                   {a["id"]: (a["lstrip"], a["rstrip"]) for a in model.added if a["lstrip"] or a["rstrip"]},
                                   model.vocab, model.vocab.get(model.unk_token) if model.unk_token else None,
-                                  model.fuse_unk, model.byte_fallback)
+                                  model.fuse_unk, model.byte_fallback, {a["id"] for a in model.added if a["single_word"]})
 
     def _set_post_processor(self, model, config, kwargs):
         """The special tokens around each sequence. Transformers 5 keeps tokenizer.json's template and ignores
