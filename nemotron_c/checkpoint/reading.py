@@ -12,16 +12,35 @@ from .tensors import StoredTensor
 from .torch_bin import WEIGHTS_INDEX_NAME, WEIGHTS_NAME, TorchCheckpointFormatError
 
 
-def read_checkpoint(directory):
-    """All tensors of a checkpoint directory, from the first of WEIGHTS_FILES it holds (Transformers' order)."""
+def read_checkpoint(directory, variant=None, use_safetensors=None):
+    """All tensors of a checkpoint directory, from the first of its weight files (weights_files: Transformers'
+    order, names and choice for from_pretrained's variant and use_safetensors)."""
     directory = os.fspath(directory)
-    for name, read_file, sharded in WEIGHTS_FILES:
+    files = weights_files(variant, use_safetensors)
+    for name, read_file, sharded in files:
         path = os.path.join(directory, name)
         if os.path.isfile(path):
             return read_sharded(directory, path, read_file) if sharded else read_file(path)
     hint = " (found model.ckpt.index: TensorFlow checkpoints are not read)" if os.path.exists(
         os.path.join(directory, "model.ckpt.index")) else ""
-    raise FileNotFoundError(f"no {', '.join(WEIGHTS_NAMES[:-1])} or {WEIGHTS_NAMES[-1]} in {directory}{hint}")
+    names = [name for name, _, _ in files]
+    raise FileNotFoundError(f"no {', '.join(names[:-1])} or {names[-1]} in {directory}{hint}")
+
+
+def add_variant(name, variant):
+    """A weight file's name for a variant, as Transformers' _add_variant names it: model.fp16.safetensors,
+    pytorch_model.fp16.bin, model.safetensors.index.fp16.json (the shards are whatever the index lists)."""
+    if not variant:
+        return name
+    *stem, extension = name.split(".")
+    return ".".join([*stem, variant, extension])
+
+
+def weights_files(variant=None, use_safetensors=None):
+    """[(file name, reader, whether it is an index of shards)] that from_pretrained looks for, in Transformers'
+    order: safetensors first; use_safetensors=True only those, False only pytorch_model.bin ones."""
+    return [(add_variant(name, variant), read_file, sharded) for name, read_file, sharded in WEIGHTS_FILES
+            if use_safetensors is None or use_safetensors == (read_file is read_safetensors)]
 
 
 def read_torch_bin(path):

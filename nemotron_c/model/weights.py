@@ -102,11 +102,12 @@ QUANTIZED_TENSORS = ("self_attn.q_proj.weight", "self_attn.k_proj.weight", "self
                      "self_attn.o_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight", "lm_head.weight")
 
 
-def read_weights(directory, config):
-    """The tensors of a checkpoint directory, each quantized weight paired with its scales when config.json's
-    quantization_config says the checkpoint is one of nemotron_c's int8 or int4 ones (checkpoint/quantized.py)."""
-    return gather_quantized(read_checkpoint(directory), getattr(config, "quantization_config", None),
-                            QUANTIZED_TENSORS)
+def read_weights(directory, config, variant=None, use_safetensors=None):
+    """The tensors of a checkpoint directory (its weight files of that variant, see reading.weights_files), each
+    quantized weight paired with its scales when config.json's quantization_config says the checkpoint is one of
+    nemotron_c's int8 or int4 ones (checkpoint/quantized.py)."""
+    return gather_quantized(read_checkpoint(directory, variant, use_safetensors),
+                            getattr(config, "quantization_config", None), QUANTIZED_TENSORS)
 
 
 def find_backbone_prefix(tensors, preferred):

@@ -1,0 +1,88 @@
+"""Weight files of a variant (model.fp16.safetensors, pytorch_model.fp16.bin, their sharded indexes) and the
+use_safetensors choice, read as Transformers' from_pretrained(variant=..., use_safetensors=...) reads them.
+
+nemotron_c's from_pretrained does not take variant= yet (model/modeling.py refuses it): the models here are built
+from read_weights(path, config, variant, use_safetensors), what it would call."""
+import os
+import shutil
+
+import numpy as np
+import pytest
+import torch
+import transformers
+
+import nemotron_c
+from nemotron_c.checkpoint.reading import add_variant, weights_files
+from nemotron_c.model.weights import read_weights
+from helpers.compare import assert_close
+from helpers.transformers_reference import build_hf_model, hf_logits, save_bin
+
+IDS = np.array([[1, 5, 7, 9, 3, 60]])
+
+
+def variant_bin(directory, model, variant, shard_size=None):
+    """pytorch_model.<variant>.bin, or its shards and pytorch_model.bin.index.<variant>.json, beside what is there."""
+    staging = str(directory) + ".staging"
+    save_bin(staging, model, shard_size=shard_size)
+    for name in os.listdir(staging):
+        if name.endswith(".bin") or name.endswith(".json") and name != "config.json":
+            target = add_variant(name, variant) if name.startswith("pytorch_model.bin") else \
+                name.replace("pytorch_model", f"pytorch_model.{variant}")
+            if name.endswith(".index.json"):
+                with open(os.path.join(staging, name)) as f:
+                    text = f.read().replace("pytorch_model-", f"pytorch_model.{variant}-")
+                with open(os.path.join(directory, target), "w") as f:
+                    f.write(text)
+            else:
+                shutil.copy(os.path.join(staging, name), os.path.join(directory, target))
+    shutil.rmtree(staging)
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("variants")
+    models = [build_hf_model(seed=seed) for seed in range(4)]
+    both = str(root / "both")
+    models[0].save_pretrained(both)
+    models[1].half().save_pretrained(both, variant="fp16")
+    save_bin(both, models[2])
+    variant_bin(both, models[3].half(), "fp16")
+    sharded = str(root / "sharded")
+    models[1].half().save_pretrained(sharded, variant="fp16", max_shard_size="40KB")
+    variant_bin(sharded, models[3], "ema", shard_size=40_000)
+    assert os.path.isfile(os.path.join(sharded, "model.safetensors.index.fp16.json"))
+    assert os.path.isfile(os.path.join(sharded, "pytorch_model.bin.index.ema.json"))
+    return {"both": both, "sharded": sharded}
+
+
+CASES = [("both", None, None), ("both", "fp16", None), ("both", None, False), ("both", "fp16", False),
+         ("both", "fp16", True), ("sharded", "fp16", None), ("sharded", "ema", None), ("sharded", "ema", False)]
+
+
+@pytest.mark.parametrize("folder, variant, use_safetensors", CASES)
+def test_variant_files_chosen_as_transformers_chooses_them(folders, folder, variant, use_safetensors):
+    path = folders[folder]
+    theirs = transformers.NemotronForCausalLM.from_pretrained(path, variant=variant, use_safetensors=use_safetensors,
+                                                              dtype=torch.float32)
+    config = nemotron_c.NemotronConfig.from_pretrained(path)
+    ours = nemotron_c.NemotronForCausalLM(config, read_weights(path, config, variant, use_safetensors), dtype="float32")
+    assert_close(ours(IDS).logits, hf_logits(theirs, IDS))
+
+
+@pytest.mark.parametrize("folder, variant, use_safetensors", [("sharded", None, None), ("sharded", "fp16", False),
+                                                              ("sharded", "ema", True), ("both", "bf16", None)])
+def test_missing_variant_files_raise_as_in_transformers(folders, folder, variant, use_safetensors):
+    path = folders[folder]
+    with pytest.raises(OSError):
+        transformers.NemotronForCausalLM.from_pretrained(path, variant=variant, use_safetensors=use_safetensors)
+    config = nemotron_c.NemotronConfig.from_pretrained(path)
+    names = [name for name, _, _ in weights_files(variant, use_safetensors)]
+    with pytest.raises(FileNotFoundError, match=f"no {', '.join(names[:-1])} or {names[-1]} in"):
+        read_weights(path, config, variant, use_safetensors)
+
+
+def test_variant_names_as_transformers_adds_them():
+    from transformers.modeling_utils import _add_variant
+    for name, _, _ in weights_files():
+        for variant in (None, "fp16", "ema"):
+            assert add_variant(name, variant) == _add_variant(name, variant)
