@@ -1,5 +1,7 @@
 """nemotron_c.pipeline("token-classification") against transformers.pipeline on the same tiny checkpoints: the word
 strategies (first, average, max), stride windows, batches, given offsets, odd inputs."""
+import os
+import shutil
 import types
 import warnings
 
@@ -262,3 +264,24 @@ def test_settings_of_a_call_over_the_construction(paths):
     for stride in (-1, 1.5, "2"):
         with pytest.raises(ValueError, match="stride="):
             ours(LONG, stride=stride)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_with_special_tokens_in_each_window(paths, tmp_path, strategy):
+    """A tokenizer that puts <s> before each text (and window): the added tokens are no entities, as in
+    Transformers."""
+    path = tmp_path / "bos"
+    shutil.copytree(paths["right"], path)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(os.path.join(os.path.dirname(__file__), "data", "qa", name), path)
+    ours, theirs = pair({"bos": str(path)}, "bos", aggregation_strategy=strategy, ignore_labels=[])
+    assert ours.tokenizer("a")["input_ids"][0] == ours.tokenizer.bos_token_id
+    calls = [{}, {"batch_size": 2}, {"is_split_into_words": True}]
+    if strategy != "none":
+        calls.append({"stride": 3})
+    for model_max_length in (None, 8):
+        if model_max_length:
+            ours.tokenizer.model_max_length = theirs.tokenizer.model_max_length = model_max_length
+        for call in calls:
+            inputs = LONG.split() if call.get("is_split_into_words") else [LONG, TEXTS[0], "a b"]
+            assert_same_with_warnings(lambda: ours(inputs, **call), lambda: theirs(inputs, **call))
