@@ -278,8 +278,13 @@ class Pipeline:
         self.single_word = set(single_word)
         self.vocab, self.unk_id, self.fuse_unk, self.byte_fallback = vocab or {}, unk_id, fuse_unk, byte_fallback
         self.normalizer, self.metaspace = normalizer, metaspace
-        # the core isolates, at each place, the longest of the strings that stands there
-        self.split_strings = sorted(set(split_strings), key=len, reverse=True) if split_strings else None
+        # the core isolates, at each place, the longest of the strings that stands there; looked up by their
+        # lengths for each first character (a tokenizer.model may have thousands of user-defined pieces)
+        self.split_strings = set(split_strings or ())
+        self.split_lengths = {}
+        for string in self.split_strings:
+            self.split_lengths.setdefault(string[0], set()).add(len(string))
+        self.split_lengths = {c: sorted(lengths, reverse=True) for c, lengths in self.split_lengths.items()}
 
 
 def _replaced(chars, start, stop, content):
@@ -466,12 +471,13 @@ def _word_starts(chars, pipeline):
         for a, b in zip(bounds, bounds[1:]):
             k = a
             while k < b:
-                match = next((s for s in pipeline.split_strings if text.startswith(s, k, b)), None)
-                if match is None:
+                length = next((n for n in pipeline.split_lengths.get(text[k], ())
+                               if k + n <= b and text[k:k + n] in pipeline.split_strings), 0)
+                if length == 0:
                     k += 1
                     continue
-                starts.update((k, k + len(match)))
-                k += len(match)
+                starts.update((k, k + length))
+                k += length
     return starts
 
 
