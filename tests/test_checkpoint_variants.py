@@ -86,3 +86,30 @@ def test_variant_names_as_transformers_adds_them():
     for name, _, _ in weights_files():
         for variant in (None, "fp16", "ema"):
             assert add_variant(name, variant) == _add_variant(name, variant)
+
+
+def test_sharded_variant_fetched_from_the_hub_cache(folders, tmp_path, monkeypatch):
+    # the index of a variant is named model.safetensors.index.fp16.json: its shards come along with it
+    from test_checkpoint_hub import add_to_cache, files_of
+    import huggingface_hub
+    from nemotron_c.checkpoint.hub import resolve_directory
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    repo, commit = "nvidia/Tiny-Variants", "4" * 40
+    add_to_cache(str(tmp_path), repo, commit, files_of(folders["sharded"]), ref="main")
+    asked = []  # from the network, were it online: the count is of hf_hub_download calls
+    download = huggingface_hub.hf_hub_download
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda repo, name, **kw: asked.append(name) or
+                        download(repo, name, **kw))
+    for variant, use_safetensors in (("fp16", None), ("ema", False)):
+        names = [name for name, _, _ in weights_files(variant, use_safetensors)]
+        asked.clear()
+        path = resolve_directory(repo, [("config.json",), names], cache_dir=str(tmp_path))
+        shards = [name for name in os.listdir(folders["sharded"]) if f".{variant}-" in name]
+        assert len(shards) > 1 and set(shards) <= set(asked), asked
+        theirs = transformers.NemotronForCausalLM.from_pretrained(repo, cache_dir=str(tmp_path), variant=variant,
+                                                                  use_safetensors=use_safetensors, dtype=torch.float32)
+        config = nemotron_c.NemotronConfig.from_pretrained(path)
+        ours = nemotron_c.NemotronForCausalLM(config, read_weights(path, config, variant, use_safetensors),
+                                              dtype="float32")
+        assert_close(ours(IDS).logits, hf_logits(theirs, IDS))

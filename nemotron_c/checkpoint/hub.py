@@ -31,7 +31,8 @@ def resolve_directory(name_or_path, required, optional=(), *, revision=None, cac
     name_or_path: a local directory (always wins, as in Transformers; nothing is checked here, the readers report
     missing files) or a Hub repo id. required: groups of alternative file names; the first name of each group the
     repo holds is fetched, and a group with none raises OSError. optional: names fetched when the repo holds them.
-    A fetched `*.index.json` brings the shards its weight_map names. HF_HUB_OFFLINE=1 means local_files_only.
+    A fetched index (`*.index.json`, a variant's `*.index.<variant>.json`) brings the shards its weight_map names.
+    HF_HUB_OFFLINE=1 means local_files_only.
     """
     name = os.fspath(name_or_path)
     subfolder = subfolder or ""
@@ -111,7 +112,7 @@ class HubRepo:
         if self.snapshot is None:
             self.snapshot = path[: len(path) - len(relative)].rstrip("/" + os.sep)
             self.revision = os.path.basename(self.snapshot)  # the commit: every later file comes from it
-        if file.endswith(".index.json"):
+        if is_index(file):
             for shard in shard_names(path):
                 if not self.fetch(shard):
                     self.missing((shard,))
@@ -144,6 +145,12 @@ class HubRepo:
             with open(ref, encoding="utf-8") as f:
                 commit = f.read().strip()
         return os.path.isdir(os.path.join(storage, "snapshots", commit))
+
+
+def is_index(file):
+    """Whether a weight file is an index of shards: model.safetensors.index.json, pytorch_model.bin.index.json, or a
+    variant's, which Transformers names model.safetensors.index.fp16.json."""
+    return file.endswith(".json") and ".index." in os.path.basename(file)
 
 
 def shard_names(index_path):
