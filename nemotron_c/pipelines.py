@@ -397,6 +397,10 @@ class TextClassificationPipeline(Pipeline):
             raise ValueError(NO_PAD_BATCHING)  # as Transformers, even for a list of one (a str runs alone)
         if "top_k" not in kwargs and "top_k" not in self.defaults:
             kwargs["top_k"] = self.LEGACY
+        for top_k in (kwargs.get("top_k"), self.defaults.get("top_k")):
+            if not (top_k is None or top_k is self.LEGACY or isinstance(top_k, (int, np.integer))):
+                # Transformers ignores such a top_k (and gives the one best label)
+                raise ValueError(f"top_k={top_k!r}: give a number of labels (int) or None for all")
         results = super().__call__(inputs, **kwargs)
         return [results] if legacy_shape and isinstance(inputs, str) else results
 
@@ -404,6 +408,10 @@ class TextClassificationPipeline(Pipeline):
         """One input as Transformers' preprocess reads it: a str, a {"text", "text_pair"} dict (its keys go to the
         tokenizer), or the older [[text, text_pair]]."""
         if isinstance(text, dict):
+            if not isinstance(text.get("text"), str):
+                # Transformers would run a list of texts as a batch and answer for the first alone
+                raise ValueError(f'a {{"text", "text_pair"}} input holds one text (a str), got {text.get("text")!r}; '
+                                 "give a list of such dicts for several")
             return self.tokenizer(**text, **tokenizer_kwargs)
         if isinstance(text, (list, tuple)):
             if len(text) == 1 and isinstance(text[0], (list, tuple)) and len(text[0]) == 2:

@@ -280,6 +280,21 @@ def test_text_classification_function_to_apply(paths):
     assert str(raised.value) == str(expected.value)
 
 
+def test_text_classification_refuses_what_transformers_would_drop(paths):
+    """A dict holding lists of texts, or a top_k that is no int: Transformers answers for the first text alone, or
+    ignores that top_k; here each raises a ValueError naming it."""
+    ours, theirs = pair(paths, "text-classification")
+    lists = {"text": ["a", "b"], "text_pair": ["c", "d"]}
+    assert isinstance(theirs(lists), dict)
+    with pytest.raises(ValueError, match="holds one text"):
+        ours(lists)
+    for top_k in (2.0, "2"):
+        assert isinstance(theirs("a", top_k=top_k), dict)  # the one best label
+        with pytest.raises(ValueError, match="top_k="):
+            ours("a", top_k=top_k)
+    assert_same(ours("a", top_k=np.int64(2)), theirs("a", top_k=2))
+
+
 def test_text_classification_text_pairs_and_tokenizer_keywords(paths):
     """{"text", "text_pair"} dicts (one, or a list, batched or not) are pairs, and tokenizer keywords such as
     padding="max_length" apply to each input before the batch is padded, as Transformers' preprocess does."""
