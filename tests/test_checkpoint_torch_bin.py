@@ -473,8 +473,12 @@ def test_values_beside_the_tensors_are_ignored(tmp_path):
     model = build_hf_model()
     extras = {"global_step": 1200, "epoch": 3.5, "version": "1.0", "resumed": False, "scheduler": None,
               "shape": torch.Size([2, 3]), "device": torch.device("cpu"), "dtype": torch.float16, "steps": [1, 2],
-              "seen": {3, 4}, "optimizer": {"lr": 0.1, "state": {"w": torch.ones(2)}}}
-    path = save_bin(tmp_path / "extras", model, {**model.state_dict(), **extras})
+              "seen": {3, 4}, "optimizer": {"lr": 0.1, "state": {"w": torch.ones(2)}}, "counts": collections.Counter(a=2),
+              "hash": b"\x00\xff", "buffer": bytearray(b"ab"), "z": 1 + 2j}
+    state = dict(model.state_dict())
+    state["model.norm.weight"] = state["model.norm.weight"].clone()
+    state["model.norm.weight"].note = "a tensor with an attribute: torch.save writes _rebuild_from_type_v2"
+    path = save_bin(tmp_path / "extras", model, {**state, **extras})
     assert set(extras).isdisjoint(read_torch_bin(os.path.join(path, "pytorch_model.bin")))
     ours = nemotron_c.AutoModelForCausalLM.from_pretrained(path)(IDS).logits
     assert_close(ours, hf_logits(hf_from_pretrained(path), IDS))
@@ -498,6 +502,21 @@ def test_index_listing_a_tensor_elsewhere_reads_the_shards(tmp_path, where):
     ours = nemotron_c.AutoModelForCausalLM.from_pretrained(path)(IDS).logits
     assert_close(ours, hf_logits(hf_from_pretrained(path), IDS))
     assert_close(ours, hf_logits(model, IDS))
+
+
+@pytest.mark.parametrize("extra, named", [
+    (lambda: __import__("argparse").Namespace(lr=0.1), "argparse.Namespace"),  # Megatron's "args"
+    (lambda: np.zeros(3), "numpy"),
+    (lambda: collections.deque([1]), "collections.deque"),
+])
+def test_objects_weights_only_refuses_are_refused_by_name(tmp_path, extra, named):
+    # torch.load(weights_only=True), hence Transformers, refuses them; so do we, cleanly and without running them
+    model = build_hf_model()
+    path = save_bin(tmp_path / "objects", model, {**model.state_dict(), "extra": extra()})
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+        transformers.NemotronForCausalLM.from_pretrained(path)
+    with pytest.raises(nemotron_c.TorchCheckpointFormatError, match=f"refers to {named}.*refused without importing"):
+        nemotron_c.AutoModelForCausalLM.from_pretrained(path)
 
 
 def test_pickle_size_limit(real_bin, monkeypatch):

@@ -61,7 +61,11 @@ TORCH_DTYPES = {
 UNTYPED_STORAGE = "UntypedStorage"
 # Values torch.load(weights_only=True) also allows, which a checkpoint may carry beside the tensors (a shape, a
 # device, a set of step numbers): built as plain records, and ignored as Transformers ignores unexpected keys.
-EXTRA_GLOBALS = {("torch", "Size"), ("torch", "device"), ("__builtin__", "set"), ("builtins", "set")}
+# A tensor with attributes set on it (or a Parameter subclass) is _rebuild_from_type_v2(rebuild, torch.Tensor, args,
+# attributes): the tensor is built, the attributes dropped.
+EXTRA_GLOBALS = {("torch", "Size"), ("torch", "device"), ("collections", "Counter"), ("_codecs", "encode"),
+                 ("torch", "Tensor"), ("torch.nn.parameter", "Parameter"), ("torch._tensor", "_rebuild_from_type_v2")}
+EXTRA_GLOBALS |= {(module, name) for module in ("__builtin__", "builtins") for name in ("set", "complex", "bytearray")}
 ALLOWED_GLOBALS = {
     ("collections", "OrderedDict"),
     ("torch._utils", "_rebuild_tensor_v2"),
@@ -79,6 +83,9 @@ ALLOWED_OPCODES = frozenset("""
     GET BINGET LONG_BINGET PUT BINPUT LONG_BINPUT MEMOIZE GLOBAL STACK_GLOBAL REDUCE BUILD BINPERSID
 """.split())
 RESAVE = "load it with torch and save it again with torch.save's defaults, or as safetensors"
+
+
+TENSOR_CLASS = "torch.Tensor"  # what torch.Tensor and torch.nn.Parameter stand for in a pickle
 
 
 class TorchCheckpointFormatError(_core.FormatError):
@@ -330,10 +337,11 @@ class StateDictUnpickler(pickle.Unpickler):
     def find_class(self, module, name):
         if (module, name) not in ALLOWED_GLOBALS:
             raise refused_global(self.path, module, name)
-        if name == "set":
-            return self.plain_set
-        if module == "torch" and name in ("Size", "device"):
-            return self.plain_tuple
+        plain = {"set": self.plain_set, "Size": self.plain_tuple, "device": self.plain_tuple, "Counter": self.plain_dict,
+                 "encode": self.plain_bytes, "complex": self.plain_complex, "bytearray": self.plain_bytes,
+                 "Tensor": TENSOR_CLASS, "Parameter": TENSOR_CLASS, "_rebuild_from_type_v2": self.rebuild_from_type}
+        if name in plain:
+            return plain[name]
         if module == "torch":
             return StorageType(name) if name in STORAGE_DTYPES else TorchDtype(name)
         if module == "torch.storage":
@@ -355,6 +363,21 @@ class StateDictUnpickler(pickle.Unpickler):
 
     def plain_tuple(self, *args):
         return tuple(args)
+
+    def plain_dict(self, items=()):
+        return dict(items)
+
+    def plain_complex(self, real=0.0, imag=0.0):
+        return complex(real, imag)
+
+    def plain_bytes(self, data=b"", encoding="latin1"):  # bytes in protocol 2: _codecs.encode(text, "latin1")
+        return data.encode("latin1") if isinstance(data, str) else bytes(data)
+
+    def rebuild_from_type(self, rebuild, new_type, args, state):
+        if rebuild not in (self.rebuild_tensor, self.rebuild_tensor_v3, self.rebuild_parameter) or \
+                new_type is not TENSOR_CLASS or not isinstance(args, tuple):
+            raise TorchCheckpointFormatError(f"{self.path}: a tensor rebuilt by {rebuild!r} as {new_type!r}")
+        return rebuild(*args)
 
     def rebuild_parameter(self, data, requires_grad, backward_hooks, state=None):
         if not isinstance(data, Tensor):
