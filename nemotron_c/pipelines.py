@@ -408,9 +408,9 @@ class TextClassificationPipeline(Pipeline):
         """One input as Transformers' preprocess reads it: a str, a {"text", "text_pair"} dict (its keys go to the
         tokenizer), or the older [[text, text_pair]]."""
         if isinstance(text, dict):
-            if not isinstance(text.get("text"), str):
-                # Transformers would run a list of texts as a batch and answer for the first alone
-                raise ValueError(f'a {{"text", "text_pair"}} input holds one text (a str), got {text.get("text")!r}; '
+            if isinstance(text.get("text"), (list, tuple)):
+                # Transformers would run the texts as a batch and answer for the first alone
+                raise ValueError(f'a {{"text", "text_pair"}} input holds one text (a str), got {text["text"]!r}; '
                                  "give a list of such dicts for several")
             return self.tokenizer(**text, **tokenizer_kwargs)
         if isinstance(text, (list, tuple)):

@@ -293,6 +293,12 @@ def test_text_classification_refuses_what_transformers_would_drop(paths):
         with pytest.raises(ValueError, match="top_k="):
             ours("a", top_k=top_k)
     assert_same(ours("a", top_k=np.int64(2)), theirs("a", top_k=2))
+    for no_text in ({"text_pair": "a"}, {}):  # the tokenizer's error, as there
+        with pytest.raises(ValueError) as expected:
+            theirs(no_text)
+        with pytest.raises(ValueError) as raised:
+            ours(no_text)
+        assert str(raised.value) == str(expected.value)
 
 
 def test_text_classification_text_pairs_and_tokenizer_keywords(paths):
