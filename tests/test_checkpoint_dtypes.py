@@ -221,3 +221,18 @@ def test_convert_writes_the_model_dtype(tmp_path):
     assert written.keys() == reference.keys()
     for name, t in reference.items():
         assert written[name].dtype == t.dtype and torch.equal(written[name], t), name
+
+
+def test_mixed_safetensors_without_config_dtype_takes_the_first_name_in_order(tmp_path):
+    # safe_open lists a file's tensors sorted by name: lm_head.weight comes before model.*
+    model = build_hf_model(tie_word_embeddings=False)
+    path = str(tmp_path / "mixed")
+    model.save_pretrained(path)
+    state = safetensors.torch.load_file(os.path.join(path, "model.safetensors"))
+    state["lm_head.weight"] = state["lm_head.weight"].to(torch.float16)
+    safetensors.torch.save_file(state, os.path.join(path, "model.safetensors"), metadata={"format": "pt"})
+    set_config(path, dtype=None)
+    theirs = transformers.NemotronForCausalLM.from_pretrained(path)
+    ours = nemotron_c.AutoModelForCausalLM.from_pretrained(path)
+    assert ours.dtype == theirs.dtype == torch.float16
+    assert_close(ours(IDS).logits, hf_logits(theirs.float(), IDS))
