@@ -424,6 +424,19 @@ def test_legacy_format_storage_sizes_checked(tmp_path):
         read_torch_bin(tmp_path / "size.bin")
 
 
+LFS_POINTER = b"version https://git-lfs.github.com/spec/v1\noid sha256:" + b"0" * 64 + b"\nsize 123456789\n"
+
+
+@pytest.mark.parametrize("name", ["pytorch_model.bin", "model.safetensors"])
+def test_git_lfs_pointer_is_named(real_bin, name):
+    # a repo cloned without git-lfs holds pointers; Transformers fails on them with the format's own error
+    os.remove(os.path.join(real_bin, "pytorch_model.bin"))
+    with open(os.path.join(real_bin, name), "wb") as f:
+        f.write(LFS_POINTER)
+    with pytest.raises(ValueError, match=f"{name}: .*Git LFS pointer, not the weights: run `git lfs pull`"):
+        nemotron_c.AutoModelForCausalLM.from_pretrained(real_bin)
+
+
 def test_not_a_checkpoint(tmp_path):
     (tmp_path / "text.bin").write_bytes(b"hello world")
     with pytest.raises(nemotron_c.TorchCheckpointFormatError, match="not a torch.save zip archive"):

@@ -10,7 +10,7 @@ import os
 import struct
 
 from .. import _core
-from .tensors import SAFETENSORS_DTYPES, StoredTensor, open_regular_file
+from .tensors import SAFETENSORS_DTYPES, StoredTensor, git_lfs_hint, open_regular_file
 
 SAFE_WEIGHTS_NAME = "model.safetensors"
 SAFE_WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
@@ -32,11 +32,11 @@ def read_safetensors(path):
         size = os.fstat(f.fileno()).st_size
         if size < 8:
             raise SafetensorsFormatError(f"{path}: file of {size} bytes is too short for a safetensors header")
-        (header_len,) = struct.unpack("<Q", f.read(8))
+        start = f.read(8)
+        (header_len,) = struct.unpack("<Q", start)
         if header_len > size - 8:
-            raise SafetensorsFormatError(
-                f"{path}: header length {header_len} runs past the end of the file ({size} bytes): truncated?"
-            )
+            raise SafetensorsFormatError(f"{path}: header length {header_len} runs past the end of the file ({size} "
+                                         f"bytes): truncated?{git_lfs_hint(start)}")
         if header_len > MAX_HEADER_BYTES:
             raise SafetensorsFormatError(f"{path}: header length {header_len} exceeds {MAX_HEADER_BYTES} bytes")
         header_bytes = f.read(header_len)

@@ -90,6 +90,17 @@ def open_regular_file(path):
         raise
 
 
+GIT_LFS_POINTER = b"version https://git-lfs"
+
+
+def git_lfs_hint(start):
+    """What to say of a weight file that starts with `start` when it is a Git LFS pointer (a repository cloned
+    without git-lfs holds these small text files instead of the weights)."""
+    if start.startswith(GIT_LFS_POINTER[: len(start)]) and len(start) >= 8:
+        return " (it is a Git LFS pointer, not the weights: run `git lfs pull` in the clone, or download the repo)"
+    return ""
+
+
 class StoredTensor:
     """One tensor of a checkpoint: its dtype, shape and a read-only view of its bytes in the file's map."""
 

@@ -29,7 +29,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import _core
-from .tensors import STORED_DTYPES, open_regular_file
+from .tensors import STORED_DTYPES, git_lfs_hint, open_regular_file
 
 WEIGHTS_NAME = "pytorch_model.bin"
 WEIGHTS_INDEX_NAME = "pytorch_model.bin.index.json"
@@ -116,7 +116,7 @@ def read_state_dict(path):
     """Maps a torch.save zip and returns {name: Tensor}, each Tensor's data a view of the map."""
     path = os.fspath(path)
     with open_regular_file(path) as f:
-        magic = f.read(4)
+        magic = f.read(8)
         if magic[:1] == b"\x80":  # a pickle's PROTO opcode: the legacy format
             return only_tensors(path, read_legacy(path, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)))
         if magic[:2] != b"PK":
@@ -163,7 +163,8 @@ def only_tensors(path, state):
 
 
 def not_a_zip(path, magic):
-    return f"{path}: not a torch.save zip archive nor a pickle of torch's legacy format (starts with {magic!r})"
+    return (f"{path}: not a torch.save zip archive nor a pickle of torch's legacy format (starts with {magic!r})"
+            f"{git_lfs_hint(magic)}")
 
 
 LEGACY_MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
