@@ -251,3 +251,23 @@ def test_offsets_of_single_word_tokens(dirs, tmp_path, base):
     texts = random_texts([" ", "\t", "\u3000", "a", "w", "x", "_", "-", "\u00e9", "\u4e2d"] +
                          [content for content, _ in SINGLE_WORD], 300, seed=4, size=10)
     assert_same_offsets(ours, theirs, texts)
+
+
+@pytest.mark.parametrize("base", ["legacy", "nemotron", "spm_only"])
+def test_pre_split_words_with_stripping_tokens(dirs, tmp_path, base):
+    """is_split_into_words=True: each word encoded on its own, an lstrip/rstrip token in it named by the text it
+    took in (tokens()), offsets within the word, pairs and windows too."""
+    path = with_stripping_tokens(dirs[base], tmp_path / base)
+    ours, theirs = AutoTokenizer.from_pretrained(path), transformers.AutoTokenizer.from_pretrained(path)
+    rng = np.random.default_rng(8)
+    for _ in range(60):
+        words, pair = ([str(w) for w in random_texts(ALPHABET, int(rng.integers(1, 6)), int(rng.integers(1 << 30)),
+                                                      size=4)] for _ in range(2))
+        for call in (dict(text=words), dict(text=[words, pair]),
+                     dict(text=words, text_pair=pair, truncation=True, max_length=6, stride=1,
+                          return_overflowing_tokens=True)):
+            a = ours(**call, is_split_into_words=True, return_offsets_mapping=True)
+            b = theirs(**call, is_split_into_words=True, return_offsets_mapping=True)
+            assert (call, dict(a)) == (call, dict(b))
+            rows = range(len(b.encodings))
+            assert [(a.tokens(i), a.word_ids(i)) for i in rows] == [(b.tokens(i), b.word_ids(i)) for i in rows]

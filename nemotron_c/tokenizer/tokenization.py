@@ -836,14 +836,15 @@ class NemotronTokenizer:
         if not isinstance(words, (list, tuple)) or not all(isinstance(word, str) for word in words):
             raise TypeError("with is_split_into_words=True, a text is a list of words (str) and a batch a list of "
                             f"such lists, not {words!r}")  # tokenizers' TypeError names the Union it wanted
-        ids, offsets, word_ids = [], [], []
-        encoded = self._encode_texts(list(words), len(words) > 1, core) if words else []
-        for index, (word, word_ids_of) in enumerate(zip(words, encoded)):
+        ids, offsets, word_ids, names = [], [], [], []
+        encoded = self._encode_naming_matches(list(words), len(words) > 1, core) if words else []
+        for index, (word, (word_ids_of, names_of)) in enumerate(zip(words, encoded)):
             word_offsets, _ = align(word, word_ids_of, self._pipeline)
             ids += list(word_ids_of)
             offsets += word_offsets
             word_ids += [index] * len(word_ids_of)
-        return Encoding(ids, offsets, word_ids, sequence, type_id=sequence)
+            names += names_of or [None] * len(word_ids_of)
+        return Encoding(ids, offsets, word_ids, sequence, type_id=sequence, tokens=names)
 
     def _encodings(self, texts, pairs, add_special_tokens, padding, truncate, max_length, stride, pad_to_multiple_of,
                    side, split=False, core=None):
