@@ -271,3 +271,18 @@ def test_pre_split_words_with_stripping_tokens(dirs, tmp_path, base):
             assert (call, dict(a)) == (call, dict(b))
             rows = range(len(b.encodings))
             assert [(a.tokens(i), a.word_ids(i)) for i in rows] == [(b.tokens(i), b.word_ids(i)) for i in rows]
+
+
+def test_assistant_masks_with_stripping_tokens(dirs, tmp_path):
+    """apply_chat_template's assistant masks come from the offsets: with lstrip/rstrip tokens in the template and
+    the messages they are Transformers'."""
+    path = with_stripping_tokens(dirs["legacy"], tmp_path / "legacy")
+    ours, theirs = AutoTokenizer.from_pretrained(path), transformers.AutoTokenizer.from_pretrained(path)
+    template = ("{% for m in messages %}{% if m['role'] == 'assistant' %}<t2LR> {% generation %}{{ m['content'] }}"
+                "{% endgeneration %} <t7Ls>\n{% else %}{{ '<' + m['role'] + '> ' + m['content'] + '\\n' }}{% endif %}"
+                "{% endfor %}")
+    conversation = [{"role": "user", "content": "Hi <t0R> there"}, {"role": "assistant", "content": " Hello\t<t1L> x "},
+                    {"role": "user", "content": "more"}, {"role": "assistant", "content": "<t5LRn> y"}]
+    kwargs = dict(chat_template=template, return_assistant_tokens_mask=True, return_dict=True)
+    a, b = ours.apply_chat_template(conversation, **kwargs), theirs.apply_chat_template(conversation, **kwargs)
+    assert (a["input_ids"], a["assistant_masks"]) == (b["input_ids"], b["assistant_masks"])
