@@ -17,9 +17,11 @@ from .model.weights import (QUANTIZED_DTYPES, QUANTIZED_TENSORS, auto_dtype, che
 # what convert copies from beside the weights: configs and every tokenizer file Transformers reads
 CHECKPOINT_SIDE_FILES = (CONFIG_NAME, "generation_config.json", "tokenizer.json", "tokenizer_config.json",
                          "special_tokens_map.json", "tokenizer.model", "added_tokens.json", "chat_template.jinja")
-# the task heads' tensors, which convert keeps beside the backbone's (it does not know which class will load them)
-TASK_HEAD_TENSORS = {f"{cls.head_name}.{part}" for part in ("weight", "bias") for cls in (
-    NemotronForSequenceClassification, NemotronForTokenClassification, NemotronForQuestionAnswering)}
+HEAD_CLASSES = {cls.__name__: cls for cls in (NemotronForSequenceClassification, NemotronForTokenClassification,
+                                              NemotronForQuestionAnswering)}
+# the task heads' tensors, which convert keeps beside the backbone's when config.architectures does not say which
+# class the checkpoint is of
+TASK_HEAD_TENSORS = {f"{cls.head_name}.{part}" for part in ("weight", "bias") for cls in HEAD_CLASSES.values()}
 
 
 def convert_checkpoint(source, destination, dtype=None, max_shard_size=DEFAULT_MAX_SHARD_SIZE, overwrite=False,
@@ -81,10 +83,18 @@ def used_tensors(config, stored):
     step counter, perhaps of a dtype nemotron_c does not read), and so does convert; a task head's weight and bias
     are kept. The lm_head follows from_pretrained's rule (untie_if_different): a head the config ties but the
     checkpoint stores with other values is kept and config.tie_word_embeddings turns false; a head alone becomes the
-    embedding; a tied head is dropped, as Transformers' save drops it. Beside a task head the checkpoint is that
-    head class's, which has no lm_head: Transformers drops one at load (an unexpected key), and so does convert."""
+    embedding; a tied head is dropped, as Transformers' save drops it. The class is config.architectures' (what
+    save_pretrained wrote), else a task head's when the checkpoint holds one: a task head class has no lm_head and
+    a causal LM no task head, which Transformers drops at load (unexpected keys), and so does convert."""
     base_model_prefix = NemotronPreTrainedModel.base_model_prefix
-    if any(name in TASK_HEAD_TENSORS for name in stored):
+    architecture = (getattr(config, "architectures", None) or [None])[0]
+    if architecture in HEAD_CLASSES:
+        heads = set(HEAD_CLASSES[architecture]._head_shapes(config))
+    elif architecture in ("NemotronForCausalLM", "NemotronModel"):
+        heads = set()
+    else:
+        heads = TASK_HEAD_TENSORS
+    if architecture == "NemotronModel" or any(name in heads for name in stored):
         stored = {name: t for name, t in stored.items() if name != "lm_head.weight"}
     elif config.tie_word_embeddings and "lm_head.weight" in stored:
         stored = untie_if_different(config, stored, base_model_prefix)
@@ -93,7 +103,7 @@ def used_tensors(config, stored):
     selected = select_tensors(config, stored, base_model_prefix, has_lm_head="lm_head.weight" in stored)
     prefix = find_backbone_prefix(stored, base_model_prefix)
     used = {name if name == "lm_head.weight" else prefix + name for name, t in selected if t is not None}
-    return {name: t for name, t in stored.items() if name in used or name in TASK_HEAD_TENSORS}
+    return {name: t for name, t in stored.items() if name in used or name in heads}
 
 
 def converted(name, stored, dtype):

@@ -15,18 +15,54 @@ HEAD_CLASSES = [transformers.NemotronForSequenceClassification, transformers.Nem
                 transformers.NemotronForQuestionAnswering]
 
 
+def assert_same_files(ours, theirs):
+    ours, theirs = load_file(ours / "model.safetensors"), load_file(theirs / "model.safetensors")
+    assert ours.keys() == theirs.keys()
+    for name, t in theirs.items():
+        assert torch.equal(ours[name], t), name
+
+
+def set_architectures(path, architectures):
+    with open(os.path.join(path, "config.json")) as f:
+        config = json.load(f)
+    config["architectures"] = architectures
+    with open(os.path.join(path, "config.json"), "w") as f:
+        json.dump(config, f)
+
+
+@pytest.mark.parametrize("named", [True, False], ids=["architectures", "no_architectures"])
 @pytest.mark.parametrize("tie", [True, False])
 @pytest.mark.parametrize("model_class", HEAD_CLASSES, ids=lambda c: c.__name__)
-def test_task_head_checkpoint_converts_without_an_lm_head(tmp_path, model_class, tie):
+def test_task_head_checkpoint_converts_without_an_lm_head(tmp_path, model_class, tie, named):
     # A head class has no lm_head: Transformers drops a stored one at load (an unexpected key) and never saves it
     model = build_hf_model(model_class=model_class, tie_word_embeddings=tie, num_labels=3)
     head = build_hf_model(seed=1).state_dict()["model.embed_tokens.weight"]
     source = save_bin(tmp_path / "source", model, {**model.state_dict(), "lm_head.weight": head})
+    set_architectures(source, [model_class.__name__] if named else None)
     model_class.from_pretrained(source).save_pretrained(tmp_path / "theirs")
     convert_checkpoint(source, tmp_path / "ours")
-    ours, theirs = load_file(tmp_path / "ours" / "model.safetensors"), load_file(tmp_path / "theirs" / "model.safetensors")
-    assert ours.keys() == theirs.keys()
-    for name, t in theirs.items():
-        assert torch.equal(ours[name], t), name
+    assert_same_files(tmp_path / "ours", tmp_path / "theirs")
     with open(tmp_path / "ours" / "config.json") as f:
         assert json.load(f).get("tie_word_embeddings", True) is tie
+
+
+@pytest.mark.parametrize("model_class", HEAD_CLASSES, ids=lambda c: c.__name__)
+def test_causal_lm_checkpoint_converts_without_a_stray_task_head(tmp_path, model_class):
+    # config.architectures says which class loads it: a causal LM drops the task head as an unexpected key
+    model = build_hf_model(tie_word_embeddings=False)
+    stray = build_hf_model(model_class=model_class, num_labels=3).state_dict()
+    heads = {name: t for name, t in stray.items() if name.startswith(("score.", "qa_outputs."))}
+    source = save_bin(tmp_path / "source", model, {**model.state_dict(), **heads})
+    set_architectures(source, ["NemotronForCausalLM"])
+    transformers.NemotronForCausalLM.from_pretrained(source).save_pretrained(tmp_path / "theirs")
+    convert_checkpoint(source, tmp_path / "ours")
+    assert_same_files(tmp_path / "ours", tmp_path / "theirs")
+
+
+def test_sequence_classifier_drops_a_bias_it_has_not(tmp_path):
+    model = build_hf_model(model_class=transformers.NemotronForSequenceClassification, num_labels=3)
+    source = save_bin(tmp_path / "source", model, {**model.state_dict(), "score.bias": torch.ones(3)})
+    set_architectures(source, ["NemotronForSequenceClassification"])
+    transformers.NemotronForSequenceClassification.from_pretrained(source).save_pretrained(tmp_path / "theirs")
+    convert_checkpoint(source, tmp_path / "ours")
+    assert_same_files(tmp_path / "ours", tmp_path / "theirs")
