@@ -253,10 +253,12 @@ class TextGenerationPipeline(Pipeline):
         for prompt in prompts:
             final = None
             if isinstance(prompt, (list, tuple)):
-                for message in prompt:
-                    if not is_message(message):
-                        raise TypeError(f"a chat is a list of {{'role': ..., 'content': ...}} messages, got "
-                                        f"{message!r}")
+                if not (prompt and is_message(prompt[0])):
+                    raise TypeError(f"a prompt is a str or a chat (a list of {{'role': ..., 'content': ...}} "
+                                    f"messages), got {prompt!r}")
+                if not all(is_message(message) for message in prompt):  # Transformers' Chat's check and message
+                    raise ValueError("When passing chat dicts as input, each dict must have a 'role' and 'content' "
+                                     "key.")
                 final = continue_final_message
                 if final is None:
                     final = prompt[-1]["role"] == "assistant"

@@ -414,10 +414,17 @@ def test_text_generation_generators_as_transformers(paths):
         with pytest.raises(ValueError, match="without pad_token cannot do batching") as raised:
             ours(inputs, batch_size=2, **call)
         assert str(raised.value) == str(expected.value)
-    with pytest.raises(TypeError):
-        theirs([["a"]], **call)
-    with pytest.raises(TypeError, match="a chat is a list of"):
-        ours([["a"]], **call)
+    for chats in ([["a"]], [[]]):
+        with pytest.raises(TypeError):
+            theirs(chats, **call)
+        with pytest.raises(TypeError, match="a prompt is a str or a chat"):
+            ours(chats, **call)
+    no_content = [messages[0], {"role": "user"}]
+    with pytest.raises(ValueError) as expected:
+        theirs(no_content, **call)
+    with pytest.raises(ValueError) as raised:
+        ours(no_content, **call)
+    assert str(raised.value) == str(expected.value)
 
 
 def test_text_generation_settings_given_as_none(paths):
