@@ -927,14 +927,17 @@ class QuestionAnsweringPipeline(Pipeline):
         if kwargs.get("topk") is not None and kwargs.get("top_k") is None:
             warnings.warn("topk parameter is deprecated, use top_k instead", UserWarning)
             kwargs["top_k"] = kwargs["topk"]
+        for name in ("top_k", "max_answer_len", "doc_stride", "max_seq_len"):
+            value = kwargs.get(name)
+            # 4.57 fails on these deep inside NumPy or the tokenizer, or takes a fraction silently
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))):
+                raise ValueError(f"{name}={value!r}: give an int")
+        if kwargs.get("doc_stride", 0) < 0:
+            raise ValueError(f"`doc_stride` ({kwargs['doc_stride']}) should be >= 0")
         top_k = kwargs.get("top_k", 1)
-        if top_k is None:
-            top_k = 1
         if top_k < 1:
             raise ValueError(f"top_k parameter should be >= 1 (got {top_k})")
         max_answer_len = kwargs.get("max_answer_len", 15)
-        if max_answer_len is None:
-            max_answer_len = 15
         if max_answer_len < 1:
             raise ValueError(f"max_answer_len parameter should be >= 1 (got {max_answer_len})")
         batch_size = batch_size_of(kwargs.get("batch_size"), self.batch_size)

@@ -72,6 +72,15 @@ def test_more_errors(qa):
     assert no_pad(question="Where?", context="Here.")["answer"]
 
 
+def test_settings_that_are_no_counts(qa):
+    """4.57 fails deep inside NumPy or its tokenizer on these (or takes a fraction silently): a ValueError names
+    each."""
+    for setting in ({"top_k": 2.0}, {"top_k": "2"}, {"max_answer_len": 2.5}, {"max_seq_len": 2.5},
+                    {"doc_stride": 1.5}, {"doc_stride": -1}, {"top_k": True}):
+        with pytest.raises(ValueError, match=next(iter(setting))):
+            qa(question="Where?", context="Here and there.", **setting)
+
+
 def test_the_same_answers_with_the_pipeline_built_once_with_settings():
     case = CASES["windows 48/16 align=False"]
     kwargs = dict(case["kwargs"])
