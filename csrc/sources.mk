@@ -15,6 +15,7 @@ CORE_SOURCES = \
 	model/forward.c \
 	model/score.c \
 	model/sampling.c \
+	model/topk.c \
 	model/beam.c \
 	model/generate.c \
 	model/settings.c \

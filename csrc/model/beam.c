@@ -5,57 +5,12 @@
 
 #include "model/beam.h"
 
-/* is x[i] ranked before x[j]? larger first, ties by lower index (torch.topk) */
-static int ranks_before(const float *x, int64_t i, int64_t j) { return x[i] > x[j] || (x[i] == x[j] && i < j); }
-
-/* restores the heap below `at` in heap (n), the lowest-ranked element at the root */
-static void sift_down(int64_t *heap, const float *x, int64_t n, int64_t at) {
-    for (;;) {
-        int64_t lowest = at, left = 2 * at + 1, right = left + 1;
-        if (left < n && ranks_before(x, heap[lowest], heap[left])) lowest = left;
-        if (right < n && ranks_before(x, heap[lowest], heap[right])) lowest = right;
-        if (lowest == at) return;
-        int64_t t = heap[at];
-        heap[at] = heap[lowest];
-        heap[lowest] = t;
-        at = lowest;
-    }
-}
-
-/* order (n) = indices of the n largest of x (len), largest first, ties by lower index (torch.topk). A heap of the
- * n best so far: len * log(n) at worst, where insertion into a sorted list took len * n (hours for n = 2e5). */
-static void top_n(int64_t *order, const float *x, int64_t len, int64_t n) {
-    int64_t count = 0;
-    for (int64_t i = 0; i < len; i++) {
-        if (count < n) {
-            int64_t at = count++;
-            order[at] = i;
-            while (at > 0 && ranks_before(x, order[(at - 1) / 2], order[at])) {
-                int64_t parent = (at - 1) / 2, t = order[at];
-                order[at] = order[parent];
-                order[parent] = t;
-                at = parent;
-            }
-        } else if (ranks_before(x, i, order[0])) {
-            order[0] = i;
-            sift_down(order, x, n, 0);
-        }
-    }
-    /* heapsort: the lowest-ranked goes last */
-    for (int64_t end = count - 1; end > 0; end--) {
-        int64_t t = order[0];
-        order[0] = order[end];
-        order[end] = t;
-        sift_down(order, x, end, 0);
-    }
-}
-
 void nt_beam_search_free(nt_beam_search *s) {
     if (s == NULL) return;
     void *buffers[] = {s->running_scores, s->running_beam_indices, s->reorder, s->lengths, s->beam_scores,
                        s->beam_indices, s->is_finished, s->unsatisfied, s->cand_scores, s->cand_flat, s->cand_hits,
                        s->step_scores, s->chosen, s->chosen_scores, s->best, s->just_finished, s->staged_rows,
-                       s->staged_indices, s->staged_lengths, s->finished_flags, s->new_scores, s->taken};
+                       s->staged_indices, s->staged_lengths, s->finished_flags, s->new_scores, s->taken, s->topk_scratch};
     for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++) free(buffers[i]);
     free(s);
 }
@@ -92,12 +47,15 @@ nt_status nt_beam_search_create(nt_beam_search **out, nt_error *err, const nt_ge
     s->finished_flags = malloc((size_t)NB);
     s->new_scores = malloc((size_t)NB * sizeof(float));
     s->taken = malloc(config->do_sample ? (size_t)(NB * V) : 1);
+    int64_t scratch = nt_topk_scratch(NB * V, K); /* the three selections' work space: the largest */
+    if (nt_topk_scratch(NB + K, NB) > scratch) scratch = nt_topk_scratch(NB + K, NB);
+    s->topk_scratch = malloc((size_t)scratch * sizeof(int64_t) + 1);
     if (s->running_scores == NULL || s->running_beam_indices == NULL || s->reorder == NULL || s->lengths == NULL ||
         s->beam_scores == NULL || s->beam_indices == NULL || s->is_finished == NULL || s->unsatisfied == NULL ||
         s->cand_scores == NULL || s->cand_flat == NULL || s->cand_hits == NULL || s->step_scores == NULL ||
         s->chosen == NULL || s->chosen_scores == NULL || s->best == NULL || s->just_finished == NULL ||
         s->staged_rows == NULL || s->staged_indices == NULL || s->staged_lengths == NULL ||
-        s->finished_flags == NULL || s->new_scores == NULL || s->taken == NULL) {
+        s->finished_flags == NULL || s->new_scores == NULL || s->taken == NULL || s->topk_scratch == NULL) {
         nt_beam_search_free(s);
         return nt_error_set(err, NT_ERROR_OUT_OF_MEMORY, "out of memory for beam search");
     }
@@ -121,7 +79,7 @@ static int candidates(nt_beam_search *s, float *scores, int64_t b, nt_rng *rng) 
         for (int64_t v = 0; v < V; v++) acc[j * V + v] += s->running_scores[b * NB + j];
     int64_t *flat = s->cand_flat;
     if (!s->config->do_sample) {
-        top_n(flat, acc, NB * V, K);
+        nt_topk(flat, s->topk_scratch, acc, NB * V, K);
     } else {
         /* K draws without replacement from softmax(acc), then sorted by score (torch.multinomial + sort).
          * Once every candidate of non-zero probability is drawn, torch goes on with zero-probability ones: so
@@ -193,7 +151,7 @@ int nt_beam_search_step(nt_beam_search *s, int64_t *running, float *scores, int6
         /* the best NB candidates that did not stop keep running */
         float *running_scores = s->step_scores; /* (K) */
         for (int64_t k = 0; k < K; k++) running_scores[k] = s->cand_scores[k] + (s->cand_hits[k] ? NT_BEAM_EXCLUDED : 0.0f);
-        top_n(s->chosen, running_scores, K, NB);
+        nt_topk(s->chosen, s->topk_scratch, running_scores, K, NB);
         for (int64_t j = 0; j < NB; j++) s->chosen_scores[j] = running_scores[s->chosen[j]];
 
         /* the finished hypotheses: the best NB of those kept so far and the candidates that just stopped */
@@ -212,7 +170,7 @@ int nt_beam_search_step(nt_beam_search *s, int64_t *running, float *scores, int6
             score += s->just_finished[k] ? 0.0f : NT_BEAM_EXCLUDED;
             merged[NB + k] = score;
         }
-        top_n(s->best, merged, NB + K, NB);
+        nt_topk(s->best, s->topk_scratch, merged, NB + K, NB);
 
         /* Staged, as both read the running rows they replace and the kept hypotheses may move among themselves:
          * rows 0..NB-1 the new finished hypotheses, rows NB..2NB-1 the new running beams. */

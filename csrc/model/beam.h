@@ -46,6 +46,7 @@ typedef struct {
     uint8_t *finished_flags;       /* (NB) */
     float *new_scores;             /* (NB) */
     uint8_t *taken;                /* (NB * V) with do_sample: candidates drawn so far */
+    int64_t *topk_scratch;         /* nt_topk's work space for the step's selections */
 } nt_beam_search;
 
 /* K, the candidates kept per prompt and step: enough that NB of them continue however many end in an eos. */

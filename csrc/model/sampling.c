@@ -13,8 +13,9 @@ nt_status nt_row_scratch_init(nt_row_scratch *s, nt_error *err, int64_t V) {
     s->values = malloc((size_t)V * sizeof(float));
     s->spare = malloc((size_t)V * sizeof(float));
     s->order = malloc((size_t)V * sizeof(int32_t));
+    s->ranks = malloc((size_t)(2 * V) * sizeof(int64_t)); /* its pages are touched only by min_p's min_keep */
     s->flags = calloc((size_t)V, 1);
-    if (s->values == NULL || s->spare == NULL || s->order == NULL || s->flags == NULL) {
+    if (s->values == NULL || s->spare == NULL || s->order == NULL || s->ranks == NULL || s->flags == NULL) {
         nt_row_scratch_free(s);
         return nt_error_set(err, NT_ERROR_OUT_OF_MEMORY, "out of memory for the sampling work space");
     }
@@ -25,10 +26,12 @@ void nt_row_scratch_free(nt_row_scratch *s) {
     free(s->values);
     free(s->spare);
     free(s->order);
+    free(s->ranks);
     free(s->flags);
     s->values = NULL;
     s->spare = NULL;
     s->order = NULL;
+    s->ranks = NULL;
     s->flags = NULL;
 }
 
@@ -293,14 +296,19 @@ static void top_p(float *scores, float p, int64_t min_keep, int64_t V, nt_row_sc
 }
 
 /* MinPLogitsWarper: tokens less probable than min_p times the top probability are removed, but never the
- * min_keep most probable. */
+ * min_keep most probable: the ones torch.topk names, which among equal probabilities are not the lowest ids. */
 static void min_p(float *scores, float p, int64_t min_keep, int64_t V, nt_row_scratch *s) {
     softmax(s->values, scores, V);
     float threshold = p * max_of(s->values, V);
-    float keep_from = min_keep > 1 ? kth_largest(s->values, s->spare, V, min_keep < V ? min_keep : V)
-                                   : INFINITY;
+    int64_t keep = min_keep < V ? min_keep : V, *kept = s->ranks;
+    if (keep > 1) { /* the most probable token is never below the threshold: one needs no ranking */
+        nt_topk(kept, s->ranks + V, s->values, V, keep);
+        for (int64_t j = 0; j < keep; j++) s->flags[kept[j]] = 1;
+    }
     for (int64_t i = 0; i < V; i++)
-        if (s->values[i] < threshold && s->values[i] < keep_from) scores[i] = -INFINITY;
+        if (s->values[i] < threshold && !s->flags[i]) scores[i] = -INFINITY;
+    if (keep > 1)
+        for (int64_t j = 0; j < keep; j++) s->flags[kept[j]] = 0;
 }
 
 /* TypicalLogitsWarper: keeps the tokens whose surprisal is closest to the entropy until their mass

@@ -4,10 +4,11 @@
 
 #include "nemotron.h"
 
-/* Work space of one row's processing: V of each. */
+/* Work space of one row's processing: V of each (ranks: 2 V, nt_topk's indices and scratch). */
 typedef struct {
     float *values, *spare;
     int32_t *order;
+    int64_t *ranks;
     uint8_t *flags;
 } nt_row_scratch;
 

@@ -84,7 +84,39 @@ done:
     return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
 }
 
+/* topk(indices int64 (k,), values float32 (n,))
+ * Writes torch.topk(values, k).indices into indices (nt_topk): the tie order of Transformers' beam search. */
+static PyObject *topk(PyObject *module, PyObject *args) {
+    PyObject *indices, *values;
+    if (!PyArg_ParseTuple(args, "OO:topk", &indices, &values)) return NULL;
+    Py_buffer views[2];
+    memset(views, 0, sizeof views);
+    nt_py_array indices_spec = {"indices", 'q', 1, NT_PY_WRITABLE, {-1}};
+    nt_py_array values_spec = {"values", 'f', 1, 0, {-1}};
+    int64_t *scratch = NULL;
+    if (nt_py_get_array(indices, &views[0], &indices_spec) < 0 || nt_py_get_array(values, &views[1], &values_spec) < 0)
+        goto done;
+    int64_t k = views[0].shape[0], n = views[1].shape[0];
+    if (k < 1 || k > n) {
+        PyErr_Format(PyExc_ValueError, "topk: k = %lld must be in [1, %lld]", (long long)k, (long long)n);
+        goto done;
+    }
+    scratch = malloc((size_t)nt_topk_scratch(n, k) * sizeof(int64_t) + 1);
+    if (scratch == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    nt_topk(views[0].buf, scratch, views[1].buf, n, k);
+    Py_END_ALLOW_THREADS
+done:
+    free(scratch);
+    nt_py_release(views, 2);
+    return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
+}
+
 static PyMethodDef module_methods[] = {
+    {"topk", topk, METH_VARARGS, "Writes torch.topk(values, k).indices, ties in torch's order, into indices (k,)."},
     {"quantize", (PyCFunction)(void (*)(void))quantize, METH_VARARGS | METH_KEYWORDS,
      "Quantizes float weights to a quantized dtype with per-group scales, into caller-allocated arrays."},
     {NULL},
