@@ -199,8 +199,14 @@ def test_special_token_counts_and_tokens_to_string(both):
         tokens = theirs.tokenize(text)
         assert ours.tokenize(text) == tokens
         assert ours.convert_tokens_to_string(tokens) == theirs.convert_tokens_to_string(tokens)
-    with pytest.raises(ValueError, match="not a token of the vocabulary"):
-        ours.convert_tokens_to_string(["no such token anywhere"])
+    # any strings, as Transformers runs the decoder on them
+    for tokens in (["no such token anywhere"], ["\u2581a\u2581b", "<0x41>", "<0xE4>", "<0xB8>", "<0xAD>", "<0xE4>", "x"],
+                   ["<0x+5>", "<0xZZ>", "<0x4", "\u2581", " b\u2581 "], []):
+        assert ours.convert_tokens_to_string(tokens) == theirs.convert_tokens_to_string(tokens)
+    with pytest.raises(TypeError):
+        theirs.convert_tokens_to_string(["a", 5])
+    with pytest.raises(TypeError, match="takes strings"):
+        ours.convert_tokens_to_string(["a", 5])
 
 
 def test_pad_of_the_tokenizers_own_encodings(both):

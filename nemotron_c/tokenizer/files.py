@@ -235,6 +235,10 @@ def decoder_steps(decoder):
         else:
             raise ValueError(f"unsupported decoder type {kind!r} "
                              "(nemotron_c supports Replace, ByteFallback, Fuse, Strip, Metaspace, Sequence)")
+    if decoder is not None and not steps:
+        # an empty Sequence leaves the tokens as they are, to be joined with nothing; without a decoder tokenizers
+        # joins them with spaces
+        steps.append(step(_core.STEP_FUSE))
     return check_growth(steps, "decoder")
 
 

@@ -269,10 +269,14 @@ class NemotronTokenizer:
 
         self._n_model = len(model.vocab)
         self._stripping_tokens = any(a["lstrip"] or a["rstrip"] for a in model.added)
-        self._special_ids = {a["id"] for a in model.added if a["special"]}
         self._id_to_token = dict(zip(model.vocab.values(), model.vocab))
         self._id_to_token.update({a["id"]: a["matched"] for a in model.added})
         self._n_ids = max(self._id_to_token, default=-1) + 1
+        # decode(skip_special_tokens=True) drops, as tokenizers does, the ids whose token (by name) is a special
+        # token's content: not a normalized special token named by its normalized form ("▁<x>" under a Prepend)
+        special = {a["content"] for a in model.added if a["special"]}
+        self._skipped_ids = {i for i in [a["id"] for a in model.added] + [model.vocab[c] for c in special if c in model.vocab]
+                             if self._id_to_token.get(i) in special}
         self._vocab = dict(model.vocab)
         self._vocab.update({a["content"]: a["id"] for a in model.added})
         # what align() needs to place tokens in the text
@@ -396,7 +400,9 @@ class NemotronTokenizer:
         if isinstance(ids, (int, np.integer)):
             return self._id_to_token.get(_u32(int(ids)))
         ids = _id_list(ids)
-        return [self._id_to_token.get(_u32(i)) for i in ids if not (skip_special_tokens and i in self._special_ids)]
+        # as Transformers, skip_special_tokens drops the ids of all_special_ids only (the named special tokens)
+        skipped = set(self.all_special_ids) if skip_special_tokens else ()
+        return [self._id_to_token.get(_u32(i)) for i in ids if i not in skipped]
 
     # ---- special tokens
 
@@ -778,14 +784,14 @@ class NemotronTokenizer:
         self._build_vocabulary(self._model)
 
     def convert_tokens_to_string(self, tokens):
-        """The decoder's text of the tokens (Transformers runs the decoder on them, as decode does after mapping
-        ids to tokens, without clean-up); tokens outside the vocabulary are refused by name."""
-        ids = []
+        """The decoder's text of the tokens, as Transformers runs the decoder on them (any strings, not only the
+        vocabulary's: the names convert_ids_to_tokens gives, words a pipeline put together), without clean-up;
+        without a decoder, the tokens joined by spaces."""
+        tokens = list(tokens)
         for token in tokens:
-            if token not in self._vocab:
-                raise ValueError(f"convert_tokens_to_string: {token!r} is not a token of the vocabulary")
-            ids.append(self._vocab[token])
-        return self._core.decode(np.array(ids, dtype=np.int32), False)
+            if not isinstance(token, str):
+                raise TypeError(f"convert_tokens_to_string takes strings, not {type(token).__name__}")
+        return decode_strings(self._model.decoder, tokens)
 
     def _pairs(self, texts, text_pair, batched):
         """The second sequences (None without text_pair), checked as Transformers checks them."""
@@ -885,8 +891,9 @@ class NemotronTokenizer:
         for i in ids:
             _u32(i)
         # ids beyond the vocabulary are skipped, as tokenizers does
-        array = np.array([i for i in ids if i < self._n_ids], dtype=np.int32)
-        text = self._core.decode(array, bool(skip_special_tokens))
+        skipped = self._skipped_ids if skip_special_tokens else ()
+        array = np.array([i for i in ids if i < self._n_ids and i not in skipped], dtype=np.int32)
+        text = self._core.decode(array, False)
         clean = self.clean_up_tokenization_spaces if clean_up_tokenization_spaces is None else clean_up_tokenization_spaces
         return clean_up_tokenization(text) if clean and self._force_clean_up else text
 
@@ -947,6 +954,70 @@ class NemotronTokenizer:
     def __repr__(self):
         return (f"NemotronTokenizer(name_or_path={self.name_or_path!r}, vocab_size={self.vocab_size}, "
                 f"len={len(self)}, padding_side={self.padding_side!r})")
+
+
+def decode_strings(steps, tokens):
+    """tokenizers' decoders (the core's decoder steps) run on strings, as the core runs them on the ids' tokens."""
+    if not steps:
+        return " ".join(tokens)
+    for kind, a, b, start, stop, prepend_scheme, *_ in steps:
+        if kind == _core.STEP_REPLACE:
+            tokens = [t.replace(a, b) if a else t for t in tokens]
+        elif kind == _core.STEP_BYTE_FALLBACK:
+            tokens = _byte_fallback(tokens)
+        elif kind == _core.STEP_FUSE:
+            tokens = ["".join(tokens)]
+        elif kind == _core.STEP_STRIP:
+            tokens = [_strip(t, a, start, stop) for t in tokens]
+        elif kind == _core.STEP_METASPACE:  # the first token's replacements are dropped unless prepend is "never"
+            tokens = [t.replace(a, "" if i == 0 and prepend_scheme != _core.PREPEND_NEVER else " ")
+                      for i, t in enumerate(tokens)]
+        else:
+            raise ValueError(f"decoder step {kind} is not one nemotron_c decodes")
+    return "".join(tokens)
+
+
+def _byte_fallback(tokens):
+    """Runs of <0xNN> tokens become their text when it is UTF-8, else one U+FFFD a byte."""
+    out, run = [], bytearray()
+    for token in tokens + [None]:
+        value = _byte_value(token)
+        if value is not None:
+            run.append(value)
+            continue
+        if run:
+            try:
+                out.append(run.decode("utf-8"))
+            except UnicodeDecodeError:
+                out += ["\ufffd"] * len(run)
+            run.clear()
+        if token is not None:
+            out.append(token)
+    return out
+
+
+def _byte_value(token):
+    """The byte of a "<0xNN>" token (six UTF-8 bytes, NN read as Rust's u8::from_str_radix reads it), or None."""
+    if token is None or len(token.encode("utf-8")) != 6 or not token.startswith("<0x") or not token.endswith(">"):
+        return None
+    digits = token[3:5]
+    hexadecimal = "0123456789abcdefABCDEF"
+    if all(c in hexadecimal for c in digits) or (digits[0] == "+" and digits[1] in hexadecimal):
+        return int(digits, 16)
+    return None
+
+
+def _strip(token, content, start, stop):
+    """tokenizers' Strip decoder: up to start leading and stop trailing `content` characters off."""
+    for _ in range(start):
+        if not (content and token.startswith(content)):
+            break
+        token = token[len(content):]
+    for _ in range(stop):
+        if not (content and token.endswith(content)):
+            break
+        token = token[:-len(content)]
+    return token
 
 
 def _room_for_tokens(max_length, n_special):

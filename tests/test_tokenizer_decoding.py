@@ -1,0 +1,76 @@
+"""Decoding against Transformers 5's tokenizer: decode, convert_ids_to_tokens and convert_tokens_to_string with
+skip_special_tokens, no decoder or an empty one, and added tokens named by their normalized form."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+import transformers
+from helpers.tokenizer_builders import build_all, write_tiny_tokenizer
+
+from nemotron_c import AutoTokenizer
+
+transformers.logging.set_verbosity_error()
+
+
+@pytest.fixture(scope="module")
+def dirs(tmp_path_factory):
+    return build_all(str(tmp_path_factory.getbasetemp() / "tokenizers"))
+
+
+@pytest.mark.parametrize("name", ["nemotron", "big", "legacy", "plain_strings", "spm_only"])
+def test_convert_ids_to_tokens_skips_the_named_special_tokens(dirs, name):
+    """convert_ids_to_tokens(skip_special_tokens=True) drops all_special_ids (bos, eos, unk, pad and the extra
+    special tokens), not every special added token: <pad> and <ctrl_0> stay when no special token names them."""
+    ours, theirs = AutoTokenizer.from_pretrained(dirs[name]), transformers.AutoTokenizer.from_pretrained(dirs[name])
+    ids = list(range(12)) + [len(theirs) - 1]
+    for skip in (False, True):
+        assert ours.convert_ids_to_tokens(ids, skip_special_tokens=skip) == \
+            theirs.convert_ids_to_tokens(ids, skip_special_tokens=skip)
+
+
+def test_decoding_normalized_special_tokens(dirs, tmp_path):
+    """Under a Prepend normalizer a normalized added token is named by its normalized form ('▁<x>'): tokenizers'
+    decode(skip_special_tokens=True) then keeps a special one (it skips by name), and convert_tokens_to_string
+    takes the name convert_ids_to_tokens gave. Random ids, with and without skipping and clean-up."""
+    path = tmp_path / "legacy"
+    shutil.copytree(dirs["legacy"], path)
+    with open(path / "tokenizer.json", encoding="utf-8") as f:
+        data = json.load(f)
+    next_id = max(max(data["model"]["vocab"].values()), *(a["id"] for a in data["added_tokens"])) + 1
+    flags = {"single_word": False, "lstrip": False, "rstrip": False}
+    data["added_tokens"] += [{"id": next_id, "content": "<x>", "normalized": True, "special": True, **flags},
+                             {"id": next_id + 1, "content": "<y>", "normalized": False, "special": True, **flags},
+                             {"id": next_id + 2, "content": "<z>", "normalized": True, "special": False, **flags}]
+    with open(path / "tokenizer.json", "w", encoding="utf-8") as f:
+        json.dump(data, f, ensure_ascii=False)
+    ours, theirs = AutoTokenizer.from_pretrained(str(path)), transformers.AutoTokenizer.from_pretrained(str(path))
+    rng = np.random.default_rng(1)
+    added = sorted(theirs.added_tokens_decoder)
+    for _ in range(300):
+        ids = [int(i) for i in rng.integers(0, len(theirs), size=int(rng.integers(0, 8)))]
+        ids += [int(rng.choice(added)) for _ in range(int(rng.integers(0, 4)))]
+        rng.shuffle(ids)
+        for kwargs in ({}, {"skip_special_tokens": True}, {"clean_up_tokenization_spaces": True}):
+            assert (ids, kwargs, ours.decode(ids, **kwargs)) == (ids, kwargs, theirs.decode(ids, **kwargs))
+        tokens = theirs.convert_ids_to_tokens(ids)
+        assert ours.convert_ids_to_tokens(ids) == tokens
+        assert ours.convert_tokens_to_string(tokens) == theirs.convert_tokens_to_string(tokens)
+
+
+@pytest.mark.parametrize("decoder", [None, {"type": "Sequence", "decoders": []},
+                                     {"type": "Sequence", "decoders": [{"type": "ByteFallback"}]},
+                                     {"type": "Sequence", "decoders": [{"type": "Strip", "content": "a", "start": 2,
+                                                                        "stop": 0}, {"type": "Fuse"}]}],
+                         ids=["none", "empty-sequence", "byte-fallback", "strip"])
+def test_decoding_with_no_or_an_empty_decoder(tmp_path, decoder):
+    """Without a decoder tokenizers joins the tokens with spaces; an empty Sequence joins them with nothing.
+    decode and convert_tokens_to_string (any strings) as Transformers."""
+    vocab = {"<unk>": 0, "a": 1, "b": 2, " ": 3, "ab": 4, "<0x41>": 5, "<0xE4>": 6}
+    path = write_tiny_tokenizer(tmp_path, vocab, [("a", "b")], decoder=decoder)
+    ours, theirs = AutoTokenizer.from_pretrained(path), transformers.AutoTokenizer.from_pretrained(path)
+    for text in ("ab a b", "aab", "a"):
+        ids = theirs.encode(text)
+        assert (text, ours.decode(ids)) == (text, theirs.decode(ids))
+    for tokens in (["ab", "x y"], ["<0x41>", "<0xE4>", "aab", "<0x+5>"], ["aa", "", "a"], []):
+        assert ours.convert_tokens_to_string(tokens) == theirs.convert_tokens_to_string(tokens)
