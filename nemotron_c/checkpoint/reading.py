@@ -77,7 +77,12 @@ def read_sharded(directory, index_path, read_file):
     tensors, unlisted = {}, {}
     for path, names in shards.items():
         names = set(names)
-        for name, tensor in read_file(path).items():
+        try:
+            shard = read_file(path)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{index_path} lists the shard {os.path.relpath(path, root)!r}, which does not "
+                                    f"exist: {path} (an incomplete download or copy?)") from None
+        for name, tensor in shard.items():
             if name in names:
                 tensors[name] = tensor
             elif name in unlisted:
