@@ -5,6 +5,7 @@ this module only maps file formats' names onto it and says how NumPy views each 
 """
 import os
 import stat
+import warnings
 
 import numpy as np
 
@@ -150,7 +151,9 @@ class StoredTensor:
         raw = np.frombuffer(self.data, dtype=numpy_type)
         if self.dtype in FLOAT8_TABLES:
             values = FLOAT8_TABLES[self.dtype][raw]
-        elif self.dtype.startswith("C"):  # torch keeps the real part (and warns that the imaginary one is lost)
+        elif self.dtype.startswith("C"):
+            warnings.warn(f"tensor {self.name!r} in {self.file} is complex ({self.dtype}): its imaginary part is "
+                          f"dropped, as torch's .to() drops it (and warns) when Transformers loads it")
             values = raw[0::2].astype(np.float32)
         else:
             values = raw.astype(np.float32)
