@@ -356,3 +356,45 @@ def test_offsets_of_stripping_tokens_in_pairs_and_windows(dirs):
                       max_length=12, stride=3, return_overflowing_tokens=True, padding=True, **ALL)
     finally:
         ours.truncation_side = theirs.truncation_side = "right"
+
+
+def _columns(encoding):
+    """A BatchEncoding's columns as comparable values (tensor kind, dtype, values; rows of a ragged array)."""
+    out = {}
+    for key, value in encoding.items():
+        if isinstance(value, np.ndarray) and value.dtype == object:
+            out[key] = ("object", [row.tolist() for row in value])
+        elif hasattr(value, "tolist"):
+            out[key] = (type(value).__name__, str(value.dtype), value.tolist())
+        else:
+            out[key] = value
+    return out
+
+
+@pytest.mark.parametrize("tensor_type", ["np", "pt", None])
+def test_convert_to_tensors_n_sequences_and_is_fast(both, tensor_type):
+    """BatchEncoding.convert_to_tensors (in place, with or without a batch axis put before; ragged rows an object
+    array, or Transformers' ValueError), n_sequences (an emptied sequence of a pair counts), is_fast and data."""
+    ours, theirs = both
+    calls = [(("Hello world",), {}), ((["Hello world", "x"],), {}), ((["Hello world", "x"],), {"padding": True}),
+             ((["Hello world", "x"],), {"return_offsets_mapping": True}), (("",), {}), (([""],), {}),
+             (("a b", "c d e f g h"), dict(truncation="only_second", max_length=6 + ours.num_special_tokens_to_add(True),
+                                           return_overflowing_tokens=True, stride=1))]
+    for args, kwargs in calls:
+        for batch_axis in (False, True):
+            outcomes = []
+            for tokenizer in (ours, theirs):
+                encoding = tokenizer(*args, **kwargs)
+                try:
+                    converted = encoding.convert_to_tensors(tensor_type, prepend_batch_axis=batch_axis)
+                    outcomes.append((converted is encoding, _columns(encoding)))
+                except ValueError as e:
+                    outcomes.append(str(e)[:40])
+            assert (args, kwargs, batch_axis, outcomes[0]) == (args, kwargs, batch_axis, outcomes[1])
+    for args, kwargs in [(("Hello world",), {}), ((["a", "b c"], ["x", "y"]), {}),
+                         (("a b", "c d e f g h"), dict(truncation="longest_first", return_overflowing_tokens=True,
+                                                       max_length=1 + ours.num_special_tokens_to_add(True)))]:
+        a, b = ours(*args, **kwargs), theirs(*args, **kwargs)
+        assert (a.n_sequences, [e.n_sequences for e in a.encodings]) == \
+            (b.n_sequences, [e.n_sequences for e in b.encodings])
+        assert a.is_fast and a.data == b.data

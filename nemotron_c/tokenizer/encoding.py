@@ -67,7 +67,8 @@ class Encoding:
 
     @property
     def n_sequences(self):
-        return len({s for s in self.sequences if s is not None}) or 1
+        # an emptied sequence counts: tokenizers keeps its (empty) range
+        return len(self.made_of) or 1
 
     @property
     def sequence_ids(self):

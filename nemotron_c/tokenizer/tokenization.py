@@ -124,6 +124,41 @@ class BatchEncoding(dict):
             raise TypeError(f"word {index} has no tokens in sequence {sequence_index} of row {row}")
         return CharSpan(*span)
 
+    @property
+    def data(self):  # Transformers' BatchEncoding keeps its columns in a dict there
+        return self
+
+    @property
+    def is_fast(self):
+        return True
+
+    @property
+    def n_sequences(self):
+        return self.encodings[0].n_sequences if self.encodings else None
+
+    def convert_to_tensors(self, tensor_type=None, prepend_batch_axis=False):
+        """Transformers' convert_to_tensors: each column (under a batch axis when prepend_batch_axis) as a tensor of
+        tensor_type ("np" or "pt"), in place; ragged rows make a NumPy object array, and a ValueError for "pt"."""
+        if tensor_type is None:
+            return self
+        kind = getattr(tensor_type, "value", tensor_type)  # a TensorType too
+        if kind not in ("np", "pt"):
+            raise ValueError(f"unsupported tensor_type={tensor_type!r} (nemotron_c supports 'np' and 'pt')")
+        for key, value in self.items():
+            if prepend_batch_axis:
+                value = [value]
+            if isinstance(value, np.ndarray) or hasattr(value, "detach"):
+                continue
+            try:
+                self[key] = _column_tensor(value, kind)
+            except Exception as e:  # Transformers' message
+                raise ValueError(
+                    "Unable to create tensor, you should probably activate truncation and/or padding with 'padding=True' "
+                    "'truncation=True' to have batched tensors with the same length. Perhaps your features "
+                    f"(`{key}` in this case) have excessive nesting (inputs type `list` where type `int` is expected)."
+                ) from e
+        return self
+
     def to(self, device):
         for key, value in self.items():
             if hasattr(value, "to"):
@@ -152,6 +187,28 @@ def _as_tensor(rows, return_tensors):
             raise ImportError("return_tensors='pt' needs PyTorch, which is not installed") from None
         return torch.from_numpy(array)
     raise ValueError(f"unsupported return_tensors={return_tensors!r} (nemotron_c supports 'np' and 'pt')")
+
+
+def _column_tensor(value, kind):
+    """One column as Transformers' convert_to_tensors makes it."""
+    empty = _is_empty(value)
+    if kind == "pt":
+        import torch
+
+        if isinstance(value, list) and value and isinstance(value[0], np.ndarray):
+            return torch.from_numpy(np.array(value))
+        return torch.tensor(value, dtype=torch.int64 if empty else None)
+    if isinstance(value, (list, tuple)) and value and isinstance(value[0], (list, tuple, np.ndarray)) and \
+            len({len(row) for row in value}) > 1:
+        return np.asarray([np.asarray(row) for row in value], dtype=object)  # ragged rows
+    return np.asarray(value, dtype=np.int64 if empty else None)
+
+
+def _is_empty(value):
+    """No leaf elements (nested empty lists)."""
+    if isinstance(value, (list, tuple)):
+        return len(value) == 0 or (isinstance(value[0], (list, tuple)) and all(_is_empty(v) for v in value))
+    return False
 
 
 def _check_text(text, in_batch=False):
