@@ -223,13 +223,15 @@ def test_malformed_headers(tmp_path, header, data, message):
         read_safetensors(path)
 
 
+A = {"dtype": "F32", "shape": [3], "data_offsets": [0, 12]}
+
+
 @pytest.mark.parametrize("metadata", [{"format": "pt"}, {"format": "tf"}, {}, None, {"format": 1}, {"a": {"b": "c"}},
                                       ["x"], 5, "pt"], ids=str)
 def test_metadata_read_as_the_safetensors_library_reads_it(tmp_path, metadata):
     # Transformers reads no metadata (not even "format") but safe_open refuses what is not an object of strings
     path = str(tmp_path / "meta.safetensors")
-    write_raw_safetensors(path, {"__metadata__": metadata, "a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 12]}},
-                          FLOATS[:12])
+    write_raw_safetensors(path, {"__metadata__": metadata, "a": A}, FLOATS[:12])
     try:
         expected = load_file(path)
     except Exception as e:  # safetensors_rust.SafetensorError
@@ -238,9 +240,6 @@ def test_metadata_read_as_the_safetensors_library_reads_it(tmp_path, metadata):
         assert "invalid type" in str(e)
     else:
         assert np.array_equal(read_safetensors(path)["a"].array("float32"), expected["a"])
-
-
-A = {"dtype": "F32", "shape": [3], "data_offsets": [0, 12]}
 
 
 @pytest.mark.parametrize("header, data", [

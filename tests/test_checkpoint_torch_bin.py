@@ -120,8 +120,8 @@ def test_non_contiguous_tensors_are_copied_as_transformers_copies_them(tmp_path)
     state["model.layers.1.mlp.down_proj.weight"] = wide[:, 1::3]  # a strided slice at an offset
     norm = state["model.norm.weight"]
     state["model.norm.weight"] = torch.stack([norm, -norm], dim=1)[:, 0]
-    assert not any(state[name].is_contiguous() for name in ("model.layers.0.mlp.up_proj.weight",
-                                                              "model.layers.1.mlp.down_proj.weight", "model.norm.weight"))
+    views = ("model.layers.0.mlp.up_proj.weight", "model.layers.1.mlp.down_proj.weight", "model.norm.weight")
+    assert not any(state[name].is_contiguous() for name in views)
     path = save_bin(tmp_path / "strided", model, state)
     tensors = read_checkpoint(path)
     for name, t in state.items():
@@ -486,8 +486,8 @@ def test_values_beside_the_tensors_are_ignored(tmp_path):
     model = build_hf_model()
     extras = {"global_step": 1200, "epoch": 3.5, "version": "1.0", "resumed": False, "scheduler": None,
               "shape": torch.Size([2, 3]), "device": torch.device("cpu"), "dtype": torch.float16, "steps": [1, 2],
-              "seen": {3, 4}, "optimizer": {"lr": 0.1, "state": {"w": torch.ones(2)}}, "counts": collections.Counter(a=2),
-              "hash": b"\x00\xff", "buffer": bytearray(b"ab"), "z": 1 + 2j}
+              "seen": {3, 4}, "optimizer": {"lr": 0.1, "state": {"w": torch.ones(2)}},
+              "counts": collections.Counter(a=2), "hash": b"\x00\xff", "buffer": bytearray(b"ab"), "z": 1 + 2j}
     state = dict(model.state_dict())
     state["model.norm.weight"] = state["model.norm.weight"].clone()
     state["model.norm.weight"].note = "a tensor with an attribute: torch.save writes _rebuild_from_type_v2"

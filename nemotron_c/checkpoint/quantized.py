@@ -182,8 +182,9 @@ def gather_quantized(tensors, quantization_config, quantizable):
                 raise QuantizedCheckpointError(
                     f"tensor {name!r} in {stored.file} is stored as {stored.dtype}, which nemotron_c reads only as the "
                     f"values of its {fmt.dtype} checkpoints, and config.json has no quantization_config saying the "
-                    f"checkpoint is one ({fmt.quantization_config['format']!r}): Transformers would load its integers as "
-                    f"the weights' values (other dtypes are converted to the model's dtype, as Transformers does)")
+                    f"checkpoint is one ({fmt.quantization_config['format']!r}): Transformers would load its "
+                    f"integers as the weights' values (other dtypes are converted to the model's dtype, as "
+                    f"Transformers does)")
         return tensors
     fmt = check_quantization_config(quantization_config)
     out = {}

@@ -338,9 +338,10 @@ class StateDictUnpickler(pickle.Unpickler):
     def find_class(self, module, name):
         if (module, name) not in ALLOWED_GLOBALS:
             raise refused_global(self.path, module, name)
-        plain = {"set": self.plain_set, "Size": self.plain_tuple, "device": self.plain_tuple, "Counter": self.plain_dict,
-                 "encode": self.plain_bytes, "complex": self.plain_complex, "bytearray": self.plain_bytes,
-                 "Tensor": TENSOR_CLASS, "Parameter": TENSOR_CLASS, "_rebuild_from_type_v2": self.rebuild_from_type}
+        plain = {"set": self.plain_set, "Size": self.plain_tuple, "device": self.plain_tuple,
+                 "Counter": self.plain_dict, "encode": self.plain_bytes, "complex": self.plain_complex,
+                 "bytearray": self.plain_bytes, "Tensor": TENSOR_CLASS, "Parameter": TENSOR_CLASS,
+                 "_rebuild_from_type_v2": self.rebuild_from_type}
         if name in plain:
             return plain[name]
         if module == "torch":
