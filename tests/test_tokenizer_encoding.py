@@ -398,3 +398,22 @@ def test_convert_to_tensors_n_sequences_and_is_fast(both, tensor_type):
         assert (a.n_sequences, [e.n_sequences for e in a.encodings]) == \
             (b.n_sequences, [e.n_sequences for e in b.encodings])
         assert a.is_fast and a.data == b.data
+
+
+def test_special_tokens_mask_vocab_and_other_attributes(both):
+    """get_special_tokens_mask (what DataCollatorForLanguageModeling calls: all_special_ids in a formatted
+    sequence; for an unformatted one, which Transformers does not implement, the template's mask, equal to
+    return_special_tokens_mask's), vocab, pad_token_type_id and clean_up_tokenization as Transformers'."""
+    ours, theirs = both
+    for text in TEXTS:
+        ids = theirs(text)["input_ids"] + theirs.convert_tokens_to_ids(["<pad>", "<ctrl_0>", "<unk>"])
+        assert ours.get_special_tokens_mask(ids, already_has_special_tokens=True) == \
+            theirs.get_special_tokens_mask(ids, already_has_special_tokens=True)
+    with pytest.raises(ValueError, match="second sequence"):
+        ours.get_special_tokens_mask([1], [2], already_has_special_tokens=True)
+    first, second = theirs("a b", add_special_tokens=False)["input_ids"], theirs("c", add_special_tokens=False)["input_ids"]
+    assert ours.get_special_tokens_mask(first) == theirs("a b", return_special_tokens_mask=True)["special_tokens_mask"]
+    assert ours.get_special_tokens_mask(first, second) == \
+        theirs("a b", "c", return_special_tokens_mask=True)["special_tokens_mask"]
+    assert (ours.vocab, ours.pad_token_type_id) == (theirs.vocab, theirs.pad_token_type_id)
+    assert ours.clean_up_tokenization("a , b . c 's") == theirs.clean_up_tokenization("a , b . c 's")

@@ -441,6 +441,29 @@ class NemotronTokenizer:
     def get_vocab(self):
         return dict(self._vocab)
 
+    @property
+    def vocab(self):
+        return self.get_vocab()
+
+    pad_token_type_id = PAD_TYPE_ID
+
+    def get_special_tokens_mask(self, token_ids_0, token_ids_1=None, already_has_special_tokens=False):
+        """1 for each id of all_special_ids in a sequence that has its special tokens already (what
+        DataCollatorForLanguageModeling asks), as Transformers; for one without them, the mask the post-processor's
+        template gives (Transformers raises NotImplementedError there)."""
+        if already_has_special_tokens:
+            if token_ids_1 is not None:
+                raise ValueError("You should not supply a second sequence if the provided sequence of ids is already "
+                                 "formatted with special tokens for the model.")
+            special = set(self.all_special_ids)
+            return [1 if int(i) in special else 0 for i in token_ids_0]
+        sequences = [token_ids_0] if token_ids_1 is None else [token_ids_0, token_ids_1]
+        return [mask for kind, value, _ in self._templates[len(sequences) - 1]
+                for mask in ([0] * len(sequences[value]) if kind == "sequence" else [1] * len(value))]
+
+    def clean_up_tokenization(self, text):
+        return clean_up_tokenization(text)
+
     def convert_tokens_to_ids(self, tokens):
         if tokens is None:
             return None
