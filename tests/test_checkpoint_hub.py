@@ -147,13 +147,22 @@ def test_subfolder(cache, sources):
     compare_with_transformers({"cache_dir": cache, "subfolder": "sub"}, sources["sub"])
 
 
-def test_configs_match_transformers(cache):
-    kwargs = {"cache_dir": cache, "revision": "dev"}
+@pytest.mark.parametrize("kwargs", [{"revision": "dev"}, {"subfolder": "sub"}, {"revision": MAIN, "local_files_only": True},
+                                    {"revision": "bin"}], ids=["branch", "subfolder", "commit_local", "bin"])
+def test_configs_match_transformers(cache, kwargs):
+    kwargs = {"cache_dir": cache, **kwargs}
     ours = nemotron_c.AutoConfig.from_pretrained(REPO, **kwargs)
     hf = transformers.AutoConfig.from_pretrained(REPO, **kwargs)
     assert ours._name_or_path == hf._name_or_path == REPO
     assert ours.vocab_size == hf.vocab_size and ours.hidden_size == hf.hidden_size
+    assert ours.to_diff_dict() == {key: value for key, value in hf.to_diff_dict().items() if key in ours.to_diff_dict()}
     assert not hasattr(ours, "revision") and not hasattr(ours, "cache_dir")  # consumed, not taken as overrides
+    if kwargs.get("revision") == "bin":  # a .bin checkpoint saved without generation_config.json
+        with pytest.raises(OSError):
+            transformers.GenerationConfig.from_pretrained(REPO, **kwargs)
+        with pytest.raises(OSError, match="generation_config.json is not in the Hugging Face cache"):
+            nemotron_c.GenerationConfig.from_pretrained(REPO, **kwargs)
+        return
     ours_gen = nemotron_c.GenerationConfig.from_pretrained(REPO, **kwargs)
     hf_gen = transformers.GenerationConfig.from_pretrained(REPO, **kwargs)
     assert ours_gen.to_diff_dict() == hf_gen.to_diff_dict()
