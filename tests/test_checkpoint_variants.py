@@ -3,6 +3,7 @@ use_safetensors choice, read as Transformers' from_pretrained(variant=..., use_s
 
 nemotron_c's from_pretrained does not take variant= yet (model/modeling.py refuses it): the models here are built
 from read_weights(path, config, variant, use_safetensors), what it would call."""
+import json
 import os
 import shutil
 
@@ -113,3 +114,48 @@ def test_sharded_variant_fetched_from_the_hub_cache(folders, tmp_path, monkeypat
         ours = nemotron_c.NemotronForCausalLM(config, read_weights(path, config, variant, use_safetensors),
                                               dtype="float32")
         assert_close(ours(IDS).logits, hf_logits(theirs, IDS))
+
+
+def with_transformers_weights(path, file_name):
+    with open(os.path.join(path, "config.json")) as f:
+        config = json.load(f)
+    config["transformers_weights"] = file_name
+    with open(os.path.join(path, "config.json"), "w") as f:
+        json.dump(config, f)
+
+
+@pytest.mark.parametrize("sharded", [False, True])
+def test_transformers_weights_names_the_file_to_read(tmp_path, sharded):
+    # config.json's transformers_weights: Transformers reads that file instead of model.safetensors
+    path = str(tmp_path / "explicit")
+    build_hf_model(seed=0).save_pretrained(path)
+    chosen = build_hf_model(seed=1)
+    chosen.save_pretrained(str(tmp_path / "chosen"), **({"max_shard_size": "40KB"} if sharded else {}))
+    # an index's shards are named from the checkpoint directory (Transformers fails on an index in a folder of it)
+    os.makedirs(os.path.join(path, "weights"))
+    for name in os.listdir(tmp_path / "chosen"):
+        if name == "model.safetensors":
+            shutil.copy(tmp_path / "chosen" / name, os.path.join(path, "weights", name))
+        elif name == "model.safetensors.index.json":
+            shutil.copy(tmp_path / "chosen" / name, os.path.join(path, "custom.safetensors.index.json"))
+        elif name.endswith(".safetensors"):
+            shutil.copy(tmp_path / "chosen" / name, os.path.join(path, name))
+    explicit = "custom.safetensors.index.json" if sharded else "weights/model.safetensors"
+    with_transformers_weights(path, explicit)
+    theirs = transformers.NemotronForCausalLM.from_pretrained(path)
+    ours = nemotron_c.AutoModelForCausalLM.from_pretrained(path)
+    assert_close(ours(IDS).logits, hf_logits(theirs, IDS))
+    assert_close(ours(IDS).logits, hf_logits(chosen, IDS))
+
+
+@pytest.mark.parametrize("file_name, message", [("pytorch_model.bin", "neither a safetensors file"),
+                                                ("../elsewhere/model.safetensors", "outside the checkpoint")])
+def test_transformers_weights_refused_as_transformers_refuses_it(tmp_path, file_name, message):
+    path = str(tmp_path / "explicit")
+    save_bin(path, build_hf_model())
+    build_hf_model().save_pretrained(str(tmp_path / "elsewhere"))
+    with_transformers_weights(path, file_name)
+    with pytest.raises(ValueError):
+        transformers.NemotronForCausalLM.from_pretrained(path)
+    with pytest.raises(ValueError, match=f"transformers_weights .*{message}"):
+        nemotron_c.AutoModelForCausalLM.from_pretrained(path)

@@ -12,10 +12,13 @@ from .tensors import StoredTensor
 from .torch_bin import WEIGHTS_INDEX_NAME, WEIGHTS_NAME, TorchCheckpointFormatError
 
 
-def read_checkpoint(directory, variant=None, use_safetensors=None):
+def read_checkpoint(directory, variant=None, use_safetensors=None, explicit_file=None):
     """All tensors of a checkpoint directory, from the first of its weight files (weights_files: Transformers'
-    order, names and choice for from_pretrained's variant and use_safetensors)."""
+    order, names and choice for from_pretrained's variant and use_safetensors), or from `explicit_file`, which
+    config.json names as transformers_weights."""
     directory = os.fspath(directory)
+    if explicit_file is not None:
+        return read_explicit(directory, explicit_file)
     files = weights_files(variant, use_safetensors)
     for name, read_file, sharded in files:
         path = os.path.join(directory, name)
@@ -25,6 +28,20 @@ def read_checkpoint(directory, variant=None, use_safetensors=None):
         os.path.join(directory, "model.ckpt.index")) else ""
     names = [name for name, _, _ in files]
     raise FileNotFoundError(f"no {', '.join(names[:-1])} or {names[-1]} in {directory}{hint}")
+
+
+def read_explicit(directory, file_name):
+    """The weights config.json names as transformers_weights, which Transformers reads instead of the usual files:
+    a safetensors file or index inside the checkpoint directory."""
+    if not isinstance(file_name, str) or not file_name.endswith((".safetensors", ".safetensors.index.json")):
+        raise ValueError(f"config.json's transformers_weights {file_name!r} is neither a safetensors file nor a "
+                         f"safetensors index (*.safetensors.index.json), as Transformers requires")
+    root = os.path.abspath(directory)
+    path = os.path.abspath(os.path.join(root, file_name))
+    if os.path.commonpath([root, path]) != root:
+        raise ValueError(f"config.json's transformers_weights {file_name!r} lies outside the checkpoint directory "
+                         f"{directory}")
+    return read_sharded(directory, path, read_safetensors) if path.endswith(".index.json") else read_safetensors(path)
 
 
 def add_variant(name, variant):

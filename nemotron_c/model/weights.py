@@ -103,11 +103,11 @@ QUANTIZED_TENSORS = ("self_attn.q_proj.weight", "self_attn.k_proj.weight", "self
 
 
 def read_weights(directory, config, variant=None, use_safetensors=None):
-    """The tensors of a checkpoint directory (its weight files of that variant, see reading.weights_files), each
-    quantized weight paired with its scales when config.json's quantization_config says the checkpoint is one of
-    nemotron_c's int8 or int4 ones (checkpoint/quantized.py)."""
-    return gather_quantized(read_checkpoint(directory, variant, use_safetensors),
-                            getattr(config, "quantization_config", None), QUANTIZED_TENSORS)
+    """The tensors of a checkpoint directory (its weight files of that variant, see reading.weights_files, or the
+    file config.transformers_weights names), each quantized weight paired with its scales when config.json's
+    quantization_config says the checkpoint is one of nemotron_c's int8 or int4 ones (checkpoint/quantized.py)."""
+    tensors = read_checkpoint(directory, variant, use_safetensors, getattr(config, "transformers_weights", None))
+    return gather_quantized(tensors, getattr(config, "quantization_config", None), QUANTIZED_TENSORS)
 
 
 def find_backbone_prefix(tensors, preferred):
