@@ -399,6 +399,9 @@ int64_t nt_generator_beam_output_length(const nt_generator *g, int64_t n);
  * else n). Transformers' beam search and min_p keep what torch.topk returns, which does not break ties by index. */
 int64_t nt_topk_scratch(int64_t n, int64_t k);
 void nt_topk(int64_t *indices, int64_t *scratch, const float *x, int64_t n, int64_t k);
+/* order (n) = torch.sort(x, descending).indices on the CPU (its default, unstable sort: the C++ library's std::sort),
+ * NaN last ascending and first descending: Transformers' top-p and typical-p cut in that order. */
+void nt_sort(int64_t *order, const float *x, int64_t n, int descending);
 
 /* ---------------------------------------------------------------- settings tables (model/settings.c) */
 

@@ -1,5 +1,6 @@
-"""Equal scores: which token Transformers keeps is whatever torch.topk returns, and torch.topk does not break ties
-by index (the C++ library's partial_sort or nth_element decide). nemotron_c's nt_topk replays those algorithms."""
+"""Equal scores: which token Transformers keeps is whatever torch.topk or torch.sort returns, and neither breaks ties
+by index (the C++ library's partial_sort, nth_element or sort decide). nemotron_c's nt_topk and nt_sort replay those
+algorithms."""
 import numpy as np
 import pytest
 import torch
@@ -47,6 +48,22 @@ def test_topk_at_the_boundaries_of_its_two_algorithms(n, k):
         values[::3] = 1.0
         expected = torch.topk(torch.from_numpy(values), k).indices.numpy()
         np.testing.assert_array_equal(our_topk(values, k), expected)
+
+
+def our_sort(values, descending):
+    order = np.empty(values.size, dtype=np.int64)
+    _core.sort(order, np.ascontiguousarray(values, dtype=np.float32), descending)
+    return order
+
+
+@pytest.mark.parametrize("descending", [False, True])
+def test_sort_order_equals_torch_sort_among_ties(descending):
+    for values, _ in tie_heavy_cases(seed=1, count=1500):
+        expected = torch.sort(torch.from_numpy(values), descending=descending).indices.numpy()
+        np.testing.assert_array_equal(our_sort(values, descending), expected, err_msg=f"n={values.size}")
+    many = np.random.default_rng(2).integers(0, 50, 40000).astype(np.float32)  # a vocabulary's width
+    np.testing.assert_array_equal(our_sort(many, descending),
+                                  torch.sort(torch.from_numpy(many), descending=descending).indices.numpy())
 
 
 def test_topk_refuses_k_outside_one_to_n():
@@ -102,3 +119,19 @@ def test_min_p_keeps_the_tokens_torch_topk_names_among_ties(tied_models, eos_cou
     assert_scores_equal(got.scores, expected["scores"])
     kept = np.isfinite(expected["scores"][0]).sum(axis=1)
     assert (kept == eos_count + 1).all()
+
+
+@pytest.mark.parametrize("warpers", [
+    dict(top_p=0.9), dict(top_p=0.5, temperature=3.0), dict(top_p=0.1, temperature=100.0),
+    dict(top_p=0.9, top_k=50), dict(typical_p=0.01, temperature=0.3, num_beams=2, eos_token_id=[2, 3, 4, 5]),
+    dict(typical_p=0.05, temperature=0.3, num_beams=3, eos_token_id=list(range(10, 30))),
+    dict(top_p=0.5, top_k=2, temperature=0.5, num_beams=3, eos_token_id=list(range(10, 30))),
+])
+def test_top_p_and_typical_p_cut_among_equal_scores_as_transformers(tied_models, warpers):
+    """The cut of top_p, and typical_p's min_tokens_to_keep, fall among the run of equal logits: which of them stay
+    is torch.sort's order (the first step's processed scores do not depend on the draws)."""
+    ours, theirs = tied_models
+    kwargs = dict(dict(top_k=0), **warpers, do_sample=True, max_new_tokens=1, **DICT)
+    expected = hf_generate(theirs, PROMPTS, MASK, **kwargs)
+    got = our_generate(ours, PROMPTS, MASK, seed=0, **kwargs)
+    assert_scores_equal(got.scores, expected["scores"])

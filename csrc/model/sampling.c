@@ -264,7 +264,9 @@ static void top_k(float *scores, int64_t k, int64_t V, float *tmp) {
 /* TopPLogitsWarper: in ascending order, tokens whose cumulative probability stays <= 1 - top_p are removed,
  * but never the last min_keep.
  * Tokens less probable than (1 - top_p) / V weigh less than 1 - top_p together, so they all fall in the
- * removed prefix whatever their order: only the others are sorted (a handful of V in practice). */
+ * removed prefix whatever their order: only the others are sorted (a handful of V in practice). Equal scores
+ * give equal cumulative sums in any order; only when the cut falls among equal scores does the order decide which
+ * of them go, and then it is torch.sort's (nt_sort), over the whole row as Transformers sorts it. */
 static void top_p(float *scores, float p, int64_t min_keep, int64_t V, nt_row_scratch *s) {
     softmax(s->values, scores, V);
     float limit = (float)(1.0 - (double)p);
@@ -285,14 +287,22 @@ static void top_p(float *scores, float p, int64_t min_keep, int64_t V, nt_row_sc
         n_small = 0;
     } else {
         qsort_r(s->order, (size_t)n, sizeof *s->order, ascending, scores);
-        for (int64_t i = 0; i < V && n_small > 0; i++)
-            if (s->values[i] < small) scores[i] = -INFINITY;
     }
-    for (int64_t i = 0; i < n - min_keep; i++) {
-        cumulative += s->values[s->order[i]];
+    int64_t removed = 0; /* of the sorted ones */
+    for (; removed < n - min_keep; removed++) {
+        cumulative += s->values[s->order[removed]];
         if ((float)cumulative > limit) break;
-        scores[s->order[i]] = -INFINITY;
     }
+    if (removed > 0 && removed < n && scores[s->order[removed - 1]] == scores[s->order[removed]]) {
+        int64_t *order = s->ranks, gone = 0; /* the removed tokens already at -inf, first in torch's order */
+        nt_sort(order, scores, V, 0);
+        while (gone < V && scores[order[gone]] == -INFINITY) gone++;
+        for (int64_t i = 0; i < gone + n_small + removed; i++) scores[order[i]] = -INFINITY;
+        return;
+    }
+    for (int64_t i = 0; i < V && n_small > 0; i++)
+        if (s->values[i] < small) scores[i] = -INFINITY;
+    for (int64_t i = 0; i < removed; i++) scores[s->order[i]] = -INFINITY;
 }
 
 /* MinPLogitsWarper: tokens less probable than min_p times the top probability are removed, but never the
@@ -336,8 +346,17 @@ static void typical_p(float *scores, float mass, int64_t min_keep, int64_t V, nt
     if (last == n) last = V; /* the mass was never reached: the cut falls among the removed tokens */
     if (last > V - 1) last = V - 1;
     float threshold = last < n ? shifted[s->order[last]] : INFINITY;
+    const int32_t *order = s->order;
+    if (min_keep < n && shifted[order[min_keep - 1]] == shifted[order[min_keep]] && shifted[order[min_keep]] > threshold) {
+        /* the min_keep kept come from among equal shifts: torch.sort's order (nt_sort) names them */
+        int64_t *full = s->ranks;
+        nt_sort(full, shifted, V, 0);
+        for (int64_t i = min_keep; i < V; i++)
+            if (shifted[full[i]] > threshold) scores[full[i]] = -INFINITY;
+        return;
+    }
     for (int64_t i = min_keep; i < n; i++)
-        if (shifted[s->order[i]] > threshold) scores[s->order[i]] = -INFINITY;
+        if (shifted[order[i]] > threshold) scores[order[i]] = -INFINITY;
 }
 
 void nt_process_scores(const nt_generation_config *c, float *scores, const int64_t *seq, int64_t len,

@@ -115,7 +115,33 @@ done:
     return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
 }
 
+/* sort(order int64 (n,), values float32 (n,), descending)
+ * Writes torch.sort(values, descending=descending).indices into order (nt_sort). */
+static PyObject *sort(PyObject *module, PyObject *args) {
+    PyObject *order, *values;
+    int descending;
+    if (!PyArg_ParseTuple(args, "OOp:sort", &order, &values, &descending)) return NULL;
+    Py_buffer views[2];
+    memset(views, 0, sizeof views);
+    nt_py_array order_spec = {"order", 'q', 1, NT_PY_WRITABLE, {-1}};
+    nt_py_array values_spec = {"values", 'f', 1, 0, {-1}};
+    if (nt_py_get_array(order, &views[0], &order_spec) < 0 || nt_py_get_array(values, &views[1], &values_spec) < 0)
+        goto done;
+    if (views[0].shape[0] != views[1].shape[0]) {
+        PyErr_Format(PyExc_ValueError, "sort: order holds %lld indices for %lld values", (long long)views[0].shape[0],
+                     (long long)views[1].shape[0]);
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    nt_sort(views[0].buf, views[1].buf, views[1].shape[0], descending);
+    Py_END_ALLOW_THREADS
+done:
+    nt_py_release(views, 2);
+    return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
+}
+
 static PyMethodDef module_methods[] = {
+    {"sort", sort, METH_VARARGS, "Writes torch.sort(values, descending).indices, ties in torch's order, into order (n,)."},
     {"topk", topk, METH_VARARGS, "Writes torch.topk(values, k).indices, ties in torch's order, into indices (k,)."},
     {"quantize", (PyCFunction)(void (*)(void))quantize, METH_VARARGS | METH_KEYWORDS,
      "Quantizes float weights to a quantized dtype with per-group scales, into caller-allocated arrays."},
