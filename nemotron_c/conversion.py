@@ -59,8 +59,10 @@ def convert_checkpoint(source, destination, dtype=None, max_shard_size=DEFAULT_M
         path = os.path.join(source, file_name)
         if not os.path.isfile(path):
             continue
-        if file_name == CONFIG_NAME and (dtype is not None or untied):
+        if file_name == CONFIG_NAME and (dtype is not None or untied or hasattr(config, "transformers_weights")):
             data = read_config_json(path)
+            # the file it named is written as model.safetensors now (Transformers' save drops it too)
+            data.pop("transformers_weights", None)
             if untied:
                 data["tie_word_embeddings"] = False
             if dtype is not None:

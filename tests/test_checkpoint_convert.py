@@ -66,3 +66,23 @@ def test_sequence_classifier_drops_a_bias_it_has_not(tmp_path):
     transformers.NemotronForSequenceClassification.from_pretrained(source).save_pretrained(tmp_path / "theirs")
     convert_checkpoint(source, tmp_path / "ours")
     assert_same_files(tmp_path / "ours", tmp_path / "theirs")
+
+
+def test_convert_of_a_checkpoint_naming_its_weights_file(tmp_path):
+    # config.json's transformers_weights names the file to read; the copy's weights are model.safetensors, and
+    # Transformers' save_pretrained drops the key from the config it writes
+    model = build_hf_model()
+    source = str(tmp_path / "source")
+    model.save_pretrained(source)
+    os.rename(os.path.join(source, "model.safetensors"), os.path.join(source, "custom.safetensors"))
+    with open(os.path.join(source, "config.json")) as f:
+        config = json.load(f)
+    with open(os.path.join(source, "config.json"), "w") as f:
+        json.dump({**config, "transformers_weights": "custom.safetensors"}, f)
+    transformers.NemotronForCausalLM.from_pretrained(source).save_pretrained(tmp_path / "theirs")
+    convert_checkpoint(source, tmp_path / "ours")
+    assert_same_files(tmp_path / "ours", tmp_path / "theirs")
+    for saved in ("ours", "theirs"):
+        with open(tmp_path / saved / "config.json") as f:
+            assert "transformers_weights" not in json.load(f)
+    transformers.NemotronForCausalLM.from_pretrained(tmp_path / "ours")
