@@ -159,6 +159,18 @@ typedef enum {
     NT_ACT_COUNT
 } nt_activation;
 
+/* RoPE types whose frequencies follow the length of each forward pass, Transformers' dynamic_rope_update. That
+ * length is the largest position id of the call + 1 (over the whole batch, left padding included). */
+typedef enum {
+    NT_ROPE_FIXED = 0, /* inv_freq for every call (default, linear, llama3, yarn) */
+    NT_ROPE_DYNAMIC,   /* dynamic NTK: inv_freq up to rope_length_threshold (max_position_embeddings), then the
+                          frequencies of base rope_theta * (f * n / m - (f - 1)) ** (d / (d - 2)) for the longest
+                          length n the model has seen since it last ran a call shorter than m (f rope_factor,
+                          d rope_dim, m the threshold), in float32 as torch; the model keeps that length */
+    NT_ROPE_LONGROPE,  /* inv_freq (short factors) while the length is at most rope_length_threshold
+                          (original_max_position_embeddings), long_inv_freq beyond it */
+} nt_rope_scaling;
+
 typedef struct {
     int64_t vocab_size;          /* V */
     int64_t hidden_size;         /* H */
@@ -170,6 +182,12 @@ typedef struct {
     int64_t rotary_dim;          /* R = int(D * partial_rotary_factor), even */
     const float *inv_freq;       /* (R/2) rotary inverse frequencies, copied by nt_model_create */
     float rope_attention_scaling;/* multiplies cos and sin (1 for the default rope type) */
+    nt_rope_scaling rope_scaling;/* NT_ROPE_FIXED unless the frequencies follow the length (see nt_rope_scaling) */
+    int64_t rope_length_threshold;/* the length above which the frequencies change (see nt_rope_scaling) */
+    double rope_theta;           /* NT_ROPE_DYNAMIC's base */
+    double rope_factor;          /* NT_ROPE_DYNAMIC's factor */
+    int64_t rope_dim;            /* NT_ROPE_DYNAMIC: int(D * partial_rotary_factor), odd or even, <= R */
+    const float *long_inv_freq;  /* NT_ROPE_LONGROPE: (R/2), copied by nt_model_create */
     float norm_eps;
     nt_activation hidden_act;
     int attention_bias;          /* q/k/v/o projections carry biases */
@@ -268,6 +286,10 @@ nt_status nt_model_forward(nt_model *model, nt_error *err, float *logits, float 
                            const uint8_t *attention_mask, const int64_t *keep_positions, int64_t K,
                            int64_t B, int64_t T, nt_cache *cache, const nt_forward_options *options,
                            const volatile int *cancel);
+
+/* The rotary inverse frequencies (R/2) of a forward pass whose largest position id is length - 1, leaving alone
+ * the length NT_ROPE_DYNAMIC keeps: those of a model that has seen no longer call (for tests and inspection). */
+void nt_model_rope_frequencies(const nt_model *model, int64_t length, float *inv_freq);
 
 /* ---------------------------------------------------------------- scoring */
 

@@ -1,4 +1,5 @@
 """NemotronConfig against Transformers' NemotronConfig, field by field."""
+import copy
 import json
 
 import numpy as np
@@ -32,6 +33,16 @@ DICTS = [
                          "original_max_position_embeddings": 1024}, "max_position_embeddings": 4096},
     {"rope_parameters": {"rope_type": "yarn", "rope_theta": 10000.0, "factor": 2.0, "beta_fast": 16,
                          "mscale": 0.7, "mscale_all_dim": 1.0, "truncate": False}},
+    {"rope_parameters": {"rope_type": "dynamic", "rope_theta": 10000.0, "factor": 2.0}},
+    # the legacy spelling, an int factor and a max_position_embeddings factor * m / m does not give back exactly
+    {"rope_scaling": {"type": "dynamic", "factor": 3}, "max_position_embeddings": 1000},
+    {"rope_scaling": {"type": "dynamic", "factor": 1.1}, "max_position_embeddings": 3, "partial_rotary_factor": 1.0},
+    {"rope_parameters": {"rope_type": "longrope", "rope_theta": 10000.0, "short_factor": [1.0, 1.5, 2.0, 2.5, 3.0, 3.5,
+                         4.0, 4.5], "long_factor": [2.0] * 8, "original_max_position_embeddings": 1024},
+     "hidden_size": 256, "num_attention_heads": 8, "max_position_embeddings": 8192},
+    {"rope_parameters": {"rope_type": "longrope", "rope_theta": 10000.0, "short_factor": [1.1] * 8,
+                         "long_factor": [3.0] * 8, "original_max_position_embeddings": 64, "factor": 4.0,
+                         "attention_factor": 1.25}, "hidden_size": 256, "num_attention_heads": 8},
     {"id2label": {"0": "neg", "1": "pos", "2": "neutral"}},
     {"tie_word_embeddings": True, "attention_bias": True, "mlp_bias": True, "pad_token_id": 0,
      "eos_token_id": [3, 7], "norm_eps": 1e-6, "hidden_act": "silu"},
@@ -118,8 +129,8 @@ def test_validation_messages():
         nemotron_c.NemotronConfig(hidden_size=36, num_attention_heads=4, partial_rotary_factor=1.0).validate()
     with pytest.raises(ValueError, match="partial_rotary_factor"):
         nemotron_c.NemotronConfig(partial_rotary_factor=1.5).validate()
-    with pytest.raises(NotImplementedError, match="dynamic"):
-        nemotron_c.NemotronConfig(rope_parameters={"rope_type": "dynamic", "factor": 2.0}).validate()
+    with pytest.raises(NotImplementedError, match="proportional"):
+        nemotron_c.NemotronConfig(rope_parameters={"rope_type": "proportional", "factor": 2.0}).validate()
     with pytest.raises(ValueError, match="low_freq_factor"):
         nemotron_c.NemotronConfig(rope_parameters={"rope_type": "llama3", "factor": 2.0}).validate()
     with pytest.raises(ValueError, match="model_type"):
@@ -157,6 +168,8 @@ def test_transformers_config_object_accepted(checkpoint):
 
 
 YARN = {"rope_type": "yarn", "factor": 2.0}
+LONGROPE = {"rope_type": "longrope", "short_factor": [1.0] * 4, "long_factor": [2.0] * 4,
+            "original_max_position_embeddings": 8}
 
 
 @pytest.mark.parametrize("fields, message", [
@@ -169,6 +182,14 @@ YARN = {"rope_type": "yarn", "factor": 2.0}
     (dict(rope_parameters={**YARN, "original_max_position_embeddings": 0}), "original_max_position_embeddings"),
     (dict(rope_parameters={"rope_type": "default", "rope_theta": float("nan")}), "rope_theta"),
     (dict(rope_parameters={"rope_type": "linear", "factor": True}), "'factor'"),
+    # Transformers only warns about these and builds the model (its frequencies then turn NaN or negative, or a
+    # factor list of one broadcasts over every frequency)
+    (dict(rope_parameters={"rope_type": "dynamic", "factor": -1.0}), "'factor'"),
+    (dict(rope_parameters={"rope_type": "dynamic", "factor": 0}), "'factor'"),
+    (dict(hidden_size=64, num_attention_heads=4, rope_parameters={**LONGROPE, "short_factor": [1.0]}), "'short_factor'.*list of 4"),
+    (dict(hidden_size=64, num_attention_heads=4, rope_parameters={**LONGROPE, "long_factor": [1.0, -2.0, 1.0, 1.0]}), "'long_factor'"),
+    (dict(hidden_size=64, num_attention_heads=4, rope_parameters={**LONGROPE, "attention_factor": -1.0}), "'attention_factor'"),
+    (dict(hidden_size=64, num_attention_heads=4, rope_parameters={**LONGROPE, "original_max_position_embeddings": None}), "original_max_position_embeddings"),
     (dict(max_position_embeddings=0), "max_position_embeddings"),
     (dict(max_position_embeddings=-5), "max_position_embeddings"),
     (dict(max_position_embeddings=2.5), "max_position_embeddings"),
@@ -180,6 +201,45 @@ YARN = {"rope_type": "yarn", "factor": 2.0}
 def test_odd_values_are_refused_naming_the_field(fields, message):
     with pytest.raises(ValueError, match=message):
         nemotron_c.NemotronConfig(**fields).validate()
+
+
+SMALL = dict(vocab_size=16, hidden_size=64, intermediate_size=16, num_hidden_layers=1, num_attention_heads=4,
+             num_key_value_heads=2)
+
+
+@pytest.mark.parametrize("fields, message, theirs", [
+    (dict(rope_parameters={"rope_type": "dynamic"}), "'factor'", KeyError),
+    (dict(rope_scaling={"type": "dynamic"}), "'factor'", KeyError),
+    # the NTK exponent d / (d - 2) for int(head_dim * partial_rotary_factor) = 2
+    (dict(head_dim=4, rope_parameters={"rope_type": "dynamic", "factor": 2.0}), "other than 2", ZeroDivisionError),
+    (dict(rope_parameters={k: v for k, v in LONGROPE.items() if k != "long_factor"}), "'long_factor'", KeyError),
+    (dict(rope_parameters={**LONGROPE, "short_factor": [1.0] * 3}), "'short_factor'.*list of 4", RuntimeError),
+    (dict(rope_parameters={**LONGROPE, "long_factor": [1.0, "a", 1.0, 1.0]}), "'long_factor'", TypeError),
+    # its attention factor sqrt(1 + log(factor) / log(original_max_position_embeddings)) divides by log(1)
+    (dict(max_position_embeddings=32, rope_parameters={**LONGROPE, "original_max_position_embeddings": 1}),
+     "original_max_position_embeddings > 1", ZeroDivisionError),
+])
+def test_bad_dynamic_and_longrope_parameters_are_refused_where_transformers_fails(fields, message, theirs):
+    """Transformers raises a KeyError making such a config, or fails building the model or in its first forward
+    pass; ours is a ValueError naming the parameter when a model is built from the config."""
+    with pytest.raises(theirs):
+        model = transformers.NemotronForCausalLM(transformers.NemotronConfig(**SMALL, **fields))
+        model(torch.arange(12)[None] % 16)
+    with pytest.raises(ValueError, match=message):
+        nemotron_c.NemotronConfig(**SMALL, **fields).validate()
+
+
+@pytest.mark.parametrize("inner", [{}, {"original_max_position_embeddings": 12}])
+def test_top_level_original_max_position_embeddings_is_the_one_transformers_models_use(inner):
+    """Phi-3's spelling. Transformers' config keeps rope_parameters' own value (or max_position_embeddings) until a
+    model is built, whose rope functions standardize the parameters again and take the top-level one; ours takes it
+    at once."""
+    own = {k: v for k, v in LONGROPE.items() if k != "original_max_position_embeddings"}
+    fields = dict(SMALL, max_position_embeddings=64, original_max_position_embeddings=10, rope_parameters={**own, **inner})
+    theirs = transformers.NemotronConfig(**copy.deepcopy(fields))
+    transformers.NemotronForCausalLM(theirs)
+    assert nemotron_c.NemotronConfig(**fields).rope_parameters == theirs.rope_parameters
+    assert theirs.rope_parameters["original_max_position_embeddings"] == 10
 
 
 WRONG_TYPES = [("tie_word_embeddings", "no"), ("tie_word_embeddings", 1), ("attention_bias", "false"),

@@ -220,6 +220,7 @@ typedef struct {
     float *mlp;      /* (chunk, I) */
     float *cos, *sin;/* (B*T, R/2) */
     float *kept;     /* (B*K, H) normed rows whose logits are wanted */
+    float *inv_freq; /* (R/2) the call's rotary frequencies */
     const volatile int *cancel; /* the caller's flag, also checked within a layer (see nt_model_forward) */
 } scratch;
 
@@ -253,14 +254,73 @@ static void embed(const nt_model *m, float *x, const int32_t *input_ids, int64_t
     for (int64_t i = 0; i < rows; i++) nt_tensor_row_to_f32(x + i * H, &m->embed_tokens, input_ids[i]);
 }
 
+/* The length that decides a call's frequencies: its largest position id + 1 (torch.max(position_ids) + 1) */
+static int64_t call_length(const int64_t *position_ids, int64_t rows) {
+    int64_t longest = 0;
+    for (int64_t i = 0; i < rows; i++)
+        if (position_ids[i] + 1 > longest) longest = position_ids[i] + 1;
+    return longest;
+}
+
+/* NT_ROPE_DYNAMIC's length for a call of length n, as Transformers' dynamic_frequency_update, which keeps
+ * max_seq_len_cached on the module: a call longer than it grows it (new frequencies), a call shorter than the
+ * threshold resets it (the original frequencies) and any other keeps it, so that a call may run with the
+ * frequencies of a longer one made before it. We keep it per model, to give Transformers' results for any
+ * sequence of calls; it changes atomically, so that calls from several threads see the updates in some order. */
+static int64_t dynamic_length(nt_model *m, int64_t n) {
+    int64_t threshold = m->config.rope_length_threshold, seen = atomic_load(&m->rope_length), next;
+    do next = n > seen ? n : n < threshold ? threshold : seen;
+    while (!atomic_compare_exchange_weak(&m->rope_length, &seen, next));
+    return next;
+}
+
+/* NT_ROPE_DYNAMIC's frequencies (R/2) for a length n above the threshold, with the float32 operations torch runs
+ * in _compute_dynamic_ntk_parameters on a tensor seq_len: each Python float rounded to float32 as it meets the
+ * tensor, a power by a scalar (torch squares, cubes and takes reciprocals itself; otherwise it raises the float to
+ * the double exponent), then base ** (2i / d) with powf. torch takes the last of these from its vector library
+ * (SLEEF, within an ulp) for 32 frequencies and more (16 on a CPU without AVX-512); powf is within an ulp of it. */
+static void dynamic_inv_freq(const nt_config *c, int64_t n, float *inv_freq) {
+    int64_t dim = c->rope_dim;
+    float scaled = (float)c->rope_factor * (float)n;
+    scaled = scaled / (float)c->rope_length_threshold;
+    scaled = scaled - (float)(c->rope_factor - 1.0);
+    double exponent = (double)dim / (double)(dim - 2);
+    float power = exponent == 2.0    ? scaled * scaled
+                  : exponent == 3.0  ? scaled * scaled * scaled
+                  : exponent == -1.0 ? 1.0f / scaled
+                                     : (float)pow((double)scaled, exponent);
+    float base = (float)c->rope_theta * power;
+    for (int64_t j = 0; j < c->rotary_dim / 2; j++) inv_freq[j] = 1.0f / powf(base, (float)(2 * j) / (float)dim);
+}
+
+void nt_model_rope_frequencies(const nt_model *m, int64_t length, float *inv_freq) {
+    const nt_config *c = &m->config;
+    const float *chosen = m->inv_freq;
+    if (c->rope_scaling == NT_ROPE_DYNAMIC && length > c->rope_length_threshold) {
+        dynamic_inv_freq(c, length, inv_freq);
+        return;
+    }
+    if (c->rope_scaling == NT_ROPE_LONGROPE && length > c->rope_length_threshold) chosen = m->long_inv_freq;
+    if (c->rotary_dim > 0) memcpy(inv_freq, chosen, (size_t)(c->rotary_dim / 2) * sizeof(float));
+}
+
+/* The inverse frequencies (R/2) of a call, written to inv_freq: those of its length, or for NT_ROPE_DYNAMIC of the
+ * length the model keeps once the call has updated it */
+static void call_inv_freq(nt_model *m, const int64_t *position_ids, int64_t rows, float *inv_freq) {
+    int64_t length = call_length(position_ids, rows);
+    if (m->config.rope_scaling == NT_ROPE_DYNAMIC) length = dynamic_length(m, length);
+    nt_model_rope_frequencies(m, length, inv_freq);
+}
+
 /* cos and sin (rows, R/2) of position * inv_freq, in float32 as Transformers computes them */
-static void rotary_tables(const nt_model *m, float *cos_out, float *sin_out, const int64_t *position_ids, int64_t rows) {
+static void rotary_tables(const nt_model *m, const float *inv_freq, float *cos_out, float *sin_out,
+                          const int64_t *position_ids, int64_t rows) {
     int64_t half = m->config.rotary_dim / 2;
     float scaling = m->config.rope_attention_scaling;
     for (int64_t i = 0; i < rows; i++) {
         float pos = (float)position_ids[i];
         for (int64_t j = 0; j < half; j++) {
-            float angle = pos * m->inv_freq[j];
+            float angle = pos * inv_freq[j];
             cos_out[i * half + j] = cosf(angle) * scaling;
             sin_out[i * half + j] = sinf(angle) * scaling;
         }
@@ -370,7 +430,7 @@ nt_status nt_model_forward(nt_model *m, nt_error *err, float *logits, float *las
     /* one allocation for every activation of this call */
     int64_t sizes[] = {nt_mul_size(BT, H), nt_mul_size(BT, H), nt_mul_size(BT, QD), nt_mul_size(BT, KVD),
                        nt_mul_size(BT, KVD), nt_mul_size(BT, QD), nt_mul_size(chunk, I), nt_mul_size(BT, half),
-                       nt_mul_size(BT, half), nt_mul_size(nt_mul_size(B, K), H)};
+                       nt_mul_size(BT, half), nt_mul_size(nt_mul_size(B, K), H), half};
     int64_t total = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         if (sizes[i] < 0 || total > ((int64_t)1 << 60) - sizes[i]) {
@@ -387,7 +447,7 @@ nt_status nt_model_forward(nt_model *m, nt_error *err, float *logits, float *las
                             (long long)B, (long long)T);
     }
     scratch s = {.cancel = cancel};
-    float **slots[] = {&s.x, &s.xn, &s.q, &s.k, &s.v, &s.att, &s.mlp, &s.cos, &s.sin, &s.kept};
+    float **slots[] = {&s.x, &s.xn, &s.q, &s.k, &s.v, &s.att, &s.mlp, &s.cos, &s.sin, &s.kept, &s.inv_freq};
     float *cursor = arena;
     for (size_t i = 0; i < sizeof slots / sizeof slots[0]; i++) {
         *slots[i] = cursor;
@@ -399,7 +459,8 @@ nt_status nt_model_forward(nt_model *m, nt_error *err, float *logits, float *las
     else
         embed(m, s.x, input_ids, BT);
     if (all_hidden != NULL) memcpy(all_hidden, s.x, (size_t)(BT * H) * sizeof(float));
-    rotary_tables(m, s.cos, s.sin, position_ids, BT);
+    call_inv_freq(m, position_ids, BT, s.inv_freq);
+    rotary_tables(m, s.inv_freq, s.cos, s.sin, position_ids, BT);
 
     /* Ctrl-C: the flag is read before each layer and within its attention (per block of query tokens) and MLP (per
      * chunk of rows), so that a long prompt stops within a fraction of a layer. A layer left half done is

@@ -1,4 +1,5 @@
 /* Building a model from a config and tensor views, with every size checked first. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,18 @@ static nt_status check_config(nt_error *err, const nt_config *c) {
                             (long long)c->head_dim);
     if (c->rotary_dim > 0 && c->inv_freq == NULL)
         return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "inv_freq is missing");
+    if (c->rope_scaling < NT_ROPE_FIXED || c->rope_scaling > NT_ROPE_LONGROPE)
+        return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "unknown rope scaling code %d", (int)c->rope_scaling);
+    if (c->rope_scaling != NT_ROPE_FIXED && c->rope_length_threshold <= 0)
+        return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "rope_length_threshold must be positive");
+    if (c->rope_scaling == NT_ROPE_DYNAMIC &&
+        (!(c->rope_theta > 0.0) || !isfinite(c->rope_theta) || !(c->rope_factor > 0.0) || !isfinite(c->rope_factor) ||
+         c->rope_dim < 0 || c->rope_dim == 2 || (c->rope_dim + 1) / 2 != c->rotary_dim / 2))
+        return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT,
+                            "dynamic rope needs a positive rope_theta and rope_factor and a rope_dim (not 2) of "
+                            "rotary_dim / 2 frequencies");
+    if (c->rope_scaling == NT_ROPE_LONGROPE && c->rotary_dim > 0 && c->long_inv_freq == NULL)
+        return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "long_inv_freq is missing");
     if (c->hidden_act < 0 || c->hidden_act >= NT_ACT_COUNT)
         return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "unknown activation code %d", (int)c->hidden_act);
     if (!(c->norm_eps >= 0.0f))
@@ -89,6 +102,7 @@ void nt_model_free(nt_model *model) {
     free(model->layers);
     free(model->vectors);
     free(model->inv_freq);
+    free(model->long_inv_freq);
     free(model);
 }
 
@@ -148,6 +162,16 @@ nt_status nt_model_create(nt_model **out, nt_error *err, const nt_config *config
     }
     if (half > 0) memcpy(m->inv_freq, c->inv_freq, (size_t)half * sizeof(float));
     m->config.inv_freq = m->inv_freq;
+    m->config.long_inv_freq = NULL;
+    if (c->rope_scaling == NT_ROPE_LONGROPE && half > 0) {
+        if ((m->long_inv_freq = malloc((size_t)half * sizeof(float))) == NULL) {
+            nt_model_free(m);
+            return nt_error_set(err, NT_ERROR_OUT_OF_MEMORY, "out of memory for the model");
+        }
+        memcpy(m->long_inv_freq, c->long_inv_freq, (size_t)half * sizeof(float));
+        m->config.long_inv_freq = m->long_inv_freq;
+    }
+    atomic_init(&m->rope_length, c->rope_length_threshold);
 
     float *cursor = m->vectors;
     m->embed_tokens = g[NT_GLOBAL_EMBED_TOKENS];

@@ -2,6 +2,8 @@
 #ifndef NT_MODEL_H
 #define NT_MODEL_H
 
+#include <stdatomic.h>
+
 #include "kernels/kernels.h"
 #include "nemotron.h"
 
@@ -20,6 +22,9 @@ typedef struct {
 struct nt_model {
     nt_config config;          /* config.inv_freq points at inv_freq below */
     float *inv_freq;           /* (R/2) */
+    float *long_inv_freq;      /* (R/2) NT_ROPE_LONGROPE's, else NULL */
+    /* NT_ROPE_DYNAMIC: the length the frequencies are for, Transformers' max_seq_len_cached (see rope_length) */
+    _Atomic int64_t rope_length;
     nt_tensor embed_tokens;    /* (V, H) */
     nt_tensor lm_head;         /* (V, H); embed_tokens when tied; data NULL for a bare model */
     const float *norm_weight, *norm_bias; /* (H) each */

@@ -10,7 +10,8 @@
              double: NT_FIELD_DOUBLE, const int64_t *: NT_FIELD_TOKENS, const float *: NT_FIELD_FLOATS,      \
              default: NT_FIELD_INT)
 /* flags are int, and the enums below are written as ints */
-_Static_assert(sizeof(nt_activation) == sizeof(int) && sizeof(nt_early_stopping) == sizeof(int), "enums are ints");
+_Static_assert(sizeof(nt_activation) == sizeof(int) && sizeof(nt_early_stopping) == sizeof(int) &&
+                   sizeof(nt_rope_scaling) == sizeof(int), "enums are ints");
 
 #define SCALAR(type, member, default_value) {#member, offsetof(type, member), KIND(type, member), 0, default_value, -1}
 #define REQUIRED(type, member) {#member, offsetof(type, member), KIND(type, member), 1, 0, -1}
@@ -29,6 +30,12 @@ const nt_field nt_config_fields[] = {
     C(rotary_dim),
     C(inv_freq), /* (rotary_dim / 2) */
     C(rope_attention_scaling),
+    SCALAR(nt_config, rope_scaling, NT_ROPE_FIXED),
+    SCALAR(nt_config, rope_length_threshold, 0),
+    SCALAR(nt_config, rope_theta, 0),
+    SCALAR(nt_config, rope_factor, 0),
+    SCALAR(nt_config, rope_dim, 0),
+    LIST(nt_config, long_inv_freq), /* (rotary_dim / 2) */
     C(norm_eps),
     C(hidden_act),
     C(attention_bias),

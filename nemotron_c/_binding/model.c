@@ -16,9 +16,10 @@ static void release_views(ModelObject *self) {
 
 /* Model(config: dict, tensors: list[(buffer | None, dtype_code, shape[, scales[, bf16_values]])], kernels: str,
  *       num_threads: int)
- * config holds the nt_config fields by name (_core.CONFIG_FIELDS), inv_freq as a float32 buffer. A dtype whose
- * DTYPE_INFO line is `scaled` (int8, int4) takes its float32 scales (rows, cols / block_size) as a fourth item (None
- * for the others); a true fifth item says a float32 tensor holds only bfloat16 values (nt_tensor.bf16_values). */
+ * config holds the nt_config fields by name (_core.CONFIG_FIELDS), inv_freq and long_inv_freq as float32 buffers.
+ * A dtype whose DTYPE_INFO line is `scaled` (int8, int4) takes its float32 scales (rows, cols / block_size) as a
+ * fourth item (None for the others); a true fifth item says a float32 tensor holds only bfloat16 values
+ * (nt_tensor.bf16_values). */
 static int Model_init(ModelObject *self, PyObject *args, PyObject *kwargs) {
     static char *keywords[] = {"config", "tensors", "kernels", "num_threads", NULL};
     PyObject *config, *tensors;
@@ -77,11 +78,12 @@ static int Model_init(ModelObject *self, PyObject *args, PyObject *kwargs) {
             if (views[i].shape[d] == -1 && PyErr_Occurred()) goto done;
         }
     }
-    /* the one length the table cannot state: inv_freq's follows from rotary_dim */
+    /* the lengths the table cannot state: inv_freq's and long_inv_freq's follow from rotary_dim */
     for (size_t i = 0; i < nt_config_field_count; i++)
-        if (nt_config_fields[i].offset == offsetof(nt_config, inv_freq) &&
-            config_views[i].shape[0] != c.rotary_dim / 2) {
-            PyErr_SetString(PyExc_ValueError, "inv_freq must hold rotary_dim / 2 values");
+        if ((nt_config_fields[i].offset == offsetof(nt_config, inv_freq) ||
+             nt_config_fields[i].offset == offsetof(nt_config, long_inv_freq)) &&
+            config_views[i].buf != NULL && config_views[i].shape[0] != c.rotary_dim / 2) {
+            PyErr_Format(PyExc_ValueError, "%s must hold rotary_dim / 2 values", nt_config_fields[i].name);
             goto done;
         }
 
@@ -253,7 +255,30 @@ static PyObject *Model_set_cache_dtype(ModelObject *self, PyObject *arg) {
     return NULL;
 }
 
+/* rope_frequencies(length) -> list of float: the rotary inverse frequencies of a call of that length */
+static PyObject *Model_rope_frequencies(ModelObject *self, PyObject *arg) {
+    if (nt_py_check_model(self) < 0) return NULL;
+    long long length = PyLong_AsLongLong(arg);
+    if (length == -1 && PyErr_Occurred()) return NULL;
+    if (length < 1) return PyErr_Format(PyExc_ValueError, "length must be positive, got %lld", length);
+    int64_t half = nt_model_config(self->model)->rotary_dim / 2;
+    float *inv_freq = PyMem_Malloc((size_t)(half > 0 ? half : 1) * sizeof(float));
+    if (inv_freq == NULL) return PyErr_NoMemory();
+    nt_model_rope_frequencies(self->model, length, inv_freq);
+    PyObject *list = PyList_New(half);
+    for (int64_t i = 0; list != NULL && i < half; i++) {
+        PyObject *value = PyFloat_FromDouble(inv_freq[i]);
+        if (value == NULL) Py_CLEAR(list);
+        else PyList_SET_ITEM(list, i, value);
+    }
+    PyMem_Free(inv_freq);
+    return list;
+}
+
 static PyMethodDef Model_methods[] = {
+    {"rope_frequencies", (PyCFunction)Model_rope_frequencies, METH_O,
+     "The rotary inverse frequencies of a call of that length (the largest position id + 1), leaving the length a "
+     "dynamic rope keeps alone."},
     {"set_cache_dtype", (PyCFunction)Model_set_cache_dtype, METH_O,
      "Sets the dtype code of the caches the model makes from now on (float32 or bfloat16)."},
     {"forward", (PyCFunction)(void (*)(void))Model_forward, METH_VARARGS | METH_KEYWORDS,

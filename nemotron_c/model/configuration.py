@@ -57,7 +57,7 @@ COMMON_DEFAULTS = {
 
 DEFAULT_ROPE_THETA = 10000.0
 DEFAULT_PARTIAL_ROTARY_FACTOR = 0.5
-SUPPORTED_ROPE_TYPES = ("default", "linear", "llama3", "yarn")
+SUPPORTED_ROPE_TYPES = ("default", "linear", "llama3", "yarn", "dynamic", "longrope")
 # Transformers' attention implementations differ only where a query sees no key at all (a left-padding position):
 # eager averages every value there, SDPA (its default, None) gives zeros. The others are GPU kernels.
 ATTENTION_IMPLEMENTATIONS = (None, "sdpa", "eager")
@@ -288,7 +288,8 @@ class NemotronConfig:
         theta = self.rope_parameters.get("rope_theta")
         if not is_positive_number(theta):
             raise ValueError(f"rope_theta must be a positive number, got {theta!r}")
-        needed = {"linear": ("factor",), "llama3": ("factor", "low_freq_factor", "high_freq_factor")}
+        needed = {"linear": ("factor",), "llama3": ("factor", "low_freq_factor", "high_freq_factor"),
+                  "dynamic": ("factor",)}
         for key in needed.get(rope_type, ()):
             value = self.rope_parameters.get(key)
             if not is_positive_number(value):
@@ -297,14 +298,39 @@ class NemotronConfig:
         # for those where Transformers reads 0 as "the default")
         optional = {"factor": False, "attention_factor": False, "original_max_position_embeddings": False,
                     "beta_fast": True, "beta_slow": True, "mscale": True, "mscale_all_dim": True}
-        for key, zero_is_default in optional.items() if rope_type in ("yarn", "llama3") else ():
+        for key, zero_is_default in optional.items() if rope_type in ("yarn", "llama3", "longrope") else ():
             value = self.rope_parameters.get(key)
             if value is not None and not (is_positive_number(value) or (zero_is_default and value == 0)):
                 raise ValueError(f"{rope_type} rope scaling needs {key!r} to be a positive number, got {value!r}")
         if rope_type == "llama3" and self.rope_parameters["low_freq_factor"] == self.rope_parameters["high_freq_factor"]:
             raise ValueError("llama3 rope scaling needs low_freq_factor != high_freq_factor")
+        if rope_type == "dynamic" and self.rotary_dim == 2:
+            # the NTK exponent d / (d - 2) divides by zero: Transformers raises ZeroDivisionError building the model
+            raise ValueError("dynamic rope scaling needs int(head_dim * partial_rotary_factor) other than 2")
+        if rope_type == "longrope":
+            self._validate_longrope()
         if not is_number(self.norm_eps) or not self.norm_eps >= 0:
             raise ValueError(f"norm_eps must be a non-negative number, got {self.norm_eps!r}")
+
+    def _validate_longrope(self):
+        """Transformers only warns about these, then fails in torch (a factor list of another length does not
+        broadcast; one of length 1 does, and we refuse it too) or divides by log(1) (a ZeroDivisionError)."""
+        params = self.rope_parameters
+        frequencies = (self.rotary_dim + 1) // 2  # len(range(0, rotary_dim, 2))
+        for key in ("short_factor", "long_factor"):
+            value = params.get(key)
+            if not (isinstance(value, list) and len(value) == frequencies and all(map(is_positive_number, value))):
+                raise ValueError(f"longrope rope scaling needs {key!r} to be a list of {frequencies} positive numbers "
+                                 f"(one per rotary frequency), got {value!r}")
+        original = params.get("original_max_position_embeddings")
+        if not is_positive_number(original):
+            raise ValueError(f"longrope rope scaling needs a positive 'original_max_position_embeddings', got {original!r}")
+        factor = params.get("factor")
+        if factor is None:
+            factor = self.max_position_embeddings / original
+        if params.get("attention_factor") is None and factor > 1 and original <= 1:
+            raise ValueError("longrope rope scaling with factor > 1 and no attention_factor needs "
+                             "original_max_position_embeddings > 1 (its attention factor divides by its log)")
 
 
 def is_number(value):

@@ -26,6 +26,7 @@ from .configuration import CONFIG_NAME, NemotronConfig
 from .inputs import as_attention_mask, as_position_ids, as_token_ids, to_numpy
 from .losses import causal_lm_loss
 from .outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
+from .rope import core_rope_settings
 from .weights import (ACTIVATION_REPRS, QUANTIZED_DTYPES, STATE_DICT_LAYER_ORDER, Embedding, core_arrays, core_config,
                       layer_shapes, read_weights, resolve_dtype, select_tensors)
 
@@ -332,7 +333,9 @@ class NemotronPreTrainedModel:
         threads = 0 if num_threads is None else int(num_threads)
         if num_threads is not None and threads < 1:
             raise ValueError(f"num_threads must be at least 1, got {num_threads}")
-        self._core = _core.Model(core_config(self.config), arrays, kernels, threads)
+        # dynamic and longrope: what the core needs to pick each call's frequencies from its positions
+        settings = {**core_config(self.config), **core_rope_settings(self.config)}
+        self._core = _core.Model(settings, arrays, kernels, threads)
 
     # ------------------------------------------------------------ the PreTrainedModel surface
 

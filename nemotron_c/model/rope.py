@@ -1,8 +1,10 @@
-"""Rotary inverse frequencies and cos/sin scaling for each static RoPE type, in float32 as Transformers.
+"""Rotary inverse frequencies and cos/sin scaling for each RoPE type, in float32 as Transformers.
 
 Each function mirrors the float32 arithmetic of Transformers' modeling_rope_utils so that the tables
-agree to the last bit or within an ulp. Types whose frequencies change with the sequence length
-(dynamic, longrope) are not supported.
+agree to the last bit or within an ulp. For the types whose frequencies change with the sequence length
+(dynamic, longrope: Transformers' dynamic_rope_update) these are the frequencies a model starts with;
+`core_rope_settings` gives the C core what it needs to change them per call (see nt_rope_scaling in
+csrc/nemotron.h), where the positions, and so the length, of each forward pass are known.
 """
 import math
 
@@ -79,12 +81,37 @@ def yarn_parameters(params, dim, max_position_embeddings):
     return inv_freq.astype(F32), float(attention_factor)
 
 
+def dynamic_parameters(params, dim, max_position_embeddings):
+    # at its initial length, max_position_embeddings, Transformers computes the NTK base in Python floats: rope_theta
+    # itself unless factor * m / m - (factor - 1) rounds away from 1. Longer lengths are the core's (forward.c).
+    factor, m = params["factor"], max_position_embeddings
+    base = params["rope_theta"] * ((factor * m / m) - (factor - 1)) ** (dim / (dim - 2))
+    return F32(1.0) / base_powers(base, dim), 1.0
+
+
+def longrope_parameters(params, dim, max_position_embeddings, long=False):
+    """The short factors' frequencies (the initial ones), or the long ones, and the attention factor of both."""
+    original = params["original_max_position_embeddings"]
+    factor = params.get("factor")
+    if factor is None:
+        factor = max_position_embeddings / original
+    attention_factor = params.get("attention_factor")
+    if attention_factor is None:
+        attention_factor = 1.0 if factor <= 1.0 else math.sqrt(1 + math.log(factor) / math.log(original))
+    scales = np.asarray(params["long_factor" if long else "short_factor"], dtype=F32)
+    return (F32(1) / (scales * base_powers(params["rope_theta"], dim))).astype(F32), float(attention_factor)
+
+
 ROPE_TYPES = {
     "default": default_parameters,
     "linear": linear_parameters,
     "llama3": llama3_parameters,
     "yarn": yarn_parameters,
+    "dynamic": dynamic_parameters,
+    "longrope": longrope_parameters,
 }
+# nt_rope_scaling: the types whose frequencies follow each call's length
+ROPE_SCALING_CODES = {"dynamic": 1, "longrope": 2}
 
 
 def rope_parameters(config):
@@ -102,3 +129,24 @@ def rope_parameters(config):
     if not (np.isfinite(inv_freq).all() and math.isfinite(scaling)):
         raise ValueError(f"rope_parameters {params} give non-finite rotary frequencies or attention scaling")
     return np.ascontiguousarray(inv_freq, dtype=F32), scaling
+
+
+def core_rope_settings(config):
+    """The nt_config fields that let the core change the frequencies with each call's length (none for the types
+    whose frequencies are fixed). rope_parameters(config) must have accepted the config."""
+    params, dim = config.rope_parameters, config.rotary_dim
+    rope_type = params["rope_type"]
+    if rope_type not in ROPE_SCALING_CODES or dim == 0:
+        return {}
+    settings = {"rope_scaling": ROPE_SCALING_CODES[rope_type]}
+    if rope_type == "dynamic":
+        # Transformers' threshold and the NTK formula both read max_position_embeddings, not an original one
+        return {**settings, "rope_length_threshold": config.max_position_embeddings, "rope_dim": dim,
+                "rope_theta": float(params["rope_theta"]), "rope_factor": float(params["factor"])}
+    with np.errstate(all="ignore"):
+        long_inv_freq, _ = longrope_parameters(params, dim, config.max_position_embeddings, long=True)
+    if not np.isfinite(long_inv_freq).all():
+        raise ValueError(f"rope_parameters {params} give non-finite long rotary frequencies")
+    # lengths above original_max_position_embeddings take the long factors (a length is an integer: floor it)
+    return {**settings, "rope_length_threshold": math.floor(params["original_max_position_embeddings"]),
+            "long_inv_freq": np.ascontiguousarray(long_inv_freq, dtype=F32)}
