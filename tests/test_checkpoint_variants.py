@@ -159,3 +159,20 @@ def test_transformers_weights_refused_as_transformers_refuses_it(tmp_path, file_
         transformers.NemotronForCausalLM.from_pretrained(path)
     with pytest.raises(ValueError, match=f"transformers_weights .*{message}"):
         nemotron_c.AutoModelForCausalLM.from_pretrained(path)
+
+
+def test_model_loaded_from_transformers_weights_saves_a_loadable_copy(tmp_path):
+    path = str(tmp_path / "explicit")
+    model = build_hf_model()
+    model.save_pretrained(path)
+    os.rename(os.path.join(path, "model.safetensors"), os.path.join(path, "custom.safetensors"))
+    with_transformers_weights(path, "custom.safetensors")
+    ours = nemotron_c.AutoModelForCausalLM.from_pretrained(path)
+    theirs = transformers.NemotronForCausalLM.from_pretrained(path)
+    ours.save_pretrained(tmp_path / "ours")
+    theirs.save_pretrained(tmp_path / "theirs")
+    for saved in ("ours", "theirs"):
+        with open(tmp_path / saved / "config.json") as f:
+            assert "transformers_weights" not in json.load(f)
+    assert not hasattr(ours.config, "transformers_weights") and not hasattr(theirs.config, "transformers_weights")
+    assert_close(nemotron_c.AutoModelForCausalLM.from_pretrained(tmp_path / "ours")(IDS).logits, hf_logits(model, IDS))

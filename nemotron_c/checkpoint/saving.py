@@ -239,6 +239,10 @@ def save_model(model, save_directory, max_shard_size=DEFAULT_MAX_SHARD_SIZE, saf
     # its quantization_config) and the class
     model.config.dtype = model._float_dtype
     model.config.architectures = [type(model).__name__]
+    # the weight file config.json named to load from: the weights are model.safetensors now (Transformers' config
+    # save drops it, from the config too)
+    if hasattr(model.config, "transformers_weights"):
+        del model.config.transformers_weights
     model.config.save_pretrained(save_directory)
     if model.can_generate():
         model.generation_config.save_pretrained(save_directory)
