@@ -36,6 +36,11 @@ CONFIGS = {
                                         "rope_theta": 10000.0, "partial_rotary_factor": 1.0}},
     "yarn_rope": {"rope_parameters": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 64,
                                       "rope_theta": 10000.0, "partial_rotary_factor": 0.5}},
+    # frequencies that follow the length: 9 positions are past both thresholds (more in test_modeling_rope.py)
+    "dynamic_rope": {"max_position_embeddings": 8, "rope_parameters": {"rope_type": "dynamic", "factor": 2.0,
+                                                                       "rope_theta": 10000.0}},
+    "longrope": {"rope_parameters": {"rope_type": "longrope", "short_factor": [1.0, 1.2, 1.4, 1.6],
+                                     "long_factor": [1.0, 3.0, 5.0, 7.0], "original_max_position_embeddings": 6}},
     "norm_eps": {"norm_eps": 1e-2},
     # int(head_dim * partial_rotary_factor) odd: Transformers rotates one dimension more (a cos/sin pair each)
     "odd_rotary": {"head_dim": 10, "partial_rotary_factor": 0.5},
