@@ -4,6 +4,7 @@ Tensors are written one at a time straight from the arrays the model holds, so s
 second copy of the weights. Every file is written under a temporary name and renamed into place: a
 model saved into the directory it was loaded (memory-mapped) from keeps reading its old files.
 """
+import copy
 import json
 import os
 import re
@@ -240,10 +241,12 @@ def save_model(model, save_directory, max_shard_size=DEFAULT_MAX_SHARD_SIZE, saf
     model.config.dtype = model._float_dtype
     model.config.architectures = [type(model).__name__]
     # the weight file config.json named to load from: the weights are model.safetensors now (Transformers' config
-    # save drops it, from the config too)
-    if hasattr(model.config, "transformers_weights"):
-        del model.config.transformers_weights
-    model.config.save_pretrained(save_directory)
+    # save drops it; the model's config keeps it, since a pickled model loads again from where it was loaded)
+    config = model.config
+    if hasattr(config, "transformers_weights"):
+        config = copy.deepcopy(config)
+        del config.transformers_weights
+    config.save_pretrained(save_directory)
     if model.can_generate():
         model.generation_config.save_pretrained(save_directory)
     save_weights(save_directory, tensors, limit)
