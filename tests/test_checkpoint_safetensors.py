@@ -392,10 +392,17 @@ def test_every_tensor_of_a_listed_shard_is_read(written, tmp_path):
         json.dump(index, f)
     assert np.array_equal(nemotron_c.AutoModelForCausalLM.from_pretrained(directory)(ids).logits, reference)
 
-    for shard in shards[:2]:  # an unlisted tensor in two shards: which one is meant is unknown
-        tensors = load_file(os.path.join(directory, shard))
-        save_file({**tensors, "extra.weight": np.zeros(2, np.float32)}, os.path.join(directory, shard))
-    with pytest.raises(SafetensorsFormatError, match=r"index.json: tensor 'extra.weight', which the weight_map"):
+    # an unlisted tensor in two shards: the same copy twice is read (as Transformers reads it); of other values,
+    # which one is meant is unknown (Transformers takes the last shard's)
+    for value in (0, 1):
+        for i, shard in enumerate(shards[:2]):
+            tensors = load_file(os.path.join(directory, shard))
+            extra = np.full(2, value * i, np.float32)
+            save_file({**tensors, "extra.weight": extra}, os.path.join(directory, shard), metadata={"format": "pt"})
+        if value == 0:
+            assert np.array_equal(nemotron_c.AutoModelForCausalLM.from_pretrained(directory)(ids).logits, reference)
+    with pytest.raises(SafetensorsFormatError, match=r"index.json: tensor 'extra.weight', which the weight_map .* "
+                                                     r"different values"):
         nemotron_c.AutoModelForCausalLM.from_pretrained(directory)
 
 

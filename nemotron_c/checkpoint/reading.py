@@ -102,12 +102,17 @@ def read_sharded(directory, index_path, read_file):
         for name, tensor in shard.items():
             if name in names:
                 tensors[name] = tensor
-            elif name in unlisted:
+            elif name in unlisted and not same_tensor(unlisted[name], tensor):
+                # Transformers takes the copy of the last shard in name order; which one is meant is unknown
                 raise error(f"{index_path}: tensor {name!r}, which the weight_map does not list in either, is in two "
-                            f"shards: {unlisted[name].file} and {path}")
+                            f"shards with different values: {unlisted[name].file} and {path}")
             else:
                 unlisted[name] = tensor
     return {**unlisted, **tensors}  # the copy in the shard the weight_map names wins
+
+
+def same_tensor(a, b):
+    return (a.dtype, tuple(a.shape)) == (b.dtype, tuple(b.shape)) and a.data == b.data
 
 
 # The weight files a checkpoint directory may hold, in the order Transformers prefers them: (name, reader, whether
