@@ -76,6 +76,8 @@ ALLOWED_GLOBALS = {
 } | {("torch", name) for name in STORAGE_DTYPES} | {("torch", name) for name in TORCH_DTYPES} | EXTRA_GLOBALS
 # The opcodes of protocols 2 to 4 that build plain data, call (REDUCE) and set state (BUILD); not the ones
 # that make objects without a global we check (INST, OBJ, NEWOBJ, EXT*), nor text persistent ids or buffers.
+# (torch.load(weights_only=True), hence Transformers, refuses FRAME, so torch.save(..., pickle_protocol=4): such a
+# file is read here, its tensors being what torch.load without weights_only gives.)
 ALLOWED_OPCODES = frozenset("""
     PROTO FRAME STOP MARK POP POP_MARK DUP NONE NEWTRUE NEWFALSE INT BININT BININT1 BININT2 LONG LONG1 LONG4
     FLOAT BINFLOAT UNICODE SHORT_BINUNICODE BINUNICODE BINUNICODE8 SHORT_BINBYTES BINBYTES BINBYTES8
