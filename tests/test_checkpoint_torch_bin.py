@@ -532,6 +532,18 @@ def test_objects_weights_only_refuses_are_refused_by_name(tmp_path, extra, named
         nemotron_c.AutoModelForCausalLM.from_pretrained(path)
 
 
+def test_protocol_4_pickle_is_read(real_bin):
+    # torch.load(weights_only=True), hence Transformers, refuses FRAME (protocol 4); the file is valid, so it is read
+    file = os.path.join(real_bin, "pytorch_model.bin")
+    state = torch.load(file)
+    torch.save(state, file, pickle_protocol=4)
+    with pytest.raises(pickle.UnpicklingError, match="Unsupported operand 149"):
+        torch.load(file, weights_only=True)
+    tensors = read_torch_bin(file)
+    for name, t in state.items():
+        assert bytes(tensors[name].data) == t.view(torch.uint8).numpy().tobytes(), name
+
+
 def test_pickle_size_limit(real_bin, monkeypatch):
     monkeypatch.setattr(torch_bin, "MAX_PICKLE_BYTES", 1000)
     with pytest.raises(nemotron_c.TorchCheckpointFormatError, match="data.pkl of .* bytes exceeds 1000"):
