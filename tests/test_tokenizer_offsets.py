@@ -286,3 +286,31 @@ def test_assistant_masks_with_stripping_tokens(dirs, tmp_path):
     kwargs = dict(chat_template=template, return_assistant_tokens_mask=True, return_dict=True)
     a, b = ours.apply_chat_template(conversation, **kwargs), theirs.apply_chat_template(conversation, **kwargs)
     assert (a["input_ids"], a["assistant_masks"]) == (b["input_ids"], b["assistant_masks"])
+
+
+# added tokens whose content is a piece of the vocabulary ("▁", "<0x41>", "\u200d"): they share its id
+SHARED = ["\x00", "\u2581", "\u2581x", "e\u0301", "\u0301", "\U0001f468\u200d\U0001f469", "\u200d", "ab", "a b", "\r\n",
+          "<0x41>", "\ufffd", "\u05d0\u05d1"]
+
+
+@pytest.mark.parametrize("normalized", [False, True])
+@pytest.mark.parametrize("base", ["legacy", "nemotron", "metaspace_split"])
+def test_added_tokens_that_share_an_id_with_a_piece(dirs, tmp_path, base, normalized):
+    """An added token with a vocabulary piece's content ('▁') has that piece's id: where BPE gives the piece, it
+    is placed as BPE's and named as the model names it, where the matcher took the added token, as the added token
+    (normalized under a Prepend: '▁▁'), as tokenizers does; also combining marks, ZWJ sequences, NUL, CR LF."""
+    path = tmp_path / base
+    shutil.copytree(dirs[base], path)
+    with open(path / "tokenizer.json", encoding="utf-8") as f:
+        data = json.load(f)
+    next_id = max(max(data["model"]["vocab"].values()), *(a["id"] for a in data["added_tokens"])) + 1
+    data["added_tokens"] += [{"id": next_id + k, "content": content, "single_word": False, "lstrip": False,
+                              "rstrip": False, "normalized": normalized, "special": False}
+                             for k, content in enumerate(SHARED)]
+    with open(path / "tokenizer.json", "w", encoding="utf-8") as f:
+        json.dump(data, f, ensure_ascii=False)
+    ours, theirs = AutoTokenizer.from_pretrained(str(path)), transformers.AutoTokenizer.from_pretrained(str(path))
+    texts = ["\u4e2d\u05d0<0x41>\u4e2d    \u2581", "\u05d0\u05d1\U0001f468\u200d\U0001f469ab "]
+    texts += random_texts(SHARED + [" ", "a", "b", "x", "e", "\u05d0", "\u4e2d", "  "], 300, seed=4, size=10)
+    assert_same_offsets(ours, theirs, texts)
+    assert [ours.tokenize(text) for text in texts] == [theirs.tokenize(text) for text in texts]

@@ -265,7 +265,7 @@ class Pipeline:
     """What align() needs to know of a tokenizer: its tokens, its added tokens, and the steps that change the text
     before BPE (the normalizer's, and a Metaspace pre-tokenizer's), so that each token can be placed in the text.
 
-    tokens: id -> the token's string; raw: id -> content of the added tokens matched in the raw text;
+    tokens: id -> the BPE model's token; raw: id -> content of the added tokens matched in the raw text;
     normalized: id -> normalized content of those matched in the normalized text; normalizer: the core's step
     tuples; metaspace: (replacement, prepend scheme name, split) or None; split_strings: the strings a Split
     pre-tokenizer isolates (after Metaspace), or None; stripping: id -> (lstrip, rstrip) of the added tokens that
@@ -343,7 +343,7 @@ def normalize_aligned(chars, steps):
     return trimmed_start
 
 
-def align(text, ids, pipeline):
+def align(text, ids, pipeline, matches=None):
     """(offsets, words) of the token ids the core gave for `text` (no special tokens around them): each token's
     (start, end) in text as tokenizers gives it, and its word (a new one at each added token and after it, and at
     each word the pre-tokenizer cuts: Metaspace's when it splits, Split's isolated strings).
@@ -353,15 +353,18 @@ def align(text, ids, pipeline):
     and a prepended "▁" that takes the span of the character after it); Metaspace replaces spaces and prepends; the
     tokens then spell the pieces, a token's span running from its first character's start to its last's end (the
     bytes of a byte-fallback character all get its span, <unk> its unknown characters'). An added token with lstrip
-    or rstrip spans the whitespace it took in. A token that does not spell its piece raises NotImplementedError."""
+    or rstrip spans the whitespace it took in. A token that does not spell its piece raises NotImplementedError.
+    matches: for each token, whether the matcher gave it, or None to take every id of an added token for a
+    match."""
     offsets, words = [], []
     state = {"word": -1}
     chars = [(c, k, k + 1) for k, c in enumerate(text)]
+    matched = [True] * len(ids) if matches is None else matches
     i, position, resume = 0, 0, 0
     while True:
-        j = next((k for k in range(i, len(ids)) if ids[k] in pipeline.raw), len(ids))
+        j = next((k for k in range(i, len(ids)) if matched[k] and ids[k] in pipeline.raw), len(ids))
         if j == len(ids):
-            _align_segment(text, position, len(text), ids[i:], pipeline, offsets, words, state)
+            _align_segment(text, position, len(text), ids[i:], matched[i:], pipeline, offsets, words, state)
             return offsets, words
         content = pipeline.raw[ids[j]]
 
@@ -369,7 +372,7 @@ def align(text, ids, pipeline):
             start, end = _stripped_span(chars, at, at + len(content), position, pipeline.stripping.get(ids[j]))
             # the text before the added token (it may normalize to nothing: spaces a Trim takes off)
             found = [], [], dict(state)
-            _align_segment(text, position, max(start, position), ids[i:j], pipeline, *found)
+            _align_segment(text, position, max(start, position), ids[i:j], matched[i:j], pipeline, *found)
             return start, end, found
 
         at, (start, end, found) = _first_fit(text, content, resume, place, ids[j] in pipeline.single_word)
@@ -431,32 +434,33 @@ def _stripped_span(chars, start, end, floor, stripping):
     return start, end
 
 
-def _align_segment(text, start, end, ids, pipeline, offsets, words, state):
-    """Places the tokens of text[start:end], a piece between added tokens matched in the raw text."""
+def _align_segment(text, start, end, ids, matched, pipeline, offsets, words, state):
+    """Places the tokens of text[start:end], a piece between added tokens matched in the raw text (matched: for
+    each token, whether the matcher gave it)."""
     chars = [(c, start + k, start + k + 1) for k, c in enumerate(text[start:end])]
     trimmed_start = normalize_aligned(chars, pipeline.normalizer)
     normalized = "".join(c for c, _, _ in chars)
     p, i, resume = 0, 0, 0
     while True:
         first = start == 0 and p == 0 and not trimmed_start
-        j = next((k for k in range(i, len(ids)) if ids[k] in pipeline.normalized), len(ids))
+        j = next((k for k in range(i, len(ids)) if matched[k] and ids[k] in pipeline.normalized), len(ids))
         if j == len(ids):
             _align_piece(chars[p:], first, ids[i:], pipeline, offsets, words, state)
             return
         content = pipeline.normalized[ids[j]]
 
         def place(at):
-            matched = _stripped_span(chars, at, at + len(content), p, pipeline.stripping.get(ids[j]))
+            span = _stripped_span(chars, at, at + len(content), p, pipeline.stripping.get(ids[j]))
             found = [], [], dict(state)
-            _align_piece(chars[p:max(matched[0], p)], first, ids[i:j], pipeline, *found)
-            return matched, found
+            _align_piece(chars[p:max(span[0], p)], first, ids[i:j], pipeline, *found)
+            return span, found
 
-        at, (matched, found) = _first_fit(normalized, content, resume, place, ids[j] in pipeline.single_word)
+        at, (span, found) = _first_fit(normalized, content, resume, place, ids[j] in pipeline.single_word)
         _take(found, offsets, words, state)
-        offsets.append((chars[matched[0]][1], chars[matched[1] - 1][2]))
+        offsets.append((chars[span[0]][1], chars[span[1] - 1][2]))
         state["word"] += 1
         words.append(state["word"])
-        p, i, resume = max(p, matched[1]), j + 1, at + len(content)
+        p, i, resume = max(p, span[1]), j + 1, at + len(content)
 
 
 def _word_starts(chars, pipeline):
@@ -493,7 +497,7 @@ def _align_piece(chars, first, ids, pipeline, offsets, words, state):
     word_starts = _word_starts(chars, pipeline)
     k, pending = 0, 0
     for n, token_id in enumerate(ids):
-        token = pipeline.tokens[token_id]
+        token = pipeline.tokens.get(token_id, "")
         if n == 0 or (pending == 0 and k in word_starts):
             state["word"] += 1
         words.append(state["word"])

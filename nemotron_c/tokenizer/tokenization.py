@@ -325,8 +325,13 @@ class NemotronTokenizer:
         self._added_tokens = [dict(a) for a in model.added]  # for save_pretrained
 
         self._n_model = len(model.vocab)
-        self._stripping_tokens = any(a["lstrip"] or a["rstrip"] for a in model.added)
-        self._id_to_token = dict(zip(model.vocab.values(), model.vocab))
+        self._pieces = dict(zip(model.vocab.values(), model.vocab))  # the BPE model's id -> token
+        # the tokens' names need the matcher's report where an added token is named by the text it took in
+        # (lstrip/rstrip), or where one shares its id with a piece of another name (BPE's "▁" and a normalized
+        # added "▁" named "▁▁"): tokenizers names each by where it came from
+        self._names_from_matches = any(a["lstrip"] or a["rstrip"] or self._pieces.get(a["id"], a["matched"]) != a["matched"]
+                                       for a in model.added)
+        self._id_to_token = dict(self._pieces)
         self._id_to_token.update({a["id"]: a["matched"] for a in model.added})
         self._n_ids = max(self._id_to_token, default=-1) + 1
         # decode(skip_special_tokens=True) drops, as tokenizers does, the ids whose token (by name) is a special
@@ -340,7 +345,7 @@ class NemotronTokenizer:
         schemes = {_core.PREPEND_ALWAYS: "always", _core.PREPEND_FIRST: "first", _core.PREPEND_NEVER: "never"}
         metaspace = next(((s[1], schemes[s[5]], bool(s[6])) for s in model.pre_tokenizer if s[0] == _core.STEP_METASPACE),
                          None)
-        self._pipeline = Pipeline(self._id_to_token, {a["id"]: a["content"] for a in model.added if not a["normalized"]},
+        self._pipeline = Pipeline(self._pieces, {a["id"]: a["content"] for a in model.added if not a["normalized"]},
                                   {a["id"]: a["matched"] for a in model.added if a["normalized"]}, list(model.normalizer),
                                   metaspace, next((s[7] for s in model.pre_tokenizer if s[0] == _core.STEP_SPLIT), None),
                                   {a["id"]: (a["lstrip"], a["rstrip"]) for a in model.added if a["lstrip"] or a["rstrip"]},
@@ -555,28 +560,30 @@ class NemotronTokenizer:
             raise TypeError("TextEncodeInput must be Union[TextInputSequence, Tuple[InputSequence, InputSequence]]"
                             " (the text holds a lone surrogate, which is not valid UTF-8)") from None
 
-    def _encode_naming_matches(self, texts, batched, core):
-        """Each text's (ids, names): names[i] is the text an added token with lstrip/rstrip matched at position i,
-        the whitespace it took in included (tokenizers names such a token so), else None; names is None for a
-        tokenizer without such tokens."""
-        if not self._stripping_tokens:
-            return [(ids, None) for ids in self._encode_texts(texts, batched, core)]
+    def _encode_naming_matches(self, texts, batched, core, always=False):
+        """Each text's (ids, names, matches): names[i] is the token's name as tokenizers gives it (an added token's
+        the text it matched, with lstrip/rstrip the whitespace it took in included; the model's piece for the
+        others), matches[i] whether the matcher gave it (align needs to know: an added token may share its id with
+        a piece BPE gives, such as "▁"). names and matches are None where the ids' names say it all, unless
+        `always`."""
+        if not self._names_from_matches and not always:
+            return [(ids, None, None) for ids in self._encode_texts(texts, batched, core)]
         for t in texts:
             _check_text(t, batched)
         encoded = []
         for text in texts:
             try:
-                ids, matches = (core or self._core).encode_matches(text)
+                ids, found = (core or self._core).encode_matches(text)
             except UnicodeEncodeError:
                 self._encode_texts([text])  # raises the TypeError Transformers raises
-            names = [None] * len(ids)
-            for position, matched in matches:
-                names[position] = matched
-            encoded.append((ids, names))
+            names, matches = [self._pieces.get(i) for i in ids], [False] * len(ids)
+            for position, matched in found:
+                names[position], matches[position] = matched, True
+            encoded.append((ids, names, matches))
         return encoded
 
     def tokenize(self, text, add_special_tokens=False, split_special_tokens=None, **kwargs):
-        ids, names = self._encode_naming_matches([text], False, self._encoder(split_special_tokens))[0]
+        ids, names, _ = self._encode_naming_matches([text], False, self._encoder(split_special_tokens))[0]
         tokens = [self._id_to_token[i] if names is None or names[p] is None else names[p] for p, i in enumerate(ids)]
         if add_special_tokens:
             tokens = [self._id_to_token[i] for i in self._prefix] + tokens + [self._id_to_token[i] for i in self._suffix]
@@ -907,9 +914,10 @@ class NemotronTokenizer:
         if split:
             return [self._words_encoding(words, sequence, core) for words in texts]
         encodings = []
-        for text, (ids, names) in zip(texts, self._encode_naming_matches(texts, len(texts) > 1, core)):
+        for text, (ids, names, matches) in zip(texts, self._encode_naming_matches(texts, len(texts) > 1, core,
+                                                                                   always=True)):
             try:
-                offsets, words, error = *align(text, ids, self._pipeline), None
+                offsets, words, error = *align(text, ids, self._pipeline, matches), None
             except NotImplementedError as e:  # raised when offsets or words are read, not for ids or tokens
                 offsets, words, error = None, [NotImplemented] * len(ids), str(e)
             encodings.append(Encoding(ids, offsets, words, sequence, type_id=sequence, tokens=names))
@@ -923,13 +931,13 @@ class NemotronTokenizer:
             raise TypeError("with is_split_into_words=True, a text is a list of words (str) and a batch a list of "
                             f"such lists, not {words!r}")  # tokenizers' TypeError names the Union it wanted
         ids, offsets, word_ids, names = [], [], [], []
-        encoded = self._encode_naming_matches(list(words), len(words) > 1, core) if words else []
-        for index, (word, (word_ids_of, names_of)) in enumerate(zip(words, encoded)):
-            word_offsets, _ = align(word, word_ids_of, self._pipeline)
+        encoded = self._encode_naming_matches(list(words), len(words) > 1, core, always=True) if words else []
+        for index, (word, (word_ids_of, names_of, matches)) in enumerate(zip(words, encoded)):
+            word_offsets, _ = align(word, word_ids_of, self._pipeline, matches)
             ids += list(word_ids_of)
             offsets += word_offsets
             word_ids += [index] * len(word_ids_of)
-            names += names_of or [None] * len(word_ids_of)
+            names += names_of
         return Encoding(ids, offsets, word_ids, sequence, type_id=sequence, tokens=names)
 
     def _encodings(self, texts, pairs, add_special_tokens, padding, truncate, max_length, stride, pad_to_multiple_of,
