@@ -133,7 +133,7 @@ class StoredTensor:
         converts it, which is what Transformers does with it; the others raise ValueError.
         """
         if STORED_DTYPES[self.dtype][1] is None:
-            return convert(self.float32(), "float32", dtype)
+            return self.converted(dtype)
         stored = self.storage
         raw = np.frombuffer(self.data, dtype=STORAGE_NUMPY[stored]).reshape(self.shape)
         if raw.ctypes.data % raw.itemsize:
@@ -142,22 +142,36 @@ class StoredTensor:
 
     def float32(self):
         """The values of a tensor stored in a dtype the core does not compute with, as torch's .to(float32)."""
+        return self.converted("float32")
+
+    def converted(self, dtype):
+        """A tensor of a dtype the core does not compute with, in `dtype` (through float32, which rounds as torch
+        rounds), converted in blocks of rows as convert() does."""
         numpy_type = CONVERTIBLE_NUMPY.get(self.dtype)
         if numpy_type is None:
             raise ValueError(
                 f"tensor {self.name!r} in {self.file} is stored as {self.dtype}, which cannot be converted to a float "
                 f"dtype (torch has no copy_ for it, so Transformers fails on it too)"
             )
-        raw = np.frombuffer(self.data, dtype=numpy_type)
-        if self.dtype in FLOAT8_TABLES:
-            values = FLOAT8_TABLES[self.dtype][raw]
-        elif self.dtype.startswith("C"):
+        complex_parts = (2,) if self.dtype.startswith("C") else ()
+        raw = np.frombuffer(self.data, dtype=numpy_type).reshape(*self.shape, *complex_parts)
+        if complex_parts:
             warnings.warn(f"tensor {self.name!r} in {self.file} is complex ({self.dtype}): its imaginary part is "
                           f"dropped, as torch's .to() drops it (and warns) when Transformers loads it")
-            values = raw[0::2].astype(np.float32)
-        else:
-            values = raw.astype(np.float32)
-        return values.reshape(self.shape)
+        if len(self.shape) == 0 or raw.size <= BLOCK_VALUES:
+            return convert(self.decode(raw), "float32", dtype)
+        out = np.empty(self.shape, dtype=STORAGE_NUMPY[dtype])
+        for rows in row_blocks(self.shape):
+            out[rows] = convert(self.decode(raw[rows]), "float32", dtype)
+        return out
+
+    def decode(self, raw):
+        """float32 values of raw elements of the stored dtype (complex: the real part, which torch keeps)."""
+        if self.dtype in FLOAT8_TABLES:
+            return FLOAT8_TABLES[self.dtype][raw]
+        if self.dtype.startswith("C"):
+            return raw[..., 0].astype(np.float32)
+        return raw.astype(np.float32)
 
 
 def float32_to_bfloat16_bits(values):
