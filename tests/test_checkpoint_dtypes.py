@@ -1,7 +1,6 @@
 """Checkpoint tensors of every dtype torch.save writes, loaded as Transformers loads them: converted to the model's
 dtype (config.dtype, Transformers' dtype="auto") exactly as torch's .to() converts them, or refused where torch
 cannot convert them and Transformers fails too."""
-import io
 import json
 import os
 import warnings
