@@ -256,10 +256,10 @@ static void embed(const nt_model *m, float *x, const int32_t *input_ids, int64_t
 
 /* The length that decides a call's frequencies: its largest position id + 1 (torch.max(position_ids) + 1) */
 static int64_t call_length(const int64_t *position_ids, int64_t rows) {
-    int64_t longest = 0;
+    int64_t last = 0;
     for (int64_t i = 0; i < rows; i++)
-        if (position_ids[i] + 1 > longest) longest = position_ids[i] + 1;
-    return longest;
+        if (position_ids[i] > last) last = position_ids[i];
+    return last < INT64_MAX ? last + 1 : INT64_MAX;
 }
 
 /* NT_ROPE_DYNAMIC's length for a call of length n, as Transformers' dynamic_frequency_update, which keeps
