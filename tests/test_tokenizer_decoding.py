@@ -74,3 +74,20 @@ def test_decoding_with_no_or_an_empty_decoder(tmp_path, decoder):
         assert (text, ours.decode(ids)) == (text, theirs.decode(ids))
     for tokens in (["ab", "x y"], ["<0x41>", "<0xE4>", "aab", "<0x+5>"], ["aa", "", "a"], []):
         assert ours.convert_tokens_to_string(tokens) == theirs.convert_tokens_to_string(tokens)
+
+
+def test_lone_surrogates_in_tokens(dirs):
+    """A token holding a lone surrogate: add_tokens raises a TypeError, as Transformers', and leaves the tokenizer
+    as it was (the next add_tokens works); convert_tokens_to_ids raises UnicodeEncodeError, as Transformers."""
+    ours, theirs = AutoTokenizer.from_pretrained(dirs["nemotron"]), transformers.AutoTokenizer.from_pretrained(dirs["nemotron"])
+    for tokenizer in (ours, theirs):
+        with pytest.raises(TypeError):
+            tokenizer.add_tokens(["z\ud800"])
+        with pytest.raises((TypeError, UnicodeEncodeError)):  # Transformers' AddedToken raises the latter
+            tokenizer.add_special_tokens({"extra_special_tokens": ["<e>\udfff"], "pad_token": "<p>\udfff"})
+        with pytest.raises(UnicodeEncodeError):
+            tokenizer.convert_tokens_to_ids(["a\ud800"])
+    assert ours.add_tokens(["<ok>"]) == theirs.add_tokens(["<ok>"])
+    assert ours.encode("a <ok>") == theirs.encode("a <ok>")
+    assert ours.get_added_vocab() == theirs.get_added_vocab()
+    assert (ours.all_special_tokens, ours.pad_token) == (theirs.all_special_tokens, theirs.pad_token)

@@ -433,11 +433,15 @@ class AddedToken:
 def as_added_token(token, special):
     """A str (special as given: tokenizers' add_special_tokens or add_tokens), or an AddedToken (ours or
     tokenizers'; add_special_tokens makes it special), as an AddedToken dict."""
-    if isinstance(token, str):
-        return added_token(token, special)
-    content = getattr(token, "content", None)
+    content = token if isinstance(token, str) else getattr(token, "content", None)
     if not isinstance(content, str):
         raise TypeError(f"a token to add must be a str or an AddedToken, not {type(token).__name__}")
+    try:
+        content.encode("utf-8")
+    except UnicodeEncodeError:  # refused before the vocabulary takes it in (tokenizers' TypeError)
+        raise TypeError(f"the token to add {content!r} holds a lone surrogate, which is not valid UTF-8") from None
+    if isinstance(token, str):
+        return added_token(token, special)
     return added_token(content, special or bool(token.special),
                        **{f: bool(getattr(token, f)) for f in ADDED_FLAGS if hasattr(token, f)})
 

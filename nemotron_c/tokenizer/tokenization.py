@@ -475,6 +475,7 @@ class NemotronTokenizer:
         if isinstance(tokens, str):
             token_id = self._vocab.get(tokens)
             if token_id is None:
+                tokens.encode("utf-8")  # a lone surrogate: Transformers' UnicodeEncodeError
                 unk = self._special.get("unk_token")
                 return None if unk is None else self._vocab.get(unk)
             return token_id
@@ -843,6 +844,10 @@ class NemotronTokenizer:
         """Transformers' add_special_tokens: sets the named special tokens (bos_token, pad_token, ...) and the
         extra ones, and adds them as special tokens; returns how many were added."""
         allowed = set(SPECIAL_TOKEN_NAMES) | {"extra_special_tokens"}
+        for value in special_tokens_dict.values():  # a token as_added_token refuses, before anything changes
+            for token in value if isinstance(value, (list, tuple)) else [value]:
+                if isinstance(token, str) or hasattr(token, "content"):
+                    as_added_token(token, True)
         tokens = []
         for key, value in special_tokens_dict.items():
             if key not in allowed:
