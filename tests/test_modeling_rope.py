@@ -83,7 +83,7 @@ def test_logits_follow_each_calls_length(checkpoint, name):
 def test_frequencies_are_transformers_float32_ones_to_the_bit(checkpoint, name):
     """The frequencies of each length, from the core, against those Transformers' rotary module holds after a call of
     that length (each after a short call, which resets dynamic's kept length). Bit for bit: torch computes them with
-    scalar powf below 16 frequencies (32 with AVX-512), as here; above, its SLEEF powf may differ by an ulp."""
+    scalar powf below 16 frequencies (32 with AVX-512), as here; above, its SLEEF powf differs by up to 2 ulps."""
     ours, theirs = load(checkpoint, name)
     rotary = theirs.model.rotary_emb
     threshold = CONFIGS[name][1]

@@ -278,7 +278,7 @@ static int64_t dynamic_length(nt_model *m, int64_t n) {
  * in _compute_dynamic_ntk_parameters on a tensor seq_len: each Python float rounded to float32 as it meets the
  * tensor, a power by a scalar (torch squares, cubes and takes reciprocals itself; otherwise it raises the float to
  * the double exponent), then base ** (2i / d) with powf. torch takes the last of these from its vector library
- * (SLEEF, within an ulp) for 32 frequencies and more (16 on a CPU without AVX-512); powf is within an ulp of it. */
+ * (SLEEF) for 32 frequencies and more (16 on a CPU without AVX-512), where powf's differ by up to 2 ulps. */
 static void dynamic_inv_freq(const nt_config *c, int64_t n, float *inv_freq) {
     int64_t dim = c->rope_dim;
     float scaled = (float)c->rope_factor * (float)n;
