@@ -1,6 +1,7 @@
 """Decoding against Transformers 5's tokenizer: decode, convert_ids_to_tokens and convert_tokens_to_string with
 skip_special_tokens, no decoder or an empty one, and added tokens named by their normalized form."""
 import json
+import os
 import shutil
 
 import numpy as np
@@ -91,3 +92,26 @@ def test_lone_surrogates_in_tokens(dirs):
     assert ours.encode("a <ok>") == theirs.encode("a <ok>")
     assert ours.get_added_vocab() == theirs.get_added_vocab()
     assert (ours.all_special_tokens, ours.pad_token) == (theirs.all_special_tokens, theirs.pad_token)
+
+
+@pytest.mark.parametrize("where", ["vocab", "added", "normalizer"])
+def test_lone_surrogate_in_tokenizer_json(tmp_path, where):
+    """A "\\ud800" escape in tokenizer.json (a piece, an added token, a normalizer's string): a FormatError naming
+    the folder (Transformers fails too, with an Exception or a UnicodeEncodeError)."""
+    from nemotron_c.tokenizer.files import FormatError
+
+    path = write_tiny_tokenizer(tmp_path, {"<unk>": 0, "a": 1, "b": 2})
+    with open(os.path.join(path, "tokenizer.json"), encoding="utf-8") as f:
+        data = json.load(f)
+    if where == "vocab":
+        data["model"]["vocab"]["x\ud800"] = 3
+    elif where == "added":
+        data["added_tokens"] = [{"id": 3, "content": "y\udc00", "special": True}]
+    else:
+        data["normalizer"] = {"type": "Replace", "pattern": {"String": "a"}, "content": "\ud800"}
+    with open(os.path.join(path, "tokenizer.json"), "w", encoding="utf-8") as f:
+        f.write(json.dumps(data))  # ASCII, the surrogate escaped
+    with pytest.raises(Exception):  # noqa: B017 (Transformers' own error type varies)
+        transformers.AutoTokenizer.from_pretrained(path)
+    with pytest.raises(FormatError, match="lone surrogate"):
+        AutoTokenizer.from_pretrained(path)

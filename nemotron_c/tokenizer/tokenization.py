@@ -387,6 +387,14 @@ class NemotronTokenizer:
 
     @classmethod
     def _from_files(cls, name, path, config, kwargs):
+        try:
+            return cls._read_files(name, path, config, kwargs)
+        except UnicodeEncodeError as e:  # a "\ud800" escape in the JSON (tokenizers: "unexpected end of hex escape")
+            raise FormatError(f"{path}: a token, piece or setting holds a lone surrogate {e.object[e.start:e.end]!r}, "
+                              "which is not valid UTF-8") from None
+
+    @classmethod
+    def _read_files(cls, name, path, config, kwargs):
         json_path = os.path.join(path, TOKENIZER_FILE)
         spm_path = os.path.join(path, SPM_FILE)
         derived = {}
