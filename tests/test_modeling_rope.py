@@ -164,3 +164,17 @@ def test_generate_after_a_longer_call_keeps_its_frequencies(checkpoint, name):
     prompts = np.tile(PROMPTS, 3)[:, : threshold + 2]
     expected = hf_generate(theirs, prompts, max_new_tokens=10, do_sample=False)
     np.testing.assert_array_equal(our_generate(ours, prompts, max_new_tokens=10, do_sample=False), expected)
+
+
+@pytest.mark.parametrize("partial_rotary_factor", [0.25, 0.4])
+def test_yarn_of_one_rotary_dimension_rotates_nothing_as_transformers(checkpoint, partial_rotary_factor):
+    """int(head_dim * factor) = 1: yarn's ramp over rotary_dim // 2 = 0 frequencies broadcasts its one frequency
+    away, so Transformers' cos and sin are empty and no dimension turns (the other types rotate two)."""
+    rope = {"rope_type": "yarn", "factor": 2.0, "original_max_position_embeddings": 8, "rope_theta": 10000.0,
+            "partial_rotary_factor": partial_rotary_factor}
+    path = checkpoint(head_dim=4, max_position_embeddings=16, rope_parameters=rope)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Transformers' note on yarn's factor
+        ours, theirs = nemotron_c.AutoModelForCausalLM.from_pretrained(path), hf_from_pretrained(path)
+    assert theirs.model.rotary_emb.inv_freq.numel() == 0
+    assert_close(ours(PROMPTS, attention_mask=MASK).logits, hf_logits(theirs, PROMPTS, MASK))

@@ -372,7 +372,8 @@ def core_config(config):
         "vocab_size": config.vocab_size, "hidden_size": config.hidden_size,
         "intermediate_size": config.intermediate_size, "num_hidden_layers": config.num_hidden_layers,
         "num_attention_heads": config.num_attention_heads, "num_key_value_heads": config.num_key_value_heads,
-        "head_dim": config.head_dim, "rotary_dim": config.rotated_dims,
+        # Transformers rotates cos.shape[-1] dimensions, two per frequency: yarn of a rotary size of 1 has none
+        "head_dim": config.head_dim, "rotary_dim": 2 * inv_freq.size,
         "inv_freq": inv_freq, "rope_attention_scaling": rope_scaling,
         "norm_eps": float(config.norm_eps), "hidden_act": activation_code(config.hidden_act),
         "attention_bias": int(bool(config.attention_bias)), "mlp_bias": int(bool(config.mlp_bias)),
