@@ -134,16 +134,21 @@ TINY_VOCAB = {"<unk>": 0, " ": 1, "y": 2, "<": 3, "x": 4, ">": 5, "\u00a0": 6, "
     [{"id": 10, "content": "<x>", "rstrip": True, "lstrip": True}, {"id": 11, "content": " ", "rstrip": True}],
     [{"id": 10, "content": "<x>", "rstrip": True, "normalized": True},
      {"id": 11, "content": " y", "special": False, "normalized": True}],
-], ids=["rstrip-then-space", "rstrip-then-two-spaces", "lstrip-after", "both", "space-token", "normalized"])
+    [{"id": 10, "content": "<x>", "rstrip": True}, {"id": 11, "content": "\ty", "lstrip": True, "rstrip": True}],
+    [{"id": 10, "content": "\ty", "lstrip": True, "rstrip": True, "normalized": True}],
+], ids=["rstrip-then-space", "rstrip-then-two-spaces", "lstrip-after", "both", "space-token", "normalized",
+        "lstrip-inside", "lstrip-inside-normalized"])
 def test_offsets_of_a_token_inside_stripped_whitespace(tmp_path, added):
     """A token that begins inside the whitespace an rstrip took in ('<x> y' with ' y' added: '<x> ' is (0, 4),
-    ' y' (3, 5)) keeps its own span, overlapping, as tokenizers gives it."""
+    ' y' (3, 5)) keeps its own span, overlapping, as tokenizers gives it; with lstrip it starts where that
+    whitespace ends ('\\ty' after '<x>\\t' is 'y'), in its span and its name."""
     path = write_tiny_tokenizer(tmp_path, TINY_VOCAB, added=added)
     ours, theirs = AutoTokenizer.from_pretrained(path), transformers.AutoTokenizer.from_pretrained(path)
     texts = ["<x> y", "<x>  y", "<x>   y", "<x> y y", "a<x>   yb", "<x>\u00a0 y", "<x> <x> y", "y <x>", "y  <x>",
-             "ay <x>", " y <x> y ", "<x>", " y", "y \t <x> \t"]
-    texts += random_texts([" ", "\t", "y", "a", "<x>", " y", "\u00a0"], 300, seed=3, size=10)
+             "ay <x>", " y <x> y ", "<x>", " y", "y \t <x> \t", "a\ty\tya", "<x>\ty\ty", "<x> \t\ty"]
+    texts += random_texts([" ", "\t", "y", "a", "<x>", " y", "\u00a0", "\ty"], 300, seed=3, size=10)
     assert_same_offsets(ours, theirs, texts)
+    assert [ours.tokenize(text) for text in texts] == [theirs.tokenize(text) for text in texts]
 
 
 SPLIT_ALPHABET = [" ", "  ", "\u2581", "a", "b", "th", "e", "the", "\n", "\t", "<s>", "</s>", "<extra_id_0>",

@@ -343,10 +343,34 @@ def normalize_aligned(chars, steps):
     return trimmed_start
 
 
+class _Placed:
+    """What align() has placed so far: each token's (start, end) and word, the name of each added token the
+    matcher gave (the text it took, None for the model's tokens), and the last word."""
+
+    def __init__(self, word=-1):
+        self.offsets, self.words, self.names, self.word = [], [], [], word
+
+    def fork(self):
+        return _Placed(self.word)
+
+    def take(self, other):
+        self.offsets += other.offsets
+        self.words += other.words
+        self.names += other.names
+        self.word = other.word
+
+    def add(self, span, new_word, name=None):
+        self.word += new_word
+        self.offsets.append(span)
+        self.words.append(self.word)
+        self.names.append(name)
+
+
 def align(text, ids, pipeline, matches=None):
-    """(offsets, words) of the token ids the core gave for `text` (no special tokens around them): each token's
-    (start, end) in text as tokenizers gives it, and its word (a new one at each added token and after it, and at
-    each word the pre-tokenizer cuts: Metaspace's when it splits, Split's isolated strings).
+    """(offsets, words, names) of the token ids the core gave for `text` (no special tokens around them): each
+    token's (start, end) in text as tokenizers gives it, its word (a new one at each added token and after it, and
+    at each word the pre-tokenizer cuts: Metaspace's when it splits, Split's isolated strings), and for the added
+    tokens the matcher gave, the text they took (tokenizers' name for them), None for the others.
 
     As tokenizers does, the text is cut at the added tokens matched in it; each piece between them is normalized
     keeping, for each character, the span of the original it comes from (replaced, trimmed and collapsed characters,
@@ -356,30 +380,27 @@ def align(text, ids, pipeline, matches=None):
     or rstrip spans the whitespace it took in. A token that does not spell its piece raises NotImplementedError.
     matches: for each token, whether the matcher gave it, or None to take every id of an added token for a
     match."""
-    offsets, words = [], []
-    state = {"word": -1}
+    placed = _Placed()
     chars = [(c, k, k + 1) for k, c in enumerate(text)]
     matched = [True] * len(ids) if matches is None else matches
     i, position, resume = 0, 0, 0
     while True:
         j = next((k for k in range(i, len(ids)) if matched[k] and ids[k] in pipeline.raw), len(ids))
         if j == len(ids):
-            _align_segment(text, position, len(text), ids[i:], matched[i:], pipeline, offsets, words, state)
-            return offsets, words
+            _align_segment(text, position, len(text), ids[i:], matched[i:], pipeline, placed)
+            return placed.offsets, placed.words, placed.names
         content = pipeline.raw[ids[j]]
 
         def place(at):
             start, end = _stripped_span(chars, at, at + len(content), position, pipeline.stripping.get(ids[j]))
             # the text before the added token (it may normalize to nothing: spaces a Trim takes off)
-            found = [], [], dict(state)
-            _align_segment(text, position, max(start, position), ids[i:j], matched[i:j], pipeline, *found)
+            found = placed.fork()
+            _align_segment(text, position, max(start, position), ids[i:j], matched[i:j], pipeline, found)
             return start, end, found
 
         at, (start, end, found) = _first_fit(text, content, resume, place, ids[j] in pipeline.single_word)
-        _take(found, offsets, words, state)
-        offsets.append((start, end))
-        state["word"] += 1
-        words.append(state["word"])
+        placed.take(found)
+        placed.add((start, end), 1, text[start:end])
         i, position, resume = j + 1, max(position, end), at + len(content)
 
 
@@ -413,12 +434,6 @@ def _is_word(character):
     return any(lo <= ord(character) <= hi for lo, hi in OTHER_ALPHABETIC_SYMBOLS)
 
 
-def _take(found, offsets, words, state):
-    offsets += found[0]
-    words += found[1]
-    state.update(found[2])
-
-
 def _stripped_span(chars, start, end, floor, stripping):
     """(start, end) of an added token matched at chars[start:end] with the whitespace its lstrip takes in on its
     left (back to floor, the end of the previous match) and its rstrip on its right, as tokenizers' matcher.
@@ -428,13 +443,15 @@ def _stripped_span(chars, start, end, floor, stripping):
     if lstrip:
         while start > floor and chars[start - 1][0] in WHITESPACE:
             start -= 1
+        # a token that begins inside the whitespace the previous match's rstrip took starts where that ends
+        start = max(start, floor)
     if rstrip:
         while end < len(chars) and chars[end][0] in WHITESPACE:
             end += 1
     return start, end
 
 
-def _align_segment(text, start, end, ids, matched, pipeline, offsets, words, state):
+def _align_segment(text, start, end, ids, matched, pipeline, placed):
     """Places the tokens of text[start:end], a piece between added tokens matched in the raw text (matched: for
     each token, whether the matcher gave it)."""
     chars = [(c, start + k, start + k + 1) for k, c in enumerate(text[start:end])]
@@ -445,21 +462,19 @@ def _align_segment(text, start, end, ids, matched, pipeline, offsets, words, sta
         first = start == 0 and p == 0 and not trimmed_start
         j = next((k for k in range(i, len(ids)) if matched[k] and ids[k] in pipeline.normalized), len(ids))
         if j == len(ids):
-            _align_piece(chars[p:], first, ids[i:], pipeline, offsets, words, state)
+            _align_piece(chars[p:], first, ids[i:], pipeline, placed)
             return
         content = pipeline.normalized[ids[j]]
 
         def place(at):
             span = _stripped_span(chars, at, at + len(content), p, pipeline.stripping.get(ids[j]))
-            found = [], [], dict(state)
-            _align_piece(chars[p:max(span[0], p)], first, ids[i:j], pipeline, *found)
+            found = placed.fork()
+            _align_piece(chars[p:max(span[0], p)], first, ids[i:j], pipeline, found)
             return span, found
 
         at, (span, found) = _first_fit(normalized, content, resume, place, ids[j] in pipeline.single_word)
-        _take(found, offsets, words, state)
-        offsets.append((chars[span[0]][1], chars[span[1] - 1][2]))
-        state["word"] += 1
-        words.append(state["word"])
+        placed.take(found)
+        placed.add((chars[span[0]][1], chars[span[1] - 1][2]), 1, normalized[span[0]:span[1]])
         p, i, resume = max(p, span[1]), j + 1, at + len(content)
 
 
@@ -486,7 +501,7 @@ def _word_starts(chars, pipeline):
     return starts
 
 
-def _align_piece(chars, first, ids, pipeline, offsets, words, state):
+def _align_piece(chars, first, ids, pipeline, placed):
     """Places ids, the BPE tokens of one normalized piece, after Metaspace's replacement and prepending."""
     if pipeline.metaspace is not None and chars:
         replacement, scheme, _ = pipeline.metaspace
@@ -498,13 +513,11 @@ def _align_piece(chars, first, ids, pipeline, offsets, words, state):
     k, pending = 0, 0
     for n, token_id in enumerate(ids):
         token = pipeline.tokens.get(token_id, "")
-        if n == 0 or (pending == 0 and k in word_starts):
-            state["word"] += 1
-        words.append(state["word"])
+        new_word = int(n == 0 or (pending == 0 and k in word_starts))
         spelled = not pending and token and "".join(c for c, _, _ in chars[k:k + len(token)]) == token
         if _is_byte_of(token, chars[k][0] if k < len(chars) else None, pending, spelled, pipeline):
             character, s, e = chars[k]
-            offsets.append((s, e))
+            placed.add((s, e), new_word)
             pending += 1
             if pending == len(character.encode("utf-8", "surrogatepass")):
                 k, pending = k + 1, 0
@@ -514,14 +527,14 @@ def _align_piece(chars, first, ids, pipeline, offsets, words, state):
             end = k + 1
             while pipeline.fuse_unk and end < len(chars) and _unknown(chars[end][0], pipeline):
                 end += 1
-            offsets.append((chars[k][1], chars[end - 1][2]))
+            placed.add((chars[k][1], chars[end - 1][2]), new_word)
             k = end
             continue
         if not spelled:
             raise NotImplementedError(
                 f"cannot place token {token!r} in the normalized text "
                 f"{''.join(c for c, _, _ in chars)!r} at character {k} (an unknown character?)")
-        offsets.append((chars[k][1], chars[k + len(token) - 1][2]))
+        placed.add((chars[k][1], chars[k + len(token) - 1][2]), new_word)
         k += len(token)
     if k < len(chars) or pending:
         raise NotImplementedError(f"the tokens do not spell the normalized text {''.join(c for c, _, _ in chars)!r}")

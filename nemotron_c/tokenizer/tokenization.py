@@ -189,6 +189,13 @@ def _as_tensor(rows, return_tensors):
     raise ValueError(f"unsupported return_tensors={return_tensors!r} (nemotron_c supports 'np' and 'pt')")
 
 
+def _named(names, placed_names):
+    """The tokens' names: those of the matches as align() placed them (the text an lstrip/rstrip token took; a
+    token that begins inside the whitespace the previous match's rstrip took is named from where that ends, as
+    tokenizers names it), else those the core reported."""
+    return [placed if placed is not None else name for name, placed in zip(names, placed_names)]
+
+
 def _column_tensor(value, kind):
     """One column as Transformers' convert_to_tensors makes it."""
     empty = _is_empty(value)
@@ -329,6 +336,7 @@ class NemotronTokenizer:
         # the tokens' names need the matcher's report where an added token is named by the text it took in
         # (lstrip/rstrip), or where one shares its id with a piece of another name (BPE's "▁" and a normalized
         # added "▁" named "▁▁"): tokenizers names each by where it came from
+        self._stripping_tokens = any(a["lstrip"] or a["rstrip"] for a in model.added)
         self._names_from_matches = any(a["lstrip"] or a["rstrip"] or self._pieces.get(a["id"], a["matched"]) != a["matched"]
                                        for a in model.added)
         self._id_to_token = dict(self._pieces)
@@ -592,7 +600,13 @@ class NemotronTokenizer:
         return encoded
 
     def tokenize(self, text, add_special_tokens=False, split_special_tokens=None, **kwargs):
-        ids, names, _ = self._encode_naming_matches([text], False, self._encoder(split_special_tokens))[0]
+        core = self._encoder(split_special_tokens)
+        ids, names, matches = self._encode_naming_matches([text], False, core)[0]
+        if self._stripping_tokens:  # the names of what lstrip/rstrip took, from the text (see _named)
+            try:
+                names = _named(names, align(text, ids, self._pipeline, matches)[2])
+            except NotImplementedError:
+                pass
         tokens = [self._id_to_token[i] if names is None or names[p] is None else names[p] for p, i in enumerate(ids)]
         if add_special_tokens:
             tokens = [self._id_to_token[i] for i in self._prefix] + tokens + [self._id_to_token[i] for i in self._suffix]
@@ -930,7 +944,8 @@ class NemotronTokenizer:
         for text, (ids, names, matches) in zip(texts, self._encode_naming_matches(texts, len(texts) > 1, core,
                                                                                    always=True)):
             try:
-                offsets, words, error = *align(text, ids, self._pipeline, matches), None
+                offsets, words, placed_names = align(text, ids, self._pipeline, matches)
+                names, error = _named(names, placed_names), None
             except NotImplementedError as e:  # raised when offsets or words are read, not for ids or tokens
                 offsets, words, error = None, [NotImplemented] * len(ids), str(e)
             encodings.append(Encoding(ids, offsets, words, sequence, type_id=sequence, tokens=names))
@@ -946,11 +961,11 @@ class NemotronTokenizer:
         ids, offsets, word_ids, names = [], [], [], []
         encoded = self._encode_naming_matches(list(words), len(words) > 1, core, always=True) if words else []
         for index, (word, (word_ids_of, names_of, matches)) in enumerate(zip(words, encoded)):
-            word_offsets, _ = align(word, word_ids_of, self._pipeline, matches)
+            word_offsets, _, placed_names = align(word, word_ids_of, self._pipeline, matches)
             ids += list(word_ids_of)
             offsets += word_offsets
             word_ids += [index] * len(word_ids_of)
-            names += names_of
+            names += _named(names_of, placed_names)
         return Encoding(ids, offsets, word_ids, sequence, type_id=sequence, tokens=names)
 
     def _encodings(self, texts, pairs, add_special_tokens, padding, truncate, max_length, stride, pad_to_multiple_of,
