@@ -254,7 +254,7 @@ def test_local_directory_wins(cache, sources, tmp_path, monkeypatch):
 def test_keywords_are_not_ignored(cache):
     with pytest.raises(OSError, match="force_download"):
         nemotron_c.AutoModelForCausalLM.from_pretrained(REPO, cache_dir=cache, force_download=True)
-    with pytest.raises(NotImplementedError, match="variant='fp16'"):
+    with pytest.raises(OSError, match=r"model\.fp16\.safetensors or .* is not in the Hugging Face cache"):
         nemotron_c.AutoModelForCausalLM.from_pretrained(REPO, cache_dir=cache, variant="fp16")
     with pytest.raises(NotImplementedError, match="output_loading_info=True"):
         nemotron_c.AutoModelForCausalLM.from_pretrained(REPO, cache_dir=cache, output_loading_info=True)
@@ -389,3 +389,20 @@ def test_hostile_index_lists_no_shards_and_is_left_to_the_reader(tmp_path):
     for value in ("9" * 5000, "[" * 100_000 + "]" * 100_000):
         (tmp_path / "model.safetensors.index.json").write_text('{"weight_map": %s}' % value)
         assert shard_names(tmp_path / "model.safetensors.index.json") == []
+
+
+def test_transformers_weights_of_a_hub_config_names_the_file_fetched(sources, tmp_path):
+    """config.json's transformers_weights names the weight file Transformers fetches from the Hub too: here the
+    repo has no model.safetensors, only the file it names."""
+    cache = str(tmp_path / "cache")
+    config = tmp_path / "config.json"
+    with open(os.path.join(sources["main"], "config.json")) as f:
+        data = json.load(f)
+    config.write_text(json.dumps({**data, "transformers_weights": "named.safetensors"}))
+    files = {name: source for name, source in files_of(sources["main"]).items() if name != "model.safetensors"}
+    files.update({"config.json": str(config), "named.safetensors": os.path.join(sources["main"], "model.safetensors")})
+    add_to_cache(cache, "nvidia/Named-Weights", MAIN, files, ref="main")
+    theirs = transformers.AutoModelForCausalLM.from_pretrained("nvidia/Named-Weights", cache_dir=cache)
+    ours = nemotron_c.AutoModelForCausalLM.from_pretrained("nvidia/Named-Weights", cache_dir=cache)
+    ids = np.array([[1, 5, 7, 9]])
+    assert_close(ours(ids).logits, hf_logits(theirs, ids))

@@ -1,8 +1,5 @@
 """Weight files of a variant (model.fp16.safetensors, pytorch_model.fp16.bin, their sharded indexes) and the
-use_safetensors choice, read as Transformers' from_pretrained(variant=..., use_safetensors=...) reads them.
-
-nemotron_c's from_pretrained does not take variant= yet (model/modeling.py refuses it): the models here are built
-from read_weights(path, config, variant, use_safetensors), what it would call."""
+use_safetensors choice, read as Transformers' from_pretrained(variant=..., use_safetensors=...) reads them."""
 import json
 import os
 import pickle
@@ -66,8 +63,8 @@ def test_variant_files_chosen_as_transformers_chooses_them(folders, folder, vari
     path = folders[folder]
     theirs = transformers.NemotronForCausalLM.from_pretrained(path, variant=variant, use_safetensors=use_safetensors,
                                                               dtype=torch.float32)
-    config = nemotron_c.NemotronConfig.from_pretrained(path)
-    ours = nemotron_c.NemotronForCausalLM(config, read_weights(path, config, variant, use_safetensors), dtype="float32")
+    ours = nemotron_c.NemotronForCausalLM.from_pretrained(path, variant=variant, use_safetensors=use_safetensors,
+                                                          dtype="float32")
     assert_close(ours(IDS).logits, hf_logits(theirs, IDS))
 
 
@@ -81,6 +78,8 @@ def test_missing_variant_files_raise_as_in_transformers(folders, folder, variant
     names = [name for name, _, _ in weights_files(variant, use_safetensors)]
     with pytest.raises(FileNotFoundError, match=f"no {', '.join(names[:-1])} or {names[-1]} in"):
         read_weights(path, config, variant, use_safetensors)
+    with pytest.raises(OSError, match=names[0].replace(".", r"\.")):
+        nemotron_c.NemotronForCausalLM.from_pretrained(path, variant=variant, use_safetensors=use_safetensors)
 
 
 def test_variant_names_as_transformers_adds_them():

@@ -10,6 +10,7 @@ import nemotron_c
 from nemotron_c.checkpoint.reading import read_checkpoint
 from helpers.compare import assert_close
 from helpers.transformers_reference import hf_from_pretrained, hf_logits
+from helpers.checkpoints import TINY
 
 RNG = np.random.default_rng(1234)
 IDS = RNG.integers(0, 96, size=(2, 9))
@@ -588,3 +589,19 @@ def test_pickled_model_crosses_to_a_spawned_worker(checkpoint):
         # the model is pickled as the argument; forward runs in the worker
         out = pool.apply(operator.methodcaller("forward", IDS, use_cache=False), (model,))
     np.testing.assert_array_equal(out.logits, model(IDS).logits)
+
+
+@pytest.mark.parametrize("dtype", [None, "bfloat16", "float16"])
+def test_config_dtype_after_loading_is_the_models_as_in_transformers(checkpoint, dtype):
+    path = checkpoint()
+    theirs = transformers.NemotronForCausalLM.from_pretrained(path, dtype=dtype and getattr(torch, dtype))
+    ours = nemotron_c.NemotronForCausalLM.from_pretrained(path, dtype=dtype)
+    assert ours.config.dtype == str(theirs.config.dtype).removeprefix("torch.") == (dtype or "float32")
+
+
+def test_from_config_takes_the_configs_dtype_as_transformers():
+    settings = dict(TINY, dtype="bfloat16")
+    theirs = transformers.AutoModelForCausalLM.from_config(transformers.NemotronConfig(**settings))
+    ours = nemotron_c.NemotronForCausalLM.from_config(nemotron_c.NemotronConfig(**settings))
+    assert theirs.dtype == torch.bfloat16 and ours.dtype == torch.bfloat16
+    assert nemotron_c.NemotronForCausalLM.from_config(nemotron_c.NemotronConfig(**TINY)).dtype == torch.float32

@@ -25,14 +25,16 @@ def pop_hub_kwargs(kwargs):
 
 
 def resolve_directory(name_or_path, required, optional=(), *, revision=None, cache_dir=None,
-                      local_files_only=False, token=None, subfolder="", force_download=False, proxies=None):
+                      local_files_only=False, token=None, subfolder="", force_download=False, proxies=None,
+                      commit=None):
     """The local directory holding a checkpoint's files, `subfolder` included.
 
     name_or_path: a local directory (always wins, as in Transformers; nothing is checked here, the readers report
     missing files) or a Hub repo id. required: groups of alternative file names; the first name of each group the
     repo holds is fetched, and a group with none raises OSError. optional: names fetched when the repo holds them.
     A fetched index (`*.index.json`, a variant's `*.index.<variant>.json`) brings the shards its weight_map names.
-    HF_HUB_OFFLINE=1 means local_files_only.
+    HF_HUB_OFFLINE=1 means local_files_only. commit: the commit `revision` was found at before
+    (pinned_to_snapshot), to fetch from.
     """
     name = os.fspath(name_or_path)
     subfolder = subfolder or ""
@@ -51,7 +53,7 @@ def resolve_directory(name_or_path, required, optional=(), *, revision=None, cac
     except huggingface_hub.errors.HFValidationError as e:
         raise FileNotFoundError(f"{name!r} is not a directory and not a valid Hub repo id ('org/name'): {e}") from None
     repo = HubRepo(huggingface_hub, name, revision, cache_dir, local_files_only, token, subfolder, force_download,
-                   proxies)
+                   proxies, commit)
     for group in required:
         if not any(repo.fetch(file) for file in group):
             repo.missing(group)
@@ -60,14 +62,25 @@ def resolve_directory(name_or_path, required, optional=(), *, revision=None, cac
     return os.path.join(repo.snapshot, subfolder) if subfolder else repo.snapshot
 
 
+def pinned_to_snapshot(hub_kwargs, name_or_path, directory):
+    """hub_kwargs for fetching more files of the checkpoint resolve_directory found in `directory`: from a Hub
+    snapshot, its commit (a branch may move between two fetches, and a commit's cached 404s spare requests)."""
+    if os.path.isdir(os.fspath(name_or_path)):
+        return hub_kwargs
+    subfolder = hub_kwargs.get("subfolder") or ""
+    snapshot = os.path.normpath(directory[: len(directory) - len(subfolder)] if subfolder else directory)
+    return {**hub_kwargs, "commit": os.path.basename(snapshot)}
+
+
 class HubRepo:
     """One from_pretrained call's view of a Hub repo at one commit (see the module docstring)."""
 
-    def __init__(self, hub, repo_id, revision, cache_dir, local_files_only, token, subfolder, force_download, proxies):
+    def __init__(self, hub, repo_id, revision, cache_dir, local_files_only, token, subfolder, force_download, proxies,
+                 commit=None):
         self.hub = hub
         self.repo_id = repo_id
         self.requested = revision or "main"
-        self.revision = self.requested
+        self.revision = commit or self.requested
         self.cache_dir = os.fspath(cache_dir) if cache_dir is not None else hub.constants.HF_HUB_CACHE
         # read at call time: huggingface_hub sets HF_HUB_OFFLINE from the environment when it is imported
         self.offline = bool(local_files_only) or hub.constants.is_offline_mode()

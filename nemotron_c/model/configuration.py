@@ -230,6 +230,8 @@ class NemotronConfig:
 
     def save_pretrained(self, save_directory):
         os.makedirs(save_directory, exist_ok=True)
+        if hasattr(self, "transformers_weights"):  # as Transformers: it names the file loading read, not one saved
+            del self.transformers_weights
         with open(os.path.join(save_directory, CONFIG_NAME), "w", encoding="utf-8") as f:
             f.write(self.to_json_string(use_diff=True))
 

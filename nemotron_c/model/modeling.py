@@ -12,10 +12,9 @@ import warnings
 import numpy as np
 
 from .. import _core
-from ..checkpoint.hub import pop_hub_kwargs, resolve_directory
+from ..checkpoint.hub import pinned_to_snapshot, pop_hub_kwargs, resolve_directory
 from ..checkpoint.quantized import QUANTIZATION_CONFIGS
-from ..checkpoint.reading import WEIGHTS_NAMES
-from ..checkpoint.safetensors import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
+from ..checkpoint.reading import weights_files
 from ..checkpoint.tensors import convert
 from ..checkpoint.saving import DEFAULT_MAX_SHARD_SIZE, save_model
 from ..generation.configuration import GENERATION_CONFIG_NAME, GenerationConfig
@@ -35,8 +34,7 @@ IGNORED_LOAD_KWARGS = {
     "low_cpu_mem_usage", "trust_remote_code", "offload_folder", "offload_state_dict",
 }
 # from_pretrained keywords of Transformers whose other values would change the result: these values only.
-SAFETENSORS_NAMES = (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME)
-ACCEPTED_LOAD_KWARGS = {"variant": (None,), "use_safetensors": (None, True), "output_loading_info": (None, False)}
+ACCEPTED_LOAD_KWARGS = {"output_loading_info": (None, False)}
 
 def check_cpu_device(device, what):
     """Accepts anything that names the CPU (None, 'cpu', 'auto', torch.device('cpu'), {'': 'cpu'})."""
@@ -118,9 +116,10 @@ class NemotronPreTrainedModel:
         """Loads a Hugging Face checkpoint (config.json and safetensors weights): a local directory, or a Hub id
         ("org/name") found in huggingface_hub's cache or downloaded (needs `pip install "nemotron_c[hub]"`).
 
-        revision, cache_dir, local_files_only, token, subfolder, force_download, proxies: as in Transformers
+        revision, cache_dir, local_files_only, token, subfolder, force_download, proxies, variant, use_safetensors: as
+        in Transformers
         (HF_HUB_OFFLINE=1 and the HF_HOME / HF_HUB_CACHE variables are honoured; a local directory always wins).
-        dtype: None or "auto" keeps each tensor's stored dtype; "float32", "bfloat16", "float16" (or the
+        dtype: None or "auto" is Transformers' "auto": config.json's dtype, else the first floating tensor's; "float32", "bfloat16", "float16" (or the
         NumPy/torch dtype) converts the weights; "int8" (or load_in_8bit=True) quantizes the linear layers' matrices
         at load, one float32 scale per 64 weights of a row; "int4" (or load_in_4bit=True) likewise with one scale per
         32 (llama.cpp's q4_0 rule; see nt_quantize in csrc/nemotron.h). A checkpoint saved in int8 (int4) loads as
@@ -153,20 +152,23 @@ class NemotronPreTrainedModel:
         hub_kwargs = pop_hub_kwargs(kwargs)
         for key in IGNORED_LOAD_KWARGS:
             kwargs.pop(key, None)
-        # True: safetensors weights or an OSError, as in Transformers (None: whichever the folder holds)
-        use_safetensors = kwargs.get("use_safetensors")
-        weights_names = SAFETENSORS_NAMES if use_safetensors else WEIGHTS_NAMES
+        # as in Transformers: variant names the files (model.fp16.safetensors, ...); use_safetensors True reads
+        # safetensors weights only, False pytorch_model.bin ones only, None whichever the folder holds, in its order
+        variant, use_safetensors = kwargs.pop("variant", None), kwargs.pop("use_safetensors", None)
+        if variant is not None and not isinstance(variant, str):
+            raise TypeError(f"variant must be a str, not {type(variant).__name__}")
+        if use_safetensors not in (None, True, False):
+            raise TypeError(f"use_safetensors must be True, False or None, not {use_safetensors!r}")
+        weights_names = tuple(name for name, _, _ in weights_files(variant, use_safetensors))
         for key, accepted in ACCEPTED_LOAD_KWARGS.items():
             value = kwargs.pop(key, None)
             if value not in accepted:
-                raise NotImplementedError(f"from_pretrained({key}={value!r}) is not supported: nemotron_c reads the "
-                                          "safetensors weights model.safetensors or model.safetensors.index.json")
-        required = (weights_names,) if config is not None else ((CONFIG_NAME,), weights_names)
-        path = resolve_directory(pretrained_model_name_or_path, required, cls.optional_files, **hub_kwargs)
-        if use_safetensors and not any(os.path.isfile(os.path.join(path, name)) for name in weights_names):
-            raise OSError(f"Error no file named {' or '.join(weights_names)} found in directory {path}.")
+                raise NotImplementedError(f"from_pretrained({key}={value!r}) is not supported by nemotron_c")
+        name = pretrained_model_name_or_path
         if config is None:
-            config = NemotronConfig.from_pretrained(path)
+            config_directory = resolve_directory(name, ((CONFIG_NAME,),), **hub_kwargs)
+            config = NemotronConfig.from_pretrained(config_directory)
+            hub_kwargs = pinned_to_snapshot(hub_kwargs, name, config_directory)
         elif isinstance(config, (str, os.PathLike)):  # as Transformers: the config.json file, folder or Hub id to read
             config = NemotronConfig.from_pretrained(config, **hub_kwargs)
         else:
@@ -177,8 +179,15 @@ class NemotronPreTrainedModel:
             setattr(config, key, value)
         if attn_implementation is not None:
             config._attn_implementation = attn_implementation
-        config._name_or_path = os.fspath(pretrained_model_name_or_path)
-        model = cls(config, read_weights(path, config), dtype=dtype, num_threads=num_threads)
+        config._name_or_path = os.fspath(name)
+        # config.json's transformers_weights names the one weight file to read, from a folder or the Hub
+        explicit = getattr(config, "transformers_weights", None)
+        path = resolve_directory(name, ((explicit,) if explicit else weights_names,), cls.optional_files, **hub_kwargs)
+        if explicit is None and use_safetensors is not None and not any(
+                os.path.isfile(os.path.join(path, name)) for name in weights_names):
+            raise OSError(f"Error no file named {' or '.join(weights_names)} found in directory {path}.")
+        model = cls(config, read_weights(path, config, variant, use_safetensors), dtype=dtype,
+                    num_threads=num_threads)
         model._load_extras(path)
         if cache_dtype is not None:
             model.cache_dtype = cache_dtype
@@ -189,7 +198,8 @@ class NemotronPreTrainedModel:
     def from_config(cls, config, seed=0, dtype=None, num_threads=None, attn_implementation=None):
         """A model with random weights (no checkpoint), for tests and demos: as Transformers initialises them,
         linear and embedding weights drawn from N(0, config.initializer_range), biases zero, norms at weight 1 and
-        bias 0; the same `seed` gives the same weights (not torch's draws). Weights are float32 unless `dtype`."""
+        bias 0; the same `seed` gives the same weights (not torch's draws). Weights are in `dtype`, by default
+        config.dtype as in Transformers, else float32."""
         if not isinstance(config, NemotronConfig):
             raise TypeError(f"config must be a NemotronConfig, not {type(config).__name__}")
         config = copy.deepcopy(NemotronConfig.from_config(config))  # as Transformers: the caller's is left alone
@@ -215,7 +225,7 @@ class NemotronPreTrainedModel:
         if cls.has_lm_head and not config.tie_word_embeddings:
             tensors["lm_head.weight"] = tensor("lm_head.weight", (V, H))
         tensors.update({name: tensor(name, shape) for name, shape in cls._head_shapes(config).items()})
-        dtype = resolve_dtype(dtype) or "float32"
+        dtype = resolve_dtype(dtype if dtype is not None else getattr(config, "dtype", None)) or "float32"
         tensors = {name: convert(array, "float32", dtype) for name, array in tensors.items()}
         return cls(config, tensors, dtype=dtype, num_threads=num_threads)
 
@@ -322,6 +332,7 @@ class NemotronPreTrainedModel:
         self._input_embeddings = Embedding(*self._weights["embed_tokens.weight"])
         # the dtype of the tensors left in float (all of them but a quantized model's linear weights): config.dtype
         self._float_dtype = self._weights["embed_tokens.weight"][1]
+        self.config.dtype = self._float_dtype  # as Transformers sets it on the model's config
         quantized = [d for _, d in self._weights.values() if d in QUANTIZED_DTYPES]
         self.dtype = DType(dtype or (quantized[0] if quantized else self._float_dtype))
         # as Transformers' quantizers do, the config says how the model's weights are quantized, and only then
