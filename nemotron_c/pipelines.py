@@ -16,7 +16,6 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from . import _core
 from .demo import demo_model_path
 from .generation.configuration import GenerationConfig
 from .model.heads import (NemotronForQuestionAnswering, NemotronForSequenceClassification,
@@ -468,70 +467,6 @@ TOKEN_CLASSIFICATION_SETTINGS = {"ignore_labels", "aggregation_strategy", "offse
                                  "stride", "delimiter", "batch_size", "num_workers"}
 
 
-def decode_strings(tokenizer, tokens):
-    """Transformers' convert_tokens_to_string: the tokenizer's decoder run on any strings. The word strategies pass
-    it words it decoded before, which are no tokens of the vocabulary (nemotron_c's convert_tokens_to_string takes
-    those only), so the decoder's steps run here as the core runs them (csrc/tokenizer/decode.c)."""
-    try:
-        return tokenizer.convert_tokens_to_string(tokens)
-    except ValueError:
-        pass
-    steps = tokenizer._model.decoder
-    if not steps:  # as tokenizers without a decoder
-        return " ".join(tokens)
-    for kind, a, b, start, stop, prepend_scheme, _split in steps:
-        if kind == _core.STEP_REPLACE:
-            tokens = [t.replace(a, b) if a else t for t in tokens]
-        elif kind == _core.STEP_METASPACE:
-            tokens = [t.replace(a, "" if i == 0 and prepend_scheme != _core.PREPEND_NEVER else " ")
-                      for i, t in enumerate(tokens)]
-        elif kind == _core.STEP_FUSE:
-            tokens = ["".join(tokens)]
-        elif kind == _core.STEP_STRIP:
-            tokens = [strip_content(t, a, start, stop) for t in tokens]
-        elif kind == _core.STEP_BYTE_FALLBACK:
-            tokens = byte_fallback(tokens)
-        else:
-            raise ValueError(f"decoder step {kind} is not one nemotron_c decodes")
-    return "".join(tokens)
-
-
-def strip_content(token, content, start, stop):
-    for _ in range(start):
-        if not (content and token.startswith(content)):
-            break
-        token = token[len(content):]
-    for _ in range(stop):
-        if not (content and token.endswith(content)):
-            break
-        token = token[:-len(content)]
-    return token
-
-
-def byte_fallback(tokens):
-    """<0xNN> tokens in a row become their text when it is UTF-8, else one U+FFFD per byte."""
-    out, run = [], bytearray()
-
-    def flush():
-        if run:
-            try:
-                out.append(run.decode("utf-8"))
-            except UnicodeDecodeError:
-                out.extend("\ufffd" * len(run))
-            run.clear()
-
-    for token in tokens:
-        digits = token[3:5]
-        if len(token.encode("utf-8")) == 6 and token.startswith("<0x") and token.endswith(">") and \
-                all(c in "0123456789abcdefABCDEF" for c in digits):
-            run.append(int(digits, 16))
-        else:
-            flush()
-            out.append(token)
-    flush()
-    return out
-
-
 def aggregation_name(strategy):
     """"none" ... "max" from a str in any case or Transformers' AggregationStrategy; None is "none"."""
     if strategy is None:
@@ -755,7 +690,7 @@ class TokenClassificationPipeline(Pipeline):
                 scores = np.nanmean(np.stack([pre["scores"] for pre in tokens]), axis=0)
             best = int(scores.argmax())
             entities.append({"entity": self.model.config.id2label[best], "score": float(scores[best]),
-                             "word": decode_strings(self.tokenizer, [pre["word"] for pre in tokens]),
+                             "word": self.tokenizer.convert_tokens_to_string([pre["word"] for pre in tokens]),
                              "start": tokens[0]["start"], "end": tokens[-1]["end"]})
         return entities
 
@@ -776,7 +711,7 @@ class TokenClassificationPipeline(Pipeline):
     def _merge(self, entities):
         return {"entity_group": entities[0]["entity"].split("-", 1)[-1],
                 "score": float(np.nanmean([e["score"] for e in entities])),
-                "word": decode_strings(self.tokenizer, [e["word"] for e in entities]),
+                "word": self.tokenizer.convert_tokens_to_string([e["word"] for e in entities]),
                 "start": entities[0]["start"], "end": entities[-1]["end"]}
 
 
