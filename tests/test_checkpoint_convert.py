@@ -9,6 +9,7 @@ import transformers
 from safetensors.torch import load_file
 
 from nemotron_c.conversion import convert_checkpoint
+from helpers.checkpoints import edit_config
 from helpers.transformers_reference import build_hf_model, save_bin
 
 HEAD_CLASSES = [transformers.NemotronForSequenceClassification, transformers.NemotronForTokenClassification,
@@ -22,14 +23,6 @@ def assert_same_files(ours, theirs):
         assert torch.equal(ours[name], t), name
 
 
-def set_architectures(path, architectures):
-    with open(os.path.join(path, "config.json")) as f:
-        config = json.load(f)
-    config["architectures"] = architectures
-    with open(os.path.join(path, "config.json"), "w") as f:
-        json.dump(config, f)
-
-
 @pytest.mark.parametrize("named", [True, False], ids=["architectures", "no_architectures"])
 @pytest.mark.parametrize("tie", [True, False])
 @pytest.mark.parametrize("model_class", HEAD_CLASSES, ids=lambda c: c.__name__)
@@ -38,7 +31,7 @@ def test_task_head_checkpoint_converts_without_an_lm_head(tmp_path, model_class,
     model = build_hf_model(model_class=model_class, tie_word_embeddings=tie, num_labels=3)
     head = build_hf_model(seed=1).state_dict()["model.embed_tokens.weight"]
     source = save_bin(tmp_path / "source", model, {**model.state_dict(), "lm_head.weight": head})
-    set_architectures(source, [model_class.__name__] if named else None)
+    edit_config(source, architectures=[model_class.__name__] if named else None)
     model_class.from_pretrained(source).save_pretrained(tmp_path / "theirs")
     convert_checkpoint(source, tmp_path / "ours")
     assert_same_files(tmp_path / "ours", tmp_path / "theirs")
@@ -53,7 +46,7 @@ def test_causal_lm_checkpoint_converts_without_a_stray_task_head(tmp_path, model
     stray = build_hf_model(model_class=model_class, num_labels=3).state_dict()
     heads = {name: t for name, t in stray.items() if name.startswith(("score.", "qa_outputs."))}
     source = save_bin(tmp_path / "source", model, {**model.state_dict(), **heads})
-    set_architectures(source, ["NemotronForCausalLM"])
+    edit_config(source, architectures=["NemotronForCausalLM"])
     transformers.NemotronForCausalLM.from_pretrained(source).save_pretrained(tmp_path / "theirs")
     convert_checkpoint(source, tmp_path / "ours")
     assert_same_files(tmp_path / "ours", tmp_path / "theirs")
@@ -62,7 +55,7 @@ def test_causal_lm_checkpoint_converts_without_a_stray_task_head(tmp_path, model
 def test_sequence_classifier_drops_a_bias_it_has_not(tmp_path):
     model = build_hf_model(model_class=transformers.NemotronForSequenceClassification, num_labels=3)
     source = save_bin(tmp_path / "source", model, {**model.state_dict(), "score.bias": torch.ones(3)})
-    set_architectures(source, ["NemotronForSequenceClassification"])
+    edit_config(source, architectures=["NemotronForSequenceClassification"])
     transformers.NemotronForSequenceClassification.from_pretrained(source).save_pretrained(tmp_path / "theirs")
     convert_checkpoint(source, tmp_path / "ours")
     assert_same_files(tmp_path / "ours", tmp_path / "theirs")

@@ -1,7 +1,6 @@
 """Checkpoint tensors of every dtype torch.save writes, loaded as Transformers loads them: converted to the model's
 dtype (config.dtype, Transformers' dtype="auto") exactly as torch's .to() converts them, or refused where torch
 cannot convert them and Transformers fails too."""
-import json
 import os
 import warnings
 import zipfile
@@ -16,6 +15,7 @@ import nemotron_c
 import nemotron_c.checkpoint.tensors
 from nemotron_c.conversion import convert_checkpoint
 from nemotron_c.checkpoint.reading import read_torch_bin
+from helpers.checkpoints import edit_config
 from helpers.compare import assert_close
 from helpers.transformers_reference import build_hf_model, hf_from_pretrained, hf_logits, save_bin
 
@@ -150,25 +150,12 @@ def test_unused_tensor_torch_cannot_convert_is_ignored(tmp_path, dtype_name):
     assert_close(ours, hf_logits(transformers.NemotronForCausalLM.from_pretrained(path), IDS))
 
 
-def set_config(path, **changes):
-    config_path = os.path.join(path, "config.json")
-    with open(config_path) as f:
-        config = json.load(f)
-    for key, value in changes.items():
-        if value is None:
-            config.pop(key, None)
-        else:
-            config[key] = value
-    with open(config_path, "w") as f:
-        json.dump(config, f)
-
-
 @pytest.mark.parametrize("config_dtype", ["bfloat16", "float16"])
 def test_config_dtype_is_the_model_dtype(tmp_path, config_dtype):
     # Transformers' default dtype="auto" gives the model config.dtype and casts every stored tensor to it
     path = str(tmp_path / "f32")
     build_hf_model().save_pretrained(path)
-    set_config(path, dtype=config_dtype)
+    edit_config(path, dtype=config_dtype)
     theirs = transformers.NemotronForCausalLM.from_pretrained(path)
     ours = nemotron_c.AutoModelForCausalLM.from_pretrained(path)
     assert ours.dtype == theirs.dtype == getattr(torch, config_dtype)
@@ -186,7 +173,7 @@ def test_mixed_checkpoint_without_config_dtype_takes_the_first_floating_tensors(
     state = {name: t.to(torch.float8_e4m3fn if "embed" in name else torch.bfloat16 if "layers.0." in name
                         else torch.float32) for name, t in model.state_dict().items()}
     path = save_bin(tmp_path / "mixed", model, state)
-    set_config(path, dtype=None)
+    edit_config(path, dtype=None)
     theirs = transformers.NemotronForCausalLM.from_pretrained(path)
     ours = nemotron_c.AutoModelForCausalLM.from_pretrained(path)
     assert ours.dtype == theirs.dtype == torch.bfloat16
@@ -221,7 +208,7 @@ def test_convert_writes_the_model_dtype(tmp_path):
     state = {name: t.to(torch.float64) if "norm" in name else t.to(torch.bfloat16)
              for name, t in model.state_dict().items()}
     path = save_bin(tmp_path / "src", model, state)
-    set_config(path, dtype="bfloat16")
+    edit_config(path, dtype="bfloat16")
     convert_checkpoint(path, tmp_path / "dst")
     written = safetensors.torch.load_file(str(tmp_path / "dst" / "model.safetensors"))
     theirs = transformers.NemotronForCausalLM.from_pretrained(path)
@@ -240,7 +227,7 @@ def test_mixed_safetensors_without_config_dtype_takes_the_first_name_in_order(tm
     state = safetensors.torch.load_file(os.path.join(path, "model.safetensors"))
     state["lm_head.weight"] = state["lm_head.weight"].to(torch.float16)
     safetensors.torch.save_file(state, os.path.join(path, "model.safetensors"), metadata={"format": "pt"})
-    set_config(path, dtype=None)
+    edit_config(path, dtype=None)
     theirs = transformers.NemotronForCausalLM.from_pretrained(path)
     ours = nemotron_c.AutoModelForCausalLM.from_pretrained(path)
     assert ours.dtype == theirs.dtype == torch.float16

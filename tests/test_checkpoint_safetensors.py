@@ -13,7 +13,7 @@ import nemotron_c.checkpoint.torch_bin
 from nemotron_c import _core
 from nemotron_c.checkpoint.safetensors import SafetensorsFormatError, read_safetensors
 from nemotron_c.checkpoint.tensors import SAFETENSORS_DTYPES, STORAGE_NUMPY
-from helpers.checkpoints import write_random_checkpoint
+from helpers.checkpoints import edit_config, write_random_checkpoint
 
 IDS = np.array([[1, 5, 7, 9]])
 
@@ -81,19 +81,6 @@ def test_safetensors_file_named_pytorch_model_bin(good):
     os.rename(weights_path(good), os.path.join(good, "pytorch_model.bin"))
     with pytest.raises(nemotron_c.TorchCheckpointFormatError, match="pytorch_model.bin: not a torch.save zip"):
         nemotron_c.AutoModelForCausalLM.from_pretrained(good)
-
-
-def edit_config(directory, **changes):
-    path = os.path.join(directory, "config.json")
-    with open(path) as f:
-        config = json.load(f)
-    for key, value in changes.items():
-        if value is None:
-            config.pop(key, None)
-        else:
-            config[key] = value
-    with open(path, "w") as f:
-        json.dump(config, f)
 
 
 def test_other_model_type(good):

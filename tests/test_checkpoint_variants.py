@@ -13,6 +13,7 @@ import transformers
 import nemotron_c
 from nemotron_c.checkpoint.reading import add_variant, weights_files
 from nemotron_c.model.weights import read_weights
+from helpers.checkpoints import edit_config
 from helpers.compare import assert_close
 from helpers.transformers_reference import build_hf_model, hf_logits, save_bin
 
@@ -116,14 +117,6 @@ def test_sharded_variant_fetched_from_the_hub_cache(folders, tmp_path, monkeypat
         assert_close(ours(IDS).logits, hf_logits(theirs, IDS))
 
 
-def with_transformers_weights(path, file_name):
-    with open(os.path.join(path, "config.json")) as f:
-        config = json.load(f)
-    config["transformers_weights"] = file_name
-    with open(os.path.join(path, "config.json"), "w") as f:
-        json.dump(config, f)
-
-
 @pytest.mark.parametrize("sharded", [False, True])
 def test_transformers_weights_names_the_file_to_read(tmp_path, sharded):
     # config.json's transformers_weights: Transformers reads that file instead of model.safetensors
@@ -141,7 +134,7 @@ def test_transformers_weights_names_the_file_to_read(tmp_path, sharded):
         elif name.endswith(".safetensors"):
             shutil.copy(tmp_path / "chosen" / name, os.path.join(path, name))
     explicit = "custom.safetensors.index.json" if sharded else "weights/model.safetensors"
-    with_transformers_weights(path, explicit)
+    edit_config(path, transformers_weights=explicit)
     theirs = transformers.NemotronForCausalLM.from_pretrained(path)
     ours = nemotron_c.AutoModelForCausalLM.from_pretrained(path)
     assert_close(ours(IDS).logits, hf_logits(theirs, IDS))
@@ -154,7 +147,7 @@ def test_transformers_weights_refused_as_transformers_refuses_it(tmp_path, file_
     path = str(tmp_path / "explicit")
     save_bin(path, build_hf_model())
     build_hf_model().save_pretrained(str(tmp_path / "elsewhere"))
-    with_transformers_weights(path, file_name)
+    edit_config(path, transformers_weights=file_name)
     with pytest.raises(ValueError):
         transformers.NemotronForCausalLM.from_pretrained(path)
     with pytest.raises(ValueError, match=f"transformers_weights .*{message}"):
@@ -166,7 +159,7 @@ def test_model_loaded_from_transformers_weights_saves_a_loadable_copy(tmp_path):
     model = build_hf_model()
     model.save_pretrained(path)
     os.rename(os.path.join(path, "model.safetensors"), os.path.join(path, "custom.safetensors"))
-    with_transformers_weights(path, "custom.safetensors")
+    edit_config(path, transformers_weights="custom.safetensors")
     ours = nemotron_c.AutoModelForCausalLM.from_pretrained(path)
     theirs = transformers.NemotronForCausalLM.from_pretrained(path)
     ours.save_pretrained(tmp_path / "ours")

@@ -1,5 +1,8 @@
 """Tiny random Nemotron checkpoints written by nemotron_c's own safetensors writer, with no torch: inputs for the
 tests of what loading refuses (the writer itself is compared with Transformers' files in test_checkpoint_saving)."""
+import json
+import os
+
 import numpy as np
 
 import nemotron_c
@@ -41,3 +44,17 @@ def write_random_checkpoint(path, seed=0, shard_size=None, **overrides):
     save_weights(path, tensors, shard_size or "50GB")
     return str(path)
 
+
+
+def edit_config(directory, **changes):
+    """Sets keys of a checkpoint's config.json (a value of None removes the key)."""
+    path = os.path.join(directory, "config.json")
+    with open(path) as f:
+        config = json.load(f)
+    for key, value in changes.items():
+        if value is None:
+            config.pop(key, None)
+        else:
+            config[key] = value
+    with open(path, "w") as f:
+        json.dump(config, f)
