@@ -275,3 +275,13 @@ def test_label_maps_of_the_wrong_type_are_named():
         nemotron_c.NemotronConfig(id2label=["a", "b"])
     with pytest.raises(TypeError, match="label2id must be a dict"):
         nemotron_c.NemotronConfig(label2id=["a", "b"])
+
+
+def test_saved_config_drops_transformers_weights_as_transformers(tmp_path):
+    """transformers_weights names the file a load read; Transformers' save_pretrained drops it (the weights saved
+    beside it have the usual names)."""
+    for config, where in ((transformers.NemotronConfig(transformers_weights="custom.safetensors"), "theirs"),
+                          (nemotron_c.NemotronConfig(transformers_weights="custom.safetensors"), "ours")):
+        config.save_pretrained(tmp_path / where)
+        with open(tmp_path / where / "config.json") as f:
+            assert "transformers_weights" not in json.load(f)
