@@ -151,6 +151,34 @@ def test_offsets_of_a_token_inside_stripped_whitespace(tmp_path, added):
     assert [ours.tokenize(text) for text in texts] == [theirs.tokenize(text) for text in texts]
 
 
+@pytest.mark.parametrize("added", [
+    [{"id": 10, "content": "<x>", "rstrip": True}, {"id": 11, "content": "\t"}],
+    [{"id": 10, "content": "<x>", "rstrip": True}, {"id": 11, "content": " "}],
+    [{"id": 10, "content": "<x>", "rstrip": True}, {"id": 11, "content": "\u3000", "lstrip": True}],
+    [{"id": 10, "content": "<x>", "rstrip": True, "lstrip": True}, {"id": 11, "content": "\n", "rstrip": True},
+     {"id": 12, "content": "\t", "lstrip": True, "rstrip": True}],
+], ids=["tab", "space", "lstrip-ideographic-space", "both"])
+def test_whitespace_tokens_inside_stripped_whitespace(tmp_path, added):
+    """A whitespace token inside the whitespace an rstrip took in: tokenizers encodes what is left of that
+    whitespace after it ('<x> \t y' is <x>, \t, then ' y'), and an lstrip one that nothing is left of past that
+    whitespace is no token at all ('<x>\u3000' is <x>). Texts where tokenizers panics ('AddedVocabulary bad
+    split') must still encode here."""
+    path = write_tiny_tokenizer(tmp_path, TINY_VOCAB, added=added)
+    ours, theirs = AutoTokenizer.from_pretrained(path), transformers.AutoTokenizer.from_pretrained(path)
+    texts = ["<x> \t y", "<x>\u3000", "<x> \u3000 y", "<x>\t\t", "<x>\n \t", "a <x> \n\ty"]
+    texts += random_texts([" ", "  ", "\t", "\n", "\u3000", "y", "a", "<x>"], 400, seed=5, size=10)
+    compared = []
+    for text in texts:
+        try:
+            theirs(text)
+        except BaseException:  # pyo3's PanicException is no Exception
+            ours(text, return_offsets_mapping=True)
+            continue
+        compared.append(text)
+    assert len(compared) > 300
+    assert_same_offsets(ours, theirs, compared)
+
+
 SPLIT_ALPHABET = [" ", "  ", "\u2581", "a", "b", "th", "e", "the", "\n", "\t", "<s>", "</s>", "<extra_id_0>",
                   "<extra_id_1>", "<", ">", "\u00e9", "e\u0301", "\u4e2d", "\U0001f600", "\u200d", "1", ".",
                   "<0x41>", "<0x3C>", "<0xZZ>", "\r\n", "\u3000", "\u202e", "\U000e0041", "\x00"]

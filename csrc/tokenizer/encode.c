@@ -61,7 +61,8 @@ static uint32_t char_before(const char *text, size_t pos, size_t *start) {
 /* Finds in text[from, len) the leftmost, then longest, added token of `pass`. Returns its index in
  * tok->added, or -1; *start and *end delimit the match with the whitespace it strips (lstrip goes back no further
  * than `floor`, the end of the previous match), *resume is the end of the token itself: tokenizers' matcher goes on
- * from there, so a token may begin inside the whitespace an rstrip token took in ("<x> y" with " y" added). */
+ * from there, so a token may begin inside the whitespace an rstrip token took in ("<x> y" with " y" added); an
+ * lstrip one then starts at `floor`, and is no match at all when nothing of it is left past `floor`. */
 static int64_t find_added(const nt_tokenizer *tok, int pass, const char *text, size_t len, size_t from,
                           size_t floor, size_t *start, size_t *end, size_t *resume) {
     const nt_added_trie *trie = &tok->trie[pass];
@@ -97,14 +98,20 @@ static int64_t find_added(const nt_tokenizer *tok, int pass, const char *text, s
             }
         }
         *resume = e;
-        if (a->lstrip)
+        if (a->lstrip) {
             while (s > floor && nt_unicode_is_whitespace(char_before(text, s, &cs))) s = cs;
+            if (s < floor) s = floor; /* it began in the whitespace the previous match took in: its split starts after */
+        }
         if (a->rstrip)
             while (e < len) {
                 int l = nt_utf8_len((unsigned char)text[e]);
                 if (!nt_unicode_is_whitespace(nt_utf8_decode(text + e, l))) break;
                 e += (size_t)l;
             }
+        if (s >= e) { /* all of it inside that whitespace: tokenizers' split is empty and makes no token */
+            i = *resume;
+            continue;
+        }
         *start = s;
         *end = e;
         return hit;
@@ -289,7 +296,7 @@ static nt_status encode_chunk(const nt_tokenizer *tok, nt_error *err, nt_id_vec 
             return st;
         if (hit < 0) return NT_OK;
         if ((st = push_added(tok, err, out, log, hit, norm + ms, me - ms)) != NT_OK) return st;
-        if (me > pos) pos = me;
+        pos = me; /* a token inside the previous match's whitespace gives the rest of that whitespace back */
     }
 }
 
@@ -304,7 +311,7 @@ static nt_status encode_one(const nt_tokenizer *tok, nt_error *err, nt_id_vec *o
         if (stop > pos && (st = encode_chunk(tok, err, out, s, log, text + pos, stop - pos, pos == 0)) != NT_OK) return st;
         if (hit < 0) return NT_OK;
         if ((st = push_added(tok, err, out, log, hit, text + ms, me - ms)) != NT_OK) return st;
-        if (me > pos) pos = me;
+        pos = me; /* a token inside the previous match's whitespace gives the rest of that whitespace back */
     }
 }
 

@@ -393,6 +393,8 @@ def align(text, ids, pipeline, matches=None):
 
         def place(at):
             start, end = _stripped_span(chars, at, at + len(content), position, pipeline.stripping.get(ids[j]))
+            if start >= end:  # an lstrip token with nothing of it past the previous match's whitespace: no match
+                raise NotImplementedError(f"no match of {content!r} at {at}")
             # the text before the added token (it may normalize to nothing: spaces a Trim takes off)
             found = placed.fork()
             _align_segment(text, position, max(start, position), ids[i:j], matched[i:j], pipeline, found)
@@ -401,7 +403,8 @@ def align(text, ids, pipeline, matches=None):
         at, (start, end, found) = _first_fit(text, content, resume, place, ids[j] in pipeline.single_word)
         placed.take(found)
         placed.add((start, end), 1, text[start:end])
-        i, position, resume = j + 1, max(position, end), at + len(content)
+        # as the core: after a token inside the previous match's whitespace, the rest of that is text again
+        i, position, resume = j + 1, end, at + len(content)
 
 
 def _first_fit(text, content, resume, place, single_word):
@@ -468,6 +471,8 @@ def _align_segment(text, start, end, ids, matched, pipeline, placed):
 
         def place(at):
             span = _stripped_span(chars, at, at + len(content), p, pipeline.stripping.get(ids[j]))
+            if span[0] >= span[1]:
+                raise NotImplementedError(f"no match of {content!r} at {at}")
             found = placed.fork()
             _align_piece(chars[p:max(span[0], p)], first, ids[i:j], pipeline, found)
             return span, found
@@ -475,7 +480,7 @@ def _align_segment(text, start, end, ids, matched, pipeline, placed):
         at, (span, found) = _first_fit(normalized, content, resume, place, ids[j] in pipeline.single_word)
         placed.take(found)
         placed.add((chars[span[0]][1], chars[span[1] - 1][2]), 1, normalized[span[0]:span[1]])
-        p, i, resume = max(p, span[1]), j + 1, at + len(content)
+        p, i, resume = span[1], j + 1, at + len(content)
 
 
 def _word_starts(chars, pipeline):
