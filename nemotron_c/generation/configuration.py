@@ -48,8 +48,10 @@ FIELDS = (
 
 EXTRA_OUTPUT_FLAGS = ("output_attentions", "output_hidden_states", "output_scores", "output_logits")
 METADATA_FIELDS = ("_from_model_config", "_commit_hash", "_original_object_hash", "transformers_version")
-CACHE_IMPLEMENTATIONS = ("static", "offloaded_static", "sliding_window", "hybrid", "mamba", "hybrid_chunked",
-                         "offloaded_hybrid", "offloaded_hybrid_chunked", "dynamic", "offloaded", "quantized", "paged")
+STATIC_CACHE_IMPLEMENTATIONS = ("static", "offloaded_static", "sliding_window", "hybrid", "hybrid_chunked",
+                                "offloaded_hybrid", "offloaded_hybrid_chunked")
+# Transformers' ALL_CACHE_IMPLEMENTATIONS and "paged", in its order (its error message lists them)
+CACHE_IMPLEMENTATIONS = STATIC_CACHE_IMPLEMENTATIONS + ("dynamic", "offloaded", "quantized", "paged")
 GENERATE_ARGUMENTS = ("logits_processor", "stopping_criteria", "prefix_allowed_tokens_fn", "synced_gpus",
                       "assistant_model", "streamer", "negative_prompt_ids", "negative_prompt_attention_mask")
 VERSION = "5.24.0"  # the Transformers version whose files we read and write
@@ -109,6 +111,8 @@ class GenerationConfig:
         if not self._from_model_config:
             for key, value in kwargs.items():
                 setattr(self, key, value)
+        elif kwargs.get("force_bos_token_to_be_generated", False):  # the legacy name in old models' config.json
+            self.forced_bos_token_id = self.bos_token_id
         self.validate(user_set_attributes=user_set)
 
     # ------------------------------------------------------------ validation
@@ -143,6 +147,10 @@ class GenerationConfig:
         if self.cache_implementation is not None and self.cache_implementation not in CACHE_IMPLEMENTATIONS:
             raise ValueError(f"Invalid `cache_implementation` ({self.cache_implementation}). Choose one of: "
                              f"{CACHE_IMPLEMENTATIONS}")
+        if self.max_cache_len is not None and self.cache_implementation not in STATIC_CACHE_IMPLEMENTATIONS:
+            warnings.warn(f"`max_cache_len` is only used with static caches ({STATIC_CACHE_IMPLEMENTATIONS[:2]}); it "
+                          f"will be ignored with `cache_implementation={self.cache_implementation!r}`.", UserWarning,
+                          stacklevel=3)
         minor = {}
         if self.pad_token_id is not None and self.pad_token_id < 0:
             minor["pad_token_id"] = f"`pad_token_id` should be positive but got {self.pad_token_id}."
@@ -251,7 +259,10 @@ class GenerationConfig:
             raise OSError(f"{path} must hold a JSON object")
         if kwargs.pop("_from_model_config", False):
             return cls.from_model_config(data)
-        return cls.from_dict(data, **kwargs)
+        loaded = cls.from_dict(data, **kwargs)
+        config = loaded[0] if kwargs.get("return_unused_kwargs") else loaded
+        config._original_object_hash = hash(config)  # save_pretrained is lenient with what it was loaded as
+        return loaded
 
     @classmethod
     def from_model_config(cls, model_config):
@@ -271,6 +282,7 @@ class GenerationConfig:
                 setattr(config, attr, decoder[attr])
         if not config.return_dict_in_generate and any(getattr(config, f, False) for f in EXTRA_OUTPUT_FLAGS):
             config.return_dict_in_generate = True
+        config._original_object_hash = hash(config)
         return config
 
     def update(self, defaults_only=False, allow_custom_entries=False, **kwargs):
@@ -306,7 +318,15 @@ class GenerationConfig:
         return json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
 
     def save_pretrained(self, save_directory, config_file_name=None):
-        self.validate(strict=True)
+        # Transformers refuses to save a config with issues, except one unchanged since it was loaded, which it only
+        # warns about: a published generation_config.json (temperature without do_sample) can always be saved back
+        was_modified = getattr(self, "_original_object_hash", None) != hash(self)
+        try:
+            self.validate(strict=was_modified)
+        except ValueError as exc:
+            raise ValueError(str(exc) + "\n\nFix these issues to save the configuration.") from None
+        if os.path.isfile(save_directory):
+            raise ValueError(f"Provided path ({save_directory}) should be a directory, not a file")
         os.makedirs(save_directory, exist_ok=True)
         with open(os.path.join(save_directory, config_file_name or GENERATION_CONFIG_NAME), "w", encoding="utf-8") as f:
             f.write(self.to_json_string(use_diff=True))

@@ -1,0 +1,98 @@
+"""Corners of GenerationConfig and generate() found by comparing with Transformers 5.24 case by case."""
+import json
+import os
+import warnings
+
+import numpy as np
+import pytest
+import torch
+import transformers
+
+import nemotron_c
+from helpers.generation_reference import MASK, PROMPTS, hf_generate, models, our_generate  # noqa: F401
+
+
+def public(config):
+    return {k: v for k, v in config.to_dict().items() if k != "transformers_version" and not k.startswith("_")}
+
+
+def saved(directory):
+    with open(os.path.join(directory, "generation_config.json"), encoding="utf-8") as f:
+        data = json.load(f)
+    data.pop("transformers_version")
+    return data
+
+
+PUBLISHED_WITH_ISSUES = {"temperature": 0.6, "top_p": 0.9, "length_penalty": 2.0, "bos_token_id": 1, "eos_token_id": 3}
+
+
+def test_a_loaded_config_with_minor_issues_saves_back_as_transformers(tmp_path):
+    """Transformers only warns when saving a config unchanged since it was loaded (a published one with temperature
+    but no do_sample); changed, it refuses it."""
+    (tmp_path / "generation_config.json").write_text(json.dumps(PUBLISHED_WITH_ISSUES))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours = nemotron_c.GenerationConfig.from_pretrained(str(tmp_path))
+        theirs = transformers.GenerationConfig.from_pretrained(str(tmp_path))
+        ours.save_pretrained(str(tmp_path / "ours"))
+        theirs.save_pretrained(str(tmp_path / "theirs"))
+    assert saved(tmp_path / "ours") == saved(tmp_path / "theirs") == PUBLISHED_WITH_ISSUES
+    for config in (ours, theirs):
+        config.temperature = 0.7
+        with pytest.raises(ValueError, match="Fix these issues to save the configuration") as error:
+            config.save_pretrained(str(tmp_path / "changed"))
+        assert "`temperature`" in str(error.value)
+
+
+def test_a_model_with_such_a_generation_config_saves_back(checkpoint, tmp_path):
+    path = checkpoint(scale=0.25)
+    copy = tmp_path / "published"
+    copy.mkdir()
+    for name in os.listdir(path):
+        if name != "generation_config.json":
+            os.symlink(os.path.join(path, name), copy / name)
+    (copy / "generation_config.json").write_text(json.dumps(PUBLISHED_WITH_ISSUES))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        nemotron_c.AutoModelForCausalLM.from_pretrained(str(copy)).save_pretrained(str(tmp_path / "ours"))
+        transformers.NemotronForCausalLM.from_pretrained(str(copy)).save_pretrained(str(tmp_path / "theirs"))
+    assert saved(tmp_path / "ours") == saved(tmp_path / "theirs")
+
+
+def test_from_model_config_is_a_loaded_config_too(tmp_path):
+    model_config = {"bos_token_id": 1, "temperature": 0.5}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        nemotron_c.GenerationConfig.from_model_config(model_config).save_pretrained(str(tmp_path / "ours"))
+        transformers.GenerationConfig.from_model_config(model_config).save_pretrained(str(tmp_path / "theirs"))
+    assert saved(tmp_path / "ours") == saved(tmp_path / "theirs")
+
+
+@pytest.mark.parametrize("name", ["mamba", "foo", "paged", "hybrid_chunked", "quantized"])
+def test_cache_implementations_are_transformers(name):
+    outcomes = []
+    for cls in (nemotron_c.GenerationConfig, transformers.GenerationConfig):
+        try:
+            cls(cache_implementation=name)
+            outcomes.append("ok")
+        except ValueError as error:
+            outcomes.append(str(error))
+    assert outcomes[0] == outcomes[1]
+
+
+def test_legacy_force_bos_token_to_be_generated_in_a_model_config():
+    model_config = {"bos_token_id": 5, "force_bos_token_to_be_generated": True}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours = nemotron_c.GenerationConfig.from_model_config(model_config)
+        theirs = transformers.GenerationConfig.from_model_config(model_config)
+    assert ours.forced_bos_token_id == theirs.forced_bos_token_id == 5
+    assert public(ours) == public(theirs)
+
+
+def test_max_cache_len_without_a_static_cache_warns():
+    with pytest.warns(UserWarning, match="`max_cache_len` is only used with static caches"):
+        nemotron_c.GenerationConfig(max_cache_len=64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        nemotron_c.GenerationConfig(max_cache_len=64, cache_implementation="static")
