@@ -5,8 +5,8 @@ import os
 import shutil
 
 from .checkpoint.quantized import QUANTIZATION_CONFIGS
-from .checkpoint.saving import (DEFAULT_MAX_SHARD_SIZE, ITEMSIZES, TensorToSave, parse_shard_size, prepare_directory,
-                                save_weights, write_text)
+from .checkpoint.saving import (DEFAULT_MAX_SHARD_SIZE, ITEMSIZES, TensorToSave, dot_natural_key, parse_shard_size,
+                                prepare_directory, save_weights, write_text)
 from .model.configuration import CONFIG_NAME, NemotronConfig, read_config_json
 from .model.heads import (NemotronForQuestionAnswering, NemotronForSequenceClassification,
                           NemotronForTokenClassification)
@@ -50,7 +50,9 @@ def convert_checkpoint(source, destination, dtype=None, max_shard_size=DEFAULT_M
     model_dtype = auto_dtype(config, read)  # what a tensor is converted to with dtype None, as from_pretrained
     stored = {name: in_model_dtype(t, model_dtype) for name, t in used_tensors(config, read).items()}
     untied = tied and not config.tie_word_embeddings
-    tensors = [saved for name, t in stored.items() for saved in TensorToSave.each(name, *converted(name, t, dtype))]
+    # in the order Transformers' save of the loaded model shards them (save_pretrained's too)
+    tensors = [saved for name, t in sorted(stored.items(), key=lambda item: dot_natural_key(item[0]))
+               for saved in TensorToSave.each(name, *converted(name, t, dtype))]
     quantized = next((t.dtype for t in tensors if t.dtype in QUANTIZED_DTYPES), None)
     destination = prepare_directory(destination)
 

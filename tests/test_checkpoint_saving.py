@@ -17,6 +17,7 @@ from test_configuration import DICTS as CONFIG_DICTS
 from helpers.tokenizer_builders import build_all
 
 import nemotron_c
+from nemotron_c.conversion import convert_checkpoint
 from nemotron_c.checkpoint.saving import TensorToSave, parse_shard_size, plan_shards, safetensors_header
 
 IDS = np.array([[5, 9, 2, 77, 13, 40, 41], [1, 2, 3, 4, 5, 6, 7]])
@@ -100,17 +101,19 @@ def test_model_converted_at_load_saves_the_converted_weights(checkpoint, tmp_pat
     assert_close(hf_logits(hf_from_pretrained(tmp_path), IDS), hf_logits(original, IDS), atol=0)
 
 
-def test_sharded_save_matches_transformers_and_replaces_an_earlier_layout(checkpoint, tmp_path):
+def test_sharded_save_matches_transformers_and_replaces_an_earlier_layout(checkpoint, tmp_path_factory):
     """With a tiny max_shard_size the shards, their names and the index are those of Transformers; a later save
     in the other layout leaves no file of the earlier one a reader could take instead."""
+    tmp_path, theirs = tmp_path_factory.mktemp("ours"), tmp_path_factory.mktemp("theirs")
     source = checkpoint(shard_size="20KB")
     model = nemotron_c.NemotronForCausalLM.from_pretrained(source)
     model.save_pretrained(tmp_path, max_shard_size="20KB")
-    assert_same_files(tmp_path, source)
+    transformers.NemotronForCausalLM.from_pretrained(source).save_pretrained(theirs, max_shard_size="20KB")
+    assert_same_files(tmp_path, theirs)
     index = json.loads((tmp_path / "model.safetensors.index.json").read_text())
     assert index["metadata"]["total_size"] == sum(v.size * 4 for _, v in stored_tensors(tmp_path).values())
     assert index["metadata"]["total_parameters"] == hf_from_pretrained(source).num_parameters()
-    assert len(set(index["weight_map"].values())) == 12
+    assert len(set(index["weight_map"].values())) == 13
     assert_close(hf_logits(hf_from_pretrained(tmp_path), IDS), model(IDS).logits, atol=1e-4)
 
     model.save_pretrained(tmp_path, max_shard_size="100KB")  # fewer shards: the others are removed
@@ -123,6 +126,28 @@ def test_sharded_save_matches_transformers_and_replaces_an_earlier_layout(checkp
     assert "model.safetensors" not in os.listdir(tmp_path)
     again = nemotron_c.NemotronForCausalLM.from_pretrained(tmp_path)
     assert_close(again(IDS).logits, model(IDS).logits, atol=0)
+
+
+@pytest.mark.parametrize("max_shard_size", [1, 20_000, "0.05MB"])
+@pytest.mark.parametrize("layers", [2, 11])
+def test_loaded_model_sharded_as_transformers_shards_it(checkpoint, tmp_path, max_shard_size, layers):
+    """Transformers' save of a model made by from_pretrained sorts its tensors by name (reverting the weight
+    conversions, dot_natural_key: lm_head first, layers.2 before layers.10) before cutting shards, unlike its save
+    of a model made from a config: the shards must hold the same tensors."""
+    source = checkpoint(seed=3, num_hidden_layers=layers)
+    nemotron_c.NemotronForCausalLM.from_pretrained(source).save_pretrained(tmp_path / "ours",
+                                                                           max_shard_size=max_shard_size)
+    theirs = transformers.NemotronForCausalLM.from_pretrained(source)
+    theirs.save_pretrained(tmp_path / "theirs", max_shard_size=max_shard_size)
+    assert_same_files(tmp_path / "ours", tmp_path / "theirs")
+
+
+@pytest.mark.parametrize("layers", [2, 11])
+def test_convert_shards_as_transformers_saves_the_loaded_model(checkpoint, tmp_path, layers):
+    source = checkpoint(seed=3, num_hidden_layers=layers)
+    convert_checkpoint(source, tmp_path / "ours", max_shard_size="20KB")
+    transformers.NemotronForCausalLM.from_pretrained(source).save_pretrained(tmp_path / "theirs", max_shard_size="20KB")
+    assert_same_files(tmp_path / "ours", tmp_path / "theirs")
 
 
 @pytest.mark.parametrize("name", list(HEADS))

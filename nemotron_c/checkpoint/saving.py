@@ -212,6 +212,28 @@ def prepare_directory(save_directory):
     return save_directory
 
 
+def dot_natural_key(name):
+    """Transformers' sort key of state_dict names: split on dots, numbers (and a part's trailing digits) compared
+    as numbers, so that layers.2 comes before layers.10."""
+    parts = []
+    for part in name.split("."):
+        if part.isdigit():
+            parts.append((0, int(part)))
+            continue
+        text = part.rstrip("0123456789")
+        parts.append((1, text, int(part[len(text):])) if text != part else (1, text))
+    return parts
+
+
+def transformers_save_order(tensors, model):
+    """[(name, ...)] in the order Transformers' save_pretrained shards them. A model made by from_pretrained has
+    its (empty) weight conversions recorded, and reverting them sorts the state_dict by dot_natural_key (lm_head
+    first, then each layer's tensors by name); a model made from a config keeps the state_dict's order."""
+    if getattr(model, "_load_args", None) is None:
+        return list(tensors)
+    return sorted(tensors, key=lambda item: dot_natural_key(item[0]))
+
+
 def save_model(model, save_directory, max_shard_size=DEFAULT_MAX_SHARD_SIZE, safe_serialization=True, **kwargs):
     """model.save_pretrained: config.json, generation_config.json (models that generate) and the weights."""
     if not safe_serialization:
@@ -233,7 +255,7 @@ def save_model(model, save_directory, max_shard_size=DEFAULT_MAX_SHARD_SIZE, saf
     save_directory = prepare_directory(save_directory)
     if not is_main_process:  # as Transformers: only the main process writes
         return
-    tensors = [saved for name, array, dtype in model._tensors_to_save()
+    tensors = [saved for name, array, dtype in transformers_save_order(model._tensors_to_save(), model)
                for saved in TensorToSave.each(name, dtype, array.shape,
                                               lambda array=array: array)]
     # as Transformers: the config records the saved dtype (a quantized model's: that of its float tensors, beside
