@@ -150,6 +150,42 @@ def test_convert_shards_as_transformers_saves_the_loaded_model(checkpoint, tmp_p
     assert_same_files(tmp_path / "ours", tmp_path / "theirs")
 
 
+@pytest.mark.parametrize("max_shard_size", ["50GB", "20KB"])
+def test_variant_saved_as_transformers_saves_it(checkpoint, tmp_path, max_shard_size):
+    """model.fp16.safetensors, or model.fp16-0000i-of-0000n.safetensors and model.safetensors.index.fp16.json;
+    read back by both with variant=."""
+    source = checkpoint(seed=3)
+    ours = nemotron_c.NemotronForCausalLM.from_pretrained(source, dtype="float16")
+    ours.save_pretrained(tmp_path / "ours", variant="fp16", max_shard_size=max_shard_size)
+    transformers.NemotronForCausalLM.from_pretrained(source, dtype=torch.float16).save_pretrained(
+        tmp_path / "theirs", variant="fp16", max_shard_size=max_shard_size)
+    assert_same_files(tmp_path / "ours", tmp_path / "theirs")
+    again = nemotron_c.NemotronForCausalLM.from_pretrained(tmp_path / "ours", variant="fp16")
+    assert_close(again(IDS).logits, ours(IDS).logits, atol=0)
+    theirs = transformers.NemotronForCausalLM.from_pretrained(tmp_path / "ours", variant="fp16", dtype=torch.float32)
+    assert_close(hf_logits(theirs, IDS), ours(IDS).logits, atol=1e-4)
+
+
+def test_variant_save_removes_stale_files_as_transformers(checkpoint, tmp_path):
+    """A save removes the shards of an earlier one its names begin with: a plain save those of a variant too
+    (Transformers' startswith("model")), a variant's save only its own; and the other layout of its variant."""
+    model = nemotron_c.NemotronForCausalLM.from_pretrained(checkpoint(seed=3))
+    model.save_pretrained(tmp_path, variant="fp16", max_shard_size="20KB")
+    model.save_pretrained(tmp_path, variant="fp16", max_shard_size="100KB")
+    assert sorted(os.listdir(tmp_path)) == ["config.json", "generation_config.json",
+                                            "model.fp16-00001-of-00003.safetensors",
+                                            "model.fp16-00002-of-00003.safetensors",
+                                            "model.fp16-00003-of-00003.safetensors",
+                                            "model.safetensors.index.fp16.json"]
+    model.save_pretrained(tmp_path, variant="v2")
+    assert "model.v2.safetensors" in os.listdir(tmp_path) and "model.fp16-00001-of-00003.safetensors" in os.listdir(tmp_path)
+    model.save_pretrained(tmp_path, variant="v2", max_shard_size="100KB")  # its single file goes
+    assert "model.v2.safetensors" not in os.listdir(tmp_path)
+    model.save_pretrained(tmp_path)  # Transformers' rule takes every model*-0000i-of-0000n shard
+    assert sorted(os.listdir(tmp_path)) == ["config.json", "generation_config.json", "model.safetensors",
+                                            "model.safetensors.index.fp16.json", "model.safetensors.index.v2.json"]
+
+
 @pytest.mark.parametrize("name", list(HEADS))
 def test_heads_save_the_files_transformers_saves(checkpoint, tmp_path, name):
     source = checkpoint(model_class=getattr(transformers, name), **HEADS[name])
@@ -202,8 +238,8 @@ def test_save_refuses_a_file_and_what_it_cannot_write(checkpoint, tmp_path):
         model.save_pretrained(file)
     with pytest.raises(NotImplementedError, match="safetensors only"):
         model.save_pretrained(tmp_path / "bin", safe_serialization=False)
-    with pytest.raises(NotImplementedError, match="variant"):
-        model.save_pretrained(tmp_path / "variant", variant="fp16")
+    with pytest.raises(TypeError, match="variant must be a str"):
+        model.save_pretrained(tmp_path / "variant", variant=16)
     with pytest.raises(TypeError, match="unexpected keyword"):
         model.save_pretrained(tmp_path / "typo", max_shard_sise="1GB")
     for bad in ("5XB", "GB", "five GB", "5 G B", "-1GB", ""):

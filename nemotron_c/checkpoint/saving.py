@@ -13,6 +13,7 @@ import struct
 import numpy as np
 
 from .quantized import FORMATS, SCALE_SUFFIX
+from .reading import add_variant
 from .safetensors import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
 from .tensors import SAFETENSORS_DTYPES, SUPPORTED
 
@@ -147,9 +148,11 @@ def write_safetensors(path, tensors, metadata=None):
         raise
 
 
-def save_weights(save_directory, tensors, max_shard_size=DEFAULT_MAX_SHARD_SIZE, on_file=None):
+def save_weights(save_directory, tensors, max_shard_size=DEFAULT_MAX_SHARD_SIZE, on_file=None, variant=None):
     """Writes `tensors` (TensorToSave, in state_dict order) as model.safetensors, or as shards
-    model-0000i-of-0000n.safetensors with model.safetensors.index.json when they exceed max_shard_size.
+    model-0000i-of-0000n.safetensors with model.safetensors.index.json when they exceed max_shard_size; with a
+    variant, Transformers' names for it: model.fp16.safetensors, model.fp16-0000i-of-0000n.safetensors and
+    model.safetensors.index.fp16.json.
 
     Removes the shard files of an earlier save that this one does not overwrite, as Transformers does, and
     also the single file or the index of an earlier save of the other layout, which Transformers leaves
@@ -161,37 +164,40 @@ def save_weights(save_directory, tensors, max_shard_size=DEFAULT_MAX_SHARD_SIZE,
     if len(by_name) != len(tensors):
         raise ValueError("two tensors share a name")
     shards = plan_shards([(t.name, t.nbytes) for t in tensors], limit)
+    weights_name, index_name = add_variant(SAFE_WEIGHTS_NAME, variant), add_variant(SAFE_WEIGHTS_INDEX_NAME, variant)
+    stem = weights_name.removesuffix(".safetensors")
     if len(shards) <= 1:
-        files = {SAFE_WEIGHTS_NAME: shards[0] if shards else []}
+        files = {weights_name: shards[0] if shards else []}
     else:
-        files = {f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors": names for i, names in enumerate(shards)}
-    remove_stale_weights(save_directory, files)
+        files = {f"{stem}-{i + 1:05d}-of-{len(shards):05d}.safetensors": names for i, names in enumerate(shards)}
+    remove_stale_weights(save_directory, files, stem, weights_name, index_name)
     for file_name, names in files.items():
         write_safetensors(os.path.join(save_directory, file_name), [by_name[n] for n in names], {"format": "pt"})
         if on_file:
             on_file(file_name, sum(by_name[n].nbytes for n in names))
     if len(files) == 1:
-        return [SAFE_WEIGHTS_NAME]
+        return [weights_name]
     total_parameters = sum(int(np.prod(t.shape, dtype=np.int64)) for t in tensors)
     index = {
         "metadata": {"total_parameters": total_parameters, "total_size": sum(t.nbytes for t in tensors)},
         "weight_map": {name: file_name for file_name, names in files.items() for name in names},
     }
     text = json.dumps(index, indent=2, sort_keys=True) + "\n"
-    write_text(os.path.join(save_directory, SAFE_WEIGHTS_INDEX_NAME), text)
-    return [*files, SAFE_WEIGHTS_INDEX_NAME]
+    write_text(os.path.join(save_directory, index_name), text)
+    return [*files, index_name]
 
 
-def remove_stale_weights(save_directory, files):
+def remove_stale_weights(save_directory, files, stem, weights_name, index_name):
+    """Transformers' rule: a shard file whose name begins as the weights' (model, or model.fp16 for a variant) and
+    that this save does not overwrite goes; so does the other layout's file of the same variant."""
     sharded = len(files) > 1
     for file_name in os.listdir(save_directory):
         path = os.path.join(save_directory, file_name)
         if not os.path.isfile(path) or file_name in files:
             continue
-        stem = file_name.removesuffix(".safetensors")
-        stale_shard = (file_name.startswith("model") and file_name.endswith(".safetensors")
-                       and SHARD_PATTERN.fullmatch(stem) is not None)
-        other_layout = file_name == (SAFE_WEIGHTS_NAME if sharded else SAFE_WEIGHTS_INDEX_NAME)
+        stale_shard = (file_name.startswith(stem) and file_name.endswith(".safetensors")
+                       and SHARD_PATTERN.fullmatch(file_name.removesuffix(".safetensors")) is not None)
+        other_layout = file_name == (weights_name if sharded else index_name)
         if stale_shard or other_layout:
             os.remove(path)
 
@@ -241,7 +247,10 @@ def save_model(model, save_directory, max_shard_size=DEFAULT_MAX_SHARD_SIZE, saf
             "nemotron_c writes safetensors only (safe_serialization=False would mean pytorch_model.bin; "
             "Transformers 5 writes safetensors only as well)"
         )
-    unsupported = {"state_dict": None, "variant": None, "push_to_hub": False, "save_peft_format": True,
+    variant = kwargs.pop("variant", None)
+    if variant is not None and not isinstance(variant, str):
+        raise TypeError(f"variant must be a str, not {type(variant).__name__}")
+    unsupported = {"state_dict": None, "push_to_hub": False, "save_peft_format": True,
                    "distributed_checkpoint": False}
     for key, neutral in unsupported.items():
         if kwargs.pop(key, neutral) != neutral:
@@ -271,4 +280,4 @@ def save_model(model, save_directory, max_shard_size=DEFAULT_MAX_SHARD_SIZE, saf
     config.save_pretrained(save_directory)
     if model.can_generate():
         model.generation_config.save_pretrained(save_directory)
-    save_weights(save_directory, tensors, limit)
+    save_weights(save_directory, tensors, limit, variant=variant)
