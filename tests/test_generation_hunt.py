@@ -96,3 +96,36 @@ def test_max_cache_len_without_a_static_cache_warns():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         nemotron_c.GenerationConfig(max_cache_len=64, cache_implementation="static")
+
+
+@pytest.mark.parametrize("cache_implementation", ["hybrid", "static", "sliding_window", "hybrid_chunked"])
+@pytest.mark.parametrize("num_beams", [1, 2])
+def test_cache_implementations_transformers_generates_with(models, cache_implementation, num_beams):
+    """A static cache holds the keys and values a dynamic one does ("hybrid" becomes a dynamic cache)."""
+    ours, theirs = models
+    kwargs = dict(max_new_tokens=4, num_beams=num_beams, cache_implementation=cache_implementation)
+    np.testing.assert_array_equal(our_generate(ours, PROMPTS, MASK, **kwargs), hf_generate(theirs, PROMPTS, MASK, **kwargs))
+
+
+def test_offloaded_caches_generate_as_a_dynamic_one(models):
+    # Transformers' offloaded caches need CUDA (an AssertionError on a CPU-only torch); their tokens are the
+    # dynamic cache's wherever they run
+    ours, theirs = models
+    expected = hf_generate(theirs, PROMPTS, MASK, max_new_tokens=4)
+    for name in ("offloaded", "offloaded_static", "offloaded_hybrid_chunked"):
+        np.testing.assert_array_equal(our_generate(ours, PROMPTS, MASK, max_new_tokens=4, cache_implementation=name),
+                                      expected)
+    for name in ("quantized", "paged"):  # other numbers (quantized keys and values), continuous batching
+        with pytest.raises(NotImplementedError, match=name):
+            our_generate(ours, PROMPTS, MASK, max_new_tokens=4, cache_implementation=name)
+
+
+def test_a_generation_config_with_generation_kwargs_warns(models):
+    ours, _ = models
+    with pytest.warns(UserWarning, match=r"Passing `generation_config` together with generation-related arguments"):
+        ours.generate(PROMPTS, attention_mask=MASK, generation_config=nemotron_c.GenerationConfig(max_new_tokens=2),
+                      num_beams=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ours.generate(PROMPTS, attention_mask=MASK, generation_config=nemotron_c.GenerationConfig(max_new_tokens=2))
+        ours.generate(PROMPTS, attention_mask=MASK, max_new_tokens=2, num_beams=2)

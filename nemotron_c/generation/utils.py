@@ -85,6 +85,7 @@ class GenerateBeamDecoderOnlyOutput(ModelOutput):
 def prepare_generation_config(model, generation_config, kwargs):
     """Transformers' _prepare_generation_config: user config > model.generation_config > global defaults,
     then keyword arguments. Returns (config, model_kwargs)."""
+    provided = generation_config is not None
     if generation_config is None:
         generation_config = GenerationConfig()
     elif not isinstance(generation_config, GenerationConfig):
@@ -93,6 +94,13 @@ def prepare_generation_config(model, generation_config, kwargs):
     config.update(**model.generation_config.to_dict(), defaults_only=True, allow_custom_entries=True)
     config.update(**default_generation_params(), defaults_only=True)
     model_kwargs = config.update(**kwargs)
+    if config.cache_implementation == "hybrid":  # as Transformers: a dynamic cache then
+        config.cache_implementation = None
+    generation_kwargs = set(kwargs) - set(model_kwargs)
+    if provided and generation_kwargs:
+        warnings.warn(f"Passing `generation_config` together with generation-related arguments=({generation_kwargs}) "
+                      "is deprecated and will be removed in future versions. Please pass either a `generation_config` "
+                      "object OR all generation parameters explicitly, but not both.", UserWarning, stacklevel=4)
     return config, model_kwargs
 
 
@@ -117,7 +125,10 @@ def check_supported(config, mode):
         value = getattr(config, field, None)
         if active(value):
             raise NotImplementedError(f"`{field}={value!r}` is not supported by nemotron_c's generate()")
-    if config.cache_implementation not in (None, "dynamic"):
+    # A static or offloaded cache is where Transformers keeps the same keys and values (its tokens are the dynamic
+    # cache's; the offloaded ones need CUDA there, an AssertionError on a CPU-only torch): ours computes them alike.
+    # A quantized cache changes the numbers and "paged" is continuous batching: those are not ours.
+    if config.cache_implementation in ("quantized", "paged"):
         raise NotImplementedError(f"cache_implementation={config.cache_implementation!r} is not supported")
 
 
