@@ -22,7 +22,8 @@ from test_quantization import dequantize, numpy_quantize
 
 import nemotron_c
 import nemotron_c.model.weights
-from nemotron_c.checkpoint.quantized import FORMATS, QUANTIZATION_CONFIGS, QuantizedCheckpointError
+from nemotron_c.checkpoint.quantized import (FORMATS, QUANTIZATION_CONFIGS, QuantizedCheckpointError,
+                                             check_quantization_config)
 from nemotron_c.checkpoint.safetensors import read_safetensors
 from nemotron_c.checkpoint.saving import TensorToSave, write_safetensors
 
@@ -450,13 +451,18 @@ def test_malformed_tensors_are_named(hostile, change, message):
      lambda c, f: r"lacks 'format' \(expected 'nemotron_c_int8' or 'nemotron_c_int4'\)"),
     (lambda c, f: {"quant_method": "gptq", "bits": c["bits"], "group_size": c["group_size"]},
      lambda c, f: "quant_method 'gptq'"),
+    # Transformers reads load_in_8bit / load_in_4bit as bitsandbytes' (configs older than its quant_method)
+    (lambda c, f: {"load_in_8bit": True, "llm_int8_threshold": 6.0}, lambda c, f: "quant_method 'bitsandbytes_8bit'"),
+    (lambda c, f: {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "quant_method": "gptq"},
+     lambda c, f: "quant_method 'bitsandbytes_4bit'"),
     (lambda c, f: [c["bits"], c["group_size"]], lambda c, f: "is list, not an object"),
     # the other format's config: its values dtype is then refused by name
     (lambda c, f: QUANTIZATION_CONFIGS[OTHER[f.dtype]],
      lambda c, f: rf"tensor '.*' in .* is stored as {f.stored}, the values of {f.dtype} weights, but config.json's "
                   rf"quantization_config is {OTHER[f.dtype]}'s"),
 ], ids=["other_group_size", "other_bits", "float_bits", "group_size_16", "asymmetric", "scale_dtype",
-       "unknown_format", "extra_key", "no_group_size", "no_format", "quant_method", "not_an_object",
+       "unknown_format", "extra_key", "no_group_size", "no_format", "quant_method", "bnb_8bit_without_quant_method",
+       "bnb_4bit_over_quant_method", "not_an_object",
        "other_format_config"])
 def test_wrong_quantization_config_is_named(hostile, value, message):
     directory, fmt = hostile
@@ -464,6 +470,17 @@ def test_wrong_quantization_config_is_named(hostile, value, message):
     set_quantization_config(directory, value(config, fmt))
     with pytest.raises(QuantizedCheckpointError, match=message(config, fmt)):
         nemotron_c.AutoModelForCausalLM.from_pretrained(directory)
+
+
+@pytest.mark.parametrize("config", [{"load_in_8bit": True, "llm_int8_threshold": 6.0},
+                                    {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "quant_method": "gptq"}])
+def test_bitsandbytes_configs_are_named_as_transformers_reads_them(config):
+    from transformers.quantizers.auto import AutoQuantizationConfig
+
+    theirs = AutoQuantizationConfig.from_dict(dict(config)).quant_method
+    assert getattr(theirs, "value", theirs) == "bitsandbytes"
+    with pytest.raises(QuantizedCheckpointError, match="quant_method 'bitsandbytes_[48]bit'"):
+        check_quantization_config(config)
 
 
 def test_quantized_tensors_without_quantization_config(hostile):

@@ -93,9 +93,13 @@ def check_quantization_config(config):
     one, saying which key differs."""
     if not isinstance(config, dict):
         raise QuantizationConfigError(f"config.json's quantization_config is {type(config).__name__}, not an object")
-    if "quant_method" in config:
+    # as Transformers' AutoQuantizationConfig.from_dict: load_in_8bit or load_in_4bit (older bitsandbytes configs
+    # have no quant_method) says bitsandbytes whatever quant_method says
+    bits = "4bit" if config.get("load_in_4bit") else "8bit" if config.get("load_in_8bit") else None
+    if bits is not None or "quant_method" in config:
+        method = f"bitsandbytes_{bits}" if bits is not None else config["quant_method"]
         raise QuantizationConfigError(
-            f"config.json's quantization_config has quant_method {config['quant_method']!r}: nemotron_c reads float "
+            f"config.json's quantization_config has quant_method {method!r}: nemotron_c reads float "
             f"weights (F32, BF16, F16) and its own quantized checkpoints (format {FORMAT_NAMES}), not other "
             "quantizations")
     if "format" not in config:
