@@ -129,3 +129,52 @@ def test_a_generation_config_with_generation_kwargs_warns(models):
         warnings.simplefilter("error")
         ours.generate(PROMPTS, attention_mask=MASK, generation_config=nemotron_c.GenerationConfig(max_new_tokens=2))
         ours.generate(PROMPTS, attention_mask=MASK, max_new_tokens=2, num_beams=2)
+
+
+class LoggedWarnings:
+    """Transformers' logged warnings during a block (logger.warning_once's cache cleared first)."""
+
+    def __enter__(self):
+        import logging
+
+        self.messages = []
+        self.logger = transformers.utils.logging.get_logger("transformers")
+        self.handler = logging.Handler(logging.WARNING)
+        self.handler.emit = lambda record: self.messages.append(record.getMessage())
+        transformers.utils.logging.warning_once.cache_clear()
+        self.verbosity = transformers.logging.get_verbosity()
+        transformers.logging.set_verbosity_warning()
+        self.logger.addHandler(self.handler)
+        return self.messages
+
+    def __exit__(self, *exc):
+        self.logger.removeHandler(self.handler)
+        transformers.logging.set_verbosity(self.verbosity)
+
+
+PADDING_WARNINGS = ("The attention mask and the pad token id were not set", "cannot be inferred from input because pad "
+                    "token is same as eos token", "right-padding was detected", "should consist of positive integers")
+
+
+@pytest.mark.parametrize("ids, mask, kwargs", [
+    ([[2, 2, 5, 17], [9, 4, 61, 12]], None, dict(pad_token_id=2, eos_token_id=2)),
+    ([[2, 2, 5, 17], [9, 4, 61, 12]], None, dict(pad_token_id=None, eos_token_id=[2, 7])),
+    ([[5, 17, 2, 2], [9, 4, 61, 12]], None, dict(pad_token_id=2, eos_token_id=2)),  # right padding, mask not inferred
+    ([[5, 17, 2, 2], [9, 4, 61, 12]], None, dict(pad_token_id=2, eos_token_id=3)),
+    ([[5, 17, 2, 2], [9, 4, 61, 12]], [[1, 1, 1, 1], [1, 1, 1, 1]], dict(pad_token_id=2, eos_token_id=2)),
+    ([[5, 17, 33, 2]], None, dict(pad_token_id=2, eos_token_id=2)),
+    ([[5, 17, 33, 2], [9, 4, 61, 12]], None, dict(pad_token_id=1, eos_token_id=-1)),
+])
+def test_padding_and_special_token_warnings_as_transformers(models, ids, mask, kwargs):
+    ours, theirs = models
+    ids = np.array(ids)
+    mask = None if mask is None else np.array(mask)
+    with LoggedWarnings() as logged:
+        expected = hf_generate(theirs, ids, mask, max_new_tokens=3, **kwargs)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = ours.generate(ids, attention_mask=mask, max_new_tokens=3, **kwargs)
+    np.testing.assert_array_equal(got, expected)
+    theirs_warned = [w for w in PADDING_WARNINGS if any(w in message for message in logged)]
+    ours_warned = [w for w in PADDING_WARNINGS if any(w in str(c.message) for c in caught)]
+    assert ours_warned == theirs_warned

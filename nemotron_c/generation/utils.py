@@ -572,9 +572,14 @@ def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=N
                           "consequence, you may observe unexpected behavior. Please pass your input's "
                           "`attention_mask` to obtain reliable results.", UserWarning, stacklevel=3)
         pad = eos[0]
+    if pad is not None and pad in eos and not has_mask and batch_size > 1:
+        warnings.warn("The attention mask is not set with a batched input, and cannot be inferred from input because "
+                      "pad token is same as eos token. As a consequence, you may observe unexpected behavior. Please "
+                      "pass your input's `attention_mask` to obtain reliable results.", UserWarning, stacklevel=3)
     if any(t < 0 for t in eos):
         warnings.warn(f"`eos_token_id` should consist of positive integers, but is {eos}. Your generation will not "
-                      "stop until the maximum length is reached.", UserWarning, stacklevel=3)
+                      "stop until the maximum length is reached. Depending on other flags, it may even crash.",
+                      UserWarning, stacklevel=3)
     elif any(t >= vocab_size for t in eos):
         warnings.warn(f"`eos_token_id` {eos} holds ids outside the vocabulary [0, {vocab_size}): the model can never "
                       "produce them, so they will not stop generation.", UserWarning, stacklevel=3)
@@ -586,7 +591,10 @@ def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=N
         mask = np.ones_like(input_ids, dtype=np.uint8)
         if pad is not None and np.isin(input_ids, [pad]).any() and pad not in eos:
             mask = (input_ids != pad).astype(np.uint8)
-    if pad is not None and batch_size > 1 and (mask[:, -1] == 0).any():
+    # as Transformers: a given mask tells right padding; without one, a last token that is the pad token does (also
+    # where pad == eos, so that no mask was inferred)
+    right_padded = (mask[:, -1] == 0).any() if has_mask else (input_ids[:, -1] == pad).any()
+    if pad is not None and batch_size > 1 and right_padded:
         warnings.warn("A decoder-only architecture is being used, but right-padding was detected! For correct "
                       "generation results, please set `padding_side='left'` when initializing the tokenizer.",
                       UserWarning, stacklevel=3)
