@@ -242,7 +242,7 @@ def test_save_refuses_a_file_and_what_it_cannot_write(checkpoint, tmp_path):
         model.save_pretrained(tmp_path / "variant", variant=16)
     with pytest.raises(TypeError, match="unexpected keyword"):
         model.save_pretrained(tmp_path / "typo", max_shard_sise="1GB")
-    for bad in ("5XB", "GB", "five GB", "5 G B", "-1GB", ""):
+    for bad in ("5XB", "GB", "five GB", "5 G B", "-1GB", "", "nanGB", "infGB", "1e400KB"):
         with pytest.raises(ValueError, match="max_shard_size"):
             model.save_pretrained(tmp_path / "bad", max_shard_size=bad)
     with pytest.raises(ValueError, match="negative"):
@@ -252,7 +252,8 @@ def test_save_refuses_a_file_and_what_it_cannot_write(checkpoint, tmp_path):
     assert not os.path.exists(tmp_path / "bad")  # refused before anything is written
 
 
-@pytest.mark.parametrize("text", ["5GB", "500MB", "10KB", "1TB", "0.5GB", "5gb", " 20 KB "])
+@pytest.mark.parametrize("text", ["5GB", "500MB", "10KB", "1TB", "0.5GB", "5gb", " 20 KB ", "1e3KB", "+5MB", "1_000KB",
+                                  "5.GB", "2.5e-1GB", "\t7\nMB"])
 def test_shard_sizes_read_as_transformers_reads_them(text):
     assert parse_shard_size(text) == parse_size_to_int(text)
 

@@ -23,7 +23,6 @@ DEFAULT_MAX_SHARD_SIZE = "50GB"
 # own convert_file_size_to_int
 SIZE_UNITS = {"TB": 10**12, "GB": 10**9, "MB": 10**6, "KB": 10**3, "TIB": 2**40, "GIB": 2**30, "MIB": 2**20,
               "KIB": 2**10}
-SIZE_PATTERN = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-zA-Z]+)\s*")
 # the core dtypes a safetensors file can hold, with their names there and their sizes (int8, int4: the values of a
 # quantized weight, written beside their scales)
 SAFETENSORS_NAMES = {**{core: name for name, core in SUPPORTED.items()}, **{d: f.stored for d, f in FORMATS.items()}}
@@ -39,14 +38,23 @@ def parse_shard_size(size):
         return int(size)
     if not isinstance(size, str):
         raise TypeError(f"max_shard_size must be an int (bytes) or a string such as '5GB', not {type(size).__name__}")
-    match = SIZE_PATTERN.fullmatch(size)
-    unit = match and match.group(2).upper()
-    if unit not in SIZE_UNITS:
+    # as huggingface_hub's parse_size_to_int: the unit ends the stripped text, the rest is whatever float() reads
+    # ("1e3KB", "+5GB"); NaN, infinities and negative sizes are refused (the hub would overflow or make one shard a
+    # tensor)
+    text = size.strip()
+    unit = next((u for u in SIZE_UNITS if text.upper().endswith(u)), None)
+    try:
+        value = float(text[: -len(unit)]) if unit else None
+    except ValueError:
+        value = None
+    if value is None or not np.isfinite(value):
         raise ValueError(
             f"max_shard_size {size!r} is not a number followed by a unit: use e.g. '5GB', '500MB', '10KB' "
             f"(units: {', '.join(SIZE_UNITS)})"
         )
-    return int(float(match.group(1)) * SIZE_UNITS[unit])
+    if value < 0:
+        raise ValueError(f"max_shard_size must not be negative, got {size!r}")
+    return int(value * SIZE_UNITS[unit])
 
 
 def plan_shards(sizes, max_shard_size):
