@@ -178,3 +178,61 @@ def test_padding_and_special_token_warnings_as_transformers(models, ids, mask, k
     theirs_warned = [w for w in PADDING_WARNINGS if any(w in message for message in logged)]
     ours_warned = [w for w in PADDING_WARNINGS if any(w in str(c.message) for c in caught)]
     assert ours_warned == theirs_warned
+
+
+def both_configs(**kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return nemotron_c.GenerationConfig(**kwargs), transformers.GenerationConfig(**kwargs)
+
+
+def outcome(make):
+    try:
+        return make().to_json_string(ignore_metadata=True)
+    except (TypeError, ValueError) as error:
+        return type(error).__name__, str(error)
+
+
+def test_sequence_bias_with_tuple_keys_serialises_as_transformers(tmp_path):
+    """Transformers writes the tuple keys as strings; json.dumps refused them (repr, ==, save_pretrained failed)."""
+    ours, theirs = both_configs(sequence_bias={(1, 2): 0.5, (3,): -1.0}, eos_token_id=[3, 4])
+    assert ours.to_json_string() == theirs.to_json_string()
+    assert repr(ours).split(" ", 1)[1] == repr(theirs).split(" ", 1)[1]
+    assert ours == nemotron_c.GenerationConfig(sequence_bias={(1, 2): 0.5, (3,): -1.0}, eos_token_id=[3, 4])
+    ours.save_pretrained(str(tmp_path / "ours"))
+    theirs.save_pretrained(str(tmp_path / "theirs"))
+    assert saved(tmp_path / "ours") == saved(tmp_path / "theirs")
+
+
+def test_to_json_file_and_dtype_as_transformers(tmp_path):
+    ours, theirs = both_configs(top_k=3, dtype=torch.float16)
+    assert ours.to_dict()["dtype"] == theirs.to_dict()["dtype"] == "float16"
+    for config, name in ((ours, "ours.json"), (theirs, "theirs.json")):
+        config.to_json_file(str(tmp_path / name))
+    assert (tmp_path / "ours.json").read_text() == (tmp_path / "theirs.json").read_text()
+    for config, name in ((ours, "ours_full.json"), (theirs, "theirs_full.json")):
+        config.to_json_file(str(tmp_path / name), use_diff=False)
+    assert (tmp_path / "ours_full.json").read_text() == (tmp_path / "theirs_full.json").read_text()
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(compile_config={"fullgraph": True}),
+    dict(watermarking_config={"greenlist_ratio": 0.5}),
+    dict(watermarking_config={"greenlist_ratio": 2.0}),
+    dict(watermarking_config={"context_width": 0}),
+    dict(watermarking_config={"seeding_scheme": "other"}),
+    dict(watermarking_config={"unknown": 1}),
+])
+def test_compile_and_watermarking_configs_as_transformers(kwargs):
+    def make(cls):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return cls(**kwargs)
+
+    assert outcome(lambda: make(nemotron_c.GenerationConfig)) == outcome(lambda: make(transformers.GenerationConfig))
+
+
+def test_generation_mode_with_an_assistant_model():
+    for kwargs in (dict(), dict(do_sample=True), dict(num_beams=2)):
+        ours, theirs = both_configs(**kwargs)
+        assert ours.get_generation_mode(assistant_model=object()) == theirs.get_generation_mode(assistant_model=object())

@@ -55,6 +55,53 @@ CACHE_IMPLEMENTATIONS = STATIC_CACHE_IMPLEMENTATIONS + ("dynamic", "offloaded", 
 GENERATE_ARGUMENTS = ("logits_processor", "stopping_criteria", "prefix_allowed_tokens_fn", "synced_gpus",
                       "assistant_model", "streamer", "negative_prompt_ids", "negative_prompt_attention_mask")
 VERSION = "5.24.0"  # the Transformers version whose files we read and write
+# Transformers' WatermarkingConfig fields and defaults: a watermarking_config dict is read as one (we keep a dict)
+WATERMARKING_DEFAULTS = {"greenlist_ratio": 0.25, "bias": 2.0, "hashing_key": 15485863, "seeding_scheme": "lefthash",
+                         "context_width": 1}
+
+
+def watermarking_config(value):
+    """A watermarking_config dict with Transformers' defaults filled in; unknown keys raise its TypeError."""
+    if not isinstance(value, dict):
+        return value
+    unknown = [key for key in value if key not in WATERMARKING_DEFAULTS]
+    if unknown:
+        raise TypeError(f"WatermarkingConfig.__init__() got an unexpected keyword argument '{unknown[0]}'")
+    return {**WATERMARKING_DEFAULTS, **value}
+
+
+def validate_watermarking(config):
+    if not isinstance(config, dict):
+        # Transformers fails calling config.validate() on it
+        raise TypeError(f"`watermarking_config` must be a dict of WatermarkingConfig fields, but is {config!r}")
+    message = ("Some of the keys in `watermarking_config` are defined incorrectly. `{}` should be {}` but found {}")
+    if config["seeding_scheme"] not in ("selfhash", "lefthash"):
+        raise ValueError(message.format("seeding_scheme", "[`selfhash`, `lefthash`]", config["seeding_scheme"]))
+    if not 0.0 <= config["greenlist_ratio"] <= 1.0:  # Transformers names the seeding scheme as what it found here
+        raise ValueError(message.format("greenlist_ratio", "in range between 0.0 and 1.0", config["seeding_scheme"]))
+    if not config["context_width"] >= 1:
+        raise ValueError(message.format("context_width", "a positive integer", config["context_width"]))
+
+
+def json_ready(value):
+    """What Transformers' to_json_string writes: dict keys as strings (sequence_bias's tuples become "(1, 2)"), and
+    config objects as their to_dict()."""
+    if isinstance(value, dict):
+        return {str(key): json_ready(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [json_ready(item) for item in value]
+    if hasattr(value, "to_dict") and not isinstance(value, type):
+        return value.to_dict()
+    return value
+
+
+def dtype_to_str(d):
+    """Transformers' dict_dtype_to_str: a torch dtype under a `dtype` key (at any depth) is written as its name."""
+    if d.get("dtype") is not None and not isinstance(d["dtype"], str):
+        d["dtype"] = str(d["dtype"]).split(".")[1]
+    for value in d.values():
+        if isinstance(value, dict):
+            dtype_to_str(value)
 
 
 def default_generation_params():
@@ -105,6 +152,11 @@ class GenerationConfig:
         user_set = set(kwargs)
         for key in FIELDS:
             setattr(self, key, kwargs.pop(key, None))
+        self.watermarking_config = watermarking_config(self.watermarking_config)
+        if self.continuous_batching_config is not None:
+            warnings.warn("Passing ContinuousBatchingConfig through GenerationConfig is deprecated and will be removed "
+                          "in v5.19. Please pass it separately using the continuous_batching_config kwarg.",
+                          FutureWarning, stacklevel=2)
         kwargs.pop("_commit_hash", None)
         self._from_model_config = kwargs.pop("_from_model_config", None)
         self.transformers_version = kwargs.pop("transformers_version", None)
@@ -151,6 +203,12 @@ class GenerationConfig:
             warnings.warn(f"`max_cache_len` is only used with static caches ({STATIC_CACHE_IMPLEMENTATIONS[:2]}); it "
                           f"will be ignored with `cache_implementation={self.cache_implementation!r}`.", UserWarning,
                           stacklevel=3)
+        # a CompileConfig is Transformers' torch.compile settings: only ever that class, which generate() ignores here
+        if self.compile_config is not None and type(self.compile_config).__name__ != "CompileConfig":
+            raise ValueError(f"You provided `compile_config` as an instance of {type(self.compile_config)}, but it must "
+                             "be an instance of `CompileConfig`.")
+        if self.watermarking_config is not None:
+            validate_watermarking(self.watermarking_config)
         minor = {}
         if self.pad_token_id is not None and self.pad_token_id < 0:
             minor["pad_token_id"] = f"`pad_token_id` should be positive but got {self.pad_token_id}."
@@ -210,7 +268,7 @@ class GenerationConfig:
 
     # ------------------------------------------------------------ modes
 
-    def get_generation_mode(self):
+    def get_generation_mode(self, assistant_model=None):
         """'greedy_search', 'sample', 'beam_search', 'beam_sample' or an unsupported mode's name."""
         if self.constraints is not None or self.force_words_ids is not None:
             return "constrained_beam_search"
@@ -225,7 +283,8 @@ class GenerationConfig:
             return "group_beam_search"
         else:
             mode = "beam_sample" if self.do_sample is True else "beam_search"
-        if self.use_mtp or self.prompt_lookup_num_tokens is not None or self.assistant_early_exit is not None:
+        if (assistant_model is not None or self.use_mtp or self.prompt_lookup_num_tokens is not None
+                or self.assistant_early_exit is not None):
             return "assisted_generation" if mode in ("greedy_search", "sample") else mode
         if self.dola_layers is not None and mode in ("greedy_search", "sample"):
             return "dola_generation"
@@ -293,7 +352,7 @@ class GenerationConfig:
                 setattr(self, key, value)
                 used.append(key)
             elif hasattr(self, key) and (not defaults_only or getattr(self, key) is None):
-                setattr(self, key, value)
+                setattr(self, key, watermarking_config(value) if key == "watermarking_config" else value)
                 used.append(key)
         self.validate(user_set_attributes=set(used))
         return {key: value for key, value in kwargs.items() if key not in used}
@@ -303,6 +362,7 @@ class GenerationConfig:
     def to_dict(self):
         output = copy.deepcopy({k: v for k, v in vars(self).items() if k not in ("_original_object_hash", "_mask_length")})
         output["transformers_version"] = VERSION
+        dtype_to_str(output)
         return output
 
     def to_diff_dict(self):
@@ -310,12 +370,18 @@ class GenerationConfig:
         return {k: v for k, v in self.to_dict().items()
                 if k not in default or k == "transformers_version" or v != default[k]}
 
-    def to_json_string(self, use_diff=True, ignore_metadata=False):
+    def to_json_string(self, use_diff=True, ignore_metadata=False, keys_to_pop=None):
         data = self.to_diff_dict() if use_diff else self.to_dict()
+        for key in keys_to_pop or ():
+            data.pop(key, None)
         if ignore_metadata:
             for key in METADATA_FIELDS:
                 data.pop(key, None)
-        return json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
+        return json.dumps(json_ready(data), indent=2, sort_keys=True, default=str) + "\n"
+
+    def to_json_file(self, json_file_path, use_diff=True):
+        with open(json_file_path, "w", encoding="utf-8") as f:
+            f.write(self.to_json_string(use_diff=use_diff))
 
     def save_pretrained(self, save_directory, config_file_name=None):
         # Transformers refuses to save a config with issues, except one unchanged since it was loaded, which it only
@@ -329,7 +395,7 @@ class GenerationConfig:
             raise ValueError(f"Provided path ({save_directory}) should be a directory, not a file")
         os.makedirs(save_directory, exist_ok=True)
         with open(os.path.join(save_directory, config_file_name or GENERATION_CONFIG_NAME), "w", encoding="utf-8") as f:
-            f.write(self.to_json_string(use_diff=True))
+            f.write(self.to_json_string(use_diff=True, keys_to_pop=["compile_config"]))
 
     def __eq__(self, other):
         if not isinstance(other, GenerationConfig):
