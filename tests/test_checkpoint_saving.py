@@ -17,6 +17,7 @@ from test_configuration import DICTS as CONFIG_DICTS
 from helpers.tokenizer_builders import build_all
 
 import nemotron_c
+import nemotron_c.checkpoint.saving
 from nemotron_c.conversion import convert_checkpoint
 from nemotron_c.checkpoint.saving import TensorToSave, parse_shard_size, plan_shards, safetensors_header
 
@@ -228,6 +229,29 @@ def test_save_into_the_directory_it_was_loaded_from(checkpoint, tmp_path):
     model.save_pretrained(directory, max_shard_size="30KB")
     assert_close(model(IDS).logits, before, atol=0)
     assert_close(nemotron_c.NemotronForCausalLM.from_pretrained(directory)(IDS).logits, before, atol=0)
+
+
+@pytest.mark.parametrize("before, after", [("20KB", "50GB"), ("50GB", "20KB"), ("20KB", "100KB")])
+def test_an_interrupted_save_leaves_the_earlier_checkpoint(checkpoint, tmp_path, monkeypatch, before, after):
+    """Ctrl-C while the new files are written: the files of the earlier save are removed only after, so the
+    directory still loads (Transformers removes stale shards first, and we also remove the other layout's file)."""
+    model = nemotron_c.NemotronForCausalLM.from_pretrained(checkpoint(seed=3))
+    model.save_pretrained(tmp_path, max_shard_size=before)
+    write = nemotron_c.checkpoint.saving.write_safetensors
+    calls = []
+
+    def interrupted(path, tensors, metadata=None):
+        calls.append(path)
+        if len(calls) == 2 or after == "50GB":
+            raise KeyboardInterrupt
+        write(path, tensors, metadata)
+
+    monkeypatch.setattr(nemotron_c.checkpoint.saving, "write_safetensors", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        model.save_pretrained(tmp_path, max_shard_size=after)
+    monkeypatch.undo()
+    assert_close(nemotron_c.NemotronForCausalLM.from_pretrained(tmp_path)(IDS).logits, model(IDS).logits, atol=0)
+    assert_close(hf_logits(hf_from_pretrained(tmp_path), IDS), model(IDS).logits, atol=1e-4)
 
 
 def test_save_refuses_a_file_and_what_it_cannot_write(checkpoint, tmp_path):

@@ -164,7 +164,9 @@ def save_weights(save_directory, tensors, max_shard_size=DEFAULT_MAX_SHARD_SIZE,
 
     Removes the shard files of an earlier save that this one does not overwrite, as Transformers does, and
     also the single file or the index of an earlier save of the other layout, which Transformers leaves
-    (a reader would then prefer the stale model.safetensors). on_file(name, bytes) follows each file written.
+    (a reader would then prefer the stale model.safetensors). Unlike Transformers, only once every new file is
+    in place: a save that fails or is interrupted (Ctrl-C) leaves the earlier checkpoint readable, unless it
+    had as many shards (then overwritten one by one). on_file(name, bytes) follows each file written.
     Returns the names of the files written.
     """
     limit = parse_shard_size(max_shard_size)
@@ -178,12 +180,12 @@ def save_weights(save_directory, tensors, max_shard_size=DEFAULT_MAX_SHARD_SIZE,
         files = {weights_name: shards[0] if shards else []}
     else:
         files = {f"{stem}-{i + 1:05d}-of-{len(shards):05d}.safetensors": names for i, names in enumerate(shards)}
-    remove_stale_weights(save_directory, files, stem, weights_name, index_name)
     for file_name, names in files.items():
         write_safetensors(os.path.join(save_directory, file_name), [by_name[n] for n in names], {"format": "pt"})
         if on_file:
             on_file(file_name, sum(by_name[n].nbytes for n in names))
     if len(files) == 1:
+        remove_stale_weights(save_directory, files, stem, weights_name, index_name)
         return [weights_name]
     total_parameters = sum(int(np.prod(t.shape, dtype=np.int64)) for t in tensors)
     index = {
@@ -192,6 +194,7 @@ def save_weights(save_directory, tensors, max_shard_size=DEFAULT_MAX_SHARD_SIZE,
     }
     text = json.dumps(index, indent=2, sort_keys=True) + "\n"
     write_text(os.path.join(save_directory, index_name), text)
+    remove_stale_weights(save_directory, files, stem, weights_name, index_name)
     return [*files, index_name]
 
 
