@@ -236,3 +236,37 @@ def test_generation_mode_with_an_assistant_model():
     for kwargs in (dict(), dict(do_sample=True), dict(num_beams=2)):
         ours, theirs = both_configs(**kwargs)
         assert ours.get_generation_mode(assistant_model=object()) == theirs.get_generation_mode(assistant_model=object())
+
+
+LENGTH_WARNINGS = ("Both `max_new_tokens`", "Both `min_new_tokens`", "Using the model-agnostic default `max_length`",
+                   "Unfeasible length constraints: `min_length`", "Unfeasible length constraints: `min_new_tokens`")
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(max_new_tokens=3, max_length=30),
+    dict(max_new_tokens=3, min_new_tokens=2, min_length=4, eos_token_id=22),
+    dict(max_new_tokens=3, min_new_tokens=5, eos_token_id=22),
+    dict(max_length=10, min_length=12, eos_token_id=22),
+    dict(min_length=40, eos_token_id=22),
+    dict(max_new_tokens=3, generation_config=dict(max_length=30)),
+    dict(max_new_tokens=3, min_new_tokens=1, generation_config=dict(min_length=2)),
+])
+def test_length_settings_and_their_warnings_as_transformers(models, kwargs):
+    ours, theirs = models
+    kwargs = dict(kwargs)
+    settings = kwargs.pop("generation_config", None)
+    our_config = theirs_config = None
+    if settings is not None:
+        our_config, theirs_config = both_configs(**settings)
+    with LoggedWarnings() as logged, warnings.catch_warnings(record=True) as raised:
+        warnings.simplefilter("always")
+        with torch.no_grad():
+            expected = theirs.generate(torch.as_tensor(PROMPTS), attention_mask=torch.as_tensor(MASK),
+                                       generation_config=theirs_config, **kwargs).numpy()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = ours.generate(PROMPTS, attention_mask=MASK, generation_config=our_config, **kwargs)
+    np.testing.assert_array_equal(got, expected)
+    theirs_said = logged + [str(w.message) for w in raised]
+    assert ([w for w in LENGTH_WARNINGS if any(w in str(c.message) for c in caught)]
+            == [w for w in LENGTH_WARNINGS if any(w in message for message in theirs_said)])

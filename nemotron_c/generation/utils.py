@@ -146,13 +146,23 @@ MAX_GENERATED_LENGTH = 2**48
 
 def resolve_lengths(config, prompt_length, has_default_max_length, has_default_min_length, max_positions):
     """Transformers' _prepare_generated_length and _validate_generated_length."""
+    more = ("Please refer to the documentation for more information. "
+            "(https://huggingface.co/docs/transformers/main/en/main_classes/text_generation)")
     if config.max_new_tokens is not None:
+        if not has_default_max_length and config.max_length is not None:
+            warnings.warn(f"Both `max_new_tokens` (={config.max_new_tokens}) and `max_length`(={config.max_length}) "
+                          f"seem to have been set. `max_new_tokens` will take precedence. {more}", UserWarning,
+                          stacklevel=4)
         config.max_length = config.max_new_tokens + prompt_length
     elif has_default_max_length:
         config.max_length = config.max_length + prompt_length
         if max_positions is not None:
             config.max_length = min(config.max_length, max_positions)
     if config.min_new_tokens is not None:
+        if not has_default_min_length:
+            warnings.warn(f"Both `min_new_tokens` (={config.min_new_tokens}) and `min_length`(={config.min_length}) "
+                          f"seem to have been set. `min_new_tokens` will take precedence. {more}", UserWarning,
+                          stacklevel=4)
         config.min_length = config.min_new_tokens + prompt_length
 
     if has_default_max_length and config.max_new_tokens is None:
