@@ -270,3 +270,16 @@ def test_length_settings_and_their_warnings_as_transformers(models, kwargs):
     theirs_said = logged + [str(w.message) for w in raised]
     assert ([w for w in LENGTH_WARNINGS if any(w in str(c.message) for c in caught)]
             == [w for w in LENGTH_WARNINGS if any(w in message for message in theirs_said)])
+
+
+@pytest.mark.parametrize("num_beams", [1, 2])
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_the_returned_cache_follows_use_cache(models, num_beams, use_cache):
+    ours, theirs = models
+    kwargs = dict(max_new_tokens=3, num_beams=num_beams, use_cache=use_cache, return_dict_in_generate=True)
+    expected = hf_generate(theirs, PROMPTS, MASK, **kwargs)
+    got = our_generate(ours, PROMPTS, MASK, **kwargs)
+    np.testing.assert_array_equal(got.sequences, expected["sequences"])
+    assert list(got.keys()) == list(expected.keys())
+    if use_cache:
+        assert got.cache.get_seq_length() == expected["cache"].get_seq_length()

@@ -494,7 +494,8 @@ class Run:
     def result(self):
         steps = self.generator.steps
         cache = self.user_cache
-        if self.return_dict and cache is None:
+        # use_cache=False: Transformers computes without a cache and returns none (ours always decodes with one)
+        if self.return_dict and cache is None and self.use_cache:
             cache = NemotronCache._wrap(self.model, self.generator.take_cache())
         scores = tuple(self.scores[:steps]) if self.scores is not None else None
         logits = tuple(self.logits[:steps]) if self.logits is not None else None
@@ -653,6 +654,7 @@ def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=N
     run.streamer = streamer
     run.stop_strings = StopStrings(tokenizer, config.stop_strings) if config.stop_strings is not None else None
     run.return_dict = bool(config.return_dict_in_generate)
+    run.use_cache = bool(config.use_cache)
     run.output_scores = bool(config.output_scores)
     N, V, M = input_ids.shape[0], vocab_size, settings["max_length"]
     G = M - prompt_length
