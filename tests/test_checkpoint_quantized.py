@@ -21,6 +21,7 @@ from test_cli import run_cli
 from test_quantization import dequantize, numpy_quantize
 
 import nemotron_c
+import nemotron_c.checkpoint.saving
 import nemotron_c.model.weights
 from nemotron_c.checkpoint.quantized import (FORMATS, QUANTIZATION_CONFIGS, QuantizedCheckpointError,
                                              check_quantization_config)
@@ -183,6 +184,26 @@ def test_saving_into_its_own_folder_and_sharded(saved, tmp_path, quantized):
     shard_of = json.loads((own / "model.safetensors.index.json").read_text())["weight_map"]
     assert len(set(shard_of.values())) > 3
     assert any(shard_of[name] != shard_of[name + "_scale"] for name in shard_of if name + "_scale" in shard_of)
+    np.testing.assert_array_equal(logits(nemotron_c.AutoModelForCausalLM.from_pretrained(own)), logits(model))
+
+
+@pytest.mark.parametrize("quantized", QUANTIZED)
+def test_an_interrupted_dequantized_save_into_its_own_folder_leaves_it_loadable(saved, tmp_path, monkeypatch,
+                                                                               quantized):
+    """config.json is put in place after the weights: a float save interrupted over an int8 or int4 folder leaves
+    its quantization_config beside its quantized weights."""
+    _, directory, model = saved(quantized)
+    own = shutil.copytree(directory, tmp_path / "own")
+    dequantized = nemotron_c.AutoModelForCausalLM.from_pretrained(own, dtype="float32")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(nemotron_c.checkpoint.saving, "write_safetensors", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        dequantized.save_pretrained(own)
+    monkeypatch.undo()
+    assert sorted(os.listdir(own)) == sorted(os.listdir(directory))
     np.testing.assert_array_equal(logits(nemotron_c.AutoModelForCausalLM.from_pretrained(own)), logits(model))
 
 

@@ -254,6 +254,17 @@ def test_an_interrupted_save_leaves_the_earlier_checkpoint(checkpoint, tmp_path,
     assert_close(hf_logits(hf_from_pretrained(tmp_path), IDS), model(IDS).logits, atol=1e-4)
 
 
+def test_an_invalid_generation_config_is_refused_before_the_weights_are_written(checkpoint, tmp_path):
+    ours = nemotron_c.NemotronForCausalLM.from_pretrained(checkpoint(seed=3))
+    theirs = transformers.NemotronForCausalLM.from_pretrained(checkpoint(seed=3))
+    for model, directory in ((ours, tmp_path / "ours"), (theirs, tmp_path / "theirs")):
+        model.generation_config.temperature = 0.5  # without do_sample: Transformers refuses to save it
+        with pytest.raises(ValueError, match="Fix these issues to save the configuration"):
+            model.save_pretrained(directory)
+        assert not any(name.endswith(".safetensors") for name in os.listdir(directory))
+    assert os.listdir(tmp_path / "ours") == []  # no config.json either (Transformers has written its own by then)
+
+
 def test_save_refuses_a_file_and_what_it_cannot_write(checkpoint, tmp_path):
     model = nemotron_c.NemotronForCausalLM.from_pretrained(checkpoint())
     file = tmp_path / "file"

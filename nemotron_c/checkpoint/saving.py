@@ -8,7 +8,9 @@ import copy
 import json
 import os
 import re
+import shutil
 import struct
+import tempfile
 
 import numpy as np
 
@@ -288,7 +290,16 @@ def save_model(model, save_directory, max_shard_size=DEFAULT_MAX_SHARD_SIZE, saf
     if hasattr(config, "transformers_weights"):
         config = copy.deepcopy(config)
         del config.transformers_weights
-    config.save_pretrained(save_directory)
-    if model.can_generate():
-        model.generation_config.save_pretrained(save_directory)
-    save_weights(save_directory, tensors, limit, variant=variant)
+    # the configs are written (and the generation config validated, which may refuse it) before the weights, as
+    # Transformers does, but put in place after them: an interrupted save into a checkpoint's directory leaves its
+    # config.json beside its weights (a dequantized save's config over int8 weights would not load)
+    staging = tempfile.mkdtemp(prefix=".nemotron_c-save-", dir=save_directory)
+    try:
+        config.save_pretrained(staging)
+        if model.can_generate():
+            model.generation_config.save_pretrained(staging)
+        save_weights(save_directory, tensors, limit, variant=variant)
+        for file_name in sorted(os.listdir(staging)):
+            os.replace(os.path.join(staging, file_name), os.path.join(save_directory, file_name))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
