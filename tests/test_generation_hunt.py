@@ -283,3 +283,18 @@ def test_the_returned_cache_follows_use_cache(models, num_beams, use_cache):
     assert list(got.keys()) == list(expected.keys())
     if use_cache:
         assert got.cache.get_seq_length() == expected["cache"].get_seq_length()
+
+
+@pytest.mark.parametrize("value", [torch.tensor(0), np.int64(0), np.array(0), torch.tensor([0])])
+def test_pad_token_id_as_a_tensor_or_array(models, value):
+    ours, theirs = models
+    ids = np.array([[0, 0, 5, 17, 33], [9, 4, 61, 12, 8]])
+    expected = hf_generate(theirs, ids, max_new_tokens=3, pad_token_id=value, eos_token_id=22)
+    got = our_generate(ours, ids, max_new_tokens=3, pad_token_id=value, eos_token_id=22)
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_a_float_tensor_for_a_token_id_is_named(models):
+    ours, _ = models
+    with pytest.raises(TypeError, match="`pad_token_id` must be an integer"):
+        ours.generate(PROMPTS, max_new_tokens=2, pad_token_id=torch.tensor(0.5))

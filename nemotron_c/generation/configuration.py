@@ -7,6 +7,7 @@ ValueErrors Transformers raises and turns its logged "minor issues" into UserWar
 import copy
 import json
 import numbers
+import operator
 import os
 import warnings
 
@@ -178,7 +179,10 @@ class GenerationConfig:
             elif name in MIN_LENGTH_FIELDS and isinstance(value, float):
                 continue
             elif value is not None and not isinstance(value, numbers.Integral):
-                raise TypeError(f"`{name}` must be an integer, but is {value!r}")
+                try:  # an integer tensor or 0-d array (pad_token_id=torch.tensor(0)), which Transformers takes
+                    setattr(self, name, operator.index(value))
+                except TypeError:
+                    raise TypeError(f"`{name}` must be an integer, but is {value!r}") from None
         for name in NUMBER_FIELDS:
             value = getattr(self, name, None)
             if value is not None and not isinstance(value, numbers.Real):
