@@ -41,6 +41,11 @@ DOWN_PROJ = "model.layers.0.mlp.down_proj.weight"  # (64, 128): int8 scales (64,
 SAFETENSORS = {"float32": "F32", "bfloat16": "BF16"}
 
 
+def header_length(path):
+    with open(path, "rb") as f:
+        return int.from_bytes(f.read(8), "little")
+
+
 def logits(model):
     return model(IDS).logits
 
@@ -181,7 +186,12 @@ def test_saving_into_its_own_folder_and_sharded(saved, tmp_path, quantized):
     loaded.save_pretrained(own)
     loaded.save_pretrained(own, max_shard_size="4KB")
     np.testing.assert_array_equal(logits(loaded), logits(model))
-    shard_of = json.loads((own / "model.safetensors.index.json").read_text())["weight_map"]
+    index = json.loads((own / "model.safetensors.index.json").read_text())
+    # as Transformers' index: the model's num_parameters (the matrices', not their stored values' and scales')
+    assert index["metadata"]["total_parameters"] == loaded.num_parameters() == model.num_parameters()
+    assert index["metadata"]["total_size"] == sum(os.path.getsize(own / f) - 8 - header_length(own / f)
+                                                  for f in set(index["weight_map"].values()))
+    shard_of = index["weight_map"]
     assert len(set(shard_of.values())) > 3
     assert any(shard_of[name] != shard_of[name + "_scale"] for name in shard_of if name + "_scale" in shard_of)
     np.testing.assert_array_equal(logits(nemotron_c.AutoModelForCausalLM.from_pretrained(own)), logits(model))

@@ -83,14 +83,16 @@ def plan_shards(sizes, max_shard_size):
 class TensorToSave:
     """A tensor to write: its name, dtype ('float32', 'bfloat16', 'float16', or 'int8' / 'int4' for a quantized
     weight's values), the shape it is stored in and a function giving its array (bfloat16 as uint16 bits), called
-    only when the tensor is written, so that a conversion makes one tensor at a time."""
+    only when the tensor is written, so that a conversion makes one tensor at a time. parameters: the weights it
+    stands for (a quantized weight's values: those of its matrix, its scales: none), as num_parameters counts."""
 
-    __slots__ = ("name", "dtype", "shape", "load")
+    __slots__ = ("name", "dtype", "shape", "load", "parameters")
 
-    def __init__(self, name, dtype, shape, load):
+    def __init__(self, name, dtype, shape, load, parameters=None):
         if dtype not in ITEMSIZES:
             raise ValueError(f"tensor {name!r}: cannot save dtype {dtype!r} ({', '.join(ITEMSIZES)})")
         self.name, self.dtype, self.shape, self.load = name, dtype, tuple(int(d) for d in shape), load
+        self.parameters = int(np.prod(self.shape, dtype=np.int64)) if parameters is None else parameters
 
     @classmethod
     def of(cls, name, array, dtype):
@@ -113,8 +115,8 @@ class TensorToSave:
             return pair[i]
 
         N, K = shape
-        return [cls(name, dtype, fmt.stored_shape(shape), lambda: part(0)),
-                cls(name + SCALE_SUFFIX, "float32", (N, K // fmt.group_size), lambda: part(1))]
+        return [cls(name, dtype, fmt.stored_shape(shape), lambda: part(0), parameters=N * K),
+                cls(name + SCALE_SUFFIX, "float32", (N, K // fmt.group_size), lambda: part(1), parameters=0)]
 
     @property
     def nbytes(self):
@@ -189,7 +191,8 @@ def save_weights(save_directory, tensors, max_shard_size=DEFAULT_MAX_SHARD_SIZE,
     if len(files) == 1:
         remove_stale_weights(save_directory, files, stem, weights_name, index_name)
         return [weights_name]
-    total_parameters = sum(int(np.prod(t.shape, dtype=np.int64)) for t in tensors)
+    # Transformers' model.num_parameters(): a quantized model's counts the matrices, not their stored bytes or scales
+    total_parameters = sum(t.parameters for t in tensors)
     index = {
         "metadata": {"total_parameters": total_parameters, "total_size": sum(t.nbytes for t in tensors)},
         "weight_map": {name: file_name for file_name, names in files.items() for name in names},
