@@ -298,3 +298,13 @@ def test_a_float_tensor_for_a_token_id_is_named(models):
     ours, _ = models
     with pytest.raises(TypeError, match="`pad_token_id` must be an integer"):
         ours.generate(PROMPTS, max_new_tokens=2, pad_token_id=torch.tensor(0.5))
+
+
+def test_from_dict_drops_transformers_telemetry_flags_and_warns_once():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ours = nemotron_c.GenerationConfig.from_dict({"top_k": 3}, _from_auto=True, _from_pipeline="text-generation")
+    theirs = transformers.GenerationConfig.from_dict({"top_k": 3}, _from_auto=True, _from_pipeline="text-generation")
+    assert ours.to_json_string(use_diff=False) == theirs.to_json_string(use_diff=False)
+    assert sorted(vars(ours)) == sorted(vars(theirs))
+    assert len([w for w in caught if "generation flags are not valid" in str(w.message)]) == 1

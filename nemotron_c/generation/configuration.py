@@ -299,8 +299,11 @@ class GenerationConfig:
     @classmethod
     def from_dict(cls, config_dict, **kwargs):
         return_unused = kwargs.pop("return_unused_kwargs", False)
+        kwargs.pop("_from_auto", None)  # Transformers' telemetry flags, never attributes
+        kwargs.pop("_from_pipeline", None)
         config = cls(**{**config_dict, **kwargs})
-        unused = config.update(**kwargs)
+        # without kwargs update() would only validate again: Transformers logs that second warning once, we skip it
+        unused = config.update(**kwargs) if kwargs else {}
         return (config, unused) if return_unused else config
 
     @classmethod
