@@ -14,6 +14,7 @@ from huggingface_hub.serialization._base import parse_size_to_int, split_state_d
 from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 from test_configuration import DICTS as CONFIG_DICTS
+from helpers.checkpoints import TINY
 from helpers.tokenizer_builders import build_all
 
 import nemotron_c
@@ -141,6 +142,19 @@ def test_loaded_model_sharded_as_transformers_shards_it(checkpoint, tmp_path, ma
     theirs = transformers.NemotronForCausalLM.from_pretrained(source)
     theirs.save_pretrained(tmp_path / "theirs", max_shard_size=max_shard_size)
     assert_same_files(tmp_path / "ours", tmp_path / "theirs")
+
+
+@pytest.mark.parametrize("name", ["NemotronForCausalLM", "NemotronForSequenceClassification"])
+def test_model_made_from_a_config_sharded_as_transformers_shards_one(tmp_path, name):
+    """A model made from a config keeps the state_dict's order in Transformers' save (no weight conversions to
+    revert): the same tensors in each shard (the weights are random, so only the index is compared)."""
+    config = transformers.NemotronConfig(**{**TINY, "num_hidden_layers": 11}, num_labels=2)
+    getattr(transformers, name)(config).save_pretrained(tmp_path / "theirs", max_shard_size="20KB")
+    ours = getattr(nemotron_c, name).from_config(nemotron_c.NemotronConfig(**config.to_dict()))
+    ours.save_pretrained(tmp_path / "ours", max_shard_size="20KB")
+    index = "model.safetensors.index.json"
+    assert sorted(os.listdir(tmp_path / "ours")) == sorted(os.listdir(tmp_path / "theirs"))
+    assert (tmp_path / "ours" / index).read_text() == (tmp_path / "theirs" / index).read_text()
 
 
 @pytest.mark.parametrize("layers", [2, 11])
