@@ -308,3 +308,31 @@ def test_from_dict_drops_transformers_telemetry_flags_and_warns_once():
     assert ours.to_json_string(use_diff=False) == theirs.to_json_string(use_diff=False)
     assert sorted(vars(ours)) == sorted(vars(theirs))
     assert len([w for w in caught if "generation flags are not valid" in str(w.message)]) == 1
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(temperature=0.5, top_p=0.9),
+    dict(pad_token_id=-1),
+    dict(use_cache=False, cache_implementation="static"),
+    dict(use_cache=False, cache_config={"backend": "quanto"}),
+    dict(num_beams=1, length_penalty=2.0, early_stopping=True),
+    dict(output_scores=True, output_logits=True),
+    dict(suppress_tokens=[3, 4], forced_eos_token_id=[3, 4]),
+    dict(suppress_tokens=[3, 4], forced_bos_token_id=4),
+    dict(assistant_ensemble_weight=1.5),
+    dict(num_return_sequences=3, num_beams=2),
+    dict(num_return_sequences=2),
+    dict(max_new_tokens=0),
+    dict(do_sample=True, temperature=0.5, num_beams=2, length_penalty=0.5),
+])
+def test_strict_validation_says_what_transformers_says(kwargs):
+    def strict(cls):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                cls(**kwargs).validate(strict=True)
+                return "valid"
+            except ValueError as error:
+                return str(error)
+
+    assert strict(nemotron_c.GenerationConfig) == strict(transformers.GenerationConfig)

@@ -199,7 +199,8 @@ class GenerationConfig:
             raise ValueError(f"`max_new_tokens` must be greater than 0, but is {self.max_new_tokens}.")
         if self.assistant_ensemble_weight is not None and not 0.0 < self.assistant_ensemble_weight < 1.0:
             raise ValueError(f"`assistant_ensemble_weight` must be in the open interval `(0.0, 1.0)`, but is "
-                             f"{self.assistant_ensemble_weight}.")
+                             f"{self.assistant_ensemble_weight}. Use `None` for standard (lossless) speculative "
+                             "decoding.")
         if self.cache_implementation is not None and self.cache_implementation not in CACHE_IMPLEMENTATIONS:
             raise ValueError(f"Invalid `cache_implementation` ({self.cache_implementation}). Choose one of: "
                              f"{CACHE_IMPLEMENTATIONS}")
@@ -215,7 +216,10 @@ class GenerationConfig:
             validate_watermarking(self.watermarking_config)
         minor = {}
         if self.pad_token_id is not None and self.pad_token_id < 0:
-            minor["pad_token_id"] = f"`pad_token_id` should be positive but got {self.pad_token_id}."
+            minor["pad_token_id"] = (f"`pad_token_id` should be positive but got {self.pad_token_id}. This will cause "
+                                     "errors when batch generating, if there is padding. Please set `pad_token_id` "
+                                     "explicitly as `model.generation_config.pad_token_id=PAD_TOKEN_ID` to avoid "
+                                     "errors in generation")
         if self.do_sample is not True:
             message = ("`do_sample` is not set to `True`. However, `{0}` is set to `{1}` -- this flag is only used in "
                        "sample-based generation modes. You should set `do_sample=True` or unset `{0}`.")
@@ -242,6 +246,11 @@ class GenerationConfig:
             elif self.num_return_sequences > self.num_beams:
                 raise ValueError(f"`num_return_sequences` ({self.num_return_sequences}) has to be smaller or equal to "
                                  f"`num_beams` ({self.num_beams}).")
+        if self.use_cache is False:
+            for name in ("cache_implementation", "cache_config"):
+                if getattr(self, name) is not None:
+                    minor[name] = (f"You have not set `use_cache` to `True`, but {name} is set to "
+                                   f"{getattr(self, name)}.{name} will have no effect.")
         if self.return_dict_in_generate is not True:
             for flag in EXTRA_OUTPUT_FLAGS:
                 if getattr(self, flag) is True:
@@ -258,13 +267,20 @@ class GenerationConfig:
                     continue
                 forced = {forced} if isinstance(forced, int) else set(forced)
                 if forced and forced.issubset(suppressed):
-                    raise ValueError(f"Every token in `{forced_attr}` ({sorted(forced)}) is also in `suppress_tokens`.")
+                    raise ValueError(
+                        f"Every token in `{forced_attr}` ({sorted(forced)}) is also in `suppress_tokens`. Forcing a "
+                        "token while suppressing it sets all logits to `-inf` at the forcing step, which produces `nan` "
+                        "probabilities and crashes generation. Remove the overlapping token(s) from either "
+                        f"`{forced_attr}` or `suppress_tokens` (if you meant to prevent an early EOS token, use "
+                        "`min_new_tokens` instead).")
         for argument in GENERATE_ARGUMENTS:
             if hasattr(self, argument):
                 raise ValueError(f"Argument `{argument}` is not a valid argument of `GenerationConfig`. It should be "
                                  "passed to `generate()` (or a pipeline) directly.")
         if minor:
             details = "\n".join(f"- `{name}`: {issue}" for name, issue in minor.items())
+            details += ("\nIf you're using a pretrained model, note that some of these attributes may be set through "
+                        "the model's `generation_config.json` file.")
             if strict:
                 raise ValueError("GenerationConfig is invalid: \n" + details)
             warnings.warn(f"The following generation flags are not valid and may be ignored: {list(minor)}.\n"
