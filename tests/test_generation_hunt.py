@@ -336,3 +336,20 @@ def test_strict_validation_says_what_transformers_says(kwargs):
                 return str(error)
 
     assert strict(nemotron_c.GenerationConfig) == strict(transformers.GenerationConfig)
+
+
+def test_one_prompt_as_a_list_or_a_1d_array(models):
+    """Transformers fails on both (IndexError for a 1-D tensor, AttributeError for a list): ours reads them as one
+    prompt, the tokens of the (1, T) batch."""
+    ours, theirs = models
+    expected = hf_generate(theirs, np.array([[5, 17, 33]]), max_new_tokens=3)
+    for prompt in ([5, 17, 33], np.array([5, 17, 33]), [[5, 17, 33]]):
+        np.testing.assert_array_equal(our_generate(ours, prompt, max_new_tokens=3), expected)
+
+
+@pytest.mark.parametrize("shape", [(0, 3), (2, 0)])
+def test_empty_input_ids_are_a_clear_error(models, shape):
+    """Transformers fails in its attention with a RuntimeError about reshaping 0 elements."""
+    ours, _ = models
+    with pytest.raises(ValueError, match="input_ids is empty"):
+        ours.generate(np.zeros(shape, dtype=np.int64), max_new_tokens=2)

@@ -34,7 +34,8 @@ is raised. The model is unaffected (each generate() has its own cache).
 
 Differences from Transformers, on purpose: num_beams < 1 raises a ValueError (Transformers fails with
 ZeroDivisionError or RuntimeError); eos ids outside the vocabulary also warn (they can never stop a
-row); Transformers' logged warnings are UserWarnings here.
+row); one prompt may be a list or a 1-D array (Transformers fails with AttributeError or IndexError);
+empty input_ids raise a ValueError (a RuntimeError there); Transformers' logged warnings are UserWarnings here.
 """
 import copy
 import os
