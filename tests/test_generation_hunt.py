@@ -353,3 +353,27 @@ def test_empty_input_ids_are_a_clear_error(models, shape):
     ours, _ = models
     with pytest.raises(ValueError, match="input_ids is empty"):
         ours.generate(np.zeros(shape, dtype=np.int64), max_new_tokens=2)
+
+
+def test_a_streamer_with_beam_sampling_is_refused(models):
+    """Transformers only refuses it with beam search: with beam sampling its streamer gets the prompt and then no
+    token and no end(), so a TextIteratorStreamer's reader would wait forever."""
+    ours, theirs = models
+
+    class Recorder:
+        def __init__(self):
+            self.calls = []
+
+        def put(self, value):
+            self.calls.append("put")
+
+        def end(self):
+            self.calls.append("end")
+
+    recorder = Recorder()
+    with torch.no_grad():
+        theirs.generate(torch.as_tensor(PROMPTS[:1]), max_new_tokens=3, num_beams=2, do_sample=True, streamer=recorder)
+    assert recorder.calls == ["put"]
+    for do_sample in (False, True):
+        with pytest.raises(ValueError, match="`streamer` cannot be used with beam search"):
+            ours.generate(PROMPTS[:1], max_new_tokens=3, num_beams=2, do_sample=do_sample, streamer=Recorder())

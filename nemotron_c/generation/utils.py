@@ -556,6 +556,9 @@ def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=N
     config, model_kwargs = prepare_generation_config(model, generation_config, kwargs)
     mode = config.get_generation_mode()
     check_model_kwargs(model_kwargs)
+    # Transformers refuses a streamer with beam search only; with beam sampling it puts the prompt (one row per beam,
+    # which TextStreamer refuses) and then nothing, not even end(), so that a TextIteratorStreamer's reader waits
+    # forever: refused here too
     if mode in ("beam_search", "beam_sample") and streamer is not None:
         raise ValueError("`streamer` cannot be used with beam search (yet!). Make sure that `num_beams` is set to 1.")
     num_beams = config.num_beams
