@@ -127,7 +127,7 @@ def build_parser(prog=None):
     score.add_argument("--tokenizer", metavar="DIR_OR_ID", help="tokenizer directory or Hub id (default: the model's)")
     score.add_argument("--output", "-o", metavar="FILE", help="write results here instead of stdout")
     score.add_argument("--format", choices=("auto", "text", "jsonl"), default="auto",
-                       help="input format (auto: JSONL when the first line is a JSON object)")
+                       help='input format (auto: JSONL when the first line starts with "{")')
     score.add_argument("--batch-size", type=int, default=8, metavar="N", help="texts per forward pass (default 8)")
     score.add_argument("--max-length", type=int, metavar="N", help="keep only the first N tokens of each text")
     score.add_argument("--token-logprobs", action="store_true", help="also write each token's log-probability")
@@ -188,8 +188,9 @@ def main(argv=None, prog=None):
         where = f" (line {e.lineno})" if getattr(e, "lineno", None) else ""
         print(f"error: the chat template of {args.model} failed{where}: {str(e).splitlines()[0]}", file=sys.stderr)
         return 1
-    except (OSError, ImportError, ValueError, TypeError, NotImplementedError, RuntimeError) as e:
-        # RuntimeError: sampling from scores that leave no distribution, as torch.multinomial raises
+    except (OSError, ImportError, ValueError, TypeError, NotImplementedError, RuntimeError, OverflowError) as e:
+        # RuntimeError: sampling from scores that leave no distribution, as torch.multinomial raises; OverflowError:
+        # a number too large for the core's C integers (--num-threads 10**20)
         print(f"error: {e}", file=sys.stderr)
         return 1
 
@@ -252,7 +253,17 @@ class StdoutStreamer(TextStreamer):
         sys.stdout.flush()
 
 
+def check_utf8_argument(value, what):
+    """Command-line bytes that are not UTF-8 reach Python as lone surrogates (surrogateescape), which the tokenizer
+    refuses naming nothing: name the option and the byte."""
+    if value is not None and not is_utf8(value):
+        column = next(i for i, c in enumerate(value) if not is_utf8(c))
+        raw = os.fsencode(value[column])
+        raise InputError(f"{what} is not valid UTF-8 (byte 0x{raw[0]:02x} at column {column + 1}); give UTF-8 text")
+
+
 def run_generate(args):
+    check_utf8_argument(args.prompt, "the prompt")
     if not args.prompt.strip():
         raise InputError("the prompt is empty: give some text to continue")
     kwargs = generation_kwargs(args)
@@ -264,6 +275,7 @@ def run_generate(args):
 
 
 def run_chat(args):
+    check_utf8_argument(args.system, "--system")
     kwargs = generation_kwargs(args)
     model, tokenizer = load_model(args)
     if tokenizer.chat_template is None:
@@ -351,7 +363,8 @@ def run_info(args):
     print(f"parameters   {info['parameters']:,} ({info['parameters'] / 1e6:.2f} M; "
           f"{info['parameters_without_embeddings']:,} without the embeddings)")
     print(f"weights      {weights}; {total / 1e6:.1f} MB in all")
-    print(f"kernels      {model.kernels} (CPU: {' '.join(features) if features else 'features unknown'}; "
+    cpu = "features unknown" if features is None else " ".join(features) or f"none of {', '.join(CPU_FEATURES)}"
+    print(f"kernels      {model.kernels} (CPU: {cpu}; "
           f"{model.num_threads} threads)")
     return 0
 
@@ -376,6 +389,10 @@ def utf8_lines(stream, name):
             except UnicodeDecodeError as e:
                 raise InputError(f"{name}:{number}: not valid UTF-8 (byte 0x{line[e.start]:02x} at column "
                                  f"{e.start + 1}); the input must be UTF-8 text") from None
+        if number == 1 and line.startswith("\ufeff"):
+            # the byte order mark Windows editors put first (Python's utf-8-sig drops it): it is no text to score,
+            # and a JSONL file starting with one would not be recognized as JSON
+            line = line[1:]
         yield line
 
 
@@ -388,14 +405,15 @@ def read_records(stream, name, fmt):
             print(f"warning: {name}:{number}: empty line skipped", file=sys.stderr, flush=True)
             continue
         if fmt == "auto":
+            # a first line that only looks like JSON is reported as bad JSON rather than scored as text
             fmt = "jsonl" if line.lstrip().startswith("{") else "text"
         if fmt == "text":
-            yield number, line, None, None
+            yield number, line, None, NO_ID
             continue
         try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise InputError(f"{name}:{number}: not valid JSON ({e.msg})") from None
+            record = parse_json(line)
+        except ValueError as e:
+            raise InputError(f"{name}:{number}: not valid JSON ({e})") from None
         if not isinstance(record, dict):
             raise InputError(f"{name}:{number}: a JSONL record must be an object")
         text, ids = record.get("text"), record.get("input_ids")
@@ -403,9 +421,43 @@ def read_records(stream, name, fmt):
             raise InputError(f'{name}:{number}: a record needs either "text" (a string) or "input_ids" (integers)')
         if text is not None and not isinstance(text, str):
             raise InputError(f'{name}:{number}: "text" must be a string')
+        if text is not None and not is_utf8(text):
+            raise InputError(f'{name}:{number}: "text" holds a lone surrogate (a \\ud800-\\udfff escape), which is '
+                             "not a character: it cannot be tokenized")
         if ids is not None and not (isinstance(ids, list) and all(type(i) is int for i in ids)):
             raise InputError(f'{name}:{number}: "input_ids" must be a list of integers')
-        yield number, text, ids, record.get("id")
+        record_id = record.get("id", NO_ID)
+        if record_id is not NO_ID:
+            try:  # it is written back: as strict JSON, in UTF-8
+                json.dumps(record_id, allow_nan=False, ensure_ascii=False).encode("utf-8")
+            except (ValueError, UnicodeEncodeError):
+                raise InputError(f'{name}:{number}: "id" holds a value that cannot be written back as JSON (an '
+                                 "infinite number or a lone surrogate)") from None
+        yield number, text, ids, record_id
+
+
+NO_ID = object()  # a record without "id" (one with "id": null gets its null back)
+
+
+def parse_json(line):
+    """json.loads, refusing NaN and Infinity (not JSON: the scores written back would not be JSON either) and
+    reporting nesting too deep for Python's parser as a ValueError."""
+    def refuse(constant):
+        raise ValueError(f"{constant} is not a JSON value")
+    try:
+        return json.loads(line, parse_constant=refuse)
+    except json.JSONDecodeError as e:
+        raise ValueError(e.msg) from None
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
+def is_utf8(text):
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def count_lines(path):
@@ -514,7 +566,7 @@ def score_group(model, tokenizers, group, name, args):
                          return_token_logprobs=args.token_logprobs)
     for i, (number, _, _, record_id) in enumerate(group):
         result = {"line": number}
-        if record_id is not None:
+        if record_id is not NO_ID:
             result["id"] = record_id
         result["num_tokens"] = int(scores.num_tokens[i])
         for key in ("sum_logprob", "mean_logprob", "perplexity"):

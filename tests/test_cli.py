@@ -517,3 +517,69 @@ def test_chat_sends_the_whole_history(monkeypatch, capsys):
     reply = tokenizer.decode(second[0, len(prompts[1]):], skip_special_tokens=True).strip()
     history = turns[1] + [{"role": "assistant", "content": reply}, {"role": "user", "content": "Why"}]
     assert prompts[2] == tokenizer.apply_chat_template(history, add_generation_prompt=True)["input_ids"]
+
+
+# ---------------------------------------------------------------- hostile input
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_text(tmp_path, capsys):
+    """A UTF-8 BOM first (Windows editors write one) is dropped, as Python's utf-8-sig: it was scored as text, and a
+    JSONL file starting with one was scored as text lines or refused as bad JSON."""
+    for name, content in (("texts.txt", "Return the value\nof x\n"),
+                          ("records.jsonl", '{"text": "Return the value"}\n{"text": "of x"}\n')):
+        plain, marked = tmp_path / name, tmp_path / f"bom_{name}"
+        plain.write_text(content, encoding="utf-8")
+        marked.write_text(content, encoding="utf-8-sig")
+        for fmt in ("auto", "text" if name.endswith(".txt") else "jsonl"):
+            assert cli.main(["score", str(plain), "--format", fmt, "--no-progress"]) == 0
+            expected = capsys.readouterr().out
+            assert cli.main(["score", str(marked), "--format", fmt, "--no-progress"]) == 0
+            assert capsys.readouterr().out == expected
+    assert json.loads(expected.splitlines()[0])["num_tokens"] > 0
+
+
+@pytest.mark.parametrize("line, message", [
+    ('{"input_ids": [1, 2], "id": NaN}', "not valid JSON (NaN is not a JSON value)"),
+    ('{"input_ids": [1, 2], "id": -Infinity}', "not valid JSON (-Infinity is not a JSON value)"),
+    ('{"input_ids": [1, 2], "id": 1e999}', '"id" holds a value that cannot be written back as JSON'),
+    ('{"input_ids": [1, 2], "id": "\\ud800"}', '"id" holds a value that cannot be written back as JSON'),
+    ('{"text": "a\\udc00b"}', '"text" holds a lone surrogate'),
+    ('{"input_ids": [1, 2], "id": ' + "[" * 100000 + "]" * 100000 + "}", "not valid JSON (nested too deeply)"),
+])
+def test_jsonl_records_the_output_could_not_hold_are_named_by_line(tmp_path, capsys, line, message):
+    """Python's json reads NaN, Infinity and 1e999 and lone surrogate escapes: the "id" was written back as NaN or
+    Infinity (not JSON) or failed writing, naming no line; such a text failed in the tokenizer, naming none either."""
+    file = tmp_path / "records.jsonl"
+    file.write_text('{"input_ids": [3, 4], "id": null}\n' + line + "\n")
+    assert cli.main(["score", str(file), "--no-progress"]) == cli.EXIT_BAD_INPUT
+    assert capsys.readouterr().err.startswith(f"error: {file}:2: {message}")
+    file.write_text('{"input_ids": [3, 4], "id": null}\n')
+    assert cli.main(["score", str(file), "--no-progress"]) == 0
+    assert json.loads(capsys.readouterr().out)["id"] is None  # an id of null is copied too
+
+
+def test_arguments_that_are_not_utf8_are_named():
+    """Bytes of argv that are not UTF-8 reach Python as lone surrogates, which the tokenizer refused naming nothing."""
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    for args, message in (([b"generate", b"caf\xe9 au lait"], "the prompt is not valid UTF-8 (byte 0xe9 at column 4)"),
+                          ([b"chat", b"--system", b"\xffhi"], "--system is not valid UTF-8 (byte 0xff at column 1)")):
+        run = subprocess.run([sys.executable.encode(), b"-m", b"nemotron_c", *args], input=b"hi\n",
+                             capture_output=True, env=env, timeout=120)
+        assert run.returncode == cli.EXIT_BAD_INPUT and run.stdout == b"", run.stderr
+        assert run.stderr.decode() == f"error: {message}; give UTF-8 text\n"
+
+
+def test_a_thread_count_too_large_for_the_core_ends_with_a_message(capsys):
+    assert cli.main(["info", "--num-threads", str(10 ** 20)]) == 1  # was an OverflowError traceback
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and len(err.splitlines()) == 1
+
+
+def test_info_on_a_cpu_with_none_of_the_features(monkeypatch, capsys):
+    """A CPU that reports none of the instruction sets (no AVX: the portable kernels) is not 'features unknown',
+    which is for a machine without /proc/cpuinfo."""
+    for features, expected in (([], "CPU: none of avx, avx2, "), (None, "CPU: features unknown;"),
+                               (["avx", "avx2"], "CPU: avx avx2;")):
+        monkeypatch.setattr(cli, "cpu_features", lambda: features)
+        assert cli.main(["info"]) == 0
+        assert expected in capsys.readouterr().out.splitlines()[-1]
