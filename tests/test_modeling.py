@@ -605,3 +605,10 @@ def test_from_config_takes_the_configs_dtype_as_transformers():
     ours = nemotron_c.NemotronForCausalLM.from_config(nemotron_c.NemotronConfig(**settings))
     assert theirs.dtype == torch.bfloat16 and ours.dtype == torch.bfloat16
     assert nemotron_c.NemotronForCausalLM.from_config(nemotron_c.NemotronConfig(**TINY)).dtype == torch.float32
+
+
+def test_a_transformers_quantization_config_is_refused_naming_ours(checkpoint):
+    with pytest.raises(NotImplementedError, match="BitsAndBytesConfig.*dtype='int8' or 'int4'"):
+        nemotron_c.AutoModelForCausalLM.from_pretrained(checkpoint(),
+                                                        quantization_config=transformers.BitsAndBytesConfig(True))
+    assert nemotron_c.AutoModelForCausalLM.from_pretrained(checkpoint(), quantization_config=None).dtype == torch.float32

@@ -148,6 +148,10 @@ class NemotronPreTrainedModel:
                     raise ValueError(f"load_in_{bits}bit=True quantizes the weights to int{bits}; it cannot go with "
                                      f"dtype={dtype!r}")
                 dtype = f"int{bits}"
+        if kwargs.get("quantization_config") is not None:  # Transformers' quantizers (bitsandbytes, GPTQ, ...)
+            raise NotImplementedError(f"quantization_config={type(kwargs['quantization_config']).__name__}: "
+                                      "nemotron_c runs its own int8 and int4 weights: pass dtype='int8' or 'int4'")
+        kwargs.pop("quantization_config", None)
         dtype = resolve_dtype(dtype)
         hub_kwargs = pop_hub_kwargs(kwargs)
         for key in IGNORED_LOAD_KWARGS:
