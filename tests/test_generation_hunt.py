@@ -377,3 +377,11 @@ def test_a_streamer_with_beam_sampling_is_refused(models):
     for do_sample in (False, True):
         with pytest.raises(ValueError, match="`streamer` cannot be used with beam search"):
             ours.generate(PROMPTS[:1], max_new_tokens=3, num_beams=2, do_sample=do_sample, streamer=Recorder())
+
+
+def test_loss_and_router_arguments_change_no_token(models):
+    ours, theirs = models
+    kwargs = dict(labels=PROMPTS, num_items_in_batch=5, output_router_logits=True, max_new_tokens=3)
+    expected = hf_generate(theirs, PROMPTS, MASK, **{**kwargs, "labels": torch.as_tensor(PROMPTS)})
+    np.testing.assert_array_equal(our_generate(ours, PROMPTS, MASK, **kwargs), expected)
+    np.testing.assert_array_equal(expected, hf_generate(theirs, PROMPTS, MASK, max_new_tokens=3))

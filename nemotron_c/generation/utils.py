@@ -105,12 +105,17 @@ def prepare_generation_config(model, generation_config, kwargs):
     return config, model_kwargs
 
 
+# Arguments Transformers' forward takes for its loss or for mixture-of-experts models: generate() accepts them there
+# and no token changes
+IGNORED_KWARGS = ("labels", "num_items_in_batch", "output_router_logits")
+
+
 def check_model_kwargs(model_kwargs):
     """The keyword arguments left after the generation config took its own; typos end up here."""
     if model_kwargs.get("inputs_embeds") is not None:
         raise NotImplementedError("inputs_embeds in generate() is not supported: pass the prompt as input_ids")
     unused = [key for key, value in model_kwargs.items()
-              if value is not None and key not in ("attention_mask", "logits_to_keep", "position_ids")]
+              if value is not None and key not in ("attention_mask", "logits_to_keep", "position_ids") + IGNORED_KWARGS]
     if unused:
         raise ValueError(f"The following `model_kwargs` are not used by the model: {unused} (note: typos in the "
                          "generate arguments will also show up in this list)")
