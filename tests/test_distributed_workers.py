@@ -5,6 +5,7 @@ import pickle
 import numpy as np
 import pandas
 import pytest
+import transformers
 from helpers.distributed import assert_same_scores, frame, path, reference, with_input_ids  # noqa: F401 (fixtures)
 
 import nemotron_c
@@ -165,6 +166,14 @@ def test_bad_arguments_are_refused_on_the_driver(path, make, error, match):
     ({"input_ids": np.array([[1.5, 2.0]])}, TypeError, "row 0 of column 'input_ids' must be a list of token ids"),
     ({"text": np.array(["a"]), "perplexity": np.zeros(1)}, ValueError, r"already has the column\(s\) \['perplexity'\]"),
     ([{"text": "a"}], TypeError, "pandas DataFrame or a mapping of columns"),
+    # a column of one str was scored character by character, one row each
+    ({"text": "abc"}, TypeError, "column 'text' must hold one value per row .* not a single str"),
+    # the wrap to int64 made it -1, and the error named that id
+    ({"input_ids": [np.array([1, 2 ** 64 - 1], dtype=np.uint64)]}, ValueError,
+     "row 0 of column 'input_ids' holds token id 18446744073709551615, which does not fit"),
+    # two columns named "text": their labels were scored as each row's text
+    (pandas.DataFrame([["a b", "c"], ["d", "e f"]], columns=["text", "text"]), ValueError,
+     "the batch has 2 columns named 'text'"),
 ])
 def test_bad_batches_raise_naming_the_problem(path, batch, error, match):
     with pytest.raises(error, match=match):
@@ -174,3 +183,20 @@ def test_bad_batches_raise_naming_the_problem(path, batch, error, match):
 def test_an_empty_prompt_is_refused(path):
     with pytest.raises(ValueError, match="row 1 has an empty prompt"):
         BatchGenerator(path, max_new_tokens=2)({"input_ids": [[5, 6], []]})
+
+
+def test_generated_text_keeps_trailing_nul_characters(path, frame):
+    """A numpy str array, which the text column was built as, drops trailing NULs: a text ending in the byte-fallback
+    token <0x00> lost it. The text is Transformers' decoding of the tokens model.generate gives."""
+    hf_tokenizer = transformers.AutoTokenizer.from_pretrained(path)
+    nul = hf_tokenizer.convert_tokens_to_ids("<0x00>")
+    assert hf_tokenizer.decode([nul]) == "\x00"
+    model = nemotron_c.AutoModelForCausalLM.from_pretrained(path)
+    rows = frame.iloc[:3]
+    generator = BatchGenerator(path, max_new_tokens=3, batch_size=2, forced_eos_token_id=nul)
+    prompts = hf_tokenizer(rows["text"].tolist())["input_ids"]
+    expected = [hf_tokenizer.decode(alone(model, p, 3, forced_eos_token_id=nul), skip_special_tokens=True)
+                for p in prompts]
+    assert all(text.endswith("\x00") for text in expected)
+    for batch in (rows, as_numpy_batch(rows)):
+        assert list(generator(batch)["generated_text"]) == expected

@@ -78,18 +78,22 @@ class BatchWorker:
             raise TypeError(f"a batch must be a pandas DataFrame or a mapping of columns (Ray Data's batch_format "
                             f"'numpy' or 'pandas'), not {type(batch).__name__}")
         if self.text_column in columns:
-            texts = list(batch[self.text_column])
+            texts = list(input_column(batch, self.text_column))
             for i, text in enumerate(texts):
                 if not isinstance(text, str):
                     raise TypeError(f"row {i} of column {self.text_column!r} holds {text!r}, not a text")
             return "text", texts
         if self.input_ids_column in columns:
             ids = []
-            for i, row in enumerate(batch[self.input_ids_column]):
+            for i, row in enumerate(input_column(batch, self.input_ids_column)):
                 array = np.asarray(row)
                 if array.ndim != 1 or not (array.size == 0 or np.issubdtype(array.dtype, np.integer)):
                     raise TypeError(f"row {i} of column {self.input_ids_column!r} must be a list of token ids, got "
                                     f"{type(row).__name__} of dtype {array.dtype} and shape {array.shape}")
+                if array.size and array.dtype.kind == "u" and array.max() > np.iinfo(np.int64).max:
+                    # the cast to int64 would wrap it to a negative id, and the error would name that one
+                    raise ValueError(f"row {i} of column {self.input_ids_column!r} holds token id {array.max()}, "
+                                     "which does not fit a 64-bit signed integer")
                 ids.append(array.astype(np.int64))
             return "input_ids", ids
         raise ValueError(f"the batch has neither a {self.text_column!r} nor an {self.input_ids_column!r} column "
@@ -185,12 +189,12 @@ class BatchGenerator(BatchWorker):
             return {"generated_ids": object_array(new_tokens)}
         texts = self.tokenizer.batch_decode([t.tolist() for t in new_tokens],
                                             skip_special_tokens=self.skip_special_tokens)
-        return {"generated_text": np.asarray(texts, dtype=str)}
+        return {"generated_text": object_array(texts)}  # a numpy str array drops a text's trailing NUL characters
 
     def _empty(self, kind):
         if kind == "input_ids":
             return {"generated_ids": np.zeros(0, dtype=object)}
-        return {"generated_text": np.zeros(0, dtype=str)}
+        return {"generated_text": np.zeros(0, dtype=str)}  # pandas makes both its str dtype
 
     def _generate(self, prompts):
         """Each prompt's new token ids (int64 arrays), in the order given."""
@@ -225,6 +229,20 @@ def until_end(tokens, eos):
     """The tokens up to and including the first end-of-sequence token (what follows it is padding)."""
     ends = np.flatnonzero(np.isin(tokens, eos)) if eos else []
     return tokens[:ends[0] + 1] if len(ends) else tokens
+
+
+def input_column(batch, name):
+    """The input column `name` of the batch, one value per row."""
+    values = batch[name]
+    if is_data_frame(values):
+        # a DataFrame with two columns of that name gives both, and iterating over them yields their labels: the
+        # label would be scored as every row's text
+        raise ValueError(f"the batch has {values.shape[1]} columns named {name!r}; rename all but one")
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
+        # a mapping's str value would be iterated character by character, each scored as a row
+        raise TypeError(f"column {name!r} must hold one value per row (a list or array), not a single "
+                        f"{type(values).__name__}")
+    return values
 
 
 def object_array(items):
