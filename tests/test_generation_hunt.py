@@ -385,3 +385,23 @@ def test_loss_and_router_arguments_change_no_token(models):
     expected = hf_generate(theirs, PROMPTS, MASK, **{**kwargs, "labels": torch.as_tensor(PROMPTS)})
     np.testing.assert_array_equal(our_generate(ours, PROMPTS, MASK, **kwargs), expected)
     np.testing.assert_array_equal(expected, hf_generate(theirs, PROMPTS, MASK, max_new_tokens=3))
+
+
+def test_score_is_transformers_loss(models):
+    """model.score's mean log-probability is minus Transformers' causal LM loss: per sequence, and over a padded batch
+    with the padding's labels at -100, the token-weighted mean."""
+    ours, theirs = models
+    ids = np.array([[5, 17, 33, 2, 9, 14], [9, 4, 61, 12, 8, 40], [0, 0, 0, 88, 7, 12]])
+    mask = np.array([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1], [0, 0, 0, 1, 1, 1]])
+    scores = ours.score(ids, attention_mask=mask)
+    for row in range(2):
+        with torch.no_grad():
+            loss = theirs(torch.as_tensor(ids[row:row + 1]), labels=torch.as_tensor(ids[row:row + 1])).loss.item()
+        np.testing.assert_allclose(-scores.mean_logprob[row], loss, rtol=1e-5)
+    with torch.no_grad():
+        loss = theirs(torch.as_tensor(ids[2:, 3:]), labels=torch.as_tensor(ids[2:, 3:])).loss.item()
+    np.testing.assert_allclose(-scores.mean_logprob[2], loss, rtol=1e-5)
+    labels = np.where(mask[:2] == 1, ids[:2], -100)
+    with torch.no_grad():
+        loss = theirs(torch.as_tensor(ids[:2]), labels=torch.as_tensor(labels)).loss.item()
+    np.testing.assert_allclose(-scores.sum_logprob[:2].sum() / scores.num_tokens[:2].sum(), loss, rtol=1e-5)
