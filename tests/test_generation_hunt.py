@@ -405,3 +405,12 @@ def test_score_is_transformers_loss(models):
     with torch.no_grad():
         loss = theirs(torch.as_tensor(ids[:2]), labels=torch.as_tensor(labels)).loss.item()
     np.testing.assert_allclose(-scores.sum_logprob[:2].sum() / scores.num_tokens[:2].sum(), loss, rtol=1e-5)
+
+
+def test_without_input_ids_the_attention_mask_gives_the_batch(models):
+    ours, theirs = models
+    with torch.no_grad():
+        expected = theirs.generate(attention_mask=torch.ones((2, 1), dtype=torch.long), max_new_tokens=3).numpy()
+    np.testing.assert_array_equal(ours.generate(attention_mask=np.ones((2, 1), dtype=np.int64), max_new_tokens=3),
+                                  expected)
+    np.testing.assert_array_equal(ours.generate(max_new_tokens=3), expected[:1])

@@ -578,7 +578,10 @@ def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=N
     if inputs is None:
         if config.bos_token_id is None:
             raise ValueError("`bos_token_id` has to be defined when no `input_ids` are provided.")
-        inputs = np.array([[config.bos_token_id]], dtype=np.int64)
+        # as Transformers: one row of BOS per row of the first array among the model's arguments (an attention_mask)
+        batch_size = next((value.shape[0] for value in model_kwargs.values()
+                           if hasattr(value, "shape") and len(value.shape) > 0), 1)
+        inputs = np.full((batch_size, 1), config.bos_token_id, dtype=np.int64)
     input_ids = as_token_ids(inputs, vocab_size=vocab_size)
     batch_size, prompt_length = input_ids.shape
 
