@@ -72,7 +72,8 @@ def add_model_arguments(command):
                          help="checkpoint directory or Hub id (default: the demo model shipped with nemotron_c)")
     command.add_argument("--dtype", help="weight dtype: float32, bfloat16, float16, or int8 / int4 (quantized at "
                                          "load; default: as stored)")
-    command.add_argument("--num-threads", type=int, metavar="N", help="threads (default: one per CPU)")
+    command.add_argument("--num-threads", type=int, metavar="N",
+                         help="threads (default: NEMOTRON_C_NUM_THREADS, else one per available CPU)")
 
 
 def add_generation_arguments(command):
@@ -135,7 +136,8 @@ def build_parser(prog=None):
                        help="tokenize without the tokenizer's special tokens (such as BOS)")
     score.add_argument("--dtype", help="weight dtype: float32, bfloat16, float16, or int8 / int4 (quantized at "
                                        "load; default: as stored)")
-    score.add_argument("--num-threads", type=int, metavar="N", help="threads (default: one per CPU)")
+    score.add_argument("--num-threads", type=int, metavar="N",
+                       help="threads (default: NEMOTRON_C_NUM_THREADS, else one per available CPU)")
     progress = score.add_mutually_exclusive_group()
     progress.add_argument("--progress", dest="progress", action="store_true", default=None,
                           help="always show the progress bar")
@@ -464,7 +466,8 @@ def count_lines(path):
     if path == "-" or not os.path.isfile(path):
         return None
     with open(path, "rb") as f:
-        return sum(1 for line in f if line.strip())
+        # the lines read_records keeps: decoded, so that a line of Unicode whitespace or the BOM alone is skipped
+        return sum(1 for line in utf8_lines(f, path) if line.strip())
 
 
 def groups(records, size):

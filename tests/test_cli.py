@@ -583,3 +583,20 @@ def test_info_on_a_cpu_with_none_of_the_features(monkeypatch, capsys):
         monkeypatch.setattr(cli, "cpu_features", lambda: features)
         assert cli.main(["info"]) == 0
         assert expected in capsys.readouterr().out.splitlines()[-1]
+
+
+def test_progress_bar_counts_the_lines_it_scores(tmp_path):
+    """The total skips what read_records skips: a line of Unicode whitespace (NO-BREAK SPACE, IDEOGRAPHIC SPACE) and
+    a first line that is only a BOM were counted as texts, and the bar ended below 100%."""
+    file = tmp_path / "texts.txt"
+    file.write_text("\ufeff\nReturn the value\n\u00a0\u3000\nof x\n", encoding="utf-8")
+    run = run_cli("score", str(file), "--progress")
+    assert run.returncode == 0, run.stderr
+    assert [json.loads(line)["line"] for line in run.stdout.splitlines()] == [2, 4]
+    assert "scoring 100% |########################| 2/2 texts" in run.stderr
+
+
+def test_help_names_the_thread_default():
+    for command in ("generate", "chat", "info", "score"):
+        run = run_cli(command, "--help")
+        assert "NEMOTRON_C_NUM_THREADS, else one per available CPU" in " ".join(run.stdout.split())
