@@ -414,3 +414,50 @@ def test_without_input_ids_the_attention_mask_gives_the_batch(models):
     np.testing.assert_array_equal(ours.generate(attention_mask=np.ones((2, 1), dtype=np.int64), max_new_tokens=3),
                                   expected)
     np.testing.assert_array_equal(ours.generate(max_new_tokens=3), expected[:1])
+
+
+def test_async_text_iterator_streamer_as_transformers(models):
+    """Transformers' AsyncTextIteratorStreamer: the same pieces, read with `async for` while generate() runs in a
+    thread, for their generate and ours; a reader that waits past the timeout gets TimeoutError."""
+    import asyncio
+    import threading
+
+    from test_generation_streaming import VOCAB
+    from tokenizers import Tokenizer, decoders, models as token_models, pre_tokenizers
+
+    from nemotron_c.generation.streamers import AsyncTextIteratorStreamer
+
+    vocab = {}
+    for token in VOCAB:
+        vocab.setdefault(token, len(vocab))
+    while len(vocab) < 96:
+        vocab[f"x{len(vocab)}"] = len(vocab)
+    core = Tokenizer(token_models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<s>", eos_token="</s>",
+                                                     unk_token="<unk>", pad_token="<pad>")
+    ours, theirs = models
+
+    async def pieces(streamer_class, generate, prompt):
+        streamer = streamer_class(tokenizer, skip_prompt=True, timeout=30)
+        worker = threading.Thread(target=generate, args=(prompt,), kwargs=dict(max_new_tokens=10, streamer=streamer))
+        worker.start()
+        got = [text async for text in streamer]
+        worker.join()
+        return got
+
+    def hf_run(prompt, **kwargs):
+        with torch.no_grad():
+            theirs.generate(prompt, **kwargs)
+
+    expected = asyncio.run(pieces(transformers.AsyncTextIteratorStreamer, hf_run, torch.as_tensor(PROMPTS[1:2])))
+    assert asyncio.run(pieces(AsyncTextIteratorStreamer, ours.generate, PROMPTS[1:2])) == expected
+    assert "".join(expected).strip()
+
+    async def wait_for_nothing():
+        streamer = AsyncTextIteratorStreamer(tokenizer, timeout=0.05)
+        return [text async for text in streamer]
+
+    with pytest.raises(TimeoutError):
+        asyncio.run(wait_for_nothing())

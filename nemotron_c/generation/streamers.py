@@ -4,12 +4,13 @@ the (batch,) tokens of every step, then end().
 TextStreamer prints decoded text as it becomes final; TextIteratorStreamer hands it to another thread as an
 iterator. Both take any tokenizer with decode(ids, **decode_kwargs) (nemotron_c's or Transformers').
 """
+import asyncio
 import unicodedata
 from queue import Queue
 
 import numpy as np
 
-__all__ = ["BaseStreamer", "TextStreamer", "TextIteratorStreamer"]
+__all__ = ["BaseStreamer", "TextStreamer", "TextIteratorStreamer", "AsyncTextIteratorStreamer"]
 
 
 class BaseStreamer:
@@ -108,4 +109,35 @@ class TextIteratorStreamer(TextStreamer):
         value = self.text_queue.get(timeout=self.timeout)
         if value == self.stop_signal:
             raise StopIteration()
+        return value
+
+
+class AsyncTextIteratorStreamer(TextStreamer):
+    """TextIteratorStreamer for asyncio: `async for text in streamer` while generate() runs in another thread.
+
+    Make it inside a coroutine (it keeps the running event loop). timeout: seconds to wait for the next piece before
+    TimeoutError (None: forever).
+    """
+
+    def __init__(self, tokenizer, skip_prompt=False, timeout=None, **decode_kwargs):
+        super().__init__(tokenizer, skip_prompt, **decode_kwargs)
+        self.text_queue = asyncio.Queue()
+        self.stop_signal = None
+        self.timeout = timeout
+        self.loop = asyncio.get_running_loop()
+
+    def on_finalized_text(self, text, stream_end=False):
+        # called from generate()'s thread: the queue belongs to the event loop's
+        self.loop.call_soon_threadsafe(self.text_queue.put_nowait, text)
+        if stream_end:
+            self.loop.call_soon_threadsafe(self.text_queue.put_nowait, self.stop_signal)
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        async with asyncio.timeout(self.timeout):
+            value = await self.text_queue.get()
+        if value == self.stop_signal:
+            raise StopAsyncIteration()
         return value
