@@ -170,6 +170,7 @@ def main(argv=None, prog=None):
     commands = {"generate": run_generate, "chat": run_chat, "score": run_score, "info": run_info,
                 "convert": run_convert}
     try:
+        check_standard_streams(args)
         if getattr(args, "model", False) is None:
             args.model = demo_model_path()
         return commands[args.command](args)
@@ -195,6 +196,17 @@ def main(argv=None, prog=None):
         # a number too large for the core's C integers (--num-threads 10**20)
         print(f"error: {e}", file=sys.stderr)
         return 1
+
+
+def check_standard_streams(args):
+    """A shell's >&- or <&- closes the descriptor, and Python then sets sys.stdout or sys.stdin to None: refuse before
+    loading anything, rather than fail on None at the first write or read (info printed nothing and said 0)."""
+    if sys.stdout is None and (args.command != "convert" and getattr(args, "output", None) is None):
+        raise InputError("standard output is closed: give the command somewhere to write" +
+                         (" (or --output FILE)" if args.command == "score" else ""))
+    if sys.stdin is None and (args.command == "chat" or getattr(args, "file", None) == "-"):
+        raise InputError("standard input is closed: the command reads " +
+                         ("the messages" if args.command == "chat" else "the texts") + " from it")
 
 
 def run_convert(args):

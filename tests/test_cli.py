@@ -600,3 +600,27 @@ def test_help_names_the_thread_default():
     for command in ("generate", "chat", "info", "score"):
         run = run_cli(command, "--help")
         assert "NEMOTRON_C_NUM_THREADS, else one per available CPU" in " ".join(run.stdout.split())
+
+
+@pytest.mark.parametrize("args, closed, message", [
+    (["generate", "The", "--max-new-tokens", "2"], 1, "standard output is closed"),
+    (["info"], 1, "standard output is closed"),  # printed nothing and exited 0
+    (["score", "{file}", "--no-progress"], 1, "standard output is closed: give the command somewhere to write (or"),
+    (["score", "-", "--no-progress", "--output", "{out}"], 0, "standard input is closed: the command reads the texts"),
+    (["chat", "--max-new-tokens", "2"], 0, "standard input is closed: the command reads the messages"),
+])
+def test_a_closed_standard_stream_ends_with_a_message(tmp_path, args, closed, message):
+    """`>&-` or `<&-` in a shell: Python sets sys.stdout or sys.stdin to None, which failed with an AttributeError
+    traceback at the first write or read."""
+    file = tmp_path / "texts.txt"
+    file.write_text("Return the value\n")
+    args = [a.format(file=file, out=tmp_path / "out.jsonl") for a in args]
+    run = subprocess.run([sys.executable, "-m", "nemotron_c", *args], stderr=subprocess.PIPE, timeout=120,
+                         preexec_fn=lambda: os.close(closed), env={**os.environ, "PYTHONPATH": ROOT})
+    assert run.returncode == cli.EXIT_BAD_INPUT, run.stderr
+    assert run.stderr.decode().startswith(f"error: {message}")
+    # with --output, score needs no standard output
+    run = subprocess.run([sys.executable, "-m", "nemotron_c", "score", str(file), "--output", str(tmp_path / "o"),
+                          "--no-progress"], stderr=subprocess.PIPE, timeout=120, preexec_fn=lambda: os.close(1),
+                         env={**os.environ, "PYTHONPATH": ROOT})
+    assert run.returncode == 0 and json.loads((tmp_path / "o").read_text())["line"] == 1, run.stderr
