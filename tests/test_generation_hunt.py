@@ -461,3 +461,24 @@ def test_async_text_iterator_streamer_as_transformers(models):
 
     with pytest.raises(TimeoutError):
         asyncio.run(wait_for_nothing())
+
+
+def test_stop_string_with_the_space_a_decoder_strips_at_the_start(models):
+    """A sentencepiece-style decoder strips the space of a leading "▁": Transformers matches the tokens' own strings
+    (decoded after a static prefix), so the prompt "▁" and the new token "a" end in " a"."""
+    from tokenizers import Tokenizer, decoders, models as token_models, normalizers
+
+    ours, theirs = models
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, "▁": 3, "a": 4, "b": 5, "▁a": 6, "▁b": 7, "c": 8, "d": 9, "e": 10,
+             "f": 11}
+    vocab.update({f"x{i}": i for i in range(len(vocab), 96)})
+    core = Tokenizer(token_models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
+    core.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    core.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.Fuse(), decoders.Strip(" ", 1, 0)])
+    tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<s>", eos_token="</s>",
+                                                     unk_token="<unk>")
+    prompt = np.array([[3]])
+    kwargs = dict(max_new_tokens=5, stop_strings=[" a"], tokenizer=tokenizer, sequence_bias={(4,): 50.0})
+    expected = hf_generate(theirs, prompt, None, **kwargs)
+    assert expected.shape == (1, 2)
+    np.testing.assert_array_equal(our_generate(ours, prompt, None, **kwargs), expected)

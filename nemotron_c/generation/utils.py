@@ -375,6 +375,9 @@ def resolve_seed(seed):
 # ---------------------------------------------------------------- stop strings
 
 
+STOP_PREFIX = "abcdef"  # Transformers' static_prefix
+
+
 class StopStrings:
     """Transformers' StopStringCriteria: a row stops when the decoded text ends in one of the strings, with the
     string reaching into the row's last token (a string that ended before it would have stopped the row then).
@@ -393,9 +396,19 @@ class StopStrings:
         # one), so a stop string lies within its UTF-8 length of tokens from the end, as Transformers' matching
         # assumes; the window holds two more, so that it starts before the string.
         self.tail = max(len(s.encode("utf-8")) for s in self.stop_strings) + 2
+        # Transformers matches the tokens' own strings: a leading "▁a" is " a" even at the start of a sequence, where
+        # a decoder strips that space. Decoding after the tokens of a fixed prefix keeps it (its static_prefix trick).
+        encode = getattr(tokenizer, "encode", None)
+        self.prefix_ids = [int(i) for i in encode(STOP_PREFIX, add_special_tokens=False)] if encode else []
 
     def decode(self, ids):
-        return self.tokenizer.decode([int(i) for i in ids], skip_special_tokens=False)
+        ids = [int(i) for i in ids]
+        if self.prefix_ids:
+            text = self.tokenizer.decode(self.prefix_ids + ids, skip_special_tokens=False)
+            at = text.find(STOP_PREFIX)
+            if at >= 0:
+                return text[at + len(STOP_PREFIX):]
+        return self.tokenizer.decode(ids, skip_special_tokens=False)
 
     def __call__(self, sequences, length, prompt_length):
         """(N) bool: rows of sequences[:, :length] that end with a stop string."""
