@@ -482,3 +482,9 @@ def test_stop_string_with_the_space_a_decoder_strips_at_the_start(models):
     expected = hf_generate(theirs, prompt, None, **kwargs)
     assert expected.shape == (1, 2)
     np.testing.assert_array_equal(our_generate(ours, prompt, None, **kwargs), expected)
+
+
+def test_continuous_batching_config_is_deprecated_as_in_transformers():
+    for cls in (nemotron_c.GenerationConfig, transformers.GenerationConfig):
+        with pytest.warns(FutureWarning, match="Passing ContinuousBatchingConfig through GenerationConfig is deprecated"):
+            cls(continuous_batching_config={"max_batch_tokens": 8})
