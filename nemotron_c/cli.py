@@ -126,7 +126,7 @@ def build_parser(prog=None):
     score.add_argument("--model", metavar="DIR_OR_ID",
                        help="checkpoint directory or Hub id (default: the demo model shipped with nemotron_c)")
     score.add_argument("--tokenizer", metavar="DIR_OR_ID", help="tokenizer directory or Hub id (default: the model's)")
-    score.add_argument("--output", "-o", metavar="FILE", help="write results here instead of stdout")
+    score.add_argument("--output", "-o", metavar="FILE", help="write results here instead of stdout (- is stdout)")
     score.add_argument("--format", choices=("auto", "text", "jsonl"), default="auto",
                        help='input format (auto: JSONL when the first line starts with "{")')
     score.add_argument("--batch-size", type=int, default=8, metavar="N", help="texts per forward pass (default 8)")
@@ -201,7 +201,7 @@ def main(argv=None, prog=None):
 def check_standard_streams(args):
     """A shell's >&- or <&- closes the descriptor, and Python then sets sys.stdout or sys.stdin to None: refuse before
     loading anything, rather than fail on None at the first write or read (info printed nothing and said 0)."""
-    if sys.stdout is None and (args.command != "convert" and getattr(args, "output", None) is None):
+    if sys.stdout is None and (args.command != "convert" and getattr(args, "output", None) in (None, "-")):
         raise InputError("standard output is closed: give the command somewhere to write" +
                          (" (or --output FILE)" if args.command == "score" else ""))
     if sys.stdin is None and (args.command == "chat" or getattr(args, "file", None) == "-"):
@@ -515,6 +515,8 @@ class Tokenizers:
 
 def run_score(args):
     check_positive(args, ("batch_size", "max_length", "num_threads"))
+    if args.output == "-":  # as FILE's "-": standard output, not a file named "-"
+        args.output = None
     # any readable file: a FIFO or a shell's <(...) too, which are read once, as they come
     if args.file != "-" and not os.path.exists(args.file):
         raise InputError(f"no such file: {args.file}")

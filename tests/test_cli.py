@@ -624,3 +624,13 @@ def test_a_closed_standard_stream_ends_with_a_message(tmp_path, args, closed, me
                           "--no-progress"], stderr=subprocess.PIPE, timeout=120, preexec_fn=lambda: os.close(1),
                          env={**os.environ, "PYTHONPATH": ROOT})
     assert run.returncode == 0 and json.loads((tmp_path / "o").read_text())["line"] == 1, run.stderr
+
+
+def test_output_dash_is_standard_output(tmp_path, monkeypatch, capsys):
+    """As FILE's "-" is standard input; it wrote a file named "-"."""
+    monkeypatch.chdir(tmp_path)
+    file = tmp_path / "ids.jsonl"
+    file.write_text('{"input_ids": [5, 9, 2]}\n')
+    assert cli.main(["score", str(file), "--output", "-", "--no-progress"]) == 0
+    assert json.loads(capsys.readouterr().out)["num_tokens"] == 2
+    assert not (tmp_path / "-").exists()
