@@ -488,3 +488,20 @@ def test_continuous_batching_config_is_deprecated_as_in_transformers():
     for cls in (nemotron_c.GenerationConfig, transformers.GenerationConfig):
         with pytest.warns(FutureWarning, match="Passing ContinuousBatchingConfig through GenerationConfig is deprecated"):
             cls(continuous_batching_config={"max_batch_tokens": 8})
+
+
+def test_a_saved_sequence_bias_generates_again(models, tmp_path):
+    """to_json_string writes sequence_bias's tuple keys as "(5, 79)"; Transformers' generate refuses its own saved
+    file (a ValueError: keys must be tuples). Ours reads them back as the tuples they were."""
+    ours, theirs = models
+    bias = {(22,): -50.0, (5, 79): 3.0}
+    transformers.GenerationConfig(sequence_bias=bias).save_pretrained(str(tmp_path))
+    with pytest.raises(ValueError, match="has to be a dict with tuples as keys"):
+        hf_generate(theirs, PROMPTS, MASK, max_new_tokens=4,
+                    generation_config=transformers.GenerationConfig.from_pretrained(str(tmp_path)))
+    expected = hf_generate(theirs, PROMPTS, MASK, max_new_tokens=4, sequence_bias=bias)
+    got = our_generate(ours, PROMPTS, MASK, max_new_tokens=4,
+                       generation_config=nemotron_c.GenerationConfig.from_pretrained(str(tmp_path)))
+    np.testing.assert_array_equal(got, expected)
+    with pytest.raises(ValueError, match="has to be a dict with tuples as keys"):
+        our_generate(ours, PROMPTS, MASK, max_new_tokens=2, sequence_bias={"22": -5.0})

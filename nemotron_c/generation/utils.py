@@ -37,6 +37,7 @@ ZeroDivisionError or RuntimeError); eos ids outside the vocabulary also warn (th
 row); one prompt may be a list or a 1-D array (Transformers fails with AttributeError or IndexError);
 empty input_ids raise a ValueError (a RuntimeError there); Transformers' logged warnings are UserWarnings here.
 """
+import ast
 import copy
 import os
 import time
@@ -327,6 +328,9 @@ def sequence_bias_dict(sequence_bias):
     if not isinstance(bias, (dict, list)) or len(bias) == 0:
         raise ValueError(f"`sequence_bias` has to be a non-empty dictionary, or non-empty list of lists but is {bias}.")
     if isinstance(bias, dict):
+        # A saved config writes the tuple keys as strings ("(5, 79)"), which Transformers then refuses (its generate
+        # raises the ValueError below for its own saved file): read back here
+        bias = {written_tuple(ids): value for ids, value in bias.items()}
         if any(not isinstance(ids, tuple) for ids in bias):
             raise ValueError(f"`sequence_bias` has to be a dict with tuples as keys, but is {bias}.")
         if any(len(ids) == 0 or any(not isinstance(t, (int, np.integer)) or t < 0 for t in ids) for ids in bias):
@@ -344,6 +348,18 @@ def sequence_bias_dict(sequence_bias):
         raise ValueError(f"Each element in `sequence_bias` has to be a non-empty list of lists of positive integers "
                          f"and float, but is {bias}.")
     return {tuple(pair[0]): pair[1] for pair in bias}
+
+
+def written_tuple(key):
+    """A sequence_bias key as to_json_string wrote it ("(5, 79)") as that tuple; any other key unchanged."""
+    if isinstance(key, str) and key.startswith("(") and key.endswith(")"):
+        try:
+            value = ast.literal_eval(key)
+        except (ValueError, SyntaxError):
+            return key
+        if isinstance(value, tuple) and all(isinstance(t, int) for t in value):
+            return value
+    return key
 
 
 def check_in_vocab(sequences, vocab_size):
