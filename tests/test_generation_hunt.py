@@ -505,3 +505,21 @@ def test_a_saved_sequence_bias_generates_again(models, tmp_path):
     np.testing.assert_array_equal(got, expected)
     with pytest.raises(ValueError, match="has to be a dict with tuples as keys"):
         our_generate(ours, PROMPTS, MASK, max_new_tokens=2, sequence_bias={"22": -5.0})
+
+
+@pytest.mark.parametrize("num_beams", [1, 2])
+def test_empty_eos_lists(models, num_beams):
+    ours, theirs = models
+    # an empty eos_token_id is no eos token: Transformers' greedy search takes it so with a pad_token_id, and fails
+    # taking its first id (IndexError) without one, or in beam search
+    expected = hf_generate(theirs, PROMPTS, MASK, max_new_tokens=3, num_beams=num_beams, eos_token_id=None, pad_token_id=0)
+    if num_beams == 1:
+        np.testing.assert_array_equal(expected, hf_generate(theirs, PROMPTS, MASK, max_new_tokens=3, eos_token_id=[],
+                                                            pad_token_id=0))
+    for pad in (0, None):
+        got = our_generate(ours, PROMPTS, MASK, max_new_tokens=3, num_beams=num_beams, eos_token_id=[], pad_token_id=pad)
+        np.testing.assert_array_equal(got, expected)
+    with pytest.raises(ValueError, match="has to be a list of positive integers"):
+        hf_generate(theirs, PROMPTS, MASK, max_new_tokens=3, num_beams=num_beams, forced_eos_token_id=[])
+    with pytest.raises(ValueError, match="has to be a list of positive integers"):
+        our_generate(ours, PROMPTS, MASK, max_new_tokens=3, num_beams=num_beams, forced_eos_token_id=[])

@@ -260,7 +260,7 @@ def processor_settings(config, eos, prompt_length, vocab_size, padding):
         c["forced_bos_token_id"] = int(config.forced_bos_token_id)
     if config.forced_eos_token_id is not None:
         forced = as_token_list(config.forced_eos_token_id, "forced_eos_token_id")
-        if any(t < 0 for t in forced):
+        if not forced or any(t < 0 for t in forced):  # [] too: Transformers' tensor of it is a float one
             raise ValueError(f"`eos_token_id` has to be a list of positive integers, but is {forced}")
         if any(t >= vocab_size for t in forced):
             raise ValueError(f"`forced_eos_token_id` {forced} holds ids outside the vocabulary [0, {vocab_size})")
@@ -615,6 +615,7 @@ def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=N
     batch_size, prompt_length = input_ids.shape
 
     # special tokens (_prepare_special_tokens)
+    # [] is no eos token (with no pad_token_id Transformers fails taking its first id as the pad: IndexError)
     eos = as_token_list(config.eos_token_id, "eos_token_id") or []
     pad = config.pad_token_id
     has_mask = model_kwargs.get("attention_mask") is not None
