@@ -523,3 +523,12 @@ def test_empty_eos_lists(models, num_beams):
         hf_generate(theirs, PROMPTS, MASK, max_new_tokens=3, num_beams=num_beams, forced_eos_token_id=[])
     with pytest.raises(ValueError, match="has to be a list of positive integers"):
         our_generate(ours, PROMPTS, MASK, max_new_tokens=3, num_beams=num_beams, forced_eos_token_id=[])
+
+
+def test_save_pretrained_takes_transformers_arguments(tmp_path):
+    ours, theirs = both_configs(top_k=3, do_sample=True)
+    ours.save_pretrained(str(tmp_path / "ours"), push_to_hub=False)
+    theirs.save_pretrained(str(tmp_path / "theirs"), push_to_hub=False)
+    assert saved(tmp_path / "ours") == saved(tmp_path / "theirs")
+    with pytest.raises(NotImplementedError, match="push_to_hub"):
+        ours.save_pretrained(str(tmp_path / "hub"), push_to_hub=True, repo_id="someone/model")

@@ -406,7 +406,9 @@ class GenerationConfig:
         with open(json_file_path, "w", encoding="utf-8") as f:
             f.write(self.to_json_string(use_diff=use_diff))
 
-    def save_pretrained(self, save_directory, config_file_name=None):
+    def save_pretrained(self, save_directory, config_file_name=None, push_to_hub=False, **kwargs):
+        if push_to_hub:
+            raise NotImplementedError("GenerationConfig.save_pretrained(push_to_hub=True) is not supported by nemotron_c")
         # Transformers refuses to save a config with issues, except one unchanged since it was loaded, which it only
         # warns about: a published generation_config.json (temperature without do_sample) can always be saved back
         was_modified = getattr(self, "_original_object_hash", None) != hash(self)
