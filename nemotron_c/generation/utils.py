@@ -15,7 +15,8 @@ eos_token_id (int or list), pad_token_id, max_time, stop_strings (with tokenizer
 return_dict_in_generate with output_scores / output_logits / beam_indices / sequences_scores.
 Not supported (NotImplementedError): contrastive search, group beam search, constrained beam search,
 assisted generation, DoLa, guidance_scale, watermarking, top_h, encoder_* penalties, custom
-logits_processor / stopping_criteria objects, output_attentions / output_hidden_states.
+logits_processor / stopping_criteria objects, output_attentions / output_hidden_states,
+cache_implementation "quantized" and "paged" (the static and offloaded ones generate the tokens of ours).
 With return_dict_in_generate the result's `cache` is a NemotronCache, as Transformers leaves its cache
 (every position but the last token; with beams, in the order of the running beams). Passing it back as
 cache= (or past_key_values=) with input_ids that extend those tokens prefills only the new ones.
