@@ -27,6 +27,7 @@ is a terminal) each file written is reported on stderr.
 Output cut short by a closed pipe (`... | head`) ends the command quietly.
 """
 import argparse
+import codecs
 import json
 import math
 import os
@@ -263,7 +264,13 @@ class StdoutStreamer(TextStreamer):
     """TextStreamer writing to the sys.stdout of the moment (tests and pipes replace it)."""
 
     def on_finalized_text(self, text, stream_end=False):
-        sys.stdout.write(text + ("\n" if stream_end else ""))
+        text += "\n" if stream_end else ""
+        if not writes_utf8(sys.stdout):
+            # a terminal in another encoding shows what it can: a character it has no code for was a
+            # UnicodeEncodeError that ended the command mid-text
+            encoding = sys.stdout.encoding
+            text = text.encode(encoding, "replace").decode(encoding)
+        sys.stdout.write(text)
         sys.stdout.flush()
 
 
@@ -536,7 +543,7 @@ def run_score(args):
         records = read_records(utf8_lines(source, name), name, args.format)
         # groups of several batches, so that sorting by length inside score() saves padding
         for group in groups(records, args.batch_size * 8):
-            for line in score_group(model, tokenizers, group, name, args):
+            for line in score_group(model, tokenizers, group, name, args, ascii_only=not writes_utf8(sink)):
                 sink.write(line + "\n")
             sink.flush()
             if bar:
@@ -569,7 +576,11 @@ def refuse_output_over_input(input_path, output_path):
                          "they are read; write the scores to another file")
 
 
-def score_group(model, tokenizers, group, name, args):
+def writes_utf8(stream):
+    return codecs.lookup(getattr(stream, "encoding", None) or "utf-8").name == "utf-8"
+
+
+def score_group(model, tokenizers, group, name, args, ascii_only=False):
     add_special = not args.no_special_tokens
     texts = [text for _, text, _, _ in group if text is not None]
     encoded = iter(tokenize(tokenizers.get(), texts, add_special) if texts else [])
@@ -590,7 +601,8 @@ def score_group(model, tokenizers, group, name, args):
             result[key] = finite_or_none(scores[key][i])
         if args.token_logprobs:
             result["token_logprobs"] = [finite_or_none(x) for x in scores.token_logprobs[i]]
-        yield json.dumps(result, ensure_ascii=False)
+        # JSON's \u escapes where stdout's encoding (PYTHONIOENCODING, a Latin-1 locale) could not hold an id's text
+        yield json.dumps(result, ensure_ascii=ascii_only)
 
 
 def finite_or_none(value):

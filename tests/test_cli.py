@@ -634,3 +634,19 @@ def test_output_dash_is_standard_output(tmp_path, monkeypatch, capsys):
     assert cli.main(["score", str(file), "--output", "-", "--no-progress"]) == 0
     assert json.loads(capsys.readouterr().out)["num_tokens"] == 2
     assert not (tmp_path / "-").exists()
+
+
+def test_output_in_a_standard_output_that_is_not_utf8(tmp_path):
+    """A Latin-1 (or ASCII) standard output could not encode a JSONL id's text nor a generated one: the command
+    ended with a UnicodeEncodeError. Scores are then written with JSON's \\u escapes, generated text with "?"."""
+    file = tmp_path / "ids.jsonl"
+    file.write_text('{"input_ids": [5, 9, 2], "id": "日本 é"}\n', encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": ROOT, "PYTHONIOENCODING": "latin-1"}
+    run = subprocess.run([sys.executable, "-m", "nemotron_c", "score", str(file), "--no-progress"],
+                         capture_output=True, env=env, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith(b'{"line": 1, "id": "\\u65e5\\u672c \\u00e9", "num_tokens": 2')
+    run = subprocess.run([sys.executable, "-m", "nemotron_c", "generate", "日本 é", "--max-new-tokens", "3"],
+                         capture_output=True, env=env, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("?? é".encode("latin-1"))
