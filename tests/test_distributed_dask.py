@@ -11,7 +11,8 @@ import pytest
 from distributed import Client, LocalCluster
 from helpers import distributed as distributed_helpers
 from helpers.distributed import (DiesOnce, assert_complete, assert_same_scores, frame, generated_alone,
-                                 path, read_output, reference, with_input_ids, write_parts)  # noqa: F401 (fixtures)
+                                 path, read_output, reference, single_process_scores, with_input_ids,
+                                 write_parts)  # noqa: F401 (fixtures)
 
 from nemotron_c.distributed import BatchGenerator, BatchScorer
 
@@ -79,3 +80,17 @@ def test_a_worker_killed_mid_job_loses_and_duplicates_nothing(client, path, fram
     out = read_output(str(tmp_path / "out"))
     assert_complete(out)
     assert_same_scores(out, reference)
+
+
+def test_empty_and_one_row_partitions_score_as_one_process(client, path, frame):
+    """Partitions a filter leaves empty or with one row (the empty text of row 3 among them) give their rows'
+    scores, in input order, and the empty ones no row."""
+    keep = [0, 3, 60, 61, 62, 299]
+    ddf = dd.from_pandas(frame, npartitions=10)
+    ddf = ddf[ddf["id"].isin(keep)]
+    assert sorted(ddf.map_partitions(len).compute().tolist()) == [0, 0, 0, 0, 0, 0, 0, 1, 2, 3]
+    scorer = BatchScorer(path)
+    out = ddf.map_partitions(scorer, meta=scorer.meta(ddf)).compute()
+    assert out["id"].tolist() == keep
+    expected = single_process_scores(path, frame["text"][keep].tolist())
+    assert_same_scores(out.assign(id=range(len(keep))), expected)  # assert_same_scores wants ids 0, 1, ...
