@@ -36,7 +36,7 @@ from .model.outputs import (
     SequenceScoreOutput,
     TokenClassifierOutput,
 )
-from .generation.streamers import BaseStreamer, TextIteratorStreamer, TextStreamer
+from .generation.streamers import AsyncTextIteratorStreamer, BaseStreamer, TextIteratorStreamer, TextStreamer
 from .tokenizer.tokenization import AutoTokenizer, BatchEncoding, LlamaTokenizer, NemotronTokenizer
 
 __version__ = "0.1.0"
@@ -61,6 +61,7 @@ __all__ = [
     "AutoModelForCausalLM",
     "BaseModelOutputWithPast",
     "CausalLMOutputWithPast",
+    "AsyncTextIteratorStreamer",
     "BaseStreamer",
     "FormatError",
     "GenerateBeamDecoderOnlyOutput",

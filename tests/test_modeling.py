@@ -1,5 +1,7 @@
 """The forward pass against Transformers: logits, hidden states, cache, padding, dtypes."""
+import os
 import pickle
+import shutil
 
 import numpy as np
 import pytest
@@ -612,3 +614,14 @@ def test_a_transformers_quantization_config_is_refused_naming_ours(checkpoint):
         nemotron_c.AutoModelForCausalLM.from_pretrained(checkpoint(),
                                                         quantization_config=transformers.BitsAndBytesConfig(True))
     assert nemotron_c.AutoModelForCausalLM.from_pretrained(checkpoint(), quantization_config=None).dtype == torch.float32
+
+
+def test_generation_config_that_is_not_json_falls_back_to_config_json(checkpoint, tmp_path):
+    path = str(tmp_path / "broken_generation_config")
+    shutil.copytree(checkpoint(), path)
+    with open(os.path.join(path, "generation_config.json"), "w") as f:
+        f.write("{not json")
+    theirs = transformers.NemotronForCausalLM.from_pretrained(path).generation_config
+    ours = nemotron_c.NemotronForCausalLM.from_pretrained(path).generation_config
+    assert (ours.bos_token_id, ours.eos_token_id) == (theirs.bos_token_id, theirs.eos_token_id)
+    assert issubclass(nemotron_c.AsyncTextIteratorStreamer, nemotron_c.BaseStreamer)

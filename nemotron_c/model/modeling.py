@@ -571,10 +571,14 @@ class NemotronForCausalLM(NemotronPreTrainedModel):
 
     def _load_extras(self, path):
         if os.path.isfile(os.path.join(path, GENERATION_CONFIG_NAME)):
-            self.generation_config = GenerationConfig.from_pretrained(path)
-        else:  # as Transformers: from the generation parameters of the raw config.json
-            self.generation_config = GenerationConfig.from_pretrained(path, config_file_name=CONFIG_NAME,
-                                                                      _from_model_config=True)
+            try:
+                self.generation_config = GenerationConfig.from_pretrained(path)
+                return
+            except OSError:  # not valid JSON: Transformers falls back to config.json as for a missing file
+                pass
+        # as Transformers: from the generation parameters of the raw config.json
+        self.generation_config = GenerationConfig.from_pretrained(path, config_file_name=CONFIG_NAME,
+                                                                  _from_model_config=True)
 
     def can_generate(self):
         return True
