@@ -200,3 +200,14 @@ def test_generated_text_keeps_trailing_nul_characters(path, frame):
     assert all(text.endswith("\x00") for text in expected)
     for batch in (rows, as_numpy_batch(rows)):
         assert list(generator(batch)["generated_text"]) == expected
+
+
+def test_loading_arguments_without_a_hash_load_once(path, frame, reference):
+    """A dict (device_map) or a config among model_kwargs made the table's key raise TypeError: unhashable; a
+    pickled copy of the worker, as each Dask task gets, must find the same model."""
+    config = nemotron_c.NemotronConfig.from_pretrained(path)
+    scorer = BatchScorer(path, model_kwargs={"device_map": {"": "cpu"}, "config": config},
+                         tokenizer_kwargs={"proxies": {}})
+    assert_same_scores(scorer(frame), reference)
+    copy = pickle.loads(pickle.dumps(scorer))
+    assert copy.model is scorer.model and copy.tokenizer is scorer.tokenizer

@@ -6,6 +6,7 @@ process-wide table keyed by the loading arguments. The weights are memory-mapped
 node share their pages (benchmarks/bench_distributed.py measures it).
 """
 import os
+import pickle
 import threading
 
 from ..model.modeling import AutoModelForCausalLM
@@ -16,14 +17,23 @@ _lock = threading.Lock()  # engines with several threads per worker (Dask) may a
 
 
 def load_model(path, dtype, num_threads, load_kwargs):
-    key = ("model", os.fspath(path), str(dtype), num_threads, tuple(sorted(load_kwargs.items())))
+    key = ("model", os.fspath(path), str(dtype), num_threads, frozen(load_kwargs))
     return cached(key, lambda: AutoModelForCausalLM.from_pretrained(path, dtype=dtype, num_threads=num_threads,
                                                                     **load_kwargs))
 
 
 def load_tokenizer(path, load_kwargs):
-    key = ("tokenizer", os.fspath(path), tuple(sorted(load_kwargs.items())))
+    key = ("tokenizer", os.fspath(path), frozen(load_kwargs))
     return cached(key, lambda: AutoTokenizer.from_pretrained(path, **load_kwargs))
+
+
+def frozen(load_kwargs):
+    """The loading keywords as a key equal for equal values. Engines unpickle a new copy of the arguments for each
+    task, so neither a dict (device_map={"": "cpu"}: no hash, a TypeError) nor an object's identity (config=: a new
+    load, kept, for every task) can key the table; their pickles can."""
+    plain = (str, bytes, int, float, type(None))
+    return tuple(sorted((name, value if isinstance(value, plain) else (type(value).__qualname__, pickle.dumps(value)))
+                        for name, value in load_kwargs.items()))
 
 
 def cached(key, load):
