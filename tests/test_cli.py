@@ -650,3 +650,10 @@ def test_output_in_a_standard_output_that_is_not_utf8(tmp_path):
                          capture_output=True, env=env, timeout=120)
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith("?? é".encode("latin-1"))
+
+
+def test_chat_input_with_a_byte_order_mark(monkeypatch, capsys):
+    """The BOM a Windows editor writes first made the first message "\\ufeff/reset", which str.strip keeps."""
+    monkeypatch.setattr(sys, "stdin", __import__("io").BytesIO("\ufeff/reset\r\n".encode()))
+    assert cli.main(["chat", "--max-new-tokens", "2"]) == 0
+    assert capsys.readouterr().err == "(conversation reset)\n"
