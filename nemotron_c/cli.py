@@ -418,8 +418,9 @@ def utf8_lines(stream, name):
 
 
 def read_records(stream, name, fmt):
-    """Yields (line_number, text or None, ids or None, id or None) for each non-blank line; blank ones are reported
+    """Yields (line_number, text or None, ids or None, id or NO_ID) for each non-blank line; blank ones are reported
     on stderr."""
+    hint = ""
     for number, line in enumerate(stream, 1):
         line = line.rstrip("\r\n")
         if not line.strip():
@@ -428,13 +429,14 @@ def read_records(stream, name, fmt):
         if fmt == "auto":
             # a first line that only looks like JSON is reported as bad JSON rather than scored as text
             fmt = "jsonl" if line.lstrip().startswith("{") else "text"
+            hint = f'; line {number} starts with "{{", so the file is read as JSONL: --format text reads text lines'
         if fmt == "text":
             yield number, line, None, NO_ID
             continue
         try:
             record = parse_json(line)
         except ValueError as e:
-            raise InputError(f"{name}:{number}: not valid JSON ({e})") from None
+            raise InputError(f"{name}:{number}: not valid JSON ({e}){hint}") from None
         if not isinstance(record, dict):
             raise InputError(f"{name}:{number}: a JSONL record must be an object")
         text, ids = record.get("text"), record.get("input_ids")

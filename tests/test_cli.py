@@ -657,3 +657,17 @@ def test_chat_input_with_a_byte_order_mark(monkeypatch, capsys):
     monkeypatch.setattr(sys, "stdin", __import__("io").BytesIO("\ufeff/reset\r\n".encode()))
     assert cli.main(["chat", "--max-new-tokens", "2"]) == 0
     assert capsys.readouterr().err == "(conversation reset)\n"
+
+
+def test_text_lines_read_as_jsonl_say_how_to_read_them_as_text(tmp_path, capsys):
+    """A text file whose first line starts with "{" (code) is taken for JSONL: the error said only "not valid JSON"."""
+    file = tmp_path / "code.txt"
+    file.write_text("{\n    return x;\n}\n")
+    assert cli.main(["score", str(file), "--no-progress"]) == cli.EXIT_BAD_INPUT
+    assert capsys.readouterr().err == (f"error: {file}:1: not valid JSON (Expecting property name enclosed in double "
+                                       'quotes); line 1 starts with "{", so the file is read as JSONL: --format text '
+                                       "reads text lines\n")
+    assert cli.main(["score", str(file), "--no-progress", "--format", "jsonl"]) == cli.EXIT_BAD_INPUT
+    assert capsys.readouterr().err.endswith("(Expecting property name enclosed in double quotes)\n")  # asked for
+    assert cli.main(["score", str(file), "--no-progress", "--format", "text"]) == 0
+    assert [json.loads(line)["line"] for line in capsys.readouterr().out.splitlines()] == [1, 2, 3]
