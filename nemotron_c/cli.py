@@ -263,8 +263,12 @@ def generation_kwargs(args):
 class StdoutStreamer(TextStreamer):
     """TextStreamer writing to the sys.stdout of the moment (tests and pipes replace it)."""
 
+    line_open = False  # text written since the last newline
+
     def on_finalized_text(self, text, stream_end=False):
         text += "\n" if stream_end else ""
+        if text:
+            self.line_open = not text.endswith("\n")
         if not writes_utf8(sys.stdout):
             # a terminal in another encoding shows what it can: a character it has no code for was a
             # UnicodeEncodeError that ended the command mid-text
@@ -272,6 +276,18 @@ class StdoutStreamer(TextStreamer):
             text = text.encode(encoding, "replace").decode(encoding)
         sys.stdout.write(text)
         sys.stdout.flush()
+
+
+def generate_streaming(model, inputs, streamer, kwargs):
+    try:
+        return model.generate(**inputs, streamer=streamer, **kwargs)
+    except BaseException as e:
+        # the prompt is streamed before generate() checks its options (as in Transformers): an error or Ctrl-C gets
+        # a line of its own in a terminal, not "Theerror: ..."
+        if streamer.line_open and not isinstance(e, BrokenPipeError):
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+        raise
 
 
 def check_utf8_argument(value, what):
@@ -291,7 +307,7 @@ def run_generate(args):
     model, tokenizer = load_model(args)
     inputs = tokenizer(args.prompt, add_special_tokens=not args.no_special_tokens, return_tensors="np")
     streamer = StdoutStreamer(tokenizer, skip_special_tokens=True)
-    model.generate(**inputs, streamer=streamer, **kwargs)
+    generate_streaming(model, inputs, streamer, kwargs)
     return 0
 
 
@@ -330,7 +346,7 @@ def run_chat(args):
         inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True,
                                                return_tensors="np")
         streamer = StdoutStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
-        output = model.generate(**inputs, streamer=streamer, **kwargs)
+        output = generate_streaming(model, inputs, streamer, kwargs)
         reply = tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
         messages.append({"role": "assistant", "content": reply.strip()})
     return 0

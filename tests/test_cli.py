@@ -671,3 +671,13 @@ def test_text_lines_read_as_jsonl_say_how_to_read_them_as_text(tmp_path, capsys)
     assert capsys.readouterr().err.endswith("(Expecting property name enclosed in double quotes)\n")  # asked for
     assert cli.main(["score", str(file), "--no-progress", "--format", "text"]) == 0
     assert [json.loads(line)["line"] for line in capsys.readouterr().out.splitlines()] == [1, 2, 3]
+
+
+def test_an_error_after_the_streamed_prompt_starts_its_own_line():
+    """generate() checks the sampling options after the streamer got the prompt (as Transformers does): the message
+    followed the prompt on the terminal's line ("Theerror: ...")."""
+    run = run_cli("generate", "The", "--max-new-tokens", "3", "--temperature", "-1")
+    assert run.returncode == 1 and run.stdout == "The\n"
+    assert run.stderr.startswith("error: `temperature` (=-1.0) has to be a strictly positive float")
+    run = run_cli("chat", "--max-new-tokens", "3", "--top-k", "-2", stdin="hello\n")
+    assert run.returncode == 1 and run.stdout == "" and run.stderr.startswith("error: `top_k`")
