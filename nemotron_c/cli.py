@@ -548,6 +548,12 @@ def run_score(args):
     if os.path.isdir(args.file):
         raise InputError(f"{args.file} is a directory: give a file of texts")
     refuse_output_over_input(args.file, args.output)
+    if args.output is not None:  # said before the model loads, which can take minutes
+        if os.path.isdir(args.output):
+            raise InputError(f"--output {args.output} is a directory: give a file name")
+        folder = os.path.dirname(os.path.abspath(args.output))
+        if not os.path.isdir(folder):
+            raise InputError(f"--output {args.output}: there is no directory {folder}")
 
     model = NemotronForCausalLM.from_pretrained(args.model, dtype=args.dtype, num_threads=args.num_threads)
     tokenizers = Tokenizers(args.tokenizer or args.model)

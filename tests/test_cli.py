@@ -681,3 +681,19 @@ def test_an_error_after_the_streamed_prompt_starts_its_own_line():
     assert run.stderr.startswith("error: `temperature` (=-1.0) has to be a strictly positive float")
     run = run_cli("chat", "--max-new-tokens", "3", "--top-k", "-2", stdin="hello\n")
     assert run.returncode == 1 and run.stdout == "" and run.stderr.startswith("error: `top_k`")
+
+
+def test_an_output_that_cannot_be_a_file_is_refused_before_loading(tmp_path, monkeypatch, capsys):
+    """It failed with an OSError (status 1) only after the model had loaded."""
+    file = tmp_path / "ids.jsonl"
+    file.write_text('{"input_ids": [5, 9, 2]}\n')
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(nemotron_c.NemotronForCausalLM, "from_pretrained", no_loading)
+    for output, message in ((tmp_path, f"--output {tmp_path} is a directory: give a file name"),
+                            (tmp_path / "no" / "out.jsonl",
+                             f"--output {tmp_path / 'no' / 'out.jsonl'}: there is no directory {tmp_path / 'no'}")):
+        assert cli.main(["score", str(file), "--output", str(output), "--no-progress"]) == cli.EXIT_BAD_INPUT
+        assert capsys.readouterr().err == f"error: {message}\n"
