@@ -334,9 +334,12 @@ class GenerationConfig:
         try:
             with open(path, encoding="utf-8") as f:
                 data = json.load(f)
-        # json raises a bare ValueError for an integer of over 4300 digits and RecursionError for deep nesting
-        except (UnicodeDecodeError, ValueError, RecursionError):
+        except (UnicodeDecodeError, json.JSONDecodeError):  # Transformers' OSError, which a model load falls back from
             raise OSError(f"It looks like the config file at '{path}' is not a valid JSON file.") from None
+        # json raises a bare ValueError for an integer of over 4300 digits (Transformers lets it through) and
+        # RecursionError for deep nesting (Transformers crashes)
+        except (ValueError, RecursionError):
+            raise ValueError(f"{path} is not valid JSON: an integer of over 4300 digits or nesting too deep") from None
         if not isinstance(data, dict):
             raise OSError(f"{path} must hold a JSON object")
         if kwargs.pop("_from_model_config", False):
