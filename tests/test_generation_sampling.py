@@ -101,3 +101,17 @@ def test_beam_sampling_with_few_candidates_left(models):
     out = our_generate(ours, PROMPTS, MASK, **kwargs)
     assert out.shape == (3, PROMPTS.shape[1] + 6) and out.min() >= 0 and out.max() < 96
     np.testing.assert_array_equal(out, our_generate(ours, PROMPTS, MASK, **kwargs))
+
+
+def test_seeds_beyond_64_bits_are_refused_as_torch_refuses_them(models):
+    import torch
+    ours, _ = models
+    kwargs = dict(do_sample=True, max_new_tokens=4)
+    torch.manual_seed(-1)  # torch's range: a negative seed is seed + 2**64, as ours
+    np.testing.assert_array_equal(our_generate(ours, PROMPTS, MASK, seed=-1, **kwargs),
+                                  our_generate(ours, PROMPTS, MASK, seed=2**64 - 1, **kwargs))
+    for seed in (2**64, 2**100, -2**63 - 1):
+        with pytest.raises(ValueError, match="Overflow"):
+            torch.manual_seed(seed)
+        with pytest.raises(ValueError, match="seed must be in"):
+            our_generate(ours, PROMPTS, MASK, seed=seed, **kwargs)

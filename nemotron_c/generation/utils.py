@@ -385,6 +385,9 @@ def resolve_seed(seed):
     if isinstance(seed, np.random.Generator):
         return int(seed.integers(0, 2**63, dtype=np.int64))
     if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+        # torch.manual_seed's range: a negative seed stands for seed + 2**64; beyond it seeds would repeat
+        if not -2**63 <= int(seed) < 2**64:
+            raise ValueError(f"seed must be in [-2**63, 2**64), got {int(seed)}")
         return int(seed) & (2**64 - 1)
     raise TypeError(f"seed must be an int or a numpy.random.Generator, not {type(seed).__name__}")
 
