@@ -709,3 +709,38 @@ def test_added_vocabulary_api_matches_transformers(dirs, tmp_path, name):
                      transformers.AutoTokenizer.from_pretrained(str(tmp_path / "saved"))):
         assert (reloaded.get_added_vocab(), reloaded.encode("[PAD] <sp> <new> zzz"), reloaded.pad_token) == \
             (theirs.get_added_vocab(), theirs.encode("[PAD] <sp> <new> zzz"), theirs.pad_token)
+
+
+def test_too_long_sequence_warns_once_as_transformers(dirs):
+    """Transformers logs once per tokenizer that untruncated ids are longer than model_max_length (ours warns)."""
+    import logging
+    import warnings
+
+    path = dirs["nemotron"]
+    text = "hello there my good friend how are you"
+    theirs = transformers.AutoTokenizer.from_pretrained(path, model_max_length=5)
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = logging.getLogger("transformers.tokenization_utils_base")
+    logger.addHandler(handler)
+    verbosity = transformers.logging.get_verbosity()  # other tests' modules quiet Transformers' logging
+    transformers.logging.set_verbosity_warning()
+    try:
+        for kwargs in ({}, {}, {"truncation": True}, {"verbose": False}):
+            theirs(text, **kwargs)
+    finally:
+        logger.removeHandler(handler)
+        transformers.logging.set_verbosity(verbosity)
+    ours = AutoTokenizer.from_pretrained(path, model_max_length=5)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for kwargs in ({}, {}, {"truncation": True}, {"verbose": False}):
+            ours(text, **kwargs)
+    assert [str(w.message) for w in caught] == [r.getMessage() for r in records]
+    assert len(caught) == 1 and "(14 > 5)" in str(caught[0].message)
+    fresh = AutoTokenizer.from_pretrained(path, model_max_length=5)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fresh(text, truncation=True), fresh(text, max_length=100), fresh(text, verbose=False)
+    assert not caught

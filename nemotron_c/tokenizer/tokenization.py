@@ -10,6 +10,7 @@ import collections.abc
 import math
 import operator
 import os
+import warnings
 
 import numpy as np
 
@@ -612,6 +613,18 @@ class NemotronTokenizer:
             tokens = [self._id_to_token[i] for i in self._prefix] + tokens + [self._id_to_token[i] for i in self._suffix]
         return tokens
 
+    def _warn_if_too_long(self, rows):
+        """Transformers' _eventual_warn_about_too_long_sequence: once a tokenizer, for ids longer than
+        model_max_length that nothing truncated (a UserWarning where Transformers logs it)."""
+        if getattr(self, "_warned_too_long", False) or self.model_max_length == 0:
+            return
+        length = next((len(r) for r in rows if len(r) > self.model_max_length), None)
+        if length is not None:
+            self._warned_too_long = True
+            warnings.warn("Token indices sequence length is longer than the specified maximum sequence length for this "
+                          f"model ({length} > {self.model_max_length}). Running this sequence through the model will "
+                          "result in indexing errors", stacklevel=4)
+
     def _finish(self, ids, add_special_tokens, truncation, max_length):
         """One text's ids truncated and put between the special tokens, as _encodings does without the Encoding."""
         n_special = len(self._prefix) + len(self._suffix) if add_special_tokens else 0
@@ -750,6 +763,8 @@ class NemotronTokenizer:
             if return_length:
                 columns["length"] = [len(r) for r in ids]
 
+        if max_length is None and kwargs.get("verbose", True):
+            self._warn_if_too_long(columns["input_ids"])
         # one text gives unbatched lists, but batched tensors (Transformers' prepend_batch_axis)
         out = _batch_encoding(columns, return_tensors,
                               unbatch=not batched and not return_overflowing_tokens and return_tensors is None)
