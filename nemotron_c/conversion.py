@@ -14,9 +14,11 @@ from .model.modeling import NemotronPreTrainedModel
 from .model.weights import (QUANTIZED_DTYPES, QUANTIZED_TENSORS, auto_dtype, check_quantizable, find_backbone_prefix,
                             in_model_dtype, quantize, read_weights, select_tensors, untie_if_different)
 
-# what convert copies from beside the weights: configs and every tokenizer file Transformers reads
+# what convert copies from beside the weights: configs, every tokenizer file Transformers reads, and the terms the
+# weights come under (a license or notice must travel with a converted copy; the Hub's model card holds them too)
 CHECKPOINT_SIDE_FILES = (CONFIG_NAME, "generation_config.json", "tokenizer.json", "tokenizer_config.json",
-                         "special_tokens_map.json", "tokenizer.model", "added_tokens.json", "chat_template.jinja")
+                         "special_tokens_map.json", "tokenizer.model", "added_tokens.json", "chat_template.jinja",
+                         "LICENSE", "LICENSE.txt", "LICENSE.md", "NOTICE", "NOTICE.txt", "NOTICE.md", "README.md")
 HEAD_CLASSES = {cls.__name__: cls for cls in (NemotronForSequenceClassification, NemotronForTokenClassification,
                                               NemotronForQuestionAnswering)}
 # the task heads' tensors, which convert keeps beside the backbone's when config.architectures does not say which

@@ -79,3 +79,20 @@ def test_convert_of_a_checkpoint_naming_its_weights_file(tmp_path):
         with open(tmp_path / saved / "config.json") as f:
             assert "transformers_weights" not in json.load(f)
     transformers.NemotronForCausalLM.from_pretrained(tmp_path / "ours")
+
+
+def test_convert_keeps_the_license_notice_and_model_card(tmp_path):
+    """The demo model's NOTICE (its data's license) and a checkpoint's LICENSE and README.md travel with the copy."""
+    import shutil
+
+    import nemotron_c
+
+    source = str(tmp_path / "source")
+    shutil.copytree(os.path.join(os.path.dirname(nemotron_c.__file__), "demo_model"), source)
+    for name, text in (("LICENSE", "terms\n"), ("README.md", "---\nlicense: other\n---\n")):
+        with open(os.path.join(source, name), "w") as f:
+            f.write(text)
+    convert_checkpoint(source, tmp_path / "copy", dtype="bfloat16")
+    for name in ("NOTICE", "LICENSE", "README.md"):
+        with open(os.path.join(source, name), "rb") as a, open(tmp_path / "copy" / name, "rb") as b:
+            assert a.read() == b.read(), name
