@@ -417,7 +417,7 @@ nt_cache *nt_generator_take_cache(nt_generator *g);
 int64_t nt_generator_beam_output_length(const nt_generator *g, int64_t n);
 
 /* torch.topk(x, k) on the CPU, equal values in its order (model/topk.c): indices (k) of the k largest of x (n),
- * largest first, NaN above everything, 1 <= k <= n. scratch: nt_topk_scratch(n, k) int64s (none when k * 64 <= n,
+ * largest first, NaN above everything; 1 <= k <= n, which callers check. scratch: nt_topk_scratch(n, k) int64s (none when k * 64 <= n,
  * else n). Transformers' beam search and min_p keep what torch.topk returns, which does not break ties by index. */
 int64_t nt_topk_scratch(int64_t n, int64_t k);
 void nt_topk(int64_t *indices, int64_t *scratch, const float *x, int64_t n, int64_t k);

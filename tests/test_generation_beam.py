@@ -130,3 +130,15 @@ def test_a_max_length_that_eos_cuts_short_costs_neither_memory_nor_time(tmp_path
     assert shape.startswith("(6, ") and int(shape.split(",")[1].strip(" )")) < 7 + 30, shape
     assert same == "True"
     assert float(seconds) < 5 and int(grown) < 200, (seconds, grown)
+
+
+def test_more_candidates_than_continuations_is_refused(models):
+    """num_beams x (1 + len(eos)) candidates a step above num_beams x vocab_size: torch.topk fails in Transformers
+    ("selected index k out of range"); ours names the settings (the core would have read past its scores)."""
+    ours, theirs = models
+    eos = list(range(ours.config.vocab_size))  # one more candidate than the vocabulary at num_beams=1 per beam
+    kwargs = dict(num_beams=2, max_new_tokens=2, eos_token_id=eos, pad_token_id=0)
+    with pytest.raises(RuntimeError, match="selected index k out of range"):
+        hf_generate(theirs, PROMPTS, MASK, **kwargs)
+    with pytest.raises(ValueError, match="candidates a step, more than its num_beams x vocab_size"):
+        our_generate(ours, PROMPTS, MASK, **kwargs)

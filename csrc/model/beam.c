@@ -18,10 +18,15 @@ void nt_beam_search_free(nt_beam_search *s) {
 nt_status nt_beam_search_create(nt_beam_search **out, nt_error *err, const nt_generation_config *config, int64_t B,
                                 int64_t T0, int64_t V, int64_t *sequences, const int64_t *running) {
     *out = NULL;
-    nt_beam_search *s = calloc(1, sizeof *s);
-    if (s == NULL) return nt_error_set(err, NT_ERROR_OUT_OF_MEMORY, "out of memory for beam search");
     int64_t NB = config->num_beams, M = config->max_length, G = M - T0, N = B * NB;
     int64_t K = nt_beam_search_candidates(config);
+    if (K > NB * V) /* torch.topk fails there too ("selected index k out of range") */
+        return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT,
+                            "beam search keeps num_beams x (1 + the number of eos tokens) = %lld candidates a step, "
+                            "more than its num_beams x vocab_size = %lld continuations", (long long)K,
+                            (long long)(NB * V));
+    nt_beam_search *s = calloc(1, sizeof *s);
+    if (s == NULL) return nt_error_set(err, NT_ERROR_OUT_OF_MEMORY, "out of memory for beam search");
     *s = (nt_beam_search){.config = config, .B = B, .NB = NB, .K = K, .M = M, .T0 = T0, .G = G, .V = V,
                           .sequences = sequences};
     /* the (.., M) and (.., G) tables are written as tokens come: malloc leaves their pages untouched */
@@ -48,6 +53,7 @@ nt_status nt_beam_search_create(nt_beam_search **out, nt_error *err, const nt_ge
     s->new_scores = malloc((size_t)NB * sizeof(float));
     s->taken = malloc(config->do_sample ? (size_t)(NB * V) : 1);
     int64_t scratch = nt_topk_scratch(NB * V, K); /* the three selections' work space: the largest */
+    if (nt_topk_scratch(K, NB) > scratch) scratch = nt_topk_scratch(K, NB);
     if (nt_topk_scratch(NB + K, NB) > scratch) scratch = nt_topk_scratch(NB + K, NB);
     s->topk_scratch = malloc((size_t)scratch * sizeof(int64_t) + 1);
     if (s->running_scores == NULL || s->running_beam_indices == NULL || s->reorder == NULL || s->lengths == NULL ||

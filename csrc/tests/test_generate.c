@@ -4,13 +4,15 @@
 #include <string.h>
 #include "nemotron.h"
 static float frand(unsigned *s) { *s = *s * 1103515245u + 12345u; return ((*s >> 8) & 0xffff) / 65536.0f - 0.5f; }
-int main(void) {
-    nt_config c = {.vocab_size = 50, .hidden_size = 32, .intermediate_size = 48, .num_hidden_layers = 2,
+/* Every decoding mode from `first_mode` on, with a vocabulary of V and n_eos eos tokens (62 of 4096: beam search
+ * keeps 63 candidates per beam, where its selections take the most work space). */
+static int run(int64_t V, int64_t n_eos, int first_mode) {
+    nt_config c = {.vocab_size = V, .hidden_size = 32, .intermediate_size = 48, .num_hidden_layers = 2,
                    .num_attention_heads = 4, .num_key_value_heads = 2, .head_dim = 8, .rotary_dim = 4,
                    .rope_attention_scaling = 1.0f, .norm_eps = 1e-5f, .hidden_act = NT_ACT_RELU2};
     float inv_freq[2] = {1.0f, 0.01f};
     c.inv_freq = inv_freq;
-    int64_t V = 50, H = 32, I = 48, QD = 32, KVD = 16;
+    int64_t H = 32, I = 48, QD = 32, KVD = 16;
     unsigned seed = 1;
     nt_tensor t[NT_GLOBAL_COUNT + 2 * NT_LAYER_COUNT];
     memset(t, 0, sizeof t);
@@ -28,11 +30,12 @@ int main(void) {
     nt_error err = {0};
     nt_model *model;
     if (nt_model_create(&model, &err, &c, t, NT_GLOBAL_COUNT + 2 * NT_LAYER_COUNT, "portable", 2) != NT_OK) { printf("model: %s\n", err.message); return 1; }
-    int64_t eos[2] = {7, 9}, bad[3] = {4, 5, 6}, bad_ends[2] = {1, 3}, sup[1] = {2}, bias_tok[2] = {1, 3}, bias_ends[1] = {2}, feos[1] = {7};
+    int64_t eos[62] = {7, 9}, bad[3] = {4, 5, 6}, bad_ends[2] = {1, 3}, sup[1] = {2}, bias_tok[2] = {1, 3}, bias_ends[1] = {2}, feos[1] = {7};
+    for (int64_t i = 2; i < n_eos; i++) eos[i] = 10 + i;
     float bias_vals[1] = {2.0f};
-    for (int mode = 0; mode < 4; mode++) {
+    for (int mode = first_mode; mode < 4; mode++) {
         int64_t NB = mode >= 2 ? 3 : 1, B = 2, N = B * NB, T = 5, M = 16, G = M - T;
-        nt_generation_config g = {.max_length = M, .min_length = 8, .eos_token_ids = eos, .n_eos = 2, .pad_token_id = 0,
+        nt_generation_config g = {.max_length = M, .min_length = 8, .eos_token_ids = eos, .n_eos = n_eos, .pad_token_id = 0,
             .beam_fill_token_id = 0, .repetition_penalty = 1.3f, .no_repeat_ngram_size = 2, .bad_words = bad,
             .bad_word_ends = bad_ends, .n_bad_words = 2, .suppress_tokens = sup, .n_suppress_tokens = 1,
             .begin_index = T, .begin_suppress_tokens = sup, .n_begin_suppress_tokens = 1,
@@ -51,7 +54,7 @@ int main(void) {
         nt_generator *gen;
         if (nt_generator_create(&gen, &err, model, &g, &out, ids, mask, N, T, NULL) != NT_OK) { printf("create: %s\n", err.message); return 1; }
         if (nt_generator_run(gen, &err, -1, NULL) != NT_OK) { printf("run: %s\n", err.message); return 1; }
-        printf("mode %d: length %lld steps %lld first row:", mode, (long long)nt_generator_length(gen), (long long)nt_generator_steps(gen));
+        printf("V %lld, mode %d: length %lld steps %lld first row:", (long long)V, mode, (long long)nt_generator_length(gen), (long long)nt_generator_steps(gen));
         for (int64_t i = 0; i < nt_generator_length(gen); i++) /* past it: unwritten */ printf(" %lld", (long long)seqs[i]);
         printf("\n");
         nt_cache_free(nt_generator_take_cache(gen));
@@ -62,3 +65,5 @@ int main(void) {
     for (int i = 0; i < ns; i++) free(store[i]);
     return 0;
 }
+
+int main(void) { return run(50, 2, 0) || run(4096, 62, 2); }
