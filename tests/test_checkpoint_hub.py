@@ -406,3 +406,13 @@ def test_transformers_weights_of_a_hub_config_names_the_file_fetched(sources, tm
     ours = nemotron_c.AutoModelForCausalLM.from_pretrained("nvidia/Named-Weights", cache_dir=cache)
     ids = np.array([[1, 5, 7, 9]])
     assert_close(ours(ids).logits, hf_logits(theirs, ids))
+
+
+def test_transformers_weights_that_is_no_file_name_is_named_before_fetching(sources, tmp_path):
+    cache = str(tmp_path / "cache")
+    config = tmp_path / "config.json"
+    with open(os.path.join(sources["main"], "config.json")) as f:
+        config.write_text(json.dumps({**json.load(f), "transformers_weights": 7}))
+    add_to_cache(cache, "nvidia/Bad-Name", MAIN, {**files_of(sources["main"]), "config.json": str(config)}, ref="main")
+    with pytest.raises(ValueError, match="transformers_weights 7 is neither a safetensors file"):
+        nemotron_c.AutoModelForCausalLM.from_pretrained("nvidia/Bad-Name", cache_dir=cache)

@@ -577,3 +577,13 @@ def test_no_weights_names_every_file(tmp_path):
     build_hf_model().config.save_pretrained(tmp_path)
     with pytest.raises(FileNotFoundError, match="model.safetensors, .*pytorch_model.bin or pytorch_model.bin.index"):
         nemotron_c.AutoModelForCausalLM.from_pretrained(str(tmp_path))
+
+
+def test_bytearray_of_a_huge_count_is_refused_at_once(tmp_path):
+    """bytearray(10**11) in a pickle of a few bytes would ask for 100 GB; torch.save never writes a bytearray from a
+    count (its pickles give the bytes)."""
+    state = {"w": Rebuilt(Stored("FloatStorage", "0", 6), 0, (2, 3), (3, 1)), "extra": Payload(bytearray, 10**11)}
+    path = write_hand_made(tmp_path / "huge.bin", state, {"0": bytes(24)})
+    with pytest.raises(nemotron_c.TorchCheckpointFormatError, match="bytes made from a int"):
+        read_torch_bin(path)
+

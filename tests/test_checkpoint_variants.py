@@ -141,14 +141,17 @@ def test_transformers_weights_names_the_file_to_read(tmp_path, sharded):
     assert_close(ours(IDS).logits, hf_logits(chosen, IDS))
 
 
-@pytest.mark.parametrize("file_name, message", [("pytorch_model.bin", "neither a safetensors file"),
-                                                ("../elsewhere/model.safetensors", "outside the checkpoint")])
-def test_transformers_weights_refused_as_transformers_refuses_it(tmp_path, file_name, message):
+# not a str: Transformers fails with an AttributeError (no endswith), ours names it
+@pytest.mark.parametrize("file_name, message, theirs", [
+    ("pytorch_model.bin", "neither a safetensors file", ValueError),
+    ("../elsewhere/model.safetensors", "outside the checkpoint", ValueError),
+    (7, "neither a safetensors file", AttributeError), (["model.safetensors"], "neither a safetensors file", AttributeError)])
+def test_transformers_weights_refused_as_transformers_refuses_it(tmp_path, file_name, message, theirs):
     path = str(tmp_path / "explicit")
     save_bin(path, build_hf_model())
     build_hf_model().save_pretrained(str(tmp_path / "elsewhere"))
     edit_config(path, transformers_weights=file_name)
-    with pytest.raises(ValueError):
+    with pytest.raises(theirs):
         transformers.NemotronForCausalLM.from_pretrained(path)
     with pytest.raises(ValueError, match=f"transformers_weights .*{message}"):
         nemotron_c.AutoModelForCausalLM.from_pretrained(path)

@@ -30,12 +30,17 @@ def read_checkpoint(directory, variant=None, use_safetensors=None, explicit_file
     raise FileNotFoundError(f"no {', '.join(names[:-1])} or {names[-1]} in {directory}{hint}")
 
 
-def read_explicit(directory, file_name):
-    """The weights config.json names as transformers_weights, which Transformers reads instead of the usual files:
-    a safetensors file or index inside the checkpoint directory."""
+def check_explicit_name(file_name):
+    """Transformers' check of config.json's transformers_weights, before it looks for the file."""
     if not isinstance(file_name, str) or not file_name.endswith((".safetensors", ".safetensors.index.json")):
         raise ValueError(f"config.json's transformers_weights {file_name!r} is neither a safetensors file nor a "
                          f"safetensors index (*.safetensors.index.json), as Transformers requires")
+
+
+def read_explicit(directory, file_name):
+    """The weights config.json names as transformers_weights, which Transformers reads instead of the usual files:
+    a safetensors file or index inside the checkpoint directory."""
+    check_explicit_name(file_name)
     root = os.path.abspath(directory)
     path = os.path.abspath(os.path.join(root, file_name))
     if os.path.commonpath([root, path]) != root:

@@ -375,7 +375,11 @@ class StateDictUnpickler(pickle.Unpickler):
         return complex(real, imag)
 
     def plain_bytes(self, data=b"", encoding="latin1"):  # bytes in protocol 2: _codecs.encode(text, "latin1")
-        return data.encode("latin1") if isinstance(data, str) else bytes(data)
+        if isinstance(data, str):
+            return data.encode("latin1")
+        if not isinstance(data, (bytes, bytearray, list, tuple)):  # bytearray(10**11) would ask for 100 GB
+            raise TorchCheckpointFormatError(f"{self.path}: bytes made from a {type(data).__name__}")
+        return bytes(data)
 
     def rebuild_from_type(self, rebuild, new_type, args, state):
         if rebuild not in (self.rebuild_tensor, self.rebuild_tensor_v3, self.rebuild_parameter) or \
@@ -476,7 +480,7 @@ class StateDictUnpickler(pickle.Unpickler):
             raise TorchCheckpointFormatError(f"{where}: size {size} with stride {stride} from element {storage_offset} "
                                              f"reaches element {last}, outside the storage's {available}")
         itemsize = STORED_DTYPES[dtype][0]
-        elements = np.frombuffer(storage.data, dtype=np.dtype(f"V{itemsize}"))[storage_offset:]
+        elements = np.frombuffer(storage.data[:available * itemsize], dtype=np.dtype(f"V{itemsize}"))[storage_offset:]
         view = np.lib.stride_tricks.as_strided(elements, shape=size, strides=[s * itemsize for s in stride],
                                                writeable=False)
         return Tensor(dtype, size, memoryview(np.ascontiguousarray(view).view(np.uint8).reshape(-1)))

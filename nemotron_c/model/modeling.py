@@ -14,7 +14,7 @@ import numpy as np
 from .. import _core
 from ..checkpoint.hub import pinned_to_snapshot, pop_hub_kwargs, resolve_directory
 from ..checkpoint.quantized import QUANTIZATION_CONFIGS
-from ..checkpoint.reading import weights_files
+from ..checkpoint.reading import check_explicit_name, weights_files
 from ..checkpoint.tensors import convert
 from ..checkpoint.saving import DEFAULT_MAX_SHARD_SIZE, save_model
 from ..generation.configuration import GENERATION_CONFIG_NAME, GenerationConfig
@@ -186,6 +186,8 @@ class NemotronPreTrainedModel:
         config._name_or_path = os.fspath(name)
         # config.json's transformers_weights names the one weight file to read, from a folder or the Hub
         explicit = getattr(config, "transformers_weights", None)
+        if explicit is not None:
+            check_explicit_name(explicit)
         path = resolve_directory(name, ((explicit,) if explicit else weights_names,), cls.optional_files, **hub_kwargs)
         if explicit is None and use_safetensors is not None and not any(
                 os.path.isfile(os.path.join(path, name)) for name in weights_names):
