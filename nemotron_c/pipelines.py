@@ -853,8 +853,10 @@ class QuestionAnsweringPipeline(Pipeline):
                 "handle_impossible_answer", "align_to_words", "padding", "batch_size", "num_workers")
 
     def __call__(self, *args, **kwargs):
-        # as 4.57's _sanitize_parameters: a setting given as None is not given (the construction's holds)
-        kwargs = {**self.defaults, **{key: value for key, value in kwargs.items() if value is not None}}
+        # as 4.57's _sanitize_parameters: a setting given as None is not given (the construction's holds, and at
+        # construction the default)
+        kwargs = {**{key: value for key, value in self.defaults.items() if value is not None},
+                  **{key: value for key, value in kwargs.items() if value is not None}}
         examples = question_answering_inputs(args, kwargs)
         unknown = set(kwargs) - set(self.SETTINGS)
         if unknown:

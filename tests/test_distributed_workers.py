@@ -211,3 +211,15 @@ def test_loading_arguments_without_a_hash_load_once(path, frame, reference):
     assert_same_scores(scorer(frame), reference)
     copy = pickle.loads(pickle.dumps(scorer))
     assert copy.model is scorer.model and copy.tokenizer is scorer.tokenizer
+
+
+def test_loading_arguments_that_cannot_be_pickled_still_key_the_cache():
+    """A keyword no engine could ship (a lock, a lambda) keys the process's cache by the object itself."""
+    import threading
+
+    from nemotron_c.distributed.loading import frozen
+
+    lock, function = threading.Lock(), lambda: 1
+    assert frozen({"a": lock, "b": function}) == frozen({"b": function, "a": lock})
+    assert frozen({"a": lock}) != frozen({"a": threading.Lock()})
+    assert frozen({"device_map": {"": "cpu"}}) == frozen({"device_map": {"": "cpu"}})  # equal values, new objects

@@ -89,6 +89,11 @@ def test_the_same_answers_with_the_pipeline_built_once_with_settings():
     assert_same_answers(qa(question=question, context=context), case["expected"])
     # settings given as None in a call are not given, as 4.57's _sanitize_parameters has them
     assert_same_answers(qa(question=question, context=context, **dict.fromkeys(kwargs)), case["expected"])
+    # nor at construction: the defaults hold
+    unset = nemotron_c.pipeline("question-answering", model=QA, top_k=None, max_answer_len=None, doc_stride=None,
+                                max_seq_len=None)
+    reference = nemotron_c.pipeline("question-answering", model=QA)
+    assert unset(question=question, context=context) == reference(question=question, context=context)
 
 
 @pytest.fixture(scope="module")

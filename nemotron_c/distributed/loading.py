@@ -31,9 +31,20 @@ def frozen(load_kwargs):
     """The loading keywords as a key equal for equal values. Engines unpickle a new copy of the arguments for each
     task, so neither a dict (device_map={"": "cpu"}: no hash, a TypeError) nor an object's identity (config=: a new
     load, kept, for every task) can key the table; their pickles can."""
-    plain = (str, bytes, int, float, type(None))
-    return tuple(sorted((name, value if isinstance(value, plain) else (type(value).__qualname__, pickle.dumps(value)))
-                        for name, value in load_kwargs.items()))
+    return tuple(sorted((name, _key_of(value)) for name, value in load_kwargs.items()))
+
+
+def _key_of(value):
+    if isinstance(value, (str, bytes, int, float, type(None))):
+        return value
+    try:
+        return type(value).__qualname__, pickle.dumps(value)
+    except Exception:  # no pickle (a lambda, a lock): no engine could ship it, so this process's object is the one
+        try:
+            hash(value)
+            return value
+        except TypeError:
+            return "id", id(value)
 
 
 def cached(key, load):

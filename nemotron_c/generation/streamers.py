@@ -136,8 +136,7 @@ class AsyncTextIteratorStreamer(TextStreamer):
         return self
 
     async def __anext__(self):
-        async with asyncio.timeout(self.timeout):
-            value = await self.text_queue.get()
+        value = await asyncio.wait_for(self.text_queue.get(), self.timeout)  # asyncio.timeout is Python 3.11's
         if value == self.stop_signal:
             raise StopAsyncIteration()
         return value
