@@ -173,3 +173,10 @@ def test_model_loaded_from_transformers_weights_saves_a_loadable_copy(tmp_path):
     assert_close(nemotron_c.AutoModelForCausalLM.from_pretrained(tmp_path / "ours")(IDS).logits, hf_logits(model, IDS))
     # a pickled model loads again from the files it was loaded from (Transformers' config forgets the key on save)
     assert_close(pickle.loads(pickle.dumps(ours))(IDS).logits, hf_logits(model, IDS))
+
+
+@pytest.mark.parametrize("kwargs, message", [(dict(variant=16), "variant must be a str, not int"),
+                                             (dict(use_safetensors="yes"), "use_safetensors must be True, False")])
+def test_variant_and_use_safetensors_of_the_wrong_type_are_named(folders, kwargs, message):
+    with pytest.raises(TypeError, match=message):
+        nemotron_c.NemotronForCausalLM.from_pretrained(folders["both"], **kwargs)

@@ -190,7 +190,7 @@ class NemotronPreTrainedModel:
             check_explicit_name(explicit)
         path = resolve_directory(name, ((explicit,) if explicit else weights_names,), cls.optional_files, **hub_kwargs)
         if explicit is None and use_safetensors is not None and not any(
-                os.path.isfile(os.path.join(path, name)) for name in weights_names):
+                os.path.isfile(os.path.join(path, file_name)) for file_name in weights_names):
             raise OSError(f"Error no file named {' or '.join(weights_names)} found in directory {path}.")
         model = cls(config, read_weights(path, config, variant, use_safetensors), dtype=dtype,
                     num_threads=num_threads)
