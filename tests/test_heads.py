@@ -1,4 +1,6 @@
 """Sequence-classification, question-answering and token-classification heads against Transformers."""
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -311,3 +313,99 @@ def test_bad_labels(seq_path, token_path, qa_path):
         qa(ids, start_positions=np.zeros(3), end_positions=np.zeros(3, dtype=np.int64))
     with pytest.raises(ValueError, match="end_positions has shape"):
         qa(ids, start_positions=np.zeros(3, dtype=np.int64), end_positions=np.zeros((3, 2), dtype=np.int64))
+
+
+# ---------------------------------------------------------------- inputs_embeds, attentions, output keys
+
+
+HEADS = {"seq": NemotronForSequenceClassification, "qa": NemotronForQuestionAnswering,
+         "token": NemotronForTokenClassification}
+
+
+def head_paths(seq_path, qa_path, token_path):
+    return {"seq": seq_path, "qa": qa_path, "token": token_path}
+
+
+def output_arrays(out):
+    """name -> array of every field but the cache, tuples flattened with their index"""
+    arrays = {}
+    for key, value in out.items():
+        if key == "cache":
+            continue
+        if isinstance(value, tuple):
+            arrays.update({f"{key}[{i}]": np.asarray(v) for i, v in enumerate(value)})
+        else:
+            arrays[key] = value.detach().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+    return arrays
+
+
+@pytest.mark.parametrize("head", ["seq", "qa", "token"])
+@pytest.mark.parametrize("flags", [{}, {"output_attentions": True}, {"output_hidden_states": True},
+                                   {"output_attentions": True, "output_hidden_states": True, "use_cache": True}])
+def test_heads_outputs_match_transformers_field_by_field(seq_path, qa_path, token_path, head, flags):
+    """The keys in Transformers' order and every array, padding positions included, with either attention.
+    Transformers' heads return attention weights with its eager attention only (SDPA gives an empty tuple), and
+    the two differ at the padding positions whose keys are all masked: ours follow the attn_implementation
+    asked for, SDPA's by default, and return the weights with either."""
+    path = head_paths(seq_path, qa_path, token_path)[head]
+    ids, mask = padded_batch("left", seed=8)
+    flags = dict(flags)
+    if head == "qa":
+        flags.pop("use_cache", None)
+    for attention in ("sdpa", "eager"):
+        ours = HEADS[head].from_pretrained(path, attn_implementation=attention)
+        theirs = hf_from_pretrained(path, getattr(transformers, HEADS[head].__name__), attn_implementation=attention)
+        out = ours(ids, attention_mask=mask, **flags)
+        with torch.no_grad():
+            ref = theirs(torch.as_tensor(ids), attention_mask=torch.as_tensor(mask), **flags)
+        got, want = output_arrays(out), output_arrays(ref)
+        if attention == "eager":
+            assert list(out.keys()) == list(ref.keys())
+            assert got.keys() == want.keys()
+            assert any(name.startswith("attentions") for name in got) == bool(flags.get("output_attentions"))
+        for name in want:
+            assert_close(got[name], want[name], what=f"{name} ({attention})")
+
+
+@pytest.mark.parametrize("head", ["seq", "qa", "token"])
+def test_heads_take_inputs_embeds_as_transformers(seq_path, qa_path, token_path, head):
+    path = head_paths(seq_path, qa_path, token_path)[head]
+    ids, mask = padded_batch("left", seed=9)
+    # eager attention, the one whose weights Transformers returns
+    ours = HEADS[head].from_pretrained(path, attn_implementation="eager")
+    theirs = hf_from_pretrained(path, getattr(transformers, HEADS[head].__name__), attn_implementation="eager")
+    embeds = ours.get_input_embeddings()(ids)
+    with torch.no_grad():
+        ref = theirs(inputs_embeds=torch.as_tensor(embeds), attention_mask=torch.as_tensor(mask),
+                     output_attentions=True)
+    if head == "seq":
+        # no token can be seen to be padding: each row is pooled at its last position, with a warning once
+        with pytest.warns(UserWarning, match="will not detect padding tokens in `inputs_embeds`"):
+            out = ours(inputs_embeds=embeds, attention_mask=mask, output_attentions=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            ours(inputs_embeds=embeds, attention_mask=mask)
+    else:
+        out = ours(inputs_embeds=embeds, attention_mask=mask, output_attentions=True)
+    got, want = output_arrays(out), output_arrays(ref)
+    assert got.keys() == want.keys()
+    for name in want:
+        assert_close(got[name], want[name], what=name)
+    with pytest.raises(ValueError, match="exactly one of input_ids or inputs_embeds"):
+        ours(ids, inputs_embeds=embeds)
+    with pytest.raises(ValueError, match="exactly one of input_ids or inputs_embeds"):
+        ours()
+    with pytest.raises(ValueError, match="inputs_embeds must have shape"):
+        ours(inputs_embeds=embeds[..., :5])
+
+
+def test_sequence_classification_of_inputs_embeds_without_pad_token(checkpoint):
+    path = checkpoint(model_class=transformers.NemotronForSequenceClassification, num_labels=2, seed=6)
+    ours = NemotronForSequenceClassification.from_pretrained(path)
+    theirs = hf_from_pretrained(path, transformers.NemotronForSequenceClassification)
+    embeds = ours.get_input_embeddings()(np.array([[4, 8, 15, 16, 23]]))
+    with torch.no_grad():
+        ref = theirs(inputs_embeds=torch.as_tensor(embeds)).logits.numpy()
+    assert_close(ours(inputs_embeds=embeds).logits, ref)
+    with pytest.raises(ValueError, match="no padding token"):
+        ours(inputs_embeds=np.concatenate([embeds, embeds]))

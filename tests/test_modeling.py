@@ -409,13 +409,26 @@ def test_positions_labels_and_embedding_ids_beyond_int64_are_named(checkpoint):
     assert_close(ours(IDS.astype(np.uint64)).logits, ours(IDS).logits, atol=0)
 
 
-def test_output_access_like_transformers(checkpoint):
-    ours = nemotron_c.AutoModelForCausalLM.from_pretrained(checkpoint())
-    out = ours(IDS, use_cache=True)
-    assert list(out.keys()) == ["logits", "past_key_values"]
-    assert out["logits"] is out.logits is out[0] is out.to_tuple()[0]
-    assert out.cache is out.past_key_values
-    assert out.loss is None and out.hidden_states is None
+@pytest.mark.parametrize("flags", [{}, {"use_cache": True}, {"use_cache": True, "output_hidden_states": True},
+                                   {"output_attentions": True, "output_hidden_states": True}])
+@pytest.mark.parametrize("cls", ["AutoModel", "AutoModelForCausalLM"])
+def test_output_keys_and_access_like_transformers(checkpoint, cls, flags):
+    path = checkpoint()
+    ours = getattr(nemotron_c, cls).from_pretrained(path)
+    theirs = getattr(transformers, cls).from_pretrained(path, dtype=torch.float32, attn_implementation="eager")
+    out = ours(IDS, **flags)
+    with torch.no_grad():
+        ref = theirs(torch.as_tensor(IDS), **flags)
+    assert list(out.keys()) == list(ref.keys())
+    first = "logits" if cls == "AutoModelForCausalLM" else "last_hidden_state"
+    assert out[first] is getattr(out, first) is out[0] is out.to_tuple()[0]
+    assert out.loss is None if first == "logits" else True
+    if flags.get("use_cache"):
+        # the cache's older name reaches the same object, as an attribute, a key and an argument
+        assert out.cache is out.past_key_values is out["past_key_values"] is out["cache"]
+        assert type(out)(**{first: out[0], "past_key_values": out.cache}).cache is out.cache
+        with pytest.raises(TypeError, match="both 'cache' and its old name"):
+            type(out)(cache=out.cache, past_key_values=out.cache)
     assert isinstance(ours(IDS, return_dict=False), tuple)
 
 

@@ -82,15 +82,29 @@ def test_past_then_new_tokens_match_transformers(path, kernels, split, monkeypat
 
 @pytest.mark.parametrize("path", ["grouped"], indirect=True)
 def test_attention_weights_of_a_long_prompt_match_transformers(path):
-    model = nemotron_c.AutoModelForCausalLM.from_pretrained(path)
-    ours = model(IDS, attention_mask=MASK, output_attentions=True)
+    """Transformers returns the weights with its eager attention only (SDPA gives an empty tuple). Eager gives the
+    queries that see no key (row 0's left padding) a uniform softmax over all T keys; ours do so with
+    attn_implementation="eager" and give them zeros by default, where SDPA's outputs are zeros."""
     with torch.no_grad():
-        theirs = hf_from_pretrained(path)(torch.as_tensor(IDS), attention_mask=torch.as_tensor(MASK),
-                                          output_attentions=True)
-    for layer, (a, b) in enumerate(zip(ours.attentions, theirs.attentions)):
-        assert_close(a, b.numpy(), atol=1e-5, what=f"attentions of layer {layer}")
+        theirs = hf_from_pretrained(path, attn_implementation="eager")(
+            torch.as_tensor(IDS), attention_mask=torch.as_tensor(MASK), output_attentions=True).attentions
+    assert len(theirs) == 2
+    eager = nemotron_c.AutoModelForCausalLM.from_pretrained(path, attn_implementation="eager")
+    default = nemotron_c.AutoModelForCausalLM.from_pretrained(path)
+    ours_eager = eager(IDS, attention_mask=MASK, output_attentions=True)
+    ours_default = default(IDS, attention_mask=MASK, output_attentions=True)
+    assert len(ours_eager.attentions) == len(ours_default.attentions) == len(theirs)
+    for layer, (a, b, reference) in enumerate(zip(ours_eager.attentions, ours_default.attentions, theirs)):
+        reference = reference.numpy()
+        assert_close(a, reference, atol=1e-5, what=f"eager attentions of layer {layer}")
+        assert np.allclose(reference[0, :, :110], 1.0 / T)
+        np.testing.assert_array_equal(b[0, :, :110], 0.0)
+        assert_close(b[0, :, 110:], reference[0, :, 110:], atol=1e-5, what=f"attentions of layer {layer}, row 0")
+        assert_close(b[1:], reference[1:], atol=1e-5, what=f"attentions of layer {layer}, rows 1 and 2")
     # the weights come from the plain path, the logits without them from the blocked one: both agree
-    assert_close(ours.logits, model(IDS, attention_mask=MASK).logits, atol=1e-5, what="logits with and without weights")
+    for model, out in ((eager, ours_eager), (default, ours_default)):
+        assert_close(out.logits, model(IDS, attention_mask=MASK).logits, atol=1e-5,
+                     what="logits with and without weights")
 
 
 # ---------------------------------------------------------------- bfloat16 cache

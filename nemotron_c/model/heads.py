@@ -11,12 +11,14 @@ core does for every other weight). Losses follow Transformers' loss_utils and ar
 Head weights are read from the checkpoint. A missing head tensor is an error, never a random
 initialisation: a checkpoint without a trained head cannot give meaningful outputs.
 """
+import warnings
+
 import numpy as np
 
 from ..checkpoint.tensors import convert
 from .inputs import to_numpy
 from .losses import question_answering_loss, sequence_classification_loss, token_classification_loss
-from .modeling import AutoModel, NemotronPreTrainedModel, check_unsupported
+from .modeling import AutoModel, NemotronPreTrainedModel, check_extra_kwargs
 from .outputs import QuestionAnsweringModelOutput, SequenceClassifierOutputWithPast, TokenClassifierOutput
 from .weights import float32_weight
 
@@ -108,15 +110,15 @@ class NemotronHeadModel(NemotronPreTrainedModel):
 
     def _hidden(self, input_ids, attention_mask, position_ids, past_key_values, cache, use_cache, output_hidden_states,
                 inputs_embeds, output_attentions, kwargs):
-        """(last_hidden (B, T, H), all hidden states or None, cache) from one core call; the heads' common checks."""
-        check_unsupported(inputs_embeds, output_attentions, kwargs)
-        if input_ids is None:
-            raise ValueError("You must specify input_ids")
-        cache = past_key_values if cache is None else cache
-        want_all = self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
-        result = self._run(input_ids, attention_mask, position_ids, cache, use_cache, last_hidden=True,
-                           all_hidden=want_all)
-        return result.last_hidden, (tuple(result.all_hidden) if want_all else None), result.cache
+        """One core call: the ForwardResult with last_hidden (B, T, H), and every layer's hidden states and
+        attention weights as tuples when asked for (else None)."""
+        check_extra_kwargs(kwargs)
+        cache, use_cache, want_all, want_attentions = self._forward_settings(
+            past_key_values, cache, use_cache, output_hidden_states, output_attentions)
+        result = self._run(input_ids, attention_mask, position_ids, cache, use_cache, inputs_embeds=inputs_embeds,
+                           last_hidden=True, all_hidden=want_all, attentions=want_attentions)
+        return result._replace(all_hidden=tuple(result.all_hidden) if want_all else None,
+                               attentions=tuple(result.attentions) if want_attentions else None)
 
     def _apply_head(self, hidden):
         """hidden (..., H) -> (..., rows) in float32."""
@@ -139,20 +141,34 @@ class NemotronForSequenceClassification(NemotronHeadModel):
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
                 inputs_embeds=None, labels=None, use_cache=None, output_attentions=None, output_hidden_states=None,
                 return_dict=None, cache=None, **kwargs):
-        use_cache = self.config.use_cache if use_cache is None else use_cache
-        last, all_hidden, cache = self._hidden(input_ids, attention_mask, position_ids, past_key_values, cache,
-                                               use_cache, output_hidden_states, inputs_embeds, output_attentions, kwargs)
-        ids = to_numpy(input_ids, "input_ids")
-        B, T = last.shape[:2]
-        pooled = self._apply_head(last[np.arange(B), pooling_positions(ids.reshape(B, T), self.config.pad_token_id)])
+        result = self._hidden(input_ids, attention_mask, position_ids, past_key_values, cache, use_cache,
+                              output_hidden_states, inputs_embeds, output_attentions, kwargs)
+        B, T = result.last_hidden.shape[:2]
+        if input_ids is not None:
+            positions = pooling_positions(to_numpy(input_ids, "input_ids").reshape(B, T), self.config.pad_token_id)
+        else:
+            positions = self._embeds_pooling_positions(B, T)
+        pooled = self._apply_head(result.last_hidden[np.arange(B), positions])
         loss = None if labels is None else sequence_classification_loss(pooled, labels, self.config)
         output = SequenceClassifierOutputWithPast(
             loss=loss,
             logits=pooled,
-            past_key_values=cache,
-            hidden_states=all_hidden,
+            cache=result.cache,
+            hidden_states=result.all_hidden,
+            attentions=result.attentions,
         )
         return self._returned(output, return_dict)
+
+    def _embeds_pooling_positions(self, B, T):
+        """Transformers' rule for inputs_embeds, where no token can be seen to be padding: the last position."""
+        if self.config.pad_token_id is None:
+            if B != 1:
+                raise ValueError("Cannot handle batch sizes > 1 if no padding token is defined.")
+        elif not getattr(self, "_warned_embeds_padding", False):
+            self._warned_embeds_padding = True
+            warnings.warn(f"{type(self).__name__} will not detect padding tokens in `inputs_embeds`: each row is "
+                          "classified at its last position, padding or not", UserWarning, stacklevel=3)
+        return np.full(B, T - 1)
 
 
 class NemotronForQuestionAnswering(NemotronHeadModel):
@@ -170,18 +186,17 @@ class NemotronForQuestionAnswering(NemotronHeadModel):
                 output_hidden_states=None, return_dict=None, cache=None, **kwargs):
         kwargs.pop("use_cache", None)  # Transformers' QA output has no cache to return
         num_items_in_batch = kwargs.pop("num_items_in_batch", None)  # its loss alone of the heads' reads it
-        last, all_hidden, _ = self._hidden(input_ids, attention_mask, position_ids, past_key_values, cache, False,
-                                           output_hidden_states, inputs_embeds, output_attentions, kwargs)
-        logits = self._apply_head(last)
+        result = self._hidden(input_ids, attention_mask, position_ids, past_key_values, cache, False,
+                              output_hidden_states, inputs_embeds, output_attentions, kwargs)
+        logits = self._apply_head(result.last_hidden)
         start_logits = np.ascontiguousarray(logits[..., 0])
         end_logits = np.ascontiguousarray(logits[..., 1])
         loss = None
         if start_positions is not None and end_positions is not None:
             loss = question_answering_loss(start_logits, end_logits, start_positions, end_positions,
                                            num_items_in_batch)
-        output = QuestionAnsweringModelOutput(
-            loss=loss, start_logits=start_logits, end_logits=end_logits, hidden_states=all_hidden
-        )
+        output = QuestionAnsweringModelOutput(loss=loss, start_logits=start_logits, end_logits=end_logits,
+                                              hidden_states=result.all_hidden, attentions=result.attentions)
         return self._returned(output, return_dict)
 
 
@@ -208,12 +223,12 @@ class NemotronForTokenClassification(NemotronHeadModel):
                 inputs_embeds=None, labels=None, use_cache=None, output_attentions=None, output_hidden_states=None,
                 return_dict=None, cache=None, **kwargs):
         # the output has no cache field: keep one only when the caller passed one to extend
-        last, all_hidden, _ = self._hidden(input_ids, attention_mask, position_ids, past_key_values, cache,
-                                           bool(use_cache), output_hidden_states, inputs_embeds, output_attentions,
-                                           kwargs)
-        logits = self._apply_head(last)
+        result = self._hidden(input_ids, attention_mask, position_ids, past_key_values, cache, bool(use_cache),
+                              output_hidden_states, inputs_embeds, output_attentions, kwargs)
+        logits = self._apply_head(result.last_hidden)
         loss = None if labels is None else token_classification_loss(logits, labels, self.config.num_labels)
-        output = TokenClassifierOutput(loss=loss, logits=logits, hidden_states=all_hidden)
+        output = TokenClassifierOutput(loss=loss, logits=logits, hidden_states=result.all_hidden,
+                                       attentions=result.attentions)
         return self._returned(output, return_dict)
 
 

@@ -554,7 +554,7 @@ class NemotronModel(NemotronPreTrainedModel):
                            last_hidden=True, all_hidden=want_all, attentions=want_attentions)
         output = BaseModelOutputWithPast(
             last_hidden_state=result.last_hidden,
-            past_key_values=result.cache,
+            cache=result.cache,
             hidden_states=tuple(result.all_hidden) if want_all else None,
             attentions=tuple(result.attentions) if want_attentions else None,
         )
@@ -604,7 +604,7 @@ class NemotronForCausalLM(NemotronPreTrainedModel):
         output = CausalLMOutputWithPast(
             loss=loss,
             logits=result.logits,
-            past_key_values=result.cache,
+            cache=result.cache,
             hidden_states=tuple(result.all_hidden) if want_all else None,
             attentions=tuple(result.attentions) if want_attentions else None,
         )
@@ -624,15 +624,6 @@ class NemotronForCausalLM(NemotronPreTrainedModel):
     def generate_iter(self, inputs=None, **kwargs):
         """Yields the new token ids of one prompt as they are generated (see nemotron_c.generation.utils.generate_iter)."""
         return generate_iter(self, inputs, **kwargs)
-
-
-def check_unsupported(inputs_embeds, output_attentions, kwargs):
-    """For the task heads, which take input_ids only."""
-    if inputs_embeds is not None:
-        raise NotImplementedError("the task heads take input_ids, not inputs_embeds")
-    if output_attentions:
-        raise NotImplementedError("the task heads do not return attentions")
-    check_extra_kwargs(kwargs)
 
 
 def check_extra_kwargs(kwargs):

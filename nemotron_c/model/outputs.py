@@ -3,17 +3,27 @@ from collections import OrderedDict
 
 
 class ModelOutput(OrderedDict):
-    """An ordered dict of the fields that are set (None fields are left out, as in Transformers)."""
+    """An ordered dict of the fields that are set (None fields are left out, as in Transformers).
+
+    `past_key_values`, the older name of the cache, still reaches the `cache` field (as an argument, an
+    attribute or a key), as it does in Transformers."""
 
     _fields = ()
+    _aliases = {"past_key_values": "cache"}
 
     def __init__(self, **kwargs):
+        for old, new in self._aliases.items():
+            if old in kwargs and new in self._fields:
+                if kwargs.get(new) is not None:
+                    raise TypeError(f"{type(self).__name__} got both {new!r} and its old name {old!r}")
+                kwargs[new] = kwargs.pop(old)
         unknown = set(kwargs) - set(self._fields)
         if unknown:
             raise TypeError(f"{type(self).__name__} has no field(s) {sorted(unknown)}")
         super().__init__((key, kwargs[key]) for key in self._fields if kwargs.get(key) is not None)
 
     def __getattr__(self, name):
+        name = self._field_name(name)
         if name in self._fields:
             return self.get(name)
         raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
@@ -21,7 +31,11 @@ class ModelOutput(OrderedDict):
     def __getitem__(self, key):
         if isinstance(key, (int, slice)):
             return self.to_tuple()[key]
-        return super().__getitem__(key)
+        return super().__getitem__(self._field_name(key))
+
+    def _field_name(self, name):
+        new = self._aliases.get(name)
+        return new if new is not None and new in self._fields else name
 
     def to_tuple(self):
         return tuple(self.values())
@@ -35,27 +49,15 @@ def _rebuild(cls, fields):
 
 
 class BaseModelOutputWithPast(ModelOutput):
-    _fields = ("last_hidden_state", "past_key_values", "hidden_states", "attentions")
-
-    @property
-    def cache(self):
-        return self.get("past_key_values")
+    _fields = ("last_hidden_state", "cache", "hidden_states", "attentions")
 
 
 class CausalLMOutputWithPast(ModelOutput):
-    _fields = ("loss", "logits", "past_key_values", "hidden_states", "attentions")
-
-    @property
-    def cache(self):
-        return self.get("past_key_values")
+    _fields = ("loss", "logits", "cache", "hidden_states", "attentions")
 
 
 class SequenceClassifierOutputWithPast(ModelOutput):
-    _fields = ("loss", "logits", "past_key_values", "hidden_states", "attentions")
-
-    @property
-    def cache(self):
-        return self.get("past_key_values")
+    _fields = ("loss", "logits", "cache", "hidden_states", "attentions")
 
 
 class QuestionAnsweringModelOutput(ModelOutput):
