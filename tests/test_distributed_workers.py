@@ -90,6 +90,7 @@ def test_generation_equals_generate_on_each_prompt_alone(path, frame, kwargs):
     assert out["generated_text"].tolist() == tokenizer.batch_decode([e.tolist() for e in expected],
                                                                     skip_special_tokens=True)
     out = generator(as_numpy_batch(with_input_ids(rows, path)))
+    assert len(out["generated_ids"]) == len(expected) == len(rows)
     for ours, theirs in zip(out["generated_ids"], expected):
         np.testing.assert_array_equal(ours, theirs)
 
@@ -103,6 +104,7 @@ def test_rows_that_end_early_are_cut_after_their_end(path, frame):
     expected = [alone(model, p, 8, eos_token_id=eos) for p in prompts["input_ids"]]
     assert len(expected[0]) == 3 and max(len(e) for e in expected) == 8
     out = BatchGenerator(path, max_new_tokens=8, batch_size=12, eos_token_id=eos)(prompts)
+    assert len(out["generated_ids"]) == len(expected) == 12
     for ours, theirs in zip(out["generated_ids"], expected):
         np.testing.assert_array_equal(ours, theirs)
 

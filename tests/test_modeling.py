@@ -173,6 +173,7 @@ def test_bare_model_last_hidden_state(checkpoint):
         ref = reference(torch.as_tensor(IDS), attention_mask=torch.as_tensor(RIGHT_MASK), output_hidden_states=True)
     assert out.last_hidden_state.shape == (2, 9, 64)
     assert_close(out.last_hidden_state, ref.last_hidden_state.numpy())
+    assert len(out.hidden_states) == len(ref.hidden_states) == 3  # the embeddings and each of the 2 layers
     for a, b in zip(out.hidden_states, ref.hidden_states):
         assert_close(a, b.numpy())
 
@@ -548,6 +549,7 @@ def test_padding_positions_match_either_attention_of_transformers(checkpoint, at
     with torch.no_grad():
         expected = reference(torch.as_tensor(IDS), attention_mask=torch.as_tensor(LEFT_MASK), output_hidden_states=True)
     assert_close(out.logits, expected.logits.numpy(), what="logits")
+    assert len(out.hidden_states) == len(expected.hidden_states) == 3  # the embeddings and each of the 2 layers
     for layer, (a, b) in enumerate(zip(out.hidden_states, expected.hidden_states)):
         assert_close(a, b.numpy(), what=f"hidden states {layer}")
     other = nemotron_c.AutoModelForCausalLM.from_pretrained(
