@@ -81,10 +81,13 @@ def test_sampling_with_eos_pads_finished_rows(models):
     out = our_generate(ours, np.repeat(PROMPTS[1:2], 200, axis=0), None, do_sample=True, temperature=2.0, top_k=0,
                        max_new_tokens=10, eos_token_id=[40, 12], pad_token_id=0, seed=3)
     new = out[:, 7:]
+    padded = 0
     for row in new:
         ends = np.flatnonzero(np.isin(row, [40, 12]))
         if ends.size:
             assert (row[ends[0] + 1:] == 0).all()
+            padded += ends[0] < new.shape[1] - 1
+    assert padded >= 20  # rows that end early and are padded, not a vacuous loop
 
 
 def test_bad_seed_type(models):
