@@ -217,7 +217,9 @@ def test_files_known_absent_are_not_requested(sources, tmp_path, monkeypatch):
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda repo, name, **kw: asked.append(name) or
                         download(repo, name, **kw))
     nemotron_c.AutoModelForCausalLM.from_pretrained(REPO, cache_dir=str(tmp_path))
-    assert asked[:2] == ["config.json", "model.safetensors.index.json"] and "model.safetensors" not in asked, asked
+    # first, as Transformers with peft installed, whether the repo is a LoRA adapter
+    assert asked[:3] == ["adapter_config.json", "config.json", "model.safetensors.index.json"], asked
+    assert "model.safetensors" not in asked, asked
 
 
 def test_tokenizer_fetches_config_json(cache, monkeypatch):

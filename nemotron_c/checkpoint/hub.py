@@ -34,7 +34,7 @@ def resolve_directory(name_or_path, required, optional=(), *, revision=None, cac
     repo holds is fetched, and a group with none raises OSError. optional: names fetched when the repo holds them.
     A fetched index (`*.index.json`, a variant's `*.index.<variant>.json`) brings the shards its weight_map names.
     HF_HUB_OFFLINE=1 means local_files_only. commit: the commit `revision` was found at before
-    (pinned_to_snapshot), to fetch from.
+    (pinned_to_snapshot), to fetch from. From the Hub with no required group and none of the optional files: None.
     """
     name = os.fspath(name_or_path)
     subfolder = subfolder or ""
@@ -59,6 +59,8 @@ def resolve_directory(name_or_path, required, optional=(), *, revision=None, cac
             repo.missing(group)
     for file in optional:
         repo.fetch(file)
+    if repo.snapshot is None:  # nothing required, and none of the optional files found
+        return None
     return os.path.join(repo.snapshot, subfolder) if subfolder else repo.snapshot
 
 

@@ -12,7 +12,9 @@ import warnings
 import numpy as np
 
 from .. import _core
-from ..checkpoint.hub import pinned_to_snapshot, pop_hub_kwargs, resolve_directory
+from ..checkpoint.adapters import (ADAPTER_CONFIG_NAME, find_adapter, merge_adapter, read_adapter_config,
+                                   read_adapter_weights)
+from ..checkpoint.hub import HUB_KWARGS, pinned_to_snapshot, pop_hub_kwargs, resolve_directory
 from ..checkpoint.quantized import QUANTIZATION_CONFIGS
 from ..checkpoint.reading import check_explicit_name, weights_files
 from ..checkpoint.tensors import convert
@@ -27,7 +29,7 @@ from .losses import causal_lm_loss
 from .outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 from .rope import core_rope_settings
 from .weights import (ACTIVATION_REPRS, QUANTIZED_DTYPES, STATE_DICT_LAYER_ORDER, Embedding, core_arrays, core_config,
-                      layer_shapes, read_weights, resolve_dtype, select_tensors)
+                      find_backbone_prefix, layer_shapes, read_weights, resolve_dtype, select_tensors)
 
 # from_pretrained keywords of Transformers that have no meaning for a CPU model read from safetensors.
 IGNORED_LOAD_KWARGS = {
@@ -169,6 +171,20 @@ class NemotronPreTrainedModel:
             if value not in accepted:
                 raise NotImplementedError(f"from_pretrained({key}={value!r}) is not supported by nemotron_c")
         name = pretrained_model_name_or_path
+        # as Transformers with peft installed: a LoRA adapter's folder loads the base model its adapter_config.json
+        # names (or the folder itself when it holds a config.json too), with the adapter merged in
+        adapter_kwargs = kwargs.pop("adapter_kwargs", None) or {}
+        kwargs.pop("adapter_name", None)  # one adapter, merged: its name plays no part
+        if not isinstance(adapter_kwargs, dict) or set(adapter_kwargs) - set(HUB_KWARGS):
+            raise TypeError(f"adapter_kwargs takes the keywords {', '.join(HUB_KWARGS)}, got {adapter_kwargs!r}")
+        adapter = find_adapter(name, {**hub_kwargs, **adapter_kwargs})
+        if adapter is not None:
+            adapter_config = read_adapter_config(adapter)
+            if not (os.path.isdir(os.fspath(name)) and os.path.isfile(os.path.join(adapter, CONFIG_NAME))):
+                name = adapter_config.get("base_model_name_or_path")
+                if not name:
+                    raise ValueError(f"{os.path.join(adapter, ADAPTER_CONFIG_NAME)} names no base_model_name_or_path "
+                                     "to load the adapter onto")
         if config is None:
             config_directory = resolve_directory(name, ((CONFIG_NAME,),), **hub_kwargs)
             config = NemotronConfig.from_pretrained(config_directory)
@@ -192,13 +208,30 @@ class NemotronPreTrainedModel:
         if explicit is None and use_safetensors is not None and not any(
                 os.path.isfile(os.path.join(path, file_name)) for file_name in weights_names):
             raise OSError(f"Error no file named {' or '.join(weights_names)} found in directory {path}.")
-        model = cls(config, read_weights(path, config, variant, use_safetensors), dtype=dtype,
-                    num_threads=num_threads)
+        tensors = read_weights(path, config, variant, use_safetensors)
+        if adapter is not None:
+            tensors = cls._merged_adapter(config, tensors, adapter, adapter_config)
+        model = cls(config, tensors, dtype=dtype, num_threads=num_threads)
         model._load_extras(path)
         if cache_dtype is not None:
             model.cache_dtype = cache_dtype
         model._load_args = (path, dtype, num_threads)
         return model
+
+    @classmethod
+    def _merged_adapter(cls, config, tensors, adapter, adapter_config):
+        """The checkpoint's tensors with a LoRA adapter merged in (checkpoint/adapters.py). With tied embeddings,
+        the adapter's update reaches only the layer it adapts, the embedding or the head (as PEFT's wrapped
+        layers compute): the model then unties them, and its config says so."""
+        prefix = find_backbone_prefix(tensors, cls.base_model_prefix)
+        embedding = prefix + "embed_tokens.weight"
+        tied = cls.has_lm_head and config.tie_word_embeddings
+        if tied and "lm_head.weight" not in tensors:  # the head is the embedding until the adapter changes one
+            tensors = {**tensors, "lm_head.weight": tensors[embedding]}
+        merged, changed = merge_adapter(tensors, read_adapter_weights(adapter), adapter_config, prefix)
+        if tied and changed & {embedding, "lm_head.weight"}:
+            config.tie_word_embeddings = False
+        return merged
 
     @classmethod
     def from_config(cls, config, seed=0, dtype=None, num_threads=None, attn_implementation=None):

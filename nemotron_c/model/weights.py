@@ -321,7 +321,11 @@ def core_arrays(selected, dtype, num_threads=0):
             raise ValueError(f"tensor {stored.name!r} is stored in {storage} (a nemotron_c {storage} checkpoint): "
                              f"dtype={dtype!r} would quantize its weights a second time; load it with dtype=None or "
                              f"{storage!r} to keep it, or with a float dtype to dequantize it")
-        array = stored.array(storage) if hasattr(stored, "array") else np.ascontiguousarray(stored)
+        if hasattr(stored, "array"):
+            array = stored.array(storage)
+        else:  # an array made in memory (a merged adapter's float32 matrix): converted as a stored one would be
+            array, held = stored_array(np.ascontiguousarray(stored))
+            array = convert(array, held, storage)
         if quantized and storage not in QUANTIZED_DTYPES and name.endswith(QUANTIZED_TENSORS):
             storage, array = dtype, quantize(name, array, storage, dtype, num_threads)
         if storage in QUANTIZED_DTYPES:  # a QuantizedWeight, quantized now or as stored

@@ -1,0 +1,314 @@
+"""LoRA adapters (PEFT's format) merged at load, against Transformers with peft loading the same folders."""
+import json
+import os
+import shutil
+import warnings
+
+import huggingface_hub
+import numpy as np
+import peft
+import pytest
+import torch
+import transformers
+from helpers.compare import assert_close
+from helpers.transformers_reference import hf_logits
+from test_checkpoint_hub import add_to_cache, files_of
+
+import nemotron_c
+from nemotron_c.checkpoint.adapters import AdapterFormatError
+
+IDS = np.random.default_rng(21).integers(1, 96, size=(2, 11))
+MASK = np.ones_like(IDS)
+MASK[1, :3] = 0  # left padding
+ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj"]
+
+
+def make_adapter(base_path, directory, model_class=transformers.NemotronForCausalLM, seed=5,
+                 safe_serialization=True, **lora):
+    """Trains nothing: a LoRA with random A and B (init_lora_weights=False), so that every update matters."""
+    torch.manual_seed(seed)
+    model = model_class.from_pretrained(base_path, dtype=torch.float32)
+    lora = {"r": 4, "lora_alpha": 8, "target_modules": ALL_LINEAR, "init_lora_weights": False, **lora}
+    adapted = peft.get_peft_model(model, peft.LoraConfig(**lora))
+    with torch.no_grad():  # B starts at a scale that would make the update tiny beside the weights
+        for name, param in adapted.named_parameters():
+            if "lora_B" in name or "lora_embedding_B" in name:
+                param.mul_(20.0)
+    adapted.save_pretrained(directory, safe_serialization=safe_serialization)
+    return directory
+
+
+def transformers_adapted(directory, model_class=transformers.AutoModelForCausalLM):
+    return model_class.from_pretrained(directory, dtype=torch.float32).eval()
+
+
+def compare(directory, hf_class=transformers.AutoModelForCausalLM, ours_class=nemotron_c.AutoModelForCausalLM,
+            **ours_kwargs):
+    theirs = transformers_adapted(directory, hf_class)
+    ours = ours_class.from_pretrained(directory, **ours_kwargs)
+    with torch.no_grad():
+        expected = theirs(torch.as_tensor(IDS), attention_mask=torch.as_tensor(MASK)).logits.numpy()
+    got = ours(IDS, attention_mask=MASK).logits
+    assert_close(got, expected, what="logits of the adapted model")
+    return ours, theirs
+
+
+def adapter_effect(base_path, directory):
+    """How far the adapter moves Transformers' logits: a test of the merge must see a change."""
+    base = transformers.AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
+    return np.abs(hf_logits(base, IDS, MASK) - hf_logits(transformers_adapted(directory), IDS, MASK)).max()
+
+
+@pytest.mark.parametrize("lora", [
+    {},
+    {"use_rslora": True, "lora_alpha": 5},
+    {"rank_pattern": {"down_proj": 2, r"layers\.1\.self_attn\.q_proj": 3}, "alpha_pattern": {"v_proj": 3}},
+    {"target_modules": ["q_proj", "lm_head", "embed_tokens"]},
+    {"target_modules": "model\\.layers\\.0\\..*_proj", "r": 8, "lora_alpha": 2},
+], ids=["all_linear", "rslora", "patterns", "embedding_and_head", "regex_target"])
+def test_adapted_causal_lm_matches_transformers(checkpoint, tmp_path, lora):
+    base = checkpoint()
+    directory = make_adapter(base, str(tmp_path / "adapter"), **lora)
+    assert adapter_effect(base, directory) > 0.05
+    ours, theirs = compare(directory)
+    assert ours.name_or_path == theirs.name_or_path == base  # the base model's, as Transformers names it
+    with torch.no_grad():
+        expected = theirs.generate(torch.as_tensor(IDS[:1]), max_new_tokens=8, do_sample=False).numpy()
+    np.testing.assert_array_equal(ours.generate(IDS[:1], max_new_tokens=8, do_sample=False), expected)
+
+
+@pytest.mark.parametrize("target", [["embed_tokens"], ["lm_head"], ["q_proj"]])
+def test_tied_embeddings_take_the_update_of_the_adapted_layer_only(checkpoint, tmp_path, target):
+    """PEFT adapts the embedding or the head that share one matrix as two layers: the update reaches the one it
+    targets, so the merged model unties them (and says so in its config, without the warning of a checkpoint
+    whose head differs from its tied embedding); an adapter of neither keeps them tied."""
+    base = checkpoint(tie_word_embeddings=True)
+    directory = make_adapter(base, str(tmp_path / "adapter"), target_modules=target)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        nemotron_c.AutoModelForCausalLM.from_pretrained(directory)
+    ours, _ = compare(directory)
+    assert ours.config.tie_word_embeddings == (target == ["q_proj"])
+
+
+def test_bfloat16_base_keeps_merged_matrices_in_float32(checkpoint, tmp_path):
+    """The merged matrices are float32 (the others as stored), so the model equals Transformers' adapted float32
+    model; with dtype="bfloat16" they are rounded like every weight."""
+    base = checkpoint(dtype="bfloat16")
+    directory = make_adapter(base, str(tmp_path / "adapter"))
+    ours, _ = compare(directory)
+    assert ours.dtype == "bfloat16"
+    stored = dict(ours._weights)
+    assert stored["layers.0.self_attn.q_proj.weight"][1] == "float32"
+    assert stored["layers.0.input_layernorm.weight"][1] == "bfloat16"
+    rounded = nemotron_c.AutoModelForCausalLM.from_pretrained(directory, dtype="bfloat16")
+    assert rounded._weights["layers.0.self_attn.q_proj.weight"][1] == "bfloat16"
+    assert not np.array_equal(rounded(IDS).logits, ours(IDS).logits)
+
+
+@pytest.mark.parametrize("dtype", ["int8", "int4"])
+def test_quantized_load_quantizes_the_merged_weights(checkpoint, tmp_path, dtype):
+    base = checkpoint(intermediate_size=128)  # rows of whole int8 groups
+    directory = make_adapter(base, str(tmp_path / "adapter"))
+    merged = nemotron_c.AutoModelForCausalLM.from_pretrained(directory)
+    merged.save_pretrained(tmp_path / "merged")
+    quantized = nemotron_c.AutoModelForCausalLM.from_pretrained(directory, dtype=dtype)
+    reference = nemotron_c.AutoModelForCausalLM.from_pretrained(tmp_path / "merged", dtype=dtype)
+    np.testing.assert_array_equal(quantized(IDS).logits, reference(IDS).logits)
+    assert quantized.dtype == dtype
+
+
+def test_saved_adapted_model_reloads_the_same(checkpoint, tmp_path):
+    base = checkpoint()
+    directory = make_adapter(base, str(tmp_path / "adapter"), target_modules=ALL_LINEAR + ["lm_head"])
+    ours = nemotron_c.AutoModelForCausalLM.from_pretrained(directory)
+    ours.save_pretrained(tmp_path / "merged")
+    assert not os.path.exists(tmp_path / "merged" / "adapter_config.json")
+    again = nemotron_c.AutoModelForCausalLM.from_pretrained(tmp_path / "merged")
+    np.testing.assert_array_equal(again(IDS).logits, ours(IDS).logits)
+
+
+def test_sequence_classification_adapter_with_a_trained_head(checkpoint, tmp_path):
+    """modules_to_save: PEFT saves the task head whole, under its own name."""
+    base = checkpoint(model_class=transformers.NemotronForSequenceClassification, num_labels=3, pad_token_id=0)
+    directory = make_adapter(base, str(tmp_path / "adapter"), transformers.NemotronForSequenceClassification,
+                             task_type="SEQ_CLS", target_modules=["q_proj", "v_proj"])
+    with open(os.path.join(directory, "adapter_config.json")) as f:
+        assert "score" in json.load(f)["modules_to_save"]
+    compare(directory, transformers.AutoModelForSequenceClassification, nemotron_c.AutoModelForSequenceClassification)
+
+
+def test_adapter_model_bin(checkpoint, tmp_path):
+    """torch.save's format, which PEFT reads; Transformers 5.24 looks for adapter_model.safetensors after finding
+    the .bin and fails (FileNotFoundError): PEFT on Transformers' base model is the reference here."""
+    base = checkpoint()
+    directory = make_adapter(base, str(tmp_path / "adapter"), safe_serialization=False)
+    assert "adapter_model.bin" in os.listdir(directory)
+    assert "adapter_model.safetensors" not in os.listdir(directory)
+    theirs = peft.PeftModel.from_pretrained(
+        transformers.NemotronForCausalLM.from_pretrained(base, dtype=torch.float32), directory).eval()
+    ours = nemotron_c.AutoModelForCausalLM.from_pretrained(directory)
+    assert_close(ours(IDS, attention_mask=MASK).logits, hf_logits(theirs, IDS, MASK))
+    assert adapter_effect(base, make_adapter(base, str(tmp_path / "same"))) > 0.05
+
+
+def test_adapter_inside_a_full_checkpoint_folder(checkpoint, tmp_path):
+    """A folder holding a config.json and weights besides the adapter is the base itself, as in Transformers (its
+    adapter_config.json may name a base elsewhere, which is then not read)."""
+    base = checkpoint()
+    folder = tmp_path / "both"
+    shutil.copytree(base, folder)
+    make_adapter(base, str(folder))
+    with open(folder / "adapter_config.json") as f:
+        config = json.load(f)
+    config["base_model_name_or_path"] = str(tmp_path / "nowhere")
+    with open(folder / "adapter_config.json", "w") as f:
+        json.dump(config, f)
+    compare(str(folder))
+
+
+def test_adapter_from_the_hub(checkpoint, tmp_path, monkeypatch):
+    """A Hub adapter repo naming a Hub base model, both in huggingface_hub's cache (offline). Transformers 5.24
+    finds the adapter there with cache_dir= but then looks for its weights in the default cache and fails: the
+    reference is Transformers on the same two repos as local folders."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    base = checkpoint()
+    directory = make_adapter(base, str(tmp_path / "adapter"))
+    expected = hf_logits(transformers_adapted(directory), IDS, MASK)
+    edit_adapter_config(directory, base_model_name_or_path="nvidia/Tiny-Base")
+    cache = str(tmp_path / "hub")
+    add_to_cache(cache, "nvidia/Tiny-Base", "4" * 40, files_of(base), ref="main")
+    add_to_cache(cache, "someone/tiny-lora", "5" * 40, files_of(directory), ref="main")
+    ours = nemotron_c.AutoModelForCausalLM.from_pretrained("someone/tiny-lora", cache_dir=cache)
+    assert ours.name_or_path == "nvidia/Tiny-Base"
+    assert_close(ours(IDS, attention_mask=MASK).logits, expected)
+    # a Hub model that is no adapter: no adapter_config.json in the cache, loaded as it is
+    plain = nemotron_c.AutoModelForCausalLM.from_pretrained("nvidia/Tiny-Base", cache_dir=cache)
+    assert_close(plain(IDS).logits, nemotron_c.AutoModelForCausalLM.from_pretrained(base)(IDS).logits, atol=0)
+    # the adapter's weights missing from the cache: named
+    os.remove(os.path.join(cache, "models--someone--tiny-lora", "snapshots", "5" * 40, "adapter_model.safetensors"))
+    with pytest.raises(OSError, match="adapter_model.safetensors or adapter_model.bin"):
+        nemotron_c.AutoModelForCausalLM.from_pretrained("someone/tiny-lora", cache_dir=cache)
+
+
+# ---------------------------------------------------------------- hostile adapters
+
+
+@pytest.fixture
+def adapter(checkpoint, tmp_path):
+    """(base, a fresh adapter folder to spoil)"""
+    base = checkpoint()
+    return base, make_adapter(base, str(tmp_path / "adapter"), target_modules=["q_proj", "v_proj"])
+
+
+def edit_adapter_config(directory, **changes):
+    path = os.path.join(directory, "adapter_config.json")
+    with open(path) as f:
+        config = json.load(f)
+    for key, value in changes.items():
+        if value is None:
+            config.pop(key, None)
+        else:
+            config[key] = value
+    with open(path, "w") as f:
+        json.dump(config, f)
+
+
+def edit_adapter_weights(directory, edit):
+    from safetensors.numpy import load_file, save_file
+
+    path = os.path.join(directory, "adapter_model.safetensors")
+    tensors = load_file(path)
+    edit(tensors)
+    save_file(tensors, path)
+
+
+@pytest.mark.parametrize("changes, error, match", [
+    ({"peft_type": "IA3"}, NotImplementedError, "peft_type 'IA3' is not supported"),
+    ({"peft_type": None}, NotImplementedError, "peft_type None is not supported"),
+    ({"use_dora": True}, NotImplementedError, "use_dora=True is not supported"),
+    ({"bias": "all"}, NotImplementedError, "bias='all' is not supported"),
+    ({"lora_bias": True}, NotImplementedError, "lora_bias=True"),
+    ({"trainable_token_indices": [1, 2]}, NotImplementedError, "trainable_token_indices"),
+    ({"r": 0}, ValueError, "r must be a positive number"),
+    ({"r": True}, ValueError, "r must be a positive number"),
+    ({"lora_alpha": "8"}, ValueError, "lora_alpha must be a positive number"),
+    ({"lora_alpha": float("inf")}, ValueError, "lora_alpha must be a positive number"),
+    ({"rank_pattern": {"q_proj": -1}}, ValueError, "rank_pattern must map"),
+    ({"alpha_pattern": {"(": 2}}, ValueError, "not a regular expression"),
+    ({"base_model_name_or_path": None}, ValueError, "names no base_model_name_or_path"),
+    ({"base_model_name_or_path": 7}, ValueError, "base_model_name_or_path must be a string"),
+    ({"r": 3}, ValueError, "do not fit .* with rank 3"),
+])
+def test_bad_adapter_config(adapter, changes, error, match):
+    _, directory = adapter
+    edit_adapter_config(directory, **changes)
+    with pytest.raises(error, match=match):
+        nemotron_c.AutoModelForCausalLM.from_pretrained(directory)
+
+
+def test_adapter_config_not_json(adapter):
+    _, directory = adapter
+    with open(os.path.join(directory, "adapter_config.json"), "w") as f:
+        f.write("{not json")
+    with pytest.raises(ValueError, match="adapter_config.json is not valid JSON"):
+        nemotron_c.AutoModelForCausalLM.from_pretrained(directory)
+
+
+def rename(old, new):
+    def edit(tensors):
+        tensors[new] = tensors.pop(old)
+    return edit
+
+
+Q_A = "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"
+Q_B = "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight"
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda t: t.pop(Q_B), "lacks its lora_A or lora_B"),
+    (lambda t: t.update({Q_A: t[Q_A][:, :5]}), "do not fit"),
+    (lambda t: t.update({Q_B: t[Q_B].T.copy()}), "do not fit"),
+    (lambda t: (rename(Q_A, Q_A.replace("layers.0", "layers.7"))(t), rename(Q_B, Q_B.replace("layers.0", "layers.7"))(t)),
+     "names no tensor of the base checkpoint"),
+    (rename(Q_A, Q_A.replace("lora_A", "lora_C")), "not a LoRA weight"),
+    (lambda t: t.update({"base_model.model.lm_head.weight": np.zeros((3, 3), np.float32)}), "has shape"),
+    (lambda t: t.update({Q_B: np.full_like(t[Q_B], np.inf)}), "not finite"),
+])
+def test_bad_adapter_weights(adapter, edit, match):
+    _, directory = adapter
+    edit_adapter_weights(directory, edit)
+    with pytest.raises(ValueError, match=match) as caught:
+        nemotron_c.AutoModelForCausalLM.from_pretrained(directory)
+    assert isinstance(caught.value, AdapterFormatError)
+
+
+def test_adapter_without_weights(adapter):
+    _, directory = adapter
+    os.remove(os.path.join(directory, "adapter_model.safetensors"))
+    with pytest.raises(FileNotFoundError, match="no adapter_model.safetensors or adapter_model.bin"):
+        nemotron_c.AutoModelForCausalLM.from_pretrained(directory)
+
+
+def test_adapter_kwargs(adapter):
+    base, directory = adapter
+    ours = nemotron_c.AutoModelForCausalLM.from_pretrained(directory, adapter_name="mine",
+                                                           adapter_kwargs={"local_files_only": True})
+    assert ours.name_or_path == base
+    with pytest.raises(TypeError, match="adapter_kwargs takes the keywords"):
+        nemotron_c.AutoModelForCausalLM.from_pretrained(directory, adapter_kwargs={"peft_config": {}})
+
+
+def test_base_layer_saved_with_the_adapter_replaces_the_base(checkpoint, tmp_path):
+    """PEFT saves an adapted embedding's and head's own weight beside the update (for models whose vocabulary was
+    resized while training): it is loaded in place of the base's, under the update."""
+    base = checkpoint()
+    directory = make_adapter(base, str(tmp_path / "adapter"), target_modules=["embed_tokens", "lm_head"])
+
+    def shift(tensors):
+        for name in ("base_model.model.model.embed_tokens.base_layer.weight", "base_model.model.lm_head.base_layer.weight"):
+            tensors[name] = tensors[name] + np.float32(0.25)
+
+    edit_adapter_weights(directory, shift)
+    compare(directory)
