@@ -83,10 +83,9 @@ class Pipeline:
                         if kwargs.get(key) is not None})
         kwargs.pop("use_fast", None)
         if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
-            name = model
             model = self.model_class.from_pretrained(model, **hub, **loading)
-        else:
-            name = model.name_or_path
+        # the checkpoint's name, or for a LoRA adapter its base model's, as Transformers finds the tokenizer
+        name = model.name_or_path
         if tokenizer is None:
             if not name:
                 raise ValueError("give tokenizer=: the model was not loaded from a checkpoint that would hold one")

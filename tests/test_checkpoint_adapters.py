@@ -312,3 +312,18 @@ def test_base_layer_saved_with_the_adapter_replaces_the_base(checkpoint, tmp_pat
 
     edit_adapter_weights(directory, shift)
     compare(directory)
+
+
+def test_pipeline_of_an_adapter_takes_the_base_models_tokenizer(tmp_path):
+    """Transformers' pipeline() loads the tokenizer of the base model an adapter names."""
+    from test_pipelines import checkpoint_with_tokenizer
+
+    base = checkpoint_with_tokenizer(str(tmp_path), "base", transformers.NemotronForCausalLM)
+    directory = make_adapter(base, str(tmp_path / "adapter"))
+    assert not any(name.startswith("tokenizer") for name in os.listdir(directory))
+    theirs = transformers.pipeline("text-generation", model=directory, dtype=torch.float32)
+    ours = nemotron_c.pipeline("text-generation", model=directory)
+    call = {"max_new_tokens": 8, "do_sample": False}
+    assert ours("Return the value", **call) == theirs("Return the value", **call)
+    plain = nemotron_c.pipeline("text-generation", model=base)
+    assert plain("Return the value", **call) != ours("Return the value", **call)
