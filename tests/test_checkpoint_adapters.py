@@ -10,6 +10,7 @@ import peft
 import pytest
 import torch
 import transformers
+from helpers.checkpoints import edit_json
 from helpers.compare import assert_close
 from helpers.transformers_reference import hf_logits
 from test_checkpoint_hub import add_to_cache, files_of
@@ -203,16 +204,7 @@ def adapter(checkpoint, tmp_path):
 
 
 def edit_adapter_config(directory, **changes):
-    path = os.path.join(directory, "adapter_config.json")
-    with open(path) as f:
-        config = json.load(f)
-    for key, value in changes.items():
-        if value is None:
-            config.pop(key, None)
-        else:
-            config[key] = value
-    with open(path, "w") as f:
-        json.dump(config, f)
+    edit_json(os.path.join(directory, "adapter_config.json"), **changes)
 
 
 def edit_adapter_weights(directory, edit):

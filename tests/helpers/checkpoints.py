@@ -48,7 +48,11 @@ def write_random_checkpoint(path, seed=0, shard_size=None, **overrides):
 
 def edit_config(directory, **changes):
     """Sets keys of a checkpoint's config.json (a value of None removes the key)."""
-    path = os.path.join(directory, "config.json")
+    edit_json(os.path.join(directory, "config.json"), **changes)
+
+
+def edit_json(path, **changes):
+    """Sets keys of the JSON object in a file (a value of None removes the key)."""
     with open(path) as f:
         config = json.load(f)
     for key, value in changes.items():
