@@ -372,11 +372,15 @@ def test_legacy_format_is_read(tmp_path, dtype, tie, shard_size):
     # weights_only=True, and so Transformers
     model = build_hf_model(tie_word_embeddings=tie).to(dtype)
     path = save_bin(tmp_path / "legacy", model, shard_size=shard_size)
+    rewritten = 0
     for name in os.listdir(path):
         if name.endswith(".bin"):
             file = os.path.join(path, name)
             torch.save(torch.load(file), file, _use_new_zipfile_serialization=False)
             assert not zipfile.is_zipfile(file)
+            rewritten += 1
+    assert rewritten == (1 if shard_size is None else len(set(json.load(open(
+        os.path.join(path, "pytorch_model.bin.index.json")))["weight_map"].values())))  # every file, or none is legacy
     ours = nemotron_c.AutoModelForCausalLM.from_pretrained(path)(IDS).logits
     assert_close(ours, hf_logits(hf_from_pretrained(path), IDS))
 

@@ -117,9 +117,9 @@ def test_padded_batches_match_transformers_in_the_folder(folders, texts, name, k
     ours, theirs = pair(folders, name, kind)
     if theirs.pad_token is None:
         # Transformers' error first, then what scripts do; the side stays each tokenizer's default
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="does not have a padding token"):
             theirs(texts[:3], padding=True)
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="does not have a padding token"):
             ours(texts[:3], padding=True)
         ours, theirs = (AutoTokenizer.from_pretrained(folders[name, kind], pad_token="<unk>"),
                         transformers.AutoTokenizer.from_pretrained(folders[name, kind], pad_token="<unk>"))
