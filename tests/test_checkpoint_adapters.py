@@ -139,6 +139,24 @@ def test_sequence_classification_adapter_with_a_trained_head(checkpoint, tmp_pat
     compare(directory, transformers.AutoModelForSequenceClassification, nemotron_c.AutoModelForSequenceClassification)
 
 
+@pytest.mark.parametrize("head, task_type", [("QuestionAnswering", "QUESTION_ANS"),
+                                             ("TokenClassification", "TOKEN_CLS")])
+def test_question_answering_and_token_classification_adapters(checkpoint, tmp_path, head, task_type):
+    """The question-answering model keeps its decoder under "transformer.", whose adapted names follow it."""
+    hf_class = getattr(transformers, f"NemotronFor{head}")
+    base = checkpoint(model_class=hf_class, num_labels=4, seed=3)
+    directory = make_adapter(base, str(tmp_path / "adapter"), hf_class, task_type=task_type,
+                             target_modules=["q_proj", "up_proj"])
+    theirs = getattr(transformers, f"AutoModelFor{head}").from_pretrained(directory, dtype=torch.float32).eval()
+    ours = getattr(nemotron_c, f"AutoModelFor{head}").from_pretrained(directory)
+    with torch.no_grad():
+        expected = theirs(torch.as_tensor(IDS), attention_mask=torch.as_tensor(MASK))
+    got = ours(IDS, attention_mask=MASK)
+    assert list(got.keys()) == list(expected.keys())
+    for key in expected.keys():
+        assert_close(got[key], expected[key].numpy(), what=key)
+
+
 def test_adapter_model_bin(checkpoint, tmp_path):
     """torch.save's format, which PEFT reads; Transformers 5.24 looks for adapter_model.safetensors after finding
     the .bin and fails (FileNotFoundError): PEFT on Transformers' base model is the reference here."""
