@@ -43,6 +43,7 @@ def padded(lengths, padding_side, seed=0, vocab=96):
 
 
 def check_against(result, reference):
+    assert len(result.num_tokens) == len(result.token_logprobs) == len(reference) > 0
     for b, ref in enumerate(reference):
         assert_close(result.token_logprobs[b], ref, what=f"token log-probabilities of sequence {b}")
         assert result.num_tokens[b] == len(ref)
