@@ -103,7 +103,7 @@ def test_text_lines_with_a_tokenizer(path, tmp_path, monkeypatch, capsys):
     ('{"input_ids": [1, 2]}\n{"ids": [1]}\n', 'input.jsonl:2: a record needs either "text"'),
     ('{"input_ids": [1, 2.5]}\n', '"input_ids" must be a list of integers'),
     ('{"input_ids": [1, 2, 500]}\n', "input.jsonl:1: token id 500 is outside the vocabulary [0, 96)"),
-    ('["not", "an", "object"]\n', None),
+    ('["not", "an", "object"]\n', "input.jsonl:1: a JSONL record must be an object"),
 ])
 def test_bad_input_exits_with_a_message(path, tmp_path, content, message):
     file = tmp_path / "input.jsonl"
@@ -111,8 +111,7 @@ def test_bad_input_exits_with_a_message(path, tmp_path, content, message):
     run = run_cli("score", "--model", path, str(file), "--format", "jsonl")
     assert run.returncode == 2, run.stderr
     assert run.stderr.startswith("error: ")
-    if message:
-        assert message in run.stderr
+    assert message in run.stderr
     assert "Traceback" not in run.stderr
 
 
