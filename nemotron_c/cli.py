@@ -241,10 +241,10 @@ def check_positive(args, names):
 def load_model(args):
     check_positive(args, ("num_threads",))
     model = NemotronForCausalLM.from_pretrained(args.model, dtype=args.dtype, num_threads=args.num_threads)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(args.model)
+    try:  # the checkpoint's, or for a LoRA adapter its base model's (as Transformers' pipeline finds it)
+        tokenizer = AutoTokenizer.from_pretrained(model.name_or_path)
     except (OSError, ValueError) as e:
-        raise InputError(f"could not load the tokenizer of {args.model}: {e}") from None
+        raise InputError(f"could not load the tokenizer of {model.name_or_path}: {e}") from None
     return model, tokenizer
 
 
@@ -556,7 +556,7 @@ def run_score(args):
             raise InputError(f"--output {args.output}: there is no directory {folder}")
 
     model = NemotronForCausalLM.from_pretrained(args.model, dtype=args.dtype, num_threads=args.num_threads)
-    tokenizers = Tokenizers(args.tokenizer or args.model)
+    tokenizers = Tokenizers(args.tokenizer or model.name_or_path)
     show = sys.stderr.isatty() if args.progress is None else args.progress
     bar = ProgressBar(count_lines(args.file), sys.stderr) if show else None
 

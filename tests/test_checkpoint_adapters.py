@@ -337,3 +337,17 @@ def test_pipeline_of_an_adapter_takes_the_base_models_tokenizer(tmp_path):
     assert ours("Return the value", **call) == theirs("Return the value", **call)
     plain = nemotron_c.pipeline("text-generation", model=base)
     assert plain("Return the value", **call) != ours("Return the value", **call)
+
+
+def test_command_line_generates_with_an_adapter(tmp_path):
+    """python -m nemotron_c generate --model <adapter>: the base model's tokenizer, the adapted model's text."""
+    from test_cli import run_cli
+    from test_pipelines import checkpoint_with_tokenizer
+
+    base = checkpoint_with_tokenizer(str(tmp_path), "base", transformers.NemotronForCausalLM)
+    directory = make_adapter(base, str(tmp_path / "adapter"))
+    theirs = transformers.pipeline("text-generation", model=directory, dtype=torch.float32)
+    expected = theirs("Return the", max_new_tokens=8, do_sample=False)[0]["generated_text"]
+    run = run_cli("generate", "Return the", "--model", directory, "--max-new-tokens", "8")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == expected + "\n"
