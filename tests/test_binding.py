@@ -218,11 +218,14 @@ def test_generator_reads_settings_by_the_table(core_model):
         make_generator(core_model).stop_rows(np.zeros(3, dtype=np.uint8))
 
 
-def test_forward_takes_keyword_arrays(core_model):
+def test_forward_takes_keyword_arrays(core_model, checkpoint):
     ids = np.array([[3, 4, 5]], dtype=np.int32)
     positions = np.arange(3, dtype=np.int64)[None]
-    logits = np.empty((1, 1, 96), dtype=np.float32)
+    logits = np.full((1, 1, 96), np.nan, dtype=np.float32)
     core_model.forward(input_ids=ids, position_ids=positions, keep_positions=np.array([2]), logits=logits)
+    # the logits it wrote are the last position's (the model the core belongs to, through its Python forward)
+    expected = nemotron_c.AutoModelForCausalLM.from_pretrained(checkpoint())(ids.astype(np.int64)).logits[:, 2:]
+    np.testing.assert_allclose(logits, expected, atol=1e-5, rtol=0)
     with pytest.raises(TypeError, match="takes no positional arguments|keyword"):
         core_model.forward(ids, positions)
     with pytest.raises(TypeError, match="input_ids or inputs_embeds is required"):
