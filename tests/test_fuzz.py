@@ -24,6 +24,9 @@ def test_seeds_and_regressions(target):
 
 @pytest.mark.parametrize("target", sorted(TARGETS))
 def test_mutations_find_nothing(target):
+    tried = 0
     for i, data in enumerate(mutations(seeds(target), 0, ITERATIONS, STRUCTURED.get(target))):
         error = run_one(target, data)
         assert error is None, f"iteration {i}: {type(error).__name__}: {error} (replay: python fuzz/run.py {target})"
+        tried += 1
+    assert tried == ITERATIONS  # a generator that gives nothing would find nothing
