@@ -18,7 +18,10 @@ GREEDY_PROCESSORS = {
     "encoder_repetition_penalty_below_one": dict(encoder_repetition_penalty=0.4),
     "encoder_no_repeat_ngram_size_1": dict(encoder_no_repeat_ngram_size=1),
     "encoder_no_repeat_ngram_size_2": dict(encoder_no_repeat_ngram_size=2),
-    "encoder_no_repeat_ngram_size_3": dict(encoder_no_repeat_ngram_size=3),
+    # the bias leads each row into a bigram of its prompt, whose next token the trigram rule then bans (unbiased,
+    # no trigram of these prompts recurs and the rule changes no score)
+    "encoder_no_repeat_ngram_size_3": dict(encoder_no_repeat_ngram_size=3,
+                                           sequence_bias={(5,): 4.0, (5, 17): 8.0, (9,): 4.0, (9, 4): 8.0}),
     "encoder_both": dict(encoder_repetition_penalty=2.5, encoder_no_repeat_ngram_size=2, repetition_penalty=1.3,
                          no_repeat_ngram_size=2, sequence_bias={(40,): 3.0}),
     "bad_words_ids": dict(bad_words_ids=[[33], [2, 40], [61, 12, 8], [3]], eos_token_id=3),
@@ -70,6 +73,10 @@ def test_processor_scores_greedy(models, name):
     np.testing.assert_array_equal(got.sequences, expected["sequences"])
     assert_scores_equal(got.scores, expected["scores"])
     assert_scores_equal(got.logits, expected["logits"], what="logits")
+    # the case's first setting changes Transformers' scores here: one that ours ignored could not pass
+    first = next(iter(GREEDY_PROCESSORS[name]))
+    without = hf_generate(theirs, PROMPTS, MASK, **{k: v for k, v in kwargs.items() if k != first})
+    assert not all(np.array_equal(a, b, equal_nan=True) for a, b in zip(without["scores"], expected["scores"]))
 
 
 @pytest.mark.parametrize("name", sorted(SAMPLING_WARPERS))
