@@ -386,6 +386,10 @@ typedef struct {
     float *logits;           /* (G, N, V) raw logits of each step, or NULL */
     float *sequence_scores;  /* (B, num_beams) beams only, or NULL */
     int64_t *beam_indices;   /* (B, num_beams, G) beams only, or NULL; -1 past each hypothesis' end */
+    int64_t *running_parents; /* (G, N) beams only, or NULL: the row of the step before each running beam continues */
+    int64_t *running_tokens;  /* (G, N) beams only, or NULL: the token each running beam took at that step (what
+                                 the next step feeds it); with the prompts they rebuild the running beams of every
+                                 step, for replaying their forward passes */
 } nt_generation_outputs;
 
 typedef struct nt_generator nt_generator;
@@ -394,10 +398,18 @@ typedef struct nt_generator nt_generator;
  * With beams, N = B * num_beams and the rows of each prompt are repeated num_beams times.
  * cache: NULL, or a cache of N rows holding the first P < T positions of the prompts (an earlier call's),
  *   which the generator extends in place and does not free; the prompts' other T - P tokens are prefilled.
+ *   P = T with nt_generator_prefilled.
  * The config's arrays are copied; outputs and cache must outlive the generator. */
 nt_status nt_generator_create(nt_generator **out, nt_error *err, nt_model *model, const nt_generation_config *config,
                               const nt_generation_outputs *outputs, const int64_t *input_ids,
                               const uint8_t *attention_mask, int64_t N, int64_t T, nt_cache *cache);
+/* The caller ran the prompt itself (from embeddings, or for its attention weights): the cache given to
+ * nt_generator_create holds all T positions and logits (N, V) are those of each row's last; the first step
+ * processes them instead of making a forward pass. The first `context` (0 <= context <= T) positions of every
+ * row are no tokens but embeddings (their input ids stand in, unread): the logits processors see each row from
+ * there on, its length and max_length counted from there, as Transformers' generate(inputs_embeds=...) shows
+ * them only the tokens that follow. Call it before the first step; logits are copied. */
+nt_status nt_generator_prefilled(nt_generator *g, nt_error *err, const float *logits, int64_t context);
 void nt_generator_free(nt_generator *g);
 /* One decoding step: a forward pass (the prompt first, then one token per row), processing, selection
  * and the stopping criteria. Does nothing once done. cancel: as nt_model_forward. */

@@ -42,6 +42,9 @@ struct nt_generator {
     int64_t chunks;
     nt_rng rng;
     nt_beam_search *beam;        /* NULL without beams */
+    float *prompt_logits;        /* (N, V) the caller's prompt logits (nt_generator_prefilled), or NULL */
+    int64_t context;             /* leading positions of each row that are embeddings, not tokens */
+    nt_generation_config processing; /* config as the processors see rows: max_length less the context */
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -92,7 +95,7 @@ void nt_generator_free(nt_generator *g) {
         for (int64_t i = 0; i < g->chunks; i++) nt_row_scratch_free(&g->scratch[i]);
     nt_beam_search_free(g->beam);
     void *buffers[] = {g->tokens, g->bias_values, g->mask, g->step_mask, g->positions, g->step_ids, g->skip,
-                       g->unfinished, g->logits, g->scratch};
+                       g->unfinished, g->logits, g->scratch, g->prompt_logits};
     for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++) free(buffers[i]);
     if (g->NB > 1) free(g->running);
     free(g);
@@ -104,9 +107,9 @@ nt_status nt_generator_create(nt_generator **out, nt_error *err, nt_model *model
     *out = NULL;
     nt_status status = check_config(err, config, N, T);
     if (status != NT_OK) return status;
-    if (cache != NULL && (nt_cache_batch_size(cache) != N || nt_cache_length(cache) >= T))
+    if (cache != NULL && (nt_cache_batch_size(cache) != N || nt_cache_length(cache) > T))
         return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT,
-                            "the cache holds %lld rows of %lld positions; generate needs %lld rows of fewer than %lld",
+                            "the cache holds %lld rows of %lld positions; generate needs %lld rows of at most %lld",
                             (long long)nt_cache_batch_size(cache), (long long)nt_cache_length(cache), (long long)N,
                             (long long)T);
     const nt_config *mc = nt_model_config(model);
@@ -206,6 +209,7 @@ nt_status nt_generator_create(nt_generator **out, nt_error *err, nt_model *model
     g->config.sequence_bias_values = g->bias_values;
     g->config.prompt_padding = NULL;
     if (c->prompt_padding != NULL) memcpy(g->skip, c->prompt_padding, (size_t)N * sizeof(int64_t));
+    g->processing = g->config;
 
     /* rows, mask and positions: cumsum(mask) - 1, 0 on padding, as Transformers */
     /* Only the prompt is written now: the rest of the (N, M) rows is touched as tokens come, so that a huge
@@ -229,6 +233,22 @@ nt_status nt_generator_create(nt_generator **out, nt_error *err, nt_model *model
         return status;
     }
     *out = g;
+    return NT_OK;
+}
+
+nt_status nt_generator_prefilled(nt_generator *g, nt_error *err, const float *logits, int64_t context) {
+    if (g->length != g->T0 || g->done || g->cache == NULL || nt_cache_length(g->cache) != g->T0)
+        return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT,
+                            "a prefilled prompt needs a generator that has made no step, over a cache holding the "
+                            "whole prompt (%lld positions)", (long long)g->T0);
+    if (context < 0 || context > g->T0)
+        return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "context %lld is outside [0, %lld]", (long long)context,
+                            (long long)g->T0);
+    if (g->prompt_logits == NULL) g->prompt_logits = malloc((size_t)(g->N * g->V) * sizeof(float));
+    if (g->prompt_logits == NULL) return nt_error_set(err, NT_ERROR_OUT_OF_MEMORY, "out of memory for the logits");
+    memcpy(g->prompt_logits, logits, (size_t)(g->N * g->V) * sizeof(float));
+    g->context = context;
+    g->processing.max_length = g->config.max_length - context;
     return NT_OK;
 }
 
@@ -274,6 +294,14 @@ static nt_status prefill_shared(nt_generator *g, nt_error *err, const volatile i
 static nt_status step_forward(nt_generator *g, nt_error *err, const volatile int *cancel) {
     int first = g->length == g->T0;
     int64_t N = g->N, T = first ? g->T0 - g->P0 : 1, S = g->length;
+    if (first && T == 0) { /* the caller ran the prompt */
+        if (g->prompt_logits == NULL)
+            return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT,
+                                "the cache holds the whole prompt: its logits must be given (nt_generator_prefilled)");
+        memcpy(g->logits, g->prompt_logits, (size_t)(N * g->V) * sizeof(float));
+        for (int64_t r = 0; r < N; r++) g->positions[r] = g->positions[r * g->T0 + g->T0 - 1] + 1;
+        return NT_OK;
+    }
     if (!first)
         for (int64_t r = 0; r < N; r++) {
             g->step_ids[r] = (int32_t)g->running[r * g->M + g->length - 1];
@@ -329,9 +357,10 @@ static void process_range(void *ctx, int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; i++)
         for (int64_t r = i * g->N / g->chunks; r < (i + 1) * g->N / g->chunks; r++) {
             float *row = g->logits + r * g->V;
+            int64_t ctx = g->context;
             if (job->log_softmax_first) nt_log_softmax(row, row, g->V);
-            nt_process_scores(&g->config, row, g->running + r * g->M, g->length, g->T0, g->skip[r], g->V,
-                              &g->scratch[i]);
+            nt_process_scores(&g->processing, row, g->running + r * g->M + ctx, g->length - ctx, g->T0 - ctx,
+                              g->skip[r], g->V, &g->scratch[i]);
         }
 }
 
@@ -386,6 +415,11 @@ static nt_status beam_select(nt_generator *g, nt_error *err) {
     g->length++;
     if (g->out.sequence_scores != NULL)
         memcpy(g->out.sequence_scores, g->beam->beam_scores, (size_t)(g->B * g->NB) * sizeof(float));
+    if (g->out.running_parents != NULL)
+        memcpy(g->out.running_parents + g->steps * g->N, g->beam->reorder, (size_t)g->N * sizeof(int64_t));
+    if (g->out.running_tokens != NULL)
+        for (int64_t r = 0; r < g->N; r++)
+            g->out.running_tokens[g->steps * g->N + r] = g->running[r * g->M + g->length - 1];
     return nt_cache_reorder(g->cache, err, g->beam->reorder); /* after the last step too, as Transformers */
 }
 

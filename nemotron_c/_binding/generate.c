@@ -11,7 +11,8 @@ typedef struct {
     nt_generator *generator;
     PyObject *model;      /* keeps the model alive */
     CacheObject *cache;   /* a caller's cache the generator extends, or NULL */
-    Py_buffer outputs[5]; /* sequences, scores, logits, sequence_scores, beam_indices */
+    Py_buffer outputs[7]; /* sequences, scores, logits, sequence_scores, beam_indices, running_parents,
+                             running_tokens */
     int64_t rows;         /* N */
     int busy;
 } GeneratorObject;
@@ -23,12 +24,15 @@ static int64_t setting_length(const Py_buffer *views, size_t offset) {
     return 0;
 }
 
-enum { INPUT_IDS, ATTENTION_MASK, SEQUENCES, SCORES, LOGITS, SEQUENCE_SCORES, BEAM_INDICES, CACHE, N_ARGS };
+enum { INPUT_IDS, ATTENTION_MASK, SEQUENCES, SCORES, LOGITS, SEQUENCE_SCORES, BEAM_INDICES, RUNNING_PARENTS,
+       RUNNING_TOKENS, CACHE, N_ARGS };
 static const char *const ARG_NAMES[N_ARGS] = {"input_ids", "attention_mask", "sequences", "scores", "logits",
-                                              "sequence_scores", "beam_indices", "cache"};
+                                              "sequence_scores", "beam_indices", "running_parents",
+                                              "running_tokens", "cache"};
 
 /* Generator(model, *, input_ids int64 (N,T), attention_mask uint8 (N,T) = None, sequences int64,
  *           scores f32 = None, logits f32 = None, sequence_scores f32 = None, beam_indices int64 = None,
+ *           running_parents int64 = None, running_tokens int64 = None,
  *           cache = None, **settings) -- output shapes as nt_generation_outputs; cache: a Cache of this model
  *           holding the prompts' first positions; settings: nt_generation_config's fields by name
  *           (_core.GENERATION_SETTINGS), each absent one at its default. */
@@ -77,17 +81,20 @@ static int Generator_init(GeneratorObject *self, PyObject *args, PyObject *kwarg
     int64_t NB = c.num_beams > 0 ? c.num_beams : 1, B = N / NB, G = c.max_length - T, V = mc->vocab_size;
     int beams = NB > 1;
     const int flags = NT_PY_WRITABLE | NT_PY_OPTIONAL;
-    const nt_py_array specs[5] = {
+    const nt_py_array specs[7] = {
         {"sequences", 'q', beams ? 3 : 2, NT_PY_WRITABLE, {beams ? B : N, beams ? NB : c.max_length, c.max_length}},
         {"scores", 'f', 3, flags, {G, N, V}},
         {"logits", 'f', 3, flags, {G, N, V}},
         {"sequence_scores", 'f', 2, flags, {B, NB}},
         {"beam_indices", 'q', 3, flags, {B, NB, G}},
+        {"running_parents", 'q', 2, flags, {G, N}},
+        {"running_tokens", 'q', 2, flags, {G, N}},
     };
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i < 7; i++)
         if (nt_py_get_array(arg[SEQUENCES + i], &self->outputs[i], &specs[i]) < 0) goto done;
     nt_generation_outputs o = {self->outputs[0].buf, self->outputs[1].buf, self->outputs[2].buf,
-                               self->outputs[3].buf, self->outputs[4].buf};
+                               self->outputs[3].buf, self->outputs[4].buf, self->outputs[5].buf,
+                               self->outputs[6].buf};
     nt_error err = {0};
     nt_status status;
     Py_BEGIN_ALLOW_THREADS
@@ -104,7 +111,7 @@ static int Generator_init(GeneratorObject *self, PyObject *args, PyObject *kwarg
     result = 0;
 
 done:
-    if (result < 0) nt_py_release(self->outputs, 5);
+    if (result < 0) nt_py_release(self->outputs, 7);
     nt_py_release(&ids, 1);
     nt_py_release(&mask, 1);
     nt_py_free_views(setting_views, nt_generation_config_field_count);
@@ -115,7 +122,7 @@ done:
 
 static void Generator_dealloc(GeneratorObject *self) {
     nt_generator_free(self->generator);
-    nt_py_release(self->outputs, 5);
+    nt_py_release(self->outputs, 7);
     Py_XDECREF(self->model);
     Py_XDECREF((PyObject *)self->cache);
     Py_TYPE(self)->tp_free((PyObject *)self);
@@ -183,6 +190,23 @@ static PyObject *Generator_take_cache(GeneratorObject *self, PyObject *unused) {
     return (PyObject *)cache;
 }
 
+/* prefilled(logits f32 (N, V), context) -- nt_generator_prefilled: the cache given holds the whole prompt, whose
+ * last logits these are; the rows' first `context` positions are embeddings, not tokens */
+static PyObject *Generator_prefilled(GeneratorObject *self, PyObject *args) {
+    PyObject *obj;
+    long long context;
+    if (!PyArg_ParseTuple(args, "OL", &obj, &context) || check_ready(self) < 0) return NULL;
+    const nt_config *mc = nt_model_config(((ModelObject *)self->model)->model);
+    const nt_py_array spec = {"logits", 'f', 2, 0, {self->rows, mc->vocab_size}};
+    Py_buffer logits;
+    if (nt_py_get_array(obj, &logits, &spec) < 0) return NULL;
+    nt_error err = {0};
+    nt_status status = nt_generator_prefilled(self->generator, &err, logits.buf, context);
+    PyBuffer_Release(&logits);
+    if (status != NT_OK) return nt_py_raise(&err);
+    Py_RETURN_NONE;
+}
+
 static PyObject *Generator_beam_output_length(GeneratorObject *self, PyObject *args) {
     long long n;
     if (!PyArg_ParseTuple(args, "L", &n) || check_ready(self) < 0) return NULL;
@@ -205,6 +229,8 @@ static PyMethodDef Generator_methods[] = {
     {"run", (PyCFunction)Generator_run, METH_VARARGS, "Runs decoding steps; returns whether generation is done."},
     {"stop_rows", (PyCFunction)Generator_stop_rows, METH_VARARGS, "Marks rows as finished."},
     {"take_cache", (PyCFunction)Generator_take_cache, METH_NOARGS, "Hands over the cache; the Generator is done."},
+    {"prefilled", (PyCFunction)Generator_prefilled, METH_VARARGS,
+     "Starts from a prompt the caller ran: its last logits, and how many leading positions are embeddings."},
     {"beam_output_length", (PyCFunction)Generator_beam_output_length, METH_VARARGS,
      "New tokens of the longest of the first n hypotheses of every prompt."},
     {NULL},

@@ -12,11 +12,28 @@ num_return_sequences), sequence_bias, repetition_penalty, no_repeat_ngram_size, 
 min_length, min_new_tokens, forced_bos_token_id, forced_eos_token_id, remove_invalid_values,
 exponential_decay_length_penalty, suppress_tokens, begin_suppress_tokens, renormalize_logits,
 eos_token_id (int or list), pad_token_id, max_time, stop_strings (with tokenizer=), streamer=,
-return_dict_in_generate with output_scores / output_logits / beam_indices / sequences_scores.
+return_dict_in_generate with output_scores / output_logits / beam_indices / sequences_scores /
+output_attentions / output_hidden_states, inputs_embeds (alone, or with input_ids of their length).
 Not supported (NotImplementedError): contrastive search, group beam search, constrained beam search,
-assisted generation, DoLa, guidance_scale, watermarking, top_h, encoder_* penalties, custom
-logits_processor / stopping_criteria objects, output_attentions / output_hidden_states,
-cache_implementation "quantized" and "paged" (the static and offloaded ones generate the tokens of ours).
+assisted generation, DoLa, guidance_scale, watermarking, top_h, custom logits_processor /
+stopping_criteria objects, cache_implementation "quantized" and "paged" (the static and offloaded ones
+generate the tokens of ours).
+
+Attentions and hidden states: as Transformers, per step a tuple over layers (hidden states: the embeddings
+then every layer), step 0 over the prompt (the positions a cache passed in lacks), later steps over one
+position (all of them with use_cache=False), with beams over the running beams of that step in their order.
+The C loop does not keep them: the steps' forward passes are made again with the model's forward over the
+rows as they were fed (a finished row's pad tokens too; beams rebuilt from the parent and token of each
+running beam the loop records, each step's beams run whole). The weights come with the default attention
+too, where Transformers' SDPA gives an empty tuple per step (see README "Padded positions").
+
+inputs_embeds: as Transformers, the embeddings run the prompt's forward pass (here in Python, before the C
+loop starts from its logits) and Transformers' input_ids are empty: the result holds only the new tokens,
+max_new_tokens and min_new_tokens count from zero, an explicit max_length or min_length includes the
+embeddings' positions, the processors see only the new tokens and encoder_* settings are ignored with
+Transformers' warning. One difference, on purpose: Transformers' repetition penalty skips as many new tokens
+as a row has left padding (the prompt's padding length, applied to ids that hold no prompt); ours penalizes
+every new token.
 With return_dict_in_generate the result's `cache` is a NemotronCache, as Transformers leaves its cache
 (every position but the last token; with beams, in the order of the running beams). Passing it back as
 cache= (or past_key_values=) with input_ids that extend those tokens prefills only the new ones.
@@ -63,8 +80,6 @@ UNSUPPORTED_FIELDS = {
     "guidance_scale": lambda v: v is not None and v != 1,
     "watermarking_config": lambda v: v is not None,
     "token_healing": lambda v: bool(v),
-    "output_attentions": lambda v: bool(v),
-    "output_hidden_states": lambda v: bool(v),
     "prefill_chunk_size": lambda v: v is not None,
 }
 
@@ -114,10 +129,9 @@ IGNORED_KWARGS = ("labels", "num_items_in_batch", "output_router_logits")
 
 def check_model_kwargs(model_kwargs):
     """The keyword arguments left after the generation config took its own; typos end up here."""
-    if model_kwargs.get("inputs_embeds") is not None:
-        raise NotImplementedError("inputs_embeds in generate() is not supported: pass the prompt as input_ids")
     unused = [key for key, value in model_kwargs.items()
-              if value is not None and key not in ("attention_mask", "logits_to_keep", "position_ids") + IGNORED_KWARGS]
+              if value is not None and key not in ("attention_mask", "inputs_embeds", "logits_to_keep", "position_ids")
+              + IGNORED_KWARGS]
     if unused:
         raise ValueError(f"The following `model_kwargs` are not used by the model: {unused} (note: typos in the "
                          "generate arguments will also show up in this list)")
@@ -198,9 +212,10 @@ def resolve_lengths(config, prompt_length, has_default_max_length, has_default_m
                       f"({config.max_length})." + suffix, UserWarning, stacklevel=4)
 
 
-def processor_settings(config, eos, prompt_length, vocab_size, padding):
+def processor_settings(config, eos, prompt_length, vocab_size, padding, embeds=False):
     """The C loop's settings (named as in _core.GENERATION_SETTINGS), validated in the order Transformers builds
-    its processors, with its errors."""
+    its processors, with its errors. embeds: the prompt came as inputs_embeds, where Transformers has no prompt
+    tokens for the encoder processors (it ignores them, warning) and prompt_length counts the input_ids alone."""
     c = dict(_core.GENERATION_SETTINGS)  # every field at the value that turns its step off
     if config.sequence_bias is not None:
         biases = sequence_bias_dict(config.sequence_bias)
@@ -209,7 +224,10 @@ def processor_settings(config, eos, prompt_length, vocab_size, padding):
         c["sequence_bias_values"] = np.array(list(biases.values()), dtype=np.float32)
     # the prompt is Transformers' encoder_input_ids for a decoder-only model: these read each row's prompt tokens
     penalty = config.encoder_repetition_penalty
-    if penalty is not None and penalty != 1.0:
+    if penalty is not None and penalty != 1.0 and embeds:
+        warnings.warn("Passing `encoder_repetition_penalty` requires some form of `input_ids` to be passed to "
+                      "`generate`, ignoring the argument.", UserWarning, stacklevel=4)
+    elif penalty is not None and penalty != 1.0:
         if not isinstance(penalty, float) or not penalty > 0:
             raise ValueError(f"`penalty` has to be a strictly positive float, but is {penalty}")
         c["encoder_repetition_penalty"] = penalty
@@ -219,13 +237,24 @@ def processor_settings(config, eos, prompt_length, vocab_size, padding):
             raise ValueError(f"`penalty` has to be a strictly positive float, but is {penalty}")
         c["repetition_penalty"] = penalty
         c["prompt_padding"] = padding
+        if prompt_length == 0:
+            warnings.warn("Passing `repetition_penalty` with `inputs_embeds` and without `input_ids` to `generate` "
+                          "will apply the penalty only to newly generated tokens, not to the prompt.", UserWarning,
+                          stacklevel=4)
     n = config.no_repeat_ngram_size
     if n is not None and n > 0:
         if not isinstance(n, int):
             raise ValueError(f"`ngram_size` has to be a strictly positive integer, but is {n}")
         c["no_repeat_ngram_size"] = n
+        if prompt_length == 0:
+            warnings.warn("Passing `no_repeat_ngram_size` with `inputs_embeds` and without `input_ids` to `generate` "
+                          "will apply n-gram constraints only to newly generated tokens, not to the prompt.",
+                          UserWarning, stacklevel=4)
     n = config.encoder_no_repeat_ngram_size
-    if n is not None and n > 0:
+    if n is not None and n > 0 and embeds:
+        warnings.warn("Passing `encoder_no_repeat_ngram_size` requires some form of `input_ids` to be passed to "
+                      "`generate`, ignoring the argument.", UserWarning, stacklevel=4)
+    elif n is not None and n > 0:
         if not isinstance(n, int):
             raise ValueError(f"`encoder_ngram_size` has to be a strictly positive integer, but is {n}")
         c["encoder_no_repeat_ngram_size"] = n
@@ -524,15 +553,16 @@ class Run:
         self.generator.run(1)
         length = self.generator.length
         if self.stop_strings is not None:
-            hits = self.stop_strings(self.sequences, length, self.prompt_length)
+            hits = self.stop_strings(self.sequences[:, self.context:], length - self.context,
+                                     self.prompt_length - self.context)
             if hits.any():
                 self.generator.stop_rows(hits.astype(np.uint8))
         if self.streamer is not None:
             self.streamer.put(self.sequences[:, length - 1].copy())
 
     def result(self):
-        steps = self.generator.steps
-        cache = self.user_cache
+        steps, T0, context = self.generator.steps, self.prompt_length, self.context
+        cache = self.cache  # given to the loop: the caller's, or the one the prompt of embeddings ran into
         # use_cache=False: Transformers computes without a cache and returns none (ours always decodes with one)
         if self.return_dict and cache is None and self.use_cache:
             cache = NemotronCache._wrap(self.model, self.generator.take_cache())
@@ -541,20 +571,82 @@ class Run:
         if self.beams > 1:
             n = self.num_return_sequences
             generated = self.generator.beam_output_length(n)
-            sequences = self.sequences[:, :n, :self.prompt_length + generated].reshape(-1, self.prompt_length + generated)
+            sequences = self.sequences[:, :n, context:T0 + generated].reshape(-1, T0 - context + generated)
             if not self.return_dict:
                 return np.ascontiguousarray(sequences)
+            attentions, hidden_states = self.replay(steps, self.running_beams(steps).__getitem__)
             return GenerateBeamDecoderOnlyOutput(
                 sequences=np.ascontiguousarray(sequences),
                 sequences_scores=self.sequence_scores[:, :n].reshape(-1).copy() if self.output_scores else None,
                 scores=scores, logits=logits,
                 beam_indices=np.ascontiguousarray(self.beam_indices[:, :n, :generated].reshape(-1, generated)),
-                cache=cache,
+                attentions=attentions, hidden_states=hidden_states, cache=cache,
             )
-        sequences = np.ascontiguousarray(self.sequences[:, :self.generator.length])
+        sequences = np.ascontiguousarray(self.sequences[:, context:self.generator.length])
         if not self.return_dict:
             return sequences
-        return GenerateDecoderOnlyOutput(sequences=sequences, scores=scores, logits=logits, cache=cache)
+        attentions, hidden_states = self.replay(steps, lambda step: self.sequences[:, :T0 + step])
+        return GenerateDecoderOnlyOutput(sequences=sequences, scores=scores, logits=logits, attentions=attentions,
+                                         hidden_states=hidden_states, cache=cache)
+
+    def running_beams(self, steps):
+        """The running beams (N, prompt + step) each step decoded, rebuilt from the parent row and token of every
+        beam the C loop recorded; [] when nothing asked for them."""
+        if self.running_parents is None:
+            return []
+        beams = [self.input_ids]
+        for step in range(1, steps):
+            beams.append(np.concatenate([beams[-1][self.running_parents[step - 1]],
+                                         self.running_tokens[step - 1][:, None]], axis=1))
+        return beams
+
+    def replay(self, steps, fed_rows):
+        """Transformers' per-step attentions and hidden_states (each None unless asked for): the forward pass of
+        every step made again with the model's own forward, which returns them. fed_rows(step) -> (N, prompt +
+        step) the rows that step decoded: step 0 ran the prompt, later ones each row's last token, or the whole
+        rows with use_cache=False, as Transformers feeds them. Rows are replayed as generated (a finished row's pad
+        tokens too), with the attention mask extended by ones and positions one past the row's last, as the C loop
+        and Transformers extend them. A prompt that ran before the loop (prepare) gave step 0's outputs already.
+        With beams there is no cache to reorder: each step's running beams run whole and their last position is
+        kept (equal to the decoding's within float32 rounding)."""
+        if not (self.output_attentions or self.output_hidden_states) or steps == 0:
+            return None, None
+        T0, rows = self.prompt_length, self.rows
+        mask = None if self.mask is None else np.concatenate([self.mask, np.ones((rows, steps), np.uint8)], axis=1)
+        positions = np.concatenate([self.positions, self.positions[:, -1:] + np.arange(1, steps, dtype=np.int64)],
+                                   axis=1)
+        incremental = self.use_cache and self.beams == 1
+        cache = NemotronCache(self.model, rows, T0 + steps - 1) if incremental else None
+        attentions, hidden_states = [], []
+        for step in range(steps):
+            known = step == 0 and self.prompt_outputs is not None
+            if known:
+                attentions.append(self.prompt_outputs[0])
+                hidden_states.append(self.prompt_outputs[1])
+                if not incremental:
+                    continue
+            ids = fed_rows(step)
+            length = ids.shape[1]
+            fed_from = length - 1 if incremental and step > 0 else 0
+            ids, embeds = ids[:, fed_from:], None
+            if self.embeds is not None and fed_from < T0:  # the prompt's embeddings, then the new tokens'
+                embeds = np.concatenate([self.embeds[:, fed_from:],
+                                         self.model.get_input_embeddings()(ids[:, T0 - fed_from:])], axis=1)
+                ids = None
+            result = self.model._run(ids, None if mask is None else mask[:, :length], positions[:, fed_from:length],
+                                     cache, incremental, inputs_embeds=embeds,
+                                     all_hidden=self.output_hidden_states and not known,
+                                     attentions=self.output_attentions and not known)
+            if known:
+                continue
+            # the positions Transformers' step computed: all of them at step 0 or without a cache, else the last
+            first = (length - 1 if self.use_cache and step > 0 else 0) - fed_from
+            if self.output_attentions:
+                attentions.append(tuple(np.ascontiguousarray(a[:, :, first:]) for a in result.attentions))
+            if self.output_hidden_states:
+                hidden_states.append(tuple(np.ascontiguousarray(h[:, first:]) for h in result.all_hidden))
+        return (tuple(attentions) if self.output_attentions else None,
+                tuple(hidden_states) if self.output_hidden_states else None)
 
 
 def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=None, stopping_criteria=None,
@@ -608,15 +700,36 @@ def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=N
     check_supported(config, mode)
 
     vocab_size = model.config.vocab_size
-    if inputs is None:
+    embeds = model_kwargs.get("inputs_embeds")
+    if embeds is not None:
+        from ..model.modeling import as_embeddings  # modeling imports this module
+        embeds = as_embeddings(embeds, model.config.hidden_size)
+        # as Transformers: the embeddings run the prompt's forward pass and it needs a cache to go on from
+        config.use_cache = True
+    if inputs is None and embeds is not None:
+        # Transformers' input_ids are then (B, 0): the rows hold stand-in ids for the embeddings' positions, which
+        # nothing reads (the C loop shows its processors the rows after them) and the result leaves out
+        context = embeds.shape[1]
+        inputs = np.zeros(embeds.shape[:2], dtype=np.int64)
+    elif inputs is None:
+        context = 0
         if config.bos_token_id is None:
             raise ValueError("`bos_token_id` has to be defined when no `input_ids` are provided.")
         # as Transformers: one row of BOS per row of the first array among the model's arguments (an attention_mask)
         batch_size = next((value.shape[0] for value in model_kwargs.values()
                            if hasattr(value, "shape") and len(value.shape) > 0), 1)
         inputs = np.full((batch_size, 1), config.bos_token_id, dtype=np.int64)
+    else:
+        context = 0
     input_ids = as_token_ids(inputs, vocab_size=vocab_size)
     batch_size, prompt_length = input_ids.shape
+    if embeds is not None and embeds.shape[:2] != input_ids.shape:
+        if embeds.shape[0] != batch_size:
+            raise ValueError(f"inputs_embeds hold {embeds.shape[0]} sequences, but input_ids {batch_size}")
+        # Transformers then prefills the embeddings and shows its processors and output the other length of ids
+        raise NotImplementedError(f"input_ids of {prompt_length} tokens together with inputs_embeds of "
+                                  f"{embeds.shape[1]} positions are not supported: give inputs_embeds alone, or "
+                                  "input_ids of the same length")
 
     # special tokens (_prepare_special_tokens)
     # [] is no eos token (with no pad_token_id Transformers fails taking its first id as the pad: IndexError)
@@ -646,26 +759,36 @@ def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=N
         mask = as_attention_mask(model_kwargs["attention_mask"], input_ids.shape)
     else:
         mask = np.ones_like(input_ids, dtype=np.uint8)
-        if pad is not None and np.isin(input_ids, [pad]).any() and pad not in eos:
+        if pad is not None and np.isin(input_ids, [pad]).any() and pad not in eos and not context:
             mask = (input_ids != pad).astype(np.uint8)
     # as Transformers: a given mask tells right padding; without one, a last token that is the pad token does (also
-    # where pad == eos, so that no mask was inferred)
+    # where pad == eos, so that no mask was inferred); embeddings alone are not looked at
     right_padded = (mask[:, -1] == 0).any() if has_mask else (input_ids[:, -1] == pad).any()
-    if pad is not None and batch_size > 1 and right_padded:
+    if pad is not None and batch_size > 1 and right_padded and not context:
         warnings.warn("A decoder-only architecture is being used, but right-padding was detected! For correct "
                       "generation results, please set `padding_side='left'` when initializing the tokenizer.",
                       UserWarning, stacklevel=3)
 
-    resolve_lengths(config, prompt_length, has_default_max_length, has_default_min_length,
+    # lengths count Transformers' input_ids: none for embeddings alone, whose positions an explicit max_length and
+    # a min_length without min_new_tokens include
+    if context and config.max_new_tokens is None and not has_default_max_length:
+        config.max_length -= context
+    if context and config.min_new_tokens is None:
+        config.min_length = max((config.min_length or 0) - context, 0)
+    resolve_lengths(config, prompt_length - context, has_default_max_length, has_default_min_length,
                     getattr(model.config, "max_position_embeddings", None))
     # rows: each prompt repeated max(num_beams, num_return_sequences) times
     expand = max(num_beams, num_return)
-    check_rows_memory(model.config, num_beams, num_return, batch_size * expand, prompt_length, config.max_length)
+    check_rows_memory(model.config, num_beams, num_return, batch_size * expand, prompt_length,
+                      config.max_length + context)
     input_ids = np.repeat(input_ids, expand, axis=0)
     mask = np.repeat(mask, expand, axis=0)
-    padding = np.argmax(mask != 0, axis=1).astype(np.int64)
+    embeds = None if embeds is None else np.repeat(embeds, expand, axis=0)
+    # Transformers skips each row's leading padding in the repetition penalty. With embeddings alone it skips that
+    # many of the new tokens (its input_ids hold nothing else), which spares them the penalty: none is skipped here.
+    padding = np.argmax(mask != 0, axis=1).astype(np.int64) * (context == 0)
     if streamer is not None:
-        streamer.put(input_ids.copy())
+        streamer.put(input_ids[:, context:].copy())
     if config.stop_strings is not None and tokenizer is None:
         raise ValueError("There are one or more stop strings, either in the arguments to `generate` or in the model's "
                          "generation config, but we could not locate a tokenizer. When generating with stop strings, "
@@ -673,11 +796,11 @@ def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=N
     if config.stop_strings is not None and num_beams > 1:
         raise NotImplementedError("stop_strings with beam search is not supported by nemotron_c")
 
-    settings = processor_settings(config, eos, prompt_length, vocab_size, padding)
+    settings = processor_settings(config, eos, prompt_length - context, vocab_size, padding, embeds is not None)
     if config.early_stopping not in EARLY_STOPPING:
         raise ValueError(f"`early_stopping` must be a boolean or 'never', but is {config.early_stopping}.")
     settings.update(
-        max_length=int(config.max_length),
+        max_length=int(config.max_length) + context,
         eos_token_ids=np.array(eos, dtype=np.int64),
         pad_token_id=int(pad) if pad is not None else 0,
         beam_fill_token_id=-1 if not eos else (int(pad) if pad else eos[0]),
@@ -702,28 +825,53 @@ def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=N
     run.return_dict = bool(config.return_dict_in_generate)
     run.use_cache = bool(config.use_cache)
     run.output_scores = bool(config.output_scores)
+    run.output_attentions = run.return_dict and bool(config.output_attentions)
+    run.output_hidden_states = run.return_dict and bool(config.output_hidden_states)
     N, V, M = input_ids.shape[0], vocab_size, settings["max_length"]
     G = M - prompt_length
     want_scores = run.return_dict and config.output_scores
     want_logits = run.return_dict and config.output_logits
     run.scores = np.zeros((G, N, V), dtype=np.float32) if want_scores else None
     run.logits = np.zeros((G, N, V), dtype=np.float32) if want_logits else None
+    run.running_parents = run.running_tokens = None
     if run.beams > 1:
         B = batch_size
         run.sequences = np.zeros((B, run.beams, M), dtype=np.int64)
         run.sequence_scores = np.zeros((B, run.beams), dtype=np.float32)
         run.beam_indices = np.zeros((B, run.beams, G), dtype=np.int64)
+        if run.output_attentions or run.output_hidden_states:  # to rebuild the running beams of every step
+            run.running_parents = np.zeros((G, N), dtype=np.int64)
+            run.running_tokens = np.zeros((G, N), dtype=np.int64)
     else:
         run.sequences = np.zeros((N, M), dtype=np.int64)
         run.sequence_scores = run.beam_indices = None
     if user_cache is not None:
         check_user_cache(model, user_cache, N, prompt_length)
-    run.user_cache = user_cache
     all_ones = bool(mask.all())
+    # what a replay of the steps needs (Run.replay): the rows' prompts, mask and positions as the loop has them
+    run.input_ids, run.mask, run.embeds, run.context = input_ids, None if all_ones else mask, embeds, context
+    run.positions = np.where(mask != 0, np.cumsum(mask != 0, axis=1) - 1, 0).astype(np.int64)
+    # The prompt's forward pass runs here, not in the C loop, for embeddings, and for the attentions or hidden states
+    # of a prompt continuing a cache given (a replay could not start from that cache's positions, which the loop
+    # extends); the loop then starts from its logits.
+    run.cache, run.prompt_outputs, prompt_logits = user_cache, None, None
+    if embeds is not None or (user_cache is not None and (run.output_attentions or run.output_hidden_states)):
+        if run.cache is None:
+            run.cache = NemotronCache(model, N, prompt_length + 1)
+        cached = run.cache.get_seq_length()
+        result = model._run(None if embeds is not None else input_ids[:, cached:], run.mask, run.positions[:, cached:],
+                            run.cache, True, inputs_embeds=None if embeds is None else embeds[:, cached:], logits=True,
+                            logits_to_keep=1, all_hidden=run.output_hidden_states, attentions=run.output_attentions)
+        prompt_logits = np.ascontiguousarray(result.logits[:, -1])
+        run.prompt_outputs = (tuple(result.attentions) if run.output_attentions else None,
+                              tuple(result.all_hidden) if run.output_hidden_states else None)
     run.generator = _core.Generator(
-        model._core, input_ids=np.ascontiguousarray(input_ids), attention_mask=None if all_ones else mask,
+        model._core, input_ids=np.ascontiguousarray(input_ids), attention_mask=run.mask,
         sequences=run.sequences, scores=run.scores, logits=run.logits, sequence_scores=run.sequence_scores,
-        beam_indices=run.beam_indices, cache=None if user_cache is None else user_cache._core, **settings)
+        beam_indices=run.beam_indices, running_parents=run.running_parents, running_tokens=run.running_tokens,
+        cache=None if run.cache is None else run.cache._core, **settings)
+    if prompt_logits is not None:
+        run.generator.prefilled(prompt_logits, context)
     return run
 
 
