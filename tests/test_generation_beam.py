@@ -66,12 +66,22 @@ def test_beam_search_with_processors(models):
           bad_words_ids=[[12], [40, 71]], min_new_tokens=3, eos_token_id=eos_that_fires(theirs, num_beams=3))
 
 
-@pytest.mark.parametrize("kwargs", [dict(encoder_repetition_penalty=2.0), dict(encoder_no_repeat_ngram_size=2),
-                                    dict(encoder_repetition_penalty=0.5, encoder_no_repeat_ngram_size=1)])
+@pytest.mark.parametrize("kwargs", [
+    dict(encoder_repetition_penalty=2.0),
+    # the bias leads each row to a token of its prompt, after which the bigram rule bans the prompt's next token
+    # (unbiased, the rule changes no score here)
+    dict(encoder_no_repeat_ngram_size=2, sequence_bias={(5,): 4.0, (9,): 4.0, (88,): 4.0}),
+    dict(encoder_repetition_penalty=0.5, encoder_no_repeat_ngram_size=1)])
 def test_beam_search_with_the_prompt_processors(models, kwargs):
     """Each beam reads its own prompt as Transformers' encoder_input_ids (repeated for the beams)."""
     ours, theirs = models
-    check(ours, theirs, PROMPTS, MASK, num_beams=3, num_return_sequences=2, max_new_tokens=7, **kwargs)
+    settings = dict(num_beams=3, num_return_sequences=2, max_new_tokens=7)
+    check(ours, theirs, PROMPTS, MASK, **settings, **kwargs)
+    # the prompt processors change Transformers' scores here: ones that ours ignored could not pass
+    others = {k: v for k, v in kwargs.items() if not k.startswith("encoder_")}
+    without = hf_generate(theirs, PROMPTS, MASK, **settings, **others, **DICT)
+    expected = hf_generate(theirs, PROMPTS, MASK, **settings, **kwargs, **DICT)
+    assert not all(np.array_equal(a, b, equal_nan=True) for a, b in zip(without["scores"], expected["scores"]))
 
 
 def test_beam_batch_equals_rows_alone(models):
