@@ -258,6 +258,24 @@ nt_status nt_cache_reserve(nt_cache *cache, nt_error *err, int64_t capacity);
 /* Reorders the B sequences of the cache: sequence i becomes the former sequence rows[i] (rows may repeat).
  * Used by beam search to follow the beams it keeps. */
 nt_status nt_cache_reorder(nt_cache *cache, nt_error *err, const int64_t *rows);
+/* What a cache is made of: L layers, NKV key/value heads of D values, in dtype NT_DTYPE_F32 or NT_DTYPE_BF16. */
+int64_t nt_cache_num_layers(const nt_cache *cache);
+int64_t nt_cache_num_kv_heads(const nt_cache *cache);
+int64_t nt_cache_head_dim(const nt_cache *cache);
+nt_dtype nt_cache_dtype(const nt_cache *cache);
+/* Keeps the first `length` positions of every sequence (0 <= length <= P) and forgets the rest; the memory
+ * stays for the positions to come. Transformers' DynamicCache.crop and reset. */
+nt_status nt_cache_crop(nt_cache *cache, nt_error *err, int64_t length);
+/* The cache then holds n >= 1 sequences, sequence i being the former sequence rows[i] (0 <= rows[i] < B; rows
+ * may repeat, leave some out or change their order), each with its P positions. Nothing changes on an error.
+ * Transformers' batch_select_indices, batch_repeat_interleave and reorder_cache with any number of rows. */
+nt_status nt_cache_select(nt_cache *cache, nt_error *err, const int64_t *rows, int64_t n);
+/* *out = a new cache with the contents of src (its own memory, sized to src's P positions). */
+nt_status nt_cache_copy(nt_cache **out, nt_error *err, const nt_cache *src);
+/* out (B, NKV, P, D) = layer `layer`'s keys (values = 0) or values (values = 1) in float32 (bfloat16 ones
+ * widened exactly); out_count, the floats out holds, must be B * NKV * P * D. */
+nt_status nt_cache_read(const nt_cache *cache, nt_error *err, int64_t layer, int values, float *out,
+                        int64_t out_count);
 
 /* What a forward pass may do besides the common case; a NULL pointer means none of it. */
 typedef struct {

@@ -1,4 +1,6 @@
-/* A C-only smoke test of the generator under AddressSanitizer: a random tiny model, every decoding mode. */
+/* A C-only smoke test of the generator under AddressSanitizer: a random tiny model, every decoding mode; and the
+ * cache's operations (crop, select, copy, read) against forward passes on the same model. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -6,6 +8,108 @@
 static float frand(unsigned *s) { *s = *s * 1103515245u + 12345u; return ((*s >> 8) & 0xffff) / 65536.0f - 0.5f; }
 /* Every decoding mode from `first_mode` on, with a vocabulary of V and n_eos eos tokens (62 of 4096: beam search
  * keeps 63 candidates per beam, where its selections take the most work space). */
+#define CHECK(cond) do { if (!(cond)) { printf("cache check failed, line %d: %s (%s)\n", __LINE__, #cond, err.message); return 1; } } while (0)
+
+/* a forward pass over T tokens of B rows from position P; logits (B, V) of the last one */
+static nt_status step(nt_model *m, nt_error *err, nt_cache *c, const int32_t *ids, int64_t B, int64_t T, int64_t P,
+                      float *logits) {
+    int64_t positions[64], keep = T - 1;
+    for (int64_t i = 0; i < B * T; i++) positions[i] = P + i % T;
+    return nt_model_forward(m, err, logits, NULL, NULL, ids, positions, NULL, &keep, 1, B, T, c, NULL, NULL);
+}
+
+static int close_enough(const float *a, const float *b, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        if (fabsf(a[i] - b[i]) > 1e-5f) return 0;
+    return 1;
+}
+
+/* The cache operations on a model of 2 layers, 2 key/value heads of 8, a vocabulary of V. */
+static int cache_checks(nt_model *m, int64_t V) {
+    enum { B = 3, T = 5, NKV = 2, D = 8 };
+    nt_error err = {0};
+    int32_t ids[B * T], next[B];
+    for (int i = 0; i < B * T; i++) ids[i] = (i * 11 + 3) % V;
+    for (int i = 0; i < B; i++) next[i] = (i * 5 + 1) % V;
+    float *full = malloc(B * V * 4), *again = malloc(B * V * 4), *picked = malloc(4 * V * 4);
+    float keys[B * NKV * T * D], values[B * NKV * T * D], read[4 * NKV * T * D];
+    nt_cache *c, *copy, *short_c;
+    CHECK(nt_cache_create(&c, &err, m, B, 0) == NT_OK && step(m, &err, c, ids, B, T, 0, full) == NT_OK);
+    CHECK(nt_cache_num_layers(c) == 2 && nt_cache_num_kv_heads(c) == NKV && nt_cache_head_dim(c) == D &&
+          nt_cache_dtype(c) == NT_DTYPE_F32 && nt_cache_length(c) == T);
+    CHECK(nt_cache_read(c, &err, 1, 0, keys, B * NKV * T * D) == NT_OK);
+    CHECK(nt_cache_read(c, &err, 1, 1, values, B * NKV * T * D) == NT_OK);
+    /* what reading refuses */
+    CHECK(nt_cache_read(c, &err, 2, 0, keys, B * NKV * T * D) == NT_ERROR_INVALID_ARGUMENT);
+    CHECK(nt_cache_read(c, &err, -1, 0, keys, B * NKV * T * D) == NT_ERROR_INVALID_ARGUMENT);
+    CHECK(nt_cache_read(c, &err, 1, 2, keys, B * NKV * T * D) == NT_ERROR_INVALID_ARGUMENT);
+    CHECK(nt_cache_read(c, &err, 1, 0, keys, B * NKV * T * D - 1) == NT_ERROR_INVALID_ARGUMENT);
+    CHECK(nt_cache_read(c, &err, 1, 0, NULL, B * NKV * T * D) == NT_ERROR_INVALID_ARGUMENT);
+    CHECK(nt_cache_read(NULL, &err, 1, 0, keys, B * NKV * T * D) == NT_ERROR_INVALID_ARGUMENT);
+
+    /* a copy reads the same and is independent */
+    CHECK(nt_cache_copy(&copy, &err, c) == NT_OK && nt_cache_read(copy, &err, 1, 0, read, B * NKV * T * D) == NT_OK);
+    CHECK(memcmp(read, keys, sizeof keys) == 0);
+    nt_cache_free(copy);
+    CHECK(nt_cache_copy(&short_c, &err, c) == NT_OK);
+    CHECK(nt_cache_copy(NULL, &err, c) == NT_ERROR_INVALID_ARGUMENT && nt_cache_copy(&copy, &err, NULL) == NT_ERROR_INVALID_ARGUMENT && copy == NULL);
+    CHECK(nt_cache_copy(&copy, &err, c) == NT_OK);
+
+    /* crop to T - 2 positions, then the last two tokens again: the logits of the uncropped pass */
+    CHECK(nt_cache_crop(short_c, &err, T + 1) == NT_ERROR_INVALID_ARGUMENT && nt_cache_length(short_c) == T);
+    CHECK(nt_cache_crop(short_c, &err, -1) == NT_ERROR_INVALID_ARGUMENT && nt_cache_crop(NULL, &err, 0) == NT_ERROR_INVALID_ARGUMENT);
+    CHECK(nt_cache_crop(short_c, &err, T - 2) == NT_OK && nt_cache_length(short_c) == T - 2);
+    CHECK(nt_cache_read(short_c, &err, 1, 0, read, B * NKV * (T - 2) * D) == NT_OK);
+    for (int b = 0; b < B * NKV; b++) CHECK(memcmp(read + b * (T - 2) * D, keys + b * T * D, (T - 2) * D * 4) == 0);
+    int32_t tail[B * 2];
+    for (int b = 0; b < B; b++) tail[b * 2] = ids[b * T + T - 2], tail[b * 2 + 1] = ids[b * T + T - 1];
+    CHECK(step(m, &err, short_c, tail, B, 2, T - 2, again) == NT_OK && nt_cache_length(short_c) == T);
+    CHECK(close_enough(again, full, B * V));
+    CHECK(nt_cache_crop(short_c, &err, 0) == NT_OK && nt_cache_length(short_c) == 0);
+
+    /* select rows 2, 0, 2, 1: row i then decodes as the original row rows[i] */
+    int64_t rows[4] = {2, 0, 2, 1}, bad[2] = {0, 3}, negative[1] = {-1};
+    CHECK(nt_cache_select(copy, &err, bad, 2) == NT_ERROR_INVALID_ARGUMENT && nt_cache_batch_size(copy) == B);
+    CHECK(nt_cache_select(copy, &err, negative, 1) == NT_ERROR_INVALID_ARGUMENT);
+    CHECK(nt_cache_select(copy, &err, rows, 0) == NT_ERROR_INVALID_ARGUMENT && nt_cache_select(copy, &err, NULL, 1) == NT_ERROR_INVALID_ARGUMENT);
+    CHECK(nt_cache_select(NULL, &err, rows, 4) == NT_ERROR_INVALID_ARGUMENT);
+    CHECK(nt_cache_select(copy, &err, rows, 4) == NT_OK && nt_cache_batch_size(copy) == 4 && nt_cache_length(copy) == T);
+    CHECK(nt_cache_read(copy, &err, 1, 1, read, 4 * NKV * T * D) == NT_OK);
+    for (int i = 0; i < 4; i++) CHECK(memcmp(read + i * NKV * T * D, values + rows[i] * NKV * T * D, NKV * T * D * 4) == 0);
+    int32_t picked_next[4];
+    for (int i = 0; i < 4; i++) picked_next[i] = next[rows[i]];
+    CHECK(step(m, &err, c, next, B, 1, T, full) == NT_OK && step(m, &err, copy, picked_next, 4, 1, T, picked) == NT_OK);
+    for (int i = 0; i < 4; i++) CHECK(close_enough(picked + i * V, full + rows[i] * V, V));
+    /* an empty cache takes a new number of sequences too */
+    CHECK(nt_cache_select(short_c, &err, rows, 1) == NT_OK && nt_cache_batch_size(short_c) == 1);
+    nt_cache_free(c);
+    nt_cache_free(copy);
+    nt_cache_free(short_c);
+
+    /* a bfloat16 cache reads widened: every value a bfloat16 */
+    CHECK(nt_model_set_cache_dtype(m, &err, NT_DTYPE_BF16) == NT_OK);
+    CHECK(nt_cache_create(&c, &err, m, B, 0) == NT_OK && step(m, &err, c, ids, B, T, 0, full) == NT_OK);
+    CHECK(nt_cache_dtype(c) == NT_DTYPE_BF16 && nt_cache_read(c, &err, 0, 0, keys, B * NKV * T * D) == NT_OK);
+    CHECK(nt_cache_copy(&copy, &err, c) == NT_OK && nt_cache_read(copy, &err, 0, 0, read, B * NKV * T * D) == NT_OK);
+    CHECK(memcmp(read, keys, sizeof keys) == 0);
+    int nonzero = 0;
+    for (int i = 0; i < B * NKV * T * D; i++) {
+        uint32_t bits;
+        memcpy(&bits, &keys[i], 4);
+        CHECK((bits & 0xffff) == 0);
+        nonzero += keys[i] != 0.0f;
+    }
+    CHECK(nonzero > 0);
+    nt_cache_free(c);
+    nt_cache_free(copy);
+    CHECK(nt_model_set_cache_dtype(m, &err, NT_DTYPE_F32) == NT_OK);
+    free(full);
+    free(again);
+    free(picked);
+    printf("cache checks: ok\n");
+    return 0;
+}
+
 static int run(int64_t V, int64_t n_eos, int first_mode) {
     nt_config c = {.vocab_size = V, .hidden_size = 32, .intermediate_size = 48, .num_hidden_layers = 2,
                    .num_attention_heads = 4, .num_key_value_heads = 2, .head_dim = 8, .rotary_dim = 4,
@@ -61,6 +165,7 @@ static int run(int64_t V, int64_t n_eos, int first_mode) {
         nt_generator_free(gen);
         free(ids); free(mask); free(seqs); free(scores); free(logits); free(ss); free(bi);
     }
+    if (first_mode == 0 && cache_checks(model, V)) return 1;
     nt_model_free(model);
     for (int i = 0; i < ns; i++) free(store[i]);
     return 0;

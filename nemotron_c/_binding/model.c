@@ -348,9 +348,124 @@ static PyObject *Cache_get_batch_size(CacheObject *self, void *closure) {
     return PyLong_FromLongLong(self->cache ? nt_cache_batch_size(self->cache) : 0);
 }
 
+static PyObject *Cache_get_num_layers(CacheObject *self, void *closure) {
+    return PyLong_FromLongLong(self->cache ? nt_cache_num_layers(self->cache) : 0);
+}
+
+static PyObject *Cache_get_num_kv_heads(CacheObject *self, void *closure) {
+    return PyLong_FromLongLong(self->cache ? nt_cache_num_kv_heads(self->cache) : 0);
+}
+
+static PyObject *Cache_get_head_dim(CacheObject *self, void *closure) {
+    return PyLong_FromLongLong(self->cache ? nt_cache_head_dim(self->cache) : 0);
+}
+
+static PyObject *Cache_get_dtype(CacheObject *self, void *closure) {
+    return PyLong_FromLong(self->cache ? (long)nt_cache_dtype(self->cache) : (long)NT_DTYPE_F32);
+}
+
+/* Sets RuntimeError and returns -1 unless the cache is initialised and no call is using it. */
+static int cache_ready(CacheObject *self) {
+    if (self->cache == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Cache is not initialised");
+        return -1;
+    }
+    if (self->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "this cache is in use by another call");
+        return -1;
+    }
+    return 0;
+}
+
+/* crop(length): keeps the first `length` positions (see nt_cache_crop) */
+static PyObject *Cache_crop(CacheObject *self, PyObject *args) {
+    long long length;
+    if (!PyArg_ParseTuple(args, "L:crop", &length) || cache_ready(self) < 0) return NULL;
+    nt_error err = {0};
+    if (nt_cache_crop(self->cache, &err, length) != NT_OK) return nt_py_raise(&err);
+    Py_RETURN_NONE;
+}
+
+/* select(rows int64 (n)): the cache then holds sequences rows[0], ..., rows[n-1] (see nt_cache_select) */
+static PyObject *Cache_select(CacheObject *self, PyObject *args) {
+    PyObject *obj;
+    Py_buffer rows;
+    if (!PyArg_ParseTuple(args, "O:select", &obj) || cache_ready(self) < 0) return NULL;
+    const nt_py_array spec = {"rows", 'q', 1, 0, {-1}};
+    if (nt_py_get_array(obj, &rows, &spec) < 0) return NULL;
+    nt_error err = {0};
+    nt_status status;
+    self->busy = 1;
+    Py_BEGIN_ALLOW_THREADS
+    status = nt_cache_select(self->cache, &err, rows.buf, rows.shape[0]);
+    Py_END_ALLOW_THREADS
+    self->busy = 0;
+    PyBuffer_Release(&rows);
+    if (status != NT_OK) return nt_py_raise(&err);
+    Py_RETURN_NONE;
+}
+
+/* copy() -> Cache: a new cache of the same model with these contents */
+static PyObject *Cache_copy(CacheObject *self, PyObject *unused) {
+    if (cache_ready(self) < 0) return NULL;
+    CacheObject *copy = (CacheObject *)CacheType.tp_alloc(&CacheType, 0);
+    if (copy == NULL) return NULL;
+    nt_error err = {0};
+    nt_status status;
+    self->busy = 1;
+    Py_BEGIN_ALLOW_THREADS
+    status = nt_cache_copy(&copy->cache, &err, self->cache);
+    Py_END_ALLOW_THREADS
+    self->busy = 0;
+    if (status != NT_OK) {
+        Py_DECREF(copy);
+        return nt_py_raise(&err);
+    }
+    copy->model = Py_NewRef(self->model);
+    return (PyObject *)copy;
+}
+
+/* read(layer, values, out float32 (B, NKV, P, D)): fills out with the layer's keys (values false) or values,
+ * bfloat16 ones widened to float32 */
+static PyObject *Cache_read(CacheObject *self, PyObject *args) {
+    long long layer;
+    int values;
+    PyObject *obj;
+    Py_buffer out;
+    if (!PyArg_ParseTuple(args, "LpO:read", &layer, &values, &obj) || cache_ready(self) < 0) return NULL;
+    const nt_py_array spec = {"out", 'f', 4, NT_PY_WRITABLE,
+                              {nt_cache_batch_size(self->cache), nt_cache_num_kv_heads(self->cache),
+                               nt_cache_length(self->cache), nt_cache_head_dim(self->cache)}};
+    if (nt_py_get_array(obj, &out, &spec) < 0) return NULL;
+    nt_error err = {0};
+    nt_status status;
+    self->busy = 1;
+    Py_BEGIN_ALLOW_THREADS
+    status = nt_cache_read(self->cache, &err, layer, values, out.buf, (int64_t)(out.len / (Py_ssize_t)sizeof(float)));
+    Py_END_ALLOW_THREADS
+    self->busy = 0;
+    PyBuffer_Release(&out);
+    if (status != NT_OK) return nt_py_raise(&err);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef Cache_methods[] = {
+    {"crop", (PyCFunction)Cache_crop, METH_VARARGS, "Keeps the first `length` positions of every sequence."},
+    {"select", (PyCFunction)Cache_select, METH_VARARGS,
+     "Keeps the sequences listed in rows (int64), in that order, repeats allowed."},
+    {"copy", (PyCFunction)Cache_copy, METH_NOARGS, "A new Cache of the same model with these contents."},
+    {"read", (PyCFunction)Cache_read, METH_VARARGS,
+     "Fills out (float32 (B, NKV, P, D)) with a layer's keys (values=False) or values."},
+    {NULL},
+};
+
 static PyGetSetDef Cache_getset[] = {
     {"length", (getter)Cache_get_length, NULL, "Positions held per sequence.", NULL},
     {"batch_size", (getter)Cache_get_batch_size, NULL, "Sequences held.", NULL},
+    {"num_layers", (getter)Cache_get_num_layers, NULL, "Layers held.", NULL},
+    {"num_key_value_heads", (getter)Cache_get_num_kv_heads, NULL, "Key/value heads of a layer.", NULL},
+    {"head_dim", (getter)Cache_get_head_dim, NULL, "Values of a key or value head.", NULL},
+    {"dtype", (getter)Cache_get_dtype, NULL, "Dtype code of the keys and values stored.", NULL},
     {NULL},
 };
 
@@ -362,6 +477,7 @@ PyTypeObject CacheType = {
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)Cache_init,
     .tp_dealloc = (destructor)Cache_dealloc,
+    .tp_methods = Cache_methods,
     .tp_getset = Cache_getset,
 };
 
