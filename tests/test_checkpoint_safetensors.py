@@ -428,7 +428,7 @@ def test_bad_inputs_raise(written):
         model(np.zeros((1, 0), dtype=np.int64))
     with pytest.raises(ValueError, match="ragged"):
         model([[1, 2], [3]])
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="input_ids must be a NumPy array, a torch tensor or a nested list, not str"):
         model("hello")
     with pytest.raises(ValueError, match="attention_mask has shape"):
         model(IDS, attention_mask=np.ones((1, 3)))

@@ -233,12 +233,12 @@ def test_core_rejects_inconsistent_tables():
     for change, message in bad:
         with pytest.raises((ValueError, TypeError), match=message):
             _core.Tokenizer(**{**ok, **change})
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="text must be a str, not bytes"):
         tok.encode(b"ab")
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="ids must be a C-contiguous array"):
         tok.decode([0, 1])  # a list is not an int32 buffer
     assert tok.decode(np.array([0, 1, -5, 99], np.int32)) == "a b"  # no decoder: joined with spaces
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match="Tokenizer is not initialised"):
         _core.Tokenizer.__new__(_core.Tokenizer).encode("x")
 
 
