@@ -293,6 +293,13 @@ def test_inputs_embeds_with_input_ids_of_their_length(eager):
     got = our_generate(ours, PROMPTS, MASK, inputs_embeds=mine, **kwargs)
     np.testing.assert_array_equal(got, expected)
     assert not np.array_equal(got, our_generate(ours, PROMPTS, MASK, **kwargs))
+    # Transformers looks for right padding in 2-D inputs only: not in embeddings, even with input_ids
+    right_padded = MASK.copy()
+    right_padded[1, -1] = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ours.generate(PROMPTS, attention_mask=right_padded, inputs_embeds=mine, max_new_tokens=2, pad_token_id=0,
+                      eos_token_id=3)
 
 
 def test_inputs_embeds_continuing_a_cache(eager):
@@ -345,3 +352,26 @@ def test_inputs_embeds_sampling_and_bad_shapes(eager):
         our_generate(ours, None, None, inputs_embeds=mine[..., :5], max_new_tokens=2)
     with pytest.raises(ValueError, match="attention_mask has shape"):
         our_generate(ours, None, MASK[:, :5], inputs_embeds=mine, max_new_tokens=2)
+
+
+class Recorder:
+    """A streamer that keeps what it is given."""
+
+    def __init__(self):
+        self.puts = []
+
+    def put(self, value):
+        self.puts.append(np.asarray(value).tolist())
+
+    def end(self):
+        self.puts.append("end")
+
+
+def test_inputs_embeds_stream_an_empty_prompt_then_the_new_tokens(eager):
+    ours, theirs = eager
+    mine, reference = embeddings(ours, theirs, PROMPTS[1:2])
+    expected, got = Recorder(), Recorder()
+    hf_generate_embeds(theirs, reference, max_new_tokens=3, streamer=expected)
+    ours.generate(inputs_embeds=mine, max_new_tokens=3, streamer=got)
+    assert got.puts == expected.puts and got.puts[0] == [[]]
+    assert list(ours.generate_iter(inputs_embeds=mine, max_new_tokens=3)) == [t[0] for t in expected.puts[1:-1]]

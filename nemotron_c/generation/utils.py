@@ -762,9 +762,9 @@ def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=N
         if pad is not None and np.isin(input_ids, [pad]).any() and pad not in eos and not context:
             mask = (input_ids != pad).astype(np.uint8)
     # as Transformers: a given mask tells right padding; without one, a last token that is the pad token does (also
-    # where pad == eos, so that no mask was inferred); embeddings alone are not looked at
+    # where pad == eos, so that no mask was inferred); not with embeddings, which it does not look at
     right_padded = (mask[:, -1] == 0).any() if has_mask else (input_ids[:, -1] == pad).any()
-    if pad is not None and batch_size > 1 and right_padded and not context:
+    if pad is not None and batch_size > 1 and right_padded and embeds is None:
         warnings.warn("A decoder-only architecture is being used, but right-padding was detected! For correct "
                       "generation results, please set `padding_side='left'` when initializing the tokenizer.",
                       UserWarning, stacklevel=3)
