@@ -107,6 +107,22 @@ def test_beam_search_gives_the_running_beams_of_each_step(eager, kwargs):
     compare(ours, theirs, PROMPTS, MASK, max_new_tokens=6, **kwargs)
 
 
+def test_beam_replay_asks_weights_of_one_position_a_step(eager, monkeypatch):
+    """Rebuilding a step's running beams must not compute (positions x positions) weights for every step: only
+    the step's own position gives outputs, as in the decoding."""
+    ours, _ = eager
+    run, queries = ours._run, []
+
+    def recording_run(ids, *args, attentions=False, inputs_embeds=None, **kwargs):
+        if attentions:
+            queries.append((ids if ids is not None else inputs_embeds).shape[1])
+        return run(ids, *args, attentions=attentions, inputs_embeds=inputs_embeds, **kwargs)
+
+    monkeypatch.setattr(ours, "_run", recording_run)
+    our_generate(ours, PROMPTS, MASK, max_new_tokens=5, num_beams=2, **OUTPUTS)
+    assert queries == [PROMPTS.shape[1], 1, 1, 1, 1]
+
+
 def test_beam_search_with_eos_ending_hypotheses(eager):
     """Finished hypotheses leave the running beams: each step's beams are none of the returned sequences'."""
     ours, theirs = eager

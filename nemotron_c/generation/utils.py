@@ -607,44 +607,51 @@ class Run:
         rows with use_cache=False, as Transformers feeds them. Rows are replayed as generated (a finished row's pad
         tokens too), with the attention mask extended by ones and positions one past the row's last, as the C loop
         and Transformers extend them. A prompt that ran before the loop (prepare) gave step 0's outputs already.
-        With beams there is no cache to reorder: each step's running beams run whole and their last position is
-        kept (equal to the decoding's within float32 rounding)."""
+        With beams there is no cache to reorder: each step runs its running beams' earlier positions into a cache
+        of their own, then their last position (equal to the decoding's within float32 rounding)."""
         if not (self.output_attentions or self.output_hidden_states) or steps == 0:
             return None, None
         T0, rows = self.prompt_length, self.rows
         mask = None if self.mask is None else np.concatenate([self.mask, np.ones((rows, steps), np.uint8)], axis=1)
         positions = np.concatenate([self.positions, self.positions[:, -1:] + np.arange(1, steps, dtype=np.int64)],
                                    axis=1)
+
+        def forward(fed, start, cache, outputs):
+            """Positions [start, length) of the rows `fed` (N, length) into cache (None: none is kept)."""
+            length = fed.shape[1]
+            ids, embeds = fed[:, start:], None
+            if self.embeds is not None and start < T0:  # the prompt's embeddings, then the new tokens'
+                embeds = np.concatenate([self.embeds[:, start:], self.model.get_input_embeddings()(fed[:, T0:])],
+                                        axis=1)
+                ids = None
+            return self.model._run(ids, None if mask is None else mask[:, :length], positions[:, start:length],
+                                   cache, cache is not None, inputs_embeds=embeds,
+                                   all_hidden=outputs and self.output_hidden_states,
+                                   attentions=outputs and self.output_attentions)
+
         incremental = self.use_cache and self.beams == 1
         cache = NemotronCache(self.model, rows, T0 + steps - 1) if incremental else None
         attentions, hidden_states = [], []
         for step in range(steps):
-            known = step == 0 and self.prompt_outputs is not None
-            if known:
-                attentions.append(self.prompt_outputs[0])
-                hidden_states.append(self.prompt_outputs[1])
-                if not incremental:
-                    continue
-            ids = fed_rows(step)
-            length = ids.shape[1]
-            fed_from = length - 1 if incremental and step > 0 else 0
-            ids, embeds = ids[:, fed_from:], None
-            if self.embeds is not None and fed_from < T0:  # the prompt's embeddings, then the new tokens'
-                embeds = np.concatenate([self.embeds[:, fed_from:],
-                                         self.model.get_input_embeddings()(ids[:, T0 - fed_from:])], axis=1)
-                ids = None
-            result = self.model._run(ids, None if mask is None else mask[:, :length], positions[:, fed_from:length],
-                                     cache, incremental, inputs_embeds=embeds,
-                                     all_hidden=self.output_hidden_states and not known,
-                                     attentions=self.output_attentions and not known)
-            if known:
-                continue
-            # the positions Transformers' step computed: all of them at step 0 or without a cache, else the last
-            first = (length - 1 if self.use_cache and step > 0 else 0) - fed_from
-            if self.output_attentions:
-                attentions.append(tuple(np.ascontiguousarray(a[:, :, first:]) for a in result.attentions))
-            if self.output_hidden_states:
-                hidden_states.append(tuple(np.ascontiguousarray(h[:, first:]) for h in result.all_hidden))
+            fed = fed_rows(step)
+            length = fed.shape[1]
+            if step == 0 and self.prompt_outputs is not None:
+                if incremental:
+                    forward(fed, 0, cache, False)
+                step_attentions, step_hidden = self.prompt_outputs
+            else:
+                if step == 0 or not self.use_cache:
+                    result = forward(fed, 0, cache, True)
+                elif incremental:
+                    result = forward(fed, length - 1, cache, True)
+                else:
+                    beams = NemotronCache(self.model, rows, length)
+                    forward(fed[:, :length - 1], 0, beams, False)
+                    result = forward(fed, length - 1, beams, True)
+                step_attentions = tuple(result.attentions) if self.output_attentions else None
+                step_hidden = tuple(result.all_hidden) if self.output_hidden_states else None
+            attentions.append(step_attentions)
+            hidden_states.append(step_hidden)
         return (tuple(attentions) if self.output_attentions else None,
                 tuple(hidden_states) if self.output_hidden_states else None)
 
