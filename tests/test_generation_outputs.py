@@ -189,19 +189,23 @@ def test_bfloat16_checkpoint(checkpoint):
     compare(ours, theirs, PROMPTS, MASK, max_new_tokens=4)
 
 
-def test_continuing_from_a_cache_replays_only_the_uncached_prompt(eager):
-    """With a cache passed in, step 0 covers the prompt positions the cache lacks, as Transformers' prefill."""
+@pytest.mark.parametrize("num_beams", [1, 2])
+def test_continuing_from_a_cache_replays_only_the_uncached_prompt(eager, num_beams):
+    """With a cache passed in, step 0 covers the prompt positions the cache lacks, as Transformers' prefill (with
+    eager attention a padding query there averages the cache's values: the replay must start from that cache)."""
     ours, theirs = eager
     cached = 4
-    positions = np.where(MASK != 0, np.cumsum(MASK, axis=1) - 1, 0)
-    ours_cache = ours(PROMPTS[:, :cached], attention_mask=MASK[:, :cached], position_ids=positions[:, :cached],
+    ids, mask = np.repeat(PROMPTS, num_beams, axis=0), np.repeat(MASK, num_beams, axis=0)  # a cache row per beam
+    positions = np.where(mask != 0, np.cumsum(mask, axis=1) - 1, 0)
+    ours_cache = ours(ids[:, :cached], attention_mask=mask[:, :cached], position_ids=positions[:, :cached],
                       use_cache=True).cache
     with torch.no_grad():
-        theirs_cache = theirs(torch.as_tensor(PROMPTS[:, :cached]), attention_mask=torch.as_tensor(MASK[:, :cached]),
+        theirs_cache = theirs(torch.as_tensor(ids[:, :cached]), attention_mask=torch.as_tensor(mask[:, :cached]),
                               position_ids=torch.as_tensor(positions[:, :cached]), use_cache=True,
                               cache=transformers.DynamicCache(config=theirs.config)).past_key_values
-    expected = hf_generate(theirs, PROMPTS, MASK, max_new_tokens=3, past_key_values=theirs_cache, **OUTPUTS)
-    got = our_generate(ours, PROMPTS, MASK, max_new_tokens=3, cache=ours_cache, **OUTPUTS)
+    expected = hf_generate(theirs, PROMPTS, MASK, max_new_tokens=3, past_key_values=theirs_cache, num_beams=num_beams,
+                           **OUTPUTS)
+    got = our_generate(ours, PROMPTS, MASK, max_new_tokens=3, cache=ours_cache, num_beams=num_beams, **OUTPUTS)
     np.testing.assert_array_equal(got.sequences, expected["sequences"])
     assert got.hidden_states[0][0].shape[1] == PROMPTS.shape[1] - cached
     assert_steps_equal(got.attentions, expected["attentions"], "attentions")
