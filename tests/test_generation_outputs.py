@@ -139,7 +139,8 @@ def hf_forward_replay(theirs, sequences, mask, prompt_length):
     rows, total = sequences.shape
     full_mask = np.concatenate([mask, np.ones((rows, total - prompt_length), dtype=mask.dtype)], axis=1)
     positions = np.where(full_mask != 0, np.cumsum(full_mask, axis=1) - 1, 0)
-    positions[:, prompt_length:] = positions[:, prompt_length - 1:prompt_length] + np.arange(1, total - prompt_length + 1)
+    new = np.arange(1, total - prompt_length + 1)
+    positions[:, prompt_length:] = positions[:, prompt_length - 1:prompt_length] + new
     attentions, hidden_states = [], []
     for length in range(prompt_length, total):
         with torch.no_grad():

@@ -24,7 +24,7 @@ then every layer), step 0 over the prompt (the positions a cache passed in lacks
 position (all of them with use_cache=False), with beams over the running beams of that step in their order.
 The C loop does not keep them: the steps' forward passes are made again with the model's forward over the
 rows as they were fed (a finished row's pad tokens too; beams rebuilt from the parent and token of each
-running beam the loop records, each step's beams run whole). The weights come with the default attention
+running beam the loop records, into a cache of their own each step). The weights come with the default attention
 too, where Transformers' SDPA gives an empty tuple per step (see README "Padded positions").
 
 inputs_embeds: as Transformers, the embeddings run the prompt's forward pass (here in Python, before the C
@@ -713,21 +713,19 @@ def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=N
         embeds = as_embeddings(embeds, model.config.hidden_size)
         # as Transformers: the embeddings run the prompt's forward pass and it needs a cache to go on from
         config.use_cache = True
+    context = 0  # leading positions of the rows that are embeddings, not tokens
     if inputs is None and embeds is not None:
         # Transformers' input_ids are then (B, 0): the rows hold stand-in ids for the embeddings' positions, which
         # nothing reads (the C loop shows its processors the rows after them) and the result leaves out
         context = embeds.shape[1]
         inputs = np.zeros(embeds.shape[:2], dtype=np.int64)
     elif inputs is None:
-        context = 0
         if config.bos_token_id is None:
             raise ValueError("`bos_token_id` has to be defined when no `input_ids` are provided.")
         # as Transformers: one row of BOS per row of the first array among the model's arguments (an attention_mask)
         batch_size = next((value.shape[0] for value in model_kwargs.values()
                            if hasattr(value, "shape") and len(value.shape) > 0), 1)
         inputs = np.full((batch_size, 1), config.bos_token_id, dtype=np.int64)
-    else:
-        context = 0
     input_ids = as_token_ids(inputs, vocab_size=vocab_size)
     batch_size, prompt_length = input_ids.shape
     if embeds is not None and embeds.shape[:2] != input_ids.shape:
