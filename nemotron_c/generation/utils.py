@@ -24,7 +24,7 @@ then every layer), step 0 over the prompt (the positions a cache passed in lacks
 position (all of them with use_cache=False), with beams over the running beams of that step in their order.
 The C loop does not keep them: the steps' forward passes are made again with the model's forward over the
 rows as they were fed (a finished row's pad tokens too; beams rebuilt from the parent and token of each
-running beam the loop records, into a cache of their own each step). The weights come with the default attention
+running beam the loop records, the cache reordered as the loop's). The weights come with the default attention
 too, where Transformers' SDPA gives an empty tuple per step (see README "Padded positions").
 
 inputs_embeds: as Transformers, the embeddings run the prompt's forward pass (here in Python, before the C
@@ -574,7 +574,7 @@ class Run:
             sequences = self.sequences[:, :n, context:T0 + generated].reshape(-1, T0 - context + generated)
             if not self.return_dict:
                 return np.ascontiguousarray(sequences)
-            attentions, hidden_states = self.replay(steps, self.running_beams(steps).__getitem__)
+            attentions, hidden_states = self.replay(steps, self.running_beams(), self.running_parents)
             return GenerateBeamDecoderOnlyOutput(
                 sequences=np.ascontiguousarray(sequences),
                 sequences_scores=self.sequence_scores[:, :n].reshape(-1).copy() if self.output_scores else None,
@@ -589,26 +589,29 @@ class Run:
         return GenerateDecoderOnlyOutput(sequences=sequences, scores=scores, logits=logits, attentions=attentions,
                                          hidden_states=hidden_states, cache=cache)
 
-    def running_beams(self, steps):
-        """The running beams (N, prompt + step) each step decoded, rebuilt from the parent row and token of every
-        beam the C loop recorded; [] when nothing asked for them."""
-        if self.running_parents is None:
-            return []
-        beams = [self.input_ids]
-        for step in range(1, steps):
-            beams.append(np.concatenate([beams[-1][self.running_parents[step - 1]],
-                                         self.running_tokens[step - 1][:, None]], axis=1))
-        return beams
+    def running_beams(self):
+        """rows(step) -> (N, prompt + step) the running beams that step decoded, for steps 0, 1, 2... in turn:
+        rebuilt from the parent row and token of every beam the C loop recorded."""
+        beams = self.input_ids
 
-    def replay(self, steps, fed_rows):
+        def rows(step):
+            nonlocal beams
+            if step > 0:
+                beams = np.concatenate([beams[self.running_parents[step - 1]],
+                                        self.running_tokens[step - 1][:, None]], axis=1)
+            return beams
+
+        return rows
+
+    def replay(self, steps, fed_rows, parents=None):
         """Transformers' per-step attentions and hidden_states (each None unless asked for): the forward pass of
         every step made again with the model's own forward, which returns them. fed_rows(step) -> (N, prompt +
-        step) the rows that step decoded: step 0 ran the prompt, later ones each row's last token, or the whole
-        rows with use_cache=False, as Transformers feeds them. Rows are replayed as generated (a finished row's pad
-        tokens too), with the attention mask extended by ones and positions one past the row's last, as the C loop
-        and Transformers extend them. A prompt that ran before the loop (prepare) gave step 0's outputs already.
-        With beams there is no cache to reorder: each step runs its running beams' earlier positions into a cache
-        of their own, then their last position (equal to the decoding's within float32 rounding)."""
+        step) the rows that step decoded (asked for steps 0, 1, 2... in turn): step 0 ran the prompt, later ones
+        each row's last token into the cache, or the whole rows with use_cache=False, as Transformers feeds them.
+        Rows are replayed as generated (a finished row's pad tokens too), with the attention mask extended by ones
+        and positions one past the row's last, as the C loop and Transformers extend them; with beams the cache
+        follows the rows each step continued (parents (steps, N)), as the loop reorders its own. A prompt that ran
+        before the loop (prepare) gave step 0's outputs already."""
         if not (self.output_attentions or self.output_hidden_states) or steps == 0:
             return None, None
         T0, rows = self.prompt_length, self.rows
@@ -616,8 +619,8 @@ class Run:
         positions = np.concatenate([self.positions, self.positions[:, -1:] + np.arange(1, steps, dtype=np.int64)],
                                    axis=1)
 
-        def forward(fed, start, cache, outputs):
-            """Positions [start, length) of the rows `fed` (N, length) into cache (None: none is kept)."""
+        def forward(fed, start, outputs):
+            """Positions [start, length) of the rows `fed` (N, length), into the cache when there is one."""
             length = fed.shape[1]
             ids, embeds = fed[:, start:], None
             if self.embeds is not None and start < T0:  # the prompt's embeddings, then the new tokens'
@@ -629,25 +632,18 @@ class Run:
                                    all_hidden=outputs and self.output_hidden_states,
                                    attentions=outputs and self.output_attentions)
 
-        incremental = self.use_cache and self.beams == 1
-        cache = NemotronCache(self.model, rows, T0 + steps - 1) if incremental else None
+        cache = NemotronCache(self.model, rows, T0 + steps - 1) if self.use_cache else None
         attentions, hidden_states = [], []
         for step in range(steps):
             fed = fed_rows(step)
-            length = fed.shape[1]
             if step == 0 and self.prompt_outputs is not None:
-                if incremental:
-                    forward(fed, 0, cache, False)
+                if cache is not None:
+                    forward(fed, 0, False)
                 step_attentions, step_hidden = self.prompt_outputs
             else:
-                if step == 0 or not self.use_cache:
-                    result = forward(fed, 0, cache, True)
-                elif incremental:
-                    result = forward(fed, length - 1, cache, True)
-                else:
-                    beams = NemotronCache(self.model, rows, length)
-                    forward(fed[:, :length - 1], 0, beams, False)
-                    result = forward(fed, length - 1, beams, True)
+                if step > 0 and cache is not None and parents is not None:
+                    cache.reorder_cache(parents[step - 1])
+                result = forward(fed, fed.shape[1] - 1 if step > 0 and cache is not None else 0, True)
                 step_attentions = tuple(result.attentions) if self.output_attentions else None
                 step_hidden = tuple(result.all_hidden) if self.output_hidden_states else None
             attentions.append(step_attentions)
