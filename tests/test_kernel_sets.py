@@ -143,8 +143,9 @@ def test_batch_decode_matches_portable_and_transformers(checkpoint, monkeypatch,
     monkeypatch.setenv("NEMOTRON_C_KERNELS", "portable")
     portable = batch_decode(nemotron_c.AutoModelForCausalLM.from_pretrained(path, dtype=dtype, num_threads=1))
     load_on(path, kernels, monkeypatch)  # skips when this CPU lacks the set
-    one, two = (batch_decode(nemotron_c.AutoModelForCausalLM.from_pretrained(path, dtype=dtype, num_threads=n))
-                for n in (1, 2))
+    models = [nemotron_c.AutoModelForCausalLM.from_pretrained(path, dtype=dtype, num_threads=n) for n in (1, 2)]
+    assert [model.kernels for model in models] == [kernels] * 2
+    one, two = (batch_decode(model) for model in models)
     # every output is one thread's sum over a whole row of w, in an order that does not depend on the columns
     # a thread was given
     np.testing.assert_array_equal(one, two)

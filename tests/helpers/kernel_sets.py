@@ -18,7 +18,10 @@ def load_on(path, kernels, monkeypatch, **kwargs):
     """The model on the named kernel set; skips when this CPU lacks it."""
     monkeypatch.setenv("NEMOTRON_C_KERNELS", kernels)
     try:
-        return nemotron_c.AutoModelForCausalLM.from_pretrained(path, **kwargs)
+        model = nemotron_c.AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except ValueError as error:
         skip_if_cpu_lacks(error, kernels)
         raise
+    # the set asked for, not another one that would make every set's test the same test
+    assert kernels == "auto" or model.kernels == kernels, (model.kernels, kernels)
+    return model
