@@ -857,15 +857,20 @@ def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=N
     # extends); the loop then starts from its logits.
     run.cache, run.prompt_outputs, prompt_logits = user_cache, None, None
     if embeds is not None or (user_cache is not None and (run.output_attentions or run.output_hidden_states)):
+        # as the C loop: each prompt runs once and its cache is repeated for its copies (beams, return sequences)
+        copies = expand if user_cache is None else 1
         if run.cache is None:
-            run.cache = NemotronCache(model, N, prompt_length + 1)
+            run.cache = NemotronCache(model, N // copies, prompt_length + 1)
         cached = run.cache.get_seq_length()
-        result = model._run(None if embeds is not None else input_ids[:, cached:], run.mask, run.positions[:, cached:],
-                            run.cache, True, inputs_embeds=None if embeds is None else embeds[:, cached:], logits=True,
+        rows = slice(None, None, copies)
+        result = model._run(None if embeds is not None else input_ids[rows, cached:],
+                            None if run.mask is None else run.mask[rows], run.positions[rows, cached:], run.cache, True,
+                            inputs_embeds=None if embeds is None else embeds[rows, cached:], logits=True,
                             logits_to_keep=1, all_hidden=run.output_hidden_states, attentions=run.output_attentions)
-        prompt_logits = np.ascontiguousarray(result.logits[:, -1])
-        run.prompt_outputs = (tuple(result.attentions) if run.output_attentions else None,
-                              tuple(result.all_hidden) if run.output_hidden_states else None)
+        run.cache.batch_repeat_interleave(copies)
+        prompt_logits = np.ascontiguousarray(np.repeat(result.logits[:, -1], copies, axis=0))
+        run.prompt_outputs = tuple(None if each is None else tuple(np.repeat(layer, copies, axis=0) for layer in each)
+                                   for each in (result.attentions, result.all_hidden))
     run.generator = _core.Generator(
         model._core, input_ids=np.ascontiguousarray(input_ids), attention_mask=run.mask,
         sequences=run.sequences, scores=run.scores, logits=run.logits, sequence_scores=run.sequence_scores,
