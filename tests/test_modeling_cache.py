@@ -300,3 +300,31 @@ def test_generate_cache_cropped_and_passed_back(models, tmp_path_factory):
     for step, (a, b) in enumerate(zip(again.logits, alone.logits)):
         assert_close(a, b, atol=1e-4, what=f"logits of step {step}")
     assert again.cache is cache and cache.get_seq_length() == again.sequences.shape[1] - 1
+
+
+def test_the_core_cache_refuses_bad_arguments_itself(models):
+    """The binding's Cache validates too (through the core's statuses), whatever the Python layer checked."""
+    cache, _ = first_forward(models)
+    core = cache._core
+    with pytest.raises(ValueError, match=f"cannot crop a cache of {PAST} positions to {PAST + 1}"):
+        core.crop(PAST + 1)
+    with pytest.raises(ValueError, match="cannot crop"):
+        core.crop(-1)
+    with pytest.raises(ValueError, match=r"cache row 3 is outside \[0, 3\)"):
+        core.select(np.array([0, 3], np.int64))
+    with pytest.raises(ValueError, match=r"cache row -1 is outside"):
+        core.select(np.array([-1], np.int64))
+    with pytest.raises(ValueError, match="at least one sequence"):
+        core.select(np.zeros(0, np.int64))
+    with pytest.raises((TypeError, ValueError), match="rows"):
+        core.select(np.array([0.0, 1.0]))
+    out = np.empty((3, 2, PAST, 16), np.float32)
+    with pytest.raises(ValueError, match=r"layer 2 is outside \[0, 2\)"):
+        core.read(2, False, out)
+    with pytest.raises((TypeError, ValueError), match="out"):
+        core.read(0, False, np.empty((3, 2, PAST + 1, 16), np.float32))
+    with pytest.raises((TypeError, ValueError), match="out"):
+        core.read(0, False, out.astype(np.float64))
+    core.read(1, True, out)
+    np.testing.assert_array_equal(out, cache.layers[1].values)
+    assert (core.batch_size, core.length, core.num_layers, core.num_key_value_heads, core.head_dim) == (3, PAST, 2, 2, 16)

@@ -90,7 +90,7 @@ class NemotronCacheLayer:
         return self.get_seq_length() + query_length, 0
 
     def __repr__(self):
-        return "DynamicLayer"
+        return f"NemotronCacheLayer(layer_idx={self._layer_idx})"
 
 
 class NemotronCache:
