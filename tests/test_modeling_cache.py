@@ -328,3 +328,25 @@ def test_the_core_cache_refuses_bad_arguments_itself(models):
     core.read(1, True, out)
     np.testing.assert_array_equal(out, cache.layers[1].values)
     assert (core.batch_size, core.length, core.num_layers, core.num_key_value_heads, core.head_dim) == (3, PAST, 2, 2, 16)
+
+
+def test_a_prompt_cache_repeated_for_beams_continues_as_without_it(models, tmp_path_factory):
+    """Transformers' generate does not expand a cache passed in for num_beams: the caller repeats it with
+    batch_repeat_interleave, as here; the beams then equal those of generating from the ids alone."""
+    from helpers.transformers_reference import Checkpoints
+
+    path = Checkpoints(str(tmp_path_factory.mktemp("cache_peaked")))(**PEAKED)
+    ours, theirs = nemotron_c.AutoModelForCausalLM.from_pretrained(path), hf_from_pretrained(path)
+    prompts = IDS[:2, :5]
+    cache = ours(prompts[:, :3], use_cache=True).past_key_values
+    with torch.no_grad():
+        reference = theirs(torch.as_tensor(prompts[:, :3]), use_cache=True).cache
+    cache.batch_repeat_interleave(2)
+    reference.batch_repeat_interleave(2)
+    assert_same_contents(cache, reference, "the repeated prompt cache")
+    settings = dict(num_beams=2, num_return_sequences=2, max_new_tokens=4, do_sample=False)
+    got = our_generate(ours, prompts, past_key_values=cache, **settings)
+    alone = our_generate(ours, prompts, **settings)
+    expected = hf_generate(theirs, prompts, past_key_values=reference, **settings)
+    np.testing.assert_array_equal(got, alone)
+    np.testing.assert_array_equal(got, expected)
