@@ -2,6 +2,7 @@
 then the keys and values read back and a further forward through each compared; hostile arguments; generate's
 cache cropped and passed back."""
 import copy
+import pickle
 
 import numpy as np
 import pytest
@@ -186,6 +187,17 @@ def test_deepcopy_is_independent(models):
     assert cache.get_seq_length() == reference.get_seq_length() == PAST
     assert_same_contents(cache, reference, "the original after the copy's forward")
     assert_next_forward_equal(models, cache, reference, IDS[:, PAST:], MASK, "through the original")
+
+
+def test_a_shallow_copy_shares_and_pickling_is_refused(models):
+    cache, reference = first_forward(models)
+    shallow, ref_shallow = copy.copy(cache), copy.copy(reference)
+    shallow.crop(-2)
+    ref_shallow.crop(-2)
+    assert cache.get_seq_length() == reference.get_seq_length() == PAST - 2
+    with pytest.raises(TypeError, match="a NemotronCache cannot be pickled: its keys and values live in the C core"):
+        pickle.dumps(cache)
+    assert_next_forward_equal(models, cache, reference, IDS[:, PAST - 2:], MASK, "after the shallow copy's crop")
 
 
 def test_index_arguments_refused_with_clear_errors(models):

@@ -290,6 +290,18 @@ class NemotronCache:
         memo[id(self)] = copy
         return copy
 
+    def __copy__(self):
+        # shares the keys and values, as a shallow copy of a DynamicCache shares its layers
+        shallow = NemotronCache.__new__(NemotronCache)
+        shallow.__dict__.update(self.__dict__)
+        return shallow
+
+    def __reduce__(self):
+        # Transformers' cache pickles its tensors; ours lives in the C core and belongs to one model object,
+        # which another process would not have
+        raise TypeError("a NemotronCache cannot be pickled: its keys and values live in the C core of one model; "
+                        "read them with cache.layers[i].keys / .values, or run the model again where needed")
+
     def __repr__(self):
         return f"NemotronCache(batch_size={self.batch_size}, seq_length={self.get_seq_length()})"
 
