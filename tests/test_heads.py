@@ -68,6 +68,7 @@ def test_sequence_classification_matches_transformers(seq_path, padding_side, pr
     else:
         labels = np.random.default_rng(3).integers(0, 2, size=(3, 3)).astype(np.float32)
     ours = NemotronForSequenceClassification.from_pretrained(seq_path)
+    assert kernels == "auto" or ours.kernels == kernels  # the portable run is not the default one again
     theirs = hf_from_pretrained(seq_path, transformers.NemotronForSequenceClassification)
     out = ours(ids, attention_mask=mask, labels=labels)
     ref = run_hf(theirs, ids, mask, labels=labels)
@@ -146,6 +147,7 @@ def test_question_answering_matches_transformers(qa_path, padding_side, kernels)
     start = np.array([[3], [50], [-2]])
     end = np.array([5, 6, 0])
     ours = NemotronForQuestionAnswering.from_pretrained(qa_path)
+    assert kernels == "auto" or ours.kernels == kernels
     theirs = hf_from_pretrained(qa_path, transformers.NemotronForQuestionAnswering)
     out = ours(ids, attention_mask=mask, start_positions=start, end_positions=end)
     ref = run_hf(theirs, ids, mask, start_positions=start, end_positions=end)
@@ -216,6 +218,7 @@ def test_token_classification_matches_transformers(token_path, padding_side, ker
     labels = np.random.default_rng(8).integers(0, 5, size=ids.shape)
     labels[mask == 0] = -100
     ours = NemotronForTokenClassification.from_pretrained(token_path)
+    assert kernels == "auto" or ours.kernels == kernels
     theirs = hf_from_pretrained(token_path, transformers.NemotronForTokenClassification)
     out = ours(ids, attention_mask=mask, labels=labels)
     ref = run_hf(theirs, ids, mask, labels=labels)
