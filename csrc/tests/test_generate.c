@@ -154,7 +154,9 @@ static int run(int64_t V, int64_t n_eos, int first_mode) {
         for (int64_t i = 0; i < N * T; i++) { ids[i] = (i * 7) % V; mask[i] = (i % T) >= (i / T) % 2; }
         int64_t *seqs = malloc(N * M * 8); float *scores = malloc(G * N * V * 4), *logits = malloc(G * N * V * 4);
         float *ss = malloc(N * 4); int64_t *bi = malloc(N * G * 8);
-        nt_generation_outputs out = {seqs, scores, logits, NB > 1 ? ss : NULL, NB > 1 ? bi : NULL};
+        /* named fields: outputs added later stay NULL without a warning */
+        nt_generation_outputs out = {.sequences = seqs, .scores = scores, .logits = logits,
+                                     .sequence_scores = NB > 1 ? ss : NULL, .beam_indices = NB > 1 ? bi : NULL};
         nt_generator *gen;
         if (nt_generator_create(&gen, &err, model, &g, &out, ids, mask, N, T, NULL) != NT_OK) { printf("create: %s\n", err.message); return 1; }
         if (nt_generator_run(gen, &err, -1, NULL) != NT_OK) { printf("run: %s\n", err.message); return 1; }
