@@ -273,6 +273,7 @@ def test_a_bfloat16_cache_reads_widened_to_float32(models):
     with torch.no_grad():
         reference = theirs(torch.as_tensor(IDS[:, :PAST]), attention_mask=torch.as_tensor(MASK[:, :PAST]),
                            use_cache=True).cache
+    assert len(cache.layers) == len(reference.layers) == 2
     for i, (layer, ref_layer) in enumerate(zip(cache.layers, reference.layers)):
         for got, expected in ((layer.keys, ref_layer.keys), (layer.values, ref_layer.values)):
             assert got.dtype == np.float32 and got.shape == tuple(expected.shape)
@@ -309,9 +310,48 @@ def test_generate_cache_cropped_and_passed_back(models, tmp_path_factory):
     expected = hf_generate(theirs, shortened, max_new_tokens=4, do_sample=False)
     np.testing.assert_array_equal(again.sequences, alone.sequences)
     np.testing.assert_array_equal(again.sequences, expected)
+    assert len(again.logits) == len(alone.logits) == 4
     for step, (a, b) in enumerate(zip(again.logits, alone.logits)):
         assert_close(a, b, atol=1e-4, what=f"logits of step {step}")
     assert again.cache is cache and cache.get_seq_length() == again.sequences.shape[1] - 1
+
+
+class MeddlingStreamer:
+    """A streamer that, between generate's steps, tries to change the cache generate is extending."""
+
+    def __init__(self, model, cache):
+        self.model, self.cache, self.refusals, self.steps = model, cache, [], 0
+
+    def put(self, value):
+        self.steps += 1
+        if self.steps == 1 or self.steps == 4:  # the prompt, before generate takes the cache; the last token, after
+            return
+        for attempt in (lambda: self.cache.crop(-1), lambda: self.cache.reorder_cache([1, 0]),
+                        lambda: self.cache.batch_select_indices([0, 1]), self.cache.reset,
+                        lambda: self.model(IDS[:2, :1], past_key_values=self.cache)):
+            with pytest.raises(RuntimeError, match="being extended by a generate\\(\\) in progress"):
+                attempt()
+            self.refusals.append(attempt)
+        self.cache.layers[0].keys  # reading is harmless
+
+    def end(self):
+        pass
+
+
+def test_a_cache_being_extended_by_generate_cannot_be_changed_meanwhile(models):
+    """A streamer (or stopping criterion) runs Python between the steps: had it cropped or reordered the cache
+    passed in, the next step would read the wrong keys. The cache is held until generate is done."""
+    ours, _, _ = models
+    prompts, mask = IDS[:2], np.ones((2, IDS.shape[1]), dtype=np.int64)
+    cache = ours(prompts[:, :PAST], attention_mask=mask[:, :PAST], use_cache=True).past_key_values
+    streamer = MeddlingStreamer(ours, cache)
+    out = ours.generate(prompts, attention_mask=mask, past_key_values=cache, max_new_tokens=3, do_sample=False,
+                        streamer=streamer, return_dict_in_generate=True)
+    assert streamer.steps == 4 and len(streamer.refusals) == 10  # the prompt, then one put per new token
+    alone = ours.generate(prompts, attention_mask=mask, max_new_tokens=3, do_sample=False)
+    np.testing.assert_array_equal(out.sequences, alone)
+    cache.crop(-1)  # released once generate is done
+    assert cache.get_seq_length() == out.sequences.shape[1] - 2
 
 
 def test_the_core_cache_refuses_bad_arguments_itself(models):

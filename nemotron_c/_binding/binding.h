@@ -23,6 +23,7 @@ typedef struct {
     nt_cache *cache;
     PyObject *model; /* keeps the model alive */
     int busy;        /* a call is using the cache with the GIL released */
+    int held;        /* a Generator extends it between its steps: forwards, crops and selects are refused */
 } CacheObject;
 
 extern PyTypeObject ModelType, CacheType;

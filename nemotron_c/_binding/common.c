@@ -110,6 +110,10 @@ int nt_py_get_cache(PyObject *obj, PyObject *model, CacheObject **out) {
         PyErr_SetString(PyExc_RuntimeError, "this cache is in use by another call");
         return -1;
     }
+    if (((CacheObject *)obj)->held) {
+        PyErr_SetString(PyExc_RuntimeError, "this cache is being extended by a generate() in progress");
+        return -1;
+    }
     *out = (CacheObject *)obj;
     return 0;
 }

@@ -108,6 +108,7 @@ static int Generator_init(GeneratorObject *self, PyObject *args, PyObject *kwarg
     self->rows = N;
     self->model = Py_NewRef(model);
     self->cache = cache ? (CacheObject *)Py_NewRef((PyObject *)cache) : NULL;
+    if (cache) cache->held = 1;
     result = 0;
 
 done:
@@ -120,7 +121,13 @@ done:
     return result;
 }
 
+/* A caller's cache is held from the generator's creation until it is done (or gone). */
+static void release_cache(GeneratorObject *self) {
+    if (self->cache) self->cache->held = 0;
+}
+
 static void Generator_dealloc(GeneratorObject *self) {
+    release_cache(self);
     nt_generator_free(self->generator);
     nt_py_release(self->outputs, 7);
     Py_XDECREF(self->model);
@@ -158,7 +165,9 @@ static PyObject *Generator_run(GeneratorObject *self, PyObject *args) {
     self->busy = 1;
     int status = nt_py_run(run_steps, &call, self->cache);
     self->busy = 0;
-    return status < 0 ? NULL : PyBool_FromLong(nt_generator_done(self->generator));
+    int done = nt_generator_done(self->generator);
+    if (status < 0 || done) release_cache(self); /* after an error the generator is finished too */
+    return status < 0 ? NULL : PyBool_FromLong(done);
 }
 
 /* stop_rows(rows uint8 (N)): marks rows finished, as a stopping criterion does */
@@ -171,6 +180,7 @@ static PyObject *Generator_stop_rows(GeneratorObject *self, PyObject *args) {
     nt_error err = {0};
     nt_status status = nt_generator_stop_rows(self->generator, &err, rows.buf);
     PyBuffer_Release(&rows);
+    if (nt_generator_done(self->generator)) release_cache(self);
     if (status != NT_OK) return nt_py_raise(&err);
     Py_RETURN_NONE;
 }

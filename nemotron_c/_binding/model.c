@@ -377,10 +377,21 @@ static int cache_ready(CacheObject *self) {
     return 0;
 }
 
+/* As cache_ready, for the calls that change the cache: not while a Generator extends it (between its steps, a
+ * streamer's or a stopping criterion's Python code could otherwise crop or reorder what the next step reads). */
+static int cache_mutable(CacheObject *self) {
+    if (cache_ready(self) < 0) return -1;
+    if (self->held) {
+        PyErr_SetString(PyExc_RuntimeError, "this cache is being extended by a generate() in progress");
+        return -1;
+    }
+    return 0;
+}
+
 /* crop(length): keeps the first `length` positions (see nt_cache_crop) */
 static PyObject *Cache_crop(CacheObject *self, PyObject *args) {
     long long length;
-    if (!PyArg_ParseTuple(args, "L:crop", &length) || cache_ready(self) < 0) return NULL;
+    if (!PyArg_ParseTuple(args, "L:crop", &length) || cache_mutable(self) < 0) return NULL;
     nt_error err = {0};
     if (nt_cache_crop(self->cache, &err, length) != NT_OK) return nt_py_raise(&err);
     Py_RETURN_NONE;
@@ -390,7 +401,7 @@ static PyObject *Cache_crop(CacheObject *self, PyObject *args) {
 static PyObject *Cache_select(CacheObject *self, PyObject *args) {
     PyObject *obj;
     Py_buffer rows;
-    if (!PyArg_ParseTuple(args, "O:select", &obj) || cache_ready(self) < 0) return NULL;
+    if (!PyArg_ParseTuple(args, "O:select", &obj) || cache_mutable(self) < 0) return NULL;
     const nt_py_array spec = {"rows", 'q', 1, 0, {-1}};
     if (nt_py_get_array(obj, &rows, &spec) < 0) return NULL;
     nt_error err = {0};
