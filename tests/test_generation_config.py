@@ -215,11 +215,16 @@ def test_bad_num_beams_is_a_clear_value_error(models, num_beams):
 
 def test_unsupported_features_say_so(models):
     ours, _ = models
-    for kwargs in (dict(guidance_scale=1.5), dict(penalty_alpha=0.6, top_k=4), dict(num_beam_groups=2, num_beams=2),
-                   dict(do_sample=True, top_h=0.5), dict(prefix_allowed_tokens_fn=lambda batch, ids: [3]),
-                   # Transformers then shows its processors ids of another length than the prefilled embeddings
-                   dict(inputs_embeds=ours.get_input_embeddings()(PROMPTS[1:2, :3]))):
-        with pytest.raises(NotImplementedError):
+    cases = [(dict(guidance_scale=1.5), "`guidance_scale=1.5` is not supported"),
+             (dict(penalty_alpha=0.6, top_k=4), "generation mode 'contrastive_search' is not supported"),
+             (dict(num_beam_groups=2, num_beams=2), "generation mode 'group_beam_search' is not supported"),
+             (dict(do_sample=True, top_h=0.5), "`top_h=0.5` is not supported"),
+             (dict(prefix_allowed_tokens_fn=lambda batch, ids: [3]), "prefix_allowed_tokens_fn is not supported"),
+             # Transformers then shows its processors ids of another length than the prefilled embeddings
+             (dict(inputs_embeds=ours.get_input_embeddings()(PROMPTS[1:2, :3])),
+              "together with inputs_embeds of 3 positions are not supported")]
+    for kwargs, message in cases:
+        with pytest.raises(NotImplementedError, match=message):
             ours.generate(PROMPTS[1:2], max_new_tokens=2, **kwargs)
 
 
