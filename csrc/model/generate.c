@@ -237,6 +237,8 @@ nt_status nt_generator_create(nt_generator **out, nt_error *err, nt_model *model
 }
 
 nt_status nt_generator_prefilled(nt_generator *g, nt_error *err, const float *logits, int64_t context) {
+    if (g == NULL || logits == NULL)
+        return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "a prefilled prompt needs a generator and its logits");
     if (g->length != g->T0 || g->done || g->cache == NULL || nt_cache_length(g->cache) != g->T0)
         return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT,
                             "a prefilled prompt needs a generator that has made no step, over a cache holding the "

@@ -110,6 +110,56 @@ static int cache_checks(nt_model *m, int64_t V) {
     return 0;
 }
 
+#undef CHECK
+#define CHECK(cond) do { if (!(cond)) { printf("prefilled check failed, line %d: %s (%s)\n", __LINE__, #cond, err.message); return 1; } } while (0)
+
+/* nt_generator_prefilled: a prompt the caller ran into the cache itself, then the loop from its last logits, gives
+ * the tokens of the ordinary path; the refusals leave the generator usable. */
+static int prefilled_checks(nt_model *m, int64_t V) {
+    enum { N = 2, T = 5, M = 12 };
+    nt_error err = {0};
+    nt_generation_config g = {.max_length = M, .pad_token_id = 0, .beam_fill_token_id = 0, .forced_bos_token_id = -1,
+                              .repetition_penalty = 1.3f, .temperature = 1.0f, .top_p = 1.0f, .typical_p = 1.0f,
+                              .min_tokens_to_keep = 1, .num_beams = 1, .length_penalty = 1.0f};
+    int64_t ids[N * T], ordinary[N * M], prefilled[N * M];
+    int32_t ids32[N * T];
+    for (int i = 0; i < N * T; i++) ids32[i] = (int32_t)(ids[i] = (i * 11 + 3) % V);
+    float *logits = calloc(N * V, sizeof(float));
+    CHECK(logits != NULL);
+    nt_generation_outputs out = {.sequences = ordinary};
+    nt_generator *gen;
+    CHECK(nt_generator_create(&gen, &err, m, &g, &out, ids, NULL, N, T, NULL) == NT_OK);
+    CHECK(nt_generator_prefilled(gen, &err, logits, 0) == NT_ERROR_INVALID_ARGUMENT); /* no cache holding the prompt */
+    CHECK(nt_generator_run(gen, &err, -1, NULL) == NT_OK && nt_generator_length(gen) == M);
+    nt_cache_free(nt_generator_take_cache(gen));
+    nt_generator_free(gen);
+
+    nt_cache *c;
+    CHECK(nt_cache_create(&c, &err, m, N, 0) == NT_OK && step(m, &err, c, ids32, N, T, 0, logits) == NT_OK);
+    out.sequences = prefilled;
+    CHECK(nt_generator_create(&gen, &err, m, &g, &out, ids, NULL, N, T, c) == NT_OK);
+    CHECK(nt_generator_prefilled(gen, &err, NULL, 0) == NT_ERROR_INVALID_ARGUMENT);
+    CHECK(nt_generator_prefilled(NULL, &err, logits, 0) == NT_ERROR_INVALID_ARGUMENT);
+    CHECK(nt_generator_prefilled(gen, &err, logits, -1) == NT_ERROR_INVALID_ARGUMENT);
+    CHECK(nt_generator_prefilled(gen, &err, logits, T + 1) == NT_ERROR_INVALID_ARGUMENT);
+    CHECK(nt_generator_prefilled(gen, &err, logits, 0) == NT_OK);
+    CHECK(nt_generator_run(gen, &err, 1, NULL) == NT_OK);
+    CHECK(nt_generator_prefilled(gen, &err, logits, 0) == NT_ERROR_INVALID_ARGUMENT); /* after a step */
+    CHECK(nt_generator_run(gen, &err, -1, NULL) == NT_OK && nt_generator_length(gen) == M);
+    CHECK(memcmp(prefilled, ordinary, sizeof ordinary) == 0);
+    nt_generator_free(gen);
+
+    /* the cache holds the whole prompt but no logits were given: the first step says so */
+    CHECK(nt_cache_crop(c, &err, T) == NT_OK);
+    CHECK(nt_generator_create(&gen, &err, m, &g, &out, ids, NULL, N, T, c) == NT_OK);
+    CHECK(nt_generator_run(gen, &err, 1, NULL) == NT_ERROR_INVALID_ARGUMENT && strstr(err.message, "nt_generator_prefilled"));
+    nt_generator_free(gen);
+    nt_cache_free(c);
+    free(logits);
+    printf("prefilled checks: ok\n");
+    return 0;
+}
+
 static int run(int64_t V, int64_t n_eos, int first_mode) {
     nt_config c = {.vocab_size = V, .hidden_size = 32, .intermediate_size = 48, .num_hidden_layers = 2,
                    .num_attention_heads = 4, .num_key_value_heads = 2, .head_dim = 8, .rotary_dim = 4,
@@ -167,7 +217,7 @@ static int run(int64_t V, int64_t n_eos, int first_mode) {
         nt_generator_free(gen);
         free(ids); free(mask); free(seqs); free(scores); free(logits); free(ss); free(bi);
     }
-    if (first_mode == 0 && cache_checks(model, V)) return 1;
+    if (first_mode == 0 && (cache_checks(model, V) || prefilled_checks(model, V))) return 1;
     nt_model_free(model);
     for (int i = 0; i < ns; i++) free(store[i]);
     return 0;
