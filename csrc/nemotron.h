@@ -440,6 +440,41 @@ int64_t nt_generator_length(const nt_generator *g); /* current length of the row
 int64_t nt_generator_steps(const nt_generator *g);  /* steps made (= scores written) */
 /* Marks rows (N) as finished, as a stopping criterion does (no beams only). */
 nt_status nt_generator_stop_rows(nt_generator *g, nt_error *err, const uint8_t *rows);
+/* The stages of the logits processors, in Transformers' order (its _get_logits_processor): a caller's processors
+ * (nt_generator_set_processor_hook) run after one. MIN_NEW_TOKENS and PREFIX_ALLOWED_TOKENS have no processing of
+ * the core's; CUSTOM is where Transformers puts a caller's logits_processor list, after every default processor and
+ * before the sampling warpers (WARPERS: temperature to eta_cutoff, then renormalize_logits). */
+typedef enum {
+    NT_STAGE_SEQUENCE_BIAS = 0,
+    NT_STAGE_ENCODER_REPETITION_PENALTY,
+    NT_STAGE_REPETITION_PENALTY,
+    NT_STAGE_NO_REPEAT_NGRAM,
+    NT_STAGE_ENCODER_NO_REPEAT_NGRAM,
+    NT_STAGE_BAD_WORDS,
+    NT_STAGE_MIN_LENGTH,
+    NT_STAGE_MIN_NEW_TOKENS,
+    NT_STAGE_PREFIX_ALLOWED_TOKENS,
+    NT_STAGE_FORCED_BOS,
+    NT_STAGE_FORCED_EOS,
+    NT_STAGE_REMOVE_INVALID_VALUES,
+    NT_STAGE_EXPONENTIAL_DECAY,
+    NT_STAGE_SUPPRESS_TOKENS,
+    NT_STAGE_BEGIN_SUPPRESS_TOKENS,
+    NT_STAGE_CUSTOM,
+    NT_STAGE_WARPERS,
+    NT_STAGE_COUNT,
+} nt_processor_stage;
+
+/* A caller's logits processors at `stage`: rows (N) of `length` tokens, row r at ids + r * stride (what
+ * Transformers' processors see as input_ids: with beams the running beams, after a prefilled context the tokens
+ * after it); scores (N, V) the scores so far (log-probabilities with beams), processed in place. Called on the
+ * thread running the step, between the core's stages; a status other than NT_OK ends the step with it. */
+typedef nt_status (*nt_processor_hook)(void *ctx, nt_error *err, int stage, const int64_t *ids, int64_t stride,
+                                       int64_t rows, int64_t length, float *scores, int64_t V);
+/* Calls hook after each stage of the bit set `stages` (bit s: stage s; NT_STAGE_WARPERS is not one a hook may
+ * follow); hook NULL (stages 0) removes it. Before the first step only. */
+nt_status nt_generator_set_processor_hook(nt_generator *g, nt_error *err, nt_processor_hook hook, void *ctx,
+                                          uint32_t stages);
 /* Hands the generator's own cache (the rows' keys and values up to length - 1, as Transformers leaves its
  * cache) to the caller, who frees it; the generator is finished afterwards. NULL for a caller's cache. */
 nt_cache *nt_generator_take_cache(nt_generator *g);

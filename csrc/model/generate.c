@@ -45,6 +45,9 @@ struct nt_generator {
     float *prompt_logits;        /* (N, V) the caller's prompt logits (nt_generator_prefilled), or NULL */
     int64_t context;             /* leading positions of each row that are embeddings, not tokens */
     nt_generation_config processing; /* config as the processors see rows: max_length less the context */
+    nt_processor_hook hook;      /* the caller's processors, after the stages of hook_stages; or NULL */
+    void *hook_ctx;
+    uint32_t hook_stages;
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -350,6 +353,7 @@ static nt_status step_forward(nt_generator *g, nt_error *err, const volatile int
 typedef struct {
     nt_generator *g;
     int log_softmax_first; /* beam search processes log-probabilities */
+    int from, to;          /* the stages [from, to) */
 } process_job;
 
 /* chunks [begin, end): chunk i is rows [i * N / chunks, (i + 1) * N / chunks), with work space i */
@@ -362,17 +366,46 @@ static void process_range(void *ctx, int64_t begin, int64_t end) {
             int64_t ctx = g->context;
             if (job->log_softmax_first) nt_log_softmax(row, row, g->V);
             nt_process_scores(&g->processing, row, g->running + r * g->M + ctx, g->length - ctx, g->T0 - ctx,
-                              g->skip[r], g->V, &g->scratch[i]);
+                              g->skip[r], g->V, &g->scratch[i], job->from, job->to);
         }
 }
 
-/* raw logits out, processors, processed scores out */
-static void process_rows(nt_generator *g, int log_softmax_first) {
+/* raw logits out, processors (the core's stages in parallel over rows, the caller's hook after its stages),
+ * processed scores out */
+static nt_status process_rows(nt_generator *g, nt_error *err, int log_softmax_first) {
     size_t step_bytes = (size_t)(g->N * g->V) * sizeof(float);
     if (g->out.logits != NULL) memcpy(g->out.logits + g->steps * g->N * g->V, g->logits, step_bytes);
-    process_job job = {g, log_softmax_first};
-    nt_threadpool_parallel_for(g->model->pool, process_range, &job, g->chunks, 1);
+    int from = 0;
+    for (int stage = 0; stage < NT_STAGE_COUNT; stage++) {
+        int hooked = g->hook != NULL && (g->hook_stages >> stage & 1u);
+        if (!hooked && stage != NT_STAGE_COUNT - 1) continue;
+        process_job job = {g, log_softmax_first && from == 0, from, stage + 1};
+        nt_threadpool_parallel_for(g->model->pool, process_range, &job, g->chunks, 1);
+        from = stage + 1;
+        if (hooked) {
+            int64_t ctx = g->context;
+            nt_status status = g->hook(g->hook_ctx, err, stage, g->running + ctx, g->M, g->N, g->length - ctx,
+                                       g->logits, g->V);
+            if (status != NT_OK) return status;
+        }
+    }
     if (g->out.scores != NULL) memcpy(g->out.scores + g->steps * g->N * g->V, g->logits, step_bytes);
+    return NT_OK;
+}
+
+nt_status nt_generator_set_processor_hook(nt_generator *g, nt_error *err, nt_processor_hook hook, void *ctx,
+                                          uint32_t stages) {
+    if (g == NULL) return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "a processor hook needs a generator");
+    if (g->steps > 0 || g->length != g->T0)
+        return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "a processor hook is set before the first step");
+    if (stages >> NT_STAGE_WARPERS != 0 || (hook == NULL) != (stages == 0))
+        return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT,
+                            "processor hook stages 0x%x: a hook follows stages below %d, and has at least one",
+                            (unsigned)stages, (int)NT_STAGE_WARPERS);
+    g->hook = hook;
+    g->hook_ctx = ctx;
+    g->hook_stages = stages;
+    return NT_OK;
 }
 
 /* ---------------------------------------------------------------- greedy search and sampling */
@@ -431,8 +464,8 @@ nt_status nt_generator_step(nt_generator *g, nt_error *err, const volatile int *
     if (g->done || g->cache == NULL) return NT_OK;
     nt_status status = step_forward(g, err, cancel);
     if (status != NT_OK) return status;
-    process_rows(g, g->beam != NULL);
-    status = g->beam != NULL ? beam_select(g, err) : select_tokens(g, err);
+    status = process_rows(g, err, g->beam != NULL);
+    if (status == NT_OK) status = g->beam != NULL ? beam_select(g, err) : select_tokens(g, err);
     if (status != NT_OK) {
         g->done = 1; /* the step is half made: nothing more can follow it */
         return status;

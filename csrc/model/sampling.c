@@ -360,26 +360,34 @@ static void typical_p(float *scores, float mass, int64_t min_keep, int64_t V, nt
 }
 
 void nt_process_scores(const nt_generation_config *c, float *scores, const int64_t *seq, int64_t len,
-                       int64_t prompt_len, int64_t skip, int64_t V, nt_row_scratch *s) {
-    if (c->n_sequence_bias > 0)
+                       int64_t prompt_len, int64_t skip, int64_t V, nt_row_scratch *s, int from, int to) {
+#define STAGE(x) (from <= (x) && (x) < to)
+    if (STAGE(NT_STAGE_SEQUENCE_BIAS) && c->n_sequence_bias > 0)
         sequence_bias(scores, c->sequence_bias, c->sequence_bias_ends, c->sequence_bias_values, c->n_sequence_bias,
                       seq, len, V, s->spare);
-    if (c->encoder_repetition_penalty != 1.0f)
+    if (STAGE(NT_STAGE_ENCODER_REPETITION_PENALTY) && c->encoder_repetition_penalty != 1.0f)
         encoder_repetition_penalty(scores, seq, prompt_len, c->encoder_repetition_penalty, V, s->flags);
-    if (c->repetition_penalty != 1.0f) repetition_penalty(scores, seq, len, skip, c->repetition_penalty, V, s->flags);
-    if (c->no_repeat_ngram_size > 0) no_repeat_ngram(scores, seq, len, c->no_repeat_ngram_size, V);
-    if (c->encoder_no_repeat_ngram_size > 0)
+    if (STAGE(NT_STAGE_REPETITION_PENALTY) && c->repetition_penalty != 1.0f)
+        repetition_penalty(scores, seq, len, skip, c->repetition_penalty, V, s->flags);
+    if (STAGE(NT_STAGE_NO_REPEAT_NGRAM) && c->no_repeat_ngram_size > 0)
+        no_repeat_ngram(scores, seq, len, c->no_repeat_ngram_size, V);
+    if (STAGE(NT_STAGE_ENCODER_NO_REPEAT_NGRAM) && c->encoder_no_repeat_ngram_size > 0)
         encoder_no_repeat_ngram(scores, seq, len, prompt_len, c->encoder_no_repeat_ngram_size, V);
-    if (c->n_bad_words > 0)
+    if (STAGE(NT_STAGE_BAD_WORDS) && c->n_bad_words > 0)
         sequence_bias(scores, c->bad_words, c->bad_word_ends, NULL, c->n_bad_words, seq, len, V, s->spare);
-    if (len < c->min_length) ban_tokens(scores, c->eos_token_ids, c->n_eos, V);
-    if (c->forced_bos_token_id >= 0 && len == 1) force_tokens(scores, &c->forced_bos_token_id, 1, V);
-    if (c->n_forced_eos > 0 && len == c->max_length - 1)
+    /* min_length holds min_new_tokens too (the larger of both): banning eos twice bans it once */
+    if (STAGE(NT_STAGE_MIN_LENGTH) && len < c->min_length) ban_tokens(scores, c->eos_token_ids, c->n_eos, V);
+    if (STAGE(NT_STAGE_FORCED_BOS) && c->forced_bos_token_id >= 0 && len == 1)
+        force_tokens(scores, &c->forced_bos_token_id, 1, V);
+    if (STAGE(NT_STAGE_FORCED_EOS) && c->n_forced_eos > 0 && len == c->max_length - 1)
         force_tokens(scores, c->forced_eos_token_ids, c->n_forced_eos, V);
-    if (c->remove_invalid_values) remove_invalid(scores, V);
-    exponential_decay(scores, c, len, V, s->spare);
-    ban_tokens(scores, c->suppress_tokens, c->n_suppress_tokens, V);
-    if (len == c->begin_index) ban_tokens(scores, c->begin_suppress_tokens, c->n_begin_suppress_tokens, V);
+    if (STAGE(NT_STAGE_REMOVE_INVALID_VALUES) && c->remove_invalid_values) remove_invalid(scores, V);
+    if (STAGE(NT_STAGE_EXPONENTIAL_DECAY)) exponential_decay(scores, c, len, V, s->spare);
+    if (STAGE(NT_STAGE_SUPPRESS_TOKENS)) ban_tokens(scores, c->suppress_tokens, c->n_suppress_tokens, V);
+    if (STAGE(NT_STAGE_BEGIN_SUPPRESS_TOKENS) && len == c->begin_index)
+        ban_tokens(scores, c->begin_suppress_tokens, c->n_begin_suppress_tokens, V);
+    if (!STAGE(NT_STAGE_WARPERS)) return;
+#undef STAGE
     if (c->do_sample) {
         if (c->temperature != 1.0f)
             for (int64_t i = 0; i < V; i++) scores[i] /= c->temperature;

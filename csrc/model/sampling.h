@@ -15,11 +15,12 @@ typedef struct {
 nt_status nt_row_scratch_init(nt_row_scratch *s, nt_error *err, int64_t V);
 void nt_row_scratch_free(nt_row_scratch *s);
 
-/* Applies the processors of `c` (and the sampling warpers when c->do_sample) to scores (V) in place.
+/* Applies the processors of `c` (and the sampling warpers when c->do_sample) of the stages [from, to)
+ * (nt_processor_stage) to scores (V) in place; [0, NT_STAGE_COUNT) is all of them.
  * seq (len) is the row so far, its first prompt_len tokens the prompt (what Transformers' encoder processors read
  * as encoder_input_ids); the repetition penalty skips its first `skip` tokens. */
 void nt_process_scores(const nt_generation_config *c, float *scores, const int64_t *seq, int64_t len,
-                       int64_t prompt_len, int64_t skip, int64_t V, nt_row_scratch *s);
+                       int64_t prompt_len, int64_t skip, int64_t V, nt_row_scratch *s, int from, int to);
 
 /* log_softmax of x (V) into y (may equal x), as torch computes it in float32. */
 void nt_log_softmax(float *y, const float *x, int64_t V);

@@ -160,6 +160,69 @@ static int prefilled_checks(nt_model *m, int64_t V) {
     return 0;
 }
 
+/* a processor hook: records the stage and rows it was given, then bans token 3 (or fails when asked to) */
+typedef struct {
+    int calls, fail, stage;
+    int64_t rows, length, stride, last_id;
+} hook_record;
+
+static nt_status ban_three(void *ctx, nt_error *err, int stage, const int64_t *ids, int64_t stride, int64_t rows,
+                           int64_t length, float *scores, int64_t V) {
+    hook_record *h = ctx;
+    h->calls++;
+    h->stage = stage;
+    h->rows = rows;
+    h->length = length;
+    h->stride = stride;
+    h->last_id = ids[(rows - 1) * stride + length - 1];
+    if (h->fail) return nt_error_set(err, NT_ERROR_INTERNAL, "the hook failed");
+    for (int64_t r = 0; r < rows; r++) scores[r * V + 3] = -INFINITY;
+    return NT_OK;
+}
+
+/* nt_generator_set_processor_hook: called once a step at its stage with the rows so far, its changes to the scores
+ * kept (greedy search never picks what it banned, and the scores out show the ban); a failing hook ends the step
+ * with its status; what setting a hook refuses */
+static int hook_checks(nt_model *m, int64_t V) {
+    enum { N = 2, T = 4, M = 9 };
+    nt_error err = {0};
+    nt_generation_config g = {.max_length = M, .pad_token_id = 0, .beam_fill_token_id = 0, .forced_bos_token_id = -1,
+                              .temperature = 1.0f, .top_p = 1.0f, .typical_p = 1.0f, .min_tokens_to_keep = 1,
+                              .num_beams = 1, .length_penalty = 1.0f, .repetition_penalty = 1.0f,
+                              .encoder_repetition_penalty = 1.0f, .min_p = -1.0f};
+    int64_t ids[N * T], seqs[N * M];
+    for (int i = 0; i < N * T; i++) ids[i] = (i * 5 + 1) % V;
+    float scores[(M - T) * N * 64];
+    CHECK(V <= 64);
+    nt_generation_outputs out = {.sequences = seqs, .scores = scores};
+    nt_generator *gen;
+    hook_record h = {0};
+    CHECK(nt_generator_create(&gen, &err, m, &g, &out, ids, NULL, N, T, NULL) == NT_OK);
+    CHECK(nt_generator_set_processor_hook(NULL, &err, ban_three, &h, 1u << NT_STAGE_CUSTOM) == NT_ERROR_INVALID_ARGUMENT);
+    CHECK(nt_generator_set_processor_hook(gen, &err, ban_three, &h, 1u << NT_STAGE_WARPERS) == NT_ERROR_INVALID_ARGUMENT);
+    CHECK(nt_generator_set_processor_hook(gen, &err, ban_three, &h, 0) == NT_ERROR_INVALID_ARGUMENT);
+    CHECK(nt_generator_set_processor_hook(gen, &err, NULL, &h, 1u) == NT_ERROR_INVALID_ARGUMENT);
+    CHECK(nt_generator_set_processor_hook(gen, &err, ban_three, &h, 1u << NT_STAGE_CUSTOM) == NT_OK);
+    CHECK(nt_generator_run(gen, &err, 1, NULL) == NT_OK && h.calls == 1 && h.stage == NT_STAGE_CUSTOM);
+    CHECK(h.rows == N && h.length == T && h.stride == M && h.last_id == ids[N * T - 1]);
+    CHECK(nt_generator_set_processor_hook(gen, &err, NULL, NULL, 0) == NT_ERROR_INVALID_ARGUMENT); /* after a step */
+    CHECK(nt_generator_run(gen, &err, -1, NULL) == NT_OK && h.calls == M - T && h.length == M - 1);
+    for (int64_t r = 0; r < N; r++)
+        for (int64_t t = T; t < M; t++) CHECK(seqs[r * M + t] != 3);
+    for (int64_t i = 0; i < (M - T) * N; i++) CHECK(isinf(scores[i * V + 3]) && scores[i * V + 3] < 0);
+    nt_generator_free(gen);
+
+    /* a hook that fails: the step ends with its status and the generator is done */
+    h = (hook_record){.fail = 1};
+    CHECK(nt_generator_create(&gen, &err, m, &g, &out, ids, NULL, N, T, NULL) == NT_OK);
+    CHECK(nt_generator_set_processor_hook(gen, &err, ban_three, &h, 1u << NT_STAGE_PREFIX_ALLOWED_TOKENS) == NT_OK);
+    CHECK(nt_generator_run(gen, &err, -1, NULL) == NT_ERROR_INTERNAL && strstr(err.message, "the hook failed"));
+    CHECK(h.calls == 1 && h.stage == NT_STAGE_PREFIX_ALLOWED_TOKENS && nt_generator_done(gen));
+    nt_generator_free(gen);
+    printf("hook checks: ok\n");
+    return 0;
+}
+
 static int run(int64_t V, int64_t n_eos, int first_mode) {
     nt_config c = {.vocab_size = V, .hidden_size = 32, .intermediate_size = 48, .num_hidden_layers = 2,
                    .num_attention_heads = 4, .num_key_value_heads = 2, .head_dim = 8, .rotary_dim = 4,
@@ -217,7 +280,7 @@ static int run(int64_t V, int64_t n_eos, int first_mode) {
         nt_generator_free(gen);
         free(ids); free(mask); free(seqs); free(scores); free(logits); free(ss); free(bi);
     }
-    if (first_mode == 0 && (cache_checks(model, V) || prefilled_checks(model, V))) return 1;
+    if (first_mode == 0 && (cache_checks(model, V) || prefilled_checks(model, V) || hook_checks(model, V))) return 1;
     nt_model_free(model);
     for (int i = 0; i < ns; i++) free(store[i]);
     return 0;

@@ -15,6 +15,8 @@ typedef struct {
                              running_tokens */
     int64_t rows;         /* N */
     int busy;
+    PyObject *hook;       /* the caller's processors: hook(stage, ids bytes, rows, length, scores bytes) -> scores */
+    PyObject *hook_error; /* the exception the hook raised on the worker thread, re-raised by run() */
 } GeneratorObject;
 
 /* the length of a token-list setting (0 when absent), for the checks the table cannot state */
@@ -128,6 +130,8 @@ static void release_cache(GeneratorObject *self) {
 
 static void Generator_dealloc(GeneratorObject *self) {
     release_cache(self);
+    Py_XDECREF(self->hook);
+    Py_XDECREF(self->hook_error);
     nt_generator_free(self->generator);
     nt_py_release(self->outputs, 7);
     Py_XDECREF(self->model);
@@ -165,6 +169,15 @@ static PyObject *Generator_run(GeneratorObject *self, PyObject *args) {
     self->busy = 1;
     int status = nt_py_run(run_steps, &call, self->cache);
     self->busy = 0;
+    if (self->hook_error != NULL) {
+        /* the hook's own exception, unless Ctrl-C came meanwhile */
+        if (status < 0 && !PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) {
+            PyErr_Clear();
+            PyObject *error = Py_NewRef(self->hook_error);
+            PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(error)), error, PyException_GetTraceback(error));
+        }
+        Py_CLEAR(self->hook_error);
+    }
     int done = nt_generator_done(self->generator);
     if (status < 0 || done) release_cache(self); /* after an error the generator is finished too */
     return status < 0 ? NULL : PyBool_FromLong(done);
@@ -217,6 +230,66 @@ static PyObject *Generator_prefilled(GeneratorObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* The processor hook, on the thread running the step: the GIL taken (the thread waiting in run() releases it
+ * between its checks for signals), hook(stage, ids, rows, length, scores) called with copies of the rows' ids
+ * (int64) and of the scores (float32) as bytes, and what it returns (a float32 buffer of (rows, V)) copied back. */
+static nt_status call_hook(void *ctx, nt_error *err, int stage, const int64_t *ids, int64_t stride, int64_t rows,
+                           int64_t length, float *scores, int64_t V) {
+    GeneratorObject *self = ctx;
+    PyGILState_STATE gil = PyGILState_Ensure();
+    nt_status status = NT_OK;
+    PyObject *id_bytes = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(rows * length) * (Py_ssize_t)sizeof(int64_t));
+    PyObject *score_bytes = PyBytes_FromStringAndSize((const char *)scores,
+                                                      (Py_ssize_t)(rows * V) * (Py_ssize_t)sizeof(float));
+    PyObject *result = NULL;
+    if (id_bytes != NULL && score_bytes != NULL) {
+        int64_t *dst = (int64_t *)PyBytes_AS_STRING(id_bytes);
+        for (int64_t r = 0; r < rows; r++) memcpy(dst + r * length, ids + r * stride, (size_t)length * sizeof(int64_t));
+        result = PyObject_CallFunction(self->hook, "iOLLO", stage, id_bytes, (long long)rows, (long long)length,
+                                       score_bytes);
+    }
+    if (result != NULL) {
+        Py_buffer view;
+        const nt_py_array spec = {"the scores of the logits processors", 'f', 2, 0, {rows, V}};
+        if (nt_py_get_array(result, &view, &spec) == 0) {
+            memcpy(scores, view.buf, (size_t)(rows * V) * sizeof(float));
+            PyBuffer_Release(&view);
+        }
+    }
+    if (PyErr_Occurred()) {
+        PyObject *type, *value, *traceback;
+        PyErr_Fetch(&type, &value, &traceback);
+        PyErr_NormalizeException(&type, &value, &traceback);
+        if (traceback != NULL) PyException_SetTraceback(value, traceback);
+        Py_XSETREF(self->hook_error, value);
+        Py_XDECREF(type);
+        Py_XDECREF(traceback);
+        status = nt_error_set(err, NT_ERROR_INTERNAL, "a logits processor raised");
+    }
+    Py_XDECREF(result);
+    Py_XDECREF(id_bytes);
+    Py_XDECREF(score_bytes);
+    PyGILState_Release(gil);
+    return status;
+}
+
+/* set_processor_hook(hook, stages): hook(stage, ids bytes, rows, length, scores bytes) -> float32 (rows, V), called
+ * after each stage of the bit set `stages` (nt_processor_stage) of every step; before the first step */
+static PyObject *Generator_set_processor_hook(GeneratorObject *self, PyObject *args) {
+    PyObject *hook;
+    unsigned long stages;
+    if (!PyArg_ParseTuple(args, "Ok", &hook, &stages) || check_ready(self) < 0) return NULL;
+    if (!PyCallable_Check(hook)) {
+        PyErr_SetString(PyExc_TypeError, "the processor hook must be callable");
+        return NULL;
+    }
+    nt_error err = {0};
+    nt_status status = nt_generator_set_processor_hook(self->generator, &err, call_hook, self, (uint32_t)stages);
+    if (status != NT_OK) return nt_py_raise(&err);
+    Py_XSETREF(self->hook, Py_NewRef(hook));
+    Py_RETURN_NONE;
+}
+
 static PyObject *Generator_beam_output_length(GeneratorObject *self, PyObject *args) {
     long long n;
     if (!PyArg_ParseTuple(args, "L", &n) || check_ready(self) < 0) return NULL;
@@ -241,6 +314,8 @@ static PyMethodDef Generator_methods[] = {
     {"take_cache", (PyCFunction)Generator_take_cache, METH_NOARGS, "Hands over the cache; the Generator is done."},
     {"prefilled", (PyCFunction)Generator_prefilled, METH_VARARGS,
      "Starts from a prompt the caller ran: its last logits, and how many leading positions are embeddings."},
+    {"set_processor_hook", (PyCFunction)Generator_set_processor_hook, METH_VARARGS,
+     "Calls hook(stage, ids, rows, length, scores) -> scores after the given stages of every step."},
     {"beam_output_length", (PyCFunction)Generator_beam_output_length, METH_VARARGS,
      "New tokens of the longest of the first n hypotheses of every prompt."},
     {NULL},

@@ -4,7 +4,7 @@ This module holds the policy of Transformers' GenerationMixin.generate: merging 
 resolving lengths and special tokens, validating every argument with the exceptions Transformers
 raises, and shaping the outputs. The loop itself (forward passes, logits processors, greedy, sampling
 and beam search) runs in C (csrc/model/generate.c) with the GIL released; Python is called back
-between steps only for a streamer, stop strings or generate_iter().
+between steps only for a streamer, stop strings, stopping criteria or generate_iter().
 
 Supported: greedy search, sampling (temperature, top_k, top_p, min_p, typical_p, epsilon_cutoff,
 eta_cutoff), beam search and beam sampling (num_beams, length_penalty, early_stopping,
@@ -14,10 +14,11 @@ exponential_decay_length_penalty, suppress_tokens, begin_suppress_tokens, renorm
 eos_token_id (int or list), pad_token_id, max_time, stop_strings (with tokenizer=), streamer=,
 return_dict_in_generate with output_scores / output_logits / beam_indices / sequences_scores /
 output_attentions / output_hidden_states, inputs_embeds (alone, or with input_ids of their length).
+logits_processor, prefix_allowed_tokens_fn and stopping_criteria run as Transformers runs them (custom.py): the
+processors inside the C step, called back at their place in Transformers' order; the criteria between steps.
 Not supported (NotImplementedError): contrastive search, group beam search, constrained beam search,
-assisted generation, DoLa, guidance_scale, watermarking, top_h, custom logits_processor /
-stopping_criteria objects, cache_implementation "quantized" and "paged" (the static and offloaded ones
-generate the tokens of ours).
+assisted generation, DoLa, guidance_scale, watermarking, top_h, custom stopping_criteria with beam search,
+cache_implementation "quantized" and "paged" (the static and offloaded ones generate the tokens of ours).
 
 Attentions and hidden states: as Transformers, per step a tuple over layers (hidden states: the embeddings
 then every layer), step 0 over the prompt (the positions a cache passed in lacks), later steps over one
@@ -64,6 +65,8 @@ import warnings
 import numpy as np
 
 from .. import _core
+from .custom import PREFIX_ALLOWED_TOKENS_STAGE, PrefixConstrained, Processors, as_callables, built_processors, \
+    merge_criteria, merge_processors
 from .configuration import GENERATION_CONFIG_NAME, GenerationConfig, default_generation_params
 from ..model.inputs import as_attention_mask, as_token_ids, check_int64, to_numpy
 from ..model.cache import NemotronCache, check_cache
@@ -490,7 +493,7 @@ def generate(model, inputs=None, generation_config=None, logits_processor=None, 
                   assistant_model=assistant_model, streamer=streamer, negative_prompt_ids=negative_prompt_ids,
                   negative_prompt_attention_mask=negative_prompt_attention_mask, custom_generate=custom_generate,
                   seed=seed)
-    if streamer is None and run.stop_strings is None:
+    if streamer is None and run.stop_strings is None and run.criteria is None:
         run.generator.run()
     else:
         while not run.generator.done:
@@ -549,12 +552,19 @@ def generate_iter(model, inputs=None, **kwargs):
 class Run:
     """A prepared generation: the C generator, its output buffers and what Python does between steps."""
 
+    criteria = None  # the caller's stopping criteria (custom.Criteria), or None
+
     def step(self):
         self.generator.run(1)
         length = self.generator.length
         if self.stop_strings is not None:
             hits = self.stop_strings(self.sequences[:, self.context:], length - self.context,
                                      self.prompt_length - self.context)
+            if hits.any():
+                self.generator.stop_rows(hits.astype(np.uint8))
+        if self.criteria is not None:
+            scores = None if self.scores is None else tuple(self.scores[:self.generator.steps])
+            hits = self.criteria(self.sequences[:, self.context:length], scores)
             if hits.any():
                 self.generator.stop_rows(hits.astype(np.uint8))
         if self.streamer is not None:
@@ -656,10 +666,12 @@ def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=N
             prefix_allowed_tokens_fn=None, assistant_model=None, streamer=None, negative_prompt_ids=None,
             negative_prompt_attention_mask=None, custom_generate=None, seed=None):
     """Everything generate() does before its decoding loop, in Transformers' order."""
-    for name, value in (("logits_processor", logits_processor), ("stopping_criteria", stopping_criteria)):
-        if value is not None and len(value) > 0:
-            raise NotImplementedError(f"custom {name} (Transformers' torch-based objects) is not supported")
-    for name, value in (("prefix_allowed_tokens_fn", prefix_allowed_tokens_fn), ("assistant_model", assistant_model),
+    processors = as_callables(logits_processor, "logits_processor")
+    criteria = as_callables(stopping_criteria, "stopping_criteria")
+    if prefix_allowed_tokens_fn is not None and not callable(prefix_allowed_tokens_fn):
+        raise TypeError(f"`prefix_allowed_tokens_fn` must be a callable (batch_id, input_ids) -> allowed token ids, "
+                        f"not {type(prefix_allowed_tokens_fn).__name__}")
+    for name, value in (("assistant_model", assistant_model),
                         ("negative_prompt_ids", negative_prompt_ids), ("custom_generate", custom_generate),
                         ("negative_prompt_attention_mask", negative_prompt_attention_mask)):
         if value is not None:
@@ -796,6 +808,8 @@ def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=N
                          "you must pass the model's tokenizer to the `tokenizer` argument of `generate`.")
     if config.stop_strings is not None and num_beams > 1:
         raise NotImplementedError("stop_strings with beam search is not supported by nemotron_c")
+    if criteria and num_beams > 1:
+        raise NotImplementedError("custom stopping_criteria with beam search are not supported by nemotron_c")
 
     settings = processor_settings(config, eos, prompt_length - context, vocab_size, padding, embeds is not None)
     if config.early_stopping not in EARLY_STOPPING:
@@ -813,6 +827,18 @@ def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=N
         length_penalty=1.0 if config.length_penalty is None else float(config.length_penalty),
         early_stopping=EARLY_STOPPING[config.early_stopping],
     )
+    # the caller's processors, each at its place in Transformers' order; then its stopping criteria
+    stages = merge_processors(processors, settings, built_processors(config, eos, embeds is not None,
+                                                                     prefix_allowed_tokens_fn),
+                              config, prompt_length - context)
+    if prefix_allowed_tokens_fn is not None and PREFIX_ALLOWED_TOKENS_STAGE not in stages:
+        stages[PREFIX_ALLOWED_TOKENS_STAGE] = [PrefixConstrained(prefix_allowed_tokens_fn, expand)]
+    run_criteria = drop_stop_strings = None
+    if criteria:
+        run_criteria, drop_max_time, drop_stop_strings = merge_criteria(criteria, config, eos,
+                                                                        config.stop_strings is not None)
+        if drop_max_time:
+            settings["deadline"] = 0.0
 
     run = Run()
     run.model = model
@@ -822,7 +848,9 @@ def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=N
     run.eos = eos
     run.num_return_sequences = int(num_return)
     run.streamer = streamer
-    run.stop_strings = StopStrings(tokenizer, config.stop_strings) if config.stop_strings is not None else None
+    run.stop_strings = (StopStrings(tokenizer, config.stop_strings)
+                        if config.stop_strings is not None and not drop_stop_strings else None)
+    run.criteria = run_criteria
     run.return_dict = bool(config.return_dict_in_generate)
     run.use_cache = bool(config.use_cache)
     run.output_scores = bool(config.output_scores)
@@ -878,6 +906,9 @@ def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=N
         cache=None if run.cache is None else run.cache._core, **settings)
     if prompt_logits is not None:
         run.generator.prefilled(prompt_logits, context)
+    if stages:
+        hook = Processors(stages, vocab_size)
+        run.generator.set_processor_hook(hook, hook.bits)
     return run
 
 

@@ -1,0 +1,283 @@
+"""A caller's logits processors, prefix_allowed_tokens_fn and stopping criteria in generate(), as Transformers runs
+them (its _get_logits_processor, _get_stopping_criteria and _merge_criteria_processor_list).
+
+Processors run inside the C loop's step: the core calls back (csrc/nemotron.h, nt_generator_set_processor_hook)
+after the stage of its processors where Transformers puts them. prefix_allowed_tokens_fn is Transformers'
+PrefixConstrainedLogitsProcessor, after min_new_tokens and before forced_bos; the custom processors come after every
+default processor and before the sampling warpers; a custom processor of a type generate() also builds from the
+config takes that one's place (Transformers warns). Stopping criteria run in Python between steps.
+
+The callables get torch tensors (input_ids int64, scores float32) when torch is importable, NumPy arrays otherwise,
+and may return either.
+"""
+import warnings
+
+import numpy as np
+
+from ..model.inputs import to_numpy
+
+# nt_processor_stage of csrc/nemotron.h
+PREFIX_ALLOWED_TOKENS_STAGE = 8
+CUSTOM_STAGE = 15
+
+# Transformers' processors that generate() builds from the config: (class name, stage, the C settings of the default
+# one, which a custom one of that type replaces). MinLength and MinNewTokens share the core's min_length setting.
+DEFAULT_PROCESSORS = {
+    "SequenceBiasLogitsProcessor": (0, ("sequence_bias", "sequence_bias_ends", "sequence_bias_values")),
+    "EncoderRepetitionPenaltyLogitsProcessor": (1, ("encoder_repetition_penalty",)),
+    "RepetitionPenaltyLogitsProcessor": (2, ("repetition_penalty", "prompt_padding")),
+    "NoRepeatNGramLogitsProcessor": (3, ("no_repeat_ngram_size",)),
+    "EncoderNoRepeatNGramLogitsProcessor": (4, ("encoder_no_repeat_ngram_size",)),
+    "NoBadWordsLogitsProcessor": (5, ("bad_words", "bad_word_ends")),
+    "MinLengthLogitsProcessor": (6, ()),
+    "MinNewTokensLengthLogitsProcessor": (7, ()),
+    "PrefixConstrainedLogitsProcessor": (PREFIX_ALLOWED_TOKENS_STAGE, ()),
+    "ForcedBOSTokenLogitsProcessor": (9, ("forced_bos_token_id",)),
+    "ForcedEOSTokenLogitsProcessor": (10, ("forced_eos_token_ids",)),
+    "InfNanRemoveLogitsProcessor": (11, ("remove_invalid_values",)),
+    "ExponentialDecayLengthPenalty": (12, ("decay_start", "decay_factor")),
+    "SuppressTokensLogitsProcessor": (13, ("suppress_tokens",)),
+    "SuppressTokensAtBeginLogitsProcessor": (14, ("begin_suppress_tokens", "begin_index")),
+}
+
+
+def torch_module():
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def transformers_type(obj, module):
+    """The class name of obj when its class is Transformers' own (exactly: Transformers compares types with `is`)."""
+    cls = type(obj)
+    return cls.__name__ if cls.__module__ == f"transformers.generation.{module}" else None
+
+
+def built_processors(config, eos, embeds, prefix_allowed_tokens_fn):
+    """The names of the processors Transformers' _get_logits_processor builds before the custom ones."""
+    built = {
+        "SequenceBiasLogitsProcessor": config.sequence_bias is not None,
+        "EncoderRepetitionPenaltyLogitsProcessor": config.encoder_repetition_penalty not in (None, 1.0) and not embeds,
+        "RepetitionPenaltyLogitsProcessor": config.repetition_penalty not in (None, 1.0),
+        "NoRepeatNGramLogitsProcessor": config.no_repeat_ngram_size is not None and config.no_repeat_ngram_size > 0,
+        "EncoderNoRepeatNGramLogitsProcessor": (config.encoder_no_repeat_ngram_size is not None
+                                                and config.encoder_no_repeat_ngram_size > 0 and not embeds),
+        "NoBadWordsLogitsProcessor": config.bad_words_ids is not None,
+        "MinLengthLogitsProcessor": config.min_length is not None and bool(eos) and config.min_length > 0,
+        "MinNewTokensLengthLogitsProcessor": (config.min_new_tokens is not None and bool(eos)
+                                              and config.min_new_tokens > 0),
+        "PrefixConstrainedLogitsProcessor": prefix_allowed_tokens_fn is not None,
+        "ForcedBOSTokenLogitsProcessor": config.forced_bos_token_id is not None,
+        "ForcedEOSTokenLogitsProcessor": config.forced_eos_token_id is not None,
+        "InfNanRemoveLogitsProcessor": config.remove_invalid_values is True,
+        "ExponentialDecayLengthPenalty": config.exponential_decay_length_penalty is not None,
+        "SuppressTokensLogitsProcessor": config.suppress_tokens is not None,
+        "SuppressTokensAtBeginLogitsProcessor": config.begin_suppress_tokens is not None,
+    }
+    return {name for name, on in built.items() if on}
+
+
+def as_callables(value, name):
+    """The items of a LogitsProcessorList / StoppingCriteriaList (or any list of callables)."""
+    if value is None:
+        return []
+    if callable(value) and not isinstance(value, (list, tuple)):
+        raise TypeError(f"`{name}` must be a list (Transformers' {name_of_list(name)}) of callables, not a single "
+                        f"{type(value).__name__}: wrap it in a list")
+    try:
+        items = list(value)
+    except TypeError:
+        raise TypeError(f"`{name}` must be a list of callables, not {type(value).__name__}") from None
+    for item in items:
+        if not callable(item):
+            raise TypeError(f"`{name}` holds {item!r} ({type(item).__name__}), which is not callable")
+    return items
+
+
+def name_of_list(name):
+    return "LogitsProcessorList" if name == "logits_processor" else "StoppingCriteriaList"
+
+
+def warn_replaced(custom, kind):
+    cls = type(custom)
+    warnings.warn(f"A custom {kind} of type {cls} has been passed to `.generate()`, but it was also created in "
+                  f"`.generate()`, given its parameterization. The custom {cls} will take precedence. Please check "
+                  f"the docstring of {cls} to see related `.generate()` flags.", UserWarning, stacklevel=5)
+
+
+def merge_processors(custom, settings, defaults, config, prompt_length):
+    """Transformers' _merge_criteria_processor_list for the processors: {stage: [callables]}, with the C settings of
+    a default processor a custom one replaces turned off (settings is changed in place)."""
+    from .. import _core
+
+    stages = {}
+    replaced = set()
+    remaining = list(custom)
+    for name, (stage, fields) in DEFAULT_PROCESSORS.items():
+        if name not in defaults:
+            continue
+        match = next((p for p in remaining if transformers_type(p, "logits_process") == name), None)
+        if match is None:
+            continue
+        warn_replaced(match, "logits processor")
+        remaining = [p for p in remaining if p is not match]
+        replaced.add(name)
+        for field in fields:
+            settings[field] = _core.GENERATION_SETTINGS[field]
+        stages.setdefault(stage, []).append(match)
+    if replaced & {"MinLengthLogitsProcessor", "MinNewTokensLengthLogitsProcessor"}:
+        # the core bans eos below the larger of both lengths: keep the one not replaced
+        lengths = []
+        if "MinLengthLogitsProcessor" in defaults - replaced:
+            lengths.append(config.min_length)
+        if "MinNewTokensLengthLogitsProcessor" in defaults - replaced:
+            lengths.append(prompt_length + config.min_new_tokens)
+        settings["min_length"] = max(lengths, default=0)
+    if remaining:
+        stages.setdefault(CUSTOM_STAGE, []).extend(remaining)
+    return stages
+
+
+class PrefixConstrained:
+    """Transformers' PrefixConstrainedLogitsProcessor: only the tokens fn(batch_id, row) allows, row by row, with
+    batch_id = row // num_beams; where every row of a prompt is left with nothing but -inf, the allowed tokens get 0."""
+
+    def __init__(self, fn, num_beams):
+        self.fn = fn
+        self.num_beams = num_beams
+
+    def __call__(self, input_ids, scores):
+        torch = torch_module()
+        ids = to_numpy(input_ids, "input_ids")
+        scores = to_numpy(scores, "scores")
+        mask = np.full(scores.shape, -np.inf, dtype=np.float32)
+        for row in range(ids.shape[0]):
+            batch_id = row // self.num_beams
+            sent = torch.from_numpy(ids[row].copy()) if torch is not None else ids[row].copy()
+            allowed = self.fn(batch_id, sent)
+            if len(allowed) == 0:
+                raise ValueError(f"`prefix_allowed_tokens_fn` returned an empty list for batch ID {batch_id}.This "
+                                 "means that the constraint is unsatisfiable. Please check your implementationof "
+                                 "`prefix_allowed_tokens_fn` ")
+            allowed = to_numpy(allowed if not isinstance(allowed, range) else list(allowed), "allowed tokens")
+            mask[row, allowed.astype(np.int64) if allowed.dtype != bool else allowed] = 0
+        processed = scores + mask
+        unsatisfiable = np.isneginf(processed.max(axis=-1)).reshape(-1, self.num_beams).all(axis=-1)
+        return np.where(np.repeat(unsatisfiable, self.num_beams)[:, None], mask, processed)
+
+
+class Processors:
+    """The hook of the C loop (Generator.set_processor_hook): the caller's processors of each stage, applied to
+    the rows' ids and scores the step has so far."""
+
+    def __init__(self, stages, vocab_size):
+        self.stages = stages
+        self.vocab_size = vocab_size
+        self.bits = sum(1 << stage for stage in stages)
+
+    def __call__(self, stage, ids, rows, length, scores):
+        input_ids = np.frombuffer(ids, dtype=np.int64).reshape(rows, length)
+        scores = np.frombuffer(scores, dtype=np.float32).reshape(rows, self.vocab_size).copy()
+        torch = torch_module()
+        for processor in self.stages[stage]:
+            if torch is not None:
+                result = processor(torch.from_numpy(input_ids.copy()), torch.from_numpy(scores))
+            else:
+                result = processor(input_ids.copy(), scores)
+            scores = self.checked(processor, result, scores.shape)
+        return scores
+
+    @staticmethod
+    def checked(processor, result, shape):
+        what = type(processor).__name__ if not hasattr(processor, "__name__") else processor.__name__
+        if isinstance(processor, PrefixConstrained):
+            what = "prefix_allowed_tokens_fn"
+        try:
+            array = to_numpy(result, "scores")
+        except TypeError:
+            raise TypeError(f"the logits processor {what} returned {type(result).__name__}, not scores (a tensor "
+                            f"of shape {shape})") from None
+        if array.shape != shape:
+            raise ValueError(f"the logits processor {what} returned scores of shape {tuple(array.shape)}; they must "
+                             f"keep the shape of the scores it was given, {shape}")
+        if array.dtype.kind not in "fiub":
+            raise TypeError(f"the logits processor {what} returned scores of dtype {array.dtype}, not floats")
+        array = np.ascontiguousarray(array, dtype=np.float32)
+        bad = np.isnan(array) | np.isposinf(array)
+        if bad.any():
+            row, token = (int(i) for i in np.argwhere(bad)[0])
+            raise ValueError(f"the logits processor {what} returned {array[row, token]} for token {token} of row "
+                             f"{row}: scores must be finite or -inf")
+        return array
+
+
+class Criteria:
+    """The caller's stopping criteria, called after each step as Transformers' StoppingCriteriaList: with the rows
+    so far and the scores (the tuple of each step's processed scores with return_dict_in_generate and
+    output_scores, else None); a row stops when any criterion says so."""
+
+    def __init__(self, criteria):
+        self.criteria = criteria
+
+    def __call__(self, sequences, scores):
+        torch = torch_module()
+        rows = sequences.shape[0]
+        if torch is not None:
+            input_ids = torch.from_numpy(np.ascontiguousarray(sequences))
+            scores = None if scores is None else tuple(torch.from_numpy(step) for step in scores)
+        else:
+            input_ids = np.ascontiguousarray(sequences)
+        done = np.zeros(rows, dtype=bool)
+        for criterion in self.criteria:
+            result = criterion(input_ids, scores)
+            if isinstance(result, (bool, np.bool_)):
+                done |= bool(result)
+                continue
+            try:
+                array = to_numpy(result, "stopping criterion")
+            except TypeError:
+                array = None
+            if array is None or array.dtype != bool or array.shape not in ((rows,), (1,), ()):
+                what = getattr(array, "shape", None)
+                raise TypeError(f"the stopping criterion {type(criterion).__name__} returned "
+                                f"{type(result).__name__}{'' if what is None else f' of shape {what} dtype {array.dtype}'}"
+                                f"; it must return a bool or a bool tensor of shape ({rows},)")
+            done |= array
+        return done
+
+
+def merge_criteria(custom, config, eos, has_stop_strings):
+    """Transformers' _merge_criteria_processor_list for the stopping criteria. The defaults (max_length, max_time,
+    stop strings, eos) run in the C loop or in Run; a custom one of a default's type replaces it: the default's
+    setting is then dropped (max_time, stop strings), or the custom one must ask for no more than it (max_length,
+    eos), which the loop's buffers and eos padding are made for. Returns (criteria, drop_max_time, drop_stop_strings)."""
+    drop_max_time = drop_stop_strings = False
+    defaults = {"MaxLengthCriteria": config.max_length is not None, "MaxTimeCriteria": config.max_time is not None,
+                "StopStringCriteria": has_stop_strings, "EosTokenCriteria": bool(eos)}
+    seen = set()
+    for criterion in custom:
+        name = transformers_type(criterion, "stopping_criteria")
+        if name is None or not defaults.get(name) or name in seen:
+            continue
+        seen.add(name)
+        warn_replaced(criterion, "stopping criteria")
+        if name == "MaxTimeCriteria":
+            drop_max_time = True
+        elif name == "StopStringCriteria":
+            drop_stop_strings = True
+        elif name == "MaxLengthCriteria" and criterion.max_length > config.max_length:
+            raise NotImplementedError(f"a MaxLengthCriteria(max_length={criterion.max_length}) beyond the generation "
+                                      f"config's max_length ({config.max_length}) is not supported: set max_length "
+                                      "or max_new_tokens instead")
+        elif name == "EosTokenCriteria":
+            theirs = sorted(int(t) for t in np.asarray(to_numpy(criterion.eos_token_id, "eos_token_id")).reshape(-1))
+            if theirs != sorted(eos):
+                raise NotImplementedError(f"an EosTokenCriteria of eos ids {theirs} other than the generation "
+                                          f"config's eos_token_id {eos} is not supported: set eos_token_id instead")
+    if not eos and any(hasattr(criterion, "eos_token_id") for criterion in custom):
+        # Transformers then pads finished rows (its has_eos_stopping_criteria), with no eos_token_id to pad with
+        raise NotImplementedError("a stopping criterion with an eos_token_id, with no eos_token_id in the generation "
+                                  "config, is not supported: set eos_token_id instead")
+    return Criteria(custom), drop_max_time, drop_stop_strings
