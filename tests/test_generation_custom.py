@@ -309,3 +309,39 @@ def test_ctrl_c_interrupts_generate_with_python_processors(checkpoint, num_beams
     path = checkpoint(scale=0.25)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     interrupt_child(CHILD.format(root=root, path=path, num_beams=num_beams))
+
+
+def test_without_torch_the_callables_get_numpy_arrays(models, monkeypatch):
+    """Where torch cannot be imported (here: made so), processors, prefix_allowed_tokens_fn and criteria get NumPy
+    arrays; the tokens are those of the torch path."""
+    import nemotron_c.generation.custom as custom
+
+    ours, theirs = models
+    kwargs = dict(max_new_tokens=5, eos_token_id=40, pad_token_id=0)
+    expected = our_generate(ours, PROMPTS, MASK, logits_processor=[BanTokens(BANNED)], **kwargs,
+                            prefix_allowed_tokens_fn=lambda b, ids: list(range(30, 60)),
+                            stopping_criteria=[StopRow(2, 9)])
+    seen = []
+
+    def ban(input_ids, scores):
+        seen.append((type(input_ids), input_ids.dtype, type(scores), scores.dtype))
+        scores = scores.copy()
+        scores[:, BANNED] = -np.inf
+        return scores
+
+    def allowed(batch_id, ids):
+        seen.append((type(ids), ids.dtype))
+        return list(range(30, 60))
+
+    def stop(input_ids, scores):
+        seen.append((type(input_ids), input_ids.dtype))
+        done = np.zeros(input_ids.shape[0], dtype=bool)
+        done[2] = input_ids.shape[1] >= 9
+        return done
+
+    monkeypatch.setattr(custom, "torch_module", lambda: None)
+    got = our_generate(ours, PROMPTS, MASK, logits_processor=[ban], prefix_allowed_tokens_fn=allowed,
+                       stopping_criteria=[stop], **kwargs)
+    np.testing.assert_array_equal(got, expected)
+    int64, float32 = np.dtype(np.int64), np.dtype(np.float32)
+    assert set(seen) == {(np.ndarray, int64, np.ndarray, float32), (np.ndarray, int64)}
