@@ -101,3 +101,15 @@ def as_position_ids(value, shape):
     if positions.size and positions.min() < 0:
         raise ValueError("position_ids must be non-negative")
     return np.ascontiguousarray(np.broadcast_to(positions, shape), dtype=np.int64)
+
+
+def as_embeddings(value, hidden_size):
+    """(B, T, H) float32 embeddings from a 2-D (one sequence) or 3-D float array-like."""
+    embeds = to_numpy(value, "inputs_embeds")
+    if not np.issubdtype(embeds.dtype, np.floating):
+        raise TypeError(f"inputs_embeds must hold floats, got dtype {embeds.dtype}")
+    if embeds.ndim == 2:
+        embeds = embeds[None]
+    if embeds.ndim != 3 or embeds.shape[2] != hidden_size or 0 in embeds.shape:
+        raise ValueError(f"inputs_embeds must have shape (batch, sequence, {hidden_size}), got {embeds.shape}")
+    return np.ascontiguousarray(embeds, dtype=np.float32)

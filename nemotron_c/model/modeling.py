@@ -24,7 +24,7 @@ from ..generation.scoring import score
 from ..generation.utils import compute_transition_scores, generate, generate_iter
 from .cache import NemotronCache, check_cache
 from .configuration import CONFIG_NAME, NemotronConfig
-from .inputs import as_attention_mask, as_position_ids, as_token_ids, to_numpy
+from .inputs import as_attention_mask, as_embeddings, as_position_ids, as_token_ids, to_numpy
 from .losses import causal_lm_loss
 from .outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 from .rope import core_rope_settings
@@ -522,18 +522,6 @@ def _unpickle_model(cls, load_args, config, generation_config):
 
 
 ForwardResult = collections.namedtuple("ForwardResult", "logits last_hidden all_hidden cache attentions")
-
-
-def as_embeddings(value, hidden_size):
-    """(B, T, H) float32 embeddings from a 2-D (one sequence) or 3-D float array-like."""
-    embeds = to_numpy(value, "inputs_embeds")
-    if not np.issubdtype(embeds.dtype, np.floating):
-        raise TypeError(f"inputs_embeds must hold floats, got dtype {embeds.dtype}")
-    if embeds.ndim == 2:
-        embeds = embeds[None]
-    if embeds.ndim != 3 or embeds.shape[2] != hidden_size or 0 in embeds.shape:
-        raise ValueError(f"inputs_embeds must have shape (batch, sequence, {hidden_size}), got {embeds.shape}")
-    return np.ascontiguousarray(embeds, dtype=np.float32)
 
 
 def positions_to_keep(logits_to_keep, B, T):
