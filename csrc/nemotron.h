@@ -475,6 +475,15 @@ typedef nt_status (*nt_processor_hook)(void *ctx, nt_error *err, int stage, cons
  * follow); hook NULL (stages 0) removes it. Before the first step only. */
 nt_status nt_generator_set_processor_hook(nt_generator *g, nt_error *err, nt_processor_hook hook, void *ctx,
                                           uint32_t stages);
+/* A caller's stopping criteria in beam search: rows (n) of `length` tokens, row r at ids + r * length, are every
+ * prompt's candidates of the step (prompt b's K best continuations of its beams, best first, at rows b K..b K + K -
+ * 1: what Transformers' beam search shows its criteria); setting hits[r] non-zero stops candidate r, as an eos
+ * would. A status other than NT_OK ends the step with it. (Without beams, nt_generator_stop_rows between steps
+ * does this.) */
+typedef nt_status (*nt_stop_hook)(void *ctx, nt_error *err, const int64_t *ids, int64_t rows, int64_t length,
+                                  uint8_t *hits);
+/* Sets (or, with NULL, removes) the stop hook of a beam search, before its first step. */
+nt_status nt_generator_set_stop_hook(nt_generator *g, nt_error *err, nt_stop_hook hook, void *ctx);
 /* Hands the generator's own cache (the rows' keys and values up to length - 1, as Transformers leaves its
  * cache) to the caller, who frees it; the generator is finished afterwards. NULL for a caller's cache. */
 nt_cache *nt_generator_take_cache(nt_generator *g);

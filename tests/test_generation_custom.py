@@ -194,9 +194,37 @@ def test_max_length_criteria_passed_explicitly(models):
                      stopping_criteria=StoppingCriteriaList([MaxLengthCriteria(max_length=50)]))
 
 
-def test_criteria_with_beams_are_refused(models):
-    with pytest.raises(NotImplementedError, match="stopping_criteria with beam search"):
-        our_generate(models[0], PROMPTS, MASK, max_new_tokens=2, num_beams=2, stopping_criteria=[StopRow(0, 8)])
+class StopAfterToken(StoppingCriteria):
+    """Stops the rows whose last token is `token`: in beam search, a candidate ending in it finishes as one ending in
+    eos does."""
+
+    def __init__(self, token):
+        self.token = token
+        self.calls = []
+
+    def __call__(self, input_ids, scores, **kwargs):
+        self.calls.append((tuple(input_ids.shape), None if scores is None else len(scores)))
+        return input_ids[:, -1] == self.token
+
+
+@pytest.mark.parametrize("mode", [dict(num_beams=3), dict(num_beams=3, num_return_sequences=2, length_penalty=0.5),
+                                  dict(num_beams=2, do_sample=True, top_k=1)])
+def test_criteria_in_beam_search_see_the_candidates(models, mode):
+    ours, theirs = models
+    kwargs = dict(max_new_tokens=6, eos_token_id=40, **mode, **DICT)
+    plain = our_generate(ours, PROMPTS, MASK, **kwargs)
+    # a token some beam takes, so that the criterion changes the search
+    token = int(plain["sequences"][0, PROMPTS.shape[1] + 1])
+    our_criterion, their_criterion = StopAfterToken(token), StopAfterToken(token)
+    got = our_generate(ours, PROMPTS, MASK, stopping_criteria=StoppingCriteriaList([our_criterion]), **kwargs)
+    expected = hf_generate(theirs, PROMPTS, MASK, stopping_criteria=StoppingCriteriaList([their_criterion]),
+                           **kwargs)
+    if not mode.get("do_sample"):
+        np.testing.assert_array_equal(got["sequences"], expected["sequences"])
+        np.testing.assert_allclose(got["sequences_scores"], expected["sequences_scores"], atol=1e-4)
+    assert_scores_equal(got["scores"], expected["scores"])
+    assert our_criterion.calls == their_criterion.calls
+    assert not np.array_equal(got["sequences"], plain["sequences"])
 
 
 # ---------------------------------------------------------------- prefix_allowed_tokens_fn

@@ -38,9 +38,9 @@ nt_status nt_beam_search_create(nt_beam_search **out, nt_error *err, const nt_ge
     s->beam_indices = malloc((size_t)(N * G) * sizeof(int64_t));
     s->is_finished = calloc((size_t)N, 1);
     s->unsatisfied = malloc((size_t)B);
-    s->cand_scores = malloc((size_t)K * sizeof(float));
-    s->cand_flat = malloc((size_t)K * sizeof(int64_t));
-    s->cand_hits = malloc((size_t)K);
+    s->cand_scores = malloc((size_t)(B * K) * sizeof(float));
+    s->cand_flat = malloc((size_t)(B * K) * sizeof(int64_t));
+    s->cand_hits = malloc((size_t)(B * K));
     s->step_scores = malloc((size_t)(NB + K) * sizeof(float));
     s->chosen = malloc((size_t)NB * sizeof(int64_t));
     s->chosen_scores = malloc((size_t)NB * sizeof(float));
@@ -83,7 +83,7 @@ static int candidates(nt_beam_search *s, float *scores, int64_t b, nt_rng *rng) 
     float *acc = scores + b * NB * V; /* (NB * V) */
     for (int64_t j = 0; j < NB; j++)
         for (int64_t v = 0; v < V; v++) acc[j * V + v] += s->running_scores[b * NB + j];
-    int64_t *flat = s->cand_flat;
+    int64_t *flat = s->cand_flat + b * K;
     if (!s->config->do_sample) {
         nt_topk(flat, s->topk_scratch, acc, NB * V, K);
     } else {
@@ -127,7 +127,7 @@ static int candidates(nt_beam_search *s, float *scores, int64_t b, nt_rng *rng) 
                 flat[q - 1] = t;
             }
     }
-    for (int64_t k = 0; k < K; k++) s->cand_scores[k] = acc[flat[k]];
+    for (int64_t k = 0; k < K; k++) s->cand_scores[b * K + k] = acc[flat[k]];
     return 0;
 }
 
@@ -140,23 +140,51 @@ static void extend(const nt_beam_search *s, int64_t *seq, int64_t *idx, const in
     idx[length - s->T0] = row;
 }
 
-int nt_beam_search_step(nt_beam_search *s, int64_t *running, float *scores, int64_t length, nt_rng *rng,
-                        int timed_out) {
+/* The caller's stopping criteria over every prompt's K candidates (B K rows of length + 1 tokens, best first), as
+ * Transformers' beam search calls them: their hits are added to cand_hits. */
+static int stop_hook_hits(nt_beam_search *s, nt_error *err, const int64_t *running, int64_t length) {
+    int64_t K = s->K, V = s->V, M = s->M, rows = s->B * K, L = length;
+    int64_t *ids = malloc((size_t)(rows * (L + 1)) * sizeof(int64_t));
+    uint8_t *hits = calloc((size_t)rows, 1);
+    nt_status status = ids == NULL || hits == NULL
+                           ? nt_error_set(err, NT_ERROR_OUT_OF_MEMORY, "out of memory for the beam candidates")
+                           : NT_OK;
+    for (int64_t i = 0; i < rows && status == NT_OK; i++) {
+        int64_t flat = s->cand_flat[i], source = (i / K) * s->NB + flat / V;
+        memcpy(ids + i * (L + 1), running + source * M, (size_t)L * sizeof(int64_t));
+        ids[i * (L + 1) + L] = flat % V;
+    }
+    if (status == NT_OK) status = s->stop_hook(s->stop_ctx, err, ids, rows, L + 1, hits);
+    for (int64_t i = 0; i < rows && status == NT_OK; i++) s->cand_hits[i] |= hits[i] != 0;
+    free(ids);
+    free(hits);
+    s->stop_status = status;
+    return status == NT_OK ? 0 : -2;
+}
+
+int nt_beam_search_step(nt_beam_search *s, nt_error *err, int64_t *running, float *scores, int64_t length,
+                        nt_rng *rng, int timed_out) {
     const nt_generation_config *c = s->config;
     int64_t NB = s->NB, K = s->K, M = s->M, G = s->G, V = s->V, T0 = s->T0, L = length;
     int all_hit = 1;
 
-    for (int64_t b = 0; b < s->B; b++) {
+    /* every prompt's candidates first (the draws of beam sampling in prompt order), then which of them stop: the
+     * caller's criteria see them all at once */
+    for (int64_t b = 0; b < s->B; b++)
         if (candidates(s, scores, b, rng) < 0) return -1;
-        for (int64_t k = 0; k < K; k++) {
-            int hit = L + 1 >= M || timed_out || nt_is_eos(c, s->cand_flat[k] % V);
-            s->cand_hits[k] = (uint8_t)hit;
-            all_hit &= hit;
-        }
+    for (int64_t i = 0; i < s->B * K; i++)
+        s->cand_hits[i] = (uint8_t)(L + 1 >= M || timed_out || nt_is_eos(c, s->cand_flat[i] % V));
+    if (s->stop_hook != NULL && stop_hook_hits(s, err, running, L) < 0) return -2;
+    for (int64_t i = 0; i < s->B * K; i++) all_hit &= s->cand_hits[i];
+
+    for (int64_t b = 0; b < s->B; b++) {
+        const float *cand_scores = s->cand_scores + b * K;
+        const int64_t *cand_flat = s->cand_flat + b * K;
+        const uint8_t *cand_hits = s->cand_hits + b * K;
 
         /* the best NB candidates that did not stop keep running */
         float *running_scores = s->step_scores; /* (K) */
-        for (int64_t k = 0; k < K; k++) running_scores[k] = s->cand_scores[k] + (s->cand_hits[k] ? NT_BEAM_EXCLUDED : 0.0f);
+        for (int64_t k = 0; k < K; k++) running_scores[k] = cand_scores[k] + (cand_hits[k] ? NT_BEAM_EXCLUDED : 0.0f);
         nt_topk(s->chosen, s->topk_scratch, running_scores, K, NB);
         for (int64_t j = 0; j < NB; j++) s->chosen_scores[j] = running_scores[s->chosen[j]];
 
@@ -169,10 +197,10 @@ int nt_beam_search_step(nt_beam_search *s, int64_t *running, float *scores, int6
         float *merged = s->step_scores;
         for (int64_t j = 0; j < NB; j++) merged[j] = s->beam_scores[b * NB + j];
         for (int64_t k = 0; k < K; k++) {
-            float score = s->cand_scores[k] / divisor;
+            float score = cand_scores[k] / divisor;
             score += full ? NT_BEAM_EXCLUDED : 0.0f;
             score += s->unsatisfied[b] ? 0.0f : NT_BEAM_EXCLUDED;
-            s->just_finished[k] = s->cand_hits[k] && k < NB;
+            s->just_finished[k] = cand_hits[k] && k < NB;
             score += s->just_finished[k] ? 0.0f : NT_BEAM_EXCLUDED;
             merged[NB + k] = score;
         }
@@ -189,7 +217,7 @@ int nt_beam_search_step(nt_beam_search *s, int64_t *running, float *scores, int6
                 s->staged_lengths[j] = n;
                 s->finished_flags[j] = s->is_finished[kept];
             } else {
-                int64_t flat = s->cand_flat[i - NB], source = b * NB + flat / V;
+                int64_t flat = cand_flat[i - NB], source = b * NB + flat / V;
                 extend(s, seq, idx, running + source * M, s->running_beam_indices + source * G, L, flat % V, source);
                 s->staged_lengths[j] = L + 1;
                 s->finished_flags[j] = s->just_finished[i - NB];
@@ -197,7 +225,7 @@ int nt_beam_search_step(nt_beam_search *s, int64_t *running, float *scores, int6
             s->new_scores[j] = merged[i];
         }
         for (int64_t j = 0; j < NB; j++) {
-            int64_t flat = s->cand_flat[s->chosen[j]], source = b * NB + flat / V;
+            int64_t flat = cand_flat[s->chosen[j]], source = b * NB + flat / V;
             extend(s, s->staged_rows + (NB + j) * M, s->staged_indices + (NB + j) * G, running + source * M,
                    s->running_beam_indices + source * G, L, flat % V, source);
             s->reorder[b * NB + j] = source; /* the cache row it continues */

@@ -32,9 +32,12 @@ typedef struct {
     uint8_t *unsatisfied;          /* (B) the early-stop heuristic still allows improvement */
 
     /* scratch of one prompt's step */
-    float *cand_scores;            /* (K) */
-    int64_t *cand_flat;            /* (K) index into the NB * V continuations */
-    uint8_t *cand_hits;            /* (K) the candidate meets a stopping criterion */
+    float *cand_scores;            /* (B, K) */
+    int64_t *cand_flat;            /* (B, K) index into the NB * V continuations */
+    uint8_t *cand_hits;            /* (B, K) the candidate meets a stopping criterion */
+    nt_stop_hook stop_hook;        /* the caller's stopping criteria over the candidates, or NULL */
+    void *stop_ctx;
+    nt_status stop_status;         /* what the stop hook last returned */
     float *step_scores;            /* (NB + K) the candidates' running scores, then the merged finished ones */
     int64_t *chosen;               /* (NB) the candidates that keep running */
     float *chosen_scores;          /* (NB) their running scores */
@@ -62,10 +65,11 @@ void nt_beam_search_free(nt_beam_search *s);
 
 /* One step over rows of `length` tokens: from the processed log-probabilities scores (N, V) (the running scores
  * are added in place), chooses the continuations, rewrites running (N, M), the finished hypotheses and reorder.
- * timed_out: the deadline has passed. Returns whether the search is done, or -1 when sampling finds a prompt's
- * scores give no distribution (every one -inf, or a NaN or +inf among them). */
-int nt_beam_search_step(nt_beam_search *s, int64_t *running, float *scores, int64_t length, nt_rng *rng,
-                        int timed_out);
+ * timed_out: the deadline has passed. Returns whether the search is done, -1 when sampling finds a prompt's
+ * scores give no distribution (every one -inf, or a NaN or +inf among them), or -2 when the stop hook failed or
+ * memory for its candidates ran out (stop_status; err says which). */
+int nt_beam_search_step(nt_beam_search *s, nt_error *err, int64_t *running, float *scores, int64_t length,
+                        nt_rng *rng, int timed_out);
 
 /* The number of new tokens of the longest of the first n hypotheses of every prompt. */
 int64_t nt_beam_search_output_length(const nt_beam_search *s, int64_t n);

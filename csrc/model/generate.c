@@ -393,6 +393,16 @@ static nt_status process_rows(nt_generator *g, nt_error *err, int log_softmax_fi
     return NT_OK;
 }
 
+nt_status nt_generator_set_stop_hook(nt_generator *g, nt_error *err, nt_stop_hook hook, void *ctx) {
+    if (g == NULL || g->beam == NULL)
+        return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "a stop hook needs a beam search generator");
+    if (g->steps > 0 || g->length != g->T0)
+        return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "a stop hook is set before the first step");
+    g->beam->stop_hook = hook;
+    g->beam->stop_ctx = ctx;
+    return NT_OK;
+}
+
 nt_status nt_generator_set_processor_hook(nt_generator *g, nt_error *err, nt_processor_hook hook, void *ctx,
                                           uint32_t stages) {
     if (g == NULL) return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "a processor hook needs a generator");
@@ -444,7 +454,8 @@ static nt_status select_tokens(nt_generator *g, nt_error *err) {
 static nt_status beam_select(nt_generator *g, nt_error *err) {
     const nt_generation_config *c = &g->config;
     int timed_out = c->deadline > 0 && wall_clock() > c->deadline;
-    int done = nt_beam_search_step(g->beam, g->running, g->logits, g->length, &g->rng, timed_out);
+    int done = nt_beam_search_step(g->beam, err, g->running, g->logits, g->length, &g->rng, timed_out);
+    if (done == -2) return g->beam->stop_status;
     if (done < 0) return no_distribution(err);
     g->done = done;
     g->length++;

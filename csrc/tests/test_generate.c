@@ -180,6 +180,18 @@ static nt_status ban_three(void *ctx, nt_error *err, int stage, const int64_t *i
     return NT_OK;
 }
 
+/* a stop hook: records the candidates it was given and stops every one (or fails when asked to) */
+static nt_status stop_all(void *ctx, nt_error *err, const int64_t *ids, int64_t rows, int64_t length, uint8_t *hits) {
+    hook_record *h = ctx;
+    h->calls++;
+    h->rows = rows;
+    h->length = length;
+    h->last_id = ids[rows * length - 1];
+    if (h->fail) return nt_error_set(err, NT_ERROR_INTERNAL, "the hook failed");
+    memset(hits, 1, (size_t)rows);
+    return NT_OK;
+}
+
 /* nt_generator_set_processor_hook: called once a step at its stage with the rows so far, its changes to the scores
  * kept (greedy search never picks what it banned, and the scores out show the ban); a failing hook ends the step
  * with its status; what setting a hook refuses */
@@ -218,6 +230,29 @@ static int hook_checks(nt_model *m, int64_t V) {
     CHECK(nt_generator_set_processor_hook(gen, &err, ban_three, &h, 1u << NT_STAGE_PREFIX_ALLOWED_TOKENS) == NT_OK);
     CHECK(nt_generator_run(gen, &err, -1, NULL) == NT_ERROR_INTERNAL && strstr(err.message, "the hook failed"));
     CHECK(h.calls == 1 && h.stage == NT_STAGE_PREFIX_ALLOWED_TOKENS && nt_generator_done(gen));
+    nt_generator_free(gen);
+
+    /* beam search's stop hook: sees every prompt's K candidates of length + 1 tokens; stopping them all ends the
+     * search after one step, as eos on every candidate would; a failing hook ends the step with its status */
+    CHECK(nt_generator_create(&gen, &err, m, &g, &out, ids, NULL, N, T, NULL) == NT_OK);
+    CHECK(nt_generator_set_stop_hook(gen, &err, stop_all, &h) == NT_ERROR_INVALID_ARGUMENT); /* no beams */
+    nt_generator_free(gen);
+    nt_generation_config beams = g;
+    beams.num_beams = 2;
+    int64_t beam_ids[2 * N * T], beam_seqs[2 * N * M];
+    for (int i = 0; i < 2 * N * T; i++) beam_ids[i] = ids[(i / (2 * T)) * T + i % T]; /* each prompt twice */
+    nt_generation_outputs beam_out = {.sequences = beam_seqs};
+    h = (hook_record){0};
+    CHECK(nt_generator_create(&gen, &err, m, &beams, &beam_out, beam_ids, NULL, 2 * N, T, NULL) == NT_OK);
+    CHECK(nt_generator_set_stop_hook(gen, &err, stop_all, &h) == NT_OK);
+    CHECK(nt_generator_run(gen, &err, -1, NULL) == NT_OK && nt_generator_steps(gen) == 1 && h.calls == 1);
+    CHECK(h.rows == N * 2 * 2 && h.length == T + 1); /* K = 2 x num_beams candidates of each prompt */
+    CHECK(nt_generator_beam_output_length(gen, 2) == 1);
+    nt_generator_free(gen);
+    h = (hook_record){.fail = 1};
+    CHECK(nt_generator_create(&gen, &err, m, &beams, &beam_out, beam_ids, NULL, 2 * N, T, NULL) == NT_OK);
+    CHECK(nt_generator_set_stop_hook(gen, &err, stop_all, &h) == NT_OK);
+    CHECK(nt_generator_run(gen, &err, -1, NULL) == NT_ERROR_INTERNAL && strstr(err.message, "the hook failed"));
     nt_generator_free(gen);
     printf("hook checks: ok\n");
     return 0;

@@ -16,7 +16,8 @@ typedef struct {
     int64_t rows;         /* N */
     int busy;
     PyObject *hook;       /* the caller's processors: hook(stage, ids bytes, rows, length, scores bytes) -> scores */
-    PyObject *hook_error; /* the exception the hook raised on the worker thread, re-raised by run() */
+    PyObject *stop_hook;  /* beam search's stopping criteria: stop_hook(ids bytes, rows, length) -> hits (rows) */
+    PyObject *hook_error; /* the exception a hook raised on the worker thread, re-raised by run() */
 } GeneratorObject;
 
 /* the length of a token-list setting (0 when absent), for the checks the table cannot state */
@@ -131,6 +132,7 @@ static void release_cache(GeneratorObject *self) {
 static void Generator_dealloc(GeneratorObject *self) {
     release_cache(self);
     Py_XDECREF(self->hook);
+    Py_XDECREF(self->stop_hook);
     Py_XDECREF(self->hook_error);
     nt_generator_free(self->generator);
     nt_py_release(self->outputs, 7);
@@ -230,6 +232,61 @@ static PyObject *Generator_prefilled(GeneratorObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* The exception a hook raised (set), kept for run() to raise on the calling thread. */
+static nt_status keep_hook_error(GeneratorObject *self, nt_error *err, const char *what) {
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    PyErr_NormalizeException(&type, &value, &traceback);
+    if (traceback != NULL) PyException_SetTraceback(value, traceback);
+    Py_XSETREF(self->hook_error, value);
+    Py_XDECREF(type);
+    Py_XDECREF(traceback);
+    return nt_error_set(err, NT_ERROR_INTERNAL, "%s", what);
+}
+
+/* The stop hook, on the thread running the step as call_hook: stop_hook(ids, rows, length) with a copy of the
+ * candidates (int64 bytes), what it returns (a uint8 or bool buffer of (rows)) copied into hits. */
+static nt_status call_stop_hook(void *ctx, nt_error *err, const int64_t *ids, int64_t rows, int64_t length,
+                                uint8_t *hits) {
+    GeneratorObject *self = ctx;
+    PyGILState_STATE gil = PyGILState_Ensure();
+    nt_status status = NT_OK;
+    PyObject *id_bytes = PyBytes_FromStringAndSize((const char *)ids,
+                                                   (Py_ssize_t)(rows * length) * (Py_ssize_t)sizeof(int64_t));
+    PyObject *result = id_bytes == NULL ? NULL
+                                        : PyObject_CallFunction(self->stop_hook, "OLL", id_bytes, (long long)rows,
+                                                                (long long)length);
+    if (result != NULL) {
+        Py_buffer view;
+        const nt_py_array spec = {"the stopping criteria's hits", 'B', 1, 0, {rows}};
+        if (nt_py_get_array(result, &view, &spec) == 0) {
+            memcpy(hits, view.buf, (size_t)rows);
+            PyBuffer_Release(&view);
+        }
+    }
+    if (PyErr_Occurred()) status = keep_hook_error(self, err, "a stopping criterion raised");
+    Py_XDECREF(result);
+    Py_XDECREF(id_bytes);
+    PyGILState_Release(gil);
+    return status;
+}
+
+/* set_stop_hook(hook): beam search's stopping criteria, hook(ids bytes, rows, length) -> uint8 hits (rows) over
+ * every step's candidates; before the first step */
+static PyObject *Generator_set_stop_hook(GeneratorObject *self, PyObject *args) {
+    PyObject *hook;
+    if (!PyArg_ParseTuple(args, "O", &hook) || check_ready(self) < 0) return NULL;
+    if (!PyCallable_Check(hook)) {
+        PyErr_SetString(PyExc_TypeError, "the stop hook must be callable");
+        return NULL;
+    }
+    nt_error err = {0};
+    nt_status status = nt_generator_set_stop_hook(self->generator, &err, call_stop_hook, self);
+    if (status != NT_OK) return nt_py_raise(&err);
+    Py_XSETREF(self->stop_hook, Py_NewRef(hook));
+    Py_RETURN_NONE;
+}
+
 /* The processor hook, on the thread running the step: the GIL taken (the thread waiting in run() releases it
  * between its checks for signals), hook(stage, ids, rows, length, scores) called with copies of the rows' ids
  * (int64) and of the scores (float32) as bytes, and what it returns (a float32 buffer of (rows, V)) copied back. */
@@ -256,16 +313,7 @@ static nt_status call_hook(void *ctx, nt_error *err, int stage, const int64_t *i
             PyBuffer_Release(&view);
         }
     }
-    if (PyErr_Occurred()) {
-        PyObject *type, *value, *traceback;
-        PyErr_Fetch(&type, &value, &traceback);
-        PyErr_NormalizeException(&type, &value, &traceback);
-        if (traceback != NULL) PyException_SetTraceback(value, traceback);
-        Py_XSETREF(self->hook_error, value);
-        Py_XDECREF(type);
-        Py_XDECREF(traceback);
-        status = nt_error_set(err, NT_ERROR_INTERNAL, "a logits processor raised");
-    }
+    if (PyErr_Occurred()) status = keep_hook_error(self, err, "a logits processor raised");
     Py_XDECREF(result);
     Py_XDECREF(id_bytes);
     Py_XDECREF(score_bytes);
@@ -314,6 +362,8 @@ static PyMethodDef Generator_methods[] = {
     {"take_cache", (PyCFunction)Generator_take_cache, METH_NOARGS, "Hands over the cache; the Generator is done."},
     {"prefilled", (PyCFunction)Generator_prefilled, METH_VARARGS,
      "Starts from a prompt the caller ran: its last logits, and how many leading positions are embeddings."},
+    {"set_stop_hook", (PyCFunction)Generator_set_stop_hook, METH_VARARGS,
+     "Beam search: calls hook(ids, rows, length) -> hits over the candidates of every step."},
     {"set_processor_hook", (PyCFunction)Generator_set_processor_hook, METH_VARARGS,
      "Calls hook(stage, ids, rows, length, scores) -> scores after the given stages of every step."},
     {"beam_output_length", (PyCFunction)Generator_beam_output_length, METH_VARARGS,

@@ -248,6 +248,21 @@ class Criteria:
         return done
 
 
+class CandidateCriteria:
+    """Beam search's stop hook (Generator.set_stop_hook): the criteria over every step's candidates, as
+    Transformers' _beam_search calls them (with the scores of the steps so far, this one's included, or None)."""
+
+    def __init__(self, criteria, scores, context):
+        self.criteria, self.scores, self.context = criteria, scores, context
+        self.steps = 0
+
+    def __call__(self, ids, rows, length):
+        self.steps += 1
+        sequences = np.frombuffer(ids, dtype=np.int64).reshape(rows, length)[:, self.context:]
+        scores = None if self.scores is None else tuple(self.scores[:self.steps])
+        return self.criteria(sequences, scores).astype(np.uint8)
+
+
 def merge_criteria(custom, config, eos, has_stop_strings):
     """Transformers' _merge_criteria_processor_list for the stopping criteria. The defaults (max_length, max_time,
     stop strings, eos) run in the C loop or in Run; a custom one of a default's type replaces it: the default's

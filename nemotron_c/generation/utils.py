@@ -15,9 +15,10 @@ eos_token_id (int or list), pad_token_id, max_time, stop_strings (with tokenizer
 return_dict_in_generate with output_scores / output_logits / beam_indices / sequences_scores /
 output_attentions / output_hidden_states, inputs_embeds (alone, or with input_ids of their length).
 logits_processor, prefix_allowed_tokens_fn and stopping_criteria run as Transformers runs them (custom.py): the
-processors inside the C step, called back at their place in Transformers' order; the criteria between steps.
+processors inside the C step, called back at their place in Transformers' order; the criteria between steps
+(with beams, inside the step on its candidates).
 Not supported (NotImplementedError): contrastive search, group beam search, constrained beam search,
-assisted generation, DoLa, guidance_scale, watermarking, top_h, custom stopping_criteria with beam search,
+assisted generation, DoLa, guidance_scale, watermarking, top_h,
 cache_implementation "quantized" and "paged" (the static and offloaded ones generate the tokens of ours).
 
 Attentions and hidden states: as Transformers, per step a tuple over layers (hidden states: the embeddings
@@ -65,8 +66,8 @@ import warnings
 import numpy as np
 
 from .. import _core
-from .custom import PREFIX_ALLOWED_TOKENS_STAGE, PrefixConstrained, Processors, as_callables, built_processors, \
-    merge_criteria, merge_processors
+from .custom import (PREFIX_ALLOWED_TOKENS_STAGE, CandidateCriteria, PrefixConstrained, Processors, as_callables,
+                     built_processors, merge_criteria, merge_processors)
 from .configuration import GENERATION_CONFIG_NAME, GenerationConfig, default_generation_params
 from ..model.inputs import as_attention_mask, as_token_ids, check_int64, to_numpy
 from ..model.cache import NemotronCache, check_cache
@@ -808,8 +809,6 @@ def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=N
                          "you must pass the model's tokenizer to the `tokenizer` argument of `generate`.")
     if config.stop_strings is not None and num_beams > 1:
         raise NotImplementedError("stop_strings with beam search is not supported by nemotron_c")
-    if criteria and num_beams > 1:
-        raise NotImplementedError("custom stopping_criteria with beam search are not supported by nemotron_c")
 
     settings = processor_settings(config, eos, prompt_length - context, vocab_size, padding, embeds is not None)
     if config.early_stopping not in EARLY_STOPPING:
@@ -850,7 +849,7 @@ def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=N
     run.streamer = streamer
     run.stop_strings = (StopStrings(tokenizer, config.stop_strings)
                         if config.stop_strings is not None and not drop_stop_strings else None)
-    run.criteria = run_criteria
+    run.criteria = run_criteria if run.beams == 1 else None  # beam search calls them on its candidates, in C
     run.return_dict = bool(config.return_dict_in_generate)
     run.use_cache = bool(config.use_cache)
     run.output_scores = bool(config.output_scores)
@@ -909,6 +908,8 @@ def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=N
     if stages:
         hook = Processors(stages, vocab_size)
         run.generator.set_processor_hook(hook, hook.bits)
+    if run_criteria is not None and run.beams > 1:
+        run.generator.set_stop_hook(CandidateCriteria(run_criteria, run.scores, context))
     return run
 
 
