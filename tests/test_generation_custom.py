@@ -3,6 +3,7 @@ constrained-decoding libraries) against Transformers: where in the processors th
 what a misbehaving one raises."""
 import os
 import textwrap
+import warnings
 
 import numpy as np
 import pytest
@@ -37,7 +38,8 @@ class ByLength(LogitsProcessor):
     def __call__(self, input_ids, scores):
         boost = torch.zeros_like(scores)
         boost[:, (input_ids.shape[1] * 7) % scores.shape[1]] = 30.0
-        boost[:, int(input_ids[0, -1]) % scores.shape[1]] += 1.5
+        if input_ids.shape[1] > 0:  # none at first after inputs_embeds
+            boost[:, int(input_ids[0, -1]) % scores.shape[1]] += 1.5
         return scores + boost
 
 
@@ -373,3 +375,45 @@ def test_without_torch_the_callables_get_numpy_arrays(models, monkeypatch):
     np.testing.assert_array_equal(got, expected)
     int64, float32 = np.dtype(np.int64), np.dtype(np.float32)
     assert set(seen) == {(np.ndarray, int64, np.ndarray, float32), (np.ndarray, int64)}
+
+
+@pytest.mark.parametrize("mode", [dict(), dict(num_beams=2)])
+def test_with_inputs_embeds_the_callables_see_only_the_new_tokens(models, mode):
+    """Transformers' input_ids are then empty at first: processors, prefix_allowed_tokens_fn and criteria see the new
+    tokens alone."""
+    ours, theirs = models
+    ids = PROMPTS[1:]
+    with torch.no_grad():
+        mine, reference = ours.get_input_embeddings()(ids), theirs.get_input_embeddings()(torch.as_tensor(ids))
+    seen = {"ours": [], "theirs": []}
+
+    def kwargs(who):
+        def allowed(batch_id, sent):
+            seen[who].append(tuple(sent.tolist()))
+            return list(range(20, 70))
+
+        return dict(max_new_tokens=5, eos_token_id=None, logits_processor=[ByLength()], **mode,
+                    prefix_allowed_tokens_fn=allowed, stopping_criteria=[StopRow(0, 3)], **DICT)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with torch.no_grad():
+            expected = theirs.generate(inputs_embeds=reference, **kwargs("theirs"))
+        got = ours.generate(inputs_embeds=mine, **kwargs("ours"))
+    np.testing.assert_array_equal(got["sequences"], expected["sequences"].numpy())
+    assert_scores_equal(got["scores"], [s.numpy() for s in expected["scores"]])
+    assert seen["ours"] == seen["theirs"] and seen["ours"][0] == ()
+
+
+def test_a_criterion_raising_in_beam_search_propagates(models):
+    class Boom(Exception):
+        pass
+
+    def raises(input_ids, scores):
+        raise Boom("from the criterion")
+
+    with pytest.raises(Boom, match="from the criterion"):
+        models[0].generate(PROMPTS, attention_mask=MASK, max_new_tokens=3, num_beams=2, stopping_criteria=[raises])
+    with pytest.raises(TypeError, match="bool tensor"):
+        models[0].generate(PROMPTS, attention_mask=MASK, max_new_tokens=3, num_beams=2,
+                           stopping_criteria=[lambda i, s: torch.ones(1, 2)])
