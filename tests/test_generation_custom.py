@@ -304,6 +304,14 @@ def test_processor_errors(models):
         ours.generate(PROMPTS, attention_mask=MASK, prefix_allowed_tokens_fn=lambda b, s: [], **run)
     with pytest.raises(TypeError, match="bool tensor"):
         ours.generate(PROMPTS, attention_mask=MASK, stopping_criteria=[lambda i, s: torch.ones(2)], **run)
+    # as Transformers' LogitsProcessorList: a __call__ taking more than (input_ids, scores) is given nothing more
+    class WithOptions(LogitsProcessor):
+        def __call__(self, input_ids, scores, **kwargs):
+            return scores
+
+    for model in models:
+        with pytest.raises(ValueError, match="Make sure that all the required parameters"):
+            model.generate(torch.as_tensor(PROMPTS), logits_processor=LogitsProcessorList([WithOptions()]), **run)
     # the model works after each
     np.testing.assert_array_equal(our_generate(ours, PROMPTS, MASK, **run), our_generate(ours, PROMPTS, MASK, **run))
 

@@ -10,6 +10,7 @@ config takes that one's place (Transformers warns). Stopping criteria run in Pyt
 The callables get torch tensors (input_ids int64, scores float32) when torch is importable, NumPy arrays otherwise,
 and may return either.
 """
+import inspect
 import warnings
 
 import numpy as np
@@ -93,7 +94,21 @@ def as_callables(value, name):
     for item in items:
         if not callable(item):
             raise TypeError(f"`{name}` holds {item!r} ({type(item).__name__}), which is not callable")
+        if name == "logits_processor":
+            check_processor_parameters(item)
     return items
+
+
+def check_processor_parameters(processor):
+    """Transformers' LogitsProcessorList passes a processor whose __call__ takes more than (input_ids, scores) the
+    keyword arguments it names, and generate() passes none: such a processor raises its ValueError."""
+    try:
+        parameters = list(inspect.signature(processor.__call__).parameters)
+    except (TypeError, ValueError):  # no signature to read (a builtin): called with the two
+        return
+    if len(parameters) > 2:
+        raise ValueError(f"Make sure that all the required parameters: {parameters} for {processor.__class__} are "
+                         "passed to the logits processor.")
 
 
 def name_of_list(name):
