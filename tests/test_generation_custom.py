@@ -11,7 +11,7 @@ import torch
 from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 from transformers.generation.logits_process import (NoRepeatNGramLogitsProcessor, RepetitionPenaltyLogitsProcessor,
                                                      TemperatureLogitsWarper)
-from transformers.generation.stopping_criteria import MaxLengthCriteria
+from transformers.generation.stopping_criteria import EosTokenCriteria, MaxLengthCriteria, MaxTimeCriteria
 
 from helpers.interrupt import interrupt_child
 from helpers.generation_reference import MASK, PROMPTS, assert_scores_equal, hf_generate, models, our_generate  # noqa: F401
@@ -425,3 +425,15 @@ def test_a_criterion_raising_in_beam_search_propagates(models):
     with pytest.raises(TypeError, match="bool tensor"):
         models[0].generate(PROMPTS, attention_mask=MASK, max_new_tokens=3, num_beams=2,
                            stopping_criteria=[lambda i, s: torch.ones(1, 2)])
+
+
+@pytest.mark.parametrize("criterion", [MaxLengthCriteria(10), MaxTimeCriteria(100.0), EosTokenCriteria(40)],
+                         ids=lambda c: type(c).__name__)
+@pytest.mark.parametrize("mode", [dict(), dict(num_beams=3), dict(num_beams=2, early_stopping="never")])
+def test_builtin_criteria_passed_explicitly(models, criterion, mode):
+    """Transformers' own criteria of the types generate() builds take the defaults' place (with its warning)."""
+    compare(models, PROMPTS, MASK, max_new_tokens=6, eos_token_id=40, max_time=50.0, **mode, **DICT,
+            stopping_criteria=StoppingCriteriaList([criterion]))
+    with pytest.warns(UserWarning, match="will take precedence"):
+        models[0].generate(PROMPTS, attention_mask=MASK, max_new_tokens=6, eos_token_id=40, max_time=50.0, **mode,
+                           stopping_criteria=StoppingCriteriaList([criterion]))
