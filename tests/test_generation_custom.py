@@ -437,3 +437,42 @@ def test_builtin_criteria_passed_explicitly(models, criterion, mode):
     with pytest.warns(UserWarning, match="will take precedence"):
         models[0].generate(PROMPTS, attention_mask=MASK, max_new_tokens=6, eos_token_id=40, max_time=50.0, **mode,
                            stopping_criteria=StoppingCriteriaList([criterion]))
+
+
+def byte_level_tokenizer():
+    """A byte-level tokenizer over the tiny checkpoints' 96 ids: specials, letters, a space and some word pieces."""
+    import transformers
+    from tokenizers import Tokenizer, decoders, models as tokenizer_models, pre_tokenizers
+
+    vocab = {}
+    for token in ["<unk>", "<s>", "</s>", "<pad>"] + [chr(c) for c in range(ord("a"), ord("z") + 1)] + \
+            ["Ġ", "st", "op", "Ġthe", "ing", "er", "Ġst", "ed", "Ġa", "on", "Ġto", "es", "en", "Ġand", "at", "or"]:
+        vocab.setdefault(token, len(vocab))
+    while len(vocab) < 96:
+        vocab[f"x{len(vocab)}"] = len(vocab)
+    core = Tokenizer(tokenizer_models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    return transformers.PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<s>", eos_token="</s>",
+                                                unk_token="<unk>", pad_token="<pad>")
+
+
+@pytest.mark.parametrize("mode", [dict(num_beams=3), dict(num_beams=2, num_return_sequences=2)])
+def test_stop_strings_in_beam_search(models, mode):
+    """Transformers' StopStringCriteria sees beam search's candidates as any criterion: one ending in a stop string
+    finishes as one ending in eos. The string is the text of a token the search takes unstopped."""
+    ours, theirs = models
+    tokenizer = byte_level_tokenizer()
+    plain = hf_generate(theirs, PROMPTS, MASK, max_new_tokens=6, **mode)
+    text = tokenizer.decode([int(plain[0, PROMPTS.shape[1] + 1])])
+    assert text.strip()
+    kwargs = dict(max_new_tokens=6, stop_strings=[text.strip()], tokenizer=tokenizer, **mode, **DICT)
+    expected = hf_generate(theirs, PROMPTS, MASK, **kwargs)
+    got = our_generate(ours, PROMPTS, MASK, **kwargs)
+    np.testing.assert_array_equal(got["sequences"], expected["sequences"])
+    np.testing.assert_allclose(got["sequences_scores"], expected["sequences_scores"], atol=1e-4)
+    assert not np.array_equal(got["sequences"], plain)
+    # with a criterion of the caller's too
+    kwargs["stopping_criteria"] = StoppingCriteriaList([StopAfterToken(int(plain[1, PROMPTS.shape[1]]))])
+    np.testing.assert_array_equal(our_generate(ours, PROMPTS, MASK, **kwargs)["sequences"],
+                                  hf_generate(theirs, PROMPTS, MASK, **kwargs)["sequences"])

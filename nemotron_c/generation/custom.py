@@ -264,18 +264,24 @@ class Criteria:
 
 
 class CandidateCriteria:
-    """Beam search's stop hook (Generator.set_stop_hook): the criteria over every step's candidates, as
-    Transformers' _beam_search calls them (with the scores of the steps so far, this one's included, or None)."""
+    """Beam search's stop hook (Generator.set_stop_hook): stop strings (utils.StopStrings) and the caller's criteria
+    (or None) over every step's candidates, as Transformers' _beam_search calls them (with the scores of the steps so
+    far, this one's included, or None)."""
 
-    def __init__(self, criteria, scores, context):
-        self.criteria, self.scores, self.context = criteria, scores, context
+    def __init__(self, criteria, scores, context, stop_strings=None):
+        self.criteria, self.scores, self.context, self.stop_strings = criteria, scores, context, stop_strings
         self.steps = 0
 
     def __call__(self, ids, rows, length):
         self.steps += 1
         sequences = np.frombuffer(ids, dtype=np.int64).reshape(rows, length)[:, self.context:]
-        scores = None if self.scores is None else tuple(self.scores[:self.steps])
-        return self.criteria(sequences, scores).astype(np.uint8)
+        hits = np.zeros(rows, dtype=bool)
+        if self.stop_strings is not None:
+            hits |= self.stop_strings(sequences, sequences.shape[1], 0)
+        if self.criteria is not None:
+            scores = None if self.scores is None else tuple(self.scores[:self.steps])
+            hits |= self.criteria(sequences, scores)
+        return hits.astype(np.uint8)
 
 
 def merge_criteria(custom, config, eos, has_stop_strings):

@@ -16,7 +16,7 @@ return_dict_in_generate with output_scores / output_logits / beam_indices / sequ
 output_attentions / output_hidden_states, inputs_embeds (alone, or with input_ids of their length).
 logits_processor, prefix_allowed_tokens_fn and stopping_criteria run as Transformers runs them (custom.py): the
 processors inside the C step, called back at their place in Transformers' order; the criteria between steps
-(with beams, inside the step on its candidates).
+(with beams, inside the step on its candidates, as stop strings there).
 Not supported (NotImplementedError): contrastive search, group beam search, constrained beam search,
 assisted generation, DoLa, guidance_scale, watermarking, top_h,
 cache_implementation "quantized" and "paged" (the static and offloaded ones generate the tokens of ours).
@@ -807,8 +807,6 @@ def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=N
         raise ValueError("There are one or more stop strings, either in the arguments to `generate` or in the model's "
                          "generation config, but we could not locate a tokenizer. When generating with stop strings, "
                          "you must pass the model's tokenizer to the `tokenizer` argument of `generate`.")
-    if config.stop_strings is not None and num_beams > 1:
-        raise NotImplementedError("stop_strings with beam search is not supported by nemotron_c")
 
     settings = processor_settings(config, eos, prompt_length - context, vocab_size, padding, embeds is not None)
     if config.early_stopping not in EARLY_STOPPING:
@@ -847,9 +845,11 @@ def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=N
     run.eos = eos
     run.num_return_sequences = int(num_return)
     run.streamer = streamer
-    run.stop_strings = (StopStrings(tokenizer, config.stop_strings)
-                        if config.stop_strings is not None and not drop_stop_strings else None)
-    run.criteria = run_criteria if run.beams == 1 else None  # beam search calls them on its candidates, in C
+    stop_strings = (StopStrings(tokenizer, config.stop_strings)
+                    if config.stop_strings is not None and not drop_stop_strings else None)
+    # between steps; beam search calls them on its candidates, inside its step
+    run.stop_strings = stop_strings if run.beams == 1 else None
+    run.criteria = run_criteria if run.beams == 1 else None
     run.return_dict = bool(config.return_dict_in_generate)
     run.use_cache = bool(config.use_cache)
     run.output_scores = bool(config.output_scores)
@@ -908,8 +908,8 @@ def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=N
     if stages:
         hook = Processors(stages, vocab_size)
         run.generator.set_processor_hook(hook, hook.bits)
-    if run_criteria is not None and run.beams > 1:
-        run.generator.set_stop_hook(CandidateCriteria(run_criteria, run.scores, context))
+    if run.beams > 1 and (run_criteria is not None or stop_strings is not None):
+        run.generator.set_stop_hook(CandidateCriteria(run_criteria, run.scores, context, stop_strings))
     return run
 
 
