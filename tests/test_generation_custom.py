@@ -476,3 +476,12 @@ def test_stop_strings_in_beam_search(models, mode):
     kwargs["stopping_criteria"] = StoppingCriteriaList([StopAfterToken(int(plain[1, PROMPTS.shape[1]]))])
     np.testing.assert_array_equal(our_generate(ours, PROMPTS, MASK, **kwargs)["sequences"],
                                   hf_generate(theirs, PROMPTS, MASK, **kwargs)["sequences"])
+
+
+def test_generate_iter_takes_them_too(models):
+    ours = models[0]
+    kwargs = dict(max_new_tokens=8, eos_token_id=None, logits_processor=[BanTokens(BANNED)],
+                  prefix_allowed_tokens_fn=small_vocabulary, stopping_criteria=[StopRow(0, PROMPTS.shape[1] + 5)])
+    expected = our_generate(ours, PROMPTS[1:2], None, **kwargs)
+    assert list(ours.generate_iter(PROMPTS[1:2], **kwargs)) == expected[0, PROMPTS.shape[1]:].tolist()
+    assert expected.shape[1] == PROMPTS.shape[1] + 5

@@ -538,7 +538,9 @@ def generate_iter(model, inputs=None, **kwargs):
     if kwargs.get("streamer") is not None:
         raise ValueError("generate_iter() is itself the stream; do not pass a streamer")
     run = prepare(model, inputs, kwargs, generation_config=kwargs.pop("generation_config", None),
-                  seed=kwargs.pop("seed", None))
+                  logits_processor=kwargs.pop("logits_processor", None),
+                  stopping_criteria=kwargs.pop("stopping_criteria", None),
+                  prefix_allowed_tokens_fn=kwargs.pop("prefix_allowed_tokens_fn", None), seed=kwargs.pop("seed", None))
     if run.beams > 1 or run.rows != 1:
         raise ValueError("generate_iter() streams one sequence: give one prompt, num_beams=1 and num_return_sequences=1")
     eos = set(run.eos)
