@@ -191,9 +191,15 @@ def test_criteria_stopping_every_row_end_generation(models):
 def test_max_length_criteria_passed_explicitly(models):
     compare(models, PROMPTS, MASK, max_new_tokens=8, eos_token_id=None,
             stopping_criteria=StoppingCriteriaList([MaxLengthCriteria(max_length=PROMPTS.shape[1] + 3)]))
-    with pytest.raises(NotImplementedError, match="MaxLengthCriteria"):
-        our_generate(models[0], PROMPTS, MASK, max_new_tokens=2,
-                     stopping_criteria=StoppingCriteriaList([MaxLengthCriteria(max_length=50)]))
+    # a longer one replaces the config's: Transformers goes on to it (its processors keep the config's max_length)
+    got = compare(models, PROMPTS, MASK, max_new_tokens=3, eos_token_id=None, min_new_tokens=2, **DICT,
+                  stopping_criteria=StoppingCriteriaList([MaxLengthCriteria(max_length=PROMPTS.shape[1] + 6)]))
+    assert got["sequences"].shape[1] == PROMPTS.shape[1] + 6
+    # where Transformers' beam search fails (IndexError), and with forced_eos_token_id, it is refused
+    for kwargs in (dict(num_beams=2), dict(forced_eos_token_id=3)):
+        with pytest.raises(NotImplementedError, match="MaxLengthCriteria"):
+            our_generate(models[0], PROMPTS, MASK, max_new_tokens=2, **kwargs,
+                         stopping_criteria=StoppingCriteriaList([MaxLengthCriteria(max_length=50)]))
 
 
 class StopAfterToken(StoppingCriteria):

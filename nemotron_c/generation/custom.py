@@ -284,12 +284,14 @@ class CandidateCriteria:
         return hits.astype(np.uint8)
 
 
-def merge_criteria(custom, config, eos, has_stop_strings):
+def merge_criteria(custom, config, eos, has_stop_strings, num_beams):
     """Transformers' _merge_criteria_processor_list for the stopping criteria. The defaults (max_length, max_time,
     stop strings, eos) run in the C loop or in Run; a custom one of a default's type replaces it: the default's
-    setting is then dropped (max_time, stop strings), or the custom one must ask for no more than it (max_length,
-    eos), which the loop's buffers and eos padding are made for. Returns (criteria, drop_max_time, drop_stop_strings)."""
+    setting is then dropped (max_time, stop strings), the loop runs up to a longer custom max_length, and a custom
+    eos criterion must ask for the config's eos ids, which the loop pads after.
+    Returns (criteria, drop_max_time, drop_stop_strings, max_length: the loop's, or None for the config's)."""
     drop_max_time = drop_stop_strings = False
+    max_length = None
     defaults = {"MaxLengthCriteria": config.max_length is not None, "MaxTimeCriteria": config.max_time is not None,
                 "StopStringCriteria": has_stop_strings, "EosTokenCriteria": bool(eos)}
     seen = set()
@@ -304,9 +306,18 @@ def merge_criteria(custom, config, eos, has_stop_strings):
         elif name == "StopStringCriteria":
             drop_stop_strings = True
         elif name == "MaxLengthCriteria" and criterion.max_length > config.max_length:
-            raise NotImplementedError(f"a MaxLengthCriteria(max_length={criterion.max_length}) beyond the generation "
-                                      f"config's max_length ({config.max_length}) is not supported: set max_length "
-                                      "or max_new_tokens instead")
+            # Transformers' greedy search and sampling then go on to it (the processors keep the config's
+            # max_length); its beam search fails (IndexError) past the arrays sized by the config's
+            if num_beams > 1:
+                raise NotImplementedError(f"a MaxLengthCriteria(max_length={criterion.max_length}) beyond the "
+                                          f"generation config's max_length ({config.max_length}) in beam search is "
+                                          "not supported (Transformers fails with an IndexError): set max_length or "
+                                          "max_new_tokens instead")
+            if config.forced_eos_token_id is not None:
+                raise NotImplementedError(f"a MaxLengthCriteria(max_length={criterion.max_length}) beyond the "
+                                          f"generation config's max_length ({config.max_length}) together with "
+                                          "forced_eos_token_id is not supported: set max_length or max_new_tokens")
+            max_length = int(criterion.max_length)
         elif name == "EosTokenCriteria":
             theirs = sorted(int(t) for t in np.asarray(to_numpy(criterion.eos_token_id, "eos_token_id")).reshape(-1))
             if theirs != sorted(eos):
@@ -316,4 +327,4 @@ def merge_criteria(custom, config, eos, has_stop_strings):
         # Transformers then pads finished rows (its has_eos_stopping_criteria), with no eos_token_id to pad with
         raise NotImplementedError("a stopping criterion with an eos_token_id, with no eos_token_id in the generation "
                                   "config, is not supported: set eos_token_id instead")
-    return Criteria(custom), drop_max_time, drop_stop_strings
+    return Criteria(custom), drop_max_time, drop_stop_strings, max_length

@@ -834,10 +834,12 @@ def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=N
         stages[PREFIX_ALLOWED_TOKENS_STAGE] = [PrefixConstrained(prefix_allowed_tokens_fn, expand)]
     run_criteria = drop_stop_strings = None
     if criteria:
-        run_criteria, drop_max_time, drop_stop_strings = merge_criteria(criteria, config, eos,
-                                                                        config.stop_strings is not None)
+        run_criteria, drop_max_time, drop_stop_strings, max_length = merge_criteria(
+            criteria, config, eos, config.stop_strings is not None, num_beams)
         if drop_max_time:
             settings["deadline"] = 0.0
+        if max_length is not None:
+            settings["max_length"] = max_length + context
 
     run = Run()
     run.model = model
