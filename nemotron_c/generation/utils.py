@@ -69,7 +69,7 @@ from .. import _core
 from .custom import (PREFIX_ALLOWED_TOKENS_STAGE, CandidateCriteria, PrefixConstrained, Processors, as_callables,
                      built_processors, merge_criteria, merge_processors)
 from .configuration import GENERATION_CONFIG_NAME, GenerationConfig, default_generation_params
-from ..model.inputs import as_attention_mask, as_token_ids, check_int64, to_numpy
+from ..model.inputs import as_attention_mask, as_embeddings, as_token_ids, check_int64, to_numpy
 from ..model.cache import NemotronCache, check_cache
 from ..model.outputs import ModelOutput
 
@@ -720,7 +720,6 @@ def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=N
     vocab_size = model.config.vocab_size
     embeds = model_kwargs.get("inputs_embeds")
     if embeds is not None:
-        from ..model.modeling import as_embeddings  # modeling imports this module
         embeds = as_embeddings(embeds, model.config.hidden_size)
         # as Transformers: the embeddings run the prompt's forward pass and it needs a cache to go on from
         config.use_cache = True
