@@ -447,20 +447,10 @@ def test_builtin_criteria_passed_explicitly(models, criterion, mode):
 
 def byte_level_tokenizer():
     """A byte-level tokenizer over the tiny checkpoints' 96 ids: specials, letters, a space and some word pieces."""
-    import transformers
-    from tokenizers import Tokenizer, decoders, models as tokenizer_models, pre_tokenizers
+    from helpers.tokenizer_builders import byte_level_tokenizer as build
 
-    vocab = {}
-    for token in ["<unk>", "<s>", "</s>", "<pad>"] + [chr(c) for c in range(ord("a"), ord("z") + 1)] + \
-            ["Ġ", "st", "op", "Ġthe", "ing", "er", "Ġst", "ed", "Ġa", "on", "Ġto", "es", "en", "Ġand", "at", "or"]:
-        vocab.setdefault(token, len(vocab))
-    while len(vocab) < 96:
-        vocab[f"x{len(vocab)}"] = len(vocab)
-    core = Tokenizer(tokenizer_models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
-    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    core.decoder = decoders.ByteLevel()
-    return transformers.PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<s>", eos_token="</s>",
-                                                unk_token="<unk>", pad_token="<pad>")
+    return build(["<unk>", "<s>", "</s>", "<pad>"] + [chr(c) for c in range(ord("a"), ord("z") + 1)] +
+                 ["Ġ", "st", "op", "Ġthe", "ing", "er", "Ġst", "ed", "Ġa", "on", "Ġto", "es", "en", "Ġand", "at", "or"])
 
 
 @pytest.mark.parametrize("mode", [dict(num_beams=3), dict(num_beams=2, num_return_sequences=2)])

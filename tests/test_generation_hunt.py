@@ -422,21 +422,12 @@ def test_async_text_iterator_streamer_as_transformers(models):
     import asyncio
     import threading
 
+    from helpers.tokenizer_builders import byte_level_tokenizer
     from test_generation_streaming import VOCAB
-    from tokenizers import Tokenizer, decoders, models as token_models, pre_tokenizers
 
     from nemotron_c.generation.streamers import AsyncTextIteratorStreamer
 
-    vocab = {}
-    for token in VOCAB:
-        vocab.setdefault(token, len(vocab))
-    while len(vocab) < 96:
-        vocab[f"x{len(vocab)}"] = len(vocab)
-    core = Tokenizer(token_models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
-    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    core.decoder = decoders.ByteLevel()
-    tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<s>", eos_token="</s>",
-                                                     unk_token="<unk>", pad_token="<pad>")
+    tokenizer = byte_level_tokenizer(VOCAB)
     ours, theirs = models
 
     async def pieces(streamer_class, generate, prompt):

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 import transformers
-from tokenizers import Tokenizer, decoders, models as tokenizer_models, pre_tokenizers
 
 import nemotron_c
 from helpers.generation_reference import MASK, PROMPTS, hf_generate, models, our_generate  # noqa: F401
+from helpers.tokenizer_builders import byte_level_tokenizer
 
 # 96 tokens: four specials, the letters, a space, then pieces of words (byte-level: 'Ġ' is a space)
 PIECES = ["st", "op", "Ġthe", "ing", "er", "Ġst", "ed", "Ġa", "on", "Ġto", "es", "en", "Ġand", "at", "or", "Ġof",
@@ -21,17 +21,7 @@ VOCAB = ["<unk>", "<s>", "</s>", "<pad>"] + [chr(c) for c in range(ord("a"), ord
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    vocab = {}
-    for token in VOCAB:
-        vocab.setdefault(token, len(vocab))
-    while len(vocab) < 96:
-        vocab[f"x{len(vocab)}"] = len(vocab)
-    assert len(vocab) == 96
-    core = Tokenizer(tokenizer_models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
-    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    core.decoder = decoders.ByteLevel()
-    return transformers.PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<s>", eos_token="</s>",
-                                                unk_token="<unk>", pad_token="<pad>")
+    return byte_level_tokenizer(VOCAB)
 
 
 class Recorder:

@@ -268,3 +268,21 @@ def write_tiny_tokenizer(out, vocab, merges=(), added=(), pre_tokenizer=None, de
     _write_json(os.path.join(out, "tokenizer_config.json"), {"tokenizer_class": "PreTrainedTokenizerFast",
                                                               **(config or {})})
     return str(out)
+
+
+def byte_level_tokenizer(tokens, size=96):
+    """Transformers' fast tokenizer over the tiny checkpoints' `size` ids: byte-level BPE without merges whose first
+    ids are `tokens` (the specials <unk> <s> </s> <pad> first), the rest filler."""
+    import transformers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    vocab = {}
+    for token in tokens:
+        vocab.setdefault(token, len(vocab))
+    while len(vocab) < size:
+        vocab[f"x{len(vocab)}"] = len(vocab)
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    return transformers.PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<s>", eos_token="</s>",
+                                                unk_token="<unk>", pad_token="<pad>")
