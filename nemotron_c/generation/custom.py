@@ -15,6 +15,7 @@ import warnings
 
 import numpy as np
 
+from .. import _core
 from ..model.inputs import to_numpy
 
 # nt_processor_stage of csrc/nemotron.h
@@ -125,8 +126,6 @@ def warn_replaced(custom, kind):
 def merge_processors(custom, settings, defaults, config, prompt_length):
     """Transformers' _merge_criteria_processor_list for the processors: {stage: [callables]}, with the C settings of
     a default processor a custom one replaces turned off (settings is changed in place)."""
-    from .. import _core
-
     stages = {}
     replaced = set()
     remaining = list(custom)

@@ -657,8 +657,7 @@ class Run:
                 if step > 0 and cache is not None and parents is not None:
                     cache.reorder_cache(parents[step - 1])
                 result = forward(fed, fed.shape[1] - 1 if step > 0 and cache is not None else 0, True)
-                step_attentions = tuple(result.attentions) if self.output_attentions else None
-                step_hidden = tuple(result.all_hidden) if self.output_hidden_states else None
+                step_attentions, step_hidden = result.attentions, result.all_hidden
             attentions.append(step_attentions)
             hidden_states.append(step_hidden)
         return (tuple(attentions) if self.output_attentions else None,

@@ -111,14 +111,12 @@ class NemotronHeadModel(NemotronPreTrainedModel):
     def _hidden(self, input_ids, attention_mask, position_ids, past_key_values, cache, use_cache, output_hidden_states,
                 inputs_embeds, output_attentions, kwargs):
         """One core call: the ForwardResult with last_hidden (B, T, H), and every layer's hidden states and
-        attention weights as tuples when asked for (else None)."""
+        attention weights when asked for."""
         check_extra_kwargs(kwargs)
         cache, use_cache, want_all, want_attentions = self._forward_settings(
             past_key_values, cache, use_cache, output_hidden_states, output_attentions)
-        result = self._run(input_ids, attention_mask, position_ids, cache, use_cache, inputs_embeds=inputs_embeds,
-                           last_hidden=True, all_hidden=want_all, attentions=want_attentions)
-        return result._replace(all_hidden=tuple(result.all_hidden) if want_all else None,
-                               attentions=tuple(result.attentions) if want_attentions else None)
+        return self._run(input_ids, attention_mask, position_ids, cache, use_cache, inputs_embeds=inputs_embeds,
+                         last_hidden=True, all_hidden=want_all, attentions=want_attentions)
 
     def _apply_head(self, hidden):
         """hidden (..., H) -> (..., rows) in float32."""

@@ -471,8 +471,8 @@ class NemotronPreTrainedModel:
     def _run(self, input_ids, attention_mask, position_ids, cache, use_cache, *, inputs_embeds=None, logits=False,
              logits_to_keep=0, last_hidden=False, all_hidden=False, attentions=False):
         """Validates the inputs and makes the one core call; returns a ForwardResult holding the outputs asked for
-        (logits at the positions logits_to_keep picks, the final hidden states, every layer's, the attention
-        weights) and the cache."""
+        (logits at the positions logits_to_keep picks, the final hidden states, tuples of every layer's hidden
+        states and attention weights) and the cache."""
         config = self.config
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
@@ -508,6 +508,9 @@ class NemotronPreTrainedModel:
                            cache=None if cache is None else cache._core, keep_positions=keep_positions, **outputs)
         if pick is not None:
             outputs["logits"] = pick(outputs["logits"])
+        for name in ("all_hidden", "attentions"):  # per layer, as Transformers' outputs hold them
+            if outputs[name] is not None:
+                outputs[name] = tuple(outputs[name])
         return ForwardResult(cache=cache, **outputs)
 
 
@@ -576,8 +579,8 @@ class NemotronModel(NemotronPreTrainedModel):
         output = BaseModelOutputWithPast(
             last_hidden_state=result.last_hidden,
             cache=result.cache,
-            hidden_states=tuple(result.all_hidden) if want_all else None,
-            attentions=tuple(result.attentions) if want_attentions else None,
+            hidden_states=result.all_hidden,
+            attentions=result.attentions,
         )
         return self._returned(output, return_dict)
 
@@ -626,8 +629,8 @@ class NemotronForCausalLM(NemotronPreTrainedModel):
             loss=loss,
             logits=result.logits,
             cache=result.cache,
-            hidden_states=tuple(result.all_hidden) if want_all else None,
-            attentions=tuple(result.attentions) if want_attentions else None,
+            hidden_states=result.all_hidden,
+            attentions=result.attentions,
         )
         return self._returned(output, return_dict)
 
