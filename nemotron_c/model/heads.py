@@ -49,8 +49,9 @@ class NemotronHeadModel(NemotronPreTrainedModel):
 
     head_name = None  # "score" or "qa_outputs"
 
-    def __init__(self, config, tensors, dtype=None, num_threads=None, kernels=None):
-        super().__init__(config, tensors, dtype=dtype, num_threads=num_threads, kernels=kernels)
+    def _build(self, tensors, dtype, num_threads, kernels):
+        super()._build(tensors, dtype, num_threads, kernels)
+        config = self.config
         rows, has_bias = self._head_layout(config)
         weight = self._head_tensor(tensors, f"{self.head_name}.weight", (rows, config.hidden_size))
         bias = self._head_tensor(tensors, f"{self.head_name}.bias", (rows,)) if has_bias else None

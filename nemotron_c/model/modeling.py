@@ -12,8 +12,7 @@ import warnings
 import numpy as np
 
 from .. import _core
-from ..checkpoint.adapters import (ADAPTER_CONFIG_NAME, find_adapter, merge_adapter, read_adapter_config,
-                                   read_adapter_weights)
+from ..checkpoint.adapters import ADAPTER_CONFIG_NAME, find_adapter, read_adapter_config, read_adapter_weights
 from ..checkpoint.hub import HUB_KWARGS, pinned_to_snapshot, pop_hub_kwargs, resolve_directory
 from ..checkpoint.quantized import QUANTIZATION_CONFIGS
 from ..checkpoint.reading import check_explicit_name, weights_files
@@ -22,6 +21,7 @@ from ..checkpoint.saving import DEFAULT_MAX_SHARD_SIZE, save_model
 from ..generation.configuration import GENERATION_CONFIG_NAME, GenerationConfig
 from ..generation.scoring import score
 from ..generation.utils import compute_transition_scores, generate, generate_iter
+from .adapters import DEFAULT_ADAPTER_NAME, AdapterState, LoadedAdapter, PeftAdapterMixin, merged_tensors
 from .cache import NemotronCache, check_cache
 from .configuration import CONFIG_NAME, NemotronConfig
 from .inputs import as_attention_mask, as_embeddings, as_position_ids, as_token_ids, to_numpy
@@ -93,8 +93,9 @@ class DType(str):
     __hash__ = str.__hash__
 
 
-class NemotronPreTrainedModel:
-    """Loading and the parts of Transformers' PreTrainedModel interface that scripts rely on."""
+class NemotronPreTrainedModel(PeftAdapterMixin):
+    """Loading and the parts of Transformers' PreTrainedModel interface that scripts rely on (and the adapter
+    methods of its PeftAdapterMixin: model/adapters.py)."""
 
     config_class = NemotronConfig
     base_model_prefix = "model"
@@ -102,13 +103,22 @@ class NemotronPreTrainedModel:
     has_lm_head = False
     optional_files = ()  # files from_pretrained reads when the checkpoint has them, besides config and weights
 
-    def __init__(self, config, tensors, dtype=None, num_threads=None, kernels=None):
-        """Builds the model from `tensors` ({name: StoredTensor or ndarray}); use from_pretrained normally."""
+    def __init__(self, config, tensors, dtype=None, num_threads=None, kernels=None, adapter=None):
+        """Builds the model from `tensors` ({name: StoredTensor or ndarray}), with `adapter` ((name, LoadedAdapter)
+        or None) merged; use from_pretrained normally. The tensors are kept (mapped, or the arrays given): adapter
+        switches rebuild the model from them."""
         if not isinstance(config, NemotronConfig):
             raise TypeError(f"config must be a NemotronConfig, not {type(config).__name__}")
         config.validate()
         self.config = config
         self.name_or_path = getattr(config, "_name_or_path", "")
+        self._base_tensors, self._base_tied = tensors, config.tie_word_embeddings
+        self._requested_dtype, self._requested_threads = dtype, num_threads
+        if adapter is not None:
+            name, loaded = adapter
+            tensors, config.tie_word_embeddings = merged_tensors(tensors, [loaded], self.has_lm_head,
+                                                                 self._base_tied, self.base_model_prefix)
+            self._adapter_state = AdapterState({name: loaded}, [name], True)
         self._build(tensors, dtype, num_threads, kernels)
         self.training = False
 
@@ -174,7 +184,7 @@ class NemotronPreTrainedModel:
         # as Transformers with peft installed: a LoRA adapter's folder loads the base model its adapter_config.json
         # names (or the folder itself when it holds a config.json too), with the adapter merged in
         adapter_kwargs = kwargs.pop("adapter_kwargs", None) or {}
-        kwargs.pop("adapter_name", None)  # one adapter, merged: its name plays no part
+        adapter_name = kwargs.pop("adapter_name", None) or DEFAULT_ADAPTER_NAME
         if not isinstance(adapter_kwargs, dict) or set(adapter_kwargs) - set(HUB_KWARGS):
             raise TypeError(f"adapter_kwargs takes the keywords {', '.join(HUB_KWARGS)}, got {adapter_kwargs!r}")
         adapter = find_adapter(name, {**hub_kwargs, **adapter_kwargs})
@@ -210,28 +220,13 @@ class NemotronPreTrainedModel:
             raise OSError(f"Error no file named {' or '.join(weights_names)} found in directory {path}.")
         tensors = read_weights(path, config, variant, use_safetensors)
         if adapter is not None:
-            tensors = cls._merged_adapter(config, tensors, adapter, adapter_config)
-        model = cls(config, tensors, dtype=dtype, num_threads=num_threads)
+            adapter = (adapter_name, LoadedAdapter(adapter, adapter_config, read_adapter_weights(adapter)))
+        model = cls(config, tensors, dtype=dtype, num_threads=num_threads, adapter=adapter)
         model._load_extras(path)
         if cache_dtype is not None:
             model.cache_dtype = cache_dtype
         model._load_args = (path, dtype, num_threads)
         return model
-
-    @classmethod
-    def _merged_adapter(cls, config, tensors, adapter, adapter_config):
-        """The checkpoint's tensors with a LoRA adapter merged in (checkpoint/adapters.py). With tied embeddings,
-        the adapter's update reaches only the layer it adapts, the embedding or the head (as PEFT's wrapped
-        layers compute): the model then unties them, and its config says so."""
-        prefix = find_backbone_prefix(tensors, cls.base_model_prefix)
-        embedding = prefix + "embed_tokens.weight"
-        tied = cls.has_lm_head and config.tie_word_embeddings
-        if tied and "lm_head.weight" not in tensors:  # the head is the embedding until the adapter changes one
-            tensors = {**tensors, "lm_head.weight": tensors[embedding]}
-        merged, changed = merge_adapter(tensors, read_adapter_weights(adapter), adapter_config, prefix)
-        if tied and changed & {embedding, "lm_head.weight"}:
-            config.tie_word_embeddings = False
-        return merged
 
     @classmethod
     def from_config(cls, config, seed=0, dtype=None, num_threads=None, attn_implementation=None):
@@ -328,6 +323,8 @@ class NemotronPreTrainedModel:
         from_pretrained, the cache_dtype, the config (with any override or later change) and the generation
         config; unpickling reloads the weights, so that models cross process boundaries (multiprocessing) as
         Transformers' do.
+        Adapters pickle as their folders, with which are active and whether they are enabled: unpickling loads them
+        again and merges the active ones.
         Not kept: the kernel set (chosen again from the CPU and NEMOTRON_C_KERNELS) and anything else set on the
         object after loading."""
         load_args = getattr(self, "_load_args", None)
@@ -335,7 +332,10 @@ class NemotronPreTrainedModel:
             raise TypeError(f"only a {type(self).__name__} made by from_pretrained can be pickled: it pickles as the "
                             "checkpoint directory it was read from")
         load_args = (*load_args, str(self.cache_dtype))
-        return _unpickle_model, (type(self), load_args, self.config, getattr(self, "generation_config", None))
+        config = copy.deepcopy(self.config)
+        config.tie_word_embeddings = self._base_tied  # the base's: unpickling merges the adapters again
+        return _unpickle_model, (type(self), load_args, config, getattr(self, "generation_config", None),
+                                 self._pickled_adapters())
 
     def save_pretrained(self, save_directory, max_shard_size=DEFAULT_MAX_SHARD_SIZE, safe_serialization=True,
                         **kwargs):
@@ -364,6 +364,22 @@ class NemotronPreTrainedModel:
         return self.base_model_prefix + "."
 
     # ------------------------------------------------------------ building the core model
+
+    def _rebuild(self, tensors, tied):
+        """Builds the core model again from `tensors` (an adapter switch), in the dtype, threads, kernel set and
+        cache dtype of the model; on any error the model is left as it was."""
+        saved, saved_config = dict(self.__dict__), dict(self.config.__dict__)
+        cache_dtype = self.cache_dtype
+        try:
+            self.config.tie_word_embeddings = tied
+            self._build(tensors, self._requested_dtype, self._requested_threads, self.kernels)
+            self.cache_dtype = cache_dtype
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(saved)
+            self.config.__dict__.clear()
+            self.config.__dict__.update(saved_config)
+            raise
 
     def _build(self, tensors, dtype, num_threads, kernels):
         selected = select_tensors(self.config, tensors, self.base_model_prefix, self.has_lm_head)
@@ -514,10 +530,12 @@ class NemotronPreTrainedModel:
         return ForwardResult(cache=cache, **outputs)
 
 
-def _unpickle_model(cls, load_args, config, generation_config):
+def _unpickle_model(cls, load_args, config, generation_config, adapters=None):
     path, dtype, num_threads, cache_dtype = load_args
     name = config._name_or_path
     model = cls.from_pretrained(path, config=config, dtype=dtype, num_threads=num_threads, cache_dtype=cache_dtype)
+    if adapters is not None:
+        model._restore_adapters(*adapters)
     model.config._name_or_path = model.name_or_path = name
     if generation_config is not None:
         model.generation_config = generation_config
@@ -591,8 +609,8 @@ class NemotronForCausalLM(NemotronPreTrainedModel):
     has_lm_head = True
     optional_files = (GENERATION_CONFIG_NAME,)
 
-    def __init__(self, config, tensors, dtype=None, num_threads=None, kernels=None):
-        super().__init__(config, tensors, dtype=dtype, num_threads=num_threads, kernels=kernels)
+    def __init__(self, config, tensors, dtype=None, num_threads=None, kernels=None, adapter=None):
+        super().__init__(config, tensors, dtype=dtype, num_threads=num_threads, kernels=kernels, adapter=adapter)
         self.generation_config = GenerationConfig.from_model_config(config)
 
     def _load_extras(self, path):
