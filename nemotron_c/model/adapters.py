@@ -199,8 +199,7 @@ class PeftAdapterMixin:
         `check` even when disabled, so that a bad adapter is refused when it is loaded); on any error the model is
         left as it was."""
         old = self._adapter_state
-        merged = [state.adapters[name] for name in state.active] if state.enabled else []
-        replaced = [whole_tensors(adapter) for adapter in merged]
+        replaced = [whole_tensors(state.adapters[name]) for name in state.active]
         if len(replaced) > 1 and any(a & b for i, a in enumerate(replaced) for b in replaced[i + 1:]):
             raise ValueError(f"Attempted to set multiple ({state.active}) adapters at once that replace the same "
                              "whole tensor (modules_to_save or a saved base layer): set one of them")
@@ -208,6 +207,7 @@ class PeftAdapterMixin:
             if not state.enabled or name not in state.active:
                 merged_tensors(self._base_tensors, [state.adapters[name]], self.has_lm_head, self._base_tied,
                                self.base_model_prefix)
+        merged = [state.adapters[name] for name in state.active] if state.enabled else []
         previous = [old.adapters[name] for name in old.active] if old.enabled else []
         if [id(a) for a in merged] != [id(a) for a in previous]:
             tensors, tied = merged_tensors(self._base_tensors, merged, self.has_lm_head, self._base_tied,
