@@ -7,7 +7,8 @@ generate PROMPT streams the continuation to stdout as it is decoded (greedy unle
 option is given). chat reads messages from stdin, renders the conversation so far with the checkpoint's chat
 template and streams each reply; an empty line is reported and ignored, /reset forgets the history, end of input
 ends the chat. info describes a checkpoint: config, parameter count, weight dtypes and bytes, the kernel set this
-CPU gets.
+CPU gets (for a LoRA adapter folder: the base model with the adapter merged, the base's name and the adapter's
+settings).
 
 score rates every text of FILE (one per line, or JSONL records with a "text" or "input_ids" field; "-" reads
 standard input) and writes one JSON line per input to standard output or --output:
@@ -21,7 +22,8 @@ is written as null. A progress bar goes to stderr when it is a terminal (or with
 convert rewrites a checkpoint directory (any format nemotron_c reads) as safetensors in DST, optionally in
 another dtype (int8, int4: quantized once, then mapped by every load) and sharded, with config.json,
 generation_config.json and the tokenizer files copied, so that later loads map the weights instead of reading
-them. DST must be new or empty unless --overwrite; it can never be SRC. With --progress (default: when stderr
+them; a LoRA adapter folder is written merged into its base model, as save_pretrained writes the model loaded
+from it. DST must be new or empty unless --overwrite; it can never be SRC. With --progress (default: when stderr
 is a terminal) each file written is reported on stderr.
 
 Output cut short by a closed pipe (`... | head`) ends the command quietly.
@@ -35,14 +37,11 @@ import sys
 import time
 
 from .checkpoint.saving import DEFAULT_MAX_SHARD_SIZE, parse_shard_size
-from .conversion import convert_checkpoint
+from .conversion import checkpoint_class, convert_checkpoint
 from .demo import demo_model_path
 from .generation.scoring import tokenize
 from .generation.streamers import TextStreamer
-from .model.configuration import NemotronConfig
-from .model.heads import (NemotronForQuestionAnswering, NemotronForSequenceClassification,
-                          NemotronForTokenClassification)
-from .model.modeling import NemotronForCausalLM, NemotronModel
+from .model.modeling import NemotronForCausalLM
 from .tokenizer.tokenization import AutoTokenizer
 
 try:  # jinja2 renders chat templates; without it no template runs, so none can fail
@@ -57,9 +56,8 @@ EXIT_BROKEN_PIPE = 128 + 13
 # the turn marker of Nemotron's chat templates: a reply ends there even when the checkpoint's eos is another token
 CHAT_TURN_MARKERS = ("<extra_id_1>",)
 # the instruction sets that decide which kernel set a CPU gets, as /proc/cpuinfo names them
-# what info loads, by the config's "architectures"
-MODEL_CLASSES = {cls.__name__: cls for cls in (NemotronForCausalLM, NemotronModel, NemotronForSequenceClassification,
-                                               NemotronForQuestionAnswering, NemotronForTokenClassification)}
+# the adapter_config.json settings info reports for a LoRA adapter folder
+ADAPTER_INFO = ("r", "lora_alpha", "use_rslora", "target_modules", "modules_to_save", "rank_pattern", "alpha_pattern")
 CPU_FEATURES = ("avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16",
                 "avx_vnni", "amx_bf16", "amx_int8", "asimd", "asimddp", "sve")
 
@@ -149,7 +147,8 @@ def build_parser(prog=None):
         description="Reads the checkpoint SRC and writes it to DST as safetensors, with its config and tokenizer "
                     "files.",
     )
-    convert.add_argument("source", metavar="SRC", help="checkpoint directory to read")
+    convert.add_argument("source", metavar="SRC", help="checkpoint directory to read (a LoRA adapter folder: "
+                                                       "written merged into its base model)")
     convert.add_argument("destination", metavar="DST", help="directory to write (new or empty)")
     convert.add_argument("--dtype", choices=("float32", "bfloat16", "float16", "int8", "int4"),
                          help="dtype of the written weights (default: as stored); int8 and int4 quantize the linear "
@@ -367,8 +366,7 @@ def cpu_features():
 
 def run_info(args):
     check_positive(args, ("num_threads",))
-    architectures = NemotronConfig.from_pretrained(args.model).architectures or []
-    model_class = next((MODEL_CLASSES[a] for a in architectures if a in MODEL_CLASSES), NemotronForCausalLM)
+    model_class, adapter = checkpoint_class(args.model)
     model = model_class.from_pretrained(args.model, dtype=args.dtype, num_threads=args.num_threads)
     dtypes = {}
     for _, array, dtype in model._tensors_to_save():
@@ -386,6 +384,10 @@ def run_info(args):
         "num_threads": model.num_threads,
         "config": c.to_dict(),
     }
+    if adapter is not None:  # a LoRA adapter folder: the base it is merged into, and the adapter's settings
+        settings = model.peft_config[model.active_adapters()[0]]
+        info["base_model"] = model.name_or_path
+        info["adapter"] = {"path": adapter, **{key: settings.get(key) for key in ADAPTER_INFO}}
     if args.json:
         print(json.dumps(info, indent=2, default=str))
         return 0
@@ -393,6 +395,10 @@ def run_info(args):
     weights = ", ".join(f"{dtype} ({count} tensors, {size / 1e6:.1f} MB)" for dtype, (count, size) in dtypes.items())
     features = info["cpu_features"]
     print(f"model        {args.model}")
+    if adapter is not None:
+        settings = ", ".join(f"{key} {', '.join(value) if isinstance(value, list) else value}"
+                             for key, value in info["adapter"].items() if key != "path" and value not in (None, False, {}, []))
+        print(f"adapter      LoRA ({settings}), merged into the base model {info['base_model']}")
     print(f"architecture {type(model).__name__}: {c.num_hidden_layers} layers, hidden {c.hidden_size}, "
           f"{c.num_attention_heads} heads ({c.num_key_value_heads} key/value heads, head_dim {c.head_dim}), "
           f"intermediate {c.intermediate_size}, vocab {c.vocab_size}, {c.hidden_act}, "

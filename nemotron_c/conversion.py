@@ -4,13 +4,16 @@ import json
 import os
 import shutil
 
+from .checkpoint.adapters import find_adapter, read_adapter_config
 from .checkpoint.quantized import QUANTIZATION_CONFIGS
 from .checkpoint.saving import (DEFAULT_MAX_SHARD_SIZE, ITEMSIZES, TensorToSave, dot_natural_key, parse_shard_size,
-                                prepare_directory, save_weights, write_text)
+                                prepare_directory, save_model, save_weights, write_text)
+from .generation.configuration import GENERATION_CONFIG_NAME
+from .model.adapters import adapter_base
 from .model.configuration import CONFIG_NAME, NemotronConfig, read_config_json
 from .model.heads import (NemotronForQuestionAnswering, NemotronForSequenceClassification,
                           NemotronForTokenClassification)
-from .model.modeling import NemotronPreTrainedModel
+from .model.modeling import NemotronForCausalLM, NemotronModel, NemotronPreTrainedModel
 from .model.weights import (QUANTIZED_DTYPES, QUANTIZED_TENSORS, auto_dtype, check_quantizable, find_backbone_prefix,
                             in_model_dtype, quantize, read_weights, select_tensors, untie_if_different)
 
@@ -21,6 +24,8 @@ CHECKPOINT_SIDE_FILES = (CONFIG_NAME, "generation_config.json", "tokenizer.json"
                          "LICENSE", "LICENSE.txt", "LICENSE.md", "NOTICE", "NOTICE.txt", "NOTICE.md", "README.md")
 HEAD_CLASSES = {cls.__name__: cls for cls in (NemotronForSequenceClassification, NemotronForTokenClassification,
                                               NemotronForQuestionAnswering)}
+# the classes a checkpoint's config.json may name in "architectures" (a causal LM when it names none of them)
+MODEL_CLASSES = {cls.__name__: cls for cls in (NemotronForCausalLM, NemotronModel, *HEAD_CLASSES.values())}
 # the task heads' tensors, which convert keeps beside the backbone's when config.architectures does not say which
 # class the checkpoint is of
 TASK_HEAD_TENSORS = {f"{cls.head_name}.{part}" for part in ("weight", "bias") for cls in HEAD_CLASSES.values()}
@@ -46,6 +51,8 @@ def convert_checkpoint(source, destination, dtype=None, max_shard_size=DEFAULT_M
     limit = parse_shard_size(max_shard_size)
     if dtype is not None and dtype not in ITEMSIZES:
         raise ValueError(f"dtype must be one of {', '.join(ITEMSIZES)}, not {dtype!r}")
+    if find_adapter(source, {}) is not None:
+        return convert_adapted(source, destination, dtype, max_shard_size, on_file)
     config = NemotronConfig.from_pretrained(source)  # refuses what is not a Nemotron checkpoint
     tied = config.tie_word_embeddings
     read = read_weights(source, config)
@@ -81,6 +88,32 @@ def convert_checkpoint(source, destination, dtype=None, max_shard_size=DEFAULT_M
             shutil.copyfile(path, os.path.join(destination, file_name))
         written.append(file_name)
     return written + save_weights(destination, tensors, limit, on_file=on_file)
+
+
+def checkpoint_class(name):
+    """(the model class from_pretrained(name) should be called on, the LoRA adapter's directory or None): the class
+    config.json's architectures names (a causal LM by default), for an adapter folder its base checkpoint's."""
+    adapter = find_adapter(name, {})
+    config_name = name if adapter is None else adapter_base(name, adapter, read_adapter_config(adapter))
+    architectures = NemotronConfig.from_pretrained(config_name).architectures or []
+    return next((MODEL_CLASSES[a] for a in architectures if a in MODEL_CLASSES), NemotronForCausalLM), adapter
+
+
+def convert_adapted(source, destination, dtype, max_shard_size, on_file):
+    """A LoRA adapter folder converts to what save_pretrained of the model from_pretrained loads from it writes: the
+    base checkpoint with the adapter merged (merged matrices in float32 unless `dtype` says otherwise, as loaded),
+    with the base's tokenizer and license files."""
+    model_class, _ = checkpoint_class(source)
+    model = model_class.from_pretrained(source, dtype=dtype)
+    written = save_model(model, destination, max_shard_size, on_file=on_file)
+    written += [CONFIG_NAME] + ([GENERATION_CONFIG_NAME] if model.can_generate() else [])
+    base = model._load_args[0]
+    for file_name in CHECKPOINT_SIDE_FILES:
+        path = os.path.join(base, file_name)
+        if file_name not in written and os.path.isfile(path):
+            shutil.copyfile(path, os.path.join(destination, file_name))
+            written.append(file_name)
+    return written
 
 
 def used_tensors(config, stored):

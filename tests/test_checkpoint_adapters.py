@@ -351,3 +351,46 @@ def test_command_line_generates_with_an_adapter(tmp_path):
     run = run_cli("generate", "Return the", "--model", directory, "--max-new-tokens", "8")
     assert run.returncode == 0, run.stderr
     assert run.stdout == expected + "\n"
+
+
+def test_command_line_info_describes_the_base_and_the_adapter(tmp_path):
+    from test_cli import run_cli
+
+    base = os.path.join(tmp_path, "base")
+    transformers.NemotronForCausalLM(transformers.NemotronConfig(
+        vocab_size=96, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=1, tie_word_embeddings=True)).save_pretrained(base)
+    directory = make_adapter(base, str(tmp_path / "adapter"), target_modules=["q_proj", "lm_head"])
+    run = run_cli("info", "--model", directory, "--json")
+    assert run.returncode == 0, run.stderr
+    info = json.loads(run.stdout)
+    assert info["base_model"] == base
+    assert info["adapter"]["path"] == directory and (info["adapter"]["r"], info["adapter"]["lora_alpha"]) == (4, 8)
+    assert sorted(info["adapter"]["target_modules"]) == ["lm_head", "q_proj"]
+    merged = nemotron_c.AutoModelForCausalLM.from_pretrained(directory)
+    assert info["parameters"] == merged.num_parameters()  # the lm_head untied by the merge counts
+    assert info["config"]["tie_word_embeddings"] is False
+    run = run_cli("info", "--model", directory)
+    assert run.returncode == 0, run.stderr
+    assert "LoRA (r 4, lora_alpha 8, target_modules " in run.stdout and f"merged into the base model {base}\n" in run.stdout
+
+
+def test_command_line_convert_writes_an_adapter_merged(tmp_path):
+    """What the CLI promises of convert: DST holds what save_pretrained of the model loaded from SRC writes."""
+    from test_cli import run_cli
+    from test_pipelines import checkpoint_with_tokenizer
+
+    base = checkpoint_with_tokenizer(str(tmp_path), "base", transformers.NemotronForCausalLM)
+    directory = make_adapter(base, str(tmp_path / "adapter"))
+    expected = hf_logits(transformers_adapted(directory), IDS, MASK)
+    for dtype in (None, "bfloat16"):
+        destination = tmp_path / f"merged-{dtype}"
+        run = run_cli("convert", directory, str(destination), *(("--dtype", dtype) if dtype else ()))
+        assert run.returncode == 0, run.stderr
+        assert "adapter_config.json" not in os.listdir(destination)
+        assert "tokenizer.json" in os.listdir(destination)
+        converted = nemotron_c.AutoModelForCausalLM.from_pretrained(destination)
+        loaded = nemotron_c.AutoModelForCausalLM.from_pretrained(directory, dtype=dtype)
+        np.testing.assert_array_equal(converted(IDS, attention_mask=MASK).logits, loaded(IDS, attention_mask=MASK).logits)
+    assert_close(nemotron_c.AutoModelForCausalLM.from_pretrained(tmp_path / "merged-None")(IDS, attention_mask=MASK).logits,
+                 expected)

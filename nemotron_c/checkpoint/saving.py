@@ -256,8 +256,10 @@ def transformers_save_order(tensors, model):
     return sorted(tensors, key=lambda item: dot_natural_key(item[0]))
 
 
-def save_model(model, save_directory, max_shard_size=DEFAULT_MAX_SHARD_SIZE, safe_serialization=True, **kwargs):
-    """model.save_pretrained: config.json, generation_config.json (models that generate) and the weights."""
+def save_model(model, save_directory, max_shard_size=DEFAULT_MAX_SHARD_SIZE, safe_serialization=True, on_file=None,
+               **kwargs):
+    """model.save_pretrained: config.json, generation_config.json (models that generate) and the weights; returns the
+    names of the weight files (on_file(name, size) is called after each, as save_weights does)."""
     if not safe_serialization:
         raise NotImplementedError(
             "nemotron_c writes safetensors only (safe_serialization=False would mean pytorch_model.bin; "
@@ -301,8 +303,9 @@ def save_model(model, save_directory, max_shard_size=DEFAULT_MAX_SHARD_SIZE, saf
         config.save_pretrained(staging)
         if model.can_generate():
             model.generation_config.save_pretrained(staging)
-        save_weights(save_directory, tensors, limit, variant=variant)
+        written = save_weights(save_directory, tensors, limit, on_file=on_file, variant=variant)
         for file_name in sorted(os.listdir(staging)):
             os.replace(os.path.join(staging, file_name), os.path.join(save_directory, file_name))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    return written

@@ -18,10 +18,13 @@ no adapter loaded every method but load_adapter raises ValueError("No adapter lo
 first.").
 """
 import collections
+import os
 import warnings
 
-from ..checkpoint.adapters import find_adapter, merge_adapter, read_adapter_config, read_adapter_weights
+from ..checkpoint.adapters import (ADAPTER_CONFIG_NAME, find_adapter, merge_adapter, read_adapter_config,
+                                   read_adapter_weights)
 from ..checkpoint.hub import HUB_KWARGS
+from .configuration import CONFIG_NAME
 from .weights import find_backbone_prefix
 
 DEFAULT_ADAPTER_NAME = "default"
@@ -31,6 +34,19 @@ NO_ADAPTER = "No adapter loaded. Please load an adapter first."
 LoadedAdapter = collections.namedtuple("LoadedAdapter", "directory config weights")
 # what the core model is built from: the active adapters' names (in order) and whether they are enabled
 AdapterState = collections.namedtuple("AdapterState", "adapters active enabled")
+
+
+def adapter_base(name, directory, config):
+    """The checkpoint a LoRA adapter found at `name` (in `directory`, with adapter_config.json `config`) is merged
+    into, as Transformers with peft picks it: the folder itself when it holds a config.json too, else the base model
+    adapter_config.json names."""
+    if os.path.isdir(os.fspath(name)) and os.path.isfile(os.path.join(directory, CONFIG_NAME)):
+        return name
+    base = config.get("base_model_name_or_path")
+    if not base:
+        raise ValueError(f"{os.path.join(directory, ADAPTER_CONFIG_NAME)} names no base_model_name_or_path to load "
+                         "the adapter onto")
+    return base
 
 
 def whole_tensors(adapter):

@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 
 from .. import _core
-from ..checkpoint.adapters import ADAPTER_CONFIG_NAME, find_adapter, read_adapter_config, read_adapter_weights
+from ..checkpoint.adapters import find_adapter, read_adapter_config, read_adapter_weights
 from ..checkpoint.hub import HUB_KWARGS, pinned_to_snapshot, pop_hub_kwargs, resolve_directory
 from ..checkpoint.quantized import QUANTIZATION_CONFIGS
 from ..checkpoint.reading import check_explicit_name, weights_files
@@ -21,7 +21,8 @@ from ..checkpoint.saving import DEFAULT_MAX_SHARD_SIZE, save_model
 from ..generation.configuration import GENERATION_CONFIG_NAME, GenerationConfig
 from ..generation.scoring import score
 from ..generation.utils import compute_transition_scores, generate, generate_iter
-from .adapters import DEFAULT_ADAPTER_NAME, AdapterState, LoadedAdapter, PeftAdapterMixin, merged_tensors
+from .adapters import (DEFAULT_ADAPTER_NAME, AdapterState, LoadedAdapter, PeftAdapterMixin, adapter_base,
+                       merged_tensors)
 from .cache import NemotronCache, check_cache
 from .configuration import CONFIG_NAME, NemotronConfig
 from .inputs import as_attention_mask, as_embeddings, as_position_ids, as_token_ids, to_numpy
@@ -190,11 +191,7 @@ class NemotronPreTrainedModel(PeftAdapterMixin):
         adapter = find_adapter(name, {**hub_kwargs, **adapter_kwargs})
         if adapter is not None:
             adapter_config = read_adapter_config(adapter)
-            if not (os.path.isdir(os.fspath(name)) and os.path.isfile(os.path.join(adapter, CONFIG_NAME))):
-                name = adapter_config.get("base_model_name_or_path")
-                if not name:
-                    raise ValueError(f"{os.path.join(adapter, ADAPTER_CONFIG_NAME)} names no base_model_name_or_path "
-                                     "to load the adapter onto")
+            name = adapter_base(name, adapter, adapter_config)
         if config is None:
             config_directory = resolve_directory(name, ((CONFIG_NAME,),), **hub_kwargs)
             config = NemotronConfig.from_pretrained(config_directory)
