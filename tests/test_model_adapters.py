@@ -22,6 +22,7 @@ import nemotron_c
 from nemotron_c.checkpoint.adapters import AdapterFormatError
 
 NO_ADAPTER = "No adapter loaded. Please load an adapter first."
+SCORE = "base_model.model.score.weight"
 
 
 @pytest.fixture(autouse=True)
@@ -279,11 +280,15 @@ def test_a_cache_made_before_a_switch_is_refused(adapters):
 
 def test_task_head_adapters(checkpoint, tmp_path):
     """modules_to_save: the score head trained whole follows the active adapter; two adapters that both replace it
-    cannot be active together (PEFT refuses it too)."""
+    cannot be active together (PEFT refuses it too). Transformers 5.24 (peft 0.21.2) runs a second adapter just
+    loaded with the base model's head until set_adapter names it, and leaves the head disabled after
+    enable_adapters: nemotron_c takes the active adapter's head in both cases."""
     base = checkpoint(model_class=transformers.NemotronForSequenceClassification, num_labels=3, pad_token_id=0)
     kwargs = {"model_class": transformers.NemotronForSequenceClassification, "task_type": "SEQ_CLS"}
     first = make_adapter(base, str(tmp_path / "first"), target_modules=["q_proj", "v_proj"], **kwargs)
     second = make_adapter(base, str(tmp_path / "second"), seed=8, target_modules=["o_proj"], **kwargs)
+    for directory, shift in ((first, 0.5), (second, -0.5)):  # heads of their own (make_adapter trains nothing)
+        edit_adapter_weights(directory, lambda t: t.update({SCORE: t[SCORE] + np.float32(shift)}))
     theirs = transformers.NemotronForSequenceClassification.from_pretrained(base, dtype=torch.float32).eval()
     ours = nemotron_c.AutoModelForSequenceClassification.from_pretrained(base)
 
@@ -293,9 +298,12 @@ def test_task_head_adapters(checkpoint, tmp_path):
         assert_close(ours(IDS, attention_mask=MASK).logits, expected, what=what)
 
     plain = ours(IDS, attention_mask=MASK).logits
-    for directory, name in ((first, None), (second, "second")):
+    for directory, name in ((first, "default"), (second, "second")):
         for model in (ours, theirs):
             model.load_adapter(directory, adapter_name=name)
+        # the head of a second adapter: Transformers leaves the base's until set_adapter (nemotron_c takes the
+        # loaded adapter's at once)
+        theirs.set_adapter(name)
         same(f"after loading {directory}")
     for model in (ours, theirs):
         model.set_adapter("default")
