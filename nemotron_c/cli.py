@@ -397,7 +397,8 @@ def run_info(args):
     print(f"model        {args.model}")
     if adapter is not None:
         settings = ", ".join(f"{key} {', '.join(value) if isinstance(value, list) else value}"
-                             for key, value in info["adapter"].items() if key != "path" and value not in (None, False, {}, []))
+                             for key, value in info["adapter"].items()
+                             if key != "path" and value not in (None, False, {}, []))
         print(f"adapter      LoRA ({settings}), merged into the base model {info['base_model']}")
     print(f"architecture {type(model).__name__}: {c.num_hidden_layers} layers, hidden {c.hidden_size}, "
           f"{c.num_attention_heads} heads ({c.num_key_value_heads} key/value heads, head_dim {c.head_dim}), "

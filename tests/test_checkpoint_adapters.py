@@ -372,7 +372,8 @@ def test_command_line_info_describes_the_base_and_the_adapter(tmp_path):
     assert info["config"]["tie_word_embeddings"] is False
     run = run_cli("info", "--model", directory)
     assert run.returncode == 0, run.stderr
-    assert "LoRA (r 4, lora_alpha 8, target_modules " in run.stdout and f"merged into the base model {base}\n" in run.stdout
+    assert "LoRA (r 4, lora_alpha 8, target_modules " in run.stdout
+    assert f"merged into the base model {base}\n" in run.stdout
 
 
 def test_command_line_convert_writes_an_adapter_merged(tmp_path):
@@ -391,6 +392,7 @@ def test_command_line_convert_writes_an_adapter_merged(tmp_path):
         assert "tokenizer.json" in os.listdir(destination)
         converted = nemotron_c.AutoModelForCausalLM.from_pretrained(destination)
         loaded = nemotron_c.AutoModelForCausalLM.from_pretrained(directory, dtype=dtype)
-        np.testing.assert_array_equal(converted(IDS, attention_mask=MASK).logits, loaded(IDS, attention_mask=MASK).logits)
-    assert_close(nemotron_c.AutoModelForCausalLM.from_pretrained(tmp_path / "merged-None")(IDS, attention_mask=MASK).logits,
-                 expected)
+        np.testing.assert_array_equal(converted(IDS, attention_mask=MASK).logits,
+                                      loaded(IDS, attention_mask=MASK).logits)
+    merged = nemotron_c.AutoModelForCausalLM.from_pretrained(tmp_path / "merged-None")
+    assert_close(merged(IDS, attention_mask=MASK).logits, expected)

@@ -6,17 +6,15 @@ Transformers 5.24 asks for peft >= 0.22 in every one of these methods but load_a
 0.21.2 is what is installed: the reference fixture lifts that check; the methods then run on 0.21.2's layers."""
 import os
 import pickle
-import warnings
 
 import numpy as np
-import peft
 import pytest
 import torch
 import transformers
 import transformers.integrations.peft
 from helpers.compare import assert_close
 from helpers.transformers_reference import hf_logits
-from test_checkpoint_adapters import ALL_LINEAR, IDS, MASK, edit_adapter_weights, make_adapter
+from test_checkpoint_adapters import IDS, MASK, edit_adapter_weights, make_adapter
 
 import nemotron_c
 from nemotron_c.checkpoint.adapters import AdapterFormatError

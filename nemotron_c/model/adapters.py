@@ -36,6 +36,11 @@ LoadedAdapter = collections.namedtuple("LoadedAdapter", "directory config weight
 AdapterState = collections.namedtuple("AdapterState", "adapters active enabled")
 
 
+def read_adapter(directory):
+    """The LoRA adapter of a local folder, its config checked and its weights mapped."""
+    return LoadedAdapter(directory, read_adapter_config(directory), read_adapter_weights(directory))
+
+
 def adapter_base(name, directory, config):
     """The checkpoint a LoRA adapter found at `name` (in `directory`, with adapter_config.json `config`) is merged
     into, as Transformers with peft picks it: the folder itself when it holds a config.json too, else the base model
@@ -129,9 +134,9 @@ class PeftAdapterMixin:
         if directory is None:
             raise ValueError(f"adapter model file not found in {peft_model_id}. Make sure you are passing the "
                              "correct path to the adapter model.")
-        adapter = LoadedAdapter(directory, read_adapter_config(directory), read_adapter_weights(directory))
         active = state.active if hotswap else [name]
-        self._switch(AdapterState({**state.adapters, name: adapter}, active, state.enabled), check=[name])
+        self._switch(AdapterState({**state.adapters, name: read_adapter(directory)}, active, state.enabled),
+                     check=[name])
 
     def set_adapter(self, adapter_name):
         """Makes `adapter_name` (a name, or a list of names whose updates add up) the active adapter(s), rebuilding
@@ -206,8 +211,7 @@ class PeftAdapterMixin:
 
     def _restore_adapters(self, directories, active, enabled):
         """Reloads adapters from their folders ({name: directory}) and rebuilds once (unpickling)."""
-        adapters = {name: LoadedAdapter(directory, read_adapter_config(directory), read_adapter_weights(directory))
-                    for name, directory in directories.items()}
+        adapters = {name: read_adapter(directory) for name, directory in directories.items()}
         self._switch(AdapterState(adapters, list(active), enabled))
 
     def _switch(self, state, check=()):

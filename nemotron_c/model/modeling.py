@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 
 from .. import _core
-from ..checkpoint.adapters import find_adapter, read_adapter_config, read_adapter_weights
+from ..checkpoint.adapters import find_adapter
 from ..checkpoint.hub import HUB_KWARGS, pinned_to_snapshot, pop_hub_kwargs, resolve_directory
 from ..checkpoint.quantized import QUANTIZATION_CONFIGS
 from ..checkpoint.reading import check_explicit_name, weights_files
@@ -21,8 +21,7 @@ from ..checkpoint.saving import DEFAULT_MAX_SHARD_SIZE, save_model
 from ..generation.configuration import GENERATION_CONFIG_NAME, GenerationConfig
 from ..generation.scoring import score
 from ..generation.utils import compute_transition_scores, generate, generate_iter
-from .adapters import (DEFAULT_ADAPTER_NAME, AdapterState, LoadedAdapter, PeftAdapterMixin, adapter_base,
-                       merged_tensors)
+from .adapters import DEFAULT_ADAPTER_NAME, AdapterState, PeftAdapterMixin, adapter_base, merged_tensors, read_adapter
 from .cache import NemotronCache, check_cache
 from .configuration import CONFIG_NAME, NemotronConfig
 from .inputs import as_attention_mask, as_embeddings, as_position_ids, as_token_ids, to_numpy
@@ -30,7 +29,7 @@ from .losses import causal_lm_loss
 from .outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 from .rope import core_rope_settings
 from .weights import (ACTIVATION_REPRS, QUANTIZED_DTYPES, STATE_DICT_LAYER_ORDER, Embedding, core_arrays, core_config,
-                      find_backbone_prefix, layer_shapes, read_weights, resolve_dtype, select_tensors)
+                      layer_shapes, read_weights, resolve_dtype, select_tensors)
 
 # from_pretrained keywords of Transformers that have no meaning for a CPU model read from safetensors.
 IGNORED_LOAD_KWARGS = {
@@ -190,8 +189,8 @@ class NemotronPreTrainedModel(PeftAdapterMixin):
             raise TypeError(f"adapter_kwargs takes the keywords {', '.join(HUB_KWARGS)}, got {adapter_kwargs!r}")
         adapter = find_adapter(name, {**hub_kwargs, **adapter_kwargs})
         if adapter is not None:
-            adapter_config = read_adapter_config(adapter)
-            name = adapter_base(name, adapter, adapter_config)
+            adapter = read_adapter(adapter)
+            name = adapter_base(name, adapter.directory, adapter.config)
         if config is None:
             config_directory = resolve_directory(name, ((CONFIG_NAME,),), **hub_kwargs)
             config = NemotronConfig.from_pretrained(config_directory)
@@ -216,9 +215,8 @@ class NemotronPreTrainedModel(PeftAdapterMixin):
                 os.path.isfile(os.path.join(path, file_name)) for file_name in weights_names):
             raise OSError(f"Error no file named {' or '.join(weights_names)} found in directory {path}.")
         tensors = read_weights(path, config, variant, use_safetensors)
-        if adapter is not None:
-            adapter = (adapter_name, LoadedAdapter(adapter, adapter_config, read_adapter_weights(adapter)))
-        model = cls(config, tensors, dtype=dtype, num_threads=num_threads, adapter=adapter)
+        model = cls(config, tensors, dtype=dtype, num_threads=num_threads,
+                    adapter=None if adapter is None else (adapter_name, adapter))
         model._load_extras(path)
         if cache_dtype is not None:
             model.cache_dtype = cache_dtype
