@@ -21,7 +21,9 @@ import collections
 import os
 import warnings
 
-from ..checkpoint.adapters import (ADAPTER_CONFIG_NAME, find_adapter, merge_adapter, read_adapter_config,
+import numpy as np
+
+from ..checkpoint.adapters import (ADAPTER_CONFIG_NAME, find_adapter, float64, merge_adapter, read_adapter_config,
                                    read_adapter_weights)
 from ..checkpoint.hub import HUB_KWARGS
 from .configuration import CONFIG_NAME
@@ -54,9 +56,27 @@ def adapter_base(name, directory, config):
     return base
 
 
-def whole_tensors(adapter):
-    """Names of the tensors an adapter replaces whole (modules_to_save, saved base layers), as the base names them."""
-    return {name.replace(".base_layer.", ".") for name in adapter.weights if ".lora_" not in name}
+def repeated_whole_tensors(adapters):
+    """[the names of each adapter's tensors to leave out of its merge]: the tensors it replaces whole
+    (modules_to_save, saved base layers) that an adapter before it in the list replaces with the same values, which
+    its merge would otherwise put back over the earlier adapter's update. The same tensor replaced with other values
+    by two adapters raises ValueError (PEFT refuses two active modules_to_save too)."""
+    seen, repeated = {}, []
+    for adapter in adapters:
+        names = set()
+        for name, tensor in adapter.weights.items():
+            if ".lora_" in name:
+                continue
+            target = name.replace(".base_layer.", ".")
+            if target not in seen:
+                seen[target] = tensor
+            elif np.array_equal(float64(seen[target]), float64(tensor)):
+                names.add(name)
+            else:
+                raise ValueError(f"two of the adapters set active replace {target!r} (modules_to_save or a saved base "
+                                 "layer) with other values: set one of them at a time")
+        repeated.append(names)
+    return repeated
 
 
 def merged_tensors(tensors, adapters, has_lm_head, tied, base_model_prefix):
@@ -71,8 +91,9 @@ def merged_tensors(tensors, adapters, has_lm_head, tied, base_model_prefix):
     if shared and "lm_head.weight" not in tensors:  # the head is the embedding until an adapter changes one
         tensors = {**tensors, "lm_head.weight": tensors[embedding]}
     changed = set()
-    for adapter in adapters:
-        tensors, merged = merge_adapter(tensors, adapter.weights, adapter.config, prefix)
+    for adapter, repeated in zip(adapters, repeated_whole_tensors(adapters)):
+        weights = {name: tensor for name, tensor in adapter.weights.items() if name not in repeated}
+        tensors, merged = merge_adapter(tensors, weights, adapter.config, prefix)
         changed |= merged
     return tensors, tied and not (shared and changed & {embedding, "lm_head.weight"})
 
@@ -140,8 +161,8 @@ class PeftAdapterMixin:
 
     def set_adapter(self, adapter_name):
         """Makes `adapter_name` (a name, or a list of names whose updates add up) the active adapter(s), rebuilding
-        the model with them merged unless adapters are disabled. Two active adapters may not both replace a whole
-        tensor (a task head of modules_to_save)."""
+        the model with them merged unless adapters are disabled. Two active adapters may not replace the same tensor
+        with different values (two task heads of modules_to_save)."""
         state = self._adapter_state
         self._check_loaded()
         if isinstance(adapter_name, list):
@@ -219,10 +240,7 @@ class PeftAdapterMixin:
         `check` even when disabled, so that a bad adapter is refused when it is loaded); on any error the model is
         left as it was."""
         old = self._adapter_state
-        replaced = [whole_tensors(state.adapters[name]) for name in state.active]
-        if len(replaced) > 1 and any(a & b for i, a in enumerate(replaced) for b in replaced[i + 1:]):
-            raise ValueError(f"Attempted to set multiple ({state.active}) adapters at once that replace the same "
-                             "whole tensor (modules_to_save or a saved base layer): set one of them")
+        repeated_whole_tensors([state.adapters[name] for name in state.active])  # refused even while disabled
         for name in check:
             if not state.enabled or name not in state.active:
                 merged_tensors(self._base_tensors, [state.adapters[name]], self.has_lm_head, self._base_tied,
