@@ -349,3 +349,23 @@ def test_load_adapter_refuses_what_needs_torch(adapters):
     with pytest.raises(NotImplementedError, match="state_dict"):
         nemotron_c.AutoModelForCausalLM.from_pretrained(first).get_adapter_state_dict(state_dict={})
     assert not hasattr(ours, "peft_config")
+
+
+def test_load_adapter_from_the_hub_cache(adapters, tmp_path, monkeypatch):
+    """A Hub id found in huggingface_hub's cache (offline), with the Hub keywords given directly or in
+    adapter_kwargs."""
+    import huggingface_hub
+    from test_checkpoint_hub import add_to_cache, files_of
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    base, first, second = adapters
+    cache = str(tmp_path / "hub")
+    add_to_cache(cache, "someone/tiny-lora", "6" * 40, files_of(first), ref="main")
+    ours = nemotron_c.AutoModelForCausalLM.from_pretrained(base)
+    ours.load_adapter("someone/tiny-lora", cache_dir=cache)
+    ours.load_adapter("someone/tiny-lora", adapter_name="again", adapter_kwargs={"cache_dir": cache})
+    expected = nemotron_c.AutoModelForCausalLM.from_pretrained(first)(IDS).logits
+    np.testing.assert_array_equal(ours(IDS).logits, expected)
+    with pytest.raises(ValueError, match="adapter model file not found in someone/other"):
+        ours.load_adapter("someone/other", adapter_name="other", cache_dir=cache)
