@@ -129,7 +129,7 @@ static int prefilled_checks(nt_model *m, int64_t V) {
     nt_generation_outputs out = {.sequences = ordinary};
     nt_generator *gen;
     CHECK(nt_generator_create(&gen, &err, m, &g, &out, ids, NULL, N, T, NULL) == NT_OK);
-    CHECK(nt_generator_prefilled(gen, &err, logits, 0) == NT_ERROR_INVALID_ARGUMENT); /* no cache holding the prompt */
+    CHECK(nt_generator_prefilled(gen, &err, logits, 0, 0) == NT_ERROR_INVALID_ARGUMENT); /* no cache holding the prompt */
     CHECK(nt_generator_run(gen, &err, -1, NULL) == NT_OK && nt_generator_length(gen) == M);
     nt_cache_free(nt_generator_take_cache(gen));
     nt_generator_free(gen);
@@ -138,13 +138,13 @@ static int prefilled_checks(nt_model *m, int64_t V) {
     CHECK(nt_cache_create(&c, &err, m, N, 0) == NT_OK && step(m, &err, c, ids32, N, T, 0, logits) == NT_OK);
     out.sequences = prefilled;
     CHECK(nt_generator_create(&gen, &err, m, &g, &out, ids, NULL, N, T, c) == NT_OK);
-    CHECK(nt_generator_prefilled(gen, &err, NULL, 0) == NT_ERROR_INVALID_ARGUMENT);
-    CHECK(nt_generator_prefilled(NULL, &err, logits, 0) == NT_ERROR_INVALID_ARGUMENT);
-    CHECK(nt_generator_prefilled(gen, &err, logits, -1) == NT_ERROR_INVALID_ARGUMENT);
-    CHECK(nt_generator_prefilled(gen, &err, logits, T + 1) == NT_ERROR_INVALID_ARGUMENT);
-    CHECK(nt_generator_prefilled(gen, &err, logits, 0) == NT_OK);
+    CHECK(nt_generator_prefilled(gen, &err, NULL, 0, 0) == NT_ERROR_INVALID_ARGUMENT);
+    CHECK(nt_generator_prefilled(NULL, &err, logits, 0, 0) == NT_ERROR_INVALID_ARGUMENT);
+    CHECK(nt_generator_prefilled(gen, &err, logits, -1, 0) == NT_ERROR_INVALID_ARGUMENT);
+    CHECK(nt_generator_prefilled(gen, &err, logits, T + 1, 0) == NT_ERROR_INVALID_ARGUMENT);
+    CHECK(nt_generator_prefilled(gen, &err, logits, 0, 0) == NT_OK);
     CHECK(nt_generator_run(gen, &err, 1, NULL) == NT_OK);
-    CHECK(nt_generator_prefilled(gen, &err, logits, 0) == NT_ERROR_INVALID_ARGUMENT); /* after a step */
+    CHECK(nt_generator_prefilled(gen, &err, logits, 0, 0) == NT_ERROR_INVALID_ARGUMENT); /* after a step */
     CHECK(nt_generator_run(gen, &err, -1, NULL) == NT_OK && nt_generator_length(gen) == M);
     CHECK(memcmp(prefilled, ordinary, sizeof ordinary) == 0);
     nt_generator_free(gen);
@@ -153,6 +153,38 @@ static int prefilled_checks(nt_model *m, int64_t V) {
     CHECK(nt_cache_crop(c, &err, T) == NT_OK);
     CHECK(nt_generator_create(&gen, &err, m, &g, &out, ids, NULL, N, T, c) == NT_OK);
     CHECK(nt_generator_run(gen, &err, 1, NULL) == NT_ERROR_INVALID_ARGUMENT && strstr(err.message, "nt_generator_prefilled"));
+    nt_generator_free(gen);
+    nt_cache_free(c);
+
+    /* uncached: rows of T tokens over a cache of their last T - U (at the positions the mask gives them) decode as
+     * those T - U alone; the first U stay in the rows, for the processors */
+    enum { U = 2 };
+    nt_generation_config plain = g;
+    plain.repetition_penalty = 1.0f;
+    int64_t tail[N * (T - U)], short_rows[N * (M - U)];
+    int32_t tail32[N * (T - U)];
+    uint8_t mask[N * T];
+    for (int i = 0; i < N * T; i++) mask[i] = i % T >= U;
+    for (int r = 0; r < N; r++)
+        for (int t = 0; t < T - U; t++) tail32[r * (T - U) + t] = (int32_t)(tail[r * (T - U) + t] = ids[r * T + U + t]);
+    plain.max_length = M - U;
+    out.sequences = short_rows;
+    CHECK(nt_generator_create(&gen, &err, m, &plain, &out, tail, NULL, N, T - U, NULL) == NT_OK);
+    CHECK(nt_generator_run(gen, &err, -1, NULL) == NT_OK);
+    nt_generator_free(gen);
+    CHECK(nt_cache_create(&c, &err, m, N, 0) == NT_OK && step(m, &err, c, tail32, N, T - U, 0, logits) == NT_OK);
+    plain.max_length = M;
+    out.sequences = prefilled;
+    CHECK(nt_generator_create(&gen, &err, m, &plain, &out, ids, mask, N, T, c) == NT_OK);
+    CHECK(nt_generator_prefilled(gen, &err, logits, 0, U + 1) == NT_ERROR_INVALID_ARGUMENT); /* the cache holds T - U */
+    CHECK(nt_generator_prefilled(gen, &err, logits, 1, U) == NT_ERROR_INVALID_ARGUMENT);     /* not with a context */
+    CHECK(nt_generator_prefilled(gen, &err, logits, 0, T) == NT_ERROR_INVALID_ARGUMENT);
+    CHECK(nt_generator_prefilled(gen, &err, logits, 0, U) == NT_OK);
+    CHECK(nt_generator_run(gen, &err, -1, NULL) == NT_OK && nt_generator_length(gen) == M);
+    for (int r = 0; r < N; r++) {
+        CHECK(memcmp(prefilled + r * M, ids + r * T, U * sizeof(int64_t)) == 0);
+        CHECK(memcmp(prefilled + r * M + U, short_rows + r * (M - U), (M - U) * sizeof(int64_t)) == 0);
+    }
     nt_generator_free(gen);
     nt_cache_free(c);
     free(logits);
