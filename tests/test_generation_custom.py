@@ -195,11 +195,24 @@ def test_max_length_criteria_passed_explicitly(models):
     got = compare(models, PROMPTS, MASK, max_new_tokens=3, eos_token_id=None, min_new_tokens=2, **DICT,
                   stopping_criteria=StoppingCriteriaList([MaxLengthCriteria(max_length=PROMPTS.shape[1] + 6)]))
     assert got["sequences"].shape[1] == PROMPTS.shape[1] + 6
-    # where Transformers' beam search fails (IndexError), and with forced_eos_token_id, it is refused
-    for kwargs in (dict(num_beams=2), dict(forced_eos_token_id=3)):
+    # where Transformers' beam search fails (IndexError) it is refused
+    for kwargs in (dict(num_beams=2), dict(num_beams=2, forced_eos_token_id=3, eos_token_id=40)):
         with pytest.raises(NotImplementedError, match="MaxLengthCriteria"):
             our_generate(models[0], PROMPTS, MASK, max_new_tokens=2, **kwargs,
                          stopping_criteria=StoppingCriteriaList([MaxLengthCriteria(max_length=50)]))
+
+
+@pytest.mark.parametrize("mode", [dict(eos_token_id=None), dict(eos_token_id=40, pad_token_id=0),
+                                  dict(eos_token_id=3, pad_token_id=0), dict(do_sample=True, top_k=1),
+                                  dict(num_beams=2, eos_token_id=[3, 40], pad_token_id=0),
+                                  dict(num_beams=3, eos_token_id=3, early_stopping="never", pad_token_id=0)])
+def test_longer_max_length_criteria_with_forced_eos(models, mode):
+    """The forced eos comes at the config's max_length, then the rows go on to the criterion's (in beam search,
+    where Transformers fails past the config's max_length, only forced ids that are eos ids, which end every beam
+    there)."""
+    got = compare(models, PROMPTS, MASK, max_new_tokens=3, forced_eos_token_id=3, **mode, **DICT,
+                  stopping_criteria=StoppingCriteriaList([MaxLengthCriteria(max_length=PROMPTS.shape[1] + 6)]))
+    assert (got["sequences"][:, PROMPTS.shape[1] + 2] == 3).all()
 
 
 class StopAfterToken(StoppingCriteria):

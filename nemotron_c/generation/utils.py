@@ -70,8 +70,8 @@ import warnings
 import numpy as np
 
 from .. import _core
-from .custom import (PREFIX_ALLOWED_TOKENS_STAGE, CandidateCriteria, PrefixConstrained, Processors, as_callables,
-                     built_processors, merge_criteria, merge_processors)
+from .custom import (FORCED_EOS_STAGE, PREFIX_ALLOWED_TOKENS_STAGE, CandidateCriteria, ForcedEos, PrefixConstrained,
+                     Processors, as_callables, built_processors, merge_criteria, merge_processors)
 from .configuration import GENERATION_CONFIG_NAME, GenerationConfig, default_generation_params
 from ..model.inputs import as_attention_mask, as_embeddings, as_token_ids, check_int64, to_numpy
 from ..model.cache import NemotronCache, check_cache
@@ -850,6 +850,9 @@ def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=N
             settings["deadline"] = 0.0
         if max_length is not None:
             settings["max_length"] = max_length + context
+            if settings["forced_eos_token_ids"] is not None:  # forced at the config's max_length, not the loop's
+                stages[FORCED_EOS_STAGE] = [ForcedEos(config.max_length, settings["forced_eos_token_ids"])]
+                settings["forced_eos_token_ids"] = None
 
     run = Run()
     run.model = model
