@@ -349,7 +349,11 @@ typedef struct {
     int64_t min_length;            /* eos is banned while the length is below this (0: off) */
     const int64_t *eos_token_ids;  /* (n_eos) */
     int64_t n_eos;
-    int64_t pad_token_id;          /* written after a row's eos (when n_eos > 0) */
+    int64_t pad_token_id;          /* written after a row's eos (when n_eos > 0 or custom_eos_criteria) */
+    int custom_eos_criteria;       /* the caller's stopping criteria stop rows at their own eos ids, in place of
+                                      Transformers' EosTokenCriteria of eos_token_ids (or with none): eos_token_ids
+                                      finish no row or beam (the processors still read them), and finished rows get
+                                      pad_token_id (Transformers' has_eos_stopping_criteria) */
     int64_t beam_fill_token_id;    /* what beam outputs hold past a hypothesis' end */
     double deadline;               /* wall-clock seconds since the epoch after which generation stops; 0: none */
 

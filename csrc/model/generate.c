@@ -444,14 +444,15 @@ static nt_status select_tokens(nt_generator *g, nt_error *err) {
         const float *scores = g->logits + r * g->V;
         int64_t token = c->do_sample ? nt_sample(&g->rng, scores, g->V, g->scratch[0].spare) : nt_argmax(scores, g->V);
         if (token < 0) return no_distribution(err);
-        if (c->n_eos > 0 && !g->unfinished[r]) token = c->pad_token_id;
+        if ((c->n_eos > 0 || c->custom_eos_criteria) && !g->unfinished[r]) token = c->pad_token_id;
         g->running[r * M + L] = token;
     }
     g->length++;
     int timed_out = c->deadline > 0 && wall_clock() > c->deadline;
     int any = 0;
     for (int64_t r = 0; r < g->N; r++) {
-        if (g->length >= M || timed_out || nt_is_eos(c, g->running[r * M + L])) g->unfinished[r] = 0;
+        if (g->length >= M || timed_out || (!c->custom_eos_criteria && nt_is_eos(c, g->running[r * M + L])))
+            g->unfinished[r] = 0;
         any |= g->unfinished[r];
     }
     g->done = !any;

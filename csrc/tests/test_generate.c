@@ -187,6 +187,31 @@ static int prefilled_checks(nt_model *m, int64_t V) {
     }
     nt_generator_free(gen);
     nt_cache_free(c);
+
+    /* custom_eos_criteria: an eos id the rows take stops none of them; a row the caller stops gets pad_token_id
+     * after, even with no eos ids */
+    out.sequences = prefilled; /* without eos ids */
+    CHECK(nt_generator_create(&gen, &err, m, &plain, &out, ids, NULL, N, T, NULL) == NT_OK);
+    CHECK(nt_generator_run(gen, &err, -1, NULL) == NT_OK);
+    nt_generator_free(gen);
+    plain.eos_token_ids = &prefilled[T + 1]; /* the token row 0 took second */
+    plain.n_eos = 1;
+    plain.custom_eos_criteria = 1;
+    plain.decay_start = INFINITY; /* no exponential decay of the eos score */
+    plain.pad_token_id = (prefilled[M + T + 1] + 1) % V; /* not the token row 1 takes there */
+    int64_t custom[N * M];
+    out.sequences = custom;
+    CHECK(nt_generator_create(&gen, &err, m, &plain, &out, ids, NULL, N, T, NULL) == NT_OK);
+    CHECK(nt_generator_run(gen, &err, -1, NULL) == NT_OK && nt_generator_length(gen) == M);
+    CHECK(memcmp(custom, prefilled, sizeof custom) == 0);
+    nt_generator_free(gen);
+    plain.n_eos = 0;
+    uint8_t stop[N] = {0, 1};
+    CHECK(nt_generator_create(&gen, &err, m, &plain, &out, ids, NULL, N, T, NULL) == NT_OK);
+    CHECK(nt_generator_run(gen, &err, 1, NULL) == NT_OK && nt_generator_stop_rows(gen, &err, stop) == NT_OK);
+    CHECK(nt_generator_run(gen, &err, -1, NULL) == NT_OK && nt_generator_length(gen) == M);
+    for (int t = T + 1; t < M; t++) CHECK(custom[M + t] == plain.pad_token_id && custom[t] == prefilled[t]);
+    nt_generator_free(gen);
     free(logits);
     printf("prefilled checks: ok\n");
     return 0;

@@ -301,15 +301,18 @@ class CandidateCriteria:
         return hits.astype(np.uint8)
 
 
-def merge_criteria(custom, config, eos, has_stop_strings, num_beams):
+def merge_criteria(custom, config, eos, pad, has_stop_strings, num_beams):
     """Transformers' _merge_criteria_processor_list for the stopping criteria. The defaults (max_length, max_time,
     stop strings, eos) run in the C loop or in Run; a custom one of a default's type replaces it: the default's
-    setting is then dropped (max_time, stop strings), the loop runs up to a longer custom max_length, and a custom
-    eos criterion must ask for the config's eos ids, which the loop pads after.
-    Returns (criteria, drop_max_time, drop_stop_strings, max_length: the loop's, or None for the config's)."""
+    setting is then dropped (max_time, stop strings), the loop runs up to a longer custom max_length, and an
+    EosTokenCriteria of other ids than the config's stops rows at its own ids alone (the processors keep the
+    config's).
+    Returns (criteria, drop_max_time, drop_stop_strings, max_length: the loop's, or None for the config's,
+    custom_eos: the caller's criteria stop rows at eos ids in place of the config's eos ids, as
+    nt_generation_config's custom_eos_criteria)."""
     forced = config.forced_eos_token_id
     forced = [] if forced is None else [int(t) for t in np.asarray(to_numpy(forced, "forced_eos_token_id")).reshape(-1)]
-    drop_max_time = drop_stop_strings = False
+    drop_max_time = drop_stop_strings = custom_eos = False
     max_length = None
     defaults = {"MaxLengthCriteria": config.max_length is not None, "MaxTimeCriteria": config.max_time is not None,
                 "StopStringCriteria": has_stop_strings, "EosTokenCriteria": bool(eos)}
@@ -337,11 +340,12 @@ def merge_criteria(custom, config, eos, has_stop_strings, num_beams):
                                           "max_new_tokens instead")
         elif name == "EosTokenCriteria":
             theirs = sorted(int(t) for t in np.asarray(to_numpy(criterion.eos_token_id, "eos_token_id")).reshape(-1))
-            if theirs != sorted(eos):
-                raise NotImplementedError(f"an EosTokenCriteria of eos ids {theirs} other than the generation "
-                                          f"config's eos_token_id {eos} is not supported: set eos_token_id instead")
+            custom_eos = theirs != sorted(eos)
     if not eos and any(hasattr(criterion, "eos_token_id") for criterion in custom):
-        # Transformers then pads finished rows (its has_eos_stopping_criteria), with no eos_token_id to pad with
-        raise NotImplementedError("a stopping criterion with an eos_token_id, with no eos_token_id in the generation "
-                                  "config, is not supported: set eos_token_id instead")
-    return Criteria(custom), drop_max_time, drop_stop_strings, max_length
+        # Transformers' greedy search and sampling then pad finished rows (its has_eos_stopping_criteria) with
+        # pad_token_id, and fail (TypeError) without one
+        if pad is None and num_beams == 1:
+            raise ValueError("a stopping criterion with an eos_token_id pads the rows it stops with pad_token_id, "
+                             "which is not set (nor eos_token_id, which stands in for it): set pad_token_id")
+        custom_eos = True
+    return Criteria(custom), drop_max_time, drop_stop_strings, max_length, custom_eos

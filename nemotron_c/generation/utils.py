@@ -64,6 +64,7 @@ empty input_ids raise a ValueError (a RuntimeError there); Transformers' logged 
 import ast
 import copy
 import os
+import re
 import time
 import warnings
 
@@ -433,6 +434,40 @@ def resolve_seed(seed):
 
 
 STOP_PREFIX = "abcdef"  # Transformers' static_prefix
+BYTE_TOKEN = re.compile(r"<0x[0-9A-Fa-f]{2}>")
+
+
+def byte_level_alphabet():
+    """{character: byte} of GPT-2's byte-level alphabet: printable Latin-1 bytes stand for themselves, the others
+    for the characters from U+0100 on, in order."""
+    printable = set(range(ord("!"), ord("~") + 1)) | set(range(ord("\xa1"), ord("\xac") + 1)) | set(
+        range(ord("\xae"), ord("\xff") + 1))
+    alphabet, shifted = {}, 0
+    for byte in range(256):
+        if byte in printable:
+            alphabet[chr(byte)] = byte
+        else:
+            alphabet[chr(256 + shifted)] = byte
+            shifted += 1
+    return alphabet
+
+
+BYTE_LEVEL = byte_level_alphabet()
+
+
+def stop_string_matching(tokenizer):
+    """What Transformers' StopStringCriteria matches for this tokenizer: "byte_fallback" when its decoder turns
+    <0xNN> tokens into their byte, "byte_level" when it turns GPT-2's byte alphabet into bytes (Ġ is a space),
+    None otherwise (text). Found by asking the decoder, which works for any tokenizer with
+    convert_tokens_to_string; Transformers reads its fast tokenizer's decoder settings."""
+    convert = getattr(tokenizer, "convert_tokens_to_string", None)
+    if convert is None:
+        return None
+    if convert(["<0x41>"]) == "A":
+        return "byte_fallback"
+    if convert(["\u0120a"]) == " a":
+        return "byte_level"
+    return None
 
 
 class StopStrings:
@@ -440,6 +475,10 @@ class StopStrings:
     string reaching into the row's last token (a string that ended before it would have stopped the row then).
 
     Works with any tokenizer that has decode(ids): the tail of each row is decoded with and without its last token.
+    With a byte-fallback or byte-level decoder (stop_string_matching), as Transformers, the UTF-8 bytes of the
+    strings are matched in the tokens' bytes: a byte token's own byte, other tokens' text. Decoding would show an
+    incomplete or invalid UTF-8 sequence as U+FFFD, which a string holding U+FFFD would then match where its bytes
+    are not there (and miss where they are, split over tokens).
     """
 
     def __init__(self, tokenizer, stop_strings):
@@ -457,6 +496,9 @@ class StopStrings:
         # a decoder strips that space. Decoding after the tokens of a fixed prefix keeps it (its static_prefix trick).
         encode = getattr(tokenizer, "encode", None)
         self.prefix_ids = [int(i) for i in encode(STOP_PREFIX, add_special_tokens=False)] if encode else []
+        self.matching = stop_string_matching(tokenizer)
+        self.stop_bytes = [s.encode("utf-8") for s in self.stop_strings]
+        self.token_bytes = {}  # id -> bytes, as the matching reads them
 
     def decode(self, ids):
         ids = [int(i) for i in ids]
@@ -467,11 +509,32 @@ class StopStrings:
                 return text[at + len(STOP_PREFIX):]
         return self.tokenizer.decode(ids, skip_special_tokens=False)
 
+    def bytes_of(self, token_id):
+        if token_id not in self.token_bytes:
+            token = self.tokenizer.convert_ids_to_tokens(token_id)
+            if self.matching == "byte_fallback" and BYTE_TOKEN.fullmatch(token):
+                self.token_bytes[token_id] = bytes([int(token[3:5], 16)])
+            elif self.matching == "byte_level" and token and all(c in BYTE_LEVEL for c in token):
+                self.token_bytes[token_id] = bytes(BYTE_LEVEL[c] for c in token)
+            else:
+                self.token_bytes[token_id] = self.decode([token_id]).encode("utf-8")
+        return self.token_bytes[token_id]
+
+    def ends_in_bytes(self, ids):
+        """Whether the bytes of the tokens ids hold a stop string that reaches into the last token's."""
+        pieces = [self.bytes_of(int(i)) for i in ids]
+        data = b"".join(pieces)
+        before = len(data) - len(pieces[-1])
+        return any(data.rfind(s) >= 0 and data.rfind(s) + len(s) > before for s in self.stop_bytes)
+
     def __call__(self, sequences, length, prompt_length):
         """(N) bool: rows of sequences[:, :length] that end with a stop string."""
         hits = np.zeros(sequences.shape[0], dtype=bool)
         for r in range(sequences.shape[0]):
             start = max(0, length - self.tail)
+            if self.matching is not None:
+                hits[r] = self.ends_in_bytes(sequences[r, start:length])
+                continue
             text = self.decode(sequences[r, start:length])
             # the text the last token leaves unchanged: what decodes alike without it (a token that completes a
             # character's bytes replaces the U+FFFD the incomplete bytes decoded to)
@@ -844,8 +907,9 @@ def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=N
         stages[PREFIX_ALLOWED_TOKENS_STAGE] = [PrefixConstrained(prefix_allowed_tokens_fn, expand)]
     run_criteria = drop_stop_strings = None
     if criteria:
-        run_criteria, drop_max_time, drop_stop_strings, max_length = merge_criteria(
-            criteria, config, eos, config.stop_strings is not None, num_beams)
+        run_criteria, drop_max_time, drop_stop_strings, max_length, custom_eos = merge_criteria(
+            criteria, config, eos, pad, config.stop_strings is not None, num_beams)
+        settings["custom_eos_criteria"] = int(custom_eos)
         if drop_max_time:
             settings["deadline"] = 0.0
         if max_length is not None:
@@ -859,7 +923,7 @@ def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=N
     run.prompt_length = prompt_length
     run.beams = int(num_beams)
     run.rows = input_ids.shape[0]
-    run.eos = eos
+    run.eos = [] if settings["custom_eos_criteria"] else eos  # the ids that end a row
     run.num_return_sequences = int(num_return)
     run.streamer = streamer
     stop_strings = (StopStrings(tokenizer, config.stop_strings)
