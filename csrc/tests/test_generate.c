@@ -188,34 +188,52 @@ static int prefilled_checks(nt_model *m, int64_t V) {
     nt_generator_free(gen);
     nt_cache_free(c);
 
-    /* custom_eos_criteria: an eos id the rows take stops none of them; a row the caller stops gets pad_token_id
-     * after, even with no eos ids */
-    out.sequences = prefilled; /* without eos ids */
+    free(logits);
+    printf("prefilled checks: ok\n");
+    return 0;
+}
+
+#undef CHECK
+#define CHECK(cond) do { if (!(cond)) { printf("custom eos check failed, line %d: %s (%s)\n", __LINE__, #cond, err.message); return 1; } } while (0)
+
+/* custom_eos_criteria: an eos id the rows take stops none of them; a row the caller stops gets pad_token_id after,
+ * even with no eos ids */
+static int custom_eos_checks(nt_model *m, int64_t V) {
+    enum { N = 2, T = 5, M = 12 };
+    nt_error err = {0};
+    nt_generation_config plain = {.max_length = M, .pad_token_id = 0, .beam_fill_token_id = 0,
+                                  .forced_bos_token_id = -1, .repetition_penalty = 1.0f, .temperature = 1.0f,
+                                  .top_p = 1.0f, .typical_p = 1.0f, .min_tokens_to_keep = 1, .num_beams = 1,
+                                  .length_penalty = 1.0f, .decay_start = INFINITY};
+    int64_t ids[N * T], reference[N * M], custom[N * M];
+    for (int i = 0; i < N * T; i++) ids[i] = (i * 11 + 3) % V;
+    nt_generation_outputs out = {.sequences = reference}; /* without eos ids */
+    nt_generator *gen;
     CHECK(nt_generator_create(&gen, &err, m, &plain, &out, ids, NULL, N, T, NULL) == NT_OK);
     CHECK(nt_generator_run(gen, &err, -1, NULL) == NT_OK);
     nt_generator_free(gen);
-    plain.eos_token_ids = &prefilled[T + 1]; /* the token row 0 took second */
+    plain.eos_token_ids = &reference[T + 1]; /* the token row 0 took second */
     plain.n_eos = 1;
     plain.custom_eos_criteria = 1;
-    plain.decay_start = INFINITY; /* no exponential decay of the eos score */
-    plain.pad_token_id = (prefilled[M + T + 1] + 1) % V; /* not the token row 1 takes there */
-    int64_t custom[N * M];
+    plain.pad_token_id = (reference[M + T + 1] + 1) % V; /* not the token row 1 takes there */
     out.sequences = custom;
     CHECK(nt_generator_create(&gen, &err, m, &plain, &out, ids, NULL, N, T, NULL) == NT_OK);
     CHECK(nt_generator_run(gen, &err, -1, NULL) == NT_OK && nt_generator_length(gen) == M);
-    CHECK(memcmp(custom, prefilled, sizeof custom) == 0);
+    CHECK(memcmp(custom, reference, sizeof custom) == 0);
     nt_generator_free(gen);
     plain.n_eos = 0;
     uint8_t stop[N] = {0, 1};
     CHECK(nt_generator_create(&gen, &err, m, &plain, &out, ids, NULL, N, T, NULL) == NT_OK);
     CHECK(nt_generator_run(gen, &err, 1, NULL) == NT_OK && nt_generator_stop_rows(gen, &err, stop) == NT_OK);
     CHECK(nt_generator_run(gen, &err, -1, NULL) == NT_OK && nt_generator_length(gen) == M);
-    for (int t = T + 1; t < M; t++) CHECK(custom[M + t] == plain.pad_token_id && custom[t] == prefilled[t]);
+    for (int t = T + 1; t < M; t++) CHECK(custom[M + t] == plain.pad_token_id && custom[t] == reference[t]);
     nt_generator_free(gen);
-    free(logits);
-    printf("prefilled checks: ok\n");
+    printf("custom eos checks: ok\n");
     return 0;
 }
+
+#undef CHECK
+#define CHECK(cond) do { if (!(cond)) { printf("hook check failed, line %d: %s (%s)\n", __LINE__, #cond, err.message); return 1; } } while (0)
 
 /* a processor hook: records the stage and rows it was given, then bans token 3 (or fails when asked to) */
 typedef struct {
@@ -372,7 +390,7 @@ static int run(int64_t V, int64_t n_eos, int first_mode) {
         nt_generator_free(gen);
         free(ids); free(mask); free(seqs); free(scores); free(logits); free(ss); free(bi);
     }
-    if (first_mode == 0 && (cache_checks(model, V) || prefilled_checks(model, V) || hook_checks(model, V))) return 1;
+    if (first_mode == 0 && (cache_checks(model, V) || prefilled_checks(model, V) || custom_eos_checks(model, V) || hook_checks(model, V))) return 1;
     nt_model_free(model);
     for (int i = 0; i < ns; i++) free(store[i]);
     return 0;
