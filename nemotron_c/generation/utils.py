@@ -525,7 +525,7 @@ class StopStrings:
         pieces = [self.bytes_of(int(i)) for i in ids]
         data = b"".join(pieces)
         before = len(data) - len(pieces[-1])
-        return any(data.rfind(s) >= 0 and data.rfind(s) + len(s) > before for s in self.stop_bytes)
+        return any(data.rfind(s) + len(s) > before for s in self.stop_bytes if s in data)
 
     def __call__(self, sequences, length, prompt_length):
         """(N) bool: rows of sequences[:, :length] that end with a stop string."""
