@@ -349,7 +349,11 @@ typedef struct {
     int64_t min_length;            /* eos is banned while the length is below this (0: off) */
     const int64_t *eos_token_ids;  /* (n_eos) */
     int64_t n_eos;
-    int64_t pad_token_id;          /* written after a row's eos (when n_eos > 0) */
+    int64_t pad_token_id;          /* written after a row's eos (when n_eos > 0 or custom_eos_criteria) */
+    int custom_eos_criteria;       /* the caller's stopping criteria stop rows at their own eos ids, in place of
+                                      Transformers' EosTokenCriteria of eos_token_ids (or with none): eos_token_ids
+                                      finish no row or beam (the processors still read them), and finished rows get
+                                      pad_token_id (Transformers' has_eos_stopping_criteria) */
     int64_t beam_fill_token_id;    /* what beam outputs hold past a hypothesis' end */
     double deadline;               /* wall-clock seconds since the epoch after which generation stops; 0: none */
 
@@ -422,12 +426,17 @@ nt_status nt_generator_create(nt_generator **out, nt_error *err, nt_model *model
                               const nt_generation_outputs *outputs, const int64_t *input_ids,
                               const uint8_t *attention_mask, int64_t N, int64_t T, nt_cache *cache);
 /* The caller ran the prompt itself (from embeddings, or for its attention weights): the cache given to
- * nt_generator_create holds all T positions and logits (N, V) are those of each row's last; the first step
- * processes them instead of making a forward pass. The first `context` (0 <= context <= T) positions of every
+ * nt_generator_create holds all T - uncached positions and logits (N, V) are those of each row's last; the first
+ * step processes them instead of making a forward pass. The first `context` (0 <= context <= T) positions of every
  * row are no tokens but embeddings (their input ids stand in, unread): the logits processors see each row from
  * there on, its length and max_length counted from there, as Transformers' generate(inputs_embeds=...) shows
- * them only the tokens that follow. Call it before the first step; logits are copied. */
-nt_status nt_generator_prefilled(nt_generator *g, nt_error *err, const float *logits, int64_t context);
+ * them only the tokens that follow. Conversely the first `uncached` (0 <= uncached < T, 0 with a context) tokens
+ * of every row are seen by the processors but not in the cache, as Transformers' generate(input_ids=...,
+ * inputs_embeds=...) with fewer embeddings than ids: the cache holds the embeddings of the rest; the attention mask
+ * given to nt_generator_create covers the whole rows, its first `uncached` columns counting only for the rotary
+ * positions (cumsum(mask) - 1). Call it before the first step; logits are copied. */
+nt_status nt_generator_prefilled(nt_generator *g, nt_error *err, const float *logits, int64_t context,
+                                 int64_t uncached);
 void nt_generator_free(nt_generator *g);
 /* One decoding step: a forward pass (the prompt first, then one token per row), processing, selection
  * and the stopping criteria. Does nothing once done. cancel: as nt_model_forward. */

@@ -195,11 +195,47 @@ def test_max_length_criteria_passed_explicitly(models):
     got = compare(models, PROMPTS, MASK, max_new_tokens=3, eos_token_id=None, min_new_tokens=2, **DICT,
                   stopping_criteria=StoppingCriteriaList([MaxLengthCriteria(max_length=PROMPTS.shape[1] + 6)]))
     assert got["sequences"].shape[1] == PROMPTS.shape[1] + 6
-    # where Transformers' beam search fails (IndexError), and with forced_eos_token_id, it is refused
-    for kwargs in (dict(num_beams=2), dict(forced_eos_token_id=3)):
+    # where Transformers' beam search fails (IndexError) it is refused
+    for kwargs in (dict(num_beams=2), dict(num_beams=2, forced_eos_token_id=3, eos_token_id=40)):
         with pytest.raises(NotImplementedError, match="MaxLengthCriteria"):
             our_generate(models[0], PROMPTS, MASK, max_new_tokens=2, **kwargs,
                          stopping_criteria=StoppingCriteriaList([MaxLengthCriteria(max_length=50)]))
+
+
+@pytest.mark.parametrize("mode", [dict(eos_token_id=None), dict(eos_token_id=40, pad_token_id=0),
+                                  dict(eos_token_id=3, pad_token_id=0), dict(do_sample=True, top_k=1),
+                                  dict(num_beams=2, eos_token_id=[3, 40], pad_token_id=0),
+                                  dict(num_beams=3, eos_token_id=3, early_stopping="never", pad_token_id=0)])
+def test_longer_max_length_criteria_with_forced_eos(models, mode):
+    """The forced eos comes at the config's max_length, then the rows go on to the criterion's (in beam search,
+    where Transformers fails past the config's max_length, only forced ids that are eos ids, which end every beam
+    there)."""
+    got = compare(models, PROMPTS, MASK, max_new_tokens=3, forced_eos_token_id=3, **mode, **DICT,
+                  stopping_criteria=StoppingCriteriaList([MaxLengthCriteria(max_length=PROMPTS.shape[1] + 6)]))
+    assert (got["sequences"][:, PROMPTS.shape[1] + 2] == 3).all()
+
+
+@pytest.mark.parametrize("mode", [dict(), dict(do_sample=True, top_k=1), dict(num_beams=2),
+                                  dict(num_beams=3, num_return_sequences=2, early_stopping=True)])
+@pytest.mark.parametrize("special", [dict(eos_token_id=22), dict(eos_token_id=22, pad_token_id=5),
+                                     dict(eos_token_id=[22, 81], min_new_tokens=2),
+                                     dict(eos_token_id=None, pad_token_id=5), dict(eos_token_id=None)])
+def test_eos_token_criteria_of_other_ids(models, mode, special):
+    """Transformers' EosTokenCriteria of ids other than the config's takes the default's place: rows (and beams)
+    stop at its ids alone, not at the config's eos ids, which the processors (min_new_tokens) still read; finished
+    rows get the pad token (the config's eos without one), even with no eos_token_id."""
+    stop = StoppingCriteriaList([EosTokenCriteria(eos_token_id=[79, 3])])
+    if special == dict(eos_token_id=None) and not mode.get("num_beams"):
+        # Transformers fails (TypeError) padding with no pad_token_id; beam search needs none
+        with pytest.raises(ValueError, match="set pad_token_id"):
+            our_generate(models[0], PROMPTS, MASK, max_new_tokens=6, stopping_criteria=stop, **special, **mode)
+        return
+    got = compare(models, PROMPTS, MASK, max_new_tokens=6, stopping_criteria=stop, **special, **mode, **DICT)
+    plain = our_generate(models[0], PROMPTS, MASK, max_new_tokens=6, **special, **mode)
+    assert not np.array_equal(got["sequences"], plain)
+    if not mode:
+        assert got["sequences"].shape[1] == PROMPTS.shape[1] + 6  # one row has no 79: 22 stops nothing
+        assert (got["sequences"][:, PROMPTS.shape[1]] == 22).any() or "min_new_tokens" in special
 
 
 class StopAfterToken(StoppingCriteria):
@@ -481,3 +517,8 @@ def test_generate_iter_takes_them_too(models):
     expected = our_generate(ours, PROMPTS[1:2], None, **kwargs)
     assert list(ours.generate_iter(PROMPTS[1:2], **kwargs)) == expected[0, PROMPTS.shape[1]:].tolist()
     assert expected.shape[1] == PROMPTS.shape[1] + 5
+    # an EosTokenCriteria of other ids: the config's eos (the first token here) ends nothing
+    kwargs = dict(max_new_tokens=6, eos_token_id=24, stopping_criteria=[EosTokenCriteria(eos_token_id=3)])
+    expected = our_generate(ours, PROMPTS[1:2], None, **kwargs)
+    assert expected[0, PROMPTS.shape[1]] == 24 and expected.shape[1] == PROMPTS.shape[1] + 6
+    assert list(ours.generate_iter(PROMPTS[1:2], **kwargs)) == expected[0, PROMPTS.shape[1]:].tolist()

@@ -323,6 +323,73 @@ def test_inputs_embeds_with_input_ids_of_their_length(eager):
                       eos_token_id=3)
 
 
+class RecordIds(transformers.LogitsProcessor):
+    """Keeps the input_ids it is given."""
+
+    def __init__(self):
+        self.seen = []
+
+    def __call__(self, input_ids, scores):
+        self.seen.append(input_ids.clone().numpy())
+        return scores
+
+
+@pytest.mark.parametrize("ids_length, masked", [(3, True), (10, False), (10, True)],
+                         ids=["fewer ids", "more ids", "more ids, masked"])
+@pytest.mark.parametrize("kwargs", [dict(max_new_tokens=4), dict(max_new_tokens=4, num_beams=2), dict(max_length=20),
+                                    dict(min_length=12, max_new_tokens=5, eos_token_id=81),
+                                    dict(max_new_tokens=3, do_sample=True, top_k=1),
+                                    dict(max_new_tokens=3, **OUTPUTS), dict(max_new_tokens=3, num_beams=2, **OUTPUTS)],
+                         ids=["greedy", "beams", "max_length", "min_length", "sampling", "outputs", "beam outputs"])
+def test_inputs_embeds_with_input_ids_of_another_length(eager, ids_length, masked, kwargs):
+    """As Transformers: the embeddings run the prompt, at the positions of the mask given (of the embeddings'
+    length), else at the last of the ids' positions; the processors, lengths and result see the ids then the new
+    tokens (an explicit max_length and min_length count the embeddings' positions too); the cache holds the
+    embeddings' positions."""
+    ours, theirs = eager
+    mine, reference = embeddings(ours, theirs, PROMPTS)
+    ids = np.arange(1, 1 + 3 * ids_length).reshape(3, ids_length) % ours.config.vocab_size
+    mask = MASK if masked else None
+    settings = dict(dict(eos_token_id=None, return_dict_in_generate=True, output_scores=True), **kwargs)
+    theirs_seen, ours_seen = RecordIds(), RecordIds()
+    expected = hf_generate(theirs, ids, mask, inputs_embeds=reference, logits_processor=[theirs_seen], **settings)
+    got = our_generate(ours, ids, mask, inputs_embeds=mine, logits_processor=[ours_seen], seed=0, **settings)
+    np.testing.assert_array_equal(got.sequences, expected["sequences"])
+    np.testing.assert_array_equal(got.sequences[:, :ids_length], ids)
+    assert_steps_equal(tuple((s,) for s in got.scores), tuple((s,) for s in expected["scores"]), "scores")
+    assert len(ours_seen.seen) == len(theirs_seen.seen)
+    for a, b in zip(ours_seen.seen, theirs_seen.seen):
+        np.testing.assert_array_equal(a, b)
+    assert got.cache.get_seq_length() == expected["cache"].get_seq_length() == 7 + len(got.scores) - 1
+    # the keys hold the rotary embedding of the positions
+    np.testing.assert_allclose(got.cache.layers[1].keys, expected["cache"].layers[1].keys.numpy(), atol=1e-4, rtol=0)
+    if "output_attentions" in kwargs:
+        assert_steps_equal(got.attentions, expected["attentions"], "attentions")
+        assert_steps_equal(got.hidden_states, expected["hidden_states"], "hidden_states")
+
+
+def test_inputs_embeds_with_fewer_input_ids_and_no_mask(eager):
+    """Transformers fails (RuntimeError: positions of the ids' length for the embeddings'); ours runs the embeddings
+    at positions 0.. as with a mask of ones, and takes a mask of the ids' length that holds no padding as none.
+    A mask that covers the ids, not the embeddings, with padding is refused: Transformers applies it to the
+    embeddings' positions, which it does not cover."""
+    ours, theirs = eager
+    mine, reference = embeddings(ours, theirs, PROMPTS)
+    ids = PROMPTS[:, -3:] + 1
+    kwargs = dict(max_new_tokens=4, eos_token_id=None)
+    with pytest.raises(RuntimeError, match="must match the size"):
+        hf_generate(theirs, ids, None, inputs_embeds=reference, **kwargs)
+    expected = hf_generate(theirs, ids, np.ones((3, 7), dtype=np.int64), inputs_embeds=reference, **kwargs)
+    np.testing.assert_array_equal(our_generate(ours, ids, None, inputs_embeds=mine, **kwargs), expected)
+    np.testing.assert_array_equal(our_generate(ours, ids, np.ones((3, 3)), inputs_embeds=mine, **kwargs), expected)
+    with pytest.raises(ValueError, match=r"runs the 7 positions of inputs_embeds \(input_ids hold 3\)"):
+        our_generate(ours, ids, MASK[:, -3:], inputs_embeds=mine, **kwargs)
+    with pytest.raises(ValueError, match=r"attention_mask has shape \(3, 5\)"):
+        our_generate(ours, ids, MASK[:, -5:], inputs_embeds=mine, **kwargs)
+    with pytest.raises(ValueError, match="inputs_embeds hold 3 sequences, but input_ids 2"):
+        our_generate(ours, ids[:2], None, inputs_embeds=mine, **kwargs)
+
+
 def test_inputs_embeds_continuing_a_cache(eager):
     """As Transformers, the embeddings cover the whole prompt and those the cache holds are skipped."""
     ours, theirs = eager
@@ -365,10 +432,6 @@ def test_inputs_embeds_sampling_and_bad_shapes(eager):
     np.testing.assert_array_equal(got, our_generate(ours, None, MASK, inputs_embeds=mine, do_sample=True,
                                                     max_new_tokens=4, seed=3, num_return_sequences=2))
     assert got.shape == (6, 4)
-    with pytest.raises(NotImplementedError, match="input_ids of 3 tokens together with inputs_embeds of 7"):
-        our_generate(ours, PROMPTS[:, :3], MASK, inputs_embeds=mine, max_new_tokens=2)
-    with pytest.raises(ValueError, match="inputs_embeds hold 3 sequences, but input_ids 2"):
-        our_generate(ours, PROMPTS[:2], None, inputs_embeds=mine, max_new_tokens=2)
     with pytest.raises(ValueError, match="inputs_embeds must have shape"):
         our_generate(ours, None, None, inputs_embeds=mine[..., :5], max_new_tokens=2)
     with pytest.raises(ValueError, match="attention_mask has shape"):

@@ -1,5 +1,6 @@
 """Streamers (Transformers' put/end protocol, TextStreamer, TextIteratorStreamer) and stop_strings, against
 Transformers with a byte-level tokenizer over the tiny checkpoints' 96 ids."""
+import os
 import threading
 
 import numpy as np
@@ -110,7 +111,7 @@ def test_stop_strings_of_characters_spread_over_byte_tokens(models):
     byte_chars = bytes_to_unicode()
     euro = list("€".encode())
     vocab = {"<unk>": 0, "<s>": 1, "</s>": 2}
-    for b in euro + list(range(ord("a"), ord("z") + 1)) + list(range(256)):
+    for b in euro + list("\ufffd".encode()) + list(range(ord("a"), ord("z") + 1)) + list(range(256)):
         if len(vocab) < 96:
             vocab.setdefault(byte_chars[b], len(vocab))
     core = Tokenizer(token_models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
@@ -125,3 +126,78 @@ def test_stop_strings_of_characters_spread_over_byte_tokens(models):
     got = our_generate(ours, prompt, None, **kwargs)
     assert got.shape[1] == prompt.shape[1] + 1
     np.testing.assert_array_equal(got, expected)
+    # the bytes are matched, as Transformers does: the first two bytes of "€" are no U+FFFD there
+    from transformers.generation.stopping_criteria import StopStringCriteria
+
+    from nemotron_c.generation.utils import StopStrings
+
+    for stop in ["\ufffd", "€"]:
+        replacement = [vocab[byte_chars[b]] for b in "\ufffd".encode()]
+        for row in ([5, e1], [5, e1, e2], [5, e1, e2, e3], [e2, 5], [5] + replacement):
+            ids = np.array([row])
+            assert (bool(StopStrings(tokenizer, [stop])(ids, len(row), 0)[0])
+                    == bool(StopStringCriteria(tokenizer, [stop])(torch.as_tensor(ids), None)[0])), (stop, row)
+
+
+def byte_fallback_tokenizer(directory):
+    """A SentencePiece-style tokenizer.json over 96 ids with byte-fallback tokens for the bytes of "€", "é" and
+    U+FFFD and a lone continuation byte: Transformers' and ours, loaded from the same files."""
+    import json
+
+    from helpers.tokenizer_builders import write_tiny_tokenizer
+
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2}
+    for byte in (0xE2, 0x82, 0xAC, 0xEF, 0xBF, 0xBD, 0x80, 0xC3, 0xA9):
+        vocab[f"<0x{byte:02X}>"] = len(vocab)
+    for token in ["▁", "▁a", "é", "€", "ab"] + [chr(c) for c in range(ord("a"), ord("z") + 1)]:
+        vocab[token] = len(vocab)
+    vocab.update({f"x{i}": i for i in range(len(vocab), 96)})
+    decoder = {"type": "Sequence", "decoders": [
+        {"type": "Replace", "pattern": {"String": "▁"}, "content": " "}, {"type": "ByteFallback"}, {"type": "Fuse"},
+        {"type": "Strip", "content": " ", "start": 1, "stop": 0}]}
+    write_tiny_tokenizer(directory, vocab, decoder=decoder, added=[{"id": i, "content": t} for t, i in vocab.items()
+                                                                  if i < 3],
+                         pre_tokenizer={"type": "Metaspace", "replacement": "▁", "prepend_scheme": "first",
+                                        "split": False})
+    path = os.path.join(directory, "tokenizer.json")
+    with open(path) as f:
+        data = json.load(f)
+    data["model"]["byte_fallback"] = True
+    with open(path, "w") as f:
+        json.dump(data, f)
+    return (vocab, transformers.AutoTokenizer.from_pretrained(directory),
+            nemotron_c.AutoTokenizer.from_pretrained(directory))
+
+
+def test_stop_strings_over_byte_fallback_tokens_match_bytes(models, tmp_path):
+    """As Transformers, the strings' UTF-8 bytes are matched in the tokens' bytes (a byte token's byte): an
+    incomplete or invalid byte sequence, which decodes to U+FFFD, matches no "\ufffd" (the bytes of a real one,
+    spread over three tokens, do), and "€" ends where its third byte comes."""
+    from transformers.generation.stopping_criteria import StopStringCriteria
+
+    from nemotron_c.generation.utils import StopStrings
+
+    ours, theirs = models
+    vocab, hf_tokenizer, our_tokenizer = byte_fallback_tokenizer(str(tmp_path / "byte_fallback"))
+    byte = {b: vocab[f"<0x{b:02X}>"] for b in (0xE2, 0x82, 0xAC, 0xEF, 0xBF, 0xBD, 0x80, 0xC3, 0xA9)}
+    rows = [[byte[0xE2], byte[0x82], byte[0xAC], vocab["b"]], [byte[0xE2], vocab["a"]],
+            [byte[0xEF], byte[0xBF], byte[0xBD], vocab["a"]], [vocab["a"], byte[0x80], vocab["b"]],
+            [byte[0xC3], vocab["é"], byte[0xA9]], [vocab["▁a"], byte[0xE2], byte[0x82], byte[0xAC], vocab["ab"]]]
+    for stop in ["€", "\ufffd", "\ufffda", "a\ufffd", "\ufffdb", "€b", " a", "é", "ab", "b"]:
+        reference = StopStringCriteria(hf_tokenizer, [stop])
+        mine = [StopStrings(hf_tokenizer, [stop]), StopStrings(our_tokenizer, [stop])]
+        for row in rows:
+            for n in range(1, len(row) + 1):
+                ids = np.array([[1] + row[:n]])
+                expected = bool(reference(torch.as_tensor(ids), None)[0])
+                for criteria in mine:
+                    assert bool(criteria(ids, ids.shape[1], 1)[0]) == expected, (stop, row[:n])
+    # generate: U+FFFD's three bytes one by one (the first two alone decode to U+FFFD each); the stop string ends
+    # the rows at the third
+    bias = {(byte[0xEF],): 50.0, (byte[0xEF], byte[0xBF]): 100.0, (byte[0xBF], byte[0xBD]): 150.0}
+    kwargs = dict(max_new_tokens=5, stop_strings=["\ufffd"], sequence_bias=bias)
+    expected = hf_generate(theirs, np.array([[5]]), None, tokenizer=hf_tokenizer, **kwargs)
+    assert expected[0, 1:].tolist() == [byte[0xEF], byte[0xBF], byte[0xBD]]
+    for tokenizer in (hf_tokenizer, our_tokenizer):
+        np.testing.assert_array_equal(our_generate(ours, np.array([[5]]), None, tokenizer=tokenizer, **kwargs),
+                                      expected)

@@ -173,7 +173,8 @@ int nt_beam_search_step(nt_beam_search *s, nt_error *err, int64_t *running, floa
     for (int64_t b = 0; b < s->B; b++)
         if (candidates(s, scores, b, rng) < 0) return -1;
     for (int64_t i = 0; i < s->B * K; i++)
-        s->cand_hits[i] = (uint8_t)(L + 1 >= M || timed_out || nt_is_eos(c, s->cand_flat[i] % V));
+        s->cand_hits[i] =
+            (uint8_t)(L + 1 >= M || timed_out || (!c->custom_eos_criteria && nt_is_eos(c, s->cand_flat[i] % V)));
     if (s->stop_hook != NULL && stop_hook_hits(s, err, running, L) < 0) return -2;
     for (int64_t i = 0; i < s->B * K; i++) all_hit &= s->cand_hits[i];
 

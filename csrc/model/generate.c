@@ -44,6 +44,7 @@ struct nt_generator {
     nt_beam_search *beam;        /* NULL without beams */
     float *prompt_logits;        /* (N, V) the caller's prompt logits (nt_generator_prefilled), or NULL */
     int64_t context;             /* leading positions of each row that are embeddings, not tokens */
+    int64_t uncached;            /* leading tokens of each row that are not in the cache (nt_generator_prefilled) */
     nt_generation_config processing; /* config as the processors see rows: max_length less the context */
     nt_processor_hook hook;      /* the caller's processors, after the stages of hook_stages; or NULL */
     void *hook_ctx;
@@ -239,13 +240,18 @@ nt_status nt_generator_create(nt_generator **out, nt_error *err, nt_model *model
     return NT_OK;
 }
 
-nt_status nt_generator_prefilled(nt_generator *g, nt_error *err, const float *logits, int64_t context) {
+nt_status nt_generator_prefilled(nt_generator *g, nt_error *err, const float *logits, int64_t context,
+                                 int64_t uncached) {
     if (g == NULL || logits == NULL)
         return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "a prefilled prompt needs a generator and its logits");
-    if (g->length != g->T0 || g->done || g->cache == NULL || nt_cache_length(g->cache) != g->T0)
+    if (uncached < 0 || uncached >= g->T0 || (uncached > 0 && context > 0))
+        return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT,
+                            "uncached %lld must be in [0, %lld), and 0 with a context", (long long)uncached,
+                            (long long)g->T0);
+    if (g->length != g->T0 || g->done || g->cache == NULL || nt_cache_length(g->cache) != g->T0 - uncached)
         return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT,
                             "a prefilled prompt needs a generator that has made no step, over a cache holding the "
-                            "whole prompt (%lld positions)", (long long)g->T0);
+                            "whole prompt (%lld positions)", (long long)(g->T0 - uncached));
     if (context < 0 || context > g->T0)
         return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "context %lld is outside [0, %lld]", (long long)context,
                             (long long)g->T0);
@@ -253,6 +259,8 @@ nt_status nt_generator_prefilled(nt_generator *g, nt_error *err, const float *lo
     if (g->prompt_logits == NULL) return nt_error_set(err, NT_ERROR_OUT_OF_MEMORY, "out of memory for the logits");
     memcpy(g->prompt_logits, logits, (size_t)(g->N * g->V) * sizeof(float));
     g->context = context;
+    g->uncached = uncached;
+    g->P0 = g->T0; /* the first step prefills nothing: the uncached tokens stay out of the cache */
     g->processing.max_length = g->config.max_length - context;
     return NT_OK;
 }
@@ -298,7 +306,8 @@ static nt_status prefill_shared(nt_generator *g, nt_error *err, const volatile i
 
 static nt_status step_forward(nt_generator *g, nt_error *err, const volatile int *cancel) {
     int first = g->length == g->T0;
-    int64_t N = g->N, T = first ? g->T0 - g->P0 : 1, S = g->length;
+    /* S: the positions the cache holds after this step, the rows' columns from `uncached` on */
+    int64_t N = g->N, T = first ? g->T0 - g->P0 : 1, S = g->length - g->uncached;
     if (first && T == 0) { /* the caller ran the prompt */
         if (g->prompt_logits == NULL)
             return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT,
@@ -318,8 +327,8 @@ static nt_status step_forward(nt_generator *g, nt_error *err, const volatile int
         }
     if (g->mask != NULL)
         for (int64_t r = 0; r < N; r++) {
-            if (!first) g->mask[r * g->M + S - 1] = 1; /* the token generated last */
-            memcpy(g->step_mask + r * S, g->mask + r * g->M, (size_t)S);
+            if (!first) g->mask[r * g->M + g->length - 1] = 1; /* the token generated last */
+            memcpy(g->step_mask + r * S, g->mask + r * g->M + g->uncached, (size_t)S);
         }
     if (first && g->P0 > 0) /* only the prompt tokens the cache lacks: pack them as (N, T) */
         for (int64_t r = 0; r < N; r++)
@@ -435,14 +444,15 @@ static nt_status select_tokens(nt_generator *g, nt_error *err) {
         const float *scores = g->logits + r * g->V;
         int64_t token = c->do_sample ? nt_sample(&g->rng, scores, g->V, g->scratch[0].spare) : nt_argmax(scores, g->V);
         if (token < 0) return no_distribution(err);
-        if (c->n_eos > 0 && !g->unfinished[r]) token = c->pad_token_id;
+        if ((c->n_eos > 0 || c->custom_eos_criteria) && !g->unfinished[r]) token = c->pad_token_id;
         g->running[r * M + L] = token;
     }
     g->length++;
     int timed_out = c->deadline > 0 && wall_clock() > c->deadline;
     int any = 0;
     for (int64_t r = 0; r < g->N; r++) {
-        if (g->length >= M || timed_out || nt_is_eos(c, g->running[r * M + L])) g->unfinished[r] = 0;
+        if (g->length >= M || timed_out || (!c->custom_eos_criteria && nt_is_eos(c, g->running[r * M + L])))
+            g->unfinished[r] = 0;
         any |= g->unfinished[r];
     }
     g->done = !any;

@@ -55,6 +55,7 @@ const nt_field nt_generation_config_fields[] = {
     G(min_length, 0),
     G_ARRAY(eos_token_ids, n_eos),
     G(pad_token_id, 0),
+    G(custom_eos_criteria, 0),
     G(beam_fill_token_id, -1),
     G(deadline, 0),
 

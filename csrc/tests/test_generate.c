@@ -129,7 +129,7 @@ static int prefilled_checks(nt_model *m, int64_t V) {
     nt_generation_outputs out = {.sequences = ordinary};
     nt_generator *gen;
     CHECK(nt_generator_create(&gen, &err, m, &g, &out, ids, NULL, N, T, NULL) == NT_OK);
-    CHECK(nt_generator_prefilled(gen, &err, logits, 0) == NT_ERROR_INVALID_ARGUMENT); /* no cache holding the prompt */
+    CHECK(nt_generator_prefilled(gen, &err, logits, 0, 0) == NT_ERROR_INVALID_ARGUMENT); /* no cache holding the prompt */
     CHECK(nt_generator_run(gen, &err, -1, NULL) == NT_OK && nt_generator_length(gen) == M);
     nt_cache_free(nt_generator_take_cache(gen));
     nt_generator_free(gen);
@@ -138,13 +138,13 @@ static int prefilled_checks(nt_model *m, int64_t V) {
     CHECK(nt_cache_create(&c, &err, m, N, 0) == NT_OK && step(m, &err, c, ids32, N, T, 0, logits) == NT_OK);
     out.sequences = prefilled;
     CHECK(nt_generator_create(&gen, &err, m, &g, &out, ids, NULL, N, T, c) == NT_OK);
-    CHECK(nt_generator_prefilled(gen, &err, NULL, 0) == NT_ERROR_INVALID_ARGUMENT);
-    CHECK(nt_generator_prefilled(NULL, &err, logits, 0) == NT_ERROR_INVALID_ARGUMENT);
-    CHECK(nt_generator_prefilled(gen, &err, logits, -1) == NT_ERROR_INVALID_ARGUMENT);
-    CHECK(nt_generator_prefilled(gen, &err, logits, T + 1) == NT_ERROR_INVALID_ARGUMENT);
-    CHECK(nt_generator_prefilled(gen, &err, logits, 0) == NT_OK);
+    CHECK(nt_generator_prefilled(gen, &err, NULL, 0, 0) == NT_ERROR_INVALID_ARGUMENT);
+    CHECK(nt_generator_prefilled(NULL, &err, logits, 0, 0) == NT_ERROR_INVALID_ARGUMENT);
+    CHECK(nt_generator_prefilled(gen, &err, logits, -1, 0) == NT_ERROR_INVALID_ARGUMENT);
+    CHECK(nt_generator_prefilled(gen, &err, logits, T + 1, 0) == NT_ERROR_INVALID_ARGUMENT);
+    CHECK(nt_generator_prefilled(gen, &err, logits, 0, 0) == NT_OK);
     CHECK(nt_generator_run(gen, &err, 1, NULL) == NT_OK);
-    CHECK(nt_generator_prefilled(gen, &err, logits, 0) == NT_ERROR_INVALID_ARGUMENT); /* after a step */
+    CHECK(nt_generator_prefilled(gen, &err, logits, 0, 0) == NT_ERROR_INVALID_ARGUMENT); /* after a step */
     CHECK(nt_generator_run(gen, &err, -1, NULL) == NT_OK && nt_generator_length(gen) == M);
     CHECK(memcmp(prefilled, ordinary, sizeof ordinary) == 0);
     nt_generator_free(gen);
@@ -155,10 +155,85 @@ static int prefilled_checks(nt_model *m, int64_t V) {
     CHECK(nt_generator_run(gen, &err, 1, NULL) == NT_ERROR_INVALID_ARGUMENT && strstr(err.message, "nt_generator_prefilled"));
     nt_generator_free(gen);
     nt_cache_free(c);
+
+    /* uncached: rows of T tokens over a cache of their last T - U (at the positions the mask gives them) decode as
+     * those T - U alone; the first U stay in the rows, for the processors */
+    enum { U = 2 };
+    nt_generation_config plain = g;
+    plain.repetition_penalty = 1.0f;
+    int64_t tail[N * (T - U)], short_rows[N * (M - U)];
+    int32_t tail32[N * (T - U)];
+    uint8_t mask[N * T];
+    for (int i = 0; i < N * T; i++) mask[i] = i % T >= U;
+    for (int r = 0; r < N; r++)
+        for (int t = 0; t < T - U; t++) tail32[r * (T - U) + t] = (int32_t)(tail[r * (T - U) + t] = ids[r * T + U + t]);
+    plain.max_length = M - U;
+    out.sequences = short_rows;
+    CHECK(nt_generator_create(&gen, &err, m, &plain, &out, tail, NULL, N, T - U, NULL) == NT_OK);
+    CHECK(nt_generator_run(gen, &err, -1, NULL) == NT_OK);
+    nt_generator_free(gen);
+    CHECK(nt_cache_create(&c, &err, m, N, 0) == NT_OK && step(m, &err, c, tail32, N, T - U, 0, logits) == NT_OK);
+    plain.max_length = M;
+    out.sequences = prefilled;
+    CHECK(nt_generator_create(&gen, &err, m, &plain, &out, ids, mask, N, T, c) == NT_OK);
+    CHECK(nt_generator_prefilled(gen, &err, logits, 0, U + 1) == NT_ERROR_INVALID_ARGUMENT); /* the cache holds T - U */
+    CHECK(nt_generator_prefilled(gen, &err, logits, 1, U) == NT_ERROR_INVALID_ARGUMENT);     /* not with a context */
+    CHECK(nt_generator_prefilled(gen, &err, logits, 0, T) == NT_ERROR_INVALID_ARGUMENT);
+    CHECK(nt_generator_prefilled(gen, &err, logits, 0, U) == NT_OK);
+    CHECK(nt_generator_run(gen, &err, -1, NULL) == NT_OK && nt_generator_length(gen) == M);
+    for (int r = 0; r < N; r++) {
+        CHECK(memcmp(prefilled + r * M, ids + r * T, U * sizeof(int64_t)) == 0);
+        CHECK(memcmp(prefilled + r * M + U, short_rows + r * (M - U), (M - U) * sizeof(int64_t)) == 0);
+    }
+    nt_generator_free(gen);
+    nt_cache_free(c);
+
     free(logits);
     printf("prefilled checks: ok\n");
     return 0;
 }
+
+#undef CHECK
+#define CHECK(cond) do { if (!(cond)) { printf("custom eos check failed, line %d: %s (%s)\n", __LINE__, #cond, err.message); return 1; } } while (0)
+
+/* custom_eos_criteria: an eos id the rows take stops none of them; a row the caller stops gets pad_token_id after,
+ * even with no eos ids */
+static int custom_eos_checks(nt_model *m, int64_t V) {
+    enum { N = 2, T = 5, M = 12 };
+    nt_error err = {0};
+    nt_generation_config plain = {.max_length = M, .pad_token_id = 0, .beam_fill_token_id = 0,
+                                  .forced_bos_token_id = -1, .repetition_penalty = 1.0f, .temperature = 1.0f,
+                                  .top_p = 1.0f, .typical_p = 1.0f, .min_tokens_to_keep = 1, .num_beams = 1,
+                                  .length_penalty = 1.0f, .decay_start = INFINITY};
+    int64_t ids[N * T], reference[N * M], custom[N * M];
+    for (int i = 0; i < N * T; i++) ids[i] = (i * 11 + 3) % V;
+    nt_generation_outputs out = {.sequences = reference}; /* without eos ids */
+    nt_generator *gen;
+    CHECK(nt_generator_create(&gen, &err, m, &plain, &out, ids, NULL, N, T, NULL) == NT_OK);
+    CHECK(nt_generator_run(gen, &err, -1, NULL) == NT_OK);
+    nt_generator_free(gen);
+    plain.eos_token_ids = &reference[T + 1]; /* the token row 0 took second */
+    plain.n_eos = 1;
+    plain.custom_eos_criteria = 1;
+    plain.pad_token_id = (reference[M + T + 1] + 1) % V; /* not the token row 1 takes there */
+    out.sequences = custom;
+    CHECK(nt_generator_create(&gen, &err, m, &plain, &out, ids, NULL, N, T, NULL) == NT_OK);
+    CHECK(nt_generator_run(gen, &err, -1, NULL) == NT_OK && nt_generator_length(gen) == M);
+    CHECK(memcmp(custom, reference, sizeof custom) == 0);
+    nt_generator_free(gen);
+    plain.n_eos = 0;
+    uint8_t stop[N] = {0, 1};
+    CHECK(nt_generator_create(&gen, &err, m, &plain, &out, ids, NULL, N, T, NULL) == NT_OK);
+    CHECK(nt_generator_run(gen, &err, 1, NULL) == NT_OK && nt_generator_stop_rows(gen, &err, stop) == NT_OK);
+    CHECK(nt_generator_run(gen, &err, -1, NULL) == NT_OK && nt_generator_length(gen) == M);
+    for (int t = T + 1; t < M; t++) CHECK(custom[M + t] == plain.pad_token_id && custom[t] == reference[t]);
+    nt_generator_free(gen);
+    printf("custom eos checks: ok\n");
+    return 0;
+}
+
+#undef CHECK
+#define CHECK(cond) do { if (!(cond)) { printf("hook check failed, line %d: %s (%s)\n", __LINE__, #cond, err.message); return 1; } } while (0)
 
 /* a processor hook: records the stage and rows it was given, then bans token 3 (or fails when asked to) */
 typedef struct {
@@ -315,7 +390,7 @@ static int run(int64_t V, int64_t n_eos, int first_mode) {
         nt_generator_free(gen);
         free(ids); free(mask); free(seqs); free(scores); free(logits); free(ss); free(bi);
     }
-    if (first_mode == 0 && (cache_checks(model, V) || prefilled_checks(model, V) || hook_checks(model, V))) return 1;
+    if (first_mode == 0 && (cache_checks(model, V) || prefilled_checks(model, V) || custom_eos_checks(model, V) || hook_checks(model, V))) return 1;
     nt_model_free(model);
     for (int i = 0; i < ns; i++) free(store[i]);
     return 0;

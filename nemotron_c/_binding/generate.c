@@ -215,18 +215,19 @@ static PyObject *Generator_take_cache(GeneratorObject *self, PyObject *unused) {
     return (PyObject *)cache;
 }
 
-/* prefilled(logits f32 (N, V), context) -- nt_generator_prefilled: the cache given holds the whole prompt, whose
- * last logits these are; the rows' first `context` positions are embeddings, not tokens */
+/* prefilled(logits f32 (N, V), context, uncached=0) -- nt_generator_prefilled: the cache given holds the whole
+ * prompt but its first `uncached` tokens, whose last logits these are; the rows' first `context` positions are
+ * embeddings, not tokens */
 static PyObject *Generator_prefilled(GeneratorObject *self, PyObject *args) {
     PyObject *obj;
-    long long context;
-    if (!PyArg_ParseTuple(args, "OL", &obj, &context) || check_ready(self) < 0) return NULL;
+    long long context, uncached = 0;
+    if (!PyArg_ParseTuple(args, "OL|L", &obj, &context, &uncached) || check_ready(self) < 0) return NULL;
     const nt_config *mc = nt_model_config(((ModelObject *)self->model)->model);
     const nt_py_array spec = {"logits", 'f', 2, 0, {self->rows, mc->vocab_size}};
     Py_buffer logits;
     if (nt_py_get_array(obj, &logits, &spec) < 0) return NULL;
     nt_error err = {0};
-    nt_status status = nt_generator_prefilled(self->generator, &err, logits.buf, context);
+    nt_status status = nt_generator_prefilled(self->generator, &err, logits.buf, context, uncached);
     PyBuffer_Release(&logits);
     if (status != NT_OK) return nt_py_raise(&err);
     Py_RETURN_NONE;
@@ -361,7 +362,8 @@ static PyMethodDef Generator_methods[] = {
     {"stop_rows", (PyCFunction)Generator_stop_rows, METH_VARARGS, "Marks rows as finished."},
     {"take_cache", (PyCFunction)Generator_take_cache, METH_NOARGS, "Hands over the cache; the Generator is done."},
     {"prefilled", (PyCFunction)Generator_prefilled, METH_VARARGS,
-     "Starts from a prompt the caller ran: its last logits, and how many leading positions are embeddings."},
+     "Starts from a prompt the caller ran: its last logits, how many leading positions are embeddings and how many "
+     "leading tokens are not in the cache."},
     {"set_stop_hook", (PyCFunction)Generator_set_stop_hook, METH_VARARGS,
      "Beam search: calls hook(ids, rows, length) -> hits over the candidates of every step."},
     {"set_processor_hook", (PyCFunction)Generator_set_processor_hook, METH_VARARGS,

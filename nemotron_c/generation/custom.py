@@ -20,6 +20,7 @@ from ..model.inputs import to_numpy
 
 # nt_processor_stage of csrc/nemotron.h
 PREFIX_ALLOWED_TOKENS_STAGE = 8
+FORCED_EOS_STAGE = 10
 CUSTOM_STAGE = 15
 
 # Transformers' processors that generate() builds from the config: (class name, stage, the C settings of the default
@@ -35,7 +36,7 @@ DEFAULT_PROCESSORS = {
     "MinNewTokensLengthLogitsProcessor": (7, ()),
     "PrefixConstrainedLogitsProcessor": (PREFIX_ALLOWED_TOKENS_STAGE, ()),
     "ForcedBOSTokenLogitsProcessor": (9, ("forced_bos_token_id",)),
-    "ForcedEOSTokenLogitsProcessor": (10, ("forced_eos_token_ids",)),
+    "ForcedEOSTokenLogitsProcessor": (FORCED_EOS_STAGE, ("forced_eos_token_ids",)),
     "InfNanRemoveLogitsProcessor": (11, ("remove_invalid_values",)),
     "ExponentialDecayLengthPenalty": (12, ("decay_start", "decay_factor")),
     "SuppressTokensLogitsProcessor": (13, ("suppress_tokens",)),
@@ -182,6 +183,23 @@ class PrefixConstrained:
         return np.where(np.repeat(unsatisfiable, self.num_beams)[:, None], mask, processed)
 
 
+class ForcedEos:
+    """Transformers' ForcedEOSTokenLogitsProcessor at the generation config's max_length where the loop runs past it
+    (to a caller's longer MaxLengthCriteria, as Transformers' greedy search and sampling do): the forced ids alone
+    at length max_length - 1, whatever the loop's length."""
+
+    def __init__(self, max_length, token_ids):
+        self.max_length = max_length
+        self.token_ids = np.asarray(token_ids, dtype=np.int64)
+
+    def __call__(self, input_ids, scores):
+        if input_ids.shape[1] != self.max_length - 1:
+            return scores
+        forced = np.full(tuple(scores.shape), -np.inf, dtype=np.float32)
+        forced[:, self.token_ids] = 0
+        return forced
+
+
 class Processors:
     """The hook of the C loop (Generator.set_processor_hook): the caller's processors of each stage, applied to
     the rows' ids and scores the step has so far."""
@@ -283,13 +301,18 @@ class CandidateCriteria:
         return hits.astype(np.uint8)
 
 
-def merge_criteria(custom, config, eos, has_stop_strings, num_beams):
+def merge_criteria(custom, config, eos, pad, has_stop_strings, num_beams):
     """Transformers' _merge_criteria_processor_list for the stopping criteria. The defaults (max_length, max_time,
     stop strings, eos) run in the C loop or in Run; a custom one of a default's type replaces it: the default's
-    setting is then dropped (max_time, stop strings), the loop runs up to a longer custom max_length, and a custom
-    eos criterion must ask for the config's eos ids, which the loop pads after.
-    Returns (criteria, drop_max_time, drop_stop_strings, max_length: the loop's, or None for the config's)."""
-    drop_max_time = drop_stop_strings = False
+    setting is then dropped (max_time, stop strings), the loop runs up to a longer custom max_length, and an
+    EosTokenCriteria of other ids than the config's stops rows at its own ids alone (the processors keep the
+    config's).
+    Returns (criteria, drop_max_time, drop_stop_strings, max_length: the loop's, or None for the config's,
+    custom_eos: the caller's criteria stop rows at eos ids in place of the config's eos ids, as
+    nt_generation_config's custom_eos_criteria)."""
+    forced = config.forced_eos_token_id
+    forced = [] if forced is None else [int(t) for t in np.asarray(to_numpy(forced, "forced_eos_token_id")).reshape(-1)]
+    drop_max_time = drop_stop_strings = custom_eos = False
     max_length = None
     defaults = {"MaxLengthCriteria": config.max_length is not None, "MaxTimeCriteria": config.max_time is not None,
                 "StopStringCriteria": has_stop_strings, "EosTokenCriteria": bool(eos)}
@@ -306,24 +329,23 @@ def merge_criteria(custom, config, eos, has_stop_strings, num_beams):
             drop_stop_strings = True
         elif name == "MaxLengthCriteria" and criterion.max_length > config.max_length:
             # Transformers' greedy search and sampling then go on to it (the processors keep the config's
-            # max_length); its beam search fails (IndexError) past the arrays sized by the config's
-            if num_beams > 1:
+            # max_length: a forced eos comes there); its beam search fails (IndexError) past the arrays sized by the
+            # config's, unless forced eos ids that are all eos ids end every beam by then
+            if num_beams == 1:
+                max_length = int(criterion.max_length)
+            elif not forced or not set(forced) <= set(eos):
                 raise NotImplementedError(f"a MaxLengthCriteria(max_length={criterion.max_length}) beyond the "
                                           f"generation config's max_length ({config.max_length}) in beam search is "
                                           "not supported (Transformers fails with an IndexError): set max_length or "
                                           "max_new_tokens instead")
-            if config.forced_eos_token_id is not None:
-                raise NotImplementedError(f"a MaxLengthCriteria(max_length={criterion.max_length}) beyond the "
-                                          f"generation config's max_length ({config.max_length}) together with "
-                                          "forced_eos_token_id is not supported: set max_length or max_new_tokens")
-            max_length = int(criterion.max_length)
         elif name == "EosTokenCriteria":
             theirs = sorted(int(t) for t in np.asarray(to_numpy(criterion.eos_token_id, "eos_token_id")).reshape(-1))
-            if theirs != sorted(eos):
-                raise NotImplementedError(f"an EosTokenCriteria of eos ids {theirs} other than the generation "
-                                          f"config's eos_token_id {eos} is not supported: set eos_token_id instead")
+            custom_eos = theirs != sorted(eos)
     if not eos and any(hasattr(criterion, "eos_token_id") for criterion in custom):
-        # Transformers then pads finished rows (its has_eos_stopping_criteria), with no eos_token_id to pad with
-        raise NotImplementedError("a stopping criterion with an eos_token_id, with no eos_token_id in the generation "
-                                  "config, is not supported: set eos_token_id instead")
-    return Criteria(custom), drop_max_time, drop_stop_strings, max_length
+        # Transformers' greedy search and sampling then pad finished rows (its has_eos_stopping_criteria) with
+        # pad_token_id, and fail (TypeError) without one
+        if pad is None and num_beams == 1:
+            raise ValueError("a stopping criterion with an eos_token_id pads the rows it stops with pad_token_id, "
+                             "which is not set (nor eos_token_id, which stands in for it): set pad_token_id")
+        custom_eos = True
+    return Criteria(custom), drop_max_time, drop_stop_strings, max_length, custom_eos

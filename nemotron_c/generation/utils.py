@@ -13,7 +13,7 @@ min_length, min_new_tokens, forced_bos_token_id, forced_eos_token_id, remove_inv
 exponential_decay_length_penalty, suppress_tokens, begin_suppress_tokens, renormalize_logits,
 eos_token_id (int or list), pad_token_id, max_time, stop_strings (with tokenizer=), streamer=,
 return_dict_in_generate with output_scores / output_logits / beam_indices / sequences_scores /
-output_attentions / output_hidden_states, inputs_embeds (alone, or with input_ids of their length).
+output_attentions / output_hidden_states, inputs_embeds (alone, or with input_ids).
 logits_processor, prefix_allowed_tokens_fn and stopping_criteria run as Transformers runs them (custom.py): the
 processors inside the C step, called back at their place in Transformers' order; the criteria between steps
 (with beams, inside the step on its candidates, as stop strings there).
@@ -33,9 +33,13 @@ inputs_embeds: as Transformers, the embeddings run the prompt's forward pass (he
 loop starts from its logits) and Transformers' input_ids are empty: the result holds only the new tokens,
 max_new_tokens and min_new_tokens count from zero, an explicit max_length or min_length includes the
 embeddings' positions, the processors see only the new tokens and encoder_* settings are ignored with
-Transformers' warning. One difference, on purpose: Transformers' repetition penalty skips as many new tokens
-as a row has left padding (the prompt's padding length, applied to ids that hold no prompt); ours penalizes
-every new token.
+Transformers' warning. With input_ids of another length than the embeddings, the same, the input_ids standing
+where nothing stood: the processors, criteria and result see them then the new tokens, and lengths count them. The
+embeddings take the positions of the attention mask, which must then cover them (of the ids' length, Transformers
+applies it to the embeddings unaligned: refused unless all ones); without one, as Transformers, the last of the
+ids' positions 0, 1, ... (with fewer ids than embeddings, where Transformers fails, 0, 1, ...).
+One difference, on purpose: Transformers' repetition penalty skips as many leading ids as the mask has left padding
+(applied to ids that are not the padded prompt); ours penalizes every id it sees.
 With return_dict_in_generate the result's `cache` is a NemotronCache, as Transformers leaves its cache
 (every position but the last token; with beams, in the order of the running beams). Passing it back as
 cache= (or past_key_values=) with input_ids that extend those tokens prefills only the new ones.
@@ -60,14 +64,15 @@ empty input_ids raise a ValueError (a RuntimeError there); Transformers' logged 
 import ast
 import copy
 import os
+import re
 import time
 import warnings
 
 import numpy as np
 
 from .. import _core
-from .custom import (PREFIX_ALLOWED_TOKENS_STAGE, CandidateCriteria, PrefixConstrained, Processors, as_callables,
-                     built_processors, merge_criteria, merge_processors)
+from .custom import (FORCED_EOS_STAGE, PREFIX_ALLOWED_TOKENS_STAGE, CandidateCriteria, ForcedEos, PrefixConstrained,
+                     Processors, as_callables, built_processors, merge_criteria, merge_processors)
 from .configuration import GENERATION_CONFIG_NAME, GenerationConfig, default_generation_params
 from ..model.inputs import as_attention_mask, as_embeddings, as_token_ids, check_int64, to_numpy
 from ..model.cache import NemotronCache, check_cache
@@ -429,6 +434,40 @@ def resolve_seed(seed):
 
 
 STOP_PREFIX = "abcdef"  # Transformers' static_prefix
+BYTE_TOKEN = re.compile(r"<0x[0-9A-Fa-f]{2}>")
+
+
+def byte_level_alphabet():
+    """{character: byte} of GPT-2's byte-level alphabet: printable Latin-1 bytes stand for themselves, the others
+    for the characters from U+0100 on, in order."""
+    printable = set(range(ord("!"), ord("~") + 1)) | set(range(ord("\xa1"), ord("\xac") + 1)) | set(
+        range(ord("\xae"), ord("\xff") + 1))
+    alphabet, shifted = {}, 0
+    for byte in range(256):
+        if byte in printable:
+            alphabet[chr(byte)] = byte
+        else:
+            alphabet[chr(256 + shifted)] = byte
+            shifted += 1
+    return alphabet
+
+
+BYTE_LEVEL = byte_level_alphabet()
+
+
+def stop_string_matching(tokenizer):
+    """What Transformers' StopStringCriteria matches for this tokenizer: "byte_fallback" when its decoder turns
+    <0xNN> tokens into their byte, "byte_level" when it turns GPT-2's byte alphabet into bytes (Ġ is a space),
+    None otherwise (text). Found by asking the decoder, which works for any tokenizer with
+    convert_tokens_to_string; Transformers reads its fast tokenizer's decoder settings."""
+    convert = getattr(tokenizer, "convert_tokens_to_string", None)
+    if convert is None:
+        return None
+    if convert(["<0x41>"]) == "A":
+        return "byte_fallback"
+    if convert(["\u0120a"]) == " a":
+        return "byte_level"
+    return None
 
 
 class StopStrings:
@@ -436,6 +475,10 @@ class StopStrings:
     string reaching into the row's last token (a string that ended before it would have stopped the row then).
 
     Works with any tokenizer that has decode(ids): the tail of each row is decoded with and without its last token.
+    With a byte-fallback or byte-level decoder (stop_string_matching), as Transformers, the UTF-8 bytes of the
+    strings are matched in the tokens' bytes: a byte token's own byte, other tokens' text. Decoding would show an
+    incomplete or invalid UTF-8 sequence as U+FFFD, which a string holding U+FFFD would then match where its bytes
+    are not there (and miss where they are, split over tokens).
     """
 
     def __init__(self, tokenizer, stop_strings):
@@ -453,6 +496,9 @@ class StopStrings:
         # a decoder strips that space. Decoding after the tokens of a fixed prefix keeps it (its static_prefix trick).
         encode = getattr(tokenizer, "encode", None)
         self.prefix_ids = [int(i) for i in encode(STOP_PREFIX, add_special_tokens=False)] if encode else []
+        self.matching = stop_string_matching(tokenizer)
+        self.stop_bytes = [s.encode("utf-8") for s in self.stop_strings]
+        self.token_bytes = {}  # id -> bytes, as the matching reads them
 
     def decode(self, ids):
         ids = [int(i) for i in ids]
@@ -463,11 +509,32 @@ class StopStrings:
                 return text[at + len(STOP_PREFIX):]
         return self.tokenizer.decode(ids, skip_special_tokens=False)
 
+    def bytes_of(self, token_id):
+        if token_id not in self.token_bytes:
+            token = self.tokenizer.convert_ids_to_tokens(token_id)
+            if self.matching == "byte_fallback" and BYTE_TOKEN.fullmatch(token):
+                self.token_bytes[token_id] = bytes([int(token[3:5], 16)])
+            elif self.matching == "byte_level" and token and all(c in BYTE_LEVEL for c in token):
+                self.token_bytes[token_id] = bytes(BYTE_LEVEL[c] for c in token)
+            else:
+                self.token_bytes[token_id] = self.decode([token_id]).encode("utf-8")
+        return self.token_bytes[token_id]
+
+    def ends_in_bytes(self, ids):
+        """Whether the bytes of the tokens ids hold a stop string that reaches into the last token's."""
+        pieces = [self.bytes_of(int(i)) for i in ids]
+        data = b"".join(pieces)
+        before = len(data) - len(pieces[-1])
+        return any(data.rfind(s) + len(s) > before for s in self.stop_bytes if s in data)
+
     def __call__(self, sequences, length, prompt_length):
         """(N) bool: rows of sequences[:, :length] that end with a stop string."""
         hits = np.zeros(sequences.shape[0], dtype=bool)
         for r in range(sequences.shape[0]):
             start = max(0, length - self.tail)
+            if self.matching is not None:
+                hits[r] = self.ends_in_bytes(sequences[r, start:length])
+                continue
             text = self.decode(sequences[r, start:length])
             # the text the last token leaves unchanged: what decodes alike without it (a token that completes a
             # character's bytes replaces the U+FFFD the incomplete bytes decoded to)
@@ -627,10 +694,12 @@ class Run:
         before the loop (prepare) gave step 0's outputs already."""
         if not (self.output_attentions or self.output_hidden_states) or steps == 0:
             return None, None
-        T0, rows = self.prompt_length, self.rows
-        mask = None if self.mask is None else np.concatenate([self.mask, np.ones((rows, steps), np.uint8)], axis=1)
-        positions = np.concatenate([self.positions, self.positions[:, -1:] + np.arange(1, steps, dtype=np.int64)],
-                                   axis=1)
+        # the rows' leading ids beyond the embeddings are in no cache: the replay starts after them
+        u, T0, rows = self.uncached, self.prompt_length - self.uncached, self.rows
+        mask = None if self.mask is None else np.concatenate([self.mask[:, u:], np.ones((rows, steps), np.uint8)],
+                                                             axis=1)
+        positions = np.concatenate([self.positions[:, u:],
+                                    self.positions[:, -1:] + np.arange(1, steps, dtype=np.int64)], axis=1)
 
         def forward(fed, start, outputs):
             """Positions [start, length) of the rows `fed` (N, length), into the cache when there is one."""
@@ -648,7 +717,7 @@ class Run:
         cache = NemotronCache(self.model, rows, T0 + steps - 1) if self.use_cache else None
         attentions, hidden_states = [], []
         for step in range(steps):
-            fed = fed_rows(step)
+            fed = fed_rows(step)[:, u:]
             if step == 0 and self.prompt_outputs is not None:
                 if cache is not None:
                     forward(fed, 0, False)
@@ -722,28 +791,31 @@ def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=N
         embeds = as_embeddings(embeds, model.config.hidden_size)
         # as Transformers: the embeddings run the prompt's forward pass and it needs a cache to go on from
         config.use_cache = True
-    context = 0  # leading positions of the rows that are embeddings, not tokens
-    if inputs is None and embeds is not None:
-        # Transformers' input_ids are then (B, 0): the rows hold stand-in ids for the embeddings' positions, which
-        # nothing reads (the C loop shows its processors the rows after them) and the result leaves out
-        context = embeds.shape[1]
-        inputs = np.zeros(embeds.shape[:2], dtype=np.int64)
-    elif inputs is None:
+    if inputs is None and embeds is None:
         if config.bos_token_id is None:
             raise ValueError("`bos_token_id` has to be defined when no `input_ids` are provided.")
         # as Transformers: one row of BOS per row of the first array among the model's arguments (an attention_mask)
         batch_size = next((value.shape[0] for value in model_kwargs.values()
                            if hasattr(value, "shape") and len(value.shape) > 0), 1)
         inputs = np.full((batch_size, 1), config.bos_token_id, dtype=np.int64)
-    input_ids = as_token_ids(inputs, vocab_size=vocab_size)
+    # Transformers' input_ids: (B, 0) with embeddings alone
+    input_ids = (as_token_ids(inputs, vocab_size=vocab_size) if inputs is not None
+                 else np.zeros((embeds.shape[0], 0), dtype=np.int64))
+    if embeds is not None and embeds.shape[0] != input_ids.shape[0]:
+        raise ValueError(f"inputs_embeds hold {embeds.shape[0]} sequences, but input_ids {input_ids.shape[0]}")
+    # Embeddings of another length than input_ids (none at all, or some): as Transformers, the embeddings run the
+    # prompt's forward pass and its processors, criteria and output see input_ids and the new tokens. The C loop's
+    # rows are then the longer of both: `context` leading stand-in ids for the embeddings' positions the ids lack
+    # (unread: the loop shows its processors the rows after them, and the result leaves them out), or `uncached`
+    # leading ids beyond the embeddings, which the cache of the embeddings lacks.
+    mixed = embeds is not None and embeds.shape[1] != input_ids.shape[1]
+    embeds_length = embeds.shape[1] if mixed else 0
+    context = max(embeds_length - input_ids.shape[1], 0)
+    uncached = max(input_ids.shape[1] - embeds_length, 0) if mixed else 0
+    if mixed and user_cache is not None and uncached:
+        raise NotImplementedError("a cache together with inputs_embeds shorter than input_ids is not supported")
+    input_ids = np.concatenate([np.zeros((input_ids.shape[0], context), dtype=np.int64), input_ids], axis=1)
     batch_size, prompt_length = input_ids.shape
-    if embeds is not None and embeds.shape[:2] != input_ids.shape:
-        if embeds.shape[0] != batch_size:
-            raise ValueError(f"inputs_embeds hold {embeds.shape[0]} sequences, but input_ids {batch_size}")
-        # Transformers then prefills the embeddings and shows its processors and output the other length of ids
-        raise NotImplementedError(f"input_ids of {prompt_length} tokens together with inputs_embeds of "
-                                  f"{embeds.shape[1]} positions are not supported: give inputs_embeds alone, or "
-                                  "input_ids of the same length")
 
     # special tokens (_prepare_special_tokens)
     # [] is no eos token (with no pad_token_id Transformers fails taking its first id as the pad: IndexError)
@@ -769,11 +841,14 @@ def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=N
                       "produce them, so they will not stop generation.", UserWarning, stacklevel=3)
 
     # attention mask
-    if has_mask:
+    if mixed:
+        mask = mixed_attention_mask(model_kwargs.get("attention_mask"), batch_size, prompt_length - context,
+                                    embeds_length, uncached)
+    elif has_mask:
         mask = as_attention_mask(model_kwargs["attention_mask"], input_ids.shape)
     else:
         mask = np.ones_like(input_ids, dtype=np.uint8)
-        if pad is not None and np.isin(input_ids, [pad]).any() and pad not in eos and not context:
+        if pad is not None and np.isin(input_ids, [pad]).any() and pad not in eos:
             mask = (input_ids != pad).astype(np.uint8)
     # as Transformers: a given mask tells right padding; without one, a last token that is the pad token does (also
     # where pad == eos, so that no mask was inferred); not with embeddings, which it does not look at
@@ -783,12 +858,12 @@ def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=N
                       "generation results, please set `padding_side='left'` when initializing the tokenizer.",
                       UserWarning, stacklevel=3)
 
-    # lengths count Transformers' input_ids: none for embeddings alone, whose positions an explicit max_length and
-    # a min_length without min_new_tokens include
-    if context and config.max_new_tokens is None and not has_default_max_length:
-        config.max_length -= context
-    if context and config.min_new_tokens is None:
-        config.min_length = max((config.min_length or 0) - context, 0)
+    # lengths count Transformers' input_ids; an explicit max_length, and a min_length without min_new_tokens, include
+    # the positions of embeddings of another length
+    if mixed and config.max_new_tokens is None and not has_default_max_length:
+        config.max_length -= embeds_length
+    if mixed and config.min_new_tokens is None:
+        config.min_length = max((config.min_length or 0) - embeds_length, 0)
     resolve_lengths(config, prompt_length - context, has_default_max_length, has_default_min_length,
                     getattr(model.config, "max_position_embeddings", None))
     # rows: each prompt repeated max(num_beams, num_return_sequences) times
@@ -798,9 +873,9 @@ def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=N
     input_ids = np.repeat(input_ids, expand, axis=0)
     mask = np.repeat(mask, expand, axis=0)
     embeds = None if embeds is None else np.repeat(embeds, expand, axis=0)
-    # Transformers skips each row's leading padding in the repetition penalty. With embeddings alone it skips that
-    # many of the new tokens (its input_ids hold nothing else), which spares them the penalty: none is skipped here.
-    padding = np.argmax(mask != 0, axis=1).astype(np.int64) * (context == 0)
+    # Transformers skips each row's leading padding in the repetition penalty. With embeddings of another length it
+    # skips that many of its input_ids and new tokens, which are not what the mask pads: none is skipped here.
+    padding = np.argmax(mask != 0, axis=1).astype(np.int64) * (not mixed)
     if streamer is not None:
         streamer.put(input_ids[:, context:].copy())
     if config.stop_strings is not None and tokenizer is None:
@@ -832,19 +907,23 @@ def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=N
         stages[PREFIX_ALLOWED_TOKENS_STAGE] = [PrefixConstrained(prefix_allowed_tokens_fn, expand)]
     run_criteria = drop_stop_strings = None
     if criteria:
-        run_criteria, drop_max_time, drop_stop_strings, max_length = merge_criteria(
-            criteria, config, eos, config.stop_strings is not None, num_beams)
+        run_criteria, drop_max_time, drop_stop_strings, max_length, custom_eos = merge_criteria(
+            criteria, config, eos, pad, config.stop_strings is not None, num_beams)
+        settings["custom_eos_criteria"] = int(custom_eos)
         if drop_max_time:
             settings["deadline"] = 0.0
         if max_length is not None:
             settings["max_length"] = max_length + context
+            if settings["forced_eos_token_ids"] is not None:  # forced at the config's max_length, not the loop's
+                stages[FORCED_EOS_STAGE] = [ForcedEos(config.max_length, settings["forced_eos_token_ids"])]
+                settings["forced_eos_token_ids"] = None
 
     run = Run()
     run.model = model
     run.prompt_length = prompt_length
     run.beams = int(num_beams)
     run.rows = input_ids.shape[0]
-    run.eos = eos
+    run.eos = [] if settings["custom_eos_criteria"] else eos  # the ids that end a row
     run.num_return_sequences = int(num_return)
     run.streamer = streamer
     stop_strings = (StopStrings(tokenizer, config.stop_strings)
@@ -880,6 +959,7 @@ def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=N
     all_ones = bool(mask.all())
     # what a replay of the steps needs (Run.replay): the rows' prompts, mask and positions as the loop has them
     run.input_ids, run.mask, run.embeds, run.context = input_ids, None if all_ones else mask, embeds, context
+    run.uncached = uncached
     run.positions = np.where(mask != 0, np.cumsum(mask != 0, axis=1) - 1, 0).astype(np.int64)
     # The prompt's forward pass runs here, not in the C loop, for embeddings, and for the attentions or hidden states
     # of a prompt continuing a cache given (a replay could not start from that cache's positions, which the loop
@@ -889,11 +969,12 @@ def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=N
         # as the C loop: each prompt runs once and its cache is repeated for its copies (beams, return sequences)
         copies = expand if user_cache is None else 1
         if run.cache is None:
-            run.cache = NemotronCache(model, N // copies, prompt_length + 1)
+            run.cache = NemotronCache(model, N // copies, prompt_length - uncached + 1)
         cached = run.cache.get_seq_length()
         rows = slice(None, None, copies)
         result = model._run(None if embeds is not None else input_ids[rows, cached:],
-                            None if run.mask is None else run.mask[rows], run.positions[rows, cached:], run.cache, True,
+                            None if run.mask is None else run.mask[rows, uncached:],
+                            run.positions[rows, uncached + cached:], run.cache, True,
                             inputs_embeds=None if embeds is None else embeds[rows, cached:], logits=True,
                             logits_to_keep=1, all_hidden=run.output_hidden_states, attentions=run.output_attentions)
         run.cache.batch_repeat_interleave(copies)
@@ -906,13 +987,39 @@ def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=N
         beam_indices=run.beam_indices, running_parents=run.running_parents, running_tokens=run.running_tokens,
         cache=None if run.cache is None else run.cache._core, **settings)
     if prompt_logits is not None:
-        run.generator.prefilled(prompt_logits, context)
+        run.generator.prefilled(prompt_logits, context, uncached)
     if stages:
         hook = Processors(stages, vocab_size)
         run.generator.set_processor_hook(hook, hook.bits)
     if run.beams > 1 and (run_criteria is not None or stop_strings is not None):
         run.generator.set_stop_hook(CandidateCriteria(run_criteria, run.scores, context, stop_strings))
     return run
+
+
+def mixed_attention_mask(value, batch_size, ids_length, embeds_length, uncached):
+    """The loop's (B, uncached + embeddings) attention mask when inputs_embeds cover another number of positions than
+    input_ids: the embeddings' (the mask given, or ones) after the `uncached` leading ids beyond them, whose columns
+    count only for the positions. These are Transformers': cumsum(mask) - 1 of a mask given; without one, its
+    positions of the ids, 0 .. ids_length - 1, of which the embeddings take the last (0 .. embeds_length - 1 with
+    fewer ids, where Transformers fails with a RuntimeError).
+    A mask of the ids' length that holds padding is refused: Transformers applies it to the embeddings' positions,
+    which it does not cover (an all-ones one is no mask, as there)."""
+    if value is None:
+        return np.ones((batch_size, uncached + embeds_length), dtype=np.uint8)
+    value = to_numpy(value, "attention_mask")
+    if value.ndim == 1 and batch_size == 1:
+        value = value[None]
+    shape = value.shape
+    if ids_length and shape == (batch_size, ids_length):
+        mask = as_attention_mask(value, (batch_size, ids_length))
+        if mask.all():
+            return np.ones((batch_size, uncached + embeds_length), dtype=np.uint8)
+    if shape != (batch_size, embeds_length):
+        raise ValueError(f"attention_mask has shape {shape}, but the model runs the {embeds_length} positions of "
+                         f"inputs_embeds (input_ids hold {ids_length}): give a mask of shape ({batch_size}, "
+                         f"{embeds_length}), or none")
+    mask = as_attention_mask(value, (batch_size, embeds_length))
+    return np.concatenate([np.zeros((batch_size, uncached), dtype=np.uint8), mask], axis=1)
 
 
 def check_rows_memory(model_config, num_beams, num_return, rows, prompt_length, max_length):
