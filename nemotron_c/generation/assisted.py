@@ -264,11 +264,13 @@ def assisted_decoding(run, candidates, config, rng):
         if want_logits:
             logits.extend(raw[i:i + 1].copy() for i in range(n + 1))
 
-        done = length >= max_length or (ended.size > 0) or (run.deadline and time.time() > run.deadline)
+        # Transformers' stopping criteria: max_length, max_time, stop strings, eos, then the caller's
+        done = length >= max_length or bool(run.deadline and time.time() > run.deadline)
         if run.stop_strings is not None:
-            done = done | bool(run.stop_strings(ids[None, :length], length, T0)[0])
+            done |= bool(run.stop_strings(ids[None, :length], length, T0)[0])
+        done |= ended.size > 0
         if run.criteria is not None:
-            done = done | bool(run.criteria(ids[None, :length], tuple(scores) if want_scores else None)[0])
+            done |= bool(run.criteria(ids[None, :length], tuple(scores) if want_scores else None)[0])
         if done:
             break
     if hasattr(candidates, "finish"):
