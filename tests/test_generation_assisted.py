@@ -163,16 +163,33 @@ def test_assistant_model_greedy(models, assistants, looping, schedule):
     np.testing.assert_array_equal(got, our_generate(ours, ids, max_new_tokens=20))
 
 
-def test_model_as_its_own_assistant_accepts_everything(models):
-    ours, theirs = models
-    mine = Recorder()
-    ours.generation_config.assistant_confidence_threshold = 0.0  # the assistant drafts its 20 tokens
-    try:
-        got = our_generate(ours, DISTINCT, max_new_tokens=12, assistant_model=ours, streamer=mine)
-    finally:
-        ours.generation_config.assistant_confidence_threshold = None
-    np.testing.assert_array_equal(got, hf_generate(theirs, DISTINCT, max_new_tokens=12))
-    assert [len(p) for p in mine.puts[1:-1]] == [12]  # cut at max_new_tokens: max_length - 1 drafted, one more
+@pytest.mark.parametrize("settings", [
+    dict(threshold=0.0),  # the assistant drafts its 20 tokens, cut at max_new_tokens
+    dict(threshold=0.6),  # it stops drafting below that probability of its own token
+    dict(threshold=0.0, min_new_tokens=8, eos=3),  # it drafts no eos before the model's min_new_tokens
+])
+def test_model_as_its_own_assistant(models, looping, settings):
+    """The model as its own assistant agrees with every draft: the drafts' lengths show in the streamer's puts."""
+    ids = looping[60]
+    free = our_generate(models[0], ids, max_new_tokens=12)[0, ids.shape[1]:]
+    kwargs = dict(max_new_tokens=12)
+    if "eos" in settings:
+        kwargs.update(min_new_tokens=settings["min_new_tokens"], eos_token_id=int(free[settings["eos"]]))
+    puts = []
+    for model, generate in zip(models, (our_generate, hf_generate)):
+        model.generation_config.assistant_confidence_threshold = settings["threshold"]
+        recorder = Recorder()
+        try:
+            out = generate(model, ids, assistant_model=model, streamer=recorder, **kwargs)
+        finally:
+            model.generation_config.assistant_confidence_threshold = None
+        puts.append(recorder.puts)
+        np.testing.assert_array_equal(out, generate(model, ids, **kwargs))
+    assert puts[0] == puts[1]
+    if settings["threshold"] == 0.0:  # one draft, all of it kept
+        assert [len(p) for p in puts[0][1:-1]] == [12] or "eos" in settings and len(puts[0]) == 3
+    else:
+        assert len(puts[0]) > 3
 
 
 @pytest.mark.parametrize("use_assistant", [False, True])
@@ -222,6 +239,12 @@ def test_prompt_lookup_candidates():
     np.testing.assert_array_equal(lookup.get_candidates(ids)[0], [4, 5, 2])  # "2 3" first at 1, not at 5
     np.testing.assert_array_equal(lookup.get_candidates(np.array([4, 1, 9, 6, 5, 4]))[0], [1])  # cut before eos
     assert len(lookup.get_candidates(np.array([1, 2, 3]))[0]) == 0
+    # the first match's candidates start with a token the processors forbid: the next match is taken
+    banned = PromptLookupCandidates([9], 3, 2, 100, lambda ids, scores: scores.__setitem__((0, 3), -np.inf), 16)
+    np.testing.assert_array_equal(banned.get_candidates(np.array([1, 2, 3, 7, 8, 1, 2, 4, 5, 1, 2]))[0], [4, 5, 1])
+    np.testing.assert_array_equal(banned.get_candidates(np.array([1, 2, 4, 3, 5, 1, 2]))[0], [4])  # cut before 3
+    # one token left to max_length: the model's own
+    assert len(PromptLookupCandidates([9], 3, 2, 12, lambda ids, scores: None, 16).get_candidates(ids)[0]) == 0
 
 
 def test_errors_as_transformers(models, assistants):
