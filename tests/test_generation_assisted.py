@@ -79,6 +79,28 @@ def test_prompt_lookup_greedy(models, looping, prompt, settings):
     np.testing.assert_array_equal(got, our_generate(models[0], ids, max_new_tokens=settings["max_new_tokens"]))
 
 
+@pytest.mark.parametrize("assisted", ["lookup", "assistant"])
+def test_left_padded_prompt(models, looping, assisted):
+    ids = np.concatenate([np.zeros((1, 3), np.int64), looping[60]], axis=1)
+    mask = (np.arange(ids.shape[1]) >= 3).astype(np.int64)[None]
+    puts, outputs = [], []
+    for model, generate in zip(models, (our_generate, hf_generate)):
+        recorder = Recorder()
+        # the model as its own assistant: its drafts are all kept only where it reads the mask as the model does
+        extra = {"prompt_lookup_num_tokens": 4} if assisted == "lookup" else {"assistant_model": model}
+        model.generation_config.assistant_confidence_threshold = 0.0
+        try:
+            outputs.append(generate(model, ids, mask, max_new_tokens=16, streamer=recorder, **extra))
+        finally:
+            model.generation_config.assistant_confidence_threshold = None
+        puts.append(recorder.puts)
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+    assert puts[0] == puts[1]
+    if assisted == "assistant":
+        assert len(puts[0]) == 3
+    np.testing.assert_array_equal(outputs[0], our_generate(models[0], ids, mask, max_new_tokens=16))
+
+
 def test_assistant_draft_stops_after_eos(models, looping):
     """The model as its own assistant drafts up to an eos, which is kept; the model's token after it is not."""
     ours, theirs = models

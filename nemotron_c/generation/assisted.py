@@ -187,7 +187,8 @@ class AssistantCandidates:
             out = self.assistant.generate(
                 ids[None], generation_config=config, logits_processor=self.processors,
                 stopping_criteria=self.criteria, cache=self.cache, seed=self.rng,
-                attention_mask=None if self.mask is None else self.mask[:, :length])
+                attention_mask=None if self.mask is None else np.concatenate(
+                    [self.mask, np.ones((1, length - self.mask.shape[1]), np.uint8)], axis=1))
         self.cache = out.cache
         return out.sequences[0, length:], np.stack([step[0] for step in out.scores])
 

@@ -17,8 +17,10 @@ output_attentions / output_hidden_states, inputs_embeds (alone, or with input_id
 logits_processor, prefix_allowed_tokens_fn and stopping_criteria run as Transformers runs them (custom.py): the
 processors inside the C step, called back at their place in Transformers' order; the criteria between steps
 (with beams, inside the step on its candidates, as stop strings there).
+Assisted generation (prompt_lookup_num_tokens=, assistant_model=) for one prompt runs in Python over the model's
+forward (assisted.py, whose docstring says what of it is not supported).
 Not supported (NotImplementedError): contrastive search, group beam search, constrained beam search,
-assisted generation, DoLa, guidance_scale, watermarking, top_h,
+DoLa, guidance_scale, watermarking, top_h,
 cache_implementation "quantized" and "paged" (the static and offloaded ones generate the tokens of ours).
 
 Attentions and hidden states: as Transformers, per step a tuple over layers (hidden states: the embeddings
