@@ -166,23 +166,26 @@ def test_scores_and_logits(models, looping):
     assert got.cache.get_seq_length() == got.sequences.shape[1] - 1
 
 
-@pytest.mark.parametrize("schedule", ["constant", "heuristic"])
-def test_assistant_model_greedy(models, assistants, looping, schedule):
+@pytest.mark.parametrize("schedule, ensemble", [("constant", None), ("heuristic", None), ("constant", 0.3)])
+def test_assistant_model_greedy(models, assistants, looping, schedule, ensemble):
+    """assistant_ensemble_weight w keeps candidates that are the argmax of w p + (1 - w) q (not lossless)."""
     ours, theirs = models
     ids = looping[60]
+    kwargs = dict(max_new_tokens=20, assistant_ensemble_weight=ensemble)
     settings = dict(num_assistant_tokens=4, num_assistant_tokens_schedule=schedule, assistant_confidence_threshold=0.3)
     ours_assistant, their_assistant = (copy.deepcopy(a) for a in assistants)
     for assistant in (ours_assistant, their_assistant):
         for key, value in settings.items():
             setattr(assistant.generation_config, key, value)
     mine, reference = Recorder(), Recorder()
-    got = our_generate(ours, ids, max_new_tokens=20, assistant_model=ours_assistant, streamer=mine)
-    expected = hf_generate(theirs, ids, max_new_tokens=20, assistant_model=their_assistant, streamer=reference)
+    got = our_generate(ours, ids, assistant_model=ours_assistant, streamer=mine, **kwargs)
+    expected = hf_generate(theirs, ids, assistant_model=their_assistant, streamer=reference, **kwargs)
     np.testing.assert_array_equal(got, expected)
     assert mine.puts == reference.puts
     assert (ours_assistant.generation_config.num_assistant_tokens
             == their_assistant.generation_config.num_assistant_tokens)
-    np.testing.assert_array_equal(got, our_generate(ours, ids, max_new_tokens=20))
+    plain = our_generate(ours, ids, max_new_tokens=20)
+    assert np.array_equal(got, plain) == (ensemble is None)
 
 
 @pytest.mark.parametrize("settings", [
@@ -228,12 +231,35 @@ def test_sampling_with_top_k_1_is_deterministic_as_in_transformers(models, assis
     np.testing.assert_array_equal(got, expected)
 
 
+def test_max_time_stops_after_the_first_pass(models, looping):
+    got, expected, puts, reference_puts = both(models, looping[40], max_new_tokens=20, prompt_lookup_num_tokens=4,
+                                               max_time=1e-9)
+    np.testing.assert_array_equal(got, expected)
+    assert puts == reference_puts and len(puts) == 3
+
+
 def test_sampling_is_seeded(models, assistants):
     ours = models[0]
     for extra in (dict(prompt_lookup_num_tokens=4), dict(assistant_model=assistants[0])):
         a = our_generate(ours, REPEATED, max_new_tokens=12, do_sample=True, seed=7, **extra)
         b = our_generate(ours, REPEATED, max_new_tokens=12, do_sample=True, seed=7, **extra)
         np.testing.assert_array_equal(a, b)
+
+
+def test_prompt_lookup_sampling_draws_from_the_model(models, looping):
+    """Sampling with prompt lookup draws every position from the processed scores (and keeps the candidates equal to
+    the draws): the first new token follows softmax(scores) whatever the candidates."""
+    ours = models[0]
+    ids = looping[40]
+    kwargs = dict(max_new_tokens=3, do_sample=True, temperature=3.0, top_k=5, prompt_lookup_num_tokens=3)
+    scores = our_generate(ours, ids, return_dict_in_generate=True, output_scores=True, seed=0, **kwargs).scores[0][0]
+    p = np.exp(scores - scores.max())
+    p /= p.sum()
+    draws = 1500
+    counts = np.bincount([our_generate(ours, ids, seed=seed, **kwargs)[0, ids.shape[1]] for seed in range(draws)],
+                         minlength=p.size)
+    assert 0.5 * np.abs(counts / draws - p).sum() < 0.06  # total variation; argmax would be about 1 - max(p)
+    assert p.max() < 0.5
 
 
 def test_speculative_sampling_keeps_the_model_distribution():
