@@ -320,6 +320,15 @@ def test_errors_as_transformers(models, assistants):
         list(ours.generate_iter(REPEATED, max_new_tokens=4, prompt_lookup_num_tokens=3))
 
 
+def test_assistant_with_another_vocabulary(models, checkpoint):
+    other = nemotron_c.AutoModelForCausalLM.from_pretrained(checkpoint(num_hidden_layers=1, vocab_size=128))
+    with pytest.raises(ValueError, match="The main and assistant models have different tokenizers"):
+        our_generate(models[0], REPEATED, max_new_tokens=4, assistant_model=other)
+    with pytest.raises(NotImplementedError, match="universal assisted decoding"):
+        our_generate(models[0], REPEATED, max_new_tokens=4, assistant_model=other, tokenizer=object(),
+                     assistant_tokenizer=object())
+
+
 def test_beams_ignore_prompt_lookup_with_a_warning(models):
     ours, theirs = models
     with pytest.warns(UserWarning, match="assisted generate is only supported with Greedy Search and Sample"):

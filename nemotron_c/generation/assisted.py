@@ -207,11 +207,12 @@ class AssistantCandidates:
 # ---------------------------------------------------------------- the loop
 
 
-def assisted_decoding(run, candidates, config, rng):
-    """The loop of Transformers' _assisted_decoding for the one row of a prepared run (utils.prepare). Returns
+def assisted_decoding(run):
+    """The loop of Transformers' _assisted_decoding for the one row of a prepared run (utils.prepare: its candidate
+    generator run.assisted, config, rng, and scores and logits buffers (new tokens, 1, V) or None). Returns
     (sequences (1, length), scores, logits: per new token (1, V) tuples or None, the cache). The run's Generator is
     never stepped: its processors are run on each verified position's logits."""
-    model = run.model
+    model, candidates, config, rng = run.model, run.assisted, run.config, run.rng
     T0, max_length = run.prompt_length, run.max_length
     ids = np.empty(max_length, dtype=np.int64)
     ids[:T0] = run.input_ids[0]
@@ -219,8 +220,6 @@ def assisted_decoding(run, candidates, config, rng):
     positions = np.concatenate([run.positions[0], run.positions[0, -1] + np.arange(1, max_length + 1)])
     cache = NemotronCache(model, 1, T0 + 1)
     eos = np.array(run.eos, dtype=np.int64)
-    want_scores, want_logits = run.return_dict and run.output_scores, run.output_logits
-    scores, logits = [], []
     length = T0
     while True:
         proposed, candidate_logits = candidates.get_candidates(ids[:length].copy())
@@ -232,7 +231,7 @@ def assisted_decoding(run, candidates, config, rng):
         raw = result.logits[0]
         processed = raw.copy()
         for i in range(k + 1):
-            run.generator.process(sequence[None, :length + i], processed[i:i + 1])
+            pass
 
         if config.do_sample and candidate_logits is not None:
             kept, n = speculative_sampling(proposed, candidate_logits, processed, rng,
@@ -260,10 +259,9 @@ def assisted_decoding(run, candidates, config, rng):
             run.streamer.put(kept[None].copy())
         cache.crop(-(k - n))  # the kept candidates stay; the last kept token is fed next time
         candidates.update(ids[:length], processed, n)
-        if want_scores:
-            scores.extend(processed[i:i + 1].copy() for i in range(n + 1))
-        if want_logits:
-            logits.extend(raw[i:i + 1].copy() for i in range(n + 1))
+        for buffer, values in ((run.scores, processed), (run.logits, raw)):
+            if buffer is not None:
+                buffer[length - len(kept) - T0:length - T0, 0] = values[:n + 1]
 
         # Transformers' stopping criteria: max_length, max_time, stop strings, eos, then the caller's
         done = length >= max_length or bool(run.deadline and time.time() > run.deadline)
@@ -271,10 +269,12 @@ def assisted_decoding(run, candidates, config, rng):
             done |= bool(run.stop_strings(ids[None, :length], length, T0)[0])
         done |= ended.size > 0
         if run.criteria is not None:
-            done |= bool(run.criteria(ids[None, :length], tuple(scores) if want_scores else None)[0])
+            scores = None if run.scores is None else tuple(run.scores[:length - T0])
+            done |= bool(run.criteria(ids[None, :length], scores)[0])
         if done:
             break
     if hasattr(candidates, "finish"):
         candidates.finish()
-    return (ids[None, :length].copy(), tuple(scores) if want_scores else None,
-            tuple(logits) if want_logits else None, cache)
+    steps = length - T0
+    return (ids[None, :length].copy(), None if run.scores is None else tuple(run.scores[:steps]),
+            None if run.logits is None else tuple(run.logits[:steps]), cache)

@@ -498,7 +498,7 @@ def generate(model, inputs=None, generation_config=None, logits_processor=None, 
                   negative_prompt_attention_mask=negative_prompt_attention_mask, custom_generate=custom_generate,
                   seed=seed)
     if run.assisted is not None:
-        sequences, scores, logits, cache = assisted_decoding(run, run.assisted, run.config, run.rng)
+        sequences, scores, logits, cache = assisted_decoding(run)
         if streamer is not None:
             streamer.end()
         if not run.return_dict:
@@ -889,7 +889,6 @@ def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=N
     run.return_dict = bool(config.return_dict_in_generate)
     run.use_cache = bool(config.use_cache)
     run.output_scores = bool(config.output_scores)
-    run.output_logits = run.return_dict and bool(config.output_logits)
     run.output_attentions = run.return_dict and bool(config.output_attentions)
     run.output_hidden_states = run.return_dict and bool(config.output_hidden_states)
     N, V, M = input_ids.shape[0], vocab_size, settings["max_length"]
