@@ -231,7 +231,7 @@ def assisted_decoding(run):
         raw = result.logits[0]
         processed = raw.copy()
         for i in range(k + 1):
-            pass
+            run.generator.process(sequence[None, :length + i], processed[i:i + 1])
 
         if config.do_sample and candidate_logits is not None:
             kept, n = speculative_sampling(proposed, candidate_logits, processed, rng,
