@@ -217,10 +217,12 @@ def test_model_as_its_own_assistant(models, looping, settings):
         assert len(puts[0]) > 3
 
 
-@pytest.mark.parametrize("use_assistant", [False, True])
-def test_sampling_with_top_k_1_is_deterministic_as_in_transformers(models, assistants, looping, use_assistant):
-    """top_k=1 leaves one token to draw: speculative sampling and the lookup's draws then pick Transformers' tokens."""
-    kwargs = dict(max_new_tokens=16, do_sample=True, top_k=1, seed=3)
+@pytest.mark.parametrize("use_assistant, top_p", [(False, 1.0), (False, 0.5), (True, 1.0)])
+def test_sampling_with_top_k_1_is_deterministic_as_in_transformers(models, assistants, looping, use_assistant, top_p):
+    """top_k=1 leaves one token to draw: speculative sampling and the lookup's draws then pick Transformers' tokens.
+    top_p=0.5 cuts half of the lookup's logits of ones (in torch.sort's order of equal values): candidates among
+    them are cut, as in Transformers."""
+    kwargs = dict(max_new_tokens=16, do_sample=True, top_k=1, top_p=top_p, seed=3)
     if use_assistant:
         got = our_generate(models[0], looping[60], assistant_model=assistants[0], **kwargs)
         kwargs.pop("seed")

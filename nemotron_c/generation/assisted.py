@@ -77,7 +77,8 @@ def speculative_sampling(candidates, candidate_logits, scores, rng, ensemble_wei
     p = softmax(scores)
     q_i = q[np.arange(k), candidates]
     p_i = p[np.arange(k), candidates]
-    ratio = p_i / q_i if ensemble_weight is None else 1.0 - ensemble_weight + ensemble_weight * (p_i / q_i)
+    with np.errstate(divide="ignore"):  # q_i = 0: a ratio of inf, accepted, as in torch
+        ratio = p_i / q_i if ensemble_weight is None else 1.0 - ensemble_weight + ensemble_weight * (p_i / q_i)
     accepted = rng.random(k).astype(np.float32) <= ratio
     n = leading_matches(accepted, np.ones(k, dtype=bool))
     if n < k:
