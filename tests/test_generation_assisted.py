@@ -153,6 +153,17 @@ def test_custom_processor_and_criteria(models, looping):
     assert puts == reference_puts
 
 
+def test_a_processor_that_raises(models, looping):
+    class Fails:
+        def __call__(self, input_ids, scores):
+            if input_ids.shape[1] > 62:
+                raise KeyError("from the processor")
+            return scores
+
+    with pytest.raises(KeyError, match="from the processor"):
+        our_generate(models[0], looping[60], max_new_tokens=8, prompt_lookup_num_tokens=3, logits_processor=[Fails()])
+
+
 def test_scores_and_logits(models, looping):
     ours, theirs = models
     kwargs = dict(max_new_tokens=16, prompt_lookup_num_tokens=4, return_dict_in_generate=True, output_scores=True,
