@@ -340,6 +340,13 @@ def test_assistant_with_another_vocabulary(models, checkpoint):
     with pytest.raises(NotImplementedError, match="universal assisted decoding"):
         our_generate(models[0], REPEATED, max_new_tokens=4, assistant_model=other, tokenizer=object(),
                      assistant_tokenizer=object())
+    # prompt lookup goes before an assistant, which Transformers checks all the same
+    with pytest.raises(ValueError, match="The main and assistant models have different tokenizers"):
+        our_generate(models[0], REPEATED, max_new_tokens=4, assistant_model=other, prompt_lookup_num_tokens=3)
+    np.testing.assert_array_equal(
+        our_generate(models[0], REPEATED, max_new_tokens=4, assistant_model=other, prompt_lookup_num_tokens=3,
+                     tokenizer=object(), assistant_tokenizer=object()),
+        our_generate(models[0], REPEATED, max_new_tokens=4))
 
 
 def test_beams_ignore_prompt_lookup_with_a_warning(models):

@@ -967,7 +967,7 @@ def check_assisted(model, config, assistant_model, tokenizer, assistant_tokenize
                                   "not supported")
     if config.return_dict_in_generate and (config.output_attentions or config.output_hidden_states):
         raise NotImplementedError("output_attentions and output_hidden_states in assisted generation are not supported")
-    if assistant_model is None or config.prompt_lookup_num_tokens is not None:
+    if assistant_model is None:
         return
     if not hasattr(assistant_model, "_core") or not hasattr(assistant_model, "generation_config"):
         raise TypeError(f"assistant_model must be a nemotron_c causal LM, not {type(assistant_model).__name__}")
@@ -979,7 +979,7 @@ def check_assisted(model, config, assistant_model, tokenizer, assistant_tokenize
     elif tokenizer is None or assistant_tokenizer is None:
         raise ValueError("The main and assistant models have different tokenizers. Please provide `tokenizer` and "
                          f"`assistant_tokenizer` to `generate()` {more}.")
-    else:
+    elif config.prompt_lookup_num_tokens is None:  # prompt lookup goes first: the assistant is then unused
         raise NotImplementedError("an assistant model with another tokenizer (Transformers' universal assisted "
                                   "decoding) is not supported: give an assistant with the model's vocabulary")
 
