@@ -30,8 +30,10 @@ Transformers (a stop string that ends before an iteration's last token is not se
 
 Not supported (NotImplementedError): assistant_early_exit, use_mtp, speculation_type (DFlash), an assistant with
 another tokenizer (assistant_tokenizer=, Transformers' universal assisted decoding), inputs_embeds, a cache passed
-in, output_attentions and output_hidden_states. The assistant's confidence threshold is not adapted from a ROC curve
-(Transformers does that only when scikit-learn is installed).
+in, output_attentions and output_hidden_states, generate_iter(). The assistant's confidence threshold is not adapted
+from a ROC curve (Transformers does that only when scikit-learn is installed). The assistant's min_new_tokens is its
+own (Transformers' assistant takes the model's MinNewTokensLengthLogitsProcessor when the model has one): the drafts
+may differ there, never the model's tokens.
 """
 import copy
 import time
