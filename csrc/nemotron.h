@@ -484,6 +484,11 @@ typedef nt_status (*nt_processor_hook)(void *ctx, nt_error *err, int stage, cons
  * follow); hook NULL (stages 0) removes it. Before the first step only. */
 nt_status nt_generator_set_processor_hook(nt_generator *g, nt_error *err, nt_processor_hook hook, void *ctx,
                                           uint32_t stages);
+/* The logits processors of a step (the core's stages and the caller's hook, as nt_generator_step runs them) on
+ * scores (N, V), in place, of rows whose tokens so far are ids (N, length), row r at ids + r * length from its first
+ * position (length >= the prompt's); the generator is unchanged. Assisted generation verifies several positions in
+ * one forward pass and processes each position's logits with this. Not with beams. */
+nt_status nt_generator_process(nt_generator *g, nt_error *err, const int64_t *ids, int64_t length, float *scores);
 /* A caller's stopping criteria in beam search: rows (n) of `length` tokens, row r at ids + r * length, are every
  * prompt's candidates of the step (prompt b's K best continuations of its beams, best first, at rows b K..b K + K -
  * 1: what Transformers' beam search shows its criteria); setting hits[r] non-zero stops candidate r, as an eos

@@ -361,6 +361,9 @@ static nt_status step_forward(nt_generator *g, nt_error *err, const volatile int
 
 typedef struct {
     nt_generator *g;
+    float *scores;         /* (N, V) */
+    const int64_t *ids;    /* row r's tokens at ids + r * stride, from its first position */
+    int64_t stride, length;
     int log_softmax_first; /* beam search processes log-probabilities */
     int from, to;          /* the stages [from, to) */
 } process_job;
@@ -371,35 +374,53 @@ static void process_range(void *ctx, int64_t begin, int64_t end) {
     nt_generator *g = job->g;
     for (int64_t i = begin; i < end; i++)
         for (int64_t r = i * g->N / g->chunks; r < (i + 1) * g->N / g->chunks; r++) {
-            float *row = g->logits + r * g->V;
+            float *row = job->scores + r * g->V;
             int64_t ctx = g->context;
             if (job->log_softmax_first) nt_log_softmax(row, row, g->V);
-            nt_process_scores(&g->processing, row, g->running + r * g->M + ctx, g->length - ctx, g->T0 - ctx,
+            nt_process_scores(&g->processing, row, job->ids + r * job->stride + ctx, job->length - ctx, g->T0 - ctx,
                               g->skip[r], g->V, &g->scratch[i], job->from, job->to);
         }
 }
 
-/* raw logits out, processors (the core's stages in parallel over rows, the caller's hook after its stages),
- * processed scores out */
-static nt_status process_rows(nt_generator *g, nt_error *err, int log_softmax_first) {
-    size_t step_bytes = (size_t)(g->N * g->V) * sizeof(float);
-    if (g->out.logits != NULL) memcpy(g->out.logits + g->steps * g->N * g->V, g->logits, step_bytes);
+/* the processors on scores (N, V) of rows of `length` tokens: the core's stages in parallel over rows, the
+ * caller's hook after its stages */
+static nt_status process_scores(nt_generator *g, nt_error *err, float *scores, const int64_t *ids, int64_t stride,
+                                int64_t length, int log_softmax_first) {
     int from = 0;
     for (int stage = 0; stage < NT_STAGE_COUNT; stage++) {
         int hooked = g->hook != NULL && (g->hook_stages >> stage & 1u);
         if (!hooked && stage != NT_STAGE_COUNT - 1) continue;
-        process_job job = {g, log_softmax_first && from == 0, from, stage + 1};
+        process_job job = {g, scores, ids, stride, length, log_softmax_first && from == 0, from, stage + 1};
         nt_threadpool_parallel_for(g->model->pool, process_range, &job, g->chunks, 1);
         from = stage + 1;
         if (hooked) {
             int64_t ctx = g->context;
-            nt_status status = g->hook(g->hook_ctx, err, stage, g->running + ctx, g->M, g->N, g->length - ctx,
-                                       g->logits, g->V);
+            nt_status status = g->hook(g->hook_ctx, err, stage, ids + ctx, stride, g->N, length - ctx, scores, g->V);
             if (status != NT_OK) return status;
         }
     }
+    return NT_OK;
+}
+
+/* raw logits out, processors, processed scores out */
+static nt_status process_rows(nt_generator *g, nt_error *err, int log_softmax_first) {
+    size_t step_bytes = (size_t)(g->N * g->V) * sizeof(float);
+    if (g->out.logits != NULL) memcpy(g->out.logits + g->steps * g->N * g->V, g->logits, step_bytes);
+    nt_status status = process_scores(g, err, g->logits, g->running, g->M, g->length, log_softmax_first);
+    if (status != NT_OK) return status;
     if (g->out.scores != NULL) memcpy(g->out.scores + g->steps * g->N * g->V, g->logits, step_bytes);
     return NT_OK;
+}
+
+nt_status nt_generator_process(nt_generator *g, nt_error *err, const int64_t *ids, int64_t length, float *scores) {
+    if (g == NULL || ids == NULL || scores == NULL)
+        return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "processing scores needs a generator, ids and scores");
+    if (g->beam != NULL)
+        return nt_error_set(err, NT_ERROR_UNSUPPORTED, "beam search processes log-probabilities of its own beams");
+    if (length < g->T0)
+        return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "rows of %lld tokens are shorter than the prompt (%lld)",
+                            (long long)length, (long long)g->T0);
+    return process_scores(g, err, scores, ids, length, length, 0);
 }
 
 nt_status nt_generator_set_stop_hook(nt_generator *g, nt_error *err, nt_stop_hook hook, void *ctx) {

@@ -339,6 +339,37 @@ static PyObject *Generator_set_processor_hook(GeneratorObject *self, PyObject *a
     Py_RETURN_NONE;
 }
 
+/* process(ids int64 (N, length), scores f32 (N, V)) -- nt_generator_process: the step's logits processors on
+ * scores in place, for rows of those tokens; the generator is unchanged. On the calling thread, GIL held (a
+ * processor hook takes it again). */
+static PyObject *Generator_process(GeneratorObject *self, PyObject *args) {
+    PyObject *ids_obj, *scores_obj;
+    if (!PyArg_ParseTuple(args, "OO", &ids_obj, &scores_obj) || check_ready(self) < 0) return NULL;
+    const nt_config *mc = nt_model_config(((ModelObject *)self->model)->model);
+    const nt_py_array id_spec = {"ids", 'q', 2, 0, {self->rows, -1}};
+    const nt_py_array score_spec = {"scores", 'f', 2, NT_PY_WRITABLE, {self->rows, mc->vocab_size}};
+    Py_buffer ids, scores;
+    if (nt_py_get_array(ids_obj, &ids, &id_spec) < 0) return NULL;
+    if (nt_py_get_array(scores_obj, &scores, &score_spec) < 0) {
+        PyBuffer_Release(&ids);
+        return NULL;
+    }
+    nt_error err = {0};
+    self->busy = 1;
+    nt_status status = nt_generator_process(self->generator, &err, ids.buf, (int64_t)ids.shape[1], scores.buf);
+    self->busy = 0;
+    PyBuffer_Release(&ids);
+    PyBuffer_Release(&scores);
+    if (self->hook_error != NULL) {
+        PyObject *error = self->hook_error;
+        self->hook_error = NULL;
+        PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(error)), error, PyException_GetTraceback(error));
+        return NULL;
+    }
+    if (status != NT_OK) return nt_py_raise(&err);
+    Py_RETURN_NONE;
+}
+
 static PyObject *Generator_beam_output_length(GeneratorObject *self, PyObject *args) {
     long long n;
     if (!PyArg_ParseTuple(args, "L", &n) || check_ready(self) < 0) return NULL;
@@ -368,6 +399,8 @@ static PyMethodDef Generator_methods[] = {
      "Beam search: calls hook(ids, rows, length) -> hits over the candidates of every step."},
     {"set_processor_hook", (PyCFunction)Generator_set_processor_hook, METH_VARARGS,
      "Calls hook(stage, ids, rows, length, scores) -> scores after the given stages of every step."},
+    {"process", (PyCFunction)Generator_process, METH_VARARGS,
+     "Runs the step's logits processors on scores (N, V) in place, for rows of the given ids (N, length)."},
     {"beam_output_length", (PyCFunction)Generator_beam_output_length, METH_VARARGS,
      "New tokens of the longest of the first n hypotheses of every prompt."},
     {NULL},

@@ -305,7 +305,12 @@ class GenerationConfig:
             mode = "beam_sample" if self.do_sample is True else "beam_search"
         if (assistant_model is not None or self.use_mtp or self.prompt_lookup_num_tokens is not None
                 or self.assistant_early_exit is not None):
-            return "assisted_generation" if mode in ("greedy_search", "sample") else mode
+            if mode in ("greedy_search", "sample"):
+                return "assisted_generation"
+            warnings.warn("You've set `assistant_model` or `use_mtp`, which triggers assisted generate. Currently, "
+                          "assisted generate is only supported with Greedy Search and Sample. However, the base "
+                          f"decoding mode (based on current flags) is {mode} -- some of the set flags will be ignored.",
+                          UserWarning, stacklevel=4)
         if self.dola_layers is not None and mode in ("greedy_search", "sample"):
             return "dola_generation"
         return mode

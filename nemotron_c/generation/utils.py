@@ -17,8 +17,10 @@ output_attentions / output_hidden_states, inputs_embeds (alone, or with input_id
 logits_processor, prefix_allowed_tokens_fn and stopping_criteria run as Transformers runs them (custom.py): the
 processors inside the C step, called back at their place in Transformers' order; the criteria between steps
 (with beams, inside the step on its candidates, as stop strings there).
+Assisted generation (prompt_lookup_num_tokens=, assistant_model=) for one prompt runs in Python over the model's
+forward (assisted.py, whose docstring says what of it is not supported).
 Not supported (NotImplementedError): contrastive search, group beam search, constrained beam search,
-assisted generation, DoLa, guidance_scale, watermarking, top_h,
+DoLa, guidance_scale, watermarking, top_h,
 cache_implementation "quantized" and "paged" (the static and offloaded ones generate the tokens of ours).
 
 Attentions and hidden states: as Transformers, per step a tuple over layers (hidden states: the embeddings
@@ -71,6 +73,7 @@ import warnings
 import numpy as np
 
 from .. import _core
+from .assisted import AssistantCandidates, PromptLookupCandidates, assisted_decoding
 from .custom import (FORCED_EOS_STAGE, PREFIX_ALLOWED_TOKENS_STAGE, CandidateCriteria, ForcedEos, PrefixConstrained,
                      Processors, as_callables, built_processors, merge_criteria, merge_processors)
 from .configuration import GENERATION_CONFIG_NAME, GenerationConfig, default_generation_params
@@ -149,9 +152,9 @@ def check_model_kwargs(model_kwargs):
 
 
 def check_supported(config, mode):
-    if mode not in ("greedy_search", "sample", "beam_search", "beam_sample"):
-        raise NotImplementedError(f"generation mode '{mode}' is not supported by nemotron_c "
-                                  "(greedy search, sampling, beam search and beam sampling are)")
+    if mode not in ("greedy_search", "sample", "beam_search", "beam_sample", "assisted_generation"):
+        raise NotImplementedError(f"generation mode '{mode}' is not supported by nemotron_c (greedy search, "
+                                  "sampling, beam search, beam sampling and assisted generation are)")
     for field, active in UNSUPPORTED_FIELDS.items():
         value = getattr(config, field, None)
         if active(value):
@@ -561,6 +564,13 @@ def generate(model, inputs=None, generation_config=None, logits_processor=None, 
                   assistant_model=assistant_model, streamer=streamer, negative_prompt_ids=negative_prompt_ids,
                   negative_prompt_attention_mask=negative_prompt_attention_mask, custom_generate=custom_generate,
                   seed=seed)
+    if run.assisted is not None:
+        sequences, scores, logits, cache = assisted_decoding(run)
+        if streamer is not None:
+            streamer.end()
+        if not run.return_dict:
+            return sequences
+        return GenerateDecoderOnlyOutput(sequences=sequences, scores=scores, logits=logits, cache=cache)
     if streamer is None and run.stop_strings is None and run.criteria is None:
         run.generator.run()
     else:
@@ -608,6 +618,8 @@ def generate_iter(model, inputs=None, **kwargs):
                   logits_processor=kwargs.pop("logits_processor", None),
                   stopping_criteria=kwargs.pop("stopping_criteria", None),
                   prefix_allowed_tokens_fn=kwargs.pop("prefix_allowed_tokens_fn", None), seed=kwargs.pop("seed", None))
+    if run.assisted is not None:
+        raise NotImplementedError("generate_iter() does not do assisted generation: use generate() with a streamer")
     if run.beams > 1 or run.rows != 1:
         raise ValueError("generate_iter() streams one sequence: give one prompt, num_beams=1 and num_return_sequences=1")
     eos = set(run.eos)
@@ -742,13 +754,12 @@ def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=N
     if prefix_allowed_tokens_fn is not None and not callable(prefix_allowed_tokens_fn):
         raise TypeError(f"`prefix_allowed_tokens_fn` must be a callable (batch_id, input_ids) -> allowed token ids, "
                         f"not {type(prefix_allowed_tokens_fn).__name__}")
-    for name, value in (("assistant_model", assistant_model),
-                        ("negative_prompt_ids", negative_prompt_ids), ("custom_generate", custom_generate),
+    for name, value in (("negative_prompt_ids", negative_prompt_ids), ("custom_generate", custom_generate),
                         ("negative_prompt_attention_mask", negative_prompt_attention_mask)):
         if value is not None:
             raise NotImplementedError(f"{name} is not supported by nemotron_c's generate()")
     tokenizer = kwargs.pop("tokenizer", None)
-    kwargs.pop("assistant_tokenizer", None)
+    assistant_tokenizer = kwargs.pop("assistant_tokenizer", None)
     kwargs.pop("trust_remote_code", None)
     if "input_ids" in kwargs:
         if inputs is not None:
@@ -770,8 +781,10 @@ def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=N
                               and (generation_config is None or generation_config.min_length is None)
                               and model.generation_config.min_length is None)
     config, model_kwargs = prepare_generation_config(model, generation_config, kwargs)
-    mode = config.get_generation_mode()
+    mode = config.get_generation_mode(assistant_model)
     check_model_kwargs(model_kwargs)
+    if mode == "assisted_generation":
+        check_assisted(model, config, assistant_model, tokenizer, assistant_tokenizer, model_kwargs, user_cache)
     # Transformers refuses a streamer with beam search only; with beam sampling it puts the prompt (one row per beam,
     # which TextStreamer refuses) and then nothing, not even end(), so that a TextIteratorStreamer's reader waits
     # forever: refused here too
@@ -920,10 +933,31 @@ def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=N
 
     run = Run()
     run.model = model
+    run.assisted = None
+    if mode == "assisted_generation":
+        # Transformers' _assisted_decoding: its cache, then its candidate generator, then the batch size
+        if not config.use_cache:
+            raise RuntimeError("Assisted decoding requires a cache")
+        run.rng = np.random.default_rng(settings["seed"])
+        if config.prompt_lookup_num_tokens is not None:
+            if config.assistant_ensemble_weight is not None:
+                raise ValueError("Setting `assistant_ensemble_weight` requires candidate logits from the assistant "
+                                 "model. It is not supported with prompt lookup decoding.")
+            run.assisted = PromptLookupCandidates(eos, config.prompt_lookup_num_tokens,
+                                                  config.max_matching_ngram_size or 2, settings["max_length"],
+                                                  lambda ids, scores: run.generator.process(ids, scores), vocab_size)
+        else:
+            run.assisted = AssistantCandidates(assistant_model, config, processors,
+                                               None if mask.all() else mask, run.rng)
+        if input_ids.shape[0] > 1:
+            raise ValueError("assisted generate is only supported for batch_size = 1")
+        run.max_length = settings["max_length"]
+        run.deadline = settings["deadline"]
     run.prompt_length = prompt_length
     run.beams = int(num_beams)
     run.rows = input_ids.shape[0]
     run.eos = [] if settings["custom_eos_criteria"] else eos  # the ids that end a row
+    run.config = config
     run.num_return_sequences = int(num_return)
     run.streamer = streamer
     stop_strings = (StopStrings(tokenizer, config.stop_strings)
@@ -985,7 +1019,9 @@ def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=N
         model._core, input_ids=np.ascontiguousarray(input_ids), attention_mask=run.mask,
         sequences=run.sequences, scores=run.scores, logits=run.logits, sequence_scores=run.sequence_scores,
         beam_indices=run.beam_indices, running_parents=run.running_parents, running_tokens=run.running_tokens,
-        cache=None if run.cache is None else run.cache._core, **settings)
+        # assisted generation runs the model itself and only asks the Generator to process scores: an empty cache
+        cache=(NemotronCache(model, N)._core if run.assisted is not None
+               else None if run.cache is None else run.cache._core), **settings)
     if prompt_logits is not None:
         run.generator.prefilled(prompt_logits, context, uncached)
     if stages:
@@ -1020,6 +1056,39 @@ def mixed_attention_mask(value, batch_size, ids_length, embeds_length, uncached)
                          f"{embeds_length}), or none")
     mask = as_attention_mask(value, (batch_size, embeds_length))
     return np.concatenate([np.zeros((batch_size, uncached), dtype=np.uint8), mask], axis=1)
+
+
+def check_assisted(model, config, assistant_model, tokenizer, assistant_tokenizer, model_kwargs, user_cache):
+    """Transformers' _validate_generation_mode for assisted generation, and what nemotron_c's does not do."""
+    if config.num_return_sequences > 1:
+        raise ValueError("num_return_sequences has to be 1 when doing assisted generate, "
+                         f"but is {config.num_return_sequences}.")
+    for name in ("assistant_early_exit", "use_mtp", "speculation_type"):
+        if getattr(config, name):
+            raise NotImplementedError(f"`{name}={getattr(config, name)!r}` (assisted generation) is not supported by "
+                                      "nemotron_c's generate(): use prompt_lookup_num_tokens or assistant_model")
+    if model_kwargs.get("inputs_embeds") is not None:
+        raise NotImplementedError("assisted generation from inputs_embeds is not supported: give input_ids")
+    if user_cache is not None:
+        raise NotImplementedError("assisted generation continuing a cache passed in (cache= or past_key_values=) is "
+                                  "not supported")
+    if config.return_dict_in_generate and (config.output_attentions or config.output_hidden_states):
+        raise NotImplementedError("output_attentions and output_hidden_states in assisted generation are not supported")
+    if assistant_model is None:
+        return
+    if not hasattr(assistant_model, "_core") or not hasattr(assistant_model, "generation_config"):
+        raise TypeError(f"assistant_model must be a nemotron_c causal LM, not {type(assistant_model).__name__}")
+    more = "(see https://huggingface.co/docs/transformers/en/generation_strategies#universal-assisted-decoding)"
+    if model.config.vocab_size == assistant_model.config.vocab_size:
+        if assistant_tokenizer is not None:
+            raise ValueError("`assistant_tokenizer` is not required when the main and assistant models use the same "
+                             f"tokenizer. Please omit `assistant_tokenizer` from `generate()` {more}.")
+    elif tokenizer is None or assistant_tokenizer is None:
+        raise ValueError("The main and assistant models have different tokenizers. Please provide `tokenizer` and "
+                         f"`assistant_tokenizer` to `generate()` {more}.")
+    elif config.prompt_lookup_num_tokens is None:  # prompt lookup goes first: the assistant is then unused
+        raise NotImplementedError("an assistant model with another tokenizer (Transformers' universal assisted "
+                                  "decoding) is not supported: give an assistant with the model's vocabulary")
 
 
 def check_rows_memory(model_config, num_beams, num_return, rows, prompt_length, max_length):
