@@ -266,6 +266,45 @@ def test_adapter_config_not_json(adapter):
         nemotron_c.AutoModelForCausalLM.from_pretrained(directory)
 
 
+def test_adapter_config_nested_too_deep(adapter):
+    """json's RecursionError is a malformed file like any other"""
+    _, directory = adapter
+    with open(os.path.join(directory, "adapter_config.json"), "w") as f:
+        f.write('{"peft_type": "LORA", "r": 4, "lora_alpha": 8, "x": ' + "[" * 100000 + "]" * 100000 + "}")
+    with pytest.raises(AdapterFormatError, match="adapter_config.json is not valid JSON"):
+        nemotron_c.AutoModelForCausalLM.from_pretrained(directory)
+
+
+@pytest.mark.parametrize("changes", [
+    {"target_modules": ["q_proj"]},
+    {"target_modules": r"model\.layers\.0\..*_proj"},
+    {"exclude_modules": ["v_proj"]},
+    {"exclude_modules": r".*layers\.1\..*"},
+    {"layers_to_transform": [1]},
+    {"layers_to_transform": 0, "layers_pattern": "layers"},
+    {"modules_to_save": ["q_proj"]},
+], ids=["list", "regex", "exclude_list", "exclude_regex", "layers_to_transform", "layers_pattern", "modules_to_save"])
+def test_updates_of_modules_the_config_does_not_target_are_ignored(adapter, changes):
+    """PEFT wraps the modules adapter_config.json targets only: the file's tensors for others (LoRA weights, a
+    base_layer weight) are unexpected keys that Transformers leaves out (its load report lists them)."""
+    _, directory = adapter
+    # init_lora_weights: a module targeted without weights in the file then starts with no update in PEFT too
+    edit_adapter_config(directory, init_lora_weights=True, **changes)
+    edit_adapter_weights(directory, lambda t: t.update({
+        "base_model.model.model.layers.1.input_layernorm.base_layer.weight": np.ones(64, np.float32)}))
+    with pytest.warns(UserWarning, match="not among the modules adapter_config.json targets"):
+        compare(directory)
+
+
+def test_all_linear_leaves_the_embedding_out(checkpoint, tmp_path):
+    base = checkpoint()
+    directory = make_adapter(base, str(tmp_path / "adapter"), target_modules=["q_proj", "embed_tokens"])
+    # init_lora_weights: the Linears without weights in the file then start with no update in PEFT too
+    edit_adapter_config(directory, target_modules="ALL-LINEAR", init_lora_weights=True)
+    with pytest.warns(UserWarning, match="embed_tokens"):
+        compare(directory)
+
+
 def rename(old, new):
     def edit(tensors):
         tensors[new] = tensors.pop(old)

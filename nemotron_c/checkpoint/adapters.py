@@ -21,6 +21,7 @@ import json
 import math
 import os
 import re
+import warnings
 
 import numpy as np
 
@@ -72,7 +73,7 @@ def read_adapter_config(directory):
     try:
         with open(path, encoding="utf-8") as f:
             config = json.load(f)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:  # json: RecursionError for deep nesting
         raise AdapterFormatError(f"{path} is not valid JSON: {e}") from None
     if not isinstance(config, dict):
         raise AdapterFormatError(f"{path} must hold a JSON object")
@@ -99,10 +100,83 @@ def read_adapter_config(directory):
             except re.error as e:
                 raise AdapterFormatError(f"{path}: {key} holds the pattern {pattern!r}, not a regular expression: "
                                          f"{e}") from None
+    check_targeting(path, config)
     base = config.get("base_model_name_or_path")
     if base is not None and not isinstance(base, str):
         raise AdapterFormatError(f"{path}: base_model_name_or_path must be a string, got {base!r}")
     return config
+
+
+def check_targeting(path, config):
+    """The settings that choose the modules PEFT wraps (see targeted) have the types PEFT's matching takes, and
+    their patterns are regular expressions."""
+    def strings(value):
+        return isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+
+    def compiles(pattern):
+        try:
+            re.compile(pattern)
+        except re.error as e:
+            raise AdapterFormatError(f"{path}: the pattern {pattern!r} is not a regular expression: {e}") from None
+
+    target = config.get("target_modules")
+    if target is None:  # PEFT's default targets know no Nemotron: it raises a ValueError too
+        raise AdapterFormatError(f"{path} names no target_modules")
+    for key, value, allowed in (
+            ("target_modules", target, isinstance(target, str) or strings(target)),
+            ("exclude_modules", config.get("exclude_modules"), None),
+            ("modules_to_save", config.get("modules_to_save"), None),
+            ("layers_pattern", config.get("layers_pattern"), None)):
+        if allowed is None:
+            allowed = value is None or isinstance(value, str) or strings(value)
+        if not allowed:
+            raise AdapterFormatError(f"{path}: {key} must be a string or a list of strings, got {value!r}")
+        for pattern in [value] if isinstance(value, str) else value or ():
+            compiles(pattern)
+    layers = config.get("layers_to_transform")
+    if layers is not None and not (isinstance(layers, int) and not isinstance(layers, bool)) and not (
+            isinstance(layers, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in layers)):
+        raise AdapterFormatError(f"{path}: layers_to_transform must be an integer or a list of integers, got "
+                                 f"{layers!r}")
+
+
+def targeted(config, module):
+    """Whether PEFT wraps `module` (the base model's name, as model.layers.0.self_attn.q_proj) in a LoRA layer, as
+    its check_target_module_exists decides: only those take the file's LoRA and base_layer tensors.
+    "all-linear" is every Linear but the causal LM's head (and a SEQ_CLS adapter's score): in Nemotron, every module
+    a LoRA can adapt but the embedding and those."""
+    exclude = config.get("exclude_modules")
+    if isinstance(exclude, str):
+        if re.fullmatch(exclude, module):
+            return False
+    elif exclude and (module in exclude or any(module.endswith(f".{e}") for e in exclude)):
+        return False
+    if any(re.match(rf"(^|.*\.){saved}($|\..*)", module) for saved in config.get("modules_to_save") or ()):
+        return False
+    target = config["target_modules"]
+    if isinstance(target, str):
+        if target.lower() == "all-linear":
+            heads = ("lm_head", "score") if config.get("task_type") == "SEQ_CLS" else ("lm_head",)
+            return module not in heads and not module.endswith(".embed_tokens") and module != "embed_tokens"
+        return re.fullmatch(target, module) is not None
+    if module in target:
+        return True
+    found = any(module.endswith(f".{t}") for t in target)
+    layers = config.get("layers_to_transform")
+    if not found or layers is None or layers == []:
+        return found
+    pattern = config.get("layers_pattern")
+    if not pattern:
+        match = re.match(r".*?\.[^.]*\.(?P<idx>\d+)\.", module)
+    else:
+        for p in [pattern] if isinstance(pattern, str) else pattern:
+            match = re.match(rf"(?:^|.*?\.){p}\.(?P<idx>\d+)\.", module)
+            if match is not None:
+                break
+    if match is None:
+        return False
+    index = int(match["idx"])
+    return index == layers if isinstance(layers, int) else index in layers
 
 
 def read_adapter_weights(directory):
@@ -138,9 +212,13 @@ def merge_adapter(tensors, adapter, config, backbone_prefix):
     adapter changed)."""
     tensors = dict(tensors)
     updates, replacements = {}, {}  # module -> {"A": ..., "B": ..., "embedding": bool}; tensor name -> tensor
+    ignored = []
     for name, tensor in adapter.items():
         match = re.fullmatch(r"(.+)\.(lora_A\.weight|lora_B\.weight|lora_embedding_A|lora_embedding_B)", name)
-        if match:
+        wrapped = re.fullmatch(r"(.+)\.base_layer\..+", name)
+        if (match or wrapped) and not targeted(config, (match or wrapped).group(1)):
+            ignored.append(name)  # Transformers: an unexpected key of its load report, left out
+        elif match:
             module, part = match.groups()
             entry = updates.setdefault(module, {})
             entry["embedding" if "embedding" in part else "linear"] = True
@@ -160,6 +238,10 @@ def merge_adapter(tensors, adapter, config, backbone_prefix):
                 return backbone_prefix + name[len(prefix):]
         raise AdapterFormatError(f"adapter tensor {name!r} names no tensor of the base checkpoint")
 
+    if ignored:
+        warnings.warn(f"the adapter's tensors {', '.join(ignored)} belong to modules not among the modules "
+                      "adapter_config.json targets (target_modules, exclude_modules, layers_to_transform, "
+                      "modules_to_save): left out, as Transformers leaves them", UserWarning, stacklevel=4)
     changed = set()
     for name, (adapter_name, tensor) in replacements.items():
         target = base_name(name)
