@@ -290,7 +290,8 @@ def test_prefix_allowed_tokens_fn_returning_what_are_not_token_ids(models, allow
     """Transformers indexes its mask with what the function returns: floats there raise IndexError in torch (NumPy
     would truncate them), None and sets fail in len() or in indexing; each is named here."""
     with pytest.raises(error, match=match):
-        models[0].generate(PROMPTS, attention_mask=MASK, max_new_tokens=2, prefix_allowed_tokens_fn=lambda b, s: allowed)
+        models[0].generate(PROMPTS, attention_mask=MASK, max_new_tokens=2,
+                           prefix_allowed_tokens_fn=lambda b, s: allowed)
 
 
 def test_prefix_allowed_tokens_fn_negative_ids_count_from_the_end(models):

@@ -69,7 +69,8 @@ from .. import _core
 from .custom import (PREFIX_ALLOWED_TOKENS_STAGE, CandidateCriteria, PrefixConstrained, Processors, as_callables,
                      built_processors, merge_criteria, merge_processors)
 from .configuration import GENERATION_CONFIG_NAME, GenerationConfig, default_generation_params
-from ..model.inputs import as_attention_mask, as_embeddings, as_token_ids, check_int64, to_numpy
+from ..model.inputs import (as_attention_mask, as_embeddings, as_token_ids, check_embeddings, check_int64,
+                             to_numpy)
 from ..model.cache import NemotronCache, check_cache
 from ..model.outputs import ModelOutput
 
@@ -719,7 +720,7 @@ def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=N
     vocab_size = model.config.vocab_size
     embeds = model_kwargs.get("inputs_embeds")
     if embeds is not None:
-        embeds = as_embeddings(embeds, model.config.hidden_size)
+        embeds = check_embeddings(embeds, model.config.hidden_size)  # copied once the mask is checked too
         # as Transformers: the embeddings run the prompt's forward pass and it needs a cache to go on from
         config.use_cache = True
     context = 0  # leading positions of the rows that are embeddings, not tokens
@@ -797,7 +798,7 @@ def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=N
                       config.max_length + context)
     input_ids = np.repeat(input_ids, expand, axis=0)
     mask = np.repeat(mask, expand, axis=0)
-    embeds = None if embeds is None else np.repeat(embeds, expand, axis=0)
+    embeds = None if embeds is None else np.repeat(as_embeddings(embeds, model.config.hidden_size), expand, axis=0)
     # Transformers skips each row's leading padding in the repetition penalty. With embeddings alone it skips that
     # many of the new tokens (its input_ids hold nothing else), which spares them the penalty: none is skipped here.
     padding = np.argmax(mask != 0, axis=1).astype(np.int64) * (context == 0)
