@@ -200,6 +200,20 @@ def test_a_shallow_copy_shares_and_pickling_is_refused(models):
     assert_next_forward_equal(models, cache, reference, IDS[:, PAST - 2:], MASK, "after the shallow copy's crop")
 
 
+@pytest.mark.parametrize("call", [
+    lambda cache: cache.batch_repeat_interleave(2**40),
+    lambda cache: cache.batch_repeat_interleave(2**64),
+    lambda cache: cache.batch_repeat_interleave([2**62, 2**62, 2**62]),  # their sum overflows int64
+    lambda cache: cache.batch_repeat_interleave(np.array([2**62, 2**62, 2**62], np.uint64)),
+    lambda cache: cache.batch_select_indices(np.broadcast_to(np.int64(0), (2**40,))),  # no memory behind it
+], ids=["int", "beyond_int64", "sum_beyond_int64", "uint64", "broadcast_indices"])
+def test_more_sequences_than_memory_holds_are_refused_before_allocating(models, call):
+    cache, _ = first_forward(models)
+    with pytest.raises(ValueError, match="sequences of .* positions need .* more than this machine's"):
+        call(cache)
+    assert cache.batch_size == 3
+
+
 def test_index_arguments_refused_with_clear_errors(models):
     cache, reference = first_forward(models)
     # as Transformers (torch's index_select and indexing): out of range is an IndexError

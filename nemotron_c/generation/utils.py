@@ -59,7 +59,6 @@ empty input_ids raise a ValueError (a RuntimeError there); Transformers' logged 
 """
 import ast
 import copy
-import os
 import time
 import warnings
 
@@ -71,7 +70,7 @@ from .custom import (PREFIX_ALLOWED_TOKENS_STAGE, CandidateCriteria, PrefixConst
 from .configuration import GENERATION_CONFIG_NAME, GenerationConfig, default_generation_params
 from ..model.inputs import (as_attention_mask, as_embeddings, as_token_ids, check_embeddings, check_int64,
                              to_numpy)
-from ..model.cache import NemotronCache, check_cache
+from ..model.cache import NemotronCache, check_cache, physical_memory
 from ..model.outputs import ModelOutput
 
 __all__ = ["GENERATION_CONFIG_NAME", "GenerationConfig", "GenerateDecoderOnlyOutput", "GenerateBeamDecoderOnlyOutput",
@@ -927,7 +926,7 @@ def check_rows_memory(model_config, num_beams, num_return, rows, prompt_length, 
     per_position = 2 * c.num_hidden_layers * c.num_key_value_heads * c.head_dim * 4
     per_row = (prompt_length + 1) * per_position + 2 * 4 * c.vocab_size
     needed, table = rows * per_row, rows * 8 * max_length if num_beams > 1 else 0
-    available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else None
+    available = physical_memory()
     if available and max(needed, table) > available:
         what = (f"{per_row / 2**20:.2f} MiB each (cache and scores): {needed / 2**30:.1f} GiB before the first token"
                 if needed >= table else f"sequences up to max_length={max_length}: tables of {table / 2**30:.1f} GiB")
