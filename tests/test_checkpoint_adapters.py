@@ -324,6 +324,7 @@ Q_B = "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight"
     (rename(Q_A, Q_A.replace("lora_A", "lora_C")), "not a LoRA weight"),
     (lambda t: t.update({"base_model.model.lm_head.weight": np.zeros((3, 3), np.float32)}), "has shape"),
     (lambda t: t.update({Q_B: np.full_like(t[Q_B], np.inf)}), "not finite"),
+    (lambda t: t.update({Q_A: np.full_like(t[Q_A], 3e38)}), "not finite"),  # finite in float64, not in float32
 ])
 def test_bad_adapter_weights(adapter, edit, match):
     _, directory = adapter

@@ -272,9 +272,10 @@ def merge_adapter(tensors, adapter, config, backbone_prefix):
         update = float64(b) @ float64(a)
         if entry.get("embedding"):
             update = update.T
-        merged = float64(tensors[target]) + scaling * update
+        with np.errstate(over="ignore"):  # values past float32's range become inf, refused below
+            merged = np.ascontiguousarray(float64(tensors[target]) + scaling * update, dtype=np.float32)
         if not np.all(np.isfinite(merged)):
             raise AdapterFormatError(f"merging the adapter into {target!r} gives values that are not finite")
-        tensors[target] = np.ascontiguousarray(merged, dtype=np.float32)
+        tensors[target] = merged
         changed.add(target)
     return tensors, changed
