@@ -269,10 +269,10 @@ def merge_adapter(tensors, adapter, config, backbone_prefix):
                                      f"(r / rank_pattern) ")
         module_alpha = pattern_value(config.get("alpha_pattern") or {}, module, alpha)
         scaling = module_alpha / math.sqrt(rank) if config.get("use_rslora") else module_alpha / rank
-        update = float64(b) @ float64(a)
-        if entry.get("embedding"):
-            update = update.T
-        with np.errstate(over="ignore"):  # values past float32's range become inf, refused below
+        with np.errstate(over="ignore", invalid="ignore"):  # inf, NaN and values past float32's range: refused below
+            update = float64(b) @ float64(a)
+            if entry.get("embedding"):
+                update = update.T
             merged = np.ascontiguousarray(float64(tensors[target]) + scaling * update, dtype=np.float32)
         if not np.all(np.isfinite(merged)):
             raise AdapterFormatError(f"merging the adapter into {target!r} gives values that are not finite")
