@@ -441,10 +441,15 @@ class StopStrings:
     def __init__(self, tokenizer, stop_strings):
         if isinstance(stop_strings, str):
             stop_strings = [stop_strings]
+        try:
+            stop_strings = list(stop_strings)
+        except TypeError:
+            raise TypeError(f"stop_strings must be a string or a list of strings, not {type(stop_strings).__name__}") \
+                from None
         if not stop_strings or not all(isinstance(s, str) and s for s in stop_strings):
             raise ValueError(f"stop_strings must be a non-empty string or list of non-empty strings, got {stop_strings!r}")
         self.tokenizer = tokenizer
-        self.stop_strings = list(stop_strings)
+        self.stop_strings = stop_strings
         # Every token but an empty one decodes to at least one byte (byte-fallback and byte-level tokens to exactly
         # one), so a stop string lies within its UTF-8 length of tokens from the end, as Transformers' matching
         # assumes; the window holds two more, so that it starts before the string.
