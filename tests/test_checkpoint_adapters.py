@@ -241,11 +241,15 @@ def edit_adapter_weights(directory, edit):
     ({"bias": "all"}, NotImplementedError, "bias='all' is not supported"),
     ({"lora_bias": True}, NotImplementedError, "lora_bias=True"),
     ({"trainable_token_indices": [1, 2]}, NotImplementedError, "trainable_token_indices"),
-    ({"r": 0}, ValueError, "r must be a positive number"),
-    ({"r": True}, ValueError, "r must be a positive number"),
-    ({"lora_alpha": "8"}, ValueError, "lora_alpha must be a positive number"),
-    ({"lora_alpha": float("inf")}, ValueError, "lora_alpha must be a positive number"),
-    ({"rank_pattern": {"q_proj": -1}}, ValueError, "rank_pattern must map"),
+    ({"r": 0}, ValueError, "r must be a positive integer"),
+    ({"r": True}, ValueError, "r must be a positive integer"),
+    ({"r": 4.0}, ValueError, "r must be a positive integer"),  # PEFT: a TypeError in torch.empty
+    ({"lora_alpha": "8"}, ValueError, "lora_alpha must be a finite number"),
+    ({"lora_alpha": float("inf")}, ValueError, "lora_alpha must be a finite number"),
+    ({"lora_alpha": float("nan")}, ValueError, "lora_alpha must be a finite number"),
+    ({"rank_pattern": {"q_proj": -1}}, ValueError, "rank_pattern must map module name patterns to positive integers"),
+    ({"rank_pattern": {"q_proj": 4.0}}, ValueError, "rank_pattern must map module name patterns to positive integers"),
+    ({"alpha_pattern": {"q_proj": "2"}}, ValueError, "alpha_pattern must map module name patterns to finite numbers"),
     ({"alpha_pattern": {"(": 2}}, ValueError, "not a regular expression"),
     ({"base_model_name_or_path": None}, ValueError, "names no base_model_name_or_path"),
     ({"base_model_name_or_path": 7}, ValueError, "base_model_name_or_path must be a string"),
@@ -256,6 +260,15 @@ def test_bad_adapter_config(adapter, changes, error, match):
     edit_adapter_config(directory, **changes)
     with pytest.raises(error, match=match):
         nemotron_c.AutoModelForCausalLM.from_pretrained(directory)
+
+
+@pytest.mark.parametrize("changes", [{"lora_alpha": 0}, {"lora_alpha": -8}, {"alpha_pattern": {"v_proj": -3.5}}],
+                         ids=["zero", "negative", "negative_pattern"])
+def test_zero_and_negative_alpha_scale_as_in_peft(adapter, changes):
+    """scaling = lora_alpha / r whatever its sign: an adapter subtracted (task arithmetic), or none"""
+    _, directory = adapter
+    edit_adapter_config(directory, **changes)
+    compare(directory)
 
 
 def test_adapter_config_not_json(adapter):

@@ -84,16 +84,20 @@ def read_adapter_config(directory):
     for key, harmless in UNSUPPORTED_SETTINGS.items():
         if not harmless(config.get(key)):
             raise NotImplementedError(f"{path}: {key}={config[key]!r} is not supported by nemotron_c's LoRA merge")
-    for key in ("r", "lora_alpha"):
-        value = config.get(key)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or not math.isfinite(value):
-            raise AdapterFormatError(f"{path}: {key} must be a positive number, got {value!r}")
-    for key in ("rank_pattern", "alpha_pattern"):
+    # PEFT sizes its matrices with r (a float fails in torch) and scales by any lora_alpha: 0 or negative too
+    def rank(value):
+        return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+    def alpha(value):
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+    for key, valid, what in (("r", rank, "a positive integer"), ("lora_alpha", alpha, "a finite number")):
+        if not valid(config.get(key)):
+            raise AdapterFormatError(f"{path}: {key} must be {what}, got {config.get(key)!r}")
+    for key, valid, what in (("rank_pattern", rank, "positive integers"), ("alpha_pattern", alpha, "finite numbers")):
         patterns = config.get(key) or {}
-        if not isinstance(patterns, dict) or not all(
-                isinstance(k, str) and not isinstance(v, bool) and isinstance(v, (int, float)) and v > 0
-                for k, v in patterns.items()):
-            raise AdapterFormatError(f"{path}: {key} must map module name patterns to positive numbers")
+        if not isinstance(patterns, dict) or not all(isinstance(k, str) and valid(v) for k, v in patterns.items()):
+            raise AdapterFormatError(f"{path}: {key} must map module name patterns to {what}, got {patterns!r}")
         for pattern in patterns:
             try:
                 re.compile(pattern)
