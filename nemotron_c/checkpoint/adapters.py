@@ -123,17 +123,11 @@ def check_targeting(path, config):
         except re.error as e:
             raise AdapterFormatError(f"{path}: the pattern {pattern!r} is not a regular expression: {e}") from None
 
-    target = config.get("target_modules")
-    if target is None:  # PEFT's default targets know no Nemotron: it raises a ValueError too
+    if config.get("target_modules") is None:  # PEFT's default targets know no Nemotron: it raises a ValueError too
         raise AdapterFormatError(f"{path} names no target_modules")
-    for key, value, allowed in (
-            ("target_modules", target, isinstance(target, str) or strings(target)),
-            ("exclude_modules", config.get("exclude_modules"), None),
-            ("modules_to_save", config.get("modules_to_save"), None),
-            ("layers_pattern", config.get("layers_pattern"), None)):
-        if allowed is None:
-            allowed = value is None or isinstance(value, str) or strings(value)
-        if not allowed:
+    for key in ("target_modules", "exclude_modules", "modules_to_save", "layers_pattern"):
+        value = config.get(key)
+        if not (value is None or isinstance(value, str) or strings(value)):
             raise AdapterFormatError(f"{path}: {key} must be a string or a list of strings, got {value!r}")
         for pattern in [value] if isinstance(value, str) else value or ():
             compiles(pattern)

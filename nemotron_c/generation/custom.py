@@ -175,7 +175,6 @@ class PrefixConstrained:
         unsatisfiable = np.isneginf(processed.max(axis=-1)).reshape(-1, self.num_beams).all(axis=-1)
         return np.where(np.repeat(unsatisfiable, self.num_beams)[:, None], mask, processed)
 
-
     @staticmethod
     def allowed(allowed, batch_id, vocab_size):
         """The function's answer as mask indices: token ids (negative ones count from the end, as torch indexes) or
