@@ -214,6 +214,20 @@ def test_more_sequences_than_memory_holds_are_refused_before_allocating(models, 
     assert cache.batch_size == 3
 
 
+@pytest.mark.parametrize("args, error, match", [
+    ((1.5,), TypeError, "batch_size must be an integer, not float"),
+    (("2",), TypeError, "batch_size must be an integer, not str"),
+    ((True,), TypeError, "batch_size must be an integer, not a bool"),
+    ((2, 2.0), TypeError, "capacity must be an integer, not float"),
+    ((0,), ValueError, "batch size must be positive"),
+    ((2**63,), ValueError, r"a cache of 9223372036854775808 sequences \(capacity 0\) is too large"),
+    ((2, 2**64), ValueError, r"a cache of 2 sequences \(capacity 18446744073709551616\) is too large"),
+], ids=["float", "str", "bool", "float_capacity", "zero", "beyond_int64", "capacity_beyond_int64"])
+def test_a_new_cache_refuses_what_is_no_size(models, args, error, match):
+    with pytest.raises(error, match=match):
+        nemotron_c.NemotronCache(models[0], *args)
+
+
 def test_index_arguments_refused_with_clear_errors(models):
     cache, reference = first_forward(models)
     # as Transformers (torch's index_select and indexing): out of range is an IndexError

@@ -111,7 +111,11 @@ class NemotronCache:
     """
 
     def __init__(self, model, batch_size, capacity=0):
-        self._core = _core.Cache(model._core, int(batch_size), int(capacity))
+        batch_size, capacity = _count(batch_size, "batch_size"), _count(capacity, "capacity")
+        try:
+            self._core = _core.Cache(model._core, batch_size, capacity)
+        except OverflowError:  # beyond the core's int64 sizes
+            raise ValueError(f"a cache of {batch_size} sequences (capacity {capacity}) is too large") from None
         self._owner = model._core
         self._initialized = False
 
