@@ -241,11 +241,15 @@ def edit_adapter_weights(directory, edit):
     ({"bias": "all"}, NotImplementedError, "bias='all' is not supported"),
     ({"lora_bias": True}, NotImplementedError, "lora_bias=True"),
     ({"trainable_token_indices": [1, 2]}, NotImplementedError, "trainable_token_indices"),
-    ({"r": 0}, ValueError, "r must be a positive number"),
-    ({"r": True}, ValueError, "r must be a positive number"),
-    ({"lora_alpha": "8"}, ValueError, "lora_alpha must be a positive number"),
-    ({"lora_alpha": float("inf")}, ValueError, "lora_alpha must be a positive number"),
-    ({"rank_pattern": {"q_proj": -1}}, ValueError, "rank_pattern must map"),
+    ({"r": 0}, ValueError, "r must be a positive integer"),
+    ({"r": True}, ValueError, "r must be a positive integer"),
+    ({"r": 4.0}, ValueError, "r must be a positive integer"),  # PEFT: a TypeError in torch.empty
+    ({"lora_alpha": "8"}, ValueError, "lora_alpha must be a finite number"),
+    ({"lora_alpha": float("inf")}, ValueError, "lora_alpha must be a finite number"),
+    ({"lora_alpha": float("nan")}, ValueError, "lora_alpha must be a finite number"),
+    ({"rank_pattern": {"q_proj": -1}}, ValueError, "rank_pattern must map module name patterns to positive integers"),
+    ({"rank_pattern": {"q_proj": 4.0}}, ValueError, "rank_pattern must map module name patterns to positive integers"),
+    ({"alpha_pattern": {"q_proj": "2"}}, ValueError, "alpha_pattern must map module name patterns to finite numbers"),
     ({"alpha_pattern": {"(": 2}}, ValueError, "not a regular expression"),
     ({"base_model_name_or_path": None}, ValueError, "names no base_model_name_or_path"),
     ({"base_model_name_or_path": 7}, ValueError, "base_model_name_or_path must be a string"),
@@ -258,12 +262,60 @@ def test_bad_adapter_config(adapter, changes, error, match):
         nemotron_c.AutoModelForCausalLM.from_pretrained(directory)
 
 
+@pytest.mark.parametrize("changes", [{"lora_alpha": 0}, {"lora_alpha": -8}, {"alpha_pattern": {"v_proj": -3.5}}],
+                         ids=["zero", "negative", "negative_pattern"])
+def test_zero_and_negative_alpha_scale_as_in_peft(adapter, changes):
+    """scaling = lora_alpha / r whatever its sign: an adapter subtracted (task arithmetic), or none"""
+    _, directory = adapter
+    edit_adapter_config(directory, **changes)
+    compare(directory)
+
+
 def test_adapter_config_not_json(adapter):
     _, directory = adapter
     with open(os.path.join(directory, "adapter_config.json"), "w") as f:
         f.write("{not json")
     with pytest.raises(ValueError, match="adapter_config.json is not valid JSON"):
         nemotron_c.AutoModelForCausalLM.from_pretrained(directory)
+
+
+def test_adapter_config_nested_too_deep(adapter):
+    """json's RecursionError is a malformed file like any other"""
+    _, directory = adapter
+    with open(os.path.join(directory, "adapter_config.json"), "w") as f:
+        f.write('{"peft_type": "LORA", "r": 4, "lora_alpha": 8, "x": ' + "[" * 100000 + "]" * 100000 + "}")
+    with pytest.raises(AdapterFormatError, match="adapter_config.json is not valid JSON"):
+        nemotron_c.AutoModelForCausalLM.from_pretrained(directory)
+
+
+@pytest.mark.parametrize("changes", [
+    {"target_modules": ["q_proj"]},
+    {"target_modules": r"model\.layers\.0\..*_proj"},
+    {"exclude_modules": ["v_proj"]},
+    {"exclude_modules": r".*layers\.1\..*"},
+    {"layers_to_transform": [1]},
+    {"layers_to_transform": 0, "layers_pattern": "layers"},
+    {"modules_to_save": ["q_proj"]},
+], ids=["list", "regex", "exclude_list", "exclude_regex", "layers_to_transform", "layers_pattern", "modules_to_save"])
+def test_updates_of_modules_the_config_does_not_target_are_ignored(adapter, changes):
+    """PEFT wraps the modules adapter_config.json targets only: the file's tensors for others (LoRA weights, a
+    base_layer weight) are unexpected keys that Transformers leaves out (its load report lists them)."""
+    _, directory = adapter
+    # init_lora_weights: a module targeted without weights in the file then starts with no update in PEFT too
+    edit_adapter_config(directory, init_lora_weights=True, **changes)
+    edit_adapter_weights(directory, lambda t: t.update({
+        "base_model.model.model.layers.1.input_layernorm.base_layer.weight": np.ones(64, np.float32)}))
+    with pytest.warns(UserWarning, match="not among the modules adapter_config.json targets"):
+        compare(directory)
+
+
+def test_all_linear_leaves_the_embedding_out(checkpoint, tmp_path):
+    base = checkpoint()
+    directory = make_adapter(base, str(tmp_path / "adapter"), target_modules=["q_proj", "embed_tokens"])
+    # init_lora_weights: the Linears without weights in the file then start with no update in PEFT too
+    edit_adapter_config(directory, target_modules="ALL-LINEAR", init_lora_weights=True)
+    with pytest.warns(UserWarning, match="embed_tokens"):
+        compare(directory)
 
 
 def rename(old, new):
@@ -285,6 +337,7 @@ Q_B = "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight"
     (rename(Q_A, Q_A.replace("lora_A", "lora_C")), "not a LoRA weight"),
     (lambda t: t.update({"base_model.model.lm_head.weight": np.zeros((3, 3), np.float32)}), "has shape"),
     (lambda t: t.update({Q_B: np.full_like(t[Q_B], np.inf)}), "not finite"),
+    (lambda t: t.update({Q_A: np.full_like(t[Q_A], 3e38)}), "not finite"),  # finite in float64, not in float32
 ])
 def test_bad_adapter_weights(adapter, edit, match):
     _, directory = adapter

@@ -313,6 +313,29 @@ def test_prefix_allowed_tokens_fn_before_forced_bos_and_unsatisfiable(models):
     assert np.isfinite(got["scores"][0].max(axis=1)).all()
 
 
+@pytest.mark.parametrize("allowed, error, match", [
+    ([1.5, 2.0], TypeError, "prefix_allowed_tokens_fn returned float64 token ids for batch ID 0"),
+    (np.array([3.0]), TypeError, "prefix_allowed_tokens_fn returned float64 token ids"),
+    (None, TypeError, "prefix_allowed_tokens_fn returned NoneType for batch ID 0; it must return the allowed token"),
+    (5, TypeError, "prefix_allowed_tokens_fn returned int for batch ID 0"),
+    ({3, 4}, TypeError, "prefix_allowed_tokens_fn returned set for batch ID 0"),
+    ([5, 96], IndexError, "prefix_allowed_tokens_fn returned token id 96 for batch ID 0, outside the vocabulary"),
+    ([-97], IndexError, "prefix_allowed_tokens_fn returned token id -97 for batch ID 0, outside the vocabulary"),
+], ids=["floats", "float_array", "none", "int", "set", "beyond", "below"])
+def test_prefix_allowed_tokens_fn_returning_what_are_not_token_ids(models, allowed, error, match):
+    """Transformers indexes its mask with what the function returns: floats there raise IndexError in torch (NumPy
+    would truncate them), None and sets fail in len() or in indexing; each is named here."""
+    with pytest.raises(error, match=match):
+        models[0].generate(PROMPTS, attention_mask=MASK, max_new_tokens=2,
+                           prefix_allowed_tokens_fn=lambda b, s: allowed)
+
+
+def test_prefix_allowed_tokens_fn_negative_ids_count_from_the_end(models):
+    """as torch indexing in Transformers' mask"""
+    compare(models, PROMPTS, MASK, max_new_tokens=3, eos_token_id=None, prefix_allowed_tokens_fn=lambda b, s: [-1, 4],
+            **DICT)
+
+
 # ---------------------------------------------------------------- refusals
 
 

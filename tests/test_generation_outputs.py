@@ -2,6 +2,7 @@
 per step a tuple over layers, step 0 the whole prompt, later steps one position (every position without a cache),
 with beams the running beams of that step in their order. Transformers returns attention weights only with its
 eager attention, so the weights are compared between eager models."""
+import tracemalloc
 import warnings
 
 import numpy as np
@@ -436,6 +437,20 @@ def test_inputs_embeds_sampling_and_bad_shapes(eager):
         our_generate(ours, None, None, inputs_embeds=mine[..., :5], max_new_tokens=2)
     with pytest.raises(ValueError, match="attention_mask has shape"):
         our_generate(ours, None, MASK[:, :5], inputs_embeds=mine, max_new_tokens=2)
+
+
+def test_inputs_embeds_of_a_huge_broadcast_batch_with_a_bad_mask_are_refused_before_copying(eager):
+    ours, theirs = eager
+    mine, _ = embeddings(ours, theirs, PROMPTS[:1])
+    embeds = np.broadcast_to(mine, (2**16,) + mine.shape[1:])  # 115 MB declared
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match="attention_mask has shape"):
+            our_generate(ours, None, np.ones((2**16, 5), np.int64), inputs_embeds=embeds, max_new_tokens=2)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20e6
 
 
 class Recorder:

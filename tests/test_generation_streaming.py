@@ -100,6 +100,13 @@ def test_stop_strings_as_transformers(models, tokenizer):
     assert single.shape[1] < PROMPTS.shape[1] + 12
 
 
+@pytest.mark.parametrize("stops", [5, 2.5, object()])
+def test_stop_strings_that_are_no_strings_are_named(models, tokenizer, stops):
+    """Transformers' StopStringCriteria fails in tuple(), with "'int' object is not iterable"."""
+    with pytest.raises(TypeError, match="stop_strings must be a string or a list of strings, not "):
+        our_generate(models[0], PROMPTS, MASK, max_new_tokens=2, stop_strings=stops, tokenizer=tokenizer)
+
+
 def test_stop_strings_of_characters_spread_over_byte_tokens(models):
     """A byte-level tokenizer writes "€" as three tokens: "€€" spans six, more than its two characters, and the
     token that completes the second "€" turns the U+FFFD its first two bytes decoded to into "€"."""

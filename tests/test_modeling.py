@@ -2,6 +2,7 @@
 import os
 import pickle
 import shutil
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -515,6 +516,23 @@ def test_inputs_embeds_match_transformers(checkpoint, stored):
         ours(inputs_embeds=embeds[..., :10])
     with pytest.raises(TypeError, match="floats"):
         ours(inputs_embeds=IDS)
+
+
+def test_bad_inputs_beside_a_huge_broadcast_batch_are_refused_before_copying_it(checkpoint):
+    """np.broadcast_to declares a batch it holds no memory for: a mask or position_ids of the wrong shape are
+    refused before the embeddings are copied out at their declared size (150 MB here)."""
+    ours = nemotron_c.AutoModelForCausalLM.from_pretrained(checkpoint())
+    embeds = np.broadcast_to(ours.get_input_embeddings()(IDS[:1]), (2**16, 9, 64))
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match="attention_mask has shape"):
+            ours(inputs_embeds=embeds, attention_mask=np.ones((2**16, 5), np.int64))
+        with pytest.raises(ValueError, match="position_ids has shape"):
+            ours(inputs_embeds=embeds, position_ids=np.zeros((3, 9), np.int64))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20e6
 
 
 def test_attentions_match_transformers(checkpoint):

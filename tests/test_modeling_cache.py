@@ -200,6 +200,34 @@ def test_a_shallow_copy_shares_and_pickling_is_refused(models):
     assert_next_forward_equal(models, cache, reference, IDS[:, PAST - 2:], MASK, "after the shallow copy's crop")
 
 
+@pytest.mark.parametrize("call", [
+    lambda cache: cache.batch_repeat_interleave(2**40),
+    lambda cache: cache.batch_repeat_interleave(2**64),
+    lambda cache: cache.batch_repeat_interleave([2**62, 2**62, 2**62]),  # their sum overflows int64
+    lambda cache: cache.batch_repeat_interleave(np.array([2**62, 2**62, 2**62], np.uint64)),
+    lambda cache: cache.batch_select_indices(np.broadcast_to(np.int64(0), (2**40,))),  # no memory behind it
+], ids=["int", "beyond_int64", "sum_beyond_int64", "uint64", "broadcast_indices"])
+def test_more_sequences_than_memory_holds_are_refused_before_allocating(models, call):
+    cache, _ = first_forward(models)
+    with pytest.raises(ValueError, match="sequences of .* positions need .* more than this machine's"):
+        call(cache)
+    assert cache.batch_size == 3
+
+
+@pytest.mark.parametrize("args, error, match", [
+    ((1.5,), TypeError, "batch_size must be an integer, not float"),
+    (("2",), TypeError, "batch_size must be an integer, not str"),
+    ((True,), TypeError, "batch_size must be an integer, not a bool"),
+    ((2, 2.0), TypeError, "capacity must be an integer, not float"),
+    ((0,), ValueError, "batch size must be positive"),
+    ((2**63,), ValueError, r"a cache of 9223372036854775808 sequences \(capacity 0\) is too large"),
+    ((2, 2**64), ValueError, r"a cache of 2 sequences \(capacity 18446744073709551616\) is too large"),
+], ids=["float", "str", "bool", "float_capacity", "zero", "beyond_int64", "capacity_beyond_int64"])
+def test_a_new_cache_refuses_what_is_no_size(models, args, error, match):
+    with pytest.raises(error, match=match):
+        nemotron_c.NemotronCache(models[0], *args)
+
+
 def test_index_arguments_refused_with_clear_errors(models):
     cache, reference = first_forward(models)
     # as Transformers (torch's index_select and indexing): out of range is an IndexError

@@ -21,6 +21,7 @@ import json
 import math
 import os
 import re
+import warnings
 
 import numpy as np
 
@@ -72,7 +73,7 @@ def read_adapter_config(directory):
     try:
         with open(path, encoding="utf-8") as f:
             config = json.load(f)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:  # json: RecursionError for deep nesting
         raise AdapterFormatError(f"{path} is not valid JSON: {e}") from None
     if not isinstance(config, dict):
         raise AdapterFormatError(f"{path} must hold a JSON object")
@@ -83,26 +84,97 @@ def read_adapter_config(directory):
     for key, harmless in UNSUPPORTED_SETTINGS.items():
         if not harmless(config.get(key)):
             raise NotImplementedError(f"{path}: {key}={config[key]!r} is not supported by nemotron_c's LoRA merge")
-    for key in ("r", "lora_alpha"):
-        value = config.get(key)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or not math.isfinite(value):
-            raise AdapterFormatError(f"{path}: {key} must be a positive number, got {value!r}")
-    for key in ("rank_pattern", "alpha_pattern"):
+    # PEFT sizes its matrices with r (a float fails in torch) and scales by any lora_alpha: 0 or negative too
+    def rank(value):
+        return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+    def alpha(value):
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+    for key, valid, what in (("r", rank, "a positive integer"), ("lora_alpha", alpha, "a finite number")):
+        if not valid(config.get(key)):
+            raise AdapterFormatError(f"{path}: {key} must be {what}, got {config.get(key)!r}")
+    for key, valid, what in (("rank_pattern", rank, "positive integers"), ("alpha_pattern", alpha, "finite numbers")):
         patterns = config.get(key) or {}
-        if not isinstance(patterns, dict) or not all(
-                isinstance(k, str) and not isinstance(v, bool) and isinstance(v, (int, float)) and v > 0
-                for k, v in patterns.items()):
-            raise AdapterFormatError(f"{path}: {key} must map module name patterns to positive numbers")
+        if not isinstance(patterns, dict) or not all(isinstance(k, str) and valid(v) for k, v in patterns.items()):
+            raise AdapterFormatError(f"{path}: {key} must map module name patterns to {what}, got {patterns!r}")
         for pattern in patterns:
             try:
                 re.compile(pattern)
             except re.error as e:
                 raise AdapterFormatError(f"{path}: {key} holds the pattern {pattern!r}, not a regular expression: "
                                          f"{e}") from None
+    check_targeting(path, config)
     base = config.get("base_model_name_or_path")
     if base is not None and not isinstance(base, str):
         raise AdapterFormatError(f"{path}: base_model_name_or_path must be a string, got {base!r}")
     return config
+
+
+def check_targeting(path, config):
+    """The settings that choose the modules PEFT wraps (see targeted) have the types PEFT's matching takes, and
+    their patterns are regular expressions."""
+    def strings(value):
+        return isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+
+    def compiles(pattern):
+        try:
+            re.compile(pattern)
+        except re.error as e:
+            raise AdapterFormatError(f"{path}: the pattern {pattern!r} is not a regular expression: {e}") from None
+
+    if config.get("target_modules") is None:  # PEFT's default targets know no Nemotron: it raises a ValueError too
+        raise AdapterFormatError(f"{path} names no target_modules")
+    for key in ("target_modules", "exclude_modules", "modules_to_save", "layers_pattern"):
+        value = config.get(key)
+        if not (value is None or isinstance(value, str) or strings(value)):
+            raise AdapterFormatError(f"{path}: {key} must be a string or a list of strings, got {value!r}")
+        for pattern in [value] if isinstance(value, str) else value or ():
+            compiles(pattern)
+    layers = config.get("layers_to_transform")
+    if layers is not None and not (isinstance(layers, int) and not isinstance(layers, bool)) and not (
+            isinstance(layers, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in layers)):
+        raise AdapterFormatError(f"{path}: layers_to_transform must be an integer or a list of integers, got "
+                                 f"{layers!r}")
+
+
+def targeted(config, module):
+    """Whether PEFT wraps `module` (the base model's name, as model.layers.0.self_attn.q_proj) in a LoRA layer, as
+    its check_target_module_exists decides: only those take the file's LoRA and base_layer tensors.
+    "all-linear" is every Linear but the causal LM's head (and a SEQ_CLS adapter's score): in Nemotron, every module
+    a LoRA can adapt but the embedding and those."""
+    exclude = config.get("exclude_modules")
+    if isinstance(exclude, str):
+        if re.fullmatch(exclude, module):
+            return False
+    elif exclude and (module in exclude or any(module.endswith(f".{e}") for e in exclude)):
+        return False
+    if any(re.match(rf"(^|.*\.){saved}($|\..*)", module) for saved in config.get("modules_to_save") or ()):
+        return False
+    target = config["target_modules"]
+    if isinstance(target, str):
+        if target.lower() == "all-linear":
+            heads = ("lm_head", "score") if config.get("task_type") == "SEQ_CLS" else ("lm_head",)
+            return module not in heads and not module.endswith(".embed_tokens") and module != "embed_tokens"
+        return re.fullmatch(target, module) is not None
+    if module in target:
+        return True
+    found = any(module.endswith(f".{t}") for t in target)
+    layers = config.get("layers_to_transform")
+    if not found or layers is None or layers == []:
+        return found
+    pattern = config.get("layers_pattern")
+    if not pattern:
+        match = re.match(r".*?\.[^.]*\.(?P<idx>\d+)\.", module)
+    else:
+        for p in [pattern] if isinstance(pattern, str) else pattern:
+            match = re.match(rf"(?:^|.*?\.){p}\.(?P<idx>\d+)\.", module)
+            if match is not None:
+                break
+    if match is None:
+        return False
+    index = int(match["idx"])
+    return index == layers if isinstance(layers, int) else index in layers
 
 
 def read_adapter_weights(directory):
@@ -138,9 +210,13 @@ def merge_adapter(tensors, adapter, config, backbone_prefix):
     adapter changed)."""
     tensors = dict(tensors)
     updates, replacements = {}, {}  # module -> {"A": ..., "B": ..., "embedding": bool}; tensor name -> tensor
+    ignored = []
     for name, tensor in adapter.items():
         match = re.fullmatch(r"(.+)\.(lora_A\.weight|lora_B\.weight|lora_embedding_A|lora_embedding_B)", name)
-        if match:
+        wrapped = re.fullmatch(r"(.+)\.base_layer\..+", name)
+        if (match or wrapped) and not targeted(config, (match or wrapped).group(1)):
+            ignored.append(name)  # Transformers: an unexpected key of its load report, left out
+        elif match:
             module, part = match.groups()
             entry = updates.setdefault(module, {})
             entry["embedding" if "embedding" in part else "linear"] = True
@@ -160,6 +236,10 @@ def merge_adapter(tensors, adapter, config, backbone_prefix):
                 return backbone_prefix + name[len(prefix):]
         raise AdapterFormatError(f"adapter tensor {name!r} names no tensor of the base checkpoint")
 
+    if ignored:
+        warnings.warn(f"the adapter's tensors {', '.join(ignored)} belong to modules not among the modules "
+                      "adapter_config.json targets (target_modules, exclude_modules, layers_to_transform, "
+                      "modules_to_save): left out, as Transformers leaves them", UserWarning, stacklevel=4)
     changed = set()
     for name, (adapter_name, tensor) in replacements.items():
         target = base_name(name)
@@ -187,12 +267,13 @@ def merge_adapter(tensors, adapter, config, backbone_prefix):
                                      f"(r / rank_pattern) ")
         module_alpha = pattern_value(config.get("alpha_pattern") or {}, module, alpha)
         scaling = module_alpha / math.sqrt(rank) if config.get("use_rslora") else module_alpha / rank
-        update = float64(b) @ float64(a)
-        if entry.get("embedding"):
-            update = update.T
-        merged = float64(tensors[target]) + scaling * update
+        with np.errstate(over="ignore", invalid="ignore"):  # inf, NaN and values past float32's range: refused below
+            update = float64(b) @ float64(a)
+            if entry.get("embedding"):
+                update = update.T
+            merged = np.ascontiguousarray(float64(tensors[target]) + scaling * update, dtype=np.float32)
         if not np.all(np.isfinite(merged)):
             raise AdapterFormatError(f"merging the adapter into {target!r} gives values that are not finite")
-        tensors[target] = np.ascontiguousarray(merged, dtype=np.float32)
+        tensors[target] = merged
         changed.add(target)
     return tensors, changed

@@ -171,16 +171,39 @@ class PrefixConstrained:
         for row in range(ids.shape[0]):
             batch_id = row // self.num_beams
             sent = torch.from_numpy(ids[row].copy()) if torch is not None else ids[row].copy()
-            allowed = self.fn(batch_id, sent)
-            if len(allowed) == 0:
-                raise ValueError(f"`prefix_allowed_tokens_fn` returned an empty list for batch ID {batch_id}.This "
-                                 "means that the constraint is unsatisfiable. Please check your implementationof "
-                                 "`prefix_allowed_tokens_fn` ")
-            allowed = to_numpy(allowed if not isinstance(allowed, range) else list(allowed), "allowed tokens")
-            mask[row, allowed.astype(np.int64) if allowed.dtype != bool else allowed] = 0
+            mask[row, self.allowed(self.fn(batch_id, sent), batch_id, scores.shape[1])] = 0
         processed = scores + mask
         unsatisfiable = np.isneginf(processed.max(axis=-1)).reshape(-1, self.num_beams).all(axis=-1)
         return np.where(np.repeat(unsatisfiable, self.num_beams)[:, None], mask, processed)
+
+    @staticmethod
+    def allowed(allowed, batch_id, vocab_size):
+        """The function's answer as mask indices: token ids (negative ones count from the end, as torch indexes) or
+        one boolean per token."""
+        what = f"prefix_allowed_tokens_fn returned {type(allowed).__name__} for batch ID {batch_id}"
+        try:
+            empty = len(allowed) == 0
+        except TypeError:
+            raise TypeError(f"{what}; it must return the allowed token ids (a list or a tensor)") from None
+        if empty:
+            raise ValueError(f"`prefix_allowed_tokens_fn` returned an empty list for batch ID {batch_id}.This "
+                             "means that the constraint is unsatisfiable. Please check your implementationof "
+                             "`prefix_allowed_tokens_fn` ")
+        try:
+            ids = to_numpy(list(allowed) if isinstance(allowed, range) else allowed,
+                           "the token ids prefix_allowed_tokens_fn returned")
+        except TypeError:
+            raise TypeError(f"{what}; it must return the allowed token ids (a list or a tensor)") from None
+        if ids.dtype == bool:
+            return ids
+        if not np.issubdtype(ids.dtype, np.integer):  # torch refuses them as indices; NumPy would truncate floats
+            raise TypeError(f"prefix_allowed_tokens_fn returned {ids.dtype} token ids for batch ID {batch_id}; "
+                            "they must be integers")
+        bad = ids[(ids < -vocab_size) | (ids >= vocab_size)]
+        if bad.size:
+            raise IndexError(f"prefix_allowed_tokens_fn returned token id {bad.flat[0]} for batch ID {batch_id}, "
+                             f"outside the vocabulary [0, {vocab_size})")
+        return ids.astype(np.int64)
 
 
 class ForcedEos:

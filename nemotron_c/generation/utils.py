@@ -65,7 +65,6 @@ empty input_ids raise a ValueError (a RuntimeError there); Transformers' logged 
 """
 import ast
 import copy
-import os
 import re
 import time
 import warnings
@@ -77,8 +76,9 @@ from .assisted import AssistantCandidates, PromptLookupCandidates, assisted_deco
 from .custom import (FORCED_EOS_STAGE, PREFIX_ALLOWED_TOKENS_STAGE, CandidateCriteria, ForcedEos, PrefixConstrained,
                      Processors, as_callables, built_processors, merge_criteria, merge_processors)
 from .configuration import GENERATION_CONFIG_NAME, GenerationConfig, default_generation_params
-from ..model.inputs import as_attention_mask, as_embeddings, as_token_ids, check_int64, to_numpy
-from ..model.cache import NemotronCache, check_cache
+from ..model.inputs import (as_attention_mask, as_embeddings, as_token_ids, check_embeddings, check_int64,
+                             to_numpy)
+from ..model.cache import NemotronCache, check_cache, physical_memory
 from ..model.outputs import ModelOutput
 
 __all__ = ["GENERATION_CONFIG_NAME", "GenerationConfig", "GenerateDecoderOnlyOutput", "GenerateBeamDecoderOnlyOutput",
@@ -487,10 +487,15 @@ class StopStrings:
     def __init__(self, tokenizer, stop_strings):
         if isinstance(stop_strings, str):
             stop_strings = [stop_strings]
+        try:
+            stop_strings = list(stop_strings)
+        except TypeError:
+            raise TypeError(f"stop_strings must be a string or a list of strings, not {type(stop_strings).__name__}") \
+                from None
         if not stop_strings or not all(isinstance(s, str) and s for s in stop_strings):
             raise ValueError(f"stop_strings must be a non-empty string or list of non-empty strings, got {stop_strings!r}")
         self.tokenizer = tokenizer
-        self.stop_strings = list(stop_strings)
+        self.stop_strings = stop_strings
         # Every token but an empty one decodes to at least one byte (byte-fallback and byte-level tokens to exactly
         # one), so a stop string lies within its UTF-8 length of tokens from the end, as Transformers' matching
         # assumes; the window holds two more, so that it starts before the string.
@@ -801,7 +806,7 @@ def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=N
     vocab_size = model.config.vocab_size
     embeds = model_kwargs.get("inputs_embeds")
     if embeds is not None:
-        embeds = as_embeddings(embeds, model.config.hidden_size)
+        embeds = check_embeddings(embeds, model.config.hidden_size)  # copied once the mask is checked too
         # as Transformers: the embeddings run the prompt's forward pass and it needs a cache to go on from
         config.use_cache = True
     if inputs is None and embeds is None:
@@ -885,7 +890,7 @@ def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=N
                       config.max_length + context)
     input_ids = np.repeat(input_ids, expand, axis=0)
     mask = np.repeat(mask, expand, axis=0)
-    embeds = None if embeds is None else np.repeat(embeds, expand, axis=0)
+    embeds = None if embeds is None else np.repeat(as_embeddings(embeds, model.config.hidden_size), expand, axis=0)
     # Transformers skips each row's leading padding in the repetition penalty. With embeddings of another length it
     # skips that many of its input_ids and new tokens, which are not what the mask pads: none is skipped here.
     padding = np.argmax(mask != 0, axis=1).astype(np.int64) * (not mixed)
@@ -1102,7 +1107,7 @@ def check_rows_memory(model_config, num_beams, num_return, rows, prompt_length, 
     per_position = 2 * c.num_hidden_layers * c.num_key_value_heads * c.head_dim * 4
     per_row = (prompt_length + 1) * per_position + 2 * 4 * c.vocab_size
     needed, table = rows * per_row, rows * 8 * max_length if num_beams > 1 else 0
-    available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else None
+    available = physical_memory()
     if available and max(needed, table) > available:
         what = (f"{per_row / 2**20:.2f} MiB each (cache and scores): {needed / 2**30:.1f} GiB before the first token"
                 if needed >= table else f"sequences up to max_length={max_length}: tables of {table / 2**30:.1f} GiB")

@@ -1,6 +1,7 @@
 """The KV cache a forward hands back and takes again (Transformers' DynamicCache role), and the one check of a
 cache argument that forward, generate and score share."""
 import operator
+import os
 
 import numpy as np
 
@@ -21,6 +22,13 @@ _NOT_OFFERED = {
     "has_previous_state": "Nemotron has attention layers only: there are no linear-attention states",
     "update_indexer": "Nemotron has attention layers only: there is no indexer key cache",
 }
+
+
+def physical_memory():
+    """This machine's memory in bytes (None where the OS does not say): what no allocation may exceed."""
+    if not hasattr(os, "sysconf"):
+        return None
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 def _count(value, name):
@@ -103,7 +111,11 @@ class NemotronCache:
     """
 
     def __init__(self, model, batch_size, capacity=0):
-        self._core = _core.Cache(model._core, int(batch_size), int(capacity))
+        batch_size, capacity = _count(batch_size, "batch_size"), _count(capacity, "capacity")
+        try:
+            self._core = _core.Cache(model._core, batch_size, capacity)
+        except OverflowError:  # beyond the core's int64 sizes
+            raise ValueError(f"a cache of {batch_size} sequences (capacity {capacity}) is too large") from None
         self._owner = model._core
         self._initialized = False
 
@@ -247,6 +259,7 @@ class NemotronCache:
         (negative ones count from the end, repeats allowed) or a boolean mask of one entry per sequence."""
         rows = _row_indices(indices, "indices")
         B = self.batch_size
+        self._check_fits(len(rows))  # before reading them: a broadcast array declares more than it holds
         if rows.dtype == np.bool_ and len(rows) != B:
             raise IndexError(f"indices is a boolean mask of {len(rows)} entries, but the cache holds {B} sequences")
         if rows.dtype != np.bool_ and len(rows) and (rows.min() < -B or rows.max() >= B):
@@ -273,7 +286,20 @@ class NemotronCache:
                 raise ValueError(f"repeats holds {len(counts)} counts, but the cache holds {B} sequences") from None
         if np.any(np.asarray(counts) < 0):
             raise ValueError(f"repeats must not be negative, got {repeats}")
+        # summed as Python ints, which do not wrap as int64 would
+        self._check_fits(B * counts if isinstance(counts, int) else sum(int(c) for c in counts))
         self._select(np.repeat(np.arange(B), counts))
+
+    def _check_fits(self, sequences):
+        """Refuses, before anything is allocated, a cache of more sequences than this machine's memory holds."""
+        core = self._core
+        itemsize = next(info.itemsize for info in _core.DTYPE_INFO.values() if info.code == core.dtype)
+        per_sequence = 2 * core.num_layers * core.num_key_value_heads * core.head_dim * itemsize * max(core.length, 1)
+        available = physical_memory()
+        if available and sequences * per_sequence > available:
+            raise ValueError(f"{sequences} sequences of {core.length} positions need "
+                             f"{sequences * per_sequence / 2**30:.1f} GiB of keys and values, more than this "
+                             f"machine's {available / 2**30:.1f} GiB")
 
     def _select(self, rows):
         if len(rows) == 0:

@@ -103,8 +103,9 @@ def as_position_ids(value, shape):
     return np.ascontiguousarray(np.broadcast_to(positions, shape), dtype=np.int64)
 
 
-def as_embeddings(value, hidden_size):
-    """(B, T, H) float32 embeddings from a 2-D (one sequence) or 3-D float array-like."""
+def check_embeddings(value, hidden_size):
+    """(B, T, H) embeddings from a 2-D (one sequence) or 3-D float array-like, checked but not yet copied: a
+    broadcast view declares a batch it holds no memory for, which the other inputs' checks should see first."""
     embeds = to_numpy(value, "inputs_embeds")
     if not np.issubdtype(embeds.dtype, np.floating):
         raise TypeError(f"inputs_embeds must hold floats, got dtype {embeds.dtype}")
@@ -112,4 +113,9 @@ def as_embeddings(value, hidden_size):
         embeds = embeds[None]
     if embeds.ndim != 3 or embeds.shape[2] != hidden_size or 0 in embeds.shape:
         raise ValueError(f"inputs_embeds must have shape (batch, sequence, {hidden_size}), got {embeds.shape}")
-    return np.ascontiguousarray(embeds, dtype=np.float32)
+    return embeds
+
+
+def as_embeddings(value, hidden_size):
+    """(B, T, H) float32 embeddings, contiguous (check_embeddings's, copied)."""
+    return np.ascontiguousarray(check_embeddings(value, hidden_size), dtype=np.float32)

@@ -24,7 +24,8 @@ from ..generation.utils import compute_transition_scores, generate, generate_ite
 from .adapters import DEFAULT_ADAPTER_NAME, AdapterState, PeftAdapterMixin, adapter_base, merged_tensors, read_adapter
 from .cache import NemotronCache, check_cache
 from .configuration import CONFIG_NAME, NemotronConfig
-from .inputs import as_attention_mask, as_embeddings, as_position_ids, as_token_ids, to_numpy
+from .inputs import (as_attention_mask, as_embeddings, as_position_ids, as_token_ids, check_embeddings,
+                     to_numpy)
 from .losses import causal_lm_loss
 from .outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 from .rope import core_rope_settings
@@ -491,12 +492,10 @@ class NemotronPreTrainedModel(PeftAdapterMixin):
             ids, embeds = as_token_ids(input_ids, vocab_size=config.vocab_size).astype(np.int32), None
             B, T = ids.shape
         else:
-            ids, embeds = None, as_embeddings(inputs_embeds, config.hidden_size)
+            ids, embeds = None, check_embeddings(inputs_embeds, config.hidden_size)
             B, T = embeds.shape[:2]
         if cache is not None:
             check_cache(cache, self, B, "past_key_values", f"the input holds {B}")
-        elif use_cache:
-            cache = NemotronCache(self, B, T)
         past = 0 if cache is None else cache.get_seq_length()
         limit = config.max_position_embeddings
         if past + T > limit and not getattr(self, "_warned_length", False):
@@ -509,6 +508,10 @@ class NemotronPreTrainedModel(PeftAdapterMixin):
             positions = np.broadcast_to(np.arange(past, past + T, dtype=np.int64), (B, T)).copy()
         else:
             positions = as_position_ids(position_ids, (B, T))
+        if embeds is not None:
+            embeds = as_embeddings(embeds, config.hidden_size)
+        if cache is None and use_cache:
+            cache = NemotronCache(self, B, T)
         keep_positions, pick = positions_to_keep(logits_to_keep, B, T) if logits else (np.zeros(0, np.int64), None)
         H, L = config.hidden_size, config.num_hidden_layers
         shapes = {"logits": (B, len(keep_positions), config.vocab_size), "last_hidden": (B, T, H),
