@@ -420,6 +420,10 @@ nt_status nt_generator_process(nt_generator *g, nt_error *err, const int64_t *id
     if (length < g->T0)
         return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "rows of %lld tokens are shorter than the prompt (%lld)",
                             (long long)length, (long long)g->T0);
+    for (int64_t i = 0; i < g->N * length; i++) /* the processors index scores by these ids */
+        if (ids[i] < 0 || ids[i] >= g->V)
+            return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "token id %lld is outside the vocabulary (%lld)",
+                                (long long)ids[i], (long long)g->V);
     return process_scores(g, err, scores, ids, length, length, 0);
 }
 

@@ -233,6 +233,41 @@ static int custom_eos_checks(nt_model *m, int64_t V) {
 }
 
 #undef CHECK
+#define CHECK(cond) do { if (!(cond)) { printf("process check failed, line %d: %s (%s)\n", __LINE__, #cond, err.message); return 1; } } while (0)
+
+/* nt_generator_process: the step's processors on given scores (min_length bans eos below it); ids outside the
+ * vocabulary, which the processors would index scores by, are refused */
+static int process_checks(nt_model *m, int64_t V) {
+    enum { N = 1, T = 3, M = 10 };
+    nt_error err = {0};
+    int64_t eos = 1, ids[N * (T + 2)] = {4, 5, 6, 7, 8};
+    nt_generation_config g = {.max_length = M, .min_length = T + 2, .eos_token_ids = &eos, .n_eos = 1,
+                              .pad_token_id = 0, .beam_fill_token_id = 0, .forced_bos_token_id = -1,
+                              .repetition_penalty = 1.0f, .temperature = 1.0f, .top_p = 1.0f, .typical_p = 1.0f,
+                              .min_tokens_to_keep = 1, .num_beams = 1, .length_penalty = 1.0f, .decay_start = INFINITY};
+    int64_t sequences[N * M];
+    nt_generation_outputs out = {.sequences = sequences};
+    nt_generator *gen;
+    CHECK(nt_generator_create(&gen, &err, m, &g, &out, ids, NULL, N, T, NULL) == NT_OK);
+    float *scores = malloc(sizeof(float) * (size_t)V);
+    CHECK(scores != NULL);
+    for (int64_t v = 0; v < V; v++) scores[v] = 1.0f;
+    CHECK(nt_generator_process(gen, &err, ids, T + 1, scores) == NT_OK);
+    CHECK(scores[eos] == -INFINITY && scores[0] == 1.0f); /* length 4 < min_length 5 */
+    for (int64_t v = 0; v < V; v++) scores[v] = 1.0f;
+    CHECK(nt_generator_process(gen, &err, ids, T + 2, scores) == NT_OK && scores[eos] == 1.0f);
+    CHECK(nt_generator_process(gen, &err, ids, T - 1, scores) == NT_ERROR_INVALID_ARGUMENT);
+    ids[T] = V;
+    CHECK(nt_generator_process(gen, &err, ids, T + 1, scores) == NT_ERROR_INVALID_ARGUMENT);
+    ids[T] = -1;
+    CHECK(nt_generator_process(gen, &err, ids, T + 1, scores) == NT_ERROR_INVALID_ARGUMENT);
+    free(scores);
+    nt_generator_free(gen);
+    printf("process checks: ok\n");
+    return 0;
+}
+
+#undef CHECK
 #define CHECK(cond) do { if (!(cond)) { printf("hook check failed, line %d: %s (%s)\n", __LINE__, #cond, err.message); return 1; } } while (0)
 
 /* a processor hook: records the stage and rows it was given, then bans token 3 (or fails when asked to) */
@@ -390,7 +425,8 @@ static int run(int64_t V, int64_t n_eos, int first_mode) {
         nt_generator_free(gen);
         free(ids); free(mask); free(seqs); free(scores); free(logits); free(ss); free(bi);
     }
-    if (first_mode == 0 && (cache_checks(model, V) || prefilled_checks(model, V) || custom_eos_checks(model, V) || hook_checks(model, V))) return 1;
+    if (first_mode == 0 && (cache_checks(model, V) || prefilled_checks(model, V) || custom_eos_checks(model, V) || process_checks(model, V) ||
+                            hook_checks(model, V))) return 1;
     nt_model_free(model);
     for (int i = 0; i < ns; i++) free(store[i]);
     return 0;
