@@ -196,15 +196,20 @@ static int prefilled_checks(nt_model *m, int64_t V) {
 #undef CHECK
 #define CHECK(cond) do { if (!(cond)) { printf("custom eos check failed, line %d: %s (%s)\n", __LINE__, #cond, err.message); return 1; } } while (0)
 
+/* greedy search of max_length tokens with every processor off and no eos */
+static nt_generation_config neutral_config(int64_t max_length) {
+    return (nt_generation_config){.max_length = max_length, .pad_token_id = 0, .beam_fill_token_id = 0,
+                                  .forced_bos_token_id = -1, .repetition_penalty = 1.0f, .temperature = 1.0f,
+                                  .top_p = 1.0f, .typical_p = 1.0f, .min_tokens_to_keep = 1, .num_beams = 1,
+                                  .length_penalty = 1.0f, .decay_start = INFINITY};
+}
+
 /* custom_eos_criteria: an eos id the rows take stops none of them; a row the caller stops gets pad_token_id after,
  * even with no eos ids */
 static int custom_eos_checks(nt_model *m, int64_t V) {
     enum { N = 2, T = 5, M = 12 };
     nt_error err = {0};
-    nt_generation_config plain = {.max_length = M, .pad_token_id = 0, .beam_fill_token_id = 0,
-                                  .forced_bos_token_id = -1, .repetition_penalty = 1.0f, .temperature = 1.0f,
-                                  .top_p = 1.0f, .typical_p = 1.0f, .min_tokens_to_keep = 1, .num_beams = 1,
-                                  .length_penalty = 1.0f, .decay_start = INFINITY};
+    nt_generation_config plain = neutral_config(M);
     int64_t ids[N * T], reference[N * M], custom[N * M];
     for (int i = 0; i < N * T; i++) ids[i] = (i * 11 + 3) % V;
     nt_generation_outputs out = {.sequences = reference}; /* without eos ids */
@@ -241,10 +246,10 @@ static int process_checks(nt_model *m, int64_t V) {
     enum { N = 1, T = 3, M = 10 };
     nt_error err = {0};
     int64_t eos = 1, ids[N * (T + 2)] = {4, 5, 6, 7, 8};
-    nt_generation_config g = {.max_length = M, .min_length = T + 2, .eos_token_ids = &eos, .n_eos = 1,
-                              .pad_token_id = 0, .beam_fill_token_id = 0, .forced_bos_token_id = -1,
-                              .repetition_penalty = 1.0f, .temperature = 1.0f, .top_p = 1.0f, .typical_p = 1.0f,
-                              .min_tokens_to_keep = 1, .num_beams = 1, .length_penalty = 1.0f, .decay_start = INFINITY};
+    nt_generation_config g = neutral_config(M);
+    g.min_length = T + 2;
+    g.eos_token_ids = &eos;
+    g.n_eos = 1;
     int64_t sequences[N * M];
     nt_generation_outputs out = {.sequences = sequences};
     nt_generator *gen;
