@@ -3,13 +3,15 @@
  *   make -C csrc bench                       every kernel set
  *   make -C csrc bench BENCH_ARGS="avx512"   the sets named
  *   make -C csrc bench BENCH_ARGS="avx512 float32 512"   the sets, dtypes and numbers of rows named
- * One thread, then (for the prefill shapes) two threads splitting the columns, each packing the rows of x for
- * itself, and two threads packing x together first (matmul_packed), as model/forward.c does.
+ * One thread, then two threads splitting the columns: for the decode shapes (up to 16 rows) their speed-up and the
+ * GB/s of weights they reach together (a decode step's bound), for the prefill shapes their speed-up with each thread
+ * packing the rows of x for itself, and with two threads packing x together first (matmul_packed), as
+ * model/forward.c does.
  * Prefill shapes are judged by GFLOP/s against the FMA peak (benchmarks/fma_peak.c), decode shapes by
  * GB/s (of weights and their scales) against the memory bandwidth. The last shape, 128 rows of 3072 (1.5 MB in
- * float32), fits a core's L2 and is run at decode sizes only (up to 16 rows): its speed is what the kernel's
- * arithmetic allows when memory is no limit, so a decode kernel whose speed on the big shapes is well below it is
- * bound by memory.
+ * float32), fits a core's L2 (2 MiB on a Sapphire Rapids; a Zen 5 EPYC's 1 MiB leaves it to L3) and is run at
+ * decode sizes only (up to 16 rows): its speed is what the kernel's arithmetic allows when memory is no limit, so a
+ * decode kernel whose speed on the big shapes is well below it is bound by memory.
  * Then the blocked attention of one key/value head and its 3 query heads (Minitron-4B's groups, head_dim 128),
  * one thread: a 4096-token prompt (GFLOP/s of its two products, causal half), and one new token after 4096
  * cached ones (GB/s of keys and values read).
@@ -18,10 +20,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/mman.h>
 
 #include "kernels/kernels.h"
 
 enum { COLUMN_BLOCK = 48 }; /* as MATMUL_COLUMN_BLOCK in model/forward.c */
+/* Decode shapes read a different copy of w at each call, as a decode step reads every layer's weights once: the same
+ * 56-113 MB again and again would be partly served by a large L3 (32 MiB on an EPYC) and overstate the speed. */
+enum { COPIES = 4 };
 
 static double now(void) {
     struct timespec t;
@@ -35,6 +41,7 @@ typedef struct {
     float *y, *packed;
     const float *x;
     const nt_tensor *w;
+    const nt_tensor *copies; /* or NULL: w, at every call; else call c reads copies[c % COPIES] */
     int64_t M, N;
 } job;
 
@@ -52,6 +59,15 @@ static void pack_blocks(void *ctx, int64_t begin, int64_t end) {
     j->packing->packing[j->w->dtype]->pack_rows(j->packed, j->x, j->M, j->w->shape[1], begin, end);
 }
 
+/* The weights as the Python side holds them: NumPy asks the kernel for huge pages (madvise) for arrays of 4 MiB
+ * and more, and a decode kernel's speed depends on it (TLB misses every 4 KiB otherwise). */
+static void *huge_alloc(size_t bytes) {
+    size_t huge = (size_t)1 << 21;
+    void *p = aligned_alloc(huge, (bytes + huge - 1) / huge * huge);
+    if (p != NULL) madvise(p, bytes, MADV_HUGEPAGE);
+    return p;
+}
+
 static double cpu_now(void) {
     struct timespec t;
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
@@ -60,12 +76,14 @@ static double cpu_now(void) {
 
 /* Best wall time of a few runs (fewer when one run is long) of `calls` calls each, per call, and the best CPU time
  * of the process (every thread's) per call in *cpu: on a machine others share, CPU time is the steadier figure. */
-static double best_time(nt_threadpool *pool, const job *j, int calls, double *cpu) {
+static double best_time(nt_threadpool *pool, const job *given, int calls, double *cpu) {
+    job copy = *given, *j = &copy;
     double best = 1e9, spent = 0.0;
     *cpu = 1e9;
     for (int r = 0; r < 5 && (r < 2 || spent < 1.0); r++) {
         double start = now(), start_cpu = cpu_now();
         for (int c = 0; c < calls; c++) {
+            if (j->copies != NULL) j->w = &j->copies[c % COPIES];
             if (j->packing != NULL) /* as model/forward.c: the threads pack x together, then split the columns */
                 nt_threadpool_parallel_for(pool, pack_blocks, (void *)j,
                                            (j->M + j->packing->packing[j->w->dtype]->row_block - 1) /
@@ -143,7 +161,8 @@ int main(int argc, char **argv) {
     static const int64_t Ms[] = {1, 2, 4, 8, 16, 128, 512, 2048};
     const int64_t max_M = 2048, max_elements = 9216 * 3072;
     float *x = malloc(sizeof(float) * max_M * 9216), *y = malloc(sizeof(float) * max_M * 9216);
-    float *w = malloc(sizeof(float) * max_elements), *scales = malloc(sizeof(float) * (max_elements / NT_Q4_GROUP));
+    float *w = huge_alloc(sizeof(float) * max_elements * COPIES);
+    float *scales = malloc(sizeof(float) * (max_elements / NT_Q4_GROUP));
     nt_threadpool *one, *two;
     nt_error err;
     if (!x || !y || !w || !scales || nt_threadpool_create(&one, &err, 1) != NT_OK || nt_threadpool_create(&two, &err, 2) != NT_OK) {
@@ -151,7 +170,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     for (int64_t i = 0; i < max_M * 9216; i++) x[i] = (float)(i % 7) * 0.1f;
-    for (int64_t i = 0; i < max_elements; i++) w[i] = (float)(i % 5) * 0.1f; /* also valid small halves */
+    for (int64_t i = 0; i < max_elements * COPIES; i++) w[i] = (float)(i % 5) * 0.1f; /* also valid small halves */
     for (int64_t i = 0; i < max_elements / NT_Q4_GROUP; i++) scales[i] = 0.01f;
     float *packed = aligned_alloc(64, sizeof(float) * (2 * max_M * 9216 + 64)); /* x packed (amx: 1.5 floats a value) */
     printf("%-9s %-5s %5s %5s %5s %9s %8s %9s %12s %12s %12s %12s\n", "kernels", "dtype", "M", "N", "K", "GFLOP/s",
@@ -179,11 +198,23 @@ int main(int argc, char **argv) {
                     char rows[24];
                     snprintf(rows, sizeof rows, "%lld", (long long)M);
                     if (!wanted(rows, is_rows, argc, argv)) continue;
-                    job j = {.fn = set->matmul[d], .y = y, .packed = packed, .x = x, .w = &wt, .M = M, .N = N};
-                    double cpu, single = best_time(one, &j, in_l2 ? 200 : 1, &cpu), flops = 2.0 * M * N * K;
+                    nt_tensor copies[COPIES];
+                    for (int c = 0; c < COPIES; c++) {
+                        copies[c] = wt;
+                        copies[c].data = w + c * max_elements;
+                    }
+                    int decode = M <= 16 && !in_l2;
+                    job j = {.fn = set->matmul[d], .y = y, .packed = packed, .x = x, .w = &wt, .M = M, .N = N,
+                             .copies = decode ? copies : NULL};
+                    int calls = in_l2 ? 200 : decode ? COPIES : 1;
+                    double cpu, single = best_time(one, &j, calls, &cpu), flops = 2.0 * M * N * K;
                     printf("%-9s %-5s %5lld %5lld %5lld %9.1f %8.1f %9.1f", set->name, nt_dtype_name(wt.dtype),
                            (long long)M, (long long)N, (long long)K, flops / single / 1e9, bytes / single / 1e9,
                            flops / cpu / 1e9);
+                    if (decode) {
+                        double both = best_time(two, &j, calls, &cpu);
+                        printf(" %12.2f %8.1f GB/s", single / both, bytes / both / 1e9);
+                    }
                     if (M >= 128) {
                         double both = best_time(two, &j, 1, &cpu);
                         printf(" %12.2f %12.1f", single / both, flops / cpu / 1e9);
