@@ -81,6 +81,29 @@ static int push_replaced(str_list *dst, const char *t, size_t len, const char *f
 /* whether the caller's cancel flag is up, looked at every 65536 items (a volatile read per item would cost) */
 #define CANCELLED(i) (((i) & 0xFFFF) == 0xFFFF && cancel != NULL && *cancel)
 
+/* Copies len bytes from s to d in blocks of COPY_BLOCK, looking at the cancel flag between them: the fuse step and the
+ * steps and the final join copy the whole text at once (hundreds of MB for a long one, a second and more under ASan),
+ * which Ctrl-C must be able to stop. Returns 1 when cancelled (d part done), else 0. */
+enum { COPY_BLOCK = 1 << 24 };
+static int copy_cancellable(char *d, const char *s, size_t len, const volatile int *cancel) {
+    for (size_t done = 0; done < len; done += COPY_BLOCK) {
+        if (cancel != NULL && *cancel) return 1;
+        memcpy(d + done, s + done, len - done < COPY_BLOCK ? len - done : COPY_BLOCK);
+    }
+    return 0;
+}
+
+/* list_push for a string that may be long: the copy as copy_cancellable's. -1 without memory; 0 otherwise, the
+ * string whole or, when cancelled, part copied (the caller looks at the flag). */
+static int list_push_long(str_list *l, const char *s, size_t len, const volatile int *cancel) {
+    if (len < COPY_BLOCK) return list_push(l, s, len);
+    if (list_push(l, "", 0) || nt_buf_reserve(&l->bytes, l->bytes.len + len + 1)) return -1;
+    copy_cancellable(l->bytes.data + l->bytes.len, s, len, cancel);
+    l->bytes.len += len;
+    l->off[l->n] = l->bytes.len;
+    return 0;
+}
+
 /* One decoder step from src to dst; stops early, leaving dst part done, when cancelled. */
 static int apply_decoder(const nt_step *d, str_list *dst, const str_list *src, const volatile int *cancel) {
     const char *a = d->a;
@@ -112,14 +135,14 @@ static int apply_decoder(const nt_step *d, str_list *dst, const str_list *src, c
         return -1;
     }
     case NT_TOKENIZER_STEP_FUSE:
-        return list_push(dst, src->n ? src->bytes.data : "", src->n ? src->off[src->n] : 0);
+        return list_push_long(dst, src->n ? src->bytes.data : "", src->n ? src->off[src->n] : 0, cancel);
     case NT_TOKENIZER_STEP_STRIP:
         for (int64_t i = 0; i < src->n && !CANCELLED(i); i++) {
             const char *t = ITEM(src, i);
             size_t len = ITEM_LEN(src, i);
             for (int64_t k = 0; k < d->step.start && len >= al && memcmp(t, a, al) == 0; k++) t += al, len -= al;
             for (int64_t k = 0; k < d->step.stop && len >= al && memcmp(t + len - al, a, al) == 0; k++) len -= al;
-            if (list_push(dst, t, len)) return -1;
+            if (list_push_long(dst, t, len, cancel)) return -1;
         }
         return 0;
     case NT_TOKENIZER_STEP_METASPACE:
@@ -178,7 +201,11 @@ nt_status nt_tokenizer_decode(const nt_tokenizer *tok, nt_error *err, char **tex
     char *w = *text;
     for (int64_t i = 0; i < cur->n; i++) {
         if (i > 0 && sep) *w++ = ' ';
-        memcpy(w, ITEM(cur, i), ITEM_LEN(cur, i));
+        if (CANCELLED(i) || copy_cancellable(w, ITEM(cur, i), ITEM_LEN(cur, i), cancel)) {
+            free(*text);
+            *text = NULL;
+            goto interrupted;
+        }
         w += ITEM_LEN(cur, i);
     }
     *w = '\0';
