@@ -81,7 +81,7 @@ static int push_replaced(str_list *dst, const char *t, size_t len, const char *f
 /* whether the caller's cancel flag is up, looked at every 65536 items (a volatile read per item would cost) */
 #define CANCELLED(i) (((i) & 0xFFFF) == 0xFFFF && cancel != NULL && *cancel)
 
-/* Copies len bytes from s to d in blocks of COPY_BLOCK, looking at the cancel flag between them: the fuse step and the
+/* Copies len bytes from s to d in blocks of COPY_BLOCK, looking at the cancel flag between them: the fuse and strip
  * steps and the final join copy the whole text at once (hundreds of MB for a long one, a second and more under ASan),
  * which Ctrl-C must be able to stop. Returns 1 when cancelled (d part done), else 0. */
 enum { COPY_BLOCK = 1 << 24 };
