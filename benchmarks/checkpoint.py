@@ -17,6 +17,8 @@ MINITRON_4B = dict(hidden_size=3072, intermediate_size=9216, num_attention_heads
 # The smoke test's widths: the same shape of model, small enough to run in seconds (rows of 64 values: every
 # quantized dtype's block fits; a rotary half of 8 values or more: ONNX Runtime's attention needs it).
 SMOKE = dict(hidden_size=128, intermediate_size=256, num_attention_heads=4, num_key_value_heads=2, head_dim=32)
+# positions the checkpoint takes (config max_position_embeddings): the long prompt's row stays within them
+MAX_POSITIONS = 4096
 # Nemotron's special tokens as NemotronConfig numbers them (pad 0 and unk 1: what llama.cpp's converter assumes)
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 
@@ -41,7 +43,7 @@ def make_checkpoint(path, widths, layers, vocab, log=print):
     os.makedirs(partial)
     train_tokenizer(partial, vocab)
     config = transformers.NemotronConfig(
-        vocab_size=vocab, num_hidden_layers=layers, max_position_embeddings=4096, bos_token_id=BOS_ID,
+        vocab_size=vocab, num_hidden_layers=layers, max_position_embeddings=MAX_POSITIONS, bos_token_id=BOS_ID,
         eos_token_id=EOS_ID, pad_token_id=PAD_ID, tie_word_embeddings=False, **widths)
     torch.manual_seed(0)
     with torch.no_grad():

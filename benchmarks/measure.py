@@ -34,13 +34,14 @@ def row(measurement, engine, tokens_per_s=None, flops_per_token=None, bytes_per_
 
 def measure_engine(engine, plan, repeats, which, log):
     """Rows (dicts of results.Row's fields) and {batch: generated tokens} of the measurements named in `which`
-    ("prefill", "score", "decode"). plan: the inputs and FLOP counts (run.py's make_plan)."""
+    ("prefill", "long": the long prompt's prefill, "score", "decode"). plan: the inputs and FLOP counts (run.py's
+    make_plan)."""
     rows, tokens = [], {}
-    if "prefill" in which:
-        ids = plan["prefill_ids"]
+    for kind in [k for k in ("prefill", "long") if k in which]:
+        ids = plan[f"{kind}_ids"]
         engine.prefill(ids)
         seconds, _ = best_time(lambda: engine.prefill(ids), repeats)
-        rows.append(row(plan["prefill_name"], engine, len(ids[0]) / seconds, plan["prefill_flops"]))
+        rows.append(row(plan[f"{kind}_name"], engine, len(ids[0]) / seconds, plan[f"{kind}_flops"]))
         log(f"  {engine.engine} {engine.dtype}: {rows[-1]['measurement']} {rows[-1]['tokens_per_s']:.1f} tokens/s")
     if "score" in which:
         ids = plan["score_ids"]

@@ -22,13 +22,16 @@ class Row:
     bytes_per_token: float | None = None    # weights read per generated token (a decode step's bytes / batch)
     note: str = ""
     greedy: str = ""                        # decode rows: agreement with Transformers float32's tokens
+    threads: int | None = None              # 1 for the one-thread rows, None for the run's thread count
 
 
 @dataclasses.dataclass
 class Ceilings:
-    """The probes' figures at the run's thread count (None where a probe could not run)."""
+    """The probes' figures at the run's thread count (None where a probe could not run), and the FMA peak of
+    one core, the ceiling of the one-thread rows."""
     gflops: float | None
     read_gbs: float | None
+    gflops_one: float | None = None
 
 
 def reference_rates(rows):
@@ -53,7 +56,7 @@ def cells(row, reference, ceilings):
 
     return [row.measurement, row.engine, row.dtype, number(rate, ".1f") if rate is not None else "",
             number(ratio, ".2f") if measured else "", number(gflops, ".1f") if gflops is not None else "",
-            fraction(gflops, ceilings.gflops),
+            fraction(gflops, ceilings.gflops_one if row.threads == 1 else ceilings.gflops),
             number(row.bytes_per_token / 1e6, ".0f" if row.bytes_per_token >= 1e7 else ".3g") if row.bytes_per_token
             else "",
             number(gbs, ".1f") if gbs is not None else "", fraction(gbs, ceilings.read_gbs),

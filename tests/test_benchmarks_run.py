@@ -100,9 +100,17 @@ def test_results_table_is_well_formed(smoke_run):
                 ("prefill 16", "nemotron_c", "float32, any"), ("score 2×8", "nemotron_c", "float32, any"),
                 ("prefill 16", "Transformers", "float32"), ("score 2×8", "Transformers", "float32"),
                 ("decode batch 8", "Transformers", "bfloat16")}
+    # the long prompt's prefill and the one-thread prefill (the run has two threads), each related to prefill 16
+    expected |= {(measurement, engine, dtype) for measurement in ("prefill 64", "prefill 16, 1 thread")
+                 for engine, dtype in (("nemotron_c", "float32"), ("nemotron_c", "bfloat16"),
+                                       ("Transformers", "float32"))}
     expected |= {(f"decode batch {b}", "nemotron_c", dtype) for b in (1, 8)
                  for dtype in ("float32", "bfloat16", *QUANTIZED_DTYPES)}
     assert expected <= rows, expected - rows
+    notes = {tuple(cell.strip() for cell in line.strip("|").split("|")[:3]): line.strip("|").split("|")[-1].strip()
+             for line in table[2:]}
+    assert notes[("prefill 64", "nemotron_c", "float32")].startswith("time per token "), notes
+    assert notes[("prefill 16, 1 thread", "Transformers", "float32")].startswith("2 threads: "), notes
     engines = {engine for _, engine, _ in rows}
     assert {"llama.cpp", "ORT GenAI"} <= engines  # measured, or a row saying why not
 
@@ -135,3 +143,18 @@ def test_update_results_replaces_only_its_own_section(tmp_path):
     assert text.startswith("# Benchmark results\n")
     assert text.index("## CPU A\n\nthird\n") < text.index("## CPU B\n\nsecond\n")
     assert "first" not in text and text.count("## ") == 2
+
+
+def test_long_prompt_and_one_thread_rows_are_related_to_the_prefill_row():
+    plan = dict(prefill_name="prefill 512", long_name="prefill 4096")
+    rows = [run.Row("prefill 512", "nemotron_c", "float32", 1000.0), run.Row("prefill 4096", "nemotron_c", "float32", 800.0),
+            run.Row("prefill 512, 1 thread", "nemotron_c", "float32", 520.0, threads=1),
+            run.Row("prefill 4096", "Transformers", "float32", 400.0)]  # no prefill row of its own: no note
+    run.relate_prefills(rows, plan, threads=2)
+    assert [r.note for r in rows] == ["", "time per token 1.25× prefill 512's", "2 threads: 1.92× this", ""]
+    # a one-thread row's fraction is of one core's peak, the others' of every thread's
+    from benchmarks.results import Ceilings, cells
+    ceilings = Ceilings(gflops=200.0, read_gbs=None, gflops_one=100.0)
+    one = run.Row("prefill 512, 1 thread", "nemotron_c", "float32", 500.0, flops_per_token=1e8, threads=1)
+    both = run.Row("prefill 512", "nemotron_c", "float32", 500.0, flops_per_token=1e8)
+    assert cells(one, {}, ceilings)[6] == "50%" and cells(both, {}, ceilings)[6] == "25%"
