@@ -84,8 +84,10 @@ def text_table(rows, ceilings):
     return "\n".join(line.rstrip() for line in out)
 
 
-def section(heading, header_lines, rows, ceilings):
-    return "\n".join([f"## {heading}", "", *header_lines, "", markdown_table(rows, ceilings), ""])
+def section(heading, header_lines, rows, ceilings, goals_table=None):
+    """The CPU kind's section: header, the table, then the goals' table (goals.markdown) when given."""
+    goals = ["", "### Goals of issues 12 and 13 on this CPU", "", goals_table] if goals_table else []
+    return "\n".join([f"## {heading}", "", *header_lines, "", markdown_table(rows, ceilings), *goals, ""])
 
 
 def update_results(path, heading, text):

@@ -29,7 +29,7 @@ import numpy as np
 import nemotron_c
 from nemotron_c.model.weights import QUANTIZED_DTYPES
 
-from . import machine
+from . import goals, machine
 from .checkpoint import (BOS_ID, EOS_ID, MAX_POSITIONS, MINITRON_4B, SMOKE, checkpoint_dir, make_checkpoint,
                          make_float32_variant, read_config)
 from .engines import NemotronC, Transformers
@@ -193,6 +193,7 @@ def make_plan(args, config):
     return dict(
         prefill_name=f"prefill {P}", prefill_ids=ids(1, P), prefill_flops=sequence_flops(P, 1) / P,
         long_name=f"prefill {LP}", long_ids=ids(1, LP), long_flops=sequence_flops(LP, 1) / max(LP, 1),
+        one_thread_name=f"prefill {P}, 1 thread",
         score_name=f"score {B}×{T}", score_ids=ids(B, T), score_flops=sequence_flops(T, T) / T,
         decode_batches=args.decode_batches, decode_prompts=ids(max(args.decode_batches), args.decode_prompt),
         new_tokens=args.new_tokens)
@@ -221,7 +222,7 @@ def measure_local(args, path, float32_path, plan):
         del engine
         gc.collect()
     if args.threads > 1:  # the same prefill on one thread: how the engines scale
-        one_thread = dict(plan, prefill_name=f"{plan['prefill_name']}, 1 thread")
+        one_thread = dict(plan, prefill_name=plan["one_thread_name"])
         for cls, dtype, which in specs:
             if "prefill" in which:
                 engine = cls(path, dtype, 1)
@@ -374,8 +375,12 @@ def main(argv=None):
                 f"torch {torch.__version__} (ATen {torch.backends.cpu.get_cpu_capability()})",
                 f"transformers {transformers.__version__}"]
 
+    names = dict(prefill=plan["prefill_name"], long=plan["long_name"], score=plan["score_name"],
+                 one_thread=plan["one_thread_name"])
+
     def write_results(peer_versions, pending=""):
         sanity = agreement(rows, tokens, args.new_tokens)
+        checks = goals.evaluate(rows, names, ceilings, args.threads)
         date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         header = [
             f"{date} · commit {revision} · {args.threads} threads · kernels {kernels} · best of {args.repeats}  ",
@@ -389,8 +394,8 @@ def main(argv=None):
             *([f"Held to AVX2: {AVX2_HELD}  "] if args.isa == "avx2" else []),
             f"Sanity: {sanity}" + (f"  \n{pending}" if pending else ""),
         ]
-        update_results(args.results, heading, section(heading, header, rows, ceilings))
-        return sanity
+        update_results(args.results, heading, section(heading, header, rows, ceilings, goals.markdown(checks)))
+        return sanity, checks
 
     # written now as well, so that a run stopped while the peers convert or run keeps what it measured
     write_results([], "Peers: not measured (the run stopped before them)")
@@ -399,10 +404,14 @@ def main(argv=None):
     peer_rows, peer_tokens, peer_versions = run_peers(args, path, plan)
     rows += peer_rows
     tokens.update(peer_tokens)
-    sanity = write_results(peer_versions)
+    sanity, checks = write_results(peer_versions)
     log("== results")
     log(text_table(rows, ceilings))
     log(sanity)
+    log("== goals")
+    for c in checks:
+        log(f"  {'-' if c.met is None else 'met' if c.met else 'NOT':3s}  {c.goal}: {c.measured}")
+    log(goals.summary(checks))
     log(f"written to {args.results} (section '{heading}')")
     ends = list(started.values())[1:] + [time.perf_counter()]
     log("took " + ", ".join(f"{name} {(end - start) / 60:.1f} min"

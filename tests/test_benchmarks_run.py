@@ -78,7 +78,8 @@ def test_prints_every_section(smoke_run):
     stdout, _, _, _ = smoke_run
     for line in ("== machine", "CPU ", "ISA ", "kernels ", "threads  2", "== probes", "float32 FMA peak",
                  "read bandwidth", "== checkpoint", "== nemotron_c and Transformers", "== peers", "== results",
-                 "greedy tokens of nemotron_c float32 and bfloat16 equal Transformers float32's"):
+                 "greedy tokens of nemotron_c float32 and bfloat16 equal Transformers float32's", "== goals",
+                 "goals met: "):
         assert line in stdout, line
     # the smoke checkpoint is deterministic and in float32 arithmetic both libraries pick the same tokens
     assert "Transformers float32's at batch 1 and 8: yes" in stdout
@@ -92,7 +93,7 @@ def test_results_table_is_well_formed(smoke_run):
     mine = text.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
     for field in ("commit ", "2 threads", "kernels ", "ISA: ", "Probes: ", "Checkpoint: ", "Sanity: "):
         assert field in mine, field
-    table = [line for line in mine.splitlines() if line.startswith("|")]
+    table = [line for line in mine.split("\n### ", 1)[0].splitlines() if line.startswith("|")]
     assert table[0] == "| " + " | ".join(COLUMNS) + " |"
     assert all(line.count("|") == len(COLUMNS) + 1 for line in table), table
     rows = {tuple(cell.strip() for cell in line.strip("|").split("|")[:3]) for line in table[2:]}
@@ -111,6 +112,8 @@ def test_results_table_is_well_formed(smoke_run):
              for line in table[2:]}
     assert notes[("prefill 64", "nemotron_c", "float32")].startswith("time per token "), notes
     assert notes[("prefill 16, 1 thread", "Transformers", "float32")].startswith("2 threads: "), notes
+    goals = mine.split("### Goals of issues 12 and 13 on this CPU\n", 1)[1]
+    assert goals.startswith("\n| issue | goal | measured | met |\n") and "| 13 | decode int4: batch 8 ≥ 5× batch 1 |" in goals
     engines = {engine for _, engine, _ in rows}
     assert {"llama.cpp", "ORT GenAI"} <= engines  # measured, or a row saying why not
 
@@ -158,3 +161,50 @@ def test_long_prompt_and_one_thread_rows_are_related_to_the_prefill_row():
     one = run.Row("prefill 512, 1 thread", "nemotron_c", "float32", 500.0, flops_per_token=1e8, threads=1)
     both = run.Row("prefill 512", "nemotron_c", "float32", 500.0, flops_per_token=1e8)
     assert cells(one, {}, ceilings)[6] == "50%" and cells(both, {}, ceilings)[6] == "25%"
+
+
+def _goal_rows(**rates):
+    """Rows of a run at 2 threads whose rates are given as name=tokens/s, name as in NAMES below."""
+    from benchmarks.results import Row
+    names = {"ours_prefill": ("prefill 512", "nemotron_c", "float32"),
+             "ours_one_thread": ("prefill 512, 1 thread", "nemotron_c", "float32"),
+             "ours_long": ("prefill 4096", "nemotron_c", "float32"),
+             "theirs_prefill": ("prefill 512", "Transformers", "float32"),
+             "llama_prefill": ("prefill 512", "llama.cpp", "f32"),
+             "bf16_b1": ("decode batch 1", "nemotron_c", "bfloat16"),
+             "int8_b1": ("decode batch 1", "nemotron_c", "int8"),
+             "int8_b8": ("decode batch 8", "nemotron_c", "int8"),
+             "ort_int8_b8": ("decode batch 8", "ORT GenAI", "int8")}
+    bytes_per_token = {"bfloat16": 500e6, "int8": 265e6}
+    return [Row(*names[k], v, flops_per_token=1e9 if "prefill" in k else None,
+                bytes_per_token=bytes_per_token.get(names[k][2]) if "b1" in k else None,
+                threads=1 if "one_thread" in k else None) for k, v in rates.items()]
+
+
+def _goals_of(rows):
+    from benchmarks import goals
+    from benchmarks.results import Ceilings
+    names = dict(prefill="prefill 512", long="prefill 4096", score="score 16×128", one_thread="prefill 512, 1 thread")
+    return {c.goal: c for c in goals.evaluate(rows, names, Ceilings(gflops=400.0, read_gbs=20.0), threads=2)}
+
+
+def test_goals_are_met_at_their_bounds_and_missed_just_past_them():
+    at = _goals_of(_goal_rows(ours_prefill=300.0, ours_one_thread=300.0 / 1.8, ours_long=200.0, theirs_prefill=300.0 / 1.3,
+                              llama_prefill=300.0 / 1.1, bf16_b1=36.0, int8_b1=64.8, int8_b8=5 * 64.8, ort_int8_b8=5 * 64.8))
+    past = _goals_of(_goal_rows(ours_prefill=299.0, ours_one_thread=300.0 / 1.8, ours_long=199.0,
+                                theirs_prefill=300.0 / 1.3, llama_prefill=300.0 / 1.1, bf16_b1=35.9, int8_b1=64.6,
+                                int8_b8=5 * 64.6 - 0.1, ort_int8_b8=5 * 64.6))
+    for goal, measured in [("prefill 512 float32: ≥ 75% of the FMA peak", "75%"),
+                           ("prefill 512 float32: 2 threads ≥ 1.8× one", "1.80×"),
+                           ("prefill 4096 float32: time per token ≤ 1.5× prefill 512's", "1.50×"),
+                           ("prefill 512 float32: ≥ 1.3× Transformers float32", "1.30×"),
+                           ("prefill 512 float32: ≥ 1.1× llama.cpp f32", "1.10×"),
+                           ("decode batch 1 bfloat16: ≥ 90% of the read bandwidth", "90%"),
+                           ("decode batch 1 int8: ≥ 1.8× bfloat16", "1.80×; the bytes allow 1.89× at equal GB/s"),
+                           ("decode int8: batch 8 ≥ 5× batch 1", "5.00×")]:
+        assert at[goal].met is True and at[goal].measured == measured, (goal, at[goal])
+        assert past[goal].met is False, (goal, past[goal])
+    # equal speed is not faster; a figure that was not measured is neither met nor missed
+    assert at["decode batch 8 int8: faster than ORT GenAI int8"].met is False
+    assert at["decode batch 1 int4: ≥ 1.7× int8"].met is None
+    assert "decode batch 1 int8: faster than ORT GenAI int8" not in at  # no such peer row: no goal
