@@ -25,8 +25,8 @@ class Check:
 
 
 def evaluate(rows, names, ceilings, threads):
-    """Checks of every goal. rows: results.Row; names: the run's measurement names (prefill, long, score, the
-    one-thread prefill); ceilings: results.Ceilings."""
+    """Checks of every goal. rows: results.Row; names: the run's measurement names (prefill, long (None: not
+    run), score, the one-thread prefill); ceilings: results.Ceilings."""
     def rate(measurement, engine="nemotron_c", dtype="float32"):
         found = [r.tokens_per_s for r in rows if (r.measurement, r.engine, r.dtype) == (measurement, engine, dtype)
                  and r.tokens_per_s is not None and math.isfinite(r.tokens_per_s) and r.tokens_per_s > 0]
@@ -71,7 +71,7 @@ def evaluate(rows, names, ceilings, threads):
         llama = {"float32": "f32", "bfloat16": "bf16"}[dtype]
         ratio_check(12, f"{prefill} {dtype}: ≥ 1.1× llama.cpp {llama}", rate(prefill, dtype=dtype),
                     rate(prefill, "llama.cpp", llama), least=1.1)
-        if long != prefill:
+        if long is not None:
             ratio_check(12, f"{long} {dtype}: time per token ≤ 1.5× {prefill}'s", rate(prefill, dtype=dtype),
                         rate(long, dtype=dtype), most=1.5)
         if threads == 2:  # the goal is stated for two threads

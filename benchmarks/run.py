@@ -41,8 +41,8 @@ ROOT = os.path.dirname(HERE)
 DEFAULT_CACHE = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
                              "nemotron_c", "benchmarks")
 # the smoke test's sizes: every section runs, in seconds
-SMOKE_SIZES = dict(vocab=512, prefill=16, long_prefill=64, score_batch=2, score_length=8, new_tokens=4, decode_prompt=4,
-                   repeats=1, probe_mib=16)
+SMOKE_SIZES = dict(vocab=512, prefill=16, long_prefill=64, score_batch=2, score_length=8, new_tokens=4,
+                   decode_prompt=4, repeats=1, probe_mib=16)
 
 
 def parse_args(argv):
@@ -78,8 +78,8 @@ def parse_args(argv):
     parser.add_argument("--smoke", action="store_true", help="tiny widths, one repeat: checks the command, "
                                                              "not the speed")
     args = parser.parse_args(argv)
-    sizes = dict(vocab=32000, prefill=512, long_prefill=MAX_POSITIONS, score_batch=16, score_length=128, new_tokens=64, decode_prompt=16,
-                 repeats=3, probe_mib=1024)
+    sizes = dict(vocab=32000, prefill=512, long_prefill=MAX_POSITIONS, score_batch=16, score_length=128,
+                 new_tokens=64, decode_prompt=16, repeats=3, probe_mib=1024)
     if args.smoke:
         sizes.update(SMOKE_SIZES)
     for name, value in sizes.items():
@@ -91,6 +91,8 @@ def parse_args(argv):
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if not 0 <= args.long_prefill <= MAX_POSITIONS:
         parser.error(f"--long-prefill must be 0 to {MAX_POSITIONS}, the checkpoint's max_position_embeddings")
+    if args.long_prefill == args.prefill:
+        parser.error("--long-prefill must differ from --prefill (0 leaves its row out)")
     if args.new_tokens < 2:
         parser.error("--new-tokens must be at least 2 (decode rates time the tokens after the first)")
     if args.isa == "avx2" and not {"avx2", "fma", "f16c"} <= set(machine.isa_flags()):
@@ -192,7 +194,9 @@ def make_plan(args, config):
     P, B, T, LP = args.prefill, args.score_batch, args.score_length, args.long_prefill
     return dict(
         prefill_name=f"prefill {P}", prefill_ids=ids(1, P), prefill_flops=sequence_flops(P, 1) / P,
-        long_name=f"prefill {LP}", long_ids=ids(1, LP), long_flops=sequence_flops(LP, 1) / max(LP, 1),
+        # None: no long prompt row (--long-prefill 0)
+        long_name=f"prefill {LP}" if LP else None, long_ids=ids(1, LP) if LP else None,
+        long_flops=sequence_flops(LP, 1) / LP if LP else None,
         one_thread_name=f"prefill {P}, 1 thread",
         score_name=f"score {B}×{T}", score_ids=ids(B, T), score_flops=sequence_flops(T, T) / T,
         decode_batches=args.decode_batches, decode_prompts=ids(max(args.decode_batches), args.decode_prompt),
@@ -248,7 +252,7 @@ def relate_prefills(rows, plan, threads):
         base = prefill.get((r.engine, r.dtype))
         if not base or not r.tokens_per_s:
             continue
-        if r.measurement == plan["long_name"] and r.measurement != plan["prefill_name"]:
+        if r.measurement == plan["long_name"]:
             r.note = f"time per token {base / r.tokens_per_s:.2f}× {plan['prefill_name']}'s"
         elif r.threads == 1 and threads > 1:
             r.note = f"{threads} threads: {base / r.tokens_per_s:.2f}× this"

@@ -66,6 +66,18 @@ def test_isa_avx2_holds_the_engines_and_keeps_its_own_section(request):
     assert "float32 FMA peak (avx2)" in probes, probes
 
 
+@pytest.mark.parametrize("options, message", [(["--long-prefill", "4097"], "--long-prefill must be 0 to 4096"),
+                                              (["--long-prefill", "512"], "--long-prefill must differ from --prefill")])
+def test_long_prefill_out_of_the_checkpoint_or_equal_to_prefill_is_refused(capsys, options, message):
+    with pytest.raises(SystemExit):
+        run.parse_args(options)
+    assert message in capsys.readouterr().err
+    args = run.parse_args(["--long-prefill", "0", "--smoke"])  # 0: no long prompt row, and no goal on it
+    plan = run.make_plan(args, dict(hidden_size=8, vocab_size=64, num_hidden_layers=1, num_attention_heads=2,
+                                    num_key_value_heads=1, head_dim=4, intermediate_size=16))
+    assert plan["long_name"] is None and plan["long_ids"] is None
+
+
 def test_isa_avx2_is_refused_on_a_cpu_without_avx2(monkeypatch, capsys):
     monkeypatch.setattr(machine, "isa_flags", lambda: ["avx", "f16c"])
     with pytest.raises(SystemExit) as stopped:
@@ -113,7 +125,8 @@ def test_results_table_is_well_formed(smoke_run):
     assert notes[("prefill 64", "nemotron_c", "float32")].startswith("time per token "), notes
     assert notes[("prefill 16, 1 thread", "Transformers", "float32")].startswith("2 threads: "), notes
     goals = mine.split("### Goals of issues 12 and 13 on this CPU\n", 1)[1]
-    assert goals.startswith("\n| issue | goal | measured | met |\n") and "| 13 | decode int4: batch 8 ≥ 5× batch 1 |" in goals
+    assert goals.startswith("\n| issue | goal | measured | met |\n")
+    assert "| 13 | decode int4: batch 8 ≥ 5× batch 1 |" in goals
     engines = {engine for _, engine, _ in rows}
     assert {"llama.cpp", "ORT GenAI"} <= engines  # measured, or a row saying why not
 
@@ -150,7 +163,8 @@ def test_update_results_replaces_only_its_own_section(tmp_path):
 
 def test_long_prompt_and_one_thread_rows_are_related_to_the_prefill_row():
     plan = dict(prefill_name="prefill 512", long_name="prefill 4096")
-    rows = [run.Row("prefill 512", "nemotron_c", "float32", 1000.0), run.Row("prefill 4096", "nemotron_c", "float32", 800.0),
+    rows = [run.Row("prefill 512", "nemotron_c", "float32", 1000.0),
+            run.Row("prefill 4096", "nemotron_c", "float32", 800.0),
             run.Row("prefill 512, 1 thread", "nemotron_c", "float32", 520.0, threads=1),
             run.Row("prefill 4096", "Transformers", "float32", 400.0)]  # no prefill row of its own: no note
     run.relate_prefills(rows, plan, threads=2)
@@ -189,8 +203,9 @@ def _goals_of(rows):
 
 
 def test_goals_are_met_at_their_bounds_and_missed_just_past_them():
-    at = _goals_of(_goal_rows(ours_prefill=300.0, ours_one_thread=300.0 / 1.8, ours_long=200.0, theirs_prefill=300.0 / 1.3,
-                              llama_prefill=300.0 / 1.1, bf16_b1=36.0, int8_b1=64.8, int8_b8=5 * 64.8, ort_int8_b8=5 * 64.8))
+    at = _goals_of(_goal_rows(ours_prefill=300.0, ours_one_thread=300.0 / 1.8, ours_long=200.0,
+                              theirs_prefill=300.0 / 1.3, llama_prefill=300.0 / 1.1, bf16_b1=36.0, int8_b1=64.8,
+                              int8_b8=5 * 64.8, ort_int8_b8=5 * 64.8))
     past = _goals_of(_goal_rows(ours_prefill=299.0, ours_one_thread=300.0 / 1.8, ours_long=199.0,
                                 theirs_prefill=300.0 / 1.3, llama_prefill=300.0 / 1.1, bf16_b1=35.9, int8_b1=64.6,
                                 int8_b8=5 * 64.6 - 0.1, ort_int8_b8=5 * 64.6))
