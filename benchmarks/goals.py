@@ -52,7 +52,8 @@ def evaluate(rows, names, ceilings, threads):
         value = top / bottom
         met = ((least is None or value >= least * (1 - ROUNDING)) and (most is None or value <= most * (1 + ROUNDING))
                and (above is None or value > above * (1 + ROUNDING)))
-        checks.append(Check(issue, goal, f"{value:.2f}×{hint}", met))
+        # three decimals: 1.0964 is not 1.1, which two would show
+        checks.append(Check(issue, goal, f"{value:.3f}×{hint}", met))
 
     def fraction_check(issue, goal, measurement, dtype, ceiling, least, per_token):
         r, value = row(measurement, dtype), None
