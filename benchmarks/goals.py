@@ -27,13 +27,14 @@ class Check:
 def evaluate(rows, names, ceilings, threads):
     """Checks of every goal. rows: results.Row; names: the run's measurement names (prefill, long (None: not
     run), score, the one-thread prefill); ceilings: results.Ceilings."""
-    def rate(measurement, engine="nemotron_c", dtype="float32"):
-        found = [r.tokens_per_s for r in rows if (r.measurement, r.engine, r.dtype) == (measurement, engine, dtype)
-                 and r.tokens_per_s is not None and math.isfinite(r.tokens_per_s) and r.tokens_per_s > 0]
-        return found[0] if found else None
-
     def row(measurement, dtype, engine="nemotron_c"):
         return next((r for r in rows if (r.measurement, r.engine, r.dtype) == (measurement, engine, dtype)), None)
+
+    def rate(measurement, engine="nemotron_c", dtype="float32"):
+        """tokens/s of that row, None when it is missing or failed"""
+        r = row(measurement, dtype, engine)
+        ok = r is not None and r.tokens_per_s is not None and math.isfinite(r.tokens_per_s) and r.tokens_per_s > 0
+        return r.tokens_per_s if ok else None
 
     def bytes_ratio(dtype, other_engine, other_dtype):
         """what the weights' bytes allow a batch-1 decode ratio to be, both rows reading at the same GB/s"""
@@ -52,14 +53,14 @@ def evaluate(rows, names, ceilings, threads):
         value = top / bottom
         met = ((least is None or value >= least * (1 - ROUNDING)) and (most is None or value <= most * (1 + ROUNDING))
                and (above is None or value > above * (1 + ROUNDING)))
-        # three decimals: 1.0964 is not 1.1, which two would show
+        # three decimals (and a fraction's one): 1.0964 is not 1.1, which two would show
         checks.append(Check(issue, goal, f"{value:.3f}×{hint}", met))
 
     def fraction_check(issue, goal, measurement, dtype, ceiling, least, per_token):
         r, value = row(measurement, dtype), None
-        if r is not None and ceiling and rate(measurement, dtype=dtype) and per_token(r):
+        if ceiling and rate(measurement, dtype=dtype) and per_token(r):
             value = r.tokens_per_s * per_token(r) / 1e9 / ceiling
-        checks.append(Check(issue, goal, "not measured" if value is None else f"{value:.0%}",
+        checks.append(Check(issue, goal, "not measured" if value is None else f"{value:.1%}",
                             None if value is None else value >= least * (1 - ROUNDING)))
 
     prefill, score, long, one_thread = names["prefill"], names["score"], names["long"], names["one_thread"]
