@@ -13,8 +13,8 @@ from nemotron_c.model.weights import QUANTIZED_DTYPES
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from benchmarks import machine, run  # noqa: E402 - benchmarks/ lives beside tests/, not in the package
-from benchmarks.results import COLUMNS, update_results  # noqa: E402
+from benchmarks import goals, machine, run  # noqa: E402 - benchmarks/ lives beside tests/, not in the package
+from benchmarks.results import COLUMNS, Ceilings, Row, cells, update_results  # noqa: E402
 
 OTHER_CPU = "## AMD EPYC 7B13 64-Core Processor (family 25, model 1)\n\nkept as it was\n"
 
@@ -124,9 +124,9 @@ def test_results_table_is_well_formed(smoke_run):
              for line in table[2:]}
     assert notes[("prefill 64", "nemotron_c", "float32")].startswith("time per token "), notes
     assert notes[("prefill 16, 1 thread", "Transformers", "float32")].startswith("2 threads: "), notes
-    goals = mine.split("### Goals of issues 12 and 13 on this CPU\n", 1)[1]
-    assert goals.startswith("\n| issue | goal | measured | met |\n")
-    assert "| 13 | decode int4: batch 8 ≥ 5× batch 1 |" in goals
+    goals_table = mine.split("### Goals of issues 12 and 13 on this CPU\n", 1)[1]
+    assert goals_table.startswith("\n| issue | goal | measured | met |\n")
+    assert "| 13 | decode int4: batch 8 ≥ 5× batch 1 |" in goals_table
     engines = {engine for _, engine, _ in rows}
     assert {"llama.cpp", "ORT GenAI"} <= engines  # measured, or a row saying why not
 
@@ -163,23 +163,21 @@ def test_update_results_replaces_only_its_own_section(tmp_path):
 
 def test_long_prompt_and_one_thread_rows_are_related_to_the_prefill_row():
     plan = dict(prefill_name="prefill 512", long_name="prefill 4096")
-    rows = [run.Row("prefill 512", "nemotron_c", "float32", 1000.0),
-            run.Row("prefill 4096", "nemotron_c", "float32", 800.0),
-            run.Row("prefill 512, 1 thread", "nemotron_c", "float32", 520.0, threads=1),
-            run.Row("prefill 4096", "Transformers", "float32", 400.0)]  # no prefill row of its own: no note
+    rows = [Row("prefill 512", "nemotron_c", "float32", 1000.0),
+            Row("prefill 4096", "nemotron_c", "float32", 800.0),
+            Row("prefill 512, 1 thread", "nemotron_c", "float32", 520.0, threads=1),
+            Row("prefill 4096", "Transformers", "float32", 400.0)]  # no prefill row of its own: no note
     run.relate_prefills(rows, plan, threads=2)
     assert [r.note for r in rows] == ["", "time per token 1.25× prefill 512's", "2 threads: 1.92× this", ""]
     # a one-thread row's fraction is of one core's peak, the others' of every thread's
-    from benchmarks.results import Ceilings, cells
     ceilings = Ceilings(gflops=200.0, read_gbs=None, gflops_one=100.0)
-    one = run.Row("prefill 512, 1 thread", "nemotron_c", "float32", 500.0, flops_per_token=1e8, threads=1)
-    both = run.Row("prefill 512", "nemotron_c", "float32", 500.0, flops_per_token=1e8)
+    one = Row("prefill 512, 1 thread", "nemotron_c", "float32", 500.0, flops_per_token=1e8, threads=1)
+    both = Row("prefill 512", "nemotron_c", "float32", 500.0, flops_per_token=1e8)
     assert cells(one, {}, ceilings)[6] == "50%" and cells(both, {}, ceilings)[6] == "25%"
 
 
 def _goal_rows(**rates):
-    """Rows of a run at 2 threads whose rates are given as name=tokens/s, name as in NAMES below."""
-    from benchmarks.results import Row
+    """Rows of a run at 2 threads whose rates are given as name=tokens/s, each name one of `names` below."""
     names = {"ours_prefill": ("prefill 512", "nemotron_c", "float32"),
              "ours_one_thread": ("prefill 512, 1 thread", "nemotron_c", "float32"),
              "ours_long": ("prefill 4096", "nemotron_c", "float32"),
@@ -196,8 +194,6 @@ def _goal_rows(**rates):
 
 
 def _goals_of(rows):
-    from benchmarks import goals
-    from benchmarks.results import Ceilings
     names = dict(prefill="prefill 512", long="prefill 4096", score="score 16×128", one_thread="prefill 512, 1 thread")
     return {c.goal: c for c in goals.evaluate(rows, names, Ceilings(gflops=400.0, read_gbs=20.0), threads=2)}
 
