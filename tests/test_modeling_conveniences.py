@@ -55,6 +55,20 @@ def test_from_config_is_seeded_and_loads_in_transformers(tmp_path):
         assert_close(model(ids).logits, reference(torch.tensor(ids)).logits.numpy())
 
 
+@pytest.mark.parametrize("dtype", ["int8", "int4"])
+def test_from_config_quantizes_the_float32_draws(tmp_path, dtype):
+    config = nemotron_c.NemotronConfig(**dict(settings(num_hidden_layers=2), hidden_size=64, intermediate_size=128))
+    ids = np.array([[1, 5, 9, 2, 77]])
+    nemotron_c.NemotronForCausalLM.from_config(config, seed=3).save_pretrained(tmp_path)
+    model = nemotron_c.NemotronForCausalLM.from_config(config, seed=3, dtype=dtype)
+    assert model.dtype == dtype and model.config.quantization_config["bits"] == int(dtype[3:])
+    loaded = nemotron_c.NemotronForCausalLM.from_pretrained(tmp_path, dtype=dtype)
+    assert np.array_equal(model(ids).logits, loaded(ids).logits)
+    with pytest.raises(ValueError, match="rows of 32 values, not a multiple of the 64 that int8"):  # hidden_size 32
+        nemotron_c.NemotronForCausalLM.from_config(nemotron_c.NemotronConfig(**settings(num_hidden_layers=1)),
+                                                   dtype="int8")
+
+
 def test_dtype_compares_with_torch_and_numpy_dtypes():
     config = nemotron_c.NemotronConfig(**settings(num_hidden_layers=1))
     model = nemotron_c.NemotronForCausalLM.from_config(config, dtype=torch.bfloat16)

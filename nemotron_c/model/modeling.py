@@ -256,7 +256,8 @@ class NemotronPreTrainedModel(PeftAdapterMixin):
             tensors["lm_head.weight"] = tensor("lm_head.weight", (V, H))
         tensors.update({name: tensor(name, shape) for name, shape in cls._head_shapes(config).items()})
         dtype = resolve_dtype(dtype if dtype is not None else getattr(config, "dtype", None)) or "float32"
-        tensors = {name: convert(array, "float32", dtype) for name, array in tensors.items()}
+        if dtype not in QUANTIZED_DTYPES:  # int8 and int4 quantize the float32 draws when the model is built
+            tensors = {name: convert(array, "float32", dtype) for name, array in tensors.items()}
         return cls(config, tensors, dtype=dtype, num_threads=num_threads)
 
     @classmethod
