@@ -3,6 +3,7 @@ figures on this CPU and whether they reach it. Goals are never asserted in tests
 stands, in RESULTS.md beside the figures it comes from."""
 import dataclasses
 import math
+import os
 
 # the peers' rows at each nemotron_c dtype's precision
 PEER_DTYPES = {"float32": (("llama.cpp", "f32"), ("ORT GenAI", "fp32")),
@@ -119,3 +120,84 @@ def markdown(checks):
 def summary(checks):
     measured = [c for c in checks if c.met is not None]
     return f"goals met: {sum(c.met for c in measured)} of {len(measured)} measured"
+
+
+# ------------------------------------------------------------ judging a section of RESULTS.md again
+
+GOALS_HEADING = "### Goals of issues 12 and 13 on this CPU"
+
+
+def read_section(text):
+    """(rows, names, ceilings, threads) of one RESULTS.md section as results.section wrote it: the rows from its
+    table (tokens/s, and the FLOPs and bytes per token that its GFLOP/s and MB/token columns give), the ceilings from
+    its Probes line, the threads from its first line. Figures come back rounded as the table shows them."""
+    import re
+
+    from .results import COLUMNS, Ceilings, Row
+
+    threads = int(re.search(r"· (\d+) threads? ·", text).group(1))
+    probes = re.search(r"FMA peak \([^)]*\) ([\d.]+) GFLOP/s one core, ([\d.]+) all threads", text)
+    bandwidth = re.search(r"read bandwidth [\d.]+ GB/s one thread, ([\d.]+) all threads", text)
+    ceilings = Ceilings(float(probes.group(2)) if probes else None, float(bandwidth.group(1)) if bandwidth else None,
+                        float(probes.group(1)) if probes else None)
+
+    def number(cell):
+        try:
+            return float(cell)
+        except ValueError:  # "" or "-": not measured
+            return None
+
+    rows = []
+    for line in text.split(GOALS_HEADING)[0].splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != len(COLUMNS) or cells[0] in (COLUMNS[0], "---"):
+            continue
+        value = dict(zip(COLUMNS, cells))
+        rate, gflops, megabytes = (number(value[k]) for k in ("tokens/s", "GFLOP/s", "weights MB/token"))
+        one_thread = value["measurement"].endswith(", 1 thread")
+        rows.append(Row(value["measurement"], value["engine"], value["dtype"], rate,
+                        flops_per_token=gflops * 1e9 / rate if gflops and rate else None,
+                        bytes_per_token=megabytes * 1e6 if megabytes else None, note=value["note"],
+                        threads=1 if one_thread else None))
+    # the shortest prompt is the prefill the goals are stated for; a longer one is the long-prompt row
+    prompts = sorted({r.measurement for r in rows if re.fullmatch(r"prefill \d+", r.measurement)},
+                     key=lambda m: int(m.split()[1]))
+    scores = [r.measurement for r in rows if r.measurement.startswith("score ")]
+    names = dict(prefill=prompts[0] if prompts else "prefill", long=prompts[1] if len(prompts) > 1 else None,
+                 score=scores[0] if scores else "score",
+                 one_thread=f"{prompts[0] if prompts else 'prefill'}, 1 thread")
+    return rows, names, ceilings, threads
+
+
+def rejudge(path, every=False):
+    """Adds to each section of the results file at `path` that has none the goals table its own table gives (a
+    section measured before the goals were judged), or with every=True replaces every section's (after the goals
+    change). Returns {heading: summary} of the sections written."""
+    from .results import update_results
+
+    with open(path, encoding="utf-8") as f:
+        sections = f.read().split("\n## ")[1:]
+    summaries = {}
+    for body in sections:
+        if GOALS_HEADING in body and not every:
+            continue
+        heading = body.split("\n", 1)[0]
+        checks = evaluate(*read_section(body))
+        text = "## " + body.split("\n" + GOALS_HEADING)[0].rstrip("\n")
+        update_results(path, heading, f"{text}\n\n{GOALS_HEADING}\n\n{REJUDGED}\n\n{markdown(checks)}\n")
+        summaries[heading] = summary(checks)
+    return summaries
+
+
+REJUDGED = "Judged after the run from the table above, as rounded there (`python -m benchmarks.goals`)."
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.goals", description=rejudge.__doc__)
+    parser.add_argument("results", nargs="?", default=os.path.join(os.path.dirname(__file__), "RESULTS.md"))
+    parser.add_argument("--every", action="store_true", help="judge again the sections that have a goals table")
+    args = parser.parse_args()
+    for heading, said in rejudge(args.results, args.every).items():
+        print(f"{heading}: {said}")

@@ -14,7 +14,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from benchmarks import goals, machine, run  # noqa: E402 - benchmarks/ lives beside tests/, not in the package
-from benchmarks.results import COLUMNS, Ceilings, Row, cells, update_results  # noqa: E402
+from benchmarks.results import COLUMNS, Ceilings, Row, cells, section, update_results  # noqa: E402
 
 OTHER_CPU = "## AMD EPYC 7B13 64-Core Processor (family 25, model 1)\n\nkept as it was\n"
 
@@ -219,3 +219,35 @@ def test_goals_are_met_at_their_bounds_and_missed_just_past_them():
     assert at["decode batch 8 int8: faster than ORT GenAI int8"].met is False
     assert at["decode batch 1 int4: ≥ 1.7× int8"].met is None
     assert "decode batch 1 int8: faster than ORT GenAI int8" not in at  # no such peer row: no goal
+
+
+def test_a_section_is_judged_again_from_its_own_table(tmp_path):
+    rows = _goal_rows(ours_prefill=300.0, ours_one_thread=160.0, ours_long=200.0, theirs_prefill=240.0,
+                      llama_prefill=290.0, bf16_b1=36.0, int8_b1=70.0, int8_b8=330.0, ort_int8_b8=331.0)
+    rows.append(Row("score 16×128", "nemotron_c", "float32", 250.0, flops_per_token=1.2e9))
+    ceilings = Ceilings(gflops=400.0, read_gbs=20.0, gflops_one=210.0)
+    header = ["2026-12-02 06:59 UTC · commit abc · 2 threads · kernels avx512 · best of 3  ",
+              "Probes: float32 FMA peak (avx512) 210.0 GFLOP/s one core, 400.0 all threads; read bandwidth 11.0 GB/s "
+              "one thread, 20.0 all threads  "]
+    text = section("CPU without goals", header, rows, ceilings)  # as a run before the goals table wrote it
+    read_rows, names, read_ceilings, threads = goals.read_section(text)
+    assert (names, read_ceilings, threads) == (
+        dict(prefill="prefill 512", long="prefill 4096", score="score 16×128", one_thread="prefill 512, 1 thread"),
+        ceilings, 2)
+    assert [(r.measurement, r.engine, r.dtype, r.threads) for r in read_rows] == [
+        (r.measurement, r.engine, r.dtype, r.threads) for r in rows]
+    want = goals.evaluate(rows, names, ceilings, 2)
+    assert [(c.goal, c.met) for c in goals.evaluate(read_rows, names, ceilings, 2)] == [(c.goal, c.met) for c in want]
+    assert any(c.met for c in want) and any(c.met is False for c in want)
+
+    results = tmp_path / "RESULTS.md"
+    judged = section("CPU with goals", header, rows[:2], ceilings, "| issue | goal | measured | met |\nkept")
+    results.write_text(f"# Benchmark results\n\nintro\n\n{text}\n{judged}")
+    assert goals.rejudge(str(results)) == {"CPU without goals": goals.summary(want)}
+    written = results.read_text()
+    assert written.count(goals.GOALS_HEADING) == 2 and "kept" in written  # the judged section is left as it was
+    mine = written.split("## CPU without goals\n", 1)[1].split("\n## ", 1)[0]
+    assert mine.split(goals.GOALS_HEADING)[1] == f"\n\n{goals.REJUDGED}\n\n{goals.markdown(want)}\n"
+    assert goals.rejudge(str(results)) == {} and results.read_text() == written
+    assert set(goals.rejudge(str(results), every=True)) == {"CPU without goals", "CPU with goals"}
+    assert "kept" not in results.read_text()
