@@ -8,6 +8,7 @@ import huggingface_hub
 import numpy as np
 import peft
 import pytest
+import safetensors.torch
 import torch
 import transformers
 from helpers.checkpoints import edit_json
@@ -25,8 +26,9 @@ ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj"]
 
 
 def make_adapter(base_path, directory, model_class=transformers.NemotronForCausalLM, seed=5,
-                 safe_serialization=True, **lora):
-    """Trains nothing: a LoRA with random A and B (init_lora_weights=False), so that every update matters."""
+                 safe_serialization=True, train_heads=False, **lora):
+    """Trains nothing: a LoRA with random A and B (init_lora_weights=False), so that every update matters;
+    train_heads: the modules saved whole (a task head) moved off the base's values too."""
     torch.manual_seed(seed)
     model = model_class.from_pretrained(base_path, dtype=torch.float32)
     lora = {"r": 4, "lora_alpha": 8, "target_modules": ALL_LINEAR, "init_lora_weights": False, **lora}
@@ -35,6 +37,8 @@ def make_adapter(base_path, directory, model_class=transformers.NemotronForCausa
         for name, param in adapted.named_parameters():
             if "lora_B" in name or "lora_embedding_B" in name:
                 param.mul_(20.0)
+            if train_heads and "modules_to_save" in name:
+                param.add_(torch.randn_like(param) * 1e-3)
     adapted.save_pretrained(directory, safe_serialization=safe_serialization)
     return directory
 
@@ -137,6 +141,27 @@ def test_sequence_classification_adapter_with_a_trained_head(checkpoint, tmp_pat
     with open(os.path.join(directory, "adapter_config.json")) as f:
         assert "score" in json.load(f)["modules_to_save"]
     compare(directory, transformers.AutoModelForSequenceClassification, nemotron_c.AutoModelForSequenceClassification)
+
+
+@pytest.mark.parametrize("dtype", [None, "bfloat16", "int8"])
+def test_adapter_head_is_held_in_the_dtype_of_the_model_weights_and_saved_so(checkpoint, tmp_path, dtype):
+    # a bfloat16 base as NVIDIA ships them; the adapter's head (modules_to_save) is float32: a float dtype= rounds it
+    # as it rounds the merged matrices, otherwise it stays float32 as they do; save_pretrained writes it as held
+    base = checkpoint(model_class=transformers.NemotronForSequenceClassification, num_labels=3, pad_token_id=0,
+                      dtype="bfloat16", intermediate_size=128)
+    directory = make_adapter(base, str(tmp_path / "adapter"), transformers.NemotronForSequenceClassification,
+                             task_type="SEQ_CLS", target_modules=["q_proj"], train_heads=True)
+    ours = nemotron_c.AutoModelForSequenceClassification.from_pretrained(directory, dtype=dtype)
+    trained = safetensors.torch.load_file(os.path.join(directory, "adapter_model.safetensors"))
+    head = next(v for k, v in trained.items() if k.endswith("score.weight"))
+    held = (head if dtype in (None, "int8") else head.to(torch.bfloat16)).float().numpy()
+    np.testing.assert_array_equal(ours.score.weight, held)
+    assert dtype != "bfloat16" or not np.array_equal(held, head.numpy())
+    ours.save_pretrained(tmp_path / "merged")
+    again = nemotron_c.AutoModelForSequenceClassification.from_pretrained(tmp_path / "merged", dtype=dtype)
+    np.testing.assert_array_equal(again.score.weight, ours.score.weight)
+    if dtype is not None:  # (with None the float32 merged q_proj is read back in the config's bfloat16)
+        np.testing.assert_array_equal(again(IDS).logits, ours(IDS).logits)
 
 
 @pytest.mark.parametrize("head, task_type", [("QuestionAnswering", "QUESTION_ANS"),

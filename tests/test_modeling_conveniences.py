@@ -1,5 +1,6 @@
 """What Transformers users reach for on a model: repr, num_parameters, dtype against torch dtypes, from_config, the
 max_position_embeddings warning; compared with Transformers' models of the same config."""
+import copy
 import warnings
 
 import numpy as np
@@ -21,6 +22,8 @@ CONFIGS = [
     dict(num_hidden_layers=2, tie_word_embeddings=False, attention_bias=False),
     dict(num_hidden_layers=1, tie_word_embeddings=True, attention_bias=True, mlp_bias=True, num_labels=3,
          head_dim=16, hidden_act="silu", classifier_dropout=0.25),
+    dict(num_hidden_layers=1, pad_token_id=7),  # embed_tokens shows its padding_idx
+    dict(num_hidden_layers=1, pad_token_id=-2),  # counted from the end, as nn.Embedding counts it
 ]
 
 
@@ -67,6 +70,82 @@ def test_from_config_quantizes_the_float32_draws(tmp_path, dtype):
     with pytest.raises(ValueError, match="rows of 32 values, not a multiple of the 64 that int8"):  # hidden_size 32
         nemotron_c.NemotronForCausalLM.from_config(nemotron_c.NemotronConfig(**settings(num_hidden_layers=1)),
                                                    dtype="int8")
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+@pytest.mark.parametrize("classes", CLASSES, ids=lambda c: c[1].__name__)
+def test_from_config_in_half_precision_equals_the_float32_draws_rounded(tmp_path, classes, dtype):
+    # the heads read from_config's bfloat16 draws (uint16 bits) as numbers: weights of 48,000 instead of 0.03
+    config = nemotron_c.NemotronConfig(**settings(num_hidden_layers=1, num_labels=3))
+    ids = np.array([[1, 5, 9, 2, 77]])
+    classes[1].from_config(config, seed=2).save_pretrained(tmp_path)
+    rounded = classes[1].from_pretrained(tmp_path, dtype=dtype)
+    model = classes[1].from_config(config, seed=2, dtype=dtype)
+    for got, want in zip(model(ids, use_cache=False).values(), rounded(ids, use_cache=False).values()):
+        np.testing.assert_array_equal(got, want)
+    if hasattr(model, "head"):
+        np.testing.assert_array_equal(model.head.weight, rounded.head.weight)
+        assert np.abs(model.head.weight).max() < 10 * config.initializer_range
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_from_config_zeroes_the_padding_row_as_transformers(tied):
+    overrides = dict(num_hidden_layers=1, pad_token_id=3, tie_word_embeddings=tied)
+    theirs = transformers.NemotronForCausalLM(transformers.NemotronConfig(**settings(**overrides)))
+    ours = nemotron_c.NemotronForCausalLM.from_config(nemotron_c.NemotronConfig(**settings(**overrides)))
+    assert not theirs.model.embed_tokens.weight[3].any() and theirs.model.embed_tokens.weight[4].any()
+    table = ours.get_input_embeddings().weight
+    assert not table[3].any() and table[4].all()
+    logits = ours(np.array([[1, 2]])).logits[0, -1]  # a tied lm_head shares the zero row
+    assert (logits[3] == 0) == tied
+
+
+def test_from_config_takes_transformers_config_and_names_bad_arguments():
+    config = transformers.NemotronConfig(**settings(num_hidden_layers=1))
+    model = nemotron_c.AutoModelForCausalLM.from_config(config, seed=1)
+    assert isinstance(model.config, nemotron_c.NemotronConfig) and not isinstance(model.config, type(config))
+    same = nemotron_c.NemotronForCausalLM.from_config(nemotron_c.NemotronConfig(**settings(num_hidden_layers=1)), seed=1)
+    np.testing.assert_array_equal(model(np.array([[1, 2]])).logits, same(np.array([[1, 2]])).logits)
+    ours = nemotron_c.NemotronConfig.from_config(config)
+    with pytest.raises(TypeError, match="config must be a NemotronConfig, not dict"):
+        nemotron_c.NemotronForCausalLM.from_config({"vocab_size": 100})
+    with pytest.raises(ValueError, match="seed=-1: "):
+        nemotron_c.NemotronForCausalLM.from_config(ours, seed=-1)
+    for threads in (1.5, True, "2"):
+        with pytest.raises(TypeError, match=f"num_threads must be an int, got {threads!r}"):
+            nemotron_c.NemotronForCausalLM.from_config(ours, num_threads=threads)
+    assert nemotron_c.NemotronForCausalLM.from_config(ours, num_threads=np.int64(1)).num_threads == 1
+
+
+@pytest.mark.parametrize("classes", CLASSES, ids=lambda c: c[1].__name__)
+def test_token_type_ids_are_taken_and_ignored_as_transformers(classes):
+    config = settings(num_hidden_layers=1, num_labels=2, pad_token_id=0)
+    theirs = classes[0](transformers.NemotronConfig(**config)).eval()
+    ours = classes[1].from_config(nemotron_c.NemotronConfig(**config))
+    ids = np.array([[1, 5, 9]])
+    with torch.no_grad():
+        theirs(torch.as_tensor(ids), token_type_ids=torch.zeros(1, 3, dtype=torch.long))  # accepted there too
+    for got, want in zip(ours(ids, token_type_ids=np.ones_like(ids), use_cache=False).values(),
+                         ours(ids, use_cache=False).values()):
+        np.testing.assert_array_equal(got, want)
+    with pytest.raises(TypeError, match="unexpected keyword argument.*atention_mask"):
+        ours(ids, atention_mask=np.ones_like(ids))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "int4"])
+def test_deepcopy_of_a_from_config_model_is_an_independent_equal_model(dtype):
+    config = nemotron_c.NemotronConfig(**dict(settings(num_hidden_layers=1), hidden_size=64, intermediate_size=128))
+    model = nemotron_c.NemotronForCausalLM.from_config(config, seed=4, dtype=dtype)
+    model.cache_dtype = "bfloat16"
+    model.generation_config.max_new_tokens = 5
+    twin = copy.deepcopy(model)
+    ids = np.array([[1, 5, 9]])
+    np.testing.assert_array_equal(twin(ids).logits, model(ids).logits)
+    np.testing.assert_array_equal(twin.generate(ids), model.generate(ids))
+    assert (twin.dtype, twin.cache_dtype, twin.generation_config.max_new_tokens) == (dtype, "bfloat16", 5)
+    twin.generation_config.max_new_tokens = 2
+    twin.config.pad_token_id = 1
+    assert model.generation_config.max_new_tokens == 5 and model.config.pad_token_id is None
 
 
 def test_dtype_compares_with_torch_and_numpy_dtypes():

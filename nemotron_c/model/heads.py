@@ -20,7 +20,7 @@ from .inputs import to_numpy
 from .losses import question_answering_loss, sequence_classification_loss, token_classification_loss
 from .modeling import AutoModel, NemotronPreTrainedModel, check_extra_kwargs
 from .outputs import QuestionAnsweringModelOutput, SequenceClassifierOutputWithPast, TokenClassifierOutput
-from .weights import float32_weight
+from .weights import QUANTIZED_DTYPES, float32_weight, resolve_storage
 
 
 class Linear:
@@ -53,8 +53,12 @@ class NemotronHeadModel(NemotronPreTrainedModel):
         super()._build(tensors, dtype, num_threads, kernels)
         config = self.config
         rows, has_bias = self._head_layout(config)
-        weight = self._head_tensor(tensors, f"{self.head_name}.weight", (rows, config.hidden_size))
-        bias = self._head_tensor(tensors, f"{self.head_name}.bias", (rows,)) if has_bias else None
+        # a head stays in float, in the dtype the core would hold it in: a float dtype= converts it, otherwise it
+        # keeps its own (a checkpoint's tensors are in the model's dtype; an adapter's head is float32)
+        self._head_dtypes = {}
+        float_dtype = None if dtype in QUANTIZED_DTYPES else dtype
+        weight = self._head_tensor(tensors, f"{self.head_name}.weight", (rows, config.hidden_size), float_dtype)
+        bias = self._head_tensor(tensors, f"{self.head_name}.bias", (rows,), float_dtype) if has_bias else None
         setattr(self, self.head_name, Linear(weight, bias))
 
     @property
@@ -79,7 +83,7 @@ class NemotronHeadModel(NemotronPreTrainedModel):
         return [f"({self.head_name}): Linear(in_features={self.config.hidden_size}, out_features={rows}, "
                 f"bias={has_bias})"]
 
-    def _head_tensor(self, tensors, name, shape):
+    def _head_tensor(self, tensors, name, shape, float_dtype):
         stored = tensors.get(name)
         if stored is None:
             raise ValueError(
@@ -88,7 +92,8 @@ class NemotronHeadModel(NemotronPreTrainedModel):
             )
         if tuple(stored.shape) != shape:
             raise ValueError(self._shape_message(name, tuple(stored.shape), shape))
-        return float32_weight(stored, self._float_dtype)
+        self._head_dtypes[name] = resolve_storage(stored, float_dtype)
+        return float32_weight(stored, self._head_dtypes[name])
 
     def _shape_message(self, name, got, want):
         if self.head_name == "score" and len(got) == 2 and got[1] == want[1] and got[0] != want[0]:
@@ -101,12 +106,12 @@ class NemotronHeadModel(NemotronPreTrainedModel):
         return self.config.num_labels
 
     def _tensors_to_save(self):
-        # the head holds float32 values already rounded to the model's float dtype: converting back is exact
+        # the head holds float32 values already rounded to their dtype: converting back is exact
         head = [(f"{self.head_name}.weight", self.head.weight)]
         if self.head.bias is not None:
             head.append((f"{self.head_name}.bias", self.head.bias))
         return super()._tensors_to_save() + [(name, convert(np.ascontiguousarray(value, dtype=np.float32), "float32",
-                                                              self._float_dtype), self._float_dtype)
+                                                              self._head_dtypes[name]), self._head_dtypes[name])
                                              for name, value in head]
 
     def _hidden(self, input_ids, attention_mask, position_ids, past_key_values, cache, use_cache, output_hidden_states,

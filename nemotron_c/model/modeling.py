@@ -5,6 +5,7 @@ call into nemotron_c._core, which runs the whole forward pass with the GIL relea
 """
 import collections
 import copy
+import numbers
 import os
 import sys
 import warnings
@@ -229,14 +230,15 @@ class NemotronPreTrainedModel(PeftAdapterMixin):
         """A model with random weights (no checkpoint), for tests and demos: as Transformers initialises them,
         linear and embedding weights drawn from N(0, config.initializer_range), biases zero, norms at weight 1 and
         bias 0; the same `seed` gives the same weights (not torch's draws). Weights are in `dtype`, by default
-        config.dtype as in Transformers, else float32."""
-        if not isinstance(config, NemotronConfig):
-            raise TypeError(f"config must be a NemotronConfig, not {type(config).__name__}")
+        config.dtype as in Transformers, else float32. config may be Transformers' NemotronConfig too."""
         config = copy.deepcopy(NemotronConfig.from_config(config))  # as Transformers: the caller's is left alone
         if attn_implementation is not None:
             config._attn_implementation = attn_implementation
         config.validate()
-        rng = np.random.default_rng(seed)
+        try:
+            rng = np.random.default_rng(seed)
+        except (TypeError, ValueError) as e:
+            raise type(e)(f"seed={seed!r}: {e}") from None
         std = float(config.initializer_range)
 
         def tensor(name, shape):
@@ -252,6 +254,9 @@ class NemotronPreTrainedModel(PeftAdapterMixin):
                        for name, shape in layer_shapes(config).items()})
         prefix = cls.base_model_prefix + "."
         tensors = {prefix + name: tensor(name, shape) for name, shape in shapes.items()}
+        pad = padding_idx(config)
+        if pad is not None:  # as Transformers initialises an nn.Embedding with a padding_idx (tied: the lm_head too)
+            tensors[prefix + "embed_tokens.weight"][pad] = 0.0
         if cls.has_lm_head and not config.tie_word_embeddings:
             tensors["lm_head.weight"] = tensor("lm_head.weight", (V, H))
         tensors.update({name: tensor(name, shape) for name, shape in cls._head_shapes(config).items()})
@@ -298,7 +303,9 @@ class NemotronPreTrainedModel(PeftAdapterMixin):
         ]
         L = c.num_hidden_layers
         layers = f"(0-{L - 1}): {L} x NemotronDecoderLayer(" if L > 1 else "(0): NemotronDecoderLayer("
-        backbone = [f"(embed_tokens): Embedding({c.vocab_size}, {c.hidden_size})", "(layers): ModuleList(",
+        pad = padding_idx(c)
+        embedding = f"Embedding({c.vocab_size}, {c.hidden_size}" + ("" if pad is None else f", padding_idx={pad}") + ")"
+        backbone = [f"(embed_tokens): {embedding}", "(layers): ModuleList(",
                     "  " + layers, *("    " + line for line in layer), "  )", ")",
                     f"(norm): {norm}", "(rotary_emb): NemotronRotaryEmbedding()"]
         if type(self) is NemotronModel:
@@ -333,6 +340,25 @@ class NemotronPreTrainedModel(PeftAdapterMixin):
         config.tie_word_embeddings = self._base_tied  # the base's: unpickling merges the adapters again
         return _unpickle_model, (type(self), load_args, config, getattr(self, "generation_config", None),
                                  self._pickled_adapters())
+
+    def __deepcopy__(self, memo):
+        """An independent model with the same weights, as copy.deepcopy gives of a Transformers model, a from_config
+        one included: built again from the tensors this one was built from (a checkpoint's stay mapped, read-only,
+        shared), with its dtype, threads, kernel set, cache dtype, config, generation config and adapters."""
+        config = copy.deepcopy(self.config, memo)
+        config.tie_word_embeddings = self._base_tied  # the base's: the adapters are merged again below
+        model = type(self)(config, self._base_tensors, dtype=self._requested_dtype,
+                           num_threads=self._requested_threads, kernels=self.kernels)
+        state = self._adapter_state
+        if state.adapters:
+            model._switch(AdapterState(dict(state.adapters), list(state.active), state.enabled))
+        model.cache_dtype = self.cache_dtype
+        model.training, model.name_or_path = self.training, self.name_or_path
+        if getattr(self, "_load_args", None) is not None:
+            model._load_args = self._load_args
+        if hasattr(self, "generation_config"):
+            model.generation_config = copy.deepcopy(self.generation_config, memo)
+        return model
 
     def save_pretrained(self, save_directory, max_shard_size=DEFAULT_MAX_SHARD_SIZE, safe_serialization=True,
                         **kwargs):
@@ -379,6 +405,8 @@ class NemotronPreTrainedModel(PeftAdapterMixin):
             raise
 
     def _build(self, tensors, dtype, num_threads, kernels):
+        if num_threads is not None and (isinstance(num_threads, bool) or not isinstance(num_threads, numbers.Integral)):
+            raise TypeError(f"num_threads must be an int, got {num_threads!r}")
         selected = select_tensors(self.config, tensors, self.base_model_prefix, self.has_lm_head)
         arrays, self._weights = core_arrays(selected, dtype, num_threads or 0)  # _weights: what save_pretrained writes
         self._input_embeddings = Embedding(*self._weights["embed_tokens.weight"])
@@ -529,6 +557,15 @@ class NemotronPreTrainedModel(PeftAdapterMixin):
         return ForwardResult(cache=cache, **outputs)
 
 
+def padding_idx(config):
+    """The padding_idx of Transformers' embed_tokens: config.pad_token_id, a negative one counted from the end as
+    nn.Embedding counts it; None without one, or for one outside the vocabulary (nn.Embedding refuses it)."""
+    pad, V = getattr(config, "pad_token_id", None), config.vocab_size
+    if isinstance(pad, bool) or not isinstance(pad, int) or not -V <= pad < V:
+        return None
+    return pad % V
+
+
 def _unpickle_model(cls, load_args, config, generation_config, adapters=None):
     path, dtype, num_threads, cache_dtype = load_args
     name = config._name_or_path
@@ -670,6 +707,7 @@ class NemotronForCausalLM(NemotronPreTrainedModel):
 def check_extra_kwargs(kwargs):
     kwargs.pop("cache_position", None)
     kwargs.pop("num_items_in_batch", None)  # the losses that take it have read it before
+    kwargs.pop("token_type_ids", None)  # a tokenizer's, which Transformers' Nemotron models ignore
     if kwargs:
         raise TypeError(f"forward() got unexpected keyword argument(s): {', '.join(sorted(kwargs))}")
 

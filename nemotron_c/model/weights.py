@@ -362,11 +362,13 @@ def quantize(name, array, storage, dtype, num_threads):
 
 
 def float32_weight(stored, dtype):
-    """A head's weight as float32 after rounding to the model's float storage dtype, as the core treats every
-    weight."""
+    """A head's weight as float32 after rounding to `dtype` (what resolve_storage gives it), as the core treats
+    every weight; an array made in memory (from_config's draws, bfloat16 as uint16 bits; an adapter's head) is read
+    as stored_array reads it."""
     if hasattr(stored, "array"):
         return np.ascontiguousarray(convert(stored.array(dtype), dtype, "float32"))
-    return np.ascontiguousarray(stored, dtype=np.float32)
+    array, held = stored_array(np.ascontiguousarray(stored))
+    return np.ascontiguousarray(convert(convert(array, held, dtype), dtype, "float32"))
 
 
 def core_config(config):
