@@ -130,10 +130,55 @@ def test_tokens_vocab_and_special_tokens(dirs, corpus, name):
     assert len(ours) == len(theirs)
     assert ours.vocab_size == theirs.vocab_size
     assert ours.get_vocab() == theirs.get_vocab()
-    for attr in ("bos_token", "eos_token", "unk_token", "pad_token", "bos_token_id", "eos_token_id", "unk_token_id",
-                 "pad_token_id", "add_bos_token", "add_eos_token", "padding_side", "model_max_length",
-                 "special_tokens_map", "all_special_tokens", "all_special_ids"):
+    for attr in SPECIAL_ATTRIBUTES + ("add_bos_token", "add_eos_token", "padding_side", "model_max_length"):
         assert getattr(ours, attr) == getattr(theirs, attr), attr
+
+
+# every special token attribute Transformers 5 has (DataCollatorForLanguageModeling reads mask_token)
+SPECIAL_ATTRIBUTES = tuple(f"{kind}_token{suffix}" for kind in ("bos", "eos", "unk", "sep", "pad", "cls", "mask")
+                           for suffix in ("", "_id")) + (
+    "extra_special_tokens", "extra_special_tokens_ids", "special_tokens_map", "all_special_tokens", "all_special_ids")
+
+
+@pytest.mark.parametrize("name", ["nemotron", "legacy", "spm_only", "spm_only_llama"])
+def test_special_tokens_added_and_set_as_transformers(dirs, name):
+    """add_special_tokens with every name, Transformers 4's additional_special_tokens among them, and the
+    attributes set afterwards: the same attributes and encodings as Transformers'."""
+    ours, theirs = (AutoTokenizer.from_pretrained(dirs[name]), transformers.AutoTokenizer.from_pretrained(dirs[name]))
+    text = "x <mask> y [SEP] SPECIAL z S2 </s>"
+    for change in ({"mask_token": "<mask>", "sep_token": "[SEP]", "cls_token": "<s>"},
+                   {"additional_special_tokens": ["SPECIAL"]}, {"extra_special_tokens": ["S2"]},
+                   {"additional_special_tokens": ["S3"]}):
+        assert ours.add_special_tokens(change) == theirs.add_special_tokens(change), change
+        for attr in SPECIAL_ATTRIBUTES:
+            assert getattr(ours, attr) == getattr(theirs, attr), (change, attr)
+        assert ours(text)["input_ids"] == theirs(text)["input_ids"]
+        assert ours.decode(ours.encode(text), skip_special_tokens=True) == \
+            theirs.decode(theirs.encode(text), skip_special_tokens=True)
+    assert ours.add_special_tokens({"additional_special_tokens": ["S4"]}, replace_extra_special_tokens=False) == \
+        theirs.add_special_tokens({"additional_special_tokens": ["S4"]}, replace_extra_special_tokens=False)
+    ours.sep_token = theirs.sep_token = "</s>"
+    ours.extra_special_tokens = theirs.extra_special_tokens = ["S2"]
+    for attr in SPECIAL_ATTRIBUTES:
+        assert getattr(ours, attr) == getattr(theirs, attr), attr
+
+
+@pytest.mark.parametrize("name", ["nemotron", "legacy", "spm_only_llama", "no_decoder"])
+def test_add_bos_and_eos_token_set_after_loading_as_transformers(dirs, name):
+    """Setting either flag rebuilds the special tokens around a sequence from both, in place of tokenizer.json's
+    template, as Transformers' update_post_processor does; the change is saved and pickled."""
+    import pickle
+    ours, theirs = (AutoTokenizer.from_pretrained(dirs[name]), transformers.AutoTokenizer.from_pretrained(dirs[name]))
+    for flag, value in (("add_eos_token", True), ("add_bos_token", True), ("add_bos_token", False),
+                        ("add_eos_token", False)):
+        setattr(ours, flag, value)
+        setattr(theirs, flag, value)
+        assert (ours.add_bos_token, ours.add_eos_token) == (theirs.add_bos_token, theirs.add_eos_token)
+        for args in (("a b",), ("a b", "c")):
+            assert ours(*args)["input_ids"] == theirs(*args)["input_ids"], (flag, value, args)
+            assert ours.num_special_tokens_to_add(len(args) == 2) == theirs.num_special_tokens_to_add(len(args) == 2)
+    ours.add_eos_token = theirs.add_eos_token = True
+    assert pickle.loads(pickle.dumps(ours))("a b")["input_ids"] == theirs("a b")["input_ids"]
 
 
 @pytest.mark.parametrize("kwargs", [{"add_bos_token": True}, {"add_eos_token": True},

@@ -424,3 +424,51 @@ def test_special_tokens_mask_vocab_and_other_attributes(both):
         theirs("a b", "c", return_special_tokens_mask=True)["special_tokens_mask"]
     assert (ours.vocab, ours.pad_token_type_id) == (theirs.vocab, theirs.pad_token_type_id)
     assert ours.clean_up_tokenization("a , b . c 's") == theirs.clean_up_tokenization("a , b . c 's")
+
+
+@pytest.mark.parametrize("overflowing", [False, True])
+def test_a_stride_past_the_room_left_is_refused_before_any_text_as_transformers(both, overflowing):
+    """tokenizers' enable_truncation refuses a stride longer than max_length less one sequence's special tokens
+    (counted so for pairs and without add_special_tokens too) whether or not a text is cut; ours refused only
+    where it cut, and windowed a short text with no room left (max_length 1: a window of the BOS alone)."""
+    ours, theirs = both
+    refused = 0
+    for args in (("hi",), ("hello world there",), ("hi", "yo"), (["hi", "hello world foo bar"],)):
+        for max_length in range(1, 6):
+            for stride in (1, 2, 4, 6):
+                for add_special_tokens in (True, False):
+                    message = same_call(ours, theirs, *args, truncation=True, max_length=max_length, stride=stride,
+                                        add_special_tokens=add_special_tokens,
+                                        return_overflowing_tokens=overflowing)
+                    refused += message is not None and message.startswith("tokenizer stride set to")
+    assert refused > 0
+
+
+def test_a_batch_of_text_pairs_as_tuples_or_lists(both):
+    """Transformers hands a batch's items to tokenizers' encode_batch, which takes a (text, text_pair) tuple or
+    2-list as a pair: mixed with plain texts too."""
+    ours, theirs = both
+    for batch, kwargs in [([("a b", "c")], {}), ([["a b", "c"]], ALL), (["x", ("Where?", CONTEXT)], ALL),
+                          ([("Where?", CONTEXT), ("What?", "short")],
+                           dict(truncation="only_second", max_length=12, stride=2, return_overflowing_tokens=True,
+                                padding=True, **ALL)),
+                          ([("a b", "c"), "d e"], dict(padding=True, return_tensors="np"))]:
+        a, b = ours(batch, **kwargs), theirs(batch, **kwargs)
+        assert _plain(a) == _plain(b), batch
+        if kwargs.get("return_tensors") is None:
+            assert_same_encoding(a, b)
+    for bad in ([("a", "b", "c")], [("a",)], [("a", 5)]):
+        with pytest.raises(TypeError):
+            theirs(bad)
+        with pytest.raises(TypeError, match="TextEncodeInput must be|TextInputSequence must be str"):
+            ours(bad)
+    with pytest.raises(TypeError, match="TextInputSequence must be str"):
+        ours([("a", "b")], text_pair=["z"])
+
+
+def test_tokenize_takes_a_pair(both):
+    ours, theirs = both
+    for args, kwargs in [(("a b", "c d"), {}), (("Where is the  cat?",), dict(pair=CONTEXT, add_special_tokens=True)),
+                         (("a b", None, True), {}), (("a </s> b", "<s>c"), dict(add_special_tokens=True)),
+                         (("hello world foo",), dict(truncation=True, max_length=3))]:  # truncation: ignored there
+        assert ours.tokenize(*args, **kwargs) == theirs.tokenize(*args, **kwargs), (args, kwargs)

@@ -368,19 +368,33 @@ class NemotronTokenizer:
         defaulting to False (and, with only tokenizer.model, it reads them from tokenizer_config.json)."""
         source = config if config.get("_bos_eos_from_config") else kwargs
         explicit = {k: source[k] for k in ("add_bos_token", "add_eos_token") if k in source}
-        self._post_processor_rebuilt = bool(explicit) or model.post_processor is None
-        if self._post_processor_rebuilt:
-            self._add_bos_token = bool(explicit.get("add_bos_token", False)) and self.bos_token_id is not None
-            self._add_eos_token = bool(explicit.get("add_eos_token", False)) and self.eos_token_id is not None
-            # Transformers' update_post_processor: "<s>:0 $A:0 </s>:0", the pair adding "<s>:1 $B:1 </s>:1"
-            def around(index):
-                return ([("special", [self.bos_token_id], index)] if self._add_bos_token else []) + \
-                    [("sequence", index, index)] + \
-                    ([("special", [self.eos_token_id], index)] if self._add_eos_token else [])
-            self._templates = (around(0), around(0) + around(1))
+        self._add_bos_token = bool(explicit.get("add_bos_token", False)) and self.bos_token_id is not None
+        self._add_eos_token = bool(explicit.get("add_eos_token", False)) and self.eos_token_id is not None
+        if explicit or model.post_processor is None:
+            self._update_post_processor()
         else:
             self._add_bos_token = self._add_eos_token = False
+            self._post_processor_rebuilt = False
             self._templates = post_processor_templates(model.post_processor)
+            self._prefix, self._suffix = template_affixes(self._templates[0])
+
+    def _update_post_processor(self):
+        """Transformers' update_post_processor, from add_bos_token and add_eos_token (a flag whose token is unset
+        turns false): "<s>:0 $A:0 </s>:0", the pair adding "<s>:1 $B:1 </s>:1"."""
+        for flag, name in (("_add_bos_token", "bos_token"), ("_add_eos_token", "eos_token")):
+            if getattr(self, flag) and self._special.get(name) is None:
+                setattr(self, flag, False)
+            elif getattr(self, flag) and self._special_id(name) is None:
+                raise ValueError(f"{name} {self._special[name]!r} has no id in the vocabulary: it cannot surround "
+                                 "a sequence")
+
+        def around(index):
+            return ([("special", [self.bos_token_id], index)] if self._add_bos_token else []) + \
+                [("sequence", index, index)] + \
+                ([("special", [self.eos_token_id], index)] if self._add_eos_token else [])
+
+        self._post_processor_rebuilt = True
+        self._templates = (around(0), around(0) + around(1))
         self._prefix, self._suffix = template_affixes(self._templates[0])
 
     # ---- loading
@@ -441,15 +455,29 @@ class NemotronTokenizer:
                  "model_max_length": self.model_max_length, "chat_template": self.chat_template,
                  "clean_up_tokenization_spaces": self.clean_up_tokenization_spaces,
                  "_extra_special": list(self._extra_special), "_tokens_added_later": list(self._tokens_added_later)}
-        return _unpickle_tokenizer, (type(self), load_args, state)
+        # the special tokens around a sequence, when built from add_bos_token / add_eos_token (maybe set later)
+        bos_eos = (self._add_bos_token, self._add_eos_token) if self._post_processor_rebuilt else None
+        return _unpickle_tokenizer, (type(self), load_args, state, bos_eos)
 
     @property
     def add_bos_token(self):
         return self._add_bos_token
 
+    @add_bos_token.setter
+    def add_bos_token(self, value):
+        """As in Transformers: the special tokens around a sequence are rebuilt from both flags (tokenizer.json's
+        template is replaced)."""
+        self._add_bos_token = bool(value)
+        self._update_post_processor()
+
     @property
     def add_eos_token(self):
         return self._add_eos_token
+
+    @add_eos_token.setter
+    def add_eos_token(self, value):
+        self._add_eos_token = bool(value)
+        self._update_post_processor()
 
     # ---- vocabulary
 
@@ -536,19 +564,41 @@ class NemotronTokenizer:
     bos_token = _token_property("bos_token")
     eos_token = _token_property("eos_token")
     unk_token = _token_property("unk_token")
+    sep_token = _token_property("sep_token")
     pad_token = _token_property("pad_token")
+    cls_token = _token_property("cls_token")
+    mask_token = _token_property("mask_token")
     bos_token_id = _id_property("bos_token")
     eos_token_id = _id_property("eos_token")
     unk_token_id = _id_property("unk_token")
+    sep_token_id = _id_property("sep_token")
     pad_token_id = _id_property("pad_token")
+    cls_token_id = _id_property("cls_token")
+    mask_token_id = _id_property("mask_token")
 
     @property
-    def special_tokens_map(self):
-        return dict(self._special)
+    def extra_special_tokens(self):
+        """The special tokens that have no name (Transformers 4's additional_special_tokens)."""
+        return list(self._extra_special)
+
+    @extra_special_tokens.setter
+    def extra_special_tokens(self, value):
+        # as the named ones: the attribute changes, the vocabulary does not
+        if not isinstance(value, (list, tuple)) or not all(isinstance(t, str) or hasattr(t, "content") for t in value):
+            raise TypeError(f"extra_special_tokens must be a list of str or AddedToken, not {value!r}")
+        self._extra_special = [str(t) for t in value]
+
+    @property
+    def extra_special_tokens_ids(self):
+        return self.convert_tokens_to_ids(self.extra_special_tokens)
+
+    @property
+    def special_tokens_map(self):  # in Transformers' order of the names, whatever order they were set in
+        return {name: self._special[name] for name in SPECIAL_TOKEN_NAMES if name in self._special}
 
     @property
     def all_special_tokens(self):
-        return list(dict.fromkeys([*self._special.values(), *self._extra_special]))
+        return list(dict.fromkeys([*self.special_tokens_map.values(), *self._extra_special]))
 
     @property
     def all_special_ids(self):
@@ -600,7 +650,10 @@ class NemotronTokenizer:
             encoded.append((ids, names, matches))
         return encoded
 
-    def tokenize(self, text, add_special_tokens=False, split_special_tokens=None, **kwargs):
+    def tokenize(self, text, pair=None, add_special_tokens=False, split_special_tokens=None, **kwargs):
+        if pair is not None:  # Transformers' tokenize is an encoding's tokens (which ignores truncation=)
+            options = {} if split_special_tokens is None else {"split_special_tokens": split_special_tokens}
+            return self(text, pair, add_special_tokens=add_special_tokens, **options).tokens()
         core = self._encoder(split_special_tokens)
         ids, names, matches = self._encode_naming_matches([text], False, core)[0]
         if self._stripping_tokens:  # the names of what lstrip/rstrip took, from the text (see _named)
@@ -679,6 +732,19 @@ class NemotronTokenizer:
                              f"({max_length}) is not a multiple of pad_to_multiple_of ({pad_to_multiple_of}).")
         return padding, truncate, max_length
 
+    def _checked_truncation(self, truncate, max_length, stride):
+        """tokenizers' enable_truncation refuses a stride longer than max_length less the special tokens around
+        one sequence (counted so for a pair too, and without add_special_tokens) before any text is read, with its
+        message."""
+        if not truncate:
+            return truncate
+        n_single = sum(len(v) for kind, v, _ in self._templates[0] if kind == "special")
+        if stride and n_single <= max_length and stride > max_length - n_single:
+            raise ValueError(f"tokenizer stride set to {stride}, which is greater than or equal to its effective max "
+                             f"length of {max_length - n_single} (= {max_length} original max length - {n_single} "
+                             "added special tokens), ")
+        return truncate
+
     def encode(self, text, text_pair=None, add_special_tokens=True, padding=False, truncation=None, max_length=None,
                stride=0, padding_side=None, return_tensors=None, **kwargs):
         """The input_ids of __call__, with Transformers' positional order (text, text_pair, add_special_tokens)."""
@@ -715,7 +781,12 @@ class NemotronTokenizer:
         if batched and not texts:
             raise ValueError("text input must not be an empty list")
         pairs = self._pairs(texts, text_pair, batched)
+        if batched and not is_split_into_words and any(isinstance(t, (list, tuple)) for t in texts):
+            if text_pair is not None:  # tokenizers is given (item, text_pair) pairs whose first part is no text
+                raise TypeError("TextInputSequence must be str")
+            texts, pairs = _split_pairs(texts)
         padding, truncate, max_length = self._strategies(padding, truncation, max_length, pad_to_multiple_of)
+        truncate = self._checked_truncation(truncate, max_length, stride)
         side = padding_side or self.padding_side
         if padding is not None and side not in ("right", "left"):
             raise ValueError(f"Invalid padding strategy:{side}")
@@ -881,6 +952,9 @@ class NemotronTokenizer:
         """Transformers' add_special_tokens: sets the named special tokens (bos_token, pad_token, ...) and the
         extra ones, and adds them as special tokens; returns how many were added."""
         allowed = set(SPECIAL_TOKEN_NAMES) | {"extra_special_tokens"}
+        # Transformers 4's name of the extra ones, which Transformers 5 still takes
+        special_tokens_dict = {"extra_special_tokens" if key == "additional_special_tokens" else key: value
+                               for key, value in special_tokens_dict.items()}
         for value in special_tokens_dict.values():  # a token as_added_token refuses, before anything changes
             for token in value if isinstance(value, (list, tuple)) else [value]:
                 if isinstance(token, str) or hasattr(token, "content"):
@@ -988,18 +1062,20 @@ class NemotronTokenizer:
         """The Encodings (overflowing windows inside) of texts, or of (texts, pairs), as tokenizers makes them:
         each sequence encoded, truncated (windows with `stride` when truncation cuts), put in the template, padded."""
         firsts = self._sequence_encodings(texts, 0, split, core)
-        seconds = self._sequence_encodings(pairs, 1, split, core) if pairs is not None else [None] * len(texts)
-        template = self._templates[0 if pairs is None else 1]
-        n_added = sum(len(v) for kind, v, _ in template if kind == "special") if add_special_tokens else 0
+        seconds = [None] * len(texts)
+        if pairs is not None:  # a row's pair may be None: a batch of texts and (text, text_pair) items
+            given = iter(self._sequence_encodings([p for p in pairs if p is not None], 1, split, core))
+            seconds = [None if p is None else next(given) for p in pairs]
         if stride and not truncate:
             stride = 0  # tokenizers windows only what it truncates
-        if truncate:
-            _room_for_tokens(max_length, n_added)
         encodings = []
         for first, second in zip(firsts, seconds):
             sequences = [first] if second is None else [first, second]
+            template = self._templates[len(sequences) - 1]
+            n_added = sum(len(v) for kind, v, _ in template if kind == "special") if add_special_tokens else 0
             if truncate:
-                truncate_sequences(sequences, max_length - n_added, truncate, stride, self.truncation_side == "left")
+                truncate_sequences(sequences, _room_for_tokens(max_length, n_added), truncate, stride,
+                                   self.truncation_side == "left")
             encodings.append(apply_template(template, sequences, add_special_tokens))
         if padding is not None:
             # tokenizers pads to the longest main row; the overflowing windows are padded to that length too, never
@@ -1151,6 +1227,24 @@ def _strip(token, content, start, stop):
     return token
 
 
+def _split_pairs(items):
+    """(texts, pairs) of a batch whose items are texts or (text, text_pair) tuples or 2-lists, as tokenizers'
+    encode_batch takes them (a row without a pair has None), with its errors."""
+    texts, pairs = [], []
+    for item in items:
+        if not isinstance(item, (list, tuple)):
+            texts.append(item)
+            pairs.append(None)
+            continue
+        if len(item) != 2:
+            raise TypeError("TextEncodeInput must be Union[TextInputSequence, Tuple[InputSequence, InputSequence]]")
+        if not all(isinstance(part, str) for part in item):
+            raise TypeError("TextInputSequence must be str")
+        texts.append(item[0])
+        pairs.append(item[1])
+    return texts, pairs
+
+
 def _room_for_tokens(max_length, n_special):
     """How many tokens of the texts fit in max_length beside n_special special tokens. Shorter than the special
     tokens is a ValueError (tokenizers then does not truncate at all, returning more than max_length tokens)."""
@@ -1198,13 +1292,16 @@ def _to_lists(value):
     return value
 
 
-def _unpickle_tokenizer(cls, load_args, state):
+def _unpickle_tokenizer(cls, load_args, state, bos_eos=None):
     path, kwargs = load_args
     tokenizer = cls.from_pretrained(path, **kwargs)
     tokenizer.__dict__.update(state)
     if tokenizer._tokens_added_later:  # add_tokens after loading, again
         tokenizer._added_vocabulary.add(tokenizer._tokens_added_later)
         tokenizer._rebuild()
+    if bos_eos is not None:
+        tokenizer._add_bos_token, tokenizer._add_eos_token = bos_eos
+        tokenizer._update_post_processor()
     return tokenizer
 
 
