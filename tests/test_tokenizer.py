@@ -126,6 +126,10 @@ def test_tokens_vocab_and_special_tokens(dirs, corpus, name):
         tokens = theirs.convert_ids_to_tokens(ids)
         assert ours.convert_tokens_to_ids(tokens) == theirs.convert_tokens_to_ids(tokens)
     assert ours.convert_tokens_to_ids("no-such-piece") == theirs.convert_tokens_to_ids("no-such-piece")
+    with pytest.raises(TypeError):
+        theirs.convert_tokens_to_ids(None)
+    with pytest.raises(TypeError, match="'NoneType' object is not iterable"):  # Transformers 4 returned None
+        ours.convert_tokens_to_ids(None)
     assert ours.convert_ids_to_tokens(5) == theirs.convert_ids_to_tokens(5)
     assert len(ours) == len(theirs)
     assert ours.vocab_size == theirs.vocab_size
@@ -801,3 +805,20 @@ def test_too_long_sequence_warns_once_as_transformers(dirs):
         warnings.simplefilter("always")
         fresh(text, truncation=True), fresh(text, max_length=100), fresh(text, verbose=False)
     assert not caught
+
+
+@pytest.mark.parametrize("name", [name for name, _, _ in SPM_ONLY])
+@pytest.mark.parametrize("kwargs", [dict(eos_token="<extra_id_0>"), dict(pad_token="<extra_id_1>"),
+                                    dict(unk_token="<extra_id_0>", extra_special_tokens=["<extra_id_1>"])])
+def test_a_user_defined_piece_named_as_a_special_token_is_special(dirs, name, kwargs):
+    """From tokenizer.model, a user-defined piece is added as a plain token; naming it as a special token makes it
+    special (Transformers adds the named special tokens again), so that decoding can skip it."""
+    ours = AutoTokenizer.from_pretrained(dirs[name], **kwargs)
+    theirs = transformers.AutoTokenizer.from_pretrained(dirs[name], **kwargs)
+    text = "y<extra_id_0>z <extra_id_1> <ctrl_0>q"
+    assert {i: (t.content, t.special) for i, t in ours.added_tokens_decoder.items()} == \
+        {i: (t.content, t.special) for i, t in theirs.added_tokens_decoder.items()}
+    for skip in (False, True):
+        assert ours.decode(ours.encode(text), skip_special_tokens=skip) == \
+            theirs.decode(theirs.encode(text), skip_special_tokens=skip)
+    assert ours.all_special_ids == theirs.all_special_ids

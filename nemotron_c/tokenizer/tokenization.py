@@ -310,9 +310,13 @@ class NemotronTokenizer:
         named = set(self._special.values())
         for token in tokens:
             token["special"] = token["special"] or token["content"] in named
-        present = set(vocabulary.ids) | {t["content"] for t in tokens}
+        # converted from tokenizer.model, a named special token that is a user-defined piece (added plain)
+        # becomes special, as Transformers adds it again (an extra one stays plain; tokenizer.json's stay as written)
+        listed = {t["content"] for t in tokens}
+        named = set(self._special.values()) if not model.from_tokenizer_json else set()
         tokens += [added_token(content, True) for content in dict.fromkeys([*self._special.values(), *self._extra_special])
-                   if content not in present]
+                   if content not in listed and (content not in vocabulary.ids
+                                                 or content in named and content not in vocabulary.special)]
         vocabulary.add(tokens)
         model.added = vocabulary.tokens()
         self._added_vocabulary = vocabulary  # add_tokens goes on with it
@@ -515,8 +519,8 @@ class NemotronTokenizer:
         return clean_up_tokenization(text)
 
     def convert_tokens_to_ids(self, tokens):
-        if tokens is None:
-            return None
+        if tokens is None:  # Transformers 5's error (4 returned None)
+            raise TypeError("'NoneType' object is not iterable")
         if isinstance(tokens, str):
             token_id = self._vocab.get(tokens)
             if token_id is None:
