@@ -822,3 +822,50 @@ def test_a_user_defined_piece_named_as_a_special_token_is_special(dirs, name, kw
         assert ours.decode(ours.encode(text), skip_special_tokens=skip) == \
             theirs.decode(theirs.encode(text), skip_special_tokens=skip)
     assert ours.all_special_ids == theirs.all_special_ids
+
+
+def _named_token_facts(tokenizer):
+    facts = {}
+    for attr in ("image_token", "image_token_id", "foo_token", "foo_token_id", "bar_token", "extra_special_tokens",
+                 "all_special_tokens", "all_special_ids", "special_tokens_map"):
+        try:
+            facts[attr] = getattr(tokenizer, attr)
+        except AttributeError:
+            facts[attr] = AttributeError
+    text = "a<image>b<extra_id_1> <new>c<ctrl_0>"
+    ids = tokenizer(text)["input_ids"]
+    return facts, tokenizer.tokenize(text), ids, tokenizer.decode(ids, skip_special_tokens=True), len(tokenizer)
+
+
+@pytest.mark.parametrize("name", ["nemotron", "legacy", "spm_only", "spm_only_llama"])
+@pytest.mark.parametrize("kwargs", [{}, dict(extra_special_tokens={"foo_token": "<extra_id_1>", "bar_token": "<new>"}),
+                                    dict(foo_token="<new>"), dict(additional_special_tokens={"foo_token": "<new>"}),
+                                    dict(extra_special_tokens=["<new>"])])
+def test_model_specific_special_tokens_as_transformers(dirs, tmp_path, name, kwargs):
+    """Transformers 5 makes every other `*_token` setting that is a token (an image_token in tokenizer_config.json)
+    and each name of a dict extra_special_tokens a special token with an attribute of its name: added to the
+    vocabulary, matched whole, skipped by decode; ours left '<image>' to the BPE."""
+    import json
+    import pickle
+    import shutil
+
+    path = str(tmp_path / name)
+    shutil.copytree(dirs[name], path)
+    config_path = os.path.join(path, "tokenizer_config.json")
+    config = json.load(open(config_path)) if os.path.exists(config_path) else {}
+    config.update(image_token="<image>", count_token=5, not_a_token="<x>")  # only strings (or AddedTokens) count
+    with open(config_path, "w") as f:
+        json.dump(config, f)
+    ours, theirs = AutoTokenizer.from_pretrained(path, **kwargs), transformers.AutoTokenizer.from_pretrained(path, **kwargs)
+    assert _named_token_facts(ours) == _named_token_facts(theirs)
+    assert _named_token_facts(pickle.loads(pickle.dumps(ours))) == _named_token_facts(ours)
+    ours.image_token = theirs.image_token = "<s>"
+    assert _named_token_facts(ours) == _named_token_facts(theirs)
+    if os.path.exists(os.path.join(path, "tokenizer.json")):
+        ours.save_pretrained(tmp_path / "ours")
+        theirs.save_pretrained(tmp_path / "theirs")
+        assert _named_token_facts(AutoTokenizer.from_pretrained(tmp_path / "ours")) == \
+            _named_token_facts(transformers.AutoTokenizer.from_pretrained(tmp_path / "theirs"))
+    else:  # saved as a copy of tokenizer.model, which would not bring '<image>' back: refused, as added tokens are
+        with pytest.raises(NotImplementedError, match=r"cannot save the tokens \['<image>'\]"):
+            ours.save_pretrained(tmp_path / "ours")

@@ -39,10 +39,15 @@ def save_tokenizer(tokenizer, save_directory, legacy_format=None, filename_prefi
     save_directory = prepare_directory(save_directory)
     from_json = os.path.basename(source) == TOKENIZER_FILE
     named = set(tokenizer.special_tokens_map.values()) | set(tokenizer._extra_special)
-    lost = [t["content"] for t in tokenizer._tokens_added_later if t["content"] not in named]
+    # beyond the pieces of tokenizer.model, only the tokens the config names come back: those added after loading,
+    # and those a special token named at loading and no longer names (an image_token set to another), would not
+    lost = list(dict.fromkeys([t["content"] for t in tokenizer._tokens_added_later] +
+                              [t["content"] for t in tokenizer._added_tokens if t["id"] >= tokenizer.vocab_size]))
+    lost = [content for content in lost if content not in named]
     if lost and not from_json:  # the special tokens come back from the config; the others would be lost
-        raise NotImplementedError(f"cannot save the tokens {lost} added after loading: the tokenizer was read from "
-                                  f"{SPM_FILE} alone, and nemotron_c saves it as a copy of that file")
+        raise NotImplementedError(f"cannot save the tokens {lost} (added after loading, or named by a special token "
+                                  f"that no longer names them): the tokenizer was read from {SPM_FILE} alone, and "
+                                  "nemotron_c saves it as a copy of that file")
     # read before writing anything: the source may be the file about to be replaced
     tokenizer_json = tokenizer_json_to_save(tokenizer, read_json(source)) if from_json else None
 

@@ -284,14 +284,17 @@ class NemotronTokenizer:
     def _read_special_tokens(self, config):
         # LlamaTokenizer has defaults, a plain tokenizer.json has none
         defaults = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"} if self._llama else {}
+        specific = config.get(MODEL_SPECIFIC, {})
+        # the names of the special tokens, Transformers' SPECIAL_TOKENS_ATTRIBUTES of this tokenizer
+        self._special_names = list(SPECIAL_TOKEN_NAMES) + [name for name in specific if name not in SPECIAL_TOKEN_NAMES]
         self._special = {}
-        for name in SPECIAL_TOKEN_NAMES:
-            value = token_content(config[name]) if name in config else defaults.get(name)
+        for name in self._special_names:
+            value = token_content(specific.get(name, config.get(name, defaults.get(name))))
             if value is not None:
                 self._special[name] = value
-        extra = config.get("extra_special_tokens", config.get("additional_special_tokens")) or []
-        if isinstance(extra, dict):  # named extra tokens
-            extra = list(extra.values())
+        # Transformers 4's name stands in for an empty or missing extra_special_tokens (a dict of them is named:
+        # _model_specific_tokens took it)
+        extra = config.get("extra_special_tokens") or config.get("additional_special_tokens") or []
         self._extra_special = [token_content(t) for t in extra]
 
     def _add_tokens(self, model, config, written):
@@ -424,6 +427,8 @@ class NemotronTokenizer:
     def _read_files(cls, name, path, config, kwargs):
         json_path = os.path.join(path, TOKENIZER_FILE)
         spm_path = os.path.join(path, SPM_FILE)
+        given_kwargs = dict(kwargs)  # for pickling: the load again
+        config, kwargs = _model_specific_tokens(config, kwargs)
         derived = {}
         if os.path.isfile(json_path):
             tj = read_json(json_path)
@@ -438,7 +443,7 @@ class NemotronTokenizer:
         else:
             raise OSError(f"{path!r} has neither {TOKENIZER_FILE} nor {SPM_FILE}")
         tokenizer = cls(model, config, kwargs, name_or_path=name)
-        tokenizer._load_args = (path, dict(kwargs))
+        tokenizer._load_args = (path, given_kwargs)
         tokenizer._source_file = json_path if os.path.isfile(json_path) else spm_path
         tokenizer._derived_config = derived
         return tokenizer
@@ -455,6 +460,7 @@ class NemotronTokenizer:
         if load_args is None:
             raise TypeError("only a NemotronTokenizer made by from_pretrained can be pickled")
         state = {"name_or_path": self.name_or_path, "_special": dict(self._special),
+                 "_special_names": list(self._special_names),
                  "padding_side": self.padding_side, "truncation_side": self.truncation_side,
                  "model_max_length": self.model_max_length, "chat_template": self.chat_template,
                  "clean_up_tokenization_spaces": self.clean_up_tokenization_spaces,
@@ -598,7 +604,23 @@ class NemotronTokenizer:
 
     @property
     def special_tokens_map(self):  # in Transformers' order of the names, whatever order they were set in
-        return {name: self._special[name] for name in SPECIAL_TOKEN_NAMES if name in self._special}
+        return {name: self._special[name] for name in self._special_names if name in self._special}
+
+    # a model-specific special token (an image_token of tokenizer_config.json, a name of a dict
+    # extra_special_tokens) is an attribute of its name, as in Transformers, and so is its id
+    def __getattr__(self, name):
+        names = self.__dict__.get("_special_names", ())
+        if name in names:
+            return self._special.get(name)
+        if name.endswith("_id") and name[:-3] in names:
+            return self._special_id(name[:-3])
+        raise AttributeError(f"{type(self).__name__} has no attribute {name}")
+
+    def __setattr__(self, name, value):
+        if name in self.__dict__.get("_special_names", ()) and name not in SPECIAL_TOKEN_NAMES:
+            self._set_special(name, value)
+        else:
+            super().__setattr__(name, value)
 
     @property
     def all_special_tokens(self):
@@ -955,7 +977,7 @@ class NemotronTokenizer:
     def add_special_tokens(self, special_tokens_dict, replace_extra_special_tokens=True):
         """Transformers' add_special_tokens: sets the named special tokens (bos_token, pad_token, ...) and the
         extra ones, and adds them as special tokens; returns how many were added."""
-        allowed = set(SPECIAL_TOKEN_NAMES) | {"extra_special_tokens"}
+        allowed = set(self._special_names) | {"extra_special_tokens"}
         # Transformers 4's name of the extra ones, which Transformers 5 still takes
         special_tokens_dict = {"extra_special_tokens" if key == "additional_special_tokens" else key: value
                                for key, value in special_tokens_dict.items()}
@@ -1229,6 +1251,27 @@ def _strip(token, content, start, stop):
             break
         token = token[:-len(content)]
     return token
+
+
+MODEL_SPECIFIC = "_model_specific_special_tokens"
+
+
+def _model_specific_tokens(config, kwargs):
+    """(config, kwargs) with Transformers 5's model-specific special tokens gathered under MODEL_SPECIFIC in config
+    ({name: token}, in the order of the merged settings): every other `*_token` setting whose value is a token (a
+    string or an AddedToken dict), then the names of an extra_special_tokens (or additional_special_tokens) given
+    as a dict, which is taken out of both (the tokens it lists are then none, and a tokenizer.model's conversion
+    names its own). Each becomes a special token with an attribute of its name."""
+    merged = {**config, **kwargs}
+    specific = {key: value for key, value in merged.items()
+                if key.endswith("_token") and key not in SPECIAL_TOKEN_NAMES
+                and (isinstance(value, str) or isinstance(value, dict) and isinstance(value.get("content"), str))}
+    extra_key = "extra_special_tokens" if merged.get("extra_special_tokens") else "additional_special_tokens"
+    if isinstance(merged.get(extra_key), dict):
+        specific.update(merged[extra_key])
+        config = {k: v for k, v in config.items() if k not in ("extra_special_tokens", "additional_special_tokens")}
+        kwargs = {k: v for k, v in kwargs.items() if k not in ("extra_special_tokens", "additional_special_tokens")}
+    return ({**config, MODEL_SPECIFIC: specific} if specific else config), kwargs
 
 
 def _split_pairs(items):
