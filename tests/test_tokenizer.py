@@ -869,3 +869,44 @@ def test_model_specific_special_tokens_as_transformers(dirs, tmp_path, name, kwa
     else:  # saved as a copy of tokenizer.model, which would not bring '<image>' back: refused, as added tokens are
         with pytest.raises(NotImplementedError, match=r"cannot save the tokens \['<image>'\]"):
             ours.save_pretrained(tmp_path / "ours")
+
+
+@pytest.mark.parametrize("name", ["nemotron", "legacy", "spm_only", "spm_only_llama"])
+def test_special_tokens_given_as_added_tokens_keep_their_flags(dirs, tmp_path, name):
+    """A special token passed to from_pretrained as an AddedToken (tokenizers' or Transformers'), or written in
+    tokenizer_config.json as an AddedToken dict, is added with its flags (lstrip, rstrip, normalized) when it is
+    new, as Transformers adds it; a piece of the vocabulary keeps the defaults there. Ours refused an AddedToken
+    object (SpecialTokenTypeError). (single_word given so is left out: Transformers then also drops the space
+    before the token, which its add_tokens does not.)"""
+    import json
+    import pickle
+    import shutil
+
+    from tokenizers import AddedToken
+
+    text = "x <mask> <image>y<new> <pad2>  <s>z"
+
+    def facts(tokenizer):
+        ids = tokenizer(text)["input_ids"]
+        return tokenizer.all_special_tokens, tokenizer.tokenize(text), ids, tokenizer.decode(ids, skip_special_tokens=True)
+
+    for kwargs in (dict(pad_token=AddedToken("<pad2>", special=True)),
+                   dict(image_token=AddedToken("<image>", special=True, lstrip=True)),
+                   dict(extra_special_tokens=[AddedToken("<new>", special=True, rstrip=True)]),
+                   dict(mask_token=AddedToken("<mask>", lstrip=True, special=False, normalized=True)),
+                   dict(bos_token=AddedToken("<s>", lstrip=True, rstrip=True)),
+                   dict(extra_special_tokens={"foo_token": AddedToken("<new>", rstrip=True, special=True)})):
+        ours = AutoTokenizer.from_pretrained(dirs[name], **kwargs)
+        assert facts(ours) == facts(transformers.AutoTokenizer.from_pretrained(dirs[name], **kwargs)), kwargs
+        assert facts(pickle.loads(pickle.dumps(ours))) == facts(ours)
+    path = str(tmp_path / name)
+    shutil.copytree(dirs[name], path)
+    config_path = os.path.join(path, "tokenizer_config.json")
+    config = json.load(open(config_path)) if os.path.exists(config_path) else {}
+    config["mask_token"] = {"content": "<mask>", "lstrip": True, "rstrip": False, "normalized": False,
+                            "single_word": False, "special": True, "__type": "AddedToken"}
+    config["image_token"] = {"content": "<image>", "lstrip": True, "rstrip": True, "normalized": False,
+                             "single_word": False, "special": True, "__type": "AddedToken"}
+    with open(config_path, "w") as f:
+        json.dump(config, f)
+    assert facts(AutoTokenizer.from_pretrained(path)) == facts(transformers.AutoTokenizer.from_pretrained(path))

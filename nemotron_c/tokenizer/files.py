@@ -46,6 +46,8 @@ def token_content(value):
         return value
     if isinstance(value, dict) and isinstance(value.get("content"), str):
         return value["content"]
+    if isinstance(getattr(value, "content", None), str):  # an AddedToken (tokenizers', Transformers', ours)
+        return value.content
     raise SpecialTokenTypeError(f"a special token must be a string or an AddedToken dict, got {value!r}")
 
 

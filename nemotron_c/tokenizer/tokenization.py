@@ -288,14 +288,19 @@ class NemotronTokenizer:
         # the names of the special tokens, Transformers' SPECIAL_TOKENS_ATTRIBUTES of this tokenizer
         self._special_names = list(SPECIAL_TOKEN_NAMES) + [name for name in specific if name not in SPECIAL_TOKEN_NAMES]
         self._special = {}
+        self._special_given = {}  # content -> the AddedToken given for it (object or dict), for its flags
         for name in self._special_names:
-            value = token_content(specific.get(name, config.get(name, defaults.get(name))))
+            given = specific.get(name, config.get(name, defaults.get(name)))
+            value = token_content(given)
             if value is not None:
                 self._special[name] = value
+                if not isinstance(given, str):
+                    self._special_given[value] = given
         # Transformers 4's name stands in for an empty or missing extra_special_tokens (a dict of them is named:
         # _model_specific_tokens took it)
         extra = config.get("extra_special_tokens") or config.get("additional_special_tokens") or []
         self._extra_special = [token_content(t) for t in extra]
+        self._special_given.update({token_content(t): t for t in extra if not isinstance(t, str)})
 
     def _add_tokens(self, model, config, written):
         """model.added as tokenizers and Transformers build it, each token given its id by AddedVocabulary (the
@@ -317,12 +322,23 @@ class NemotronTokenizer:
         # becomes special, as Transformers adds it again (an extra one stays plain; tokenizer.json's stay as written)
         listed = {t["content"] for t in tokens}
         named = set(self._special.values()) if not model.from_tokenizer_json else set()
-        tokens += [added_token(content, True) for content in dict.fromkeys([*self._special.values(), *self._extra_special])
+        # a new special token has the flags of the AddedToken it was given as; a piece of the vocabulary keeps
+        # tokenizers' defaults, as Transformers' does
+        tokens += [added_token(content, True) if content in model.vocab else self._special_token(content)
+                   for content in dict.fromkeys([*self._special.values(), *self._extra_special])
                    if content not in listed and (content not in vocabulary.ids
                                                  or content in named and content not in vocabulary.special)]
         vocabulary.add(tokens)
         model.added = vocabulary.tokens()
         self._added_vocabulary = vocabulary  # add_tokens goes on with it
+
+    def _special_token(self, content):
+        """The special AddedToken dict a special token is added as: with the flags of the AddedToken (object, or
+        dict of tokenizer_config.json) it was given as, else tokenizers' defaults for a special token."""
+        given = self._special_given.get(content)
+        if isinstance(given, dict):
+            return added_token(content, True, **{f: given[f] for f in ADDED_FLAGS if f in given})
+        return added_token(content, True) if given is None else as_added_token(given, True)
 
     def _build_vocabulary(self, model):
         """The core tokenizer and the id <-> token maps (again after add_tokens: the model is kept for that)."""
@@ -1263,9 +1279,12 @@ def _model_specific_tokens(config, kwargs):
     as a dict, which is taken out of both (the tokens it lists are then none, and a tokenizer.model's conversion
     names its own). Each becomes a special token with an attribute of its name."""
     merged = {**config, **kwargs}
+    def is_token(value):  # a string, or an AddedToken (an object, or a dict in tokenizer_config.json)
+        content = value.get("content") if isinstance(value, dict) else getattr(value, "content", value)
+        return isinstance(content, str)
+
     specific = {key: value for key, value in merged.items()
-                if key.endswith("_token") and key not in SPECIAL_TOKEN_NAMES
-                and (isinstance(value, str) or isinstance(value, dict) and isinstance(value.get("content"), str))}
+                if key.endswith("_token") and key not in SPECIAL_TOKEN_NAMES and is_token(value)}
     extra_key = "extra_special_tokens" if merged.get("extra_special_tokens") else "additional_special_tokens"
     if isinstance(merged.get(extra_key), dict):
         specific.update(merged[extra_key])
