@@ -152,3 +152,20 @@ def test_more_candidates_than_continuations_is_refused(models):
         hf_generate(theirs, PROMPTS, MASK, **kwargs)
     with pytest.raises(ValueError, match="candidates a step, more than its num_beams x vocab_size"):
         our_generate(ours, PROMPTS, MASK, **kwargs)
+
+
+def test_beam_search_that_adds_no_token_returns_its_dict(models):
+    """Every token suppressed: the beams end at once with the prompt; the dict result reshaped rows of 0 ids with
+    -1 and raised NumPy's ValueError. beam_indices are int32, as Transformers'."""
+    ours, theirs = models
+    kwargs = dict(num_beams=2, num_return_sequences=2, max_new_tokens=3,
+                  suppress_tokens=list(range(ours.config.vocab_size)), **DICT)
+    expected = hf_generate(theirs, PROMPTS, MASK, **kwargs)
+    got = our_generate(ours, PROMPTS, MASK, **kwargs)
+    np.testing.assert_array_equal(got.sequences, expected["sequences"])
+    assert got.beam_indices.shape == expected["beam_indices"].shape == (2 * len(PROMPTS), 0)
+    assert got.beam_indices.dtype == expected["beam_indices"].dtype == np.int32
+    np.testing.assert_allclose(got.sequences_scores, expected["sequences_scores"])
+    assert_scores_equal(got.scores, expected["scores"])
+    assert our_generate(ours, PROMPTS, MASK, num_beams=2, max_new_tokens=3, return_dict_in_generate=True).beam_indices \
+        .dtype == np.int32

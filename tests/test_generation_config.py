@@ -250,3 +250,30 @@ def test_save_pretrained_reads_back_in_transformers(tmp_path):
     assert nemotron_c.GenerationConfig.from_pretrained(str(tmp_path)) == config
     with pytest.raises(ValueError, match="GenerationConfig is invalid"):
         nemotron_c.GenerationConfig(temperature=0.5).save_pretrained(str(tmp_path / "strict"))
+
+
+def test_transformers_refusals_and_prefill_chunk_size(checkpoint):
+    """low_memory with beams and a cache beside cache_implementation raise Transformers' ValueErrors (ours ran);
+    prefill_chunk_size, which changes no token there, is taken (ours refused it): a bad one is a ValueError where
+    torch fails inside Transformers."""
+    path = checkpoint()
+    ours = nemotron_c.AutoModelForCausalLM.from_pretrained(path)
+    theirs = transformers.NemotronForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    ids = np.array([[5, 17, 33, 2, 9, 40, 11, 12]])
+    for kwargs, cache in ((dict(num_beams=2, low_memory=True), None), (dict(cache_implementation="dynamic"), True)):
+        with pytest.raises(ValueError) as expected:
+            theirs.generate(torch.as_tensor(ids), max_new_tokens=3,
+                            past_key_values=transformers.DynamicCache() if cache else None, **kwargs)
+        with pytest.raises(ValueError, match=re.escape(str(expected.value))):
+            ours.generate(ids, max_new_tokens=3, past_key_values=ours(ids[:, :4]).cache if cache else None,
+                          **kwargs)
+    assert ours.generate(ids, max_new_tokens=3, low_memory=True).shape == (1, 11)  # greedy takes it, as there
+    for chunk in (1, 3, 100):
+        for extra in ({}, dict(num_beams=2)):
+            with torch.no_grad():
+                expected = theirs.generate(torch.as_tensor(ids), max_new_tokens=4, prefill_chunk_size=chunk, **extra)
+            np.testing.assert_array_equal(ours.generate(ids, max_new_tokens=4, prefill_chunk_size=chunk, **extra),
+                                          expected.numpy())
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="`prefill_chunk_size` must be a positive integer"):
+            ours.generate(ids, max_new_tokens=2, prefill_chunk_size=bad)

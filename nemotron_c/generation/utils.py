@@ -92,7 +92,6 @@ UNSUPPORTED_FIELDS = {
     "guidance_scale": lambda v: v is not None and v != 1,
     "watermarking_config": lambda v: v is not None,
     "token_healing": lambda v: bool(v),
-    "prefill_chunk_size": lambda v: v is not None,
 }
 
 
@@ -668,7 +667,8 @@ class Run:
         if self.beams > 1:
             n = self.num_return_sequences
             generated = self.generator.beam_output_length(n)
-            sequences = self.sequences[:, :n, context:T0 + generated].reshape(-1, T0 - context + generated)
+            rows = self.sequences.shape[0] * n  # not -1: a beam search that added no token has rows of 0 ids
+            sequences = self.sequences[:, :n, context:T0 + generated].reshape(rows, T0 - context + generated)
             if not self.return_dict:
                 return np.ascontiguousarray(sequences)
             attentions, hidden_states = self.replay(steps, self.running_beams(), self.running_parents)
@@ -676,7 +676,8 @@ class Run:
                 sequences=np.ascontiguousarray(sequences),
                 sequences_scores=self.sequence_scores[:, :n].reshape(-1).copy() if self.output_scores else None,
                 scores=scores, logits=logits,
-                beam_indices=np.ascontiguousarray(self.beam_indices[:, :n, :generated].reshape(-1, generated)),
+                # int32, as Transformers' (the loop writes int64)
+                beam_indices=self.beam_indices[:, :n, :generated].reshape(rows, generated).astype(np.int32),
                 attentions=attentions, hidden_states=hidden_states, cache=cache,
             )
         sequences = np.ascontiguousarray(self.sequences[:, context:self.generator.length])
@@ -802,6 +803,18 @@ def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=N
     if not isinstance(num_return, (int, np.integer)) or isinstance(num_return, bool) or num_return < 1:
         raise ValueError(f"`num_return_sequences` has to be a positive integer, but is {num_return!r}")
     check_supported(config, mode)
+    # Transformers' refusals, with its messages
+    if mode in ("beam_search", "beam_sample") and getattr(config, "low_memory", None):
+        raise ValueError("`low_memory=True` is not supported after the beam search refactor. Please check the "
+                         "discussion in #35802 *after the PR got merged*, and add a comment there if your questions "
+                         "are not yet answered.")
+    if user_cache is not None and config.cache_implementation is not None:
+        raise ValueError("Passing both `cache_implementation` (used to initialize certain caches) and `cache` (a Cache "
+                         "object) is unsupported. Please use only one of the two.")
+    prefill_chunk = getattr(config, "prefill_chunk_size", None)
+    if prefill_chunk is not None and (isinstance(prefill_chunk, bool) or not isinstance(prefill_chunk, int)
+                                      or prefill_chunk < 1):
+        raise ValueError(f"`prefill_chunk_size` must be a positive integer, got {prefill_chunk!r}")
 
     vocab_size = model.config.vocab_size
     embeds = model_kwargs.get("inputs_embeds")
