@@ -529,3 +529,23 @@ def test_fortran_ordered_and_strided_ids_are_accepted(written):
                                       expected)
         np.testing.assert_array_equal(model.generate(other, max_new_tokens=2, do_sample=False),
                                       model.generate(ids, max_new_tokens=2, do_sample=False))
+
+
+def test_a_listed_tensor_that_another_shard_holds_with_other_values_is_refused(written, tmp_path):
+    """The weight_map lists a tensor in one shard and another shard holds it too: with the same values it loads;
+    with others it is refused, naming both (Transformers silently takes the last shard's copy, ours took the listed
+    one: both loaded, 0.38 apart)."""
+    directory, _, index = sharded_copy(written, tmp_path)
+    ids = np.array([[1, 5, 9, 3]])
+    reference = nemotron_c.AutoModelForCausalLM.from_pretrained(directory)(ids).logits
+    name = "model.embed_tokens.weight"
+    listed = index["weight_map"][name]
+    other = next(shard for shard in sorted(set(index["weight_map"].values())) if shard != listed)
+    original = load_file(os.path.join(directory, listed))[name]
+    tensors = load_file(os.path.join(directory, other))
+    save_file({**tensors, name: original}, os.path.join(directory, other), metadata={"format": "pt"})
+    assert np.array_equal(nemotron_c.AutoModelForCausalLM.from_pretrained(directory)(ids).logits, reference)
+    save_file({**tensors, name: np.zeros_like(original)}, os.path.join(directory, other), metadata={"format": "pt"})
+    with pytest.raises(SafetensorsFormatError, match=f"tensor '{name}', which the weight_map lists in .*{listed}, "
+                                                     f"is also in .*{other} with different values"):
+        nemotron_c.AutoModelForCausalLM.from_pretrained(directory)

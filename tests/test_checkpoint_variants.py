@@ -180,3 +180,43 @@ def test_model_loaded_from_transformers_weights_saves_a_loadable_copy(tmp_path):
 def test_variant_and_use_safetensors_of_the_wrong_type_are_named(folders, kwargs, message):
     with pytest.raises(TypeError, match=message):
         nemotron_c.NemotronForCausalLM.from_pretrained(folders["both"], **kwargs)
+
+
+def test_a_checkpoint_mixing_prefixed_and_bare_names_loads_as_in_transformers(tmp_path):
+    """Transformers maps each name on its own: layer 0 saved without 'model.' beside prefixed ones loads there, and
+    here (it was 'checkpoint lacks tensor model.layers.0...')."""
+    from safetensors.torch import load_file, save_file
+
+    model = build_hf_model(seed=4)
+    model.save_pretrained(tmp_path / "mixed")
+    path = tmp_path / "mixed" / "model.safetensors"
+    tensors = load_file(path)
+    save_file({(k[len("model."):] if k.startswith("model.layers.0.") else k): v for k, v in tensors.items()}, path,
+              metadata={"format": "pt"})
+    theirs = transformers.NemotronForCausalLM.from_pretrained(tmp_path / "mixed", dtype=torch.float32).eval()
+    ours = nemotron_c.AutoModelForCausalLM.from_pretrained(tmp_path / "mixed")
+    assert_close(ours(IDS).logits, hf_logits(theirs, IDS))
+    np.testing.assert_array_equal(ours(IDS).logits, nemotron_c.AutoModelForCausalLM.from_pretrained(
+        _saved(model, tmp_path / "whole"))(IDS).logits)
+
+
+def _saved(model, directory):
+    model.save_pretrained(directory)
+    return directory
+
+
+def test_a_subfolder_missing_from_a_local_folder_is_no_hub_id(tmp_path, monkeypatch):
+    """A local folder with subfolder= naming nothing: the config is missing there (the folder/subfolder pair was
+    taken for a Hub repo id and fetched, 23 s of retries without a network, or read from a cached repo of that name)."""
+    import huggingface_hub.file_download
+
+    model = build_hf_model(seed=4)
+    model.save_pretrained(tmp_path / "local")
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("the Hub was asked")
+
+    monkeypatch.setattr(huggingface_hub.file_download, "hf_hub_download", no_network)
+    monkeypatch.chdir(tmp_path)  # "local/nope" is then a valid repo id too
+    with pytest.raises(FileNotFoundError, match=r"no config.json at local/nope/config.json"):
+        nemotron_c.AutoModelForCausalLM.from_pretrained("local", subfolder="nope")

@@ -352,3 +352,21 @@ def test_loading_in_blocks_of_rows_changes_nothing(float_checkpoint, tmp_path, m
     np.testing.assert_array_equal(blocks(IDS).logits, whole(IDS).logits)
     if dtype in QUANTIZED:
         assert max(rows * cols for rows, cols in calls) <= max(block_values, 128)  # a row of 128 is one block
+
+
+@pytest.mark.parametrize("dtype", QUANTIZED)
+def test_loading_names_the_tensor_and_row_that_cannot_be_quantized(tmp_path, dtype):
+    """A weight that is not finite, quantized at load (or by convert): the message names the tensor and its row in
+    the whole matrix (it named neither, and a row of the block quantized)."""
+    from safetensors.numpy import load_file, save_file
+
+    from helpers.transformers_reference import build_hf_model
+
+    build_hf_model(seed=2, intermediate_size=128).save_pretrained(tmp_path / "nan")
+    path = tmp_path / "nan" / "model.safetensors"
+    tensors = load_file(path)
+    tensors["model.layers.1.mlp.down_proj.weight"][5, 7] = np.inf
+    save_file(tensors, path, metadata={"format": "pt"})
+    with pytest.raises(ValueError, match=f"cannot quantize tensor 'layers.1.mlp.down_proj.weight' to {dtype}: its row "
+                                         "5 holds a weight that is not finite"):
+        nemotron_c.AutoModelForCausalLM.from_pretrained(tmp_path / "nan", dtype=dtype)

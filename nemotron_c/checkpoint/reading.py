@@ -113,7 +113,12 @@ def read_sharded(directory, index_path, read_file):
                             f"shards with different values: {unlisted[name].file} and {path}")
             else:
                 unlisted[name] = tensor
-    return {**unlisted, **tensors}  # the copy in the shard the weight_map names wins
+    for name, tensor in tensors.items():
+        # Transformers silently takes the copy of the last shard, which need not be the one the weight_map names
+        if name in unlisted and not same_tensor(unlisted[name], tensor):
+            raise error(f"{index_path}: tensor {name!r}, which the weight_map lists in {tensor.file}, is also in "
+                        f"{unlisted[name].file} with different values")
+    return {**unlisted, **tensors}  # a copy with the same values: the one in the shard the weight_map names
 
 
 def same_tensor(a, b):

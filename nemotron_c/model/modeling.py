@@ -195,7 +195,11 @@ class NemotronPreTrainedModel(PeftAdapterMixin):
             name = adapter_base(name, adapter.directory, adapter.config)
         if config is None:
             config_directory = resolve_directory(name, ((CONFIG_NAME,),), **hub_kwargs)
-            config = NemotronConfig.from_pretrained(config_directory)
+            # the file itself: a local folder's subfolder that does not exist is no Hub id to look up
+            config_file = os.path.join(config_directory, CONFIG_NAME)
+            if not os.path.isfile(config_file):
+                raise FileNotFoundError(f"no {CONFIG_NAME} at {config_file}")
+            config = NemotronConfig.from_pretrained(config_file)
             hub_kwargs = pinned_to_snapshot(hub_kwargs, name, config_directory)
         elif isinstance(config, (str, os.PathLike)):  # as Transformers: the config.json file, folder or Hub id to read
             config = NemotronConfig.from_pretrained(config, **hub_kwargs)

@@ -218,9 +218,16 @@ def select_tensors(config, tensors, base_model_prefix, has_lm_head):
     if has_lm_head and config.tie_word_embeddings and "lm_head.weight" in tensors:
         tensors = untie_if_different(config, tensors, base_model_prefix)
     prefix = find_backbone_prefix(tensors, base_model_prefix)
+    # a checkpoint may mix prefixed and bare names: as Transformers maps each name, a backbone tensor is also looked
+    # for under the class's prefix and bare
+    others = [p for p in (base_model_prefix + ".", "") if p != prefix]
 
-    def tensor(full, shape):
+    def tensor(full, shape, backbone=True):
         stored = tensors.get(full)
+        for other in others if stored is None and backbone else ():
+            stored = tensors.get(other + full[len(prefix):])
+            if stored is not None:
+                break
         if stored is None:
             raise ValueError(f"checkpoint lacks tensor {full!r}")
         if tuple(stored.shape) == shape:
@@ -242,7 +249,7 @@ def select_tensors(config, tensors, base_model_prefix, has_lm_head):
     if has_lm_head and not config.tie_word_embeddings:
         if "lm_head.weight" not in tensors:
             raise ValueError("checkpoint lacks tensor 'lm_head.weight' (and tie_word_embeddings is false)")
-        selected.append(("lm_head.weight", tensor("lm_head.weight", (V, H))))
+        selected.append(("lm_head.weight", tensor("lm_head.weight", (V, H), backbone=False)))
     else:
         selected.append(("lm_head.weight", None))
     layers = prefix + "layers."
@@ -356,8 +363,15 @@ def quantize(name, array, storage, dtype, num_threads):
     scales = np.empty((N, groups), dtype=np.float32)
     for rows in row_blocks((N, K)):  # a block per call: Ctrl-C is seen between them
         block = array[rows]
-        _core.quantize(values[rows], scales[rows], block, _core.DTYPE_INFO[storage].code, block.shape, info.code,
-                       num_threads)
+        try:
+            _core.quantize(values[rows], scales[rows], block, _core.DTYPE_INFO[storage].code, block.shape, info.code,
+                           num_threads)
+        except ValueError:  # a weight that is not finite: named with its tensor and row
+            bad = np.flatnonzero(~np.isfinite(convert(block, storage, "float32")).all(axis=1))
+            if not bad.size:
+                raise
+            raise ValueError(f"cannot quantize tensor {name!r} to {dtype}: its row {rows.start + int(bad[0])} holds "
+                             "a weight that is not finite") from None
     return QuantizedWeight(values, scales, (N, K))
 
 
