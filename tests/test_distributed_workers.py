@@ -74,16 +74,23 @@ def alone(model, prompt, max_new_tokens, **kwargs):
 
 
 @pytest.mark.parametrize("kwargs", [{}, {"num_beams": 2, "repetition_penalty": 1.3},
-                                    {"do_sample": True, "seed": 5, "top_k": 20}, {"stop_strings": ["66", "e"]}],
-                         ids=["greedy", "beam", "sample", "stop_strings"])
+                                    {"do_sample": True, "seed": 5, "top_k": 20}, {"stop_strings": ["66", "e"]},
+                                    # the same settings inside a generation_config=, which the worker did not read:
+                                    # sampling then depended on the partitioning, stop_strings failed for want of
+                                    # the tokenizer
+                                    {"generation_config": nemotron_c.GenerationConfig(do_sample=True, top_k=20),
+                                     "seed": 5},
+                                    {"generation_config": nemotron_c.GenerationConfig(stop_strings=["66", "e"])}],
+                         ids=["greedy", "beam", "sample", "stop_strings", "sample_config", "stop_strings_config"])
 def test_generation_equals_generate_on_each_prompt_alone(path, frame, kwargs):
     model = nemotron_c.AutoModelForCausalLM.from_pretrained(path)
     tokenizer = nemotron_c.AutoTokenizer.from_pretrained(path)
     rows = frame.iloc[[0, 1, 2, 4, 5, 6, 7, 8, 10, 11, 12, 13, 14, 20, 21, 22, 23, 25]]
     prompts = tokenizer(rows["text"].tolist())["input_ids"]
-    extra = {"tokenizer": tokenizer} if "stop_strings" in kwargs else {}
+    stops = "stop_strings" in kwargs or getattr(kwargs.get("generation_config"), "stop_strings", None)
+    extra = {"tokenizer": tokenizer} if stops else {}
     expected = [alone(model, p, 6, **kwargs, **extra) for p in prompts]
-    if "stop_strings" in kwargs:
+    if stops:
         assert min(len(e) for e in expected) < 6  # some rows do stop early
     generator = BatchGenerator(path, max_new_tokens=6, batch_size=5, **kwargs)
     out = pandas.concat([generator(part) for part in partitions(rows, [3, 11])])
@@ -103,10 +110,11 @@ def test_rows_that_end_early_are_cut_after_their_end(path, frame):
     eos = int(free[0][2])  # prompt 0 then ends at its third new token
     expected = [alone(model, p, 8, eos_token_id=eos) for p in prompts["input_ids"]]
     assert len(expected[0]) == 3 and max(len(e) for e in expected) == 8
-    out = BatchGenerator(path, max_new_tokens=8, batch_size=12, eos_token_id=eos)(prompts)
-    assert len(out["generated_ids"]) == len(expected) == 12
-    for ours, theirs in zip(out["generated_ids"], expected):
-        np.testing.assert_array_equal(ours, theirs)
+    for kwargs in ({"eos_token_id": eos}, {"generation_config": nemotron_c.GenerationConfig(eos_token_id=eos)}):
+        out = BatchGenerator(path, max_new_tokens=8, batch_size=12, **kwargs)(prompts)
+        assert len(out["generated_ids"]) == len(expected) == 12
+        for ours, theirs in zip(out["generated_ids"], expected):
+            np.testing.assert_array_equal(ours, theirs)
 
 
 def test_instances_pickle_as_their_arguments_and_load_once_per_process(path, frame, reference, monkeypatch):
@@ -154,6 +162,8 @@ def test_an_empty_batch_loads_nothing(frame):
     (lambda p: BatchGenerator(p), TypeError, "max_new_tokens"),
     (lambda p: BatchGenerator(p, max_new_tokens=4, max_length=30), ValueError, "give max_new_tokens instead"),
     (lambda p: BatchGenerator(p, max_new_tokens=4, min_length=3), ValueError, "give min_new_tokens instead"),
+    (lambda p: BatchGenerator(p, max_new_tokens=4, generation_config=nemotron_c.GenerationConfig(max_length=9)),
+     ValueError, "give max_new_tokens instead"),
     (lambda p: BatchGenerator(p, max_new_tokens=4, attention_mask=[1]), ValueError, "set by BatchGenerator"),
     (lambda p: BatchGenerator(p, max_new_tokens=4, num_return_sequences=2), NotImplementedError, "one sequence"),
 ])
@@ -165,6 +175,9 @@ def test_bad_arguments_are_refused_on_the_driver(path, make, error, match):
 @pytest.mark.parametrize("batch, error, match", [
     ({"id": np.arange(2), "body": np.array(["a", "b"])}, ValueError, "neither a 'text' nor an 'input_ids' column"),
     ({"text": np.array(["a", None], dtype=object)}, TypeError, "row 1 of column 'text' holds None"),
+    # what Dask's map_partitions without meta= runs the worker on first
+    ({"text": pandas.array(["a", None], dtype="string")}, TypeError, r"holds <NA>, not a text \(with Dask, give "
+                                                                     r"map_partitions meta=worker.meta\(ddf\)\)"),
     ({"input_ids": np.array([[1.5, 2.0]])}, TypeError, "row 0 of column 'input_ids' must be a list of token ids"),
     ({"text": np.array(["a"]), "perplexity": np.zeros(1)}, ValueError, r"already has the column\(s\) \['perplexity'\]"),
     ([{"text": "a"}], TypeError, "pandas DataFrame or a mapping of columns"),

@@ -11,12 +11,13 @@ generated tokens equal model.generate on each prompt alone, whatever the partiti
 """
 import os
 import sys
+import warnings
 from collections.abc import Mapping
 
 import numpy as np
 
 from ..generation.scoring import positive_int
-from ..generation.utils import as_token_list
+from ..generation.utils import as_token_list, prepare_generation_config
 from .loading import load_model, load_tokenizer, worker_threads
 
 SCORE_COLUMNS = {"sum_logprob": np.float64, "mean_logprob": np.float64, "perplexity": np.float64,
@@ -81,7 +82,9 @@ class BatchWorker:
             texts = list(input_column(batch, self.text_column))
             for i, text in enumerate(texts):
                 if not isinstance(text, str):
-                    raise TypeError(f"row {i} of column {self.text_column!r} holds {text!r}, not a text")
+                    # Dask's map_partitions without meta= first runs on a made-up partition of such rows
+                    hint = " (with Dask, give map_partitions meta=worker.meta(ddf))" if _missing(text) else ""
+                    raise TypeError(f"row {i} of column {self.text_column!r} holds {text!r}, not a text{hint}")
             return "text", texts
         if self.input_ids_column in columns:
             ids = []
@@ -167,8 +170,9 @@ class BatchGenerator(BatchWorker):
         super().__init__(model, tokenizer, num_threads, dtype, text_column, input_ids_column, batch_size,
                          add_special_tokens, model_kwargs, tokenizer_kwargs)
         self.max_new_tokens = positive_int(max_new_tokens, "max_new_tokens")
+        given = generate_kwargs.get("generation_config")
         for name, instead in (("max_length", "max_new_tokens"), ("min_length", "min_new_tokens")):
-            if generate_kwargs.get(name) is not None:
+            if generate_kwargs.get(name) is not None or getattr(given, name, None) is not None:
                 raise ValueError(f"{name} counts the left padding of a batch, so a row's result would depend on the "
                                  f"partitioning: give {instead} instead")
         for name in ("input_ids", "inputs", "attention_mask", "streamer"):
@@ -199,12 +203,15 @@ class BatchGenerator(BatchWorker):
     def _generate(self, prompts):
         """Each prompt's new token ids (int64 arrays), in the order given."""
         model, kwargs = self.model, self.generate_kwargs
-        config = model.generation_config
-        eos = as_token_list(kwargs.get("eos_token_id", config.eos_token_id), "eos_token_id") or []
-        pad = kwargs.get("pad_token_id", config.pad_token_id)
-        pad = pad if pad is not None else eos[0] if eos else 0
-        stop_strings = kwargs.get("stop_strings", config.stop_strings)
-        rows_per_call = 1 if kwargs.get("do_sample", config.do_sample) or stop_strings else self.batch_size
+        # the settings generate will run with: a generation_config= given, then the keywords, over the model's
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # generation_config= beside keywords: generate warns once, itself
+            config, _ = prepare_generation_config(model, kwargs.get("generation_config"),
+                                                  {k: v for k, v in kwargs.items() if k != "generation_config"})
+        eos = as_token_list(config.eos_token_id, "eos_token_id") or []
+        pad = config.pad_token_id if config.pad_token_id is not None else eos[0] if eos else 0
+        stop_strings = config.stop_strings
+        rows_per_call = 1 if config.do_sample or stop_strings else self.batch_size
         call_kwargs = {**kwargs, "pad_token_id": pad, "max_new_tokens": self.max_new_tokens}
         if stop_strings:
             call_kwargs["tokenizer"] = self.tokenizer
@@ -223,6 +230,11 @@ class BatchGenerator(BatchWorker):
             for r, i in enumerate(rows):
                 results[i] = until_end(np.asarray(sequences[r, T:], dtype=np.int64), eos)
         return results
+
+
+def _missing(value):
+    """None, NaN or pandas' NA: what Dask puts in a text column to infer a result's columns."""
+    return value is None or (isinstance(value, float) and value != value) or type(value).__name__ == "NAType"
 
 
 def until_end(tokens, eos):
