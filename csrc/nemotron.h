@@ -291,7 +291,7 @@ typedef struct {
  *                                 of layers 0..L-2, then the final-normed output of the last layer
  * Inputs:
  *   input_ids      (B, T)  each in [0, V); may be NULL with options->inputs_embeds
- *   position_ids   (B, T)  rotary positions, >= 0
+ *   position_ids   (B, T)  rotary positions (negative ones too, as Transformers rotates them)
  *   attention_mask (B, S)  1 keep, 0 padding; NULL means all ones
  *   keep_positions (K)     indices into [0, T)
  * cache: holds P positions for B sequences and receives the T new ones; NULL means P = 0 and the

@@ -240,6 +240,31 @@ def test_position_ids_and_logits_to_keep(checkpoint):
     assert_close(ours(IDS, attention_mask=LEFT_MASK, position_ids=positions, logits_to_keep=picked).logits, ref_picked)
 
 
+def test_negative_position_ids_and_other_logits_to_keep_forms_as_transformers(checkpoint):
+    """cumsum(mask) - 1 without the masked_fill leaves -1 at the padding: Transformers rotates by it, ours refused
+    it; a negative int logits_to_keep is Transformers' slice (it drops the first positions), a 1-D boolean marks
+    positions for every row: both were refused."""
+    path = checkpoint()
+    ours = nemotron_c.AutoModelForCausalLM.from_pretrained(path)
+    reference = hf_from_pretrained(path)
+    positions = np.cumsum(LEFT_MASK, axis=1) - 1
+    assert positions.min() < 0
+    assert_close(ours(IDS, attention_mask=LEFT_MASK, position_ids=positions).logits,
+                 hf_logits(reference, IDS, LEFT_MASK, position_ids=torch.as_tensor(positions)))
+    shifted = positions - 50  # every position negative
+    assert_close(ours(IDS, position_ids=shifted).logits,
+                 hf_logits(reference, IDS, position_ids=torch.as_tensor(shifted)))
+    marked = np.zeros(IDS.shape[1], dtype=bool)
+    marked[[1, 4]] = True
+    for keep in (-2, -IDS.shape[1], -100, marked, np.zeros(IDS.shape[1], dtype=bool)):
+        ref = hf_logits(reference, IDS, logits_to_keep=torch.as_tensor(keep) if isinstance(keep, np.ndarray) else keep)
+        got = ours(IDS, logits_to_keep=keep).logits
+        assert got.shape == ref.shape
+        assert_close(got, ref)
+    with pytest.raises(ValueError, match="1-D boolean logits_to_keep must have the inputs' length"):
+        ours(IDS, logits_to_keep=marked[:3])
+
+
 def test_two_dimensional_logits_to_keep_match_transformers(checkpoint):
     """Each row's own positions (B, P) give (B, P, V); a boolean mask (B, T) gives its true positions' logits,
     (count, V), and a loss over them with labels given per kept position (packed training)."""

@@ -225,8 +225,7 @@ typedef struct {
 } scratch;
 
 static nt_status check_inputs(nt_error *err, const nt_model *m, const int32_t *input_ids,
-                              const int64_t *position_ids, const int64_t *keep_positions, int64_t K, int64_t B,
-                              int64_t T, const nt_cache *cache) {
+                              const int64_t *keep_positions, int64_t K, int64_t B, int64_t T, const nt_cache *cache) {
     if (B <= 0 || T <= 0)
         return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "batch size and sequence length must be positive, got %lld and %lld",
                             (long long)B, (long long)T);
@@ -237,9 +236,6 @@ static nt_status check_inputs(nt_error *err, const nt_model *m, const int32_t *i
         if (input_ids != NULL && (input_ids[i] < 0 || input_ids[i] >= m->config.vocab_size))
             return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "input id %d at index %lld is outside [0, %lld)",
                                 (int)input_ids[i], (long long)i, (long long)m->config.vocab_size);
-        if (position_ids[i] < 0)
-            return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "position id %lld at index %lld is negative",
-                                (long long)position_ids[i], (long long)i);
     }
     for (int64_t i = 0; i < K; i++)
         if (keep_positions[i] < 0 || keep_positions[i] >= T)
@@ -404,7 +400,7 @@ nt_status nt_model_forward(nt_model *m, nt_error *err, float *logits, float *las
     float *attentions = options ? options->attentions : NULL;
     if (input_ids == NULL && inputs_embeds == NULL)
         return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "either input_ids or inputs_embeds is needed");
-    nt_status status = check_inputs(err, m, input_ids, position_ids, keep_positions, K, B, T, cache);
+    nt_status status = check_inputs(err, m, input_ids, keep_positions, K, B, T, cache);
     if (status != NT_OK) return status;
     if (logits != NULL && m->lm_head.data == NULL)
         return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "this model has no lm_head to compute logits with");

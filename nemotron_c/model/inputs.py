@@ -98,8 +98,6 @@ def as_position_ids(value, shape):
         positions = positions[None, :]
     if positions.ndim != 2 or positions.shape[1] != shape[1] or positions.shape[0] not in (1, shape[0]):
         raise ValueError(f"position_ids has shape {positions.shape}, expected {tuple(shape)}")
-    if positions.size and positions.min() < 0:
-        raise ValueError("position_ids must be non-negative")
     return np.ascontiguousarray(np.broadcast_to(positions, shape), dtype=np.int64)
 
 

@@ -587,18 +587,20 @@ ForwardResult = collections.namedtuple("ForwardResult", "logits last_hidden all_
 
 def positions_to_keep(logits_to_keep, B, T):
     """Transformers' logits_to_keep as (the positions whose logits the core computes, None or how the logits of a
-    2-D logits_to_keep are picked from theirs): an int n keeps the last n positions (0: all); a 1-D array lists
-    positions for every row; a 2-D integer array (B, P) lists each row's, giving (B, P, V); a 2-D boolean mask
-    (B, T) keeps its true positions, giving (number of them, V), rows one after another."""
+    2-D logits_to_keep are picked from theirs): an int n keeps positions[-n:] as Transformers slices them (the last n;
+    0: all; a negative n drops the first -n); a 1-D array lists positions for every row, or as booleans (T) marks
+    them; a 2-D integer array (B, P) lists each row's, giving (B, P, V); a 2-D boolean mask (B, T) keeps its true
+    positions, giving (number of them, V), rows one after another."""
     if logits_to_keep is None:
         return np.arange(T, dtype=np.int64), None
     if isinstance(logits_to_keep, (int, np.integer)) and not isinstance(logits_to_keep, bool):
         n = int(logits_to_keep)
-        if n < 0:
-            raise ValueError(f"logits_to_keep must be >= 0, got {n}")
-        start = 0 if n == 0 else max(T - n, 0)
-        return np.arange(start, T, dtype=np.int64), None
+        return np.arange(T, dtype=np.int64)[-n if n else 0:], None
     positions = to_numpy(logits_to_keep, "logits_to_keep")
+    if positions.ndim == 1 and positions.dtype == np.bool_:
+        if positions.shape != (T,):
+            raise ValueError(f"a 1-D boolean logits_to_keep must have the inputs' length {T}, got {positions.shape[0]}")
+        return np.flatnonzero(positions).astype(np.int64), None
     if positions.ndim == 2 and positions.dtype == np.bool_:
         if positions.shape != (B, T):
             raise ValueError(f"a boolean logits_to_keep must have the inputs' shape {(B, T)}, got {positions.shape}")
