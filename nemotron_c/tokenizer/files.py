@@ -17,6 +17,7 @@ CONFIG_FILE = "tokenizer_config.json"
 SPECIAL_TOKENS_FILE = "special_tokens_map.json"
 SPM_FILE = "tokenizer.model"
 CHAT_TEMPLATE_FILE = "chat_template.jinja"
+CHAT_TEMPLATE_DIR = "additional_chat_templates"  # <name>.jinja: the named templates besides the default
 SPECIAL_TOKEN_NAMES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
 
 PREPEND_SCHEMES = {"always": _core.PREPEND_ALWAYS, "first": _core.PREPEND_FIRST, "never": _core.PREPEND_NEVER}

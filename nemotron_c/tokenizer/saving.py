@@ -15,7 +15,7 @@ import json
 import os
 import shutil
 
-from .files import (CHAT_TEMPLATE_FILE, CONFIG_FILE, SPECIAL_TOKEN_NAMES, SPECIAL_TOKENS_FILE, SPM_FILE,
+from .files import (CHAT_TEMPLATE_DIR, CHAT_TEMPLATE_FILE, CONFIG_FILE, SPECIAL_TOKEN_NAMES, SPECIAL_TOKENS_FILE, SPM_FILE,
                                TOKENIZER_FILE, read_json)
 from ..checkpoint.saving import prepare_directory, write_text
 
@@ -53,19 +53,22 @@ def save_tokenizer(tokenizer, save_directory, legacy_format=None, filename_prefi
 
     config = tokenizer_config(tokenizer, keep_bos_eos=not from_json)
     written = [os.path.join(save_directory, CONFIG_FILE)]
-    template = tokenizer.chat_template
-    if isinstance(template, str) and save_jinja_files:
-        written.append(os.path.join(save_directory, CHAT_TEMPLATE_FILE))
-        write_text(written[-1], template)
-    elif isinstance(template, str):
-        config["chat_template"] = template
-    elif isinstance(template, dict):  # named templates: the list form in the config, which every reader takes
-        config["chat_template"] = [{"name": name, "template": text} for name, text in template.items()]
+    templates = chat_template_files(tokenizer.chat_template) if save_jinja_files else {}
+    if not save_jinja_files and isinstance(tokenizer.chat_template, dict):  # the list form in the config
+        config["chat_template"] = [{"name": name, "template": text} for name, text in tokenizer.chat_template.items()]
+    elif not save_jinja_files and tokenizer.chat_template is not None:
+        config["chat_template"] = tokenizer.chat_template
+    for name, text in templates.items():
+        os.makedirs(os.path.dirname(os.path.join(save_directory, name)), exist_ok=True)
+        written.append(os.path.join(save_directory, name))
+        write_text(written[-1], text)
     # files of an earlier save that a reader would take over what is written now
-    stale = [SPECIAL_TOKENS_FILE] + ([] if len(written) > 1 else [CHAT_TEMPLATE_FILE]) + \
-        ([] if from_json else [TOKENIZER_FILE])
+    extra = os.path.join(save_directory, CHAT_TEMPLATE_DIR)
+    stale = [SPECIAL_TOKENS_FILE, CHAT_TEMPLATE_FILE] + ([] if from_json else [TOKENIZER_FILE]) + \
+        ([os.path.join(CHAT_TEMPLATE_DIR, f) for f in os.listdir(extra) if f.endswith(".jinja")]
+         if os.path.isdir(extra) else [])
     for name in stale:
-        if os.path.isfile(os.path.join(save_directory, name)):
+        if name not in templates and os.path.isfile(os.path.join(save_directory, name)):
             os.remove(os.path.join(save_directory, name))
     write_text(written[0], json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
     target = os.path.join(save_directory, os.path.basename(source))
@@ -75,6 +78,24 @@ def save_tokenizer(tokenizer, save_directory, legacy_format=None, filename_prefi
         shutil.copyfile(source, target)
     written.append(target)
     return tuple(written)
+
+
+def chat_template_files(template):
+    """{path in the folder: text} of the chat templates as Transformers 5 saves them: one template, or the default
+    of named ones, in chat_template.jinja; every other named one in additional_chat_templates/<name>.jinja."""
+    if isinstance(template, str):
+        return {CHAT_TEMPLATE_FILE: template}
+    files = {}
+    for name, text in (template or {}).items():
+        if name == "default":
+            files[CHAT_TEMPLATE_FILE] = text
+            continue
+        # a name is a file name of that folder, nothing that leads out of it
+        if not isinstance(name, str) or not name or name in (".", "..") or "/" in name or os.sep in name \
+                or "\0" in name:
+            raise ValueError(f"Invalid chat template name: {name!r}")
+        files[os.path.join(CHAT_TEMPLATE_DIR, name + ".jinja")] = text
+    return files
 
 
 def tokenizer_config(tokenizer, keep_bos_eos):
@@ -87,6 +108,10 @@ def tokenizer_config(tokenizer, keep_bos_eos):
     else:
         config.pop("extra_special_tokens", None)
     config["model_max_length"] = tokenizer.model_max_length
+    if tokenizer.chat_control_tokens is not None:
+        config["chat_control_tokens"] = list(tokenizer.chat_control_tokens)
+    else:
+        config.pop("chat_control_tokens", None)
     default_padding = "left" if tokenizer._llama else "right"
     for key, default in (("padding_side", default_padding), ("truncation_side", "right"),
                          ("clean_up_tokenization_spaces", False)):

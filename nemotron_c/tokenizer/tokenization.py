@@ -16,10 +16,11 @@ import numpy as np
 
 from .. import _core
 from ..checkpoint.hub import pop_hub_kwargs, resolve_directory
-from .chat_template import render
+from .chat_template import (control_pattern, mark_control_tokens, normalized_messages, render, split_marked,
+                            template_literal_text)
 from .saving import save_tokenizer
 from .sentencepiece_model import model_from_sentencepiece
-from .files import (ADDED_FLAGS, CHAT_TEMPLATE_FILE, CONFIG_FILE, SPECIAL_TOKEN_NAMES, SPECIAL_TOKENS_FILE, SPM_FILE,
+from .files import (ADDED_FLAGS, CHAT_TEMPLATE_DIR, CHAT_TEMPLATE_FILE, CONFIG_FILE, SPECIAL_TOKEN_NAMES, SPECIAL_TOKENS_FILE, SPM_FILE,
                     TOKENIZER_FILE, AddedVocabulary, FormatError, added_token, added_tokens_decoder_tokens,
                     as_added_token, build_core, llama_pipeline, model_from_json, normalize_content,
                     post_processor_templates, read_json, require, template_affixes, token_content)
@@ -278,6 +279,10 @@ class NemotronTokenizer:
                 raise ValueError(f"{name.split('_')[0].capitalize()} side should be selected between 'right' and "
                                  f"'left', current value: {getattr(self, name)}")
         self.chat_template = config.get("chat_template")
+        # the added tokens sanitize_control_tokens treats as control tokens besides the special ones
+        self.chat_control_tokens = config.get("chat_control_tokens")
+        if self.chat_control_tokens is not None and not isinstance(self.chat_control_tokens, (list, tuple)):
+            raise TypeError(f"`chat_control_tokens` should be a list of strings, got {self.chat_control_tokens!r}")
         if isinstance(self.chat_template, list):  # named templates
             self.chat_template = {t["name"]: t["template"] for t in self.chat_template}
 
@@ -348,6 +353,7 @@ class NemotronTokenizer:
             a["matched"] = normalize_content(a["content"], model.normalizer) if a["normalized"] else a["content"]
         self._core = build_core(model)
         self._split_core = None
+        self._plain_core = None  # without any added token: sanitize_control_tokens' text, made when first needed
         if self.split_special_tokens:
             added = model.added
             model.added = [a for a in added if not a["special"]]
@@ -479,6 +485,7 @@ class NemotronTokenizer:
                  "_special_names": list(self._special_names),
                  "padding_side": self.padding_side, "truncation_side": self.truncation_side,
                  "model_max_length": self.model_max_length, "chat_template": self.chat_template,
+                 "chat_control_tokens": self.chat_control_tokens,
                  "clean_up_tokenization_spaces": self.clean_up_tokenization_spaces,
                  "_extra_special": list(self._extra_special), "_tokens_added_later": list(self._tokens_added_later)}
         # the special tokens around a sequence, when built from add_bos_token / add_eos_token (maybe set later)
@@ -1152,21 +1159,35 @@ class NemotronTokenizer:
     # ---- chat
 
     def get_chat_template(self, chat_template=None, tools=None):
-        template = chat_template if chat_template is not None else self.chat_template
-        if isinstance(template, dict):
-            name = "tool_use" if tools is not None and "tool_use" in template else "default"
-            if name not in template:
-                raise ValueError(f"the tokenizer has no chat template named {name!r}")
-            template = template[name]
-        if template is None:
-            raise ValueError("Cannot use chat template functions because tokenizer.chat_template is not set and no "
-                             "template argument was passed!")
-        return template
+        """Transformers' choice: with named templates, chat_template= names one (or is a template itself), else
+        "tool_use" when there are tools, else "default"; with one, chat_template= or the tokenizer's."""
+        if isinstance(self.chat_template, dict):
+            named = self.chat_template
+            if chat_template is not None and chat_template in named:
+                return named[chat_template]
+            if chat_template is None:
+                if tools is not None and "tool_use" in named:
+                    return named["tool_use"]
+                if "default" in named:
+                    return named["default"]
+                raise ValueError("This model has multiple chat templates with no default specified! Please either "
+                                 "pass a chat template or the name of the template you wish to use to the "
+                                 f"`chat_template` argument. Available template names are {sorted(named)}.")
+            return chat_template
+        if chat_template is None:
+            if self.chat_template is None:
+                raise ValueError("Cannot use chat template functions because tokenizer.chat_template is not set and "
+                                 "no template argument was passed! For information about writing templates and "
+                                 "setting the tokenizer.chat_template attribute, please see the documentation at "
+                                 "https://huggingface.co/docs/transformers/main/en/chat_templating")
+            return self.chat_template
+        return chat_template
 
     def apply_chat_template(self, conversation, tools=None, documents=None, chat_template=None,
-                            add_generation_prompt=False, continue_final_message=False, tokenize=True, padding=False,
-                            truncation=False, max_length=None, return_tensors=None, return_dict=True,
-                            return_assistant_tokens_mask=False, tokenizer_kwargs=None, **kwargs):
+                            add_generation_prompt=False, continue_final_message=False, tokenize=True,
+                            sanitize_control_tokens=False, padding=False, truncation=False, max_length=None,
+                            return_tensors=None, return_dict=True, return_assistant_tokens_mask=False,
+                            tokenizer_kwargs=None, **kwargs):
         if not tokenize:
             return_dict = False
         if return_assistant_tokens_mask and not (return_dict and tokenize):
@@ -1174,16 +1195,37 @@ class NemotronTokenizer:
         template = self.get_chat_template(chat_template, tools)
         if isinstance(conversation, (list, tuple)) and len(conversation) == 0:
             raise ValueError("Cannot apply chat template to an empty conversation. Provide at least one message.")
+        # a batch: a list of conversations, each a list of messages or an object with .messages
+        batched = isinstance(conversation, (list, tuple)) and (
+            isinstance(conversation[0], (list, tuple)) or hasattr(conversation[0], "messages"))
+        conversations = [normalized_messages(c) for c in (conversation if batched else [conversation])]
         # (with add_generation_prompt too, render raises first that those two do not go together, as Transformers)
         if continue_final_message and return_assistant_tokens_mask and not add_generation_prompt:
             raise ValueError("continue_final_message is not compatible with return_assistant_tokens_mask.")
-        batched = isinstance(conversation[0], (list, tuple))
-        conversations = conversation if batched else [conversation]
+        if sanitize_control_tokens:
+            if not tokenize or return_assistant_tokens_mask:
+                raise ValueError("`sanitize_control_tokens=True` requires `tokenize=True` and is not compatible with "
+                                 "`return_assistant_tokens_mask=True`.")
+            # the control tokens in the user's strings are marked, and encoded as text below
+            pattern = control_pattern(self._control_tokens(template))
+            conversations = [mark_control_tokens(c, pattern) for c in conversations]
+            tools, documents = mark_control_tokens(tools, pattern), mark_control_tokens(documents, pattern)
+            kwargs = mark_control_tokens(kwargs, pattern)
         spans = [[] if return_assistant_tokens_mask else None for _ in conversations]
         rendered = [render(template, c, tools=tools, documents=documents, add_generation_prompt=add_generation_prompt,
                            continue_final_message=continue_final_message, generation_spans=s,
                            **{**self.special_tokens_map, **kwargs})
                     for c, s in zip(conversations, spans)]
+        if sanitize_control_tokens:
+            ids = [self._encode_marked(text) for text in rendered]
+            if truncation not in (None, False, "do_not_truncate") and max_length is not None:
+                ids = [r[:max_length] if self.truncation_side == "right" else r[len(r) - max_length:] if len(r) >
+                       max_length else r for r in ids]
+            options = {k: v for k, v in (tokenizer_kwargs or {}).items()
+                       if k in ("pad_to_multiple_of", "padding_side", "return_attention_mask")}
+            out = self.pad({"input_ids": ids if batched or return_tensors else ids[0]}, padding=padding,
+                           max_length=max_length, return_tensors=return_tensors, **options)
+            return out if return_dict else out["input_ids"]
         if not batched:
             rendered = rendered[0]
         if not tokenize:
@@ -1199,6 +1241,45 @@ class NemotronTokenizer:
             else:
                 out["assistant_masks"] = masks if batched else masks[0]
         return out
+
+    def _control_tokens(self, template):
+        """What sanitize_control_tokens encodes as text in the user's strings: the special added tokens, and those of
+        chat_control_tokens, or without it the added tokens the template writes (whitespace ones aside)."""
+        tokens = self.added_tokens_decoder.values()
+        if self.chat_control_tokens is not None:
+            listed = set(self.chat_control_tokens)
+            return tuple(t.content for t in tokens if t.special or t.content in listed)
+        literal = template_literal_text(template)
+        return tuple(t.content for t in tokens if t.special or (t.content in literal and not t.content.isspace()))
+
+    def _encode_marked(self, text):
+        """The ids of a chat rendered from marked inputs: the marked control tokens as plain text (no added token
+        matched), the rest as usual. Each piece is encoded after a newline, which is then taken off, so that
+        SentencePiece's prefix space does not start every piece (Transformers' way)."""
+        newline = self._encode_texts(["\n"])[0]
+        if self._plain_core is None:
+            added, self._model.added = self._model.added, []
+            try:
+                self._plain_core = build_core(self._model)
+            finally:
+                self._model.added = added
+
+        def encode(piece, as_text):
+            core = self._plain_core if as_text else self._encoder()
+            ids = self._encode_texts(["\n" + piece], core=core)[0]
+            return ids[len(newline):] if ids[:len(newline)] == newline else self._encode_texts([piece], core=core)[0]
+
+        pieces = split_marked(text, list(self.added_tokens_encoder))
+        ids = self._encode_texts([pieces[0]], core=self._encoder())[0] if pieces[0] else []
+        for i, piece in enumerate(pieces[1:], start=1):
+            if not piece:
+                continue
+            as_text = i % 2 == 1  # the marked tokens
+            piece_ids = encode(piece, as_text)
+            if as_text and self.convert_tokens_to_ids(piece) in piece_ids:
+                raise ValueError(f"Can't sanitize {piece!r}: the tokenizer produces it from plain text")
+            ids += piece_ids
+        return ids
 
     def __repr__(self):
         return (f"NemotronTokenizer(name_or_path={self.name_or_path!r}, vocab_size={self.vocab_size}, "
@@ -1457,11 +1538,26 @@ def read_tokenizer_config(path):
     special_map = os.path.join(path, SPECIAL_TOKENS_FILE)
     if os.path.isfile(special_map) and "added_tokens_decoder" not in config:
         config.update(_read_object(special_map))
-    template_path = os.path.join(path, CHAT_TEMPLATE_FILE)
-    if os.path.isfile(template_path) and "chat_template" not in config:
-        with open(template_path, encoding="utf-8") as f:
-            config["chat_template"] = f.read()
+    # as Transformers: template files win over the config's; chat_template.jinja is the default, each
+    # additional_chat_templates/<name>.jinja a named one
+    templates = {}
+    if os.path.isfile(os.path.join(path, CHAT_TEMPLATE_FILE)):
+        templates["default"] = _read_text(os.path.join(path, CHAT_TEMPLATE_FILE))
+    extra = os.path.join(path, CHAT_TEMPLATE_DIR)
+    if os.path.isdir(extra):
+        for file_name in sorted(os.listdir(extra)):
+            if file_name.endswith(".jinja") and os.path.isfile(os.path.join(extra, file_name)):
+                templates[file_name[:-len(".jinja")]] = _read_text(os.path.join(extra, file_name))
+    if list(templates) == ["default"]:
+        config["chat_template"] = templates["default"]
+    elif templates:
+        config["chat_template"] = templates
     return config
+
+
+def _read_text(path):
+    with open(path, encoding="utf-8") as f:
+        return f.read()
 
 
 def tokenizer_class_for(path, tokenizer_config):
