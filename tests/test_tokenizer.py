@@ -856,7 +856,8 @@ def test_model_specific_special_tokens_as_transformers(dirs, tmp_path, name, kwa
     config.update(image_token="<image>", count_token=5, not_a_token="<x>")  # only strings (or AddedTokens) count
     with open(config_path, "w") as f:
         json.dump(config, f)
-    ours, theirs = AutoTokenizer.from_pretrained(path, **kwargs), transformers.AutoTokenizer.from_pretrained(path, **kwargs)
+    ours = AutoTokenizer.from_pretrained(path, **kwargs)
+    theirs = transformers.AutoTokenizer.from_pretrained(path, **kwargs)
     assert _named_token_facts(ours) == _named_token_facts(theirs)
     assert _named_token_facts(pickle.loads(pickle.dumps(ours))) == _named_token_facts(ours)
     ours.image_token = theirs.image_token = "<s>"
@@ -888,7 +889,8 @@ def test_special_tokens_given_as_added_tokens_keep_their_flags(dirs, tmp_path, n
 
     def facts(tokenizer):
         ids = tokenizer(text)["input_ids"]
-        return tokenizer.all_special_tokens, tokenizer.tokenize(text), ids, tokenizer.decode(ids, skip_special_tokens=True)
+        decoded = tokenizer.decode(ids, skip_special_tokens=True)
+        return tokenizer.all_special_tokens, tokenizer.tokenize(text), ids, decoded
 
     for kwargs in (dict(pad_token=AddedToken("<pad2>", special=True)),
                    dict(image_token=AddedToken("<image>", special=True, lstrip=True)),

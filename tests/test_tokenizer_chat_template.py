@@ -19,7 +19,8 @@ CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n"
           "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 NEMO = ("{% for m in messages %}<extra_id_1>{{ m['role'] }}\n{{ m['content'] }}\n{% endfor %}"
         "{% if add_generation_prompt %}<extra_id_1>Assistant\n{% endif %}")
-TOOLS = ("{% for t in tools or [] %}{{ t | tojson }}|{% endfor %}{% for d in documents or [] %}[{{ d['text'] }}]{% endfor %}"
+TOOLS = ("{% for t in tools or [] %}{{ t | tojson }}|{% endfor %}"
+         "{% for d in documents or [] %}[{{ d['text'] }}]{% endfor %}"
          "{% for m in messages %}<extra_id_1>{{ m['role'] }}\n{{ m['content'] }}\n{% endfor %}{{ today }}")
 REASONING = ("{% for m in messages %}{{ m['role'] }}: {% if m.reasoning_content %}<think>{{ m.reasoning_content }}"
              "</think>{% endif %}{{ m['content'] }}\n{% endfor %}")
@@ -65,7 +66,8 @@ def same(ours, theirs, *args, **kwargs):
     got = outcome(lambda: ours.apply_chat_template(*args, **kwargs))
     want = outcome(lambda: theirs.apply_chat_template(*args, **kwargs))
     if isinstance(want, transformers.BatchEncoding):
-        want, got = {k: outcome(lambda v=v: v) for k, v in want.items()}, {k: outcome(lambda v=v: v) for k, v in got.items()}
+        want = {k: outcome(lambda v=v: v) for k, v in want.items()}
+        got = {k: outcome(lambda v=v: v) for k, v in got.items()}
     assert got == want, (args, kwargs)
     return want
 

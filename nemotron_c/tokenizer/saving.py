@@ -15,8 +15,8 @@ import json
 import os
 import shutil
 
-from .files import (CHAT_TEMPLATE_DIR, CHAT_TEMPLATE_FILE, CONFIG_FILE, SPECIAL_TOKEN_NAMES, SPECIAL_TOKENS_FILE, SPM_FILE,
-                               TOKENIZER_FILE, read_json)
+from .files import (CHAT_TEMPLATE_DIR, CHAT_TEMPLATE_FILE, CONFIG_FILE, SPECIAL_TOKEN_NAMES, SPECIAL_TOKENS_FILE,
+                    SPM_FILE, TOKENIZER_FILE, read_json)
 from ..checkpoint.saving import prepare_directory, write_text
 
 ADDED_TOKEN_FIELDS = ("id", "content", "single_word", "lstrip", "rstrip", "normalized", "special")

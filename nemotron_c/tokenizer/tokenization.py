@@ -20,9 +20,9 @@ from .chat_template import (control_pattern, mark_control_tokens, normalized_mes
                             template_literal_text)
 from .saving import save_tokenizer
 from .sentencepiece_model import model_from_sentencepiece
-from .files import (ADDED_FLAGS, CHAT_TEMPLATE_DIR, CHAT_TEMPLATE_FILE, CONFIG_FILE, SPECIAL_TOKEN_NAMES, SPECIAL_TOKENS_FILE, SPM_FILE,
-                    TOKENIZER_FILE, AddedVocabulary, FormatError, added_token, added_tokens_decoder_tokens,
-                    as_added_token, build_core, llama_pipeline, model_from_json, normalize_content,
+from .files import (ADDED_FLAGS, CHAT_TEMPLATE_DIR, CHAT_TEMPLATE_FILE, CONFIG_FILE, SPECIAL_TOKEN_NAMES,
+                    SPECIAL_TOKENS_FILE, SPM_FILE, TOKENIZER_FILE, AddedVocabulary, FormatError, added_token,
+                    added_tokens_decoder_tokens, as_added_token, build_core, llama_pipeline, model_from_json, normalize_content,
                     post_processor_templates, read_json, require, template_affixes, token_content)
 from .encoding import (PAD_TYPE_ID, SECOND_SEQUENCE_MISSING, Encoding, Pipeline, align, apply_template,
                        truncate_sequences)
@@ -326,13 +326,13 @@ class NemotronTokenizer:
         # converted from tokenizer.model, a named special token that is a user-defined piece (added plain)
         # becomes special, as Transformers adds it again (an extra one stays plain; tokenizer.json's stay as written)
         listed = {t["content"] for t in tokens}
-        named = set(self._special.values()) if not model.from_tokenizer_json else set()
+        promoted = named if not model.from_tokenizer_json else set()
         # a new special token has the flags of the AddedToken it was given as; a piece of the vocabulary keeps
         # tokenizers' defaults, as Transformers' does
         tokens += [added_token(content, True) if content in model.vocab else self._special_token(content)
                    for content in dict.fromkeys([*self._special.values(), *self._extra_special])
                    if content not in listed and (content not in vocabulary.ids
-                                                 or content in named and content not in vocabulary.special)]
+                                                 or content in promoted and content not in vocabulary.special)]
         vocabulary.add(tokens)
         model.added = vocabulary.tokens()
         self._added_vocabulary = vocabulary  # add_tokens goes on with it
