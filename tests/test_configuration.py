@@ -285,3 +285,61 @@ def test_saved_config_drops_transformers_weights_as_transformers(tmp_path):
         config.save_pretrained(tmp_path / where)
         with open(tmp_path / where / "config.json") as f:
             assert "transformers_weights" not in json.load(f)
+
+
+def test_config_api_as_transformers(tmp_path):
+    """What a review found apart (each compared with Transformers' NemotronConfig): a torch dtype is saved by name
+    (the save raised after emptying config.json); rope_scaling set after construction takes effect at once (only
+    after a save and reload before); from_pretrained applies the keywords the config has and returns the others
+    with return_unused_kwargs (ours stored and saved them); num_labels wins over an id2label of another size and
+    keeps the names of one of its own; rope_theta and torch_dtype can be set; update, update_from_string,
+    to_json_file, iteration and `in`, name_or_path, use_return_dict and get_text_config exist; an infinite float
+    Transformers saved as {"__float__": "Infinity"} reads back as a float."""
+    base = dict(vocab_size=100, hidden_size=32, intermediate_size=64, num_attention_heads=4, num_key_value_heads=2)
+    ours, theirs = nemotron_c.NemotronConfig(**base), transformers.NemotronConfig(**base)
+    for config in (ours, theirs):
+        config.save_pretrained(tmp_path / "base")
+        config.torch_dtype = torch.float16
+        config.save_pretrained(tmp_path / type(config).__module__.split(".")[0])
+    assert json.load(open(tmp_path / "nemotron_c" / "config.json"))["dtype"] == "float16" == \
+        json.load(open(tmp_path / "transformers" / "config.json"))["dtype"]
+
+    for config in (ours, theirs):
+        config.rope_scaling = {"rope_type": "linear", "factor": 4.0}
+        config.rope_theta = 5e5
+    for key in ("rope_type", "factor"):
+        assert ours.rope_parameters[key] == theirs.rope_parameters[key] == ours.rope_scaling[key]
+    # Transformers' setter replaces the whole dict, so that its theta then reads None; ours keeps the theta set
+    assert ours.rope_theta == 5e5 and ours.partial_rotary_factor == 0.5
+    ours.save_pretrained(tmp_path / "rope")
+    assert nemotron_c.NemotronConfig.from_pretrained(tmp_path / "rope").rope_parameters == ours.rope_parameters
+
+    labelled = dict(base, id2label={0: "neg", 1: "pos"}, label2id={"neg": 0, "pos": 1})
+    transformers.NemotronConfig(**labelled).save_pretrained(tmp_path / "labels")
+    for cls in (nemotron_c.AutoConfig, transformers.AutoConfig):
+        config, unused = cls.from_pretrained(tmp_path / "labels", num_labels=3, vocab_size=7, bar=3,
+                                             return_unused_kwargs=True)
+        assert (config.vocab_size, config.id2label[2], unused) == (7, "LABEL_2", {"bar": 3}) and not hasattr(config, "bar")
+    for cls in (nemotron_c.NemotronConfig, transformers.NemotronConfig):
+        config = cls(**labelled)
+        config.num_labels = 2
+        assert config.id2label == {0: "neg", 1: "pos"}
+        assert cls(**dict(labelled, num_labels=3)).num_labels == 3
+    with pytest.raises(TypeError, match="num_labels must be an int"):
+        ours.num_labels = "3"
+
+    for config in (ours, theirs):
+        config.update({"vocab_size": 20})
+        config.update_from_string("vocab_size=12,tie_word_embeddings=true")
+        config.to_json_file(tmp_path / f"{type(config).__module__.split('.')[0]}.json")
+        assert config.vocab_size == 12 and config.tie_word_embeddings is True and "vocab_size" in config
+        assert "vocab_size" in list(config) and config.use_return_dict and config.get_text_config() is config
+    with pytest.raises(ValueError, match="key nonexistent isn't in the original config dict"):
+        ours.update_from_string("nonexistent=3")
+    assert nemotron_c.NemotronConfig.from_json_file(tmp_path / "nemotron_c.json").vocab_size == 12
+
+    theirs.extra_limit = float("inf")
+    theirs.save_pretrained(tmp_path / "inf")
+    assert '"__float__"' in open(tmp_path / "inf" / "config.json").read()
+    assert nemotron_c.NemotronConfig.from_pretrained(tmp_path / "inf").extra_limit == float("inf")
+    assert nemotron_c.NemotronConfig.from_pretrained(tmp_path / "inf").name_or_path == str(tmp_path / "inf")

@@ -10,6 +10,7 @@ Where Transformers 5.24 does something we consider wrong, we differ on purpose:
 """
 import copy
 import json
+import numbers
 import math
 import os
 
@@ -126,12 +127,14 @@ class NemotronConfig:
             raise TypeError(f"id2label must be a dict of label ids to names, got {type(id2label).__name__}")
         if label2id is not None and not isinstance(label2id, dict):
             raise TypeError(f"label2id must be a dict of label names to ids, got {type(label2id).__name__}")
-        if id2label is not None:
+        if id2label is not None and (num_labels is None or int(num_labels) == len(id2label)):
             self.id2label = {int(k): v for k, v in dict(id2label).items()}
-        else:
+        else:  # as Transformers: a num_labels that disagrees with id2label wins, with default names
             count = 2 if num_labels is None else int(num_labels)
             self.id2label = {i: f"LABEL_{i}" for i in range(count)}
-        if label2id is not None:
+        if id2label is not None and self.id2label is not None and len(self.id2label) != len(id2label):
+            self.label2id = {v: k for k, v in self.id2label.items()}
+        elif label2id is not None:
             self.label2id = {k: int(v) for k, v in dict(label2id).items()}
         elif id2label is not None:
             self.label2id = None  # as Transformers: given id2label alone, label2id stays unset
@@ -146,15 +149,38 @@ class NemotronConfig:
 
     @num_labels.setter
     def num_labels(self, value):
-        self._set_labels(int(value), None, None)
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"num_labels must be an int, got {value!r}")
+        if len(self.id2label) != value:  # as Transformers: the same count keeps the names
+            self._set_labels(int(value), None, None)
 
     @property
     def torch_dtype(self):
         return self.dtype
 
+    @torch_dtype.setter
+    def torch_dtype(self, value):  # Transformers' older name
+        self.dtype = value
+
     @property
     def rope_theta(self):
         return self.rope_parameters["rope_theta"]
+
+    @rope_theta.setter
+    def rope_theta(self, value):
+        self.rope_parameters = {**self.rope_parameters, "rope_theta": value}
+
+    @property
+    def rope_scaling(self):
+        """Transformers 5's older name of rope_parameters: reading gives them, setting replaces the scaling (the
+        theta and rotary factor kept unless given), effective at once."""
+        return self.rope_parameters
+
+    @rope_scaling.setter
+    def rope_scaling(self, value):
+        keep = {k: self.rope_parameters[k] for k in ("rope_theta", "partial_rotary_factor")}
+        self.rope_parameters = {}
+        self.rope_parameters = self._standardize_rope({"rope_scaling": {**keep, **(value or {})}})
 
     @property
     def partial_rotary_factor(self):
@@ -174,15 +200,27 @@ class NemotronConfig:
     # ------------------------------------------------------------ construction and serialisation
 
     @classmethod
-    def from_dict(cls, config_dict, **kwargs):
+    def from_dict(cls, config_dict, return_unused_kwargs=False, **kwargs):
+        """As Transformers: the config of config_dict, then each keyword that names one of its attributes set on it
+        (num_labels, rope_theta, torch_dtype... through their setters); the others are unused, returned as
+        (config, unused) with return_unused_kwargs, else dropped."""
         config_dict = dict(config_dict)
         model_type = config_dict.get("model_type", MODEL_TYPE)
         if model_type != MODEL_TYPE:
             raise ValueError(
                 f"config has model_type {model_type!r}; nemotron_c implements only {MODEL_TYPE!r} models"
             )
-        config_dict.update(kwargs)
-        return cls(**config_dict)
+        attn_implementation = kwargs.pop("attn_implementation", None)
+        config = cls(**config_dict)
+        if attn_implementation is not None:
+            config._attn_implementation = attn_implementation
+        unused = {}
+        for key, value in kwargs.items():
+            if hasattr(config, key):
+                setattr(config, key, value)
+            else:
+                unused[key] = value
+        return (config, unused) if return_unused_kwargs else config
 
     @classmethod
     def from_config(cls, config):
@@ -208,11 +246,13 @@ class NemotronConfig:
         if not os.path.isfile(name):
             path = os.path.join(resolve_directory(name, [(CONFIG_NAME,)], **hub_kwargs), CONFIG_NAME)
         config = cls.from_dict(read_config_json(path), **kwargs)
-        config._name_or_path = name
+        (config[0] if isinstance(config, tuple) else config)._name_or_path = name
         return config
 
     def to_dict(self):
         out = {key: copy.deepcopy(value) for key, value in vars(self).items() if not key.startswith("_")}
+        if out.get("dtype") is not None:  # a torch or NumPy dtype as its name, as Transformers writes it
+            out["dtype"] = str(out["dtype"]).removeprefix("torch.")
         out["model_type"] = MODEL_TYPE
         return out
 
@@ -232,8 +272,62 @@ class NemotronConfig:
         os.makedirs(save_directory, exist_ok=True)
         if hasattr(self, "transformers_weights"):  # as Transformers: it names the file loading read, not one saved
             del self.transformers_weights
-        with open(os.path.join(save_directory, CONFIG_NAME), "w", encoding="utf-8") as f:
-            f.write(self.to_json_string(use_diff=True))
+        text = self.to_json_string(use_diff=True)  # before the file is opened: an error leaves the old one whole
+        path = os.path.join(save_directory, CONFIG_NAME)
+        with open(path + ".tmp", "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(path + ".tmp", path)
+
+    def to_json_file(self, json_file_path, use_diff=True):
+        with open(json_file_path, "w", encoding="utf-8") as f:
+            f.write(self.to_json_string(use_diff=use_diff))
+
+    def update(self, config_dict):
+        """Sets each of config_dict's items as an attribute, as Transformers' update."""
+        for key, value in config_dict.items():
+            setattr(self, key, value)
+
+    def update_from_string(self, update_str):
+        """Transformers' update_from_string: "key=value,..." for attributes the config has, each value read as
+        the type the attribute holds (bool from true/false, 1/0, y/n, yes/no; int; float; str)."""
+        for item in update_str.split(","):
+            key, value = item.split("=")
+            if not hasattr(self, key):
+                raise ValueError(f"key {key} isn't in the original config dict")
+            old = getattr(self, key)
+            if isinstance(old, bool):
+                if value.lower() not in ("true", "1", "y", "yes", "false", "0", "n", "no"):
+                    raise ValueError(f"can't derive true or false from {value} (key {key})")
+                value = value.lower() in ("true", "1", "y", "yes")
+            elif isinstance(old, int):
+                value = int(value)
+            elif isinstance(old, float):
+                value = float(value)
+            elif not isinstance(old, str):
+                raise TypeError(f"You can only update int, float, bool or string values in the config, got {value} "
+                                f"for key {key}")
+            setattr(self, key, value)
+
+    def __iter__(self):  # the attribute names, as iterating a Transformers config gives them
+        return iter(self.to_dict())
+
+    def __contains__(self, key):
+        return key in self.to_dict()
+
+    @property
+    def name_or_path(self):
+        return getattr(self, "_name_or_path", "")
+
+    @name_or_path.setter
+    def name_or_path(self, value):
+        self._name_or_path = str(value)
+
+    @property
+    def use_return_dict(self):
+        return self.return_dict
+
+    def get_text_config(self, decoder=None, encoder=None):
+        return self  # a decoder-only text model's config is its own text config
 
     def __eq__(self, other):
         return isinstance(other, NemotronConfig) and self.to_dict() == other.to_dict()
@@ -359,7 +453,21 @@ def read_config_json(path):
         raise ValueError(f"{path} is not valid JSON: {e}") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path} must hold a JSON object")
-    return data
+    return _tagged_floats(data)
+
+
+FLOAT_TAGS = {"Infinity": math.inf, "-Infinity": -math.inf, "NaN": math.nan}
+
+
+def _tagged_floats(value):
+    """Transformers writes an infinite or NaN float as {"__float__": "Infinity"} (JSON has none): read back."""
+    if isinstance(value, dict):
+        if set(value) == {"__float__"} and value["__float__"] in FLOAT_TAGS:
+            return FLOAT_TAGS[value["__float__"]]
+        return {key: _tagged_floats(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_tagged_floats(item) for item in value]
+    return value
 
 
 class AutoConfig:
