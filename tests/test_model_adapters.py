@@ -369,3 +369,19 @@ def test_load_adapter_from_the_hub_cache(adapters, tmp_path, monkeypatch):
     np.testing.assert_array_equal(ours(IDS).logits, expected)
     with pytest.raises(ValueError, match="adapter model file not found in someone/other"):
         ours.load_adapter("someone/other", adapter_name="other", cache_dir=cache)
+
+
+def test_pickles_made_from_relative_paths_load_in_another_directory(adapters, monkeypatch):
+    """A model, its adapters and a tokenizer loaded by relative paths pickle as absolute ones: a worker whose
+    working directory differs loaded nothing (FileNotFoundError, or a Hub lookup of the relative name)."""
+    base, first, second = adapters
+    monkeypatch.chdir(os.path.dirname(first))
+    ours = nemotron_c.AutoModelForCausalLM.from_pretrained(os.path.basename(first))
+    ours.load_adapter(os.path.relpath(second), adapter_name="second")
+    plain = nemotron_c.AutoModelForCausalLM.from_pretrained(os.path.relpath(base))
+    pickled = pickle.dumps(ours), pickle.dumps(plain)
+    monkeypatch.chdir("/")
+    again, plain_again = map(pickle.loads, pickled)
+    assert again.active_adapters() == ["second"]
+    np.testing.assert_array_equal(again(IDS).logits, ours(IDS).logits)
+    np.testing.assert_array_equal(plain_again(IDS).logits, plain(IDS).logits)

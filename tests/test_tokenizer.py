@@ -912,3 +912,13 @@ def test_special_tokens_given_as_added_tokens_keep_their_flags(dirs, tmp_path, n
     with open(config_path, "w") as f:
         json.dump(config, f)
     assert facts(AutoTokenizer.from_pretrained(path)) == facts(transformers.AutoTokenizer.from_pretrained(path))
+
+
+def test_a_tokenizer_loaded_by_a_relative_path_unpickles_in_another_directory(dirs, monkeypatch):
+    import pickle
+
+    monkeypatch.chdir(os.path.dirname(dirs["nemotron"]))
+    ours = AutoTokenizer.from_pretrained(os.path.basename(dirs["nemotron"]))
+    pickled = pickle.dumps(ours)
+    monkeypatch.chdir("/")
+    assert pickle.loads(pickled)("a b")["input_ids"] == ours("a b")["input_ids"]

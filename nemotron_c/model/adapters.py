@@ -258,4 +258,5 @@ class PeftAdapterMixin:
         state = self._adapter_state
         if not state.adapters:
             return None
-        return {name: adapter.directory for name, adapter in state.adapters.items()}, state.active, state.enabled
+        return ({name: os.path.abspath(adapter.directory) for name, adapter in state.adapters.items()}, state.active,
+                state.enabled)

@@ -226,7 +226,7 @@ class NemotronPreTrainedModel(PeftAdapterMixin):
         model._load_extras(path)
         if cache_dtype is not None:
             model.cache_dtype = cache_dtype
-        model._load_args = (path, dtype, num_threads)
+        model._load_args = (os.path.abspath(path), dtype, num_threads)  # unpickled from any directory
         return model
 
     @classmethod

@@ -465,7 +465,7 @@ class NemotronTokenizer:
         else:
             raise OSError(f"{path!r} has neither {TOKENIZER_FILE} nor {SPM_FILE}")
         tokenizer = cls(model, config, kwargs, name_or_path=name)
-        tokenizer._load_args = (path, given_kwargs)
+        tokenizer._load_args = (os.path.abspath(path), given_kwargs)  # unpickled from any directory
         tokenizer._source_file = json_path if os.path.isfile(json_path) else spm_path
         tokenizer._derived_config = derived
         return tokenizer
