@@ -385,3 +385,21 @@ def test_pickles_made_from_relative_paths_load_in_another_directory(adapters, mo
     assert again.active_adapters() == ["second"]
     np.testing.assert_array_equal(again(IDS).logits, ours(IDS).logits)
     np.testing.assert_array_equal(plain_again(IDS).logits, plain(IDS).logits)
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_an_adapters_saved_base_layer_keeps_another_adapters_update(checkpoint, tmp_path, tied):
+    """Two active adapters on the embedding, one saved without its base layer (targeted by its full name) and one
+    with it: Transformers sums both updates in either order; ours let the saved base layer replace the update
+    merged before it (2.2 apart in one order)."""
+    base = checkpoint(tie_word_embeddings=tied)
+    full = make_adapter(base, str(tmp_path / "full"), target_modules=["model.embed_tokens"])
+    short = make_adapter(base, str(tmp_path / "short"), seed=9, target_modules=["embed_tokens"])
+    ours, theirs = load_both(base)
+    for model in (ours, theirs):
+        model.load_adapter(full)
+        model.load_adapter(short, adapter_name="two")
+    for order in (["default", "two"], ["two", "default"]):
+        ours.set_adapter(order)
+        theirs.set_adapter(order)
+        assert_close(ours(IDS, attention_mask=MASK).logits, hf_logits(theirs, IDS, MASK))

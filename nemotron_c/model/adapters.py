@@ -91,10 +91,17 @@ def merged_tensors(tensors, adapters, has_lm_head, tied, base_model_prefix):
     if shared and "lm_head.weight" not in tensors:  # the head is the embedding until an adapter changes one
         tensors = {**tensors, "lm_head.weight": tensors[embedding]}
     changed = set()
-    for adapter, repeated in zip(adapters, repeated_whole_tensors(adapters)):
-        weights = {name: tensor for name, tensor in adapter.weights.items() if name not in repeated}
-        tensors, merged = merge_adapter(tensors, weights, adapter.config, prefix)
-        changed |= merged
+    kept = [{name: tensor for name, tensor in adapter.weights.items() if name not in repeated}
+            for adapter, repeated in zip(adapters, repeated_whole_tensors(adapters))]
+    # the whole tensors (saved base layers, modules saved whole) first, then every adapter's LoRA update on top:
+    # Transformers sums the updates over the layer loaded, so an adapter's saved base layer must not replace an
+    # update another adapter made before it
+    for lora in (False, True):
+        for adapter, weights in zip(adapters, kept):
+            part = {name: tensor for name, tensor in weights.items() if (".lora_" in name) == lora}
+            if part:
+                tensors, merged = merge_adapter(tensors, part, adapter.config, prefix)
+                changed |= merged
     return tensors, tied and not (shared and changed & {embedding, "lm_head.weight"})
 
 
