@@ -250,7 +250,7 @@ def test_local_directory_wins(cache, sources, tmp_path, monkeypatch):
     tokenizer = nemotron_c.AutoTokenizer.from_pretrained(REPO, cache_dir=cache)
     ids = tokenizer(TEXT, return_tensors="np")["input_ids"]
     assert_close(model(ids).logits, hf_logits(hf_from_pretrained(sources["sub"]), ids))
-    assert model._load_args[0] == REPO
+    assert model._load_args[0] == os.path.abspath(REPO)  # the local folder (made absolute for pickling), not the cache
 
 
 def test_keywords_are_not_ignored(cache):
