@@ -447,27 +447,24 @@ def read_config_json(path):
         raise FileNotFoundError(f"no config.json at {path}")
     try:
         with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+            data = json.load(f, object_hook=_tagged_float)
     # json raises a bare ValueError for an integer of over 4300 digits and RecursionError for deep nesting
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise ValueError(f"{path} is not valid JSON: {e}") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path} must hold a JSON object")
-    return _tagged_floats(data)
+    return data
 
 
 FLOAT_TAGS = {"Infinity": math.inf, "-Infinity": -math.inf, "NaN": math.nan}
 
 
-def _tagged_floats(value):
-    """Transformers writes an infinite or NaN float as {"__float__": "Infinity"} (JSON has none): read back."""
-    if isinstance(value, dict):
-        if set(value) == {"__float__"} and value["__float__"] in FLOAT_TAGS:
-            return FLOAT_TAGS[value["__float__"]]
-        return {key: _tagged_floats(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_tagged_floats(item) for item in value]
-    return value
+def _tagged_float(obj):
+    """Transformers writes an infinite or NaN float as {"__float__": "Infinity"} (JSON has none): read back, as the
+    decoder meets each object."""
+    if len(obj) == 1 and isinstance(obj.get("__float__"), str) and obj["__float__"] in FLOAT_TAGS:
+        return FLOAT_TAGS[obj["__float__"]]
+    return obj
 
 
 class AutoConfig:
