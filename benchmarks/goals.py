@@ -1,9 +1,13 @@
 """The speed goals of issues 12 (prefill, scoring, threads) and 13 (decode), read off one run's rows: each goal's
 figures on this CPU and whether they reach it. Goals are never asserted in tests; this table says where a CPU kind
 stands, in RESULTS.md beside the figures it comes from."""
+import argparse
 import dataclasses
 import math
 import os
+import re
+
+from .results import COLUMNS, Ceilings, Row, update_results
 
 # the peers' rows at each nemotron_c dtype's precision
 PEER_DTYPES = {"float32": (("llama.cpp", "f32"), ("ORT GenAI", "fp32")),
@@ -131,10 +135,6 @@ def read_section(text):
     """(rows, names, ceilings, threads) of one RESULTS.md section as results.section wrote it: the rows from its
     table (tokens/s, and the FLOPs and bytes per token that its GFLOP/s and MB/token columns give), the ceilings from
     its Probes line, the threads from its first line. Figures come back rounded as the table shows them."""
-    import re
-
-    from .results import COLUMNS, Ceilings, Row
-
     threads = int(re.search(r"· (\d+) threads? ·", text).group(1))
     probes = re.search(r"FMA peak \([^)]*\) ([\d.]+) GFLOP/s one core, ([\d.]+) all threads", text)
     bandwidth = re.search(r"read bandwidth [\d.]+ GB/s one thread, ([\d.]+) all threads", text)
@@ -173,8 +173,6 @@ def rejudge(path, every=False):
     """Adds to each section of the results file at `path` that has none the goals table its own table gives (a
     section measured before the goals were judged), or with every=True replaces every section's (after the goals
     change). Returns {heading: summary} of the sections written."""
-    from .results import update_results
-
     with open(path, encoding="utf-8") as f:
         sections = f.read().split("\n## ")[1:]
     summaries = {}
@@ -193,8 +191,6 @@ REJUDGED = "Judged after the run from the table above, as rounded there (`python
 
 
 if __name__ == "__main__":
-    import argparse
-
     parser = argparse.ArgumentParser(prog="python -m benchmarks.goals", description=rejudge.__doc__)
     parser.add_argument("results", nargs="?", default=os.path.join(os.path.dirname(__file__), "RESULTS.md"))
     parser.add_argument("--every", action="store_true", help="judge again the sections that have a goals table")

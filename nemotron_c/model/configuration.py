@@ -10,8 +10,8 @@ Where Transformers 5.24 does something we consider wrong, we differ on purpose:
 """
 import copy
 import json
-import numbers
 import math
+import numbers
 import os
 
 from ..checkpoint.hub import pop_hub_kwargs, resolve_directory

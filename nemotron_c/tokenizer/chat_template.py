@@ -6,6 +6,7 @@ import dataclasses
 import functools
 import inspect
 import json
+import re
 from datetime import datetime
 
 # While a template renders for return_assistant_tokens_mask: (the blocks rendered so far, the spans found)
@@ -234,8 +235,6 @@ def template_literal_text(template):
 
 def control_pattern(tokens):
     """A regex matching any of the tokens, the longest first (a token before those it contains)."""
-    import re
-
     return re.compile("|".join(map(re.escape, sorted(tokens, key=len, reverse=True))) or "(?!)")
 
 
@@ -255,7 +254,5 @@ def mark_control_tokens(value, pattern):
 def split_marked(text, added_tokens):
     """[text, marked token or None, text, ...]: the rendered chat cut at the marked tokens and at lone marks (a
     template's split() can part them), which still break the text."""
-    import re
-
     pattern = control_pattern(added_tokens).pattern
     return re.split(f"{MARK_START}({pattern}){MARK_END}|[{MARK_START}{MARK_END}]", text)
