@@ -9,6 +9,7 @@ import transformers
 
 import nemotron_c
 from nemotron_c.model.rope import rope_parameters
+from tests.helpers.checkpoints import edit_json
 
 FIELDS = [
     "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "head_dim",
@@ -85,12 +86,32 @@ def test_round_trip_and_unknown_keys(tmp_path):
     assert config.my_custom_field == [1, 2]
     config.save_pretrained(tmp_path)
     again = nemotron_c.AutoConfig.from_pretrained(tmp_path)
+    # equal but for where it was read from, which == compares as in Transformers
+    assert again.to_diff_dict() == config.to_diff_dict() and again != config
+    again.name_or_path = ""
     assert again == config
     with open(tmp_path / "config.json") as f:
         assert json.load(f)["model_type"] == "nemotron"
     # Transformers reads what we write
     theirs = transformers.AutoConfig.from_pretrained(tmp_path)
     assert theirs.hidden_size == 128 and theirs.head_dim == 32
+
+
+def test_to_dict_has_transformers_metadata(tmp_path):
+    kwargs = dict(hidden_size=64, num_attention_heads=4, num_key_value_heads=4)
+    transformers.NemotronConfig(**kwargs).save_pretrained(tmp_path)
+    edit_json(tmp_path / "config.json", transformers_version="4.1.0")
+    for module in (nemotron_c, transformers):
+        config = module.AutoConfig.from_pretrained(tmp_path)
+        assert config.transformers_version == "4.1.0"  # the file's, kept as Transformers keeps it
+        full, diff = config.to_dict(), config.to_diff_dict()
+        assert full["_name_or_path"] == str(tmp_path) and "_name_or_path" not in diff
+        assert full["transformers_version"] == diff["transformers_version"] == transformers.__version__
+        assert "_name_or_path" in config and '"_name_or_path"' in config.to_json_string(use_diff=False)
+    ours = nemotron_c.AutoConfig.from_pretrained(tmp_path).to_dict()
+    theirs = transformers.AutoConfig.from_pretrained(tmp_path).to_dict()
+    assert sorted(ours) == sorted(theirs)
+    assert nemotron_c.NemotronConfig(**kwargs).to_dict()["_name_or_path"] == ""
 
 
 def test_transformers_saved_config_reads_back(tmp_path):

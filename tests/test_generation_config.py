@@ -241,6 +241,42 @@ def test_checkpoint_without_generation_config(checkpoint, tmp_path):
                                   hf_generate(reference, PROMPTS, MASK, max_new_tokens=8))
 
 
+def test_generation_settings_in_config_json(checkpoint, tmp_path):
+    """config.json's generation settings reach generation_config, not the config (Transformers 5); set on the
+    config afterwards, generate and save refuse them with Transformers' ValueErrors."""
+    path = checkpoint(scale=0.25)
+    copy = tmp_path / "legacy"
+    copy.mkdir()
+    for name in os.listdir(path):
+        if name not in ("generation_config.json", "config.json"):
+            os.symlink(os.path.join(path, name), copy / name)
+    settings = {"max_length": 12, "num_beams": 2, "repetition_penalty": 1.3, "no_repeat_ngram_size": 2}
+    config = json.loads(open(os.path.join(path, "config.json")).read())
+    (copy / "config.json").write_text(json.dumps({**config, **settings}))
+    model = nemotron_c.AutoModelForCausalLM.from_pretrained(str(copy))
+    reference = transformers.NemotronForCausalLM.from_pretrained(str(copy))
+    for key, value in settings.items():
+        assert not hasattr(model.config, key) and not hasattr(reference.config, key)
+        assert getattr(model.generation_config, key) == getattr(reference.generation_config, key) == value
+    assert public(model.generation_config) == public(reference.generation_config)
+    np.testing.assert_array_equal(our_generate(model, PROMPTS, MASK), hf_generate(reference, PROMPTS, MASK))
+    model.save_pretrained(str(tmp_path / "saved"))
+    written = json.loads((tmp_path / "saved" / "generation_config.json").read_text())
+    assert {key: written[key] for key in settings} == settings
+    assert not set(settings) & set(json.loads((tmp_path / "saved" / "config.json").read_text()))
+
+    for m in (model, reference):
+        m.config.temperature = 0.5
+    for m in (model, reference):
+        with pytest.raises(ValueError, match=re.escape("values set - {'temperature': 0.5}")):
+            m.generate(torch.as_tensor(PROMPTS[:1]) if m is reference else PROMPTS[:1], max_new_tokens=2)
+        with pytest.raises(ValueError, match=re.escape("Generation parameters found: {'temperature': 0.5}")):
+            m.config.save_pretrained(str(tmp_path / "refused"))
+    assert not os.path.exists(tmp_path / "refused")
+    given = nemotron_c.GenerationConfig(max_new_tokens=2)  # a generation config of the caller's own is used as is
+    assert model.generate(PROMPTS[:1], generation_config=given).shape[1] == len(PROMPTS[0]) + 2
+
+
 def test_save_pretrained_reads_back_in_transformers(tmp_path):
     config = nemotron_c.GenerationConfig(do_sample=True, top_p=0.9, eos_token_id=[3, 4], max_new_tokens=30)
     config.save_pretrained(str(tmp_path))

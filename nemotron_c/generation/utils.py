@@ -116,6 +116,12 @@ def prepare_generation_config(model, generation_config, kwargs):
     then keyword arguments. Returns (config, model_kwargs)."""
     provided = generation_config is not None
     if generation_config is None:
+        if model.config.generation_parameters():  # Transformers' error for the legacy way, word for word
+            raise ValueError(
+                "You have modified the pretrained model configuration to control generation We detected the following "
+                f"values set - {model.config.generation_parameters()}. This strategy to control generation is not "
+                "supported anymore. Please use and modify `model.generation_config` (see "
+                "https://huggingface.co/docs/transformers/generation_strategies#default-text-generation-configuration )")
         generation_config = GenerationConfig()
     elif not isinstance(generation_config, GenerationConfig):
         raise TypeError(f"generation_config must be a nemotron_c GenerationConfig, not {type(generation_config).__name__}")

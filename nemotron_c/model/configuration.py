@@ -15,7 +15,7 @@ import numbers
 import os
 
 from ..checkpoint.hub import pop_hub_kwargs, resolve_directory
-from ..generation.configuration import VERSION
+from ..generation.configuration import VERSION, default_generation_params
 
 MODEL_TYPE = "nemotron"
 CONFIG_NAME = "config.json"
@@ -62,6 +62,9 @@ SUPPORTED_ROPE_TYPES = ("default", "linear", "llama3", "yarn", "dynamic", "longr
 # Transformers' attention implementations differ only where a query sees no key at all (a left-padding position):
 # eager averages every value there, SDPA (its default, None) gives zeros. The others are GPU kernels.
 ATTENTION_IMPLEMENTATIONS = (None, "sdpa", "eager")
+# Generation settings have no place in a model config since Transformers 5: a config.json's reach the model's
+# generation_config (read from the file itself), not the config. use_cache is a model field too.
+GENERATION_PARAMETERS = tuple(key for key in default_generation_params() if key != "use_cache")
 
 
 class NemotronConfig:
@@ -75,7 +78,8 @@ class NemotronConfig:
     def __init__(self, **kwargs):
         kwargs = dict(kwargs)
         kwargs.pop("model_type", None)
-        kwargs.pop("transformers_version", None)
+        # the version that wrote the file, as Transformers keeps it; to_dict writes this one's
+        self.transformers_version = kwargs.pop("transformers_version", None)
         if "torch_dtype" in kwargs and "dtype" not in kwargs:
             kwargs["dtype"] = kwargs.pop("torch_dtype")
         kwargs.pop("torch_dtype", None)
@@ -84,6 +88,8 @@ class NemotronConfig:
         self._attn_implementation = kwargs.pop("attn_implementation", None)
         id2label = kwargs.pop("id2label", None)
         label2id = kwargs.pop("label2id", None)
+        for key in GENERATION_PARAMETERS:
+            kwargs.pop(key, None)
 
         for key, default in {**COMMON_DEFAULTS, **NEMOTRON_DEFAULTS}.items():
             setattr(self, key, copy.deepcopy(kwargs.pop(key, default)))
@@ -254,6 +260,8 @@ class NemotronConfig:
         if out.get("dtype") is not None:  # a torch or NumPy dtype as its name, as Transformers writes it
             out["dtype"] = str(out["dtype"]).removeprefix("torch.")
         out["model_type"] = MODEL_TYPE
+        out["_name_or_path"] = self.name_or_path
+        out["transformers_version"] = VERSION
         return out
 
     def to_diff_dict(self):
@@ -261,14 +269,22 @@ class NemotronConfig:
         version: what Transformers writes to config.json."""
         defaults = {**COMMON_DEFAULTS, "id2label": {0: "LABEL_0", 1: "LABEL_1"},
                     "label2id": {"LABEL_0": 0, "LABEL_1": 1}}
-        out = {key: value for key, value in self.to_dict().items() if key not in defaults or value != defaults[key]}
-        out["transformers_version"] = VERSION
-        return out
+        # as Transformers: where the config was read from is not written
+        return {key: value for key, value in self.to_dict().items()
+                if key != "_name_or_path" and (key not in defaults or value != defaults[key])}
 
     def to_json_string(self, use_diff=True):
         return json.dumps(self.to_diff_dict() if use_diff else self.to_dict(), indent=2, sort_keys=True) + "\n"
 
+    def generation_parameters(self):
+        """The generation settings set on this config since it was made (Transformers' _get_generation_parameters)."""
+        return {key: getattr(self, key) for key in GENERATION_PARAMETERS if getattr(self, key, None) is not None}
+
     def save_pretrained(self, save_directory):
+        if self.generation_parameters():  # Transformers' error, word for word
+            raise ValueError("Some generation parameters are set in the model config. These should go into "
+                             "`model.generation_config`as opposed to `model.config`. \nGeneration parameters found: "
+                             f"{self.generation_parameters()}")
         os.makedirs(save_directory, exist_ok=True)
         if hasattr(self, "transformers_weights"):  # as Transformers: it names the file loading read, not one saved
             del self.transformers_weights
