@@ -16,8 +16,9 @@ standard input) and writes one JSON line per input to standard output or --outpu
     {"line": 3, "num_tokens": 41, "sum_logprob": -97.2, "mean_logprob": -2.37, "perplexity": 10.7}
 
 "line" is the input's line number (a blank line is reported on stderr and skipped); a JSONL record's "id" is
-copied over; --token-logprobs adds each token's log-probability. NaN (a text of one token has nothing to score)
-is written as null. A progress bar goes to stderr when it is a terminal (or with --progress).
+copied over; --token-logprobs adds each token's log-probability. A number JSON cannot hold is written as null:
+NaN (a text of one token has nothing to score, num_tokens 0) and a perplexity beyond 1.8e308 (mean_logprob below
+-709.78). A progress bar goes to stderr when it is a terminal (or with --progress).
 
 convert rewrites a checkpoint directory (any format nemotron_c reads) as safetensors in DST, optionally in
 another dtype (int8, int4: quantized once, then mapped by every load) and sharded, with config.json,
@@ -191,9 +192,11 @@ def main(argv=None, prog=None):
         where = f" (line {e.lineno})" if getattr(e, "lineno", None) else ""
         print(f"error: the chat template of {args.model} failed{where}: {str(e).splitlines()[0]}", file=sys.stderr)
         return 1
-    except (OSError, ImportError, ValueError, TypeError, NotImplementedError, RuntimeError, OverflowError) as e:
+    except (OSError, ImportError, ValueError, TypeError, NotImplementedError, RuntimeError, OverflowError,
+            MemoryError) as e:
         # RuntimeError: sampling from scores that leave no distribution, as torch.multinomial raises; OverflowError:
-        # a number too large for the core's C integers (--num-threads 10**20)
+        # a number too large for the core's C integers (--num-threads 10**20); MemoryError: generate's outputs for
+        # a --max-new-tokens beyond the memory
         print(f"error: {e}", file=sys.stderr)
         return 1
 
@@ -556,27 +559,40 @@ def run_score(args):
         raise InputError(f"{args.file} is a directory: give a file of texts")
     refuse_output_over_input(args.file, args.output)
     if args.output is not None:  # said before the model loads, which can take minutes
-        if os.path.isdir(args.output):
-            raise InputError(f"--output {args.output} is a directory: give a file name")
+        if os.path.isdir(args.output) or args.output.endswith(("/", os.sep)):
+            raise InputError(f"--output {args.output} names a directory: give a file name")
+        if not args.output:
+            raise InputError("--output is empty: give a file name")
         folder = os.path.dirname(os.path.abspath(args.output))
         if not os.path.isdir(folder):
             raise InputError(f"--output {args.output}: there is no directory {folder}")
 
     model = NemotronForCausalLM.from_pretrained(args.model, dtype=args.dtype, num_threads=args.num_threads)
     tokenizers = Tokenizers(args.tokenizer or model.name_or_path)
+    refuse_output_over_checkpoint(args.output, [model.name_or_path, tokenizers.path])
     show = sys.stderr.isatty() if args.progress is None else args.progress
     bar = ProgressBar(count_lines(args.file), sys.stderr) if show else None
 
     source = sys.stdin if args.file == "-" else open(args.file, "rb")  # decoded by utf8_lines
-    sink = sys.stdout if args.output is None else open(args.output, "w", encoding="utf-8")
+    try:
+        sink = sys.stdout if args.output is None else open(args.output, "w", encoding="utf-8")
+    except OSError as e:
+        source.close()
+        raise OSError(f"cannot write --output {args.output}: {e.strerror}") from None
     try:
         name = "<stdin>" if args.file == "-" else args.file
         records = read_records(utf8_lines(source, name), name, args.format)
         # groups of several batches, so that sorting by length inside score() saves padding
         for group in groups(records, args.batch_size * 8):
-            for line in score_group(model, tokenizers, group, name, args, ascii_only=not writes_utf8(sink)):
-                sink.write(line + "\n")
-            sink.flush()
+            lines = "".join(line + "\n" for line in
+                            score_group(model, tokenizers, group, name, args, ascii_only=not writes_utf8(sink)))
+            try:
+                sink.write(lines)
+                sink.flush()
+            except OSError as e:
+                if sink is sys.stdout:
+                    raise  # a closed pipe (| head) ends quietly in main
+                raise OSError(f"cannot write --output {args.output}: {e.strerror}") from None
             if bar:
                 bar.update(len(group))
     finally:
@@ -585,7 +601,10 @@ def run_score(args):
         if source is not sys.stdin:
             source.close()
         if sink is not sys.stdout:
-            sink.close()
+            try:
+                sink.close()  # flushes what a failed write left: the same failure again
+            except OSError as e:
+                raise OSError(f"cannot write --output {args.output}: {e.strerror}") from None
     return 0
 
 
@@ -605,6 +624,33 @@ def refuse_output_over_input(input_path, output_path):
     if (src.st_dev, src.st_ino) == (out.st_dev, out.st_ino):
         raise InputError(f"--output {output_path} is the input file: writing it would erase the texts before "
                          "they are read; write the scores to another file")
+
+
+def refuse_output_over_checkpoint(output_path, directories):
+    """Opening --output empties it: a file of the model's or tokenizer's folder, or any file this process has mapped
+    (the weights, wherever they were read from), would be lost, and the model reading emptied pages would crash."""
+    if output_path is None:
+        return
+    try:
+        out = os.stat(output_path)
+    except OSError:
+        return
+    paths = [entry.path for d in directories if os.path.isdir(d) for entry in os.scandir(d)]
+    try:
+        with open("/proc/self/maps") as maps:  # address, perms, offset, device, inode, path
+            paths += [fields[5].rstrip("\n") for fields in (line.split(maxsplit=5) for line in maps)
+                      if len(fields) == 6 and fields[5].startswith("/")]
+    except OSError:
+        pass  # not Linux: the folders alone
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) == (out.st_dev, out.st_ino):
+            also = "" if os.path.abspath(path) == os.path.abspath(output_path) else f" ({path})"
+            raise InputError(f"--output {output_path} is a file of the model or its tokenizer{also}: writing the "
+                             "scores there would erase it; write them to another file")
 
 
 def writes_utf8(stream):

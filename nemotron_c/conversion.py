@@ -54,6 +54,7 @@ def convert_checkpoint(source, destination, dtype=None, max_shard_size=DEFAULT_M
     if find_adapter(source, {}) is not None:
         return convert_adapted(source, destination, dtype, max_shard_size, on_file)
     config = NemotronConfig.from_pretrained(source)  # refuses what is not a Nemotron checkpoint
+    config.validate()  # as loading does: no checkpoint written that no model can be built from
     tied = config.tie_word_embeddings
     read = read_weights(source, config)
     model_dtype = auto_dtype(config, read)  # what a tensor is converted to with dtype None, as from_pretrained

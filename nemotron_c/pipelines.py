@@ -10,6 +10,7 @@ Transformers 4.57's QuestionAnsweringPipeline, the last one. Inputs, argument na
 model is a checkpoint directory, a Hub id or a loaded nemotron_c model; tokenizer defaults to the model's.
 """
 import copy
+import sys
 import types
 import warnings
 from collections.abc import Iterable
@@ -20,7 +21,7 @@ from .demo import demo_model_path
 from .generation.configuration import GenerationConfig
 from .model.heads import (NemotronForQuestionAnswering, NemotronForSequenceClassification,
                           NemotronForTokenClassification)
-from .model.modeling import NemotronForCausalLM
+from .model.modeling import NemotronForCausalLM, check_cpu_device
 from .tokenizer.tokenization import AutoTokenizer
 
 # What Transformers' text-generation pipeline adds to the parameters that neither the call nor the model's
@@ -55,6 +56,17 @@ def batch_size_of(value, default):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"batch_size should be a positive integer value, but got batch_size={value!r}")
     return int(value)
+
+
+def streamed(inputs):
+    """A torch Dataset (KeyDataset over a datasets.Dataset, say) as a generator of its items: Transformers'
+    pipelines take one as they take a generator, giving an iterator of results."""
+    torch = sys.modules.get("torch")  # a Dataset comes from torch, so torch is imported when there is one
+    if torch is None or not isinstance(inputs, torch.utils.data.Dataset):
+        return inputs
+    if isinstance(inputs, torch.utils.data.IterableDataset):
+        return (item for item in inputs)
+    return (inputs[i] for i in range(len(inputs)))
 
 
 def collate(rows, value, left):
@@ -101,6 +113,7 @@ class Pipeline:
                                       if not (value is None and key in self.unset_by_none)}}
         batch_size = batch_size_of(kwargs.pop("batch_size", None), self.batch_size)
         kwargs.pop("num_workers", None)  # Transformers' DataLoader workers: the model's threads do the work here
+        inputs = streamed(inputs)
         if isinstance(inputs, types.GeneratorType):
             # as Transformers: a generator is not read ahead; its results come as an iterator, batch by batch
             return self._stream(inputs, batch_size, kwargs)
@@ -142,6 +155,9 @@ def is_message(item):
 def chained(first, rest):
     yield first
     yield from rest
+
+
+RETURN_SETTINGS = ("return_full_text", "return_tensors", "return_text", "return_type")  # _return_type's order
 
 
 class TextGenerationPipeline(Pipeline):
@@ -198,6 +214,7 @@ class TextGenerationPipeline(Pipeline):
             self.tokenizer.padding_side = "left"
 
     def __call__(self, inputs, **kwargs):
+        inputs = streamed(inputs)
         if isinstance(inputs, types.GeneratorType):
             # as Transformers, which reads a generator's first item at once: a generator of messages is one chat
             # (read whole), an empty one gives an empty list
@@ -212,6 +229,12 @@ class TextGenerationPipeline(Pipeline):
         if batch_size > 1 and self.tokenizer.pad_token_id is None and \
                 (self._is_batch(inputs) or isinstance(inputs, types.GeneratorType)):
             raise ValueError(NO_PAD_BATCHING)
+        given = {key: kwargs.pop(key) for key in RETURN_SETTINGS if kwargs.get(key) is not None}
+        # as Transformers, which reads the construction's and the call's return settings each on its own: a type the
+        # call's set replaces the construction's (return_text alone sets none), and they are never refused together
+        returned = self._return_type(*(given.get(key) for key in RETURN_SETTINGS))
+        if returned is not None:
+            kwargs["return_type"] = ["tensors", "new", "full"].index(returned)
         return super().__call__(inputs, **kwargs)
 
     def _run(self, prompts, return_full_text=None, return_tensors=None, return_text=None, return_type=None,
@@ -221,7 +244,7 @@ class TextGenerationPipeline(Pipeline):
              **generate_kwargs):
         """One generate call for the prompts of a batch, padded to the longest on the tokenizer's padding side as
         Transformers' pipeline collates them; each prompt's text is what follows the padded prompt."""
-        returned = self._return_type(return_full_text, return_tensors, return_text, return_type)
+        returned = self._return_type(return_full_text, return_tensors, return_text, return_type) or "full"
         if handle_long_generation not in (None, "hole"):
             raise ValueError(f"{handle_long_generation} is not a valid value for `handle_long_generation` parameter "
                              "expected [None, 'hole']")
@@ -314,8 +337,8 @@ class TextGenerationPipeline(Pipeline):
     @staticmethod
     def _return_type(return_full_text, return_tensors, return_text, return_type=None):
         """"full" text, "new" text or "tensors", read as Transformers' _sanitize_parameters reads them: return_type
-        (Transformers' ReturnType) first, then a setting given at all (even False) counts, return_text alone keeps the
-        full text, and two of them together raise."""
+        (Transformers' ReturnType) first, then a setting given at all (even False) counts, and two of them together
+        raise; None where none sets it (return_text alone: the full text, unless the construction said otherwise)."""
         if return_type is not None:
             # ReturnType.TENSORS, NEW_TEXT, FULL_TEXT, or their values 0, 1, 2 (on which Transformers fails)
             returned = {"TENSORS": "tensors", "NEW_TEXT": "new", "FULL_TEXT": "full"}
@@ -336,7 +359,7 @@ class TextGenerationPipeline(Pipeline):
             if return_text is not None:
                 raise ValueError("`return_text` is mutually exclusive with `return_tensors`")
             return "tensors"
-        return "full"
+        return None
 
     def _records(self, prompt, final, rows, prompt_length, returned, skip_special_tokens,
                  clean_up_tokenization_spaces, extras):
@@ -389,6 +412,7 @@ class TextClassificationPipeline(Pipeline):
         # top_k given at construction holds for each call; Transformers' older output shape (a str gives a list
         # around its result) follows from the call's own keywords alone
         legacy_shape = "top_k" not in kwargs
+        inputs = streamed(inputs)
         if kwargs.get("function_to_apply", "") is None:  # as Transformers: not given, the construction's holds
             del kwargs["function_to_apply"]
         batch_size = batch_size_of(kwargs.get("batch_size", self.defaults.get("batch_size")), self.batch_size)
@@ -525,6 +549,7 @@ class TokenClassificationPipeline(Pipeline):
             # as Transformers: batches are padded, so asking for them without a pad token fails, whatever the input
             raise ValueError(NO_PAD_BATCHING)
         offset_mapping = settings.pop("offset_mapping", None)
+        inputs = streamed(inputs)
         if isinstance(inputs, types.GeneratorType):
             return self._stream(zip(inputs, self._offset_mappings(offset_mapping, None)), batch_size, settings)
         if isinstance(inputs, str):
@@ -777,6 +802,7 @@ def question_answering_inputs(args, kwargs):
             raise ValueError("Arguments can't be understood")
     else:
         raise ValueError("give question= and context= (or {'question': ..., 'context': ...} dicts)")
+    inputs = streamed(inputs)
     if isinstance(inputs, types.GeneratorType):
         return (question_answering_example(item) for item in inputs)
     if isinstance(inputs, dict) or hasattr(inputs, "context_text"):
@@ -988,10 +1014,9 @@ def pipeline(task, model=None, tokenizer=None, batch_size=None, device=None, dev
     dtype= and num_threads= go to from_pretrained; other keywords become defaults of every call."""
     if task not in TASKS:
         raise KeyError(f"unknown task {task!r}; nemotron_c's pipelines: {', '.join(sorted(TASKS))}")
-    for name, value in (("device", device), ("device_map", device_map)):
-        # None, -1, "cpu", "cpu:0" or torch.device("cpu"): all the CPU
-        if value not in (None, -1) and str(value).split(":")[0] != "cpu":
-            raise ValueError(f"{name}={value!r}: nemotron_c runs on the CPU")
+    if device != -1:  # Transformers' old spelling of the CPU
+        check_cpu_device(device, "device")
+    check_cpu_device(device_map, "device_map")  # "auto" and {"": "cpu"} too, as model cards write them
     if model is None:
         if task != "text-generation":
             raise ValueError(f"the {task} pipeline needs model= (a checkpoint with its head); only text-generation "

@@ -96,3 +96,18 @@ def test_convert_keeps_the_license_notice_and_model_card(tmp_path):
     for name in ("NOTICE", "LICENSE", "README.md"):
         with open(os.path.join(source, name), "rb") as a, open(tmp_path / "copy" / name, "rb") as b:
             assert a.read() == b.read(), name
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"max_position_embeddings": -5}, "config.max_position_embeddings must be a positive integer"),
+    ({"num_key_value_heads": 3}, "must be a multiple of num_key_value_heads"),
+    ({"rope_parameters": {"rope_type": "su", "rope_theta": 10000.0}}, "rope_type 'su' is not supported"),
+])
+def test_a_config_no_model_can_be_built_from_is_not_converted(tmp_path, change, message):
+    """Loading refuses such a config: convert did not, and wrote a checkpoint that nemotron_c then refused."""
+    source = tmp_path / "source"
+    build_hf_model().save_pretrained(source)
+    edit_config(source, **change)
+    with pytest.raises((ValueError, NotImplementedError), match=message):
+        convert_checkpoint(str(source), str(tmp_path / "converted"))
+    assert not (tmp_path / "converted").exists() or not os.listdir(tmp_path / "converted")

@@ -1,5 +1,6 @@
 """python -m nemotron_c score and convert, run as subprocesses on tiny checkpoints."""
 import json
+import mmap
 import os
 import shutil
 import subprocess
@@ -456,6 +457,10 @@ def test_generate_and_chat_errors(tmp_path):
     assert run.returncode == 2 and "the prompt is empty" in run.stderr
     run = run_cli("generate", "The", "--max-new-tokens", "0")
     assert run.returncode == 2 and "--max-new-tokens must be at least 1" in run.stderr
+    # more new tokens than the memory could hold: said, not a NumPy traceback
+    run = run_cli("generate", "The", "--max-new-tokens", str(10 ** 14))
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert run.stderr.startswith("error: generate() cannot make room for the sequences") and "max_new_tokens" in run.stderr
 
 
 @pytest.mark.parametrize("template, message", [
@@ -691,8 +696,49 @@ def test_an_output_that_cannot_be_a_file_is_refused_before_loading(tmp_path, mon
         raise AssertionError("the model was loaded")
 
     monkeypatch.setattr(nemotron_c.NemotronForCausalLM, "from_pretrained", no_loading)
-    for output, message in ((tmp_path, f"--output {tmp_path} is a directory: give a file name"),
+    for output, message in ((tmp_path, f"--output {tmp_path} names a directory: give a file name"),
+                            (f"{tmp_path}/new/", f"--output {tmp_path}/new/ names a directory: give a file name"),
+                            ("", "--output is empty: give a file name"),
                             (tmp_path / "no" / "out.jsonl",
                              f"--output {tmp_path / 'no' / 'out.jsonl'}: there is no directory {tmp_path / 'no'}")):
         assert cli.main(["score", str(file), "--output", str(output), "--no-progress"]) == cli.EXIT_BAD_INPUT
         assert capsys.readouterr().err == f"error: {message}\n"
+
+
+def test_an_output_over_the_checkpoint_is_refused(tmp_path):
+    """Opening --output empties it: over the mapped weights the model crashed (SIGBUS) and the checkpoint was lost,
+    over the tokenizer (loaded on first use) the tokenizer was."""
+    model = tmp_path / "model"
+    shutil.copytree(nemotron_c.demo_model_path(), model)
+    (tmp_path / "texts.txt").write_text("hello world\n")
+    elsewhere = tmp_path / "weights-link.safetensors"
+    os.symlink(model / "model.safetensors", elsewhere)
+    before = {name: (model / name).read_bytes() for name in os.listdir(model)}
+    for output in (model / "model.safetensors", elsewhere, model / "tokenizer.json", model / "config.json"):
+        run = run_cli("score", "--model", str(model), str(tmp_path / "texts.txt"), "--output", str(output))
+        assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+        assert run.stderr.startswith(f"error: --output {output} is a file of the model or its tokenizer")
+    assert {name: (model / name).read_bytes() for name in os.listdir(model)} == before
+    run = run_cli("score", "--model", str(model), str(tmp_path / "texts.txt"), "--output", str(tmp_path / "ok.jsonl"))
+    assert run.returncode == 0 and json.loads((tmp_path / "ok.jsonl").read_text())["num_tokens"] > 0
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="Linux lists a process's mapped files there")
+def test_a_mapped_file_outside_the_folders_is_refused_as_output(tmp_path):
+    """A LoRA adapter's base weights lie outside the folders named: the process's mappings find them."""
+    weights = tmp_path / "base.safetensors"
+    weights.write_bytes(b"\0" * 4096)
+    with open(weights, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ):
+        with pytest.raises(cli.InputError, match="is a file of the model or its tokenizer"):
+            cli.refuse_output_over_checkpoint(str(weights), [])
+    cli.refuse_output_over_checkpoint(str(weights), [])  # unmapped: free to write
+
+
+def test_an_output_that_fails_to_write_names_it(tmp_path):
+    (tmp_path / "texts.txt").write_text("hello world\n")
+    for output in ("/dev/full", "/proc/version"):
+        if not os.path.exists(output):
+            continue
+        run = run_cli("score", str(tmp_path / "texts.txt"), "--output", output)
+        assert run.returncode == 1 and "Traceback" not in run.stderr
+        assert run.stderr.startswith(f"error: cannot write --output {output}: "), run.stderr

@@ -313,3 +313,27 @@ def test_transformers_refusals_and_prefill_chunk_size(checkpoint):
     for bad in (0, -1, 2.5, True):
         with pytest.raises(ValueError, match="`prefill_chunk_size` must be a positive integer"):
             ours.generate(ids, max_new_tokens=2, prefill_chunk_size=bad)
+
+
+@pytest.mark.parametrize("kwargs, what", [
+    ({"max_new_tokens": 10 ** 14}, "the sequences"),
+    ({"max_new_tokens": 10 ** 10, "output_scores": True, "return_dict_in_generate": True}, "the scores"),
+])
+def test_outputs_beyond_the_memory_are_named(models, kwargs, what):
+    """The loop's outputs are sized for max_length up front: one beyond the memory is a MemoryError naming it."""
+    ours, _ = models
+    with pytest.raises(MemoryError, match=f"cannot make room for {what} .*max_new_tokens {kwargs['max_new_tokens']}"):
+        ours.generate(PROMPTS, attention_mask=MASK, **kwargs)
+
+
+def test_a_transformers_generation_config_is_taken(models):
+    """A script that swaps Transformers' model for ours may still build transformers.GenerationConfig: the same
+    fields, the same tokens; anything else is refused by type."""
+    ours, theirs = models
+    for settings in ({"max_new_tokens": 6, "do_sample": False, "repetition_penalty": 1.3},
+                     {"max_new_tokens": 4, "num_beams": 2, "length_penalty": 0.5}):
+        config = transformers.GenerationConfig(**settings)
+        np.testing.assert_array_equal(our_generate(ours, PROMPTS, MASK, generation_config=config),
+                                      hf_generate(theirs, PROMPTS, MASK, generation_config=config))
+    with pytest.raises(TypeError, match="generation_config must be a GenerationConfig, not dict"):
+        ours.generate(PROMPTS, attention_mask=MASK, generation_config={"max_new_tokens": 2})

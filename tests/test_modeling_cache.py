@@ -189,6 +189,39 @@ def test_deepcopy_is_independent(models):
     assert_next_forward_equal(models, cache, reference, IDS[:, PAST:], MASK, "through the original")
 
 
+def test_a_cache_of_another_model_object_of_the_same_shape_serves(models, monkeypatch):
+    """As Transformers' caches, which belong to no model: the same checkpoint loaded again, a deepcopy of the model,
+    its NemotronModel; generate too. One of another shape is refused, by the core as well."""
+    ours, _, path = models
+    cache, reference = first_forward(models)
+    expected = ours(IDS[:, PAST:], attention_mask=MASK, past_key_values=copy.deepcopy(cache)).logits
+    for other in (nemotron_c.AutoModelForCausalLM.from_pretrained(path), copy.deepcopy(ours)):
+        got = other(IDS[:, PAST:], attention_mask=MASK, past_key_values=copy.deepcopy(cache))
+        np.testing.assert_array_equal(got.logits, expected)
+    base = nemotron_c.NemotronModel.from_pretrained(path)
+    from_base = base(IDS[:, :PAST], attention_mask=MASK[:, :PAST], use_cache=True).past_key_values
+    assert_next_forward_equal(models, from_base, reference, IDS[:, PAST:], MASK, "a NemotronModel's cache")
+    prompt = IDS[1:2]
+    prefix = nemotron_c.AutoModelForCausalLM.from_pretrained(path)(prompt[:, :5], use_cache=True).past_key_values
+    np.testing.assert_array_equal(ours.generate(prompt, past_key_values=prefix, max_new_tokens=4),
+                                  ours.generate(prompt, max_new_tokens=4))
+
+    wider = nemotron_c.NemotronForCausalLM.from_config(nemotron_c.NemotronConfig(
+        vocab_size=96, hidden_size=64, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4,
+        num_key_value_heads=2))
+    foreign = wider(IDS[:, :PAST], attention_mask=MASK[:, :PAST], use_cache=True).past_key_values
+    with pytest.raises(ValueError, match=r"made by a model of another shape \(3 layers of 2 key/value heads of 16; "
+                                         r"this model has 2 of 2 of 16\)"):
+        ours(IDS[:, PAST:], attention_mask=MASK, past_key_values=foreign)
+    with pytest.raises(ValueError, match="another shape"):
+        ours.generate(IDS[1:2], past_key_values=wider(IDS[1:2, :5], use_cache=True).past_key_values)
+    # the core's own check, should a caller get past the Python one
+    monkeypatch.setattr(nemotron_c.model.modeling, "check_cache", lambda *args: None)
+    with pytest.raises(ValueError, match="the cache was made for a model of another shape"):
+        ours(IDS[:, PAST:], attention_mask=MASK, past_key_values=foreign)
+    assert foreign.get_seq_length() == PAST
+
+
 def test_a_shallow_copy_shares_and_pickling_is_refused(models):
     cache, reference = first_forward(models)
     shallow, ref_shallow = copy.copy(cache), copy.copy(reference)

@@ -167,3 +167,15 @@ def test_warns_once_past_max_position_embeddings():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         model(np.arange(20)[None])
+    # scoring too, with its truncation first, and the warning pointing at the caller's line
+    model = nemotron_c.NemotronForCausalLM.from_config(nemotron_c.NemotronConfig(**settings(num_hidden_layers=1)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.score([list(range(40))], max_length=16)
+    with pytest.warns(UserWarning, match=r"40 positions is longer than config.max_position_embeddings \(16\)") as caught:
+        model.score([[1, 2], list(range(40))], chunk_size=7)
+    assert caught[0].filename == __file__
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.score([list(range(40))])
+

@@ -397,6 +397,46 @@ def test_a_generator_of_inputs_streams(paths, task):
         assert_same(list(results), list(theirs((t for t in TEXTS), batch_size=batch_size, **call)))
 
 
+class Listed(torch.utils.data.Dataset):
+    """A map-style torch Dataset, as transformers.pipelines.pt_utils.KeyDataset over a datasets.Dataset is."""
+
+    def __init__(self, items):
+        self.items = items
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i]
+
+
+class Streamed(torch.utils.data.IterableDataset):
+    def __init__(self, items):
+        self.items = items
+
+    def __iter__(self):
+        return iter(self.items)
+
+
+@pytest.mark.parametrize("task", ["text-generation right", "text-classification", "token-classification"])
+def test_a_torch_dataset_streams_as_in_transformers(paths, task):
+    """KeyDataset(dataset, "text") is how Transformers' documentation feeds a dataset to a pipeline: an iterator of
+    results, one per item (it was taken for one input and refused)."""
+    from transformers.pipelines.pt_utils import KeyDataset
+
+    ours, theirs = pair(paths, task)
+    call = {"max_new_tokens": 3, "do_sample": False} if task.startswith("text-generation") else {}
+    records = [{"text": text} for text in TEXTS]
+    expected = list(theirs(KeyDataset(records, "text"), **call))
+    assert len(expected) == len(TEXTS)
+    for dataset in (KeyDataset(records, "text"), Listed(TEXTS), Streamed(TEXTS)):
+        results = ours(dataset, **call)
+        assert iter(results) is results
+        assert_same(list(results), expected)
+        if ours.tokenizer.pad_token_id is not None:
+            assert_same(list(ours(dataset, batch_size=2, **call)), expected)
+
+
 def test_text_generation_generators_as_transformers(paths):
     """A generator of messages is one chat, a generator of chats gives an iterator, an empty one an empty list; a
     generator with batch_size > 1 and no pad token raises, as Transformers' pipeline does."""
@@ -455,6 +495,26 @@ def test_text_generation_return_type(paths):
         ours("Return the", return_type="full", **call)
 
 
+@pytest.mark.parametrize("construction", [{"return_full_text": False}, {"return_tensors": True},
+                                          {"return_text": True}, {}])
+def test_text_generation_return_settings_of_a_call_replace_the_constructions(paths, construction):
+    """As Transformers reads them, each on its own: a type the call sets wins, return_text alone sets none (the
+    construction's holds), and the two are never refused as mutually exclusive (they were)."""
+    call = {"max_new_tokens": 3, "do_sample": False}
+    path = paths["text-generation"]
+    ours = nemotron_c.pipeline("text-generation", model=path, **construction, **call)
+    theirs = transformers.pipeline("text-generation", model=path, device="cpu", dtype=torch.float32, **construction,
+                                   **call)
+    for settings in ({}, {"return_full_text": True}, {"return_full_text": False}, {"return_tensors": True},
+                     {"return_text": True}, {"return_text": True, "return_full_text": None}):
+        assert_same(ours("Return the", **settings), theirs("Return the", **settings))
+    with pytest.raises(ValueError, match="mutually exclusive") as expected:
+        theirs("Return the", return_text=True, return_tensors=True)
+    with pytest.raises(ValueError, match="mutually exclusive") as raised:
+        ours("Return the", return_text=True, return_tensors=True)
+    assert str(raised.value) == str(expected.value)
+
+
 def test_text_classification_batches_without_pad_token(paths, tmp_path):
     """batch_size > 1 refuses a list (even of one) or a generator without a pad token, as Transformers' pipeline;
     one text runs alone."""
@@ -474,15 +534,17 @@ def test_text_classification_batches_without_pad_token(paths, tmp_path):
 
 @pytest.mark.parametrize("kwargs", [{"torch_dtype": torch.float32}, {"model_kwargs": {"num_threads": 1}},
                                     {"revision": "main"}, {"use_fast": True}, {"device": "cpu:0"},
-                                    {"device": torch.device("cpu")}])
+                                    {"device": torch.device("cpu")}, {"device": -1}, {"device_map": "auto"},
+                                    {"device_map": {"": "cpu"}}, {"device_map": "cpu"}])
 def test_loading_keywords_of_pipeline(paths, kwargs):
     """Transformers' construction keywords for loading choose how the model loads; they are not call defaults."""
     _, theirs = pair(paths, "text-generation")  # model_kwargs of ours are nemotron_c's from_pretrained's
     ours = nemotron_c.pipeline("text-generation", model=paths["text-generation"], **kwargs)
     call = {"max_new_tokens": 3, "do_sample": False}
     assert_same(ours("Return the", **call), theirs("Return the", **call))
-    with pytest.raises(ValueError, match="runs on the CPU"):
-        nemotron_c.pipeline("text-generation", model=paths["text-generation"], device="cuda:0")
+    for bad in ({"device": "cuda:0"}, {"device_map": {"": 0}}, {"device_map": "cuda"}):
+        with pytest.raises(ValueError, match="runs on the CPU"):
+            nemotron_c.pipeline("text-generation", model=paths["text-generation"], **bad)
 
 
 def test_default_is_the_demo_model():

@@ -181,6 +181,23 @@ def test_a_generator_gives_an_iterator_of_answers(qa, name):
         qa.tokenizer.padding_side = "right"
 
 
+def test_a_torch_dataset_gives_an_iterator_of_answers(qa):
+    """A torch Dataset of dicts (KeyDataset, or one of one's own) is taken as 4.57 takes it: as a generator."""
+    examples, kwargs = examples_of(CASES["dicts batch_size=2 right"])
+    expected = qa(examples, **kwargs)
+
+    class Examples(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(examples)
+
+        def __getitem__(self, i):
+            return examples[i]
+
+    results = qa(Examples(), **kwargs)
+    assert iter(results) is results
+    assert_same_answers(list(results), expected)
+
+
 def test_squad_examples_iterables_and_keyword_forms(qa):
     """SquadExamples, any iterable of examples, X= and data= give 4.57's answers, with its FutureWarnings."""
     case = CASES["questions and contexts"]

@@ -4,6 +4,8 @@ import subprocess
 import sys
 import textwrap
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -162,6 +164,16 @@ def test_short_sequences_and_max_length(path):
     one = ours.score([[5]], return_token_logprobs=True)  # a batch with no token to score still runs
     assert one.num_tokens[0] == 0 and one.token_logprobs[0].shape == (0,)
     assert_close(result.token_logprobs[2], alone.token_logprobs[0], atol=1e-6)
+
+
+def test_a_perplexity_beyond_float64_is_inf_quietly(checkpoint):
+    """exp(-mean) overflows past a mean log-probability of -709.8: inf, without NumPy's overflow warning."""
+    model = nemotron_c.NemotronForCausalLM.from_pretrained(checkpoint(scale=60.0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = model.score([[5, 17, 33, 2, 9, 4], [5, 17]])
+    assert result.mean_logprob.max() < -710 and np.all(np.isfinite(result.mean_logprob))
+    assert np.all(np.isposinf(result.perplexity))
 
 
 def test_bad_input(path, checkpoint):

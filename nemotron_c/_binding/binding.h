@@ -68,9 +68,9 @@ PyObject *nt_py_field_defaults(const nt_field *fields, size_t n);
 /* Sets RuntimeError and returns -1 when the Model was never initialised. */
 int nt_py_check_model(ModelObject *self);
 
-/* The cache argument of a call on `model`: *out is NULL for None, else a Cache made for that model and not in
- * use by another call. Returns -1 with an exception set otherwise. */
-int nt_py_get_cache(PyObject *obj, PyObject *model, CacheObject **out);
+/* The cache argument of a call: *out is NULL for None, else a Cache (of any model: the core checks its shape) not
+ * in use by another call. Returns -1 with an exception set otherwise. */
+int nt_py_get_cache(PyObject *obj, CacheObject **out);
 
 /* A long core call: it returns a status and stops with NT_ERROR_INTERRUPTED soon after *cancel turns non-zero. */
 typedef nt_status (*nt_py_job)(void *ctx, nt_error *err, const volatile int *cancel);

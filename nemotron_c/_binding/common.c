@@ -99,11 +99,12 @@ int nt_py_check_model(ModelObject *self) {
     return 0;
 }
 
-int nt_py_get_cache(PyObject *obj, PyObject *model, CacheObject **out) {
+int nt_py_get_cache(PyObject *obj, CacheObject **out) {
     *out = NULL;
     if (obj == NULL || obj == Py_None) return 0;
-    if (!PyObject_TypeCheck(obj, &CacheType) || ((CacheObject *)obj)->model != model) {
-        PyErr_SetString(PyExc_TypeError, "cache must be a Cache made for this model");
+    /* any model's: the core refuses one of another shape */
+    if (!PyObject_TypeCheck(obj, &CacheType)) {
+        PyErr_SetString(PyExc_TypeError, "cache must be a Cache");
         return -1;
     }
     if (((CacheObject *)obj)->busy) {

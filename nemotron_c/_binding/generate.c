@@ -58,7 +58,7 @@ static int Generator_init(GeneratorObject *self, PyObject *args, PyObject *kwarg
         arg[i] = Py_XNewRef(PyDict_GetItemString(settings, ARG_NAMES[i]));
         if (arg[i] != NULL && PyDict_DelItemString(settings, ARG_NAMES[i]) < 0) goto done;
     }
-    if (nt_py_get_cache(arg[CACHE], model, &cache) < 0 ||
+    if (nt_py_get_cache(arg[CACHE], &cache) < 0 ||
         nt_py_read_fields(&c, nt_generation_config_fields, nt_generation_config_field_count, settings,
                           &setting_views, "generation config") < 0)
         goto done;

@@ -131,7 +131,7 @@ static int read_inputs(ModelObject *self, call_inputs *in, PyObject *ids, PyObje
     if (nt_py_get_array(embeds, &in->embeds, &embeds_spec) < 0) return -1;
     in->B = have_ids ? in->ids.shape[0] : in->embeds.shape[0];
     in->T = have_ids ? in->ids.shape[1] : in->embeds.shape[1];
-    if (nt_py_get_cache(cache, (PyObject *)self, &in->cache) < 0) return -1;
+    if (nt_py_get_cache(cache, &in->cache) < 0) return -1;
     in->S = (in->cache ? nt_cache_length(in->cache->cache) : 0) + in->T;
     nt_py_array positions_spec = {"position_ids", 'q', 2, 0, {in->B, in->T}};
     nt_py_array mask_spec = {"attention_mask", 'B', 2, NT_PY_OPTIONAL, {in->B, in->S}};

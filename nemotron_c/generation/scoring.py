@@ -50,6 +50,7 @@ def score(model, inputs, tokenizer=None, attention_mask=None, batch_size=16, max
 
     N = len(sequences)
     lengths = np.array([len(s) for s in sequences], dtype=np.int64)
+    model._warn_beyond_positions(int(lengths.max(initial=0)), stacklevel=4)
     sums = np.zeros(N, dtype=np.float64)
     tokens = [None] * N
     order = np.argsort(-lengths, kind="stable")
@@ -65,12 +66,13 @@ def score(model, inputs, tokenizer=None, attention_mask=None, batch_size=16, max
             sums[i] = tokens[i].sum(dtype=np.float64)
 
     num_tokens = np.maximum(lengths - 1, 0)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # a perplexity beyond float64 is inf
         mean = np.where(num_tokens > 0, sums / np.maximum(num_tokens, 1), np.nan)
+        perplexity = np.exp(-mean)
     return SequenceScoreOutput(
         sum_logprob=sums,
         mean_logprob=mean,
-        perplexity=np.exp(-mean),
+        perplexity=perplexity,
         num_tokens=num_tokens,
         token_logprobs=tokens if return_token_logprobs else None,
     )

@@ -65,6 +65,7 @@ empty input_ids raise a ValueError (a RuntimeError there); Transformers' logged 
 """
 import ast
 import copy
+import math
 import re
 import time
 import warnings
@@ -111,6 +112,15 @@ class GenerateBeamDecoderOnlyOutput(ModelOutput):
 # ---------------------------------------------------------------- configuration
 
 
+def as_generation_config(value):
+    """Ours, or Transformers' own, which a script swapping its models for ours still builds (the same fields)."""
+    if value is None or isinstance(value, GenerationConfig):
+        return value
+    if type(value).__name__ == "GenerationConfig" and hasattr(value, "to_dict"):
+        return GenerationConfig.from_dict(value.to_dict())
+    raise TypeError(f"generation_config must be a GenerationConfig, not {type(value).__name__}")
+
+
 def prepare_generation_config(model, generation_config, kwargs):
     """Transformers' _prepare_generation_config: user config > model.generation_config > global defaults,
     then keyword arguments. Returns (config, model_kwargs)."""
@@ -123,8 +133,7 @@ def prepare_generation_config(model, generation_config, kwargs):
                 "supported anymore. Please use and modify `model.generation_config` (see "
                 "https://huggingface.co/docs/transformers/generation_strategies#default-text-generation-configuration )")
         generation_config = GenerationConfig()
-    elif not isinstance(generation_config, GenerationConfig):
-        raise TypeError(f"generation_config must be a nemotron_c GenerationConfig, not {type(generation_config).__name__}")
+    generation_config = as_generation_config(generation_config)
     config = copy.deepcopy(generation_config)
     config.update(**model.generation_config.to_dict(), defaults_only=True, allow_custom_entries=True)
     config.update(**default_generation_params(), defaults_only=True)
@@ -786,6 +795,7 @@ def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=N
                 raise ValueError("give the cache as `cache=` or `past_key_values=`, not both")
             user_cache = value
 
+    generation_config = as_generation_config(generation_config)
     has_default_max_length = (kwargs.get("max_length") is None
                               and (generation_config is None or generation_config.max_length is None)
                               and model.generation_config.max_length is None)
@@ -998,19 +1008,30 @@ def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=N
     G = M - prompt_length
     want_scores = run.return_dict and config.output_scores
     want_logits = run.return_dict and config.output_logits
-    run.scores = np.zeros((G, N, V), dtype=np.float32) if want_scores else None
-    run.logits = np.zeros((G, N, V), dtype=np.float32) if want_logits else None
+
+    def zeros(shape, dtype, what):
+        """The loop writes its outputs in place, sized for max_length up front (pages are only used as tokens
+        come): a max_length beyond the memory is said as such, not as NumPy's failure to allocate."""
+        try:
+            return np.zeros(shape, dtype=dtype)
+        except MemoryError:
+            size = np.dtype(dtype).itemsize * math.prod(shape)
+            raise MemoryError(f"generate() cannot make room for {what} of {M} positions ({size / 2**30:,.0f} GiB): "
+                              f"max_length {M} (max_new_tokens {G}) asks for more than this machine can hold") from None
+
+    run.scores = zeros((G, N, V), np.float32, "the scores") if want_scores else None
+    run.logits = zeros((G, N, V), np.float32, "the logits") if want_logits else None
     run.running_parents = run.running_tokens = None
     if run.beams > 1:
         B = batch_size
-        run.sequences = np.zeros((B, run.beams, M), dtype=np.int64)
+        run.sequences = zeros((B, run.beams, M), np.int64, "the sequences")
         run.sequence_scores = np.zeros((B, run.beams), dtype=np.float32)
-        run.beam_indices = np.zeros((B, run.beams, G), dtype=np.int64)
+        run.beam_indices = zeros((B, run.beams, G), np.int64, "the beam indices")
         if run.output_attentions or run.output_hidden_states:  # to rebuild the running beams of every step
-            run.running_parents = np.zeros((G, N), dtype=np.int64)
-            run.running_tokens = np.zeros((G, N), dtype=np.int64)
+            run.running_parents = zeros((G, N), np.int64, "the running beams")
+            run.running_tokens = zeros((G, N), np.int64, "the running beams")
     else:
-        run.sequences = np.zeros((N, M), dtype=np.int64)
+        run.sequences = zeros((N, M), np.int64, "the sequences")
         run.sequence_scores = run.beam_indices = None
     if user_cache is not None:
         check_user_cache(model, user_cache, N, prompt_length)

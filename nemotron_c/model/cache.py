@@ -2,6 +2,7 @@
 cache argument that forward, generate and score share."""
 import operator
 import os
+import weakref
 
 import numpy as np
 
@@ -116,7 +117,7 @@ class NemotronCache:
             self._core = _core.Cache(model._core, batch_size, capacity)
         except OverflowError:  # beyond the core's int64 sizes
             raise ValueError(f"a cache of {batch_size} sequences (capacity {capacity}) is too large") from None
-        self._owner = model._core
+        self._owner, self._model = model._core, weakref.ref(model)
         self._initialized = False
 
     @classmethod
@@ -124,7 +125,7 @@ class NemotronCache:
         """A NemotronCache around a core cache made elsewhere (generate() hands its own back)."""
         cache = cls.__new__(cls)
         cache._core = core_cache
-        cache._owner = model._core
+        cache._owner, cache._model = model._core, weakref.ref(model)
         cache._initialized = False
         return cache
 
@@ -311,7 +312,7 @@ class NemotronCache:
         # the copy shares the model (as a Transformers cache references none) and owns its keys and values
         copy = NemotronCache.__new__(NemotronCache)
         copy._core = self._core.copy()
-        copy._owner = self._owner
+        copy._owner, copy._model = self._owner, self._model
         copy._initialized = self._initialized
         memo[id(self)] = copy
         return copy
@@ -340,7 +341,17 @@ def check_cache(cache, model, batch_size, name, rows):
         raise TypeError(f"{name} must be a NemotronCache returned by this library (got {type(cache).__name__}); "
                         "Transformers' cache objects cannot be mixed in")
     if cache._owner is not model._core:
-        raise ValueError(f"{name} belongs to another model")
+        # another model object's cache serves if it has this model's shape, as Transformers' caches belong to no
+        # model; but this model's own from before its adapters changed holds keys of other weights
+        if cache._model() is model:
+            raise ValueError(f"{name} was made before this model's adapters changed: its keys and values come from "
+                             "other weights")
+        config, core = model.config, cache._core
+        if (core.num_layers, core.num_key_value_heads, core.head_dim) != (
+                config.num_hidden_layers, config.num_key_value_heads, config.head_dim):
+            raise ValueError(f"{name} was made by a model of another shape ({core.num_layers} layers of "
+                             f"{core.num_key_value_heads} key/value heads of {core.head_dim}; this model has "
+                             f"{config.num_hidden_layers} of {config.num_key_value_heads} of {config.head_dim})")
     if cache.batch_size != batch_size and cache.get_seq_length() == 0:
         cache._core.select(np.zeros(batch_size, np.int64))
     if cache.batch_size != batch_size:

@@ -49,7 +49,7 @@ def check_cpu_device(device, what):
             check_cpu_device(value, what)
         return
     name = str(getattr(device, "type", device))
-    if name not in ("cpu", "auto"):
+    if name not in ("cpu", "auto") and name.split(":")[0] != "cpu":  # "cpu:0" as torch.device takes it
         raise ValueError(f"{what}={device!r}: nemotron_c runs on the CPU only")
 
 
@@ -513,6 +513,15 @@ class NemotronPreTrainedModel(PeftAdapterMixin):
         return_dict = getattr(self.config, "return_dict", True) if return_dict is None else return_dict
         return output if return_dict else output.to_tuple()
 
+    def _warn_beyond_positions(self, length, stacklevel):
+        """Once per model, as Transformers' warning: positions beyond the trained ones give no error."""
+        limit = self.config.max_position_embeddings
+        if length > limit and not getattr(self, "_warned_length", False):
+            self._warned_length = True
+            warnings.warn(f"a sequence of {length} positions is longer than config.max_position_embeddings ({limit}):"
+                          " the model was not trained on positions this far and its output may degrade", UserWarning,
+                          stacklevel=stacklevel)
+
     def _run(self, input_ids, attention_mask, position_ids, cache, use_cache, *, inputs_embeds=None, logits=False,
              logits_to_keep=0, last_hidden=False, all_hidden=False, attentions=False):
         """Validates the inputs and makes the one core call; returns a ForwardResult holding the outputs asked for
@@ -530,12 +539,7 @@ class NemotronPreTrainedModel(PeftAdapterMixin):
         if cache is not None:
             check_cache(cache, self, B, "past_key_values", f"the input holds {B}")
         past = 0 if cache is None else cache.get_seq_length()
-        limit = config.max_position_embeddings
-        if past + T > limit and not getattr(self, "_warned_length", False):
-            self._warned_length = True
-            warnings.warn(f"a sequence of {past + T} positions is longer than config.max_position_embeddings ({limit}):"
-                          " the model was not trained on positions this far and its output may degrade", UserWarning,
-                          stacklevel=4)
+        self._warn_beyond_positions(past + T, stacklevel=5)
         mask = None if attention_mask is None else as_attention_mask(attention_mask, (B, past + T))
         if position_ids is None:
             positions = np.broadcast_to(np.arange(past, past + T, dtype=np.int64), (B, T)).copy()
