@@ -208,3 +208,18 @@ def test_stop_strings_over_byte_fallback_tokens_match_bytes(models, tmp_path):
     for tokenizer in (hf_tokenizer, our_tokenizer):
         np.testing.assert_array_equal(our_generate(ours, np.array([[5]]), None, tokenizer=tokenizer, **kwargs),
                                       expected)
+
+
+def test_text_streamer_refuses_ids_that_are_not_integers(tokenizer, capsys):
+    """Transformers' tokenizer refuses float ids (a TypeError); int() took 1.7 for token 1. A 3-D array was
+    flattened (Transformers fails on it)."""
+    for streamer_class in (nemotron_c.TextStreamer, nemotron_c.TextIteratorStreamer):
+        streamer = streamer_class(tokenizer)
+        with pytest.raises(TypeError, match="integer token ids, got float64"):
+            streamer.put(np.array([1.7]))
+        with pytest.raises(ValueError, match=r"shape \(1, n\) or \(n\), got shape \(1, 1, 1\)"):
+            streamer.put(np.array([[[5]]]))
+        streamer.put(np.array([], dtype=np.float32))  # nothing to decode: as an empty step
+        streamer.put(torch.tensor([[5, 9]]))
+        streamer.end()
+    assert capsys.readouterr().out == tokenizer.decode([5, 9]) + "\n"

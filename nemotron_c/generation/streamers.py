@@ -48,6 +48,11 @@ class TextStreamer(BaseStreamer):
         value = np.asarray(value.detach().cpu() if hasattr(value, "detach") else value)
         if value.ndim > 1 and value.shape[0] > 1:
             raise ValueError("TextStreamer only supports batch size 1")
+        if value.ndim > 2:  # Transformers fails on it (an AttributeError)
+            raise ValueError(f"TextStreamer takes token ids of shape (1, n) or (n), got shape {value.shape}")
+        if value.size and not np.issubdtype(value.dtype, np.integer):
+            # Transformers' tokenizer refuses such ids (a TypeError); int() would truncate 1.7 to token 1
+            raise TypeError(f"TextStreamer takes integer token ids, got {value.dtype}")
         value = value.reshape(-1)
         if self.skip_prompt and self.next_tokens_are_prompt:
             self.next_tokens_are_prompt = False
