@@ -418,13 +418,16 @@ typedef struct nt_generator nt_generator;
 
 /* Prepares the decoding of N prompts of T tokens (left-padded by attention_mask (N, T), NULL for none).
  * With beams, N = B * num_beams and the rows of each prompt are repeated num_beams times.
+ * position_ids: (N, T) rotary positions of the prompts, or NULL for cumsum(mask) - 1 (0 on padding); either way
+ *   each new token's is its row's last + 1, as Transformers extends the positions it is given.
  * cache: NULL, or a cache of N rows holding the first P < T positions of the prompts (an earlier call's),
  *   which the generator extends in place and does not free; the prompts' other T - P tokens are prefilled.
  *   P = T with nt_generator_prefilled.
  * The config's arrays are copied; outputs and cache must outlive the generator. */
 nt_status nt_generator_create(nt_generator **out, nt_error *err, nt_model *model, const nt_generation_config *config,
                               const nt_generation_outputs *outputs, const int64_t *input_ids,
-                              const uint8_t *attention_mask, int64_t N, int64_t T, nt_cache *cache);
+                              const uint8_t *attention_mask, const int64_t *position_ids, int64_t N, int64_t T,
+                              nt_cache *cache);
 /* The caller ran the prompt itself (from embeddings, or for its attention weights): the cache given to
  * nt_generator_create holds all T - uncached positions and logits (N, V) are those of each row's last; the first
  * step processes them instead of making a forward pass. The first `context` (0 <= context <= T) positions of every

@@ -214,6 +214,64 @@ def test_continuing_from_a_cache_replays_only_the_uncached_prompt(eager, num_bea
     assert_steps_equal(got.hidden_states, expected["hidden_states"], "hidden_states")
 
 
+# ---------------------------------------------------------------- position_ids
+
+# shifted, repeated, negative and with the padding's own positions: any int64 the model rotates
+GIVEN_POSITIONS = [np.arange(7) + 40, np.full(7, 3) - np.arange(7)[::-1] % 2, np.arange(7) - 3]
+
+
+@pytest.mark.parametrize("kwargs", [{}, dict(num_beams=2), dict(num_beams=3, num_return_sequences=2),
+                                    dict(do_sample=True, top_k=1)])
+def test_position_ids_given_to_generate(eager, kwargs):
+    """As Transformers: the prompt runs at the positions given, each row's new tokens count on from its last; the
+    replayed attentions and hidden states too (they were refused with NotImplementedError)."""
+    ours, theirs = eager
+    positions = np.stack([GIVEN_POSITIONS[i % len(GIVEN_POSITIONS)] for i in range(len(PROMPTS))])
+    expected = hf_generate(theirs, PROMPTS, MASK, max_new_tokens=4, position_ids=torch.as_tensor(positions),
+                           **OUTPUTS, **kwargs)
+    got = our_generate(ours, PROMPTS, MASK, max_new_tokens=4, position_ids=positions, **OUTPUTS, **kwargs)
+    np.testing.assert_array_equal(got.sequences, expected["sequences"])
+    assert_steps_equal(got.attentions, expected["attentions"], "attentions")
+    assert_steps_equal(got.hidden_states, expected["hidden_states"], "hidden_states")
+    plain = our_generate(ours, PROMPTS, MASK, max_new_tokens=4, **kwargs)
+    assert not np.array_equal(our_generate(ours, PROMPTS, MASK, max_new_tokens=4, position_ids=positions, **kwargs),
+                              plain)
+    default = np.where(MASK != 0, np.cumsum(MASK, axis=1) - 1, 0)
+    np.testing.assert_array_equal(our_generate(ours, PROMPTS, MASK, max_new_tokens=4, position_ids=default, **kwargs),
+                                  plain)
+
+
+def test_position_ids_given_with_a_cache_cover_the_whole_prompt(eager):
+    """Transformers takes the positions of the tokens the cache lacks from the whole prompt's."""
+    ours, theirs = eager
+    cached, positions = 4, np.tile(np.arange(7) * 2 + 1, (len(PROMPTS), 1))
+    ours_cache = ours(PROMPTS[:, :cached], attention_mask=MASK[:, :cached], position_ids=positions[:, :cached],
+                      use_cache=True).cache
+    with torch.no_grad():
+        theirs_cache = theirs(torch.as_tensor(PROMPTS[:, :cached]), attention_mask=torch.as_tensor(MASK[:, :cached]),
+                              position_ids=torch.as_tensor(positions[:, :cached]), use_cache=True,
+                              cache=transformers.DynamicCache(config=theirs.config)).past_key_values
+    expected = hf_generate(theirs, PROMPTS, MASK, max_new_tokens=4, past_key_values=theirs_cache,
+                           position_ids=torch.as_tensor(positions))
+    got = our_generate(ours, PROMPTS, MASK, max_new_tokens=4, cache=ours_cache, position_ids=positions)
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_position_ids_that_cannot_serve_are_refused(eager):
+    ours, _ = eager
+    with pytest.raises(ValueError, match=r"position_ids has shape \(3, 6\), expected \(3, 7\)"):
+        ours.generate(PROMPTS, attention_mask=MASK, position_ids=np.zeros((3, 6), np.int64))
+    with pytest.raises(TypeError, match="position_ids must hold integers"):
+        ours.generate(PROMPTS, attention_mask=MASK, position_ids=np.zeros((3, 7)))
+    with pytest.raises(ValueError, match="leaves no room for"):
+        ours.generate(PROMPTS, attention_mask=MASK, max_new_tokens=2,
+                      position_ids=np.full((3, 7), np.iinfo(np.int64).max - 3))
+    with pytest.raises(NotImplementedError, match="position_ids together with inputs_embeds"):
+        ours.generate(inputs_embeds=ours.get_input_embeddings()(PROMPTS), position_ids=np.zeros((3, 7), np.int64))
+    with pytest.raises(NotImplementedError, match="position_ids in assisted generation"):
+        ours.generate(PROMPTS[:1], position_ids=np.arange(7)[None], prompt_lookup_num_tokens=2)
+
+
 # ---------------------------------------------------------------- inputs_embeds
 
 

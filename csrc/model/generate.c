@@ -107,7 +107,8 @@ void nt_generator_free(nt_generator *g) {
 
 nt_status nt_generator_create(nt_generator **out, nt_error *err, nt_model *model, const nt_generation_config *config,
                               const nt_generation_outputs *outputs, const int64_t *input_ids,
-                              const uint8_t *attention_mask, int64_t N, int64_t T, nt_cache *cache) {
+                              const uint8_t *attention_mask, const int64_t *position_ids, int64_t N, int64_t T,
+                              nt_cache *cache) {
     *out = NULL;
     nt_status status = check_config(err, config, N, T);
     if (status != NT_OK) return status;
@@ -127,6 +128,11 @@ nt_status nt_generator_create(nt_generator **out, nt_error *err, nt_model *model
         if (input_ids[i] < 0 || input_ids[i] >= mc->vocab_size)
             return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "input id %lld at index %lld is outside [0, %lld)",
                                 (long long)input_ids[i], (long long)i, (long long)mc->vocab_size);
+    for (int64_t r = 0; position_ids != NULL && r < N; r++) /* the new tokens' positions count on from the last */
+        if (position_ids[r * T + T - 1] > INT64_MAX - config->max_length)
+            return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "position id %lld of row %lld leaves no room for "
+                                "%lld more", (long long)position_ids[r * T + T - 1], (long long)r,
+                                (long long)config->max_length);
     nt_generator *g = calloc(1, sizeof *g);
     if (g == NULL) return nt_error_set(err, NT_ERROR_OUT_OF_MEMORY, "out of memory for the generator");
     g->model = model;
@@ -217,7 +223,7 @@ nt_status nt_generator_create(nt_generator **out, nt_error *err, nt_model *model
     if (c->prompt_padding != NULL) memcpy(g->skip, c->prompt_padding, (size_t)N * sizeof(int64_t));
     g->processing = g->config;
 
-    /* rows, mask and positions: cumsum(mask) - 1, 0 on padding, as Transformers */
+    /* rows, mask and positions: those given, else cumsum(mask) - 1, 0 on padding, as Transformers */
     /* Only the prompt is written now: the rest of the (N, M) rows is touched as tokens come, so that a huge
      * max_length cut short by eos costs address space, not memory or time (beam search's tables too). */
     for (int64_t r = 0; r < N; r++) {
@@ -227,7 +233,7 @@ nt_status nt_generator_create(nt_generator **out, nt_error *err, nt_model *model
         for (int64_t t = 0; t < T; t++) {
             int keep = attention_mask == NULL || attention_mask[r * T + t] != 0;
             position += keep;
-            g->positions[r * T + t] = keep ? position : 0;
+            g->positions[r * T + t] = position_ids != NULL ? position_ids[r * T + t] : keep ? position : 0;
             g->step_ids[r * T + t] = (int32_t)input_ids[r * T + t];
         }
         g->unfinished[r] = 1;

@@ -128,7 +128,7 @@ static int prefilled_checks(nt_model *m, int64_t V) {
     CHECK(logits != NULL);
     nt_generation_outputs out = {.sequences = ordinary};
     nt_generator *gen;
-    CHECK(nt_generator_create(&gen, &err, m, &g, &out, ids, NULL, N, T, NULL) == NT_OK);
+    CHECK(nt_generator_create(&gen, &err, m, &g, &out, ids, NULL, NULL, N, T, NULL) == NT_OK);
     CHECK(nt_generator_prefilled(gen, &err, logits, 0, 0) == NT_ERROR_INVALID_ARGUMENT); /* no cache holding the prompt */
     CHECK(nt_generator_run(gen, &err, -1, NULL) == NT_OK && nt_generator_length(gen) == M);
     nt_cache_free(nt_generator_take_cache(gen));
@@ -137,7 +137,7 @@ static int prefilled_checks(nt_model *m, int64_t V) {
     nt_cache *c;
     CHECK(nt_cache_create(&c, &err, m, N, 0) == NT_OK && step(m, &err, c, ids32, N, T, 0, logits) == NT_OK);
     out.sequences = prefilled;
-    CHECK(nt_generator_create(&gen, &err, m, &g, &out, ids, NULL, N, T, c) == NT_OK);
+    CHECK(nt_generator_create(&gen, &err, m, &g, &out, ids, NULL, NULL, N, T, c) == NT_OK);
     CHECK(nt_generator_prefilled(gen, &err, NULL, 0, 0) == NT_ERROR_INVALID_ARGUMENT);
     CHECK(nt_generator_prefilled(NULL, &err, logits, 0, 0) == NT_ERROR_INVALID_ARGUMENT);
     CHECK(nt_generator_prefilled(gen, &err, logits, -1, 0) == NT_ERROR_INVALID_ARGUMENT);
@@ -151,7 +151,7 @@ static int prefilled_checks(nt_model *m, int64_t V) {
 
     /* the cache holds the whole prompt but no logits were given: the first step says so */
     CHECK(nt_cache_crop(c, &err, T) == NT_OK);
-    CHECK(nt_generator_create(&gen, &err, m, &g, &out, ids, NULL, N, T, c) == NT_OK);
+    CHECK(nt_generator_create(&gen, &err, m, &g, &out, ids, NULL, NULL, N, T, c) == NT_OK);
     CHECK(nt_generator_run(gen, &err, 1, NULL) == NT_ERROR_INVALID_ARGUMENT && strstr(err.message, "nt_generator_prefilled"));
     nt_generator_free(gen);
     nt_cache_free(c);
@@ -169,13 +169,13 @@ static int prefilled_checks(nt_model *m, int64_t V) {
         for (int t = 0; t < T - U; t++) tail32[r * (T - U) + t] = (int32_t)(tail[r * (T - U) + t] = ids[r * T + U + t]);
     plain.max_length = M - U;
     out.sequences = short_rows;
-    CHECK(nt_generator_create(&gen, &err, m, &plain, &out, tail, NULL, N, T - U, NULL) == NT_OK);
+    CHECK(nt_generator_create(&gen, &err, m, &plain, &out, tail, NULL, NULL, N, T - U, NULL) == NT_OK);
     CHECK(nt_generator_run(gen, &err, -1, NULL) == NT_OK);
     nt_generator_free(gen);
     CHECK(nt_cache_create(&c, &err, m, N, 0) == NT_OK && step(m, &err, c, tail32, N, T - U, 0, logits) == NT_OK);
     plain.max_length = M;
     out.sequences = prefilled;
-    CHECK(nt_generator_create(&gen, &err, m, &plain, &out, ids, mask, N, T, c) == NT_OK);
+    CHECK(nt_generator_create(&gen, &err, m, &plain, &out, ids, mask, NULL, N, T, c) == NT_OK);
     CHECK(nt_generator_prefilled(gen, &err, logits, 0, U + 1) == NT_ERROR_INVALID_ARGUMENT); /* the cache holds T - U */
     CHECK(nt_generator_prefilled(gen, &err, logits, 1, U) == NT_ERROR_INVALID_ARGUMENT);     /* not with a context */
     CHECK(nt_generator_prefilled(gen, &err, logits, 0, T) == NT_ERROR_INVALID_ARGUMENT);
@@ -214,7 +214,7 @@ static int custom_eos_checks(nt_model *m, int64_t V) {
     for (int i = 0; i < N * T; i++) ids[i] = (i * 11 + 3) % V;
     nt_generation_outputs out = {.sequences = reference}; /* without eos ids */
     nt_generator *gen;
-    CHECK(nt_generator_create(&gen, &err, m, &plain, &out, ids, NULL, N, T, NULL) == NT_OK);
+    CHECK(nt_generator_create(&gen, &err, m, &plain, &out, ids, NULL, NULL, N, T, NULL) == NT_OK);
     CHECK(nt_generator_run(gen, &err, -1, NULL) == NT_OK);
     nt_generator_free(gen);
     plain.eos_token_ids = &reference[T + 1]; /* the token row 0 took second */
@@ -222,13 +222,13 @@ static int custom_eos_checks(nt_model *m, int64_t V) {
     plain.custom_eos_criteria = 1;
     plain.pad_token_id = (reference[M + T + 1] + 1) % V; /* not the token row 1 takes there */
     out.sequences = custom;
-    CHECK(nt_generator_create(&gen, &err, m, &plain, &out, ids, NULL, N, T, NULL) == NT_OK);
+    CHECK(nt_generator_create(&gen, &err, m, &plain, &out, ids, NULL, NULL, N, T, NULL) == NT_OK);
     CHECK(nt_generator_run(gen, &err, -1, NULL) == NT_OK && nt_generator_length(gen) == M);
     CHECK(memcmp(custom, reference, sizeof custom) == 0);
     nt_generator_free(gen);
     plain.n_eos = 0;
     uint8_t stop[N] = {0, 1};
-    CHECK(nt_generator_create(&gen, &err, m, &plain, &out, ids, NULL, N, T, NULL) == NT_OK);
+    CHECK(nt_generator_create(&gen, &err, m, &plain, &out, ids, NULL, NULL, N, T, NULL) == NT_OK);
     CHECK(nt_generator_run(gen, &err, 1, NULL) == NT_OK && nt_generator_stop_rows(gen, &err, stop) == NT_OK);
     CHECK(nt_generator_run(gen, &err, -1, NULL) == NT_OK && nt_generator_length(gen) == M);
     for (int t = T + 1; t < M; t++) CHECK(custom[M + t] == plain.pad_token_id && custom[t] == reference[t]);
@@ -253,7 +253,7 @@ static int process_checks(nt_model *m, int64_t V) {
     int64_t sequences[N * M];
     nt_generation_outputs out = {.sequences = sequences};
     nt_generator *gen;
-    CHECK(nt_generator_create(&gen, &err, m, &g, &out, ids, NULL, N, T, NULL) == NT_OK);
+    CHECK(nt_generator_create(&gen, &err, m, &g, &out, ids, NULL, NULL, N, T, NULL) == NT_OK);
     float *scores = malloc(sizeof(float) * (size_t)V);
     CHECK(scores != NULL);
     for (int64_t v = 0; v < V; v++) scores[v] = 1.0f;
@@ -324,7 +324,7 @@ static int hook_checks(nt_model *m, int64_t V) {
     nt_generation_outputs out = {.sequences = seqs, .scores = scores};
     nt_generator *gen;
     hook_record h = {0};
-    CHECK(nt_generator_create(&gen, &err, m, &g, &out, ids, NULL, N, T, NULL) == NT_OK);
+    CHECK(nt_generator_create(&gen, &err, m, &g, &out, ids, NULL, NULL, N, T, NULL) == NT_OK);
     CHECK(nt_generator_set_processor_hook(NULL, &err, ban_three, &h, 1u << NT_STAGE_CUSTOM) == NT_ERROR_INVALID_ARGUMENT);
     CHECK(nt_generator_set_processor_hook(gen, &err, ban_three, &h, 1u << NT_STAGE_WARPERS) == NT_ERROR_INVALID_ARGUMENT);
     CHECK(nt_generator_set_processor_hook(gen, &err, ban_three, &h, 0) == NT_ERROR_INVALID_ARGUMENT);
@@ -341,7 +341,7 @@ static int hook_checks(nt_model *m, int64_t V) {
 
     /* a hook that fails: the step ends with its status and the generator is done */
     h = (hook_record){.fail = 1};
-    CHECK(nt_generator_create(&gen, &err, m, &g, &out, ids, NULL, N, T, NULL) == NT_OK);
+    CHECK(nt_generator_create(&gen, &err, m, &g, &out, ids, NULL, NULL, N, T, NULL) == NT_OK);
     CHECK(nt_generator_set_processor_hook(gen, &err, ban_three, &h, 1u << NT_STAGE_PREFIX_ALLOWED_TOKENS) == NT_OK);
     CHECK(nt_generator_run(gen, &err, -1, NULL) == NT_ERROR_INTERNAL && strstr(err.message, "the hook failed"));
     CHECK(h.calls == 1 && h.stage == NT_STAGE_PREFIX_ALLOWED_TOKENS && nt_generator_done(gen));
@@ -349,7 +349,7 @@ static int hook_checks(nt_model *m, int64_t V) {
 
     /* beam search's stop hook: sees every prompt's K candidates of length + 1 tokens; stopping them all ends the
      * search after one step, as eos on every candidate would; a failing hook ends the step with its status */
-    CHECK(nt_generator_create(&gen, &err, m, &g, &out, ids, NULL, N, T, NULL) == NT_OK);
+    CHECK(nt_generator_create(&gen, &err, m, &g, &out, ids, NULL, NULL, N, T, NULL) == NT_OK);
     CHECK(nt_generator_set_stop_hook(gen, &err, stop_all, &h) == NT_ERROR_INVALID_ARGUMENT); /* no beams */
     nt_generator_free(gen);
     nt_generation_config beams = g;
@@ -358,14 +358,14 @@ static int hook_checks(nt_model *m, int64_t V) {
     for (int i = 0; i < 2 * N * T; i++) beam_ids[i] = ids[(i / (2 * T)) * T + i % T]; /* each prompt twice */
     nt_generation_outputs beam_out = {.sequences = beam_seqs};
     h = (hook_record){0};
-    CHECK(nt_generator_create(&gen, &err, m, &beams, &beam_out, beam_ids, NULL, 2 * N, T, NULL) == NT_OK);
+    CHECK(nt_generator_create(&gen, &err, m, &beams, &beam_out, beam_ids, NULL, NULL, 2 * N, T, NULL) == NT_OK);
     CHECK(nt_generator_set_stop_hook(gen, &err, stop_all, &h) == NT_OK);
     CHECK(nt_generator_run(gen, &err, -1, NULL) == NT_OK && nt_generator_steps(gen) == 1 && h.calls == 1);
     CHECK(h.rows == N * 2 * 2 && h.length == T + 1); /* K = 2 x num_beams candidates of each prompt */
     CHECK(nt_generator_beam_output_length(gen, 2) == 1);
     nt_generator_free(gen);
     h = (hook_record){.fail = 1};
-    CHECK(nt_generator_create(&gen, &err, m, &beams, &beam_out, beam_ids, NULL, 2 * N, T, NULL) == NT_OK);
+    CHECK(nt_generator_create(&gen, &err, m, &beams, &beam_out, beam_ids, NULL, NULL, 2 * N, T, NULL) == NT_OK);
     CHECK(nt_generator_set_stop_hook(gen, &err, stop_all, &h) == NT_OK);
     CHECK(nt_generator_run(gen, &err, -1, NULL) == NT_ERROR_INTERNAL && strstr(err.message, "the hook failed"));
     nt_generator_free(gen);
@@ -421,7 +421,7 @@ static int run(int64_t V, int64_t n_eos, int first_mode) {
         nt_generation_outputs out = {.sequences = seqs, .scores = scores, .logits = logits,
                                      .sequence_scores = NB > 1 ? ss : NULL, .beam_indices = NB > 1 ? bi : NULL};
         nt_generator *gen;
-        if (nt_generator_create(&gen, &err, model, &g, &out, ids, mask, N, T, NULL) != NT_OK) { printf("create: %s\n", err.message); return 1; }
+        if (nt_generator_create(&gen, &err, model, &g, &out, ids, mask, NULL, N, T, NULL) != NT_OK) { printf("create: %s\n", err.message); return 1; }
         if (nt_generator_run(gen, &err, -1, NULL) != NT_OK) { printf("run: %s\n", err.message); return 1; }
         printf("V %lld, mode %d: length %lld steps %lld first row:", (long long)V, mode, (long long)nt_generator_length(gen), (long long)nt_generator_steps(gen));
         for (int64_t i = 0; i < nt_generator_length(gen); i++) /* past it: unwritten */ printf(" %lld", (long long)seqs[i]);

@@ -27,13 +27,14 @@ static int64_t setting_length(const Py_buffer *views, size_t offset) {
     return 0;
 }
 
-enum { INPUT_IDS, ATTENTION_MASK, SEQUENCES, SCORES, LOGITS, SEQUENCE_SCORES, BEAM_INDICES, RUNNING_PARENTS,
-       RUNNING_TOKENS, CACHE, N_ARGS };
-static const char *const ARG_NAMES[N_ARGS] = {"input_ids", "attention_mask", "sequences", "scores", "logits",
-                                              "sequence_scores", "beam_indices", "running_parents",
+enum { INPUT_IDS, ATTENTION_MASK, POSITION_IDS, SEQUENCES, SCORES, LOGITS, SEQUENCE_SCORES, BEAM_INDICES,
+       RUNNING_PARENTS, RUNNING_TOKENS, CACHE, N_ARGS };
+static const char *const ARG_NAMES[N_ARGS] = {"input_ids", "attention_mask", "position_ids", "sequences", "scores",
+                                              "logits", "sequence_scores", "beam_indices", "running_parents",
                                               "running_tokens", "cache"};
 
-/* Generator(model, *, input_ids int64 (N,T), attention_mask uint8 (N,T) = None, sequences int64,
+/* Generator(model, *, input_ids int64 (N,T), attention_mask uint8 (N,T) = None, position_ids int64 (N,T) = None,
+ *           sequences int64,
  *           scores f32 = None, logits f32 = None, sequence_scores f32 = None, beam_indices int64 = None,
  *           running_parents int64 = None, running_tokens int64 = None,
  *           cache = None, **settings) -- output shapes as nt_generation_outputs; cache: a Cache of this model
@@ -49,7 +50,7 @@ static int Generator_init(GeneratorObject *self, PyObject *args, PyObject *kwarg
     if (nt_py_check_model((ModelObject *)model) < 0) return -1;
     PyObject *settings = kwargs ? PyDict_Copy(kwargs) : PyDict_New(), *arg[N_ARGS] = {NULL};
     if (settings == NULL) return -1;
-    Py_buffer ids = {0}, mask = {0}, *setting_views = NULL;
+    Py_buffer ids = {0}, mask = {0}, positions = {0}, *setting_views = NULL;
     CacheObject *cache = NULL;
     nt_generation_config c;
     memset(&c, 0, sizeof c);
@@ -67,6 +68,8 @@ static int Generator_init(GeneratorObject *self, PyObject *args, PyObject *kwarg
     int64_t N = ids.shape[0], T = ids.shape[1];
     nt_py_array mask_spec = {"attention_mask", 'B', 2, NT_PY_OPTIONAL, {N, T}};
     if (nt_py_get_array(arg[ATTENTION_MASK], &mask, &mask_spec) < 0) goto done;
+    nt_py_array positions_spec = {"position_ids", 'q', 2, NT_PY_OPTIONAL, {N, T}};
+    if (nt_py_get_array(arg[POSITION_IDS], &positions, &positions_spec) < 0) goto done;
     int64_t n_padding = setting_length(setting_views, offsetof(nt_generation_config, prompt_padding));
     if (c.prompt_padding != NULL && n_padding != N) {
         PyErr_SetString(PyExc_ValueError, "prompt_padding must hold one value per row");
@@ -102,7 +105,7 @@ static int Generator_init(GeneratorObject *self, PyObject *args, PyObject *kwarg
     nt_status status;
     Py_BEGIN_ALLOW_THREADS
     status = nt_generator_create(&self->generator, &err, ((ModelObject *)model)->model, &c, &o, ids.buf,
-                                 mask.buf, N, T, cache ? cache->cache : NULL);
+                                 mask.buf, positions.buf, N, T, cache ? cache->cache : NULL);
     Py_END_ALLOW_THREADS
     if (status != NT_OK) {
         nt_py_raise(&err);
@@ -118,6 +121,7 @@ done:
     if (result < 0) nt_py_release(self->outputs, 7);
     nt_py_release(&ids, 1);
     nt_py_release(&mask, 1);
+    nt_py_release(&positions, 1);
     nt_py_free_views(setting_views, nt_generation_config_field_count);
     for (int i = 0; i < N_ARGS; i++) Py_XDECREF(arg[i]);
     Py_DECREF(settings);

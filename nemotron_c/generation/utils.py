@@ -77,8 +77,8 @@ from .assisted import AssistantCandidates, PromptLookupCandidates, assisted_deco
 from .custom import (FORCED_EOS_STAGE, PREFIX_ALLOWED_TOKENS_STAGE, CandidateCriteria, ForcedEos, PrefixConstrained,
                      Processors, as_callables, built_processors, merge_criteria, merge_processors)
 from .configuration import GENERATION_CONFIG_NAME, GenerationConfig, default_generation_params
-from ..model.inputs import (as_attention_mask, as_embeddings, as_token_ids, check_embeddings, check_int64,
-                             to_numpy)
+from ..model.inputs import (as_attention_mask, as_embeddings, as_position_ids, as_token_ids, check_embeddings,
+                             check_int64, to_numpy)
 from ..model.cache import NemotronCache, check_cache, physical_memory
 from ..model.outputs import ModelOutput
 
@@ -161,8 +161,6 @@ def check_model_kwargs(model_kwargs):
     if unused:
         raise ValueError(f"The following `model_kwargs` are not used by the model: {unused} (note: typos in the "
                          "generate arguments will also show up in this list)")
-    if model_kwargs.get("position_ids") is not None:
-        raise NotImplementedError("position_ids in generate() is not supported; positions follow the attention mask")
 
 
 def check_supported(config, mode):
@@ -897,6 +895,12 @@ def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=N
         mask = np.ones_like(input_ids, dtype=np.uint8)
         if pad is not None and np.isin(input_ids, [pad]).any() and pad not in eos:
             mask = (input_ids != pad).astype(np.uint8)
+    # positions: those given (Transformers then counts each row's new tokens on from its last), else the mask's
+    positions = model_kwargs.get("position_ids")
+    if positions is not None:
+        if embeds is not None:
+            raise NotImplementedError("position_ids together with inputs_embeds in generate() is not supported")
+        positions = as_position_ids(positions, input_ids.shape)
     # as Transformers: a given mask tells right padding; without one, a last token that is the pad token does (also
     # where pad == eos, so that no mask was inferred); not with embeddings, which it does not look at
     right_padded = (mask[:, -1] == 0).any() if has_mask else (input_ids[:, -1] == pad).any()
@@ -919,6 +923,7 @@ def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=N
                       config.max_length + context)
     input_ids = np.repeat(input_ids, expand, axis=0)
     mask = np.repeat(mask, expand, axis=0)
+    positions = None if positions is None else np.repeat(positions, expand, axis=0)
     embeds = None if embeds is None else np.repeat(as_embeddings(embeds, model.config.hidden_size), expand, axis=0)
     # Transformers skips each row's leading padding in the repetition penalty. With embeddings of another length it
     # skips that many of its input_ids and new tokens, which are not what the mask pads: none is skipped here.
@@ -1039,7 +1044,8 @@ def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=N
     # what a replay of the steps needs (Run.replay): the rows' prompts, mask and positions as the loop has them
     run.input_ids, run.mask, run.embeds, run.context = input_ids, None if all_ones else mask, embeds, context
     run.uncached = uncached
-    run.positions = np.where(mask != 0, np.cumsum(mask != 0, axis=1) - 1, 0).astype(np.int64)
+    run.positions = (np.where(mask != 0, np.cumsum(mask != 0, axis=1) - 1, 0).astype(np.int64) if positions is None
+                     else positions)
     # The prompt's forward pass runs here, not in the C loop, for embeddings, and for the attentions or hidden states
     # of a prompt continuing a cache given (a replay could not start from that cache's positions, which the loop
     # extends); the loop then starts from its logits.
@@ -1061,7 +1067,7 @@ def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=N
         run.prompt_outputs = tuple(None if each is None else tuple(np.repeat(layer, copies, axis=0) for layer in each)
                                    for each in (result.attentions, result.all_hidden))
     run.generator = _core.Generator(
-        model._core, input_ids=np.ascontiguousarray(input_ids), attention_mask=run.mask,
+        model._core, input_ids=np.ascontiguousarray(input_ids), attention_mask=run.mask, position_ids=positions,
         sequences=run.sequences, scores=run.scores, logits=run.logits, sequence_scores=run.sequence_scores,
         beam_indices=run.beam_indices, running_parents=run.running_parents, running_tokens=run.running_tokens,
         # assisted generation runs the model itself and only asks the Generator to process scores: an empty cache
@@ -1117,6 +1123,8 @@ def check_assisted(model, config, assistant_model, tokenizer, assistant_tokenize
     if user_cache is not None:
         raise NotImplementedError("assisted generation continuing a cache passed in (cache= or past_key_values=) is "
                                   "not supported")
+    if model_kwargs.get("position_ids") is not None:
+        raise NotImplementedError("position_ids in assisted generation are not supported")
     if config.return_dict_in_generate and (config.output_attentions or config.output_hidden_states):
         raise NotImplementedError("output_attentions and output_hidden_states in assisted generation are not supported")
     if assistant_model is None:
