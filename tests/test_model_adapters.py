@@ -288,7 +288,7 @@ def test_a_cache_made_before_a_switch_is_refused(adapters):
     ours = nemotron_c.AutoModelForCausalLM.from_pretrained(base)
     cache = ours(IDS[:, :4]).past_key_values
     ours.load_adapter(first)
-    with pytest.raises(ValueError, match="made before this model's adapters changed"):
+    with pytest.raises(ValueError, match="made before this model's weights changed"):
         ours(IDS[:, 4:], past_key_values=cache)
 
 

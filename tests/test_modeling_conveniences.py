@@ -179,3 +179,39 @@ def test_warns_once_past_max_position_embeddings():
         warnings.simplefilter("error")
         model.score([list(range(40))])
 
+
+
+def test_to_float_half_and_bfloat16_convert_as_loading_in_that_dtype(checkpoint):
+    """model.to(dtype) (and .float(), .half(), .bfloat16()) converts the weights as from_pretrained(dtype=...) does,
+    as Transformers converts them; the CPU, torch's options and a tensor's device and dtype are taken; another
+    device, a non-float dtype or a quantized model's conversion are refused."""
+    import pickle
+
+    path = checkpoint(scale=0.25)
+    ids = np.array([[5, 17, 33, 2, 9, 4]])
+    loaded = {name: nemotron_c.AutoModelForCausalLM.from_pretrained(path, dtype=name)(ids).logits
+              for name in ("float32", "bfloat16", "float16")}
+    model = nemotron_c.AutoModelForCausalLM.from_pretrained(path)
+    cache = model(ids[:, :3], use_cache=True).past_key_values
+    for convert, name in ((lambda m: m.to(torch.bfloat16), "bfloat16"), (lambda m: m.half(), "float16"),
+                          (lambda m: m.to("cpu", dtype=torch.float32, non_blocking=True), "float32"),
+                          (lambda m: m.to(torch.zeros(1, dtype=torch.bfloat16)), "bfloat16"),
+                          (lambda m: m.bfloat16(), "bfloat16"), (lambda m: m.float(), "float32")):
+        assert convert(model) is model and model.dtype == name and model.config.dtype == name
+        np.testing.assert_array_equal(model(ids).logits, loaded[name])
+    with pytest.raises(ValueError, match="made before this model's weights changed"):
+        model(ids[:, 3:], past_key_values=cache)
+    model.to(torch.float16)
+    again = pickle.loads(pickle.dumps(model))
+    assert again.dtype == "float16"
+    np.testing.assert_array_equal(again(ids).logits, loaded["float16"])
+    for bad, error in ((("cuda",), ValueError), ((torch.float64,), ValueError), ((torch.int8,), ValueError),
+                       ((torch.zeros(1, device="meta"),), ValueError)):
+        with pytest.raises(error):
+            model.to(*bad)
+    assert model.dtype == "float16"
+    quantized = nemotron_c.AutoModelForCausalLM.from_pretrained(checkpoint(scale=0.25, intermediate_size=128),
+                                                                dtype="int8")
+    with pytest.raises(ValueError, match="not supported for int8 models"):
+        quantized.float()
+    assert quantized.to("cpu") is quantized and quantized.to(torch.device("cpu"), non_blocking=True) is quantized

@@ -115,3 +115,84 @@ def test_lone_surrogate_in_tokenizer_json(tmp_path, where):
         transformers.AutoTokenizer.from_pretrained(path)
     with pytest.raises(FormatError, match="lone surrogate"):
         AutoTokenizer.from_pretrained(path)
+
+
+@pytest.mark.parametrize("sequence", [[1, 848, 5, 9], (1, 848, 5, 9), np.array([1, 848, 5, 9])])
+def test_batch_decode_of_one_sequence(dirs, sequence):
+    """Transformers 5 decodes a flat sequence as one (and says it is deprecated); each id was decoded alone."""
+    ours, theirs = AutoTokenizer.from_pretrained(dirs["nemotron"]), transformers.AutoTokenizer.from_pretrained(
+        dirs["nemotron"])
+    with pytest.warns(FutureWarning, match="single sequence to `batch_decode` is deprecated"):
+        assert ours.batch_decode(sequence) == theirs.batch_decode(sequence) == [theirs.decode(sequence)]
+    assert ours.batch_decode([]) == theirs.batch_decode([]) == []
+    assert ours.batch_decode([[]]) == theirs.batch_decode([[]]) == [""]
+    for single in (5, np.int64(5), np.array(5)):
+        with pytest.raises(TypeError):
+            theirs.batch_decode(single)
+        with pytest.raises(TypeError, match="has no len"):
+            ours.batch_decode(single)
+
+
+@pytest.mark.parametrize("value", ["False", "", None, 0, 1, 1.5])
+def test_skip_special_tokens_must_be_a_bool(dirs, value):
+    """tokenizers refuses anything but a bool: "False" would otherwise skip the special tokens."""
+    ours, theirs = AutoTokenizer.from_pretrained(dirs["nemotron"]), transformers.AutoTokenizer.from_pretrained(
+        dirs["nemotron"])
+    ids = [1, 848, 5, 2]
+    with pytest.raises(TypeError, match="is not an instance of 'bool'"):
+        theirs.decode(ids, skip_special_tokens=value)
+    for call in (lambda: ours.decode(ids, skip_special_tokens=value),
+                 lambda: ours.batch_decode([ids], skip_special_tokens=value)):
+        with pytest.raises(TypeError, match="is not an instance of 'bool'"):
+            call()
+    for flag in (np.bool_(True), np.bool_(False), True):
+        assert ours.decode(ids, skip_special_tokens=flag) == theirs.decode(ids, skip_special_tokens=flag)
+
+
+@pytest.mark.parametrize("side, error", [("middle", ValueError), ("LEFT", ValueError), (None, TypeError),
+                                         (1, TypeError)])
+def test_a_truncation_side_set_later_is_checked_when_it_cuts(dirs, side, error):
+    """Set after loading, it was read as left by one path and right by the other, silently."""
+    ours, theirs = AutoTokenizer.from_pretrained(dirs["nemotron"]), transformers.AutoTokenizer.from_pretrained(
+        dirs["nemotron"])
+    text = "hello world this is long"
+    for tokenizer in (ours, theirs):
+        tokenizer.truncation_side = side
+        tokenizer(text)  # nothing cut: nothing said
+        for kwargs in ({}, {"return_offsets_mapping": True}, {"text_pair": "and a pair"}):
+            with pytest.raises(error):
+                tokenizer(text, truncation=True, max_length=3, **kwargs)
+    ours.truncation_side = theirs.truncation_side = "left"
+    assert ours(text, truncation=True, max_length=3)["input_ids"] == theirs(text, truncation=True,
+                                                                           max_length=3)["input_ids"]
+
+
+def test_forced_clean_up_is_an_attribute_and_pickles_keep_what_was_set(dirs):
+    import pickle
+
+    ours, theirs = AutoTokenizer.from_pretrained(dirs["nemotron"]), transformers.AutoTokenizer.from_pretrained(
+        dirs["nemotron"])
+    ids = ours.encode("Hello , world .")
+    assert ours.clean_up_tokenization_spaces_for_bpe_even_though_it_will_corrupt_output is False
+    for tokenizer in (ours, theirs):
+        tokenizer.clean_up_tokenization_spaces_for_bpe_even_though_it_will_corrupt_output = True
+    assert ours.decode(ids, clean_up_tokenization_spaces=True) == theirs.decode(ids, clean_up_tokenization_spaces=True)
+    assert "Hello," in ours.decode(ids, clean_up_tokenization_spaces=True)
+    ours.model_input_names = ["input_ids"]
+    again = pickle.loads(pickle.dumps(ours))
+    assert again.model_input_names == ["input_ids"] and list(again("hi")) == ["input_ids"]
+    assert again.clean_up_tokenization_spaces_for_bpe_even_though_it_will_corrupt_output is True
+
+
+@pytest.mark.parametrize("names", [["input_ids"], ["input_ids", "token_type_ids", "attention_mask"],
+                                   ["token_type_ids"], []])
+def test_model_input_names_choose_the_columns(dirs, names):
+    """Unasked, the mask and token type ids come when model_input_names lists them, as in Transformers."""
+    ours, theirs = AutoTokenizer.from_pretrained(dirs["nemotron"]), transformers.AutoTokenizer.from_pretrained(
+        dirs["nemotron"])
+    for tokenizer in (ours, theirs):
+        tokenizer.model_input_names = names
+    for args, kwargs in ((("hi there",), {}), ((["hi", "a b c"],), {}), (("hi", "pair"), {}),
+                         (("hi",), {"return_attention_mask": True}), (("hi",), {"return_token_type_ids": False})):
+        got, expected = ours(*args, **kwargs), theirs(*args, **kwargs)
+        assert list(got) == list(expected) and dict(got) == dict(expected), (names, args, kwargs)

@@ -8,7 +8,7 @@ adapters merged, in the dtype, threads, kernel set and cache dtype of the model 
 weights again). A switch therefore costs about a load: the time to merge the adapted matrices and to convert or
 quantize the weights the core holds, and the memory of the new weights while the old ones are still held. The
 forward passes cost nothing more than the base model's. Caches made before a switch belong to the weights they
-were computed with and are refused afterwards ("made before this model's adapters changed").
+were computed with and are refused afterwards ("made before this model's weights changed").
 
 The rules are Transformers' (5.24 with peft 0.21): the first adapter is named "default"; a loaded adapter becomes
 the active one; set_adapter takes a name or a list of names (their updates add up); disable_adapters runs the base

@@ -342,10 +342,10 @@ def check_cache(cache, model, batch_size, name, rows):
                         "Transformers' cache objects cannot be mixed in")
     if cache._owner is not model._core:
         # another model object's cache serves if it has this model's shape, as Transformers' caches belong to no
-        # model; but this model's own from before its adapters changed holds keys of other weights
+        # model; but this model's own from before its weights changed holds keys of other weights
         if cache._model() is model:
-            raise ValueError(f"{name} was made before this model's adapters changed: its keys and values come from "
-                             "other weights")
+            raise ValueError(f"{name} was made before this model's weights changed (an adapter switch, or to() "
+                             "another dtype): its keys and values come from other weights")
         config, core = model.config, cache._core
         if (core.num_layers, core.num_key_value_heads, core.head_dim) != (
                 config.num_hidden_layers, config.num_key_value_heads, config.head_dim):

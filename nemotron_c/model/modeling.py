@@ -481,15 +481,67 @@ class NemotronPreTrainedModel(PeftAdapterMixin):
         return self
 
     def to(self, *args, **kwargs):
-        """Accepts the CPU (as a device or a name); anything else, or a dtype change, raises."""
+        """torch's Module.to(device, dtype, non_blocking, memory_format), or to(tensor) for its device and dtype: the
+        CPU only; a float dtype other than the model's converts its weights, as torch converts them, rebuilding the
+        core model from the tensors it was loaded from (the cost of a load; caches made before are refused after)."""
+        for name in ("non_blocking", "copy", "memory_format"):  # torch's options, with nothing to do here
+            kwargs.pop(name, None)
+        dtype = None
         for value in list(args) + list(kwargs.values()):
-            text = str(getattr(value, "type", value))
-            if text in ("cpu",) or value is None:
-                continue
-            if "float" in text or "dtype" in text:
-                raise NotImplementedError("to change the weights' dtype, load with from_pretrained(path, dtype=...)")
-            check_cpu_device(value, "to")
+            if value is None or isinstance(value, bool) or type(value).__name__ == "memory_format":
+                continue  # non_blocking or memory_format given by position
+            if type(value).__name__ == "Tensor":  # to(tensor): its device and dtype
+                check_cpu_device(value.device, "to")
+                dtype = value.dtype
+            elif self._is_dtype(value):
+                dtype = value
+            else:
+                check_cpu_device(value, "to")
+        if dtype is not None and self.dtype != dtype:
+            self._convert(str(getattr(dtype, "name", dtype)).removeprefix("torch."))
         return self
+
+    @staticmethod
+    def _is_dtype(value):
+        """torch and NumPy dtypes and their names; to()'s other arguments are devices."""
+        if type(value).__module__ == "torch":
+            return type(value).__name__ == "dtype"
+        if isinstance(value, str):
+            return value.removeprefix("torch.") in ("float32", "float16", "bfloat16", "float64", "int8", "int4")
+        try:
+            np.dtype(value)
+            return True
+        except (TypeError, ValueError, KeyError):
+            return False
+
+    def _convert(self, name):
+        if name not in ("float32", "bfloat16", "float16"):
+            raise ValueError(f"to() converts the weights to float32, bfloat16 or float16, not {name}")
+        if self.dtype in QUANTIZED_DTYPES:  # as Transformers refuses .to(dtype) of a quantized model
+            raise ValueError(f"`.to` a dtype is not supported for {self.dtype} models: load the checkpoint with "
+                             f"from_pretrained(path, dtype={name!r}) instead")
+        state = self._adapter_state
+        adapters = [state.adapters[n] for n in state.active] if state.enabled else []
+        tensors, tied = merged_tensors(self._base_tensors, adapters, self.has_lm_head, self._base_tied,
+                                       self.base_model_prefix)
+        previous, self._requested_dtype = self._requested_dtype, name
+        try:
+            self._rebuild(tensors, tied)
+        except BaseException:
+            self._requested_dtype = previous
+            raise
+        if getattr(self, "_load_args", None) is not None:  # a pickle loads it in the new dtype
+            path, _, num_threads = self._load_args
+            self._load_args = (path, name, num_threads)
+
+    def float(self):
+        return self.to("float32")
+
+    def half(self):
+        return self.to("float16")
+
+    def bfloat16(self):
+        return self.to("bfloat16")
 
     def cpu(self):
         return self

@@ -269,8 +269,8 @@ class NemotronTokenizer:
 
         self.clean_up_tokenization_spaces = bool(config.get("clean_up_tokenization_spaces", False))
         # Transformers 5 skips the clean-up for BPE models unless forced
-        self._force_clean_up = bool(config.get("clean_up_tokenization_spaces_for_bpe_even_though_it_will_corrupt_output",
-                                               False))
+        self.clean_up_tokenization_spaces_for_bpe_even_though_it_will_corrupt_output = bool(
+            config.get("clean_up_tokenization_spaces_for_bpe_even_though_it_will_corrupt_output", False))
         self.model_max_length = _model_max_length(config.get("model_max_length"))
         self.padding_side = config.get("padding_side", "left" if self._llama else "right")
         self.truncation_side = config.get("truncation_side", "right")
@@ -481,12 +481,10 @@ class NemotronTokenizer:
         load_args = getattr(self, "_load_args", None)
         if load_args is None:
             raise TypeError("only a NemotronTokenizer made by from_pretrained can be pickled")
-        state = {"name_or_path": self.name_or_path, "_special": dict(self._special),
-                 "_special_names": list(self._special_names),
-                 "padding_side": self.padding_side, "truncation_side": self.truncation_side,
-                 "model_max_length": self.model_max_length, "chat_template": self.chat_template,
-                 "chat_control_tokens": self.chat_control_tokens,
-                 "clean_up_tokenization_spaces": self.clean_up_tokenization_spaces,
+        # the public attributes as they are now (set after loading too, model_input_names say), and the special and
+        # added tokens
+        state = {**{key: value for key, value in vars(self).items() if not key.startswith("_")},
+                 "_special": dict(self._special), "_special_names": list(self._special_names),
                  "_extra_special": list(self._extra_special), "_tokens_added_later": list(self._tokens_added_later)}
         # the special tokens around a sequence, when built from add_bos_token / add_eos_token (maybe set later)
         bos_eos = (self._add_bos_token, self._add_eos_token) if self._post_processor_rebuilt else None
@@ -727,6 +725,16 @@ class NemotronTokenizer:
                           f"model ({length} > {self.model_max_length}). Running this sequence through the model will "
                           "result in indexing errors", stacklevel=4)
 
+    def _truncates_right(self):
+        """truncation_side as it is when a text is cut (it may be set after loading): tokenizers' errors for another
+        value, rather than a side chosen silently."""
+        side = self.truncation_side
+        if not isinstance(side, str):
+            raise TypeError(f"'{type(side).__name__}' is not an instance of 'str' (truncation_side)")
+        if side not in ("left", "right"):
+            raise ValueError(f"Unknown `direction`: `{side}`. Use one of `left` or `right`.")
+        return side == "right"
+
     def _finish(self, ids, add_special_tokens, truncation, max_length):
         """One text's ids truncated and put between the special tokens, as _encodings does without the Encoding."""
         n_special = len(self._prefix) + len(self._suffix) if add_special_tokens else 0
@@ -735,7 +743,7 @@ class NemotronTokenizer:
             if len(ids) > keep:
                 if truncation == "only_second" and keep > 0:  # tokenizers cuts everything at 0 without asking
                     raise ValueError(SECOND_SEQUENCE_MISSING)
-                ids = ids[:keep] if self.truncation_side == "right" else ids[len(ids) - keep:]
+                ids = ids[:keep] if self._truncates_right() else ids[len(ids) - keep:]
         return self._prefix + ids + self._suffix if add_special_tokens else ids
 
     def _strategies(self, padding, truncation, max_length, pad_to_multiple_of):
@@ -839,7 +847,11 @@ class NemotronTokenizer:
         side = padding_side or self.padding_side
         if padding is not None and side not in ("right", "left"):
             raise ValueError(f"Invalid padding strategy:{side}")
-        want_mask = return_attention_mask if return_attention_mask is not None else True
+        # as Transformers: unasked, the mask and the token type ids are returned when model_input_names lists them
+        want_mask = return_attention_mask if return_attention_mask is not None else \
+            "attention_mask" in self.model_input_names
+        if return_token_type_ids is None:
+            return_token_type_ids = "token_type_ids" in self.model_input_names
         full = (pairs is not None or return_overflowing_tokens or return_offsets_mapping or return_special_tokens_mask
                 or return_token_type_ids or stride or is_split_into_words)
 
@@ -928,7 +940,8 @@ class NemotronTokenizer:
         target = None
         if padding is not None:
             target = self._padded_length([len(r["input_ids"]) for r in rows], padding, max_length, pad_to_multiple_of)
-        want_mask = return_attention_mask if return_attention_mask is not None else True
+        want_mask = return_attention_mask if return_attention_mask is not None else \
+            "attention_mask" in self.model_input_names
         columns = {}
         for row in rows:
             for key, value in self._pad_row(dict(row), target, side, want_mask).items():
@@ -1124,7 +1137,7 @@ class NemotronTokenizer:
             n_added = sum(len(v) for kind, v, _ in template if kind == "special") if add_special_tokens else 0
             if truncate:
                 truncate_sequences(sequences, _room_for_tokens(max_length, n_added), truncate, stride,
-                                   self.truncation_side == "left")
+                                   not self._truncates_right())
             encodings.append(apply_template(template, sequences, add_special_tokens))
         if padding is not None:
             # tokenizers pads to the longest main row; the overflowing windows are padded to that length too, never
@@ -1146,15 +1159,28 @@ class NemotronTokenizer:
             return self.batch_decode(ids, skip_special_tokens, clean_up_tokenization_spaces)
         for i in ids:
             _u32(i)
+        if not isinstance(skip_special_tokens, (bool, np.bool_)):  # tokenizers' TypeError: "False" is no False
+            raise TypeError(f"'{type(skip_special_tokens).__name__}' object is not an instance of 'bool' "
+                            "(skip_special_tokens)")
         # ids beyond the vocabulary are skipped, as tokenizers does
         skipped = self._skipped_ids if skip_special_tokens else ()
         array = np.array([i for i in ids if i < self._n_ids and i not in skipped], dtype=np.int32)
         text = self._core.decode(array, False)
         clean = self.clean_up_tokenization_spaces if clean_up_tokenization_spaces is None else clean_up_tokenization_spaces
-        return clean_up_tokenization(text) if clean and self._force_clean_up else text
+        forced = self.clean_up_tokenization_spaces_for_bpe_even_though_it_will_corrupt_output
+        return clean_up_tokenization(text) if clean and forced else text
 
     def batch_decode(self, sequences, skip_special_tokens=False, clean_up_tokenization_spaces=None, **kwargs):
-        return [self.decode(s, skip_special_tokens, clean_up_tokenization_spaces) for s in _id_list(sequences)]
+        if isinstance(sequences, (int, np.integer)) or getattr(sequences, "ndim", None) == 0:
+            raise TypeError(f"object of type '{type(sequences).__name__}' has no len(): batch_decode takes a batch "
+                            "of sequences (decode takes one)")
+        rows = _id_list(sequences)
+        if rows and not any(isinstance(row, list) for row in rows):
+            # as Transformers 5, which warns that this is deprecated: one sequence, not a batch of one-token ones
+            warnings.warn("Passing a single sequence to `batch_decode` is deprecated and will be removed in a future "
+                          "version, use `decode` instead.", FutureWarning, stacklevel=2)
+            rows = [rows]
+        return [self.decode(s, skip_special_tokens, clean_up_tokenization_spaces) for s in rows]
 
     # ---- chat
 
@@ -1219,8 +1245,9 @@ class NemotronTokenizer:
         if sanitize_control_tokens:
             ids = [self._encode_marked(text) for text in rendered]
             if truncation not in (None, False, "do_not_truncate") and max_length is not None:
-                ids = [r[:max_length] if self.truncation_side == "right" else r[len(r) - max_length:] if len(r) >
-                       max_length else r for r in ids]
+                right = self._truncates_right()
+                ids = [r[:max_length] if right else r[len(r) - max_length:] if len(r) > max_length else r
+                       for r in ids]
             options = {k: v for k, v in (tokenizer_kwargs or {}).items()
                        if k in ("pad_to_multiple_of", "padding_side", "return_attention_mask")}
             out = self.pad({"input_ids": ids if batched or return_tensors else ids[0]}, padding=padding,
