@@ -225,6 +225,13 @@ def test_token_classification_matches_transformers(token_path, padding_side, ker
     assert out.logits.shape == ids.shape + (5,)
     assert_close(out.logits, ref.logits.numpy(), what="logits")
     assert_close(out.loss, ref.loss.numpy(), what="loss")
+    # any shape of as many labels, as Transformers' labels.view(-1) takes them
+    for shape in (ids.shape + (1,), (ids.size,), (1, ids.size)):
+        reshaped = labels.reshape(shape)
+        assert_close(ours(ids, attention_mask=mask, labels=reshaped).loss,
+                     run_hf(theirs, ids, mask, labels=reshaped).loss.numpy(), what=f"loss of labels {shape}")
+    with pytest.raises(ValueError, match="labels has shape"):
+        ours(ids, attention_mask=mask, labels=labels[:, :-1])
 
 
 def test_token_classification_without_bias(checkpoint):

@@ -459,6 +459,36 @@ def test_output_keys_and_access_like_transformers(checkpoint, cls, flags):
     assert isinstance(ours(IDS, return_dict=False), tuple)
 
 
+def test_outputs_are_edited_as_transformers_outputs(checkpoint):
+    """Setting a field as an attribute or a key reaches the other access paths (it went to the attribute alone), the
+    cache's old names are keys too, fields may be given in order, and the dict neither shrinks nor grows otherwise;
+    each against Transformers' own output class."""
+    from transformers.modeling_outputs import CausalLMOutputWithPast as Theirs
+
+    out = nemotron_c.AutoModelForCausalLM.from_pretrained(checkpoint())(IDS, use_cache=True)
+    logits = torch.as_tensor(out.logits)
+    ref = Theirs(logits=logits, past_key_values=transformers.DynamicCache())
+    for output, value in ((out, np.ones(1)), (ref, torch.ones(1))):
+        assert "past_key_values" in output and output.get("past_key_values") is output.cache
+        output.loss = value
+        output["hidden_states"] = (value,)
+        output.logits = None  # the key keeps its value
+        assert list(output.keys()) == ["logits", "cache", "loss", "hidden_states"]
+        assert output[2] is value and output.loss is value and output["hidden_states"][0] is value
+        assert output.logits is None and output["logits"] is not None
+        new_cache = object()
+        output.past_key_values = new_cache
+        assert output.cache is output["cache"] is output[1] is new_cache
+        for method, call in (("__delitem__", lambda: output.__delitem__("loss")), ("pop", lambda: output.pop("loss")),
+                             ("update", lambda: output.update(x=1)), ("setdefault", lambda: output.setdefault("x"))):
+            with pytest.raises(Exception, match=f"You cannot use ``{method}`` on a CausalLMOutputWithPast instance"):
+                call()
+    positional = type(out)(None, out["logits"])
+    assert list(positional.keys()) == ["logits"] and positional.logits is out["logits"]
+    assert repr(type(out)(logits=1)) == "CausalLMOutputWithPast(loss=None, logits=1, cache=None, " \
+                                       "hidden_states=None, attentions=None)"
+
+
 def test_batch_rows_equal_rows_alone(checkpoint):
     ours = nemotron_c.AutoModelForCausalLM.from_pretrained(checkpoint())
     batch = ours(IDS).logits

@@ -215,3 +215,45 @@ def test_to_float_half_and_bfloat16_convert_as_loading_in_that_dtype(checkpoint)
     with pytest.raises(ValueError, match="not supported for int8 models"):
         quantized.float()
     assert quantized.to("cpu") is quantized and quantized.to(torch.device("cpu"), non_blocking=True) is quantized
+
+
+@pytest.mark.parametrize("name, tied", [("NemotronForCausalLM", False), ("NemotronForCausalLM", True),
+                                        ("NemotronForSequenceClassification", False),
+                                        ("NemotronForTokenClassification", False),
+                                        ("NemotronForQuestionAnswering", False), ("NemotronModel", False)])
+def test_the_module_tree_scripts_reach_into(checkpoint, name, tied):
+    """base_model, the backbone under its attribute (model, or transformer), get_decoder, get_output_embeddings and
+    the embedding's padding_idx, as Transformers gives them (they raised AttributeError)."""
+    path = checkpoint(scale=0.25, model_class=getattr(transformers, name), tie_word_embeddings=tied, pad_token_id=3)
+    ours = getattr(nemotron_c, name).from_pretrained(path)
+    theirs = getattr(transformers, name).from_pretrained(path, dtype=torch.float32)
+    ids = np.array([[5, 17, 33, 2, 9]])
+    prefix = type(theirs).base_model_prefix
+    backbones = [ours.base_model, ours.get_decoder()] + ([getattr(ours, prefix)] if name != "NemotronModel" else [])
+    with torch.no_grad():
+        expected = theirs.base_model(torch.as_tensor(ids)).last_hidden_state.numpy()
+    for backbone in backbones:
+        assert type(backbone) is nemotron_c.NemotronModel
+        assert_close(backbone(ids).last_hidden_state, expected, atol=1e-5)
+    assert (ours.base_model is ours) == (name == "NemotronModel")
+    head, reference = ours.get_output_embeddings(), theirs.get_output_embeddings()
+    assert (head is None) == (reference is None)
+    if head is not None:
+        assert repr(head) == repr(reference)
+        np.testing.assert_array_equal(head.weight, reference.weight.detach().numpy())
+        assert_close(head(ours.base_model(ids).last_hidden_state), ours(ids).logits, atol=1e-5)
+    assert ours.get_input_embeddings().padding_idx == theirs.get_input_embeddings().padding_idx == 3
+    assert ours.tie_weights() is None
+    with pytest.raises(NotImplementedError, match="resize the embeddings with Transformers"):
+        ours.resize_token_embeddings(200)
+    with pytest.raises(AttributeError, match="has no attribute 'layers'"):
+        ours.layers
+
+
+def test_a_quantized_head_is_given_dequantized(checkpoint):
+    path = checkpoint(scale=0.25, hidden_size=64, intermediate_size=128)
+    model = nemotron_c.AutoModelForCausalLM.from_pretrained(path, dtype="int8")
+    head = model.get_output_embeddings()
+    assert head.weight.dtype == np.float32 and head.weight.shape == (96, 64)
+    assert_close(head(model.base_model(np.array([[1, 2, 3]])).last_hidden_state),
+                 model(np.array([[1, 2, 3]])).logits, atol=1e-4)

@@ -128,9 +128,9 @@ def token_classification_loss(logits, labels, num_labels):
     """Transformers' ForTokenClassification: cross-entropy over every position, -100 ignored."""
     labels = numeric_labels(labels, "labels")
     B, T, _ = logits.shape
-    if labels.shape not in ((B, T), (B * T,)) and not (B == 1 and labels.shape == (T,)):
+    if labels.size != B * T:  # any shape of B * T labels, as Transformers' labels.view(-1) takes them
         raise ValueError(f"labels has shape {labels.shape}, expected {(B, T)} like input_ids")
-    return cross_entropy(logits, class_index_labels(labels, "labels", B * T, num_labels), -100)
+    return cross_entropy(logits, class_index_labels(labels.reshape(-1), "labels", B * T, num_labels), -100)
 
 
 def question_answering_loss(start_logits, end_logits, start_positions, end_positions, num_items_in_batch=None):

@@ -30,8 +30,8 @@ from .inputs import (as_attention_mask, as_embeddings, as_position_ids, as_token
 from .losses import causal_lm_loss
 from .outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 from .rope import core_rope_settings
-from .weights import (ACTIVATION_REPRS, QUANTIZED_DTYPES, STATE_DICT_LAYER_ORDER, Embedding, core_arrays, core_config,
-                      layer_shapes, read_weights, resolve_dtype, select_tensors)
+from .weights import (ACTIVATION_REPRS, QUANTIZED_DTYPES, STATE_DICT_LAYER_ORDER, Embedding, LanguageModelHead,
+                      core_arrays, core_config, layer_shapes, read_weights, resolve_dtype, select_tensors)
 
 # from_pretrained keywords of Transformers that have no meaning for a CPU model read from safetensors.
 IGNORED_LOAD_KWARGS = {
@@ -413,7 +413,7 @@ class NemotronPreTrainedModel(PeftAdapterMixin):
             raise TypeError(f"num_threads must be an int, got {num_threads!r}")
         selected = select_tensors(self.config, tensors, self.base_model_prefix, self.has_lm_head)
         arrays, self._weights = core_arrays(selected, dtype, num_threads or 0)  # _weights: what save_pretrained writes
-        self._input_embeddings = Embedding(*self._weights["embed_tokens.weight"])
+        self._input_embeddings = Embedding(*self._weights["embed_tokens.weight"], padding_idx(self.config))
         # the dtype of the tensors left in float (all of them but a quantized model's linear weights): config.dtype
         self._float_dtype = self._weights["embed_tokens.weight"][1]
         self.config.dtype = self._float_dtype  # as Transformers sets it on the model's config
@@ -443,6 +443,35 @@ class NemotronPreTrainedModel(PeftAdapterMixin):
     def get_input_embeddings(self):
         """The embedding table as a callable from token ids to float32 embeddings (Transformers' nn.Embedding role)."""
         return self._input_embeddings
+
+    def get_output_embeddings(self):
+        return None  # a task head is no output embedding, as in Transformers
+
+    @property
+    def base_model(self):
+        """The backbone, as Transformers' base_model (and `model.model`, or `model.transformer` for the question
+        answering head): a NemotronModel over this model's weights, sharing its state, so that its forward gives the
+        last hidden states."""
+        if isinstance(self, NemotronModel):
+            return self
+        backbone = NemotronModel.__new__(NemotronModel)
+        backbone.__dict__ = self.__dict__  # the same core, config and adapters, now and after any change
+        return backbone
+
+    def get_decoder(self):
+        return self.base_model
+
+    def __getattr__(self, name):
+        if name == type(self).base_model_prefix and not isinstance(self, NemotronModel):
+            return self.base_model
+        raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
+
+    def tie_weights(self):
+        """Nothing to do: the head is the embedding exactly when config.tie_word_embeddings says so."""
+
+    def resize_token_embeddings(self, new_num_tokens=None, pad_to_multiple_of=None, mean_resizing=True):
+        raise NotImplementedError("nemotron_c runs a checkpoint's vocabulary as it is: resize the embeddings with "
+                                  "Transformers (resize_token_embeddings, then save_pretrained) and load that")
 
     @property
     def kernels(self):
@@ -710,6 +739,10 @@ class NemotronForCausalLM(NemotronPreTrainedModel):
     def __init__(self, config, tensors, dtype=None, num_threads=None, kernels=None, adapter=None):
         super().__init__(config, tensors, dtype=dtype, num_threads=num_threads, kernels=kernels, adapter=adapter)
         self.generation_config = GenerationConfig.from_model_config(config)
+
+    def get_output_embeddings(self):
+        """The lm_head (Transformers' nn.Linear role): the embedding table when tied."""
+        return LanguageModelHead(*self._weights.get("lm_head.weight", self._weights["embed_tokens.weight"]))
 
     def _load_extras(self, path):
         if os.path.isfile(os.path.join(path, GENERATION_CONFIG_NAME)):

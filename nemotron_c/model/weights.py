@@ -405,10 +405,11 @@ def core_config(config):
 class Embedding:
     """Token ids -> float32 embedding rows, for building inputs_embeds as with Transformers' nn.Embedding."""
 
-    def __init__(self, table, storage):
+    def __init__(self, table, storage, padding_idx=None):
         self._table = table  # (V, H) in its storage dtype (bfloat16 as uint16 bits)
         self._storage = storage
         self.num_embeddings, self.embedding_dim = table.shape
+        self.padding_idx = padding_idx  # config.pad_token_id, as Transformers' nn.Embedding has it
 
     def __call__(self, input_ids):
         ids = to_numpy(input_ids, "input_ids")
@@ -422,3 +423,26 @@ class Embedding:
     def weight(self):
         """The whole table in float32 (a copy when stored in half precision)."""
         return convert(self._table, self._storage, "float32")
+
+
+class LanguageModelHead:
+    """The lm_head as get_output_embeddings() gives it (Transformers' nn.Linear role): its weight (V, H) in float32
+    (a copy; a quantized head dequantized, q * scale), in_features and out_features; calling it maps hidden states
+    (..., H) to logits (..., V)."""
+
+    def __init__(self, weight, storage):
+        self._weight, self._storage = weight, storage  # as the core holds it
+        self.out_features, self.in_features = weight.shape
+
+    @property
+    def weight(self):
+        if self._storage in QUANTIZED_DTYPES:
+            return FORMATS[self._storage].dequantize(self._weight.values, self._weight.scales)
+        return convert(self._weight, self._storage, "float32")
+
+    def __call__(self, hidden_states):
+        return np.asarray(hidden_states, dtype=np.float32) @ self.weight.T
+
+    def __repr__(self):
+        return f"Linear(in_features={self.in_features}, out_features={self.out_features}, bias=False)"
+
