@@ -196,3 +196,18 @@ def test_model_input_names_choose_the_columns(dirs, names):
                          (("hi",), {"return_attention_mask": True}), (("hi",), {"return_token_type_ids": False})):
         got, expected = ours(*args, **kwargs), theirs(*args, **kwargs)
         assert list(got) == list(expected) and dict(got) == dict(expected), (names, args, kwargs)
+
+
+def test_decode_takes_what_transformers_takes_and_refuses_a_str_of_tokens(dirs):
+    ours, theirs = AutoTokenizer.from_pretrained(dirs["nemotron"]), transformers.AutoTokenizer.from_pretrained(
+        dirs["nemotron"])
+    encoding = theirs("hello world")  # Transformers' BatchEncoding, a mapping but no dict
+    assert ours.decode(encoding) == theirs.decode(encoding["input_ids"])
+    assert ours.decode(bytes([5, 9, 12])) == theirs.decode(bytes([5, 9, 12]))
+    with pytest.raises(TypeError):
+        theirs.convert_tokens_to_string("<0x41>")
+    with pytest.raises(TypeError, match="a list of tokens, not a str"):
+        ours.convert_tokens_to_string("<0x41>")
+    assert ours.convert_tokens_to_string(["<0x41>"]) == theirs.convert_tokens_to_string(["<0x41>"])
+    llama = AutoTokenizer.from_pretrained(dirs["llama_legacy"])
+    assert repr(llama).startswith(type(llama).__name__ + "(")

@@ -1052,6 +1052,8 @@ class NemotronTokenizer:
         """The decoder's text of the tokens, as Transformers runs the decoder on them (any strings, not only the
         vocabulary's: the names convert_ids_to_tokens gives, words a pipeline put together), without clean-up;
         without a decoder, the tokens joined by spaces."""
+        if isinstance(tokens, str):  # as tokenizers refuses it: a str is not a list of its characters here
+            raise TypeError("convert_tokens_to_string takes a list of tokens, not a str")
         tokens = list(tokens)
         for token in tokens:
             if not isinstance(token, str):
@@ -1309,7 +1311,7 @@ class NemotronTokenizer:
         return ids
 
     def __repr__(self):
-        return (f"NemotronTokenizer(name_or_path={self.name_or_path!r}, vocab_size={self.vocab_size}, "
+        return (f"{type(self).__name__}(name_or_path={self.name_or_path!r}, vocab_size={self.vocab_size}, "
                 f"len={len(self)}, padding_side={self.padding_side!r})")
 
 
@@ -1501,7 +1503,9 @@ def _id_list(ids):
     Anything that is not an integer is a TypeError, as in Transformers."""
     if hasattr(ids, "tolist"):
         ids = ids.tolist()
-    if isinstance(ids, dict) and "input_ids" in ids:
+    if isinstance(ids, (bytes, bytearray)):  # a sequence of small ints, as tokenizers reads it
+        ids = list(ids)
+    if isinstance(ids, collections.abc.Mapping) and "input_ids" in ids:  # a BatchEncoding, Transformers' too
         ids = ids["input_ids"]
         if hasattr(ids, "tolist"):
             ids = ids.tolist()
