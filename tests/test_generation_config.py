@@ -219,10 +219,16 @@ def test_unsupported_features_say_so(models):
              (dict(penalty_alpha=0.6, top_k=4), "generation mode 'contrastive_search' is not supported"),
              (dict(num_beam_groups=2, num_beams=2), "generation mode 'group_beam_search' is not supported"),
              (dict(do_sample=True, top_h=0.5), "`top_h=0.5` is not supported"),
-             (dict(negative_prompt_ids=PROMPTS[:1]), "negative_prompt_ids is not supported")]
+             (dict(negative_prompt_ids=PROMPTS[:1], guidance_scale=1.5), "`guidance_scale=1.5` is not supported"),
+             (dict(custom_generate="transformers-community/dola"), "custom_generate is not supported")]
     for kwargs, message in cases:
         with pytest.raises(NotImplementedError, match=message):
             ours.generate(PROMPTS[1:2], max_new_tokens=2, **kwargs)
+    # without guidance, Transformers ignores a negative prompt: so do we
+    for guidance in ({}, {"guidance_scale": 1.0}):
+        np.testing.assert_array_equal(ours.generate(PROMPTS[1:2], max_new_tokens=3, negative_prompt_ids=PROMPTS[:1],
+                                                    negative_prompt_attention_mask=MASK[:1], **guidance),
+                                      ours.generate(PROMPTS[1:2], max_new_tokens=3))
 
 
 def test_checkpoint_without_generation_config(checkpoint, tmp_path):
@@ -337,3 +343,36 @@ def test_a_transformers_generation_config_is_taken(models):
                                       hf_generate(theirs, PROMPTS, MASK, generation_config=config))
     with pytest.raises(TypeError, match="generation_config must be a GenerationConfig, not dict"):
         ours.generate(PROMPTS, attention_mask=MASK, generation_config={"max_new_tokens": 2})
+
+
+def test_numpy_ids_are_written_as_numbers_and_other_objects_refused(tmp_path):
+    """A token id taken from an output is a NumPy integer: it was written as the string "81" (a file Transformers
+    cannot generate from); an object JSON has no form for is a TypeError, as in Transformers."""
+    stop = np.array([[5, 81]])[0, -1]
+    config = nemotron_c.GenerationConfig(eos_token_id=[3, stop], pad_token_id=np.int32(0),
+                                         sequence_bias={(np.int64(4),): 1.0})
+    config.save_pretrained(str(tmp_path))
+    written = json.loads((tmp_path / "generation_config.json").read_text())
+    assert written["eos_token_id"] == [3, 81] and written["pad_token_id"] == 0
+    assert written["sequence_bias"] == {"(4,)": 1.0}
+    theirs = transformers.GenerationConfig.from_pretrained(str(tmp_path))
+    assert theirs.eos_token_id == [3, 81]
+    config.to_json_file(str(tmp_path / "popped.json"), keys_to_pop=["pad_token_id"])
+    assert "pad_token_id" not in json.loads((tmp_path / "popped.json").read_text())
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        nemotron_c.GenerationConfig(eos_token_id={1, 2}).to_json_string()
+
+
+def test_generation_config_by_position_and_at_load(models, checkpoint):
+    """generate(inputs, generation_config) as Transformers orders its arguments; from_pretrained(...,
+    generation_config=) replaces the checkpoint's, ours or Transformers'."""
+    ours, theirs = models
+    config = nemotron_c.GenerationConfig(max_new_tokens=3, num_beams=2)
+    np.testing.assert_array_equal(ours.generate(PROMPTS, config, attention_mask=MASK),
+                                  hf_generate(theirs, PROMPTS, MASK, generation_config=config))
+    path = checkpoint(scale=0.25)
+    for given in (config, transformers.GenerationConfig(max_new_tokens=3, num_beams=2)):
+        loaded = nemotron_c.AutoModelForCausalLM.from_pretrained(path, generation_config=given)
+        reference = transformers.NemotronForCausalLM.from_pretrained(path, generation_config=given)
+        assert loaded.generation_config.max_new_tokens == 3 and loaded.generation_config.num_beams == 2
+        np.testing.assert_array_equal(our_generate(loaded, PROMPTS, MASK), hf_generate(reference, PROMPTS, MASK))

@@ -86,13 +86,18 @@ def validate_watermarking(config):
 
 def json_ready(value):
     """What Transformers' to_json_string writes: dict keys as strings (sequence_bias's tuples become "(1, 2)"), and
-    config objects as their to_dict()."""
+    config objects as their to_dict(). NumPy (and torch) numbers and arrays, such as a token id taken from an output,
+    are written as the numbers they hold (Transformers cannot write them); any other object is a TypeError, as
+    there, rather than its str() written as a setting."""
     if isinstance(value, dict):
-        return {str(key): json_ready(item) for key, item in value.items()}
-    if isinstance(value, list):
+        return {str(tuple(json_ready(key)) if isinstance(key, tuple) else json_ready(key)): json_ready(item)
+                for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
         return [json_ready(item) for item in value]
     if hasattr(value, "to_dict") and not isinstance(value, type):
         return value.to_dict()
+    if hasattr(value, "tolist") and not isinstance(value, type) and type(value).__module__ in ("numpy", "torch"):
+        return json_ready(value.tolist())
     return value
 
 
@@ -408,11 +413,12 @@ class GenerationConfig:
         if ignore_metadata:
             for key in METADATA_FIELDS:
                 data.pop(key, None)
-        return json.dumps(json_ready(data), indent=2, sort_keys=True, default=str) + "\n"
+        return json.dumps(json_ready(data), indent=2, sort_keys=True) + "\n"
 
-    def to_json_file(self, json_file_path, use_diff=True):
+    def to_json_file(self, json_file_path, use_diff=True, keys_to_pop=None):
+        text = self.to_json_string(use_diff=use_diff, keys_to_pop=keys_to_pop)  # an error leaves no file
         with open(json_file_path, "w", encoding="utf-8") as f:
-            f.write(self.to_json_string(use_diff=use_diff))
+            f.write(text)
 
     def save_pretrained(self, save_directory, config_file_name=None, push_to_hub=False, **kwargs):
         if push_to_hub:

@@ -773,10 +773,10 @@ def prepare(model, inputs, kwargs, *, generation_config=None, logits_processor=N
     if prefix_allowed_tokens_fn is not None and not callable(prefix_allowed_tokens_fn):
         raise TypeError(f"`prefix_allowed_tokens_fn` must be a callable (batch_id, input_ids) -> allowed token ids, "
                         f"not {type(prefix_allowed_tokens_fn).__name__}")
-    for name, value in (("negative_prompt_ids", negative_prompt_ids), ("custom_generate", custom_generate),
-                        ("negative_prompt_attention_mask", negative_prompt_attention_mask)):
-        if value is not None:
-            raise NotImplementedError(f"{name} is not supported by nemotron_c's generate()")
+    # negative_prompt_ids (and its mask) serve classifier-free guidance alone, which guidance_scale other than 1
+    # asks for and check_supported refuses: otherwise Transformers ignores them, as here
+    if custom_generate is not None:
+        raise NotImplementedError("custom_generate is not supported by nemotron_c's generate()")
     tokenizer = kwargs.pop("tokenizer", None)
     assistant_tokenizer = kwargs.pop("assistant_tokenizer", None)
     kwargs.pop("trust_remote_code", None)

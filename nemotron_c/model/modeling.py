@@ -21,7 +21,7 @@ from ..checkpoint.tensors import convert
 from ..checkpoint.saving import DEFAULT_MAX_SHARD_SIZE, save_model
 from ..generation.configuration import GENERATION_CONFIG_NAME, GenerationConfig
 from ..generation.scoring import score
-from ..generation.utils import compute_transition_scores, generate, generate_iter
+from ..generation.utils import as_generation_config, compute_transition_scores, generate, generate_iter
 from .adapters import DEFAULT_ADAPTER_NAME, AdapterState, PeftAdapterMixin, adapter_base, merged_tensors, read_adapter
 from .cache import NemotronCache, check_cache
 from .configuration import CONFIG_NAME, NemotronConfig
@@ -150,6 +150,7 @@ class NemotronPreTrainedModel(PeftAdapterMixin):
             raise TypeError("from_pretrained takes the checkpoint path as its only positional argument")
         cache_dtype = kwargs.pop("cache_dtype", None)
         attn_implementation = kwargs.pop("attn_implementation", None)
+        generation_config = as_generation_config(kwargs.pop("generation_config", None))
         check_cpu_device(device_map, "device_map")
         check_cpu_device(device, "device")
         if torch_dtype is not None:
@@ -224,6 +225,8 @@ class NemotronPreTrainedModel(PeftAdapterMixin):
         model = cls(config, tensors, dtype=dtype, num_threads=num_threads,
                     adapter=None if adapter is None else (adapter_name, adapter))
         model._load_extras(path)
+        if generation_config is not None and model.can_generate():  # as Transformers: it replaces the checkpoint's
+            model.generation_config = generation_config
         if cache_dtype is not None:
             model.cache_dtype = cache_dtype
         model._load_args = (os.path.abspath(path), dtype, num_threads)  # unpickled from any directory
@@ -783,8 +786,10 @@ class NemotronForCausalLM(NemotronPreTrainedModel):
         )
         return self._returned(output, return_dict)
 
-    def generate(self, inputs=None, **kwargs):
-        return generate(self, inputs, **kwargs)
+    def generate(self, inputs=None, *args, **kwargs):
+        """Transformers' generate(inputs, generation_config, logits_processor, stopping_criteria, ...); see
+        nemotron_c.generation.utils.generate."""
+        return generate(self, inputs, *args, **kwargs)
 
     def score(self, inputs, tokenizer=None, **kwargs):
         """Log-likelihood of each sequence (sum, mean, perplexity); see nemotron_c.generation.scoring.score."""
