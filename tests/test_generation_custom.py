@@ -3,6 +3,7 @@ constrained-decoding libraries) against Transformers: where in the processors th
 what a misbehaving one raises."""
 import os
 import textwrap
+import threading
 import warnings
 
 import numpy as np
@@ -545,3 +546,37 @@ def test_generate_iter_takes_them_too(models):
     expected = our_generate(ours, PROMPTS[1:2], None, **kwargs)
     assert expected[0, PROMPTS.shape[1]] == 24 and expected.shape[1] == PROMPTS.shape[1] + 6
     assert list(ours.generate_iter(PROMPTS[1:2], **kwargs)) == expected[0, PROMPTS.shape[1]:].tolist()
+
+
+@pytest.mark.parametrize("num_beams", [1, 2])
+def test_processors_and_criteria_run_on_the_callers_thread(models, num_beams):
+    """As Transformers calls them: on the thread that called generate(), with its thread-locals, context variables
+    and NumPy error state (they ran on a thread of the core's, which saw none of them)."""
+    import contextvars
+
+    ours, _ = models
+    local, request = threading.local(), contextvars.ContextVar("request", default=None)
+    seen = []
+
+    def where():
+        seen.append((threading.current_thread(), getattr(local, "user", None), request.get(), np.geterr()["over"]))
+
+    def processor(input_ids, scores):
+        where()
+        return scores
+
+    def criterion(input_ids, scores):
+        where()
+        return torch.zeros(input_ids.shape[0], dtype=torch.bool)
+
+    def call():
+        local.user = "alice"
+        request.set("req-42")
+        with np.errstate(over="raise"):
+            ours.generate(PROMPTS, attention_mask=MASK, max_new_tokens=3, num_beams=num_beams,
+                          logits_processor=[processor], stopping_criteria=[criterion])
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    caller.join()
+    assert seen and all(s == (caller, "alice", "req-42", "raise") for s in seen), seen[:2]

@@ -80,6 +80,11 @@ typedef nt_status (*nt_py_job)(void *ctx, nt_error *err, const volatile int *can
  * Returns 0, or -1 with the core's error or the signal handler's exception (KeyboardInterrupt) set. */
 int nt_py_run(nt_py_job job, void *ctx, CacheObject *cache);
 
+/* From inside a job: runs call(arg) holding the GIL on the thread that called nt_py_run (which waits for the job),
+ * and returns once it has run; as Transformers calls logits processors on the thread that called generate(), with
+ * its thread-locals, context variables and NumPy error state. Outside a job (a job run in place), on this thread. */
+void nt_py_call_on_caller(void (*call)(void *), void *arg);
+
 /* ---------------------------------------------------------------- the types, one file each */
 
 int nt_py_register_model(PyObject *module);     /* model.c: Model and Cache */

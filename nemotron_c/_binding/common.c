@@ -132,21 +132,34 @@ typedef struct {
     nt_status status;
     nt_error err;
     int finished;
+    void (*call)(void *); /* a Python call the job asks the waiting thread to make (nt_py_call_on_caller) */
+    void *call_arg;
+    int call_done;
     pthread_mutex_t lock;
-    pthread_cond_t cond;
+    pthread_cond_t cond; /* the job finished, a call is asked for, or it is done */
 } run_state;
+
+/* The run whose job this thread is running, for nt_py_call_on_caller. */
+static _Thread_local run_state *running;
 
 static void finish(run_state *run, nt_status status) {
     pthread_mutex_lock(&run->lock);
     run->status = status;
     run->finished = 1;
-    pthread_cond_signal(&run->cond);
+    pthread_cond_broadcast(&run->cond);
     pthread_mutex_unlock(&run->lock); /* the caller may free run from here on */
+}
+
+static nt_status run_job(run_state *run) {
+    running = run;
+    nt_status status = run->job(run->ctx, &run->err, &run->cancel);
+    running = NULL;
+    return status;
 }
 
 static void *run_worker(void *arg) {
     run_state *run = arg;
-    finish(run, run->job(run->ctx, &run->err, &run->cancel));
+    finish(run, run_job(run));
     return NULL;
 }
 
@@ -168,7 +181,7 @@ static void *runner_main(void *unused) {
         run_state *run = runner.job;
         runner.job = NULL;
         pthread_mutex_unlock(&runner.lock);
-        nt_status status = run->job(run->ctx, &run->err, &run->cancel);
+        nt_status status = run_job(run);
         pthread_mutex_lock(&runner.lock);
         runner.busy = 0;
         finish(run, status);
@@ -215,11 +228,46 @@ static int wait_a_while(run_state *run) {
         deadline.tv_nsec -= 1000000000L;
     }
     pthread_mutex_lock(&run->lock);
-    while (!run->finished && pthread_cond_timedwait(&run->cond, &run->lock, &deadline) == 0) {
+    while (!run->finished && run->call == NULL && pthread_cond_timedwait(&run->cond, &run->lock, &deadline) == 0) {
     }
     int finished = run->finished;
     pthread_mutex_unlock(&run->lock);
     return finished;
+}
+
+/* On the waiting thread, holding the GIL: makes the call the job asked for, if any, then lets the job go on. An
+ * exception already set here (a signal's) is kept aside meanwhile. */
+static void serve_call(run_state *run) {
+    pthread_mutex_lock(&run->lock);
+    void (*call)(void *) = run->call;
+    run->call = NULL;
+    pthread_mutex_unlock(&run->lock);
+    if (call == NULL) return;
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    call(run->call_arg);
+    PyErr_Restore(type, value, traceback);
+    pthread_mutex_lock(&run->lock);
+    run->call_done = 1;
+    pthread_cond_broadcast(&run->cond);
+    pthread_mutex_unlock(&run->lock);
+}
+
+void nt_py_call_on_caller(void (*call)(void *), void *arg) {
+    run_state *run = running;
+    if (run == NULL) { /* the caller's own thread, the GIL released around the job */
+        PyGILState_STATE gil = PyGILState_Ensure();
+        call(arg);
+        PyGILState_Release(gil);
+        return;
+    }
+    pthread_mutex_lock(&run->lock);
+    run->call_arg = arg;
+    run->call_done = 0;
+    run->call = call;
+    pthread_cond_broadcast(&run->cond);
+    while (!run->call_done) pthread_cond_wait(&run->cond, &run->lock);
+    pthread_mutex_unlock(&run->lock);
 }
 
 int nt_py_run(nt_py_job job, void *ctx, CacheObject *cache) {
@@ -243,6 +291,7 @@ int nt_py_run(nt_py_job job, void *ctx, CacheObject *cache) {
             Py_BEGIN_ALLOW_THREADS
             finished = wait_a_while(&run);
             Py_END_ALLOW_THREADS
+            serve_call(&run);
             if (finished) break;
             if (!interrupted && PyErr_CheckSignals() < 0) {
                 interrupted = 1;

@@ -249,12 +249,27 @@ static nt_status keep_hook_error(GeneratorObject *self, nt_error *err, const cha
     return nt_error_set(err, NT_ERROR_INTERNAL, "%s", what);
 }
 
-/* The stop hook, on the thread running the step as call_hook: stop_hook(ids, rows, length) with a copy of the
+/* A hook's arguments and status, for the call made on the caller's thread (nt_py_call_on_caller). */
+typedef struct {
+    GeneratorObject *self;
+    nt_error *err;
+    int stage;
+    const int64_t *ids;
+    int64_t stride, rows, length, V;
+    float *scores;
+    uint8_t *hits;
+    nt_status status;
+} hook_call;
+
+/* The stop hook, on the caller's thread as the processor hook: stop_hook(ids, rows, length) with a copy of the
  * candidates (int64 bytes), what it returns (a uint8 or bool buffer of (rows)) copied into hits. */
-static nt_status call_stop_hook(void *ctx, nt_error *err, const int64_t *ids, int64_t rows, int64_t length,
-                                uint8_t *hits) {
-    GeneratorObject *self = ctx;
-    PyGILState_STATE gil = PyGILState_Ensure();
+static void stop_hook_body(void *arg) {
+    hook_call *c = arg;
+    GeneratorObject *self = c->self;
+    nt_error *err = c->err;
+    const int64_t *ids = c->ids;
+    int64_t rows = c->rows, length = c->length;
+    uint8_t *hits = c->hits;
     nt_status status = NT_OK;
     PyObject *id_bytes = PyBytes_FromStringAndSize((const char *)ids,
                                                    (Py_ssize_t)(rows * length) * (Py_ssize_t)sizeof(int64_t));
@@ -272,8 +287,14 @@ static nt_status call_stop_hook(void *ctx, nt_error *err, const int64_t *ids, in
     if (PyErr_Occurred()) status = keep_hook_error(self, err, "a stopping criterion raised");
     Py_XDECREF(result);
     Py_XDECREF(id_bytes);
-    PyGILState_Release(gil);
-    return status;
+    c->status = status;
+}
+
+static nt_status call_stop_hook(void *ctx, nt_error *err, const int64_t *ids, int64_t rows, int64_t length,
+                                uint8_t *hits) {
+    hook_call c = {.self = ctx, .err = err, .ids = ids, .rows = rows, .length = length, .hits = hits};
+    nt_py_call_on_caller(stop_hook_body, &c);
+    return c.status;
 }
 
 /* set_stop_hook(hook): beam search's stopping criteria, hook(ids bytes, rows, length) -> uint8 hits (rows) over
@@ -292,13 +313,17 @@ static PyObject *Generator_set_stop_hook(GeneratorObject *self, PyObject *args) 
     Py_RETURN_NONE;
 }
 
-/* The processor hook, on the thread running the step: the GIL taken (the thread waiting in run() releases it
- * between its checks for signals), hook(stage, ids, rows, length, scores) called with copies of the rows' ids
- * (int64) and of the scores (float32) as bytes, and what it returns (a float32 buffer of (rows, V)) copied back. */
-static nt_status call_hook(void *ctx, nt_error *err, int stage, const int64_t *ids, int64_t stride, int64_t rows,
-                           int64_t length, float *scores, int64_t V) {
-    GeneratorObject *self = ctx;
-    PyGILState_STATE gil = PyGILState_Ensure();
+/* The processor hook, on the thread that called run() (which waits for the step meanwhile), as Transformers runs
+ * processors: hook(stage, ids, rows, length, scores) called with copies of the rows' ids (int64) and of the scores
+ * (float32) as bytes, and what it returns (a float32 buffer of (rows, V)) copied back. */
+static void hook_body(void *arg) {
+    hook_call *c = arg;
+    GeneratorObject *self = c->self;
+    nt_error *err = c->err;
+    const int64_t *ids = c->ids;
+    int64_t stride = c->stride, rows = c->rows, length = c->length, V = c->V;
+    float *scores = c->scores;
+    int stage = c->stage;
     nt_status status = NT_OK;
     PyObject *id_bytes = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(rows * length) * (Py_ssize_t)sizeof(int64_t));
     PyObject *score_bytes = PyBytes_FromStringAndSize((const char *)scores,
@@ -322,8 +347,15 @@ static nt_status call_hook(void *ctx, nt_error *err, int stage, const int64_t *i
     Py_XDECREF(result);
     Py_XDECREF(id_bytes);
     Py_XDECREF(score_bytes);
-    PyGILState_Release(gil);
-    return status;
+    c->status = status;
+}
+
+static nt_status call_hook(void *ctx, nt_error *err, int stage, const int64_t *ids, int64_t stride, int64_t rows,
+                           int64_t length, float *scores, int64_t V) {
+    hook_call c = {.self = ctx, .err = err, .stage = stage, .ids = ids, .stride = stride, .rows = rows,
+                   .length = length, .V = V, .scores = scores};
+    nt_py_call_on_caller(hook_body, &c);
+    return c.status;
 }
 
 /* set_processor_hook(hook, stages): hook(stage, ids bytes, rows, length, scores bytes) -> float32 (rows, V), called
