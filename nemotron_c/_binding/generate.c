@@ -103,18 +103,19 @@ static int Generator_init(GeneratorObject *self, PyObject *args, PyObject *kwarg
                                self->outputs[6].buf};
     nt_error err = {0};
     nt_status status;
+    if (cache) cache->held = 1; /* before the GIL goes: no other call may change it while the generator reads it */
     Py_BEGIN_ALLOW_THREADS
     status = nt_generator_create(&self->generator, &err, ((ModelObject *)model)->model, &c, &o, ids.buf,
                                  mask.buf, positions.buf, N, T, cache ? cache->cache : NULL);
     Py_END_ALLOW_THREADS
     if (status != NT_OK) {
+        if (cache) cache->held = 0;
         nt_py_raise(&err);
         goto done;
     }
     self->rows = N;
     self->model = Py_NewRef(model);
     self->cache = cache ? (CacheObject *)Py_NewRef((PyObject *)cache) : NULL;
-    if (cache) cache->held = 1;
     result = 0;
 
 done:
