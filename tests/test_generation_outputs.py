@@ -191,6 +191,18 @@ def test_bfloat16_checkpoint(checkpoint):
     compare(ours, theirs, PROMPTS, MASK, max_new_tokens=4)
 
 
+def prefix_caches(models, ids, mask, positions, cached):
+    """(ours, Transformers') caches of the first `cached` tokens of ids at the given positions."""
+    ours, theirs = models
+    ours_cache = ours(ids[:, :cached], attention_mask=mask[:, :cached], position_ids=positions[:, :cached],
+                      use_cache=True).cache
+    with torch.no_grad():
+        theirs_cache = theirs(torch.as_tensor(ids[:, :cached]), attention_mask=torch.as_tensor(mask[:, :cached]),
+                              position_ids=torch.as_tensor(positions[:, :cached]), use_cache=True,
+                              cache=transformers.DynamicCache(config=theirs.config)).past_key_values
+    return ours_cache, theirs_cache
+
+
 @pytest.mark.parametrize("num_beams", [1, 2])
 def test_continuing_from_a_cache_replays_only_the_uncached_prompt(eager, num_beams):
     """With a cache passed in, step 0 covers the prompt positions the cache lacks, as Transformers' prefill (with
@@ -199,12 +211,7 @@ def test_continuing_from_a_cache_replays_only_the_uncached_prompt(eager, num_bea
     cached = 4
     ids, mask = np.repeat(PROMPTS, num_beams, axis=0), np.repeat(MASK, num_beams, axis=0)  # a cache row per beam
     positions = np.where(mask != 0, np.cumsum(mask, axis=1) - 1, 0)
-    ours_cache = ours(ids[:, :cached], attention_mask=mask[:, :cached], position_ids=positions[:, :cached],
-                      use_cache=True).cache
-    with torch.no_grad():
-        theirs_cache = theirs(torch.as_tensor(ids[:, :cached]), attention_mask=torch.as_tensor(mask[:, :cached]),
-                              position_ids=torch.as_tensor(positions[:, :cached]), use_cache=True,
-                              cache=transformers.DynamicCache(config=theirs.config)).past_key_values
+    ours_cache, theirs_cache = prefix_caches(eager, ids, mask, positions, cached)
     expected = hf_generate(theirs, PROMPTS, MASK, max_new_tokens=3, past_key_values=theirs_cache, num_beams=num_beams,
                            **OUTPUTS)
     got = our_generate(ours, PROMPTS, MASK, max_new_tokens=3, cache=ours_cache, num_beams=num_beams, **OUTPUTS)
@@ -245,12 +252,7 @@ def test_position_ids_given_with_a_cache_cover_the_whole_prompt(eager):
     """Transformers takes the positions of the tokens the cache lacks from the whole prompt's."""
     ours, theirs = eager
     cached, positions = 4, np.tile(np.arange(7) * 2 + 1, (len(PROMPTS), 1))
-    ours_cache = ours(PROMPTS[:, :cached], attention_mask=MASK[:, :cached], position_ids=positions[:, :cached],
-                      use_cache=True).cache
-    with torch.no_grad():
-        theirs_cache = theirs(torch.as_tensor(PROMPTS[:, :cached]), attention_mask=torch.as_tensor(MASK[:, :cached]),
-                              position_ids=torch.as_tensor(positions[:, :cached]), use_cache=True,
-                              cache=transformers.DynamicCache(config=theirs.config)).past_key_values
+    ours_cache, theirs_cache = prefix_caches(eager, PROMPTS, MASK, positions, cached)
     expected = hf_generate(theirs, PROMPTS, MASK, max_new_tokens=4, past_key_values=theirs_cache,
                            position_ids=torch.as_tensor(positions))
     got = our_generate(ours, PROMPTS, MASK, max_new_tokens=4, cache=ours_cache, position_ids=positions)

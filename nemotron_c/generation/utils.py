@@ -126,10 +126,11 @@ def prepare_generation_config(model, generation_config, kwargs):
     then keyword arguments. Returns (config, model_kwargs)."""
     provided = generation_config is not None
     if generation_config is None:
-        if model.config.generation_parameters():  # Transformers' error for the legacy way, word for word
+        found = model.config.generation_parameters()
+        if found:  # Transformers' error for the legacy way, word for word
             raise ValueError(
                 "You have modified the pretrained model configuration to control generation We detected the following "
-                f"values set - {model.config.generation_parameters()}. This strategy to control generation is not "
+                f"values set - {found}. This strategy to control generation is not "
                 "supported anymore. Please use and modify `model.generation_config` (see "
                 "https://huggingface.co/docs/transformers/generation_strategies#default-text-generation-configuration )")
         generation_config = GenerationConfig()

@@ -281,10 +281,11 @@ class NemotronConfig:
         return {key: getattr(self, key) for key in GENERATION_PARAMETERS if getattr(self, key, None) is not None}
 
     def save_pretrained(self, save_directory):
-        if self.generation_parameters():  # Transformers' error, word for word
+        found = self.generation_parameters()
+        if found:  # Transformers' error, word for word
             raise ValueError("Some generation parameters are set in the model config. These should go into "
                              "`model.generation_config`as opposed to `model.config`. \nGeneration parameters found: "
-                             f"{self.generation_parameters()}")
+                             f"{found}")
         os.makedirs(save_directory, exist_ok=True)
         if hasattr(self, "transformers_weights"):  # as Transformers: it names the file loading read, not one saved
             del self.transformers_weights

@@ -445,4 +445,3 @@ class LanguageModelHead:
 
     def __repr__(self):
         return f"Linear(in_features={self.in_features}, out_features={self.out_features}, bias=False)"
-
