@@ -45,6 +45,17 @@ void nt_cache_free(nt_cache *cache) {
 
 int64_t nt_cache_batch_size(const nt_cache *cache) { return cache->batch_size; }
 int64_t nt_cache_length(const nt_cache *cache) { return cache->length; }
+nt_status nt_cache_check_fits(nt_error *err, const nt_cache *c, const nt_config *config) {
+    if (c->num_layers == config->num_hidden_layers && c->num_kv_heads == config->num_key_value_heads &&
+        c->head_dim == config->head_dim)
+        return NT_OK;
+    return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "the cache was made by a model of another shape (%lld layers "
+                        "of %lld key/value heads of %lld; this model has %lld of %lld of %lld)",
+                        (long long)c->num_layers, (long long)c->num_kv_heads, (long long)c->head_dim,
+                        (long long)config->num_hidden_layers, (long long)config->num_key_value_heads,
+                        (long long)config->head_dim);
+}
+
 int64_t nt_cache_num_layers(const nt_cache *cache) { return cache->num_layers; }
 int64_t nt_cache_num_kv_heads(const nt_cache *cache) { return cache->num_kv_heads; }
 int64_t nt_cache_head_dim(const nt_cache *cache) { return cache->head_dim; }

@@ -229,10 +229,8 @@ static nt_status check_inputs(nt_error *err, const nt_model *m, const int32_t *i
     if (B <= 0 || T <= 0)
         return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "batch size and sequence length must be positive, got %lld and %lld",
                             (long long)B, (long long)T);
-    if (cache != NULL && !nt_cache_fits(cache, &m->config))
-        return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "the cache was made for a model of another shape (%lld "
-                            "layers of %lld key/value heads of %lld)", (long long)cache->num_layers,
-                            (long long)cache->num_kv_heads, (long long)cache->head_dim);
+    nt_status status = cache != NULL ? nt_cache_check_fits(err, cache, &m->config) : NT_OK;
+    if (status != NT_OK) return status;
     if (cache != NULL && cache->batch_size != B)
         return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "the cache holds %lld sequences but the input has %lld",
                             (long long)cache->batch_size, (long long)B);

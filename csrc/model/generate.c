@@ -118,8 +118,7 @@ nt_status nt_generator_create(nt_generator **out, nt_error *err, nt_model *model
                             (long long)nt_cache_batch_size(cache), (long long)nt_cache_length(cache), (long long)N,
                             (long long)T);
     const nt_config *mc = nt_model_config(model);
-    if (cache != NULL && !nt_cache_fits(cache, mc))
-        return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "the cache was made for a model of another shape");
+    if (cache != NULL && (status = nt_cache_check_fits(err, cache, mc)) != NT_OK) return status;
     /* 16: beam search's staged rows are twice a prompt's beams */
     if (nt_mul_size(nt_mul_size(N, config->max_length), 16) < 0 || nt_mul_size(nt_mul_size(N, mc->vocab_size), 8) < 0)
         return nt_error_set(err, NT_ERROR_INVALID_ARGUMENT, "%lld rows of %lld tokens are too many to generate",

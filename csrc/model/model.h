@@ -44,12 +44,10 @@ struct nt_cache {
     void *values;      /* (L, B, NKV, capacity, D) */
 };
 
-/* Whether a cache has the layers, key/value heads and head size of the model's: a cache made by another model
- * object of the same shape is as good as its own (Transformers' caches belong to no model). */
-static inline int nt_cache_fits(const nt_cache *c, const nt_config *config) {
-    return c->num_layers == config->num_hidden_layers && c->num_kv_heads == config->num_key_value_heads &&
-           c->head_dim == config->head_dim;
-}
+/* NT_OK when a cache has the layers, key/value heads and head size of the model's, else the error naming both: a
+ * cache made by another model object of the same shape is as good as its own (Transformers' caches belong to no
+ * model). */
+nt_status nt_cache_check_fits(nt_error *err, const nt_cache *cache, const nt_config *config);
 
 /* bytes of one element of a cache */
 static inline size_t nt_cache_element_bytes(const nt_cache *c) { return c->dtype == NT_DTYPE_BF16 ? 2 : 4; }

@@ -340,18 +340,11 @@ def check_cache(cache, model, batch_size, name, rows):
     if not isinstance(cache, NemotronCache):
         raise TypeError(f"{name} must be a NemotronCache returned by this library (got {type(cache).__name__}); "
                         "Transformers' cache objects cannot be mixed in")
-    if cache._owner is not model._core:
-        # another model object's cache serves if it has this model's shape, as Transformers' caches belong to no
-        # model; but this model's own from before its weights changed holds keys of other weights
-        if cache._model() is model:
-            raise ValueError(f"{name} was made before this model's weights changed (an adapter switch, or to() "
-                             "another dtype): its keys and values come from other weights")
-        config, core = model.config, cache._core
-        if (core.num_layers, core.num_key_value_heads, core.head_dim) != (
-                config.num_hidden_layers, config.num_key_value_heads, config.head_dim):
-            raise ValueError(f"{name} was made by a model of another shape ({core.num_layers} layers of "
-                             f"{core.num_key_value_heads} key/value heads of {core.head_dim}; this model has "
-                             f"{config.num_hidden_layers} of {config.num_key_value_heads} of {config.head_dim})")
+    # another model object's cache serves (the core refuses one of another shape), as Transformers' caches belong to
+    # no model; but this model's own from before its weights changed holds keys of other weights
+    if cache._owner is not model._core and cache._model() is model:
+        raise ValueError(f"{name} was made before this model's weights changed (an adapter switch, or to() another "
+                         "dtype): its keys and values come from other weights")
     if cache.batch_size != batch_size and cache.get_seq_length() == 0:
         cache._core.select(np.zeros(batch_size, np.int64))
     if cache.batch_size != batch_size:
