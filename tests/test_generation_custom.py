@@ -1,6 +1,7 @@
 """generate() with a caller's logits_processor, stopping_criteria and prefix_allowed_tokens_fn (the plug-in points of
 constrained-decoding libraries) against Transformers: where in the processors they run, what they are given, and
 what a misbehaving one raises."""
+import contextvars
 import os
 import textwrap
 import threading
@@ -552,8 +553,6 @@ def test_generate_iter_takes_them_too(models):
 def test_processors_and_criteria_run_on_the_callers_thread(models, num_beams):
     """As Transformers calls them: on the thread that called generate(), with its thread-locals, context variables
     and NumPy error state (they ran on a thread of the core's, which saw none of them)."""
-    import contextvars
-
     ours, _ = models
     local, request = threading.local(), contextvars.ContextVar("request", default=None)
     seen = []

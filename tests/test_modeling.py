@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import transformers
+from transformers.modeling_outputs import CausalLMOutputWithPast as TransformersCausalLMOutput
 
 import nemotron_c
 from nemotron_c.checkpoint.reading import read_checkpoint
@@ -463,11 +464,9 @@ def test_outputs_are_edited_as_transformers_outputs(checkpoint):
     """Setting a field as an attribute or a key reaches the other access paths (it went to the attribute alone), the
     cache's old names are keys too, fields may be given in order, and the dict neither shrinks nor grows otherwise;
     each against Transformers' own output class."""
-    from transformers.modeling_outputs import CausalLMOutputWithPast as Theirs
-
     out = nemotron_c.AutoModelForCausalLM.from_pretrained(checkpoint())(IDS, use_cache=True)
     logits = torch.as_tensor(out.logits)
-    ref = Theirs(logits=logits, past_key_values=transformers.DynamicCache())
+    ref = TransformersCausalLMOutput(logits=logits, past_key_values=transformers.DynamicCache())
     for output, value in ((out, np.ones(1)), (ref, torch.ones(1))):
         assert "past_key_values" in output and output.get("past_key_values") is output.cache
         output.loss = value

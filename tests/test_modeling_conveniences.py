@@ -1,6 +1,7 @@
 """What Transformers users reach for on a model: repr, num_parameters, dtype against torch dtypes, from_config, the
 max_position_embeddings warning; compared with Transformers' models of the same config."""
 import copy
+import pickle
 import warnings
 
 import numpy as np
@@ -185,8 +186,6 @@ def test_to_float_half_and_bfloat16_convert_as_loading_in_that_dtype(checkpoint)
     """model.to(dtype) (and .float(), .half(), .bfloat16()) converts the weights as from_pretrained(dtype=...) does,
     as Transformers converts them; the CPU, torch's options and a tensor's device and dtype are taken; another
     device, a non-float dtype or a quantized model's conversion are refused."""
-    import pickle
-
     path = checkpoint(scale=0.25)
     ids = np.array([[5, 17, 33, 2, 9, 4]])
     loaded = {name: nemotron_c.AutoModelForCausalLM.from_pretrained(path, dtype=name)(ids).logits

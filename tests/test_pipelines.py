@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 import transformers
+from transformers.pipelines.pt_utils import KeyDataset
 from helpers.transformers_reference import build_hf_model
 
 import nemotron_c
@@ -422,8 +423,6 @@ class Streamed(torch.utils.data.IterableDataset):
 def test_a_torch_dataset_streams_as_in_transformers(paths, task):
     """KeyDataset(dataset, "text") is how Transformers' documentation feeds a dataset to a pipeline: an iterator of
     results, one per item (it was taken for one input and refused)."""
-    from transformers.pipelines.pt_utils import KeyDataset
-
     ours, theirs = pair(paths, task)
     call = {"max_new_tokens": 3, "do_sample": False} if task.startswith("text-generation") else {}
     records = [{"text": text} for text in TEXTS]

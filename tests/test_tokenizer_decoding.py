@@ -2,6 +2,7 @@
 skip_special_tokens, no decoder or an empty one, and added tokens named by their normalized form."""
 import json
 import os
+import pickle
 import shutil
 
 import numpy as np
@@ -168,8 +169,6 @@ def test_a_truncation_side_set_later_is_checked_when_it_cuts(dirs, side, error):
 
 
 def test_forced_clean_up_is_an_attribute_and_pickles_keep_what_was_set(dirs):
-    import pickle
-
     ours, theirs = AutoTokenizer.from_pretrained(dirs["nemotron"]), transformers.AutoTokenizer.from_pretrained(
         dirs["nemotron"])
     ids = ours.encode("Hello , world .")
